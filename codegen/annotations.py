@@ -1,0 +1,47 @@
+"""Parse codegen/annotations.txt: which driver functions are forwarded and how.
+
+Line forms (one function per line, '#' starts a comment):
+    NAME [PARAM=SPEC ...]   generated on both sides; unlisted pointer params inferred
+    @client NAME [...]      generated forwarder gwf_NAME; the exported NAME is hand-written
+    @manual NAME            both sides hand-written (its own wire format)
+    @local NAME             answered in the client alone; never sent
+SPEC: out | out[EXPR] | in | in[EXPR] | inout | inout[EXPR] | str | destroy | addr
+(addr: a device address typed as a pointer, sent as a number)
+EXPR is a C expression over the other parameters giving the element count.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Annotation:
+    name: str
+    mode: str = "generated"  # generated | client | manual | local
+    specs: dict[str, str] = field(default_factory=dict)
+
+
+_SPEC = re.compile(r"^(out|in|inout)(\[(.+)\])?$|^(str|destroy|addr)$")
+
+
+def parse(path: str) -> dict[str, Annotation]:
+    out: dict[str, Annotation] = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, raw in enumerate(f, 1):
+            line = raw.split("#", 1)[0].split()
+            if not line:
+                continue
+            mode = "generated"
+            if line[0] in ("@client", "@manual", "@local"):
+                mode = line.pop(0)[1:]
+            ann = Annotation(line[0], mode)
+            for item in line[1:]:
+                pname, _, spec = item.partition("=")
+                if not _SPEC.match(spec):
+                    raise SystemExit(f"{path}:{lineno}: bad spec {item!r}")
+                ann.specs[pname] = spec
+            if ann.name in out:
+                raise SystemExit(f"{path}:{lineno}: {ann.name} listed twice")
+            out[ann.name] = ann
+    return out

@@ -1,0 +1,77 @@
+/* Internal API of gpuwire's client libcuda.so.1: what the generated forwarders
+ * and the hand-written pieces share. Nothing here is exported. */
+#ifndef GW_CLIENT_H
+#define GW_CLIENT_H
+
+#include <cuda.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/wire.h"
+#include "../generated/gw_ops.h"
+#include "../generated/client_generated.h"
+
+#define GW_HIDDEN __attribute__((visibility("hidden")))
+
+/* ---- requests and replies (transport.c) ----
+ * A request is built in a per-thread buffer, sent whole, and its reply read
+ * into a per-thread buffer, so decoding happens outside the connection lock. */
+typedef struct gw_req gw_req;
+typedef struct gw_rep gw_rep;
+
+GW_HIDDEN gw_req *gw_req_begin(unsigned op);
+GW_HIDDEN gw_req *gw_req_begin_quiet(unsigned op); /* part of a call already counted */
+GW_HIDDEN void gw_req_set_flags(gw_req *q, unsigned flags);
+GW_HIDDEN void gw_put_u32(gw_req *q, uint32_t v);
+GW_HIDDEN void gw_put_u64(gw_req *q, uint64_t v);
+GW_HIDDEN void gw_put_f64(gw_req *q, double v);
+GW_HIDDEN void gw_put_raw(gw_req *q, const void *p, size_t n);
+GW_HIDDEN void gw_put_in(gw_req *q, const void *p, size_t nbytes);  /* u32 length (NULL marker) + bytes */
+GW_HIDDEN void gw_put_out(gw_req *q, const void *p, size_t count); /* u32 element count (NULL marker) */
+GW_HIDDEN void gw_put_str(gw_req *q, const char *s);
+GW_HIDDEN void gw_put_handles(gw_req *q, void *const *h, size_t n);
+/* Send and wait for the reply; *r is always set and must be ended. */
+GW_HIDDEN CUresult gw_req_call(gw_req *q, gw_rep **r);
+/* Send without waiting (GW_F_NOREPLY): a failure comes back on a later collecting call. */
+GW_HIDDEN CUresult gw_req_post(gw_req *q);
+GW_HIDDEN int gw_get_bytes(gw_rep *r, void *dst, size_t n);
+GW_HIDDEN uint32_t gw_get_u32(gw_rep *r);
+GW_HIDDEN uint64_t gw_get_u64(gw_rep *r);
+GW_HIDDEN const void *gw_get_view(gw_rep *r, size_t n); /* n bytes in place, or NULL */
+GW_HIDDEN void gw_get_handles(gw_rep *r, void **h, size_t n);
+GW_HIDDEN CUresult gw_rep_status(gw_rep *r, CUresult res); /* CUDA_ERROR_UNKNOWN if the reply was short */
+GW_HIDDEN void gw_rep_end(gw_rep *r);
+
+/* ---- session (transport.c) ---- */
+GW_HIDDEN CUresult gw_connect(void);    /* connect and handshake once; later calls return the outcome */
+GW_HIDDEN int gw_initialized(void);     /* cuInit succeeded in this process */
+GW_HIDDEN void gw_set_initialized(void);
+GW_HIDDEN const gw_hello_ok *gw_server_info(void);
+
+/* ---- statistics (stats.c) ---- */
+GW_HIDDEN void gw_stat_call(unsigned op);
+GW_HIDDEN void gw_stat_round_trip(void);
+GW_HIDDEN void gw_stat_bytes(uint64_t to_server, uint64_t from_server);
+
+/* ---- logging (log.c) ---- */
+GW_HIDDEN void gw_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+GW_HIDDEN int gw_debug(void);
+int gw_unsupported(unsigned op); /* used by the generated stubs */
+
+/* ---- memory bookkeeping (memory.c) ---- */
+typedef enum { GW_MEM_NONE, GW_MEM_DEVICE, GW_MEM_HOST_PINNED } gw_mem_kind;
+GW_HIDDEN void gw_mem_track_device(CUdeviceptr p, size_t size);
+GW_HIDDEN void gw_mem_untrack_device(CUdeviceptr p);
+GW_HIDDEN gw_mem_kind gw_mem_classify(uint64_t addr);
+
+/* ---- module images (image.c) ---- */
+GW_HIDDEN size_t gw_image_size(const void *image); /* 0 if not recognised */
+GW_HIDDEN const void *gw_image_unwrap(const void *image); /* a fatbin wrapper -> its fatbin */
+
+/* ---- uploads of large blobs through the worker's staging buffer (modules.c) ---- */
+GW_HIDDEN CUresult gw_stage_upload(const void *data, size_t size);
+
+/* ---- export tables (export_tables.c) ---- */
+CUresult gw_export_table_get(const void **ppExportTable, const CUuuid *pExportTableId);
+
+#endif

@@ -1,0 +1,277 @@
+/* Memory copies between the application's host memory and the remote GPU.
+ * Host-to-device bytes travel in GW_COPY_CHUNK pieces posted without waiting;
+ * the last piece collects any failure. Device-to-host pieces each come back
+ * in a reply. 2D/3D copies are cut into bands of rows packed tightly on the
+ * wire; the worker unpacks them with the real pitches. */
+#include <string.h>
+
+#include "client.h"
+
+/* ---- 1D ---- */
+
+static CUresult htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, int async, CUstream s)
+{
+    const uint8_t *p = src;
+    if (!n)
+        return CUDA_SUCCESS;
+    if (!src)
+        return CUDA_ERROR_INVALID_VALUE;
+    for (size_t off = 0; off < n; off += GW_COPY_CHUNK) {
+        size_t len = n - off < GW_COPY_CHUNK ? n - off : GW_COPY_CHUNK;
+        int last = off + len == n;
+        gw_req *q = gw_req_begin_quiet(op);
+        gw_put_u64(q, dst + off);
+        gw_put_u64(q, async ? (uint64_t)(uintptr_t)s : 0);
+        gw_put_raw(q, p + off, len);
+        if (!last) {
+            CUresult rc = gw_req_post(q);
+            if (rc != CUDA_SUCCESS)
+                return rc;
+            continue;
+        }
+        gw_req_set_flags(q, GW_F_COLLECT);
+        gw_rep *r;
+        CUresult rc = gw_req_call(q, &r);
+        gw_rep_end(r);
+        return rc;
+    }
+    return CUDA_SUCCESS;
+}
+
+static CUresult dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, int async, CUstream s)
+{
+    uint8_t *p = dst;
+    if (!n)
+        return CUDA_SUCCESS;
+    if (!dst)
+        return CUDA_ERROR_INVALID_VALUE;
+    for (size_t off = 0; off < n; off += GW_COPY_CHUNK) {
+        size_t len = n - off < GW_COPY_CHUNK ? n - off : GW_COPY_CHUNK;
+        gw_req *q = gw_req_begin_quiet(op);
+        gw_put_u64(q, src + off);
+        gw_put_u64(q, len);
+        gw_put_u64(q, async ? (uint64_t)(uintptr_t)s : 0);
+        gw_rep *r;
+        CUresult rc = gw_req_call(q, &r);
+        if (rc == CUDA_SUCCESS)
+            rc = gw_rep_status(r, gw_get_bytes(r, p + off, len) ? CUDA_ERROR_UNKNOWN : rc);
+        gw_rep_end(r);
+        if (rc != CUDA_SUCCESS)
+            return rc;
+    }
+    return CUDA_SUCCESS;
+}
+
+#define COUNTED(op) (gw_stat_call(op), op)
+
+CUresult CUDAAPI cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t n)
+{ return htod(COUNTED(GW_OP_cuMemcpyHtoD_v2), dst, src, n, 0, NULL); }
+CUresult CUDAAPI cuMemcpyHtoD_v2_ptds(CUdeviceptr dst, const void *src, size_t n)
+{ return htod(COUNTED(GW_OP_cuMemcpyHtoD_v2_ptds), dst, src, n, 0, NULL); }
+CUresult CUDAAPI cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t n, CUstream s)
+{ return htod(COUNTED(GW_OP_cuMemcpyHtoDAsync_v2), dst, src, n, 1, s); }
+CUresult CUDAAPI cuMemcpyHtoDAsync_v2_ptsz(CUdeviceptr dst, const void *src, size_t n, CUstream s)
+{ return htod(COUNTED(GW_OP_cuMemcpyHtoDAsync_v2_ptsz), dst, src, n, 1, s); }
+CUresult CUDAAPI cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t n)
+{ return dtoh(COUNTED(GW_OP_cuMemcpyDtoH_v2), dst, src, n, 0, NULL); }
+CUresult CUDAAPI cuMemcpyDtoH_v2_ptds(void *dst, CUdeviceptr src, size_t n)
+{ return dtoh(COUNTED(GW_OP_cuMemcpyDtoH_v2_ptds), dst, src, n, 0, NULL); }
+CUresult CUDAAPI cuMemcpyDtoHAsync_v2(void *dst, CUdeviceptr src, size_t n, CUstream s)
+{ return dtoh(COUNTED(GW_OP_cuMemcpyDtoHAsync_v2), dst, src, n, 1, s); }
+CUresult CUDAAPI cuMemcpyDtoHAsync_v2_ptsz(void *dst, CUdeviceptr src, size_t n, CUstream s)
+{ return dtoh(COUNTED(GW_OP_cuMemcpyDtoHAsync_v2_ptsz), dst, src, n, 1, s); }
+
+/* Unified copies: the client knows which addresses are device memory. */
+static CUresult unified(int ptds, CUdeviceptr dst, CUdeviceptr src, size_t n, int async, CUstream s)
+{
+    int dd = gw_mem_classify(dst) == GW_MEM_DEVICE, sd = gw_mem_classify(src) == GW_MEM_DEVICE;
+    if (dd && sd) {
+        if (async)
+            return ptds ? cuMemcpyDtoDAsync_v2_ptsz(dst, src, n, s) : cuMemcpyDtoDAsync_v2(dst, src, n, s);
+        return ptds ? cuMemcpyDtoD_v2_ptds(dst, src, n) : cuMemcpyDtoD_v2(dst, src, n);
+    }
+    if (dd)
+        return htod(async ? (ptds ? GW_OP_cuMemcpyHtoDAsync_v2_ptsz : GW_OP_cuMemcpyHtoDAsync_v2)
+                          : (ptds ? GW_OP_cuMemcpyHtoD_v2_ptds : GW_OP_cuMemcpyHtoD_v2),
+                    dst, (const void *)(uintptr_t)src, n, async, s);
+    if (sd)
+        return dtoh(async ? (ptds ? GW_OP_cuMemcpyDtoHAsync_v2_ptsz : GW_OP_cuMemcpyDtoHAsync_v2)
+                          : (ptds ? GW_OP_cuMemcpyDtoH_v2_ptds : GW_OP_cuMemcpyDtoH_v2),
+                    (void *)(uintptr_t)dst, src, n, async, s);
+    /* host to host: ordered after the stream's earlier work, as on a GPU */
+    CUresult rc = async ? (ptds ? cuStreamSynchronize_ptsz(s) : cuStreamSynchronize(s))
+                        : (ptds ? cuCtxSynchronize() : cuCtxSynchronize());
+    if (rc == CUDA_SUCCESS && n)
+        memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, n);
+    return rc;
+}
+
+CUresult CUDAAPI cuMemcpy(CUdeviceptr dst, CUdeviceptr src, size_t n)
+{ gw_stat_call(GW_OP_cuMemcpy); return unified(0, dst, src, n, 0, NULL); }
+CUresult CUDAAPI cuMemcpy_ptds(CUdeviceptr dst, CUdeviceptr src, size_t n)
+{ gw_stat_call(GW_OP_cuMemcpy_ptds); return unified(1, dst, src, n, 0, NULL); }
+CUresult CUDAAPI cuMemcpyAsync(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s)
+{ gw_stat_call(GW_OP_cuMemcpyAsync); return unified(0, dst, src, n, 1, s); }
+CUresult CUDAAPI cuMemcpyAsync_ptsz(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s)
+{ gw_stat_call(GW_OP_cuMemcpyAsync_ptsz); return unified(1, dst, src, n, 1, s); }
+
+/* ---- 2D and 3D ---- */
+
+typedef struct side {
+    CUmemorytype type; /* HOST or DEVICE after resolving UNIFIED */
+    uint64_t base;     /* address of (x, y) = (0, 0) of the region */
+    size_t pitch;
+} side;
+
+static CUresult resolve(CUmemorytype t, const void *host, CUdeviceptr dev, CUarray arr, size_t x, size_t y,
+                        size_t pitch, side *out)
+{
+    (void)arr; /* only read when the memory type says ARRAY */
+    if (t == CU_MEMORYTYPE_ARRAY)
+        return (CUresult)gw_unsupported(GW_OP_cuMemcpy2D_v2); /* CUDA arrays are not remoted yet */
+    uint64_t base;
+    if (t == CU_MEMORYTYPE_UNIFIED) { /* the address is in the device field either way */
+        base = dev;
+        t = gw_mem_classify(dev) == GW_MEM_DEVICE ? CU_MEMORYTYPE_DEVICE : CU_MEMORYTYPE_HOST;
+    } else if (t == CU_MEMORYTYPE_HOST) {
+        base = (uint64_t)(uintptr_t)host;
+    } else if (t == CU_MEMORYTYPE_DEVICE) {
+        base = dev;
+    } else {
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    out->type = t;
+    out->pitch = pitch;
+    out->base = base + y * pitch + x;
+    return CUDA_SUCCESS;
+}
+
+/* One band of rows: at most GW_COPY_CHUNK bytes of packed data. */
+static CUresult band(unsigned op, const side *s, const side *d, size_t width, size_t rows, int async, CUstream st)
+{
+    gw_req *q = gw_req_begin_quiet(op);
+    gw_put_u64(q, async ? (uint64_t)(uintptr_t)st : 0);
+    gw_put_u32(q, s->type);
+    gw_put_u64(q, s->type == CU_MEMORYTYPE_DEVICE ? s->base : 0);
+    gw_put_u64(q, s->pitch);
+    gw_put_u32(q, d->type);
+    gw_put_u64(q, d->type == CU_MEMORYTYPE_DEVICE ? d->base : 0);
+    gw_put_u64(q, d->pitch);
+    gw_put_u64(q, width);
+    gw_put_u64(q, rows);
+    if (s->type == CU_MEMORYTYPE_HOST)
+        for (size_t y = 0; y < rows; y++)
+            gw_put_raw(q, (const void *)(uintptr_t)(s->base + y * s->pitch), width);
+    gw_rep *r;
+    CUresult rc = gw_req_call(q, &r);
+    if (rc == CUDA_SUCCESS && d->type == CU_MEMORYTYPE_HOST)
+        for (size_t y = 0; y < rows && rc == CUDA_SUCCESS; y++)
+            if (gw_get_bytes(r, (void *)(uintptr_t)(d->base + y * d->pitch), width))
+                rc = gw_rep_status(r, CUDA_ERROR_UNKNOWN);
+    gw_rep_end(r);
+    return rc;
+}
+
+static CUresult copy2d(unsigned op, side s, side d, size_t width, size_t height, int async, CUstream st)
+{
+    if (!width || !height)
+        return CUDA_SUCCESS;
+    if ((s.type == CU_MEMORYTYPE_HOST && d.type == CU_MEMORYTYPE_HOST)) {
+        CUresult rc = async ? cuStreamSynchronize(st) : cuCtxSynchronize();
+        for (size_t y = 0; rc == CUDA_SUCCESS && y < height; y++)
+            memmove((void *)(uintptr_t)(d.base + y * d.pitch), (const void *)(uintptr_t)(s.base + y * s.pitch), width);
+        return rc;
+    }
+    if (width > GW_COPY_CHUNK) { /* very wide rows: one 1D copy per row */
+        for (size_t y = 0; y < height; y++) {
+            side sr = s, dr = d;
+            sr.base += y * s.pitch;
+            dr.base += y * d.pitch;
+            sr.pitch = dr.pitch = width;
+            for (size_t x = 0; x < width; x += GW_COPY_CHUNK) {
+                size_t w = width - x < GW_COPY_CHUNK ? width - x : GW_COPY_CHUNK;
+                side sx = sr, dx = dr;
+                sx.base += x;
+                dx.base += x;
+                CUresult rc = band(op, &sx, &dx, w, 1, async, st);
+                if (rc != CUDA_SUCCESS)
+                    return rc;
+            }
+        }
+        return CUDA_SUCCESS;
+    }
+    size_t per = GW_COPY_CHUNK / width;
+    for (size_t y = 0; y < height; y += per) {
+        size_t rows = height - y < per ? height - y : per;
+        side sb = s, db = d;
+        sb.base += y * s.pitch;
+        db.base += y * d.pitch;
+        CUresult rc = band(op, &sb, &db, width, rows, async, st);
+        if (rc != CUDA_SUCCESS)
+            return rc;
+    }
+    return CUDA_SUCCESS;
+}
+
+static CUresult memcpy2d(unsigned op, const CUDA_MEMCPY2D *c, int async, CUstream st)
+{
+    gw_stat_call(op);
+    if (!c)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (c->srcPitch && c->WidthInBytes > c->srcPitch && c->Height > 1)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (c->dstPitch && c->WidthInBytes > c->dstPitch && c->Height > 1)
+        return CUDA_ERROR_INVALID_VALUE;
+    side s, d;
+    CUresult rc = resolve(c->srcMemoryType, c->srcHost, c->srcDevice, c->srcArray, c->srcXInBytes, c->srcY,
+                          c->srcPitch, &s);
+    if (rc == CUDA_SUCCESS)
+        rc = resolve(c->dstMemoryType, c->dstHost, c->dstDevice, c->dstArray, c->dstXInBytes, c->dstY, c->dstPitch,
+                     &d);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    return copy2d(op, s, d, c->WidthInBytes, c->Height, async, st);
+}
+
+CUresult CUDAAPI cuMemcpy2D_v2(const CUDA_MEMCPY2D *c) { return memcpy2d(GW_OP_cuMemcpy2D_v2, c, 0, NULL); }
+CUresult CUDAAPI cuMemcpy2D_v2_ptds(const CUDA_MEMCPY2D *c) { return memcpy2d(GW_OP_cuMemcpy2D_v2_ptds, c, 0, NULL); }
+CUresult CUDAAPI cuMemcpy2DUnaligned_v2(const CUDA_MEMCPY2D *c)
+{ return memcpy2d(GW_OP_cuMemcpy2DUnaligned_v2, c, 0, NULL); }
+CUresult CUDAAPI cuMemcpy2DUnaligned_v2_ptds(const CUDA_MEMCPY2D *c)
+{ return memcpy2d(GW_OP_cuMemcpy2DUnaligned_v2_ptds, c, 0, NULL); }
+CUresult CUDAAPI cuMemcpy2DAsync_v2(const CUDA_MEMCPY2D *c, CUstream s)
+{ return memcpy2d(GW_OP_cuMemcpy2DAsync_v2, c, 1, s); }
+CUresult CUDAAPI cuMemcpy2DAsync_v2_ptsz(const CUDA_MEMCPY2D *c, CUstream s)
+{ return memcpy2d(GW_OP_cuMemcpy2DAsync_v2_ptsz, c, 1, s); }
+
+/* 3D: each z-slice is a 2D copy whose first row is y + (z0 + z) * height. */
+static CUresult memcpy3d(unsigned op, unsigned op2d, const CUDA_MEMCPY3D *c, int async, CUstream st)
+{
+    gw_stat_call(op);
+    if (!c)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (c->srcLOD || c->dstLOD)
+        return CUDA_ERROR_INVALID_VALUE;
+    for (size_t z = 0; z < c->Depth; z++) {
+        side s, d;
+        CUresult rc = resolve(c->srcMemoryType, c->srcHost, c->srcDevice, c->srcArray, c->srcXInBytes,
+                              c->srcY + (c->srcZ + z) * c->srcHeight, c->srcPitch, &s);
+        if (rc == CUDA_SUCCESS)
+            rc = resolve(c->dstMemoryType, c->dstHost, c->dstDevice, c->dstArray, c->dstXInBytes,
+                         c->dstY + (c->dstZ + z) * c->dstHeight, c->dstPitch, &d);
+        if (rc == CUDA_SUCCESS)
+            rc = copy2d(op2d, s, d, c->WidthInBytes, c->Height, async, st);
+        if (rc != CUDA_SUCCESS)
+            return rc;
+    }
+    return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuMemcpy3D_v2(const CUDA_MEMCPY3D *c)
+{ return memcpy3d(GW_OP_cuMemcpy3D_v2, GW_OP_cuMemcpy2D_v2, c, 0, NULL); }
+CUresult CUDAAPI cuMemcpy3D_v2_ptds(const CUDA_MEMCPY3D *c)
+{ return memcpy3d(GW_OP_cuMemcpy3D_v2_ptds, GW_OP_cuMemcpy2D_v2_ptds, c, 0, NULL); }
+CUresult CUDAAPI cuMemcpy3DAsync_v2(const CUDA_MEMCPY3D *c, CUstream s)
+{ return memcpy3d(GW_OP_cuMemcpy3DAsync_v2, GW_OP_cuMemcpy2DAsync_v2, c, 1, s); }
+CUresult CUDAAPI cuMemcpy3DAsync_v2_ptsz(const CUDA_MEMCPY3D *c, CUstream s)
+{ return memcpy3d(GW_OP_cuMemcpy3DAsync_v2_ptsz, GW_OP_cuMemcpy2DAsync_v2_ptsz, c, 1, s); }

@@ -1,0 +1,74 @@
+/* Device attributes (cached: they never change) and the few that must describe
+ * what a remote GPU can do rather than what the card can do locally; context
+ * creation's parameter block. */
+#include <pthread.h>
+
+#include "client.h"
+
+#define MAX_DEVS 64
+
+static int cache[MAX_DEVS][CU_DEVICE_ATTRIBUTE_MAX];
+static unsigned char cached[MAX_DEVS][CU_DEVICE_ATTRIBUTE_MAX];
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Features that need the GPU to reach client memory or another process. */
+static int remote_override(CUdevice_attribute a, int *v)
+{
+    switch (a) {
+    case CU_DEVICE_ATTRIBUTE_CAN_MAP_HOST_MEMORY:
+    case CU_DEVICE_ATTRIBUTE_MANAGED_MEMORY:
+    case CU_DEVICE_ATTRIBUTE_CONCURRENT_MANAGED_ACCESS:
+    case CU_DEVICE_ATTRIBUTE_PAGEABLE_MEMORY_ACCESS:
+    case CU_DEVICE_ATTRIBUTE_PAGEABLE_MEMORY_ACCESS_USES_HOST_PAGE_TABLES:
+    case CU_DEVICE_ATTRIBUTE_DIRECT_MANAGED_MEM_ACCESS_FROM_HOST:
+    case CU_DEVICE_ATTRIBUTE_CAN_USE_HOST_POINTER_FOR_REGISTERED_MEM:
+    case CU_DEVICE_ATTRIBUTE_HOST_NATIVE_ATOMIC_SUPPORTED:
+    case CU_DEVICE_ATTRIBUTE_IPC_EVENT_SUPPORTED:
+    case CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED:
+    case CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_FABRIC_SUPPORTED:
+    case CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_SUPPORTED:
+    case CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_WITH_CUDA_VMM_SUPPORTED:
+        *v = 0;
+        return 1;
+    case CU_DEVICE_ATTRIBUTE_HOST_REGISTER_SUPPORTED: /* registration is kept in the client */
+        *v = 1;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+CUresult CUDAAPI cuDeviceGetAttribute(int *pi, CUdevice_attribute attrib, CUdevice dev)
+{
+    if (pi && dev >= 0 && dev < MAX_DEVS && attrib >= 0 && attrib < CU_DEVICE_ATTRIBUTE_MAX) {
+        pthread_mutex_lock(&cache_lock);
+        int hit = cached[dev][attrib];
+        int v = cache[dev][attrib];
+        pthread_mutex_unlock(&cache_lock);
+        if (hit && gw_initialized()) {
+            gw_stat_call(GW_OP_cuDeviceGetAttribute);
+            *pi = v;
+            return CUDA_SUCCESS;
+        }
+    }
+    CUresult rc = gwf_cuDeviceGetAttribute(pi, attrib, dev);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    remote_override(attrib, pi);
+    if (dev >= 0 && dev < MAX_DEVS && attrib >= 0 && attrib < CU_DEVICE_ATTRIBUTE_MAX) {
+        pthread_mutex_lock(&cache_lock);
+        cache[dev][attrib] = *pi;
+        cached[dev][attrib] = 1;
+        pthread_mutex_unlock(&cache_lock);
+    }
+    return rc;
+}
+
+/* The parameter block holds pointers (affinity, CIG) that mean nothing on the
+ * server; contexts with one are not remoted yet. */
+CUresult CUDAAPI cuCtxCreate_v4(CUcontext *pctx, CUctxCreateParams *ctxCreateParams, unsigned int flags, CUdevice dev)
+{
+    if (ctxCreateParams)
+        return (CUresult)gw_unsupported(GW_OP_cuCtxCreate_v4);
+    return gwf_cuCtxCreate_v4(pctx, NULL, flags, dev);
+}

@@ -1,0 +1,201 @@
+/* Kernel launches: the arguments the application points at are packed into
+ * the kernel's parameter buffer layout (offsets and sizes the worker reports
+ * once per function) and travel by value; the worker rebuilds kernelParams. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/idmap.h"
+#include "client.h"
+
+#define MAX_PARAM_BYTES 32764u /* the driver's limit for a kernel parameter buffer */
+#define MAX_LAUNCH_ATTRS 32u
+
+typedef struct layout {
+    uint32_t n, total;
+    uint32_t off[];
+    /* followed by n sizes */
+} layout;
+
+static gw_idmap layouts;
+static pthread_mutex_t layouts_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const uint32_t *sizes_of(const layout *l) { return l->off + l->n; }
+
+/* The parameter layout of a function or kernel, fetched once. */
+static CUresult get_layout(CUfunction f, const layout **out)
+{
+    uint64_t id = (uint64_t)(uintptr_t)f;
+    pthread_mutex_lock(&layouts_lock);
+    layout *l = gw_idmap_get(&layouts, id);
+    pthread_mutex_unlock(&layouts_lock);
+    if (l) {
+        *out = l;
+        return CUDA_SUCCESS;
+    }
+    if (!f)
+        return CUDA_ERROR_INVALID_HANDLE;
+    gw_req *q = gw_req_begin_quiet(GW_OP_FUNC_LAYOUT);
+    gw_put_u64(q, id);
+    gw_rep *r;
+    CUresult rc = gw_req_call(q, &r);
+    if (rc == CUDA_SUCCESS) {
+        uint32_t n = gw_get_u32(r);
+        l = n <= MAX_PARAM_BYTES ? malloc(sizeof *l + 2 * sizeof(uint32_t) * n) : NULL;
+        if (!l) {
+            rc = CUDA_ERROR_UNKNOWN;
+        } else {
+            l->n = n;
+            l->total = 0;
+            for (uint32_t i = 0; i < n; i++) {
+                l->off[i] = gw_get_u32(r);
+                l->off[n + i] = gw_get_u32(r);
+                uint64_t end = (uint64_t)l->off[i] + l->off[n + i];
+                if (end > MAX_PARAM_BYTES)
+                    rc = CUDA_ERROR_UNKNOWN;
+                else if (end > l->total)
+                    l->total = (uint32_t)end;
+            }
+            rc = gw_rep_status(r, rc);
+            if (rc != CUDA_SUCCESS) {
+                free(l);
+                l = NULL;
+            }
+        }
+    }
+    gw_rep_end(r);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    pthread_mutex_lock(&layouts_lock);
+    layout *old = gw_idmap_get(&layouts, id);
+    if (old) {
+        free(l);
+        l = old;
+    } else if (gw_idmap_put(&layouts, id, l)) {
+        pthread_mutex_unlock(&layouts_lock);
+        free(l);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    pthread_mutex_unlock(&layouts_lock);
+    *out = l;
+    return CUDA_SUCCESS;
+}
+
+/* Pack the arguments: from kernelParams (one pointer per parameter) or from
+ * the `extra` buffer, which already is the parameter buffer. */
+static CUresult put_args(gw_req *q, const layout *l, void **kernelParams, void **extra)
+{
+    if (kernelParams) {
+        uint8_t buf[MAX_PARAM_BYTES];
+        memset(buf, 0, l->total);
+        for (uint32_t i = 0; i < l->n; i++) {
+            if (!kernelParams[i])
+                return CUDA_ERROR_INVALID_VALUE;
+            memcpy(buf + l->off[i], kernelParams[i], sizes_of(l)[i]);
+        }
+        gw_put_u32(q, l->total);
+        gw_put_raw(q, buf, l->total);
+        return CUDA_SUCCESS;
+    }
+    if (extra) {
+        const void *pbuf = NULL;
+        size_t size = 0;
+        int have_size = 0;
+        for (unsigned i = 0; extra[i] != CU_LAUNCH_PARAM_END; i += 2) {
+            if (i > 64)
+                return CUDA_ERROR_INVALID_VALUE;
+            if (extra[i] == CU_LAUNCH_PARAM_BUFFER_POINTER)
+                pbuf = extra[i + 1];
+            else if (extra[i] == CU_LAUNCH_PARAM_BUFFER_SIZE && extra[i + 1]) {
+                size = *(const size_t *)extra[i + 1];
+                have_size = 1;
+            } else
+                return CUDA_ERROR_INVALID_VALUE;
+        }
+        if (!pbuf || !have_size || size < l->total || size > MAX_PARAM_BYTES)
+            return CUDA_ERROR_INVALID_VALUE;
+        gw_put_u32(q, l->total);
+        gw_put_raw(q, pbuf, l->total);
+        return CUDA_SUCCESS;
+    }
+    if (l->n)
+        return CUDA_ERROR_INVALID_VALUE;
+    gw_put_u32(q, 0);
+    return CUDA_SUCCESS;
+}
+
+static CUresult launch(unsigned op, CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+                       unsigned bz, unsigned shmem, CUstream s, void **kernelParams, void **extra,
+                       const CUlaunchAttribute *attrs, unsigned nattrs)
+{
+    gw_stat_call(op);
+    if (kernelParams && extra)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (nattrs > MAX_LAUNCH_ATTRS || (nattrs && !attrs))
+        return CUDA_ERROR_INVALID_VALUE;
+    const layout *l;
+    CUresult rc = get_layout(f, &l);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    gw_req *q = gw_req_begin_quiet(op);
+    gw_put_u64(q, (uint64_t)(uintptr_t)f);
+    uint32_t dims[7] = {gx, gy, gz, bx, by, bz, shmem};
+    gw_put_raw(q, dims, sizeof dims);
+    gw_put_u64(q, (uint64_t)(uintptr_t)s);
+    gw_put_u32(q, nattrs);
+    if (nattrs)
+        gw_put_raw(q, attrs, nattrs * sizeof *attrs); /* handles inside are gpuwire ids already */
+    rc = put_args(q, l, kernelParams, extra);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    gw_rep *r;
+    rc = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return rc;
+}
+
+CUresult CUDAAPI cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,
+                                unsigned int by, unsigned int bz, unsigned int shmem, CUstream s,
+                                void **kernelParams, void **extra)
+{
+    return launch(GW_OP_cuLaunchKernel, f, gx, gy, gz, bx, by, bz, shmem, s, kernelParams, extra, NULL, 0);
+}
+
+CUresult CUDAAPI cuLaunchKernel_ptsz(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
+                                     unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem,
+                                     CUstream s, void **kernelParams, void **extra)
+{
+    return launch(GW_OP_cuLaunchKernel_ptsz, f, gx, gy, gz, bx, by, bz, shmem, s, kernelParams, extra, NULL, 0);
+}
+
+CUresult CUDAAPI cuLaunchCooperativeKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
+                                           unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem,
+                                           CUstream s, void **kernelParams)
+{
+    return launch(GW_OP_cuLaunchCooperativeKernel, f, gx, gy, gz, bx, by, bz, shmem, s, kernelParams, NULL, NULL, 0);
+}
+
+CUresult CUDAAPI cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
+                                                unsigned int bx, unsigned int by, unsigned int bz,
+                                                unsigned int shmem, CUstream s, void **kernelParams)
+{
+    return launch(GW_OP_cuLaunchCooperativeKernel_ptsz, f, gx, gy, gz, bx, by, bz, shmem, s, kernelParams, NULL,
+                  NULL, 0);
+}
+
+CUresult CUDAAPI cuLaunchKernelEx(const CUlaunchConfig *c, CUfunction f, void **kernelParams, void **extra)
+{
+    if (!c)
+        return CUDA_ERROR_INVALID_VALUE;
+    return launch(GW_OP_cuLaunchKernelEx, f, c->gridDimX, c->gridDimY, c->gridDimZ, c->blockDimX, c->blockDimY,
+                  c->blockDimZ, c->sharedMemBytes, c->hStream, kernelParams, extra, c->attrs, c->numAttrs);
+}
+
+CUresult CUDAAPI cuLaunchKernelEx_ptsz(const CUlaunchConfig *c, CUfunction f, void **kernelParams, void **extra)
+{
+    if (!c)
+        return CUDA_ERROR_INVALID_VALUE;
+    return launch(GW_OP_cuLaunchKernelEx_ptsz, f, c->gridDimX, c->gridDimY, c->gridDimZ, c->blockDimX,
+                  c->blockDimY, c->blockDimZ, c->sharedMemBytes, c->hStream, kernelParams, extra, c->attrs,
+                  c->numAttrs);
+}

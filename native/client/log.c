@@ -1,0 +1,38 @@
+/* Client diagnostics: one line each on stderr, prefixed "gpuwire:". */
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "client.h"
+
+int gw_debug(void)
+{
+    static int cached = -1;
+    if (cached < 0) {
+        const char *v = getenv("GPUWIRE_DEBUG");
+        cached = v && *v && *v != '0';
+    }
+    return cached;
+}
+
+void gw_log(const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "gpuwire: %s\n", line);
+}
+
+/* Every driver entry point gpuwire does not forward lands here: a clear error,
+ * and its name once per process so nothing fails silently. */
+int gw_unsupported(unsigned op)
+{
+    static atomic_uchar seen[GW_OP_COUNT];
+    gw_stat_call(op);
+    if (op >= 256 && op < 256 + GW_OP_COUNT && !atomic_exchange(&seen[op - 256], 1))
+        gw_log("%s is not supported by gpuwire yet: returning CUDA_ERROR_NOT_SUPPORTED", gw_op_name(op));
+    return CUDA_ERROR_NOT_SUPPORTED;
+}

@@ -1,0 +1,51 @@
+/* Per-process counters; with GPUWIRE_STATS=FILE they are written as JSON at exit. */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "client.h"
+
+static atomic_ullong calls, round_trips, to_server, from_server;
+static atomic_ullong by_op[GW_OP_COUNT];
+
+void gw_stat_call(unsigned op)
+{
+    atomic_fetch_add_explicit(&calls, 1, memory_order_relaxed);
+    if (op >= 256 && op < 256 + GW_OP_COUNT)
+        atomic_fetch_add_explicit(&by_op[op - 256], 1, memory_order_relaxed);
+}
+
+void gw_stat_round_trip(void) { atomic_fetch_add_explicit(&round_trips, 1, memory_order_relaxed); }
+
+void gw_stat_bytes(uint64_t to, uint64_t from)
+{
+    atomic_fetch_add_explicit(&to_server, to, memory_order_relaxed);
+    atomic_fetch_add_explicit(&from_server, from, memory_order_relaxed);
+}
+
+__attribute__((destructor)) static void write_stats(void)
+{
+    const char *path = getenv("GPUWIRE_STATS");
+    if (!path || !*path)
+        return;
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        gw_log("cannot write GPUWIRE_STATS file %s", path);
+        return;
+    }
+    fprintf(f, "{\"calls\": %llu, \"round_trips\": %llu, \"bytes_to_server\": %llu, \"bytes_from_server\": %llu,\n",
+            (unsigned long long)calls, (unsigned long long)round_trips, (unsigned long long)to_server,
+            (unsigned long long)from_server);
+    const gw_hello_ok *s = gw_server_info();
+    fprintf(f, " \"server_driver\": \"%s\",\n \"by_function\": {", s ? s->driver_desc : "");
+    const char *sep = "";
+    for (unsigned i = 0; i < GW_OP_COUNT; i++) {
+        unsigned long long n = by_op[i];
+        if (n) {
+            fprintf(f, "%s\n  \"%s\": %llu", sep, gw_op_names[i], n);
+            sep = ",";
+        }
+    }
+    fprintf(f, "\n }\n}\n");
+    fclose(f);
+}

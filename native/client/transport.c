@@ -1,0 +1,553 @@
+/* The client's one ordered call stream to the gpuwire server: connection,
+ * handshake, framing, and the request/reply buffers the forwarders fill.
+ * One TCP connection per process, guarded by one lock held only while a
+ * request is sent and (when it has one) its reply read. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "client.h"
+
+#define NULL_MARKER 0xFFFFFFFFu
+#define CONNECT_TIMEOUT_MS 5000
+#define HANDSHAKE_TIMEOUT_MS 120000
+
+struct gw_req {
+    uint8_t *buf; /* header + payload */
+    size_t len, cap;
+    unsigned op, flags;
+    int oom;
+};
+
+struct gw_rep {
+    uint8_t *buf;
+    size_t len, cap, pos;
+    int short_read;
+};
+
+static pthread_mutex_t conn_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t connect_once = PTHREAD_ONCE_INIT;
+static int conn_fd = -1;
+static CUresult conn_status = CUDA_ERROR_NOT_INITIALIZED; /* outcome of gw_connect */
+static int conn_lost;
+static gw_hello_ok server_info;
+static atomic_int initialized;
+static atomic_uint next_tid = 1;
+static uint32_t next_seq = 1;
+
+static __thread gw_req tls_req;
+static __thread gw_rep tls_rep;
+static __thread uint32_t tls_tid;
+
+/* ---- low-level I/O ---- */
+
+static int write_all(int fd, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    while (n) {
+        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        b += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int read_all(int fd, void *p, size_t n, int timeout_ms)
+{
+    uint8_t *b = p;
+    while (n) {
+        if (timeout_ms >= 0) {
+            struct pollfd pfd = {.fd = fd, .events = POLLIN};
+            int pr = poll(&pfd, 1, timeout_ms);
+            if (pr == 0) {
+                errno = ETIMEDOUT;
+                return -1;
+            }
+            if (pr < 0) {
+                if (errno == EINTR)
+                    continue;
+                return -1;
+            }
+        }
+        ssize_t r = recv(fd, b, n, 0);
+        if (r == 0) {
+            errno = ECONNRESET;
+            return -1;
+        }
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        b += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+static uint32_t thread_tag(void)
+{
+    if (!tls_tid)
+        tls_tid = atomic_fetch_add(&next_tid, 1);
+    return tls_tid;
+}
+
+/* ---- connection ---- */
+
+static int split_server(const char *spec, char *host, size_t hostcap, char *port, size_t portcap)
+{
+    const char *colon;
+    if (spec[0] == '[') { /* [v6]:port */
+        const char *end = strchr(spec, ']');
+        if (!end || end[1] != ':')
+            return -1;
+        snprintf(host, hostcap, "%.*s", (int)(end - spec - 1), spec + 1);
+        colon = end + 1;
+    } else {
+        colon = strrchr(spec, ':');
+        if (!colon)
+            return -1;
+        snprintf(host, hostcap, "%.*s", (int)(colon - spec), spec);
+    }
+    snprintf(port, portcap, "%s", colon + 1);
+    return host[0] && port[0] ? 0 : -1;
+}
+
+static int dial(const char *host, const char *port, char *why, size_t whycap)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res, *ai;
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc) {
+        snprintf(why, whycap, "%s", gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1;
+    snprintf(why, whycap, "no address");
+    for (ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0)
+            continue;
+        int ok = connect(fd, ai->ai_addr, ai->ai_addrlen) == 0;
+        if (!ok && errno == EINPROGRESS) {
+            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            if (poll(&pfd, 1, CONNECT_TIMEOUT_MS) == 1) {
+                int err = 0;
+                socklen_t el = sizeof err;
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+                errno = err;
+                ok = err == 0;
+            } else {
+                errno = ETIMEDOUT;
+            }
+        }
+        if (ok)
+            break;
+        snprintf(why, whycap, "%s", strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd >= 0) {
+        int fl = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &fl, sizeof fl);
+        /* back to blocking: reads poll only where a timeout matters */
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    }
+    return fd;
+}
+
+static void program_name(char *out, size_t cap)
+{
+    FILE *f = fopen("/proc/self/comm", "r");
+    out[0] = 0;
+    if (f) {
+        if (fgets(out, (int)cap, f))
+            out[strcspn(out, "\n")] = 0;
+        fclose(f);
+    }
+}
+
+/* Read one frame's header and payload (payload malloc'd, NUL-terminated). */
+static int read_frame(int fd, gw_hdr *h, uint8_t **payload, int timeout_ms)
+{
+    *payload = NULL;
+    if (read_all(fd, h, sizeof *h, timeout_ms))
+        return -1;
+    if (h->len > GW_MAX_PAYLOAD) {
+        errno = EPROTO;
+        return -1;
+    }
+    *payload = malloc((size_t)h->len + 1);
+    if (!*payload || read_all(fd, *payload, h->len, timeout_ms)) {
+        free(*payload);
+        *payload = NULL;
+        return -1;
+    }
+    (*payload)[h->len] = 0;
+    return 0;
+}
+
+static CUresult handshake(int fd, const char *server)
+{
+    char host[256] = "", prog[256];
+    gethostname(host, sizeof host - 1);
+    program_name(prog, sizeof prog);
+    size_t hl = strnlen(host, 255), pl = strnlen(prog, 255);
+    uint8_t msg[sizeof(gw_hdr) + sizeof(gw_hello) + 512];
+    gw_hello hello = {.proto_version = GW_PROTO_VERSION, .api_digest = GW_API_DIGEST,
+                      .pid = (uint32_t)getpid(), .host_len = (uint16_t)hl, .prog_len = (uint16_t)pl};
+    memcpy(hello.magic, GW_HELLO_MAGIC, 8);
+    gw_hdr h = {.len = (uint32_t)(sizeof hello + hl + pl), .op = GW_OP_HELLO};
+    memcpy(msg, &h, sizeof h);
+    memcpy(msg + sizeof h, &hello, sizeof hello);
+    memcpy(msg + sizeof h + sizeof hello, host, hl);
+    memcpy(msg + sizeof h + sizeof hello + hl, prog, pl);
+    if (write_all(fd, msg, sizeof h + h.len)) {
+        gw_log("lost the connection to %s during the handshake: %s", server, strerror(errno));
+        return CUDA_ERROR_NO_DEVICE;
+    }
+    uint8_t *p;
+    if (read_frame(fd, &h, &p, HANDSHAKE_TIMEOUT_MS)) {
+        gw_log("no handshake answer from %s: %s", server, strerror(errno));
+        return CUDA_ERROR_NO_DEVICE;
+    }
+    CUresult rc = CUDA_ERROR_NO_DEVICE;
+    if (h.op == GW_OP_HELLO_OK && h.len >= sizeof(gw_hello_ok)) {
+        memcpy(&server_info, p, sizeof server_info);
+        server_info.driver_desc[sizeof server_info.driver_desc - 1] = 0;
+        if (server_info.proto_version != GW_PROTO_VERSION)
+            gw_log("server %s speaks protocol %u, this client %u", server, server_info.proto_version,
+                   GW_PROTO_VERSION);
+        else
+            rc = CUDA_SUCCESS;
+        if (gw_debug())
+            gw_log("connected to %s: %s, driver %d, %u device(s)", server, server_info.driver_desc,
+                   server_info.driver_version, server_info.device_count);
+    } else if (h.op == GW_OP_ERROR && h.len >= 4) {
+        gw_log("server %s refused the session: %.*s", server, (int)(h.len - 4), (const char *)p + 4);
+    } else {
+        gw_log("unexpected handshake answer from %s (op %u)", server, h.op);
+    }
+    free(p);
+    return rc;
+}
+
+static void do_connect(void)
+{
+    const char *spec = getenv("GPUWIRE_SERVER");
+    if (!spec || !*spec)
+        spec = "127.0.0.1:7750";
+    char host[256], port[64], why[128];
+    if (split_server(spec, host, sizeof host, port, sizeof port)) {
+        gw_log("GPUWIRE_SERVER=%s is not HOST:PORT; CUDA calls will fail with CUDA_ERROR_NO_DEVICE", spec);
+        conn_status = CUDA_ERROR_NO_DEVICE;
+        return;
+    }
+    int fd = dial(host, port, why, sizeof why);
+    if (fd < 0) {
+        gw_log("cannot reach the gpuwire server at %s (%s); is `gpuwire server` running there? "
+               "CUDA calls will fail with CUDA_ERROR_NO_DEVICE", spec, why);
+        conn_status = CUDA_ERROR_NO_DEVICE;
+        return;
+    }
+    conn_status = handshake(fd, spec);
+    if (conn_status == CUDA_SUCCESS)
+        conn_fd = fd;
+    else
+        close(fd);
+}
+
+/* A forked child must not share the parent's stream: it starts a session of its own. */
+static void after_fork_child(void)
+{
+    if (conn_fd >= 0)
+        close(conn_fd);
+    conn_fd = -1;
+    conn_lost = 0;
+    conn_status = CUDA_ERROR_NOT_INITIALIZED;
+    atomic_store(&initialized, 0);
+    pthread_mutex_init(&conn_lock, NULL);
+    pthread_once_t fresh = PTHREAD_ONCE_INIT;
+    connect_once = fresh;
+}
+
+__attribute__((constructor)) static void transport_init(void)
+{
+    pthread_atfork(NULL, NULL, after_fork_child);
+}
+
+CUresult gw_connect(void)
+{
+    pthread_once(&connect_once, do_connect);
+    return conn_status;
+}
+
+int gw_initialized(void) { return atomic_load(&initialized); }
+void gw_set_initialized(void) { atomic_store(&initialized, 1); }
+const gw_hello_ok *gw_server_info(void) { return conn_status == CUDA_SUCCESS ? &server_info : NULL; }
+
+/* ---- request building ---- */
+
+static void req_reserve(gw_req *q, size_t more)
+{
+    if (q->oom || q->len + more <= q->cap)
+        return;
+    size_t cap = q->cap ? q->cap : 4096;
+    while (cap < q->len + more)
+        cap *= 2;
+    uint8_t *b = realloc(q->buf, cap);
+    if (!b) {
+        q->oom = 1;
+        return;
+    }
+    q->buf = b;
+    q->cap = cap;
+}
+
+gw_req *gw_req_begin_quiet(unsigned op)
+{
+    gw_req *q = &tls_req;
+    q->len = sizeof(gw_hdr);
+    q->op = op;
+    q->flags = 0;
+    q->oom = 0;
+    req_reserve(q, 256);
+    return q;
+}
+
+gw_req *gw_req_begin(unsigned op)
+{
+    gw_stat_call(op);
+    return gw_req_begin_quiet(op);
+}
+
+void gw_req_set_flags(gw_req *q, unsigned flags) { q->flags = flags; }
+
+void gw_put_raw(gw_req *q, const void *p, size_t n)
+{
+    req_reserve(q, n);
+    if (q->oom)
+        return;
+    if (n)
+        memcpy(q->buf + q->len, p, n);
+    q->len += n;
+}
+
+void gw_put_u32(gw_req *q, uint32_t v) { gw_put_raw(q, &v, 4); }
+void gw_put_u64(gw_req *q, uint64_t v) { gw_put_raw(q, &v, 8); }
+void gw_put_f64(gw_req *q, double v) { gw_put_raw(q, &v, 8); }
+
+void gw_put_in(gw_req *q, const void *p, size_t nbytes)
+{
+    if (!p || nbytes >= NULL_MARKER) {
+        gw_put_u32(q, p ? (q->oom = 1, 0) : NULL_MARKER);
+        return;
+    }
+    gw_put_u32(q, (uint32_t)nbytes);
+    gw_put_raw(q, p, nbytes);
+}
+
+void gw_put_out(gw_req *q, const void *p, size_t count)
+{
+    if (p && count >= NULL_MARKER)
+        q->oom = 1;
+    gw_put_u32(q, p ? (uint32_t)count : NULL_MARKER);
+}
+
+void gw_put_str(gw_req *q, const char *s)
+{
+    gw_put_in(q, s, s ? strlen(s) : 0);
+}
+
+void gw_put_handles(gw_req *q, void *const *h, size_t n)
+{
+    if (!h) {
+        gw_put_u32(q, NULL_MARKER);
+        return;
+    }
+    gw_put_u32(q, (uint32_t)(n * 8));
+    for (size_t i = 0; i < n; i++)
+        gw_put_u64(q, (uint64_t)(uintptr_t)h[i]);
+}
+
+/* ---- sending ---- */
+
+static CUresult usable(const gw_req *q)
+{
+    if (q->oom)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    if (q->len - sizeof(gw_hdr) > GW_MAX_PAYLOAD)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (q->op != GW_OP_cuInit && !gw_initialized())
+        return CUDA_ERROR_NOT_INITIALIZED;
+    CUresult rc = gw_connect();
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    if (conn_lost)
+        return CUDA_ERROR_DEVICE_UNAVAILABLE;
+    return CUDA_SUCCESS;
+}
+
+static void lose_connection(const char *what)
+{
+    if (!conn_lost)
+        gw_log("lost the connection to the gpuwire server (%s: %s); "
+               "CUDA calls now fail with CUDA_ERROR_DEVICE_UNAVAILABLE", what, strerror(errno));
+    conn_lost = 1;
+}
+
+/* Called with conn_lock held. */
+static int send_locked(gw_req *q, uint32_t seq)
+{
+    gw_hdr h = {.len = (uint32_t)(q->len - sizeof(gw_hdr)), .op = (uint16_t)q->op,
+                .flags = (uint16_t)q->flags, .tid = thread_tag(), .seq = seq};
+    memcpy(q->buf, &h, sizeof h);
+    if (write_all(conn_fd, q->buf, q->len)) {
+        lose_connection("send");
+        return -1;
+    }
+    gw_stat_bytes(q->len, 0);
+    return 0;
+}
+
+CUresult gw_req_post(gw_req *q)
+{
+    CUresult rc = usable(q);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    q->flags |= GW_F_NOREPLY;
+    pthread_mutex_lock(&conn_lock);
+    int bad = conn_lost || send_locked(q, next_seq++);
+    pthread_mutex_unlock(&conn_lock);
+    return bad ? CUDA_ERROR_DEVICE_UNAVAILABLE : CUDA_SUCCESS;
+}
+
+static int recv_reply_locked(gw_rep *r, uint32_t seq)
+{
+    gw_hdr h;
+    if (read_all(conn_fd, &h, sizeof h, -1)) {
+        lose_connection("receive");
+        return -1;
+    }
+    if (h.op == GW_OP_ERROR || h.op != GW_OP_REPLY || h.seq != seq || h.len < 4 || h.len > GW_MAX_PAYLOAD) {
+        uint8_t msg[512] = {0};
+        size_t n = h.len < sizeof msg - 1 ? h.len : sizeof msg - 1;
+        if (h.op == GW_OP_ERROR && n >= 4 && read_all(conn_fd, msg, n, 1000) == 0)
+            gw_log("the server ended the session: %s", (const char *)msg + 4);
+        else
+            gw_log("malformed reply from the server (op %u, seq %u, expected %u, %u bytes)", h.op, h.seq, seq,
+                   h.len);
+        errno = EPROTO;
+        lose_connection("reply");
+        return -1;
+    }
+    if (r->cap < h.len) {
+        uint8_t *b = realloc(r->buf, h.len);
+        if (!b) {
+            lose_connection("reply buffer");
+            return -1;
+        }
+        r->buf = b;
+        r->cap = h.len;
+    }
+    if (read_all(conn_fd, r->buf, h.len, -1)) {
+        lose_connection("receive");
+        return -1;
+    }
+    r->len = h.len;
+    gw_stat_bytes(0, sizeof h + h.len);
+    return 0;
+}
+
+CUresult gw_req_call(gw_req *q, gw_rep **out)
+{
+    gw_rep *r = &tls_rep;
+    r->len = r->pos = 0;
+    r->short_read = 0;
+    *out = r;
+    CUresult rc = usable(q);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    pthread_mutex_lock(&conn_lock);
+    uint32_t seq = next_seq++;
+    int bad = conn_lost || send_locked(q, seq) || recv_reply_locked(r, seq);
+    pthread_mutex_unlock(&conn_lock);
+    if (bad)
+        return CUDA_ERROR_DEVICE_UNAVAILABLE;
+    gw_stat_round_trip();
+    int32_t res;
+    memcpy(&res, r->buf, 4);
+    r->pos = 4;
+    return (CUresult)res;
+}
+
+/* ---- reply decoding ---- */
+
+const void *gw_get_view(gw_rep *r, size_t n)
+{
+    if (r->short_read || r->len - r->pos < n) {
+        r->short_read = 1;
+        return NULL;
+    }
+    const void *p = r->buf + r->pos;
+    r->pos += n;
+    return p;
+}
+
+int gw_get_bytes(gw_rep *r, void *dst, size_t n)
+{
+    const void *p = gw_get_view(r, n);
+    if (!p)
+        return -1;
+    if (n)
+        memcpy(dst, p, n);
+    return 0;
+}
+
+uint32_t gw_get_u32(gw_rep *r)
+{
+    uint32_t v = 0;
+    gw_get_bytes(r, &v, 4);
+    return v;
+}
+
+uint64_t gw_get_u64(gw_rep *r)
+{
+    uint64_t v = 0;
+    gw_get_bytes(r, &v, 8);
+    return v;
+}
+
+void gw_get_handles(gw_rep *r, void **h, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h[i] = (void *)(uintptr_t)gw_get_u64(r);
+}
+
+CUresult gw_rep_status(gw_rep *r, CUresult res)
+{
+    if (r->short_read) {
+        gw_log("short reply from the server; returning CUDA_ERROR_UNKNOWN");
+        return CUDA_ERROR_UNKNOWN;
+    }
+    return res;
+}
+
+void gw_rep_end(gw_rep *r) { (void)r; }

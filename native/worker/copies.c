@@ -1,0 +1,159 @@
+/* Copies between the client's bytes (carried in the request or the reply) and
+ * device memory. */
+#include <string.h>
+
+#include "worker.h"
+
+typedef CUresult (*htod_fn)(CUdeviceptr, const void *, size_t);
+typedef CUresult (*htod_async_fn)(CUdeviceptr, const void *, size_t, CUstream);
+typedef CUresult (*dtoh_fn)(void *, CUdeviceptr, size_t);
+typedef CUresult (*dtoh_async_fn)(void *, CUdeviceptr, size_t, CUstream);
+typedef CUresult (*sync_fn)(CUstream);
+
+static int is_async(unsigned op)
+{
+    return op == GW_OP_cuMemcpyHtoDAsync_v2 || op == GW_OP_cuMemcpyHtoDAsync_v2_ptsz ||
+           op == GW_OP_cuMemcpyDtoHAsync_v2 || op == GW_OP_cuMemcpyDtoHAsync_v2_ptsz ||
+           op == GW_OP_cuMemcpy2DAsync_v2 || op == GW_OP_cuMemcpy2DAsync_v2_ptsz;
+}
+
+static int is_ptsz(unsigned op)
+{
+    return op == GW_OP_cuMemcpyDtoHAsync_v2_ptsz || op == GW_OP_cuMemcpy2DAsync_v2_ptsz;
+}
+
+/* Device-to-host into worker memory must finish before the bytes are sent. */
+static CUresult sync_stream(gw_call *c, CUstream s)
+{
+    sync_fn f = (sync_fn)gw_driver_sym(is_ptsz(c->h.op) ? GW_OP_cuStreamSynchronize_ptsz : GW_OP_cuStreamSynchronize);
+    return f ? f(s) : CUDA_ERROR_NOT_SUPPORTED;
+}
+
+/* u64 dst, u64 stream id, bytes */
+static void htod(gw_call *c)
+{
+    CUdeviceptr dst = gw_in_u64(c);
+    CUstream s = gw_in_handle(c, GW_HT_CUstream);
+    size_t n = gw_in_left(c);
+    const void *src = gw_in_view(c, n);
+    if (!gw_args_ok(c))
+        return;
+    void *f = gw_driver_fn(c, c->h.op);
+    if (!f)
+        return;
+    CUresult r = is_async(c->h.op) ? ((htod_async_fn)f)(dst, src, n, s) : ((htod_fn)f)(dst, src, n);
+    gw_reply_result(c, r);
+}
+
+/* u64 src, u64 n, u64 stream id -> bytes */
+static void dtoh(gw_call *c)
+{
+    CUdeviceptr src = gw_in_u64(c);
+    uint64_t n = gw_in_u64(c);
+    CUstream s = gw_in_handle(c, GW_HT_CUstream);
+    if (!c->bad && n > GW_COPY_CHUNK)
+        gw_call_fail(c, "%s: %llu bytes in one piece is over the chunk size", gw_op_name(c->h.op),
+                     (unsigned long long)n);
+    if (!gw_args_ok(c))
+        return;
+    void *f = gw_driver_fn(c, c->h.op);
+    if (!f)
+        return;
+    void *buf = gw_scratch(c, n);
+    if (!buf) {
+        gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
+        return;
+    }
+    CUresult r;
+    if (is_async(c->h.op)) {
+        r = ((dtoh_async_fn)f)(buf, src, n, s);
+        if (r == CUDA_SUCCESS)
+            r = sync_stream(c, s);
+    } else {
+        r = ((dtoh_fn)f)(buf, src, n);
+    }
+    gw_reply_result(c, r);
+    if (r == CUDA_SUCCESS)
+        gw_reply_bytes(c, buf, n);
+}
+
+void gw_h_cuMemcpyHtoD_v2(gw_call *c) { htod(c); }
+void gw_h_cuMemcpyHtoD_v2_ptds(gw_call *c) { htod(c); }
+void gw_h_cuMemcpyHtoDAsync_v2(gw_call *c) { htod(c); }
+void gw_h_cuMemcpyHtoDAsync_v2_ptsz(gw_call *c) { htod(c); }
+void gw_h_cuMemcpyDtoH_v2(gw_call *c) { dtoh(c); }
+void gw_h_cuMemcpyDtoH_v2_ptds(gw_call *c) { dtoh(c); }
+void gw_h_cuMemcpyDtoHAsync_v2(gw_call *c) { dtoh(c); }
+void gw_h_cuMemcpyDtoHAsync_v2_ptsz(gw_call *c) { dtoh(c); }
+
+/* A band of rows: u64 stream, (u32 type, u64 device address, u64 pitch) for
+ * source then destination, u64 width, u64 rows, then the packed host rows if
+ * the source is host memory. Host sides are packed (pitch = width) here. */
+static void copy2d(gw_call *c)
+{
+    CUstream s = gw_in_handle(c, GW_HT_CUstream);
+    CUDA_MEMCPY2D m = {0};
+    m.srcMemoryType = (CUmemorytype)gw_in_u32(c);
+    m.srcDevice = gw_in_u64(c);
+    m.srcPitch = gw_in_u64(c);
+    m.dstMemoryType = (CUmemorytype)gw_in_u32(c);
+    m.dstDevice = gw_in_u64(c);
+    m.dstPitch = gw_in_u64(c);
+    m.WidthInBytes = gw_in_u64(c);
+    m.Height = gw_in_u64(c);
+    if (c->bad)
+        return;
+    int sh = m.srcMemoryType == CU_MEMORYTYPE_HOST, dh = m.dstMemoryType == CU_MEMORYTYPE_HOST;
+    if ((!sh && m.srcMemoryType != CU_MEMORYTYPE_DEVICE) || (!dh && m.dstMemoryType != CU_MEMORYTYPE_DEVICE) ||
+        (sh && dh)) {
+        gw_call_fail(c, "%s: memory types %u -> %u", gw_op_name(c->h.op), m.srcMemoryType, m.dstMemoryType);
+        return;
+    }
+    uint64_t bytes = m.WidthInBytes * m.Height;
+    if (m.Height && (bytes / m.Height != m.WidthInBytes || bytes > GW_COPY_CHUNK)) {
+        gw_call_fail(c, "%s: band of %llu x %llu bytes is over the chunk size", gw_op_name(c->h.op),
+                     (unsigned long long)m.WidthInBytes, (unsigned long long)m.Height);
+        return;
+    }
+    if (sh) {
+        const void *src = gw_in_view(c, bytes);
+        void *aligned = src ? gw_scratch(c, bytes) : NULL;
+        if (aligned)
+            memcpy(aligned, src, bytes);
+        m.srcHost = aligned;
+        m.srcPitch = m.WidthInBytes;
+    }
+    void *dst = NULL;
+    if (dh) {
+        dst = gw_scratch(c, bytes);
+        m.dstHost = dst;
+        m.dstPitch = m.WidthInBytes;
+    }
+    if (!gw_args_ok(c))
+        return;
+    if ((sh && !m.srcHost) || (dh && !dst)) {
+        gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
+        return;
+    }
+    void *f = gw_driver_fn(c, c->h.op);
+    if (!f)
+        return;
+    CUresult r;
+    if (is_async(c->h.op)) {
+        r = ((CUresult(*)(const CUDA_MEMCPY2D *, CUstream))f)(&m, s);
+        if (r == CUDA_SUCCESS && dh)
+            r = sync_stream(c, s);
+    } else {
+        r = ((CUresult(*)(const CUDA_MEMCPY2D *))f)(&m);
+    }
+    gw_reply_result(c, r);
+    if (r == CUDA_SUCCESS && dh)
+        gw_reply_bytes(c, dst, bytes);
+}
+
+void gw_h_cuMemcpy2D_v2(gw_call *c) { copy2d(c); }
+void gw_h_cuMemcpy2D_v2_ptds(gw_call *c) { copy2d(c); }
+void gw_h_cuMemcpy2DUnaligned_v2(gw_call *c) { copy2d(c); }
+void gw_h_cuMemcpy2DUnaligned_v2_ptds(gw_call *c) { copy2d(c); }
+void gw_h_cuMemcpy2DAsync_v2(gw_call *c) { copy2d(c); }
+void gw_h_cuMemcpy2DAsync_v2_ptsz(gw_call *c) { copy2d(c); }

@@ -1,0 +1,193 @@
+/* Module and library loads from the per-thread staging buffer, the staging
+ * op itself, and parameter layouts of functions and kernels. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/idmap.h"
+#include "worker.h"
+
+#define MAX_STAGE (4ull << 30) /* the largest blob a session may stage */
+#define MAX_OPTIONS 64u
+
+typedef struct stage {
+    uint8_t *buf;
+    uint64_t total, filled;
+} stage;
+
+static gw_idmap stages; /* client thread tag -> stage */
+static pthread_mutex_t stages_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static stage *stage_of(uint32_t tid, int create)
+{
+    pthread_mutex_lock(&stages_lock);
+    stage *s = gw_idmap_get(&stages, tid);
+    if (!s && create) {
+        s = calloc(1, sizeof *s);
+        if (s && gw_idmap_put(&stages, tid, s)) {
+            free(s);
+            s = NULL;
+        }
+    }
+    pthread_mutex_unlock(&stages_lock);
+    return s;
+}
+
+/* u64 offset, u64 total, bytes. Pieces arrive in order; offset 0 starts a blob. */
+void gw_op_stage(gw_call *c)
+{
+    uint64_t off = gw_in_u64(c), total = gw_in_u64(c);
+    size_t n = gw_in_left(c);
+    const void *src = gw_in_view(c, n);
+    if (c->bad)
+        return;
+    if (total == 0 || total > MAX_STAGE) {
+        gw_call_fail(c, "staging blob of %llu bytes", (unsigned long long)total);
+        return;
+    }
+    stage *s = stage_of(c->h.tid, 1);
+    if (!s) {
+        gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
+        return;
+    }
+    if (off == 0) {
+        free(s->buf);
+        s->buf = malloc(total);
+        s->total = s->buf ? total : 0;
+        s->filled = 0;
+        if (!s->buf) {
+            gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
+            return;
+        }
+    }
+    if (off != s->filled || total != s->total || n > total - off) {
+        gw_call_fail(c, "staging piece at %llu+%zu does not continue the blob (%llu of %llu)",
+                     (unsigned long long)off, n, (unsigned long long)s->filled, (unsigned long long)s->total);
+        return;
+    }
+    memcpy(s->buf + off, src, n);
+    s->filled += n;
+    gw_reply_result(c, CUDA_SUCCESS);
+}
+
+const void *gw_staged(uint32_t tid, size_t size)
+{
+    stage *s = stage_of(tid, 0);
+    return s && s->buf && s->total == size && s->filled == size ? s->buf : NULL;
+}
+
+static void release_stage(uint32_t tid)
+{
+    stage *s = stage_of(tid, 0);
+    if (s) {
+        free(s->buf);
+        s->buf = NULL;
+        s->total = s->filled = 0;
+    }
+}
+
+/* u32 n, n x (u32 option, u64 value) */
+static unsigned read_options(gw_call *c, unsigned *opts, void **vals)
+{
+    uint32_t n = gw_in_u32(c);
+    if (n > MAX_OPTIONS) {
+        gw_call_fail(c, "%s: %u options", gw_op_name(c->h.op), n);
+        return 0;
+    }
+    for (uint32_t i = 0; i < n && !c->bad; i++) {
+        opts[i] = gw_in_u32(c);
+        vals[i] = (void *)(uintptr_t)gw_in_u64(c);
+    }
+    return n;
+}
+
+/* u64 image size, jit options, library options -> handle id */
+static void load(gw_call *c, int type)
+{
+    uint64_t size = gw_in_u64(c);
+    unsigned jo[MAX_OPTIONS], lo[MAX_OPTIONS];
+    void *jv[MAX_OPTIONS], *lv[MAX_OPTIONS];
+    unsigned nj = read_options(c, jo, jv);
+    unsigned nl = read_options(c, lo, lv);
+    if (!gw_args_ok(c))
+        return;
+    const void *image = gw_staged(c->h.tid, size);
+    if (!image) {
+        gw_call_fail(c, "%s: no complete staged image of %llu bytes", gw_op_name(c->h.op), (unsigned long long)size);
+        return;
+    }
+    void *f = gw_driver_fn(c, c->h.op);
+    if (!f) {
+        release_stage(c->h.tid);
+        return;
+    }
+    void *h = NULL;
+    CUresult r;
+    switch (c->h.op) {
+    case GW_OP_cuModuleLoadData:
+        r = ((CUresult(*)(CUmodule *, const void *))f)((CUmodule *)&h, image);
+        break;
+    case GW_OP_cuModuleLoadFatBinary:
+        r = ((CUresult(*)(CUmodule *, const void *))f)((CUmodule *)&h, image);
+        break;
+    case GW_OP_cuModuleLoadDataEx:
+        r = ((CUresult(*)(CUmodule *, const void *, unsigned, CUjit_option *, void **))f)(
+            (CUmodule *)&h, image, nj, (CUjit_option *)jo, jv);
+        break;
+    default: /* cuLibraryLoadData */
+        r = ((CUresult(*)(CUlibrary *, const void *, CUjit_option *, void **, unsigned, CUlibraryOption *, void **,
+                          unsigned))f)((CUlibrary *)&h, image, (CUjit_option *)jo, jv, nj, (CUlibraryOption *)lo, lv,
+                                       nl);
+        break;
+    }
+    release_stage(c->h.tid);
+    gw_reply_result(c, r);
+    if (r == CUDA_SUCCESS)
+        gw_reply_handles(c, type, &h, 1);
+}
+
+void gw_h_cuModuleLoadData(gw_call *c) { load(c, GW_HT_CUmodule); }
+void gw_h_cuModuleLoadDataEx(gw_call *c) { load(c, GW_HT_CUmodule); }
+void gw_h_cuModuleLoadFatBinary(gw_call *c) { load(c, GW_HT_CUmodule); }
+void gw_h_cuLibraryLoadData(gw_call *c) { load(c, GW_HT_CUlibrary); }
+
+/* ---- parameter layouts ---- */
+
+typedef CUresult (*param_info_fn)(void *, size_t, size_t *, size_t *);
+
+/* u64 function-or-kernel id -> u32 n, n x (u32 offset, u32 size) */
+void gw_op_func_layout(gw_call *c)
+{
+    uint64_t id = gw_in_u64(c);
+    if (!gw_args_ok(c))
+        return;
+    int is_kernel = 0, found;
+    void *f = gw_handle_real(GW_HT_CUkernel, id, &found);
+    if (found && f)
+        is_kernel = 1;
+    else
+        f = gw_handle_real(GW_HT_CUfunction, id, &found);
+    if (!found || !f) {
+        gw_reply_result(c, CUDA_ERROR_INVALID_HANDLE);
+        return;
+    }
+    param_info_fn info = (param_info_fn)gw_driver_sym(is_kernel ? GW_OP_cuKernelGetParamInfo : GW_OP_cuFuncGetParamInfo);
+    if (!info) {
+        gw_reply_result(c, CUDA_ERROR_NOT_SUPPORTED);
+        return;
+    }
+    uint32_t offs[4096], sizes[4096], n = 0;
+    for (; n < 4096; n++) {
+        size_t off, size;
+        if (info(f, n, &off, &size) != CUDA_SUCCESS)
+            break;
+        offs[n] = (uint32_t)off;
+        sizes[n] = (uint32_t)size;
+    }
+    gw_reply_result(c, CUDA_SUCCESS);
+    gw_reply_u32(c, n);
+    for (uint32_t i = 0; i < n; i++) {
+        gw_reply_u32(c, offs[i]);
+        gw_reply_u32(c, sizes[i]);
+    }
+}

@@ -1,0 +1,70 @@
+/* gpuwire data-plane worker: one process per client session, executing the
+ * client's driver calls on the real driver (or the CPU stand-in). Everything
+ * in a request is hostile until checked: decoding never reads past the frame,
+ * counts are bounded, handles are looked up in typed tables. A malformed
+ * request ends this session (and only this process). */
+#ifndef GW_WORKER_H
+#define GW_WORKER_H
+
+#include <cuda.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/wire.h"
+#include "../generated/gw_ops.h"
+
+typedef struct gw_call {
+    gw_hdr h;
+    const uint8_t *p; /* payload */
+    size_t len, pos;
+    int bad;          /* malformed: the session ends */
+    char why[160];
+    CUresult err;     /* a handle failed to resolve: answer this without calling */
+    void **allocs;    /* per-call scratch, freed after the reply */
+    size_t nallocs, capallocs;
+    uint8_t *rbuf;    /* reply: header + i32 result + outputs */
+    size_t rlen, rcap;
+    int replied;
+} gw_call;
+
+typedef void (*gw_handler)(gw_call *c);
+extern const gw_handler gw_dispatch[GW_OP_COUNT]; /* generated */
+
+/* ---- decoding (call.c) ---- */
+void gw_call_fail(gw_call *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+uint32_t gw_in_u32(gw_call *c);
+uint64_t gw_in_u64(gw_call *c);
+double gw_in_f64(gw_call *c);
+const void *gw_in_view(gw_call *c, size_t n); /* n bytes in place (unaligned) */
+size_t gw_in_left(const gw_call *c);
+const char *gw_in_str(gw_call *c);
+void *gw_in_array(gw_call *c, size_t esz, size_t *n);
+void *gw_in_handles(gw_call *c, int type, size_t *n);
+void *gw_out_array(gw_call *c, size_t esz, size_t *n);
+void *gw_scratch(gw_call *c, size_t n); /* zeroed, freed after the call */
+int gw_args_ok(gw_call *c);
+
+/* ---- replies (call.c) ---- */
+void gw_reply_result(gw_call *c, CUresult r);
+void gw_reply_bytes(gw_call *c, const void *p, size_t n);
+void gw_reply_u32(gw_call *c, uint32_t v);
+void gw_reply_handles(gw_call *c, int type, void **h, size_t n);
+
+/* ---- driver (main.c) ---- */
+void *gw_driver_fn(gw_call *c, unsigned op); /* NULL after answering CUDA_ERROR_NOT_SUPPORTED */
+void *gw_driver_sym(unsigned op);             /* NULL if the driver lacks it */
+void gw_wlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- handles (handles.c) ---- */
+void *gw_in_handle(gw_call *c, int type);
+void *gw_handle_lookup(gw_call *c, int type, uint64_t id);
+void gw_handle_forget(gw_call *c, int type, uint64_t id);
+uint64_t gw_handle_id(int type, void *real);
+void *gw_handle_real(int type, uint64_t id, int *found);
+
+/* ---- control ops (modules.c, launch.c) ---- */
+void gw_op_stage(gw_call *c);
+void gw_op_func_layout(gw_call *c);
+const void *gw_staged(uint32_t tid, size_t size); /* the complete staged blob of that size, or NULL */
+
+#endif

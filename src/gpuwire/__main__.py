@@ -1,0 +1,5 @@
+import sys
+
+from gpuwire.cli import main
+
+sys.exit(main())

@@ -1,0 +1,62 @@
+/* TEST DOUBLE: gpuwire CPU stand-in driver. Host implementations of the kernels of
+ * tests/programs/vector_add.cu, streams_events.cu and error_paths.cu. Names are the device
+ * symbols nvcc emits; layouts are what cuFuncGetParamInfo reports on the GPU (checked against
+ * the cubins' parameter tables by `make -C tests/standin layouts`). */
+#include "kernels.h"
+
+/* vector_add(const float *a, const float *b, float *c, int n) */
+static void vector_add(sd_exec *x)
+{
+    int i = gidx(x);
+    if (i >= arg_i32(x, 3))
+        return;
+    float a, b, c;
+    if (!ld(x, arg_ptr(x, 0), i, &a, 4) || !ld(x, arg_ptr(x, 1), i, &b, 4))
+        return;
+    c = a + b;
+    st(x, arg_ptr(x, 2), i, &c, 4);
+}
+
+/* se_produce(int *out, int n, int base, int spins) */
+static void se_produce(sd_exec *x)
+{
+    int i = gidx(x);
+    if (i >= arg_i32(x, 1))
+        return;
+    uint32_t v = (uint32_t)(arg_i32(x, 2) + i);
+    for (int k = 0, spins = arg_i32(x, 3); k < spins; k++)
+        v = v * 1664525u + 1013904223u;
+    int32_t out = (int32_t)(v & 0x7fffffff);
+    st(x, arg_ptr(x, 0), i, &out, 4);
+}
+
+/* se_consume(const int *in, int *out, int n, int add) */
+static void se_consume(sd_exec *x)
+{
+    int i = gidx(x);
+    if (i >= arg_i32(x, 2))
+        return;
+    int32_t v;
+    if (!ld(x, arg_ptr(x, 0), i, &v, 4))
+        return;
+    v = (int32_t)((uint32_t)v + (uint32_t)arg_i32(x, 3));
+    st(x, arg_ptr(x, 1), i, &v, 4);
+}
+
+/* ep_touch(int *p, int n) */
+static void ep_touch(sd_exec *x)
+{
+    int i = gidx(x);
+    if (i >= arg_i32(x, 1))
+        return;
+    int32_t v = i + 1;
+    st(x, arg_ptr(x, 0), i, &v, 4);
+}
+
+const sd_kernel_desc sd_kernels_programs[] = {
+    {"_Z10vector_addPKfS0_Pfi", 4, {P(0, 8), P(8, 8), P(16, 8), P(24, 4)}, vector_add},
+    {"_Z10se_producePiiii", 4, {P(0, 8), P(8, 4), P(12, 4), P(16, 4)}, se_produce},
+    {"_Z10se_consumePKiPiii", 4, {P(0, 8), P(8, 8), P(16, 4), P(20, 4)}, se_consume},
+    {"_Z8ep_touchPii", 2, {P(0, 8), P(8, 4)}, ep_touch},
+};
+const size_t sd_kernels_programs_n = sizeof sd_kernels_programs / sizeof sd_kernels_programs[0];

@@ -1,0 +1,125 @@
+/* TEST DOUBLE: gpuwire CPU stand-in driver. Kernel launches: the configuration is checked
+ * against the device limits, the parameters (kernelParams or the packed `extra` buffer) are
+ * gathered into one buffer laid out as on the GPU, and the kernel's host implementation runs
+ * every thread at once, in order. A bad address in a kernel ends the launch and makes the
+ * context's CUDA_ERROR_ILLEGAL_ADDRESS sticky, as a GPU fault does. */
+#include "standin.h"
+
+#include <string.h>
+
+#define EXTRA_MAX 16 /* entries scanned in an `extra` array before it is called malformed */
+
+static CUresult check_config(const unsigned int g[3], const unsigned int b[3], unsigned int shmem, const sd_func *f)
+{
+    if (!g[0] || !g[1] || !g[2] || !b[0] || !b[1] || !b[2])
+        return CUDA_ERROR_INVALID_VALUE;
+    if (b[0] > 1024 || b[1] > 1024 || b[2] > 64)
+        return CUDA_ERROR_INVALID_VALUE;
+    if ((unsigned long long)b[0] * b[1] * b[2] > SD_MAX_THREADS)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (g[0] > 2147483647u || g[1] > 65535u || g[2] > 65535u)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (shmem > (unsigned int)f->max_dyn_shmem)
+        return CUDA_ERROR_INVALID_VALUE;
+    return CUDA_SUCCESS;
+}
+
+/* Packs the parameters into buf (SD_PARAM_BUF bytes). */
+static CUresult gather(const sd_kernel_desc *d, void **params, void **extra, unsigned char *buf)
+{
+    size_t need = sd_params_size(d);
+    if (need > SD_PARAM_BUF)
+        return CUDA_ERROR_INVALID_VALUE;
+    memset(buf, 0, SD_PARAM_BUF);
+    if (params && extra)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (params) {
+        for (unsigned int i = 0; i < d->nparams; i++) {
+            if (!params[i])
+                return CUDA_ERROR_INVALID_VALUE;
+            memcpy(buf + d->params[i].offset, params[i], d->params[i].size);
+        }
+        return CUDA_SUCCESS;
+    }
+    if (!extra)
+        return d->nparams == 0 ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+    const void *ptr = NULL;
+    const size_t *size = NULL;
+    for (int i = 0; i < EXTRA_MAX; i += 2) {
+        if (extra[i] == CU_LAUNCH_PARAM_END) {
+            if (!ptr || !size || *size < need)
+                return CUDA_ERROR_INVALID_VALUE;
+            memcpy(buf, ptr, need);
+            return CUDA_SUCCESS;
+        }
+        if (extra[i] == CU_LAUNCH_PARAM_BUFFER_POINTER)
+            ptr = extra[i + 1];
+        else if (extra[i] == CU_LAUNCH_PARAM_BUFFER_SIZE)
+            size = extra[i + 1];
+        else
+            return CUDA_ERROR_INVALID_VALUE;
+    }
+    return CUDA_ERROR_INVALID_VALUE; /* no CU_LAUNCH_PARAM_END */
+}
+
+/* Runs every thread of the grid; stops at the first fault. Lock held. */
+static int run(const sd_kernel_desc *d, const unsigned int g[3], const unsigned int b[3], const unsigned char *buf)
+{
+    sd_exec x;
+    memset(&x, 0, sizeof x);
+    x.desc = d;
+    x.params = buf;
+    memcpy(x.grid, g, sizeof x.grid);
+    memcpy(x.block, b, sizeof x.block);
+    for (x.bid[2] = 0; x.bid[2] < g[2]; x.bid[2]++)
+        for (x.bid[1] = 0; x.bid[1] < g[1]; x.bid[1]++)
+            for (x.bid[0] = 0; x.bid[0] < g[0]; x.bid[0]++)
+                for (x.tid[2] = 0; x.tid[2] < b[2]; x.tid[2]++)
+                    for (x.tid[1] = 0; x.tid[1] < b[1]; x.tid[1]++)
+                        for (x.tid[0] = 0; x.tid[0] < b[0]; x.tid[0]++) {
+                            d->thread(&x);
+                            if (x.fault)
+                                return 1;
+                        }
+    return 0;
+}
+
+static CUresult launch(CUfunction f, const unsigned int g[3], const unsigned int b[3], unsigned int shmem,
+                       CUstream s, void **params, void **extra)
+{
+    static unsigned char buf[SD_PARAM_BUF]; /* guarded by the global lock */
+    sd_lock();
+    sd_ctx *c;
+    CUresult r = sd_stream_check(s, &c);
+    sd_func *fn = NULL;
+    if (r == CUDA_SUCCESS && !(fn = sd_func_check(f)))
+        r = CUDA_ERROR_INVALID_HANDLE;
+    if (r == CUDA_SUCCESS)
+        r = check_config(g, b, shmem, fn);
+    if (r == CUDA_SUCCESS)
+        r = gather(fn->desc, params, extra, buf);
+    if (r == CUDA_SUCCESS && run(fn->desc, g, b, buf))
+        sd_ctx_fault(c, CUDA_ERROR_ILLEGAL_ADDRESS); /* the launch itself succeeded */
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,
+                               unsigned int by, unsigned int bz, unsigned int shmem, CUstream s, void **params,
+                               void **extra)
+{
+    const unsigned int g[3] = {gx, gy, gz}, b[3] = {bx, by, bz};
+    return launch(f, g, b, shmem, s, params, extra);
+}
+
+SD_API CUresult cuLaunchKernelEx(const CUlaunchConfig *cfg, CUfunction f, void **params, void **extra)
+{
+    if (!cfg || (cfg->numAttrs && !cfg->attrs))
+        return CUDA_ERROR_INVALID_VALUE;
+    for (unsigned int i = 0; i < cfg->numAttrs; i++)
+        if (cfg->attrs[i].id == CU_LAUNCH_ATTRIBUTE_COOPERATIVE && cfg->attrs[i].value.cooperative)
+            return CUDA_ERROR_NOT_SUPPORTED; /* grid-wide sync cannot run thread by thread */
+    const unsigned int g[3] = {cfg->gridDimX, cfg->gridDimY, cfg->gridDimZ};
+    const unsigned int b[3] = {cfg->blockDimX, cfg->blockDimY, cfg->blockDimZ};
+    return launch(f, g, b, cfg->sharedMemBytes, cfg->hStream, params, extra);
+}

@@ -1,0 +1,644 @@
+/* TEST DOUBLE: gpuwire CPU stand-in driver. Modules and libraries accept any image (fatbin,
+ * cubin or PTX; it is not parsed) and resolve kernels by name from the registry of host
+ * implementations of this project's test kernels. Also function/kernel attributes, parameter
+ * layout and occupancy. */
+#include "standin.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* A module (SD_MODULE) or library (SD_LIBRARY): one handle per registered kernel, made on
+ * first lookup so the same name always gives the same handle. */
+typedef struct sd_image {
+    sd_obj h;
+    sd_ctx *ctx;          /* module: the context it was loaded in; library: NULL */
+    struct sd_image *mod; /* library: its module (for cuLibraryGetModule / cuKernelGetFunction) */
+    sd_func **funcs;      /* indexed like the registry */
+} sd_image;
+
+static sd_image *image_new(int kind, sd_ctx *ctx)
+{
+    sd_image *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    m->funcs = calloc(sd_registry_count() ? sd_registry_count() : 1, sizeof *m->funcs);
+    if (!m->funcs || sd_obj_add(m) != 0) {
+        free(m->funcs);
+        free(m);
+        return NULL;
+    }
+    m->h.kind = kind;
+    m->ctx = ctx;
+    return m;
+}
+
+static void image_free(sd_image *m)
+{
+    for (size_t i = 0; i < sd_registry_count(); i++) {
+        if (m->funcs[i]) {
+            sd_obj_del(m->funcs[i]);
+            free(m->funcs[i]);
+        }
+    }
+    sd_obj_del(m);
+    free(m->funcs);
+    free(m);
+}
+
+/* The handle for registry entry i in image m (kind SD_FUNC or SD_KERNEL). */
+static sd_func *image_func(sd_image *m, size_t i, int kind)
+{
+    if (!m->funcs[i]) {
+        sd_func *f = calloc(1, sizeof *f);
+        if (!f || sd_obj_add(f) != 0) {
+            free(f);
+            return NULL;
+        }
+        f->h.kind = kind;
+        f->desc = sd_registry_at(i);
+        f->owner = m;
+        f->max_dyn_shmem = SD_SHMEM_DEFAULT;
+        f->carveout = -1;
+        m->funcs[i] = f;
+    }
+    return m->funcs[i];
+}
+
+static long registry_index(const char *name)
+{
+    const sd_kernel_desc *d = sd_registry_find(name);
+    if (!d)
+        return -1;
+    for (size_t i = 0; i < sd_registry_count(); i++)
+        if (sd_registry_at(i) == d)
+            return (long)i;
+    return -1;
+}
+
+static void drop_module_of(void *obj, void *arg)
+{
+    sd_image *m = obj;
+    if (m->ctx == arg)
+        image_free(m);
+}
+
+void sd_free_ctx_modules(sd_ctx *c) { sd_obj_each(SD_MODULE, drop_module_of, c); }
+
+sd_func *sd_func_check(CUfunction f)
+{
+    if (sd_obj_live(f, SD_FUNC) || sd_obj_live(f, SD_KERNEL))
+        return (sd_func *)f;
+    return NULL;
+}
+
+/* ---- modules ---- */
+
+static CUresult module_load(CUmodule *pm, const void *image)
+{
+    if (!pm || !image)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    sd_ctx *c;
+    CUresult r = sd_cur(&c);
+    sd_image *m = NULL;
+    if (r == CUDA_SUCCESS && !(m = image_new(SD_MODULE, c)))
+        r = CUDA_ERROR_OUT_OF_MEMORY;
+    if (r == CUDA_SUCCESS)
+        *pm = (CUmodule)m;
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuModuleLoadData(CUmodule *pm, const void *image) { return module_load(pm, image); }
+SD_API CUresult cuModuleLoadFatBinary(CUmodule *pm, const void *fatbin) { return module_load(pm, fatbin); }
+
+SD_API CUresult cuModuleLoadDataEx(CUmodule *pm, const void *image, unsigned int n, CUjit_option *opts, void **vals)
+{
+    if (n > 0 && (!opts || !vals))
+        return CUDA_ERROR_INVALID_VALUE; /* options are accepted and ignored: nothing is compiled */
+    return module_load(pm, image);
+}
+
+SD_API CUresult cuModuleUnload(CUmodule hm)
+{
+    sd_lock();
+    sd_ctx *c;
+    CUresult r = sd_cur_any(&c);
+    if (r == CUDA_SUCCESS && !sd_obj_live(hm, SD_MODULE))
+        r = CUDA_ERROR_INVALID_HANDLE;
+    if (r == CUDA_SUCCESS && ((sd_image *)hm)->ctx == NULL)
+        r = CUDA_ERROR_INVALID_HANDLE; /* a library's module goes with its library */
+    if (r == CUDA_SUCCESS)
+        image_free((sd_image *)hm);
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuModuleGetFunction(CUfunction *pf, CUmodule hm, const char *name)
+{
+    if (!pf || !name)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    sd_ctx *c;
+    CUresult r = sd_cur(&c);
+    if (r == CUDA_SUCCESS && !sd_obj_live(hm, SD_MODULE))
+        r = CUDA_ERROR_INVALID_HANDLE;
+    long i = r == CUDA_SUCCESS ? registry_index(name) : -1;
+    if (r == CUDA_SUCCESS && i < 0)
+        r = CUDA_ERROR_NOT_FOUND;
+    if (r == CUDA_SUCCESS) {
+        sd_func *f = image_func((sd_image *)hm, (size_t)i, SD_FUNC);
+        if (!f)
+            r = CUDA_ERROR_OUT_OF_MEMORY;
+        else
+            *pf = (CUfunction)f;
+    }
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuModuleGetFunctionCount(unsigned int *count, CUmodule hm)
+{
+    if (!count)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    sd_ctx *c;
+    CUresult r = sd_cur(&c);
+    if (r == CUDA_SUCCESS && !sd_obj_live(hm, SD_MODULE))
+        r = CUDA_ERROR_INVALID_HANDLE;
+    if (r == CUDA_SUCCESS)
+        *count = (unsigned int)sd_registry_count(); /* the image is not parsed: every known kernel */
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuModuleEnumerateFunctions(CUfunction *fns, unsigned int n, CUmodule hm)
+{
+    if (!fns)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    sd_ctx *c;
+    CUresult r = sd_cur(&c);
+    if (r == CUDA_SUCCESS && !sd_obj_live(hm, SD_MODULE))
+        r = CUDA_ERROR_INVALID_HANDLE;
+    for (size_t i = 0; r == CUDA_SUCCESS && i < n && i < sd_registry_count(); i++) {
+        sd_func *f = image_func((sd_image *)hm, i, SD_FUNC);
+        if (!f)
+            r = CUDA_ERROR_OUT_OF_MEMORY;
+        else
+            fns[i] = (CUfunction)f;
+    }
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuModuleGetGlobal_v2(CUdeviceptr *dptr, size_t *bytes, CUmodule hm, const char *name)
+{
+    (void)dptr;
+    (void)bytes;
+    if (!name)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    sd_ctx *c;
+    CUresult r = sd_cur(&c);
+    if (r == CUDA_SUCCESS && !sd_obj_live(hm, SD_MODULE))
+        r = CUDA_ERROR_INVALID_HANDLE;
+    if (r == CUDA_SUCCESS)
+        r = CUDA_ERROR_NOT_FOUND; /* the test programs have no __device__ variables */
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuModuleGetLoadingMode(CUmoduleLoadingMode *mode)
+{
+    if (!mode)
+        return CUDA_ERROR_INVALID_VALUE;
+    *mode = CU_MODULE_EAGER_LOADING;
+    return CUDA_SUCCESS;
+}
+
+/* ---- libraries (context-independent) ---- */
+
+SD_API CUresult cuLibraryLoadData(CUlibrary *plib, const void *code, CUjit_option *jopts, void **jvals,
+                                  unsigned int nj, CUlibraryOption *lopts, void **lvals, unsigned int nl)
+{
+    if (!plib || !code || (nj && (!jopts || !jvals)) || (nl && (!lopts || !lvals)))
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    CUresult r = sd_initialized() ? CUDA_SUCCESS : CUDA_ERROR_NOT_INITIALIZED;
+    sd_image *lib = NULL;
+    if (r == CUDA_SUCCESS) {
+        lib = image_new(SD_LIBRARY, NULL);
+        sd_image *mod = lib ? image_new(SD_MODULE, NULL) : NULL;
+        if (!mod) {
+            if (lib)
+                image_free(lib);
+            r = CUDA_ERROR_OUT_OF_MEMORY;
+        } else {
+            lib->mod = mod;
+        }
+    }
+    if (r == CUDA_SUCCESS)
+        *plib = (CUlibrary)lib;
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuLibraryUnload(CUlibrary hl)
+{
+    sd_lock();
+    CUresult r = sd_obj_live(hl, SD_LIBRARY) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    if (r == CUDA_SUCCESS) {
+        sd_image *lib = (sd_image *)hl;
+        image_free(lib->mod);
+        image_free(lib);
+    }
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuLibraryGetKernel(CUkernel *pk, CUlibrary hl, const char *name)
+{
+    if (!pk || !name)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    CUresult r = sd_obj_live(hl, SD_LIBRARY) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    long i = r == CUDA_SUCCESS ? registry_index(name) : -1;
+    if (r == CUDA_SUCCESS && i < 0)
+        r = CUDA_ERROR_NOT_FOUND;
+    if (r == CUDA_SUCCESS) {
+        sd_func *k = image_func((sd_image *)hl, (size_t)i, SD_KERNEL);
+        if (!k)
+            r = CUDA_ERROR_OUT_OF_MEMORY;
+        else
+            *pk = (CUkernel)k;
+    }
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuLibraryGetKernelCount(unsigned int *count, CUlibrary hl)
+{
+    if (!count)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    CUresult r = sd_obj_live(hl, SD_LIBRARY) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    if (r == CUDA_SUCCESS)
+        *count = (unsigned int)sd_registry_count();
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuLibraryEnumerateKernels(CUkernel *ks, unsigned int n, CUlibrary hl)
+{
+    if (!ks)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    CUresult r = sd_obj_live(hl, SD_LIBRARY) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    for (size_t i = 0; r == CUDA_SUCCESS && i < n && i < sd_registry_count(); i++) {
+        sd_func *k = image_func((sd_image *)hl, i, SD_KERNEL);
+        if (!k)
+            r = CUDA_ERROR_OUT_OF_MEMORY;
+        else
+            ks[i] = (CUkernel)k;
+    }
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuLibraryGetModule(CUmodule *pm, CUlibrary hl)
+{
+    if (!pm)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    sd_ctx *c;
+    CUresult r = sd_cur(&c);
+    if (r == CUDA_SUCCESS && !sd_obj_live(hl, SD_LIBRARY))
+        r = CUDA_ERROR_INVALID_HANDLE;
+    if (r == CUDA_SUCCESS)
+        *pm = (CUmodule)((sd_image *)hl)->mod;
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuLibraryGetGlobal(CUdeviceptr *dptr, size_t *bytes, CUlibrary hl, const char *name)
+{
+    (void)dptr;
+    (void)bytes;
+    if (!name)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    CUresult r = sd_obj_live(hl, SD_LIBRARY) ? CUDA_ERROR_NOT_FOUND : CUDA_ERROR_INVALID_HANDLE;
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuKernelGetFunction(CUfunction *pf, CUkernel k)
+{
+    if (!pf)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    sd_ctx *c;
+    CUresult r = sd_cur(&c);
+    if (r == CUDA_SUCCESS && !sd_obj_live(k, SD_KERNEL))
+        r = CUDA_ERROR_INVALID_HANDLE;
+    if (r == CUDA_SUCCESS) {
+        sd_func *kk = (sd_func *)k;
+        sd_image *mod = ((sd_image *)kk->owner)->mod;
+        long i = registry_index(kk->desc->name);
+        sd_func *f = i >= 0 ? image_func(mod, (size_t)i, SD_FUNC) : NULL;
+        if (!f)
+            r = CUDA_ERROR_OUT_OF_MEMORY;
+        else
+            *pf = (CUfunction)f;
+    }
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuKernelGetLibrary(CUlibrary *pl, CUkernel k)
+{
+    if (!pl)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    CUresult r = sd_obj_live(k, SD_KERNEL) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    if (r == CUDA_SUCCESS)
+        *pl = (CUlibrary)((sd_func *)k)->owner;
+    sd_unlock();
+    return r;
+}
+
+/* ---- functions and kernels: names, modules, parameters ---- */
+
+SD_API CUresult cuFuncGetModule(CUmodule *pm, CUfunction f)
+{
+    if (!pm)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    CUresult r = sd_obj_live(f, SD_FUNC) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    if (r == CUDA_SUCCESS)
+        *pm = (CUmodule)((sd_func *)f)->owner;
+    sd_unlock();
+    return r;
+}
+
+static CUresult get_name(const char **name, const void *h, int kind)
+{
+    if (!name)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    CUresult r = sd_obj_live(h, kind) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    if (r == CUDA_SUCCESS)
+        *name = ((const sd_func *)h)->desc->name; /* static storage: valid for the process */
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuFuncGetName(const char **name, CUfunction f) { return get_name(name, f, SD_FUNC); }
+SD_API CUresult cuKernelGetName(const char **name, CUkernel k) { return get_name(name, k, SD_KERNEL); }
+
+static CUresult param_info(const void *h, int kind, size_t i, size_t *off, size_t *size)
+{
+    if (!off && !size)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    CUresult r = sd_obj_live(h, kind) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    if (r == CUDA_SUCCESS) {
+        const sd_kernel_desc *d = ((const sd_func *)h)->desc;
+        if (i >= d->nparams) {
+            r = CUDA_ERROR_INVALID_VALUE;
+        } else {
+            if (off)
+                *off = d->params[i].offset;
+            if (size)
+                *size = d->params[i].size;
+        }
+    }
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuFuncGetParamInfo(CUfunction f, size_t i, size_t *off, size_t *size)
+{
+    return param_info(f, SD_FUNC, i, off, size);
+}
+
+SD_API CUresult cuKernelGetParamInfo(CUkernel k, size_t i, size_t *off, size_t *size)
+{
+    return param_info(k, SD_KERNEL, i, off, size);
+}
+
+SD_API CUresult cuFuncIsLoaded(CUfunctionLoadingState *state, CUfunction f)
+{
+    if (!state)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    CUresult r = sd_func_check(f) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    if (r == CUDA_SUCCESS)
+        *state = CU_FUNCTION_LOADING_STATE_LOADED;
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuFuncLoad(CUfunction f)
+{
+    sd_lock();
+    CUresult r = sd_func_check(f) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    sd_unlock();
+    return r;
+}
+
+/* ---- attributes ---- */
+
+static CUresult func_attr(const sd_func *f, CUfunction_attribute a, int *pi)
+{
+    switch (a) {
+    case CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK: *pi = (int)SD_MAX_THREADS; break;
+    case CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES: *pi = 0; break;
+    case CU_FUNC_ATTRIBUTE_CONST_SIZE_BYTES: *pi = 0; break;
+    case CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES: *pi = 0; break;
+    case CU_FUNC_ATTRIBUTE_NUM_REGS: *pi = 16; break;
+    case CU_FUNC_ATTRIBUTE_PTX_VERSION: *pi = 90; break;
+    case CU_FUNC_ATTRIBUTE_BINARY_VERSION: *pi = 90; break;
+    case CU_FUNC_ATTRIBUTE_CACHE_MODE_CA: *pi = 0; break;
+    case CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES: *pi = f->max_dyn_shmem; break;
+    case CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT: *pi = f->carveout; break;
+    case CU_FUNC_ATTRIBUTE_CLUSTER_SIZE_MUST_BE_SET:
+    case CU_FUNC_ATTRIBUTE_REQUIRED_CLUSTER_WIDTH:
+    case CU_FUNC_ATTRIBUTE_REQUIRED_CLUSTER_HEIGHT:
+    case CU_FUNC_ATTRIBUTE_REQUIRED_CLUSTER_DEPTH:
+    case CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED:
+    case CU_FUNC_ATTRIBUTE_CLUSTER_SCHEDULING_POLICY_PREFERENCE: *pi = 0; break;
+    default: return CUDA_ERROR_INVALID_VALUE;
+    }
+    return CUDA_SUCCESS;
+}
+
+static CUresult func_set_attr(sd_func *f, CUfunction_attribute a, int v)
+{
+    switch (a) {
+    case CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES:
+        if (v < 0 || (unsigned)v > SD_SHMEM_OPTIN)
+            return CUDA_ERROR_INVALID_VALUE;
+        f->max_dyn_shmem = v;
+        return CUDA_SUCCESS;
+    case CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT:
+        if (v < -1 || v > 100)
+            return CUDA_ERROR_INVALID_VALUE;
+        f->carveout = v;
+        return CUDA_SUCCESS;
+    case CU_FUNC_ATTRIBUTE_REQUIRED_CLUSTER_WIDTH:
+    case CU_FUNC_ATTRIBUTE_REQUIRED_CLUSTER_HEIGHT:
+    case CU_FUNC_ATTRIBUTE_REQUIRED_CLUSTER_DEPTH:
+    case CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED:
+    case CU_FUNC_ATTRIBUTE_CLUSTER_SCHEDULING_POLICY_PREFERENCE:
+        return CUDA_SUCCESS; /* accepted; clusters change nothing on a CPU */
+    default:
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+}
+
+SD_API CUresult cuFuncGetAttribute(int *pi, CUfunction_attribute a, CUfunction f)
+{
+    if (!pi)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    sd_func *fn = sd_func_check(f);
+    CUresult r = fn ? func_attr(fn, a, pi) : CUDA_ERROR_INVALID_HANDLE;
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuFuncSetAttribute(CUfunction f, CUfunction_attribute a, int v)
+{
+    sd_lock();
+    sd_func *fn = sd_func_check(f);
+    CUresult r = fn ? func_set_attr(fn, a, v) : CUDA_ERROR_INVALID_HANDLE;
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuKernelGetAttribute(int *pi, CUfunction_attribute a, CUkernel k, CUdevice dev)
+{
+    if (!pi)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    CUresult r = sd_check_dev(dev);
+    if (r == CUDA_SUCCESS)
+        r = sd_obj_live(k, SD_KERNEL) ? func_attr((sd_func *)k, a, pi) : CUDA_ERROR_INVALID_HANDLE;
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuKernelSetAttribute(CUfunction_attribute a, int v, CUkernel k, CUdevice dev)
+{
+    sd_lock();
+    CUresult r = sd_check_dev(dev);
+    if (r == CUDA_SUCCESS)
+        r = sd_obj_live(k, SD_KERNEL) ? func_set_attr((sd_func *)k, a, v) : CUDA_ERROR_INVALID_HANDLE;
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuFuncSetCacheConfig(CUfunction f, CUfunc_cache config)
+{
+    if ((unsigned)config > (unsigned)CU_FUNC_CACHE_PREFER_EQUAL)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    sd_func *fn = sd_func_check(f);
+    if (fn)
+        fn->cache_config = (int)config;
+    sd_unlock();
+    return fn ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+}
+
+SD_API CUresult cuKernelSetCacheConfig(CUkernel k, CUfunc_cache config, CUdevice dev)
+{
+    if ((unsigned)config > (unsigned)CU_FUNC_CACHE_PREFER_EQUAL)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    CUresult r = sd_check_dev(dev);
+    if (r == CUDA_SUCCESS && !sd_obj_live(k, SD_KERNEL))
+        r = CUDA_ERROR_INVALID_HANDLE;
+    if (r == CUDA_SUCCESS)
+        ((sd_func *)k)->cache_config = (int)config;
+    sd_unlock();
+    return r;
+}
+
+/* ---- occupancy: an H100 SM holds 2048 threads, 32 blocks, 228 KiB of shared memory ---- */
+
+static int blocks_per_sm(const sd_func *f, int block, size_t shmem)
+{
+    if (block <= 0 || block > (int)SD_MAX_THREADS || shmem > (size_t)f->max_dyn_shmem)
+        return 0;
+    int by_threads = 2048 / block, n = by_threads < 32 ? by_threads : 32;
+    if (shmem > 0) {
+        int by_smem = (int)(233472 / (shmem + 1024));
+        if (by_smem < n)
+            n = by_smem;
+    }
+    return n;
+}
+
+SD_API CUresult cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int *n, CUfunction f, int block, size_t shmem,
+                                                                     unsigned int flags)
+{
+    if (!n || (flags & ~(unsigned)CU_OCCUPANCY_DISABLE_CACHING_OVERRIDE))
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    sd_func *fn = sd_func_check(f);
+    if (fn)
+        *n = blocks_per_sm(fn, block, shmem);
+    sd_unlock();
+    return fn ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+}
+
+SD_API CUresult cuOccupancyMaxActiveBlocksPerMultiprocessor(int *n, CUfunction f, int block, size_t shmem)
+{
+    return cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(n, f, block, shmem, 0);
+}
+
+/* A size callback would be a pointer into the client process: it cannot be called here. */
+SD_API CUresult cuOccupancyMaxPotentialBlockSizeWithFlags(int *min_grid, int *block, CUfunction f,
+                                                          CUoccupancyB2DSize cb, size_t shmem, int limit,
+                                                          unsigned int flags)
+{
+    (void)flags;
+    if (!min_grid || !block)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (cb)
+        return CUDA_ERROR_NOT_SUPPORTED;
+    sd_lock();
+    sd_func *fn = sd_func_check(f);
+    if (fn) {
+        int b = (limit > 0 && limit < (int)SD_MAX_THREADS) ? limit : (int)SD_MAX_THREADS;
+        while (b > 32 && blocks_per_sm(fn, b, shmem) == 0)
+            b -= 32;
+        *block = b;
+        *min_grid = blocks_per_sm(fn, b, shmem) * 132;
+    }
+    sd_unlock();
+    return fn ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+}
+
+SD_API CUresult cuOccupancyMaxPotentialBlockSize(int *min_grid, int *block, CUfunction f, CUoccupancyB2DSize cb,
+                                                 size_t shmem, int limit)
+{
+    return cuOccupancyMaxPotentialBlockSizeWithFlags(min_grid, block, f, cb, shmem, limit, 0);
+}
+
+SD_API CUresult cuOccupancyAvailableDynamicSMemPerBlock(size_t *smem, CUfunction f, int nblocks, int block)
+{
+    if (!smem || nblocks <= 0 || block <= 0 || block > (int)SD_MAX_THREADS)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    sd_func *fn = sd_func_check(f);
+    if (fn) {
+        size_t per = 233472 / (size_t)nblocks;
+        per = per > 1024 ? per - 1024 : 0;
+        *smem = per < SD_SHMEM_OPTIN ? per : SD_SHMEM_OPTIN;
+    }
+    sd_unlock();
+    return fn ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+}

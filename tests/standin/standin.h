@@ -1,0 +1,152 @@
+/* TEST DOUBLE: gpuwire's CPU stand-in for the CUDA driver (libgpuwire_standin.so).
+ * Internal header shared by the stand-in's sources. The worker dlopen()s the library and
+ * calls it by the real driver's symbol names; only what is implemented is exported
+ * (built with -fvisibility=hidden, SD_API marks the exports).
+ *
+ * Model: one fake device; device memory is host memory and device pointers are host
+ * addresses; streams run their work at once, in order; one global (recursive) lock makes
+ * every entry point thread-safe; the current context is kept per thread, as the driver does.
+ * Every device address and handle that arrives is checked against live-object tables, because
+ * in gpuwire it came from the network. */
+#ifndef GW_STANDIN_H
+#define GW_STANDIN_H
+
+#include <cuda.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SD_API __attribute__((visibility("default")))
+
+#define SD_DEVICE_NAME "gpuwire CPU stand-in"
+#define SD_TOTAL_MEM ((size_t)8 << 30)
+#define SD_DRIVER_VERSION 13000
+#define SD_ALLOC_ALIGN 512u     /* cuMemAlloc alignment the real driver guarantees (and more) */
+#define SD_PITCH_ALIGN 512u     /* CU_DEVICE_ATTRIBUTE_TEXTURE_PITCH_ALIGNMENT-sized pitch steps */
+#define SD_MAX_THREADS 1024u
+#define SD_SHMEM_DEFAULT 49152u /* dynamic shared memory allowed without opting in */
+#define SD_SHMEM_OPTIN 232448u  /* per-block opt-in maximum on cc 9.0 */
+#define SD_MAX_PARAMS 16
+#define SD_PARAM_BUF 4096u      /* largest parameter buffer a registered kernel needs */
+
+/* ---- locking (core.c) ---- */
+void sd_lock(void);
+void sd_unlock(void);
+int sd_initialized(void);
+
+/* ---- live-object tables (core.c) ---- */
+enum sd_kind { SD_CTX = 1, SD_STREAM, SD_EVENT, SD_MODULE, SD_LIBRARY, SD_FUNC, SD_KERNEL };
+/* Every object starts with this header; handles are pointers to such objects. */
+typedef struct sd_obj {
+    int kind;
+} sd_obj;
+int sd_obj_add(void *obj);              /* 0 on success, -1 out of memory */
+void sd_obj_del(void *obj);
+int sd_obj_live(const void *h, int kind); /* is h a live object of this kind? */
+/* Calls fn on every live object of a kind (deletion of the visited object is allowed). */
+void sd_obj_each(int kind, void (*fn)(void *obj, void *arg), void *arg);
+unsigned long long sd_next_id(void);
+
+/* ---- contexts (context.c) ---- */
+typedef struct sd_ctx {
+    sd_obj h;
+    CUdevice dev;
+    unsigned int flags;
+    int primary;            /* the device's primary context */
+    int retained;           /* primary: retain count (active while > 0) */
+    CUresult sticky;        /* a fault that ends the context (CUDA_ERROR_ILLEGAL_ADDRESS) */
+    unsigned long long id;
+    size_t limits[16];      /* indexed by CUlimit (< CU_LIMIT_MAX) */
+} sd_ctx;
+/* The calling thread's current context, checked: live, active, not faulted. Lock held. */
+CUresult sd_cur(sd_ctx **out);
+/* Same, but a faulted context is still returned (for calls that work after a fault). */
+CUresult sd_cur_any(sd_ctx **out);
+CUresult sd_check_dev(CUdevice dev);
+void sd_ctx_fault(sd_ctx *c, CUresult err);
+
+/* ---- device memory (memory.c) ---- */
+typedef struct sd_alloc {
+    uintptr_t base;
+    size_t size;      /* bytes asked for: the valid range */
+    size_t mapped;    /* bytes mapped (rounded up) */
+    sd_ctx *ctx;
+    unsigned long long id;
+} sd_alloc;
+/* The allocation holding [addr, addr+len), or NULL. len 0 asks for addr itself. Lock held. */
+const sd_alloc *sd_find(uintptr_t addr, size_t len);
+/* Host address for a checked device range, or NULL. */
+void *sd_dev_range(CUdeviceptr addr, size_t len);
+void sd_free_ctx_allocs(sd_ctx *c);
+size_t sd_mem_used(void);
+
+/* ---- streams and events (stream_event.c) ---- */
+typedef struct sd_stream {
+    sd_obj h;
+    sd_ctx *ctx;
+    unsigned int flags;
+    int priority;
+    unsigned long long id;
+} sd_stream;
+/* Checks a stream handle (0, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD or a live stream) and the
+ * current context; returns the context work on that stream belongs to. Lock held. */
+CUresult sd_stream_check(CUstream s, sd_ctx **ctx);
+void sd_free_ctx_streams_events(sd_ctx *c);
+
+/* ---- modules, functions, kernels (module.c) ---- */
+typedef struct sd_param {
+    uint16_t offset, size;
+} sd_param;
+
+typedef struct sd_kernel_desc sd_kernel_desc;
+
+/* What a host-implemented kernel sees while it runs one thread. */
+typedef struct sd_exec {
+    const sd_kernel_desc *desc;
+    unsigned int grid[3], block[3]; /* gridDim, blockDim */
+    unsigned int bid[3], tid[3];    /* blockIdx, threadIdx */
+    const unsigned char *params;    /* the packed parameter buffer */
+    int fault;                      /* set by sd_at on a bad address: the launch stops */
+} sd_exec;
+
+struct sd_kernel_desc {
+    const char *name;               /* mangled, as in the fatbin */
+    unsigned int nparams;
+    sd_param params[SD_MAX_PARAMS];
+    void (*thread)(sd_exec *x);     /* runs one thread of the kernel */
+};
+
+typedef struct sd_func {
+    sd_obj h;                       /* SD_FUNC or SD_KERNEL */
+    const sd_kernel_desc *desc;
+    void *owner;                    /* sd_module for a function, sd_library for a kernel */
+    int max_dyn_shmem;
+    int carveout;
+    int cache_config;
+} sd_func;
+
+/* Checks a CUfunction (or a CUkernel passed as one, as cudart does). Lock held. */
+sd_func *sd_func_check(CUfunction f);
+void sd_free_ctx_modules(sd_ctx *c);
+
+/* ---- the kernel registry (registry.c, kernels_*.c) ---- */
+const sd_kernel_desc *sd_registry_find(const char *name);
+size_t sd_registry_count(void);
+const sd_kernel_desc *sd_registry_at(size_t i);
+size_t sd_params_size(const sd_kernel_desc *d);
+
+/* Kernel-side helpers (kernels_*.c). */
+/* A host pointer for len bytes at device address a, or NULL after marking the fault. */
+void *sd_at(sd_exec *x, uint64_t a, size_t len);
+/* Parameter i of the running kernel, copied out (sizes come from the descriptor). */
+void sd_arg(const sd_exec *x, unsigned int i, void *out, size_t len);
+static inline unsigned int sd_gx(const sd_exec *x) { return x->bid[0] * x->block[0] + x->tid[0]; }
+
+/* Kernel tables each kernels_*.c file provides. */
+extern const sd_kernel_desc sd_kernels_programs[];
+extern const size_t sd_kernels_programs_n;
+extern const sd_kernel_desc sd_kernels_multi_module[];
+extern const size_t sd_kernels_multi_module_n;
+extern const sd_kernel_desc sd_kernels_driver_api[];
+extern const size_t sd_kernels_driver_api_n;
+
+#endif
