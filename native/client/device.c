@@ -1,6 +1,5 @@
 /* Device attributes (cached: they never change) and the few that must describe
- * what a remote GPU can do rather than what the card can do locally; context
- * creation's parameter block. */
+ * what a remote GPU can do rather than what the card can do locally. */
 #include <pthread.h>
 
 #include "client.h"
@@ -62,13 +61,4 @@ CUresult CUDAAPI cuDeviceGetAttribute(int *pi, CUdevice_attribute attrib, CUdevi
         pthread_mutex_unlock(&cache_lock);
     }
     return rc;
-}
-
-/* The parameter block holds pointers (affinity, CIG) that mean nothing on the
- * server; contexts with one are not remoted yet. */
-CUresult CUDAAPI cuCtxCreate_v4(CUcontext *pctx, CUctxCreateParams *ctxCreateParams, unsigned int flags, CUdevice dev)
-{
-    if (ctxCreateParams)
-        return (CUresult)gw_unsupported(GW_OP_cuCtxCreate_v4);
-    return gwf_cuCtxCreate_v4(pctx, NULL, flags, dev);
 }

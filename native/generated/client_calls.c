@@ -44,7 +44,7 @@ CUresult CUDAAPI cuCtxDestroy(CUcontext ctx)
 }
 
 #undef cuCtxDestroy_v2
-CUresult CUDAAPI cuCtxDestroy_v2(CUcontext ctx)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxDestroy_v2(CUcontext ctx)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxDestroy_v2);
     gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
@@ -113,21 +113,6 @@ CUresult CUDAAPI cuCtxGetCacheConfig(CUfunc_cache * pconfig)
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
         if (pconfig) gw_get_bytes(r, pconfig, (size_t)(1) * sizeof(CUfunc_cache));
-        res = gw_rep_status(r, res);
-    }
-    gw_rep_end(r);
-    return res;
-}
-
-#undef cuCtxGetCurrent
-CUresult CUDAAPI cuCtxGetCurrent(CUcontext * pctx)
-{
-    gw_req *q = gw_req_begin(GW_OP_cuCtxGetCurrent);
-    gw_put_out(q, pctx, pctx ? (size_t)(1) : 0);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    if (res == CUDA_SUCCESS) {
-        if (pctx) gw_get_handles(r, (void **)pctx, (size_t)(1));
         res = gw_rep_status(r, res);
     }
     gw_rep_end(r);
@@ -261,7 +246,7 @@ CUresult CUDAAPI cuCtxGetStreamPriorityRange(int * leastPriority, int * greatest
 }
 
 #undef cuCtxPopCurrent_v2
-CUresult CUDAAPI cuCtxPopCurrent_v2(CUcontext * pctx)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxPopCurrent_v2(CUcontext * pctx)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxPopCurrent_v2);
     gw_put_out(q, pctx, pctx ? (size_t)(1) : 0);
@@ -287,7 +272,7 @@ CUresult CUDAAPI cuCtxPushCurrent(CUcontext ctx)
 }
 
 #undef cuCtxPushCurrent_v2
-CUresult CUDAAPI cuCtxPushCurrent_v2(CUcontext ctx)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxPushCurrent_v2(CUcontext ctx)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxPushCurrent_v2);
     gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
@@ -331,7 +316,7 @@ CUresult CUDAAPI cuCtxSetCacheConfig(CUfunc_cache config)
 }
 
 #undef cuCtxSetCurrent
-CUresult CUDAAPI cuCtxSetCurrent(CUcontext ctx)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxSetCurrent(CUcontext ctx)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxSetCurrent);
     gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
@@ -777,7 +762,7 @@ CUresult CUDAAPI cuDevicePrimaryCtxReset(CUdevice dev)
 }
 
 #undef cuDevicePrimaryCtxReset_v2
-CUresult CUDAAPI cuDevicePrimaryCtxReset_v2(CUdevice dev)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxReset_v2(CUdevice dev)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDevicePrimaryCtxReset_v2);
     gw_put_u64(q, (uint64_t)(int64_t)dev);

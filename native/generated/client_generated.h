@@ -106,7 +106,12 @@ CUresult CUDAAPI cuWaitExternalSemaphoresAsync_ptsz(const CUexternalSemaphore * 
 
 /* Generated forwarders behind hand-written client wrappers. */
 CUresult CUDAAPI gwf_cuCtxCreate_v4(CUcontext * pctx, CUctxCreateParams * ctxCreateParams, unsigned int flags, CUdevice dev);
+CUresult CUDAAPI gwf_cuCtxDestroy_v2(CUcontext ctx);
+CUresult CUDAAPI gwf_cuCtxPopCurrent_v2(CUcontext * pctx);
+CUresult CUDAAPI gwf_cuCtxPushCurrent_v2(CUcontext ctx);
+CUresult CUDAAPI gwf_cuCtxSetCurrent(CUcontext ctx);
 CUresult CUDAAPI gwf_cuDeviceGetAttribute(int * pi, CUdevice_attribute attrib, CUdevice dev);
+CUresult CUDAAPI gwf_cuDevicePrimaryCtxReset_v2(CUdevice dev);
 CUresult CUDAAPI gwf_cuInit(unsigned int Flags);
 CUresult CUDAAPI gwf_cuLibraryGetGlobal(CUdeviceptr * dptr, size_t * bytes, CUlibrary library, const char * name);
 CUresult CUDAAPI gwf_cuMemAllocAsync(CUdeviceptr * dptr, size_t bytesize, CUstream hStream);

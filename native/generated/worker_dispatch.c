@@ -142,20 +142,6 @@ static void h_cuCtxGetCacheConfig(gw_call *c)
     }
 }
 
-static void h_cuCtxGetCurrent(gw_call *c)
-{
-    size_t a0_n;
-    CUcontext *a0 = (CUcontext *)gw_out_array(c, sizeof(void *), &a0_n);
-    if (!gw_args_ok(c)) return;
-    CUresult (*fn)(CUcontext *) = (CUresult (*)(CUcontext *))gw_driver_fn(c, GW_OP_cuCtxGetCurrent);
-    if (!fn) return;
-    CUresult res = fn(a0);
-    gw_reply_result(c, res);
-    if (res == CUDA_SUCCESS) {
-        gw_reply_handles(c, GW_HT_CUcontext, (void **)a0, a0_n);
-    }
-}
-
 static void h_cuCtxGetDevice(gw_call *c)
 {
     size_t a0_n;
@@ -3907,7 +3893,6 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuCtxEnablePeerAccess - 256] = h_cuCtxEnablePeerAccess,
     [GW_OP_cuCtxGetApiVersion - 256] = h_cuCtxGetApiVersion,
     [GW_OP_cuCtxGetCacheConfig - 256] = h_cuCtxGetCacheConfig,
-    [GW_OP_cuCtxGetCurrent - 256] = h_cuCtxGetCurrent,
     [GW_OP_cuCtxGetDevice - 256] = h_cuCtxGetDevice,
     [GW_OP_cuCtxGetDevice_v2 - 256] = h_cuCtxGetDevice_v2,
     [GW_OP_cuCtxGetExecAffinity - 256] = h_cuCtxGetExecAffinity,

@@ -64,14 +64,18 @@ int main(void)
     CK(cudaFree(NULL)); /* freeing NULL is fine */
     still_usable("cudaFree(bogus)");
 
-    /* Too many threads per block. */
+    /* Too many threads per block. CUDA 13.0 with driver 580 on an H100 reports
+     * cudaErrorInvalidValue here (the driver's CUDA_ERROR_INVALID_VALUE), not the
+     * cudaErrorInvalidConfiguration older runtimes gave: gpuwire must match the native answer. */
     int *d;
     CK(cudaMalloc(&d, 4096 * sizeof(int)));
     ep_touch<<<1, 2048>>>(d, 4096);
-    EXPECT_ERR(cudaGetLastError(), cudaErrorInvalidConfiguration);
+    EXPECT_ERR(cudaGetLastError(), cudaErrorInvalidValue);
     CK(cudaGetLastError()); /* cleared by the read */
     ep_touch<<<1, dim3(32, 32, 2)>>>(d, 4096);
-    EXPECT_ERR(cudaGetLastError(), cudaErrorInvalidConfiguration);
+    EXPECT_ERR(cudaGetLastError(), cudaErrorInvalidValue);
+    ep_touch<<<1, dim3(1, 1, 65)>>>(d, 4096); /* blockDim.z is at most 64 */
+    EXPECT_ERR(cudaGetLastError(), cudaErrorInvalidValue);
     CK(cudaDeviceSynchronize());
     still_usable("a launch with too many threads");
 

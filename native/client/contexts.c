@@ -1,0 +1,125 @@
+/* Contexts. Each client thread's context stack is mirrored here, so
+ * cuCtxGetCurrent (which cudart asks on nearly every runtime call) needs no
+ * round trip; every change is still forwarded, so the worker thread that
+ * serves this client thread has the same current context. */
+#include <pthread.h>
+
+#include "client.h"
+#include "export_tables.h"
+
+#define MAX_DEPTH 64
+#define MAX_DEVS 64
+
+static __thread CUcontext stack[MAX_DEPTH];
+static __thread int depth;
+
+CUresult CUDAAPI cuCtxGetCurrent(CUcontext *pctx)
+{
+    gw_stat_call(GW_OP_cuCtxGetCurrent);
+    if (!pctx)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (!gw_initialized())
+        return CUDA_ERROR_NOT_INITIALIZED;
+    *pctx = depth ? stack[depth - 1] : NULL;
+    return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuCtxSetCurrent(CUcontext ctx)
+{
+    CUresult rc = gwf_cuCtxSetCurrent(ctx);
+    if (rc == CUDA_SUCCESS) {
+        if (!ctx)
+            depth = depth ? depth - 1 : 0; /* NULL pops the current context */
+        else if (depth)
+            stack[depth - 1] = ctx;
+        else
+            stack[depth++] = ctx;
+    }
+    return rc;
+}
+
+CUresult CUDAAPI cuCtxPushCurrent_v2(CUcontext ctx)
+{
+    if (depth == MAX_DEPTH)
+        return CUDA_ERROR_INVALID_VALUE;
+    CUresult rc = gwf_cuCtxPushCurrent_v2(ctx);
+    if (rc == CUDA_SUCCESS)
+        stack[depth++] = ctx;
+    return rc;
+}
+
+CUresult CUDAAPI cuCtxPopCurrent_v2(CUcontext *pctx)
+{
+    CUresult rc = gwf_cuCtxPopCurrent_v2(pctx);
+    if (rc == CUDA_SUCCESS && depth)
+        depth--;
+    return rc;
+}
+
+/* The parameter block holds pointers (affinity, CIG) that mean nothing on the
+ * server; contexts with one are not remoted yet. */
+CUresult CUDAAPI cuCtxCreate_v4(CUcontext *pctx, CUctxCreateParams *ctxCreateParams, unsigned int flags, CUdevice dev)
+{
+    if (ctxCreateParams)
+        return (CUresult)gw_unsupported(GW_OP_cuCtxCreate_v4);
+    if (depth == MAX_DEPTH)
+        return CUDA_ERROR_INVALID_VALUE;
+    CUresult rc = gwf_cuCtxCreate_v4(pctx, NULL, flags, dev);
+    if (rc == CUDA_SUCCESS)
+        stack[depth++] = *pctx; /* a new context becomes current */
+    return rc;
+}
+
+CUresult CUDAAPI cuCtxDestroy_v2(CUcontext ctx)
+{
+    if (ctx)
+        gw_export_tables_context_destroyed(ctx);
+    CUresult rc = gwf_cuCtxDestroy_v2(ctx);
+    if (rc == CUDA_SUCCESS && depth && stack[depth - 1] == ctx)
+        depth--;
+    return rc;
+}
+
+/* ---- primary contexts ---- */
+
+static CUcontext primary[MAX_DEVS];
+static pthread_mutex_t primary_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* cudart asks for a device's primary context handle without activating it.
+ * Handles are named by the server, so the client retains the context once and
+ * keeps that reference: the handle then stays valid for the process. */
+CUresult gw_primary_ctx_handle(CUdevice dev, CUcontext *pctx)
+{
+    if (dev < 0 || dev >= MAX_DEVS)
+        return CUDA_ERROR_INVALID_DEVICE;
+    pthread_mutex_lock(&primary_lock);
+    CUcontext c = primary[dev];
+    pthread_mutex_unlock(&primary_lock);
+    if (!c) {
+        CUresult rc = cuDevicePrimaryCtxRetain(&c, dev);
+        if (rc != CUDA_SUCCESS)
+            return rc;
+        pthread_mutex_lock(&primary_lock);
+        if (primary[dev])
+            cuDevicePrimaryCtxRelease_v2(dev); /* another thread won: drop our extra reference */
+        else
+            primary[dev] = c;
+        c = primary[dev];
+        pthread_mutex_unlock(&primary_lock);
+    }
+    *pctx = c;
+    return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuDevicePrimaryCtxReset_v2(CUdevice dev)
+{
+    CUcontext c = NULL;
+    if (dev >= 0 && dev < MAX_DEVS) {
+        pthread_mutex_lock(&primary_lock);
+        c = primary[dev];
+        pthread_mutex_unlock(&primary_lock);
+    }
+    if (c)
+        gw_export_tables_context_destroyed(c);
+    return gwf_cuDevicePrimaryCtxReset_v2(dev);
+}
