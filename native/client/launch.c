@@ -124,6 +124,17 @@ static CUresult put_args(gw_req *q, const layout *l, void **kernelParams, void *
     return CUDA_SUCCESS;
 }
 
+static void put_config(gw_req *q, CUfunction f, const uint32_t dims[7], CUstream s, const CUlaunchAttribute *attrs,
+                       unsigned nattrs)
+{
+    gw_put_u64(q, (uint64_t)(uintptr_t)f);
+    gw_put_raw(q, dims, 7 * sizeof(uint32_t));
+    gw_put_u64(q, (uint64_t)(uintptr_t)s);
+    gw_put_u32(q, nattrs);
+    if (nattrs)
+        gw_put_raw(q, attrs, nattrs * sizeof *attrs); /* handles inside are gpuwire ids already */
+}
+
 static CUresult launch(unsigned op, CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                        unsigned bz, unsigned shmem, CUstream s, void **kernelParams, void **extra,
                        const CUlaunchAttribute *attrs, unsigned nattrs)
@@ -138,13 +149,8 @@ static CUresult launch(unsigned op, CUfunction f, unsigned gx, unsigned gy, unsi
     if (rc != CUDA_SUCCESS)
         return rc;
     gw_req *q = gw_req_begin_quiet(op);
-    gw_put_u64(q, (uint64_t)(uintptr_t)f);
     uint32_t dims[7] = {gx, gy, gz, bx, by, bz, shmem};
-    gw_put_raw(q, dims, sizeof dims);
-    gw_put_u64(q, (uint64_t)(uintptr_t)s);
-    gw_put_u32(q, nattrs);
-    if (nattrs)
-        gw_put_raw(q, attrs, nattrs * sizeof *attrs); /* handles inside are gpuwire ids already */
+    put_config(q, f, dims, s, attrs, nattrs);
     rc = put_args(q, l, kernelParams, extra);
     if (rc != CUDA_SUCCESS)
         return rc;
@@ -199,3 +205,28 @@ CUresult CUDAAPI cuLaunchKernelEx_ptsz(const CUlaunchConfig *c, CUfunction f, vo
                   c->blockDimY, c->blockDimZ, c->sharedMemBytes, c->hStream, kernelParams, extra, c->attrs,
                   c->numAttrs);
 }
+
+/* Cluster occupancy queries take a launch configuration too. */
+static CUresult cluster_query(unsigned op, int *out, CUfunction f, const CUlaunchConfig *c)
+{
+    gw_stat_call(op);
+    if (!out || !c || c->numAttrs > MAX_LAUNCH_ATTRS || (c->numAttrs && !c->attrs))
+        return CUDA_ERROR_INVALID_VALUE;
+    gw_req *q = gw_req_begin_quiet(op);
+    uint32_t dims[7] = {c->gridDimX, c->gridDimY, c->gridDimZ, c->blockDimX, c->blockDimY, c->blockDimZ,
+                        c->sharedMemBytes};
+    put_config(q, f, dims, c->hStream, c->attrs, c->numAttrs);
+    gw_rep *r;
+    CUresult rc = gw_req_call(q, &r);
+    if (rc == CUDA_SUCCESS) {
+        *out = (int)gw_get_u32(r);
+        rc = gw_rep_status(r, rc);
+    }
+    gw_rep_end(r);
+    return rc;
+}
+
+CUresult CUDAAPI cuOccupancyMaxActiveClusters(int *numClusters, CUfunction func, const CUlaunchConfig *config)
+{ return cluster_query(GW_OP_cuOccupancyMaxActiveClusters, numClusters, func, config); }
+CUresult CUDAAPI cuOccupancyMaxPotentialClusterSize(int *clusterSize, CUfunction func, const CUlaunchConfig *config)
+{ return cluster_query(GW_OP_cuOccupancyMaxPotentialClusterSize, clusterSize, func, config); }

@@ -495,6 +495,8 @@ CUresult gw_req_call(gw_req *q, gw_rep **out)
     int32_t res;
     memcpy(&res, r->buf, 4);
     r->pos = 4;
+    if (res != CUDA_SUCCESS && gw_debug())
+        gw_log("%s returned %d", q->op >= 256 ? gw_op_name(q->op) : "control op", res);
     return (CUresult)res;
 }
 

@@ -545,20 +545,12 @@ int cuMulticastCreate(void);
 int cuMulticastCreate(void) { return gw_unsupported(GW_OP_cuMulticastCreate); }
 int cuMulticastGetGranularity(void);
 int cuMulticastGetGranularity(void) { return gw_unsupported(GW_OP_cuMulticastGetGranularity); }
-int cuOccupancyMaxActiveClusters(void);
-int cuOccupancyMaxActiveClusters(void) { return gw_unsupported(GW_OP_cuOccupancyMaxActiveClusters); }
 int cuOccupancyMaxPotentialBlockSize(void);
 int cuOccupancyMaxPotentialBlockSize(void) { return gw_unsupported(GW_OP_cuOccupancyMaxPotentialBlockSize); }
 int cuOccupancyMaxPotentialBlockSizeWithFlags(void);
 int cuOccupancyMaxPotentialBlockSizeWithFlags(void) { return gw_unsupported(GW_OP_cuOccupancyMaxPotentialBlockSizeWithFlags); }
-int cuOccupancyMaxPotentialClusterSize(void);
-int cuOccupancyMaxPotentialClusterSize(void) { return gw_unsupported(GW_OP_cuOccupancyMaxPotentialClusterSize); }
 int cuParamSetv(void);
 int cuParamSetv(void) { return gw_unsupported(GW_OP_cuParamSetv); }
-int cuPointerGetAttribute(void);
-int cuPointerGetAttribute(void) { return gw_unsupported(GW_OP_cuPointerGetAttribute); }
-int cuPointerGetAttributes(void);
-int cuPointerGetAttributes(void) { return gw_unsupported(GW_OP_cuPointerGetAttributes); }
 int cuPointerSetAttribute(void);
 int cuPointerSetAttribute(void) { return gw_unsupported(GW_OP_cuPointerSetAttribute); }
 int cuProfilerInitialize(void);

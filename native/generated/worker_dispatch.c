@@ -29,6 +29,10 @@ void gw_h_cuMemcpyHtoD_v2_ptds(gw_call *c);
 void gw_h_cuModuleLoadData(gw_call *c);
 void gw_h_cuModuleLoadDataEx(gw_call *c);
 void gw_h_cuModuleLoadFatBinary(gw_call *c);
+void gw_h_cuOccupancyMaxActiveClusters(gw_call *c);
+void gw_h_cuOccupancyMaxPotentialClusterSize(gw_call *c);
+void gw_h_cuPointerGetAttribute(gw_call *c);
+void gw_h_cuPointerGetAttributes(gw_call *c);
 
 static void h_cuArrayDestroy(gw_call *c)
 {
@@ -4121,10 +4125,14 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuOccupancyAvailableDynamicSMemPerBlock - 256] = h_cuOccupancyAvailableDynamicSMemPerBlock,
     [GW_OP_cuOccupancyMaxActiveBlocksPerMultiprocessor - 256] = h_cuOccupancyMaxActiveBlocksPerMultiprocessor,
     [GW_OP_cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags - 256] = h_cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags,
+    [GW_OP_cuOccupancyMaxActiveClusters - 256] = gw_h_cuOccupancyMaxActiveClusters,
+    [GW_OP_cuOccupancyMaxPotentialClusterSize - 256] = gw_h_cuOccupancyMaxPotentialClusterSize,
     [GW_OP_cuParamSetSize - 256] = h_cuParamSetSize,
     [GW_OP_cuParamSetTexRef - 256] = h_cuParamSetTexRef,
     [GW_OP_cuParamSetf - 256] = h_cuParamSetf,
     [GW_OP_cuParamSeti - 256] = h_cuParamSeti,
+    [GW_OP_cuPointerGetAttribute - 256] = gw_h_cuPointerGetAttribute,
+    [GW_OP_cuPointerGetAttributes - 256] = gw_h_cuPointerGetAttributes,
     [GW_OP_cuProfilerStart - 256] = h_cuProfilerStart,
     [GW_OP_cuProfilerStop - 256] = h_cuProfilerStop,
     [GW_OP_cuStreamAttachMemAsync - 256] = h_cuStreamAttachMemAsync,

@@ -9,36 +9,63 @@
 
 typedef CUresult (*param_info_fn)(void *, size_t, size_t *, size_t *);
 
-/* u64 f, u32 grid[3], block[3], shmem, u64 stream, u32 nattrs, attrs, u32 nbytes, params */
-static void launch(gw_call *c)
+typedef struct config {
+    void *f;
+    int is_kernel;
+    uint32_t dims[7]; /* grid x y z, block x y z, shared memory bytes */
+    CUstream s;
+    uint32_t nattrs;
+    CUlaunchAttribute attrs[MAX_LAUNCH_ATTRS];
+} config;
+
+/* u64 f, u32 grid[3], block[3], shmem, u64 stream, u32 nattrs, attrs */
+static void read_config(gw_call *c, config *k)
 {
     uint64_t fid = gw_in_u64(c);
-    int found, is_kernel = 0;
-    void *f = gw_handle_real(GW_HT_CUkernel, fid, &found);
-    if (found && f)
-        is_kernel = 1;
+    int found;
+    k->is_kernel = 0;
+    k->f = gw_handle_real(GW_HT_CUkernel, fid, &found);
+    if (found && k->f)
+        k->is_kernel = 1;
     else
-        f = gw_handle_lookup(c, GW_HT_CUfunction, fid);
-    const uint32_t *dimsp = gw_in_view(c, 7 * 4);
-    uint32_t dims[7] = {0};
+        k->f = gw_handle_lookup(c, GW_HT_CUfunction, fid);
+    const void *dimsp = gw_in_view(c, sizeof k->dims);
     if (dimsp)
-        memcpy(dims, dimsp, sizeof dims);
-    CUstream s = gw_in_handle(c, GW_HT_CUstream);
-    uint32_t nattrs = gw_in_u32(c);
-    if (!c->bad && nattrs > MAX_LAUNCH_ATTRS)
-        gw_call_fail(c, "%s: %u launch attributes", gw_op_name(c->h.op), nattrs);
-    CUlaunchAttribute attrs[MAX_LAUNCH_ATTRS];
-    const void *ap = c->bad ? NULL : gw_in_view(c, nattrs * sizeof(CUlaunchAttribute));
+        memcpy(k->dims, dimsp, sizeof k->dims);
+    k->s = gw_in_handle(c, GW_HT_CUstream);
+    k->nattrs = gw_in_u32(c);
+    if (!c->bad && k->nattrs > MAX_LAUNCH_ATTRS)
+        gw_call_fail(c, "%s: %u launch attributes", gw_op_name(c->h.op), k->nattrs);
+    const void *ap = c->bad ? NULL : gw_in_view(c, k->nattrs * sizeof(CUlaunchAttribute));
     if (ap)
-        memcpy(attrs, ap, nattrs * sizeof(CUlaunchAttribute));
-    for (uint32_t i = 0; ap && i < nattrs; i++) { /* event handles inside attributes are ids */
-        if (attrs[i].id == CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_EVENT)
-            attrs[i].value.programmaticEvent.event =
-                gw_handle_lookup(c, GW_HT_CUevent, (uint64_t)(uintptr_t)attrs[i].value.programmaticEvent.event);
-        else if (attrs[i].id == CU_LAUNCH_ATTRIBUTE_LAUNCH_COMPLETION_EVENT)
-            attrs[i].value.launchCompletionEvent.event =
-                gw_handle_lookup(c, GW_HT_CUevent, (uint64_t)(uintptr_t)attrs[i].value.launchCompletionEvent.event);
+        memcpy(k->attrs, ap, k->nattrs * sizeof(CUlaunchAttribute));
+    for (uint32_t i = 0; ap && i < k->nattrs; i++) { /* event handles inside attributes are ids */
+        CUlaunchAttribute *a = &k->attrs[i];
+        if (a->id == CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_EVENT)
+            a->value.programmaticEvent.event =
+                gw_handle_lookup(c, GW_HT_CUevent, (uint64_t)(uintptr_t)a->value.programmaticEvent.event);
+        else if (a->id == CU_LAUNCH_ATTRIBUTE_LAUNCH_COMPLETION_EVENT)
+            a->value.launchCompletionEvent.event =
+                gw_handle_lookup(c, GW_HT_CUevent, (uint64_t)(uintptr_t)a->value.launchCompletionEvent.event);
     }
+}
+
+static CUlaunchConfig launch_config(config *k)
+{
+    CUlaunchConfig cfg = {k->dims[0], k->dims[1], k->dims[2], k->dims[3], k->dims[4], k->dims[5], k->dims[6],
+                          k->s, k->nattrs ? k->attrs : NULL, k->nattrs};
+    return cfg;
+}
+
+/* config, then u32 nbytes, params */
+static void launch(gw_call *c)
+{
+    config k;
+    read_config(c, &k);
+    void *f = k.f;
+    int is_kernel = k.is_kernel;
+    uint32_t *dims = k.dims;
+    CUstream s = k.s;
     uint32_t nbytes = gw_in_u32(c);
     if (!c->bad && nbytes > MAX_PARAM_BYTES)
         gw_call_fail(c, "%s: %u parameter bytes", gw_op_name(c->h.op), nbytes);
@@ -71,8 +98,7 @@ static void launch(gw_call *c)
     CUresult r;
     unsigned op = c->h.op;
     if (op == GW_OP_cuLaunchKernelEx || op == GW_OP_cuLaunchKernelEx_ptsz) {
-        CUlaunchConfig cfg = {dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], s,
-                              nattrs ? attrs : NULL, nattrs};
+        CUlaunchConfig cfg = launch_config(&k);
         r = ((CUresult(*)(const CUlaunchConfig *, CUfunction, void **, void **))fn)(&cfg, f, kp, NULL);
     } else if (op == GW_OP_cuLaunchCooperativeKernel || op == GW_OP_cuLaunchCooperativeKernel_ptsz) {
         r = ((CUresult(*)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream,
@@ -91,3 +117,24 @@ void gw_h_cuLaunchKernelEx(gw_call *c) { launch(c); }
 void gw_h_cuLaunchKernelEx_ptsz(gw_call *c) { launch(c); }
 void gw_h_cuLaunchCooperativeKernel(gw_call *c) { launch(c); }
 void gw_h_cuLaunchCooperativeKernel_ptsz(gw_call *c) { launch(c); }
+
+/* cuOccupancyMaxActiveClusters / MaxPotentialClusterSize: config -> i32 */
+static void cluster_query(gw_call *c)
+{
+    config k;
+    read_config(c, &k);
+    if (!gw_args_ok(c))
+        return;
+    void *fn = gw_driver_fn(c, c->h.op);
+    if (!fn)
+        return;
+    CUlaunchConfig cfg = launch_config(&k);
+    int n = 0;
+    CUresult r = ((CUresult(*)(int *, CUfunction, const CUlaunchConfig *))fn)(&n, k.f, &cfg);
+    gw_reply_result(c, r);
+    if (r == CUDA_SUCCESS)
+        gw_reply_u32(c, (uint32_t)n);
+}
+
+void gw_h_cuOccupancyMaxActiveClusters(gw_call *c) { cluster_query(c); }
+void gw_h_cuOccupancyMaxPotentialClusterSize(gw_call *c) { cluster_query(c); }
