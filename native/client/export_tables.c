@@ -672,6 +672,34 @@ static void cublas_table_init(void)
     cublas_cufft[4] = (const void *)cublas_slot4;
 }
 
+/* ------------------------------------------------------ CUBLASLT_1734 (1734dc26) */
+
+/* A 17-word table (size word 0x88 on the real driver) that torch's cuBLAS(Lt)
+ * asks for at its first matmul; refused outright, the caller crashes. Spied
+ * on the H100 (2026-11-25): slot 4 and then slot 13 were called once each,
+ * with buffers whose meaning is unknown. Served as a table whose slots all
+ * answer CUDA_ERROR_NOT_SUPPORTED (and say so), so callers that check the
+ * status can carry on. */
+static CUresult lt1734_unused(unsigned slot)
+{
+    static atomic_uint said;
+    unsigned bit = 1u << (slot & 31u);
+    if (!(atomic_fetch_or(&said, bit) & bit))
+        fprintf(stderr, "gpuwire: export table 1734dc26 slot %u is not implemented\n", slot);
+    return CUDA_ERROR_NOT_SUPPORTED;
+}
+
+#define LT1(n) \
+    static CUresult lt1734_##n(void) { return lt1734_unused(n); }
+LT1(1) LT1(2) LT1(3) LT1(4) LT1(5) LT1(6) LT1(7) LT1(8) LT1(9) LT1(10) LT1(11) LT1(12) LT1(13) LT1(14) LT1(15) LT1(16)
+#undef LT1
+#define LT1(n) (const void *)lt1734_##n,
+static const void *const lt1734[17] = {
+    (const void *)(17 * sizeof(void *)),
+    LT1(1) LT1(2) LT1(3) LT1(4) LT1(5) LT1(6) LT1(7) LT1(8) LT1(9) LT1(10) LT1(11) LT1(12) LT1(13) LT1(14) LT1(15) LT1(16)
+};
+#undef LT1
+
 /* ------------------------------------------------------------ the registry */
 
 typedef struct known_table {
@@ -699,6 +727,9 @@ static const known_table known_tables[] = {
     {"CUBLAS_CUFFT",
      {0x21, 0x31, 0x8c, 0x60, 0x97, 0x14, 0x32, 0x48, 0x8c, 0xa6, 0x41, 0xff, 0x73, 0x24, 0xc8, 0xf2},
      cublas_cufft},
+    {"CUBLASLT_1734",
+     {0x17, 0x34, 0xdc, 0x26, 0x80, 0x0d, 0x47, 0x45, 0x87, 0x26, 0xc0, 0xf1, 0xe7, 0xdd, 0x8b, 0xca},
+     lt1734},
     {"INTEGRITY_CHECK",
      {0xd4, 0x08, 0x20, 0x55, 0xbd, 0xe6, 0x70, 0x4b, 0x8d, 0x34, 0xba, 0x12, 0x3c, 0x66, 0xe1, 0xf2},
      integrity_check},
