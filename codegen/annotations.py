@@ -5,8 +5,12 @@ Line forms (one function per line, '#' starts a comment):
     @client NAME [...]      generated forwarder gwf_NAME; the exported NAME is hand-written
     @manual NAME            both sides hand-written (its own wire format)
     @local NAME             answered in the client alone; never sent
+    @async NAME...          posted without waiting (no outputs): failures surface at the
+                            calling thread's next synchronization point
 SPEC: out | out[EXPR] | in | in[EXPR] | inout | inout[EXPR] | str | destroy | addr
-(addr: a device address typed as a pointer, sent as a number)
+(addr: a device address typed as a pointer, sent as a number;
+ extent[EXPR] on a device address: the bytes an @async call touches there, checked
+ against the client's known allocations before the call is posted)
 EXPR is a C expression over the other parameters giving the element count.
 """
 from __future__ import annotations
@@ -22,7 +26,9 @@ class Annotation:
     specs: dict[str, str] = field(default_factory=dict)
 
 
-_SPEC = re.compile(r"^(out|in|inout)(\[(.+)\])?$|^(str|destroy|addr)$")
+ASYNC: set[str] = set()  # filled by parse()
+
+_SPEC = re.compile(r"^(out|in|inout)(\[(.+)\])?$|^(str|destroy|addr)$|^extent\[(.+)\]$")
 
 
 def parse(path: str) -> dict[str, Annotation]:
@@ -31,6 +37,10 @@ def parse(path: str) -> dict[str, Annotation]:
         for lineno, raw in enumerate(f, 1):
             line = raw.split("#", 1)[0].split()
             if not line:
+                continue
+            if line[0] == "@async":
+                for name in line[1:]:
+                    ASYNC.add(name)
                 continue
             mode = "generated"
             if line[0] in ("@client", "@manual", "@local"):

@@ -52,6 +52,7 @@ class P:
         self.idx, self.prm, self.kind, self.base = idx, prm, kind, base
         self.count = count          # C expression (client side) for pointer params
         self.elem_kind = elem_kind  # scalar|float|enum|handle|struct|bytes
+        self.extent = None          # device address params of @async calls: bytes touched
 
     @property
     def name(self):
@@ -67,7 +68,11 @@ def plan_params(proto, ann, types):
         if ti is None:
             raise Unforwardable(f"unknown type {base}")
         if depth == 0:
-            if spec == "destroy" and ti.kind == "handle":
+            if spec and spec.startswith("extent["):
+                pl = P(i, prm, "value", base, elem_kind=ti.kind)
+                pl.extent = spec[len("extent["):-1]
+                plans.append(pl)
+            elif spec == "destroy" and ti.kind == "handle":
                 plans.append(P(i, prm, "destroy", base, elem_kind="handle"))
             elif ti.kind in ("scalar", "enum", "handle", "float"):
                 plans.append(P(i, prm, "value", base, elem_kind=ti.kind))
@@ -114,6 +119,13 @@ def elem_size_expr(p):
 
 # ---- client side -------------------------------------------------------------
 
+# Calls where the application waits for the GPU: earlier asynchronous
+# failures of the calling thread are reported here, as a GPU reports them.
+SYNC_POINTS = {"cuCtxSynchronize", "cuStreamSynchronize", "cuStreamSynchronize_ptsz", "cuStreamQuery",
+               "cuStreamQuery_ptsz", "cuEventSynchronize", "cuEventQuery",
+               "cuMemFree_v2", "cuCtxSynchronize_v2"}
+
+
 def client_fn(sym, proto, plans, exported):
     fname = sym if exported else f"gwf_{sym}"
     args = ", ".join(f"{p.ctype} {p.name}" for p in proto.params) or "void"
@@ -122,6 +134,8 @@ def client_fn(sym, proto, plans, exported):
     # each exported name must be itself here
     L = [f"#undef {sym}", f"{attr}CUresult CUDAAPI {fname}({args})", "{"]
     L.append(f"    gw_req *q = gw_req_begin(GW_OP_{sym});")
+    if sym in SYNC_POINTS:
+        L.append("    gw_req_set_flags(q, GW_F_COLLECT);")
     for p in plans:
         n = p.name
         if p.kind == "value":
@@ -142,9 +156,28 @@ def client_fn(sym, proto, plans, exported):
                 L.append(f"    gw_put_in(q, {n}, {n} ? (size_t)({p.count}) * {elem_size_expr(p)} : 0);")
         elif p.kind == "out":
             L.append(f"    gw_put_out(q, {n}, {n} ? (size_t)({p.count}) : 0);")
+    outs = [p for p in plans if p.kind in ("out", "inout")]
+    if sym in ann_mod.ASYNC:
+        if outs:
+            raise SystemExit(f"{sym}: an @async function cannot have outputs")
+        # post only when every device address lies in memory the client knows;
+        # otherwise wait, so a bad pointer is refused at once as natively
+        checks = [f"gw_mem_is_device_range({p.name}, {p.extent or '1'})" for p in plans
+                  if p.kind == "value" and p.base in ("CUdeviceptr", "CUdeviceptr_v2")]
+        if checks:
+            L.append(f"    if ({' && '.join(checks)})")
+            L.append("        return gw_req_post(q);")
+            L.append("    gw_req_set_flags(q, GW_F_COLLECT);")
+            L.append("    gw_rep *r;")
+            L.append("    CUresult res = gw_req_call(q, &r);")
+            L.append("    gw_rep_end(r);")
+            L.append("    return res;")
+        else:
+            L.append("    return gw_req_post(q);")
+        L.append("}")
+        return "\n".join(L)
     L.append("    gw_rep *r;")
     L.append("    CUresult res = gw_req_call(q, &r);")
-    outs = [p for p in plans if p.kind in ("out", "inout")]
     if outs:
         L.append("    if (res == CUDA_SUCCESS) {")
         for p in outs:

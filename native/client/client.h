@@ -58,11 +58,15 @@ GW_HIDDEN void gw_log(const char *fmt, ...) __attribute__((format(printf, 1, 2))
 GW_HIDDEN int gw_debug(void);
 int gw_unsupported(unsigned op); /* used by the generated stubs */
 
+/* ---- contexts (contexts.c) ---- */
+GW_HIDDEN int gw_current_device(void); /* the calling thread's context's device, -1 if unknown */
+
 /* ---- memory bookkeeping (memory.c) ---- */
 typedef enum { GW_MEM_NONE, GW_MEM_DEVICE, GW_MEM_HOST_PINNED } gw_mem_kind;
 GW_HIDDEN void gw_mem_track_device(CUdeviceptr p, size_t size);
 GW_HIDDEN void gw_mem_untrack_device(CUdeviceptr p);
 GW_HIDDEN gw_mem_kind gw_mem_classify(uint64_t addr);
+GW_HIDDEN int gw_mem_is_device_range(uint64_t addr, uint64_t n); /* inside one known device allocation */
 
 /* ---- module images (image.c) ---- */
 GW_HIDDEN size_t gw_image_size(const void *image); /* 0 if not recognised */

@@ -13,6 +13,47 @@
 static __thread CUcontext stack[MAX_DEPTH];
 static __thread int depth;
 
+/* Which device each context belongs to, learnt when it is made. */
+#define MAX_CTXS 256
+static struct { CUcontext ctx; CUdevice dev; } ctx_devs[MAX_CTXS];
+static int nctx_devs;
+static pthread_mutex_t ctx_devs_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void remember_device(CUcontext ctx, CUdevice dev)
+{
+    pthread_mutex_lock(&ctx_devs_lock);
+    int i = 0;
+    while (i < nctx_devs && ctx_devs[i].ctx != ctx)
+        i++;
+    if (i < MAX_CTXS) {
+        ctx_devs[i].ctx = ctx;
+        ctx_devs[i].dev = dev;
+        if (i == nctx_devs)
+            nctx_devs++;
+    }
+    pthread_mutex_unlock(&ctx_devs_lock);
+}
+
+int gw_current_device(void)
+{
+    CUcontext c = depth ? stack[depth - 1] : NULL;
+    int dev = -1;
+    pthread_mutex_lock(&ctx_devs_lock);
+    for (int i = 0; c && i < nctx_devs; i++)
+        if (ctx_devs[i].ctx == c)
+            dev = ctx_devs[i].dev;
+    pthread_mutex_unlock(&ctx_devs_lock);
+    return dev;
+}
+
+CUresult CUDAAPI cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
+{
+    CUresult rc = gwf_cuDevicePrimaryCtxRetain(pctx, dev);
+    if (rc == CUDA_SUCCESS)
+        remember_device(*pctx, dev);
+    return rc;
+}
+
 CUresult CUDAAPI cuCtxGetCurrent(CUcontext *pctx)
 {
     gw_stat_call(GW_OP_cuCtxGetCurrent);
@@ -65,8 +106,10 @@ CUresult CUDAAPI cuCtxCreate_v4(CUcontext *pctx, CUctxCreateParams *ctxCreatePar
     if (depth == MAX_DEPTH)
         return CUDA_ERROR_INVALID_VALUE;
     CUresult rc = gwf_cuCtxCreate_v4(pctx, NULL, flags, dev);
-    if (rc == CUDA_SUCCESS)
+    if (rc == CUDA_SUCCESS) {
+        remember_device(*pctx, dev);
         stack[depth++] = *pctx; /* a new context becomes current */
+    }
     return rc;
 }
 

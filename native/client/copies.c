@@ -7,7 +7,11 @@
 
 #include "client.h"
 
-/* ---- 1D ---- */
+/* ---- 1D ----
+ * Host-to-device copies are posted: they return once their bytes are in the
+ * request (native semantics for pageable memory); a failure surfaces at the
+ * next synchronization point. Device-to-host copies wait for their bytes and
+ * are synchronization points. */
 
 static CUresult htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, int async, CUstream s)
 {
@@ -16,19 +20,22 @@ static CUresult htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, in
         return CUDA_SUCCESS;
     if (!src)
         return CUDA_ERROR_INVALID_VALUE;
+    int known = gw_mem_is_device_range(dst, n);
     for (size_t off = 0; off < n; off += GW_COPY_CHUNK) {
         size_t len = n - off < GW_COPY_CHUNK ? n - off : GW_COPY_CHUNK;
         int last = off + len == n;
         gw_req *q = gw_req_begin_quiet(op);
         gw_put_u64(q, dst + off);
         gw_put_u64(q, async ? (uint64_t)(uintptr_t)s : 0);
-        gw_put_raw(q, p + off, len);
-        if (!last) {
+        gw_put_raw(q, p + off, len); /* the bytes leave the application's buffer here */
+        if (!last || known) {
             CUresult rc = gw_req_post(q);
             if (rc != CUDA_SUCCESS)
                 return rc;
             continue;
         }
+        /* a destination the client does not know as device memory: wait for
+         * the server's verdict, as the driver answers a bad pointer at once */
         gw_req_set_flags(q, GW_F_COLLECT);
         gw_rep *r;
         CUresult rc = gw_req_call(q, &r);
@@ -51,6 +58,7 @@ static CUresult dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, int asyn
         gw_put_u64(q, src + off);
         gw_put_u64(q, len);
         gw_put_u64(q, async ? (uint64_t)(uintptr_t)s : 0);
+        gw_req_set_flags(q, GW_F_COLLECT);
         gw_rep *r;
         CUresult rc = gw_req_call(q, &r);
         if (rc == CUDA_SUCCESS)
@@ -162,6 +170,9 @@ static CUresult band(unsigned op, const side *s, const side *d, size_t width, si
     if (s->type == CU_MEMORYTYPE_HOST)
         for (size_t y = 0; y < rows; y++)
             gw_put_raw(q, (const void *)(uintptr_t)(s->base + y * s->pitch), width);
+    if (d->type != CU_MEMORYTYPE_HOST)
+        return gw_req_post(q); /* nothing comes back: posted like a 1D host-to-device copy */
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult rc = gw_req_call(q, &r);
     if (rc == CUDA_SUCCESS && d->type == CU_MEMORYTYPE_HOST)

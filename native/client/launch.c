@@ -13,6 +13,7 @@
 
 typedef struct layout {
     uint32_t n, total;
+    uint32_t max_threads; /* of this function; 0: unknown */
     uint32_t off[];
     /* followed by n sizes */
 } layout;
@@ -56,6 +57,7 @@ static CUresult get_layout(CUfunction f, const layout **out)
                 else if (end > l->total)
                     l->total = (uint32_t)end;
             }
+            l->max_threads = gw_get_u32(r);
             rc = gw_rep_status(r, rc);
             if (rc != CUDA_SUCCESS) {
                 free(l);
@@ -135,6 +137,35 @@ static void put_config(gw_req *q, CUfunction f, const uint32_t dims[7], CUstream
         gw_put_raw(q, attrs, nattrs * sizeof *attrs); /* handles inside are gpuwire ids already */
 }
 
+/* What the driver refuses at once, refused here at once: launches are posted
+ * without waiting, so anything found later surfaces at the next sync point. */
+static CUresult check_config(const layout *l, const uint32_t d[7])
+{
+    int dev = gw_current_device();
+    if (dev < 0)
+        return CUDA_SUCCESS; /* context unknown here: the server checks it */
+    static const CUdevice_attribute lim[6] = {
+        CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_X,  CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Y,  CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Z,
+        CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_X, CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_Y, CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_Z};
+    for (int i = 0; i < 6; i++) {
+        int v;
+        if (d[i] == 0)
+            return CUDA_ERROR_INVALID_VALUE;
+        if (cuDeviceGetAttribute(&v, lim[i], dev) == CUDA_SUCCESS && d[i] > (uint32_t)v)
+            return CUDA_ERROR_INVALID_VALUE;
+    }
+    uint64_t threads = (uint64_t)d[3] * d[4] * d[5];
+    int v;
+    if (cuDeviceGetAttribute(&v, CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK, dev) == CUDA_SUCCESS && threads > (uint64_t)v)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (l->max_threads && threads > l->max_threads)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (cuDeviceGetAttribute(&v, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, dev) == CUDA_SUCCESS &&
+        d[6] > (uint32_t)v)
+        return CUDA_ERROR_INVALID_VALUE;
+    return CUDA_SUCCESS;
+}
+
 static CUresult launch(unsigned op, CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                        unsigned bz, unsigned shmem, CUstream s, void **kernelParams, void **extra,
                        const CUlaunchAttribute *attrs, unsigned nattrs)
@@ -148,16 +179,16 @@ static CUresult launch(unsigned op, CUfunction f, unsigned gx, unsigned gy, unsi
     CUresult rc = get_layout(f, &l);
     if (rc != CUDA_SUCCESS)
         return rc;
-    gw_req *q = gw_req_begin_quiet(op);
     uint32_t dims[7] = {gx, gy, gz, bx, by, bz, shmem};
+    rc = check_config(l, dims);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    gw_req *q = gw_req_begin_quiet(op);
     put_config(q, f, dims, s, attrs, nattrs);
     rc = put_args(q, l, kernelParams, extra);
     if (rc != CUDA_SUCCESS)
         return rc;
-    gw_rep *r;
-    rc = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return rc;
+    return gw_req_post(q);
 }
 
 CUresult CUDAAPI cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,

@@ -83,6 +83,15 @@ static const range *find_locked(uint64_t addr)
 void gw_mem_track_device(CUdeviceptr p, size_t size) { track(p, size, GW_MEM_DEVICE, 0); }
 void gw_mem_untrack_device(CUdeviceptr p) { untrack(p, GW_MEM_DEVICE); }
 
+int gw_mem_is_device_range(uint64_t addr, uint64_t n)
+{
+    pthread_mutex_lock(&ranges_lock);
+    const range *r = find_locked(addr);
+    int ok = r && r->kind == GW_MEM_DEVICE && n <= r->size - (addr - r->base);
+    pthread_mutex_unlock(&ranges_lock);
+    return ok;
+}
+
 gw_mem_kind gw_mem_classify(uint64_t addr)
 {
     pthread_mutex_lock(&ranges_lock);
@@ -130,6 +139,23 @@ CUresult CUDAAPI cuMemAllocAsync(CUdeviceptr *dptr, size_t bytesize, CUstream hS
 CUresult CUDAAPI cuMemAllocAsync_ptsz(CUdeviceptr *dptr, size_t bytesize, CUstream hStream)
 {
     CUresult rc = gwf_cuMemAllocAsync_ptsz(dptr, bytesize, hStream);
+    if (rc == CUDA_SUCCESS)
+        gw_mem_track_device(*dptr, bytesize);
+    return rc;
+}
+
+CUresult CUDAAPI cuMemAllocFromPoolAsync(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool, CUstream hStream)
+{
+    CUresult rc = gwf_cuMemAllocFromPoolAsync(dptr, bytesize, pool, hStream);
+    if (rc == CUDA_SUCCESS)
+        gw_mem_track_device(*dptr, bytesize);
+    return rc;
+}
+
+CUresult CUDAAPI cuMemAllocFromPoolAsync_ptsz(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool,
+                                              CUstream hStream)
+{
+    CUresult rc = gwf_cuMemAllocFromPoolAsync_ptsz(dptr, bytesize, pool, hStream);
     if (rc == CUDA_SUCCESS)
         gw_mem_track_device(*dptr, bytesize);
     return rc;

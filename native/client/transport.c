@@ -10,6 +10,8 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +48,14 @@ static gw_hello_ok server_info;
 static atomic_int initialized;
 static atomic_uint next_tid = 1;
 static uint32_t next_seq = 1;
+
+/* the batch of posted requests not yet written (see "batching") */
+static uint8_t *sbuf;
+static size_t slen, scap;
+static struct timespec sfirst; /* when the oldest unsent request was queued */
+static pthread_cond_t flush_cv = PTHREAD_COND_INITIALIZER;
+static int flusher_running;
+static long flush_us = 200;
 
 static __thread gw_req tls_req;
 static __thread gw_rep tls_rep;
@@ -277,6 +287,8 @@ static void do_connect(void)
 /* A forked child must not share the parent's stream: it starts a session of its own. */
 static void after_fork_child(void)
 {
+    slen = 0;
+    flusher_running = 0; /* threads do not survive fork */
     if (conn_fd >= 0)
         close(conn_fd);
     conn_fd = -1;
@@ -413,18 +425,108 @@ static void lose_connection(const char *what)
     conn_lost = 1;
 }
 
-/* Called with conn_lock held. */
-static int send_locked(gw_req *q, uint32_t seq)
+/* ---- batching ----
+ * Requests that need no answer collect in one send buffer and leave in one
+ * write: when a request that waits for its reply is sent, when the buffer
+ * passes BATCH_BYTES, or at most flush_us after the oldest was queued (a
+ * flusher thread), so a slow producer never strands work. */
+#define BATCH_BYTES (256u * 1024u)
+
+
+static int flush_locked(void)
 {
+    if (!slen || conn_lost)
+        return conn_lost ? -1 : 0;
+    int rc = write_all(conn_fd, sbuf, slen);
+    slen = 0;
+    if (rc)
+        lose_connection("send");
+    return rc;
+}
+
+static void *flusher(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&conn_lock);
+    for (;;) {
+        while (!slen)
+            pthread_cond_wait(&flush_cv, &conn_lock);
+        struct timespec due = sfirst;
+        due.tv_nsec += flush_us * 1000;
+        due.tv_sec += due.tv_nsec / 1000000000;
+        due.tv_nsec %= 1000000000;
+        if (pthread_cond_timedwait(&flush_cv, &conn_lock, &due) == ETIMEDOUT && slen) {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (now.tv_sec > due.tv_sec || (now.tv_sec == due.tv_sec && now.tv_nsec >= due.tv_nsec))
+                flush_locked();
+        }
+    }
+    return NULL;
+}
+
+static void start_flusher_locked(void)
+{
+    if (flusher_running)
+        return;
+    const char *v = getenv("GPUWIRE_FLUSH_US");
+    if (v && *v)
+        flush_us = strtol(v, NULL, 10) > 0 ? strtol(v, NULL, 10) : 1;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&flush_cv, &ca);
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    /* the flusher must not take part in the application's signals */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    flusher_running = pthread_create(&t, &a, flusher, NULL) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Queue one request (called with conn_lock held). */
+static int queue_locked(gw_req *q, uint32_t seq)
+{
+    if (conn_lost)
+        return -1;
     gw_hdr h = {.len = (uint32_t)(q->len - sizeof(gw_hdr)), .op = (uint16_t)q->op,
                 .flags = (uint16_t)q->flags, .tid = thread_tag(), .seq = seq};
     memcpy(q->buf, &h, sizeof h);
-    if (write_all(conn_fd, q->buf, q->len)) {
-        lose_connection("send");
-        return -1;
-    }
     gw_stat_bytes(q->len, 0);
-    return 0;
+    if (q->len >= BATCH_BYTES) { /* big: no point copying it into the batch */
+        if (flush_locked())
+            return -1;
+        if (write_all(conn_fd, q->buf, q->len)) {
+            lose_connection("send");
+            return -1;
+        }
+        return 0;
+    }
+    if (slen + q->len > scap) {
+        size_t cap = scap ? scap * 2 : 2 * BATCH_BYTES;
+        while (cap < slen + q->len)
+            cap *= 2;
+        uint8_t *b = realloc(sbuf, cap);
+        if (!b) {
+            if (flush_locked())
+                return -1;
+            return write_all(conn_fd, q->buf, q->len) ? (lose_connection("send"), -1) : 0;
+        }
+        sbuf = b;
+        scap = cap;
+    }
+    if (!slen) {
+        clock_gettime(CLOCK_MONOTONIC, &sfirst);
+        start_flusher_locked();
+        pthread_cond_signal(&flush_cv);
+    }
+    memcpy(sbuf + slen, q->buf, q->len);
+    slen += q->len;
+    return slen >= BATCH_BYTES ? flush_locked() : 0;
 }
 
 CUresult gw_req_post(gw_req *q)
@@ -434,9 +536,19 @@ CUresult gw_req_post(gw_req *q)
         return rc;
     q->flags |= GW_F_NOREPLY;
     pthread_mutex_lock(&conn_lock);
-    int bad = conn_lost || send_locked(q, next_seq++);
+    int bad = queue_locked(q, next_seq++);
     pthread_mutex_unlock(&conn_lock);
     return bad ? CUDA_ERROR_DEVICE_UNAVAILABLE : CUDA_SUCCESS;
+}
+
+/* Whatever is still queued leaves before the process does. */
+__attribute__((destructor)) static void flush_at_exit(void)
+{
+    if (pthread_mutex_trylock(&conn_lock) == 0) {
+        if (conn_fd >= 0)
+            flush_locked();
+        pthread_mutex_unlock(&conn_lock);
+    }
 }
 
 static int recv_reply_locked(gw_rep *r, uint32_t seq)
@@ -487,7 +599,7 @@ CUresult gw_req_call(gw_req *q, gw_rep **out)
         return rc;
     pthread_mutex_lock(&conn_lock);
     uint32_t seq = next_seq++;
-    int bad = conn_lost || send_locked(q, seq) || recv_reply_locked(r, seq);
+    int bad = queue_locked(q, seq) || flush_locked() || recv_reply_locked(r, seq);
     pthread_mutex_unlock(&conn_lock);
     if (bad)
         return CUDA_ERROR_DEVICE_UNAVAILABLE;

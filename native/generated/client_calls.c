@@ -364,6 +364,7 @@ CUresult CUDAAPI cuCtxSetSharedMemConfig(CUsharedconfig config)
 CUresult CUDAAPI cuCtxSynchronize(void)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxSynchronize);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -374,6 +375,7 @@ CUresult CUDAAPI cuCtxSynchronize(void)
 CUresult CUDAAPI cuCtxSynchronize_v2(CUcontext ctx)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxSynchronize_v2);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -773,7 +775,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxRes
 }
 
 #undef cuDevicePrimaryCtxRetain
-CUresult CUDAAPI cuDevicePrimaryCtxRetain(CUcontext * pctx, CUdevice dev)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxRetain(CUcontext * pctx, CUdevice dev)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDevicePrimaryCtxRetain);
     gw_put_out(q, pctx, pctx ? (size_t)(1) : 0);
@@ -900,10 +902,7 @@ CUresult CUDAAPI cuEventDestroy_v2(CUevent hEvent)
 {
     gw_req *q = gw_req_begin(GW_OP_cuEventDestroy_v2);
     gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
+    return gw_req_post(q);
 }
 
 #undef cuEventElapsedTime
@@ -944,6 +943,7 @@ CUresult CUDAAPI cuEventElapsedTime_v2(float * pMilliseconds, CUevent hStart, CU
 CUresult CUDAAPI cuEventQuery(CUevent hEvent)
 {
     gw_req *q = gw_req_begin(GW_OP_cuEventQuery);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -957,10 +957,7 @@ CUresult CUDAAPI cuEventRecord(CUevent hEvent, CUstream hStream)
     gw_req *q = gw_req_begin(GW_OP_cuEventRecord);
     gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
+    return gw_req_post(q);
 }
 
 #undef cuEventRecordWithFlags
@@ -970,10 +967,7 @@ CUresult CUDAAPI cuEventRecordWithFlags(CUevent hEvent, CUstream hStream, unsign
     gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
+    return gw_req_post(q);
 }
 
 #undef cuEventRecordWithFlags_ptsz
@@ -983,10 +977,7 @@ CUresult CUDAAPI cuEventRecordWithFlags_ptsz(CUevent hEvent, CUstream hStream, u
     gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
+    return gw_req_post(q);
 }
 
 #undef cuEventRecord_ptsz
@@ -995,16 +986,14 @@ CUresult CUDAAPI cuEventRecord_ptsz(CUevent hEvent, CUstream hStream)
     gw_req *q = gw_req_begin(GW_OP_cuEventRecord_ptsz);
     gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
+    return gw_req_post(q);
 }
 
 #undef cuEventSynchronize
 CUresult CUDAAPI cuEventSynchronize(CUevent hEvent)
 {
     gw_req *q = gw_req_begin(GW_OP_cuEventSynchronize);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -1110,10 +1099,7 @@ CUresult CUDAAPI cuFuncSetAttribute(CUfunction hfunc, CUfunction_attribute attri
     gw_put_u64(q, (uint64_t)(uintptr_t)hfunc);
     gw_put_u64(q, (uint64_t)(int64_t)attrib);
     gw_put_u64(q, (uint64_t)(int64_t)value);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
+    return gw_req_post(q);
 }
 
 #undef cuFuncSetBlockShape
@@ -1136,10 +1122,7 @@ CUresult CUDAAPI cuFuncSetCacheConfig(CUfunction hfunc, CUfunc_cache config)
     gw_req *q = gw_req_begin(GW_OP_cuFuncSetCacheConfig);
     gw_put_u64(q, (uint64_t)(uintptr_t)hfunc);
     gw_put_u64(q, (uint64_t)(int64_t)config);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
+    return gw_req_post(q);
 }
 
 #undef cuFuncSetSharedMemConfig
@@ -1246,10 +1229,7 @@ CUresult CUDAAPI cuGraphExecDestroy(CUgraphExec hGraphExec)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphExecDestroy);
     gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
+    return gw_req_post(q);
 }
 
 #undef cuGraphExecEventRecordNodeSetEvent
@@ -1331,10 +1311,7 @@ CUresult CUDAAPI cuGraphLaunch(CUgraphExec hGraph, CUstream hStream)
     gw_req *q = gw_req_begin(GW_OP_cuGraphLaunch);
     gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
+    return gw_req_post(q);
 }
 
 #undef cuGraphLaunch_ptsz
@@ -1343,10 +1320,7 @@ CUresult CUDAAPI cuGraphLaunch_ptsz(CUgraphExec hGraphExec, CUstream hStream)
     gw_req *q = gw_req_begin(GW_OP_cuGraphLaunch_ptsz);
     gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
+    return gw_req_post(q);
 }
 
 #undef cuGraphNodeGetType
@@ -1411,10 +1385,7 @@ CUresult CUDAAPI cuGraphUpload(CUgraphExec hGraph, CUstream hStream)
     gw_req *q = gw_req_begin(GW_OP_cuGraphUpload);
     gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
+    return gw_req_post(q);
 }
 
 #undef cuGraphUpload_ptsz
@@ -1423,10 +1394,7 @@ CUresult CUDAAPI cuGraphUpload_ptsz(CUgraphExec hGraphExec, CUstream hStream)
     gw_req *q = gw_req_begin(GW_OP_cuGraphUpload_ptsz);
     gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
+    return gw_req_post(q);
 }
 
 #undef cuGraphicsResourceSetMapFlags
@@ -1598,10 +1566,7 @@ CUresult CUDAAPI cuKernelSetAttribute(CUfunction_attribute attrib, int val, CUke
     gw_put_u64(q, (uint64_t)(int64_t)val);
     gw_put_u64(q, (uint64_t)(uintptr_t)kernel);
     gw_put_u64(q, (uint64_t)(int64_t)dev);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
+    return gw_req_post(q);
 }
 
 #undef cuKernelSetCacheConfig
@@ -1853,7 +1818,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemAllocAsync_ptsz(
 }
 
 #undef cuMemAllocFromPoolAsync
-CUresult CUDAAPI cuMemAllocFromPoolAsync(CUdeviceptr * dptr, size_t bytesize, CUmemoryPool pool, CUstream hStream)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemAllocFromPoolAsync(CUdeviceptr * dptr, size_t bytesize, CUmemoryPool pool, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemAllocFromPoolAsync);
     gw_put_out(q, dptr, dptr ? (size_t)(1) : 0);
@@ -1871,7 +1836,7 @@ CUresult CUDAAPI cuMemAllocFromPoolAsync(CUdeviceptr * dptr, size_t bytesize, CU
 }
 
 #undef cuMemAllocFromPoolAsync_ptsz
-CUresult CUDAAPI cuMemAllocFromPoolAsync_ptsz(CUdeviceptr * dptr, size_t bytesize, CUmemoryPool pool, CUstream hStream)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemAllocFromPoolAsync_ptsz(CUdeviceptr * dptr, size_t bytesize, CUmemoryPool pool, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemAllocFromPoolAsync_ptsz);
     gw_put_out(q, dptr, dptr ? (size_t)(1) : 0);
@@ -1970,6 +1935,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemFreeAsync_ptsz(C
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemFree_v2(CUdeviceptr dptr)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemFree_v2);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_put_u64(q, (uint64_t)(int64_t)dptr);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -2323,6 +2289,9 @@ CUresult CUDAAPI cuMemcpyDtoDAsync_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevi
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    if (gw_mem_is_device_range(dstDevice, ByteCount) && gw_mem_is_device_range(srcDevice, ByteCount))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2337,6 +2306,9 @@ CUresult CUDAAPI cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dstDevice, CUdeviceptr sr
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    if (gw_mem_is_device_range(dstDevice, ByteCount) && gw_mem_is_device_range(srcDevice, ByteCount))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2350,6 +2322,9 @@ CUresult CUDAAPI cuMemcpyDtoD_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice, s
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
+    if (gw_mem_is_device_range(dstDevice, ByteCount) && gw_mem_is_device_range(srcDevice, ByteCount))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2363,6 +2338,9 @@ CUresult CUDAAPI cuMemcpyDtoD_v2_ptds(CUdeviceptr dstDevice, CUdeviceptr srcDevi
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
+    if (gw_mem_is_device_range(dstDevice, ByteCount) && gw_mem_is_device_range(srcDevice, ByteCount))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2394,6 +2372,9 @@ CUresult CUDAAPI cuMemcpyPeerAsync(CUdeviceptr dstDevice, CUcontext dstContext, 
     gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    if (gw_mem_is_device_range(dstDevice, 1) && gw_mem_is_device_range(srcDevice, 1))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2410,6 +2391,9 @@ CUresult CUDAAPI cuMemcpyPeerAsync_ptsz(CUdeviceptr dstDevice, CUcontext dstCont
     gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    if (gw_mem_is_device_range(dstDevice, 1) && gw_mem_is_device_range(srcDevice, 1))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2439,6 +2423,9 @@ CUresult CUDAAPI cuMemsetD16Async(CUdeviceptr dstDevice, unsigned short us, size
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    if (gw_mem_is_device_range(dstDevice, N*2))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2453,6 +2440,9 @@ CUresult CUDAAPI cuMemsetD16Async_ptsz(CUdeviceptr dstDevice, unsigned short us,
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    if (gw_mem_is_device_range(dstDevice, N*2))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2466,6 +2456,9 @@ CUresult CUDAAPI cuMemsetD16_v2(CUdeviceptr dstDevice, unsigned short us, size_t
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)N);
+    if (gw_mem_is_device_range(dstDevice, N*2))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2479,6 +2472,9 @@ CUresult CUDAAPI cuMemsetD16_v2_ptds(CUdeviceptr dstDevice, unsigned short us, s
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)N);
+    if (gw_mem_is_device_range(dstDevice, N*2))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2495,6 +2491,9 @@ CUresult CUDAAPI cuMemsetD2D16Async(CUdeviceptr dstDevice, size_t dstPitch, unsi
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    if (gw_mem_is_device_range(dstDevice, 1))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2511,6 +2510,9 @@ CUresult CUDAAPI cuMemsetD2D16Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch,
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    if (gw_mem_is_device_range(dstDevice, 1))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2526,6 +2528,9 @@ CUresult CUDAAPI cuMemsetD2D16_v2(CUdeviceptr dstDevice, size_t dstPitch, unsign
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
+    if (gw_mem_is_device_range(dstDevice, 1))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2541,6 +2546,9 @@ CUresult CUDAAPI cuMemsetD2D16_v2_ptds(CUdeviceptr dstDevice, size_t dstPitch, u
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
+    if (gw_mem_is_device_range(dstDevice, 1))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2557,6 +2565,9 @@ CUresult CUDAAPI cuMemsetD2D32Async(CUdeviceptr dstDevice, size_t dstPitch, unsi
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    if (gw_mem_is_device_range(dstDevice, 1))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2573,6 +2584,9 @@ CUresult CUDAAPI cuMemsetD2D32Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch,
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    if (gw_mem_is_device_range(dstDevice, 1))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2588,6 +2602,9 @@ CUresult CUDAAPI cuMemsetD2D32_v2(CUdeviceptr dstDevice, size_t dstPitch, unsign
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
+    if (gw_mem_is_device_range(dstDevice, 1))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2603,6 +2620,9 @@ CUresult CUDAAPI cuMemsetD2D32_v2_ptds(CUdeviceptr dstDevice, size_t dstPitch, u
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
+    if (gw_mem_is_device_range(dstDevice, 1))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2619,6 +2639,9 @@ CUresult CUDAAPI cuMemsetD2D8Async(CUdeviceptr dstDevice, size_t dstPitch, unsig
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    if (gw_mem_is_device_range(dstDevice, 1))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2635,6 +2658,9 @@ CUresult CUDAAPI cuMemsetD2D8Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch, 
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    if (gw_mem_is_device_range(dstDevice, 1))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2650,6 +2676,9 @@ CUresult CUDAAPI cuMemsetD2D8_v2(CUdeviceptr dstDevice, size_t dstPitch, unsigne
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
+    if (gw_mem_is_device_range(dstDevice, 1))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2665,6 +2694,9 @@ CUresult CUDAAPI cuMemsetD2D8_v2_ptds(CUdeviceptr dstDevice, size_t dstPitch, un
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
+    if (gw_mem_is_device_range(dstDevice, 1))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2679,6 +2711,9 @@ CUresult CUDAAPI cuMemsetD32Async(CUdeviceptr dstDevice, unsigned int ui, size_t
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    if (gw_mem_is_device_range(dstDevice, N*4))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2693,6 +2728,9 @@ CUresult CUDAAPI cuMemsetD32Async_ptsz(CUdeviceptr dstDevice, unsigned int ui, s
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    if (gw_mem_is_device_range(dstDevice, N*4))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2706,6 +2744,9 @@ CUresult CUDAAPI cuMemsetD32_v2(CUdeviceptr dstDevice, unsigned int ui, size_t N
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)N);
+    if (gw_mem_is_device_range(dstDevice, N*4))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2719,6 +2760,9 @@ CUresult CUDAAPI cuMemsetD32_v2_ptds(CUdeviceptr dstDevice, unsigned int ui, siz
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)N);
+    if (gw_mem_is_device_range(dstDevice, N*4))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2733,6 +2777,9 @@ CUresult CUDAAPI cuMemsetD8Async(CUdeviceptr dstDevice, unsigned char uc, size_t
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    if (gw_mem_is_device_range(dstDevice, N))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2747,6 +2794,9 @@ CUresult CUDAAPI cuMemsetD8Async_ptsz(CUdeviceptr dstDevice, unsigned char uc, s
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    if (gw_mem_is_device_range(dstDevice, N))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2760,6 +2810,9 @@ CUresult CUDAAPI cuMemsetD8_v2(CUdeviceptr dstDevice, unsigned char uc, size_t N
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)N);
+    if (gw_mem_is_device_range(dstDevice, N))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2773,6 +2826,9 @@ CUresult CUDAAPI cuMemsetD8_v2_ptds(CUdeviceptr dstDevice, unsigned char uc, siz
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)N);
+    if (gw_mem_is_device_range(dstDevice, N))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -3124,10 +3180,7 @@ CUresult CUDAAPI cuStreamBeginCapture_v2(CUstream hStream, CUstreamCaptureMode m
     gw_req *q = gw_req_begin(GW_OP_cuStreamBeginCapture_v2);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
     gw_put_u64(q, (uint64_t)(int64_t)mode);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
+    return gw_req_post(q);
 }
 
 #undef cuStreamBeginCapture_v2_ptsz
@@ -3136,10 +3189,7 @@ CUresult CUDAAPI cuStreamBeginCapture_v2_ptsz(CUstream hStream, CUstreamCaptureM
     gw_req *q = gw_req_begin(GW_OP_cuStreamBeginCapture_v2_ptsz);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
     gw_put_u64(q, (uint64_t)(int64_t)mode);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
+    return gw_req_post(q);
 }
 
 #undef cuStreamCopyAttributes
@@ -3215,10 +3265,7 @@ CUresult CUDAAPI cuStreamDestroy_v2(CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamDestroy_v2);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
+    return gw_req_post(q);
 }
 
 #undef cuStreamEndCapture
@@ -3519,6 +3566,7 @@ CUresult CUDAAPI cuStreamIsCapturing_ptsz(CUstream hStream, CUstreamCaptureStatu
 CUresult CUDAAPI cuStreamQuery(CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamQuery);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3530,6 +3578,7 @@ CUresult CUDAAPI cuStreamQuery(CUstream hStream)
 CUresult CUDAAPI cuStreamQuery_ptsz(CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamQuery_ptsz);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3567,6 +3616,7 @@ CUresult CUDAAPI cuStreamSetAttribute_ptsz(CUstream hStream, CUstreamAttrID attr
 CUresult CUDAAPI cuStreamSynchronize(CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamSynchronize);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3578,6 +3628,7 @@ CUresult CUDAAPI cuStreamSynchronize(CUstream hStream)
 CUresult CUDAAPI cuStreamSynchronize_ptsz(CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamSynchronize_ptsz);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3592,10 +3643,7 @@ CUresult CUDAAPI cuStreamWaitEvent(CUstream hStream, CUevent hEvent, unsigned in
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
     gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
     gw_put_u64(q, (uint64_t)(int64_t)Flags);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
+    return gw_req_post(q);
 }
 
 #undef cuStreamWaitEvent_ptsz
@@ -3605,10 +3653,7 @@ CUresult CUDAAPI cuStreamWaitEvent_ptsz(CUstream hStream, CUevent hEvent, unsign
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
     gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
     gw_put_u64(q, (uint64_t)(int64_t)Flags);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
+    return gw_req_post(q);
 }
 
 #undef cuStreamWaitValue32
@@ -3647,6 +3692,9 @@ CUresult CUDAAPI cuStreamWaitValue32_v2(CUstream stream, CUdeviceptr addr, cuuin
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
+    if (gw_mem_is_device_range(addr, 1))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -3661,6 +3709,9 @@ CUresult CUDAAPI cuStreamWaitValue32_v2_ptsz(CUstream stream, CUdeviceptr addr, 
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
+    if (gw_mem_is_device_range(addr, 1))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -3703,6 +3754,9 @@ CUresult CUDAAPI cuStreamWaitValue64_v2(CUstream stream, CUdeviceptr addr, cuuin
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
+    if (gw_mem_is_device_range(addr, 1))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -3717,6 +3771,9 @@ CUresult CUDAAPI cuStreamWaitValue64_v2_ptsz(CUstream stream, CUdeviceptr addr, 
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
+    if (gw_mem_is_device_range(addr, 1))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -3759,6 +3816,9 @@ CUresult CUDAAPI cuStreamWriteValue32_v2(CUstream stream, CUdeviceptr addr, cuui
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
+    if (gw_mem_is_device_range(addr, 1))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -3773,6 +3833,9 @@ CUresult CUDAAPI cuStreamWriteValue32_v2_ptsz(CUstream stream, CUdeviceptr addr,
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
+    if (gw_mem_is_device_range(addr, 1))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -3815,6 +3878,9 @@ CUresult CUDAAPI cuStreamWriteValue64_v2(CUstream stream, CUdeviceptr addr, cuui
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
+    if (gw_mem_is_device_range(addr, 1))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -3829,6 +3895,9 @@ CUresult CUDAAPI cuStreamWriteValue64_v2_ptsz(CUstream stream, CUdeviceptr addr,
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
+    if (gw_mem_is_device_range(addr, 1))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../common/idmap.h"
 #include "worker.h"
 
 #define MAX_THREADS 256
@@ -28,7 +29,9 @@ static void *driver;
 static void *syms[GW_OP_COUNT];
 static int fd = -1;
 static const char *session = "-";
-static CUresult deferred; /* first failure among NOREPLY requests, kept for the next GW_F_COLLECT */
+/* Per client thread: the first failure among its NOREPLY requests, kept for
+ * its next GW_F_COLLECT request (a synchronization point). */
+static gw_idmap deferred;
 
 void gw_wlog(const char *fmt, ...)
 {
@@ -310,15 +313,20 @@ static int serve(void)
         int32_t res;
         memcpy(&res, c.rbuf + sizeof(gw_hdr), 4);
         if (h.flags & GW_F_NOREPLY) {
-            if (res != CUDA_SUCCESS && deferred == CUDA_SUCCESS)
-                deferred = (CUresult)res;
+            if (res != CUDA_SUCCESS && !gw_idmap_get(&deferred, h.tid)) {
+                gw_idmap_put(&deferred, h.tid, (void *)(intptr_t)res);
+                gw_wlog("%s failed with %d; reported at the client thread's next synchronization", gw_op_name(h.op),
+                        res);
+            }
             continue;
         }
-        if ((h.flags & GW_F_COLLECT) && deferred != CUDA_SUCCESS) {
-            res = (int32_t)deferred;
-            memcpy(c.rbuf + sizeof(gw_hdr), &res, 4);
-            c.rlen = sizeof(gw_hdr) + 4; /* outputs of a call that is reported failed are dropped */
-            deferred = CUDA_SUCCESS;
+        if (h.flags & GW_F_COLLECT) {
+            int32_t earlier = (int32_t)(intptr_t)gw_idmap_del(&deferred, h.tid);
+            if (earlier != CUDA_SUCCESS) {
+                res = earlier;
+                memcpy(c.rbuf + sizeof(gw_hdr), &res, 4);
+                c.rlen = sizeof(gw_hdr) + 4; /* outputs of a call that is reported failed are dropped */
+            }
         }
         gw_hdr rh = {.len = (uint32_t)(c.rlen - sizeof(gw_hdr)), .op = GW_OP_REPLY, .tid = h.tid, .seq = h.seq};
         memcpy(c.rbuf, &rh, sizeof rh);

@@ -155,7 +155,7 @@ void gw_h_cuLibraryLoadData(gw_call *c) { load(c, GW_HT_CUlibrary); }
 
 typedef CUresult (*param_info_fn)(void *, size_t, size_t *, size_t *);
 
-/* u64 function-or-kernel id -> u32 n, n x (u32 offset, u32 size) */
+/* u64 function-or-kernel id -> u32 n, n x (u32 offset, u32 size), u32 max threads per block (0: unknown) */
 void gw_op_func_layout(gw_call *c)
 {
     uint64_t id = gw_in_u64(c);
@@ -184,10 +184,27 @@ void gw_op_func_layout(gw_call *c)
         offs[n] = (uint32_t)off;
         sizes[n] = (uint32_t)size;
     }
+    /* the most threads a block of this function may have, so the client can
+     * refuse a bad launch at once, as the driver would */
+    int max_threads = 0;
+    if (is_kernel) {
+        CUresult (*ctxdev)(CUdevice *) = (CUresult(*)(CUdevice *))gw_driver_sym(GW_OP_cuCtxGetDevice);
+        CUresult (*kattr)(int *, CUfunction_attribute, CUkernel, CUdevice) =
+            (CUresult(*)(int *, CUfunction_attribute, CUkernel, CUdevice))gw_driver_sym(GW_OP_cuKernelGetAttribute);
+        CUdevice dev;
+        if (ctxdev && kattr && ctxdev(&dev) == CUDA_SUCCESS)
+            kattr(&max_threads, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, f, dev);
+    } else {
+        CUresult (*fattr)(int *, CUfunction_attribute, CUfunction) =
+            (CUresult(*)(int *, CUfunction_attribute, CUfunction))gw_driver_sym(GW_OP_cuFuncGetAttribute);
+        if (fattr)
+            fattr(&max_threads, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, f);
+    }
     gw_reply_result(c, CUDA_SUCCESS);
     gw_reply_u32(c, n);
     for (uint32_t i = 0; i < n; i++) {
         gw_reply_u32(c, offs[i]);
         gw_reply_u32(c, sizes[i]);
     }
+    gw_reply_u32(c, (uint32_t)(max_threads > 0 ? max_threads : 0));
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import struct
 import time
+from dataclasses import dataclass
 from typing import NamedTuple
 
 PROTO_VERSION = 1
@@ -25,10 +26,27 @@ OP_REPLY = 4
 OP_BYE = 5
 OP_FUNC_LAYOUT = 6
 OP_STAGE = 7
+# Control-plane ops the Python server speaks before a worker exists (docs/server.md):
+OP_QUEUED = 8       # server -> client: u32 position, u32 waiting, u32 waited_ms, UTF-8 line to print
+OP_CHALLENGE = 9    # server -> client: 32-byte nonce
+OP_PROOF = 10       # client -> server: 16-byte token id (ASCII hex) + 32-byte HMAC-SHA256
+OP_STATUS = 11      # status probe: server -> client JSON, then echo frames (see status.py)
 OP_FIRST_CALL = 256
 
 F_NOREPLY = 1 << 0
 F_COLLECT = 1 << 1
+# On a HELLO frame only: TLV extension records follow the program name.
+F_HELLO_EXT = 1 << 8
+
+# HELLO extension record types: u16 type, u16 len, then len bytes of value.
+EXT_LEASE_MODE = 1    # u8: 0 shared, 1 exclusive
+EXT_MEM_CAP = 2       # u64: memory cap in bytes, 0 = none
+EXT_TOKEN_PROOF = 3   # reserved (auth uses OP_CHALLENGE / OP_PROOF)
+EXT_NO_WAIT = 4       # u8: 1 = refuse at once instead of queueing
+EXT_STATUS_PROBE = 5  # u8: 1 = status probe, start no worker
+EXT_GPU = 6           # u32: the GPU index the lease is on (absent: all GPUs)
+EXT_CRITICAL = 0x8000  # an unknown type with this bit set is refused, others are skipped
+HELLO_EXT_MAX = 1024  # bytes of extension records at most
 
 # OP_ERROR codes.
 ERR_VERSION = 1
@@ -54,7 +72,14 @@ HEADER_SIZE = 16
 HELLO_SIZE = 24
 HELLO_OK_SIZE = 80
 NAME_MAX = 255
-HELLO_MAX_LEN = HELLO_SIZE + NAME_MAX + NAME_MAX
+HELLO_MAX_LEN = HELLO_SIZE + NAME_MAX + NAME_MAX  # without extension records
+EXT_RECORD = struct.Struct("<HH")
+NONCE_SIZE = 32
+TOKEN_ID_SIZE = 16
+MAC_SIZE = 32
+PROOF_SIZE = TOKEN_ID_SIZE + MAC_SIZE
+QUEUED = struct.Struct("<III")
+QUEUED_TEXT_MAX = 512
 ERROR_MESSAGE_MAX = 1024  # what this side sends; a longer message is cut
 
 assert HEADER.size == HEADER_SIZE
@@ -80,12 +105,27 @@ class Header(NamedTuple):
     seq: int
 
 
+@dataclass(frozen=True)
+class HelloExt:
+    """What a client asked for in its HELLO extension records (defaults when absent)."""
+    exclusive: bool = False
+    mem_cap: int = 0            # bytes, 0 = no cap
+    no_wait: bool = False
+    status_probe: bool = False
+    gpu: int | None = None      # None: every GPU of the server
+    unknown: tuple[int, ...] = ()  # non-critical types this server skipped
+
+
+NO_EXT = HelloExt()
+
+
 class Hello(NamedTuple):
     proto_version: int
     api_digest: int
     pid: int
     host: str
     prog: str
+    ext: HelloExt = NO_EXT
 
 
 class HelloOk(NamedTuple):
@@ -128,18 +168,45 @@ def pack_hello_payload(pid: int, host: str | bytes, prog: str | bytes, api_diges
     return HELLO.pack(magic, proto_version, api_digest, pid, len(host_b), len(prog_b)) + host_b + prog_b
 
 
-def pack_hello(pid: int, host: str | bytes, prog: str | bytes, api_digest: int, **kw) -> bytes:
-    """A whole HELLO frame (header + payload), as a client sends it."""
-    return pack_frame(OP_HELLO, pack_hello_payload(pid, host, prog, api_digest, **kw))
+def pack_hello(pid: int, host: str | bytes, prog: str | bytes, api_digest: int, ext: bytes = b"", **kw) -> bytes:
+    """A whole HELLO frame (header + payload), as a client sends it; `ext` is
+    packed extension records (pack_ext), which also sets F_HELLO_EXT."""
+    payload = pack_hello_payload(pid, host, prog, api_digest, **kw) + ext
+    return pack_frame(OP_HELLO, payload, flags=F_HELLO_EXT if ext else 0)
+
+
+def pack_ext(exclusive: bool | None = None, mem_cap: int | None = None, no_wait: bool | None = None,
+             status_probe: bool | None = None, gpu: int | None = None,
+             extra: list[tuple[int, bytes]] = ()) -> bytes:
+    """HELLO extension records for the fields given (None: leave the record out)."""
+    recs: list[tuple[int, bytes]] = []
+    if exclusive is not None:
+        recs.append((EXT_LEASE_MODE, struct.pack("<B", 1 if exclusive else 0)))
+    if mem_cap is not None:
+        recs.append((EXT_MEM_CAP, struct.pack("<Q", mem_cap)))
+    if no_wait is not None:
+        recs.append((EXT_NO_WAIT, struct.pack("<B", 1 if no_wait else 0)))
+    if status_probe is not None:
+        recs.append((EXT_STATUS_PROBE, struct.pack("<B", 1 if status_probe else 0)))
+    if gpu is not None:
+        recs.append((EXT_GPU, struct.pack("<I", gpu)))
+    recs += list(extra)
+    return b"".join(EXT_RECORD.pack(t, len(v)) + v for t, v in recs)
+
+
+def hello_max_len(flags: int) -> int:
+    return HELLO_MAX_LEN + (HELLO_EXT_MAX if flags & F_HELLO_EXT else 0)
 
 
 def check_hello_header(hdr: Header) -> None:
     """Validate the header of the first frame a client sends."""
     if hdr.op != OP_HELLO:
         raise ProtocolError(ERR_MALFORMED, f"first frame must be HELLO (op {OP_HELLO}), got op {hdr.op}")
-    if not HELLO_SIZE <= hdr.length <= HELLO_MAX_LEN:
-        raise ProtocolError(ERR_MALFORMED,
-                            f"HELLO payload of {hdr.length} bytes is outside {HELLO_SIZE}..{HELLO_MAX_LEN}")
+    if hdr.flags & ~F_HELLO_EXT:
+        raise ProtocolError(ERR_MALFORMED, f"HELLO has unknown flags 0x{hdr.flags:04x}")
+    top = hello_max_len(hdr.flags)
+    if not HELLO_SIZE <= hdr.length <= top:
+        raise ProtocolError(ERR_MALFORMED, f"HELLO payload of {hdr.length} bytes is outside {HELLO_SIZE}..{top}")
 
 
 def _name(raw: bytes, what: str) -> str:
@@ -148,11 +215,12 @@ def _name(raw: bytes, what: str) -> str:
     return raw.decode("utf-8", "replace")
 
 
-def parse_hello(payload: bytes) -> Hello:
-    """Validate and decode a HELLO payload. Raises ProtocolError with the code to answer."""
-    if not HELLO_SIZE <= len(payload) <= HELLO_MAX_LEN:
-        raise ProtocolError(ERR_MALFORMED,
-                            f"HELLO payload of {len(payload)} bytes is outside {HELLO_SIZE}..{HELLO_MAX_LEN}")
+def parse_hello(payload: bytes, flags: int = 0) -> Hello:
+    """Validate and decode a HELLO payload; `flags` are its header's (F_HELLO_EXT:
+    extension records follow the names). Raises ProtocolError with the code to answer."""
+    top = hello_max_len(flags)
+    if not HELLO_SIZE <= len(payload) <= top:
+        raise ProtocolError(ERR_MALFORMED, f"HELLO payload of {len(payload)} bytes is outside {HELLO_SIZE}..{top}")
     magic, version, digest, pid, host_len, prog_len = HELLO.unpack_from(payload)
     if magic != HELLO_MAGIC:
         raise ProtocolError(ERR_MALFORMED, f"not a gpuwire client: bad HELLO magic {magic!r}")
@@ -162,13 +230,79 @@ def parse_hello(payload: bytes) -> Hello:
                             f"{PROTO_VERSION}: use matching gpuwire versions on client and server")
     if host_len > NAME_MAX or prog_len > NAME_MAX:
         raise ProtocolError(ERR_MALFORMED, f"HELLO name lengths {host_len}/{prog_len} exceed {NAME_MAX}")
-    if HELLO_SIZE + host_len + prog_len != len(payload):
+    names_end = HELLO_SIZE + host_len + prog_len
+    if names_end > len(payload) or (names_end != len(payload) and not flags & F_HELLO_EXT):
         raise ProtocolError(ERR_MALFORMED,
-                            f"HELLO is {len(payload)} bytes but its name lengths say "
-                            f"{HELLO_SIZE + host_len + prog_len}")
+                            f"HELLO is {len(payload)} bytes but its name lengths say {names_end}"
+                            + ("" if names_end > len(payload) else
+                               " (extension records need the HELLO_EXT flag in the frame header)"))
+    if len(payload) - names_end > HELLO_EXT_MAX:
+        raise ProtocolError(ERR_MALFORMED, f"HELLO extension of {len(payload) - names_end} bytes exceeds "
+                                           f"{HELLO_EXT_MAX}")
     host = _name(payload[HELLO_SIZE:HELLO_SIZE + host_len], "host")
-    prog = _name(payload[HELLO_SIZE + host_len:], "program")
-    return Hello(version, digest, pid, host, prog)
+    prog = _name(payload[HELLO_SIZE + host_len:names_end], "program")
+    return Hello(version, digest, pid, host, prog, parse_ext(payload[names_end:]))
+
+
+_EXT_SIZES = {EXT_LEASE_MODE: 1, EXT_MEM_CAP: 8, EXT_NO_WAIT: 1, EXT_STATUS_PROBE: 1, EXT_GPU: 4}
+_EXT_NAMES = {EXT_LEASE_MODE: "LEASE_MODE", EXT_MEM_CAP: "MEM_CAP", EXT_NO_WAIT: "NO_WAIT",
+              EXT_STATUS_PROBE: "STATUS_PROBE", EXT_GPU: "GPU"}
+
+
+def parse_ext(data: bytes) -> HelloExt:
+    """Decode HELLO extension records. Each known type appears at most once with
+    its exact size; unknown types are skipped unless EXT_CRITICAL is set."""
+    fields: dict[str, object] = {}
+    seen: set[int] = set()
+    unknown: list[int] = []
+    off = 0
+    while off < len(data):
+        if len(data) - off < EXT_RECORD.size:
+            raise ProtocolError(ERR_MALFORMED, f"HELLO extension ends inside a record header at byte {off}")
+        typ, n = EXT_RECORD.unpack_from(data, off)
+        off += EXT_RECORD.size
+        if n > len(data) - off:
+            raise ProtocolError(ERR_MALFORMED, f"HELLO extension record type {typ} says {n} bytes, "
+                                               f"{len(data) - off} remain")
+        value = data[off:off + n]
+        off += n
+        if typ in seen:
+            raise ProtocolError(ERR_MALFORMED, f"HELLO extension record type {typ} appears twice")
+        seen.add(typ)
+        if typ not in _EXT_SIZES:
+            if typ & EXT_CRITICAL:
+                raise ProtocolError(ERR_VERSION, f"HELLO asks for extension type 0x{typ:04x}, which this "
+                                                 f"server does not know: upgrade the gpuwire server")
+            unknown.append(typ)
+            continue
+        if n != _EXT_SIZES[typ]:
+            raise ProtocolError(ERR_MALFORMED, f"HELLO extension {_EXT_NAMES[typ]} is {n} bytes, "
+                                               f"expected {_EXT_SIZES[typ]}")
+        if typ == EXT_MEM_CAP:
+            fields["mem_cap"] = struct.unpack("<Q", value)[0]
+        elif typ == EXT_GPU:
+            fields["gpu"] = struct.unpack("<I", value)[0]
+        else:
+            if value[0] > 1:
+                raise ProtocolError(ERR_MALFORMED, f"HELLO extension {_EXT_NAMES[typ]} is {value[0]}, "
+                                                   f"expected 0 or 1")
+            key = {EXT_LEASE_MODE: "exclusive", EXT_NO_WAIT: "no_wait", EXT_STATUS_PROBE: "status_probe"}[typ]
+            fields[key] = bool(value[0])
+    return HelloExt(unknown=tuple(unknown), **fields) if (fields or unknown) else NO_EXT
+
+
+def pack_queued(position: int, waiting: int, waited_s: float, text: str) -> bytes:
+    """A whole QUEUED frame: where the client stands in the lease queue, and a line to print."""
+    msg = text.encode("utf-8", "replace")[:QUEUED_TEXT_MAX].decode("utf-8", "ignore").encode("utf-8")
+    waited_ms = min(int(waited_s * 1000), 0xFFFFFFFF)
+    return pack_frame(OP_QUEUED, QUEUED.pack(position, waiting, waited_ms) + msg)
+
+
+def parse_queued(payload: bytes) -> tuple[int, int, float, str]:
+    if len(payload) < QUEUED.size:
+        raise ProtocolError(ERR_MALFORMED, f"QUEUED payload of {len(payload)} bytes is shorter than {QUEUED.size}")
+    pos, waiting, ms = QUEUED.unpack_from(payload)
+    return pos, waiting, ms / 1000.0, payload[QUEUED.size:].decode("utf-8", "replace")
 
 
 def pack_error(code: int, message: str, seq: int = 0) -> bytes:

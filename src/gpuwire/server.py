@@ -1,28 +1,41 @@
 """The gpuwire server daemon: accepts clients, checks their HELLO, and hands each
 connection to its own data-plane worker process (gpuwire-worker).
 
-Standard library only. One thread per connection: it reads the handshake, spawns
-the worker with the socket, then relays the worker's log lines until it exits.
-Nothing a client sends can raise out of a connection thread.
+Standard library only. One thread per connection: it reads the handshake,
+authenticates the client (when tokens are required), obtains its GPU lease
+(queueing if needed), spawns the worker with the socket, then relays the
+worker's log lines until it exits. A status probe gets a JSON answer instead of
+a worker. Nothing a client sends can raise out of a connection thread.
+docs/server.md describes the control plane.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import re
+import select
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
+from dataclasses import dataclass, field
 
-from gpuwire import paths, protocol
+from gpuwire import __version__, paths, protocol, tcpinfo
+from gpuwire.auth import AuthError, TokenStore
 from gpuwire.driver import Driver
+from gpuwire.leases import Lease, LeaseManager, LeaseRefused
 from gpuwire.log import Logger, clean
 
 DEFAULT_LISTEN = "127.0.0.1:7750"
 HANDSHAKE_TIMEOUT = 10.0
 WORKER_STOP_GRACE = 3.0
+QUEUE_INTERVAL = 2.0          # seconds between QUEUED frames to a waiting client
+PROBE_SECONDS = 30.0          # a status probe's echo frames end after this ...
+PROBE_BYTES = 256 << 20       # ... or this many bytes either way
 _WORKER_PREFIX = re.compile(r"^worker session=\S+: ")
 _LEVEL_WORDS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARN": "WARN", "WARNING": "WARN", "ERROR": "ERROR",
                 "FATAL": "ERROR"}
@@ -65,24 +78,62 @@ def _token(text: str) -> str:
     return clean(text, 255).replace(" ", "_") or "?"
 
 
+@dataclass
+class Session:
+    """One connection, from accept to close (what status and metrics show)."""
+    id: int
+    peer: str
+    started: float = field(default_factory=time.time)
+    state: str = "handshake"        # handshake, auth, queued, active, probe
+    hello: protocol.Hello | None = None
+    token: str | None = None        # id of the token it authenticated with
+    lease: Lease | None = None
+    worker_pid: int | None = None
+    watch: socket.socket | None = None  # duplicate of the worker's socket, for TCP_INFO
+
+    def describe(self) -> str:
+        h = self.hello
+        return f"{_token(h.host)} pid {h.pid} {_token(h.prog)} (session {self.id})" if h else f"session {self.id}"
+
+
 class Server:
     def __init__(self, listen: str, driver: Driver, log: Logger | None = None,
                  handshake_timeout: float = HANDSHAKE_TIMEOUT, max_sessions: int = 256,
-                 worker_cmd: list[str] | None = None):
+                 worker_cmd: list[str] | None = None, tokens: TokenStore | None = None,
+                 lease_idle_timeout: float = 0.0, queue_interval: float = QUEUE_INTERVAL,
+                 log_tail=None):
         self.listen_host, self.listen_port = parse_address(listen)
         self.driver = driver
         self.log = log or Logger()
         self.handshake_timeout = handshake_timeout
         self.max_sessions = max_sessions
         self.worker_cmd = worker_cmd if worker_cmd is not None else [str(paths.worker())]
+        self.tokens = tokens                  # None: no authentication
+        self.leases = LeaseManager(driver.device_count)
+        self.lease_idle_timeout = lease_idle_timeout  # 0: none
+        self.queue_interval = queue_interval
+        self.log_tail = log_tail              # callable(n) -> recent log lines, for the admin endpoint
         self.address: tuple[str, int] | None = None
         self._sock: socket.socket | None = None
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._active = 0                      # connections in handshake or session
         self._workers: dict[int, subprocess.Popen] = {}
+        self._sessions: dict[int, Session] = {}
         self._stop = threading.Event()
         self._stop_reason = ""
+        self.started = time.time()
+        self.counters = {"connections": 0, "sessions": 0, "probes": 0, "auth_ok": 0, "auth_failed": 0,
+                         "idle_ended": 0, "bytes_sent_ended": 0, "bytes_received_ended": 0}
+        self.refused: dict[str, int] = {}     # reason -> count
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[key] = self.counters.get(key, 0) + n
+
+    def _refuse_count(self, reason: str) -> None:
+        with self._lock:
+            self.refused[reason] = self.refused.get(reason, 0) + 1
 
     # --- lifecycle --------------------------------------------------------
 
@@ -113,8 +164,10 @@ class Server:
         if self._sock is None:
             self.bind()
         self.log.info(f"listening on {self.address_text}", address=self.address_text, driver=self.driver.kind,
-                      driver_path=str(self.driver.path))
+                      driver_path=str(self.driver.path), auth="tokens" if self.tokens is not None else "off")
         assert self._sock is not None
+        if self.lease_idle_timeout > 0:
+            threading.Thread(target=self._idle_reaper, daemon=True, name="gpuwire-idle-reaper").start()
         while not self._stop.is_set():
             try:
                 conn, peer = self._sock.accept()
@@ -171,10 +224,13 @@ class Server:
         sid = next(self._ids)
         peer_text = format_address(peer[0], peer[1])
         with self._lock:
+            self.counters["connections"] += 1
             full = self._active >= self.max_sessions
             if not full:
                 self._active += 1
+                self._sessions[sid] = Session(sid, peer_text)
         if full:
+            self._refuse_count("busy")
             self.log.warn(f"refused: {self.max_sessions} sessions already active", session=sid, peer=peer_text)
             self._send_error(conn, protocol.ERR_REFUSED,
                              f"gpuwire server is busy ({self.max_sessions} sessions active); try again later")
@@ -185,10 +241,25 @@ class Server:
         t.start()
 
     def _connection(self, conn: socket.socket, sid: int, peer: str) -> None:
+        sess = self._sessions[sid]
         try:
             hello = self._handshake(conn, sid, peer)
-            if hello is not None:
-                self._run_session(conn, sid, peer, hello)
+            if hello is None:
+                self._refuse_count("handshake")
+                return
+            sess.hello = hello
+            if self.tokens is not None and not self._authenticate(conn, sess):
+                return
+            if hello.ext.status_probe:
+                self._status_probe(conn, sess)
+                return
+            lease = self._acquire_lease(conn, sess)
+            if lease is None:
+                return
+            try:
+                self._run_session(conn, sid, peer, hello, sess)
+            finally:
+                self.leases.release(lease)
         except Exception as e:  # the server must outlive any single connection
             self.log.error(f"internal error in connection thread: {type(e).__name__}: {e}", session=sid, peer=peer)
         finally:
@@ -198,6 +269,7 @@ class Server:
                 pass
             with self._lock:
                 self._active -= 1
+                self._sessions.pop(sid, None)
 
     def _send_error(self, conn: socket.socket, code: int, message: str, seq: int = 0) -> None:
         try:
@@ -213,7 +285,7 @@ class Server:
             hdr = protocol.unpack_header(protocol.recv_exact(conn, protocol.HEADER_SIZE, deadline))
             seq = hdr.seq
             protocol.check_hello_header(hdr)
-            return protocol.parse_hello(protocol.recv_exact(conn, hdr.length, deadline))
+            return protocol.parse_hello(protocol.recv_exact(conn, hdr.length, deadline), hdr.flags)
         except protocol.Truncated as e:
             if e.got == 0 and e.wanted == protocol.HEADER_SIZE:
                 self.log.info("client closed the connection before sending HELLO", session=sid, peer=peer)
@@ -234,7 +306,192 @@ class Server:
             self.log.warn(f"handshake failed: {e}", session=sid, peer=peer)
             return None
 
-    def _run_session(self, conn: socket.socket, sid: int, peer: str, hello: protocol.Hello) -> None:
+    # --- authentication -----------------------------------------------------
+
+    def _authenticate(self, conn: socket.socket, sess: Session) -> bool:
+        """CHALLENGE -> PROOF. False (and the client told why) unless the proof is right."""
+        assert self.tokens is not None
+        sid, peer = sess.id, sess.peer
+        sess.state = "auth"
+        nonce = os.urandom(protocol.NONCE_SIZE)
+        deadline = time.monotonic() + self.handshake_timeout
+        try:
+            conn.settimeout(self.handshake_timeout)
+            conn.sendall(protocol.pack_frame(protocol.OP_CHALLENGE, nonce))
+            hdr, payload = protocol.recv_frame(conn, deadline, max_len=protocol.PROOF_SIZE)
+            if hdr.op != protocol.OP_PROOF or len(payload) != protocol.PROOF_SIZE:
+                raise protocol.ProtocolError(
+                    protocol.ERR_MALFORMED,
+                    f"expected PROOF (op {protocol.OP_PROOF}, {protocol.PROOF_SIZE} bytes) answering the "
+                    f"CHALLENGE, got op {hdr.op} with {len(payload)} bytes")
+        except protocol.Truncated:
+            self._refuse_count("auth")
+            self.log.warn("client closed the connection at the authentication challenge (no token set on the "
+                          "client? set GPUWIRE_TOKEN or GPUWIRE_TOKEN_FILE)", session=sid, peer=peer)
+            return False
+        except protocol.ProtocolError as e:
+            self._refuse_count("auth")
+            self.log.warn(f"authentication refused: {e.message}", session=sid, peer=peer)
+            self._send_error(conn, e.code, e.message)
+            return False
+        except socket.timeout:
+            self._refuse_count("auth")
+            msg = f"no authentication PROOF within {self.handshake_timeout:g} s"
+            self.log.warn(f"authentication refused: {msg}", session=sid, peer=peer)
+            self._send_error(conn, protocol.ERR_REFUSED, msg)
+            return False
+        except OSError as e:
+            self.log.warn(f"authentication failed: {e}", session=sid, peer=peer)
+            return False
+        try:
+            ok, token_id, reason = self.tokens.verify(nonce, payload)
+        except AuthError as e:
+            self.log.error(f"cannot check tokens: {e}", session=sid, peer=peer)
+            self._send_error(conn, protocol.ERR_REFUSED, "gpuwire server cannot check tokens right now "
+                                                         "(its tokens file is unreadable; see the server log)")
+            return False
+        if not ok:
+            self._count("auth_failed")
+            self._refuse_count("auth")
+            self.log.warn(f"authentication failed: {reason}", session=sid, peer=peer, token=_token(token_id))
+            self._send_error(conn, protocol.ERR_REFUSED,
+                             "authentication failed: this token is not valid on this gpuwire server (unknown, "
+                             "revoked or wrong secret); `gpuwire token create` on the server issues one")
+            return False
+        self._count("auth_ok")
+        sess.token = token_id
+        self.log.info("authenticated", session=sid, peer=peer, token=token_id, token_name=_token(reason or "-"))
+        return True
+
+    # --- leases -------------------------------------------------------------
+
+    def _client_gone(self, conn: socket.socket) -> bool:
+        """Whether a client waiting for its lease has closed the connection (its
+        bytes, if it sent any, stay in the socket for the worker)."""
+        try:
+            readable, _, _ = select.select([conn], [], [], 0)
+            if not readable:
+                return False
+            conn.settimeout(0.5)
+            return conn.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+    def _acquire_lease(self, conn: socket.socket, sess: Session) -> Lease | None:
+        assert sess.hello is not None
+        ext, sid, peer = sess.hello.ext, sess.id, sess.peer
+        mode = "exclusive" if ext.exclusive else "shared"
+        try:
+            lease = self.leases.request(ext.exclusive, ext.gpu, ext.mem_cap, sess.describe(), sid)
+        except LeaseRefused as e:
+            self._refuse_count("lease")
+            self.log.warn(f"lease refused: {e}", session=sid, peer=peer)
+            self._send_error(conn, protocol.ERR_REFUSED, f"gpuwire server refused the lease: {e}")
+            return None
+        sess.lease = lease
+        what = f"{'an exclusive' if ext.exclusive else 'a shared'} lease on {lease.describe_gpus(self.leases.gpu_count)}"
+        if lease.granted is None:
+            pos = self.leases.position(lease)
+            if ext.no_wait and pos is not None:
+                self.leases.release(lease, refused=True)
+                self._refuse_count("lease_busy")
+                self.log.info(f"lease refused without waiting: held by {pos.holder}", session=sid, peer=peer,
+                              lease=mode)
+                self._send_error(conn, protocol.ERR_REFUSED,
+                                 f"gpuwire: {what} is not available now (held by {pos.holder}; "
+                                 f"{pos.waiting} waiting); not queueing because of --no-wait")
+                return None
+            if not self._wait_in_queue(conn, sess, lease, what):
+                return None
+        sess.lease = lease
+        assert lease.granted is not None
+        self.log.info("lease granted", session=sid, lease=mode, gpus=",".join(map(str, sorted(lease.gpus))),
+                      mem_cap=lease.mem_cap or None, waited=f"{lease.granted - lease.requested:.3f}")
+        return lease
+
+    def _wait_in_queue(self, conn: socket.socket, sess: Session, lease: Lease, what: str) -> bool:
+        sid = sess.id
+        sess.state = "queued"
+        self.log.info(f"waiting for {what}", session=sid, peer=sess.peer)
+        next_note = 0.0
+        while not self.leases.wait(lease, 0.25):
+            if self._stop.is_set():
+                self.leases.release(lease)
+                self._send_error(conn, protocol.ERR_REFUSED, "gpuwire server is shutting down")
+                return False
+            if self._client_gone(conn):
+                self.leases.release(lease)
+                self.log.info("client left the lease queue", session=sid,
+                              waited=f"{time.monotonic() - lease.requested:.3f}")
+                return False
+            pos = self.leases.position(lease)
+            if pos is not None and time.monotonic() >= next_note:
+                text = (f"gpuwire: waiting for {what}: position {pos.position} of {pos.waiting}, "
+                        f"held by {pos.holder}; waited {pos.waited:.0f} s")
+                try:
+                    conn.settimeout(5.0)
+                    conn.sendall(protocol.pack_queued(pos.position, pos.waiting, pos.waited, text))
+                except OSError:
+                    self.leases.release(lease)
+                    self.log.info("client left the lease queue", session=sid)
+                    return False
+                next_note = time.monotonic() + self.queue_interval
+        return True
+
+    # --- status probe -------------------------------------------------------
+
+    def _status_probe(self, conn: socket.socket, sess: Session) -> None:
+        """Answer a status probe: one STATUS frame of JSON, then echo frames
+        (request: u32 bytes wanted back + any filler; reply: that many zero bytes)
+        so the client can time round trips and throughput. No worker starts."""
+        sess.state = "probe"
+        self._count("probes")
+        self.log.info("status probe", session=sess.id, peer=sess.peer)
+        body = json.dumps(self.snapshot(logs=0), separators=(",", ":")).encode()
+        deadline = time.monotonic() + PROBE_SECONDS
+        moved = 0
+        try:
+            conn.settimeout(PROBE_SECONDS)
+            conn.sendall(protocol.pack_frame(protocol.OP_STATUS, body))
+            while moved < PROBE_BYTES:
+                hdr, payload = protocol.recv_frame(conn, deadline)
+                if hdr.op == protocol.OP_BYE:
+                    return
+                if hdr.op != protocol.OP_STATUS or len(payload) < 4:
+                    raise protocol.ProtocolError(protocol.ERR_MALFORMED,
+                                                 f"a status probe sends STATUS frames, got op {hdr.op}")
+                (want,) = struct.unpack_from("<I", payload)
+                if want > protocol.MAX_PAYLOAD:
+                    raise protocol.ProtocolError(protocol.ERR_MALFORMED, f"echo of {want} bytes asked; at most "
+                                                                         f"{protocol.MAX_PAYLOAD}")
+                conn.sendall(protocol.pack_header(protocol.OP_STATUS, want, seq=hdr.seq))
+                if want:
+                    conn.sendall(bytes(want))
+                moved += len(payload) + want
+        except protocol.Truncated:
+            return
+        except protocol.ProtocolError as e:
+            self.log.warn(f"status probe ended: {e.message}", session=sess.id)
+            self._send_error(conn, e.code, e.message)
+        except (socket.timeout, OSError):
+            return
+
+    # --- sessions with a worker ---------------------------------------------
+
+    def _worker_env(self, lease: Lease) -> dict[str, str] | None:
+        """The worker's environment: a lease on one GPU of several shows the
+        client only that GPU (as its device 0)."""
+        if len(lease.gpus) != 1 or self.leases.gpu_count == 1:
+            return None
+        (index,) = lease.gpus
+        env = dict(os.environ)
+        visible = [v.strip() for v in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+        env["CUDA_VISIBLE_DEVICES"] = visible[index] if index < len(visible) else str(index)
+        return env
+
+    def _run_session(self, conn: socket.socket, sid: int, peer: str, hello: protocol.Hello,
+                     sess: Session | None = None) -> None:
+        sess = sess or Session(sid, peer, hello=hello)
         client = f"{peer} pid={hello.pid} host={_token(hello.host)} prog={_token(hello.prog)}"
         conn.settimeout(None)  # the worker gets a blocking socket
         try:
@@ -244,6 +501,10 @@ class Server:
         fd = conn.fileno()
         cmd = self.worker_cmd + ["--fd", str(fd), "--driver", str(self.driver.path), "--session", str(sid),
                                  "--api-digest", str(hello.api_digest), "--client", client]
+        lease = sess.lease
+        if lease is not None and lease.mem_cap:
+            cmd += ["--mem-cap", str(lease.mem_cap)]
+        env = self._worker_env(lease) if lease is not None else None
         with self._lock:
             if self._stop.is_set():
                 proc = None
@@ -251,19 +512,30 @@ class Server:
                 try:
                     proc = subprocess.Popen(cmd, pass_fds=(fd,), stdin=subprocess.DEVNULL,
                                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+                                            start_new_session=True, env=env)
                 except OSError as e:
                     self.log.error(f"could not start worker: {e}", session=sid, peer=peer)
                     self._send_error(conn, protocol.ERR_DRIVER, f"gpuwire server could not start its worker: {e}")
+                    self.refused["worker"] = self.refused.get("worker", 0) + 1
                     return
                 self._workers[sid] = proc
+                self.counters["sessions"] += 1
         if proc is None:
             self._send_error(conn, protocol.ERR_REFUSED, "gpuwire server is shutting down")
             return
+        try:
+            sess.watch = conn.dup()  # same kernel socket: TCP_INFO tells its traffic (tcpinfo.py)
+        except OSError:
+            sess.watch = None
         conn.close()  # the worker owns the connection now
+        sess.state = "active"
+        sess.worker_pid = proc.pid
         started = time.monotonic()
         self.log.info("session start", session=sid, peer=peer, pid=hello.pid, host=_token(hello.host),
-                      prog=_token(hello.prog), api_digest=f"0x{hello.api_digest:08x}", worker_pid=proc.pid)
+                      prog=_token(hello.prog), api_digest=f"0x{hello.api_digest:08x}", worker_pid=proc.pid,
+                      lease=lease.mode if lease else None,
+                      gpus=",".join(map(str, sorted(lease.gpus))) if lease else None,
+                      mem_cap=(lease.mem_cap or None) if lease else None)
         try:
             assert proc.stdout is not None
             while True:
@@ -273,11 +545,106 @@ class Server:
                 self._relay(sid, raw)
         finally:
             code = proc.wait()
+            info = tcpinfo.read(sess.watch) if sess.watch is not None else None
+            if sess.watch is not None:
+                try:
+                    sess.watch.close()  # the last reference: the client sees the connection close
+                except OSError:
+                    pass
+                sess.watch = None
             with self._lock:
                 self._workers.pop(sid, None)
+                if info:
+                    self.counters["bytes_sent_ended"] += info.bytes_sent
+                    self.counters["bytes_received_ended"] += info.bytes_received
             level = "INFO" if code == 0 else "WARN"
             self.log.log(level, "session end", session=sid, status=describe_status(code),
-                         seconds=f"{time.monotonic() - started:.3f}")
+                         seconds=f"{time.monotonic() - started:.3f}",
+                         bytes_in=info.bytes_received if info else None, bytes_out=info.bytes_sent if info else None)
+
+    def _idle_reaper(self) -> None:
+        """End sessions whose connection carried no data either way for
+        lease_idle_timeout seconds (as TCP_INFO sees it)."""
+        while not self._stop.wait(1.0):
+            with self._lock:
+                sessions = [s for s in self._sessions.values() if s.state == "active" and s.watch is not None]
+            for s in sessions:
+                watch = s.watch
+                info = tcpinfo.read(watch) if watch is not None else None
+                if info is None or info.idle_s < self.lease_idle_timeout:
+                    continue
+                with self._lock:
+                    proc = self._workers.get(s.id)
+                if proc is None or proc.poll() is not None:
+                    continue
+                self._count("idle_ended")
+                self.log.warn(f"ending idle session: no traffic for {info.idle_s:.0f} s "
+                              f"(lease idle timeout {self.lease_idle_timeout:g} s)", session=s.id)
+                try:
+                    proc.terminate()
+                except OSError:
+                    pass
+                threading.Thread(target=self._kill_later, args=(proc,), daemon=True).start()
+
+    @staticmethod
+    def _kill_later(proc: subprocess.Popen) -> None:
+        try:
+            proc.wait(WORKER_STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    # --- what status, metrics and the dashboard show -------------------------
+
+    def snapshot(self, logs: int = 0) -> dict:
+        """The server's state as JSON-ready data (status probe, /status.json, metrics)."""
+        from gpuwire import metrics
+
+        now = time.time()
+        with self._lock:
+            sessions = list(self._sessions.values())
+            counters = dict(self.counters)
+            refused = dict(self.refused)
+        rows = []
+        live_sent = live_recv = 0
+        for s in sorted(sessions, key=lambda x: x.id):
+            h = s.hello
+            row = {"id": s.id, "peer": s.peer, "state": s.state, "age_s": round(now - s.started, 3),
+                   "host": clean(h.host, 255) if h else None, "pid": h.pid if h else None,
+                   "prog": clean(h.prog, 255) if h else None, "token": s.token, "worker_pid": s.worker_pid,
+                   "lease": s.lease.mode if s.lease else None,
+                   "gpus": sorted(s.lease.gpus) if s.lease else None,
+                   "mem_cap": s.lease.mem_cap if s.lease else None}
+            watch = s.watch
+            info = tcpinfo.read(watch) if watch is not None else None
+            if info is not None:
+                row.update(bytes_in=info.bytes_received, bytes_out=info.bytes_sent, rtt_s=info.rtt_s,
+                           idle_s=round(info.idle_s, 3))
+                live_sent += info.bytes_sent
+                live_recv += info.bytes_received
+            rows.append(row)
+        drv = self.driver
+        snap = {
+            "server": {"version": __version__, "proto_version": protocol.PROTO_VERSION, "pid": os.getpid(),
+                       "address": self.address_text if self.address else None, "started": self.started,
+                       "uptime_s": round(now - self.started, 3), "auth": self.tokens is not None,
+                       "max_sessions": self.max_sessions, "lease_idle_timeout_s": self.lease_idle_timeout},
+            "driver": {"kind": drv.kind, "desc": drv.desc, "path": str(drv.path), "version": drv.driver_version,
+                       "device_count": drv.device_count, "device_name": drv.device_name},
+            "gpus": metrics.gpu_info(drv),
+            "leases": self.leases.snapshot(),
+            "sessions": rows,
+            "totals": {"connections": counters["connections"], "sessions_started": counters["sessions"],
+                       "sessions_active": sum(1 for s in sessions if s.state == "active"),
+                       "queued": sum(1 for s in sessions if s.state == "queued"),
+                       "probes": counters["probes"], "auth_ok": counters["auth_ok"],
+                       "auth_failed": counters["auth_failed"], "idle_ended": counters["idle_ended"],
+                       "refused": refused,
+                       "bytes_in": counters["bytes_received_ended"] + live_recv,
+                       "bytes_out": counters["bytes_sent_ended"] + live_sent},
+        }
+        if logs and self.log_tail is not None:
+            snap["logs"] = self.log_tail(logs)
+        return snap
 
     def _relay(self, sid: int, raw: bytes) -> None:
         line = raw.decode("utf-8", "replace").rstrip("\r\n")

@@ -1,0 +1,152 @@
+"""GPU leases: who may use which GPU, decided before a client's worker starts.
+
+A lease covers one GPU or all of them, shared or exclusive, with an optional
+memory cap (enforced by the worker). Two leases conflict when their GPUs
+overlap and either is exclusive. Requests are served strictly in arrival
+order: a request is granted only when it conflicts with no lease held and with
+no earlier request still waiting, so a queued exclusive lease is not starved by
+a stream of shared ones. Thread-safe; the server's connection threads block in
+`wait`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+class LeaseRefused(Exception):
+    pass
+
+
+@dataclass(eq=False)  # identity: two requests are never "equal"
+class Lease:
+    """A request; `granted` is set once it holds its GPUs."""
+    id: int
+    exclusive: bool
+    gpus: frozenset[int]
+    mem_cap: int
+    owner: str                   # for humans: "host pid prog (session N)"
+    session: int | None = None
+    requested: float = field(default_factory=time.monotonic)
+    granted: float | None = None
+
+    @property
+    def mode(self) -> str:
+        return "exclusive" if self.exclusive else "shared"
+
+    def conflicts(self, other: "Lease") -> bool:
+        return bool(self.gpus & other.gpus) and (self.exclusive or other.exclusive)
+
+    def describe_gpus(self, gpu_count: int) -> str:
+        if len(self.gpus) == gpu_count and gpu_count != 1:
+            return "all GPUs"
+        return "GPU " + ",".join(str(g) for g in sorted(self.gpus))
+
+
+@dataclass
+class QueuePosition:
+    position: int        # 1 = next in line
+    waiting: int         # requests waiting in all
+    holder: str          # who holds (one of) the conflicting leases, or who is ahead
+    waited: float        # seconds since the request
+
+
+class LeaseManager:
+    def __init__(self, gpu_count: int):
+        self.gpu_count = max(1, gpu_count)
+        self._cond = threading.Condition()
+        self._ids = itertools.count(1)
+        self._held: dict[int, Lease] = {}
+        self._queue: list[Lease] = []          # waiting, oldest first
+        self.granted_total = 0
+        self.refused_total = 0
+        self.wait_seconds_total = 0.0
+
+    def request(self, exclusive: bool, gpu: int | None, mem_cap: int, owner: str,
+                session: int | None = None) -> Lease:
+        """Queue a request (granted at once if nothing stands in its way)."""
+        if gpu is not None and not 0 <= gpu < self.gpu_count:
+            raise LeaseRefused(f"GPU {gpu} does not exist on this server (it has {self.gpu_count}: "
+                               f"0..{self.gpu_count - 1})")
+        gpus = frozenset(range(self.gpu_count)) if gpu is None else frozenset([gpu])
+        lease = Lease(next(self._ids), exclusive, gpus, mem_cap, owner, session)
+        with self._cond:
+            self._queue.append(lease)
+            self._grant_locked()
+        return lease
+
+    def _grant_locked(self) -> None:
+        ahead: list[Lease] = []
+        granted = False
+        for lease in list(self._queue):
+            if any(lease.conflicts(h) for h in self._held.values()) or any(lease.conflicts(a) for a in ahead):
+                ahead.append(lease)
+                continue
+            self._queue.remove(lease)
+            lease.granted = time.monotonic()
+            self._held[lease.id] = lease
+            self.granted_total += 1
+            self.wait_seconds_total += lease.granted - lease.requested
+            granted = True
+        if granted:
+            self._cond.notify_all()
+
+    def wait(self, lease: Lease, timeout: float) -> bool:
+        """Whether `lease` is granted, waiting up to `timeout` seconds for it."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while lease.granted is None:
+                left = deadline - time.monotonic()
+                if left <= 0 or lease not in self._queue:
+                    break
+                self._cond.wait(left)
+            return lease.granted is not None
+
+    def position(self, lease: Lease) -> QueuePosition | None:
+        """Where a waiting request stands, or None once granted or withdrawn."""
+        with self._cond:
+            if lease not in self._queue:
+                return None
+            idx = self._queue.index(lease)
+            blockers = [h for h in self._held.values() if lease.conflicts(h)]
+            blockers += [a for a in self._queue[:idx] if lease.conflicts(a)]
+            holder = blockers[0].owner if blockers else "?"
+            if blockers and blockers[0].granted is not None:
+                holder += f", {blockers[0].mode} for {time.monotonic() - blockers[0].granted:.0f} s"
+            elif blockers:
+                holder += ", waiting ahead"
+            return QueuePosition(idx + 1, len(self._queue), holder, time.monotonic() - lease.requested)
+
+    def release(self, lease: Lease, refused: bool = False) -> None:
+        """End a lease or withdraw a request (client gone, refused, worker exited)."""
+        with self._cond:
+            if lease.id in self._held:
+                del self._held[lease.id]
+            elif lease in self._queue:
+                self._queue.remove(lease)
+                if refused:
+                    self.refused_total += 1
+            else:
+                return
+            self._grant_locked()
+            self._cond.notify_all()
+
+    def snapshot(self) -> dict:
+        """Leases held and waiting, for status and metrics (JSON-ready)."""
+        now = time.monotonic()
+
+        def one(lease: Lease) -> dict:
+            return {"id": lease.id, "mode": lease.mode, "gpus": sorted(lease.gpus), "mem_cap": lease.mem_cap,
+                    "owner": lease.owner, "session": lease.session,
+                    "held_s": round(now - lease.granted, 3) if lease.granted is not None else None,
+                    "waited_s": round((lease.granted or now) - lease.requested, 3)}
+
+        with self._cond:
+            return {"gpu_count": self.gpu_count,
+                    "held": [one(h) for h in sorted(self._held.values(), key=lambda x: x.id)],
+                    "queued": [one(q) for q in self._queue],
+                    "granted_total": self.granted_total, "refused_total": self.refused_total,
+                    "wait_seconds_total": round(self.wait_seconds_total, 3)}
