@@ -53,6 +53,16 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Whether name is one of the comma-separated words of list. */
+static inline int in_list(const char *list, const char *name)
+{
+    size_t len = strlen(name);
+    for (const char *p = list; (p = strstr(p, name)) != NULL; p += len)
+        if ((p == list || p[-1] == ',') && (p[len] == 0 || p[len] == ','))
+            return 1;
+    return 0;
+}
+
 /* Median of v[0..n) (sorts v). */
 static inline double median(double *v, int n)
 {

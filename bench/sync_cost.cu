@@ -30,17 +30,6 @@ static void one(int phase)
     }
 }
 
-static int selected(const char *list, const char *name)
-{
-    if (!list)
-        return 1;
-    size_t len = strlen(name);
-    for (const char *p = list; (p = strstr(p, name)); p += len)
-        if ((p == list || p[-1] == ',') && (p[len] == 0 || p[len] == ','))
-            return 1;
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     int exact = (int)opt_num(argc, argv, "--exact", -1);
@@ -66,7 +55,7 @@ int main(int argc, char **argv)
     if (exact >= 0)
         printf(", \"exact\": %d", exact);
     for (int p = 0; p < NPHASE; p++) {
-        if (!selected(list, PHASES[p]))
+        if (list && !in_list(list, PHASES[p]))
             continue;
         double start = now_s();
         int n = 0;

@@ -7,7 +7,9 @@
 #define MAX_DEVS 64
 
 static int cache[MAX_DEVS][CU_DEVICE_ATTRIBUTE_MAX];
+static CUresult status[MAX_DEVS][CU_DEVICE_ATTRIBUTE_MAX];
 static unsigned char cached[MAX_DEVS][CU_DEVICE_ATTRIBUTE_MAX];
+static unsigned char fetched[MAX_DEVS];
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Features that need the GPU to reach client memory or another process. */
@@ -37,17 +39,50 @@ static int remote_override(CUdevice_attribute a, int *v)
     }
 }
 
+/* Every attribute of a device in one round trip, the first time any is asked:
+ * cudart alone asks for about a hundred at start-up. */
+static void fetch_all(CUdevice dev)
+{
+    gw_req *q = gw_req_begin_quiet(GW_OP_DEVICE_ATTRS);
+    gw_put_u32(q, (uint32_t)dev);
+    gw_rep *r;
+    CUresult rc = gw_req_call(q, &r);
+    if (rc == CUDA_SUCCESS) {
+        uint32_t n = gw_get_u32(r);
+        pthread_mutex_lock(&cache_lock);
+        for (uint32_t a = 1; a <= n && a < CU_DEVICE_ATTRIBUTE_MAX; a++) {
+            int32_t st = (int32_t)gw_get_u32(r), v = (int32_t)gw_get_u32(r);
+            if (gw_rep_status(r, CUDA_SUCCESS) != CUDA_SUCCESS)
+                break;
+            remote_override((CUdevice_attribute)a, &v);
+            cache[dev][a] = v;
+            status[dev][a] = (CUresult)st;
+            cached[dev][a] = 1;
+        }
+        fetched[dev] = 1;
+        pthread_mutex_unlock(&cache_lock);
+    }
+    gw_rep_end(r);
+}
+
 CUresult CUDAAPI cuDeviceGetAttribute(int *pi, CUdevice_attribute attrib, CUdevice dev)
 {
-    if (pi && dev >= 0 && dev < MAX_DEVS && attrib >= 0 && attrib < CU_DEVICE_ATTRIBUTE_MAX) {
+    if (pi && dev >= 0 && dev < MAX_DEVS && attrib > 0 && attrib < CU_DEVICE_ATTRIBUTE_MAX && gw_initialized()) {
+        pthread_mutex_lock(&cache_lock);
+        int need = !fetched[dev];
+        pthread_mutex_unlock(&cache_lock);
+        if (need)
+            fetch_all(dev);
         pthread_mutex_lock(&cache_lock);
         int hit = cached[dev][attrib];
         int v = cache[dev][attrib];
+        CUresult st = status[dev][attrib];
         pthread_mutex_unlock(&cache_lock);
-        if (hit && gw_initialized()) {
+        if (hit) {
             gw_stat_call(GW_OP_cuDeviceGetAttribute);
-            *pi = v;
-            return CUDA_SUCCESS;
+            if (st == CUDA_SUCCESS)
+                *pi = v;
+            return st;
         }
     }
     CUresult rc = gwf_cuDeviceGetAttribute(pi, attrib, dev);
@@ -57,6 +92,7 @@ CUresult CUDAAPI cuDeviceGetAttribute(int *pi, CUdevice_attribute attrib, CUdevi
     if (dev >= 0 && dev < MAX_DEVS && attrib >= 0 && attrib < CU_DEVICE_ATTRIBUTE_MAX) {
         pthread_mutex_lock(&cache_lock);
         cache[dev][attrib] = *pi;
+        status[dev][attrib] = CUDA_SUCCESS;
         cached[dev][attrib] = 1;
         pthread_mutex_unlock(&cache_lock);
     }

@@ -33,6 +33,8 @@ enum {
     GW_OP_BYE = 5,      /* client -> worker: orderly end of session */
     GW_OP_FUNC_LAYOUT = 6, /* u64 function/kernel id -> i32 result, u32 n, n x (u32 offset, u32 size) */
     GW_OP_STAGE = 7,    /* u64 offset, u64 total, bytes: append to the thread's staging buffer */
+    /* 8..15: session control, answered by the Python server (src/gpuwire/protocol.py) */
+    GW_OP_DEVICE_ATTRS = 16, /* u32 device -> i32 result, u32 n, n x (i32 status, i32 value) for attributes 1..n */
     GW_OP_FIRST_CALL = 256
 };
 

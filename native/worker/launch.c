@@ -1,6 +1,10 @@
 /* Kernel launches: the packed parameter buffer is checked against the
  * function's layout and turned back into kernelParams. */
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "../common/idmap.h"
 
 #include "worker.h"
 
@@ -8,6 +12,51 @@
 #define MAX_LAUNCH_ATTRS 32u
 
 typedef CUresult (*param_info_fn)(void *, size_t, size_t *, size_t *);
+
+/* Parameter offsets per real function, asked of the driver once. */
+typedef struct layout {
+    uint32_t n, end;
+    uint32_t off[];
+} layout;
+
+static gw_idmap layouts;
+static pthread_mutex_t layouts_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const layout *layout_of(void *f, int is_kernel)
+{
+    pthread_mutex_lock(&layouts_lock);
+    layout *l = gw_idmap_get(&layouts, (uint64_t)(uintptr_t)f);
+    pthread_mutex_unlock(&layouts_lock);
+    if (l)
+        return l;
+    param_info_fn info = (param_info_fn)gw_driver_sym(is_kernel ? GW_OP_cuKernelGetParamInfo : GW_OP_cuFuncGetParamInfo);
+    if (!info)
+        return NULL;
+    uint32_t n = 0, end = 0;
+    static _Thread_local uint32_t offs[MAX_PARAM_BYTES / 4];
+    for (; n < MAX_PARAM_BYTES / 4; n++) {
+        size_t off, size;
+        if (info(f, n, &off, &size) != CUDA_SUCCESS)
+            break;
+        offs[n] = (uint32_t)off;
+        if (off + size > end)
+            end = (uint32_t)(off + size);
+    }
+    l = malloc(sizeof *l + n * sizeof(uint32_t));
+    if (!l)
+        return NULL;
+    l->n = n;
+    l->end = end;
+    memcpy(l->off, offs, n * sizeof(uint32_t));
+    pthread_mutex_lock(&layouts_lock);
+    layout *old = gw_idmap_get(&layouts, (uint64_t)(uintptr_t)f);
+    if (old || gw_idmap_put(&layouts, (uint64_t)(uintptr_t)f, l)) {
+        free(l);
+        l = old;
+    }
+    pthread_mutex_unlock(&layouts_lock);
+    return l;
+}
 
 typedef struct config {
     void *f;
@@ -73,25 +122,20 @@ static void launch(gw_call *c)
     if (!gw_args_ok(c))
         return;
     /* rebuild kernelParams from the layout the driver reports for this function */
-    param_info_fn info = (param_info_fn)gw_driver_sym(is_kernel ? GW_OP_cuKernelGetParamInfo : GW_OP_cuFuncGetParamInfo);
-    if (!info) {
+    const layout *l = layout_of(f, is_kernel);
+    if (!l) {
         gw_reply_result(c, CUDA_ERROR_NOT_SUPPORTED);
         return;
     }
-    static _Thread_local uint8_t buf[MAX_PARAM_BYTES] __attribute__((aligned(16)));
-    void *kp[MAX_PARAM_BYTES / 4 + 1];
-    memcpy(buf, params, nbytes);
-    uint32_t n = 0;
-    for (; n < MAX_PARAM_BYTES / 4; n++) {
-        size_t off, size;
-        if (info(f, n, &off, &size) != CUDA_SUCCESS)
-            break;
-        if (off + size > nbytes) {
-            gw_reply_result(c, CUDA_ERROR_INVALID_VALUE);
-            return;
-        }
-        kp[n] = buf + off;
+    if (l->end > nbytes) {
+        gw_reply_result(c, CUDA_ERROR_INVALID_VALUE);
+        return;
     }
+    static _Thread_local uint8_t buf[MAX_PARAM_BYTES] __attribute__((aligned(16)));
+    static _Thread_local void *kp[MAX_PARAM_BYTES / 4 + 1];
+    memcpy(buf, params, nbytes);
+    for (uint32_t i = 0; i < l->n; i++)
+        kp[i] = buf + l->off[i];
     void *fn = gw_driver_fn(c, c->h.op);
     if (!fn)
         return;

@@ -92,6 +92,35 @@ static int read_all(void *p, size_t n)
     return 0;
 }
 
+/* Buffered reads: posted requests arrive many to a segment, and one recv
+ * should deliver them all rather than two system calls per request. */
+static uint8_t inbuf[1u << 20];
+static size_t in_pos, in_end;
+
+static int read_frame_bytes(void *p, size_t n)
+{
+    uint8_t *dst = p;
+    while (n) {
+        if (in_pos == in_end) {
+            if (n >= sizeof inbuf / 4) /* large payload: straight into place */
+                return read_all(dst, n);
+            ssize_t r = recv(fd, inbuf, sizeof inbuf, 0);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                return -1;
+            in_pos = 0;
+            in_end = (size_t)r;
+        }
+        size_t k = in_end - in_pos < n ? in_end - in_pos : n;
+        memcpy(dst, inbuf + in_pos, k);
+        in_pos += k;
+        dst += k;
+        n -= k;
+    }
+    return 0;
+}
+
 static void send_error(uint32_t code, const char *msg)
 {
     size_t n = strlen(msg);
@@ -189,6 +218,8 @@ static void run(gw_call *c)
         gw_op_stage(c);
     else if (op == GW_OP_FUNC_LAYOUT)
         gw_op_func_layout(c);
+    else if (op == GW_OP_DEVICE_ATTRS)
+        gw_op_device_attrs(c);
     else
         gw_dispatch[op - 256](c);
 }
@@ -247,7 +278,7 @@ static int execute(gw_call *c)
 
 static int valid_op(unsigned op)
 {
-    if (op == GW_OP_STAGE || op == GW_OP_FUNC_LAYOUT)
+    if (op == GW_OP_STAGE || op == GW_OP_FUNC_LAYOUT || op == GW_OP_DEVICE_ATTRS)
         return 1;
     return op >= 256 && op < 256 + GW_OP_COUNT && gw_dispatch[op - 256];
 }
@@ -260,7 +291,7 @@ static int serve(void)
     gw_call c = {0};
     for (;;) {
         gw_hdr h;
-        if (read_all(&h, sizeof h)) {
+        if (read_frame_bytes(&h, sizeof h)) {
             gw_wlog("client disconnected after %llu requests", (unsigned long long)calls);
             return 0;
         }
@@ -287,7 +318,7 @@ static int serve(void)
             payload = b;
             cap = h.len;
         }
-        if (read_all(payload, h.len)) {
+        if (read_frame_bytes(payload, h.len)) {
             gw_wlog("closing session: connection lost inside a %u-byte frame (truncated frame)", h.len);
             return 3;
         }

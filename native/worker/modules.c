@@ -208,3 +208,32 @@ void gw_op_func_layout(gw_call *c)
     }
     gw_reply_u32(c, (uint32_t)(max_threads > 0 ? max_threads : 0));
 }
+
+/* ---- device attributes, all at once ---- */
+
+/* u32 device -> i32 result, u32 n, n x (i32 status, i32 value) for attributes 1..n */
+void gw_op_device_attrs(gw_call *c)
+{
+    CUdevice dev = (CUdevice)gw_in_u32(c);
+    if (!gw_args_ok(c))
+        return;
+    CUresult (*get)(int *, CUdevice_attribute, CUdevice) =
+        (CUresult(*)(int *, CUdevice_attribute, CUdevice))gw_driver_sym(GW_OP_cuDeviceGetAttribute);
+    if (!get) {
+        gw_reply_result(c, CUDA_ERROR_NOT_SUPPORTED);
+        return;
+    }
+    int probe;
+    CUresult r = get(&probe, CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK, dev);
+    gw_reply_result(c, r);
+    if (r != CUDA_SUCCESS)
+        return;
+    uint32_t n = CU_DEVICE_ATTRIBUTE_MAX - 1;
+    gw_reply_u32(c, n);
+    for (uint32_t a = 1; a <= n; a++) {
+        int v = 0;
+        CUresult st = get(&v, (CUdevice_attribute)a, dev);
+        gw_reply_u32(c, (uint32_t)st);
+        gw_reply_u32(c, (uint32_t)(st == CUDA_SUCCESS ? v : 0));
+    }
+}

@@ -65,6 +65,7 @@ void *gw_handle_real(int type, uint64_t id, int *found);
 /* ---- control ops (modules.c, launch.c) ---- */
 void gw_op_stage(gw_call *c);
 void gw_op_func_layout(gw_call *c);
+void gw_op_device_attrs(gw_call *c);
 const void *gw_staged(uint32_t tid, size_t size); /* the complete staged blob of that size, or NULL */
 
 #endif

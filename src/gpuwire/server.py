@@ -623,6 +623,14 @@ class Server:
                 live_recv += info.bytes_received
             rows.append(row)
         drv = self.driver
+        gpus = metrics.gpu_info(drv)
+        by_pid: dict[int, int] = {}
+        for g in gpus:
+            for proc in g.get("processes", []):
+                by_pid[proc["pid"]] = by_pid.get(proc["pid"], 0) + proc["memory_used"]
+        for row in rows:
+            if row["worker_pid"] in by_pid:
+                row["gpu_memory"] = by_pid[row["worker_pid"]]
         snap = {
             "server": {"version": __version__, "proto_version": protocol.PROTO_VERSION, "pid": os.getpid(),
                        "address": self.address_text if self.address else None, "started": self.started,
@@ -630,7 +638,7 @@ class Server:
                        "max_sessions": self.max_sessions, "lease_idle_timeout_s": self.lease_idle_timeout},
             "driver": {"kind": drv.kind, "desc": drv.desc, "path": str(drv.path), "version": drv.driver_version,
                        "device_count": drv.device_count, "device_name": drv.device_name},
-            "gpus": metrics.gpu_info(drv),
+            "gpus": gpus,
             "leases": self.leases.snapshot(),
             "sessions": rows,
             "totals": {"connections": counters["connections"], "sessions_started": counters["sessions"],
@@ -660,15 +668,44 @@ class Server:
 
 
 def run_server(listen: str, driver_spec: str, log: Logger, max_sessions: int = 256,
-               handshake_timeout: float = HANDSHAKE_TIMEOUT) -> int:
+               handshake_timeout: float = HANDSHAKE_TIMEOUT, metrics_listen: str | None = None,
+               tokens_file: str | None = None, require_auth: bool = False, insecure_no_auth: bool = False,
+               lease_idle_timeout: float = 0.0, queue_interval: float = QUEUE_INTERVAL) -> int:
     """`gpuwire server`: resolve the driver, serve until SIGINT/SIGTERM, exit 0."""
+    from gpuwire import auth
     from gpuwire import driver as drivers
+    from gpuwire import metrics
 
+    ring = metrics.LogRing(log.stream)
+    log.stream = ring  # keep recent lines for the dashboard
     try:
-        parse_address(listen)
+        host, _ = parse_address(listen)
+        if metrics_listen:
+            parse_address(metrics_listen, default_port=7751)
     except ValueError as e:
         log.error(f"cannot start: {e}")
         return 2
+    loopback = auth.is_loopback(host)
+    tokens = None
+    if require_auth or not loopback:
+        if insecure_no_auth and not require_auth:
+            log.warn(f"listening on {host}, beyond loopback, WITHOUT authentication (--insecure-no-auth): anyone "
+                     f"who can reach this port can run code on its GPUs")
+        else:
+            tokens = auth.TokenStore(tokens_file or auth.default_state_dir() / auth.TOKENS_FILE)
+            try:
+                n = len(tokens.entries())
+            except auth.AuthError as e:
+                log.error(f"cannot start: {e}")
+                return 1
+            why = "--require-auth" if require_auth else f"listening on {host}, beyond loopback"
+            log.info(f"clients must authenticate with a token ({why})", tokens_file=str(tokens.path), tokens=n)
+            if n == 0:
+                log.warn(f"no tokens in {tokens.path}: every client will be refused; create one with "
+                         f"`gpuwire token create --tokens-file {tokens.path}`")
+            warning = tokens.insecure_mode()
+            if warning:
+                log.warn(warning)
     try:
         drv = drivers.resolve(driver_spec)
     except (drivers.DriverError, paths.NativeMissing) as e:
@@ -679,12 +716,27 @@ def run_server(listen: str, driver_spec: str, log: Logger, max_sessions: int = 2
     else:
         log.info(drivers.describe(drv), driver=drv.kind, path=str(drv.path), devices=drv.device_count,
                  driver_version=drv.driver_version)
-    server = Server(listen, drv, log, handshake_timeout=handshake_timeout, max_sessions=max_sessions)
+    server = Server(listen, drv, log, handshake_timeout=handshake_timeout, max_sessions=max_sessions,
+                    tokens=tokens, lease_idle_timeout=lease_idle_timeout, queue_interval=queue_interval,
+                    log_tail=ring.tail)
     try:
         server.bind()
     except (OSError, ValueError) as e:
         log.error(f"cannot listen on {listen}: {e}")
         return 1
+    admin = None
+    if metrics_listen:
+        mhost, mport = parse_address(metrics_listen, default_port=7751)
+        try:
+            admin = metrics.AdminServer(mhost, mport, server.snapshot).start()
+        except OSError as e:
+            log.error(f"cannot serve metrics on {metrics_listen}: {e}")
+            server.stop()
+            return 1
+        maddr = format_address(*admin.address)
+        log.info(f"admin endpoint on http://{maddr}/metrics and /status.json", metrics=maddr)
+        if not auth.is_loopback(mhost):
+            log.warn(f"the admin endpoint {maddr} has no authentication and shows clients' hosts and programs")
 
     def on_signal(signum, _frame):
         server.request_stop(f"received {signal.Signals(signum).name}, shutting down")
@@ -694,6 +746,8 @@ def run_server(listen: str, driver_spec: str, log: Logger, max_sessions: int = 2
     try:
         server.serve_forever()
     finally:
+        if admin is not None:
+            admin.stop()
         server.stop()
     log.info("server exited")
     return 0
