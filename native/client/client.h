@@ -47,6 +47,10 @@ GW_HIDDEN CUresult gw_connect(void);    /* connect and handshake once; later cal
 GW_HIDDEN int gw_initialized(void);     /* cuInit succeeded in this process */
 GW_HIDDEN void gw_set_initialized(void);
 GW_HIDDEN const gw_hello_ok *gw_server_info(void);
+/* Requests queued by the whole process so far, and that count right after
+ * this thread's last request: equal means nobody sent anything since. */
+GW_HIDDEN unsigned long long gw_requests_queued(void);
+GW_HIDDEN unsigned long long gw_call_mark(void);
 
 /* ---- statistics (stats.c) ---- */
 GW_HIDDEN void gw_stat_call(unsigned op);

@@ -45,6 +45,47 @@ static CUresult htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, in
     return CUDA_SUCCESS;
 }
 
+/* After a device-to-host copy that waited, the copy's stream has nothing
+ * left to do unless someone has sent work since: a synchronize of that same
+ * stream can then answer at once, with no second round trip (the copy's reply
+ * already carried any failure). */
+static __thread struct {
+    int valid, ptsz;
+    CUstream s;
+    unsigned long long mark;
+} settled;
+
+static void note_settled(unsigned op, int async, CUstream s)
+{
+    settled.valid = 1;
+    settled.ptsz = op == GW_OP_cuMemcpyDtoH_v2_ptds || op == GW_OP_cuMemcpyDtoHAsync_v2_ptsz;
+    settled.s = async ? s : NULL;
+    settled.mark = gw_call_mark();
+}
+
+static int stream_settled(int ptsz, CUstream s)
+{
+    return settled.valid && settled.ptsz == ptsz && settled.s == s && gw_requests_queued() == settled.mark;
+}
+
+CUresult CUDAAPI cuStreamSynchronize(CUstream s)
+{
+    if (stream_settled(0, s) && gw_initialized()) {
+        gw_stat_call(GW_OP_cuStreamSynchronize);
+        return CUDA_SUCCESS;
+    }
+    return gwf_cuStreamSynchronize(s);
+}
+
+CUresult CUDAAPI cuStreamSynchronize_ptsz(CUstream s)
+{
+    if (stream_settled(1, s) && gw_initialized()) {
+        gw_stat_call(GW_OP_cuStreamSynchronize_ptsz);
+        return CUDA_SUCCESS;
+    }
+    return gwf_cuStreamSynchronize_ptsz(s);
+}
+
 static CUresult dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, int async, CUstream s)
 {
     uint8_t *p = dst;
@@ -67,6 +108,7 @@ static CUresult dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, int asyn
         if (rc != CUDA_SUCCESS)
             return rc;
     }
+    note_settled(op, async, s);
     return CUDA_SUCCESS;
 }
 

@@ -57,6 +57,9 @@ static pthread_cond_t flush_cv = PTHREAD_COND_INITIALIZER;
 static int flusher_running;
 static long flush_us = 200;
 
+static unsigned long long requests_queued; /* under conn_lock */
+static __thread unsigned long long tls_mark; /* requests_queued after this thread's last call */
+
 static __thread gw_req tls_req;
 static __thread gw_rep tls_rep;
 static __thread uint32_t tls_tid;
@@ -313,6 +316,16 @@ CUresult gw_connect(void)
 
 int gw_initialized(void) { return atomic_load(&initialized); }
 void gw_set_initialized(void) { atomic_store(&initialized, 1); }
+unsigned long long gw_call_mark(void) { return tls_mark; }
+
+unsigned long long gw_requests_queued(void)
+{
+    pthread_mutex_lock(&conn_lock);
+    unsigned long long n = requests_queued;
+    pthread_mutex_unlock(&conn_lock);
+    return n;
+}
+
 const gw_hello_ok *gw_server_info(void) { return conn_status == CUDA_SUCCESS ? &server_info : NULL; }
 
 /* ---- request building ---- */
@@ -497,6 +510,7 @@ static int queue_locked(gw_req *q, uint32_t seq)
                 .flags = (uint16_t)q->flags, .tid = thread_tag(), .seq = seq};
     memcpy(q->buf, &h, sizeof h);
     gw_stat_bytes(q->len, 0);
+    tls_mark = ++requests_queued;
     if (q->len >= BATCH_BYTES) { /* big: no point copying it into the batch */
         if (flush_locked())
             return -1;

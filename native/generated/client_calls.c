@@ -3613,7 +3613,7 @@ CUresult CUDAAPI cuStreamSetAttribute_ptsz(CUstream hStream, CUstreamAttrID attr
 }
 
 #undef cuStreamSynchronize
-CUresult CUDAAPI cuStreamSynchronize(CUstream hStream)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamSynchronize(CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamSynchronize);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -3625,7 +3625,7 @@ CUresult CUDAAPI cuStreamSynchronize(CUstream hStream)
 }
 
 #undef cuStreamSynchronize_ptsz
-CUresult CUDAAPI cuStreamSynchronize_ptsz(CUstream hStream)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamSynchronize_ptsz(CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamSynchronize_ptsz);
     gw_req_set_flags(q, GW_F_COLLECT);

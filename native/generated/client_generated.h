@@ -127,4 +127,6 @@ CUresult CUDAAPI gwf_cuMemFree_v2(CUdeviceptr dptr);
 CUresult CUDAAPI gwf_cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle, unsigned long long flags);
 CUresult CUDAAPI gwf_cuMemUnmap(CUdeviceptr ptr, size_t size);
 CUresult CUDAAPI gwf_cuModuleGetGlobal_v2(CUdeviceptr * dptr, size_t * bytes, CUmodule hmod, const char * name);
+CUresult CUDAAPI gwf_cuStreamSynchronize(CUstream hStream);
+CUresult CUDAAPI gwf_cuStreamSynchronize_ptsz(CUstream hStream);
 #endif
