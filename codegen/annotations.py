@@ -7,6 +7,8 @@ Line forms (one function per line, '#' starts a comment):
     @local NAME             answered in the client alone; never sent
     @async NAME...          posted without waiting (no outputs): failures surface at the
                             calling thread's next synchronization point
+    @cached NAME...         the answer never changes: a successful reply is kept per
+                            argument list and answered again in the client
 SPEC: out | out[EXPR] | in | in[EXPR] | inout | inout[EXPR] | str | destroy | addr
 (addr: a device address typed as a pointer, sent as a number;
  extent[EXPR] on a device address: the bytes an @async call touches there, checked
@@ -27,6 +29,7 @@ class Annotation:
 
 
 ASYNC: set[str] = set()  # filled by parse()
+CACHED: set[str] = set()  # answers that never change: asked once per process and argument list
 
 _SPEC = re.compile(r"^(out|in|inout)(\[(.+)\])?$|^(str|destroy|addr)$|^extent\[(.+)\]$")
 
@@ -38,9 +41,8 @@ def parse(path: str) -> dict[str, Annotation]:
             line = raw.split("#", 1)[0].split()
             if not line:
                 continue
-            if line[0] == "@async":
-                for name in line[1:]:
-                    ASYNC.add(name)
+            if line[0] in ("@async", "@cached"):
+                (ASYNC if line[0] == "@async" else CACHED).update(line[1:])
                 continue
             mode = "generated"
             if line[0] in ("@client", "@manual", "@local"):

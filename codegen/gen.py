@@ -177,7 +177,10 @@ def client_fn(sym, proto, plans, exported):
         L.append("}")
         return "\n".join(L)
     L.append("    gw_rep *r;")
-    L.append("    CUresult res = gw_req_call(q, &r);")
+    if sym in ann_mod.CACHED:
+        L.append("    CUresult res = gw_req_call_cached(q, &r);")
+    else:
+        L.append("    CUresult res = gw_req_call(q, &r);")
     if outs:
         L.append("    if (res == CUDA_SUCCESS) {")
         for p in outs:

@@ -32,6 +32,8 @@ GW_HIDDEN void gw_put_str(gw_req *q, const char *s);
 GW_HIDDEN void gw_put_handles(gw_req *q, void *const *h, size_t n);
 /* Send and wait for the reply; *r is always set and must be ended. */
 GW_HIDDEN CUresult gw_req_call(gw_req *q, gw_rep **r);
+/* As gw_req_call, for answers that never change: asked once per argument list. */
+GW_HIDDEN CUresult gw_req_call_cached(gw_req *q, gw_rep **r);
 /* Send without waiting (GW_F_NOREPLY): a failure comes back on a later collecting call. */
 GW_HIDDEN CUresult gw_req_post(gw_req *q);
 GW_HIDDEN int gw_get_bytes(gw_rep *r, void *dst, size_t n);

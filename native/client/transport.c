@@ -290,6 +290,7 @@ static void do_connect(void)
 /* A forked child must not share the parent's stream: it starts a session of its own. */
 static void after_fork_child(void)
 {
+    /* answers stay valid in the child: same server, same devices */
     slen = 0;
     flusher_running = 0; /* threads do not survive fork */
     if (conn_fd >= 0)
@@ -624,6 +625,64 @@ CUresult gw_req_call(gw_req *q, gw_rep **out)
     if (res != CUDA_SUCCESS && gw_debug())
         gw_log("%s returned %d", q->op >= 256 ? gw_op_name(q->op) : "control op", res);
     return (CUresult)res;
+}
+
+/* ---- answers that never change ----
+ * Keyed by the request's op and payload (which encodes every argument and
+ * output count); only successful replies are kept. */
+typedef struct cached_reply {
+    struct cached_reply *next;
+    unsigned op;
+    size_t qlen, rlen;
+    uint8_t data[]; /* request payload, then reply */
+} cached_reply;
+
+static cached_reply *replies;
+static pthread_mutex_t replies_lock = PTHREAD_MUTEX_INITIALIZER;
+
+CUresult gw_req_call_cached(gw_req *q, gw_rep **out)
+{
+    const uint8_t *key = q->buf + sizeof(gw_hdr);
+    size_t klen = q->len - sizeof(gw_hdr);
+    gw_rep *r = &tls_rep;
+    if (!q->oom && gw_initialized()) {
+        pthread_mutex_lock(&replies_lock);
+        for (cached_reply *c = replies; c; c = c->next) {
+            if (c->op != q->op || c->qlen != klen || memcmp(c->data, key, klen))
+                continue;
+            if (r->cap < c->rlen) {
+                uint8_t *b = realloc(r->buf, c->rlen);
+                if (!b)
+                    break;
+                r->buf = b;
+                r->cap = c->rlen;
+            }
+            memcpy(r->buf, c->data + klen, c->rlen);
+            pthread_mutex_unlock(&replies_lock);
+            r->len = c->rlen;
+            r->pos = 4;
+            r->short_read = 0;
+            *out = r;
+            return CUDA_SUCCESS;
+        }
+        pthread_mutex_unlock(&replies_lock);
+    }
+    CUresult rc = gw_req_call(q, out);
+    if (rc == CUDA_SUCCESS && !q->oom) {
+        cached_reply *c = malloc(sizeof *c + klen + r->len);
+        if (c) {
+            c->op = q->op;
+            c->qlen = klen;
+            c->rlen = r->len;
+            memcpy(c->data, key, klen);
+            memcpy(c->data + klen, r->buf, r->len);
+            pthread_mutex_lock(&replies_lock);
+            c->next = replies;
+            replies = c;
+            pthread_mutex_unlock(&replies_lock);
+        }
+    }
+    return rc;
 }
 
 /* ---- reply decoding ---- */

@@ -235,7 +235,7 @@ CUresult CUDAAPI cuCtxGetStreamPriorityRange(int * leastPriority, int * greatest
     gw_put_out(q, leastPriority, leastPriority ? (size_t)(1) : 0);
     gw_put_out(q, greatestPriority, greatestPriority ? (size_t)(1) : 0);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (leastPriority) gw_get_bytes(r, leastPriority, (size_t)(1) * sizeof(int));
         if (greatestPriority) gw_get_bytes(r, greatestPriority, (size_t)(1) * sizeof(int));
@@ -425,7 +425,7 @@ CUresult CUDAAPI cuDeviceCanAccessPeer(int * canAccessPeer, CUdevice dev, CUdevi
     gw_put_u64(q, (uint64_t)(int64_t)dev);
     gw_put_u64(q, (uint64_t)(int64_t)peerDev);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (canAccessPeer) gw_get_bytes(r, canAccessPeer, (size_t)(1) * sizeof(int));
         res = gw_rep_status(r, res);
@@ -442,7 +442,7 @@ CUresult CUDAAPI cuDeviceComputeCapability(int * major, int * minor, CUdevice de
     gw_put_out(q, minor, minor ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)dev);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (major) gw_get_bytes(r, major, (size_t)(1) * sizeof(int));
         if (minor) gw_get_bytes(r, minor, (size_t)(1) * sizeof(int));
@@ -459,7 +459,7 @@ CUresult CUDAAPI cuDeviceGet(CUdevice * device, int ordinal)
     gw_put_out(q, device, device ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)ordinal);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (device) gw_get_bytes(r, device, (size_t)(1) * sizeof(CUdevice));
         res = gw_rep_status(r, res);
@@ -492,7 +492,7 @@ CUresult CUDAAPI cuDeviceGetByPCIBusId(CUdevice * dev, const char * pciBusId)
     gw_put_out(q, dev, dev ? (size_t)(1) : 0);
     gw_put_str(q, pciBusId);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (dev) gw_get_bytes(r, dev, (size_t)(1) * sizeof(CUdevice));
         res = gw_rep_status(r, res);
@@ -507,7 +507,7 @@ CUresult CUDAAPI cuDeviceGetCount(int * count)
     gw_req *q = gw_req_begin(GW_OP_cuDeviceGetCount);
     gw_put_out(q, count, count ? (size_t)(1) : 0);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (count) gw_get_bytes(r, count, (size_t)(1) * sizeof(int));
         res = gw_rep_status(r, res);
@@ -523,7 +523,7 @@ CUresult CUDAAPI cuDeviceGetDefaultMemPool(CUmemoryPool * pool_out, CUdevice dev
     gw_put_out(q, pool_out, pool_out ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)dev);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (pool_out) gw_get_handles(r, (void **)pool_out, (size_t)(1));
         res = gw_rep_status(r, res);
@@ -540,7 +540,7 @@ CUresult CUDAAPI cuDeviceGetExecAffinitySupport(int * pi, CUexecAffinityType typ
     gw_put_u64(q, (uint64_t)(int64_t)type);
     gw_put_u64(q, (uint64_t)(int64_t)dev);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (pi) gw_get_bytes(r, pi, (size_t)(1) * sizeof(int));
         res = gw_rep_status(r, res);
@@ -557,7 +557,7 @@ CUresult CUDAAPI cuDeviceGetLuid(char * luid, unsigned int * deviceNodeMask, CUd
     gw_put_out(q, deviceNodeMask, deviceNodeMask ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)dev);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (luid) gw_get_bytes(r, luid, (size_t)(8) * sizeof(char));
         if (deviceNodeMask) gw_get_bytes(r, deviceNodeMask, (size_t)(1) * sizeof(unsigned int));
@@ -591,7 +591,7 @@ CUresult CUDAAPI cuDeviceGetName(char * name, int len, CUdevice dev)
     gw_put_u64(q, (uint64_t)(int64_t)len);
     gw_put_u64(q, (uint64_t)(int64_t)dev);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (name) gw_get_bytes(r, name, (size_t)(len) * sizeof(char));
         res = gw_rep_status(r, res);
@@ -609,7 +609,7 @@ CUresult CUDAAPI cuDeviceGetP2PAttribute(int * value, CUdevice_P2PAttribute attr
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (value) gw_get_bytes(r, value, (size_t)(1) * sizeof(int));
         res = gw_rep_status(r, res);
@@ -626,7 +626,7 @@ CUresult CUDAAPI cuDeviceGetPCIBusId(char * pciBusId, int len, CUdevice dev)
     gw_put_u64(q, (uint64_t)(int64_t)len);
     gw_put_u64(q, (uint64_t)(int64_t)dev);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (pciBusId) gw_get_bytes(r, pciBusId, (size_t)(len) * sizeof(char));
         res = gw_rep_status(r, res);
@@ -642,7 +642,7 @@ CUresult CUDAAPI cuDeviceGetProperties(CUdevprop * prop, CUdevice dev)
     gw_put_out(q, prop, prop ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)dev);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (prop) gw_get_bytes(r, prop, (size_t)(1) * sizeof(CUdevprop));
         res = gw_rep_status(r, res);
@@ -660,7 +660,7 @@ CUresult CUDAAPI cuDeviceGetTexture1DLinearMaxWidth(size_t * maxWidthInElements,
     gw_put_u64(q, (uint64_t)(int64_t)numChannels);
     gw_put_u64(q, (uint64_t)(int64_t)dev);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (maxWidthInElements) gw_get_bytes(r, maxWidthInElements, (size_t)(1) * sizeof(size_t));
         res = gw_rep_status(r, res);
@@ -676,7 +676,7 @@ CUresult CUDAAPI cuDeviceGetUuid(CUuuid * uuid, CUdevice dev)
     gw_put_out(q, uuid, uuid ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)dev);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (uuid) gw_get_bytes(r, uuid, (size_t)(1) * sizeof(CUuuid));
         res = gw_rep_status(r, res);
@@ -692,7 +692,7 @@ CUresult CUDAAPI cuDeviceGetUuid_v2(CUuuid * uuid, CUdevice dev)
     gw_put_out(q, uuid, uuid ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)dev);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (uuid) gw_get_bytes(r, uuid, (size_t)(1) * sizeof(CUuuid));
         res = gw_rep_status(r, res);
@@ -849,7 +849,7 @@ CUresult CUDAAPI cuDeviceTotalMem_v2(size_t * bytes, CUdevice dev)
     gw_put_out(q, bytes, bytes ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)dev);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (bytes) gw_get_bytes(r, bytes, (size_t)(1) * sizeof(size_t));
         res = gw_rep_status(r, res);
@@ -2921,7 +2921,7 @@ CUresult CUDAAPI cuModuleGetLoadingMode(CUmoduleLoadingMode * mode)
     gw_req *q = gw_req_begin(GW_OP_cuModuleGetLoadingMode);
     gw_put_out(q, mode, mode ? (size_t)(1) : 0);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (mode) gw_get_bytes(r, mode, (size_t)(1) * sizeof(CUmoduleLoadingMode));
         res = gw_rep_status(r, res);

@@ -67,6 +67,8 @@ typedef struct conn {
     dir d[2];        /* d[0]: client -> upstream, d[1]: upstream -> client */
     end e[2];
     uint32_t ev[2];  /* epoll interest currently registered per fd */
+    int reg[2];      /* fd is in the epoll set */
+    int hup[2];      /* fd reported EPOLLHUP, which epoll repeats whatever the interest */
     int connecting;
     int dead;
     struct conn *next_dead;
@@ -191,10 +193,21 @@ static void arm_timer(void)
 
 static void set_interest(conn *c, int side, uint32_t want)
 {
-    if (c->dead || c->ev[side] == want)
+    if (c->dead)
+        return;
+    if (want == 0 && c->hup[side]) {
+        /* a hung-up socket we can't act on yet would wake epoll_wait in a loop: drop it */
+        if (c->reg[side])
+            epoll_ctl(g_ep, EPOLL_CTL_DEL, c->fd[side], NULL);
+        c->reg[side] = 0;
+        c->ev[side] = 0;
+        return;
+    }
+    if (c->reg[side] && c->ev[side] == want)
         return;
     struct epoll_event ev = {.events = want, .data.ptr = &c->e[side]};
-    epoll_ctl(g_ep, EPOLL_CTL_MOD, c->fd[side], &ev);
+    epoll_ctl(g_ep, c->reg[side] ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd[side], &ev);
+    c->reg[side] = 1;
     c->ev[side] = want;
 }
 
@@ -207,7 +220,8 @@ static void conn_close(conn *c, const char *why)
     c->dead = 1;
     for (int s = 0; s < 2; s++) {
         heap_remove(&c->d[s]);
-        epoll_ctl(g_ep, EPOLL_CTL_DEL, c->fd[s], NULL);
+        if (c->reg[s])
+            epoll_ctl(g_ep, EPOLL_CTL_DEL, c->fd[s], NULL);
         close(c->fd[s]);
     }
     /* freed after the current batch of events, which may still name it */
@@ -399,6 +413,7 @@ static void accept_all(void)
             d->heap_pos = NOT_QUEUED;
             struct epoll_event ev = {.events = 0, .data.ptr = &c->e[s]};
             epoll_ctl(g_ep, EPOLL_CTL_ADD, c->fd[s], &ev);
+            c->reg[s] = 1;
         }
         if (g_verbose)
             fprintf(stderr, "gpuwire-netem: connection accepted\n");
@@ -425,6 +440,8 @@ static void on_socket(conn *c, int side, uint32_t events)
         refresh(c);
         return;
     }
+    if (events & (EPOLLHUP | EPOLLERR))
+        c->hup[side] = 1;
     if (events & EPOLLOUT)
         dir_flush(&c->d[1 - side], now_ns());
     /* HUP/ERR: read to learn EOF or the error */
