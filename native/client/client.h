@@ -32,6 +32,13 @@ GW_HIDDEN void gw_put_str(gw_req *q, const char *s);
 GW_HIDDEN void gw_put_handles(gw_req *q, void *const *h, size_t n);
 /* Send and wait for the reply; *r is always set and must be ended. */
 GW_HIDDEN CUresult gw_req_call(gw_req *q, gw_rep **r);
+/* A burst: one thread queues several waiting requests, then reads their
+ * replies in order, holding the connection meanwhile (large device-to-host
+ * copies: no round trip between pieces). */
+GW_HIDDEN CUresult gw_burst_begin(unsigned op);
+GW_HIDDEN CUresult gw_burst_queue(gw_req *q, uint32_t *seq);
+GW_HIDDEN CUresult gw_burst_reply(uint32_t seq, gw_rep **r);
+GW_HIDDEN void gw_burst_end(void);
 /* As gw_req_call, for answers that never change: asked once per argument list. */
 GW_HIDDEN CUresult gw_req_call_cached(gw_req *q, gw_rep **r);
 /* Send without waiting (GW_F_NOREPLY): a failure comes back on a later collecting call. */

@@ -93,21 +93,41 @@ static CUresult dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, int asyn
         return CUDA_SUCCESS;
     if (!dst)
         return CUDA_ERROR_INVALID_VALUE;
-    for (size_t off = 0; off < n; off += GW_COPY_CHUNK) {
-        size_t len = n - off < GW_COPY_CHUNK ? n - off : GW_COPY_CHUNK;
+    /* every piece is asked for at once; the replies stream back in order */
+    size_t pieces = (n + GW_COPY_CHUNK - 1) / GW_COPY_CHUNK;
+    CUresult rc = gw_burst_begin(op);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    uint32_t first = 0;
+    for (size_t k = 0; k < pieces && rc == CUDA_SUCCESS; k++) {
+        size_t off = k * GW_COPY_CHUNK, len = n - off < GW_COPY_CHUNK ? n - off : GW_COPY_CHUNK;
         gw_req *q = gw_req_begin_quiet(op);
         gw_put_u64(q, src + off);
         gw_put_u64(q, len);
         gw_put_u64(q, async ? (uint64_t)(uintptr_t)s : 0);
         gw_req_set_flags(q, GW_F_COLLECT);
+        uint32_t seq;
+        rc = gw_burst_queue(q, &seq);
+        if (k == 0)
+            first = seq;
+    }
+    for (size_t k = 0; k < pieces && rc == CUDA_SUCCESS; k++) {
+        size_t off = k * GW_COPY_CHUNK, len = n - off < GW_COPY_CHUNK ? n - off : GW_COPY_CHUNK;
         gw_rep *r;
-        CUresult rc = gw_req_call(q, &r);
+        rc = gw_burst_reply(first + (uint32_t)k, &r);
         if (rc == CUDA_SUCCESS)
             rc = gw_rep_status(r, gw_get_bytes(r, p + off, len) ? CUDA_ERROR_UNKNOWN : rc);
         gw_rep_end(r);
-        if (rc != CUDA_SUCCESS)
-            return rc;
+        /* after a failed piece the later replies still arrive: read them off */
+        for (size_t j = k + 1; rc != CUDA_SUCCESS && rc != CUDA_ERROR_DEVICE_UNAVAILABLE && j < pieces; j++) {
+            gw_rep *rest;
+            if (gw_burst_reply(first + (uint32_t)j, &rest) == CUDA_ERROR_DEVICE_UNAVAILABLE)
+                break;
+        }
     }
+    gw_burst_end();
+    if (rc != CUDA_SUCCESS)
+        return rc;
     note_settled(op, async, s);
     return CUDA_SUCCESS;
 }

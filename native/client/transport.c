@@ -627,6 +627,45 @@ CUresult gw_req_call(gw_req *q, gw_rep **out)
     return (CUresult)res;
 }
 
+/* ---- bursts: several waiting requests from one thread, replies read in order ---- */
+
+static int burst_waited; /* a burst is one round trip, however many replies */
+
+CUresult gw_burst_begin(unsigned op)
+{
+    gw_req probe = {.op = op, .len = sizeof(gw_hdr)};
+    CUresult rc = usable(&probe);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    pthread_mutex_lock(&conn_lock);
+    burst_waited = 0;
+    return CUDA_SUCCESS;
+}
+
+CUresult gw_burst_queue(gw_req *q, uint32_t *seq)
+{
+    *seq = next_seq++;
+    return queue_locked(q, *seq) ? CUDA_ERROR_DEVICE_UNAVAILABLE : CUDA_SUCCESS;
+}
+
+CUresult gw_burst_reply(uint32_t seq, gw_rep **out)
+{
+    gw_rep *r = &tls_rep;
+    r->len = r->pos = 0;
+    r->short_read = 0;
+    *out = r;
+    if (flush_locked() || recv_reply_locked(r, seq))
+        return CUDA_ERROR_DEVICE_UNAVAILABLE;
+    if (!burst_waited++)
+        gw_stat_round_trip();
+    int32_t res;
+    memcpy(&res, r->buf, 4);
+    r->pos = 4;
+    return (CUresult)res;
+}
+
+void gw_burst_end(void) { pthread_mutex_unlock(&conn_lock); }
+
 /* ---- answers that never change ----
  * Keyed by the request's op and payload (which encodes every argument and
  * output count); only successful replies are kept. */

@@ -214,6 +214,23 @@ void gw_reply_bytes(gw_call *c, const void *p, size_t n)
 
 void gw_reply_u32(gw_call *c, uint32_t v) { reply_put(c, &v, 4); }
 
+void *gw_reply_reserve(gw_call *c, size_t n)
+{
+    if (c->rlen + n > c->rcap) {
+        size_t cap = c->rcap ? c->rcap : 256;
+        while (cap < c->rlen + n)
+            cap *= 2;
+        uint8_t *b = realloc(c->rbuf, cap);
+        if (!b)
+            return NULL;
+        c->rbuf = b;
+        c->rcap = cap;
+    }
+    void *p = c->rbuf + c->rlen;
+    c->rlen += n;
+    return p;
+}
+
 void gw_reply_handles(gw_call *c, int type, void **h, size_t n)
 {
     for (size_t i = 0; i < n; i++) {

@@ -59,7 +59,9 @@ static void dtoh(gw_call *c)
     void *f = gw_driver_fn(c, c->h.op);
     if (!f)
         return;
-    void *buf = gw_scratch(c, n);
+    /* the bytes land straight in the reply */
+    gw_reply_result(c, CUDA_SUCCESS);
+    void *buf = gw_reply_reserve(c, n);
     if (!buf) {
         gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
         return;
@@ -72,9 +74,8 @@ static void dtoh(gw_call *c)
     } else {
         r = ((dtoh_fn)f)(buf, src, n);
     }
-    gw_reply_result(c, r);
-    if (r == CUDA_SUCCESS)
-        gw_reply_bytes(c, buf, n);
+    if (r != CUDA_SUCCESS)
+        gw_reply_result(c, r); /* drops the reserved bytes */
 }
 
 void gw_h_cuMemcpyHtoD_v2(gw_call *c) { htod(c); }

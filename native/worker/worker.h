@@ -48,6 +48,7 @@ int gw_args_ok(gw_call *c);
 void gw_reply_result(gw_call *c, CUresult r);
 void gw_reply_bytes(gw_call *c, const void *p, size_t n);
 void gw_reply_u32(gw_call *c, uint32_t v);
+void *gw_reply_reserve(gw_call *c, size_t n); /* n bytes at the end of the reply; NULL if out of memory */
 void gw_reply_handles(gw_call *c, int type, void **h, size_t n);
 
 /* ---- driver (main.c) ---- */
