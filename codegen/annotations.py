@@ -10,7 +10,8 @@ Line forms (one function per line, '#' starts a comment):
     @cached NAME...         the answer never changes: a successful reply is kept per
                             argument list and answered again in the client
 SPEC: out | out[EXPR] | in | in[EXPR] | inout | inout[EXPR] | str | destroy | addr
-(addr: a device address typed as a pointer, sent as a number;
+(new: a handle output the client names itself, so creating it need not wait;
+ addr: a device address typed as a pointer, sent as a number;
  extent[EXPR] on a device address: the bytes an @async call touches there, checked
  against the client's known allocations before the call is posted)
 EXPR is a C expression over the other parameters giving the element count.
@@ -31,7 +32,7 @@ class Annotation:
 ASYNC: set[str] = set()  # filled by parse()
 CACHED: set[str] = set()  # answers that never change: asked once per process and argument list
 
-_SPEC = re.compile(r"^(out|in|inout)(\[(.+)\])?$|^(str|destroy|addr)$|^extent\[(.+)\]$")
+_SPEC = re.compile(r"^(out|in|inout)(\[(.+)\])?$|^(str|destroy|addr|new)$|^extent\[(.+)\]$")
 
 
 def parse(path: str) -> dict[str, Annotation]:

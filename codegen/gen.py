@@ -79,6 +79,11 @@ def plan_params(proto, ann, types):
             else:
                 raise Unforwardable(f"{prm.name}: {ti.kind} by value")
             continue
+        if spec == "new":  # a handle the client names itself: creation need not wait
+            if ti.kind != "handle" or depth != 1 or const:
+                raise Unforwardable(f"{prm.name}: 'new' needs a handle output")
+            plans.append(P(i, prm, "new", base, elem_kind="handle"))
+            continue
         if spec == "addr":  # a device address typed as a pointer: travels as a number
             plans.append(P(i, prm, "addr", base, elem_kind="scalar"))
             continue
@@ -147,6 +152,11 @@ def client_fn(sym, proto, plans, exported):
                 L.append(f"    gw_put_u64(q, (uint64_t)(int64_t){n});")
         elif p.kind in ("destroy", "addr"):
             L.append(f"    gw_put_u64(q, (uint64_t)(uintptr_t){n});")
+        elif p.kind == "new":
+            L.append(f"    if (!{n})")
+            L.append("        return CUDA_ERROR_INVALID_VALUE;")
+            L.append(f"    uint64_t {n}_id = gw_new_handle_id();")
+            L.append(f"    gw_put_u64(q, {n}_id);")
         elif p.kind == "str":
             L.append(f"    gw_put_str(q, {n});")
         elif p.kind in ("in", "inout"):
@@ -157,6 +167,15 @@ def client_fn(sym, proto, plans, exported):
         elif p.kind == "out":
             L.append(f"    gw_put_out(q, {n}, {n} ? (size_t)({p.count}) : 0);")
     outs = [p for p in plans if p.kind in ("out", "inout")]
+    news = [p for p in plans if p.kind == "new"]
+    if news:  # the handle exists from now on; a failure to make it surfaces at the next sync
+        if outs:
+            raise SystemExit(f"{sym}: a function with a 'new' handle cannot have other outputs")
+        for p in news:
+            L.append(f"    *{p.name} = ({p.base})(uintptr_t){p.name}_id;")
+        L.append("    return gw_req_post(q);")
+        L.append("}")
+        return "\n".join(L)
     if sym in ann_mod.ASYNC:
         if outs:
             raise SystemExit(f"{sym}: an @async function cannot have outputs")
@@ -216,6 +235,11 @@ def worker_fn(sym, proto, plans):
         elif p.kind == "addr":
             L.append(f"    {p.prm.ctype} {v} = ({p.prm.ctype})(uintptr_t)gw_in_u64(c);")
             call_args.append(v)
+        elif p.kind == "new":
+            L.append(f"    uint64_t {v}_id = gw_in_u64(c);")
+            L.append(f"    {p.base} {v} = NULL;")
+            call_args.append(f"&{v}")
+            post.append(f"    gw_handle_bind(c, GW_HT_{p.base}, {v}_id, {v});")
         elif p.kind == "destroy":
             L.append(f"    uint64_t {v}_id = gw_in_u64(c);")
             L.append(f"    {p.base} {v} = ({p.base})gw_handle_lookup(c, GW_HT_{p.base}, {v}_id);")

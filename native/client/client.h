@@ -60,6 +60,7 @@ GW_HIDDEN const gw_hello_ok *gw_server_info(void);
  * this thread's last request: equal means nobody sent anything since. */
 GW_HIDDEN unsigned long long gw_requests_queued(void);
 GW_HIDDEN unsigned long long gw_call_mark(void);
+GW_HIDDEN uint64_t gw_new_handle_id(void); /* a fresh client-named handle id */
 
 /* ---- statistics (stats.c) ---- */
 GW_HIDDEN void gw_stat_call(unsigned op);

@@ -319,6 +319,12 @@ int gw_initialized(void) { return atomic_load(&initialized); }
 void gw_set_initialized(void) { atomic_store(&initialized, 1); }
 unsigned long long gw_call_mark(void) { return tls_mark; }
 
+uint64_t gw_new_handle_id(void)
+{
+    static atomic_ullong next = 1;
+    return GW_CLIENT_ID_BIT | (atomic_fetch_add(&next, 1) << 3);
+}
+
 unsigned long long gw_requests_queued(void)
 {
     pthread_mutex_lock(&conn_lock);

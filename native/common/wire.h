@@ -44,6 +44,11 @@ enum {
     GW_F_COLLECT = 1u << 1, /* the reply carries the first failure of earlier NOREPLY requests, if any */
 };
 
+/* Handle ids the client names itself (streams, events, graphs: creating them
+ * need not wait) have this bit set and are multiples of 8; the worker's own
+ * ids never have it. */
+#define GW_CLIENT_ID_BIT (1ull << 62)
+
 /* GW_OP_ERROR codes. */
 enum {
     GW_ERR_VERSION = 1,   /* protocol version or API digest mismatch */

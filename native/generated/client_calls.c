@@ -874,16 +874,13 @@ CUresult CUDAAPI cuDeviceUnregisterAsyncNotification(CUdevice device, CUasyncCal
 CUresult CUDAAPI cuEventCreate(CUevent * phEvent, unsigned int Flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuEventCreate);
-    gw_put_out(q, phEvent, phEvent ? (size_t)(1) : 0);
+    if (!phEvent)
+        return CUDA_ERROR_INVALID_VALUE;
+    uint64_t phEvent_id = gw_new_handle_id();
+    gw_put_u64(q, phEvent_id);
     gw_put_u64(q, (uint64_t)(int64_t)Flags);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    if (res == CUDA_SUCCESS) {
-        if (phEvent) gw_get_handles(r, (void **)phEvent, (size_t)(1));
-        res = gw_rep_status(r, res);
-    }
-    gw_rep_end(r);
-    return res;
+    *phEvent = (CUevent)(uintptr_t)phEvent_id;
+    return gw_req_post(q);
 }
 
 #undef cuEventDestroy
@@ -1153,16 +1150,13 @@ CUresult CUDAAPI cuFuncSetSharedSize(CUfunction hfunc, unsigned int bytes)
 CUresult CUDAAPI cuGraphCreate(CUgraph * phGraph, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphCreate);
-    gw_put_out(q, phGraph, phGraph ? (size_t)(1) : 0);
+    if (!phGraph)
+        return CUDA_ERROR_INVALID_VALUE;
+    uint64_t phGraph_id = gw_new_handle_id();
+    gw_put_u64(q, phGraph_id);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    if (res == CUDA_SUCCESS) {
-        if (phGraph) gw_get_handles(r, (void **)phGraph, (size_t)(1));
-        res = gw_rep_status(r, res);
-    }
-    gw_rep_end(r);
-    return res;
+    *phGraph = (CUgraph)(uintptr_t)phGraph_id;
+    return gw_req_post(q);
 }
 
 #undef cuGraphDestroy
@@ -3220,33 +3214,27 @@ CUresult CUDAAPI cuStreamCopyAttributes_ptsz(CUstream dst, CUstream src)
 CUresult CUDAAPI cuStreamCreate(CUstream * phStream, unsigned int Flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamCreate);
-    gw_put_out(q, phStream, phStream ? (size_t)(1) : 0);
+    if (!phStream)
+        return CUDA_ERROR_INVALID_VALUE;
+    uint64_t phStream_id = gw_new_handle_id();
+    gw_put_u64(q, phStream_id);
     gw_put_u64(q, (uint64_t)(int64_t)Flags);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    if (res == CUDA_SUCCESS) {
-        if (phStream) gw_get_handles(r, (void **)phStream, (size_t)(1));
-        res = gw_rep_status(r, res);
-    }
-    gw_rep_end(r);
-    return res;
+    *phStream = (CUstream)(uintptr_t)phStream_id;
+    return gw_req_post(q);
 }
 
 #undef cuStreamCreateWithPriority
 CUresult CUDAAPI cuStreamCreateWithPriority(CUstream * phStream, unsigned int flags, int priority)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamCreateWithPriority);
-    gw_put_out(q, phStream, phStream ? (size_t)(1) : 0);
+    if (!phStream)
+        return CUDA_ERROR_INVALID_VALUE;
+    uint64_t phStream_id = gw_new_handle_id();
+    gw_put_u64(q, phStream_id);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_put_u64(q, (uint64_t)(int64_t)priority);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    if (res == CUDA_SUCCESS) {
-        if (phStream) gw_get_handles(r, (void **)phStream, (size_t)(1));
-        res = gw_rep_status(r, res);
-    }
-    gw_rep_end(r);
-    return res;
+    *phStream = (CUstream)(uintptr_t)phStream_id;
+    return gw_req_post(q);
 }
 
 #undef cuStreamDestroy

@@ -848,16 +848,16 @@ static void h_cuDeviceUnregisterAsyncNotification(gw_call *c)
 
 static void h_cuEventCreate(gw_call *c)
 {
-    size_t a0_n;
-    CUevent *a0 = (CUevent *)gw_out_array(c, sizeof(void *), &a0_n);
+    uint64_t a0_id = gw_in_u64(c);
+    CUevent a0 = NULL;
     unsigned int a1 = (unsigned int)gw_in_u64(c);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUevent *, unsigned int) = (CUresult (*)(CUevent *, unsigned int))gw_driver_fn(c, GW_OP_cuEventCreate);
     if (!fn) return;
-    CUresult res = fn(a0, a1);
+    CUresult res = fn(&a0, a1);
     gw_reply_result(c, res);
     if (res == CUDA_SUCCESS) {
-        gw_reply_handles(c, GW_HT_CUevent, (void **)a0, a0_n);
+        gw_handle_bind(c, GW_HT_CUevent, a0_id, a0);
     }
 }
 
@@ -1129,16 +1129,16 @@ static void h_cuFuncSetSharedSize(gw_call *c)
 
 static void h_cuGraphCreate(gw_call *c)
 {
-    size_t a0_n;
-    CUgraph *a0 = (CUgraph *)gw_out_array(c, sizeof(void *), &a0_n);
+    uint64_t a0_id = gw_in_u64(c);
+    CUgraph a0 = NULL;
     unsigned int a1 = (unsigned int)gw_in_u64(c);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUgraph *, unsigned int) = (CUresult (*)(CUgraph *, unsigned int))gw_driver_fn(c, GW_OP_cuGraphCreate);
     if (!fn) return;
-    CUresult res = fn(a0, a1);
+    CUresult res = fn(&a0, a1);
     gw_reply_result(c, res);
     if (res == CUDA_SUCCESS) {
-        gw_reply_handles(c, GW_HT_CUgraph, (void **)a0, a0_n);
+        gw_handle_bind(c, GW_HT_CUgraph, a0_id, a0);
     }
 }
 
@@ -3021,32 +3021,32 @@ static void h_cuStreamCopyAttributes_ptsz(gw_call *c)
 
 static void h_cuStreamCreate(gw_call *c)
 {
-    size_t a0_n;
-    CUstream *a0 = (CUstream *)gw_out_array(c, sizeof(void *), &a0_n);
+    uint64_t a0_id = gw_in_u64(c);
+    CUstream a0 = NULL;
     unsigned int a1 = (unsigned int)gw_in_u64(c);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUstream *, unsigned int) = (CUresult (*)(CUstream *, unsigned int))gw_driver_fn(c, GW_OP_cuStreamCreate);
     if (!fn) return;
-    CUresult res = fn(a0, a1);
+    CUresult res = fn(&a0, a1);
     gw_reply_result(c, res);
     if (res == CUDA_SUCCESS) {
-        gw_reply_handles(c, GW_HT_CUstream, (void **)a0, a0_n);
+        gw_handle_bind(c, GW_HT_CUstream, a0_id, a0);
     }
 }
 
 static void h_cuStreamCreateWithPriority(gw_call *c)
 {
-    size_t a0_n;
-    CUstream *a0 = (CUstream *)gw_out_array(c, sizeof(void *), &a0_n);
+    uint64_t a0_id = gw_in_u64(c);
+    CUstream a0 = NULL;
     unsigned int a1 = (unsigned int)gw_in_u64(c);
     int a2 = (int)gw_in_u64(c);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUstream *, unsigned int, int) = (CUresult (*)(CUstream *, unsigned int, int))gw_driver_fn(c, GW_OP_cuStreamCreateWithPriority);
     if (!fn) return;
-    CUresult res = fn(a0, a1, a2);
+    CUresult res = fn(&a0, a1, a2);
     gw_reply_result(c, res);
     if (res == CUDA_SUCCESS) {
-        gw_reply_handles(c, GW_HT_CUstream, (void **)a0, a0_n);
+        gw_handle_bind(c, GW_HT_CUstream, a0_id, a0);
     }
 }
 

@@ -95,3 +95,30 @@ void gw_handle_forget(gw_call *c, int type, uint64_t id)
     }
     pthread_mutex_unlock(&lock);
 }
+
+/* Bind an id the client chose (GW_CLIENT_ID_BIT set) to a new real handle.
+ * A forged or reused id is a protocol violation. */
+void gw_handle_bind(gw_call *c, int type, uint64_t id, void *real)
+{
+    if (!(id & GW_CLIENT_ID_BIT) || (id & 7) || !real) {
+        gw_call_fail(c, "%s: client-named id 0x%llx is not in the client's id space", gw_op_name(c->h.op),
+                     (unsigned long long)id);
+        return;
+    }
+    pthread_mutex_lock(&lock);
+    int taken = gw_idmap_get(&by_id, id) != NULL;
+    entry *e = taken ? NULL : malloc(sizeof *e);
+    if (e) {
+        e->type = type;
+        e->real = real;
+        if (gw_idmap_put(&by_id, id, e)) {
+            free(e);
+            e = NULL;
+        } else {
+            gw_idmap_put(&by_real[type], (uint64_t)(uintptr_t)real, (void *)(uintptr_t)id);
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    if (taken)
+        gw_call_fail(c, "%s: client-named id 0x%llx is already in use", gw_op_name(c->h.op), (unsigned long long)id);
+}

@@ -61,6 +61,7 @@ void *gw_in_handle(gw_call *c, int type);
 void *gw_handle_lookup(gw_call *c, int type, uint64_t id);
 void gw_handle_forget(gw_call *c, int type, uint64_t id);
 uint64_t gw_handle_id(int type, void *real);
+void gw_handle_bind(gw_call *c, int type, uint64_t id, void *real);
 void *gw_handle_real(int type, uint64_t id, int *found);
 
 /* ---- control ops (modules.c, launch.c) ---- */
