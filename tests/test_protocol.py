@@ -15,7 +15,8 @@ WIRE_H = ROOT / "native" / "common" / "wire.h"
 
 
 def c_int(expr: str) -> int:
-    expr = re.sub(r"(\d+)[uU]\b", r"\1", expr.strip().strip("()"))
+    expr = re.sub(r"\((?:uint64_t|uint32_t)\)", "", expr.strip())  # casts carry no value
+    expr = re.sub(r"(\d+)(?:[uU]|ull|ULL)\b", r"\1", expr.strip().strip("()"))
     assert re.fullmatch(r"[\d\s*+<()x]+", expr), expr
     return int(eval(expr, {"__builtins__": {}}))  # only digits and * + << ( ) reach here
 

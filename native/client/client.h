@@ -62,6 +62,11 @@ GW_HIDDEN unsigned long long gw_requests_queued(void);
 GW_HIDDEN unsigned long long gw_call_mark(void);
 GW_HIDDEN uint64_t gw_new_handle_id(void); /* a fresh client-named handle id */
 
+/* ---- raw I/O and the handshake (transport.c, handshake.c) ---- */
+GW_HIDDEN int gw_io_write_all(int fd, const void *p, size_t n);
+GW_HIDDEN int gw_io_read_frame(int fd, gw_hdr *h, uint8_t **payload, int timeout_ms); /* payload malloc'd */
+GW_HIDDEN CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info);
+
 /* ---- statistics (stats.c) ---- */
 GW_HIDDEN void gw_stat_call(unsigned op);
 GW_HIDDEN void gw_stat_round_trip(void);

@@ -24,7 +24,6 @@
 
 #define NULL_MARKER 0xFFFFFFFFu
 #define CONNECT_TIMEOUT_MS 5000
-#define HANDSHAKE_TIMEOUT_MS 120000
 
 struct gw_req {
     uint8_t *buf; /* header + payload */
@@ -66,7 +65,7 @@ static __thread uint32_t tls_tid;
 
 /* ---- low-level I/O ---- */
 
-static int write_all(int fd, const void *p, size_t n)
+int gw_io_write_all(int fd, const void *p, size_t n)
 {
     const uint8_t *b = p;
     while (n) {
@@ -186,19 +185,8 @@ static int dial(const char *host, const char *port, char *why, size_t whycap)
     return fd;
 }
 
-static void program_name(char *out, size_t cap)
-{
-    FILE *f = fopen("/proc/self/comm", "r");
-    out[0] = 0;
-    if (f) {
-        if (fgets(out, (int)cap, f))
-            out[strcspn(out, "\n")] = 0;
-        fclose(f);
-    }
-}
-
 /* Read one frame's header and payload (payload malloc'd, NUL-terminated). */
-static int read_frame(int fd, gw_hdr *h, uint8_t **payload, int timeout_ms)
+int gw_io_read_frame(int fd, gw_hdr *h, uint8_t **payload, int timeout_ms)
 {
     *payload = NULL;
     if (read_all(fd, h, sizeof *h, timeout_ms))
@@ -215,51 +203,6 @@ static int read_frame(int fd, gw_hdr *h, uint8_t **payload, int timeout_ms)
     }
     (*payload)[h->len] = 0;
     return 0;
-}
-
-static CUresult handshake(int fd, const char *server)
-{
-    char host[256] = "", prog[256];
-    gethostname(host, sizeof host - 1);
-    program_name(prog, sizeof prog);
-    size_t hl = strnlen(host, 255), pl = strnlen(prog, 255);
-    uint8_t msg[sizeof(gw_hdr) + sizeof(gw_hello) + 512];
-    gw_hello hello = {.proto_version = GW_PROTO_VERSION, .api_digest = GW_API_DIGEST,
-                      .pid = (uint32_t)getpid(), .host_len = (uint16_t)hl, .prog_len = (uint16_t)pl};
-    memcpy(hello.magic, GW_HELLO_MAGIC, 8);
-    gw_hdr h = {.len = (uint32_t)(sizeof hello + hl + pl), .op = GW_OP_HELLO};
-    memcpy(msg, &h, sizeof h);
-    memcpy(msg + sizeof h, &hello, sizeof hello);
-    memcpy(msg + sizeof h + sizeof hello, host, hl);
-    memcpy(msg + sizeof h + sizeof hello + hl, prog, pl);
-    if (write_all(fd, msg, sizeof h + h.len)) {
-        gw_log("lost the connection to %s during the handshake: %s", server, strerror(errno));
-        return CUDA_ERROR_NO_DEVICE;
-    }
-    uint8_t *p;
-    if (read_frame(fd, &h, &p, HANDSHAKE_TIMEOUT_MS)) {
-        gw_log("no handshake answer from %s: %s", server, strerror(errno));
-        return CUDA_ERROR_NO_DEVICE;
-    }
-    CUresult rc = CUDA_ERROR_NO_DEVICE;
-    if (h.op == GW_OP_HELLO_OK && h.len >= sizeof(gw_hello_ok)) {
-        memcpy(&server_info, p, sizeof server_info);
-        server_info.driver_desc[sizeof server_info.driver_desc - 1] = 0;
-        if (server_info.proto_version != GW_PROTO_VERSION)
-            gw_log("server %s speaks protocol %u, this client %u", server, server_info.proto_version,
-                   GW_PROTO_VERSION);
-        else
-            rc = CUDA_SUCCESS;
-        if (gw_debug())
-            gw_log("connected to %s: %s, driver %d, %u device(s)", server, server_info.driver_desc,
-                   server_info.driver_version, server_info.device_count);
-    } else if (h.op == GW_OP_ERROR && h.len >= 4) {
-        gw_log("server %s refused the session: %.*s", server, (int)(h.len - 4), (const char *)p + 4);
-    } else {
-        gw_log("unexpected handshake answer from %s (op %u)", server, h.op);
-    }
-    free(p);
-    return rc;
 }
 
 static void do_connect(void)
@@ -280,7 +223,7 @@ static void do_connect(void)
         conn_status = CUDA_ERROR_NO_DEVICE;
         return;
     }
-    conn_status = handshake(fd, spec);
+    conn_status = gw_handshake(fd, spec, &server_info);
     if (conn_status == CUDA_SUCCESS)
         conn_fd = fd;
     else
@@ -457,7 +400,7 @@ static int flush_locked(void)
 {
     if (!slen || conn_lost)
         return conn_lost ? -1 : 0;
-    int rc = write_all(conn_fd, sbuf, slen);
+    int rc = gw_io_write_all(conn_fd, sbuf, slen);
     slen = 0;
     if (rc)
         lose_connection("send");
@@ -521,7 +464,7 @@ static int queue_locked(gw_req *q, uint32_t seq)
     if (q->len >= BATCH_BYTES) { /* big: no point copying it into the batch */
         if (flush_locked())
             return -1;
-        if (write_all(conn_fd, q->buf, q->len)) {
+        if (gw_io_write_all(conn_fd, q->buf, q->len)) {
             lose_connection("send");
             return -1;
         }
@@ -535,7 +478,7 @@ static int queue_locked(gw_req *q, uint32_t seq)
         if (!b) {
             if (flush_locked())
                 return -1;
-            return write_all(conn_fd, q->buf, q->len) ? (lose_connection("send"), -1) : 0;
+            return gw_io_write_all(conn_fd, q->buf, q->len) ? (lose_connection("send"), -1) : 0;
         }
         sbuf = b;
         scap = cap;

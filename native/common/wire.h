@@ -33,7 +33,11 @@ enum {
     GW_OP_BYE = 5,      /* client -> worker: orderly end of session */
     GW_OP_FUNC_LAYOUT = 6, /* u64 function/kernel id -> i32 result, u32 n, n x (u32 offset, u32 size) */
     GW_OP_STAGE = 7,    /* u64 offset, u64 total, bytes: append to the thread's staging buffer */
-    /* 8..15: session control, answered by the Python server (src/gpuwire/protocol.py) */
+    /* 8..15: session control by the Python server (docs/server.md) */
+    GW_OP_QUEUED = 8,    /* server -> client: u32 position, u32 waiting, u32 waited_ms, UTF-8 line */
+    GW_OP_CHALLENGE = 9, /* server -> client: GW_NONCE_SIZE-byte nonce */
+    GW_OP_PROOF = 10,    /* client -> server: token id, HMAC-SHA256 (GW_PROOF_SIZE bytes) */
+    GW_OP_STATUS = 11,   /* status probe answer (JSON), then echo frames */
     GW_OP_DEVICE_ATTRS = 16, /* u32 device -> i32 result, u32 n, n x (i32 status, i32 value) for attributes 1..n */
     GW_OP_FIRST_CALL = 256
 };
@@ -47,7 +51,26 @@ enum {
 /* Handle ids the client names itself (streams, events, graphs: creating them
  * need not wait) have this bit set and are multiples of 8; the worker's own
  * ids never have it. */
-#define GW_CLIENT_ID_BIT (1ull << 62)
+#define GW_CLIENT_ID_BIT ((uint64_t)1 << 62)
+
+/* On a HELLO frame only: extension records (u16 type, u16 len, value) follow
+ * the program name. */
+#define GW_F_HELLO_EXT (1u << 8)
+enum {
+    GW_EXT_LEASE_MODE = 1,  /* u8: 0 shared, 1 exclusive */
+    GW_EXT_MEM_CAP = 2,     /* u64 bytes, 0 = none */
+    GW_EXT_TOKEN_PROOF = 3, /* reserved */
+    GW_EXT_NO_WAIT = 4,     /* u8: 1 = refuse at once instead of queueing */
+    GW_EXT_STATUS_PROBE = 5, /* u8: 1 = status probe, no worker */
+    GW_EXT_GPU = 6,         /* u32: the GPU the lease is on */
+    GW_EXT_CRITICAL = 0x8000, /* unknown types with this bit are refused, others skipped */
+};
+#define GW_HELLO_EXT_MAX 1024
+#define GW_NONCE_SIZE 32
+#define GW_TOKEN_ID_SIZE 16
+#define GW_MAC_SIZE 32
+#define GW_PROOF_SIZE 48
+#define GW_QUEUED_TEXT_MAX 512
 
 /* GW_OP_ERROR codes. */
 enum {

@@ -371,6 +371,7 @@ static int serve(void)
 static void usage(void)
 {
     fprintf(stderr, "usage: gpuwire-worker --fd N --driver PATH [--session ID] [--api-digest D] [--client TEXT]\n"
+                    "                      [--mem-cap BYTES]\n"
                     "       gpuwire-worker --probe --driver PATH\n");
 }
 
@@ -378,6 +379,7 @@ int main(int argc, char **argv)
 {
     const char *drv = NULL, *client = "";
     long digest = -1;
+    unsigned long long mem_cap = 0;
     int do_probe = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -393,6 +395,8 @@ int main(int argc, char **argv)
             digest = strtol(argv[++i], NULL, 0);
         else if (!strcmp(a, "--client") && v)
             client = argv[++i];
+        else if (!strcmp(a, "--mem-cap") && v)
+            mem_cap = strtoull(argv[++i], NULL, 10);
         else {
             usage();
             return 2;
@@ -419,6 +423,10 @@ int main(int argc, char **argv)
         gw_wlog("%s", why);
         send_error(GW_ERR_DRIVER, why);
         return 6;
+    }
+    if (mem_cap) {
+        gw_memcap_install(syms, mem_cap);
+        gw_wlog("device memory capped at %llu bytes for this session", mem_cap);
     }
     gw_hello_ok ok = {0};
     describe(&ok, drv);

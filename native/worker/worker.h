@@ -56,6 +56,9 @@ void *gw_driver_fn(gw_call *c, unsigned op); /* NULL after answering CUDA_ERROR_
 void *gw_driver_sym(unsigned op);             /* NULL if the driver lacks it */
 void gw_wlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* ---- memory cap (memcap.c) ---- */
+void gw_memcap_install(void **syms, uint64_t bytes);
+
 /* ---- handles (handles.c) ---- */
 void *gw_in_handle(gw_call *c, int type);
 void *gw_handle_lookup(gw_call *c, int type, uint64_t id);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from gpuwire import __version__
@@ -14,8 +15,10 @@ makes is executed by a gpuwire server on a GPU machine across the network."""
 
 EPILOG = """\
 examples:
-  gpuwire server --listen 0.0.0.0:7750          # on the GPU machine
-  gpuwire run --server gpu-box:7750 -- ./app    # on the client machine
+  gpuwire token create --name laptop            # on the GPU machine, once per client
+  gpuwire server --listen 0.0.0.0:7750          # on the GPU machine (tokens required off-loopback)
+  gpuwire run --server gpu-box:7750 -- ./app    # on the client machine (GPUWIRE_TOKEN set)
+  gpuwire status --server gpu-box:7750          # is it up? RTT, bandwidth, leases
   gpuwire demo                                  # both, on this machine
 
 run `gpuwire COMMAND --help` for each command's options."""
@@ -25,7 +28,35 @@ Serve CUDA to gpuwire clients. For every client process that connects, the
 server checks its handshake and starts one data-plane worker process
 (gpuwire-worker) that executes the client's calls on the driver. Stop it with
 Ctrl-C or SIGTERM: it stops accepting, ends its workers and exits 0.
-Log lines go to stderr, one per event: `time level session=ID key=value... message`."""
+Log lines go to stderr, one per event: `time level session=ID key=value... message`.
+
+Clients must authenticate with a token (`gpuwire token create`) whenever the
+server listens beyond loopback. Each client gets a lease on a GPU (shared by
+default, exclusive on request; exclusive requests queue in arrival order).
+Settings come from flags, else from --config FILE (TOML, same names), else
+the defaults shown. docs/server.md has the details."""
+
+TOKEN_HELP = """\
+Manage the tokens clients authenticate with. `create` prints a new token once
+(give it to the client as GPUWIRE_TOKEN or in a file named by
+GPUWIRE_TOKEN_FILE); the server keeps only SHA-256 of it, in its tokens file
+(default: $GPUWIRE_STATE_DIR, /var/lib/gpuwire for root, else
+~/.local/state/gpuwire; tokens.json, mode 600). A running server sees changes
+at the next connection."""
+
+STATUS_HELP = """\
+Connect to a gpuwire server as a client would, without starting a session, and
+print: reachable or not, server version, driver, GPUs, leases, round-trip time
+(small echo frames answered by the server) and bandwidth each way (large echo
+frames through the server's control plane: a lower bound for the data plane).
+Exit status 0 if the server answered, 1 if not."""
+
+TOP_HELP = """\
+Live view of a gpuwire server: GPUs (NVML utilization and memory), leases and
+sessions (host, process, program, lease, traffic, age), totals and its log.
+Reads the server's admin endpoint (`gpuwire server --metrics HOST:PORT`,
+default 127.0.0.1:7751), or with --server the gpuwire port itself (status
+probe: no log). Needs the optional package textual, except with --once."""
 
 RUN_HELP = """\
 Run CMD with gpuwire's loader redirection: every load of libcuda.so.1 (by
@@ -38,6 +69,11 @@ environment set for CMD:
   GPUWIRE_LIBDIR   the folder of gpuwire's native libraries
   GPUWIRE_SERVER   the server (--server, else GPUWIRE_SERVER, else 127.0.0.1:7750)
   GPUWIRE_STATS    with --stats: the client writes its statistics there as JSON at exit
+  GPUWIRE_LEASE    with --exclusive: "exclusive" (default: a shared lease)
+  GPUWIRE_NO_WAIT  with --no-wait: 1 (fail at once instead of queueing)
+  GPUWIRE_MEM_CAP  with --mem-cap: the cap in bytes
+  GPUWIRE_GPU      with --gpu: the GPU index to lease (default: all GPUs)
+  GPUWIRE_TOKEN_FILE  with --token-file: the file holding the client's token
 other variables read by the client library:
   GPUWIRE_DEBUG    set to 1 for a trace of the client's activity on stderr"""
 
@@ -57,27 +93,55 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("server", help="serve CUDA to gpuwire clients (run on the GPU machine)",
                        description=SERVER_HELP, formatter_class=fmt)
-    p.add_argument("--listen", default="127.0.0.1:7750", metavar="HOST:PORT",
-                   help="address to listen on (default %(default)s; 0.0.0.0:7750 for every interface; "
+    p.add_argument("--config", metavar="FILE", help="TOML file with any of these settings (flags win)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print a config file with every setting at its default and exit")
+    p.add_argument("--listen", metavar="HOST:PORT",
+                   help="address to listen on (default 127.0.0.1:7750; 0.0.0.0:7750 for every interface; "
                         "port 0 picks a free port, logged at start)")
-    p.add_argument("--driver", default="auto", metavar="auto|standin|nvidia|PATH",
+    p.add_argument("--driver", metavar="auto|standin|nvidia|PATH",
                    help="driver the workers use: auto (default) = the real NVIDIA driver if it works, else "
                         "the CPU stand-in driver (a test double, loudly logged); standin; nvidia (fail if "
                         "none works); or the path of a libcuda-compatible library")
-    p.add_argument("--max-sessions", type=int, default=256, metavar="N",
-                   help="refuse clients beyond N concurrent connections (default %(default)s)")
-    p.add_argument("--handshake-timeout", type=float, default=10.0, metavar="SECONDS",
-                   help="drop a client that has not sent its HELLO within this time (default %(default)s)")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARN", "ERROR"],
-                   help="least severe log level written (default %(default)s)")
+    p.add_argument("--max-sessions", type=int, metavar="N",
+                   help="refuse clients beyond N concurrent connections, queued ones included (default 256)")
+    p.add_argument("--handshake-timeout", type=float, metavar="SECONDS",
+                   help="drop a client that has not sent its HELLO (or its token proof) within this time "
+                        "(default 10)")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARN", "ERROR"],
+                   help="least severe log level written (default INFO)")
+    p.add_argument("--metrics", metavar="HOST:PORT",
+                   help="serve Prometheus /metrics and the dashboard's /status.json there (default: off; "
+                        "no authentication, keep it on loopback or a management network)")
+    p.add_argument("--state-dir", metavar="DIR",
+                   help="folder of the tokens file (default $GPUWIRE_STATE_DIR, /var/lib/gpuwire for root, "
+                        "else ~/.local/state/gpuwire)")
+    p.add_argument("--tokens-file", metavar="FILE", help="the tokens file (default STATE_DIR/tokens.json)")
+    p.add_argument("--require-auth", action="store_true", default=None,
+                   help="require a token on loopback too (it is always required beyond loopback)")
+    p.add_argument("--insecure-no-auth", action="store_true", default=None,
+                   help="listen beyond loopback without authentication (anyone who reaches the port can use "
+                        "the GPUs: only on a trusted network)")
+    p.add_argument("--lease-idle-timeout", type=float, metavar="SECONDS",
+                   help="end a session whose connection carried no data either way for this long (default 0: "
+                        "never); a call that runs longer on the GPU counts as idle")
+    p.add_argument("--queue-interval", type=float, metavar="SECONDS",
+                   help="how often a client waiting for an exclusive lease is told its position (default 2)")
 
     p = sub.add_parser("run", help="run a command with its CUDA calls sent to a gpuwire server",
                        description=RUN_HELP, formatter_class=fmt,
-                       usage="gpuwire run [-h] [--server HOST:PORT] [--stats FILE] -- CMD [ARGS...]")
+                       usage="gpuwire run [-h] [--server HOST:PORT] [--stats FILE] [--exclusive] [--no-wait] "
+                             "[--mem-cap SIZE] [--gpu N] [--token-file FILE] -- CMD [ARGS...]")
     p.add_argument("--server", metavar="HOST:PORT",
                    help="the gpuwire server (default: $GPUWIRE_SERVER, else 127.0.0.1:7750)")
     p.add_argument("--stats", metavar="FILE",
                    help="have the client library write call/round-trip/byte counts to FILE as JSON at exit")
+    p.add_argument("--exclusive", action="store_true",
+                   help="ask for an exclusive lease (wait in line while another client holds the GPU)")
+    p.add_argument("--no-wait", action="store_true", help="fail at once if the lease is not available now")
+    p.add_argument("--mem-cap", metavar="SIZE", help="cap this client's GPU memory (bytes, or 512M, 8G, ...)")
+    p.add_argument("--gpu", type=int, metavar="N", help="lease GPU N only (seen by the program as device 0)")
+    p.add_argument("--token-file", metavar="FILE", help="file holding the token (default: $GPUWIRE_TOKEN)")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD ARGS...", help="the command to run, after --")
 
     p = sub.add_parser("demo", help="run a CUDA test program through a local server, end to end",
@@ -87,24 +151,168 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--driver", default="auto", metavar="auto|standin|nvidia|PATH",
                    help="driver for the demo server (default %(default)s)")
 
+    p = sub.add_parser("token", help="create, list and revoke client tokens (on the server)",
+                       description=TOKEN_HELP, formatter_class=fmt)
+    tsub = p.add_subparsers(dest="token_command", metavar="ACTION")
+    for name, what in (("create", "create a token and print it (once)"), ("list", "list tokens (not secrets)"),
+                       ("revoke", "revoke tokens by id or name")):
+        tp = tsub.add_parser(name, help=what, description=what[0].upper() + what[1:] + ".")
+        tp.add_argument("--tokens-file", metavar="FILE", help="the tokens file (default STATE_DIR/tokens.json)")
+        tp.add_argument("--state-dir", metavar="DIR", help="the server's state folder")
+        tp.add_argument("--config", metavar="FILE", help="take tokens_file/state_dir from the server's config")
+        if name == "create":
+            tp.add_argument("--name", default="", help="a label for the token (who or what uses it)")
+        if name == "revoke":
+            tp.add_argument("which", metavar="ID|NAME", help="token id (or the token itself) or name")
+
+    p = sub.add_parser("status", help="check a server: reachable, version, GPUs, leases, RTT, bandwidth",
+                       description=STATUS_HELP, formatter_class=fmt)
+    p.add_argument("--server", metavar="HOST:PORT", help="default: $GPUWIRE_SERVER, else 127.0.0.1:7750")
+    p.add_argument("--token-file", metavar="FILE", help="file holding the token (default: $GPUWIRE_TOKEN)")
+    p.add_argument("--json", action="store_true", help="print the whole answer as JSON")
+    p.add_argument("--rounds", type=int, default=20, metavar="N", help="round trips timed (default %(default)s)")
+    p.add_argument("--bytes", default="4M", metavar="SIZE",
+                   help="frame size for the bandwidth estimate, 0 to skip (default %(default)s)")
+
+    p = sub.add_parser("top", help="live dashboard of a server (terminal UI)", description=TOP_HELP,
+                       formatter_class=fmt)
+    p.add_argument("--admin", metavar="HOST:PORT", help="the server's --metrics address (default 127.0.0.1:7751)")
+    p.add_argument("--server", metavar="HOST:PORT", help="read the gpuwire port instead (status probe, no log)")
+    p.add_argument("--token-file", metavar="FILE", help="with --server: the token file (default $GPUWIRE_TOKEN)")
+    p.add_argument("--once", action="store_true", help="print one text snapshot and exit")
+    p.add_argument("--interval", type=float, default=2.0, metavar="SECONDS", help="refresh (default %(default)s)")
+    p.add_argument("--logs", type=int, default=20, metavar="N", help="with --once: log lines shown (default 20)")
+
     sub.add_parser("version", help="print gpuwire's version",
                    description="Print gpuwire's version and exit.", formatter_class=fmt)
     return parser
+
+
+def _server(args: argparse.Namespace) -> int:
+    from gpuwire import config
+    from gpuwire.log import Logger
+    from gpuwire.server import run_server
+
+    if args.print_config:
+        sys.stdout.write(config.example())
+        return 0
+    flags = {name: getattr(args, name, None) for name in config.SERVER_OPTIONS}
+    try:
+        cfg = config.resolve(flags, args.config)
+    except config.ConfigError as e:
+        print(f"gpuwire server: {e}", file=sys.stderr)
+        return 2
+    tokens_file = cfg["tokens_file"]
+    if not tokens_file and cfg["state_dir"]:
+        tokens_file = os.path.join(str(cfg["state_dir"]), "tokens.json")
+    return run_server(cfg["listen"], cfg["driver"], Logger(level=cfg["log_level"]),
+                      max_sessions=cfg["max_sessions"], handshake_timeout=cfg["handshake_timeout"],
+                      metrics_listen=cfg["metrics"], tokens_file=tokens_file, require_auth=cfg["require_auth"],
+                      insecure_no_auth=cfg["insecure_no_auth"], lease_idle_timeout=cfg["lease_idle_timeout"],
+                      queue_interval=cfg["queue_interval"])
+
+
+def _lease_env(args: argparse.Namespace, env) -> str | None:
+    """Put `gpuwire run`'s lease and token options where the client library reads them."""
+    from gpuwire.leases import parse_size
+
+    if args.exclusive:
+        env["GPUWIRE_LEASE"] = "exclusive"
+    if args.no_wait:
+        env["GPUWIRE_NO_WAIT"] = "1"
+    if args.mem_cap:
+        try:
+            env["GPUWIRE_MEM_CAP"] = str(parse_size(args.mem_cap))
+        except ValueError as e:
+            return str(e)
+    if args.gpu is not None:
+        if args.gpu < 0:
+            return f"--gpu {args.gpu}: a GPU index is 0 or more"
+        env["GPUWIRE_GPU"] = str(args.gpu)
+    if args.token_file:
+        env["GPUWIRE_TOKEN_FILE"] = os.path.abspath(args.token_file)
+    return None
+
+
+def _tokens_path(args: argparse.Namespace):
+    from pathlib import Path
+
+    from gpuwire import auth, config
+
+    tokens_file, state_dir = args.tokens_file, args.state_dir
+    if args.config and not tokens_file and not state_dir:
+        cfg = config.load(args.config)
+        tokens_file, state_dir = cfg.get("tokens_file"), cfg.get("state_dir")
+    if tokens_file:
+        return Path(tokens_file).expanduser()
+    return (Path(state_dir).expanduser() if state_dir else auth.default_state_dir()) / auth.TOKENS_FILE
+
+
+def _token(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import time
+
+    from gpuwire import auth, config
+
+    if not args.token_command:
+        parser.parse_args(["token", "--help"])
+        return 2
+    try:
+        store = auth.TokenStore(_tokens_path(args))
+        if args.token_command == "create":
+            token, entry = store.create(args.name)
+            print(token)
+            print(f"gpuwire token: created token {entry.id}{f' ({entry.name})' if entry.name else ''} in "
+                  f"{store.path}; this is the only time it is shown. On the client: export GPUWIRE_TOKEN=<it>, "
+                  f"or put it in a file (mode 600) named by GPUWIRE_TOKEN_FILE.", file=sys.stderr)
+        elif args.token_command == "list":
+            entries = store.entries()
+            if not entries:
+                print(f"no tokens in {store.path}", file=sys.stderr)
+            for e in entries:
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.created))
+                print(f"{e.id}  {when}  {e.name}".rstrip())
+        elif args.token_command == "revoke":
+            gone = store.revoke(args.which)
+            if not gone:
+                print(f"gpuwire token: no token with id or name {args.which!r} in {store.path}", file=sys.stderr)
+                return 1
+            for e in gone:
+                print(f"revoked {e.id}{f' ({e.name})' if e.name else ''}")
+    except (auth.AuthError, config.ConfigError, OSError) as e:
+        print(f"gpuwire token: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "server":
-        from gpuwire.log import Logger
-        from gpuwire.server import run_server
-
-        return run_server(args.listen, args.driver, Logger(level=args.log_level), max_sessions=args.max_sessions,
-                          handshake_timeout=args.handshake_timeout)
+        return _server(args)
     if args.command == "run":
         from gpuwire.runner import run
 
+        err = _lease_env(args, os.environ)
+        if err:
+            print(f"gpuwire run: {err}", file=sys.stderr)
+            return 2
         return run(args.cmd, server=args.server, stats=args.stats)
+    if args.command == "token":
+        return _token(args, parser)
+    if args.command == "status":
+        from gpuwire.leases import parse_size
+        from gpuwire.status import main as status_main
+
+        try:
+            nbytes = parse_size(args.bytes)
+        except ValueError as e:
+            print(f"gpuwire status: {e}", file=sys.stderr)
+            return 2
+        return status_main(args.server, args.token_file, args.json, args.rounds, nbytes)
+    if args.command == "top":
+        from gpuwire.top import main as top_main
+
+        return top_main(args.admin, args.server, args.token_file, args.once, args.interval, args.logs)
     if args.command == "demo":
         from gpuwire.demo import run_demo
 

@@ -150,3 +150,24 @@ class LeaseManager:
                     "queued": [one(q) for q in self._queue],
                     "granted_total": self.granted_total, "refused_total": self.refused_total,
                     "wait_seconds_total": round(self.wait_seconds_total, 3)}
+
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40,
+          "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
+          "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "b": 1}
+
+
+def parse_size(text: str) -> int:
+    """'8G' / '8GiB' (binary), '8GB' (decimal), '1073741824' -> bytes. Raises ValueError."""
+    t = text.strip().lower().replace(" ", "")
+    num = t.rstrip("kmgtib")
+    unit = t[len(num):]
+    if unit not in _UNITS or not num:
+        raise ValueError(f"bad size {text!r}: use bytes or a suffix K, M, G, T (binary) or KB, MB, GB, TB")
+    try:
+        value = float(num)
+    except ValueError:
+        raise ValueError(f"bad size {text!r}") from None
+    if value < 0:
+        raise ValueError(f"bad size {text!r}: negative")
+    return int(value * _UNITS[unit])

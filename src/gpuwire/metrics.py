@@ -134,13 +134,13 @@ class _Out:
         self.lines: list[str] = []
         self._declared: set[str] = set()
 
-    def metric(self, name: str, kind: str, help_: str, value: float, **labels: object) -> None:
+    def metric(self, name: str, kind: str, help_: str, value: float, /, **labels: object) -> None:
         if name not in self._declared:
             self._declared.add(name)
             self.lines.append(f"# HELP {name} {help_}")
             self.lines.append(f"# TYPE {name} {kind}")
-        self.lines.append(f"{name}{_labels(**labels)} {value:g}" if isinstance(value, float)
-                          else f"{name}{_labels(**labels)} {value}")
+        self.lines.append(f"{name}{_labels(**labels)} {float(value)!r}" if isinstance(value, float)
+                          else f"{name}{_labels(**labels)} {int(value)}")
 
 
 def render(snap: dict) -> str:

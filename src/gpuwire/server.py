@@ -701,8 +701,11 @@ def run_server(listen: str, driver_spec: str, log: Logger, max_sessions: int = 2
             why = "--require-auth" if require_auth else f"listening on {host}, beyond loopback"
             log.info(f"clients must authenticate with a token ({why})", tokens_file=str(tokens.path), tokens=n)
             if n == 0:
-                log.warn(f"no tokens in {tokens.path}: every client will be refused; create one with "
-                         f"`gpuwire token create --tokens-file {tokens.path}`")
+                log.error(f"cannot start: clients must authenticate ({why}) but {tokens.path} holds no tokens: "
+                          f"create one with `gpuwire token create --tokens-file {tokens.path}`"
+                          + ("" if require_auth else ", or listen on 127.0.0.1, or (trusted networks only) "
+                                                     "pass --insecure-no-auth"))
+                return 1
             warning = tokens.insecure_mode()
             if warning:
                 log.warn(warning)

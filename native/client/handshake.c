@@ -1,0 +1,216 @@
+/* The session's opening: HELLO (with the lease the user asked for), then
+ * whatever the server answers before the worker is ready: queue progress
+ * while an exclusive lease is held by someone else, an auth challenge, and
+ * finally HELLO_OK or ERROR. docs/protocol.md and docs/server.md describe it.
+ *
+ * Environment: GPUWIRE_LEASE=shared|exclusive, GPUWIRE_MEM_CAP=BYTES[K|M|G],
+ * GPUWIRE_NO_WAIT=1, GPUWIRE_GPU=N, GPUWIRE_TOKEN=ID.SECRET or
+ * GPUWIRE_TOKEN_FILE=PATH. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/sha256.h"
+#include "client.h"
+
+#define HANDSHAKE_TIMEOUT_MS 120000
+#define NONCE_SIZE GW_NONCE_SIZE
+#define TOKEN_ID_SIZE GW_TOKEN_ID_SIZE
+enum { EXT_LEASE_MODE = GW_EXT_LEASE_MODE, EXT_MEM_CAP = GW_EXT_MEM_CAP, EXT_NO_WAIT = GW_EXT_NO_WAIT,
+       EXT_GPU = GW_EXT_GPU };
+
+static size_t put_ext(uint8_t *p, uint16_t type, const void *v, uint16_t len)
+{
+    memcpy(p, &type, 2);
+    memcpy(p + 2, &len, 2);
+    memcpy(p + 4, v, len);
+    return 4u + len;
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return -1;
+    switch (toupper((unsigned char)*end)) {
+    case 'K': v <<= 10; end++; break;
+    case 'M': v <<= 20; end++; break;
+    case 'G': v <<= 30; end++; break;
+    case 'T': v <<= 40; end++; break;
+    default: break;
+    }
+    if (*end == 'i' || *end == 'I')
+        end++;
+    if (*end == 'B' || *end == 'b')
+        end++;
+    if (*end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Extension records from the environment; -1 with a message if one is malformed. */
+static int lease_records(uint8_t *p, size_t *len)
+{
+    size_t n = 0;
+    const char *v = getenv("GPUWIRE_LEASE");
+    if (v && *v) {
+        uint8_t mode = strcmp(v, "exclusive") == 0 ? 1 : strcmp(v, "shared") == 0 ? 0 : 2;
+        if (mode == 2) {
+            gw_log("GPUWIRE_LEASE=%s: expected shared or exclusive", v);
+            return -1;
+        }
+        n += put_ext(p + n, EXT_LEASE_MODE, &mode, 1);
+    }
+    v = getenv("GPUWIRE_MEM_CAP");
+    if (v && *v) {
+        uint64_t cap;
+        if (parse_size(v, &cap)) {
+            gw_log("GPUWIRE_MEM_CAP=%s: expected a size such as 8G or 512M", v);
+            return -1;
+        }
+        n += put_ext(p + n, EXT_MEM_CAP, &cap, 8);
+    }
+    v = getenv("GPUWIRE_NO_WAIT");
+    if (v && *v && *v != '0') {
+        uint8_t one = 1;
+        n += put_ext(p + n, EXT_NO_WAIT, &one, 1);
+    }
+    v = getenv("GPUWIRE_GPU");
+    if (v && *v) {
+        uint32_t gpu = (uint32_t)strtoul(v, NULL, 10);
+        n += put_ext(p + n, EXT_GPU, &gpu, 4);
+    }
+    *len = n;
+    return 0;
+}
+
+static int read_token(char *out, size_t cap)
+{
+    const char *v = getenv("GPUWIRE_TOKEN");
+    if (v && *v) {
+        snprintf(out, cap, "%s", v);
+    } else {
+        const char *path = getenv("GPUWIRE_TOKEN_FILE");
+        FILE *f = path && *path ? fopen(path, "r") : NULL;
+        if (!f)
+            return -1;
+        if (!fgets(out, (int)cap, f))
+            out[0] = 0;
+        fclose(f);
+    }
+    /* trim whitespace, as the server does */
+    char *s = out;
+    while (isspace((unsigned char)*s))
+        s++;
+    memmove(out, s, strlen(s) + 1);
+    size_t n = strlen(out);
+    while (n && isspace((unsigned char)out[n - 1]))
+        out[--n] = 0;
+    return n ? 0 : -1;
+}
+
+/* PROOF: the token's 16-character id, then HMAC-SHA256(SHA-256(token), nonce || label). */
+static int answer_challenge(int fd, const char *server, const uint8_t *nonce)
+{
+    char token[256];
+    if (read_token(token, sizeof token)) {
+        gw_log("the server at %s requires a token: set GPUWIRE_TOKEN (or GPUWIRE_TOKEN_FILE) to one made "
+               "by `gpuwire token create` on the server", server);
+        return -1;
+    }
+    const char *dot = strchr(token, '.');
+    if (!dot || dot - token != TOKEN_ID_SIZE) {
+        gw_log("GPUWIRE_TOKEN is malformed: expected 16 hex digits, '.', 64 hex digits");
+        return -1;
+    }
+    uint8_t key[32], msg[NONCE_SIZE + 15], frame[sizeof(gw_hdr) + TOKEN_ID_SIZE + 32];
+    gw_sha256_hash(token, strlen(token), key);
+    memcpy(msg, nonce, NONCE_SIZE);
+    memcpy(msg + NONCE_SIZE, "gpuwire-auth-v1", 15);
+    gw_hdr h = {.len = GW_PROOF_SIZE, .op = GW_OP_PROOF};
+    memcpy(frame, &h, sizeof h);
+    memcpy(frame + sizeof h, token, TOKEN_ID_SIZE);
+    gw_hmac_sha256(key, sizeof key, msg, sizeof msg, frame + sizeof h + TOKEN_ID_SIZE);
+    memset(token, 0, sizeof token);
+    memset(key, 0, sizeof key);
+    return gw_io_write_all(fd, frame, sizeof frame);
+}
+
+static void sanitize(char *s)
+{
+    for (; *s; s++)
+        if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20)
+            *s = '?';
+}
+
+CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info)
+{
+    char host[256] = "", prog[256] = "";
+    gethostname(host, sizeof host - 1);
+    FILE *comm = fopen("/proc/self/comm", "r");
+    if (comm) {
+        if (fgets(prog, sizeof prog, comm))
+            prog[strcspn(prog, "\n")] = 0;
+        fclose(comm);
+    }
+    size_t hl = strnlen(host, 255), pl = strnlen(prog, 255), el;
+    uint8_t msg[sizeof(gw_hdr) + sizeof(gw_hello) + 512 + 64];
+    if (lease_records(msg + sizeof(gw_hdr) + sizeof(gw_hello) + hl + pl, &el))
+        return CUDA_ERROR_NO_DEVICE;
+    gw_hello hello = {.proto_version = GW_PROTO_VERSION, .api_digest = GW_API_DIGEST,
+                      .pid = (uint32_t)getpid(), .host_len = (uint16_t)hl, .prog_len = (uint16_t)pl};
+    memcpy(hello.magic, GW_HELLO_MAGIC, 8);
+    gw_hdr h = {.len = (uint32_t)(sizeof hello + hl + pl + el), .op = GW_OP_HELLO,
+                .flags = el ? GW_F_HELLO_EXT : 0};
+    memcpy(msg, &h, sizeof h);
+    memcpy(msg + sizeof h, &hello, sizeof hello);
+    memcpy(msg + sizeof h + sizeof hello, host, hl);
+    memcpy(msg + sizeof h + sizeof hello + hl, prog, pl);
+    if (gw_io_write_all(fd, msg, sizeof h + h.len)) {
+        gw_log("lost the connection to %s during the handshake: %s", server, strerror(errno));
+        return CUDA_ERROR_NO_DEVICE;
+    }
+    for (;;) {
+        uint8_t *p;
+        if (gw_io_read_frame(fd, &h, &p, HANDSHAKE_TIMEOUT_MS)) {
+            gw_log("no handshake answer from %s: %s", server, errno == ECONNRESET ? "connection closed" : strerror(errno));
+            return CUDA_ERROR_NO_DEVICE;
+        }
+        CUresult rc = CUDA_ERROR_NO_DEVICE;
+        int done = 1;
+        if (h.op == GW_OP_HELLO_OK && h.len >= sizeof(gw_hello_ok)) {
+            memcpy(info, p, sizeof *info);
+            info->driver_desc[sizeof info->driver_desc - 1] = 0;
+            sanitize(info->driver_desc);
+            if (info->proto_version != GW_PROTO_VERSION)
+                gw_log("server %s speaks protocol %u, this client %u", server, info->proto_version, GW_PROTO_VERSION);
+            else
+                rc = CUDA_SUCCESS;
+            if (gw_debug())
+                gw_log("connected to %s: %s, driver %d, %u device(s)", server, info->driver_desc,
+                       info->driver_version, info->device_count);
+        } else if (h.op == GW_OP_ERROR && h.len >= 4) {
+            gw_log("server %s refused the session: %.*s", server, (int)(h.len - 4), (const char *)p + 4);
+        } else if (h.op == GW_OP_QUEUED && h.len >= 12) {
+            const char *text = (const char *)p + 12;
+            int n = (int)(h.len - 12);
+            if (n >= 9 && !strncmp(text, "gpuwire: ", 9)) /* gw_log adds the prefix */
+                text += 9, n -= 9;
+            gw_log("%.*s", n, text); /* the server's own wording */
+            done = 0;
+        } else if (h.op == GW_OP_CHALLENGE && h.len == NONCE_SIZE) {
+            done = answer_challenge(fd, server, p) != 0;
+        } else {
+            gw_log("unexpected handshake answer from %s (op %u)", server, h.op);
+        }
+        free(p);
+        if (done)
+            return rc;
+    }
+}

@@ -1,0 +1,142 @@
+"""The admin endpoint: Prometheus text at /metrics, the JSON snapshot at
+/status.json, per-session traffic seen through TCP_INFO, and the log ring."""
+
+import io
+import json
+import re
+import socket
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from control_plane import control, open_session  # noqa: F401 (fixture)
+from gpuwire import metrics, protocol, tcpinfo
+
+# name{labels} value, as the Prometheus text format (0.0.4) writes a sample
+SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? '
+                    r'-?[0-9.e+-]+$')
+
+
+def check_exposition(text: str) -> dict[str, list[str]]:
+    """Every line well-formed; returns samples by metric name."""
+    assert text.endswith("\n")
+    samples: dict[str, list[str]] = {}
+    typed = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            typed.add(line.split()[2])
+            continue
+        if line.startswith("# HELP "):
+            continue
+        assert SAMPLE.match(line), line
+        name = re.match(r"^[^{ ]+", line).group(0)
+        assert name in typed, f"{name} has no TYPE line before it"
+        samples.setdefault(name, []).append(line)
+    return samples
+
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.status, r.headers.get("Content-Type"), r.read().decode()
+
+
+def test_tcpinfo_counts_bytes():
+    with socket.socket() as lst:
+        lst.bind(("127.0.0.1", 0))
+        lst.listen()
+        c = socket.create_connection(lst.getsockname())
+        s, _ = lst.accept()
+        with c, s:
+            c.sendall(b"x" * 100_000)
+            got = 0
+            while got < 100_000:
+                got += len(s.recv(1 << 20))
+            s.sendall(b"y" * 5000)
+            c.recv(5000)
+            time.sleep(0.05)
+            info = tcpinfo.read(s.dup())   # a duplicate descriptor sees the same socket
+    assert info is not None
+    assert info.bytes_received == 100_000 and info.bytes_sent == 5000
+    assert 0 <= info.idle_s < 5 and info.rtt_s >= 0
+
+
+def test_log_ring():
+    inner = io.StringIO()
+    ring = metrics.LogRing(inner, keep=3)
+    for i in range(5):
+        ring.write(f"line {i}\n")
+    assert ring.tail(10) == ["line 2", "line 3", "line 4"] and ring.tail(1) == ["line 4"] and ring.tail(0) == []
+    assert inner.getvalue().count("\n") == 5
+
+
+def test_metrics_endpoint(control):
+    ring = metrics.LogRing(None)
+    srv, log = control(log_tail=ring.tail)
+    ring.write("2026-01-01T00:00:00.000 INFO session=- hello log\n")
+    admin = metrics.AdminServer("127.0.0.1", 0, srv.snapshot).start()
+    base = f"http://127.0.0.1:{admin.address[1]}"
+    try:
+        with open_session(srv, 77, protocol.pack_ext(exclusive=True, mem_cap=1 << 30)) as s:
+            s.sendall(b"z" * 50_000)        # the fake worker echoes it
+            got = 0
+            while got < 50_000:
+                got += len(s.recv(1 << 16))
+            time.sleep(0.05)
+            status, ctype, text = get(base + "/metrics")
+            assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
+            samples = check_exposition(text)
+            assert samples["gpuwire_sessions_active"] == ["gpuwire_sessions_active 1"]
+            assert 'gpuwire_leases{mode="exclusive"} 1' in text
+            assert "gpuwire_lease_queue_length 0" in text
+            (line,) = samples["gpuwire_session_bytes_received"]
+            assert 'host="testhost"' in line and 'pid="77"' in line
+            assert int(line.rsplit(" ", 1)[1]) >= 50_000
+            (line,) = samples["gpuwire_session_bytes_sent"]
+            assert int(line.rsplit(" ", 1)[1]) >= 50_000
+            assert "gpuwire_uptime_seconds" in samples and "gpuwire_build_info" in samples
+            status, ctype, body = get(base + "/status.json?logs=5")
+            snap = json.loads(body)
+            assert ctype == "application/json"
+            (sess,) = [x for x in snap["sessions"] if x["pid"] == 77]
+            assert sess["state"] == "active" and sess["lease"] == "exclusive" and sess["mem_cap"] == 1 << 30
+            assert sess["bytes_in"] >= 50_000 and sess["host"] == "testhost" and sess["worker_pid"]
+            assert snap["logs"] == ["2026-01-01T00:00:00.000 INFO session=- hello log"]
+            assert snap["gpus"] == [{"index": 0, "name": "Fake GPU", "source": "driver"}]
+            assert snap["leases"]["held"][0]["owner"].startswith("testhost pid 77 prog")
+        log.wait_for(r"session end")
+        text = get(base + "/metrics")[2]
+        assert "gpuwire_sessions_active 0" in text and "gpuwire_sessions_total 1" in text
+        total = int(re.search(r"^gpuwire_bytes_received_total (\d+)$", text, re.M).group(1))
+        assert total >= 50_000      # ended sessions stay in the totals
+        assert "gpuwire_session_bytes_received" not in text
+        with pytest.raises(urllib.error.HTTPError) as ei:
+            get(base + "/nope")
+        assert ei.value.code == 404
+    finally:
+        admin.stop()
+
+
+def test_render_gpu_and_refusals():
+    snap = {
+        "server": {"version": "0.1.0", "proto_version": 1, "started": 1.5e9, "uptime_s": 3.0, "auth": True},
+        "driver": {"kind": "nvidia", "version": 13000},
+        "totals": {"connections": 3, "sessions_started": 1, "sessions_active": 1, "probes": 0, "auth_ok": 1,
+                   "auth_failed": 2, "idle_ended": 0, "refused": {"auth": 2, "busy": 1}, "bytes_in": 10,
+                   "bytes_out": 20},
+        "leases": {"held": [], "queued": [{}], "granted_total": 1, "refused_total": 0, "wait_seconds_total": 0.5},
+        "sessions": [{"id": 4, "host": 'we"ird\nhost', "prog": "p", "pid": 9, "bytes_in": 1, "bytes_out": 2,
+                      "rtt_s": 0.001, "idle_s": 0.5, "gpu_memory": 1 << 20}],
+        "gpus": [{"index": 0, "name": "NVIDIA H100", "memory_total": 80 << 30, "memory_used": 1 << 30,
+                  "utilization": 0.25, "temperature_c": 40}],
+    }
+    text = metrics.render(snap)
+    samples = check_exposition(text)
+    assert 'gpuwire_refused_total{reason="auth"} 2' in text and 'gpuwire_refused_total{reason="busy"} 1' in text
+    assert 'gpuwire_gpu_utilization_ratio{gpu="0",name="NVIDIA H100"} 0.25' in text
+    assert f'gpuwire_gpu_memory_total_bytes{{gpu="0",name="NVIDIA H100"}} {80 << 30}' in text
+    assert 'host="we\\"ird\\nhost"' in samples["gpuwire_session_bytes_received"][0]
+    assert samples["gpuwire_session_gpu_memory_bytes"][0].endswith(f" {1 << 20}")
+    assert "gpuwire_start_time_seconds 1500000000.0" in text
+    assert "gpuwire_lease_queue_length 1" in text
