@@ -171,9 +171,20 @@ def client_fn(sym, proto, plans, exported):
     if news:  # the handle exists from now on; a failure to make it surfaces at the next sync
         if outs:
             raise SystemExit(f"{sym}: a function with a 'new' handle cannot have other outputs")
+        L.append("    CUresult res;")
+        L.append("    if (gw_may_post()) {")
+        L.append("        res = gw_req_post(q);")
+        L.append("    } else { /* the caller needs the verdict now */")
+        L.append("        gw_req_set_flags(q, GW_F_COLLECT);")
+        L.append("        gw_rep *r;")
+        L.append("        res = gw_req_call(q, &r);")
+        L.append("        gw_rep_end(r);")
+        L.append("    }")
+        L.append("    if (res == CUDA_SUCCESS) {")
         for p in news:
-            L.append(f"    *{p.name} = ({p.base})(uintptr_t){p.name}_id;")
-        L.append("    return gw_req_post(q);")
+            L.append(f"        *{p.name} = ({p.base})(uintptr_t){p.name}_id;")
+        L.append("    }")
+        L.append("    return res;")
         L.append("}")
         return "\n".join(L)
     if sym in ann_mod.ASYNC:

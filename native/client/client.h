@@ -61,6 +61,10 @@ GW_HIDDEN const gw_hello_ok *gw_server_info(void);
 GW_HIDDEN unsigned long long gw_requests_queued(void);
 GW_HIDDEN unsigned long long gw_call_mark(void);
 GW_HIDDEN uint64_t gw_new_handle_id(void); /* a fresh client-named handle id */
+/* Creating a client-named handle is posted unless the calling thread says it
+ * needs the verdict now (gw_set_must_wait(1) ... gw_set_must_wait(0)). */
+GW_HIDDEN int gw_may_post(void);
+GW_HIDDEN void gw_set_must_wait(int on);
 
 /* ---- raw I/O and the handshake (transport.c, handshake.c) ---- */
 GW_HIDDEN int gw_io_write_all(int fd, const void *p, size_t n);
@@ -90,6 +94,12 @@ GW_HIDDEN int gw_mem_is_device_range(uint64_t addr, uint64_t n); /* inside one k
 /* ---- module images (image.c) ---- */
 GW_HIDDEN size_t gw_image_size(const void *image); /* 0 if not recognised */
 GW_HIDDEN const void *gw_image_unwrap(const void *image); /* a fatbin wrapper -> its fatbin */
+
+/* ---- what the client knows of loaded modules (modules.c) ---- */
+GW_HIDDEN void gw_module_info_arrived(const uint8_t *payload, size_t len);
+/* The parameter layout of a function named by the client, if its module's
+ * information has arrived: 1 and the fields set, else 0. */
+GW_HIDDEN int gw_function_layout(uint64_t fid, uint32_t *n, const uint32_t **pairs, uint32_t *max_threads);
 
 /* ---- uploads of large blobs through the worker's staging buffer (modules.c) ---- */
 GW_HIDDEN CUresult gw_stage_upload(const void *data, size_t size);

@@ -36,6 +36,29 @@ static CUresult get_layout(CUfunction f, const layout **out)
     }
     if (!f)
         return CUDA_ERROR_INVALID_HANDLE;
+    /* the function's module information, sent by the worker after the load */
+    uint32_t n, maxt;
+    const uint32_t *pairs;
+    if (gw_function_layout(id, &n, &pairs, &maxt)) {
+        l = malloc(sizeof *l + 2 * sizeof(uint32_t) * n);
+        if (!l)
+            return CUDA_ERROR_OUT_OF_MEMORY;
+        l->n = n;
+        l->total = 0;
+        l->max_threads = maxt;
+        for (uint32_t i = 0; i < n; i++) {
+            l->off[i] = pairs[2 * i];
+            l->off[n + i] = pairs[2 * i + 1];
+            uint64_t end = (uint64_t)pairs[2 * i] + pairs[2 * i + 1];
+            if (end > MAX_PARAM_BYTES) {
+                free(l);
+                return CUDA_ERROR_UNKNOWN;
+            }
+            if (end > l->total)
+                l->total = (uint32_t)end;
+        }
+        goto cache;
+    }
     gw_req *q = gw_req_begin_quiet(GW_OP_FUNC_LAYOUT);
     gw_put_u64(q, id);
     gw_rep *r;
@@ -68,6 +91,7 @@ static CUresult get_layout(CUfunction f, const layout **out)
     gw_rep_end(r);
     if (rc != CUDA_SUCCESS)
         return rc;
+cache:
     pthread_mutex_lock(&layouts_lock);
     layout *old = gw_idmap_get(&layouts, id);
     if (old) {

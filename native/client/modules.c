@@ -4,6 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+
+#include "../common/idmap.h"
 #include "client.h"
 
 CUresult gw_stage_upload(const void *data, size_t size)
@@ -78,9 +81,11 @@ static void put_library_options(gw_req *q, unsigned n, CUlibraryOption *opts, vo
         }
 }
 
-/* Stage the image, then ask for the load; the reply carries the new handle. */
-static CUresult load(unsigned op_counted, unsigned op, void **handle, const void *image, unsigned njit, CUjit_option *jo, void **jv,
-                     unsigned nlib, CUlibraryOption *lo, void **lv)
+/* Stage the image, then post the load under a handle the client names: a
+ * load does not wait (a failure surfaces at the next synchronization). The
+ * worker then sends the module's functions and their layouts unasked. */
+static CUresult load(unsigned op_counted, unsigned op, void **handle, const void *image, unsigned njit,
+                     CUjit_option *jo, void **jv, unsigned nlib, CUlibraryOption *lo, void **lv)
 {
     gw_stat_call(op_counted);
     if (!handle || !image)
@@ -95,17 +100,14 @@ static CUresult load(unsigned op_counted, unsigned op, void **handle, const void
     if (rc != CUDA_SUCCESS)
         return rc;
     gw_req *q = gw_req_begin_quiet(op);
-    gw_req_set_flags(q, GW_F_COLLECT);
+    uint64_t id = gw_new_handle_id();
+    gw_put_u64(q, id);
     gw_put_u64(q, size);
     put_jit_options(q, njit, jo, jv);
     put_library_options(q, nlib, lo, lv);
-    gw_rep *r;
-    rc = gw_req_call(q, &r);
-    if (rc == CUDA_SUCCESS) {
-        gw_get_handles(r, handle, 1);
-        rc = gw_rep_status(r, rc);
-    }
-    gw_rep_end(r);
+    rc = gw_req_post(q);
+    if (rc == CUDA_SUCCESS)
+        *handle = (void *)(uintptr_t)id;
     return rc;
 }
 
@@ -183,5 +185,239 @@ CUresult CUDAAPI cuLibraryLoadFromFile(CUlibrary *library, const char *fileName,
     CUresult rc = load(GW_OP_cuLibraryLoadFromFile, GW_OP_cuLibraryLoadData, (void **)library, img, numJitOptions, jitOptions,
                        jitOptionsValues, numLibraryOptions, libraryOptions, libraryOptionValues);
     free(img);
+    return rc;
+}
+
+/* ---- what the client knows of loaded modules ----
+ * Each module's (or library's) functions arrive once after its load; a
+ * function handle the client named records its module and name, so a launch
+ * finds its layout here without asking. */
+typedef struct fn_info {
+    char *name;
+    uint32_t max_threads, n;
+    uint32_t *pairs; /* n x (offset, size) */
+} fn_info;
+
+typedef struct mod_info {
+    uint32_t n;
+    fn_info *fns;
+} mod_info;
+
+typedef struct fn_meta {
+    uint64_t module; /* module or library id */
+    char *name;
+} fn_meta;
+
+static gw_idmap modules;  /* module id -> mod_info (NULL value: loading, nothing arrived yet) */
+static gw_idmap aliases;  /* module id from cuLibraryGetModule -> its library id */
+static gw_idmap metas;    /* function/kernel id -> fn_meta */
+static pthread_mutex_t info_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void gw_module_info_arrived(const uint8_t *p, size_t len)
+{
+    size_t pos = 0;
+#define TAKE(dst, n)                                                                                        \
+    do {                                                                                                    \
+        if (len - pos < (size_t)(n))                                                                        \
+            goto bad;                                                                                       \
+        memcpy((dst), p + pos, (n));                                                                        \
+        pos += (n);                                                                                         \
+    } while (0)
+    uint64_t id;
+    uint32_t cnt;
+    TAKE(&id, 8);
+    TAKE(&cnt, 4);
+    if (cnt > len / 10)
+        goto bad;
+    mod_info *m = calloc(1, sizeof *m);
+    if (!m)
+        return;
+    m->fns = calloc(cnt ? cnt : 1, sizeof *m->fns);
+    if (!m->fns) {
+        free(m);
+        return;
+    }
+    for (; m->n < cnt; m->n++) {
+        fn_info *f = &m->fns[m->n];
+        uint16_t nl;
+        TAKE(&nl, 2);
+        if (len - pos < nl)
+            goto bad_m;
+        f->name = strndup((const char *)p + pos, nl);
+        pos += nl;
+        TAKE(&f->max_threads, 4);
+        uint32_t np;
+        TAKE(&np, 4);
+        if (np > 8192 || len - pos < (size_t)np * 8)
+            goto bad_m;
+        f->pairs = malloc(np * 8 + 1);
+        if (!f->name || !f->pairs)
+            goto bad_m;
+        memcpy(f->pairs, p + pos, np * 8);
+        pos += np * 8;
+        f->n = np;
+    }
+    pthread_mutex_lock(&info_lock);
+    gw_idmap_put(&modules, id, m);
+    pthread_mutex_unlock(&info_lock);
+    return;
+bad_m:
+    for (uint32_t i = 0; i <= m->n && i < cnt; i++) {
+        free(m->fns[i].name);
+        free(m->fns[i].pairs);
+    }
+    free(m->fns);
+    free(m);
+bad:
+    gw_log("ignoring malformed module information from the server");
+#undef TAKE
+}
+
+/* The module information of `module` (following a library-module alias); call with info_lock held. */
+static mod_info *info_of(uint64_t module)
+{
+    uint64_t lib = (uint64_t)(uintptr_t)gw_idmap_get(&aliases, module);
+    return gw_idmap_get(&modules, lib ? lib : module);
+}
+
+static const fn_info *find_fn(const mod_info *m, const char *name)
+{
+    for (uint32_t i = 0; m && i < m->n; i++)
+        if (!strcmp(m->fns[i].name, name))
+            return &m->fns[i];
+    return NULL;
+}
+
+int gw_function_layout(uint64_t fid, uint32_t *n, const uint32_t **pairs, uint32_t *max_threads)
+{
+    pthread_mutex_lock(&info_lock);
+    fn_meta *meta = gw_idmap_get(&metas, fid);
+    const fn_info *f = meta ? find_fn(info_of(meta->module), meta->name) : NULL;
+    if (f) {
+        *n = f->n;
+        *pairs = f->pairs;
+        *max_threads = f->max_threads;
+    }
+    pthread_mutex_unlock(&info_lock);
+    return f != NULL;
+}
+
+static void remember(uint64_t fid, uint64_t module, const char *name)
+{
+    fn_meta *meta = malloc(sizeof *meta);
+    if (!meta)
+        return;
+    meta->module = module;
+    meta->name = strdup(name);
+    pthread_mutex_lock(&info_lock);
+    fn_meta *old = gw_idmap_get(&metas, fid);
+    if (meta->name && !gw_idmap_put(&metas, fid, meta))
+        meta = NULL;
+    pthread_mutex_unlock(&info_lock);
+    if (meta) {
+        free(meta->name);
+        free(meta);
+    }
+    (void)old; /* ids are never reused */
+}
+
+/* 1: the module's information is here and lacks the name; 0: it has it;
+ * -1: nothing has arrived yet. */
+static int lookup_state(uint64_t module, const char *name)
+{
+    pthread_mutex_lock(&info_lock);
+    mod_info *m = info_of(module);
+    int state = !m ? -1 : !find_fn(m, name);
+    pthread_mutex_unlock(&info_lock);
+    return state;
+}
+
+/* A lookup in a module whose information has not arrived yet waits for the
+ * server's answer once (which brings the information along): a missing name
+ * is then refused at once, as natively, and later lookups cost nothing. */
+CUresult CUDAAPI cuLibraryGetKernel(CUkernel *pKernel, CUlibrary library, const char *name)
+{
+    int state = name ? lookup_state((uint64_t)(uintptr_t)library, name) : 0;
+    if (state == 1) {
+        gw_stat_call(GW_OP_cuLibraryGetKernel);
+        return CUDA_ERROR_NOT_FOUND;
+    }
+    gw_set_must_wait(state == -1);
+    CUresult rc = gwf_cuLibraryGetKernel(pKernel, library, name);
+    gw_set_must_wait(0);
+    if (rc == CUDA_SUCCESS && name)
+        remember((uint64_t)(uintptr_t)*pKernel, (uint64_t)(uintptr_t)library, name);
+    return rc;
+}
+
+CUresult CUDAAPI cuModuleGetFunction(CUfunction *hfunc, CUmodule hmod, const char *name)
+{
+    int state = name ? lookup_state((uint64_t)(uintptr_t)hmod, name) : 0;
+    if (state == 1) {
+        gw_stat_call(GW_OP_cuModuleGetFunction);
+        return CUDA_ERROR_NOT_FOUND;
+    }
+    gw_set_must_wait(state == -1);
+    CUresult rc = gwf_cuModuleGetFunction(hfunc, hmod, name);
+    gw_set_must_wait(0);
+    if (rc == CUDA_SUCCESS && name)
+        remember((uint64_t)(uintptr_t)*hfunc, (uint64_t)(uintptr_t)hmod, name);
+    return rc;
+}
+
+CUresult CUDAAPI cuKernelGetFunction(CUfunction *pFunc, CUkernel kernel)
+{
+    CUresult rc = gwf_cuKernelGetFunction(pFunc, kernel);
+    if (rc == CUDA_SUCCESS) {
+        pthread_mutex_lock(&info_lock);
+        fn_meta *k = gw_idmap_get(&metas, (uint64_t)(uintptr_t)kernel);
+        uint64_t module = k ? k->module : 0;
+        char *name = k && k->name ? strdup(k->name) : NULL;
+        pthread_mutex_unlock(&info_lock);
+        if (name)
+            remember((uint64_t)(uintptr_t)*pFunc, module, name);
+        free(name);
+    }
+    return rc;
+}
+
+CUresult CUDAAPI cuLibraryGetModule(CUmodule *pMod, CUlibrary library)
+{
+    CUresult rc = gwf_cuLibraryGetModule(pMod, library);
+    if (rc == CUDA_SUCCESS) {
+        pthread_mutex_lock(&info_lock);
+        gw_idmap_put(&aliases, (uint64_t)(uintptr_t)*pMod, (void *)(uintptr_t)library);
+        pthread_mutex_unlock(&info_lock);
+    }
+    return rc;
+}
+
+static void forget_module(uint64_t id)
+{
+    pthread_mutex_lock(&info_lock);
+    mod_info *m = gw_idmap_del(&modules, id);
+    pthread_mutex_unlock(&info_lock);
+    for (uint32_t i = 0; m && i < m->n; i++) {
+        free(m->fns[i].name);
+        free(m->fns[i].pairs);
+    }
+    if (m)
+        free(m->fns);
+    free(m);
+}
+
+CUresult CUDAAPI cuModuleUnload(CUmodule hmod)
+{
+    CUresult rc = gwf_cuModuleUnload(hmod);
+    if (rc == CUDA_SUCCESS)
+        forget_module((uint64_t)(uintptr_t)hmod);
+    return rc;
+}
+
+CUresult CUDAAPI cuLibraryUnload(CUlibrary library)
+{
+    CUresult rc = gwf_cuLibraryUnload(library);
+    if (rc == CUDA_SUCCESS)
+        forget_module((uint64_t)(uintptr_t)library);
     return rc;
 }

@@ -262,6 +262,11 @@ int gw_initialized(void) { return atomic_load(&initialized); }
 void gw_set_initialized(void) { atomic_store(&initialized, 1); }
 unsigned long long gw_call_mark(void) { return tls_mark; }
 
+static __thread int tls_must_wait;
+
+int gw_may_post(void) { return !tls_must_wait; }
+void gw_set_must_wait(int on) { tls_must_wait = on; }
+
 uint64_t gw_new_handle_id(void)
 {
     static atomic_ullong next = 1;
@@ -518,9 +523,23 @@ __attribute__((destructor)) static void flush_at_exit(void)
 static int recv_reply_locked(gw_rep *r, uint32_t seq)
 {
     gw_hdr h;
-    if (read_all(conn_fd, &h, sizeof h, -1)) {
-        lose_connection("receive");
-        return -1;
+    for (;;) {
+        if (read_all(conn_fd, &h, sizeof h, -1)) {
+            lose_connection("receive");
+            return -1;
+        }
+        if (h.op != GW_OP_MODULE_INFO || h.len > GW_MAX_PAYLOAD)
+            break;
+        /* unasked: a loaded module's functions; keep them and read on */
+        uint8_t *info = malloc(h.len ? h.len : 1);
+        if (!info || read_all(conn_fd, info, h.len, -1)) {
+            free(info);
+            lose_connection("receive");
+            return -1;
+        }
+        gw_stat_bytes(0, sizeof h + h.len);
+        gw_module_info_arrived(info, h.len);
+        free(info);
     }
     if (h.op == GW_OP_ERROR || h.op != GW_OP_REPLY || h.seq != seq || h.len < 4 || h.len > GW_MAX_PAYLOAD) {
         uint8_t msg[512] = {0};

@@ -39,6 +39,7 @@ enum {
     GW_OP_PROOF = 10,    /* client -> server: token id, HMAC-SHA256 (GW_PROOF_SIZE bytes) */
     GW_OP_STATUS = 11,   /* status probe answer (JSON), then echo frames */
     GW_OP_DEVICE_ATTRS = 16, /* u32 device -> i32 result, u32 n, n x (i32 status, i32 value) for attributes 1..n */
+    GW_OP_MODULE_INFO = 17,  /* worker -> client, unasked, after a load: its functions' names and layouts */
     GW_OP_FIRST_CALL = 256
 };
 

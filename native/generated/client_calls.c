@@ -879,8 +879,19 @@ CUresult CUDAAPI cuEventCreate(CUevent * phEvent, unsigned int Flags)
     uint64_t phEvent_id = gw_new_handle_id();
     gw_put_u64(q, phEvent_id);
     gw_put_u64(q, (uint64_t)(int64_t)Flags);
-    *phEvent = (CUevent)(uintptr_t)phEvent_id;
-    return gw_req_post(q);
+    CUresult res;
+    if (gw_may_post()) {
+        res = gw_req_post(q);
+    } else { /* the caller needs the verdict now */
+        gw_req_set_flags(q, GW_F_COLLECT);
+        gw_rep *r;
+        res = gw_req_call(q, &r);
+        gw_rep_end(r);
+    }
+    if (res == CUDA_SUCCESS) {
+        *phEvent = (CUevent)(uintptr_t)phEvent_id;
+    }
+    return res;
 }
 
 #undef cuEventDestroy
@@ -1155,8 +1166,19 @@ CUresult CUDAAPI cuGraphCreate(CUgraph * phGraph, unsigned int flags)
     uint64_t phGraph_id = gw_new_handle_id();
     gw_put_u64(q, phGraph_id);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
-    *phGraph = (CUgraph)(uintptr_t)phGraph_id;
-    return gw_req_post(q);
+    CUresult res;
+    if (gw_may_post()) {
+        res = gw_req_post(q);
+    } else { /* the caller needs the verdict now */
+        gw_req_set_flags(q, GW_F_COLLECT);
+        gw_rep *r;
+        res = gw_req_call(q, &r);
+        gw_rep_end(r);
+    }
+    if (res == CUDA_SUCCESS) {
+        *phGraph = (CUgraph)(uintptr_t)phGraph_id;
+    }
+    return res;
 }
 
 #undef cuGraphDestroy
@@ -1502,18 +1524,26 @@ CUresult CUDAAPI cuKernelGetAttribute(int * pi, CUfunction_attribute attrib, CUk
 }
 
 #undef cuKernelGetFunction
-CUresult CUDAAPI cuKernelGetFunction(CUfunction * pFunc, CUkernel kernel)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuKernelGetFunction(CUfunction * pFunc, CUkernel kernel)
 {
     gw_req *q = gw_req_begin(GW_OP_cuKernelGetFunction);
-    gw_put_out(q, pFunc, pFunc ? (size_t)(1) : 0);
+    if (!pFunc)
+        return CUDA_ERROR_INVALID_VALUE;
+    uint64_t pFunc_id = gw_new_handle_id();
+    gw_put_u64(q, pFunc_id);
     gw_put_u64(q, (uint64_t)(uintptr_t)kernel);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    if (res == CUDA_SUCCESS) {
-        if (pFunc) gw_get_handles(r, (void **)pFunc, (size_t)(1));
-        res = gw_rep_status(r, res);
+    CUresult res;
+    if (gw_may_post()) {
+        res = gw_req_post(q);
+    } else { /* the caller needs the verdict now */
+        gw_req_set_flags(q, GW_F_COLLECT);
+        gw_rep *r;
+        res = gw_req_call(q, &r);
+        gw_rep_end(r);
     }
-    gw_rep_end(r);
+    if (res == CUDA_SUCCESS) {
+        *pFunc = (CUfunction)(uintptr_t)pFunc_id;
+    }
     return res;
 }
 
@@ -1651,19 +1681,27 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuLibraryGetGlobal(CU
 }
 
 #undef cuLibraryGetKernel
-CUresult CUDAAPI cuLibraryGetKernel(CUkernel * pKernel, CUlibrary library, const char * name)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuLibraryGetKernel(CUkernel * pKernel, CUlibrary library, const char * name)
 {
     gw_req *q = gw_req_begin(GW_OP_cuLibraryGetKernel);
-    gw_put_out(q, pKernel, pKernel ? (size_t)(1) : 0);
+    if (!pKernel)
+        return CUDA_ERROR_INVALID_VALUE;
+    uint64_t pKernel_id = gw_new_handle_id();
+    gw_put_u64(q, pKernel_id);
     gw_put_u64(q, (uint64_t)(uintptr_t)library);
     gw_put_str(q, name);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    if (res == CUDA_SUCCESS) {
-        if (pKernel) gw_get_handles(r, (void **)pKernel, (size_t)(1));
-        res = gw_rep_status(r, res);
+    CUresult res;
+    if (gw_may_post()) {
+        res = gw_req_post(q);
+    } else { /* the caller needs the verdict now */
+        gw_req_set_flags(q, GW_F_COLLECT);
+        gw_rep *r;
+        res = gw_req_call(q, &r);
+        gw_rep_end(r);
     }
-    gw_rep_end(r);
+    if (res == CUDA_SUCCESS) {
+        *pKernel = (CUkernel)(uintptr_t)pKernel_id;
+    }
     return res;
 }
 
@@ -1684,30 +1722,35 @@ CUresult CUDAAPI cuLibraryGetKernelCount(unsigned int * count, CUlibrary lib)
 }
 
 #undef cuLibraryGetModule
-CUresult CUDAAPI cuLibraryGetModule(CUmodule * pMod, CUlibrary library)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuLibraryGetModule(CUmodule * pMod, CUlibrary library)
 {
     gw_req *q = gw_req_begin(GW_OP_cuLibraryGetModule);
-    gw_put_out(q, pMod, pMod ? (size_t)(1) : 0);
+    if (!pMod)
+        return CUDA_ERROR_INVALID_VALUE;
+    uint64_t pMod_id = gw_new_handle_id();
+    gw_put_u64(q, pMod_id);
     gw_put_u64(q, (uint64_t)(uintptr_t)library);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    if (res == CUDA_SUCCESS) {
-        if (pMod) gw_get_handles(r, (void **)pMod, (size_t)(1));
-        res = gw_rep_status(r, res);
+    CUresult res;
+    if (gw_may_post()) {
+        res = gw_req_post(q);
+    } else { /* the caller needs the verdict now */
+        gw_req_set_flags(q, GW_F_COLLECT);
+        gw_rep *r;
+        res = gw_req_call(q, &r);
+        gw_rep_end(r);
     }
-    gw_rep_end(r);
+    if (res == CUDA_SUCCESS) {
+        *pMod = (CUmodule)(uintptr_t)pMod_id;
+    }
     return res;
 }
 
 #undef cuLibraryUnload
-CUresult CUDAAPI cuLibraryUnload(CUlibrary library)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuLibraryUnload(CUlibrary library)
 {
     gw_req *q = gw_req_begin(GW_OP_cuLibraryUnload);
     gw_put_u64(q, (uint64_t)(uintptr_t)library);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
+    return gw_req_post(q);
 }
 
 #undef cuLinkDestroy
@@ -2858,19 +2901,27 @@ CUresult CUDAAPI cuModuleEnumerateFunctions(CUfunction * functions, unsigned int
 }
 
 #undef cuModuleGetFunction
-CUresult CUDAAPI cuModuleGetFunction(CUfunction * hfunc, CUmodule hmod, const char * name)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuModuleGetFunction(CUfunction * hfunc, CUmodule hmod, const char * name)
 {
     gw_req *q = gw_req_begin(GW_OP_cuModuleGetFunction);
-    gw_put_out(q, hfunc, hfunc ? (size_t)(1) : 0);
+    if (!hfunc)
+        return CUDA_ERROR_INVALID_VALUE;
+    uint64_t hfunc_id = gw_new_handle_id();
+    gw_put_u64(q, hfunc_id);
     gw_put_u64(q, (uint64_t)(uintptr_t)hmod);
     gw_put_str(q, name);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    if (res == CUDA_SUCCESS) {
-        if (hfunc) gw_get_handles(r, (void **)hfunc, (size_t)(1));
-        res = gw_rep_status(r, res);
+    CUresult res;
+    if (gw_may_post()) {
+        res = gw_req_post(q);
+    } else { /* the caller needs the verdict now */
+        gw_req_set_flags(q, GW_F_COLLECT);
+        gw_rep *r;
+        res = gw_req_call(q, &r);
+        gw_rep_end(r);
     }
-    gw_rep_end(r);
+    if (res == CUDA_SUCCESS) {
+        *hfunc = (CUfunction)(uintptr_t)hfunc_id;
+    }
     return res;
 }
 
@@ -2925,14 +2976,11 @@ CUresult CUDAAPI cuModuleGetLoadingMode(CUmoduleLoadingMode * mode)
 }
 
 #undef cuModuleUnload
-CUresult CUDAAPI cuModuleUnload(CUmodule hmod)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuModuleUnload(CUmodule hmod)
 {
     gw_req *q = gw_req_begin(GW_OP_cuModuleUnload);
     gw_put_u64(q, (uint64_t)(uintptr_t)hmod);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
+    return gw_req_post(q);
 }
 
 #undef cuMulticastAddDevice
@@ -3219,8 +3267,19 @@ CUresult CUDAAPI cuStreamCreate(CUstream * phStream, unsigned int Flags)
     uint64_t phStream_id = gw_new_handle_id();
     gw_put_u64(q, phStream_id);
     gw_put_u64(q, (uint64_t)(int64_t)Flags);
-    *phStream = (CUstream)(uintptr_t)phStream_id;
-    return gw_req_post(q);
+    CUresult res;
+    if (gw_may_post()) {
+        res = gw_req_post(q);
+    } else { /* the caller needs the verdict now */
+        gw_req_set_flags(q, GW_F_COLLECT);
+        gw_rep *r;
+        res = gw_req_call(q, &r);
+        gw_rep_end(r);
+    }
+    if (res == CUDA_SUCCESS) {
+        *phStream = (CUstream)(uintptr_t)phStream_id;
+    }
+    return res;
 }
 
 #undef cuStreamCreateWithPriority
@@ -3233,8 +3292,19 @@ CUresult CUDAAPI cuStreamCreateWithPriority(CUstream * phStream, unsigned int fl
     gw_put_u64(q, phStream_id);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_put_u64(q, (uint64_t)(int64_t)priority);
-    *phStream = (CUstream)(uintptr_t)phStream_id;
-    return gw_req_post(q);
+    CUresult res;
+    if (gw_may_post()) {
+        res = gw_req_post(q);
+    } else { /* the caller needs the verdict now */
+        gw_req_set_flags(q, GW_F_COLLECT);
+        gw_rep *r;
+        res = gw_req_call(q, &r);
+        gw_rep_end(r);
+    }
+    if (res == CUDA_SUCCESS) {
+        *phStream = (CUstream)(uintptr_t)phStream_id;
+    }
+    return res;
 }
 
 #undef cuStreamDestroy

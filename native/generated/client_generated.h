@@ -114,7 +114,11 @@ CUresult CUDAAPI gwf_cuDeviceGetAttribute(int * pi, CUdevice_attribute attrib, C
 CUresult CUDAAPI gwf_cuDevicePrimaryCtxReset_v2(CUdevice dev);
 CUresult CUDAAPI gwf_cuDevicePrimaryCtxRetain(CUcontext * pctx, CUdevice dev);
 CUresult CUDAAPI gwf_cuInit(unsigned int Flags);
+CUresult CUDAAPI gwf_cuKernelGetFunction(CUfunction * pFunc, CUkernel kernel);
 CUresult CUDAAPI gwf_cuLibraryGetGlobal(CUdeviceptr * dptr, size_t * bytes, CUlibrary library, const char * name);
+CUresult CUDAAPI gwf_cuLibraryGetKernel(CUkernel * pKernel, CUlibrary library, const char * name);
+CUresult CUDAAPI gwf_cuLibraryGetModule(CUmodule * pMod, CUlibrary library);
+CUresult CUDAAPI gwf_cuLibraryUnload(CUlibrary library);
 CUresult CUDAAPI gwf_cuMemAllocAsync(CUdeviceptr * dptr, size_t bytesize, CUstream hStream);
 CUresult CUDAAPI gwf_cuMemAllocAsync_ptsz(CUdeviceptr * dptr, size_t bytesize, CUstream hStream);
 CUresult CUDAAPI gwf_cuMemAllocFromPoolAsync(CUdeviceptr * dptr, size_t bytesize, CUmemoryPool pool, CUstream hStream);
@@ -126,7 +130,9 @@ CUresult CUDAAPI gwf_cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hStream);
 CUresult CUDAAPI gwf_cuMemFree_v2(CUdeviceptr dptr);
 CUresult CUDAAPI gwf_cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle, unsigned long long flags);
 CUresult CUDAAPI gwf_cuMemUnmap(CUdeviceptr ptr, size_t size);
+CUresult CUDAAPI gwf_cuModuleGetFunction(CUfunction * hfunc, CUmodule hmod, const char * name);
 CUresult CUDAAPI gwf_cuModuleGetGlobal_v2(CUdeviceptr * dptr, size_t * bytes, CUmodule hmod, const char * name);
+CUresult CUDAAPI gwf_cuModuleUnload(CUmodule hmod);
 CUresult CUDAAPI gwf_cuStreamSynchronize(CUstream hStream);
 CUresult CUDAAPI gwf_cuStreamSynchronize_ptsz(CUstream hStream);
 #endif

@@ -1482,16 +1482,16 @@ static void h_cuKernelGetAttribute(gw_call *c)
 
 static void h_cuKernelGetFunction(gw_call *c)
 {
-    size_t a0_n;
-    CUfunction *a0 = (CUfunction *)gw_out_array(c, sizeof(void *), &a0_n);
+    uint64_t a0_id = gw_in_u64(c);
+    CUfunction a0 = NULL;
     CUkernel a1 = (CUkernel)gw_in_handle(c, GW_HT_CUkernel);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUfunction *, CUkernel) = (CUresult (*)(CUfunction *, CUkernel))gw_driver_fn(c, GW_OP_cuKernelGetFunction);
     if (!fn) return;
-    CUresult res = fn(a0, a1);
+    CUresult res = fn(&a0, a1);
     gw_reply_result(c, res);
     if (res == CUDA_SUCCESS) {
-        gw_reply_handles(c, GW_HT_CUfunction, (void **)a0, a0_n);
+        gw_handle_bind(c, GW_HT_CUfunction, a0_id, a0);
     }
 }
 
@@ -1626,17 +1626,17 @@ static void h_cuLibraryGetGlobal(gw_call *c)
 
 static void h_cuLibraryGetKernel(gw_call *c)
 {
-    size_t a0_n;
-    CUkernel *a0 = (CUkernel *)gw_out_array(c, sizeof(void *), &a0_n);
+    uint64_t a0_id = gw_in_u64(c);
+    CUkernel a0 = NULL;
     CUlibrary a1 = (CUlibrary)gw_in_handle(c, GW_HT_CUlibrary);
     const char *a2 = gw_in_str(c);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUkernel *, CUlibrary, const char *) = (CUresult (*)(CUkernel *, CUlibrary, const char *))gw_driver_fn(c, GW_OP_cuLibraryGetKernel);
     if (!fn) return;
-    CUresult res = fn(a0, a1, a2);
+    CUresult res = fn(&a0, a1, a2);
     gw_reply_result(c, res);
     if (res == CUDA_SUCCESS) {
-        gw_reply_handles(c, GW_HT_CUkernel, (void **)a0, a0_n);
+        gw_handle_bind(c, GW_HT_CUkernel, a0_id, a0);
     }
 }
 
@@ -1657,16 +1657,16 @@ static void h_cuLibraryGetKernelCount(gw_call *c)
 
 static void h_cuLibraryGetModule(gw_call *c)
 {
-    size_t a0_n;
-    CUmodule *a0 = (CUmodule *)gw_out_array(c, sizeof(void *), &a0_n);
+    uint64_t a0_id = gw_in_u64(c);
+    CUmodule a0 = NULL;
     CUlibrary a1 = (CUlibrary)gw_in_handle(c, GW_HT_CUlibrary);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUmodule *, CUlibrary) = (CUresult (*)(CUmodule *, CUlibrary))gw_driver_fn(c, GW_OP_cuLibraryGetModule);
     if (!fn) return;
-    CUresult res = fn(a0, a1);
+    CUresult res = fn(&a0, a1);
     gw_reply_result(c, res);
     if (res == CUDA_SUCCESS) {
-        gw_reply_handles(c, GW_HT_CUmodule, (void **)a0, a0_n);
+        gw_handle_bind(c, GW_HT_CUmodule, a0_id, a0);
     }
 }
 
@@ -2683,17 +2683,17 @@ static void h_cuModuleEnumerateFunctions(gw_call *c)
 
 static void h_cuModuleGetFunction(gw_call *c)
 {
-    size_t a0_n;
-    CUfunction *a0 = (CUfunction *)gw_out_array(c, sizeof(void *), &a0_n);
+    uint64_t a0_id = gw_in_u64(c);
+    CUfunction a0 = NULL;
     CUmodule a1 = (CUmodule)gw_in_handle(c, GW_HT_CUmodule);
     const char *a2 = gw_in_str(c);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUfunction *, CUmodule, const char *) = (CUresult (*)(CUfunction *, CUmodule, const char *))gw_driver_fn(c, GW_OP_cuModuleGetFunction);
     if (!fn) return;
-    CUresult res = fn(a0, a1, a2);
+    CUresult res = fn(&a0, a1, a2);
     gw_reply_result(c, res);
     if (res == CUDA_SUCCESS) {
-        gw_reply_handles(c, GW_HT_CUfunction, (void **)a0, a0_n);
+        gw_handle_bind(c, GW_HT_CUfunction, a0_id, a0);
     }
 }
 

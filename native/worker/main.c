@@ -121,6 +121,15 @@ static int read_frame_bytes(void *p, size_t n)
     return 0;
 }
 
+/* A frame nobody asked for (module information after a load). Called from
+ * a request's handler, while the reader waits for it, so it cannot cross a reply. */
+void gw_push(unsigned op, const void *payload, size_t len)
+{
+    gw_hdr h = {.len = (uint32_t)len, .op = (uint16_t)op};
+    if (write_all(&h, sizeof h) == 0)
+        write_all(payload, len);
+}
+
 static void send_error(uint32_t code, const char *msg)
 {
     size_t n = strlen(msg);

@@ -101,9 +101,87 @@ static unsigned read_options(gw_call *c, unsigned *opts, void **vals)
     return n;
 }
 
-/* u64 image size, jit options, library options -> handle id */
+/* After a load, the module's functions (names, parameter layouts, thread
+ * limits) go to the client unasked, so its launches need no round trip per
+ * function. Payload: u64 module id, u32 n, then per function: u16 name
+ * length, name, u32 max threads per block (0: unknown), u32 m, m x (u32
+ * offset, u32 size). */
+typedef CUresult (*param_info_fn)(void *, size_t, size_t *, size_t *);
+
+static void push_info(uint64_t id, void *h, int is_library)
+{
+    unsigned cnt = 0;
+    void **fns = NULL;
+    if (is_library) {
+        CUresult (*count)(unsigned *, CUlibrary) = (CUresult(*)(unsigned *, CUlibrary))gw_driver_sym(GW_OP_cuLibraryGetKernelCount);
+        CUresult (*list)(CUkernel *, unsigned, CUlibrary) =
+            (CUresult(*)(CUkernel *, unsigned, CUlibrary))gw_driver_sym(GW_OP_cuLibraryEnumerateKernels);
+        if (!count || !list || count(&cnt, h) != CUDA_SUCCESS || cnt > 1000000)
+            return; /* nothing sent: the client asks per lookup instead */
+        fns = calloc(cnt ? cnt : 1, sizeof *fns);
+        if (!fns || (cnt && list((CUkernel *)fns, cnt, h) != CUDA_SUCCESS)) {
+            free(fns);
+            return;
+        }
+    } else {
+        CUresult (*count)(unsigned *, CUmodule) = (CUresult(*)(unsigned *, CUmodule))gw_driver_sym(GW_OP_cuModuleGetFunctionCount);
+        CUresult (*list)(CUfunction *, unsigned, CUmodule) =
+            (CUresult(*)(CUfunction *, unsigned, CUmodule))gw_driver_sym(GW_OP_cuModuleEnumerateFunctions);
+        if (!count || !list || count(&cnt, h) != CUDA_SUCCESS || cnt > 1000000)
+            return;
+        fns = calloc(cnt ? cnt : 1, sizeof *fns);
+        if (!fns || (cnt && list((CUfunction *)fns, cnt, h) != CUDA_SUCCESS)) {
+            free(fns);
+            return;
+        }
+    }
+    CUresult (*name_of)(const char **, void *) =
+        (CUresult(*)(const char **, void *))gw_driver_sym(is_library ? GW_OP_cuKernelGetName : GW_OP_cuFuncGetName);
+    param_info_fn info = (param_info_fn)gw_driver_sym(is_library ? GW_OP_cuKernelGetParamInfo : GW_OP_cuFuncGetParamInfo);
+    CUresult (*fattr)(int *, CUfunction_attribute, CUfunction) =
+        (CUresult(*)(int *, CUfunction_attribute, CUfunction))gw_driver_sym(GW_OP_cuFuncGetAttribute);
+    gw_call out = {0}; /* a reply-shaped buffer: header space, then the payload */
+    gw_reply_result(&out, CUDA_SUCCESS);
+    out.rlen = sizeof(gw_hdr);
+    gw_reply_bytes(&out, &id, 8);
+    gw_reply_u32(&out, cnt);
+    if (!name_of || !info) {
+        free(fns);
+        free(out.rbuf);
+        return;
+    }
+    for (unsigned i = 0; i < cnt; i++) {
+        const char *name = NULL;
+        if (name_of(&name, fns[i]) != CUDA_SUCCESS || !name)
+            name = "";
+        uint16_t nl = (uint16_t)strnlen(name, 4096);
+        gw_reply_bytes(&out, &nl, 2);
+        gw_reply_bytes(&out, name, nl);
+        int maxt = 0;
+        if (!is_library && fattr)
+            fattr(&maxt, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, fns[i]);
+        gw_reply_u32(&out, (uint32_t)(maxt > 0 ? maxt : 0));
+        uint32_t offs[1024][2], m = 0;
+        for (; m < 1024; m++) {
+            size_t off, size;
+            if (info(fns[i], m, &off, &size) != CUDA_SUCCESS)
+                break;
+            offs[m][0] = (uint32_t)off;
+            offs[m][1] = (uint32_t)size;
+        }
+        gw_reply_u32(&out, m);
+        gw_reply_bytes(&out, offs, m * sizeof offs[0]);
+    }
+    free(fns);
+    if (!out.bad && out.rlen - sizeof(gw_hdr) <= GW_MAX_PAYLOAD)
+        gw_push(GW_OP_MODULE_INFO, out.rbuf + sizeof(gw_hdr), out.rlen - sizeof(gw_hdr));
+    free(out.rbuf);
+}
+
+/* u64 new handle id (client-named), u64 image size, jit options, library options */
 static void load(gw_call *c, int type)
 {
+    uint64_t id = gw_in_u64(c);
     uint64_t size = gw_in_u64(c);
     unsigned jo[MAX_OPTIONS], lo[MAX_OPTIONS];
     void *jv[MAX_OPTIONS], *lv[MAX_OPTIONS];
@@ -142,8 +220,11 @@ static void load(gw_call *c, int type)
     }
     release_stage(c->h.tid);
     gw_reply_result(c, r);
-    if (r == CUDA_SUCCESS)
-        gw_reply_handles(c, type, &h, 1);
+    if (r != CUDA_SUCCESS)
+        return;
+    gw_handle_bind(c, type, id, h);
+    if (!c->bad)
+        push_info(id, h, type == GW_HT_CUlibrary);
 }
 
 void gw_h_cuModuleLoadData(gw_call *c) { load(c, GW_HT_CUmodule); }

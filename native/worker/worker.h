@@ -54,6 +54,7 @@ void gw_reply_handles(gw_call *c, int type, void **h, size_t n);
 /* ---- driver (main.c) ---- */
 void *gw_driver_fn(gw_call *c, unsigned op); /* NULL after answering CUDA_ERROR_NOT_SUPPORTED */
 void *gw_driver_sym(unsigned op);             /* NULL if the driver lacks it */
+void gw_push(unsigned op, const void *payload, size_t len); /* an unasked frame to the client */
 void gw_wlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- memory cap (memcap.c) ---- */

@@ -32,6 +32,7 @@ OP_CHALLENGE = 9    # server -> client: 32-byte nonce
 OP_PROOF = 10       # client -> server: 16-byte token id (ASCII hex) + 32-byte HMAC-SHA256
 OP_STATUS = 11      # status probe: server -> client JSON, then echo frames (see status.py)
 OP_DEVICE_ATTRS = 16  # worker: all attributes of a device in one round trip (wire.h)
+OP_MODULE_INFO = 17  # worker -> client after a module load: function names and parameter layouts
 CLIENT_ID_BIT = 1 << 62  # handle ids the client names itself (streams, events, graphs)
 OP_FIRST_CALL = 256
 
