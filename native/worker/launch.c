@@ -13,21 +13,55 @@
 
 typedef CUresult (*param_info_fn)(void *, size_t, size_t *, size_t *);
 
-/* Parameter offsets per real function, asked of the driver once. */
+/* Parameter offsets per real function, asked of the driver once. An unload
+ * can free a function and a later load put another at the same address, so
+ * entries from before the last unload are asked again. */
 typedef struct layout {
     uint32_t n, end;
+    uint64_t generation;
     uint32_t off[];
 } layout;
 
 static gw_idmap layouts;
 static pthread_mutex_t layouts_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t generation; /* unloads so far */
+static void *real_module_unload, *real_library_unload;
+
+static CUresult module_unload(CUmodule m)
+{
+    CUresult r = ((CUresult(*)(CUmodule))real_module_unload)(m);
+    pthread_mutex_lock(&layouts_lock);
+    generation++;
+    pthread_mutex_unlock(&layouts_lock);
+    return r;
+}
+
+static CUresult library_unload(CUlibrary l)
+{
+    CUresult r = ((CUresult(*)(CUlibrary))real_library_unload)(l);
+    pthread_mutex_lock(&layouts_lock);
+    generation++;
+    pthread_mutex_unlock(&layouts_lock);
+    return r;
+}
+
+void gw_launch_install(void **syms)
+{
+    real_module_unload = syms[GW_OP_cuModuleUnload - 256];
+    real_library_unload = syms[GW_OP_cuLibraryUnload - 256];
+    if (real_module_unload)
+        syms[GW_OP_cuModuleUnload - 256] = (void *)module_unload;
+    if (real_library_unload)
+        syms[GW_OP_cuLibraryUnload - 256] = (void *)library_unload;
+}
 
 static const layout *layout_of(void *f, int is_kernel)
 {
     pthread_mutex_lock(&layouts_lock);
     layout *l = gw_idmap_get(&layouts, (uint64_t)(uintptr_t)f);
+    uint64_t gen = generation;
     pthread_mutex_unlock(&layouts_lock);
-    if (l)
+    if (l && l->generation == gen)
         return l;
     param_info_fn info = (param_info_fn)gw_driver_sym(is_kernel ? GW_OP_cuKernelGetParamInfo : GW_OP_cuFuncGetParamInfo);
     if (!info)
@@ -47,12 +81,13 @@ static const layout *layout_of(void *f, int is_kernel)
         return NULL;
     l->n = n;
     l->end = end;
+    l->generation = gen;
     memcpy(l->off, offs, n * sizeof(uint32_t));
     pthread_mutex_lock(&layouts_lock);
-    layout *old = gw_idmap_get(&layouts, (uint64_t)(uintptr_t)f);
-    if (old || gw_idmap_put(&layouts, (uint64_t)(uintptr_t)f, l)) {
+    /* a superseded entry may still be in use by another thread's launch: it stays allocated */
+    if (gw_idmap_put(&layouts, (uint64_t)(uintptr_t)f, l)) {
         free(l);
-        l = old;
+        l = NULL;
     }
     pthread_mutex_unlock(&layouts_lock);
     return l;
@@ -128,6 +163,7 @@ static void launch(gw_call *c)
         return;
     }
     if (l->end > nbytes) {
+        gw_wlog("%s: %u parameter bytes sent, the function's layout needs %u", gw_op_name(c->h.op), nbytes, l->end);
         gw_reply_result(c, CUDA_ERROR_INVALID_VALUE);
         return;
     }

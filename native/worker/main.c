@@ -433,6 +433,7 @@ int main(int argc, char **argv)
         send_error(GW_ERR_DRIVER, why);
         return 6;
     }
+    gw_launch_install(syms);
     if (mem_cap) {
         gw_memcap_install(syms, mem_cap);
         gw_wlog("device memory capped at %llu bytes for this session", mem_cap);

@@ -57,6 +57,9 @@ void *gw_driver_sym(unsigned op);             /* NULL if the driver lacks it */
 void gw_push(unsigned op, const void *payload, size_t len); /* an unasked frame to the client */
 void gw_wlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* ---- launches (launch.c) ---- */
+void gw_launch_install(void **syms); /* watch unloads, which invalidate cached layouts */
+
 /* ---- memory cap (memcap.c) ---- */
 void gw_memcap_install(void **syms, uint64_t bytes);
 
