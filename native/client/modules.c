@@ -248,6 +248,13 @@ void gw_module_info_arrived(const uint8_t *p, size_t len)
         TAKE(&f->max_threads, 4);
         uint32_t np;
         TAKE(&np, 4);
+        if (np == 0xFFFFFFFFu) { /* layout unknown to the worker for now */
+            f->n = np;
+            f->pairs = NULL;
+            if (!f->name)
+                goto bad_m;
+            continue;
+        }
         if (np > 8192 || len - pos < (size_t)np * 8)
             goto bad_m;
         f->pairs = malloc(np * 8 + 1);
@@ -293,6 +300,8 @@ int gw_function_layout(uint64_t fid, uint32_t *n, const uint32_t **pairs, uint32
     pthread_mutex_lock(&info_lock);
     fn_meta *meta = gw_idmap_get(&metas, fid);
     const fn_info *f = meta ? find_fn(info_of(meta->module), meta->name) : NULL;
+    if (f && f->n == 0xFFFFFFFFu)
+        f = NULL; /* known name, unknown layout */
     if (f) {
         *n = f->n;
         *pairs = f->pairs;

@@ -105,7 +105,7 @@ static unsigned read_options(gw_call *c, unsigned *opts, void **vals)
  * limits) go to the client unasked, so its launches need no round trip per
  * function. Payload: u64 module id, u32 n, then per function: u16 name
  * length, name, u32 max threads per block (0: unknown), u32 m, m x (u32
- * offset, u32 size). */
+ * offset, u32 size); m = 0xFFFFFFFF: unknown, ask with FUNC_LAYOUT. */
 typedef CUresult (*param_info_fn)(void *, size_t, size_t *, size_t *);
 
 static void push_info(uint64_t id, void *h, int is_library)
@@ -169,7 +169,10 @@ static void push_info(uint64_t id, void *h, int is_library)
             offs[m][0] = (uint32_t)off;
             offs[m][1] = (uint32_t)size;
         }
-        gw_reply_u32(&out, m);
+        /* No parameter info may mean "none" or "not resolvable yet" (a lazily
+         * loaded kernel): the client is told it does not know, and asks at
+         * the first launch. */
+        gw_reply_u32(&out, m ? m : 0xFFFFFFFFu);
         gw_reply_bytes(&out, offs, m * sizeof offs[0]);
     }
     free(fns);
