@@ -131,16 +131,9 @@ SYNC_POINTS = {"cuCtxSynchronize", "cuStreamSynchronize", "cuStreamSynchronize_p
                "cuMemFree_v2", "cuCtxSynchronize_v2"}
 
 
-def client_fn(sym, proto, plans, exported):
-    fname = sym if exported else f"gwf_{sym}"
-    args = ", ".join(f"{p.ctype} {p.name}" for p in proto.params) or "void"
-    attr = "" if exported else "__attribute__((visibility(\"hidden\"))) "
-    # cuda.h maps old names onto new ones with macros (cuCtxDestroy -> _v2):
-    # each exported name must be itself here
-    L = [f"#undef {sym}", f"{attr}CUresult CUDAAPI {fname}({args})", "{"]
-    L.append(f"    gw_req *q = gw_req_begin(GW_OP_{sym});")
-    if sym in SYNC_POINTS:
-        L.append("    gw_req_set_flags(q, GW_F_COLLECT);")
+def client_put_lines(plans):
+    """The lines that put each parameter into the request (shared with gen_nvml.py)."""
+    L = []
     for p in plans:
         n = p.name
         if p.kind == "value":
@@ -166,6 +159,20 @@ def client_fn(sym, proto, plans, exported):
                 L.append(f"    gw_put_in(q, {n}, {n} ? (size_t)({p.count}) * {elem_size_expr(p)} : 0);")
         elif p.kind == "out":
             L.append(f"    gw_put_out(q, {n}, {n} ? (size_t)({p.count}) : 0);")
+    return L
+
+
+def client_fn(sym, proto, plans, exported):
+    fname = sym if exported else f"gwf_{sym}"
+    args = ", ".join(f"{p.ctype} {p.name}" for p in proto.params) or "void"
+    attr = "" if exported else "__attribute__((visibility(\"hidden\"))) "
+    # cuda.h maps old names onto new ones with macros (cuCtxDestroy -> _v2):
+    # each exported name must be itself here
+    L = [f"#undef {sym}", f"{attr}CUresult CUDAAPI {fname}({args})", "{"]
+    L.append(f"    gw_req *q = gw_req_begin(GW_OP_{sym});")
+    if sym in SYNC_POINTS:
+        L.append("    gw_req_set_flags(q, GW_F_COLLECT);")
+    L += client_put_lines(plans)
     outs = [p for p in plans if p.kind in ("out", "inout")]
     news = [p for p in plans if p.kind == "new"]
     if news:  # the handle exists from now on; a failure to make it surfaces at the next sync
@@ -229,7 +236,20 @@ def client_fn(sym, proto, plans, exported):
 
 # ---- worker side -------------------------------------------------------------
 
-def worker_fn(sym, proto, plans):
+# How a worker handler calls and answers: the driver's way, or NVML's (gen_nvml.py).
+CUDA_DIALECT = {
+    "ret": "CUresult",
+    "fn": "gw_driver_fn(c, GW_OP_{sym})",
+    "reply": "gw_reply_result(c, res);",
+    "ok": "res == CUDA_SUCCESS",
+}
+
+# NVML's handle types share the worker's handle table (gen_nvml.py checks
+# that every handle type it forwards is listed here).
+EXTRA_HANDLE_TYPES = ("nvmlDevice_t", "nvmlUnit_t", "nvmlGpuInstance_t", "nvmlComputeInstance_t")
+
+
+def worker_fn(sym, proto, plans, dialect=CUDA_DIALECT):
     L = [f"static void h_{sym}(gw_call *c)", "{"]
     call_args = []
     post = []
@@ -274,18 +294,37 @@ def worker_fn(sym, proto, plans):
             L.append(f"    {p.base} *{v} = ({p.base} *)gw_out_array(c, {esz}, &{v}_n);")
             call_args.append(v)
             post.append(_worker_out(p, v))
+    if dialect.get("check_counts"):
+        L += _count_checks(sym, plans)
     L.append("    if (!gw_args_ok(c)) return;")
     ptypes = ", ".join(p.ctype for p in proto.params) or "void"
-    L.append(f"    CUresult (*fn)({ptypes}) = (CUresult (*)({ptypes}))gw_driver_fn(c, GW_OP_{sym});")
+    ret, fn = dialect["ret"], dialect["fn"].format(sym=sym)
+    L.append(f"    {ret} (*fn)({ptypes}) = ({ret} (*)({ptypes})){fn};")
     L.append("    if (!fn) return;")
-    L.append(f"    CUresult res = fn({', '.join(call_args)});")
-    L.append("    gw_reply_result(c, res);")
+    L.append(f"    {ret} res = fn({', '.join(call_args)});")
+    L.append("    " + dialect["reply"])
     if post:
-        L.append("    if (res == CUDA_SUCCESS) {")
+        L.append(f"    if ({dialect['ok']}) {{")
         L.extend("    " + x for x in "\n".join(post).split("\n"))
         L.append("    }")
     L.append("}")
     return "\n".join(L)
+
+
+def _count_checks(sym, plans):
+    """A buffer must hold as many elements as the callee will touch (one, or
+    what another parameter says): the callee trusts that, and both the buffer
+    and the count come from the client."""
+    names = {p.name: f"a{p.idx}" for p in plans}
+    L = []
+    for p in plans:
+        if p.kind not in ("in", "out", "inout"):
+            continue
+        expr = re.sub(r"\b(\w+)\b", lambda m: names.get(m.group(1), m.group(1)), p.count)
+        v = f"a{p.idx}"
+        L.append(f"    if ({v} && !c->bad && {v}_n < (size_t)({expr}))")
+        L.append(f'        gw_call_fail(c, "{sym}: {p.name} holds %zu elements, fewer than its count", {v}_n);')
+    return L
 
 
 def _worker_out(p, v):
@@ -336,6 +375,7 @@ def generate():
         raise SystemExit(f"annotations name symbols the driver does not export: {unknown}")
 
     handle_types = sorted(k for k, t in types.items() if t.kind == "handle" and t.base == k)
+    handle_types += [t for t in EXTRA_HANDLE_TYPES if t not in handle_types]
     files = {}
     ops = symbols  # every exported symbol gets an id, stable by name
     digest = int(hashlib.sha256("\n".join(ops).encode()).hexdigest()[:8], 16)

@@ -41,6 +41,8 @@ GW_HIDDEN CUresult gw_burst_reply(uint32_t seq, gw_rep **r);
 GW_HIDDEN void gw_burst_end(void);
 /* As gw_req_call, for answers that never change: asked once per argument list. */
 GW_HIDDEN CUresult gw_req_call_cached(gw_req *q, gw_rep **r);
+/* Drop kept answers of these ops (their inputs changed: a Set call). */
+GW_HIDDEN void gw_cache_forget(const unsigned *ops, size_t n);
 /* Send without waiting (GW_F_NOREPLY): a failure comes back on a later collecting call. */
 GW_HIDDEN CUresult gw_req_post(gw_req *q);
 GW_HIDDEN int gw_get_bytes(gw_rep *r, void *dst, size_t n);
@@ -73,7 +75,7 @@ GW_HIDDEN CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info);
 
 /* ---- statistics (stats.c) ---- */
 GW_HIDDEN void gw_stat_call(unsigned op);
-GW_HIDDEN void gw_stat_round_trip(void);
+GW_HIDDEN void gw_stat_round_trip(unsigned op);
 GW_HIDDEN void gw_stat_bytes(uint64_t to_server, uint64_t from_server);
 
 /* ---- logging (log.c) ---- */

@@ -46,8 +46,11 @@ int gw_current_device(void)
     return dev;
 }
 
+static void pstate_forget(CUdevice dev);
+
 CUresult CUDAAPI cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
 {
+    pstate_forget(dev);
     CUresult rc = gwf_cuDevicePrimaryCtxRetain(pctx, dev);
     if (rc == CUDA_SUCCESS)
         remember_device(*pctx, dev);
@@ -164,5 +167,107 @@ CUresult CUDAAPI cuDevicePrimaryCtxReset_v2(CUdevice dev)
     }
     if (c)
         gw_export_tables_context_destroyed(c);
+    pstate_forget(dev);
     return gwf_cuDevicePrimaryCtxReset_v2(dev);
 }
+
+/* ---- questions about contexts the client can answer itself ---- */
+
+static CUresult device_of(CUcontext ctx, CUdevice *device)
+{
+    if (!device)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (!gw_initialized())
+        return CUDA_ERROR_NOT_INITIALIZED;
+    if (!ctx)
+        ctx = depth ? stack[depth - 1] : NULL;
+    if (!ctx)
+        return CUDA_ERROR_INVALID_CONTEXT; /* no current context, as natively */
+    int dev = -1;
+    pthread_mutex_lock(&ctx_devs_lock);
+    for (int i = 0; i < nctx_devs; i++)
+        if (ctx_devs[i].ctx == ctx)
+            dev = ctx_devs[i].dev;
+    pthread_mutex_unlock(&ctx_devs_lock);
+    if (dev < 0)
+        return CUDA_ERROR_NOT_FOUND; /* not one the client saw made: ask the server */
+    *device = dev;
+    return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuCtxGetDevice(CUdevice *device)
+{
+    CUresult rc = device_of(NULL, device);
+    if (rc != CUDA_ERROR_NOT_FOUND) {
+        gw_stat_call(GW_OP_cuCtxGetDevice);
+        return rc;
+    }
+    return gwf_cuCtxGetDevice(device);
+}
+
+CUresult CUDAAPI cuCtxGetDevice_v2(CUdevice *device, CUcontext ctx)
+{
+    CUresult rc = device_of(ctx, device);
+    if (rc != CUDA_ERROR_NOT_FOUND) {
+        gw_stat_call(GW_OP_cuCtxGetDevice_v2);
+        return rc;
+    }
+    return gwf_cuCtxGetDevice_v2(device, ctx);
+}
+
+/* A primary context's state changes only through calls the client makes, so
+ * the last answer holds until one of them. */
+static struct { int valid; unsigned flags; int active; } pstate[MAX_DEVS];
+
+static void pstate_forget(CUdevice dev)
+{
+    if (dev >= 0 && dev < MAX_DEVS) {
+        pthread_mutex_lock(&primary_lock);
+        pstate[dev].valid = 0;
+        pthread_mutex_unlock(&primary_lock);
+    }
+}
+
+CUresult CUDAAPI cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int *flags, int *active)
+{
+    if (dev >= 0 && dev < MAX_DEVS && flags && active && gw_initialized()) {
+        pthread_mutex_lock(&primary_lock);
+        int valid = pstate[dev].valid;
+        if (valid) {
+            *flags = pstate[dev].flags;
+            *active = pstate[dev].active;
+        }
+        pthread_mutex_unlock(&primary_lock);
+        if (valid) {
+            gw_stat_call(GW_OP_cuDevicePrimaryCtxGetState);
+            return CUDA_SUCCESS;
+        }
+    }
+    CUresult rc = gwf_cuDevicePrimaryCtxGetState(dev, flags, active);
+    if (rc == CUDA_SUCCESS && dev >= 0 && dev < MAX_DEVS && flags && active) {
+        pthread_mutex_lock(&primary_lock);
+        pstate[dev].flags = *flags;
+        pstate[dev].active = *active;
+        pstate[dev].valid = 1;
+        pthread_mutex_unlock(&primary_lock);
+    }
+    return rc;
+}
+
+/* cuda.h maps these old names onto the _v2 ones: both are exported */
+#undef cuDevicePrimaryCtxRelease
+#undef cuDevicePrimaryCtxReset
+#undef cuDevicePrimaryCtxSetFlags
+CUresult CUDAAPI cuDevicePrimaryCtxRelease(CUdevice dev);
+CUresult CUDAAPI cuDevicePrimaryCtxReset(CUdevice dev);
+CUresult CUDAAPI cuDevicePrimaryCtxSetFlags(CUdevice dev, unsigned int flags);
+CUresult CUDAAPI cuDevicePrimaryCtxRelease(CUdevice dev)
+{ pstate_forget(dev); return gwf_cuDevicePrimaryCtxRelease(dev); }
+CUresult CUDAAPI cuDevicePrimaryCtxRelease_v2(CUdevice dev)
+{ pstate_forget(dev); return gwf_cuDevicePrimaryCtxRelease_v2(dev); }
+CUresult CUDAAPI cuDevicePrimaryCtxReset(CUdevice dev)
+{ pstate_forget(dev); return gwf_cuDevicePrimaryCtxReset(dev); }
+CUresult CUDAAPI cuDevicePrimaryCtxSetFlags(CUdevice dev, unsigned int flags)
+{ pstate_forget(dev); return gwf_cuDevicePrimaryCtxSetFlags(dev, flags); }
+CUresult CUDAAPI cuDevicePrimaryCtxSetFlags_v2(CUdevice dev, unsigned int flags)
+{ pstate_forget(dev); return gwf_cuDevicePrimaryCtxSetFlags_v2(dev, flags); }

@@ -2,6 +2,7 @@
  * the kernel's parameter buffer layout (offsets and sizes the worker reports
  * once per function) and travel by value; the worker rebuilds kernelParams. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -285,3 +286,92 @@ CUresult CUDAAPI cuOccupancyMaxActiveClusters(int *numClusters, CUfunction func,
 { return cluster_query(GW_OP_cuOccupancyMaxActiveClusters, numClusters, func, config); }
 CUresult CUDAAPI cuOccupancyMaxPotentialClusterSize(int *clusterSize, CUfunction func, const CUlaunchConfig *config)
 { return cluster_query(GW_OP_cuOccupancyMaxPotentialClusterSize, clusterSize, func, config); }
+
+/* ---- function attributes change only through these calls: the kept answers
+ * of the attribute and occupancy queries are dropped when one is made ---- */
+
+static void attributes_changed(void)
+{
+    static const unsigned ops[] = {GW_OP_cuFuncGetAttribute, GW_OP_cuKernelGetAttribute,
+                                   GW_OP_cuOccupancyMaxActiveBlocksPerMultiprocessor,
+                                   GW_OP_cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags,
+                                   GW_OP_cuOccupancyAvailableDynamicSMemPerBlock};
+    gw_cache_forget(ops, sizeof ops / sizeof ops[0]);
+}
+
+CUresult CUDAAPI cuFuncSetAttribute(CUfunction hfunc, CUfunction_attribute attrib, int value)
+{
+    attributes_changed();
+    return gwf_cuFuncSetAttribute(hfunc, attrib, value);
+}
+
+CUresult CUDAAPI cuKernelSetAttribute(CUfunction_attribute attrib, int val, CUkernel kernel, CUdevice dev)
+{
+    attributes_changed();
+    return gwf_cuKernelSetAttribute(attrib, val, kernel, dev);
+}
+
+CUresult CUDAAPI cuFuncSetCacheConfig(CUfunction hfunc, CUfunc_cache config)
+{
+    attributes_changed();
+    return gwf_cuFuncSetCacheConfig(hfunc, config);
+}
+
+/* ---- stream capture: while no capture is under way anywhere in the process
+ * (they all begin and end through the client), no stream is capturing ---- */
+
+static atomic_int captures;
+
+CUresult CUDAAPI cuStreamBeginCapture_v2(CUstream s, CUstreamCaptureMode mode)
+{
+    CUresult rc = gwf_cuStreamBeginCapture_v2(s, mode);
+    if (rc == CUDA_SUCCESS)
+        atomic_fetch_add(&captures, 1);
+    return rc;
+}
+
+CUresult CUDAAPI cuStreamBeginCapture_v2_ptsz(CUstream s, CUstreamCaptureMode mode)
+{
+    CUresult rc = gwf_cuStreamBeginCapture_v2_ptsz(s, mode);
+    if (rc == CUDA_SUCCESS)
+        atomic_fetch_add(&captures, 1);
+    return rc;
+}
+
+/* Ending is counted whatever the outcome: a failed end still ends the capture
+ * (and an end without a begin leaves the count where it was). */
+static void capture_ended(void)
+{
+    int n = atomic_load(&captures);
+    while (n > 0 && !atomic_compare_exchange_weak(&captures, &n, n - 1))
+        ;
+}
+
+CUresult CUDAAPI cuStreamEndCapture(CUstream s, CUgraph *g)
+{
+    CUresult rc = gwf_cuStreamEndCapture(s, g);
+    capture_ended();
+    return rc;
+}
+
+CUresult CUDAAPI cuStreamEndCapture_ptsz(CUstream s, CUgraph *g)
+{
+    CUresult rc = gwf_cuStreamEndCapture_ptsz(s, g);
+    capture_ended();
+    return rc;
+}
+
+static CUresult is_capturing(unsigned op, int ptsz, CUstream s, CUstreamCaptureStatus *st)
+{
+    if (st && !atomic_load(&captures) && gw_initialized()) {
+        gw_stat_call(op);
+        *st = CU_STREAM_CAPTURE_STATUS_NONE;
+        return CUDA_SUCCESS;
+    }
+    return ptsz ? gwf_cuStreamIsCapturing_ptsz(s, st) : gwf_cuStreamIsCapturing(s, st);
+}
+
+CUresult CUDAAPI cuStreamIsCapturing(CUstream s, CUstreamCaptureStatus *st)
+{ return is_capturing(GW_OP_cuStreamIsCapturing, 0, s, st); }
+CUresult CUDAAPI cuStreamIsCapturing_ptsz(CUstream s, CUstreamCaptureStatus *st)
+{ return is_capturing(GW_OP_cuStreamIsCapturing_ptsz, 1, s, st); }

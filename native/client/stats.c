@@ -15,7 +15,15 @@ void gw_stat_call(unsigned op)
         atomic_fetch_add_explicit(&by_op[op - 256], 1, memory_order_relaxed);
 }
 
-void gw_stat_round_trip(void) { atomic_fetch_add_explicit(&round_trips, 1, memory_order_relaxed); }
+/* Round trips by the request that waited (control ops are counted under their own ids below 256). */
+static atomic_ullong rt_by_op[256 + GW_OP_COUNT];
+
+void gw_stat_round_trip(unsigned op)
+{
+    atomic_fetch_add_explicit(&round_trips, 1, memory_order_relaxed);
+    if (op < 256 + GW_OP_COUNT)
+        atomic_fetch_add_explicit(&rt_by_op[op], 1, memory_order_relaxed);
+}
 
 void gw_stat_bytes(uint64_t to, uint64_t from)
 {
@@ -45,6 +53,18 @@ __attribute__((destructor)) static void write_stats(void)
             fprintf(f, "%s\n  \"%s\": %llu", sep, gw_op_names[i], n);
             sep = ",";
         }
+    }
+    fprintf(f, "\n },\n \"round_trips_by_function\": {");
+    sep = "";
+    static const char *const control[] = {[GW_OP_FUNC_LAYOUT] = "(parameter layout)", [GW_OP_DEVICE_ATTRS] = "(device attributes)"};
+    for (unsigned i = 0; i < 256 + GW_OP_COUNT; i++) {
+        unsigned long long n = rt_by_op[i];
+        if (!n)
+            continue;
+        const char *name = i >= 256 ? gw_op_names[i - 256]
+                           : i < sizeof control / sizeof control[0] && control[i] ? control[i] : "(control)";
+        fprintf(f, "%s\n  \"%s\": %llu", sep, name, n);
+        sep = ",";
     }
     fprintf(f, "\n }\n}\n");
     fclose(f);

@@ -586,7 +586,7 @@ CUresult gw_req_call(gw_req *q, gw_rep **out)
     pthread_mutex_unlock(&conn_lock);
     if (bad)
         return CUDA_ERROR_DEVICE_UNAVAILABLE;
-    gw_stat_round_trip();
+    gw_stat_round_trip(q->op);
     int32_t res;
     memcpy(&res, r->buf, 4);
     r->pos = 4;
@@ -598,6 +598,7 @@ CUresult gw_req_call(gw_req *q, gw_rep **out)
 /* ---- bursts: several waiting requests from one thread, replies read in order ---- */
 
 static int burst_waited; /* a burst is one round trip, however many replies */
+static unsigned burst_op;
 
 CUresult gw_burst_begin(unsigned op)
 {
@@ -607,6 +608,7 @@ CUresult gw_burst_begin(unsigned op)
         return rc;
     pthread_mutex_lock(&conn_lock);
     burst_waited = 0;
+    burst_op = op;
     return CUDA_SUCCESS;
 }
 
@@ -625,7 +627,7 @@ CUresult gw_burst_reply(uint32_t seq, gw_rep **out)
     if (flush_locked() || recv_reply_locked(r, seq))
         return CUDA_ERROR_DEVICE_UNAVAILABLE;
     if (!burst_waited++)
-        gw_stat_round_trip();
+        gw_stat_round_trip(burst_op);
     int32_t res;
     memcpy(&res, r->buf, 4);
     r->pos = 4;
@@ -690,6 +692,24 @@ CUresult gw_req_call_cached(gw_req *q, gw_rep **out)
         }
     }
     return rc;
+}
+
+void gw_cache_forget(const unsigned *ops, size_t n)
+{
+    pthread_mutex_lock(&replies_lock);
+    for (cached_reply **pp = &replies; *pp;) {
+        int hit = 0;
+        for (size_t i = 0; i < n; i++)
+            hit |= (*pp)->op == ops[i];
+        if (hit) {
+            cached_reply *dead = *pp;
+            *pp = dead->next;
+            free(dead);
+        } else {
+            pp = &(*pp)->next;
+        }
+    }
+    pthread_mutex_unlock(&replies_lock);
 }
 
 /* ---- reply decoding ---- */

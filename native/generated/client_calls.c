@@ -95,7 +95,7 @@ CUresult CUDAAPI cuCtxGetApiVersion(CUcontext ctx, unsigned int * version)
     gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
     gw_put_out(q, version, version ? (size_t)(1) : 0);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (version) gw_get_bytes(r, version, (size_t)(1) * sizeof(unsigned int));
         res = gw_rep_status(r, res);
@@ -120,7 +120,7 @@ CUresult CUDAAPI cuCtxGetCacheConfig(CUfunc_cache * pconfig)
 }
 
 #undef cuCtxGetDevice
-CUresult CUDAAPI cuCtxGetDevice(CUdevice * device)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxGetDevice(CUdevice * device)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxGetDevice);
     gw_put_out(q, device, device ? (size_t)(1) : 0);
@@ -135,7 +135,7 @@ CUresult CUDAAPI cuCtxGetDevice(CUdevice * device)
 }
 
 #undef cuCtxGetDevice_v2
-CUresult CUDAAPI cuCtxGetDevice_v2(CUdevice * device, CUcontext ctx)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxGetDevice_v2(CUdevice * device, CUcontext ctx)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxGetDevice_v2);
     gw_put_out(q, device, device ? (size_t)(1) : 0);
@@ -188,7 +188,7 @@ CUresult CUDAAPI cuCtxGetId(CUcontext ctx, unsigned long long * ctxId)
     gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
     gw_put_out(q, ctxId, ctxId ? (size_t)(1) : 0);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (ctxId) gw_get_bytes(r, ctxId, (size_t)(1) * sizeof(unsigned long long));
         res = gw_rep_status(r, res);
@@ -713,7 +713,7 @@ CUresult CUDAAPI cuDeviceGraphMemTrim(CUdevice device)
 }
 
 #undef cuDevicePrimaryCtxGetState
-CUresult CUDAAPI cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int * flags, int * active)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int * flags, int * active)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDevicePrimaryCtxGetState);
     gw_put_u64(q, (uint64_t)(int64_t)dev);
@@ -731,7 +731,7 @@ CUresult CUDAAPI cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int * flags, 
 }
 
 #undef cuDevicePrimaryCtxRelease
-CUresult CUDAAPI cuDevicePrimaryCtxRelease(CUdevice dev)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxRelease(CUdevice dev)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDevicePrimaryCtxRelease);
     gw_put_u64(q, (uint64_t)(int64_t)dev);
@@ -742,7 +742,7 @@ CUresult CUDAAPI cuDevicePrimaryCtxRelease(CUdevice dev)
 }
 
 #undef cuDevicePrimaryCtxRelease_v2
-CUresult CUDAAPI cuDevicePrimaryCtxRelease_v2(CUdevice dev)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxRelease_v2(CUdevice dev)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDevicePrimaryCtxRelease_v2);
     gw_put_u64(q, (uint64_t)(int64_t)dev);
@@ -753,7 +753,7 @@ CUresult CUDAAPI cuDevicePrimaryCtxRelease_v2(CUdevice dev)
 }
 
 #undef cuDevicePrimaryCtxReset
-CUresult CUDAAPI cuDevicePrimaryCtxReset(CUdevice dev)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxReset(CUdevice dev)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDevicePrimaryCtxReset);
     gw_put_u64(q, (uint64_t)(int64_t)dev);
@@ -791,7 +791,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxRet
 }
 
 #undef cuDevicePrimaryCtxSetFlags
-CUresult CUDAAPI cuDevicePrimaryCtxSetFlags(CUdevice dev, unsigned int flags)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxSetFlags(CUdevice dev, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDevicePrimaryCtxSetFlags);
     gw_put_u64(q, (uint64_t)(int64_t)dev);
@@ -803,7 +803,7 @@ CUresult CUDAAPI cuDevicePrimaryCtxSetFlags(CUdevice dev, unsigned int flags)
 }
 
 #undef cuDevicePrimaryCtxSetFlags_v2
-CUresult CUDAAPI cuDevicePrimaryCtxSetFlags_v2(CUdevice dev, unsigned int flags)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxSetFlags_v2(CUdevice dev, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDevicePrimaryCtxSetFlags_v2);
     gw_put_u64(q, (uint64_t)(int64_t)dev);
@@ -1029,7 +1029,7 @@ CUresult CUDAAPI cuFuncGetAttribute(int * pi, CUfunction_attribute attrib, CUfun
     gw_put_u64(q, (uint64_t)(int64_t)attrib);
     gw_put_u64(q, (uint64_t)(uintptr_t)hfunc);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (pi) gw_get_bytes(r, pi, (size_t)(1) * sizeof(int));
         res = gw_rep_status(r, res);
@@ -1045,7 +1045,7 @@ CUresult CUDAAPI cuFuncGetModule(CUmodule * hmod, CUfunction hfunc)
     gw_put_out(q, hmod, hmod ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(uintptr_t)hfunc);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (hmod) gw_get_handles(r, (void **)hmod, (size_t)(1));
         res = gw_rep_status(r, res);
@@ -1101,7 +1101,7 @@ CUresult CUDAAPI cuFuncLoad(CUfunction function)
 }
 
 #undef cuFuncSetAttribute
-CUresult CUDAAPI cuFuncSetAttribute(CUfunction hfunc, CUfunction_attribute attrib, int value)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuFuncSetAttribute(CUfunction hfunc, CUfunction_attribute attrib, int value)
 {
     gw_req *q = gw_req_begin(GW_OP_cuFuncSetAttribute);
     gw_put_u64(q, (uint64_t)(uintptr_t)hfunc);
@@ -1125,7 +1125,7 @@ CUresult CUDAAPI cuFuncSetBlockShape(CUfunction hfunc, int x, int y, int z)
 }
 
 #undef cuFuncSetCacheConfig
-CUresult CUDAAPI cuFuncSetCacheConfig(CUfunction hfunc, CUfunc_cache config)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuFuncSetCacheConfig(CUfunction hfunc, CUfunc_cache config)
 {
     gw_req *q = gw_req_begin(GW_OP_cuFuncSetCacheConfig);
     gw_put_u64(q, (uint64_t)(uintptr_t)hfunc);
@@ -1514,7 +1514,7 @@ CUresult CUDAAPI cuKernelGetAttribute(int * pi, CUfunction_attribute attrib, CUk
     gw_put_u64(q, (uint64_t)(uintptr_t)kernel);
     gw_put_u64(q, (uint64_t)(int64_t)dev);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (pi) gw_get_bytes(r, pi, (size_t)(1) * sizeof(int));
         res = gw_rep_status(r, res);
@@ -1554,7 +1554,7 @@ CUresult CUDAAPI cuKernelGetLibrary(CUlibrary * pLib, CUkernel kernel)
     gw_put_out(q, pLib, pLib ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(uintptr_t)kernel);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (pLib) gw_get_handles(r, (void **)pLib, (size_t)(1));
         res = gw_rep_status(r, res);
@@ -1583,7 +1583,7 @@ CUresult CUDAAPI cuKernelGetParamInfo(CUkernel kernel, size_t paramIndex, size_t
 }
 
 #undef cuKernelSetAttribute
-CUresult CUDAAPI cuKernelSetAttribute(CUfunction_attribute attrib, int val, CUkernel kernel, CUdevice dev)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuKernelSetAttribute(CUfunction_attribute attrib, int val, CUkernel kernel, CUdevice dev)
 {
     gw_req *q = gw_req_begin(GW_OP_cuKernelSetAttribute);
     gw_put_u64(q, (uint64_t)(int64_t)attrib);
@@ -3049,7 +3049,7 @@ CUresult CUDAAPI cuOccupancyAvailableDynamicSMemPerBlock(size_t * dynamicSmemSiz
     gw_put_u64(q, (uint64_t)(int64_t)numBlocks);
     gw_put_u64(q, (uint64_t)(int64_t)blockSize);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (dynamicSmemSize) gw_get_bytes(r, dynamicSmemSize, (size_t)(1) * sizeof(size_t));
         res = gw_rep_status(r, res);
@@ -3067,7 +3067,7 @@ CUresult CUDAAPI cuOccupancyMaxActiveBlocksPerMultiprocessor(int * numBlocks, CU
     gw_put_u64(q, (uint64_t)(int64_t)blockSize);
     gw_put_u64(q, (uint64_t)(int64_t)dynamicSMemSize);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (numBlocks) gw_get_bytes(r, numBlocks, (size_t)(1) * sizeof(int));
         res = gw_rep_status(r, res);
@@ -3086,7 +3086,7 @@ CUresult CUDAAPI cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int * numB
     gw_put_u64(q, (uint64_t)(int64_t)dynamicSMemSize);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (numBlocks) gw_get_bytes(r, numBlocks, (size_t)(1) * sizeof(int));
         res = gw_rep_status(r, res);
@@ -3217,7 +3217,7 @@ CUresult CUDAAPI cuStreamBeginCapture_ptsz(CUstream hStream)
 }
 
 #undef cuStreamBeginCapture_v2
-CUresult CUDAAPI cuStreamBeginCapture_v2(CUstream hStream, CUstreamCaptureMode mode)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamBeginCapture_v2(CUstream hStream, CUstreamCaptureMode mode)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamBeginCapture_v2);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
@@ -3226,7 +3226,7 @@ CUresult CUDAAPI cuStreamBeginCapture_v2(CUstream hStream, CUstreamCaptureMode m
 }
 
 #undef cuStreamBeginCapture_v2_ptsz
-CUresult CUDAAPI cuStreamBeginCapture_v2_ptsz(CUstream hStream, CUstreamCaptureMode mode)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamBeginCapture_v2_ptsz(CUstream hStream, CUstreamCaptureMode mode)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamBeginCapture_v2_ptsz);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
@@ -3327,7 +3327,7 @@ CUresult CUDAAPI cuStreamDestroy_v2(CUstream hStream)
 }
 
 #undef cuStreamEndCapture
-CUresult CUDAAPI cuStreamEndCapture(CUstream hStream, CUgraph * phGraph)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamEndCapture(CUstream hStream, CUgraph * phGraph)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamEndCapture);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
@@ -3343,7 +3343,7 @@ CUresult CUDAAPI cuStreamEndCapture(CUstream hStream, CUgraph * phGraph)
 }
 
 #undef cuStreamEndCapture_ptsz
-CUresult CUDAAPI cuStreamEndCapture_ptsz(CUstream hStream, CUgraph * phGraph)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamEndCapture_ptsz(CUstream hStream, CUgraph * phGraph)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamEndCapture_ptsz);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
@@ -3399,7 +3399,7 @@ CUresult CUDAAPI cuStreamGetCtx(CUstream hStream, CUcontext * pctx)
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
     gw_put_out(q, pctx, pctx ? (size_t)(1) : 0);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (pctx) gw_get_handles(r, (void **)pctx, (size_t)(1));
         res = gw_rep_status(r, res);
@@ -3467,7 +3467,7 @@ CUresult CUDAAPI cuStreamGetDevice(CUstream hStream, CUdevice * device)
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
     gw_put_out(q, device, device ? (size_t)(1) : 0);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (device) gw_get_bytes(r, device, (size_t)(1) * sizeof(CUdevice));
         res = gw_rep_status(r, res);
@@ -3499,7 +3499,7 @@ CUresult CUDAAPI cuStreamGetFlags(CUstream hStream, unsigned int * flags)
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
     gw_put_out(q, flags, flags ? (size_t)(1) : 0);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (flags) gw_get_bytes(r, flags, (size_t)(1) * sizeof(unsigned int));
         res = gw_rep_status(r, res);
@@ -3531,7 +3531,7 @@ CUresult CUDAAPI cuStreamGetId(CUstream hStream, unsigned long long * streamId)
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
     gw_put_out(q, streamId, streamId ? (size_t)(1) : 0);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (streamId) gw_get_bytes(r, streamId, (size_t)(1) * sizeof(unsigned long long));
         res = gw_rep_status(r, res);
@@ -3563,7 +3563,7 @@ CUresult CUDAAPI cuStreamGetPriority(CUstream hStream, int * priority)
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
     gw_put_out(q, priority, priority ? (size_t)(1) : 0);
     gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
+    CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (priority) gw_get_bytes(r, priority, (size_t)(1) * sizeof(int));
         res = gw_rep_status(r, res);
@@ -3589,7 +3589,7 @@ CUresult CUDAAPI cuStreamGetPriority_ptsz(CUstream hStream, int * priority)
 }
 
 #undef cuStreamIsCapturing
-CUresult CUDAAPI cuStreamIsCapturing(CUstream hStream, CUstreamCaptureStatus * captureStatus)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamIsCapturing(CUstream hStream, CUstreamCaptureStatus * captureStatus)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamIsCapturing);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
@@ -3605,7 +3605,7 @@ CUresult CUDAAPI cuStreamIsCapturing(CUstream hStream, CUstreamCaptureStatus * c
 }
 
 #undef cuStreamIsCapturing_ptsz
-CUresult CUDAAPI cuStreamIsCapturing_ptsz(CUstream hStream, CUstreamCaptureStatus * captureStatus)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamIsCapturing_ptsz(CUstream hStream, CUstreamCaptureStatus * captureStatus)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamIsCapturing_ptsz);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);

@@ -107,14 +107,25 @@ CUresult CUDAAPI cuWaitExternalSemaphoresAsync_ptsz(const CUexternalSemaphore * 
 /* Generated forwarders behind hand-written client wrappers. */
 CUresult CUDAAPI gwf_cuCtxCreate_v4(CUcontext * pctx, CUctxCreateParams * ctxCreateParams, unsigned int flags, CUdevice dev);
 CUresult CUDAAPI gwf_cuCtxDestroy_v2(CUcontext ctx);
+CUresult CUDAAPI gwf_cuCtxGetDevice(CUdevice * device);
+CUresult CUDAAPI gwf_cuCtxGetDevice_v2(CUdevice * device, CUcontext ctx);
 CUresult CUDAAPI gwf_cuCtxPopCurrent_v2(CUcontext * pctx);
 CUresult CUDAAPI gwf_cuCtxPushCurrent_v2(CUcontext ctx);
 CUresult CUDAAPI gwf_cuCtxSetCurrent(CUcontext ctx);
 CUresult CUDAAPI gwf_cuDeviceGetAttribute(int * pi, CUdevice_attribute attrib, CUdevice dev);
+CUresult CUDAAPI gwf_cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int * flags, int * active);
+CUresult CUDAAPI gwf_cuDevicePrimaryCtxRelease(CUdevice dev);
+CUresult CUDAAPI gwf_cuDevicePrimaryCtxRelease_v2(CUdevice dev);
+CUresult CUDAAPI gwf_cuDevicePrimaryCtxReset(CUdevice dev);
 CUresult CUDAAPI gwf_cuDevicePrimaryCtxReset_v2(CUdevice dev);
 CUresult CUDAAPI gwf_cuDevicePrimaryCtxRetain(CUcontext * pctx, CUdevice dev);
+CUresult CUDAAPI gwf_cuDevicePrimaryCtxSetFlags(CUdevice dev, unsigned int flags);
+CUresult CUDAAPI gwf_cuDevicePrimaryCtxSetFlags_v2(CUdevice dev, unsigned int flags);
+CUresult CUDAAPI gwf_cuFuncSetAttribute(CUfunction hfunc, CUfunction_attribute attrib, int value);
+CUresult CUDAAPI gwf_cuFuncSetCacheConfig(CUfunction hfunc, CUfunc_cache config);
 CUresult CUDAAPI gwf_cuInit(unsigned int Flags);
 CUresult CUDAAPI gwf_cuKernelGetFunction(CUfunction * pFunc, CUkernel kernel);
+CUresult CUDAAPI gwf_cuKernelSetAttribute(CUfunction_attribute attrib, int val, CUkernel kernel, CUdevice dev);
 CUresult CUDAAPI gwf_cuLibraryGetGlobal(CUdeviceptr * dptr, size_t * bytes, CUlibrary library, const char * name);
 CUresult CUDAAPI gwf_cuLibraryGetKernel(CUkernel * pKernel, CUlibrary library, const char * name);
 CUresult CUDAAPI gwf_cuLibraryGetModule(CUmodule * pMod, CUlibrary library);
@@ -133,6 +144,12 @@ CUresult CUDAAPI gwf_cuMemUnmap(CUdeviceptr ptr, size_t size);
 CUresult CUDAAPI gwf_cuModuleGetFunction(CUfunction * hfunc, CUmodule hmod, const char * name);
 CUresult CUDAAPI gwf_cuModuleGetGlobal_v2(CUdeviceptr * dptr, size_t * bytes, CUmodule hmod, const char * name);
 CUresult CUDAAPI gwf_cuModuleUnload(CUmodule hmod);
+CUresult CUDAAPI gwf_cuStreamBeginCapture_v2(CUstream hStream, CUstreamCaptureMode mode);
+CUresult CUDAAPI gwf_cuStreamBeginCapture_v2_ptsz(CUstream hStream, CUstreamCaptureMode mode);
+CUresult CUDAAPI gwf_cuStreamEndCapture(CUstream hStream, CUgraph * phGraph);
+CUresult CUDAAPI gwf_cuStreamEndCapture_ptsz(CUstream hStream, CUgraph * phGraph);
+CUresult CUDAAPI gwf_cuStreamIsCapturing(CUstream hStream, CUstreamCaptureStatus * captureStatus);
+CUresult CUDAAPI gwf_cuStreamIsCapturing_ptsz(CUstream hStream, CUstreamCaptureStatus * captureStatus);
 CUresult CUDAAPI gwf_cuStreamSynchronize(CUstream hStream);
 CUresult CUDAAPI gwf_cuStreamSynchronize_ptsz(CUstream hStream);
 #endif

@@ -715,4 +715,8 @@ const char *const gw_handle_type_names[GW_HT_COUNT] = {
     "CUsurfref",
     "CUtexref",
     "CUuserObject",
+    "nvmlDevice_t",
+    "nvmlUnit_t",
+    "nvmlGpuInstance_t",
+    "nvmlComputeInstance_t",
 };

@@ -718,6 +718,10 @@ enum gw_handle_type {
     GW_HT_CUsurfref,
     GW_HT_CUtexref,
     GW_HT_CUuserObject,
+    GW_HT_nvmlDevice_t,
+    GW_HT_nvmlUnit_t,
+    GW_HT_nvmlGpuInstance_t,
+    GW_HT_nvmlComputeInstance_t,
     GW_HT_COUNT
 };
 extern const char *const gw_op_names[GW_OP_COUNT];
