@@ -242,6 +242,7 @@ CUDA_DIALECT = {
     "fn": "gw_driver_fn(c, GW_OP_{sym})",
     "reply": "gw_reply_result(c, res);",
     "ok": "res == CUDA_SUCCESS",
+    "check_counts": True,
 }
 
 # NVML's handle types share the worker's handle table (gen_nvml.py checks
@@ -320,7 +321,8 @@ def _count_checks(sym, plans):
     for p in plans:
         if p.kind not in ("in", "out", "inout"):
             continue
-        expr = re.sub(r"\b(\w+)\b", lambda m: names.get(m.group(1), m.group(1)), p.count)
+        expr = re.sub(r"\*(\w+)", lambda m: f"({m.group(1)} ? *{m.group(1)} : 0)", p.count)  # NULL-safe
+        expr = re.sub(r"\b(\w+)\b", lambda m: names.get(m.group(1), m.group(1)), expr)
         v = f"a{p.idx}"
         L.append(f"    if ({v} && !c->bad && {v}_n < (size_t)({expr}))")
         L.append(f'        gw_call_fail(c, "{sym}: {p.name} holds %zu elements, fewer than its count", {v}_n);')

@@ -62,7 +62,8 @@ def client_fn(sym, proto, plans, exported):
     L.append("    nvmlReturn_t res = gw_nvml_call(q, &r);")
     if outs:
         L.append("    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {")
-        L.append("        int all = res == NVML_SUCCESS;")
+        if any(p.kind == "out" for p in outs):
+            L.append("        int all = res == NVML_SUCCESS;")
         for p in outs:
             n = p.name
             size = f"{n}_cnt * {'8' if p.elem_kind == 'handle' else gen.elem_size_expr(p)}"

@@ -21,6 +21,7 @@ import argparse, socket, struct, sys
 ap = argparse.ArgumentParser()
 for a in ("--fd", "--driver", "--session", "--api-digest", "--client"):
     ap.add_argument(a, required=True)
+ap.add_argument("--nvml")  # where the worker would find NVML
 args = ap.parse_args()
 sock = socket.socket(fileno=int(args.fd))
 print(f"INFO fake worker session={args.session} digest={args.api_digest} driver={args.driver} "

@@ -22,6 +22,16 @@
 enum { EXT_LEASE_MODE = GW_EXT_LEASE_MODE, EXT_MEM_CAP = GW_EXT_MEM_CAP, EXT_NO_WAIT = GW_EXT_NO_WAIT,
        EXT_GPU = GW_EXT_GPU };
 
+/* Compiled into libnvidia-ml.so.1 too (GW_NVML_CLIENT): that session only
+ * asks NVML, so it takes no GPU lease (one would queue behind the same
+ * process's libcuda session), and its digest covers NVML's op table. */
+#ifdef GW_NVML_CLIENT
+#include "../generated/nvml_ops.h"
+#define HELLO_DIGEST (GW_API_DIGEST ^ GW_NVML_API_DIGEST)
+#else
+#define HELLO_DIGEST GW_API_DIGEST
+#endif
+
 static size_t put_ext(uint8_t *p, uint16_t type, const void *v, uint16_t len)
 {
     memcpy(p, &type, 2);
@@ -54,10 +64,41 @@ static int parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
+/* ENV: the driver's device selection, which the worker's driver applies as
+ * it would here ("NAME=VALUE\0NAME=VALUE", docs/server.md). A value is cut
+ * at the first character the server does not accept (the driver stops
+ * reading a device list there too). Returns the record's size, 0 if none. */
+static size_t env_record(uint8_t *p)
+{
+    static const char *const names[] = {"CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"};
+    char buf[2 * (32 + 256)];
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *v = getenv(names[i]);
+        if (!v)
+            continue;
+        size_t len = strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_,:.-");
+        if (len > 256)
+            len = 256;
+        if (v[len])
+            gw_log("%s=%s: using only its first %zu characters", names[i], v, len);
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s=%.*s", n ? "\x01" : "", names[i], (int)len, v);
+    }
+    for (size_t i = 0; i < n; i++) /* separators: written as \x01 so snprintf could not stop at them */
+        if (buf[i] == 1)
+            buf[i] = 0;
+    return n ? put_ext(p, GW_EXT_ENV, buf, (uint16_t)n) : 0;
+}
+
 /* Extension records from the environment; -1 with a message if one is malformed. */
 static int lease_records(uint8_t *p, size_t *len)
 {
     size_t n = 0;
+#ifdef GW_NVML_CLIENT
+    uint8_t nvml_only = 1;
+    *len = put_ext(p, GW_EXT_NVML, &nvml_only, 1);
+    return 0;
+#endif
     const char *v = getenv("GPUWIRE_LEASE");
     if (v && *v) {
         uint8_t mode = strcmp(v, "exclusive") == 0 ? 1 : strcmp(v, "shared") == 0 ? 0 : 2;
@@ -86,6 +127,7 @@ static int lease_records(uint8_t *p, size_t *len)
         uint32_t gpu = (uint32_t)strtoul(v, NULL, 10);
         n += put_ext(p + n, EXT_GPU, &gpu, 4);
     }
+    n += env_record(p + n);
     *len = n;
     return 0;
 }
@@ -160,10 +202,10 @@ CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info)
         fclose(comm);
     }
     size_t hl = strnlen(host, 255), pl = strnlen(prog, 255), el;
-    uint8_t msg[sizeof(gw_hdr) + sizeof(gw_hello) + 512 + 64];
+    uint8_t msg[sizeof(gw_hdr) + sizeof(gw_hello) + 512 + GW_HELLO_EXT_MAX];
     if (lease_records(msg + sizeof(gw_hdr) + sizeof(gw_hello) + hl + pl, &el))
         return CUDA_ERROR_NO_DEVICE;
-    gw_hello hello = {.proto_version = GW_PROTO_VERSION, .api_digest = GW_API_DIGEST,
+    gw_hello hello = {.proto_version = GW_PROTO_VERSION, .api_digest = HELLO_DIGEST,
                       .pid = (uint32_t)getpid(), .host_len = (uint16_t)hl, .prog_len = (uint16_t)pl};
     memcpy(hello.magic, GW_HELLO_MAGIC, 8);
     gw_hdr h = {.len = (uint32_t)(sizeof hello + hl + pl + el), .op = GW_OP_HELLO,

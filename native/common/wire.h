@@ -64,6 +64,9 @@ enum {
     GW_EXT_NO_WAIT = 4,     /* u8: 1 = refuse at once instead of queueing */
     GW_EXT_STATUS_PROBE = 5, /* u8: 1 = status probe, no worker */
     GW_EXT_GPU = 6,         /* u32: the GPU the lease is on */
+    GW_EXT_ENV = 7,         /* "NAME=VALUE\0NAME=VALUE" (no final NUL): the client's CUDA_VISIBLE_DEVICES
+                               and CUDA_DEVICE_ORDER, applied to the worker's driver */
+    GW_EXT_NVML = 8,        /* u8 1: an NVML-only session (libnvidia-ml.so.1): no GPU lease */
     GW_EXT_CRITICAL = 0x8000, /* unknown types with this bit are refused, others skipped */
 };
 #define GW_HELLO_EXT_MAX 1024

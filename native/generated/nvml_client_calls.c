@@ -741,7 +741,6 @@ nvmlReturn_t DECLDIR nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
     if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
-        int all = res == NVML_SUCCESS;
         if (memory) gw_get_bytes(r, memory, memory_cnt * sizeof(nvmlMemory_v2_t));
         res = gw_nvml_status(r, res);
     }
@@ -891,7 +890,6 @@ nvmlReturn_t DECLDIR nvmlDeviceGetPciInfoExt(nvmlDevice_t device, nvmlPciInfoExt
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
     if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
-        int all = res == NVML_SUCCESS;
         if (pci) gw_get_bytes(r, pci, pci_cnt * sizeof(nvmlPciInfoExt_t));
         res = gw_nvml_status(r, res);
     }
@@ -1150,7 +1148,6 @@ nvmlReturn_t DECLDIR nvmlDeviceGetTemperatureV(nvmlDevice_t device, nvmlTemperat
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
     if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
-        int all = res == NVML_SUCCESS;
         if (temperature) gw_get_bytes(r, temperature, temperature_cnt * sizeof(nvmlTemperature_t));
         res = gw_nvml_status(r, res);
     }

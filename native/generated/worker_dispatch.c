@@ -52,6 +52,10 @@ static void h_cuCtxCreate_v4(gw_call *c)
     CUctxCreateParams *a1 = (CUctxCreateParams *)gw_in_array(c, sizeof(CUctxCreateParams), &a1_n);
     unsigned int a2 = (unsigned int)gw_in_u64(c);
     CUdevice a3 = (CUdevice)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuCtxCreate_v4: pctx holds %zu elements, fewer than its count", a0_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuCtxCreate_v4: ctxCreateParams holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUcontext *, CUctxCreateParams *, unsigned int, CUdevice) = (CUresult (*)(CUcontext *, CUctxCreateParams *, unsigned int, CUdevice))gw_driver_fn(c, GW_OP_cuCtxCreate_v4);
     if (!fn) return;
@@ -122,6 +126,8 @@ static void h_cuCtxGetApiVersion(gw_call *c)
     CUcontext a0 = (CUcontext)gw_in_handle(c, GW_HT_CUcontext);
     size_t a1_n;
     unsigned int *a1 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuCtxGetApiVersion: version holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUcontext, unsigned int *) = (CUresult (*)(CUcontext, unsigned int *))gw_driver_fn(c, GW_OP_cuCtxGetApiVersion);
     if (!fn) return;
@@ -136,6 +142,8 @@ static void h_cuCtxGetCacheConfig(gw_call *c)
 {
     size_t a0_n;
     CUfunc_cache *a0 = (CUfunc_cache *)gw_out_array(c, sizeof(CUfunc_cache), &a0_n);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuCtxGetCacheConfig: pconfig holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUfunc_cache *) = (CUresult (*)(CUfunc_cache *))gw_driver_fn(c, GW_OP_cuCtxGetCacheConfig);
     if (!fn) return;
@@ -150,6 +158,8 @@ static void h_cuCtxGetDevice(gw_call *c)
 {
     size_t a0_n;
     CUdevice *a0 = (CUdevice *)gw_out_array(c, sizeof(CUdevice), &a0_n);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuCtxGetDevice: device holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUdevice *) = (CUresult (*)(CUdevice *))gw_driver_fn(c, GW_OP_cuCtxGetDevice);
     if (!fn) return;
@@ -165,6 +175,8 @@ static void h_cuCtxGetDevice_v2(gw_call *c)
     size_t a0_n;
     CUdevice *a0 = (CUdevice *)gw_out_array(c, sizeof(CUdevice), &a0_n);
     CUcontext a1 = (CUcontext)gw_in_handle(c, GW_HT_CUcontext);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuCtxGetDevice_v2: device holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUdevice *, CUcontext) = (CUresult (*)(CUdevice *, CUcontext))gw_driver_fn(c, GW_OP_cuCtxGetDevice_v2);
     if (!fn) return;
@@ -180,6 +192,8 @@ static void h_cuCtxGetExecAffinity(gw_call *c)
     size_t a0_n;
     CUexecAffinityParam *a0 = (CUexecAffinityParam *)gw_out_array(c, sizeof(CUexecAffinityParam), &a0_n);
     CUexecAffinityType a1 = (CUexecAffinityType)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuCtxGetExecAffinity: pExecAffinity holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUexecAffinityParam *, CUexecAffinityType) = (CUresult (*)(CUexecAffinityParam *, CUexecAffinityType))gw_driver_fn(c, GW_OP_cuCtxGetExecAffinity);
     if (!fn) return;
@@ -194,6 +208,8 @@ static void h_cuCtxGetFlags(gw_call *c)
 {
     size_t a0_n;
     unsigned int *a0 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a0_n);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuCtxGetFlags: flags holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(unsigned int *) = (CUresult (*)(unsigned int *))gw_driver_fn(c, GW_OP_cuCtxGetFlags);
     if (!fn) return;
@@ -209,6 +225,8 @@ static void h_cuCtxGetId(gw_call *c)
     CUcontext a0 = (CUcontext)gw_in_handle(c, GW_HT_CUcontext);
     size_t a1_n;
     unsigned long long *a1 = (unsigned long long *)gw_out_array(c, sizeof(unsigned long long), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuCtxGetId: ctxId holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUcontext, unsigned long long *) = (CUresult (*)(CUcontext, unsigned long long *))gw_driver_fn(c, GW_OP_cuCtxGetId);
     if (!fn) return;
@@ -224,6 +242,8 @@ static void h_cuCtxGetLimit(gw_call *c)
     size_t a0_n;
     size_t *a0 = (size_t *)gw_out_array(c, sizeof(size_t), &a0_n);
     CUlimit a1 = (CUlimit)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuCtxGetLimit: pvalue holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(size_t *, CUlimit) = (CUresult (*)(size_t *, CUlimit))gw_driver_fn(c, GW_OP_cuCtxGetLimit);
     if (!fn) return;
@@ -238,6 +258,8 @@ static void h_cuCtxGetSharedMemConfig(gw_call *c)
 {
     size_t a0_n;
     CUsharedconfig *a0 = (CUsharedconfig *)gw_out_array(c, sizeof(CUsharedconfig), &a0_n);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuCtxGetSharedMemConfig: pConfig holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUsharedconfig *) = (CUresult (*)(CUsharedconfig *))gw_driver_fn(c, GW_OP_cuCtxGetSharedMemConfig);
     if (!fn) return;
@@ -254,6 +276,10 @@ static void h_cuCtxGetStreamPriorityRange(gw_call *c)
     int *a0 = (int *)gw_out_array(c, sizeof(int), &a0_n);
     size_t a1_n;
     int *a1 = (int *)gw_out_array(c, sizeof(int), &a1_n);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuCtxGetStreamPriorityRange: leastPriority holds %zu elements, fewer than its count", a0_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuCtxGetStreamPriorityRange: greatestPriority holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(int *, int *) = (CUresult (*)(int *, int *))gw_driver_fn(c, GW_OP_cuCtxGetStreamPriorityRange);
     if (!fn) return;
@@ -269,6 +295,8 @@ static void h_cuCtxPopCurrent_v2(gw_call *c)
 {
     size_t a0_n;
     CUcontext *a0 = (CUcontext *)gw_out_array(c, sizeof(void *), &a0_n);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuCtxPopCurrent_v2: pctx holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUcontext *) = (CUresult (*)(CUcontext *))gw_driver_fn(c, GW_OP_cuCtxPopCurrent_v2);
     if (!fn) return;
@@ -426,6 +454,8 @@ static void h_cuDeviceCanAccessPeer(gw_call *c)
     int *a0 = (int *)gw_out_array(c, sizeof(int), &a0_n);
     CUdevice a1 = (CUdevice)gw_in_u64(c);
     CUdevice a2 = (CUdevice)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuDeviceCanAccessPeer: canAccessPeer holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(int *, CUdevice, CUdevice) = (CUresult (*)(int *, CUdevice, CUdevice))gw_driver_fn(c, GW_OP_cuDeviceCanAccessPeer);
     if (!fn) return;
@@ -443,6 +473,10 @@ static void h_cuDeviceComputeCapability(gw_call *c)
     size_t a1_n;
     int *a1 = (int *)gw_out_array(c, sizeof(int), &a1_n);
     CUdevice a2 = (CUdevice)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuDeviceComputeCapability: major holds %zu elements, fewer than its count", a0_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuDeviceComputeCapability: minor holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(int *, int *, CUdevice) = (CUresult (*)(int *, int *, CUdevice))gw_driver_fn(c, GW_OP_cuDeviceComputeCapability);
     if (!fn) return;
@@ -459,6 +493,8 @@ static void h_cuDeviceGet(gw_call *c)
     size_t a0_n;
     CUdevice *a0 = (CUdevice *)gw_out_array(c, sizeof(CUdevice), &a0_n);
     int a1 = (int)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuDeviceGet: device holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUdevice *, int) = (CUresult (*)(CUdevice *, int))gw_driver_fn(c, GW_OP_cuDeviceGet);
     if (!fn) return;
@@ -475,6 +511,8 @@ static void h_cuDeviceGetAttribute(gw_call *c)
     int *a0 = (int *)gw_out_array(c, sizeof(int), &a0_n);
     CUdevice_attribute a1 = (CUdevice_attribute)gw_in_u64(c);
     CUdevice a2 = (CUdevice)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuDeviceGetAttribute: pi holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(int *, CUdevice_attribute, CUdevice) = (CUresult (*)(int *, CUdevice_attribute, CUdevice))gw_driver_fn(c, GW_OP_cuDeviceGetAttribute);
     if (!fn) return;
@@ -490,6 +528,8 @@ static void h_cuDeviceGetByPCIBusId(gw_call *c)
     size_t a0_n;
     CUdevice *a0 = (CUdevice *)gw_out_array(c, sizeof(CUdevice), &a0_n);
     const char *a1 = gw_in_str(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuDeviceGetByPCIBusId: dev holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUdevice *, const char *) = (CUresult (*)(CUdevice *, const char *))gw_driver_fn(c, GW_OP_cuDeviceGetByPCIBusId);
     if (!fn) return;
@@ -504,6 +544,8 @@ static void h_cuDeviceGetCount(gw_call *c)
 {
     size_t a0_n;
     int *a0 = (int *)gw_out_array(c, sizeof(int), &a0_n);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuDeviceGetCount: count holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(int *) = (CUresult (*)(int *))gw_driver_fn(c, GW_OP_cuDeviceGetCount);
     if (!fn) return;
@@ -519,6 +561,8 @@ static void h_cuDeviceGetDefaultMemPool(gw_call *c)
     size_t a0_n;
     CUmemoryPool *a0 = (CUmemoryPool *)gw_out_array(c, sizeof(void *), &a0_n);
     CUdevice a1 = (CUdevice)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuDeviceGetDefaultMemPool: pool_out holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUmemoryPool *, CUdevice) = (CUresult (*)(CUmemoryPool *, CUdevice))gw_driver_fn(c, GW_OP_cuDeviceGetDefaultMemPool);
     if (!fn) return;
@@ -535,6 +579,8 @@ static void h_cuDeviceGetExecAffinitySupport(gw_call *c)
     int *a0 = (int *)gw_out_array(c, sizeof(int), &a0_n);
     CUexecAffinityType a1 = (CUexecAffinityType)gw_in_u64(c);
     CUdevice a2 = (CUdevice)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuDeviceGetExecAffinitySupport: pi holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(int *, CUexecAffinityType, CUdevice) = (CUresult (*)(int *, CUexecAffinityType, CUdevice))gw_driver_fn(c, GW_OP_cuDeviceGetExecAffinitySupport);
     if (!fn) return;
@@ -552,6 +598,10 @@ static void h_cuDeviceGetLuid(gw_call *c)
     size_t a1_n;
     unsigned int *a1 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a1_n);
     CUdevice a2 = (CUdevice)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(8))
+        gw_call_fail(c, "cuDeviceGetLuid: luid holds %zu elements, fewer than its count", a0_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuDeviceGetLuid: deviceNodeMask holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(char *, unsigned int *, CUdevice) = (CUresult (*)(char *, unsigned int *, CUdevice))gw_driver_fn(c, GW_OP_cuDeviceGetLuid);
     if (!fn) return;
@@ -568,6 +618,8 @@ static void h_cuDeviceGetMemPool(gw_call *c)
     size_t a0_n;
     CUmemoryPool *a0 = (CUmemoryPool *)gw_out_array(c, sizeof(void *), &a0_n);
     CUdevice a1 = (CUdevice)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuDeviceGetMemPool: pool holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUmemoryPool *, CUdevice) = (CUresult (*)(CUmemoryPool *, CUdevice))gw_driver_fn(c, GW_OP_cuDeviceGetMemPool);
     if (!fn) return;
@@ -584,6 +636,8 @@ static void h_cuDeviceGetName(gw_call *c)
     char *a0 = (char *)gw_out_array(c, sizeof(char), &a0_n);
     int a1 = (int)gw_in_u64(c);
     CUdevice a2 = (CUdevice)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(a1))
+        gw_call_fail(c, "cuDeviceGetName: name holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(char *, int, CUdevice) = (CUresult (*)(char *, int, CUdevice))gw_driver_fn(c, GW_OP_cuDeviceGetName);
     if (!fn) return;
@@ -601,6 +655,8 @@ static void h_cuDeviceGetP2PAttribute(gw_call *c)
     CUdevice_P2PAttribute a1 = (CUdevice_P2PAttribute)gw_in_u64(c);
     CUdevice a2 = (CUdevice)gw_in_u64(c);
     CUdevice a3 = (CUdevice)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuDeviceGetP2PAttribute: value holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(int *, CUdevice_P2PAttribute, CUdevice, CUdevice) = (CUresult (*)(int *, CUdevice_P2PAttribute, CUdevice, CUdevice))gw_driver_fn(c, GW_OP_cuDeviceGetP2PAttribute);
     if (!fn) return;
@@ -617,6 +673,8 @@ static void h_cuDeviceGetPCIBusId(gw_call *c)
     char *a0 = (char *)gw_out_array(c, sizeof(char), &a0_n);
     int a1 = (int)gw_in_u64(c);
     CUdevice a2 = (CUdevice)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(a1))
+        gw_call_fail(c, "cuDeviceGetPCIBusId: pciBusId holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(char *, int, CUdevice) = (CUresult (*)(char *, int, CUdevice))gw_driver_fn(c, GW_OP_cuDeviceGetPCIBusId);
     if (!fn) return;
@@ -632,6 +690,8 @@ static void h_cuDeviceGetProperties(gw_call *c)
     size_t a0_n;
     CUdevprop *a0 = (CUdevprop *)gw_out_array(c, sizeof(CUdevprop), &a0_n);
     CUdevice a1 = (CUdevice)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuDeviceGetProperties: prop holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUdevprop *, CUdevice) = (CUresult (*)(CUdevprop *, CUdevice))gw_driver_fn(c, GW_OP_cuDeviceGetProperties);
     if (!fn) return;
@@ -649,6 +709,8 @@ static void h_cuDeviceGetTexture1DLinearMaxWidth(gw_call *c)
     CUarray_format a1 = (CUarray_format)gw_in_u64(c);
     unsigned a2 = (unsigned)gw_in_u64(c);
     CUdevice a3 = (CUdevice)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuDeviceGetTexture1DLinearMaxWidth: maxWidthInElements holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(size_t *, CUarray_format, unsigned, CUdevice) = (CUresult (*)(size_t *, CUarray_format, unsigned, CUdevice))gw_driver_fn(c, GW_OP_cuDeviceGetTexture1DLinearMaxWidth);
     if (!fn) return;
@@ -664,6 +726,8 @@ static void h_cuDeviceGetUuid(gw_call *c)
     size_t a0_n;
     CUuuid *a0 = (CUuuid *)gw_out_array(c, sizeof(CUuuid), &a0_n);
     CUdevice a1 = (CUdevice)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuDeviceGetUuid: uuid holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUuuid *, CUdevice) = (CUresult (*)(CUuuid *, CUdevice))gw_driver_fn(c, GW_OP_cuDeviceGetUuid);
     if (!fn) return;
@@ -679,6 +743,8 @@ static void h_cuDeviceGetUuid_v2(gw_call *c)
     size_t a0_n;
     CUuuid *a0 = (CUuuid *)gw_out_array(c, sizeof(CUuuid), &a0_n);
     CUdevice a1 = (CUdevice)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuDeviceGetUuid_v2: uuid holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUuuid *, CUdevice) = (CUresult (*)(CUuuid *, CUdevice))gw_driver_fn(c, GW_OP_cuDeviceGetUuid_v2);
     if (!fn) return;
@@ -706,6 +772,10 @@ static void h_cuDevicePrimaryCtxGetState(gw_call *c)
     unsigned int *a1 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a1_n);
     size_t a2_n;
     int *a2 = (int *)gw_out_array(c, sizeof(int), &a2_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuDevicePrimaryCtxGetState: flags holds %zu elements, fewer than its count", a1_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "cuDevicePrimaryCtxGetState: active holds %zu elements, fewer than its count", a2_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUdevice, unsigned int *, int *) = (CUresult (*)(CUdevice, unsigned int *, int *))gw_driver_fn(c, GW_OP_cuDevicePrimaryCtxGetState);
     if (!fn) return;
@@ -762,6 +832,8 @@ static void h_cuDevicePrimaryCtxRetain(gw_call *c)
     size_t a0_n;
     CUcontext *a0 = (CUcontext *)gw_out_array(c, sizeof(void *), &a0_n);
     CUdevice a1 = (CUdevice)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuDevicePrimaryCtxRetain: pctx holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUcontext *, CUdevice) = (CUresult (*)(CUcontext *, CUdevice))gw_driver_fn(c, GW_OP_cuDevicePrimaryCtxRetain);
     if (!fn) return;
@@ -810,6 +882,8 @@ static void h_cuDeviceTotalMem(gw_call *c)
     size_t a0_n;
     unsigned int *a0 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a0_n);
     CUdevice a1 = (CUdevice)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuDeviceTotalMem: bytes holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(unsigned int *, CUdevice) = (CUresult (*)(unsigned int *, CUdevice))gw_driver_fn(c, GW_OP_cuDeviceTotalMem);
     if (!fn) return;
@@ -825,6 +899,8 @@ static void h_cuDeviceTotalMem_v2(gw_call *c)
     size_t a0_n;
     size_t *a0 = (size_t *)gw_out_array(c, sizeof(size_t), &a0_n);
     CUdevice a1 = (CUdevice)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuDeviceTotalMem_v2: bytes holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(size_t *, CUdevice) = (CUresult (*)(size_t *, CUdevice))gw_driver_fn(c, GW_OP_cuDeviceTotalMem_v2);
     if (!fn) return;
@@ -891,6 +967,8 @@ static void h_cuEventElapsedTime(gw_call *c)
     float *a0 = (float *)gw_out_array(c, sizeof(float), &a0_n);
     CUevent a1 = (CUevent)gw_in_handle(c, GW_HT_CUevent);
     CUevent a2 = (CUevent)gw_in_handle(c, GW_HT_CUevent);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuEventElapsedTime: pMilliseconds holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(float *, CUevent, CUevent) = (CUresult (*)(float *, CUevent, CUevent))gw_driver_fn(c, GW_OP_cuEventElapsedTime);
     if (!fn) return;
@@ -907,6 +985,8 @@ static void h_cuEventElapsedTime_v2(gw_call *c)
     float *a0 = (float *)gw_out_array(c, sizeof(float), &a0_n);
     CUevent a1 = (CUevent)gw_in_handle(c, GW_HT_CUevent);
     CUevent a2 = (CUevent)gw_in_handle(c, GW_HT_CUevent);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuEventElapsedTime_v2: pMilliseconds holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(float *, CUevent, CUevent) = (CUresult (*)(float *, CUevent, CUevent))gw_driver_fn(c, GW_OP_cuEventElapsedTime_v2);
     if (!fn) return;
@@ -1000,6 +1080,8 @@ static void h_cuFuncGetAttribute(gw_call *c)
     int *a0 = (int *)gw_out_array(c, sizeof(int), &a0_n);
     CUfunction_attribute a1 = (CUfunction_attribute)gw_in_u64(c);
     CUfunction a2 = (CUfunction)gw_in_handle(c, GW_HT_CUfunction);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuFuncGetAttribute: pi holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(int *, CUfunction_attribute, CUfunction) = (CUresult (*)(int *, CUfunction_attribute, CUfunction))gw_driver_fn(c, GW_OP_cuFuncGetAttribute);
     if (!fn) return;
@@ -1015,6 +1097,8 @@ static void h_cuFuncGetModule(gw_call *c)
     size_t a0_n;
     CUmodule *a0 = (CUmodule *)gw_out_array(c, sizeof(void *), &a0_n);
     CUfunction a1 = (CUfunction)gw_in_handle(c, GW_HT_CUfunction);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuFuncGetModule: hmod holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUmodule *, CUfunction) = (CUresult (*)(CUmodule *, CUfunction))gw_driver_fn(c, GW_OP_cuFuncGetModule);
     if (!fn) return;
@@ -1033,6 +1117,10 @@ static void h_cuFuncGetParamInfo(gw_call *c)
     size_t *a2 = (size_t *)gw_out_array(c, sizeof(size_t), &a2_n);
     size_t a3_n;
     size_t *a3 = (size_t *)gw_out_array(c, sizeof(size_t), &a3_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "cuFuncGetParamInfo: paramOffset holds %zu elements, fewer than its count", a2_n);
+    if (a3 && !c->bad && a3_n < (size_t)(1))
+        gw_call_fail(c, "cuFuncGetParamInfo: paramSize holds %zu elements, fewer than its count", a3_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUfunction, size_t, size_t *, size_t *) = (CUresult (*)(CUfunction, size_t, size_t *, size_t *))gw_driver_fn(c, GW_OP_cuFuncGetParamInfo);
     if (!fn) return;
@@ -1049,6 +1137,8 @@ static void h_cuFuncIsLoaded(gw_call *c)
     size_t a0_n;
     CUfunctionLoadingState *a0 = (CUfunctionLoadingState *)gw_out_array(c, sizeof(CUfunctionLoadingState), &a0_n);
     CUfunction a1 = (CUfunction)gw_in_handle(c, GW_HT_CUfunction);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuFuncIsLoaded: state holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUfunctionLoadingState *, CUfunction) = (CUresult (*)(CUfunctionLoadingState *, CUfunction))gw_driver_fn(c, GW_OP_cuFuncIsLoaded);
     if (!fn) return;
@@ -1245,6 +1335,10 @@ static void h_cuGraphGetNodes(gw_call *c)
     CUgraphNode *a1 = (CUgraphNode *)gw_out_array(c, sizeof(void *), &a1_n);
     size_t a2_n;
     size_t *a2 = (size_t *)gw_in_array(c, sizeof(size_t), &a2_n);
+    if (a1 && !c->bad && a1_n < (size_t)((a2 ? *a2 : 0)))
+        gw_call_fail(c, "cuGraphGetNodes: nodes holds %zu elements, fewer than its count", a1_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphGetNodes: numNodes holds %zu elements, fewer than its count", a2_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUgraph, CUgraphNode *, size_t *) = (CUresult (*)(CUgraph, CUgraphNode *, size_t *))gw_driver_fn(c, GW_OP_cuGraphGetNodes);
     if (!fn) return;
@@ -1262,6 +1356,8 @@ static void h_cuGraphInstantiateWithFlags(gw_call *c)
     CUgraphExec *a0 = (CUgraphExec *)gw_out_array(c, sizeof(void *), &a0_n);
     CUgraph a1 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
     unsigned long long a2 = (unsigned long long)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphInstantiateWithFlags: phGraphExec holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUgraphExec *, CUgraph, unsigned long long) = (CUresult (*)(CUgraphExec *, CUgraph, unsigned long long))gw_driver_fn(c, GW_OP_cuGraphInstantiateWithFlags);
     if (!fn) return;
@@ -1310,6 +1406,8 @@ static void h_cuGraphNodeGetType(gw_call *c)
     CUgraphNode a0 = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
     size_t a1_n;
     CUgraphNodeType *a1 = (CUgraphNodeType *)gw_out_array(c, sizeof(CUgraphNodeType), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphNodeGetType: type holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUgraphNode, CUgraphNodeType *) = (CUresult (*)(CUgraphNode, CUgraphNodeType *))gw_driver_fn(c, GW_OP_cuGraphNodeGetType);
     if (!fn) return;
@@ -1470,6 +1568,8 @@ static void h_cuKernelGetAttribute(gw_call *c)
     CUfunction_attribute a1 = (CUfunction_attribute)gw_in_u64(c);
     CUkernel a2 = (CUkernel)gw_in_handle(c, GW_HT_CUkernel);
     CUdevice a3 = (CUdevice)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuKernelGetAttribute: pi holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(int *, CUfunction_attribute, CUkernel, CUdevice) = (CUresult (*)(int *, CUfunction_attribute, CUkernel, CUdevice))gw_driver_fn(c, GW_OP_cuKernelGetAttribute);
     if (!fn) return;
@@ -1500,6 +1600,8 @@ static void h_cuKernelGetLibrary(gw_call *c)
     size_t a0_n;
     CUlibrary *a0 = (CUlibrary *)gw_out_array(c, sizeof(void *), &a0_n);
     CUkernel a1 = (CUkernel)gw_in_handle(c, GW_HT_CUkernel);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuKernelGetLibrary: pLib holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUlibrary *, CUkernel) = (CUresult (*)(CUlibrary *, CUkernel))gw_driver_fn(c, GW_OP_cuKernelGetLibrary);
     if (!fn) return;
@@ -1518,6 +1620,10 @@ static void h_cuKernelGetParamInfo(gw_call *c)
     size_t *a2 = (size_t *)gw_out_array(c, sizeof(size_t), &a2_n);
     size_t a3_n;
     size_t *a3 = (size_t *)gw_out_array(c, sizeof(size_t), &a3_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "cuKernelGetParamInfo: paramOffset holds %zu elements, fewer than its count", a2_n);
+    if (a3 && !c->bad && a3_n < (size_t)(1))
+        gw_call_fail(c, "cuKernelGetParamInfo: paramSize holds %zu elements, fewer than its count", a3_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUkernel, size_t, size_t *, size_t *) = (CUresult (*)(CUkernel, size_t, size_t *, size_t *))gw_driver_fn(c, GW_OP_cuKernelGetParamInfo);
     if (!fn) return;
@@ -1595,6 +1701,8 @@ static void h_cuLibraryEnumerateKernels(gw_call *c)
     CUkernel *a0 = (CUkernel *)gw_out_array(c, sizeof(void *), &a0_n);
     unsigned int a1 = (unsigned int)gw_in_u64(c);
     CUlibrary a2 = (CUlibrary)gw_in_handle(c, GW_HT_CUlibrary);
+    if (a0 && !c->bad && a0_n < (size_t)(a1))
+        gw_call_fail(c, "cuLibraryEnumerateKernels: kernels holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUkernel *, unsigned int, CUlibrary) = (CUresult (*)(CUkernel *, unsigned int, CUlibrary))gw_driver_fn(c, GW_OP_cuLibraryEnumerateKernels);
     if (!fn) return;
@@ -1613,6 +1721,10 @@ static void h_cuLibraryGetGlobal(gw_call *c)
     size_t *a1 = (size_t *)gw_out_array(c, sizeof(size_t), &a1_n);
     CUlibrary a2 = (CUlibrary)gw_in_handle(c, GW_HT_CUlibrary);
     const char *a3 = gw_in_str(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuLibraryGetGlobal: dptr holds %zu elements, fewer than its count", a0_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuLibraryGetGlobal: bytes holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUdeviceptr *, size_t *, CUlibrary, const char *) = (CUresult (*)(CUdeviceptr *, size_t *, CUlibrary, const char *))gw_driver_fn(c, GW_OP_cuLibraryGetGlobal);
     if (!fn) return;
@@ -1645,6 +1757,8 @@ static void h_cuLibraryGetKernelCount(gw_call *c)
     size_t a0_n;
     unsigned int *a0 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a0_n);
     CUlibrary a1 = (CUlibrary)gw_in_handle(c, GW_HT_CUlibrary);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuLibraryGetKernelCount: count holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(unsigned int *, CUlibrary) = (CUresult (*)(unsigned int *, CUlibrary))gw_driver_fn(c, GW_OP_cuLibraryGetKernelCount);
     if (!fn) return;
@@ -1723,6 +1837,8 @@ static void h_cuMemAddressReserve(gw_call *c)
     size_t a2 = (size_t)gw_in_u64(c);
     CUdeviceptr a3 = (CUdeviceptr)gw_in_u64(c);
     unsigned long long a4 = (unsigned long long)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuMemAddressReserve: ptr holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUdeviceptr *, size_t, size_t, CUdeviceptr, unsigned long long) = (CUresult (*)(CUdeviceptr *, size_t, size_t, CUdeviceptr, unsigned long long))gw_driver_fn(c, GW_OP_cuMemAddressReserve);
     if (!fn) return;
@@ -1752,6 +1868,8 @@ static void h_cuMemAllocAsync(gw_call *c)
     CUdeviceptr *a0 = (CUdeviceptr *)gw_out_array(c, sizeof(CUdeviceptr), &a0_n);
     size_t a1 = (size_t)gw_in_u64(c);
     CUstream a2 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuMemAllocAsync: dptr holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUdeviceptr *, size_t, CUstream) = (CUresult (*)(CUdeviceptr *, size_t, CUstream))gw_driver_fn(c, GW_OP_cuMemAllocAsync);
     if (!fn) return;
@@ -1768,6 +1886,8 @@ static void h_cuMemAllocAsync_ptsz(gw_call *c)
     CUdeviceptr *a0 = (CUdeviceptr *)gw_out_array(c, sizeof(CUdeviceptr), &a0_n);
     size_t a1 = (size_t)gw_in_u64(c);
     CUstream a2 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuMemAllocAsync_ptsz: dptr holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUdeviceptr *, size_t, CUstream) = (CUresult (*)(CUdeviceptr *, size_t, CUstream))gw_driver_fn(c, GW_OP_cuMemAllocAsync_ptsz);
     if (!fn) return;
@@ -1785,6 +1905,8 @@ static void h_cuMemAllocFromPoolAsync(gw_call *c)
     size_t a1 = (size_t)gw_in_u64(c);
     CUmemoryPool a2 = (CUmemoryPool)gw_in_handle(c, GW_HT_CUmemoryPool);
     CUstream a3 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuMemAllocFromPoolAsync: dptr holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUdeviceptr *, size_t, CUmemoryPool, CUstream) = (CUresult (*)(CUdeviceptr *, size_t, CUmemoryPool, CUstream))gw_driver_fn(c, GW_OP_cuMemAllocFromPoolAsync);
     if (!fn) return;
@@ -1802,6 +1924,8 @@ static void h_cuMemAllocFromPoolAsync_ptsz(gw_call *c)
     size_t a1 = (size_t)gw_in_u64(c);
     CUmemoryPool a2 = (CUmemoryPool)gw_in_handle(c, GW_HT_CUmemoryPool);
     CUstream a3 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuMemAllocFromPoolAsync_ptsz: dptr holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUdeviceptr *, size_t, CUmemoryPool, CUstream) = (CUresult (*)(CUdeviceptr *, size_t, CUmemoryPool, CUstream))gw_driver_fn(c, GW_OP_cuMemAllocFromPoolAsync_ptsz);
     if (!fn) return;
@@ -1821,6 +1945,10 @@ static void h_cuMemAllocPitch_v2(gw_call *c)
     size_t a2 = (size_t)gw_in_u64(c);
     size_t a3 = (size_t)gw_in_u64(c);
     unsigned int a4 = (unsigned int)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuMemAllocPitch_v2: dptr holds %zu elements, fewer than its count", a0_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuMemAllocPitch_v2: pPitch holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUdeviceptr *, size_t *, size_t, size_t, unsigned int) = (CUresult (*)(CUdeviceptr *, size_t *, size_t, size_t, unsigned int))gw_driver_fn(c, GW_OP_cuMemAllocPitch_v2);
     if (!fn) return;
@@ -1837,6 +1965,8 @@ static void h_cuMemAlloc_v2(gw_call *c)
     size_t a0_n;
     CUdeviceptr *a0 = (CUdeviceptr *)gw_out_array(c, sizeof(CUdeviceptr), &a0_n);
     size_t a1 = (size_t)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuMemAlloc_v2: dptr holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUdeviceptr *, size_t) = (CUresult (*)(CUdeviceptr *, size_t))gw_driver_fn(c, GW_OP_cuMemAlloc_v2);
     if (!fn) return;
@@ -1855,6 +1985,10 @@ static void h_cuMemCreate(gw_call *c)
     size_t a2_n;
     CUmemAllocationProp *a2 = (CUmemAllocationProp *)gw_in_array(c, sizeof(CUmemAllocationProp), &a2_n);
     unsigned long long a3 = (unsigned long long)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuMemCreate: handle holds %zu elements, fewer than its count", a0_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "cuMemCreate: prop holds %zu elements, fewer than its count", a2_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUmemGenericAllocationHandle *, size_t, const CUmemAllocationProp *, unsigned long long) = (CUresult (*)(CUmemGenericAllocationHandle *, size_t, const CUmemAllocationProp *, unsigned long long))gw_driver_fn(c, GW_OP_cuMemCreate);
     if (!fn) return;
@@ -1904,6 +2038,10 @@ static void h_cuMemGetAccess(gw_call *c)
     size_t a1_n;
     CUmemLocation *a1 = (CUmemLocation *)gw_in_array(c, sizeof(CUmemLocation), &a1_n);
     CUdeviceptr a2 = (CUdeviceptr)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuMemGetAccess: flags holds %zu elements, fewer than its count", a0_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuMemGetAccess: location holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(unsigned long long *, const CUmemLocation *, CUdeviceptr) = (CUresult (*)(unsigned long long *, const CUmemLocation *, CUdeviceptr))gw_driver_fn(c, GW_OP_cuMemGetAccess);
     if (!fn) return;
@@ -1921,6 +2059,10 @@ static void h_cuMemGetAddressRange_v2(gw_call *c)
     size_t a1_n;
     size_t *a1 = (size_t *)gw_out_array(c, sizeof(size_t), &a1_n);
     CUdeviceptr a2 = (CUdeviceptr)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuMemGetAddressRange_v2: pbase holds %zu elements, fewer than its count", a0_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuMemGetAddressRange_v2: psize holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUdeviceptr *, size_t *, CUdeviceptr) = (CUresult (*)(CUdeviceptr *, size_t *, CUdeviceptr))gw_driver_fn(c, GW_OP_cuMemGetAddressRange_v2);
     if (!fn) return;
@@ -1939,6 +2081,10 @@ static void h_cuMemGetAllocationGranularity(gw_call *c)
     size_t a1_n;
     CUmemAllocationProp *a1 = (CUmemAllocationProp *)gw_in_array(c, sizeof(CUmemAllocationProp), &a1_n);
     CUmemAllocationGranularity_flags a2 = (CUmemAllocationGranularity_flags)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuMemGetAllocationGranularity: granularity holds %zu elements, fewer than its count", a0_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuMemGetAllocationGranularity: prop holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(size_t *, const CUmemAllocationProp *, CUmemAllocationGranularity_flags) = (CUresult (*)(size_t *, const CUmemAllocationProp *, CUmemAllocationGranularity_flags))gw_driver_fn(c, GW_OP_cuMemGetAllocationGranularity);
     if (!fn) return;
@@ -1954,6 +2100,8 @@ static void h_cuMemGetAllocationPropertiesFromHandle(gw_call *c)
     size_t a0_n;
     CUmemAllocationProp *a0 = (CUmemAllocationProp *)gw_out_array(c, sizeof(CUmemAllocationProp), &a0_n);
     CUmemGenericAllocationHandle a1 = (CUmemGenericAllocationHandle)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuMemGetAllocationPropertiesFromHandle: prop holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUmemAllocationProp *, CUmemGenericAllocationHandle) = (CUresult (*)(CUmemAllocationProp *, CUmemGenericAllocationHandle))gw_driver_fn(c, GW_OP_cuMemGetAllocationPropertiesFromHandle);
     if (!fn) return;
@@ -1970,6 +2118,10 @@ static void h_cuMemGetInfo(gw_call *c)
     unsigned int *a0 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a0_n);
     size_t a1_n;
     unsigned int *a1 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a1_n);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuMemGetInfo: free holds %zu elements, fewer than its count", a0_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuMemGetInfo: total holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(unsigned int *, unsigned int *) = (CUresult (*)(unsigned int *, unsigned int *))gw_driver_fn(c, GW_OP_cuMemGetInfo);
     if (!fn) return;
@@ -1987,6 +2139,10 @@ static void h_cuMemGetInfo_v2(gw_call *c)
     size_t *a0 = (size_t *)gw_out_array(c, sizeof(size_t), &a0_n);
     size_t a1_n;
     size_t *a1 = (size_t *)gw_out_array(c, sizeof(size_t), &a1_n);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuMemGetInfo_v2: free holds %zu elements, fewer than its count", a0_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuMemGetInfo_v2: total holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(size_t *, size_t *) = (CUresult (*)(size_t *, size_t *))gw_driver_fn(c, GW_OP_cuMemGetInfo_v2);
     if (!fn) return;
@@ -2018,6 +2174,10 @@ static void h_cuMemPoolCreate(gw_call *c)
     CUmemoryPool *a0 = (CUmemoryPool *)gw_out_array(c, sizeof(void *), &a0_n);
     size_t a1_n;
     CUmemPoolProps *a1 = (CUmemPoolProps *)gw_in_array(c, sizeof(CUmemPoolProps), &a1_n);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuMemPoolCreate: pool holds %zu elements, fewer than its count", a0_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuMemPoolCreate: poolProps holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUmemoryPool *, const CUmemPoolProps *) = (CUresult (*)(CUmemoryPool *, const CUmemPoolProps *))gw_driver_fn(c, GW_OP_cuMemPoolCreate);
     if (!fn) return;
@@ -2094,6 +2254,8 @@ static void h_cuMemRetainAllocationHandle(gw_call *c)
     size_t a0_n;
     CUmemGenericAllocationHandle *a0 = (CUmemGenericAllocationHandle *)gw_out_array(c, sizeof(CUmemGenericAllocationHandle), &a0_n);
     void * a1 = (void *)(uintptr_t)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuMemRetainAllocationHandle: handle holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUmemGenericAllocationHandle *, void *) = (CUresult (*)(CUmemGenericAllocationHandle *, void *))gw_driver_fn(c, GW_OP_cuMemRetainAllocationHandle);
     if (!fn) return;
@@ -2111,6 +2273,8 @@ static void h_cuMemSetAccess(gw_call *c)
     size_t a2_n;
     CUmemAccessDesc *a2 = (CUmemAccessDesc *)gw_in_array(c, sizeof(CUmemAccessDesc), &a2_n);
     size_t a3 = (size_t)gw_in_u64(c);
+    if (a2 && !c->bad && a2_n < (size_t)(a3))
+        gw_call_fail(c, "cuMemSetAccess: desc holds %zu elements, fewer than its count", a2_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUdeviceptr, size_t, const CUmemAccessDesc *, size_t) = (CUresult (*)(CUdeviceptr, size_t, const CUmemAccessDesc *, size_t))gw_driver_fn(c, GW_OP_cuMemSetAccess);
     if (!fn) return;
@@ -2671,6 +2835,8 @@ static void h_cuModuleEnumerateFunctions(gw_call *c)
     CUfunction *a0 = (CUfunction *)gw_out_array(c, sizeof(void *), &a0_n);
     unsigned int a1 = (unsigned int)gw_in_u64(c);
     CUmodule a2 = (CUmodule)gw_in_handle(c, GW_HT_CUmodule);
+    if (a0 && !c->bad && a0_n < (size_t)(a1))
+        gw_call_fail(c, "cuModuleEnumerateFunctions: functions holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUfunction *, unsigned int, CUmodule) = (CUresult (*)(CUfunction *, unsigned int, CUmodule))gw_driver_fn(c, GW_OP_cuModuleEnumerateFunctions);
     if (!fn) return;
@@ -2702,6 +2868,8 @@ static void h_cuModuleGetFunctionCount(gw_call *c)
     size_t a0_n;
     unsigned int *a0 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a0_n);
     CUmodule a1 = (CUmodule)gw_in_handle(c, GW_HT_CUmodule);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuModuleGetFunctionCount: count holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(unsigned int *, CUmodule) = (CUresult (*)(unsigned int *, CUmodule))gw_driver_fn(c, GW_OP_cuModuleGetFunctionCount);
     if (!fn) return;
@@ -2720,6 +2888,10 @@ static void h_cuModuleGetGlobal_v2(gw_call *c)
     size_t *a1 = (size_t *)gw_out_array(c, sizeof(size_t), &a1_n);
     CUmodule a2 = (CUmodule)gw_in_handle(c, GW_HT_CUmodule);
     const char *a3 = gw_in_str(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuModuleGetGlobal_v2: dptr holds %zu elements, fewer than its count", a0_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuModuleGetGlobal_v2: bytes holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUdeviceptr *, size_t *, CUmodule, const char *) = (CUresult (*)(CUdeviceptr *, size_t *, CUmodule, const char *))gw_driver_fn(c, GW_OP_cuModuleGetGlobal_v2);
     if (!fn) return;
@@ -2735,6 +2907,8 @@ static void h_cuModuleGetLoadingMode(gw_call *c)
 {
     size_t a0_n;
     CUmoduleLoadingMode *a0 = (CUmoduleLoadingMode *)gw_out_array(c, sizeof(CUmoduleLoadingMode), &a0_n);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuModuleGetLoadingMode: mode holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUmoduleLoadingMode *) = (CUresult (*)(CUmoduleLoadingMode *))gw_driver_fn(c, GW_OP_cuModuleGetLoadingMode);
     if (!fn) return;
@@ -2819,6 +2993,8 @@ static void h_cuOccupancyAvailableDynamicSMemPerBlock(gw_call *c)
     CUfunction a1 = (CUfunction)gw_in_handle(c, GW_HT_CUfunction);
     int a2 = (int)gw_in_u64(c);
     int a3 = (int)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuOccupancyAvailableDynamicSMemPerBlock: dynamicSmemSize holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(size_t *, CUfunction, int, int) = (CUresult (*)(size_t *, CUfunction, int, int))gw_driver_fn(c, GW_OP_cuOccupancyAvailableDynamicSMemPerBlock);
     if (!fn) return;
@@ -2836,6 +3012,8 @@ static void h_cuOccupancyMaxActiveBlocksPerMultiprocessor(gw_call *c)
     CUfunction a1 = (CUfunction)gw_in_handle(c, GW_HT_CUfunction);
     int a2 = (int)gw_in_u64(c);
     size_t a3 = (size_t)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuOccupancyMaxActiveBlocksPerMultiprocessor: numBlocks holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(int *, CUfunction, int, size_t) = (CUresult (*)(int *, CUfunction, int, size_t))gw_driver_fn(c, GW_OP_cuOccupancyMaxActiveBlocksPerMultiprocessor);
     if (!fn) return;
@@ -2854,6 +3032,8 @@ static void h_cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(gw_call *c)
     int a2 = (int)gw_in_u64(c);
     size_t a3 = (size_t)gw_in_u64(c);
     unsigned int a4 = (unsigned int)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags: numBlocks holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(int *, CUfunction, int, size_t, unsigned int) = (CUresult (*)(int *, CUfunction, int, size_t, unsigned int))gw_driver_fn(c, GW_OP_cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags);
     if (!fn) return;
@@ -3079,6 +3259,8 @@ static void h_cuStreamEndCapture(gw_call *c)
     CUstream a0 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
     size_t a1_n;
     CUgraph *a1 = (CUgraph *)gw_out_array(c, sizeof(void *), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuStreamEndCapture: phGraph holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUstream, CUgraph *) = (CUresult (*)(CUstream, CUgraph *))gw_driver_fn(c, GW_OP_cuStreamEndCapture);
     if (!fn) return;
@@ -3094,6 +3276,8 @@ static void h_cuStreamEndCapture_ptsz(gw_call *c)
     CUstream a0 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
     size_t a1_n;
     CUgraph *a1 = (CUgraph *)gw_out_array(c, sizeof(void *), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuStreamEndCapture_ptsz: phGraph holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUstream, CUgraph *) = (CUresult (*)(CUstream, CUgraph *))gw_driver_fn(c, GW_OP_cuStreamEndCapture_ptsz);
     if (!fn) return;
@@ -3110,6 +3294,8 @@ static void h_cuStreamGetAttribute(gw_call *c)
     CUstreamAttrID a1 = (CUstreamAttrID)gw_in_u64(c);
     size_t a2_n;
     CUstreamAttrValue *a2 = (CUstreamAttrValue *)gw_out_array(c, sizeof(CUstreamAttrValue), &a2_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "cuStreamGetAttribute: value holds %zu elements, fewer than its count", a2_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUstream, CUstreamAttrID, CUstreamAttrValue *) = (CUresult (*)(CUstream, CUstreamAttrID, CUstreamAttrValue *))gw_driver_fn(c, GW_OP_cuStreamGetAttribute);
     if (!fn) return;
@@ -3126,6 +3312,8 @@ static void h_cuStreamGetAttribute_ptsz(gw_call *c)
     CUstreamAttrID a1 = (CUstreamAttrID)gw_in_u64(c);
     size_t a2_n;
     CUstreamAttrValue *a2 = (CUstreamAttrValue *)gw_out_array(c, sizeof(CUstreamAttrValue), &a2_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "cuStreamGetAttribute_ptsz: value_out holds %zu elements, fewer than its count", a2_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUstream, CUstreamAttrID, CUstreamAttrValue *) = (CUresult (*)(CUstream, CUstreamAttrID, CUstreamAttrValue *))gw_driver_fn(c, GW_OP_cuStreamGetAttribute_ptsz);
     if (!fn) return;
@@ -3141,6 +3329,8 @@ static void h_cuStreamGetCtx(gw_call *c)
     CUstream a0 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
     size_t a1_n;
     CUcontext *a1 = (CUcontext *)gw_out_array(c, sizeof(void *), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuStreamGetCtx: pctx holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUstream, CUcontext *) = (CUresult (*)(CUstream, CUcontext *))gw_driver_fn(c, GW_OP_cuStreamGetCtx);
     if (!fn) return;
@@ -3156,6 +3346,8 @@ static void h_cuStreamGetCtx_ptsz(gw_call *c)
     CUstream a0 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
     size_t a1_n;
     CUcontext *a1 = (CUcontext *)gw_out_array(c, sizeof(void *), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuStreamGetCtx_ptsz: pctx holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUstream, CUcontext *) = (CUresult (*)(CUstream, CUcontext *))gw_driver_fn(c, GW_OP_cuStreamGetCtx_ptsz);
     if (!fn) return;
@@ -3173,6 +3365,10 @@ static void h_cuStreamGetCtx_v2(gw_call *c)
     CUcontext *a1 = (CUcontext *)gw_out_array(c, sizeof(void *), &a1_n);
     size_t a2_n;
     CUgreenCtx *a2 = (CUgreenCtx *)gw_out_array(c, sizeof(void *), &a2_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuStreamGetCtx_v2: pCtx holds %zu elements, fewer than its count", a1_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "cuStreamGetCtx_v2: pGreenCtx holds %zu elements, fewer than its count", a2_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUstream, CUcontext *, CUgreenCtx *) = (CUresult (*)(CUstream, CUcontext *, CUgreenCtx *))gw_driver_fn(c, GW_OP_cuStreamGetCtx_v2);
     if (!fn) return;
@@ -3191,6 +3387,10 @@ static void h_cuStreamGetCtx_v2_ptsz(gw_call *c)
     CUcontext *a1 = (CUcontext *)gw_out_array(c, sizeof(void *), &a1_n);
     size_t a2_n;
     CUgreenCtx *a2 = (CUgreenCtx *)gw_out_array(c, sizeof(void *), &a2_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuStreamGetCtx_v2_ptsz: pCtx holds %zu elements, fewer than its count", a1_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "cuStreamGetCtx_v2_ptsz: pGreenCtx holds %zu elements, fewer than its count", a2_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUstream, CUcontext *, CUgreenCtx *) = (CUresult (*)(CUstream, CUcontext *, CUgreenCtx *))gw_driver_fn(c, GW_OP_cuStreamGetCtx_v2_ptsz);
     if (!fn) return;
@@ -3207,6 +3407,8 @@ static void h_cuStreamGetDevice(gw_call *c)
     CUstream a0 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
     size_t a1_n;
     CUdevice *a1 = (CUdevice *)gw_out_array(c, sizeof(CUdevice), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuStreamGetDevice: device holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUstream, CUdevice *) = (CUresult (*)(CUstream, CUdevice *))gw_driver_fn(c, GW_OP_cuStreamGetDevice);
     if (!fn) return;
@@ -3222,6 +3424,8 @@ static void h_cuStreamGetDevice_ptsz(gw_call *c)
     CUstream a0 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
     size_t a1_n;
     CUdevice *a1 = (CUdevice *)gw_out_array(c, sizeof(CUdevice), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuStreamGetDevice_ptsz: device holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUstream, CUdevice *) = (CUresult (*)(CUstream, CUdevice *))gw_driver_fn(c, GW_OP_cuStreamGetDevice_ptsz);
     if (!fn) return;
@@ -3237,6 +3441,8 @@ static void h_cuStreamGetFlags(gw_call *c)
     CUstream a0 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
     size_t a1_n;
     unsigned int *a1 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuStreamGetFlags: flags holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUstream, unsigned int *) = (CUresult (*)(CUstream, unsigned int *))gw_driver_fn(c, GW_OP_cuStreamGetFlags);
     if (!fn) return;
@@ -3252,6 +3458,8 @@ static void h_cuStreamGetFlags_ptsz(gw_call *c)
     CUstream a0 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
     size_t a1_n;
     unsigned int *a1 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuStreamGetFlags_ptsz: flags holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUstream, unsigned int *) = (CUresult (*)(CUstream, unsigned int *))gw_driver_fn(c, GW_OP_cuStreamGetFlags_ptsz);
     if (!fn) return;
@@ -3267,6 +3475,8 @@ static void h_cuStreamGetId(gw_call *c)
     CUstream a0 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
     size_t a1_n;
     unsigned long long *a1 = (unsigned long long *)gw_out_array(c, sizeof(unsigned long long), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuStreamGetId: streamId holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUstream, unsigned long long *) = (CUresult (*)(CUstream, unsigned long long *))gw_driver_fn(c, GW_OP_cuStreamGetId);
     if (!fn) return;
@@ -3282,6 +3492,8 @@ static void h_cuStreamGetId_ptsz(gw_call *c)
     CUstream a0 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
     size_t a1_n;
     unsigned long long *a1 = (unsigned long long *)gw_out_array(c, sizeof(unsigned long long), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuStreamGetId_ptsz: streamId holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUstream, unsigned long long *) = (CUresult (*)(CUstream, unsigned long long *))gw_driver_fn(c, GW_OP_cuStreamGetId_ptsz);
     if (!fn) return;
@@ -3297,6 +3509,8 @@ static void h_cuStreamGetPriority(gw_call *c)
     CUstream a0 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
     size_t a1_n;
     int *a1 = (int *)gw_out_array(c, sizeof(int), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuStreamGetPriority: priority holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUstream, int *) = (CUresult (*)(CUstream, int *))gw_driver_fn(c, GW_OP_cuStreamGetPriority);
     if (!fn) return;
@@ -3312,6 +3526,8 @@ static void h_cuStreamGetPriority_ptsz(gw_call *c)
     CUstream a0 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
     size_t a1_n;
     int *a1 = (int *)gw_out_array(c, sizeof(int), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuStreamGetPriority_ptsz: priority holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUstream, int *) = (CUresult (*)(CUstream, int *))gw_driver_fn(c, GW_OP_cuStreamGetPriority_ptsz);
     if (!fn) return;
@@ -3327,6 +3543,8 @@ static void h_cuStreamIsCapturing(gw_call *c)
     CUstream a0 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
     size_t a1_n;
     CUstreamCaptureStatus *a1 = (CUstreamCaptureStatus *)gw_out_array(c, sizeof(CUstreamCaptureStatus), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuStreamIsCapturing: captureStatus holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUstream, CUstreamCaptureStatus *) = (CUresult (*)(CUstream, CUstreamCaptureStatus *))gw_driver_fn(c, GW_OP_cuStreamIsCapturing);
     if (!fn) return;
@@ -3342,6 +3560,8 @@ static void h_cuStreamIsCapturing_ptsz(gw_call *c)
     CUstream a0 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
     size_t a1_n;
     CUstreamCaptureStatus *a1 = (CUstreamCaptureStatus *)gw_out_array(c, sizeof(CUstreamCaptureStatus), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuStreamIsCapturing_ptsz: captureStatus holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUstream, CUstreamCaptureStatus *) = (CUresult (*)(CUstream, CUstreamCaptureStatus *))gw_driver_fn(c, GW_OP_cuStreamIsCapturing_ptsz);
     if (!fn) return;
@@ -3378,6 +3598,8 @@ static void h_cuStreamSetAttribute(gw_call *c)
     CUstreamAttrID a1 = (CUstreamAttrID)gw_in_u64(c);
     size_t a2_n;
     CUstreamAttrValue *a2 = (CUstreamAttrValue *)gw_in_array(c, sizeof(CUstreamAttrValue), &a2_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "cuStreamSetAttribute: param holds %zu elements, fewer than its count", a2_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUstream, CUstreamAttrID, const CUstreamAttrValue *) = (CUresult (*)(CUstream, CUstreamAttrID, const CUstreamAttrValue *))gw_driver_fn(c, GW_OP_cuStreamSetAttribute);
     if (!fn) return;
@@ -3391,6 +3613,8 @@ static void h_cuStreamSetAttribute_ptsz(gw_call *c)
     CUstreamAttrID a1 = (CUstreamAttrID)gw_in_u64(c);
     size_t a2_n;
     CUstreamAttrValue *a2 = (CUstreamAttrValue *)gw_in_array(c, sizeof(CUstreamAttrValue), &a2_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "cuStreamSetAttribute_ptsz: value holds %zu elements, fewer than its count", a2_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUstream, CUstreamAttrID, const CUstreamAttrValue *) = (CUresult (*)(CUstream, CUstreamAttrID, const CUstreamAttrValue *))gw_driver_fn(c, GW_OP_cuStreamSetAttribute_ptsz);
     if (!fn) return;
@@ -3691,6 +3915,16 @@ static void h_cuTensorMapEncodeTiled(gw_call *c)
     CUtensorMapSwizzle a9 = (CUtensorMapSwizzle)gw_in_u64(c);
     CUtensorMapL2promotion a10 = (CUtensorMapL2promotion)gw_in_u64(c);
     CUtensorMapFloatOOBfill a11 = (CUtensorMapFloatOOBfill)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuTensorMapEncodeTiled: tensorMap holds %zu elements, fewer than its count", a0_n);
+    if (a4 && !c->bad && a4_n < (size_t)(a2))
+        gw_call_fail(c, "cuTensorMapEncodeTiled: globalDim holds %zu elements, fewer than its count", a4_n);
+    if (a5 && !c->bad && a5_n < (size_t)(a2-1))
+        gw_call_fail(c, "cuTensorMapEncodeTiled: globalStrides holds %zu elements, fewer than its count", a5_n);
+    if (a6 && !c->bad && a6_n < (size_t)(a2))
+        gw_call_fail(c, "cuTensorMapEncodeTiled: boxDim holds %zu elements, fewer than its count", a6_n);
+    if (a7 && !c->bad && a7_n < (size_t)(a2))
+        gw_call_fail(c, "cuTensorMapEncodeTiled: elementStrides holds %zu elements, fewer than its count", a7_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *, const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave, CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill) = (CUresult (*)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *, const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave, CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill))gw_driver_fn(c, GW_OP_cuTensorMapEncodeTiled);
     if (!fn) return;
@@ -3706,6 +3940,8 @@ static void h_cuTensorMapReplaceAddress(gw_call *c)
     size_t a0_n;
     CUtensorMap *a0 = (CUtensorMap *)gw_out_array(c, sizeof(CUtensorMap), &a0_n);
     void * a1 = (void *)(uintptr_t)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuTensorMapReplaceAddress: tensorMap holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUtensorMap *, void *) = (CUresult (*)(CUtensorMap *, void *))gw_driver_fn(c, GW_OP_cuTensorMapReplaceAddress);
     if (!fn) return;
@@ -3855,6 +4091,8 @@ static void h_cuThreadExchangeStreamCaptureMode(gw_call *c)
 {
     size_t a0_n;
     CUstreamCaptureMode *a0 = (CUstreamCaptureMode *)gw_in_array(c, sizeof(CUstreamCaptureMode), &a0_n);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuThreadExchangeStreamCaptureMode: mode holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUstreamCaptureMode *) = (CUresult (*)(CUstreamCaptureMode *))gw_driver_fn(c, GW_OP_cuThreadExchangeStreamCaptureMode);
     if (!fn) return;

@@ -2,7 +2,7 @@
  * server has already read and checked the client's HELLO), or with --probe to
  * report whether a driver works.
  *
- *   gpuwire-worker --fd N --driver PATH [--session ID] [--api-digest D] [--client TEXT]
+ *   gpuwire-worker --fd N --driver PATH [--nvml PATH] [--session ID] [--api-digest D] [--client TEXT]
  *   gpuwire-worker --probe --driver PATH
  *
  * Requests are executed in arrival order. Calls from one client thread run on
@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "../common/idmap.h"
+#include "nvml.h"
 #include "worker.h"
 
 #define MAX_THREADS 256
@@ -213,12 +215,19 @@ typedef struct tthread {
     pthread_t th;
     pthread_mutex_t m;
     pthread_cond_t cv;
-    gw_call *job; /* set by the reader, cleared by the thread when done */
+    _Atomic(gw_call *) job; /* set by the reader, cleared by the thread when done */
 } tthread;
 
 static tthread threads[MAX_THREADS];
 static unsigned nthreads;
 static uint32_t main_tid; /* the first client thread runs on the reader thread itself */
+
+/* Hand-offs spin briefly before sleeping: a client thread's calls come back
+ * to back, and a condition-variable wake-up per call would cost more than
+ * the call. */
+#define SPIN 20000
+
+static inline void relax(void) { __builtin_ia32_pause(); }
 
 static void run(gw_call *c)
 {
@@ -229,6 +238,8 @@ static void run(gw_call *c)
         gw_op_func_layout(c);
     else if (op == GW_OP_DEVICE_ATTRS)
         gw_op_device_attrs(c);
+    else if (gw_is_nvml_op(op))
+        gw_nvml_run(c);
     else
         gw_dispatch[op - 256](c);
 }
@@ -236,15 +247,21 @@ static void run(gw_call *c)
 static void *thread_main(void *arg)
 {
     tthread *t = arg;
-    pthread_mutex_lock(&t->m);
     for (;;) {
-        while (!t->job)
-            pthread_cond_wait(&t->cv, &t->m);
-        pthread_mutex_unlock(&t->m);
-        run(t->job);
+        gw_call *job = NULL;
+        for (int i = 0; i < SPIN && !(job = atomic_load(&t->job)); i++)
+            relax();
+        if (!job) {
+            pthread_mutex_lock(&t->m);
+            while (!(job = atomic_load(&t->job)))
+                pthread_cond_wait(&t->cv, &t->m);
+            pthread_mutex_unlock(&t->m);
+        }
+        run(job);
+        atomic_store(&t->job, NULL);
         pthread_mutex_lock(&t->m);
-        t->job = NULL;
         pthread_cond_broadcast(&t->cv);
+        pthread_mutex_unlock(&t->m);
     }
     return NULL;
 }
@@ -268,6 +285,7 @@ static int execute(gw_call *c)
         }
         t = &threads[nthreads];
         t->tid = c->h.tid;
+        atomic_store(&t->job, NULL);
         pthread_mutex_init(&t->m, NULL);
         pthread_cond_init(&t->cv, NULL);
         if (pthread_create(&t->th, NULL, thread_main, t)) {
@@ -276,12 +294,18 @@ static int execute(gw_call *c)
         }
         nthreads++;
     }
+    atomic_store(&t->job, c);
     pthread_mutex_lock(&t->m);
-    t->job = c;
     pthread_cond_broadcast(&t->cv);
-    while (t->job)
-        pthread_cond_wait(&t->cv, &t->m);
     pthread_mutex_unlock(&t->m);
+    for (int i = 0; i < SPIN && atomic_load(&t->job); i++)
+        relax();
+    if (atomic_load(&t->job)) {
+        pthread_mutex_lock(&t->m);
+        while (atomic_load(&t->job))
+            pthread_cond_wait(&t->cv, &t->m);
+        pthread_mutex_unlock(&t->m);
+    }
     return 0;
 }
 
@@ -289,6 +313,8 @@ static int valid_op(unsigned op)
 {
     if (op == GW_OP_STAGE || op == GW_OP_FUNC_LAYOUT || op == GW_OP_DEVICE_ATTRS)
         return 1;
+    if (gw_is_nvml_op(op))
+        return gw_nvml_valid_op(op);
     return op >= 256 && op < 256 + GW_OP_COUNT && gw_dispatch[op - 256];
 }
 
@@ -379,7 +405,8 @@ static int serve(void)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: gpuwire-worker --fd N --driver PATH [--session ID] [--api-digest D] [--client TEXT]\n"
+    fprintf(stderr, "usage: gpuwire-worker --fd N --driver PATH [--nvml PATH] [--session ID] [--api-digest D]\n"
+                    "                      [--client TEXT]\n"
                     "                      [--mem-cap BYTES]\n"
                     "       gpuwire-worker --probe --driver PATH\n");
 }
@@ -398,6 +425,8 @@ int main(int argc, char **argv)
             fd = atoi(argv[++i]);
         else if (!strcmp(a, "--driver") && v)
             drv = argv[++i];
+        else if (!strcmp(a, "--nvml") && v)
+            gw_nvml_set_path(argv[++i]);
         else if (!strcmp(a, "--session") && v)
             session = argv[++i];
         else if (!strcmp(a, "--api-digest") && v)
@@ -418,7 +447,8 @@ int main(int argc, char **argv)
     if (do_probe)
         return probe(drv);
     signal(SIGPIPE, SIG_IGN);
-    if (digest >= 0 && (uint32_t)digest != GW_API_DIGEST) {
+    /* libnvidia-ml.so.1 sends the digest of both op tables (native/client/handshake.c) */
+    if (digest >= 0 && (uint32_t)digest != GW_API_DIGEST && (uint32_t)digest != (GW_API_DIGEST ^ GW_NVML_API_DIGEST)) {
         char msg[200];
         snprintf(msg, sizeof msg,
                  "client and server are different gpuwire builds (API digest 0x%08lx vs 0x%08x): "

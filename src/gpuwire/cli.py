@@ -19,6 +19,7 @@ examples:
   gpuwire server --listen 0.0.0.0:7750          # on the GPU machine (tokens required off-loopback)
   gpuwire run --server gpu-box:7750 -- ./app    # on the client machine (GPUWIRE_TOKEN set)
   gpuwire status --server gpu-box:7750          # is it up? RTT, bandwidth, leases
+  gpuwire smi --server gpu-box:7750             # its GPUs, as nvidia-smi shows them
   gpuwire demo                                  # both, on this machine
 
 run `gpuwire COMMAND --help` for each command's options."""
@@ -57,6 +58,16 @@ sessions (host, process, program, lease, traffic, age), totals and its log.
 Reads the server's admin endpoint (`gpuwire server --metrics HOST:PORT`,
 default 127.0.0.1:7751), or with --server the gpuwire port itself (status
 probe: no log). Needs the optional package textual, except with --once."""
+
+SMI_HELP = """\
+Print an nvidia-smi-like table of the server's GPUs: driver, CUDA and NVML
+versions, then per GPU its index, name, UUID, PCI bus id, memory used/total,
+utilization, temperature, power, clocks, compute mode, and the processes
+running on it (server-side ids). The answers come through gpuwire's own
+libnvidia-ml.so.1 and libcuda.so.1 (a helper run under `gpuwire run`), so
+they are what an application here would see; the CUDA column is the device
+ordinal programs here get (CUDA_VISIBLE_DEVICES applies to CUDA, not NVML).
+It never waits for a lease: with --no-cuda it takes none at all."""
 
 RUN_HELP = """\
 Run CMD with gpuwire's loader redirection: every load of libcuda.so.1 (by
@@ -173,6 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=20, metavar="N", help="round trips timed (default %(default)s)")
     p.add_argument("--bytes", default="4M", metavar="SIZE",
                    help="frame size for the bandwidth estimate, 0 to skip (default %(default)s)")
+
+    p = sub.add_parser("smi", help="nvidia-smi-like table of a server's GPUs, through gpuwire's libraries",
+                       description=SMI_HELP, formatter_class=fmt)
+    p.add_argument("--server", metavar="HOST:PORT", help="default: $GPUWIRE_SERVER, else 127.0.0.1:7750")
+    p.add_argument("--token-file", metavar="FILE", help="file holding the token (default: $GPUWIRE_TOKEN)")
+    p.add_argument("--json", action="store_true", help="print the answers as JSON")
+    p.add_argument("--no-cuda", action="store_true", help="ask NVML only (no CUDA session, no lease)")
 
     p = sub.add_parser("top", help="live dashboard of a server (terminal UI)", description=TOP_HELP,
                        formatter_class=fmt)
@@ -309,6 +327,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gpuwire status: {e}", file=sys.stderr)
             return 2
         return status_main(args.server, args.token_file, args.json, args.rounds, nbytes)
+    if args.command == "smi":
+        from gpuwire.smi import main as smi_main
+
+        return smi_main(args.server, args.token_file, args.json, cuda=not args.no_cuda)
     if args.command == "top":
         from gpuwire.top import main as top_main
 

@@ -17,6 +17,8 @@ CLIENT_LIB = "libcuda.so.1"          # the client library, same SONAME as the dr
 AUDIT_MODULE = "gpuwire_audit.so"    # the LD_AUDIT module
 WORKER = "gpuwire-worker"            # the data-plane worker executable
 STANDIN_DRIVER = "libgpuwire_standin.so"  # CPU stand-in driver (a test double)
+NVML_LIB = "libnvidia-ml.so.1"       # the NVML client library, same SONAME as NVIDIA's
+STANDIN_NVML = "libgpuwire_standin_nvml.so"  # CPU stand-in NVML (a test double)
 
 
 class NativeMissing(RuntimeError):
@@ -53,6 +55,10 @@ def worker() -> Path:
 
 def standin_driver() -> Path:
     return native_file(STANDIN_DRIVER)
+
+
+def standin_nvml() -> Path:
+    return native_file(STANDIN_NVML)
 
 
 def source_root() -> Path | None:

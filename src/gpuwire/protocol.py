@@ -7,6 +7,7 @@ them against the header). Everything on the wire is little-endian.
 
 from __future__ import annotations
 
+import re
 import socket
 import struct
 import time
@@ -48,6 +49,12 @@ EXT_TOKEN_PROOF = 3   # reserved (auth uses OP_CHALLENGE / OP_PROOF)
 EXT_NO_WAIT = 4       # u8: 1 = refuse at once instead of queueing
 EXT_STATUS_PROBE = 5  # u8: 1 = status probe, start no worker
 EXT_GPU = 6           # u32: the GPU index the lease is on (absent: all GPUs)
+# --- NVML remoting and device visibility (native/nvml, gpuwire.visible) ---
+EXT_ENV = 7           # b"NAME=VALUE\0NAME=VALUE" (no final NUL): the client's ENV_FORWARDED variables
+EXT_NVML = 8          # u8: 1 = NVML-only session (libnvidia-ml.so.1): no GPU lease
+ENV_FORWARDED = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")
+ENV_VALUE_MAX = 256
+# --- end NVML remoting ---
 EXT_CRITICAL = 0x8000  # an unknown type with this bit set is refused, others are skipped
 HELLO_EXT_MAX = 1024  # bytes of extension records at most
 
@@ -116,6 +123,8 @@ class HelloExt:
     no_wait: bool = False
     status_probe: bool = False
     gpu: int | None = None      # None: every GPU of the server
+    env: tuple[tuple[str, str], ...] = ()  # EXT_ENV: (name, value) of ENV_FORWARDED variables
+    nvml_only: bool = False     # EXT_NVML
     unknown: tuple[int, ...] = ()  # non-critical types this server skipped
 
 
@@ -180,6 +189,7 @@ def pack_hello(pid: int, host: str | bytes, prog: str | bytes, api_digest: int, 
 
 def pack_ext(exclusive: bool | None = None, mem_cap: int | None = None, no_wait: bool | None = None,
              status_probe: bool | None = None, gpu: int | None = None,
+             env: dict[str, str] | None = None, nvml_only: bool | None = None,
              extra: list[tuple[int, bytes]] = ()) -> bytes:
     """HELLO extension records for the fields given (None: leave the record out)."""
     recs: list[tuple[int, bytes]] = []
@@ -193,6 +203,10 @@ def pack_ext(exclusive: bool | None = None, mem_cap: int | None = None, no_wait:
         recs.append((EXT_STATUS_PROBE, struct.pack("<B", 1 if status_probe else 0)))
     if gpu is not None:
         recs.append((EXT_GPU, struct.pack("<I", gpu)))
+    if env is not None:
+        recs.append((EXT_ENV, b"\0".join(f"{k}={v}".encode() for k, v in env.items())))
+    if nvml_only is not None:
+        recs.append((EXT_NVML, struct.pack("<B", 1 if nvml_only else 0)))
     recs += list(extra)
     return b"".join(EXT_RECORD.pack(t, len(v)) + v for t, v in recs)
 
@@ -247,9 +261,32 @@ def parse_hello(payload: bytes, flags: int = 0) -> Hello:
     return Hello(version, digest, pid, host, prog, parse_ext(payload[names_end:]))
 
 
-_EXT_SIZES = {EXT_LEASE_MODE: 1, EXT_MEM_CAP: 8, EXT_NO_WAIT: 1, EXT_STATUS_PROBE: 1, EXT_GPU: 4}
+_EXT_SIZES = {EXT_LEASE_MODE: 1, EXT_MEM_CAP: 8, EXT_NO_WAIT: 1, EXT_STATUS_PROBE: 1, EXT_GPU: 4, EXT_NVML: 1}
 _EXT_NAMES = {EXT_LEASE_MODE: "LEASE_MODE", EXT_MEM_CAP: "MEM_CAP", EXT_NO_WAIT: "NO_WAIT",
-              EXT_STATUS_PROBE: "STATUS_PROBE", EXT_GPU: "GPU"}
+              EXT_STATUS_PROBE: "STATUS_PROBE", EXT_GPU: "GPU", EXT_NVML: "NVML"}
+_ENV_VALUE = re.compile(r"[A-Za-z0-9_,:.\-]*")
+
+
+def parse_env_record(value: bytes) -> tuple[tuple[str, str], ...]:
+    """EXT_ENV: NUL-separated NAME=VALUE items. Only ENV_FORWARDED names, each
+    once, with plain values (device indices, UUIDs, MIG ids, orders) pass;
+    anything else is malformed, so no other variable can reach the worker."""
+    out: dict[str, str] = {}
+    for item in value.split(b"\0") if value else []:
+        try:
+            text = item.decode("ascii")
+        except UnicodeDecodeError:
+            raise ProtocolError(ERR_MALFORMED, "HELLO extension ENV is not ASCII") from None
+        name, eq, val = text.partition("=")
+        if not eq or name not in ENV_FORWARDED:
+            raise ProtocolError(ERR_MALFORMED, f"HELLO extension ENV names {name!r}, expected one of "
+                                               f"{', '.join(ENV_FORWARDED)}")
+        if name in out:
+            raise ProtocolError(ERR_MALFORMED, f"HELLO extension ENV sets {name} twice")
+        if len(val) > ENV_VALUE_MAX or not _ENV_VALUE.fullmatch(val):
+            raise ProtocolError(ERR_MALFORMED, f"HELLO extension ENV value of {name} is malformed")
+        out[name] = val
+    return tuple(out.items())
 
 
 def parse_ext(data: bytes) -> HelloExt:
@@ -272,6 +309,9 @@ def parse_ext(data: bytes) -> HelloExt:
         if typ in seen:
             raise ProtocolError(ERR_MALFORMED, f"HELLO extension record type {typ} appears twice")
         seen.add(typ)
+        if typ == EXT_ENV:
+            fields["env"] = parse_env_record(value)
+            continue
         if typ not in _EXT_SIZES:
             if typ & EXT_CRITICAL:
                 raise ProtocolError(ERR_VERSION, f"HELLO asks for extension type 0x{typ:04x}, which this "
@@ -289,7 +329,8 @@ def parse_ext(data: bytes) -> HelloExt:
             if value[0] > 1:
                 raise ProtocolError(ERR_MALFORMED, f"HELLO extension {_EXT_NAMES[typ]} is {value[0]}, "
                                                    f"expected 0 or 1")
-            key = {EXT_LEASE_MODE: "exclusive", EXT_NO_WAIT: "no_wait", EXT_STATUS_PROBE: "status_probe"}[typ]
+            key = {EXT_LEASE_MODE: "exclusive", EXT_NO_WAIT: "no_wait", EXT_STATUS_PROBE: "status_probe",
+                   EXT_NVML: "nvml_only"}[typ]
             fields[key] = bool(value[0])
     return HelloExt(unknown=tuple(unknown), **fields) if (fields or unknown) else NO_EXT
 

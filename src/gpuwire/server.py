@@ -23,8 +23,9 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from gpuwire import __version__, paths, protocol, tcpinfo
+from gpuwire import __version__, paths, protocol, tcpinfo, visible
 from gpuwire.auth import AuthError, TokenStore
 from gpuwire.driver import Driver
 from gpuwire.leases import Lease, LeaseManager, LeaseRefused
@@ -109,6 +110,7 @@ class Server:
         self.max_sessions = max_sessions
         self.worker_cmd = worker_cmd if worker_cmd is not None else [str(paths.worker())]
         self.tokens = tokens                  # None: no authentication
+        self.nvml_path = _nvml_path(driver)   # what workers dlopen for NVML requests
         self.leases = LeaseManager(driver.device_count)
         self.lease_idle_timeout = lease_idle_timeout  # 0: none
         self.queue_interval = queue_interval
@@ -252,6 +254,9 @@ class Server:
                 return
             if hello.ext.status_probe:
                 self._status_probe(conn, sess)
+                return
+            if hello.ext.nvml_only:  # NVML queries (libnvidia-ml.so.1) use no GPU: no lease
+                self._run_session(conn, sid, peer, hello, sess)
                 return
             lease = self._acquire_lease(conn, sess)
             if lease is None:
@@ -478,16 +483,12 @@ class Server:
 
     # --- sessions with a worker ---------------------------------------------
 
-    def _worker_env(self, lease: Lease) -> dict[str, str] | None:
+    def _worker_env(self, lease: Lease | None, hello: protocol.Hello) -> dict[str, str] | None:
         """The worker's environment: a lease on one GPU of several shows the
-        client only that GPU (as its device 0)."""
-        if len(lease.gpus) != 1 or self.leases.gpu_count == 1:
-            return None
-        (index,) = lease.gpus
-        env = dict(os.environ)
-        visible = [v.strip() for v in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
-        env["CUDA_VISIBLE_DEVICES"] = visible[index] if index < len(visible) else str(index)
-        return env
+        client only that GPU (as its device 0); the client's own
+        CUDA_VISIBLE_DEVICES / CUDA_DEVICE_ORDER narrow that further (visible.py)."""
+        return visible.worker_env(dict(os.environ), lease.gpus if lease is not None else None,
+                                  self.leases.gpu_count, dict(hello.ext.env))
 
     def _run_session(self, conn: socket.socket, sid: int, peer: str, hello: protocol.Hello,
                      sess: Session | None = None) -> None:
@@ -499,12 +500,12 @@ class Server:
         except OSError:
             pass
         fd = conn.fileno()
-        cmd = self.worker_cmd + ["--fd", str(fd), "--driver", str(self.driver.path), "--session", str(sid),
-                                 "--api-digest", str(hello.api_digest), "--client", client]
+        cmd = self.worker_cmd + ["--fd", str(fd), "--driver", str(self.driver.path), "--nvml", str(self.nvml_path),
+                                 "--session", str(sid), "--api-digest", str(hello.api_digest), "--client", client]
         lease = sess.lease
         if lease is not None and lease.mem_cap:
             cmd += ["--mem-cap", str(lease.mem_cap)]
-        env = self._worker_env(lease) if lease is not None else None
+        env = self._worker_env(lease, hello)
         with self._lock:
             if self._stop.is_set():
                 proc = None
@@ -665,6 +666,18 @@ class Server:
                 level = _LEVEL_WORDS[word.upper().rstrip(":")]
                 break
         self.log.log(level, line, session=sid, src="worker")
+
+
+def _nvml_path(driver: Driver) -> str:
+    """The stand-in NVML beside the stand-in driver; else the NVML beside the
+    driver's libcuda (its folder may not be on the loader's path), else by name."""
+    if driver.is_standin:
+        try:
+            return str(paths.standin_nvml())
+        except paths.NativeMissing:
+            return paths.NVML_LIB
+    beside = Path(driver.path).parent / paths.NVML_LIB
+    return str(beside) if beside.is_file() else paths.NVML_LIB
 
 
 def run_server(listen: str, driver_spec: str, log: Logger, max_sessions: int = 256,

@@ -1,0 +1,425 @@
+/* TEST DOUBLE: gpuwire's CPU stand-in NVML, libgpuwire_standin_nvml.so. It
+ * reports the CPU stand-in driver's one fake device as NVML would: the same
+ * name, the same UUID (cuDeviceGetUuid's bytes as NVML spells them), the same
+ * PCI bus id (cuDeviceGetPCIBusId's, in NVML's 8-digit-domain form), 8 GiB.
+ * The running process it lists is the calling process itself (the worker,
+ * which holds the stand-in "GPU"). Functions it does not export are answered
+ * NVML_ERROR_FUNCTION_NOT_FOUND by the worker. */
+#define _GNU_SOURCE
+#include <nvml.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define SN_API __attribute__((visibility("default")))
+
+#define SN_NAME "gpuwire CPU stand-in"
+#define SN_UUID "GPU-67707577-6972-652d-7374-616e64696e01" /* bytes "gpuwire-standin\x01" */
+#define SN_SERIAL "0000000000000"
+#define SN_BUS_ID "00000000:00:00.0"
+#define SN_BUS_ID_LEGACY "0000:00:00.0"
+#define SN_TOTAL_MEM (8ull << 30)
+#define SN_DRIVER_VERSION "580.0-standin"
+#define SN_NVML_VERSION "13.580.0-standin"
+#define SN_CUDA_VERSION 13000
+
+static struct sn_device { int index; } device0 = {0};
+static int refcount;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int initialized(void)
+{
+    pthread_mutex_lock(&lock);
+    int n = refcount;
+    pthread_mutex_unlock(&lock);
+    return n > 0;
+}
+
+static nvmlReturn_t check(nvmlDevice_t d)
+{
+    if (!initialized())
+        return NVML_ERROR_UNINITIALIZED;
+    return d == (nvmlDevice_t)&device0 ? NVML_SUCCESS : NVML_ERROR_INVALID_ARGUMENT;
+}
+
+static nvmlReturn_t copy_str(char *dst, unsigned int len, const char *src)
+{
+    if (!dst)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    if (strlen(src) + 1 > len)
+        return NVML_ERROR_INSUFFICIENT_SIZE;
+    memcpy(dst, src, strlen(src) + 1);
+    return NVML_SUCCESS;
+}
+
+/* ---- init ---- */
+
+static nvmlReturn_t init(void)
+{
+    pthread_mutex_lock(&lock);
+    refcount++;
+    pthread_mutex_unlock(&lock);
+    return NVML_SUCCESS;
+}
+
+#undef nvmlInit
+SN_API nvmlReturn_t nvmlInit(void) { return init(); }
+SN_API nvmlReturn_t nvmlInit_v2(void) { return init(); }
+SN_API nvmlReturn_t nvmlInitWithFlags(unsigned int flags) { (void)flags; return init(); }
+
+SN_API nvmlReturn_t nvmlShutdown(void)
+{
+    pthread_mutex_lock(&lock);
+    nvmlReturn_t r = refcount > 0 ? (refcount--, NVML_SUCCESS) : NVML_ERROR_UNINITIALIZED;
+    pthread_mutex_unlock(&lock);
+    return r;
+}
+
+/* ---- system ---- */
+
+SN_API nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned int length)
+{
+    return initialized() ? copy_str(version, length, SN_DRIVER_VERSION) : NVML_ERROR_UNINITIALIZED;
+}
+
+SN_API nvmlReturn_t nvmlSystemGetNVMLVersion(char *version, unsigned int length)
+{
+    return copy_str(version, length, SN_NVML_VERSION); /* works before init, as NVML's does */
+}
+
+SN_API nvmlReturn_t nvmlSystemGetCudaDriverVersion(int *v)
+{
+    if (!v)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    *v = SN_CUDA_VERSION;
+    return NVML_SUCCESS;
+}
+
+SN_API nvmlReturn_t nvmlSystemGetCudaDriverVersion_v2(int *v) { return nvmlSystemGetCudaDriverVersion(v); }
+
+SN_API nvmlReturn_t nvmlSystemGetProcessName(unsigned int pid, char *name, unsigned int length)
+{
+    if (!initialized())
+        return NVML_ERROR_UNINITIALIZED;
+    if (!name || !length)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    char path[64], comm[256] = "";
+    snprintf(path, sizeof path, "/proc/%u/comm", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NVML_ERROR_NOT_FOUND;
+    if (!fgets(comm, sizeof comm, f))
+        comm[0] = 0;
+    fclose(f);
+    comm[strcspn(comm, "\n")] = 0;
+    snprintf(name, length, "%s", comm); /* NVML truncates */
+    return NVML_SUCCESS;
+}
+
+/* ---- enumeration ---- */
+
+SN_API nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *count)
+{
+    if (!initialized())
+        return NVML_ERROR_UNINITIALIZED;
+    if (!count)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    *count = 1;
+    return NVML_SUCCESS;
+}
+
+#undef nvmlDeviceGetCount
+SN_API nvmlReturn_t nvmlDeviceGetCount(unsigned int *count) { return nvmlDeviceGetCount_v2(count); }
+
+SN_API nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *d)
+{
+    if (!initialized())
+        return NVML_ERROR_UNINITIALIZED;
+    if (!d || index != 0)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    *d = (nvmlDevice_t)&device0;
+    return NVML_SUCCESS;
+}
+
+#undef nvmlDeviceGetHandleByIndex
+SN_API nvmlReturn_t nvmlDeviceGetHandleByIndex(unsigned int index, nvmlDevice_t *d)
+{
+    return nvmlDeviceGetHandleByIndex_v2(index, d);
+}
+
+static nvmlReturn_t by_match(int match, nvmlDevice_t *d)
+{
+    if (!initialized())
+        return NVML_ERROR_UNINITIALIZED;
+    if (!d)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    if (!match)
+        return NVML_ERROR_NOT_FOUND;
+    *d = (nvmlDevice_t)&device0;
+    return NVML_SUCCESS;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *d)
+{
+    if (!uuid)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    return by_match(strcasecmp(uuid, SN_UUID) == 0, d);
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetHandleBySerial(const char *serial, nvmlDevice_t *d)
+{
+    if (!serial)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    return by_match(strcmp(serial, SN_SERIAL) == 0, d);
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetHandleByPciBusId_v2(const char *bus, nvmlDevice_t *d)
+{
+    if (!bus)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    return by_match(strcasecmp(bus, SN_BUS_ID) == 0 || strcasecmp(bus, SN_BUS_ID_LEGACY) == 0, d);
+}
+
+#undef nvmlDeviceGetHandleByPciBusId
+SN_API nvmlReturn_t nvmlDeviceGetHandleByPciBusId(const char *bus, nvmlDevice_t *d)
+{
+    return nvmlDeviceGetHandleByPciBusId_v2(bus, d);
+}
+
+/* ---- identity ---- */
+
+SN_API nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t d, char *name, unsigned int length)
+{
+    nvmlReturn_t r = check(d);
+    return r == NVML_SUCCESS ? copy_str(name, length, SN_NAME) : r;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t d, char *uuid, unsigned int length)
+{
+    nvmlReturn_t r = check(d);
+    return r == NVML_SUCCESS ? copy_str(uuid, length, SN_UUID) : r;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetSerial(nvmlDevice_t d, char *serial, unsigned int length)
+{
+    nvmlReturn_t r = check(d);
+    return r == NVML_SUCCESS ? copy_str(serial, length, SN_SERIAL) : r;
+}
+
+#define UINT_GETTER(fn, value)                                    \
+    SN_API nvmlReturn_t fn(nvmlDevice_t d, unsigned int *out)     \
+    {                                                             \
+        nvmlReturn_t r = check(d);                                \
+        if (r == NVML_SUCCESS && !out)                            \
+            r = NVML_ERROR_INVALID_ARGUMENT;                      \
+        if (r == NVML_SUCCESS)                                    \
+            *out = (value);                                       \
+        return r;                                                 \
+    }
+
+UINT_GETTER(nvmlDeviceGetIndex, 0)
+UINT_GETTER(nvmlDeviceGetMinorNumber, 0)
+UINT_GETTER(nvmlDeviceGetArchitecture, NVML_DEVICE_ARCH_HOPPER)
+UINT_GETTER(nvmlDeviceGetPowerUsage, 50000)              /* milliwatts */
+UINT_GETTER(nvmlDeviceGetPowerManagementLimit, 700000)
+UINT_GETTER(nvmlDeviceGetEnforcedPowerLimit, 700000)
+
+SN_API nvmlReturn_t nvmlDeviceGetCudaComputeCapability(nvmlDevice_t d, int *major, int *minor)
+{
+    nvmlReturn_t r = check(d);
+    if (r == NVML_SUCCESS && (!major || !minor))
+        r = NVML_ERROR_INVALID_ARGUMENT;
+    if (r == NVML_SUCCESS) {
+        *major = 9;
+        *minor = 0;
+    }
+    return r;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetBrand(nvmlDevice_t d, nvmlBrandType_t *type)
+{
+    nvmlReturn_t r = check(d);
+    if (r == NVML_SUCCESS && !type)
+        r = NVML_ERROR_INVALID_ARGUMENT;
+    if (r == NVML_SUCCESS)
+        *type = NVML_BRAND_NVIDIA;
+    return r;
+}
+
+/* ---- PCI ---- */
+
+static nvmlReturn_t pci(nvmlDevice_t d, nvmlPciInfo_t *p)
+{
+    nvmlReturn_t r = check(d);
+    if (r == NVML_SUCCESS && !p)
+        r = NVML_ERROR_INVALID_ARGUMENT;
+    if (r != NVML_SUCCESS)
+        return r;
+    memset(p, 0, sizeof *p);
+    snprintf(p->busIdLegacy, sizeof p->busIdLegacy, "%s", SN_BUS_ID_LEGACY);
+    snprintf(p->busId, sizeof p->busId, "%s", SN_BUS_ID);
+    p->pciDeviceId = 0x233010de; /* an H100's device and vendor ids */
+    p->pciSubSystemId = 0x16c110de;
+    return NVML_SUCCESS;
+}
+
+#undef nvmlDeviceGetPciInfo
+SN_API nvmlReturn_t nvmlDeviceGetPciInfo(nvmlDevice_t d, nvmlPciInfo_t *p) { return pci(d, p); }
+SN_API nvmlReturn_t nvmlDeviceGetPciInfo_v2(nvmlDevice_t d, nvmlPciInfo_t *p) { return pci(d, p); }
+SN_API nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t d, nvmlPciInfo_t *p) { return pci(d, p); }
+
+/* ---- memory, utilization, thermals, clocks, modes ---- */
+
+SN_API nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t d, nvmlMemory_t *m)
+{
+    nvmlReturn_t r = check(d);
+    if (r == NVML_SUCCESS && !m)
+        r = NVML_ERROR_INVALID_ARGUMENT;
+    if (r == NVML_SUCCESS) {
+        m->total = SN_TOTAL_MEM;
+        m->used = 0;
+        m->free = SN_TOTAL_MEM;
+    }
+    return r;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t d, nvmlMemory_v2_t *m)
+{
+    nvmlReturn_t r = check(d);
+    if (r == NVML_SUCCESS && !m)
+        r = NVML_ERROR_INVALID_ARGUMENT;
+    if (r == NVML_SUCCESS && m->version != nvmlMemory_v2)
+        r = NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+    if (r == NVML_SUCCESS) {
+        m->total = SN_TOTAL_MEM;
+        m->reserved = 0;
+        m->used = 0;
+        m->free = SN_TOTAL_MEM;
+    }
+    return r;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t d, nvmlUtilization_t *u)
+{
+    nvmlReturn_t r = check(d);
+    if (r == NVML_SUCCESS && !u)
+        r = NVML_ERROR_INVALID_ARGUMENT;
+    if (r == NVML_SUCCESS)
+        u->gpu = u->memory = 0;
+    return r;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t d, nvmlTemperatureSensors_t sensor, unsigned int *t)
+{
+    nvmlReturn_t r = check(d);
+    if (r == NVML_SUCCESS && (!t || sensor != NVML_TEMPERATURE_GPU))
+        r = NVML_ERROR_INVALID_ARGUMENT;
+    if (r == NVML_SUCCESS)
+        *t = 40;
+    return r;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetTemperatureV(nvmlDevice_t d, nvmlTemperature_t *t)
+{
+    nvmlReturn_t r = check(d);
+    if (r == NVML_SUCCESS && !t)
+        r = NVML_ERROR_INVALID_ARGUMENT;
+    if (r == NVML_SUCCESS && t->version != nvmlTemperature_v1)
+        r = NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+    if (r == NVML_SUCCESS && t->sensorType != NVML_TEMPERATURE_GPU)
+        r = NVML_ERROR_INVALID_ARGUMENT;
+    if (r == NVML_SUCCESS)
+        t->temperature = 40;
+    return r;
+}
+
+static unsigned int clock_mhz(nvmlClockType_t type, int max)
+{
+    switch (type) {
+    case NVML_CLOCK_GRAPHICS:
+    case NVML_CLOCK_SM: return max ? 1980 : 1755;
+    case NVML_CLOCK_MEM: return 2619;
+    case NVML_CLOCK_VIDEO: return max ? 1545 : 1305;
+    default: return 0;
+    }
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t d, nvmlClockType_t type, unsigned int *clock)
+{
+    nvmlReturn_t r = check(d);
+    if (r == NVML_SUCCESS && (!clock || !clock_mhz(type, 0)))
+        r = NVML_ERROR_INVALID_ARGUMENT;
+    if (r == NVML_SUCCESS)
+        *clock = clock_mhz(type, 0);
+    return r;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetMaxClockInfo(nvmlDevice_t d, nvmlClockType_t type, unsigned int *clock)
+{
+    nvmlReturn_t r = check(d);
+    if (r == NVML_SUCCESS && (!clock || !clock_mhz(type, 1)))
+        r = NVML_ERROR_INVALID_ARGUMENT;
+    if (r == NVML_SUCCESS)
+        *clock = clock_mhz(type, 1);
+    return r;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetComputeMode(nvmlDevice_t d, nvmlComputeMode_t *mode)
+{
+    nvmlReturn_t r = check(d);
+    if (r == NVML_SUCCESS && !mode)
+        r = NVML_ERROR_INVALID_ARGUMENT;
+    if (r == NVML_SUCCESS)
+        *mode = NVML_COMPUTEMODE_DEFAULT;
+    return r;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetPerformanceState(nvmlDevice_t d, nvmlPstates_t *p)
+{
+    nvmlReturn_t r = check(d);
+    if (r == NVML_SUCCESS && !p)
+        r = NVML_ERROR_INVALID_ARGUMENT;
+    if (r == NVML_SUCCESS)
+        *p = NVML_PSTATE_0;
+    return r;
+}
+
+/* ---- processes: the calling process (the worker) holds the device ---- */
+
+static nvmlReturn_t processes(nvmlDevice_t d, unsigned int *count, void *infos, size_t size)
+{
+    nvmlReturn_t r = check(d);
+    if (r == NVML_SUCCESS && !count)
+        r = NVML_ERROR_INVALID_ARGUMENT;
+    if (r != NVML_SUCCESS)
+        return r;
+    unsigned int have = *count;
+    *count = 1;
+    if (have < 1 || !infos)
+        return NVML_ERROR_INSUFFICIENT_SIZE;
+    nvmlProcessInfo_t p;
+    memset(&p, 0, sizeof p);
+    p.pid = (unsigned int)getpid();
+    p.usedGpuMemory = 0;
+    p.gpuInstanceId = p.computeInstanceId = 0xFFFFFFFFu;
+    memcpy(infos, &p, size); /* v1 is a prefix of the later layouts */
+    return NVML_SUCCESS;
+}
+
+#undef nvmlDeviceGetComputeRunningProcesses
+SN_API nvmlReturn_t nvmlDeviceGetComputeRunningProcesses(nvmlDevice_t d, unsigned int *n, nvmlProcessInfo_v1_t *i)
+{
+    return processes(d, n, i, sizeof *i);
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t d, unsigned int *n, nvmlProcessInfo_v2_t *i)
+{
+    return processes(d, n, i, sizeof *i);
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t d, unsigned int *n, nvmlProcessInfo_t *i)
+{
+    return processes(d, n, i, sizeof *i);
+}
