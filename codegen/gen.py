@@ -321,7 +321,9 @@ def _count_checks(sym, plans):
     for p in plans:
         if p.kind not in ("in", "out", "inout"):
             continue
-        expr = re.sub(r"\*(\w+)", lambda m: f"({m.group(1)} ? *{m.group(1)} : 0)", p.count)  # NULL-safe
+        # *count reads the count's first element: only if the client sent one (NULL or empty reads as 0)
+        expr = re.sub(r"\*(\w+)", lambda m: "({0} && {0}_n ? *{0} : 0)".format(names.get(m.group(1), m.group(1))),
+                      p.count)
         expr = re.sub(r"\b(\w+)\b", lambda m: names.get(m.group(1), m.group(1)), expr)
         v = f"a{p.idx}"
         L.append(f"    if ({v} && !c->bad && {v}_n < (size_t)({expr}))")

@@ -170,7 +170,7 @@ static void h_nvmlDeviceGetComputeRunningProcesses(gw_call *c)
     nvmlProcessInfo_v1_t *a2 = (nvmlProcessInfo_v1_t *)gw_out_array(c, sizeof(nvmlProcessInfo_v1_t), &a2_n);
     if (a1 && !c->bad && a1_n < (size_t)(1))
         gw_call_fail(c, "nvmlDeviceGetComputeRunningProcesses: infoCount holds %zu elements, fewer than its count", a1_n);
-    if (a2 && !c->bad && a2_n < (size_t)(a1?(a1 ? *a1 : 0):0))
+    if (a2 && !c->bad && a2_n < (size_t)(a1?(a1 && a1_n ? *a1 : 0):0))
         gw_call_fail(c, "nvmlDeviceGetComputeRunningProcesses: infos holds %zu elements, fewer than its count", a2_n);
     if (!gw_args_ok(c)) return;
     nvmlReturn_t (*fn)(nvmlDevice_t, unsigned int *, nvmlProcessInfo_v1_t *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned int *, nvmlProcessInfo_v1_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetComputeRunningProcesses);
@@ -192,7 +192,7 @@ static void h_nvmlDeviceGetComputeRunningProcesses_v2(gw_call *c)
     nvmlProcessInfo_v2_t *a2 = (nvmlProcessInfo_v2_t *)gw_out_array(c, sizeof(nvmlProcessInfo_v2_t), &a2_n);
     if (a1 && !c->bad && a1_n < (size_t)(1))
         gw_call_fail(c, "nvmlDeviceGetComputeRunningProcesses_v2: infoCount holds %zu elements, fewer than its count", a1_n);
-    if (a2 && !c->bad && a2_n < (size_t)(a1?(a1 ? *a1 : 0):0))
+    if (a2 && !c->bad && a2_n < (size_t)(a1?(a1 && a1_n ? *a1 : 0):0))
         gw_call_fail(c, "nvmlDeviceGetComputeRunningProcesses_v2: infos holds %zu elements, fewer than its count", a2_n);
     if (!gw_args_ok(c)) return;
     nvmlReturn_t (*fn)(nvmlDevice_t, unsigned int *, nvmlProcessInfo_v2_t *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned int *, nvmlProcessInfo_v2_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetComputeRunningProcesses_v2);
@@ -214,7 +214,7 @@ static void h_nvmlDeviceGetComputeRunningProcesses_v3(gw_call *c)
     nvmlProcessInfo_t *a2 = (nvmlProcessInfo_t *)gw_out_array(c, sizeof(nvmlProcessInfo_t), &a2_n);
     if (a1 && !c->bad && a1_n < (size_t)(1))
         gw_call_fail(c, "nvmlDeviceGetComputeRunningProcesses_v3: infoCount holds %zu elements, fewer than its count", a1_n);
-    if (a2 && !c->bad && a2_n < (size_t)(a1?(a1 ? *a1 : 0):0))
+    if (a2 && !c->bad && a2_n < (size_t)(a1?(a1 && a1_n ? *a1 : 0):0))
         gw_call_fail(c, "nvmlDeviceGetComputeRunningProcesses_v3: infos holds %zu elements, fewer than its count", a2_n);
     if (!gw_args_ok(c)) return;
     nvmlReturn_t (*fn)(nvmlDevice_t, unsigned int *, nvmlProcessInfo_t *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned int *, nvmlProcessInfo_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetComputeRunningProcesses_v3);
@@ -449,7 +449,7 @@ static void h_nvmlDeviceGetGraphicsRunningProcesses_v3(gw_call *c)
     nvmlProcessInfo_t *a2 = (nvmlProcessInfo_t *)gw_out_array(c, sizeof(nvmlProcessInfo_t), &a2_n);
     if (a1 && !c->bad && a1_n < (size_t)(1))
         gw_call_fail(c, "nvmlDeviceGetGraphicsRunningProcesses_v3: infoCount holds %zu elements, fewer than its count", a1_n);
-    if (a2 && !c->bad && a2_n < (size_t)(a1?(a1 ? *a1 : 0):0))
+    if (a2 && !c->bad && a2_n < (size_t)(a1?(a1 && a1_n ? *a1 : 0):0))
         gw_call_fail(c, "nvmlDeviceGetGraphicsRunningProcesses_v3: infos holds %zu elements, fewer than its count", a2_n);
     if (!gw_args_ok(c)) return;
     nvmlReturn_t (*fn)(nvmlDevice_t, unsigned int *, nvmlProcessInfo_t *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned int *, nvmlProcessInfo_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetGraphicsRunningProcesses_v3);
@@ -590,7 +590,7 @@ static void h_nvmlDeviceGetMPSComputeRunningProcesses_v3(gw_call *c)
     nvmlProcessInfo_t *a2 = (nvmlProcessInfo_t *)gw_out_array(c, sizeof(nvmlProcessInfo_t), &a2_n);
     if (a1 && !c->bad && a1_n < (size_t)(1))
         gw_call_fail(c, "nvmlDeviceGetMPSComputeRunningProcesses_v3: infoCount holds %zu elements, fewer than its count", a1_n);
-    if (a2 && !c->bad && a2_n < (size_t)(a1?(a1 ? *a1 : 0):0))
+    if (a2 && !c->bad && a2_n < (size_t)(a1?(a1 && a1_n ? *a1 : 0):0))
         gw_call_fail(c, "nvmlDeviceGetMPSComputeRunningProcesses_v3: infos holds %zu elements, fewer than its count", a2_n);
     if (!gw_args_ok(c)) return;
     nvmlReturn_t (*fn)(nvmlDevice_t, unsigned int *, nvmlProcessInfo_t *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned int *, nvmlProcessInfo_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetMPSComputeRunningProcesses_v3);

@@ -1335,7 +1335,7 @@ static void h_cuGraphGetNodes(gw_call *c)
     CUgraphNode *a1 = (CUgraphNode *)gw_out_array(c, sizeof(void *), &a1_n);
     size_t a2_n;
     size_t *a2 = (size_t *)gw_in_array(c, sizeof(size_t), &a2_n);
-    if (a1 && !c->bad && a1_n < (size_t)((a2 ? *a2 : 0)))
+    if (a1 && !c->bad && a1_n < (size_t)((a2 && a2_n ? *a2 : 0)))
         gw_call_fail(c, "cuGraphGetNodes: nodes holds %zu elements, fewer than its count", a1_n);
     if (a2 && !c->bad && a2_n < (size_t)(1))
         gw_call_fail(c, "cuGraphGetNodes: numNodes holds %zu elements, fewer than its count", a2_n);

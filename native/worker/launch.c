@@ -55,19 +55,28 @@ void gw_launch_install(void **syms)
         syms[GW_OP_cuLibraryUnload - 256] = (void *)library_unload;
 }
 
-static const layout *layout_of(void *f, int is_kernel)
+/* f's parameter offsets, copied into offs (n of them, the last parameter
+ * ending at *end) while the lock is held, so an entry replaced after an unload
+ * can be freed at once: no launch keeps a pointer to it. 0, or -1 if unknown. */
+static int layout_of(void *f, int is_kernel, uint32_t *offs, uint32_t *n_out, uint32_t *end_out)
 {
+    uint64_t key = (uint64_t)(uintptr_t)f;
     pthread_mutex_lock(&layouts_lock);
-    layout *l = gw_idmap_get(&layouts, (uint64_t)(uintptr_t)f);
+    layout *l = gw_idmap_get(&layouts, key);
     uint64_t gen = generation;
+    int hit = l && l->generation == gen;
+    if (hit) {
+        *n_out = l->n;
+        *end_out = l->end;
+        memcpy(offs, l->off, l->n * sizeof(uint32_t));
+    }
     pthread_mutex_unlock(&layouts_lock);
-    if (l && l->generation == gen)
-        return l;
+    if (hit)
+        return 0;
     param_info_fn info = (param_info_fn)gw_driver_sym(is_kernel ? GW_OP_cuKernelGetParamInfo : GW_OP_cuFuncGetParamInfo);
     if (!info)
-        return NULL;
+        return -1;
     uint32_t n = 0, end = 0;
-    static _Thread_local uint32_t offs[MAX_PARAM_BYTES / 4];
     for (; n < MAX_PARAM_BYTES / 4; n++) {
         size_t off, size;
         if (info(f, n, &off, &size) != CUDA_SUCCESS)
@@ -76,21 +85,23 @@ static const layout *layout_of(void *f, int is_kernel)
         if (off + size > end)
             end = (uint32_t)(off + size);
     }
+    *n_out = n;
+    *end_out = end;
     l = malloc(sizeof *l + n * sizeof(uint32_t));
     if (!l)
-        return NULL;
+        return 0; /* not cached; this launch has its copy */
     l->n = n;
     l->end = end;
     l->generation = gen;
     memcpy(l->off, offs, n * sizeof(uint32_t));
     pthread_mutex_lock(&layouts_lock);
-    /* a superseded entry may still be in use by another thread's launch: it stays allocated */
-    if (gw_idmap_put(&layouts, (uint64_t)(uintptr_t)f, l)) {
+    layout *old = gw_idmap_get(&layouts, key);
+    if (gw_idmap_put(&layouts, key, l))
         free(l);
-        l = NULL;
-    }
+    else
+        free(old);
     pthread_mutex_unlock(&layouts_lock);
-    return l;
+    return 0;
 }
 
 typedef struct config {
@@ -157,21 +168,22 @@ static void launch(gw_call *c)
     if (!gw_args_ok(c))
         return;
     /* rebuild kernelParams from the layout the driver reports for this function */
-    const layout *l = layout_of(f, is_kernel);
-    if (!l) {
+    static _Thread_local uint32_t offs[MAX_PARAM_BYTES / 4];
+    uint32_t n = 0, end = 0;
+    if (layout_of(f, is_kernel, offs, &n, &end)) {
         gw_reply_result(c, CUDA_ERROR_NOT_SUPPORTED);
         return;
     }
-    if (l->end > nbytes) {
-        gw_wlog("%s: %u parameter bytes sent, the function's layout needs %u", gw_op_name(c->h.op), nbytes, l->end);
+    if (end > nbytes) {
+        gw_wlog("%s: %u parameter bytes sent, the function's layout needs %u", gw_op_name(c->h.op), nbytes, end);
         gw_reply_result(c, CUDA_ERROR_INVALID_VALUE);
         return;
     }
     static _Thread_local uint8_t buf[MAX_PARAM_BYTES] __attribute__((aligned(16)));
     static _Thread_local void *kp[MAX_PARAM_BYTES / 4 + 1];
     memcpy(buf, params, nbytes);
-    for (uint32_t i = 0; i < l->n; i++)
-        kp[i] = buf + l->off[i];
+    for (uint32_t i = 0; i < n; i++)
+        kp[i] = buf + offs[i];
     void *fn = gw_driver_fn(c, c->h.op);
     if (!fn)
         return;

@@ -320,10 +320,11 @@ static int valid_op(unsigned op)
 
 static int serve(void)
 {
-    uint8_t *payload = NULL;
-    size_t cap = 0;
+    /* static: a process serving several sessions (native/fuzz/) reuses them rather than losing them */
+    static uint8_t *payload;
+    static size_t cap;
+    static gw_call c;
     uint64_t calls = 0;
-    gw_call c = {0};
     for (;;) {
         gw_hdr h;
         if (read_frame_bytes(&h, sizeof h)) {
@@ -403,6 +404,29 @@ static int serve(void)
     }
 }
 
+/* Serves one session on an already connected socket (after HELLO_OK) and
+ * returns serve()'s status instead of exiting: native/fuzz/ drives it in process. */
+int gw_worker_serve(int sock)
+{
+    fd = sock;
+    in_pos = in_end = 0;
+    return serve();
+}
+
+/* Loads the driver and puts the worker's wrappers in place; NULL or why not. */
+const char *gw_worker_init(const char *drv, unsigned long long mem_cap)
+{
+    const char *why = load_driver(drv);
+    if (why)
+        return why;
+    gw_launch_install(syms);
+    if (mem_cap) {
+        gw_memcap_install(syms, mem_cap);
+        gw_wlog("device memory capped at %llu bytes for this session", mem_cap);
+    }
+    return NULL;
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: gpuwire-worker --fd N --driver PATH [--nvml PATH] [--session ID] [--api-digest D]\n"
@@ -457,16 +481,11 @@ int main(int argc, char **argv)
         send_error(GW_ERR_VERSION, msg);
         return 5;
     }
-    const char *why = load_driver(drv);
+    const char *why = gw_worker_init(drv, mem_cap);
     if (why) {
         gw_wlog("%s", why);
         send_error(GW_ERR_DRIVER, why);
         return 6;
-    }
-    gw_launch_install(syms);
-    if (mem_cap) {
-        gw_memcap_install(syms, mem_cap);
-        gw_wlog("device memory capped at %llu bytes for this session", mem_cap);
     }
     gw_hello_ok ok = {0};
     describe(&ok, drv);
@@ -480,7 +499,7 @@ int main(int argc, char **argv)
     }
     gw_wlog("serving %s with %s (driver %d, %u device(s))", client, ok.driver_desc, ok.driver_version,
             ok.device_count);
-    int rc = serve();
+    int rc = gw_worker_serve(fd);
     fflush(stderr);
     _exit(rc); /* process exit releases every context, allocation and module the client held */
 }

@@ -1,0 +1,10 @@
+"""Selftest: fails natively (exit 1, message on stderr): a native failure, not a gpuwire one."""
+# compat: expect=native failure
+import sys
+
+from _selftest import REMOTE, emit
+
+if not REMOTE:
+    print("selftest: no GPU here, natively", file=sys.stderr)
+    sys.exit(1)
+emit("selftest_native_failure", "d")
