@@ -37,6 +37,12 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPAT = ROOT / "compat"
 BUILD = ROOT / "build" / "compat"
 DOC = ROOT / "docs" / "compatibility.md"
+# Why a workload failed, once someone found out (compat/known_causes.json): shown
+# beside its failure, so a rerun's document keeps the explanation.
+try:
+    KNOWN_CAUSES = json.loads((ROOT / "compat" / "known_causes.json").read_text())
+except (OSError, ValueError):
+    KNOWN_CAUSES = {}
 RESULTS = COMPAT / "results.json"
 GENCODE = ["-gencode", "arch=compute_90,code=sm_90", "-gencode", "arch=compute_90,code=compute_90"]
 DEFAULT_TIMEOUT = 120      # seconds for one run of a workload without its own "# compat: timeout=N"
@@ -572,6 +578,8 @@ def write_reports(ctx: Context, meta: dict, rows: list, smi: dict | None) -> dic
         md_lines += ["", "### Failures, each with its explanation", ""]
         for r in bad:
             md_lines.append(f"**{r['name']}** — {r['verdict']}: {r['why']}")
+            if r["name"] in KNOWN_CAUSES:
+                md_lines += ["", f"Cause: {KNOWN_CAUSES[r['name']]}"]
             if r["tail"]:
                 md_lines += ["", "```", *r["tail"], "```"]
             if r.get("debug_log"):
