@@ -25,6 +25,13 @@ def test_env_defaults():
     assert "GPUWIRE_STATS" not in env and env["PATH"] == "/bin"
 
 
+def test_env_points_triton_at_gpuwires_libcuda():
+    # Triton links its launchers against the libcuda.so it finds on disk
+    assert env_for({})["TRITON_LIBCUDA_PATH"] == str(NATIVE)
+    assert env_for({"TRITON_LIBCUDA_PATH": "/mine"})["TRITON_LIBCUDA_PATH"] == "/mine"
+    assert (paths.native_dir() / "libcuda.so").exists() or not (paths.native_dir() / "libcuda.so.1").exists()
+
+
 def test_env_appends_to_ld_audit_once():
     env = env_for({"LD_AUDIT": "/other/audit.so"})
     assert env["LD_AUDIT"] == f"/other/audit.so:{AUDIT}"

@@ -99,6 +99,14 @@ GW_HIDDEN const void *gw_image_unwrap(const void *image); /* a fatbin wrapper ->
 
 /* ---- what the client knows of loaded modules (modules.c) ---- */
 GW_HIDDEN void gw_module_info_arrived(const uint8_t *payload, size_t len);
+/* One value for a function or kernel and every handle that names the same code
+ * (a kernel and the functions taken from it): its module and name, hashed;
+ * the handle itself when the client knows neither. */
+GW_HIDDEN uint64_t gw_fn_identity(uint64_t handle);
+/* Function attributes go back to their defaults with their context (launch.c). */
+GW_HIDDEN void gw_attributes_reset(void);
+/* Whether any stream capture is under way in the process (launch.c). */
+GW_HIDDEN int gw_captures_active(void);
 /* The parameter layout of a function named by the client, if its module's
  * information has arrived: 1 and the fields set, else 0. */
 GW_HIDDEN int gw_function_layout(uint64_t fid, uint32_t *n, const uint32_t **pairs, uint32_t *max_threads);

@@ -116,11 +116,68 @@ CUresult CUDAAPI cuCtxCreate_v4(CUcontext *pctx, CUctxCreateParams *ctxCreatePar
     return rc;
 }
 
+/* ---- context limits: they change only through cuCtxSetLimit, except the
+ * stack size, which the driver grows for a kernel that needs more. Libraries
+ * ask before launches (cudart checks the shared-memory limit when a function's
+ * attribute is set), so answers are kept per context and limit. ---- */
+
+typedef struct kept_limit {
+    CUcontext ctx;
+    CUlimit limit;
+    size_t value;
+} kept_limit;
+
+#define MAX_KEPT_LIMITS 64
+static kept_limit kept_limits[MAX_KEPT_LIMITS];
+static int n_kept_limits;
+static pthread_mutex_t limits_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void limits_forget(void)
+{
+    pthread_mutex_lock(&limits_lock);
+    n_kept_limits = 0;
+    pthread_mutex_unlock(&limits_lock);
+}
+
+CUresult CUDAAPI cuCtxGetLimit(size_t *pvalue, CUlimit limit)
+{
+    CUcontext ctx = depth ? stack[depth - 1] : NULL;
+    int keep = ctx && pvalue && limit != CU_LIMIT_STACK_SIZE && gw_initialized();
+    if (keep) {
+        pthread_mutex_lock(&limits_lock);
+        for (int i = 0; i < n_kept_limits; i++) {
+            if (kept_limits[i].ctx == ctx && kept_limits[i].limit == limit) {
+                *pvalue = kept_limits[i].value;
+                pthread_mutex_unlock(&limits_lock);
+                gw_stat_call(GW_OP_cuCtxGetLimit);
+                return CUDA_SUCCESS;
+            }
+        }
+        pthread_mutex_unlock(&limits_lock);
+    }
+    CUresult rc = gwf_cuCtxGetLimit(pvalue, limit);
+    if (keep && rc == CUDA_SUCCESS) {
+        pthread_mutex_lock(&limits_lock);
+        if (n_kept_limits < MAX_KEPT_LIMITS)
+            kept_limits[n_kept_limits++] = (kept_limit){ctx, limit, *pvalue};
+        pthread_mutex_unlock(&limits_lock);
+    }
+    return rc;
+}
+
+CUresult CUDAAPI cuCtxSetLimit(CUlimit limit, size_t value)
+{
+    limits_forget(); /* the driver may round the value: ask again */
+    return gwf_cuCtxSetLimit(limit, value);
+}
+
 CUresult CUDAAPI cuCtxDestroy_v2(CUcontext ctx)
 {
     if (ctx)
         gw_export_tables_context_destroyed(ctx);
     CUresult rc = gwf_cuCtxDestroy_v2(ctx);
+    gw_attributes_reset();
+    limits_forget();
     if (rc == CUDA_SUCCESS && depth && stack[depth - 1] == ctx)
         depth--;
     return rc;
@@ -168,6 +225,8 @@ CUresult CUDAAPI cuDevicePrimaryCtxReset_v2(CUdevice dev)
     if (c)
         gw_export_tables_context_destroyed(c);
     pstate_forget(dev);
+    gw_attributes_reset();
+    limits_forget();
     return gwf_cuDevicePrimaryCtxReset_v2(dev);
 }
 
@@ -228,6 +287,14 @@ static void pstate_forget(CUdevice dev)
     }
 }
 
+/* A released or reset primary context may be destroyed with what it held. */
+static void primary_gone(CUdevice dev)
+{
+    pstate_forget(dev);
+    gw_attributes_reset();
+    limits_forget();
+}
+
 CUresult CUDAAPI cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int *flags, int *active)
 {
     if (dev >= 0 && dev < MAX_DEVS && flags && active && gw_initialized()) {
@@ -262,11 +329,11 @@ CUresult CUDAAPI cuDevicePrimaryCtxRelease(CUdevice dev);
 CUresult CUDAAPI cuDevicePrimaryCtxReset(CUdevice dev);
 CUresult CUDAAPI cuDevicePrimaryCtxSetFlags(CUdevice dev, unsigned int flags);
 CUresult CUDAAPI cuDevicePrimaryCtxRelease(CUdevice dev)
-{ pstate_forget(dev); return gwf_cuDevicePrimaryCtxRelease(dev); }
+{ primary_gone(dev); return gwf_cuDevicePrimaryCtxRelease(dev); }
 CUresult CUDAAPI cuDevicePrimaryCtxRelease_v2(CUdevice dev)
-{ pstate_forget(dev); return gwf_cuDevicePrimaryCtxRelease_v2(dev); }
+{ primary_gone(dev); return gwf_cuDevicePrimaryCtxRelease_v2(dev); }
 CUresult CUDAAPI cuDevicePrimaryCtxReset(CUdevice dev)
-{ pstate_forget(dev); return gwf_cuDevicePrimaryCtxReset(dev); }
+{ primary_gone(dev); return gwf_cuDevicePrimaryCtxReset(dev); }
 CUresult CUDAAPI cuDevicePrimaryCtxSetFlags(CUdevice dev, unsigned int flags)
 { pstate_forget(dev); return gwf_cuDevicePrimaryCtxSetFlags(dev, flags); }
 CUresult CUDAAPI cuDevicePrimaryCtxSetFlags_v2(CUdevice dev, unsigned int flags)

@@ -299,15 +299,64 @@ static void attributes_changed(void)
     gw_cache_forget(ops, sizeof ops / sizeof ops[0]);
 }
 
+/* Libraries set an attribute before every launch (cuBLAS, PyTorch: the dynamic
+ * shared memory size), nearly always to the value it already has. Such a set
+ * changes nothing, so it keeps the kept answers; only a new value drops them.
+ * Values are remembered per code (gw_fn_identity: a kernel and the functions
+ * taken from it are one), attribute and device. */
+typedef struct attr_set {
+    uint64_t code;
+    int attrib, dev, value;
+} attr_set;
+
+static gw_idmap attr_sets; /* mix of (code, attribute, device) -> attr_set */
+static pthread_mutex_t attr_sets_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Records the value; 1 if the same code, attribute and device already had it.
+ * Two keys that mix alike only cost a needless drop of the kept answers. */
+static int same_as_before(uint64_t code, int attrib, int dev, int value)
+{
+    uint64_t key = code * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uint32_t)attrib << 32 ^ (uint32_t)dev;
+    if (key == 0 || key == UINT64_MAX) /* the map's reserved keys */
+        key = 1;
+    int same = 0;
+    pthread_mutex_lock(&attr_sets_lock);
+    attr_set *s = gw_idmap_get(&attr_sets, key);
+    if (s && s->code == code && s->attrib == attrib && s->dev == dev) {
+        same = s->value == value;
+        s->value = value;
+    } else if (!s && (s = malloc(sizeof *s)) && gw_idmap_put(&attr_sets, key, s)) {
+        free(s);
+        s = NULL;
+    }
+    if (s && !same)
+        *s = (attr_set){code, attrib, dev, value};
+    pthread_mutex_unlock(&attr_sets_lock);
+    return same;
+}
+
+/* A destroyed or reset context takes its functions' attributes with it: a
+ * library's kernels come back with their defaults in the next one. */
+void gw_attributes_reset(void)
+{
+    pthread_mutex_lock(&attr_sets_lock);
+    gw_idmap_clear(&attr_sets, free);
+    pthread_mutex_unlock(&attr_sets_lock);
+    attributes_changed();
+}
+
 CUresult CUDAAPI cuFuncSetAttribute(CUfunction hfunc, CUfunction_attribute attrib, int value)
 {
-    attributes_changed();
+    /* a function belongs to the current context's device */
+    if (!same_as_before(gw_fn_identity((uint64_t)(uintptr_t)hfunc), attrib, gw_current_device(), value))
+        attributes_changed();
     return gwf_cuFuncSetAttribute(hfunc, attrib, value);
 }
 
 CUresult CUDAAPI cuKernelSetAttribute(CUfunction_attribute attrib, int val, CUkernel kernel, CUdevice dev)
 {
-    attributes_changed();
+    if (!same_as_before(gw_fn_identity((uint64_t)(uintptr_t)kernel), attrib, dev, val))
+        attributes_changed();
     return gwf_cuKernelSetAttribute(attrib, val, kernel, dev);
 }
 
@@ -321,6 +370,8 @@ CUresult CUDAAPI cuFuncSetCacheConfig(CUfunction hfunc, CUfunc_cache config)
  * (they all begin and end through the client), no stream is capturing ---- */
 
 static atomic_int captures;
+
+int gw_captures_active(void) { return atomic_load(&captures) > 0; }
 
 CUresult CUDAAPI cuStreamBeginCapture_v2(CUstream s, CUstreamCaptureMode mode)
 {

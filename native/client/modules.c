@@ -213,6 +213,20 @@ static gw_idmap aliases;  /* module id from cuLibraryGetModule -> its library id
 static gw_idmap metas;    /* function/kernel id -> fn_meta */
 static pthread_mutex_t info_lock = PTHREAD_MUTEX_INITIALIZER;
 
+uint64_t gw_fn_identity(uint64_t handle)
+{
+    uint64_t h = handle;
+    pthread_mutex_lock(&info_lock);
+    fn_meta *m = gw_idmap_get(&metas, handle);
+    if (m && m->name) {
+        h = 1469598103934665603ull ^ m->module; /* FNV-1a over the module id, then the name */
+        for (const char *s = m->name; *s; s++)
+            h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    }
+    pthread_mutex_unlock(&info_lock);
+    return h;
+}
+
 void gw_module_info_arrived(const uint8_t *p, size_t len)
 {
     size_t pos = 0;

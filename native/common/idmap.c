@@ -100,3 +100,13 @@ void *gw_idmap_del(gw_idmap *m, uint64_t key)
     }
     return NULL;
 }
+
+void gw_idmap_clear(gw_idmap *m, void (*free_val)(void *))
+{
+    for (size_t i = 0; free_val && i < m->cap; i++)
+        if (m->keys[i] && m->keys[i] != DELETED)
+            free_val(m->vals[i]);
+    free(m->keys);
+    free(m->vals);
+    *m = (gw_idmap){0};
+}

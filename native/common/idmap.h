@@ -15,5 +15,6 @@ typedef struct gw_idmap {
 void *gw_idmap_get(const gw_idmap *m, uint64_t key);
 int gw_idmap_put(gw_idmap *m, uint64_t key, void *val); /* 0 ok, -1 out of memory */
 void *gw_idmap_del(gw_idmap *m, uint64_t key);          /* returns the value removed */
+void gw_idmap_clear(gw_idmap *m, void (*free_val)(void *)); /* empties it; free_val (if any) on each value */
 
 #endif

@@ -198,7 +198,7 @@ CUresult CUDAAPI cuCtxGetId(CUcontext ctx, unsigned long long * ctxId)
 }
 
 #undef cuCtxGetLimit
-CUresult CUDAAPI cuCtxGetLimit(size_t * pvalue, CUlimit limit)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxGetLimit(size_t * pvalue, CUlimit limit)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxGetLimit);
     gw_put_out(q, pvalue, pvalue ? (size_t)(1) : 0);
@@ -338,7 +338,7 @@ CUresult CUDAAPI cuCtxSetFlags(unsigned int flags)
 }
 
 #undef cuCtxSetLimit
-CUresult CUDAAPI cuCtxSetLimit(CUlimit limit, size_t value)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxSetLimit(CUlimit limit, size_t value)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxSetLimit);
     gw_put_u64(q, (uint64_t)(int64_t)limit);

@@ -109,9 +109,11 @@ CUresult CUDAAPI gwf_cuCtxCreate_v4(CUcontext * pctx, CUctxCreateParams * ctxCre
 CUresult CUDAAPI gwf_cuCtxDestroy_v2(CUcontext ctx);
 CUresult CUDAAPI gwf_cuCtxGetDevice(CUdevice * device);
 CUresult CUDAAPI gwf_cuCtxGetDevice_v2(CUdevice * device, CUcontext ctx);
+CUresult CUDAAPI gwf_cuCtxGetLimit(size_t * pvalue, CUlimit limit);
 CUresult CUDAAPI gwf_cuCtxPopCurrent_v2(CUcontext * pctx);
 CUresult CUDAAPI gwf_cuCtxPushCurrent_v2(CUcontext ctx);
 CUresult CUDAAPI gwf_cuCtxSetCurrent(CUcontext ctx);
+CUresult CUDAAPI gwf_cuCtxSetLimit(CUlimit limit, size_t value);
 CUresult CUDAAPI gwf_cuDeviceGetAttribute(int * pi, CUdevice_attribute attrib, CUdevice dev);
 CUresult CUDAAPI gwf_cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int * flags, int * active);
 CUresult CUDAAPI gwf_cuDevicePrimaryCtxRelease(CUdevice dev);

@@ -571,18 +571,6 @@ int cuStreamBeginCaptureToGraph(void);
 int cuStreamBeginCaptureToGraph(void) { return gw_unsupported(GW_OP_cuStreamBeginCaptureToGraph); }
 int cuStreamBeginCaptureToGraph_ptsz(void);
 int cuStreamBeginCaptureToGraph_ptsz(void) { return gw_unsupported(GW_OP_cuStreamBeginCaptureToGraph_ptsz); }
-int cuStreamGetCaptureInfo(void);
-int cuStreamGetCaptureInfo(void) { return gw_unsupported(GW_OP_cuStreamGetCaptureInfo); }
-int cuStreamGetCaptureInfo_ptsz(void);
-int cuStreamGetCaptureInfo_ptsz(void) { return gw_unsupported(GW_OP_cuStreamGetCaptureInfo_ptsz); }
-int cuStreamGetCaptureInfo_v2(void);
-int cuStreamGetCaptureInfo_v2(void) { return gw_unsupported(GW_OP_cuStreamGetCaptureInfo_v2); }
-int cuStreamGetCaptureInfo_v2_ptsz(void);
-int cuStreamGetCaptureInfo_v2_ptsz(void) { return gw_unsupported(GW_OP_cuStreamGetCaptureInfo_v2_ptsz); }
-int cuStreamGetCaptureInfo_v3(void);
-int cuStreamGetCaptureInfo_v3(void) { return gw_unsupported(GW_OP_cuStreamGetCaptureInfo_v3); }
-int cuStreamGetCaptureInfo_v3_ptsz(void);
-int cuStreamGetCaptureInfo_v3_ptsz(void) { return gw_unsupported(GW_OP_cuStreamGetCaptureInfo_v3_ptsz); }
 int cuStreamGetGreenCtx(void);
 int cuStreamGetGreenCtx(void) { return gw_unsupported(GW_OP_cuStreamGetGreenCtx); }
 int cuStreamUpdateCaptureDependencies(void);

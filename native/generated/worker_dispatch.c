@@ -33,6 +33,12 @@ void gw_h_cuOccupancyMaxActiveClusters(gw_call *c);
 void gw_h_cuOccupancyMaxPotentialClusterSize(gw_call *c);
 void gw_h_cuPointerGetAttribute(gw_call *c);
 void gw_h_cuPointerGetAttributes(gw_call *c);
+void gw_h_cuStreamGetCaptureInfo(gw_call *c);
+void gw_h_cuStreamGetCaptureInfo_ptsz(gw_call *c);
+void gw_h_cuStreamGetCaptureInfo_v2(gw_call *c);
+void gw_h_cuStreamGetCaptureInfo_v2_ptsz(gw_call *c);
+void gw_h_cuStreamGetCaptureInfo_v3(gw_call *c);
+void gw_h_cuStreamGetCaptureInfo_v3_ptsz(gw_call *c);
 
 static void h_cuArrayDestroy(gw_call *c)
 {
@@ -4389,6 +4395,12 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuStreamEndCapture_ptsz - 256] = h_cuStreamEndCapture_ptsz,
     [GW_OP_cuStreamGetAttribute - 256] = h_cuStreamGetAttribute,
     [GW_OP_cuStreamGetAttribute_ptsz - 256] = h_cuStreamGetAttribute_ptsz,
+    [GW_OP_cuStreamGetCaptureInfo - 256] = gw_h_cuStreamGetCaptureInfo,
+    [GW_OP_cuStreamGetCaptureInfo_ptsz - 256] = gw_h_cuStreamGetCaptureInfo_ptsz,
+    [GW_OP_cuStreamGetCaptureInfo_v2 - 256] = gw_h_cuStreamGetCaptureInfo_v2,
+    [GW_OP_cuStreamGetCaptureInfo_v2_ptsz - 256] = gw_h_cuStreamGetCaptureInfo_v2_ptsz,
+    [GW_OP_cuStreamGetCaptureInfo_v3 - 256] = gw_h_cuStreamGetCaptureInfo_v3,
+    [GW_OP_cuStreamGetCaptureInfo_v3_ptsz - 256] = gw_h_cuStreamGetCaptureInfo_v3_ptsz,
     [GW_OP_cuStreamGetCtx - 256] = h_cuStreamGetCtx,
     [GW_OP_cuStreamGetCtx_ptsz - 256] = h_cuStreamGetCtx_ptsz,
     [GW_OP_cuStreamGetCtx_v2 - 256] = h_cuStreamGetCtx_v2,

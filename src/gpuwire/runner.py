@@ -32,6 +32,9 @@ def build_env(base: dict[str, str], server: str | None = None, stats: str | None
         existing.append(str(audit))
     env["LD_AUDIT"] = ":".join(existing)
     env["GPUWIRE_LIBDIR"] = str(native_dir)
+    # Triton (and torch.compile through it) looks for the driver on disk to link its
+    # launchers against: point it at gpuwire's libcuda.so, unless the user chose one
+    env.setdefault("TRITON_LIBCUDA_PATH", str(native_dir))
     env["GPUWIRE_SERVER"] = server_address(server, base)
     if stats:
         env["GPUWIRE_STATS"] = os.path.abspath(stats)  # the command may change directory

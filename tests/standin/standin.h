@@ -34,7 +34,7 @@ void sd_unlock(void);
 int sd_initialized(void);
 
 /* ---- live-object tables (core.c) ---- */
-enum sd_kind { SD_CTX = 1, SD_STREAM, SD_EVENT, SD_MODULE, SD_LIBRARY, SD_FUNC, SD_KERNEL };
+enum sd_kind { SD_CTX = 1, SD_STREAM, SD_EVENT, SD_MODULE, SD_LIBRARY, SD_FUNC, SD_KERNEL, SD_GRAPH };
 /* Every object starts with this header; handles are pointers to such objects. */
 typedef struct sd_obj {
     int kind;
@@ -86,6 +86,8 @@ typedef struct sd_stream {
     unsigned int flags;
     int priority;
     unsigned long long id;
+    void *capture;          /* the graph a capture under way records into (capture.c), or NULL */
+    unsigned long long capture_id;
 } sd_stream;
 /* Checks a stream handle (0, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD or a live stream) and the
  * current context; returns the context work on that stream belongs to. Lock held. */
