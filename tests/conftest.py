@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +33,8 @@ def gpuwire_env(extra: dict[str, str] | None = None) -> dict[str, str]:
            if k not in ("LD_AUDIT", "GPUWIRE_SERVER", "GPUWIRE_STATS", "GPUWIRE_LIBDIR")}
     env["PYTHONPATH"] = os.pathsep.join([str(SRC)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
     env["PYTHONUNBUFFERED"] = "1"
+    # servers the tests start keep their content cache out of /var/cache and ~/.cache
+    env.setdefault("GPUWIRE_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"gpuwire-tests-cache-{os.getuid()}"))
     if extra:
         env.update(extra)
     return env
@@ -103,7 +106,8 @@ def start_server(log_path: Path, driver: str = "standin", extra_args: tuple[str,
     log = open(log_path, "wb")
     proc = subprocess.Popen(GPUWIRE + ["server", "--listen", "127.0.0.1:0", "--driver", driver,
                                        "--log-level", "DEBUG", *extra_args],
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=gpuwire_env())
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            env=gpuwire_env({"GPUWIRE_CACHE_DIR": str(log_path.parent / "cache")}))
     log.close()
     rx = re.compile(r" address=127\.0\.0\.1:(\d+) .*listening on ")
     deadline = time.monotonic() + SERVER_START_TIMEOUT

@@ -5,6 +5,7 @@
  * wire; the worker unpacks them with the real pitches. */
 #include <string.h>
 
+#include "cache.h"
 #include "client.h"
 
 /* ---- 1D ----
@@ -21,6 +22,9 @@ static CUresult htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, in
     if (!src)
         return CUDA_ERROR_INVALID_VALUE;
     int known = gw_mem_is_device_range(dst, n);
+    /* large copies to known device memory travel by content address (cache.c) */
+    if (known && n >= gw_cas_min_copy() && gw_cas_on())
+        return gw_cas_htod(op, dst, src, n, async ? (uint64_t)(uintptr_t)s : 0);
     for (size_t off = 0; off < n; off += GW_COPY_CHUNK) {
         size_t len = n - off < GW_COPY_CHUNK ? n - off : GW_COPY_CHUNK;
         int last = off + len == n;

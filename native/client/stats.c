@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "cache.h"
 #include "client.h"
 
 static atomic_ullong calls, round_trips, to_server, from_server;
@@ -24,6 +25,10 @@ void gw_stat_round_trip(unsigned op)
     if (op < 256 + GW_OP_COUNT)
         atomic_fetch_add_explicit(&rt_by_op[op], 1, memory_order_relaxed);
 }
+
+static gw_cas_figures cas; /* content-addressed transfers (cache.c) */
+
+gw_cas_figures *gw_cas_stats(void) { return &cas; }
 
 void gw_stat_bytes(uint64_t to, uint64_t from)
 {
@@ -56,7 +61,8 @@ __attribute__((destructor)) static void write_stats(void)
     }
     fprintf(f, "\n },\n \"round_trips_by_function\": {");
     sep = "";
-    static const char *const control[] = {[GW_OP_FUNC_LAYOUT] = "(parameter layout)", [GW_OP_DEVICE_ATTRS] = "(device attributes)"};
+    static const char *const control[] = {[GW_OP_FUNC_LAYOUT] = "(parameter layout)", [GW_OP_DEVICE_ATTRS] = "(device attributes)",
+                                          [GW_OP_CAS_REFS] = "(cache references)"};
     for (unsigned i = 0; i < 256 + GW_OP_COUNT; i++) {
         unsigned long long n = rt_by_op[i];
         if (!n)
@@ -66,6 +72,15 @@ __attribute__((destructor)) static void write_stats(void)
         fprintf(f, "%s\n  \"%s\": %llu", sep, name, n);
         sep = ",";
     }
-    fprintf(f, "\n }\n}\n");
+    /* bytes_avoided: chunk bytes the server's cache supplied instead of the wire */
+    fprintf(f, "\n },\n \"cache\": {\"enabled\": %s, \"hits\": %llu, \"misses\": %llu, \"bytes_avoided\": %llu, "
+               "\"miss_bytes\": %llu, \"miss_bytes_sent\": %llu,\n  \"image_hits\": %llu, \"image_misses\": %llu, "
+               "\"image_bytes_avoided\": %llu, \"image_miss_bytes\": %llu, \"image_miss_bytes_sent\": %llu,\n  "
+               "\"images\": %llu, \"image_bytes\": %llu, \"images_inline\": %llu, \"image_inline_bytes\": %llu,\n  "
+               "\"hashed_bytes\": %llu, \"hash_seconds\": %.6f, \"memo_bytes\": %llu}\n}\n",
+            gw_cas_on() ? "true" : "false", cas.hits, cas.misses, cas.hit_bytes, cas.miss_bytes, cas.sent_bytes,
+            cas.image_hits, cas.image_misses, cas.image_hit_bytes, cas.image_miss_bytes, cas.image_sent_bytes,
+            cas.images, cas.image_bytes, cas.images_inline, cas.image_inline_bytes, cas.hashed_bytes,
+            cas.hash_ns / 1e9, cas.memo_hit_bytes);
     fclose(f);
 }

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "tls.h"
 
 #define NULL_MARKER 0xFFFFFFFFu
 #define CONNECT_TIMEOUT_MS 5000
@@ -42,7 +43,7 @@ static pthread_mutex_t conn_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t connect_once = PTHREAD_ONCE_INIT;
 static int conn_fd = -1;
 static CUresult conn_status = CUDA_ERROR_NOT_INITIALIZED; /* outcome of gw_connect */
-static int conn_lost;
+static atomic_int conn_lost; /* set by whichever thread sees the stream fail */
 static gw_hello_ok server_info;
 static atomic_int initialized;
 static atomic_uint next_tid = 1;
@@ -56,6 +57,20 @@ static pthread_cond_t flush_cv = PTHREAD_COND_INITIALIZER;
 static int flusher_running;
 static long flush_us = 200;
 
+/* threads waiting for replies (see "replies") */
+typedef struct waiter {
+    struct waiter *next;
+    uint32_t seq;
+    gw_rep *rep;
+    int done, failed;
+} waiter;
+
+static pthread_mutex_t recv_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t recv_cv = PTHREAD_COND_INITIALIZER;
+static waiter *waiters; /* under recv_lock */
+static int reader_busy; /* under recv_lock */
+
+
 static unsigned long long requests_queued; /* under conn_lock */
 static __thread unsigned long long tls_mark; /* requests_queued after this thread's last call */
 
@@ -67,6 +82,8 @@ static __thread uint32_t tls_tid;
 
 int gw_io_write_all(int fd, const void *p, size_t n)
 {
+    if (__builtin_expect(fd == gw_tls_fd, 0)) /* never true without TLS (gw_tls_fd is -1) */
+        return gw_tls_write_all(p, n);
     const uint8_t *b = p;
     while (n) {
         ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
@@ -83,6 +100,8 @@ int gw_io_write_all(int fd, const void *p, size_t n)
 
 static int read_all(int fd, void *p, size_t n, int timeout_ms)
 {
+    if (__builtin_expect(fd == gw_tls_fd, 0))
+        return gw_tls_read_all(p, n, timeout_ms);
     uint8_t *b = p;
     while (n) {
         if (timeout_ms >= 0) {
@@ -223,11 +242,18 @@ static void do_connect(void)
         conn_status = CUDA_ERROR_NO_DEVICE;
         return;
     }
-    conn_status = gw_handshake(fd, spec, &server_info);
-    if (conn_status == CUDA_SUCCESS)
-        conn_fd = fd;
-    else
+    if (gw_tls_client_start(fd, host, spec)) { /* TLS when it applies (tls.c) */
+        conn_status = CUDA_ERROR_NO_DEVICE;
         close(fd);
+        return;
+    }
+    conn_status = gw_handshake(fd, spec, &server_info);
+    if (conn_status == CUDA_SUCCESS) {
+        conn_fd = fd;
+    } else {
+        gw_tls_forget(fd);
+        close(fd);
+    }
 }
 
 /* A forked child must not share the parent's stream: it starts a session of its own. */
@@ -243,6 +269,10 @@ static void after_fork_child(void)
     conn_status = CUDA_ERROR_NOT_INITIALIZED;
     atomic_store(&initialized, 0);
     pthread_mutex_init(&conn_lock, NULL);
+    pthread_mutex_init(&recv_lock, NULL);
+    pthread_cond_init(&recv_cv, NULL);
+    waiters = NULL; /* the parent's waiting threads are not in the child */
+    reader_busy = 0;
     pthread_once_t fresh = PTHREAD_ONCE_INIT;
     connect_once = fresh;
 }
@@ -520,17 +550,68 @@ __attribute__((destructor)) static void flush_at_exit(void)
     }
 }
 
-static int recv_reply_locked(gw_rep *r, uint32_t seq)
+/* ---- replies ----
+ * A thread that waits for a reply sends its request, lets go of conn_lock and
+ * waits on its own: other threads keep sending (their calls run on their own
+ * worker threads), and one synchronize never stalls another thread's work.
+ * Whichever waiting thread finds no reader becomes the reader: it reads frames
+ * and hands each reply to the thread registered for its seq. A waiter leaves
+ * only once answered or when no reader is active, so no reader ever writes to
+ * a waiter that has gone. */
+static void waiter_add(waiter *w)
+{
+    pthread_mutex_lock(&recv_lock);
+    w->next = waiters;
+    waiters = w;
+    pthread_mutex_unlock(&recv_lock);
+}
+
+static void waiter_unlink_locked(waiter *w)
+{
+    for (waiter **pp = &waiters; *pp; pp = &(*pp)->next) {
+        if (*pp == w) {
+            *pp = w->next;
+            return;
+        }
+    }
+}
+
+/* The reader is done (recv_lock held): after a failure nobody will be answered. */
+static void reader_release_locked(int failed)
+{
+    reader_busy = 0;
+    if (failed) {
+        for (waiter *w = waiters; w; w = w->next)
+            w->done = w->failed = 1;
+        waiters = NULL;
+    }
+    pthread_cond_broadcast(&recv_cv);
+}
+
+static int grow_rep(gw_rep *r, size_t n)
+{
+    if (r->cap >= n)
+        return 0;
+    uint8_t *b = realloc(r->buf, n);
+    if (!b)
+        return -1;
+    r->buf = b;
+    r->cap = n;
+    return 0;
+}
+
+/* Reads one frame as the reader and delivers it: a reply with seq `mine` into
+ * `own` (*got set), another reply to its registered waiter, module information
+ * to modules.c. 0, or -1 with the connection lost. */
+static int read_one(uint32_t mine, gw_rep *own, int *got)
 {
     gw_hdr h;
-    for (;;) {
-        if (read_all(conn_fd, &h, sizeof h, -1)) {
-            lose_connection("receive");
-            return -1;
-        }
-        if (h.op != GW_OP_MODULE_INFO || h.len > GW_MAX_PAYLOAD)
-            break;
-        /* unasked: a loaded module's functions; keep them and read on */
+    if (read_all(conn_fd, &h, sizeof h, -1)) {
+        lose_connection("receive");
+        return -1;
+    }
+    if (h.op == GW_OP_MODULE_INFO && h.len <= GW_MAX_PAYLOAD) {
+        /* unasked: a loaded module's functions; keep them */
         uint8_t *info = malloc(h.len ? h.len : 1);
         if (!info || read_all(conn_fd, info, h.len, -1)) {
             free(info);
@@ -540,27 +621,31 @@ static int recv_reply_locked(gw_rep *r, uint32_t seq)
         gw_stat_bytes(0, sizeof h + h.len);
         gw_module_info_arrived(info, h.len);
         free(info);
+        return 0;
     }
-    if (h.op == GW_OP_ERROR || h.op != GW_OP_REPLY || h.seq != seq || h.len < 4 || h.len > GW_MAX_PAYLOAD) {
+    waiter *w = NULL;
+    if (h.op == GW_OP_REPLY && h.seq != mine) {
+        pthread_mutex_lock(&recv_lock);
+        for (w = waiters; w && w->seq != h.seq; w = w->next)
+            ;
+        pthread_mutex_unlock(&recv_lock);
+    }
+    if (h.op != GW_OP_REPLY || (h.seq != mine && !w) || h.len < 4 || h.len > GW_MAX_PAYLOAD) {
         uint8_t msg[512] = {0};
         size_t n = h.len < sizeof msg - 1 ? h.len : sizeof msg - 1;
         if (h.op == GW_OP_ERROR && n >= 4 && read_all(conn_fd, msg, n, 1000) == 0)
             gw_log("the server ended the session: %s", (const char *)msg + 4);
         else
-            gw_log("malformed reply from the server (op %u, seq %u, expected %u, %u bytes)", h.op, h.seq, seq,
-                   h.len);
+            gw_log("malformed reply from the server (op %u, seq %u, %u bytes, no request waits for it)", h.op,
+                   h.seq, h.len);
         errno = EPROTO;
         lose_connection("reply");
         return -1;
     }
-    if (r->cap < h.len) {
-        uint8_t *b = realloc(r->buf, h.len);
-        if (!b) {
-            lose_connection("reply buffer");
-            return -1;
-        }
-        r->buf = b;
-        r->cap = h.len;
+    gw_rep *r = w ? w->rep : own;
+    if (grow_rep(r, h.len)) {
+        lose_connection("reply buffer");
+        return -1;
     }
     if (read_all(conn_fd, r->buf, h.len, -1)) {
         lose_connection("receive");
@@ -568,7 +653,45 @@ static int recv_reply_locked(gw_rep *r, uint32_t seq)
     }
     r->len = h.len;
     gw_stat_bytes(0, sizeof h + h.len);
+    if (w) {
+        pthread_mutex_lock(&recv_lock);
+        waiter_unlink_locked(w);
+        w->done = 1;
+        pthread_cond_broadcast(&recv_cv);
+        pthread_mutex_unlock(&recv_lock);
+    } else {
+        *got = 1;
+    }
     return 0;
+}
+
+/* Waits until w is answered, reading for everyone while no one else does. */
+static int wait_reply(waiter *w)
+{
+    pthread_mutex_lock(&recv_lock);
+    while (!w->done) {
+        if (reader_busy) {
+            pthread_cond_wait(&recv_cv, &recv_lock);
+            continue;
+        }
+        if (conn_lost) {
+            waiter_unlink_locked(w);
+            w->done = w->failed = 1;
+            break;
+        }
+        reader_busy = 1;
+        pthread_mutex_unlock(&recv_lock);
+        int got = 0;
+        int rc = read_one(w->seq, w->rep, &got);
+        pthread_mutex_lock(&recv_lock);
+        if (got) {
+            waiter_unlink_locked(w);
+            w->done = 1;
+        }
+        reader_release_locked(rc != 0);
+    }
+    pthread_mutex_unlock(&recv_lock);
+    return w->failed ? -1 : 0;
 }
 
 CUresult gw_req_call(gw_req *q, gw_rep **out)
@@ -580,11 +703,13 @@ CUresult gw_req_call(gw_req *q, gw_rep **out)
     CUresult rc = usable(q);
     if (rc != CUDA_SUCCESS)
         return rc;
+    waiter w = {.rep = r};
     pthread_mutex_lock(&conn_lock);
-    uint32_t seq = next_seq++;
-    int bad = queue_locked(q, seq) || flush_locked() || recv_reply_locked(r, seq);
+    w.seq = next_seq++;
+    waiter_add(&w); /* before it leaves: its reply may come at once */
+    (void)(queue_locked(q, w.seq) || flush_locked()); /* a failure shows in wait_reply */
     pthread_mutex_unlock(&conn_lock);
-    if (bad)
+    if (wait_reply(&w))
         return CUDA_ERROR_DEVICE_UNAVAILABLE;
     gw_stat_round_trip(q->op);
     int32_t res;
@@ -599,6 +724,7 @@ CUresult gw_req_call(gw_req *q, gw_rep **out)
 
 static int burst_waited; /* a burst is one round trip, however many replies */
 static unsigned burst_op;
+static int burst_failed;
 
 CUresult gw_burst_begin(unsigned op)
 {
@@ -607,7 +733,15 @@ CUresult gw_burst_begin(unsigned op)
     if (rc != CUDA_SUCCESS)
         return rc;
     pthread_mutex_lock(&conn_lock);
+    /* the burst reads its own replies, in order: it holds the reader role
+     * throughout and hands other threads' replies on as they come */
+    pthread_mutex_lock(&recv_lock);
+    while (reader_busy)
+        pthread_cond_wait(&recv_cv, &recv_lock);
+    reader_busy = 1;
+    pthread_mutex_unlock(&recv_lock);
     burst_waited = 0;
+    burst_failed = 0;
     burst_op = op;
     return CUDA_SUCCESS;
 }
@@ -624,8 +758,15 @@ CUresult gw_burst_reply(uint32_t seq, gw_rep **out)
     r->len = r->pos = 0;
     r->short_read = 0;
     *out = r;
-    if (flush_locked() || recv_reply_locked(r, seq))
+    int got = 0;
+    if (burst_failed || flush_locked())
         return CUDA_ERROR_DEVICE_UNAVAILABLE;
+    while (!got) {
+        if (read_one(seq, r, &got)) {
+            burst_failed = 1;
+            return CUDA_ERROR_DEVICE_UNAVAILABLE;
+        }
+    }
     if (!burst_waited++)
         gw_stat_round_trip(burst_op);
     int32_t res;
@@ -634,7 +775,13 @@ CUresult gw_burst_reply(uint32_t seq, gw_rep **out)
     return (CUresult)res;
 }
 
-void gw_burst_end(void) { pthread_mutex_unlock(&conn_lock); }
+void gw_burst_end(void)
+{
+    pthread_mutex_lock(&recv_lock);
+    reader_release_locked(burst_failed || conn_lost);
+    pthread_mutex_unlock(&recv_lock);
+    pthread_mutex_unlock(&conn_lock);
+}
 
 /* ---- answers that never change ----
  * Keyed by the request's op and payload (which encodes every argument and

@@ -1,6 +1,12 @@
 #include "sha256.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
 
 static const uint32_t K[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -14,31 +20,102 @@ static const uint32_t K[64] = {
 
 static uint32_t ror(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 
-static void compress(uint32_t h[8], const uint8_t b[64])
+static void compress_c(uint32_t h[8], const uint8_t *b, size_t blocks)
 {
-    uint32_t w[64];
-    for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)b[4 * i] << 24 | (uint32_t)b[4 * i + 1] << 16 | (uint32_t)b[4 * i + 2] << 8 | b[4 * i + 3];
-    for (int i = 16; i < 64; i++) {
-        uint32_t s0 = ror(w[i - 15], 7) ^ ror(w[i - 15], 18) ^ (w[i - 15] >> 3);
-        uint32_t s1 = ror(w[i - 2], 17) ^ ror(w[i - 2], 19) ^ (w[i - 2] >> 10);
-        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    for (; blocks; blocks--, b += 64) {
+        uint32_t w[64];
+        for (int i = 0; i < 16; i++)
+            w[i] = (uint32_t)b[4 * i] << 24 | (uint32_t)b[4 * i + 1] << 16 | (uint32_t)b[4 * i + 2] << 8 | b[4 * i + 3];
+        for (int i = 16; i < 64; i++) {
+            uint32_t s0 = ror(w[i - 15], 7) ^ ror(w[i - 15], 18) ^ (w[i - 15] >> 3);
+            uint32_t s1 = ror(w[i - 2], 17) ^ ror(w[i - 2], 19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+        }
+        uint32_t a = h[0], bb = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
+        for (int i = 0; i < 64; i++) {
+            uint32_t t1 = hh + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) + ((e & f) ^ (~e & g)) + K[i] + w[i];
+            uint32_t t2 = (ror(a, 2) ^ ror(a, 13) ^ ror(a, 22)) + ((a & bb) ^ (a & c) ^ (bb & c));
+            hh = g;
+            g = f;
+            f = e;
+            e = d + t1;
+            d = c;
+            c = bb;
+            bb = a;
+            a = t1 + t2;
+        }
+        h[0] += a, h[1] += bb, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += hh;
     }
-    uint32_t a = h[0], bb = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
-    for (int i = 0; i < 64; i++) {
-        uint32_t t1 = hh + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) + ((e & f) ^ (~e & g)) + K[i] + w[i];
-        uint32_t t2 = (ror(a, 2) ^ ror(a, 13) ^ ror(a, 22)) + ((a & bb) ^ (a & c) ^ (bb & c));
-        hh = g;
-        g = f;
-        f = e;
-        e = d + t1;
-        d = c;
-        c = bb;
-        bb = a;
-        a = t1 + t2;
-    }
-    h[0] += a, h[1] += bb, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += hh;
 }
+
+#if defined(__x86_64__)
+/* The SHA extensions (SHA-NI): four rounds per two instructions. The state
+ * lives as ABEF/CDGH halves; message words are scheduled four at a time. */
+__attribute__((target("sha,sse4.1,ssse3"))) static void compress_ni(uint32_t h[8], const uint8_t *b, size_t blocks)
+{
+    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    __m128i t = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[0]), 0xB1); /* CDAB */
+    __m128i s1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[4]), 0x1B); /* EFGH */
+    __m128i s0 = _mm_alignr_epi8(t, s1, 8);    /* ABEF */
+    s1 = _mm_blend_epi16(s1, t, 0xF0);         /* CDGH */
+    for (; blocks; blocks--, b += 64) {
+        __m128i save0 = s0, save1 = s1, m[4];
+        for (int g = 0; g < 16; g++) {
+            if (g < 4) {
+                m[g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(b + 16 * g)), bswap);
+            } else { /* W[4g..4g+3] from the four groups before */
+                __m128i x = _mm_sha256msg1_epu32(m[(g - 4) & 3], m[(g - 3) & 3]);
+                x = _mm_add_epi32(x, _mm_alignr_epi8(m[(g - 1) & 3], m[(g - 2) & 3], 4));
+                m[g & 3] = _mm_sha256msg2_epu32(x, m[(g - 1) & 3]);
+            }
+            __m128i w = _mm_add_epi32(m[g & 3], _mm_loadu_si128((const __m128i *)&K[4 * g]));
+            s1 = _mm_sha256rnds2_epu32(s1, s0, w);
+            s0 = _mm_sha256rnds2_epu32(s0, s1, _mm_shuffle_epi32(w, 0x0E));
+        }
+        s0 = _mm_add_epi32(s0, save0);
+        s1 = _mm_add_epi32(s1, save1);
+    }
+    t = _mm_shuffle_epi32(s0, 0x1B);           /* FEBA */
+    s1 = _mm_shuffle_epi32(s1, 0xB1);          /* DCHG */
+    s0 = _mm_blend_epi16(t, s1, 0xF0);         /* DCBA */
+    s1 = _mm_alignr_epi8(s1, t, 8);            /* HGFE */
+    _mm_storeu_si128((__m128i *)&h[0], s0);
+    _mm_storeu_si128((__m128i *)&h[4], s1);
+}
+
+static int cpu_has_sha(void)
+{
+    unsigned a, bx, c, d;
+    if (!__get_cpuid(1, &a, &bx, &c, &d) || !(c & (1u << 19)) || !(c & (1u << 9)))
+        return 0; /* SSE4.1, SSSE3 */
+    if (!__get_cpuid_count(7, 0, &a, &bx, &c, &d))
+        return 0;
+    return (bx >> 29) & 1;
+}
+#endif
+
+typedef void (*compress_fn)(uint32_t h[8], const uint8_t *b, size_t blocks);
+
+/* Chosen once: the CPU's SHA extensions when cpuid reports them (a runtime
+ * check: the same build runs on CPUs without), else portable C.
+ * GPUWIRE_SHA256=portable forces C (tests compare the two). */
+static compress_fn pick(void)
+{
+    static compress_fn chosen;
+    if (!chosen) {
+#if defined(__x86_64__)
+        const char *force = getenv("GPUWIRE_SHA256"); /* "portable": the C rounds, for tests */
+        chosen = cpu_has_sha() && !(force && !strcmp(force, "portable")) ? compress_ni : compress_c;
+#else
+        chosen = compress_c;
+#endif
+    }
+    return chosen;
+}
+
+static void compress(uint32_t h[8], const uint8_t *b, size_t blocks) { pick()(h, b, blocks); }
+
+const char *gw_sha256_impl(void) { return pick() == compress_c ? "portable" : "sha-ni"; }
 
 void gw_sha256_init(gw_sha256 *s)
 {
@@ -53,6 +130,12 @@ void gw_sha256_update(gw_sha256 *s, const void *data, size_t n)
 {
     const uint8_t *p = data;
     s->bytes += n;
+    if (s->used == 0 && n >= 64) { /* whole blocks straight from the input */
+        size_t blocks = n / 64;
+        compress(s->h, p, blocks);
+        p += blocks * 64;
+        n -= blocks * 64;
+    }
     while (n) {
         size_t k = 64 - s->used < n ? 64 - s->used : n;
         memcpy(s->block + s->used, p, k);
@@ -60,7 +143,7 @@ void gw_sha256_update(gw_sha256 *s, const void *data, size_t n)
         p += k;
         n -= k;
         if (s->used == 64) {
-            compress(s->h, s->block);
+            compress(s->h, s->block, 1);
             s->used = 0;
         }
     }

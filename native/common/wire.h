@@ -40,6 +40,8 @@ enum {
     GW_OP_STATUS = 11,   /* status probe answer (JSON), then echo frames */
     GW_OP_DEVICE_ATTRS = 16, /* u32 device -> i32 result, u32 n, n x (i32 status, i32 value) for attributes 1..n */
     GW_OP_MODULE_INFO = 17,  /* worker -> client, unasked, after a load: its functions' names and layouts */
+    GW_OP_CAS_REFS = 18, /* content addresses of a copy's or an image's chunks -> the ones the cache lacks (docs/cache.md) */
+    GW_OP_CAS_DATA = 19, /* the bytes of one chunk the cache lacked: used, and stored under the worker's own hash */
     GW_OP_FIRST_CALL = 256
 };
 
@@ -75,6 +77,22 @@ enum {
 #define GW_MAC_SIZE 32
 #define GW_PROOF_SIZE 48
 #define GW_QUEUED_TEXT_MAX 512
+
+/* Content-addressed transfers (docs/cache.md). */
+#define GW_CAS_MAX_REFS 4096u /* chunk references in one CAS_REFS request */
+enum {
+    GW_CAS_TARGET_COPY = 1,  /* a host-to-device copy: u32 copy op, u64 dst, u64 stream id */
+    GW_CAS_TARGET_STAGE = 2, /* the thread's staging buffer (module images): u64 total (REFS) or u64 offset (DATA) */
+};
+enum {
+    GW_CAS_CODEC_NONE = 0,
+    GW_CAS_CODEC_ZSTD = 1,
+};
+/* gw_hello_ok.flags */
+enum {
+    GW_OK_CAS = 1u << 0,  /* the worker has a content cache: CAS ops are served */
+    GW_OK_ZSTD = 1u << 1, /* the worker decompresses GW_CAS_CODEC_ZSTD */
+};
 
 /* GW_OP_ERROR codes. */
 enum {

@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 #include "../common/idmap.h"
+#include "../common/session_stats.h"
+#include "cache.h"
 #include "nvml.h"
 #include "worker.h"
 
@@ -31,9 +33,6 @@ static void *driver;
 static void *syms[GW_OP_COUNT];
 static int fd = -1;
 static const char *session = "-";
-/* Per client thread: the first failure among its NOREPLY requests, kept for
- * its next GW_F_COLLECT request (a synchronization point). */
-static gw_idmap deferred;
 
 void gw_wlog(const char *fmt, ...)
 {
@@ -63,6 +62,9 @@ void *gw_driver_fn(gw_call *c, unsigned op)
 }
 
 /* ---- I/O ---- */
+
+/* Replies, pushes and errors come from several threads: each frame is written whole under this. */
+static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int write_all(const void *p, size_t n)
 {
@@ -128,8 +130,10 @@ static int read_frame_bytes(void *p, size_t n)
 void gw_push(unsigned op, const void *payload, size_t len)
 {
     gw_hdr h = {.len = (uint32_t)len, .op = (uint16_t)op};
-    if (write_all(&h, sizeof h) == 0)
-        write_all(payload, len);
+    pthread_mutex_lock(&write_lock);
+    if (write_all(&h, sizeof h) == 0 && write_all(payload, len) == 0)
+        GW_SSTATS_ADD(bytes_out, sizeof h + len);
+    pthread_mutex_unlock(&write_lock);
 }
 
 static void send_error(uint32_t code, const char *msg)
@@ -142,7 +146,9 @@ static void send_error(uint32_t code, const char *msg)
     memcpy(buf, &h, 16);
     memcpy(buf + 16, &code, 4);
     memcpy(buf + 20, msg, n);
+    pthread_mutex_lock(&write_lock);
     write_all(buf, 20 + n);
+    pthread_mutex_unlock(&write_lock);
 }
 
 /* ---- driver ---- */
@@ -208,26 +214,42 @@ static int probe(const char *path)
     return 0;
 }
 
-/* ---- execution on per-client-thread worker threads ---- */
+/* ---- execution on per-client-thread worker threads ----
+ * The reader only reads: each frame becomes a job on the queue of the worker
+ * thread of its client thread (a thread keeps its current context, as the
+ * client's thread does). Jobs start in arrival order across all threads, so a
+ * handle one client thread creates (posted, never waited for) exists before
+ * another thread's call names it; but a call that only waits for the GPU
+ * (a synchronize) lets later jobs start at once, so one client thread's wait
+ * never stalls another thread's calls. */
+
+typedef struct job {
+    struct job *next;
+    uint64_t order; /* arrival number */
+    gw_hdr h;
+    uint8_t payload[];
+} job;
 
 typedef struct tthread {
     uint32_t tid;
     pthread_t th;
-    pthread_mutex_t m;
-    pthread_cond_t cv;
-    _Atomic(gw_call *) job; /* set by the reader, cleared by the thread when done */
+    job *head, *tail;     /* under sched_lock */
+    size_t queued_bytes;  /* under sched_lock */
+    int32_t deferred;     /* first failure of its NOREPLY requests, for its next GW_F_COLLECT */
+    gw_call c;            /* its call state, buffers reused */
 } tthread;
+
+#define QUEUE_BYTES (64u << 20) /* a thread's backlog beyond this makes the reader wait */
 
 static tthread threads[MAX_THREADS];
 static unsigned nthreads;
-static uint32_t main_tid; /* the first client thread runs on the reader thread itself */
-
-/* Hand-offs spin briefly before sleeping: a client thread's calls come back
- * to back, and a condition-variable wake-up per call would cost more than
- * the call. */
-#define SPIN 20000
-
-static inline void relax(void) { __builtin_ia32_pause(); }
+static pthread_mutex_t sched_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sched_cv = PTHREAD_COND_INITIALIZER;
+static uint64_t released;   /* every job up to this number has finished or is only waiting */
+static uint64_t arrived;    /* jobs queued so far */
+static int stopping;        /* the session is over: threads drop what is queued and end */
+static int session_broken;  /* a job was malformed: the session ends (reason logged, client told) */
+static atomic_int inflight; /* jobs running, for the server's busy flag */
 
 static void run(gw_call *c)
 {
@@ -238,81 +260,187 @@ static void run(gw_call *c)
         gw_op_func_layout(c);
     else if (op == GW_OP_DEVICE_ATTRS)
         gw_op_device_attrs(c);
+    else if (op == GW_OP_CAS_REFS)
+        gw_op_cas_refs(c);
+    else if (op == GW_OP_CAS_DATA)
+        gw_op_cas_data(c);
     else if (gw_is_nvml_op(op))
         gw_nvml_run(c);
     else
         gw_dispatch[op - 256](c);
 }
 
+/* Calls that only wait for work already sent: later jobs need not wait for them. */
+static int only_waits(unsigned op)
+{
+    return op == GW_OP_cuCtxSynchronize || op == GW_OP_cuStreamSynchronize ||
+           op == GW_OP_cuStreamSynchronize_ptsz || op == GW_OP_cuEventSynchronize;
+}
+
+/* Runs one job on its thread and answers it (or keeps its failure). */
+static void run_job(tthread *t, job *j)
+{
+    gw_call *c = &t->c;
+    c->h = j->h;
+    c->p = j->payload;
+    c->len = j->h.len;
+    c->pos = 0;
+    c->bad = 0;
+    c->err = CUDA_SUCCESS;
+    c->replied = 0;
+    if (atomic_fetch_add(&inflight, 1) == 0)
+        gw_sstats_busy(1);
+    run(c);
+    if (atomic_fetch_sub(&inflight, 1) == 1)
+        gw_sstats_busy(0);
+    for (size_t i = 0; i < c->nallocs; i++)
+        free(c->allocs[i]);
+    c->nallocs = 0;
+    if (c->bad) {
+        pthread_mutex_lock(&sched_lock);
+        int first = !session_broken;
+        session_broken = 1;
+        pthread_cond_broadcast(&sched_cv);
+        pthread_mutex_unlock(&sched_lock);
+        if (first) {
+            gw_wlog("closing session: malformed request: %s", c->why);
+            send_error(GW_ERR_MALFORMED, c->why);
+            shutdown(fd, SHUT_RDWR); /* the reader stops at once */
+        }
+        return;
+    }
+    if (!c->replied)
+        gw_reply_result(c, CUDA_ERROR_UNKNOWN);
+    int32_t res;
+    memcpy(&res, c->rbuf + sizeof(gw_hdr), 4);
+    if (j->h.flags & GW_F_NOREPLY) {
+        if (res != CUDA_SUCCESS && t->deferred == CUDA_SUCCESS) {
+            t->deferred = res;
+            gw_wlog("%s failed with %d; reported at the client thread's next synchronization",
+                    gw_op_name(j->h.op), res);
+        }
+        return;
+    }
+    if ((j->h.flags & GW_F_COLLECT) && t->deferred != CUDA_SUCCESS) {
+        res = t->deferred;
+        t->deferred = CUDA_SUCCESS;
+        memcpy(c->rbuf + sizeof(gw_hdr), &res, 4);
+        c->rlen = sizeof(gw_hdr) + 4; /* outputs of a call that is reported failed are dropped */
+    }
+    gw_hdr rh = {.len = (uint32_t)(c->rlen - sizeof(gw_hdr)), .op = GW_OP_REPLY, .tid = j->h.tid, .seq = j->h.seq};
+    memcpy(c->rbuf, &rh, sizeof rh);
+    pthread_mutex_lock(&write_lock);
+    int lost = write_all(c->rbuf, c->rlen);
+    pthread_mutex_unlock(&write_lock);
+    if (!lost) {
+        GW_SSTATS_ADD(replies, 1);
+        GW_SSTATS_ADD(bytes_out, c->rlen);
+    }
+}
+
 static void *thread_main(void *arg)
 {
     tthread *t = arg;
+    pthread_mutex_lock(&sched_lock);
     for (;;) {
-        gw_call *job = NULL;
-        for (int i = 0; i < SPIN && !(job = atomic_load(&t->job)); i++)
-            relax();
-        if (!job) {
-            pthread_mutex_lock(&t->m);
-            while (!(job = atomic_load(&t->job)))
-                pthread_cond_wait(&t->cv, &t->m);
-            pthread_mutex_unlock(&t->m);
+        while (!stopping && !(t->head && t->head->order == released + 1))
+            pthread_cond_wait(&sched_cv, &sched_lock);
+        if (stopping)
+            break;
+        job *j = t->head;
+        t->head = j->next;
+        if (!t->head)
+            t->tail = NULL;
+        t->queued_bytes -= j->h.len;
+        int early = only_waits(j->h.op);
+        if (early) {
+            released = j->order;
+            pthread_cond_broadcast(&sched_cv);
         }
-        run(job);
-        atomic_store(&t->job, NULL);
-        pthread_mutex_lock(&t->m);
-        pthread_cond_broadcast(&t->cv);
-        pthread_mutex_unlock(&t->m);
+        pthread_mutex_unlock(&sched_lock);
+        uint64_t order = j->order;
+        run_job(t, j);
+        free(j);
+        pthread_mutex_lock(&sched_lock);
+        if (!early && order > released)
+            released = order;
+        pthread_cond_broadcast(&sched_cv); /* the next job, and a reader waiting for room */
     }
+    for (job *j = t->head, *n; j; j = n) { /* the session ended: what is left will not run */
+        n = j->next;
+        free(j);
+    }
+    t->head = t->tail = NULL;
+    t->queued_bytes = 0;
+    pthread_mutex_unlock(&sched_lock);
     return NULL;
 }
 
-static int execute(gw_call *c)
+/* The worker thread of a client thread, started at its first request; NULL past MAX_THREADS. */
+static tthread *thread_for(uint32_t tid)
 {
-    if (!main_tid)
-        main_tid = c->h.tid;
-    if (c->h.tid == main_tid) {
-        run(c);
-        return 0;
-    }
-    tthread *t = NULL;
     for (unsigned i = 0; i < nthreads; i++)
-        if (threads[i].tid == c->h.tid)
-            t = &threads[i];
-    if (!t) {
-        if (nthreads == MAX_THREADS) {
-            gw_call_fail(c, "more than %d client threads", MAX_THREADS);
-            return -1;
-        }
-        t = &threads[nthreads];
-        t->tid = c->h.tid;
-        atomic_store(&t->job, NULL);
-        pthread_mutex_init(&t->m, NULL);
-        pthread_cond_init(&t->cv, NULL);
-        if (pthread_create(&t->th, NULL, thread_main, t)) {
-            gw_call_fail(c, "cannot start a worker thread");
-            return -1;
-        }
-        nthreads++;
+        if (threads[i].tid == tid)
+            return &threads[i];
+    if (nthreads == MAX_THREADS)
+        return NULL;
+    tthread *t = &threads[nthreads];
+    memset(t, 0, sizeof *t);
+    t->tid = tid;
+    if (pthread_create(&t->th, NULL, thread_main, t))
+        return NULL;
+    nthreads++;
+    return t;
+}
+
+/* Queues j on t, waiting while t's backlog is over QUEUE_BYTES; -1 if the session broke meanwhile. */
+static int enqueue(tthread *t, job *j)
+{
+    pthread_mutex_lock(&sched_lock);
+    while (t->queued_bytes > QUEUE_BYTES && !session_broken)
+        pthread_cond_wait(&sched_cv, &sched_lock);
+    int broken = session_broken;
+    if (!broken) {
+        j->order = ++arrived;
+        j->next = NULL;
+        if (t->tail)
+            t->tail->next = j;
+        else
+            t->head = j;
+        t->tail = j;
+        t->queued_bytes += j->h.len;
+        pthread_cond_broadcast(&sched_cv);
     }
-    atomic_store(&t->job, c);
-    pthread_mutex_lock(&t->m);
-    pthread_cond_broadcast(&t->cv);
-    pthread_mutex_unlock(&t->m);
-    for (int i = 0; i < SPIN && atomic_load(&t->job); i++)
-        relax();
-    if (atomic_load(&t->job)) {
-        pthread_mutex_lock(&t->m);
-        while (atomic_load(&t->job))
-            pthread_cond_wait(&t->cv, &t->m);
-        pthread_mutex_unlock(&t->m);
+    pthread_mutex_unlock(&sched_lock);
+    return broken ? -1 : 0;
+}
+
+/* Ends the session's threads. With drain, queued work runs first (an orderly goodbye). */
+static void stop_threads(int drain)
+{
+    pthread_mutex_lock(&sched_lock);
+    while (drain && released < arrived && !session_broken)
+        pthread_cond_wait(&sched_cv, &sched_lock);
+    stopping = 1;
+    pthread_cond_broadcast(&sched_cv);
+    pthread_mutex_unlock(&sched_lock);
+    for (unsigned i = 0; i < nthreads; i++) {
+        pthread_join(threads[i].th, NULL);
+        gw_call *c = &threads[i].c;
+        free(c->rbuf);
+        free(c->allocs);
     }
-    return 0;
+    nthreads = 0;
+    released = arrived = 0;
+    stopping = session_broken = 0;
 }
 
 static int valid_op(unsigned op)
 {
     if (op == GW_OP_STAGE || op == GW_OP_FUNC_LAYOUT || op == GW_OP_DEVICE_ATTRS)
         return 1;
+    if (op == GW_OP_CAS_REFS || op == GW_OP_CAS_DATA)
+        return gw_cas_enabled();
     if (gw_is_nvml_op(op))
         return gw_nvml_valid_op(op);
     return op >= 256 && op < 256 + GW_OP_COUNT && gw_dispatch[op - 256];
@@ -320,86 +448,64 @@ static int valid_op(unsigned op)
 
 static int serve(void)
 {
-    /* static: a process serving several sessions (native/fuzz/) reuses them rather than losing them */
-    static uint8_t *payload;
-    static size_t cap;
-    static gw_call c;
     uint64_t calls = 0;
     for (;;) {
         gw_hdr h;
         if (read_frame_bytes(&h, sizeof h)) {
+            if (session_broken) {
+                stop_threads(0);
+                return 3;
+            }
             gw_wlog("client disconnected after %llu requests", (unsigned long long)calls);
+            stop_threads(0);
             return 0;
         }
         if (h.op == GW_OP_BYE) {
-            gw_wlog("client said goodbye after %llu requests", (unsigned long long)calls);
+            stop_threads(1);
+            if (!session_broken)
+                gw_wlog("client said goodbye after %llu requests", (unsigned long long)calls);
             return 0;
         }
         if (h.len > GW_MAX_PAYLOAD) {
             gw_wlog("closing session: frame of %u bytes is over the %u-byte limit", h.len, GW_MAX_PAYLOAD);
+            stop_threads(0);
             send_error(GW_ERR_MALFORMED, "frame over the size limit");
             return 3;
         }
         if (!valid_op(h.op)) {
             gw_wlog("closing session: unknown or unsupported request op %u", h.op);
+            stop_threads(0);
             send_error(GW_ERR_MALFORMED, "unknown request op");
             return 3;
         }
-        if (h.len > cap) {
-            uint8_t *b = realloc(payload, h.len);
-            if (!b) {
-                gw_wlog("closing session: out of memory for a %u-byte frame", h.len);
-                return 4;
-            }
-            payload = b;
-            cap = h.len;
+        job *j = malloc(sizeof *j + h.len);
+        if (!j) {
+            gw_wlog("closing session: out of memory for a %u-byte frame", h.len);
+            stop_threads(0);
+            return 4;
         }
-        if (read_frame_bytes(payload, h.len)) {
+        j->h = h;
+        if (read_frame_bytes(j->payload, h.len)) {
+            free(j);
             gw_wlog("closing session: connection lost inside a %u-byte frame (truncated frame)", h.len);
+            stop_threads(0);
             return 3;
         }
         calls++;
-        c.h = h;
-        c.p = payload;
-        c.len = h.len;
-        c.pos = 0;
-        c.bad = 0;
-        c.err = CUDA_SUCCESS;
-        c.replied = 0;
-        execute(&c);
-        for (size_t i = 0; i < c.nallocs; i++)
-            free(c.allocs[i]);
-        c.nallocs = 0;
-        if (c.bad) {
-            gw_wlog("closing session: malformed request: %s", c.why);
-            send_error(GW_ERR_MALFORMED, c.why);
+        GW_SSTATS_ADD(requests, 1); /* what the server shows (common/session_stats.h) */
+        GW_SSTATS_ADD(bytes_in, sizeof h + h.len);
+        tthread *t = thread_for(h.tid);
+        if (!t) {
+            free(j);
+            gw_wlog("closing session: more than %d client threads, or no thread for one", MAX_THREADS);
+            stop_threads(0);
+            send_error(GW_ERR_MALFORMED, "too many client threads");
             return 3;
         }
-        if (!c.replied)
-            gw_reply_result(&c, CUDA_ERROR_UNKNOWN);
-        int32_t res;
-        memcpy(&res, c.rbuf + sizeof(gw_hdr), 4);
-        if (h.flags & GW_F_NOREPLY) {
-            if (res != CUDA_SUCCESS && !gw_idmap_get(&deferred, h.tid)) {
-                gw_idmap_put(&deferred, h.tid, (void *)(intptr_t)res);
-                gw_wlog("%s failed with %d; reported at the client thread's next synchronization", gw_op_name(h.op),
-                        res);
-            }
-            continue;
-        }
-        if (h.flags & GW_F_COLLECT) {
-            int32_t earlier = (int32_t)(intptr_t)gw_idmap_del(&deferred, h.tid);
-            if (earlier != CUDA_SUCCESS) {
-                res = earlier;
-                memcpy(c.rbuf + sizeof(gw_hdr), &res, 4);
-                c.rlen = sizeof(gw_hdr) + 4; /* outputs of a call that is reported failed are dropped */
-            }
-        }
-        gw_hdr rh = {.len = (uint32_t)(c.rlen - sizeof(gw_hdr)), .op = GW_OP_REPLY, .tid = h.tid, .seq = h.seq};
-        memcpy(c.rbuf, &rh, sizeof rh);
-        if (write_all(c.rbuf, c.rlen)) {
-            gw_wlog("client disconnected while receiving a reply");
-            return 0;
+        if (enqueue(t, j)) {
+            free(j);
+            stop_threads(0);
+            return 3;
         }
     }
 }
@@ -431,7 +537,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: gpuwire-worker --fd N --driver PATH [--nvml PATH] [--session ID] [--api-digest D]\n"
                     "                      [--client TEXT]\n"
-                    "                      [--mem-cap BYTES]\n"
+                    "                      [--mem-cap BYTES] [--cache-dir DIR [--cache-max-bytes BYTES]]\n"
                     "       gpuwire-worker --probe --driver PATH\n");
 }
 
@@ -439,7 +545,8 @@ int main(int argc, char **argv)
 {
     const char *drv = NULL, *client = "";
     long digest = -1;
-    unsigned long long mem_cap = 0;
+    unsigned long long mem_cap = 0, cache_max = 0;
+    const char *cache_dir = NULL;
     int do_probe = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -459,6 +566,10 @@ int main(int argc, char **argv)
             client = argv[++i];
         else if (!strcmp(a, "--mem-cap") && v)
             mem_cap = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--cache-dir") && v)
+            cache_dir = argv[++i];
+        else if (!strcmp(a, "--cache-max-bytes") && v)
+            cache_max = strtoull(argv[++i], NULL, 10);
         else {
             usage();
             return 2;
@@ -489,6 +600,12 @@ int main(int argc, char **argv)
     }
     gw_hello_ok ok = {0};
     describe(&ok, drv);
+    if (cache_dir && gw_cas_open(cache_dir, cache_max) == 0) { /* docs/cache.md */
+        gw_cas_zstd_load();
+        ok.flags |= GW_OK_CAS | (gw_cas_zstd() ? GW_OK_ZSTD : 0);
+    } else if (cache_dir) {
+        gw_wlog("cannot use cache folder %s: serving without the content cache", cache_dir);
+    }
     gw_hdr h = {.len = sizeof ok, .op = GW_OP_HELLO_OK};
     uint8_t buf[sizeof h + sizeof ok];
     memcpy(buf, &h, sizeof h);
@@ -500,6 +617,7 @@ int main(int argc, char **argv)
     gw_wlog("serving %s with %s (driver %d, %u device(s))", client, ok.driver_desc, ok.driver_version,
             ok.device_count);
     int rc = gw_worker_serve(fd);
+    gw_cas_report(1);
     fflush(stderr);
     _exit(rc); /* process exit releases every context, allocation and module the client held */
 }

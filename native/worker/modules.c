@@ -76,6 +76,33 @@ const void *gw_staged(uint32_t tid, size_t size)
     return s && s->buf && s->total == size && s->filled == size ? s->buf : NULL;
 }
 
+/* ---- the staging buffer filled by content address (cache_ops.c) ----
+ * Chunks arrive in any order: from the cache, then the misses. The buffer is
+ * zeroed and only bytes are counted, so a client that sends a chunk twice and
+ * another never gets zeros in its own image, nothing else. */
+uint8_t *gw_stage_reset(uint32_t tid, uint64_t total)
+{
+    stage *s = total && total <= MAX_STAGE ? stage_of(tid, 1) : NULL;
+    if (!s)
+        return NULL;
+    free(s->buf);
+    s->buf = calloc(1, total);
+    s->total = s->buf ? total : 0;
+    s->filled = 0;
+    return s->buf;
+}
+
+int gw_stage_fill(uint32_t tid, uint64_t off, const void *src, size_t n)
+{
+    stage *s = stage_of(tid, 0);
+    if (!s || !s->buf || off > s->total || n > s->total - off || n > s->total - s->filled)
+        return -1;
+    if (src)
+        memcpy(s->buf + off, src, n);
+    s->filled += n;
+    return 0;
+}
+
 static void release_stage(uint32_t tid)
 {
     stage *s = stage_of(tid, 0);

@@ -76,5 +76,10 @@ void gw_op_stage(gw_call *c);
 void gw_op_func_layout(gw_call *c);
 void gw_op_device_attrs(gw_call *c);
 const void *gw_staged(uint32_t tid, size_t size); /* the complete staged blob of that size, or NULL */
+uint8_t *gw_stage_reset(uint32_t tid, uint64_t total); /* a fresh zeroed blob; NULL if too big or no memory */
+/* n bytes at off (src NULL: already written there) count as filled; -1 if outside the blob */
+int gw_stage_fill(uint32_t tid, uint64_t off, const void *src, size_t n);
+void gw_op_cas_refs(gw_call *c);
+void gw_op_cas_data(gw_call *c);
 
 #endif

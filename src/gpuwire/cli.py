@@ -32,7 +32,13 @@ Ctrl-C or SIGTERM: it stops accepting, ends its workers and exits 0.
 Log lines go to stderr, one per event: `time level session=ID key=value... message`.
 
 Clients must authenticate with a token (`gpuwire token create`) whenever the
-server listens beyond loopback. Each client gets a lease on a GPU (shared by
+server listens beyond loopback, and the stream must be encrypted with TLS
+there too: give the server a certificate and key (--tls-cert, --tls-key; a
+self-signed one will do, clients then name it with --tls-ca) or, on a
+trusted network only, pass --insecure-no-tls. On loopback TLS is optional
+(accepted when a certificate is given; --require-tls insists on it).
+--tls-client-ca also requires a client certificate signed by that CA.
+Each client gets a lease on a GPU (shared by
 default, exclusive on request; exclusive requests queue in arrival order).
 Settings come from flags, else from --config FILE (TOML, same names), else
 the defaults shown. docs/server.md has the details."""
@@ -43,7 +49,13 @@ Manage the tokens clients authenticate with. `create` prints a new token once
 GPUWIRE_TOKEN_FILE); the server keeps only SHA-256 of it, in its tokens file
 (default: $GPUWIRE_STATE_DIR, /var/lib/gpuwire for root, else
 ~/.local/state/gpuwire; tokens.json, mode 600). A running server sees changes
-at the next connection."""
+at the next connection.
+
+The token itself never crosses the network: the server sends a random
+challenge and the client answers with an HMAC keyed by the token's hash.
+That protects the token, not the session: beyond loopback the server also
+requires TLS (gpuwire server --tls-cert/--tls-key), which keeps the call
+stream private and the authenticated connection from being taken over."""
 
 STATUS_HELP = """\
 Connect to a gpuwire server as a client would, without starting a session, and
@@ -85,6 +97,11 @@ environment set for CMD:
   GPUWIRE_MEM_CAP  with --mem-cap: the cap in bytes
   GPUWIRE_GPU      with --gpu: the GPU index to lease (default: all GPUs)
   GPUWIRE_TOKEN_FILE  with --token-file: the file holding the client's token
+  GPUWIRE_TLS      with --tls / --no-tls: 1 / 0 (default auto: TLS unless the server is on loopback)
+  GPUWIRE_TLS_CA   with --tls-ca: the CA file (or folder) the server's certificate must chain to
+                   (default: the system's CAs); the certificate must name the server's host
+  GPUWIRE_TLS_CERT, GPUWIRE_TLS_KEY  with --tls-cert, --tls-key: this client's certificate and key
+  GPUWIRE_TLS_SERVER_NAME  with --tls-server-name: the name checked instead of --server's host
 other variables read by the client library:
   GPUWIRE_DEBUG    set to 1 for a trace of the client's activity on stderr"""
 
@@ -94,6 +111,33 @@ loopback port (the real GPU if one works, else the CPU stand-in driver, a test
 double), run the test program build/programs/vector_add_shared through
 `gpuwire run`, print its output and a summary of the traffic, and exit with
 the program's status. Build the program first with ./scripts/setup."""
+
+
+def _add_client_tls(p: argparse.ArgumentParser) -> None:
+    """A client's TLS options (they set the GPUWIRE_TLS* variables the client library reads)."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--tls", dest="tls", action="store_const", const="1",
+                   help="use TLS (default: TLS unless the server is on loopback; $GPUWIRE_TLS)")
+    g.add_argument("--no-tls", dest="tls", action="store_const", const="0",
+                   help="never use TLS (for a server started with --insecure-no-tls)")
+    p.add_argument("--tls-ca", metavar="FILE",
+                   help="CA certificate(s) the server's certificate must chain to, e.g. a self-signed server "
+                        "certificate itself (default: the system's CAs; $GPUWIRE_TLS_CA)")
+    p.add_argument("--tls-cert", metavar="FILE", help="client certificate, for servers started with --tls-client-ca")
+    p.add_argument("--tls-key", metavar="FILE", help="the client certificate's key (default: in --tls-cert)")
+    p.add_argument("--tls-server-name", metavar="NAME",
+                   help="name the server's certificate must carry, when it is not --server's host")
+
+
+def _tls_env(args: argparse.Namespace, env) -> None:
+    """Put the TLS options where the client library (and gpuwire's Python clients) read them."""
+    if getattr(args, "tls", None):
+        env["GPUWIRE_TLS"] = args.tls
+    for flag, var in (("tls_ca", "GPUWIRE_TLS_CA"), ("tls_cert", "GPUWIRE_TLS_CERT"), ("tls_key", "GPUWIRE_TLS_KEY")):
+        if getattr(args, flag, None):
+            env[var] = os.path.abspath(getattr(args, flag))
+    if getattr(args, "tls_server_name", None):
+        env["GPUWIRE_TLS_SERVER_NAME"] = args.tls_server_name
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,11 +182,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "never); a call that runs longer on the GPU counts as idle")
     p.add_argument("--queue-interval", type=float, metavar="SECONDS",
                    help="how often a client waiting for an exclusive lease is told its position (default 2)")
+    p.add_argument("--cache-dir", metavar="DIR|off",
+                   help="content cache of uploads (default $GPUWIRE_CACHE_DIR, else /var/cache/gpuwire for root, "
+                        "else ~/.cache/gpuwire/server; off: none; docs/cache.md)")
+    p.add_argument("--cache-max-bytes", metavar="SIZE", help="cap of the content cache (default 64G; 0: no cap)")
+    p.add_argument("--tls-cert", metavar="FILE",
+                   help="the server's TLS certificate (chain), PEM; turns TLS on (required beyond loopback)")
+    p.add_argument("--tls-key", metavar="FILE", help="its private key, PEM (default: in the --tls-cert file)")
+    p.add_argument("--tls-client-ca", metavar="FILE",
+                   help="require clients to present a certificate signed by this CA (implies --require-tls)")
+    p.add_argument("--require-tls", action="store_true", default=None,
+                   help="refuse plaintext clients on loopback too (beyond loopback they are always refused)")
+    p.add_argument("--insecure-no-tls", action="store_true", default=None,
+                   help="accept plaintext clients beyond loopback (the stream can be read and hijacked: only on "
+                        "a trusted network)")
 
     p = sub.add_parser("run", help="run a command with its CUDA calls sent to a gpuwire server",
                        description=RUN_HELP, formatter_class=fmt,
                        usage="gpuwire run [-h] [--server HOST:PORT] [--stats FILE] [--exclusive] [--no-wait] "
-                             "[--mem-cap SIZE] [--gpu N] [--token-file FILE] -- CMD [ARGS...]")
+                             "[--mem-cap SIZE] [--gpu N] [--token-file FILE] [--tls | --no-tls] [--tls-ca FILE] "
+                             "[--tls-cert FILE --tls-key FILE] -- CMD [ARGS...]")
     p.add_argument("--server", metavar="HOST:PORT",
                    help="the gpuwire server (default: $GPUWIRE_SERVER, else 127.0.0.1:7750)")
     p.add_argument("--stats", metavar="FILE",
@@ -153,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mem-cap", metavar="SIZE", help="cap this client's GPU memory (bytes, or 512M, 8G, ...)")
     p.add_argument("--gpu", type=int, metavar="N", help="lease GPU N only (seen by the program as device 0)")
     p.add_argument("--token-file", metavar="FILE", help="file holding the token (default: $GPUWIRE_TOKEN)")
+    _add_client_tls(p)
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD ARGS...", help="the command to run, after --")
 
     p = sub.add_parser("demo", help="run a CUDA test program through a local server, end to end",
@@ -181,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server", metavar="HOST:PORT", help="default: $GPUWIRE_SERVER, else 127.0.0.1:7750")
     p.add_argument("--token-file", metavar="FILE", help="file holding the token (default: $GPUWIRE_TOKEN)")
     p.add_argument("--json", action="store_true", help="print the whole answer as JSON")
+    _add_client_tls(p)
     p.add_argument("--rounds", type=int, default=20, metavar="N", help="round trips timed (default %(default)s)")
     p.add_argument("--bytes", default="4M", metavar="SIZE",
                    help="frame size for the bandwidth estimate, 0 to skip (default %(default)s)")
@@ -191,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token-file", metavar="FILE", help="file holding the token (default: $GPUWIRE_TOKEN)")
     p.add_argument("--json", action="store_true", help="print the answers as JSON")
     p.add_argument("--no-cuda", action="store_true", help="ask NVML only (no CUDA session, no lease)")
+    _add_client_tls(p)
 
     p = sub.add_parser("top", help="live dashboard of a server (terminal UI)", description=TOP_HELP,
                        formatter_class=fmt)
@@ -200,6 +262,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="print one text snapshot and exit")
     p.add_argument("--interval", type=float, default=2.0, metavar="SECONDS", help="refresh (default %(default)s)")
     p.add_argument("--logs", type=int, default=20, metavar="N", help="with --once: log lines shown (default 20)")
+    _add_client_tls(p)
+
+    p = sub.add_parser("cache", help="the server's content cache: ls, stats, prune (on the server)",
+                       description="List, size up or prune the server's content cache of uploads "
+                                   "(model weights, kernel images; docs/cache.md).", formatter_class=fmt)
+    csub = p.add_subparsers(dest="cache_command", metavar="ACTION")
+    for name, what in (("ls", "list entries, most recently used first"), ("stats", "entries and bytes held"),
+                       ("prune", "remove entries")):
+        cp = csub.add_parser(name, help=what, description=what[0].upper() + what[1:] + ".")
+        cp.add_argument("--cache-dir", metavar="DIR", help="the cache folder (default: the server's default)")
+        cp.add_argument("--config", metavar="FILE", help="take cache_dir/cache_max_bytes from the server's config")
+        cp.add_argument("--json", action="store_true", help="print JSON")
+        if name == "prune":
+            cp.add_argument("--all", action="store_true", help="remove every entry")
+            cp.add_argument("--max-bytes", metavar="SIZE", help="remove least recently used entries beyond SIZE")
+            cp.add_argument("--older-than-days", type=float, metavar="N", help="remove entries unused for N days")
+            cp.add_argument("--verify", action="store_true", help="re-hash every entry; remove those that differ")
 
     sub.add_parser("version", help="print gpuwire's version",
                    description="Print gpuwire's version and exit.", formatter_class=fmt)
@@ -227,7 +306,10 @@ def _server(args: argparse.Namespace) -> int:
                       max_sessions=cfg["max_sessions"], handshake_timeout=cfg["handshake_timeout"],
                       metrics_listen=cfg["metrics"], tokens_file=tokens_file, require_auth=cfg["require_auth"],
                       insecure_no_auth=cfg["insecure_no_auth"], lease_idle_timeout=cfg["lease_idle_timeout"],
-                      queue_interval=cfg["queue_interval"])
+                      queue_interval=cfg["queue_interval"], tls_cert=cfg["tls_cert"], tls_key=cfg["tls_key"],
+                      tls_client_ca=cfg["tls_client_ca"], require_tls=cfg["require_tls"],
+                      insecure_no_tls=cfg["insecure_no_tls"], cache_dir=cfg["cache_dir"],
+                      cache_max_bytes=cfg["cache_max_bytes"])
 
 
 def _lease_env(args: argparse.Namespace, env) -> str | None:
@@ -305,6 +387,8 @@ def _token(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("run", "status", "smi", "top"):
+        _tls_env(args, os.environ)
     if args.command == "server":
         return _server(args)
     if args.command == "run":
@@ -339,6 +423,10 @@ def main(argv: list[str] | None = None) -> int:
         from gpuwire.demo import run_demo
 
         return run_demo(args.program, args.driver)
+    if args.command == "cache":
+        from gpuwire.cache import cli as cache_cli
+
+        return cache_cli(args)
     if args.command == "version":
         print(f"gpuwire {__version__}")
         return 0

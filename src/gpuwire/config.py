@@ -27,6 +27,13 @@ SERVER_OPTIONS: dict[str, tuple[type, object]] = {
     "insecure_no_auth": (bool, False),
     "lease_idle_timeout": (float, 0.0),
     "queue_interval": (float, 2.0),
+    "cache_dir": (str, None),          # the content cache (docs/cache.md); "off": none
+    "cache_max_bytes": (str, "64G"),
+    "tls_cert": (str, None),
+    "tls_key": (str, None),
+    "tls_client_ca": (str, None),
+    "require_tls": (bool, False),
+    "insecure_no_tls": (bool, False),
 }
 
 
@@ -36,6 +43,8 @@ class ConfigError(Exception):
 
 def _check(name: str, value: object, path: Path) -> object:
     typ = SERVER_OPTIONS[name][0]
+    if name == "cache_max_bytes" and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # a plain byte count is fine too
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):

@@ -165,6 +165,7 @@ def render(snap: dict) -> str:
     o.metric("gpuwire_bytes_received_total", "counter", "Bytes received from clients (TCP_INFO).", tot["bytes_in"])
     o.metric("gpuwire_bytes_sent_total", "counter", "Bytes sent to clients and acknowledged (TCP_INFO).",
              tot["bytes_out"])
+    _activity_metrics(o, snap)
     held = leases["held"]
     for mode in ("shared", "exclusive"):
         o.metric("gpuwire_leases", "gauge", "Leases held, by mode.", sum(1 for h in held if h["mode"] == mode),
@@ -190,6 +191,8 @@ def render(snap: dict) -> str:
         if s.get("gpu_memory") is not None:
             o.metric("gpuwire_session_gpu_memory_bytes", "gauge", "GPU memory of this session's worker (NVML).",
                      s["gpu_memory"], **lab)
+        _session_activity_metrics(o, s, lab)
+    _cache_metrics(o, snap)
     for g in snap["gpus"]:
         lab = dict(gpu=g["index"], name=g["name"])
         if "memory_total" in g:
@@ -202,6 +205,71 @@ def render(snap: dict) -> str:
             o.metric("gpuwire_gpu_temperature_celsius", "gauge", "GPU temperature (NVML).", g["temperature_c"],
                      **lab)
     return "\n".join(o.lines) + "\n"
+
+
+def _cache_metrics(o: _Out, snap: dict) -> None:
+    """The content cache (docs/cache.md): counters over all sessions, the folder, per session."""
+    c = snap.get("cache")
+    if not c or c.get("dir") is None:
+        return
+    t = c["totals"]
+    o.metric("gpuwire_cache_hits_total", "counter", "Chunk references the content cache answered.", t["hits"])
+    o.metric("gpuwire_cache_misses_total", "counter", "Chunk references it lacked (bytes then sent).", t["misses"])
+    o.metric("gpuwire_cache_bytes_avoided_total", "counter", "Bytes the cache supplied instead of the network.",
+             t["hit_bytes"])
+    o.metric("gpuwire_cache_miss_bytes_total", "counter", "Bytes of chunks the cache lacked.", t["miss_bytes"])
+    o.metric("gpuwire_cache_stored_bytes_total", "counter", "Bytes stored into the cache.", t["stored_bytes"])
+    o.metric("gpuwire_cache_corrupt_total", "counter", "Entries found corrupt or truncated (removed, refetched).",
+             t["corrupt"])
+    o.metric("gpuwire_cache_evicted_total", "counter", "Entries evicted under the size cap.", t["evicted"])
+    if "bytes" in c:
+        o.metric("gpuwire_cache_disk_bytes", "gauge", "Bytes the cache folder holds.", c["bytes"])
+        o.metric("gpuwire_cache_entries", "gauge", "Entries the cache folder holds.", c["entries"])
+    o.metric("gpuwire_cache_max_bytes", "gauge", "The cache's size cap (0: none).", c["max_bytes"])
+    for s in snap["sessions"]:
+        if "cache" in s:
+            lab = dict(session=s["id"], host=s["host"], prog=s["prog"], pid=s["pid"])
+            o.metric("gpuwire_session_cache_bytes_avoided", "gauge", "Bytes this session got from the cache.",
+                     s["cache"].get("hit_bytes", 0), **lab)
+            o.metric("gpuwire_session_cache_misses", "gauge", "Chunks this session had to send.",
+                     s["cache"].get("misses", 0), **lab)
+
+
+def _activity_metrics(o: _Out, snap: dict) -> None:
+    """Calls and traffic over all sessions (the workers' counters, session_stats.py), rates
+    over the last seconds (also derivable with PromQL rate()), TLS."""
+    tot, srv = snap["totals"], snap["server"]
+    if "calls" in tot:
+        o.metric("gpuwire_calls_total", "counter", "Requests (driver calls) the workers received.", tot["calls"])
+        o.metric("gpuwire_round_trips_total", "counter", "Replies the workers sent (calls the client waited for).",
+                 tot["round_trips"])
+        o.metric("gpuwire_calls_per_second", "gauge", "Requests per second over the last seconds, all sessions.",
+                 float(tot["calls_per_s"]))
+        o.metric("gpuwire_network_receive_bytes_per_second", "gauge",
+                 "Bytes per second received from clients over the last seconds (TCP_INFO).",
+                 float(tot["bytes_in_per_s"]))
+        o.metric("gpuwire_network_transmit_bytes_per_second", "gauge",
+                 "Bytes per second sent to clients over the last seconds (TCP_INFO).", float(tot["bytes_out_per_s"]))
+    if "tls" in srv:
+        o.metric("gpuwire_tls_required", "gauge", "1 if clients must use TLS.", int(srv["tls"] == "required"))
+        o.metric("gpuwire_tls_sessions_total", "counter", "Connections that completed a TLS handshake.",
+                 tot.get("tls_sessions", 0))
+
+
+def _session_activity_metrics(o: _Out, s: dict, lab: dict) -> None:
+    if "calls" in s:
+        o.metric("gpuwire_session_calls", "gauge", "Requests this session's worker received.", s["calls"], **lab)
+        o.metric("gpuwire_session_round_trips", "gauge", "Replies this session's worker sent.", s["round_trips"],
+                 **lab)
+        o.metric("gpuwire_session_busy_seconds", "gauge", "How long the call running now has run (0: none).",
+                 float(s.get("busy_s") or 0.0), **lab)
+    if "calls_per_s" in s:
+        o.metric("gpuwire_session_calls_per_second", "gauge", "This session's requests per second.",
+                 float(s["calls_per_s"]), **lab)
+        o.metric("gpuwire_session_receive_bytes_per_second", "gauge", "Bytes per second from this client.",
+                 float(s["bytes_in_per_s"]), **lab)
+        o.metric("gpuwire_session_transmit_bytes_per_second", "gauge", "Bytes per second to this client.",
+                 float(s["bytes_out_per_s"]), **lab)
 
 
 # --- the HTTP endpoint ----------------------------------------------------------------

@@ -34,6 +34,17 @@ OP_PROOF = 10       # client -> server: 16-byte token id (ASCII hex) + 32-byte H
 OP_STATUS = 11      # status probe: server -> client JSON, then echo frames (see status.py)
 OP_DEVICE_ATTRS = 16  # worker: all attributes of a device in one round trip (wire.h)
 OP_MODULE_INFO = 17  # worker -> client after a module load: function names and parameter layouts
+# --- content-addressed transfers (docs/cache.md) ---
+OP_CAS_REFS = 18     # client -> worker: chunk hashes of a copy or staged image -> indices the cache lacks
+OP_CAS_DATA = 19     # client -> worker: one missing chunk's bytes (used, then stored under the worker's hash)
+CAS_MAX_REFS = 4096
+CAS_TARGET_COPY = 1
+CAS_TARGET_STAGE = 2
+CAS_CODEC_NONE = 0
+CAS_CODEC_ZSTD = 1
+OK_CAS = 1 << 0      # gw_hello_ok.flags: the worker has a content cache
+OK_ZSTD = 1 << 1     # gw_hello_ok.flags: the worker decompresses zstd
+# --- end content-addressed transfers ---
 CLIENT_ID_BIT = 1 << 62  # handle ids the client names itself (streams, events, graphs)
 OP_FIRST_CALL = 256
 

@@ -25,7 +25,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpuwire import __version__, paths, protocol, tcpinfo, visible
+from gpuwire import __version__, paths, protocol, session_stats, tcpinfo, tls, visible
+from gpuwire import cache as content_cache  # docs/cache.md
 from gpuwire.auth import AuthError, TokenStore
 from gpuwire.driver import Driver
 from gpuwire.leases import Lease, LeaseManager, LeaseRefused
@@ -91,6 +92,10 @@ class Session:
     lease: Lease | None = None
     worker_pid: int | None = None
     watch: socket.socket | None = None  # duplicate of the worker's socket, for TCP_INFO
+    cache: dict | None = None  # the worker's latest "cache stats" counters (cache.py)
+    tls: dict | None = None             # TLS version, cipher, client certificate (tls.TLSConn.info)
+    stats: session_stats.Block | None = None  # the worker's counters: calls, round trips, bytes, busy
+    rates: session_stats.Rates = field(default_factory=session_stats.Rates)
 
     def describe(self) -> str:
         h = self.hello
@@ -102,7 +107,7 @@ class Server:
                  handshake_timeout: float = HANDSHAKE_TIMEOUT, max_sessions: int = 256,
                  worker_cmd: list[str] | None = None, tokens: TokenStore | None = None,
                  lease_idle_timeout: float = 0.0, queue_interval: float = QUEUE_INTERVAL,
-                 log_tail=None):
+                 log_tail=None, tls_settings: tls.ServerTLS | None = None):
         self.listen_host, self.listen_port = parse_address(listen)
         self.driver = driver
         self.log = log or Logger()
@@ -115,6 +120,7 @@ class Server:
         self.lease_idle_timeout = lease_idle_timeout  # 0: none
         self.queue_interval = queue_interval
         self.log_tail = log_tail              # callable(n) -> recent log lines, for the admin endpoint
+        self.tls = tls_settings               # None: plaintext only
         self.address: tuple[str, int] | None = None
         self._sock: socket.socket | None = None
         self._ids = itertools.count(1)
@@ -126,8 +132,13 @@ class Server:
         self._stop_reason = ""
         self.started = time.time()
         self.counters = {"connections": 0, "sessions": 0, "probes": 0, "auth_ok": 0, "auth_failed": 0,
-                         "idle_ended": 0, "bytes_sent_ended": 0, "bytes_received_ended": 0}
+                         "idle_ended": 0, "bytes_sent_ended": 0, "bytes_received_ended": 0, "calls_ended": 0,
+                         "round_trips_ended": 0, "tls_sessions": 0}
         self.refused: dict[str, int] = {}     # reason -> count
+        self.cache_dir = None                 # content cache folder for workers (docs/cache.md); None: off
+        self.cache_max_bytes = 0
+        self.cache_disk = None                # cache.DiskFigures, for metrics
+        self.cache_ended: dict[str, int] = {}  # cache counters of sessions that ended
 
     def _count(self, key: str, n: int = 1) -> None:
         with self._lock:
@@ -166,7 +177,8 @@ class Server:
         if self._sock is None:
             self.bind()
         self.log.info(f"listening on {self.address_text}", address=self.address_text, driver=self.driver.kind,
-                      driver_path=str(self.driver.path), auth="tokens" if self.tokens is not None else "off")
+                      driver_path=str(self.driver.path), auth="tokens" if self.tokens is not None else "off",
+                      tls="off" if self.tls is None else "required" if self.tls.required else "optional")
         assert self._sock is not None
         if self.lease_idle_timeout > 0:
             threading.Thread(target=self._idle_reaper, daemon=True, name="gpuwire-idle-reaper").start()
@@ -245,6 +257,10 @@ class Server:
     def _connection(self, conn: socket.socket, sid: int, peer: str) -> None:
         sess = self._sessions[sid]
         try:
+            secured = self._tls_accept(conn, sess)
+            if secured is None:
+                return
+            conn = secured  # a TLSConn for TLS clients, else the socket itself
             hello = self._handshake(conn, sid, peer)
             if hello is None:
                 self._refuse_count("handshake")
@@ -282,6 +298,53 @@ class Server:
             conn.sendall(protocol.pack_error(code, message, seq))
         except OSError:
             pass  # the client may already be gone; closing is all that is left
+
+    def _tls_accept(self, conn: socket.socket, sess: Session):
+        """What the control plane talks through: conn itself (plaintext, when
+        allowed) or a tls.TLSConn after the TLS handshake. None: refused (logged)."""
+        sid, peer = sess.id, sess.peer
+        kind = tls.sniff(conn, self.handshake_timeout)
+        if kind == "timeout":
+            msg = f"no complete HELLO within {self.handshake_timeout:g} s"
+            self._refuse_count("handshake")
+            self.log.warn(f"handshake refused: {msg}", session=sid, peer=peer)
+            if self.tls is None or not self.tls.required:
+                self._send_error(conn, protocol.ERR_MALFORMED, msg)
+            return None
+        if kind == "tls":
+            if self.tls is None:
+                self._refuse_count("tls")
+                self.log.warn("refused a client that started a TLS handshake: this server has no certificate "
+                              "(start it with --tls-cert and --tls-key, or have the client use --no-tls, "
+                              "GPUWIRE_TLS=0)", session=sid, peer=peer)
+                return None
+            try:
+                secured = tls.TLSConn.accept(conn, self.tls.context, self.handshake_timeout)
+            except tls.TLSError as e:
+                self._refuse_count("tls")
+                self.log.warn(f"TLS handshake refused: {e}", session=sid, peer=peer)
+                return None
+            except socket.timeout:
+                self._refuse_count("tls")
+                self.log.warn(f"TLS handshake refused: not finished within {self.handshake_timeout:g} s",
+                              session=sid, peer=peer)
+                return None
+            except OSError as e:
+                self.log.warn(f"TLS handshake failed: {e}", session=sid, peer=peer)
+                return None
+            sess.tls = secured.info()
+            self._count("tls_sessions")
+            self.log.debug("TLS established", session=sid, peer=peer, **{k: _token(str(v)) for k, v in
+                                                                          sess.tls.items()})
+            return secured
+        if kind == "plain" and self.tls is not None and self.tls.required:
+            self._refuse_count("tls")
+            self.log.warn("refused a plaintext client: this server requires TLS", session=sid, peer=peer)
+            self._send_error(conn, protocol.ERR_REFUSED,
+                             "this gpuwire server requires TLS: connect with TLS (gpuwire run --tls, or "
+                             "GPUWIRE_TLS=1; --tls-ca or GPUWIRE_TLS_CA names the CA of the server's certificate)")
+            return None
+        return conn  # plaintext, or closed (the handshake says so)
 
     def _handshake(self, conn: socket.socket, sid: int, peer: str) -> protocol.Hello | None:
         deadline = time.monotonic() + self.handshake_timeout
@@ -499,36 +562,64 @@ class Server:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
-        fd = conn.fileno()
+        # A TLS session's worker gets one end of a socket pair; a relay carries its bytes
+        # through TLS (tls.py). A plaintext session's worker owns the TCP socket itself.
+        secured = isinstance(conn, tls.TLSConn)
+        relay_end, worker_end = tls.socket_pair() if secured else (None, None)
+        fd = worker_end.fileno() if worker_end is not None else conn.fileno()
         cmd = self.worker_cmd + ["--fd", str(fd), "--driver", str(self.driver.path), "--nvml", str(self.nvml_path),
                                  "--session", str(sid), "--api-digest", str(hello.api_digest), "--client", client]
         lease = sess.lease
         if lease is not None and lease.mem_cap:
             cmd += ["--mem-cap", str(lease.mem_cap)]
+        if self.cache_dir is not None:
+            cmd += ["--cache-dir", str(self.cache_dir), "--cache-max-bytes", str(self.cache_max_bytes)]
         env = self._worker_env(lease, hello)
+        block = session_stats.create(sid)  # the worker's counters, for status, metrics and top
+        fds: tuple[int, ...] = (fd,)
+        if block is not None:
+            env = dict(os.environ if env is None else env)
+            env[session_stats.ENV] = str(block.fd)
+            fds += (block.fd,)
         with self._lock:
             if self._stop.is_set():
                 proc = None
             else:
                 try:
-                    proc = subprocess.Popen(cmd, pass_fds=(fd,), stdin=subprocess.DEVNULL,
+                    proc = subprocess.Popen(cmd, pass_fds=fds, stdin=subprocess.DEVNULL,
                                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                             start_new_session=True, env=env)
                 except OSError as e:
+                    for end in (relay_end, worker_end, block):
+                        if end is not None:
+                            end.close()
                     self.log.error(f"could not start worker: {e}", session=sid, peer=peer)
                     self._send_error(conn, protocol.ERR_DRIVER, f"gpuwire server could not start its worker: {e}")
                     self.refused["worker"] = self.refused.get("worker", 0) + 1
                     return
                 self._workers[sid] = proc
                 self.counters["sessions"] += 1
+        if block is not None:
+            block.close_fd()  # the worker has its copy; the mapping stays
+            sess.stats = block
         if proc is None:
+            for end in (relay_end, worker_end):
+                if end is not None:
+                    end.close()
             self._send_error(conn, protocol.ERR_REFUSED, "gpuwire server is shutting down")
             return
         try:
             sess.watch = conn.dup()  # same kernel socket: TCP_INFO tells its traffic (tcpinfo.py)
         except OSError:
             sess.watch = None
-        conn.close()  # the worker owns the connection now
+        relay = None
+        if secured:
+            assert relay_end is not None and worker_end is not None
+            worker_end.close()  # the worker has its copy
+            relay = tls.Relay(conn, relay_end, name=f"gpuwire-tls-{sid}",
+                              on_error=lambda text: self.log.warn(text, session=sid)).start()
+        else:
+            conn.close()  # the worker owns the connection now
         sess.state = "active"
         sess.worker_pid = proc.pid
         started = time.monotonic()
@@ -546,6 +637,8 @@ class Server:
                 self._relay(sid, raw)
         finally:
             code = proc.wait()
+            if relay is not None:
+                relay.join(WORKER_STOP_GRACE)  # the worker's last bytes reach the client
             info = tcpinfo.read(sess.watch) if sess.watch is not None else None
             if sess.watch is not None:
                 try:
@@ -553,8 +646,18 @@ class Server:
                 except OSError:
                     pass
                 sess.watch = None
+            final = sess.stats.read() if sess.stats is not None else None
+            if sess.stats is not None:
+                sess.stats, block = None, sess.stats
+                block.close()
             with self._lock:
                 self._workers.pop(sid, None)
+                if final:
+                    self.counters["calls_ended"] += final["requests"]
+                    self.counters["round_trips_ended"] += final["replies"]
+                for k, v in (sess.cache or {}).items():
+                    self.cache_ended[k] = self.cache_ended.get(k, 0) + v
+                sess.cache = None  # now in cache_ended: counted once
                 if info:
                     self.counters["bytes_sent_ended"] += info.bytes_sent
                     self.counters["bytes_received_ended"] += info.bytes_received
@@ -574,6 +677,9 @@ class Server:
                 info = tcpinfo.read(watch) if watch is not None else None
                 if info is None or info.idle_s < self.lease_idle_timeout:
                     continue
+                block = s.stats
+                if block is not None and session_stats.busy_seconds(block.read()) is not None:
+                    continue  # a call is running on the GPU: the client waits for it, it is not idle
                 with self._lock:
                     proc = self._workers.get(s.id)
                 if proc is None or proc.poll() is not None:
@@ -606,7 +712,8 @@ class Server:
             counters = dict(self.counters)
             refused = dict(self.refused)
         rows = []
-        live_sent = live_recv = 0
+        live_sent = live_recv = live_calls = live_round_trips = 0
+        rate_sum = [0.0, 0.0, 0.0]  # calls, bytes in, bytes out per second, over the live sessions
         for s in sorted(sessions, key=lambda x: x.id):
             h = s.hello
             row = {"id": s.id, "peer": s.peer, "state": s.state, "age_s": round(now - s.started, 3),
@@ -622,6 +729,23 @@ class Server:
                            idle_s=round(info.idle_s, 3))
                 live_sent += info.bytes_sent
                 live_recv += info.bytes_received
+            block = s.stats
+            work = block.read() if block is not None else None
+            if work is not None:  # the worker's own counters (session_stats.py)
+                row.update(calls=work["requests"], round_trips=work["replies"], call_bytes_in=work["bytes_in"],
+                           call_bytes_out=work["bytes_out"], busy_s=session_stats.busy_seconds(work))
+                live_calls += work["requests"]
+                live_round_trips += work["replies"]
+            if work is not None or info is not None:
+                rates = s.rates.update((row.get("calls", 0), row.get("bytes_in", 0), row.get("bytes_out", 0)))
+                if rates is not None:
+                    row.update(calls_per_s=round(rates[0], 1), bytes_in_per_s=round(rates[1]),
+                               bytes_out_per_s=round(rates[2]))
+                    rate_sum = [a + b for a, b in zip(rate_sum, rates)]
+            if s.tls:
+                row["tls"] = dict(s.tls)
+            if s.cache:
+                row["cache"] = dict(s.cache)
             rows.append(row)
         drv = self.driver
         gpus = metrics.gpu_info(drv)
@@ -636,7 +760,9 @@ class Server:
             "server": {"version": __version__, "proto_version": protocol.PROTO_VERSION, "pid": os.getpid(),
                        "address": self.address_text if self.address else None, "started": self.started,
                        "uptime_s": round(now - self.started, 3), "auth": self.tokens is not None,
-                       "max_sessions": self.max_sessions, "lease_idle_timeout_s": self.lease_idle_timeout},
+                       "max_sessions": self.max_sessions, "lease_idle_timeout_s": self.lease_idle_timeout,
+                       "tls": "off" if self.tls is None else "required" if self.tls.required else "optional",
+                       "tls_client_certs": bool(self.tls and self.tls.client_certs)},
             "driver": {"kind": drv.kind, "desc": drv.desc, "path": str(drv.path), "version": drv.driver_version,
                        "device_count": drv.device_count, "device_name": drv.device_name},
             "gpus": gpus,
@@ -649,16 +775,45 @@ class Server:
                        "auth_failed": counters["auth_failed"], "idle_ended": counters["idle_ended"],
                        "refused": refused,
                        "bytes_in": counters["bytes_received_ended"] + live_recv,
-                       "bytes_out": counters["bytes_sent_ended"] + live_sent},
+                       "bytes_out": counters["bytes_sent_ended"] + live_sent,
+                       "calls": counters["calls_ended"] + live_calls,
+                       "round_trips": counters["round_trips_ended"] + live_round_trips,
+                       "tls_sessions": counters["tls_sessions"],
+                       "calls_per_s": round(rate_sum[0], 1), "bytes_in_per_s": round(rate_sum[1]),
+                       "bytes_out_per_s": round(rate_sum[2])},
         }
+        snap["cache"] = self._cache_snapshot(rows)
         if logs and self.log_tail is not None:
             snap["logs"] = self.log_tail(logs)
         return snap
+
+    def _cache_snapshot(self, rows: list[dict]) -> dict:
+        """The content cache: its folder, and hits/misses/bytes avoided over
+        every session (ended ones plus the live ones' latest counters)."""
+        with self._lock:
+            total = dict(self.cache_ended)
+        for row in rows:
+            for k, v in row.get("cache", {}).items():
+                total[k] = total.get(k, 0) + v
+        out = {"dir": str(self.cache_dir) if self.cache_dir is not None else None,
+               "max_bytes": self.cache_max_bytes, "totals": {k: total.get(k, 0) for k in content_cache.STAT_FIELDS}}
+        disk = self.cache_disk.get() if self.cache_disk is not None else None
+        if disk is not None:
+            out.update(entries=disk["entries"], bytes=disk["bytes"])
+        return out
 
     def _relay(self, sid: int, raw: bytes) -> None:
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
         line = _WORKER_PREFIX.sub("", line, count=1)  # the server's own fields already say this
         if not line.strip():
+            return
+        figures = content_cache.parse_stats_line(line)
+        if figures is not None:  # the worker's cache counters (cumulative for its session): metrics, not log
+            with self._lock:
+                sess = self._sessions.get(sid)
+                if sess is not None:
+                    sess.cache = figures
+            self.log.log("DEBUG", line, session=sid, src="worker")
             return
         level = "INFO"
         for word in line.split()[:3]:
@@ -680,10 +835,45 @@ def _nvml_path(driver: Driver) -> str:
     return str(beside) if beside.is_file() else paths.NVML_LIB
 
 
+def _tls_settings(host: str, loopback: bool, log: Logger, cert: str | None, key: str | None,
+                  client_ca: str | None, require_tls: bool, insecure_no_tls: bool
+                  ) -> tuple[tls.ServerTLS | None, str | None]:
+    """The server's TLS from its settings: (settings or None, error text or None).
+    Beyond loopback TLS is required unless --insecure-no-tls; --tls-client-ca
+    requires it everywhere (a plaintext client would bypass the certificate check)."""
+    if not cert:
+        if key or client_ca:
+            return None, f"{'--tls-key' if key else '--tls-client-ca'} needs --tls-cert"
+        if require_tls:
+            return None, "--require-tls needs a certificate: --tls-cert FILE --tls-key FILE"
+        if not loopback:
+            if not insecure_no_tls:
+                return None, (f"listening on {host}, beyond loopback, needs TLS: give the server a certificate "
+                              f"(--tls-cert FILE --tls-key FILE; docs/server.md shows how to make a self-signed "
+                              f"one), or (trusted networks only) pass --insecure-no-tls")
+            log.warn(f"listening on {host}, beyond loopback, WITHOUT TLS (--insecure-no-tls): the call stream, "
+                     f"its data and sessions can be read and taken over by anyone on the path")
+        return None, None
+    try:
+        ctx = tls.server_context(cert, key, client_ca)
+    except tls.TLSError as e:
+        return None, str(e)
+    required = bool(require_tls or client_ca or (not loopback and not insecure_no_tls))
+    if insecure_no_tls and not loopback and not required:
+        log.warn(f"listening on {host}, beyond loopback, and accepting plaintext clients too (--insecure-no-tls): "
+                 f"their call streams can be read and taken over by anyone on the path")
+    settings = tls.ServerTLS(ctx, required=required, client_certs=bool(client_ca), cert=str(cert))
+    log.info(settings.describe(), tls_cert=str(cert), tls_client_ca=client_ca)
+    return settings, None
+
+
 def run_server(listen: str, driver_spec: str, log: Logger, max_sessions: int = 256,
                handshake_timeout: float = HANDSHAKE_TIMEOUT, metrics_listen: str | None = None,
                tokens_file: str | None = None, require_auth: bool = False, insecure_no_auth: bool = False,
-               lease_idle_timeout: float = 0.0, queue_interval: float = QUEUE_INTERVAL) -> int:
+               lease_idle_timeout: float = 0.0, queue_interval: float = QUEUE_INTERVAL,
+               tls_cert: str | None = None, tls_key: str | None = None, tls_client_ca: str | None = None,
+               require_tls: bool = False, insecure_no_tls: bool = False, cache_dir: str | None = None,
+               cache_max_bytes: object = None) -> int:
     """`gpuwire server`: resolve the driver, serve until SIGINT/SIGTERM, exit 0."""
     from gpuwire import auth
     from gpuwire import driver as drivers
@@ -722,6 +912,11 @@ def run_server(listen: str, driver_spec: str, log: Logger, max_sessions: int = 2
             warning = tokens.insecure_mode()
             if warning:
                 log.warn(warning)
+    tls_settings, err = _tls_settings(host, loopback, log, tls_cert, tls_key, tls_client_ca, require_tls,
+                                      insecure_no_tls)
+    if err:
+        log.error(f"cannot start: {err}")
+        return 1
     try:
         drv = drivers.resolve(driver_spec)
     except (drivers.DriverError, paths.NativeMissing) as e:
@@ -734,7 +929,19 @@ def run_server(listen: str, driver_spec: str, log: Logger, max_sessions: int = 2
                  driver_version=drv.driver_version)
     server = Server(listen, drv, log, handshake_timeout=handshake_timeout, max_sessions=max_sessions,
                     tokens=tokens, lease_idle_timeout=lease_idle_timeout, queue_interval=queue_interval,
-                    log_tail=ring.tail)
+                    log_tail=ring.tail, tls_settings=tls_settings)
+    try:
+        server.cache_dir = content_cache.resolve_dir(cache_dir)
+        server.cache_max_bytes = content_cache.parse_max_bytes(
+            cache_max_bytes if cache_max_bytes is not None else content_cache.DEFAULT_MAX_BYTES)
+    except ValueError as e:
+        log.error(f"cannot start: cache_max_bytes: {e}")
+        return 2
+    server.cache_disk = content_cache.DiskFigures(server.cache_dir)
+    if server.cache_dir is None:
+        log.info("content cache off: every upload crosses the wire")
+    else:
+        log.info("content cache", cache_dir=str(server.cache_dir), cache_max_bytes=server.cache_max_bytes)
     try:
         server.bind()
     except (OSError, ValueError) as e:

@@ -18,7 +18,7 @@ import struct
 import sys
 import time
 
-from gpuwire import protocol
+from gpuwire import protocol, tls
 from gpuwire.auth import AuthError, client_token, make_proof
 from gpuwire.server import DEFAULT_LISTEN, format_address, parse_address
 
@@ -60,18 +60,29 @@ def _echo(sock: socket.socket, want: int, filler: bytes = b"", seq: int = 0) -> 
 
 
 def probe(address: str, token: str | None = None, rounds: int = 20, bw_bytes: int = 4 << 20,
-          timeout: float = 10.0) -> dict:
+          timeout: float = 10.0, tls_settings: tls.ClientTLS | None = None) -> dict:
     """Status of the server at `address` as a dict: the server's own JSON under
-    "status", plus "connect_s", "rtt_s" (list) and "up_Bps"/"down_Bps"."""
+    "status", plus "connect_s", "rtt_s" (list), "up_Bps"/"down_Bps" and "tls"
+    (version and cipher, or None). TLS as the settings say (default: from the
+    environment, as the client library reads it)."""
     host, port = parse_address(address)
     t0 = time.perf_counter()
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as e:
         raise StatusError(f"cannot reach {address}: {e.strerror or e}") from e
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = tls.wrap_client(sock, host, tls_settings or tls.client_settings(), timeout)
+    except (tls.TLSError, OSError) as e:
+        sock.close()
+        raise StatusError(f"{address}: {e}") from e
+    tls_info = None
+    if hasattr(sock, "cipher"):
+        cipher = sock.cipher()
+        tls_info = {"version": sock.version(), "cipher": cipher[0] if cipher else None}
     with sock:
         connect_s = time.perf_counter() - t0
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             hdr, payload = handshake(sock, protocol.pack_ext(status_probe=True), token, timeout)
             if hdr.op == protocol.OP_ERROR:
@@ -99,7 +110,7 @@ def probe(address: str, token: str | None = None, rounds: int = 20, bw_bytes: in
         except (protocol.ProtocolError, OSError, ValueError, AuthError) as e:
             raise StatusError(f"{address}: {getattr(e, 'message', None) or e}") from e
     return {"address": address, "status": status, "connect_s": connect_s, "rtt_s": rtts, "up_Bps": up,
-            "down_Bps": down, "bw_bytes": bw_bytes}
+            "down_Bps": down, "bw_bytes": bw_bytes, "tls": tls_info}
 
 
 def _bytes(n: float | None) -> str:
@@ -151,7 +162,9 @@ def format_report(r: dict) -> str:
     st = r["status"]
     srv, drv = st.get("server", {}), st.get("driver", {})
     rtt = r["rtt_s"]
-    lines = [f"gpuwire server {r['address']}: reachable (TCP connect {r['connect_s'] * 1e3:.2f} ms)",
+    t = r.get("tls")
+    how = f"{t['version']} {t['cipher']}, connect and TLS handshake" if t else "TCP connect"
+    lines = [f"gpuwire server {r['address']}: reachable ({how} {r['connect_s'] * 1e3:.2f} ms)",
              f"  server     gpuwire {srv.get('version')}, protocol {srv.get('proto_version')}, "
              f"up {_age(srv.get('uptime_s'))}, auth {'tokens' if srv.get('auth') else 'off'}",
              f"  driver     {drv.get('desc') or drv.get('kind')} ({drv.get('kind')}, CUDA driver API "

@@ -50,7 +50,17 @@ class Source:
 
 
 SESSION_COLUMNS = ("id", "state", "host", "pid", "program", "lease", "gpus", "mem cap", "gpu mem", "in", "out",
-                   "rtt", "idle", "age")
+                   "in/s", "out/s", "calls", "calls/s", "rtt", "idle", "tls", "age")
+
+
+def _per_s(v: float | None) -> str:
+    return "-" if v is None else f"{_bytes(v)}/s"
+
+
+def _count(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.0f}" if v < 10000 else f"{v / 1000:.1f}k" if v < 1e7 else f"{v / 1e6:.1f}M"
 
 
 def session_rows(snap: dict) -> list[tuple[str, ...]]:
@@ -64,19 +74,38 @@ def session_rows(snap: dict) -> list[tuple[str, ...]]:
                      _bytes(s["gpu_memory"]) if s.get("gpu_memory") is not None else "-",
                      _bytes(s["bytes_in"]) if "bytes_in" in s else "-",
                      _bytes(s["bytes_out"]) if "bytes_out" in s else "-",
+                     _per_s(s.get("bytes_in_per_s")), _per_s(s.get("bytes_out_per_s")),
+                     _count(s.get("calls")), _count(s.get("calls_per_s")),
                      f"{rtt * 1e3:.2f}ms" if rtt is not None else "-",
-                     _age(s.get("idle_s")) if "idle_s" in s else "-", _age(s.get("age_s"))))
+                     (f"busy {_age(s['busy_s'])}" if s.get("busy_s") is not None else
+                      _age(s.get("idle_s")) if "idle_s" in s else "-"),
+                     (s.get("tls") or {}).get("version") or "-", _age(s.get("age_s"))))
     return rows
+
+
+def cache_hit_rate(snap: dict) -> float | None:
+    """Hits over lookups of the content cache (docs/cache.md), None without lookups."""
+    t = (snap.get("cache") or {}).get("totals") or {}
+    n = t.get("hits", 0) + t.get("misses", 0)
+    return t.get("hits", 0) / n if n else None
 
 
 def summary_line(snap: dict) -> str:
     srv, drv, tot = snap.get("server", {}), snap.get("driver", {}), snap.get("totals", {})
     refused = sum(tot.get("refused", {}).values())
-    return (f"gpuwire {srv.get('version')} on {srv.get('address')}  up {_age(srv.get('uptime_s'))}  "
-            f"driver {drv.get('desc') or drv.get('kind')}  auth {'tokens' if srv.get('auth') else 'off'}  |  "
+    text = (f"gpuwire {srv.get('version')} on {srv.get('address')}  up {_age(srv.get('uptime_s'))}  "
+            f"driver {drv.get('desc') or drv.get('kind')}  auth {'tokens' if srv.get('auth') else 'off'}"
+            f"{'  tls ' + srv['tls'] if srv.get('tls') else ''}  |  "
             f"sessions {tot.get('sessions_active', 0)} active, {tot.get('sessions_started', 0)} total  "
             f"queued {tot.get('queued', 0)}  refused {refused}  "
             f"in {_bytes(tot.get('bytes_in'))}  out {_bytes(tot.get('bytes_out'))}")
+    if "calls" in tot:
+        text += (f"  |  calls {_count(tot['calls'])}, {_count(tot.get('calls_per_s'))}/s  "
+                 f"net in {_per_s(tot.get('bytes_in_per_s'))} out {_per_s(tot.get('bytes_out_per_s'))}")
+    rate = cache_hit_rate(snap)
+    if rate is not None or (snap.get("cache") or {}).get("dir"):
+        text += f"  cache hits {'-' if rate is None else f'{rate * 100:.0f}%'}"
+    return text
 
 
 def render_text(snap: dict, logs: int = 20) -> str:

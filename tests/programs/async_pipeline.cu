@@ -4,12 +4,16 @@
  *              reports cudaErrorIllegalAddress, and the context stays poisoned
  *   callbacks  host functions run in stream order, after earlier copies landed
  *   threads    four host threads, each with its own stream, at once
+ *   nostall    one thread waits in cudaStreamSynchronize behind a long kernel
+ *              while another makes calls that wait for replies: those return
+ *              without waiting for the first thread's synchronize
  * The kernels reuse the names (and so the CPU stand-in's host versions) of
  * ep_touch and se_consume from the other test programs. */
 #define PROG "async_pipeline"
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 
@@ -18,6 +22,14 @@ __global__ void ep_touch(int *p, int n)
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n)
         p[i] = i + 1;
+}
+
+/* long GPU work: about ms milliseconds (clock rate ~1-2 GHz) */
+__global__ void gw_sleep(int ms)
+{
+    long long start = clock64();
+    while (clock64() - start < (long long)ms * 1500000LL)
+        ;
 }
 
 __global__ void se_consume(const int *in, int *out, int n, int add)
@@ -133,6 +145,54 @@ static int threads(void)
     return 0;
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static volatile int launched;
+static double sync_began, sync_ended;
+
+static void *long_sync(void *arg)
+{
+    (void)arg;
+    cudaStream_t s;
+    CK(cudaStreamCreate(&s));
+    gw_sleep<<<1, 1, 0, s>>>(1000);
+    CK(cudaGetLastError());
+    sync_began = now_s();
+    __atomic_store_n(&launched, 1, __ATOMIC_RELEASE);
+    CK(cudaStreamSynchronize(s));
+    sync_ended = now_s();
+    CK(cudaStreamDestroy(s));
+    return NULL;
+}
+
+static int nostall(void)
+{
+    CK(cudaFree(0)); /* create the context before the threads */
+    pthread_t a;
+    pthread_create(&a, NULL, long_sync, NULL);
+    while (!__atomic_load_n(&launched, __ATOMIC_ACQUIRE))
+        ;
+    double t0 = now_s();
+    for (int i = 0; i < 40; i++) { /* each waits for its reply, and none synchronizes */
+        size_t free_b, total_b;
+        CK(cudaMemGetInfo(&free_b, &total_b));
+    }
+    double done = now_s();
+    pthread_join(a, NULL);
+    double waited = sync_ended - sync_began;
+    printf("async_pipeline: 40 calls in %.1f ms while another thread's synchronize took %.1f ms\n",
+           (done - t0) * 1e3, waited * 1e3);
+    /* a synchronize too short to tell proves nothing either way (a fast GPU) */
+    if (waited > 0.2 && done > sync_ended)
+        FAIL("the calls waited for the other thread's synchronize (done %.3f s after it ended)", done - sync_ended);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "many";
@@ -145,6 +205,8 @@ int main(int argc, char **argv)
         rc = callbacks();
     else if (!strcmp(mode, "threads"))
         rc = threads();
+    else if (!strcmp(mode, "nostall"))
+        rc = nostall();
     else
         FAIL("unknown mode %s", mode);
     printf("PASS %s %s\n", PROG, mode);

@@ -1,6 +1,9 @@
 /* TEST DOUBLE: gpuwire CPU stand-in driver. Contexts: the primary context, created
  * contexts, the per-thread context stack, limits, sticky faults. */
+#define _POSIX_C_SOURCE 200809L
 #include "standin.h"
+
+#include <time.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -332,11 +335,26 @@ SD_API CUresult cuCtxGetDevice_v2(CUdevice *dev, CUcontext ctx)
 }
 
 /* All work already ran: synchronizing only reports a fault. */
+void sd_wait_busy(sd_ctx *c)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double left = c->busy_until - (now.tv_sec + now.tv_nsec * 1e-9);
+    if (left <= 0)
+        return;
+    struct timespec ts = {(time_t)left, (long)((left - (time_t)left) * 1e9)};
+    sd_unlock(); /* other threads' calls go on while this one waits, as with a GPU */
+    nanosleep(&ts, NULL);
+    sd_lock();
+}
+
 SD_API CUresult cuCtxSynchronize(void)
 {
     sd_lock();
     sd_ctx *c;
     CUresult r = sd_cur(&c);
+    if (r == CUDA_SUCCESS)
+        sd_wait_busy(c);
     sd_unlock();
     return r;
 }

@@ -56,6 +56,7 @@ typedef struct sd_ctx {
     CUresult sticky;        /* a fault that ends the context (CUDA_ERROR_ILLEGAL_ADDRESS) */
     unsigned long long id;
     size_t limits[16];      /* indexed by CUlimit (< CU_LIMIT_MAX) */
+    double busy_until;      /* monotonic seconds: booked by gw_sleep launches (launch.c) */
 } sd_ctx;
 /* The calling thread's current context, checked: live, active, not faulted. Lock held. */
 CUresult sd_cur(sd_ctx **out);
@@ -63,6 +64,8 @@ CUresult sd_cur(sd_ctx **out);
 CUresult sd_cur_any(sd_ctx **out);
 CUresult sd_check_dev(CUdevice dev);
 void sd_ctx_fault(sd_ctx *c, CUresult err);
+/* Waits out the context's booked GPU time, the lock let go meanwhile (lock held on entry and exit). */
+void sd_wait_busy(sd_ctx *c);
 
 /* ---- device memory (memory.c) ---- */
 typedef struct sd_alloc {

@@ -108,6 +108,8 @@ SD_API CUresult cuStreamSynchronize(CUstream h)
     sd_lock();
     sd_ctx *c;
     CUresult r = sd_stream_check(h, &c);
+    if (r == CUDA_SUCCESS)
+        sd_wait_busy(c); /* booked GPU time (gw_sleep) counts on every stream of its context */
     sd_unlock();
     return r;
 }

@@ -1,0 +1,32 @@
+/* The worker's content-addressed chunk cache (cache.c) and its ops (cache_ops.c). */
+#ifndef GW_WORKER_CACHE_H
+#define GW_WORKER_CACHE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct gw_cas_counters {
+    atomic_ullong hits, misses, hit_bytes, miss_bytes; /* chunk references answered / not */
+    atomic_ullong stored, stored_bytes, corrupt, evicted, evicted_bytes;
+} gw_cas_counters;
+
+extern gw_cas_counters gw_cas_stats;
+
+int gw_cas_open(const char *dir, uint64_t max_bytes); /* 0 ok */
+int gw_cas_enabled(void);
+/* 1: the entry's len bytes are in buf and hash to h. 0: absent, or wrong
+ * (then removed). Safe from several threads. */
+int gw_cas_get(const uint8_t h[32], void *buf, size_t len);
+/* Store bytes whose hash the caller computed itself. Best effort. */
+/* Read an entry of len bytes into buf, unverified: 1 read, 0 absent or of the
+ * wrong size (then removed). The caller verifies, and rejects a mismatch. */
+int gw_cas_load(const uint8_t h[32], void *buf, size_t len);
+void gw_cas_reject(const uint8_t h[32], const char *why); /* remove a corrupt entry, count and log it */
+void gw_cas_put(const uint8_t h[32], const void *data, size_t len);
+void gw_cas_evict(void); /* down to the cap, least recently used first */
+void gw_cas_report(int force); /* a "cache stats:" log line if anything changed (at most 1/s unless forced) */
+int gw_cas_zstd(void);    /* libzstd is loaded: GW_CAS_CODEC_ZSTD accepted */
+void gw_cas_zstd_load(void);
+
+#endif

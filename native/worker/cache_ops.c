@@ -1,0 +1,340 @@
+/* CAS_REFS and CAS_DATA: host-to-device copies and staged module images
+ * named by the SHA-256 of their chunks (docs/cache.md).
+ *
+ * CAS_REFS (waits for its reply): u32 target, target fields, u32 n, n x
+ * (u32 length, 32-byte hash). Chunks are consecutive from the copy's
+ * destination (or offset 0 of the staging buffer). Every chunk the cache has
+ * is read, verified and used at once; the reply is i32 result, u32 m, m x u32
+ * indices of the chunks it did not have, which the client then sends as
+ * CAS_DATA. Nothing is assumed present: an entry evicted or corrupted after
+ * the client last saw it is simply one of the m.
+ *
+ * CAS_DATA: u32 target, target fields, u32 codec, u32 raw length, bytes. The
+ * worker hashes the (decompressed) bytes itself and stores them under that
+ * hash, so a client cannot put wrong bytes under another chunk's name. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/sha256.h"
+#include "cache.h"
+#include "worker.h"
+
+#define REF_SIZE 36u
+
+static int is_htod(unsigned op)
+{
+    return op == GW_OP_cuMemcpyHtoD_v2 || op == GW_OP_cuMemcpyHtoD_v2_ptds || op == GW_OP_cuMemcpyHtoDAsync_v2 ||
+           op == GW_OP_cuMemcpyHtoDAsync_v2_ptsz;
+}
+
+static CUresult h2d(unsigned op, CUdeviceptr dst, const void *src, size_t n, CUstream s)
+{
+    void *f = gw_driver_sym(op);
+    if (!f)
+        return CUDA_ERROR_NOT_SUPPORTED;
+    if (op == GW_OP_cuMemcpyHtoDAsync_v2 || op == GW_OP_cuMemcpyHtoDAsync_v2_ptsz)
+        return ((CUresult(*)(CUdeviceptr, const void *, size_t, CUstream))f)(dst, src, n, s);
+    return ((CUresult(*)(CUdeviceptr, const void *, size_t))f)(dst, src, n);
+}
+
+typedef struct target {
+    uint32_t kind;
+    unsigned op;
+    CUdeviceptr dst;
+    CUstream stream;
+    uint64_t off; /* STAGE: total (REFS) or offset (DATA) */
+} target;
+
+static int read_target(gw_call *c, target *t)
+{
+    t->kind = gw_in_u32(c);
+    if (c->bad)
+        return -1;
+    if (t->kind == GW_CAS_TARGET_COPY) {
+        t->op = gw_in_u32(c);
+        t->dst = gw_in_u64(c);
+        t->stream = gw_in_handle(c, GW_HT_CUstream);
+        if (!c->bad && !is_htod(t->op))
+            gw_call_fail(c, "cache: op %u is not a host-to-device copy", t->op);
+    } else if (t->kind == GW_CAS_TARGET_STAGE) {
+        t->off = gw_in_u64(c);
+    } else {
+        gw_call_fail(c, "cache: unknown target %u", t->kind);
+    }
+    return c->bad ? -1 : 0;
+}
+
+/* ---- the pipeline ----
+ * Reader threads load chunk i into ring slot i % RING and then verify it;
+ * this thread copies chunk i to the device as soon as it is loaded, while
+ * later chunks are still being read and verified. A chunk that fails its
+ * verification is reported missing, so its correct bytes (CAS_DATA) are
+ * written over the destination before the client's call returns: wrong bytes
+ * never outlive the call that could observe them. For staging, chunks are
+ * read straight into the image and nothing is copied. */
+
+#define RING 16u
+
+static unsigned reader_threads(void)
+{
+    static unsigned n;
+    if (!n) {
+        const char *v = getenv("GPUWIRE_CACHE_THREADS");
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = v && atoi(v) > 0 ? (unsigned)atoi(v) : cpus > 8 ? 8u : cpus > 1 ? (unsigned)cpus : 1u;
+        if (n > RING / 2)
+            n = RING / 2;
+    }
+    return n;
+}
+
+enum { LOADING = 0, LOADED = 1, ABSENT = 2 }; /* state[i]; verified[i] separately */
+
+typedef struct pipe {
+    const uint8_t *refs;
+    const uint64_t *offs;
+    uint32_t n;
+    uint8_t *stage; /* staging target, or NULL */
+    uint8_t *ring;  /* RING slots of GW_COPY_CHUNK (copies) */
+    uint8_t *state, *good, *vdone; /* per chunk: loaded?, verified good?, verification finished? */
+    uint32_t next, copied; /* the next chunk to take; chunks the copying thread is done with */
+    int stop;
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+} pipe_t;
+
+static uint32_t len_of(const pipe_t *p, uint32_t i)
+{
+    uint32_t len;
+    memcpy(&len, p->refs + (size_t)i * REF_SIZE, 4);
+    return len;
+}
+
+static void *reader(void *arg)
+{
+    pipe_t *p = arg;
+    pthread_mutex_lock(&p->m);
+    for (;;) {
+        /* a ring slot is reused only when the copy of its previous chunk is done and that chunk is verified */
+        while (!p->stop && p->next < p->n && !p->stage &&
+               (p->next >= p->copied + RING || (p->next >= RING && !p->vdone[p->next - RING])))
+            pthread_cond_wait(&p->cv, &p->m);
+        if (p->stop || p->next >= p->n)
+            break;
+        uint32_t i = p->next++;
+        pthread_mutex_unlock(&p->m);
+        const uint8_t *h = p->refs + (size_t)i * REF_SIZE + 4;
+        uint32_t len = len_of(p, i);
+        uint8_t *buf = p->stage ? p->stage + p->offs[i] : p->ring + (size_t)(i % RING) * GW_COPY_CHUNK;
+        int have = gw_cas_load(h, buf, len);
+        pthread_mutex_lock(&p->m);
+        p->state[i] = have ? LOADED : ABSENT;
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->m);
+        int ok = 0;
+        if (have) {
+            uint8_t got[32];
+            gw_sha256_hash(buf, len, got);
+            ok = memcmp(got, h, 32) == 0;
+            if (!ok)
+                gw_cas_reject(h, "content does not match its hash");
+        }
+        pthread_mutex_lock(&p->m);
+        p->good[i] = (uint8_t)ok;
+        p->vdone[i] = 1;
+        pthread_cond_broadcast(&p->cv);
+    }
+    pthread_mutex_unlock(&p->m);
+    return NULL;
+}
+
+/* Two rings per worker thread would be waste: one, kept, since faulting in
+ * 64 MiB per request would cost more than the copies. */
+static __thread uint8_t *ring_buf;
+
+void gw_op_cas_refs(gw_call *c)
+{
+    target t;
+    if (read_target(c, &t))
+        return;
+    uint32_t n = gw_in_u32(c);
+    if (!c->bad && (n == 0 || n > GW_CAS_MAX_REFS))
+        gw_call_fail(c, "cache: %u chunk references (1..%u)", n, GW_CAS_MAX_REFS);
+    const uint8_t *refs = c->bad ? NULL : gw_in_view(c, (size_t)n * REF_SIZE);
+    if (!gw_args_ok(c))
+        return;
+    if (!gw_cas_enabled()) {
+        gw_call_fail(c, "cache: this server has no content cache (HELLO_OK did not offer one)");
+        return;
+    }
+    uint64_t *offs = gw_scratch(c, (size_t)n * 8);
+    uint32_t *missing = gw_scratch(c, (size_t)n * 4);
+    uint8_t *state = gw_scratch(c, n), *good = gw_scratch(c, n), *vdone = gw_scratch(c, n);
+    if (!offs || !missing || !state || !good || !vdone) {
+        gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
+        return;
+    }
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t len;
+        memcpy(&len, refs + (size_t)i * REF_SIZE, 4);
+        if (len == 0 || len > GW_COPY_CHUNK) {
+            gw_call_fail(c, "cache: chunk %u of %u bytes (1..%u)", i, len, GW_COPY_CHUNK);
+            return;
+        }
+        offs[i] = sum;
+        sum += len;
+    }
+    pipe_t p = {.refs = refs, .offs = offs, .n = n, .state = state, .good = good, .vdone = vdone};
+    if (t.kind == GW_CAS_TARGET_STAGE) {
+        if (sum != t.off) {
+            gw_call_fail(c, "cache: chunks of %llu bytes for an image of %llu", (unsigned long long)sum,
+                         (unsigned long long)t.off);
+            return;
+        }
+        p.stage = gw_stage_reset(c->h.tid, t.off);
+        if (!p.stage) {
+            gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
+            return;
+        }
+    } else {
+        if (!gw_driver_fn(c, t.op))
+            return;
+        if (!ring_buf)
+            ring_buf = malloc((size_t)RING * GW_COPY_CHUNK);
+        if (!ring_buf) {
+            gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
+            return;
+        }
+        p.ring = ring_buf;
+    }
+    pthread_mutex_init(&p.m, NULL);
+    pthread_cond_init(&p.cv, NULL);
+    pthread_t th[RING];
+    unsigned want = reader_threads() < n ? reader_threads() : n, started = 0;
+    for (; started < want; started++)
+        if (pthread_create(&th[started], NULL, reader, &p))
+            break;
+    if (!started) { /* no thread to be had */
+        pthread_mutex_destroy(&p.m);
+        pthread_cond_destroy(&p.cv);
+        gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
+        return;
+    }
+    CUresult r = CUDA_SUCCESS;
+    pthread_mutex_lock(&p.m);
+    for (uint32_t i = 0; i < n && !p.stage; i++) {
+        while (p.state[i] == LOADING)
+            pthread_cond_wait(&p.cv, &p.m);
+        if (p.state[i] == LOADED && r == CUDA_SUCCESS) {
+            pthread_mutex_unlock(&p.m);
+            r = h2d(t.op, t.dst + offs[i], p.ring + (size_t)(i % RING) * GW_COPY_CHUNK, len_of(&p, i), t.stream);
+            pthread_mutex_lock(&p.m);
+        }
+        if (r != CUDA_SUCCESS)
+            p.stop = 1; /* the readers end; the reply is the failure */
+        p.copied = i + 1;
+        pthread_cond_broadcast(&p.cv);
+    }
+    pthread_mutex_unlock(&p.m);
+    for (unsigned k = 0; k < started; k++)
+        pthread_join(th[k], NULL);
+    pthread_mutex_destroy(&p.m);
+    pthread_cond_destroy(&p.cv);
+    uint32_t m = 0;
+    for (uint32_t i = 0; i < n && r == CUDA_SUCCESS; i++) {
+        uint32_t len = len_of(&p, i);
+        if (p.good[i]) {
+            atomic_fetch_add(&gw_cas_stats.hits, 1);
+            atomic_fetch_add(&gw_cas_stats.hit_bytes, len);
+            if (p.stage)
+                gw_stage_fill(c->h.tid, offs[i], NULL, len);
+        } else {
+            missing[m++] = i;
+            atomic_fetch_add(&gw_cas_stats.misses, 1);
+            atomic_fetch_add(&gw_cas_stats.miss_bytes, len);
+        }
+    }
+    gw_reply_result(c, r);
+    gw_cas_report(0);
+    if (r != CUDA_SUCCESS)
+        return;
+    gw_reply_u32(c, m);
+    gw_reply_bytes(c, missing, (size_t)m * 4);
+}
+
+/* ---- compressed misses ---- */
+
+static size_t (*zstd_decompress)(void *, size_t, const void *, size_t);
+static unsigned (*zstd_is_error)(size_t);
+
+void gw_cas_zstd_load(void)
+{
+    const char *v = getenv("GPUWIRE_CACHE_COMPRESS");
+    if (v && !strcmp(v, "off"))
+        return;
+    void *z = dlopen("libzstd.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!z)
+        return;
+    zstd_decompress = (size_t(*)(void *, size_t, const void *, size_t))dlsym(z, "ZSTD_decompress");
+    zstd_is_error = (unsigned (*)(size_t))dlsym(z, "ZSTD_isError");
+    if (!zstd_decompress || !zstd_is_error)
+        zstd_decompress = NULL;
+}
+
+int gw_cas_zstd(void) { return zstd_decompress != NULL; }
+
+void gw_op_cas_data(gw_call *c)
+{
+    target t;
+    if (read_target(c, &t))
+        return;
+    uint32_t codec = gw_in_u32(c), raw = gw_in_u32(c);
+    size_t n = gw_in_left(c);
+    const void *src = gw_in_view(c, n);
+    if (c->bad)
+        return;
+    if (raw == 0 || raw > GW_COPY_CHUNK || n > GW_COPY_CHUNK + 4096 ||
+        (codec == GW_CAS_CODEC_NONE && n != raw) || (codec != GW_CAS_CODEC_NONE && codec != GW_CAS_CODEC_ZSTD) ||
+        (codec == GW_CAS_CODEC_ZSTD && !gw_cas_zstd())) {
+        gw_call_fail(c, "cache: chunk of %zu bytes, codec %u, %u bytes raw", n, codec, raw);
+        return;
+    }
+    if (!gw_args_ok(c))
+        return;
+    const void *data = src;
+    if (codec == GW_CAS_CODEC_ZSTD) {
+        void *out = gw_scratch(c, raw);
+        if (!out) {
+            gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
+            return;
+        }
+        size_t got = zstd_decompress(out, raw, src, n);
+        if (zstd_is_error(got) || got != raw) {
+            gw_call_fail(c, "cache: a compressed chunk does not decompress to its %u bytes", raw);
+            return;
+        }
+        data = out;
+    }
+    if (gw_cas_enabled()) {
+        uint8_t h[32];
+        gw_sha256_hash(data, raw, h); /* the worker's own hash: what the bytes are, not what they are called */
+        gw_cas_put(h, data, raw);
+    }
+    if (t.kind == GW_CAS_TARGET_STAGE) {
+        if (gw_stage_fill(c->h.tid, t.off, data, raw)) {
+            gw_call_fail(c, "cache: %u bytes at %llu are outside the staged image", raw, (unsigned long long)t.off);
+            return;
+        }
+        gw_reply_result(c, CUDA_SUCCESS);
+        return;
+    }
+    if (!gw_driver_fn(c, t.op))
+        return;
+    gw_reply_result(c, h2d(t.op, t.dst, data, raw, t.stream));
+}

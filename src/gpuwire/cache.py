@@ -1,0 +1,275 @@
+"""The server's content cache on disk (docs/cache.md): where it is, what is in
+it, `gpuwire cache ls|stats|prune`, and the per-session figures workers report.
+
+Layout (written by the native worker, native/worker/cache.c):
+DIR/objects/ab/<64 hex digits of SHA-256> holds exactly the bytes with that
+hash; DIR/tmp holds entries being written; DIR/lock is flock'd while entries
+are evicted. An entry's mtime is its last use.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MAX_BYTES = 64 << 30
+OFF = ("off", "none", "")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+STATS_LINE = re.compile(r"\bcache stats: ((?:\w+=\d+ ?)+)$")
+STAT_FIELDS = ("hits", "misses", "hit_bytes", "miss_bytes", "stored", "stored_bytes", "corrupt", "evicted",
+               "evicted_bytes")
+
+
+def default_dir(env: dict[str, str] | None = None) -> Path:
+    """$GPUWIRE_CACHE_DIR, else /var/cache/gpuwire for root, else
+    $XDG_CACHE_HOME/gpuwire/server (~/.cache/gpuwire/server)."""
+    env = os.environ if env is None else env
+    if env.get("GPUWIRE_CACHE_DIR"):
+        return Path(env["GPUWIRE_CACHE_DIR"]).expanduser()
+    if os.geteuid() == 0:
+        return Path("/var/cache/gpuwire")
+    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "gpuwire" / "server"
+
+
+def resolve_dir(setting: str | None) -> Path | None:
+    """The cache folder for a `cache_dir` setting: None = default, "off" = no cache."""
+    if setting is None:
+        return default_dir()
+    if setting.strip().lower() in OFF:
+        return None
+    return Path(setting).expanduser()
+
+
+def parse_max_bytes(value: object) -> int:
+    """64G, 512M, 1024, or an int (0: no cap)."""
+    from gpuwire.leases import parse_size
+
+    if isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    else:
+        text = str(value).strip()
+        n = 0 if text == "0" else parse_size(text)
+    if n < 0:
+        raise ValueError(f"cache size {value!r} is negative")
+    return n
+
+
+@dataclass
+class Entry:
+    digest: str
+    size: int
+    mtime: float
+    path: Path
+
+
+def entries(root: Path) -> list[Entry]:
+    """Every entry, least recently used first."""
+    out = []
+    objects = root / "objects"
+    try:
+        subs = list(os.scandir(objects))
+    except OSError:
+        return []
+    for sub in subs:
+        if len(sub.name) != 2 or not sub.is_dir(follow_symlinks=False):
+            continue
+        try:
+            for e in os.scandir(sub.path):
+                if not _HEX64.match(e.name) or not e.is_file(follow_symlinks=False):
+                    continue
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                out.append(Entry(e.name, st.st_size, st.st_mtime, Path(e.path)))
+        except OSError:
+            continue
+    out.sort(key=lambda x: x.mtime)
+    return out
+
+
+def disk_stats(root: Path) -> dict:
+    es = entries(root)
+    return {"dir": str(root), "entries": len(es), "bytes": sum(e.size for e in es),
+            "oldest": es[0].mtime if es else None, "newest": es[-1].mtime if es else None}
+
+
+class _Locked:
+    """The eviction lock the workers take (flock on DIR/lock)."""
+
+    def __init__(self, root: Path):
+        self.path = root / "lock"
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def prune(root: Path, max_bytes: int | None = None, older_than_s: float | None = None,
+          verify: bool = False, everything: bool = False) -> dict:
+    """Remove entries: all, those unused for older_than_s, the least recently
+    used beyond max_bytes, and with verify those whose content does not match
+    their name. Returns what was removed."""
+    removed = removed_bytes = corrupt = 0
+    if not (root / "objects").is_dir():
+        return {"removed": 0, "removed_bytes": 0, "corrupt": 0}
+    with _Locked(root):
+        es = entries(root)
+        keep = []
+        now = time.time()
+        for e in es:
+            bad = False
+            if verify and not everything:
+                h = hashlib.sha256()
+                try:
+                    with open(e.path, "rb") as f:
+                        for block in iter(lambda: f.read(1 << 20), b""):
+                            h.update(block)
+                    bad = h.hexdigest() != e.digest
+                except OSError:
+                    bad = True
+            if everything or bad or (older_than_s is not None and now - e.mtime > older_than_s):
+                try:
+                    e.path.unlink()
+                    removed += 1
+                    removed_bytes += e.size
+                    corrupt += bad
+                except OSError:
+                    pass
+            else:
+                keep.append(e)
+        if max_bytes is not None:
+            total = sum(e.size for e in keep)
+            for e in keep:
+                if total <= max_bytes:
+                    break
+                try:
+                    e.path.unlink()
+                    removed += 1
+                    removed_bytes += e.size
+                    total -= e.size
+                except OSError:
+                    pass
+    return {"removed": removed, "removed_bytes": removed_bytes, "corrupt": corrupt}
+
+
+def parse_stats_line(line: str) -> dict[str, int] | None:
+    """The counters of a worker's "cache stats: k=v ..." log line, or None."""
+    m = STATS_LINE.search(line.strip())
+    if not m:
+        return None
+    out = {}
+    for item in m.group(1).split():
+        k, _, v = item.partition("=")
+        if k in STAT_FIELDS:
+            out[k] = int(v)
+    return out
+
+
+class DiskFigures:
+    """The folder's size for /metrics, re-read at most every `every` seconds
+    (a scan of a large cache is not free)."""
+
+    def __init__(self, root: Path | None, every: float = 10.0):
+        self.root, self.every = root, every
+        self._at, self._value = 0.0, None
+        self._lock = threading.Lock()
+
+    def get(self) -> dict | None:
+        if self.root is None:
+            return None
+        with self._lock:
+            if self._value is None or time.monotonic() - self._at > self.every:
+                self._value = disk_stats(self.root)
+                self._at = time.monotonic()
+            return dict(self._value)
+
+
+# --- `gpuwire cache` ------------------------------------------------------------
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def cli(args) -> int:
+    import json
+    import sys
+
+    from gpuwire import config
+
+    if not getattr(args, "cache_command", None):
+        print("gpuwire cache: ACTION is ls, stats or prune (see gpuwire cache --help)", file=sys.stderr)
+        return 2
+    setting = args.cache_dir
+    max_setting = None
+    if args.config:
+        try:
+            cfg = config.load(args.config)
+        except config.ConfigError as e:
+            print(f"gpuwire cache: {e}", file=sys.stderr)
+            return 2
+        setting = setting or cfg.get("cache_dir")
+        max_setting = cfg.get("cache_max_bytes")
+    root = resolve_dir(setting)
+    if root is None:
+        print("gpuwire cache: the cache is off (cache_dir = \"off\")", file=sys.stderr)
+        return 1
+    what = args.cache_command
+    if what == "ls":
+        es = entries(root)
+        if args.json:
+            print(json.dumps([{"sha256": e.digest, "bytes": e.size, "last_used": e.mtime} for e in es]))
+            return 0
+        for e in reversed(es):  # most recently used first
+            print(f"{e.digest}  {e.size:>10}  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(e.mtime))}")
+        return 0
+    if what == "stats":
+        st = disk_stats(root)
+        cap = parse_max_bytes(max_setting) if max_setting is not None else DEFAULT_MAX_BYTES
+        st["max_bytes"] = cap
+        if args.json:
+            print(json.dumps(st))
+            return 0
+        print(f"cache {st['dir']}: {st['entries']} entries, {_size(st['bytes'])}"
+              + (f" of {_size(cap)} ({100 * st['bytes'] / cap:.0f}%)" if cap else " (no cap)"))
+        if st["entries"]:
+            print(f"  last used {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(st['newest']))}, "
+                  f"least recently {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(st['oldest']))}")
+        return 0
+    if what == "prune":
+        try:
+            max_bytes = parse_max_bytes(args.max_bytes) if args.max_bytes is not None else None
+        except ValueError as e:
+            print(f"gpuwire cache prune: {e}", file=sys.stderr)
+            return 2
+        older = args.older_than_days * 86400.0 if args.older_than_days is not None else None
+        if max_bytes is None and older is None and not args.verify and not args.all:
+            print("gpuwire cache prune: say what to remove: --all, --max-bytes SIZE, --older-than-days N "
+                  "or --verify", file=sys.stderr)
+            return 2
+        res = prune(root, max_bytes=max_bytes, older_than_s=older, verify=args.verify, everything=args.all)
+        if args.json:
+            print(json.dumps(res))
+        else:
+            print(f"removed {res['removed']} entries ({_size(res['removed_bytes'])})"
+                  + (f", {res['corrupt']} of them corrupt" if args.verify else ""))
+        return 0
+    print("gpuwire cache: ACTION is ls, stats or prune", file=sys.stderr)
+    return 2
