@@ -44,6 +44,6 @@ def test_threads_with_their_own_streams(server, tmp_path):
 
 
 def test_one_threads_synchronize_does_not_stall_another_threads_calls(server, tmp_path):
-    """A thread waits in cudaStreamSynchronize behind a one-second kernel while
-    another thread makes 40 calls that wait for replies: they come back at once."""
+    """A thread waits in cudaStreamSynchronize behind a two-second kernel while
+    another thread makes 20 calls that wait for replies: they come back at once."""
     run_mode(server, tmp_path, "nostall")

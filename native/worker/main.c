@@ -226,6 +226,7 @@ static int probe(const char *path)
 typedef struct job {
     struct job *next;
     uint64_t order; /* arrival number */
+    uint32_t cap;   /* payload bytes allocated */
     gw_hdr h;
     uint8_t payload[];
 } job;
@@ -251,6 +252,48 @@ static int stopping;        /* the session is over: threads drop what is queued 
 static int session_broken;  /* a job was malformed: the session ends (reason logged, client told) */
 static atomic_int inflight; /* jobs running, for the server's busy flag */
 
+/* Big jobs (copy chunks) reuse their memory: a fresh 4 MiB allocation per chunk
+ * would cost a page fault per page, every chunk. */
+#define SPARE_MIN (256u << 10)
+#define SPARES 8
+static job *spares[SPARES]; /* under sched_lock */
+static uint32_t spare_cap[SPARES];
+
+static job *job_alloc(uint32_t len)
+{
+    if (len >= SPARE_MIN) {
+        pthread_mutex_lock(&sched_lock);
+        for (int i = 0; i < SPARES; i++) {
+            if (spares[i] && spare_cap[i] >= len) {
+                job *j = spares[i];
+                spares[i] = NULL;
+                pthread_mutex_unlock(&sched_lock);
+                return j;
+            }
+        }
+        pthread_mutex_unlock(&sched_lock);
+        len = len < GW_COPY_CHUNK ? GW_COPY_CHUNK : len; /* room for a full chunk next time */
+    }
+    job *j = malloc(sizeof *j + len);
+    if (j)
+        j->cap = len;
+    return j;
+}
+
+static void job_free_locked(job *j)
+{
+    if (j->cap >= SPARE_MIN) {
+        for (int i = 0; i < SPARES; i++) {
+            if (!spares[i]) {
+                spares[i] = j;
+                spare_cap[i] = j->cap;
+                return;
+            }
+        }
+    }
+    free(j);
+}
+
 static void run(gw_call *c)
 {
     unsigned op = c->h.op;
@@ -274,7 +317,10 @@ static void run(gw_call *c)
 static int only_waits(unsigned op)
 {
     return op == GW_OP_cuCtxSynchronize || op == GW_OP_cuStreamSynchronize ||
-           op == GW_OP_cuStreamSynchronize_ptsz || op == GW_OP_cuEventSynchronize;
+           op == GW_OP_cuStreamSynchronize_ptsz || op == GW_OP_cuEventSynchronize ||
+           /* device-to-host copies wait for the work before them, then only read */
+           op == GW_OP_cuMemcpyDtoH_v2 || op == GW_OP_cuMemcpyDtoH_v2_ptds || op == GW_OP_cuMemcpyDtoHAsync_v2 ||
+           op == GW_OP_cuMemcpyDtoHAsync_v2_ptsz;
 }
 
 /* Runs one job on its thread and answers it (or keeps its failure). */
@@ -360,8 +406,8 @@ static void *thread_main(void *arg)
         pthread_mutex_unlock(&sched_lock);
         uint64_t order = j->order;
         run_job(t, j);
-        free(j);
         pthread_mutex_lock(&sched_lock);
+        job_free_locked(j);
         if (!early && order > released)
             released = order;
         pthread_cond_broadcast(&sched_cv); /* the next job, and a reader waiting for room */
@@ -431,6 +477,10 @@ static void stop_threads(int drain)
         free(c->allocs);
     }
     nthreads = 0;
+    for (int i = 0; i < SPARES; i++) {
+        free(spares[i]);
+        spares[i] = NULL;
+    }
     released = arrived = 0;
     stopping = session_broken = 0;
 }
@@ -478,7 +528,7 @@ static int serve(void)
             send_error(GW_ERR_MALFORMED, "unknown request op");
             return 3;
         }
-        job *j = malloc(sizeof *j + h.len);
+        job *j = job_alloc(h.len);
         if (!j) {
             gw_wlog("closing session: out of memory for a %u-byte frame", h.len);
             stop_threads(0);

@@ -160,7 +160,7 @@ static void *long_sync(void *arg)
     (void)arg;
     cudaStream_t s;
     CK(cudaStreamCreate(&s));
-    gw_sleep<<<1, 1, 0, s>>>(1000);
+    gw_sleep<<<1, 1, 0, s>>>(2000);
     CK(cudaGetLastError());
     sync_began = now_s();
     __atomic_store_n(&launched, 1, __ATOMIC_RELEASE);
@@ -178,14 +178,14 @@ static int nostall(void)
     while (!__atomic_load_n(&launched, __ATOMIC_ACQUIRE))
         ;
     double t0 = now_s();
-    for (int i = 0; i < 40; i++) { /* each waits for its reply, and none synchronizes */
+    for (int i = 0; i < 20; i++) { /* each waits for its reply, and none synchronizes */
         size_t free_b, total_b;
         CK(cudaMemGetInfo(&free_b, &total_b));
     }
     double done = now_s();
     pthread_join(a, NULL);
     double waited = sync_ended - sync_began;
-    printf("async_pipeline: 40 calls in %.1f ms while another thread's synchronize took %.1f ms\n",
+    printf("async_pipeline: 20 calls in %.1f ms while another thread's synchronize took %.1f ms\n",
            (done - t0) * 1e3, waited * 1e3);
     /* a synchronize too short to tell proves nothing either way (a fast GPU) */
     if (waited > 0.2 && done > sync_ended)
