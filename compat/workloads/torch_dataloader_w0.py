@@ -1,31 +1,4 @@
 """DataLoader with pin_memory=True and num_workers=0: batches from a synthetic dataset are pinned (by PyTorch's pinning thread), copied to the GPU without blocking and reduced there."""
-from _common import Digest, emit, prepare
+from _dataloader import run
 
-prepare()
-import torch
-from torch.utils.data import DataLoader, Dataset
-
-
-class Synthetic(Dataset):
-    def __len__(self):
-        return 400
-
-    def __getitem__(self, i):
-        g = torch.Generator().manual_seed(i)
-        return torch.randn(3, 32, 32, generator=g), i % 10
-
-
-torch.cuda.init()
-torch.manual_seed(0)
-w = torch.randn(3 * 32 * 32, 10, device="cuda")
-loader = DataLoader(Synthetic(), batch_size=32, shuffle=True, num_workers=0, pin_memory=True,
-                    generator=torch.Generator().manual_seed(0))
-d = Digest()
-pinned = []
-for xb, yb in loader:
-    pinned.append(xb.is_pinned() and yb.is_pinned())
-    xb, yb = xb.cuda(non_blocking=True), yb.cuda(non_blocking=True)
-    d.add("logits", xb.flatten(1) @ w).add("labels", yb)
-torch.cuda.synchronize()
-d.add("pinned", pinned)
-emit("torch_dataloader_w0", d.hexdigest(), notes=f"{len(pinned)} batches, all pinned: {all(pinned)}")
+run("torch_dataloader_w0", 0)
