@@ -42,6 +42,7 @@ enum {
     GW_OP_MODULE_INFO = 17,  /* worker -> client, unasked, after a load: its functions' names and layouts */
     GW_OP_CAS_REFS = 18, /* content addresses of a copy's or an image's chunks -> the ones the cache lacks (docs/cache.md) */
     GW_OP_CAS_DATA = 19, /* the bytes of one chunk the cache lacked: used, and stored under the worker's own hash */
+    GW_OP_STDOUT = 20,   /* worker -> client, unasked: bytes the driver wrote to stdout (device printf), to print */
     GW_OP_FIRST_CALL = 256
 };
 

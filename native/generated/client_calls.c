@@ -1157,6 +1157,24 @@ CUresult CUDAAPI cuFuncSetSharedSize(CUfunction hfunc, unsigned int bytes)
     return res;
 }
 
+#undef cuGraphAddEmptyNode
+CUresult CUDAAPI cuGraphAddEmptyNode(CUgraphNode * phGraphNode, CUgraph hGraph, const CUgraphNode * dependencies, size_t numDependencies)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphAddEmptyNode);
+    gw_put_out(q, phGraphNode, phGraphNode ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (phGraphNode) gw_get_handles(r, (void **)phGraphNode, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef cuGraphCreate
 CUresult CUDAAPI cuGraphCreate(CUgraph * phGraph, unsigned int flags)
 {
@@ -1753,17 +1771,6 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuLibraryUnload(CUlib
     return gw_req_post(q);
 }
 
-#undef cuLinkDestroy
-CUresult CUDAAPI cuLinkDestroy(CUlinkState state)
-{
-    gw_req *q = gw_req_begin(GW_OP_cuLinkDestroy);
-    gw_put_u64(q, (uint64_t)(uintptr_t)state);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
-}
-
 #undef cuLogsUnregisterCallback
 CUresult CUDAAPI cuLogsUnregisterCallback(CUlogsCallbackHandle callback)
 {
@@ -2048,6 +2055,23 @@ CUresult CUDAAPI cuMemGetAllocationPropertiesFromHandle(CUmemAllocationProp * pr
     return res;
 }
 
+#undef cuMemGetDefaultMemPool
+CUresult CUDAAPI cuMemGetDefaultMemPool(CUmemoryPool * pool_out, CUmemLocation * location, CUmemAllocationType type)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuMemGetDefaultMemPool);
+    gw_put_out(q, pool_out, pool_out ? (size_t)(1) : 0);
+    gw_put_in(q, location, location ? (size_t)(1) * sizeof(CUmemLocation) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)type);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (pool_out) gw_get_handles(r, (void **)pool_out, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef cuMemGetInfo
 CUresult CUDAAPI cuMemGetInfo(unsigned int * free, unsigned int * total)
 {
@@ -2076,6 +2100,23 @@ CUresult CUDAAPI cuMemGetInfo_v2(size_t * free, size_t * total)
     if (res == CUDA_SUCCESS) {
         if (free) gw_get_bytes(r, free, (size_t)(1) * sizeof(size_t));
         if (total) gw_get_bytes(r, total, (size_t)(1) * sizeof(size_t));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuMemGetMemPool
+CUresult CUDAAPI cuMemGetMemPool(CUmemoryPool * pool, CUmemLocation * location, CUmemAllocationType type)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuMemGetMemPool);
+    gw_put_out(q, pool, pool ? (size_t)(1) : 0);
+    gw_put_in(q, location, location ? (size_t)(1) * sizeof(CUmemLocation) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)type);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (pool) gw_get_handles(r, (void **)pool, (size_t)(1));
         res = gw_rep_status(r, res);
     }
     gw_rep_end(r);
@@ -2118,6 +2159,36 @@ CUresult CUDAAPI cuMemPoolDestroy(CUmemoryPool pool)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemPoolDestroy);
     gw_put_u64(q, (uint64_t)(uintptr_t)pool);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuMemPoolGetAccess
+CUresult CUDAAPI cuMemPoolGetAccess(CUmemAccess_flags * flags, CUmemoryPool memPool, CUmemLocation * location)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuMemPoolGetAccess);
+    gw_put_out(q, flags, flags ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(uintptr_t)memPool);
+    gw_put_in(q, location, location ? (size_t)(1) * sizeof(CUmemLocation) : 0);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (flags) gw_get_bytes(r, flags, (size_t)(1) * sizeof(CUmemAccess_flags));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuMemPoolSetAccess
+CUresult CUDAAPI cuMemPoolSetAccess(CUmemoryPool pool, const CUmemAccessDesc * map, size_t count)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuMemPoolSetAccess);
+    gw_put_u64(q, (uint64_t)(uintptr_t)pool);
+    gw_put_in(q, map, map ? (size_t)(count) * sizeof(CUmemAccessDesc) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)count);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2199,6 +2270,19 @@ CUresult CUDAAPI cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessD
     gw_put_u64(q, (uint64_t)(int64_t)size);
     gw_put_in(q, desc, desc ? (size_t)(count) * sizeof(CUmemAccessDesc) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)count);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuMemSetMemPool
+CUresult CUDAAPI cuMemSetMemPool(CUmemLocation * location, CUmemAllocationType type, CUmemoryPool pool)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuMemSetMemPool);
+    gw_put_in(q, location, location ? (size_t)(1) * sizeof(CUmemLocation) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)type);
+    gw_put_u64(q, (uint64_t)(uintptr_t)pool);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -3982,6 +4066,65 @@ CUresult CUDAAPI cuSurfRefSetArray(CUsurfref hSurfRef, CUarray hArray, unsigned 
     gw_put_u64(q, (uint64_t)(int64_t)Flags);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuTensorMapEncodeIm2col
+CUresult CUDAAPI cuTensorMapEncodeIm2col(CUtensorMap * tensorMap, CUtensorMapDataType tensorDataType, cuuint32_t tensorRank, void * globalAddress, const cuuint64_t * globalDim, const cuuint64_t * globalStrides, const int * pixelBoxLowerCorner, const int * pixelBoxUpperCorner, cuuint32_t channelsPerPixel, cuuint32_t pixelsPerColumn, const cuuint32_t * elementStrides, CUtensorMapInterleave interleave, CUtensorMapSwizzle swizzle, CUtensorMapL2promotion l2Promotion, CUtensorMapFloatOOBfill oobFill)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuTensorMapEncodeIm2col);
+    gw_put_out(q, tensorMap, tensorMap ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)tensorDataType);
+    gw_put_u64(q, (uint64_t)(int64_t)tensorRank);
+    gw_put_u64(q, (uint64_t)(uintptr_t)globalAddress);
+    gw_put_in(q, globalDim, globalDim ? (size_t)(tensorRank) * sizeof(cuuint64_t) : 0);
+    gw_put_in(q, globalStrides, globalStrides ? (size_t)(tensorRank>0?tensorRank-1:0) * sizeof(cuuint64_t) : 0);
+    gw_put_in(q, pixelBoxLowerCorner, pixelBoxLowerCorner ? (size_t)(tensorRank>2?tensorRank-2:0) * sizeof(int) : 0);
+    gw_put_in(q, pixelBoxUpperCorner, pixelBoxUpperCorner ? (size_t)(tensorRank>2?tensorRank-2:0) * sizeof(int) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)channelsPerPixel);
+    gw_put_u64(q, (uint64_t)(int64_t)pixelsPerColumn);
+    gw_put_in(q, elementStrides, elementStrides ? (size_t)(tensorRank) * sizeof(cuuint32_t) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)interleave);
+    gw_put_u64(q, (uint64_t)(int64_t)swizzle);
+    gw_put_u64(q, (uint64_t)(int64_t)l2Promotion);
+    gw_put_u64(q, (uint64_t)(int64_t)oobFill);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (tensorMap) gw_get_bytes(r, tensorMap, (size_t)(1) * sizeof(CUtensorMap));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuTensorMapEncodeIm2colWide
+CUresult CUDAAPI cuTensorMapEncodeIm2colWide(CUtensorMap * tensorMap, CUtensorMapDataType tensorDataType, cuuint32_t tensorRank, void * globalAddress, const cuuint64_t * globalDim, const cuuint64_t * globalStrides, int pixelBoxLowerCornerWidth, int pixelBoxUpperCornerWidth, cuuint32_t channelsPerPixel, cuuint32_t pixelsPerColumn, const cuuint32_t * elementStrides, CUtensorMapInterleave interleave, CUtensorMapIm2ColWideMode mode, CUtensorMapSwizzle swizzle, CUtensorMapL2promotion l2Promotion, CUtensorMapFloatOOBfill oobFill)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuTensorMapEncodeIm2colWide);
+    gw_put_out(q, tensorMap, tensorMap ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)tensorDataType);
+    gw_put_u64(q, (uint64_t)(int64_t)tensorRank);
+    gw_put_u64(q, (uint64_t)(uintptr_t)globalAddress);
+    gw_put_in(q, globalDim, globalDim ? (size_t)(tensorRank) * sizeof(cuuint64_t) : 0);
+    gw_put_in(q, globalStrides, globalStrides ? (size_t)(tensorRank>0?tensorRank-1:0) * sizeof(cuuint64_t) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)pixelBoxLowerCornerWidth);
+    gw_put_u64(q, (uint64_t)(int64_t)pixelBoxUpperCornerWidth);
+    gw_put_u64(q, (uint64_t)(int64_t)channelsPerPixel);
+    gw_put_u64(q, (uint64_t)(int64_t)pixelsPerColumn);
+    gw_put_in(q, elementStrides, elementStrides ? (size_t)(tensorRank) * sizeof(cuuint32_t) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)interleave);
+    gw_put_u64(q, (uint64_t)(int64_t)mode);
+    gw_put_u64(q, (uint64_t)(int64_t)swizzle);
+    gw_put_u64(q, (uint64_t)(int64_t)l2Promotion);
+    gw_put_u64(q, (uint64_t)(int64_t)oobFill);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (tensorMap) gw_get_bytes(r, tensorMap, (size_t)(1) * sizeof(CUtensorMap));
+        res = gw_rep_status(r, res);
+    }
     gw_rep_end(r);
     return res;
 }

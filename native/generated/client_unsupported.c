@@ -147,8 +147,6 @@ int cuGraphAddDependencies(void);
 int cuGraphAddDependencies(void) { return gw_unsupported(GW_OP_cuGraphAddDependencies); }
 int cuGraphAddDependencies_v2(void);
 int cuGraphAddDependencies_v2(void) { return gw_unsupported(GW_OP_cuGraphAddDependencies_v2); }
-int cuGraphAddEmptyNode(void);
-int cuGraphAddEmptyNode(void) { return gw_unsupported(GW_OP_cuGraphAddEmptyNode); }
 int cuGraphAddEventRecordNode(void);
 int cuGraphAddEventRecordNode(void) { return gw_unsupported(GW_OP_cuGraphAddEventRecordNode); }
 int cuGraphAddEventWaitNode(void);
@@ -213,8 +211,6 @@ int cuGraphExecNodeSetParams(void);
 int cuGraphExecNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphExecNodeSetParams); }
 int cuGraphExecUpdate(void);
 int cuGraphExecUpdate(void) { return gw_unsupported(GW_OP_cuGraphExecUpdate); }
-int cuGraphExecUpdate_v2(void);
-int cuGraphExecUpdate_v2(void) { return gw_unsupported(GW_OP_cuGraphExecUpdate_v2); }
 int cuGraphExternalSemaphoresSignalNodeGetParams(void);
 int cuGraphExternalSemaphoresSignalNodeGetParams(void) { return gw_unsupported(GW_OP_cuGraphExternalSemaphoresSignalNodeGetParams); }
 int cuGraphExternalSemaphoresSignalNodeSetParams(void);
@@ -341,20 +337,6 @@ int cuLibraryGetManaged(void);
 int cuLibraryGetManaged(void) { return gw_unsupported(GW_OP_cuLibraryGetManaged); }
 int cuLibraryGetUnifiedFunction(void);
 int cuLibraryGetUnifiedFunction(void) { return gw_unsupported(GW_OP_cuLibraryGetUnifiedFunction); }
-int cuLinkAddData(void);
-int cuLinkAddData(void) { return gw_unsupported(GW_OP_cuLinkAddData); }
-int cuLinkAddData_v2(void);
-int cuLinkAddData_v2(void) { return gw_unsupported(GW_OP_cuLinkAddData_v2); }
-int cuLinkAddFile(void);
-int cuLinkAddFile(void) { return gw_unsupported(GW_OP_cuLinkAddFile); }
-int cuLinkAddFile_v2(void);
-int cuLinkAddFile_v2(void) { return gw_unsupported(GW_OP_cuLinkAddFile_v2); }
-int cuLinkComplete(void);
-int cuLinkComplete(void) { return gw_unsupported(GW_OP_cuLinkComplete); }
-int cuLinkCreate(void);
-int cuLinkCreate(void) { return gw_unsupported(GW_OP_cuLinkCreate); }
-int cuLinkCreate_v2(void);
-int cuLinkCreate_v2(void) { return gw_unsupported(GW_OP_cuLinkCreate_v2); }
 int cuLogsCurrent(void);
 int cuLogsCurrent(void) { return gw_unsupported(GW_OP_cuLogsCurrent); }
 int cuLogsDumpToFile(void);
@@ -395,12 +377,8 @@ int cuMemGetAttribute(void);
 int cuMemGetAttribute(void) { return gw_unsupported(GW_OP_cuMemGetAttribute); }
 int cuMemGetAttribute_v2(void);
 int cuMemGetAttribute_v2(void) { return gw_unsupported(GW_OP_cuMemGetAttribute_v2); }
-int cuMemGetDefaultMemPool(void);
-int cuMemGetDefaultMemPool(void) { return gw_unsupported(GW_OP_cuMemGetDefaultMemPool); }
 int cuMemGetHandleForAddressRange(void);
 int cuMemGetHandleForAddressRange(void) { return gw_unsupported(GW_OP_cuMemGetHandleForAddressRange); }
-int cuMemGetMemPool(void);
-int cuMemGetMemPool(void) { return gw_unsupported(GW_OP_cuMemGetMemPool); }
 int cuMemHostGetDevicePointer(void);
 int cuMemHostGetDevicePointer(void) { return gw_unsupported(GW_OP_cuMemHostGetDevicePointer); }
 int cuMemHostRegister(void);
@@ -415,18 +393,10 @@ int cuMemPoolExportPointer(void);
 int cuMemPoolExportPointer(void) { return gw_unsupported(GW_OP_cuMemPoolExportPointer); }
 int cuMemPoolExportToShareableHandle(void);
 int cuMemPoolExportToShareableHandle(void) { return gw_unsupported(GW_OP_cuMemPoolExportToShareableHandle); }
-int cuMemPoolGetAccess(void);
-int cuMemPoolGetAccess(void) { return gw_unsupported(GW_OP_cuMemPoolGetAccess); }
-int cuMemPoolGetAttribute(void);
-int cuMemPoolGetAttribute(void) { return gw_unsupported(GW_OP_cuMemPoolGetAttribute); }
 int cuMemPoolImportFromShareableHandle(void);
 int cuMemPoolImportFromShareableHandle(void) { return gw_unsupported(GW_OP_cuMemPoolImportFromShareableHandle); }
 int cuMemPoolImportPointer(void);
 int cuMemPoolImportPointer(void) { return gw_unsupported(GW_OP_cuMemPoolImportPointer); }
-int cuMemPoolSetAccess(void);
-int cuMemPoolSetAccess(void) { return gw_unsupported(GW_OP_cuMemPoolSetAccess); }
-int cuMemPoolSetAttribute(void);
-int cuMemPoolSetAttribute(void) { return gw_unsupported(GW_OP_cuMemPoolSetAttribute); }
 int cuMemPrefetchAsync_v2(void);
 int cuMemPrefetchAsync_v2(void) { return gw_unsupported(GW_OP_cuMemPrefetchAsync_v2); }
 int cuMemPrefetchAsync_v2_ptsz(void);
@@ -439,8 +409,6 @@ int cuMemRangeGetAttribute(void);
 int cuMemRangeGetAttribute(void) { return gw_unsupported(GW_OP_cuMemRangeGetAttribute); }
 int cuMemRangeGetAttributes(void);
 int cuMemRangeGetAttributes(void) { return gw_unsupported(GW_OP_cuMemRangeGetAttributes); }
-int cuMemSetMemPool(void);
-int cuMemSetMemPool(void) { return gw_unsupported(GW_OP_cuMemSetMemPool); }
 int cuMemcpy2D(void);
 int cuMemcpy2D(void) { return gw_unsupported(GW_OP_cuMemcpy2D); }
 int cuMemcpy2DAsync(void);
@@ -587,10 +555,6 @@ int cuSurfObjectGetResourceDesc(void);
 int cuSurfObjectGetResourceDesc(void) { return gw_unsupported(GW_OP_cuSurfObjectGetResourceDesc); }
 int cuSurfRefGetArray(void);
 int cuSurfRefGetArray(void) { return gw_unsupported(GW_OP_cuSurfRefGetArray); }
-int cuTensorMapEncodeIm2col(void);
-int cuTensorMapEncodeIm2col(void) { return gw_unsupported(GW_OP_cuTensorMapEncodeIm2col); }
-int cuTensorMapEncodeIm2colWide(void);
-int cuTensorMapEncodeIm2colWide(void) { return gw_unsupported(GW_OP_cuTensorMapEncodeIm2colWide); }
 int cuTexObjectCreate(void);
 int cuTexObjectCreate(void) { return gw_unsupported(GW_OP_cuTexObjectCreate); }
 int cuTexObjectGetResourceDesc(void);

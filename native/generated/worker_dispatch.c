@@ -5,6 +5,7 @@
 
 void gw_h_cuGetErrorName(gw_call *c);
 void gw_h_cuGetErrorString(gw_call *c);
+void gw_h_cuGraphExecUpdate_v2(gw_call *c);
 void gw_h_cuLaunchCooperativeKernel(gw_call *c);
 void gw_h_cuLaunchCooperativeKernel_ptsz(gw_call *c);
 void gw_h_cuLaunchKernel(gw_call *c);
@@ -12,6 +13,16 @@ void gw_h_cuLaunchKernelEx(gw_call *c);
 void gw_h_cuLaunchKernelEx_ptsz(gw_call *c);
 void gw_h_cuLaunchKernel_ptsz(gw_call *c);
 void gw_h_cuLibraryLoadData(gw_call *c);
+void gw_h_cuLinkAddData(gw_call *c);
+void gw_h_cuLinkAddData_v2(gw_call *c);
+void gw_h_cuLinkAddFile(gw_call *c);
+void gw_h_cuLinkAddFile_v2(gw_call *c);
+void gw_h_cuLinkComplete(gw_call *c);
+void gw_h_cuLinkCreate(gw_call *c);
+void gw_h_cuLinkCreate_v2(gw_call *c);
+void gw_h_cuLinkDestroy(gw_call *c);
+void gw_h_cuMemPoolGetAttribute(gw_call *c);
+void gw_h_cuMemPoolSetAttribute(gw_call *c);
 void gw_h_cuMemcpy2DAsync_v2(gw_call *c);
 void gw_h_cuMemcpy2DAsync_v2_ptsz(gw_call *c);
 void gw_h_cuMemcpy2DUnaligned_v2(gw_call *c);
@@ -1223,6 +1234,28 @@ static void h_cuFuncSetSharedSize(gw_call *c)
     gw_reply_result(c, res);
 }
 
+static void h_cuGraphAddEmptyNode(gw_call *c)
+{
+    size_t a0_n;
+    CUgraphNode *a0 = (CUgraphNode *)gw_out_array(c, sizeof(void *), &a0_n);
+    CUgraph a1 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    size_t a2_n;
+    CUgraphNode *a2 = (CUgraphNode *)gw_in_handles(c, GW_HT_CUgraphNode, &a2_n);
+    size_t a3 = (size_t)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphAddEmptyNode: phGraphNode holds %zu elements, fewer than its count", a0_n);
+    if (a2 && !c->bad && a2_n < (size_t)(a3))
+        gw_call_fail(c, "cuGraphAddEmptyNode: dependencies holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t) = (CUresult (*)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t))gw_driver_fn(c, GW_OP_cuGraphAddEmptyNode);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUgraphNode, (void **)a0, a0_n);
+    }
+}
+
 static void h_cuGraphCreate(gw_call *c)
 {
     uint64_t a0_id = gw_in_u64(c);
@@ -1804,16 +1837,6 @@ static void h_cuLibraryUnload(gw_call *c)
     }
 }
 
-static void h_cuLinkDestroy(gw_call *c)
-{
-    CUlinkState a0 = (CUlinkState)gw_in_handle(c, GW_HT_CUlinkState);
-    if (!gw_args_ok(c)) return;
-    CUresult (*fn)(CUlinkState) = (CUresult (*)(CUlinkState))gw_driver_fn(c, GW_OP_cuLinkDestroy);
-    if (!fn) return;
-    CUresult res = fn(a0);
-    gw_reply_result(c, res);
-}
-
 static void h_cuLogsUnregisterCallback(gw_call *c)
 {
     CUlogsCallbackHandle a0 = (CUlogsCallbackHandle)gw_in_handle(c, GW_HT_CUlogsCallbackHandle);
@@ -2118,6 +2141,27 @@ static void h_cuMemGetAllocationPropertiesFromHandle(gw_call *c)
     }
 }
 
+static void h_cuMemGetDefaultMemPool(gw_call *c)
+{
+    size_t a0_n;
+    CUmemoryPool *a0 = (CUmemoryPool *)gw_out_array(c, sizeof(void *), &a0_n);
+    size_t a1_n;
+    CUmemLocation *a1 = (CUmemLocation *)gw_in_array(c, sizeof(CUmemLocation), &a1_n);
+    CUmemAllocationType a2 = (CUmemAllocationType)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuMemGetDefaultMemPool: pool_out holds %zu elements, fewer than its count", a0_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuMemGetDefaultMemPool: location holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUmemoryPool *, CUmemLocation *, CUmemAllocationType) = (CUresult (*)(CUmemoryPool *, CUmemLocation *, CUmemAllocationType))gw_driver_fn(c, GW_OP_cuMemGetDefaultMemPool);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUmemoryPool, (void **)a0, a0_n);
+    }
+}
+
 static void h_cuMemGetInfo(gw_call *c)
 {
     size_t a0_n;
@@ -2157,6 +2201,27 @@ static void h_cuMemGetInfo_v2(gw_call *c)
     if (res == CUDA_SUCCESS) {
         gw_reply_bytes(c, a0, a0_n * sizeof(size_t));
         gw_reply_bytes(c, a1, a1_n * sizeof(size_t));
+    }
+}
+
+static void h_cuMemGetMemPool(gw_call *c)
+{
+    size_t a0_n;
+    CUmemoryPool *a0 = (CUmemoryPool *)gw_out_array(c, sizeof(void *), &a0_n);
+    size_t a1_n;
+    CUmemLocation *a1 = (CUmemLocation *)gw_in_array(c, sizeof(CUmemLocation), &a1_n);
+    CUmemAllocationType a2 = (CUmemAllocationType)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuMemGetMemPool: pool holds %zu elements, fewer than its count", a0_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuMemGetMemPool: location holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUmemoryPool *, CUmemLocation *, CUmemAllocationType) = (CUresult (*)(CUmemoryPool *, CUmemLocation *, CUmemAllocationType))gw_driver_fn(c, GW_OP_cuMemGetMemPool);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUmemoryPool, (void **)a0, a0_n);
     }
 }
 
@@ -2206,6 +2271,42 @@ static void h_cuMemPoolDestroy(gw_call *c)
     if (res == CUDA_SUCCESS) {
         if (res == CUDA_SUCCESS) gw_handle_forget(c, GW_HT_CUmemoryPool, a0_id);
     }
+}
+
+static void h_cuMemPoolGetAccess(gw_call *c)
+{
+    size_t a0_n;
+    CUmemAccess_flags *a0 = (CUmemAccess_flags *)gw_out_array(c, sizeof(CUmemAccess_flags), &a0_n);
+    CUmemoryPool a1 = (CUmemoryPool)gw_in_handle(c, GW_HT_CUmemoryPool);
+    size_t a2_n;
+    CUmemLocation *a2 = (CUmemLocation *)gw_in_array(c, sizeof(CUmemLocation), &a2_n);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuMemPoolGetAccess: flags holds %zu elements, fewer than its count", a0_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "cuMemPoolGetAccess: location holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUmemAccess_flags *, CUmemoryPool, CUmemLocation *) = (CUresult (*)(CUmemAccess_flags *, CUmemoryPool, CUmemLocation *))gw_driver_fn(c, GW_OP_cuMemPoolGetAccess);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_bytes(c, a0, a0_n * sizeof(CUmemAccess_flags));
+    }
+}
+
+static void h_cuMemPoolSetAccess(gw_call *c)
+{
+    CUmemoryPool a0 = (CUmemoryPool)gw_in_handle(c, GW_HT_CUmemoryPool);
+    size_t a1_n;
+    CUmemAccessDesc *a1 = (CUmemAccessDesc *)gw_in_array(c, sizeof(CUmemAccessDesc), &a1_n);
+    size_t a2 = (size_t)gw_in_u64(c);
+    if (a1 && !c->bad && a1_n < (size_t)(a2))
+        gw_call_fail(c, "cuMemPoolSetAccess: map holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUmemoryPool, const CUmemAccessDesc *, size_t) = (CUresult (*)(CUmemoryPool, const CUmemAccessDesc *, size_t))gw_driver_fn(c, GW_OP_cuMemPoolSetAccess);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2);
+    gw_reply_result(c, res);
 }
 
 static void h_cuMemPoolTrimTo(gw_call *c)
@@ -2285,6 +2386,21 @@ static void h_cuMemSetAccess(gw_call *c)
     CUresult (*fn)(CUdeviceptr, size_t, const CUmemAccessDesc *, size_t) = (CUresult (*)(CUdeviceptr, size_t, const CUmemAccessDesc *, size_t))gw_driver_fn(c, GW_OP_cuMemSetAccess);
     if (!fn) return;
     CUresult res = fn(a0, a1, a2, a3);
+    gw_reply_result(c, res);
+}
+
+static void h_cuMemSetMemPool(gw_call *c)
+{
+    size_t a0_n;
+    CUmemLocation *a0 = (CUmemLocation *)gw_in_array(c, sizeof(CUmemLocation), &a0_n);
+    CUmemAllocationType a1 = (CUmemAllocationType)gw_in_u64(c);
+    CUmemoryPool a2 = (CUmemoryPool)gw_in_handle(c, GW_HT_CUmemoryPool);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuMemSetMemPool: location holds %zu elements, fewer than its count", a0_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUmemLocation *, CUmemAllocationType, CUmemoryPool) = (CUresult (*)(CUmemLocation *, CUmemAllocationType, CUmemoryPool))gw_driver_fn(c, GW_OP_cuMemSetMemPool);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2);
     gw_reply_result(c, res);
 }
 
@@ -3902,6 +4018,91 @@ static void h_cuSurfRefSetArray(gw_call *c)
     gw_reply_result(c, res);
 }
 
+static void h_cuTensorMapEncodeIm2col(gw_call *c)
+{
+    size_t a0_n;
+    CUtensorMap *a0 = (CUtensorMap *)gw_out_array(c, sizeof(CUtensorMap), &a0_n);
+    CUtensorMapDataType a1 = (CUtensorMapDataType)gw_in_u64(c);
+    cuuint32_t a2 = (cuuint32_t)gw_in_u64(c);
+    void * a3 = (void *)(uintptr_t)gw_in_u64(c);
+    size_t a4_n;
+    cuuint64_t *a4 = (cuuint64_t *)gw_in_array(c, sizeof(cuuint64_t), &a4_n);
+    size_t a5_n;
+    cuuint64_t *a5 = (cuuint64_t *)gw_in_array(c, sizeof(cuuint64_t), &a5_n);
+    size_t a6_n;
+    int *a6 = (int *)gw_in_array(c, sizeof(int), &a6_n);
+    size_t a7_n;
+    int *a7 = (int *)gw_in_array(c, sizeof(int), &a7_n);
+    cuuint32_t a8 = (cuuint32_t)gw_in_u64(c);
+    cuuint32_t a9 = (cuuint32_t)gw_in_u64(c);
+    size_t a10_n;
+    cuuint32_t *a10 = (cuuint32_t *)gw_in_array(c, sizeof(cuuint32_t), &a10_n);
+    CUtensorMapInterleave a11 = (CUtensorMapInterleave)gw_in_u64(c);
+    CUtensorMapSwizzle a12 = (CUtensorMapSwizzle)gw_in_u64(c);
+    CUtensorMapL2promotion a13 = (CUtensorMapL2promotion)gw_in_u64(c);
+    CUtensorMapFloatOOBfill a14 = (CUtensorMapFloatOOBfill)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuTensorMapEncodeIm2col: tensorMap holds %zu elements, fewer than its count", a0_n);
+    if (a4 && !c->bad && a4_n < (size_t)(a2))
+        gw_call_fail(c, "cuTensorMapEncodeIm2col: globalDim holds %zu elements, fewer than its count", a4_n);
+    if (a5 && !c->bad && a5_n < (size_t)(a2>0?a2-1:0))
+        gw_call_fail(c, "cuTensorMapEncodeIm2col: globalStrides holds %zu elements, fewer than its count", a5_n);
+    if (a6 && !c->bad && a6_n < (size_t)(a2>2?a2-2:0))
+        gw_call_fail(c, "cuTensorMapEncodeIm2col: pixelBoxLowerCorner holds %zu elements, fewer than its count", a6_n);
+    if (a7 && !c->bad && a7_n < (size_t)(a2>2?a2-2:0))
+        gw_call_fail(c, "cuTensorMapEncodeIm2col: pixelBoxUpperCorner holds %zu elements, fewer than its count", a7_n);
+    if (a10 && !c->bad && a10_n < (size_t)(a2))
+        gw_call_fail(c, "cuTensorMapEncodeIm2col: elementStrides holds %zu elements, fewer than its count", a10_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *, const cuuint64_t *, const int *, const int *, cuuint32_t, cuuint32_t, const cuuint32_t *, CUtensorMapInterleave, CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill) = (CUresult (*)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *, const cuuint64_t *, const int *, const int *, cuuint32_t, cuuint32_t, const cuuint32_t *, CUtensorMapInterleave, CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill))gw_driver_fn(c, GW_OP_cuTensorMapEncodeIm2col);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_bytes(c, a0, a0_n * sizeof(CUtensorMap));
+    }
+}
+
+static void h_cuTensorMapEncodeIm2colWide(gw_call *c)
+{
+    size_t a0_n;
+    CUtensorMap *a0 = (CUtensorMap *)gw_out_array(c, sizeof(CUtensorMap), &a0_n);
+    CUtensorMapDataType a1 = (CUtensorMapDataType)gw_in_u64(c);
+    cuuint32_t a2 = (cuuint32_t)gw_in_u64(c);
+    void * a3 = (void *)(uintptr_t)gw_in_u64(c);
+    size_t a4_n;
+    cuuint64_t *a4 = (cuuint64_t *)gw_in_array(c, sizeof(cuuint64_t), &a4_n);
+    size_t a5_n;
+    cuuint64_t *a5 = (cuuint64_t *)gw_in_array(c, sizeof(cuuint64_t), &a5_n);
+    int a6 = (int)gw_in_u64(c);
+    int a7 = (int)gw_in_u64(c);
+    cuuint32_t a8 = (cuuint32_t)gw_in_u64(c);
+    cuuint32_t a9 = (cuuint32_t)gw_in_u64(c);
+    size_t a10_n;
+    cuuint32_t *a10 = (cuuint32_t *)gw_in_array(c, sizeof(cuuint32_t), &a10_n);
+    CUtensorMapInterleave a11 = (CUtensorMapInterleave)gw_in_u64(c);
+    CUtensorMapIm2ColWideMode a12 = (CUtensorMapIm2ColWideMode)gw_in_u64(c);
+    CUtensorMapSwizzle a13 = (CUtensorMapSwizzle)gw_in_u64(c);
+    CUtensorMapL2promotion a14 = (CUtensorMapL2promotion)gw_in_u64(c);
+    CUtensorMapFloatOOBfill a15 = (CUtensorMapFloatOOBfill)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuTensorMapEncodeIm2colWide: tensorMap holds %zu elements, fewer than its count", a0_n);
+    if (a4 && !c->bad && a4_n < (size_t)(a2))
+        gw_call_fail(c, "cuTensorMapEncodeIm2colWide: globalDim holds %zu elements, fewer than its count", a4_n);
+    if (a5 && !c->bad && a5_n < (size_t)(a2>0?a2-1:0))
+        gw_call_fail(c, "cuTensorMapEncodeIm2colWide: globalStrides holds %zu elements, fewer than its count", a5_n);
+    if (a10 && !c->bad && a10_n < (size_t)(a2))
+        gw_call_fail(c, "cuTensorMapEncodeIm2colWide: elementStrides holds %zu elements, fewer than its count", a10_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *, const cuuint64_t *, int, int, cuuint32_t, cuuint32_t, const cuuint32_t *, CUtensorMapInterleave, CUtensorMapIm2ColWideMode, CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill) = (CUresult (*)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *, const cuuint64_t *, int, int, cuuint32_t, cuuint32_t, const cuuint32_t *, CUtensorMapInterleave, CUtensorMapIm2ColWideMode, CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill))gw_driver_fn(c, GW_OP_cuTensorMapEncodeIm2colWide);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_bytes(c, a0, a0_n * sizeof(CUtensorMap));
+    }
+}
+
 static void h_cuTensorMapEncodeTiled(gw_call *c)
 {
     size_t a0_n;
@@ -4218,6 +4419,7 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuFuncSetSharedSize - 256] = h_cuFuncSetSharedSize,
     [GW_OP_cuGetErrorName - 256] = gw_h_cuGetErrorName,
     [GW_OP_cuGetErrorString - 256] = gw_h_cuGetErrorString,
+    [GW_OP_cuGraphAddEmptyNode - 256] = h_cuGraphAddEmptyNode,
     [GW_OP_cuGraphCreate - 256] = h_cuGraphCreate,
     [GW_OP_cuGraphDestroy - 256] = h_cuGraphDestroy,
     [GW_OP_cuGraphDestroyNode - 256] = h_cuGraphDestroyNode,
@@ -4227,6 +4429,7 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuGraphExecDestroy - 256] = h_cuGraphExecDestroy,
     [GW_OP_cuGraphExecEventRecordNodeSetEvent - 256] = h_cuGraphExecEventRecordNodeSetEvent,
     [GW_OP_cuGraphExecEventWaitNodeSetEvent - 256] = h_cuGraphExecEventWaitNodeSetEvent,
+    [GW_OP_cuGraphExecUpdate_v2 - 256] = gw_h_cuGraphExecUpdate_v2,
     [GW_OP_cuGraphGetNodes - 256] = h_cuGraphGetNodes,
     [GW_OP_cuGraphInstantiateWithFlags - 256] = h_cuGraphInstantiateWithFlags,
     [GW_OP_cuGraphKernelNodeCopyAttributes - 256] = h_cuGraphKernelNodeCopyAttributes,
@@ -4268,7 +4471,14 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuLibraryGetModule - 256] = h_cuLibraryGetModule,
     [GW_OP_cuLibraryLoadData - 256] = gw_h_cuLibraryLoadData,
     [GW_OP_cuLibraryUnload - 256] = h_cuLibraryUnload,
-    [GW_OP_cuLinkDestroy - 256] = h_cuLinkDestroy,
+    [GW_OP_cuLinkAddData - 256] = gw_h_cuLinkAddData,
+    [GW_OP_cuLinkAddData_v2 - 256] = gw_h_cuLinkAddData_v2,
+    [GW_OP_cuLinkAddFile - 256] = gw_h_cuLinkAddFile,
+    [GW_OP_cuLinkAddFile_v2 - 256] = gw_h_cuLinkAddFile_v2,
+    [GW_OP_cuLinkComplete - 256] = gw_h_cuLinkComplete,
+    [GW_OP_cuLinkCreate - 256] = gw_h_cuLinkCreate,
+    [GW_OP_cuLinkCreate_v2 - 256] = gw_h_cuLinkCreate_v2,
+    [GW_OP_cuLinkDestroy - 256] = gw_h_cuLinkDestroy,
     [GW_OP_cuLogsUnregisterCallback - 256] = h_cuLogsUnregisterCallback,
     [GW_OP_cuMemAddressFree - 256] = h_cuMemAddressFree,
     [GW_OP_cuMemAddressReserve - 256] = h_cuMemAddressReserve,
@@ -4287,17 +4497,24 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuMemGetAddressRange_v2 - 256] = h_cuMemGetAddressRange_v2,
     [GW_OP_cuMemGetAllocationGranularity - 256] = h_cuMemGetAllocationGranularity,
     [GW_OP_cuMemGetAllocationPropertiesFromHandle - 256] = h_cuMemGetAllocationPropertiesFromHandle,
+    [GW_OP_cuMemGetDefaultMemPool - 256] = h_cuMemGetDefaultMemPool,
     [GW_OP_cuMemGetInfo - 256] = h_cuMemGetInfo,
     [GW_OP_cuMemGetInfo_v2 - 256] = h_cuMemGetInfo_v2,
+    [GW_OP_cuMemGetMemPool - 256] = h_cuMemGetMemPool,
     [GW_OP_cuMemMap - 256] = h_cuMemMap,
     [GW_OP_cuMemPoolCreate - 256] = h_cuMemPoolCreate,
     [GW_OP_cuMemPoolDestroy - 256] = h_cuMemPoolDestroy,
+    [GW_OP_cuMemPoolGetAccess - 256] = h_cuMemPoolGetAccess,
+    [GW_OP_cuMemPoolGetAttribute - 256] = gw_h_cuMemPoolGetAttribute,
+    [GW_OP_cuMemPoolSetAccess - 256] = h_cuMemPoolSetAccess,
+    [GW_OP_cuMemPoolSetAttribute - 256] = gw_h_cuMemPoolSetAttribute,
     [GW_OP_cuMemPoolTrimTo - 256] = h_cuMemPoolTrimTo,
     [GW_OP_cuMemPrefetchAsync - 256] = h_cuMemPrefetchAsync,
     [GW_OP_cuMemPrefetchAsync_ptsz - 256] = h_cuMemPrefetchAsync_ptsz,
     [GW_OP_cuMemRelease - 256] = h_cuMemRelease,
     [GW_OP_cuMemRetainAllocationHandle - 256] = h_cuMemRetainAllocationHandle,
     [GW_OP_cuMemSetAccess - 256] = h_cuMemSetAccess,
+    [GW_OP_cuMemSetMemPool - 256] = h_cuMemSetMemPool,
     [GW_OP_cuMemUnmap - 256] = h_cuMemUnmap,
     [GW_OP_cuMemcpy2DAsync_v2 - 256] = gw_h_cuMemcpy2DAsync_v2,
     [GW_OP_cuMemcpy2DAsync_v2_ptsz - 256] = gw_h_cuMemcpy2DAsync_v2_ptsz,
@@ -4441,6 +4658,8 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuStreamWriteValue64_v2_ptsz - 256] = h_cuStreamWriteValue64_v2_ptsz,
     [GW_OP_cuSurfObjectDestroy - 256] = h_cuSurfObjectDestroy,
     [GW_OP_cuSurfRefSetArray - 256] = h_cuSurfRefSetArray,
+    [GW_OP_cuTensorMapEncodeIm2col - 256] = h_cuTensorMapEncodeIm2col,
+    [GW_OP_cuTensorMapEncodeIm2colWide - 256] = h_cuTensorMapEncodeIm2colWide,
     [GW_OP_cuTensorMapEncodeTiled - 256] = h_cuTensorMapEncodeTiled,
     [GW_OP_cuTensorMapReplaceAddress - 256] = h_cuTensorMapReplaceAddress,
     [GW_OP_cuTexObjectDestroy - 256] = h_cuTexObjectDestroy,

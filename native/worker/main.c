@@ -236,6 +236,9 @@ typedef struct tthread {
     pthread_t th;
     job *head, *tail;     /* under sched_lock */
     size_t queued_bytes;  /* under sched_lock */
+    _Atomic uint64_t next_order; /* the head's arrival number, 0 if none: read while spinning */
+    pthread_cond_t cv;    /* its head became runnable, or the session ends */
+    int sleeping;         /* waiting on cv (under sched_lock) */
     int32_t deferred;     /* first failure of its NOREPLY requests, for its next GW_F_COLLECT */
     gw_call c;            /* its call state, buffers reused */
 } tthread;
@@ -246,9 +249,11 @@ static tthread threads[MAX_THREADS];
 static unsigned nthreads;
 static pthread_mutex_t sched_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t sched_cv = PTHREAD_COND_INITIALIZER;
-static uint64_t released;   /* every job up to this number has finished or is only waiting */
+static _Atomic uint64_t released; /* every job up to this number has finished or is only waiting */
 static uint64_t arrived;    /* jobs queued so far */
-static int stopping;        /* the session is over: threads drop what is queued and end */
+static atomic_int stopping; /* the session is over: threads drop what is queued and end */
+static int room_wanted;     /* the reader waits on sched_cv for a backlog to shrink */
+static int drain_wanted;    /* stop_threads waits on sched_cv for every job to finish */
 static int session_broken;  /* a job was malformed: the session ends (reason logged, client told) */
 static atomic_int inflight; /* jobs running, for the server's busy flag */
 
@@ -373,6 +378,7 @@ static void run_job(tthread *t, job *j)
         memcpy(c->rbuf + sizeof(gw_hdr), &res, 4);
         c->rlen = sizeof(gw_hdr) + 4; /* outputs of a call that is reported failed are dropped */
     }
+    gw_stdout_flush(); /* device printf output a synchronization flushed is printed before the call returns */
     gw_hdr rh = {.len = (uint32_t)(c->rlen - sizeof(gw_hdr)), .op = GW_OP_REPLY, .tid = j->h.tid, .seq = j->h.seq};
     memcpy(c->rbuf, &rh, sizeof rh);
     pthread_mutex_lock(&write_lock);
@@ -384,39 +390,79 @@ static void run_job(tthread *t, job *j)
     }
 }
 
+/* Wakes the thread whose next job may now start (sched_lock held). */
+static void wake_next_locked(void)
+{
+    uint64_t next = released + 1;
+    for (unsigned i = 0; i < nthreads; i++) {
+        if (threads[i].head && threads[i].head->order == next) {
+            if (threads[i].sleeping)
+                pthread_cond_signal(&threads[i].cv);
+            return;
+        }
+    }
+}
+
+static int runnable_locked(const tthread *t) { return t->head && t->head->order == released + 1; }
+
+/* Hand-offs spin briefly before sleeping: a client thread's calls come back
+ * to back, and a wake-up per call would cost more than the call. */
+#define SPIN 20000
+static inline void relax(void) { __builtin_ia32_pause(); }
+
 static void *thread_main(void *arg)
 {
     tthread *t = arg;
     pthread_mutex_lock(&sched_lock);
     for (;;) {
-        while (!stopping && !(t->head && t->head->order == released + 1))
-            pthread_cond_wait(&sched_cv, &sched_lock);
+        if (!stopping && !runnable_locked(t)) {
+            pthread_mutex_unlock(&sched_lock);
+            for (int i = 0; i < SPIN && !atomic_load(&stopping); i++) {
+                uint64_t n = atomic_load(&t->next_order);
+                if (n && n == atomic_load(&released) + 1)
+                    break;
+                relax();
+            }
+            pthread_mutex_lock(&sched_lock);
+            while (!stopping && !runnable_locked(t)) {
+                t->sleeping = 1;
+                pthread_cond_wait(&t->cv, &sched_lock);
+                t->sleeping = 0;
+            }
+        }
         if (stopping)
             break;
         job *j = t->head;
         t->head = j->next;
         if (!t->head)
             t->tail = NULL;
+        atomic_store(&t->next_order, t->head ? t->head->order : 0);
         t->queued_bytes -= j->h.len;
+        if (room_wanted)
+            pthread_cond_broadcast(&sched_cv);
         int early = only_waits(j->h.op);
         if (early) {
-            released = j->order;
-            pthread_cond_broadcast(&sched_cv);
+            atomic_store(&released, j->order);
+            wake_next_locked();
         }
         pthread_mutex_unlock(&sched_lock);
         uint64_t order = j->order;
         run_job(t, j);
         pthread_mutex_lock(&sched_lock);
         job_free_locked(j);
-        if (!early && order > released)
-            released = order;
-        pthread_cond_broadcast(&sched_cv); /* the next job, and a reader waiting for room */
+        if (!early && order > released) {
+            atomic_store(&released, order);
+            wake_next_locked();
+        }
+        if (drain_wanted)
+            pthread_cond_broadcast(&sched_cv);
     }
     for (job *j = t->head, *n; j; j = n) { /* the session ended: what is left will not run */
         n = j->next;
         free(j);
     }
     t->head = t->tail = NULL;
+    atomic_store(&t->next_order, 0);
     t->queued_bytes = 0;
     pthread_mutex_unlock(&sched_lock);
     return NULL;
@@ -433,8 +479,11 @@ static tthread *thread_for(uint32_t tid)
     tthread *t = &threads[nthreads];
     memset(t, 0, sizeof *t);
     t->tid = tid;
-    if (pthread_create(&t->th, NULL, thread_main, t))
+    pthread_cond_init(&t->cv, NULL);
+    if (pthread_create(&t->th, NULL, thread_main, t)) {
+        pthread_cond_destroy(&t->cv);
         return NULL;
+    }
     nthreads++;
     return t;
 }
@@ -443,19 +492,25 @@ static tthread *thread_for(uint32_t tid)
 static int enqueue(tthread *t, job *j)
 {
     pthread_mutex_lock(&sched_lock);
-    while (t->queued_bytes > QUEUE_BYTES && !session_broken)
+    while (t->queued_bytes > QUEUE_BYTES && !session_broken) {
+        room_wanted = 1;
         pthread_cond_wait(&sched_cv, &sched_lock);
+        room_wanted = 0;
+    }
     int broken = session_broken;
     if (!broken) {
         j->order = ++arrived;
         j->next = NULL;
-        if (t->tail)
+        if (t->tail) {
             t->tail->next = j;
-        else
+        } else {
             t->head = j;
+            atomic_store(&t->next_order, j->order);
+        }
         t->tail = j;
         t->queued_bytes += j->h.len;
-        pthread_cond_broadcast(&sched_cv);
+        if (t->sleeping && runnable_locked(t))
+            pthread_cond_signal(&t->cv);
     }
     pthread_mutex_unlock(&sched_lock);
     return broken ? -1 : 0;
@@ -465,13 +520,18 @@ static int enqueue(tthread *t, job *j)
 static void stop_threads(int drain)
 {
     pthread_mutex_lock(&sched_lock);
-    while (drain && released < arrived && !session_broken)
+    while (drain && released < arrived && !session_broken) {
+        drain_wanted = 1;
         pthread_cond_wait(&sched_cv, &sched_lock);
-    stopping = 1;
-    pthread_cond_broadcast(&sched_cv);
+    }
+    drain_wanted = 0;
+    atomic_store(&stopping, 1);
+    for (unsigned i = 0; i < nthreads; i++)
+        pthread_cond_signal(&threads[i].cv);
     pthread_mutex_unlock(&sched_lock);
     for (unsigned i = 0; i < nthreads; i++) {
         pthread_join(threads[i].th, NULL);
+        pthread_cond_destroy(&threads[i].cv);
         gw_call *c = &threads[i].c;
         free(c->rbuf);
         free(c->allocs);
@@ -481,8 +541,10 @@ static void stop_threads(int drain)
         free(spares[i]);
         spares[i] = NULL;
     }
-    released = arrived = 0;
-    stopping = session_broken = 0;
+    atomic_store(&released, 0);
+    arrived = 0;
+    atomic_store(&stopping, 0);
+    session_broken = 0;
 }
 
 static int valid_op(unsigned op)
@@ -666,7 +728,9 @@ int main(int argc, char **argv)
     }
     gw_wlog("serving %s with %s (driver %d, %u device(s))", client, ok.driver_desc, ok.driver_version,
             ok.device_count);
+    gw_stdout_start(); /* device printf output goes to the client, not the server's log */
     int rc = gw_worker_serve(fd);
+    gw_stdout_flush(); /* what is left, in case the client still reads */
     gw_cas_report(1);
     fflush(stderr);
     _exit(rc); /* process exit releases every context, allocation and module the client held */

@@ -57,6 +57,10 @@ void *gw_driver_sym(unsigned op);             /* NULL if the driver lacks it */
 void gw_push(unsigned op, const void *payload, size_t len); /* an unasked frame to the client */
 void gw_wlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* ---- device printf output (stdout_fwd.c) ---- */
+int gw_stdout_start(void);  /* fd 1 becomes a pipe whose bytes go to the client; 0 or -1 */
+void gw_stdout_flush(void); /* sends what the driver wrote so far (GW_OP_STDOUT); nothing before start */
+
 /* ---- launches (launch.c) ---- */
 void gw_launch_install(void **syms); /* watch unloads, which invalidate cached layouts */
 

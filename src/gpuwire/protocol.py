@@ -34,6 +34,7 @@ OP_PROOF = 10       # client -> server: 16-byte token id (ASCII hex) + 32-byte H
 OP_STATUS = 11      # status probe: server -> client JSON, then echo frames (see status.py)
 OP_DEVICE_ATTRS = 16  # worker: all attributes of a device in one round trip (wire.h)
 OP_MODULE_INFO = 17  # worker -> client after a module load: function names and parameter layouts
+OP_STDOUT = 20       # worker -> client, unasked: bytes the driver wrote to stdout (device printf), to print
 # --- content-addressed transfers (docs/cache.md) ---
 OP_CAS_REFS = 18     # client -> worker: chunk hashes of a copy or staged image -> indices the cache lacks
 OP_CAS_DATA = 19     # client -> worker: one missing chunk's bytes (used, then stored under the worker's hash)

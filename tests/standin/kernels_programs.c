@@ -1,8 +1,11 @@
 /* TEST DOUBLE: gpuwire CPU stand-in driver. Host implementations of the kernels of
- * tests/programs/vector_add.cu, streams_events.cu and error_paths.cu. Names are the device
- * symbols nvcc emits; layouts are what cuFuncGetParamInfo reports on the GPU (checked against
- * the cubins' parameter tables by `make -C tests/standin layouts`). */
+ * tests/programs/vector_add.cu, streams_events.cu, error_paths.cu, async_pipeline.cu and
+ * device_printf.cu. Names are the device symbols nvcc emits; layouts are what
+ * cuFuncGetParamInfo reports on the GPU (checked against the cubins' parameter tables by
+ * `make -C tests/standin layouts`). */
 #include "kernels.h"
+
+#include <stdio.h>
 
 /* vector_add(const float *a, const float *b, float *c, int n) */
 static void vector_add(sd_exec *x)
@@ -58,11 +61,25 @@ static void ep_touch(sd_exec *x)
  * and synchronizations wait them out, as they would wait for a GPU. */
 static void gw_sleep(sd_exec *x) { (void)x; }
 
+/* dp_say(int *out, int v) (device_printf.cu): thread 0 prints "device says v"
+ * and stores v. The driver writes device printf output to the process's
+ * stdout; here it goes there at once (flushed), which the worker forwards. */
+static void dp_say(sd_exec *x)
+{
+    if (x->bid[0] || x->bid[1] || x->bid[2] || x->tid[0] || x->tid[1] || x->tid[2])
+        return;
+    int32_t v = arg_i32(x, 1);
+    printf("device says %d\n", v);
+    fflush(stdout);
+    st(x, arg_ptr(x, 0), 0, &v, 4);
+}
+
 const sd_kernel_desc sd_kernels_programs[] = {
     {"_Z10vector_addPKfS0_Pfi", 4, {P(0, 8), P(8, 8), P(16, 8), P(24, 4)}, vector_add},
     {"_Z10se_producePiiii", 4, {P(0, 8), P(8, 4), P(12, 4), P(16, 4)}, se_produce},
     {"_Z10se_consumePKiPiii", 4, {P(0, 8), P(8, 8), P(16, 4), P(20, 4)}, se_consume},
     {"_Z8ep_touchPii", 2, {P(0, 8), P(8, 4)}, ep_touch},
     {"_Z8gw_sleepi", 1, {P(0, 4)}, gw_sleep},
+    {"_Z6dp_sayPii", 2, {P(0, 8), P(8, 4)}, dp_say},
 };
 const size_t sd_kernels_programs_n = sizeof sd_kernels_programs / sizeof sd_kernels_programs[0];
