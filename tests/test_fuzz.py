@@ -30,7 +30,7 @@ FINDING = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorS
 
 # seeds that must run to the end of their session; a protocol change that breaks
 # them would otherwise leave the fuzzer stuck at the first frames
-DEEP_SEEDS = ["device", "memory", "module_launch", "library_streams", "threads", "nvml"]
+DEEP_SEEDS = ["device", "memory", "module_launch", "library_streams", "threads", "nvml", "landings"]
 
 
 @pytest.fixture(scope="module")

@@ -92,6 +92,15 @@ GW_HIDDEN void gw_mem_track_device(CUdeviceptr p, size_t size);
 GW_HIDDEN void gw_mem_untrack_device(CUdeviceptr p);
 GW_HIDDEN gw_mem_kind gw_mem_classify(uint64_t addr);
 GW_HIDDEN int gw_mem_is_device_range(uint64_t addr, uint64_t n); /* inside one known device allocation */
+GW_HIDDEN int gw_mem_is_pinned_range(uint64_t addr, uint64_t n); /* inside one pinned host allocation */
+
+/* ---- device-to-host copies into pinned memory that land without a wait (landings.c) ---- */
+GW_HIDDEN int gw_landings_on(void);
+GW_HIDDEN CUresult gw_land(int ptsz, void *dst, CUdeviceptr src, size_t n, CUstream s);
+/* Where a landed piece goes (NULL: nobody waits for it any more); then gw_landed. */
+GW_HIDDEN void *gw_landing_target(uint64_t id, uint64_t off, uint64_t len);
+GW_HIDDEN void gw_landed(uint64_t id, uint64_t len);
+GW_HIDDEN void gw_landings_forget(uint64_t base, uint64_t size); /* pinned memory freed */
 
 /* ---- module images (image.c) ---- */
 GW_HIDDEN size_t gw_image_size(const void *image); /* 0 if not recognised */

@@ -97,6 +97,11 @@ static CUresult dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, int asyn
         return CUDA_SUCCESS;
     if (!dst)
         return CUDA_ERROR_INVALID_VALUE;
+    /* into pinned memory, from known device memory: posted, the bytes land before
+     * anything that can see the copy done returns (landings.c) */
+    if (async && gw_landings_on() && gw_may_post() && gw_mem_is_pinned_range((uint64_t)(uintptr_t)dst, n) &&
+        gw_mem_is_device_range(src, n))
+        return gw_land(op == GW_OP_cuMemcpyDtoHAsync_v2_ptsz, dst, src, n, s);
     /* every piece is asked for at once; the replies stream back in order */
     size_t pieces = (n + GW_COPY_CHUNK - 1) / GW_COPY_CHUNK;
     CUresult rc = gw_burst_begin(op);

@@ -80,6 +80,16 @@ static const range *find_locked(uint64_t addr)
     return addr - r->base < r->size ? r : NULL;
 }
 
+/* The size of the tracked range that starts at p (0 if none). */
+static uint64_t r_size_of(const void *p)
+{
+    pthread_mutex_lock(&ranges_lock);
+    const range *r = find_locked((uint64_t)(uintptr_t)p);
+    uint64_t n = r ? r->size : 0;
+    pthread_mutex_unlock(&ranges_lock);
+    return n;
+}
+
 void gw_mem_track_device(CUdeviceptr p, size_t size) { track(p, size, GW_MEM_DEVICE, 0); }
 void gw_mem_untrack_device(CUdeviceptr p) { untrack(p, GW_MEM_DEVICE); }
 
@@ -88,6 +98,15 @@ int gw_mem_is_device_range(uint64_t addr, uint64_t n)
     pthread_mutex_lock(&ranges_lock);
     const range *r = find_locked(addr);
     int ok = r && r->kind == GW_MEM_DEVICE && n <= r->size - (addr - r->base);
+    pthread_mutex_unlock(&ranges_lock);
+    return ok;
+}
+
+int gw_mem_is_pinned_range(uint64_t addr, uint64_t n)
+{
+    pthread_mutex_lock(&ranges_lock);
+    const range *r = find_locked(addr);
+    int ok = r && r->kind == GW_MEM_HOST_PINNED && n <= r->size - (addr - r->base);
     pthread_mutex_unlock(&ranges_lock);
     return ok;
 }
@@ -246,6 +265,7 @@ CUresult CUDAAPI cuMemFreeHost(void *p)
     pthread_mutex_unlock(&ranges_lock);
     if (!ours)
         return CUDA_ERROR_INVALID_VALUE;
+    gw_landings_forget((uint64_t)(uintptr_t)p, r_size_of(p));
     untrack((uint64_t)(uintptr_t)p, GW_MEM_HOST_PINNED);
     free(p);
     return CUDA_SUCCESS;
@@ -276,6 +296,7 @@ CUresult CUDAAPI cuMemHostUnregister(void *p)
     pthread_mutex_unlock(&ranges_lock);
     if (!registered)
         return CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED;
+    gw_landings_forget((uint64_t)(uintptr_t)p, r_size_of(p));
     untrack((uint64_t)(uintptr_t)p, GW_MEM_HOST_PINNED);
     return CUDA_SUCCESS;
 }

@@ -600,6 +600,19 @@ static int grow_rep(gw_rep *r, size_t n)
     return 0;
 }
 
+/* Reads and drops len bytes of the stream: 0, or -1 if the read failed. */
+static int discard(size_t len)
+{
+    uint8_t piece[16384];
+    while (len) {
+        size_t k = len < sizeof piece ? len : sizeof piece;
+        if (read_all(conn_fd, piece, k, -1))
+            return -1;
+        len -= k;
+    }
+    return 0;
+}
+
 /* Device printf output (GW_OP_STDOUT, len bytes still on the wire): read in
  * pieces and written to fd 1, after what the application's stdio holds, so
  * host and device lines keep their order. A failed write (stdout closed)
@@ -654,6 +667,25 @@ static int read_one(uint32_t mine, gw_rep *own, int *got)
         gw_stat_bytes(0, sizeof h + h.len);
         gw_module_info_arrived(info, h.len);
         free(info);
+        return 0;
+    }
+    if (h.op == GW_OP_LANDED && h.len >= 16 && h.len <= GW_MAX_PAYLOAD) {
+        /* unasked: bytes of a device-to-host copy into pinned memory, straight into place */
+        uint64_t head[2];
+        if (read_all(conn_fd, head, sizeof head, -1)) {
+            lose_connection("receive");
+            return -1;
+        }
+        size_t len = h.len - sizeof head;
+        uint8_t *dst = gw_landing_target(head[0], head[1], len);
+        int bad = dst ? read_all(conn_fd, dst, len, -1) : discard(len);
+        if (bad) {
+            lose_connection("receive");
+            return -1;
+        }
+        if (dst)
+            gw_landed(head[0], len);
+        gw_stat_bytes(0, sizeof h + h.len);
         return 0;
     }
     if (h.op == GW_OP_STDOUT && h.len <= GW_MAX_PAYLOAD) {

@@ -43,6 +43,9 @@ enum {
     GW_OP_CAS_REFS = 18, /* content addresses of a copy's or an image's chunks -> the ones the cache lacks (docs/cache.md) */
     GW_OP_CAS_DATA = 19, /* the bytes of one chunk the cache lacked: used, and stored under the worker's own hash */
     GW_OP_STDOUT = 20,   /* worker -> client, unasked: bytes the driver wrote to stdout (device printf), to print */
+    GW_OP_LAND = 21,     /* u64 landing id, u64 src, u64 n, u64 stream, u32 flags (1: per-thread stream):
+                          an asynchronous device-to-host copy into the client's pinned memory (posted) */
+    GW_OP_LANDED = 22,   /* worker -> client, unasked: u64 landing id, u64 offset, bytes of that copy */
     GW_OP_FIRST_CALL = 256
 };
 

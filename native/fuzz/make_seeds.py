@@ -18,6 +18,7 @@ GEN = Path(__file__).resolve().parent.parent / "generated"
 CLIENT_ID = 1 << 62          # GW_CLIENT_ID_BIT: ids the client names itself
 NOREPLY, COLLECT = 1, 2
 OP_BYE, OP_FUNC_LAYOUT, OP_STAGE, OP_DEVICE_ATTRS = 5, 6, 7, 16
+OP_LAND = 21
 NULL = 0xFFFFFFFF
 
 
@@ -120,6 +121,19 @@ def seed_memory() -> bytes:
     s.frame("cuMemcpy2D_v2", u64(0) + u32(1) + u64(0, 0) + u32(2) + u64(ph(a), 64) + u64(16, 4) + bytes(64))
     s.frame("cuMemcpy2D_v2", u64(0) + u32(2) + u64(ph(a), 64) + u32(1) + u64(0, 0) + u64(16, 4), COLLECT)
     s.frame("cuMemFree_v2", u64(ph(b)), COLLECT)
+    s.frame("cuMemFree_v2", u64(ph(a)), COLLECT)
+    return s.bye()
+
+
+def seed_landings() -> bytes:
+    """Device-to-host copies that land later: posted, then a synchronize brings the bytes."""
+    s = Session()
+    s.context()
+    a = s.alloc(8192)
+    s.frame("cuMemsetD32_v2", u64(ph(a), 0x0BADF00D, 2048), NOREPLY)
+    s.frame(OP_LAND, u64(1, ph(a), 4096, 0) + u32(0), NOREPLY)
+    s.frame(OP_LAND, u64(2, ph(a, 4096), 4096, 0) + u32(1), NOREPLY)
+    s.frame("cuCtxSynchronize", b"", COLLECT)
     s.frame("cuMemFree_v2", u64(ph(a)), COLLECT)
     return s.bye()
 
@@ -238,7 +252,7 @@ def regress_layout_after_unload() -> bytes:
 SEEDS = {
     "device": seed_device, "memory": seed_memory, "module_launch": seed_module_launch,
     "library_streams": seed_library_streams, "threads": seed_threads, "nvml": seed_nvml,
-    "malformed": seed_malformed,
+    "malformed": seed_malformed, "landings": seed_landings,
 }
 REGRESSIONS = {"graph_get_nodes_empty_count": regress_graph_get_nodes_empty_count,
                "layout_after_unload": regress_layout_after_unload}

@@ -36,6 +36,21 @@ void gw_module_info_arrived(const uint8_t *payload, size_t len)
     (void)len;
 }
 
+/* No CUDA copies in an NVML session: nothing lands here. */
+void *gw_landing_target(uint64_t id, uint64_t off, uint64_t len)
+{
+    (void)id;
+    (void)off;
+    (void)len;
+    return NULL;
+}
+
+void gw_landed(uint64_t id, uint64_t len)
+{
+    (void)id;
+    (void)len;
+}
+
 int gw_nvml_unsupported(unsigned op)
 {
     static atomic_uchar seen[GW_NVML_OP_COUNT];

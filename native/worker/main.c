@@ -127,6 +127,15 @@ static int read_frame_bytes(void *p, size_t n)
 
 /* A frame nobody asked for (module information after a load). Called from
  * a request's handler, while the reader waits for it, so it cannot cross a reply. */
+void gw_push_parts(unsigned op, const void *a, size_t alen, const void *b, size_t blen)
+{
+    gw_hdr h = {.len = (uint32_t)(alen + blen), .op = (uint16_t)op};
+    pthread_mutex_lock(&write_lock);
+    if (write_all(&h, sizeof h) == 0 && write_all(a, alen) == 0 && write_all(b, blen) == 0)
+        GW_SSTATS_ADD(bytes_out, sizeof h + alen + blen);
+    pthread_mutex_unlock(&write_lock);
+}
+
 void gw_push(unsigned op, const void *payload, size_t len)
 {
     gw_hdr h = {.len = (uint32_t)len, .op = (uint16_t)op};
@@ -312,6 +321,8 @@ static void run(gw_call *c)
         gw_op_cas_refs(c);
     else if (op == GW_OP_CAS_DATA)
         gw_op_cas_data(c);
+    else if (op == GW_OP_LAND)
+        gw_op_land(c);
     else if (gw_is_nvml_op(op))
         gw_nvml_run(c);
     else
@@ -379,6 +390,7 @@ static void run_job(tthread *t, job *j)
         c->rlen = sizeof(gw_hdr) + 4; /* outputs of a call that is reported failed are dropped */
     }
     gw_stdout_flush(); /* device printf output a synchronization flushed is printed before the call returns */
+    gw_landings_flush(); /* and copies that landed are in the client's memory before it returns */
     gw_hdr rh = {.len = (uint32_t)(c->rlen - sizeof(gw_hdr)), .op = GW_OP_REPLY, .tid = j->h.tid, .seq = j->h.seq};
     memcpy(c->rbuf, &rh, sizeof rh);
     pthread_mutex_lock(&write_lock);
@@ -517,20 +529,50 @@ static int enqueue(tthread *t, job *j)
 }
 
 /* Ends the session's threads. With drain, queued work runs first (an orderly goodbye). */
-static void stop_threads(int drain)
+/* A deadline d seconds from now, on the clock pthread's timed waits use. */
+static struct timespec deadline_in(double d)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)d;
+    ts.tv_nsec += (long)((d - (time_t)d) * 1e9);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+#define DRAIN_S 30.0 /* after a goodbye, queued work may finish for this long */
+#define JOIN_S 0.5   /* then a thread still inside the driver is left to the process's exit */
+
+/* Ends the session's threads. With drain, queued work runs first (an orderly
+ * goodbye). 0, or -1 if a thread is stuck in the driver: the caller must then
+ * end the process rather than serve again (the thread still uses its state). */
+static int stop_threads(int drain)
 {
     pthread_mutex_lock(&sched_lock);
+    struct timespec until = deadline_in(DRAIN_S);
     while (drain && released < arrived && !session_broken) {
         drain_wanted = 1;
-        pthread_cond_wait(&sched_cv, &sched_lock);
+        if (pthread_cond_timedwait(&sched_cv, &sched_lock, &until) == ETIMEDOUT) {
+            gw_wlog("queued work still unfinished %.0f s after the client's goodbye: ending anyway", DRAIN_S);
+            break;
+        }
     }
     drain_wanted = 0;
     atomic_store(&stopping, 1);
     for (unsigned i = 0; i < nthreads; i++)
         pthread_cond_signal(&threads[i].cv);
     pthread_mutex_unlock(&sched_lock);
+    struct timespec join_until = deadline_in(JOIN_S);
     for (unsigned i = 0; i < nthreads; i++) {
-        pthread_join(threads[i].th, NULL);
+        if (pthread_timedjoin_np(threads[i].th, NULL, &join_until)) {
+            /* a call that never returns (a hung kernel): the process's exit frees the GPU */
+            gw_wlog("a worker thread is still inside the driver (%s): leaving it to the process's exit",
+                    gw_op_name(threads[i].c.h.op));
+            return -1;
+        }
         pthread_cond_destroy(&threads[i].cv);
         gw_call *c = &threads[i].c;
         free(c->rbuf);
@@ -545,11 +587,12 @@ static void stop_threads(int drain)
     arrived = 0;
     atomic_store(&stopping, 0);
     session_broken = 0;
+    return 0;
 }
 
 static int valid_op(unsigned op)
 {
-    if (op == GW_OP_STAGE || op == GW_OP_FUNC_LAYOUT || op == GW_OP_DEVICE_ATTRS)
+    if (op == GW_OP_STAGE || op == GW_OP_FUNC_LAYOUT || op == GW_OP_DEVICE_ATTRS || op == GW_OP_LAND)
         return 1;
     if (op == GW_OP_CAS_REFS || op == GW_OP_CAS_DATA)
         return gw_cas_enabled();

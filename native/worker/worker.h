@@ -55,6 +55,10 @@ void gw_reply_handles(gw_call *c, int type, void **h, size_t n);
 void *gw_driver_fn(gw_call *c, unsigned op); /* NULL after answering CUDA_ERROR_NOT_SUPPORTED */
 void *gw_driver_sym(unsigned op);             /* NULL if the driver lacks it */
 void gw_push(unsigned op, const void *payload, size_t len); /* an unasked frame to the client */
+void gw_push_parts(unsigned op, const void *a, size_t alen, const void *b, size_t blen); /* one frame, two pieces */
+/* ---- device-to-host copies that land without a wait (landings.c) ---- */
+void gw_op_land(gw_call *c);
+void gw_landings_flush(void); /* landed bytes to the client: before every reply */
 void gw_wlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- device printf output (stdout_fwd.c) ---- */

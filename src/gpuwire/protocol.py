@@ -35,6 +35,8 @@ OP_STATUS = 11      # status probe: server -> client JSON, then echo frames (see
 OP_DEVICE_ATTRS = 16  # worker: all attributes of a device in one round trip (wire.h)
 OP_MODULE_INFO = 17  # worker -> client after a module load: function names and parameter layouts
 OP_STDOUT = 20       # worker -> client, unasked: bytes the driver wrote to stdout (device printf), to print
+OP_LAND = 21         # client -> worker: async device-to-host copy into the client's pinned memory (posted)
+OP_LANDED = 22       # worker -> client, unasked: u64 landing id, u64 offset, the copy's bytes
 # --- content-addressed transfers (docs/cache.md) ---
 OP_CAS_REFS = 18     # client -> worker: chunk hashes of a copy or staged image -> indices the cache lacks
 OP_CAS_DATA = 19     # client -> worker: one missing chunk's bytes (used, then stored under the worker's hash)

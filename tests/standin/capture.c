@@ -119,8 +119,10 @@ SD_API CUresult cuGraphDestroy(CUgraph g)
 {
     sd_lock();
     int live = sd_obj_live(g, SD_GRAPH);
-    if (live)
+    if (live) {
+        sd_graph_drop_nodes(g);
         sd_obj_del(g);
+    }
     sd_unlock();
     if (!live)
         return CUDA_ERROR_INVALID_VALUE;

@@ -34,7 +34,8 @@ void sd_unlock(void);
 int sd_initialized(void);
 
 /* ---- live-object tables (core.c) ---- */
-enum sd_kind { SD_CTX = 1, SD_STREAM, SD_EVENT, SD_MODULE, SD_LIBRARY, SD_FUNC, SD_KERNEL, SD_GRAPH };
+enum sd_kind { SD_CTX = 1, SD_STREAM, SD_EVENT, SD_MODULE, SD_LIBRARY, SD_FUNC, SD_KERNEL, SD_GRAPH,
+               SD_GRAPH_NODE, SD_GRAPH_EXEC, SD_POOL, SD_LINK };
 /* Every object starts with this header; handles are pointers to such objects. */
 typedef struct sd_obj {
     int kind;
@@ -96,6 +97,10 @@ typedef struct sd_stream {
  * current context; returns the context work on that stream belongs to. Lock held. */
 CUresult sd_stream_check(CUstream s, sd_ctx **ctx);
 void sd_free_ctx_streams_events(sd_ctx *c);
+
+/* ---- graphs built by calls (graph.c) ---- */
+/* Frees the nodes of graph g (before g itself goes). Lock held. */
+void sd_graph_drop_nodes(void *g);
 
 /* ---- modules, functions, kernels (module.c) ---- */
 typedef struct sd_param {

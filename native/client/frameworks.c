@@ -1,0 +1,104 @@
+/* cuGraphExecUpdate_v2 and cuMemPoolGet/SetAttribute: wire formats in
+ * native/worker/frameworks.c. */
+#include <string.h>
+
+#include "client.h"
+
+#undef cuGraphExecUpdate
+CUresult CUDAAPI cuGraphExecUpdate_v2(CUgraphExec hGraphExec, CUgraph hGraph, CUgraphExecUpdateResultInfo *resultInfo)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphExecUpdate_v2);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_u32(q, resultInfo != NULL);
+    gw_rep *r;
+    CUresult rc = gw_req_call(q, &r);
+    if (resultInfo && gw_get_u32(r) == 1) { /* the driver was asked: its info stands, failure or not */
+        CUgraphExecUpdateResultInfo info;
+        memset(&info, 0, sizeof info);
+        info.result = (CUgraphExecUpdateResult)gw_get_u32(r);
+        gw_get_handles(r, (void **)&info.errorNode, 1);
+        gw_get_handles(r, (void **)&info.errorFromNode, 1);
+        if (gw_rep_status(r, CUDA_SUCCESS) == CUDA_SUCCESS)
+            *resultInfo = info;
+        else
+            rc = CUDA_ERROR_UNKNOWN;
+    }
+    gw_rep_end(r);
+    return rc;
+}
+
+/* Bytes of an attribute's value (cuda.h); 0 if unknown here. */
+static size_t pool_attr_size(CUmemPool_attribute a)
+{
+    switch (a) {
+    case CU_MEMPOOL_ATTR_REUSE_FOLLOW_EVENT_DEPENDENCIES:
+    case CU_MEMPOOL_ATTR_REUSE_ALLOW_OPPORTUNISTIC:
+    case CU_MEMPOOL_ATTR_REUSE_ALLOW_INTERNAL_DEPENDENCIES:
+        return sizeof(int);
+    case CU_MEMPOOL_ATTR_RELEASE_THRESHOLD:
+    case CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT:
+    case CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH:
+    case CU_MEMPOOL_ATTR_USED_MEM_CURRENT:
+    case CU_MEMPOOL_ATTR_USED_MEM_HIGH:
+        return sizeof(cuuint64_t);
+    default:
+        return 0;
+    }
+}
+
+static CUresult pool_attr(unsigned op, CUmemoryPool pool, CUmemPool_attribute attr, void *value)
+{
+    size_t size = pool_attr_size(attr);
+    if (!value)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (!size) {
+        gw_log("%s: memory pool attribute %d is not forwarded (its value's size is unknown): "
+               "CUDA_ERROR_INVALID_VALUE", gw_op_name(op), (int)attr);
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    int set = op == GW_OP_cuMemPoolSetAttribute;
+    gw_req *q = gw_req_begin(op);
+    gw_put_u64(q, (uint64_t)(uintptr_t)pool);
+    gw_put_u32(q, (uint32_t)attr);
+    if (set) {
+        uint64_t v;
+        if (size == sizeof(int)) {
+            int i;
+            memcpy(&i, value, sizeof i);
+            v = (uint64_t)(int64_t)i;
+        } else {
+            cuuint64_t u;
+            memcpy(&u, value, sizeof u);
+            v = u;
+        }
+        gw_put_u64(q, v);
+    }
+    gw_rep *r;
+    CUresult rc = gw_req_call(q, &r);
+    if (rc == CUDA_SUCCESS && !set) {
+        uint64_t v = gw_get_u64(r);
+        rc = gw_rep_status(r, rc);
+        if (rc == CUDA_SUCCESS) {
+            if (size == sizeof(int)) {
+                int i = (int)(int64_t)v;
+                memcpy(value, &i, sizeof i);
+            } else {
+                cuuint64_t u = v;
+                memcpy(value, &u, sizeof u);
+            }
+        }
+    }
+    gw_rep_end(r);
+    return rc;
+}
+
+CUresult CUDAAPI cuMemPoolGetAttribute(CUmemoryPool pool, CUmemPool_attribute attr, void *value)
+{
+    return pool_attr(GW_OP_cuMemPoolGetAttribute, pool, attr, value);
+}
+
+CUresult CUDAAPI cuMemPoolSetAttribute(CUmemoryPool pool, CUmemPool_attribute attr, void *value)
+{
+    return pool_attr(GW_OP_cuMemPoolSetAttribute, pool, attr, value);
+}

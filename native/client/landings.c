@@ -1,0 +1,117 @@
+/* Asynchronous device-to-host copies into pinned memory, without a wait: the
+ * copy is posted (GW_OP_LAND) and its bytes arrive later as GW_OP_LANDED
+ * frames, which the worker sends before the reply of any call that could see
+ * the copy done (docs/protocol.md). The reply reader writes them straight into
+ * the application's buffer. A copy made during a stream capture lands again at
+ * every replay of its graph, so its record stays until its memory is freed. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+
+typedef struct landing {
+    struct landing *next;
+    uint64_t id;
+    uint8_t *dst;
+    uint64_t n, got;
+    int persistent;
+} landing;
+
+static landing *landings; /* under lock */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_ullong next_id = 1;
+
+int gw_landings_on(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *v = getenv("GPUWIRE_LANDINGS");
+        on = !(v && !strcmp(v, "0"));
+    }
+    return on;
+}
+
+CUresult gw_land(int ptsz, void *dst, CUdeviceptr src, size_t n, CUstream s)
+{
+    landing *l = malloc(sizeof *l);
+    if (!l)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    *l = (landing){.id = atomic_fetch_add(&next_id, 1), .dst = dst, .n = n, .persistent = gw_captures_active()};
+    pthread_mutex_lock(&lock);
+    l->next = landings;
+    landings = l;
+    pthread_mutex_unlock(&lock);
+    gw_req *q = gw_req_begin(GW_OP_LAND);
+    gw_put_u64(q, l->id);
+    gw_put_u64(q, src);
+    gw_put_u64(q, n);
+    gw_put_u64(q, (uint64_t)(uintptr_t)s);
+    gw_put_u32(q, ptsz ? 1u : 0u);
+    CUresult rc = gw_req_post(q);
+    if (rc != CUDA_SUCCESS) {
+        uint64_t id = l->id;
+        pthread_mutex_lock(&lock);
+        for (landing **pp = &landings; *pp; pp = &(*pp)->next)
+            if ((*pp)->id == id) {
+                landing *dead = *pp;
+                *pp = dead->next;
+                free(dead);
+                break;
+            }
+        pthread_mutex_unlock(&lock);
+    }
+    return rc;
+}
+
+void *gw_landing_target(uint64_t id, uint64_t off, uint64_t len)
+{
+    void *dst = NULL;
+    pthread_mutex_lock(&lock);
+    for (landing *l = landings; l; l = l->next)
+        if (l->id == id) {
+            if (off <= l->n && len <= l->n - off) /* only inside the copy it asked for */
+                dst = l->dst + off;
+            break;
+        }
+    pthread_mutex_unlock(&lock);
+    return dst;
+}
+
+void gw_landed(uint64_t id, uint64_t len)
+{
+    pthread_mutex_lock(&lock);
+    for (landing **pp = &landings; *pp; pp = &(*pp)->next) {
+        landing *l = *pp;
+        if (l->id != id)
+            continue;
+        l->got += len;
+        if (l->got >= l->n) {
+            if (l->persistent) {
+                l->got = 0; /* the next replay lands it again */
+            } else {
+                *pp = l->next;
+                free(l);
+            }
+        }
+        break;
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+void gw_landings_forget(uint64_t base, uint64_t size)
+{
+    pthread_mutex_lock(&lock);
+    for (landing **pp = &landings; *pp;) {
+        landing *l = *pp;
+        uint64_t a = (uint64_t)(uintptr_t)l->dst;
+        if (a >= base && a - base < size) {
+            *pp = l->next;
+            free(l);
+        } else {
+            pp = &l->next;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+}

@@ -1,0 +1,97 @@
+/* Hand-written calls whose arguments hold handles or values of several sizes.
+ *
+ * cuGraphExecUpdate_v2: u64 exec id, u64 graph id, u32 info wanted.
+ *   Reply: result; then, whenever the driver was called and info was wanted
+ *   (failures too: the info says why), u32 1, u32 CUgraphExecUpdateResult,
+ *   u64 error node id, u64 error-from node id.
+ * cuMemPoolGetAttribute: u64 pool id, u32 attribute. Reply: result, u64 value.
+ * cuMemPoolSetAttribute: u64 pool id, u32 attribute, u64 value. Reply: result.
+ *   The value is an int for the reuse flags and a cuuint64_t for the
+ *   threshold and usage figures (cuda.h); any other attribute is refused with
+ *   CUDA_ERROR_INVALID_VALUE before the driver sees it, since its size is
+ *   unknown. */
+#include <string.h>
+
+#include "worker.h"
+
+void gw_h_cuGraphExecUpdate_v2(gw_call *c)
+{
+    CUgraphExec exec = (CUgraphExec)gw_in_handle(c, GW_HT_CUgraphExec);
+    CUgraph graph = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    uint32_t want = gw_in_u32(c);
+    if (!c->bad && want > 1)
+        gw_call_fail(c, "cuGraphExecUpdate_v2: info flag %u", want);
+    if (!gw_args_ok(c))
+        return;
+    CUresult (*fn)(CUgraphExec, CUgraph, CUgraphExecUpdateResultInfo *) =
+        (CUresult(*)(CUgraphExec, CUgraph, CUgraphExecUpdateResultInfo *))gw_driver_fn(c, GW_OP_cuGraphExecUpdate_v2);
+    if (!fn)
+        return;
+    CUgraphExecUpdateResultInfo info;
+    memset(&info, 0, sizeof info);
+    CUresult r = fn(exec, graph, want ? &info : NULL);
+    gw_reply_result(c, r);
+    if (!want)
+        return;
+    gw_reply_u32(c, 1);
+    gw_reply_u32(c, (uint32_t)info.result);
+    gw_reply_handles(c, GW_HT_CUgraphNode, (void **)&info.errorNode, 1);
+    gw_reply_handles(c, GW_HT_CUgraphNode, (void **)&info.errorFromNode, 1);
+}
+
+/* Bytes of an attribute's value; 0 if the attribute is not known here. */
+static size_t pool_attr_size(uint32_t a)
+{
+    switch (a) {
+    case CU_MEMPOOL_ATTR_REUSE_FOLLOW_EVENT_DEPENDENCIES:
+    case CU_MEMPOOL_ATTR_REUSE_ALLOW_OPPORTUNISTIC:
+    case CU_MEMPOOL_ATTR_REUSE_ALLOW_INTERNAL_DEPENDENCIES:
+        return sizeof(int);
+    case CU_MEMPOOL_ATTR_RELEASE_THRESHOLD:
+    case CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT:
+    case CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH:
+    case CU_MEMPOOL_ATTR_USED_MEM_CURRENT:
+    case CU_MEMPOOL_ATTR_USED_MEM_HIGH:
+        return sizeof(cuuint64_t);
+    default:
+        return 0;
+    }
+}
+
+static void pool_attr(gw_call *c, int set)
+{
+    CUmemoryPool pool = (CUmemoryPool)gw_in_handle(c, GW_HT_CUmemoryPool);
+    uint32_t attr = gw_in_u32(c);
+    uint64_t v = set ? gw_in_u64(c) : 0;
+    if (!gw_args_ok(c))
+        return;
+    size_t size = pool_attr_size(attr);
+    if (!size) {
+        gw_wlog("%s: memory pool attribute %u is not known here: CUDA_ERROR_INVALID_VALUE", gw_op_name(c->h.op),
+                attr);
+        gw_reply_result(c, CUDA_ERROR_INVALID_VALUE);
+        return;
+    }
+    CUresult (*fn)(CUmemoryPool, CUmemPool_attribute, void *) =
+        (CUresult(*)(CUmemoryPool, CUmemPool_attribute, void *))gw_driver_fn(c, c->h.op);
+    if (!fn)
+        return;
+    union {
+        int i;
+        cuuint64_t u;
+    } val;
+    memset(&val, 0, sizeof val);
+    if (size == sizeof(int))
+        val.i = (int)(int64_t)v;
+    else
+        val.u = v;
+    CUresult r = fn(pool, (CUmemPool_attribute)attr, &val);
+    gw_reply_result(c, r);
+    if (!set && r == CUDA_SUCCESS) {
+        uint64_t out = size == sizeof(int) ? (uint64_t)(int64_t)val.i : val.u;
+        gw_reply_bytes(c, &out, 8);
+    }
+}
+
+void gw_h_cuMemPoolGetAttribute(gw_call *c) { pool_attr(c, 0); }
+void gw_h_cuMemPoolSetAttribute(gw_call *c) { pool_attr(c, 1); }

@@ -1,0 +1,62 @@
+/* TEST DOUBLE: gpuwire CPU stand-in driver. Page-locked host memory (ordinary
+ * aligned memory here), host functions in stream order (work runs at once, so
+ * a host function runs when it is queued), and the per-thread capture mode. */
+#define _POSIX_C_SOURCE 200809L
+#include "standin.h"
+
+#include <stdlib.h>
+
+SD_API CUresult cuMemHostAlloc(void **pp, size_t size, unsigned int flags)
+{
+    if (!pp || (flags & ~(unsigned)(CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP |
+                                    CU_MEMHOSTALLOC_WRITECOMBINED)))
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    sd_ctx *c;
+    CUresult r = sd_cur(&c);
+    sd_unlock();
+    if (r != CUDA_SUCCESS)
+        return r;
+    void *p = NULL;
+    if (posix_memalign(&p, 4096, size ? size : 1))
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    *pp = p;
+    return CUDA_SUCCESS;
+}
+
+SD_API CUresult cuMemAllocHost_v2(void **pp, size_t size) { return cuMemHostAlloc(pp, size, 0); }
+
+SD_API CUresult cuMemFreeHost(void *p)
+{
+    free(p);
+    return CUDA_SUCCESS;
+}
+
+SD_API CUresult cuLaunchHostFunc(CUstream s, CUhostFn fn, void *data)
+{
+    if (!fn)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    sd_ctx *c;
+    CUresult r = sd_stream_check(s, &c);
+    if (r == CUDA_SUCCESS)
+        sd_wait_busy(c); /* after the stream's booked work, as on a GPU */
+    sd_unlock();
+    if (r == CUDA_SUCCESS)
+        fn(data); /* everything before it on the stream has run */
+    return r;
+}
+
+SD_API CUresult cuLaunchHostFunc_ptsz(CUstream s, CUhostFn fn, void *data) { return cuLaunchHostFunc(s, fn, data); }
+
+static _Thread_local CUstreamCaptureMode capture_mode = CU_STREAM_CAPTURE_MODE_GLOBAL;
+
+SD_API CUresult cuThreadExchangeStreamCaptureMode(CUstreamCaptureMode *mode)
+{
+    if (!mode || (unsigned)*mode > (unsigned)CU_STREAM_CAPTURE_MODE_RELAXED)
+        return CUDA_ERROR_INVALID_VALUE;
+    CUstreamCaptureMode old = capture_mode;
+    capture_mode = *mode;
+    *mode = old;
+    return CUDA_SUCCESS;
+}

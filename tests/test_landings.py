@@ -1,0 +1,72 @@
+"""Issue 3: an asynchronous device-to-host copy into pinned memory does not wait:
+it is posted, and its bytes land in the application's buffer before the
+synchronize (or the event query that reports it done) returns. Many such copies
+and one synchronize make no more round trips than one copy does."""
+
+import json
+import sys
+
+from conftest import explain, gw_run
+
+SCRIPT = r"""
+import ctypes, sys
+cuda = ctypes.CDLL("libcuda.so.1")
+n_copies, size = int(sys.argv[1]), int(sys.argv[2])
+assert cuda.cuInit(0) == 0
+dev, ctx, s, ev = ctypes.c_int(), ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_void_p()
+assert cuda.cuDeviceGet(ctypes.byref(dev), 0) == 0
+assert cuda.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev) == 0
+assert cuda.cuCtxSetCurrent(ctx) == 0
+assert cuda.cuStreamCreate(ctypes.byref(s), 0) == 0
+assert cuda.cuEventCreate(ctypes.byref(ev), 0) == 0
+d = ctypes.c_uint64()
+assert cuda.cuMemAlloc_v2(ctypes.byref(d), ctypes.c_size_t(size * n_copies)) == 0
+host = ctypes.c_void_p()
+assert cuda.cuMemAllocHost_v2(ctypes.byref(host), ctypes.c_size_t(size * n_copies)) == 0
+words = size // 4
+for i in range(n_copies):  # each copy's source holds its own value
+    assert cuda.cuMemsetD32Async(ctypes.c_uint64(d.value + i * size), 0x1000 + i, ctypes.c_size_t(words), s) == 0
+for i in range(n_copies):
+    assert cuda.cuMemcpyDtoHAsync_v2(ctypes.c_void_p(host.value + i * size), ctypes.c_uint64(d.value + i * size),
+                                     ctypes.c_size_t(size), s) == 0
+assert cuda.cuEventRecord(ev, s) == 0
+if "--query" in sys.argv:
+    while cuda.cuEventQuery(ev) != 0:  # done means landed
+        pass
+else:
+    assert cuda.cuStreamSynchronize(s) == 0
+arr = (ctypes.c_uint32 * (words * n_copies)).from_address(host.value)
+for i in range(n_copies):
+    for k in (0, words // 2, words - 1):
+        assert arr[i * words + k] == 0x1000 + i, (i, k, hex(arr[i * words + k]))
+assert cuda.cuMemFreeHost(host) == 0
+assert cuda.cuMemFree_v2(d) == 0
+print("ok")
+"""
+
+
+def run(server, tmp_path, *args, env=None):
+    stats = tmp_path / f"s{'_'.join(args)}.json"
+    r = gw_run([sys.executable, "-c", SCRIPT, *args], server=server.address, stats=stats, env=env)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", explain(r, server)
+    return json.loads(stats.read_text())["round_trips"]
+
+
+def test_copies_into_pinned_memory_land_by_the_synchronize(server, tmp_path):
+    one = run(server, tmp_path, "1", "4096")
+    many = run(server, tmp_path, "200", "4096")
+    assert many == one, (one, many)  # 199 more copies, not one more round trip
+
+
+def test_landed_before_the_event_query_says_done(server, tmp_path):
+    run(server, tmp_path, "8", "65536", "--query")
+
+
+def test_a_copy_larger_than_a_frame_lands_whole(server, tmp_path):
+    run(server, tmp_path, "2", str(20 << 20))
+
+
+def test_landings_can_be_turned_off(server, tmp_path):
+    off = run(server, tmp_path, "50", "4096", env={"GPUWIRE_LANDINGS": "0"})
+    on = run(server, tmp_path, "50", "4096")
+    assert off >= on + 49, (off, on)  # without landings each copy waits for its bytes
