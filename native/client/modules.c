@@ -7,6 +7,7 @@
 #include <pthread.h>
 
 #include "../common/idmap.h"
+#include "../common/jit_options.h"
 #include "cache.h"
 #include "client.h"
 
@@ -36,30 +37,9 @@ CUresult gw_stage_upload(const void *data, size_t size)
     return CUDA_SUCCESS;
 }
 
-/* JIT options whose value is a plain number travel; log buffers stay behind
- * (the log is not remoted: its size options read back 0). */
-static int jit_option_travels(CUjit_option o)
-{
-    switch (o) {
-    case CU_JIT_MAX_REGISTERS:
-    case CU_JIT_THREADS_PER_BLOCK:
-    case CU_JIT_OPTIMIZATION_LEVEL:
-    case CU_JIT_TARGET_FROM_CUCONTEXT:
-    case CU_JIT_TARGET:
-    case CU_JIT_FALLBACK_STRATEGY:
-    case CU_JIT_GENERATE_DEBUG_INFO:
-    case CU_JIT_LOG_VERBOSE:
-    case CU_JIT_GENERATE_LINE_INFO:
-    case CU_JIT_CACHE_MODE:
-    case CU_JIT_POSITION_INDEPENDENT_CODE:
-    case CU_JIT_MIN_CTA_PER_SM:
-    case CU_JIT_MAX_THREADS_PER_BLOCK:
-    case CU_JIT_OVERRIDE_DIRECTIVE_VALUES:
-        return 1;
-    default:
-        return 0;
-    }
-}
+/* JIT options whose value is a plain number travel (common/jit_options.h); log
+ * buffers stay behind (the log is not remoted: its size options read back 0). */
+static int jit_option_travels(CUjit_option o) { return gw_jit_numeric_option(o); }
 
 static void put_jit_options(gw_req *q, unsigned n, CUjit_option *opts, void **vals)
 {

@@ -4159,7 +4159,7 @@ CUresult CUDAAPI cuTensorMapEncodeTiled(CUtensorMap * tensorMap, CUtensorMapData
 CUresult CUDAAPI cuTensorMapReplaceAddress(CUtensorMap * tensorMap, void * globalAddress)
 {
     gw_req *q = gw_req_begin(GW_OP_cuTensorMapReplaceAddress);
-    gw_put_out(q, tensorMap, tensorMap ? (size_t)(1) : 0);
+    gw_put_in(q, tensorMap, tensorMap ? (size_t)(1) * sizeof(CUtensorMap) : 0);
     gw_put_u64(q, (uint64_t)(uintptr_t)globalAddress);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);

@@ -4145,7 +4145,7 @@ static void h_cuTensorMapEncodeTiled(gw_call *c)
 static void h_cuTensorMapReplaceAddress(gw_call *c)
 {
     size_t a0_n;
-    CUtensorMap *a0 = (CUtensorMap *)gw_out_array(c, sizeof(CUtensorMap), &a0_n);
+    CUtensorMap *a0 = (CUtensorMap *)gw_in_array(c, sizeof(CUtensorMap), &a0_n);
     void * a1 = (void *)(uintptr_t)gw_in_u64(c);
     if (a0 && !c->bad && a0_n < (size_t)(1))
         gw_call_fail(c, "cuTensorMapReplaceAddress: tensorMap holds %zu elements, fewer than its count", a0_n);

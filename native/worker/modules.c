@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../common/idmap.h"
+#include "../common/jit_options.h"
 #include "worker.h"
 
 #define MAX_STAGE (4ull << 30) /* the largest blob a session may stage */
@@ -113,8 +114,10 @@ static void release_stage(uint32_t tid)
     }
 }
 
-/* u32 n, n x (u32 option, u64 value) */
-static unsigned read_options(gw_call *c, unsigned *opts, void **vals)
+/* u32 n, n x (u32 option, u64 value). Only options whose value is a number may
+ * come: any other value would be a pointer into the client, which the driver
+ * would write through here (a log buffer) or read (a function table). */
+static unsigned read_options(gw_call *c, unsigned *opts, void **vals, int library)
 {
     uint32_t n = gw_in_u32(c);
     if (n > MAX_OPTIONS) {
@@ -124,6 +127,10 @@ static unsigned read_options(gw_call *c, unsigned *opts, void **vals)
     for (uint32_t i = 0; i < n && !c->bad; i++) {
         opts[i] = gw_in_u32(c);
         vals[i] = (void *)(uintptr_t)gw_in_u64(c);
+        int ok = library ? opts[i] == CU_LIBRARY_BINARY_IS_PRESERVED : gw_jit_numeric_option(opts[i]);
+        if (!c->bad && !ok)
+            gw_call_fail(c, "%s: %s option %u cannot travel (its value is not a number)", gw_op_name(c->h.op),
+                         library ? "library" : "JIT", opts[i]);
     }
     return n;
 }
@@ -215,10 +222,11 @@ static void load(gw_call *c, int type)
     uint64_t size = gw_in_u64(c);
     unsigned jo[MAX_OPTIONS], lo[MAX_OPTIONS];
     void *jv[MAX_OPTIONS], *lv[MAX_OPTIONS];
-    unsigned nj = read_options(c, jo, jv);
-    unsigned nl = read_options(c, lo, lv);
+    unsigned nj = read_options(c, jo, jv, 0);
+    unsigned nl = read_options(c, lo, lv, 1);
     if (!gw_args_ok(c))
         return;
+    nl = 0; /* "binary is preserved" would let the driver keep pointing into the staging blob, which is freed */
     const void *image = gw_staged(c->h.tid, size);
     if (!image) {
         gw_call_fail(c, "%s: no complete staged image of %llu bytes", gw_op_name(c->h.op), (unsigned long long)size);
