@@ -253,6 +253,7 @@ typedef struct tthread {
 } tthread;
 
 #define QUEUE_BYTES (64u << 20) /* a thread's backlog beyond this makes the reader wait */
+#define BATCH 64                /* jobs handed over, or taken, at once */
 
 static tthread threads[MAX_THREADS];
 static unsigned nthreads;
@@ -444,24 +445,39 @@ static void *thread_main(void *arg)
         }
         if (stopping)
             break;
-        job *j = t->head;
-        t->head = j->next;
+        /* take the run of jobs that follow each other in arrival order: no other
+         * thread's job can start between them, so they run on one hand-off */
+        job *j = t->head, *last = j;
+        size_t bytes = j->h.len;
+        int early = only_waits(j->h.op);
+        for (int n = 1; !early && n < BATCH && last->next && last->next->order == last->order + 1 &&
+                        !only_waits(last->next->h.op);
+             n++) {
+            last = last->next;
+            bytes += last->h.len;
+        }
+        t->head = last->next;
         if (!t->head)
             t->tail = NULL;
+        last->next = NULL;
         atomic_store(&t->next_order, t->head ? t->head->order : 0);
-        t->queued_bytes -= j->h.len;
+        t->queued_bytes -= bytes;
         if (room_wanted)
             pthread_cond_broadcast(&sched_cv);
-        int early = only_waits(j->h.op);
         if (early) {
             atomic_store(&released, j->order);
             wake_next_locked();
         }
         pthread_mutex_unlock(&sched_lock);
-        uint64_t order = j->order;
-        run_job(t, j);
+        uint64_t order = last->order;
+        for (job *k = j; k; k = k->next)
+            if (!session_broken)
+                run_job(t, k);
         pthread_mutex_lock(&sched_lock);
-        job_free_locked(j);
+        for (job *k = j, *next; k; k = next) {
+            next = k->next;
+            job_free_locked(k);
+        }
         if (!early && order > released) {
             atomic_store(&released, order);
             wake_next_locked();
@@ -500,8 +516,10 @@ static tthread *thread_for(uint32_t tid)
     return t;
 }
 
-/* Queues j on t, waiting while t's backlog is over QUEUE_BYTES; -1 if the session broke meanwhile. */
-static int enqueue(tthread *t, job *j)
+/* Queues the list head..tail (linked by next) on t, in order, waiting while
+ * t's backlog is over QUEUE_BYTES; -1 if the session broke meanwhile (the
+ * list is then the caller's to free). */
+static int enqueue(tthread *t, job *head, job *tail, size_t bytes)
 {
     pthread_mutex_lock(&sched_lock);
     while (t->queued_bytes > QUEUE_BYTES && !session_broken) {
@@ -511,21 +529,54 @@ static int enqueue(tthread *t, job *j)
     }
     int broken = session_broken;
     if (!broken) {
-        j->order = ++arrived;
-        j->next = NULL;
+        for (job *j = head; j; j = j->next)
+            j->order = ++arrived;
+        tail->next = NULL;
         if (t->tail) {
-            t->tail->next = j;
+            t->tail->next = head;
         } else {
-            t->head = j;
-            atomic_store(&t->next_order, j->order);
+            t->head = head;
+            atomic_store(&t->next_order, head->order);
         }
-        t->tail = j;
-        t->queued_bytes += j->h.len;
+        t->tail = tail;
+        t->queued_bytes += bytes;
         if (t->sleeping && runnable_locked(t))
             pthread_cond_signal(&t->cv);
     }
     pthread_mutex_unlock(&sched_lock);
     return broken ? -1 : 0;
+}
+
+/* Jobs read but not yet queued: the reader hands a thread several at once
+ * while more frames wait in its input buffer. */
+typedef struct pending {
+    tthread *t;
+    job *head, *tail;
+    size_t bytes;
+    int n;
+} pending;
+
+static int pending_flush(pending *pd)
+{
+    if (!pd->head)
+        return 0;
+    int rc = enqueue(pd->t, pd->head, pd->tail, pd->bytes);
+    if (rc)
+        for (job *j = pd->head, *next; j; j = next) {
+            next = j->next;
+            free(j);
+        }
+    *pd = (pending){0};
+    return rc;
+}
+
+static void pending_drop(pending *pd)
+{
+    for (job *j = pd->head, *next; j; j = next) {
+        next = j->next;
+        free(j);
+    }
+    *pd = (pending){0};
 }
 
 /* Ends the session's threads. With drain, queued work runs first (an orderly goodbye). */
@@ -604,9 +655,16 @@ static int valid_op(unsigned op)
 static int serve(void)
 {
     uint64_t calls = 0;
+    pending pd = {0};
     for (;;) {
         gw_hdr h;
+        /* what was read goes to its thread before the reader may wait for more bytes */
+        if (in_end - in_pos < sizeof h && pending_flush(&pd)) {
+            stop_threads(0);
+            return 3;
+        }
         if (read_frame_bytes(&h, sizeof h)) {
+            pending_drop(&pd);
             if (session_broken) {
                 stop_threads(0);
                 return 3;
@@ -616,18 +674,21 @@ static int serve(void)
             return 0;
         }
         if (h.op == GW_OP_BYE) {
+            pending_flush(&pd);
             stop_threads(1);
             if (!session_broken)
                 gw_wlog("client said goodbye after %llu requests", (unsigned long long)calls);
             return 0;
         }
         if (h.len > GW_MAX_PAYLOAD) {
+            pending_drop(&pd);
             gw_wlog("closing session: frame of %u bytes is over the %u-byte limit", h.len, GW_MAX_PAYLOAD);
             stop_threads(0);
             send_error(GW_ERR_MALFORMED, "frame over the size limit");
             return 3;
         }
         if (!valid_op(h.op)) {
+            pending_drop(&pd);
             gw_wlog("closing session: unknown or unsupported request op %u", h.op);
             stop_threads(0);
             send_error(GW_ERR_MALFORMED, "unknown request op");
@@ -635,13 +696,20 @@ static int serve(void)
         }
         job *j = job_alloc(h.len);
         if (!j) {
+            pending_drop(&pd);
             gw_wlog("closing session: out of memory for a %u-byte frame", h.len);
             stop_threads(0);
             return 4;
         }
         j->h = h;
+        if (in_end - in_pos < h.len && pending_flush(&pd)) {
+            free(j);
+            stop_threads(0);
+            return 3;
+        }
         if (read_frame_bytes(j->payload, h.len)) {
             free(j);
+            pending_drop(&pd);
             gw_wlog("closing session: connection lost inside a %u-byte frame (truncated frame)", h.len);
             stop_threads(0);
             return 3;
@@ -652,16 +720,25 @@ static int serve(void)
         tthread *t = thread_for(h.tid);
         if (!t) {
             free(j);
+            pending_drop(&pd);
             gw_wlog("closing session: more than %d client threads, or no thread for one", MAX_THREADS);
             stop_threads(0);
             send_error(GW_ERR_MALFORMED, "too many client threads");
             return 3;
         }
-        if (enqueue(t, j)) {
+        if ((pd.head && (pd.t != t || pd.n >= BATCH)) && pending_flush(&pd)) {
             free(j);
             stop_threads(0);
             return 3;
         }
+        j->next = NULL;
+        if (pd.head)
+            pd.tail->next = j;
+        else
+            pd.head = j, pd.t = t;
+        pd.tail = j;
+        pd.bytes += h.len;
+        pd.n++;
     }
 }
 
