@@ -70,3 +70,38 @@ def test_landings_can_be_turned_off(server, tmp_path):
     off = run(server, tmp_path, "50", "4096", env={"GPUWIRE_LANDINGS": "0"})
     on = run(server, tmp_path, "50", "4096")
     assert off >= on + 49, (off, on)  # without landings each copy waits for its bytes
+
+
+ROUND = r"""
+import ctypes
+cuda = ctypes.CDLL("libcuda.so.1")
+assert cuda.cuInit(0) == 0
+dev, ctx, s = ctypes.c_int(), ctypes.c_void_p(), ctypes.c_void_p()
+assert cuda.cuDeviceGet(ctypes.byref(dev), 0) == 0
+assert cuda.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev) == 0
+assert cuda.cuCtxSetCurrent(ctx) == 0
+assert cuda.cuStreamCreate(ctypes.byref(s), 0) == 0
+n = 1 << 16
+a, b = ctypes.c_uint64(), ctypes.c_uint64()
+assert cuda.cuMemAlloc_v2(ctypes.byref(a), ctypes.c_size_t(n)) == 0
+assert cuda.cuMemAlloc_v2(ctypes.byref(b), ctypes.c_size_t(n)) == 0
+host = ctypes.c_void_p()
+assert cuda.cuMemAllocHost_v2(ctypes.byref(host), ctypes.c_size_t(n)) == 0
+ctypes.memset(host, 0x11, n)  # stale bytes the copy back must not see
+assert cuda.cuMemsetD32Async(a, 0xCAFEF00D, ctypes.c_size_t(n // 4), s) == 0
+# device -> pinned host -> device, in stream order, with no synchronize between
+assert cuda.cuMemcpyDtoHAsync_v2(host, a, ctypes.c_size_t(n), s) == 0
+assert cuda.cuMemcpyHtoDAsync_v2(b, host, ctypes.c_size_t(n), s) == 0
+assert cuda.cuStreamSynchronize(s) == 0
+out = (ctypes.c_uint32 * (n // 4))()
+assert cuda.cuMemcpyDtoH_v2(out, b, ctypes.c_size_t(n)) == 0
+assert all(v == 0xCAFEF00D for v in out[:: 997]), hex(out[0])
+print("ok")
+"""
+
+
+def test_bytes_sent_on_from_pinned_memory_are_the_landed_ones(server, tmp_path):
+    """A copy back to the device from the pinned buffer, in stream order after the
+    copy that fills it, reads the filled bytes, as natively."""
+    r = gw_run([sys.executable, "-c", ROUND], server=server.address)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", explain(r, server)

@@ -101,6 +101,9 @@ GW_HIDDEN CUresult gw_land(int ptsz, void *dst, CUdeviceptr src, size_t n, CUstr
 GW_HIDDEN void *gw_landing_target(uint64_t id, uint64_t off, uint64_t len);
 GW_HIDDEN void gw_landed(uint64_t id, uint64_t len);
 GW_HIDDEN void gw_landings_forget(uint64_t base, uint64_t size); /* pinned memory freed */
+/* Bytes about to be read from host memory (a host-to-device copy): if a copy still
+ * to land writes into them, wait for it first (a synchronize). */
+GW_HIDDEN CUresult gw_landings_settle(uint64_t addr, uint64_t n);
 
 /* ---- module images (image.c) ---- */
 GW_HIDDEN size_t gw_image_size(const void *image); /* 0 if not recognised */

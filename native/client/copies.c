@@ -21,6 +21,9 @@ static CUresult htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, in
         return CUDA_SUCCESS;
     if (!src)
         return CUDA_ERROR_INVALID_VALUE;
+    CUresult settled_rc = gw_landings_settle((uint64_t)(uintptr_t)src, n);
+    if (settled_rc != CUDA_SUCCESS)
+        return settled_rc;
     int known = gw_mem_is_device_range(dst, n);
     /* large copies to known device memory travel by content address (cache.c) */
     if (known && n >= gw_cas_min_copy() && gw_cas_on())
@@ -228,6 +231,11 @@ static CUresult resolve(CUmemorytype t, const void *host, CUdeviceptr dev, CUarr
 /* One band of rows: at most GW_COPY_CHUNK bytes of packed data. */
 static CUresult band(unsigned op, const side *s, const side *d, size_t width, size_t rows, int async, CUstream st)
 {
+    if (s->type == CU_MEMORYTYPE_HOST) { /* before the request: a synchronize would reuse its buffer */
+        CUresult rc = gw_landings_settle(s->base, rows ? (rows - 1) * s->pitch + width : 0);
+        if (rc != CUDA_SUCCESS)
+            return rc;
+    }
     gw_req *q = gw_req_begin_quiet(op);
     gw_put_u64(q, async ? (uint64_t)(uintptr_t)st : 0);
     gw_put_u32(q, s->type);

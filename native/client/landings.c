@@ -115,3 +115,24 @@ void gw_landings_forget(uint64_t base, uint64_t size)
     }
     pthread_mutex_unlock(&lock);
 }
+
+int gw_landings_pending_in(uint64_t addr, uint64_t n)
+{
+    int pending = 0;
+    pthread_mutex_lock(&lock);
+    for (landing *l = landings; l && !pending; l = l->next) {
+        uint64_t a = (uint64_t)(uintptr_t)l->dst;
+        pending = !l->persistent && a < addr + n && addr < a + l->n;
+    }
+    pthread_mutex_unlock(&lock);
+    return pending;
+}
+
+CUresult gw_landings_settle(uint64_t addr, uint64_t n)
+{
+    /* the application may send these bytes on in stream order, after the copy that
+     * lands them: natively the GPU reads them after that copy wrote them */
+    if (!gw_landings_pending_in(addr, n))
+        return CUDA_SUCCESS;
+    return cuCtxSynchronize(); /* its reply comes after every landing queued before it */
+}
