@@ -11,7 +11,8 @@ int main()
     wild<<<1, 32>>>(reinterpret_cast<int *>(0x10));
     cudaError_t e = cudaDeviceSynchronize();
     printf("illegal_address: synchronize says %s\n", cudaGetErrorName(e));
-    cudaError_t again = cudaMalloc(reinterpret_cast<void **>(&e), 16);
+    void *p = nullptr;
+    cudaError_t again = cudaMalloc(&p, 16);
     printf("illegal_address: the context stays broken: %s\n", cudaGetErrorName(again));
     return e == cudaErrorIllegalAddress ? 3 : 0;
 }
