@@ -105,7 +105,7 @@ def test_hello_round_trip():
     assert hdr.op == protocol.OP_HELLO and hdr.length == len(frame) - 16
     protocol.check_hello_header(hdr)
     hello = protocol.parse_hello(frame[16:])
-    assert hello == protocol.Hello(1, 0xDEADBEEF, 4242, "hôst", "prog")
+    assert hello == protocol.Hello(protocol.PROTO_VERSION, 0xDEADBEEF, 4242, "hôst", "prog")
 
 
 def test_hello_names_limit():
@@ -116,10 +116,10 @@ def test_hello_names_limit():
 
 @pytest.mark.parametrize("payload, code, words", [
     (protocol.pack_hello_payload(1, "h", "p", 0, magic=b"GPUWIRE!"), protocol.ERR_MALFORMED, "magic"),
-    (protocol.pack_hello_payload(1, "h", "p", 0, proto_version=2), protocol.ERR_VERSION, "version 2"),
+    (protocol.pack_hello_payload(1, "h", "p", 0, proto_version=1), protocol.ERR_VERSION, "version 1"),
     (protocol.pack_hello_payload(1, "h", "p", 0)[:-1], protocol.ERR_MALFORMED, "name lengths say"),
     (protocol.pack_hello_payload(1, "h", "p", 0) + b"x", protocol.ERR_MALFORMED, "name lengths say"),
-    (protocol.HELLO.pack(protocol.HELLO_MAGIC, 1, 0, 1, 300, 0) + b"h" * 300, protocol.ERR_MALFORMED, "exceed"),
+    (protocol.HELLO.pack(protocol.HELLO_MAGIC, protocol.PROTO_VERSION, 0, 1, 300, 0) + b"h" * 300, protocol.ERR_MALFORMED, "exceed"),
     (b"\0" * 23, protocol.ERR_MALFORMED, "outside"),
     (b"\0" * (protocol.HELLO_MAX_LEN + 1), protocol.ERR_MALFORMED, "outside"),
 ])

@@ -109,9 +109,9 @@ def test_wrong_version_gets_error(server):
     (protocol.pack_frame(protocol.OP_REPLY, b"\0" * 24), "first frame must be HELLO"),
     (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "exceeds"),
     # host_len says 10 but only 3 name bytes follow
-    (protocol.pack_frame(protocol.OP_HELLO, protocol.HELLO.pack(protocol.HELLO_MAGIC, 1, 0, 1, 10, 0) + b"abc"),
+    (protocol.pack_frame(protocol.OP_HELLO, protocol.HELLO.pack(protocol.HELLO_MAGIC, protocol.PROTO_VERSION, 0, 1, 10, 0) + b"abc"),
      "name lengths say"),
-    (protocol.pack_frame(protocol.OP_HELLO, protocol.HELLO.pack(protocol.HELLO_MAGIC, 1, 0, 1, 3, 0) + b"a\0c"),
+    (protocol.pack_frame(protocol.OP_HELLO, protocol.HELLO.pack(protocol.HELLO_MAGIC, protocol.PROTO_VERSION, 0, 1, 3, 0) + b"a\0c"),
      "NUL"),
 ], ids=["hello-too-long", "over-max-payload", "hello-too-short", "not-hello", "http", "name-length-mismatch",
         "nul-in-name"])

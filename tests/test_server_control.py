@@ -134,10 +134,10 @@ def test_handshake_timeout(control):
 def test_bad_hello_refused_without_worker(control):
     srv, log = control()
     with dial(srv) as s:
-        s.sendall(protocol.pack_hello(1, "h", "p", 0, proto_version=2))
+        s.sendall(protocol.pack_hello(1, "h", "p", 0, proto_version=1))  # an older client
         hdr, payload = protocol.recv_frame(s, time.monotonic() + 10)
         assert hdr.op == protocol.OP_ERROR and protocol.parse_error(payload)[0] == protocol.ERR_VERSION
-    log.wait_for(r"handshake refused: client speaks gpuwire protocol version 2")
+    log.wait_for(r"handshake refused: client speaks gpuwire protocol version 1")
     assert not any("session start" in ln for ln in log.lines())
 
 

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <stddef.h>
 
-#define GW_PROTO_VERSION 1u
+#define GW_PROTO_VERSION 2u
 #define GW_HELLO_MAGIC "GPUWIRE\0"          /* 8 bytes, first thing a client sends */
 #define GW_MAX_PAYLOAD (16u * 1024u * 1024u) /* larger payloads are refused */
 #define GW_COPY_CHUNK (4u * 1024u * 1024u)   /* bulk copies travel in chunks of this */

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import NamedTuple
 
-PROTO_VERSION = 1
+PROTO_VERSION = 2
 HELLO_MAGIC = b"GPUWIRE\0"
 MAX_PAYLOAD = 16 * 1024 * 1024
 COPY_CHUNK = 4 * 1024 * 1024
