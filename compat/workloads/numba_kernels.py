@@ -4,7 +4,13 @@ from _common import Digest, emit, prepare
 
 prepare(caches=True)
 import numpy as np
-from numba import cuda, float32, int32
+
+# numba 0.68 still names np.row_stack, which numpy 2.5 (on the GPU machine)
+# removed; its replacement is np.vstack. Without this numba does not import,
+# natively or through gpuwire. Not a change to what the workload measures.
+if not hasattr(np, "row_stack"):
+    np.row_stack = np.vstack
+from numba import cuda, float32, int32  # noqa: E402
 
 TILE = 16
 
