@@ -45,17 +45,22 @@ print("ok")
 """
 
 
-def run(server, tmp_path, *args, env=None):
+def run_stats(server, tmp_path, *args, env=None):
     stats = tmp_path / f"s{'_'.join(args)}.json"
     r = gw_run([sys.executable, "-c", SCRIPT, *args], server=server.address, stats=stats, env=env)
     assert r.returncode == 0 and r.stdout.strip() == "ok", explain(r, server)
-    return json.loads(stats.read_text())["round_trips"]
+    return json.loads(stats.read_text())
+
+
+def run(server, tmp_path, *args, env=None):
+    return run_stats(server, tmp_path, *args, env=env)["round_trips"]
 
 
 def test_copies_into_pinned_memory_land_by_the_synchronize(server, tmp_path):
     one = run(server, tmp_path, "1", "4096")
-    many = run(server, tmp_path, "200", "4096")
-    assert many == one, (one, many)  # 199 more copies, not one more round trip
+    many = run_stats(server, tmp_path, "200", "4096")
+    assert many["round_trips"] == one, (one, many["round_trips"])  # 199 more copies, not one more round trip
+    assert many["landings"] == {"copies": 200, "bytes": 200 * 4096, "waits": 0}, many["landings"]
 
 
 def test_landed_before_the_event_query_says_done(server, tmp_path):

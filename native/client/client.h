@@ -104,6 +104,7 @@ GW_HIDDEN void gw_landings_forget(uint64_t base, uint64_t size); /* pinned memor
 /* Bytes about to be read from host memory (a host-to-device copy): if a copy still
  * to land writes into them, wait for it first (a synchronize). */
 GW_HIDDEN CUresult gw_landings_settle(uint64_t addr, uint64_t n);
+GW_HIDDEN void gw_stat_landing(uint64_t bytes, int waited); /* stats.c */
 
 /* ---- module images (image.c) ---- */
 GW_HIDDEN size_t gw_image_size(const void *image); /* 0 if not recognised */

@@ -50,6 +50,8 @@ CUresult gw_land(int ptsz, void *dst, CUdeviceptr src, size_t n, CUstream s)
     gw_put_u64(q, (uint64_t)(uintptr_t)s);
     gw_put_u32(q, ptsz ? 1u : 0u);
     CUresult rc = gw_req_post(q);
+    if (rc == CUDA_SUCCESS)
+        gw_stat_landing(n, 0);
     if (rc != CUDA_SUCCESS) {
         uint64_t id = l->id;
         pthread_mutex_lock(&lock);
@@ -134,5 +136,6 @@ CUresult gw_landings_settle(uint64_t addr, uint64_t n)
      * lands them: natively the GPU reads them after that copy wrote them */
     if (!gw_landings_pending_in(addr, n))
         return CUDA_SUCCESS;
+    gw_stat_landing(0, 1);
     return cuCtxSynchronize(); /* its reply comes after every landing queued before it */
 }

@@ -27,6 +27,18 @@ void gw_stat_round_trip(unsigned op)
 }
 
 static gw_cas_figures cas; /* content-addressed transfers (cache.c) */
+/* device-to-host copies that landed later (landings.c); waits: copies on from
+ * pinned memory that had to wait for a landing first */
+static atomic_ullong landing_copies, landing_bytes, landing_waits;
+void gw_stat_landing(uint64_t bytes, int waited)
+{
+    if (waited) {
+        atomic_fetch_add_explicit(&landing_waits, 1, memory_order_relaxed);
+        return;
+    }
+    atomic_fetch_add_explicit(&landing_copies, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&landing_bytes, bytes, memory_order_relaxed);
+}
 
 gw_cas_figures *gw_cas_stats(void) { return &cas; }
 
@@ -77,10 +89,11 @@ __attribute__((destructor)) static void write_stats(void)
                "\"miss_bytes\": %llu, \"miss_bytes_sent\": %llu,\n  \"image_hits\": %llu, \"image_misses\": %llu, "
                "\"image_bytes_avoided\": %llu, \"image_miss_bytes\": %llu, \"image_miss_bytes_sent\": %llu,\n  "
                "\"images\": %llu, \"image_bytes\": %llu, \"images_inline\": %llu, \"image_inline_bytes\": %llu,\n  "
-               "\"hashed_bytes\": %llu, \"hash_seconds\": %.6f, \"memo_bytes\": %llu}\n}\n",
+               "\"hashed_bytes\": %llu, \"hash_seconds\": %.6f, \"memo_bytes\": %llu},\n"
+               " \"landings\": {\"copies\": %llu, \"bytes\": %llu, \"waits\": %llu}\n}\n",
             gw_cas_on() ? "true" : "false", cas.hits, cas.misses, cas.hit_bytes, cas.miss_bytes, cas.sent_bytes,
             cas.image_hits, cas.image_misses, cas.image_hit_bytes, cas.image_miss_bytes, cas.image_sent_bytes,
             cas.images, cas.image_bytes, cas.images_inline, cas.image_inline_bytes, cas.hashed_bytes,
-            cas.hash_ns / 1e9, cas.memo_hit_bytes);
+            cas.hash_ns / 1e9, cas.memo_hit_bytes, landing_copies, landing_bytes, landing_waits);
     fclose(f);
 }
