@@ -33,8 +33,23 @@ int gw_landings_on(void)
     return on;
 }
 
+/* Bytes of copies posted and not landed yet: past this the next copy first
+ * synchronizes (reading what landed), so the server never holds more than the
+ * half of its budget a well-behaved client may use (worker/landings.c). */
+#define PENDING_MAX ((uint64_t)4 << 30)
+
+static uint64_t pending_bytes; /* under lock: what non-persistent landings still await */
+
 CUresult gw_land(int ptsz, void *dst, CUdeviceptr src, size_t n, CUstream s)
 {
+    pthread_mutex_lock(&lock);
+    int over = pending_bytes + n > PENDING_MAX;
+    pthread_mutex_unlock(&lock);
+    if (over) {
+        CUresult rc = cuCtxSynchronize();
+        if (rc != CUDA_SUCCESS)
+            return rc;
+    }
     landing *l = malloc(sizeof *l);
     if (!l)
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -42,6 +57,8 @@ CUresult gw_land(int ptsz, void *dst, CUdeviceptr src, size_t n, CUstream s)
     pthread_mutex_lock(&lock);
     l->next = landings;
     landings = l;
+    if (!l->persistent)
+        pending_bytes += n;
     pthread_mutex_unlock(&lock);
     gw_req *q = gw_req_begin(GW_OP_LAND);
     gw_put_u64(q, l->id);
@@ -59,6 +76,8 @@ CUresult gw_land(int ptsz, void *dst, CUdeviceptr src, size_t n, CUstream s)
             if ((*pp)->id == id) {
                 landing *dead = *pp;
                 *pp = dead->next;
+                if (!dead->persistent)
+                    pending_bytes -= dead->n - dead->got;
                 free(dead);
                 break;
             }
@@ -89,6 +108,8 @@ void gw_landed(uint64_t id, uint64_t len)
         if (l->id != id)
             continue;
         l->got += len;
+        if (!l->persistent)
+            pending_bytes -= len;
         if (l->got >= l->n) {
             if (l->persistent) {
                 l->got = 0; /* the next replay lands it again */
@@ -110,6 +131,8 @@ void gw_landings_forget(uint64_t base, uint64_t size)
         uint64_t a = (uint64_t)(uintptr_t)l->dst;
         if (a >= base && a - base < size) {
             *pp = l->next;
+            if (!l->persistent)
+                pending_bytes -= l->n - l->got;
             free(l);
         } else {
             pp = &l->next;
@@ -122,7 +145,7 @@ int gw_landings_pending_in(uint64_t addr, uint64_t n)
 {
     int pending = 0;
     pthread_mutex_lock(&lock);
-    for (landing *l = landings; l && !pending; l = l->next) {
+    for (landing *l = pending_bytes ? landings : NULL; l && !pending; l = l->next) {
         uint64_t a = (uint64_t)(uintptr_t)l->dst;
         pending = !l->persistent && a < addr + n && addr < a + l->n;
     }

@@ -30,8 +30,15 @@ typedef struct parcel {
     uint8_t bytes[];
 } parcel;
 
+/* Server memory a session's landings may hold (staging in flight plus bytes
+ * waiting in the outbox): a client that posts copies without ever
+ * synchronizing cannot fill the host (gpuwire's client synchronizes first at
+ * half of this, so only a hostile one meets it). */
+#define LAND_BUDGET ((uint64_t)8 << 30)
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static parcel *outbox, **outbox_end = &outbox; /* under lock */
+static uint64_t held;                           /* staging in flight + outbox bytes, under lock */
 static struct { void *p; size_t n; } pool[POOL_SLOTS], doomed[POOL_SLOTS]; /* under lock */
 static size_t pool_bytes;
 
@@ -119,6 +126,7 @@ static void CUDA_CB arrived(void *arg)
         pthread_mutex_lock(&lock);
         *outbox_end = pc;
         outbox_end = &pc->next;
+        held += l->n;
         pthread_mutex_unlock(&lock);
     } else {
         gw_wlog("out of memory for %zu landed bytes: the client's copy %llu stays unfilled", l->n,
@@ -126,8 +134,21 @@ static void CUDA_CB arrived(void *arg)
     }
     if (!l->persistent) {
         staging_give(l->staging, l->n);
+        pthread_mutex_lock(&lock);
+        held -= l->n;
+        pthread_mutex_unlock(&lock);
         free(l);
     }
+}
+
+/* Whether n more bytes fit the budget (the client keeps well inside it by
+ * synchronizing first; one that does not gets CUDA_ERROR_OUT_OF_MEMORY). */
+static int fits(size_t n)
+{
+    pthread_mutex_lock(&lock);
+    int ok = held + n <= LAND_BUDGET;
+    pthread_mutex_unlock(&lock);
+    return ok;
 }
 
 void gw_op_land(gw_call *c)
@@ -149,6 +170,15 @@ void gw_op_land(gw_call *c)
         gw_reply_result(c, CUDA_ERROR_NOT_SUPPORTED);
         return;
     }
+    CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_NONE;
+    if (capturing)
+        capturing(s, &st);
+    if (!fits((size_t)n)) {
+        gw_wlog("LAND: copy %llu of %llu bytes would pass the %llu bytes landings may hold", (unsigned long long)id,
+                (unsigned long long)n, (unsigned long long)LAND_BUDGET);
+        gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
+        return;
+    }
     landing *l = malloc(sizeof *l);
     void *staging = l ? staging_take((size_t)n) : NULL;
     if (!staging) {
@@ -163,10 +193,12 @@ void gw_op_land(gw_call *c)
         gw_reply_result(c, r);
         return;
     }
-    CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_NONE;
-    if (capturing)
-        capturing(s, &st);
     *l = (landing){id, staging, (size_t)n, st == CU_STREAM_CAPTURE_STATUS_ACTIVE};
+    if (!l->persistent) {
+        pthread_mutex_lock(&lock);
+        held += n;
+        pthread_mutex_unlock(&lock);
+    }
     r = hostfn(s, arrived, l);
     if (r != CUDA_SUCCESS) {
         /* the copy may still write the staging: it is not reused (kept until the process ends) */
@@ -193,6 +225,9 @@ void gw_landings_flush(void)
             uint64_t head[2] = {pc->id, off};
             gw_push_parts(GW_OP_LANDED, head, sizeof head, pc->bytes + off, k);
         }
+        pthread_mutex_lock(&lock);
+        held -= pc->n;
+        pthread_mutex_unlock(&lock);
         free(pc);
     }
 }
