@@ -2,6 +2,7 @@
  * native/worker/frameworks.c. */
 #include <string.h>
 
+#include "../common/mempool_attrs.h"
 #include "client.h"
 
 #undef cuGraphExecUpdate
@@ -28,24 +29,7 @@ CUresult CUDAAPI cuGraphExecUpdate_v2(CUgraphExec hGraphExec, CUgraph hGraph, CU
     return rc;
 }
 
-/* Bytes of an attribute's value (cuda.h); 0 if unknown here. */
-static size_t pool_attr_size(CUmemPool_attribute a)
-{
-    switch (a) {
-    case CU_MEMPOOL_ATTR_REUSE_FOLLOW_EVENT_DEPENDENCIES:
-    case CU_MEMPOOL_ATTR_REUSE_ALLOW_OPPORTUNISTIC:
-    case CU_MEMPOOL_ATTR_REUSE_ALLOW_INTERNAL_DEPENDENCIES:
-        return sizeof(int);
-    case CU_MEMPOOL_ATTR_RELEASE_THRESHOLD:
-    case CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT:
-    case CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH:
-    case CU_MEMPOOL_ATTR_USED_MEM_CURRENT:
-    case CU_MEMPOOL_ATTR_USED_MEM_HIGH:
-        return sizeof(cuuint64_t);
-    default:
-        return 0;
-    }
-}
+static size_t pool_attr_size(unsigned a) { return gw_pool_attr_size(a); }
 
 static CUresult pool_attr(unsigned op, CUmemoryPool pool, CUmemPool_attribute attr, void *value)
 {

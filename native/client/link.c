@@ -30,26 +30,46 @@ typedef struct link_rec {
 static gw_idmap links; /* link id -> link_rec */
 static pthread_mutex_t links_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Options that travel as numbers; -1 (logged) for any other kind. */
-static int put_numeric_options(gw_req *q, const char *fn, unsigned n, const CUjit_option *opts, void **vals)
+static int is_log_option(CUjit_option o)
 {
-    unsigned keep = 0;
+    return o == CU_JIT_INFO_LOG_BUFFER || o == CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES || o == CU_JIT_ERROR_LOG_BUFFER ||
+           o == CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES;
+}
+
+/* How many of the options travel as numbers; -1 (logged) for a kind that cannot
+ * travel at all (log buffers are neither: the callers handle them). */
+static int count_numeric_options(const char *fn, unsigned n, const CUjit_option *opts)
+{
+    int keep = 0;
     for (unsigned i = 0; i < n; i++) {
-        if (gw_jit_numeric_option(opts[i]))
+        if (gw_jit_numeric_option(opts[i])) {
             keep++;
-        else if (opts[i] != CU_JIT_INFO_LOG_BUFFER && opts[i] != CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES &&
-                 opts[i] != CU_JIT_ERROR_LOG_BUFFER && opts[i] != CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES) {
+        } else if (!is_log_option(opts[i])) {
             gw_log("%s: JIT option %d is not forwarded (its value is a pointer or an output): "
                    "CUDA_ERROR_INVALID_VALUE", fn, (int)opts[i]);
             return -1;
         }
     }
-    gw_put_u32(q, keep);
+    return keep;
+}
+
+static void put_numbers(gw_req *q, unsigned n, const CUjit_option *opts, void **vals)
+{
     for (unsigned i = 0; i < n; i++)
         if (gw_jit_numeric_option(opts[i])) {
             gw_put_u32(q, (uint32_t)opts[i]);
             gw_put_u64(q, (uint64_t)(uintptr_t)vals[i]);
         }
+}
+
+/* Options that travel as numbers; -1 (logged) for any other kind. */
+static int put_numeric_options(gw_req *q, const char *fn, unsigned n, const CUjit_option *opts, void **vals)
+{
+    int keep = count_numeric_options(fn, n, opts);
+    if (keep < 0)
+        return -1;
+    gw_put_u32(q, (uint32_t)keep);
+    put_numbers(q, n, opts, vals);
     return 0;
 }
 
@@ -108,25 +128,14 @@ static CUresult link_create(unsigned op, unsigned int n, CUjit_option *opts, voi
         l->err_size = 0;
     /* the numbers, then a size option per log buffer asked for: the worker's own buffer of that size */
     unsigned nlogs = (l->info_size > 0) + (l->err_size > 0);
-    unsigned keep = 0;
-    for (unsigned i = 0; i < n; i++) {
-        if (gw_jit_numeric_option(opts[i]))
-            keep++;
-        else if (opts[i] != CU_JIT_INFO_LOG_BUFFER && opts[i] != CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES &&
-                 opts[i] != CU_JIT_ERROR_LOG_BUFFER && opts[i] != CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES) {
-            gw_log("%s: JIT option %d is not forwarded (its value is a pointer or an output): "
-                   "CUDA_ERROR_INVALID_VALUE", fn, (int)opts[i]);
-            free(l);
-            return CUDA_ERROR_INVALID_VALUE;
-        }
+    int keep = count_numeric_options(fn, n, opts);
+    if (keep < 0) {
+        free(l);
+        return CUDA_ERROR_INVALID_VALUE;
     }
     gw_req *q = gw_req_begin(op);
-    gw_put_u32(q, keep + nlogs);
-    for (unsigned i = 0; i < n; i++)
-        if (gw_jit_numeric_option(opts[i])) {
-            gw_put_u32(q, (uint32_t)opts[i]);
-            gw_put_u64(q, (uint64_t)(uintptr_t)vals[i]);
-        }
+    gw_put_u32(q, (uint32_t)keep + nlogs);
+    put_numbers(q, n, opts, vals);
     if (l->info_size) {
         gw_put_u32(q, CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES);
         gw_put_u64(q, l->info_size);

@@ -12,6 +12,7 @@
  *   unknown. */
 #include <string.h>
 
+#include "../common/mempool_attrs.h"
 #include "worker.h"
 
 void gw_h_cuGraphExecUpdate_v2(gw_call *c)
@@ -39,24 +40,7 @@ void gw_h_cuGraphExecUpdate_v2(gw_call *c)
     gw_reply_handles(c, GW_HT_CUgraphNode, (void **)&info.errorFromNode, 1);
 }
 
-/* Bytes of an attribute's value; 0 if the attribute is not known here. */
-static size_t pool_attr_size(uint32_t a)
-{
-    switch (a) {
-    case CU_MEMPOOL_ATTR_REUSE_FOLLOW_EVENT_DEPENDENCIES:
-    case CU_MEMPOOL_ATTR_REUSE_ALLOW_OPPORTUNISTIC:
-    case CU_MEMPOOL_ATTR_REUSE_ALLOW_INTERNAL_DEPENDENCIES:
-        return sizeof(int);
-    case CU_MEMPOOL_ATTR_RELEASE_THRESHOLD:
-    case CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT:
-    case CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH:
-    case CU_MEMPOOL_ATTR_USED_MEM_CURRENT:
-    case CU_MEMPOOL_ATTR_USED_MEM_HIGH:
-        return sizeof(cuuint64_t);
-    default:
-        return 0;
-    }
-}
+static size_t pool_attr_size(unsigned a) { return gw_pool_attr_size(a); }
 
 static void pool_attr(gw_call *c, int set)
 {
