@@ -120,7 +120,7 @@ def child_load(path: str, loader: str) -> dict:
             if k == "__metadata__":
                 continue
             b, e = v["data_offsets"]
-            t = torch.asarray(storage[base + b: base + e], dtype=torch.uint8).view(torch.bfloat16)
+            t = torch.empty(0, dtype=torch.uint8).set_(storage, base + b, (e - b,)).view(torch.bfloat16)
             out[k] = t.reshape(v["shape"]).to("cuda")
         how = "torch.UntypedStorage.from_file(shared=False) + .to('cuda') (safetensors not installed)"
     torch.cuda.synchronize()
