@@ -100,7 +100,7 @@ GW_HIDDEN CUresult gw_land(int ptsz, void *dst, CUdeviceptr src, size_t n, CUstr
 /* Where a landed piece goes (NULL: nobody waits for it any more); then gw_landed. */
 GW_HIDDEN void *gw_landing_target(uint64_t id, uint64_t off, uint64_t len);
 GW_HIDDEN void gw_landed(uint64_t id, uint64_t len);
-GW_HIDDEN void gw_landings_forget(uint64_t base, uint64_t size); /* pinned memory freed */
+GW_HIDDEN void gw_landings_forget(uint64_t base, uint64_t size); /* pinned memory freed: waits, then forgets */
 /* Bytes about to be read from host memory (a host-to-device copy): if a copy still
  * to land writes into them, wait for it first (a synchronize). */
 GW_HIDDEN CUresult gw_landings_settle(uint64_t addr, uint64_t n);

@@ -125,6 +125,9 @@ void gw_landed(uint64_t id, uint64_t len)
 
 void gw_landings_forget(uint64_t base, uint64_t size)
 {
+    /* copies still on their way into this memory arrive first, as freeing pinned
+     * memory waits for the GPU natively: the reader then never writes into it */
+    gw_landings_settle(base, size);
     pthread_mutex_lock(&lock);
     for (landing **pp = &landings; *pp;) {
         landing *l = *pp;

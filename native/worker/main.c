@@ -272,14 +272,13 @@ static atomic_int inflight; /* jobs running, for the server's busy flag */
 #define SPARE_MIN (256u << 10)
 #define SPARES 8
 static job *spares[SPARES]; /* under sched_lock */
-static uint32_t spare_cap[SPARES];
 
 static job *job_alloc(uint32_t len)
 {
     if (len >= SPARE_MIN) {
         pthread_mutex_lock(&sched_lock);
         for (int i = 0; i < SPARES; i++) {
-            if (spares[i] && spare_cap[i] >= len) {
+            if (spares[i] && spares[i]->cap >= len) {
                 job *j = spares[i];
                 spares[i] = NULL;
                 pthread_mutex_unlock(&sched_lock);
@@ -301,7 +300,6 @@ static void job_free_locked(job *j)
         for (int i = 0; i < SPARES; i++) {
             if (!spares[i]) {
                 spares[i] = j;
-                spare_cap[i] = j->cap;
                 return;
             }
         }
@@ -512,7 +510,9 @@ static tthread *thread_for(uint32_t tid)
         pthread_cond_destroy(&t->cv);
         return NULL;
     }
+    pthread_mutex_lock(&sched_lock); /* worker threads read the table under it (wake_next_locked) */
     nthreads++;
+    pthread_mutex_unlock(&sched_lock);
     return t;
 }
 
@@ -579,7 +579,6 @@ static void pending_drop(pending *pd)
     *pd = (pending){0};
 }
 
-/* Ends the session's threads. With drain, queued work runs first (an orderly goodbye). */
 /* A deadline d seconds from now, on the clock pthread's timed waits use. */
 static struct timespec deadline_in(double d)
 {
@@ -850,7 +849,6 @@ int main(int argc, char **argv)
             ok.device_count);
     gw_stdout_start(); /* device printf output goes to the client, not the server's log */
     int rc = gw_worker_serve(fd);
-    gw_stdout_flush(); /* what is left, in case the client still reads */
     gw_cas_report(1);
     fflush(stderr);
     _exit(rc); /* process exit releases every context, allocation and module the client held */

@@ -7,9 +7,10 @@
  * driver never blocks on a full pipe), and what was written travels to the
  * client as unasked GW_OP_STDOUT frames:
  *   - before every reply (gw_stdout_flush() from run_job()), so output a
- *     synchronization flushed is printed before the call returns in the client;
- *   - every FWD_TICK_MS from a timer thread, so output of a program that
- *     never waits still arrives.
+ *     synchronization flushed is printed before the call returns in the client.
+ * Not on a timer: the client reads only while it waits for a reply, so an
+ * earlier frame would not print sooner, and a writer blocked on a client busy
+ * sending would hold the socket's write lock.
  * Frames leave in the order the bytes were written (push_lock). The worker's
  * own log lines (gw_wlog) stay on stderr. Not used by the fuzz harness:
  * without gw_stdout_start() every entry point here does nothing. */
@@ -29,7 +30,6 @@
 
 #define FWD_CAP (4u << 20)   /* output kept for the client; beyond it, bytes are dropped with a note */
 #define FWD_FRAME (1u << 20) /* payload bytes per GW_OP_STDOUT frame (<= GW_MAX_PAYLOAD) */
-#define FWD_TICK_MS 200      /* the timer's period */
 #define FWD_POLL_MS 100      /* the reader's poll timeout */
 
 _Static_assert(FWD_FRAME <= GW_MAX_PAYLOAD, "a STDOUT frame fits the payload limit");
@@ -96,17 +96,6 @@ static void *reader_main(void *arg)
     }
 }
 
-static void *timer_main(void *arg)
-{
-    (void)arg;
-    struct timespec ts = {.tv_sec = 0, .tv_nsec = FWD_TICK_MS * 1000000L};
-    for (;;) {
-        nanosleep(&ts, NULL);
-        gw_stdout_flush();
-    }
-    return NULL;
-}
-
 void gw_stdout_flush(void)
 {
     if (!atomic_load_explicit(&active, memory_order_acquire))
@@ -163,11 +152,8 @@ int gw_stdout_start(void)
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&a, 256u << 10);
     int bad = pthread_create(&th, &a, reader_main, NULL);
-    if (!bad) {
+    if (!bad)
         atomic_store_explicit(&active, 1, memory_order_release);
-        if (pthread_create(&th, &a, timer_main, NULL))
-            gw_wlog("no timer for device printf output: it is sent at the client's synchronizations only");
-    }
     pthread_attr_destroy(&a);
     if (bad) {
         /* without a reader a full pipe would block the driver: stdout goes nowhere instead */
