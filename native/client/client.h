@@ -75,7 +75,9 @@ GW_HIDDEN CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info);
 
 /* ---- statistics (stats.c) ---- */
 GW_HIDDEN void gw_stat_call(unsigned op);
-GW_HIDDEN void gw_stat_round_trip(unsigned op);
+GW_HIDDEN void gw_stat_round_trip(unsigned op, uint64_t waited_ns);
+GW_HIDDEN uint64_t gw_now_ns(void);
+GW_HIDDEN void gw_stat_send(uint64_t ns); /* time a batch took to leave (the server reading slowly shows here) */
 GW_HIDDEN void gw_stat_bytes(uint64_t to_server, uint64_t from_server);
 
 /* ---- logging (log.c) ---- */

@@ -2,12 +2,20 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "cache.h"
 #include "client.h"
 
 static atomic_ullong calls, round_trips, to_server, from_server;
 static atomic_ullong by_op[GW_OP_COUNT];
+
+uint64_t gw_now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
 
 void gw_stat_call(unsigned op)
 {
@@ -18,12 +26,24 @@ void gw_stat_call(unsigned op)
 
 /* Round trips by the request that waited (control ops are counted under their own ids below 256). */
 static atomic_ullong rt_by_op[256 + GW_OP_COUNT];
+/* and the time the application waited in them: where a slow program's time goes */
+static atomic_ullong rt_ns_by_op[256 + GW_OP_COUNT], rt_ns;
+static atomic_ullong send_ns, sends;
 
-void gw_stat_round_trip(unsigned op)
+void gw_stat_send(uint64_t ns)
+{
+    atomic_fetch_add_explicit(&send_ns, ns, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sends, 1, memory_order_relaxed);
+}
+
+void gw_stat_round_trip(unsigned op, uint64_t waited_ns)
 {
     atomic_fetch_add_explicit(&round_trips, 1, memory_order_relaxed);
-    if (op < 256 + GW_OP_COUNT)
+    atomic_fetch_add_explicit(&rt_ns, waited_ns, memory_order_relaxed);
+    if (op < 256 + GW_OP_COUNT) {
         atomic_fetch_add_explicit(&rt_by_op[op], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&rt_ns_by_op[op], waited_ns, memory_order_relaxed);
+    }
 }
 
 static gw_cas_figures cas; /* content-addressed transfers (cache.c) */
@@ -58,8 +78,11 @@ __attribute__((destructor)) static void write_stats(void)
         gw_log("cannot write GPUWIRE_STATS file %s", path);
         return;
     }
-    fprintf(f, "{\"calls\": %llu, \"round_trips\": %llu, \"bytes_to_server\": %llu, \"bytes_from_server\": %llu,\n",
-            (unsigned long long)calls, (unsigned long long)round_trips, (unsigned long long)to_server,
+    fprintf(f, "{\"calls\": %llu, \"round_trips\": %llu, \"round_trip_seconds\": %.6f, \"batches_sent\": %llu, "
+               "\"batch_send_seconds\": %.6f, \"bytes_to_server\": %llu, "
+               "\"bytes_from_server\": %llu,\n",
+            (unsigned long long)calls, (unsigned long long)round_trips, rt_ns / 1e9, (unsigned long long)sends, send_ns / 1e9,
+            (unsigned long long)to_server,
             (unsigned long long)from_server);
     const gw_hello_ok *s = gw_server_info();
     fprintf(f, " \"server_driver\": \"%s\",\n \"by_function\": {", s ? s->driver_desc : "");
@@ -82,6 +105,16 @@ __attribute__((destructor)) static void write_stats(void)
         const char *name = i >= 256 ? gw_op_names[i - 256]
                            : i < sizeof control / sizeof control[0] && control[i] ? control[i] : "(control)";
         fprintf(f, "%s\n  \"%s\": %llu", sep, name, n);
+        sep = ",";
+    }
+    fprintf(f, "\n },\n \"round_trip_seconds_by_function\": {");
+    sep = "";
+    for (unsigned i = 0; i < 256 + GW_OP_COUNT; i++) {
+        if (!rt_by_op[i])
+            continue;
+        const char *name = i >= 256 ? gw_op_names[i - 256]
+                           : i < sizeof control / sizeof control[0] && control[i] ? control[i] : "(control)";
+        fprintf(f, "%s\n  \"%s\": %.6f", sep, name, rt_ns_by_op[i] / 1e9);
         sep = ",";
     }
     /* bytes_avoided: chunk bytes the server's cache supplied instead of the wire */

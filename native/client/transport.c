@@ -435,7 +435,9 @@ static int flush_locked(void)
 {
     if (!slen || conn_lost)
         return conn_lost ? -1 : 0;
+    uint64_t t0 = gw_now_ns();
     int rc = gw_io_write_all(conn_fd, sbuf, slen);
+    gw_stat_send(gw_now_ns() - t0);
     slen = 0;
     if (rc)
         lose_connection("send");
@@ -780,6 +782,7 @@ CUresult gw_req_call(gw_req *q, gw_rep **out)
     if (rc != CUDA_SUCCESS)
         return rc;
     waiter w = {.rep = r};
+    uint64_t t0 = gw_now_ns();
     pthread_mutex_lock(&conn_lock);
     w.seq = next_seq++;
     waiter_add(&w); /* before it leaves: its reply may come at once */
@@ -787,7 +790,7 @@ CUresult gw_req_call(gw_req *q, gw_rep **out)
     pthread_mutex_unlock(&conn_lock);
     if (wait_reply(&w))
         return CUDA_ERROR_DEVICE_UNAVAILABLE;
-    gw_stat_round_trip(q->op);
+    gw_stat_round_trip(q->op, gw_now_ns() - t0);
     int32_t res;
     memcpy(&res, r->buf, 4);
     r->pos = 4;
@@ -799,6 +802,7 @@ CUresult gw_req_call(gw_req *q, gw_rep **out)
 /* ---- bursts: several waiting requests from one thread, replies read in order ---- */
 
 static int burst_waited; /* a burst is one round trip, however many replies */
+static uint64_t burst_t0;
 static unsigned burst_op;
 static int burst_failed;
 
@@ -817,6 +821,7 @@ CUresult gw_burst_begin(unsigned op)
     reader_busy = 1;
     pthread_mutex_unlock(&recv_lock);
     burst_waited = 0;
+    burst_t0 = gw_now_ns();
     burst_failed = 0;
     burst_op = op;
     return CUDA_SUCCESS;
@@ -844,7 +849,7 @@ CUresult gw_burst_reply(uint32_t seq, gw_rep **out)
         }
     }
     if (!burst_waited++)
-        gw_stat_round_trip(burst_op);
+        gw_stat_round_trip(burst_op, gw_now_ns() - burst_t0);
     int32_t res;
     memcpy(&res, r->buf, 4);
     r->pos = 4;

@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "nvml_client.h"
 
@@ -17,12 +18,22 @@ void gw_stat_call(unsigned op)
         atomic_fetch_add_explicit(&by_op[op - GW_NVML_OP_FIRST], 1, memory_order_relaxed);
 }
 
-void gw_stat_round_trip(unsigned op)
+void gw_stat_round_trip(unsigned op, uint64_t waited_ns)
 {
+    (void)waited_ns; /* NVML sessions report counts only */
     atomic_fetch_add_explicit(&round_trips, 1, memory_order_relaxed);
     if (gw_is_nvml_op(op))
         atomic_fetch_add_explicit(&rt_by_op[op - GW_NVML_OP_FIRST], 1, memory_order_relaxed);
 }
+
+uint64_t gw_now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+void gw_stat_send(uint64_t ns) { (void)ns; }
 
 void gw_stat_bytes(uint64_t to, uint64_t from)
 {

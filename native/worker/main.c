@@ -351,7 +351,13 @@ static void run_job(tthread *t, job *j)
     c->replied = 0;
     if (atomic_fetch_add(&inflight, 1) == 0)
         gw_sstats_busy(1);
-    run(c);
+    if (gw_prof_on()) {
+        uint64_t t0 = gw_prof_now();
+        run(c);
+        gw_prof_add(c->h.op, gw_prof_now() - t0);
+    } else {
+        run(c);
+    }
     if (atomic_fetch_sub(&inflight, 1) == 1)
         gw_sstats_busy(0);
     for (size_t i = 0; i < c->nallocs; i++)
@@ -850,6 +856,7 @@ int main(int argc, char **argv)
     gw_stdout_start(); /* device printf output goes to the client, not the server's log */
     int rc = gw_worker_serve(fd);
     gw_cas_report(1);
+    gw_prof_report();
     fflush(stderr);
     _exit(rc); /* process exit releases every context, allocation and module the client held */
 }

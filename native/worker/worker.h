@@ -60,6 +60,11 @@ void gw_push_parts(unsigned op, const void *a, size_t alen, const void *b, size_
 void gw_op_land(gw_call *c);
 void gw_landings_flush(void); /* landed bytes to the client: before every reply */
 void gw_wlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* profile.c: time per op, with GPUWIRE_WORKER_PROFILE=1 */
+int gw_prof_on(void);
+uint64_t gw_prof_now(void);
+void gw_prof_add(unsigned op, uint64_t ns);
+void gw_prof_report(void);
 
 /* ---- device printf output (stdout_fwd.c) ---- */
 int gw_stdout_start(void);  /* fd 1 becomes a pipe whose bytes go to the client; 0 or -1 */
