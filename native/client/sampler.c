@@ -4,7 +4,8 @@
  * GPUWIRE_SAMPLE_US (default 1000) microseconds the main thread records its
  * native backtrace, and at exit FILE gets the functions most often on top of
  * the stack and on it at all, and the most frequent stacks, named by dladdr
- * (library!symbol). A diagnostic: off unless asked for. */
+ * (library!symbol). A diagnostic: off unless asked for. Needs nothing of
+ * the client, so it builds alone too. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <execinfo.h>
@@ -17,7 +18,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "client.h"
+/* Also built alone as gpuwire_sample.so, to LD_PRELOAD into a native run for
+ * comparison: that copy reads GPUWIRE_PRELOAD_SAMPLE instead. */
+#ifndef SAMPLE_ENV
+#define SAMPLE_ENV "GPUWIRE_SAMPLE"
+#endif
 
 #define DEPTH 24
 #define MAX_SAMPLES 40000
@@ -120,7 +125,18 @@ __attribute__((destructor)) static void sampler_report(void)
         return;
     signal(SIGRTMIN + 5, SIG_IGN);
     unsigned long n = taken < MAX_SAMPLES ? taken : MAX_SAMPLES;
-    FILE *f = fopen(out_path, "w");
+    /* child processes inherit the setting: the process with the most samples
+     * (the program itself, as a rule) keeps the file */
+    FILE *f = fopen(out_path, "r");
+    unsigned long before = 0;
+    if (f) {
+        if (fscanf(f, "gpuwire sampler: %lu", &before) != 1)
+            before = 0;
+        fclose(f);
+        if (before > n)
+            return;
+    }
+    f = fopen(out_path, "w");
     if (!f)
         return;
     table self = {0}, incl = {0}, stacks = {0};
@@ -153,7 +169,7 @@ __attribute__((destructor)) static void sampler_report(void)
 
 __attribute__((constructor)) static void sampler_start(void)
 {
-    const char *p = getenv("GPUWIRE_SAMPLE");
+    const char *p = getenv(SAMPLE_ENV);
     if (!p || !*p)
         return;
     ring = calloc(MAX_SAMPLES, sizeof *ring);
@@ -175,6 +191,6 @@ __attribute__((constructor)) static void sampler_start(void)
         struct itimerspec it = {.it_interval = {us / 1000000, (us % 1000000) * 1000},
                                 .it_value = {us / 1000000, (us % 1000000) * 1000}};
         timer_settime(t, 0, &it, NULL);
-        gw_log("sampling the main thread every %ld us into %s", us, p);
+        fprintf(stderr, "gpuwire: sampling the main thread every %ld us into %s\n", us, p);
     }
 }
