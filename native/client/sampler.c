@@ -119,6 +119,35 @@ static void print_top(FILE *f, const char *title, table *tb, unsigned long total
         fprintf(f, "%7lu %5.1f%%  %s\n", tb->t[i].n, 100.0 * tb->t[i].n / (total ? total : 1), tb->t[i].key);
 }
 
+/* GPUWIRE_SAMPLE_WATCH=a,b: for each name, how many separate stretches of
+ * samples had it on the stack (about how many calls, for calls longer than
+ * the sampling period) and their mean length: a count where the library
+ * cannot be instrumented. */
+static void report_episodes(FILE *f, unsigned long n)
+{
+    const char *w = getenv("GPUWIRE_SAMPLE_WATCH");
+    if (!w || !*w)
+        return;
+    char *list = strdup(w), *save = NULL, name[512];
+    unsigned long first = taken > MAX_SAMPLES ? taken % MAX_SAMPLES : 0;
+    for (char *word = strtok_r(list, ",", &save); word; word = strtok_r(NULL, ",", &save)) {
+        unsigned long runs = 0, in = 0;
+        int was = 0;
+        for (unsigned long k = 0; k < n; k++) {
+            const sample *s = &ring[(first + k) % MAX_SAMPLES];
+            int is = 0;
+            for (int d = 0; d < s->n && !is; d++)
+                is = strstr(name_of(s->pc[d], name, sizeof name), word) != NULL;
+            runs += is && !was;
+            in += is;
+            was = is;
+        }
+        fprintf(f, "watch %s: %lu stretches, %lu samples, mean %.1f samples each\n", word, runs, in,
+                runs ? (double)in / runs : 0.0);
+    }
+    free(list);
+}
+
 __attribute__((destructor)) static void sampler_report(void)
 {
     if (!ring)
@@ -161,6 +190,7 @@ __attribute__((destructor)) static void sampler_report(void)
     }
     fprintf(f, "gpuwire sampler: %lu samples of the main thread, one per %s us\n", n,
             getenv("GPUWIRE_SAMPLE_US") ? getenv("GPUWIRE_SAMPLE_US") : "1000");
+    report_episodes(f, n);
     print_top(f, "== on top of the stack", &self, n, 40);
     print_top(f, "== anywhere on the stack", &incl, n, 60);
     print_top(f, "== stacks (innermost first, 8 frames)", &stacks, n, 25);
