@@ -30,6 +30,9 @@ static CUresult lookup(const char *symbol, void **pfn, int cudaVersion, cuuint64
     if (want_ptds && best_ptds && (!best || best_ptds->version >= best->version))
         best = best_ptds;
     *pfn = best ? best->fn : NULL;
+    if (!best && gw_debug())
+        gw_log("cuGetProcAddress(\"%s\", %d): %s", symbol, cudaVersion,
+               found ? "no variant that old" : "not a driver function gpuwire knows");
     if (status)
         *status = best ? CU_GET_PROC_ADDRESS_SUCCESS
                        : found ? CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT : CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
