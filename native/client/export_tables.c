@@ -664,12 +664,24 @@ static const void *cublas_cufft[93] = {
 #undef CB1
 #undef CB10
 
+/* slot 51: seen on the H100 (2026-11-27) under CuPy's cublasGemmEx, called
+ * as slot51(obj, 0, &desc, 0, 0) and answered CUDA_ERROR_INVALID_HANDLE by
+ * the real driver, after which cuBLAS carried on; refusing it otherwise
+ * (NOT_SUPPORTED) made cuBLAS fail with CUBLAS_STATUS_INTERNAL_ERROR. What
+ * it asks is unknown: we give the driver's answer to that call. */
+static CUresult cublas_slot51(uintptr_t a0, uintptr_t a1, uintptr_t a2)
+{
+    trace("CUBLAS_CUFFT[51](%#lx, %#lx, %#lx)", (unsigned long)a0, (unsigned long)a1, (unsigned long)a2);
+    return CUDA_ERROR_INVALID_HANDLE;
+}
+
 static pthread_once_t cublas_once = PTHREAD_ONCE_INIT;
 
 static void cublas_table_init(void)
 {
     cublas_cufft[0] = (const void *)(93 * sizeof(void *));
     cublas_cufft[4] = (const void *)cublas_slot4;
+    cublas_cufft[51] = (const void *)cublas_slot51;
 }
 
 /* ------------------------------------------------------ CUBLASLT_1734 (1734dc26) */
