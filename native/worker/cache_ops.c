@@ -69,6 +69,49 @@ static int read_target(gw_call *c, target *t)
     return c->bad ? -1 : 0;
 }
 
+/* ---- copies from a pinned ring ----
+ * Cached chunks reach the device from the ring with asynchronous copies on
+ * the stream the client's copy names (the legacy or per-thread stream for the
+ * synchronous forms), several in flight while readers fill later slots; the
+ * stream is waited for before slots are reused and before the reply, so the
+ * copy is complete when the client's call returns, as a synchronous copy from
+ * pageable memory would be. The ring is page-locked with cuMemHostRegister
+ * under the current context; if that context goes away the registration goes
+ * with it (the memory stays ours), and it is registered again on next use. */
+typedef struct pinned_path {
+    CUresult (*async)(CUdeviceptr, const void *, size_t, CUstream);
+    CUresult (*sync)(CUstream);
+    CUstream s;
+} pinned_path;
+
+static int pinned_ring(uint8_t *ring, size_t len)
+{
+    CUresult (*flags)(unsigned *, void *) = gw_driver_sym(GW_OP_cuMemHostGetFlags);
+    CUresult (*reg)(void *, size_t, unsigned) = gw_driver_sym(GW_OP_cuMemHostRegister_v2);
+    unsigned f;
+    if (!flags || !reg)
+        return 0;
+    if (flags(&f, ring) == CUDA_SUCCESS)
+        return 1;
+    return reg(ring, len, CU_MEMHOSTREGISTER_PORTABLE) == CUDA_SUCCESS;
+}
+
+/* the async copy and stream for the client's copy op, or 0 (copy as before) */
+static int pinned_path_for(const target *t, uint8_t *ring, size_t ring_len, pinned_path *pp)
+{
+    unsigned op = t->op, aop = op == GW_OP_cuMemcpyHtoD_v2_ptds || op == GW_OP_cuMemcpyHtoDAsync_v2_ptsz
+                                   ? GW_OP_cuMemcpyHtoDAsync_v2_ptsz
+                                   : GW_OP_cuMemcpyHtoDAsync_v2;
+    pp->async = gw_driver_sym(aop);
+    pp->sync = gw_driver_sym(aop == GW_OP_cuMemcpyHtoDAsync_v2_ptsz ? GW_OP_cuStreamSynchronize_ptsz
+                                                                     : GW_OP_cuStreamSynchronize);
+    pp->s = op == GW_OP_cuMemcpyHtoD_v2 ? CU_STREAM_LEGACY
+            : op == GW_OP_cuMemcpyHtoD_v2_ptds ? CU_STREAM_PER_THREAD
+                                               : t->stream;
+    const char *off = getenv("GPUWIRE_CACHE_PINNED"); /* =0: copy from pageable memory, as before */
+    return pp->async && pp->sync && !(off && !strcmp(off, "0")) && pinned_ring(ring, ring_len);
+}
+
 /* ---- the pipeline ----
  * Reader threads load chunk i into ring slot i % RING and then verify it;
  * this thread copies chunk i to the device as soon as it is loaded, while
@@ -227,18 +270,42 @@ void gw_op_cas_refs(gw_call *c)
         return;
     }
     CUresult r = CUDA_SUCCESS;
+    pinned_path pp = {0};
+    int pinned = !p.stage && pinned_path_for(&t, p.ring, (size_t)RING * GW_COPY_CHUNK, &pp);
+    uint32_t issued = 0; /* async copies issued from the ring and not yet waited for */
     pthread_mutex_lock(&p.m);
     for (uint32_t i = 0; i < n && !p.stage; i++) {
         while (p.state[i] == LOADING)
             pthread_cond_wait(&p.cv, &p.m);
+        uint8_t *slot = p.ring + (size_t)(i % RING) * GW_COPY_CHUNK;
         if (p.state[i] == LOADED && r == CUDA_SUCCESS) {
             pthread_mutex_unlock(&p.m);
-            r = h2d(t.op, t.dst + offs[i], p.ring + (size_t)(i % RING) * GW_COPY_CHUNK, len_of(&p, i), t.stream);
+            if (pinned) {
+                r = pp.async(t.dst + offs[i], slot, len_of(&p, i), pp.s);
+                issued++;
+                /* slots are handed back to the readers a quarter ring at a time */
+                if (r == CUDA_SUCCESS && (issued == RING / 4 || i + 1 == n)) {
+                    r = pp.sync(pp.s);
+                    issued = 0;
+                }
+            } else {
+                r = h2d(t.op, t.dst + offs[i], slot, len_of(&p, i), t.stream);
+            }
             pthread_mutex_lock(&p.m);
         }
         if (r != CUDA_SUCCESS)
             p.stop = 1; /* the readers end; the reply is the failure */
-        p.copied = i + 1;
+        if (!issued) { /* every slot up to i is free again */
+            p.copied = i + 1;
+            pthread_cond_broadcast(&p.cv);
+        }
+    }
+    if (issued && pinned) { /* the last chunks were absent or a copy failed: wait for what is in flight */
+        pthread_mutex_unlock(&p.m);
+        CUresult w = pp.sync(pp.s);
+        r = r == CUDA_SUCCESS ? w : r;
+        pthread_mutex_lock(&p.m);
+        p.copied = n;
         pthread_cond_broadcast(&p.cv);
     }
     pthread_mutex_unlock(&p.m);

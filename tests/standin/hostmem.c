@@ -1,5 +1,5 @@
 /* TEST DOUBLE: gpuwire CPU stand-in driver. Page-locked host memory (ordinary
- * aligned memory here), host functions in stream order (work runs at once, so
+ * aligned memory here; registered ranges are only remembered), host functions in stream order (work runs at once, so
  * a host function runs when it is queued), and the per-thread capture mode. */
 #define _POSIX_C_SOURCE 200809L
 #include "standin.h"
@@ -30,6 +30,68 @@ SD_API CUresult cuMemFreeHost(void *p)
 {
     free(p);
     return CUDA_SUCCESS;
+}
+
+/* Registered ranges, for cuMemHostGetFlags; a few are plenty for the tests. */
+#define MAX_REGISTERED 64
+static struct {
+    char *base;
+    size_t size;
+    unsigned flags;
+} registered[MAX_REGISTERED];
+
+SD_API CUresult cuMemHostRegister_v2(void *p, size_t size, unsigned int flags)
+{
+    if (!p || !size)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    sd_ctx *c;
+    CUresult r = sd_cur(&c);
+    int slot = -1;
+    for (int i = 0; r == CUDA_SUCCESS && i < MAX_REGISTERED; i++) {
+        if (registered[i].base && (char *)p < registered[i].base + registered[i].size &&
+            registered[i].base < (char *)p + size)
+            r = CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
+        else if (!registered[i].base && slot < 0)
+            slot = i;
+    }
+    if (r == CUDA_SUCCESS && slot < 0)
+        r = CUDA_ERROR_OUT_OF_MEMORY;
+    if (r == CUDA_SUCCESS) {
+        registered[slot].base = p;
+        registered[slot].size = size;
+        registered[slot].flags = flags;
+    }
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuMemHostUnregister(void *p)
+{
+    sd_lock();
+    CUresult r = CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED;
+    for (int i = 0; i < MAX_REGISTERED; i++)
+        if (registered[i].base == p) {
+            registered[i].base = NULL;
+            r = CUDA_SUCCESS;
+        }
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuMemHostGetFlags(unsigned int *flags, void *p)
+{
+    if (!flags)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    CUresult r = CUDA_ERROR_INVALID_VALUE;
+    for (int i = 0; i < MAX_REGISTERED; i++)
+        if (registered[i].base && (char *)p >= registered[i].base && (char *)p < registered[i].base + registered[i].size) {
+            *flags = registered[i].flags;
+            r = CUDA_SUCCESS;
+        }
+    sd_unlock();
+    return r;
 }
 
 SD_API CUresult cuLaunchHostFunc(CUstream s, CUhostFn fn, void *data)
