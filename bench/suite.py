@@ -161,6 +161,16 @@ def benches(build: Path, python: str, standin: bool) -> list[Bench]:
                    [Row("tokens/s", "token", _get("tokens_per_s", invert=True), lambda t: f"{1 / t:.1f}", True)],
                    python=True, limit_s=150, app_syncs=_get("app_syncs_per_token"),
                    native_only_output_check="sha256"))
+    # the same model with FlashAttention kernels: PyTorch's own pick on the H100
+    # (cuDNN) NVRTC-compiles a plan per token, so the row above measures mostly
+    # that compiler; this one measures decoding
+    b.append(Bench("torch_decode_flash", py + [str(HERE / "torch_decode.py"), "--attention", "flash"],
+                   lambda k, s: (["--tokens", "256", "--max-seconds", "30"] if k != "emulated"
+                                 else ["--tokens", "256", "--warmup", "2", "--max-seconds", "8"]),
+                   {"token": (["--exact", "16", "--warmup", "2"], ["--exact", "0", "--warmup", "2"], 16)},
+                   [Row("tokens/s", "token", _get("tokens_per_s", invert=True), lambda t: f"{1 / t:.1f}", True)],
+                   python=True, limit_s=150, app_syncs=_get("app_syncs_per_token"),
+                   native_only_output_check="sha256"))
     return b
 
 
@@ -556,7 +566,7 @@ def markdown(rep: dict) -> str:
         for name, c in r["cells"].items():
             if "output_matches_native" in c and name != base:
                 v = c["output_matches_native"]
-                checks.append(f"{name}: {'same' if v else 'DIFFERENT' if v is False else 'not compared'}")
+                checks.append(f"{r['bench']} {name}: {'same' if v else 'DIFFERENT' if v is False else 'not compared'}")
     if checks:
         out += ["", "Decode outputs vs native (sha256 of the token ids; runs cut short compare their first "
                 "16 tokens): " + ", ".join(checks)]

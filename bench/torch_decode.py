@@ -4,7 +4,14 @@ untied head), random weights from a fixed seed, bf16, static KV cache, batch 1. 
 prompt is prefilled, then each new token is one forward step and one .item() (the one
 synchronize per token of a loop that checks for an end token). Reports decode tokens/s and
 the sha256 of the generated ids, so outputs can be compared with a native run
-(sha256_16: of the first 16 only, for runs cut short by --max-seconds)."""
+(sha256_16: of the first 16 only, for runs cut short by --max-seconds).
+
+--attention picks PyTorch's attention kernels: auto (PyTorch's own choice; on
+the H100 with torch 2.11 that is cuDNN, which builds and NVRTC-compiles a new
+plan for every new key length, i.e. every token, natively too) or one family
+(flash, efficient, math, cudnn)."""
+
+import contextlib
 
 import hashlib
 
@@ -95,6 +102,7 @@ def main():
     p.add_argument("--kv-heads", type=int, default=8)
     p.add_argument("--ffn", type=int, default=8192)
     p.add_argument("--vocab", type=int, default=32000)
+    p.add_argument("--attention", default="auto", choices=["auto", "flash", "efficient", "math", "cudnn"])
     a = p.parse_args()
     dev, dt = a.device, torch.bfloat16
     want = a.exact if a.exact >= 0 else a.tokens
@@ -119,6 +127,19 @@ def main():
                 break
         return ids, times
 
+    if a.attention != "auto":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        pick = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+                "math": SDPBackend.MATH, "cudnn": SDPBackend.CUDNN_ATTENTION}[a.attention]
+        attention = sdpa_kernel([pick])
+    else:
+        attention = contextlib.nullcontext()
+    with attention:
+        run(a, model, prompt, want, generate)
+
+
+def run(a, model, prompt, want, generate):
+    dev = a.device
     generate(a.warmup)  # warm-up: every kernel and the cache shapes once
     sync(torch, dev)
     t0 = now()
@@ -132,7 +153,7 @@ def main():
          median_token_ms=median(times) * 1e3, prefill_and_decode_s=total,
          sha256=hashlib.sha256(text).hexdigest(),
          sha256_16=hashlib.sha256(",".join(map(str, ids[:17])).encode()).hexdigest() if len(ids) > 16 else None,
-         params=sum(p.numel() for p in model.parameters()), app_syncs_per_token=1)
+         params=sum(p.numel() for p in model.parameters()), app_syncs_per_token=1, attention=a.attention)
 
 
 if __name__ == "__main__":
