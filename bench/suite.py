@@ -483,7 +483,8 @@ def build_report(args, paths, allb, runs, probes, t_start) -> dict:
         "date": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(t_start)),
         "card": card or ("CPU stand-in (test double)" if args.standin else "unknown"),
         "host": platform.node(), "command": args.command,
-        "commit": _sh(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"]),
+        # the GPU machine's copy of the tree may carry a stale .git: the caller says
+        "commit": os.environ.get("GPUWIRE_COMMIT") or _sh(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"]),
         "standin": args.standin,
         "paths": [{"name": p.name, "server": p.server, "rtt_ms": p.rtt_s * 1e3,
                    "bandwidth_gbit_s": p.bw_bytes_s * 8 / 1e9} for p in paths],

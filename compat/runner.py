@@ -214,6 +214,8 @@ def card() -> str:
 
 
 def commit() -> str:
+    if os.environ.get("GPUWIRE_COMMIT"):  # the GPU machine's copy may carry a stale .git
+        return os.environ["GPUWIRE_COMMIT"]
     try:
         r = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"], capture_output=True, text=True,
                            timeout=10)
