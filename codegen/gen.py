@@ -382,7 +382,12 @@ def generate():
     handle_types += [t for t in EXTRA_HANDLE_TYPES if t not in handle_types]
     files = {}
     ops = symbols  # every exported symbol gets an id, stable by name
-    digest = int(hashlib.sha256("\n".join(ops).encode()).hexdigest()[:8], 16)
+    # the op table and how each op travels: a client and worker built from
+    # different annotations (an op one side forwards and the other does not
+    # know) refuse each other at the handshake instead of failing mid-session
+    wire = [f"{s} {anns[s].mode} {sorted(anns[s].specs.items())}" if s in anns else s for s in ops]
+    wire += [f"async {s}" for s in sorted(ann_mod.ASYNC)] + [f"cached {s}" for s in sorted(ann_mod.CACHED)]
+    digest = int(hashlib.sha256("\n".join(wire).encode()).hexdigest()[:8], 16)
 
     h = [BANNER, "#ifndef GW_OPS_H", "#define GW_OPS_H", '#include "../common/wire.h"', ""]
     for i, s in enumerate(ops):

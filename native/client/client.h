@@ -87,6 +87,8 @@ int gw_unsupported(unsigned op); /* used by the generated stubs */
 
 /* ---- contexts (contexts.c) ---- */
 GW_HIDDEN int gw_current_device(void); /* the calling thread's context's device, -1 if unknown */
+#define GW_LAUNCH_LIMITS 8
+GW_HIDDEN const int *gw_device_launch_limits(int dev); /* device.c: grid, block, threads, shared memory limits */
 
 /* ---- memory bookkeeping (memory.c) ---- */
 typedef enum { GW_MEM_NONE, GW_MEM_DEVICE, GW_MEM_HOST_PINNED } gw_mem_kind;
@@ -125,6 +127,12 @@ GW_HIDDEN int gw_captures_active(void);
 /* The parameter layout of a function named by the client, if its module's
  * information has arrived: 1 and the fields set, else 0. */
 GW_HIDDEN int gw_function_layout(uint64_t fid, uint32_t *n, const uint32_t **pairs, uint32_t *max_threads);
+/* The arguments of a call of f (kernelParams or `extra`, as cuLaunchKernel
+ * takes them) packed into its parameter buffer layout, as a launch sends them;
+ * buf holds GW_MAX_PARAM_BYTES. May wait for the layout: call it before
+ * beginning a request (launch.c). */
+#define GW_MAX_PARAM_BYTES 32764u /* the driver's limit for a kernel parameter buffer */
+GW_HIDDEN CUresult gw_pack_args(CUfunction f, void **kernelParams, void **extra, uint8_t *buf, uint32_t *nbytes);
 
 /* ---- uploads of large blobs through the worker's staging buffer (modules.c) ---- */
 GW_HIDDEN CUresult gw_stage_upload(const void *data, size_t size);

@@ -19,9 +19,12 @@ static struct { CUcontext ctx; CUdevice dev; } ctx_devs[MAX_CTXS];
 static int nctx_devs;
 static pthread_mutex_t ctx_devs_lock = PTHREAD_MUTEX_INITIALIZER;
 
+static _Atomic unsigned ctx_devs_gen; /* bumped on every change: per-thread answers below */
+
 static void remember_device(CUcontext ctx, CUdevice dev)
 {
     pthread_mutex_lock(&ctx_devs_lock);
+    ctx_devs_gen++;
     int i = 0;
     while (i < nctx_devs && ctx_devs[i].ctx != ctx)
         i++;
@@ -34,17 +37,30 @@ static void remember_device(CUcontext ctx, CUdevice dev)
     pthread_mutex_unlock(&ctx_devs_lock);
 }
 
-int gw_current_device(void)
+/* The device of ctx, -1 if unknown. Libraries ask around every launch, so
+ * each thread keeps its last answer while the table has not changed. */
+static int known_device(CUcontext c)
 {
-    CUcontext c = depth ? stack[depth - 1] : NULL;
+    static __thread CUcontext last_ctx;
+    static __thread int last_dev = -1;
+    static __thread unsigned last_gen;
+    unsigned gen = __atomic_load_n(&ctx_devs_gen, __ATOMIC_ACQUIRE);
+    if (c && c == last_ctx && gen == last_gen)
+        return last_dev;
     int dev = -1;
     pthread_mutex_lock(&ctx_devs_lock);
+    gen = ctx_devs_gen;
     for (int i = 0; c && i < nctx_devs; i++)
         if (ctx_devs[i].ctx == c)
             dev = ctx_devs[i].dev;
     pthread_mutex_unlock(&ctx_devs_lock);
+    last_ctx = c;
+    last_dev = dev;
+    last_gen = gen;
     return dev;
 }
+
+int gw_current_device(void) { return known_device(depth ? stack[depth - 1] : NULL); }
 
 static void pstate_forget(CUdevice dev);
 
@@ -242,12 +258,7 @@ static CUresult device_of(CUcontext ctx, CUdevice *device)
         ctx = depth ? stack[depth - 1] : NULL;
     if (!ctx)
         return CUDA_ERROR_INVALID_CONTEXT; /* no current context, as natively */
-    int dev = -1;
-    pthread_mutex_lock(&ctx_devs_lock);
-    for (int i = 0; i < nctx_devs; i++)
-        if (ctx_devs[i].ctx == ctx)
-            dev = ctx_devs[i].dev;
-    pthread_mutex_unlock(&ctx_devs_lock);
+    int dev = known_device(ctx);
     if (dev < 0)
         return CUDA_ERROR_NOT_FOUND; /* not one the client saw made: ask the server */
     *device = dev;

@@ -1,6 +1,7 @@
 /* Device attributes (cached: they never change) and the few that must describe
  * what a remote GPU can do rather than what the card can do locally. */
 #include <pthread.h>
+#include <string.h>
 
 #include "client.h"
 
@@ -97,4 +98,33 @@ CUresult CUDAAPI cuDeviceGetAttribute(int *pi, CUdevice_attribute attrib, CUdevi
         pthread_mutex_unlock(&cache_lock);
     }
     return rc;
+}
+
+/* What every launch is checked against (launch.c), read once per device: a
+ * launch would otherwise ask eight attributes, each behind the cache lock.
+ * Order: max grid x, y, z, max block x, y, z, max threads per block, max
+ * opt-in shared memory per block; -1 where the driver gave no answer. */
+static int limits[MAX_DEVS][GW_LAUNCH_LIMITS];
+static _Atomic int limits_known[MAX_DEVS];
+
+const int *gw_device_launch_limits(int dev)
+{
+    if (dev < 0 || dev >= MAX_DEVS)
+        return NULL;
+    if (!__atomic_load_n(&limits_known[dev], __ATOMIC_ACQUIRE)) {
+        static const CUdevice_attribute which[GW_LAUNCH_LIMITS] = {
+            CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_X,  CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Y,
+            CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Z,  CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_X,
+            CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_Y, CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_Z,
+            CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN};
+        int got[GW_LAUNCH_LIMITS];
+        for (int i = 0; i < GW_LAUNCH_LIMITS; i++)
+            if (cuDeviceGetAttribute(&got[i], which[i], dev) != CUDA_SUCCESS)
+                got[i] = -1;
+        pthread_mutex_lock(&cache_lock);
+        memcpy(limits[dev], got, sizeof got);
+        __atomic_store_n(&limits_known[dev], 1, __ATOMIC_RELEASE);
+        pthread_mutex_unlock(&cache_lock);
+    }
+    return limits[dev];
 }

@@ -9,7 +9,7 @@
 #include "../common/idmap.h"
 #include "client.h"
 
-#define MAX_PARAM_BYTES 32764u /* the driver's limit for a kernel parameter buffer */
+#define MAX_PARAM_BYTES GW_MAX_PARAM_BYTES
 #define MAX_LAUNCH_ATTRS 32u
 
 typedef struct layout {
@@ -108,20 +108,19 @@ cache:
     return CUDA_SUCCESS;
 }
 
-/* Pack the arguments: from kernelParams (one pointer per parameter) or from
- * the `extra` buffer, which already is the parameter buffer. */
-static CUresult put_args(gw_req *q, const layout *l, void **kernelParams, void **extra)
+/* Pack the arguments into buf (MAX_PARAM_BYTES): from kernelParams (one
+ * pointer per parameter) or from the `extra` buffer, which already is the
+ * parameter buffer. */
+static CUresult pack_args(const layout *l, void **kernelParams, void **extra, uint8_t *buf, uint32_t *nbytes)
 {
     if (kernelParams) {
-        uint8_t buf[MAX_PARAM_BYTES];
         memset(buf, 0, l->total);
         for (uint32_t i = 0; i < l->n; i++) {
             if (!kernelParams[i])
                 return CUDA_ERROR_INVALID_VALUE;
             memcpy(buf + l->off[i], kernelParams[i], sizes_of(l)[i]);
         }
-        gw_put_u32(q, l->total);
-        gw_put_raw(q, buf, l->total);
+        *nbytes = l->total;
         return CUDA_SUCCESS;
     }
     if (extra) {
@@ -141,14 +140,38 @@ static CUresult put_args(gw_req *q, const layout *l, void **kernelParams, void *
         }
         if (!pbuf || !have_size || size < l->total || size > MAX_PARAM_BYTES)
             return CUDA_ERROR_INVALID_VALUE;
-        gw_put_u32(q, l->total);
-        gw_put_raw(q, pbuf, l->total);
+        memcpy(buf, pbuf, l->total);
+        *nbytes = l->total;
         return CUDA_SUCCESS;
     }
     if (l->n)
         return CUDA_ERROR_INVALID_VALUE;
-    gw_put_u32(q, 0);
+    *nbytes = 0;
     return CUDA_SUCCESS;
+}
+
+static CUresult put_args(gw_req *q, const layout *l, void **kernelParams, void **extra)
+{
+    uint8_t buf[MAX_PARAM_BYTES];
+    uint32_t n;
+    CUresult rc = pack_args(l, kernelParams, extra, buf, &n);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    gw_put_u32(q, n);
+    gw_put_raw(q, buf, n);
+    return CUDA_SUCCESS;
+}
+
+/* For graph kernel nodes (graph_nodes.c): as a launch packs them. */
+CUresult gw_pack_args(CUfunction f, void **kernelParams, void **extra, uint8_t *buf, uint32_t *nbytes)
+{
+    if (kernelParams && extra)
+        return CUDA_ERROR_INVALID_VALUE;
+    const layout *l;
+    CUresult rc = get_layout(f, &l);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    return pack_args(l, kernelParams, extra, buf, nbytes);
 }
 
 static void put_config(gw_req *q, CUfunction f, const uint32_t dims[7], CUstream s, const CUlaunchAttribute *attrs,
@@ -167,26 +190,21 @@ static void put_config(gw_req *q, CUfunction f, const uint32_t dims[7], CUstream
 static CUresult check_config(const layout *l, const uint32_t d[7])
 {
     int dev = gw_current_device();
-    if (dev < 0)
+    const int *lim = dev < 0 ? NULL : gw_device_launch_limits(dev);
+    if (!lim)
         return CUDA_SUCCESS; /* context unknown here: the server checks it */
-    static const CUdevice_attribute lim[6] = {
-        CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_X,  CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Y,  CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Z,
-        CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_X, CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_Y, CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_Z};
     for (int i = 0; i < 6; i++) {
-        int v;
         if (d[i] == 0)
             return CUDA_ERROR_INVALID_VALUE;
-        if (cuDeviceGetAttribute(&v, lim[i], dev) == CUDA_SUCCESS && d[i] > (uint32_t)v)
+        if (lim[i] >= 0 && d[i] > (uint32_t)lim[i])
             return CUDA_ERROR_INVALID_VALUE;
     }
     uint64_t threads = (uint64_t)d[3] * d[4] * d[5];
-    int v;
-    if (cuDeviceGetAttribute(&v, CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK, dev) == CUDA_SUCCESS && threads > (uint64_t)v)
+    if (lim[6] >= 0 && threads > (uint64_t)lim[6])
         return CUDA_ERROR_INVALID_VALUE;
     if (l->max_threads && threads > l->max_threads)
         return CUDA_ERROR_INVALID_VALUE;
-    if (cuDeviceGetAttribute(&v, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, dev) == CUDA_SUCCESS &&
-        d[6] > (uint32_t)v)
+    if (lim[7] >= 0 && d[6] > (uint32_t)lim[7])
         return CUDA_ERROR_INVALID_VALUE;
     return CUDA_SUCCESS;
 }

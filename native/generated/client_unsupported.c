@@ -157,10 +157,6 @@ int cuGraphAddExternalSemaphoresWaitNode(void);
 int cuGraphAddExternalSemaphoresWaitNode(void) { return gw_unsupported(GW_OP_cuGraphAddExternalSemaphoresWaitNode); }
 int cuGraphAddHostNode(void);
 int cuGraphAddHostNode(void) { return gw_unsupported(GW_OP_cuGraphAddHostNode); }
-int cuGraphAddKernelNode(void);
-int cuGraphAddKernelNode(void) { return gw_unsupported(GW_OP_cuGraphAddKernelNode); }
-int cuGraphAddKernelNode_v2(void);
-int cuGraphAddKernelNode_v2(void) { return gw_unsupported(GW_OP_cuGraphAddKernelNode_v2); }
 int cuGraphAddMemAllocNode(void);
 int cuGraphAddMemAllocNode(void) { return gw_unsupported(GW_OP_cuGraphAddMemAllocNode); }
 int cuGraphAddMemFreeNode(void);
@@ -199,10 +195,6 @@ int cuGraphExecGetFlags(void);
 int cuGraphExecGetFlags(void) { return gw_unsupported(GW_OP_cuGraphExecGetFlags); }
 int cuGraphExecHostNodeSetParams(void);
 int cuGraphExecHostNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphExecHostNodeSetParams); }
-int cuGraphExecKernelNodeSetParams(void);
-int cuGraphExecKernelNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphExecKernelNodeSetParams); }
-int cuGraphExecKernelNodeSetParams_v2(void);
-int cuGraphExecKernelNodeSetParams_v2(void) { return gw_unsupported(GW_OP_cuGraphExecKernelNodeSetParams_v2); }
 int cuGraphExecMemcpyNodeSetParams(void);
 int cuGraphExecMemcpyNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphExecMemcpyNodeSetParams); }
 int cuGraphExecMemsetNodeSetParams(void);
@@ -239,16 +231,8 @@ int cuGraphInstantiate_v2(void);
 int cuGraphInstantiate_v2(void) { return gw_unsupported(GW_OP_cuGraphInstantiate_v2); }
 int cuGraphKernelNodeGetAttribute(void);
 int cuGraphKernelNodeGetAttribute(void) { return gw_unsupported(GW_OP_cuGraphKernelNodeGetAttribute); }
-int cuGraphKernelNodeGetParams(void);
-int cuGraphKernelNodeGetParams(void) { return gw_unsupported(GW_OP_cuGraphKernelNodeGetParams); }
-int cuGraphKernelNodeGetParams_v2(void);
-int cuGraphKernelNodeGetParams_v2(void) { return gw_unsupported(GW_OP_cuGraphKernelNodeGetParams_v2); }
 int cuGraphKernelNodeSetAttribute(void);
 int cuGraphKernelNodeSetAttribute(void) { return gw_unsupported(GW_OP_cuGraphKernelNodeSetAttribute); }
-int cuGraphKernelNodeSetParams(void);
-int cuGraphKernelNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphKernelNodeSetParams); }
-int cuGraphKernelNodeSetParams_v2(void);
-int cuGraphKernelNodeSetParams_v2(void) { return gw_unsupported(GW_OP_cuGraphKernelNodeSetParams_v2); }
 int cuGraphMemAllocNodeGetParams(void);
 int cuGraphMemAllocNodeGetParams(void) { return gw_unsupported(GW_OP_cuGraphMemAllocNodeGetParams); }
 int cuGraphMemFreeNodeGetParams(void);

@@ -5,7 +5,15 @@
 
 void gw_h_cuGetErrorName(gw_call *c);
 void gw_h_cuGetErrorString(gw_call *c);
+void gw_h_cuGraphAddKernelNode(gw_call *c);
+void gw_h_cuGraphAddKernelNode_v2(gw_call *c);
+void gw_h_cuGraphExecKernelNodeSetParams(gw_call *c);
+void gw_h_cuGraphExecKernelNodeSetParams_v2(gw_call *c);
 void gw_h_cuGraphExecUpdate_v2(gw_call *c);
+void gw_h_cuGraphKernelNodeGetParams(gw_call *c);
+void gw_h_cuGraphKernelNodeGetParams_v2(gw_call *c);
+void gw_h_cuGraphKernelNodeSetParams(gw_call *c);
+void gw_h_cuGraphKernelNodeSetParams_v2(gw_call *c);
 void gw_h_cuLaunchCooperativeKernel(gw_call *c);
 void gw_h_cuLaunchCooperativeKernel_ptsz(gw_call *c);
 void gw_h_cuLaunchKernel(gw_call *c);
@@ -4420,6 +4428,8 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuGetErrorName - 256] = gw_h_cuGetErrorName,
     [GW_OP_cuGetErrorString - 256] = gw_h_cuGetErrorString,
     [GW_OP_cuGraphAddEmptyNode - 256] = h_cuGraphAddEmptyNode,
+    [GW_OP_cuGraphAddKernelNode - 256] = gw_h_cuGraphAddKernelNode,
+    [GW_OP_cuGraphAddKernelNode_v2 - 256] = gw_h_cuGraphAddKernelNode_v2,
     [GW_OP_cuGraphCreate - 256] = h_cuGraphCreate,
     [GW_OP_cuGraphDestroy - 256] = h_cuGraphDestroy,
     [GW_OP_cuGraphDestroyNode - 256] = h_cuGraphDestroyNode,
@@ -4429,10 +4439,16 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuGraphExecDestroy - 256] = h_cuGraphExecDestroy,
     [GW_OP_cuGraphExecEventRecordNodeSetEvent - 256] = h_cuGraphExecEventRecordNodeSetEvent,
     [GW_OP_cuGraphExecEventWaitNodeSetEvent - 256] = h_cuGraphExecEventWaitNodeSetEvent,
+    [GW_OP_cuGraphExecKernelNodeSetParams - 256] = gw_h_cuGraphExecKernelNodeSetParams,
+    [GW_OP_cuGraphExecKernelNodeSetParams_v2 - 256] = gw_h_cuGraphExecKernelNodeSetParams_v2,
     [GW_OP_cuGraphExecUpdate_v2 - 256] = gw_h_cuGraphExecUpdate_v2,
     [GW_OP_cuGraphGetNodes - 256] = h_cuGraphGetNodes,
     [GW_OP_cuGraphInstantiateWithFlags - 256] = h_cuGraphInstantiateWithFlags,
     [GW_OP_cuGraphKernelNodeCopyAttributes - 256] = h_cuGraphKernelNodeCopyAttributes,
+    [GW_OP_cuGraphKernelNodeGetParams - 256] = gw_h_cuGraphKernelNodeGetParams,
+    [GW_OP_cuGraphKernelNodeGetParams_v2 - 256] = gw_h_cuGraphKernelNodeGetParams_v2,
+    [GW_OP_cuGraphKernelNodeSetParams - 256] = gw_h_cuGraphKernelNodeSetParams,
+    [GW_OP_cuGraphKernelNodeSetParams_v2 - 256] = gw_h_cuGraphKernelNodeSetParams_v2,
     [GW_OP_cuGraphLaunch - 256] = h_cuGraphLaunch,
     [GW_OP_cuGraphLaunch_ptsz - 256] = h_cuGraphLaunch_ptsz,
     [GW_OP_cuGraphNodeGetType - 256] = h_cuGraphNodeGetType,

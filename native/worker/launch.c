@@ -8,7 +8,7 @@
 
 #include "worker.h"
 
-#define MAX_PARAM_BYTES 32764u
+#define MAX_PARAM_BYTES GW_MAX_PARAM_BYTES
 #define MAX_LAUNCH_ATTRS 32u
 
 typedef CUresult (*param_info_fn)(void *, size_t, size_t *, size_t *);
@@ -19,7 +19,7 @@ typedef CUresult (*param_info_fn)(void *, size_t, size_t *, size_t *);
 typedef struct layout {
     uint32_t n, end;
     uint64_t generation;
-    uint32_t off[];
+    uint32_t off[]; /* n offsets, then n sizes */
 } layout;
 
 static gw_idmap layouts;
@@ -55,10 +55,11 @@ void gw_launch_install(void **syms)
         syms[GW_OP_cuLibraryUnload - 256] = (void *)library_unload;
 }
 
-/* f's parameter offsets, copied into offs (n of them, the last parameter
- * ending at *end) while the lock is held, so an entry replaced after an unload
- * can be freed at once: no launch keeps a pointer to it. 0, or -1 if unknown. */
-static int layout_of(void *f, int is_kernel, uint32_t *offs, uint32_t *n_out, uint32_t *end_out)
+/* f's parameter offsets (and sizes, if asked for), copied into offs and sizes
+ * (n of them, the last parameter ending at *end) while the lock is held, so an
+ * entry replaced after an unload can be freed at once: no caller keeps a
+ * pointer to it. 0, or -1 if unknown. */
+int gw_param_layout(void *f, int is_kernel, uint32_t *offs, uint32_t *sizes, uint32_t *n_out, uint32_t *end_out)
 {
     uint64_t key = (uint64_t)(uintptr_t)f;
     pthread_mutex_lock(&layouts_lock);
@@ -69,6 +70,8 @@ static int layout_of(void *f, int is_kernel, uint32_t *offs, uint32_t *n_out, ui
         *n_out = l->n;
         *end_out = l->end;
         memcpy(offs, l->off, l->n * sizeof(uint32_t));
+        if (sizes)
+            memcpy(sizes, l->off + l->n, l->n * sizeof(uint32_t));
     }
     pthread_mutex_unlock(&layouts_lock);
     if (hit)
@@ -76,24 +79,34 @@ static int layout_of(void *f, int is_kernel, uint32_t *offs, uint32_t *n_out, ui
     param_info_fn info = (param_info_fn)gw_driver_sym(is_kernel ? GW_OP_cuKernelGetParamInfo : GW_OP_cuFuncGetParamInfo);
     if (!info)
         return -1;
+    /* not thread-local: a thread's static TLS comes out of its (small) stack */
+    uint32_t *szs = sizes ? sizes : malloc(MAX_PARAM_BYTES / 4 * sizeof *szs);
+    if (!szs)
+        return -1;
     uint32_t n = 0, end = 0;
     for (; n < MAX_PARAM_BYTES / 4; n++) {
         size_t off, size;
         if (info(f, n, &off, &size) != CUDA_SUCCESS)
             break;
         offs[n] = (uint32_t)off;
+        szs[n] = (uint32_t)size;
         if (off + size > end)
             end = (uint32_t)(off + size);
     }
     *n_out = n;
     *end_out = end;
-    l = malloc(sizeof *l + n * sizeof(uint32_t));
+    l = malloc(sizeof *l + 2 * n * sizeof(uint32_t));
+    if (l) {
+        l->n = n;
+        l->end = end;
+        l->generation = gen;
+        memcpy(l->off, offs, n * sizeof(uint32_t));
+        memcpy(l->off + n, szs, n * sizeof(uint32_t));
+    }
+    if (szs != sizes)
+        free(szs);
     if (!l)
-        return 0; /* not cached; this launch has its copy */
-    l->n = n;
-    l->end = end;
-    l->generation = gen;
-    memcpy(l->off, offs, n * sizeof(uint32_t));
+        return 0; /* not cached; this caller has its copy */
     pthread_mutex_lock(&layouts_lock);
     layout *old = gw_idmap_get(&layouts, key);
     if (gw_idmap_put(&layouts, key, l))
@@ -102,6 +115,45 @@ static int layout_of(void *f, int is_kernel, uint32_t *offs, uint32_t *n_out, ui
         free(old);
     pthread_mutex_unlock(&layouts_lock);
     return 0;
+}
+
+/* A function id that may name a CUkernel or a CUfunction (as cuLaunchKernel
+ * takes either): the real handle, *is_kernel set when it is a kernel. */
+void *gw_in_function(gw_call *c, int *is_kernel)
+{
+    uint64_t fid = gw_in_u64(c);
+    int found;
+    *is_kernel = 0;
+    if (c->bad)
+        return NULL;
+    void *f = gw_handle_real(GW_HT_CUkernel, fid, &found);
+    if (found && f) {
+        *is_kernel = 1;
+        return f;
+    }
+    return gw_handle_lookup(c, GW_HT_CUfunction, fid);
+}
+
+/* The packed parameter buffer (nbytes, already bounded by the caller) turned
+ * into kernelParams for f, following the layout the driver reports; the
+ * pointers and the bytes are the calling thread's until its next call here. */
+CUresult gw_kernel_params(gw_call *c, void *f, int is_kernel, const uint8_t *params, uint32_t nbytes, void ***kp_out)
+{
+    static _Thread_local uint32_t offs[MAX_PARAM_BYTES / 4];
+    static _Thread_local uint8_t buf[MAX_PARAM_BYTES] __attribute__((aligned(16)));
+    static _Thread_local void *kp[MAX_PARAM_BYTES / 4 + 1];
+    uint32_t n = 0, end = 0;
+    if (gw_param_layout(f, is_kernel, offs, NULL, &n, &end))
+        return CUDA_ERROR_NOT_SUPPORTED;
+    if (end > nbytes) {
+        gw_wlog("%s: %u parameter bytes sent, the function's layout needs %u", gw_op_name(c->h.op), nbytes, end);
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    memcpy(buf, params, nbytes);
+    for (uint32_t i = 0; i < n; i++)
+        kp[i] = buf + offs[i];
+    *kp_out = kp;
+    return CUDA_SUCCESS;
 }
 
 typedef struct config {
@@ -116,14 +168,7 @@ typedef struct config {
 /* u64 f, u32 grid[3], block[3], shmem, u64 stream, u32 nattrs, attrs */
 static void read_config(gw_call *c, config *k)
 {
-    uint64_t fid = gw_in_u64(c);
-    int found;
-    k->is_kernel = 0;
-    k->f = gw_handle_real(GW_HT_CUkernel, fid, &found);
-    if (found && k->f)
-        k->is_kernel = 1;
-    else
-        k->f = gw_handle_lookup(c, GW_HT_CUfunction, fid);
+    k->f = gw_in_function(c, &k->is_kernel);
     const void *dimsp = gw_in_view(c, sizeof k->dims);
     if (dimsp)
         memcpy(k->dims, dimsp, sizeof k->dims);
@@ -168,22 +213,12 @@ static void launch(gw_call *c)
     if (!gw_args_ok(c))
         return;
     /* rebuild kernelParams from the layout the driver reports for this function */
-    static _Thread_local uint32_t offs[MAX_PARAM_BYTES / 4];
-    uint32_t n = 0, end = 0;
-    if (layout_of(f, is_kernel, offs, &n, &end)) {
-        gw_reply_result(c, CUDA_ERROR_NOT_SUPPORTED);
+    void **kp;
+    CUresult pr = gw_kernel_params(c, f, is_kernel, params, nbytes, &kp);
+    if (pr != CUDA_SUCCESS) {
+        gw_reply_result(c, pr);
         return;
     }
-    if (end > nbytes) {
-        gw_wlog("%s: %u parameter bytes sent, the function's layout needs %u", gw_op_name(c->h.op), nbytes, end);
-        gw_reply_result(c, CUDA_ERROR_INVALID_VALUE);
-        return;
-    }
-    static _Thread_local uint8_t buf[MAX_PARAM_BYTES] __attribute__((aligned(16)));
-    static _Thread_local void *kp[MAX_PARAM_BYTES / 4 + 1];
-    memcpy(buf, params, nbytes);
-    for (uint32_t i = 0; i < n; i++)
-        kp[i] = buf + offs[i];
     void *fn = gw_driver_fn(c, c->h.op);
     if (!fn)
         return;

@@ -72,6 +72,16 @@ void gw_stdout_flush(void); /* sends what the driver wrote so far (GW_OP_STDOUT)
 
 /* ---- launches (launch.c) ---- */
 void gw_launch_install(void **syms); /* watch unloads, which invalidate cached layouts */
+#define GW_MAX_PARAM_BYTES 32764u   /* the driver's limit for a kernel parameter buffer */
+/* f's parameter layout as the driver reports it: n offsets into offs, their
+ * sizes into sizes (if not NULL; both hold GW_MAX_PARAM_BYTES / 4), *end the
+ * byte after the last parameter. 0, or -1 if the driver cannot tell. */
+int gw_param_layout(void *f, int is_kernel, uint32_t *offs, uint32_t *sizes, uint32_t *n, uint32_t *end);
+/* u64 id of a CUkernel or a CUfunction: the real handle (is_kernel says which) */
+void *gw_in_function(gw_call *c, int *is_kernel);
+/* A packed parameter buffer of nbytes (<= GW_MAX_PARAM_BYTES) as kernelParams
+ * for f (thread-local until this thread's next call); not CUDA_SUCCESS: answer it. */
+CUresult gw_kernel_params(gw_call *c, void *f, int is_kernel, const uint8_t *params, uint32_t nbytes, void ***kp);
 
 /* ---- memory cap (memcap.c) ---- */
 void gw_memcap_install(void **syms, uint64_t bytes);
