@@ -273,8 +273,40 @@ static atomic_int inflight; /* jobs running, for the server's busy flag */
 #define SPARES 8
 static job *spares[SPARES]; /* under sched_lock */
 
+/* Small jobs (launches, most calls) are recycled: the reader would otherwise
+ * malloc each one and a worker thread free it, per call. Freed small jobs
+ * collect on a list under sched_lock; the reader takes a handful whenever it
+ * queues jobs (it holds the lock then anyway), so neither side locks per job. */
+#define SMALL_CAP 512u
+#define SMALL_KEEP 4096
+static job *small_free;       /* under sched_lock */
+static unsigned small_nfree;  /* under sched_lock */
+static job *reader_cache;     /* the reader's own, taken from small_free */
+
+static void reader_cache_refill_locked(void)
+{
+    for (int n = 0; n < 2 * BATCH && small_free; n++) {
+        job *j = small_free;
+        small_free = j->next;
+        small_nfree--;
+        j->next = reader_cache;
+        reader_cache = j;
+    }
+}
+
 static job *job_alloc(uint32_t len)
 {
+    if (len <= SMALL_CAP) {
+        job *j = reader_cache;
+        if (j) {
+            reader_cache = j->next;
+            return j;
+        }
+        j = malloc(sizeof *j + SMALL_CAP);
+        if (j)
+            j->cap = SMALL_CAP;
+        return j;
+    }
     if (len >= SPARE_MIN) {
         pthread_mutex_lock(&sched_lock);
         for (int i = 0; i < SPARES; i++) {
@@ -296,6 +328,12 @@ static job *job_alloc(uint32_t len)
 
 static void job_free_locked(job *j)
 {
+    if (j->cap == SMALL_CAP && small_nfree < SMALL_KEEP) {
+        j->next = small_free;
+        small_free = j;
+        small_nfree++;
+        return;
+    }
     if (j->cap >= SPARE_MIN) {
         for (int i = 0; i < SPARES; i++) {
             if (!spares[i]) {
@@ -349,8 +387,6 @@ static void run_job(tthread *t, job *j)
     c->bad = 0;
     c->err = CUDA_SUCCESS;
     c->replied = 0;
-    if (atomic_fetch_add(&inflight, 1) == 0)
-        gw_sstats_busy(1);
     if (gw_prof_on()) {
         uint64_t t0 = gw_prof_now();
         run(c);
@@ -358,8 +394,6 @@ static void run_job(tthread *t, job *j)
     } else {
         run(c);
     }
-    if (atomic_fetch_sub(&inflight, 1) == 1)
-        gw_sstats_busy(0);
     for (size_t i = 0; i < c->nallocs; i++)
         free(c->allocs[i]);
     c->nallocs = 0;
@@ -474,9 +508,13 @@ static void *thread_main(void *arg)
         }
         pthread_mutex_unlock(&sched_lock);
         uint64_t order = last->order;
+        if (atomic_fetch_add(&inflight, 1) == 0) /* the busy flag changes per run of jobs, not per job */
+            gw_sstats_busy(1);
         for (job *k = j; k; k = k->next)
             if (!session_broken)
                 run_job(t, k);
+        if (atomic_fetch_sub(&inflight, 1) == 1)
+            gw_sstats_busy(0);
         pthread_mutex_lock(&sched_lock);
         for (job *k = j, *next; k; k = next) {
             next = k->next;
@@ -534,6 +572,7 @@ static int enqueue(tthread *t, job *head, job *tail, size_t bytes)
         room_wanted = 0;
     }
     int broken = session_broken;
+    reader_cache_refill_locked();
     if (!broken) {
         for (job *j = head; j; j = j->next)
             j->order = ++arrived;
@@ -560,10 +599,19 @@ typedef struct pending {
     job *head, *tail;
     size_t bytes;
     int n;
+    uint64_t frames, frame_bytes; /* for the session counters, published per hand-off */
 } pending;
+
+static void pending_count(pending *pd)
+{
+    GW_SSTATS_ADD(requests, pd->frames); /* what the server shows (common/session_stats.h) */
+    GW_SSTATS_ADD(bytes_in, pd->frame_bytes);
+    pd->frames = pd->frame_bytes = 0;
+}
 
 static int pending_flush(pending *pd)
 {
+    pending_count(pd);
     if (!pd->head)
         return 0;
     int rc = enqueue(pd->t, pd->head, pd->tail, pd->bytes);
@@ -578,6 +626,7 @@ static int pending_flush(pending *pd)
 
 static void pending_drop(pending *pd)
 {
+    pending_count(pd);
     for (job *j = pd->head, *next; j; j = next) {
         next = j->next;
         free(j);
@@ -720,8 +769,8 @@ static int serve(void)
             return 3;
         }
         calls++;
-        GW_SSTATS_ADD(requests, 1); /* what the server shows (common/session_stats.h) */
-        GW_SSTATS_ADD(bytes_in, sizeof h + h.len);
+        pd.frames++;
+        pd.frame_bytes += sizeof h + h.len;
         tthread *t = thread_for(h.tid);
         if (!t) {
             free(j);
