@@ -13,6 +13,7 @@
 #include "real_forward.h"
 
 /* PASSTHRU_SPY=<32 hex digits>: serve the REAL driver's table of that UUID
+ * (PASSTHRU_REAL_ALL=1: and the real driver's for every other UUID too)
  * behind a spy that logs each slot call (six integer arguments, the result,
  * and the first words behind pointer-looking arguments after the call). */
 typedef uintptr_t (*raw_fn)(uintptr_t, uintptr_t, uintptr_t, uintptr_t, uintptr_t, uintptr_t);
@@ -22,17 +23,21 @@ static void dump_after(const char *what, uintptr_t a)
 {
     if (a > 0x10000 && (a & 7) == 0) {
         const uintptr_t *p = (const uintptr_t *)a;
-        fprintf(stderr, "spy   %s %#lx -> [%#lx %#lx %#lx %#lx]\n", what, (unsigned long)a,
-                (unsigned long)p[0], (unsigned long)p[1], (unsigned long)p[2],
-                (unsigned long)p[3]);
+        fprintf(stderr, "spy   %s %#lx -> [%#lx %#lx %#lx %#lx %#lx %#lx %#lx %#lx]\n", what, (unsigned long)a,
+                (unsigned long)p[0], (unsigned long)p[1], (unsigned long)p[2], (unsigned long)p[3],
+                (unsigned long)p[4], (unsigned long)p[5], (unsigned long)p[6], (unsigned long)p[7]);
     }
 }
 
 static uintptr_t spy_call(int n, uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t d,
                           uintptr_t e, uintptr_t f)
 {
+    if (a > 0x10000 && (a & 7) == 0)
+        dump_after("arg0 before", a);
     if (b > 0x10000 && (b & 7) == 0)
         dump_after("arg1 before", b);
+    if (c > 0x10000 && (c & 7) == 0)
+        dump_after("arg2 before", c);
     uintptr_t r = ((raw_fn)spied[n])(a, b, c, d, e, f);
     fprintf(stderr, "spy slot %d(%#lx, %#lx, %#lx, %#lx, %#lx) -> %#lx\n", n, (unsigned long)a,
             (unsigned long)b, (unsigned long)c, (unsigned long)d, (unsigned long)e,
@@ -76,6 +81,10 @@ CUresult cuGetExportTable(const void **pp, const CUuuid *id)
             spy_table[i] = spied[i] ? spies[i] : NULL;
         *pp = spy_table;
         return CUDA_SUCCESS;
+    }
+    if (getenv("PASSTHRU_REAL_ALL")) { /* every other table the real driver's too: native behaviour */
+        typedef CUresult (*get_t)(const void **, const CUuuid *);
+        return ((get_t)real_sym("cuGetExportTable"))(pp, id);
     }
     return gw_export_table_get(pp, id);
 }
