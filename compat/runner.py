@@ -92,7 +92,9 @@ with `GPUWIRE_DEBUG=1` while time is left, and writes `OUTDIR/compatibility.md`,
 `compat/results.json` (the same results, machine-readable).
 Without a GPU, `bash compat/run --dry-run` exercises the runner itself (fake
 workloads covering every verdict, against the CPU stand-in driver) and
-`bash compat/run --check` compiles every workload script.
+`bash compat/run --check` compiles every workload script; `bash compat/run --render RESULTS_JSON` rewrites this file from a
+run's results.json, after `compat/known_causes.json` (why a workload fails) or
+`compat/nvml_comparison.md` changed.
 """
 
 
@@ -591,6 +593,9 @@ def write_reports(ctx: Context, meta: dict, rows: list, smi: dict | None) -> dic
         md_lines += ["", "### `gpuwire smi` from a client with no GPU", ""]
         md_lines += ["```", f"$ {smi['cmd']}" + (f"   (exit {smi['rc']})" if smi["rc"] else ""),
                      *smi["output"].rstrip().splitlines(), "```"]
+    extra = COMPAT / "nvml_comparison.md"  # scripts/gpu-nvml's comparison, kept by hand beside the runs
+    if extra.exists():
+        md_lines += ["", extra.read_text().rstrip()]
     md_lines += ["", "### The workloads", "", "| workload | what it does | seconds native / gpuwire |", "|---|---|---|"]
     for r in rows:
         md_lines.append(f"| {r['name']} | {cell(r['what'])} | {r['native']['wall_s']} / {r['gpuwire']['wall_s']} |")
@@ -649,7 +654,18 @@ def main(argv=None) -> int:
     ap.add_argument("--no-docs", action="store_true",
                     help="do not write docs/compatibility.md and compat/results.json (only OUTDIR)")
     ap.add_argument("--no-build", action="store_true", help="skip make -C native and the nvcc builds")
+    ap.add_argument("--render", metavar="RESULTS_JSON",
+                    help="only rewrite docs/compatibility.md and compat/results.json from a run's results.json "
+                         "(e.g. after compat/known_causes.json changed); needs no GPU")
     args = ap.parse_args(argv)
+    if args.render:
+        doc = json.loads(Path(args.render).read_text())
+        rows, smi = doc.pop("workloads"), doc.pop("gpuwire_smi", None)
+        doc.pop("counts", None)
+        ctx = Context(args, Path(tempfile.mkdtemp(prefix="gpuwire-compat-render-")), 0.0, doc.get("server", ""))
+        counts = write_reports(ctx, doc, rows, smi)
+        print(f"compat: rendered {DOC} from {args.render}: {counts}", flush=True)
+        return 0
     if args.check:
         return check_scripts()
 
