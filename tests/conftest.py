@@ -102,12 +102,13 @@ class ServerProcess:
         return self.proc.returncode
 
 
-def start_server(log_path: Path, driver: str = "standin", extra_args: tuple[str, ...] = ()) -> ServerProcess:
+def start_server(log_path: Path, driver: str = "standin", extra_args: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> ServerProcess:
     log = open(log_path, "wb")
     proc = subprocess.Popen(GPUWIRE + ["server", "--listen", "127.0.0.1:0", "--driver", driver,
                                        "--log-level", "DEBUG", *extra_args],
                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            env=gpuwire_env({"GPUWIRE_CACHE_DIR": str(log_path.parent / "cache")}))
+                            env=gpuwire_env({"GPUWIRE_CACHE_DIR": str(log_path.parent / "cache"), **(env or {})}))
     log.close()
     rx = re.compile(r" address=127\.0\.0\.1:(\d+) .*listening on ")
     deadline = time.monotonic() + SERVER_START_TIMEOUT
