@@ -154,23 +154,20 @@ def benches(build: Path, python: str, standin: bool) -> list[Bench]:
                    {"step": (["--exact", "2", "--warmup", "1"], ["--exact", "0", "--warmup", "1"], 2)},
                    [Row("step ms", "step", _get("median_step_ms", 1e-3), lambda t: f"{t * 1e3:.1f}", False)],
                    python=True, limit_s=150, app_syncs=_get("app_syncs_per_step")))
-    b.append(Bench("torch_decode", py + [str(HERE / "torch_decode.py")],
-                   lambda k, s: (["--tokens", "256", "--max-seconds", "30"] if k != "emulated"
-                                 else ["--tokens", "256", "--warmup", "2", "--max-seconds", "8"]),
-                   {"token": (["--exact", "16", "--warmup", "2"], ["--exact", "0", "--warmup", "2"], 16)},
-                   [Row("tokens/s", "token", _get("tokens_per_s", invert=True), lambda t: f"{1 / t:.1f}", True)],
-                   python=True, limit_s=150, app_syncs=_get("app_syncs_per_token"),
-                   native_only_output_check="sha256"))
+
+    def decode(name, extra):
+        return Bench(name, py + [str(HERE / "torch_decode.py")] + extra,
+                     lambda k, s: (["--tokens", "256", "--max-seconds", "30"] if k != "emulated"
+                                   else ["--tokens", "256", "--warmup", "2", "--max-seconds", "8"]),
+                     {"token": (["--exact", "16", "--warmup", "2"], ["--exact", "0", "--warmup", "2"], 16)},
+                     [Row("tokens/s", "token", _get("tokens_per_s", invert=True), lambda t: f"{1 / t:.1f}", True)],
+                     python=True, limit_s=150, app_syncs=_get("app_syncs_per_token"),
+                     native_only_output_check="sha256")
+    b.append(decode("torch_decode", []))
     # the same model with FlashAttention kernels: PyTorch's own pick on the H100
     # (cuDNN) NVRTC-compiles a plan per token, so the row above measures mostly
     # that compiler; this one measures decoding
-    b.append(Bench("torch_decode_flash", py + [str(HERE / "torch_decode.py"), "--attention", "flash"],
-                   lambda k, s: (["--tokens", "256", "--max-seconds", "30"] if k != "emulated"
-                                 else ["--tokens", "256", "--warmup", "2", "--max-seconds", "8"]),
-                   {"token": (["--exact", "16", "--warmup", "2"], ["--exact", "0", "--warmup", "2"], 16)},
-                   [Row("tokens/s", "token", _get("tokens_per_s", invert=True), lambda t: f"{1 / t:.1f}", True)],
-                   python=True, limit_s=150, app_syncs=_get("app_syncs_per_token"),
-                   native_only_output_check="sha256"))
+    b.append(decode("torch_decode_flash", ["--attention", "flash"]))
     return b
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ROOT
 from gpuwire import protocol
-from test_server import expect_error_frame, good_session, unique_pid
+from test_server import assert_malformed_ends_session, good_session, unique_pid
 
 OPS = Path(ROOT / "native" / "generated" / "gw_ops.h").read_text()
 
@@ -63,17 +63,10 @@ BAD = [
 
 @pytest.mark.parametrize("what,data,reason", BAD, ids=[b[0] for b in BAD])
 def test_malformed_cache_frames_end_the_session(server, what, data, reason):
-    sock, sid = good_session(server, unique_pid())
-    with sock:
-        sock.sendall(data)
-        if what == "outside the image":  # the REFS is fine and answered first
-            hdr, payload = protocol.recv_frame(sock, time.monotonic() + 15)
-            assert hdr.op == protocol.OP_REPLY and struct.unpack_from("<iI", payload) == (0, 1)
-        code, msg = expect_error_frame(sock)
-        assert code == protocol.ERR_MALFORMED, (code, msg)
-        assert reason in msg, msg
-    server.wait_for_log(r"session end", session=sid)
-    assert server.alive()
+    def refs_answered(sock):  # in "outside the image" the REFS is fine and answered first
+        hdr, payload = protocol.recv_frame(sock, time.monotonic() + 15)
+        assert hdr.op == protocol.OP_REPLY and struct.unpack_from("<iI", payload) == (0, 1)
+    assert_malformed_ends_session(server, data, reason, refs_answered if what == "outside the image" else None)
 
 
 def test_refs_name_exactly_the_missing_chunks(server):

@@ -12,9 +12,8 @@ import sys
 import pytest
 
 from conftest import ROOT, explain, gw_run
-from gpuwire import protocol
 from test_cache_wire import frame, op_id
-from test_server import expect_error_frame, good_session, unique_pid
+from test_server import assert_malformed_ends_session
 
 FATBIN = ROOT / "build" / "programs" / "obj" / "driver_api_kernels.fatbin"
 
@@ -171,11 +170,4 @@ BAD = [
 
 @pytest.mark.parametrize("what,data,reason", BAD, ids=[b[0] for b in BAD])
 def test_malformed_kernel_node_requests_end_only_their_session(server, what, data, reason):
-    sock, sid = good_session(server, unique_pid())
-    with sock:
-        sock.sendall(data)
-        code, msg = expect_error_frame(sock)
-        assert code == protocol.ERR_MALFORMED, (code, msg)
-        assert reason in msg, msg
-    server.wait_for_log(r"session end", session=sid)
-    assert server.alive()
+    assert_malformed_ends_session(server, data, reason)

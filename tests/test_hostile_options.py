@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT
 from gpuwire import protocol
 from test_cache_wire import frame, op_id
-from test_server import expect_error_frame, good_session, unique_pid
+from test_server import assert_malformed_ends_session
 
 CU_JIT_INFO_LOG_BUFFER = 3
 CU_LIBRARY_HOST_UNIVERSAL_FUNCTION_AND_DATA_TABLE = 0
@@ -37,11 +37,4 @@ BAD = [
 
 @pytest.mark.parametrize("what,data,reason", BAD, ids=[b[0] for b in BAD])
 def test_pointer_options_and_bad_landings_end_the_session(server, what, data, reason):
-    sock, sid = good_session(server, unique_pid())
-    with sock:
-        sock.sendall(data)
-        code, msg = expect_error_frame(sock)
-        assert code == protocol.ERR_MALFORMED, (code, msg)
-        assert reason in msg, msg
-    server.wait_for_log(r"session end", session=sid)
-    assert server.alive()
+    assert_malformed_ends_session(server, data, reason)

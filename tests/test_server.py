@@ -79,6 +79,22 @@ def good_session(server: ServerProcess, pid: int) -> tuple[socket.socket, int]:
     return sock, server.session_of_pid(pid)
 
 
+def assert_malformed_ends_session(server: ServerProcess, data: bytes, reason: str, before=None) -> None:
+    """Sends data on a fresh session and checks the worker refuses it as malformed
+    (an ERROR frame naming `reason`), ends that session only, and the server lives
+    on. `before(sock)`, if given, reads what comes ahead of the ERROR frame."""
+    sock, sid = good_session(server, unique_pid())
+    with sock:
+        sock.sendall(data)
+        if before:
+            before(sock)
+        code, msg = expect_error_frame(sock)
+        assert code == protocol.ERR_MALFORMED, (code, msg)
+        assert reason in msg, msg
+    server.wait_for_log(r"session end", session=sid)
+    assert server.alive()
+
+
 # --- handshake validation (the Python server itself) -----------------------
 
 
