@@ -56,8 +56,14 @@ void gw_prof_report(void)
         if (best < 0)
             break;
         shown[best] = 1;
+        static const char *const control[] = {[GW_OP_FUNC_LAYOUT] = "(parameter layout)", [GW_OP_STAGE] = "(stage)",
+                                              [GW_OP_DEVICE_ATTRS] = "(device attributes)",
+                                              [GW_OP_CAS_REFS] = "(cache references)", [GW_OP_CAS_DATA] = "(cache data)",
+                                              [GW_OP_LAND] = "(landing)"};
         char name[32];
-        if (best < 256)
+        if (best < 256 && best < (int)(sizeof control / sizeof control[0]) && control[best])
+            snprintf(name, sizeof name, "%s", control[best]);
+        else if (best < 256)
             snprintf(name, sizeof name, "(control op %d)", best);
         gw_wlog("profile:   %-40s %9llu jobs %10.3f ms  mean %8.1f us  max %9.1f us",
                 best >= 256 ? gw_op_name((unsigned)best) : name, n_by_op[best], ns_by_op[best] / 1e6,
