@@ -45,6 +45,7 @@ GW_HIDDEN CUresult gw_req_call_cached(gw_req *q, gw_rep **r);
 GW_HIDDEN void gw_cache_forget(const unsigned *ops, size_t n);
 /* Send without waiting (GW_F_NOREPLY): a failure comes back on a later collecting call. */
 GW_HIDDEN CUresult gw_req_post(gw_req *q);
+GW_HIDDEN CUresult gw_req_post_tail(gw_req *q, const void *tail, size_t tail_len); /* q, then tail's bytes, posted */
 GW_HIDDEN int gw_get_bytes(gw_rep *r, void *dst, size_t n);
 GW_HIDDEN uint32_t gw_get_u32(gw_rep *r);
 GW_HIDDEN uint64_t gw_get_u64(gw_rep *r);

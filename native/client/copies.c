@@ -14,6 +14,9 @@
  * next synchronization point. Device-to-host copies wait for their bytes and
  * are synchronization points. */
 
+/* Pieces this big skip the send batch (and its copy); smaller ones join it. */
+#define DIRECT_BYTES (256u << 10)
+
 static CUresult htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, int async, CUstream s)
 {
     const uint8_t *p = src;
@@ -34,6 +37,13 @@ static CUresult htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, in
         gw_req *q = gw_req_begin_quiet(op);
         gw_put_u64(q, dst + off);
         gw_put_u64(q, async ? (uint64_t)(uintptr_t)s : 0);
+        if ((!last || known) && len >= DIRECT_BYTES) {
+            /* big: straight from the application's buffer into the socket */
+            CUresult rc = gw_req_post_tail(q, p + off, len);
+            if (rc != CUDA_SUCCESS)
+                return rc;
+            continue;
+        }
         gw_put_raw(q, p + off, len); /* the bytes leave the application's buffer here */
         if (!last || known) {
             CUresult rc = gw_req_post(q);

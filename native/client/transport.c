@@ -542,6 +542,35 @@ CUresult gw_req_post(gw_req *q)
     return bad ? CUDA_ERROR_DEVICE_UNAVAILABLE : CUDA_SUCCESS;
 }
 
+/* Posts q followed by `tail` (the frame's last bytes, e.g. a copy's payload)
+ * without copying tail into the request first: the bytes go from the
+ * caller's buffer into the socket, and have left it when this returns. */
+CUresult gw_req_post_tail(gw_req *q, const void *tail, size_t tail_len)
+{
+    q->flags |= GW_F_NOREPLY;
+    CUresult rc = usable(q);
+    if (rc == CUDA_SUCCESS && q->len - sizeof(gw_hdr) + tail_len > GW_MAX_PAYLOAD)
+        rc = CUDA_ERROR_INVALID_VALUE;
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    pthread_mutex_lock(&conn_lock);
+    int bad = conn_lost || flush_locked(); /* what was batched goes first: order is kept */
+    if (!bad) {
+        gw_hdr h = {.len = (uint32_t)(q->len - sizeof(gw_hdr) + tail_len), .op = (uint16_t)q->op,
+                    .flags = (uint16_t)q->flags, .tid = thread_tag(), .seq = next_seq++};
+        memcpy(q->buf, &h, sizeof h);
+        gw_stat_bytes(q->len + tail_len, 0);
+        tls_mark = ++requests_queued;
+        uint64_t t0 = gw_now_ns();
+        bad = gw_io_write_all(conn_fd, q->buf, q->len) || gw_io_write_all(conn_fd, tail, tail_len);
+        gw_stat_send(gw_now_ns() - t0);
+        if (bad)
+            lose_connection("send");
+    }
+    pthread_mutex_unlock(&conn_lock);
+    return bad ? CUDA_ERROR_DEVICE_UNAVAILABLE : CUDA_SUCCESS;
+}
+
 /* Whatever is still queued leaves before the process does. */
 __attribute__((destructor)) static void flush_at_exit(void)
 {
