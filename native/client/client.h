@@ -38,6 +38,8 @@ GW_HIDDEN CUresult gw_req_call(gw_req *q, gw_rep **r);
 GW_HIDDEN CUresult gw_burst_begin(unsigned op);
 GW_HIDDEN CUresult gw_burst_queue(gw_req *q, uint32_t *seq);
 GW_HIDDEN CUresult gw_burst_reply(uint32_t seq, gw_rep **r);
+/* the same, a reply of exactly n bytes after its result landing at dst (*placed = 1) */
+GW_HIDDEN CUresult gw_burst_reply_into(uint32_t seq, gw_rep **r, void *dst, size_t n, int *placed);
 GW_HIDDEN void gw_burst_end(void);
 /* As gw_req_call, for answers that never change: asked once per argument list. */
 GW_HIDDEN CUresult gw_req_call_cached(gw_req *q, gw_rep **r);

@@ -136,8 +136,9 @@ static CUresult dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, int asyn
     for (size_t k = 0; k < pieces && rc == CUDA_SUCCESS; k++) {
         size_t off = k * GW_COPY_CHUNK, len = n - off < GW_COPY_CHUNK ? n - off : GW_COPY_CHUNK;
         gw_rep *r;
-        rc = gw_burst_reply(first + (uint32_t)k, &r);
-        if (rc == CUDA_SUCCESS)
+        int placed;
+        rc = gw_burst_reply_into(first + (uint32_t)k, &r, p + off, len, &placed);
+        if (rc == CUDA_SUCCESS && !placed)
             rc = gw_rep_status(r, gw_get_bytes(r, p + off, len) ? CUDA_ERROR_UNKNOWN : rc);
         gw_rep_end(r);
         /* after a failed piece the later replies still arrive: read them off */

@@ -37,6 +37,11 @@ struct gw_rep {
     uint8_t *buf;
     size_t len, cap, pos;
     int short_read;
+    /* a reply of exactly 4 + direct_len bytes puts its bytes after the result
+     * straight at direct (a device-to-host copy's destination): no second copy */
+    void *direct;
+    size_t direct_len;
+    int direct_used;
 };
 
 static pthread_mutex_t conn_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -750,15 +755,18 @@ static int read_one(uint32_t mine, gw_rep *own, int *got)
         return -1;
     }
     gw_rep *r = w ? w->rep : own;
-    if (grow_rep(r, h.len)) {
+    int direct = r->direct && h.len == 4 + r->direct_len;
+    size_t keep = direct ? 4 : h.len;
+    if (grow_rep(r, keep)) {
         lose_connection("reply buffer");
         return -1;
     }
-    if (read_all(conn_fd, r->buf, h.len, -1)) {
+    if (read_all(conn_fd, r->buf, keep, -1) || (direct && read_all(conn_fd, r->direct, r->direct_len, -1))) {
         lose_connection("receive");
         return -1;
     }
-    r->len = h.len;
+    r->len = keep;
+    r->direct_used = direct;
     gw_stat_bytes(0, sizeof h + h.len);
     if (w) {
         pthread_mutex_lock(&recv_lock);
@@ -860,6 +868,19 @@ CUresult gw_burst_queue(gw_req *q, uint32_t *seq)
 {
     *seq = next_seq++;
     return queue_locked(q, *seq) ? CUDA_ERROR_DEVICE_UNAVAILABLE : CUDA_SUCCESS;
+}
+
+CUresult gw_burst_reply_into(uint32_t seq, gw_rep **out, void *dst, size_t n, int *placed)
+{
+    gw_rep *r = &tls_rep;
+    r->direct = dst;
+    r->direct_len = n;
+    r->direct_used = 0;
+    CUresult rc = gw_burst_reply(seq, out);
+    *placed = r->direct_used;
+    r->direct = NULL;
+    r->direct_used = 0;
+    return rc;
 }
 
 CUresult gw_burst_reply(uint32_t seq, gw_rep **out)
