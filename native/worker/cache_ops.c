@@ -121,10 +121,11 @@ static int pinned_path_for(const target *t, uint8_t *ring, size_t ring_len, pinn
  * never outlive the call that could observe them. For staging, chunks are
  * read straight into the image and nothing is copied. */
 
-/* Verifying is what bounds a warm load: on the H100 host each reader loaded
- * and hashed about 0.55 GB/s, and eight of them gave the 4.2 GB/s measured
- * (bench/results.md). A GPU server has cores to spare for it: up to 16
- * readers, and a ring twice their number. */
+/* Cache hits came to the device at 4.2 GB/s with eight readers on the H100
+ * host (bench/results.md), about the rate the client's own eight threads
+ * hashed at: reading and verifying most likely bound a warm load (not
+ * profiled yet). A GPU server has cores to spare: up to 16 readers, and a
+ * ring twice their number. */
 #define RING 32u
 
 static unsigned reader_threads(void)

@@ -89,29 +89,22 @@ SD_API CUresult cuMemSetMemPool(CUmemLocation *loc, CUmemAllocationType type, CU
     return r;
 }
 
-SD_API CUresult cuDeviceGetDefaultMemPool(CUmemoryPool *out, CUdevice dev)
+/* the device's default pool, or (current) the one cuMemSetMemPool made current */
+static CUresult device_pool(CUmemoryPool *out, CUdevice dev, int current)
 {
     if (!out)
         return CUDA_ERROR_INVALID_VALUE;
     sd_lock();
     CUresult r = !sd_initialized() ? CUDA_ERROR_NOT_INITIALIZED : sd_check_dev(dev);
     if (r == CUDA_SUCCESS)
-        r = get_pool(out, 0);
+        r = get_pool(out, current);
     sd_unlock();
     return r;
 }
 
-SD_API CUresult cuDeviceGetMemPool(CUmemoryPool *out, CUdevice dev)
-{
-    if (!out)
-        return CUDA_ERROR_INVALID_VALUE;
-    sd_lock();
-    CUresult r = !sd_initialized() ? CUDA_ERROR_NOT_INITIALIZED : sd_check_dev(dev);
-    if (r == CUDA_SUCCESS)
-        r = get_pool(out, 1);
-    sd_unlock();
-    return r;
-}
+SD_API CUresult cuDeviceGetDefaultMemPool(CUmemoryPool *out, CUdevice dev) { return device_pool(out, dev, 0); }
+
+SD_API CUresult cuDeviceGetMemPool(CUmemoryPool *out, CUdevice dev) { return device_pool(out, dev, 1); }
 
 SD_API CUresult cuMemPoolCreate(CUmemoryPool *out, const CUmemPoolProps *props)
 {
