@@ -45,6 +45,20 @@ static uintptr_t spy_call(int n, uintptr_t a, uintptr_t b, uintptr_t c, uintptr_
     dump_after("arg0", a);
     dump_after("arg1", b);
     dump_after("arg2", c);
+    if (c > 0x10000 && (c & 7) == 0) { /* an out-pointer: what it was set to, and the text behind it */
+        uintptr_t out = *(const uintptr_t *)c;
+        if (out > 0x10000) {
+            dump_after("*arg2", out & ~(uintptr_t)7);
+            const unsigned char *t = (const unsigned char *)out;
+            char shown[49];
+            for (int i = 0; i < 48; i++)
+                shown[i] = t[i] >= 32 && t[i] < 127 ? (char)t[i] : '.';
+            shown[48] = 0;
+            fprintf(stderr, "spy   *arg2 text \"%s\"\n", shown);
+        }
+    }
+    if (d > 0x10000 && (d & 3) == 0)
+        fprintf(stderr, "spy   arg3 %#lx -> u32 %u\n", (unsigned long)d, *(const unsigned *)d);
     return r;
 }
 
