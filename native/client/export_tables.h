@@ -14,6 +14,7 @@
 #ifndef GPUWIRE_EXPORT_TABLES_H
 #define GPUWIRE_EXPORT_TABLES_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cuda.h>
@@ -23,6 +24,15 @@
  * (what the real driver answers, see the doc). NULL arguments:
  * CUDA_ERROR_INVALID_VALUE. Thread-safe; tables are static and never move. */
 CUresult gw_export_table_get(const void **ppExportTable, const CUuuid *pExportTableId);
+
+/* The driver's compile cache (table da9151d3, compile_cache.c): NVRTC's
+ * compiled PTX and cubins kept in a folder on the client. Figures for
+ * GPUWIRE_STATS. */
+typedef struct gw_compile_cache_figures {
+    atomic_ullong lookups, hits, hit_bytes, stores, stored_bytes, discarded, evicted;
+} gw_compile_cache_figures;
+gw_compile_cache_figures *gw_compile_cache_stats(void);
+extern const void *const gw_compile_cache_table[7];
 
 /* Call when a context is about to be destroyed (cuCtxDestroy, the primary
  * context's last cuDevicePrimaryCtxRelease, cuDevicePrimaryCtxReset), BEFORE

@@ -6,6 +6,7 @@
 
 #include "cache.h"
 #include "client.h"
+#include "export_tables.h"
 
 static atomic_ullong calls, round_trips, to_server, from_server;
 static atomic_ullong by_op[GW_OP_COUNT];
@@ -123,10 +124,17 @@ __attribute__((destructor)) static void write_stats(void)
                "\"image_bytes_avoided\": %llu, \"image_miss_bytes\": %llu, \"image_miss_bytes_sent\": %llu,\n  "
                "\"images\": %llu, \"image_bytes\": %llu, \"images_inline\": %llu, \"image_inline_bytes\": %llu,\n  "
                "\"hashed_bytes\": %llu, \"hash_seconds\": %.6f, \"memo_bytes\": %llu},\n"
-               " \"landings\": {\"copies\": %llu, \"bytes\": %llu, \"waits\": %llu}\n}\n",
+               " \"landings\": {\"copies\": %llu, \"bytes\": %llu, \"waits\": %llu},\n",
             gw_cas_on() ? "true" : "false", cas.hits, cas.misses, cas.hit_bytes, cas.miss_bytes, cas.sent_bytes,
             cas.image_hits, cas.image_misses, cas.image_hit_bytes, cas.image_miss_bytes, cas.image_sent_bytes,
             cas.images, cas.image_bytes, cas.images_inline, cas.image_inline_bytes, cas.hashed_bytes,
             cas.hash_ns / 1e9, cas.memo_hit_bytes, landing_copies, landing_bytes, landing_waits);
+    /* NVRTC's compile cache, kept on this machine (compile_cache.c) */
+    gw_compile_cache_figures *cc = gw_compile_cache_stats();
+    fprintf(f, " \"compile_cache\": {\"lookups\": %llu, \"hits\": %llu, \"hit_bytes\": %llu, \"stores\": %llu, "
+               "\"stored_bytes\": %llu, \"discarded\": %llu, \"evicted\": %llu}\n}\n",
+            (unsigned long long)cc->lookups, (unsigned long long)cc->hits, (unsigned long long)cc->hit_bytes,
+            (unsigned long long)cc->stores, (unsigned long long)cc->stored_bytes, (unsigned long long)cc->discarded,
+            (unsigned long long)cc->evicted);
     fclose(f);
 }

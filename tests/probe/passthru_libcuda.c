@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 #include "../../native/client/export_tables.h"
 #include "real_forward.h"
 
@@ -29,6 +30,18 @@ static void dump_after(const char *what, uintptr_t a)
     }
 }
 
+/* can 48 bytes at p be read? (write() to a pipe fails with EFAULT if not) */
+static int readable(const void *p, size_t n)
+{
+    int fd[2];
+    if (pipe(fd))
+        return 0;
+    int ok = write(fd[1], p, n) == (ssize_t)n;
+    close(fd[0]);
+    close(fd[1]);
+    return ok;
+}
+
 static uintptr_t spy_call(int n, uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t d,
                           uintptr_t e, uintptr_t f)
 {
@@ -45,9 +58,9 @@ static uintptr_t spy_call(int n, uintptr_t a, uintptr_t b, uintptr_t c, uintptr_
     dump_after("arg0", a);
     dump_after("arg1", b);
     dump_after("arg2", c);
-    if (c > 0x10000 && (c & 7) == 0) { /* an out-pointer: what it was set to, and the text behind it */
+    if (r == 0 && n % 10 == 3 && c > 0x10000 && (c & 7) == 0) { /* a lookup's out-pointer: the text behind it */
         uintptr_t out = *(const uintptr_t *)c;
-        if (out > 0x10000) {
+        if (out > 0x10000 && readable((const void *)out, 48)) {
             dump_after("*arg2", out & ~(uintptr_t)7);
             const unsigned char *t = (const unsigned char *)out;
             char shown[49];

@@ -1,0 +1,202 @@
+"""The driver's compile cache (export table da9151d3, native/client/compile_cache.c):
+NVRTC keeps what it compiled there. Driven slot by slot through ctypes, as NVRTC
+calls it, and with NVRTC itself where the nvidia-cuda-nvrtc wheel is installed
+(the test extras install it)."""
+
+import glob
+import json
+import os
+import site
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from conftest import explain, gw_run
+
+# One process's session with the table: a list of steps from the JSON file
+# argv[1], each [op, kind, key, options, data]; prints one result per step.
+DRIVER = r"""
+import ctypes, json, sys
+lib = ctypes.CDLL("libcuda.so.1")
+assert lib.cuInit(0) == 0
+uuid = bytes.fromhex("da9151d33ae6cc41a5c04f26d533e328")
+table = ctypes.POINTER(ctypes.c_void_p)()
+rc = lib.cuGetExportTable(ctypes.byref(table), uuid)
+assert rc == 0, rc
+size = table[0]
+F = ctypes.CFUNCTYPE
+U, P = ctypes.c_uint64, ctypes.c_void_p
+open_ = F(ctypes.c_int, P, U, ctypes.c_char_p, U, ctypes.c_char_p)(table[1])
+close = F(ctypes.c_int, P)(table[2])
+lookup = F(ctypes.c_int, P, U, P, P)(table[3])
+store = F(ctypes.c_int, P, U, ctypes.c_char_p, U)(table[4])
+release = F(ctypes.c_int, P, P, U, U, U)(table[6])
+out = [size]
+for step in json.load(open(sys.argv[1])):
+    op, kind, key, opts = step[0], step[1], step[2].encode(), step[3].encode()
+    h = P()
+    rc = open_(ctypes.byref(h), kind, key, len(key), opts)
+    if rc:
+        out.append(["refused", rc]); continue
+    if op == "get":
+        data, n = P(), ctypes.c_uint32()
+        rc = lookup(h, 0, ctypes.byref(data), ctypes.byref(n))
+        got = ctypes.string_at(data, n.value).decode() if rc == 0 else None
+        if rc == 0:
+            assert release(data, 0, n.value, n.value, 0) == 0
+        out.append([rc, got])
+    else:
+        out.append([store(h, 0, step[4].encode(), len(step[4]))])
+    assert close(h) == 0
+print("RESULT " + json.dumps(out))
+"""
+
+NOT_FOUND = 500
+
+
+def session(server, tmp_path, steps, env=None, name="stats.json"):
+    stats = tmp_path / name
+    e = {"GPUWIRE_COMPILE_CACHE": str(tmp_path / "cc")}
+    e.update(env or {})
+    plan = tmp_path / (name + ".steps")
+    plan.write_text(json.dumps(steps))
+    r = gw_run([sys.executable, "-c", DRIVER, str(plan)], server=server.address, stats=stats, env=e, timeout=60)
+    assert r.returncode == 0, explain(r, server)
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    res = json.loads(line[len("RESULT "):])
+    assert res[0] == 7 * 8, f"table size word {res[0]}"
+    figures = json.loads(stats.read_text())["compile_cache"] if stats.exists() else {}
+    return res[1:], figures
+
+
+def entries(tmp_path):
+    return sorted(p for p in (tmp_path / "cc").rglob("*") if p.is_file())
+
+
+def test_store_then_hit_in_another_process(server, tmp_path):
+    res, fig = session(server, tmp_path, [["get", 2, "bitcode-A", " -arch=compute_90", ""],
+                                          ["put", 2, "bitcode-A", " -arch=compute_90", "PTX for A"]])
+    assert res == [[NOT_FOUND, None], [0]]
+    assert fig["lookups"] == 1 and fig["hits"] == 0 and fig["stores"] == 1
+    res, fig = session(server, tmp_path, [["get", 2, "bitcode-A", " -arch=compute_90", ""]], name="s2.json")
+    assert res == [[0, "PTX for A"]]
+    assert fig["hits"] == 1 and fig["hit_bytes"] == len("PTX for A")
+    assert not [p for p in entries(tmp_path) if p.name.startswith(".tmp")], "temporary files left behind"
+
+
+def test_options_and_kind_name_separate_entries(server, tmp_path):
+    """NVRTC's key (the program's bitcode) is the same for every target; the
+    options string names the target, so it must be part of the entry's name."""
+    session(server, tmp_path, [["put", 2, "bc", " -arch=compute_90", "ptx90"],
+                               ["put", 1, "bc", " -arch=sm_90", "cubin90"]])
+    res, _ = session(server, tmp_path, [["get", 2, "bc", " -arch=compute_80", ""],
+                                        ["get", 1, "bc", " -arch=sm_80", ""],
+                                        ["get", 1, "bc", " -arch=compute_90", ""],
+                                        ["get", 2, "bc", " -arch=compute_90", ""],
+                                        ["get", 1, "bc", " -arch=sm_90", ""]])
+    assert res == [[NOT_FOUND, None], [NOT_FOUND, None], [NOT_FOUND, None], [0, "ptx90"], [0, "cubin90"]]
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_damaged_entry_is_discarded_not_used(server, tmp_path, damage):
+    session(server, tmp_path, [["put", 2, "k", "o", "the right bytes"]])
+    [path] = entries(tmp_path)
+    data = bytearray(path.read_bytes())
+    if damage == "flip":
+        data[-3] ^= 0x20
+    else:
+        data = data[:-4]
+    path.write_bytes(bytes(data))
+    res, fig = session(server, tmp_path, [["get", 2, "k", "o", ""]], name="s2.json")
+    assert res == [[NOT_FOUND, None]]
+    assert fig["discarded"] == 1
+    assert not path.exists(), "a damaged entry must be removed"
+    session(server, tmp_path, [["put", 2, "k", "o", "the right bytes"]], name="s3.json")
+    res, _ = session(server, tmp_path, [["get", 2, "k", "o", ""]], name="s4.json")
+    assert res == [[0, "the right bytes"]]
+
+
+@pytest.mark.parametrize("env", [{"CUDA_CACHE_DISABLE": "1"}, {"GPUWIRE_COMPILE_CACHE": "off"}])
+def test_disabled_cache_refuses_like_the_driver(server, tmp_path, env):
+    res, fig = session(server, tmp_path, [["put", 2, "k", "o", "x"], ["get", 2, "k", "o", ""]], env=env)
+    assert res == [["refused", 1], ["refused", 1]]
+    assert fig["stores"] == 0
+    assert not (tmp_path / "off").exists()
+
+
+def test_cap_evicts_least_recently_used(server, tmp_path):
+    blob = "x" * 8000
+    steps = [["put", 2, f"key{i}", "o", blob + str(i)] for i in range(40)]
+    res, fig = session(server, tmp_path, steps, env={"CUDA_CACHE_MAXSIZE": str(96 * 1024)})
+    assert all(r == [0] for r in res)
+    total = sum(p.stat().st_size for p in entries(tmp_path))
+    assert total <= 96 * 1024, f"{total} bytes kept under a cap of {96 * 1024}"
+    assert fig["evicted"] > 0
+    res, _ = session(server, tmp_path, [["get", 2, "key39", "o", ""], ["get", 2, "key0", "o", ""]], name="s2.json")
+    assert res[0] == [0, blob + "39"], "the newest entry must survive eviction"
+    assert res[1] == [NOT_FOUND, None], "the oldest entry should have gone"
+
+
+def test_concurrent_processes_share_one_folder(server, tmp_path):
+    def writer(i):
+        return session(server, tmp_path, [["put", 2, "shared", "o", "same content"],
+                                          ["put", 2, f"own{i}", "o", f"content {i}"],
+                                          ["get", 2, "shared", "o", ""]], name=f"w{i}.json")[0]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(writer, range(4)))
+    for r in results:
+        assert r[2] == [0, "same content"]
+    res, _ = session(server, tmp_path, [["get", 2, f"own{i}", "o", ""] for i in range(4)], name="r.json")
+    assert res == [[0, f"content {i}"] for i in range(4)]
+    assert not [p for p in entries(tmp_path) if p.name.startswith(".tmp")]
+
+
+# ---- with NVRTC itself ----
+
+def nvrtc_library():
+    found = [os.environ.get("GPUWIRE_TEST_NVRTC", "")]
+    for d in site.getsitepackages() + [site.getusersitepackages()]:
+        found += glob.glob(d + "/nvidia/cu13/lib/libnvrtc.so.13") + glob.glob(d + "/nvidia/cuda_nvrtc/lib/libnvrtc.so*")
+    found += glob.glob("/usr/local/cuda/lib64/libnvrtc.so.1*")
+    return next((f for f in found if f and os.path.exists(f)), None)
+
+
+NVRTC_PROGRAM = r"""
+import ctypes, json, struct, sys
+lib = ctypes.CDLL(sys.argv[1])
+SRC = b'extern "C" __global__ void twice(float *y) { y[threadIdx.x] *= 2.0f; }'
+prog = ctypes.c_void_p()
+assert lib.nvrtcCreateProgram(ctypes.byref(prog), SRC, b"t.cu", 0, None, None) == 0
+opts = (ctypes.c_char_p * 1)(b"-arch=" + sys.argv[2].encode())
+rc = lib.nvrtcCompileProgram(prog, 1, opts)
+n = ctypes.c_size_t()
+assert lib.nvrtcGetCUBINSize(prog, ctypes.byref(n)) == 0
+cubin = ctypes.create_string_buffer(n.value)
+assert lib.nvrtcGetCUBIN(prog, cubin) == 0
+print("RESULT " + json.dumps({"rc": rc, "sm": (struct.unpack_from("<I", cubin.raw, 0x30)[0] >> 8) & 0xff}))
+"""
+
+
+def test_nvrtc_compiles_hit_and_keep_their_target(server, tmp_path):
+    lib = nvrtc_library()
+    if not lib:
+        pytest.skip("no libnvrtc (pip install nvidia-cuda-nvrtc, or set GPUWIRE_TEST_NVRTC)")
+    env = {"GPUWIRE_COMPILE_CACHE": str(tmp_path / "cc"), "MALLOC_CHECK_": "3",
+           "LD_LIBRARY_PATH": os.path.dirname(lib) + ":" + os.environ.get("LD_LIBRARY_PATH", "")}
+    seen = []
+    for i, arch in enumerate(["sm_90", "sm_90", "sm_80", "sm_80"]):
+        stats = tmp_path / f"s{i}.json"
+        r = gw_run([sys.executable, "-c", NVRTC_PROGRAM, lib, arch], server=server.address, stats=stats, env=env,
+                   timeout=120)
+        assert r.returncode == 0, explain(r, server)
+        res = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
+        assert res["rc"] == 0
+        assert res["sm"] == int(arch[3:]), f"{arch} compile produced code for sm_{res['sm']}"
+        seen.append(json.loads(stats.read_text())["compile_cache"])
+    assert seen[0]["hits"] == 0 and seen[0]["stores"] >= 1
+    assert seen[1]["hits"] >= 1 and seen[1]["stores"] == 0, seen[1]
+    assert seen[2]["hits"] == 0, "an sm_80 compile must not be answered with sm_90 code"
+    assert seen[3]["hits"] >= 1
