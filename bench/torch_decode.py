@@ -103,6 +103,7 @@ def main():
     p.add_argument("--ffn", type=int, default=8192)
     p.add_argument("--vocab", type=int, default=32000)
     p.add_argument("--attention", default="auto", choices=["auto", "flash", "efficient", "math", "cudnn"])
+    p.add_argument("--ids", metavar="FILE", help="also write the generated token ids there, one per line")
     a = p.parse_args()
     dev, dt = a.device, torch.bfloat16
     want = a.exact if a.exact >= 0 else a.tokens
@@ -148,6 +149,9 @@ def run(a, model, prompt, want, generate):
     if a.exact >= 0:
         emit("torch_decode", exact=len(times), seconds=total)
         return
+    if a.ids:
+        with open(a.ids, "w") as f:
+            f.write("".join(f"{i}\n" for i in ids))
     text = ",".join(map(str, ids)).encode()
     emit("torch_decode", tokens=len(times), tokens_per_s=len(times) / sum(times),
          median_token_ms=median(times) * 1e3, prefill_and_decode_s=total,
