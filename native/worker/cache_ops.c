@@ -143,6 +143,24 @@ static unsigned reader_threads(void)
 
 enum { LOADING = 0, LOADED = 1, ABSENT = 2 }; /* state[i]; verified[i] separately */
 
+/* With GPUWIRE_WORKER_PROFILE: where a cache hit's time goes, summed over
+ * threads (readers: waiting for a free slot, reading, verifying; the copying
+ * thread: waiting for a chunk to be read, issuing copies, waiting for them). */
+static atomic_ullong t_slot_wait, t_read, t_verify, t_loaded_wait, t_copy, t_sync, t_jobs, n_readers;
+
+static uint64_t since(uint64_t t0) { return gw_prof_now() - t0; }
+
+void gw_cas_prof_report(void)
+{
+    if (gw_prof_on() <= 0 || !t_jobs)
+        return;
+    gw_wlog("profile: cache hits (thread-seconds): %llu reader threads: waiting for a slot %.3f, reading %.3f, "
+            "verifying %.3f; copying thread: waiting for reads %.3f, issuing copies %.3f, waiting for copies %.3f; "
+            "jobs %.3f s",
+            n_readers, t_slot_wait / 1e9, t_read / 1e9, t_verify / 1e9, t_loaded_wait / 1e9, t_copy / 1e9,
+            t_sync / 1e9, t_jobs / 1e9);
+}
+
 typedef struct pipe {
     const uint8_t *refs;
     const uint64_t *offs;
@@ -166,12 +184,18 @@ static uint32_t len_of(const pipe_t *p, uint32_t i)
 static void *reader(void *arg)
 {
     pipe_t *p = arg;
+    int prof = gw_prof_on() > 0;
+    if (prof)
+        atomic_fetch_add(&n_readers, 1);
     pthread_mutex_lock(&p->m);
     for (;;) {
+        uint64_t t0 = prof ? gw_prof_now() : 0;
         /* a ring slot is reused only when the copy of its previous chunk is done and that chunk is verified */
         while (!p->stop && p->next < p->n && !p->stage &&
                (p->next >= p->copied + RING || (p->next >= RING && !p->vdone[p->next - RING])))
             pthread_cond_wait(&p->cv, &p->m);
+        if (prof)
+            atomic_fetch_add(&t_slot_wait, since(t0));
         if (p->stop || p->next >= p->n)
             break;
         uint32_t i = p->next++;
@@ -179,7 +203,10 @@ static void *reader(void *arg)
         const uint8_t *h = p->refs + (size_t)i * REF_SIZE + 4;
         uint32_t len = len_of(p, i);
         uint8_t *buf = p->stage ? p->stage + p->offs[i] : p->ring + (size_t)(i % RING) * GW_COPY_CHUNK;
+        uint64_t t1 = prof ? gw_prof_now() : 0;
         int have = gw_cas_load(h, buf, len);
+        if (prof)
+            atomic_fetch_add(&t_read, since(t1));
         pthread_mutex_lock(&p->m);
         p->state[i] = have ? LOADED : ABSENT;
         pthread_cond_broadcast(&p->cv);
@@ -187,7 +214,10 @@ static void *reader(void *arg)
         int ok = 0;
         if (have) {
             uint8_t got[32];
+            uint64_t t2 = prof ? gw_prof_now() : 0;
             gw_sha256_hash(buf, len, got);
+            if (prof)
+                atomic_fetch_add(&t_verify, since(t2));
             ok = memcmp(got, h, 32) == 0;
             if (!ok)
                 gw_cas_reject(h, "content does not match its hash");
@@ -278,23 +308,36 @@ void gw_op_cas_refs(gw_call *c)
     pinned_path pp = {0};
     int pinned = !p.stage && pinned_path_for(&t, p.ring, (size_t)RING * GW_COPY_CHUNK, &pp);
     uint32_t issued = 0; /* async copies issued from the ring and not yet waited for */
+    int prof = gw_prof_on() > 0;
+    uint64_t tj = prof ? gw_prof_now() : 0;
     pthread_mutex_lock(&p.m);
     for (uint32_t i = 0; i < n && !p.stage; i++) {
+        uint64_t t0 = prof ? gw_prof_now() : 0;
         while (p.state[i] == LOADING)
             pthread_cond_wait(&p.cv, &p.m);
+        if (prof)
+            atomic_fetch_add(&t_loaded_wait, since(t0));
         uint8_t *slot = p.ring + (size_t)(i % RING) * GW_COPY_CHUNK;
         if (p.state[i] == LOADED && r == CUDA_SUCCESS) {
             pthread_mutex_unlock(&p.m);
+            uint64_t t1 = prof ? gw_prof_now() : 0;
             if (pinned) {
                 r = pp.async(t.dst + offs[i], slot, len_of(&p, i), pp.s);
                 issued++;
+                if (prof)
+                    atomic_fetch_add(&t_copy, since(t1));
                 /* slots are handed back to the readers a quarter ring at a time */
                 if (r == CUDA_SUCCESS && (issued == RING / 4 || i + 1 == n)) {
+                    uint64_t t2 = prof ? gw_prof_now() : 0;
                     r = pp.sync(pp.s);
                     issued = 0;
+                    if (prof)
+                        atomic_fetch_add(&t_sync, since(t2));
                 }
             } else {
                 r = h2d(t.op, t.dst + offs[i], slot, len_of(&p, i), t.stream);
+                if (prof)
+                    atomic_fetch_add(&t_copy, since(t1));
             }
             pthread_mutex_lock(&p.m);
         }
@@ -316,6 +359,8 @@ void gw_op_cas_refs(gw_call *c)
     pthread_mutex_unlock(&p.m);
     for (unsigned k = 0; k < started; k++)
         pthread_join(th[k], NULL);
+    if (prof)
+        atomic_fetch_add(&t_jobs, since(tj));
     pthread_mutex_destroy(&p.m);
     pthread_cond_destroy(&p.cv);
     uint32_t m = 0;

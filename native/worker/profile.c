@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "cache.h"
 #include "worker.h"
 
 #define SLOTS (256 + GW_OP_COUNT)
@@ -69,4 +70,5 @@ void gw_prof_report(void)
                 best >= 256 ? gw_op_name((unsigned)best) : name, n_by_op[best], ns_by_op[best] / 1e6,
                 ns_by_op[best] / 1e3 / n_by_op[best], max_by_op[best] / 1e3);
     }
+    gw_cas_prof_report();
 }
