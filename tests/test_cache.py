@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import GPUWIRE, ROOT, explain, gpuwire_env, gw_run, start_server
+from gpuwire.cache import TRAILER, entry_digest
 
 UPLOAD = str(Path(__file__).with_name("cache_upload.py"))
 MIB = 1 << 20
@@ -93,7 +94,26 @@ def test_portable_and_sha_ni_hashes_agree(cache_server, tmp_path):
     _, c = upload(cache_server, tmp_path, "portable", 13, 9, env={"GPUWIRE_SHA256": "portable"})
     assert c["cache"]["hits"] == 3 and c["cache"]["misses"] == 0, c["cache"]
     for p in entries(cache_server.cache):
-        assert hashlib.sha256(p.read_bytes()).hexdigest() == p.name
+        assert entry_digest(p) == p.name
+
+
+def test_entries_without_trailer_still_serve_and_are_verified(cache_server, tmp_path):
+    """Entries written before the CRC trailer existed hold the bytes alone:
+    still hits, checked with SHA-256 instead, a damaged one still refetched."""
+    upload(cache_server, tmp_path, "cold", 31, 16)
+    es = entries(cache_server.cache)
+    assert len(es) == 4
+    for p in es:
+        raw = p.read_bytes()
+        assert raw[-TRAILER:-TRAILER + 8] == b"gwcas01\0" and len(raw) == CHUNK + TRAILER
+        p.write_bytes(raw[:-TRAILER])
+    data = bytearray(es[0].read_bytes())
+    data[777] ^= 1
+    es[0].write_bytes(bytes(data))
+    res, warm = upload(cache_server, tmp_path, "warm", 31, 16)
+    assert res["ok"]
+    assert warm["cache"]["hits"] == 3 and warm["cache"]["misses"] == 1, warm["cache"]
+    assert entry_digest(es[0]) == es[0].name  # stored again, with its trailer
 
 
 def test_corrupt_and_truncated_entries_are_refetched(cache_server, tmp_path):
@@ -111,7 +131,7 @@ def test_corrupt_and_truncated_entries_are_refetched(cache_server, tmp_path):
     assert warm["bytes_to_server"] >= 2 * CHUNK
     cache_server.wait_for_log(r"cache entry \S+ is corrupt or truncated")
     for p in entries(cache_server.cache):  # refetched and stored again, correct
-        assert hashlib.sha256(p.read_bytes()).hexdigest() == p.name
+        assert entry_digest(p) == p.name
     assert len(entries(cache_server.cache)) == 4
 
 
@@ -146,7 +166,7 @@ def test_concurrent_clients_upload_the_same_content(cache_server, tmp_path):
     es = entries(cache_server.cache)
     assert len(es) == 6
     for p in es:
-        assert hashlib.sha256(p.read_bytes()).hexdigest() == p.name
+        assert entry_digest(p) == p.name
     assert not list((cache_server.cache / "tmp").iterdir())  # every temporary file was renamed or removed
     _, warm = upload(cache_server, tmp_path, "after", 42, 24)
     assert warm["cache"]["hits"] == 6
@@ -214,7 +234,7 @@ def test_cache_cli(cache_server, tmp_path):
     r = gw("cache", "stats", "--cache-dir", d, "--json")
     assert r.returncode == 0, r.stderr
     st = json.loads(r.stdout)
-    assert st["entries"] == 3 and st["bytes"] == 10 * MIB
+    assert st["entries"] == 3 and st["bytes"] == 10 * MIB + 3 * TRAILER  # bytes on disk
     r = gw("cache", "stats", "--cache-dir", d)
     assert "3 entries" in r.stdout, r.stdout
     r = gw("cache", "ls", "--cache-dir", d)

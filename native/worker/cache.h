@@ -19,8 +19,10 @@ int gw_cas_enabled(void);
  * (then removed). Safe from several threads. */
 int gw_cas_get(const uint8_t h[32], void *buf, size_t len);
 /* Store bytes whose hash the caller computed itself. Best effort. */
-/* Read an entry of len bytes into buf, unverified: 1 read, 0 absent or of the
- * wrong size (then removed). The caller verifies, and rejects a mismatch. */
+/* Read an entry of len bytes into buf: 2 read and checked (its trailer's
+ * length and CRCs match); 1 read, an entry without a trailer: the caller
+ * verifies its SHA-256 and rejects a mismatch; 0 absent, or of the wrong
+ * size or checksums (then removed). */
 int gw_cas_load(const uint8_t h[32], void *buf, size_t len);
 void gw_cas_reject(const uint8_t h[32], const char *why); /* remove a corrupt entry, count and log it */
 void gw_cas_put(const uint8_t h[32], const void *data, size_t len);

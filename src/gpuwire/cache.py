@@ -2,9 +2,12 @@
 it, `gpuwire cache ls|stats|prune`, and the per-session figures workers report.
 
 Layout (written by the native worker, native/worker/cache.c):
-DIR/objects/ab/<64 hex digits of SHA-256> holds exactly the bytes with that
-hash; DIR/tmp holds entries being written; DIR/lock is flock'd while entries
-are evicted. An entry's mtime is its last use.
+DIR/objects/ab/<64 hex digits of SHA-256> holds the bytes with that hash and
+a 32-byte trailer (b"gwcas01\0", their length as u64 LE, four CRC-32C values
+the worker checks on every read); entries from before the trailer hold the
+bytes alone. DIR/tmp holds entries being written; DIR/lock is flock'd while
+entries are evicted. An entry's mtime is its last use. Sizes reported here
+are bytes on disk.
 """
 
 from __future__ import annotations
@@ -117,6 +120,32 @@ class _Locked:
         os.close(self.fd)
 
 
+TRAILER_MAGIC = b"gwcas01\0"
+TRAILER = 32
+
+
+def entry_digest(path: Path) -> str:
+    """SHA-256 of an entry's bytes (its trailer, when it has a well-formed
+    one, left out; the CRCs in it are the worker's to check)."""
+    size = path.stat().st_size
+    n = size
+    with open(path, "rb") as f:
+        if size >= TRAILER:
+            f.seek(size - TRAILER)
+            t = f.read(TRAILER)
+            if t[:8] == TRAILER_MAGIC and int.from_bytes(t[8:16], "little") == size - TRAILER:
+                n = size - TRAILER
+            f.seek(0)
+        h = hashlib.sha256()
+        while n > 0:
+            block = f.read(min(n, 1 << 20))
+            if not block:
+                break
+            h.update(block)
+            n -= len(block)
+    return h.hexdigest()
+
+
 def prune(root: Path, max_bytes: int | None = None, older_than_s: float | None = None,
           verify: bool = False, everything: bool = False) -> dict:
     """Remove entries: all, those unused for older_than_s, the least recently
@@ -132,12 +161,8 @@ def prune(root: Path, max_bytes: int | None = None, older_than_s: float | None =
         for e in es:
             bad = False
             if verify and not everything:
-                h = hashlib.sha256()
                 try:
-                    with open(e.path, "rb") as f:
-                        for block in iter(lambda: f.read(1 << 20), b""):
-                            h.update(block)
-                    bad = h.hexdigest() != e.digest
+                    bad = entry_digest(e.path) != e.digest
                 except OSError:
                     bad = True
             if everything or bad or (older_than_s is not None and now - e.mtime > older_than_s):
