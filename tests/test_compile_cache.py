@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import explain, gw_run
+from conftest import GPUWIRE, explain, gpuwire_env, gw_run
 
 # One process's session with the table: a list of steps from the JSON file
 # argv[1], each [op, kind, key, options, data]; prints one result per step.
@@ -152,6 +152,29 @@ def test_concurrent_processes_share_one_folder(server, tmp_path):
     res, _ = session(server, tmp_path, [["get", 2, f"own{i}", "o", ""] for i in range(4)], name="r.json")
     assert res == [[0, f"content {i}"] for i in range(4)]
     assert not [p for p in entries(tmp_path) if p.name.startswith(".tmp")]
+
+
+@pytest.mark.parametrize("where", ["folder", "off"])
+def test_run_flag_names_the_folder(server, tmp_path, where):
+    """`gpuwire run --compile-cache DIR|off` is where the cache goes, or that it is off."""
+    import subprocess
+
+    plan = tmp_path / "steps.json"
+    plan.write_text(json.dumps([["put", 2, "k", "o", "x"]]))
+    folder = tmp_path / "chosen"
+    flag = str(folder) if where == "folder" else "off"
+    env = gpuwire_env({"HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(tmp_path / "xdg")})
+    env.pop("GPUWIRE_COMPILE_CACHE", None)
+    r = subprocess.run(GPUWIRE + ["run", "--server", server.address, "--compile-cache", flag, "--",
+                                  sys.executable, "-c", DRIVER, str(plan)],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
+    if where == "folder":
+        assert res[1:] == [[0]] and len([p for p in folder.rglob("*") if p.is_file()]) == 1
+    else:
+        assert res[1:] == [["refused", 1]] and not folder.exists()
+    assert not (tmp_path / "xdg").exists() and not (tmp_path / "home").exists()
 
 
 # ---- with NVRTC itself ----

@@ -102,6 +102,9 @@ environment set for CMD:
                    (default: the system's CAs); the certificate must name the server's host
   GPUWIRE_TLS_CERT, GPUWIRE_TLS_KEY  with --tls-cert, --tls-key: this client's certificate and key
   GPUWIRE_TLS_SERVER_NAME  with --tls-server-name: the name checked instead of --server's host
+  GPUWIRE_COMPILE_CACHE  with --compile-cache: where NVRTC's compile cache lives on this
+                   machine, or "off" (default $CUDA_CACHE_PATH/gpuwire, else
+                   ~/.cache/gpuwire/compile; CUDA_CACHE_DISABLE=1 and CUDA_CACHE_MAXSIZE apply)
 other variables read by the client library:
   GPUWIRE_DEBUG    set to 1 for a trace of the client's activity on stderr"""
 
@@ -201,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description=RUN_HELP, formatter_class=fmt,
                        usage="gpuwire run [-h] [--server HOST:PORT] [--stats FILE] [--exclusive] [--no-wait] "
                              "[--mem-cap SIZE] [--gpu N] [--token-file FILE] [--tls | --no-tls] [--tls-ca FILE] "
-                             "[--tls-cert FILE --tls-key FILE] -- CMD [ARGS...]")
+                             "[--tls-cert FILE --tls-key FILE] [--compile-cache DIR|off] -- CMD [ARGS...]")
     p.add_argument("--server", metavar="HOST:PORT",
                    help="the gpuwire server (default: $GPUWIRE_SERVER, else 127.0.0.1:7750)")
     p.add_argument("--stats", metavar="FILE",
@@ -212,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mem-cap", metavar="SIZE", help="cap this client's GPU memory (bytes, or 512M, 8G, ...)")
     p.add_argument("--gpu", type=int, metavar="N", help="lease GPU N only (seen by the program as device 0)")
     p.add_argument("--token-file", metavar="FILE", help="file holding the token (default: $GPUWIRE_TOKEN)")
+    p.add_argument("--compile-cache", metavar="DIR|off",
+                   help="folder on this machine for NVRTC's compiled code, which a native driver would cache "
+                        "(default: ~/.cache/gpuwire/compile), or off")
     _add_client_tls(p)
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD ARGS...", help="the command to run, after --")
 
@@ -331,6 +337,9 @@ def _lease_env(args: argparse.Namespace, env) -> str | None:
         env["GPUWIRE_GPU"] = str(args.gpu)
     if args.token_file:
         env["GPUWIRE_TOKEN_FILE"] = os.path.abspath(args.token_file)
+    if args.compile_cache:
+        env["GPUWIRE_COMPILE_CACHE"] = (args.compile_cache if args.compile_cache == "off"
+                                        else os.path.abspath(args.compile_cache))
     return None
 
 
