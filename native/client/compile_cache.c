@@ -1,9 +1,9 @@
 /* gpuwire client: the driver's compile cache, export table da9151d3.
  *
  * NVRTC (and cuFFT, cuDNN through it) keep what they compile in the driver's
- * compute cache: before compiling a program NVRTC opens an entry named by a
- * key it builds from the source and options, looks it up, and on a miss
- * compiles and stores the result (PTX, kind 2; cubin, kind 1). On the H100
+ * compute cache: before turning a program's bitcode into PTX (kind 2), and
+ * PTX into a cubin (kind 1), NVRTC opens an entry for it, looks it up, and on
+ * a miss compiles and stores the result. On the H100
  * (2026-11-27, scripts/gpu-all nvrtcdiag) a small NVRTC compile took 18 ms
  * natively and 64 ms with CUDA_CACHE_DISABLE=1, and the decode benchmark
  * (cuDNN attention NVRTC-compiling per token) 24 tokens in 1.45 s against
@@ -382,7 +382,7 @@ static CUresult slot3(void *h, uintptr_t flags, void **data, uint32_t *len)
     (void)flags;
     CUresult r = cc_lookup(h, data, len);
     if (debug())
-        fprintf(stderr, "gpuwire: export COMPILE_CACHE[3](%p) -> %d%s %p\n", h, r, r == CUDA_SUCCESS ? " (hit)" : "", r == CUDA_SUCCESS ? *data : NULL);
+        fprintf(stderr, "gpuwire: export COMPILE_CACHE[3](%p) -> %d%s\n", h, r, r == CUDA_SUCCESS ? " (hit)" : "");
     return r;
 }
 
