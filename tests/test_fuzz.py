@@ -66,8 +66,8 @@ def test_regression_inputs_pass(fuzzer):
     inputs = sorted((FUZZ_DIR / "regressions").glob("*")) + sorted((BUILD / "seeds").glob("regress_*"))
     if not inputs:
         pytest.skip("no regression inputs")
-    r = subprocess.run([str(fuzzer), "-close_fd_mask=2", *map(str, inputs)], capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run([str(fuzzer), "-close_fd_mask=2", "-timeout=30", *map(str, inputs)], capture_output=True,
+                       text=True, timeout=300)
     out = r.stdout + r.stderr
     assert r.returncode == 0 and not FINDING.search(out), out
 

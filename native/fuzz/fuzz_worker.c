@@ -19,7 +19,11 @@
  *    must not starve the next (the worker runs with a 256 MiB memory cap);
  *  - launches are bounded in CPU time: at most 4096 threads in all (larger
  *    grids become 1x1x1) and the stand-in's se_produce at most 1000 spins,
- *    since the stand-in runs kernels on the CPU, one thread after another.
+ *    since the stand-in runs kernels on the CPU, one thread after another;
+ *    and in time: the stand-in's gw_sleep(ms), which books ms on its context
+ *    for synchronizations to wait out as a long kernel would, books at most
+ *    2 ms (GPUWIRE_STANDIN_SLEEP_CAP_MS): a fuzzed ms of days, booked on a
+ *    context that outlives its input, once made a later input look hung.
  * Client-named ids that appear in an input are forgotten after it, so the
  * same seed binds them again next time instead of being refused as reused. */
 #define _GNU_SOURCE
@@ -330,6 +334,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     signal(SIGPIPE, SIG_IGN);
+    setenv("GPUWIRE_STANDIN_SLEEP_CAP_MS", "2", 1);
     const char *drv = getenv("GPUWIRE_FUZZ_DRIVER");
     const char *nvml = getenv("GPUWIRE_FUZZ_NVML");
     gw_nvml_set_path(nvml ? nvml : GW_FUZZ_NVML);

@@ -249,13 +249,29 @@ def regress_layout_after_unload() -> bytes:
     return s.bye()
 
 
+def regress_long_sleep() -> bytes:
+    """The stand-in's gw_sleep(ms) books ms for the next synchronize to wait out;
+    a fuzzed ms of days, booked on a context that outlives its input, made a
+    later input's synchronize outlast libFuzzer's timeout (a harness matter,
+    not the worker's: fixed by the harness's GPUWIRE_STANDIN_SLEEP_CAP_MS)."""
+    s = Session()
+    s.context()
+    mod, fn = CLIENT_ID | 0x5000, CLIENT_ID | 0x5008
+    s.stage(IMAGE)
+    s.frame("cuModuleLoadData", u64(mod, len(IMAGE)) + u32(0) + u32(0), COLLECT)
+    s.frame("cuModuleGetFunction", u64(fn, mod) + string("_Z8gw_sleepi"))
+    s.frame("cuLaunchKernel", launch_payload(fn, (1, 1, 1), (1, 1, 1), u32(86_400_000) + bytes(4)), NOREPLY)
+    s.frame("cuCtxSynchronize", b"", COLLECT)
+    return s.bye()
+
+
 SEEDS = {
     "device": seed_device, "memory": seed_memory, "module_launch": seed_module_launch,
     "library_streams": seed_library_streams, "threads": seed_threads, "nvml": seed_nvml,
     "malformed": seed_malformed, "landings": seed_landings,
 }
 REGRESSIONS = {"graph_get_nodes_empty_count": regress_graph_get_nodes_empty_count,
-               "layout_after_unload": regress_layout_after_unload}
+               "layout_after_unload": regress_layout_after_unload, "long_sleep": regress_long_sleep}
 
 
 def main() -> None:

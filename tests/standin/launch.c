@@ -8,6 +8,7 @@
 
 #include <time.h>
 
+#include <stdlib.h>
 #include <string.h>
 
 #define EXTRA_MAX 16 /* entries scanned in an `extra` array before it is called malformed */
@@ -105,6 +106,9 @@ static CUresult launch(CUfunction f, const unsigned int g[3], const unsigned int
         /* long GPU work: booked, not run; synchronizations wait for it (sd_wait_busy) */
         int32_t ms;
         memcpy(&ms, buf, 4);
+        const char *cap = getenv("GPUWIRE_STANDIN_SLEEP_CAP_MS"); /* the fuzz harness bounds it */
+        if (cap && ms > atoi(cap))
+            ms = atoi(cap);
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         double t = now.tv_sec + now.tv_nsec * 1e-9;
