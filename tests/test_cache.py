@@ -97,6 +97,44 @@ def test_portable_and_sha_ni_hashes_agree(cache_server, tmp_path):
         assert entry_digest(p) == p.name
 
 
+def _crc32c_table() -> list[int]:
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+CRC32C_TABLE = _crc32c_table()
+
+
+def _crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli), bytewise: slow, but independent of the worker's."""
+    c = 0xFFFFFFFF
+    for b in data:
+        c = CRC32C_TABLE[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def test_entry_trailer_is_as_documented(cache_server, tmp_path):
+    """docs/cache.md: the bytes, then b"gwcas01\\0", their length (u64 LE) and the
+    CRC-32C of each quarter (u32 LE each; quarters of len/4 rounded down to 8
+    bytes, the last running to the end)."""
+    assert _crc32c(b"123456789") == 0xE3069283  # the standard check value
+    upload(cache_server, tmp_path, "fmt", 41, 5)  # one whole 4 MiB chunk and a short one
+    for p in entries(cache_server.cache):
+        raw = p.read_bytes()
+        data, t = raw[:-TRAILER], raw[-TRAILER:]
+        assert t[:8] == b"gwcas01\0" and int.from_bytes(t[8:16], "little") == len(data)
+        q = len(data) // 4 // 8 * 8
+        quarters = [data[k * q:(k + 1) * q] for k in range(3)] + [data[3 * q:]]
+        assert [int.from_bytes(t[16 + 4 * k:20 + 4 * k], "little") for k in range(4)] == \
+            [_crc32c(x) for x in quarters], p.name
+        assert hashlib.sha256(data).hexdigest() == p.name
+
+
 def test_entries_without_trailer_still_serve_and_are_verified(cache_server, tmp_path):
     """Entries written before the CRC trailer existed hold the bytes alone:
     still hits, checked with SHA-256 instead, a damaged one still refetched."""
