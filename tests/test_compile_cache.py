@@ -88,15 +88,23 @@ def test_store_then_hit_in_another_process(server, tmp_path):
 
 def test_options_and_kind_name_separate_entries(server, tmp_path):
     """NVRTC's key (the program's bitcode) is the same for every target; the
-    options string names the target, so it must be part of the entry's name."""
+    options string names the target, so it must be part of the entry's name.
+    A cubin's entry is also named by the PTX it is made from: the PTX this
+    thread last looked up or stored for the same key; without one it is refused."""
     session(server, tmp_path, [["put", 2, "bc", " -arch=compute_90", "ptx90"],
                                ["put", 1, "bc", " -arch=sm_90", "cubin90"]])
     res, _ = session(server, tmp_path, [["get", 2, "bc", " -arch=compute_80", ""],
                                         ["get", 1, "bc", " -arch=sm_80", ""],
-                                        ["get", 1, "bc", " -arch=compute_90", ""],
                                         ["get", 2, "bc", " -arch=compute_90", ""],
-                                        ["get", 1, "bc", " -arch=sm_90", ""]])
-    assert res == [[NOT_FOUND, None], [NOT_FOUND, None], [NOT_FOUND, None], [0, "ptx90"], [0, "cubin90"]]
+                                        ["get", 1, "bc", " -arch=compute_90", ""],
+                                        ["get", 1, "other bc", " -arch=sm_90", ""],
+                                        ["get", 1, "bc", " -arch=sm_90", ""]], name="s2.json")
+    assert res == [[NOT_FOUND, None], ["refused", 1], [0, "ptx90"], [NOT_FOUND, None], ["refused", 1],
+                   [0, "cubin90"]]
+    # the same key and options compiled to other PTX (other NVRTC options): not that cubin
+    res, _ = session(server, tmp_path, [["put", 2, "bc", " -arch=compute_90 -ftz=1", "fast ptx"],
+                                        ["get", 1, "bc", " -arch=sm_90", ""]], name="s3.json")
+    assert res == [[0], [NOT_FOUND, None]]
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
@@ -187,39 +195,69 @@ def nvrtc_library():
     return next((f for f in found if f and os.path.exists(f)), None)
 
 
+# argv: libnvrtc, then the options (the first one -arch=...)
 NVRTC_PROGRAM = r"""
-import ctypes, json, struct, sys
+import ctypes, hashlib, json, struct, sys
 lib = ctypes.CDLL(sys.argv[1])
-SRC = b'extern "C" __global__ void twice(float *y) { y[threadIdx.x] *= 2.0f; }'
+SRC = (b'extern "C" __global__ void k(float *y, const float *x, int n) {'
+       b'  float acc = 0;'
+       b'  for (int i = 0; i < n; i++) acc += __sinf(x[i] * y[threadIdx.x]) * __expf(x[(i * 7) % n]);'
+       b'  y[threadIdx.x] = acc; }')
 prog = ctypes.c_void_p()
 assert lib.nvrtcCreateProgram(ctypes.byref(prog), SRC, b"t.cu", 0, None, None) == 0
-opts = (ctypes.c_char_p * 1)(b"-arch=" + sys.argv[2].encode())
-rc = lib.nvrtcCompileProgram(prog, 1, opts)
-n = ctypes.c_size_t()
-assert lib.nvrtcGetCUBINSize(prog, ctypes.byref(n)) == 0
-cubin = ctypes.create_string_buffer(n.value)
-assert lib.nvrtcGetCUBIN(prog, cubin) == 0
-print("RESULT " + json.dumps({"rc": rc, "sm": (struct.unpack_from("<I", cubin.raw, 0x30)[0] >> 8) & 0xff}))
+opts = [o.encode() for o in sys.argv[2:]]
+rc = lib.nvrtcCompileProgram(prog, len(opts), (ctypes.c_char_p * len(opts))(*opts))
+n, m = ctypes.c_size_t(), ctypes.c_size_t()
+assert lib.nvrtcGetCUBINSize(prog, ctypes.byref(n)) == 0 and lib.nvrtcGetPTXSize(prog, ctypes.byref(m)) == 0
+cubin, ptx = ctypes.create_string_buffer(n.value), ctypes.create_string_buffer(m.value)
+assert lib.nvrtcGetCUBIN(prog, cubin) == 0 and lib.nvrtcGetPTX(prog, ptx) == 0
+print("RESULT " + json.dumps({"rc": rc, "sm": (struct.unpack_from("<I", cubin.raw, 0x30)[0] >> 8) & 0xff,
+                              "cubin": hashlib.sha256(cubin.raw).hexdigest(), "ptx": hashlib.sha256(ptx.raw).hexdigest()}))
 """
+
+
+def nvrtc_compile(server, lib, folder, options, stats=None):
+    env = {"GPUWIRE_COMPILE_CACHE": str(folder), "MALLOC_CHECK_": "3",
+           "LD_LIBRARY_PATH": os.path.dirname(lib) + ":" + os.environ.get("LD_LIBRARY_PATH", "")}
+    r = gw_run([sys.executable, "-c", NVRTC_PROGRAM, lib, *options], server=server.address, stats=stats, env=env,
+               timeout=120)
+    assert r.returncode == 0, explain(r, server)
+    res = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
+    assert res["rc"] == 0, res
+    return res
 
 
 def test_nvrtc_compiles_hit_and_keep_their_target(server, tmp_path):
     lib = nvrtc_library()
     if not lib:
         pytest.skip("no libnvrtc (pip install nvidia-cuda-nvrtc, or set GPUWIRE_TEST_NVRTC)")
-    env = {"GPUWIRE_COMPILE_CACHE": str(tmp_path / "cc"), "MALLOC_CHECK_": "3",
-           "LD_LIBRARY_PATH": os.path.dirname(lib) + ":" + os.environ.get("LD_LIBRARY_PATH", "")}
     seen = []
     for i, arch in enumerate(["sm_90", "sm_90", "sm_80", "sm_80"]):
         stats = tmp_path / f"s{i}.json"
-        r = gw_run([sys.executable, "-c", NVRTC_PROGRAM, lib, arch], server=server.address, stats=stats, env=env,
-                   timeout=120)
-        assert r.returncode == 0, explain(r, server)
-        res = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
-        assert res["rc"] == 0
+        res = nvrtc_compile(server, lib, tmp_path / "cc", [f"-arch={arch}"], stats)
         assert res["sm"] == int(arch[3:]), f"{arch} compile produced code for sm_{res['sm']}"
         seen.append(json.loads(stats.read_text())["compile_cache"])
-    assert seen[0]["hits"] == 0 and seen[0]["stores"] >= 1
-    assert seen[1]["hits"] >= 1 and seen[1]["stores"] == 0, seen[1]
+    assert seen[0]["hits"] == 0 and seen[0]["stores"] == 2, seen[0]  # the PTX and the cubin
+    assert seen[1]["hits"] == 2 and seen[1]["stores"] == 0, seen[1]
     assert seen[2]["hits"] == 0, "an sm_80 compile must not be answered with sm_90 code"
-    assert seen[3]["hits"] >= 1
+    assert seen[3]["hits"] == 2
+
+
+# Option sets whose PTX or cubin differ from each other's while NVRTC's key
+# (the program's bitcode) stays the same: --use_fast_math after the plain
+# compile was once handed the plain compile's cubin.
+OPTION_SETS = [["-arch=sm_90"], ["-arch=sm_90", "--use_fast_math"], ["-arch=sm_90", "-maxrregcount=16"],
+               ["-arch=sm_90", "-Xptxas=-O0"], ["-arch=sm_90", "-lineinfo"], ["-arch=sm_80"],
+               ["-arch=sm_80", "--use_fast_math"]]
+
+
+def test_nvrtc_output_same_as_uncached_cold_and_warm(server, tmp_path):
+    lib = nvrtc_library()
+    if not lib:
+        pytest.skip("no libnvrtc (pip install nvidia-cuda-nvrtc, or set GPUWIRE_TEST_NVRTC)")
+    want = [nvrtc_compile(server, lib, "off", o) for o in OPTION_SETS]
+    assert len({(w["ptx"], w["cubin"]) for w in want}) == len(OPTION_SETS), "the option sets should all differ"
+    for rnd in ("cold", "warm"):
+        for o, w in zip(OPTION_SETS, want):
+            got = nvrtc_compile(server, lib, tmp_path / "cc", o)
+            assert (got["ptx"], got["cubin"]) == (w["ptx"], w["cubin"]), f"{rnd} {' '.join(o)}: differs from uncached"

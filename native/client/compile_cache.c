@@ -20,7 +20,8 @@
  * The key is the program's NVVM bitcode ("BC\xc0\xde"), the same for every
  * target; the options are a string naming the target (" -arch=compute_90
  * -ftz=0 ..." for PTX, " -arch=sm_90" for cubins), so both go into the entry's
- * name: without the options an sm_80 compile was handed sm_90 code. Data a
+ * name: without the options an sm_80 compile was handed sm_90 code. A cubin's
+ * name also has the PTX it is made from (see last_ptx below). Data a
  * lookup hands out stays the handle's until close: NVRTC copies it and then
  * calls slot 6 with that pointer (6 release(data, ?, len, len, 0), before
  * close), which is where a driver would free it; here close does
@@ -62,9 +63,28 @@
 
 typedef struct cc_handle {
     uint32_t kind;
-    uint8_t key[32];      /* SHA-256 of kind, options and the caller's key */
+    uint8_t key[32];      /* the entry's name: SHA-256 of kind, options, key (and PTX, for cubins) */
+    uint8_t program[32];  /* SHA-256 of the caller's key alone */
     void *data;           /* the last hit's bytes, ours until close */
 } cc_handle;
+
+/* A cubin is made from PTX, and NVRTC names both entries by the same key (the
+ * bitcode) with only the ptxas options added for the cubin: a --use_fast_math
+ * compile, whose PTX differs, was handed the plain compile's cubin. So a cubin
+ * entry is also named by the PTX it was made from: the PTX this thread just
+ * looked up or stored for the same program (NVRTC asks for the PTX, then the
+ * cubin, on one thread). Without it, a cubin entry is refused. */
+static __thread struct {
+    uint8_t program[32], ptx[32];
+    int valid;
+} last_ptx;
+
+static void saw_ptx(const cc_handle *h, const void *data, size_t len)
+{
+    memcpy(last_ptx.program, h->program, 32);
+    gw_sha256_hash(data, len, last_ptx.ptx);
+    last_ptx.valid = 1;
+}
 
 static gw_compile_cache_figures figures;
 gw_compile_cache_figures *gw_compile_cache_stats(void) { return &figures; }
@@ -303,16 +323,24 @@ static CUresult cc_open(cc_handle **out, unsigned kind, const void *key, size_t 
         return CUDA_ERROR_INVALID_VALUE;
     if (!usable())
         return CUDA_ERROR_INVALID_VALUE; /* what a refusal looked like natively; the caller compiles */
+    uint8_t program[32];
+    gw_sha256_hash(key, key_len, program);
+    int from_ptx = kind == KIND_CUBIN;
+    if (from_ptx && !(last_ptx.valid && !memcmp(last_ptx.program, program, 32)))
+        return CUDA_ERROR_INVALID_VALUE; /* which PTX it would be made from is unknown */
     cc_handle *h = calloc(1, sizeof *h);
     if (!h)
         return CUDA_ERROR_OUT_OF_MEMORY;
     h->kind = kind;
+    memcpy(h->program, program, 32);
     uint32_t tag[2] = {kind, (uint32_t)olen};
     gw_sha256 st;
     gw_sha256_init(&st);
     gw_sha256_update(&st, tag, sizeof tag);
     gw_sha256_update(&st, options ? options : "", olen);
-    gw_sha256_update(&st, key, key_len);
+    gw_sha256_update(&st, program, 32);
+    if (from_ptx)
+        gw_sha256_update(&st, last_ptx.ptx, 32);
     gw_sha256_final(&st, h->key);
     *out = h;
     return CUDA_SUCCESS;
@@ -342,6 +370,8 @@ static CUresult cc_lookup(cc_handle *h, void **data, uint32_t *len)
     h->data = got;
     *data = got;
     *len = n;
+    if (h->kind == KIND_PTX)
+        saw_ptx(h, got, n);
     atomic_fetch_add(&figures.hits, 1);
     atomic_fetch_add(&figures.hit_bytes, n);
     return CUDA_SUCCESS;
@@ -351,6 +381,8 @@ static CUresult cc_store(cc_handle *h, const void *data, size_t len)
 {
     if (!h || !data || !len || len > MAX_ENTRY)
         return CUDA_ERROR_INVALID_VALUE;
+    if (h->kind == KIND_PTX)
+        saw_ptx(h, data, len);
     char path[PATH_MAX];
     entry_path(h, path, sizeof path);
     store(path, data, (uint32_t)len);
