@@ -66,10 +66,15 @@ def test_regression_inputs_pass(fuzzer):
     inputs = sorted((FUZZ_DIR / "regressions").glob("*")) + sorted((BUILD / "seeds").glob("regress_*"))
     if not inputs:
         pytest.skip("no regression inputs")
-    r = subprocess.run([str(fuzzer), "-close_fd_mask=2", "-timeout=30", *map(str, inputs)], capture_output=True,
-                       text=True, timeout=300)
+    # sleeps of 1.5 s: long enough to outlast the worker's half-second join at a
+    # session's end (regress_a_thread_left_in_the_driver), short enough to wait out
+    env = dict(os.environ, GPUWIRE_STANDIN_SLEEP_CAP_MS="1500")
+    r = subprocess.run([str(fuzzer), "-timeout=30", *map(str, inputs)], capture_output=True, text=True, timeout=300,
+                       env=env)
     out = r.stdout + r.stderr
     assert r.returncode == 0 and not FINDING.search(out), out
+    if any(p.name == "regress_a_thread_left_in_the_driver" for p in inputs):
+        assert "still inside the driver" in out, "the regression input should leave a thread in the driver:\n" + out
 
 
 def test_fuzz_worker_for_a_bounded_time(fuzzer, tmp_path):

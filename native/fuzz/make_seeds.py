@@ -250,10 +250,9 @@ def regress_layout_after_unload() -> bytes:
 
 
 def regress_long_sleep() -> bytes:
-    """The stand-in's gw_sleep(ms) books ms for the next synchronize to wait out;
-    a fuzzed ms of days, booked on a context that outlives its input, made a
-    later input's synchronize outlast libFuzzer's timeout (a harness matter,
-    not the worker's: fixed by the harness's GPUWIRE_STANDIN_SLEEP_CAP_MS)."""
+    """The stand-in's gw_sleep(ms) books ms for the next synchronize to wait out,
+    as a long kernel would: a fuzzed ms of days would stall the harness, which
+    caps it (GPUWIRE_STANDIN_SLEEP_CAP_MS). A sleep of a day and a synchronize."""
     s = Session()
     s.context()
     mod, fn = CLIENT_ID | 0x5000, CLIENT_ID | 0x5008
@@ -265,13 +264,38 @@ def regress_long_sleep() -> bytes:
     return s.bye()
 
 
+def regress_a_thread_left_in_the_driver() -> bytes:
+    """An input that ends (no goodbye) while its synchronize still waits out a
+    gw_sleep: the session's end leaves that thread inside the driver. The
+    harness serves the next input in the same process, and the thread table
+    the ended session left behind made the next input's calls wait forever
+    (found by this fuzzer as timeouts; fixed by gw_worker_join_left_threads).
+    Its sleep reaches the synchronize only with GPUWIRE_STANDIN_SLEEP_CAP_MS
+    over the worker's half-second join wait, as tests/test_fuzz.py sets it."""
+    s = Session()
+    s.context()
+    mod, fn = CLIENT_ID | 0x6000, CLIENT_ID | 0x6008
+    s.stage(IMAGE)
+    s.frame("cuModuleLoadData", u64(mod, len(IMAGE)) + u32(0) + u32(0), COLLECT)
+    s.frame("cuModuleGetFunction", u64(fn, mod) + string("_Z8gw_sleepi"))
+    s.frame("cuLaunchKernel", launch_payload(fn, (1, 1, 1), (1, 1, 1), u32(60_000) + bytes(4)), NOREPLY)
+    s.frame("cuCtxSynchronize", b"", NOREPLY)
+    # a second client thread's call, answered while the first one's synchronize
+    # sleeps (a synchronize only waits, so later jobs may start): the harness
+    # waits for it, so the connection ends with the synchronize under way
+    two = Session(2)
+    two.frame("cuDeviceGetCount", u32(1))
+    return bytes(s.out) + bytes(two.out) + b"\0" * 5  # a cut header: the connection ends here
+
+
 SEEDS = {
     "device": seed_device, "memory": seed_memory, "module_launch": seed_module_launch,
     "library_streams": seed_library_streams, "threads": seed_threads, "nvml": seed_nvml,
     "malformed": seed_malformed, "landings": seed_landings,
 }
 REGRESSIONS = {"graph_get_nodes_empty_count": regress_graph_get_nodes_empty_count,
-               "layout_after_unload": regress_layout_after_unload, "long_sleep": regress_long_sleep}
+               "layout_after_unload": regress_layout_after_unload, "long_sleep": regress_long_sleep,
+               "a_thread_left_in_the_driver": regress_a_thread_left_in_the_driver}
 
 
 def main() -> None:

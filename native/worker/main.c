@@ -265,6 +265,8 @@ static atomic_int stopping; /* the session is over: threads drop what is queued 
 static int room_wanted;     /* the reader waits on sched_cv for a backlog to shrink */
 static int drain_wanted;    /* stop_threads waits on sched_cv for every job to finish */
 static int session_broken;  /* a job was malformed: the session ends (reason logged, client told) */
+static int threads_left;    /* stop_threads left a thread inside the driver (the process should end) */
+static void reset_threads(void);
 static atomic_int inflight; /* jobs running, for the server's busy flag */
 
 /* Big jobs (copy chunks) reuse their memory: a fresh 4 MiB allocation per chunk
@@ -672,12 +674,23 @@ static int stop_threads(int drain)
     pthread_mutex_unlock(&sched_lock);
     struct timespec join_until = deadline_in(JOIN_S);
     for (unsigned i = 0; i < nthreads; i++) {
-        if (pthread_timedjoin_np(threads[i].th, NULL, &join_until)) {
+        if (threads[i].th && pthread_timedjoin_np(threads[i].th, NULL, &join_until)) {
             /* a call that never returns (a hung kernel): the process's exit frees the GPU */
             gw_wlog("a worker thread is still inside the driver (%s): leaving it to the process's exit",
                     gw_op_name(threads[i].c.h.op));
+            threads_left = 1;
             return -1;
         }
+        threads[i].th = 0; /* joined */
+    }
+    reset_threads();
+    return 0;
+}
+
+/* The session's thread table back to empty, every thread joined. */
+static void reset_threads(void)
+{
+    for (unsigned i = 0; i < nthreads; i++) {
         pthread_cond_destroy(&threads[i].cv);
         gw_call *c = &threads[i].c;
         free(c->rbuf);
@@ -692,7 +705,23 @@ static int stop_threads(int drain)
     arrived = 0;
     atomic_store(&stopping, 0);
     session_broken = 0;
-    return 0;
+    threads_left = 0;
+}
+
+/* After a session that left a thread inside the driver: waits for it (and
+ * joins the rest), then empties the thread table. The worker program exits
+ * instead; the fuzz harness serves session after session in one process, and
+ * a table holding ended threads made a later session's jobs wait forever. */
+void gw_worker_join_left_threads(void)
+{
+    if (!threads_left)
+        return;
+    for (unsigned i = 0; i < nthreads; i++)
+        if (threads[i].th) {
+            pthread_join(threads[i].th, NULL);
+            threads[i].th = 0;
+        }
+    reset_threads();
 }
 
 static int valid_op(unsigned op)
