@@ -249,19 +249,25 @@ def regress_layout_after_unload() -> bytes:
     return s.bye()
 
 
+def sleep_then_synchronize(ids: int, ms: int, sync_flags: int) -> Session:
+    """A context, the stand-in's gw_sleep(ms) launched and a synchronize
+    (module and function named ids and ids + 8)."""
+    s = Session()
+    s.context()
+    mod, fn = ids, ids + 8
+    s.stage(IMAGE)
+    s.frame("cuModuleLoadData", u64(mod, len(IMAGE)) + u32(0) + u32(0), COLLECT)
+    s.frame("cuModuleGetFunction", u64(fn, mod) + string("_Z8gw_sleepi"))
+    s.frame("cuLaunchKernel", launch_payload(fn, (1, 1, 1), (1, 1, 1), u32(ms) + bytes(4)), NOREPLY)
+    s.frame("cuCtxSynchronize", b"", sync_flags)
+    return s
+
+
 def regress_long_sleep() -> bytes:
     """The stand-in's gw_sleep(ms) books ms for the next synchronize to wait out,
     as a long kernel would: a fuzzed ms of days would stall the harness, which
     caps it (GPUWIRE_STANDIN_SLEEP_CAP_MS). A sleep of a day and a synchronize."""
-    s = Session()
-    s.context()
-    mod, fn = CLIENT_ID | 0x5000, CLIENT_ID | 0x5008
-    s.stage(IMAGE)
-    s.frame("cuModuleLoadData", u64(mod, len(IMAGE)) + u32(0) + u32(0), COLLECT)
-    s.frame("cuModuleGetFunction", u64(fn, mod) + string("_Z8gw_sleepi"))
-    s.frame("cuLaunchKernel", launch_payload(fn, (1, 1, 1), (1, 1, 1), u32(86_400_000) + bytes(4)), NOREPLY)
-    s.frame("cuCtxSynchronize", b"", COLLECT)
-    return s.bye()
+    return sleep_then_synchronize(CLIENT_ID | 0x5000, 86_400_000, COLLECT).bye()
 
 
 def regress_a_thread_left_in_the_driver() -> bytes:
@@ -272,14 +278,7 @@ def regress_a_thread_left_in_the_driver() -> bytes:
     (found by this fuzzer as timeouts; fixed by gw_worker_join_left_threads).
     Its sleep reaches the synchronize only with GPUWIRE_STANDIN_SLEEP_CAP_MS
     over the worker's half-second join wait, as tests/test_fuzz.py sets it."""
-    s = Session()
-    s.context()
-    mod, fn = CLIENT_ID | 0x6000, CLIENT_ID | 0x6008
-    s.stage(IMAGE)
-    s.frame("cuModuleLoadData", u64(mod, len(IMAGE)) + u32(0) + u32(0), COLLECT)
-    s.frame("cuModuleGetFunction", u64(fn, mod) + string("_Z8gw_sleepi"))
-    s.frame("cuLaunchKernel", launch_payload(fn, (1, 1, 1), (1, 1, 1), u32(60_000) + bytes(4)), NOREPLY)
-    s.frame("cuCtxSynchronize", b"", NOREPLY)
+    s = sleep_then_synchronize(CLIENT_ID | 0x6000, 60_000, NOREPLY)
     # a second client thread's call, answered while the first one's synchronize
     # sleeps (a synchronize only waits, so later jobs may start): the harness
     # waits for it, so the connection ends with the synchronize under way

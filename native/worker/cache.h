@@ -15,16 +15,13 @@ extern gw_cas_counters gw_cas_stats;
 
 int gw_cas_open(const char *dir, uint64_t max_bytes); /* 0 ok */
 int gw_cas_enabled(void);
-/* 1: the entry's len bytes are in buf and hash to h. 0: absent, or wrong
- * (then removed). Safe from several threads. */
-int gw_cas_get(const uint8_t h[32], void *buf, size_t len);
-/* Store bytes whose hash the caller computed itself. Best effort. */
 /* Read an entry of len bytes into buf: 2 read and checked (its trailer's
  * length and CRCs match); 1 read, an entry without a trailer: the caller
  * verifies its SHA-256 and rejects a mismatch; 0 absent, or of the wrong
  * size or checksums (then removed). */
 int gw_cas_load(const uint8_t h[32], void *buf, size_t len);
 void gw_cas_reject(const uint8_t h[32], const char *why); /* remove a corrupt entry, count and log it */
+/* Store bytes whose hash the caller computed itself. Best effort. */
 void gw_cas_put(const uint8_t h[32], const void *data, size_t len);
 void gw_cas_evict(void); /* down to the cap, least recently used first */
 void gw_cas_report(int force); /* a "cache stats:" log line if anything changed (at most 1/s unless forced) */

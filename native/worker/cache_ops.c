@@ -154,8 +154,8 @@ void gw_cas_prof_report(void)
 {
     if (gw_prof_on() <= 0 || !t_jobs)
         return;
-    gw_wlog("profile: cache hits (thread-seconds): %llu reader threads: waiting for a slot %.3f, reading %.3f, "
-            "verifying %.3f; copying thread: waiting for reads %.3f, issuing copies %.3f, waiting for copies %.3f; "
+    gw_wlog("profile: cache hits (thread-seconds): %llu reader threads: waiting for a slot %.3f, reading (and checking "
+            "trailers) %.3f, SHA-256 of entries without one %.3f; copying thread: waiting for reads %.3f, issuing copies %.3f, waiting for copies %.3f; "
             "jobs %.3f s",
             n_readers, t_slot_wait / 1e9, t_read / 1e9, t_verify / 1e9, t_loaded_wait / 1e9, t_copy / 1e9,
             t_sync / 1e9, t_jobs / 1e9);
