@@ -2,6 +2,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "cache.h"
@@ -18,8 +19,26 @@ uint64_t gw_now_ns(void)
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
+/* GPUWIRE_TRACE_RT=2 also logs every module, kernel and occupancy call (the
+ * order in which a library uses a kernel it just loaded). */
+static void trace_call(unsigned op)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *v = getenv("GPUWIRE_TRACE_RT");
+        on = v && atoi(v) >= 2;
+    }
+    if (!on || op < 256)
+        return;
+    const char *n = gw_op_name(op);
+    if (!strncmp(n, "cuKernel", 8) || !strncmp(n, "cuLibrary", 9) || !strncmp(n, "cuFunc", 6) ||
+        !strncmp(n, "cuModule", 8) || !strncmp(n, "cuOccupancy", 11))
+        gw_log("call %s", n);
+}
+
 void gw_stat_call(unsigned op)
 {
+    trace_call(op);
     atomic_fetch_add_explicit(&calls, 1, memory_order_relaxed);
     if (op >= 256 && op < 256 + GW_OP_COUNT)
         atomic_fetch_add_explicit(&by_op[op - 256], 1, memory_order_relaxed);

@@ -809,6 +809,28 @@ static int wait_reply(waiter *w)
     return w->failed ? -1 : 0;
 }
 
+/* GPUWIRE_TRACE_RT=1: one stderr line per round trip (op, first arguments,
+ * time waited), to see which calls still wait and in what order. */
+static int trace_round_trips(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *v = getenv("GPUWIRE_TRACE_RT");
+        on = v && *v && *v != '0';
+    }
+    return on;
+}
+
+static void trace_round_trip(const gw_req *q, uint64_t t0, int32_t res)
+{
+    uint64_t a[4] = {0};
+    size_t n = q->len > sizeof(gw_hdr) ? q->len - sizeof(gw_hdr) : 0;
+    memcpy(a, q->buf + sizeof(gw_hdr), n < sizeof a ? n : sizeof a);
+    gw_log("rt %s args %llx %llx %llx %llx -> %d after %.1f us", q->op >= 256 ? gw_op_name(q->op) : "control op",
+           (unsigned long long)a[0], (unsigned long long)a[1], (unsigned long long)a[2], (unsigned long long)a[3],
+           res, (gw_now_ns() - t0) / 1e3);
+}
+
 CUresult gw_req_call(gw_req *q, gw_rep **out)
 {
     gw_rep *r = &tls_rep;
@@ -831,6 +853,8 @@ CUresult gw_req_call(gw_req *q, gw_rep **out)
     int32_t res;
     memcpy(&res, r->buf, 4);
     r->pos = 4;
+    if (trace_round_trips())
+        trace_round_trip(q, t0, res);
     if (res != CUDA_SUCCESS && gw_debug())
         gw_log("%s returned %d", q->op >= 256 ? gw_op_name(q->op) : "control op", res);
     return (CUresult)res;
