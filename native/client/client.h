@@ -123,8 +123,16 @@ GW_HIDDEN void gw_module_info_arrived(const uint8_t *payload, size_t len);
  * (a kernel and the functions taken from it): its module and name, hashed;
  * the handle itself when the client knows neither. */
 GW_HIDDEN uint64_t gw_fn_identity(uint64_t handle);
-/* Function attributes go back to their defaults with their context (launch.c). */
+/* Function attributes go back to their defaults with their context (func_attrs.c). */
 GW_HIDDEN void gw_attributes_reset(void);
+/* Attribute values of a code on a device as loaded (bit a of mask: vals[a]
+ * holds attribute a); ignored once the application set one of its attributes. */
+GW_HIDDEN void gw_attrs_loaded(uint64_t code, int dev, uint32_t mask, const int32_t *vals);
+/* A code's static shared memory size as its cubin gives it (checks a set of
+ * the dynamic shared memory size before the worker's values arrive). */
+GW_HIDDEN void gw_attrs_shared_hint(uint64_t code, uint32_t bytes);
+/* 1 and *value if the client knows attribute `attrib` of the code on dev. */
+GW_HIDDEN int gw_attrs_known(uint64_t code, int dev, int attrib, int *value);
 /* Whether any stream capture is under way in the process (launch.c). */
 GW_HIDDEN int gw_captures_active(void);
 /* The parameter layout of a function named by the client, if its module's

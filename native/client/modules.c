@@ -202,18 +202,54 @@ static gw_idmap aliases;  /* module id from cuLibraryGetModule -> its library id
 static gw_idmap metas;    /* function/kernel id -> fn_meta */
 static pthread_mutex_t info_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* FNV-1a over the module id, then the name */
+static uint64_t code_of(uint64_t module, const char *name)
+{
+    uint64_t h = 1469598103934665603ull ^ module;
+    for (const char *s = name; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
+}
+
 uint64_t gw_fn_identity(uint64_t handle)
 {
     uint64_t h = handle;
     pthread_mutex_lock(&info_lock);
     fn_meta *m = gw_idmap_get(&metas, handle);
     if (m && m->name) {
-        h = 1469598103934665603ull ^ m->module; /* FNV-1a over the module id, then the name */
-        for (const char *s = m->name; *s; s++)
-            h = (h ^ (uint8_t)*s) * 1099511628211ull;
+        /* a library's module (cuLibraryGetModule) holds the library's code */
+        uint64_t lib = (uint64_t)(uintptr_t)gw_idmap_get(&aliases, m->module);
+        h = code_of(lib ? lib : m->module, m->name);
     }
     pthread_mutex_unlock(&info_lock);
     return h;
+}
+
+/* A function's attribute values, when the worker sent them (dev >= 0): u32
+ * mask, an i32 per bit set. 0, or -1 if malformed. */
+static int take_attrs(const uint8_t *p, size_t len, size_t *pos, int32_t dev, uint64_t module, const char *name)
+{
+    if (dev < 0)
+        return 0;
+    uint32_t mask;
+    if (len - *pos < 4)
+        return -1;
+    memcpy(&mask, p + *pos, 4);
+    *pos += 4;
+    if (mask >> CU_FUNC_ATTRIBUTE_MAX)
+        return -1;
+    int32_t vals[CU_FUNC_ATTRIBUTE_MAX] = {0};
+    for (int a = 0; a < CU_FUNC_ATTRIBUTE_MAX; a++) {
+        if (!(mask >> a & 1))
+            continue;
+        if (len - *pos < 4)
+            return -1;
+        memcpy(&vals[a], p + *pos, 4);
+        *pos += 4;
+    }
+    if (name)
+        gw_attrs_loaded(code_of(module, name), dev, mask, vals);
+    return 0;
 }
 
 void gw_module_info_arrived(const uint8_t *p, size_t len)
@@ -228,8 +264,10 @@ void gw_module_info_arrived(const uint8_t *p, size_t len)
     } while (0)
     uint64_t id;
     uint32_t cnt;
+    int32_t dev;
     TAKE(&id, 8);
     TAKE(&cnt, 4);
+    TAKE(&dev, 4);
     if (cnt > len / 10)
         goto bad;
     mod_info *m = calloc(1, sizeof *m);
@@ -254,7 +292,7 @@ void gw_module_info_arrived(const uint8_t *p, size_t len)
         if (np == 0xFFFFFFFFu) { /* layout unknown to the worker for now */
             f->n = np;
             f->pairs = NULL;
-            if (!f->name)
+            if (!f->name || take_attrs(p, len, &pos, dev, id, f->name))
                 goto bad_m;
             continue;
         }
@@ -266,6 +304,8 @@ void gw_module_info_arrived(const uint8_t *p, size_t len)
         memcpy(f->pairs, p + pos, np * 8);
         pos += np * 8;
         f->n = np;
+        if (take_attrs(p, len, &pos, dev, id, f->name))
+            goto bad_m;
     }
     pthread_mutex_lock(&info_lock);
     gw_idmap_put(&modules, id, m);

@@ -1022,14 +1022,14 @@ CUresult CUDAAPI cuFlushGPUDirectRDMAWrites(CUflushGPUDirectRDMAWritesTarget tar
 }
 
 #undef cuFuncGetAttribute
-CUresult CUDAAPI cuFuncGetAttribute(int * pi, CUfunction_attribute attrib, CUfunction hfunc)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuFuncGetAttribute(int * pi, CUfunction_attribute attrib, CUfunction hfunc)
 {
     gw_req *q = gw_req_begin(GW_OP_cuFuncGetAttribute);
     gw_put_out(q, pi, pi ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)attrib);
     gw_put_u64(q, (uint64_t)(uintptr_t)hfunc);
     gw_rep *r;
-    CUresult res = gw_req_call_cached(q, &r);
+    CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
         if (pi) gw_get_bytes(r, pi, (size_t)(1) * sizeof(int));
         res = gw_rep_status(r, res);
@@ -1524,7 +1524,7 @@ CUresult CUDAAPI cuIpcCloseMemHandle(CUdeviceptr dptr)
 }
 
 #undef cuKernelGetAttribute
-CUresult CUDAAPI cuKernelGetAttribute(int * pi, CUfunction_attribute attrib, CUkernel kernel, CUdevice dev)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuKernelGetAttribute(int * pi, CUfunction_attribute attrib, CUkernel kernel, CUdevice dev)
 {
     gw_req *q = gw_req_begin(GW_OP_cuKernelGetAttribute);
     gw_put_out(q, pi, pi ? (size_t)(1) : 0);
@@ -1532,7 +1532,7 @@ CUresult CUDAAPI cuKernelGetAttribute(int * pi, CUfunction_attribute attrib, CUk
     gw_put_u64(q, (uint64_t)(uintptr_t)kernel);
     gw_put_u64(q, (uint64_t)(int64_t)dev);
     gw_rep *r;
-    CUresult res = gw_req_call_cached(q, &r);
+    CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
         if (pi) gw_get_bytes(r, pi, (size_t)(1) * sizeof(int));
         res = gw_rep_status(r, res);
@@ -1612,7 +1612,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuKernelSetAttribute(
 }
 
 #undef cuKernelSetCacheConfig
-CUresult CUDAAPI cuKernelSetCacheConfig(CUkernel kernel, CUfunc_cache config, CUdevice dev)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuKernelSetCacheConfig(CUkernel kernel, CUfunc_cache config, CUdevice dev)
 {
     gw_req *q = gw_req_begin(GW_OP_cuKernelSetCacheConfig);
     gw_put_u64(q, (uint64_t)(uintptr_t)kernel);

@@ -137,12 +137,19 @@ static unsigned read_options(gw_call *c, unsigned *opts, void **vals, int librar
 
 /* After a load, the module's functions (names, parameter layouts, thread
  * limits) go to the client unasked, so its launches need no round trip per
- * function. Payload: u64 module id, u32 n, then per function: u16 name
- * length, name, u32 max threads per block (0: unknown), u32 m, m x (u32
- * offset, u32 size); m = 0xFFFFFFFF: unknown, ask with FUNC_LAYOUT. */
+ * function. Payload: u64 module id, u32 n, i32 device (-1: no attributes),
+ * then per function: u16 name length, name, u32 max threads per block (0:
+ * unknown), u32 m, m x (u32 offset, u32 size) (m = 0xFFFFFFFF: unknown, ask
+ * with FUNC_LAYOUT), and if the device is given: u32 mask, then for each bit
+ * a set in it the i32 value of attribute a on that device. */
 typedef CUresult (*param_info_fn)(void *, size_t, size_t *, size_t *);
 
-static void push_info(uint64_t id, void *h, int is_library)
+/* Attributes travel for the functions of small bare cubins only: reading
+ * them loads the function on the device, which a large library loaded lazily
+ * (PyTorch's, cuBLAS's) must not pay for kernels it never runs. */
+#define ATTRS_MAX_FUNCTIONS 8
+
+static void push_info(uint64_t id, void *h, int is_library, int bare_cubin)
 {
     unsigned cnt = 0;
     void **fns = NULL;
@@ -174,11 +181,19 @@ static void push_info(uint64_t id, void *h, int is_library)
     param_info_fn info = (param_info_fn)gw_driver_sym(is_library ? GW_OP_cuKernelGetParamInfo : GW_OP_cuFuncGetParamInfo);
     CUresult (*fattr)(int *, CUfunction_attribute, CUfunction) =
         (CUresult(*)(int *, CUfunction_attribute, CUfunction))gw_driver_sym(GW_OP_cuFuncGetAttribute);
+    CUresult (*kattr)(int *, CUfunction_attribute, CUkernel, CUdevice) =
+        (CUresult(*)(int *, CUfunction_attribute, CUkernel, CUdevice))gw_driver_sym(GW_OP_cuKernelGetAttribute);
+    CUresult (*ctxdev)(CUdevice *) = (CUresult(*)(CUdevice *))gw_driver_sym(GW_OP_cuCtxGetDevice);
+    CUdevice dev = -1;
+    if (!bare_cubin || cnt > ATTRS_MAX_FUNCTIONS || !ctxdev || ctxdev(&dev) != CUDA_SUCCESS ||
+        (is_library ? !kattr : !fattr))
+        dev = -1;
     gw_call out = {0}; /* a reply-shaped buffer: header space, then the payload */
     gw_reply_result(&out, CUDA_SUCCESS);
     out.rlen = sizeof(gw_hdr);
     gw_reply_bytes(&out, &id, 8);
     gw_reply_u32(&out, cnt);
+    gw_reply_u32(&out, (uint32_t)dev);
     if (!name_of || !info) {
         free(fns);
         free(out.rbuf);
@@ -208,6 +223,23 @@ static void push_info(uint64_t id, void *h, int is_library)
          * the first launch. */
         gw_reply_u32(&out, m ? m : 0xFFFFFFFFu);
         gw_reply_bytes(&out, offs, m * sizeof offs[0]);
+        if (dev >= 0) { /* u32 mask of the attributes read, then their values */
+            int32_t v[CU_FUNC_ATTRIBUTE_MAX];
+            uint32_t mask = 0;
+            for (int a = 0; a < CU_FUNC_ATTRIBUTE_MAX; a++) {
+                int x = 0;
+                CUresult ar = is_library ? kattr(&x, (CUfunction_attribute)a, fns[i], dev)
+                                         : fattr(&x, (CUfunction_attribute)a, fns[i]);
+                if (ar == CUDA_SUCCESS) {
+                    v[a] = x;
+                    mask |= 1u << a;
+                }
+            }
+            gw_reply_u32(&out, mask);
+            for (int a = 0; a < CU_FUNC_ATTRIBUTE_MAX; a++)
+                if (mask >> a & 1)
+                    gw_reply_u32(&out, (uint32_t)v[a]);
+        }
     }
     free(fns);
     if (!out.bad && out.rlen - sizeof(gw_hdr) <= GW_MAX_PAYLOAD)
@@ -256,13 +288,15 @@ static void load(gw_call *c, int type)
                                        nl);
         break;
     }
+    /* a bare cubin (NVRTC's output: cuDNN compiles one per new shape) */
+    int bare_cubin = size >= 4 && !memcmp(image, "\x7f" "ELF", 4);
     release_stage(c->h.tid);
     gw_reply_result(c, r);
     if (r != CUDA_SUCCESS)
         return;
     gw_handle_bind(c, type, id, h);
     if (!c->bad)
-        push_info(id, h, type == GW_HT_CUlibrary);
+        push_info(id, h, type == GW_HT_CUlibrary, bare_cubin);
 }
 
 void gw_h_cuModuleLoadData(gw_call *c) { load(c, GW_HT_CUmodule); }

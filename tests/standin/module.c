@@ -1,7 +1,9 @@
 /* TEST DOUBLE: gpuwire CPU stand-in driver. Modules and libraries accept any image (fatbin,
- * cubin or PTX; it is not parsed) and resolve kernels by name from the registry of host
- * implementations of this project's test kernels. Also function/kernel attributes, parameter
+ * cubin or PTX) and resolve kernels by name from the registry of host implementations of
+ * this project's test kernels; a bare cubin (ELF) holds only the registered kernels whose
+ * names its string tables carry, as a real one would (other images: every kernel). Also function/kernel attributes, parameter
  * layout and occupancy. */
+#define _GNU_SOURCE /* memmem */
 #include "standin.h"
 
 #include <stdlib.h>
@@ -14,13 +16,51 @@ typedef struct sd_image {
     sd_ctx *ctx;          /* module: the context it was loaded in; library: NULL */
     struct sd_image *mod; /* library: its module (for cuLibraryGetModule / cuKernelGetFunction) */
     sd_func **funcs;      /* indexed like the registry */
+    unsigned char *holds; /* indexed like the registry: the image has that kernel; NULL: all */
 } sd_image;
 
-static sd_image *image_new(int kind, sd_ctx *ctx)
+/* The extent of a 64-bit ELF from its header (its section headers come last), 0 if none. */
+static size_t elf_extent(const unsigned char *p)
+{
+    if (memcmp(p, "\x7f" "ELF", 4) || p[4] != 2)
+        return 0;
+    uint64_t shoff;
+    uint16_t shentsize, shnum;
+    memcpy(&shoff, p + 0x28, 8);
+    memcpy(&shentsize, p + 0x3A, 2);
+    memcpy(&shnum, p + 0x3C, 2);
+    return shoff + (size_t)shentsize * shnum;
+}
+
+/* Which registered kernels a bare cubin holds: their names stand NUL-terminated
+ * after a NUL in it (a string table). NULL for any other image. */
+static unsigned char *kernels_held(const void *image)
+{
+    size_t size = image ? elf_extent(image) : 0;
+    if (!size)
+        return NULL;
+    size_t n = sd_registry_count();
+    unsigned char *holds = calloc(n ? n : 1, 1);
+    for (size_t i = 0; holds && i < n; i++) {
+        const char *name = sd_registry_at(i)->name;
+        size_t len = strlen(name) + 1;
+        const unsigned char *p = image, *end = p + size;
+        while (!holds[i] && (p = memmem(p, (size_t)(end - p), name, len)) != NULL) {
+            holds[i] = p > (const unsigned char *)image && p[-1] == 0;
+            p++;
+        }
+    }
+    return holds;
+}
+
+static int image_holds(const sd_image *m, size_t i) { return !m->holds || m->holds[i]; }
+
+static sd_image *image_new(int kind, sd_ctx *ctx, const void *image)
 {
     sd_image *m = calloc(1, sizeof *m);
     if (!m)
         return NULL;
+    m->holds = kernels_held(image);
     m->funcs = calloc(sd_registry_count() ? sd_registry_count() : 1, sizeof *m->funcs);
     if (!m->funcs || sd_obj_add(m) != 0) {
         free(m->funcs);
@@ -42,6 +82,7 @@ static void image_free(sd_image *m)
     }
     sd_obj_del(m);
     free(m->funcs);
+    free(m->holds);
     free(m);
 }
 
@@ -62,6 +103,14 @@ static sd_func *image_func(sd_image *m, size_t i, int kind)
         m->funcs[i] = f;
     }
     return m->funcs[i];
+}
+
+static size_t held_count(const sd_image *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < sd_registry_count(); i++)
+        n += image_holds(m, i);
+    return n;
 }
 
 static long registry_index(const char *name)
@@ -101,7 +150,7 @@ static CUresult module_load(CUmodule *pm, const void *image)
     sd_ctx *c;
     CUresult r = sd_cur(&c);
     sd_image *m = NULL;
-    if (r == CUDA_SUCCESS && !(m = image_new(SD_MODULE, c)))
+    if (r == CUDA_SUCCESS && !(m = image_new(SD_MODULE, c, image)))
         r = CUDA_ERROR_OUT_OF_MEMORY;
     if (r == CUDA_SUCCESS)
         *pm = (CUmodule)m;
@@ -144,7 +193,7 @@ SD_API CUresult cuModuleGetFunction(CUfunction *pf, CUmodule hm, const char *nam
     if (r == CUDA_SUCCESS && !sd_obj_live(hm, SD_MODULE))
         r = CUDA_ERROR_INVALID_HANDLE;
     long i = r == CUDA_SUCCESS ? registry_index(name) : -1;
-    if (r == CUDA_SUCCESS && i < 0)
+    if (r == CUDA_SUCCESS && (i < 0 || !image_holds((sd_image *)hm, (size_t)i)))
         r = CUDA_ERROR_NOT_FOUND;
     if (r == CUDA_SUCCESS) {
         sd_func *f = image_func((sd_image *)hm, (size_t)i, SD_FUNC);
@@ -167,7 +216,7 @@ SD_API CUresult cuModuleGetFunctionCount(unsigned int *count, CUmodule hm)
     if (r == CUDA_SUCCESS && !sd_obj_live(hm, SD_MODULE))
         r = CUDA_ERROR_INVALID_HANDLE;
     if (r == CUDA_SUCCESS)
-        *count = (unsigned int)sd_registry_count(); /* the image is not parsed: every known kernel */
+        *count = (unsigned int)held_count((sd_image *)hm);
     sd_unlock();
     return r;
 }
@@ -181,12 +230,14 @@ SD_API CUresult cuModuleEnumerateFunctions(CUfunction *fns, unsigned int n, CUmo
     CUresult r = sd_cur(&c);
     if (r == CUDA_SUCCESS && !sd_obj_live(hm, SD_MODULE))
         r = CUDA_ERROR_INVALID_HANDLE;
-    for (size_t i = 0; r == CUDA_SUCCESS && i < n && i < sd_registry_count(); i++) {
+    for (size_t i = 0, o = 0; r == CUDA_SUCCESS && o < n && i < sd_registry_count(); i++) {
+        if (!image_holds((sd_image *)hm, i))
+            continue;
         sd_func *f = image_func((sd_image *)hm, i, SD_FUNC);
         if (!f)
             r = CUDA_ERROR_OUT_OF_MEMORY;
         else
-            fns[i] = (CUfunction)f;
+            fns[o++] = (CUfunction)f;
     }
     sd_unlock();
     return r;
@@ -228,8 +279,8 @@ SD_API CUresult cuLibraryLoadData(CUlibrary *plib, const void *code, CUjit_optio
     CUresult r = sd_initialized() ? CUDA_SUCCESS : CUDA_ERROR_NOT_INITIALIZED;
     sd_image *lib = NULL;
     if (r == CUDA_SUCCESS) {
-        lib = image_new(SD_LIBRARY, NULL);
-        sd_image *mod = lib ? image_new(SD_MODULE, NULL) : NULL;
+        lib = image_new(SD_LIBRARY, NULL, code);
+        sd_image *mod = lib ? image_new(SD_MODULE, NULL, code) : NULL;
         if (!mod) {
             if (lib)
                 image_free(lib);
@@ -264,7 +315,7 @@ SD_API CUresult cuLibraryGetKernel(CUkernel *pk, CUlibrary hl, const char *name)
     sd_lock();
     CUresult r = sd_obj_live(hl, SD_LIBRARY) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
     long i = r == CUDA_SUCCESS ? registry_index(name) : -1;
-    if (r == CUDA_SUCCESS && i < 0)
+    if (r == CUDA_SUCCESS && (i < 0 || !image_holds((sd_image *)hl, (size_t)i)))
         r = CUDA_ERROR_NOT_FOUND;
     if (r == CUDA_SUCCESS) {
         sd_func *k = image_func((sd_image *)hl, (size_t)i, SD_KERNEL);
@@ -284,7 +335,7 @@ SD_API CUresult cuLibraryGetKernelCount(unsigned int *count, CUlibrary hl)
     sd_lock();
     CUresult r = sd_obj_live(hl, SD_LIBRARY) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
     if (r == CUDA_SUCCESS)
-        *count = (unsigned int)sd_registry_count();
+        *count = (unsigned int)held_count((sd_image *)hl);
     sd_unlock();
     return r;
 }
@@ -295,12 +346,14 @@ SD_API CUresult cuLibraryEnumerateKernels(CUkernel *ks, unsigned int n, CUlibrar
         return CUDA_ERROR_INVALID_VALUE;
     sd_lock();
     CUresult r = sd_obj_live(hl, SD_LIBRARY) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
-    for (size_t i = 0; r == CUDA_SUCCESS && i < n && i < sd_registry_count(); i++) {
+    for (size_t i = 0, o = 0; r == CUDA_SUCCESS && o < n && i < sd_registry_count(); i++) {
+        if (!image_holds((sd_image *)hl, i))
+            continue;
         sd_func *k = image_func((sd_image *)hl, i, SD_KERNEL);
         if (!k)
             r = CUDA_ERROR_OUT_OF_MEMORY;
         else
-            ks[i] = (CUkernel)k;
+            ks[o++] = (CUkernel)k;
     }
     sd_unlock();
     return r;
@@ -463,11 +516,11 @@ static CUresult func_attr(const sd_func *f, CUfunction_attribute a, int *pi)
     case CU_FUNC_ATTRIBUTE_CACHE_MODE_CA: *pi = 0; break;
     case CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES: *pi = f->max_dyn_shmem; break;
     case CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT: *pi = f->carveout; break;
+    case CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED: *pi = f->non_portable; break;
     case CU_FUNC_ATTRIBUTE_CLUSTER_SIZE_MUST_BE_SET:
     case CU_FUNC_ATTRIBUTE_REQUIRED_CLUSTER_WIDTH:
     case CU_FUNC_ATTRIBUTE_REQUIRED_CLUSTER_HEIGHT:
     case CU_FUNC_ATTRIBUTE_REQUIRED_CLUSTER_DEPTH:
-    case CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED:
     case CU_FUNC_ATTRIBUTE_CLUSTER_SCHEDULING_POLICY_PREFERENCE: *pi = 0; break;
     default: return CUDA_ERROR_INVALID_VALUE;
     }
@@ -487,10 +540,14 @@ static CUresult func_set_attr(sd_func *f, CUfunction_attribute a, int v)
             return CUDA_ERROR_INVALID_VALUE;
         f->carveout = v;
         return CUDA_SUCCESS;
+    case CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED:
+        if (v != 0 && v != 1)
+            return CUDA_ERROR_INVALID_VALUE;
+        f->non_portable = v;
+        return CUDA_SUCCESS;
     case CU_FUNC_ATTRIBUTE_REQUIRED_CLUSTER_WIDTH:
     case CU_FUNC_ATTRIBUTE_REQUIRED_CLUSTER_HEIGHT:
     case CU_FUNC_ATTRIBUTE_REQUIRED_CLUSTER_DEPTH:
-    case CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED:
     case CU_FUNC_ATTRIBUTE_CLUSTER_SCHEDULING_POLICY_PREFERENCE:
         return CUDA_SUCCESS; /* accepted; clusters change nothing on a CPU */
     default:

@@ -131,6 +131,7 @@ typedef struct sd_func {
     void *owner;                    /* sd_module for a function, sd_library for a kernel */
     int max_dyn_shmem;
     int carveout;
+    int non_portable; /* CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED as set */
     int cache_config;
 } sd_func;
 
