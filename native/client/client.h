@@ -126,13 +126,20 @@ GW_HIDDEN uint64_t gw_fn_identity(uint64_t handle);
 /* Function attributes go back to their defaults with their context (func_attrs.c). */
 GW_HIDDEN void gw_attributes_reset(void);
 /* Attribute values of a code on a device as loaded (bit a of mask: vals[a]
- * holds attribute a); ignored once the application set one of its attributes. */
-GW_HIDDEN void gw_attrs_loaded(uint64_t code, int dev, uint32_t mask, const int32_t *vals);
+ * holds attribute a); once the application set one of its attributes, only
+ * the read-only ones are taken. 1 if the static shared size differs from the
+ * one read from its cubin (gw_attrs_shared_hint). */
+GW_HIDDEN int gw_attrs_loaded(uint64_t code, int dev, uint32_t mask, const int32_t *vals);
 /* A code's static shared memory size as its cubin gives it (checks a set of
  * the dynamic shared memory size before the worker's values arrive). */
 GW_HIDDEN void gw_attrs_shared_hint(uint64_t code, uint32_t bytes);
 /* 1 and *value if the client knows attribute `attrib` of the code on dev. */
 GW_HIDDEN int gw_attrs_known(uint64_t code, int dev, int attrib, int *value);
+/* Libraries whose functions the client read from their cubins, those checked
+ * against the worker's information, and those that differed (modules.c). */
+GW_HIDDEN void gw_image_info_figures(unsigned long long out[3]);
+/* Drop every kept launch layout: one may have come from a wrong reading (launch.c). */
+GW_HIDDEN void gw_layouts_forget(void);
 /* Whether any stream capture is under way in the process (launch.c). */
 GW_HIDDEN int gw_captures_active(void);
 /* The parameter layout of a function named by the client, if its module's

@@ -26,8 +26,9 @@
 typedef struct kept {
     uint64_t code;
     int dev;
-    int set_seen;   /* a set reached this code: the load-time values no longer apply */
-    uint32_t known; /* bit a: v[a] holds the attribute's current value */
+    int unmodelled;    /* a set whose effect the client cannot tell: only read-only load values apply */
+    uint32_t set_mask; /* attributes set to a value the client applied: their load values no longer apply */
+    uint32_t known;    /* bit a: v[a] holds the attribute's current value */
     int v[NATTR];
 } kept;
 
@@ -71,21 +72,36 @@ static kept *entry(uint64_t code, int dev, int make)
     return e;
 }
 
-/* As loaded, a kernel and its functions read alike. */
-void gw_attrs_loaded(uint64_t code, int dev, uint32_t mask, const int32_t *vals)
+/* Attributes 0 to 7 (thread limit, sizes, registers, versions, cache mode)
+ * come from the compiled code: no set changes them (kernel_attrs on the GPU:
+ * unchanged by dynamic shared size, cluster flag and carveout sets). */
+#define READ_ONLY_ATTRS 0xFFu
+
+/* As loaded, a kernel and its functions read alike. The values may arrive
+ * after the application's first sets (the client reads a cubin's kernels
+ * itself and does not wait for the load): an attribute set since keeps its
+ * set value, and after a set the client could not judge only the read-only
+ * ones are taken. Returns 1 if the static shared size differs from the one
+ * read from the cubin. */
+int gw_attrs_loaded(uint64_t code, int dev, uint32_t mask, const int32_t *vals)
 {
     pthread_mutex_lock(&lock);
     for (int level = 0; level < 2; level++) {
         kept *e = entry(level ? fn_level(code) : code, dev, 1);
-        if (!e || e->set_seen)
+        if (!e)
             continue;
+        uint32_t take = mask & ~e->set_mask & (e->unmodelled ? READ_ONLY_ATTRS : ~0u);
         for (int a = 0; a < NATTR; a++)
-            if (mask >> a & 1 && !(e->known >> a & 1)) {
+            if (take >> a & 1 && !(e->known >> a & 1)) {
                 e->v[a] = vals[a];
                 e->known |= 1u << a;
             }
     }
+    void *hint = gw_idmap_get(&shared, code);
+    int differs = hint && mask >> CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES & 1 &&
+                  (uint64_t)(uintptr_t)hint - 1 != (uint64_t)(uint32_t)vals[CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES];
     pthread_mutex_unlock(&lock);
+    return differs;
 }
 
 void gw_attrs_shared_hint(uint64_t code, uint32_t bytes)
@@ -178,7 +194,6 @@ static void attribute_set(uint64_t code, uint64_t other_level, int dev, int attr
     pthread_mutex_lock(&lock);
     kept *e = dev >= 0 ? entry(code, dev, 1) : NULL;
     if (e) {
-        e->set_seen = 1;
         if (attrib == CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES) {
             long stat = static_shared(code, e);
             modelled = value >= 0 && stat >= 0 && optin >= 0 && (long)value + stat <= optin;
@@ -188,14 +203,18 @@ static void attribute_set(uint64_t code, uint64_t other_level, int dev, int attr
         if (modelled) {
             e->v[attrib] = value;
             e->known |= 1u << attrib;
+            e->set_mask |= 1u << attrib;
         } else {
-            e->known = 0;
+            e->unmodelled = 1;
+            e->known &= READ_ONLY_ATTRS;
         }
     }
-    kept *other = dev >= 0 ? entry(other_level, dev, 0) : NULL;
+    /* natively a kernel's set shows through its functions, not the reverse
+     * (kernel_attrs on the GPU); the client asks rather than relies on it */
+    kept *other = dev >= 0 ? entry(other_level, dev, 1) : NULL;
     if (other) {
-        other->set_seen = 1;
-        other->known = 0;
+        other->unmodelled = 1;
+        other->known &= READ_ONLY_ATTRS;
     }
     pthread_mutex_unlock(&lock);
     occupancy_changed();
@@ -315,10 +334,10 @@ static void forget(uint64_t code, int dev)
 {
     pthread_mutex_lock(&lock);
     for (int level = 0; level < 2; level++) {
-        kept *e = dev >= 0 ? entry(level ? fn_level(code) : code, dev, 0) : NULL;
+        kept *e = dev >= 0 ? entry(level ? fn_level(code) : code, dev, 1) : NULL;
         if (e) {
-            e->set_seen = 1;
-            e->known = 0;
+            e->unmodelled = 1;
+            e->known &= READ_ONLY_ATTRS;
         }
     }
     pthread_mutex_unlock(&lock);

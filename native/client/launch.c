@@ -24,6 +24,15 @@ static pthread_mutex_t layouts_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const uint32_t *sizes_of(const layout *l) { return l->off + l->n; }
 
+/* Layouts are not freed here: a launch on another thread may hold one. It
+ * only happens if a layout read from a cubin proved wrong (modules.c). */
+void gw_layouts_forget(void)
+{
+    pthread_mutex_lock(&layouts_lock);
+    gw_idmap_clear(&layouts, NULL);
+    pthread_mutex_unlock(&layouts_lock);
+}
+
 /* The parameter layout of a function or kernel, fetched once. */
 static CUresult get_layout(CUfunction f, const layout **out)
 {

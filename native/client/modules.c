@@ -5,11 +5,13 @@
 #include <string.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "../common/idmap.h"
 #include "../common/jit_options.h"
 #include "cache.h"
 #include "client.h"
+#include "cubin_info.h"
 
 CUresult gw_stage_upload(const void *data, size_t size)
 {
@@ -70,9 +72,18 @@ static void put_library_options(gw_req *q, unsigned n, CUlibraryOption *opts, vo
         }
 }
 
+static void *info_from_cubin(const void *image, size_t size);
+static void install_from_cubin(uint64_t id, void *parsed);
+typedef struct mod_info mod_info;
+static void free_info(mod_info *m);
+static void check_against_image(uint64_t id, const mod_info *mine, const mod_info *theirs, int shared_differs);
+
 /* Stage the image, then post the load under a handle the client names: a
  * load does not wait (a failure surfaces at the next synchronization). The
- * worker then sends the module's functions and their layouts unasked. */
+ * worker then sends the module's functions and their layouts unasked; a
+ * library from a bare cubin has them read from the image at once, so its
+ * first kernel lookup need not wait for the load (cuDNN loads one per
+ * decoded token). */
 static CUresult load(unsigned op_counted, unsigned op, void **handle, const void *image, unsigned njit,
                      CUjit_option *jo, void **jv, unsigned nlib, CUlibraryOption *lo, void **lv)
 {
@@ -88,6 +99,7 @@ static CUresult load(unsigned op_counted, unsigned op, void **handle, const void
     CUresult rc = gw_stage_upload(image, size);
     if (rc != CUDA_SUCCESS)
         return rc;
+    void *parsed = op == GW_OP_cuLibraryLoadData ? info_from_cubin(image, size) : NULL;
     gw_req *q = gw_req_begin_quiet(op);
     uint64_t id = gw_new_handle_id();
     gw_put_u64(q, id);
@@ -97,6 +109,7 @@ static CUresult load(unsigned op_counted, unsigned op, void **handle, const void
     rc = gw_req_post(q);
     if (rc == CUDA_SUCCESS)
         *handle = (void *)(uintptr_t)id;
+    install_from_cubin(rc == CUDA_SUCCESS ? id : 0, parsed);
     return rc;
 }
 
@@ -184,13 +197,15 @@ CUresult CUDAAPI cuLibraryLoadFromFile(CUlibrary *library, const char *fileName,
 typedef struct fn_info {
     char *name;
     uint32_t max_threads, n;
-    uint32_t *pairs; /* n x (offset, size) */
+    uint32_t *pairs;      /* n x (offset, size) */
+    uint32_t shared_hint; /* read from a cubin: its static shared size */
 } fn_info;
 
-typedef struct mod_info {
+struct mod_info {
     uint32_t n;
+    int from_image; /* read from the cubin by the client; the worker's still to come */
     fn_info *fns;
-} mod_info;
+};
 
 typedef struct fn_meta {
     uint64_t module; /* module or library id */
@@ -227,7 +242,8 @@ uint64_t gw_fn_identity(uint64_t handle)
 
 /* A function's attribute values, when the worker sent them (dev >= 0): u32
  * mask, an i32 per bit set. 0, or -1 if malformed. */
-static int take_attrs(const uint8_t *p, size_t len, size_t *pos, int32_t dev, uint64_t module, const char *name)
+static int take_attrs(const uint8_t *p, size_t len, size_t *pos, int32_t dev, uint64_t module, const char *name,
+                      int *shared_differs)
 {
     if (dev < 0)
         return 0;
@@ -247,8 +263,8 @@ static int take_attrs(const uint8_t *p, size_t len, size_t *pos, int32_t dev, ui
         memcpy(&vals[a], p + *pos, 4);
         *pos += 4;
     }
-    if (name)
-        gw_attrs_loaded(code_of(module, name), dev, mask, vals);
+    if (name && gw_attrs_loaded(code_of(module, name), dev, mask, vals))
+        *shared_differs = 1;
     return 0;
 }
 
@@ -265,6 +281,7 @@ void gw_module_info_arrived(const uint8_t *p, size_t len)
     uint64_t id;
     uint32_t cnt;
     int32_t dev;
+    int shared_differs = 0;
     TAKE(&id, 8);
     TAKE(&cnt, 4);
     TAKE(&dev, 4);
@@ -292,7 +309,7 @@ void gw_module_info_arrived(const uint8_t *p, size_t len)
         if (np == 0xFFFFFFFFu) { /* layout unknown to the worker for now */
             f->n = np;
             f->pairs = NULL;
-            if (!f->name || take_attrs(p, len, &pos, dev, id, f->name))
+            if (!f->name || take_attrs(p, len, &pos, dev, id, f->name, &shared_differs))
                 goto bad_m;
             continue;
         }
@@ -304,12 +321,17 @@ void gw_module_info_arrived(const uint8_t *p, size_t len)
         memcpy(f->pairs, p + pos, np * 8);
         pos += np * 8;
         f->n = np;
-        if (take_attrs(p, len, &pos, dev, id, f->name))
+        if (take_attrs(p, len, &pos, dev, id, f->name, &shared_differs))
             goto bad_m;
     }
     pthread_mutex_lock(&info_lock);
-    gw_idmap_put(&modules, id, m);
+    mod_info *old = gw_idmap_get(&modules, id);
+    if (gw_idmap_put(&modules, id, m))
+        old = m; /* out of memory: keep what was there, drop this */
     pthread_mutex_unlock(&info_lock);
+    if (old && old != m && old->from_image)
+        check_against_image(id, old, m, shared_differs);
+    free_info(old);
     return;
 bad_m:
     for (uint32_t i = 0; i <= m->n && i < cnt; i++) {
@@ -321,6 +343,132 @@ bad_m:
 bad:
     gw_log("ignoring malformed module information from the server");
 #undef TAKE
+}
+
+static const fn_info *find_fn(const mod_info *m, const char *name);
+
+static void free_info(mod_info *m)
+{
+    for (uint32_t i = 0; m && i < m->n; i++) {
+        free(m->fns[i].name);
+        free(m->fns[i].pairs);
+    }
+    if (m)
+        free(m->fns);
+    free(m);
+}
+
+/* ---- a library's functions read from its cubin (cubin_info.c) ---- */
+
+static atomic_ullong images_read, images_checked, images_differing;
+
+void gw_image_info_figures(unsigned long long out[3])
+{
+    out[0] = atomic_load(&images_read);
+    out[1] = atomic_load(&images_checked);
+    out[2] = atomic_load(&images_differing);
+}
+
+/* Whether a cubin for sm_<sm> runs on the current device as it is: the same
+ * major version, a minor one no higher (else the driver refuses the load, or
+ * would pick other code than this one). */
+static int runs_here(uint32_t sm)
+{
+    int dev = gw_current_device(), major = 0, minor = 0;
+    if (dev < 0 && cuCtxGetDevice(&dev) != CUDA_SUCCESS)
+        dev = 0;
+    if (cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev) != CUDA_SUCCESS ||
+        cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev) != CUDA_SUCCESS)
+        return 0;
+    return sm / 10 == (uint32_t)major && sm % 10 <= (uint32_t)minor;
+}
+
+/* The functions of a bare cubin for this device, or NULL (anything else: the
+ * worker's information is awaited as before). GPUWIRE_CUBIN_INFO=0 turns it off. */
+static void *info_from_cubin(const void *image, size_t size)
+{
+    static int off = -1;
+    if (off < 0) {
+        const char *v = getenv("GPUWIRE_CUBIN_INFO");
+        off = v && *v == '0';
+    }
+    if (off || size < 4 || memcmp(image, "\x7f" "ELF", 4))
+        return NULL;
+    gw_cubin_info ci;
+    if (gw_cubin_parse(image, size, &ci) != 0)
+        return NULL;
+    mod_info *m = runs_here(ci.sm) ? calloc(1, sizeof *m) : NULL;
+    if (m && !(m->fns = calloc(ci.n ? ci.n : 1, sizeof *m->fns))) {
+        free(m);
+        m = NULL;
+    }
+    for (uint32_t i = 0; m && i < ci.n; i++) {
+        fn_info *f = &m->fns[m->n++];
+        f->name = ci.k[i].name; /* taken over */
+        ci.k[i].name = NULL;
+        f->n = ci.k[i].nparams;
+        f->pairs = ci.k[i].pairs;
+        ci.k[i].pairs = NULL;
+        f->max_threads = 0; /* a library kernel's: unknown, as the worker sends it */
+        f->shared_hint = ci.k[i].static_shared;
+        if (!f->name || (f->n && !f->pairs)) {
+            free_info(m);
+            m = NULL;
+        }
+    }
+    gw_cubin_free(&ci);
+    if (m)
+        m->from_image = 1;
+    return m;
+}
+
+static void install_from_cubin(uint64_t id, void *parsed)
+{
+    mod_info *m = parsed;
+    if (!m)
+        return;
+    if (!id) {
+        free_info(m);
+        return;
+    }
+    for (uint32_t i = 0; i < m->n; i++)
+        gw_attrs_shared_hint(code_of(id, m->fns[i].name), m->fns[i].shared_hint);
+    pthread_mutex_lock(&info_lock);
+    int put = !gw_idmap_get(&modules, id) && !gw_idmap_put(&modules, id, m);
+    pthread_mutex_unlock(&info_lock);
+    if (!put)
+        free_info(m);
+    else
+        atomic_fetch_add(&images_read, 1);
+}
+
+/* The worker's information for a library the client read from its cubin: the
+ * two must agree (names, layouts, static shared size). A difference is a bug
+ * in the reading: said once, counted (GPUWIRE_STATS image_info), and the
+ * worker's is used from now on, also by launches that kept a layout. */
+static void check_against_image(uint64_t id, const mod_info *mine, const mod_info *theirs, int shared_differs)
+{
+    atomic_fetch_add(&images_checked, 1);
+    const char *why = mine->n != theirs->n ? "the number of kernels" : NULL;
+    for (uint32_t i = 0; !why && i < mine->n; i++) {
+        const fn_info *a = &mine->fns[i], *b = find_fn(theirs, a->name);
+        if (!b)
+            why = "a kernel's name";
+        else if (b->n != 0xFFFFFFFFu && (a->n != b->n || (a->n && memcmp(a->pairs, b->pairs, a->n * 8))))
+            why = "a parameter layout";
+        else {
+            if (shared_differs)
+                why = "a static shared memory size";
+        }
+    }
+    if (why) {
+        atomic_fetch_add(&images_differing, 1);
+        static atomic_int said;
+        if (!atomic_exchange(&said, 1))
+            gw_log("%s read from a cubin differs from the driver's (library %llx); using the driver's", why,
+                   (unsigned long long)id);
+        gw_layouts_forget();
+    }
 }
 
 /* The module information of `module` (following a library-module alias); call with info_lock held. */
@@ -380,6 +528,8 @@ static int lookup_state(uint64_t module, const char *name)
     pthread_mutex_lock(&info_lock);
     mod_info *m = info_of(module);
     int state = !m ? -1 : !find_fn(m, name);
+    if (state == 1 && m->from_image)
+        state = -1; /* not in what the client read: the driver decides */
     pthread_mutex_unlock(&info_lock);
     return state;
 }
@@ -449,13 +599,7 @@ static void forget_module(uint64_t id)
     pthread_mutex_lock(&info_lock);
     mod_info *m = gw_idmap_del(&modules, id);
     pthread_mutex_unlock(&info_lock);
-    for (uint32_t i = 0; m && i < m->n; i++) {
-        free(m->fns[i].name);
-        free(m->fns[i].pairs);
-    }
-    if (m)
-        free(m->fns);
-    free(m);
+    free_info(m);
 }
 
 CUresult CUDAAPI cuModuleUnload(CUmodule hmod)

@@ -150,6 +150,10 @@ __attribute__((destructor)) static void write_stats(void)
             cas.hash_ns / 1e9, cas.memo_hit_bytes, landing_copies, landing_bytes, landing_waits);
     /* NVRTC's compile cache, kept on this machine (compile_cache.c) */
     gw_compile_cache_figures *cc = gw_compile_cache_stats();
+    /* libraries whose kernels the client read from their cubins (modules.c) */
+    unsigned long long ii[3];
+    gw_image_info_figures(ii);
+    fprintf(f, " \"image_info\": {\"read\": %llu, \"checked\": %llu, \"differing\": %llu},\n", ii[0], ii[1], ii[2]);
     fprintf(f, " \"compile_cache\": {\"lookups\": %llu, \"hits\": %llu, \"hit_bytes\": %llu, \"stores\": %llu, "
                "\"stored_bytes\": %llu, \"discarded\": %llu, \"evicted\": %llu}\n}\n",
             (unsigned long long)cc->lookups, (unsigned long long)cc->hits, (unsigned long long)cc->hit_bytes,

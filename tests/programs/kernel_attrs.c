@@ -6,9 +6,8 @@
  * value, the kernel's and then the function's (a GPU run compares them with the
  * native driver's: how each reads the other's sets is not documented), and checks
  * what the documentation promises; PASS last. `kernel_attrs cudnn` instead follows
- * cuDNN's pattern per decoded token: load a fresh cubin, set its kernel's dynamic
- * shared size and cluster flag, read them back, then read every earlier kernel's
- * (none of which may cost a round trip through gpuwire: tests/test_kernel_attrs.py). */
+ * cuDNN's pattern per decoded token (cudnn_pattern below), whose only round trip
+ * through gpuwire must be its synchronize (tests/test_kernel_attrs.py). */
 #include <cuda.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,8 +58,11 @@ static void show(const char *what, CUkernel k, CUfunction f, CUdevice dev, int *
     printf("\n");
 }
 
-/* cuDNN's pattern, `rounds` times: each round's reads must come from what the
- * client already knows. */
+/* cuDNN's pattern, `rounds` times, one round per decoded token: load a fresh
+ * cubin, take its kernel, set the kernel's dynamic shared size and cluster
+ * flag, read those two back, synchronize once (the token's one wait), then
+ * read every attribute of every kernel so far. Through gpuwire the round's
+ * only round trip is that synchronize. */
 static void cudnn_pattern(CUdevice dev, int rounds)
 {
     CUlibrary libs[8];
@@ -72,6 +74,11 @@ static void cudnn_pattern(CUdevice dev, int rounds)
         CK(cuKernelGetFunction(&f, ks[r]));
         CK(cuKernelSetAttribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 4096 * (r + 1), ks[r], dev));
         CK(cuKernelSetAttribute(CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED, 1, ks[r], dev));
+        int smem = 0, nonportable = 0;
+        CK(cuKernelGetAttribute(&smem, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, ks[r], dev));
+        CK(cuKernelGetAttribute(&nonportable, CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED, ks[r], dev));
+        printf("round %d: set and read back %d %d\n", r, smem, nonportable);
+        CK(cuCtxSynchronize());
         for (int e = 0; e <= r; e++) {
             int v[CU_FUNC_ATTRIBUTE_MAX];
             printf("round %d, kernel %d:", r, e);
