@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -383,6 +384,23 @@ static int runs_here(uint32_t sm)
     return sm / 10 == (uint32_t)major && sm % 10 <= (uint32_t)minor;
 }
 
+/* GPUWIRE_CUBIN_KEEP=DIR: every cubin the client reads is written there, to
+ * check the reading against the driver (scripts/cubin-check.py). */
+static void keep_cubin(const void *image, size_t size)
+{
+    const char *dir = getenv("GPUWIRE_CUBIN_KEEP");
+    if (!dir || !*dir)
+        return;
+    static atomic_uint n;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%d-%u.cubin", dir, (int)getpid(), atomic_fetch_add(&n, 1));
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(image, 1, size, f);
+        fclose(f);
+    }
+}
+
 /* The functions of a bare cubin for this device, or NULL (anything else: the
  * worker's information is awaited as before). GPUWIRE_CUBIN_INFO=0 turns it off. */
 static void *info_from_cubin(const void *image, size_t size)
@@ -397,6 +415,7 @@ static void *info_from_cubin(const void *image, size_t size)
     gw_cubin_info ci;
     if (gw_cubin_parse(image, size, &ci) != 0)
         return NULL;
+    keep_cubin(image, size);
     mod_info *m = runs_here(ci.sm) ? calloc(1, sizeof *m) : NULL;
     if (m && !(m->fns = calloc(ci.n ? ci.n : 1, sizeof *m->fns))) {
         free(m);
