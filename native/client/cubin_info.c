@@ -27,8 +27,9 @@
  *    and in the global .nv.info: 0x2f REGCOUNT (SVAL, 8): u32 symbol index, u32 registers.
  *    For sm_90+ CUDA 13 leaves the old register field (bits 24..31 of .text.<name>'s sh_info)
  *    0, so REGCOUNT comes first and sh_info is the fallback; where both are set they agree.
- *  - .nv.shared.<name>: the static shared memory, less the reserved window that linked
- *    sm_90+ cubins put in front of every kernel's variables (see gw_cubin_parse).
+ *  - .nv.shared.<name>: the static shared memory, less the 1 KiB reserved window that
+ *    linked sm_9x cubins put in front of every kernel's variables (see gw_cubin_parse;
+ *    unknown for sm_100 and later).
  * Any inconsistency makes the whole parse fail: a wrong layout is worse than none. */
 #include <stdlib.h>
 #include <string.h>
@@ -472,29 +473,18 @@ __attribute__((visibility("hidden"))) int gw_cubin_parse(const void *image, size
         goto out;
 
     /* Static shared memory as the driver reports it (CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES): in a
-     * linked (ET_EXEC) cubin for sm_90 and later, every .nv.shared.<name> starts with the
-     * reserved window, whose size is the symbol .nv.reservedSmem.cap where ptxas/nvlink write
-     * one (sm_100+) and 1 KiB on sm_90, where none of CUDA 11.8/12.9/13.0 write it. */
+     * linked (ET_EXEC) cubin for sm_9x, every .nv.shared.<name> starts with a 1 KiB reserved
+     * window. Checked against the H100's driver (scripts/cubin-check.py) on NVRTC 13 cubins,
+     * which have no .nv.reservedSmem.cap symbol, and on cuBLAS's CUDA 12 ones, which have it
+     * with value 0 yet the same 1 KiB window: so the symbol is not the window's size. For
+     * sm_100 and later the window is unchecked: the size is left unknown (UINT32_MAX). */
     uint64_t window = 0;
+    int shared_known = 1;
     if (etype == ET_EXEC && sm >= 90) {
-        int have_cap = 0;
-        for (uint32_t i = 1; i < nsyms; i++) {
-            const uint8_t *st = p + symtab->off + (uint64_t)i * 24;
-            const char *nm = str_at(&e, strtab, rd32(st));
-            if (!nm)
-                goto out;
-            if (strcmp(nm, ".nv.reservedSmem.cap") != 0)
-                continue;
-            if (have_cap && rd64(st + 8) != window)
-                goto out;
-            have_cap = 1;
-            window = rd64(st + 8);
-        }
-        if (!have_cap) {
-            if (sm >= 100) /* not seen without the symbol: don't assume */
-                goto out;
+        if (sm >= 100)
+            shared_known = 0;
+        else
             window = 1024;
-        }
     }
 
     /* entries: STT_FUNC with STO_CUDA_ENTRY, defined in their own .text.<name> */
@@ -534,9 +524,9 @@ __attribute__((visibility("hidden"))) int gw_cubin_parse(const void *image, size
         long shi = find_sec(&e, ".nv.shared.", name);
         if (shi < 0 || (shi > 0 && e.sec[shi].size > UINT32_MAX))
             goto out;
-        if (shi > 0 && e.sec[shi].size < window)
+        if (shared_known && shi > 0 && e.sec[shi].size < window)
             goto out;
-        kern->static_shared = shi > 0 ? (uint32_t)(e.sec[shi].size - window) : 0;
+        kern->static_shared = !shared_known ? UINT32_MAX : shi > 0 ? (uint32_t)(e.sec[shi].size - window) : 0;
         uint32_t old = e.sec[shndx].info >> 24; /* pre-CUDA-13 home of the register count */
         if (regs.regs[i] != 0xffff) {
             if (old && old != regs.regs[i])

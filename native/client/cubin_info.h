@@ -13,9 +13,10 @@ typedef struct gw_cubin_kernel {
     uint32_t nparams;        /* number of parameters */
     uint32_t *pairs;         /* nparams x (offset, size) in bytes, in parameter-ordinal order; NULL if nparams == 0 */
     uint32_t param_bytes;    /* EIATTR_CBANK_PARAM_SIZE if present, else end of the last parameter */
-    uint32_t static_shared;  /* size of section .nv.shared.<name> (0 if none), less the reserved window
-                                that linked sm_90+ cubins put in front of it: what the driver reports as
-                                CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES (see cubin_info.c) */
+    uint32_t static_shared;  /* size of section .nv.shared.<name> (0 if none), less the 1 KiB reserved
+                                window that linked sm_9x cubins put in front of it: what the driver
+                                reports as CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES; UINT32_MAX: unknown
+                                (sm_100 and later, not checked against a driver) */
     uint32_t num_regs;       /* registers per thread: EIATTR_REGCOUNT of .nv.info, else bits 24..31 of sh_info
                                 of .text.<name> (which CUDA 13 leaves 0 for sm_90+) */
     uint32_t max_threads;    /* product of EIATTR_MAX_THREADS (maxntid) x,y,z if present, else 0 */

@@ -451,7 +451,8 @@ static void install_from_cubin(uint64_t id, void *parsed)
         return;
     }
     for (uint32_t i = 0; i < m->n; i++)
-        gw_attrs_shared_hint(code_of(id, m->fns[i].name), m->fns[i].shared_hint);
+        if (m->fns[i].shared_hint != UINT32_MAX)
+            gw_attrs_shared_hint(code_of(id, m->fns[i].name), m->fns[i].shared_hint);
     pthread_mutex_lock(&info_lock);
     int put = !gw_idmap_get(&modules, id) && !gw_idmap_put(&modules, id, m);
     pthread_mutex_unlock(&info_lock);
