@@ -90,7 +90,8 @@ def test_options_and_kind_name_separate_entries(server, tmp_path):
     """NVRTC's key (the program's bitcode) is the same for every target; the
     options string names the target, so it must be part of the entry's name.
     A cubin's entry is also named by the PTX it is made from: the PTX this
-    thread last looked up or stored for the same key; without one it is refused."""
+    thread last looked up or stored for the same key; without one it is opened
+    blind: never found, never stored."""
     session(server, tmp_path, [["put", 2, "bc", " -arch=compute_90", "ptx90"],
                                ["put", 1, "bc", " -arch=sm_90", "cubin90"]])
     res, _ = session(server, tmp_path, [["get", 2, "bc", " -arch=compute_80", ""],
@@ -99,12 +100,29 @@ def test_options_and_kind_name_separate_entries(server, tmp_path):
                                         ["get", 1, "bc", " -arch=compute_90", ""],
                                         ["get", 1, "other bc", " -arch=sm_90", ""],
                                         ["get", 1, "bc", " -arch=sm_90", ""]], name="s2.json")
-    assert res == [[NOT_FOUND, None], ["refused", 1], [0, "ptx90"], [NOT_FOUND, None], ["refused", 1],
+    assert res == [[NOT_FOUND, None], [NOT_FOUND, None], [0, "ptx90"], [NOT_FOUND, None], [NOT_FOUND, None],
                    [0, "cubin90"]]
     # the same key and options compiled to other PTX (other NVRTC options): not that cubin
     res, _ = session(server, tmp_path, [["put", 2, "bc", " -arch=compute_90 -ftz=1", "fast ptx"],
                                         ["get", 1, "bc", " -arch=sm_90", ""]], name="s3.json")
     assert res == [[0], [NOT_FOUND, None]]
+
+
+def test_cubin_entry_without_its_ptx_is_blind_not_refused(server, tmp_path):
+    """nvJitLink 13.0's order: a PTX lookup that misses, then a cubin entry
+    opened with no PTX stored between. Refusing that open crashed it (numba
+    on the H100); the entry opens, misses, and drops what is stored in it."""
+    res, fig = session(server, tmp_path, [["get", 2, "lto", " -arch=sm_90", ""],
+                                          ["get", 1, "lto", " -arch=sm_90", ""],
+                                          ["put", 1, "lto", " -arch=sm_90", "cubin of unknown PTX"]])
+    assert res == [[NOT_FOUND, None], [NOT_FOUND, None], [0]]
+    assert fig["stores"] == 0 and not entries(tmp_path)
+    # with the PTX stored first, the same cubin entry is a real one
+    res, fig = session(server, tmp_path, [["put", 2, "lto", " -arch=sm_90", "ptx"],
+                                          ["put", 1, "lto", " -arch=sm_90", "cubin"],
+                                          ["get", 2, "lto", " -arch=sm_90", ""],
+                                          ["get", 1, "lto", " -arch=sm_90", ""]], name="s2.json")
+    assert res == [[0], [0], [0, "ptx"], [0, "cubin"]]
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate"])

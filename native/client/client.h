@@ -144,7 +144,7 @@ GW_HIDDEN void gw_layouts_forget(void);
 GW_HIDDEN int gw_captures_active(void);
 /* The parameter layout of a function named by the client, if its module's
  * information has arrived: 1 and the fields set, else 0. */
-GW_HIDDEN int gw_function_layout(uint64_t fid, uint32_t *n, const uint32_t **pairs, uint32_t *max_threads);
+GW_HIDDEN int gw_function_layout(uint64_t fid, uint32_t *n, uint32_t **pairs, uint32_t *max_threads); /* *pairs: malloc'd, the caller frees it */
 /* The arguments of a call of f (kernelParams or `extra`, as cuLaunchKernel
  * takes them) packed into its parameter buffer layout, as a launch sends them;
  * buf holds GW_MAX_PARAM_BYTES. May wait for the layout: call it before

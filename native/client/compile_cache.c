@@ -13,7 +13,7 @@
  *
  * The slots as seen with scripts/gpu-spy on the real driver and probed with
  * NVRTC 13.0 against this table (docs/export-tables.md):
- *   1 open(&handle, kind, key, key_len, options) -> 0, or 1 (refused)
+ *   1 open(&handle, kind, key, key_len, options) -> 0, or 1 (refused: the cache is off)
  *   3 lookup(handle, 0, &data, &len32) -> 0 (hit) or 500 (NOT_FOUND)
  *   4 store(handle, 0, data, len) -> 0
  *   2 close(handle) -> 0
@@ -63,6 +63,7 @@
 
 typedef struct cc_handle {
     uint32_t kind;
+    int blind;            /* a cubin entry whose PTX is unknown: never found, never stored */
     uint8_t key[32];      /* the entry's name: SHA-256 of kind, options, key (and PTX, for cubins) */
     uint8_t program[32];  /* SHA-256 of the caller's key alone */
     void *data;           /* the last hit's bytes, ours until close */
@@ -73,7 +74,11 @@ typedef struct cc_handle {
  * compile, whose PTX differs, was handed the plain compile's cubin. So a cubin
  * entry is also named by the PTX it was made from: the PTX this thread just
  * looked up or stored for the same program (NVRTC asks for the PTX, then the
- * cubin, on one thread). Without it, a cubin entry is refused. */
+ * cubin, on one thread). Without it, a cubin entry is opened blind: its
+ * lookups miss and its stores are dropped. Not refused: nvJitLink 13.0 (numba's
+ * linker) opens a cubin entry after a PTX lookup that missed, with no store
+ * between, and crashed when that open was refused (compat numba_kernels on the
+ * H100); a blind entry is what a cold cache looks like to it. */
 static __thread struct {
     uint8_t program[32], ptx[32];
     int valid;
@@ -326,12 +331,12 @@ static CUresult cc_open(cc_handle **out, unsigned kind, const void *key, size_t 
     uint8_t program[32];
     gw_sha256_hash(key, key_len, program);
     int from_ptx = kind == KIND_CUBIN;
-    if (from_ptx && !(last_ptx.valid && !memcmp(last_ptx.program, program, 32)))
-        return CUDA_ERROR_INVALID_VALUE; /* which PTX it would be made from is unknown */
     cc_handle *h = calloc(1, sizeof *h);
     if (!h)
         return CUDA_ERROR_OUT_OF_MEMORY;
     h->kind = kind;
+    /* which PTX it would be made from is unknown */
+    h->blind = from_ptx && !(last_ptx.valid && !memcmp(last_ptx.program, program, 32));
     memcpy(h->program, program, 32);
     uint32_t tag[2] = {kind, (uint32_t)olen};
     gw_sha256 st;
@@ -339,7 +344,7 @@ static CUresult cc_open(cc_handle **out, unsigned kind, const void *key, size_t 
     gw_sha256_update(&st, tag, sizeof tag);
     gw_sha256_update(&st, options ? options : "", olen);
     gw_sha256_update(&st, program, 32);
-    if (from_ptx)
+    if (from_ptx && !h->blind)
         gw_sha256_update(&st, last_ptx.ptx, 32);
     gw_sha256_final(&st, h->key);
     *out = h;
@@ -360,6 +365,8 @@ static CUresult cc_lookup(cc_handle *h, void **data, uint32_t *len)
     if (!h || !data || !len)
         return CUDA_ERROR_INVALID_VALUE;
     atomic_fetch_add(&figures.lookups, 1);
+    if (h->blind)
+        return CUDA_ERROR_NOT_FOUND;
     char path[PATH_MAX];
     entry_path(h, path, sizeof path);
     uint32_t n = 0;
@@ -383,6 +390,8 @@ static CUresult cc_store(cc_handle *h, const void *data, size_t len)
         return CUDA_ERROR_INVALID_VALUE;
     if (h->kind == KIND_PTX)
         saw_ptx(h, data, len);
+    if (h->blind)
+        return CUDA_SUCCESS;
     char path[PATH_MAX];
     entry_path(h, path, sizeof path);
     store(path, data, (uint32_t)len);

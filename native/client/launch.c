@@ -48,11 +48,13 @@ static CUresult get_layout(CUfunction f, const layout **out)
         return CUDA_ERROR_INVALID_HANDLE;
     /* the function's module information, sent by the worker after the load */
     uint32_t n, maxt;
-    const uint32_t *pairs;
+    uint32_t *pairs;
     if (gw_function_layout(id, &n, &pairs, &maxt)) {
         l = malloc(sizeof *l + 2 * sizeof(uint32_t) * n);
-        if (!l)
+        if (!l) {
+            free(pairs);
             return CUDA_ERROR_OUT_OF_MEMORY;
+        }
         l->n = n;
         l->total = 0;
         l->max_threads = maxt;
@@ -62,11 +64,13 @@ static CUresult get_layout(CUfunction f, const layout **out)
             uint64_t end = (uint64_t)pairs[2 * i] + pairs[2 * i + 1];
             if (end > MAX_PARAM_BYTES) {
                 free(l);
+                free(pairs);
                 return CUDA_ERROR_UNKNOWN;
             }
             if (end > l->total)
                 l->total = (uint32_t)end;
         }
+        free(pairs);
         goto cache;
     }
     gw_req *q = gw_req_begin_quiet(GW_OP_FUNC_LAYOUT);

@@ -77,7 +77,8 @@ static void *info_from_cubin(const void *image, size_t size);
 static void install_from_cubin(uint64_t id, void *parsed);
 typedef struct mod_info mod_info;
 static void free_info(mod_info *m);
-static void check_against_image(uint64_t id, const mod_info *mine, const mod_info *theirs, int shared_differs);
+static const char *differences(const mod_info *mine, const mod_info *theirs, int shared_differs);
+static void read_wrong(const char *why, uint64_t id);
 
 /* Stage the image, then post the load under a handle the client names: a
  * load does not wait (a failure surfaces at the next synchronization). The
@@ -329,9 +330,10 @@ void gw_module_info_arrived(const uint8_t *p, size_t len)
     mod_info *old = gw_idmap_get(&modules, id);
     if (gw_idmap_put(&modules, id, m))
         old = m; /* out of memory: keep what was there, drop this */
+    const char *why = old && old != m && old->from_image ? differences(old, m, shared_differs) : NULL;
     pthread_mutex_unlock(&info_lock);
-    if (old && old != m && old->from_image)
-        check_against_image(id, old, m, shared_differs);
+    if (why)
+        read_wrong(why, id);
     free_info(old);
     return;
 bad_m:
@@ -463,32 +465,34 @@ static void install_from_cubin(uint64_t id, void *parsed)
 }
 
 /* The worker's information for a library the client read from its cubin: the
- * two must agree (names, layouts, static shared size). A difference is a bug
- * in the reading: said once, counted (GPUWIRE_STATS image_info), and the
- * worker's is used from now on, also by launches that kept a layout. */
-static void check_against_image(uint64_t id, const mod_info *mine, const mod_info *theirs, int shared_differs)
+ * two must agree (names, layouts, static shared size). Returns what differs,
+ * NULL if nothing; call with info_lock held. */
+static const char *differences(const mod_info *mine, const mod_info *theirs, int shared_differs)
 {
     atomic_fetch_add(&images_checked, 1);
-    const char *why = mine->n != theirs->n ? "the number of kernels" : NULL;
-    for (uint32_t i = 0; !why && i < mine->n; i++) {
+    if (mine->n != theirs->n)
+        return "the number of kernels";
+    for (uint32_t i = 0; i < mine->n; i++) {
         const fn_info *a = &mine->fns[i], *b = find_fn(theirs, a->name);
         if (!b)
-            why = "a kernel's name";
-        else if (b->n != 0xFFFFFFFFu && (a->n != b->n || (a->n && memcmp(a->pairs, b->pairs, a->n * 8))))
-            why = "a parameter layout";
-        else {
-            if (shared_differs)
-                why = "a static shared memory size";
-        }
+            return "a kernel's name";
+        if (b->n != 0xFFFFFFFFu && (a->n != b->n || (a->n && memcmp(a->pairs, b->pairs, a->n * 8))))
+            return "a parameter layout";
     }
-    if (why) {
-        atomic_fetch_add(&images_differing, 1);
-        static atomic_int said;
-        if (!atomic_exchange(&said, 1))
-            gw_log("%s read from a cubin differs from the driver's (library %llx); using the driver's", why,
-                   (unsigned long long)id);
-        gw_layouts_forget();
-    }
+    return shared_differs ? "a static shared memory size" : NULL;
+}
+
+/* A difference is a bug in the reading: said once, counted (GPUWIRE_STATS
+ * image_info), and the worker's information is used from now on, also by
+ * launches that kept a layout. */
+static void read_wrong(const char *why, uint64_t id)
+{
+    atomic_fetch_add(&images_differing, 1);
+    static atomic_int said;
+    if (!atomic_exchange(&said, 1))
+        gw_log("%s read from a cubin differs from the driver's (library %llx); using the driver's", why,
+               (unsigned long long)id);
+    gw_layouts_forget();
 }
 
 /* The module information of `module` (following a library-module alias); call with info_lock held. */
@@ -506,20 +510,26 @@ static const fn_info *find_fn(const mod_info *m, const char *name)
     return NULL;
 }
 
-int gw_function_layout(uint64_t fid, uint32_t *n, const uint32_t **pairs, uint32_t *max_threads)
+int gw_function_layout(uint64_t fid, uint32_t *n, uint32_t **pairs, uint32_t *max_threads)
 {
+    int found = 0;
     pthread_mutex_lock(&info_lock);
     fn_meta *meta = gw_idmap_get(&metas, fid);
     const fn_info *f = meta ? find_fn(info_of(meta->module), meta->name) : NULL;
     if (f && f->n == 0xFFFFFFFFu)
         f = NULL; /* known name, unknown layout */
-    if (f) {
+    /* a copy: the module's information may be replaced (the worker's after
+     * the client's own reading) once the lock is let go */
+    uint32_t *copy = f ? malloc(f->n * 8 + 8) : NULL;
+    if (copy) {
+        memcpy(copy, f->pairs ? f->pairs : copy, f->n * 8);
         *n = f->n;
-        *pairs = f->pairs;
+        *pairs = copy;
         *max_threads = f->max_threads;
+        found = 1;
     }
     pthread_mutex_unlock(&info_lock);
-    return f != NULL;
+    return found;
 }
 
 static void remember(uint64_t fid, uint64_t module, const char *name)
