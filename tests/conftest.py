@@ -3,9 +3,11 @@ loopback port, and helpers to run commands through `gpuwire run` against it."""
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import signal
+import site
 import socket
 import subprocess
 import sys
@@ -192,3 +194,13 @@ def client_api_digest() -> int:
 
 def native_client_lib() -> Path:
     return paths.NATIVE_DIR / paths.CLIENT_LIB
+
+
+def nvrtc_library() -> str | None:
+    """NVRTC for the tests that compile with it: GPUWIRE_TEST_NVRTC, the
+    nvidia-cuda-nvrtc wheel the test extras install, else the toolkit's."""
+    found = [os.environ.get("GPUWIRE_TEST_NVRTC", "")]
+    for d in site.getsitepackages() + [site.getusersitepackages()]:
+        found += glob.glob(d + "/nvidia/cu13/lib/libnvrtc.so.13") + glob.glob(d + "/nvidia/cuda_nvrtc/lib/libnvrtc.so*")
+    found += glob.glob("/usr/local/cuda/lib64/libnvrtc.so.1*")
+    return next((f for f in found if f and os.path.exists(f)), None)

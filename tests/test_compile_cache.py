@@ -3,17 +3,15 @@ NVRTC keeps what it compiled there. Driven slot by slot through ctypes, as NVRTC
 calls it, and with NVRTC itself where the nvidia-cuda-nvrtc wheel is installed
 (the test extras install it)."""
 
-import glob
 import json
 import os
-import site
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from conftest import GPUWIRE, explain, gpuwire_env, gw_run
+from conftest import GPUWIRE, explain, gpuwire_env, gw_run, nvrtc_library
 
 # One process's session with the table: a list of steps from the JSON file
 # argv[1], each [op, kind, key, options, data]; prints one result per step.
@@ -204,14 +202,6 @@ def test_run_flag_names_the_folder(server, tmp_path, where):
 
 
 # ---- with NVRTC itself ----
-
-def nvrtc_library():
-    found = [os.environ.get("GPUWIRE_TEST_NVRTC", "")]
-    for d in site.getsitepackages() + [site.getusersitepackages()]:
-        found += glob.glob(d + "/nvidia/cu13/lib/libnvrtc.so.13") + glob.glob(d + "/nvidia/cuda_nvrtc/lib/libnvrtc.so*")
-    found += glob.glob("/usr/local/cuda/lib64/libnvrtc.so.1*")
-    return next((f for f in found if f and os.path.exists(f)), None)
-
 
 # argv: libnvrtc, then the options (the first one -arch=...)
 NVRTC_PROGRAM = r"""

@@ -8,11 +8,9 @@ input: truncations, byte flips, targeted corruptions, PTX text, fatbin headers. 
 either fails (-1) or gives a result that keeps every promise; it never crashes or reads
 out of bounds."""
 
-import glob
 import os
 import random
 import shutil
-import site
 import struct
 import subprocess
 import sys
@@ -20,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from conftest import nvrtc_library
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT = ROOT / "native" / "client"
@@ -132,15 +132,6 @@ int main(int argc, char **argv)
 
 def find_nvcc():
     return shutil.which("nvcc") or next((p for p in ["/usr/local/cuda/bin/nvcc"] if os.path.exists(p)), None)
-
-
-def nvrtc_library():
-    """As tests/test_compile_cache.py finds it: the nvidia-cuda-nvrtc wheel, else the toolkit's."""
-    found = [os.environ.get("GPUWIRE_TEST_NVRTC", "")]
-    for d in site.getsitepackages() + [site.getusersitepackages()]:
-        found += glob.glob(d + "/nvidia/cu13/lib/libnvrtc.so.13") + glob.glob(d + "/nvidia/cuda_nvrtc/lib/libnvrtc.so*")
-    found += glob.glob("/usr/local/cuda/lib64/libnvrtc.so.1*")
-    return next((f for f in found if f and os.path.exists(f)), None)
 
 
 # Compiles argv[3] (CUDA C++) with NVRTC argv[1] and options argv[4:] to the cubin argv[2].

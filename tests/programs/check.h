@@ -4,21 +4,7 @@
 #define GW_PROGRAMS_CHECK_H
 
 #include <cuda_runtime.h>
-#include <stdio.h>
-#include <stdlib.h>
-
-#ifndef PROG
-#error "define PROG (the program's name) before including check.h"
-#endif
-
-#define FAIL(...)                                  \
-    do {                                           \
-        printf("FAIL %s: ", PROG);                 \
-        printf(__VA_ARGS__);                       \
-        printf("\n");                              \
-        fflush(stdout);                            \
-        exit(1);                                   \
-    } while (0)
+#include "prog_fail.h"
 
 /* Every CUDA runtime call goes through this: an unexpected error ends the program. */
 #define CK(call)                                                                  \

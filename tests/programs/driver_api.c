@@ -8,26 +8,7 @@
 #include "driver_api_fatbin.h" /* generated at build time: da_fatbin[], da_fatbin_len */
 
 #define PROG "driver_api"
-
-#define FAIL(...)                                  \
-    do {                                           \
-        printf("FAIL %s: ", PROG);                 \
-        printf(__VA_ARGS__);                       \
-        printf("\n");                              \
-        fflush(stdout);                            \
-        exit(1);                                   \
-    } while (0)
-
-#define CK(call)                                                                \
-    do {                                                                        \
-        CUresult ck_r_ = (call);                                                \
-        if (ck_r_ != CUDA_SUCCESS) {                                            \
-            const char *ck_n_ = "?";                                            \
-            cuGetErrorName(ck_r_, &ck_n_);                                      \
-            FAIL("%s:%d: %s -> %d (%s)", __FILE__, __LINE__, #call, (int)ck_r_, \
-                 ck_n_ ? ck_n_ : "?");                                          \
-        }                                                                       \
-    } while (0)
+#include "driver_check.h"
 
 int main(void)
 {

@@ -13,25 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernel_attrs_cubin.h" /* generated at build time: ka_cubin[], ka_cubin_len */
+#include "kernel_attrs_cubin.h" /* generated at build time: ka_cubin[] */
 
 #define PROG "kernel_attrs"
-
-#define FAIL(...)                                  \
-    do {                                           \
-        printf("FAIL %s: ", PROG);                 \
-        printf(__VA_ARGS__);                       \
-        printf("\n");                              \
-        fflush(stdout);                            \
-        exit(1);                                   \
-    } while (0)
-
-#define CK(call)                                                                  \
-    do {                                                                          \
-        CUresult ck_r_ = (call);                                                  \
-        if (ck_r_ != CUDA_SUCCESS)                                                \
-            FAIL("%s:%d: %s -> %d", __FILE__, __LINE__, #call, (int)ck_r_);      \
-    } while (0)
+#include "driver_check.h"
 
 /* out: the kernel's values; fout: the function's */
 static void show(const char *what, CUkernel k, CUfunction f, CUdevice dev, int *out, int *fout)
