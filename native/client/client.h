@@ -133,8 +133,6 @@ GW_HIDDEN int gw_attrs_loaded(uint64_t code, int dev, uint32_t mask, const int32
 /* A code's static shared memory size as its cubin gives it (checks a set of
  * the dynamic shared memory size before the worker's values arrive). */
 GW_HIDDEN void gw_attrs_shared_hint(uint64_t code, uint32_t bytes);
-/* 1 and *value if the client knows attribute `attrib` of the code on dev. */
-GW_HIDDEN int gw_attrs_known(uint64_t code, int dev, int attrib, int *value);
 /* Libraries whose functions the client read from their cubins, those checked
  * against the worker's information, and those that differed (modules.c). */
 GW_HIDDEN void gw_image_info_figures(unsigned long long out[3]);

@@ -2,18 +2,19 @@
  *
  * A function's attributes are fixed once its module is loaded, except where
  * the application sets them, and every set goes through here. So the client
- * keeps, per code (gw_fn_identity: a kernel and the functions taken from it
- * are one) and device, the values it has learnt: from the worker's module
- * information (small cubins: their attributes come with the load), or from an
- * answer the worker gave. A set that changes a value updates the kept value
- * where the driver's rule for it is known (the dynamic shared memory size,
- * the non-portable cluster flag) and otherwise forgets that code's values, so
- * the next question goes to the server. A kernel and the functions taken from
- * it are kept apart (the driver documents a function's sets as overriding its
- * kernel's, not how each reads the other's): a set through one forgets the
- * other's values. Only that code is touched: cuDNN sets
- * a new kernel's attributes once per decoded token, which must not cost every
- * other kernel's answers (issue 3: round trips per token). */
+ * keeps, per code (gw_fn_identity: a kernel's handles and its functions'
+ * name one code) and device, the values it has learnt: from the worker's
+ * module information (small bare cubins: their attributes come with the
+ * load), or from an answer the worker gave. A set that changes a value
+ * updates the kept value where the driver's rule for it is known (the dynamic
+ * shared memory size, the non-portable cluster flag) and otherwise forgets
+ * the code's settable values, so the next question goes to the server. A
+ * kernel's values and those of the functions taken from it are kept apart
+ * (natively a kernel's set shows through its functions but not the reverse;
+ * the client does not rely on either): a set through one forgets the other's.
+ * Only that code is touched: cuDNN sets a new kernel's attributes once per
+ * decoded token, which must not cost every other kernel's answers (issue 3:
+ * round trips per token). */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,7 +113,7 @@ void gw_attrs_shared_hint(uint64_t code, uint32_t bytes)
     pthread_mutex_unlock(&lock);
 }
 
-int gw_attrs_known(uint64_t code, int dev, int attrib, int *value)
+static int known_value(uint64_t code, int dev, int attrib, int *value)
 {
     int hit = 0;
     pthread_mutex_lock(&lock);
@@ -271,7 +272,7 @@ static CUresult get(unsigned op, int *pi, int attrib, uint64_t handle, int dev, 
     if (is_fn)
         code = fn_level(code);
     int v;
-    if (pi && handle && dev >= 0 && gw_attrs_known(code, dev, attrib, &v)) {
+    if (pi && handle && dev >= 0 && known_value(code, dev, attrib, &v)) {
         gw_stat_call(op);
         *pi = v;
         return CUDA_SUCCESS;
