@@ -106,8 +106,14 @@ static int read_frame_bytes(void *p, size_t n)
     uint8_t *dst = p;
     while (n) {
         if (in_pos == in_end) {
-            if (n >= sizeof inbuf / 4) /* large payload: straight into place */
-                return read_all(dst, n);
+            if (n >= sizeof inbuf / 4) { /* large payload: straight into place */
+                if (!gw_prof_on())
+                    return read_all(dst, n);
+                uint64_t t0 = gw_prof_now();
+                int r = read_all(dst, n);
+                gw_prof_add(GW_PROF_READ_LARGE, gw_prof_now() - t0);
+                return r;
+            }
             ssize_t r = recv(fd, inbuf, sizeof inbuf, 0);
             if (r < 0 && errno == EINTR)
                 continue;
@@ -568,11 +574,14 @@ static tthread *thread_for(uint32_t tid)
 static int enqueue(tthread *t, job *head, job *tail, size_t bytes)
 {
     pthread_mutex_lock(&sched_lock);
+    uint64_t t0 = t->queued_bytes > QUEUE_BYTES && gw_prof_on() ? gw_prof_now() : 0;
     while (t->queued_bytes > QUEUE_BYTES && !session_broken) {
         room_wanted = 1;
         pthread_cond_wait(&sched_cv, &sched_lock);
         room_wanted = 0;
     }
+    if (t0)
+        gw_prof_add(GW_PROF_READ_ROOM, gw_prof_now() - t0);
     int broken = session_broken;
     reader_cache_refill_locked();
     if (!broken) {

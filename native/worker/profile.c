@@ -46,7 +46,8 @@ void gw_prof_report(void)
         return;
     unsigned long long total = 0;
     for (unsigned i = 0; i < SLOTS; i++)
-        total += ns_by_op[i];
+        if (i != GW_PROF_READ_LARGE && i != GW_PROF_READ_ROOM) /* the reader's, not jobs' */
+            total += ns_by_op[i];
     gw_wlog("profile: %.3f s running jobs; busiest ops:", total / 1e9);
     int shown[SLOTS] = {0};
     for (int k = 0; k < 15; k++) {
@@ -60,8 +61,10 @@ void gw_prof_report(void)
         static const char *const control[] = {[GW_OP_FUNC_LAYOUT] = "(parameter layout)", [GW_OP_STAGE] = "(stage)",
                                               [GW_OP_DEVICE_ATTRS] = "(device attributes)",
                                               [GW_OP_CAS_REFS] = "(cache references)", [GW_OP_CAS_DATA] = "(cache data)",
-                                              [GW_OP_LAND] = "(landing)"};
-        char name[32];
+                                              [GW_OP_LAND] = "(landing)",
+                                              [GW_PROF_READ_LARGE] = "(reader: large payloads)",
+                                              [GW_PROF_READ_ROOM] = "(reader: waiting for room)"};
+        char name[40];
         if (best < 256 && best < (int)(sizeof control / sizeof control[0]) && control[best])
             snprintf(name, sizeof name, "%s", control[best]);
         else if (best < 256)

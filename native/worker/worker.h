@@ -65,6 +65,9 @@ int gw_prof_on(void);
 uint64_t gw_prof_now(void);
 void gw_prof_add(unsigned op, uint64_t ns);
 void gw_prof_report(void);
+/* Pseudo-ops of the reader's own time (control op ids nothing else uses). */
+#define GW_PROF_READ_LARGE 250u /* reading a large payload off the socket */
+#define GW_PROF_READ_ROOM 251u  /* waiting for a thread's backlog to shrink */
 
 /* ---- device printf output (stdout_fwd.c) ---- */
 int gw_stdout_start(void);  /* fd 1 becomes a pipe whose bytes go to the client; 0 or -1 */
