@@ -378,8 +378,8 @@ void gw_image_info_figures(unsigned long long out[3])
 static int runs_here(uint32_t sm)
 {
     int dev = gw_current_device(), major = 0, minor = 0;
-    if (dev < 0 && cuCtxGetDevice(&dev) != CUDA_SUCCESS)
-        dev = 0;
+    if (dev < 0) /* no context the client knows: the lookups wait, as before (no question asked here) */
+        return 0;
     if (cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev) != CUDA_SUCCESS ||
         cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev) != CUDA_SUCCESS)
         return 0;
