@@ -267,3 +267,37 @@ def test_bandwidth_limit_upload(netem_bin, upstream):
         assert 0.95 <= elapsed < 1.3  # 1.0 s of link time + 1 ms
     finally:
         net.stop()
+
+
+def test_connections_share_the_link(netem_bin, upstream):
+    # two uploads at once over one emulated path: together they get the link's
+    # bandwidth, not each (a client's copy lanes must not multiply it)
+    total = 6_250_000
+    up = upstream(sink)
+    net = Netem(netem_bin, up.port, "--bandwidth-mbps", "100")
+    answers = []
+
+    def upload():
+        with net.connect() as s:
+            block = b"\x5a" * (1 << 20)
+            left = total
+            while left:
+                n = min(left, len(block))
+                s.sendall(block[:n])
+                left -= n
+            s.shutdown(socket.SHUT_WR)
+            answers.append(int(s.recv(64)))
+
+    try:
+        t0 = time.monotonic()
+        threads = [threading.Thread(target=upload) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        elapsed = time.monotonic() - t0
+        assert answers == [total, total]
+        print(f"2 x 6.25 MB at 100 Mbit/s shared: {elapsed:.2f} s")
+        assert 0.95 <= elapsed < 1.3  # 12.5e6 * 8 / 100e6 = 1.0 s (0.5 s if each had its own link)
+    finally:
+        net.stop()

@@ -49,6 +49,8 @@ def test_struct_sizes_match_static_asserts():
     assert int(sizes["gw_hdr"]) == protocol.HEADER.size
     assert int(sizes["gw_hello"]) == protocol.HELLO.size
     assert int(sizes["gw_hello_ok"]) == protocol.HELLO_OK.size
+    assert int(sizes["gw_lane_grant"]) == protocol.LANE_GRANT.size
+    assert int(sizes["gw_lane_hello"]) == protocol.LANE_HELLO.size
 
 
 LAYOUT_C = r"""
@@ -62,6 +64,8 @@ int main(void) {
     F(gw_hello, host_len); F(gw_hello, prog_len);
     F(gw_hello_ok, proto_version); F(gw_hello_ok, driver_version); F(gw_hello_ok, device_count);
     F(gw_hello_ok, flags); F(gw_hello_ok, driver_desc);
+    F(gw_lane_grant, session); F(gw_lane_grant, lanes); F(gw_lane_grant, token);
+    F(gw_lane_hello, magic); F(gw_lane_hello, session); F(gw_lane_hello, lane); F(gw_lane_hello, token);
     return 0;
 }
 """
@@ -70,6 +74,8 @@ FIELDS = {
     "gw_hdr": (protocol.HEADER, ["len", "op", "flags", "tid", "seq"]),
     "gw_hello": (protocol.HELLO, ["magic", "proto_version", "api_digest", "pid", "host_len", "prog_len"]),
     "gw_hello_ok": (protocol.HELLO_OK, ["proto_version", "driver_version", "device_count", "flags", "driver_desc"]),
+    "gw_lane_grant": (protocol.LANE_GRANT, ["session", "lanes", "token"]),
+    "gw_lane_hello": (protocol.LANE_HELLO, ["magic", "session", "lane", "token"]),
 }
 
 
@@ -158,3 +164,22 @@ def test_hello_ok_parse():
     assert ok == protocol.HelloOk(1, 13000, 2, 0, "gpuwire CPU stand-in")
     with pytest.raises(protocol.ProtocolError):
         protocol.parse_hello_ok(payload[:-1])
+    with pytest.raises(protocol.ProtocolError):  # a grant without OK_LANES
+        protocol.parse_hello_ok(payload + protocol.LANE_GRANT.pack(5, 3, bytes(16)))
+    granted = protocol.HELLO_OK.pack(1, 13000, 2, protocol.OK_LANES, b"x") + protocol.LANE_GRANT.pack(5, 3, b"t" * 16)
+    assert protocol.parse_hello_ok(granted).lanes == protocol.LaneGrant(5, 3, b"t" * 16)
+    with pytest.raises(protocol.ProtocolError):  # OK_LANES without its grant
+        protocol.parse_hello_ok(granted[:protocol.HELLO_OK_SIZE])
+
+
+def test_lane_hello_parse():
+    frame = protocol.pack_lane_hello(12, 2, b"k" * 16)
+    hdr = protocol.unpack_header(frame[:16])
+    lane = protocol.parse_lane_hello(hdr, frame[16:])
+    assert (lane.session, lane.lane, lane.raw) == (12, 2, frame[16:])
+    for bad in (protocol.pack_lane_hello(1, 0, b"k" * 16, magic=b"NOTGPUWR"),
+                protocol.pack_lane_hello(1, protocol.LANES_MAX, b"k" * 16)):
+        with pytest.raises(protocol.ProtocolError):
+            protocol.parse_lane_hello(protocol.unpack_header(bad[:16]), bad[16:])
+    with pytest.raises(protocol.ProtocolError):
+        protocol.parse_lane_hello(hdr._replace(flags=1), frame[16:])

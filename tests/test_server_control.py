@@ -22,10 +22,13 @@ ap = argparse.ArgumentParser()
 for a in ("--fd", "--driver", "--session", "--api-digest", "--client"):
     ap.add_argument(a, required=True)
 ap.add_argument("--nvml")  # where the worker would find NVML
+ap.add_argument("--lane-fd")  # where the server hands it lanes (docs/protocol.md)
+ap.add_argument("--lanes")
 args = ap.parse_args()
 sock = socket.socket(fileno=int(args.fd))
 print(f"INFO fake worker session={args.session} digest={args.api_digest} driver={args.driver} "
-      f"blocking={sock.getblocking()} client=[{args.client}]", file=sys.stderr, flush=True)
+      f"blocking={sock.getblocking()} lanes={args.lanes} lane_fd={args.lane_fd is not None} "
+      f"client=[{args.client}]", file=sys.stderr, flush=True)
 payload = struct.pack("<IiII64s", 1, 13000, 1, 0, b"fake worker")
 sock.sendall(struct.pack("<IHHII", len(payload), 2, 0, 0, 0) + payload)
 while sock.recv(4096):
@@ -108,6 +111,7 @@ def test_session_handed_to_worker(control):
         assert f"session={sid} " in relayed
         assert f"fake worker session={sid} digest={0xCAFEF00D} driver=/fake/libgpuwire_standin.so" in relayed
         assert "blocking=True" in relayed
+        assert "lanes=3 lane_fd=True" in relayed  # a plaintext session may open lanes
         assert re.search(r"client=\[127\.0\.0\.1:\d+ pid=4242 host=my_host prog=prog\?name\]", relayed), relayed
     end = log.wait_for(rf"session={sid} .*session end")
     assert 'status="exit status 3"' in end

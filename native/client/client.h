@@ -75,6 +75,17 @@ GW_HIDDEN void gw_set_must_wait(int on);
 GW_HIDDEN int gw_io_write_all(int fd, const void *p, size_t n);
 GW_HIDDEN int gw_io_read_frame(int fd, gw_hdr *h, uint8_t **payload, int timeout_ms); /* payload malloc'd */
 GW_HIDDEN CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info);
+GW_HIDDEN const gw_lane_grant *gw_handshake_lanes(void); /* what HELLO_OK granted; NULL: no lanes */
+GW_HIDDEN int gw_io_dial_server(char *why, size_t whycap); /* a new connection to the session's server, or -1 */
+GW_HIDDEN int gw_flush(void);                 /* what is batched leaves now; -1 if the connection is lost */
+GW_HIDDEN void gw_io_lost(const char *what);  /* the session's stream is broken (a lane failed) */
+
+/* ---- lanes: copy bytes on extra connections (lanes.c) ---- */
+/* 1 if copies of n bytes go on lanes (set up at the first such copy). */
+GW_HIDDEN int gw_lanes_for(size_t n);
+/* A host-to-device copy to known device memory, its bytes over the lanes;
+ * returns once they have left src. */
+GW_HIDDEN CUresult gw_lanes_htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, uint64_t stream);
 
 /* ---- statistics (stats.c) ---- */
 GW_HIDDEN void gw_stat_call(unsigned op);
@@ -82,6 +93,7 @@ GW_HIDDEN void gw_stat_round_trip(unsigned op, uint64_t waited_ns);
 GW_HIDDEN uint64_t gw_now_ns(void);
 GW_HIDDEN void gw_stat_send(uint64_t ns); /* time a batch took to leave (the server reading slowly shows here) */
 GW_HIDDEN void gw_stat_bytes(uint64_t to_server, uint64_t from_server);
+GW_HIDDEN void gw_stat_lanes(unsigned open, uint64_t bytes); /* lanes open (0: unchanged), bytes sent on them */
 
 /* ---- logging (log.c) ---- */
 GW_HIDDEN void gw_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -31,6 +31,9 @@ static CUresult htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, in
     /* large copies to known device memory travel by content address (cache.c) */
     if (known && n >= gw_cas_min_copy() && gw_cas_on())
         return gw_cas_htod(op, dst, src, n, async ? (uint64_t)(uintptr_t)s : 0);
+    /* large copies to known device memory: their bytes over the lanes (lanes.c) */
+    if (known && gw_lanes_for(n))
+        return gw_lanes_htod(op, dst, src, n, async ? (uint64_t)(uintptr_t)s : 0);
     for (size_t off = 0; off < n; off += GW_COPY_CHUNK) {
         size_t len = n - off < GW_COPY_CHUNK ? n - off : GW_COPY_CHUNK;
         int last = off + len == n;

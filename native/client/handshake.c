@@ -191,8 +191,14 @@ static void sanitize(char *s)
             *s = '?';
 }
 
+static gw_lane_grant lane_grant;
+static int lanes_granted;
+
+const gw_lane_grant *gw_handshake_lanes(void) { return lanes_granted ? &lane_grant : NULL; }
+
 CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info)
 {
+    lanes_granted = 0;
     char host[256] = "", prog[256] = "";
     gethostname(host, sizeof host - 1);
     FILE *comm = fopen("/proc/self/comm", "r");
@@ -230,6 +236,10 @@ CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info)
             memcpy(info, p, sizeof *info);
             info->driver_desc[sizeof info->driver_desc - 1] = 0;
             sanitize(info->driver_desc);
+            if ((info->flags & GW_OK_LANES) && h.len >= sizeof(gw_hello_ok) + sizeof lane_grant) {
+                memcpy(&lane_grant, p + sizeof(gw_hello_ok), sizeof lane_grant);
+                lanes_granted = lane_grant.lanes > 0 && lane_grant.lanes <= GW_LANES_MAX;
+            }
             if (info->proto_version != GW_PROTO_VERSION)
                 gw_log("server %s speaks protocol %u, this client %u", server, info->proto_version, GW_PROTO_VERSION);
             else

@@ -82,6 +82,15 @@ void gw_stat_landing(uint64_t bytes, int waited)
 
 gw_cas_figures *gw_cas_stats(void) { return &cas; }
 
+/* lanes (lanes.c): how many are open, copy bytes sent on them */
+static atomic_ullong lanes_open, lane_bytes;
+void gw_stat_lanes(unsigned open, uint64_t bytes)
+{
+    if (open)
+        atomic_store_explicit(&lanes_open, open, memory_order_relaxed);
+    atomic_fetch_add_explicit(&lane_bytes, bytes, memory_order_relaxed);
+}
+
 void gw_stat_bytes(uint64_t to, uint64_t from)
 {
     atomic_fetch_add_explicit(&to_server, to, memory_order_relaxed);
@@ -100,10 +109,10 @@ __attribute__((destructor)) static void write_stats(void)
     }
     fprintf(f, "{\"calls\": %llu, \"round_trips\": %llu, \"round_trip_seconds\": %.6f, \"batches_sent\": %llu, "
                "\"batch_send_seconds\": %.6f, \"bytes_to_server\": %llu, "
-               "\"bytes_from_server\": %llu,\n",
+               "\"bytes_from_server\": %llu, \"lanes\": %llu, \"lane_bytes\": %llu,\n",
             (unsigned long long)calls, (unsigned long long)round_trips, rt_ns / 1e9, (unsigned long long)sends, send_ns / 1e9,
             (unsigned long long)to_server,
-            (unsigned long long)from_server);
+            (unsigned long long)from_server, (unsigned long long)lanes_open, (unsigned long long)lane_bytes);
     const gw_hello_ok *s = gw_server_info();
     fprintf(f, " \"server_driver\": \"%s\",\n \"by_function\": {", s ? s->driver_desc : "");
     const char *sep = "";

@@ -229,6 +229,18 @@ int gw_io_read_frame(int fd, gw_hdr *h, uint8_t **payload, int timeout_ms)
     return 0;
 }
 
+/* Where the session's connection went: lanes (lanes.c) dial the same place. */
+static char server_host[256], server_port[64];
+
+int gw_io_dial_server(char *why, size_t whycap)
+{
+    if (!server_host[0]) {
+        snprintf(why, whycap, "not connected");
+        return -1;
+    }
+    return dial(server_host, server_port, why, whycap);
+}
+
 static void do_connect(void)
 {
     const char *spec = getenv("GPUWIRE_SERVER");
@@ -255,6 +267,8 @@ static void do_connect(void)
     conn_status = gw_handshake(fd, spec, &server_info);
     if (conn_status == CUDA_SUCCESS) {
         conn_fd = fd;
+        snprintf(server_host, sizeof server_host, "%s", host);
+        snprintf(server_port, sizeof server_port, "%s", port);
     } else {
         gw_tls_forget(fd);
         close(fd);
@@ -448,6 +462,16 @@ static int flush_locked(void)
         lose_connection("send");
     return rc;
 }
+
+int gw_flush(void)
+{
+    pthread_mutex_lock(&conn_lock);
+    int bad = conn_lost || flush_locked();
+    pthread_mutex_unlock(&conn_lock);
+    return bad ? -1 : 0;
+}
+
+void gw_io_lost(const char *what) { lose_connection(what); }
 
 static void *flusher(void *arg)
 {

@@ -38,6 +38,9 @@ enum {
     GW_OP_CHALLENGE = 9, /* server -> client: GW_NONCE_SIZE-byte nonce */
     GW_OP_PROOF = 10,    /* client -> server: token id, HMAC-SHA256 (GW_PROOF_SIZE bytes) */
     GW_OP_STATUS = 11,   /* status probe answer (JSON), then echo frames */
+    GW_OP_LANE = 12,     /* a bulk lane (docs/protocol.md "Lanes"): client -> server gw_lane_hello on a new
+                            connection; worker -> client the lane's acceptance (len 0, seq = lane); then
+                            client -> worker the lane's data frames (seq counts from 0 per lane) */
     GW_OP_DEVICE_ATTRS = 16, /* u32 device -> i32 result, u32 n, n x (i32 status, i32 value) for attributes 1..n */
     GW_OP_MODULE_INFO = 17,  /* worker -> client, unasked, after a load: its functions' names and layouts */
     GW_OP_CAS_REFS = 18, /* content addresses of a copy's or an image's chunks -> the ones the cache lacks (docs/cache.md) */
@@ -53,6 +56,8 @@ enum {
 enum {
     GW_F_NOREPLY = 1u << 0, /* the worker sends no reply; a failure is kept for the next GW_F_COLLECT */
     GW_F_COLLECT = 1u << 1, /* the reply carries the first failure of earlier NOREPLY requests, if any */
+    GW_F_LANE = 1u << 2,    /* a host-to-device copy whose bytes come on a lane: u64 dst, u64 stream id,
+                               u32 lane, u32 bytes (the lane's next data frame) */
 };
 
 /* Handle ids the client names itself (streams, events, graphs: creating them
@@ -96,7 +101,30 @@ enum {
 enum {
     GW_OK_CAS = 1u << 0,  /* the worker has a content cache: CAS ops are served */
     GW_OK_ZSTD = 1u << 1, /* the worker decompresses GW_CAS_CODEC_ZSTD */
+    GW_OK_LANES = 1u << 2, /* a gw_lane_grant follows gw_hello_ok: bulk bytes may come on extra connections */
 };
+
+/* Lanes: extra connections that carry host-to-device copy bytes beside the
+ * session's own, so a large copy is not held to what one TCP stream moves.
+ * The worker grants them in HELLO_OK; the client dials the server again and
+ * says which session and lane (gw_lane_hello); the server hands the socket to
+ * that session's worker, which checks the token. */
+#define GW_LANES_MAX 8u
+#define GW_LANE_TOKEN_SIZE 16
+typedef struct gw_lane_grant {
+    uint32_t session;                   /* the server's session id */
+    uint32_t lanes;                     /* how many lanes the worker takes, <= GW_LANES_MAX */
+    uint8_t token[GW_LANE_TOKEN_SIZE];  /* random, this session's: proves a lane belongs to it */
+} gw_lane_grant;
+_Static_assert(sizeof(gw_lane_grant) == 24, "gw_lane_grant is 24 bytes on the wire");
+
+typedef struct gw_lane_hello {
+    char magic[8];                      /* GW_HELLO_MAGIC */
+    uint32_t session;
+    uint32_t lane;                      /* 0 .. lanes-1 */
+    uint8_t token[GW_LANE_TOKEN_SIZE];
+} gw_lane_hello;
+_Static_assert(sizeof(gw_lane_hello) == 32, "gw_lane_hello is 32 bytes on the wire");
 
 /* GW_OP_ERROR codes. */
 enum {

@@ -4,9 +4,10 @@
  *   gpuwire-netem --listen HOST:PORT --to HOST:PORT [--rtt-us N] [--bandwidth-mbps M]
  *
  * Each accepted connection gets its own upstream connection. Each direction is an emulated
- * link: bytes read from one side are "serialized" at M megabits/s (a byte-accurate pacer: a
- * token bucket with no burst allowance; M = 0 means unlimited), then held for RTT/2 before
- * they may be written to the other side. Order is preserved because each direction is one
+ * link that all connections share, as connections over one network path do (a client's copy
+ * lanes must not multiply the bandwidth): bytes read from one side are "serialized" at M
+ * megabits/s (a byte-accurate pacer: a token bucket with no burst allowance; M = 0 means
+ * unlimited), then held for RTT/2 before they may be written to the other side. Order is preserved because each direction is one
  * FIFO ring whose release times never decrease. One thread, epoll plus a timerfd armed to
  * the earliest release time of a min-heap of directions: no busy waiting. */
 #define _GNU_SOURCE
@@ -48,8 +49,7 @@ typedef struct dir {
     uint64_t in, released, out; /* out <= released <= in */
     mark *marks;
     unsigned mhead, mcount;
-    uint64_t link_free;  /* when the emulated link has finished sending what it was given */
-    uint64_t link_rem;   /* sub-nanosecond remainder of the pacing division, carried */
+    int way;             /* 0: client -> upstream, 1: upstream -> client (which shared link) */
     int eof, shut;       /* src reached EOF; dst was shut down for writing */
     uint64_t eof_due;    /* the EOF travels like data */
     int blocked;         /* dst returned EAGAIN: wait for EPOLLOUT */
@@ -73,6 +73,12 @@ typedef struct conn {
     int dead;
     struct conn *next_dead;
 } conn;
+
+/* The emulated link of each way, shared by every connection. */
+static struct {
+    uint64_t free; /* when it has finished sending what it was given */
+    uint64_t rem;  /* sub-nanosecond remainder of the pacing division, carried */
+} g_link[2];
 
 static uint64_t g_delay_ns;  /* one-way */
 static uint64_t g_bps;       /* bits per second, 0 = unlimited */
@@ -300,15 +306,16 @@ static uint64_t due_time(dir *d, size_t n, uint64_t now)
 {
     if (!g_bps)
         return now + g_delay_ns;
-    if (d->link_free < now) {
-        d->link_free = now;
-        d->link_rem = 0;
+    typeof(g_link[0]) *l = &g_link[d->way];
+    if (l->free < now) {
+        l->free = now;
+        l->rem = 0;
     }
     /* n*8 bits at g_bps: whole nanoseconds now, the fraction carried to the next read */
-    uint64_t num = (uint64_t)n * 8u * 1000000000u + d->link_rem;
-    d->link_free += num / g_bps;
-    d->link_rem = num % g_bps;
-    return d->link_free + g_delay_ns;
+    uint64_t num = (uint64_t)n * 8u * 1000000000u + l->rem;
+    l->free += num / g_bps;
+    l->rem = num % g_bps;
+    return l->free + g_delay_ns;
 }
 
 static void dir_read(dir *d)
@@ -343,7 +350,7 @@ static void dir_read(dir *d)
                 break; /* drained for now */
         } else if (r == 0) {
             d->eof = 1;
-            uint64_t due = g_bps && d->link_free > now ? d->link_free : now;
+            uint64_t due = g_bps && g_link[d->way].free > now ? g_link[d->way].free : now;
             d->eof_due = due + g_delay_ns;
             dir_flush(d, now);
             return;
@@ -406,6 +413,7 @@ static void accept_all(void)
         c->fd[1] = up;
         for (int s = 0; s < 2; s++) {
             dir *d = &c->d[s];
+            d->way = s;
             c->e[s] = (end){c, s};
             d->c = c;
             d->src = c->fd[s];

@@ -3,6 +3,7 @@
  * report whether a driver works.
  *
  *   gpuwire-worker --fd N --driver PATH [--nvml PATH] [--session ID] [--api-digest D] [--client TEXT]
+ *                  [--lane-fd N [--lanes K]]
  *   gpuwire-worker --probe --driver PATH
  *
  * Requests are executed in arrival order. Calls from one client thread run on
@@ -733,6 +734,71 @@ void gw_worker_join_left_threads(void)
     reset_threads();
 }
 
+/* ---- copies whose bytes come on a lane (lanes.c) ---- */
+
+/* A lane's data frame is read straight into a host-to-device copy job; the
+ * job's payload starts with the 16 bytes of destination and stream that the
+ * copy frame on the main connection brings (called on a lane's thread). */
+static void *lane_job_alloc(uint32_t len, uint8_t **bytes)
+{
+    uint32_t cap = 16 + len;
+    job *j;
+    if (cap >= SPARE_MIN) {
+        j = job_alloc(cap); /* spares are under sched_lock */
+    } else {
+        cap = cap <= SMALL_CAP ? SMALL_CAP + 1 : cap; /* never on the reader's own small list */
+        j = malloc(sizeof *j + cap);
+        if (j)
+            j->cap = cap;
+    }
+    if (j)
+        *bytes = j->payload + 16;
+    return j;
+}
+
+static int is_htod_op(unsigned op)
+{
+    return op == GW_OP_cuMemcpyHtoD_v2 || op == GW_OP_cuMemcpyHtoD_v2_ptds || op == GW_OP_cuMemcpyHtoDAsync_v2 ||
+           op == GW_OP_cuMemcpyHtoDAsync_v2_ptsz;
+}
+
+/* A GW_F_LANE copy frame (u64 dst, u64 stream, u32 lane, u32 bytes) joined
+ * with its lane's next data frame into an ordinary copy job; NULL and why if
+ * the frame is malformed, the lane is not this session's or it closed. */
+static job *lane_copy_job(const gw_hdr *h, pending *pd, char *why, size_t whycap)
+{
+    uint8_t a[24];
+    if (!is_htod_op(h->op) || h->len != sizeof a) {
+        snprintf(why, whycap, "a lane frame must be a host-to-device copy of %zu bytes (op %u, %u bytes)", sizeof a,
+                 h->op, h->len);
+        return NULL;
+    }
+    if (read_frame_bytes(a, sizeof a)) {
+        snprintf(why, whycap, "connection lost inside a lane copy frame");
+        return NULL;
+    }
+    uint32_t k, n, got;
+    memcpy(&k, a + 16, 4);
+    memcpy(&n, a + 20, 4);
+    if (pending_flush(pd)) { /* what was read goes to its thread before waiting for the lane */
+        snprintf(why, whycap, "session ended");
+        return NULL;
+    }
+    job *j = gw_lane_next(k, &got, why, whycap);
+    if (!j)
+        return NULL;
+    if (got != n) {
+        free(j);
+        snprintf(why, whycap, "lane %u: a copy of %u bytes, but the lane's next data frame has %u", k, n, got);
+        return NULL;
+    }
+    j->h = *h;
+    j->h.flags &= (uint16_t)~GW_F_LANE;
+    j->h.len = 16 + got;
+    memcpy(j->payload, a, 16);
+    return j;
+}
+
 static int valid_op(unsigned op)
 {
     if (op == GW_OP_STAGE || op == GW_OP_FUNC_LAYOUT || op == GW_OP_DEVICE_ATTRS || op == GW_OP_LAND)
@@ -786,7 +852,22 @@ static int serve(void)
             send_error(GW_ERR_MALFORMED, "unknown request op");
             return 3;
         }
-        job *j = job_alloc(h.len);
+        job *j;
+        uint32_t wire_len = h.len; /* a lane's bytes are counted as they arrive (lanes.c) */
+        if (h.flags & GW_F_LANE) {
+            char why[200];
+            j = lane_copy_job(&h, &pd, why, sizeof why);
+            if (!j) {
+                pending_drop(&pd);
+                gw_wlog("closing session: %s", why);
+                stop_threads(0);
+                send_error(GW_ERR_MALFORMED, why);
+                return 3;
+            }
+            h = j->h;
+            goto queue;
+        }
+        j = job_alloc(h.len);
         if (!j) {
             pending_drop(&pd);
             gw_wlog("closing session: out of memory for a %u-byte frame", h.len);
@@ -806,9 +887,10 @@ static int serve(void)
             stop_threads(0);
             return 3;
         }
+    queue:
         calls++;
         pd.frames++;
-        pd.frame_bytes += sizeof h + h.len;
+        pd.frame_bytes += sizeof h + wire_len;
         tthread *t = thread_for(h.tid);
         if (!t) {
             free(j);
@@ -862,6 +944,7 @@ static void usage(void)
     fprintf(stderr, "usage: gpuwire-worker --fd N --driver PATH [--nvml PATH] [--session ID] [--api-digest D]\n"
                     "                      [--client TEXT]\n"
                     "                      [--mem-cap BYTES] [--cache-dir DIR [--cache-max-bytes BYTES]]\n"
+                    "                      [--lane-fd N [--lanes K]]   (a Unix socket the server hands lanes on)\n"
                     "       gpuwire-worker --probe --driver PATH\n");
 }
 
@@ -871,7 +954,8 @@ int main(int argc, char **argv)
     long digest = -1;
     unsigned long long mem_cap = 0, cache_max = 0;
     const char *cache_dir = NULL;
-    int do_probe = 0;
+    int do_probe = 0, lane_fd = -1;
+    unsigned nlanes = 3;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--probe"))
@@ -894,6 +978,10 @@ int main(int argc, char **argv)
             cache_dir = argv[++i];
         else if (!strcmp(a, "--cache-max-bytes") && v)
             cache_max = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--lane-fd") && v)
+            lane_fd = atoi(argv[++i]);
+        else if (!strcmp(a, "--lanes") && v)
+            nlanes = (unsigned)strtoul(argv[++i], NULL, 10);
         else {
             usage();
             return 2;
@@ -930,11 +1018,18 @@ int main(int argc, char **argv)
     } else if (cache_dir) {
         gw_wlog("cannot use cache folder %s: serving without the content cache", cache_dir);
     }
-    gw_hdr h = {.len = sizeof ok, .op = GW_OP_HELLO_OK};
-    uint8_t buf[sizeof h + sizeof ok];
+    gw_lane_grant grant = {0};
+    if (lane_fd >= 0 && gw_lanes_start(lane_fd, (uint32_t)strtoul(session, NULL, 10), nlanes, lane_job_alloc, free,
+                                       &grant) == 0)
+        ok.flags |= GW_OK_LANES;
+    else if (lane_fd >= 0)
+        close(lane_fd);
+    gw_hdr h = {.len = sizeof ok + (ok.flags & GW_OK_LANES ? sizeof grant : 0), .op = GW_OP_HELLO_OK};
+    uint8_t buf[sizeof h + sizeof ok + sizeof grant];
     memcpy(buf, &h, sizeof h);
     memcpy(buf + sizeof h, &ok, sizeof ok);
-    if (write_all(buf, sizeof buf)) {
+    memcpy(buf + sizeof h + sizeof ok, &grant, sizeof grant);
+    if (write_all(buf, sizeof h + h.len)) {
         gw_wlog("client went away before the handshake finished");
         return 0;
     }

@@ -69,6 +69,16 @@ void gw_prof_report(void);
 #define GW_PROF_READ_LARGE 250u /* reading a large payload off the socket */
 #define GW_PROF_READ_ROOM 251u  /* waiting for a thread's backlog to shrink */
 
+/* ---- lanes: copy bytes on extra connections (lanes.c) ---- */
+/* The allocator gives an item with room for len bytes at *bytes (called from a lane's thread). */
+typedef void *(*gw_lane_alloc_fn)(uint32_t len, uint8_t **bytes);
+typedef void (*gw_lane_free_fn)(void *item);
+int gw_lanes_start(int chan_fd, uint32_t session, unsigned n, gw_lane_alloc_fn alloc, gw_lane_free_fn release,
+                   gw_lane_grant *grant);
+unsigned gw_lanes_granted(void);
+/* The lane's next data frame (waits for it); NULL and why when the lane is closed or never opened. */
+void *gw_lane_next(unsigned lane, uint32_t *len, char *why, size_t whycap);
+
 /* ---- device printf output (stdout_fwd.c) ---- */
 int gw_stdout_start(void);  /* fd 1 becomes a pipe whose bytes go to the client; 0 or -1 */
 void gw_stdout_flush(void); /* sends what the driver wrote so far (GW_OP_STDOUT); nothing before start */

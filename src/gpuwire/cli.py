@@ -189,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="content cache of uploads (default $GPUWIRE_CACHE_DIR, else /var/cache/gpuwire for root, "
                         "else ~/.cache/gpuwire/server; off: none; docs/cache.md)")
     p.add_argument("--cache-max-bytes", metavar="SIZE", help="cap of the content cache (default 64G; 0: no cap)")
+    p.add_argument("--lanes", type=int, metavar="N",
+                   help="extra connections a plaintext session may open for host-to-device copy bytes, so a "
+                        "large copy is not held to one TCP stream's speed (default 3, at most 8; 0: none; "
+                        "TLS sessions use none)")
     p.add_argument("--tls-cert", metavar="FILE",
                    help="the server's TLS certificate (chain), PEM; turns TLS on (required beyond loopback)")
     p.add_argument("--tls-key", metavar="FILE", help="its private key, PEM (default: in the --tls-cert file)")
@@ -315,7 +319,7 @@ def _server(args: argparse.Namespace) -> int:
                       queue_interval=cfg["queue_interval"], tls_cert=cfg["tls_cert"], tls_key=cfg["tls_key"],
                       tls_client_ca=cfg["tls_client_ca"], require_tls=cfg["require_tls"],
                       insecure_no_tls=cfg["insecure_no_tls"], cache_dir=cfg["cache_dir"],
-                      cache_max_bytes=cfg["cache_max_bytes"])
+                      cache_max_bytes=cfg["cache_max_bytes"], lanes=cfg["lanes"])
 
 
 def _lease_env(args: argparse.Namespace, env) -> str | None:

@@ -29,6 +29,7 @@ SERVER_OPTIONS: dict[str, tuple[type, object]] = {
     "queue_interval": (float, 2.0),
     "cache_dir": (str, None),          # the content cache (docs/cache.md); "off": none
     "cache_max_bytes": (str, "64G"),
+    "lanes": (int, 3),                 # extra connections per session for copy bytes (docs/protocol.md)
     "tls_cert": (str, None),
     "tls_key": (str, None),
     "tls_client_ca": (str, None),

@@ -254,6 +254,9 @@ def _activity_metrics(o: _Out, snap: dict) -> None:
         o.metric("gpuwire_tls_required", "gauge", "1 if clients must use TLS.", int(srv["tls"] == "required"))
         o.metric("gpuwire_tls_sessions_total", "counter", "Connections that completed a TLS handshake.",
                  tot.get("tls_sessions", 0))
+    o.metric("gpuwire_lanes_total", "counter",
+             "Lane connections (extra connections for copy bytes) handed to a session's worker.",
+             tot.get("lanes", 0))
 
 
 def _session_activity_metrics(o: _Out, s: dict, lab: dict) -> None:

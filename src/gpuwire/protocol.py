@@ -32,6 +32,7 @@ OP_QUEUED = 8       # server -> client: u32 position, u32 waiting, u32 waited_ms
 OP_CHALLENGE = 9    # server -> client: 32-byte nonce
 OP_PROOF = 10       # client -> server: 16-byte token id (ASCII hex) + 32-byte HMAC-SHA256
 OP_STATUS = 11      # status probe: server -> client JSON, then echo frames (see status.py)
+OP_LANE = 12        # a bulk lane: client -> server LANE_HELLO on a new connection (docs/protocol.md "Lanes")
 OP_DEVICE_ATTRS = 16  # worker: all attributes of a device in one round trip (wire.h)
 OP_MODULE_INFO = 17  # worker -> client after a module load: function names and parameter layouts
 OP_STDOUT = 20       # worker -> client, unasked: bytes the driver wrote to stdout (device printf), to print
@@ -47,12 +48,18 @@ CAS_CODEC_NONE = 0
 CAS_CODEC_ZSTD = 1
 OK_CAS = 1 << 0      # gw_hello_ok.flags: the worker has a content cache
 OK_ZSTD = 1 << 1     # gw_hello_ok.flags: the worker decompresses zstd
+OK_LANES = 1 << 2    # gw_hello_ok.flags: a LANE_GRANT follows HELLO_OK
+LANES_MAX = 8
+LANE_TOKEN_SIZE = 16
+LANE_GRANT = struct.Struct("<II16s")     # session id, lanes, token
+LANE_HELLO = struct.Struct("<8sII16s")   # magic, session id, lane, token
 # --- end content-addressed transfers ---
 CLIENT_ID_BIT = 1 << 62  # handle ids the client names itself (streams, events, graphs)
 OP_FIRST_CALL = 256
 
 F_NOREPLY = 1 << 0
 F_COLLECT = 1 << 1
+F_LANE = 1 << 2      # a host-to-device copy frame whose bytes come on a lane
 # On a HELLO frame only: TLV extension records follow the program name.
 F_HELLO_EXT = 1 << 8
 
@@ -154,12 +161,27 @@ class Hello(NamedTuple):
     ext: HelloExt = NO_EXT
 
 
+class LaneHello(NamedTuple):
+    """A lane connection's first frame: which session and lane, and the
+    worker's token (checked by the worker, not here)."""
+    session: int
+    lane: int
+    raw: bytes  # the payload as received, handed to the worker with the socket
+
+
+class LaneGrant(NamedTuple):
+    session: int
+    lanes: int
+    token: bytes
+
+
 class HelloOk(NamedTuple):
     proto_version: int
     driver_version: int
     device_count: int
     flags: int
     driver_desc: str
+    lanes: LaneGrant | None = None  # with OK_LANES: the lanes this session may open
 
 
 def pack_header(op: int, length: int, flags: int = 0, tid: int = 0, seq: int = 0) -> bytes:
@@ -238,6 +260,25 @@ def check_hello_header(hdr: Header) -> None:
     top = hello_max_len(hdr.flags)
     if not HELLO_SIZE <= hdr.length <= top:
         raise ProtocolError(ERR_MALFORMED, f"HELLO payload of {hdr.length} bytes is outside {HELLO_SIZE}..{top}")
+
+
+def parse_lane_hello(hdr: Header, payload: bytes) -> LaneHello:
+    """Validate a LANE hello (header already read; payload of hdr.length bytes)."""
+    if hdr.flags:
+        raise ProtocolError(ERR_MALFORMED, f"LANE hello has unknown flags 0x{hdr.flags:04x}")
+    if len(payload) != LANE_HELLO.size:
+        raise ProtocolError(ERR_MALFORMED, f"LANE hello of {len(payload)} bytes, expected {LANE_HELLO.size}")
+    magic, session, lane, _token = LANE_HELLO.unpack(payload)
+    if magic != HELLO_MAGIC:
+        raise ProtocolError(ERR_MALFORMED, "LANE hello has a bad magic")
+    if lane >= LANES_MAX:
+        raise ProtocolError(ERR_MALFORMED, f"LANE hello names lane {lane}; at most {LANES_MAX} lanes")
+    return LaneHello(session, lane, bytes(payload))
+
+
+def pack_lane_hello(session: int, lane: int, token: bytes, magic: bytes = HELLO_MAGIC) -> bytes:
+    """A whole LANE hello frame, as a client sends it first on a lane connection."""
+    return pack_frame(OP_LANE, LANE_HELLO.pack(magic, session, lane, token))
 
 
 def _name(raw: bytes, what: str) -> str:
@@ -377,10 +418,15 @@ def parse_error(payload: bytes) -> tuple[int, str]:
 
 
 def parse_hello_ok(payload: bytes) -> HelloOk:
-    if len(payload) != HELLO_OK_SIZE:
+    """HELLO_OK, and its LANE_GRANT when flags has OK_LANES."""
+    if len(payload) < HELLO_OK_SIZE:
         raise ProtocolError(ERR_MALFORMED, f"HELLO_OK payload is {len(payload)} bytes, expected {HELLO_OK_SIZE}")
-    version, drv, count, flags, desc = HELLO_OK.unpack(payload)
-    return HelloOk(version, drv, count, flags, desc.split(b"\0", 1)[0].decode("utf-8", "replace"))
+    version, drv, count, flags, desc = HELLO_OK.unpack_from(payload)
+    want = HELLO_OK_SIZE + (LANE_GRANT.size if flags & OK_LANES else 0)
+    if len(payload) != want:
+        raise ProtocolError(ERR_MALFORMED, f"HELLO_OK payload is {len(payload)} bytes, expected {want}")
+    grant = LaneGrant(*LANE_GRANT.unpack_from(payload, HELLO_OK_SIZE)) if flags & OK_LANES else None
+    return HelloOk(version, drv, count, flags, desc.split(b"\0", 1)[0].decode("utf-8", "replace"), grant)
 
 
 # --- socket helpers -------------------------------------------------------

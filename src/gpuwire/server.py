@@ -96,6 +96,10 @@ class Session:
     tls: dict | None = None             # TLS version, cipher, client certificate (tls.TLSConn.info)
     stats: session_stats.Block | None = None  # the worker's counters: calls, round trips, bytes, busy
     rates: session_stats.Rates = field(default_factory=session_stats.Rates)
+    lane_chan: socket.socket | None = None  # where this session's worker takes its lanes (Unix socket)
+    lanes_open: int = 0                     # lanes handed to its worker
+    lane_bytes_seen: int = 0                # the worker's bytes_in when the idle check last looked
+    lane_active_at: float = 0.0             # time.monotonic() when that count last moved
 
     def describe(self) -> str:
         h = self.hello
@@ -118,6 +122,7 @@ class Server:
         self.nvml_path = _nvml_path(driver)   # what workers dlopen for NVML requests
         self.leases = LeaseManager(driver.device_count)
         self.lease_idle_timeout = lease_idle_timeout  # 0: none
+        self.lanes = 3  # extra connections a plaintext session may open for copy bytes (0: none)
         self.queue_interval = queue_interval
         self.log_tail = log_tail              # callable(n) -> recent log lines, for the admin endpoint
         self.tls = tls_settings               # None: plaintext only
@@ -133,7 +138,7 @@ class Server:
         self.started = time.time()
         self.counters = {"connections": 0, "sessions": 0, "probes": 0, "auth_ok": 0, "auth_failed": 0,
                          "idle_ended": 0, "bytes_sent_ended": 0, "bytes_received_ended": 0, "calls_ended": 0,
-                         "round_trips_ended": 0, "tls_sessions": 0}
+                         "round_trips_ended": 0, "tls_sessions": 0, "lanes": 0}
         self.refused: dict[str, int] = {}     # reason -> count
         self.cache_dir = None                 # content cache folder for workers (docs/cache.md); None: off
         self.cache_max_bytes = 0
@@ -265,6 +270,10 @@ class Server:
             if hello is None:
                 self._refuse_count("handshake")
                 return
+            if isinstance(hello, protocol.LaneHello):
+                sess.state = "lane"
+                self._hand_over_lane(conn, sess, hello)
+                return
             sess.hello = hello
             if self.tokens is not None and not self._authenticate(conn, sess):
                 return
@@ -346,12 +355,14 @@ class Server:
             return None
         return conn  # plaintext, or closed (the handshake says so)
 
-    def _handshake(self, conn: socket.socket, sid: int, peer: str) -> protocol.Hello | None:
+    def _handshake(self, conn: socket.socket, sid: int, peer: str) -> protocol.Hello | protocol.LaneHello | None:
         deadline = time.monotonic() + self.handshake_timeout
         seq = 0
         try:
             hdr = protocol.unpack_header(protocol.recv_exact(conn, protocol.HEADER_SIZE, deadline))
             seq = hdr.seq
+            if hdr.op == protocol.OP_LANE and hdr.length == protocol.LANE_HELLO.size:
+                return protocol.parse_lane_hello(hdr, protocol.recv_exact(conn, hdr.length, deadline))
             protocol.check_hello_header(hdr)
             return protocol.parse_hello(protocol.recv_exact(conn, hdr.length, deadline), hdr.flags)
         except protocol.Truncated as e:
@@ -373,6 +384,39 @@ class Server:
         except OSError as e:
             self.log.warn(f"handshake failed: {e}", session=sid, peer=peer)
             return None
+
+    def _hand_over_lane(self, conn, sess: Session, lane: protocol.LaneHello) -> None:
+        """A lane connection goes, with its hello, to the worker of the session
+        it names; that worker checks the token (a wrong one is closed there)."""
+        def refuse(why: str) -> None:
+            self._refuse_count("lane")
+            self.log.warn(f"refused a lane connection: {why}", session=sess.id, peer=sess.peer,
+                          lane_session=lane.session, lane=lane.lane)
+            self._send_error(conn, protocol.ERR_REFUSED, f"gpuwire server refused the lane: {why}")
+
+        if isinstance(conn, tls.TLSConn):
+            refuse("lanes are plaintext only (a TLS session is granted none)")
+            return
+        conn.settimeout(None)  # the worker gets a blocking socket (the flag is shared with its copy)
+        with self._lock:  # the session's end closes its channel under the same lock
+            target = self._sessions.get(lane.session)
+            chan = target.lane_chan if target is not None else None
+            if chan is None:
+                why = f"no session {lane.session} with lanes on this server"
+            else:
+                try:
+                    socket.send_fds(chan, [lane.raw], [conn.fileno()])
+                    why = ""
+                    if not target.lanes_open:
+                        target.lane_active_at = time.monotonic()
+                    target.lanes_open += 1
+                except OSError as e:  # the worker is gone, or not taking lanes (its channel is full)
+                    why = f"session {lane.session} takes no lane now ({e.strerror or e})"
+        if why:
+            refuse(why)
+            return
+        self._count("lanes")
+        self.log.debug("lane handed over", session=lane.session, lane=lane.lane, peer=sess.peer)
 
     # --- authentication -----------------------------------------------------
 
@@ -569,6 +613,13 @@ class Server:
         fd = worker_end.fileno() if worker_end is not None else conn.fileno()
         cmd = self.worker_cmd + ["--fd", str(fd), "--driver", str(self.driver.path), "--nvml", str(self.nvml_path),
                                  "--session", str(sid), "--api-digest", str(hello.api_digest), "--client", client]
+        # Lanes (extra connections for copy bytes) reach the worker over a Unix socket;
+        # only for plaintext GPU sessions: a lane bypasses the TLS relay.
+        lane_chan = lane_end = None
+        if self.lanes > 0 and not secured and not hello.ext.nvml_only:
+            lane_chan, lane_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            lane_chan.setblocking(False)  # a worker that stops taking lanes must not stall this server
+            cmd += ["--lane-fd", str(lane_end.fileno()), "--lanes", str(self.lanes)]
         lease = sess.lease
         if lease is not None and lease.mem_cap:
             cmd += ["--mem-cap", str(lease.mem_cap)]
@@ -576,7 +627,7 @@ class Server:
             cmd += ["--cache-dir", str(self.cache_dir), "--cache-max-bytes", str(self.cache_max_bytes)]
         env = self._worker_env(lease, hello)
         block = session_stats.create(sid)  # the worker's counters, for status, metrics and top
-        fds: tuple[int, ...] = (fd,)
+        fds: tuple[int, ...] = (fd,) + ((lane_end.fileno(),) if lane_end is not None else ())
         if block is not None:
             env = dict(os.environ if env is None else env)
             env[session_stats.ENV] = str(block.fd)
@@ -590,7 +641,7 @@ class Server:
                                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                             start_new_session=True, env=env)
                 except OSError as e:
-                    for end in (relay_end, worker_end, block):
+                    for end in (relay_end, worker_end, block, lane_chan, lane_end):
                         if end is not None:
                             end.close()
                     self.log.error(f"could not start worker: {e}", session=sid, peer=peer)
@@ -602,8 +653,10 @@ class Server:
         if block is not None:
             block.close_fd()  # the worker has its copy; the mapping stays
             sess.stats = block
+        if lane_end is not None:
+            lane_end.close()  # the worker has its copy
         if proc is None:
-            for end in (relay_end, worker_end):
+            for end in (relay_end, worker_end, lane_chan):
                 if end is not None:
                     end.close()
             self._send_error(conn, protocol.ERR_REFUSED, "gpuwire server is shutting down")
@@ -622,6 +675,7 @@ class Server:
             conn.close()  # the worker owns the connection now
         sess.state = "active"
         sess.worker_pid = proc.pid
+        sess.lane_chan = lane_chan
         started = time.monotonic()
         self.log.info("session start", session=sid, peer=peer, pid=hello.pid, host=_token(hello.host),
                       prog=_token(hello.prog), api_digest=f"0x{hello.api_digest:08x}", worker_pid=proc.pid,
@@ -637,6 +691,10 @@ class Server:
                 self._relay(sid, raw)
         finally:
             code = proc.wait()
+            with self._lock:  # no lane is handed over to a closed channel (_hand_over_lane)
+                if sess.lane_chan is not None:
+                    sess.lane_chan.close()
+                    sess.lane_chan = None
             if relay is not None:
                 relay.join(WORKER_STOP_GRACE)  # the worker's last bytes reach the client
             info = tcpinfo.read(sess.watch) if sess.watch is not None else None
@@ -678,6 +736,14 @@ class Server:
                 if info is None or info.idle_s < self.lease_idle_timeout:
                     continue
                 block = s.stats
+                if block is not None and s.lanes_open:
+                    # bytes on lanes do not show on the session's socket; the worker counts them
+                    seen = (block.read() or {}).get("bytes_in", 0)
+                    now = time.monotonic()
+                    if seen != s.lane_bytes_seen:
+                        s.lane_bytes_seen, s.lane_active_at = seen, now
+                    if now - s.lane_active_at < self.lease_idle_timeout:
+                        continue
                 if block is not None and session_stats.busy_seconds(block.read()) is not None:
                     continue  # a call is running on the GPU: the client waits for it, it is not idle
                 with self._lock:
@@ -715,6 +781,8 @@ class Server:
         live_sent = live_recv = live_calls = live_round_trips = 0
         rate_sum = [0.0, 0.0, 0.0]  # calls, bytes in, bytes out per second, over the live sessions
         for s in sorted(sessions, key=lambda x: x.id):
+            if s.state == "lane":
+                continue  # a lane connection on its way to its session's worker
             h = s.hello
             row = {"id": s.id, "peer": s.peer, "state": s.state, "age_s": round(now - s.started, 3),
                    "host": clean(h.host, 255) if h else None, "pid": h.pid if h else None,
@@ -778,7 +846,7 @@ class Server:
                        "bytes_out": counters["bytes_sent_ended"] + live_sent,
                        "calls": counters["calls_ended"] + live_calls,
                        "round_trips": counters["round_trips_ended"] + live_round_trips,
-                       "tls_sessions": counters["tls_sessions"],
+                       "tls_sessions": counters["tls_sessions"], "lanes": counters["lanes"],
                        "calls_per_s": round(rate_sum[0], 1), "bytes_in_per_s": round(rate_sum[1]),
                        "bytes_out_per_s": round(rate_sum[2])},
         }
@@ -873,7 +941,7 @@ def run_server(listen: str, driver_spec: str, log: Logger, max_sessions: int = 2
                lease_idle_timeout: float = 0.0, queue_interval: float = QUEUE_INTERVAL,
                tls_cert: str | None = None, tls_key: str | None = None, tls_client_ca: str | None = None,
                require_tls: bool = False, insecure_no_tls: bool = False, cache_dir: str | None = None,
-               cache_max_bytes: object = None) -> int:
+               cache_max_bytes: object = None, lanes: int = 3) -> int:
     """`gpuwire server`: resolve the driver, serve until SIGINT/SIGTERM, exit 0."""
     from gpuwire import auth
     from gpuwire import driver as drivers
@@ -938,6 +1006,10 @@ def run_server(listen: str, driver_spec: str, log: Logger, max_sessions: int = 2
         log.error(f"cannot start: cache_max_bytes: {e}")
         return 2
     server.cache_disk = content_cache.DiskFigures(server.cache_dir)
+    if not 0 <= lanes <= protocol.LANES_MAX:
+        log.error(f"cannot start: lanes must be 0..{protocol.LANES_MAX}, not {lanes}")
+        return 2
+    server.lanes = lanes
     if server.cache_dir is None:
         log.info("content cache off: every upload crosses the wire")
     else:

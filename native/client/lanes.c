@@ -1,0 +1,254 @@
+/* Lanes: extra connections to the session's worker that carry the bytes of
+ * large host-to-device copies (docs/protocol.md "Lanes"). One TCP stream
+ * moves about what one core copies through the kernel; a copy spread over
+ * several streams, each written by its own thread here and read by its own
+ * thread in the worker, is not held to that.
+ *
+ * Order stays the session's: each piece of a copy is an ordinary copy frame
+ * on the session's connection (flag GW_F_LANE: "your bytes are lane k's next
+ * data frame"), so the worker runs it exactly where the application issued
+ * it. The lanes are opened at the first large copy; if that fails the copies
+ * go on the session's connection as before. GPUWIRE_LANES=N uses at most N
+ * (0: none). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "client.h"
+
+#define LANE_MIN_BYTES (2 * (size_t)GW_COPY_CHUNK) /* smaller copies gain nothing from the hand-over */
+#define LANE_ACK_MS 5000
+
+typedef struct waiter {
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    size_t left; /* pieces not yet written */
+    int failed;
+} waiter;
+
+typedef struct piece {
+    struct piece *next;
+    const uint8_t *p;
+    uint32_t len, seq;
+    waiter *w;
+} piece;
+
+typedef struct lane {
+    int fd;
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    piece *head, *tail;
+    uint32_t next_seq; /* under order_lock */
+} lane;
+
+static pthread_mutex_t order_lock = PTHREAD_MUTEX_INITIALIZER; /* copy frames and pieces keep one order */
+static int state;   /* 0: not tried, 1: open, -1: not used (under order_lock) */
+static unsigned nlanes, next_lane;
+static lane lanes[GW_LANES_MAX];
+
+static void piece_done(piece *pc, int failed)
+{
+    waiter *w = pc->w;
+    pthread_mutex_lock(&w->m);
+    w->failed |= failed;
+    if (--w->left == 0)
+        pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->m);
+    free(pc);
+}
+
+static void *sender(void *arg)
+{
+    lane *l = arg;
+    int broken = 0;
+    for (;;) {
+        pthread_mutex_lock(&l->m);
+        while (!l->head)
+            pthread_cond_wait(&l->cv, &l->m);
+        piece *pc = l->head;
+        l->head = pc->next;
+        if (!l->head)
+            l->tail = NULL;
+        pthread_mutex_unlock(&l->m);
+        gw_hdr h = {.len = pc->len, .op = GW_OP_LANE, .seq = pc->seq};
+        if (!broken && (gw_io_write_all(l->fd, &h, sizeof h) || gw_io_write_all(l->fd, pc->p, pc->len))) {
+            broken = 1; /* the worker lost this lane: the session cannot go on */
+            gw_io_lost("lane send");
+        }
+        if (!broken)
+            gw_stat_bytes(sizeof h + pc->len, 0);
+        piece_done(pc, broken);
+    }
+    return NULL;
+}
+
+/* Dials lane k and waits for the worker to accept it; the fd or -1 (logged). */
+static int open_lane(const gw_lane_grant *g, unsigned k)
+{
+    char why[160];
+    int fd = gw_io_dial_server(why, sizeof why);
+    if (fd < 0) {
+        gw_log("cannot open copy lane %u (%s): large copies use the session's connection only", k, why);
+        return -1;
+    }
+    struct {
+        gw_hdr h;
+        gw_lane_hello hi;
+    } m = {.h = {.len = sizeof(gw_lane_hello), .op = GW_OP_LANE}, .hi = {.session = g->session, .lane = k}};
+    memcpy(m.hi.magic, GW_HELLO_MAGIC, 8);
+    memcpy(m.hi.token, g->token, sizeof m.hi.token);
+    gw_hdr a;
+    uint8_t *p = NULL;
+    if (gw_io_write_all(fd, &m, sizeof m) || gw_io_read_frame(fd, &a, &p, LANE_ACK_MS)) {
+        gw_log("copy lane %u was not accepted (%s): large copies use the session's connection only", k,
+               errno == EAGAIN || errno == ETIMEDOUT ? "no answer" : strerror(errno));
+    } else if (a.op == GW_OP_ERROR && a.len >= 4) {
+        gw_log("copy lane %u refused: %.*s; large copies use the session's connection only", k, (int)(a.len - 4),
+               (const char *)p + 4);
+    } else if (a.op != GW_OP_LANE || a.len || a.seq != k) {
+        gw_log("copy lane %u: unexpected answer (op %u); large copies use the session's connection only", k, a.op);
+    } else {
+        free(p);
+        return fd;
+    }
+    free(p);
+    close(fd);
+    return -1;
+}
+
+/* Under order_lock: opens the lanes the worker granted (at most GPUWIRE_LANES). */
+static void open_lanes_locked(void)
+{
+    state = -1;
+    const gw_lane_grant *g = gw_handshake_lanes();
+    const char *v = getenv("GPUWIRE_LANES");
+    unsigned want = v && *v ? (unsigned)strtoul(v, NULL, 10) : GW_LANES_MAX;
+    unsigned n = g ? (g->lanes < want ? g->lanes : want) : 0;
+    if (!n)
+        return;
+    for (unsigned k = 0; k < n; k++) {
+        int fd = open_lane(g, k);
+        if (fd < 0) {
+            for (unsigned j = 0; j < k; j++)
+                close(lanes[j].fd);
+            return;
+        }
+        lanes[k] = (lane){.fd = fd};
+        pthread_mutex_init(&lanes[k].m, NULL);
+        pthread_cond_init(&lanes[k].cv, NULL);
+    }
+    /* the senders must not take part in the application's signals */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    unsigned started = 0;
+    for (pthread_t t; started < n && pthread_create(&t, &a, sender, &lanes[started]) == 0;)
+        started++;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (started < n) { /* a thread that runs keeps its lane; the others are closed unused */
+        gw_log("could not start copy lane threads: large copies use %u lane(s)", started);
+        for (unsigned k = started; k < n; k++)
+            close(lanes[k].fd);
+        n = started;
+    }
+    nlanes = n;
+    state = n ? 1 : -1;
+    gw_stat_lanes(n, 0);
+    if (gw_debug())
+        gw_log("%u copy lanes open", n);
+}
+
+int gw_lanes_for(size_t n)
+{
+    if (n < LANE_MIN_BYTES)
+        return 0;
+    pthread_mutex_lock(&order_lock);
+    if (!state)
+        open_lanes_locked();
+    int on = state > 0;
+    pthread_mutex_unlock(&order_lock);
+    return on;
+}
+
+CUresult gw_lanes_htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, uint64_t stream)
+{
+    size_t pieces = (n + GW_COPY_CHUNK - 1) / GW_COPY_CHUNK;
+    waiter w = {.left = pieces};
+    pthread_mutex_init(&w.m, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    CUresult rc = CUDA_SUCCESS;
+    size_t queued = 0;
+    pthread_mutex_lock(&order_lock);
+    for (size_t off = 0; off < n && rc == CUDA_SUCCESS; off += GW_COPY_CHUNK) {
+        uint32_t len = (uint32_t)(n - off < GW_COPY_CHUNK ? n - off : GW_COPY_CHUNK);
+        unsigned k = next_lane++ % nlanes;
+        piece *pc = malloc(sizeof *pc);
+        if (!pc) {
+            rc = CUDA_ERROR_OUT_OF_MEMORY;
+            break;
+        }
+        gw_req *q = gw_req_begin_quiet(op);
+        gw_put_u64(q, dst + off);
+        gw_put_u64(q, stream);
+        gw_put_u32(q, k);
+        gw_put_u32(q, len);
+        gw_req_set_flags(q, GW_F_LANE);
+        rc = gw_req_post(q);
+        if (rc != CUDA_SUCCESS) {
+            free(pc);
+            break;
+        }
+        /* the worker now waits for lane k's next data frame: it must be this piece */
+        *pc = (piece){.p = (const uint8_t *)src + off, .len = len, .seq = lanes[k].next_seq++, .w = &w};
+        lane *l = &lanes[k];
+        pthread_mutex_lock(&l->m);
+        if (l->tail)
+            l->tail->next = pc;
+        else
+            l->head = pc;
+        l->tail = pc;
+        pthread_cond_signal(&l->cv);
+        pthread_mutex_unlock(&l->m);
+        queued++;
+    }
+    pthread_mutex_unlock(&order_lock);
+    /* the copy frames go now: the worker takes the lanes' bytes in their order */
+    if (gw_flush() && rc == CUDA_SUCCESS)
+        rc = CUDA_ERROR_DEVICE_UNAVAILABLE;
+    pthread_mutex_lock(&w.m);
+    w.left -= pieces - queued; /* pieces never handed to a lane */
+    while (w.left)
+        pthread_cond_wait(&w.cv, &w.m);
+    pthread_mutex_unlock(&w.m);
+    pthread_mutex_destroy(&w.m);
+    pthread_cond_destroy(&w.cv);
+    if (w.failed && rc == CUDA_SUCCESS)
+        rc = CUDA_ERROR_DEVICE_UNAVAILABLE;
+    if (rc == CUDA_SUCCESS)
+        gw_stat_lanes(0, n);
+    return rc;
+}
+
+/* A forked child has a session of its own (transport.c): the parent's lanes
+ * and their threads are not its. */
+static void lanes_after_fork_child(void)
+{
+    for (unsigned k = 0; k < nlanes; k++)
+        close(lanes[k].fd);
+    memset(lanes, 0, sizeof lanes);
+    nlanes = next_lane = 0;
+    state = 0;
+    pthread_mutex_init(&order_lock, NULL);
+}
+
+__attribute__((constructor)) static void lanes_init(void)
+{
+    pthread_atfork(NULL, NULL, lanes_after_fork_child);
+}

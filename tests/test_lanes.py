@@ -1,0 +1,216 @@
+"""Copy lanes (docs/protocol.md "Lanes"): large host-to-device copies whose bytes
+travel on extra connections, against the stand-in.
+
+A real program's copies arrive intact and in order on lanes (and without them);
+the server grants none when told so; and hostile lane traffic (a wrong token,
+another session, a frame naming a lane never opened, a malformed or mismatched
+data frame) is refused, ending only that session."""
+
+import json
+import re
+import socket
+import struct
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, client_api_digest, explain, gw_run, start_server
+from gpuwire import protocol
+from test_server import (assert_malformed_ends_session, connect, expect_error_frame, good_session,
+                         read_until_closed, unique_pid)
+
+PROGRAM = ROOT / "build" / "programs" / "lane_copies"
+OPS = Path(ROOT / "native" / "generated" / "gw_ops.h").read_text()
+
+
+def op_id(name: str) -> int:
+    return int(re.search(rf"#define GW_OP_{name} (\d+)", OPS).group(1))
+
+
+HTOD = op_id("cuMemcpyHtoD_v2")
+
+
+def lane_copy_frame(lane: int, n: int, dst: int = 0x1000, op: int = HTOD, seq: int = 1) -> bytes:
+    payload = struct.pack("<QQII", dst, 0, lane, n)
+    return protocol.pack_header(op, len(payload), protocol.F_LANE | protocol.F_NOREPLY, 1, seq) + payload
+
+
+def lane_data_frame(seq: int, data: bytes) -> bytes:
+    return protocol.pack_header(protocol.OP_LANE, len(data), 0, 0, seq) + data
+
+
+def granted_session(server) -> tuple[socket.socket, int, protocol.LaneGrant]:
+    """A session past HELLO_OK, with the lanes its worker granted."""
+    pid = unique_pid()
+    sock = connect(server)
+    sock.sendall(protocol.pack_hello(pid, "testhost", "pytest-lanes", client_api_digest()))
+    hdr, payload = protocol.recv_frame(sock, time.monotonic() + 30)
+    assert hdr.op == protocol.OP_HELLO_OK, hdr
+    ok = protocol.parse_hello_ok(payload)
+    assert ok.flags & protocol.OK_LANES and ok.lanes is not None, ok
+    return sock, server.session_of_pid(pid), ok.lanes
+
+
+def open_lane(server, grant: protocol.LaneGrant, lane: int, token: bytes | None = None,
+              session: int | None = None) -> socket.socket:
+    sock = connect(server)
+    sock.sendall(protocol.pack_lane_hello(grant.session if session is None else session, lane,
+                                          grant.token if token is None else token))
+    return sock
+
+
+def accepted(sock: socket.socket, lane: int) -> None:
+    hdr, payload = protocol.recv_frame(sock, time.monotonic() + 15)
+    assert (hdr.op, hdr.length, hdr.seq) == (protocol.OP_LANE, 0, lane), (hdr, payload[:200])
+
+
+def stats_of(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+# --- a real program ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def program():
+    if not PROGRAM.exists():
+        pytest.skip("build/programs/lane_copies is not built (make -C tests/programs)")
+    return PROGRAM
+
+
+@pytest.mark.parametrize("lanes", ["default", "1", "0"])
+def test_large_copies_arrive_intact_and_in_order(program, server, tmp_path, lanes):
+    stats = tmp_path / "stats.json"
+    env = {"GPUWIRE_CACHE": "0"}  # the plain copy path (the session server has a content cache)
+    if lanes != "default":
+        env["GPUWIRE_LANES"] = lanes
+    result = gw_run([str(program), "9"], server.address, stats=stats, env=env)
+    assert result.returncode == 0 and result.stdout.strip().endswith("PASS lane_copies"), explain(result, server)
+    s = stats_of(stats)
+    want = {"default": 3, "1": 1, "0": 0}[lanes]
+    assert s["lanes"] == want, s
+    # pageable + pinned copies of 9 MiB + 4097 bytes, then 3 threads x 3 rounds of their own sizes
+    size = (9 << 20) + 4097
+    copied = 2 * size + sum(3 * (size + 777 * (t + 1)) for t in range(3))
+    assert s["lane_bytes"] == (copied if want else 0), s
+    assert s["bytes_to_server"] > copied, s
+
+
+def test_server_without_lanes_grants_none(tmp_path, program):
+    srv = start_server(tmp_path / "server.log", extra_args=("--lanes", "0"))
+    try:
+        pid = unique_pid()
+        with connect(srv) as sock:
+            sock.sendall(protocol.pack_hello(pid, "h", "p", client_api_digest()))
+            hdr, payload = protocol.recv_frame(sock, time.monotonic() + 30)
+            ok = protocol.parse_hello_ok(payload)
+            assert not ok.flags & protocol.OK_LANES and ok.lanes is None, ok
+        stats = tmp_path / "stats.json"
+        result = gw_run([str(program), "9"], srv.address, stats=stats, env={"GPUWIRE_CACHE": "0"})
+        assert result.returncode == 0 and "PASS lane_copies" in result.stdout, explain(result, srv)
+        assert stats_of(stats)["lanes"] == 0
+    finally:
+        srv.stop()
+
+
+# --- hostile lane traffic -----------------------------------------------------
+
+
+def test_lane_for_no_such_session_is_refused(server):
+    grant = protocol.LaneGrant(session=999_999, lanes=3, token=bytes(16))
+    with open_lane(server, grant, 0) as sock:
+        code, msg = expect_error_frame(sock)
+    assert code == protocol.ERR_REFUSED and "no session 999999" in msg, msg
+    assert server.alive()
+
+
+def test_malformed_lane_hello_is_refused(server):
+    with connect(server) as sock:
+        sock.sendall(protocol.pack_frame(protocol.OP_LANE, b"NOTGPUWR" + bytes(24)))
+        code, msg = expect_error_frame(sock)
+    assert code == protocol.ERR_MALFORMED and "magic" in msg, msg
+
+
+def test_wrong_token_is_closed_and_the_session_lives_on(server):
+    sock, sid, grant = granted_session(server)
+    with sock:
+        bad = bytes(b ^ 0xFF for b in grant.token)
+        with open_lane(server, grant, 0, token=bad) as lane:
+            assert read_until_closed(lane) == b""  # no acceptance: closed by the worker
+        server.wait_for_log(r"refused a lane connection: wrong token", session=sid)
+        # the session still has its lane 0 to open, and it works
+        with open_lane(server, grant, 0) as lane:
+            accepted(lane, 0)
+        with open_lane(server, grant, 0) as again:
+            assert read_until_closed(again) == b""
+        server.wait_for_log(r"refused a lane connection: lane already open", session=sid)
+        with open_lane(server, grant, grant.lanes) as past:
+            assert read_until_closed(past) == b""
+        server.wait_for_log(r"refused a lane connection: lane number out of range", session=sid)
+    assert server.alive()
+
+
+def test_another_sessions_token_is_refused(server):
+    a, sid_a, grant_a = granted_session(server)
+    b, sid_b, grant_b = granted_session(server)
+    with a, b:
+        with open_lane(server, grant_a, 0, session=grant_b.session) as lane:
+            assert read_until_closed(lane) == b""
+        server.wait_for_log(r"refused a lane connection: wrong token", session=sid_b)
+
+
+def test_lane_frame_without_lane_ends_the_session(server):
+    assert_malformed_ends_session(server, lane_copy_frame(0, 4096), "lane 0 is not open")
+
+
+def test_lane_frame_past_the_grant_ends_the_session(server):
+    assert_malformed_ends_session(server, lane_copy_frame(7, 4096), "lane 7 was never granted")
+
+
+def test_lane_frame_of_another_op_ends_the_session(server):
+    assert_malformed_ends_session(server, lane_copy_frame(0, 4096, op=op_id("cuInit")),
+                                  "a lane frame must be a host-to-device copy")
+
+
+@pytest.mark.parametrize("data, what", [
+    (lambda: lane_data_frame(0, bytes(100)), "has 100"),            # not the size the copy frame says
+    (lambda: lane_data_frame(1, bytes(4096)), "malformed data frame 0"),  # out of sequence
+    (lambda: protocol.pack_header(protocol.OP_LANE, protocol.COPY_CHUNK + 1, 0, 0, 0), "malformed data frame 0"),
+    (lambda: protocol.pack_header(protocol.OP_LANE + 1, 4096, 0, 0, 0), "malformed data frame 0"),
+    (lambda: lane_data_frame(0, bytes(10))[:20], "closed inside data frame 0"),  # cut short, then closed
+])
+def test_bad_lane_data_ends_the_session(server, data, what):
+    sock, sid, grant = granted_session(server)
+    with sock:
+        with open_lane(server, grant, 0) as lane:
+            accepted(lane, 0)
+            sock.sendall(lane_copy_frame(0, 4096))
+            lane.sendall(data())
+            if "closed inside" in what:
+                lane.shutdown(socket.SHUT_WR)
+            code, msg = expect_error_frame(sock)
+    assert code == protocol.ERR_MALFORMED and what in msg, msg
+    server.wait_for_log(r"session end", session=sid)
+    assert server.alive()
+
+
+def test_lane_traffic_keeps_a_session_from_idling(tmp_path):
+    # the server ends sessions whose connection is idle; bytes on a lane do not
+    # show on the session's own socket, but a session moving them is not idle
+    srv = start_server(tmp_path / "server.log", extra_args=("--lease-idle-timeout", "1"))
+    try:
+        sock, sid, grant = granted_session(srv)
+        with sock, open_lane(srv, grant, 0) as lane:
+            accepted(lane, 0)
+            n = 64 << 10
+            sock.sendall(lane_copy_frame(0, n))
+            data = lane_data_frame(0, bytes(n))
+            step = len(data) // 30 + 1
+            for pos in range(0, len(data), step):  # about 3 s, the session's socket silent
+                lane.sendall(data[pos:pos + step])
+                time.sleep(0.1)
+            assert not any("ending idle session" in ln for ln in srv.log_lines(session=sid)), srv.log_lines(sid)
+            srv.wait_for_log(r"ending idle session", session=sid, timeout=10)  # idle now: ended
+    finally:
+        srv.stop()
