@@ -106,7 +106,9 @@ environment set for CMD:
                    machine, or "off" (default $CUDA_CACHE_PATH/gpuwire, else
                    ~/.cache/gpuwire/compile; CUDA_CACHE_DISABLE=1 and CUDA_CACHE_MAXSIZE apply)
 other variables read by the client library:
-  GPUWIRE_DEBUG    set to 1 for a trace of the client's activity on stderr"""
+  GPUWIRE_DEBUG    set to 1 for a trace of the client's activity on stderr
+  GPUWIRE_LANES    at most this many copy lanes: extra connections for the bytes of host-to-device
+                   copies of 8 MiB or more (default: what the server grants, 3; 0: none)"""
 
 DEMO_HELP = """\
 Show gpuwire working on this machine: start a server in this process on a free
