@@ -764,7 +764,8 @@ static int is_htod_op(unsigned op)
 
 /* A GW_F_LANE copy frame (u64 dst, u64 stream, u32 lane, u32 bytes) joined
  * with its lane's next data frame into an ordinary copy job; NULL and why if
- * the frame is malformed, the lane is not this session's or it closed. */
+ * the frame is malformed, the lane is not this session's or it closed (why
+ * empty: the session had already broken). */
 static job *lane_copy_job(const gw_hdr *h, pending *pd, char *why, size_t whycap)
 {
     uint8_t a[24];
@@ -781,7 +782,7 @@ static job *lane_copy_job(const gw_hdr *h, pending *pd, char *why, size_t whycap
     memcpy(&k, a + 16, 4);
     memcpy(&n, a + 20, 4);
     if (pending_flush(pd)) { /* what was read goes to its thread before waiting for the lane */
-        snprintf(why, whycap, "session ended");
+        why[0] = 0;          /* the session broke meanwhile: the client was told then */
         return NULL;
     }
     job *j = gw_lane_next(k, &got, why, whycap);
@@ -859,35 +860,36 @@ static int serve(void)
             j = lane_copy_job(&h, &pd, why, sizeof why);
             if (!j) {
                 pending_drop(&pd);
-                gw_wlog("closing session: %s", why);
                 stop_threads(0);
-                send_error(GW_ERR_MALFORMED, why);
+                if (why[0]) {
+                    gw_wlog("closing session: %s", why);
+                    send_error(GW_ERR_MALFORMED, why);
+                }
                 return 3;
             }
             h = j->h;
-            goto queue;
+        } else {
+            j = job_alloc(h.len);
+            if (!j) {
+                pending_drop(&pd);
+                gw_wlog("closing session: out of memory for a %u-byte frame", h.len);
+                stop_threads(0);
+                return 4;
+            }
+            j->h = h;
+            if (in_end - in_pos < h.len && pending_flush(&pd)) {
+                free(j);
+                stop_threads(0);
+                return 3;
+            }
+            if (read_frame_bytes(j->payload, h.len)) {
+                free(j);
+                pending_drop(&pd);
+                gw_wlog("closing session: connection lost inside a %u-byte frame (truncated frame)", h.len);
+                stop_threads(0);
+                return 3;
+            }
         }
-        j = job_alloc(h.len);
-        if (!j) {
-            pending_drop(&pd);
-            gw_wlog("closing session: out of memory for a %u-byte frame", h.len);
-            stop_threads(0);
-            return 4;
-        }
-        j->h = h;
-        if (in_end - in_pos < h.len && pending_flush(&pd)) {
-            free(j);
-            stop_threads(0);
-            return 3;
-        }
-        if (read_frame_bytes(j->payload, h.len)) {
-            free(j);
-            pending_drop(&pd);
-            gw_wlog("closing session: connection lost inside a %u-byte frame (truncated frame)", h.len);
-            stop_threads(0);
-            return 3;
-        }
-    queue:
         calls++;
         pd.frames++;
         pd.frame_bytes += sizeof h + wire_len;
