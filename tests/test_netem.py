@@ -247,6 +247,18 @@ def test_bandwidth_limit(netem_bin, upstream):
         net.stop()
 
 
+def upload(s: socket.socket, total: int) -> bytes:
+    """Sends total bytes to a sink, then EOF; its answer (the count it got)."""
+    block = b"\x5a" * (1 << 20)
+    left = total
+    while left:
+        n = min(left, len(block))
+        s.sendall(block[:n])
+        left -= n
+    s.shutdown(socket.SHUT_WR)
+    return s.recv(64)
+
+
 def test_bandwidth_limit_upload(netem_bin, upstream):
     total = 12_500_000
     up = upstream(sink)
@@ -254,14 +266,7 @@ def test_bandwidth_limit_upload(netem_bin, upstream):
     try:
         with net.connect() as s:
             t0 = time.monotonic()
-            block = b"\x5a" * (1 << 20)
-            left = total
-            while left:
-                n = min(left, len(block))
-                s.sendall(block[:n])
-                left -= n
-            s.shutdown(socket.SHUT_WR)
-            answer = s.recv(64)
+            answer = upload(s, total)
             elapsed = time.monotonic() - t0
         assert int(answer) == total
         assert 0.95 <= elapsed < 1.3  # 1.0 s of link time + 1 ms
@@ -277,20 +282,13 @@ def test_connections_share_the_link(netem_bin, upstream):
     net = Netem(netem_bin, up.port, "--bandwidth-mbps", "100")
     answers = []
 
-    def upload():
+    def one():
         with net.connect() as s:
-            block = b"\x5a" * (1 << 20)
-            left = total
-            while left:
-                n = min(left, len(block))
-                s.sendall(block[:n])
-                left -= n
-            s.shutdown(socket.SHUT_WR)
-            answers.append(int(s.recv(64)))
+            answers.append(int(upload(s, total)))
 
     try:
         t0 = time.monotonic()
-        threads = [threading.Thread(target=upload) for _ in range(2)]
+        threads = [threading.Thread(target=one) for _ in range(2)]
         for t in threads:
             t.start()
         for t in threads:

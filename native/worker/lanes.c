@@ -20,7 +20,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../common/session_stats.h"
 #include "worker.h"
 
 #define LANE_DEPTH 3 /* data frames read ahead per lane */
@@ -52,22 +51,6 @@ static gw_lane_free_fn free_item;
 
 unsigned gw_lanes_granted(void) { return granted; }
 
-static int recv_all(int fd, void *p, size_t n)
-{
-    uint8_t *b = p;
-    while (n) {
-        ssize_t r = recv(fd, b, n, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        GW_SSTATS_ADD(bytes_in, r); /* the server's idle check sees lane traffic */
-        b += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
 static void close_lane(lane *l, const char *fmt, unsigned v, unsigned w)
 {
     pthread_mutex_lock(&lock);
@@ -82,8 +65,8 @@ static void *lane_reader(void *arg)
     lane *l = arg;
     unsigned k = (unsigned)(l - lanes);
     for (uint32_t expect = 0;; expect++) {
-        gw_hdr h;
-        if (recv_all(l->fd, &h, sizeof h)) {
+        gw_hdr h; /* bytes counted as they come: the server's idle check sees lane traffic */
+        if (gw_recv_all(l->fd, &h, sizeof h, 1)) {
             close_lane(l, "lane %u closed after %u data frames", k, expect);
             return NULL;
         }
@@ -104,7 +87,7 @@ static void *lane_reader(void *arg)
             close_lane(l, "lane %u: out of memory for data frame %u", k, expect);
             return NULL;
         }
-        if (recv_all(l->fd, bytes, h.len)) {
+        if (gw_recv_all(l->fd, bytes, h.len, 1)) {
             free_item(owner);
             free(it);
             close_lane(l, "lane %u closed inside data frame %u", k, expect);

@@ -82,20 +82,24 @@ static int write_all(const void *p, size_t n)
     return 0;
 }
 
-static int read_all(void *p, size_t n)
+int gw_recv_all(int from, void *p, size_t n, int count)
 {
     uint8_t *b = p;
     while (n) {
-        ssize_t r = recv(fd, b, n, 0);
+        ssize_t r = recv(from, b, n, 0);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
             return -1;
+        if (count)
+            GW_SSTATS_ADD(bytes_in, r);
         b += r;
         n -= (size_t)r;
     }
     return 0;
 }
+
+static int read_all(void *p, size_t n) { return gw_recv_all(fd, p, n, 0); }
 
 /* Buffered reads: posted requests arrive many to a segment, and one recv
  * should deliver them all rather than two system calls per request. */

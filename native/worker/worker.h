@@ -60,6 +60,8 @@ void gw_push_parts(unsigned op, const void *a, size_t alen, const void *b, size_
 void gw_op_land(gw_call *c);
 void gw_landings_flush(void); /* landed bytes to the client: before every reply */
 void gw_wlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Exactly n bytes from a socket, or -1; count: add them to the session's bytes_in as they come. */
+int gw_recv_all(int from, void *p, size_t n, int count);
 /* profile.c: time per op, with GPUWIRE_WORKER_PROFILE=1 */
 int gw_prof_on(void);
 uint64_t gw_prof_now(void);
