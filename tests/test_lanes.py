@@ -29,6 +29,7 @@ def op_id(name: str) -> int:
 
 
 HTOD = op_id("cuMemcpyHtoD_v2")
+DTOH = op_id("cuMemcpyDtoH_v2")
 
 
 def lane_copy_frame(lane: int, n: int, dst: int = 0x1000, op: int = HTOD, seq: int = 1) -> bytes:
@@ -90,10 +91,11 @@ def test_large_copies_arrive_intact_and_in_order(program, server, tmp_path, lane
     s = stats_of(stats)
     want = {"default": 3, "1": 1, "0": 0}[lanes]
     assert s["lanes"] == want, s
-    # pageable + pinned copies of 9 MiB + 4097 bytes, then 3 threads x 3 rounds of their own sizes
+    # pageable + pinned copies of 9 MiB + 4097 bytes, then 3 threads x 3 rounds of their own
+    # sizes, each way (every copy to the device is read back)
     size = (9 << 20) + 4097
     copied = 2 * size + sum(3 * (size + 777 * (t + 1)) for t in range(3))
-    assert s["lane_bytes"] == (copied if want else 0), s
+    assert s["lane_bytes"] == (2 * copied if want else 0), s
     assert s["bytes_to_server"] > copied, s
 
 
@@ -166,6 +168,26 @@ def test_lane_frame_without_lane_ends_the_session(server):
 
 def test_lane_frame_past_the_grant_ends_the_session(server):
     assert_malformed_ends_session(server, lane_copy_frame(7, 4096), "lane 7 was never granted")
+
+
+def test_device_to_host_on_a_lane_never_opened_ends_the_session(server):
+    payload = struct.pack("<QQQII", 0x1000, 4096, 0, 0, 1)
+    frame = protocol.pack_header(DTOH, len(payload), protocol.F_LANE | protocol.F_COLLECT, 1, 1) + payload
+    assert_malformed_ends_session(server, frame, "lane 0 is not open")
+
+
+def test_failed_device_to_host_piece_still_gets_its_frame(server):
+    # the client waits for one frame per piece on its lane: a failed piece
+    # (here: no context, a bad address) must send one too, marked failed
+    sock, sid, grant = granted_session(server)
+    with sock, open_lane(server, grant, 1) as lane:
+        accepted(lane, 1)
+        payload = struct.pack("<QQQII", 0x1000, 4096, 0, 1, 77)
+        sock.sendall(protocol.pack_header(DTOH, len(payload), protocol.F_LANE | protocol.F_COLLECT, 1, 5) + payload)
+        hdr, body = protocol.recv_frame(sock, time.monotonic() + 15)
+        assert hdr.op == protocol.OP_REPLY and hdr.seq == 5 and struct.unpack_from("<i", body)[0] != 0, (hdr, body)
+        lhdr, lbody = protocol.recv_frame(lane, time.monotonic() + 15)
+        assert (lhdr.op, lhdr.flags, lhdr.length, lhdr.seq) == (protocol.OP_LANE, 1, 0, 77), lhdr
 
 
 def test_lane_frame_of_another_op_ends_the_session(server):

@@ -74,6 +74,7 @@ GW_HIDDEN void gw_set_must_wait(int on);
 /* ---- raw I/O and the handshake (transport.c, handshake.c) ---- */
 GW_HIDDEN int gw_io_write_all(int fd, const void *p, size_t n);
 GW_HIDDEN int gw_io_read_frame(int fd, gw_hdr *h, uint8_t **payload, int timeout_ms); /* payload malloc'd */
+GW_HIDDEN int gw_io_read_all(int fd, void *p, size_t n, int timeout_ms); /* -1: waits without end */
 GW_HIDDEN CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info);
 GW_HIDDEN const gw_lane_grant *gw_handshake_lanes(void); /* what HELLO_OK granted; NULL: no lanes */
 GW_HIDDEN int gw_io_dial_server(char *why, size_t whycap); /* a new connection to the session's server, or -1 */
@@ -86,6 +87,8 @@ GW_HIDDEN int gw_lanes_for(size_t n);
 /* A host-to-device copy to known device memory, its bytes over the lanes;
  * returns once they have left src. */
 GW_HIDDEN CUresult gw_lanes_htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, uint64_t stream);
+/* A device-to-host copy, its bytes over the lanes, straight into dst; waits for them. */
+GW_HIDDEN CUresult gw_lanes_dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, uint64_t stream);
 
 /* ---- statistics (stats.c) ---- */
 GW_HIDDEN void gw_stat_call(unsigned op);
@@ -93,7 +96,7 @@ GW_HIDDEN void gw_stat_round_trip(unsigned op, uint64_t waited_ns);
 GW_HIDDEN uint64_t gw_now_ns(void);
 GW_HIDDEN void gw_stat_send(uint64_t ns); /* time a batch took to leave (the server reading slowly shows here) */
 GW_HIDDEN void gw_stat_bytes(uint64_t to_server, uint64_t from_server);
-GW_HIDDEN void gw_stat_lanes(unsigned open, uint64_t bytes); /* lanes open (0: unchanged), bytes sent on them */
+GW_HIDDEN void gw_stat_lanes(unsigned open, uint64_t bytes); /* lanes open (0: unchanged), copy bytes on them */
 
 /* ---- logging (log.c) ---- */
 GW_HIDDEN void gw_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

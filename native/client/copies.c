@@ -1,7 +1,7 @@
 /* Memory copies between the application's host memory and the remote GPU.
  * Host-to-device bytes travel in GW_COPY_CHUNK pieces posted without waiting;
  * the last piece collects any failure. Device-to-host pieces each come back
- * in a reply. 2D/3D copies are cut into bands of rows packed tightly on the
+ * in a reply. Large copies take the lanes, extra connections (lanes.c). 2D/3D copies are cut into bands of rows packed tightly on the
  * wire; the worker unpacks them with the real pitches. */
 #include <string.h>
 
@@ -118,6 +118,13 @@ static CUresult dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, int asyn
     if (async && gw_landings_on() && gw_may_post() && gw_mem_is_pinned_range((uint64_t)(uintptr_t)dst, n) &&
         gw_mem_is_device_range(src, n))
         return gw_land(op == GW_OP_cuMemcpyDtoHAsync_v2_ptsz, dst, src, n, s);
+    /* large copies from known device memory: their bytes over the lanes (lanes.c) */
+    if (gw_mem_is_device_range(src, n) && gw_lanes_for(n)) {
+        CUresult rc = gw_lanes_dtoh(op, dst, src, n, async ? (uint64_t)(uintptr_t)s : 0);
+        if (rc == CUDA_SUCCESS)
+            note_settled(op, async, s);
+        return rc;
+    }
     /* every piece is asked for at once; the replies stream back in order */
     size_t pieces = (n + GW_COPY_CHUNK - 1) / GW_COPY_CHUNK;
     CUresult rc = gw_burst_begin(op);

@@ -9,7 +9,12 @@
  * data frame"), so the worker runs it exactly where the application issued
  * it. The lanes are opened at the first large copy; if that fails the copies
  * go on the session's connection as before. GPUWIRE_LANES=N uses at most N
- * (0: none). */
+ * (0: none).
+ *
+ * Device-to-host copies ask for each piece on the session's connection (the
+ * reply carries its result) with a tag; the worker sends the piece's bytes on
+ * the lane, where this side's receiver thread reads them straight into the
+ * application's buffer. Every tagged piece gets exactly one frame back. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -44,6 +49,20 @@ typedef struct lane {
     piece *head, *tail;
     uint32_t next_seq; /* under order_lock */
 } lane;
+
+/* A device-to-host piece expected on a lane (under in_lock). */
+typedef struct expected {
+    struct expected *next;
+    uint32_t tag, len;
+    uint8_t *dst;
+    int state; /* 0: waiting, 1: landed, 2: failed on the worker, 3: lane lost, 4: landing now */
+} expected;
+
+static pthread_mutex_t in_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t in_cv = PTHREAD_COND_INITIALIZER;
+static expected *expecting;
+static uint32_t next_tag;
+static int in_lost; /* a lane's receiving side broke: no piece lands any more */
 
 static pthread_mutex_t order_lock = PTHREAD_MUTEX_INITIALIZER; /* copy frames and pieces keep one order */
 static int state;   /* 0: not tried, 1: open, -1: not used (under order_lock) */
@@ -84,6 +103,60 @@ static void *sender(void *arg)
         piece_done(pc, broken);
     }
     return NULL;
+}
+
+static void lose_incoming(const char *why)
+{
+    pthread_mutex_lock(&in_lock);
+    if (!in_lost)
+        gw_log("copy lane: %s", why);
+    in_lost = 1;
+    for (expected *e = expecting; e; e = e->next)
+        if (!e->state)
+            e->state = 3;
+    pthread_cond_broadcast(&in_cv);
+    pthread_mutex_unlock(&in_lock);
+    gw_io_lost("lane receive");
+}
+
+/* Reads the frames of device-to-host pieces off one lane. A frame for no
+ * piece this process waits for, or of another length, is the server's error:
+ * the session cannot go on (nothing is written outside a waiting buffer). */
+static void *receiver(void *arg)
+{
+    lane *l = arg;
+    for (;;) {
+        gw_hdr h;
+        if (gw_io_read_all(l->fd, &h, sizeof h, -1)) {
+            lose_incoming("the server closed a lane");
+            return NULL;
+        }
+        pthread_mutex_lock(&in_lock);
+        expected *e = expecting;
+        while (e && (e->tag != h.seq || e->state))
+            e = e->next;
+        int ok = h.op == GW_OP_LANE && e && (h.flags == 0 ? h.len == e->len : h.flags == 1 && h.len == 0);
+        if (ok)
+            e->state = 4; /* its copy waits until the bytes are in */
+        pthread_mutex_unlock(&in_lock);
+        if (!ok) {
+            lose_incoming("a frame for no device-to-host piece this client waits for");
+            return NULL;
+        }
+        if (h.len && gw_io_read_all(l->fd, e->dst, h.len, -1)) {
+            pthread_mutex_lock(&in_lock);
+            e->state = 3;
+            pthread_mutex_unlock(&in_lock);
+            lose_incoming("the server closed a lane inside a piece");
+            return NULL;
+        }
+        if (h.len)
+            gw_stat_bytes(0, sizeof h + h.len);
+        pthread_mutex_lock(&in_lock);
+        e->state = h.flags ? 2 : 1;
+        pthread_cond_broadcast(&in_cv);
+        pthread_mutex_unlock(&in_lock);
+    }
 }
 
 /* Dials lane k and waits for the worker to accept it; the fd or -1 (logged). */
@@ -141,7 +214,7 @@ static void open_lanes_locked(void)
         pthread_mutex_init(&lanes[k].m, NULL);
         pthread_cond_init(&lanes[k].cv, NULL);
     }
-    /* the senders must not take part in the application's signals */
+    /* the lanes' threads must not take part in the application's signals */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -149,12 +222,15 @@ static void open_lanes_locked(void)
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
     unsigned started = 0;
-    for (pthread_t t; started < n && pthread_create(&t, &a, sender, &lanes[started]) == 0;)
-        started++;
+    for (pthread_t t; started < n; started++)
+        if (pthread_create(&t, &a, sender, &lanes[started]) ||
+            pthread_create(&t, &a, receiver, &lanes[started]))
+            break;
+    pthread_attr_destroy(&a);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (started < n) { /* a thread that runs keeps its lane; the others are closed unused */
+    if (started < n) { /* lanes whose threads all run are used; one with a thread is left open, unused */
         gw_log("could not start copy lane threads: large copies use %u lane(s)", started);
-        for (unsigned k = started; k < n; k++)
+        for (unsigned k = started + 1; k < n; k++)
             close(lanes[k].fd);
         n = started;
     }
@@ -231,6 +307,79 @@ CUresult gw_lanes_htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, 
     pthread_cond_destroy(&w.cv);
     if (w.failed && rc == CUDA_SUCCESS)
         rc = CUDA_ERROR_DEVICE_UNAVAILABLE;
+    if (rc == CUDA_SUCCESS)
+        gw_stat_lanes(0, n);
+    return rc;
+}
+
+CUresult gw_lanes_dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, uint64_t stream)
+{
+    size_t pieces = (n + GW_COPY_CHUNK - 1) / GW_COPY_CHUNK;
+    expected *e = calloc(pieces, sizeof *e);
+    if (!e)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    /* expected before asked for: a piece's bytes may come before its reply */
+    pthread_mutex_lock(&in_lock);
+    int lost = in_lost;
+    for (size_t k = 0; k < pieces; k++) {
+        size_t off = k * GW_COPY_CHUNK;
+        e[k] = (expected){.tag = next_tag++, .dst = (uint8_t *)dst + off,
+                          .len = (uint32_t)(n - off < GW_COPY_CHUNK ? n - off : GW_COPY_CHUNK), .next = expecting};
+        expecting = &e[k];
+    }
+    pthread_mutex_unlock(&in_lock);
+    pthread_mutex_lock(&order_lock); /* lanes are taken in turn by every copy (before conn_lock) */
+    unsigned k0 = next_lane;
+    next_lane += (unsigned)pieces;
+    pthread_mutex_unlock(&order_lock);
+    CUresult rc = lost ? CUDA_ERROR_DEVICE_UNAVAILABLE : gw_burst_begin(op);
+    size_t asked = 0;
+    uint32_t first = 0;
+    if (rc == CUDA_SUCCESS) {
+        for (; asked < pieces && rc == CUDA_SUCCESS; asked++) {
+            gw_req *q = gw_req_begin_quiet(op);
+            gw_put_u64(q, src + asked * GW_COPY_CHUNK);
+            gw_put_u64(q, e[asked].len);
+            gw_put_u64(q, stream);
+            gw_put_u32(q, (k0 + (unsigned)asked) % nlanes);
+            gw_put_u32(q, e[asked].tag);
+            gw_req_set_flags(q, GW_F_COLLECT | GW_F_LANE);
+            uint32_t seq;
+            rc = gw_burst_queue(q, &seq);
+            if (asked == 0)
+                first = seq;
+        }
+        if (rc != CUDA_SUCCESS)
+            asked--; /* that one never left */
+        /* every reply is read, and every asked piece's frame awaited, even after a failure */
+        for (size_t k = 0; k < asked; k++) {
+            gw_rep *r;
+            CUresult pr = gw_burst_reply(first + (uint32_t)k, &r);
+            gw_rep_end(r);
+            if (rc == CUDA_SUCCESS)
+                rc = pr;
+            if (pr == CUDA_ERROR_DEVICE_UNAVAILABLE)
+                break; /* the session is gone: no frame will come */
+        }
+        gw_burst_end();
+    }
+    /* wait for the frames of the pieces asked for (with the session gone, only
+     * for those landing now); then none is expected any more */
+    pthread_mutex_lock(&in_lock);
+    for (size_t k = 0; k < asked; k++)
+        while (e[k].state == 4 || (!e[k].state && rc != CUDA_ERROR_DEVICE_UNAVAILABLE))
+            pthread_cond_wait(&in_cv, &in_lock);
+    for (size_t k = 0; k < asked && rc == CUDA_SUCCESS; k++)
+        if (e[k].state != 1)
+            rc = e[k].state == 3 ? CUDA_ERROR_DEVICE_UNAVAILABLE : CUDA_ERROR_UNKNOWN;
+    for (expected **pp = &expecting; *pp;) {
+        if (*pp >= e && *pp < e + pieces)
+            *pp = (*pp)->next;
+        else
+            pp = &(*pp)->next;
+    }
+    pthread_mutex_unlock(&in_lock);
+    free(e);
     if (rc == CUDA_SUCCESS)
         gw_stat_lanes(0, n);
     return rc;

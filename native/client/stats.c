@@ -82,7 +82,7 @@ void gw_stat_landing(uint64_t bytes, int waited)
 
 gw_cas_figures *gw_cas_stats(void) { return &cas; }
 
-/* lanes (lanes.c): how many are open, copy bytes sent on them */
+/* lanes (lanes.c): how many are open, copy bytes on them (both ways) */
 static atomic_ullong lanes_open, lane_bytes;
 void gw_stat_lanes(unsigned open, uint64_t bytes)
 {

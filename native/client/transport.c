@@ -103,6 +103,9 @@ int gw_io_write_all(int fd, const void *p, size_t n)
     return 0;
 }
 
+static int read_all(int fd, void *p, size_t n, int timeout_ms);
+int gw_io_read_all(int fd, void *p, size_t n, int timeout_ms) { return read_all(fd, p, n, timeout_ms); }
+
 static int read_all(int fd, void *p, size_t n, int timeout_ms)
 {
     if (__builtin_expect(fd == gw_tls_fd, 0))

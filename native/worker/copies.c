@@ -1,5 +1,6 @@
 /* Copies between the client's bytes (carried in the request or the reply) and
  * device memory. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "worker.h"
@@ -45,7 +46,50 @@ static void htod(gw_call *c)
     gw_reply_result(c, r);
 }
 
-/* u64 src, u64 n, u64 stream id -> bytes */
+static CUresult dtoh_into(gw_call *c, void *f, void *buf, CUdeviceptr src, uint64_t n, CUstream s)
+{
+    if (!is_async(c->h.op))
+        return ((dtoh_fn)f)(buf, src, n);
+    CUresult r = ((dtoh_async_fn)f)(buf, src, n, s);
+    return r == CUDA_SUCCESS ? sync_stream(c, s) : r;
+}
+
+/* A piece whose bytes go on a lane (flag GW_F_LANE; docs/protocol.md "Lanes"):
+ * its lane gets exactly one frame, tagged, whatever happens short of a
+ * malformed request (which ends the session); the reply carries the result. */
+static void dtoh_on_lane(gw_call *c, CUdeviceptr src, uint64_t n, CUstream s)
+{
+    uint32_t k = gw_in_u32(c), tag = gw_in_u32(c);
+    if (!c->bad && !gw_lane_open(k))
+        gw_call_fail(c, "%s: lane %u is not open", gw_op_name(c->h.op), k);
+    if (c->bad)
+        return;
+    uint8_t *buf = NULL;
+    CUresult r = c->err;
+    void *f = NULL;
+    if (gw_args_ok(c)) {
+        f = gw_driver_fn(c, c->h.op); /* NULL: answered CUDA_ERROR_NOT_SUPPORTED */
+        r = f ? CUDA_SUCCESS : CUDA_ERROR_NOT_SUPPORTED;
+    } else if (c->bad) {
+        return; /* trailing bytes: the session ends */
+    }
+    if (f) {
+        buf = gw_lane_buffer();
+        r = buf ? dtoh_into(c, f, buf, src, n, s) : CUDA_ERROR_OUT_OF_MEMORY;
+        if (r != CUDA_SUCCESS)
+            gw_reply_result(c, r);
+    }
+    if (r != CUDA_SUCCESS) {
+        free(buf);
+        buf = NULL;
+    }
+    if (gw_lane_put(k, tag, buf, (uint32_t)n) && r == CUDA_SUCCESS)
+        gw_reply_result(c, CUDA_ERROR_UNKNOWN); /* the lane broke: its bytes cannot go */
+    else if (r == CUDA_SUCCESS)
+        gw_reply_result(c, CUDA_SUCCESS);
+}
+
+/* u64 src, u64 n, u64 stream id [, u32 lane, u32 tag with GW_F_LANE] -> bytes */
 static void dtoh(gw_call *c)
 {
     CUdeviceptr src = gw_in_u64(c);
@@ -54,6 +98,10 @@ static void dtoh(gw_call *c)
     if (!c->bad && n > GW_COPY_CHUNK)
         gw_call_fail(c, "%s: %llu bytes in one piece is over the chunk size", gw_op_name(c->h.op),
                      (unsigned long long)n);
+    if (c->h.flags & GW_F_LANE) {
+        dtoh_on_lane(c, src, n, s);
+        return;
+    }
     if (!gw_args_ok(c))
         return;
     void *f = gw_driver_fn(c, c->h.op);
@@ -66,14 +114,7 @@ static void dtoh(gw_call *c)
         gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
         return;
     }
-    CUresult r;
-    if (is_async(c->h.op)) {
-        r = ((dtoh_async_fn)f)(buf, src, n, s);
-        if (r == CUDA_SUCCESS)
-            r = sync_stream(c, s);
-    } else {
-        r = ((dtoh_fn)f)(buf, src, n);
-    }
+    CUresult r = dtoh_into(c, f, buf, src, n, s);
     if (r != CUDA_SUCCESS)
         gw_reply_result(c, r); /* drops the reserved bytes */
 }

@@ -8,7 +8,12 @@
  * reader takes its data frames (in order, seq counting from 0) into buffers
  * the reader of the main connection asks for, one per GW_F_LANE copy frame,
  * in the lane's order. Only a few frames per lane wait here: beyond that the
- * lane's socket fills and the client's sender waits. */
+ * lane's socket fills and the client's sender waits.
+ *
+ * The other way, a device-to-host piece asked for on a lane is copied by the
+ * job's thread into a buffer here and written by the lane's writer thread, so
+ * the next piece's copy overlaps this one's sending; every such piece gets one
+ * frame on its lane (its bytes, or flags 1 and no bytes if it failed). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -30,13 +35,22 @@ typedef struct lane_item {
     uint32_t len;
 } lane_item;
 
+typedef struct out_item {
+    struct out_item *next;
+    uint8_t *buf; /* NULL: the piece failed */
+    uint32_t len, tag;
+} out_item;
+
 typedef struct lane {
     int fd;               /* -1 until attached */
-    pthread_t th;
+    pthread_t th, wth;
     lane_item *head, *tail; /* under lock */
     unsigned queued;      /* under lock */
     int closed;           /* the reader ended; why says how */
     char why[160];
+    out_item *ohead, *otail; /* device-to-host pieces to write, under lock */
+    unsigned oqueued;
+    int wbroken;          /* a write failed: nothing more is written */
 } lane;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -50,6 +64,112 @@ static gw_lane_alloc_fn alloc_item;
 static gw_lane_free_fn free_item;
 
 unsigned gw_lanes_granted(void) { return granted; }
+
+/* Buffers of device-to-host pieces, kept: a fresh 4 MiB allocation per piece
+ * would fault in every page again. */
+#define OUT_KEEP 8
+static uint8_t *out_free[OUT_KEEP]; /* under lock */
+
+uint8_t *gw_lane_buffer(void)
+{
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < OUT_KEEP; i++)
+        if (out_free[i]) {
+            uint8_t *b = out_free[i];
+            out_free[i] = NULL;
+            pthread_mutex_unlock(&lock);
+            return b;
+        }
+    pthread_mutex_unlock(&lock);
+    return malloc(GW_COPY_CHUNK);
+}
+
+static void buffer_back_locked(uint8_t *b)
+{
+    for (int i = 0; b && i < OUT_KEEP; i++)
+        if (!out_free[i]) {
+            out_free[i] = b;
+            return;
+        }
+    free(b);
+}
+
+static int send_all(int fd, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    while (n) {
+        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        b += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static void *lane_writer(void *arg)
+{
+    lane *l = arg;
+    for (;;) {
+        pthread_mutex_lock(&lock);
+        while (!l->ohead)
+            pthread_cond_wait(&cv, &lock);
+        out_item *it = l->ohead;
+        l->ohead = it->next;
+        if (!l->ohead)
+            l->otail = NULL;
+        int broken = l->wbroken;
+        pthread_mutex_unlock(&lock);
+        gw_hdr h = {.len = it->buf ? it->len : 0, .op = GW_OP_LANE, .flags = it->buf ? 0 : 1, .seq = it->tag};
+        if (!broken && (send_all(l->fd, &h, sizeof h) || (it->buf && send_all(l->fd, it->buf, it->len)))) {
+            gw_wlog("lane %u: could not send a device-to-host piece: %s", (unsigned)(l - lanes), strerror(errno));
+            broken = 1;
+        }
+        pthread_mutex_lock(&lock);
+        l->wbroken |= broken;
+        l->oqueued--;
+        buffer_back_locked(it->buf);
+        pthread_cond_broadcast(&cv);
+        pthread_mutex_unlock(&lock);
+        free(it);
+    }
+    return NULL;
+}
+
+int gw_lane_open(unsigned k)
+{
+    pthread_mutex_lock(&lock);
+    int open = k < granted && lanes[k].fd >= 0;
+    pthread_mutex_unlock(&lock);
+    return open;
+}
+
+int gw_lane_put(unsigned k, uint32_t tag, uint8_t *buf, uint32_t len)
+{
+    out_item *it = malloc(sizeof *it);
+    pthread_mutex_lock(&lock);
+    lane *l = &lanes[k];
+    while (it && l->oqueued >= LANE_DEPTH && !l->wbroken)
+        pthread_cond_wait(&cv, &lock);
+    if (!it || l->wbroken) {
+        buffer_back_locked(buf);
+        pthread_mutex_unlock(&lock);
+        free(it);
+        return -1;
+    }
+    *it = (out_item){.buf = buf, .len = len, .tag = tag};
+    if (l->otail)
+        l->otail->next = it;
+    else
+        l->ohead = it;
+    l->otail = it;
+    l->oqueued++;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&lock);
+    return 0;
+}
 
 static void close_lane(lane *l, const char *fmt, unsigned v, unsigned w)
 {
@@ -140,6 +260,13 @@ static void attach(int fd, const gw_lane_hello *hi)
         return;
     }
     pthread_detach(lanes[k].th);
+    if (pthread_create(&lanes[k].wth, NULL, lane_writer, &lanes[k])) {
+        pthread_mutex_lock(&lock);
+        lanes[k].wbroken = 1; /* device-to-host pieces asked for on it fail */
+        pthread_mutex_unlock(&lock);
+    } else {
+        pthread_detach(lanes[k].wth);
+    }
     /* the client sends nothing on a lane before this */
     gw_hdr ack = {.len = 0, .op = GW_OP_LANE, .seq = k};
     if (send(fd, &ack, sizeof ack, MSG_NOSIGNAL) != (ssize_t)sizeof ack)

@@ -760,6 +760,12 @@ static void *lane_job_alloc(uint32_t len, uint8_t **bytes)
     return j;
 }
 
+static int is_dtoh_op(unsigned op)
+{
+    return op == GW_OP_cuMemcpyDtoH_v2 || op == GW_OP_cuMemcpyDtoH_v2_ptds || op == GW_OP_cuMemcpyDtoHAsync_v2 ||
+           op == GW_OP_cuMemcpyDtoHAsync_v2_ptsz;
+}
+
 static int is_htod_op(unsigned op)
 {
     return op == GW_OP_cuMemcpyHtoD_v2 || op == GW_OP_cuMemcpyHtoD_v2_ptds || op == GW_OP_cuMemcpyHtoDAsync_v2 ||
@@ -859,7 +865,7 @@ static int serve(void)
         }
         job *j;
         uint32_t wire_len = h.len; /* a lane's bytes are counted as they arrive (lanes.c) */
-        if (h.flags & GW_F_LANE) {
+        if ((h.flags & GW_F_LANE) && !is_dtoh_op(h.op)) { /* device-to-host: copies.c */
             char why[200];
             j = lane_copy_job(&h, &pd, why, sizeof why);
             if (!j) {

@@ -80,6 +80,11 @@ int gw_lanes_start(int chan_fd, uint32_t session, unsigned n, gw_lane_alloc_fn a
 unsigned gw_lanes_granted(void);
 /* The lane's next data frame (waits for it); NULL and why when the lane is closed or never opened. */
 void *gw_lane_next(unsigned lane, uint32_t *len, char *why, size_t whycap);
+int gw_lane_open(unsigned lane);  /* 1 if this session's lane is open */
+uint8_t *gw_lane_buffer(void);    /* GW_COPY_CHUNK bytes for a device-to-host piece, or NULL */
+/* A device-to-host piece's frame to the client on that lane (buf NULL: it failed); buf is
+ * taken either way. Waits while the lane's writer is behind; -1 if the lane broke. */
+int gw_lane_put(unsigned lane, uint32_t tag, uint8_t *buf, uint32_t len);
 
 /* ---- device printf output (stdout_fwd.c) ---- */
 int gw_stdout_start(void);  /* fd 1 becomes a pipe whose bytes go to the client; 0 or -1 */
