@@ -94,21 +94,6 @@ static void buffer_back_locked(uint8_t *b)
     free(b);
 }
 
-static int send_all(int fd, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    while (n) {
-        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        b += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static void *lane_writer(void *arg)
 {
     lane *l = arg;
@@ -123,7 +108,7 @@ static void *lane_writer(void *arg)
         int broken = l->wbroken;
         pthread_mutex_unlock(&lock);
         gw_hdr h = {.len = it->buf ? it->len : 0, .op = GW_OP_LANE, .flags = it->buf ? 0 : 1, .seq = it->tag};
-        if (!broken && (send_all(l->fd, &h, sizeof h) || (it->buf && send_all(l->fd, it->buf, it->len)))) {
+        if (!broken && (gw_send_all(l->fd, &h, sizeof h) || (it->buf && gw_send_all(l->fd, it->buf, it->len)))) {
             gw_wlog("lane %u: could not send a device-to-host piece: %s", (unsigned)(l - lanes), strerror(errno));
             broken = 1;
         }

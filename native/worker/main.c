@@ -67,11 +67,11 @@ void *gw_driver_fn(gw_call *c, unsigned op)
 /* Replies, pushes and errors come from several threads: each frame is written whole under this. */
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static int write_all(const void *p, size_t n)
+int gw_send_all(int to, const void *p, size_t n)
 {
     const uint8_t *b = p;
     while (n) {
-        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+        ssize_t w = send(to, b, n, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
@@ -81,6 +81,8 @@ static int write_all(const void *p, size_t n)
     }
     return 0;
 }
+
+static int write_all(const void *p, size_t n) { return gw_send_all(fd, p, n); }
 
 int gw_recv_all(int from, void *p, size_t n, int count)
 {

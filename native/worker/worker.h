@@ -62,6 +62,7 @@ void gw_landings_flush(void); /* landed bytes to the client: before every reply 
 void gw_wlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Exactly n bytes from a socket, or -1; count: add them to the session's bytes_in as they come. */
 int gw_recv_all(int from, void *p, size_t n, int count);
+int gw_send_all(int to, const void *p, size_t n); /* all n bytes to a socket, or -1 */
 /* profile.c: time per op, with GPUWIRE_WORKER_PROFILE=1 */
 int gw_prof_on(void);
 uint64_t gw_prof_now(void);
