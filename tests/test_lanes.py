@@ -153,6 +153,19 @@ def test_wrong_token_is_closed_and_the_session_lives_on(server):
     assert server.alive()
 
 
+def test_status_shows_a_sessions_lanes(server):
+    from test_session_stats import _status
+    sock, sid, grant = granted_session(server)
+    with sock, open_lane(server, grant, 0) as l0, open_lane(server, grant, 2) as l2:
+        accepted(l0, 0)
+        accepted(l2, 2)
+        snap = _status(server)
+        (mine,) = [s for s in snap["sessions"] if s["id"] == sid]
+        assert mine["lanes"] == 2, mine
+        assert snap["totals"]["lanes"] >= 2
+        assert not [s for s in snap["sessions"] if s["state"] == "lane"]  # lane connections are not sessions
+
+
 def test_another_sessions_token_is_refused(server):
     a, sid_a, grant_a = granted_session(server)
     b, sid_b, grant_b = granted_session(server)

@@ -789,7 +789,7 @@ class Server:
                    "prog": clean(h.prog, 255) if h else None, "token": s.token, "worker_pid": s.worker_pid,
                    "lease": s.lease.mode if s.lease else None,
                    "gpus": sorted(s.lease.gpus) if s.lease else None,
-                   "mem_cap": s.lease.mem_cap if s.lease else None}
+                   "mem_cap": s.lease.mem_cap if s.lease else None, "lanes": s.lanes_open}
             watch = s.watch
             info = tcpinfo.read(watch) if watch is not None else None
             if info is not None:
