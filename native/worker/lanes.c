@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../common/session_stats.h"
 #include "worker.h"
 
 #define LANE_DEPTH 3 /* data frames read ahead per lane */
@@ -111,6 +112,8 @@ static void *lane_writer(void *arg)
         if (!broken && (gw_send_all(l->fd, &h, sizeof h) || (it->buf && gw_send_all(l->fd, it->buf, it->len)))) {
             gw_wlog("lane %u: could not send a device-to-host piece: %s", (unsigned)(l - lanes), strerror(errno));
             broken = 1;
+        } else if (!broken) {
+            GW_SSTATS_ADD(bytes_out, sizeof h + h.len); /* what the server shows: lanes do not show on the session's socket */
         }
         pthread_mutex_lock(&lock);
         l->wbroken |= broken;

@@ -716,13 +716,13 @@ class Server:
                 for k, v in (sess.cache or {}).items():
                     self.cache_ended[k] = self.cache_ended.get(k, 0) + v
                 sess.cache = None  # now in cache_ended: counted once
-                if info:
-                    self.counters["bytes_sent_ended"] += info.bytes_sent
-                    self.counters["bytes_received_ended"] += info.bytes_received
+                bytes_in, bytes_out = _traffic(sess, info, final)
+                if bytes_in is not None:
+                    self.counters["bytes_sent_ended"] += bytes_out
+                    self.counters["bytes_received_ended"] += bytes_in
             level = "INFO" if code == 0 else "WARN"
             self.log.log(level, "session end", session=sid, status=describe_status(code),
-                         seconds=f"{time.monotonic() - started:.3f}",
-                         bytes_in=info.bytes_received if info else None, bytes_out=info.bytes_sent if info else None)
+                         seconds=f"{time.monotonic() - started:.3f}", bytes_in=bytes_in, bytes_out=bytes_out)
 
     def _idle_reaper(self) -> None:
         """End sessions whose connection carried no data either way for
@@ -792,13 +792,13 @@ class Server:
                    "mem_cap": s.lease.mem_cap if s.lease else None, "lanes": s.lanes_open}
             watch = s.watch
             info = tcpinfo.read(watch) if watch is not None else None
-            if info is not None:
-                row.update(bytes_in=info.bytes_received, bytes_out=info.bytes_sent, rtt_s=info.rtt_s,
-                           idle_s=round(info.idle_s, 3))
-                live_sent += info.bytes_sent
-                live_recv += info.bytes_received
             block = s.stats
             work = block.read() if block is not None else None
+            if info is not None:
+                bytes_in, bytes_out = _traffic(s, info, work)
+                row.update(bytes_in=bytes_in, bytes_out=bytes_out, rtt_s=info.rtt_s, idle_s=round(info.idle_s, 3))
+                live_sent += bytes_out
+                live_recv += bytes_in
             if work is not None:  # the worker's own counters (session_stats.py)
                 row.update(calls=work["requests"], round_trips=work["replies"], call_bytes_in=work["bytes_in"],
                            call_bytes_out=work["bytes_out"], busy_s=session_stats.busy_seconds(work))
@@ -933,6 +933,17 @@ def _tls_settings(host: str, loopback: bool, log: Logger, cert: str | None, key:
     settings = tls.ServerTLS(ctx, required=required, client_certs=bool(client_ca), cert=str(cert))
     log.info(settings.describe(), tls_cert=str(cert), tls_client_ca=client_ca)
     return settings, None
+
+
+def _traffic(sess: Session, info, work: dict | None) -> tuple[int | None, int | None]:
+    """A session's bytes in and out: its socket's (TCP_INFO), or, once lanes
+    carry some of them (they do not show on that socket), the worker's own
+    count of frame bytes, which includes the lanes', where that is more."""
+    if info is None:
+        return None, None
+    if not sess.lanes_open or not work:
+        return info.bytes_received, info.bytes_sent
+    return max(info.bytes_received, work["bytes_in"]), max(info.bytes_sent, work["bytes_out"])
 
 
 def run_server(listen: str, driver_spec: str, log: Logger, max_sessions: int = 256,
