@@ -138,6 +138,10 @@ def test_malformed_lane_hello_is_refused(server):
         sock.sendall(protocol.pack_frame(protocol.OP_LANE, b"NOTGPUWR" + bytes(24)))
         code, msg = expect_error_frame(sock)
     assert code == protocol.ERR_MALFORMED and "magic" in msg, msg
+    with connect(server) as sock:  # of another length: refused on its header alone
+        sock.sendall(protocol.pack_header(protocol.OP_LANE, 1 << 20))
+        code, msg = expect_error_frame(sock)
+    assert code == protocol.ERR_MALFORMED and "LANE hello of 1048576 bytes" in msg, msg
 
 
 def test_wrong_token_is_closed_and_the_session_lives_on(server):

@@ -1,5 +1,5 @@
 /* Lanes: extra connections to the session's worker that carry the bytes of
- * large host-to-device copies (docs/protocol.md "Lanes"). One TCP stream
+ * large copies, both ways (docs/protocol.md "Lanes"). One TCP stream
  * moves about what one core copies through the kernel; a copy spread over
  * several streams, each written by its own thread here and read by its own
  * thread in the worker, is not held to that.

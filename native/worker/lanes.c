@@ -1,5 +1,5 @@
-/* Lanes: extra connections that carry host-to-device copy bytes beside the
- * session's own (docs/protocol.md "Lanes"). One TCP stream on a host moves
+/* Lanes: extra connections that carry the bytes of large copies, both ways,
+ * beside the session's own (docs/protocol.md "Lanes"). One TCP stream on a host moves
  * roughly what one core can copy through the kernel; a large copy spread over
  * several streams, each read by its own thread here, is not held to that.
  *
@@ -142,6 +142,9 @@ int gw_lane_put(unsigned k, uint32_t tag, uint8_t *buf, uint32_t len)
     while (it && l->oqueued >= LANE_DEPTH && !l->wbroken)
         pthread_cond_wait(&cv, &lock);
     if (!it || l->wbroken) {
+        /* the client waits for this piece's frame: the lane ends instead, which it sees */
+        l->wbroken = 1;
+        shutdown(l->fd, SHUT_RDWR);
         buffer_back_locked(buf);
         pthread_mutex_unlock(&lock);
         free(it);
@@ -243,18 +246,25 @@ static void attach(int fd, const gw_lane_hello *hi)
         close(fd);
         return;
     }
+    /* without both threads the lane is not acknowledged: the client then uses none */
+    if (pthread_create(&lanes[k].wth, NULL, lane_writer, &lanes[k])) {
+        pthread_mutex_lock(&lock);
+        lanes[k].wbroken = 1;
+        pthread_mutex_unlock(&lock);
+        close_lane(&lanes[k], "lane %u: no thread to write it (%u)", k, 0);
+        shutdown(fd, SHUT_RDWR);
+        return;
+    }
+    pthread_detach(lanes[k].wth);
     if (pthread_create(&lanes[k].th, NULL, lane_reader, &lanes[k])) {
+        pthread_mutex_lock(&lock);
+        lanes[k].wbroken = 1;
+        pthread_mutex_unlock(&lock);
         close_lane(&lanes[k], "lane %u: no thread to read it (%u)", k, 0);
+        shutdown(fd, SHUT_RDWR);
         return;
     }
     pthread_detach(lanes[k].th);
-    if (pthread_create(&lanes[k].wth, NULL, lane_writer, &lanes[k])) {
-        pthread_mutex_lock(&lock);
-        lanes[k].wbroken = 1; /* device-to-host pieces asked for on it fail */
-        pthread_mutex_unlock(&lock);
-    } else {
-        pthread_detach(lanes[k].wth);
-    }
     /* the client sends nothing on a lane before this */
     gw_hdr ack = {.len = 0, .op = GW_OP_LANE, .seq = k};
     if (send(fd, &ack, sizeof ack, MSG_NOSIGNAL) != (ssize_t)sizeof ack)

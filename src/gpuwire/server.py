@@ -98,7 +98,7 @@ class Session:
     rates: session_stats.Rates = field(default_factory=session_stats.Rates)
     lane_chan: socket.socket | None = None  # where this session's worker takes its lanes (Unix socket)
     lanes_open: int = 0                     # lanes handed to its worker
-    lane_bytes_seen: int = 0                # the worker's bytes_in when the idle check last looked
+    lane_bytes_seen: int = 0                # the worker's bytes in + out when the idle check last looked
     lane_active_at: float = 0.0             # time.monotonic() when that count last moved
 
     def describe(self) -> str:
@@ -361,7 +361,10 @@ class Server:
         try:
             hdr = protocol.unpack_header(protocol.recv_exact(conn, protocol.HEADER_SIZE, deadline))
             seq = hdr.seq
-            if hdr.op == protocol.OP_LANE and hdr.length == protocol.LANE_HELLO.size:
+            if hdr.op == protocol.OP_LANE:
+                if hdr.length != protocol.LANE_HELLO.size:  # refused before reading what it claims
+                    raise protocol.ProtocolError(protocol.ERR_MALFORMED, f"LANE hello of {hdr.length} bytes, "
+                                                 f"expected {protocol.LANE_HELLO.size}")
                 return protocol.parse_lane_hello(hdr, protocol.recv_exact(conn, hdr.length, deadline))
             protocol.check_hello_header(hdr)
             return protocol.parse_hello(protocol.recv_exact(conn, hdr.length, deadline), hdr.flags)
@@ -737,8 +740,9 @@ class Server:
                     continue
                 block = s.stats
                 if block is not None and s.lanes_open:
-                    # bytes on lanes do not show on the session's socket; the worker counts them
-                    seen = (block.read() or {}).get("bytes_in", 0)
+                    # bytes on lanes do not show on the session's socket; the worker counts them, both ways
+                    work = block.read() or {}
+                    seen = work.get("bytes_in", 0) + work.get("bytes_out", 0)
                     now = time.monotonic()
                     if seen != s.lane_bytes_seen:
                         s.lane_bytes_seen, s.lane_active_at = seen, now
