@@ -42,3 +42,21 @@ def median(values):
 
 
 now = time.perf_counter
+
+
+def thread_usage():
+    """The calling thread's CPU seconds and context switches so far: (cpu_s, waits, preempted).
+    Waits are voluntary switches (the thread blocked: a lock, a socket), preempted the others;
+    with the wall time they tell a thread that computes slowly from one that waits."""
+    import resource
+
+    u = resource.getrusage(getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF))
+    return u.ru_utime + u.ru_stime, u.ru_nvcsw, u.ru_nivcsw
+
+
+def usage_fields(before, after, units: int, unit: str) -> dict:
+    """thread_usage() differences per unit, as result fields."""
+    n = max(units, 1)
+    return {f"main_thread_cpu_ms_per_{unit}": (after[0] - before[0]) * 1e3 / n,
+            f"main_thread_waits_per_{unit}": (after[1] - before[1]) / n,
+            f"main_thread_preempted_per_{unit}": (after[2] - before[2]) / n}

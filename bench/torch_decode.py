@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from benchlib import emit, median, now, parser, sync
+from benchlib import emit, median, now, parser, sync, thread_usage, usage_fields
 
 
 def rms_norm(x, w, eps=1e-5):
@@ -143,9 +143,9 @@ def run(a, model, prompt, want, generate):
     dev = a.device
     generate(a.warmup)  # warm-up: every kernel and the cache shapes once
     sync(torch, dev)
-    t0 = now()
+    t0, u0 = now(), thread_usage()
     ids, times = generate(want, None if a.exact >= 0 else a.max_seconds)
-    total = now() - t0
+    total, u1 = now() - t0, thread_usage()
     if a.exact >= 0:
         emit("torch_decode", exact=len(times), seconds=total)
         return
@@ -157,7 +157,8 @@ def run(a, model, prompt, want, generate):
          median_token_ms=median(times) * 1e3, prefill_and_decode_s=total,
          sha256=hashlib.sha256(text).hexdigest(),
          sha256_16=hashlib.sha256(",".join(map(str, ids[:17])).encode()).hexdigest() if len(ids) > 16 else None,
-         params=sum(p.numel() for p in model.parameters()), app_syncs_per_token=1, attention=a.attention)
+         params=sum(p.numel() for p in model.parameters()), app_syncs_per_token=1, attention=a.attention,
+         **usage_fields(u0, u1, len(times), "token"))
 
 
 if __name__ == "__main__":

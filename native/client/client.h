@@ -95,6 +95,7 @@ GW_HIDDEN void gw_stat_call(unsigned op);
 GW_HIDDEN void gw_stat_round_trip(unsigned op, uint64_t waited_ns);
 GW_HIDDEN uint64_t gw_now_ns(void);
 GW_HIDDEN void gw_stat_send(uint64_t ns); /* time a batch took to leave (the server reading slowly shows here) */
+GW_HIDDEN void gw_stat_queue_wait(uint64_t ns); /* time a thread waited to queue a request (another one held the stream) */
 GW_HIDDEN void gw_stat_bytes(uint64_t to_server, uint64_t from_server);
 GW_HIDDEN void gw_stat_lanes(unsigned open, uint64_t bytes); /* lanes open (0: unchanged), copy bytes on them */
 

@@ -48,12 +48,18 @@ void gw_stat_call(unsigned op)
 static atomic_ullong rt_by_op[256 + GW_OP_COUNT];
 /* and the time the application waited in them: where a slow program's time goes */
 static atomic_ullong rt_ns_by_op[256 + GW_OP_COUNT], rt_ns;
-static atomic_ullong send_ns, sends;
+static atomic_ullong send_ns, sends, queue_wait_ns, queue_waits;
 
 void gw_stat_send(uint64_t ns)
 {
     atomic_fetch_add_explicit(&send_ns, ns, memory_order_relaxed);
     atomic_fetch_add_explicit(&sends, 1, memory_order_relaxed);
+}
+
+void gw_stat_queue_wait(uint64_t ns)
+{
+    atomic_fetch_add_explicit(&queue_wait_ns, ns, memory_order_relaxed);
+    atomic_fetch_add_explicit(&queue_waits, 1, memory_order_relaxed);
 }
 
 void gw_stat_round_trip(unsigned op, uint64_t waited_ns)
@@ -108,9 +114,11 @@ __attribute__((destructor)) static void write_stats(void)
         return;
     }
     fprintf(f, "{\"calls\": %llu, \"round_trips\": %llu, \"round_trip_seconds\": %.6f, \"batches_sent\": %llu, "
-               "\"batch_send_seconds\": %.6f, \"bytes_to_server\": %llu, "
+               "\"batch_send_seconds\": %.6f, \"queue_waits\": %llu, \"queue_wait_seconds\": %.6f, "
+               "\"bytes_to_server\": %llu, "
                "\"bytes_from_server\": %llu, \"lanes\": %llu, \"lane_bytes\": %llu,\n",
             (unsigned long long)calls, (unsigned long long)round_trips, rt_ns / 1e9, (unsigned long long)sends, send_ns / 1e9,
+            (unsigned long long)queue_waits, queue_wait_ns / 1e9,
             (unsigned long long)to_server,
             (unsigned long long)from_server, (unsigned long long)lanes_open, (unsigned long long)lane_bytes);
     const gw_hello_ok *s = gw_server_info();

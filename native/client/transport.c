@@ -1,7 +1,8 @@
 /* The client's one ordered call stream to the gpuwire server: connection,
  * handshake, framing, and the request/reply buffers the forwarders fill.
- * One TCP connection per process, guarded by one lock held only while a
- * request is sent and (when it has one) its reply read. */
+ * One TCP connection per process: conn_lock orders what is queued on it,
+ * send_lock what is written, recv_lock who reads (see "batching" and
+ * "replies"). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -57,10 +58,17 @@ static uint32_t next_seq = 1;
 /* the batch of posted requests not yet written (see "batching") */
 static uint8_t *sbuf;
 static size_t slen, scap;
+static uint8_t *spare; /* the other batch buffer: the one the flusher writes */
+static size_t spare_cap;
 static struct timespec sfirst; /* when the oldest unsent request was queued */
 static pthread_cond_t flush_cv = PTHREAD_COND_INITIALIZER;
 static int flusher_running;
+static int flusher_asleep; /* under conn_lock: waiting with no deadline, so a new batch must wake it */
 static long flush_us = 200;
+/* Every write to conn_fd holds send_lock, taken while conn_lock is held (so
+ * bytes leave in the order they were queued); the flusher then lets go of
+ * conn_lock for its write, and posting threads never wait for a socket. */
+static pthread_mutex_t send_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* threads waiting for replies (see "replies") */
 typedef struct waiter {
@@ -284,6 +292,8 @@ static void after_fork_child(void)
     /* answers stay valid in the child: same server, same devices */
     slen = 0;
     flusher_running = 0; /* threads do not survive fork */
+    flusher_asleep = 0;
+    pthread_mutex_init(&send_lock, NULL);
     if (conn_fd >= 0)
         close(conn_fd);
     conn_fd = -1;
@@ -449,21 +459,60 @@ static void lose_connection(const char *what)
  * Requests that need no answer collect in one send buffer and leave in one
  * write: when a request that waits for its reply is sent, when the buffer
  * passes BATCH_BYTES, or at most flush_us after the oldest was queued (a
- * flusher thread), so a slow producer never strands work. */
+ * flusher thread), so a slow producer never strands work. The flusher writes
+ * a full buffer while the application fills the other one: on a virtual
+ * machine a thread that blocks on a lock pays a sleep and a wake-up between
+ * CPUs, which cost more than the launches it was queueing. */
 #define BATCH_BYTES (256u * 1024u)
+#define FLUSHER_LINGER_TICKS 50 /* idle ticks of flush_us before the flusher sleeps until woken */
 
+/* conn_fd writes, under send_lock */
+static int send_bytes(const void *p, size_t n)
+{
+    uint64_t t0 = gw_now_ns();
+    int rc = gw_io_write_all(conn_fd, p, n);
+    gw_stat_send(gw_now_ns() - t0);
+    if (rc)
+        lose_connection("send");
+    return rc;
+}
 
 static int flush_locked(void)
 {
     if (!slen || conn_lost)
         return conn_lost ? -1 : 0;
-    uint64_t t0 = gw_now_ns();
-    int rc = gw_io_write_all(conn_fd, sbuf, slen);
-    gw_stat_send(gw_now_ns() - t0);
+    pthread_mutex_lock(&send_lock); /* after the flusher's write in flight, if any */
+    int rc = send_bytes(sbuf, slen);
+    pthread_mutex_unlock(&send_lock);
     slen = 0;
-    if (rc)
-        lose_connection("send");
     return rc;
+}
+
+/* A direct write of bytes that follow the batch (conn_lock held). */
+static int send_after_batch(const void *p, size_t n, const void *tail, size_t tail_len)
+{
+    if (flush_locked())
+        return -1;
+    pthread_mutex_lock(&send_lock);
+    int rc = send_bytes(p, n) || (tail_len && send_bytes(tail, tail_len));
+    pthread_mutex_unlock(&send_lock);
+    return rc;
+}
+
+/* The flusher's write: it takes the batch, lets go of conn_lock while the
+ * bytes leave, and has conn_lock again when it returns. */
+static void flush_in_background(void)
+{
+    pthread_mutex_lock(&send_lock);
+    uint8_t *b = sbuf;
+    size_t n = slen, cap = scap;
+    sbuf = spare, scap = spare_cap, slen = 0;
+    spare = b, spare_cap = cap;
+    pthread_mutex_unlock(&conn_lock);
+    if (!conn_lost)
+        send_bytes(b, n);
+    pthread_mutex_unlock(&send_lock);
+    pthread_mutex_lock(&conn_lock);
 }
 
 int gw_flush(void)
@@ -476,23 +525,50 @@ int gw_flush(void)
 
 void gw_io_lost(const char *what) { lose_connection(what); }
 
+static struct timespec plus_us(struct timespec t, long us)
+{
+    t.tv_nsec += us * 1000;
+    t.tv_sec += t.tv_nsec / 1000000000;
+    t.tv_nsec %= 1000000000;
+    return t;
+}
+
+static int before(struct timespec a, struct timespec b)
+{
+    return a.tv_sec < b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec < b.tv_nsec);
+}
+
+/* While the application is active the flusher looks every flush_us on its own
+ * (nobody wakes it per batch); after FLUSHER_LINGER_TICKS quiet ticks it
+ * sleeps until the next batch's first request wakes it. */
 static void *flusher(void *arg)
 {
     (void)arg;
+    int idle = 0;
     pthread_mutex_lock(&conn_lock);
     for (;;) {
-        while (!slen)
-            pthread_cond_wait(&flush_cv, &conn_lock);
-        struct timespec due = sfirst;
-        due.tv_nsec += flush_us * 1000;
-        due.tv_sec += due.tv_nsec / 1000000000;
-        due.tv_nsec %= 1000000000;
-        if (pthread_cond_timedwait(&flush_cv, &conn_lock, &due) == ETIMEDOUT && slen) {
-            struct timespec now;
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            if (now.tv_sec > due.tv_sec || (now.tv_sec == due.tv_sec && now.tv_nsec >= due.tv_nsec))
-                flush_locked();
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (!slen) {
+            if (idle >= FLUSHER_LINGER_TICKS) {
+                flusher_asleep = 1;
+                while (!slen)
+                    pthread_cond_wait(&flush_cv, &conn_lock);
+                flusher_asleep = 0;
+                idle = 0;
+            } else {
+                struct timespec tick = plus_us(now, flush_us);
+                pthread_cond_timedwait(&flush_cv, &conn_lock, &tick);
+                idle += !slen;
+            }
+            continue;
         }
+        idle = 0;
+        struct timespec due = plus_us(sfirst, flush_us);
+        if (before(now, due))
+            pthread_cond_timedwait(&flush_cv, &conn_lock, &due); /* then look again: someone may have sent it */
+        else
+            flush_in_background();
     }
     return NULL;
 }
@@ -520,6 +596,18 @@ static void start_flusher_locked(void)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
+/* conn_lock for a posting or calling thread; the time it had to wait for it
+ * (another thread queueing or sending) is counted: it is time the
+ * application lost. */
+static void lock_conn(void)
+{
+    if (pthread_mutex_trylock(&conn_lock) == 0)
+        return;
+    uint64_t t0 = gw_now_ns();
+    pthread_mutex_lock(&conn_lock);
+    gw_stat_queue_wait(gw_now_ns() - t0);
+}
+
 /* Queue one request (called with conn_lock held). */
 static int queue_locked(gw_req *q, uint32_t seq)
 {
@@ -530,32 +618,23 @@ static int queue_locked(gw_req *q, uint32_t seq)
     memcpy(q->buf, &h, sizeof h);
     gw_stat_bytes(q->len, 0);
     tls_mark = ++requests_queued;
-    if (q->len >= BATCH_BYTES) { /* big: no point copying it into the batch */
-        if (flush_locked())
-            return -1;
-        if (gw_io_write_all(conn_fd, q->buf, q->len)) {
-            lose_connection("send");
-            return -1;
-        }
-        return 0;
-    }
+    if (q->len >= BATCH_BYTES) /* big: no point copying it into the batch */
+        return send_after_batch(q->buf, q->len, NULL, 0);
     if (slen + q->len > scap) {
         size_t cap = scap ? scap * 2 : 2 * BATCH_BYTES;
         while (cap < slen + q->len)
             cap *= 2;
         uint8_t *b = realloc(sbuf, cap);
-        if (!b) {
-            if (flush_locked())
-                return -1;
-            return gw_io_write_all(conn_fd, q->buf, q->len) ? (lose_connection("send"), -1) : 0;
-        }
+        if (!b)
+            return send_after_batch(q->buf, q->len, NULL, 0);
         sbuf = b;
         scap = cap;
     }
     if (!slen) {
         clock_gettime(CLOCK_MONOTONIC, &sfirst);
         start_flusher_locked();
-        pthread_cond_signal(&flush_cv);
+        if (flusher_asleep)
+            pthread_cond_signal(&flush_cv);
     }
     memcpy(sbuf + slen, q->buf, q->len);
     slen += q->len;
@@ -568,7 +647,7 @@ CUresult gw_req_post(gw_req *q)
     if (rc != CUDA_SUCCESS)
         return rc;
     q->flags |= GW_F_NOREPLY;
-    pthread_mutex_lock(&conn_lock);
+    lock_conn();
     int bad = queue_locked(q, next_seq++);
     pthread_mutex_unlock(&conn_lock);
     return bad ? CUDA_ERROR_DEVICE_UNAVAILABLE : CUDA_SUCCESS;
@@ -585,19 +664,15 @@ CUresult gw_req_post_tail(gw_req *q, const void *tail, size_t tail_len)
         rc = CUDA_ERROR_INVALID_VALUE;
     if (rc != CUDA_SUCCESS)
         return rc;
-    pthread_mutex_lock(&conn_lock);
-    int bad = conn_lost || flush_locked(); /* what was batched goes first: order is kept */
+    lock_conn();
+    int bad = conn_lost;
     if (!bad) {
         gw_hdr h = {.len = (uint32_t)(q->len - sizeof(gw_hdr) + tail_len), .op = (uint16_t)q->op,
                     .flags = (uint16_t)q->flags, .tid = thread_tag(), .seq = next_seq++};
         memcpy(q->buf, &h, sizeof h);
         gw_stat_bytes(q->len + tail_len, 0);
         tls_mark = ++requests_queued;
-        uint64_t t0 = gw_now_ns();
-        bad = gw_io_write_all(conn_fd, q->buf, q->len) || gw_io_write_all(conn_fd, tail, tail_len);
-        gw_stat_send(gw_now_ns() - t0);
-        if (bad)
-            lose_connection("send");
+        bad = send_after_batch(q->buf, q->len, tail, tail_len); /* what was batched goes first: order is kept */
     }
     pthread_mutex_unlock(&conn_lock);
     return bad ? CUDA_ERROR_DEVICE_UNAVAILABLE : CUDA_SUCCESS;
@@ -869,7 +944,7 @@ CUresult gw_req_call(gw_req *q, gw_rep **out)
         return rc;
     waiter w = {.rep = r};
     uint64_t t0 = gw_now_ns();
-    pthread_mutex_lock(&conn_lock);
+    lock_conn();
     w.seq = next_seq++;
     waiter_add(&w); /* before it leaves: its reply may come at once */
     (void)(queue_locked(q, w.seq) || flush_locked()); /* a failure shows in wait_reply */

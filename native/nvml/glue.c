@@ -34,6 +34,7 @@ uint64_t gw_now_ns(void)
 }
 
 void gw_stat_send(uint64_t ns) { (void)ns; }
+void gw_stat_queue_wait(uint64_t ns) { (void)ns; }
 
 void gw_stat_bytes(uint64_t to, uint64_t from)
 {
