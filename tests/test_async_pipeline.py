@@ -47,3 +47,74 @@ def test_one_threads_synchronize_does_not_stall_another_threads_calls(server, tm
     """A thread waits in cudaStreamSynchronize behind a two-second kernel while
     another thread makes 20 calls that wait for replies: they come back at once."""
     run_mode(server, tmp_path, "nostall")
+
+
+POSTER = r"""
+import ctypes, sys
+cu = ctypes.CDLL("libcuda.so.1")
+assert cu.cuInit(0) == 0
+dev, ctx, buf = ctypes.c_int(), ctypes.c_void_p(), ctypes.c_uint64()
+assert cu.cuDeviceGet(ctypes.byref(dev), 0) == 0
+assert cu.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev) == 0
+assert cu.cuCtxSetCurrent(ctx) == 0
+assert cu.cuMemAlloc_v2(ctypes.byref(buf), ctypes.c_size_t(4096)) == 0
+memset = lambda: cu.cuMemsetD8Async(ctypes.c_uint64(buf.value), ctypes.c_ubyte(1), ctypes.c_size_t(4096), None)
+assert memset() == 0
+assert cu.cuCtxSynchronize() == 0
+print("ready", flush=True)
+import time
+for line in sys.stdin:  # "N GAP": post N memsets GAP seconds apart and wait for nothing
+    n, gap = line.split()
+    for _ in range(int(n)):
+        assert memset() == 0
+        time.sleep(float(gap))
+    print("posted", flush=True)
+"""
+
+
+def test_posted_calls_leave_without_a_synchronize(server):
+    """Calls that wait for nothing still reach the server within the flush bound
+    (GPUWIRE_FLUSH_US): a burst after a quiet spell (the client's flusher asleep,
+    woken by the burst's first call), and a trickle whose last calls only the
+    flusher's own ticks can send."""
+    import subprocess
+    import sys
+    import time
+
+    from conftest import GPUWIRE, gpuwire_env
+
+    def calls() -> int:
+        r = subprocess.run(GPUWIRE + ["status", "--json", "--server", server.address, "--bytes", "0", "--rounds", "1"],
+                           capture_output=True, text=True, timeout=60, env=gpuwire_env())
+        assert r.returncode == 0, r.stderr
+        mine = [s for s in json.loads(r.stdout)["status"]["sessions"] if s.get("pid") == proc.pid and "calls" in s]
+        return mine[0]["calls"] if mine else 0
+
+    def post_and_see(n, want, gap=0.0):
+        proc.stdin.write(f"{n} {gap}\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "posted"
+        deadline = time.monotonic() + 15
+        while (got := calls()) < want:
+            assert time.monotonic() < deadline, f"{got} calls at the server, want {want}: posted calls were stranded"
+            time.sleep(0.1)
+
+    proc = subprocess.Popen(GPUWIRE + ["run", "--server", server.address, "--", sys.executable, "-c", POSTER],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=gpuwire_env())
+    try:
+        line = proc.stdout.readline()
+        if line.strip() != "ready":
+            pytest.fail(f"the client did not start: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}")
+        base = 0
+        deadline = time.monotonic() + 15
+        while not base:  # the session appears in status once its worker reports
+            base = calls()
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        post_and_see(40, base + 40)  # after start-up's quiet spell: the flusher sleeps
+        post_and_see(40, base + 80, gap=0.002)  # the flusher awake throughout
+    finally:
+        proc.stdin.close()
+        proc.wait(30)
+    assert proc.returncode == 0, proc.stderr.read()
