@@ -162,6 +162,22 @@ def gw_run(cmd: list[str], server: str | None, stats: Path | None = None, timeou
                     f"stdout:\n{out}\nstderr:\n{err}")
 
 
+def gw_python_client(server: str, source: str, ready: str = "ready",
+                     env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A Python program (`source`, given to python -c) started through `gpuwire
+    run` with pipes on stdin and stdout, once it has printed `ready` as its first
+    line; the test fails with its stderr if it prints anything else or ends."""
+    proc = subprocess.Popen(GPUWIRE + ["run", "--server", server, "--", sys.executable, "-c", source],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=gpuwire_env(env))
+    line = proc.stdout.readline()
+    if line.strip() != ready:
+        proc.kill()
+        _, err = proc.communicate(timeout=30)
+        pytest.fail(f"the client did not start: {line!r}\n{err}")
+    return proc
+
+
 def explain(result: subprocess.CompletedProcess, server: ServerProcess | None = None) -> str:
     """Failure message: the command's output and the end of the server log."""
     text = (f"exit status {result.returncode}\n--- stdout ---\n{result.stdout}\n"

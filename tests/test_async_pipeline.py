@@ -3,10 +3,12 @@ network is paid where the application waits, with native semantics kept
 (stream order, deferred and sticky errors, callbacks, threads)."""
 
 import json
+import subprocess
+import time
 
 import pytest
 
-from conftest import ROOT, explain, gw_run
+from conftest import GPUWIRE, ROOT, explain, gpuwire_env, gw_python_client, gw_run
 
 PROGRAM = ROOT / "build" / "programs" / "async_pipeline_shared"
 
@@ -77,12 +79,6 @@ def test_posted_calls_leave_without_a_synchronize(server):
     (GPUWIRE_FLUSH_US): a burst after a quiet spell (the client's flusher asleep,
     woken by the burst's first call), and a trickle whose last calls only the
     flusher's own ticks can send."""
-    import subprocess
-    import sys
-    import time
-
-    from conftest import GPUWIRE, gpuwire_env
-
     def calls() -> int:
         r = subprocess.run(GPUWIRE + ["status", "--json", "--server", server.address, "--bytes", "0", "--rounds", "1"],
                            capture_output=True, text=True, timeout=60, env=gpuwire_env())
@@ -99,13 +95,8 @@ def test_posted_calls_leave_without_a_synchronize(server):
             assert time.monotonic() < deadline, f"{got} calls at the server, want {want}: posted calls were stranded"
             time.sleep(0.1)
 
-    proc = subprocess.Popen(GPUWIRE + ["run", "--server", server.address, "--", sys.executable, "-c", POSTER],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=gpuwire_env())
+    proc = gw_python_client(server.address, POSTER)
     try:
-        line = proc.stdout.readline()
-        if line.strip() != "ready":
-            pytest.fail(f"the client did not start: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}")
         base = 0
         deadline = time.monotonic() + 15
         while not base:  # the session appears in status once its worker reports

@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import GPUWIRE, ROOT, gpuwire_env
+from conftest import GPUWIRE, ROOT, gpuwire_env, gw_python_client
 from gpuwire import session_stats
 
 HOLDER = r"""
@@ -58,13 +57,8 @@ def _status(server) -> dict:
 
 
 def test_live_session_counters(server):
-    proc = subprocess.Popen(GPUWIRE + ["run", "--server", server.address, "--", sys.executable, "-c", HOLDER],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=gpuwire_env())
+    proc = gw_python_client(server.address, HOLDER)
     try:
-        line = proc.stdout.readline()
-        if line.strip() != "ready":
-            pytest.fail(f"the client did not start: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}")
         deadline = time.monotonic() + 20
         while True:
             snap = _status(server)
