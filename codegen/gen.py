@@ -518,25 +518,31 @@ def _value_only(proto, types):
     return True
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--check", action="store_true", help="fail if native/generated differs from a fresh run")
-    args = ap.parse_args()
-    files, report = generate()
+def write_generated(files: dict, report: str, check: bool, tool: str) -> int:
+    """Writes the files that differ into native/generated (with check, only names
+    them and fails); the exit status. tool: the generator, for the messages."""
     stale = []
     for name, text in files.items():
         path = os.path.join(OUTDIR, name)
         old = open(path).read() if os.path.exists(path) else None
         if old != text:
             stale.append(name)
-            if not args.check:
+            if not check:
                 with open(path, "w") as f:
                     f.write(text)
-    if args.check and stale:
-        print(f"native/generated is stale: {', '.join(stale)}; run python3 codegen/gen.py", file=sys.stderr)
+    if check and stale:
+        print(f"native/generated is stale: {', '.join(stale)}; run python3 codegen/{tool}.py", file=sys.stderr)
         return 1
-    print(f"gen: {report}" + ("" if args.check else f"; wrote {len(stale)} file(s)"))
+    print(f"{tool}: {report}" + ("" if check else f"; wrote {len(stale)} file(s)"))
     return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true", help="fail if native/generated differs from a fresh run")
+    args = ap.parse_args()
+    files, report = generate()
+    return write_generated(files, report, args.check, "gen")
 
 
 if __name__ == "__main__":

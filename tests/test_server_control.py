@@ -16,6 +16,8 @@ from gpuwire.driver import Driver
 from gpuwire.log import Logger
 from gpuwire.server import Server, parse_address
 
+from control_plane import Lines  # a log stream tests can read
+
 FAKE_WORKER = r"""
 import argparse, socket, struct, sys
 ap = argparse.ArgumentParser()
@@ -38,35 +40,6 @@ sys.exit(3)
 """
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} (DEBUG|INFO|WARN|ERROR) session=(\S+)( \S+=\S+)* ")
-
-
-class Lines:
-    """A log stream tests can read."""
-
-    def __init__(self):
-        self.text = ""
-        self.lock = threading.Lock()
-
-    def write(self, s):
-        with self.lock:
-            self.text += s
-
-    def flush(self):
-        pass
-
-    def lines(self):
-        with self.lock:
-            return self.text.splitlines()
-
-    def wait_for(self, pattern, timeout=10.0):
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for ln in self.lines():
-                if rx.search(ln):
-                    return ln
-            time.sleep(0.02)
-        pytest.fail(f"no log line matching {pattern!r}:\n" + "\n".join(self.lines()))
 
 
 @pytest.fixture
