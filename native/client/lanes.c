@@ -395,6 +395,10 @@ static void lanes_after_fork_child(void)
     nlanes = next_lane = 0;
     state = 0;
     pthread_mutex_init(&order_lock, NULL);
+    expecting = NULL; /* the parent's waiting copies are not the child's */
+    in_lost = 0;
+    pthread_mutex_init(&in_lock, NULL);
+    pthread_cond_init(&in_cv, NULL);
 }
 
 __attribute__((constructor)) static void lanes_init(void)

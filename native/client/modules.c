@@ -520,9 +520,10 @@ int gw_function_layout(uint64_t fid, uint32_t *n, uint32_t **pairs, uint32_t *ma
         f = NULL; /* known name, unknown layout */
     /* a copy: the module's information may be replaced (the worker's after
      * the client's own reading) once the lock is let go */
-    uint32_t *copy = f ? malloc(f->n * 8 + 8) : NULL;
+    uint32_t *copy = f ? malloc((size_t)f->n * 8 + 8) : NULL;
     if (copy) {
-        memcpy(copy, f->pairs ? f->pairs : copy, f->n * 8);
+        if (f->n)
+            memcpy(copy, f->pairs, (size_t)f->n * 8);
         *n = f->n;
         *pairs = copy;
         *max_threads = f->max_threads;

@@ -40,7 +40,8 @@ enum {
     GW_OP_STATUS = 11,   /* status probe answer (JSON), then echo frames */
     GW_OP_LANE = 12,     /* a bulk lane (docs/protocol.md "Lanes"): client -> server gw_lane_hello on a new
                             connection; worker -> client the lane's acceptance (len 0, seq = lane); then
-                            client -> worker the lane's data frames (seq counts from 0 per lane) */
+                            client -> worker host-to-device data frames (seq counts from 0 per lane) and
+                            worker -> client device-to-host pieces (seq = the client's tag) */
     GW_OP_DEVICE_ATTRS = 16, /* u32 device -> i32 result, u32 n, n x (i32 status, i32 value) for attributes 1..n */
     GW_OP_MODULE_INFO = 17,  /* worker -> client, unasked, after a load: its functions' names and layouts */
     GW_OP_CAS_REFS = 18, /* content addresses of a copy's or an image's chunks -> the ones the cache lacks (docs/cache.md) */
@@ -56,8 +57,9 @@ enum {
 enum {
     GW_F_NOREPLY = 1u << 0, /* the worker sends no reply; a failure is kept for the next GW_F_COLLECT */
     GW_F_COLLECT = 1u << 1, /* the reply carries the first failure of earlier NOREPLY requests, if any */
-    GW_F_LANE = 1u << 2,    /* a host-to-device copy whose bytes come on a lane: u64 dst, u64 stream id,
-                               u32 lane, u32 bytes (the lane's next data frame) */
+    GW_F_LANE = 1u << 2,    /* a copy whose bytes travel on a lane: host-to-device, u64 dst, u64 stream id,
+                               u32 lane, u32 bytes (the lane's next data frame); device-to-host, the usual
+                               fields then u32 lane, u32 tag (the piece comes back on the lane) */
 };
 
 /* Handle ids the client names itself (streams, events, graphs: creating them
@@ -104,7 +106,7 @@ enum {
     GW_OK_LANES = 1u << 2, /* a gw_lane_grant follows gw_hello_ok: bulk bytes may come on extra connections */
 };
 
-/* Lanes: extra connections that carry host-to-device copy bytes beside the
+/* Lanes: extra connections that carry large copies' bytes, both ways, beside the
  * session's own, so a large copy is not held to what one TCP stream moves.
  * The worker grants them in HELLO_OK; the client dials the server again and
  * says which session and lane (gw_lane_hello); the server hands the socket to

@@ -247,20 +247,15 @@ static void attach(int fd, const gw_lane_hello *hi)
         return;
     }
     /* without both threads the lane is not acknowledged: the client then uses none */
-    if (pthread_create(&lanes[k].wth, NULL, lane_writer, &lanes[k])) {
+    int writer = pthread_create(&lanes[k].wth, NULL, lane_writer, &lanes[k]) == 0;
+    if (writer)
+        pthread_detach(lanes[k].wth);
+    if (!writer || pthread_create(&lanes[k].th, NULL, lane_reader, &lanes[k])) {
         pthread_mutex_lock(&lock);
         lanes[k].wbroken = 1;
         pthread_mutex_unlock(&lock);
-        close_lane(&lanes[k], "lane %u: no thread to write it (%u)", k, 0);
-        shutdown(fd, SHUT_RDWR);
-        return;
-    }
-    pthread_detach(lanes[k].wth);
-    if (pthread_create(&lanes[k].th, NULL, lane_reader, &lanes[k])) {
-        pthread_mutex_lock(&lock);
-        lanes[k].wbroken = 1;
-        pthread_mutex_unlock(&lock);
-        close_lane(&lanes[k], "lane %u: no thread to read it (%u)", k, 0);
+        close_lane(&lanes[k], writer ? "lane %u: no thread to read it (%u)" : "lane %u: no thread to write it (%u)",
+                   k, 0);
         shutdown(fd, SHUT_RDWR);
         return;
     }

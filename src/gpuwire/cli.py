@@ -107,8 +107,8 @@ environment set for CMD:
                    ~/.cache/gpuwire/compile; CUDA_CACHE_DISABLE=1 and CUDA_CACHE_MAXSIZE apply)
 other variables read by the client library:
   GPUWIRE_DEBUG    set to 1 for a trace of the client's activity on stderr
-  GPUWIRE_LANES    at most this many copy lanes: extra connections for the bytes of host-to-device
-                   copies of 8 MiB or more (default: what the server grants, 3; 0: none)"""
+  GPUWIRE_LANES    at most this many copy lanes: extra connections for the bytes of copies of
+                   8 MiB or more, either way (default: what the server grants, 3; 0: none)"""
 
 DEMO_HELP = """\
 Show gpuwire working on this machine: start a server in this process on a free
@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "else ~/.cache/gpuwire/server; off: none; docs/cache.md)")
     p.add_argument("--cache-max-bytes", metavar="SIZE", help="cap of the content cache (default 64G; 0: no cap)")
     p.add_argument("--lanes", type=int, metavar="N",
-                   help="extra connections a plaintext session may open for host-to-device copy bytes, so a "
+                   help="extra connections a plaintext session may open for copy bytes (both ways), so a "
                         "large copy is not held to one TCP stream's speed (default 3, at most 8; 0: none; "
                         "TLS sessions use none)")
     p.add_argument("--tls-cert", metavar="FILE",

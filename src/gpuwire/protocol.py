@@ -59,7 +59,7 @@ OP_FIRST_CALL = 256
 
 F_NOREPLY = 1 << 0
 F_COLLECT = 1 << 1
-F_LANE = 1 << 2      # a host-to-device copy frame whose bytes come on a lane
+F_LANE = 1 << 2      # a copy frame whose bytes travel on a lane (either way)
 # On a HELLO frame only: TLV extension records follow the program name.
 F_HELLO_EXT = 1 << 8
 
