@@ -110,7 +110,11 @@ static void *lane_writer(void *arg)
         pthread_mutex_unlock(&lock);
         gw_hdr h = {.len = it->buf ? it->len : 0, .op = GW_OP_LANE, .flags = it->buf ? 0 : 1, .seq = it->tag};
         if (!broken && (gw_send_all(l->fd, &h, sizeof h) || (it->buf && gw_send_all(l->fd, it->buf, it->len)))) {
-            gw_wlog("lane %u: could not send a device-to-host piece: %s", (unsigned)(l - lanes), strerror(errno));
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                gw_wlog("lane %u: closing it: the client read nothing on it for %g s (stall timeout)",
+                        (unsigned)(l - lanes), gw_stall_timeout());
+            else
+                gw_wlog("lane %u: could not send a device-to-host piece: %s", (unsigned)(l - lanes), strerror(errno));
             broken = 1;
         } else if (!broken) {
             GW_SSTATS_ADD(bytes_out, sizeof h + h.len); /* what the server shows: lanes do not show on the session's socket */
@@ -260,6 +264,8 @@ static void attach(int fd, const gw_lane_hello *hi)
         return;
     }
     pthread_detach(lanes[k].th);
+    if (gw_stall_timeout() > 0) /* a lane the client stops reading must not hold its copies forever */
+        gw_set_stall_timeout(fd);
     /* the client sends nothing on a lane before this */
     gw_hdr ack = {.len = 0, .op = GW_OP_LANE, .seq = k};
     if (send(fd, &ack, sizeof ack, MSG_NOSIGNAL) != (ssize_t)sizeof ack)
@@ -318,6 +324,15 @@ int gw_lanes_start(int chan_fd, uint32_t session, unsigned n, gw_lane_alloc_fn a
     grant->lanes = n;
     memcpy(grant->token, token, sizeof token);
     return 0;
+}
+
+void gw_lanes_shutdown(void)
+{
+    pthread_mutex_lock(&lock);
+    for (unsigned k = 0; k < granted; k++)
+        if (lanes[k].fd >= 0)
+            shutdown(lanes[k].fd, SHUT_RDWR); /* its reader closes the lane: gw_lane_next returns */
+    pthread_mutex_unlock(&lock);
 }
 
 void *gw_lane_next(unsigned k, uint32_t *len, char *why, size_t whycap)

@@ -3,7 +3,7 @@
  * report whether a driver works.
  *
  *   gpuwire-worker --fd N --driver PATH [--nvml PATH] [--session ID] [--api-digest D] [--client TEXT]
- *                  [--lane-fd N [--lanes K]]
+ *                  [--lane-fd N [--lanes K]] [--stall-timeout SECONDS] [--server-pid PID]
  *   gpuwire-worker --probe --driver PATH
  *
  * Requests are executed in arrival order. Calls from one client thread run on
@@ -19,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "../common/idmap.h"
@@ -67,22 +69,63 @@ void *gw_driver_fn(gw_call *c, unsigned op)
 /* Replies, pushes and errors come from several threads: each frame is written whole under this. */
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* A client that reads nothing would hold the session (and what its queued
+ * jobs hold) forever: a write that makes no progress for this long ends it. */
+static double stall_s = 60.0; /* the server passes its --client-stall-timeout */
+static atomic_int write_stalled; /* a write timed out: nothing more is written */
+static void end_stalled_session(void);
+
+double gw_stall_timeout(void) { return stall_s; }
+
+/* Sends on s wake every quarter of stall_s (EAGAIN) so gw_send_all can tell a
+ * stall from the time of the last progress, not only the start of a send; 0 or -1. */
+int gw_set_stall_timeout(int s)
+{
+    double q = stall_s / 4 < 0.01 ? 0.01 : stall_s / 4;
+    struct timeval tv = {.tv_sec = (time_t)q, .tv_usec = (suseconds_t)((q - (time_t)q) * 1e6)};
+    return setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* -1 with errno EAGAIN: a socket with a stall timeout took nothing for stall_s. */
 int gw_send_all(int to, const void *p, size_t n)
 {
     const uint8_t *b = p;
+    double progress = mono_s(); /* when bytes last went */
     while (n) {
         ssize_t w = send(to, b, n, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (mono_s() - progress < stall_s)
+                continue;
+            errno = EAGAIN;
+        }
         if (w <= 0)
             return -1;
+        progress = mono_s();
         b += w;
         n -= (size_t)w;
     }
     return 0;
 }
 
-static int write_all(const void *p, size_t n) { return gw_send_all(fd, p, n); }
+static int write_all(const void *p, size_t n)
+{
+    if (atomic_load(&write_stalled))
+        return -1;
+    if (gw_send_all(fd, p, n) == 0)
+        return 0;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) /* stall_s without progress (gw_send_all) */
+        end_stalled_session();
+    return -1;
+}
 
 int gw_recv_all(int from, void *p, size_t n, int count)
 {
@@ -262,11 +305,21 @@ typedef struct tthread {
     pthread_cond_t cv;    /* its head became runnable, or the session ends */
     int sleeping;         /* waiting on cv (under sched_lock) */
     int32_t deferred;     /* first failure of its NOREPLY requests, for its next GW_F_COLLECT */
+    int keeps_big_reply;  /* one of the few threads whose large reply buffer is kept between calls */
     gw_call c;            /* its call state, buffers reused */
 } tthread;
 
 #define QUEUE_BYTES (64u << 20) /* a thread's backlog beyond this makes the reader wait */
+/* The session's jobs, queued or running, on all its threads: beyond this the
+ * reader waits too (MAX_THREADS x QUEUE_BYTES alone would be 16 GiB). No
+ * deadlock: the earliest-arrived job can always start, and every job frees its
+ * bytes when done, unless a reply cannot be written (stall_s ends that). */
+#define SESSION_QUEUE_BYTES (256u << 20)
 #define BATCH 64                /* jobs handed over, or taken, at once */
+/* Reply buffers grow to the largest reply (a 4 MiB copy piece): only this many
+ * threads keep one over BIG_REPLY between calls, or 256 threads could hold 2 GiB. */
+#define BIG_REPLY (1u << 20)
+#define BIG_REPLY_THREADS 16
 
 static tthread threads[MAX_THREADS];
 static unsigned nthreads;
@@ -281,6 +334,24 @@ static int session_broken;  /* a job was malformed: the session ends (reason log
 static int threads_left;    /* stop_threads left a thread inside the driver (the process should end) */
 static void reset_threads(void);
 static atomic_int inflight; /* jobs running, for the server's busy flag */
+static size_t session_held; /* memory of the session's jobs from queueing until freed, under sched_lock */
+static atomic_int big_replies; /* threads keeping a reply buffer over BIG_REPLY */
+
+/* A write to the client made no progress for stall_s (called under write_lock):
+ * the session ends, its reader and threads stop waiting. */
+static void end_stalled_session(void)
+{
+    if (atomic_exchange(&write_stalled, 1))
+        return;
+    gw_wlog("closing session: the client read nothing for %g s while a frame waited to be sent "
+            "(stall timeout): it does not read its replies", stall_s);
+    pthread_mutex_lock(&sched_lock);
+    session_broken = 1;
+    pthread_cond_broadcast(&sched_cv);
+    pthread_mutex_unlock(&sched_lock);
+    shutdown(fd, SHUT_RDWR); /* the reader stops at once, */
+    gw_lanes_shutdown();     /* also while it waits for a lane's bytes */
+}
 
 /* Big jobs (copy chunks) reuse their memory: a fresh 4 MiB allocation per chunk
  * would cost a page fault per page, every chunk. */
@@ -358,6 +429,17 @@ static void job_free_locked(job *j)
         }
     }
     free(j);
+}
+
+/* What a queued job costs in memory, counted against SESSION_QUEUE_BYTES: its
+ * allocation, not only its payload (empty frames would be nearly free). */
+static size_t job_cost(const job *j) { return sizeof *j + j->cap; }
+
+/* A queued job is done or dropped (sched_lock held). */
+static void job_release_locked(job *j)
+{
+    session_held -= job_cost(j);
+    job_free_locked(j);
 }
 
 static void run(gw_call *c)
@@ -471,6 +553,23 @@ static void wake_next_locked(void)
 
 static int runnable_locked(const tthread *t) { return t->head && t->head->order == released + 1; }
 
+/* After a thread's calls: a large reply buffer is kept only by the first
+ * BIG_REPLY_THREADS threads that need one (they reuse it, copy after copy). */
+static void trim_reply_buffer(tthread *t)
+{
+    gw_call *c = &t->c;
+    if (c->rcap <= BIG_REPLY || t->keeps_big_reply)
+        return;
+    if (atomic_fetch_add(&big_replies, 1) < BIG_REPLY_THREADS) {
+        t->keeps_big_reply = 1;
+        return;
+    }
+    atomic_fetch_sub(&big_replies, 1);
+    free(c->rbuf);
+    c->rbuf = NULL;
+    c->rcap = c->rlen = 0;
+}
+
 /* Hand-offs spin briefly before sleeping: a client thread's calls come back
  * to back, and a wake-up per call would cost more than the call. */
 #define SPIN 20000
@@ -530,20 +629,22 @@ static void *thread_main(void *arg)
                 run_job(t, k);
         if (atomic_fetch_sub(&inflight, 1) == 1)
             gw_sstats_busy(0);
+        trim_reply_buffer(t);
         pthread_mutex_lock(&sched_lock);
         for (job *k = j, *next; k; k = next) {
             next = k->next;
-            job_free_locked(k);
+            job_release_locked(k);
         }
         if (!early && order > released) {
             atomic_store(&released, order);
             wake_next_locked();
         }
-        if (drain_wanted)
+        if (drain_wanted || room_wanted)
             pthread_cond_broadcast(&sched_cv);
     }
     for (job *j = t->head, *n; j; j = n) { /* the session ended: what is left will not run */
         n = j->next;
+        session_held -= job_cost(j);
         free(j);
     }
     t->head = t->tail = NULL;
@@ -575,14 +676,20 @@ static tthread *thread_for(uint32_t tid)
     return t;
 }
 
+static int no_room_locked(const tthread *t)
+{
+    return t->queued_bytes > QUEUE_BYTES || session_held > SESSION_QUEUE_BYTES;
+}
+
 /* Queues the list head..tail (linked by next) on t, in order, waiting while
- * t's backlog is over QUEUE_BYTES; -1 if the session broke meanwhile (the
- * list is then the caller's to free). */
-static int enqueue(tthread *t, job *head, job *tail, size_t bytes)
+ * t's backlog is over QUEUE_BYTES or the session's over SESSION_QUEUE_BYTES
+ * (cost: the list's job_cost); -1 if the session broke meanwhile (the list is
+ * then the caller's to free). */
+static int enqueue(tthread *t, job *head, job *tail, size_t bytes, size_t cost)
 {
     pthread_mutex_lock(&sched_lock);
-    uint64_t t0 = t->queued_bytes > QUEUE_BYTES && gw_prof_on() ? gw_prof_now() : 0;
-    while (t->queued_bytes > QUEUE_BYTES && !session_broken) {
+    uint64_t t0 = no_room_locked(t) && gw_prof_on() ? gw_prof_now() : 0;
+    while (no_room_locked(t) && !session_broken) {
         room_wanted = 1;
         pthread_cond_wait(&sched_cv, &sched_lock);
         room_wanted = 0;
@@ -603,6 +710,7 @@ static int enqueue(tthread *t, job *head, job *tail, size_t bytes)
         }
         t->tail = tail;
         t->queued_bytes += bytes;
+        session_held += cost;
         if (t->sleeping && runnable_locked(t))
             pthread_cond_signal(&t->cv);
     }
@@ -615,7 +723,7 @@ static int enqueue(tthread *t, job *head, job *tail, size_t bytes)
 typedef struct pending {
     tthread *t;
     job *head, *tail;
-    size_t bytes;
+    size_t bytes, cost;
     int n;
     uint64_t frames, frame_bytes; /* for the session counters, published per hand-off */
 } pending;
@@ -632,7 +740,7 @@ static int pending_flush(pending *pd)
     pending_count(pd);
     if (!pd->head)
         return 0;
-    int rc = enqueue(pd->t, pd->head, pd->tail, pd->bytes);
+    int rc = enqueue(pd->t, pd->head, pd->tail, pd->bytes, pd->cost);
     if (rc)
         for (job *j = pd->head, *next; j; j = next) {
             next = j->next;
@@ -713,6 +821,9 @@ static void reset_threads(void)
         free(c->allocs);
     }
     nthreads = 0;
+    session_held = 0;
+    atomic_store(&big_replies, 0);
+    atomic_store(&write_stalled, 0);
     for (int i = 0; i < SPARES; i++) {
         free(spares[i]);
         spares[i] = NULL;
@@ -926,6 +1037,7 @@ static int serve(void)
             pd.head = j, pd.t = t;
         pd.tail = j;
         pd.bytes += h.len;
+        pd.cost += job_cost(j);
         pd.n++;
     }
 }
@@ -959,6 +1071,9 @@ static void usage(void)
                     "                      [--client TEXT]\n"
                     "                      [--mem-cap BYTES] [--cache-dir DIR [--cache-max-bytes BYTES]]\n"
                     "                      [--lane-fd N [--lanes K]]   (a Unix socket the server hands lanes on)\n"
+                    "                      [--stall-timeout SECONDS]   (end the session when the client reads\n"
+                    "                                                   nothing this long; 0: never; default 60)\n"
+                    "                      [--server-pid PID]          (exit with that process)\n"
                     "       gpuwire-worker --probe --driver PATH\n");
 }
 
@@ -970,6 +1085,7 @@ int main(int argc, char **argv)
     const char *cache_dir = NULL;
     int do_probe = 0, lane_fd = -1;
     unsigned nlanes = 3;
+    long server_pid = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--probe"))
@@ -996,7 +1112,21 @@ int main(int argc, char **argv)
             lane_fd = atoi(argv[++i]);
         else if (!strcmp(a, "--lanes") && v)
             nlanes = (unsigned)strtoul(argv[++i], NULL, 10);
-        else {
+        else if (!strcmp(a, "--stall-timeout") && v) {
+            char *end;
+            stall_s = strtod(argv[++i], &end);
+            if (*end || !(stall_s >= 0 && stall_s <= 1e6)) { /* NaN fails too */
+                fprintf(stderr, "gpuwire-worker: --stall-timeout wants seconds (0..1e6), not %s\n", argv[i]);
+                return 2;
+            }
+        } else if (!strcmp(a, "--server-pid") && v) {
+            char *end;
+            server_pid = strtol(argv[++i], &end, 10);
+            if (*end || server_pid <= 1) {
+                fprintf(stderr, "gpuwire-worker: --server-pid wants a process id, not %s\n", argv[i]);
+                return 2;
+            }
+        } else {
             usage();
             return 2;
         }
@@ -1007,7 +1137,22 @@ int main(int argc, char **argv)
     }
     if (do_probe)
         return probe(drv);
+    if (server_pid) {
+        /* A worker must not outlive its server (it would serve on, unknown to the
+         * next one). PDEATHSIG fires when the forking *thread* ends: the server
+         * forks from the session's thread, which waits for this process to exit
+         * (server.py _run_session), so that thread ends only with the server. */
+        const char *keep = getenv("GPUWIRE_WORKER_NO_PDEATHSIG"); /* tests of the server's orphan sweep only */
+        if (!(keep && !strcmp(keep, "1")))
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != (pid_t)server_pid) { /* the server died before the prctl */
+            gw_wlog("the server (pid %ld) is gone: exiting", server_pid);
+            return 7;
+        }
+    }
     signal(SIGPIPE, SIG_IGN);
+    if (stall_s > 0 && gw_set_stall_timeout(fd))
+        gw_wlog("cannot set the stall timeout on the client's socket: %s", strerror(errno));
     /* libnvidia-ml.so.1 sends the digest of both op tables (native/client/handshake.c) */
     if (digest >= 0 && (uint32_t)digest != GW_API_DIGEST && (uint32_t)digest != (GW_API_DIGEST ^ GW_NVML_API_DIGEST)) {
         char msg[200];

@@ -9,15 +9,40 @@
 #include "worker.h"
 
 #define MAX_STAGE (4ull << 30) /* the largest blob a session may stage */
+/* All of a session's blobs at once (one per client thread tag, kept until its
+ * load): one blob of the largest size still fits, 256 tags no longer take 1 TiB. */
+#define STAGE_SESSION_BYTES MAX_STAGE
 #define MAX_OPTIONS 64u
 
 typedef struct stage {
     uint8_t *buf;
     uint64_t total, filled;
+    int refused; /* this blob got no memory: its pieces and its load answer CUDA_ERROR_OUT_OF_MEMORY */
 } stage;
 
 static gw_idmap stages; /* client thread tag -> stage */
 static pthread_mutex_t stages_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t staged_bytes; /* the sizes of all blobs held, under stages_lock */
+
+/* s's blob replaced by a fresh one of total bytes (zeroed or not), within the
+ * session's STAGE_SESSION_BYTES; NULL (s->refused set) if over it or out of memory. */
+static uint8_t *stage_alloc(stage *s, uint64_t total, int zeroed)
+{
+    pthread_mutex_lock(&stages_lock);
+    staged_bytes -= s->buf ? s->total : 0;
+    free(s->buf);
+    s->buf = NULL;
+    if (total <= STAGE_SESSION_BYTES - staged_bytes) {
+        s->buf = zeroed ? calloc(1, total) : malloc(total);
+        if (s->buf)
+            staged_bytes += total;
+    }
+    s->total = total;
+    s->filled = 0;
+    s->refused = !s->buf;
+    pthread_mutex_unlock(&stages_lock);
+    return s->buf;
+}
 
 static stage *stage_of(uint32_t tid, int create)
 {
@@ -51,15 +76,15 @@ void gw_op_stage(gw_call *c)
         gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
         return;
     }
-    if (off == 0) {
-        free(s->buf);
-        s->buf = malloc(total);
-        s->total = s->buf ? total : 0;
-        s->filled = 0;
-        if (!s->buf) {
-            gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
-            return;
-        }
+    if (off == 0 && !stage_alloc(s, total, 0)) {
+        gw_wlog("staging a %llu-byte image: refused, the session's staged images would pass %llu bytes "
+                "(or out of memory)", (unsigned long long)total, (unsigned long long)STAGE_SESSION_BYTES);
+        gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
+        return;
+    }
+    if (s->refused && total == s->total && off < total && n <= total - off) {
+        gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY); /* the rest of a refused blob: its load fails too */
+        return;
     }
     if (off != s->filled || total != s->total || n > total - off) {
         gw_call_fail(c, "staging piece at %llu+%zu does not continue the blob (%llu of %llu)",
@@ -84,13 +109,7 @@ const void *gw_staged(uint32_t tid, size_t size)
 uint8_t *gw_stage_reset(uint32_t tid, uint64_t total)
 {
     stage *s = total && total <= MAX_STAGE ? stage_of(tid, 1) : NULL;
-    if (!s)
-        return NULL;
-    free(s->buf);
-    s->buf = calloc(1, total);
-    s->total = s->buf ? total : 0;
-    s->filled = 0;
-    return s->buf;
+    return s ? stage_alloc(s, total, 1) : NULL;
 }
 
 int gw_stage_fill(uint32_t tid, uint64_t off, const void *src, size_t n)
@@ -108,10 +127,21 @@ static void release_stage(uint32_t tid)
 {
     stage *s = stage_of(tid, 0);
     if (s) {
+        pthread_mutex_lock(&stages_lock);
+        staged_bytes -= s->buf ? s->total : 0;
         free(s->buf);
         s->buf = NULL;
         s->total = s->filled = 0;
+        s->refused = 0;
+        pthread_mutex_unlock(&stages_lock);
     }
+}
+
+/* The blob of that size was refused memory (its load answers OUT_OF_MEMORY, not malformed). */
+static int stage_refused(uint32_t tid, size_t size)
+{
+    stage *s = stage_of(tid, 0);
+    return s && s->refused && s->total == size;
 }
 
 /* u32 n, n x (u32 option, u64 value). Only options whose value is a number may
@@ -260,6 +290,11 @@ static void load(gw_call *c, int type)
         return;
     nl = 0; /* "binary is preserved" would let the driver keep pointing into the staging blob, which is freed */
     const void *image = gw_staged(c->h.tid, size);
+    if (!image && stage_refused(c->h.tid, size)) {
+        release_stage(c->h.tid);
+        gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
+        return;
+    }
     if (!image) {
         gw_call_fail(c, "%s: no complete staged image of %llu bytes", gw_op_name(c->h.op), (unsigned long long)size);
         return;

@@ -63,6 +63,9 @@ void gw_wlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Exactly n bytes from a socket, or -1; count: add them to the session's bytes_in as they come. */
 int gw_recv_all(int from, void *p, size_t n, int count);
 int gw_send_all(int to, const void *p, size_t n); /* all n bytes to a socket, or -1 */
+/* A client that reads nothing ends its session after this many seconds (--stall-timeout; 0: never). */
+double gw_stall_timeout(void);
+int gw_set_stall_timeout(int sock); /* sends on sock fail with EAGAIN after that long without progress */
 /* profile.c: time per op, with GPUWIRE_WORKER_PROFILE=1 */
 int gw_prof_on(void);
 uint64_t gw_prof_now(void);
@@ -82,6 +85,7 @@ unsigned gw_lanes_granted(void);
 /* The lane's next data frame (waits for it); NULL and why when the lane is closed or never opened. */
 void *gw_lane_next(unsigned lane, uint32_t *len, char *why, size_t whycap);
 int gw_lane_open(unsigned lane);  /* 1 if this session's lane is open */
+void gw_lanes_shutdown(void);     /* the session ends: every lane's reader and writer stop */
 uint8_t *gw_lane_buffer(void);    /* GW_COPY_CHUNK bytes for a device-to-host piece, or NULL */
 /* A device-to-host piece's frame to the client on that lane (buf NULL: it failed); buf is
  * taken either way. Waits while the lane's writer is behind; -1 if the lane broke. */
