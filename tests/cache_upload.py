@@ -1,10 +1,12 @@
 """Run under `gpuwire run` by tests/test_cache*.py: upload bytes to the GPU
 through the driver API (ctypes) and read them back.
 
-    python cache_upload.py SEED MIB [--file PATH] [--image FATBIN] [--async]
+    python cache_upload.py SEED MIB [--file PATH] [--image FATBIN] [--async] [--copies N]
 
 Uploads MIB MiB made from SEED (or the file's bytes, from an mmap of it),
-reads them back and prints one line: RESULT {"ok": ..., "sha256": ...}."""
+reads them back and prints one line: RESULT {"ok": ..., "sha256": ...}.
+--copies N: N uploads in one session, of MIB MiB each from seeds SEED..SEED+N-1
+(each to its own allocation, each read back; "sha256" is the last one's)."""
 
 import ctypes
 import hashlib
@@ -34,31 +36,35 @@ def main() -> int:
     check("cuDevicePrimaryCtxRetain", lib.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev))
     check("cuCtxSetCurrent", lib.cuCtxSetCurrent(ctx))
     keep = None
-    if path:
-        # a private writable mapping, as torch.UntypedStorage.from_file(shared=False) makes:
-        # the pages stay the file's until written
-        f = open(path, "rb")
-        keep = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-        data = keep
-    else:
-        data = random.Random(seed).randbytes(int(mib * (1 << 20)))
-    n = len(data)
-    expect = hashlib.sha256(data).hexdigest()
-    dptr = ctypes.c_uint64()
-    check("cuMemAlloc", lib.cuMemAlloc_v2(ctypes.byref(dptr), ctypes.c_size_t(n)))
-    if path:
-        host = ctypes.addressof(ctypes.c_char.from_buffer(keep))
-    else:
-        hostbuf = ctypes.create_string_buffer(data, n)
-        host = ctypes.addressof(hostbuf)
-    if "--async" in args:
-        check("cuMemcpyHtoDAsync", lib.cuMemcpyHtoDAsync_v2(dptr, ctypes.c_void_p(host), ctypes.c_size_t(n), None))
-        check("cuStreamSynchronize", lib.cuStreamSynchronize(None))
-    else:
-        check("cuMemcpyHtoD", lib.cuMemcpyHtoD_v2(dptr, ctypes.c_void_p(host), ctypes.c_size_t(n)))
-    back = ctypes.create_string_buffer(n)
-    check("cuMemcpyDtoH", lib.cuMemcpyDtoH_v2(back, dptr, ctypes.c_size_t(n)))
-    got = hashlib.sha256(back.raw[:n]).hexdigest()
+    copies = int(args[args.index("--copies") + 1]) if "--copies" in args else 1
+    for k in range(copies):
+        if path:
+            # a private writable mapping, as torch.UntypedStorage.from_file(shared=False) makes:
+            # the pages stay the file's until written
+            f = open(path, "rb")
+            keep = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+            data = keep
+        else:
+            data = random.Random(seed + k).randbytes(int(mib * (1 << 20)))
+        n = len(data)
+        expect = hashlib.sha256(data).hexdigest()
+        dptr = ctypes.c_uint64()
+        check("cuMemAlloc", lib.cuMemAlloc_v2(ctypes.byref(dptr), ctypes.c_size_t(n)))
+        if path:
+            host = ctypes.addressof(ctypes.c_char.from_buffer(keep))
+        else:
+            hostbuf = ctypes.create_string_buffer(data, n)
+            host = ctypes.addressof(hostbuf)
+        if "--async" in args:
+            check("cuMemcpyHtoDAsync", lib.cuMemcpyHtoDAsync_v2(dptr, ctypes.c_void_p(host), ctypes.c_size_t(n), None))
+            check("cuStreamSynchronize", lib.cuStreamSynchronize(None))
+        else:
+            check("cuMemcpyHtoD", lib.cuMemcpyHtoD_v2(dptr, ctypes.c_void_p(host), ctypes.c_size_t(n)))
+        back = ctypes.create_string_buffer(n)
+        check("cuMemcpyDtoH", lib.cuMemcpyDtoH_v2(back, dptr, ctypes.c_size_t(n)))
+        got = hashlib.sha256(back.raw[:n]).hexdigest()
+        if got != expect:
+            res.setdefault("errors", []).append(f"copy {k}: the GPU holds other bytes")
     if image:
         img = open(image, "rb").read()
         mod = ctypes.c_void_p()

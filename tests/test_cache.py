@@ -119,20 +119,20 @@ def _crc32c(data: bytes) -> int:
 
 
 def test_entry_trailer_is_as_documented(cache_server, tmp_path):
-    """docs/cache.md: the bytes, then b"gwcas01\\0", their length (u64 LE) and the
+    """docs/cache.md: the bytes, then b"gwcas02\\0", their length (u64 LE), the
     CRC-32C of each quarter (u32 LE each; quarters of len/4 rounded down to 8
-    bytes, the last running to the end)."""
+    bytes, the last running to the end) and their SHA-256, the entry's name."""
     assert _crc32c(b"123456789") == 0xE3069283  # the standard check value
     upload(cache_server, tmp_path, "fmt", 41, 5)  # one whole 4 MiB chunk and a short one
     for p in entries(cache_server.cache):
         raw = p.read_bytes()
         data, t = raw[:-TRAILER], raw[-TRAILER:]
-        assert t[:8] == b"gwcas01\0" and int.from_bytes(t[8:16], "little") == len(data)
+        assert t[:8] == b"gwcas02\0" and int.from_bytes(t[8:16], "little") == len(data)
         q = len(data) // 4 // 8 * 8
         quarters = [data[k * q:(k + 1) * q] for k in range(3)] + [data[3 * q:]]
         assert [int.from_bytes(t[16 + 4 * k:20 + 4 * k], "little") for k in range(4)] == \
             [_crc32c(x) for x in quarters], p.name
-        assert hashlib.sha256(data).hexdigest() == p.name
+        assert hashlib.sha256(data).hexdigest() == p.name == t[32:].hex()
 
 
 def test_entries_without_trailer_still_serve_and_are_verified(cache_server, tmp_path):
@@ -143,7 +143,7 @@ def test_entries_without_trailer_still_serve_and_are_verified(cache_server, tmp_
     assert len(es) == 4
     for p in es:
         raw = p.read_bytes()
-        assert raw[-TRAILER:-TRAILER + 8] == b"gwcas01\0" and len(raw) == CHUNK + TRAILER
+        assert raw[-TRAILER:-TRAILER + 8] == b"gwcas02\0" and len(raw) == CHUNK + TRAILER
         p.write_bytes(raw[:-TRAILER])
     data = bytearray(es[0].read_bytes())
     data[777] ^= 1
@@ -152,6 +152,8 @@ def test_entries_without_trailer_still_serve_and_are_verified(cache_server, tmp_
     assert res["ok"]
     assert warm["cache"]["hits"] == 3 and warm["cache"]["misses"] == 1, warm["cache"]
     assert entry_digest(es[0]) == es[0].name  # stored again, with its trailer
+    for p in es:  # the good ones rewritten with the current trailer on that read
+        assert p.read_bytes()[-TRAILER:-TRAILER + 8] == b"gwcas02\0"
 
 
 def test_corrupt_and_truncated_entries_are_refetched(cache_server, tmp_path):

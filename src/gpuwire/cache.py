@@ -3,11 +3,13 @@ it, `gpuwire cache ls|stats|prune`, and the per-session figures workers report.
 
 Layout (written by the native worker, native/worker/cache.c):
 DIR/objects/ab/<64 hex digits of SHA-256> holds the bytes with that hash and
-a 32-byte trailer (b"gwcas01\0", their length as u64 LE, four CRC-32C values
-the worker checks on every read); entries from before the trailer hold the
-bytes alone. DIR/tmp holds entries being written; DIR/lock is flock'd while
-entries are evicted. An entry's mtime is its last use. Sizes reported here
-are bytes on disk.
+a 64-byte trailer (b"gwcas02\0", their length as u64 LE, four CRC-32C values
+and the SHA-256 again, all of which the worker checks on every read); older
+entries have a 32-byte trailer without the hash (b"gwcas01\0") or none.
+DIR/tmp holds entries being written; DIR/lock is flock'd while entries are
+evicted. With --cache-scope tenant, DIR/tenants/<token id>/ holds a tenant's
+objects/ and tmp/ the same way; the lock and the cap are the whole folder's.
+An entry's mtime is its last use. Sizes reported here are bytes on disk.
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ OFF = ("off", "none", "")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 STATS_LINE = re.compile(r"\bcache stats: ((?:\w+=\d+ ?)+)$")
 STAT_FIELDS = ("hits", "misses", "hit_bytes", "miss_bytes", "stored", "stored_bytes", "corrupt", "evicted",
-               "evicted_bytes")
+               "evicted_bytes", "store_failed")
+SCOPES = ("shared", "tenant")   # --cache-scope
+SCOPE_ENV = "GPUWIRE_CACHE_SCOPE"  # the worker's scope folder under DIR/tenants ("": shared)
+_SCOPE_NAME = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 
 
 def default_dir(env: dict[str, str] | None = None) -> Path:
@@ -50,6 +55,17 @@ def resolve_dir(setting: str | None) -> Path | None:
     return Path(setting).expanduser()
 
 
+def scope_dir(token_id: str | None) -> str:
+    """The folder under DIR/tenants for a session authenticated with token_id
+    (tenant scope); "" for a session without a token, which uses the shared
+    scope. Token ids are hex; anything else is hashed rather than trusted as a path."""
+    if not token_id:
+        return ""
+    if _SCOPE_NAME.match(token_id):
+        return token_id
+    return "h" + hashlib.sha256(token_id.encode("utf-8", "replace")).hexdigest()[:32]
+
+
 def parse_max_bytes(value: object) -> int:
     """64G, 512M, 1024, or an int (0: no cap)."""
     from gpuwire.leases import parse_size
@@ -70,12 +86,31 @@ class Entry:
     size: int
     mtime: float
     path: Path
+    scope: str | None = None  # a tenant's token id (folder name); None: the shared scope
+
+
+def _scopes(root: Path) -> list[tuple[str | None, Path]]:
+    out: list[tuple[str | None, Path]] = [(None, root / "objects")]
+    try:
+        for d in sorted(os.scandir(root / "tenants"), key=lambda d: d.name):
+            if _SCOPE_NAME.match(d.name) and d.is_dir(follow_symlinks=False):
+                out.append((d.name, Path(d.path) / "objects"))
+    except OSError:
+        pass
+    return out
 
 
 def entries(root: Path) -> list[Entry]:
-    """Every entry, least recently used first."""
+    """Every entry of every scope, least recently used first."""
     out = []
-    objects = root / "objects"
+    for scope, objects in _scopes(root):
+        out += _entries_in(objects, scope)
+    out.sort(key=lambda x: x.mtime)
+    return out
+
+
+def _entries_in(objects: Path, scope: str | None) -> list[Entry]:
+    out = []
     try:
         subs = list(os.scandir(objects))
     except OSError:
@@ -91,10 +126,9 @@ def entries(root: Path) -> list[Entry]:
                     st = e.stat(follow_symlinks=False)
                 except OSError:
                     continue
-                out.append(Entry(e.name, st.st_size, st.st_mtime, Path(e.path)))
+                out.append(Entry(e.name, st.st_size, st.st_mtime, Path(e.path), scope))
         except OSError:
             continue
-    out.sort(key=lambda x: x.mtime)
     return out
 
 
@@ -120,22 +154,43 @@ class _Locked:
         os.close(self.fd)
 
 
-TRAILER_MAGIC = b"gwcas01\0"
-TRAILER = 32
+TRAILER_MAGIC = b"gwcas02\0"
+TRAILER = 64           # magic, length, 4 CRC-32C, SHA-256 (the entry's name)
+TRAILER_MAGIC_V1 = b"gwcas01\0"
+TRAILER_V1 = 32        # the same without the hash (older entries)
 
 
-def entry_digest(path: Path) -> str:
-    """SHA-256 of an entry's bytes (its trailer, when it has a well-formed
-    one, left out; the CRCs in it are the worker's to check)."""
+def read_trailer(path: Path) -> tuple[str, int, str | None]:
+    """(format, length of the bytes, hash the trailer names): "v2" (current),
+    "v1" (no hash in it) or "raw" (no trailer: the whole file is the bytes)."""
     size = path.stat().st_size
-    n = size
     with open(path, "rb") as f:
         if size >= TRAILER:
             f.seek(size - TRAILER)
             t = f.read(TRAILER)
             if t[:8] == TRAILER_MAGIC and int.from_bytes(t[8:16], "little") == size - TRAILER:
-                n = size - TRAILER
-            f.seek(0)
+                return "v2", size - TRAILER, t[32:].hex()
+        if size >= TRAILER_V1:
+            f.seek(size - TRAILER_V1)
+            t = f.read(TRAILER_V1)
+            if t[:8] == TRAILER_MAGIC_V1 and int.from_bytes(t[8:16], "little") == size - TRAILER_V1:
+                return "v1", size - TRAILER_V1, None
+    return "raw", size, None
+
+
+def check_name(path: Path) -> bool | None:
+    """Whether the entry's trailer names the hash its file is named by (cheap:
+    the trailer alone; a copied or renamed entry fails); None for an older
+    entry, whose trailer has no hash (only entry_digest can tell)."""
+    _, _, named = read_trailer(path)
+    return None if named is None else named == path.name
+
+
+def entry_digest(path: Path) -> str:
+    """SHA-256 of an entry's bytes (its trailer, when it has a well-formed
+    one, left out; the CRCs in it are the worker's to check)."""
+    _, n, _ = read_trailer(path)
+    with open(path, "rb") as f:
         h = hashlib.sha256()
         while n > 0:
             block = f.read(min(n, 1 << 20))
@@ -150,7 +205,7 @@ def prune(root: Path, max_bytes: int | None = None, older_than_s: float | None =
           verify: bool = False, everything: bool = False) -> dict:
     """Remove entries: all, those unused for older_than_s, the least recently
     used beyond max_bytes, and with verify those whose content does not match
-    their name. Returns what was removed."""
+    their name (re-hashed, and named by their trailer). Returns what was removed."""
     removed = removed_bytes = corrupt = 0
     if not (root / "objects").is_dir():
         return {"removed": 0, "removed_bytes": 0, "corrupt": 0}
@@ -162,7 +217,7 @@ def prune(root: Path, max_bytes: int | None = None, older_than_s: float | None =
             bad = False
             if verify and not everything:
                 try:
-                    bad = entry_digest(e.path) != e.digest
+                    bad = check_name(e.path) is False or entry_digest(e.path) != e.digest
                 except OSError:
                     bad = True
             if everything or bad or (older_than_s is not None and now - e.mtime > older_than_s):
@@ -259,11 +314,23 @@ def cli(args) -> int:
     what = args.cache_command
     if what == "ls":
         es = entries(root)
+        rows = []
+        for e in es:
+            try:
+                fmt, _, named = read_trailer(e.path)
+            except OSError:
+                continue  # evicted meanwhile
+            rows.append((e, fmt, None if named is None else named == e.digest))
         if args.json:
-            print(json.dumps([{"sha256": e.digest, "bytes": e.size, "last_used": e.mtime} for e in es]))
+            print(json.dumps([{"sha256": e.digest, "bytes": e.size, "last_used": e.mtime, "scope": e.scope,
+                               "format": fmt, "name_ok": ok} for e, fmt, ok in rows]))
             return 0
-        for e in reversed(es):  # most recently used first
-            print(f"{e.digest}  {e.size:>10}  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(e.mtime))}")
+        for e, fmt, ok in reversed(rows):  # most recently used first
+            note = ("  MISNAMED (its trailer names another hash; prune --verify removes it)" if ok is False
+                    else f"  older format ({fmt})" if ok is None else "")
+            scope = f"  tenant {e.scope}" if e.scope else ""
+            print(f"{e.digest}  {e.size:>10}  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(e.mtime))}"
+                  f"{scope}{note}")
         return 0
     if what == "stats":
         st = disk_stats(root)
