@@ -5,6 +5,7 @@ import io
 import json
 import re
 import socket
+import struct
 import time
 import urllib.error
 import urllib.request
@@ -118,8 +119,8 @@ def test_metrics_endpoint(control):
         admin.stop()
 
 
-def test_render_gpu_and_refusals():
-    snap = {
+def sample_snapshot() -> dict:
+    return {
         "server": {"version": "0.1.0", "proto_version": 1, "started": 1.5e9, "uptime_s": 3.0, "auth": True},
         "driver": {"kind": "nvidia", "version": 13000},
         "totals": {"connections": 3, "sessions_started": 1, "sessions_active": 1, "probes": 0, "auth_ok": 1,
@@ -131,6 +132,10 @@ def test_render_gpu_and_refusals():
         "gpus": [{"index": 0, "name": "NVIDIA H100", "memory_total": 80 << 30, "memory_used": 1 << 30,
                   "utilization": 0.25, "temperature_c": 40}],
     }
+
+
+def test_render_gpu_and_refusals():
+    snap = sample_snapshot()
     text = metrics.render(snap)
     samples = check_exposition(text)
     assert 'gpuwire_refused_total{reason="auth"} 2' in text and 'gpuwire_refused_total{reason="busy"} 1' in text
@@ -140,3 +145,69 @@ def test_render_gpu_and_refusals():
     assert samples["gpuwire_session_gpu_memory_bytes"][0].endswith(f" {1 << 20}")
     assert "gpuwire_start_time_seconds 1500000000.0" in text
     assert "gpuwire_lease_queue_length 1" in text
+
+
+def test_admin_endpoint_survives_rude_clients(capfd):
+    """Clients that close before reading leave no traceback in the log, one
+    that never sends is closed after the request timeout, a flood does not
+    stop /metrics answering, and the listen backlog is the main server's."""
+    def slow_snapshot(n):
+        time.sleep(0.02)  # the clients below are gone before the reply is written
+        return sample_snapshot()
+
+    admin = metrics.AdminServer("127.0.0.1", 0, slow_snapshot, request_timeout=0.5).start()
+    port = admin.address[1]
+    try:
+        assert admin.httpd.request_queue_size >= 128
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+        for _ in range(60):
+            c = socket.create_connection(("127.0.0.1", port), timeout=10)
+            c.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+            c.close()
+        start = time.monotonic()
+        for c in idle:
+            with c:
+                try:
+                    assert c.recv(1) == b""  # closed by the server, nothing sent
+                except ConnectionResetError:
+                    pass
+        assert time.monotonic() - start < 5
+        status, _, text = get(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200 and "gpuwire_build_info" in text
+    finally:
+        admin.stop()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "BrokenPipe" not in err and "ConnectionReset" not in err, err
+
+
+def test_admin_endpoint_bounds_its_handlers():
+    """Past max_handlers requests at once, a connection is closed at once
+    rather than given a thread; the slots come back when the idle ones time out."""
+    admin = metrics.AdminServer("127.0.0.1", 0, lambda n: sample_snapshot(), request_timeout=1.0,
+                                max_handlers=2).start()
+    port = admin.address[1]
+    try:
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+        time.sleep(0.2)  # both taken by handlers
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
+            start = time.monotonic()
+            extra.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            try:
+                assert extra.recv(1) == b""
+            except ConnectionResetError:
+                pass
+            assert time.monotonic() - start < 0.8 and admin.refused == 1
+        for c in idle:
+            c.close()
+        deadline = time.monotonic() + 5
+        while True:  # the handlers notice the closed connections and free their slots
+            try:
+                if get(f"http://127.0.0.1:{port}/metrics")[0] == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        admin.stop()

@@ -8,12 +8,43 @@
 #include "../common/idmap.h"
 #include "worker.h"
 
+/* An allocation is charged what the driver maps for it, not what was asked
+ * (else a million 1-byte allocations pass any cap). Measured with
+ * tests/programs/memcap_small on an H100, driver 580.159 (free memory from
+ * cuMemGetInfo, over hundreds of allocations each):
+ * - cuMemAlloc, cuMemAllocPitch: a block is rounded up to GW_MEMCAP_ALIGN;
+ *   blocks up to half a page share GW_MEMCAP_PAGE pages, as many whole blocks
+ *   as fit in one (4096 of 1 byte, three of 512 KiB + 1); bigger ones take whole
+ *   pages (1 MiB + 1 byte costs 2 MiB).
+ * - stream-ordered (pool) allocations: rounded up to GW_MEMCAP_ALIGN and packed
+ *   into the pool's 32 MiB chunks; a chunk's unused rest is not charged.
+ * - cuMemCreate: its size, a multiple of the 2 MiB granularity it enforces. */
+#define GW_MEMCAP_ALIGN 512ull
+#define GW_MEMCAP_PAGE (2ull << 20)
+
 static uint64_t cap, used;
-static gw_idmap sizes; /* device address or VMM handle -> bytes (+1, so 0 is never stored) */
+static gw_idmap sizes; /* device address or VMM handle -> bytes charged (+1, so 0 is never stored) */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static void *real[GW_OP_COUNT];
 
 #define REAL(name, type) ((type)real[GW_OP_##name - 256])
+
+static uint64_t round_up(uint64_t n, uint64_t unit)
+{
+    return n > UINT64_MAX - unit ? UINT64_MAX : (n + unit - 1) / unit * unit; /* UINT64_MAX never fits */
+}
+
+static uint64_t charge_alloc(uint64_t n)
+{
+    if (n == 0)
+        return 0; /* the driver refuses it */
+    if (n > GW_MEMCAP_PAGE / 2)
+        return round_up(n, GW_MEMCAP_PAGE);
+    uint64_t block = round_up(n, GW_MEMCAP_ALIGN);
+    return GW_MEMCAP_PAGE / (GW_MEMCAP_PAGE / block); /* its share of a page */
+}
+
+static uint64_t charge_pool(uint64_t n) { return round_up(n, GW_MEMCAP_ALIGN); }
 
 static int reserve(uint64_t n)
 {
@@ -46,10 +77,11 @@ static void release(uint64_t key)
 
 static CUresult alloc_v2(CUdeviceptr *p, size_t n)
 {
-    if (!reserve(n))
+    uint64_t c = charge_alloc(n);
+    if (!reserve(c))
         return CUDA_ERROR_OUT_OF_MEMORY;
     CUresult r = REAL(cuMemAlloc_v2, CUresult(*)(CUdeviceptr *, size_t))(p, n);
-    settle(r == CUDA_SUCCESS ? *p : 0, n, r == CUDA_SUCCESS);
+    settle(r == CUDA_SUCCESS ? *p : 0, c, r == CUDA_SUCCESS);
     return r;
 }
 
@@ -59,21 +91,23 @@ static CUresult alloc_pitch(CUdeviceptr *p, size_t *pitch, size_t w, size_t h, u
                                                                                                        h, e);
     if (r != CUDA_SUCCESS)
         return r;
-    if (!reserve((uint64_t)*pitch * h)) {
+    uint64_t c = charge_alloc((uint64_t)*pitch * h);
+    if (!reserve(c)) {
         REAL(cuMemFree_v2, CUresult(*)(CUdeviceptr))(*p);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
-    settle(*p, (uint64_t)*pitch * h, 1);
+    settle(*p, c, 1);
     return r;
 }
 
 #define ASYNC_ALLOC(fn, name)                                                                            \
     static CUresult fn(CUdeviceptr *p, size_t n, CUstream s)                                             \
     {                                                                                                    \
-        if (!reserve(n))                                                                                 \
+        uint64_t c = charge_pool(n);                                                                     \
+        if (!reserve(c))                                                                                 \
             return CUDA_ERROR_OUT_OF_MEMORY;                                                             \
         CUresult r = REAL(name, CUresult(*)(CUdeviceptr *, size_t, CUstream))(p, n, s);                  \
-        settle(r == CUDA_SUCCESS ? *p : 0, n, r == CUDA_SUCCESS);                                        \
+        settle(r == CUDA_SUCCESS ? *p : 0, c, r == CUDA_SUCCESS);                                        \
         return r;                                                                                        \
     }
 ASYNC_ALLOC(alloc_async, cuMemAllocAsync)
@@ -82,10 +116,11 @@ ASYNC_ALLOC(alloc_async_ptsz, cuMemAllocAsync_ptsz)
 #define POOL_ALLOC(fn, name)                                                                             \
     static CUresult fn(CUdeviceptr *p, size_t n, CUmemoryPool pool, CUstream s)                          \
     {                                                                                                    \
-        if (!reserve(n))                                                                                 \
+        uint64_t c = charge_pool(n);                                                                     \
+        if (!reserve(c))                                                                                 \
             return CUDA_ERROR_OUT_OF_MEMORY;                                                             \
         CUresult r = REAL(name, CUresult(*)(CUdeviceptr *, size_t, CUmemoryPool, CUstream))(p, n, pool, s); \
-        settle(r == CUDA_SUCCESS ? *p : 0, n, r == CUDA_SUCCESS);                                        \
+        settle(r == CUDA_SUCCESS ? *p : 0, c, r == CUDA_SUCCESS);                                        \
         return r;                                                                                        \
     }
 POOL_ALLOC(alloc_pool, cuMemAllocFromPoolAsync)
@@ -110,7 +145,8 @@ static CUresult free_v2(CUdeviceptr p)
 ASYNC_FREE(free_async, cuMemFreeAsync)
 ASYNC_FREE(free_async_ptsz, cuMemFreeAsync_ptsz)
 
-/* Physical memory of the virtual-memory API counts when it is created. */
+/* Physical memory of the virtual-memory API counts when it is created, at its
+ * size: the driver refuses a size that is not a multiple of its granularity. */
 static CUresult mem_create(CUmemGenericAllocationHandle *h, size_t n, const CUmemAllocationProp *prop,
                            unsigned long long flags)
 {

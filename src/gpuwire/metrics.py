@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import json
 import socket
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +19,7 @@ from typing import Callable
 from urllib.parse import parse_qs, urlparse
 
 from gpuwire.driver import Driver
+from gpuwire.log import Logger
 
 NVML_CACHE_S = 1.0
 LOG_TAIL_MAX = 2000
@@ -222,6 +224,8 @@ def _cache_metrics(o: _Out, snap: dict) -> None:
     o.metric("gpuwire_cache_corrupt_total", "counter", "Entries found corrupt or truncated (removed, refetched).",
              t["corrupt"])
     o.metric("gpuwire_cache_evicted_total", "counter", "Entries evicted under the size cap.", t["evicted"])
+    o.metric("gpuwire_cache_store_failed_total", "counter",
+             "Writes into the cache folder that failed (a full disk evicts and retries once).", t.get("store_failed", 0))
     if "bytes" in c:
         o.metric("gpuwire_cache_disk_bytes", "gauge", "Bytes the cache folder holds.", c["bytes"])
         o.metric("gpuwire_cache_entries", "gauge", "Entries the cache folder holds.", c["entries"])
@@ -278,14 +282,22 @@ def _session_activity_metrics(o: _Out, s: dict, lab: dict) -> None:
 # --- the HTTP endpoint ----------------------------------------------------------------
 
 
+ADMIN_REQUEST_TIMEOUT = 10.0  # seconds a connection may stay silent mid-request
+ADMIN_BACKLOG = 128           # as the main listener's
+ADMIN_MAX_HANDLERS = 32       # requests served at once; more are closed at once
+
+
 class AdminServer:
     """GET /metrics (Prometheus), /status.json[?logs=N] (the dashboard's source)."""
 
-    def __init__(self, host: str, port: int, snapshot: Callable[[int], dict]):
+    def __init__(self, host: str, port: int, snapshot: Callable[[int], dict], log: Logger | None = None,
+                 request_timeout: float = ADMIN_REQUEST_TIMEOUT, max_handlers: int = ADMIN_MAX_HANDLERS):
         outer = self
+        self.log = log if log is not None else Logger()
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "gpuwire-admin"
+            timeout = request_timeout  # socket timeout: a client that never sends is closed
 
             def do_GET(self):  # noqa: N802 (http.server's name)
                 url = urlparse(self.path)
@@ -320,10 +332,39 @@ class AdminServer:
             def log_message(self, format, *args):  # noqa: A002 (http.server's signature)
                 pass  # scrapes every few seconds would flood the server log
 
+        slots = threading.BoundedSemaphore(max_handlers)
+
         class HTTPServer(ThreadingHTTPServer):
             address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            request_queue_size = ADMIN_BACKLOG
+
+            def process_request(self, request, client_address):
+                # A flood of connections must not become a flood of threads.
+                if not slots.acquire(blocking=False):
+                    outer.refused += 1
+                    self.shutdown_request(request)
+                    return
+                try:
+                    super().process_request(request, client_address)
+                except BaseException:
+                    slots.release()  # no thread started: its slot is free again
+                    raise
+
+            def process_request_thread(self, request, client_address):
+                try:
+                    super().process_request_thread(request, client_address)
+                finally:
+                    slots.release()
+
+            def handle_error(self, request, client_address):
+                err = sys.exc_info()[1]
+                if isinstance(err, (ConnectionError, TimeoutError)):
+                    return  # the client went away or stalled: nothing to report
+                outer.log.warn(f"admin endpoint: request from {client_address[0]} failed: "
+                               f"{type(err).__name__}: {err}")
 
         self.snapshot = snapshot
+        self.refused = 0  # connections closed because every handler was busy
         self.httpd = HTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
         self.address = self.httpd.server_address[:2]

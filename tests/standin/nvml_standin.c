@@ -2,13 +2,18 @@
  * reports the CPU stand-in driver's one fake device as NVML would: the same
  * name, the same UUID (cuDeviceGetUuid's bytes as NVML spells them), the same
  * PCI bus id (cuDeviceGetPCIBusId's, in NVML's 8-digit-domain form), 8 GiB.
- * The running process it lists is the calling process itself (the worker,
- * which holds the stand-in "GPU"). Functions it does not export are answered
+ * The running processes it lists are the calling process (the worker, which
+ * holds the stand-in "GPU") and every other process of the same executable
+ * (the server's other workers: other sessions, other tenants), as a shared
+ * GPU lists them all. Functions it does not export are answered
  * NVML_ERROR_FUNCTION_NOT_FOUND by the worker. */
 #define _GNU_SOURCE
 #include <nvml.h>
+#include <dirent.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -386,7 +391,44 @@ SN_API nvmlReturn_t nvmlDeviceGetPerformanceState(nvmlDevice_t d, nvmlPstates_t 
     return r;
 }
 
-/* ---- processes: the calling process (the worker) holds the device ---- */
+/* ---- processes: every process running the caller's executable holds the device ---- */
+
+static int same_exe(const char *pid, const char *mine)
+{
+    char path[300], exe[PATH_MAX];
+    snprintf(path, sizeof path, "/proc/%s/exe", pid);
+    ssize_t k = readlink(path, exe, sizeof exe - 1); /* fails for other users' processes */
+    if (k <= 0)
+        return 0;
+    exe[k] = 0;
+    return !strcmp(exe, mine);
+}
+
+/* The caller first, then the others; at most `room` pids, the total returned. */
+static unsigned holders(unsigned *pids, unsigned room)
+{
+    unsigned n = 0, self = (unsigned)getpid();
+    if (room)
+        pids[0] = self;
+    n++;
+    char mine[PATH_MAX];
+    ssize_t k = readlink("/proc/self/exe", mine, sizeof mine - 1);
+    DIR *d = k > 0 ? opendir("/proc") : NULL;
+    if (!d)
+        return n;
+    mine[k] = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        char *end;
+        unsigned long pid = strtoul(e->d_name, &end, 10);
+        if (*end || !pid || pid == self || !same_exe(e->d_name, mine))
+            continue;
+        if (n < room)
+            pids[n] = (unsigned)pid;
+        n++;
+    }
+    closedir(d);
+    return n;
+}
 
 static nvmlReturn_t processes(nvmlDevice_t d, unsigned int *count, void *infos, size_t size)
 {
@@ -395,16 +437,21 @@ static nvmlReturn_t processes(nvmlDevice_t d, unsigned int *count, void *infos, 
         r = NVML_ERROR_INVALID_ARGUMENT;
     if (r != NVML_SUCCESS)
         return r;
-    unsigned int have = *count;
-    *count = 1;
-    if (have < 1 || !infos)
+    unsigned int have = *count, pids[1024];
+    unsigned n = holders(pids, 1024);
+    if (n > 1024)
+        n = 1024;
+    *count = n;
+    if (have < n || !infos)
         return NVML_ERROR_INSUFFICIENT_SIZE;
-    nvmlProcessInfo_t p;
-    memset(&p, 0, sizeof p);
-    p.pid = (unsigned int)getpid();
-    p.usedGpuMemory = 0;
-    p.gpuInstanceId = p.computeInstanceId = 0xFFFFFFFFu;
-    memcpy(infos, &p, size); /* v1 is a prefix of the later layouts */
+    for (unsigned i = 0; i < n; i++) {
+        nvmlProcessInfo_t p;
+        memset(&p, 0, sizeof p);
+        p.pid = pids[i];
+        p.usedGpuMemory = 0;
+        p.gpuInstanceId = p.computeInstanceId = 0xFFFFFFFFu;
+        memcpy((char *)infos + i * size, &p, size); /* v1 is a prefix of the later layouts */
+    }
     return NVML_SUCCESS;
 }
 
