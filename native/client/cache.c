@@ -17,31 +17,25 @@
 #include "../common/sha256.h"
 #include "cache.h"
 #include "client.h"
+#include "env.h"
 
 #define ADD(field, v) __atomic_fetch_add(&gw_cas_stats()->field, (unsigned long long)(v), __ATOMIC_RELAXED)
 
-static size_t env_size(const char *name, size_t dflt)
+/* A threshold: GPUWIRE_CACHE_MIN*, 0 meaning every copy (1 byte up). */
+static size_t threshold(const char *name, uint64_t dflt, const char *then)
 {
-    const char *v = getenv(name);
-    if (!v || !*v)
-        return dflt;
-    char *end;
-    unsigned long long x = strtoull(v, &end, 10);
-    if (*end == 'K' || *end == 'k')
-        x <<= 10;
-    else if (*end == 'M' || *end == 'm')
-        x <<= 20;
-    else if (*end == 'G' || *end == 'g')
-        x <<= 30;
-    return (size_t)x;
+    uint64_t v = dflt;
+    gw_env_size(name, 0, 1ull << 40, then, &v);
+    return v ? (size_t)v : 1;
 }
 
 int gw_cas_on(void)
 {
     static int off = -1;
     if (off < 0) {
-        const char *v = getenv("GPUWIRE_CACHE");
-        off = v && (!strcmp(v, "0") || !strcmp(v, "off"));
+        int on = 1;
+        gw_env_bool("GPUWIRE_CACHE", "using the default, on", &on);
+        off = !on;
     }
     const gw_hello_ok *s = gw_server_info();
     return !off && s && (s->flags & GW_OK_CAS);
@@ -51,7 +45,7 @@ size_t gw_cas_min_copy(void)
 {
     static size_t v;
     if (!v)
-        v = env_size("GPUWIRE_CACHE_MIN", 1u << 20) ? env_size("GPUWIRE_CACHE_MIN", 1u << 20) : 1;
+        v = threshold("GPUWIRE_CACHE_MIN", 1u << 20, "using the default, 1M");
     return v;
 }
 
@@ -59,7 +53,7 @@ size_t gw_cas_min_image(void)
 {
     static size_t v;
     if (!v)
-        v = env_size("GPUWIRE_CACHE_MIN_IMAGE", 16u << 10) ? env_size("GPUWIRE_CACHE_MIN_IMAGE", 16u << 10) : 1;
+        v = threshold("GPUWIRE_CACHE_MIN_IMAGE", 16u << 10, "using the default, 16K");
     return v;
 }
 
@@ -68,7 +62,8 @@ static unsigned hash_threads(void)
     static unsigned n;
     if (!n) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        size_t e = env_size("GPUWIRE_HASH_THREADS", 0);
+        unsigned long long e = 0; /* 0: one per core, up to 8 */
+        gw_env_int("GPUWIRE_HASH_THREADS", 0, 32, "using the default, one per core up to 8", &e);
         n = e ? (unsigned)e : cpus > 8 ? 8u : cpus > 1 ? (unsigned)cpus : 1u;
     }
     return n;
@@ -86,8 +81,9 @@ static int compress_mode = -1; /* 0 off, 1 images, 2 everything */
 
 static void zstd_init(void)
 {
-    const char *v = getenv("GPUWIRE_CACHE_COMPRESS");
-    compress_mode = v && !strcmp(v, "off") ? 0 : v && !strcmp(v, "on") ? 2 : 1;
+    static const char *const modes[] = {"off", "auto", "on", NULL};
+    compress_mode = 1;
+    gw_env_word("GPUWIRE_CACHE_COMPRESS", modes, "auto, on or off", "using the default, auto", &compress_mode);
     if (!compress_mode)
         return;
     void *z = dlopen("libzstd.so.1", RTLD_NOW | RTLD_LOCAL);

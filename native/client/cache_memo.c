@@ -25,6 +25,7 @@
 #include "../common/sha256.h"
 #include "cache.h"
 #include "client.h"
+#include "env.h"
 
 #define REC_MAGIC 0x314d5747u /* "GWM1" */
 #define MAX_FILE (64u << 20)  /* a memo file beyond this starts over */
@@ -124,10 +125,11 @@ static int memo_path(char *out, size_t cap)
 
 static void load_locked(void)
 {
-    const char *off = getenv("GPUWIRE_MEMO");
+    int on = 1;
     char path[3100];
     state = -1;
-    if ((off && (!strcmp(off, "0") || !strcmp(off, "off"))) || memo_path(path, sizeof path))
+    gw_env_bool("GPUWIRE_MEMO", "using the default, on", &on);
+    if (!on || memo_path(path, sizeof path))
         return;
     memo_fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (memo_fd < 0)

@@ -75,6 +75,7 @@ GW_HIDDEN void gw_set_must_wait(int on);
 GW_HIDDEN int gw_io_write_all(int fd, const void *p, size_t n);
 GW_HIDDEN int gw_io_read_frame(int fd, gw_hdr *h, uint8_t **payload, int timeout_ms); /* payload malloc'd */
 GW_HIDDEN int gw_io_read_all(int fd, void *p, size_t n, int timeout_ms); /* -1: waits without end */
+GW_HIDDEN int gw_handshake_settings(void); /* reads the lease settings before connecting; -1 if one is bad */
 GW_HIDDEN CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info);
 GW_HIDDEN const gw_lane_grant *gw_handshake_lanes(void); /* what HELLO_OK granted; NULL: no lanes */
 GW_HIDDEN int gw_io_dial_server(char *why, size_t whycap); /* a new connection to the session's server, or -1 */
@@ -101,7 +102,9 @@ GW_HIDDEN void gw_stat_lanes(unsigned open, uint64_t bytes); /* lanes open (0: u
 
 /* ---- logging (log.c) ---- */
 GW_HIDDEN void gw_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-GW_HIDDEN int gw_debug(void);
+GW_HIDDEN int gw_debug(void);        /* GPUWIRE_DEBUG >= 1 */
+GW_HIDDEN int gw_debug_level(void);  /* GPUWIRE_DEBUG: 0 to 9 */
+GW_HIDDEN int gw_trace_rt_level(void); /* GPUWIRE_TRACE_RT: 0 to 2 (transport.c) */
 int gw_unsupported(unsigned op); /* used by the generated stubs */
 
 /* ---- contexts (contexts.c) ---- */

@@ -36,6 +36,7 @@
  * that is checked on every read: a torn or corrupt entry is deleted and
  * counts as a miss, never handed out. */
 #define _GNU_SOURCE
+#include "client.h" /* gw_debug_level */
 #include "export_tables.h"
 
 #include <dirent.h>
@@ -96,8 +97,7 @@ gw_compile_cache_figures *gw_compile_cache_stats(void) { return &figures; }
 
 static int debug(void)
 {
-    const char *e = getenv("GPUWIRE_DEBUG");
-    return e && *e >= '2' && *e <= '9';
+    return gw_debug_level() >= 2;
 }
 
 /* ---- the folder ---- */

@@ -3,6 +3,7 @@
  * that need the GPU go through public driver entry points, which the client
  * library forwards to the server. */
 #define _GNU_SOURCE
+#include "client.h" /* gw_debug_level */
 #include "export_tables.h"
 
 #include <pthread.h>
@@ -17,14 +18,7 @@
 
 static int debug_level(void)
 {
-    static atomic_int level = -1;
-    int v = atomic_load(&level);
-    if (v < 0) {
-        const char *e = getenv("GPUWIRE_DEBUG");
-        v = (e == NULL) ? 0 : (*e >= '2' && *e <= '9') ? (*e - '0') : 1;
-        atomic_store(&level, v);
-    }
-    return v;
+    return gw_debug_level();
 }
 
 __attribute__((format(printf, 1, 2))) static void trace(const char *fmt, ...)

@@ -3,8 +3,8 @@
  * while an exclusive lease is held by someone else, an auth challenge, and
  * finally HELLO_OK or ERROR. docs/protocol.md and docs/server.md describe it.
  *
- * Environment: GPUWIRE_LEASE=shared|exclusive, GPUWIRE_MEM_CAP=BYTES[K|M|G],
- * GPUWIRE_NO_WAIT=1, GPUWIRE_GPU=N, GPUWIRE_TOKEN=ID.SECRET or
+ * Environment: GPUWIRE_LEASE=shared|exclusive, GPUWIRE_MEM_CAP=SIZE (8G, 512M),
+ * GPUWIRE_NO_WAIT=1|0, GPUWIRE_GPU=N, GPUWIRE_TOKEN=ID.SECRET or
  * GPUWIRE_TOKEN_FILE=PATH. */
 #include <ctype.h>
 #include <errno.h>
@@ -15,6 +15,7 @@
 
 #include "../common/sha256.h"
 #include "client.h"
+#include "env.h"
 
 #define HANDSHAKE_TIMEOUT_MS 120000
 #define NONCE_SIZE GW_NONCE_SIZE
@@ -38,30 +39,6 @@ static size_t put_ext(uint8_t *p, uint16_t type, const void *v, uint16_t len)
     memcpy(p + 2, &len, 2);
     memcpy(p + 4, v, len);
     return 4u + len;
-}
-
-static int parse_size(const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s)
-        return -1;
-    switch (toupper((unsigned char)*end)) {
-    case 'K': v <<= 10; end++; break;
-    case 'M': v <<= 20; end++; break;
-    case 'G': v <<= 30; end++; break;
-    case 'T': v <<= 40; end++; break;
-    default: break;
-    }
-    if (*end == 'i' || *end == 'I')
-        end++;
-    if (*end == 'B' || *end == 'b')
-        end++;
-    if (*end)
-        return -1;
-    *out = v;
-    return 0;
 }
 
 /* ENV: the driver's device selection, which the worker's driver applies as
@@ -90,46 +67,54 @@ static size_t env_record(uint8_t *p)
     return n ? put_ext(p, GW_EXT_ENV, buf, (uint16_t)n) : 0;
 }
 
-/* Extension records from the environment; -1 with a message if one is malformed. */
-static int lease_records(uint8_t *p, size_t *len)
+/* The lease this process asks for, read from the environment before it
+ * connects (libnvidia-ml.so.1 sends none of it, but refuses bad values alike). */
+static struct {
+    int mode;           /* -1: the server's default (shared), 0 shared, 1 exclusive */
+    uint64_t mem_cap;   /* 0: none asked */
+    int no_wait;
+    long long gpu;      /* -1: every GPU */
+} want;
+
+int gw_handshake_settings(void)
 {
-    size_t n = 0;
+    static const char *const modes[] = {"shared", "exclusive", NULL};
+    unsigned long long gpu;
+    int bad = 0;
+    want.mode = -1, want.mem_cap = 0, want.no_wait = 0, want.gpu = -1;
+    bad |= gw_env_word("GPUWIRE_LEASE", modes, "shared or exclusive", GW_ENV_NO_SESSION, &want.mode) < 0;
+    bad |= gw_env_size("GPUWIRE_MEM_CAP", 1, UINT64_MAX, GW_ENV_NO_SESSION, &want.mem_cap) < 0;
+    bad |= gw_env_bool("GPUWIRE_NO_WAIT", GW_ENV_NO_SESSION, &want.no_wait) < 0;
+    int r = gw_env_int("GPUWIRE_GPU", 0, 65535, GW_ENV_NO_SESSION, &gpu);
+    if (r > 0)
+        want.gpu = (long long)gpu;
+    bad |= r < 0;
+    return bad ? -1 : 0;
+}
+
+/* Extension records for the HELLO, from gw_handshake_settings. */
+static size_t lease_records(uint8_t *p)
+{
 #ifdef GW_NVML_CLIENT
     uint8_t nvml_only = 1;
-    *len = put_ext(p, GW_EXT_NVML, &nvml_only, 1);
-    return 0;
+    return put_ext(p, GW_EXT_NVML, &nvml_only, 1);
 #endif
-    const char *v = getenv("GPUWIRE_LEASE");
-    if (v && *v) {
-        uint8_t mode = strcmp(v, "exclusive") == 0 ? 1 : strcmp(v, "shared") == 0 ? 0 : 2;
-        if (mode == 2) {
-            gw_log("GPUWIRE_LEASE=%s: expected shared or exclusive", v);
-            return -1;
-        }
+    size_t n = 0;
+    if (want.mode >= 0) {
+        uint8_t mode = (uint8_t)want.mode;
         n += put_ext(p + n, EXT_LEASE_MODE, &mode, 1);
     }
-    v = getenv("GPUWIRE_MEM_CAP");
-    if (v && *v) {
-        uint64_t cap;
-        if (parse_size(v, &cap)) {
-            gw_log("GPUWIRE_MEM_CAP=%s: expected a size such as 8G or 512M", v);
-            return -1;
-        }
-        n += put_ext(p + n, EXT_MEM_CAP, &cap, 8);
-    }
-    v = getenv("GPUWIRE_NO_WAIT");
-    if (v && *v && *v != '0') {
+    if (want.mem_cap)
+        n += put_ext(p + n, EXT_MEM_CAP, &want.mem_cap, 8);
+    if (want.no_wait) {
         uint8_t one = 1;
         n += put_ext(p + n, EXT_NO_WAIT, &one, 1);
     }
-    v = getenv("GPUWIRE_GPU");
-    if (v && *v) {
-        uint32_t gpu = (uint32_t)strtoul(v, NULL, 10);
+    if (want.gpu >= 0) {
+        uint32_t gpu = (uint32_t)want.gpu;
         n += put_ext(p + n, EXT_GPU, &gpu, 4);
     }
-    n += env_record(p + n);
-    *len = n;
-    return 0;
+    return n + env_record(p + n);
 }
 
 static int read_token(char *out, size_t cap)
@@ -140,8 +125,11 @@ static int read_token(char *out, size_t cap)
     } else {
         const char *path = getenv("GPUWIRE_TOKEN_FILE");
         FILE *f = path && *path ? fopen(path, "r") : NULL;
-        if (!f)
+        if (!f) {
+            if (path && *path) /* say so: "set GPUWIRE_TOKEN" would mislead */
+                gw_log("cannot read GPUWIRE_TOKEN_FILE=%s: %s", path, strerror(errno));
             return -1;
+        }
         if (!fgets(out, (int)cap, f))
             out[0] = 0;
         fclose(f);
@@ -209,8 +197,7 @@ CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info)
     }
     size_t hl = strnlen(host, 255), pl = strnlen(prog, 255), el;
     uint8_t msg[sizeof(gw_hdr) + sizeof(gw_hello) + 512 + GW_HELLO_EXT_MAX];
-    if (lease_records(msg + sizeof(gw_hdr) + sizeof(gw_hello) + hl + pl, &el))
-        return CUDA_ERROR_NO_DEVICE;
+    el = lease_records(msg + sizeof(gw_hdr) + sizeof(gw_hello) + hl + pl);
     gw_hello hello = {.proto_version = GW_PROTO_VERSION, .api_digest = HELLO_DIGEST,
                       .pid = (uint32_t)getpid(), .host_len = (uint16_t)hl, .prog_len = (uint16_t)pl};
     memcpy(hello.magic, GW_HELLO_MAGIC, 8);

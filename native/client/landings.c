@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "client.h"
+#include "env.h"
 
 typedef struct landing {
     struct landing *next;
@@ -27,8 +28,9 @@ int gw_landings_on(void)
 {
     static int on = -1;
     if (on < 0) {
-        const char *v = getenv("GPUWIRE_LANDINGS");
-        on = !(v && !strcmp(v, "0"));
+        int v = 1;
+        gw_env_bool("GPUWIRE_LANDINGS", "using the default, on", &v);
+        on = v;
     }
     return on;
 }

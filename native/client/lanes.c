@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "env.h"
 
 #define LANE_MIN_BYTES (2 * (size_t)GW_COPY_CHUNK) /* smaller copies gain nothing from the hand-over */
 #define LANE_ACK_MS 5000
@@ -198,8 +199,8 @@ static void open_lanes_locked(void)
 {
     state = -1;
     const gw_lane_grant *g = gw_handshake_lanes();
-    const char *v = getenv("GPUWIRE_LANES");
-    unsigned want = v && *v ? (unsigned)strtoul(v, NULL, 10) : GW_LANES_MAX;
+    unsigned long long want = GW_LANES_MAX;
+    gw_env_int("GPUWIRE_LANES", 0, GW_LANES_MAX, "using the default, as many as the server grants", &want);
     unsigned n = g ? (g->lanes < want ? g->lanes : want) : 0;
     if (!n)
         return;

@@ -5,16 +5,20 @@
 #include <stdlib.h>
 
 #include "client.h"
+#include "env.h"
 
-int gw_debug(void)
+int gw_debug_level(void)
 {
     static int cached = -1;
     if (cached < 0) {
-        const char *v = getenv("GPUWIRE_DEBUG");
-        cached = v && *v && *v != '0';
+        unsigned long long v = 0;
+        gw_env_int("GPUWIRE_DEBUG", 0, 9, "no debugging output", &v);
+        cached = (int)v;
     }
     return cached;
 }
+
+int gw_debug(void) { return gw_debug_level() > 0; }
 
 void gw_log(const char *fmt, ...)
 {

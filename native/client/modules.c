@@ -12,6 +12,7 @@
 #include "../common/jit_options.h"
 #include "cache.h"
 #include "client.h"
+#include "env.h"
 #include "cubin_info.h"
 
 CUresult gw_stage_upload(const void *data, size_t size)
@@ -409,8 +410,9 @@ static void *info_from_cubin(const void *image, size_t size)
 {
     static int off = -1;
     if (off < 0) {
-        const char *v = getenv("GPUWIRE_CUBIN_INFO");
-        off = v && *v == '0';
+        int on = 1;
+        gw_env_bool("GPUWIRE_CUBIN_INFO", "using the default, on", &on);
+        off = !on;
     }
     if (off || size < 4 || memcmp(image, "\x7f" "ELF", 4))
         return NULL;

@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "env.h"
+
 /* Also built alone as gpuwire_sample.so, to LD_PRELOAD into a native run for
  * comparison: that copy reads GPUWIRE_PRELOAD_SAMPLE instead. */
 #ifndef SAMPLE_ENV
@@ -36,6 +38,7 @@ typedef struct sample {
 static sample *ring;
 static volatile unsigned long taken;
 static const char *out_path;
+static long period_us = 1000;
 
 static void on_tick(int sig)
 {
@@ -188,8 +191,7 @@ __attribute__((destructor)) static void sampler_report(void)
         }
         count(&stacks, stack);
     }
-    fprintf(f, "gpuwire sampler: %lu samples of the main thread, one per %s us\n", n,
-            getenv("GPUWIRE_SAMPLE_US") ? getenv("GPUWIRE_SAMPLE_US") : "1000");
+    fprintf(f, "gpuwire sampler: %lu samples of the main thread, one per %ld us\n", n, period_us);
     report_episodes(f, n);
     print_top(f, "== on top of the stack", &self, n, 40);
     print_top(f, "== anywhere on the stack", &incl, n, 60);
@@ -208,9 +210,9 @@ __attribute__((constructor)) static void sampler_start(void)
     out_path = p;
     void *warm[4];
     backtrace(warm, 4); /* loads the unwinder now, not inside the signal handler */
-    long us = getenv("GPUWIRE_SAMPLE_US") ? strtol(getenv("GPUWIRE_SAMPLE_US"), NULL, 10) : 1000;
-    if (us < 100)
-        us = 100;
+    unsigned long long period = 1000;
+    gw_env_int("GPUWIRE_SAMPLE_US", 100, 1000000, "using the default, 1000", &period);
+    long us = period_us = (long)period;
     struct sigaction sa = {.sa_handler = on_tick, .sa_flags = SA_RESTART};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGRTMIN + 5, &sa, NULL);

@@ -23,12 +23,7 @@ uint64_t gw_now_ns(void)
  * order in which a library uses a kernel it just loaded). */
 static void trace_call(unsigned op)
 {
-    static int on = -1;
-    if (on < 0) {
-        const char *v = getenv("GPUWIRE_TRACE_RT");
-        on = v && atoi(v) >= 2;
-    }
-    if (!on || op < 256)
+    if (op < 256 || gw_trace_rt_level() < 2)
         return;
     const char *n = gw_op_name(op);
     if (!strncmp(n, "cuKernel", 8) || !strncmp(n, "cuLibrary", 9) || !strncmp(n, "cuFunc", 6) ||

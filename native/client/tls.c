@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "env.h"
 #include "tls.h"
 
 #define TLS_HANDSHAKE_MS 30000
@@ -242,9 +243,7 @@ static const char *configure(SSL_CTX *ctx, SSL **out, int fd, const char *host)
         return why;
     }
     const char *cert = getenv("GPUWIRE_TLS_CERT"), *key = getenv("GPUWIRE_TLS_KEY");
-    if ((!cert || !*cert) && key && *key)
-        return "GPUWIRE_TLS_KEY is set without GPUWIRE_TLS_CERT";
-    if (cert && *cert) {
+    if (cert && *cert) { /* a key without a certificate was refused by gw_tls_settings */
         if (!key || !*key)
             key = cert; /* key and certificate in one file */
         if (ossl.ctx_use_chain(ctx, cert) != 1) {
@@ -277,20 +276,34 @@ static const char *configure(SSL_CTX *ctx, SSL **out, int fd, const char *host)
     return NULL;
 }
 
+static int tls_mode = -1; /* from gw_tls_settings: -1 auto, 0 off, 1 on */
+
+int gw_tls_settings(void)
+{
+    static const char *const modes[] = {"auto", "0", "1", "off", "on", "no", "yes", "false", "true", NULL};
+    int i = 0, bad = gw_env_word("GPUWIRE_TLS", modes, "auto, " GW_ENV_BOOL_TEXT, GW_ENV_NO_SESSION, &i) < 0;
+    tls_mode = i ? (i - 1) & 1 : -1;
+    /* files named are checked even where TLS does not apply (loopback): a
+     * typo must not pass unseen until the server moves */
+    static const char *const files[] = {"GPUWIRE_TLS_CA", "GPUWIRE_TLS_CERT", "GPUWIRE_TLS_KEY"};
+    for (int k = 0; k < 3; k++) {
+        const char *v = getenv(files[k]);
+        if (v && *v && access(v, R_OK)) {
+            gw_env_complain(files[k], v, k ? "a readable file" : "a readable file or folder", GW_ENV_NO_SESSION);
+            bad = 1;
+        }
+    }
+    const char *cert = getenv("GPUWIRE_TLS_CERT"), *key = getenv("GPUWIRE_TLS_KEY");
+    if ((!cert || !*cert) && key && *key) {
+        gw_log("GPUWIRE_TLS_KEY is set without GPUWIRE_TLS_CERT; %s", GW_ENV_NO_SESSION);
+        bad = 1;
+    }
+    return bad ? -1 : 0;
+}
+
 int gw_tls_client_start(int fd, const char *host, const char *server)
 {
-    const char *mode = getenv("GPUWIRE_TLS");
-    int want;
-    if (!mode || !*mode || !strcmp(mode, "auto"))
-        want = !peer_is_loopback(fd);
-    else if (!strcmp(mode, "1") || !strcmp(mode, "on") || !strcmp(mode, "yes") || !strcmp(mode, "true"))
-        want = 1;
-    else if (!strcmp(mode, "0") || !strcmp(mode, "off") || !strcmp(mode, "no") || !strcmp(mode, "false"))
-        want = 0;
-    else {
-        gw_log("GPUWIRE_TLS=%s: expected auto, 1 or 0", mode);
-        return -1;
-    }
+    int want = tls_mode < 0 ? !peer_is_loopback(fd) : tls_mode;
     if (!want)
         return 0;
     snprintf(server_text, sizeof server_text, "%s", server);

@@ -17,6 +17,10 @@
 /* The connection that speaks TLS, or -1. */
 GW_TLS_HIDDEN extern int gw_tls_fd;
 
+/* Reads and checks the GPUWIRE_TLS* settings before connecting: 0, or -1
+ * with a line naming the bad one. */
+GW_TLS_HIDDEN int gw_tls_settings(void);
+
 /* Called once the TCP connection to `host` (GPUWIRE_SERVER's host part; `server`
  * is the whole text, for messages) is up: decides whether TLS applies and, if
  * so, performs the TLS handshake. 0: go on (TLS or not); -1: refused, with a

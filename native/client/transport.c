@@ -4,6 +4,7 @@
  * send_lock what is written, recv_lock who reads (see "batching" and
  * "replies"). */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "env.h"
 #include "tls.h"
 
 #define NULL_MARKER 0xFFFFFFFFu
@@ -112,6 +114,8 @@ int gw_io_write_all(int fd, const void *p, size_t n)
 }
 
 static int read_all(int fd, void *p, size_t n, int timeout_ms);
+static int drainer_running;
+static void start_drainer(void);
 int gw_io_read_all(int fd, void *p, size_t n, int timeout_ms) { return read_all(fd, p, n, timeout_ms); }
 
 static int read_all(int fd, void *p, size_t n, int timeout_ms)
@@ -158,23 +162,69 @@ static uint32_t thread_tag(void)
 
 /* ---- connection ---- */
 
+/* GPUWIRE_SERVER as the Python commands read it (gpuwire.server.parse_address):
+ * HOST, HOST:PORT, [V6] or [V6]:PORT, port 7750 if none; a host without
+ * spaces or control characters, a port from 1 to 65535; -1 if malformed. */
 static int split_server(const char *spec, char *host, size_t hostcap, char *port, size_t portcap)
 {
-    const char *colon;
-    if (spec[0] == '[') { /* [v6]:port */
-        const char *end = strchr(spec, ']');
-        if (!end || end[1] != ':')
+    while (isspace((unsigned char)*spec))
+        spec++;
+    size_t n = strlen(spec);
+    while (n && isspace((unsigned char)spec[n - 1]))
+        n--;
+    const char *h = spec, *p = NULL, *colon = memchr(spec, ':', n);
+    size_t hl;
+    if (n && spec[0] == '[') {
+        const char *end = memchr(spec, ']', n);
+        if (!end || (end + 1 < spec + n && end[1] != ':'))
             return -1;
-        snprintf(host, hostcap, "%.*s", (int)(end - spec - 1), spec + 1);
-        colon = end + 1;
+        h = spec + 1, hl = (size_t)(end - h);
+        p = end + 1 < spec + n ? end + 2 : NULL;
+    } else if (colon && memchr(colon + 1, ':', (size_t)(spec + n - colon - 1))) {
+        return -1; /* a bare IPv6 address: its last group would pass for the port */
     } else {
-        colon = strrchr(spec, ':');
-        if (!colon)
-            return -1;
-        snprintf(host, hostcap, "%.*s", (int)(colon - spec), spec);
+        hl = colon ? (size_t)(colon - spec) : n;
+        p = colon ? colon + 1 : NULL;
     }
-    snprintf(port, portcap, "%s", colon + 1);
-    return host[0] && port[0] ? 0 : -1;
+    size_t pl = p ? (size_t)(spec + n - p) : 0;
+    uint64_t num = 7750;
+    const char *end = p;
+    if (p && (gw_env_parse_u64(p, &end, &num) || end != p + pl))
+        return -1;
+    if (num < 1 || num > 65535 || hl >= hostcap)
+        return -1;
+    for (size_t i = 0; i < hl; i++)
+        if ((unsigned char)h[i] <= ' ' || h[i] == 0x7f)
+            return -1;
+    if (hl)
+        snprintf(host, hostcap, "%.*s", (int)hl, h);
+    else
+        snprintf(host, hostcap, "0.0.0.0"); /* ":PORT": this machine, as in Python */
+    snprintf(port, portcap, "%u", (unsigned)num);
+    return 0;
+}
+
+/* A server whose machine vanishes (no FIN, no RST) must not leave the
+ * client waiting for ever: keepalive probes an idle connection (30 s idle,
+ * then every 10 s, 6 tries) and data unacknowledged for 120 s ends it.
+ * Every connection dialed (session, lanes, NVML's) gets these. */
+/* Keepalive finds a server whose machine vanished while the client waits for a
+ * reply. No TCP_USER_TIMEOUT here: it also fires while the server's window is
+ * closed, and the worker stops reading, by design, while a long kernel runs with
+ * a full backlog behind it (back-pressure): that must not end the session. */
+#define KEEPALIVE_IDLE_S 30
+#define KEEPALIVE_INTERVAL_S 10
+#define KEEPALIVE_PROBES 6
+
+static void keep_alive(int fd)
+{
+    int on = 1, idle = KEEPALIVE_IDLE_S, intvl = KEEPALIVE_INTERVAL_S, cnt = KEEPALIVE_PROBES;
+    if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) ||
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) ||
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl) ||
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt))
+        gw_log("cannot set TCP keepalive on the connection to the server (%s): a vanished server may go "
+               "unnoticed", strerror(errno));
 }
 
 static int dial(const char *host, const char *port, char *why, size_t whycap)
@@ -214,6 +264,7 @@ static int dial(const char *host, const char *port, char *why, size_t whycap)
     if (fd >= 0) {
         int fl = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &fl, sizeof fl);
+        keep_alive(fd);
         /* back to blocking: reads poll only where a timeout matters */
         fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     }
@@ -259,7 +310,15 @@ static void do_connect(void)
         spec = "127.0.0.1:7750";
     char host[256], port[64], why[128];
     if (split_server(spec, host, sizeof host, port, sizeof port)) {
-        gw_log("GPUWIRE_SERVER=%s is not HOST:PORT; CUDA calls will fail with CUDA_ERROR_NO_DEVICE", spec);
+        gw_env_complain("GPUWIRE_SERVER", spec, "HOST, HOST:PORT or [IPV6]:PORT, port 1 to 65535, default 7750",
+                        GW_ENV_NO_SESSION);
+        conn_status = CUDA_ERROR_NO_DEVICE;
+        return;
+    }
+    /* settings that shape the session are checked before any connection:
+     * a bad one fails it, never falls back to something broader */
+    int bad = gw_handshake_settings();
+    if (gw_tls_settings() || bad) {
         conn_status = CUDA_ERROR_NO_DEVICE;
         return;
     }
@@ -278,6 +337,7 @@ static void do_connect(void)
     conn_status = gw_handshake(fd, spec, &server_info);
     if (conn_status == CUDA_SUCCESS) {
         conn_fd = fd;
+        start_drainer();
         snprintf(server_host, sizeof server_host, "%s", host);
         snprintf(server_port, sizeof server_port, "%s", port);
     } else {
@@ -292,6 +352,7 @@ static void after_fork_child(void)
     /* answers stay valid in the child: same server, same devices */
     slen = 0;
     flusher_running = 0; /* threads do not survive fork */
+    drainer_running = 0;
     flusher_asleep = 0;
     pthread_mutex_init(&send_lock, NULL);
     if (conn_fd >= 0)
@@ -528,7 +589,8 @@ void gw_io_lost(const char *what) { lose_connection(what); }
 
 static struct timespec plus_us(struct timespec t, long us)
 {
-    t.tv_nsec += us * 1000;
+    t.tv_sec += us / 1000000; /* whole seconds apart: us * 1000 cannot overflow */
+    t.tv_nsec += us % 1000000 * 1000;
     t.tv_sec += t.tv_nsec / 1000000000;
     t.tv_nsec %= 1000000000;
     return t;
@@ -578,9 +640,9 @@ static void start_flusher_locked(void)
 {
     if (flusher_running)
         return;
-    const char *v = getenv("GPUWIRE_FLUSH_US");
-    if (v && *v)
-        flush_us = strtol(v, NULL, 10) > 0 ? strtol(v, NULL, 10) : 1;
+    unsigned long long us = 200;
+    gw_env_int("GPUWIRE_FLUSH_US", 0, 1000000, "using the default, 200", &us);
+    flush_us = us ? (long)us : 1;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -883,6 +945,61 @@ static int read_one(uint32_t mine, gw_rep *own, int *got)
     return 0;
 }
 
+/* Frames the worker sends unasked (module information, landed copies, device
+ * printf output) are read by whichever thread waits for a reply. An
+ * application that waits for nothing for a long while (CPU work after an
+ * asynchronous copy into pinned memory) would leave them unread, the worker's
+ * writes would stall, and the server ends a session that reads nothing for its
+ * stall timeout. So every DRAIN_MS, while no thread reads, the drainer takes
+ * the reader role and reads what has arrived: one wake-up a second, none per call. */
+#define DRAIN_MS 1000
+
+static void *drainer(void *arg)
+{
+    (void)arg;
+    gw_rep scratch = {0}; /* for a reply with seq 0, which no request has */
+    for (;;) {
+        struct timespec pause = {DRAIN_MS / 1000, (DRAIN_MS % 1000) * 1000000L};
+        nanosleep(&pause, NULL);
+        pthread_mutex_lock(&recv_lock);
+        for (;;) {
+            struct pollfd pfd = {.fd = conn_fd, .events = POLLIN};
+            if (reader_busy || waiters || conn_lost || conn_fd < 0 || poll(&pfd, 1, 0) <= 0)
+                break;
+            reader_busy = 1;
+            pthread_mutex_unlock(&recv_lock);
+            int got = 0;
+            int rc = read_one(0, &scratch, &got);
+            pthread_mutex_lock(&recv_lock);
+            reader_release_locked(rc != 0);
+            if (rc)
+                break;
+        }
+        int lost = conn_lost;
+        pthread_mutex_unlock(&recv_lock);
+        if (lost)
+            break;
+    }
+    free(scratch.buf);
+    return NULL;
+}
+
+static void start_drainer(void)
+{
+    if (drainer_running)
+        return;
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    sigset_t all, old; /* no part in the application's signals */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    drainer_running = pthread_create(&t, &a, drainer, NULL) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&a);
+}
+
 /* Waits until w is answered, reading for everyone while no one else does. */
 static int wait_reply(waiter *w)
 {
@@ -914,15 +1031,18 @@ static int wait_reply(waiter *w)
 
 /* GPUWIRE_TRACE_RT=1: one stderr line per round trip (op, first arguments,
  * time waited), to see which calls still wait and in what order. */
-static int trace_round_trips(void)
+int gw_trace_rt_level(void)
 {
-    static int on = -1;
-    if (on < 0) {
-        const char *v = getenv("GPUWIRE_TRACE_RT");
-        on = v && *v && *v != '0';
+    static int level = -1;
+    if (level < 0) {
+        unsigned long long v = 0;
+        gw_env_int("GPUWIRE_TRACE_RT", 0, 2, "not tracing", &v);
+        level = (int)v;
     }
-    return on;
+    return level;
 }
+
+static int trace_round_trips(void) { return gw_trace_rt_level() > 0; }
 
 static void trace_round_trip(const gw_req *q, uint64_t t0, int32_t res)
 {

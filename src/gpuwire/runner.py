@@ -11,14 +11,18 @@ import signal
 import sys
 from pathlib import Path
 
-from gpuwire import paths
-from gpuwire.server import DEFAULT_LISTEN, parse_address
+from gpuwire import clientenv, paths
+from gpuwire.server import DEFAULT_LISTEN
 
 
 def server_address(flag: str | None, env: dict[str, str]) -> str:
     """--server, else $GPUWIRE_SERVER, else 127.0.0.1:7750. Raises ValueError if malformed."""
-    text = flag or env.get("GPUWIRE_SERVER") or DEFAULT_LISTEN
-    parse_address(text)
+    if flag:
+        if clientenv.parse_server(flag) is None:
+            raise ValueError(f"--server {clientenv.shown(flag)} is not valid: expected {clientenv.SERVER_TEXT}")
+        return flag
+    text = env.get("GPUWIRE_SERVER") or DEFAULT_LISTEN
+    clientenv.check({"GPUWIRE_SERVER": text})
     return text
 
 
@@ -38,6 +42,10 @@ def build_env(base: dict[str, str], server: str | None = None, stats: str | None
     env["GPUWIRE_SERVER"] = server_address(server, base)
     if stats:
         env["GPUWIRE_STATS"] = os.path.abspath(stats)  # the command may change directory
+        if not os.path.isdir(os.path.dirname(env["GPUWIRE_STATS"])):
+            raise ValueError(f"--stats {stats}: the folder {os.path.dirname(env['GPUWIRE_STATS'])} does not exist")
+    # what the client library would refuse or ignore with a warning, refused here before the program starts
+    clientenv.check(env)
     return env
 
 
