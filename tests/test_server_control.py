@@ -26,7 +26,7 @@ for a in ("--fd", "--driver", "--session", "--api-digest", "--client"):
 ap.add_argument("--nvml")  # where the worker would find NVML
 ap.add_argument("--lane-fd")  # where the server hands it lanes (docs/protocol.md)
 ap.add_argument("--lanes")
-args = ap.parse_args()
+args, _ = ap.parse_known_args()  # options it has no use for (--server-pid, --stall-timeout, ...)
 sock = socket.socket(fileno=int(args.fd))
 print(f"INFO fake worker session={args.session} digest={args.api_digest} driver={args.driver} "
       f"blocking={sock.getblocking()} lanes={args.lanes} lane_fd={args.lane_fd is not None} "
@@ -123,7 +123,8 @@ def test_session_limit(control):
     first = dial(srv)
     first.sendall(protocol.pack_hello(1, "h", "p", 0))
     protocol.recv_frame(first, time.monotonic() + 10)
-    with dial(srv) as s:
+    with dial(srv) as s:  # refused once it has said who it is (connections before that count apart)
+        s.sendall(protocol.pack_hello(3, "h", "p", 0))
         hdr, payload = protocol.recv_frame(s, time.monotonic() + 10)
         code, msg = protocol.parse_error(payload)
         assert code == protocol.ERR_REFUSED and "busy" in msg

@@ -164,7 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "the CPU stand-in driver (a test double, loudly logged); standin; nvidia (fail if "
                         "none works); or the path of a libcuda-compatible library")
     p.add_argument("--max-sessions", type=int, metavar="N",
-                   help="refuse clients beyond N concurrent connections, queued ones included (default 256)")
+                   help="refuse clients beyond N concurrent sessions, queued ones included; connections not yet "
+                        "authenticated do not count here (default 256)")
+    p.add_argument("--max-preauth", type=int, metavar="N",
+                   help="connections still in their TLS handshake, HELLO or token proof, in all; more are "
+                        "closed at once (default 128)")
+    p.add_argument("--max-preauth-per-peer", type=int, metavar="N",
+                   help="the same, from one peer address (default 16)")
+    p.add_argument("--dead-peer-timeout", type=float, metavar="SECONDS",
+                   help="end a connection whose peer stopped answering (machine gone, network cut: no FIN, no "
+                        "RST) after about this long, by TCP keepalive and user timeout (default 90)")
     p.add_argument("--handshake-timeout", type=float, metavar="SECONDS",
                    help="drop a client that has not sent its HELLO (or its token proof) within this time "
                         "(default 10)")
@@ -183,14 +192,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="listen beyond loopback without authentication (anyone who reaches the port can use "
                         "the GPUs: only on a trusted network)")
     p.add_argument("--lease-idle-timeout", type=float, metavar="SECONDS",
-                   help="end a session whose connection carried no data either way for this long (default 0: "
-                        "never); a call that runs longer on the GPU counts as idle")
+                   help="end a session (and free its lease) whose connections carried no data either way for "
+                        "this long while no call of it runs on the GPU (default 3600; 0: never)")
+    p.add_argument("--client-stall-timeout", type=float, metavar="SECONDS",
+                   help="end a session whose client has read nothing for this long while the worker has a reply "
+                        "or frame to send it (its queued work would hold server memory and its lease forever; "
+                        "default 60; 0: never)")
     p.add_argument("--queue-interval", type=float, metavar="SECONDS",
                    help="how often a client waiting for an exclusive lease is told its position (default 2)")
     p.add_argument("--cache-dir", metavar="DIR|off",
                    help="content cache of uploads (default $GPUWIRE_CACHE_DIR, else /var/cache/gpuwire for root, "
                         "else ~/.cache/gpuwire/server; off: none; docs/cache.md)")
     p.add_argument("--cache-max-bytes", metavar="SIZE", help="cap of the content cache (default 64G; 0: no cap)")
+    p.add_argument("--cache-scope", choices=("shared", "tenant"),
+                   help="shared (default): one cache for every client, so any client can learn whether some "
+                        "bytes are cached; tenant: one per token (clients without a token share one)")
     p.add_argument("--lanes", type=int, metavar="N",
                    help="extra connections a plaintext session may open for copy bytes (both ways), so a "
                         "large copy is not held to one TCP stream's speed (default 3, at most 8; 0: none; "
@@ -316,12 +332,15 @@ def _server(args: argparse.Namespace) -> int:
         tokens_file = os.path.join(str(cfg["state_dir"]), "tokens.json")
     return run_server(cfg["listen"], cfg["driver"], Logger(level=cfg["log_level"]),
                       max_sessions=cfg["max_sessions"], handshake_timeout=cfg["handshake_timeout"],
+                      max_preauth=cfg["max_preauth"], max_preauth_per_peer=cfg["max_preauth_per_peer"],
+                      dead_peer_timeout=cfg["dead_peer_timeout"],
                       metrics_listen=cfg["metrics"], tokens_file=tokens_file, require_auth=cfg["require_auth"],
                       insecure_no_auth=cfg["insecure_no_auth"], lease_idle_timeout=cfg["lease_idle_timeout"],
                       queue_interval=cfg["queue_interval"], tls_cert=cfg["tls_cert"], tls_key=cfg["tls_key"],
                       tls_client_ca=cfg["tls_client_ca"], require_tls=cfg["require_tls"],
                       insecure_no_tls=cfg["insecure_no_tls"], cache_dir=cfg["cache_dir"],
-                      cache_max_bytes=cfg["cache_max_bytes"], lanes=cfg["lanes"])
+                      cache_max_bytes=cfg["cache_max_bytes"], cache_scope=cfg["cache_scope"], lanes=cfg["lanes"],
+                      client_stall_timeout=cfg["client_stall_timeout"])
 
 
 def _lease_env(args: argparse.Namespace, env) -> str | None:

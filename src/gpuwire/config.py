@@ -8,6 +8,7 @@ so a typo cannot silently leave a setting at its default.
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -25,10 +26,15 @@ SERVER_OPTIONS: dict[str, tuple[type, object]] = {
     "tokens_file": (str, None),
     "require_auth": (bool, False),
     "insecure_no_auth": (bool, False),
-    "lease_idle_timeout": (float, 0.0),
+    "max_preauth": (int, 128),         # connections not yet authenticated, in all (docs/security.md)
+    "max_preauth_per_peer": (int, 16), # ... and from one peer address
+    "dead_peer_timeout": (float, 90.0),  # TCP keepalive: a silent peer's connection ends after this
+    "lease_idle_timeout": (float, 3600.0),
+    "client_stall_timeout": (float, 60.0),  # a client that reads nothing this long while a reply waits: ended
     "queue_interval": (float, 2.0),
     "cache_dir": (str, None),          # the content cache (docs/cache.md); "off": none
     "cache_max_bytes": (str, "64G"),
+    "cache_scope": (str, "shared"),    # "tenant": one cache per token (docs/cache.md)
     "lanes": (int, 3),                 # extra connections per session for copy bytes (docs/protocol.md)
     "tls_cert": (str, None),
     "tls_key": (str, None),
@@ -38,11 +44,28 @@ SERVER_OPTIONS: dict[str, tuple[type, object]] = {
 }
 
 
+# name -> (lowest, highest) for numbers; a value outside is refused at start, never
+# taken as something else later (a negative timeout or session count broke every connection).
+LIMITS: dict[str, tuple[float, float]] = {
+    "max_sessions": (1, 1 << 20),
+    "handshake_timeout": (0.1, 3600.0),
+    "max_preauth": (1, 1 << 20),
+    "max_preauth_per_peer": (1, 1 << 20),
+    "dead_peer_timeout": (3.0, 86400.0),
+    "lease_idle_timeout": (0.0, 365 * 86400.0),   # 0: off
+    "client_stall_timeout": (0.0, 86400.0),       # 0: off
+    "queue_interval": (0.1, 3600.0),
+    "lanes": (0, 8),
+}
+
+
 class ConfigError(Exception):
     pass
 
 
-def _check(name: str, value: object, path: Path) -> object:
+def _check(name: str, value: object, path: Path | str) -> object:
+    """The value if it is of the setting's type and within its limits; else ConfigError
+    naming where it came from (a file, or the flag)."""
     typ = SERVER_OPTIONS[name][0]
     if name == "cache_max_bytes" and isinstance(value, int) and not isinstance(value, bool):
         value = str(value)  # a plain byte count is fine too
@@ -50,10 +73,17 @@ def _check(name: str, value: object, path: Path) -> object:
         value = float(value)
     if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
         raise ConfigError(f"{path}: {name} must be {typ.__name__}, got {type(value).__name__} {value!r}")
+    if name == "cache_scope" and value not in ("shared", "tenant"):
+        raise ConfigError(f"{path}: cache_scope must be shared or tenant, got {value!r}")
     if name == "log_level" and value not in LOG_LEVELS:
         raise ConfigError(f"{path}: log_level must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    if typ is float and not math.isfinite(value):
+        raise ConfigError(f"{path}: {name} must be a finite number, got {value!r}")
     if typ in (int, float) and value < 0:
-        raise ConfigError(f"{path}: {name} must not be negative")
+        raise ConfigError(f"{path}: {name} must not be negative, got {value!r}")
+    lo, hi = LIMITS.get(name, (None, None))
+    if lo is not None and not lo <= value <= hi:
+        raise ConfigError(f"{path}: {name} must be between {lo:g} and {hi:g}, got {value!r}")
     return value
 
 
@@ -93,6 +123,8 @@ def resolve(flags: dict[str, object], path: str | Path | None) -> dict[str, obje
     out = {}
     for name, (_typ, default) in SERVER_OPTIONS.items():
         given = flags.get(name)
+        if given is not None:  # flags are held to the same rules as the file
+            given = _check(name, given, "--" + name.replace("_", "-"))
         out[name] = given if given is not None else from_file.get(name, default)
     return out
 

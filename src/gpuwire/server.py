@@ -38,6 +38,10 @@ WORKER_STOP_GRACE = 3.0
 QUEUE_INTERVAL = 2.0          # seconds between QUEUED frames to a waiting client
 PROBE_SECONDS = 30.0          # a status probe's echo frames end after this ...
 PROBE_BYTES = 256 << 20       # ... or this many bytes either way
+# TCP keepalive on every connection: a client whose machine vanishes (no FIN, no RST)
+# is noticed after about this many seconds of silence, and data it never
+# acknowledges ends the connection after as long (docs/security.md).
+DEAD_PEER_TIMEOUT = 90.0
 _WORKER_PREFIX = re.compile(r"^worker session=\S+: ")
 _LEVEL_WORDS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARN": "WARN", "WARNING": "WARN", "ERROR": "ERROR",
                 "FATAL": "ERROR"}
@@ -100,6 +104,8 @@ class Session:
     lanes_open: int = 0                     # lanes handed to its worker
     lane_bytes_seen: int = 0                # the worker's bytes in + out when the idle check last looked
     lane_active_at: float = 0.0             # time.monotonic() when that count last moved
+    preauth_host: str | None = None         # counted among unauthenticated connections from this host
+    counted: bool = False                   # holds one of max_sessions
 
     def describe(self) -> str:
         h = self.hello
@@ -109,6 +115,8 @@ class Session:
 class Server:
     def __init__(self, listen: str, driver: Driver, log: Logger | None = None,
                  handshake_timeout: float = HANDSHAKE_TIMEOUT, max_sessions: int = 256,
+                 max_preauth: int = 128, max_preauth_per_peer: int = 16,
+                 dead_peer_timeout: float = DEAD_PEER_TIMEOUT,
                  worker_cmd: list[str] | None = None, tokens: TokenStore | None = None,
                  lease_idle_timeout: float = 0.0, queue_interval: float = QUEUE_INTERVAL,
                  log_tail=None, tls_settings: tls.ServerTLS | None = None):
@@ -117,12 +125,16 @@ class Server:
         self.log = log or Logger()
         self.handshake_timeout = handshake_timeout
         self.max_sessions = max_sessions
+        self.max_preauth = max_preauth                    # connections not yet authenticated, in all ...
+        self.max_preauth_per_peer = max_preauth_per_peer  # ... and from one peer address
+        self.dead_peer_timeout = dead_peer_timeout
         self.worker_cmd = worker_cmd if worker_cmd is not None else [str(paths.worker())]
         self.tokens = tokens                  # None: no authentication
         self.nvml_path = _nvml_path(driver)   # what workers dlopen for NVML requests
         self.leases = LeaseManager(driver.device_count)
         self.lease_idle_timeout = lease_idle_timeout  # 0: none
         self.lanes = 3  # extra connections a plaintext session may open for copy bytes (0: none)
+        self.client_stall_timeout = 60.0  # a worker ends a session whose client reads nothing this long (0: never)
         self.queue_interval = queue_interval
         self.log_tail = log_tail              # callable(n) -> recent log lines, for the admin endpoint
         self.tls = tls_settings               # None: plaintext only
@@ -130,7 +142,10 @@ class Server:
         self._sock: socket.socket | None = None
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._active = 0                      # connections in handshake or session
+        self._active = 0                      # authenticated connections: sessions, queued, probes
+        self._preauth = 0                     # connections before authentication (TLS, HELLO, PROOF)
+        self._preauth_by_peer: dict[str, int] = {}
+        self._preauth_note = 0.0              # when the last "too many unauthenticated" line was logged
         self._workers: dict[int, subprocess.Popen] = {}
         self._sessions: dict[int, Session] = {}
         self._stop = threading.Event()
@@ -142,6 +157,7 @@ class Server:
         self.refused: dict[str, int] = {}     # reason -> count
         self.cache_dir = None                 # content cache folder for workers (docs/cache.md); None: off
         self.cache_max_bytes = 0
+        self.cache_scope = "shared"           # "tenant": a folder per token id (docs/cache.md)
         self.cache_disk = None                # cache.DiskFigures, for metrics
         self.cache_ended: dict[str, int] = {}  # cache counters of sessions that ended
 
@@ -240,24 +256,66 @@ class Server:
     # --- connections ------------------------------------------------------
 
     def _admit(self, conn: socket.socket, peer: tuple) -> None:
+        """Connections not yet authenticated are bounded apart from sessions, in all
+        and per peer address, so a flood without a token cannot take the session
+        slots; past those bounds a connection is closed at once (it has said
+        nothing yet, so there is no protocol to answer it in)."""
         sid = next(self._ids)
         peer_text = format_address(peer[0], peer[1])
+        host = peer[0]
         with self._lock:
             self.counters["connections"] += 1
-            full = self._active >= self.max_sessions
-            if not full:
-                self._active += 1
-                self._sessions[sid] = Session(sid, peer_text)
-        if full:
-            self._refuse_count("busy")
-            self.log.warn(f"refused: {self.max_sessions} sessions already active", session=sid, peer=peer_text)
-            self._send_error(conn, protocol.ERR_REFUSED,
-                             f"gpuwire server is busy ({self.max_sessions} sessions active); try again later")
-            conn.close()
+            from_peer = self._preauth_by_peer.get(host, 0)
+            over = ("per_peer" if from_peer >= self.max_preauth_per_peer
+                    else "total" if self._preauth >= self.max_preauth else None)
+            if over is None:
+                self._preauth += 1
+                self._preauth_by_peer[host] = from_peer + 1
+                self._sessions[sid] = Session(sid, peer_text, preauth_host=host)
+            note = over is not None and time.monotonic() - self._preauth_note >= 10.0
+            if note:
+                self._preauth_note = time.monotonic()
+        if over is not None:
+            self._refuse_count("preauth")
+            if note:  # one line per 10 s: a flood must not flood the log too
+                limit = (f"{self.max_preauth_per_peer} from {host}" if over == "per_peer"
+                         else f"{self.max_preauth} in all")
+                self.log.warn(f"closing connections at once: {limit} not yet authenticated "
+                              f"(--max-preauth{'-per-peer' if over == 'per_peer' else ''})", peer=peer_text)
+            _close_now(conn)
             return
+        _keepalive(conn, self.dead_peer_timeout, self.client_stall_timeout)
         t = threading.Thread(target=self._connection, args=(conn, sid, peer_text), daemon=True,
                              name=f"gpuwire-session-{sid}")
         t.start()
+
+    def _leave_preauth(self, sess: Session) -> None:
+        with self._lock:
+            host, sess.preauth_host = sess.preauth_host, None
+            if host is None:
+                return
+            self._preauth -= 1
+            left = self._preauth_by_peer.get(host, 1) - 1
+            if left > 0:
+                self._preauth_by_peer[host] = left
+            else:
+                self._preauth_by_peer.pop(host, None)
+
+    def _enter_session(self, conn, sess: Session) -> bool:
+        """An authenticated connection takes a session slot; refused (in the
+        protocol it speaks, TLS included) when all are taken."""
+        self._leave_preauth(sess)
+        with self._lock:
+            full = self._active >= self.max_sessions
+            if not full:
+                self._active += 1
+                sess.counted = True
+        if full:
+            self._refuse_count("busy")
+            self.log.warn(f"refused: {self.max_sessions} sessions already active", session=sess.id, peer=sess.peer)
+            self._send_error(conn, protocol.ERR_REFUSED,
+                             f"gpuwire server is busy ({self.max_sessions} sessions active); try again later")
+        return not full
 
     def _connection(self, conn: socket.socket, sid: int, peer: str) -> None:
         sess = self._sessions[sid]
@@ -276,6 +334,8 @@ class Server:
                 return
             sess.hello = hello
             if self.tokens is not None and not self._authenticate(conn, sess):
+                return
+            if not self._enter_session(conn, sess):
                 return
             if hello.ext.status_probe:
                 self._status_probe(conn, sess)
@@ -297,8 +357,10 @@ class Server:
                 conn.close()
             except OSError:
                 pass
+            self._leave_preauth(sess)
             with self._lock:
-                self._active -= 1
+                if sess.counted:
+                    self._active -= 1
                 self._sessions.pop(sid, None)
 
     def _send_error(self, conn: socket.socket, code: int, message: str, seq: int = 0) -> None:
@@ -615,7 +677,8 @@ class Server:
         relay_end, worker_end = tls.socket_pair() if secured else (None, None)
         fd = worker_end.fileno() if worker_end is not None else conn.fileno()
         cmd = self.worker_cmd + ["--fd", str(fd), "--driver", str(self.driver.path), "--nvml", str(self.nvml_path),
-                                 "--session", str(sid), "--api-digest", str(hello.api_digest), "--client", client]
+                                 "--session", str(sid), "--api-digest", str(hello.api_digest), "--client", client,
+                                 "--stall-timeout", f"{self.client_stall_timeout:g}", "--server-pid", str(os.getpid())]
         # Lanes (extra connections for copy bytes) reach the worker over a Unix socket;
         # only for plaintext GPU sessions: a lane bypasses the TLS relay.
         lane_chan = lane_end = None
@@ -629,6 +692,10 @@ class Server:
         if self.cache_dir is not None:
             cmd += ["--cache-dir", str(self.cache_dir), "--cache-max-bytes", str(self.cache_max_bytes)]
         env = self._worker_env(lease, hello)
+        if self.cache_dir is not None:  # always set: an inherited value must not pick another tenant's folder
+            env = dict(os.environ if env is None else env)
+            env[content_cache.SCOPE_ENV] = content_cache.scope_dir(sess.token if self.cache_scope == "tenant"
+                                                                   else None)
         block = session_stats.create(sid)  # the worker's counters, for status, metrics and top
         fds: tuple[int, ...] = (fd,) + ((lane_end.fileno(),) if lane_end is not None else ())
         if block is not None:
@@ -895,6 +962,94 @@ class Server:
         self.log.log(level, line, session=sid, src="worker")
 
 
+def orphaned_workers(worker_name: str = "gpuwire-worker") -> list[tuple[int, int]]:
+    """(pid, server pid) of gpuwire workers whose server is no longer their parent:
+    left behind by a server that was SIGKILLed before workers died with their
+    server (--server-pid and the parent-death signal), or by an older gpuwire."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != os.getuid():
+                continue  # another user's server and workers are theirs to mind
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if Path(argv[0].decode(errors="replace")).name != worker_name or b"--fd" not in argv:
+                continue
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not ours to read
+        server_pid = 0
+        if b"--server-pid" in argv:
+            try:
+                server_pid = int(argv[argv.index(b"--server-pid") + 1])
+            except (ValueError, IndexError):
+                pass
+        elif ppid != 1:
+            continue  # an older worker that does not name its server: orphaned only once init adopted it
+        if ppid != server_pid:
+            found.append((int(entry.name), server_pid))
+    return found
+
+
+def _end_orphans(log: Logger) -> None:
+    """At start: a worker still serving a client of a dead server holds GPU memory and
+    a lease nobody can see; end it (its client sees the connection close)."""
+    for pid, server_pid in orphaned_workers(paths.WORKER):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError as e:
+            log.warn(f"cannot end orphaned worker {pid}: {e.strerror or e}", worker_pid=pid)
+            continue
+        log.warn(f"ended an orphaned worker whose server (pid {server_pid or '?'}) is gone", worker_pid=pid)
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why the server could not store files in folder (created if missing); None if it can."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".gpuwire-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
+def _keepalive(conn: socket.socket, dead_after: float, stall_after: float) -> None:
+    """Keepalive probes that end an idle connection whose peer has been silent for
+    about dead_after seconds (the first probe after a third of it, six more over
+    the rest), and a user timeout for data the peer leaves unacknowledged. The
+    kernel applies the latter to a closed window too, i.e. to a live client that
+    reads nothing, so it leaves room for the worker's stall check (which notices
+    within 1.25 stall timeouts and says why) to act first (0: none). The worker
+    inherits the socket: both hold for the whole session, lanes included."""
+    idle, interval = max(1, round(dead_after / 3)), max(1, round(dead_after / 9))
+    user_timeout = int(max(dead_after, 1.5 * stall_after) * 1000) if stall_after > 0 else 0
+    opts = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval), ("TCP_KEEPCNT", 6),
+                        ("TCP_USER_TIMEOUT", user_timeout)):
+        if hasattr(socket, name):
+            opts.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    for level, opt, value in opts:
+        try:
+            conn.setsockopt(level, opt, value)
+        except OSError:
+            pass  # not a TCP socket (tests hand in socket pairs): nothing to keep alive
+
+
+def _close_now(conn: socket.socket) -> None:
+    """Close without lingering in FIN_WAIT for a peer that floods (RST)."""
+    try:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    try:
+        conn.close()
+    except OSError:
+        pass
+
+
 def _nvml_path(driver: Driver) -> str:
     """The stand-in NVML beside the stand-in driver; else the NVML beside the
     driver's libcuda (its folder may not be on the loader's path), else by name."""
@@ -953,10 +1108,13 @@ def _traffic(sess: Session, info, work: dict | None) -> tuple[int | None, int | 
 def run_server(listen: str, driver_spec: str, log: Logger, max_sessions: int = 256,
                handshake_timeout: float = HANDSHAKE_TIMEOUT, metrics_listen: str | None = None,
                tokens_file: str | None = None, require_auth: bool = False, insecure_no_auth: bool = False,
-               lease_idle_timeout: float = 0.0, queue_interval: float = QUEUE_INTERVAL,
+               lease_idle_timeout: float = 3600.0, queue_interval: float = QUEUE_INTERVAL,
+               max_preauth: int = 128, max_preauth_per_peer: int = 16,
+               dead_peer_timeout: float = DEAD_PEER_TIMEOUT,
                tls_cert: str | None = None, tls_key: str | None = None, tls_client_ca: str | None = None,
                require_tls: bool = False, insecure_no_tls: bool = False, cache_dir: str | None = None,
-               cache_max_bytes: object = None, lanes: int = 3) -> int:
+               cache_max_bytes: object = None, cache_scope: str = "shared", lanes: int = 3,
+               client_stall_timeout: float = 60.0) -> int:
     """`gpuwire server`: resolve the driver, serve until SIGINT/SIGTERM, exit 0."""
     from gpuwire import auth
     from gpuwire import driver as drivers
@@ -995,6 +1153,10 @@ def run_server(listen: str, driver_spec: str, log: Logger, max_sessions: int = 2
             warning = tokens.insecure_mode()
             if warning:
                 log.warn(warning)
+    for flag, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key), ("--tls-client-ca", tls_client_ca)):
+        if path and not os.path.exists(path):
+            log.error(f"cannot start: {flag} {path}: no such file")
+            return 1
     tls_settings, err = _tls_settings(host, loopback, log, tls_cert, tls_key, tls_client_ca, require_tls,
                                       insecure_no_tls)
     if err:
@@ -1011,7 +1173,8 @@ def run_server(listen: str, driver_spec: str, log: Logger, max_sessions: int = 2
         log.info(drivers.describe(drv), driver=drv.kind, path=str(drv.path), devices=drv.device_count,
                  driver_version=drv.driver_version)
     server = Server(listen, drv, log, handshake_timeout=handshake_timeout, max_sessions=max_sessions,
-                    tokens=tokens, lease_idle_timeout=lease_idle_timeout, queue_interval=queue_interval,
+                    max_preauth=max_preauth, max_preauth_per_peer=max_preauth_per_peer,
+                    dead_peer_timeout=dead_peer_timeout, tokens=tokens, lease_idle_timeout=lease_idle_timeout, queue_interval=queue_interval,
                     log_tail=ring.tail, tls_settings=tls_settings)
     try:
         server.cache_dir = content_cache.resolve_dir(cache_dir)
@@ -1021,14 +1184,26 @@ def run_server(listen: str, driver_spec: str, log: Logger, max_sessions: int = 2
         log.error(f"cannot start: cache_max_bytes: {e}")
         return 2
     server.cache_disk = content_cache.DiskFigures(server.cache_dir)
+    server.cache_scope = cache_scope
     if not 0 <= lanes <= protocol.LANES_MAX:
         log.error(f"cannot start: lanes must be 0..{protocol.LANES_MAX}, not {lanes}")
         return 2
     server.lanes = lanes
+    if not (client_stall_timeout == 0 or 1 <= client_stall_timeout <= 86400):  # NaN fails too
+        log.error(f"cannot start: client_stall_timeout must be 0 (never) or 1..86400 seconds, "
+                  f"not {client_stall_timeout}")
+        return 2
+    server.client_stall_timeout = client_stall_timeout
     if server.cache_dir is None:
         log.info("content cache off: every upload crosses the wire")
+    elif (why := _unwritable(server.cache_dir)) is not None:
+        log.error(f"cannot start: the content cache folder {server.cache_dir} is not usable ({why}); give "
+                  f"--cache-dir a folder this user can write, or --cache-dir off")
+        return 1
     else:
-        log.info("content cache", cache_dir=str(server.cache_dir), cache_max_bytes=server.cache_max_bytes)
+        log.info("content cache", cache_dir=str(server.cache_dir), cache_max_bytes=server.cache_max_bytes,
+                 cache_scope=cache_scope)
+    _end_orphans(log)
     try:
         server.bind()
     except (OSError, ValueError) as e:
@@ -1038,7 +1213,7 @@ def run_server(listen: str, driver_spec: str, log: Logger, max_sessions: int = 2
     if metrics_listen:
         mhost, mport = parse_address(metrics_listen, default_port=7751)
         try:
-            admin = metrics.AdminServer(mhost, mport, server.snapshot).start()
+            admin = metrics.AdminServer(mhost, mport, server.snapshot, log=log).start()
         except OSError as e:
             log.error(f"cannot serve metrics on {metrics_listen}: {e}")
             server.stop()
