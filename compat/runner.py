@@ -19,7 +19,6 @@ import datetime
 import fnmatch
 import importlib.metadata as md
 import json
-import math
 import os
 import re
 import shutil
@@ -32,6 +31,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import verdict as rules  # noqa: E402  (compat/verdict.py: the pure verdict rules)
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPAT = ROOT / "compat"
@@ -68,18 +70,23 @@ not the tables.
 **How results are compared.** Every workload prints, as its last line, JSON
 with its name, a digest of its results (SHA-256 over labelled arrays for the
 Python workloads, FNV-1a 64 for the CUDA C programs), its tolerance and
-notes. A workload marked `exact` passes when the two digests are equal: the
-results are bit-for-bit the native ones. A workload whose library may choose
+notes, and may add fields of its own. Every field is compared (one present in
+a single run is a difference), timings aside: fields whose name ends in `_s`,
+`_ms`, `_us` or `_ns`, and durations such as `12.5 ms` written inside text
+(`compat/verdict.py`). A workload marked `exact` passes when every field is
+equal, so its results are bit-for-bit the native ones. A workload whose library may choose
 another algorithm or summation order from one run to the next (cuSOLVER,
 cuSPARSE, Inductor and XLA autotuning) also prints summary values (row sums,
-singular values, losses, a sample of entries) and passes when every value
-agrees within its stated tolerance, |native − gpuwire| ≤ atol + rtol ·
-max(|native|, |gpuwire|); the table says whether its digests were bit-exact
+singular values, losses, a sample of entries) and passes when every value,
+and every number in its other fields, agrees within its stated tolerance,
+|native − gpuwire| ≤ atol + rtol · max(|native|, |gpuwire|) (its `same` field
+exactly); the table says whether its digests were bit-exact
 too. The deterministic workloads set `torch.use_deterministic_algorithms(True)`,
 `CUBLAS_WORKSPACE_CONFIG=:4096:8` and no cuDNN benchmarking, and compiler
 caches are private to each run, so both runs compile their own kernels. A
-workload that fails natively is marked *native failure*: a fault of the
-workload or the machine, not of gpuwire. Round trips are the client's count
+workload whose native run fails (nonzero exit, timeout, no result line) is
+marked *native-failed*, never a pass: a fault of the workload or the machine,
+with nothing to compare gpuwire against. Round trips are the client's count
 of requests that waited for a reply (`gpuwire run --stats`).
 
 **Running it.** On the GPU machine, in one call of under 9 minutes:
@@ -94,7 +101,9 @@ Without a GPU, `bash compat/run --dry-run` exercises the runner itself (fake
 workloads covering every verdict, against the CPU stand-in driver) and
 `bash compat/run --check` compiles every workload script; `bash compat/run --render RESULTS_JSON` rewrites this file from a
 run's results.json, after `compat/known_causes.json` (why a workload fails) or
-`compat/nvml_comparison.md` changed.
+`compat/nvml_comparison.md` changed; `bash compat/run --rejudge RESULTS_JSON [OUTDIR]`
+judges a run's results again with the current rules, lists the verdicts that
+change, and writes the new results.json and compatibility.md to OUTDIR only.
 """
 
 
@@ -241,7 +250,7 @@ def base_env() -> dict:
 
 def build(log: Path, programs: bool) -> str:
     """Build the natives (fatal if it fails: returns the reason) and, at the same time, the CUDA C
-    programs (one that does not build shows up as a native failure of its workloads)."""
+    programs (one that does not build shows up as a native-failed verdict of its workloads)."""
     jobs = []
     if programs:
         BUILD.mkdir(parents=True, exist_ok=True)
@@ -479,52 +488,14 @@ def gpuwire_smi(ctx: Context) -> dict:
 
 # ---------------------------------------------------------------- comparison
 
-def close(a, b, rtol, atol) -> bool:
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        if math.isnan(a) or math.isnan(b):
-            return math.isnan(a) and math.isnan(b)
-        if math.isinf(a) or math.isinf(b):
-            return a == b
-        return abs(a - b) <= atol + rtol * max(abs(a), abs(b))
-    return a == b
+def as_run(run: Run) -> dict:
+    """A Run as verdict.judge takes it."""
+    return {"rc": run.rc, "timed_out": run.timed_out, "error": run.error, "skipped": run.skipped,
+            "result": run.result, "tail": run.tail}
 
 
-def judge(w: Workload, nat: Run, rem: Run) -> dict:
-    """verdict: pass | FAIL | native failure | skipped; detail says why; exact: digests equal."""
-    def explain(run, who):
-        return {"why": f"{who} {run.error}", "tail": run.tail}
-    if nat.skipped or rem.skipped:
-        return {"verdict": "skipped", "why": nat.skipped or rem.skipped, "tail": [], "exact": None}
-    if nat.error:
-        return dict(explain(nat, "native run:"), verdict="native failure", exact=None)
-    if rem.error:
-        return dict(explain(rem, "gpuwire run:"), verdict="FAIL", exact=None)
-    n, g = nat.result, rem.result
-    exact = n["digest"] == g["digest"]
-    diffs = []
-    if n.get("name") != g.get("name"):
-        diffs.append(f"name {n.get('name')!r} vs {g.get('name')!r}")
-    if n.get("tolerance") != g.get("tolerance"):
-        diffs.append(f"tolerance {n.get('tolerance')!r} vs {g.get('tolerance')!r}")
-    if n.get("same") != g.get("same"):
-        diffs.append(f"'same' differs: native {json.dumps(n.get('same'))} vs gpuwire {json.dumps(g.get('same'))}")
-    if n.get("tolerance", "exact") == "exact":
-        if not exact:
-            diffs.append(f"digest differs: native {n['digest'][:24]} vs gpuwire {g['digest'][:24]}")
-    else:
-        nv, gv = n.get("values") or [], g.get("values") or []
-        rtol, atol = float(n.get("rtol", 0)), float(n.get("atol", 0))
-        if len(nv) != len(gv) or not nv:
-            diffs.append(f"{len(nv)} values natively, {len(gv)} through gpuwire")
-        else:
-            bad = [i for i, (a, b) in enumerate(zip(nv, gv)) if not close(a, b, rtol, atol)]
-            if bad:
-                i = bad[0]
-                diffs.append(f"{len(bad)} of {len(nv)} values outside rtol={rtol:g} atol={atol:g}; "
-                             f"first at [{i}]: native {nv[i]!r} vs gpuwire {gv[i]!r}")
-    if diffs:
-        return {"verdict": "FAIL", "why": "results differ: " + "; ".join(diffs), "tail": [], "exact": exact}
-    return {"verdict": "pass", "why": "", "tail": [], "exact": exact}
+def judge(nat: Run, rem: Run) -> dict:
+    return rules.judge(as_run(nat), as_run(rem))
 
 
 # ---------------------------------------------------------------- reports
@@ -565,7 +536,7 @@ def write_reports(ctx: Context, meta: dict, rows: list, smi: dict | None) -> dic
                                                 if any(r["framework_key"] == k for r in rows)) + ".")
     md_lines.append("")
     md_lines.append(f"**{passed} of {len(rows)} pass** ({exact} bit-exact, {within} within their stated tolerance); "
-                    f"{counts.get('FAIL', 0)} fail through gpuwire, {counts.get('native failure', 0)} native failures, "
+                    f"{counts.get('FAIL', 0)} fail through gpuwire, {counts.get(rules.NATIVE_FAILED, 0)} native failures, "
                     f"{counts.get('skipped', 0)} skipped.")
     md_lines.append("")
     md_lines.append("| workload | framework | native result | gpuwire result | result | round trips | compared |")
@@ -617,7 +588,7 @@ def print_summary(rows: list, counts: dict, meta: dict) -> None:
         print(f"{r['name']:32} {verdict:15} {rt if rt is not None else '-':>7}  {r['native']['short']:12} "
               f"{r['gpuwire']['short']:12}  {r['why'][:90]}")
     print(f"compat: {counts.get('pass', 0)} passed, {counts.get('FAIL', 0)} failed, "
-          f"{counts.get('native failure', 0)} native failures, {counts.get('skipped', 0)} skipped "
+          f"{counts.get(rules.NATIVE_FAILED, 0)} native failures, {counts.get('skipped', 0)} skipped "
           f"({len(rows)} workloads, {meta['wall_s']:.0f} s; ~ = within tolerance, not bit-exact)")
 
 
@@ -635,6 +606,23 @@ def check_scripts() -> int:
             bad += 1
     print(f"compat --check: {len(files) - bad} of {len(files)} scripts compile")
     return 1 if bad else 0
+
+
+def rejudge_file(args, path: Path, outdir: Path) -> int:
+    """Judge a results.json again; the recorded files (docs/, compat/) are left alone."""
+    doc, changes = rules.rejudge(json.loads(path.read_text()))
+    rows, smi = doc.pop("workloads"), doc.pop("gpuwire_smi", None)
+    doc.pop("counts", None)
+    outdir.mkdir(parents=True, exist_ok=True)
+    args.no_docs = True
+    ctx = Context(args, outdir, 0.0, doc.get("server", ""))
+    shutil.rmtree(ctx.tmp, ignore_errors=True)
+    counts = write_reports(ctx, doc, rows, smi)
+    for name, old, new, why in changes:
+        print(f"compat --rejudge: {name}: {old} -> {new}: {why}")
+    print(f"compat --rejudge: {len(changes)} verdicts changed; now {counts}; wrote {outdir}/results.json "
+          f"and compatibility.md", flush=True)
+    return 1 if changes else 0
 
 
 def main(argv=None) -> int:
@@ -657,7 +645,13 @@ def main(argv=None) -> int:
     ap.add_argument("--render", metavar="RESULTS_JSON",
                     help="only rewrite docs/compatibility.md and compat/results.json from a run's results.json "
                          "(e.g. after compat/known_causes.json changed); needs no GPU")
+    ap.add_argument("--rejudge", metavar="RESULTS_JSON",
+                    help="judge a run's results.json again with compat/verdict.py, list the verdicts that change "
+                         "and write the result to OUTDIR (default build/compat-rejudge) only; exit 1 when a verdict "
+                         "changes; needs no GPU")
     args = ap.parse_args(argv)
+    if args.rejudge:
+        return rejudge_file(args, Path(args.rejudge), Path(args.outdir or ROOT / "build" / "compat-rejudge"))
     if args.render:
         doc = json.loads(Path(args.render).read_text())
         rows, smi = doc.pop("workloads"), doc.pop("gpuwire_smi", None)
@@ -730,7 +724,7 @@ def main(argv=None) -> int:
         verdicts = {}
         for w in sorted(workloads, key=lambda w: w.name):
             nat, rem = runs[(w.name, "native")], runs[(w.name, "gpuwire")]
-            verdicts[w.name] = judge(w, nat, rem)
+            verdicts[w.name] = judge(nat, rem)
         failed = [w for w in workloads if verdicts[w.name]["verdict"] == "FAIL"]
         failed.sort(key=lambda w: (not runs[(w.name, "gpuwire")].error, w.name))   # crashes and timeouts first
         debug_logs = {}
@@ -754,8 +748,10 @@ def main(argv=None) -> int:
 
         def side(run):
             return {"short": short(run), "rc": run.rc, "timed_out": run.timed_out, "wall_s": run.wall,
-                    "error": run.error or run.skipped, "digest": run.result.get("digest") if run.result else None,
+                    "error": run.error or run.skipped, "skipped": run.skipped,
+                    "digest": run.result.get("digest") if run.result else None,
                     "notes": run.result.get("notes") if run.result else None,
+                    "result": run.result,   # all of it, so --rejudge can judge it again
                     "round_trips": rtrips(run) if run.mode == "gpuwire" else None,
                     "stats": {k: run.stats.get(k) for k in ("calls", "round_trips", "bytes_to_server",
                                                              "bytes_from_server")} if run.stats else None}

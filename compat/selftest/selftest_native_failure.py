@@ -1,5 +1,5 @@
-"""Selftest: fails natively (exit 1, message on stderr): a native failure, not a gpuwire one."""
-# compat: expect=native failure
+"""Selftest: fails natively (exit 1, message on stderr): native-failed, not a gpuwire failure."""
+# compat: expect=native-failed
 import sys
 
 from _selftest import REMOTE, emit
