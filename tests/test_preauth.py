@@ -155,3 +155,21 @@ def test_one_byte_of_tls_costs_no_cpu(control):
     finally:
         for s in conns:
             s.close()
+
+
+def test_client_closed_at_once_says_why(tmp_path):
+    """A real client whose connection is closed before its HELLO is answered
+    names the likely cause, without blaming TLS."""
+    from conftest import PROGRAMS_DIR, gw_run, start_server
+
+    srv = start_server(tmp_path / "server.log", extra_args=("--max-preauth", "2"))
+    held = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(2)]
+    try:
+        time.sleep(0.3)
+        r = gw_run([str(PROGRAMS_DIR / "vector_add_shared")], srv.address, timeout=60)
+        assert r.returncode != 0
+        assert "--max-preauth" in r.stderr and "TLS" not in r.stderr, r.stderr
+    finally:
+        for s in held:
+            s.close()
+        srv.stop()

@@ -214,7 +214,12 @@ CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info)
     for (;;) {
         uint8_t *p;
         if (gw_io_read_frame(fd, &h, &p, HANDSHAKE_TIMEOUT_MS)) {
-            gw_log("no handshake answer from %s: %s", server, errno == ECONNRESET ? "connection closed" : strerror(errno));
+            if (errno == ECONNRESET)
+                gw_log("no handshake answer from %s: the server closed the connection (it may have too many "
+                       "connections not yet authenticated, --max-preauth: try again; or it is not a gpuwire "
+                       "server)", server);
+            else
+                gw_log("no handshake answer from %s: %s", server, strerror(errno));
             return CUDA_ERROR_NO_DEVICE;
         }
         CUresult rc = CUDA_ERROR_NO_DEVICE;

@@ -344,8 +344,9 @@ int gw_tls_client_start(int fd, const char *host, const char *server)
             else if (reason[0])
                 gw_log("TLS handshake with %s failed: %s%s", server, reason, hint_for(reason));
             else
-                gw_log("TLS handshake with %s failed: %s (the server closed the connection: is it started "
-                       "with --tls-cert? does it require a client certificate?)", server,
+                gw_log("TLS handshake with %s failed: %s (the server closed the connection: it may have too "
+                       "many connections not yet authenticated (--max-preauth; try again), have no TLS "
+                       "certificate (--tls-cert), or require a client certificate)", server,
                        e == X_SSL_ERROR_SYSCALL && saved ? strerror(saved) : "connection closed");
             fcntl(fd, F_SETFL, fl);
             return -1;
