@@ -323,6 +323,13 @@ static void do_connect(void)
         return;
     }
     int fd = dial(host, port, why, sizeof why);
+    if (fd < 0 && strstr(why, "reset")) { /* accepted, then closed at once */
+        gw_log("the gpuwire server at %s closed the connection at once (%s): it may have too many connections "
+               "not yet authenticated (--max-preauth); try again. CUDA calls will fail with "
+               "CUDA_ERROR_NO_DEVICE", spec, why);
+        conn_status = CUDA_ERROR_NO_DEVICE;
+        return;
+    }
     if (fd < 0) {
         gw_log("cannot reach the gpuwire server at %s (%s); is `gpuwire server` running there? "
                "CUDA calls will fail with CUDA_ERROR_NO_DEVICE", spec, why);
