@@ -58,24 +58,6 @@ def test_worker_dies_with_a_killed_server(tmp_path):
         srv.stop()
 
 
-def test_without_pdeathsig_the_worker_is_orphaned(tmp_path):
-    """GPUWIRE_WORKER_NO_PDEATHSIG=1 (for tests of the server's orphan sweep)
-    leaves the worker running when its server is killed: what the fix prevents."""
-    srv = start_server(tmp_path / "server.log", env={"GPUWIRE_WORKER_NO_PDEATHSIG": "1"})
-    sock = worker = None
-    try:
-        sock, worker = session_worker(srv)
-        srv.proc.send_signal(signal.SIGKILL)
-        srv.proc.wait(10)
-        assert not wait_gone(worker, 1.5), "the worker ended with its server although told not to"
-    finally:
-        if worker is not None and state(worker) not in ("gone", "Z"):
-            os.kill(worker, signal.SIGKILL)
-        if sock is not None:
-            sock.close()
-        srv.stop()
-
-
 def test_worker_whose_server_is_already_gone_exits_at_once():
     """--server-pid that is not the worker's parent: the server died before the
     worker could ask to die with it."""
@@ -103,14 +85,15 @@ def test_next_server_ends_orphans_at_start(tmp_path):
     """Defence in depth for workers that outlived their server all the same (an
     older gpuwire, or the parent-death signal skipped): the next server started
     finds them (a gpuwire-worker whose parent is not the --server-pid it names)
-    and ends them, so no session holds a GPU the new server cannot see."""
+    and ends them, so no session holds a GPU the new server cannot see.
+    GPUWIRE_WORKER_NO_PDEATHSIG=1 (for this test only) makes such an orphan."""
     srv = start_server(tmp_path / "old.log", env={"GPUWIRE_WORKER_NO_PDEATHSIG": "1"})
     sock = worker = None
     try:
         sock, worker = session_worker(srv)
         srv.proc.send_signal(signal.SIGKILL)
         srv.proc.wait(10)
-        assert not wait_gone(worker, 0.5)  # orphaned
+        assert not wait_gone(worker, 1.5), "the worker ended with its server although told not to"
         fresh = start_server(tmp_path / "new.log")
         try:
             fresh.wait_for_log(rf"worker_pid={worker} .*ended an orphaned worker whose server "
