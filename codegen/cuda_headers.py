@@ -3,7 +3,8 @@
 - the parameter lists of every driver entry point (generated_cuda_meta.h, which
   spells out each exported symbol's parameters, versioned names included);
 - the type vocabulary of cuda.h (handles, enums, scalars, structs, callbacks);
-- the versions cuGetProcAddress knows for each API name (cudaTypedefs.h).
+- the versions cuGetProcAddress knows for each API name (cudaTypedefs.h, and
+  cudaProfilerTypedefs.h for cuProfilerStart/Stop, which cudart looks up).
 """
 from __future__ import annotations
 
@@ -116,8 +117,8 @@ _PFN = re.compile(r"PFN_(\w+?)_v(\d+)(_ptds|_ptsz)?\)")
 
 
 def read_proc_versions() -> dict[str, list[tuple[int, str]]]:
-    """API name -> [(version, suffix)] as cudaTypedefs.h lists them."""
-    text = _read("cudaTypedefs.h")
+    """API name -> [(version, suffix)] as cudaTypedefs.h and cudaProfilerTypedefs.h list them."""
+    text = _read("cudaTypedefs.h") + _read("cudaProfilerTypedefs.h")
     out: dict[str, list[tuple[int, str]]] = {}
     for m in _PFN.finditer(text):
         out.setdefault(m.group(1), []).append((int(m.group(2)), m.group(3) or ""))

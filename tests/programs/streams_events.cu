@@ -1,5 +1,8 @@
-// streams_events: several streams, events (record/sync/query/elapsed), cross-stream waits.
+// streams_events: several streams, events (record/sync/query/elapsed), cross-stream waits,
+// inside cudaProfilerStart/Stop as NVIDIA's asyncAPI sample does.
 #define PROG "streams_events"
+#include <cuda_profiler_api.h>
+
 #include "check.h"
 
 /* Each element takes `spins` rounds of a cheap hash, so the producer runs a while on a GPU. */
@@ -47,6 +50,8 @@ int main(void)
     CK(cudaEventCreate(&stop));
     CK(cudaEventCreateWithFlags(&produced_ev, cudaEventDefault));
     CK(cudaEventCreateWithFlags(&untimed, cudaEventDisableTiming));
+
+    CK(cudaProfilerStart());
 
     /* A never-recorded event is complete. */
     CK(cudaEventQuery(untimed));
@@ -133,5 +138,6 @@ int main(void)
     CK(cudaEventDestroy(produced_ev));
     CK(cudaEventDestroy(untimed));
     free(h);
+    CK(cudaProfilerStop());
     PASS();
 }

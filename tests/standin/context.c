@@ -370,6 +370,19 @@ SD_API CUresult cuCtxSynchronize_v2(CUcontext ctx)
     return r;
 }
 
+/* No profiler is ever attached: starting and stopping only need a context. */
+static CUresult profiler_toggle(void)
+{
+    sd_lock();
+    sd_ctx *c;
+    CUresult r = sd_cur_any(&c);
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuProfilerStart(void) { return profiler_toggle(); }
+SD_API CUresult cuProfilerStop(void) { return profiler_toggle(); }
+
 SD_API CUresult cuCtxGetApiVersion(CUcontext ctx, unsigned int *version)
 {
     if (!version)
