@@ -23,6 +23,7 @@
 #define SD_ALLOC_ALIGN 512u     /* cuMemAlloc alignment the real driver guarantees (and more) */
 #define SD_PITCH_ALIGN 512u     /* CU_DEVICE_ATTRIBUTE_TEXTURE_PITCH_ALIGNMENT-sized pitch steps */
 #define SD_MAX_THREADS 1024u
+#define SD_SM_COUNT 132 /* an H100 SXM */
 #define SD_SHMEM_DEFAULT 49152u /* dynamic shared memory allowed without opting in */
 #define SD_SHMEM_OPTIN 232448u  /* per-block opt-in maximum on cc 9.0 */
 #define SD_MAX_PARAMS 16
@@ -137,6 +138,8 @@ typedef struct sd_func {
 
 /* Checks a CUfunction (or a CUkernel passed as one, as cudart does). Lock held. */
 sd_func *sd_func_check(CUfunction f);
+/* Blocks of f one SM holds at this block size and dynamic shared memory (module.c). */
+int sd_blocks_per_sm(const sd_func *f, int block, size_t shmem);
 void sd_free_ctx_modules(sd_ctx *c);
 
 /* ---- the kernel registry (registry.c, kernels_*.c) ---- */
