@@ -14,14 +14,12 @@ CUresult CUDAAPI cuArrayDestroy(CUarray hArray)
     return res;
 }
 
-#undef cuCtxCreate_v4
-__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxCreate_v4(CUcontext * pctx, CUctxCreateParams * ctxCreateParams, unsigned int flags, CUdevice dev)
+#undef cuCtxAttach
+CUresult CUDAAPI cuCtxAttach(CUcontext * pctx, unsigned int flags)
 {
-    gw_req *q = gw_req_begin(GW_OP_cuCtxCreate_v4);
+    gw_req *q = gw_req_begin(GW_OP_cuCtxAttach);
     gw_put_out(q, pctx, pctx ? (size_t)(1) : 0);
-    gw_put_in(q, ctxCreateParams, ctxCreateParams ? (size_t)(1) * sizeof(CUctxCreateParams) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -33,7 +31,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxCreate_v4(CUcont
 }
 
 #undef cuCtxDestroy
-CUresult CUDAAPI cuCtxDestroy(CUcontext ctx)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxDestroy(CUcontext ctx)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxDestroy);
     gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
@@ -182,7 +180,7 @@ CUresult CUDAAPI cuCtxGetFlags(unsigned int * flags)
 }
 
 #undef cuCtxGetId
-CUresult CUDAAPI cuCtxGetId(CUcontext ctx, unsigned long long * ctxId)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxGetId(CUcontext ctx, unsigned long long * ctxId)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxGetId);
     gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
@@ -245,6 +243,21 @@ CUresult CUDAAPI cuCtxGetStreamPriorityRange(int * leastPriority, int * greatest
     return res;
 }
 
+#undef cuCtxPopCurrent
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxPopCurrent(CUcontext * pctx)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuCtxPopCurrent);
+    gw_put_out(q, pctx, pctx ? (size_t)(1) : 0);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (pctx) gw_get_handles(r, (void **)pctx, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef cuCtxPopCurrent_v2
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxPopCurrent_v2(CUcontext * pctx)
 {
@@ -261,7 +274,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxPopCurrent_v2(CU
 }
 
 #undef cuCtxPushCurrent
-CUresult CUDAAPI cuCtxPushCurrent(CUcontext ctx)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxPushCurrent(CUcontext ctx)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxPushCurrent);
     gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
@@ -288,10 +301,7 @@ CUresult CUDAAPI cuCtxRecordEvent(CUcontext hCtx, CUevent hEvent)
     gw_req *q = gw_req_begin(GW_OP_cuCtxRecordEvent);
     gw_put_u64(q, (uint64_t)(uintptr_t)hCtx);
     gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
+    return gw_req_post(q);
 }
 
 #undef cuCtxResetPersistingL2Cache
@@ -389,10 +399,7 @@ CUresult CUDAAPI cuCtxWaitEvent(CUcontext hCtx, CUevent hEvent)
     gw_req *q = gw_req_begin(GW_OP_cuCtxWaitEvent);
     gw_put_u64(q, (uint64_t)(uintptr_t)hCtx);
     gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
+    return gw_req_post(q);
 }
 
 #undef cuDestroyExternalMemory

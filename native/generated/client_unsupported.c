@@ -49,20 +49,10 @@ int cuCoredumpSetAttribute(void);
 int cuCoredumpSetAttribute(void) { return gw_unsupported(GW_OP_cuCoredumpSetAttribute); }
 int cuCoredumpSetAttributeGlobal(void);
 int cuCoredumpSetAttributeGlobal(void) { return gw_unsupported(GW_OP_cuCoredumpSetAttributeGlobal); }
-int cuCtxAttach(void);
-int cuCtxAttach(void) { return gw_unsupported(GW_OP_cuCtxAttach); }
-int cuCtxCreate(void);
-int cuCtxCreate(void) { return gw_unsupported(GW_OP_cuCtxCreate); }
-int cuCtxCreate_v2(void);
-int cuCtxCreate_v2(void) { return gw_unsupported(GW_OP_cuCtxCreate_v2); }
-int cuCtxCreate_v3(void);
-int cuCtxCreate_v3(void) { return gw_unsupported(GW_OP_cuCtxCreate_v3); }
 int cuCtxFromGreenCtx(void);
 int cuCtxFromGreenCtx(void) { return gw_unsupported(GW_OP_cuCtxFromGreenCtx); }
 int cuCtxGetDevResource(void);
 int cuCtxGetDevResource(void) { return gw_unsupported(GW_OP_cuCtxGetDevResource); }
-int cuCtxPopCurrent(void);
-int cuCtxPopCurrent(void) { return gw_unsupported(GW_OP_cuCtxPopCurrent); }
 int cuDevResourceGenerateDesc(void);
 int cuDevResourceGenerateDesc(void) { return gw_unsupported(GW_OP_cuDevResourceGenerateDesc); }
 int cuDevSmResourceSplitByCount(void);

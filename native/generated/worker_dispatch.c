@@ -3,6 +3,10 @@
 
 #include "../worker/worker.h"
 
+void gw_h_cuCtxCreate(gw_call *c);
+void gw_h_cuCtxCreate_v2(gw_call *c);
+void gw_h_cuCtxCreate_v3(gw_call *c);
+void gw_h_cuCtxCreate_v4(gw_call *c);
 void gw_h_cuGetErrorName(gw_call *c);
 void gw_h_cuGetErrorString(gw_call *c);
 void gw_h_cuGraphAddKernelNode(gw_call *c);
@@ -69,22 +73,17 @@ static void h_cuArrayDestroy(gw_call *c)
     gw_reply_result(c, res);
 }
 
-static void h_cuCtxCreate_v4(gw_call *c)
+static void h_cuCtxAttach(gw_call *c)
 {
     size_t a0_n;
     CUcontext *a0 = (CUcontext *)gw_out_array(c, sizeof(void *), &a0_n);
-    size_t a1_n;
-    CUctxCreateParams *a1 = (CUctxCreateParams *)gw_in_array(c, sizeof(CUctxCreateParams), &a1_n);
-    unsigned int a2 = (unsigned int)gw_in_u64(c);
-    CUdevice a3 = (CUdevice)gw_in_u64(c);
+    unsigned int a1 = (unsigned int)gw_in_u64(c);
     if (a0 && !c->bad && a0_n < (size_t)(1))
-        gw_call_fail(c, "cuCtxCreate_v4: pctx holds %zu elements, fewer than its count", a0_n);
-    if (a1 && !c->bad && a1_n < (size_t)(1))
-        gw_call_fail(c, "cuCtxCreate_v4: ctxCreateParams holds %zu elements, fewer than its count", a1_n);
+        gw_call_fail(c, "cuCtxAttach: pctx holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
-    CUresult (*fn)(CUcontext *, CUctxCreateParams *, unsigned int, CUdevice) = (CUresult (*)(CUcontext *, CUctxCreateParams *, unsigned int, CUdevice))gw_driver_fn(c, GW_OP_cuCtxCreate_v4);
+    CUresult (*fn)(CUcontext *, unsigned int) = (CUresult (*)(CUcontext *, unsigned int))gw_driver_fn(c, GW_OP_cuCtxAttach);
     if (!fn) return;
-    CUresult res = fn(a0, a1, a2, a3);
+    CUresult res = fn(a0, a1);
     gw_reply_result(c, res);
     if (res == CUDA_SUCCESS) {
         gw_reply_handles(c, GW_HT_CUcontext, (void **)a0, a0_n);
@@ -93,12 +92,16 @@ static void h_cuCtxCreate_v4(gw_call *c)
 
 static void h_cuCtxDestroy(gw_call *c)
 {
-    CUcontext a0 = (CUcontext)gw_in_handle(c, GW_HT_CUcontext);
+    uint64_t a0_id = gw_in_u64(c);
+    CUcontext a0 = (CUcontext)gw_handle_lookup(c, GW_HT_CUcontext, a0_id);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUcontext) = (CUresult (*)(CUcontext))gw_driver_fn(c, GW_OP_cuCtxDestroy);
     if (!fn) return;
     CUresult res = fn(a0);
     gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        if (res == CUDA_SUCCESS) gw_handle_forget(c, GW_HT_CUcontext, a0_id);
+    }
 }
 
 static void h_cuCtxDestroy_v2(gw_call *c)
@@ -313,6 +316,22 @@ static void h_cuCtxGetStreamPriorityRange(gw_call *c)
     if (res == CUDA_SUCCESS) {
         gw_reply_bytes(c, a0, a0_n * sizeof(int));
         gw_reply_bytes(c, a1, a1_n * sizeof(int));
+    }
+}
+
+static void h_cuCtxPopCurrent(gw_call *c)
+{
+    size_t a0_n;
+    CUcontext *a0 = (CUcontext *)gw_out_array(c, sizeof(void *), &a0_n);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuCtxPopCurrent: pctx holds %zu elements, fewer than its count", a0_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUcontext *) = (CUresult (*)(CUcontext *))gw_driver_fn(c, GW_OP_cuCtxPopCurrent);
+    if (!fn) return;
+    CUresult res = fn(a0);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUcontext, (void **)a0, a0_n);
     }
 }
 
@@ -4342,7 +4361,11 @@ static void h_cuUserObjectRetain(gw_call *c)
 
 const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuArrayDestroy - 256] = h_cuArrayDestroy,
-    [GW_OP_cuCtxCreate_v4 - 256] = h_cuCtxCreate_v4,
+    [GW_OP_cuCtxAttach - 256] = h_cuCtxAttach,
+    [GW_OP_cuCtxCreate - 256] = gw_h_cuCtxCreate,
+    [GW_OP_cuCtxCreate_v2 - 256] = gw_h_cuCtxCreate_v2,
+    [GW_OP_cuCtxCreate_v3 - 256] = gw_h_cuCtxCreate_v3,
+    [GW_OP_cuCtxCreate_v4 - 256] = gw_h_cuCtxCreate_v4,
     [GW_OP_cuCtxDestroy - 256] = h_cuCtxDestroy,
     [GW_OP_cuCtxDestroy_v2 - 256] = h_cuCtxDestroy_v2,
     [GW_OP_cuCtxDetach - 256] = h_cuCtxDetach,
@@ -4358,6 +4381,7 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuCtxGetLimit - 256] = h_cuCtxGetLimit,
     [GW_OP_cuCtxGetSharedMemConfig - 256] = h_cuCtxGetSharedMemConfig,
     [GW_OP_cuCtxGetStreamPriorityRange - 256] = h_cuCtxGetStreamPriorityRange,
+    [GW_OP_cuCtxPopCurrent - 256] = h_cuCtxPopCurrent,
     [GW_OP_cuCtxPopCurrent_v2 - 256] = h_cuCtxPopCurrent_v2,
     [GW_OP_cuCtxPushCurrent - 256] = h_cuCtxPushCurrent,
     [GW_OP_cuCtxPushCurrent_v2 - 256] = h_cuCtxPushCurrent_v2,

@@ -59,6 +59,7 @@ typedef struct sd_ctx {
     unsigned long long id;
     size_t limits[16];      /* indexed by CUlimit (< CU_LIMIT_MAX) */
     double busy_until;      /* monotonic seconds: booked by gw_sleep launches (launch.c) */
+    int sm_count;           /* execution affinity: the SMs it may use */
 } sd_ctx;
 /* The calling thread's current context, checked: live, active, not faulted. Lock held. */
 CUresult sd_cur(sd_ctx **out);

@@ -298,6 +298,33 @@ SD_API CUresult cuEventRecordWithFlags(CUevent h, CUstream s, unsigned int flags
     return record(h, s);
 }
 
+/* A context's work: all of it has run by now, so recording only stamps the
+ * event, which must belong to that context as the driver demands. */
+static CUresult ctx_event(CUcontext hctx, CUevent h, int same_ctx)
+{
+    sd_lock();
+    CUresult r = sd_initialized() ? CUDA_SUCCESS : CUDA_ERROR_NOT_INITIALIZED;
+    if (r == CUDA_SUCCESS && (!hctx || !sd_obj_live(hctx, SD_CTX)))
+        r = CUDA_ERROR_INVALID_CONTEXT;
+    sd_ctx *c = (sd_ctx *)hctx;
+    if (r == CUDA_SUCCESS && c->primary && c->retained <= 0)
+        r = CUDA_ERROR_INVALID_CONTEXT;
+    if (r == CUDA_SUCCESS && c->sticky != CUDA_SUCCESS)
+        r = c->sticky;
+    if (r == CUDA_SUCCESS && (!sd_obj_live(h, SD_EVENT) || (same_ctx && ((sd_event *)h)->ctx != c)))
+        r = CUDA_ERROR_INVALID_HANDLE;
+    if (r == CUDA_SUCCESS && same_ctx) {
+        sd_event *e = (sd_event *)h;
+        clock_gettime(CLOCK_MONOTONIC, &e->when);
+        e->recorded = 1;
+    }
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuCtxRecordEvent(CUcontext hctx, CUevent h) { return ctx_event(hctx, h, 1); }
+SD_API CUresult cuCtxWaitEvent(CUcontext hctx, CUevent h) { return ctx_event(hctx, h, 0); }
+
 /* Recorded work has run by the time the record returns: every event is complete. */
 static CUresult event_done(CUevent h)
 {
