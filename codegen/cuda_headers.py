@@ -91,6 +91,9 @@ def read_types() -> dict[str, TypeInfo]:
             types[nm.group(1)] = TypeInfo(kind, nm.group(1))
         if m.group(2):
             types[f"{m.group(1)} {m.group(2)}"] = TypeInfo(kind, m.group(2))
+    # versioned by a macro: typedef _CONCAT_OUTER(CUdevResource_v, RESOURCE_ABI_VERSION) CUdevResource;
+    for m in re.finditer(r"typedef _CONCAT_OUTER\(\w+,\s*\w+\)\s+(\w+)\s*;", text):
+        types[m.group(1)] = TypeInfo("struct", m.group(1))
     aliases = re.findall(r"typedef\s+((?:enum |struct |union )?[\w ]+?)\s+(\w+)\s*;", text)
     for _ in range(4):  # aliases of aliases
         for src, dst in aliases:

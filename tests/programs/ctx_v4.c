@@ -61,7 +61,26 @@
     X(Occupancy, PFN_cuOccupancyMaxActiveBlocksPerMultiprocessor_v6050,                               \
       cuOccupancyMaxActiveBlocksPerMultiprocessor, "cuOccupancyMaxActiveBlocksPerMultiprocessor", 13000) \
     X(ProfilerStart, PFN_cuProfilerStart_v4000, cuProfilerStart, "cuProfilerStart", 13000)           \
-    X(ProfilerStop, PFN_cuProfilerStop_v4000, cuProfilerStop, "cuProfilerStop", 13000)
+    X(ProfilerStop, PFN_cuProfilerStop_v4000, cuProfilerStop, "cuProfilerStop", 13000)                \
+    X(StreamDestroy, PFN_cuStreamDestroy_v4000, cuStreamDestroy, "cuStreamDestroy", 13000)           \
+    X(DeviceGetDevResource, PFN_cuDeviceGetDevResource_v12040, cuDeviceGetDevResource,                 \
+      "cuDeviceGetDevResource", 13000)                                                               \
+    X(CtxGetDevResource, PFN_cuCtxGetDevResource_v12040, cuCtxGetDevResource, "cuCtxGetDevResource", 13000) \
+    X(SmSplit, PFN_cuDevSmResourceSplitByCount_v12040, cuDevSmResourceSplitByCount,                    \
+      "cuDevSmResourceSplitByCount", 13000)                                                          \
+    X(GenerateDesc, PFN_cuDevResourceGenerateDesc_v12040, cuDevResourceGenerateDesc,                   \
+      "cuDevResourceGenerateDesc", 13000)                                                            \
+    X(GreenCreate, PFN_cuGreenCtxCreate_v12040, cuGreenCtxCreate, "cuGreenCtxCreate", 13000)         \
+    X(GreenDestroy, PFN_cuGreenCtxDestroy_v12040, cuGreenCtxDestroy, "cuGreenCtxDestroy", 13000)     \
+    X(CtxFromGreen, PFN_cuCtxFromGreenCtx_v12040, cuCtxFromGreenCtx, "cuCtxFromGreenCtx", 13000)     \
+    X(GreenGetDevResource, PFN_cuGreenCtxGetDevResource_v12040, cuGreenCtxGetDevResource,              \
+      "cuGreenCtxGetDevResource", 13000)                                                             \
+    X(GreenStreamCreate, PFN_cuGreenCtxStreamCreate_v12050, cuGreenCtxStreamCreate,                    \
+      "cuGreenCtxStreamCreate", 13000)                                                               \
+    X(GreenGetId, PFN_cuGreenCtxGetId_v12090, cuGreenCtxGetId, "cuGreenCtxGetId", 13000)             \
+    X(StreamGetGreen, PFN_cuStreamGetGreenCtx_v12040, cuStreamGetGreenCtx, "cuStreamGetGreenCtx", 13000) \
+    X(GreenRecordEvent, PFN_cuGreenCtxRecordEvent_v12040, cuGreenCtxRecordEvent, "cuGreenCtxRecordEvent", 13000) \
+    X(GreenWaitEvent, PFN_cuGreenCtxWaitEvent_v12040, cuGreenCtxWaitEvent, "cuGreenCtxWaitEvent", 13000)
 
 static struct {
 #define MEMBER(m, type, sym, name, ver) type m;
@@ -133,6 +152,60 @@ static unsigned long long ctx_id(CUcontext c)
     unsigned long long id = 0;
     CK(d.CtxGetId(c, &id));
     return id;
+}
+
+/* Green contexts: a group of SMs split off the device, a green context on it,
+ * used as a context, a stream of its own and an event recorded for it. */
+static void green_contexts(CUdevice dev, CUcontext outer)
+{
+    CUdevResource all, part, rest, got;
+    CK(d.DeviceGetDevResource(dev, &all, CU_DEV_RESOURCE_TYPE_SM));
+    unsigned int groups = 0;
+    CK(d.SmSplit(NULL, &groups, &all, NULL, 0, 8));
+    if (groups < 1 || all.sm.smCount < 16)
+        FAIL("%u SMs split into %u groups of 8 or more", all.sm.smCount, groups);
+    unsigned int one = 1;
+    CK(d.SmSplit(&part, &one, &all, &rest, 0, 8));
+    if (one != 1 || part.type != CU_DEV_RESOURCE_TYPE_SM || part.sm.smCount < 8 ||
+        part.sm.smCount + rest.sm.smCount != all.sm.smCount)
+        FAIL("one group of %u SMs leaves %u of %u", part.sm.smCount, rest.sm.smCount, all.sm.smCount);
+    CUdevResourceDesc desc;
+    CK(d.GenerateDesc(&desc, &part, 1));
+    CUgreenCtx g;
+    CK(d.GreenCreate(&g, desc, dev, CU_GREEN_CTX_DEFAULT_STREAM));
+    if (current() != outer)
+        FAIL("creating a green context changed the current context");
+    CK(d.GreenGetDevResource(g, &got, CU_DEV_RESOURCE_TYPE_SM));
+    if (got.sm.smCount != part.sm.smCount)
+        FAIL("the green context has %u SMs, it was given %u", got.sm.smCount, part.sm.smCount);
+    unsigned long long gid = 0;
+    CK(d.GreenGetId(g, &gid));
+    CUcontext gc;
+    CK(d.CtxFromGreen(&gc, g));
+    CK(d.CtxPushCurrent(gc));
+    if (current() != gc)
+        FAIL("the green context's context is not current after a push");
+    CK(d.CtxGetDevResource(gc, &got, CU_DEV_RESOURCE_TYPE_SM));
+    if (got.sm.smCount != part.sm.smCount)
+        FAIL("the green context's context has %u SMs, expected %u", got.sm.smCount, part.sm.smCount);
+    CUstream gs;
+    CK(d.GreenStreamCreate(&gs, g, CU_STREAM_NON_BLOCKING, 0));
+    CUgreenCtx back = NULL;
+    CK(d.StreamGetGreen(gs, &back));
+    if (back != g)
+        FAIL("cuStreamGetGreenCtx gives %p, the stream was made in %p", (void *)back, (void *)g);
+    CUevent ev;
+    CK(d.EventCreate(&ev, CU_EVENT_DEFAULT));
+    CK(d.GreenRecordEvent(g, ev));
+    CK(d.GreenWaitEvent(g, ev));
+    CK(d.EventSynchronize(ev));
+    CK(d.EventDestroy(ev));
+    CK(d.StreamDestroy(gs));
+    CUcontext popped;
+    CK(d.CtxPopCurrent(&popped));
+    if (popped != gc || current() != outer)
+        FAIL("popping the green context's context did not bring the outer one back");
+    CK(d.GreenDestroy(g));
 }
 
 int main(void)
@@ -240,6 +313,8 @@ int main(void)
     CK(d.CtxWaitEvent(ctx, ev));
     CK(d.EventSynchronize(ev));
     CK(d.EventQuery(ev));
+
+    green_contexts(dev, ctx);
 
     /* the profiler switches cudaProfilerStart/Stop call */
     CK(d.ProfilerStart());

@@ -41,6 +41,8 @@ static sd_ctx *primary(void)
     return g_primary.h.kind ? &g_primary : NULL;
 }
 
+sd_ctx *sd_primary(void) { return primary(); }
+
 /* A context handle that may be used: live, and (primary) retained. */
 static CUresult ctx_usable(sd_ctx *c)
 {
@@ -88,7 +90,7 @@ static void teardown(sd_ctx *c)
     default_limits(c);
 }
 
-static void forget_everywhere_in_this_thread(sd_ctx *c)
+void sd_ctx_forget_current(sd_ctx *c)
 {
     int w = 0;
     for (int i = 0; i < t_depth; i++)
@@ -274,7 +276,7 @@ SD_API CUresult cuCtxDestroy_v2(CUcontext ctx)
         r = CUDA_ERROR_INVALID_CONTEXT;
     if (r == CUDA_SUCCESS) {
         teardown(c);
-        forget_everywhere_in_this_thread(c); /* other threads see a dead handle and say so */
+        sd_ctx_forget_current(c); /* other threads see a dead handle and say so */
         sd_obj_del(c);
         free(c);
     }
