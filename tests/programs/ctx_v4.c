@@ -278,8 +278,9 @@ int main(void)
             FAIL("a context limited to 8 SMs reports %u of %d", back.param.smCount.val, sms);
         CK(d.CtxDestroy(actx));
     }
-    /* CIG parameters name graphics objects of this process: refused, nothing pushed */
-    CUctxCigParam cig = {CIG_DATA_TYPE_NV_BLOB, &cig};
+    /* CIG parameters name graphics objects of this process: refused, nothing pushed
+     * (an unknown type and no data, so that the real driver refuses them too, unread) */
+    CUctxCigParam cig = {(CUcigDataType)0, NULL};
     CUctxCreateParams with_cig;
     memset(&with_cig, 0, sizeof with_cig);
     with_cig.cigParams = &cig;
