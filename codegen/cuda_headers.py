@@ -3,7 +3,8 @@
 - the parameter lists of every driver entry point (generated_cuda_meta.h, which
   spells out each exported symbol's parameters, versioned names included);
 - the type vocabulary of cuda.h (handles, enums, scalars, structs, callbacks);
-- the versions cuGetProcAddress knows for each API name (cudaTypedefs.h).
+- the versions cuGetProcAddress knows for each API name (cudaTypedefs.h, and
+  cudaProfilerTypedefs.h for cuProfilerStart/Stop, which cudart looks up).
 """
 from __future__ import annotations
 
@@ -90,6 +91,9 @@ def read_types() -> dict[str, TypeInfo]:
             types[nm.group(1)] = TypeInfo(kind, nm.group(1))
         if m.group(2):
             types[f"{m.group(1)} {m.group(2)}"] = TypeInfo(kind, m.group(2))
+    # versioned by a macro: typedef _CONCAT_OUTER(CUdevResource_v, RESOURCE_ABI_VERSION) CUdevResource;
+    for m in re.finditer(r"typedef _CONCAT_OUTER\(\w+,\s*\w+\)\s+(\w+)\s*;", text):
+        types[m.group(1)] = TypeInfo("struct", m.group(1))
     aliases = re.findall(r"typedef\s+((?:enum |struct |union )?[\w ]+?)\s+(\w+)\s*;", text)
     for _ in range(4):  # aliases of aliases
         for src, dst in aliases:
@@ -116,8 +120,8 @@ _PFN = re.compile(r"PFN_(\w+?)_v(\d+)(_ptds|_ptsz)?\)")
 
 
 def read_proc_versions() -> dict[str, list[tuple[int, str]]]:
-    """API name -> [(version, suffix)] as cudaTypedefs.h lists them."""
-    text = _read("cudaTypedefs.h")
+    """API name -> [(version, suffix)] as cudaTypedefs.h and cudaProfilerTypedefs.h list them."""
+    text = _read("cudaTypedefs.h") + _read("cudaProfilerTypedefs.h")
     out: dict[str, list[tuple[int, str]]] = {}
     for m in _PFN.finditer(text):
         out.setdefault(m.group(1), []).append((int(m.group(2)), m.group(3) or ""))

@@ -116,20 +116,115 @@ CUresult CUDAAPI cuCtxPopCurrent_v2(CUcontext *pctx)
     return rc;
 }
 
-/* The parameter block holds pointers (affinity, CIG) that mean nothing on the
- * server; contexts with one are not remoted yet. */
-CUresult CUDAAPI cuCtxCreate_v4(CUcontext *pctx, CUctxCreateParams *ctxCreateParams, unsigned int flags, CUdevice dev)
+/* The pre-4.0 entry points, still exported: the same mirror. */
+#undef cuCtxPushCurrent
+#undef cuCtxPopCurrent
+#undef cuCtxDestroy
+CUresult CUDAAPI cuCtxPushCurrent(CUcontext ctx);
+CUresult CUDAAPI cuCtxPopCurrent(CUcontext *pctx);
+CUresult CUDAAPI cuCtxDestroy(CUcontext ctx);
+
+CUresult CUDAAPI cuCtxPushCurrent(CUcontext ctx)
 {
-    if (ctxCreateParams)
-        return (CUresult)gw_unsupported(GW_OP_cuCtxCreate_v4);
     if (depth == MAX_DEPTH)
         return CUDA_ERROR_INVALID_VALUE;
-    CUresult rc = gwf_cuCtxCreate_v4(pctx, NULL, flags, dev);
+    CUresult rc = gwf_cuCtxPushCurrent(ctx);
+    if (rc == CUDA_SUCCESS)
+        stack[depth++] = ctx;
+    return rc;
+}
+
+CUresult CUDAAPI cuCtxPopCurrent(CUcontext *pctx)
+{
+    CUresult rc = gwf_cuCtxPopCurrent(pctx);
+    if (rc == CUDA_SUCCESS && depth)
+        depth--;
+    return rc;
+}
+
+/* ---- creation: the client names the context (no handle comes back) but
+ * waits for the verdict, as the new context becomes this thread's current one ---- */
+
+#define MAX_AFFINITY 64 /* the worker's bound; the driver knows one affinity type */
+
+/* u64 context id, u32 flags, u64 device, u32 params given (v4), u32 array
+ * given, i32 n, then n x CUexecAffinityParam if the array is given */
+static CUresult ctx_create(unsigned op, CUcontext *pctx, int has_params, const CUexecAffinityParam *aff, int n,
+                           unsigned flags, CUdevice dev)
+{
+    if (!pctx || depth == MAX_DEPTH) {
+        gw_stat_call(op);
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    int nsent = aff && n > 0 ? n : 0;
+    if (nsent > MAX_AFFINITY) {
+        gw_stat_call(op);
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    uint64_t id = gw_new_handle_id();
+    gw_req *q = gw_req_begin(op);
+    gw_put_u64(q, id);
+    gw_put_u32(q, flags);
+    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_u32(q, has_params != 0);
+    gw_put_u32(q, aff != NULL);
+    gw_put_u32(q, (uint32_t)n);
+    if (nsent)
+        gw_put_raw(q, aff, (size_t)nsent * sizeof *aff);
+    gw_rep *r;
+    CUresult rc = gw_req_call(q, &r);
+    gw_rep_end(r);
     if (rc == CUDA_SUCCESS) {
+        *pctx = (CUcontext)(uintptr_t)id;
         remember_device(*pctx, dev);
         stack[depth++] = *pctx; /* a new context becomes current */
     }
     return rc;
+}
+
+CUresult CUDAAPI cuCtxCreate_v4(CUcontext *pctx, CUctxCreateParams *ctxCreateParams, unsigned int flags, CUdevice dev)
+{
+    if (ctxCreateParams && ctxCreateParams->cigParams) {
+        /* CIG shares a D3D12 queue or a graphics blob of this process with CUDA */
+        static int told;
+        if (!__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED))
+            gw_log("cuCtxCreate: CIG parameters name graphics objects of this process, which a remote GPU cannot "
+                   "share: returning CUDA_ERROR_NOT_SUPPORTED");
+        gw_stat_call(GW_OP_cuCtxCreate_v4);
+        return CUDA_ERROR_NOT_SUPPORTED;
+    }
+    if (!ctxCreateParams)
+        return ctx_create(GW_OP_cuCtxCreate_v4, pctx, 0, NULL, 0, flags, dev);
+    return ctx_create(GW_OP_cuCtxCreate_v4, pctx, 1, ctxCreateParams->execAffinityParams,
+                      ctxCreateParams->numExecAffinityParams, flags, dev);
+}
+
+CUresult CUDAAPI cuCtxCreate_v3(CUcontext *pctx, CUexecAffinityParam *paramsArray, int numParams, unsigned int flags,
+                                CUdevice dev)
+{
+    return ctx_create(GW_OP_cuCtxCreate_v3, pctx, 1, paramsArray, numParams, flags, dev);
+}
+
+CUresult CUDAAPI cuCtxCreate_v2(CUcontext *pctx, unsigned int flags, CUdevice dev)
+{
+    return ctx_create(GW_OP_cuCtxCreate_v2, pctx, 0, NULL, 0, flags, dev);
+}
+
+/* the CUDA 2.0 entry point, still exported by the driver */
+#undef cuCtxCreate
+CUresult CUDAAPI cuCtxCreate(CUcontext *pctx, unsigned int flags, CUdevice dev);
+CUresult CUDAAPI cuCtxCreate(CUcontext *pctx, unsigned int flags, CUdevice dev)
+{
+    return ctx_create(GW_OP_cuCtxCreate, pctx, 0, NULL, 0, flags, dev);
+}
+
+/* NULL means the current context: named here, so the answer kept for it
+ * (cuCtxGetId is asked once per argument list) is that context's. */
+CUresult CUDAAPI cuCtxGetId(CUcontext ctx, unsigned long long *ctxId)
+{
+    if (!ctx && depth)
+        ctx = stack[depth - 1];
+    return gwf_cuCtxGetId(ctx, ctxId);
 }
 
 /* ---- context limits: they change only through cuCtxSetLimit, except the
@@ -187,17 +282,28 @@ CUresult CUDAAPI cuCtxSetLimit(CUlimit limit, size_t value)
     return gwf_cuCtxSetLimit(limit, value);
 }
 
-CUresult CUDAAPI cuCtxDestroy_v2(CUcontext ctx)
+/* Answers kept per context: a destroyed context's must not outlive it. */
+static void ctx_answers_forget(void)
+{
+    static const unsigned ops[] = {GW_OP_cuCtxGetId, GW_OP_cuCtxGetApiVersion};
+    gw_cache_forget(ops, sizeof ops / sizeof ops[0]);
+}
+
+static CUresult ctx_destroy(int v2, CUcontext ctx)
 {
     if (ctx)
         gw_export_tables_context_destroyed(ctx);
-    CUresult rc = gwf_cuCtxDestroy_v2(ctx);
+    CUresult rc = v2 ? gwf_cuCtxDestroy_v2(ctx) : gwf_cuCtxDestroy(ctx);
+    ctx_answers_forget();
     gw_attributes_reset();
     limits_forget();
     if (rc == CUDA_SUCCESS && depth && stack[depth - 1] == ctx)
         depth--;
     return rc;
 }
+
+CUresult CUDAAPI cuCtxDestroy_v2(CUcontext ctx) { return ctx_destroy(1, ctx); }
+CUresult CUDAAPI cuCtxDestroy(CUcontext ctx) { return ctx_destroy(0, ctx); }
 
 /* ---- primary contexts ---- */
 
@@ -241,6 +347,7 @@ CUresult CUDAAPI cuDevicePrimaryCtxReset_v2(CUdevice dev)
     if (c)
         gw_export_tables_context_destroyed(c);
     pstate_forget(dev);
+    ctx_answers_forget();
     gw_attributes_reset();
     limits_forget();
     return gwf_cuDevicePrimaryCtxReset_v2(dev);
@@ -302,6 +409,7 @@ static void pstate_forget(CUdevice dev)
 static void primary_gone(CUdevice dev)
 {
     pstate_forget(dev);
+    ctx_answers_forget();
     gw_attributes_reset();
     limits_forget();
 }

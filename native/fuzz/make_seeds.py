@@ -193,7 +193,9 @@ def seed_threads() -> bytes:
     one.context()
     two.seq = 100
     two.frame("cuInit", u64(0))
-    two.frame("cuCtxCreate_v4", u32(1) + u32(NULL) + u64(0, 0))
+    # u64 id the client names, u32 flags, u64 device, u32 params given, u32 affinity array given, i32 count
+    two.frame("cuCtxCreate_v4", u64(CLIENT_ID | 0x7000) + u32(0) + u64(0) + u32(1, 1, 1)
+              + u32(0, 4))  # one CUexecAffinityParam: CU_EXEC_AFFINITY_TYPE_SM_COUNT, 4 SMs
     two.frame("cuCtxGetDevice", u32(1))
     two.frame("cuCtxGetLimit", u32(1) + u64(2))
     two.frame("cuMemAlloc_v2", u32(1) + u64(64), NOREPLY)  # a posted failure surfaces at the COLLECT

@@ -14,14 +14,12 @@ CUresult CUDAAPI cuArrayDestroy(CUarray hArray)
     return res;
 }
 
-#undef cuCtxCreate_v4
-__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxCreate_v4(CUcontext * pctx, CUctxCreateParams * ctxCreateParams, unsigned int flags, CUdevice dev)
+#undef cuCtxAttach
+CUresult CUDAAPI cuCtxAttach(CUcontext * pctx, unsigned int flags)
 {
-    gw_req *q = gw_req_begin(GW_OP_cuCtxCreate_v4);
+    gw_req *q = gw_req_begin(GW_OP_cuCtxAttach);
     gw_put_out(q, pctx, pctx ? (size_t)(1) : 0);
-    gw_put_in(q, ctxCreateParams, ctxCreateParams ? (size_t)(1) * sizeof(CUctxCreateParams) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -33,7 +31,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxCreate_v4(CUcont
 }
 
 #undef cuCtxDestroy
-CUresult CUDAAPI cuCtxDestroy(CUcontext ctx)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxDestroy(CUcontext ctx)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxDestroy);
     gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
@@ -88,6 +86,22 @@ CUresult CUDAAPI cuCtxEnablePeerAccess(CUcontext peerContext, unsigned int Flags
     return res;
 }
 
+#undef cuCtxFromGreenCtx
+CUresult CUDAAPI cuCtxFromGreenCtx(CUcontext * pContext, CUgreenCtx hCtx)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuCtxFromGreenCtx);
+    gw_put_out(q, pContext, pContext ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hCtx);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (pContext) gw_get_handles(r, (void **)pContext, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef cuCtxGetApiVersion
 CUresult CUDAAPI cuCtxGetApiVersion(CUcontext ctx, unsigned int * version)
 {
@@ -113,6 +127,23 @@ CUresult CUDAAPI cuCtxGetCacheConfig(CUfunc_cache * pconfig)
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
         if (pconfig) gw_get_bytes(r, pconfig, (size_t)(1) * sizeof(CUfunc_cache));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuCtxGetDevResource
+CUresult CUDAAPI cuCtxGetDevResource(CUcontext hCtx, CUdevResource * resource, CUdevResourceType type)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuCtxGetDevResource);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hCtx);
+    gw_put_out(q, resource, resource ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)type);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (resource) gw_get_bytes(r, resource, (size_t)(1) * sizeof(CUdevResource));
         res = gw_rep_status(r, res);
     }
     gw_rep_end(r);
@@ -182,7 +213,7 @@ CUresult CUDAAPI cuCtxGetFlags(unsigned int * flags)
 }
 
 #undef cuCtxGetId
-CUresult CUDAAPI cuCtxGetId(CUcontext ctx, unsigned long long * ctxId)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxGetId(CUcontext ctx, unsigned long long * ctxId)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxGetId);
     gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
@@ -245,6 +276,21 @@ CUresult CUDAAPI cuCtxGetStreamPriorityRange(int * leastPriority, int * greatest
     return res;
 }
 
+#undef cuCtxPopCurrent
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxPopCurrent(CUcontext * pctx)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuCtxPopCurrent);
+    gw_put_out(q, pctx, pctx ? (size_t)(1) : 0);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (pctx) gw_get_handles(r, (void **)pctx, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef cuCtxPopCurrent_v2
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxPopCurrent_v2(CUcontext * pctx)
 {
@@ -261,7 +307,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxPopCurrent_v2(CU
 }
 
 #undef cuCtxPushCurrent
-CUresult CUDAAPI cuCtxPushCurrent(CUcontext ctx)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxPushCurrent(CUcontext ctx)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxPushCurrent);
     gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
@@ -288,10 +334,7 @@ CUresult CUDAAPI cuCtxRecordEvent(CUcontext hCtx, CUevent hEvent)
     gw_req *q = gw_req_begin(GW_OP_cuCtxRecordEvent);
     gw_put_u64(q, (uint64_t)(uintptr_t)hCtx);
     gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
+    return gw_req_post(q);
 }
 
 #undef cuCtxResetPersistingL2Cache
@@ -389,10 +432,7 @@ CUresult CUDAAPI cuCtxWaitEvent(CUcontext hCtx, CUevent hEvent)
     gw_req *q = gw_req_begin(GW_OP_cuCtxWaitEvent);
     gw_put_u64(q, (uint64_t)(uintptr_t)hCtx);
     gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
+    return gw_req_post(q);
 }
 
 #undef cuDestroyExternalMemory
@@ -413,6 +453,45 @@ CUresult CUDAAPI cuDestroyExternalSemaphore(CUexternalSemaphore extSem)
     gw_put_u64(q, (uint64_t)(uintptr_t)extSem);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuDevResourceGenerateDesc
+CUresult CUDAAPI cuDevResourceGenerateDesc(CUdevResourceDesc * phDesc, CUdevResource * resources, unsigned int nbResources)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuDevResourceGenerateDesc);
+    gw_put_out(q, phDesc, phDesc ? (size_t)(1) : 0);
+    gw_put_in(q, resources, resources ? (size_t)(nbResources) * sizeof(CUdevResource) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)nbResources);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (phDesc) gw_get_handles(r, (void **)phDesc, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuDevSmResourceSplitByCount
+CUresult CUDAAPI cuDevSmResourceSplitByCount(CUdevResource * result, unsigned int * nbGroups, const CUdevResource * input, CUdevResource * remaining, unsigned int useFlags, unsigned int minCount)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuDevSmResourceSplitByCount);
+    gw_put_out(q, result, result ? (size_t)(*nbGroups) : 0);
+    gw_put_in(q, nbGroups, nbGroups ? (size_t)(1) * sizeof(unsigned int) : 0);
+    gw_put_in(q, input, input ? (size_t)(1) * sizeof(CUdevResource) : 0);
+    gw_put_out(q, remaining, remaining ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)useFlags);
+    gw_put_u64(q, (uint64_t)(int64_t)minCount);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (result) gw_get_bytes(r, result, (size_t)(*nbGroups) * sizeof(CUdevResource));
+        if (nbGroups) gw_get_bytes(r, nbGroups, (size_t)(1) * sizeof(unsigned int));
+        if (remaining) gw_get_bytes(r, remaining, (size_t)(1) * sizeof(CUdevResource));
+        res = gw_rep_status(r, res);
+    }
     gw_rep_end(r);
     return res;
 }
@@ -526,6 +605,23 @@ CUresult CUDAAPI cuDeviceGetDefaultMemPool(CUmemoryPool * pool_out, CUdevice dev
     CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
         if (pool_out) gw_get_handles(r, (void **)pool_out, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuDeviceGetDevResource
+CUresult CUDAAPI cuDeviceGetDevResource(CUdevice device, CUdevResource * resource, CUdevResourceType type)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuDeviceGetDevResource);
+    gw_put_u64(q, (uint64_t)(int64_t)device);
+    gw_put_out(q, resource, resource ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)type);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (resource) gw_get_bytes(r, resource, (size_t)(1) * sizeof(CUdevResource));
         res = gw_rep_status(r, res);
     }
     gw_rep_end(r);
@@ -1466,6 +1562,24 @@ CUresult CUDAAPI cuGraphicsUnregisterResource(CUgraphicsResource resource)
     return res;
 }
 
+#undef cuGreenCtxCreate
+CUresult CUDAAPI cuGreenCtxCreate(CUgreenCtx * phCtx, CUdevResourceDesc desc, CUdevice dev, unsigned int flags)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGreenCtxCreate);
+    gw_put_out(q, phCtx, phCtx ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(uintptr_t)desc);
+    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_u64(q, (uint64_t)(int64_t)flags);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (phCtx) gw_get_handles(r, (void **)phCtx, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef cuGreenCtxDestroy
 CUresult CUDAAPI cuGreenCtxDestroy(CUgreenCtx hCtx)
 {
@@ -1477,15 +1591,71 @@ CUresult CUDAAPI cuGreenCtxDestroy(CUgreenCtx hCtx)
     return res;
 }
 
+#undef cuGreenCtxGetDevResource
+CUresult CUDAAPI cuGreenCtxGetDevResource(CUgreenCtx hCtx, CUdevResource * resource, CUdevResourceType type)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGreenCtxGetDevResource);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hCtx);
+    gw_put_out(q, resource, resource ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)type);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (resource) gw_get_bytes(r, resource, (size_t)(1) * sizeof(CUdevResource));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuGreenCtxGetId
+CUresult CUDAAPI cuGreenCtxGetId(CUgreenCtx greenCtx, unsigned long long * greenCtxId)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGreenCtxGetId);
+    gw_put_u64(q, (uint64_t)(uintptr_t)greenCtx);
+    gw_put_out(q, greenCtxId, greenCtxId ? (size_t)(1) : 0);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (greenCtxId) gw_get_bytes(r, greenCtxId, (size_t)(1) * sizeof(unsigned long long));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef cuGreenCtxRecordEvent
 CUresult CUDAAPI cuGreenCtxRecordEvent(CUgreenCtx hCtx, CUevent hEvent)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGreenCtxRecordEvent);
     gw_put_u64(q, (uint64_t)(uintptr_t)hCtx);
     gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
+    return gw_req_post(q);
+}
+
+#undef cuGreenCtxStreamCreate
+CUresult CUDAAPI cuGreenCtxStreamCreate(CUstream * phStream, CUgreenCtx greenCtx, unsigned int flags, int priority)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGreenCtxStreamCreate);
+    if (!phStream)
+        return CUDA_ERROR_INVALID_VALUE;
+    uint64_t phStream_id = gw_new_handle_id();
+    gw_put_u64(q, phStream_id);
+    gw_put_u64(q, (uint64_t)(uintptr_t)greenCtx);
+    gw_put_u64(q, (uint64_t)(int64_t)flags);
+    gw_put_u64(q, (uint64_t)(int64_t)priority);
+    CUresult res;
+    if (gw_may_post()) {
+        res = gw_req_post(q);
+    } else { /* the caller needs the verdict now */
+        gw_req_set_flags(q, GW_F_COLLECT);
+        gw_rep *r;
+        res = gw_req_call(q, &r);
+        gw_rep_end(r);
+    }
+    if (res == CUDA_SUCCESS) {
+        *phStream = (CUstream)(uintptr_t)phStream_id;
+    }
     return res;
 }
 
@@ -1495,10 +1665,7 @@ CUresult CUDAAPI cuGreenCtxWaitEvent(CUgreenCtx hCtx, CUevent hEvent)
     gw_req *q = gw_req_begin(GW_OP_cuGreenCtxWaitEvent);
     gw_put_u64(q, (uint64_t)(uintptr_t)hCtx);
     gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
+    return gw_req_post(q);
 }
 
 #undef cuInit
@@ -3602,6 +3769,22 @@ CUresult CUDAAPI cuStreamGetFlags_ptsz(CUstream hStream, unsigned int * flags)
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
         if (flags) gw_get_bytes(r, flags, (size_t)(1) * sizeof(unsigned int));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuStreamGetGreenCtx
+CUresult CUDAAPI cuStreamGetGreenCtx(CUstream hStream, CUgreenCtx * phCtx)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuStreamGetGreenCtx);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_out(q, phCtx, phCtx ? (size_t)(1) : 0);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (phCtx) gw_get_handles(r, (void **)phCtx, (size_t)(1));
         res = gw_rep_status(r, res);
     }
     gw_rep_end(r);

@@ -105,12 +105,15 @@ CUresult CUDAAPI cuStreamWriteValue64_v2_ptsz(CUstream stream, CUdeviceptr addr,
 CUresult CUDAAPI cuWaitExternalSemaphoresAsync_ptsz(const CUexternalSemaphore * extSemArray, const CUDA_EXTERNAL_SEMAPHORE_WAIT_PARAMS * paramsArray, unsigned int numExtSems, CUstream stream);
 
 /* Generated forwarders behind hand-written client wrappers. */
-CUresult CUDAAPI gwf_cuCtxCreate_v4(CUcontext * pctx, CUctxCreateParams * ctxCreateParams, unsigned int flags, CUdevice dev);
+CUresult CUDAAPI gwf_cuCtxDestroy(CUcontext ctx);
 CUresult CUDAAPI gwf_cuCtxDestroy_v2(CUcontext ctx);
 CUresult CUDAAPI gwf_cuCtxGetDevice(CUdevice * device);
 CUresult CUDAAPI gwf_cuCtxGetDevice_v2(CUdevice * device, CUcontext ctx);
+CUresult CUDAAPI gwf_cuCtxGetId(CUcontext ctx, unsigned long long * ctxId);
 CUresult CUDAAPI gwf_cuCtxGetLimit(size_t * pvalue, CUlimit limit);
+CUresult CUDAAPI gwf_cuCtxPopCurrent(CUcontext * pctx);
 CUresult CUDAAPI gwf_cuCtxPopCurrent_v2(CUcontext * pctx);
+CUresult CUDAAPI gwf_cuCtxPushCurrent(CUcontext ctx);
 CUresult CUDAAPI gwf_cuCtxPushCurrent_v2(CUcontext ctx);
 CUresult CUDAAPI gwf_cuCtxSetCurrent(CUcontext ctx);
 CUresult CUDAAPI gwf_cuCtxSetLimit(CUlimit limit, size_t value);

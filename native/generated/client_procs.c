@@ -511,6 +511,9 @@ extern int cuParamSetv(void);
 extern int cuPointerGetAttribute(void);
 extern int cuPointerGetAttributes(void);
 extern int cuPointerSetAttribute(void);
+extern int cuProfilerInitialize(void);
+extern int cuProfilerStart(void);
+extern int cuProfilerStop(void);
 extern int cuSignalExternalSemaphoresAsync(void);
 extern int cuSignalExternalSemaphoresAsync_ptsz(void);
 extern int cuStreamAddCallback(void);
@@ -1147,6 +1150,9 @@ const gw_proc gw_procs[] = {
     {"cuPointerGetAttribute", 4000, 0, (void *)cuPointerGetAttribute},
     {"cuPointerGetAttributes", 7000, 0, (void *)cuPointerGetAttributes},
     {"cuPointerSetAttribute", 6000, 0, (void *)cuPointerSetAttribute},
+    {"cuProfilerInitialize", 4000, 0, (void *)cuProfilerInitialize},
+    {"cuProfilerStart", 4000, 0, (void *)cuProfilerStart},
+    {"cuProfilerStop", 4000, 0, (void *)cuProfilerStop},
     {"cuSignalExternalSemaphoresAsync", 10000, 0, (void *)cuSignalExternalSemaphoresAsync},
     {"cuSignalExternalSemaphoresAsync", 10000, 1, (void *)cuSignalExternalSemaphoresAsync_ptsz},
     {"cuStreamAddCallback", 5000, 0, (void *)cuStreamAddCallback},
@@ -1274,4 +1280,4 @@ const gw_proc gw_procs[] = {
     {"cuWaitExternalSemaphoresAsync", 10000, 0, (void *)cuWaitExternalSemaphoresAsync},
     {"cuWaitExternalSemaphoresAsync", 10000, 1, (void *)cuWaitExternalSemaphoresAsync_ptsz},
 };
-const unsigned gw_procs_count = 634;
+const unsigned gw_procs_count = 637;

@@ -49,26 +49,6 @@ int cuCoredumpSetAttribute(void);
 int cuCoredumpSetAttribute(void) { return gw_unsupported(GW_OP_cuCoredumpSetAttribute); }
 int cuCoredumpSetAttributeGlobal(void);
 int cuCoredumpSetAttributeGlobal(void) { return gw_unsupported(GW_OP_cuCoredumpSetAttributeGlobal); }
-int cuCtxAttach(void);
-int cuCtxAttach(void) { return gw_unsupported(GW_OP_cuCtxAttach); }
-int cuCtxCreate(void);
-int cuCtxCreate(void) { return gw_unsupported(GW_OP_cuCtxCreate); }
-int cuCtxCreate_v2(void);
-int cuCtxCreate_v2(void) { return gw_unsupported(GW_OP_cuCtxCreate_v2); }
-int cuCtxCreate_v3(void);
-int cuCtxCreate_v3(void) { return gw_unsupported(GW_OP_cuCtxCreate_v3); }
-int cuCtxFromGreenCtx(void);
-int cuCtxFromGreenCtx(void) { return gw_unsupported(GW_OP_cuCtxFromGreenCtx); }
-int cuCtxGetDevResource(void);
-int cuCtxGetDevResource(void) { return gw_unsupported(GW_OP_cuCtxGetDevResource); }
-int cuCtxPopCurrent(void);
-int cuCtxPopCurrent(void) { return gw_unsupported(GW_OP_cuCtxPopCurrent); }
-int cuDevResourceGenerateDesc(void);
-int cuDevResourceGenerateDesc(void) { return gw_unsupported(GW_OP_cuDevResourceGenerateDesc); }
-int cuDevSmResourceSplitByCount(void);
-int cuDevSmResourceSplitByCount(void) { return gw_unsupported(GW_OP_cuDevSmResourceSplitByCount); }
-int cuDeviceGetDevResource(void);
-int cuDeviceGetDevResource(void) { return gw_unsupported(GW_OP_cuDeviceGetDevResource); }
 int cuDeviceGetGraphMemAttribute(void);
 int cuDeviceGetGraphMemAttribute(void) { return gw_unsupported(GW_OP_cuDeviceGetGraphMemAttribute); }
 int cuDeviceGetHostAtomicCapabilities(void);
@@ -291,14 +271,6 @@ int cuGraphicsVDPAURegisterOutputSurface(void);
 int cuGraphicsVDPAURegisterOutputSurface(void) { return gw_unsupported(GW_OP_cuGraphicsVDPAURegisterOutputSurface); }
 int cuGraphicsVDPAURegisterVideoSurface(void);
 int cuGraphicsVDPAURegisterVideoSurface(void) { return gw_unsupported(GW_OP_cuGraphicsVDPAURegisterVideoSurface); }
-int cuGreenCtxCreate(void);
-int cuGreenCtxCreate(void) { return gw_unsupported(GW_OP_cuGreenCtxCreate); }
-int cuGreenCtxGetDevResource(void);
-int cuGreenCtxGetDevResource(void) { return gw_unsupported(GW_OP_cuGreenCtxGetDevResource); }
-int cuGreenCtxGetId(void);
-int cuGreenCtxGetId(void) { return gw_unsupported(GW_OP_cuGreenCtxGetId); }
-int cuGreenCtxStreamCreate(void);
-int cuGreenCtxStreamCreate(void) { return gw_unsupported(GW_OP_cuGreenCtxStreamCreate); }
 int cuImportExternalMemory(void);
 int cuImportExternalMemory(void) { return gw_unsupported(GW_OP_cuImportExternalMemory); }
 int cuImportExternalSemaphore(void);
@@ -523,8 +495,6 @@ int cuStreamBeginCaptureToGraph(void);
 int cuStreamBeginCaptureToGraph(void) { return gw_unsupported(GW_OP_cuStreamBeginCaptureToGraph); }
 int cuStreamBeginCaptureToGraph_ptsz(void);
 int cuStreamBeginCaptureToGraph_ptsz(void) { return gw_unsupported(GW_OP_cuStreamBeginCaptureToGraph_ptsz); }
-int cuStreamGetGreenCtx(void);
-int cuStreamGetGreenCtx(void) { return gw_unsupported(GW_OP_cuStreamGetGreenCtx); }
 int cuStreamUpdateCaptureDependencies(void);
 int cuStreamUpdateCaptureDependencies(void) { return gw_unsupported(GW_OP_cuStreamUpdateCaptureDependencies); }
 int cuStreamUpdateCaptureDependencies_ptsz(void);

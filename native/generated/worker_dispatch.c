@@ -3,6 +3,10 @@
 
 #include "../worker/worker.h"
 
+void gw_h_cuCtxCreate(gw_call *c);
+void gw_h_cuCtxCreate_v2(gw_call *c);
+void gw_h_cuCtxCreate_v3(gw_call *c);
+void gw_h_cuCtxCreate_v4(gw_call *c);
 void gw_h_cuGetErrorName(gw_call *c);
 void gw_h_cuGetErrorString(gw_call *c);
 void gw_h_cuGraphAddKernelNode(gw_call *c);
@@ -69,22 +73,17 @@ static void h_cuArrayDestroy(gw_call *c)
     gw_reply_result(c, res);
 }
 
-static void h_cuCtxCreate_v4(gw_call *c)
+static void h_cuCtxAttach(gw_call *c)
 {
     size_t a0_n;
     CUcontext *a0 = (CUcontext *)gw_out_array(c, sizeof(void *), &a0_n);
-    size_t a1_n;
-    CUctxCreateParams *a1 = (CUctxCreateParams *)gw_in_array(c, sizeof(CUctxCreateParams), &a1_n);
-    unsigned int a2 = (unsigned int)gw_in_u64(c);
-    CUdevice a3 = (CUdevice)gw_in_u64(c);
+    unsigned int a1 = (unsigned int)gw_in_u64(c);
     if (a0 && !c->bad && a0_n < (size_t)(1))
-        gw_call_fail(c, "cuCtxCreate_v4: pctx holds %zu elements, fewer than its count", a0_n);
-    if (a1 && !c->bad && a1_n < (size_t)(1))
-        gw_call_fail(c, "cuCtxCreate_v4: ctxCreateParams holds %zu elements, fewer than its count", a1_n);
+        gw_call_fail(c, "cuCtxAttach: pctx holds %zu elements, fewer than its count", a0_n);
     if (!gw_args_ok(c)) return;
-    CUresult (*fn)(CUcontext *, CUctxCreateParams *, unsigned int, CUdevice) = (CUresult (*)(CUcontext *, CUctxCreateParams *, unsigned int, CUdevice))gw_driver_fn(c, GW_OP_cuCtxCreate_v4);
+    CUresult (*fn)(CUcontext *, unsigned int) = (CUresult (*)(CUcontext *, unsigned int))gw_driver_fn(c, GW_OP_cuCtxAttach);
     if (!fn) return;
-    CUresult res = fn(a0, a1, a2, a3);
+    CUresult res = fn(a0, a1);
     gw_reply_result(c, res);
     if (res == CUDA_SUCCESS) {
         gw_reply_handles(c, GW_HT_CUcontext, (void **)a0, a0_n);
@@ -93,12 +92,16 @@ static void h_cuCtxCreate_v4(gw_call *c)
 
 static void h_cuCtxDestroy(gw_call *c)
 {
-    CUcontext a0 = (CUcontext)gw_in_handle(c, GW_HT_CUcontext);
+    uint64_t a0_id = gw_in_u64(c);
+    CUcontext a0 = (CUcontext)gw_handle_lookup(c, GW_HT_CUcontext, a0_id);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUcontext) = (CUresult (*)(CUcontext))gw_driver_fn(c, GW_OP_cuCtxDestroy);
     if (!fn) return;
     CUresult res = fn(a0);
     gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        if (res == CUDA_SUCCESS) gw_handle_forget(c, GW_HT_CUcontext, a0_id);
+    }
 }
 
 static void h_cuCtxDestroy_v2(gw_call *c)
@@ -146,6 +149,23 @@ static void h_cuCtxEnablePeerAccess(gw_call *c)
     gw_reply_result(c, res);
 }
 
+static void h_cuCtxFromGreenCtx(gw_call *c)
+{
+    size_t a0_n;
+    CUcontext *a0 = (CUcontext *)gw_out_array(c, sizeof(void *), &a0_n);
+    CUgreenCtx a1 = (CUgreenCtx)gw_in_handle(c, GW_HT_CUgreenCtx);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuCtxFromGreenCtx: pContext holds %zu elements, fewer than its count", a0_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUcontext *, CUgreenCtx) = (CUresult (*)(CUcontext *, CUgreenCtx))gw_driver_fn(c, GW_OP_cuCtxFromGreenCtx);
+    if (!fn) return;
+    CUresult res = fn(a0, a1);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUcontext, (void **)a0, a0_n);
+    }
+}
+
 static void h_cuCtxGetApiVersion(gw_call *c)
 {
     CUcontext a0 = (CUcontext)gw_in_handle(c, GW_HT_CUcontext);
@@ -176,6 +196,24 @@ static void h_cuCtxGetCacheConfig(gw_call *c)
     gw_reply_result(c, res);
     if (res == CUDA_SUCCESS) {
         gw_reply_bytes(c, a0, a0_n * sizeof(CUfunc_cache));
+    }
+}
+
+static void h_cuCtxGetDevResource(gw_call *c)
+{
+    CUcontext a0 = (CUcontext)gw_in_handle(c, GW_HT_CUcontext);
+    size_t a1_n;
+    CUdevResource *a1 = (CUdevResource *)gw_out_array(c, sizeof(CUdevResource), &a1_n);
+    CUdevResourceType a2 = (CUdevResourceType)gw_in_u64(c);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuCtxGetDevResource: resource holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUcontext, CUdevResource *, CUdevResourceType) = (CUresult (*)(CUcontext, CUdevResource *, CUdevResourceType))gw_driver_fn(c, GW_OP_cuCtxGetDevResource);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(CUdevResource));
     }
 }
 
@@ -313,6 +351,22 @@ static void h_cuCtxGetStreamPriorityRange(gw_call *c)
     if (res == CUDA_SUCCESS) {
         gw_reply_bytes(c, a0, a0_n * sizeof(int));
         gw_reply_bytes(c, a1, a1_n * sizeof(int));
+    }
+}
+
+static void h_cuCtxPopCurrent(gw_call *c)
+{
+    size_t a0_n;
+    CUcontext *a0 = (CUcontext *)gw_out_array(c, sizeof(void *), &a0_n);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuCtxPopCurrent: pctx holds %zu elements, fewer than its count", a0_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUcontext *) = (CUresult (*)(CUcontext *))gw_driver_fn(c, GW_OP_cuCtxPopCurrent);
+    if (!fn) return;
+    CUresult res = fn(a0);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUcontext, (void **)a0, a0_n);
     }
 }
 
@@ -473,6 +527,59 @@ static void h_cuDestroyExternalSemaphore(gw_call *c)
     gw_reply_result(c, res);
 }
 
+static void h_cuDevResourceGenerateDesc(gw_call *c)
+{
+    size_t a0_n;
+    CUdevResourceDesc *a0 = (CUdevResourceDesc *)gw_out_array(c, sizeof(void *), &a0_n);
+    size_t a1_n;
+    CUdevResource *a1 = (CUdevResource *)gw_in_array(c, sizeof(CUdevResource), &a1_n);
+    unsigned int a2 = (unsigned int)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuDevResourceGenerateDesc: phDesc holds %zu elements, fewer than its count", a0_n);
+    if (a1 && !c->bad && a1_n < (size_t)(a2))
+        gw_call_fail(c, "cuDevResourceGenerateDesc: resources holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUdevResourceDesc *, CUdevResource *, unsigned int) = (CUresult (*)(CUdevResourceDesc *, CUdevResource *, unsigned int))gw_driver_fn(c, GW_OP_cuDevResourceGenerateDesc);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUdevResourceDesc, (void **)a0, a0_n);
+    }
+}
+
+static void h_cuDevSmResourceSplitByCount(gw_call *c)
+{
+    size_t a0_n;
+    CUdevResource *a0 = (CUdevResource *)gw_out_array(c, sizeof(CUdevResource), &a0_n);
+    size_t a1_n;
+    unsigned int *a1 = (unsigned int *)gw_in_array(c, sizeof(unsigned int), &a1_n);
+    size_t a2_n;
+    CUdevResource *a2 = (CUdevResource *)gw_in_array(c, sizeof(CUdevResource), &a2_n);
+    size_t a3_n;
+    CUdevResource *a3 = (CUdevResource *)gw_out_array(c, sizeof(CUdevResource), &a3_n);
+    unsigned int a4 = (unsigned int)gw_in_u64(c);
+    unsigned int a5 = (unsigned int)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)((a1 && a1_n ? *a1 : 0)))
+        gw_call_fail(c, "cuDevSmResourceSplitByCount: result holds %zu elements, fewer than its count", a0_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuDevSmResourceSplitByCount: nbGroups holds %zu elements, fewer than its count", a1_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "cuDevSmResourceSplitByCount: input holds %zu elements, fewer than its count", a2_n);
+    if (a3 && !c->bad && a3_n < (size_t)(1))
+        gw_call_fail(c, "cuDevSmResourceSplitByCount: remaining holds %zu elements, fewer than its count", a3_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUdevResource *, unsigned int *, const CUdevResource *, CUdevResource *, unsigned int, unsigned int) = (CUresult (*)(CUdevResource *, unsigned int *, const CUdevResource *, CUdevResource *, unsigned int, unsigned int))gw_driver_fn(c, GW_OP_cuDevSmResourceSplitByCount);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3, a4, a5);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_bytes(c, a0, a0_n * sizeof(CUdevResource));
+        gw_reply_bytes(c, a1, a1_n * sizeof(unsigned int));
+        gw_reply_bytes(c, a3, a3_n * sizeof(CUdevResource));
+    }
+}
+
 static void h_cuDeviceCanAccessPeer(gw_call *c)
 {
     size_t a0_n;
@@ -595,6 +702,24 @@ static void h_cuDeviceGetDefaultMemPool(gw_call *c)
     gw_reply_result(c, res);
     if (res == CUDA_SUCCESS) {
         gw_reply_handles(c, GW_HT_CUmemoryPool, (void **)a0, a0_n);
+    }
+}
+
+static void h_cuDeviceGetDevResource(gw_call *c)
+{
+    CUdevice a0 = (CUdevice)gw_in_u64(c);
+    size_t a1_n;
+    CUdevResource *a1 = (CUdevResource *)gw_out_array(c, sizeof(CUdevResource), &a1_n);
+    CUdevResourceType a2 = (CUdevResourceType)gw_in_u64(c);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuDeviceGetDevResource: resource holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUdevice, CUdevResource *, CUdevResourceType) = (CUresult (*)(CUdevice, CUdevResource *, CUdevResourceType))gw_driver_fn(c, GW_OP_cuDeviceGetDevResource);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(CUdevResource));
     }
 }
 
@@ -1556,14 +1681,72 @@ static void h_cuGraphicsUnregisterResource(gw_call *c)
     gw_reply_result(c, res);
 }
 
+static void h_cuGreenCtxCreate(gw_call *c)
+{
+    size_t a0_n;
+    CUgreenCtx *a0 = (CUgreenCtx *)gw_out_array(c, sizeof(void *), &a0_n);
+    CUdevResourceDesc a1 = (CUdevResourceDesc)gw_in_handle(c, GW_HT_CUdevResourceDesc);
+    CUdevice a2 = (CUdevice)gw_in_u64(c);
+    unsigned int a3 = (unsigned int)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuGreenCtxCreate: phCtx holds %zu elements, fewer than its count", a0_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgreenCtx *, CUdevResourceDesc, CUdevice, unsigned int) = (CUresult (*)(CUgreenCtx *, CUdevResourceDesc, CUdevice, unsigned int))gw_driver_fn(c, GW_OP_cuGreenCtxCreate);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUgreenCtx, (void **)a0, a0_n);
+    }
+}
+
 static void h_cuGreenCtxDestroy(gw_call *c)
 {
-    CUgreenCtx a0 = (CUgreenCtx)gw_in_handle(c, GW_HT_CUgreenCtx);
+    uint64_t a0_id = gw_in_u64(c);
+    CUgreenCtx a0 = (CUgreenCtx)gw_handle_lookup(c, GW_HT_CUgreenCtx, a0_id);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUgreenCtx) = (CUresult (*)(CUgreenCtx))gw_driver_fn(c, GW_OP_cuGreenCtxDestroy);
     if (!fn) return;
     CUresult res = fn(a0);
     gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        if (res == CUDA_SUCCESS) gw_handle_forget(c, GW_HT_CUgreenCtx, a0_id);
+    }
+}
+
+static void h_cuGreenCtxGetDevResource(gw_call *c)
+{
+    CUgreenCtx a0 = (CUgreenCtx)gw_in_handle(c, GW_HT_CUgreenCtx);
+    size_t a1_n;
+    CUdevResource *a1 = (CUdevResource *)gw_out_array(c, sizeof(CUdevResource), &a1_n);
+    CUdevResourceType a2 = (CUdevResourceType)gw_in_u64(c);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuGreenCtxGetDevResource: resource holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgreenCtx, CUdevResource *, CUdevResourceType) = (CUresult (*)(CUgreenCtx, CUdevResource *, CUdevResourceType))gw_driver_fn(c, GW_OP_cuGreenCtxGetDevResource);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(CUdevResource));
+    }
+}
+
+static void h_cuGreenCtxGetId(gw_call *c)
+{
+    CUgreenCtx a0 = (CUgreenCtx)gw_in_handle(c, GW_HT_CUgreenCtx);
+    size_t a1_n;
+    unsigned long long *a1 = (unsigned long long *)gw_out_array(c, sizeof(unsigned long long), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuGreenCtxGetId: greenCtxId holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgreenCtx, unsigned long long *) = (CUresult (*)(CUgreenCtx, unsigned long long *))gw_driver_fn(c, GW_OP_cuGreenCtxGetId);
+    if (!fn) return;
+    CUresult res = fn(a0, a1);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(unsigned long long));
+    }
 }
 
 static void h_cuGreenCtxRecordEvent(gw_call *c)
@@ -1575,6 +1758,23 @@ static void h_cuGreenCtxRecordEvent(gw_call *c)
     if (!fn) return;
     CUresult res = fn(a0, a1);
     gw_reply_result(c, res);
+}
+
+static void h_cuGreenCtxStreamCreate(gw_call *c)
+{
+    uint64_t a0_id = gw_in_u64(c);
+    CUstream a0 = NULL;
+    CUgreenCtx a1 = (CUgreenCtx)gw_in_handle(c, GW_HT_CUgreenCtx);
+    unsigned int a2 = (unsigned int)gw_in_u64(c);
+    int a3 = (int)gw_in_u64(c);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUstream *, CUgreenCtx, unsigned int, int) = (CUresult (*)(CUstream *, CUgreenCtx, unsigned int, int))gw_driver_fn(c, GW_OP_cuGreenCtxStreamCreate);
+    if (!fn) return;
+    CUresult res = fn(&a0, a1, a2, a3);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_handle_bind(c, GW_HT_CUstream, a0_id, a0);
+    }
 }
 
 static void h_cuGreenCtxWaitEvent(gw_call *c)
@@ -3600,6 +3800,23 @@ static void h_cuStreamGetFlags_ptsz(gw_call *c)
     }
 }
 
+static void h_cuStreamGetGreenCtx(gw_call *c)
+{
+    CUstream a0 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
+    size_t a1_n;
+    CUgreenCtx *a1 = (CUgreenCtx *)gw_out_array(c, sizeof(void *), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuStreamGetGreenCtx: phCtx holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUstream, CUgreenCtx *) = (CUresult (*)(CUstream, CUgreenCtx *))gw_driver_fn(c, GW_OP_cuStreamGetGreenCtx);
+    if (!fn) return;
+    CUresult res = fn(a0, a1);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUgreenCtx, (void **)a1, a1_n);
+    }
+}
+
 static void h_cuStreamGetId(gw_call *c)
 {
     CUstream a0 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
@@ -4342,14 +4559,20 @@ static void h_cuUserObjectRetain(gw_call *c)
 
 const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuArrayDestroy - 256] = h_cuArrayDestroy,
-    [GW_OP_cuCtxCreate_v4 - 256] = h_cuCtxCreate_v4,
+    [GW_OP_cuCtxAttach - 256] = h_cuCtxAttach,
+    [GW_OP_cuCtxCreate - 256] = gw_h_cuCtxCreate,
+    [GW_OP_cuCtxCreate_v2 - 256] = gw_h_cuCtxCreate_v2,
+    [GW_OP_cuCtxCreate_v3 - 256] = gw_h_cuCtxCreate_v3,
+    [GW_OP_cuCtxCreate_v4 - 256] = gw_h_cuCtxCreate_v4,
     [GW_OP_cuCtxDestroy - 256] = h_cuCtxDestroy,
     [GW_OP_cuCtxDestroy_v2 - 256] = h_cuCtxDestroy_v2,
     [GW_OP_cuCtxDetach - 256] = h_cuCtxDetach,
     [GW_OP_cuCtxDisablePeerAccess - 256] = h_cuCtxDisablePeerAccess,
     [GW_OP_cuCtxEnablePeerAccess - 256] = h_cuCtxEnablePeerAccess,
+    [GW_OP_cuCtxFromGreenCtx - 256] = h_cuCtxFromGreenCtx,
     [GW_OP_cuCtxGetApiVersion - 256] = h_cuCtxGetApiVersion,
     [GW_OP_cuCtxGetCacheConfig - 256] = h_cuCtxGetCacheConfig,
+    [GW_OP_cuCtxGetDevResource - 256] = h_cuCtxGetDevResource,
     [GW_OP_cuCtxGetDevice - 256] = h_cuCtxGetDevice,
     [GW_OP_cuCtxGetDevice_v2 - 256] = h_cuCtxGetDevice_v2,
     [GW_OP_cuCtxGetExecAffinity - 256] = h_cuCtxGetExecAffinity,
@@ -4358,6 +4581,7 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuCtxGetLimit - 256] = h_cuCtxGetLimit,
     [GW_OP_cuCtxGetSharedMemConfig - 256] = h_cuCtxGetSharedMemConfig,
     [GW_OP_cuCtxGetStreamPriorityRange - 256] = h_cuCtxGetStreamPriorityRange,
+    [GW_OP_cuCtxPopCurrent - 256] = h_cuCtxPopCurrent,
     [GW_OP_cuCtxPopCurrent_v2 - 256] = h_cuCtxPopCurrent_v2,
     [GW_OP_cuCtxPushCurrent - 256] = h_cuCtxPushCurrent,
     [GW_OP_cuCtxPushCurrent_v2 - 256] = h_cuCtxPushCurrent_v2,
@@ -4373,6 +4597,8 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuCtxWaitEvent - 256] = h_cuCtxWaitEvent,
     [GW_OP_cuDestroyExternalMemory - 256] = h_cuDestroyExternalMemory,
     [GW_OP_cuDestroyExternalSemaphore - 256] = h_cuDestroyExternalSemaphore,
+    [GW_OP_cuDevResourceGenerateDesc - 256] = h_cuDevResourceGenerateDesc,
+    [GW_OP_cuDevSmResourceSplitByCount - 256] = h_cuDevSmResourceSplitByCount,
     [GW_OP_cuDeviceCanAccessPeer - 256] = h_cuDeviceCanAccessPeer,
     [GW_OP_cuDeviceComputeCapability - 256] = h_cuDeviceComputeCapability,
     [GW_OP_cuDeviceGet - 256] = h_cuDeviceGet,
@@ -4380,6 +4606,7 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuDeviceGetByPCIBusId - 256] = h_cuDeviceGetByPCIBusId,
     [GW_OP_cuDeviceGetCount - 256] = h_cuDeviceGetCount,
     [GW_OP_cuDeviceGetDefaultMemPool - 256] = h_cuDeviceGetDefaultMemPool,
+    [GW_OP_cuDeviceGetDevResource - 256] = h_cuDeviceGetDevResource,
     [GW_OP_cuDeviceGetExecAffinitySupport - 256] = h_cuDeviceGetExecAffinitySupport,
     [GW_OP_cuDeviceGetLuid - 256] = h_cuDeviceGetLuid,
     [GW_OP_cuDeviceGetMemPool - 256] = h_cuDeviceGetMemPool,
@@ -4460,8 +4687,12 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuGraphicsResourceSetMapFlags - 256] = h_cuGraphicsResourceSetMapFlags,
     [GW_OP_cuGraphicsResourceSetMapFlags_v2 - 256] = h_cuGraphicsResourceSetMapFlags_v2,
     [GW_OP_cuGraphicsUnregisterResource - 256] = h_cuGraphicsUnregisterResource,
+    [GW_OP_cuGreenCtxCreate - 256] = h_cuGreenCtxCreate,
     [GW_OP_cuGreenCtxDestroy - 256] = h_cuGreenCtxDestroy,
+    [GW_OP_cuGreenCtxGetDevResource - 256] = h_cuGreenCtxGetDevResource,
+    [GW_OP_cuGreenCtxGetId - 256] = h_cuGreenCtxGetId,
     [GW_OP_cuGreenCtxRecordEvent - 256] = h_cuGreenCtxRecordEvent,
+    [GW_OP_cuGreenCtxStreamCreate - 256] = h_cuGreenCtxStreamCreate,
     [GW_OP_cuGreenCtxWaitEvent - 256] = h_cuGreenCtxWaitEvent,
     [GW_OP_cuInit - 256] = h_cuInit,
     [GW_OP_cuIpcCloseMemHandle - 256] = h_cuIpcCloseMemHandle,
@@ -4642,6 +4873,7 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuStreamGetDevice_ptsz - 256] = h_cuStreamGetDevice_ptsz,
     [GW_OP_cuStreamGetFlags - 256] = h_cuStreamGetFlags,
     [GW_OP_cuStreamGetFlags_ptsz - 256] = h_cuStreamGetFlags_ptsz,
+    [GW_OP_cuStreamGetGreenCtx - 256] = h_cuStreamGetGreenCtx,
     [GW_OP_cuStreamGetId - 256] = h_cuStreamGetId,
     [GW_OP_cuStreamGetId_ptsz - 256] = h_cuStreamGetId_ptsz,
     [GW_OP_cuStreamGetPriority - 256] = h_cuStreamGetPriority,

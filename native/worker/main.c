@@ -466,7 +466,7 @@ static void run(gw_call *c)
 /* Calls that only wait for work already sent: later jobs need not wait for them. */
 static int only_waits(unsigned op)
 {
-    return op == GW_OP_cuCtxSynchronize || op == GW_OP_cuStreamSynchronize ||
+    return op == GW_OP_cuCtxSynchronize || op == GW_OP_cuCtxSynchronize_v2 || op == GW_OP_cuStreamSynchronize ||
            op == GW_OP_cuStreamSynchronize_ptsz || op == GW_OP_cuEventSynchronize ||
            /* device-to-host copies wait for the work before them, then only read */
            op == GW_OP_cuMemcpyDtoH_v2 || op == GW_OP_cuMemcpyDtoH_v2_ptds || op == GW_OP_cuMemcpyDtoHAsync_v2 ||

@@ -1,5 +1,8 @@
-// streams_events: several streams, events (record/sync/query/elapsed), cross-stream waits.
+// streams_events: several streams, events (record/sync/query/elapsed), cross-stream waits,
+// a cooperative launch, inside cudaProfilerStart/Stop as NVIDIA's asyncAPI sample does.
 #define PROG "streams_events"
+#include <cuda_profiler_api.h>
+
 #include "check.h"
 
 /* Each element takes `spins` rounds of a cheap hash, so the producer runs a while on a GPU. */
@@ -47,6 +50,8 @@ int main(void)
     CK(cudaEventCreate(&stop));
     CK(cudaEventCreateWithFlags(&produced_ev, cudaEventDefault));
     CK(cudaEventCreateWithFlags(&untimed, cudaEventDisableTiming));
+
+    CK(cudaProfilerStart());
 
     /* A never-recorded event is complete. */
     CK(cudaEventQuery(untimed));
@@ -123,6 +128,21 @@ int main(void)
     CK(cudaEventSynchronize(stop));
     CK(cudaEventElapsedTime(&ms, start, stop));
 
+    /* A cooperative launch (as conjugateGradientMultiBlockCG makes) runs like any other. */
+    int coop = 0;
+    CK(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, 0));
+    if (!coop)
+        FAIL("the device does not report cooperative launches");
+    const int *cin = dbuf[2];
+    int *cout = dout[2], cn = n, cadd = 100;
+    void *cargs[] = {&cin, &cout, &cn, &cadd};
+    CK(cudaLaunchCooperativeKernel((const void *)se_consume, dim3(n / 256), dim3(256), cargs, 0, st[2]));
+    CK(cudaMemcpyAsync(h, dout[2], bytes, cudaMemcpyDeviceToHost, st[2]));
+    CK(cudaStreamSynchronize(st[2]));
+    for (int i = 0; i < n; i++)
+        if (h[i] != produced(20, i, 3) + 100)
+            FAIL("cooperative launch: element %d is %d", i, h[i]);
+
     for (int k = 0; k < nstreams; k++) {
         CK(cudaStreamDestroy(st[k]));
         CK(cudaFree(dbuf[k]));
@@ -133,5 +153,6 @@ int main(void)
     CK(cudaEventDestroy(produced_ev));
     CK(cudaEventDestroy(untimed));
     free(h);
+    CK(cudaProfilerStop());
     PASS();
 }

@@ -63,6 +63,9 @@ SD_API CUresult cuStreamGetId_ptsz(CUstream s, unsigned long long *id) { return 
 SD_API CUresult cuStreamGetCtx_ptsz(CUstream s, CUcontext *c) { return cuStreamGetCtx(s, c); }
 SD_API CUresult cuStreamGetCtx_v2_ptsz(CUstream s, CUcontext *c, CUgreenCtx *g) { return cuStreamGetCtx_v2(s, c, g); }
 SD_API CUresult cuStreamGetDevice_ptsz(CUstream s, CUdevice *d) { return cuStreamGetDevice(s, d); }
+SD_API CUresult cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+                                               unsigned bz, unsigned sh, CUstream s, void **p)
+{ return cuLaunchCooperativeKernel(f, gx, gy, gz, bx, by, bz, sh, s, p); }
 SD_API CUresult cuStreamWaitEvent_ptsz(CUstream s, CUevent e, unsigned int f) { return cuStreamWaitEvent(s, e, f); }
 SD_API CUresult cuStreamQuery_ptsz(CUstream s) { return cuStreamQuery(s); }
 SD_API CUresult cuStreamSynchronize_ptsz(CUstream s) { return cuStreamSynchronize(s); }

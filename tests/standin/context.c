@@ -41,6 +41,8 @@ static sd_ctx *primary(void)
     return g_primary.h.kind ? &g_primary : NULL;
 }
 
+sd_ctx *sd_primary(void) { return primary(); }
+
 /* A context handle that may be used: live, and (primary) retained. */
 static CUresult ctx_usable(sd_ctx *c)
 {
@@ -88,7 +90,7 @@ static void teardown(sd_ctx *c)
     default_limits(c);
 }
 
-static void forget_everywhere_in_this_thread(sd_ctx *c)
+void sd_ctx_forget_current(sd_ctx *c)
 {
     int w = 0;
     for (int i = 0; i < t_depth; i++)
@@ -173,7 +175,7 @@ SD_API CUresult cuDevicePrimaryCtxSetFlags_v2(CUdevice dev, unsigned int flags)
 
 /* ---- created contexts ---- */
 
-static CUresult create(CUcontext *pctx, unsigned int flags, CUdevice dev)
+static CUresult create(CUcontext *pctx, unsigned int flags, CUdevice dev, int sm_count)
 {
     if (!pctx)
         return CUDA_ERROR_INVALID_VALUE;
@@ -194,6 +196,7 @@ static CUresult create(CUcontext *pctx, unsigned int flags, CUdevice dev)
         c->dev = dev;
         c->flags = flags;
         c->id = sd_next_id();
+        c->sm_count = sm_count;
         default_limits(c);
         t_stack[t_depth++] = c; /* a new context becomes current */
         *pctx = (CUcontext)c;
@@ -202,24 +205,66 @@ static CUresult create(CUcontext *pctx, unsigned int flags, CUdevice dev)
     return r;
 }
 
+/* Execution affinity: only an SM count, 1 to all of them. */
+static CUresult affinity_sms(const CUexecAffinityParam *p, int n, int *sms)
+{
+    *sms = SD_SM_COUNT;
+    if (n < 0 || (n > 0 && !p))
+        return CUDA_ERROR_INVALID_VALUE;
+    for (int i = 0; i < n; i++) {
+        if (p[i].type != CU_EXEC_AFFINITY_TYPE_SM_COUNT || p[i].param.smCount.val == 0 ||
+            p[i].param.smCount.val > SD_SM_COUNT)
+            return CUDA_ERROR_INVALID_VALUE;
+        *sms = (int)p[i].param.smCount.val;
+    }
+    return CUDA_SUCCESS;
+}
+
 SD_API CUresult cuCtxCreate_v4(CUcontext *pctx, CUctxCreateParams *params, unsigned int flags, CUdevice dev)
 {
-    if (params && (params->numExecAffinityParams != 0 || params->cigParams))
-        return CUDA_ERROR_NOT_SUPPORTED; /* no execution affinity or CIG on a CPU */
-    return create(pctx, flags, dev);
+    if (params && params->cigParams)
+        return CUDA_ERROR_NOT_SUPPORTED; /* no graphics queue to share on a CPU */
+    int sms;
+    CUresult r = params ? affinity_sms(params->execAffinityParams, params->numExecAffinityParams, &sms)
+                        : affinity_sms(NULL, 0, &sms);
+    return r != CUDA_SUCCESS ? r : create(pctx, flags, dev, sms);
 }
 
 SD_API CUresult cuCtxCreate_v2(CUcontext *pctx, unsigned int flags, CUdevice dev)
 {
-    return create(pctx, flags, dev);
+    return create(pctx, flags, dev, SD_SM_COUNT);
 }
 
 SD_API CUresult cuCtxCreate_v3(CUcontext *pctx, CUexecAffinityParam *params, int n, unsigned int flags, CUdevice dev)
 {
-    (void)params;
-    if (n != 0)
-        return CUDA_ERROR_NOT_SUPPORTED;
-    return create(pctx, flags, dev);
+    int sms;
+    CUresult r = affinity_sms(params, n, &sms);
+    return r != CUDA_SUCCESS ? r : create(pctx, flags, dev, sms);
+}
+
+SD_API CUresult cuDeviceGetExecAffinitySupport(int *pi, CUexecAffinityType type, CUdevice dev)
+{
+    if (!pi || (unsigned)type >= (unsigned)CU_EXEC_AFFINITY_TYPE_MAX)
+        return CUDA_ERROR_INVALID_VALUE;
+    CUresult r = sd_check_dev(dev);
+    if (r == CUDA_SUCCESS)
+        *pi = type == CU_EXEC_AFFINITY_TYPE_SM_COUNT;
+    return r;
+}
+
+SD_API CUresult cuCtxGetExecAffinity(CUexecAffinityParam *p, CUexecAffinityType type)
+{
+    if (!p || type != CU_EXEC_AFFINITY_TYPE_SM_COUNT)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    sd_ctx *c;
+    CUresult r = sd_cur_any(&c);
+    if (r == CUDA_SUCCESS) {
+        p->type = type;
+        p->param.smCount.val = (unsigned)(c->primary ? SD_SM_COUNT : c->sm_count);
+    }
+    sd_unlock();
+    return r;
 }
 
 SD_API CUresult cuCtxDestroy_v2(CUcontext ctx)
@@ -231,7 +276,7 @@ SD_API CUresult cuCtxDestroy_v2(CUcontext ctx)
         r = CUDA_ERROR_INVALID_CONTEXT;
     if (r == CUDA_SUCCESS) {
         teardown(c);
-        forget_everywhere_in_this_thread(c); /* other threads see a dead handle and say so */
+        sd_ctx_forget_current(c); /* other threads see a dead handle and say so */
         sd_obj_del(c);
         free(c);
     }
@@ -366,9 +411,24 @@ SD_API CUresult cuCtxSynchronize_v2(CUcontext ctx)
     CUresult r = ctx_or_current(ctx, &c);
     if (r == CUDA_SUCCESS && c->sticky != CUDA_SUCCESS)
         r = c->sticky;
+    if (r == CUDA_SUCCESS)
+        sd_wait_busy(c);
     sd_unlock();
     return r;
 }
+
+/* No profiler is ever attached: starting and stopping only need a context. */
+static CUresult profiler_toggle(void)
+{
+    sd_lock();
+    sd_ctx *c;
+    CUresult r = sd_cur_any(&c);
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuProfilerStart(void) { return profiler_toggle(); }
+SD_API CUresult cuProfilerStop(void) { return profiler_toggle(); }
 
 SD_API CUresult cuCtxGetApiVersion(CUcontext ctx, unsigned int *version)
 {

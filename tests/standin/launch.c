@@ -88,8 +88,18 @@ static int run(const sd_kernel_desc *d, const unsigned int g[3], const unsigned 
     return 0;
 }
 
+/* A cooperative grid must be resident all at once: at most what the SMs hold. */
+static CUresult check_cooperative(const unsigned int g[3], const unsigned int b[3], unsigned int shmem,
+                                  const sd_func *f)
+{
+    unsigned long long blocks = (unsigned long long)g[0] * g[1] * g[2];
+    int per_sm = sd_blocks_per_sm(f, (int)(b[0] * b[1] * b[2]), shmem);
+    return blocks > (unsigned long long)per_sm * SD_SM_COUNT ? CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE
+                                                            : CUDA_SUCCESS;
+}
+
 static CUresult launch(CUfunction f, const unsigned int g[3], const unsigned int b[3], unsigned int shmem,
-                       CUstream s, void **params, void **extra)
+                       CUstream s, void **params, void **extra, int cooperative)
 {
     static unsigned char buf[SD_PARAM_BUF]; /* guarded by the global lock */
     sd_lock();
@@ -100,6 +110,8 @@ static CUresult launch(CUfunction f, const unsigned int g[3], const unsigned int
         r = CUDA_ERROR_INVALID_HANDLE;
     if (r == CUDA_SUCCESS)
         r = check_config(g, b, shmem, fn);
+    if (r == CUDA_SUCCESS && cooperative)
+        r = check_cooperative(g, b, shmem, fn);
     if (r == CUDA_SUCCESS)
         r = gather(fn->desc, params, extra, buf);
     if (r == CUDA_SUCCESS && !strcmp(fn->desc->name, "_Z8gw_sleepi")) {
@@ -125,17 +137,28 @@ SD_API CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, u
                                void **extra)
 {
     const unsigned int g[3] = {gx, gy, gz}, b[3] = {bx, by, bz};
-    return launch(f, g, b, shmem, s, params, extra);
+    return launch(f, g, b, shmem, s, params, extra, 0);
 }
 
 SD_API CUresult cuLaunchKernelEx(const CUlaunchConfig *cfg, CUfunction f, void **params, void **extra)
 {
     if (!cfg || (cfg->numAttrs && !cfg->attrs))
         return CUDA_ERROR_INVALID_VALUE;
+    int cooperative = 0;
     for (unsigned int i = 0; i < cfg->numAttrs; i++)
-        if (cfg->attrs[i].id == CU_LAUNCH_ATTRIBUTE_COOPERATIVE && cfg->attrs[i].value.cooperative)
-            return CUDA_ERROR_NOT_SUPPORTED; /* grid-wide sync cannot run thread by thread */
+        if (cfg->attrs[i].id == CU_LAUNCH_ATTRIBUTE_COOPERATIVE)
+            cooperative = cfg->attrs[i].value.cooperative != 0;
     const unsigned int g[3] = {cfg->gridDimX, cfg->gridDimY, cfg->gridDimZ};
     const unsigned int b[3] = {cfg->blockDimX, cfg->blockDimY, cfg->blockDimZ};
-    return launch(f, g, b, cfg->sharedMemBytes, cfg->hStream, params, extra);
+    return launch(f, g, b, cfg->sharedMemBytes, cfg->hStream, params, extra, cooperative);
+}
+
+/* Threads run one after another, so a kernel that waits on the whole grid
+ * (grid.sync()) cannot run here; the project's kernels do not. */
+SD_API CUresult cuLaunchCooperativeKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
+                                          unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem,
+                                          CUstream s, void **params)
+{
+    const unsigned int g[3] = {gx, gy, gz}, b[3] = {bx, by, bz};
+    return launch(f, g, b, shmem, s, params, NULL, 1);
 }

@@ -625,7 +625,7 @@ SD_API CUresult cuKernelSetCacheConfig(CUkernel k, CUfunc_cache config, CUdevice
 
 /* ---- occupancy: an H100 SM holds 2048 threads, 32 blocks, 228 KiB of shared memory ---- */
 
-static int blocks_per_sm(const sd_func *f, int block, size_t shmem)
+int sd_blocks_per_sm(const sd_func *f, int block, size_t shmem)
 {
     if (block <= 0 || block > (int)SD_MAX_THREADS || shmem > (size_t)f->max_dyn_shmem)
         return 0;
@@ -646,7 +646,7 @@ SD_API CUresult cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int *n, CUf
     sd_lock();
     sd_func *fn = sd_func_check(f);
     if (fn)
-        *n = blocks_per_sm(fn, block, shmem);
+        *n = sd_blocks_per_sm(fn, block, shmem);
     sd_unlock();
     return fn ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
 }
@@ -670,10 +670,10 @@ SD_API CUresult cuOccupancyMaxPotentialBlockSizeWithFlags(int *min_grid, int *bl
     sd_func *fn = sd_func_check(f);
     if (fn) {
         int b = (limit > 0 && limit < (int)SD_MAX_THREADS) ? limit : (int)SD_MAX_THREADS;
-        while (b > 32 && blocks_per_sm(fn, b, shmem) == 0)
+        while (b > 32 && sd_blocks_per_sm(fn, b, shmem) == 0)
             b -= 32;
         *block = b;
-        *min_grid = blocks_per_sm(fn, b, shmem) * 132;
+        *min_grid = sd_blocks_per_sm(fn, b, shmem) * SD_SM_COUNT;
     }
     sd_unlock();
     return fn ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;

@@ -23,6 +23,7 @@
 #define SD_ALLOC_ALIGN 512u     /* cuMemAlloc alignment the real driver guarantees (and more) */
 #define SD_PITCH_ALIGN 512u     /* CU_DEVICE_ATTRIBUTE_TEXTURE_PITCH_ALIGNMENT-sized pitch steps */
 #define SD_MAX_THREADS 1024u
+#define SD_SM_COUNT 132 /* an H100 SXM */
 #define SD_SHMEM_DEFAULT 49152u /* dynamic shared memory allowed without opting in */
 #define SD_SHMEM_OPTIN 232448u  /* per-block opt-in maximum on cc 9.0 */
 #define SD_MAX_PARAMS 16
@@ -35,7 +36,7 @@ int sd_initialized(void);
 
 /* ---- live-object tables (core.c) ---- */
 enum sd_kind { SD_CTX = 1, SD_STREAM, SD_EVENT, SD_MODULE, SD_LIBRARY, SD_FUNC, SD_KERNEL, SD_GRAPH,
-               SD_GRAPH_NODE, SD_GRAPH_EXEC, SD_POOL, SD_LINK };
+               SD_GRAPH_NODE, SD_GRAPH_EXEC, SD_POOL, SD_LINK, SD_GREEN, SD_RESDESC };
 /* Every object starts with this header; handles are pointers to such objects. */
 typedef struct sd_obj {
     int kind;
@@ -58,6 +59,8 @@ typedef struct sd_ctx {
     unsigned long long id;
     size_t limits[16];      /* indexed by CUlimit (< CU_LIMIT_MAX) */
     double busy_until;      /* monotonic seconds: booked by gw_sleep launches (launch.c) */
+    int sm_count;           /* execution affinity: the SMs it may use */
+    void *green;            /* the green context this one stands for (green.c), or NULL */
 } sd_ctx;
 /* The calling thread's current context, checked: live, active, not faulted. Lock held. */
 CUresult sd_cur(sd_ctx **out);
@@ -65,6 +68,9 @@ CUresult sd_cur(sd_ctx **out);
 CUresult sd_cur_any(sd_ctx **out);
 CUresult sd_check_dev(CUdevice dev);
 void sd_ctx_fault(sd_ctx *c, CUresult err);
+/* Takes c off the calling thread's context stack, wherever it is. Lock held. */
+void sd_ctx_forget_current(sd_ctx *c);
+sd_ctx *sd_primary(void); /* device 0's primary context (NULL: out of memory). Lock held. */
 /* Waits out the context's booked GPU time, the lock let go meanwhile (lock held on entry and exit). */
 void sd_wait_busy(sd_ctx *c);
 
@@ -97,6 +103,11 @@ typedef struct sd_stream {
  * current context; returns the context work on that stream belongs to. Lock held. */
 CUresult sd_stream_check(CUstream s, sd_ctx **ctx);
 void sd_free_ctx_streams_events(sd_ctx *c);
+/* A new stream of context c (flags and priority already checked). Lock held. */
+CUresult sd_stream_new(sd_ctx *c, unsigned int flags, int priority, CUstream *ph);
+/* cuCtxRecordEvent/cuCtxWaitEvent on context c; `also` is a second context whose events
+ * may be recorded (a green context's primary), or NULL. Lock held. */
+CUresult sd_ctx_event(sd_ctx *c, CUevent h, int record, const sd_ctx *also);
 
 /* ---- graphs built by calls (graph.c) ---- */
 /* Frees the nodes of graph g (before g itself goes). Lock held. */
@@ -137,6 +148,8 @@ typedef struct sd_func {
 
 /* Checks a CUfunction (or a CUkernel passed as one, as cudart does). Lock held. */
 sd_func *sd_func_check(CUfunction f);
+/* Blocks of f one SM holds at this block size and dynamic shared memory (module.c). */
+int sd_blocks_per_sm(const sd_func *f, int block, size_t shmem);
 void sd_free_ctx_modules(sd_ctx *c);
 
 /* ---- the kernel registry (registry.c, kernels_*.c) ---- */

@@ -49,6 +49,22 @@ void sd_free_ctx_streams_events(sd_ctx *c)
 
 /* ---- streams ---- */
 
+CUresult sd_stream_new(sd_ctx *c, unsigned int flags, int priority, CUstream *ph)
+{
+    sd_stream *s = calloc(1, sizeof *s);
+    if (!s || sd_obj_add(s) != 0) {
+        free(s);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    s->h.kind = SD_STREAM;
+    s->ctx = c;
+    s->flags = flags;
+    s->priority = priority;
+    s->id = sd_next_id();
+    *ph = (CUstream)s;
+    return CUDA_SUCCESS;
+}
+
 static CUresult stream_create(CUstream *ph, unsigned int flags, int priority)
 {
     if (!ph || (flags & ~(unsigned)CU_STREAM_NON_BLOCKING))
@@ -60,22 +76,8 @@ static CUresult stream_create(CUstream *ph, unsigned int flags, int priority)
     sd_lock();
     sd_ctx *c;
     CUresult r = sd_cur(&c);
-    sd_stream *s = NULL;
-    if (r == CUDA_SUCCESS) {
-        s = calloc(1, sizeof *s);
-        if (!s || sd_obj_add(s) != 0) {
-            free(s);
-            r = CUDA_ERROR_OUT_OF_MEMORY;
-        }
-    }
-    if (r == CUDA_SUCCESS) {
-        s->h.kind = SD_STREAM;
-        s->ctx = c;
-        s->flags = flags;
-        s->priority = priority;
-        s->id = sd_next_id();
-        *ph = (CUstream)s;
-    }
+    if (r == CUDA_SUCCESS)
+        r = sd_stream_new(c, flags, priority, ph);
     sd_unlock();
     return r;
 }
@@ -207,8 +209,11 @@ SD_API CUresult cuStreamGetCtx_v2(CUstream h, CUcontext *pctx, CUgreenCtx *pgree
     if (!pctx || !pgreen)
         return CUDA_ERROR_INVALID_VALUE;
     CUresult r = cuStreamGetCtx(h, pctx);
-    if (r == CUDA_SUCCESS)
-        *pgreen = NULL;
+    if (r == CUDA_SUCCESS) {
+        *pgreen = (CUgreenCtx)((sd_ctx *)*pctx)->green;
+        if (*pgreen)
+            *pctx = (CUcontext)sd_primary(); /* as the driver: the device's primary context */
+    }
     return r;
 }
 
@@ -297,6 +302,41 @@ SD_API CUresult cuEventRecordWithFlags(CUevent h, CUstream s, unsigned int flags
         return CUDA_ERROR_INVALID_VALUE;
     return record(h, s);
 }
+
+/* A context's work: all of it has run by now, so recording only stamps the
+ * event, which must belong to that context as the driver demands. */
+CUresult sd_ctx_event(sd_ctx *c, CUevent h, int record, const sd_ctx *also)
+{
+    if (c->primary && c->retained <= 0)
+        return CUDA_ERROR_INVALID_CONTEXT;
+    if (c->sticky != CUDA_SUCCESS)
+        return c->sticky;
+    if (!sd_obj_live(h, SD_EVENT))
+        return CUDA_ERROR_INVALID_HANDLE;
+    sd_event *e = (sd_event *)h;
+    if (record && e->ctx != c && e->ctx != also)
+        return CUDA_ERROR_INVALID_HANDLE;
+    if (record) {
+        clock_gettime(CLOCK_MONOTONIC, &e->when);
+        e->recorded = 1;
+    }
+    return CUDA_SUCCESS;
+}
+
+static CUresult ctx_event(CUcontext hctx, CUevent h, int record)
+{
+    sd_lock();
+    CUresult r = sd_initialized() ? CUDA_SUCCESS : CUDA_ERROR_NOT_INITIALIZED;
+    if (r == CUDA_SUCCESS && (!hctx || !sd_obj_live(hctx, SD_CTX)))
+        r = CUDA_ERROR_INVALID_CONTEXT;
+    if (r == CUDA_SUCCESS)
+        r = sd_ctx_event((sd_ctx *)hctx, h, record, NULL);
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuCtxRecordEvent(CUcontext hctx, CUevent h) { return ctx_event(hctx, h, 1); }
+SD_API CUresult cuCtxWaitEvent(CUcontext hctx, CUevent h) { return ctx_event(hctx, h, 0); }
 
 /* Recorded work has run by the time the record returns: every event is complete. */
 static CUresult event_done(CUevent h)
