@@ -273,6 +273,7 @@ CUresult CUDAAPI cuLinkDestroy(CUlinkState state)
     gw_put_u64(q, (uint64_t)(uintptr_t)state);
     gw_rep *r;
     CUresult rc = gw_req_call(q, &r);
+    logs_for(r, state); /* the driver may write its outputs a last time */
     gw_rep_end(r);
     if (rc == CUDA_SUCCESS) {
         pthread_mutex_lock(&links_lock);

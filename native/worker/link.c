@@ -15,7 +15,7 @@
  *   cuLinkComplete: u64 link id, u64 offset        reply: result, outputs, [u64 total, u64 n, n bytes]
  *                   offset 0 runs the link; later offsets fetch the rest of
  *                   the cubin in pieces of at most 8 MiB
- *   cuLinkDestroy:  u64 link id                    reply: result
+ *   cuLinkDestroy:  u64 link id                    reply: result, outputs
  * outputs: the outputs section (common/jit_options.h) of cuLinkCreate's
  * options as they stand (empty for an unknown link); on failures too. */
 #include <pthread.h>
@@ -215,11 +215,12 @@ void gw_h_cuLinkDestroy(gw_call *c)
     pthread_mutex_lock(&links_lock);
     link_rec *r = rec_of(c, id);
     CUresult res = r ? fn(r->state) : CUDA_ERROR_INVALID_HANDLE;
+    gw_reply_result(c, res);
+    reply_logs(c, r); /* cuda.h: the outputs "accumulate data until the CUlinkState is destroyed" */
     if (res == CUDA_SUCCESS) {
         gw_idmap_del(&links, id);
         gw_handle_forget(c, GW_HT_CUlinkState, id);
         rec_free(r);
     }
-    gw_reply_result(c, res);
     pthread_mutex_unlock(&links_lock);
 }
