@@ -1,10 +1,14 @@
 /* JIT linking (wire format: native/worker/link.c). Options whose value is a
- * number travel; the application's log buffers stay here: the worker links
- * with buffers of its own and sends their text back after every link call
- * (failures included), which is copied into the buffers given to cuLinkCreate.
- * cuLinkAddFile reads the file here (the path names a file on this machine)
- * and sends its bytes. The cubin cuLinkComplete returns is kept here, owned by
- * the link state, until cuLinkDestroy. */
+ * number travel; the application's log buffers, log sizes and wall time stay
+ * here (client/jit_outputs.c): the worker links with buffers of its own and
+ * after every link call (failures included) sends what the driver wrote into
+ * them, which is copied into what the application gave cuLinkCreate (the
+ * driver writes those during cuLinkAddData and cuLinkComplete, so the link
+ * state remembers them) and, for one input's own options, into those.
+ * Every link call waits for its reply. cuLinkAddFile reads the file here (the
+ * path names a file on this machine) and sends its bytes. The cubin
+ * cuLinkComplete returns is kept here, owned by the link state, until
+ * cuLinkDestroy. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,17 +16,12 @@
 #include <pthread.h>
 
 #include "../common/idmap.h"
-#include "../common/jit_options.h"
-#include "client.h"
+#include "jit_outputs.h"
 
-#define LINK_MAX_OPTIONS 64u
 #define LINK_MAX_CUBIN (4ull << 30)
 
 typedef struct link_rec {
-    void **vals;             /* the application's option values (valid for the link's life) */
-    char *info, *err;        /* its log buffers, or NULL */
-    size_t info_size, err_size;
-    int info_size_idx, err_size_idx; /* where their sizes were given (-1: nowhere) */
+    gw_jit_outs outs;        /* the outputs given to cuLinkCreate (valid for the link's life, says cuda.h) */
     void *cubin;             /* what cuLinkComplete returned last */
     size_t cubin_size;
 } link_rec;
@@ -30,125 +29,26 @@ typedef struct link_rec {
 static gw_idmap links; /* link id -> link_rec */
 static pthread_mutex_t links_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static int is_log_option(CUjit_option o)
-{
-    return o == CU_JIT_INFO_LOG_BUFFER || o == CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES || o == CU_JIT_ERROR_LOG_BUFFER ||
-           o == CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES;
-}
-
-/* How many of the options travel as numbers; -1 (logged) for a kind that cannot
- * travel at all (log buffers are neither: the callers handle them). */
-static int count_numeric_options(const char *fn, unsigned n, const CUjit_option *opts)
-{
-    int keep = 0;
-    for (unsigned i = 0; i < n; i++) {
-        if (gw_jit_numeric_option(opts[i])) {
-            keep++;
-        } else if (!is_log_option(opts[i])) {
-            gw_log("%s: JIT option %d is not forwarded (its value is a pointer or an output): "
-                   "CUDA_ERROR_INVALID_VALUE", fn, (int)opts[i]);
-            return -1;
-        }
-    }
-    return keep;
-}
-
-static void put_numbers(gw_req *q, unsigned n, const CUjit_option *opts, void **vals)
-{
-    for (unsigned i = 0; i < n; i++)
-        if (gw_jit_numeric_option(opts[i])) {
-            gw_put_u32(q, (uint32_t)opts[i]);
-            gw_put_u64(q, (uint64_t)(uintptr_t)vals[i]);
-        }
-}
-
-/* Options that travel as numbers; -1 (logged) for any other kind. */
-static int put_numeric_options(gw_req *q, const char *fn, unsigned n, const CUjit_option *opts, void **vals)
-{
-    int keep = count_numeric_options(fn, n, opts);
-    if (keep < 0)
-        return -1;
-    gw_put_u32(q, (uint32_t)keep);
-    put_numbers(q, n, opts, vals);
-    return 0;
-}
-
-static void copy_log(gw_rep *r, char *dst, size_t size, void **vals, int size_idx)
-{
-    uint32_t n = gw_get_u32(r);
-    const char *text = gw_get_view(r, n);
-    if (!text || !dst || !size)
-        return;
-    size_t k = n < size - 1 ? n : size - 1;
-    memcpy(dst, text, k);
-    dst[k] = 0;
-    if (vals && size_idx >= 0)
-        vals[size_idx] = (void *)(uintptr_t)(n ? k + 1 : 0); /* bytes filled, as the driver reports */
-}
-
-/* The logs that follow a link reply's result, into the application's buffers. */
-static void take_logs(gw_rep *r, link_rec *l)
-{
-    if (!l) {
-        gw_get_view(r, gw_get_u32(r));
-        gw_get_view(r, gw_get_u32(r));
-        return;
-    }
-    copy_log(r, l->info, l->info_size, l->vals, l->info_size_idx);
-    copy_log(r, l->err, l->err_size, l->vals, l->err_size_idx);
-}
-
 static CUresult link_create(unsigned op, unsigned int n, CUjit_option *opts, void **vals, CUlinkState *out)
 {
     const char *fn = gw_op_name(op);
     if (!out || (n && (!opts || !vals)))
         return CUDA_ERROR_INVALID_VALUE;
-    if (n > LINK_MAX_OPTIONS) {
-        gw_log("%s: %u JIT options, more than %u", fn, n, LINK_MAX_OPTIONS);
-        return CUDA_ERROR_INVALID_VALUE;
-    }
     link_rec *l = calloc(1, sizeof *l);
     if (!l)
         return CUDA_ERROR_OUT_OF_MEMORY;
-    l->vals = vals;
-    l->info_size_idx = l->err_size_idx = -1;
-    for (unsigned i = 0; i < n; i++) {
-        if (opts[i] == CU_JIT_INFO_LOG_BUFFER)
-            l->info = vals[i];
-        else if (opts[i] == CU_JIT_ERROR_LOG_BUFFER)
-            l->err = vals[i];
-        else if (opts[i] == CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES)
-            l->info_size = (unsigned)(uintptr_t)vals[i], l->info_size_idx = (int)i;
-        else if (opts[i] == CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES)
-            l->err_size = (unsigned)(uintptr_t)vals[i], l->err_size_idx = (int)i;
-    }
-    if (!l->info)
-        l->info_size = 0;
-    if (!l->err)
-        l->err_size = 0;
-    /* the numbers, then a size option per log buffer asked for: the worker's own buffer of that size */
-    unsigned nlogs = (l->info_size > 0) + (l->err_size > 0);
-    int keep = count_numeric_options(fn, n, opts);
-    if (keep < 0) {
+    if (gw_jit_scan(fn, n, opts, vals, &l->outs)) {
         free(l);
         return CUDA_ERROR_INVALID_VALUE;
     }
     gw_req *q = gw_req_begin(op);
-    gw_put_u32(q, (uint32_t)keep + nlogs);
-    put_numbers(q, n, opts, vals);
-    if (l->info_size) {
-        gw_put_u32(q, CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES);
-        gw_put_u64(q, l->info_size);
-    }
-    if (l->err_size) {
-        gw_put_u32(q, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES);
-        gw_put_u64(q, l->err_size);
-    }
+    gw_jit_put(q, n, opts, vals, &l->outs);
     gw_rep *r;
     CUresult rc = gw_req_call(q, &r);
-    take_logs(r, l);
+    gw_jit_take(r, &l->outs);
     uint64_t id = rc == CUDA_SUCCESS ? gw_get_u64(r) : 0;
-    rc = gw_rep_status(r, rc);
+    if (rc == CUDA_SUCCESS) /* a failure's code stands even without its outputs (a driver that lacks the call) */
+        rc = gw_rep_status(r, rc);
     gw_rep_end(r);
     if (rc == CUDA_SUCCESS && !id)
         rc = CUDA_ERROR_UNKNOWN;
@@ -166,12 +66,12 @@ static CUresult link_create(unsigned op, unsigned int n, CUjit_option *opts, voi
     return CUDA_SUCCESS;
 }
 
-/* Reads a reply's logs into the link's buffers (if the client knows the link). */
+/* Reads a reply's link outputs into the link's buffers (if the client knows the link). */
 static void logs_for(gw_rep *r, CUlinkState state)
 {
     pthread_mutex_lock(&links_lock);
     link_rec *l = state ? gw_idmap_get(&links, (uint64_t)(uintptr_t)state) : NULL;
-    take_logs(r, l);
+    gw_jit_take(r, l ? &l->outs : NULL);
     pthread_mutex_unlock(&links_lock);
 }
 
@@ -181,16 +81,9 @@ static CUresult link_add(unsigned op, CUlinkState state, CUjitInputType type, co
     const char *fn = gw_op_name(op);
     if (!state || !data || !size || (n && (!opts || !vals)))
         return CUDA_ERROR_INVALID_VALUE;
-    if (n > LINK_MAX_OPTIONS) {
-        gw_log("%s: %u JIT options, more than %u", fn, n, LINK_MAX_OPTIONS);
+    gw_jit_outs own; /* this input's own outputs, if it has any */
+    if (gw_jit_scan(fn, n, opts, vals, &own))
         return CUDA_ERROR_INVALID_VALUE;
-    }
-    for (unsigned i = 0; i < n; i++)
-        if (!gw_jit_numeric_option(opts[i])) {
-            gw_log("%s: JIT option %d is not forwarded for one input (log buffers belong to cuLinkCreate; "
-                   "pointers and outputs do not travel): CUDA_ERROR_INVALID_VALUE", fn, (int)opts[i]);
-            return CUDA_ERROR_INVALID_VALUE;
-        }
     if (!gw_initialized())
         return CUDA_ERROR_NOT_INITIALIZED;
     CUresult rc = gw_stage_upload(data, size);
@@ -201,11 +94,13 @@ static CUresult link_add(unsigned op, CUlinkState state, CUjitInputType type, co
     gw_put_u32(q, (uint32_t)type);
     gw_put_u64(q, size);
     gw_put_str(q, name);
-    put_numeric_options(q, fn, n, opts, vals);
+    gw_jit_put(q, n, opts, vals, &own);
     gw_rep *r;
     rc = gw_req_call(q, &r);
     logs_for(r, state);
-    rc = gw_rep_status(r, rc);
+    gw_jit_take(r, &own);
+    if (rc == CUDA_SUCCESS)
+        rc = gw_rep_status(r, rc);
     gw_rep_end(r);
     return rc;
 }
@@ -378,6 +273,7 @@ CUresult CUDAAPI cuLinkDestroy(CUlinkState state)
     gw_put_u64(q, (uint64_t)(uintptr_t)state);
     gw_rep *r;
     CUresult rc = gw_req_call(q, &r);
+    logs_for(r, state); /* the driver may write its outputs a last time */
     gw_rep_end(r);
     if (rc == CUDA_SUCCESS) {
         pthread_mutex_lock(&links_lock);

@@ -9,11 +9,11 @@
 #include <stdatomic.h>
 
 #include "../common/idmap.h"
-#include "../common/jit_options.h"
 #include "cache.h"
 #include "client.h"
 #include "env.h"
 #include "cubin_info.h"
+#include "jit_outputs.h"
 
 CUresult gw_stage_upload(const void *data, size_t size)
 {
@@ -41,26 +41,6 @@ CUresult gw_stage_upload(const void *data, size_t size)
     return CUDA_SUCCESS;
 }
 
-/* JIT options whose value is a plain number travel (common/jit_options.h); log
- * buffers stay behind (the log is not remoted: its size options read back 0). */
-static int jit_option_travels(CUjit_option o) { return gw_jit_numeric_option(o); }
-
-static void put_jit_options(gw_req *q, unsigned n, CUjit_option *opts, void **vals)
-{
-    unsigned keep = 0;
-    for (unsigned i = 0; opts && vals && i < n; i++)
-        keep += jit_option_travels(opts[i]);
-    gw_put_u32(q, keep);
-    for (unsigned i = 0; opts && vals && i < n; i++) {
-        if (jit_option_travels(opts[i])) {
-            gw_put_u32(q, (uint32_t)opts[i]);
-            gw_put_u64(q, (uint64_t)(uintptr_t)vals[i]);
-        } else if (opts[i] == CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES || opts[i] == CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES) {
-            vals[i] = NULL;
-        }
-    }
-}
-
 static void put_library_options(gw_req *q, unsigned n, CUlibraryOption *opts, void **vals)
 {
     unsigned keep = 0;
@@ -86,12 +66,16 @@ static void read_wrong(const char *why, uint64_t id);
  * worker then sends the module's functions and their layouts unasked; a
  * library from a bare cubin has them read from the image at once, so its
  * first kernel lookup need not wait for the load (cuDNN loads one per
- * decoded token). */
+ * decoded token). A load given JIT outputs (log buffers, the wall time)
+ * waits instead: the application reads them when the call returns. */
 static CUresult load(unsigned op_counted, unsigned op, void **handle, const void *image, unsigned njit,
                      CUjit_option *jo, void **jv, unsigned nlib, CUlibraryOption *lo, void **lv)
 {
     gw_stat_call(op_counted);
     if (!handle || !image)
+        return CUDA_ERROR_INVALID_VALUE;
+    gw_jit_outs outs;
+    if (gw_jit_scan(gw_op_name(op_counted), njit, jo, jv, &outs))
         return CUDA_ERROR_INVALID_VALUE;
     if (!gw_initialized())
         return CUDA_ERROR_NOT_INITIALIZED;
@@ -107,9 +91,18 @@ static CUresult load(unsigned op_counted, unsigned op, void **handle, const void
     uint64_t id = gw_new_handle_id();
     gw_put_u64(q, id);
     gw_put_u64(q, size);
-    put_jit_options(q, njit, jo, jv);
+    gw_jit_put(q, njit, jo, jv, &outs);
     put_library_options(q, nlib, lo, lv);
-    rc = gw_req_post(q);
+    if (gw_jit_has_outputs(&outs)) {
+        gw_rep *r;
+        rc = gw_req_call(q, &r);
+        gw_jit_take(r, &outs);
+        if (rc == CUDA_SUCCESS)
+            rc = gw_rep_status(r, rc);
+        gw_rep_end(r);
+    } else {
+        rc = gw_req_post(q);
+    }
     if (rc == CUDA_SUCCESS)
         *handle = (void *)(uintptr_t)id;
     install_from_cubin(rc == CUDA_SUCCESS ? id : 0, parsed);

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "../common/idmap.h"
-#include "../common/jit_options.h"
+#include "jit_outputs.h"
 #include "worker.h"
 
 #define MAX_STAGE (4ull << 30) /* the largest blob a session may stage */
@@ -144,10 +144,10 @@ static int stage_refused(uint32_t tid, size_t size)
     return s && s->refused && s->total == size;
 }
 
-/* u32 n, n x (u32 option, u64 value). Only options whose value is a number may
- * come: any other value would be a pointer into the client, which the driver
- * would write through here (a log buffer) or read (a function table). */
-static unsigned read_options(gw_call *c, unsigned *opts, void **vals, int library)
+/* Library options: u32 n, n x (u32 option, u64 value). Only
+ * CU_LIBRARY_BINARY_IS_PRESERVED may come: any other value would be a pointer
+ * into the client (a function table), which the driver would read here. */
+static unsigned read_library_options(gw_call *c, unsigned *opts, void **vals)
 {
     uint32_t n = gw_in_u32(c);
     if (n > MAX_OPTIONS) {
@@ -157,10 +157,9 @@ static unsigned read_options(gw_call *c, unsigned *opts, void **vals, int librar
     for (uint32_t i = 0; i < n && !c->bad; i++) {
         opts[i] = gw_in_u32(c);
         vals[i] = (void *)(uintptr_t)gw_in_u64(c);
-        int ok = library ? opts[i] == CU_LIBRARY_BINARY_IS_PRESERVED : gw_jit_numeric_option(opts[i]);
-        if (!c->bad && !ok)
-            gw_call_fail(c, "%s: %s option %u cannot travel (its value is not a number)", gw_op_name(c->h.op),
-                         library ? "library" : "JIT", opts[i]);
+        if (!c->bad && opts[i] != CU_LIBRARY_BINARY_IS_PRESERVED)
+            gw_call_fail(c, "%s: library option %u cannot travel (its value is not a number)", gw_op_name(c->h.op),
+                         opts[i]);
     }
     return n;
 }
@@ -277,31 +276,48 @@ static void push_info(uint64_t id, void *h, int is_library, int bare_cubin)
     free(out.rbuf);
 }
 
-/* u64 new handle id (client-named), u64 image size, jit options, library options */
+/* u64 new handle id (client-named), u64 image size, JIT options (jit_outputs.c),
+ * library options. Reply: result, the JIT outputs section (what the driver
+ * wrote into the logs, their sizes, the wall time), on failures too. */
 static void load(gw_call *c, int type)
 {
     uint64_t id = gw_in_u64(c);
     uint64_t size = gw_in_u64(c);
-    unsigned jo[MAX_OPTIONS], lo[MAX_OPTIONS];
-    void *jv[MAX_OPTIONS], *lv[MAX_OPTIONS];
-    unsigned nj = read_options(c, jo, jv, 0);
-    unsigned nl = read_options(c, lo, lv, 1);
-    if (!gw_args_ok(c))
+    unsigned lo[MAX_OPTIONS];
+    void *lv[MAX_OPTIONS];
+    CUjit_option jo[GW_JIT_DRIVER_OPTIONS];
+    void *jv[GW_JIT_DRIVER_OPTIONS];
+    unsigned nj = 0;
+    gw_jit_bufs jb;
+    int b = c->bad ? -1 : gw_jit_read(c, &jb, jo, jv, &nj);
+    unsigned nl = b == -1 ? 0 : read_library_options(c, lo, lv);
+    if (b == -1 || !gw_args_ok(c)) {
+        if (b != -1)
+            gw_jit_free(&jb);
         return;
+    }
     nl = 0; /* "binary is preserved" would let the driver keep pointing into the staging blob, which is freed */
     const void *image = gw_staged(c->h.tid, size);
     if (!image && stage_refused(c->h.tid, size)) {
         release_stage(c->h.tid);
         gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
+        gw_jit_reply(c, NULL, NULL);
+        gw_jit_free(&jb);
         return;
     }
     if (!image) {
+        gw_jit_free(&jb);
         gw_call_fail(c, "%s: no complete staged image of %llu bytes", gw_op_name(c->h.op), (unsigned long long)size);
         return;
     }
     void *f = gw_driver_fn(c, c->h.op);
-    if (!f) {
+    if (!f || b) {
         release_stage(c->h.tid);
+        if (f) { /* no memory for a log buffer */
+            gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
+            gw_jit_reply(c, NULL, NULL);
+        }
+        gw_jit_free(&jb);
         return;
     }
     void *h = NULL;
@@ -315,18 +331,20 @@ static void load(gw_call *c, int type)
         break;
     case GW_OP_cuModuleLoadDataEx:
         r = ((CUresult(*)(CUmodule *, const void *, unsigned, CUjit_option *, void **))f)(
-            (CUmodule *)&h, image, nj, (CUjit_option *)jo, jv);
+            (CUmodule *)&h, image, nj, nj ? jo : NULL, nj ? jv : NULL);
         break;
     default: /* cuLibraryLoadData */
         r = ((CUresult(*)(CUlibrary *, const void *, CUjit_option *, void **, unsigned, CUlibraryOption *, void **,
-                          unsigned))f)((CUlibrary *)&h, image, (CUjit_option *)jo, jv, nj, (CUlibraryOption *)lo, lv,
-                                       nl);
+                          unsigned))f)((CUlibrary *)&h, image, nj ? jo : NULL, nj ? jv : NULL, nj,
+                                       (CUlibraryOption *)lo, lv, nl);
         break;
     }
     /* a bare cubin (NVRTC's output: cuDNN compiles one per new shape) */
     int bare_cubin = size >= 4 && !memcmp(image, "\x7f" "ELF", 4);
     release_stage(c->h.tid);
     gw_reply_result(c, r);
+    gw_jit_reply(c, &jb, jv);
+    gw_jit_free(&jb);
     if (r != CUDA_SUCCESS)
         return;
     gw_handle_bind(c, type, id, h);

@@ -2,30 +2,85 @@
  * checked for the shape of its type (a fat binary's or ELF cubin's magic, PTX text) and
  * copied; cuLinkComplete "links" by returning the first input's bytes, which the stand-in's
  * module loader accepts like any image. The log buffers of cuLinkCreate get one line per
- * input (info) and a line per refused input (error). */
+ * input (info) and a line per refused input (error); their size options get the bytes
+ * filled and CU_JIT_WALL_TIME 2.5 ms at cuLinkComplete and 0.5 ms more at cuLinkDestroy
+ * (cuda.h: the outputs "accumulate data until the CUlinkState is destroyed"), written into
+ * cuLinkCreate's arrays later, as the driver does. An input's own options get its lines too. */
+#define _POSIX_C_SOURCE 200809L /* strnlen */
 #include "standin.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define SD_LINK_WALL_MS 2.5f
+#define SD_DESTROY_WALL_MS 0.5f
 
 typedef struct sd_link {
     sd_obj h;
     void *first;           /* the first input's bytes: the "linked" image */
     size_t first_size;
     unsigned inputs;
-    char *info, *err;      /* the caller's log buffers (NULL: none) */
-    size_t info_cap, err_cap;
+    float wall_ms;         /* accumulated */
+    sd_jit_out out;        /* cuLinkCreate's outputs (its arrays outlive the call, as cuda.h requires) */
 } sd_link;
 
-static void log_line(char *buf, size_t cap, const char *fmt, const char *name, size_t n)
+/* ---- JIT outputs, shared with the module loader ---- */
+
+CUresult sd_jit_scan(unsigned n, CUjit_option *opts, void **vals, sd_jit_out *o)
 {
+    memset(o, 0, sizeof *o);
+    if (n && (!opts || !vals))
+        return CUDA_ERROR_INVALID_VALUE;
+    for (unsigned i = 0; i < n; i++) {
+        if (opts[i] == CU_JIT_INFO_LOG_BUFFER)
+            o->info = vals[i];
+        else if (opts[i] == CU_JIT_ERROR_LOG_BUFFER)
+            o->err = vals[i];
+        else if (opts[i] == CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES)
+            o->info_cap = (unsigned)(uintptr_t)vals[i], o->info_size = &vals[i];
+        else if (opts[i] == CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES)
+            o->err_cap = (unsigned)(uintptr_t)vals[i], o->err_size = &vals[i];
+        else if (opts[i] == CU_JIT_WALL_TIME)
+            o->wall = &vals[i];
+        else if ((unsigned)opts[i] >= (unsigned)CU_JIT_NUM_OPTIONS)
+            return CUDA_ERROR_INVALID_VALUE;
+    }
+    if (o->info && o->info_cap)
+        o->info[0] = 0;
+    if (o->err && o->err_cap)
+        o->err[0] = 0;
+    return CUDA_SUCCESS;
+}
+
+void sd_jit_log(const sd_jit_out *o, int error, const char *fmt, ...)
+{
+    char *buf = error ? o->err : o->info;
+    size_t cap = error ? o->err_cap : o->info_cap;
     if (!buf || !cap)
         return;
-    size_t used = 0;
-    while (used < cap - 1 && buf[used])
-        used++;
-    snprintf(buf + used, cap - used, fmt, name, n);
+    size_t used = strnlen(buf, cap - 1);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + used, cap - used, fmt, ap);
+    va_end(ap);
+}
+
+static void size_back(char *buf, size_t cap, void **slot)
+{
+    if (buf && cap && slot) {
+        size_t n = strnlen(buf, cap);
+        *slot = (void *)(uintptr_t)(n ? n + 1 : 0);
+    }
+}
+
+void sd_jit_done(const sd_jit_out *o, float ms)
+{
+    size_back(o->info, o->info_cap, o->info_size);
+    size_back(o->err, o->err_cap, o->err_size);
+    if (o->wall)
+        memcpy(o->wall, &ms, sizeof ms); /* "overwrites the option value": a float over the slot */
 }
 
 SD_API CUresult cuLinkCreate_v2(unsigned int n, CUjit_option *opts, void **vals, CUlinkState *out)
@@ -41,26 +96,12 @@ SD_API CUresult cuLinkCreate_v2(unsigned int n, CUjit_option *opts, void **vals,
         l = NULL;
         r = CUDA_ERROR_OUT_OF_MEMORY;
     }
-    for (unsigned i = 0; l && i < n; i++) {
-        if (opts[i] == CU_JIT_INFO_LOG_BUFFER)
-            l->info = vals[i];
-        else if (opts[i] == CU_JIT_ERROR_LOG_BUFFER)
-            l->err = vals[i];
-        else if (opts[i] == CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES)
-            l->info_cap = (unsigned)(uintptr_t)vals[i];
-        else if (opts[i] == CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES)
-            l->err_cap = (unsigned)(uintptr_t)vals[i];
-        else if ((unsigned)opts[i] >= (unsigned)CU_JIT_NUM_OPTIONS)
-            r = CUDA_ERROR_INVALID_VALUE;
-    }
+    if (l)
+        r = sd_jit_scan(n, opts, vals, &l->out);
     if (l && r != CUDA_SUCCESS) {
         sd_obj_del(l);
         free(l);
     } else if (l) {
-        if (l->info && l->info_cap)
-            l->info[0] = 0;
-        if (l->err && l->err_cap)
-            l->err[0] = 0;
         *out = (CUlinkState)l;
     }
     sd_unlock();
@@ -93,9 +134,13 @@ SD_API CUresult cuLinkAddData_v2(CUlinkState state, CUjitInputType type, void *d
     sd_lock();
     CUresult r = sd_obj_live(state, SD_LINK) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
     sd_link *l = (sd_link *)state;
+    sd_jit_out own;
+    if (r == CUDA_SUCCESS)
+        r = sd_jit_scan(n, opts, vals, &own);
+    const char *what = name ? name : "(unnamed)";
     if (r == CUDA_SUCCESS && !shaped_like(type, data, size)) {
-        log_line(l->err, l->err_cap, "stand-in linker: %s is not an input of its type (%zu bytes)\n",
-                 name ? name : "(unnamed)", size);
+        sd_jit_log(&l->out, 1, "stand-in linker: %s is not an input of its type (%zu bytes)\n", what, size);
+        sd_jit_log(&own, 1, "stand-in linker: %s is not an input of its type (%zu bytes)\n", what, size);
         r = CUDA_ERROR_INVALID_IMAGE;
     }
     if (r == CUDA_SUCCESS && !l->first) {
@@ -108,7 +153,12 @@ SD_API CUresult cuLinkAddData_v2(CUlinkState state, CUjitInputType type, void *d
     }
     if (r == CUDA_SUCCESS) {
         l->inputs++;
-        log_line(l->info, l->info_cap, "stand-in linker: added %s (%zu bytes)\n", name ? name : "(unnamed)", size);
+        sd_jit_log(&l->out, 0, "stand-in linker: added %s (%zu bytes)\n", what, size);
+        sd_jit_log(&own, 0, "stand-in linker: added %s (%zu bytes)\n", what, size);
+    }
+    if (r != CUDA_ERROR_INVALID_HANDLE) {
+        sd_jit_done(&l->out, 0.0f);
+        sd_jit_done(&own, 0.0f);
     }
     sd_unlock();
     return r;
@@ -122,15 +172,17 @@ SD_API CUresult cuLinkComplete(CUlinkState state, void **cubin, size_t *size)
     CUresult r = sd_obj_live(state, SD_LINK) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
     sd_link *l = (sd_link *)state;
     if (r == CUDA_SUCCESS && !l->first) {
-        log_line(l->err, l->err_cap, "stand-in linker: %s%zu inputs\n", "nothing to link: ", (size_t)0);
+        sd_jit_log(&l->out, 1, "stand-in linker: nothing to link: 0 inputs\n");
         r = CUDA_ERROR_INVALID_VALUE;
     }
     if (r == CUDA_SUCCESS) {
-        log_line(l->info, l->info_cap, "stand-in linker: %slinked %zu inputs\n", "", l->inputs);
+        sd_jit_log(&l->out, 0, "stand-in linker: linked %u inputs\n", l->inputs);
         *cubin = l->first;
         if (size)
             *size = l->first_size;
     }
+    if (r != CUDA_ERROR_INVALID_HANDLE)
+        sd_jit_done(&l->out, l->wall_ms += SD_LINK_WALL_MS);
     sd_unlock();
     return r;
 }
@@ -139,8 +191,11 @@ SD_API CUresult cuLinkDestroy(CUlinkState state)
 {
     sd_lock();
     int live = sd_obj_live(state, SD_LINK);
-    if (live)
+    if (live) {
+        sd_link *l = (sd_link *)state;
+        sd_jit_done(&l->out, l->wall_ms += SD_DESTROY_WALL_MS);
         sd_obj_del(state);
+    }
     sd_unlock();
     if (!live)
         return CUDA_ERROR_INVALID_HANDLE;

@@ -161,11 +161,36 @@ static CUresult module_load(CUmodule *pm, const void *image)
 SD_API CUresult cuModuleLoadData(CUmodule *pm, const void *image) { return module_load(pm, image); }
 SD_API CUresult cuModuleLoadFatBinary(CUmodule *pm, const void *fatbin) { return module_load(pm, fatbin); }
 
+/* JIT loads compile nothing; an image shaped like PTX (text opening with a
+ * comment or a directive) must carry a .version directive, else it is
+ * refused with an error log, so the logs can be checked: one info line per
+ * load, 1.25 ms of wall time. Other images load as before. */
+#define SD_LOAD_WALL_MS 1.25f
+
+static CUresult jit_check(const void *image, const sd_jit_out *o, const char *what)
+{
+    const unsigned char *p = image;
+    int ptx = (p[0] == '/' && p[1] == '/') || (p[0] == '.' && p[1] >= 'a' && p[1] <= 'z');
+    CUresult r = CUDA_SUCCESS;
+    if (ptx && !strstr(image, ".version")) {
+        sd_jit_log(o, 1, "stand-in JIT: %s: PTX without a .version directive\n", what);
+        r = CUDA_ERROR_INVALID_PTX;
+    } else {
+        sd_jit_log(o, 0, "stand-in JIT: %s loaded from %s\n", what, ptx ? "PTX" : "a binary image");
+    }
+    sd_jit_done(o, SD_LOAD_WALL_MS);
+    return r;
+}
+
 SD_API CUresult cuModuleLoadDataEx(CUmodule *pm, const void *image, unsigned int n, CUjit_option *opts, void **vals)
 {
-    if (n > 0 && (!opts || !vals))
-        return CUDA_ERROR_INVALID_VALUE; /* options are accepted and ignored: nothing is compiled */
-    return module_load(pm, image);
+    if (!pm || !image)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_jit_out o;
+    CUresult r = sd_jit_scan(n, opts, vals, &o);
+    if (r == CUDA_SUCCESS)
+        r = jit_check(image, &o, "module");
+    return r == CUDA_SUCCESS ? module_load(pm, image) : r;
 }
 
 SD_API CUresult cuModuleUnload(CUmodule hm)
@@ -275,6 +300,12 @@ SD_API CUresult cuLibraryLoadData(CUlibrary *plib, const void *code, CUjit_optio
 {
     if (!plib || !code || (nj && (!jopts || !jvals)) || (nl && (!lopts || !lvals)))
         return CUDA_ERROR_INVALID_VALUE;
+    sd_jit_out o;
+    CUresult jr = sd_jit_scan(nj, jopts, jvals, &o);
+    if (jr == CUDA_SUCCESS)
+        jr = jit_check(code, &o, "library");
+    if (jr != CUDA_SUCCESS)
+        return jr;
     sd_lock();
     CUresult r = sd_initialized() ? CUDA_SUCCESS : CUDA_ERROR_NOT_INITIALIZED;
     sd_image *lib = NULL;

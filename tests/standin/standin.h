@@ -113,6 +113,20 @@ CUresult sd_ctx_event(sd_ctx *c, CUevent h, int record, const sd_ctx *also);
 /* Frees the nodes of graph g (before g itself goes). Lock held. */
 void sd_graph_drop_nodes(void *g);
 
+/* ---- JIT options the driver writes (link.c): logs, their sizes, the wall time ---- */
+typedef struct sd_jit_out {
+    char *info, *err;                 /* the caller's log buffers (NULL: none) */
+    size_t info_cap, err_cap;
+    void **info_size, **err_size, **wall; /* the caller's option slots written back (NULL: not given) */
+} sd_jit_out;
+
+/* Reads JIT options: CUDA_ERROR_INVALID_VALUE for an option cuda.h does not have. */
+CUresult sd_jit_scan(unsigned n, CUjit_option *opts, void **vals, sd_jit_out *o);
+/* Appends a line to the info (error = 0) or error log, cut to the buffer. */
+void sd_jit_log(const sd_jit_out *o, int error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Writes back the bytes each log fills (with its NUL) and the wall time, as the driver does. */
+void sd_jit_done(const sd_jit_out *o, float ms);
+
 /* ---- modules, functions, kernels (module.c) ---- */
 typedef struct sd_param {
     uint16_t offset, size;
