@@ -214,3 +214,11 @@ def test_smi_compare_cli_with_a_fake_nvidia_smi(tmp_path):
     data = json.loads((out / "smi.json").read_text())
     assert [r["verdict"] for r in data["results"]] == ["same", "DIFFERS"]
     assert (out / "nvidia-smi-q.gpuwire.txt").exists()
+
+
+def test_smi_ignores_gpuwire_messages_but_names_them_in_a_failure():
+    gw = "gpuwire: connected to 127.0.0.1:7761 (lease 3)\n" + TABLE
+    assert smi.compare("nvidia-smi", (0, TABLE), (0, gw), smi.mask_table)["verdict"] == "same"
+    r = smi.compare("nvidia-smi", (0, TABLE), (0, gw.replace("Driver Version: 580.159.04", "Driver Version: 1")),
+                    smi.mask_table)
+    assert r["verdict"] == "DIFFERS" and r["cause"].startswith("1 line differs: ")
