@@ -570,6 +570,9 @@ def write_reports(ctx: Context, meta: dict, rows: list, smi: dict | None) -> dic
     md_lines += ["", "### The workloads", "", "| workload | what it does | seconds native / gpuwire |", "|---|---|---|"]
     for r in rows:
         md_lines.append(f"| {r['name']} | {cell(r['what'])} | {r['native']['wall_s']} / {r['gpuwire']['wall_s']} |")
+    suites = COMPAT / "suites.md"  # the real suites' tables (compat/render_suites.py), kept between runs
+    if suites.exists():
+        md_lines += ["", "<!-- suites:begin -->", suites.read_text().rstrip(), "<!-- suites:end -->"]
     text = "\n".join(md_lines) + "\n"
     (ctx.outdir / "compatibility.md").write_text(text)
     if not ctx.args.dry_run and not ctx.args.no_docs:
