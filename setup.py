@@ -45,7 +45,7 @@ ARCHES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": 
 # what the package carries from the native build (make -C native); unversioned
 # names are copies of the versioned libraries (a wheel holds no symbolic links)
 NATIVE_FILES = ["libcuda.so.1", "libcuda.so", "libnvidia-ml.so.1", "libnvidia-ml.so", "gpuwire_audit.so",
-                "gpuwire_sample.so", "gpuwire-worker", "libgpuwire_standin.so", "libgpuwire_standin_nvml.so"]
+                "gpuwire_sample.so", "gpuwire-worker", "gpuwire-demo", "libgpuwire_standin.so", "libgpuwire_standin_nvml.so"]
 
 
 def target_arch() -> str:
