@@ -13,7 +13,8 @@ Two ways to build:
   here; the script runs `make -C native` itself into src/gpuwire/_native/.
 
 Settings (environment):
-  GPUWIRE_SKIP_NATIVE_BUILD=1   no native build (editable installs)
+  GPUWIRE_SKIP_NATIVE_BUILD=1   no native build (an editable install without it runs
+                                `make -C native` into src/gpuwire/_native, as ./scripts/setup)
   GPUWIRE_ARCH=aarch64          cross-build the native parts for aarch64 (Zig only)
   GPUWIRE_CC="gcc"              another C compiler: the wheel is then tagged
                                 linux_<arch>, for this machine only
@@ -63,7 +64,7 @@ def zig_available() -> bool:
     return True
 
 
-def compiler() -> tuple[str, bool]:
+def compiler(quiet: bool = False) -> tuple[str, bool]:
     """The C compiler command line for make's CC, and whether it targets manylinux_2_28."""
     if os.environ.get("GPUWIRE_CC"):
         return os.environ["GPUWIRE_CC"], False
@@ -72,8 +73,9 @@ def compiler() -> tuple[str, bool]:
         return f"{sys.executable} -m ziglang cc -target {arch}-linux-gnu.{GLIBC}", True
     if arch != ARCHES.get(platform.machine().lower()):
         sys.exit("gpuwire: cross-building needs the ziglang package (pip install ziglang)")
-    print("gpuwire: ziglang is not installed: building the native parts with cc for this machine only "
-          "(the wheel is not manylinux)", file=sys.stderr)
+    if not quiet:
+        print("gpuwire: ziglang is not installed: building the native parts with cc for this machine only "
+              "(the wheel is not manylinux)", file=sys.stderr)
     return "cc", False
 
 
@@ -115,15 +117,19 @@ class BuildWithNatives(build_py):
         super().run()
         if os.environ.get("GPUWIRE_SKIP_NATIVE_BUILD") == "1":
             return
+        if getattr(self, "editable_mode", False):  # pip install -e: the checkout's own build, in place
+            subprocess.run(["make", "-C", str(ROOT / "native"), "-j", str(os.cpu_count() or 1)], check=True)
+            return
         cc, _ = compiler()
         dest = Path(self.build_lib).resolve().parent / f"gpuwire-native-{target_arch()}"
         if dest.exists():  # never reuse objects from another compiler or an earlier tree
             shutil.rmtree(dest)
         env = dict(os.environ)
-        # from the environment, so that the Makefiles still add their own flags; -s strips
-        # at link time (compile steps ignore it)
+        # CFLAGS from the environment, so that the Makefile still adds its own flags; -s
+        # strips at link time (compile steps ignore it)
         env["CFLAGS"] = "-O2 -s"
-        make = ["make", "-C", str(ROOT / "native"), "-j", str(os.cpu_count() or 1), f"DEST={dest}", f"CC={cc}"]
+        make = ["make", "-C", str(ROOT / "native"), "-j", str(os.cpu_count() or 1), f"DEST={dest}", f"CC={cc}",
+                "STANDIN_CFLAGS=-O2 -s"]
         make += [f"{k}={v}" for k, v in header_dirs().items()]
         print("gpuwire: " + " ".join(make), file=sys.stderr)
         subprocess.run(make, check=True, env=env)
@@ -149,7 +155,7 @@ if bdist_wheel is not None:
 
         def get_tag(self):
             _, _, plat = super().get_tag()
-            if compiler()[1]:
+            if compiler(quiet=True)[1]:
                 plat = manylinux_tag()
             elif os.environ.get("GPUWIRE_ARCH"):
                 plat = f"linux_{target_arch()}"
