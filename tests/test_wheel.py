@@ -27,7 +27,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 ARCH = os.uname().machine
 
-pytestmark = [
+needs_build = [
     pytest.mark.skipif(not (os.environ.get("GPUWIRE_TEST_WHEEL") == "1"
                             or (os.environ.get("CI", "").lower() == "true"
                                 and os.environ.get("GPUWIRE_TEST_WHEEL") != "0")),
@@ -107,6 +107,27 @@ def venv(wheel) -> Path:
     return env_dir
 
 
+def test_header_pins_agree():
+    """scripts/setup fetches the same header packages the wheel's build requires."""
+    try:
+        import tomllib
+    except ImportError:
+        pytest.skip("tomllib is Python 3.11+")
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        requires = tomllib.load(f)["tool"]["gpuwire"]["native-build"]["requires"]
+    setup_text = (ROOT / "scripts" / "setup").read_text()
+    for req in requires:
+        if req.startswith("nvidia-"):
+            assert f"={req}\n" in setup_text, f"scripts/setup does not pin {req}"
+
+
+def with_build(fn):
+    for mark in needs_build:
+        fn = mark(fn)
+    return fn
+
+
+@with_build
 def test_wheel_tag_contents_and_sdist(wheel):
     path = wheel["path"]
     assert path.name == f"gpuwire-0.1.0-py3-none-manylinux_2_28_{ARCH}.whl", path.name
@@ -143,6 +164,7 @@ def test_wheel_tag_contents_and_sdist(wheel):
     assert not any(n.startswith("src/gpuwire/_native/") for n in members)
 
 
+@with_build
 def test_installed_wheel_serves_and_runs(wheel, venv):
     bindir = venv / "bin"
     env = clean_env(GPUWIRE_CACHE_DIR=str(wheel["tmp"] / "cache"), HOME=str(wheel["tmp"]))
