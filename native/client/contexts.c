@@ -44,7 +44,7 @@ static int known_device(CUcontext c)
     static __thread CUcontext last_ctx;
     static __thread int last_dev = -1;
     static __thread unsigned last_gen;
-    unsigned gen = __atomic_load_n(&ctx_devs_gen, __ATOMIC_ACQUIRE);
+    unsigned gen = ctx_devs_gen; /* _Atomic: a seq-cst load (clang takes no __atomic builtin on an _Atomic object) */
     if (c && c == last_ctx && gen == last_gen)
         return last_dev;
     int dev = -1;

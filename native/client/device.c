@@ -105,7 +105,7 @@ CUresult CUDAAPI cuDeviceGetAttribute(int *pi, CUdevice_attribute attrib, CUdevi
  * Order: max grid x, y, z, max block x, y, z, max threads per block, max
  * opt-in shared memory per block; -1 where the driver gave no answer. */
 static int limits[MAX_DEVS][GW_LAUNCH_LIMITS];
-static _Atomic int limits_known[MAX_DEVS];
+static int limits_known[MAX_DEVS];
 
 const int *gw_device_launch_limits(int dev)
 {

@@ -32,7 +32,7 @@ static void lanes_table(const uint8_t *p, size_t q, size_t n, uint32_t out[4])
 }
 
 #if defined(__x86_64__)
-__attribute__((target("sse4.2"))) static void lanes_hw(const uint8_t *p, size_t q, size_t n, uint32_t out[4])
+__attribute__((target("sse4.2,crc32"))) static void lanes_hw(const uint8_t *p, size_t q, size_t n, uint32_t out[4])
 {
     uint64_t c0 = ~0u, c1 = ~0u, c2 = ~0u, c3 = ~0u, w0, w1, w2, w3;
     const uint8_t *a = p, *b = p + q, *c = p + 2 * q, *d = p + 3 * q;

@@ -573,7 +573,13 @@ static void trim_reply_buffer(tthread *t)
 /* Hand-offs spin briefly before sleeping: a client thread's calls come back
  * to back, and a wake-up per call would cost more than the call. */
 #define SPIN 20000
+#if defined(__x86_64__) || defined(__i386__)
 static inline void relax(void) { __builtin_ia32_pause(); }
+#elif defined(__aarch64__)
+static inline void relax(void) { __asm__ __volatile__("yield"); }
+#else
+static inline void relax(void) {}
+#endif
 
 static void *thread_main(void *arg)
 {

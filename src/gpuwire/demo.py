@@ -42,8 +42,13 @@ def summarize_stats(stats: dict) -> str:
 
 
 def _default_program() -> Path | None:
+    """build/programs' CUDA program in a checkout that built it, else the driver-API
+    program the native build makes (what an installed wheel has)."""
     d = paths.programs_dir()
-    return d / DEMO_PROGRAM if d else None
+    if d and (d / DEMO_PROGRAM).is_file():
+        return d / DEMO_PROGRAM
+    native = paths.native_dir() / "gpuwire-demo"
+    return native if native.is_file() else (d / DEMO_PROGRAM if d else None)
 
 
 def _tail(path: Path, lines: int = 20) -> str:
