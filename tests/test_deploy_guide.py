@@ -456,7 +456,7 @@ def test_unit_hardening():
                        "ProtectHome": "yes", "DevicePolicy": "closed", "CapabilityBoundingSet": "",
                        "SystemCallArchitectures": "native", "LockPersonality": "yes", "User": "gpuwire"}.items():
         assert settings.get(key) == value, (key, settings.get(key))
-    assert "MemoryDenyWriteExecute" not in keys, "the CUDA driver needs writable+executable memory (its JIT)"
+    assert "MemoryDenyWriteExecute" not in keys, "not compatible with the CUDA driver (its JIT)"
     assert "PrivateDevices" not in keys, "it would hide /dev/nvidia*"
     allowed = [v for k, v in unit_settings() if k == "DeviceAllow"]
     for group in ("char-nvidia rw", "char-nvidia-uvm rw", "char-nvidia-caps rw"):
