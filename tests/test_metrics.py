@@ -78,7 +78,7 @@ def test_log_ring():
 def test_metrics_endpoint(control):
     ring = metrics.LogRing(None)
     srv, log = control(log_tail=ring.tail)
-    ring.write("2026-01-01T00:00:00.000 INFO session=- hello log\n")
+    ring.write("time=2026-01-01T00:00:00.000+00:00 level=INFO msg=\"hello log\"\n")
     admin = metrics.AdminServer("127.0.0.1", 0, srv.snapshot).start()
     base = f"http://127.0.0.1:{admin.address[1]}"
     try:
@@ -106,7 +106,7 @@ def test_metrics_endpoint(control):
             (sess,) = [x for x in snap["sessions"] if x["pid"] == 77]
             assert sess["state"] == "active" and sess["lease"] == "exclusive" and sess["mem_cap"] == 1 << 30
             assert sess["bytes_in"] >= 50_000 and sess["host"] == "testhost" and sess["worker_pid"]
-            assert snap["logs"] == ["2026-01-01T00:00:00.000 INFO session=- hello log"]
+            assert snap["logs"] == ["time=2026-01-01T00:00:00.000+00:00 level=INFO msg=\"hello log\""]
             assert snap["gpus"] == [{"index": 0, "name": "Fake GPU", "source": "driver"}]
             assert snap["leases"]["held"][0]["owner"].startswith("testhost pid 77 prog")
         log.wait_for(r"session end")
