@@ -69,7 +69,8 @@ class ServerProcess:
         lines = self.log_text().splitlines()
         if session is None:
             return lines
-        return [ln for ln in lines if f" session={session} " in ln]
+        rx = re.compile(rf"(^| )session={session}( |$)")
+        return [ln for ln in lines if rx.search(ln)]
 
     def wait_for_log(self, pattern: str, timeout: float = 15.0, session: int | str | None = None) -> re.Match:
         rx = re.compile(pattern)
@@ -87,7 +88,7 @@ class ServerProcess:
 
     def session_of_pid(self, pid: int, timeout: float = 15.0) -> int:
         """The session id the server gave the client that sent `pid` in its HELLO."""
-        m = self.wait_for_log(rf"session=(\d+) .*\bpid={pid}\b.*session start", timeout)
+        m = self.wait_for_log(rf"msg=\"session start\" session=(\d+) .*\bpid={pid}\b", timeout)
         return int(m.group(1))
 
     def alive(self) -> bool:
@@ -112,7 +113,7 @@ def start_server(log_path: Path, driver: str = "standin", extra_args: tuple[str,
                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                             env=gpuwire_env({"GPUWIRE_CACHE_DIR": str(log_path.parent / "cache"), **(env or {})}))
     log.close()
-    rx = re.compile(r" address=127\.0\.0\.1:(\d+) .*listening on ")
+    rx = re.compile(r"listening on .* address=127\.0\.0\.1:(\d+) ")
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     port = None
     while port is None:

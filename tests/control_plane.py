@@ -37,6 +37,16 @@ sys.exit(0)
 """
 
 
+def log_message(line: str) -> str:
+    """The msg of a logfmt log line (log.py), unquoted."""
+    import json
+
+    m = re.search(r' msg=("(?:[^"\\]|\\.)*"|\S+)', line)
+    assert m, f"no msg= in {line!r}"
+    v = m.group(1)
+    return json.loads(v) if v.startswith('"') else v
+
+
 class Lines:
     """A log stream tests can read."""
 

@@ -108,11 +108,11 @@ def test_runner_takes_good_values(tmp_path):
 @pytest.mark.parametrize("args,env,line", [
     ([], {"GPUWIRE_GPU": "abc"}, "GPUWIRE_GPU=abc is not valid: expected an integer from 0 to 65535"),
     ([], {"GPUWIRE_LANES": "abc"}, "GPUWIRE_LANES=abc is not valid: expected an integer from 0 to 8"),
-    (["--server", "host:99999"], {}, "--server host:99999 is not valid: expected HOST, HOST:PORT or [IPV6]:PORT"),
+    (["--server", "host:99999"], {}, "--server 'host:99999' is not valid: the port must be a number from 1 to 65535"),
     (["--mem-cap", "0"], {}, "GPUWIRE_MEM_CAP=0 is not valid: expected a size of at least 1 byte"),
     (["--stats", "/nonexistent/dir/s.json"], {}, "--stats /nonexistent/dir/s.json: the folder /nonexistent/dir "
                                                   "does not exist"),
-    (["--token-file", "/nonexistent/token"], {}, "GPUWIRE_TOKEN_FILE=/nonexistent/token is not valid"),
+    (["--token-file", "/nonexistent/token"], {}, "--token-file /nonexistent/token: no such file"),
 ])
 def test_gpuwire_run_exits_2_with_one_line(args, env, line):
     r = subprocess.run(GPUWIRE + ["run", *args, "--", "sh", "-c", "echo ran"], capture_output=True, text=True,

@@ -70,7 +70,7 @@ def test_server_beyond_loopback_demands_a_token(tmp_path):
     try:
         deadline = time.monotonic() + 90
         while srv is None:
-            m = re.search(r" address=0\.0\.0\.0:(\d+) .*listening on ", log_path.read_text())
+            m = re.search(r"listening on .* address=0\.0\.0\.0:(\d+) ", log_path.read_text())
             if m:
                 srv = ServerProcess(proc, log_path, "127.0.0.1", int(m.group(1)))
             elif proc.poll() is not None or time.monotonic() > deadline:

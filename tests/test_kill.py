@@ -125,7 +125,7 @@ def test_sigkill_mid_transfer_frees_the_worker(tmp_path):
         victim = _gw_popen(tmp_path / "victim.py", srv.address)
         victim_out = Lines(victim)
         sid = srv.session_of_pid(victim.pid)
-        worker = int(srv.wait_for_log(r"worker_pid=(\d+) .*session start", session=sid).group(1))
+        worker = int(srv.wait_for_log(r"session start.* worker_pid=(\d+)", session=sid).group(1))
         victim_out.wait_for("copy 1", 120)  # one 1 GiB copy done, the next under way
         time.sleep(0.05)
         rss = _rss_mib(worker)

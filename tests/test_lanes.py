@@ -99,7 +99,7 @@ def test_large_copies_arrive_intact_and_in_order(program, server, tmp_path, lane
     assert s["bytes_to_server"] > copied, s
     # the server's account of the session counts the bytes its lanes carried
     starts = [ln for ln in server.log_lines() if "prog=lane_copies" in ln and "session start" in ln]
-    sid = re.search(r" session=(\d+) ", starts[-1]).group(1)
+    sid = re.search(r" session=(\d+)( |$)", starts[-1]).group(1)
     end = server.wait_for_log(r"session end", session=sid).string
     got_in, got_out = (int(re.search(rf" {k}=(\d+)", end).group(1)) for k in ("bytes_in", "bytes_out"))
     assert got_in > copied and got_out > copied, end

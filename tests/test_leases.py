@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import GPUWIRE, gpuwire_env
-from control_plane import control, dial, hello, next_frame, open_session  # noqa: F401 (fixture)
+from control_plane import control, dial, hello, log_message, next_frame, open_session  # noqa: F401 (fixture)
 from gpuwire import protocol
 from gpuwire.leases import LeaseManager, LeaseRefused, parse_size
 
@@ -160,7 +160,7 @@ def test_parse_size_rejects(text):
 def worker_info(log, pid):
     """The fake worker's report (args, CUDA_VISIBLE_DEVICES) for the client with this pid."""
     line = log.wait_for(rf"fakeworker .*pid={pid} ")
-    return json.loads(line.split("fakeworker ", 1)[1])
+    return json.loads(log_message(line).split("fakeworker ", 1)[1])
 
 
 def test_plain_hello_gets_shared_lease(control):
@@ -222,9 +222,9 @@ def test_exclusive_queue_served_in_order(control):
                 break
         assert hdr.op == protocol.OP_HELLO_OK, (pid, hdr)
         # the next one is still waiting while this one holds the lease
-        log.wait_for(rf"pid={pid} .*session start")
+        log.wait_for(rf"session start.* pid={pid}\b")
         s.close()
-    starts = [int(m.group(1)) for ln in log.lines() for m in [re.search(r" pid=(\d+) .*session start", ln)] if m]
+    starts = [int(m.group(1)) for ln in log.lines() for m in [re.search(r"session start.* pid=(\d+)\b", ln)] if m]
     assert starts == [100, 101, 102, 103]
 
 
@@ -267,7 +267,7 @@ def test_idle_session_ended(control):
         assert s.recv(4) == b"ping"   # traffic: the fake worker echoes
         line = log.wait_for(r"ending idle session", timeout=10)
         assert "no traffic for" in line
-        log.wait_for(r"killed by SIGTERM.*session end")
+        log.wait_for(r"session end.*killed by SIGTERM")
         assert s.recv(10) == b""
     assert srv.snapshot()["totals"]["idle_ended"] == 1
     with open_session(srv, 401, protocol.pack_ext(exclusive=True, no_wait=True)):

@@ -83,13 +83,13 @@ def test_twenty_clients_with_mixed_leases(tmp_path):
     holder_script = tmp_path / "holder.py"
     holder_script.write_text(HOLDER)
     excl = {"GPUWIRE_LEASE": "exclusive"}
-    waiting_excl = r"session=(\d+) .*waiting for an exclusive lease"
-    waiting_shared = r"session=(\d+) .*waiting for a shared lease"
+    waiting_excl = r"waiting for an exclusive lease[^\"]*\" session=(\d+)"
+    waiting_shared = r"waiting for a shared lease[^\"]*\" session=(\d+)"
     try:
         with ThreadPoolExecutor(max_workers=20) as pool:
             holder = pool.submit(gw_run, [sys.executable, str(holder_script), str(release)], srv.address,
                                  timeout=180, env=excl)
-            srv.wait_for_log(r"lease=exclusive .*session start", timeout=60)
+            srv.wait_for_log(r"session start.* lease=exclusive ", timeout=60)
             # exclusive clients, one at a time so their place in the queue is known
             exclusive = []
             for i in range(N_EXCLUSIVE):
@@ -122,8 +122,8 @@ def test_twenty_clients_with_mixed_leases(tmp_path):
         srv.stop()
 
     lines = srv.log_lines()
-    starts = {int(m.group(1)): m.group(2) for m in _count(srv, r"session=(\d+) .*lease=(exclusive|shared) .*session start")}
-    ends = {int(m.group(1)) for m in _count(srv, r"session=(\d+) .*status=\"exit status 0\".* session end")}
+    starts = {int(m.group(1)): m.group(2) for m in _count(srv, r"session start\" session=(\d+) .*lease=(exclusive|shared) ")}
+    ends = {int(m.group(1)) for m in _count(srv, r"session end\" session=(\d+) .*status=\"exit status 0\"")}
     assert len(starts) == 1 + N_EXCLUSIVE + N_SHARED, "\n".join(lines)
     assert sorted(starts.values()).count("exclusive") == 1 + N_EXCLUSIVE
     assert set(starts) <= ends, f"sessions without a clean end: {sorted(set(starts) - ends)}\n" + "\n".join(lines)
@@ -131,7 +131,7 @@ def test_twenty_clients_with_mixed_leases(tmp_path):
     assert len(refused) == N_NO_WAIT, "\n".join(lines)
 
     # FIFO: leases were granted in queue order, the exclusive ones before the shared ones queued after them
-    granted = [int(m.group(1)) for m in _count(srv, r"session=(\d+) .*lease granted")]
+    granted = [int(m.group(1)) for m in _count(srv, r"lease granted\" session=(\d+)")]
     holder_sid = granted[0]
     assert granted[1:1 + N_EXCLUSIVE] == queue_order, (
         f"exclusive leases granted in order {granted[1:1 + N_EXCLUSIVE]}, queued as {queue_order}\n" + "\n".join(lines))
@@ -140,13 +140,13 @@ def test_twenty_clients_with_mixed_leases(tmp_path):
 
     # an exclusive session never overlaps another leased session
     active: set[int] = set()
-    rx = re.compile(r"session=(\d+) .*(session start|session end)")
+    rx = re.compile(r"(session start|session end)\" session=(\d+)")
     for line in lines:
         m = rx.search(line)
-        if not m or int(m.group(1)) not in starts:
+        if not m or int(m.group(2)) not in starts:
             continue
-        sid = int(m.group(1))
-        if m.group(2) == "session start":
+        sid = int(m.group(2))
+        if m.group(1) == "session start":
             alone = not active
             assert alone or all(starts[s] == "shared" for s in active) and starts[sid] == "shared", (
                 f"session {sid} ({starts[sid]}) started while {sorted(active)} were active:\n" + "\n".join(lines))

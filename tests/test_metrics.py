@@ -27,7 +27,10 @@ def check_exposition(text: str) -> dict[str, list[str]]:
     typed = set()
     for line in text.splitlines():
         if line.startswith("# TYPE "):
-            typed.add(line.split()[2])
+            _, _, name, kind = line.split()
+            typed.add(name)
+            # Prometheus naming: a counter's name ends in _total, a gauge's never does
+            assert name.endswith("_total") == (kind == "counter"), line
             continue
         if line.startswith("# HELP "):
             continue
@@ -75,7 +78,7 @@ def test_log_ring():
 def test_metrics_endpoint(control):
     ring = metrics.LogRing(None)
     srv, log = control(log_tail=ring.tail)
-    ring.write("2026-01-01T00:00:00.000 INFO session=- hello log\n")
+    ring.write("time=2026-01-01T00:00:00.000+00:00 level=INFO msg=\"hello log\"\n")
     admin = metrics.AdminServer("127.0.0.1", 0, srv.snapshot).start()
     base = f"http://127.0.0.1:{admin.address[1]}"
     try:
@@ -91,10 +94,10 @@ def test_metrics_endpoint(control):
             assert samples["gpuwire_sessions_active"] == ["gpuwire_sessions_active 1"]
             assert 'gpuwire_leases{mode="exclusive"} 1' in text
             assert "gpuwire_lease_queue_length 0" in text
-            (line,) = samples["gpuwire_session_bytes_received"]
+            (line,) = samples["gpuwire_session_bytes_received_total"]
             assert 'host="testhost"' in line and 'pid="77"' in line
             assert int(line.rsplit(" ", 1)[1]) >= 50_000
-            (line,) = samples["gpuwire_session_bytes_sent"]
+            (line,) = samples["gpuwire_session_bytes_sent_total"]
             assert int(line.rsplit(" ", 1)[1]) >= 50_000
             assert "gpuwire_uptime_seconds" in samples and "gpuwire_build_info" in samples
             status, ctype, body = get(base + "/status.json?logs=5")
@@ -103,7 +106,7 @@ def test_metrics_endpoint(control):
             (sess,) = [x for x in snap["sessions"] if x["pid"] == 77]
             assert sess["state"] == "active" and sess["lease"] == "exclusive" and sess["mem_cap"] == 1 << 30
             assert sess["bytes_in"] >= 50_000 and sess["host"] == "testhost" and sess["worker_pid"]
-            assert snap["logs"] == ["2026-01-01T00:00:00.000 INFO session=- hello log"]
+            assert snap["logs"] == ["time=2026-01-01T00:00:00.000+00:00 level=INFO msg=\"hello log\""]
             assert snap["gpus"] == [{"index": 0, "name": "Fake GPU", "source": "driver"}]
             assert snap["leases"]["held"][0]["owner"].startswith("testhost pid 77 prog")
         log.wait_for(r"session end")
@@ -111,7 +114,7 @@ def test_metrics_endpoint(control):
         assert "gpuwire_sessions_active 0" in text and "gpuwire_sessions_total 1" in text
         total = int(re.search(r"^gpuwire_bytes_received_total (\d+)$", text, re.M).group(1))
         assert total >= 50_000      # ended sessions stay in the totals
-        assert "gpuwire_session_bytes_received" not in text
+        assert "gpuwire_session_bytes_received_total" not in text
         with pytest.raises(urllib.error.HTTPError) as ei:
             get(base + "/nope")
         assert ei.value.code == 404
@@ -141,10 +144,31 @@ def test_render_gpu_and_refusals():
     assert 'gpuwire_refused_total{reason="auth"} 2' in text and 'gpuwire_refused_total{reason="busy"} 1' in text
     assert 'gpuwire_gpu_utilization_ratio{gpu="0",name="NVIDIA H100"} 0.25' in text
     assert f'gpuwire_gpu_memory_total_bytes{{gpu="0",name="NVIDIA H100"}} {80 << 30}' in text
-    assert 'host="we\\"ird\\nhost"' in samples["gpuwire_session_bytes_received"][0]
+    assert 'host="we\\"ird\\nhost"' in samples["gpuwire_session_bytes_received_total"][0]
     assert samples["gpuwire_session_gpu_memory_bytes"][0].endswith(f" {1 << 20}")
     assert "gpuwire_start_time_seconds 1500000000.0" in text
     assert "gpuwire_lease_queue_length 1" in text
+
+
+def test_every_counter_is_named_total():
+    """Every metric render() can write, counters ending in _total and gauges not
+    (check_exposition holds each TYPE line to that)."""
+    snap = sample_snapshot()
+    snap["server"]["tls"] = "required"
+    snap["totals"].update(calls=5, round_trips=4, calls_per_s=1.0, bytes_in_per_s=2.0, bytes_out_per_s=3.0,
+                          tls_sessions=1, lanes=2)
+    snap["sessions"][0].update(calls=5, round_trips=4, busy_s=0.0, calls_per_s=1.0, bytes_in_per_s=2.0,
+                               bytes_out_per_s=3.0, cache={"hit_bytes": 7, "misses": 1})
+    snap["cache"] = {"dir": "/c", "totals": {"hits": 1, "misses": 2, "hit_bytes": 3, "miss_bytes": 4,
+                                             "stored_bytes": 5, "corrupt": 0, "evicted": 0, "store_failed": 0},
+                     "bytes": 9, "entries": 1, "max_bytes": 0}
+    samples = check_exposition(metrics.render(snap))
+    for name in ("gpuwire_session_bytes_received_total", "gpuwire_session_bytes_sent_total",
+                 "gpuwire_session_calls_total", "gpuwire_session_round_trips_total",
+                 "gpuwire_session_cache_bytes_avoided_total", "gpuwire_session_cache_misses_total",
+                 "gpuwire_calls_total", "gpuwire_cache_hits_total", "gpuwire_session_rtt_seconds",
+                 "gpuwire_cache_disk_bytes"):
+        assert name in samples, name
 
 
 def test_admin_endpoint_survives_rude_clients(capfd):

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from conftest import GPUWIRE, ROOT, explain, gpuwire_env, gw_run
-from control_plane import control  # noqa: F401 (fixture)
+from control_plane import control, log_message  # noqa: F401 (fixture)
 
 from gpuwire import paths, protocol, visible
 
@@ -229,7 +229,7 @@ def test_client_sends_visible_devices(control, monkeypatch):
     assert r.stdout.split(), explain(r)
     pid = int(r.stdout.split()[-1])
     line = log.wait_for(rf"fakeworker .*pid={pid} ")
-    info = json.loads(line.split("fakeworker ", 1)[1])
+    info = json.loads(log_message(line).split("fakeworker ", 1)[1])
     assert info["visible"] == "1,0", info
 
 

@@ -39,7 +39,10 @@ print("ERROR fake worker: client went away\x1b[31m", file=sys.stderr, flush=True
 sys.exit(3)
 """
 
-LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} (DEBUG|INFO|WARN|ERROR) session=(\S+)( \S+=\S+)* ")
+# logfmt: time (ISO 8601 with offset), level, msg, then key=value, a value bare or JSON-quoted
+_VALUE = r'(?:"(?:[^"\\]|\\.)*"|[^\s"=]+)'
+LINE = re.compile(r"^time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d level=(DEBUG|INFO|WARN|ERROR) "
+                  rf"msg={_VALUE}( [a-z_]+={_VALUE})*$")
 
 
 @pytest.fixture
@@ -80,15 +83,15 @@ def test_session_handed_to_worker(control):
         start = log.wait_for(r"session start")
         sid = re.search(r"session=(\d+)", start).group(1)
         assert "pid=4242" in start and "api_digest=0xcafef00d" in start
-        relayed = log.wait_for(r"src=worker .*fake worker session=")
+        relayed = log.wait_for(r"fake worker session=.* src=worker")
         assert f"session={sid} " in relayed
         assert f"fake worker session={sid} digest={0xCAFEF00D} driver=/fake/libgpuwire_standin.so" in relayed
         assert "blocking=True" in relayed
         assert "lanes=3 lane_fd=True" in relayed  # a plaintext session may open lanes
         assert re.search(r"client=\[127\.0\.0\.1:\d+ pid=4242 host=my_host prog=prog\?name\]", relayed), relayed
-    end = log.wait_for(rf"session={sid} .*session end")
+    end = log.wait_for(rf"session end\" session={sid}( |$)")
     assert 'status="exit status 3"' in end
-    err = log.wait_for(r"ERROR session=\d+ src=worker .*client went away")
+    err = log.wait_for(r"level=ERROR msg=.*client went away.* session=\d+ src=worker")
     assert "\x1b" not in err
     for ln in log.lines():
         assert LINE.match(ln), ln

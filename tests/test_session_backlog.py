@@ -92,7 +92,7 @@ class Raw:
         assert hdr.op == protocol.OP_HELLO_OK, hdr
         self.ok = protocol.parse_hello_ok(payload)
         self.sid = server.session_of_pid(pid)
-        self.worker = int(server.wait_for_log(r"worker_pid=(\d+) .*session start", session=self.sid).group(1))
+        self.worker = int(server.wait_for_log(r"session start.* worker_pid=(\d+)", session=self.sid).group(1))
         self.seq = 0
 
     def send(self, op: int, payload: bytes = b"", tid: int = 1, flags: int = 0) -> int:

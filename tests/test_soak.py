@@ -163,5 +163,5 @@ def _ip_path() -> str:
 def _holder_pid(srv) -> int:
     """The HELLO pid of the one session started so far (the vanishing client)."""
     import re
-    m = srv.wait_for_log(r"session=\d+ .*\bpid=(\d+)\b.*session start")
+    m = srv.wait_for_log(r"session start\" session=\d+ .*\bpid=(\d+)\b")
     return int(m.group(1))

@@ -39,7 +39,7 @@ def wait_gone(pid: int, timeout: float) -> bool:
 
 def session_worker(srv) -> tuple[socket.socket, int]:
     sock, sid = good_session(srv, unique_pid())
-    worker = int(srv.wait_for_log(r"worker_pid=(\d+) .*session start", session=sid).group(1))
+    worker = int(srv.wait_for_log(r"session start.* worker_pid=(\d+)", session=sid).group(1))
     assert state(worker) not in ("gone", "Z")
     return sock, worker
 
@@ -96,8 +96,8 @@ def test_next_server_ends_orphans_at_start(tmp_path):
         assert not wait_gone(worker, 1.5), "the worker ended with its server although told not to"
         fresh = start_server(tmp_path / "new.log")
         try:
-            fresh.wait_for_log(rf"worker_pid={worker} .*ended an orphaned worker whose server "
-                               rf"\(pid {srv.proc.pid}\) is gone")
+            fresh.wait_for_log(rf"ended an orphaned worker whose server \(pid {srv.proc.pid}\) is gone\" "
+                               rf"worker_pid={worker}\b")
             assert wait_gone(worker, 5), f"orphan {worker} still runs"
         finally:
             fresh.stop()

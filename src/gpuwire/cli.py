@@ -29,7 +29,8 @@ Serve CUDA to gpuwire clients. For every client process that connects, the
 server checks its handshake and starts one data-plane worker process
 (gpuwire-worker) that executes the client's calls on the driver. Stop it with
 Ctrl-C or SIGTERM: it stops accepting, ends its workers and exits 0.
-Log lines go to stderr, one per event: `time level session=ID key=value... message`.
+Log lines go to stderr, one per event, in logfmt (`time=... level=... msg=... session=ID key=value...`,
+the time in ISO 8601 with its UTC offset) or with --log-format json one JSON object each.
 
 Clients must authenticate with a token (`gpuwire token create`) whenever the
 server listens beyond loopback, and the stream must be encrypted with TLS
@@ -118,6 +119,61 @@ double), run the test program build/programs/vector_add_shared through
 the program's status. Build the program first with ./scripts/setup."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (and where to read more) instead of the
+    usage text followed by the error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+# Numbers given on the command line of the commands other than `server` (whose flags
+# config.py checks): attribute, flag, lowest, highest. NaN, infinities and values outside
+# are refused with one line, never taken as something else later.
+NUMBER_FLAGS: dict[str, tuple[tuple[str, str, float, float], ...]] = {
+    "run": (("gpu", "--gpu", 0, 65535),),
+    "status": (("rounds", "--rounds", 1, 100_000),),
+    "top": (("interval", "--interval", 0.1, 3600.0), ("logs", "--logs", 0, 2000)),
+    "cache": (("older_than_days", "--older-than-days", 0.0, 100_000.0),),
+}
+# Files a client command reads: attribute, flag.
+CLIENT_FILES = (("token_file", "--token-file"), ("tls_ca", "--tls-ca"), ("tls_cert", "--tls-cert"),
+                ("tls_key", "--tls-key"))
+
+
+def check_numbers(args: argparse.Namespace) -> str | None:
+    """The first number flag of args outside its limits, as one line; None if all are fine."""
+    import math
+
+    for attr, flag, lo, hi in NUMBER_FLAGS.get(args.command, ()):
+        value = getattr(args, attr, None)
+        if value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{flag} must be a finite number, got {value!r}"
+        if value < 0:
+            return f"{flag} must not be negative, got {value!r}"
+        if not lo <= value <= hi:
+            return f"{flag} must be between {lo:g} and {hi:g}, got {value!r}"
+    return None
+
+
+def check_files(args: argparse.Namespace) -> str | None:
+    """The first file a client command was given that is missing or unreadable, as one line."""
+    for attr, flag in CLIENT_FILES:
+        path = getattr(args, attr, None)
+        if not path:
+            continue
+        full = os.path.expanduser(path)
+        if not os.path.exists(full):
+            return f"{flag} {path}: no such file"
+        if attr != "tls_ca" and os.path.isdir(full):
+            return f"{flag} {path}: is a folder, not a file"
+        if not os.access(full, os.R_OK):
+            return f"{flag} {path}: cannot read it (permission denied)"
+    return None
+
+
 def _add_client_tls(p: argparse.ArgumentParser) -> None:
     """A client's TLS options (they set the GPUWIRE_TLS* variables the client library reads)."""
     g = p.add_mutually_exclusive_group()
@@ -140,14 +196,14 @@ def _tls_env(args: argparse.Namespace, env) -> None:
         env["GPUWIRE_TLS"] = args.tls
     for flag, var in (("tls_ca", "GPUWIRE_TLS_CA"), ("tls_cert", "GPUWIRE_TLS_CERT"), ("tls_key", "GPUWIRE_TLS_KEY")):
         if getattr(args, flag, None):
-            env[var] = os.path.abspath(getattr(args, flag))
+            env[var] = os.path.abspath(os.path.expanduser(getattr(args, flag)))
     if getattr(args, "tls_server_name", None):
         env["GPUWIRE_TLS_SERVER_NAME"] = args.tls_server_name
 
 
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(prog="gpuwire", description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt)
+    parser = Parser(prog="gpuwire", description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt)
     parser.add_argument("--version", action="version", version=f"gpuwire {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -160,9 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to listen on (default 127.0.0.1:7750; 0.0.0.0:7750 for every interface; "
                         "port 0 picks a free port, logged at start)")
     p.add_argument("--driver", metavar="auto|standin|nvidia|PATH",
-                   help="driver the workers use: auto (default) = the real NVIDIA driver if it works, else "
-                        "the CPU stand-in driver (a test double, loudly logged); standin; nvidia (fail if "
-                        "none works); or the path of a libcuda-compatible library")
+                   help="driver the workers use: auto (default) = the real NVIDIA driver (the server "
+                        "refuses to start if none works); standin = the CPU stand-in driver, a test double "
+                        "without a GPU (tests, demos); nvidia (as auto); or the path of a libcuda-compatible "
+                        "library")
     p.add_argument("--max-sessions", type=int, metavar="N",
                    help="refuse clients beyond N concurrent sessions, queued ones included; connections not yet "
                         "authenticated do not count here (default 256)")
@@ -179,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 10)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARN", "ERROR"],
                    help="least severe log level written (default INFO)")
+    p.add_argument("--log-format", choices=["logfmt", "json"],
+                   help="log lines as logfmt (default: time=... level=... msg=... key=value...) or one JSON "
+                        "object each")
     p.add_argument("--metrics", metavar="HOST:PORT",
                    help="serve Prometheus /metrics and the dashboard's /status.json there (default: off; "
                         "no authentication, keep it on loopback or a management network)")
@@ -248,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--program", metavar="PATH",
                    help="CUDA program to run instead of build/programs/vector_add_shared")
     p.add_argument("--driver", default="auto", metavar="auto|standin|nvidia|PATH",
-                   help="driver for the demo server (default %(default)s)")
+                   help="driver for the demo server (default %(default)s: the real GPU if one works, else the "
+                        "CPU stand-in, said at start)")
 
     p = sub.add_parser("token", help="create, list and revoke client tokens (on the server)",
                        description=TOKEN_HELP, formatter_class=fmt)
@@ -330,7 +391,7 @@ def _server(args: argparse.Namespace) -> int:
     tokens_file = cfg["tokens_file"]
     if not tokens_file and cfg["state_dir"]:
         tokens_file = os.path.join(str(cfg["state_dir"]), "tokens.json")
-    return run_server(cfg["listen"], cfg["driver"], Logger(level=cfg["log_level"]),
+    return run_server(cfg["listen"], cfg["driver"], Logger(level=cfg["log_level"], fmt=cfg["log_format"]),
                       max_sessions=cfg["max_sessions"], handshake_timeout=cfg["handshake_timeout"],
                       max_preauth=cfg["max_preauth"], max_preauth_per_peer=cfg["max_preauth_per_peer"],
                       dead_peer_timeout=cfg["dead_peer_timeout"],
@@ -355,13 +416,13 @@ def _lease_env(args: argparse.Namespace, env) -> str | None:
         try:
             env["GPUWIRE_MEM_CAP"] = str(parse_size(args.mem_cap))
         except ValueError as e:
-            return str(e)
+            return f"--mem-cap: {e}"
     if args.gpu is not None:
         if args.gpu < 0:
             return f"--gpu {args.gpu}: a GPU index is 0 or more"
         env["GPUWIRE_GPU"] = str(args.gpu)
     if args.token_file:
-        env["GPUWIRE_TOKEN_FILE"] = os.path.abspath(args.token_file)
+        env["GPUWIRE_TOKEN_FILE"] = os.path.abspath(os.path.expanduser(args.token_file))
     if args.compile_cache:
         env["GPUWIRE_COMPILE_CACHE"] = (args.compile_cache if args.compile_cache == "off"
                                         else os.path.abspath(args.compile_cache))
@@ -413,19 +474,64 @@ def _token(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             for e in gone:
                 print(f"revoked {e.id}{f' ({e.name})' if e.name else ''}")
     except (auth.AuthError, config.ConfigError, OSError) as e:
-        print(f"gpuwire token: {e}", file=sys.stderr)
+        print(f"gpuwire token: {_error_line(e)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean the user asked for something that cannot be done (a bad address,
+    file or setting, a server that is not there): one line, never a traceback."""
+    from gpuwire import address, auth, config, paths, tls
+    from gpuwire import driver as drivers
+
+    return (address.AddressError, auth.AuthError, config.ConfigError, paths.NativeMissing, drivers.DriverError,
+            tls.TLSError, OSError)
+
+
+def _error_line(e: BaseException) -> str:
+    if isinstance(e, OSError) and not e.args[1:]:
+        return str(e) or type(e).__name__
+    if isinstance(e, OSError):
+        where = f"{e.filename}: " if e.filename else ""
+        return f"{where}{e.strerror or e}"
+    return str(e) or type(e).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("run", "status", "smi", "top"):
+    name = f"gpuwire {args.command}" if args.command else "gpuwire"
+    try:
+        return _dispatch(parser, args)
+    except KeyboardInterrupt:
+        print(f"\n{name}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # the reader of our output went away (`gpuwire status | head`): nothing more to say
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 1
+    except _expected_errors() as e:
+        print(f"{name}: {_error_line(e)}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    cmd = args.command
+    err = check_numbers(args)
+    if err is None and cmd in ("run", "status", "smi", "top"):
+        err = check_files(args)
+    if err:
+        print(f"gpuwire {cmd}: {err}", file=sys.stderr)
+        return 2
+    if cmd in ("run", "status", "smi", "top"):
         _tls_env(args, os.environ)
-    if args.command == "server":
+    if cmd == "server":
         return _server(args)
-    if args.command == "run":
+    if cmd == "run":
         from gpuwire.runner import run
 
         err = _lease_env(args, os.environ)
@@ -433,35 +539,35 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gpuwire run: {err}", file=sys.stderr)
             return 2
         return run(args.cmd, server=args.server, stats=args.stats)
-    if args.command == "token":
+    if cmd == "token":
         return _token(args, parser)
-    if args.command == "status":
+    if cmd == "status":
         from gpuwire.leases import parse_size
         from gpuwire.status import main as status_main
 
         try:
             nbytes = parse_size(args.bytes)
         except ValueError as e:
-            print(f"gpuwire status: {e}", file=sys.stderr)
+            print(f"gpuwire status: --bytes: {e}", file=sys.stderr)
             return 2
         return status_main(args.server, args.token_file, args.json, args.rounds, nbytes)
-    if args.command == "smi":
+    if cmd == "smi":
         from gpuwire.smi import main as smi_main
 
         return smi_main(args.server, args.token_file, args.json, cuda=not args.no_cuda)
-    if args.command == "top":
+    if cmd == "top":
         from gpuwire.top import main as top_main
 
         return top_main(args.admin, args.server, args.token_file, args.once, args.interval, args.logs)
-    if args.command == "demo":
+    if cmd == "demo":
         from gpuwire.demo import run_demo
 
         return run_demo(args.program, args.driver)
-    if args.command == "cache":
+    if cmd == "cache":
         from gpuwire.cache import cli as cache_cli
 
         return cache_cli(args)
-    if args.command == "version":
+    if cmd == "version":
         print(f"gpuwire {__version__}")
         return 0
     parser.print_help()

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
+LOG_FORMATS = ("logfmt", "json")
 
 # name -> (type, default)
 SERVER_OPTIONS: dict[str, tuple[type, object]] = {
@@ -21,6 +22,7 @@ SERVER_OPTIONS: dict[str, tuple[type, object]] = {
     "max_sessions": (int, 256),
     "handshake_timeout": (float, 10.0),
     "log_level": (str, "INFO"),
+    "log_format": (str, "logfmt"),     # or json (log.py)
     "metrics": (str, None),
     "state_dir": (str, None),
     "tokens_file": (str, None),
@@ -77,6 +79,8 @@ def _check(name: str, value: object, path: Path | str) -> object:
         raise ConfigError(f"{path}: cache_scope must be shared or tenant, got {value!r}")
     if name == "log_level" and value not in LOG_LEVELS:
         raise ConfigError(f"{path}: log_level must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    if name == "log_format" and value not in LOG_FORMATS:
+        raise ConfigError(f"{path}: log_format must be logfmt or json, got {value!r}")
     if typ is float and not math.isfinite(value):
         raise ConfigError(f"{path}: {name} must be a finite number, got {value!r}")
     if typ in (int, float) and value < 0:
@@ -87,14 +91,26 @@ def _check(name: str, value: object, path: Path | str) -> object:
     return value
 
 
+def toml_module():
+    """tomllib (Python 3.11+), else the tomli package (the same parser, for 3.10); ConfigError if neither."""
+    try:
+        import tomllib
+        return tomllib
+    except ModuleNotFoundError:
+        pass
+    try:
+        import tomli
+        return tomli
+    except ModuleNotFoundError:
+        raise ConfigError(f"reading a --config file needs Python 3.11 or newer (tomllib) or, on Python "
+                          f"{sys.version_info.major}.{sys.version_info.minor}, the package tomli: pip install "
+                          f"tomli (or give the settings as flags)") from None
+
+
 def load(path: str | Path) -> dict[str, object]:
     """The settings in a TOML file (only those it sets). Raises ConfigError."""
     path = Path(path).expanduser()
-    try:
-        import tomllib
-    except ModuleNotFoundError:
-        raise ConfigError(f"--config needs Python 3.11 or newer (tomllib); this is Python "
-                          f"{sys.version_info.major}.{sys.version_info.minor}: use flags instead") from None
+    tomllib = toml_module()
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)

@@ -69,7 +69,7 @@ def run_demo(program: str | None = None, driver_spec: str = "auto") -> int:
     try:
         paths.audit_module()
         paths.client_lib()
-        drv = drivers.resolve(driver_spec)
+        drv = drivers.resolve(driver_spec, fallback=True)  # a demo runs anywhere, and says which
     except (paths.NativeMissing, drivers.DriverError) as e:
         print(f"gpuwire demo: {e}", file=sys.stderr)
         return 1

@@ -137,8 +137,13 @@ def standin() -> Driver:
     return _from_probe("standin", path, ans)
 
 
-def resolve(spec: str) -> Driver:
-    """spec: auto | standin | nvidia | a path to a libcuda-compatible library."""
+STANDIN_HINT = "--driver standin serves the CPU stand-in driver (a test double, no GPU) instead"
+
+
+def resolve(spec: str, fallback: bool = False) -> Driver:
+    """spec: auto | standin | nvidia | a path to a libcuda-compatible library.
+    auto is the real NVIDIA driver; without one that works it raises DriverError,
+    never serving the stand-in silently, unless `fallback` (gpuwire demo, which says so)."""
     if spec == "standin":
         return standin()
     if spec == "nvidia":
@@ -150,6 +155,8 @@ def resolve(spec: str) -> Driver:
         drv, reason = find_nvidia()
         if drv is not None:
             return drv
+        if not fallback:
+            raise DriverError(f"no working NVIDIA driver ({reason}); {STANDIN_HINT}")
         drv = standin()
         drv.fallback_reason = reason
         return drv

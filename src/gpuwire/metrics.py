@@ -1,6 +1,7 @@
 """The server's admin endpoint: Prometheus text at /metrics, the JSON snapshot
 the dashboard reads at /status.json, and the GPU figures both show (NVML
-through the optional `pynvml` module, from the nvidia-ml-py package).
+through the optional `pynvml` module, from the nvidia-ml-py package: the
+`metrics` extra, pip install 'gpuwire[metrics]').
 
 Off unless `gpuwire server --metrics HOST:PORT`. It has no authentication:
 bind it to loopback or a management network.
@@ -60,7 +61,7 @@ def _nvml():
     if not _nvml_state["tried"]:
         _nvml_state["tried"] = True
         try:
-            import pynvml  # optional: pip install nvidia-ml-py
+            import pynvml  # optional: pip install 'gpuwire[metrics]' (nvidia-ml-py)
 
             pynvml.nvmlInit()
             _nvml_state["mod"] = pynvml
@@ -182,9 +183,9 @@ def render(snap: dict) -> str:
         if "bytes_in" not in s:
             continue
         lab = dict(session=s["id"], host=s["host"], prog=s["prog"], pid=s["pid"])
-        o.metric("gpuwire_session_bytes_received", "gauge", "Bytes received from this session's client.",
+        o.metric("gpuwire_session_bytes_received_total", "counter", "Bytes received from this session's client.",
                  s["bytes_in"], **lab)
-        o.metric("gpuwire_session_bytes_sent", "gauge", "Bytes sent to this session's client.", s["bytes_out"],
+        o.metric("gpuwire_session_bytes_sent_total", "counter", "Bytes sent to this session's client.", s["bytes_out"],
                  **lab)
         o.metric("gpuwire_session_rtt_seconds", "gauge", "Kernel's smoothed TCP RTT for this session.",
                  float(s["rtt_s"]), **lab)
@@ -233,9 +234,9 @@ def _cache_metrics(o: _Out, snap: dict) -> None:
     for s in snap["sessions"]:
         if "cache" in s:
             lab = dict(session=s["id"], host=s["host"], prog=s["prog"], pid=s["pid"])
-            o.metric("gpuwire_session_cache_bytes_avoided", "gauge", "Bytes this session got from the cache.",
+            o.metric("gpuwire_session_cache_bytes_avoided_total", "counter", "Bytes this session got from the cache.",
                      s["cache"].get("hit_bytes", 0), **lab)
-            o.metric("gpuwire_session_cache_misses", "gauge", "Chunks this session had to send.",
+            o.metric("gpuwire_session_cache_misses_total", "counter", "Chunks this session had to send.",
                      s["cache"].get("misses", 0), **lab)
 
 
@@ -265,8 +266,8 @@ def _activity_metrics(o: _Out, snap: dict) -> None:
 
 def _session_activity_metrics(o: _Out, s: dict, lab: dict) -> None:
     if "calls" in s:
-        o.metric("gpuwire_session_calls", "gauge", "Requests this session's worker received.", s["calls"], **lab)
-        o.metric("gpuwire_session_round_trips", "gauge", "Replies this session's worker sent.", s["round_trips"],
+        o.metric("gpuwire_session_calls_total", "counter", "Requests this session's worker received.", s["calls"], **lab)
+        o.metric("gpuwire_session_round_trips_total", "counter", "Replies this session's worker sent.", s["round_trips"],
                  **lab)
         o.metric("gpuwire_session_busy_seconds", "gauge", "How long the call running now has run (0: none).",
                  float(s.get("busy_s") or 0.0), **lab)

@@ -11,19 +11,18 @@ import signal
 import sys
 from pathlib import Path
 
-from gpuwire import clientenv, paths
-from gpuwire.server import DEFAULT_LISTEN
+from gpuwire import address, clientenv, paths
 
 
 def server_address(flag: str | None, env: dict[str, str]) -> str:
-    """--server, else $GPUWIRE_SERVER, else 127.0.0.1:7750. Raises ValueError if malformed."""
+    """--server, else $GPUWIRE_SERVER, else 127.0.0.1:7750, written in full (HOST:PORT,
+    [IPV6]:PORT) so the client library gets the port spelled out. Raises ValueError
+    (address.AddressError) with one line if malformed."""
     if flag:
-        if clientenv.parse_server(flag) is None:
-            raise ValueError(f"--server {clientenv.shown(flag)} is not valid: expected {clientenv.SERVER_TEXT}")
-        return flag
-    text = env.get("GPUWIRE_SERVER") or DEFAULT_LISTEN
-    clientenv.check({"GPUWIRE_SERVER": text})
-    return text
+        return address.normalize(flag, what="--server")
+    text = env.get("GPUWIRE_SERVER") or address.DEFAULT_SERVER
+    clientenv.check({"GPUWIRE_SERVER": text})  # the client library's own words for a bad value
+    return address.normalize(text, what="GPUWIRE_SERVER")
 
 
 def build_env(base: dict[str, str], server: str | None = None, stats: str | None = None,

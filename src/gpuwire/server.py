@@ -11,6 +11,7 @@ docs/server.md describes the control plane.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import os
@@ -25,14 +26,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpuwire import __version__, paths, protocol, session_stats, tcpinfo, tls, visible
+from gpuwire import __version__, address, paths, protocol, session_stats, tcpinfo, tls, visible
 from gpuwire import cache as content_cache  # docs/cache.md
 from gpuwire.auth import AuthError, TokenStore
 from gpuwire.driver import Driver
 from gpuwire.leases import Lease, LeaseManager, LeaseRefused
 from gpuwire.log import Logger, clean
 
-DEFAULT_LISTEN = "127.0.0.1:7750"
+DEFAULT_LISTEN = address.DEFAULT_SERVER
 HANDSHAKE_TIMEOUT = 10.0
 WORKER_STOP_GRACE = 3.0
 QUEUE_INTERVAL = 2.0          # seconds between QUEUED frames to a waiting client
@@ -47,27 +48,12 @@ _LEVEL_WORDS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARN": "WARN", "WARNING": "WA
                 "FATAL": "ERROR"}
 
 
-def parse_address(text: str, default_port: int = 7750) -> tuple[str, int]:
-    """HOST:PORT, [V6]:PORT, :PORT (all interfaces) or HOST. Raises ValueError."""
-    text = text.strip()
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ValueError(f"bad address {text!r}: expected [IPV6]:PORT")
-        port_s = rest[1:] if rest else str(default_port)
-    elif text.count(":") == 1:
-        host, _, port_s = text.partition(":")
-    elif ":" in text:
-        raise ValueError(f"bad address {text!r}: write IPv6 addresses as [ADDR]:PORT")
-    else:
-        host, port_s = text, str(default_port)
-    if not port_s.isdigit() or not 0 <= int(port_s) <= 65535:
-        raise ValueError(f"bad port in address {text!r}")
-    return host or "0.0.0.0", int(port_s)
+def parse_address(text: str, default_port: int = address.DEFAULT_PORT) -> tuple[str, int]:
+    """A listening address (address.py's syntax; port 0 picks a free one). Raises ValueError."""
+    return address.parse(text, default_port, listen=True)
 
 
-def format_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+format_address = address.format
 
 
 def describe_status(code: int) -> str:
@@ -1123,9 +1109,9 @@ def run_server(listen: str, driver_spec: str, log: Logger, max_sessions: int = 2
     ring = metrics.LogRing(log.stream)
     log.stream = ring  # keep recent lines for the dashboard
     try:
-        host, _ = parse_address(listen)
+        host, _ = address.parse(listen, listen=True, what="--listen")
         if metrics_listen:
-            parse_address(metrics_listen, default_port=7751)
+            address.parse(metrics_listen, address.DEFAULT_METRICS_PORT, listen=True, what="--metrics")
     except ValueError as e:
         log.error(f"cannot start: {e}")
         return 2
@@ -1211,7 +1197,7 @@ def run_server(listen: str, driver_spec: str, log: Logger, max_sessions: int = 2
         return 1
     admin = None
     if metrics_listen:
-        mhost, mport = parse_address(metrics_listen, default_port=7751)
+        mhost, mport = parse_address(metrics_listen, address.DEFAULT_METRICS_PORT)
         try:
             admin = metrics.AdminServer(mhost, mport, server.snapshot, log=log).start()
         except OSError as e:
@@ -1222,6 +1208,9 @@ def run_server(listen: str, driver_spec: str, log: Logger, max_sessions: int = 2
         log.info(f"admin endpoint on http://{maddr}/metrics and /status.json", metrics=maddr)
         if not auth.is_loopback(mhost):
             log.warn(f"the admin endpoint {maddr} has no authentication and shows clients' hosts and programs")
+        if not drv.is_standin and importlib.util.find_spec("pynvml") is None:
+            log.info("GPU figures (memory, utilization, temperature) need the pynvml module: "
+                     "pip install 'gpuwire[metrics]' (nvidia-ml-py)")
 
     def on_signal(signum, _frame):
         server.request_stop(f"received {signal.Signals(signum).name}, shutting down")

@@ -18,9 +18,9 @@ import struct
 import sys
 import time
 
+from gpuwire import address as addresses
 from gpuwire import protocol, tls
 from gpuwire.auth import AuthError, client_token, make_proof
-from gpuwire.server import DEFAULT_LISTEN, format_address, parse_address
 
 
 class StatusError(Exception):
@@ -65,7 +65,7 @@ def probe(address: str, token: str | None = None, rounds: int = 20, bw_bytes: in
     "status", plus "connect_s", "rtt_s" (list), "up_Bps"/"down_Bps" and "tls"
     (version and cipher, or None). TLS as the settings say (default: from the
     environment, as the client library reads it)."""
-    host, port = parse_address(address)
+    host, port = addresses.parse(address)
     t0 = time.perf_counter()
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
@@ -185,10 +185,10 @@ def format_report(r: dict) -> str:
 
 
 def main(server: str | None, token_file: str | None, as_json: bool, rounds: int, bw_bytes: int) -> int:
-    address = server or os.environ.get("GPUWIRE_SERVER") or DEFAULT_LISTEN
+    address = server or os.environ.get("GPUWIRE_SERVER") or addresses.DEFAULT_SERVER
     try:
-        host, port = parse_address(address)
-        address = format_address(host, port)
+        address = addresses.normalize(address, what="--server" if server else
+                                      "GPUWIRE_SERVER" if os.environ.get("GPUWIRE_SERVER") else "address")
         token = client_token(token_file=token_file)
         r = probe(address, token, rounds=rounds, bw_bytes=bw_bytes)
     except (ValueError, AuthError, StatusError) as e:

@@ -16,12 +16,23 @@ import time
 import urllib.error
 import urllib.request
 
+from gpuwire import address
 from gpuwire.status import StatusError, _age, _bytes, gpu_line, lease_lines, probe
 
-DEFAULT_ADMIN = "127.0.0.1:7751"
+DEFAULT_ADMIN = address.DEFAULT_METRICS
 TEXTUAL_MISSING = ("gpuwire top: the terminal UI needs the Python package `textual`, which is not installed: "
-                   "pip install textual (or pip install 'gpuwire[top]'); `gpuwire top --once` prints a text "
+                   "pip install 'gpuwire[top]' (or pip install textual); `gpuwire top --once` prints a text "
                    "snapshot without it")
+
+
+def admin_address(text: str) -> str:
+    """--admin as HOST:PORT (default port 7751); an http:// prefix and a trailing / are allowed.
+    Raises address.AddressError."""
+    bare = text.strip()
+    if bare.lower().startswith("http://"):
+        bare = bare[len("http://"):]
+    bare = bare.rstrip("/")
+    return address.normalize(bare, address.DEFAULT_METRICS_PORT, what="--admin")
 
 
 class Source:
@@ -40,13 +51,15 @@ class Source:
     def fetch(self) -> dict:
         if self.server:
             return probe(self.server, self.token, rounds=1, bw_bytes=0)["status"]
-        url = self.admin if self.admin.startswith("http") else f"http://{self.admin}"
+        url = f"http://{self.admin}"
         try:
-            with urllib.request.urlopen(f"{url.rstrip('/')}/status.json?logs={self.logs}", timeout=5) as r:
+            with urllib.request.urlopen(f"{url}/status.json?logs={self.logs}", timeout=5) as r:
                 return json.loads(r.read())
         except (urllib.error.URLError, OSError, ValueError) as e:
-            raise StatusError(f"cannot read {url}/status.json: {getattr(e, 'reason', None) or e} (is the "
-                              f"server running with --metrics {self.admin}?)") from e
+            raise StatusError(f"cannot read {url}/status.json: {getattr(e, 'reason', None) or e}. gpuwire top reads "
+                              f"the server's admin endpoint, which is off unless the server runs with "
+                              f"`gpuwire server --metrics {self.admin}`; or read the gpuwire port itself: "
+                              f"gpuwire top --server HOST:PORT") from e
 
 
 SESSION_COLUMNS = ("id", "state", "host", "pid", "program", "lease", "gpus", "mem cap", "gpu mem", "in", "out",
@@ -224,11 +237,17 @@ def main(admin: str | None, server: str | None, token_file: str | None, once: bo
     from gpuwire.auth import AuthError, client_token
 
     try:
+        admin = admin_address(admin or DEFAULT_ADMIN)
+        server = address.normalize(server, what="--server") if server else None
+    except address.AddressError as e:
+        print(f"gpuwire top: {e}", file=sys.stderr)
+        return 2
+    try:
         token = client_token(token_file=token_file) if server else None
     except AuthError as e:
         print(f"gpuwire top: {e}", file=sys.stderr)
         return 1
-    source = Source(admin or DEFAULT_ADMIN, server, token, logs=max(logs, 500) if not once else logs)
+    source = Source(admin, server, token, logs=max(logs, 500) if not once else logs)
     if once:
         try:
             snap = source.fetch()
