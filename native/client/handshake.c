@@ -16,14 +16,15 @@
  * waited for. Bytes that cannot begin a gpuwire frame end the attempt at once. */
 #define _GNU_SOURCE
 #include <ctype.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -287,41 +288,42 @@ failed:
     return -1;
 }
 
-/* ---- the stand-in's warning: once per process, whichever library connects first ----
- * libcuda.so.1 and libnvidia-ml.so.1 each open a session; the one that finds the
- * other loaded asks it whether the line was printed. */
-static atomic_int standin_warned;
-
-#ifdef GW_NVML_CLIENT
-__attribute__((visibility("default"))) int gpuwire_nvml_standin_warned(void) { return atomic_load(&standin_warned); }
-
+/* ---- the stand-in's warning: once per process ----
+ * libcuda.so.1 and libnvidia-ml.so.1 each carry this code and open a session of
+ * their own, and share no memory (libnvidia-ml.so.1 exports NVML's names only):
+ * the first of them to bind an abstract Unix socket named after this process
+ * (pid and start time) prints the line; the socket, closed on exec, keeps the
+ * name taken for the process's life. */
 static int claim_standin_warning(void)
 {
-    void *cuda = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_NOLOAD);
-    int (*claim)(void) = cuda ? (int (*)(void))dlsym(cuda, "gpuwire_cuda_standin_claim") : NULL;
-    int mine = claim ? claim() : 1;
-    if (cuda)
-        dlclose(cuda);
-    return !atomic_exchange(&standin_warned, 1) && mine;
-}
-#else
-__attribute__((visibility("default"))) int gpuwire_cuda_standin_claim(void)
-{
-    return !atomic_exchange(&standin_warned, 1);
-}
-
-static int claim_standin_warning(void)
-{
-    if (!gpuwire_cuda_standin_claim())
+    static atomic_int claimed;
+    if (atomic_exchange(&claimed, 1))
         return 0;
-    void *nvml = dlopen("libnvidia-ml.so.1", RTLD_LAZY | RTLD_NOLOAD);
-    int (*warned)(void) = nvml ? (int (*)(void))dlsym(nvml, "gpuwire_nvml_standin_warned") : NULL;
-    int done = warned && warned();
-    if (nvml)
-        dlclose(nvml);
-    return !done;
+    unsigned long long started = 0; /* field 22 of /proc/self/stat: the name is not reused by a later process */
+    char stat[1024];
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (f) {
+        size_t n = fread(stat, 1, sizeof stat - 1, f);
+        stat[n] = 0;
+        fclose(f);
+        const char *p = strrchr(stat, ')');
+        for (int field = 2; p && *p && field < 22; p++)
+            field += *p == ' ';
+        if (p)
+            started = strtoull(p, NULL, 10);
+    }
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    int len = snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "gpuwire-standin-warned-%ld-%llu", (long)getpid(),
+                       started);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 1;
+    if (bind(fd, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len)) == 0)
+        return 1; /* fd kept */
+    int taken = errno == EADDRINUSE;
+    close(fd);
+    return !taken;
 }
-#endif
 
 static void warn_standin(const char *server)
 {
