@@ -16,6 +16,7 @@ None of it reads the server's log."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import socket
@@ -58,6 +59,29 @@ assert cu.cuMemAlloc_v2(ctypes.byref(d), ctypes.c_size_t(n)) == 0
 src = ctypes.create_string_buffer(os.urandom(n), n)
 t = time.monotonic()
 assert cu.cuMemcpyHtoD_v2(d, src, ctypes.c_size_t(n)) == 0
+took = time.monotonic() - t
+assert cu.cuCtxSynchronize() == 0
+print(f"copied {took:.2f}", flush=True)
+"""
+
+
+# a copy of 32 MiB, then (its transfer over) one of those 32 MiB and 64 MiB more: 8 of 24 chunks are hits
+COPY_AGAIN = r"""
+import ctypes, os, time
+cu = ctypes.CDLL("libcuda.so.1")
+assert cu.cuInit(0) == 0
+dev, ctx, d = ctypes.c_int(), ctypes.c_void_p(), ctypes.c_uint64()
+assert cu.cuDeviceGet(ctypes.byref(dev), 0) == 0
+assert cu.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev) == 0
+assert cu.cuCtxSetCurrent(ctx) == 0
+first = os.urandom(32 << 20)
+both = first + os.urandom(64 << 20)
+assert cu.cuMemAlloc_v2(ctypes.byref(d), ctypes.c_size_t(len(both))) == 0
+assert cu.cuMemcpyHtoD_v2(d, first, ctypes.c_size_t(len(first))) == 0
+assert cu.cuCtxSynchronize() == 0
+time.sleep(1.5)
+t = time.monotonic()
+assert cu.cuMemcpyHtoD_v2(d, both, ctypes.c_size_t(len(both))) == 0
 took = time.monotonic() - t
 assert cu.cuCtxSynchronize() == 0
 print(f"copied {took:.2f}", flush=True)
@@ -299,11 +323,12 @@ def slow_copy(r: subprocess.CompletedProcess) -> float:
     return took
 
 
-def check_status_line(err: str) -> None:
+def check_status_line(err: str, total: str = "64.0 MiB", cache: str = "cache hits 0 of 16 chunks (0 B)") -> None:
     draws = err.split("\rgpuwire: sent ")[1:]
     assert draws, repr(err[-2000:])
     last = draws[-1]
-    assert " of 64.0 MiB, " in last and "MiB/s, cache hits 0 of 16 chunks (0 B)" in last, repr(last)
+    assert not last.startswith("0 B "), repr(last)  # the bytes that left are counted, on every path
+    assert f" of {total}, " in last and f"MiB/s, {cache}" in last, repr(last)
     assert any(" left\x1b[K" in d for d in draws), draws
     assert "\r\x1b[K" in last, repr(last)  # cleared when done ...
     assert "\n" not in "".join(d.split("\r\x1b[K")[0] for d in draws)  # ... and never a line of its own
@@ -313,6 +338,24 @@ def test_progress_forced_shows_and_clears(slow_path):
     r, _ = run_client(slow_path, COPY, "64", env={"GPUWIRE_PROGRESS": "force"})
     slow_copy(r)
     check_status_line(r.stderr)
+
+
+def test_progress_counts_cache_hits(slow_path):
+    r, _ = run_client(slow_path, COPY_AGAIN, env={"GPUWIRE_PROGRESS": "force"})
+    slow_copy(r)
+    check_status_line(r.stderr, "96.0 MiB", "cache hits 8 of 24 chunks (32.0 MiB)")
+
+
+def test_progress_without_the_cache(slow_path, tmp_path):
+    # every byte sent: on the copy lanes, or the session's connection where there are none (128 MiB: the
+    # sockets and gpuwire-netem hold tens of MiB, and the copy returns once its bytes have left)
+    for lanes in ("3", "0"):
+        stats = tmp_path / f"stats-{lanes}.json"
+        r, _ = run_client(slow_path, COPY, "128", env={"GPUWIRE_PROGRESS": "force", "GPUWIRE_CACHE": "0",
+                                                        "GPUWIRE_LANES": lanes, "GPUWIRE_STATS": str(stats)})
+        slow_copy(r)
+        check_status_line(r.stderr, "128.0 MiB", "cache not used")
+        assert (json.loads(stats.read_text())["lane_bytes"] >= 128 << 20) == (lanes != "0")
 
 
 def test_progress_on_a_terminal(slow_path):

@@ -105,9 +105,11 @@ static void draw_locked(uint64_t now)
         else
             snprintf(left, sizeof left, ", ~%.0f min left", eta / 60);
     }
-    char text[256];
-    snprintf(text, sizeof text, "sent %s of %s, %s/s, cache hits %llu of %llu chunks (%s)%s", done, total, speed,
-             (unsigned long long)act.hit_chunks, (unsigned long long)act.chunks, hit, left);
+    char text[256], cache[96] = "cache not used"; /* no server cache, GPUWIRE_CACHE=0, small copies */
+    if (act.chunks)
+        snprintf(cache, sizeof cache, "cache hits %llu of %llu chunks (%s)", (unsigned long long)act.hit_chunks,
+                 (unsigned long long)act.chunks, hit);
+    snprintf(text, sizeof text, "sent %s of %s, %s/s, %s%s", done, total, speed, cache, left);
     show_locked(text);
 }
 
