@@ -16,12 +16,15 @@ None of it reads the server's log."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from pathlib import Path
@@ -359,7 +362,9 @@ def test_progress_without_the_cache(slow_path, tmp_path):
 
 
 def test_progress_on_a_terminal(slow_path):
+    """On by default where stderr is a terminal, and cut to its width (a wrapped line is not redrawn in place)."""
     main, sub = pty.openpty()
+    fcntl.ioctl(sub, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 70, 0, 0))
     got = bytearray()
 
     def drain():
@@ -380,7 +385,11 @@ def test_progress_on_a_terminal(slow_path):
     reader.join(10)
     os.close(main)
     slow_copy(r)
-    check_status_line(got.decode(errors="replace").replace("\r\n", "\n"))
+    err = got.decode(errors="replace").replace("\r\n", "\n")
+    draws = [d.split("\x1b[K")[0] for d in err.split("\rgpuwire: sent ")[1:]]
+    assert draws and all(len("gpuwire: sent " + d) <= 69 for d in draws), draws
+    assert all(" of 64.0 MiB, " in d and "MiB/s, cache hits 0 of 16" in d for d in draws), draws
+    assert "\r\x1b[K" in err.split("\rgpuwire: sent ")[-1], repr(err[-300:])
 
 
 def test_no_progress_off_a_terminal_or_quiet(slow_path):

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -72,8 +73,11 @@ static void clear_locked(void)
 
 static void show_locked(const char *text)
 {
+    /* cut to the terminal's width: a line that wraps is not redrawn in place by \r */
+    struct winsize ws;
+    int width = ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20 ? ws.ws_col - 1 - 9 : 250;
     char line[300];
-    int n = snprintf(line, sizeof line, "\rgpuwire: %s\033[K", text);
+    int n = snprintf(line, sizeof line, "\rgpuwire: %.*s\033[K", width < 250 ? width : 250, text);
     put(line, n < (int)sizeof line ? (size_t)n : sizeof line - 1);
     line_shown = 1;
 }
