@@ -18,6 +18,7 @@
 #include "cache.h"
 #include "client.h"
 #include "env.h"
+#include "progress.h"
 
 #define ADD(field, v) __atomic_fetch_add(&gw_cas_stats()->field, (unsigned long long)(v), __ATOMIC_RELAXED)
 
@@ -245,6 +246,15 @@ static CUresult exchange(const dest *d, const uint8_t *src, size_t n)
                 rc = CUDA_ERROR_UNKNOWN; /* the worker named a chunk it was not asked about */
         if (rc != CUDA_SUCCESS)
             break;
+        uint64_t bytes = cnt == count - b ? n - base : (uint64_t)cnt * GW_COPY_CHUNK;
+        if (gw_progress_enabled) { /* what the cache had counts as sent (progress.c) */
+            uint64_t to_send = 0;
+            for (uint32_t j = 0; j < m; j++) {
+                uint64_t off = base + (uint64_t)miss[j] * GW_COPY_CHUNK;
+                to_send += n - off < GW_COPY_CHUNK ? n - off : GW_COPY_CHUNK;
+            }
+            gw_progress_cache(cnt, cnt - m, bytes - to_send);
+        }
         uint64_t missed = 0;
         for (uint32_t j = 0; j < m && rc == CUDA_SUCCESS; j++) {
             uint64_t off = base + (uint64_t)miss[j] * GW_COPY_CHUNK;
@@ -252,9 +262,10 @@ static CUresult exchange(const dest *d, const uint8_t *src, size_t n)
             gw_req *dq = gw_req_begin_quiet(GW_OP_CAS_DATA);
             put_target(dq, d, off, 0);
             rc = send_chunk(dq, src + off, len, d->image);
+            if (rc == CUDA_SUCCESS)
+                gw_progress_sent(len);
             missed += len;
         }
-        uint64_t bytes = cnt == count - b ? n - base : (uint64_t)cnt * GW_COPY_CHUNK;
         if (d->image) {
             ADD(image_hits, cnt - m), ADD(image_misses, m);
             ADD(image_hit_bytes, bytes - missed), ADD(image_miss_bytes, missed);

@@ -77,6 +77,12 @@ GW_HIDDEN int gw_io_read_frame(int fd, gw_hdr *h, uint8_t **payload, int timeout
 GW_HIDDEN int gw_io_read_all(int fd, void *p, size_t n, int timeout_ms); /* -1: waits without end */
 GW_HIDDEN int gw_handshake_settings(void); /* reads the lease settings before connecting; -1 if one is bad */
 GW_HIDDEN CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info);
+/* The handshake's time limits, from the connection's start (gw_handshake_clock_start):
+ * ms left for the first reply bytes (first) or for the whole handshake. */
+GW_HIDDEN void gw_handshake_clock_start(void);
+GW_HIDDEN int gw_handshake_ms_left(int first);
+GW_HIDDEN void gw_handshake_silent(const char *server, int first); /* the line for a limit passed */
+GW_HIDDEN void gw_handshake_not_gpuwire(const char *server, const uint8_t *b, size_t n); /* its line */
 GW_HIDDEN const gw_lane_grant *gw_handshake_lanes(void); /* what HELLO_OK granted; NULL: no lanes */
 GW_HIDDEN int gw_io_dial_server(char *why, size_t whycap); /* a new connection to the session's server, or -1 */
 GW_HIDDEN int gw_flush(void);                 /* what is batched leaves now; -1 if the connection is lost */

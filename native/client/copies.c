@@ -7,6 +7,7 @@
 
 #include "cache.h"
 #include "client.h"
+#include "progress.h"
 
 /* ---- 1D ----
  * Host-to-device copies are posted: they return once their bytes are in the
@@ -17,13 +18,23 @@
 /* Pieces this big skip the send batch (and its copy); smaller ones join it. */
 #define DIRECT_BYTES (256u << 10)
 
+static CUresult htod_bytes(unsigned op, CUdeviceptr dst, const void *src, size_t n, int async, CUstream s);
+
 static CUresult htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, int async, CUstream s)
 {
-    const uint8_t *p = src;
     if (!n)
         return CUDA_SUCCESS;
     if (!src)
         return CUDA_ERROR_INVALID_VALUE;
+    gw_progress_begin(n); /* the status line of a long transfer (progress.c) */
+    CUresult rc = htod_bytes(op, dst, src, n, async, s);
+    gw_progress_end();
+    return rc;
+}
+
+static CUresult htod_bytes(unsigned op, CUdeviceptr dst, const void *src, size_t n, int async, CUstream s)
+{
+    const uint8_t *p = src;
     CUresult settled_rc = gw_landings_settle((uint64_t)(uintptr_t)src, n);
     if (settled_rc != CUDA_SUCCESS)
         return settled_rc;
@@ -45,6 +56,7 @@ static CUresult htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, in
             CUresult rc = gw_req_post_tail(q, p + off, len);
             if (rc != CUDA_SUCCESS)
                 return rc;
+            gw_progress_sent(len);
             continue;
         }
         gw_put_raw(q, p + off, len); /* the bytes leave the application's buffer here */
@@ -52,6 +64,7 @@ static CUresult htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, in
             CUresult rc = gw_req_post(q);
             if (rc != CUDA_SUCCESS)
                 return rc;
+            gw_progress_sent(len);
             continue;
         }
         /* a destination the client does not know as device memory: wait for

@@ -5,19 +5,40 @@
  *
  * Environment: GPUWIRE_LEASE=shared|exclusive, GPUWIRE_MEM_CAP=SIZE (8G, 512M),
  * GPUWIRE_NO_WAIT=1|0, GPUWIRE_GPU=N, GPUWIRE_TOKEN=ID.SECRET or
- * GPUWIRE_TOKEN_FILE=PATH. */
+ * GPUWIRE_TOKEN_FILE=PATH, GPUWIRE_HANDSHAKE_TIMEOUT=SECONDS.
+ *
+ * Time limits: the first bytes back (the TLS handshake's, or the first frame
+ * of a plaintext server: CHALLENGE, QUEUED, HELLO_OK or ERROR) within
+ * FIRST_REPLY_MS of connecting, and the whole handshake within
+ * GPUWIRE_HANDSHAKE_TIMEOUT (default 10 s), counted again from each QUEUED
+ * frame (a queued lease waits as long as it must). Set, that variable also
+ * gives the first answer as long: a server whose worker starts slowly can be
+ * waited for. Bytes that cannot begin a gpuwire frame end the attempt at once. */
+#define _GNU_SOURCE
 #include <ctype.h>
 #include <errno.h>
+#include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../common/sha256.h"
 #include "client.h"
 #include "env.h"
+#include "tls.h"
+#ifndef GW_NVML_CLIENT
+#include "progress.h"
+#endif
 
-#define HANDSHAKE_TIMEOUT_MS 120000
+#define FIRST_REPLY_MS 5000
+#define HANDSHAKE_DEFAULT_S 10
+#define HANDSHAKE_FRAME_MAX 65535u /* no frame before HELLO_OK is longer: more is not gpuwire */
 #define NONCE_SIZE GW_NONCE_SIZE
 #define TOKEN_ID_SIZE GW_TOKEN_ID_SIZE
 enum { EXT_LEASE_MODE = GW_EXT_LEASE_MODE, EXT_MEM_CAP = GW_EXT_MEM_CAP, EXT_NO_WAIT = GW_EXT_NO_WAIT,
@@ -67,6 +88,9 @@ static size_t env_record(uint8_t *p)
     return n ? put_ext(p, GW_EXT_ENV, buf, (uint16_t)n) : 0;
 }
 
+static long limit_ms = HANDSHAKE_DEFAULT_S * 1000L; /* GPUWIRE_HANDSHAKE_TIMEOUT */
+static int limit_set;
+
 /* The lease this process asks for, read from the environment before it
  * connects (libnvidia-ml.so.1 sends none of it, but refuses bad values alike). */
 static struct {
@@ -89,7 +113,223 @@ int gw_handshake_settings(void)
     if (r > 0)
         want.gpu = (long long)gpu;
     bad |= r < 0;
+    unsigned long long secs = HANDSHAKE_DEFAULT_S;
+    limit_set = gw_env_int("GPUWIRE_HANDSHAKE_TIMEOUT", 1, 3600, "using the default, 10", &secs) > 0;
+    limit_ms = (long)secs * 1000;
+#ifndef GW_NVML_CLIENT
+    gw_progress_settings();
+#endif
     return bad ? -1 : 0;
+}
+
+/* ---- time limits ---- */
+
+static struct timespec first_due, all_due;
+
+static struct timespec after_ms(long ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += ms % 1000 * 1000000L;
+    t.tv_sec += t.tv_nsec / 1000000000L;
+    t.tv_nsec %= 1000000000L;
+    return t;
+}
+
+static long ms_until(const struct timespec *due)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long ms = (due->tv_sec - now.tv_sec) * 1000 + (due->tv_nsec - now.tv_nsec) / 1000000;
+    return ms > 0 ? ms : 0;
+}
+
+static long first_limit_ms(void) { return limit_set || limit_ms < FIRST_REPLY_MS ? limit_ms : FIRST_REPLY_MS; }
+
+void gw_handshake_clock_start(void)
+{
+    first_due = after_ms(first_limit_ms());
+    all_due = after_ms(limit_ms);
+}
+
+int gw_handshake_ms_left(int first)
+{
+    long a = ms_until(&all_due), f = ms_until(&first_due);
+    return (int)(first && f < a ? f : a);
+}
+
+void gw_handshake_silent(const char *server, int first)
+{
+    if (first)
+        gw_log("no answer from %s within %ld s of connecting: it is not a gpuwire server, or one too slow to "
+               "answer (GPUWIRE_HANDSHAKE_TIMEOUT=SECONDS waits longer)", server, (first_limit_ms() + 999) / 1000);
+    else
+        gw_log("the server at %s did not complete the handshake within %ld s (GPUWIRE_HANDSHAKE_TIMEOUT=SECONDS "
+               "waits longer)", server, (limit_ms + 999) / 1000);
+}
+
+void gw_handshake_not_gpuwire(const char *server, const uint8_t *b, size_t n)
+{
+    char shown[80];
+    size_t printable = 0, k = 0;
+    while (printable < n && (isprint(b[printable]) || b[printable] == '\r' || b[printable] == '\n' ||
+                             b[printable] == '\t'))
+        printable++;
+    if (printable >= 4 || printable == n) { /* text: its first line */
+        for (; k < n && k < 60 && b[k] != '\r' && b[k] != '\n'; k++)
+            shown[k] = b[k] == '"' ? '\'' : isprint(b[k]) ? (char)b[k] : ' ';
+        shown[k] = 0;
+        gw_log("the server at %s is not a gpuwire server: it answered \"%s%s\" (a web or metrics port? a gpuwire "
+               "server listens on port 7750 unless told otherwise)", server, shown,
+               k < n && b[k] != '\r' && b[k] != '\n' ? "..." : "");
+    } else {
+        for (size_t at = 0; k < n && k < 8; k++)
+            at += (size_t)snprintf(shown + at, sizeof shown - at, "%s%02x", k ? " " : "", b[k]);
+        gw_log("the server at %s is not a gpuwire server: it answered bytes %s%s, not a gpuwire frame", server,
+               shown, n > 8 ? " ..." : "");
+    }
+}
+
+/* Whether bytes [0, n) can begin a frame a gpuwire server sends before HELLO_OK
+ * (little-endian u32 len, u16 op, u16 flags, u32 tid, u32 seq). */
+static int plausible(const uint8_t *b, size_t n)
+{
+    if (n > 2 && b[2])
+        return 0; /* len above HANDSHAKE_FRAME_MAX */
+    if (n > 3 && b[3])
+        return 0;
+    if (n > 4 && b[4] != GW_OP_HELLO_OK && b[4] != GW_OP_ERROR && b[4] != GW_OP_QUEUED && b[4] != GW_OP_CHALLENGE)
+        return 0;
+    if (n > 5 && b[5])
+        return 0;
+    return 1;
+}
+
+/* More of what a server that is not gpuwire sent, for its message (a moment's wait). */
+static size_t read_more(int fd, uint8_t *b, size_t n, size_t cap)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    while (n < cap && poll(&pfd, 1, 200) == 1) {
+        ssize_t r = recv(fd, b + n, cap - n, 0);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    return n;
+}
+
+/* One frame of the server's answer, under the time limits; the first one read
+ * as it arrives, so that bytes of another protocol end the wait at once.
+ * 0; or -1 with the one line said (*said) or errno set. */
+static int read_answer(int fd, const char *server, int first, gw_hdr *h, uint8_t **payload, int *said)
+{
+    *payload = NULL;
+    *said = 0;
+    uint8_t b[256];
+    size_t n = 0;
+    if (fd == gw_tls_fd) { /* through TLS: the TLS handshake had the first reply's limit */
+        first = 0;
+        if (gw_io_read_all(fd, b, sizeof *h, gw_handshake_ms_left(0)))
+            goto failed;
+        n = sizeof *h;
+    }
+    while (n < sizeof *h) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int pr = poll(&pfd, 1, gw_handshake_ms_left(first));
+        if (pr == 0) {
+            errno = ETIMEDOUT;
+            goto failed;
+        }
+        if (pr < 0) {
+            if (errno == EINTR)
+                continue;
+            goto failed;
+        }
+        ssize_t r = recv(fd, b + n, sizeof *h - n, 0);
+        if (r == 0) {
+            errno = ECONNRESET;
+            goto failed;
+        }
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            goto failed;
+        }
+        n += (size_t)r;
+        if (!plausible(b, n)) {
+            gw_handshake_not_gpuwire(server, b, read_more(fd, b, n, sizeof b));
+            *said = 1;
+            return -1;
+        }
+    }
+    if (!plausible(b, n)) {
+        gw_handshake_not_gpuwire(server, b, n);
+        *said = 1;
+        return -1;
+    }
+    memcpy(h, b, sizeof *h);
+    *payload = malloc((size_t)h->len + 1);
+    if (!*payload)
+        return -1;
+    if (gw_io_read_all(fd, *payload, h->len, gw_handshake_ms_left(0))) {
+        free(*payload);
+        *payload = NULL;
+        first = 0;
+        goto failed;
+    }
+    (*payload)[h->len] = 0;
+    return 0;
+failed:
+    if (errno == ETIMEDOUT) {
+        gw_handshake_silent(server, first);
+        *said = 1;
+    }
+    return -1;
+}
+
+/* ---- the stand-in's warning: once per process ----
+ * libcuda.so.1 and libnvidia-ml.so.1 each carry this code and open a session of
+ * their own, and share no memory (libnvidia-ml.so.1 exports NVML's names only):
+ * the first of them to bind an abstract Unix socket named after this process
+ * (pid and start time) prints the line; the socket, closed on exec, keeps the
+ * name taken for the process's life. */
+static int claim_standin_warning(void)
+{
+    static atomic_int claimed;
+    if (atomic_exchange(&claimed, 1))
+        return 0;
+    unsigned long long started = 0; /* field 22 of /proc/self/stat: the name is not reused by a later process */
+    char stat[1024];
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (f) {
+        size_t n = fread(stat, 1, sizeof stat - 1, f);
+        stat[n] = 0;
+        fclose(f);
+        const char *p = strrchr(stat, ')');
+        for (int field = 2; p && *p && field < 22; p++)
+            field += *p == ' ';
+        if (p)
+            started = strtoull(p, NULL, 10);
+    }
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    int len = snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "gpuwire-standin-warned-%ld-%llu", (long)getpid(),
+                       started);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 1;
+    if (bind(fd, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len)) == 0)
+        return 1; /* fd kept */
+    int taken = errno == EADDRINUSE;
+    close(fd);
+    return !taken;
+}
+
+static void warn_standin(const char *server)
+{
+    if (claim_standin_warning())
+        gw_log("the server at %s serves the CPU stand-in driver (a test double), not a GPU: results are not a "
+               "GPU's", server);
 }
 
 /* Extension records for the HELLO, from gw_handshake_settings. */
@@ -211,10 +451,16 @@ CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info)
         gw_log("lost the connection to %s during the handshake: %s", server, strerror(errno));
         return CUDA_ERROR_NO_DEVICE;
     }
-    for (;;) {
+    for (int first = 1;; first = 0) {
         uint8_t *p;
-        if (gw_io_read_frame(fd, &h, &p, HANDSHAKE_TIMEOUT_MS)) {
-            if (errno == ECONNRESET)
+        int said;
+        if (read_answer(fd, server, first, &h, &p, &said)) {
+#ifndef GW_NVML_CLIENT
+            gw_progress_queue_done();
+#endif
+            if (said)
+                ;
+            else if (errno == ECONNRESET)
                 gw_log("no handshake answer from %s: the server closed the connection (it may have too many "
                        "connections not yet authenticated, --max-preauth: try again; or it is not a gpuwire "
                        "server)", server);
@@ -239,6 +485,8 @@ CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info)
             if (gw_debug())
                 gw_log("connected to %s: %s, driver %d, %u device(s)", server, info->driver_desc,
                        info->driver_version, info->device_count);
+            if (rc == CUDA_SUCCESS && (info->flags & GW_OK_STANDIN))
+                warn_standin(server);
         } else if (h.op == GW_OP_ERROR && h.len >= 4) {
             gw_log("server %s refused the session: %.*s", server, (int)(h.len - 4), (const char *)p + 4);
         } else if (h.op == GW_OP_QUEUED && h.len >= 12) {
@@ -246,7 +494,11 @@ CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info)
             int n = (int)(h.len - 12);
             if (n >= 9 && !strncmp(text, "gpuwire: ", 9)) /* gw_log adds the prefix */
                 text += 9, n -= 9;
-            gw_log("%.*s", n, text); /* the server's own wording */
+#ifndef GW_NVML_CLIENT
+            if (!gw_progress_queued(text, n)) /* on a terminal: one line, redrawn */
+#endif
+                gw_log("%.*s", n, text); /* the server's own wording */
+            all_due = after_ms(limit_ms); /* still waiting in the queue: the limit counts again */
             done = 0;
         } else if (h.op == GW_OP_CHALLENGE && h.len == NONCE_SIZE) {
             done = answer_challenge(fd, server, p) != 0;
@@ -254,6 +506,10 @@ CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info)
             gw_log("unexpected handshake answer from %s (op %u)", server, h.op);
         }
         free(p);
+#ifndef GW_NVML_CLIENT
+        if (done || h.op != GW_OP_QUEUED)
+            gw_progress_queue_done();
+#endif
         if (done)
             return rc;
     }

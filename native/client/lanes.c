@@ -25,6 +25,7 @@
 
 #include "client.h"
 #include "env.h"
+#include "progress.h"
 
 #define LANE_MIN_BYTES (2 * (size_t)GW_COPY_CHUNK) /* smaller copies gain nothing from the hand-over */
 #define LANE_ACK_MS 5000
@@ -73,6 +74,8 @@ static lane lanes[GW_LANES_MAX];
 static void piece_done(piece *pc, int failed)
 {
     waiter *w = pc->w;
+    if (!failed)
+        gw_progress_sent(pc->len); /* this piece's bytes have left (progress.c) */
     pthread_mutex_lock(&w->m);
     w->failed |= failed;
     if (--w->left == 0)

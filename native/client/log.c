@@ -6,6 +6,9 @@
 
 #include "client.h"
 #include "env.h"
+#ifndef GW_NVML_CLIENT
+#include "progress.h"
+#endif
 
 int gw_debug_level(void)
 {
@@ -27,6 +30,9 @@ void gw_log(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+#ifndef GW_NVML_CLIENT
+    gw_progress_make_way(); /* a status line on the terminal goes first */
+#endif
     fprintf(stderr, "gpuwire: %s\n", line);
 }
 

@@ -11,11 +11,22 @@
 #include "../common/idmap.h"
 #include "cache.h"
 #include "client.h"
+#include "progress.h"
 #include "env.h"
 #include "cubin_info.h"
 #include "jit_outputs.h"
 
+static CUresult stage_upload(const void *data, size_t size);
+
 CUresult gw_stage_upload(const void *data, size_t size)
+{
+    gw_progress_begin(size); /* the status line of a long transfer (progress.c) */
+    CUresult rc = stage_upload(data, size);
+    gw_progress_end();
+    return rc;
+}
+
+static CUresult stage_upload(const void *data, size_t size)
 {
     const uint8_t *p = data;
     size_t off = 0;
@@ -36,6 +47,7 @@ CUresult gw_stage_upload(const void *data, size_t size)
         CUresult rc = gw_req_post(q);
         if (rc != CUDA_SUCCESS)
             return rc;
+        gw_progress_sent(len);
         off += len;
     } while (off < size);
     return CUDA_SUCCESS;

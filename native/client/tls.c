@@ -26,7 +26,6 @@
 #include "env.h"
 #include "tls.h"
 
-#define TLS_HANDSHAKE_MS 30000
 
 /* OpenSSL's ABI constants (stable since 1.1.0) */
 enum {
@@ -57,6 +56,7 @@ static struct {
     int (*ctx_check_key)(const SSL_CTX *);
     SSL *(*ssl_new)(SSL_CTX *);
     int (*set_fd)(SSL *, int);
+    int (*set_rfd)(SSL *, int);
     long (*ssl_ctrl)(SSL *, int, long, void *);
     int (*set1_host)(SSL *, const char *);
     void *(*get0_param)(SSL *);
@@ -118,6 +118,7 @@ static const char *load_openssl(void)
         {(void **)&ossl.ctx_check_key, "SSL_CTX_check_private_key"},
         {(void **)&ossl.ssl_new, "SSL_new"},
         {(void **)&ossl.set_fd, "SSL_set_fd"},
+        {(void **)&ossl.set_rfd, "SSL_set_rfd"},
         {(void **)&ossl.ssl_ctrl, "SSL_ctrl"},
         {(void **)&ossl.set1_host, "SSL_set1_host"},
         {(void **)&ossl.get0_param, "SSL_get0_param"},
@@ -213,14 +214,6 @@ static void after_fork_child(void)
 
 __attribute__((constructor)) static void tls_init(void) { pthread_atfork(NULL, NULL, after_fork_child); }
 
-static long ms_left(const struct timespec *deadline)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    long ms = (deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
-    return ms > 0 ? ms : 0;
-}
-
 /* Client certificate, CA and hostname settings; NULL or why not. */
 static const char *configure(SSL_CTX *ctx, SSL **out, int fd, const char *host)
 {
@@ -301,6 +294,13 @@ int gw_tls_settings(void)
     return bad ? -1 : 0;
 }
 
+static void closed_early(const char *server, const char *why)
+{
+    gw_log("TLS handshake with %s failed: %s (the server closed the connection: it may have too many connections "
+           "not yet authenticated (--max-preauth; try again), have no TLS certificate (--tls-cert), or require a "
+           "client certificate)", server, why);
+}
+
 int gw_tls_client_start(int fd, const char *host, const char *server)
 {
     int want = tls_mode < 0 ? !peer_is_loopback(fd) : tls_mode;
@@ -323,10 +323,16 @@ int gw_tls_client_start(int fd, const char *host, const char *server)
     /* handshake on the non-blocking socket, so it cannot outlast its deadline */
     int fl = fcntl(fd, F_GETFL);
     fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += TLS_HANDSHAKE_MS / 1000;
-    int rc;
+    /* the handshake's limits (handshake.c): the first bytes back soon, all of it in time.
+     * OpenSSL reads from an empty socket pair until the first bytes are here, so that they
+     * can be looked at first: another protocol's answer is named as such (handshake.c),
+     * not as OpenSSL's "wrong version number". */
+    int answered = 0, rc, held[2] = {-1, -1};
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, held) == 0 &&
+        ossl.set_rfd(s, held[0]) != 1) {
+        close(held[0]), close(held[1]);
+        held[0] = held[1] = -1;
+    }
     for (;;) {
         rc = ossl.connect(s);
         if (rc == 1)
@@ -344,23 +350,50 @@ int gw_tls_client_start(int fd, const char *host, const char *server)
             else if (reason[0])
                 gw_log("TLS handshake with %s failed: %s%s", server, reason, hint_for(reason));
             else
-                gw_log("TLS handshake with %s failed: %s (the server closed the connection: it may have too "
-                       "many connections not yet authenticated (--max-preauth; try again), have no TLS "
-                       "certificate (--tls-cert), or require a client certificate)", server,
-                       e == X_SSL_ERROR_SYSCALL && saved ? strerror(saved) : "connection closed");
+                closed_early(server, e == X_SSL_ERROR_SYSCALL && saved ? strerror(saved) : "connection closed");
+            if (held[0] >= 0)
+                close(held[0]), close(held[1]);
             fcntl(fd, F_SETFL, fl);
             return -1;
         }
-        long left = ms_left(&deadline);
+        int left = gw_handshake_ms_left(!answered);
         struct pollfd pfd = {.fd = fd, .events = e == X_SSL_ERROR_WANT_READ ? POLLIN : POLLOUT};
-        int pr = left ? poll(&pfd, 1, (int)left) : 0;
+        int pr = left ? poll(&pfd, 1, left) : 0;
         if (pr == 0) {
-            gw_log("TLS handshake with %s: no answer within %d s", server, TLS_HANDSHAKE_MS / 1000);
+            gw_handshake_silent(server, !answered);
+            if (held[0] >= 0)
+                close(held[0]), close(held[1]);
             fcntl(fd, F_SETFL, fl);
             return -1;
+        }
+        if (pr > 0 && !answered && (pfd.revents & (POLLIN | POLLHUP | POLLERR))) {
+            /* the first bytes back: a TLS record (handshake 0x16 or alert 0x15, version 3.x),
+             * or another protocol's answer */
+            uint8_t peek[128];
+            ssize_t got = recv(fd, peek, sizeof peek, MSG_PEEK);
+            if (got < 0 && (errno == EAGAIN || errno == EINTR))
+                continue;
+            if (got <= 0) /* closed: said here, as OpenSSL would answer with an alert into a closed socket */
+                closed_early(server, got ? strerror(errno) : "connection closed");
+            else if ((peek[0] != 0x16 && peek[0] != 0x15) || (got > 1 && peek[1] != 3))
+                gw_handshake_not_gpuwire(server, peek, (size_t)got);
+            if (got <= 0 || (peek[0] != 0x16 && peek[0] != 0x15) || (got > 1 && peek[1] != 3)) {
+                if (held[0] >= 0)
+                    close(held[0]), close(held[1]);
+                fcntl(fd, F_SETFL, fl);
+                return -1;
+            }
+            answered = 1; /* bytes, an end or an error: OpenSSL reads them now */
+            if (held[0] >= 0) {
+                ossl.set_rfd(s, fd);
+                close(held[0]), close(held[1]);
+                held[0] = held[1] = -1;
+            }
         }
         if (pr < 0 && errno != EINTR) {
             gw_log("TLS handshake with %s failed: %s", server, strerror(errno));
+            if (held[0] >= 0)
+                close(held[0]), close(held[1]);
             fcntl(fd, F_SETFL, fl);
             return -1;
         }

@@ -336,6 +336,7 @@ static void do_connect(void)
         conn_status = CUDA_ERROR_NO_DEVICE;
         return;
     }
+    gw_handshake_clock_start(); /* the answer's time limits count from here (handshake.c) */
     if (gw_tls_client_start(fd, host, spec)) { /* TLS when it applies (tls.c) */
         conn_status = CUDA_ERROR_NO_DEVICE;
         close(fd);

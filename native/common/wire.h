@@ -104,6 +104,7 @@ enum {
     GW_OK_CAS = 1u << 0,  /* the worker has a content cache: CAS ops are served */
     GW_OK_ZSTD = 1u << 1, /* the worker decompresses GW_CAS_CODEC_ZSTD */
     GW_OK_LANES = 1u << 2, /* a gw_lane_grant follows gw_hello_ok: bulk bytes may come on extra connections */
+    GW_OK_STANDIN = 1u << 3, /* the worker serves the CPU stand-in driver (a test double), not a GPU */
 };
 
 /* Lanes: extra connections that carry large copies' bytes, both ways, beside the

@@ -258,6 +258,8 @@ static void describe(gw_hello_ok *ok, const char *path)
         snprintf(ok->driver_desc, sizeof ok->driver_desc, "%s", standin());
     else if (strstr(path, "standin"))
         snprintf(ok->driver_desc, sizeof ok->driver_desc, "gpuwire CPU stand-in (test double)");
+    if (standin || strstr(path, "standin"))
+        ok->flags |= GW_OK_STANDIN; /* the client warns its user: results are not a GPU's */
     else
         snprintf(ok->driver_desc, sizeof ok->driver_desc, "NVIDIA driver, CUDA %d.%d", v / 1000, (v % 1000) / 10);
 }

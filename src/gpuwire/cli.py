@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a command with its CUDA calls sent to a gpuwire server",
                        description=RUN_HELP, formatter_class=fmt,
                        usage="gpuwire run [-h] [--server HOST:PORT] [--stats FILE] [--exclusive] [--no-wait] "
-                             "[--mem-cap SIZE] [--gpu N] [--token-file FILE] [--tls | --no-tls] [--tls-ca FILE] "
+                             "[--quiet] [--mem-cap SIZE] [--gpu N] [--token-file FILE] [--tls | --no-tls] [--tls-ca FILE] "
                              "[--tls-cert FILE --tls-key FILE] [--compile-cache DIR|off] -- CMD [ARGS...]")
     p.add_argument("--server", metavar="HOST:PORT",
                    help="the gpuwire server (default: $GPUWIRE_SERVER, else 127.0.0.1:7750)")
@@ -294,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclusive", action="store_true",
                    help="ask for an exclusive lease (wait in line while another client holds the GPU)")
     p.add_argument("--no-wait", action="store_true", help="fail at once if the lease is not available now")
+    p.add_argument("--quiet", action="store_true", help="no status line for long transfers or a queued lease")
     p.add_argument("--mem-cap", metavar="SIZE", help="cap this client's GPU memory (bytes, or 512M, 8G, ...)")
     p.add_argument("--gpu", type=int, metavar="N", help="lease GPU N only (seen by the program as device 0)")
     p.add_argument("--token-file", metavar="FILE", help="file holding the token (default: $GPUWIRE_TOKEN)")
@@ -538,7 +539,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if err:
             print(f"gpuwire run: {err}", file=sys.stderr)
             return 2
-        return run(args.cmd, server=args.server, stats=args.stats)
+        return run(args.cmd, server=args.server, stats=args.stats, quiet=args.quiet)
     if cmd == "token":
         return _token(args, parser)
     if cmd == "status":

@@ -114,6 +114,8 @@ RULES: dict[str, tuple[Callable[[str], bool], str]] = {
     "GPUWIRE_DEBUG": _integer(0, 9),
     "GPUWIRE_TRACE_RT": _integer(0, 2),
     "GPUWIRE_SAMPLE_US": _integer(100, 1_000_000),
+    "GPUWIRE_HANDSHAKE_TIMEOUT": _integer(1, 3600),
+    "GPUWIRE_PROGRESS": _words(("auto",) + BOOL_WORDS + ("force",), "auto, force or " + BOOL_TEXT),
 }
 
 

@@ -49,6 +49,7 @@ CAS_CODEC_ZSTD = 1
 OK_CAS = 1 << 0      # gw_hello_ok.flags: the worker has a content cache
 OK_ZSTD = 1 << 1     # gw_hello_ok.flags: the worker decompresses zstd
 OK_LANES = 1 << 2    # gw_hello_ok.flags: a LANE_GRANT follows HELLO_OK
+OK_STANDIN = 1 << 3  # gw_hello_ok.flags: the worker serves the CPU stand-in driver (a test double)
 LANES_MAX = 8
 LANE_TOKEN_SIZE = 16
 LANE_GRANT = struct.Struct("<II16s")     # session id, lanes, token

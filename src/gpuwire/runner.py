@@ -26,8 +26,10 @@ def server_address(flag: str | None, env: dict[str, str]) -> str:
 
 
 def build_env(base: dict[str, str], server: str | None = None, stats: str | None = None,
-              native_dir: Path | None = None, audit: Path | None = None) -> dict[str, str]:
+              native_dir: Path | None = None, audit: Path | None = None, quiet: bool = False) -> dict[str, str]:
     env = dict(base)
+    if quiet:  # no status line for long transfers or a queued lease (native/client/progress.c)
+        env["GPUWIRE_PROGRESS"] = "0"
     native_dir = native_dir or paths.native_dir()
     audit = audit or paths.audit_module()
     existing = [p for p in env.get("LD_AUDIT", "").split(":") if p]
@@ -48,7 +50,7 @@ def build_env(base: dict[str, str], server: str | None = None, stats: str | None
     return env
 
 
-def run(cmd: list[str], server: str | None = None, stats: str | None = None) -> int:
+def run(cmd: list[str], server: str | None = None, stats: str | None = None, quiet: bool = False) -> int:
     """Exec cmd; returns only on failure (127: not found, 126: not executable, 2: bad use)."""
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
@@ -57,7 +59,7 @@ def run(cmd: list[str], server: str | None = None, stats: str | None = None) -> 
               file=sys.stderr)
         return 2
     try:
-        env = build_env(dict(os.environ), server, stats)
+        env = build_env(dict(os.environ), server, stats, quiet=quiet)
     except paths.NativeMissing as e:
         print(f"gpuwire run: {e}", file=sys.stderr)
         return 1
