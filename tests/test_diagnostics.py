@@ -71,7 +71,8 @@ def test_worker_profile_times_the_reader_on_large_copies(tmp_path):
     # memcpy_kinds copies 9 MiB host-to-device, among others: its 4 MiB pieces are read straight into place
     srv = start_server(tmp_path / "server.log", env={"GPUWIRE_WORKER_PROFILE": "1"}, extra_args=("--cache-dir", "off"))
     try:
-        r = gw_run([str(program("memcpy_kinds_shared"))], server=srv.address)
+        # no lanes: copies of 8 MiB or more would otherwise take them once they are open, not the reader
+        r = gw_run([str(program("memcpy_kinds_shared"))], server=srv.address, env={"GPUWIRE_LANES": "0"})
         assert r.returncode == 0, explain(r, srv)
         m = srv.wait_for_log(r"profile:\s+\(reader: large payloads\)\s+(\d+) jobs")
         assert int(m.group(1)) >= 4

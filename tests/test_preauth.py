@@ -163,6 +163,7 @@ def test_client_closed_at_once_says_why(tmp_path):
     from conftest import PROGRAMS_DIR, gw_run, start_server
 
     srv = start_server(tmp_path / "server.log", extra_args=("--max-preauth", "2"))
+    time.sleep(0.5)  # start_server's own probe connection has left the count
     held = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(2)]
     try:
         time.sleep(0.3)
