@@ -87,6 +87,9 @@ GW_HIDDEN const gw_lane_grant *gw_handshake_lanes(void); /* what HELLO_OK grante
 GW_HIDDEN int gw_io_dial_server(char *why, size_t whycap); /* a new connection to the session's server, or -1 */
 GW_HIDDEN int gw_flush(void);                 /* what is batched leaves now; -1 if the connection is lost */
 GW_HIDDEN void gw_io_lost(const char *what);  /* the session's stream is broken (a lane failed) */
+/* A detached helper thread of the library's own (flusher, drainer, progress
+ * ticker), taking no part in the application's signals; 0, or -1 if none. */
+GW_HIDDEN int gw_start_helper_thread(void *(*fn)(void *));
 
 /* ---- lanes: copy bytes on extra connections (lanes.c) ---- */
 /* 1 if copies of n bytes go on lanes (set up at the first such copy). */

@@ -161,16 +161,7 @@ static void start_ticker_locked(void)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&wake, &ca);
     pthread_condattr_destroy(&ca);
-    pthread_t t;
-    pthread_attr_t a;
-    pthread_attr_init(&a);
-    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    sigset_t all, old; /* no part in the application's signals */
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    ticker_running = pthread_create(&t, &a, ticker, NULL) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&a);
+    ticker_running = gw_start_helper_thread(ticker) == 0;
 }
 
 void gw_progress_begin_(uint64_t total)

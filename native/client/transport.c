@@ -655,16 +655,22 @@ static void start_flusher_locked(void)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&flush_cv, &ca);
+    flusher_running = gw_start_helper_thread(flusher) == 0;
+}
+
+int gw_start_helper_thread(void *(*fn)(void *))
+{
     pthread_t t;
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    /* the flusher must not take part in the application's signals */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    flusher_running = pthread_create(&t, &a, flusher, NULL) == 0;
+    int rc = pthread_create(&t, &a, fn, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&a);
+    return rc ? -1 : 0;
 }
 
 /* conn_lock for a posting or calling thread; the time it had to wait for it
@@ -994,18 +1000,8 @@ static void *drainer(void *arg)
 
 static void start_drainer(void)
 {
-    if (drainer_running)
-        return;
-    pthread_t t;
-    pthread_attr_t a;
-    pthread_attr_init(&a);
-    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    sigset_t all, old; /* no part in the application's signals */
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    drainer_running = pthread_create(&t, &a, drainer, NULL) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&a);
+    if (!drainer_running)
+        drainer_running = gw_start_helper_thread(drainer) == 0;
 }
 
 /* Waits until w is answered, reading for everyone while no one else does. */
