@@ -3,8 +3,56 @@
 
 #include "../client/client.h"
 
+#undef cuArray3DCreate_v2
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuArray3DCreate_v2(CUarray * pHandle, const CUDA_ARRAY3D_DESCRIPTOR * pAllocateArray)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuArray3DCreate_v2);
+    if (!pHandle)
+        return CUDA_ERROR_INVALID_VALUE;
+    uint64_t pHandle_id = gw_new_handle_id();
+    gw_put_u64(q, pHandle_id);
+    gw_put_in(q, pAllocateArray, pAllocateArray ? (size_t)(1) * sizeof(CUDA_ARRAY3D_DESCRIPTOR) : 0);
+    CUresult res;
+    if (gw_may_post()) {
+        res = gw_req_post(q);
+    } else { /* the caller needs the verdict now */
+        gw_req_set_flags(q, GW_F_COLLECT);
+        gw_rep *r;
+        res = gw_req_call(q, &r);
+        gw_rep_end(r);
+    }
+    if (res == CUDA_SUCCESS) {
+        *pHandle = (CUarray)(uintptr_t)pHandle_id;
+    }
+    return res;
+}
+
+#undef cuArrayCreate_v2
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuArrayCreate_v2(CUarray * pHandle, const CUDA_ARRAY_DESCRIPTOR * pAllocateArray)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuArrayCreate_v2);
+    if (!pHandle)
+        return CUDA_ERROR_INVALID_VALUE;
+    uint64_t pHandle_id = gw_new_handle_id();
+    gw_put_u64(q, pHandle_id);
+    gw_put_in(q, pAllocateArray, pAllocateArray ? (size_t)(1) * sizeof(CUDA_ARRAY_DESCRIPTOR) : 0);
+    CUresult res;
+    if (gw_may_post()) {
+        res = gw_req_post(q);
+    } else { /* the caller needs the verdict now */
+        gw_req_set_flags(q, GW_F_COLLECT);
+        gw_rep *r;
+        res = gw_req_call(q, &r);
+        gw_rep_end(r);
+    }
+    if (res == CUDA_SUCCESS) {
+        *pHandle = (CUarray)(uintptr_t)pHandle_id;
+    }
+    return res;
+}
+
 #undef cuArrayDestroy
-CUresult CUDAAPI cuArrayDestroy(CUarray hArray)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuArrayDestroy(CUarray hArray)
 {
     gw_req *q = gw_req_begin(GW_OP_cuArrayDestroy);
     gw_put_u64(q, (uint64_t)(uintptr_t)hArray);

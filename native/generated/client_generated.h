@@ -105,6 +105,9 @@ CUresult CUDAAPI cuStreamWriteValue64_v2_ptsz(CUstream stream, CUdeviceptr addr,
 CUresult CUDAAPI cuWaitExternalSemaphoresAsync_ptsz(const CUexternalSemaphore * extSemArray, const CUDA_EXTERNAL_SEMAPHORE_WAIT_PARAMS * paramsArray, unsigned int numExtSems, CUstream stream);
 
 /* Generated forwarders behind hand-written client wrappers. */
+CUresult CUDAAPI gwf_cuArray3DCreate_v2(CUarray * pHandle, const CUDA_ARRAY3D_DESCRIPTOR * pAllocateArray);
+CUresult CUDAAPI gwf_cuArrayCreate_v2(CUarray * pHandle, const CUDA_ARRAY_DESCRIPTOR * pAllocateArray);
+CUresult CUDAAPI gwf_cuArrayDestroy(CUarray hArray);
 CUresult CUDAAPI gwf_cuCtxDestroy(CUcontext ctx);
 CUresult CUDAAPI gwf_cuCtxDestroy_v2(CUcontext ctx);
 CUresult CUDAAPI gwf_cuCtxGetDevice(CUdevice * device);

@@ -9,20 +9,12 @@ int gw_unsupported(unsigned op);
 
 int cuArray3DCreate(void);
 int cuArray3DCreate(void) { return gw_unsupported(GW_OP_cuArray3DCreate); }
-int cuArray3DCreate_v2(void);
-int cuArray3DCreate_v2(void) { return gw_unsupported(GW_OP_cuArray3DCreate_v2); }
 int cuArray3DGetDescriptor(void);
 int cuArray3DGetDescriptor(void) { return gw_unsupported(GW_OP_cuArray3DGetDescriptor); }
-int cuArray3DGetDescriptor_v2(void);
-int cuArray3DGetDescriptor_v2(void) { return gw_unsupported(GW_OP_cuArray3DGetDescriptor_v2); }
 int cuArrayCreate(void);
 int cuArrayCreate(void) { return gw_unsupported(GW_OP_cuArrayCreate); }
-int cuArrayCreate_v2(void);
-int cuArrayCreate_v2(void) { return gw_unsupported(GW_OP_cuArrayCreate_v2); }
 int cuArrayGetDescriptor(void);
 int cuArrayGetDescriptor(void) { return gw_unsupported(GW_OP_cuArrayGetDescriptor); }
-int cuArrayGetDescriptor_v2(void);
-int cuArrayGetDescriptor_v2(void) { return gw_unsupported(GW_OP_cuArrayGetDescriptor_v2); }
 int cuArrayGetMemoryRequirements(void);
 int cuArrayGetMemoryRequirements(void) { return gw_unsupported(GW_OP_cuArrayGetMemoryRequirements); }
 int cuArrayGetPlane(void);

@@ -63,14 +63,54 @@ void gw_h_cuStreamGetCaptureInfo_v2_ptsz(gw_call *c);
 void gw_h_cuStreamGetCaptureInfo_v3(gw_call *c);
 void gw_h_cuStreamGetCaptureInfo_v3_ptsz(gw_call *c);
 
+static void h_cuArray3DCreate_v2(gw_call *c)
+{
+    uint64_t a0_id = gw_in_u64(c);
+    CUarray a0 = NULL;
+    size_t a1_n;
+    CUDA_ARRAY3D_DESCRIPTOR *a1 = (CUDA_ARRAY3D_DESCRIPTOR *)gw_in_array(c, sizeof(CUDA_ARRAY3D_DESCRIPTOR), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuArray3DCreate_v2: pAllocateArray holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUarray *, const CUDA_ARRAY3D_DESCRIPTOR *) = (CUresult (*)(CUarray *, const CUDA_ARRAY3D_DESCRIPTOR *))gw_driver_fn(c, GW_OP_cuArray3DCreate_v2);
+    if (!fn) return;
+    CUresult res = fn(&a0, a1);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_handle_bind(c, GW_HT_CUarray, a0_id, a0);
+    }
+}
+
+static void h_cuArrayCreate_v2(gw_call *c)
+{
+    uint64_t a0_id = gw_in_u64(c);
+    CUarray a0 = NULL;
+    size_t a1_n;
+    CUDA_ARRAY_DESCRIPTOR *a1 = (CUDA_ARRAY_DESCRIPTOR *)gw_in_array(c, sizeof(CUDA_ARRAY_DESCRIPTOR), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuArrayCreate_v2: pAllocateArray holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUarray *, const CUDA_ARRAY_DESCRIPTOR *) = (CUresult (*)(CUarray *, const CUDA_ARRAY_DESCRIPTOR *))gw_driver_fn(c, GW_OP_cuArrayCreate_v2);
+    if (!fn) return;
+    CUresult res = fn(&a0, a1);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_handle_bind(c, GW_HT_CUarray, a0_id, a0);
+    }
+}
+
 static void h_cuArrayDestroy(gw_call *c)
 {
-    CUarray a0 = (CUarray)gw_in_handle(c, GW_HT_CUarray);
+    uint64_t a0_id = gw_in_u64(c);
+    CUarray a0 = (CUarray)gw_handle_lookup(c, GW_HT_CUarray, a0_id);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUarray) = (CUresult (*)(CUarray))gw_driver_fn(c, GW_OP_cuArrayDestroy);
     if (!fn) return;
     CUresult res = fn(a0);
     gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        if (res == CUDA_SUCCESS) gw_handle_forget(c, GW_HT_CUarray, a0_id);
+    }
 }
 
 static void h_cuCtxAttach(gw_call *c)
@@ -4558,6 +4598,8 @@ static void h_cuUserObjectRetain(gw_call *c)
 }
 
 const gw_handler gw_dispatch[GW_OP_COUNT] = {
+    [GW_OP_cuArray3DCreate_v2 - 256] = h_cuArray3DCreate_v2,
+    [GW_OP_cuArrayCreate_v2 - 256] = h_cuArrayCreate_v2,
     [GW_OP_cuArrayDestroy - 256] = h_cuArrayDestroy,
     [GW_OP_cuCtxAttach - 256] = h_cuCtxAttach,
     [GW_OP_cuCtxCreate - 256] = gw_h_cuCtxCreate,

@@ -1,0 +1,124 @@
+/* TEST DOUBLE: CUDA arrays as plain host memory (rows of Width elements,
+ * Height rows, Depth slices, each at least 1) kept with their descriptor;
+ * copy.c reads and writes them. Texture and surface objects are opaque
+ * handles that keep the descriptors they were made with (no sampling). */
+#include "standin.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static size_t elem_size(CUarray_format f, unsigned ch)
+{
+    size_t b;
+    switch (f) {
+    case CU_AD_FORMAT_UNSIGNED_INT8: case CU_AD_FORMAT_SIGNED_INT8: b = 1; break;
+    case CU_AD_FORMAT_UNSIGNED_INT16: case CU_AD_FORMAT_SIGNED_INT16: case CU_AD_FORMAT_HALF: b = 2; break;
+    case CU_AD_FORMAT_UNSIGNED_INT32: case CU_AD_FORMAT_SIGNED_INT32: case CU_AD_FORMAT_FLOAT: b = 4; break;
+    default: return 0;
+    }
+    return (ch == 1 || ch == 2 || ch == 4) ? b * ch : 0;
+}
+
+static CUresult make(CUarray *ph, const CUDA_ARRAY3D_DESCRIPTOR *d)
+{
+    if (!ph || !d)
+        return CUDA_ERROR_INVALID_VALUE;
+    size_t es = elem_size(d->Format, d->NumChannels);
+    if (!es || !d->Width || (!d->Height && d->Depth && !(d->Flags & CUDA_ARRAY3D_LAYERED)))
+        return CUDA_ERROR_INVALID_VALUE;
+    if ((d->Flags & CUDA_ARRAY3D_CUBEMAP) && (d->Width != d->Height || !d->Depth || d->Depth % 6))
+        return CUDA_ERROR_INVALID_VALUE;
+    size_t rows = d->Height ? d->Height : 1, slices = d->Depth ? d->Depth : 1;
+    if (d->Width > (1u << 16) || rows > (1u << 16) || slices > (1u << 14))
+        return CUDA_ERROR_INVALID_VALUE; /* keeps the size below in range */
+    size_t bytes = d->Width * es * rows * slices;
+    sd_lock();
+    sd_ctx *c;
+    CUresult r = sd_cur(&c);
+    sd_array *a = NULL;
+    if (r == CUDA_SUCCESS && sd_mem_used() + bytes > SD_TOTAL_MEM)
+        r = CUDA_ERROR_OUT_OF_MEMORY;
+    if (r == CUDA_SUCCESS) {
+        a = calloc(1, sizeof *a);
+        unsigned char *data = a ? calloc(1, bytes) : NULL;
+        if (!data || sd_obj_add(a) != 0) {
+            free(data);
+            free(a);
+            r = CUDA_ERROR_OUT_OF_MEMORY;
+        } else {
+            a->h.kind = SD_ARRAY;
+            a->d = *d;
+            a->data = data;
+            a->pitch = d->Width * es;
+            a->rows = rows;
+            a->slices = slices;
+            *ph = (CUarray)a;
+        }
+    }
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuArray3DCreate_v2(CUarray *ph, const CUDA_ARRAY3D_DESCRIPTOR *d) { return make(ph, d); }
+
+SD_API CUresult cuArrayCreate_v2(CUarray *ph, const CUDA_ARRAY_DESCRIPTOR *d)
+{
+    if (!d)
+        return CUDA_ERROR_INVALID_VALUE;
+    CUDA_ARRAY3D_DESCRIPTOR d3 = {d->Width, d->Height, 0, d->Format, d->NumChannels, 0};
+    return make(ph, &d3);
+}
+
+SD_API CUresult cuArrayDestroy(CUarray h)
+{
+    sd_lock();
+    CUresult r = sd_obj_live(h, SD_ARRAY) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    if (r == CUDA_SUCCESS) {
+        sd_array *a = (sd_array *)h;
+        sd_obj_del(a);
+        free(a->data);
+        free(a);
+    }
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuArray3DGetDescriptor_v2(CUDA_ARRAY3D_DESCRIPTOR *out, CUarray h)
+{
+    sd_lock();
+    CUresult r = !out ? CUDA_ERROR_INVALID_VALUE : sd_obj_live(h, SD_ARRAY) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    if (r == CUDA_SUCCESS)
+        *out = ((sd_array *)h)->d;
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuArrayGetDescriptor_v2(CUDA_ARRAY_DESCRIPTOR *out, CUarray h)
+{
+    CUDA_ARRAY3D_DESCRIPTOR d;
+    CUresult r = cuArray3DGetDescriptor_v2(out ? &d : NULL, h);
+    if (r == CUDA_SUCCESS && d.Depth)
+        r = CUDA_ERROR_INVALID_VALUE;
+    if (r == CUDA_SUCCESS) {
+        out->Width = d.Width;
+        out->Height = d.Height;
+        out->Format = d.Format;
+        out->NumChannels = d.NumChannels;
+    }
+    return r;
+}
+
+CUresult sd_array_box(CUarray h, size_t x, size_t y, size_t z, size_t w, size_t hgt, size_t dep,
+                      unsigned char **base, size_t *pitch, size_t *height)
+{
+    if (!sd_obj_live(h, SD_ARRAY))
+        return CUDA_ERROR_INVALID_HANDLE;
+    const sd_array *a = (const sd_array *)h;
+    if (x > a->pitch || w > a->pitch - x || y > a->rows || hgt > a->rows - y || z > a->slices ||
+        dep > a->slices - z)
+        return CUDA_ERROR_INVALID_VALUE;
+    *base = a->data + (z * a->rows + y) * a->pitch + x;
+    *pitch = a->pitch;
+    *height = a->rows;
+    return CUDA_SUCCESS;
+}
