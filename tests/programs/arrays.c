@@ -1,0 +1,231 @@
+/* CUDA arrays through the driver API: 2D, 3D, layered and cubemap arrays of
+ * several formats; host -> array -> device -> array -> array -> host with
+ * pitches and offsets, every byte checked; a sub-box written at an offset;
+ * descriptors read back; boxes outside an array refused. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PROG "arrays"
+#include "driver_check.h"
+
+static size_t elem_size(CUarray_format f, unsigned ch)
+{
+    switch (f) {
+    case CU_AD_FORMAT_UNSIGNED_INT8: return ch;
+    case CU_AD_FORMAT_SIGNED_INT16: case CU_AD_FORMAT_HALF: return 2 * ch;
+    default: return 4 * ch;
+    }
+}
+
+static unsigned char pat(size_t i, unsigned seed) { return (unsigned char)(i * 131 + seed * 17 + (i >> 8)); }
+
+/* A 3D copy of a whole w x h x d box between two described places. */
+static CUDA_MEMCPY3D box(size_t w, size_t h, size_t d)
+{
+    CUDA_MEMCPY3D m;
+    memset(&m, 0, sizeof m);
+    m.WidthInBytes = w;
+    m.Height = h;
+    m.Depth = d;
+    return m;
+}
+
+static void roundtrip(const char *what, const CUDA_ARRAY3D_DESCRIPTOR *desc, int use3d)
+{
+    size_t es = elem_size(desc->Format, desc->NumChannels);
+    size_t row = desc->Width * es, rows = desc->Height ? desc->Height : 1, sl = desc->Depth ? desc->Depth : 1;
+    CUarray a, b, c;
+    if (use3d) {
+        CK(cuArray3DCreate_v2(&a, desc));
+        CK(cuArray3DCreate_v2(&b, desc));
+        CK(cuArray3DCreate_v2(&c, desc));
+    } else {
+        CUDA_ARRAY_DESCRIPTOR d2 = {desc->Width, desc->Height, desc->Format, desc->NumChannels};
+        CK(cuArrayCreate_v2(&a, &d2));
+        CK(cuArrayCreate_v2(&b, &d2));
+        CK(cuArrayCreate_v2(&c, &d2));
+        CUDA_ARRAY_DESCRIPTOR got;
+        CK(cuArrayGetDescriptor_v2(&got, a));
+        if (got.Width != d2.Width || got.Height != d2.Height || got.Format != d2.Format ||
+            got.NumChannels != d2.NumChannels)
+            FAIL("%s: 2D descriptor differs", what);
+    }
+    CUDA_ARRAY3D_DESCRIPTOR got3;
+    CK(cuArray3DGetDescriptor_v2(&got3, a));
+    if (got3.Width != desc->Width || got3.Height != desc->Height || got3.Depth != desc->Depth ||
+        got3.Format != desc->Format || got3.NumChannels != desc->NumChannels || got3.Flags != desc->Flags)
+        FAIL("%s: 3D descriptor differs", what);
+    if (desc->Depth) {
+        CUDA_ARRAY_DESCRIPTOR d2;
+        if (cuArrayGetDescriptor_v2(&d2, a) == CUDA_SUCCESS)
+            FAIL("%s: a 2D descriptor of a 3D array", what);
+    }
+
+    /* host source: pitch row + 13, region at (5 bytes, 2 rows), slices rows + 3 rows apart */
+    size_t hp = row + 13, hh = rows + 3, hx = 5, hy = 2;
+    size_t hbytes = hp * hh * sl;
+    unsigned char *src = malloc(hbytes), *dst = malloc(hbytes), *model = malloc(row * rows * sl);
+    if (!src || !dst || !model)
+        FAIL("out of host memory");
+    for (size_t i = 0; i < hbytes; i++)
+        src[i] = pat(i, 1);
+    for (size_t z = 0; z < sl; z++)
+        for (size_t y = 0; y < rows; y++)
+            memcpy(model + (z * rows + y) * row, src + (z * hh + y + hy) * hp + hx, row);
+
+    CUDA_MEMCPY3D m = box(row, rows, sl); /* host -> a */
+    m.srcMemoryType = CU_MEMORYTYPE_HOST;
+    m.srcHost = src;
+    m.srcXInBytes = hx;
+    m.srcY = hy;
+    m.srcPitch = hp;
+    m.srcHeight = hh;
+    m.dstMemoryType = CU_MEMORYTYPE_ARRAY;
+    m.dstArray = a;
+    if (!use3d && sl == 1) { /* the 2D call for 2D arrays */
+        CUDA_MEMCPY2D m2;
+        memset(&m2, 0, sizeof m2);
+        m2.srcMemoryType = CU_MEMORYTYPE_HOST;
+        m2.srcHost = src;
+        m2.srcXInBytes = hx;
+        m2.srcY = hy;
+        m2.srcPitch = hp;
+        m2.dstMemoryType = CU_MEMORYTYPE_ARRAY;
+        m2.dstArray = a;
+        m2.WidthInBytes = row;
+        m2.Height = rows;
+        CK(cuMemcpy2D_v2(&m2));
+    } else {
+        CK(cuMemcpy3D_v2(&m));
+    }
+
+    size_t dp = (row + 64) & ~(size_t)31; /* a -> device, pitched */
+    CUdeviceptr dev;
+    CK(cuMemAlloc_v2(&dev, dp * rows * sl));
+    m = box(row, rows, sl);
+    m.srcMemoryType = CU_MEMORYTYPE_ARRAY;
+    m.srcArray = a;
+    m.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+    m.dstDevice = dev;
+    m.dstPitch = dp;
+    m.dstHeight = rows;
+    CK(cuMemcpy3D_v2(&m));
+
+    m = box(row, rows, sl); /* device -> b, on a stream */
+    m.srcMemoryType = CU_MEMORYTYPE_DEVICE;
+    m.srcDevice = dev;
+    m.srcPitch = dp;
+    m.srcHeight = rows;
+    m.dstMemoryType = CU_MEMORYTYPE_ARRAY;
+    m.dstArray = b;
+    CUstream s;
+    CK(cuStreamCreate(&s, 0));
+    CK(cuMemcpy3DAsync_v2(&m, s));
+    CK(cuStreamSynchronize(s));
+
+    m = box(row, rows, sl); /* b -> c */
+    m.srcMemoryType = CU_MEMORYTYPE_ARRAY;
+    m.srcArray = b;
+    m.dstMemoryType = CU_MEMORYTYPE_ARRAY;
+    m.dstArray = c;
+    CK(cuMemcpy3D_v2(&m));
+
+    /* a sub-box from the host into c at (es bytes, 1 row, 1 slice) where the array has them */
+    size_t ox = es < row ? es : 0, oy = rows > 1, oz = sl > 1;
+    size_t bw = row - ox, bh = rows - oy, bd = sl - oz;
+    m = box(bw, bh, bd);
+    m.srcMemoryType = CU_MEMORYTYPE_HOST;
+    m.srcHost = src;
+    m.srcPitch = hp;
+    m.srcHeight = hh;
+    m.dstMemoryType = CU_MEMORYTYPE_ARRAY;
+    m.dstArray = c;
+    m.dstXInBytes = ox;
+    m.dstY = oy;
+    m.dstZ = oz;
+    CK(cuMemcpy3DAsync_v2(&m, s));
+    for (size_t z = 0; z < bd; z++)
+        for (size_t y = 0; y < bh; y++)
+            memcpy(model + ((z + oz) * rows + y + oy) * row + ox, src + (z * hh + y) * hp, bw);
+
+    memset(dst, 0xEE, hbytes); /* c -> host, at (3 bytes, 1 row) of a pitch row + 13 buffer */
+    m = box(row, rows, sl);
+    m.srcMemoryType = CU_MEMORYTYPE_ARRAY;
+    m.srcArray = c;
+    m.dstMemoryType = CU_MEMORYTYPE_HOST;
+    m.dstHost = dst;
+    m.dstXInBytes = 3;
+    m.dstY = 1;
+    m.dstPitch = hp;
+    m.dstHeight = hh;
+    CK(cuMemcpy3D_v2(&m));
+    for (size_t z = 0; z < sl; z++)
+        for (size_t y = 0; y < rows; y++)
+            for (size_t x = 0; x < row; x++) {
+                unsigned char want = model[(z * rows + y) * row + x], got = dst[(z * hh + y + 1) * hp + 3 + x];
+                if (want != got)
+                    FAIL("%s: byte (%zu,%zu,%zu) is %u, not %u", what, x, y, z, got, want);
+            }
+    if (dst[0] != 0xEE || dst[hp + 2] != 0xEE || dst[hp + 3 + row] != 0xEE)
+        FAIL("%s: bytes outside the box were written", what);
+
+    /* a box reaching past the array is refused */
+    m = box(row, rows, sl);
+    m.srcMemoryType = CU_MEMORYTYPE_ARRAY;
+    m.srcArray = c;
+    m.srcXInBytes = 1;
+    m.dstMemoryType = CU_MEMORYTYPE_HOST;
+    m.dstHost = dst;
+    m.dstPitch = hp;
+    m.dstHeight = hh;
+    if (cuMemcpy3D_v2(&m) != CUDA_ERROR_INVALID_VALUE)
+        FAIL("%s: a box past the array's end was not refused", what);
+
+    CK(cuStreamDestroy_v2(s));
+    CK(cuMemFree_v2(dev));
+    CK(cuArrayDestroy(a));
+    CK(cuArrayDestroy(b));
+    CK(cuArrayDestroy(c));
+    free(src);
+    free(dst);
+    free(model);
+}
+
+int main(void)
+{
+    CUdevice d;
+    CUcontext ctx;
+    CK(cuInit(0));
+    CK(cuDeviceGet(&d, 0));
+    CK(cuDevicePrimaryCtxRetain(&ctx, d));
+    CK(cuCtxSetCurrent(ctx));
+
+    CUDA_ARRAY3D_DESCRIPTOR t[] = {
+        {37, 19, 0, CU_AD_FORMAT_UNSIGNED_INT8, 1, 0},                        /* 2D */
+        {13, 7, 0, CU_AD_FORMAT_FLOAT, 4, 0},                                 /* 2D */
+        {100, 0, 0, CU_AD_FORMAT_HALF, 2, 0},                                 /* 1D */
+        {11, 5, 4, CU_AD_FORMAT_SIGNED_INT16, 1, CUDA_ARRAY3D_SURFACE_LDST},  /* 3D */
+        {9, 0, 3, CU_AD_FORMAT_UNSIGNED_INT32, 1, CUDA_ARRAY3D_LAYERED},      /* 1D layered */
+        {8, 6, 3, CU_AD_FORMAT_FLOAT, 2, CUDA_ARRAY3D_LAYERED},               /* 2D layered */
+        {8, 8, 6, CU_AD_FORMAT_UNSIGNED_INT8, 4, CUDA_ARRAY3D_CUBEMAP},       /* cubemap */
+        {4, 4, 12, CU_AD_FORMAT_FLOAT, 1, CUDA_ARRAY3D_CUBEMAP | CUDA_ARRAY3D_LAYERED},
+    };
+    const char *names[] = {"2D u8x1", "2D f32x4", "1D f16x2", "3D s16x1 surface", "1D layered u32x1",
+                           "2D layered f32x2", "cubemap u8x4", "cubemap layered f32x1"};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        roundtrip(names[i], &t[i], t[i].Depth || t[i].Flags);
+
+    /* refused at once: a cubemap that is not square, an unknown array */
+    CUarray bad;
+    CUDA_ARRAY3D_DESCRIPTOR cube = {8, 4, 6, CU_AD_FORMAT_FLOAT, 1, CUDA_ARRAY3D_CUBEMAP};
+    if (cuArray3DCreate_v2(&bad, &cube) == CUDA_SUCCESS)
+        FAIL("a non-square cubemap was made");
+    CUDA_ARRAY3D_DESCRIPTOR got;
+    if (cuArray3DGetDescriptor_v2(&got, (CUarray)(uintptr_t)0x5157) == CUDA_SUCCESS)
+        FAIL("a descriptor for an unknown array");
+
+    CK(cuDevicePrimaryCtxRelease_v2(d));
+    printf("PASS arrays\n");
+    return 0;
+}
