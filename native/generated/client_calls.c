@@ -4278,7 +4278,7 @@ CUresult CUDAAPI cuStreamWriteValue64_v2_ptsz(CUstream stream, CUdeviceptr addr,
 }
 
 #undef cuSurfObjectDestroy
-CUresult CUDAAPI cuSurfObjectDestroy(CUsurfObject surfObject)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuSurfObjectDestroy(CUsurfObject surfObject)
 {
     gw_req *q = gw_req_begin(GW_OP_cuSurfObjectDestroy);
     gw_put_u64(q, (uint64_t)(int64_t)surfObject);
@@ -4403,7 +4403,7 @@ CUresult CUDAAPI cuTensorMapReplaceAddress(CUtensorMap * tensorMap, void * globa
 }
 
 #undef cuTexObjectDestroy
-CUresult CUDAAPI cuTexObjectDestroy(CUtexObject texObject)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuTexObjectDestroy(CUtexObject texObject)
 {
     gw_req *q = gw_req_begin(GW_OP_cuTexObjectDestroy);
     gw_put_u64(q, (uint64_t)(int64_t)texObject);

@@ -163,4 +163,6 @@ CUresult CUDAAPI gwf_cuStreamIsCapturing(CUstream hStream, CUstreamCaptureStatus
 CUresult CUDAAPI gwf_cuStreamIsCapturing_ptsz(CUstream hStream, CUstreamCaptureStatus * captureStatus);
 CUresult CUDAAPI gwf_cuStreamSynchronize(CUstream hStream);
 CUresult CUDAAPI gwf_cuStreamSynchronize_ptsz(CUstream hStream);
+CUresult CUDAAPI gwf_cuSurfObjectDestroy(CUsurfObject surfObject);
+CUresult CUDAAPI gwf_cuTexObjectDestroy(CUtexObject texObject);
 #endif

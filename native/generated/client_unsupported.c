@@ -495,20 +495,8 @@ int cuStreamUpdateCaptureDependencies_v2(void);
 int cuStreamUpdateCaptureDependencies_v2(void) { return gw_unsupported(GW_OP_cuStreamUpdateCaptureDependencies_v2); }
 int cuStreamUpdateCaptureDependencies_v2_ptsz(void);
 int cuStreamUpdateCaptureDependencies_v2_ptsz(void) { return gw_unsupported(GW_OP_cuStreamUpdateCaptureDependencies_v2_ptsz); }
-int cuSurfObjectCreate(void);
-int cuSurfObjectCreate(void) { return gw_unsupported(GW_OP_cuSurfObjectCreate); }
-int cuSurfObjectGetResourceDesc(void);
-int cuSurfObjectGetResourceDesc(void) { return gw_unsupported(GW_OP_cuSurfObjectGetResourceDesc); }
 int cuSurfRefGetArray(void);
 int cuSurfRefGetArray(void) { return gw_unsupported(GW_OP_cuSurfRefGetArray); }
-int cuTexObjectCreate(void);
-int cuTexObjectCreate(void) { return gw_unsupported(GW_OP_cuTexObjectCreate); }
-int cuTexObjectGetResourceDesc(void);
-int cuTexObjectGetResourceDesc(void) { return gw_unsupported(GW_OP_cuTexObjectGetResourceDesc); }
-int cuTexObjectGetResourceViewDesc(void);
-int cuTexObjectGetResourceViewDesc(void) { return gw_unsupported(GW_OP_cuTexObjectGetResourceViewDesc); }
-int cuTexObjectGetTextureDesc(void);
-int cuTexObjectGetTextureDesc(void) { return gw_unsupported(GW_OP_cuTexObjectGetTextureDesc); }
 int cuTexRefCreate(void);
 int cuTexRefCreate(void) { return gw_unsupported(GW_OP_cuTexRefCreate); }
 int cuTexRefGetAddress(void);

@@ -62,6 +62,8 @@ void gw_h_cuStreamGetCaptureInfo_v2(gw_call *c);
 void gw_h_cuStreamGetCaptureInfo_v2_ptsz(gw_call *c);
 void gw_h_cuStreamGetCaptureInfo_v3(gw_call *c);
 void gw_h_cuStreamGetCaptureInfo_v3_ptsz(gw_call *c);
+void gw_h_cuSurfObjectCreate(gw_call *c);
+void gw_h_cuTexObjectCreate(gw_call *c);
 
 static void h_cuArray3DCreate_v2(gw_call *c)
 {
@@ -4946,12 +4948,14 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuStreamWriteValue64_ptsz - 256] = h_cuStreamWriteValue64_ptsz,
     [GW_OP_cuStreamWriteValue64_v2 - 256] = h_cuStreamWriteValue64_v2,
     [GW_OP_cuStreamWriteValue64_v2_ptsz - 256] = h_cuStreamWriteValue64_v2_ptsz,
+    [GW_OP_cuSurfObjectCreate - 256] = gw_h_cuSurfObjectCreate,
     [GW_OP_cuSurfObjectDestroy - 256] = h_cuSurfObjectDestroy,
     [GW_OP_cuSurfRefSetArray - 256] = h_cuSurfRefSetArray,
     [GW_OP_cuTensorMapEncodeIm2col - 256] = h_cuTensorMapEncodeIm2col,
     [GW_OP_cuTensorMapEncodeIm2colWide - 256] = h_cuTensorMapEncodeIm2colWide,
     [GW_OP_cuTensorMapEncodeTiled - 256] = h_cuTensorMapEncodeTiled,
     [GW_OP_cuTensorMapReplaceAddress - 256] = h_cuTensorMapReplaceAddress,
+    [GW_OP_cuTexObjectCreate - 256] = gw_h_cuTexObjectCreate,
     [GW_OP_cuTexObjectDestroy - 256] = h_cuTexObjectDestroy,
     [GW_OP_cuTexRefDestroy - 256] = h_cuTexRefDestroy,
     [GW_OP_cuTexRefSetAddressMode - 256] = h_cuTexRefSetAddressMode,

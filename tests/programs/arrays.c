@@ -1,7 +1,9 @@
 /* CUDA arrays through the driver API: 2D, 3D, layered and cubemap arrays of
  * several formats; host -> array -> device -> array -> array -> host with
  * pitches and offsets, every byte checked; a sub-box written at an offset;
- * descriptors read back; boxes outside an array refused. */
+ * descriptors read back; boxes outside an array refused; texture and
+ * surface objects on an array and on device memory, their descriptors read
+ * back. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,6 +194,102 @@ static void roundtrip(const char *what, const CUDA_ARRAY3D_DESCRIPTOR *desc, int
     free(model);
 }
 
+static void same(const void *a, const void *b, size_t n, const char *what)
+{
+    if (memcmp(a, b, n))
+        FAIL("%s differs from what was given", what);
+}
+
+static void textures(void)
+{
+    CUarray arr, plain;
+    CUDA_ARRAY3D_DESCRIPTOR ad = {16, 8, 0, CU_AD_FORMAT_FLOAT, 1, CUDA_ARRAY3D_SURFACE_LDST};
+    CK(cuArray3DCreate_v2(&arr, &ad));
+    CUDA_ARRAY_DESCRIPTOR pd = {16, 8, CU_AD_FORMAT_FLOAT, 1};
+    CK(cuArrayCreate_v2(&plain, &pd));
+
+    CUDA_RESOURCE_DESC ra;
+    memset(&ra, 0, sizeof ra);
+    ra.resType = CU_RESOURCE_TYPE_ARRAY;
+    ra.res.array.hArray = arr;
+    CUDA_TEXTURE_DESC td;
+    memset(&td, 0, sizeof td);
+    td.addressMode[0] = td.addressMode[1] = CU_TR_ADDRESS_MODE_CLAMP;
+    td.filterMode = CU_TR_FILTER_MODE_POINT;
+    td.flags = CU_TRSF_NORMALIZED_COORDINATES;
+    CUDA_RESOURCE_VIEW_DESC vd;
+    memset(&vd, 0, sizeof vd);
+    vd.format = CU_RES_VIEW_FORMAT_FLOAT_1X32;
+    vd.width = 16;
+    vd.height = 8;
+    CUtexObject t1;
+    CK(cuTexObjectCreate(&t1, &ra, &td, &vd));
+    CUDA_RESOURCE_DESC rgot;
+    CUDA_TEXTURE_DESC tgot;
+    CUDA_RESOURCE_VIEW_DESC vgot;
+    CK(cuTexObjectGetResourceDesc(&rgot, t1));
+    if (rgot.resType != CU_RESOURCE_TYPE_ARRAY || rgot.res.array.hArray != arr)
+        FAIL("texture on an array: resource descriptor differs");
+    CK(cuTexObjectGetTextureDesc(&tgot, t1));
+    same(&tgot, &td, sizeof td, "texture on an array: texture descriptor");
+    CK(cuTexObjectGetResourceViewDesc(&vgot, t1));
+    same(&vgot, &vd, sizeof vd, "texture on an array: view descriptor");
+
+    CUsurfObject s1;
+    CK(cuSurfObjectCreate(&s1, &ra));
+    CK(cuSurfObjectGetResourceDesc(&rgot, s1));
+    if (rgot.resType != CU_RESOURCE_TYPE_ARRAY || rgot.res.array.hArray != arr)
+        FAIL("surface: resource descriptor differs");
+    CUsurfObject s2;
+    ra.res.array.hArray = plain; /* surfaces need a load-store array */
+    if (cuSurfObjectCreate(&s2, &ra) == CUDA_SUCCESS)
+        FAIL("a surface on an array without CUDA_ARRAY3D_SURFACE_LDST");
+
+    size_t pitch = 128;
+    CUdeviceptr dev;
+    CK(cuMemAlloc_v2(&dev, pitch * 10));
+    CUDA_RESOURCE_DESC rp;
+    memset(&rp, 0, sizeof rp);
+    rp.resType = CU_RESOURCE_TYPE_PITCH2D;
+    rp.res.pitch2D.devPtr = dev;
+    rp.res.pitch2D.format = CU_AD_FORMAT_UNSIGNED_INT8;
+    rp.res.pitch2D.numChannels = 4;
+    rp.res.pitch2D.width = 20;
+    rp.res.pitch2D.height = 10;
+    rp.res.pitch2D.pitchInBytes = pitch;
+    td.flags = CU_TRSF_READ_AS_INTEGER;
+    CUtexObject t2;
+    CK(cuTexObjectCreate(&t2, &rp, &td, NULL));
+    if (t2 == t1)
+        FAIL("two texture objects share a value");
+    CK(cuTexObjectGetResourceDesc(&rgot, t2));
+    same(&rgot, &rp, sizeof rp, "texture on pitch2D memory: resource descriptor");
+    CK(cuTexObjectGetTextureDesc(&tgot, t2));
+    same(&tgot, &td, sizeof td, "texture on pitch2D memory: texture descriptor");
+    if (cuTexObjectGetResourceViewDesc(&vgot, t2) != CUDA_ERROR_INVALID_VALUE)
+        FAIL("a view descriptor for a texture made without one");
+
+    CUDA_RESOURCE_DESC rl;
+    memset(&rl, 0, sizeof rl);
+    rl.resType = CU_RESOURCE_TYPE_LINEAR;
+    rl.res.linear.devPtr = dev;
+    rl.res.linear.format = CU_AD_FORMAT_FLOAT;
+    rl.res.linear.numChannels = 1;
+    rl.res.linear.sizeInBytes = pitch * 10;
+    CUtexObject t3;
+    CK(cuTexObjectCreate(&t3, &rl, &td, NULL));
+    CK(cuTexObjectGetResourceDesc(&rgot, t3));
+    same(&rgot, &rl, sizeof rl, "texture on linear memory: resource descriptor");
+
+    CK(cuTexObjectDestroy(t1));
+    CK(cuTexObjectDestroy(t2));
+    CK(cuTexObjectDestroy(t3));
+    CK(cuSurfObjectDestroy(s1));
+    CK(cuMemFree_v2(dev));
+    CK(cuArrayDestroy(arr));
+    CK(cuArrayDestroy(plain));
+}
+
 int main(void)
 {
     CUdevice d;
@@ -224,6 +322,8 @@ int main(void)
     CUDA_ARRAY3D_DESCRIPTOR got;
     if (cuArray3DGetDescriptor_v2(&got, (CUarray)(uintptr_t)0x5157) == CUDA_SUCCESS)
         FAIL("a descriptor for an unknown array");
+
+    textures();
 
     CK(cuDevicePrimaryCtxRelease_v2(d));
     printf("PASS arrays\n");

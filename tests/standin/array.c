@@ -122,3 +122,148 @@ CUresult sd_array_box(CUarray h, size_t x, size_t y, size_t z, size_t w, size_t 
     *height = a->rows;
     return CUDA_SUCCESS;
 }
+
+/* ---- texture and surface objects: their descriptors, nothing sampled ---- */
+typedef struct sd_texobj {
+    sd_obj h;
+    CUDA_RESOURCE_DESC res;
+    CUDA_TEXTURE_DESC tex;
+    CUDA_RESOURCE_VIEW_DESC view;
+    int has_view;
+} sd_texobj;
+
+static CUresult check_res(const CUDA_RESOURCE_DESC *r, int surface)
+{
+    if (!r || r->flags)
+        return CUDA_ERROR_INVALID_VALUE;
+    switch (r->resType) {
+    case CU_RESOURCE_TYPE_ARRAY:
+        if (!sd_obj_live(r->res.array.hArray, SD_ARRAY))
+            return CUDA_ERROR_INVALID_HANDLE;
+        if (surface && !(((const sd_array *)r->res.array.hArray)->d.Flags & CUDA_ARRAY3D_SURFACE_LDST))
+            return CUDA_ERROR_INVALID_VALUE; /* as the driver: surfaces need a load-store array */
+        return CUDA_SUCCESS;
+    case CU_RESOURCE_TYPE_LINEAR:
+        if (surface || !sd_dev_range(r->res.linear.devPtr, r->res.linear.sizeInBytes ? r->res.linear.sizeInBytes : 1))
+            return CUDA_ERROR_INVALID_VALUE;
+        return CUDA_SUCCESS;
+    case CU_RESOURCE_TYPE_PITCH2D: {
+        size_t es = elem_size(r->res.pitch2D.format, r->res.pitch2D.numChannels);
+        if (surface || !es || !r->res.pitch2D.width || !r->res.pitch2D.height ||
+            r->res.pitch2D.pitchInBytes < r->res.pitch2D.width * es ||
+            r->res.pitch2D.height > SIZE_MAX / r->res.pitch2D.pitchInBytes ||
+            !sd_dev_range(r->res.pitch2D.devPtr, r->res.pitch2D.pitchInBytes * r->res.pitch2D.height))
+            return CUDA_ERROR_INVALID_VALUE;
+        return CUDA_SUCCESS;
+    }
+    default:
+        return CUDA_ERROR_INVALID_VALUE; /* mipmapped arrays are not modelled */
+    }
+}
+
+static CUresult obj_new(int kind, const CUDA_RESOURCE_DESC *res, const CUDA_TEXTURE_DESC *tex,
+                        const CUDA_RESOURCE_VIEW_DESC *view, unsigned long long *out)
+{
+    if (!out || (kind == SD_TEXOBJ && !tex))
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    sd_ctx *c;
+    CUresult r = sd_cur(&c);
+    if (r == CUDA_SUCCESS)
+        r = check_res(res, kind == SD_SURFOBJ);
+    if (r == CUDA_SUCCESS) {
+        sd_texobj *o = calloc(1, sizeof *o);
+        if (!o || sd_obj_add(o) != 0) {
+            free(o);
+            r = CUDA_ERROR_OUT_OF_MEMORY;
+        } else {
+            o->h.kind = kind;
+            o->res = *res;
+            if (tex)
+                o->tex = *tex;
+            if (view) {
+                o->view = *view;
+                o->has_view = 1;
+            }
+            *out = (unsigned long long)(uintptr_t)o;
+        }
+    }
+    sd_unlock();
+    return r;
+}
+
+static CUresult obj_get(int kind, unsigned long long v, sd_texobj *out)
+{
+    sd_lock();
+    const void *h = (const void *)(uintptr_t)v;
+    CUresult r = sd_obj_live(h, kind) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    if (r == CUDA_SUCCESS)
+        *out = *(const sd_texobj *)h;
+    sd_unlock();
+    return r;
+}
+
+static CUresult obj_del(int kind, unsigned long long v)
+{
+    sd_lock();
+    void *h = (void *)(uintptr_t)v;
+    CUresult r = sd_obj_live(h, kind) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    if (r == CUDA_SUCCESS) {
+        sd_obj_del(h);
+        free(h);
+    }
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuTexObjectCreate(CUtexObject *p, const CUDA_RESOURCE_DESC *res, const CUDA_TEXTURE_DESC *tex,
+                                  const CUDA_RESOURCE_VIEW_DESC *view)
+{
+    return obj_new(SD_TEXOBJ, res, tex, view, p);
+}
+
+SD_API CUresult cuSurfObjectCreate(CUsurfObject *p, const CUDA_RESOURCE_DESC *res)
+{
+    return obj_new(SD_SURFOBJ, res, NULL, NULL, p);
+}
+
+SD_API CUresult cuTexObjectDestroy(CUtexObject t) { return obj_del(SD_TEXOBJ, t); }
+SD_API CUresult cuSurfObjectDestroy(CUsurfObject s) { return obj_del(SD_SURFOBJ, s); }
+
+SD_API CUresult cuTexObjectGetResourceDesc(CUDA_RESOURCE_DESC *out, CUtexObject t)
+{
+    sd_texobj o;
+    CUresult r = out ? obj_get(SD_TEXOBJ, t, &o) : CUDA_ERROR_INVALID_VALUE;
+    if (r == CUDA_SUCCESS)
+        *out = o.res;
+    return r;
+}
+
+SD_API CUresult cuTexObjectGetTextureDesc(CUDA_TEXTURE_DESC *out, CUtexObject t)
+{
+    sd_texobj o;
+    CUresult r = out ? obj_get(SD_TEXOBJ, t, &o) : CUDA_ERROR_INVALID_VALUE;
+    if (r == CUDA_SUCCESS)
+        *out = o.tex;
+    return r;
+}
+
+SD_API CUresult cuTexObjectGetResourceViewDesc(CUDA_RESOURCE_VIEW_DESC *out, CUtexObject t)
+{
+    sd_texobj o;
+    CUresult r = out ? obj_get(SD_TEXOBJ, t, &o) : CUDA_ERROR_INVALID_VALUE;
+    if (r == CUDA_SUCCESS && !o.has_view)
+        r = CUDA_ERROR_INVALID_VALUE;
+    if (r == CUDA_SUCCESS)
+        *out = o.view;
+    return r;
+}
+
+SD_API CUresult cuSurfObjectGetResourceDesc(CUDA_RESOURCE_DESC *out, CUsurfObject s)
+{
+    sd_texobj o;
+    CUresult r = out ? obj_get(SD_SURFOBJ, s, &o) : CUDA_ERROR_INVALID_VALUE;
+    if (r == CUDA_SUCCESS)
+        *out = o.res;
+    return r;
+}
