@@ -445,3 +445,37 @@ CUresult CUDAAPI cuMemcpy3DAsync_v2(const CUDA_MEMCPY3D *c, CUstream s)
 { return memcpy3d(GW_OP_cuMemcpy3DAsync_v2, GW_OP_cuMemcpy2DAsync_v2, c, 1, s); }
 CUresult CUDAAPI cuMemcpy3DAsync_v2_ptsz(const CUDA_MEMCPY3D *c, CUstream s)
 { return memcpy3d(GW_OP_cuMemcpy3DAsync_v2_ptsz, GW_OP_cuMemcpy2DAsync_v2_ptsz, c, 1, s); }
+
+/* Host <-> array by byte offset: a one-row copy of the array's first row
+ * (the offset and count must lie in it, as in a 1D array). */
+static CUresult host_array(unsigned op, unsigned op2d, int to_array, CUarray a, size_t off, void *host, size_t n,
+                           int async, CUstream st)
+{
+    gw_stat_call(op);
+    if (!n)
+        return CUDA_SUCCESS;
+    if (!host)
+        return CUDA_ERROR_INVALID_VALUE;
+    side h = {CU_MEMORYTYPE_HOST, (uint64_t)(uintptr_t)host, n, NULL, 0, 0}, arr;
+    CUresult rc = resolve_array(a, off, 0, 0, n, 1, 1, &arr);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    return to_array ? copy2d(op2d, h, arr, n, 1, async, st) : copy2d(op2d, arr, h, n, 1, async, st);
+}
+
+CUresult CUDAAPI cuMemcpyHtoA_v2(CUarray a, size_t off, const void *src, size_t n)
+{ return host_array(GW_OP_cuMemcpyHtoA_v2, GW_OP_cuMemcpy2D_v2, 1, a, off, (void *)src, n, 0, NULL); }
+CUresult CUDAAPI cuMemcpyHtoA_v2_ptds(CUarray a, size_t off, const void *src, size_t n)
+{ return host_array(GW_OP_cuMemcpyHtoA_v2_ptds, GW_OP_cuMemcpy2D_v2_ptds, 1, a, off, (void *)src, n, 0, NULL); }
+CUresult CUDAAPI cuMemcpyHtoAAsync_v2(CUarray a, size_t off, const void *src, size_t n, CUstream s)
+{ return host_array(GW_OP_cuMemcpyHtoAAsync_v2, GW_OP_cuMemcpy2DAsync_v2, 1, a, off, (void *)src, n, 1, s); }
+CUresult CUDAAPI cuMemcpyHtoAAsync_v2_ptsz(CUarray a, size_t off, const void *src, size_t n, CUstream s)
+{ return host_array(GW_OP_cuMemcpyHtoAAsync_v2_ptsz, GW_OP_cuMemcpy2DAsync_v2_ptsz, 1, a, off, (void *)src, n, 1, s); }
+CUresult CUDAAPI cuMemcpyAtoH_v2(void *dst, CUarray a, size_t off, size_t n)
+{ return host_array(GW_OP_cuMemcpyAtoH_v2, GW_OP_cuMemcpy2D_v2, 0, a, off, dst, n, 0, NULL); }
+CUresult CUDAAPI cuMemcpyAtoH_v2_ptds(void *dst, CUarray a, size_t off, size_t n)
+{ return host_array(GW_OP_cuMemcpyAtoH_v2_ptds, GW_OP_cuMemcpy2D_v2_ptds, 0, a, off, dst, n, 0, NULL); }
+CUresult CUDAAPI cuMemcpyAtoHAsync_v2(void *dst, CUarray a, size_t off, size_t n, CUstream s)
+{ return host_array(GW_OP_cuMemcpyAtoHAsync_v2, GW_OP_cuMemcpy2DAsync_v2, 0, a, off, dst, n, 1, s); }
+CUresult CUDAAPI cuMemcpyAtoHAsync_v2_ptsz(void *dst, CUarray a, size_t off, size_t n, CUstream s)
+{ return host_array(GW_OP_cuMemcpyAtoHAsync_v2_ptsz, GW_OP_cuMemcpy2DAsync_v2_ptsz, 0, a, off, dst, n, 1, s); }

@@ -389,14 +389,6 @@ int cuMemcpyAtoH(void);
 int cuMemcpyAtoH(void) { return gw_unsupported(GW_OP_cuMemcpyAtoH); }
 int cuMemcpyAtoHAsync(void);
 int cuMemcpyAtoHAsync(void) { return gw_unsupported(GW_OP_cuMemcpyAtoHAsync); }
-int cuMemcpyAtoHAsync_v2(void);
-int cuMemcpyAtoHAsync_v2(void) { return gw_unsupported(GW_OP_cuMemcpyAtoHAsync_v2); }
-int cuMemcpyAtoHAsync_v2_ptsz(void);
-int cuMemcpyAtoHAsync_v2_ptsz(void) { return gw_unsupported(GW_OP_cuMemcpyAtoHAsync_v2_ptsz); }
-int cuMemcpyAtoH_v2(void);
-int cuMemcpyAtoH_v2(void) { return gw_unsupported(GW_OP_cuMemcpyAtoH_v2); }
-int cuMemcpyAtoH_v2_ptds(void);
-int cuMemcpyAtoH_v2_ptds(void) { return gw_unsupported(GW_OP_cuMemcpyAtoH_v2_ptds); }
 int cuMemcpyBatchAsync(void);
 int cuMemcpyBatchAsync(void) { return gw_unsupported(GW_OP_cuMemcpyBatchAsync); }
 int cuMemcpyBatchAsync_ptsz(void);
@@ -419,14 +411,6 @@ int cuMemcpyHtoA(void);
 int cuMemcpyHtoA(void) { return gw_unsupported(GW_OP_cuMemcpyHtoA); }
 int cuMemcpyHtoAAsync(void);
 int cuMemcpyHtoAAsync(void) { return gw_unsupported(GW_OP_cuMemcpyHtoAAsync); }
-int cuMemcpyHtoAAsync_v2(void);
-int cuMemcpyHtoAAsync_v2(void) { return gw_unsupported(GW_OP_cuMemcpyHtoAAsync_v2); }
-int cuMemcpyHtoAAsync_v2_ptsz(void);
-int cuMemcpyHtoAAsync_v2_ptsz(void) { return gw_unsupported(GW_OP_cuMemcpyHtoAAsync_v2_ptsz); }
-int cuMemcpyHtoA_v2(void);
-int cuMemcpyHtoA_v2(void) { return gw_unsupported(GW_OP_cuMemcpyHtoA_v2); }
-int cuMemcpyHtoA_v2_ptds(void);
-int cuMemcpyHtoA_v2_ptds(void) { return gw_unsupported(GW_OP_cuMemcpyHtoA_v2_ptds); }
 int cuMemcpyHtoD(void);
 int cuMemcpyHtoD(void) { return gw_unsupported(GW_OP_cuMemcpyHtoD); }
 int cuMemcpyHtoDAsync(void);

@@ -290,6 +290,40 @@ static void textures(void)
     CK(cuArrayDestroy(plain));
 }
 
+/* host <-> a 1D array by byte offset */
+static void by_offset(void)
+{
+    CUDA_ARRAY_DESCRIPTOR d = {5000, 0, CU_AD_FORMAT_UNSIGNED_INT16, 1};
+    CUarray a;
+    CK(cuArrayCreate_v2(&a, &d));
+    size_t n = 10000;
+    unsigned char *in = malloc(n), *out = malloc(n);
+    if (!in || !out)
+        FAIL("out of host memory");
+    for (size_t i = 0; i < n; i++)
+        in[i] = pat(i, 3);
+    CK(cuMemcpyHtoA_v2(a, 0, in, n));
+    CK(cuMemcpyHtoA_v2(a, 200, in + 4000, 3000)); /* part of it again, from elsewhere */
+    memcpy(in + 200, in + 4000, 3000);
+    CUstream s;
+    CK(cuStreamCreate(&s, 0));
+    memset(out, 0, n);
+    CK(cuMemcpyAtoHAsync_v2(out, a, 0, n, s));
+    CK(cuStreamSynchronize(s));
+    if (memcmp(in, out, n))
+        FAIL("host <-> 1D array by offset: bytes differ");
+    memset(out, 0, n);
+    CK(cuMemcpyAtoH_v2(out, a, 9000, 1000));
+    if (memcmp(in + 9000, out, 1000))
+        FAIL("array -> host at an offset: bytes differ");
+    if (cuMemcpyAtoH_v2(out, a, 9001, 1000) != CUDA_ERROR_INVALID_VALUE)
+        FAIL("a copy past the array's end was not refused");
+    CK(cuStreamDestroy_v2(s));
+    CK(cuArrayDestroy(a));
+    free(in);
+    free(out);
+}
+
 int main(void)
 {
     CUdevice d;
@@ -323,6 +357,7 @@ int main(void)
     if (cuArray3DGetDescriptor_v2(&got, (CUarray)(uintptr_t)0x5157) == CUDA_SUCCESS)
         FAIL("a descriptor for an unknown array");
 
+    by_offset();
     textures();
 
     CK(cuDevicePrimaryCtxRelease_v2(d));
