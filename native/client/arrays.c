@@ -158,3 +158,116 @@ CUresult CUDAAPI cuArrayGetDescriptor_v2(CUDA_ARRAY_DESCRIPTOR *out, CUarray h)
     out->NumChannels = d.NumChannels;
     return CUDA_SUCCESS;
 }
+
+/* ---- mipmapped arrays: the descriptor and level count, for the levels'
+ * descriptors (each level an array the worker names) ---- */
+typedef struct known_mipmap {
+    CUmipmappedArray h;
+    CUDA_ARRAY3D_DESCRIPTOR d;
+    unsigned levels;
+} known_mipmap;
+
+static known_mipmap *mipmaps;
+static size_t n_mipmaps, cap_mipmaps;
+
+int gw_mipmap_desc(CUmipmappedArray h, CUDA_ARRAY3D_DESCRIPTOR *out, unsigned *levels)
+{
+    int found = 0;
+    pthread_mutex_lock(&arrays_lock);
+    for (size_t i = 0; i < n_mipmaps; i++)
+        if (mipmaps[i].h == h) {
+            if (out)
+                *out = mipmaps[i].d;
+            if (levels)
+                *levels = mipmaps[i].levels;
+            found = 1;
+            break;
+        }
+    pthread_mutex_unlock(&arrays_lock);
+    return found;
+}
+
+CUresult CUDAAPI cuMipmappedArrayCreate(CUmipmappedArray *ph, const CUDA_ARRAY3D_DESCRIPTOR *d, unsigned levels)
+{
+    if (!ph || !d)
+        return CUDA_ERROR_INVALID_VALUE;
+    CUresult rc = check(d);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    size_t big = d->Width > d->Height ? d->Width : d->Height;
+    big = big > d->Depth || (d->Flags & (CUDA_ARRAY3D_LAYERED | CUDA_ARRAY3D_CUBEMAP)) ? big : d->Depth;
+    unsigned most = 1;
+    while (big >>= 1)
+        most++;
+    rc = gwf_cuMipmappedArrayCreate(ph, d, levels);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    /* the driver clamps the count to [1, halvings down to 1] */
+    levels = levels < 1 ? 1 : levels > most ? most : levels;
+    pthread_mutex_lock(&arrays_lock);
+    if (n_mipmaps == cap_mipmaps) {
+        size_t ncap = cap_mipmaps ? cap_mipmaps * 2 : 8;
+        known_mipmap *n = realloc(mipmaps, ncap * sizeof *n);
+        if (n) {
+            mipmaps = n;
+            cap_mipmaps = ncap;
+        }
+    }
+    if (n_mipmaps < cap_mipmaps)
+        mipmaps[n_mipmaps++] = (known_mipmap){*ph, *d, levels};
+    else
+        rc = CUDA_ERROR_OUT_OF_MEMORY;
+    pthread_mutex_unlock(&arrays_lock);
+    if (rc != CUDA_SUCCESS)
+        gwf_cuMipmappedArrayDestroy(*ph);
+    return rc;
+}
+
+CUresult CUDAAPI cuMipmappedArrayDestroy(CUmipmappedArray h)
+{
+    if (!gw_mipmap_desc(h, NULL, NULL))
+        return CUDA_ERROR_INVALID_HANDLE;
+    CUresult rc = gwf_cuMipmappedArrayDestroy(h);
+    if (rc == CUDA_SUCCESS) {
+        pthread_mutex_lock(&arrays_lock);
+        for (size_t i = 0; i < n_mipmaps; i++)
+            if (mipmaps[i].h == h) {
+                mipmaps[i] = mipmaps[--n_mipmaps];
+                break;
+            }
+        pthread_mutex_unlock(&arrays_lock);
+    }
+    return rc;
+}
+
+static size_t halve(size_t n, unsigned level)
+{
+    if (!n)
+        return 0;
+    n >>= level;
+    return n ? n : 1;
+}
+
+CUresult CUDAAPI cuMipmappedArrayGetLevel(CUarray *out, CUmipmappedArray h, unsigned level)
+{
+    CUDA_ARRAY3D_DESCRIPTOR d;
+    unsigned levels;
+    if (!out)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (!gw_mipmap_desc(h, &d, &levels))
+        return CUDA_ERROR_INVALID_HANDLE;
+    if (level >= levels)
+        return CUDA_ERROR_INVALID_VALUE;
+    CUresult rc = gwf_cuMipmappedArrayGetLevel(out, h, level);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    /* a level halves each extent; layers and cube faces stay */
+    d.Width = halve(d.Width, level);
+    d.Height = halve(d.Height, level);
+    if (!(d.Flags & (CUDA_ARRAY3D_LAYERED | CUDA_ARRAY3D_CUBEMAP)))
+        d.Depth = halve(d.Depth, level);
+    CUDA_ARRAY3D_DESCRIPTOR seen;
+    if (!gw_array_desc(*out, &seen)) /* the worker names a level once: asked again, it is known */
+        rc = remember(*out, &d);
+    return rc;
+}

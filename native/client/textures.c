@@ -4,7 +4,7 @@
  * the client names. The request carries the descriptors as the application
  * wrote them (an array by the client's name; device addresses are real);
  * the worker translates the array. The client keeps the descriptors, so the
- * Get*Desc queries are answered here. Mipmapped arrays are not remoted. */
+ * Get*Desc queries are answered here. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,8 +70,8 @@ static int remember(const known_obj *o)
     return ok;
 }
 
-/* What the worker can translate: an array the client made, or device memory. */
-static CUresult check_resource(const CUDA_RESOURCE_DESC *r, unsigned op)
+/* What the worker can translate: an array or mipmapped array the client made, or device memory. */
+static CUresult check_resource(const CUDA_RESOURCE_DESC *r)
 {
     CUDA_ARRAY3D_DESCRIPTOR d;
     switch (r->resType) {
@@ -81,7 +81,7 @@ static CUresult check_resource(const CUDA_RESOURCE_DESC *r, unsigned op)
     case CU_RESOURCE_TYPE_PITCH2D:
         return CUDA_SUCCESS;
     case CU_RESOURCE_TYPE_MIPMAPPED_ARRAY:
-        return (CUresult)gw_unsupported(op); /* mipmapped arrays are not remoted yet */
+        return gw_mipmap_desc(r->res.mipmap.hMipmappedArray, NULL, NULL) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
     default:
         return CUDA_ERROR_INVALID_VALUE;
     }
@@ -90,7 +90,7 @@ static CUresult check_resource(const CUDA_RESOURCE_DESC *r, unsigned op)
 static CUresult create(unsigned op, known_obj *o)
 {
     gw_stat_call(op);
-    CUresult rc = check_resource(&o->res, op);
+    CUresult rc = check_resource(&o->res);
     if (rc != CUDA_SUCCESS)
         return rc;
     gw_req *q = gw_req_begin(op);

@@ -427,10 +427,6 @@ int cuMemsetD32(void);
 int cuMemsetD32(void) { return gw_unsupported(GW_OP_cuMemsetD32); }
 int cuMemsetD8(void);
 int cuMemsetD8(void) { return gw_unsupported(GW_OP_cuMemsetD8); }
-int cuMipmappedArrayCreate(void);
-int cuMipmappedArrayCreate(void) { return gw_unsupported(GW_OP_cuMipmappedArrayCreate); }
-int cuMipmappedArrayGetLevel(void);
-int cuMipmappedArrayGetLevel(void) { return gw_unsupported(GW_OP_cuMipmappedArrayGetLevel); }
 int cuMipmappedArrayGetMemoryRequirements(void);
 int cuMipmappedArrayGetMemoryRequirements(void) { return gw_unsupported(GW_OP_cuMipmappedArrayGetMemoryRequirements); }
 int cuMipmappedArrayGetSparseProperties(void);

@@ -3191,14 +3191,55 @@ static void h_cuMemsetD8_v2_ptds(gw_call *c)
     gw_reply_result(c, res);
 }
 
+static void h_cuMipmappedArrayCreate(gw_call *c)
+{
+    uint64_t a0_id = gw_in_u64(c);
+    CUmipmappedArray a0 = NULL;
+    size_t a1_n;
+    CUDA_ARRAY3D_DESCRIPTOR *a1 = (CUDA_ARRAY3D_DESCRIPTOR *)gw_in_array(c, sizeof(CUDA_ARRAY3D_DESCRIPTOR), &a1_n);
+    unsigned int a2 = (unsigned int)gw_in_u64(c);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuMipmappedArrayCreate: pMipmappedArrayDesc holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUmipmappedArray *, const CUDA_ARRAY3D_DESCRIPTOR *, unsigned int) = (CUresult (*)(CUmipmappedArray *, const CUDA_ARRAY3D_DESCRIPTOR *, unsigned int))gw_driver_fn(c, GW_OP_cuMipmappedArrayCreate);
+    if (!fn) return;
+    CUresult res = fn(&a0, a1, a2);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_handle_bind(c, GW_HT_CUmipmappedArray, a0_id, a0);
+    }
+}
+
 static void h_cuMipmappedArrayDestroy(gw_call *c)
 {
-    CUmipmappedArray a0 = (CUmipmappedArray)gw_in_handle(c, GW_HT_CUmipmappedArray);
+    uint64_t a0_id = gw_in_u64(c);
+    CUmipmappedArray a0 = (CUmipmappedArray)gw_handle_lookup(c, GW_HT_CUmipmappedArray, a0_id);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUmipmappedArray) = (CUresult (*)(CUmipmappedArray))gw_driver_fn(c, GW_OP_cuMipmappedArrayDestroy);
     if (!fn) return;
     CUresult res = fn(a0);
     gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        if (res == CUDA_SUCCESS) gw_handle_forget(c, GW_HT_CUmipmappedArray, a0_id);
+    }
+}
+
+static void h_cuMipmappedArrayGetLevel(gw_call *c)
+{
+    size_t a0_n;
+    CUarray *a0 = (CUarray *)gw_out_array(c, sizeof(void *), &a0_n);
+    CUmipmappedArray a1 = (CUmipmappedArray)gw_in_handle(c, GW_HT_CUmipmappedArray);
+    unsigned int a2 = (unsigned int)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuMipmappedArrayGetLevel: pLevelArray holds %zu elements, fewer than its count", a0_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUarray *, CUmipmappedArray, unsigned int) = (CUresult (*)(CUarray *, CUmipmappedArray, unsigned int))gw_driver_fn(c, GW_OP_cuMipmappedArrayGetLevel);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUarray, (void **)a0, a0_n);
+    }
 }
 
 static void h_cuModuleEnumerateFunctions(gw_call *c)
@@ -4860,7 +4901,9 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuMemsetD8Async_ptsz - 256] = h_cuMemsetD8Async_ptsz,
     [GW_OP_cuMemsetD8_v2 - 256] = h_cuMemsetD8_v2,
     [GW_OP_cuMemsetD8_v2_ptds - 256] = h_cuMemsetD8_v2_ptds,
+    [GW_OP_cuMipmappedArrayCreate - 256] = h_cuMipmappedArrayCreate,
     [GW_OP_cuMipmappedArrayDestroy - 256] = h_cuMipmappedArrayDestroy,
+    [GW_OP_cuMipmappedArrayGetLevel - 256] = h_cuMipmappedArrayGetLevel,
     [GW_OP_cuModuleEnumerateFunctions - 256] = h_cuModuleEnumerateFunctions,
     [GW_OP_cuModuleGetFunction - 256] = h_cuModuleGetFunction,
     [GW_OP_cuModuleGetFunctionCount - 256] = h_cuModuleGetFunctionCount,

@@ -3,7 +3,7 @@
  * pitches and offsets, every byte checked; a sub-box written at an offset;
  * descriptors read back; boxes outside an array refused; texture and
  * surface objects on an array and on device memory, their descriptors read
- * back. */
+ * back; a mipmapped array's levels. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -324,6 +324,73 @@ static void by_offset(void)
     free(out);
 }
 
+/* a mipmapped array: levels halve, each copied through and read back; a texture on it */
+static void mipmaps(void)
+{
+    CUDA_ARRAY3D_DESCRIPTOR d = {64, 32, 0, CU_AD_FORMAT_FLOAT, 1, 0};
+    CUmipmappedArray m;
+    CK(cuMipmappedArrayCreate(&m, &d, 4));
+    for (unsigned l = 0; l < 4; l++) {
+        CUarray a, again;
+        CK(cuMipmappedArrayGetLevel(&a, m, l));
+        CK(cuMipmappedArrayGetLevel(&again, m, l));
+        if (a != again)
+            FAIL("level %u: two handles for one level", l);
+        CUDA_ARRAY3D_DESCRIPTOR got;
+        CK(cuArray3DGetDescriptor_v2(&got, a));
+        if (got.Width != 64u >> l || got.Height != 32u >> l || got.Depth || got.Format != d.Format)
+            FAIL("level %u: descriptor %zux%zux%zu", l, got.Width, got.Height, got.Depth);
+        size_t row = got.Width * 4, n = row * got.Height;
+        unsigned char *in = malloc(n), *out = malloc(n);
+        if (!in || !out)
+            FAIL("out of host memory");
+        for (size_t i = 0; i < n; i++)
+            in[i] = pat(i, 10 + l);
+        CUDA_MEMCPY3D c = box(row, got.Height, 1);
+        c.srcMemoryType = CU_MEMORYTYPE_HOST;
+        c.srcHost = in;
+        c.srcPitch = row;
+        c.srcHeight = got.Height;
+        c.dstMemoryType = CU_MEMORYTYPE_ARRAY;
+        c.dstArray = a;
+        CK(cuMemcpy3D_v2(&c));
+        c = box(row, got.Height, 1);
+        c.srcMemoryType = CU_MEMORYTYPE_ARRAY;
+        c.srcArray = a;
+        c.dstMemoryType = CU_MEMORYTYPE_HOST;
+        c.dstHost = out;
+        c.dstPitch = row;
+        c.dstHeight = got.Height;
+        CK(cuMemcpy3D_v2(&c));
+        if (memcmp(in, out, n))
+            FAIL("level %u: bytes differ", l);
+        free(in);
+        free(out);
+    }
+    CUarray none;
+    if (cuMipmappedArrayGetLevel(&none, m, 4) == CUDA_SUCCESS)
+        FAIL("a level past the last");
+
+    CUDA_RESOURCE_DESC r;
+    memset(&r, 0, sizeof r);
+    r.resType = CU_RESOURCE_TYPE_MIPMAPPED_ARRAY;
+    r.res.mipmap.hMipmappedArray = m;
+    CUDA_TEXTURE_DESC t;
+    memset(&t, 0, sizeof t);
+    t.filterMode = CU_TR_FILTER_MODE_LINEAR;
+    t.mipmapFilterMode = CU_TR_FILTER_MODE_LINEAR;
+    t.maxMipmapLevelClamp = 3.0f;
+    t.flags = CU_TRSF_NORMALIZED_COORDINATES;
+    CUtexObject tex;
+    CK(cuTexObjectCreate(&tex, &r, &t, NULL));
+    CUDA_RESOURCE_DESC rgot;
+    CK(cuTexObjectGetResourceDesc(&rgot, tex));
+    if (rgot.resType != CU_RESOURCE_TYPE_MIPMAPPED_ARRAY || rgot.res.mipmap.hMipmappedArray != m)
+        FAIL("texture on a mipmapped array: resource descriptor differs");
+    CK(cuTexObjectDestroy(tex));
+    CK(cuMipmappedArrayDestroy(m));
+}
+
 int main(void)
 {
     CUdevice d;
@@ -359,6 +426,7 @@ int main(void)
 
     by_offset();
     textures();
+    mipmaps();
 
     CK(cuDevicePrimaryCtxRelease_v2(d));
     printf("PASS arrays\n");

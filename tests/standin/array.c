@@ -1,4 +1,4 @@
-/* TEST DOUBLE: CUDA arrays as plain host memory (rows of Width elements,
+/* TEST DOUBLE: CUDA arrays (and mipmapped arrays, an array per level) as plain host memory (rows of Width elements,
  * Height rows, Depth slices, each at least 1) kept with their descriptor;
  * copy.c reads and writes them. Texture and surface objects are opaque
  * handles that keep the descriptors they were made with (no sampling). */
@@ -156,8 +156,12 @@ static CUresult check_res(const CUDA_RESOURCE_DESC *r, int surface)
             return CUDA_ERROR_INVALID_VALUE;
         return CUDA_SUCCESS;
     }
+    case CU_RESOURCE_TYPE_MIPMAPPED_ARRAY:
+        if (surface)
+            return CUDA_ERROR_INVALID_VALUE;
+        return sd_obj_live(r->res.mipmap.hMipmappedArray, SD_MIPMAP) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
     default:
-        return CUDA_ERROR_INVALID_VALUE; /* mipmapped arrays are not modelled */
+        return CUDA_ERROR_INVALID_VALUE;
     }
 }
 
@@ -265,5 +269,81 @@ SD_API CUresult cuSurfObjectGetResourceDesc(CUDA_RESOURCE_DESC *out, CUsurfObjec
     CUresult r = out ? obj_get(SD_SURFOBJ, s, &o) : CUDA_ERROR_INVALID_VALUE;
     if (r == CUDA_SUCCESS)
         *out = o.res;
+    return r;
+}
+
+/* ---- mipmapped arrays: one array per level ---- */
+typedef struct sd_mipmap {
+    sd_obj h;
+    unsigned levels;
+    CUarray level[32];
+} sd_mipmap;
+
+SD_API CUresult cuMipmappedArrayCreate(CUmipmappedArray *ph, const CUDA_ARRAY3D_DESCRIPTOR *d, unsigned levels)
+{
+    if (!ph || !d)
+        return CUDA_ERROR_INVALID_VALUE;
+    int stay = (d->Flags & (CUDA_ARRAY3D_LAYERED | CUDA_ARRAY3D_CUBEMAP)) != 0; /* layers and faces */
+    size_t big = d->Width > d->Height ? d->Width : d->Height;
+    if (!stay && d->Depth > big)
+        big = d->Depth;
+    unsigned most = 1;
+    while (big >>= 1)
+        most++;
+    levels = levels < 1 ? 1 : levels > most ? most : levels; /* clamped, as the driver does */
+    sd_mipmap *m = calloc(1, sizeof *m);
+    if (!m)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    CUresult r = CUDA_SUCCESS;
+    for (unsigned i = 0; i < levels && r == CUDA_SUCCESS; i++) {
+        CUDA_ARRAY3D_DESCRIPTOR l = *d;
+        l.Width = d->Width >> i ? d->Width >> i : 1;
+        l.Height = !d->Height ? 0 : d->Height >> i ? d->Height >> i : 1;
+        if (!stay)
+            l.Depth = !d->Depth ? 0 : d->Depth >> i ? d->Depth >> i : 1;
+        r = make(&m->level[i], &l);
+        if (r == CUDA_SUCCESS)
+            m->levels = i + 1;
+    }
+    sd_lock();
+    if (r == CUDA_SUCCESS && sd_obj_add(m) != 0)
+        r = CUDA_ERROR_OUT_OF_MEMORY;
+    sd_unlock();
+    if (r != CUDA_SUCCESS) {
+        for (unsigned i = 0; i < m->levels; i++)
+            cuArrayDestroy(m->level[i]);
+        free(m);
+        return r;
+    }
+    m->h.kind = SD_MIPMAP;
+    *ph = (CUmipmappedArray)m;
+    return CUDA_SUCCESS;
+}
+
+SD_API CUresult cuMipmappedArrayGetLevel(CUarray *out, CUmipmappedArray h, unsigned level)
+{
+    sd_lock();
+    CUresult r = !out ? CUDA_ERROR_INVALID_VALUE : sd_obj_live(h, SD_MIPMAP) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    if (r == CUDA_SUCCESS && level >= ((sd_mipmap *)h)->levels)
+        r = CUDA_ERROR_INVALID_VALUE;
+    if (r == CUDA_SUCCESS)
+        *out = ((sd_mipmap *)h)->level[level];
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuMipmappedArrayDestroy(CUmipmappedArray h)
+{
+    sd_lock();
+    CUresult r = sd_obj_live(h, SD_MIPMAP) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    if (r == CUDA_SUCCESS)
+        sd_obj_del(h);
+    sd_unlock();
+    if (r == CUDA_SUCCESS) {
+        sd_mipmap *m = (sd_mipmap *)h;
+        for (unsigned i = 0; i < m->levels; i++)
+            cuArrayDestroy(m->level[i]);
+        free(m);
+    }
     return r;
 }
