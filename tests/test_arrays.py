@@ -32,14 +32,17 @@ def band(width: int, rows: int, array_id: int = 0x10001) -> bytes:
 
 
 HOSTILE = [
-    ("4 MiB + 1 row", band((4 << 20) + 1, 1), "over the chunk size"),
-    ("2^32 x 2^32 overflow", band(1 << 32, 1 << 32), "over the chunk size"),
-    ("cut short", band(16, 1)[:-4], "cuMemcpy2D_v2"),
+    ("4 MiB + 1 row", "cuMemcpy2D_v2", band((4 << 20) + 1, 1), "over the chunk size"),
+    ("2^32 x 2^32 overflow", "cuMemcpy2D_v2", band(1 << 32, 1 << 32), "over the chunk size"),
+    ("band cut short", "cuMemcpy2D_v2", band(16, 1)[:-4], "cuMemcpy2D_v2"),
+    ("texture descriptors cut short", "cuTexObjectCreate", bytes(100), "truncated"),
+    ("surface descriptor cut short", "cuSurfObjectCreate", bytes(8), "truncated"),
 ]
 
 
-@pytest.mark.parametrize("what,payload,reason", HOSTILE, ids=[h[0] for h in HOSTILE])
-def test_hostile_array_bands_end_the_session(server, what, payload, reason):
-    """The worker bounds every band with an array side as it does others: its
-    bytes fit one chunk, its fields are all there."""
-    assert_malformed_ends_session(server, frame(op_id("cuMemcpy2D_v2"), payload), reason)
+@pytest.mark.parametrize("what,op,payload,reason", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_array_requests_end_the_session(server, what, op, payload, reason):
+    """The worker bounds every band with an array side as it does others (its
+    bytes fit one chunk, its fields are all there), and reads a texture's or
+    surface's descriptors only when they are all there."""
+    assert_malformed_ends_session(server, frame(op_id(op), payload), reason)

@@ -391,6 +391,34 @@ static void mipmaps(void)
     CK(cuMipmappedArrayDestroy(m));
 }
 
+/* cudart and Ollama find entry points with cuGetProcAddress: the same functions */
+static void proc_addresses(void)
+{
+    struct { const char *name; int ver; void *want; } t[] = {
+        {"cuArrayCreate", 3020, (void *)cuArrayCreate_v2},
+        {"cuArray3DCreate", 3020, (void *)cuArray3DCreate_v2},
+        {"cuArrayGetDescriptor", 3020, (void *)cuArrayGetDescriptor_v2},
+        {"cuArray3DGetDescriptor", 3020, (void *)cuArray3DGetDescriptor_v2},
+        {"cuArrayDestroy", 2000, (void *)cuArrayDestroy},
+        {"cuMemcpy3D", 3020, (void *)cuMemcpy3D_v2},
+        {"cuMemcpy3DAsync", 3020, (void *)cuMemcpy3DAsync_v2},
+        {"cuMemcpy2D", 3020, (void *)cuMemcpy2D_v2},
+        {"cuMemcpyHtoA", 3020, (void *)cuMemcpyHtoA_v2},
+        {"cuMemcpyAtoH", 3020, (void *)cuMemcpyAtoH_v2},
+        {"cuTexObjectCreate", 5000, (void *)cuTexObjectCreate},
+        {"cuSurfObjectCreate", 5000, (void *)cuSurfObjectCreate},
+        {"cuMipmappedArrayCreate", 5000, (void *)cuMipmappedArrayCreate},
+        {"cuMipmappedArrayGetLevel", 5000, (void *)cuMipmappedArrayGetLevel},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        void *p = NULL;
+        CUdriverProcAddressQueryResult st;
+        CK(cuGetProcAddress(t[i].name, &p, 13000, CU_GET_PROC_ADDRESS_DEFAULT, &st));
+        if (st != CU_GET_PROC_ADDRESS_SUCCESS || p != t[i].want)
+            FAIL("cuGetProcAddress(%s) is not the linked %s", t[i].name, t[i].name);
+    }
+}
+
 int main(void)
 {
     CUdevice d;
@@ -424,6 +452,7 @@ int main(void)
     if (cuArray3DGetDescriptor_v2(&got, (CUarray)(uintptr_t)0x5157) == CUDA_SUCCESS)
         FAIL("a descriptor for an unknown array");
 
+    proc_addresses();
     by_offset();
     textures();
     mipmaps();
