@@ -127,6 +127,10 @@ GW_HIDDEN void gw_mem_track_device(CUdeviceptr p, size_t size);
 GW_HIDDEN void gw_mem_untrack_device(CUdeviceptr p);
 GW_HIDDEN gw_mem_kind gw_mem_classify(uint64_t addr);
 GW_HIDDEN int gw_mem_is_device_range(uint64_t addr, uint64_t n); /* inside one known device allocation */
+/* CUDA arrays the client created (arrays.c) */
+GW_HIDDEN int gw_array_desc(CUarray h, CUDA_ARRAY3D_DESCRIPTOR *out); /* 0: not a live array */
+GW_HIDDEN size_t gw_array_elem_size(CUarray_format f, unsigned channels); /* 0: not remoted */
+GW_HIDDEN int gw_mipmap_desc(CUmipmappedArray h, CUDA_ARRAY3D_DESCRIPTOR *out, unsigned *levels); /* 0: unknown */
 GW_HIDDEN int gw_mem_is_pinned_range(uint64_t addr, uint64_t n); /* inside one pinned host allocation */
 
 /* ---- device-to-host copies into pinned memory that land without a wait (landings.c) ---- */

@@ -234,17 +234,31 @@ CUresult CUDAAPI cuMemcpyAsync_ptsz(CUdeviceptr dst, CUdeviceptr src, size_t n, 
 /* ---- 2D and 3D ---- */
 
 typedef struct side {
-    CUmemorytype type; /* HOST or DEVICE after resolving UNIFIED */
-    uint64_t base;     /* address of (x, y) = (0, 0) of the region */
+    CUmemorytype type; /* HOST, DEVICE or ARRAY after resolving UNIFIED */
+    uint64_t base;     /* address of (x, y) = (0, 0) of the region; an array: x in bytes */
     size_t pitch;
+    CUarray arr;       /* an array side: the array, its row y and slice z */
+    size_t y, z;
 } side;
 
-static CUresult resolve(CUmemorytype t, const void *host, CUdeviceptr dev, CUarray arr, size_t x, size_t y,
+/* An array side, checked against the array's descriptor: the worker's driver
+ * would refuse a box outside it too, but only after the bytes had travelled. */
+static CUresult resolve_array(CUarray arr, size_t x, size_t y, size_t z, size_t w, size_t h, size_t d, side *out)
+{
+    CUDA_ARRAY3D_DESCRIPTOR ad;
+    if (!gw_array_desc(arr, &ad))
+        return CUDA_ERROR_INVALID_VALUE;
+    size_t row = ad.Width * gw_array_elem_size(ad.Format, ad.NumChannels);
+    size_t rows = ad.Height ? ad.Height : 1, slices = ad.Depth ? ad.Depth : 1;
+    if (x > row || w > row - x || y > rows || h > rows - y || z > slices || d > slices - z)
+        return CUDA_ERROR_INVALID_VALUE;
+    *out = (side){CU_MEMORYTYPE_ARRAY, x, row, arr, y, z};
+    return CUDA_SUCCESS;
+}
+
+static CUresult resolve(CUmemorytype t, const void *host, CUdeviceptr dev, size_t x, size_t y,
                         size_t pitch, side *out)
 {
-    (void)arr; /* only read when the memory type says ARRAY */
-    if (t == CU_MEMORYTYPE_ARRAY)
-        return (CUresult)gw_unsupported(GW_OP_cuMemcpy2D_v2); /* CUDA arrays are not remoted yet */
     uint64_t base;
     if (t == CU_MEMORYTYPE_UNIFIED) { /* the address is in the device field either way */
         base = dev;
@@ -256,10 +270,34 @@ static CUresult resolve(CUmemorytype t, const void *host, CUdeviceptr dev, CUarr
     } else {
         return CUDA_ERROR_INVALID_VALUE;
     }
-    out->type = t;
-    out->pitch = pitch;
-    out->base = base + y * pitch + x;
+    *out = (side){t, base + y * pitch + x, pitch, NULL, 0, 0};
     return CUDA_SUCCESS;
+}
+
+/* Moves a side's origin by dx bytes and dy rows. */
+static void advance(side *s, size_t dx, size_t dy)
+{
+    if (s->type == CU_MEMORYTYPE_ARRAY) {
+        s->base += dx;
+        s->y += dy;
+    } else {
+        s->base += dy * s->pitch + dx;
+    }
+}
+
+static void put_side(gw_req *q, const side *s)
+{
+    gw_put_u32(q, s->type);
+    if (s->type == CU_MEMORYTYPE_ARRAY) {
+        gw_put_u64(q, (uint64_t)(uintptr_t)s->arr);
+        gw_put_u64(q, 0);
+        gw_put_u64(q, s->base);
+        gw_put_u64(q, s->y);
+        gw_put_u64(q, s->z);
+    } else {
+        gw_put_u64(q, s->type == CU_MEMORYTYPE_DEVICE ? s->base : 0);
+        gw_put_u64(q, s->pitch);
+    }
 }
 
 /* One band of rows: at most GW_COPY_CHUNK bytes of packed data. */
@@ -272,12 +310,8 @@ static CUresult band(unsigned op, const side *s, const side *d, size_t width, si
     }
     gw_req *q = gw_req_begin_quiet(op);
     gw_put_u64(q, async ? (uint64_t)(uintptr_t)st : 0);
-    gw_put_u32(q, s->type);
-    gw_put_u64(q, s->type == CU_MEMORYTYPE_DEVICE ? s->base : 0);
-    gw_put_u64(q, s->pitch);
-    gw_put_u32(q, d->type);
-    gw_put_u64(q, d->type == CU_MEMORYTYPE_DEVICE ? d->base : 0);
-    gw_put_u64(q, d->pitch);
+    put_side(q, s);
+    put_side(q, d);
     gw_put_u64(q, width);
     gw_put_u64(q, rows);
     if (s->type == CU_MEMORYTYPE_HOST)
@@ -309,14 +343,17 @@ static CUresult copy2d(unsigned op, side s, side d, size_t width, size_t height,
     if (width > GW_COPY_CHUNK) { /* very wide rows: one 1D copy per row */
         for (size_t y = 0; y < height; y++) {
             side sr = s, dr = d;
-            sr.base += y * s.pitch;
-            dr.base += y * d.pitch;
-            sr.pitch = dr.pitch = width;
+            advance(&sr, 0, y);
+            advance(&dr, 0, y);
+            if (sr.type != CU_MEMORYTYPE_ARRAY)
+                sr.pitch = width;
+            if (dr.type != CU_MEMORYTYPE_ARRAY)
+                dr.pitch = width;
             for (size_t x = 0; x < width; x += GW_COPY_CHUNK) {
                 size_t w = width - x < GW_COPY_CHUNK ? width - x : GW_COPY_CHUNK;
                 side sx = sr, dx = dr;
-                sx.base += x;
-                dx.base += x;
+                advance(&sx, x, 0);
+                advance(&dx, x, 0);
                 CUresult rc = band(op, &sx, &dx, w, 1, async, st);
                 if (rc != CUDA_SUCCESS)
                     return rc;
@@ -328,8 +365,8 @@ static CUresult copy2d(unsigned op, side s, side d, size_t width, size_t height,
     for (size_t y = 0; y < height; y += per) {
         size_t rows = height - y < per ? height - y : per;
         side sb = s, db = d;
-        sb.base += y * s.pitch;
-        db.base += y * d.pitch;
+        advance(&sb, 0, y);
+        advance(&db, 0, y);
         CUresult rc = band(op, &sb, &db, width, rows, async, st);
         if (rc != CUDA_SUCCESS)
             return rc;
@@ -347,11 +384,13 @@ static CUresult memcpy2d(unsigned op, const CUDA_MEMCPY2D *c, int async, CUstrea
     if (c->dstPitch && c->WidthInBytes > c->dstPitch && c->Height > 1)
         return CUDA_ERROR_INVALID_VALUE;
     side s, d;
-    CUresult rc = resolve(c->srcMemoryType, c->srcHost, c->srcDevice, c->srcArray, c->srcXInBytes, c->srcY,
-                          c->srcPitch, &s);
+    CUresult rc = c->srcMemoryType == CU_MEMORYTYPE_ARRAY
+                      ? resolve_array(c->srcArray, c->srcXInBytes, c->srcY, 0, c->WidthInBytes, c->Height, 1, &s)
+                      : resolve(c->srcMemoryType, c->srcHost, c->srcDevice, c->srcXInBytes, c->srcY, c->srcPitch, &s);
     if (rc == CUDA_SUCCESS)
-        rc = resolve(c->dstMemoryType, c->dstHost, c->dstDevice, c->dstArray, c->dstXInBytes, c->dstY, c->dstPitch,
-                     &d);
+        rc = c->dstMemoryType == CU_MEMORYTYPE_ARRAY
+                 ? resolve_array(c->dstArray, c->dstXInBytes, c->dstY, 0, c->WidthInBytes, c->Height, 1, &d)
+                 : resolve(c->dstMemoryType, c->dstHost, c->dstDevice, c->dstXInBytes, c->dstY, c->dstPitch, &d);
     if (rc != CUDA_SUCCESS)
         return rc;
     return copy2d(op, s, d, c->WidthInBytes, c->Height, async, st);
@@ -368,7 +407,8 @@ CUresult CUDAAPI cuMemcpy2DAsync_v2(const CUDA_MEMCPY2D *c, CUstream s)
 CUresult CUDAAPI cuMemcpy2DAsync_v2_ptsz(const CUDA_MEMCPY2D *c, CUstream s)
 { return memcpy2d(GW_OP_cuMemcpy2DAsync_v2_ptsz, c, 1, s); }
 
-/* 3D: each z-slice is a 2D copy whose first row is y + (z0 + z) * height. */
+/* 3D: each z-slice is a 2D copy whose first row is y + (z0 + z) * height,
+ * or, in an array, slice z0 + z. */
 static CUresult memcpy3d(unsigned op, unsigned op2d, const CUDA_MEMCPY3D *c, int async, CUstream st)
 {
     gw_stat_call(op);
@@ -378,11 +418,17 @@ static CUresult memcpy3d(unsigned op, unsigned op2d, const CUDA_MEMCPY3D *c, int
         return CUDA_ERROR_INVALID_VALUE;
     for (size_t z = 0; z < c->Depth; z++) {
         side s, d;
-        CUresult rc = resolve(c->srcMemoryType, c->srcHost, c->srcDevice, c->srcArray, c->srcXInBytes,
-                              c->srcY + (c->srcZ + z) * c->srcHeight, c->srcPitch, &s);
+        CUresult rc = c->srcMemoryType == CU_MEMORYTYPE_ARRAY
+                          ? resolve_array(c->srcArray, c->srcXInBytes, c->srcY, c->srcZ + z, c->WidthInBytes,
+                                          c->Height, 1, &s)
+                          : resolve(c->srcMemoryType, c->srcHost, c->srcDevice, c->srcXInBytes,
+                                    c->srcY + (c->srcZ + z) * c->srcHeight, c->srcPitch, &s);
         if (rc == CUDA_SUCCESS)
-            rc = resolve(c->dstMemoryType, c->dstHost, c->dstDevice, c->dstArray, c->dstXInBytes,
-                         c->dstY + (c->dstZ + z) * c->dstHeight, c->dstPitch, &d);
+            rc = c->dstMemoryType == CU_MEMORYTYPE_ARRAY
+                     ? resolve_array(c->dstArray, c->dstXInBytes, c->dstY, c->dstZ + z, c->WidthInBytes, c->Height,
+                                     1, &d)
+                     : resolve(c->dstMemoryType, c->dstHost, c->dstDevice, c->dstXInBytes,
+                               c->dstY + (c->dstZ + z) * c->dstHeight, c->dstPitch, &d);
         if (rc == CUDA_SUCCESS)
             rc = copy2d(op2d, s, d, c->WidthInBytes, c->Height, async, st);
         if (rc != CUDA_SUCCESS)
@@ -399,3 +445,37 @@ CUresult CUDAAPI cuMemcpy3DAsync_v2(const CUDA_MEMCPY3D *c, CUstream s)
 { return memcpy3d(GW_OP_cuMemcpy3DAsync_v2, GW_OP_cuMemcpy2DAsync_v2, c, 1, s); }
 CUresult CUDAAPI cuMemcpy3DAsync_v2_ptsz(const CUDA_MEMCPY3D *c, CUstream s)
 { return memcpy3d(GW_OP_cuMemcpy3DAsync_v2_ptsz, GW_OP_cuMemcpy2DAsync_v2_ptsz, c, 1, s); }
+
+/* Host <-> array by byte offset: a one-row copy of the array's first row
+ * (the offset and count must lie in it, as in a 1D array). */
+static CUresult host_array(unsigned op, unsigned op2d, int to_array, CUarray a, size_t off, void *host, size_t n,
+                           int async, CUstream st)
+{
+    gw_stat_call(op);
+    if (!n)
+        return CUDA_SUCCESS;
+    if (!host)
+        return CUDA_ERROR_INVALID_VALUE;
+    side h = {CU_MEMORYTYPE_HOST, (uint64_t)(uintptr_t)host, n, NULL, 0, 0}, arr;
+    CUresult rc = resolve_array(a, off, 0, 0, n, 1, 1, &arr);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    return to_array ? copy2d(op2d, h, arr, n, 1, async, st) : copy2d(op2d, arr, h, n, 1, async, st);
+}
+
+CUresult CUDAAPI cuMemcpyHtoA_v2(CUarray a, size_t off, const void *src, size_t n)
+{ return host_array(GW_OP_cuMemcpyHtoA_v2, GW_OP_cuMemcpy2D_v2, 1, a, off, (void *)src, n, 0, NULL); }
+CUresult CUDAAPI cuMemcpyHtoA_v2_ptds(CUarray a, size_t off, const void *src, size_t n)
+{ return host_array(GW_OP_cuMemcpyHtoA_v2_ptds, GW_OP_cuMemcpy2D_v2_ptds, 1, a, off, (void *)src, n, 0, NULL); }
+CUresult CUDAAPI cuMemcpyHtoAAsync_v2(CUarray a, size_t off, const void *src, size_t n, CUstream s)
+{ return host_array(GW_OP_cuMemcpyHtoAAsync_v2, GW_OP_cuMemcpy2DAsync_v2, 1, a, off, (void *)src, n, 1, s); }
+CUresult CUDAAPI cuMemcpyHtoAAsync_v2_ptsz(CUarray a, size_t off, const void *src, size_t n, CUstream s)
+{ return host_array(GW_OP_cuMemcpyHtoAAsync_v2_ptsz, GW_OP_cuMemcpy2DAsync_v2_ptsz, 1, a, off, (void *)src, n, 1, s); }
+CUresult CUDAAPI cuMemcpyAtoH_v2(void *dst, CUarray a, size_t off, size_t n)
+{ return host_array(GW_OP_cuMemcpyAtoH_v2, GW_OP_cuMemcpy2D_v2, 0, a, off, dst, n, 0, NULL); }
+CUresult CUDAAPI cuMemcpyAtoH_v2_ptds(void *dst, CUarray a, size_t off, size_t n)
+{ return host_array(GW_OP_cuMemcpyAtoH_v2_ptds, GW_OP_cuMemcpy2D_v2_ptds, 0, a, off, dst, n, 0, NULL); }
+CUresult CUDAAPI cuMemcpyAtoHAsync_v2(void *dst, CUarray a, size_t off, size_t n, CUstream s)
+{ return host_array(GW_OP_cuMemcpyAtoHAsync_v2, GW_OP_cuMemcpy2DAsync_v2, 0, a, off, dst, n, 1, s); }
+CUresult CUDAAPI cuMemcpyAtoHAsync_v2_ptsz(void *dst, CUarray a, size_t off, size_t n, CUstream s)
+{ return host_array(GW_OP_cuMemcpyAtoHAsync_v2_ptsz, GW_OP_cuMemcpy2DAsync_v2_ptsz, 0, a, off, dst, n, 1, s); }

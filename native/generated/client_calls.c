@@ -3,8 +3,56 @@
 
 #include "../client/client.h"
 
+#undef cuArray3DCreate_v2
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuArray3DCreate_v2(CUarray * pHandle, const CUDA_ARRAY3D_DESCRIPTOR * pAllocateArray)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuArray3DCreate_v2);
+    if (!pHandle)
+        return CUDA_ERROR_INVALID_VALUE;
+    uint64_t pHandle_id = gw_new_handle_id();
+    gw_put_u64(q, pHandle_id);
+    gw_put_in(q, pAllocateArray, pAllocateArray ? (size_t)(1) * sizeof(CUDA_ARRAY3D_DESCRIPTOR) : 0);
+    CUresult res;
+    if (gw_may_post()) {
+        res = gw_req_post(q);
+    } else { /* the caller needs the verdict now */
+        gw_req_set_flags(q, GW_F_COLLECT);
+        gw_rep *r;
+        res = gw_req_call(q, &r);
+        gw_rep_end(r);
+    }
+    if (res == CUDA_SUCCESS) {
+        *pHandle = (CUarray)(uintptr_t)pHandle_id;
+    }
+    return res;
+}
+
+#undef cuArrayCreate_v2
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuArrayCreate_v2(CUarray * pHandle, const CUDA_ARRAY_DESCRIPTOR * pAllocateArray)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuArrayCreate_v2);
+    if (!pHandle)
+        return CUDA_ERROR_INVALID_VALUE;
+    uint64_t pHandle_id = gw_new_handle_id();
+    gw_put_u64(q, pHandle_id);
+    gw_put_in(q, pAllocateArray, pAllocateArray ? (size_t)(1) * sizeof(CUDA_ARRAY_DESCRIPTOR) : 0);
+    CUresult res;
+    if (gw_may_post()) {
+        res = gw_req_post(q);
+    } else { /* the caller needs the verdict now */
+        gw_req_set_flags(q, GW_F_COLLECT);
+        gw_rep *r;
+        res = gw_req_call(q, &r);
+        gw_rep_end(r);
+    }
+    if (res == CUDA_SUCCESS) {
+        *pHandle = (CUarray)(uintptr_t)pHandle_id;
+    }
+    return res;
+}
+
 #undef cuArrayDestroy
-CUresult CUDAAPI cuArrayDestroy(CUarray hArray)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuArrayDestroy(CUarray hArray)
 {
     gw_req *q = gw_req_begin(GW_OP_cuArrayDestroy);
     gw_put_u64(q, (uint64_t)(uintptr_t)hArray);
@@ -3123,13 +3171,55 @@ CUresult CUDAAPI cuMemsetD8_v2_ptds(CUdeviceptr dstDevice, unsigned char uc, siz
     return res;
 }
 
+#undef cuMipmappedArrayCreate
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMipmappedArrayCreate(CUmipmappedArray * pHandle, const CUDA_ARRAY3D_DESCRIPTOR * pMipmappedArrayDesc, unsigned int numMipmapLevels)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuMipmappedArrayCreate);
+    if (!pHandle)
+        return CUDA_ERROR_INVALID_VALUE;
+    uint64_t pHandle_id = gw_new_handle_id();
+    gw_put_u64(q, pHandle_id);
+    gw_put_in(q, pMipmappedArrayDesc, pMipmappedArrayDesc ? (size_t)(1) * sizeof(CUDA_ARRAY3D_DESCRIPTOR) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)numMipmapLevels);
+    CUresult res;
+    if (gw_may_post()) {
+        res = gw_req_post(q);
+    } else { /* the caller needs the verdict now */
+        gw_req_set_flags(q, GW_F_COLLECT);
+        gw_rep *r;
+        res = gw_req_call(q, &r);
+        gw_rep_end(r);
+    }
+    if (res == CUDA_SUCCESS) {
+        *pHandle = (CUmipmappedArray)(uintptr_t)pHandle_id;
+    }
+    return res;
+}
+
 #undef cuMipmappedArrayDestroy
-CUresult CUDAAPI cuMipmappedArrayDestroy(CUmipmappedArray hMipmappedArray)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMipmappedArrayDestroy(CUmipmappedArray hMipmappedArray)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMipmappedArrayDestroy);
     gw_put_u64(q, (uint64_t)(uintptr_t)hMipmappedArray);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuMipmappedArrayGetLevel
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMipmappedArrayGetLevel(CUarray * pLevelArray, CUmipmappedArray hMipmappedArray, unsigned int level)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuMipmappedArrayGetLevel);
+    gw_put_out(q, pLevelArray, pLevelArray ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hMipmappedArray);
+    gw_put_u64(q, (uint64_t)(int64_t)level);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (pLevelArray) gw_get_handles(r, (void **)pLevelArray, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
     gw_rep_end(r);
     return res;
 }
@@ -4230,7 +4320,7 @@ CUresult CUDAAPI cuStreamWriteValue64_v2_ptsz(CUstream stream, CUdeviceptr addr,
 }
 
 #undef cuSurfObjectDestroy
-CUresult CUDAAPI cuSurfObjectDestroy(CUsurfObject surfObject)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuSurfObjectDestroy(CUsurfObject surfObject)
 {
     gw_req *q = gw_req_begin(GW_OP_cuSurfObjectDestroy);
     gw_put_u64(q, (uint64_t)(int64_t)surfObject);
@@ -4355,7 +4445,7 @@ CUresult CUDAAPI cuTensorMapReplaceAddress(CUtensorMap * tensorMap, void * globa
 }
 
 #undef cuTexObjectDestroy
-CUresult CUDAAPI cuTexObjectDestroy(CUtexObject texObject)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuTexObjectDestroy(CUtexObject texObject)
 {
     gw_req *q = gw_req_begin(GW_OP_cuTexObjectDestroy);
     gw_put_u64(q, (uint64_t)(int64_t)texObject);

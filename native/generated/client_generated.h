@@ -105,6 +105,9 @@ CUresult CUDAAPI cuStreamWriteValue64_v2_ptsz(CUstream stream, CUdeviceptr addr,
 CUresult CUDAAPI cuWaitExternalSemaphoresAsync_ptsz(const CUexternalSemaphore * extSemArray, const CUDA_EXTERNAL_SEMAPHORE_WAIT_PARAMS * paramsArray, unsigned int numExtSems, CUstream stream);
 
 /* Generated forwarders behind hand-written client wrappers. */
+CUresult CUDAAPI gwf_cuArray3DCreate_v2(CUarray * pHandle, const CUDA_ARRAY3D_DESCRIPTOR * pAllocateArray);
+CUresult CUDAAPI gwf_cuArrayCreate_v2(CUarray * pHandle, const CUDA_ARRAY_DESCRIPTOR * pAllocateArray);
+CUresult CUDAAPI gwf_cuArrayDestroy(CUarray hArray);
 CUresult CUDAAPI gwf_cuCtxDestroy(CUcontext ctx);
 CUresult CUDAAPI gwf_cuCtxDestroy_v2(CUcontext ctx);
 CUresult CUDAAPI gwf_cuCtxGetDevice(CUdevice * device);
@@ -149,6 +152,9 @@ CUresult CUDAAPI gwf_cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hStream);
 CUresult CUDAAPI gwf_cuMemFree_v2(CUdeviceptr dptr);
 CUresult CUDAAPI gwf_cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle, unsigned long long flags);
 CUresult CUDAAPI gwf_cuMemUnmap(CUdeviceptr ptr, size_t size);
+CUresult CUDAAPI gwf_cuMipmappedArrayCreate(CUmipmappedArray * pHandle, const CUDA_ARRAY3D_DESCRIPTOR * pMipmappedArrayDesc, unsigned int numMipmapLevels);
+CUresult CUDAAPI gwf_cuMipmappedArrayDestroy(CUmipmappedArray hMipmappedArray);
+CUresult CUDAAPI gwf_cuMipmappedArrayGetLevel(CUarray * pLevelArray, CUmipmappedArray hMipmappedArray, unsigned int level);
 CUresult CUDAAPI gwf_cuModuleGetFunction(CUfunction * hfunc, CUmodule hmod, const char * name);
 CUresult CUDAAPI gwf_cuModuleGetGlobal_v2(CUdeviceptr * dptr, size_t * bytes, CUmodule hmod, const char * name);
 CUresult CUDAAPI gwf_cuModuleUnload(CUmodule hmod);
@@ -160,4 +166,6 @@ CUresult CUDAAPI gwf_cuStreamIsCapturing(CUstream hStream, CUstreamCaptureStatus
 CUresult CUDAAPI gwf_cuStreamIsCapturing_ptsz(CUstream hStream, CUstreamCaptureStatus * captureStatus);
 CUresult CUDAAPI gwf_cuStreamSynchronize(CUstream hStream);
 CUresult CUDAAPI gwf_cuStreamSynchronize_ptsz(CUstream hStream);
+CUresult CUDAAPI gwf_cuSurfObjectDestroy(CUsurfObject surfObject);
+CUresult CUDAAPI gwf_cuTexObjectDestroy(CUtexObject texObject);
 #endif

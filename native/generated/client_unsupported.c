@@ -9,20 +9,12 @@ int gw_unsupported(unsigned op);
 
 int cuArray3DCreate(void);
 int cuArray3DCreate(void) { return gw_unsupported(GW_OP_cuArray3DCreate); }
-int cuArray3DCreate_v2(void);
-int cuArray3DCreate_v2(void) { return gw_unsupported(GW_OP_cuArray3DCreate_v2); }
 int cuArray3DGetDescriptor(void);
 int cuArray3DGetDescriptor(void) { return gw_unsupported(GW_OP_cuArray3DGetDescriptor); }
-int cuArray3DGetDescriptor_v2(void);
-int cuArray3DGetDescriptor_v2(void) { return gw_unsupported(GW_OP_cuArray3DGetDescriptor_v2); }
 int cuArrayCreate(void);
 int cuArrayCreate(void) { return gw_unsupported(GW_OP_cuArrayCreate); }
-int cuArrayCreate_v2(void);
-int cuArrayCreate_v2(void) { return gw_unsupported(GW_OP_cuArrayCreate_v2); }
 int cuArrayGetDescriptor(void);
 int cuArrayGetDescriptor(void) { return gw_unsupported(GW_OP_cuArrayGetDescriptor); }
-int cuArrayGetDescriptor_v2(void);
-int cuArrayGetDescriptor_v2(void) { return gw_unsupported(GW_OP_cuArrayGetDescriptor_v2); }
 int cuArrayGetMemoryRequirements(void);
 int cuArrayGetMemoryRequirements(void) { return gw_unsupported(GW_OP_cuArrayGetMemoryRequirements); }
 int cuArrayGetPlane(void);
@@ -397,14 +389,6 @@ int cuMemcpyAtoH(void);
 int cuMemcpyAtoH(void) { return gw_unsupported(GW_OP_cuMemcpyAtoH); }
 int cuMemcpyAtoHAsync(void);
 int cuMemcpyAtoHAsync(void) { return gw_unsupported(GW_OP_cuMemcpyAtoHAsync); }
-int cuMemcpyAtoHAsync_v2(void);
-int cuMemcpyAtoHAsync_v2(void) { return gw_unsupported(GW_OP_cuMemcpyAtoHAsync_v2); }
-int cuMemcpyAtoHAsync_v2_ptsz(void);
-int cuMemcpyAtoHAsync_v2_ptsz(void) { return gw_unsupported(GW_OP_cuMemcpyAtoHAsync_v2_ptsz); }
-int cuMemcpyAtoH_v2(void);
-int cuMemcpyAtoH_v2(void) { return gw_unsupported(GW_OP_cuMemcpyAtoH_v2); }
-int cuMemcpyAtoH_v2_ptds(void);
-int cuMemcpyAtoH_v2_ptds(void) { return gw_unsupported(GW_OP_cuMemcpyAtoH_v2_ptds); }
 int cuMemcpyBatchAsync(void);
 int cuMemcpyBatchAsync(void) { return gw_unsupported(GW_OP_cuMemcpyBatchAsync); }
 int cuMemcpyBatchAsync_ptsz(void);
@@ -427,14 +411,6 @@ int cuMemcpyHtoA(void);
 int cuMemcpyHtoA(void) { return gw_unsupported(GW_OP_cuMemcpyHtoA); }
 int cuMemcpyHtoAAsync(void);
 int cuMemcpyHtoAAsync(void) { return gw_unsupported(GW_OP_cuMemcpyHtoAAsync); }
-int cuMemcpyHtoAAsync_v2(void);
-int cuMemcpyHtoAAsync_v2(void) { return gw_unsupported(GW_OP_cuMemcpyHtoAAsync_v2); }
-int cuMemcpyHtoAAsync_v2_ptsz(void);
-int cuMemcpyHtoAAsync_v2_ptsz(void) { return gw_unsupported(GW_OP_cuMemcpyHtoAAsync_v2_ptsz); }
-int cuMemcpyHtoA_v2(void);
-int cuMemcpyHtoA_v2(void) { return gw_unsupported(GW_OP_cuMemcpyHtoA_v2); }
-int cuMemcpyHtoA_v2_ptds(void);
-int cuMemcpyHtoA_v2_ptds(void) { return gw_unsupported(GW_OP_cuMemcpyHtoA_v2_ptds); }
 int cuMemcpyHtoD(void);
 int cuMemcpyHtoD(void) { return gw_unsupported(GW_OP_cuMemcpyHtoD); }
 int cuMemcpyHtoDAsync(void);
@@ -451,10 +427,6 @@ int cuMemsetD32(void);
 int cuMemsetD32(void) { return gw_unsupported(GW_OP_cuMemsetD32); }
 int cuMemsetD8(void);
 int cuMemsetD8(void) { return gw_unsupported(GW_OP_cuMemsetD8); }
-int cuMipmappedArrayCreate(void);
-int cuMipmappedArrayCreate(void) { return gw_unsupported(GW_OP_cuMipmappedArrayCreate); }
-int cuMipmappedArrayGetLevel(void);
-int cuMipmappedArrayGetLevel(void) { return gw_unsupported(GW_OP_cuMipmappedArrayGetLevel); }
 int cuMipmappedArrayGetMemoryRequirements(void);
 int cuMipmappedArrayGetMemoryRequirements(void) { return gw_unsupported(GW_OP_cuMipmappedArrayGetMemoryRequirements); }
 int cuMipmappedArrayGetSparseProperties(void);
@@ -503,20 +475,8 @@ int cuStreamUpdateCaptureDependencies_v2(void);
 int cuStreamUpdateCaptureDependencies_v2(void) { return gw_unsupported(GW_OP_cuStreamUpdateCaptureDependencies_v2); }
 int cuStreamUpdateCaptureDependencies_v2_ptsz(void);
 int cuStreamUpdateCaptureDependencies_v2_ptsz(void) { return gw_unsupported(GW_OP_cuStreamUpdateCaptureDependencies_v2_ptsz); }
-int cuSurfObjectCreate(void);
-int cuSurfObjectCreate(void) { return gw_unsupported(GW_OP_cuSurfObjectCreate); }
-int cuSurfObjectGetResourceDesc(void);
-int cuSurfObjectGetResourceDesc(void) { return gw_unsupported(GW_OP_cuSurfObjectGetResourceDesc); }
 int cuSurfRefGetArray(void);
 int cuSurfRefGetArray(void) { return gw_unsupported(GW_OP_cuSurfRefGetArray); }
-int cuTexObjectCreate(void);
-int cuTexObjectCreate(void) { return gw_unsupported(GW_OP_cuTexObjectCreate); }
-int cuTexObjectGetResourceDesc(void);
-int cuTexObjectGetResourceDesc(void) { return gw_unsupported(GW_OP_cuTexObjectGetResourceDesc); }
-int cuTexObjectGetResourceViewDesc(void);
-int cuTexObjectGetResourceViewDesc(void) { return gw_unsupported(GW_OP_cuTexObjectGetResourceViewDesc); }
-int cuTexObjectGetTextureDesc(void);
-int cuTexObjectGetTextureDesc(void) { return gw_unsupported(GW_OP_cuTexObjectGetTextureDesc); }
 int cuTexRefCreate(void);
 int cuTexRefCreate(void) { return gw_unsupported(GW_OP_cuTexRefCreate); }
 int cuTexRefGetAddress(void);

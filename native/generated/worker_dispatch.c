@@ -62,15 +62,57 @@ void gw_h_cuStreamGetCaptureInfo_v2(gw_call *c);
 void gw_h_cuStreamGetCaptureInfo_v2_ptsz(gw_call *c);
 void gw_h_cuStreamGetCaptureInfo_v3(gw_call *c);
 void gw_h_cuStreamGetCaptureInfo_v3_ptsz(gw_call *c);
+void gw_h_cuSurfObjectCreate(gw_call *c);
+void gw_h_cuTexObjectCreate(gw_call *c);
+
+static void h_cuArray3DCreate_v2(gw_call *c)
+{
+    uint64_t a0_id = gw_in_u64(c);
+    CUarray a0 = NULL;
+    size_t a1_n;
+    CUDA_ARRAY3D_DESCRIPTOR *a1 = (CUDA_ARRAY3D_DESCRIPTOR *)gw_in_array(c, sizeof(CUDA_ARRAY3D_DESCRIPTOR), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuArray3DCreate_v2: pAllocateArray holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUarray *, const CUDA_ARRAY3D_DESCRIPTOR *) = (CUresult (*)(CUarray *, const CUDA_ARRAY3D_DESCRIPTOR *))gw_driver_fn(c, GW_OP_cuArray3DCreate_v2);
+    if (!fn) return;
+    CUresult res = fn(&a0, a1);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_handle_bind(c, GW_HT_CUarray, a0_id, a0);
+    }
+}
+
+static void h_cuArrayCreate_v2(gw_call *c)
+{
+    uint64_t a0_id = gw_in_u64(c);
+    CUarray a0 = NULL;
+    size_t a1_n;
+    CUDA_ARRAY_DESCRIPTOR *a1 = (CUDA_ARRAY_DESCRIPTOR *)gw_in_array(c, sizeof(CUDA_ARRAY_DESCRIPTOR), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuArrayCreate_v2: pAllocateArray holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUarray *, const CUDA_ARRAY_DESCRIPTOR *) = (CUresult (*)(CUarray *, const CUDA_ARRAY_DESCRIPTOR *))gw_driver_fn(c, GW_OP_cuArrayCreate_v2);
+    if (!fn) return;
+    CUresult res = fn(&a0, a1);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_handle_bind(c, GW_HT_CUarray, a0_id, a0);
+    }
+}
 
 static void h_cuArrayDestroy(gw_call *c)
 {
-    CUarray a0 = (CUarray)gw_in_handle(c, GW_HT_CUarray);
+    uint64_t a0_id = gw_in_u64(c);
+    CUarray a0 = (CUarray)gw_handle_lookup(c, GW_HT_CUarray, a0_id);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUarray) = (CUresult (*)(CUarray))gw_driver_fn(c, GW_OP_cuArrayDestroy);
     if (!fn) return;
     CUresult res = fn(a0);
     gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        if (res == CUDA_SUCCESS) gw_handle_forget(c, GW_HT_CUarray, a0_id);
+    }
 }
 
 static void h_cuCtxAttach(gw_call *c)
@@ -3149,14 +3191,55 @@ static void h_cuMemsetD8_v2_ptds(gw_call *c)
     gw_reply_result(c, res);
 }
 
+static void h_cuMipmappedArrayCreate(gw_call *c)
+{
+    uint64_t a0_id = gw_in_u64(c);
+    CUmipmappedArray a0 = NULL;
+    size_t a1_n;
+    CUDA_ARRAY3D_DESCRIPTOR *a1 = (CUDA_ARRAY3D_DESCRIPTOR *)gw_in_array(c, sizeof(CUDA_ARRAY3D_DESCRIPTOR), &a1_n);
+    unsigned int a2 = (unsigned int)gw_in_u64(c);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuMipmappedArrayCreate: pMipmappedArrayDesc holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUmipmappedArray *, const CUDA_ARRAY3D_DESCRIPTOR *, unsigned int) = (CUresult (*)(CUmipmappedArray *, const CUDA_ARRAY3D_DESCRIPTOR *, unsigned int))gw_driver_fn(c, GW_OP_cuMipmappedArrayCreate);
+    if (!fn) return;
+    CUresult res = fn(&a0, a1, a2);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_handle_bind(c, GW_HT_CUmipmappedArray, a0_id, a0);
+    }
+}
+
 static void h_cuMipmappedArrayDestroy(gw_call *c)
 {
-    CUmipmappedArray a0 = (CUmipmappedArray)gw_in_handle(c, GW_HT_CUmipmappedArray);
+    uint64_t a0_id = gw_in_u64(c);
+    CUmipmappedArray a0 = (CUmipmappedArray)gw_handle_lookup(c, GW_HT_CUmipmappedArray, a0_id);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUmipmappedArray) = (CUresult (*)(CUmipmappedArray))gw_driver_fn(c, GW_OP_cuMipmappedArrayDestroy);
     if (!fn) return;
     CUresult res = fn(a0);
     gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        if (res == CUDA_SUCCESS) gw_handle_forget(c, GW_HT_CUmipmappedArray, a0_id);
+    }
+}
+
+static void h_cuMipmappedArrayGetLevel(gw_call *c)
+{
+    size_t a0_n;
+    CUarray *a0 = (CUarray *)gw_out_array(c, sizeof(void *), &a0_n);
+    CUmipmappedArray a1 = (CUmipmappedArray)gw_in_handle(c, GW_HT_CUmipmappedArray);
+    unsigned int a2 = (unsigned int)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuMipmappedArrayGetLevel: pLevelArray holds %zu elements, fewer than its count", a0_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUarray *, CUmipmappedArray, unsigned int) = (CUresult (*)(CUarray *, CUmipmappedArray, unsigned int))gw_driver_fn(c, GW_OP_cuMipmappedArrayGetLevel);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUarray, (void **)a0, a0_n);
+    }
 }
 
 static void h_cuModuleEnumerateFunctions(gw_call *c)
@@ -4558,6 +4641,8 @@ static void h_cuUserObjectRetain(gw_call *c)
 }
 
 const gw_handler gw_dispatch[GW_OP_COUNT] = {
+    [GW_OP_cuArray3DCreate_v2 - 256] = h_cuArray3DCreate_v2,
+    [GW_OP_cuArrayCreate_v2 - 256] = h_cuArrayCreate_v2,
     [GW_OP_cuArrayDestroy - 256] = h_cuArrayDestroy,
     [GW_OP_cuCtxAttach - 256] = h_cuCtxAttach,
     [GW_OP_cuCtxCreate - 256] = gw_h_cuCtxCreate,
@@ -4816,7 +4901,9 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuMemsetD8Async_ptsz - 256] = h_cuMemsetD8Async_ptsz,
     [GW_OP_cuMemsetD8_v2 - 256] = h_cuMemsetD8_v2,
     [GW_OP_cuMemsetD8_v2_ptds - 256] = h_cuMemsetD8_v2_ptds,
+    [GW_OP_cuMipmappedArrayCreate - 256] = h_cuMipmappedArrayCreate,
     [GW_OP_cuMipmappedArrayDestroy - 256] = h_cuMipmappedArrayDestroy,
+    [GW_OP_cuMipmappedArrayGetLevel - 256] = h_cuMipmappedArrayGetLevel,
     [GW_OP_cuModuleEnumerateFunctions - 256] = h_cuModuleEnumerateFunctions,
     [GW_OP_cuModuleGetFunction - 256] = h_cuModuleGetFunction,
     [GW_OP_cuModuleGetFunctionCount - 256] = h_cuModuleGetFunctionCount,
@@ -4904,12 +4991,14 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuStreamWriteValue64_ptsz - 256] = h_cuStreamWriteValue64_ptsz,
     [GW_OP_cuStreamWriteValue64_v2 - 256] = h_cuStreamWriteValue64_v2,
     [GW_OP_cuStreamWriteValue64_v2_ptsz - 256] = h_cuStreamWriteValue64_v2_ptsz,
+    [GW_OP_cuSurfObjectCreate - 256] = gw_h_cuSurfObjectCreate,
     [GW_OP_cuSurfObjectDestroy - 256] = h_cuSurfObjectDestroy,
     [GW_OP_cuSurfRefSetArray - 256] = h_cuSurfRefSetArray,
     [GW_OP_cuTensorMapEncodeIm2col - 256] = h_cuTensorMapEncodeIm2col,
     [GW_OP_cuTensorMapEncodeIm2colWide - 256] = h_cuTensorMapEncodeIm2colWide,
     [GW_OP_cuTensorMapEncodeTiled - 256] = h_cuTensorMapEncodeTiled,
     [GW_OP_cuTensorMapReplaceAddress - 256] = h_cuTensorMapReplaceAddress,
+    [GW_OP_cuTexObjectCreate - 256] = gw_h_cuTexObjectCreate,
     [GW_OP_cuTexObjectDestroy - 256] = h_cuTexObjectDestroy,
     [GW_OP_cuTexRefDestroy - 256] = h_cuTexRefDestroy,
     [GW_OP_cuTexRefSetAddressMode - 256] = h_cuTexRefSetAddressMode,

@@ -128,26 +128,54 @@ void gw_h_cuMemcpyDtoH_v2_ptds(gw_call *c) { dtoh(c); }
 void gw_h_cuMemcpyDtoHAsync_v2(gw_call *c) { dtoh(c); }
 void gw_h_cuMemcpyDtoHAsync_v2_ptsz(gw_call *c) { dtoh(c); }
 
-/* A band of rows: u64 stream, (u32 type, u64 device address, u64 pitch) for
- * source then destination, u64 width, u64 rows, then the packed host rows if
- * the source is host memory. Host sides are packed (pitch = width) here. */
+/* One side of a band: u32 type, u64 device address (an array: the array's
+ * name), u64 pitch, and for an array u64 x in bytes, y and z. */
+static void band_side(gw_call *c, CUmemorytype *type, CUdeviceptr *dev, size_t *pitch, CUarray *arr, size_t *x,
+                      size_t *y, size_t *z)
+{
+    *type = (CUmemorytype)gw_in_u32(c);
+    if (*type == CU_MEMORYTYPE_ARRAY) {
+        *arr = (CUarray)gw_in_handle(c, GW_HT_CUarray);
+        *pitch = gw_in_u64(c);
+        *x = gw_in_u64(c);
+        *y = gw_in_u64(c);
+        *z = gw_in_u64(c);
+    } else {
+        *dev = gw_in_u64(c);
+        *pitch = gw_in_u64(c);
+    }
+}
+
+/* The 3D copy a 2D band op becomes when a side is an array: only it has a z. */
+static unsigned op_3d(unsigned op)
+{
+    switch (op) {
+    case GW_OP_cuMemcpy2D_v2_ptds: case GW_OP_cuMemcpy2DUnaligned_v2_ptds: return GW_OP_cuMemcpy3D_v2_ptds;
+    case GW_OP_cuMemcpy2DAsync_v2: return GW_OP_cuMemcpy3DAsync_v2;
+    case GW_OP_cuMemcpy2DAsync_v2_ptsz: return GW_OP_cuMemcpy3DAsync_v2_ptsz;
+    default: return GW_OP_cuMemcpy3D_v2;
+    }
+}
+
+/* A band of rows: u64 stream, the source side then the destination side
+ * (band_side), u64 width, u64 rows, then the packed host rows if the source
+ * is host memory. Host sides are packed (pitch = width) here. */
 static void copy2d(gw_call *c)
 {
     CUstream s = gw_in_handle(c, GW_HT_CUstream);
-    CUDA_MEMCPY2D m = {0};
-    m.srcMemoryType = (CUmemorytype)gw_in_u32(c);
-    m.srcDevice = gw_in_u64(c);
-    m.srcPitch = gw_in_u64(c);
-    m.dstMemoryType = (CUmemorytype)gw_in_u32(c);
-    m.dstDevice = gw_in_u64(c);
-    m.dstPitch = gw_in_u64(c);
+    CUDA_MEMCPY3D m = {0};
+    band_side(c, &m.srcMemoryType, &m.srcDevice, &m.srcPitch, &m.srcArray, &m.srcXInBytes, &m.srcY, &m.srcZ);
+    band_side(c, &m.dstMemoryType, &m.dstDevice, &m.dstPitch, &m.dstArray, &m.dstXInBytes, &m.dstY, &m.dstZ);
     m.WidthInBytes = gw_in_u64(c);
     m.Height = gw_in_u64(c);
+    m.Depth = 1;
+    m.srcHeight = m.dstHeight = m.Height;
     if (c->bad)
         return;
     int sh = m.srcMemoryType == CU_MEMORYTYPE_HOST, dh = m.dstMemoryType == CU_MEMORYTYPE_HOST;
-    if ((!sh && m.srcMemoryType != CU_MEMORYTYPE_DEVICE) || (!dh && m.dstMemoryType != CU_MEMORYTYPE_DEVICE) ||
-        (sh && dh)) {
+    int sa = m.srcMemoryType == CU_MEMORYTYPE_ARRAY, da = m.dstMemoryType == CU_MEMORYTYPE_ARRAY;
+    if ((!sh && !sa && m.srcMemoryType != CU_MEMORYTYPE_DEVICE) ||
+        (!dh && !da && m.dstMemoryType != CU_MEMORYTYPE_DEVICE) || (sh && dh)) {
         gw_call_fail(c, "%s: memory types %u -> %u", gw_op_name(c->h.op), m.srcMemoryType, m.dstMemoryType);
         return;
     }
@@ -177,16 +205,40 @@ static void copy2d(gw_call *c)
         gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
         return;
     }
-    void *f = gw_driver_fn(c, c->h.op);
-    if (!f)
-        return;
     CUresult r;
-    if (is_async(c->h.op)) {
-        r = ((CUresult(*)(const CUDA_MEMCPY2D *, CUstream))f)(&m, s);
-        if (r == CUDA_SUCCESS && dh)
-            r = sync_stream(c, s);
-    } else {
-        r = ((CUresult(*)(const CUDA_MEMCPY2D *))f)(&m);
+    if (sa || da) {
+        void *f = gw_driver_fn(c, op_3d(c->h.op));
+        if (!f)
+            return;
+        if (is_async(c->h.op)) {
+            r = ((CUresult(*)(const CUDA_MEMCPY3D *, CUstream))f)(&m, s);
+            if (r == CUDA_SUCCESS && dh)
+                r = sync_stream(c, s);
+        } else {
+            r = ((CUresult(*)(const CUDA_MEMCPY3D *))f)(&m);
+        }
+    } else { /* the 2D call, as before arrays: its own checks on the real driver */
+        CUDA_MEMCPY2D m2 = {0};
+        m2.srcMemoryType = m.srcMemoryType;
+        m2.srcHost = m.srcHost;
+        m2.srcDevice = m.srcDevice;
+        m2.srcPitch = m.srcPitch;
+        m2.dstMemoryType = m.dstMemoryType;
+        m2.dstHost = m.dstHost;
+        m2.dstDevice = m.dstDevice;
+        m2.dstPitch = m.dstPitch;
+        m2.WidthInBytes = m.WidthInBytes;
+        m2.Height = m.Height;
+        void *f = gw_driver_fn(c, c->h.op);
+        if (!f)
+            return;
+        if (is_async(c->h.op)) {
+            r = ((CUresult(*)(const CUDA_MEMCPY2D *, CUstream))f)(&m2, s);
+            if (r == CUDA_SUCCESS && dh)
+                r = sync_stream(c, s);
+        } else {
+            r = ((CUresult(*)(const CUDA_MEMCPY2D *))f)(&m2);
+        }
     }
     gw_reply_result(c, r);
     if (r == CUDA_SUCCESS && dh)

@@ -102,9 +102,11 @@ static int span(size_t w, size_t h, size_t d, size_t pitch, size_t height, size_
     return 0;
 }
 
-static CUresult resolve(CUmemorytype type, const void *host, CUdeviceptr dev, size_t x, size_t y, size_t z,
-                        size_t pitch, size_t height, size_t w, size_t h, size_t d, side *out)
+static CUresult resolve(CUmemorytype type, const void *host, CUdeviceptr dev, CUarray arr, size_t x, size_t y,
+                        size_t z, size_t pitch, size_t height, size_t w, size_t h, size_t d, side *out)
 {
+    if (type == CU_MEMORYTYPE_ARRAY) /* its own pitch and height, not the caller's */
+        return sd_array_box(arr, x, y, z, w, h, d, &out->base, &out->pitch, &out->height);
     size_t len;
     if (span(w, h, d, pitch, height, &len) != 0)
         return CUDA_ERROR_INVALID_VALUE;
@@ -131,7 +133,7 @@ static CUresult resolve(CUmemorytype type, const void *host, CUdeviceptr dev, si
         return CUDA_SUCCESS;
     }
     default:
-        return CUDA_ERROR_NOT_SUPPORTED; /* CUDA arrays are not modelled */
+        return CUDA_ERROR_INVALID_VALUE;
     }
 }
 
@@ -153,10 +155,10 @@ static CUresult copy3d(const CUDA_MEMCPY3D *p)
     if (w == 0 || h == 0 || d == 0)
         return CUDA_SUCCESS;
     side s, t;
-    CUresult r = resolve(p->srcMemoryType, p->srcHost, p->srcDevice, p->srcXInBytes, p->srcY, p->srcZ,
+    CUresult r = resolve(p->srcMemoryType, p->srcHost, p->srcDevice, p->srcArray, p->srcXInBytes, p->srcY, p->srcZ,
                          p->srcPitch, p->srcHeight, w, h, d, &s);
     if (r == CUDA_SUCCESS)
-        r = resolve(p->dstMemoryType, p->dstHost, p->dstDevice, p->dstXInBytes, p->dstY, p->dstZ,
+        r = resolve(p->dstMemoryType, p->dstHost, p->dstDevice, p->dstArray, p->dstXInBytes, p->dstY, p->dstZ,
                     p->dstPitch, p->dstHeight, w, h, d, &t);
     if (r == CUDA_SUCCESS)
         move_box(&t, &s, w, h, d);

@@ -238,8 +238,8 @@ static void test_memory(void)
     c2.srcXInBytes = pitch; /* the box would leave the allocation */
     EXPECT(F(cuMemcpy2D_v2)(&c2), CUDA_ERROR_INVALID_VALUE);
     c2.srcXInBytes = 0;
-    c2.srcMemoryType = CU_MEMORYTYPE_ARRAY;
-    EXPECT(F(cuMemcpy2D_v2)(&c2), CUDA_ERROR_NOT_SUPPORTED);
+    c2.srcMemoryType = CU_MEMORYTYPE_ARRAY; /* srcArray is NULL: no array */
+    EXPECT(F(cuMemcpy2D_v2)(&c2), CUDA_ERROR_INVALID_HANDLE);
 
     CUDA_MEMCPY3D c3;
     memset(&c3, 0, sizeof c3);

@@ -36,7 +36,8 @@ int sd_initialized(void);
 
 /* ---- live-object tables (core.c) ---- */
 enum sd_kind { SD_CTX = 1, SD_STREAM, SD_EVENT, SD_MODULE, SD_LIBRARY, SD_FUNC, SD_KERNEL, SD_GRAPH,
-               SD_GRAPH_NODE, SD_GRAPH_EXEC, SD_POOL, SD_LINK, SD_GREEN, SD_RESDESC };
+               SD_GRAPH_NODE, SD_GRAPH_EXEC, SD_POOL, SD_LINK, SD_GREEN, SD_RESDESC, SD_ARRAY, SD_TEXOBJ,
+               SD_SURFOBJ, SD_MIPMAP };
 /* Every object starts with this header; handles are pointers to such objects. */
 typedef struct sd_obj {
     int kind;
@@ -88,6 +89,18 @@ const sd_alloc *sd_find(uintptr_t addr, size_t len);
 void *sd_dev_range(CUdeviceptr addr, size_t len);
 void sd_free_ctx_allocs(sd_ctx *c);
 size_t sd_mem_used(void);
+
+/* ---- CUDA arrays, texture and surface objects (array.c) ---- */
+typedef struct sd_array {
+    sd_obj h;
+    CUDA_ARRAY3D_DESCRIPTOR d;
+    unsigned char *data;
+    size_t pitch, rows, slices; /* bytes a row; rows and slices, each at least 1 */
+} sd_array;
+/* The first byte of a box of w bytes, hgt rows, dep slices at (x bytes, y, z) of array h,
+ * checked to lie inside it, with the array's row pitch and rows a slice. Lock held. */
+CUresult sd_array_box(CUarray h, size_t x, size_t y, size_t z, size_t w, size_t hgt, size_t dep,
+                      unsigned char **base, size_t *pitch, size_t *height);
 
 /* ---- streams and events (stream_event.c) ---- */
 typedef struct sd_stream {
