@@ -1253,6 +1253,25 @@ CUresult CUDAAPI cuFuncSetSharedSize(CUfunction hfunc, unsigned int bytes)
     return res;
 }
 
+#undef cuGraphAddChildGraphNode
+CUresult CUDAAPI cuGraphAddChildGraphNode(CUgraphNode * phGraphNode, CUgraph hGraph, const CUgraphNode * dependencies, size_t numDependencies, CUgraph childGraph)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphAddChildGraphNode);
+    gw_put_out(q, phGraphNode, phGraphNode ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
+    gw_put_u64(q, (uint64_t)(uintptr_t)childGraph);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (phGraphNode) gw_get_handles(r, (void **)phGraphNode, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef cuGraphAddEmptyNode
 CUresult CUDAAPI cuGraphAddEmptyNode(CUgraphNode * phGraphNode, CUgraph hGraph, const CUgraphNode * dependencies, size_t numDependencies)
 {
@@ -1265,6 +1284,80 @@ CUresult CUDAAPI cuGraphAddEmptyNode(CUgraphNode * phGraphNode, CUgraph hGraph, 
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
         if (phGraphNode) gw_get_handles(r, (void **)phGraphNode, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuGraphAddEventRecordNode
+CUresult CUDAAPI cuGraphAddEventRecordNode(CUgraphNode * phGraphNode, CUgraph hGraph, const CUgraphNode * dependencies, size_t numDependencies, CUevent event)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphAddEventRecordNode);
+    gw_put_out(q, phGraphNode, phGraphNode ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
+    gw_put_u64(q, (uint64_t)(uintptr_t)event);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (phGraphNode) gw_get_handles(r, (void **)phGraphNode, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuGraphAddEventWaitNode
+CUresult CUDAAPI cuGraphAddEventWaitNode(CUgraphNode * phGraphNode, CUgraph hGraph, const CUgraphNode * dependencies, size_t numDependencies, CUevent event)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphAddEventWaitNode);
+    gw_put_out(q, phGraphNode, phGraphNode ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
+    gw_put_u64(q, (uint64_t)(uintptr_t)event);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (phGraphNode) gw_get_handles(r, (void **)phGraphNode, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuGraphAddMemsetNode
+CUresult CUDAAPI cuGraphAddMemsetNode(CUgraphNode * phGraphNode, CUgraph hGraph, const CUgraphNode * dependencies, size_t numDependencies, const CUDA_MEMSET_NODE_PARAMS * memsetParams, CUcontext ctx)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphAddMemsetNode);
+    gw_put_out(q, phGraphNode, phGraphNode ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
+    gw_put_in(q, memsetParams, memsetParams ? (size_t)(1) * sizeof(CUDA_MEMSET_NODE_PARAMS) : 0);
+    gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (phGraphNode) gw_get_handles(r, (void **)phGraphNode, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuGraphChildGraphNodeGetGraph
+CUresult CUDAAPI cuGraphChildGraphNodeGetGraph(CUgraphNode hNode, CUgraph * phGraph)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphChildGraphNodeGetGraph);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_out(q, phGraph, phGraph ? (size_t)(1) : 0);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (phGraph) gw_get_handles(r, (void **)phGraph, (size_t)(1));
         res = gw_rep_status(r, res);
     }
     gw_rep_end(r);
@@ -1317,6 +1410,22 @@ CUresult CUDAAPI cuGraphDestroyNode(CUgraphNode hNode)
     return res;
 }
 
+#undef cuGraphEventRecordNodeGetEvent
+CUresult CUDAAPI cuGraphEventRecordNodeGetEvent(CUgraphNode hNode, CUevent * event_out)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphEventRecordNodeGetEvent);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_out(q, event_out, event_out ? (size_t)(1) : 0);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (event_out) gw_get_handles(r, (void **)event_out, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef cuGraphEventRecordNodeSetEvent
 CUresult CUDAAPI cuGraphEventRecordNodeSetEvent(CUgraphNode hNode, CUevent event)
 {
@@ -1325,6 +1434,22 @@ CUresult CUDAAPI cuGraphEventRecordNodeSetEvent(CUgraphNode hNode, CUevent event
     gw_put_u64(q, (uint64_t)(uintptr_t)event);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuGraphEventWaitNodeGetEvent
+CUresult CUDAAPI cuGraphEventWaitNodeGetEvent(CUgraphNode hNode, CUevent * event_out)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphEventWaitNodeGetEvent);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_out(q, event_out, event_out ? (size_t)(1) : 0);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (event_out) gw_get_handles(r, (void **)event_out, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
     gw_rep_end(r);
     return res;
 }
@@ -1382,6 +1507,20 @@ CUresult CUDAAPI cuGraphExecEventWaitNodeSetEvent(CUgraphExec hGraphExec, CUgrap
     gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
     gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
     gw_put_u64(q, (uint64_t)(uintptr_t)event);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuGraphExecMemsetNodeSetParams
+CUresult CUDAAPI cuGraphExecMemsetNodeSetParams(CUgraphExec hGraphExec, CUgraphNode hNode, const CUDA_MEMSET_NODE_PARAMS * memsetParams, CUcontext ctx)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphExecMemsetNodeSetParams);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_in(q, memsetParams, memsetParams ? (size_t)(1) * sizeof(CUDA_MEMSET_NODE_PARAMS) : 0);
+    gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -1451,6 +1590,50 @@ CUresult CUDAAPI cuGraphLaunch_ptsz(CUgraphExec hGraphExec, CUstream hStream)
     gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
     return gw_req_post(q);
+}
+
+#undef cuGraphMemcpyNodeGetParams
+CUresult CUDAAPI cuGraphMemcpyNodeGetParams(CUgraphNode hNode, CUDA_MEMCPY3D * nodeParams)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphMemcpyNodeGetParams);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_out(q, nodeParams, nodeParams ? (size_t)(1) : 0);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (nodeParams) gw_get_bytes(r, nodeParams, (size_t)(1) * sizeof(CUDA_MEMCPY3D));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuGraphMemsetNodeGetParams
+CUresult CUDAAPI cuGraphMemsetNodeGetParams(CUgraphNode hNode, CUDA_MEMSET_NODE_PARAMS * nodeParams)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphMemsetNodeGetParams);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_out(q, nodeParams, nodeParams ? (size_t)(1) : 0);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (nodeParams) gw_get_bytes(r, nodeParams, (size_t)(1) * sizeof(CUDA_MEMSET_NODE_PARAMS));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuGraphMemsetNodeSetParams
+CUresult CUDAAPI cuGraphMemsetNodeSetParams(CUgraphNode hNode, const CUDA_MEMSET_NODE_PARAMS * nodeParams)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphMemsetNodeSetParams);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_in(q, nodeParams, nodeParams ? (size_t)(1) * sizeof(CUDA_MEMSET_NODE_PARAMS) : 0);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return res;
 }
 
 #undef cuGraphNodeGetType

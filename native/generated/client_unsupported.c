@@ -121,16 +121,10 @@ int cuGLUnregisterBufferObject(void);
 int cuGLUnregisterBufferObject(void) { return gw_unsupported(GW_OP_cuGLUnregisterBufferObject); }
 int cuGraphAddBatchMemOpNode(void);
 int cuGraphAddBatchMemOpNode(void) { return gw_unsupported(GW_OP_cuGraphAddBatchMemOpNode); }
-int cuGraphAddChildGraphNode(void);
-int cuGraphAddChildGraphNode(void) { return gw_unsupported(GW_OP_cuGraphAddChildGraphNode); }
 int cuGraphAddDependencies(void);
 int cuGraphAddDependencies(void) { return gw_unsupported(GW_OP_cuGraphAddDependencies); }
 int cuGraphAddDependencies_v2(void);
 int cuGraphAddDependencies_v2(void) { return gw_unsupported(GW_OP_cuGraphAddDependencies_v2); }
-int cuGraphAddEventRecordNode(void);
-int cuGraphAddEventRecordNode(void) { return gw_unsupported(GW_OP_cuGraphAddEventRecordNode); }
-int cuGraphAddEventWaitNode(void);
-int cuGraphAddEventWaitNode(void) { return gw_unsupported(GW_OP_cuGraphAddEventWaitNode); }
 int cuGraphAddExternalSemaphoresSignalNode(void);
 int cuGraphAddExternalSemaphoresSignalNode(void) { return gw_unsupported(GW_OP_cuGraphAddExternalSemaphoresSignalNode); }
 int cuGraphAddExternalSemaphoresWaitNode(void);
@@ -141,10 +135,6 @@ int cuGraphAddMemAllocNode(void);
 int cuGraphAddMemAllocNode(void) { return gw_unsupported(GW_OP_cuGraphAddMemAllocNode); }
 int cuGraphAddMemFreeNode(void);
 int cuGraphAddMemFreeNode(void) { return gw_unsupported(GW_OP_cuGraphAddMemFreeNode); }
-int cuGraphAddMemcpyNode(void);
-int cuGraphAddMemcpyNode(void) { return gw_unsupported(GW_OP_cuGraphAddMemcpyNode); }
-int cuGraphAddMemsetNode(void);
-int cuGraphAddMemsetNode(void) { return gw_unsupported(GW_OP_cuGraphAddMemsetNode); }
 int cuGraphAddNode(void);
 int cuGraphAddNode(void) { return gw_unsupported(GW_OP_cuGraphAddNode); }
 int cuGraphAddNode_v2(void);
@@ -153,18 +143,12 @@ int cuGraphBatchMemOpNodeGetParams(void);
 int cuGraphBatchMemOpNodeGetParams(void) { return gw_unsupported(GW_OP_cuGraphBatchMemOpNodeGetParams); }
 int cuGraphBatchMemOpNodeSetParams(void);
 int cuGraphBatchMemOpNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphBatchMemOpNodeSetParams); }
-int cuGraphChildGraphNodeGetGraph(void);
-int cuGraphChildGraphNodeGetGraph(void) { return gw_unsupported(GW_OP_cuGraphChildGraphNodeGetGraph); }
 int cuGraphClone(void);
 int cuGraphClone(void) { return gw_unsupported(GW_OP_cuGraphClone); }
 int cuGraphConditionalHandleCreate(void);
 int cuGraphConditionalHandleCreate(void) { return gw_unsupported(GW_OP_cuGraphConditionalHandleCreate); }
 int cuGraphDebugDotPrint(void);
 int cuGraphDebugDotPrint(void) { return gw_unsupported(GW_OP_cuGraphDebugDotPrint); }
-int cuGraphEventRecordNodeGetEvent(void);
-int cuGraphEventRecordNodeGetEvent(void) { return gw_unsupported(GW_OP_cuGraphEventRecordNodeGetEvent); }
-int cuGraphEventWaitNodeGetEvent(void);
-int cuGraphEventWaitNodeGetEvent(void) { return gw_unsupported(GW_OP_cuGraphEventWaitNodeGetEvent); }
 int cuGraphExecBatchMemOpNodeSetParams(void);
 int cuGraphExecBatchMemOpNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphExecBatchMemOpNodeSetParams); }
 int cuGraphExecExternalSemaphoresSignalNodeSetParams(void);
@@ -175,10 +159,6 @@ int cuGraphExecGetFlags(void);
 int cuGraphExecGetFlags(void) { return gw_unsupported(GW_OP_cuGraphExecGetFlags); }
 int cuGraphExecHostNodeSetParams(void);
 int cuGraphExecHostNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphExecHostNodeSetParams); }
-int cuGraphExecMemcpyNodeSetParams(void);
-int cuGraphExecMemcpyNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphExecMemcpyNodeSetParams); }
-int cuGraphExecMemsetNodeSetParams(void);
-int cuGraphExecMemsetNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphExecMemsetNodeSetParams); }
 int cuGraphExecNodeSetParams(void);
 int cuGraphExecNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphExecNodeSetParams); }
 int cuGraphExecUpdate(void);
@@ -217,14 +197,6 @@ int cuGraphMemAllocNodeGetParams(void);
 int cuGraphMemAllocNodeGetParams(void) { return gw_unsupported(GW_OP_cuGraphMemAllocNodeGetParams); }
 int cuGraphMemFreeNodeGetParams(void);
 int cuGraphMemFreeNodeGetParams(void) { return gw_unsupported(GW_OP_cuGraphMemFreeNodeGetParams); }
-int cuGraphMemcpyNodeGetParams(void);
-int cuGraphMemcpyNodeGetParams(void) { return gw_unsupported(GW_OP_cuGraphMemcpyNodeGetParams); }
-int cuGraphMemcpyNodeSetParams(void);
-int cuGraphMemcpyNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphMemcpyNodeSetParams); }
-int cuGraphMemsetNodeGetParams(void);
-int cuGraphMemsetNodeGetParams(void) { return gw_unsupported(GW_OP_cuGraphMemsetNodeGetParams); }
-int cuGraphMemsetNodeSetParams(void);
-int cuGraphMemsetNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphMemsetNodeSetParams); }
 int cuGraphNodeFindInClone(void);
 int cuGraphNodeFindInClone(void) { return gw_unsupported(GW_OP_cuGraphNodeFindInClone); }
 int cuGraphNodeGetDependencies(void);

@@ -11,13 +11,16 @@ void gw_h_cuGetErrorName(gw_call *c);
 void gw_h_cuGetErrorString(gw_call *c);
 void gw_h_cuGraphAddKernelNode(gw_call *c);
 void gw_h_cuGraphAddKernelNode_v2(gw_call *c);
+void gw_h_cuGraphAddMemcpyNode(gw_call *c);
 void gw_h_cuGraphExecKernelNodeSetParams(gw_call *c);
 void gw_h_cuGraphExecKernelNodeSetParams_v2(gw_call *c);
+void gw_h_cuGraphExecMemcpyNodeSetParams(gw_call *c);
 void gw_h_cuGraphExecUpdate_v2(gw_call *c);
 void gw_h_cuGraphKernelNodeGetParams(gw_call *c);
 void gw_h_cuGraphKernelNodeGetParams_v2(gw_call *c);
 void gw_h_cuGraphKernelNodeSetParams(gw_call *c);
 void gw_h_cuGraphKernelNodeSetParams_v2(gw_call *c);
+void gw_h_cuGraphMemcpyNodeSetParams(gw_call *c);
 void gw_h_cuLaunchCooperativeKernel(gw_call *c);
 void gw_h_cuLaunchCooperativeKernel_ptsz(gw_call *c);
 void gw_h_cuLaunchKernel(gw_call *c);
@@ -1367,6 +1370,29 @@ static void h_cuFuncSetSharedSize(gw_call *c)
     gw_reply_result(c, res);
 }
 
+static void h_cuGraphAddChildGraphNode(gw_call *c)
+{
+    size_t a0_n;
+    CUgraphNode *a0 = (CUgraphNode *)gw_out_array(c, sizeof(void *), &a0_n);
+    CUgraph a1 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    size_t a2_n;
+    CUgraphNode *a2 = (CUgraphNode *)gw_in_handles(c, GW_HT_CUgraphNode, &a2_n);
+    size_t a3 = (size_t)gw_in_u64(c);
+    CUgraph a4 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphAddChildGraphNode: phGraphNode holds %zu elements, fewer than its count", a0_n);
+    if (a2 && !c->bad && a2_n < (size_t)(a3))
+        gw_call_fail(c, "cuGraphAddChildGraphNode: dependencies holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, CUgraph) = (CUresult (*)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, CUgraph))gw_driver_fn(c, GW_OP_cuGraphAddChildGraphNode);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3, a4);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUgraphNode, (void **)a0, a0_n);
+    }
+}
+
 static void h_cuGraphAddEmptyNode(gw_call *c)
 {
     size_t a0_n;
@@ -1386,6 +1412,96 @@ static void h_cuGraphAddEmptyNode(gw_call *c)
     gw_reply_result(c, res);
     if (res == CUDA_SUCCESS) {
         gw_reply_handles(c, GW_HT_CUgraphNode, (void **)a0, a0_n);
+    }
+}
+
+static void h_cuGraphAddEventRecordNode(gw_call *c)
+{
+    size_t a0_n;
+    CUgraphNode *a0 = (CUgraphNode *)gw_out_array(c, sizeof(void *), &a0_n);
+    CUgraph a1 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    size_t a2_n;
+    CUgraphNode *a2 = (CUgraphNode *)gw_in_handles(c, GW_HT_CUgraphNode, &a2_n);
+    size_t a3 = (size_t)gw_in_u64(c);
+    CUevent a4 = (CUevent)gw_in_handle(c, GW_HT_CUevent);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphAddEventRecordNode: phGraphNode holds %zu elements, fewer than its count", a0_n);
+    if (a2 && !c->bad && a2_n < (size_t)(a3))
+        gw_call_fail(c, "cuGraphAddEventRecordNode: dependencies holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, CUevent) = (CUresult (*)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, CUevent))gw_driver_fn(c, GW_OP_cuGraphAddEventRecordNode);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3, a4);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUgraphNode, (void **)a0, a0_n);
+    }
+}
+
+static void h_cuGraphAddEventWaitNode(gw_call *c)
+{
+    size_t a0_n;
+    CUgraphNode *a0 = (CUgraphNode *)gw_out_array(c, sizeof(void *), &a0_n);
+    CUgraph a1 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    size_t a2_n;
+    CUgraphNode *a2 = (CUgraphNode *)gw_in_handles(c, GW_HT_CUgraphNode, &a2_n);
+    size_t a3 = (size_t)gw_in_u64(c);
+    CUevent a4 = (CUevent)gw_in_handle(c, GW_HT_CUevent);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphAddEventWaitNode: phGraphNode holds %zu elements, fewer than its count", a0_n);
+    if (a2 && !c->bad && a2_n < (size_t)(a3))
+        gw_call_fail(c, "cuGraphAddEventWaitNode: dependencies holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, CUevent) = (CUresult (*)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, CUevent))gw_driver_fn(c, GW_OP_cuGraphAddEventWaitNode);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3, a4);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUgraphNode, (void **)a0, a0_n);
+    }
+}
+
+static void h_cuGraphAddMemsetNode(gw_call *c)
+{
+    size_t a0_n;
+    CUgraphNode *a0 = (CUgraphNode *)gw_out_array(c, sizeof(void *), &a0_n);
+    CUgraph a1 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    size_t a2_n;
+    CUgraphNode *a2 = (CUgraphNode *)gw_in_handles(c, GW_HT_CUgraphNode, &a2_n);
+    size_t a3 = (size_t)gw_in_u64(c);
+    size_t a4_n;
+    CUDA_MEMSET_NODE_PARAMS *a4 = (CUDA_MEMSET_NODE_PARAMS *)gw_in_array(c, sizeof(CUDA_MEMSET_NODE_PARAMS), &a4_n);
+    CUcontext a5 = (CUcontext)gw_in_handle(c, GW_HT_CUcontext);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphAddMemsetNode: phGraphNode holds %zu elements, fewer than its count", a0_n);
+    if (a2 && !c->bad && a2_n < (size_t)(a3))
+        gw_call_fail(c, "cuGraphAddMemsetNode: dependencies holds %zu elements, fewer than its count", a2_n);
+    if (a4 && !c->bad && a4_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphAddMemsetNode: memsetParams holds %zu elements, fewer than its count", a4_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, const CUDA_MEMSET_NODE_PARAMS *, CUcontext) = (CUresult (*)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, const CUDA_MEMSET_NODE_PARAMS *, CUcontext))gw_driver_fn(c, GW_OP_cuGraphAddMemsetNode);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3, a4, a5);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUgraphNode, (void **)a0, a0_n);
+    }
+}
+
+static void h_cuGraphChildGraphNodeGetGraph(gw_call *c)
+{
+    CUgraphNode a0 = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    size_t a1_n;
+    CUgraph *a1 = (CUgraph *)gw_out_array(c, sizeof(void *), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphChildGraphNodeGetGraph: phGraph holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode, CUgraph *) = (CUresult (*)(CUgraphNode, CUgraph *))gw_driver_fn(c, GW_OP_cuGraphChildGraphNodeGetGraph);
+    if (!fn) return;
+    CUresult res = fn(a0, a1);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUgraph, (void **)a1, a1_n);
     }
 }
 
@@ -1428,6 +1544,23 @@ static void h_cuGraphDestroyNode(gw_call *c)
     gw_reply_result(c, res);
 }
 
+static void h_cuGraphEventRecordNodeGetEvent(gw_call *c)
+{
+    CUgraphNode a0 = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    size_t a1_n;
+    CUevent *a1 = (CUevent *)gw_out_array(c, sizeof(void *), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphEventRecordNodeGetEvent: event_out holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode, CUevent *) = (CUresult (*)(CUgraphNode, CUevent *))gw_driver_fn(c, GW_OP_cuGraphEventRecordNodeGetEvent);
+    if (!fn) return;
+    CUresult res = fn(a0, a1);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUevent, (void **)a1, a1_n);
+    }
+}
+
 static void h_cuGraphEventRecordNodeSetEvent(gw_call *c)
 {
     CUgraphNode a0 = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
@@ -1437,6 +1570,23 @@ static void h_cuGraphEventRecordNodeSetEvent(gw_call *c)
     if (!fn) return;
     CUresult res = fn(a0, a1);
     gw_reply_result(c, res);
+}
+
+static void h_cuGraphEventWaitNodeGetEvent(gw_call *c)
+{
+    CUgraphNode a0 = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    size_t a1_n;
+    CUevent *a1 = (CUevent *)gw_out_array(c, sizeof(void *), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphEventWaitNodeGetEvent: event_out holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode, CUevent *) = (CUresult (*)(CUgraphNode, CUevent *))gw_driver_fn(c, GW_OP_cuGraphEventWaitNodeGetEvent);
+    if (!fn) return;
+    CUresult res = fn(a0, a1);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUevent, (void **)a1, a1_n);
+    }
 }
 
 static void h_cuGraphEventWaitNodeSetEvent(gw_call *c)
@@ -1497,6 +1647,22 @@ static void h_cuGraphExecEventWaitNodeSetEvent(gw_call *c)
     CUresult (*fn)(CUgraphExec, CUgraphNode, CUevent) = (CUresult (*)(CUgraphExec, CUgraphNode, CUevent))gw_driver_fn(c, GW_OP_cuGraphExecEventWaitNodeSetEvent);
     if (!fn) return;
     CUresult res = fn(a0, a1, a2);
+    gw_reply_result(c, res);
+}
+
+static void h_cuGraphExecMemsetNodeSetParams(gw_call *c)
+{
+    CUgraphExec a0 = (CUgraphExec)gw_in_handle(c, GW_HT_CUgraphExec);
+    CUgraphNode a1 = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    size_t a2_n;
+    CUDA_MEMSET_NODE_PARAMS *a2 = (CUDA_MEMSET_NODE_PARAMS *)gw_in_array(c, sizeof(CUDA_MEMSET_NODE_PARAMS), &a2_n);
+    CUcontext a3 = (CUcontext)gw_in_handle(c, GW_HT_CUcontext);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphExecMemsetNodeSetParams: memsetParams holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphExec, CUgraphNode, const CUDA_MEMSET_NODE_PARAMS *, CUcontext) = (CUresult (*)(CUgraphExec, CUgraphNode, const CUDA_MEMSET_NODE_PARAMS *, CUcontext))gw_driver_fn(c, GW_OP_cuGraphExecMemsetNodeSetParams);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3);
     gw_reply_result(c, res);
 }
 
@@ -1568,6 +1734,54 @@ static void h_cuGraphLaunch_ptsz(gw_call *c)
     CUstream a1 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
     if (!gw_args_ok(c)) return;
     CUresult (*fn)(CUgraphExec, CUstream) = (CUresult (*)(CUgraphExec, CUstream))gw_driver_fn(c, GW_OP_cuGraphLaunch_ptsz);
+    if (!fn) return;
+    CUresult res = fn(a0, a1);
+    gw_reply_result(c, res);
+}
+
+static void h_cuGraphMemcpyNodeGetParams(gw_call *c)
+{
+    CUgraphNode a0 = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    size_t a1_n;
+    CUDA_MEMCPY3D *a1 = (CUDA_MEMCPY3D *)gw_out_array(c, sizeof(CUDA_MEMCPY3D), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphMemcpyNodeGetParams: nodeParams holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode, CUDA_MEMCPY3D *) = (CUresult (*)(CUgraphNode, CUDA_MEMCPY3D *))gw_driver_fn(c, GW_OP_cuGraphMemcpyNodeGetParams);
+    if (!fn) return;
+    CUresult res = fn(a0, a1);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(CUDA_MEMCPY3D));
+    }
+}
+
+static void h_cuGraphMemsetNodeGetParams(gw_call *c)
+{
+    CUgraphNode a0 = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    size_t a1_n;
+    CUDA_MEMSET_NODE_PARAMS *a1 = (CUDA_MEMSET_NODE_PARAMS *)gw_out_array(c, sizeof(CUDA_MEMSET_NODE_PARAMS), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphMemsetNodeGetParams: nodeParams holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode, CUDA_MEMSET_NODE_PARAMS *) = (CUresult (*)(CUgraphNode, CUDA_MEMSET_NODE_PARAMS *))gw_driver_fn(c, GW_OP_cuGraphMemsetNodeGetParams);
+    if (!fn) return;
+    CUresult res = fn(a0, a1);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(CUDA_MEMSET_NODE_PARAMS));
+    }
+}
+
+static void h_cuGraphMemsetNodeSetParams(gw_call *c)
+{
+    CUgraphNode a0 = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    size_t a1_n;
+    CUDA_MEMSET_NODE_PARAMS *a1 = (CUDA_MEMSET_NODE_PARAMS *)gw_in_array(c, sizeof(CUDA_MEMSET_NODE_PARAMS), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphMemsetNodeSetParams: nodeParams holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode, const CUDA_MEMSET_NODE_PARAMS *) = (CUresult (*)(CUgraphNode, const CUDA_MEMSET_NODE_PARAMS *))gw_driver_fn(c, GW_OP_cuGraphMemsetNodeSetParams);
     if (!fn) return;
     CUresult res = fn(a0, a1);
     gw_reply_result(c, res);
@@ -4654,13 +4868,21 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuFuncSetSharedSize - 256] = h_cuFuncSetSharedSize,
     [GW_OP_cuGetErrorName - 256] = gw_h_cuGetErrorName,
     [GW_OP_cuGetErrorString - 256] = gw_h_cuGetErrorString,
+    [GW_OP_cuGraphAddChildGraphNode - 256] = h_cuGraphAddChildGraphNode,
     [GW_OP_cuGraphAddEmptyNode - 256] = h_cuGraphAddEmptyNode,
+    [GW_OP_cuGraphAddEventRecordNode - 256] = h_cuGraphAddEventRecordNode,
+    [GW_OP_cuGraphAddEventWaitNode - 256] = h_cuGraphAddEventWaitNode,
     [GW_OP_cuGraphAddKernelNode - 256] = gw_h_cuGraphAddKernelNode,
     [GW_OP_cuGraphAddKernelNode_v2 - 256] = gw_h_cuGraphAddKernelNode_v2,
+    [GW_OP_cuGraphAddMemcpyNode - 256] = gw_h_cuGraphAddMemcpyNode,
+    [GW_OP_cuGraphAddMemsetNode - 256] = h_cuGraphAddMemsetNode,
+    [GW_OP_cuGraphChildGraphNodeGetGraph - 256] = h_cuGraphChildGraphNodeGetGraph,
     [GW_OP_cuGraphCreate - 256] = h_cuGraphCreate,
     [GW_OP_cuGraphDestroy - 256] = h_cuGraphDestroy,
     [GW_OP_cuGraphDestroyNode - 256] = h_cuGraphDestroyNode,
+    [GW_OP_cuGraphEventRecordNodeGetEvent - 256] = h_cuGraphEventRecordNodeGetEvent,
     [GW_OP_cuGraphEventRecordNodeSetEvent - 256] = h_cuGraphEventRecordNodeSetEvent,
+    [GW_OP_cuGraphEventWaitNodeGetEvent - 256] = h_cuGraphEventWaitNodeGetEvent,
     [GW_OP_cuGraphEventWaitNodeSetEvent - 256] = h_cuGraphEventWaitNodeSetEvent,
     [GW_OP_cuGraphExecChildGraphNodeSetParams - 256] = h_cuGraphExecChildGraphNodeSetParams,
     [GW_OP_cuGraphExecDestroy - 256] = h_cuGraphExecDestroy,
@@ -4668,6 +4890,8 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuGraphExecEventWaitNodeSetEvent - 256] = h_cuGraphExecEventWaitNodeSetEvent,
     [GW_OP_cuGraphExecKernelNodeSetParams - 256] = gw_h_cuGraphExecKernelNodeSetParams,
     [GW_OP_cuGraphExecKernelNodeSetParams_v2 - 256] = gw_h_cuGraphExecKernelNodeSetParams_v2,
+    [GW_OP_cuGraphExecMemcpyNodeSetParams - 256] = gw_h_cuGraphExecMemcpyNodeSetParams,
+    [GW_OP_cuGraphExecMemsetNodeSetParams - 256] = h_cuGraphExecMemsetNodeSetParams,
     [GW_OP_cuGraphExecUpdate_v2 - 256] = gw_h_cuGraphExecUpdate_v2,
     [GW_OP_cuGraphGetNodes - 256] = h_cuGraphGetNodes,
     [GW_OP_cuGraphInstantiateWithFlags - 256] = h_cuGraphInstantiateWithFlags,
@@ -4678,6 +4902,10 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuGraphKernelNodeSetParams_v2 - 256] = gw_h_cuGraphKernelNodeSetParams_v2,
     [GW_OP_cuGraphLaunch - 256] = h_cuGraphLaunch,
     [GW_OP_cuGraphLaunch_ptsz - 256] = h_cuGraphLaunch_ptsz,
+    [GW_OP_cuGraphMemcpyNodeGetParams - 256] = h_cuGraphMemcpyNodeGetParams,
+    [GW_OP_cuGraphMemcpyNodeSetParams - 256] = gw_h_cuGraphMemcpyNodeSetParams,
+    [GW_OP_cuGraphMemsetNodeGetParams - 256] = h_cuGraphMemsetNodeGetParams,
+    [GW_OP_cuGraphMemsetNodeSetParams - 256] = h_cuGraphMemsetNodeSetParams,
     [GW_OP_cuGraphNodeGetType - 256] = h_cuGraphNodeGetType,
     [GW_OP_cuGraphNodeSetEnabled - 256] = h_cuGraphNodeSetEnabled,
     [GW_OP_cuGraphReleaseUserObject - 256] = h_cuGraphReleaseUserObject,

@@ -9,7 +9,11 @@
  * driver, a CUkernel given as the function is refused, and a node made from a kernel (func
  * NULL) also names that kernel's function in the current context. Setting parameters on an
  * executable graph checks the node is of the exec's graph and keeps the exec's own copy.
- * Nothing is ever run. */
+ * Memset, memcpy (device memory on both sides: gpuwire never sends host sides), event
+ * record/wait and child-graph nodes (the child cloned when added, as the driver does) are kept
+ * too, and cuGraphLaunch runs every node at once, in the order the nodes were added (a node's
+ * dependencies are always older), through the entry points a stream would use; an executable
+ * graph runs its graph's nodes as they are at launch, with the parameters given to the exec. */
 #include "standin.h"
 
 #include <stdlib.h>
@@ -30,14 +34,21 @@ typedef struct sd_gnode {
     sd_obj h;
     void *graph;
     unsigned long long seq;
+    CUgraphNodeType type;
     sd_kparams *kernel;             /* kernel nodes only */
+    CUDA_MEMCPY3D copy;             /* memcpy nodes */
+    CUDA_MEMSET_NODE_PARAMS set;    /* memset nodes */
+    CUevent event;                  /* event record and wait nodes */
+    CUgraph child;                  /* child graph nodes: the node's own clone */
 } sd_gnode;
 
-/* Parameters an executable graph was given for one of its kernel nodes. */
+/* Parameters an executable graph was given for one of its nodes (of the node's type). */
 typedef struct sd_exec_kparams {
     struct sd_exec_kparams *next;
     const sd_gnode *node;
     sd_kparams k;
+    CUDA_MEMCPY3D copy;
+    CUDA_MEMSET_NODE_PARAMS set;
 } sd_exec_kparams;
 
 typedef struct sd_gexec {
@@ -57,7 +68,69 @@ static void drop_node(void *obj, void *g)
     }
 }
 
-void sd_graph_drop_nodes(void *g) { sd_obj_each(SD_GRAPH_NODE, drop_node, g); }
+/* The live nodes of g in the order they were added (malloc'd; NULL when none or out of memory). Lock held. */
+typedef struct gather_nodes {
+    void *graph;
+    sd_gnode **v;
+    size_t n, cap;
+    int oom;
+} gather_nodes;
+
+static void gather_one(void *obj, void *arg)
+{
+    sd_gnode *n = obj;
+    gather_nodes *a = arg;
+    if (n->graph != a->graph || a->oom)
+        return;
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? 2 * a->cap : 16;
+        sd_gnode **v = realloc(a->v, cap * sizeof *v);
+        if (!v) {
+            a->oom = 1;
+            return;
+        }
+        a->v = v;
+        a->cap = cap;
+    }
+    a->v[a->n++] = n;
+}
+
+static int by_seq(const void *x, const void *y)
+{
+    const sd_gnode *a = *(sd_gnode *const *)x, *b = *(sd_gnode *const *)y;
+    return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+static CUresult nodes_of(void *g, sd_gnode ***v, size_t *n)
+{
+    gather_nodes a = {g, NULL, 0, 0, 0};
+    sd_obj_each(SD_GRAPH_NODE, gather_one, &a);
+    if (a.oom) {
+        free(a.v);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    if (a.n)
+        qsort(a.v, a.n, sizeof *a.v, by_seq);
+    *v = a.v;
+    *n = a.n;
+    return CUDA_SUCCESS;
+}
+
+void sd_graph_drop_nodes(void *g)
+{
+    /* child clones go with their nodes: destroyed after the walk, which must not lose other nodes */
+    sd_gnode **v = NULL;
+    size_t n = 0;
+    nodes_of(g, &v, &n);
+    void **kids = (void **)v; /* reused in place: each node's child, read before the node goes */
+    for (size_t i = 0; i < n; i++)
+        kids[i] = v[i]->child;
+    sd_obj_each(SD_GRAPH_NODE, drop_node, g);
+    for (size_t i = 0; i < n; i++)
+        if (kids[i])
+            cuGraphDestroy((CUgraph)kids[i]);
+    free(v);
+}
 
 typedef struct census {
     void *graph;
@@ -129,6 +202,7 @@ static CUresult add_node(CUgraphNode *pn, CUgraph g, const CUgraphNode *deps, si
         n->graph = g;
         n->seq = sd_next_id();
         n->kernel = k;
+        n->type = k ? CU_GRAPH_NODE_TYPE_KERNEL : CU_GRAPH_NODE_TYPE_EMPTY;
         *pn = (CUgraphNode)n;
     }
     sd_unlock();
@@ -338,6 +412,337 @@ SD_API CUresult cuGraphExecUpdate_v2(CUgraphExec e, CUgraph g, CUgraphExecUpdate
             r = CUDA_ERROR_GRAPH_EXEC_UPDATE_FAILURE;
         }
     }
+    sd_unlock();
+    return r;
+}
+
+/* ---- memset, memcpy, event and child-graph nodes ---- */
+
+static CUresult check_memset(const CUDA_MEMSET_NODE_PARAMS *p)
+{
+    if (!p || (p->elementSize != 1 && p->elementSize != 2 && p->elementSize != 4) || !p->width || !p->height)
+        return CUDA_ERROR_INVALID_VALUE;
+    return CUDA_SUCCESS;
+}
+
+static CUresult check_copy(const CUDA_MEMCPY3D *p)
+{
+    if (!p)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (p->srcMemoryType != CU_MEMORYTYPE_DEVICE || p->dstMemoryType != CU_MEMORYTYPE_DEVICE)
+        return CUDA_ERROR_NOT_SUPPORTED;
+    return CUDA_SUCCESS;
+}
+
+/* A live node of this type, or NULL. Lock held. */
+static sd_gnode *typed_node(CUgraphNode h, CUgraphNodeType type)
+{
+    sd_gnode *n = sd_obj_live(h, SD_GRAPH_NODE) ? (sd_gnode *)h : NULL;
+    return n && n->type == type ? n : NULL;
+}
+
+/* Adds a node of `type` and fills it from `fill` (lock held throughout). */
+static CUresult add_typed(CUgraphNode *pn, CUgraph g, const CUgraphNode *deps, size_t ndeps, CUgraphNodeType type,
+                          const CUDA_MEMCPY3D *copy, const CUDA_MEMSET_NODE_PARAMS *set, CUevent ev, CUgraph child)
+{
+    sd_lock();
+    sd_ctx *c;
+    CUresult r = sd_cur(&c);
+    if (r == CUDA_SUCCESS && (type == CU_GRAPH_NODE_TYPE_EVENT_RECORD || type == CU_GRAPH_NODE_TYPE_WAIT_EVENT) &&
+        !sd_obj_live(ev, SD_EVENT))
+        r = CUDA_ERROR_INVALID_VALUE;
+    CUgraph clone = NULL;
+    if (r == CUDA_SUCCESS && type == CU_GRAPH_NODE_TYPE_GRAPH)
+        r = child && child != g ? cuGraphClone(&clone, child) : CUDA_ERROR_INVALID_VALUE;
+    if (r == CUDA_SUCCESS)
+        r = add_node(pn, g, deps, ndeps, NULL);
+    if (r == CUDA_SUCCESS) {
+        sd_gnode *n = (sd_gnode *)*pn;
+        n->type = type;
+        if (copy)
+            n->copy = *copy;
+        if (set)
+            n->set = *set;
+        n->event = ev;
+        n->child = clone;
+    } else if (clone) {
+        cuGraphDestroy(clone);
+    }
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuGraphAddMemsetNode(CUgraphNode *pn, CUgraph g, const CUgraphNode *deps, size_t ndeps,
+                                     const CUDA_MEMSET_NODE_PARAMS *p, CUcontext ctx)
+{
+    (void)ctx;
+    CUresult r = check_memset(p);
+    return r ? r : add_typed(pn, g, deps, ndeps, CU_GRAPH_NODE_TYPE_MEMSET, NULL, p, NULL, NULL);
+}
+
+SD_API CUresult cuGraphAddMemcpyNode(CUgraphNode *pn, CUgraph g, const CUgraphNode *deps, size_t ndeps,
+                                     const CUDA_MEMCPY3D *p, CUcontext ctx)
+{
+    (void)ctx;
+    CUresult r = check_copy(p);
+    return r ? r : add_typed(pn, g, deps, ndeps, CU_GRAPH_NODE_TYPE_MEMCPY, p, NULL, NULL, NULL);
+}
+
+SD_API CUresult cuGraphAddEventRecordNode(CUgraphNode *pn, CUgraph g, const CUgraphNode *deps, size_t ndeps,
+                                          CUevent ev)
+{
+    return add_typed(pn, g, deps, ndeps, CU_GRAPH_NODE_TYPE_EVENT_RECORD, NULL, NULL, ev, NULL);
+}
+
+SD_API CUresult cuGraphAddEventWaitNode(CUgraphNode *pn, CUgraph g, const CUgraphNode *deps, size_t ndeps,
+                                        CUevent ev)
+{
+    return add_typed(pn, g, deps, ndeps, CU_GRAPH_NODE_TYPE_WAIT_EVENT, NULL, NULL, ev, NULL);
+}
+
+SD_API CUresult cuGraphAddChildGraphNode(CUgraphNode *pn, CUgraph g, const CUgraphNode *deps, size_t ndeps,
+                                         CUgraph child)
+{
+    return add_typed(pn, g, deps, ndeps, CU_GRAPH_NODE_TYPE_GRAPH, NULL, NULL, NULL, child);
+}
+
+SD_API CUresult cuGraphMemsetNodeGetParams(CUgraphNode h, CUDA_MEMSET_NODE_PARAMS *p)
+{
+    sd_lock();
+    sd_gnode *n = typed_node(h, CU_GRAPH_NODE_TYPE_MEMSET);
+    if (n && p)
+        *p = n->set;
+    sd_unlock();
+    return n && p ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
+SD_API CUresult cuGraphMemsetNodeSetParams(CUgraphNode h, const CUDA_MEMSET_NODE_PARAMS *p)
+{
+    sd_lock();
+    sd_gnode *n = typed_node(h, CU_GRAPH_NODE_TYPE_MEMSET);
+    CUresult r = n ? check_memset(p) : CUDA_ERROR_INVALID_VALUE;
+    if (r == CUDA_SUCCESS)
+        n->set = *p;
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuGraphMemcpyNodeGetParams(CUgraphNode h, CUDA_MEMCPY3D *p)
+{
+    sd_lock();
+    sd_gnode *n = typed_node(h, CU_GRAPH_NODE_TYPE_MEMCPY);
+    if (n && p)
+        *p = n->copy;
+    sd_unlock();
+    return n && p ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
+SD_API CUresult cuGraphMemcpyNodeSetParams(CUgraphNode h, const CUDA_MEMCPY3D *p)
+{
+    sd_lock();
+    sd_gnode *n = typed_node(h, CU_GRAPH_NODE_TYPE_MEMCPY);
+    CUresult r = n ? check_copy(p) : CUDA_ERROR_INVALID_VALUE;
+    if (r == CUDA_SUCCESS)
+        n->copy = *p;
+    sd_unlock();
+    return r;
+}
+
+static CUresult node_event(CUgraphNode h, CUgraphNodeType type, CUevent *out)
+{
+    sd_lock();
+    sd_gnode *n = typed_node(h, type);
+    if (n && out)
+        *out = n->event;
+    sd_unlock();
+    return n && out ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
+SD_API CUresult cuGraphEventRecordNodeGetEvent(CUgraphNode h, CUevent *out)
+{
+    return node_event(h, CU_GRAPH_NODE_TYPE_EVENT_RECORD, out);
+}
+
+SD_API CUresult cuGraphEventWaitNodeGetEvent(CUgraphNode h, CUevent *out)
+{
+    return node_event(h, CU_GRAPH_NODE_TYPE_WAIT_EVENT, out);
+}
+
+SD_API CUresult cuGraphChildGraphNodeGetGraph(CUgraphNode h, CUgraph *out)
+{
+    sd_lock();
+    sd_gnode *n = typed_node(h, CU_GRAPH_NODE_TYPE_GRAPH);
+    if (n && out)
+        *out = n->child;
+    sd_unlock();
+    return n && out ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
+/* The exec's own parameters for node n, made on first use (NULL: out of memory). Lock held. */
+static sd_exec_kparams *exec_params(sd_gexec *x, const sd_gnode *n)
+{
+    sd_exec_kparams *ek = x->kparams;
+    while (ek && ek->node != n)
+        ek = ek->next;
+    if (!ek && (ek = calloc(1, sizeof *ek)) != NULL) {
+        ek->node = n;
+        ek->next = x->kparams;
+        x->kparams = ek;
+        ek->copy = n->copy;
+        ek->set = n->set;
+        if (n->kernel) {
+            ek->k = *n->kernel;
+            point(&ek->k);
+        }
+    }
+    return ek;
+}
+
+/* A live exec and a node of its graph of this type, or CUDA_ERROR_INVALID_VALUE. Lock held. */
+static CUresult exec_node(CUgraphExec e, CUgraphNode h, CUgraphNodeType type, sd_gexec **x, sd_gnode **n)
+{
+    *x = sd_obj_live(e, SD_GRAPH_EXEC) ? (sd_gexec *)e : NULL;
+    *n = typed_node(h, type);
+    return *x && *n && (*n)->graph == (*x)->graph ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
+SD_API CUresult cuGraphExecMemsetNodeSetParams(CUgraphExec e, CUgraphNode h, const CUDA_MEMSET_NODE_PARAMS *p,
+                                               CUcontext ctx)
+{
+    (void)ctx;
+    sd_lock();
+    sd_gexec *x;
+    sd_gnode *n;
+    CUresult r = exec_node(e, h, CU_GRAPH_NODE_TYPE_MEMSET, &x, &n);
+    if (r == CUDA_SUCCESS)
+        r = check_memset(p);
+    sd_exec_kparams *ek = r == CUDA_SUCCESS ? exec_params(x, n) : NULL;
+    if (ek)
+        ek->set = *p;
+    else if (r == CUDA_SUCCESS)
+        r = CUDA_ERROR_OUT_OF_MEMORY;
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuGraphExecMemcpyNodeSetParams(CUgraphExec e, CUgraphNode h, const CUDA_MEMCPY3D *p, CUcontext ctx)
+{
+    (void)ctx;
+    sd_lock();
+    sd_gexec *x;
+    sd_gnode *n;
+    CUresult r = exec_node(e, h, CU_GRAPH_NODE_TYPE_MEMCPY, &x, &n);
+    if (r == CUDA_SUCCESS)
+        r = check_copy(p);
+    sd_exec_kparams *ek = r == CUDA_SUCCESS ? exec_params(x, n) : NULL;
+    if (ek)
+        ek->copy = *p;
+    else if (r == CUDA_SUCCESS)
+        r = CUDA_ERROR_OUT_OF_MEMORY;
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuGraphNodeGetType(CUgraphNode h, CUgraphNodeType *type)
+{
+    sd_lock();
+    sd_gnode *n = sd_obj_live(h, SD_GRAPH_NODE) ? (sd_gnode *)h : NULL;
+    if (n && type)
+        *type = n->type;
+    sd_unlock();
+    return n && type ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
+/* A copy of g's nodes, in order, into a new graph (dependencies are not kept: launches run nodes in order). */
+SD_API CUresult cuGraphClone(CUgraph *out, CUgraph g)
+{
+    if (!out)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    CUresult r = sd_obj_live(g, SD_GRAPH) ? cuGraphCreate(out, 0) : CUDA_ERROR_INVALID_VALUE;
+    sd_gnode **v = NULL;
+    size_t nv = 0;
+    if (r == CUDA_SUCCESS && (r = nodes_of(g, &v, &nv)) != CUDA_SUCCESS)
+        cuGraphDestroy(*out);
+    for (size_t i = 0; r == CUDA_SUCCESS && i < nv; i++) {
+        const sd_gnode *n = v[i];
+        CUgraphNode made;
+        sd_kparams *k = NULL;
+        if (n->kernel && (k = malloc(sizeof *k)) != NULL) {
+            *k = *n->kernel;
+            point(k);
+        }
+        if (n->kernel && !k)
+            r = CUDA_ERROR_OUT_OF_MEMORY;
+        else if (n->type == CU_GRAPH_NODE_TYPE_GRAPH)
+            r = add_typed(&made, *out, NULL, 0, n->type, NULL, NULL, NULL, n->child);
+        else if ((r = add_node(&made, *out, NULL, 0, k)) == CUDA_SUCCESS) {
+            sd_gnode *m = (sd_gnode *)made;
+            m->type = n->type;
+            m->copy = n->copy;
+            m->set = n->set;
+            m->event = n->event;
+        } else {
+            free(k);
+        }
+        if (r != CUDA_SUCCESS)
+            cuGraphDestroy(*out);
+    }
+    free(v);
+    sd_unlock();
+    return r;
+}
+
+static CUresult run_memset(const CUDA_MEMSET_NODE_PARAMS *p)
+{
+    switch (p->elementSize) {
+    case 1: return cuMemsetD2D8_v2(p->dst, p->pitch, (unsigned char)p->value, p->width, p->height);
+    case 2: return cuMemsetD2D16_v2(p->dst, p->pitch, (unsigned short)p->value, p->width, p->height);
+    default: return cuMemsetD2D32_v2(p->dst, p->pitch, p->value, p->width, p->height);
+    }
+}
+
+/* Runs g's nodes in order on stream s; x (or NULL) gives the exec's own parameters. Lock held. */
+static CUresult run_graph(CUgraph g, const sd_gexec *x, CUstream s, int depth)
+{
+    if (depth > 16 || !sd_obj_live(g, SD_GRAPH))
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_gnode **v;
+    size_t nv;
+    CUresult r = nodes_of(g, &v, &nv);
+    for (size_t i = 0; r == CUDA_SUCCESS && i < nv; i++) {
+        const sd_gnode *n = v[i];
+        const sd_exec_kparams *ek = x ? x->kparams : NULL;
+        while (ek && ek->node != n)
+            ek = ek->next;
+        switch (n->type) {
+        case CU_GRAPH_NODE_TYPE_KERNEL: {
+            const sd_kparams *k = ek ? &ek->k : n->kernel;
+            r = cuLaunchKernel(k->func, k->dims[0], k->dims[1], k->dims[2], k->dims[3], k->dims[4], k->dims[5],
+                               k->dims[6], s, (void **)k->ptrs, NULL);
+            break;
+        }
+        case CU_GRAPH_NODE_TYPE_MEMCPY: r = cuMemcpy3D_v2(ek ? &ek->copy : &n->copy); break;
+        case CU_GRAPH_NODE_TYPE_MEMSET: r = run_memset(ek ? &ek->set : &n->set); break;
+        case CU_GRAPH_NODE_TYPE_EVENT_RECORD: r = cuEventRecord(n->event, s); break;
+        case CU_GRAPH_NODE_TYPE_WAIT_EVENT: r = cuStreamWaitEvent(s, n->event, 0); break;
+        case CU_GRAPH_NODE_TYPE_GRAPH: r = run_graph(n->child, NULL, s, depth + 1); break;
+        default: break; /* empty */
+        }
+    }
+    free(v);
+    return r;
+}
+
+SD_API CUresult cuGraphLaunch(CUgraphExec e, CUstream s)
+{
+    sd_lock();
+    sd_ctx *c;
+    CUresult r = sd_stream_check(s, &c);
+    if (r == CUDA_SUCCESS && !sd_obj_live(e, SD_GRAPH_EXEC))
+        r = CUDA_ERROR_INVALID_VALUE;
+    if (r == CUDA_SUCCESS)
+        r = run_graph(((sd_gexec *)e)->graph, (sd_gexec *)e, s, 0);
     sd_unlock();
     return r;
 }

@@ -1,0 +1,222 @@
+/* graph_build: a graph built node by node with the driver API (memset, kernel,
+ * device-to-device memcpy, child graph, event record and wait), read back,
+ * instantiated, launched twice with every byte checked, then changed through
+ * the exec's set-params calls and launched again. A memcpy node reading host
+ * memory is accepted natively and refused by gpuwire (CUDA_ERROR_NOT_SUPPORTED):
+ * either passes here. */
+#define PROG "graph_build"
+#include <stdio.h>
+#include <string.h>
+
+#include "driver_check.h"
+#include "driver_api_fatbin.h" /* generated at build time: da_fatbin[], da_fatbin_len */
+
+#define N 1024
+
+static CUDA_MEMSET_NODE_PARAMS fill32(CUdeviceptr dst, float v)
+{
+    CUDA_MEMSET_NODE_PARAMS p;
+    memset(&p, 0, sizeof p);
+    memcpy(&p.value, &v, 4);
+    p.dst = dst;
+    p.elementSize = 4;
+    p.width = N;
+    p.height = 1;
+    return p;
+}
+
+static CUDA_MEMCPY3D d2d(CUdeviceptr dst, CUdeviceptr src, size_t bytes)
+{
+    CUDA_MEMCPY3D p;
+    memset(&p, 0, sizeof p);
+    p.srcMemoryType = p.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+    p.srcDevice = src;
+    p.dstDevice = dst;
+    p.WidthInBytes = bytes;
+    p.Height = p.Depth = 1;
+    return p;
+}
+
+static void expect_floats(CUdeviceptr d, float want, const char *what)
+{
+    static float h[N];
+    CK(cuMemcpyDtoH(h, d, sizeof h));
+    for (int i = 0; i < N; i++)
+        if (h[i] != want)
+            FAIL("%s[%d] = %g, want %g", what, i, h[i], want);
+}
+
+static void expect_bytes(CUdeviceptr d, unsigned char want, const char *what)
+{
+    static unsigned char h[N * 4];
+    CK(cuMemcpyDtoH(h, d, sizeof h));
+    for (int i = 0; i < N * 4; i++)
+        if (h[i] != want)
+            FAIL("%s byte %d = 0x%02x, want 0x%02x", what, i, h[i], want);
+}
+
+static void expect_type(CUgraphNode n, CUgraphNodeType want, const char *what)
+{
+    CUgraphNodeType t;
+    CK(cuGraphNodeGetType(n, &t));
+    if (t != want)
+        FAIL("%s node has type %d, want %d", what, (int)t, (int)want);
+}
+
+int main(void)
+{
+    CUdevice dev;
+    CUcontext ctx;
+    CUmodule mod;
+    CUfunction scale;
+    CK(cuInit(0));
+    CK(cuDeviceGet(&dev, 0));
+    CK(cuDevicePrimaryCtxRetain(&ctx, dev));
+    CK(cuCtxSetCurrent(ctx));
+    CK(cuModuleLoadData(&mod, da_fatbin));
+    CK(cuModuleGetFunction(&scale, mod, "da_scale"));
+    CUdeviceptr a, b, c, d;
+    CK(cuMemAlloc(&a, N * 4));
+    CK(cuMemAlloc(&b, N * 4));
+    CK(cuMemAlloc(&c, N * 4));
+    CK(cuMemAlloc(&d, N * 4));
+    CUstream s;
+    CUevent ev;
+    CK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+    CK(cuEventCreate(&ev, CU_EVENT_DEFAULT));
+
+    /* child: c filled with 0x5a bytes */
+    CUgraph child, g;
+    CUgraphNode cn, nset, nker, ncpy, nchild, nrec, nwait;
+    CK(cuGraphCreate(&child, 0));
+    CUDA_MEMSET_NODE_PARAMS cset;
+    memset(&cset, 0, sizeof cset);
+    cset.dst = c;
+    cset.value = 0x5a;
+    cset.elementSize = 1;
+    cset.width = N * 4;
+    cset.height = 1;
+    CK(cuGraphAddMemsetNode(&cn, child, NULL, 0, &cset, ctx));
+
+    /* a = 1.0 ; a *= 3 ; b = a ; child ; record ev ; wait ev */
+    CK(cuGraphCreate(&g, 0));
+    CUDA_MEMSET_NODE_PARAMS set = fill32(a, 1.0f);
+    CK(cuGraphAddMemsetNode(&nset, g, NULL, 0, &set, ctx));
+    float factor = 3.0f;
+    int n = N;
+    void *args[] = {&a, &factor, &n};
+    CUDA_KERNEL_NODE_PARAMS kp;
+    memset(&kp, 0, sizeof kp);
+    kp.func = scale;
+    kp.gridDimX = N / 128;
+    kp.gridDimY = kp.gridDimZ = 1;
+    kp.blockDimX = 128;
+    kp.blockDimY = kp.blockDimZ = 1;
+    kp.kernelParams = args;
+    CK(cuGraphAddKernelNode(&nker, g, &nset, 1, &kp));
+    CUDA_MEMCPY3D cp = d2d(b, a, N * 4);
+    CK(cuGraphAddMemcpyNode(&ncpy, g, &nker, 1, &cp, ctx));
+    CK(cuGraphAddChildGraphNode(&nchild, g, &ncpy, 1, child));
+    CK(cuGraphAddEventRecordNode(&nrec, g, &nchild, 1, ev));
+    CK(cuGraphAddEventWaitNode(&nwait, g, &nrec, 1, ev));
+
+    /* a memcpy node reading this process's memory at each launch */
+    static float host[N];
+    CUDA_MEMCPY3D hp = d2d(d, 0, N * 4);
+    hp.srcMemoryType = CU_MEMORYTYPE_HOST;
+    hp.srcHost = host;
+    CUgraph hg;
+    CUgraphNode hn;
+    CK(cuGraphCreate(&hg, 0));
+    CUresult hr = cuGraphAddMemcpyNode(&hn, hg, NULL, 0, &hp, ctx);
+    if (hr != CUDA_SUCCESS && hr != CUDA_ERROR_NOT_SUPPORTED)
+        FAIL("a host-side memcpy node -> %d", (int)hr);
+    printf("host-side memcpy node: %s\n", hr == CUDA_SUCCESS ? "accepted" : "not supported");
+    CK(cuGraphDestroy(hg));
+
+    /* read back */
+    expect_type(nset, CU_GRAPH_NODE_TYPE_MEMSET, "memset");
+    expect_type(nker, CU_GRAPH_NODE_TYPE_KERNEL, "kernel");
+    expect_type(ncpy, CU_GRAPH_NODE_TYPE_MEMCPY, "memcpy");
+    expect_type(nchild, CU_GRAPH_NODE_TYPE_GRAPH, "child");
+    expect_type(nrec, CU_GRAPH_NODE_TYPE_EVENT_RECORD, "record");
+    expect_type(nwait, CU_GRAPH_NODE_TYPE_WAIT_EVENT, "wait");
+    CUDA_MEMSET_NODE_PARAMS sget;
+    CK(cuGraphMemsetNodeGetParams(nset, &sget));
+    if (sget.dst != a || sget.value != set.value || sget.elementSize != 4 || sget.width != N || sget.height != 1)
+        FAIL("memset node parameters read back differ");
+    CUDA_MEMCPY3D cget;
+    CK(cuGraphMemcpyNodeGetParams(ncpy, &cget));
+    if (cget.srcDevice != a || cget.dstDevice != b || cget.WidthInBytes != N * 4 ||
+        cget.srcMemoryType != CU_MEMORYTYPE_DEVICE || cget.dstMemoryType != CU_MEMORYTYPE_DEVICE)
+        FAIL("memcpy node parameters read back differ");
+    CUevent eget;
+    CK(cuGraphEventRecordNodeGetEvent(nrec, &eget));
+    if (eget != ev)
+        FAIL("event record node names another event");
+    CK(cuGraphEventWaitNodeGetEvent(nwait, &eget));
+    if (eget != ev)
+        FAIL("event wait node names another event");
+    CUgraph cg;
+    CK(cuGraphChildGraphNodeGetGraph(nchild, &cg));
+    if (!cg)
+        FAIL("no child graph");
+    /* the node holds a copy: the graph given may go */
+    CK(cuGraphDestroy(child));
+    /* set and read back on the graph, then put back */
+    CUDA_MEMSET_NODE_PARAMS other = fill32(a, 5.0f);
+    CK(cuGraphMemsetNodeSetParams(nset, &other));
+    CK(cuGraphMemsetNodeGetParams(nset, &sget));
+    if (sget.value != other.value)
+        FAIL("memset node set params did not take");
+    CK(cuGraphMemsetNodeSetParams(nset, &set));
+    CUDA_MEMCPY3D ccopy = d2d(d, a, N * 4);
+    CK(cuGraphMemcpyNodeSetParams(ncpy, &ccopy));
+    CK(cuGraphMemcpyNodeGetParams(ncpy, &cget));
+    if (cget.dstDevice != d)
+        FAIL("memcpy node set params did not take");
+    CK(cuGraphMemcpyNodeSetParams(ncpy, &cp));
+
+    CUgraphExec x;
+    CK(cuGraphInstantiateWithFlags(&x, g, 0));
+    for (int round = 0; round < 2; round++) {
+        CK(cuMemsetD8(a, 0xee, N * 4));
+        CK(cuMemsetD8(b, 0xee, N * 4));
+        CK(cuMemsetD8(c, 0xee, N * 4));
+        CK(cuGraphLaunch(x, s));
+        CK(cuStreamSynchronize(s));
+        expect_floats(a, 3.0f, "a");
+        expect_floats(b, 3.0f, "b");
+        expect_bytes(c, 0x5a, "c");
+        CK(cuEventQuery(ev));
+    }
+
+    /* the exec changed: a = 2.0 (then tripled), copied into d; the graph itself keeps its own */
+    CUDA_MEMSET_NODE_PARAMS xset = fill32(a, 2.0f);
+    CK(cuGraphExecMemsetNodeSetParams(x, nset, &xset, ctx));
+    CUDA_MEMCPY3D xcp = d2d(d, a, N * 4);
+    CK(cuGraphExecMemcpyNodeSetParams(x, ncpy, &xcp, ctx));
+    CK(cuMemsetD8(b, 0xee, N * 4));
+    CK(cuMemsetD8(d, 0xee, N * 4));
+    CK(cuGraphLaunch(x, s));
+    CK(cuStreamSynchronize(s));
+    expect_floats(a, 6.0f, "a after exec set params");
+    expect_floats(d, 6.0f, "d after exec set params");
+    expect_bytes(b, 0xee, "b after exec set params");
+    CK(cuGraphMemsetNodeGetParams(nset, &sget));
+    if (sget.value != set.value)
+        FAIL("the exec's parameters reached the graph");
+
+    CK(cuGraphExecDestroy(x));
+    CK(cuGraphDestroy(g));
+    CK(cuEventDestroy(ev));
+    CK(cuStreamDestroy(s));
+    CK(cuMemFree(a));
+    CK(cuMemFree(b));
+    CK(cuMemFree(c));
+    CK(cuMemFree(d));
+    CK(cuModuleUnload(mod));
+    CK(cuDevicePrimaryCtxRelease(dev));
+    printf("PASS %s\n", PROG);
+    return 0;
+}
