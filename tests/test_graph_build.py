@@ -1,6 +1,7 @@
 """Graphs built node by node through gpuwire against the stand-in:
 tests/programs/graph_build.c adds memset, kernel, device-to-device memcpy,
-child-graph and event record/wait nodes, reads their parameters back,
+child-graph and event record/wait nodes and a memory alloc node (whose
+address comes back) with its free node, reads their parameters back,
 launches the graph twice checking every byte, and changes the exec's memset
 and memcpy parameters before launching again. A memcpy node with a side in
 the client's host memory is refused with CUDA_ERROR_NOT_SUPPORTED and a log

@@ -1328,6 +1328,25 @@ CUresult CUDAAPI cuGraphAddEventWaitNode(CUgraphNode * phGraphNode, CUgraph hGra
     return res;
 }
 
+#undef cuGraphAddMemFreeNode
+CUresult CUDAAPI cuGraphAddMemFreeNode(CUgraphNode * phGraphNode, CUgraph hGraph, const CUgraphNode * dependencies, size_t numDependencies, CUdeviceptr dptr)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphAddMemFreeNode);
+    gw_put_out(q, phGraphNode, phGraphNode ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
+    gw_put_u64(q, (uint64_t)(int64_t)dptr);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (phGraphNode) gw_get_handles(r, (void **)phGraphNode, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef cuGraphAddMemsetNode
 CUresult CUDAAPI cuGraphAddMemsetNode(CUgraphNode * phGraphNode, CUgraph hGraph, const CUgraphNode * dependencies, size_t numDependencies, const CUDA_MEMSET_NODE_PARAMS * memsetParams, CUcontext ctx)
 {
@@ -1590,6 +1609,22 @@ CUresult CUDAAPI cuGraphLaunch_ptsz(CUgraphExec hGraphExec, CUstream hStream)
     gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
     return gw_req_post(q);
+}
+
+#undef cuGraphMemFreeNodeGetParams
+CUresult CUDAAPI cuGraphMemFreeNodeGetParams(CUgraphNode hNode, CUdeviceptr * dptr_out)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphMemFreeNodeGetParams);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_out(q, dptr_out, dptr_out ? (size_t)(1) : 0);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (dptr_out) gw_get_bytes(r, dptr_out, (size_t)(1) * sizeof(CUdeviceptr));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
 }
 
 #undef cuGraphMemcpyNodeGetParams

@@ -131,10 +131,6 @@ int cuGraphAddExternalSemaphoresWaitNode(void);
 int cuGraphAddExternalSemaphoresWaitNode(void) { return gw_unsupported(GW_OP_cuGraphAddExternalSemaphoresWaitNode); }
 int cuGraphAddHostNode(void);
 int cuGraphAddHostNode(void) { return gw_unsupported(GW_OP_cuGraphAddHostNode); }
-int cuGraphAddMemAllocNode(void);
-int cuGraphAddMemAllocNode(void) { return gw_unsupported(GW_OP_cuGraphAddMemAllocNode); }
-int cuGraphAddMemFreeNode(void);
-int cuGraphAddMemFreeNode(void) { return gw_unsupported(GW_OP_cuGraphAddMemFreeNode); }
 int cuGraphAddNode(void);
 int cuGraphAddNode(void) { return gw_unsupported(GW_OP_cuGraphAddNode); }
 int cuGraphAddNode_v2(void);
@@ -195,8 +191,6 @@ int cuGraphKernelNodeSetAttribute(void);
 int cuGraphKernelNodeSetAttribute(void) { return gw_unsupported(GW_OP_cuGraphKernelNodeSetAttribute); }
 int cuGraphMemAllocNodeGetParams(void);
 int cuGraphMemAllocNodeGetParams(void) { return gw_unsupported(GW_OP_cuGraphMemAllocNodeGetParams); }
-int cuGraphMemFreeNodeGetParams(void);
-int cuGraphMemFreeNodeGetParams(void) { return gw_unsupported(GW_OP_cuGraphMemFreeNodeGetParams); }
 int cuGraphNodeFindInClone(void);
 int cuGraphNodeFindInClone(void) { return gw_unsupported(GW_OP_cuGraphNodeFindInClone); }
 int cuGraphNodeGetDependencies(void);

@@ -11,6 +11,7 @@ void gw_h_cuGetErrorName(gw_call *c);
 void gw_h_cuGetErrorString(gw_call *c);
 void gw_h_cuGraphAddKernelNode(gw_call *c);
 void gw_h_cuGraphAddKernelNode_v2(gw_call *c);
+void gw_h_cuGraphAddMemAllocNode(gw_call *c);
 void gw_h_cuGraphAddMemcpyNode(gw_call *c);
 void gw_h_cuGraphExecKernelNodeSetParams(gw_call *c);
 void gw_h_cuGraphExecKernelNodeSetParams_v2(gw_call *c);
@@ -1461,6 +1462,29 @@ static void h_cuGraphAddEventWaitNode(gw_call *c)
     }
 }
 
+static void h_cuGraphAddMemFreeNode(gw_call *c)
+{
+    size_t a0_n;
+    CUgraphNode *a0 = (CUgraphNode *)gw_out_array(c, sizeof(void *), &a0_n);
+    CUgraph a1 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    size_t a2_n;
+    CUgraphNode *a2 = (CUgraphNode *)gw_in_handles(c, GW_HT_CUgraphNode, &a2_n);
+    size_t a3 = (size_t)gw_in_u64(c);
+    CUdeviceptr a4 = (CUdeviceptr)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphAddMemFreeNode: phGraphNode holds %zu elements, fewer than its count", a0_n);
+    if (a2 && !c->bad && a2_n < (size_t)(a3))
+        gw_call_fail(c, "cuGraphAddMemFreeNode: dependencies holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, CUdeviceptr) = (CUresult (*)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, CUdeviceptr))gw_driver_fn(c, GW_OP_cuGraphAddMemFreeNode);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3, a4);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUgraphNode, (void **)a0, a0_n);
+    }
+}
+
 static void h_cuGraphAddMemsetNode(gw_call *c)
 {
     size_t a0_n;
@@ -1737,6 +1761,23 @@ static void h_cuGraphLaunch_ptsz(gw_call *c)
     if (!fn) return;
     CUresult res = fn(a0, a1);
     gw_reply_result(c, res);
+}
+
+static void h_cuGraphMemFreeNodeGetParams(gw_call *c)
+{
+    CUgraphNode a0 = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    size_t a1_n;
+    CUdeviceptr *a1 = (CUdeviceptr *)gw_out_array(c, sizeof(CUdeviceptr), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphMemFreeNodeGetParams: dptr_out holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode, CUdeviceptr *) = (CUresult (*)(CUgraphNode, CUdeviceptr *))gw_driver_fn(c, GW_OP_cuGraphMemFreeNodeGetParams);
+    if (!fn) return;
+    CUresult res = fn(a0, a1);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(CUdeviceptr));
+    }
 }
 
 static void h_cuGraphMemcpyNodeGetParams(gw_call *c)
@@ -4874,6 +4915,8 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuGraphAddEventWaitNode - 256] = h_cuGraphAddEventWaitNode,
     [GW_OP_cuGraphAddKernelNode - 256] = gw_h_cuGraphAddKernelNode,
     [GW_OP_cuGraphAddKernelNode_v2 - 256] = gw_h_cuGraphAddKernelNode_v2,
+    [GW_OP_cuGraphAddMemAllocNode - 256] = gw_h_cuGraphAddMemAllocNode,
+    [GW_OP_cuGraphAddMemFreeNode - 256] = h_cuGraphAddMemFreeNode,
     [GW_OP_cuGraphAddMemcpyNode - 256] = gw_h_cuGraphAddMemcpyNode,
     [GW_OP_cuGraphAddMemsetNode - 256] = h_cuGraphAddMemsetNode,
     [GW_OP_cuGraphChildGraphNodeGetGraph - 256] = h_cuGraphChildGraphNodeGetGraph,
@@ -4902,6 +4945,7 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuGraphKernelNodeSetParams_v2 - 256] = gw_h_cuGraphKernelNodeSetParams_v2,
     [GW_OP_cuGraphLaunch - 256] = h_cuGraphLaunch,
     [GW_OP_cuGraphLaunch_ptsz - 256] = h_cuGraphLaunch_ptsz,
+    [GW_OP_cuGraphMemFreeNodeGetParams - 256] = h_cuGraphMemFreeNodeGetParams,
     [GW_OP_cuGraphMemcpyNodeGetParams - 256] = h_cuGraphMemcpyNodeGetParams,
     [GW_OP_cuGraphMemcpyNodeSetParams - 256] = gw_h_cuGraphMemcpyNodeSetParams,
     [GW_OP_cuGraphMemsetNodeGetParams - 256] = h_cuGraphMemsetNodeGetParams,

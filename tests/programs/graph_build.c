@@ -1,6 +1,8 @@
 /* graph_build: a graph built node by node with the driver API (memset, kernel,
  * device-to-device memcpy, child graph, event record and wait), read back,
- * instantiated, launched twice with every byte checked, then changed through
+ * and a memory alloc node whose allocation is filled, copied out and freed by
+ * a free node), read back, instantiated, launched twice with every byte
+ * checked, then changed through
  * the exec's set-params calls and launched again. A memcpy node reading host
  * memory is accepted natively and refused by gpuwire (CUDA_ERROR_NOT_SUPPORTED):
  * either passes here. */
@@ -75,11 +77,12 @@ int main(void)
     CK(cuCtxSetCurrent(ctx));
     CK(cuModuleLoadData(&mod, da_fatbin));
     CK(cuModuleGetFunction(&scale, mod, "da_scale"));
-    CUdeviceptr a, b, c, d;
+    CUdeviceptr a, b, c, d, e;
     CK(cuMemAlloc(&a, N * 4));
     CK(cuMemAlloc(&b, N * 4));
     CK(cuMemAlloc(&c, N * 4));
     CK(cuMemAlloc(&d, N * 4));
+    CK(cuMemAlloc(&e, N * 4));
     CUstream s;
     CUevent ev;
     CK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
@@ -120,6 +123,28 @@ int main(void)
     CK(cuGraphAddEventRecordNode(&nrec, g, &nchild, 1, ev));
     CK(cuGraphAddEventWaitNode(&nwait, g, &nrec, 1, ev));
 
+    /* m = graph memory ; m = 7.0 ; e = m ; free m */
+    CUgraphNode nalloc, nmset, nmcpy, nfree;
+    CUDA_MEM_ALLOC_NODE_PARAMS ap;
+    memset(&ap, 0, sizeof ap);
+    ap.poolProps.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+    ap.poolProps.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    ap.poolProps.location.id = 0;
+    ap.bytesize = N * 4;
+    CK(cuGraphAddMemAllocNode(&nalloc, g, &nwait, 1, &ap));
+    if (!ap.dptr)
+        FAIL("the alloc node gave no address");
+    CUdeviceptr m = ap.dptr;
+    CUDA_MEMSET_NODE_PARAMS mset = fill32(m, 7.0f);
+    CK(cuGraphAddMemsetNode(&nmset, g, &nalloc, 1, &mset, ctx));
+    CUDA_MEMCPY3D mcp = d2d(e, m, N * 4);
+    CK(cuGraphAddMemcpyNode(&nmcpy, g, &nmset, 1, &mcp, ctx));
+    CK(cuGraphAddMemFreeNode(&nfree, g, &nmcpy, 1, m));
+    CUdeviceptr freed = 0;
+    CK(cuGraphMemFreeNodeGetParams(nfree, &freed));
+    if (freed != m)
+        FAIL("the free node frees 0x%llx, not 0x%llx", (unsigned long long)freed, (unsigned long long)m);
+
     /* a memcpy node reading this process's memory at each launch */
     static float host[N];
     CUDA_MEMCPY3D hp = d2d(d, 0, N * 4);
@@ -141,6 +166,8 @@ int main(void)
     expect_type(nchild, CU_GRAPH_NODE_TYPE_GRAPH, "child");
     expect_type(nrec, CU_GRAPH_NODE_TYPE_EVENT_RECORD, "record");
     expect_type(nwait, CU_GRAPH_NODE_TYPE_WAIT_EVENT, "wait");
+    expect_type(nalloc, CU_GRAPH_NODE_TYPE_MEM_ALLOC, "alloc");
+    expect_type(nfree, CU_GRAPH_NODE_TYPE_MEM_FREE, "free");
     CUDA_MEMSET_NODE_PARAMS sget;
     CK(cuGraphMemsetNodeGetParams(nset, &sget));
     if (sget.dst != a || sget.value != set.value || sget.elementSize != 4 || sget.width != N || sget.height != 1)
@@ -183,11 +210,13 @@ int main(void)
         CK(cuMemsetD8(a, 0xee, N * 4));
         CK(cuMemsetD8(b, 0xee, N * 4));
         CK(cuMemsetD8(c, 0xee, N * 4));
+        CK(cuMemsetD8(e, 0xee, N * 4));
         CK(cuGraphLaunch(x, s));
         CK(cuStreamSynchronize(s));
         expect_floats(a, 3.0f, "a");
         expect_floats(b, 3.0f, "b");
         expect_bytes(c, 0x5a, "c");
+        expect_floats(e, 7.0f, "e");
         CK(cuEventQuery(ev));
     }
 
@@ -215,6 +244,7 @@ int main(void)
     CK(cuMemFree(b));
     CK(cuMemFree(c));
     CK(cuMemFree(d));
+    CK(cuMemFree(e));
     CK(cuModuleUnload(mod));
     CK(cuDevicePrimaryCtxRelease(dev));
     printf("PASS %s\n", PROG);

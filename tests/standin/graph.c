@@ -13,7 +13,10 @@
  * record/wait and child-graph nodes (the child cloned when added, as the driver does) are kept
  * too, and cuGraphLaunch runs every node at once, in the order the nodes were added (a node's
  * dependencies are always older), through the entry points a stream would use; an executable
- * graph runs its graph's nodes as they are at launch, with the parameters given to the exec. */
+ * graph runs its graph's nodes as they are at launch, with the parameters given to the exec.
+ * A memory alloc node allocates when it is added and frees with its graph: its memory is
+ * there before the node runs and after its free node (launches run both as no-ops); graphs
+ * holding memory nodes cannot be cloned or made child graphs, as on the driver. */
 #include "standin.h"
 
 #include <stdlib.h>
@@ -40,6 +43,8 @@ typedef struct sd_gnode {
     CUDA_MEMSET_NODE_PARAMS set;    /* memset nodes */
     CUevent event;                  /* event record and wait nodes */
     CUgraph child;                  /* child graph nodes: the node's own clone */
+    CUdeviceptr mem;                /* memory alloc nodes (which own it) and free nodes */
+    unsigned long long mem_id;      /* the allocation's id: freed only if it is still that one */
 } sd_gnode;
 
 /* Parameters an executable graph was given for one of its nodes (of the node's type). */
@@ -62,6 +67,9 @@ static void drop_node(void *obj, void *g)
 {
     sd_gnode *n = obj;
     if (n->graph == g) {
+        const sd_alloc *a = n->type == CU_GRAPH_NODE_TYPE_MEM_ALLOC ? sd_find(n->mem, 0) : NULL;
+        if (a && a->id == n->mem_id && a->base == n->mem)
+            cuMemFree_v2(n->mem);
         sd_obj_del(n);
         free(n->kernel);
         free(n);
@@ -674,6 +682,8 @@ SD_API CUresult cuGraphClone(CUgraph *out, CUgraph g)
         }
         if (n->kernel && !k)
             r = CUDA_ERROR_OUT_OF_MEMORY;
+        else if (n->type == CU_GRAPH_NODE_TYPE_MEM_ALLOC || n->type == CU_GRAPH_NODE_TYPE_MEM_FREE)
+            r = CUDA_ERROR_NOT_SUPPORTED;
         else if (n->type == CU_GRAPH_NODE_TYPE_GRAPH)
             r = add_typed(&made, *out, NULL, 0, n->type, NULL, NULL, NULL, n->child);
         else if ((r = add_node(&made, *out, NULL, 0, k)) == CUDA_SUCCESS) {
@@ -745,4 +755,73 @@ SD_API CUresult cuGraphLaunch(CUgraphExec e, CUstream s)
         r = run_graph(((sd_gexec *)e)->graph, (sd_gexec *)e, s, 0);
     sd_unlock();
     return r;
+}
+
+/* ---- memory alloc and free nodes ---- */
+
+SD_API CUresult cuGraphAddMemAllocNode(CUgraphNode *pn, CUgraph g, const CUgraphNode *deps, size_t ndeps,
+                                       CUDA_MEM_ALLOC_NODE_PARAMS *p)
+{
+    if (!p || !p->bytesize || p->poolProps.allocType != CU_MEM_ALLOCATION_TYPE_PINNED ||
+        p->poolProps.handleTypes != CU_MEM_HANDLE_TYPE_NONE || p->poolProps.location.type != CU_MEM_LOCATION_TYPE_DEVICE ||
+        p->poolProps.location.id != 0 || (p->accessDescCount && !p->accessDescs))
+        return CUDA_ERROR_INVALID_VALUE;
+    for (size_t i = 0; i < p->accessDescCount; i++)
+        if (p->accessDescs[i].location.type != CU_MEM_LOCATION_TYPE_DEVICE || p->accessDescs[i].location.id != 0)
+            return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    CUdeviceptr mem = 0;
+    CUresult r = cuMemAlloc_v2(&mem, p->bytesize);
+    if (r == CUDA_SUCCESS && (r = add_node(pn, g, deps, ndeps, NULL)) != CUDA_SUCCESS)
+        cuMemFree_v2(mem);
+    if (r == CUDA_SUCCESS) {
+        sd_gnode *n = (sd_gnode *)*pn;
+        n->type = CU_GRAPH_NODE_TYPE_MEM_ALLOC;
+        n->mem = mem;
+        n->mem_id = sd_find(mem, 0)->id;
+        p->dptr = mem;
+    }
+    sd_unlock();
+    return r;
+}
+
+/* Is mem the address of an alloc node's allocation in graph g? Lock held. */
+typedef struct find_alloc {
+    void *graph;
+    CUdeviceptr mem;
+    int found;
+} find_alloc;
+
+static void match_alloc(void *obj, void *arg)
+{
+    sd_gnode *n = obj;
+    find_alloc *f = arg;
+    if (n->graph == f->graph && n->type == CU_GRAPH_NODE_TYPE_MEM_ALLOC && n->mem == f->mem)
+        f->found = 1;
+}
+
+SD_API CUresult cuGraphAddMemFreeNode(CUgraphNode *pn, CUgraph g, const CUgraphNode *deps, size_t ndeps,
+                                      CUdeviceptr dptr)
+{
+    sd_lock();
+    find_alloc f = {g, dptr, 0};
+    sd_obj_each(SD_GRAPH_NODE, match_alloc, &f);
+    CUresult r = f.found ? add_node(pn, g, deps, ndeps, NULL) : CUDA_ERROR_INVALID_VALUE;
+    if (r == CUDA_SUCCESS) {
+        sd_gnode *n = (sd_gnode *)*pn;
+        n->type = CU_GRAPH_NODE_TYPE_MEM_FREE;
+        n->mem = dptr;
+    }
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuGraphMemFreeNodeGetParams(CUgraphNode h, CUdeviceptr *out)
+{
+    sd_lock();
+    sd_gnode *n = typed_node(h, CU_GRAPH_NODE_TYPE_MEM_FREE);
+    if (n && out)
+        *out = n->mem;
+    sd_unlock();
+    return n && out ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
 }

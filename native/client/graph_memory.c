@@ -1,0 +1,52 @@
+/* Memory allocation nodes of graphs: the driver picks the allocation's address
+ * when the node is added and the application reads it from the parameters, so
+ * adding one waits for its reply. The address is not tracked as a known device
+ * allocation (its memory exists only between the node and its free node at
+ * launch): posted work on it is sent as waiting calls instead, which is only
+ * slower. Wire format: native/worker/graph_memory.c. */
+#include <string.h>
+
+#include "client.h"
+
+#undef cuGraphAddMemAllocNode
+
+#define MAX_ACCESS 64 /* access descriptors: at most one per GPU */
+
+CUresult CUDAAPI cuGraphAddMemAllocNode(CUgraphNode *phGraphNode, CUgraph hGraph, const CUgraphNode *dependencies,
+                                        size_t numDependencies, CUDA_MEM_ALLOC_NODE_PARAMS *nodeParams)
+{
+    unsigned op = GW_OP_cuGraphAddMemAllocNode;
+    gw_stat_call(op);
+    if (!phGraphNode || !nodeParams || (numDependencies && !dependencies) || numDependencies > GW_MAX_PAYLOAD / 16 ||
+        nodeParams->accessDescCount > MAX_ACCESS || (nodeParams->accessDescCount && !nodeParams->accessDescs))
+        return CUDA_ERROR_INVALID_VALUE;
+    if (nodeParams->poolProps.win32SecurityAttributes) {
+        gw_log("%s: Windows security attributes are not supported by gpuwire", gw_op_name(op));
+        return CUDA_ERROR_NOT_SUPPORTED;
+    }
+    CUDA_MEM_ALLOC_NODE_PARAMS p = *nodeParams;
+    p.accessDescs = NULL; /* they follow the struct */
+    p.dptr = 0;
+    gw_req *q = gw_req_begin_quiet(op);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_u32(q, (uint32_t)numDependencies);
+    if (numDependencies)
+        gw_put_raw(q, dependencies, numDependencies * sizeof *dependencies);
+    gw_put_raw(q, &p, sizeof p);
+    gw_put_u32(q, (uint32_t)p.accessDescCount);
+    if (p.accessDescCount)
+        gw_put_raw(q, nodeParams->accessDescs, p.accessDescCount * sizeof *nodeParams->accessDescs);
+    gw_rep *r;
+    CUresult rc = gw_req_call(q, &r);
+    if (rc == CUDA_SUCCESS) {
+        uint64_t id = gw_get_u64(r);
+        uint64_t dptr = gw_get_u64(r);
+        rc = gw_rep_status(r, rc);
+        if (rc == CUDA_SUCCESS) {
+            *phGraphNode = (CUgraphNode)(uintptr_t)id;
+            nodeParams->dptr = (CUdeviceptr)dptr;
+        }
+    }
+    gw_rep_end(r);
+    return rc;
+}
