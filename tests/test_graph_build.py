@@ -24,3 +24,62 @@ def test_graph_build_program_passes(server):
     assert "cuGraphAddMemcpyNode: a memcpy node with a side in host memory" in result.stderr, explain(result, server)
     # nothing else it uses was refused as unsupported
     assert result.stderr.count("not supported by gpuwire") == 1, explain(result, server)
+
+
+REFUSALS = r"""
+import ctypes
+from ctypes import byref, c_int, c_uint64, c_void_p
+cuda = ctypes.CDLL("libcuda.so.1")
+NOT_SUPPORTED = 801
+assert cuda.cuInit(0) == 0
+dev, ctx, g, node = c_int(), c_void_p(), c_void_p(), c_void_p()
+assert cuda.cuDeviceGet(byref(dev), 0) == 0
+assert cuda.cuDevicePrimaryCtxRetain(byref(ctx), dev) == 0
+assert cuda.cuCtxSetCurrent(ctx) == 0
+assert cuda.cuGraphCreate(byref(g), 0) == 0
+d = c_uint64()
+assert cuda.cuMemAlloc_v2(byref(d), 4096) == 0
+host = ctypes.create_string_buffer(4096)
+
+# CUgraphNodeParams: type (1 memcpy, 3 host, 4 child graph, 5 empty), reserved0[3], a 232-byte union, reserved2
+def node_params(kind, body=b""):
+    raw = ctypes.create_string_buffer(256)
+    ctypes.memmove(raw, ctypes.c_int(kind).value.to_bytes(4, "little"), 4)
+    ctypes.memmove(ctypes.addressof(raw) + 16, body, len(body))
+    return raw
+
+# a memcpy node reading host memory (CUDA_MEMCPY3D inside CUDA_MEMCPY_NODE_PARAMS)
+import struct
+copy3d = struct.pack("<QQQQ", 0, 0, 0, 0)  # srcXInBytes, srcY, srcZ, srcLOD
+copy3d += struct.pack("<I4xQQQQQ", 1, ctypes.addressof(host), 0, 0, 0, 0)  # HOST: srcHost, srcDevice, srcArray, reserved0, srcPitch
+copy3d += struct.pack("<Q", 0)  # srcHeight
+copy3d += struct.pack("<QQQQ", 0, 0, 0, 0)  # dst x, y, z, LOD
+copy3d += struct.pack("<I4xQQQQQ", 2, 0, d.value, 0, 0, 0)  # DEVICE
+copy3d += struct.pack("<QQQQ", 0, 4096, 1, 1)  # dstHeight, WidthInBytes, Height, Depth
+assert cuda.cuGraphAddNode_v2(byref(node), g, None, None, 0, node_params(1, struct.pack("<iiQ", 0, 0, ctx.value) + copy3d)) == NOT_SUPPORTED
+# a host node, an edge other than the default, a child graph moved into its node
+assert cuda.cuGraphAddNode_v2(byref(node), g, None, None, 0, node_params(3)) == NOT_SUPPORTED
+empty, child = c_void_p(), c_void_p()
+assert cuda.cuGraphAddEmptyNode(byref(empty), g, None, 0) == 0
+edge = ctypes.create_string_buffer(bytes([0, 1, 0]) + bytes(5), 8)  # to_port 1
+assert cuda.cuGraphAddNode_v2(byref(node), g, byref(empty), edge, 1, node_params(5)) == NOT_SUPPORTED
+assert cuda.cuGraphCreate(byref(child), 0) == 0
+assert cuda.cuGraphAddNode_v2(byref(node), g, None, None, 0, node_params(4, struct.pack("<QI", child.value, 1))) == NOT_SUPPORTED
+# the default edge and an empty node through the generic call are fine
+assert cuda.cuGraphAddNode_v2(byref(node), g, byref(empty), None, 1, node_params(5)) == 0
+assert cuda.cuGraphAddNode_v2(byref(node), g, None, None, 0, node_params(4, struct.pack("<QI", child.value, 0))) == 0
+assert cuda.cuCtxSynchronize() == 0
+print("ok")
+"""
+
+
+def test_what_cannot_be_remoted_is_refused(server):
+    import sys
+
+    r = gw_run([sys.executable, "-c", REFUSALS], server=server.address)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", explain(r, server)
+    for line in ("cuGraphAddMemcpyNode: a memcpy node with a side in host memory",  # the per-type call logs it
+                 "cuGraphAddNode_v2: a host node is not supported by gpuwire",
+                 "cuGraphAddNode_v2: an edge other than the default one is not supported by gpuwire",
+                 "cuGraphAddNode_v2: a child graph moved into its node is not supported by gpuwire"):
+        assert line in r.stderr, explain(r, server)

@@ -131,10 +131,6 @@ int cuGraphAddExternalSemaphoresWaitNode(void);
 int cuGraphAddExternalSemaphoresWaitNode(void) { return gw_unsupported(GW_OP_cuGraphAddExternalSemaphoresWaitNode); }
 int cuGraphAddHostNode(void);
 int cuGraphAddHostNode(void) { return gw_unsupported(GW_OP_cuGraphAddHostNode); }
-int cuGraphAddNode(void);
-int cuGraphAddNode(void) { return gw_unsupported(GW_OP_cuGraphAddNode); }
-int cuGraphAddNode_v2(void);
-int cuGraphAddNode_v2(void) { return gw_unsupported(GW_OP_cuGraphAddNode_v2); }
 int cuGraphBatchMemOpNodeGetParams(void);
 int cuGraphBatchMemOpNodeGetParams(void) { return gw_unsupported(GW_OP_cuGraphBatchMemOpNodeGetParams); }
 int cuGraphBatchMemOpNodeSetParams(void);
@@ -155,8 +151,6 @@ int cuGraphExecGetFlags(void);
 int cuGraphExecGetFlags(void) { return gw_unsupported(GW_OP_cuGraphExecGetFlags); }
 int cuGraphExecHostNodeSetParams(void);
 int cuGraphExecHostNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphExecHostNodeSetParams); }
-int cuGraphExecNodeSetParams(void);
-int cuGraphExecNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphExecNodeSetParams); }
 int cuGraphExecUpdate(void);
 int cuGraphExecUpdate(void) { return gw_unsupported(GW_OP_cuGraphExecUpdate); }
 int cuGraphExternalSemaphoresSignalNodeGetParams(void);
@@ -203,8 +197,6 @@ int cuGraphNodeGetDependentNodes_v2(void);
 int cuGraphNodeGetDependentNodes_v2(void) { return gw_unsupported(GW_OP_cuGraphNodeGetDependentNodes_v2); }
 int cuGraphNodeGetEnabled(void);
 int cuGraphNodeGetEnabled(void) { return gw_unsupported(GW_OP_cuGraphNodeGetEnabled); }
-int cuGraphNodeSetParams(void);
-int cuGraphNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphNodeSetParams); }
 int cuGraphRemoveDependencies(void);
 int cuGraphRemoveDependencies(void) { return gw_unsupported(GW_OP_cuGraphRemoveDependencies); }
 int cuGraphRemoveDependencies_v2(void);

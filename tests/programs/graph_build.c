@@ -1,7 +1,7 @@
 /* graph_build: a graph built node by node with the driver API (memset, kernel,
  * device-to-device memcpy, child graph, event record and wait), read back,
  * and a memory alloc node whose allocation is filled, copied out and freed by
- * a free node), read back, instantiated, launched twice with every byte
+ * a free node; a memset node through cuGraphAddNode), read back, instantiated, launched twice with every byte
  * checked, then changed through
  * the exec's set-params calls and launched again. A memcpy node reading host
  * memory is accepted natively and refused by gpuwire (CUDA_ERROR_NOT_SUPPORTED):
@@ -77,12 +77,13 @@ int main(void)
     CK(cuCtxSetCurrent(ctx));
     CK(cuModuleLoadData(&mod, da_fatbin));
     CK(cuModuleGetFunction(&scale, mod, "da_scale"));
-    CUdeviceptr a, b, c, d, e;
+    CUdeviceptr a, b, c, d, e, f;
     CK(cuMemAlloc(&a, N * 4));
     CK(cuMemAlloc(&b, N * 4));
     CK(cuMemAlloc(&c, N * 4));
     CK(cuMemAlloc(&d, N * 4));
     CK(cuMemAlloc(&e, N * 4));
+    CK(cuMemAlloc(&f, N * 4));
     CUstream s;
     CUevent ev;
     CK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
@@ -140,6 +141,24 @@ int main(void)
     CUDA_MEMCPY3D mcp = d2d(e, m, N * 4);
     CK(cuGraphAddMemcpyNode(&nmcpy, g, &nmset, 1, &mcp, ctx));
     CK(cuGraphAddMemFreeNode(&nfree, g, &nmcpy, 1, m));
+    /* f = 9.0, through the generic call */
+    CUgraphNode ngen;
+    CUgraphNodeParams np;
+    memset(&np, 0, sizeof np);
+    np.type = CU_GRAPH_NODE_TYPE_MEMSET;
+    CUDA_MEMSET_NODE_PARAMS fset = fill32(f, 9.0f);
+    np.memset.dst = f;
+    np.memset.value = fset.value;
+    np.memset.elementSize = 4;
+    np.memset.width = N;
+    np.memset.height = 1;
+    np.memset.ctx = ctx;
+    CK(cuGraphAddNode(&ngen, g, &nfree, NULL, 1, &np));
+    CUgraphNodeParams rp;
+    memset(&rp, 0, sizeof rp);
+    rp.type = CU_GRAPH_NODE_TYPE_EVENT_RECORD;
+    rp.eventRecord.event = ev;
+    CK(cuGraphNodeSetParams(nrec, &rp));
     CUdeviceptr freed = 0;
     CK(cuGraphMemFreeNodeGetParams(nfree, &freed));
     if (freed != m)
@@ -211,12 +230,14 @@ int main(void)
         CK(cuMemsetD8(b, 0xee, N * 4));
         CK(cuMemsetD8(c, 0xee, N * 4));
         CK(cuMemsetD8(e, 0xee, N * 4));
+        CK(cuMemsetD8(f, 0xee, N * 4));
         CK(cuGraphLaunch(x, s));
         CK(cuStreamSynchronize(s));
         expect_floats(a, 3.0f, "a");
         expect_floats(b, 3.0f, "b");
         expect_bytes(c, 0x5a, "c");
         expect_floats(e, 7.0f, "e");
+        expect_floats(f, 9.0f, "f");
         CK(cuEventQuery(ev));
     }
 
@@ -225,6 +246,8 @@ int main(void)
     CK(cuGraphExecMemsetNodeSetParams(x, nset, &xset, ctx));
     CUDA_MEMCPY3D xcp = d2d(d, a, N * 4);
     CK(cuGraphExecMemcpyNodeSetParams(x, ncpy, &xcp, ctx));
+    np.memset.value = fill32(f, 4.0f).value;
+    CK(cuGraphExecNodeSetParams(x, ngen, &np));
     CK(cuMemsetD8(b, 0xee, N * 4));
     CK(cuMemsetD8(d, 0xee, N * 4));
     CK(cuGraphLaunch(x, s));
@@ -232,6 +255,7 @@ int main(void)
     expect_floats(a, 6.0f, "a after exec set params");
     expect_floats(d, 6.0f, "d after exec set params");
     expect_bytes(b, 0xee, "b after exec set params");
+    expect_floats(f, 4.0f, "f after exec set params");
     CK(cuGraphMemsetNodeGetParams(nset, &sget));
     if (sget.value != set.value)
         FAIL("the exec's parameters reached the graph");
@@ -245,6 +269,7 @@ int main(void)
     CK(cuMemFree(c));
     CK(cuMemFree(d));
     CK(cuMemFree(e));
+    CK(cuMemFree(f));
     CK(cuModuleUnload(mod));
     CK(cuDevicePrimaryCtxRelease(dev));
     printf("PASS %s\n", PROG);

@@ -54,6 +54,7 @@ typedef struct sd_exec_kparams {
     sd_kparams k;
     CUDA_MEMCPY3D copy;
     CUDA_MEMSET_NODE_PARAMS set;
+    CUevent event;
 } sd_exec_kparams;
 
 typedef struct sd_gexec {
@@ -576,6 +577,51 @@ SD_API CUresult cuGraphEventWaitNodeGetEvent(CUgraphNode h, CUevent *out)
     return node_event(h, CU_GRAPH_NODE_TYPE_WAIT_EVENT, out);
 }
 
+static sd_exec_kparams *exec_params(sd_gexec *x, const sd_gnode *n);
+static CUresult exec_node(CUgraphExec e, CUgraphNode h, CUgraphNodeType type, sd_gexec **x, sd_gnode **n);
+
+/* An event node's event, on the graph (e NULL) or on an exec. */
+static CUresult set_event(CUgraphExec e, CUgraphNode h, CUgraphNodeType type, CUevent ev)
+{
+    sd_lock();
+    sd_gexec *x = NULL;
+    sd_gnode *n = typed_node(h, type);
+    CUresult r = n && sd_obj_live(ev, SD_EVENT) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+    if (r == CUDA_SUCCESS && e)
+        r = exec_node(e, h, type, &x, &n);
+    if (r == CUDA_SUCCESS && !x) {
+        n->event = ev;
+    } else if (r == CUDA_SUCCESS) {
+        sd_exec_kparams *ek = exec_params(x, n);
+        if (ek)
+            ek->event = ev;
+        else
+            r = CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuGraphEventRecordNodeSetEvent(CUgraphNode h, CUevent ev)
+{
+    return set_event(NULL, h, CU_GRAPH_NODE_TYPE_EVENT_RECORD, ev);
+}
+
+SD_API CUresult cuGraphEventWaitNodeSetEvent(CUgraphNode h, CUevent ev)
+{
+    return set_event(NULL, h, CU_GRAPH_NODE_TYPE_WAIT_EVENT, ev);
+}
+
+SD_API CUresult cuGraphExecEventRecordNodeSetEvent(CUgraphExec e, CUgraphNode h, CUevent ev)
+{
+    return set_event(e, h, CU_GRAPH_NODE_TYPE_EVENT_RECORD, ev);
+}
+
+SD_API CUresult cuGraphExecEventWaitNodeSetEvent(CUgraphExec e, CUgraphNode h, CUevent ev)
+{
+    return set_event(e, h, CU_GRAPH_NODE_TYPE_WAIT_EVENT, ev);
+}
+
 SD_API CUresult cuGraphChildGraphNodeGetGraph(CUgraphNode h, CUgraph *out)
 {
     sd_lock();
@@ -598,6 +644,7 @@ static sd_exec_kparams *exec_params(sd_gexec *x, const sd_gnode *n)
         x->kparams = ek;
         ek->copy = n->copy;
         ek->set = n->set;
+        ek->event = n->event;
         if (n->kernel) {
             ek->k = *n->kernel;
             point(&ek->k);
@@ -734,8 +781,8 @@ static CUresult run_graph(CUgraph g, const sd_gexec *x, CUstream s, int depth)
         }
         case CU_GRAPH_NODE_TYPE_MEMCPY: r = cuMemcpy3D_v2(ek ? &ek->copy : &n->copy); break;
         case CU_GRAPH_NODE_TYPE_MEMSET: r = run_memset(ek ? &ek->set : &n->set); break;
-        case CU_GRAPH_NODE_TYPE_EVENT_RECORD: r = cuEventRecord(n->event, s); break;
-        case CU_GRAPH_NODE_TYPE_WAIT_EVENT: r = cuStreamWaitEvent(s, n->event, 0); break;
+        case CU_GRAPH_NODE_TYPE_EVENT_RECORD: r = cuEventRecord(ek ? ek->event : n->event, s); break;
+        case CU_GRAPH_NODE_TYPE_WAIT_EVENT: r = cuStreamWaitEvent(s, ek ? ek->event : n->event, 0); break;
         case CU_GRAPH_NODE_TYPE_GRAPH: r = run_graph(n->child, NULL, s, depth + 1); break;
         default: break; /* empty */
         }
