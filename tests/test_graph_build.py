@@ -3,7 +3,8 @@ tests/programs/graph_build.c adds memset, kernel, device-to-device memcpy,
 child-graph and event record/wait nodes and a memory alloc node (whose
 address comes back) with its free node, reads their parameters back,
 launches the graph twice checking every byte, and changes the exec's memset
-and memcpy parameters before launching again. A memcpy node with a side in
+and memcpy parameters before launching again, then clones a small graph
+and finds its node in the clone. A memcpy node with a side in
 the client's host memory is refused with CUDA_ERROR_NOT_SUPPORTED and a log
 line: the node copies at each launch, on the server."""
 

@@ -1383,6 +1383,30 @@ CUresult CUDAAPI cuGraphChildGraphNodeGetGraph(CUgraphNode hNode, CUgraph * phGr
     return res;
 }
 
+#undef cuGraphClone
+CUresult CUDAAPI cuGraphClone(CUgraph * phGraphClone, CUgraph originalGraph)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphClone);
+    if (!phGraphClone)
+        return CUDA_ERROR_INVALID_VALUE;
+    uint64_t phGraphClone_id = gw_new_handle_id();
+    gw_put_u64(q, phGraphClone_id);
+    gw_put_u64(q, (uint64_t)(uintptr_t)originalGraph);
+    CUresult res;
+    if (gw_may_post()) {
+        res = gw_req_post(q);
+    } else { /* the caller needs the verdict now */
+        gw_req_set_flags(q, GW_F_COLLECT);
+        gw_rep *r;
+        res = gw_req_call(q, &r);
+        gw_rep_end(r);
+    }
+    if (res == CUDA_SUCCESS) {
+        *phGraphClone = (CUgraph)(uintptr_t)phGraphClone_id;
+    }
+    return res;
+}
+
 #undef cuGraphCreate
 CUresult CUDAAPI cuGraphCreate(CUgraph * phGraph, unsigned int flags)
 {
@@ -1667,6 +1691,23 @@ CUresult CUDAAPI cuGraphMemsetNodeSetParams(CUgraphNode hNode, const CUDA_MEMSET
     gw_put_in(q, nodeParams, nodeParams ? (size_t)(1) * sizeof(CUDA_MEMSET_NODE_PARAMS) : 0);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuGraphNodeFindInClone
+CUresult CUDAAPI cuGraphNodeFindInClone(CUgraphNode * phNode, CUgraphNode hOriginalNode, CUgraph hClonedGraph)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphNodeFindInClone);
+    gw_put_out(q, phNode, phNode ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hOriginalNode);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hClonedGraph);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (phNode) gw_get_handles(r, (void **)phNode, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
     gw_rep_end(r);
     return res;
 }

@@ -135,8 +135,6 @@ int cuGraphBatchMemOpNodeGetParams(void);
 int cuGraphBatchMemOpNodeGetParams(void) { return gw_unsupported(GW_OP_cuGraphBatchMemOpNodeGetParams); }
 int cuGraphBatchMemOpNodeSetParams(void);
 int cuGraphBatchMemOpNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphBatchMemOpNodeSetParams); }
-int cuGraphClone(void);
-int cuGraphClone(void) { return gw_unsupported(GW_OP_cuGraphClone); }
 int cuGraphConditionalHandleCreate(void);
 int cuGraphConditionalHandleCreate(void) { return gw_unsupported(GW_OP_cuGraphConditionalHandleCreate); }
 int cuGraphDebugDotPrint(void);
@@ -185,8 +183,6 @@ int cuGraphKernelNodeSetAttribute(void);
 int cuGraphKernelNodeSetAttribute(void) { return gw_unsupported(GW_OP_cuGraphKernelNodeSetAttribute); }
 int cuGraphMemAllocNodeGetParams(void);
 int cuGraphMemAllocNodeGetParams(void) { return gw_unsupported(GW_OP_cuGraphMemAllocNodeGetParams); }
-int cuGraphNodeFindInClone(void);
-int cuGraphNodeFindInClone(void) { return gw_unsupported(GW_OP_cuGraphNodeFindInClone); }
 int cuGraphNodeGetDependencies(void);
 int cuGraphNodeGetDependencies(void) { return gw_unsupported(GW_OP_cuGraphNodeGetDependencies); }
 int cuGraphNodeGetDependencies_v2(void);

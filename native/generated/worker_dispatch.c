@@ -1529,6 +1529,21 @@ static void h_cuGraphChildGraphNodeGetGraph(gw_call *c)
     }
 }
 
+static void h_cuGraphClone(gw_call *c)
+{
+    uint64_t a0_id = gw_in_u64(c);
+    CUgraph a0 = NULL;
+    CUgraph a1 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraph *, CUgraph) = (CUresult (*)(CUgraph *, CUgraph))gw_driver_fn(c, GW_OP_cuGraphClone);
+    if (!fn) return;
+    CUresult res = fn(&a0, a1);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_handle_bind(c, GW_HT_CUgraph, a0_id, a0);
+    }
+}
+
 static void h_cuGraphCreate(gw_call *c)
 {
     uint64_t a0_id = gw_in_u64(c);
@@ -1826,6 +1841,24 @@ static void h_cuGraphMemsetNodeSetParams(gw_call *c)
     if (!fn) return;
     CUresult res = fn(a0, a1);
     gw_reply_result(c, res);
+}
+
+static void h_cuGraphNodeFindInClone(gw_call *c)
+{
+    size_t a0_n;
+    CUgraphNode *a0 = (CUgraphNode *)gw_out_array(c, sizeof(void *), &a0_n);
+    CUgraphNode a1 = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    CUgraph a2 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphNodeFindInClone: phNode holds %zu elements, fewer than its count", a0_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode *, CUgraphNode, CUgraph) = (CUresult (*)(CUgraphNode *, CUgraphNode, CUgraph))gw_driver_fn(c, GW_OP_cuGraphNodeFindInClone);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUgraphNode, (void **)a0, a0_n);
+    }
 }
 
 static void h_cuGraphNodeGetType(gw_call *c)
@@ -4920,6 +4953,7 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuGraphAddMemcpyNode - 256] = gw_h_cuGraphAddMemcpyNode,
     [GW_OP_cuGraphAddMemsetNode - 256] = h_cuGraphAddMemsetNode,
     [GW_OP_cuGraphChildGraphNodeGetGraph - 256] = h_cuGraphChildGraphNodeGetGraph,
+    [GW_OP_cuGraphClone - 256] = h_cuGraphClone,
     [GW_OP_cuGraphCreate - 256] = h_cuGraphCreate,
     [GW_OP_cuGraphDestroy - 256] = h_cuGraphDestroy,
     [GW_OP_cuGraphDestroyNode - 256] = h_cuGraphDestroyNode,
@@ -4950,6 +4984,7 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuGraphMemcpyNodeSetParams - 256] = gw_h_cuGraphMemcpyNodeSetParams,
     [GW_OP_cuGraphMemsetNodeGetParams - 256] = h_cuGraphMemsetNodeGetParams,
     [GW_OP_cuGraphMemsetNodeSetParams - 256] = h_cuGraphMemsetNodeSetParams,
+    [GW_OP_cuGraphNodeFindInClone - 256] = h_cuGraphNodeFindInClone,
     [GW_OP_cuGraphNodeGetType - 256] = h_cuGraphNodeGetType,
     [GW_OP_cuGraphNodeSetEnabled - 256] = h_cuGraphNodeSetEnabled,
     [GW_OP_cuGraphReleaseUserObject - 256] = h_cuGraphReleaseUserObject,

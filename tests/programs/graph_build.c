@@ -3,7 +3,8 @@
  * and a memory alloc node whose allocation is filled, copied out and freed by
  * a free node; a memset node through cuGraphAddNode), read back, instantiated, launched twice with every byte
  * checked, then changed through
- * the exec's set-params calls and launched again. A memcpy node reading host
+ * the exec's set-params calls and launched again. A clone of a small graph
+ * finds its node and runs. A memcpy node reading host
  * memory is accepted natively and refused by gpuwire (CUDA_ERROR_NOT_SUPPORTED):
  * either passes here. */
 #define PROG "graph_build"
@@ -261,6 +262,28 @@ int main(void)
         FAIL("the exec's parameters reached the graph");
 
     CK(cuGraphExecDestroy(x));
+
+    /* a clone (graphs with memory nodes cannot be cloned: a small one) */
+    CUgraph small, copy;
+    CUgraphNode sn, cnode;
+    CUgraphExec cx;
+    CK(cuGraphCreate(&small, 0));
+    cset.value = 0x33;
+    CK(cuGraphAddMemsetNode(&sn, small, NULL, 0, &cset, ctx));
+    CK(cuGraphClone(&copy, small));
+    CK(cuGraphNodeFindInClone(&cnode, sn, copy));
+    if (cnode == sn)
+        FAIL("the clone's node is the original's");
+    CK(cuGraphMemsetNodeGetParams(cnode, &sget));
+    if (sget.dst != c || sget.value != 0x33)
+        FAIL("the clone's memset node differs");
+    CK(cuGraphDestroy(small));
+    CK(cuGraphInstantiateWithFlags(&cx, copy, 0));
+    CK(cuGraphLaunch(cx, s));
+    CK(cuStreamSynchronize(s));
+    expect_bytes(c, 0x33, "c after the clone ran");
+    CK(cuGraphExecDestroy(cx));
+    CK(cuGraphDestroy(copy));
     CK(cuGraphDestroy(g));
     CK(cuEventDestroy(ev));
     CK(cuStreamDestroy(s));

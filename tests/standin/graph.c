@@ -45,6 +45,7 @@ typedef struct sd_gnode {
     CUgraph child;                  /* child graph nodes: the node's own clone */
     CUdeviceptr mem;                /* memory alloc nodes (which own it) and free nodes */
     unsigned long long mem_id;      /* the allocation's id: freed only if it is still that one */
+    const void *origin;             /* in a clone: the node it was copied from */
 } sd_gnode;
 
 /* Parameters an executable graph was given for one of its nodes (of the node's type). */
@@ -742,7 +743,9 @@ SD_API CUresult cuGraphClone(CUgraph *out, CUgraph g)
         } else {
             free(k);
         }
-        if (r != CUDA_SUCCESS)
+        if (r == CUDA_SUCCESS)
+            ((sd_gnode *)made)->origin = n;
+        else
             cuGraphDestroy(*out);
     }
     free(v);
@@ -871,4 +874,32 @@ SD_API CUresult cuGraphMemFreeNodeGetParams(CUgraphNode h, CUdeviceptr *out)
         *out = n->mem;
     sd_unlock();
     return n && out ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
+typedef struct find_origin {
+    void *graph;
+    const void *origin;
+    sd_gnode *found;
+} find_origin;
+
+static void match_origin(void *obj, void *arg)
+{
+    sd_gnode *n = obj;
+    find_origin *f = arg;
+    if (n->graph == f->graph && n->origin == f->origin)
+        f->found = n;
+}
+
+SD_API CUresult cuGraphNodeFindInClone(CUgraphNode *out, CUgraphNode h, CUgraph clone)
+{
+    if (!out)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    find_origin f = {clone, h, NULL};
+    if (sd_obj_live(clone, SD_GRAPH) && sd_obj_live(h, SD_GRAPH_NODE))
+        sd_obj_each(SD_GRAPH_NODE, match_origin, &f);
+    if (f.found)
+        *out = (CUgraphNode)f.found;
+    sd_unlock();
+    return f.found ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
 }
