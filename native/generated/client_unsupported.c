@@ -137,8 +137,6 @@ int cuGraphBatchMemOpNodeSetParams(void);
 int cuGraphBatchMemOpNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphBatchMemOpNodeSetParams); }
 int cuGraphConditionalHandleCreate(void);
 int cuGraphConditionalHandleCreate(void) { return gw_unsupported(GW_OP_cuGraphConditionalHandleCreate); }
-int cuGraphDebugDotPrint(void);
-int cuGraphDebugDotPrint(void) { return gw_unsupported(GW_OP_cuGraphDebugDotPrint); }
 int cuGraphExecBatchMemOpNodeSetParams(void);
 int cuGraphExecBatchMemOpNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphExecBatchMemOpNodeSetParams); }
 int cuGraphExecExternalSemaphoresSignalNodeSetParams(void);

@@ -13,6 +13,7 @@ void gw_h_cuGraphAddKernelNode(gw_call *c);
 void gw_h_cuGraphAddKernelNode_v2(gw_call *c);
 void gw_h_cuGraphAddMemAllocNode(gw_call *c);
 void gw_h_cuGraphAddMemcpyNode(gw_call *c);
+void gw_h_cuGraphDebugDotPrint(gw_call *c);
 void gw_h_cuGraphExecKernelNodeSetParams(gw_call *c);
 void gw_h_cuGraphExecKernelNodeSetParams_v2(gw_call *c);
 void gw_h_cuGraphExecMemcpyNodeSetParams(gw_call *c);
@@ -4955,6 +4956,7 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuGraphChildGraphNodeGetGraph - 256] = h_cuGraphChildGraphNodeGetGraph,
     [GW_OP_cuGraphClone - 256] = h_cuGraphClone,
     [GW_OP_cuGraphCreate - 256] = h_cuGraphCreate,
+    [GW_OP_cuGraphDebugDotPrint - 256] = gw_h_cuGraphDebugDotPrint,
     [GW_OP_cuGraphDestroy - 256] = h_cuGraphDestroy,
     [GW_OP_cuGraphDestroyNode - 256] = h_cuGraphDestroyNode,
     [GW_OP_cuGraphEventRecordNodeGetEvent - 256] = h_cuGraphEventRecordNodeGetEvent,

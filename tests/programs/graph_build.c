@@ -4,12 +4,13 @@
  * a free node; a memset node through cuGraphAddNode), read back, instantiated, launched twice with every byte
  * checked, then changed through
  * the exec's set-params calls and launched again. A clone of a small graph
- * finds its node and runs. A memcpy node reading host
+ * finds its node, prints itself as DOT text and runs. A memcpy node reading host
  * memory is accepted natively and refused by gpuwire (CUDA_ERROR_NOT_SUPPORTED):
  * either passes here. */
 #define PROG "graph_build"
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "driver_check.h"
 #include "driver_api_fatbin.h" /* generated at build time: da_fatbin[], da_fatbin_len */
@@ -277,6 +278,17 @@ int main(void)
     CK(cuGraphMemsetNodeGetParams(cnode, &sget));
     if (sget.dst != c || sget.value != 0x33)
         FAIL("the clone's memset node differs");
+    /* the DOT text lands at this process's path */
+    char dot[64];
+    snprintf(dot, sizeof dot, "/tmp/graph_build_%d.dot", (int)getpid());
+    remove(dot);
+    CK(cuGraphDebugDotPrint(copy, dot, CU_GRAPH_DEBUG_DOT_FLAGS_VERBOSE));
+    FILE *df = fopen(dot, "r");
+    char head[64] = {0};
+    if (!df || !fgets(head, sizeof head, df) || strncmp(head, "digraph", 7))
+        FAIL("cuGraphDebugDotPrint wrote no DOT text to %s", dot);
+    fclose(df);
+    remove(dot);
     CK(cuGraphDestroy(small));
     CK(cuGraphInstantiateWithFlags(&cx, copy, 0));
     CK(cuGraphLaunch(cx, s));
