@@ -645,6 +645,23 @@ CUresult CUDAAPI cuDeviceGetExecAffinitySupport(int * pi, CUexecAffinityType typ
     return res;
 }
 
+#undef cuDeviceGetGraphMemAttribute
+CUresult CUDAAPI cuDeviceGetGraphMemAttribute(CUdevice device, CUgraphMem_attribute attr, void * value)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuDeviceGetGraphMemAttribute);
+    gw_put_u64(q, (uint64_t)(int64_t)device);
+    gw_put_u64(q, (uint64_t)(int64_t)attr);
+    gw_put_out(q, value, value ? (size_t)(8) : 0);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (value) gw_get_bytes(r, value, (size_t)(8) * 1);
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef cuDeviceGetLuid
 CUresult CUDAAPI cuDeviceGetLuid(char * luid, unsigned int * deviceNodeMask, CUdevice dev)
 {
@@ -904,6 +921,19 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxSet
     gw_req *q = gw_req_begin(GW_OP_cuDevicePrimaryCtxSetFlags_v2);
     gw_put_u64(q, (uint64_t)(int64_t)dev);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuDeviceSetGraphMemAttribute
+CUresult CUDAAPI cuDeviceSetGraphMemAttribute(CUdevice device, CUgraphMem_attribute attr, void * value)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuDeviceSetGraphMemAttribute);
+    gw_put_u64(q, (uint64_t)(int64_t)device);
+    gw_put_u64(q, (uint64_t)(int64_t)attr);
+    gw_put_in(q, value, value ? (size_t)(8) * 1 : 0);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);

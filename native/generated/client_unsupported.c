@@ -49,8 +49,6 @@ int cuCoredumpSetAttribute(void);
 int cuCoredumpSetAttribute(void) { return gw_unsupported(GW_OP_cuCoredumpSetAttribute); }
 int cuCoredumpSetAttributeGlobal(void);
 int cuCoredumpSetAttributeGlobal(void) { return gw_unsupported(GW_OP_cuCoredumpSetAttributeGlobal); }
-int cuDeviceGetGraphMemAttribute(void);
-int cuDeviceGetGraphMemAttribute(void) { return gw_unsupported(GW_OP_cuDeviceGetGraphMemAttribute); }
 int cuDeviceGetHostAtomicCapabilities(void);
 int cuDeviceGetHostAtomicCapabilities(void) { return gw_unsupported(GW_OP_cuDeviceGetHostAtomicCapabilities); }
 int cuDeviceGetNvSciSyncAttributes(void);
@@ -59,8 +57,6 @@ int cuDeviceGetP2PAtomicCapabilities(void);
 int cuDeviceGetP2PAtomicCapabilities(void) { return gw_unsupported(GW_OP_cuDeviceGetP2PAtomicCapabilities); }
 int cuDeviceRegisterAsyncNotification(void);
 int cuDeviceRegisterAsyncNotification(void) { return gw_unsupported(GW_OP_cuDeviceRegisterAsyncNotification); }
-int cuDeviceSetGraphMemAttribute(void);
-int cuDeviceSetGraphMemAttribute(void) { return gw_unsupported(GW_OP_cuDeviceSetGraphMemAttribute); }
 int cuEGLApiInit(void);
 int cuEGLApiInit(void) { return gw_unsupported(GW_OP_cuEGLApiInit); }
 int cuEGLStreamConsumerAcquireFrame(void);

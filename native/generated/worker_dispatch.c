@@ -746,6 +746,24 @@ static void h_cuDeviceGetExecAffinitySupport(gw_call *c)
     }
 }
 
+static void h_cuDeviceGetGraphMemAttribute(gw_call *c)
+{
+    CUdevice a0 = (CUdevice)gw_in_u64(c);
+    CUgraphMem_attribute a1 = (CUgraphMem_attribute)gw_in_u64(c);
+    size_t a2_n;
+    void *a2 = (void *)gw_out_array(c, 1, &a2_n);
+    if (a2 && !c->bad && a2_n < (size_t)(8))
+        gw_call_fail(c, "cuDeviceGetGraphMemAttribute: value holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUdevice, CUgraphMem_attribute, void *) = (CUresult (*)(CUdevice, CUgraphMem_attribute, void *))gw_driver_fn(c, GW_OP_cuDeviceGetGraphMemAttribute);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_bytes(c, a2, a2_n * 1);
+    }
+}
+
 static void h_cuDeviceGetLuid(gw_call *c)
 {
     size_t a0_n;
@@ -1018,6 +1036,21 @@ static void h_cuDevicePrimaryCtxSetFlags_v2(gw_call *c)
     CUresult (*fn)(CUdevice, unsigned int) = (CUresult (*)(CUdevice, unsigned int))gw_driver_fn(c, GW_OP_cuDevicePrimaryCtxSetFlags_v2);
     if (!fn) return;
     CUresult res = fn(a0, a1);
+    gw_reply_result(c, res);
+}
+
+static void h_cuDeviceSetGraphMemAttribute(gw_call *c)
+{
+    CUdevice a0 = (CUdevice)gw_in_u64(c);
+    CUgraphMem_attribute a1 = (CUgraphMem_attribute)gw_in_u64(c);
+    size_t a2_n;
+    void *a2 = (void *)gw_in_array(c, 1, &a2_n);
+    if (a2 && !c->bad && a2_n < (size_t)(8))
+        gw_call_fail(c, "cuDeviceSetGraphMemAttribute: value holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUdevice, CUgraphMem_attribute, void *) = (CUresult (*)(CUdevice, CUgraphMem_attribute, void *))gw_driver_fn(c, GW_OP_cuDeviceSetGraphMemAttribute);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2);
     gw_reply_result(c, res);
 }
 
@@ -4897,6 +4930,7 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuDeviceGetDefaultMemPool - 256] = h_cuDeviceGetDefaultMemPool,
     [GW_OP_cuDeviceGetDevResource - 256] = h_cuDeviceGetDevResource,
     [GW_OP_cuDeviceGetExecAffinitySupport - 256] = h_cuDeviceGetExecAffinitySupport,
+    [GW_OP_cuDeviceGetGraphMemAttribute - 256] = h_cuDeviceGetGraphMemAttribute,
     [GW_OP_cuDeviceGetLuid - 256] = h_cuDeviceGetLuid,
     [GW_OP_cuDeviceGetMemPool - 256] = h_cuDeviceGetMemPool,
     [GW_OP_cuDeviceGetName - 256] = h_cuDeviceGetName,
@@ -4915,6 +4949,7 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuDevicePrimaryCtxRetain - 256] = h_cuDevicePrimaryCtxRetain,
     [GW_OP_cuDevicePrimaryCtxSetFlags - 256] = h_cuDevicePrimaryCtxSetFlags,
     [GW_OP_cuDevicePrimaryCtxSetFlags_v2 - 256] = h_cuDevicePrimaryCtxSetFlags_v2,
+    [GW_OP_cuDeviceSetGraphMemAttribute - 256] = h_cuDeviceSetGraphMemAttribute,
     [GW_OP_cuDeviceSetMemPool - 256] = h_cuDeviceSetMemPool,
     [GW_OP_cuDeviceTotalMem - 256] = h_cuDeviceTotalMem,
     [GW_OP_cuDeviceTotalMem_v2 - 256] = h_cuDeviceTotalMem_v2,

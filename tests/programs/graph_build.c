@@ -1,7 +1,8 @@
 /* graph_build: a graph built node by node with the driver API (memset, kernel,
  * device-to-device memcpy, child graph, event record and wait), read back,
  * and a memory alloc node whose allocation is filled, copied out and freed by
- * a free node; a memset node through cuGraphAddNode), read back, instantiated, launched twice with every byte
+ * a free node, counted in the graph memory figures; a memset node through
+ * cuGraphAddNode), read back, instantiated, launched twice with every byte
  * checked, then changed through
  * the exec's set-params calls and launched again. A clone of a small graph
  * finds its node, prints itself as DOT text and runs. A memcpy node reading host
@@ -242,6 +243,13 @@ int main(void)
         expect_floats(f, 9.0f, "f");
         CK(cuEventQuery(ev));
     }
+    /* the alloc node's memory is counted */
+    cuuint64_t reserved = 0, zero = 0;
+    CK(cuDeviceGetGraphMemAttribute(dev, CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT, &reserved));
+    if (reserved < N * 4)
+        FAIL("graph memory reserved: %llu bytes, fewer than the alloc node's", (unsigned long long)reserved);
+    CK(cuDeviceSetGraphMemAttribute(dev, CU_GRAPH_MEM_ATTR_USED_MEM_HIGH, &zero));
+    CK(cuDeviceGraphMemTrim(dev));
 
     /* the exec changed: a = 2.0 (then tripled), copied into d; the graph itself keeps its own */
     CUDA_MEMSET_NODE_PARAMS xset = fill32(a, 2.0f);

@@ -16,7 +16,8 @@
  * graph runs its graph's nodes as they are at launch, with the parameters given to the exec.
  * A memory alloc node allocates when it is added and frees with its graph: its memory is
  * there before the node runs and after its free node (launches run both as no-ops); graphs
- * holding memory nodes cannot be cloned or made child graphs, as on the driver. */
+ * holding memory nodes cannot be cloned or made child graphs, as on the driver; the graph
+ * memory figures count what alloc nodes hold. */
 #include "standin.h"
 
 #include <stdio.h>
@@ -66,13 +67,18 @@ typedef struct sd_gexec {
     sd_exec_kparams *kparams;
 } sd_gexec;
 
+/* Bytes held by memory alloc nodes (allocated when added), and the most held since reset. */
+static unsigned long long graph_mem, graph_mem_high;
+
 static void drop_node(void *obj, void *g)
 {
     sd_gnode *n = obj;
     if (n->graph == g) {
         const sd_alloc *a = n->type == CU_GRAPH_NODE_TYPE_MEM_ALLOC ? sd_find(n->mem, 0) : NULL;
-        if (a && a->id == n->mem_id && a->base == n->mem)
+        if (a && a->id == n->mem_id && a->base == n->mem) {
+            graph_mem -= a->size;
             cuMemFree_v2(n->mem);
+        }
         sd_obj_del(n);
         free(n->kernel);
         free(n);
@@ -831,6 +837,9 @@ SD_API CUresult cuGraphAddMemAllocNode(CUgraphNode *pn, CUgraph g, const CUgraph
         n->mem = mem;
         n->mem_id = sd_find(mem, 0)->id;
         p->dptr = mem;
+        graph_mem += p->bytesize;
+        if (graph_mem > graph_mem_high)
+            graph_mem_high = graph_mem;
     }
     sd_unlock();
     return r;
@@ -930,3 +939,46 @@ SD_API CUresult cuGraphDebugDotPrint(CUgraph g, const char *path, unsigned int f
     sd_unlock();
     return r;
 }
+
+/* Graph memory figures: used and reserved are the same here (nothing is pooled). */
+SD_API CUresult cuDeviceGetGraphMemAttribute(CUdevice dev, CUgraphMem_attribute attr, void *value)
+{
+    CUresult r = sd_check_dev(dev);
+    if (r != CUDA_SUCCESS)
+        return r;
+    if (!value)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    cuuint64_t v = 0;
+    switch (attr) {
+    case CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT:
+    case CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT: v = graph_mem; break;
+    case CU_GRAPH_MEM_ATTR_USED_MEM_HIGH:
+    case CU_GRAPH_MEM_ATTR_RESERVED_MEM_HIGH: v = graph_mem_high; break;
+    default: r = CUDA_ERROR_INVALID_VALUE;
+    }
+    sd_unlock();
+    if (r == CUDA_SUCCESS)
+        memcpy(value, &v, sizeof v);
+    return r;
+}
+
+/* Only the high watermarks can be set, and only to 0 (a reset), as on the driver. */
+SD_API CUresult cuDeviceSetGraphMemAttribute(CUdevice dev, CUgraphMem_attribute attr, void *value)
+{
+    CUresult r = sd_check_dev(dev);
+    if (r != CUDA_SUCCESS)
+        return r;
+    cuuint64_t v;
+    if (!value)
+        return CUDA_ERROR_INVALID_VALUE;
+    memcpy(&v, value, sizeof v);
+    if ((attr != CU_GRAPH_MEM_ATTR_USED_MEM_HIGH && attr != CU_GRAPH_MEM_ATTR_RESERVED_MEM_HIGH) || v)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    graph_mem_high = graph_mem;
+    sd_unlock();
+    return CUDA_SUCCESS;
+}
+
+SD_API CUresult cuDeviceGraphMemTrim(CUdevice dev) { return sd_check_dev(dev); }
