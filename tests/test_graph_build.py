@@ -84,3 +84,54 @@ def test_what_cannot_be_remoted_is_refused(server):
                  "cuGraphAddNode_v2: an edge other than the default one is not supported by gpuwire",
                  "cuGraphAddNode_v2: a child graph moved into its node is not supported by gpuwire"):
         assert line in r.stderr, explain(r, server)
+
+
+def _malformed():
+    import struct
+
+    from test_cache_wire import frame, op_id
+
+    copy = b"\0" * 200  # sizeof(CUDA_MEMCPY3D)
+    return [
+        ("memcpy node truncated", frame(op_id("cuGraphAddMemcpyNode"), struct.pack("<QI", 0, 0) + copy[:100]),
+         "truncated"),
+        ("memcpy node trailing bytes", frame(op_id("cuGraphMemcpyNodeSetParams"), struct.pack("<Q", 0) + copy + b"x"),
+         "trailing"),
+        ("alloc node with too many access descriptors",
+         frame(op_id("cuGraphAddMemAllocNode"), struct.pack("<QI", 0, 0) + b"\0" * 120 + struct.pack("<I", 65)),  # sizeof(CUDA_MEM_ALLOC_NODE_PARAMS)
+         "access descriptors"),
+        ("conditional node with no body", frame(op_id("cuGraphAddNode_v2"), struct.pack("<QIQIIQ", 0, 0, 0, 0, 0, 0)),
+         "conditional bodies"),
+        ("dot print trailing bytes", frame(op_id("cuGraphDebugDotPrint"), struct.pack("<QIB", 0, 0, 1)), "trailing"),
+    ]
+
+
+MALFORMED = _malformed()
+
+
+@pytest.mark.parametrize("what,data,reason", MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_graph_requests_end_only_their_session(server, what, data, reason):
+    from test_server import assert_malformed_ends_session
+
+    assert_malformed_ends_session(server, data, reason)
+
+
+def test_worker_refuses_a_host_side_memcpy_node_from_the_wire(server):
+    """A client that skips the library's check still cannot have the driver touch the worker's memory."""
+    import struct
+    import time
+
+    from gpuwire import protocol
+    from test_cache_wire import frame, op_id
+    from test_server import good_session, unique_pid
+
+    copy = bytearray(200)  # CUDA_MEMCPY3D
+    struct.pack_into("<IxxxxQ", copy, 32, 1, 0x10000)  # srcMemoryType HOST, srcHost: an address in the worker
+    struct.pack_into("<I", copy, 120, 2)  # dstMemoryType DEVICE
+    struct.pack_into("<QQQ", copy, 176, 64, 1, 1)  # WidthInBytes, Height, Depth
+    sock, sid = good_session(server, unique_pid())
+    with sock:
+        sock.sendall(frame(op_id("cuGraphMemcpyNodeSetParams"), struct.pack("<Q", 0) + bytes(copy)))
+        hdr, payload = protocol.recv_frame(sock, time.monotonic() + 15)
+        assert hdr.op == protocol.OP_REPLY and struct.unpack_from("<i", payload)[0] == 801, (hdr, payload)
+    server.wait_for_log(r"refused a memcpy node whose sides are not both device memory", session=sid)

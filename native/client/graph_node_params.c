@@ -2,8 +2,9 @@
  * the CUgraphNodeParams union is taken apart here and each node type goes
  * through its own entry point (and so its own wire format and checks): the
  * union holds client-named handles and pointers that only the per-type calls
- * know how to send. Types without such a call (host, external semaphores,
- * batch memory operations, conditional), edges other than the default one and
+ * know how to send; conditional nodes, which have no call of their own, go
+ * through graph_conditional.c. Host, external semaphore and batch memory
+ * operation nodes, edges other than the default one and
  * a child graph moved into its node are refused with CUDA_ERROR_NOT_SUPPORTED
  * and a log line. */
 #include <string.h>
@@ -28,7 +29,6 @@ static const char *type_name(CUgraphNodeType t)
     case CU_GRAPH_NODE_TYPE_EXT_SEMAS_SIGNAL: return "an external semaphore signal node";
     case CU_GRAPH_NODE_TYPE_EXT_SEMAS_WAIT: return "an external semaphore wait node";
     case CU_GRAPH_NODE_TYPE_BATCH_MEM_OP: return "a batch memory operation node";
-    case CU_GRAPH_NODE_TYPE_CONDITIONAL: return "a conditional node";
     default: return "this node type";
     }
 }
@@ -83,6 +83,8 @@ static CUresult add(const char *call, CUgraphNode *out, CUgraph g, const CUgraph
         return cuGraphAddMemAllocNode(out, g, deps, n, (CUDA_MEM_ALLOC_NODE_PARAMS *)&p->alloc);
     case CU_GRAPH_NODE_TYPE_MEM_FREE:
         return cuGraphAddMemFreeNode(out, g, deps, n, p->free.dptr);
+    case CU_GRAPH_NODE_TYPE_CONDITIONAL:
+        return gw_graph_add_conditional(out, g, deps, n, &p->conditional);
     default:
         return refuse(call, type_name(p->type));
     }

@@ -1437,6 +1437,25 @@ CUresult CUDAAPI cuGraphClone(CUgraph * phGraphClone, CUgraph originalGraph)
     return res;
 }
 
+#undef cuGraphConditionalHandleCreate
+CUresult CUDAAPI cuGraphConditionalHandleCreate(CUgraphConditionalHandle * pHandle_out, CUgraph hGraph, CUcontext ctx, unsigned int defaultLaunchValue, unsigned int flags)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphConditionalHandleCreate);
+    gw_put_out(q, pHandle_out, pHandle_out ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
+    gw_put_u64(q, (uint64_t)(int64_t)defaultLaunchValue);
+    gw_put_u64(q, (uint64_t)(int64_t)flags);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (pHandle_out) gw_get_bytes(r, pHandle_out, (size_t)(1) * sizeof(CUgraphConditionalHandle));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef cuGraphCreate
 CUresult CUDAAPI cuGraphCreate(CUgraph * phGraph, unsigned int flags)
 {

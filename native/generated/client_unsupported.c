@@ -131,8 +131,6 @@ int cuGraphBatchMemOpNodeGetParams(void);
 int cuGraphBatchMemOpNodeGetParams(void) { return gw_unsupported(GW_OP_cuGraphBatchMemOpNodeGetParams); }
 int cuGraphBatchMemOpNodeSetParams(void);
 int cuGraphBatchMemOpNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphBatchMemOpNodeSetParams); }
-int cuGraphConditionalHandleCreate(void);
-int cuGraphConditionalHandleCreate(void) { return gw_unsupported(GW_OP_cuGraphConditionalHandleCreate); }
 int cuGraphExecBatchMemOpNodeSetParams(void);
 int cuGraphExecBatchMemOpNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphExecBatchMemOpNodeSetParams); }
 int cuGraphExecExternalSemaphoresSignalNodeSetParams(void);

@@ -13,6 +13,7 @@ void gw_h_cuGraphAddKernelNode(gw_call *c);
 void gw_h_cuGraphAddKernelNode_v2(gw_call *c);
 void gw_h_cuGraphAddMemAllocNode(gw_call *c);
 void gw_h_cuGraphAddMemcpyNode(gw_call *c);
+void gw_h_cuGraphAddNode_v2(gw_call *c);
 void gw_h_cuGraphDebugDotPrint(gw_call *c);
 void gw_h_cuGraphExecKernelNodeSetParams(gw_call *c);
 void gw_h_cuGraphExecKernelNodeSetParams_v2(gw_call *c);
@@ -1575,6 +1576,26 @@ static void h_cuGraphClone(gw_call *c)
     gw_reply_result(c, res);
     if (res == CUDA_SUCCESS) {
         gw_handle_bind(c, GW_HT_CUgraph, a0_id, a0);
+    }
+}
+
+static void h_cuGraphConditionalHandleCreate(gw_call *c)
+{
+    size_t a0_n;
+    CUgraphConditionalHandle *a0 = (CUgraphConditionalHandle *)gw_out_array(c, sizeof(CUgraphConditionalHandle), &a0_n);
+    CUgraph a1 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    CUcontext a2 = (CUcontext)gw_in_handle(c, GW_HT_CUcontext);
+    unsigned int a3 = (unsigned int)gw_in_u64(c);
+    unsigned int a4 = (unsigned int)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphConditionalHandleCreate: pHandle_out holds %zu elements, fewer than its count", a0_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphConditionalHandle *, CUgraph, CUcontext, unsigned int, unsigned int) = (CUresult (*)(CUgraphConditionalHandle *, CUgraph, CUcontext, unsigned int, unsigned int))gw_driver_fn(c, GW_OP_cuGraphConditionalHandleCreate);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3, a4);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_bytes(c, a0, a0_n * sizeof(CUgraphConditionalHandle));
     }
 }
 
@@ -4988,8 +5009,10 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuGraphAddMemFreeNode - 256] = h_cuGraphAddMemFreeNode,
     [GW_OP_cuGraphAddMemcpyNode - 256] = gw_h_cuGraphAddMemcpyNode,
     [GW_OP_cuGraphAddMemsetNode - 256] = h_cuGraphAddMemsetNode,
+    [GW_OP_cuGraphAddNode_v2 - 256] = gw_h_cuGraphAddNode_v2,
     [GW_OP_cuGraphChildGraphNodeGetGraph - 256] = h_cuGraphChildGraphNodeGetGraph,
     [GW_OP_cuGraphClone - 256] = h_cuGraphClone,
+    [GW_OP_cuGraphConditionalHandleCreate - 256] = h_cuGraphConditionalHandleCreate,
     [GW_OP_cuGraphCreate - 256] = h_cuGraphCreate,
     [GW_OP_cuGraphDebugDotPrint - 256] = gw_h_cuGraphDebugDotPrint,
     [GW_OP_cuGraphDestroy - 256] = h_cuGraphDestroy,

@@ -15,13 +15,19 @@
 
 #include "worker.h"
 
-/* The copy read and checked into *p; 0, or -1 after answering or failing the call. */
-static int read_copy(gw_call *c, CUDA_MEMCPY3D *p)
+/* The copy read into *p (zeroed when the request is short). */
+static void read_copy(gw_call *c, CUDA_MEMCPY3D *p)
 {
+    memset(p, 0, sizeof *p);
     const void *v = gw_in_view(c, sizeof *p);
-    if (!v)
-        return -1;
-    memcpy(p, v, sizeof *p);
+    if (v)
+        memcpy(p, v, sizeof *p);
+}
+
+/* Once the whole request is read: 0 if both sides are device memory (the
+ * host and array fields cleared), else -1 after answering. */
+static int device_only(gw_call *c, CUDA_MEMCPY3D *p)
+{
     if (p->srcMemoryType != CU_MEMORYTYPE_DEVICE || p->dstMemoryType != CU_MEMORYTYPE_DEVICE) {
         gw_wlog("%s: refused a memcpy node whose sides are not both device memory", gw_op_name(c->h.op));
         gw_reply_result(c, CUDA_ERROR_NOT_SUPPORTED);
@@ -45,10 +51,9 @@ void gw_h_cuGraphAddMemcpyNode(gw_call *c)
     for (uint32_t i = 0; deps && !c->bad && i < m; i++)
         deps[i] = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
     CUDA_MEMCPY3D p;
-    if (c->bad || read_copy(c, &p))
-        return;
+    read_copy(c, &p);
     CUcontext ctx = (CUcontext)gw_in_handle(c, GW_HT_CUcontext);
-    if (!gw_args_ok(c))
+    if (!gw_args_ok(c) || device_only(c, &p))
         return;
     CUresult (*fn)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, const CUDA_MEMCPY3D *, CUcontext) =
         (CUresult(*)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, const CUDA_MEMCPY3D *, CUcontext))
@@ -66,7 +71,8 @@ void gw_h_cuGraphMemcpyNodeSetParams(gw_call *c)
 {
     CUgraphNode node = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
     CUDA_MEMCPY3D p;
-    if (c->bad || read_copy(c, &p) || !gw_args_ok(c))
+    read_copy(c, &p);
+    if (!gw_args_ok(c) || device_only(c, &p))
         return;
     CUresult (*fn)(CUgraphNode, const CUDA_MEMCPY3D *) =
         (CUresult(*)(CUgraphNode, const CUDA_MEMCPY3D *))gw_driver_fn(c, c->h.op);
@@ -79,10 +85,9 @@ void gw_h_cuGraphExecMemcpyNodeSetParams(gw_call *c)
     CUgraphExec e = (CUgraphExec)gw_in_handle(c, GW_HT_CUgraphExec);
     CUgraphNode node = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
     CUDA_MEMCPY3D p;
-    if (c->bad || read_copy(c, &p))
-        return;
+    read_copy(c, &p);
     CUcontext ctx = (CUcontext)gw_in_handle(c, GW_HT_CUcontext);
-    if (!gw_args_ok(c))
+    if (!gw_args_ok(c) || device_only(c, &p))
         return;
     CUresult (*fn)(CUgraphExec, CUgraphNode, const CUDA_MEMCPY3D *, CUcontext) =
         (CUresult(*)(CUgraphExec, CUgraphNode, const CUDA_MEMCPY3D *, CUcontext))gw_driver_fn(c, c->h.op);

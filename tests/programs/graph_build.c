@@ -5,7 +5,8 @@
  * cuGraphAddNode), read back, instantiated, launched twice with every byte
  * checked, then changed through
  * the exec's set-params calls and launched again. A clone of a small graph
- * finds its node, prints itself as DOT text and runs. A memcpy node reading host
+ * finds its node, prints itself as DOT text and runs; conditional nodes (an
+ * if taken, an if/else not) run the right bodies. A memcpy node reading host
  * memory is accepted natively and refused by gpuwire (CUDA_ERROR_NOT_SUPPORTED):
  * either passes here. */
 #define PROG "graph_build"
@@ -304,6 +305,51 @@ int main(void)
     expect_bytes(c, 0x33, "c after the clone ran");
     CK(cuGraphExecDestroy(cx));
     CK(cuGraphDestroy(copy));
+
+    /* conditional nodes: an if taken (default 1) and an if/else not taken (default 0) */
+    CUgraph cg2;
+    CUgraphConditionalHandle yes, no;
+    CUgraphNode nif, nelse, bn;
+    CK(cuGraphCreate(&cg2, 0));
+    CK(cuGraphConditionalHandleCreate(&yes, cg2, ctx, 1, CU_GRAPH_COND_ASSIGN_DEFAULT));
+    CK(cuGraphConditionalHandleCreate(&no, cg2, ctx, 0, CU_GRAPH_COND_ASSIGN_DEFAULT));
+    CUgraphNodeParams cnp;
+    memset(&cnp, 0, sizeof cnp);
+    cnp.type = CU_GRAPH_NODE_TYPE_CONDITIONAL;
+    cnp.conditional.handle = yes;
+    cnp.conditional.type = CU_GRAPH_COND_TYPE_IF;
+    cnp.conditional.size = 1;
+    cnp.conditional.ctx = ctx;
+    CK(cuGraphAddNode(&nif, cg2, NULL, NULL, 0, &cnp));
+    if (!cnp.conditional.phGraph_out || !cnp.conditional.phGraph_out[0])
+        FAIL("the if node gave no body");
+    cset.dst = c;
+    cset.value = 0x11;
+    CK(cuGraphAddMemsetNode(&bn, cnp.conditional.phGraph_out[0], NULL, 0, &cset, ctx));
+    memset(&cnp, 0, sizeof cnp);
+    cnp.type = CU_GRAPH_NODE_TYPE_CONDITIONAL;
+    cnp.conditional.handle = no;
+    cnp.conditional.type = CU_GRAPH_COND_TYPE_IF;
+    cnp.conditional.size = 2;
+    cnp.conditional.ctx = ctx;
+    CK(cuGraphAddNode(&nelse, cg2, &nif, NULL, 1, &cnp));
+    if (!cnp.conditional.phGraph_out || !cnp.conditional.phGraph_out[0] || !cnp.conditional.phGraph_out[1])
+        FAIL("the if/else node gave no bodies");
+    cset.dst = d;
+    cset.value = 0x77;
+    CK(cuGraphAddMemsetNode(&bn, cnp.conditional.phGraph_out[0], NULL, 0, &cset, ctx));
+    cset.value = 0x22;
+    CK(cuGraphAddMemsetNode(&bn, cnp.conditional.phGraph_out[1], NULL, 0, &cset, ctx));
+    expect_type(nif, CU_GRAPH_NODE_TYPE_CONDITIONAL, "if");
+    CK(cuGraphInstantiateWithFlags(&cx, cg2, 0));
+    CK(cuMemsetD8(c, 0xee, N * 4));
+    CK(cuMemsetD8(d, 0xee, N * 4));
+    CK(cuGraphLaunch(cx, s));
+    CK(cuStreamSynchronize(s));
+    expect_bytes(c, 0x11, "c after the if ran");
+    expect_bytes(d, 0x22, "d after the else ran");
+    CK(cuGraphExecDestroy(cx));
+    CK(cuGraphDestroy(cg2));
     CK(cuGraphDestroy(g));
     CK(cuEventDestroy(ev));
     CK(cuStreamDestroy(s));

@@ -17,7 +17,9 @@
  * A memory alloc node allocates when it is added and frees with its graph: its memory is
  * there before the node runs and after its free node (launches run both as no-ops); graphs
  * holding memory nodes cannot be cloned or made child graphs, as on the driver; the graph
- * memory figures count what alloc nodes hold. */
+ * memory figures count what alloc nodes hold. Conditional nodes (if, while, switch) run their
+ * bodies by their handle's value, which only CU_GRAPH_COND_ASSIGN_DEFAULT sets here (no test
+ * kernel sets a condition); a while loop gives up after SD_WHILE_MAX rounds. */
 #include "standin.h"
 
 #include <stdio.h>
@@ -48,7 +50,18 @@ typedef struct sd_gnode {
     CUdeviceptr mem;                /* memory alloc nodes (which own it) and free nodes */
     unsigned long long mem_id;      /* the allocation's id: freed only if it is still that one */
     const void *origin;             /* in a clone: the node it was copied from */
+    struct sd_cond *cond;           /* conditional nodes: the condition, its kind and bodies */
+    CUgraphConditionalNodeType cond_type;
+    unsigned int nbodies;
+    CUgraph *bodies;
 } sd_gnode;
+
+/* A condition handle: a value conditional nodes read (kernels set it on a GPU; nothing here does). */
+typedef struct sd_cond {
+    sd_obj h;
+    void *graph;
+    unsigned int value, deflt, flags;
+} sd_cond;
 
 /* Parameters an executable graph was given for one of its nodes (of the node's type). */
 typedef struct sd_exec_kparams {
@@ -80,6 +93,7 @@ static void drop_node(void *obj, void *g)
             cuMemFree_v2(n->mem);
         }
         sd_obj_del(n);
+        free(n->bodies);
         free(n->kernel);
         free(n);
     }
@@ -133,19 +147,37 @@ static CUresult nodes_of(void *g, sd_gnode ***v, size_t *n)
     return CUDA_SUCCESS;
 }
 
+static void drop_cond(void *obj, void *g)
+{
+    sd_cond *c = obj;
+    if (c->graph == g) {
+        sd_obj_del(c);
+        free(c);
+    }
+}
+
 void sd_graph_drop_nodes(void *g)
 {
     /* child clones go with their nodes: destroyed after the walk, which must not lose other nodes */
     sd_gnode **v = NULL;
     size_t n = 0;
     nodes_of(g, &v, &n);
-    void **kids = (void **)v; /* reused in place: each node's child, read before the node goes */
+    size_t nk = 0;
     for (size_t i = 0; i < n; i++)
-        kids[i] = v[i]->child;
+        nk += (v[i]->child != NULL) + v[i]->nbodies;
+    CUgraph *kids = nk ? malloc(nk * sizeof *kids) : NULL; /* read before the nodes go */
+    nk = 0;
+    for (size_t i = 0; kids && i < n; i++) {
+        if (v[i]->child)
+            kids[nk++] = v[i]->child;
+        for (unsigned int j = 0; j < v[i]->nbodies; j++)
+            kids[nk++] = v[i]->bodies[j];
+    }
     sd_obj_each(SD_GRAPH_NODE, drop_node, g);
-    for (size_t i = 0; i < n; i++)
-        if (kids[i])
-            cuGraphDestroy((CUgraph)kids[i]);
+    sd_obj_each(SD_COND, drop_cond, g); /* condition handles go with their graph */
+    for (size_t i = 0; i < nk; i++)
+        cuGraphDestroy(kids[i]);
+    free(kids);
     free(v);
 }
 
@@ -737,7 +769,8 @@ SD_API CUresult cuGraphClone(CUgraph *out, CUgraph g)
         }
         if (n->kernel && !k)
             r = CUDA_ERROR_OUT_OF_MEMORY;
-        else if (n->type == CU_GRAPH_NODE_TYPE_MEM_ALLOC || n->type == CU_GRAPH_NODE_TYPE_MEM_FREE)
+        else if (n->type == CU_GRAPH_NODE_TYPE_MEM_ALLOC || n->type == CU_GRAPH_NODE_TYPE_MEM_FREE ||
+                 n->type == CU_GRAPH_NODE_TYPE_CONDITIONAL)
             r = CUDA_ERROR_NOT_SUPPORTED;
         else if (n->type == CU_GRAPH_NODE_TYPE_GRAPH)
             r = add_typed(&made, *out, NULL, 0, n->type, NULL, NULL, NULL, n->child);
@@ -769,6 +802,32 @@ static CUresult run_memset(const CUDA_MEMSET_NODE_PARAMS *p)
     }
 }
 
+static CUresult run_graph(CUgraph g, const sd_gexec *x, CUstream s, int depth);
+
+#define SD_WHILE_MAX 1024 /* no kernel here sets a condition: a while loop stops after this many rounds */
+
+static CUresult run_conditional(const sd_gnode *n, CUstream s, int depth)
+{
+    unsigned int v = n->cond->value;
+    switch (n->cond_type) {
+    case CU_GRAPH_COND_TYPE_IF:
+        if (v || n->nbodies == 2)
+            return run_graph(n->bodies[v ? 0 : 1], NULL, s, depth + 1);
+        return CUDA_SUCCESS;
+    case CU_GRAPH_COND_TYPE_WHILE:
+        for (int i = 0; n->cond->value; i++) {
+            if (i == SD_WHILE_MAX)
+                return CUDA_ERROR_LAUNCH_TIMEOUT;
+            CUresult r = run_graph(n->bodies[0], NULL, s, depth + 1);
+            if (r != CUDA_SUCCESS)
+                return r;
+        }
+        return CUDA_SUCCESS;
+    default: /* switch */
+        return v < n->nbodies ? run_graph(n->bodies[v], NULL, s, depth + 1) : CUDA_SUCCESS;
+    }
+}
+
 /* Runs g's nodes in order on stream s; x (or NULL) gives the exec's own parameters. Lock held. */
 static CUresult run_graph(CUgraph g, const sd_gexec *x, CUstream s, int depth)
 {
@@ -794,11 +853,20 @@ static CUresult run_graph(CUgraph g, const sd_gexec *x, CUstream s, int depth)
         case CU_GRAPH_NODE_TYPE_EVENT_RECORD: r = cuEventRecord(ek ? ek->event : n->event, s); break;
         case CU_GRAPH_NODE_TYPE_WAIT_EVENT: r = cuStreamWaitEvent(s, ek ? ek->event : n->event, 0); break;
         case CU_GRAPH_NODE_TYPE_GRAPH: r = run_graph(n->child, NULL, s, depth + 1); break;
+        case CU_GRAPH_NODE_TYPE_CONDITIONAL: r = run_conditional(n, s, depth); break;
         default: break; /* empty */
         }
     }
     free(v);
     return r;
+}
+
+/* CU_GRAPH_COND_ASSIGN_DEFAULT: the value is set again when its graph is launched. */
+static void assign_default(void *obj, void *g)
+{
+    sd_cond *c = obj;
+    if (c->graph == g && (c->flags & CU_GRAPH_COND_ASSIGN_DEFAULT))
+        c->value = c->deflt;
 }
 
 SD_API CUresult cuGraphLaunch(CUgraphExec e, CUstream s)
@@ -808,8 +876,10 @@ SD_API CUresult cuGraphLaunch(CUgraphExec e, CUstream s)
     CUresult r = sd_stream_check(s, &c);
     if (r == CUDA_SUCCESS && !sd_obj_live(e, SD_GRAPH_EXEC))
         r = CUDA_ERROR_INVALID_VALUE;
-    if (r == CUDA_SUCCESS)
+    if (r == CUDA_SUCCESS) {
+        sd_obj_each(SD_COND, assign_default, ((sd_gexec *)e)->graph);
         r = run_graph(((sd_gexec *)e)->graph, (sd_gexec *)e, s, 0);
+    }
     sd_unlock();
     return r;
 }
@@ -982,3 +1052,68 @@ SD_API CUresult cuDeviceSetGraphMemAttribute(CUdevice dev, CUgraphMem_attribute 
 }
 
 SD_API CUresult cuDeviceGraphMemTrim(CUdevice dev) { return sd_check_dev(dev); }
+
+/* ---- conditional handles and nodes ---- */
+
+SD_API CUresult cuGraphConditionalHandleCreate(CUgraphConditionalHandle *out, CUgraph g, CUcontext ctx,
+                                               unsigned int deflt, unsigned int flags)
+{
+    if (!out || (flags & ~(unsigned)CU_GRAPH_COND_ASSIGN_DEFAULT))
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    CUresult r = sd_obj_live(g, SD_GRAPH) && (!ctx || sd_obj_live(ctx, SD_CTX)) ? CUDA_SUCCESS
+                                                                               : CUDA_ERROR_INVALID_VALUE;
+    sd_cond *c = r == CUDA_SUCCESS ? new_obj(sizeof *c, SD_COND) : NULL;
+    if (r == CUDA_SUCCESS && !c)
+        r = CUDA_ERROR_OUT_OF_MEMORY;
+    if (c) {
+        c->graph = g;
+        c->value = c->deflt = deflt;
+        c->flags = flags;
+        *out = (CUgraphConditionalHandle)(uintptr_t)c;
+    }
+    sd_unlock();
+    return r;
+}
+
+/* Only conditional nodes come this way from gpuwire's worker (every other type has its own call). */
+SD_API CUresult cuGraphAddNode_v2(CUgraphNode *pn, CUgraph g, const CUgraphNode *deps, const CUgraphEdgeData *edges,
+                                  size_t ndeps, CUgraphNodeParams *p)
+{
+    if (!p || edges)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (p->type != CU_GRAPH_NODE_TYPE_CONDITIONAL)
+        return CUDA_ERROR_NOT_SUPPORTED;
+    CUDA_CONDITIONAL_NODE_PARAMS *cp = &p->conditional;
+    unsigned int size = cp->size;
+    int ok = (cp->type == CU_GRAPH_COND_TYPE_IF && (size == 1 || size == 2)) ||
+             (cp->type == CU_GRAPH_COND_TYPE_WHILE && size == 1) || (cp->type == CU_GRAPH_COND_TYPE_SWITCH && size);
+    if (!ok)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    sd_cond *c = (sd_cond *)(uintptr_t)cp->handle;
+    CUresult r = sd_obj_live(c, SD_COND) && c->graph == (void *)g ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+    CUgraph *bodies = r == CUDA_SUCCESS ? calloc(size, sizeof *bodies) : NULL;
+    if (r == CUDA_SUCCESS && !bodies)
+        r = CUDA_ERROR_OUT_OF_MEMORY;
+    unsigned int made = 0;
+    while (r == CUDA_SUCCESS && made < size && (r = cuGraphCreate(&bodies[made], 0)) == CUDA_SUCCESS)
+        made++;
+    if (r == CUDA_SUCCESS)
+        r = add_node(pn, g, deps, ndeps, NULL);
+    if (r == CUDA_SUCCESS) {
+        sd_gnode *n = (sd_gnode *)*pn;
+        n->type = CU_GRAPH_NODE_TYPE_CONDITIONAL;
+        n->cond = c;
+        n->cond_type = cp->type;
+        n->nbodies = size;
+        n->bodies = bodies;
+        cp->phGraph_out = bodies;
+    } else {
+        while (made)
+            cuGraphDestroy(bodies[--made]);
+        free(bodies);
+    }
+    sd_unlock();
+    return r;
+}
