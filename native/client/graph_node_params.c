@@ -7,6 +7,7 @@
  * operation nodes, edges other than the default one and
  * a child graph moved into its node are refused with CUDA_ERROR_NOT_SUPPORTED
  * and a log line. */
+#include <stddef.h>
 #include <string.h>
 
 #include "client.h"
@@ -15,6 +16,14 @@
 #undef cuGraphAddNode_v2
 #undef cuGraphNodeSetParams
 #undef cuGraphExecNodeSetParams
+
+/* The casts below rely on these layouts being the same. */
+_Static_assert(sizeof(CUDA_KERNEL_NODE_PARAMS_v3) == sizeof(CUDA_KERNEL_NODE_PARAMS) &&
+                   offsetof(CUDA_KERNEL_NODE_PARAMS_v3, ctx) == offsetof(CUDA_KERNEL_NODE_PARAMS, ctx),
+               "kernel node parameters v3 and v2 differ");
+_Static_assert(sizeof(CUDA_MEM_ALLOC_NODE_PARAMS_v2) == sizeof(CUDA_MEM_ALLOC_NODE_PARAMS) &&
+                   offsetof(CUDA_MEM_ALLOC_NODE_PARAMS_v2, dptr) == offsetof(CUDA_MEM_ALLOC_NODE_PARAMS, dptr),
+               "memory alloc node parameters v2 and v1 differ");
 
 static CUresult refuse(const char *call, const char *what)
 {
