@@ -4,6 +4,7 @@
  * allocation (its memory exists only between the node and its free node at
  * launch): posted work on it is sent as waiting calls instead, which is only
  * slower. Wire format: native/worker/graph_memory.c. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "client.h"
@@ -45,6 +46,46 @@ CUresult CUDAAPI cuGraphAddMemAllocNode(CUgraphNode *phGraphNode, CUgraph hGraph
         if (rc == CUDA_SUCCESS) {
             *phGraphNode = (CUgraphNode)(uintptr_t)id;
             nodeParams->dptr = (CUdeviceptr)dptr;
+        }
+    }
+    gw_rep_end(r);
+    return rc;
+}
+
+#undef cuGraphMemAllocNodeGetParams
+
+/* The access descriptors the driver returns stay readable while the node
+ * lives; nothing tells the client when that ends, so each answer's copy is
+ * kept for the rest of the process. */
+CUresult CUDAAPI cuGraphMemAllocNodeGetParams(CUgraphNode hNode, CUDA_MEM_ALLOC_NODE_PARAMS *params_out)
+{
+    unsigned op = GW_OP_cuGraphMemAllocNodeGetParams;
+    gw_stat_call(op);
+    if (!params_out)
+        return CUDA_ERROR_INVALID_VALUE;
+    gw_req *q = gw_req_begin_quiet(op);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_rep *r;
+    CUresult rc = gw_req_call(q, &r);
+    if (rc == CUDA_SUCCESS) {
+        CUDA_MEM_ALLOC_NODE_PARAMS p;
+        memset(&p, 0, sizeof p);
+        gw_get_bytes(r, &p, sizeof p);
+        uint32_t k = gw_get_u32(r);
+        const void *descs = k <= MAX_ACCESS ? gw_get_view(r, (size_t)k * sizeof(CUmemAccessDesc)) : NULL;
+        rc = gw_rep_status(r, rc);
+        if (rc == CUDA_SUCCESS && !descs)
+            rc = CUDA_ERROR_UNKNOWN;
+        CUmemAccessDesc *kept = NULL;
+        if (rc == CUDA_SUCCESS && k && !(kept = malloc(k * sizeof *kept)))
+            rc = CUDA_ERROR_OUT_OF_MEMORY;
+        if (rc == CUDA_SUCCESS) {
+            if (k)
+                memcpy(kept, descs, k * sizeof *kept);
+            p.accessDescs = kept;
+            p.accessDescCount = k;
+            p.poolProps.win32SecurityAttributes = NULL;
+            *params_out = p;
         }
     }
     gw_rep_end(r);

@@ -173,8 +173,6 @@ int cuGraphKernelNodeGetAttribute(void);
 int cuGraphKernelNodeGetAttribute(void) { return gw_unsupported(GW_OP_cuGraphKernelNodeGetAttribute); }
 int cuGraphKernelNodeSetAttribute(void);
 int cuGraphKernelNodeSetAttribute(void) { return gw_unsupported(GW_OP_cuGraphKernelNodeSetAttribute); }
-int cuGraphMemAllocNodeGetParams(void);
-int cuGraphMemAllocNodeGetParams(void) { return gw_unsupported(GW_OP_cuGraphMemAllocNodeGetParams); }
 int cuGraphNodeGetDependencies(void);
 int cuGraphNodeGetDependencies(void) { return gw_unsupported(GW_OP_cuGraphNodeGetDependencies); }
 int cuGraphNodeGetDependencies_v2(void);

@@ -23,6 +23,7 @@ void gw_h_cuGraphKernelNodeGetParams(gw_call *c);
 void gw_h_cuGraphKernelNodeGetParams_v2(gw_call *c);
 void gw_h_cuGraphKernelNodeSetParams(gw_call *c);
 void gw_h_cuGraphKernelNodeSetParams_v2(gw_call *c);
+void gw_h_cuGraphMemAllocNodeGetParams(gw_call *c);
 void gw_h_cuGraphMemcpyNodeSetParams(gw_call *c);
 void gw_h_cuLaunchCooperativeKernel(gw_call *c);
 void gw_h_cuLaunchCooperativeKernel_ptsz(gw_call *c);
@@ -5039,6 +5040,7 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuGraphKernelNodeSetParams_v2 - 256] = gw_h_cuGraphKernelNodeSetParams_v2,
     [GW_OP_cuGraphLaunch - 256] = h_cuGraphLaunch,
     [GW_OP_cuGraphLaunch_ptsz - 256] = h_cuGraphLaunch_ptsz,
+    [GW_OP_cuGraphMemAllocNodeGetParams - 256] = gw_h_cuGraphMemAllocNodeGetParams,
     [GW_OP_cuGraphMemFreeNodeGetParams - 256] = h_cuGraphMemFreeNodeGetParams,
     [GW_OP_cuGraphMemcpyNodeGetParams - 256] = h_cuGraphMemcpyNodeGetParams,
     [GW_OP_cuGraphMemcpyNodeSetParams - 256] = gw_h_cuGraphMemcpyNodeSetParams,

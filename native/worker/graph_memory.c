@@ -55,3 +55,35 @@ void gw_h_cuGraphAddMemAllocNode(gw_call *c)
         gw_reply_bytes(c, &dptr, sizeof dptr);
     }
 }
+
+/* cuGraphMemAllocNodeGetParams: u64 node id. Reply: result, then on success
+ * the struct as cuda.h lays it out (pointers meaningless), u32 k (<= 64) +
+ * k x CUmemAccessDesc read through the driver's accessDescs. */
+void gw_h_cuGraphMemAllocNodeGetParams(gw_call *c)
+{
+    CUgraphNode node = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    if (!gw_args_ok(c))
+        return;
+    CUresult (*fn)(CUgraphNode, CUDA_MEM_ALLOC_NODE_PARAMS *) =
+        (CUresult(*)(CUgraphNode, CUDA_MEM_ALLOC_NODE_PARAMS *))gw_driver_fn(c, c->h.op);
+    if (!fn)
+        return;
+    CUDA_MEM_ALLOC_NODE_PARAMS p;
+    memset(&p, 0, sizeof p);
+    CUresult r = fn(node, &p);
+    if (r == CUDA_SUCCESS && (p.accessDescCount > MAX_ACCESS || (p.accessDescCount && !p.accessDescs))) {
+        gw_wlog("%s: the driver returned %zu access descriptors", gw_op_name(c->h.op), p.accessDescCount);
+        r = CUDA_ERROR_NOT_SUPPORTED;
+    }
+    gw_reply_result(c, r);
+    if (r != CUDA_SUCCESS)
+        return;
+    const CUmemAccessDesc *descs = p.accessDescs;
+    uint32_t k = (uint32_t)p.accessDescCount;
+    p.accessDescs = NULL; /* worker addresses do not travel */
+    p.poolProps.win32SecurityAttributes = NULL;
+    gw_reply_bytes(c, &p, sizeof p);
+    gw_reply_u32(c, k);
+    if (k)
+        gw_reply_bytes(c, descs, k * sizeof *descs);
+}

@@ -136,6 +136,9 @@ int main(void)
     ap.poolProps.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
     ap.poolProps.location.id = 0;
     ap.bytesize = N * 4;
+    CUmemAccessDesc access = {{CU_MEM_LOCATION_TYPE_DEVICE, 0}, CU_MEM_ACCESS_FLAGS_PROT_READWRITE};
+    ap.accessDescs = &access;
+    ap.accessDescCount = 1;
     CK(cuGraphAddMemAllocNode(&nalloc, g, &nwait, 1, &ap));
     if (!ap.dptr)
         FAIL("the alloc node gave no address");
@@ -163,6 +166,11 @@ int main(void)
     rp.type = CU_GRAPH_NODE_TYPE_EVENT_RECORD;
     rp.eventRecord.event = ev;
     CK(cuGraphNodeSetParams(nrec, &rp));
+    CUDA_MEM_ALLOC_NODE_PARAMS aget;
+    CK(cuGraphMemAllocNodeGetParams(nalloc, &aget));
+    if (aget.dptr != m || aget.bytesize != N * 4 || aget.poolProps.location.type != CU_MEM_LOCATION_TYPE_DEVICE ||
+        aget.accessDescCount != 1 || aget.accessDescs[0].flags != CU_MEM_ACCESS_FLAGS_PROT_READWRITE)
+        FAIL("alloc node parameters read back differ");
     CUdeviceptr freed = 0;
     CK(cuGraphMemFreeNodeGetParams(nfree, &freed));
     if (freed != m)

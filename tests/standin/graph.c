@@ -49,6 +49,7 @@ typedef struct sd_gnode {
     CUgraph child;                  /* child graph nodes: the node's own clone */
     CUdeviceptr mem;                /* memory alloc nodes (which own it) and free nodes */
     unsigned long long mem_id;      /* the allocation's id: freed only if it is still that one */
+    CUDA_MEM_ALLOC_NODE_PARAMS alloc; /* alloc nodes: as given, accessDescs pointing at a copy */
     const void *origin;             /* in a clone: the node it was copied from */
     struct sd_cond *cond;           /* conditional nodes: the condition, its kind and bodies */
     CUgraphConditionalNodeType cond_type;
@@ -94,6 +95,7 @@ static void drop_node(void *obj, void *g)
         }
         sd_obj_del(n);
         free(n->bodies);
+        free((void *)n->alloc.accessDescs);
         free(n->kernel);
         free(n);
     }
@@ -896,6 +898,11 @@ SD_API CUresult cuGraphAddMemAllocNode(CUgraphNode *pn, CUgraph g, const CUgraph
     for (size_t i = 0; i < p->accessDescCount; i++)
         if (p->accessDescs[i].location.type != CU_MEM_LOCATION_TYPE_DEVICE || p->accessDescs[i].location.id != 0)
             return CUDA_ERROR_INVALID_VALUE;
+    CUmemAccessDesc *descs = NULL;
+    if (p->accessDescCount && !(descs = malloc(p->accessDescCount * sizeof *descs)))
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    if (descs)
+        memcpy(descs, p->accessDescs, p->accessDescCount * sizeof *descs);
     sd_lock();
     CUdeviceptr mem = 0;
     CUresult r = cuMemAlloc_v2(&mem, p->bytesize);
@@ -907,11 +914,15 @@ SD_API CUresult cuGraphAddMemAllocNode(CUgraphNode *pn, CUgraph g, const CUgraph
         n->mem = mem;
         n->mem_id = sd_find(mem, 0)->id;
         p->dptr = mem;
+        n->alloc = *p;
+        n->alloc.accessDescs = descs;
+        descs = NULL;
         graph_mem += p->bytesize;
         if (graph_mem > graph_mem_high)
             graph_mem_high = graph_mem;
     }
     sd_unlock();
+    free(descs);
     return r;
 }
 
@@ -1116,4 +1127,14 @@ SD_API CUresult cuGraphAddNode_v2(CUgraphNode *pn, CUgraph g, const CUgraphNode 
     }
     sd_unlock();
     return r;
+}
+
+SD_API CUresult cuGraphMemAllocNodeGetParams(CUgraphNode h, CUDA_MEM_ALLOC_NODE_PARAMS *out)
+{
+    sd_lock();
+    sd_gnode *n = typed_node(h, CU_GRAPH_NODE_TYPE_MEM_ALLOC);
+    if (n && out)
+        *out = n->alloc;
+    sd_unlock();
+    return n && out ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
 }
