@@ -2,7 +2,8 @@
  * long after the call that made it: a side in this process's host memory
  * (pageable, pinned or registered alike) is out of the server's reach then, so
  * only device memory is accepted. A unified address is accepted when it lies
- * in a device allocation this process knows, and travels as a device one.
+ * in a device allocation this process knows (graph memory included), and
+ * travels as a device one.
  * Arrays are refused with the rest of the array API. Wire formats:
  * native/worker/graph_copies.c. */
 #include <string.h>
@@ -18,7 +19,7 @@ static int device_side(CUmemorytype *type, CUdeviceptr *dev, const void **host)
 {
     if (*type == CU_MEMORYTYPE_DEVICE)
         return 0;
-    if (*type == CU_MEMORYTYPE_UNIFIED && gw_mem_is_device_range((uint64_t)*dev, 1)) {
+    if (*type == CU_MEMORYTYPE_UNIFIED && (gw_mem_is_device_range((uint64_t)*dev, 1) || gw_graph_mem_has(*dev))) {
         *type = CU_MEMORYTYPE_DEVICE;
         *host = NULL;
         return 0;

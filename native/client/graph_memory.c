@@ -3,7 +3,10 @@
  * adding one waits for its reply. The address is not tracked as a known device
  * allocation (its memory exists only between the node and its free node at
  * launch): posted work on it is sent as waiting calls instead, which is only
- * slower. Wire format: native/worker/graph_memory.c. */
+ * slower. The addresses are remembered apart, for the rest of the process,
+ * so that a memcpy node can tell a unified address there from host memory.
+ * Wire format: native/worker/graph_memory.c. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +15,39 @@
 #undef cuGraphAddMemAllocNode
 
 #define MAX_ACCESS 64 /* access descriptors: at most one per GPU */
+
+static struct { uint64_t base, size; } *graph_mem;
+static size_t graph_mem_n, graph_mem_cap;
+static pthread_mutex_t graph_mem_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void remember(uint64_t base, uint64_t size)
+{
+    pthread_mutex_lock(&graph_mem_lock);
+    if (graph_mem_n == graph_mem_cap) {
+        size_t cap = graph_mem_cap ? 2 * graph_mem_cap : 16;
+        void *v = realloc(graph_mem, cap * sizeof *graph_mem);
+        if (v) {
+            graph_mem = v;
+            graph_mem_cap = cap;
+        }
+    }
+    if (graph_mem_n < graph_mem_cap) { /* out of memory: only a unified address there is refused */
+        graph_mem[graph_mem_n].base = base;
+        graph_mem[graph_mem_n].size = size;
+        graph_mem_n++;
+    }
+    pthread_mutex_unlock(&graph_mem_lock);
+}
+
+int gw_graph_mem_has(uint64_t addr)
+{
+    int found = 0;
+    pthread_mutex_lock(&graph_mem_lock);
+    for (size_t i = 0; !found && i < graph_mem_n; i++)
+        found = addr - graph_mem[i].base < graph_mem[i].size;
+    pthread_mutex_unlock(&graph_mem_lock);
+    return found;
+}
 
 CUresult CUDAAPI cuGraphAddMemAllocNode(CUgraphNode *phGraphNode, CUgraph hGraph, const CUgraphNode *dependencies,
                                         size_t numDependencies, CUDA_MEM_ALLOC_NODE_PARAMS *nodeParams)
@@ -46,6 +82,7 @@ CUresult CUDAAPI cuGraphAddMemAllocNode(CUgraphNode *phGraphNode, CUgraph hGraph
         if (rc == CUDA_SUCCESS) {
             *phGraphNode = (CUgraphNode)(uintptr_t)id;
             nodeParams->dptr = (CUdeviceptr)dptr;
+            remember(dptr, p.bytesize);
         }
     }
     gw_rep_end(r);

@@ -146,6 +146,7 @@ int main(void)
     CUDA_MEMSET_NODE_PARAMS mset = fill32(m, 7.0f);
     CK(cuGraphAddMemsetNode(&nmset, g, &nalloc, 1, &mset, ctx));
     CUDA_MEMCPY3D mcp = d2d(e, m, N * 4);
+    mcp.srcMemoryType = mcp.dstMemoryType = CU_MEMORYTYPE_UNIFIED; /* as cudart sends cudaMemcpyDefault */
     CK(cuGraphAddMemcpyNode(&nmcpy, g, &nmset, 1, &mcp, ctx));
     CK(cuGraphAddMemFreeNode(&nfree, g, &nmcpy, 1, m));
     /* f = 9.0, through the generic call */
