@@ -69,5 +69,5 @@ def test_every_driver_symbol_is_exported(cuda):
 
 
 def test_unforwarded_function_is_not_supported(cuda):
-    # cuGraphAddMemcpyNode is exported but not remoted yet: a clear error, never a silent success
-    assert cuda.cuGraphAddMemcpyNode(None, None, None, 0, None, None) == 801  # CUDA_ERROR_NOT_SUPPORTED
+    # cuGraphAddExternalSemaphoresSignalNode is exported but not remoted yet: a clear error, never a silent success
+    assert cuda.cuGraphAddExternalSemaphoresSignalNode(None, None, None, 0, None) == 801  # CUDA_ERROR_NOT_SUPPORTED

@@ -175,6 +175,11 @@ GW_HIDDEN int gw_captures_active(void);
 /* The parameter layout of a function named by the client, if its module's
  * information has arrived: 1 and the fields set, else 0. */
 GW_HIDDEN int gw_function_layout(uint64_t fid, uint32_t *n, uint32_t **pairs, uint32_t *max_threads); /* *pairs: malloc'd, the caller frees it */
+/* Is addr inside memory a graph alloc node was given (graph_memory.c)? */
+GW_HIDDEN int gw_graph_mem_has(uint64_t addr);
+/* A conditional node (graph_conditional.c): sent as cuGraphAddNode_v2; p->phGraph_out set on success. */
+GW_HIDDEN CUresult gw_graph_add_conditional(CUgraphNode *out, CUgraph g, const CUgraphNode *deps, size_t n,
+                                            CUDA_CONDITIONAL_NODE_PARAMS *p);
 /* The arguments of a call of f (kernelParams or `extra`, as cuLaunchKernel
  * takes them) packed into its parameter buffer layout, as a launch sends them;
  * buf holds GW_MAX_PARAM_BYTES. May wait for the layout: call it before

@@ -693,6 +693,23 @@ CUresult CUDAAPI cuDeviceGetExecAffinitySupport(int * pi, CUexecAffinityType typ
     return res;
 }
 
+#undef cuDeviceGetGraphMemAttribute
+CUresult CUDAAPI cuDeviceGetGraphMemAttribute(CUdevice device, CUgraphMem_attribute attr, void * value)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuDeviceGetGraphMemAttribute);
+    gw_put_u64(q, (uint64_t)(int64_t)device);
+    gw_put_u64(q, (uint64_t)(int64_t)attr);
+    gw_put_out(q, value, value ? (size_t)(8) : 0);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (value) gw_get_bytes(r, value, (size_t)(8) * 1);
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef cuDeviceGetLuid
 CUresult CUDAAPI cuDeviceGetLuid(char * luid, unsigned int * deviceNodeMask, CUdevice dev)
 {
@@ -952,6 +969,19 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxSet
     gw_req *q = gw_req_begin(GW_OP_cuDevicePrimaryCtxSetFlags_v2);
     gw_put_u64(q, (uint64_t)(int64_t)dev);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuDeviceSetGraphMemAttribute
+CUresult CUDAAPI cuDeviceSetGraphMemAttribute(CUdevice device, CUgraphMem_attribute attr, void * value)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuDeviceSetGraphMemAttribute);
+    gw_put_u64(q, (uint64_t)(int64_t)device);
+    gw_put_u64(q, (uint64_t)(int64_t)attr);
+    gw_put_in(q, value, value ? (size_t)(8) * 1 : 0);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -1301,6 +1331,25 @@ CUresult CUDAAPI cuFuncSetSharedSize(CUfunction hfunc, unsigned int bytes)
     return res;
 }
 
+#undef cuGraphAddChildGraphNode
+CUresult CUDAAPI cuGraphAddChildGraphNode(CUgraphNode * phGraphNode, CUgraph hGraph, const CUgraphNode * dependencies, size_t numDependencies, CUgraph childGraph)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphAddChildGraphNode);
+    gw_put_out(q, phGraphNode, phGraphNode ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
+    gw_put_u64(q, (uint64_t)(uintptr_t)childGraph);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (phGraphNode) gw_get_handles(r, (void **)phGraphNode, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef cuGraphAddEmptyNode
 CUresult CUDAAPI cuGraphAddEmptyNode(CUgraphNode * phGraphNode, CUgraph hGraph, const CUgraphNode * dependencies, size_t numDependencies)
 {
@@ -1313,6 +1362,142 @@ CUresult CUDAAPI cuGraphAddEmptyNode(CUgraphNode * phGraphNode, CUgraph hGraph, 
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
         if (phGraphNode) gw_get_handles(r, (void **)phGraphNode, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuGraphAddEventRecordNode
+CUresult CUDAAPI cuGraphAddEventRecordNode(CUgraphNode * phGraphNode, CUgraph hGraph, const CUgraphNode * dependencies, size_t numDependencies, CUevent event)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphAddEventRecordNode);
+    gw_put_out(q, phGraphNode, phGraphNode ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
+    gw_put_u64(q, (uint64_t)(uintptr_t)event);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (phGraphNode) gw_get_handles(r, (void **)phGraphNode, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuGraphAddEventWaitNode
+CUresult CUDAAPI cuGraphAddEventWaitNode(CUgraphNode * phGraphNode, CUgraph hGraph, const CUgraphNode * dependencies, size_t numDependencies, CUevent event)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphAddEventWaitNode);
+    gw_put_out(q, phGraphNode, phGraphNode ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
+    gw_put_u64(q, (uint64_t)(uintptr_t)event);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (phGraphNode) gw_get_handles(r, (void **)phGraphNode, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuGraphAddMemFreeNode
+CUresult CUDAAPI cuGraphAddMemFreeNode(CUgraphNode * phGraphNode, CUgraph hGraph, const CUgraphNode * dependencies, size_t numDependencies, CUdeviceptr dptr)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphAddMemFreeNode);
+    gw_put_out(q, phGraphNode, phGraphNode ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
+    gw_put_u64(q, (uint64_t)(int64_t)dptr);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (phGraphNode) gw_get_handles(r, (void **)phGraphNode, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuGraphAddMemsetNode
+CUresult CUDAAPI cuGraphAddMemsetNode(CUgraphNode * phGraphNode, CUgraph hGraph, const CUgraphNode * dependencies, size_t numDependencies, const CUDA_MEMSET_NODE_PARAMS * memsetParams, CUcontext ctx)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphAddMemsetNode);
+    gw_put_out(q, phGraphNode, phGraphNode ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
+    gw_put_in(q, memsetParams, memsetParams ? (size_t)(1) * sizeof(CUDA_MEMSET_NODE_PARAMS) : 0);
+    gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (phGraphNode) gw_get_handles(r, (void **)phGraphNode, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuGraphChildGraphNodeGetGraph
+CUresult CUDAAPI cuGraphChildGraphNodeGetGraph(CUgraphNode hNode, CUgraph * phGraph)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphChildGraphNodeGetGraph);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_out(q, phGraph, phGraph ? (size_t)(1) : 0);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (phGraph) gw_get_handles(r, (void **)phGraph, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuGraphClone
+CUresult CUDAAPI cuGraphClone(CUgraph * phGraphClone, CUgraph originalGraph)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphClone);
+    if (!phGraphClone)
+        return CUDA_ERROR_INVALID_VALUE;
+    uint64_t phGraphClone_id = gw_new_handle_id();
+    gw_put_u64(q, phGraphClone_id);
+    gw_put_u64(q, (uint64_t)(uintptr_t)originalGraph);
+    CUresult res;
+    if (gw_may_post()) {
+        res = gw_req_post(q);
+    } else { /* the caller needs the verdict now */
+        gw_req_set_flags(q, GW_F_COLLECT);
+        gw_rep *r;
+        res = gw_req_call(q, &r);
+        gw_rep_end(r);
+    }
+    if (res == CUDA_SUCCESS) {
+        *phGraphClone = (CUgraph)(uintptr_t)phGraphClone_id;
+    }
+    return res;
+}
+
+#undef cuGraphConditionalHandleCreate
+CUresult CUDAAPI cuGraphConditionalHandleCreate(CUgraphConditionalHandle * pHandle_out, CUgraph hGraph, CUcontext ctx, unsigned int defaultLaunchValue, unsigned int flags)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphConditionalHandleCreate);
+    gw_put_out(q, pHandle_out, pHandle_out ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
+    gw_put_u64(q, (uint64_t)(int64_t)defaultLaunchValue);
+    gw_put_u64(q, (uint64_t)(int64_t)flags);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (pHandle_out) gw_get_bytes(r, pHandle_out, (size_t)(1) * sizeof(CUgraphConditionalHandle));
         res = gw_rep_status(r, res);
     }
     gw_rep_end(r);
@@ -1365,6 +1550,22 @@ CUresult CUDAAPI cuGraphDestroyNode(CUgraphNode hNode)
     return res;
 }
 
+#undef cuGraphEventRecordNodeGetEvent
+CUresult CUDAAPI cuGraphEventRecordNodeGetEvent(CUgraphNode hNode, CUevent * event_out)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphEventRecordNodeGetEvent);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_out(q, event_out, event_out ? (size_t)(1) : 0);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (event_out) gw_get_handles(r, (void **)event_out, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef cuGraphEventRecordNodeSetEvent
 CUresult CUDAAPI cuGraphEventRecordNodeSetEvent(CUgraphNode hNode, CUevent event)
 {
@@ -1373,6 +1574,22 @@ CUresult CUDAAPI cuGraphEventRecordNodeSetEvent(CUgraphNode hNode, CUevent event
     gw_put_u64(q, (uint64_t)(uintptr_t)event);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuGraphEventWaitNodeGetEvent
+CUresult CUDAAPI cuGraphEventWaitNodeGetEvent(CUgraphNode hNode, CUevent * event_out)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphEventWaitNodeGetEvent);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_out(q, event_out, event_out ? (size_t)(1) : 0);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (event_out) gw_get_handles(r, (void **)event_out, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
     gw_rep_end(r);
     return res;
 }
@@ -1430,6 +1647,20 @@ CUresult CUDAAPI cuGraphExecEventWaitNodeSetEvent(CUgraphExec hGraphExec, CUgrap
     gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
     gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
     gw_put_u64(q, (uint64_t)(uintptr_t)event);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuGraphExecMemsetNodeSetParams
+CUresult CUDAAPI cuGraphExecMemsetNodeSetParams(CUgraphExec hGraphExec, CUgraphNode hNode, const CUDA_MEMSET_NODE_PARAMS * memsetParams, CUcontext ctx)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphExecMemsetNodeSetParams);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_in(q, memsetParams, memsetParams ? (size_t)(1) * sizeof(CUDA_MEMSET_NODE_PARAMS) : 0);
+    gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -1499,6 +1730,83 @@ CUresult CUDAAPI cuGraphLaunch_ptsz(CUgraphExec hGraphExec, CUstream hStream)
     gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
     return gw_req_post(q);
+}
+
+#undef cuGraphMemFreeNodeGetParams
+CUresult CUDAAPI cuGraphMemFreeNodeGetParams(CUgraphNode hNode, CUdeviceptr * dptr_out)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphMemFreeNodeGetParams);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_out(q, dptr_out, dptr_out ? (size_t)(1) : 0);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (dptr_out) gw_get_bytes(r, dptr_out, (size_t)(1) * sizeof(CUdeviceptr));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuGraphMemcpyNodeGetParams
+CUresult CUDAAPI cuGraphMemcpyNodeGetParams(CUgraphNode hNode, CUDA_MEMCPY3D * nodeParams)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphMemcpyNodeGetParams);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_out(q, nodeParams, nodeParams ? (size_t)(1) : 0);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (nodeParams) gw_get_bytes(r, nodeParams, (size_t)(1) * sizeof(CUDA_MEMCPY3D));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuGraphMemsetNodeGetParams
+CUresult CUDAAPI cuGraphMemsetNodeGetParams(CUgraphNode hNode, CUDA_MEMSET_NODE_PARAMS * nodeParams)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphMemsetNodeGetParams);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_out(q, nodeParams, nodeParams ? (size_t)(1) : 0);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (nodeParams) gw_get_bytes(r, nodeParams, (size_t)(1) * sizeof(CUDA_MEMSET_NODE_PARAMS));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuGraphMemsetNodeSetParams
+CUresult CUDAAPI cuGraphMemsetNodeSetParams(CUgraphNode hNode, const CUDA_MEMSET_NODE_PARAMS * nodeParams)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphMemsetNodeSetParams);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_in(q, nodeParams, nodeParams ? (size_t)(1) * sizeof(CUDA_MEMSET_NODE_PARAMS) : 0);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuGraphNodeFindInClone
+CUresult CUDAAPI cuGraphNodeFindInClone(CUgraphNode * phNode, CUgraphNode hOriginalNode, CUgraph hClonedGraph)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphNodeFindInClone);
+    gw_put_out(q, phNode, phNode ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hOriginalNode);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hClonedGraph);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (phNode) gw_get_handles(r, (void **)phNode, (size_t)(1));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
 }
 
 #undef cuGraphNodeGetType

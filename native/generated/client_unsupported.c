@@ -41,8 +41,6 @@ int cuCoredumpSetAttribute(void);
 int cuCoredumpSetAttribute(void) { return gw_unsupported(GW_OP_cuCoredumpSetAttribute); }
 int cuCoredumpSetAttributeGlobal(void);
 int cuCoredumpSetAttributeGlobal(void) { return gw_unsupported(GW_OP_cuCoredumpSetAttributeGlobal); }
-int cuDeviceGetGraphMemAttribute(void);
-int cuDeviceGetGraphMemAttribute(void) { return gw_unsupported(GW_OP_cuDeviceGetGraphMemAttribute); }
 int cuDeviceGetHostAtomicCapabilities(void);
 int cuDeviceGetHostAtomicCapabilities(void) { return gw_unsupported(GW_OP_cuDeviceGetHostAtomicCapabilities); }
 int cuDeviceGetNvSciSyncAttributes(void);
@@ -51,8 +49,6 @@ int cuDeviceGetP2PAtomicCapabilities(void);
 int cuDeviceGetP2PAtomicCapabilities(void) { return gw_unsupported(GW_OP_cuDeviceGetP2PAtomicCapabilities); }
 int cuDeviceRegisterAsyncNotification(void);
 int cuDeviceRegisterAsyncNotification(void) { return gw_unsupported(GW_OP_cuDeviceRegisterAsyncNotification); }
-int cuDeviceSetGraphMemAttribute(void);
-int cuDeviceSetGraphMemAttribute(void) { return gw_unsupported(GW_OP_cuDeviceSetGraphMemAttribute); }
 int cuEGLApiInit(void);
 int cuEGLApiInit(void) { return gw_unsupported(GW_OP_cuEGLApiInit); }
 int cuEGLStreamConsumerAcquireFrame(void);
@@ -113,50 +109,20 @@ int cuGLUnregisterBufferObject(void);
 int cuGLUnregisterBufferObject(void) { return gw_unsupported(GW_OP_cuGLUnregisterBufferObject); }
 int cuGraphAddBatchMemOpNode(void);
 int cuGraphAddBatchMemOpNode(void) { return gw_unsupported(GW_OP_cuGraphAddBatchMemOpNode); }
-int cuGraphAddChildGraphNode(void);
-int cuGraphAddChildGraphNode(void) { return gw_unsupported(GW_OP_cuGraphAddChildGraphNode); }
 int cuGraphAddDependencies(void);
 int cuGraphAddDependencies(void) { return gw_unsupported(GW_OP_cuGraphAddDependencies); }
 int cuGraphAddDependencies_v2(void);
 int cuGraphAddDependencies_v2(void) { return gw_unsupported(GW_OP_cuGraphAddDependencies_v2); }
-int cuGraphAddEventRecordNode(void);
-int cuGraphAddEventRecordNode(void) { return gw_unsupported(GW_OP_cuGraphAddEventRecordNode); }
-int cuGraphAddEventWaitNode(void);
-int cuGraphAddEventWaitNode(void) { return gw_unsupported(GW_OP_cuGraphAddEventWaitNode); }
 int cuGraphAddExternalSemaphoresSignalNode(void);
 int cuGraphAddExternalSemaphoresSignalNode(void) { return gw_unsupported(GW_OP_cuGraphAddExternalSemaphoresSignalNode); }
 int cuGraphAddExternalSemaphoresWaitNode(void);
 int cuGraphAddExternalSemaphoresWaitNode(void) { return gw_unsupported(GW_OP_cuGraphAddExternalSemaphoresWaitNode); }
 int cuGraphAddHostNode(void);
 int cuGraphAddHostNode(void) { return gw_unsupported(GW_OP_cuGraphAddHostNode); }
-int cuGraphAddMemAllocNode(void);
-int cuGraphAddMemAllocNode(void) { return gw_unsupported(GW_OP_cuGraphAddMemAllocNode); }
-int cuGraphAddMemFreeNode(void);
-int cuGraphAddMemFreeNode(void) { return gw_unsupported(GW_OP_cuGraphAddMemFreeNode); }
-int cuGraphAddMemcpyNode(void);
-int cuGraphAddMemcpyNode(void) { return gw_unsupported(GW_OP_cuGraphAddMemcpyNode); }
-int cuGraphAddMemsetNode(void);
-int cuGraphAddMemsetNode(void) { return gw_unsupported(GW_OP_cuGraphAddMemsetNode); }
-int cuGraphAddNode(void);
-int cuGraphAddNode(void) { return gw_unsupported(GW_OP_cuGraphAddNode); }
-int cuGraphAddNode_v2(void);
-int cuGraphAddNode_v2(void) { return gw_unsupported(GW_OP_cuGraphAddNode_v2); }
 int cuGraphBatchMemOpNodeGetParams(void);
 int cuGraphBatchMemOpNodeGetParams(void) { return gw_unsupported(GW_OP_cuGraphBatchMemOpNodeGetParams); }
 int cuGraphBatchMemOpNodeSetParams(void);
 int cuGraphBatchMemOpNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphBatchMemOpNodeSetParams); }
-int cuGraphChildGraphNodeGetGraph(void);
-int cuGraphChildGraphNodeGetGraph(void) { return gw_unsupported(GW_OP_cuGraphChildGraphNodeGetGraph); }
-int cuGraphClone(void);
-int cuGraphClone(void) { return gw_unsupported(GW_OP_cuGraphClone); }
-int cuGraphConditionalHandleCreate(void);
-int cuGraphConditionalHandleCreate(void) { return gw_unsupported(GW_OP_cuGraphConditionalHandleCreate); }
-int cuGraphDebugDotPrint(void);
-int cuGraphDebugDotPrint(void) { return gw_unsupported(GW_OP_cuGraphDebugDotPrint); }
-int cuGraphEventRecordNodeGetEvent(void);
-int cuGraphEventRecordNodeGetEvent(void) { return gw_unsupported(GW_OP_cuGraphEventRecordNodeGetEvent); }
-int cuGraphEventWaitNodeGetEvent(void);
-int cuGraphEventWaitNodeGetEvent(void) { return gw_unsupported(GW_OP_cuGraphEventWaitNodeGetEvent); }
 int cuGraphExecBatchMemOpNodeSetParams(void);
 int cuGraphExecBatchMemOpNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphExecBatchMemOpNodeSetParams); }
 int cuGraphExecExternalSemaphoresSignalNodeSetParams(void);
@@ -167,12 +133,6 @@ int cuGraphExecGetFlags(void);
 int cuGraphExecGetFlags(void) { return gw_unsupported(GW_OP_cuGraphExecGetFlags); }
 int cuGraphExecHostNodeSetParams(void);
 int cuGraphExecHostNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphExecHostNodeSetParams); }
-int cuGraphExecMemcpyNodeSetParams(void);
-int cuGraphExecMemcpyNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphExecMemcpyNodeSetParams); }
-int cuGraphExecMemsetNodeSetParams(void);
-int cuGraphExecMemsetNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphExecMemsetNodeSetParams); }
-int cuGraphExecNodeSetParams(void);
-int cuGraphExecNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphExecNodeSetParams); }
 int cuGraphExecUpdate(void);
 int cuGraphExecUpdate(void) { return gw_unsupported(GW_OP_cuGraphExecUpdate); }
 int cuGraphExternalSemaphoresSignalNodeGetParams(void);
@@ -205,20 +165,6 @@ int cuGraphKernelNodeGetAttribute(void);
 int cuGraphKernelNodeGetAttribute(void) { return gw_unsupported(GW_OP_cuGraphKernelNodeGetAttribute); }
 int cuGraphKernelNodeSetAttribute(void);
 int cuGraphKernelNodeSetAttribute(void) { return gw_unsupported(GW_OP_cuGraphKernelNodeSetAttribute); }
-int cuGraphMemAllocNodeGetParams(void);
-int cuGraphMemAllocNodeGetParams(void) { return gw_unsupported(GW_OP_cuGraphMemAllocNodeGetParams); }
-int cuGraphMemFreeNodeGetParams(void);
-int cuGraphMemFreeNodeGetParams(void) { return gw_unsupported(GW_OP_cuGraphMemFreeNodeGetParams); }
-int cuGraphMemcpyNodeGetParams(void);
-int cuGraphMemcpyNodeGetParams(void) { return gw_unsupported(GW_OP_cuGraphMemcpyNodeGetParams); }
-int cuGraphMemcpyNodeSetParams(void);
-int cuGraphMemcpyNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphMemcpyNodeSetParams); }
-int cuGraphMemsetNodeGetParams(void);
-int cuGraphMemsetNodeGetParams(void) { return gw_unsupported(GW_OP_cuGraphMemsetNodeGetParams); }
-int cuGraphMemsetNodeSetParams(void);
-int cuGraphMemsetNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphMemsetNodeSetParams); }
-int cuGraphNodeFindInClone(void);
-int cuGraphNodeFindInClone(void) { return gw_unsupported(GW_OP_cuGraphNodeFindInClone); }
 int cuGraphNodeGetDependencies(void);
 int cuGraphNodeGetDependencies(void) { return gw_unsupported(GW_OP_cuGraphNodeGetDependencies); }
 int cuGraphNodeGetDependencies_v2(void);
@@ -229,8 +175,6 @@ int cuGraphNodeGetDependentNodes_v2(void);
 int cuGraphNodeGetDependentNodes_v2(void) { return gw_unsupported(GW_OP_cuGraphNodeGetDependentNodes_v2); }
 int cuGraphNodeGetEnabled(void);
 int cuGraphNodeGetEnabled(void) { return gw_unsupported(GW_OP_cuGraphNodeGetEnabled); }
-int cuGraphNodeSetParams(void);
-int cuGraphNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphNodeSetParams); }
 int cuGraphRemoveDependencies(void);
 int cuGraphRemoveDependencies(void) { return gw_unsupported(GW_OP_cuGraphRemoveDependencies); }
 int cuGraphRemoveDependencies_v2(void);

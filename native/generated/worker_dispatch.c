@@ -11,13 +11,20 @@ void gw_h_cuGetErrorName(gw_call *c);
 void gw_h_cuGetErrorString(gw_call *c);
 void gw_h_cuGraphAddKernelNode(gw_call *c);
 void gw_h_cuGraphAddKernelNode_v2(gw_call *c);
+void gw_h_cuGraphAddMemAllocNode(gw_call *c);
+void gw_h_cuGraphAddMemcpyNode(gw_call *c);
+void gw_h_cuGraphAddNode_v2(gw_call *c);
+void gw_h_cuGraphDebugDotPrint(gw_call *c);
 void gw_h_cuGraphExecKernelNodeSetParams(gw_call *c);
 void gw_h_cuGraphExecKernelNodeSetParams_v2(gw_call *c);
+void gw_h_cuGraphExecMemcpyNodeSetParams(gw_call *c);
 void gw_h_cuGraphExecUpdate_v2(gw_call *c);
 void gw_h_cuGraphKernelNodeGetParams(gw_call *c);
 void gw_h_cuGraphKernelNodeGetParams_v2(gw_call *c);
 void gw_h_cuGraphKernelNodeSetParams(gw_call *c);
 void gw_h_cuGraphKernelNodeSetParams_v2(gw_call *c);
+void gw_h_cuGraphMemAllocNodeGetParams(gw_call *c);
+void gw_h_cuGraphMemcpyNodeSetParams(gw_call *c);
 void gw_h_cuLaunchCooperativeKernel(gw_call *c);
 void gw_h_cuLaunchCooperativeKernel_ptsz(gw_call *c);
 void gw_h_cuLaunchKernel(gw_call *c);
@@ -783,6 +790,24 @@ static void h_cuDeviceGetExecAffinitySupport(gw_call *c)
     }
 }
 
+static void h_cuDeviceGetGraphMemAttribute(gw_call *c)
+{
+    CUdevice a0 = (CUdevice)gw_in_u64(c);
+    CUgraphMem_attribute a1 = (CUgraphMem_attribute)gw_in_u64(c);
+    size_t a2_n;
+    void *a2 = (void *)gw_out_array(c, 1, &a2_n);
+    if (a2 && !c->bad && a2_n < (size_t)(8))
+        gw_call_fail(c, "cuDeviceGetGraphMemAttribute: value holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUdevice, CUgraphMem_attribute, void *) = (CUresult (*)(CUdevice, CUgraphMem_attribute, void *))gw_driver_fn(c, GW_OP_cuDeviceGetGraphMemAttribute);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_bytes(c, a2, a2_n * 1);
+    }
+}
+
 static void h_cuDeviceGetLuid(gw_call *c)
 {
     size_t a0_n;
@@ -1055,6 +1080,21 @@ static void h_cuDevicePrimaryCtxSetFlags_v2(gw_call *c)
     CUresult (*fn)(CUdevice, unsigned int) = (CUresult (*)(CUdevice, unsigned int))gw_driver_fn(c, GW_OP_cuDevicePrimaryCtxSetFlags_v2);
     if (!fn) return;
     CUresult res = fn(a0, a1);
+    gw_reply_result(c, res);
+}
+
+static void h_cuDeviceSetGraphMemAttribute(gw_call *c)
+{
+    CUdevice a0 = (CUdevice)gw_in_u64(c);
+    CUgraphMem_attribute a1 = (CUgraphMem_attribute)gw_in_u64(c);
+    size_t a2_n;
+    void *a2 = (void *)gw_in_array(c, 1, &a2_n);
+    if (a2 && !c->bad && a2_n < (size_t)(8))
+        gw_call_fail(c, "cuDeviceSetGraphMemAttribute: value holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUdevice, CUgraphMem_attribute, void *) = (CUresult (*)(CUdevice, CUgraphMem_attribute, void *))gw_driver_fn(c, GW_OP_cuDeviceSetGraphMemAttribute);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2);
     gw_reply_result(c, res);
 }
 
@@ -1409,6 +1449,29 @@ static void h_cuFuncSetSharedSize(gw_call *c)
     gw_reply_result(c, res);
 }
 
+static void h_cuGraphAddChildGraphNode(gw_call *c)
+{
+    size_t a0_n;
+    CUgraphNode *a0 = (CUgraphNode *)gw_out_array(c, sizeof(void *), &a0_n);
+    CUgraph a1 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    size_t a2_n;
+    CUgraphNode *a2 = (CUgraphNode *)gw_in_handles(c, GW_HT_CUgraphNode, &a2_n);
+    size_t a3 = (size_t)gw_in_u64(c);
+    CUgraph a4 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphAddChildGraphNode: phGraphNode holds %zu elements, fewer than its count", a0_n);
+    if (a2 && !c->bad && a2_n < (size_t)(a3))
+        gw_call_fail(c, "cuGraphAddChildGraphNode: dependencies holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, CUgraph) = (CUresult (*)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, CUgraph))gw_driver_fn(c, GW_OP_cuGraphAddChildGraphNode);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3, a4);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUgraphNode, (void **)a0, a0_n);
+    }
+}
+
 static void h_cuGraphAddEmptyNode(gw_call *c)
 {
     size_t a0_n;
@@ -1428,6 +1491,154 @@ static void h_cuGraphAddEmptyNode(gw_call *c)
     gw_reply_result(c, res);
     if (res == CUDA_SUCCESS) {
         gw_reply_handles(c, GW_HT_CUgraphNode, (void **)a0, a0_n);
+    }
+}
+
+static void h_cuGraphAddEventRecordNode(gw_call *c)
+{
+    size_t a0_n;
+    CUgraphNode *a0 = (CUgraphNode *)gw_out_array(c, sizeof(void *), &a0_n);
+    CUgraph a1 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    size_t a2_n;
+    CUgraphNode *a2 = (CUgraphNode *)gw_in_handles(c, GW_HT_CUgraphNode, &a2_n);
+    size_t a3 = (size_t)gw_in_u64(c);
+    CUevent a4 = (CUevent)gw_in_handle(c, GW_HT_CUevent);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphAddEventRecordNode: phGraphNode holds %zu elements, fewer than its count", a0_n);
+    if (a2 && !c->bad && a2_n < (size_t)(a3))
+        gw_call_fail(c, "cuGraphAddEventRecordNode: dependencies holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, CUevent) = (CUresult (*)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, CUevent))gw_driver_fn(c, GW_OP_cuGraphAddEventRecordNode);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3, a4);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUgraphNode, (void **)a0, a0_n);
+    }
+}
+
+static void h_cuGraphAddEventWaitNode(gw_call *c)
+{
+    size_t a0_n;
+    CUgraphNode *a0 = (CUgraphNode *)gw_out_array(c, sizeof(void *), &a0_n);
+    CUgraph a1 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    size_t a2_n;
+    CUgraphNode *a2 = (CUgraphNode *)gw_in_handles(c, GW_HT_CUgraphNode, &a2_n);
+    size_t a3 = (size_t)gw_in_u64(c);
+    CUevent a4 = (CUevent)gw_in_handle(c, GW_HT_CUevent);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphAddEventWaitNode: phGraphNode holds %zu elements, fewer than its count", a0_n);
+    if (a2 && !c->bad && a2_n < (size_t)(a3))
+        gw_call_fail(c, "cuGraphAddEventWaitNode: dependencies holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, CUevent) = (CUresult (*)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, CUevent))gw_driver_fn(c, GW_OP_cuGraphAddEventWaitNode);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3, a4);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUgraphNode, (void **)a0, a0_n);
+    }
+}
+
+static void h_cuGraphAddMemFreeNode(gw_call *c)
+{
+    size_t a0_n;
+    CUgraphNode *a0 = (CUgraphNode *)gw_out_array(c, sizeof(void *), &a0_n);
+    CUgraph a1 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    size_t a2_n;
+    CUgraphNode *a2 = (CUgraphNode *)gw_in_handles(c, GW_HT_CUgraphNode, &a2_n);
+    size_t a3 = (size_t)gw_in_u64(c);
+    CUdeviceptr a4 = (CUdeviceptr)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphAddMemFreeNode: phGraphNode holds %zu elements, fewer than its count", a0_n);
+    if (a2 && !c->bad && a2_n < (size_t)(a3))
+        gw_call_fail(c, "cuGraphAddMemFreeNode: dependencies holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, CUdeviceptr) = (CUresult (*)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, CUdeviceptr))gw_driver_fn(c, GW_OP_cuGraphAddMemFreeNode);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3, a4);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUgraphNode, (void **)a0, a0_n);
+    }
+}
+
+static void h_cuGraphAddMemsetNode(gw_call *c)
+{
+    size_t a0_n;
+    CUgraphNode *a0 = (CUgraphNode *)gw_out_array(c, sizeof(void *), &a0_n);
+    CUgraph a1 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    size_t a2_n;
+    CUgraphNode *a2 = (CUgraphNode *)gw_in_handles(c, GW_HT_CUgraphNode, &a2_n);
+    size_t a3 = (size_t)gw_in_u64(c);
+    size_t a4_n;
+    CUDA_MEMSET_NODE_PARAMS *a4 = (CUDA_MEMSET_NODE_PARAMS *)gw_in_array(c, sizeof(CUDA_MEMSET_NODE_PARAMS), &a4_n);
+    CUcontext a5 = (CUcontext)gw_in_handle(c, GW_HT_CUcontext);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphAddMemsetNode: phGraphNode holds %zu elements, fewer than its count", a0_n);
+    if (a2 && !c->bad && a2_n < (size_t)(a3))
+        gw_call_fail(c, "cuGraphAddMemsetNode: dependencies holds %zu elements, fewer than its count", a2_n);
+    if (a4 && !c->bad && a4_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphAddMemsetNode: memsetParams holds %zu elements, fewer than its count", a4_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, const CUDA_MEMSET_NODE_PARAMS *, CUcontext) = (CUresult (*)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, const CUDA_MEMSET_NODE_PARAMS *, CUcontext))gw_driver_fn(c, GW_OP_cuGraphAddMemsetNode);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3, a4, a5);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUgraphNode, (void **)a0, a0_n);
+    }
+}
+
+static void h_cuGraphChildGraphNodeGetGraph(gw_call *c)
+{
+    CUgraphNode a0 = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    size_t a1_n;
+    CUgraph *a1 = (CUgraph *)gw_out_array(c, sizeof(void *), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphChildGraphNodeGetGraph: phGraph holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode, CUgraph *) = (CUresult (*)(CUgraphNode, CUgraph *))gw_driver_fn(c, GW_OP_cuGraphChildGraphNodeGetGraph);
+    if (!fn) return;
+    CUresult res = fn(a0, a1);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUgraph, (void **)a1, a1_n);
+    }
+}
+
+static void h_cuGraphClone(gw_call *c)
+{
+    uint64_t a0_id = gw_in_u64(c);
+    CUgraph a0 = NULL;
+    CUgraph a1 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraph *, CUgraph) = (CUresult (*)(CUgraph *, CUgraph))gw_driver_fn(c, GW_OP_cuGraphClone);
+    if (!fn) return;
+    CUresult res = fn(&a0, a1);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_handle_bind(c, GW_HT_CUgraph, a0_id, a0);
+    }
+}
+
+static void h_cuGraphConditionalHandleCreate(gw_call *c)
+{
+    size_t a0_n;
+    CUgraphConditionalHandle *a0 = (CUgraphConditionalHandle *)gw_out_array(c, sizeof(CUgraphConditionalHandle), &a0_n);
+    CUgraph a1 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    CUcontext a2 = (CUcontext)gw_in_handle(c, GW_HT_CUcontext);
+    unsigned int a3 = (unsigned int)gw_in_u64(c);
+    unsigned int a4 = (unsigned int)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphConditionalHandleCreate: pHandle_out holds %zu elements, fewer than its count", a0_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphConditionalHandle *, CUgraph, CUcontext, unsigned int, unsigned int) = (CUresult (*)(CUgraphConditionalHandle *, CUgraph, CUcontext, unsigned int, unsigned int))gw_driver_fn(c, GW_OP_cuGraphConditionalHandleCreate);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3, a4);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_bytes(c, a0, a0_n * sizeof(CUgraphConditionalHandle));
     }
 }
 
@@ -1470,6 +1681,23 @@ static void h_cuGraphDestroyNode(gw_call *c)
     gw_reply_result(c, res);
 }
 
+static void h_cuGraphEventRecordNodeGetEvent(gw_call *c)
+{
+    CUgraphNode a0 = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    size_t a1_n;
+    CUevent *a1 = (CUevent *)gw_out_array(c, sizeof(void *), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphEventRecordNodeGetEvent: event_out holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode, CUevent *) = (CUresult (*)(CUgraphNode, CUevent *))gw_driver_fn(c, GW_OP_cuGraphEventRecordNodeGetEvent);
+    if (!fn) return;
+    CUresult res = fn(a0, a1);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUevent, (void **)a1, a1_n);
+    }
+}
+
 static void h_cuGraphEventRecordNodeSetEvent(gw_call *c)
 {
     CUgraphNode a0 = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
@@ -1479,6 +1707,23 @@ static void h_cuGraphEventRecordNodeSetEvent(gw_call *c)
     if (!fn) return;
     CUresult res = fn(a0, a1);
     gw_reply_result(c, res);
+}
+
+static void h_cuGraphEventWaitNodeGetEvent(gw_call *c)
+{
+    CUgraphNode a0 = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    size_t a1_n;
+    CUevent *a1 = (CUevent *)gw_out_array(c, sizeof(void *), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphEventWaitNodeGetEvent: event_out holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode, CUevent *) = (CUresult (*)(CUgraphNode, CUevent *))gw_driver_fn(c, GW_OP_cuGraphEventWaitNodeGetEvent);
+    if (!fn) return;
+    CUresult res = fn(a0, a1);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUevent, (void **)a1, a1_n);
+    }
 }
 
 static void h_cuGraphEventWaitNodeSetEvent(gw_call *c)
@@ -1539,6 +1784,22 @@ static void h_cuGraphExecEventWaitNodeSetEvent(gw_call *c)
     CUresult (*fn)(CUgraphExec, CUgraphNode, CUevent) = (CUresult (*)(CUgraphExec, CUgraphNode, CUevent))gw_driver_fn(c, GW_OP_cuGraphExecEventWaitNodeSetEvent);
     if (!fn) return;
     CUresult res = fn(a0, a1, a2);
+    gw_reply_result(c, res);
+}
+
+static void h_cuGraphExecMemsetNodeSetParams(gw_call *c)
+{
+    CUgraphExec a0 = (CUgraphExec)gw_in_handle(c, GW_HT_CUgraphExec);
+    CUgraphNode a1 = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    size_t a2_n;
+    CUDA_MEMSET_NODE_PARAMS *a2 = (CUDA_MEMSET_NODE_PARAMS *)gw_in_array(c, sizeof(CUDA_MEMSET_NODE_PARAMS), &a2_n);
+    CUcontext a3 = (CUcontext)gw_in_handle(c, GW_HT_CUcontext);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphExecMemsetNodeSetParams: memsetParams holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphExec, CUgraphNode, const CUDA_MEMSET_NODE_PARAMS *, CUcontext) = (CUresult (*)(CUgraphExec, CUgraphNode, const CUDA_MEMSET_NODE_PARAMS *, CUcontext))gw_driver_fn(c, GW_OP_cuGraphExecMemsetNodeSetParams);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3);
     gw_reply_result(c, res);
 }
 
@@ -1613,6 +1874,89 @@ static void h_cuGraphLaunch_ptsz(gw_call *c)
     if (!fn) return;
     CUresult res = fn(a0, a1);
     gw_reply_result(c, res);
+}
+
+static void h_cuGraphMemFreeNodeGetParams(gw_call *c)
+{
+    CUgraphNode a0 = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    size_t a1_n;
+    CUdeviceptr *a1 = (CUdeviceptr *)gw_out_array(c, sizeof(CUdeviceptr), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphMemFreeNodeGetParams: dptr_out holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode, CUdeviceptr *) = (CUresult (*)(CUgraphNode, CUdeviceptr *))gw_driver_fn(c, GW_OP_cuGraphMemFreeNodeGetParams);
+    if (!fn) return;
+    CUresult res = fn(a0, a1);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(CUdeviceptr));
+    }
+}
+
+static void h_cuGraphMemcpyNodeGetParams(gw_call *c)
+{
+    CUgraphNode a0 = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    size_t a1_n;
+    CUDA_MEMCPY3D *a1 = (CUDA_MEMCPY3D *)gw_out_array(c, sizeof(CUDA_MEMCPY3D), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphMemcpyNodeGetParams: nodeParams holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode, CUDA_MEMCPY3D *) = (CUresult (*)(CUgraphNode, CUDA_MEMCPY3D *))gw_driver_fn(c, GW_OP_cuGraphMemcpyNodeGetParams);
+    if (!fn) return;
+    CUresult res = fn(a0, a1);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(CUDA_MEMCPY3D));
+    }
+}
+
+static void h_cuGraphMemsetNodeGetParams(gw_call *c)
+{
+    CUgraphNode a0 = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    size_t a1_n;
+    CUDA_MEMSET_NODE_PARAMS *a1 = (CUDA_MEMSET_NODE_PARAMS *)gw_out_array(c, sizeof(CUDA_MEMSET_NODE_PARAMS), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphMemsetNodeGetParams: nodeParams holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode, CUDA_MEMSET_NODE_PARAMS *) = (CUresult (*)(CUgraphNode, CUDA_MEMSET_NODE_PARAMS *))gw_driver_fn(c, GW_OP_cuGraphMemsetNodeGetParams);
+    if (!fn) return;
+    CUresult res = fn(a0, a1);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(CUDA_MEMSET_NODE_PARAMS));
+    }
+}
+
+static void h_cuGraphMemsetNodeSetParams(gw_call *c)
+{
+    CUgraphNode a0 = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    size_t a1_n;
+    CUDA_MEMSET_NODE_PARAMS *a1 = (CUDA_MEMSET_NODE_PARAMS *)gw_in_array(c, sizeof(CUDA_MEMSET_NODE_PARAMS), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphMemsetNodeSetParams: nodeParams holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode, const CUDA_MEMSET_NODE_PARAMS *) = (CUresult (*)(CUgraphNode, const CUDA_MEMSET_NODE_PARAMS *))gw_driver_fn(c, GW_OP_cuGraphMemsetNodeSetParams);
+    if (!fn) return;
+    CUresult res = fn(a0, a1);
+    gw_reply_result(c, res);
+}
+
+static void h_cuGraphNodeFindInClone(gw_call *c)
+{
+    size_t a0_n;
+    CUgraphNode *a0 = (CUgraphNode *)gw_out_array(c, sizeof(void *), &a0_n);
+    CUgraphNode a1 = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    CUgraph a2 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphNodeFindInClone: phNode holds %zu elements, fewer than its count", a0_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraphNode *, CUgraphNode, CUgraph) = (CUresult (*)(CUgraphNode *, CUgraphNode, CUgraph))gw_driver_fn(c, GW_OP_cuGraphNodeFindInClone);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUgraphNode, (void **)a0, a0_n);
+    }
 }
 
 static void h_cuGraphNodeGetType(gw_call *c)
@@ -4693,6 +5037,7 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuDeviceGetDefaultMemPool - 256] = h_cuDeviceGetDefaultMemPool,
     [GW_OP_cuDeviceGetDevResource - 256] = h_cuDeviceGetDevResource,
     [GW_OP_cuDeviceGetExecAffinitySupport - 256] = h_cuDeviceGetExecAffinitySupport,
+    [GW_OP_cuDeviceGetGraphMemAttribute - 256] = h_cuDeviceGetGraphMemAttribute,
     [GW_OP_cuDeviceGetLuid - 256] = h_cuDeviceGetLuid,
     [GW_OP_cuDeviceGetMemPool - 256] = h_cuDeviceGetMemPool,
     [GW_OP_cuDeviceGetName - 256] = h_cuDeviceGetName,
@@ -4711,6 +5056,7 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuDevicePrimaryCtxRetain - 256] = h_cuDevicePrimaryCtxRetain,
     [GW_OP_cuDevicePrimaryCtxSetFlags - 256] = h_cuDevicePrimaryCtxSetFlags,
     [GW_OP_cuDevicePrimaryCtxSetFlags_v2 - 256] = h_cuDevicePrimaryCtxSetFlags_v2,
+    [GW_OP_cuDeviceSetGraphMemAttribute - 256] = h_cuDeviceSetGraphMemAttribute,
     [GW_OP_cuDeviceSetMemPool - 256] = h_cuDeviceSetMemPool,
     [GW_OP_cuDeviceTotalMem - 256] = h_cuDeviceTotalMem,
     [GW_OP_cuDeviceTotalMem_v2 - 256] = h_cuDeviceTotalMem_v2,
@@ -4739,13 +5085,27 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuFuncSetSharedSize - 256] = h_cuFuncSetSharedSize,
     [GW_OP_cuGetErrorName - 256] = gw_h_cuGetErrorName,
     [GW_OP_cuGetErrorString - 256] = gw_h_cuGetErrorString,
+    [GW_OP_cuGraphAddChildGraphNode - 256] = h_cuGraphAddChildGraphNode,
     [GW_OP_cuGraphAddEmptyNode - 256] = h_cuGraphAddEmptyNode,
+    [GW_OP_cuGraphAddEventRecordNode - 256] = h_cuGraphAddEventRecordNode,
+    [GW_OP_cuGraphAddEventWaitNode - 256] = h_cuGraphAddEventWaitNode,
     [GW_OP_cuGraphAddKernelNode - 256] = gw_h_cuGraphAddKernelNode,
     [GW_OP_cuGraphAddKernelNode_v2 - 256] = gw_h_cuGraphAddKernelNode_v2,
+    [GW_OP_cuGraphAddMemAllocNode - 256] = gw_h_cuGraphAddMemAllocNode,
+    [GW_OP_cuGraphAddMemFreeNode - 256] = h_cuGraphAddMemFreeNode,
+    [GW_OP_cuGraphAddMemcpyNode - 256] = gw_h_cuGraphAddMemcpyNode,
+    [GW_OP_cuGraphAddMemsetNode - 256] = h_cuGraphAddMemsetNode,
+    [GW_OP_cuGraphAddNode_v2 - 256] = gw_h_cuGraphAddNode_v2,
+    [GW_OP_cuGraphChildGraphNodeGetGraph - 256] = h_cuGraphChildGraphNodeGetGraph,
+    [GW_OP_cuGraphClone - 256] = h_cuGraphClone,
+    [GW_OP_cuGraphConditionalHandleCreate - 256] = h_cuGraphConditionalHandleCreate,
     [GW_OP_cuGraphCreate - 256] = h_cuGraphCreate,
+    [GW_OP_cuGraphDebugDotPrint - 256] = gw_h_cuGraphDebugDotPrint,
     [GW_OP_cuGraphDestroy - 256] = h_cuGraphDestroy,
     [GW_OP_cuGraphDestroyNode - 256] = h_cuGraphDestroyNode,
+    [GW_OP_cuGraphEventRecordNodeGetEvent - 256] = h_cuGraphEventRecordNodeGetEvent,
     [GW_OP_cuGraphEventRecordNodeSetEvent - 256] = h_cuGraphEventRecordNodeSetEvent,
+    [GW_OP_cuGraphEventWaitNodeGetEvent - 256] = h_cuGraphEventWaitNodeGetEvent,
     [GW_OP_cuGraphEventWaitNodeSetEvent - 256] = h_cuGraphEventWaitNodeSetEvent,
     [GW_OP_cuGraphExecChildGraphNodeSetParams - 256] = h_cuGraphExecChildGraphNodeSetParams,
     [GW_OP_cuGraphExecDestroy - 256] = h_cuGraphExecDestroy,
@@ -4753,6 +5113,8 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuGraphExecEventWaitNodeSetEvent - 256] = h_cuGraphExecEventWaitNodeSetEvent,
     [GW_OP_cuGraphExecKernelNodeSetParams - 256] = gw_h_cuGraphExecKernelNodeSetParams,
     [GW_OP_cuGraphExecKernelNodeSetParams_v2 - 256] = gw_h_cuGraphExecKernelNodeSetParams_v2,
+    [GW_OP_cuGraphExecMemcpyNodeSetParams - 256] = gw_h_cuGraphExecMemcpyNodeSetParams,
+    [GW_OP_cuGraphExecMemsetNodeSetParams - 256] = h_cuGraphExecMemsetNodeSetParams,
     [GW_OP_cuGraphExecUpdate_v2 - 256] = gw_h_cuGraphExecUpdate_v2,
     [GW_OP_cuGraphGetNodes - 256] = h_cuGraphGetNodes,
     [GW_OP_cuGraphInstantiateWithFlags - 256] = h_cuGraphInstantiateWithFlags,
@@ -4763,6 +5125,13 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuGraphKernelNodeSetParams_v2 - 256] = gw_h_cuGraphKernelNodeSetParams_v2,
     [GW_OP_cuGraphLaunch - 256] = h_cuGraphLaunch,
     [GW_OP_cuGraphLaunch_ptsz - 256] = h_cuGraphLaunch_ptsz,
+    [GW_OP_cuGraphMemAllocNodeGetParams - 256] = gw_h_cuGraphMemAllocNodeGetParams,
+    [GW_OP_cuGraphMemFreeNodeGetParams - 256] = h_cuGraphMemFreeNodeGetParams,
+    [GW_OP_cuGraphMemcpyNodeGetParams - 256] = h_cuGraphMemcpyNodeGetParams,
+    [GW_OP_cuGraphMemcpyNodeSetParams - 256] = gw_h_cuGraphMemcpyNodeSetParams,
+    [GW_OP_cuGraphMemsetNodeGetParams - 256] = h_cuGraphMemsetNodeGetParams,
+    [GW_OP_cuGraphMemsetNodeSetParams - 256] = h_cuGraphMemsetNodeSetParams,
+    [GW_OP_cuGraphNodeFindInClone - 256] = h_cuGraphNodeFindInClone,
     [GW_OP_cuGraphNodeGetType - 256] = h_cuGraphNodeGetType,
     [GW_OP_cuGraphNodeSetEnabled - 256] = h_cuGraphNodeSetEnabled,
     [GW_OP_cuGraphReleaseUserObject - 256] = h_cuGraphReleaseUserObject,

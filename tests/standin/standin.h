@@ -37,7 +37,7 @@ int sd_initialized(void);
 /* ---- live-object tables (core.c) ---- */
 enum sd_kind { SD_CTX = 1, SD_STREAM, SD_EVENT, SD_MODULE, SD_LIBRARY, SD_FUNC, SD_KERNEL, SD_GRAPH,
                SD_GRAPH_NODE, SD_GRAPH_EXEC, SD_POOL, SD_LINK, SD_GREEN, SD_RESDESC, SD_ARRAY, SD_TEXOBJ,
-               SD_SURFOBJ, SD_MIPMAP };
+               SD_SURFOBJ, SD_MIPMAP, SD_COND };
 /* Every object starts with this header; handles are pointers to such objects. */
 typedef struct sd_obj {
     int kind;
