@@ -13,14 +13,8 @@
 void gw_h_cuGraphAddNode_v2(gw_call *c)
 {
     CUgraph g = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
-    uint32_t m = gw_in_u32(c);
-    if (!c->bad && m > gw_in_left(c) / 8)
-        gw_call_fail(c, "%s: %u dependencies in a request of %zu bytes", gw_op_name(c->h.op), m, c->len);
-    CUgraphNode *deps = NULL;
-    if (!c->bad && m && !(deps = gw_scratch(c, m * sizeof *deps)))
-        gw_call_fail(c, "%s: out of memory for %u dependencies", gw_op_name(c->h.op), m);
-    for (uint32_t i = 0; deps && !c->bad && i < m; i++)
-        deps[i] = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    uint32_t m;
+    CUgraphNode *deps = gw_in_counted_handles(c, GW_HT_CUgraphNode, &m);
     CUgraphNodeParams p;
     memset(&p, 0, sizeof p);
     p.type = CU_GRAPH_NODE_TYPE_CONDITIONAL;

@@ -40,6 +40,7 @@ size_t gw_in_left(const gw_call *c);
 const char *gw_in_str(gw_call *c);
 void *gw_in_array(gw_call *c, size_t esz, size_t *n);
 void *gw_in_handles(gw_call *c, int type, size_t *n);
+void *gw_in_counted_handles(gw_call *c, int type, uint32_t *n); /* u32 count + ids */
 void *gw_out_array(gw_call *c, size_t esz, size_t *n);
 void *gw_scratch(gw_call *c, size_t n); /* zeroed, freed after the call */
 int gw_args_ok(gw_call *c);
