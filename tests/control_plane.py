@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from gpuwire import protocol
+from gpuwire.config import ServerConfig
 from gpuwire.driver import Driver
 from gpuwire.log import Logger
 from gpuwire.server import Server
@@ -80,6 +81,15 @@ class Lines:
         return sum(1 for ln in self.lines() if rx.search(ln))
 
 
+def make_server(drv: Driver, log: Logger, **kw) -> Server:
+    """An in-process Server on a free loopback port: keywords naming a ServerConfig
+    field are settings (no idle reaper unless lease_idle_timeout is given), the rest
+    go to Server (worker_cmd, tokens, tls_settings, log_tail)."""
+    settings = {"listen": "127.0.0.1:0", "lease_idle_timeout": 0.0}
+    settings.update({k: kw.pop(k) for k in list(kw) if k in ServerConfig.__dataclass_fields__})
+    return Server(ServerConfig(**settings), drv, log, **kw)
+
+
 def make_control(tmp_path: Path):
     """A factory starting in-process servers (stopped by the returned cleanup)."""
     started = []
@@ -91,7 +101,7 @@ def make_control(tmp_path: Path):
         drv = Driver(kind="standin", path=Path("/fake/libgpuwire_standin.so"), driver_version=13000,
                      device_count=device_count, desc="fake", device_name="Fake GPU")
         kw.setdefault("worker_cmd", [sys.executable, str(script)])
-        srv = Server("127.0.0.1:0", drv, Logger(log, "DEBUG"), **kw)
+        srv = make_server(drv, Logger(log, "DEBUG"), **kw)
         srv.bind()
         t = threading.Thread(target=srv.serve_forever, daemon=True)
         t.start()

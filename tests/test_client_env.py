@@ -17,7 +17,7 @@ import pytest
 
 from conftest import GPUWIRE, ROOT, explain, gpuwire_env, gw_python_client, gw_run
 from gpuwire import clientenv, runner
-from gpuwire.server import parse_address
+from gpuwire.address import parse as parse_address
 
 PROGRAMS = ROOT / "build" / "programs"
 VECTOR_ADD = PROGRAMS / "vector_add_shared"

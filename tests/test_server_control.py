@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from gpuwire import protocol
+from gpuwire.address import parse as parse_address
 from gpuwire.driver import Driver
 from gpuwire.log import Logger
-from gpuwire.server import Server, parse_address
 
-from control_plane import Lines  # a log stream tests can read
+from control_plane import Lines, make_server  # a log stream tests can read; an in-process Server
 
 FAKE_WORKER = r"""
 import argparse, socket, struct, sys
@@ -53,8 +53,7 @@ def control(tmp_path):
         log = Lines()
         drv = Driver(kind="standin", path=Path("/fake/libgpuwire_standin.so"), driver_version=13000,
                      device_count=1, desc="fake")
-        srv = Server("127.0.0.1:0", drv, Logger(log, "DEBUG"),
-                     worker_cmd=worker_cmd or [sys.executable, str(script)], **kw)
+        srv = make_server(drv, Logger(log, "DEBUG"), worker_cmd=worker_cmd or [sys.executable, str(script)], **kw)
         srv.bind()
         t = threading.Thread(target=srv.serve_forever, daemon=True)
         t.start()
@@ -180,11 +179,11 @@ def test_stop_terminates_workers(control):
     ("[::1]:7751", ("::1", 7751)),
     ("host:0", ("host", 0)),
 ])
-def test_parse_address(text, expect):
-    assert parse_address(text) == expect
+def test_parse_listen_address(text, expect):
+    assert parse_address(text, listen=True) == expect
 
 
 @pytest.mark.parametrize("text", ["host:port", "::1:7750", "h:70000", "[::1", "[::1]x"])
-def test_parse_address_rejects(text):
+def test_parse_listen_address_rejects(text):
     with pytest.raises(ValueError):
-        parse_address(text)
+        parse_address(text, listen=True)

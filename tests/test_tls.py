@@ -196,7 +196,7 @@ def test_client_certificates(tmp_path, certs):
 
 
 def test_server_tls_settings(tmp_path, certs):
-    from gpuwire.server import _tls_settings
+    from gpuwire.server.listener import server_tls as _tls_settings
 
     log = Logger(open(tmp_path / "log", "w"))
     cert, key = (str(p) for p in certs["server"])

@@ -385,24 +385,11 @@ def _server(args: argparse.Namespace) -> int:
         return 0
     flags = {name: getattr(args, name, None) for name in config.SERVER_OPTIONS}
     try:
-        cfg = config.resolve(flags, args.config)
+        cfg = config.server_config(flags, args.config)
     except config.ConfigError as e:
         print(f"gpuwire server: {e}", file=sys.stderr)
         return 2
-    tokens_file = cfg["tokens_file"]
-    if not tokens_file and cfg["state_dir"]:
-        tokens_file = os.path.join(str(cfg["state_dir"]), "tokens.json")
-    return run_server(cfg["listen"], cfg["driver"], Logger(level=cfg["log_level"], fmt=cfg["log_format"]),
-                      max_sessions=cfg["max_sessions"], handshake_timeout=cfg["handshake_timeout"],
-                      max_preauth=cfg["max_preauth"], max_preauth_per_peer=cfg["max_preauth_per_peer"],
-                      dead_peer_timeout=cfg["dead_peer_timeout"],
-                      metrics_listen=cfg["metrics"], tokens_file=tokens_file, require_auth=cfg["require_auth"],
-                      insecure_no_auth=cfg["insecure_no_auth"], lease_idle_timeout=cfg["lease_idle_timeout"],
-                      queue_interval=cfg["queue_interval"], tls_cert=cfg["tls_cert"], tls_key=cfg["tls_key"],
-                      tls_client_ca=cfg["tls_client_ca"], require_tls=cfg["require_tls"],
-                      insecure_no_tls=cfg["insecure_no_tls"], cache_dir=cfg["cache_dir"],
-                      cache_max_bytes=cfg["cache_max_bytes"], cache_scope=cfg["cache_scope"], lanes=cfg["lanes"],
-                      client_stall_timeout=cfg["client_stall_timeout"])
+    return run_server(cfg, Logger(level=cfg.log_level, fmt=cfg.log_format))
 
 
 def _lease_env(args: argparse.Namespace, env) -> str | None:

@@ -65,7 +65,7 @@ def _readable(text: str) -> tuple[Callable[[str], bool], str]:
 
 
 def parse_server(text: str) -> tuple[str, int] | None:
-    """(host, port) as the library reads GPUWIRE_SERVER (gpuwire.server.parse_address's
+    """(host, port) as the library reads GPUWIRE_SERVER (gpuwire.address.parse's
     syntax, with a port from 1 and a host without spaces); None if malformed."""
     text = text.strip()
     if text.startswith("["):

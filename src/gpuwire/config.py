@@ -9,41 +9,65 @@ so a typo cannot silently leave a setting at its default.
 from __future__ import annotations
 
 import math
+import os
 import sys
+import typing
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
 LOG_FORMATS = ("logfmt", "json")
+TOKENS_FILE = "tokens.json"  # its name in --state-dir (auth.TOKENS_FILE)
 
-# name -> (type, default)
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Every setting of `gpuwire server`, one field per flag (the flag's name with
+    underscores), at its default. The CLI builds one from flags, config file and
+    defaults (server_config); the daemon only reads it."""
+    listen: str = "127.0.0.1:7750"
+    driver: str = "auto"
+    max_sessions: int = 256
+    handshake_timeout: float = 10.0
+    log_level: str = "INFO"
+    log_format: str = "logfmt"           # or json (log.py)
+    metrics: str | None = None
+    state_dir: str | None = None
+    tokens_file: str | None = None
+    require_auth: bool = False
+    insecure_no_auth: bool = False
+    max_preauth: int = 128               # connections not yet authenticated, in all (docs/security.md)
+    max_preauth_per_peer: int = 16       # ... and from one peer address
+    dead_peer_timeout: float = 90.0      # TCP keepalive: a silent peer's connection ends after this
+    lease_idle_timeout: float = 3600.0
+    client_stall_timeout: float = 60.0   # a client that reads nothing this long while a reply waits: ended
+    queue_interval: float = 2.0
+    cache_dir: str | None = None         # the content cache (docs/cache.md); "off": none
+    cache_max_bytes: str = "64G"
+    cache_scope: str = "shared"          # "tenant": one cache per token (docs/cache.md)
+    lanes: int = 3                       # extra connections per session for copy bytes (docs/protocol.md)
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    require_tls: bool = False
+    insecure_no_tls: bool = False
+
+    @property
+    def tokens_path(self) -> str | None:
+        """--tokens-file, else the tokens file in --state-dir; None: the default state folder's."""
+        if self.tokens_file:
+            return self.tokens_file
+        return os.path.join(str(self.state_dir), TOKENS_FILE) if self.state_dir else None
+
+
+def _setting_type(hint) -> type:
+    """str for `str | None`, else the type itself."""
+    return next(t for t in typing.get_args(hint) if t is not type(None)) if typing.get_args(hint) else hint
+
+
+# name -> (type, default), in the order of ServerConfig's fields
 SERVER_OPTIONS: dict[str, tuple[type, object]] = {
-    "listen": (str, "127.0.0.1:7750"),
-    "driver": (str, "auto"),
-    "max_sessions": (int, 256),
-    "handshake_timeout": (float, 10.0),
-    "log_level": (str, "INFO"),
-    "log_format": (str, "logfmt"),     # or json (log.py)
-    "metrics": (str, None),
-    "state_dir": (str, None),
-    "tokens_file": (str, None),
-    "require_auth": (bool, False),
-    "insecure_no_auth": (bool, False),
-    "max_preauth": (int, 128),         # connections not yet authenticated, in all (docs/security.md)
-    "max_preauth_per_peer": (int, 16), # ... and from one peer address
-    "dead_peer_timeout": (float, 90.0),  # TCP keepalive: a silent peer's connection ends after this
-    "lease_idle_timeout": (float, 3600.0),
-    "client_stall_timeout": (float, 60.0),  # a client that reads nothing this long while a reply waits: ended
-    "queue_interval": (float, 2.0),
-    "cache_dir": (str, None),          # the content cache (docs/cache.md); "off": none
-    "cache_max_bytes": (str, "64G"),
-    "cache_scope": (str, "shared"),    # "tenant": one cache per token (docs/cache.md)
-    "lanes": (int, 3),                 # extra connections per session for copy bytes (docs/protocol.md)
-    "tls_cert": (str, None),
-    "tls_key": (str, None),
-    "tls_client_ca": (str, None),
-    "require_tls": (bool, False),
-    "insecure_no_tls": (bool, False),
-}
+    f.name: (_setting_type(typing.get_type_hints(ServerConfig)[f.name]), f.default) for f in fields(ServerConfig)}
 
 
 # name -> (lowest, highest) for numbers; a value outside is refused at start, never
@@ -143,6 +167,11 @@ def resolve(flags: dict[str, object], path: str | Path | None) -> dict[str, obje
             given = _check(name, given, "--" + name.replace("_", "-"))
         out[name] = given if given is not None else from_file.get(name, default)
     return out
+
+
+def server_config(flags: dict[str, object], path: str | Path | None) -> ServerConfig:
+    """The server's settings as one object: flags over the file over defaults. Raises ConfigError."""
+    return ServerConfig(**resolve(flags, path))
 
 
 def example() -> str:

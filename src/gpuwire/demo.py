@@ -17,6 +17,7 @@ from pathlib import Path
 
 from gpuwire import driver as drivers
 from gpuwire import paths
+from gpuwire.config import ServerConfig
 from gpuwire.log import Logger
 from gpuwire.server import Server
 
@@ -86,7 +87,8 @@ def run_demo(program: str | None = None, driver_spec: str = "auto") -> int:
         log_path = Path(tmp) / "server.log"
         stats_path = Path(tmp) / "stats.json"
         with open(log_path, "w") as log_file:
-            server = Server("127.0.0.1:0", drv, Logger(log_file, level="DEBUG"))
+            server = Server(ServerConfig(listen="127.0.0.1:0", lease_idle_timeout=0.0), drv,
+                            Logger(log_file, level="DEBUG"))
             server.bind()
             thread = threading.Thread(target=server.serve_forever, daemon=True, name="gpuwire-demo-server")
             thread.start()
