@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker.h"
+#include "core.h"
 
 #define NULL_MARKER 0xFFFFFFFFu
 #define MAX_STR 65536u

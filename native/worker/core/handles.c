@@ -4,8 +4,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "../common/idmap.h"
-#include "worker.h"
+#include "../../common/idmap.h"
+#include "core.h"
 
 typedef struct entry {
     int type;

@@ -25,8 +25,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../common/session_stats.h"
-#include "worker.h"
+#include "../../common/session_stats.h"
+#include "core.h"
 
 #define LANE_DEPTH 3 /* data frames read ahead per lane */
 

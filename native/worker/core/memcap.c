@@ -5,8 +5,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "../common/idmap.h"
-#include "worker.h"
+#include "../../common/idmap.h"
+#include "core.h"
 
 /* An allocation is charged what the driver maps for it, not what was asked
  * (else a million 1-byte allocations pass any cap). Measured with

@@ -1,5 +1,5 @@
-/* NVML in the worker. The library is opened at the first NVML request, so
- * sessions that never ask cost nothing, and a server without NVML still
+/* NVML in the worker, below the NVML handlers. The library is opened at the
+ * first NVML request, so sessions that never ask cost nothing, and a server without NVML still
  * serves CUDA: its NVML requests are answered NVML_ERROR_LIBRARY_NOT_FOUND.
  * Only functions listed in codegen/nvml_annotations.txt have handlers: the
  * setters NVML also has are never reachable from a client. */
@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "nvml.h"
+#include "nvml_lib.h"
 
 static const char *nvml_path = "libnvidia-ml.so.1";
 static void *syms[GW_NVML_OP_COUNT];
@@ -214,10 +214,3 @@ void *gw_nvml_fn(gw_call *c, unsigned op)
     }
     return f;
 }
-
-int gw_nvml_valid_op(unsigned op)
-{
-    return gw_is_nvml_op(op) && gw_nvml_dispatch[op - GW_NVML_OP_FIRST];
-}
-
-void gw_nvml_run(gw_call *c) { gw_nvml_dispatch[c->h.op - GW_NVML_OP_FIRST](c); }

@@ -7,7 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../common/session_stats.h"
+#include "../../common/session_stats.h"
 
 gw_session_stats *gw_sstats;
 

@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "worker.h"
+#include "core.h"
 
 #define FWD_CAP (4u << 20)   /* output kept for the client; beyond it, bytes are dropped with a note */
 #define FWD_FRAME (1u << 20) /* payload bytes per GW_OP_STDOUT frame (<= GW_MAX_PAYLOAD) */

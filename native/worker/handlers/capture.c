@@ -5,8 +5,8 @@
  * when edges were asked for, u32 present and n edge records if present. */
 #include <string.h>
 
-#include "../common/capture_info.h"
-#include "worker.h"
+#include "../../common/capture_info.h"
+#include "handlers.h"
 
 typedef CUresult (*info_v1)(CUstream, CUstreamCaptureStatus *, cuuint64_t *);
 typedef CUresult (*info_v2)(CUstream, CUstreamCaptureStatus *, cuuint64_t *, CUgraph *, const CUgraphNode **,

@@ -20,9 +20,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../common/sha256.h"
-#include "cache.h"
-#include "worker.h"
+#include "../../common/sha256.h"
+#include "cas_store.h"
+#include "handlers.h"
 
 #define REF_SIZE 36u
 
@@ -125,7 +125,7 @@ static int pinned_path_for(const target *t, uint8_t *ring, size_t ring_len, pinn
  * number. A request's chunks are read and checked in parallel, but requests
  * come one at a time (the client waits for each copy), so a request lasts
  * about as long as one chunk's read and check: hence the entries' CRC trailer
- * (cache.c) instead of SHA-256 on every read. */
+ * (cas_store.c) instead of SHA-256 on every read. */
 #define RING 32u
 
 static unsigned reader_threads(void)

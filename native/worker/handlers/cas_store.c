@@ -31,10 +31,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../common/crc32c.h"
-#include "../common/sha256.h"
-#include "cache.h"
-#include "worker.h"
+#include "../../common/crc32c.h"
+#include "../../common/sha256.h"
+#include "cas_store.h"
+#include "handlers.h"
 
 static char top[2100];    /* the cache folder: its lock and cap cover every scope in it */
 static char root[2300];   /* this session's scope: top, or top/tenants/<token id> */

@@ -1,4 +1,4 @@
-/* The worker's content-addressed chunk cache (cache.c) and its ops (cache_ops.c). */
+/* The worker's content-addressed chunk store on disk (cas_store.c); its ops are in cas_ops.c. */
 #ifndef GW_WORKER_CACHE_H
 #define GW_WORKER_CACHE_H
 

@@ -3,7 +3,7 @@
  * parameters point at objects of the client process: the client refuses them). */
 #include <string.h>
 
-#include "worker.h"
+#include "handlers.h"
 
 #define MAX_AFFINITY 64u /* far more than the driver's affinity types */
 

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker.h"
+#include "handlers.h"
 
 typedef CUresult (*htod_fn)(CUdeviceptr, const void *, size_t);
 typedef CUresult (*htod_async_fn)(CUdeviceptr, const void *, size_t, CUstream);

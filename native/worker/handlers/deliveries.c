@@ -1,27 +1,28 @@
-/* Asynchronous device-to-host copies into the client's pinned memory, without
- * a wait (GW_OP_LAND). The worker copies into pinned staging of its own on the
- * application's stream and queues a host function behind the copy; when the
- * stream reaches it, the bytes move to an outbox. Every reply the worker sends
- * is preceded by what the outbox holds (GW_OP_LANDED frames), so the bytes are
- * in the client's buffer before any synchronize, query or later copy that can
- * see the copy done returns there. Inside a stream capture both calls are
- * captured: each replay of the graph lands the bytes again. */
+/* Deliveries: asynchronous device-to-host copies into the client's pinned
+ * memory, without a wait (GW_OP_DELIVER). The worker copies into pinned
+ * staging of its own on the application's stream and queues a host function
+ * behind the copy; when the stream reaches it, the bytes move to an outbox.
+ * Every reply the worker sends is preceded by what the outbox holds
+ * (GW_OP_DELIVERED frames), so the bytes are in the client's buffer before
+ * any synchronize, query or later copy that can see the copy done returns
+ * there. Inside a stream capture both calls are
+ * captured: each replay of the graph delivers the bytes again. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker.h"
+#include "handlers.h"
 
-#define LAND_MAX ((uint64_t)1 << 32)  /* one copy, at most */
+#define DELIVERY_MAX ((uint64_t)1 << 32) /* one copy, at most */
 #define POOL_BYTES ((size_t)256 << 20) /* staging kept for reuse */
 #define POOL_SLOTS 32
 
-typedef struct landing {
+typedef struct delivery {
     uint64_t id;
     void *staging;
     size_t n;
-    int persistent; /* captured into a graph: lands at every replay, staging kept */
-} landing;
+    int persistent; /* captured into a graph: delivered at every replay, staging kept */
+} delivery;
 
 typedef struct parcel {
     struct parcel *next;
@@ -30,11 +31,11 @@ typedef struct parcel {
     uint8_t bytes[];
 } parcel;
 
-/* Server memory a session's landings may hold (staging in flight plus bytes
+/* Server memory a session's deliveries may hold (staging in flight plus bytes
  * waiting in the outbox): a client that posts copies without ever
  * synchronizing cannot fill the host (gpuwire's client synchronizes first at
  * half of this, so only a hostile one meets it). */
-#define LAND_BUDGET ((uint64_t)8 << 30)
+#define DELIVERY_BUDGET ((uint64_t)8 << 30)
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static parcel *outbox, **outbox_end = &outbox; /* under lock */
@@ -116,7 +117,7 @@ static void staging_give(void *p, size_t n)
 /* The host function behind the copy: the stream has reached it, the bytes are in staging. */
 static void CUDA_CB arrived(void *arg)
 {
-    landing *l = arg;
+    delivery *l = arg;
     parcel *pc = malloc(sizeof *pc + l->n);
     if (pc) {
         pc->next = NULL;
@@ -146,19 +147,19 @@ static void CUDA_CB arrived(void *arg)
 static int fits(size_t n)
 {
     pthread_mutex_lock(&lock);
-    int ok = held + n <= LAND_BUDGET;
+    int ok = held + n <= DELIVERY_BUDGET;
     pthread_mutex_unlock(&lock);
     return ok;
 }
 
-void gw_op_land(gw_call *c)
+void gw_op_deliver(gw_call *c)
 {
     uint64_t id = gw_in_u64(c), src = gw_in_u64(c), n = gw_in_u64(c);
     CUstream s = (CUstream)gw_in_handle(c, GW_HT_CUstream);
     uint32_t flags = gw_in_u32(c);
-    if (!c->bad && (n == 0 || n > LAND_MAX || (flags & ~1u)))
+    if (!c->bad && (n == 0 || n > DELIVERY_MAX || (flags & ~1u)))
         gw_call_fail(c, "LAND: %llu bytes (1 to %llu allowed), flags %#x", (unsigned long long)n,
-                     (unsigned long long)LAND_MAX, flags);
+                     (unsigned long long)DELIVERY_MAX, flags);
     if (!gw_args_ok(c))
         return;
     int ptsz = flags & 1;
@@ -175,11 +176,11 @@ void gw_op_land(gw_call *c)
         capturing(s, &st);
     if (!fits((size_t)n)) {
         gw_wlog("LAND: copy %llu of %llu bytes would pass the %llu bytes landings may hold", (unsigned long long)id,
-                (unsigned long long)n, (unsigned long long)LAND_BUDGET);
+                (unsigned long long)n, (unsigned long long)DELIVERY_BUDGET);
         gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
         return;
     }
-    landing *l = malloc(sizeof *l);
+    delivery *l = malloc(sizeof *l);
     void *staging = l ? staging_take((size_t)n) : NULL;
     if (!staging) {
         free(l);
@@ -193,7 +194,7 @@ void gw_op_land(gw_call *c)
         gw_reply_result(c, r);
         return;
     }
-    *l = (landing){id, staging, (size_t)n, st == CU_STREAM_CAPTURE_STATUS_ACTIVE};
+    *l = (delivery){id, staging, (size_t)n, st == CU_STREAM_CAPTURE_STATUS_ACTIVE};
     if (!l->persistent) {
         pthread_mutex_lock(&lock);
         held += n;
@@ -209,7 +210,7 @@ void gw_op_land(gw_call *c)
     gw_reply_result(c, r);
 }
 
-void gw_landings_flush(void)
+void gw_deliveries_flush(void)
 {
     pthread_mutex_lock(&lock);
     parcel *list = outbox;
@@ -223,7 +224,7 @@ void gw_landings_flush(void)
         for (size_t off = 0; off < pc->n; off += piece) {
             size_t k = pc->n - off < piece ? pc->n - off : piece;
             uint64_t head[2] = {pc->id, off};
-            gw_push_parts(GW_OP_LANDED, head, sizeof head, pc->bytes + off, k);
+            gw_push_parts(GW_OP_DELIVERED, head, sizeof head, pc->bytes + off, k);
         }
         pthread_mutex_lock(&lock);
         held -= pc->n;

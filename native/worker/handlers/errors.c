@@ -1,7 +1,7 @@
 /* The driver's own error wording, for the client's cuGetErrorString. */
 #include <string.h>
 
-#include "worker.h"
+#include "handlers.h"
 
 static void text(gw_call *c)
 {

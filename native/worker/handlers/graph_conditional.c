@@ -6,7 +6,7 @@
  *   graph ids (graphs the driver made and owns with the node). */
 #include <string.h>
 
-#include "worker.h"
+#include "handlers.h"
 
 #define MAX_BODIES 65536
 

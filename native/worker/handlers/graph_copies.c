@@ -13,7 +13,7 @@
  * cuGraphMemcpyNodeGetParams is generated (the struct comes back as it is). */
 #include <string.h>
 
-#include "worker.h"
+#include "handlers.h"
 
 /* The copy read into *p (zeroed when the request is short). */
 static void read_copy(gw_call *c, CUDA_MEMCPY3D *p)

@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "worker.h"
+#include "handlers.h"
 
 #define DOT_MAX (GW_MAX_PAYLOAD - 4096) /* room for the reply's header and result */
 

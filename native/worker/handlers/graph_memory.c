@@ -6,7 +6,7 @@
  *   Reply: result, u64 node id, u64 the allocation's device address. */
 #include <string.h>
 
-#include "worker.h"
+#include "handlers.h"
 
 #define MAX_ACCESS 64
 

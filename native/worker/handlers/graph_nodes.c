@@ -19,7 +19,7 @@
  * fields. */
 #include <string.h>
 
-#include "worker.h"
+#include "handlers.h"
 
 #define MAX_PARAMS (GW_MAX_PARAM_BYTES / 4)
 #define EXTRA_MAX 64 /* entries read from an `extra` array the driver returns */

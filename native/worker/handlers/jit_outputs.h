@@ -5,8 +5,8 @@
 #ifndef GW_WORKER_JIT_OUTPUTS_H
 #define GW_WORKER_JIT_OUTPUTS_H
 
-#include "../common/jit_options.h"
-#include "worker.h"
+#include "../../common/jit_options.h"
+#include "handlers.h"
 
 /* A log size option becomes two driver options (buffer and size). */
 #define GW_JIT_DRIVER_OPTIONS (GW_JIT_MAX_OPTIONS + 2u)

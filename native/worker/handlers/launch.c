@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/idmap.h"
+#include "../../common/idmap.h"
 
-#include "worker.h"
+#include "handlers.h"
 
 #define MAX_PARAM_BYTES GW_MAX_PARAM_BYTES
 #define MAX_LAUNCH_ATTRS 32u

@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/idmap.h"
+#include "../../common/idmap.h"
 #include "jit_outputs.h"
 
 #define LINK_PIECE (8u << 20)

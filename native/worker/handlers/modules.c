@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/idmap.h"
+#include "../../common/idmap.h"
 #include "jit_outputs.h"
-#include "worker.h"
+#include "handlers.h"
 
 #define MAX_STAGE (4ull << 30) /* the largest blob a session may stage */
 /* All of a session's blobs at once (one per client thread tag, kept until its
@@ -102,7 +102,7 @@ const void *gw_staged(uint32_t tid, size_t size)
     return s && s->buf && s->total == size && s->filled == size ? s->buf : NULL;
 }
 
-/* ---- the staging buffer filled by content address (cache_ops.c) ----
+/* ---- the staging buffer filled by content address (cas_ops.c) ----
  * Chunks arrive in any order: from the cache, then the misses. The buffer is
  * zeroed and only bytes are counted, so a client that sends a chunk twice and
  * another never gets zeros in its own image, nothing else. */

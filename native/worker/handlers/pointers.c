@@ -1,8 +1,8 @@
 /* Pointer attributes of device memory; handles in the answers become ids. */
 #include <string.h>
 
-#include "../common/pointer_attrs.h"
-#include "worker.h"
+#include "../../common/pointer_attrs.h"
+#include "handlers.h"
 
 #define MAX_ATTRS 32
 

@@ -3,7 +3,7 @@
  * value goes back as the driver made it (kernels use it on the GPU). */
 #include <string.h>
 
-#include "worker.h"
+#include "handlers.h"
 
 /* Replaces the client's array name with the real array. */
 static void translate(gw_call *c, CUDA_RESOURCE_DESC *r)
