@@ -22,10 +22,10 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "core/core.h"
 #include "core/nvml_lib.h"
 #include "engine/engine.h"
 #include "handlers/cas_store.h"
-#include "handlers/handlers.h"
 
 static int probe(const char *path)
 {

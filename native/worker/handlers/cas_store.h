@@ -1,6 +1,6 @@
 /* The worker's content-addressed chunk store on disk (cas_store.c); its ops are in cas_ops.c. */
-#ifndef GW_WORKER_CACHE_H
-#define GW_WORKER_CACHE_H
+#ifndef GW_WORKER_CAS_STORE_H
+#define GW_WORKER_CAS_STORE_H
 
 #include <stdatomic.h>
 #include <stddef.h>
