@@ -474,7 +474,7 @@ def generate():
     pr.append(f"const unsigned gw_procs_count = {len(rows)};")
     files["client_procs.c"] = "\n".join(pr) + "\n"
 
-    wk = [BANNER, '#include "../worker/worker.h"', ""]
+    wk = [BANNER, '#include "../worker/handlers/handlers.h"', ""]
     for s in manual_worker:
         wk.append(f"void gw_h_{s}(gw_call *c);")
     wk.append("")

@@ -179,7 +179,7 @@ def generate():
     ec += ["    default: return NULL;", "    }", "}"]
     files["nvml_errors.c"] = "\n".join(ec) + "\n"
 
-    wk = [banner, '#include "../worker/nvml.h"', ""]
+    wk = [banner, '#include "../worker/handlers/nvml.h"', ""]
     wk += [x + "\n" for x in worker]
     wk.append("const gw_handler gw_nvml_dispatch[GW_NVML_OP_COUNT] = {")
     for s in dispatch:

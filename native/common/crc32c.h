@@ -1,5 +1,5 @@
 /* CRC-32C (Castagnoli) of a buffer's four quarters, computed together: the
- * read-time check of the worker's cache entries (native/worker/cache.c). Four
+ * read-time check of the worker's cache entries (native/worker/handlers/cas_store.c). Four
  * independent chains keep the CPU's crc32 unit busy (15 GB/s on one core of
  * the dev box; SHA-256 ran at 0.8 GB/s a thread on the H100 host), and the four values
  * together make a 128-bit check. Uses SSE4.2 where cpuid has it, a table

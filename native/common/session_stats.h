@@ -28,7 +28,7 @@ typedef struct gw_session_stats {
 /* (The content cache's figures reach the server as the worker's "cache stats:" log
  * lines, src/gpuwire/cache.py; a live copy could be added here the same way.) */
 
-/* NULL unless the server gave this worker a block (native/worker/session_stats.c). */
+/* NULL unless the server gave this worker a block (native/worker/core/session_stats.c). */
 extern gw_session_stats *gw_sstats;
 
 #define GW_SSTATS_ADD(field, n)                                                                                    \

@@ -52,6 +52,7 @@ enum {
     GW_OP_LANDED = 22,   /* worker -> client, unasked: u64 landing id, u64 offset, bytes of that copy */
     GW_OP_FIRST_CALL = 256
 };
+enum { GW_OP_DELIVER = GW_OP_LAND, GW_OP_DELIVERED = GW_OP_LANDED }; /* issue 17's names for the two above */
 
 /* Frame flags. */
 enum {

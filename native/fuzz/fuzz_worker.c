@@ -38,13 +38,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../worker/nvml.h"
-#include "../worker/worker.h"
-
-/* native/worker/main.c */
-int gw_worker_serve(int sock);
-void gw_worker_join_left_threads(void);
-const char *gw_worker_init(const char *drv, unsigned long long mem_cap);
+#include "../worker/engine/engine.h"
+#include "../worker/handlers/nvml.h"
 
 #ifndef GW_FUZZ_DRIVER
 #define GW_FUZZ_DRIVER "libgpuwire_standin.so"

@@ -1,0 +1,136 @@
+/* gpuwire data-plane worker, floor layer (native/worker/core/): what every
+ * handler and the engine above them build on: a request's decoding and its
+ * reply, the session's handle table, the driver's entry points (and the
+ * wrappers put in their place), the client connection, lanes, device printf
+ * forwarding, logging and profiling. Nothing here calls a handler or the
+ * engine (native/worker/handlers/, native/worker/engine/).
+ *
+ * Everything in a request is hostile until checked: decoding never reads past
+ * the frame, counts are bounded, handles are looked up in typed tables. A
+ * malformed request ends this session (and only this process). */
+#ifndef GW_WORKER_CORE_H
+#define GW_WORKER_CORE_H
+
+#include <cuda.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../../common/wire.h"
+#include "../../generated/gw_ops.h"
+
+typedef struct gw_call {
+    gw_hdr h;
+    const uint8_t *p; /* payload */
+    size_t len, pos;
+    int bad;          /* malformed: the session ends */
+    char why[160];
+    CUresult err;     /* a handle failed to resolve: answer this without calling */
+    void **allocs;    /* per-call scratch, freed after the reply */
+    size_t nallocs, capallocs;
+    uint8_t *rbuf;    /* reply: header + i32 result + outputs */
+    size_t rlen, rcap;
+    int replied;
+} gw_call;
+
+typedef void (*gw_handler)(gw_call *c);
+
+/* ---- decoding (call.c) ---- */
+void gw_call_fail(gw_call *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+uint32_t gw_in_u32(gw_call *c);
+uint64_t gw_in_u64(gw_call *c);
+double gw_in_f64(gw_call *c);
+const void *gw_in_view(gw_call *c, size_t n); /* n bytes in place (unaligned) */
+size_t gw_in_left(const gw_call *c);
+const char *gw_in_str(gw_call *c);
+void *gw_in_array(gw_call *c, size_t esz, size_t *n);
+void *gw_in_handles(gw_call *c, int type, size_t *n);
+void *gw_in_counted_handles(gw_call *c, int type, uint32_t *n); /* u32 count + ids */
+void *gw_out_array(gw_call *c, size_t esz, size_t *n);
+void *gw_scratch(gw_call *c, size_t n); /* zeroed, freed after the call */
+int gw_args_ok(gw_call *c);
+
+/* ---- replies (call.c) ---- */
+void gw_reply_result(gw_call *c, CUresult r);
+void gw_reply_bytes(gw_call *c, const void *p, size_t n);
+void gw_reply_u32(gw_call *c, uint32_t v);
+void *gw_reply_reserve(gw_call *c, size_t n); /* n bytes at the end of the reply; NULL if out of memory */
+void gw_reply_handles(gw_call *c, int type, void **h, size_t n);
+
+/* ---- handles (handles.c) ---- */
+void *gw_in_handle(gw_call *c, int type);
+void *gw_handle_lookup(gw_call *c, int type, uint64_t id);
+void gw_handle_forget(gw_call *c, int type, uint64_t id);
+uint64_t gw_handle_id(int type, void *real);
+void gw_handle_bind(gw_call *c, int type, uint64_t id, void *real);
+void *gw_handle_real(int type, uint64_t id, int *found);
+
+/* ---- the driver (driver.c) ---- */
+const char *gw_driver_load(const char *path); /* dlopen, every entry point, cuInit; NULL or why not */
+void **gw_driver_table(void); /* the entry points by op - 256, for wrappers to take their place */
+void gw_driver_describe(gw_hello_ok *ok, const char *path); /* versions, device count, description */
+void *gw_driver_fn(gw_call *c, unsigned op); /* NULL after answering CUDA_ERROR_NOT_SUPPORTED */
+void *gw_driver_sym(unsigned op);             /* NULL if the driver lacks it */
+
+/* ---- memory cap (memcap.c): wrappers in the driver's table ---- */
+void gw_memcap_install(void **syms, uint64_t bytes);
+
+/* ---- logging (log.c) ---- */
+void gw_log_session(const char *session); /* the session named in every line (--session) */
+void gw_wlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- the client's connection (io.c) ---- */
+void gw_io_set_client(int sock);
+int gw_io_client(void);
+void gw_io_shutdown(void); /* the client's socket both ways: a reader blocked on it stops at once */
+/* Whole frames to the client, each written under one lock (replies, pushes and
+ * errors come from several threads); -1 if the connection is lost or stalled. */
+int gw_send_frame(const void *p, size_t n);
+void gw_push(unsigned op, const void *payload, size_t len); /* an unasked frame to the client */
+void gw_push_parts(unsigned op, const void *a, size_t alen, const void *b, size_t blen); /* one frame, two pieces */
+void gw_send_error(uint32_t code, const char *msg); /* GW_OP_ERROR; the caller then ends the session */
+/* Exactly n bytes from a socket, or -1; count: add them to the session's bytes_in as they come. */
+int gw_recv_all(int from, void *p, size_t n, int count);
+int gw_send_all(int to, const void *p, size_t n); /* all n bytes to a socket, or -1 */
+/* A client that reads nothing ends its session after this many seconds (--stall-timeout; 0: never). */
+void gw_set_stall_seconds(double s);
+double gw_stall_timeout(void);
+int gw_set_stall_timeout(int sock); /* sends on sock fail with EAGAIN after that long without progress */
+/* Called once when a write to the client stalls (under the write lock): the
+ * session's owner ends the session. */
+void gw_io_on_stall(void (*fn)(void));
+void gw_io_clear_stall(void); /* a new session may write again */
+
+/* ---- profile.c: time per op, with GPUWIRE_WORKER_PROFILE=1 ---- */
+int gw_prof_on(void);
+uint64_t gw_prof_now(void);
+void gw_prof_add(unsigned op, uint64_t ns);
+/* The reader's own time, counted apart from ops (ids of their own, not ops). */
+typedef enum gw_prof_reader {
+    GW_PROF_READ_LARGE, /* reading a large payload off the socket */
+    GW_PROF_READ_ROOM,  /* waiting for a thread's backlog to shrink */
+    GW_PROF_READER_IDS
+} gw_prof_reader;
+void gw_prof_add_reader(gw_prof_reader id, uint64_t ns);
+void gw_prof_report(void);
+
+/* ---- lanes: copy bytes on extra connections (lanes.c) ---- */
+/* The allocator gives an item with room for len bytes at *bytes (called from a lane's thread). */
+typedef void *(*gw_lane_alloc_fn)(uint32_t len, uint8_t **bytes);
+typedef void (*gw_lane_free_fn)(void *item);
+int gw_lanes_start(int chan_fd, uint32_t session, unsigned n, gw_lane_alloc_fn alloc, gw_lane_free_fn release,
+                   gw_lane_grant *grant);
+unsigned gw_lanes_granted(void);
+/* The lane's next data frame (waits for it); NULL and why when the lane is closed or never opened. */
+void *gw_lane_next(unsigned lane, uint32_t *len, char *why, size_t whycap);
+int gw_lane_open(unsigned lane);  /* 1 if this session's lane is open */
+void gw_lanes_shutdown(void);     /* the session ends: every lane's reader and writer stop */
+uint8_t *gw_lane_buffer(void);    /* GW_COPY_CHUNK bytes for a device-to-host piece, or NULL */
+/* A device-to-host piece's frame to the client on that lane (buf NULL: it failed); buf is
+ * taken either way. Waits while the lane's writer is behind; -1 if the lane broke. */
+int gw_lane_put(unsigned lane, uint32_t tag, uint8_t *buf, uint32_t len);
+
+/* ---- device printf output (stdout_fwd.c) ---- */
+int gw_stdout_start(void);  /* fd 1 becomes a pipe whose bytes go to the client; 0 or -1 */
+void gw_stdout_flush(void); /* sends what the driver wrote so far (GW_OP_STDOUT); nothing before start */
+
+#endif

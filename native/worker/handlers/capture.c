@@ -1,0 +1,74 @@
+/* cuStreamGetCaptureInfo (v1, v2, v3 and their per-thread-stream forms): the
+ * dependency and edge arrays live in the driver, so they travel by value.
+ * Request: u64 stream, u32 outputs wanted (GW_CAPINFO_*).
+ * Reply: result; then u32 status, u64 id, u64 graph, u64 n, n node ids and,
+ * when edges were asked for, u32 present and n edge records if present. */
+#include <string.h>
+
+#include "../../common/capture_info.h"
+#include "handlers.h"
+
+typedef CUresult (*info_v1)(CUstream, CUstreamCaptureStatus *, cuuint64_t *);
+typedef CUresult (*info_v2)(CUstream, CUstreamCaptureStatus *, cuuint64_t *, CUgraph *, const CUgraphNode **,
+                            size_t *);
+typedef CUresult (*info_v3)(CUstream, CUstreamCaptureStatus *, cuuint64_t *, CUgraph *, const CUgraphNode **,
+                            const CUgraphEdgeData **, size_t *);
+
+static void info(gw_call *c, int version)
+{
+    CUstream s = (CUstream)gw_in_handle(c, GW_HT_CUstream);
+    uint32_t want = gw_in_u32(c);
+    if (!c->bad && (want & ~GW_CAPINFO_ALL))
+        gw_call_fail(c, "%s: unknown output bits %#x", gw_op_name(c->h.op), want);
+    if (!gw_args_ok(c))
+        return;
+    void *fn = gw_driver_fn(c, c->h.op);
+    if (!fn)
+        return;
+    CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_NONE;
+    cuuint64_t id = 0;
+    CUgraph graph = NULL;
+    const CUgraphNode *deps = NULL;
+    const CUgraphEdgeData *edges = NULL;
+    size_t n = 0;
+    /* the driver sees NULL wherever the application passed NULL: some answers
+     * (CUDA_ERROR_LOSSY_QUERY without edge data) depend on it */
+    cuuint64_t *pid = want & GW_CAPINFO_ID ? &id : NULL;
+    CUgraph *pgraph = want & GW_CAPINFO_GRAPH ? &graph : NULL;
+    const CUgraphNode **pdeps = want & GW_CAPINFO_DEPS ? &deps : NULL;
+    const CUgraphEdgeData **pedges = want & GW_CAPINFO_EDGES ? &edges : NULL;
+    size_t *pn = want & GW_CAPINFO_COUNT ? &n : NULL;
+    CUresult r;
+    if (version == 1)
+        r = ((info_v1)fn)(s, &st, pid);
+    else if (version == 2)
+        r = ((info_v2)fn)(s, &st, pid, pgraph, pdeps, pn);
+    else
+        r = ((info_v3)fn)(s, &st, pid, pgraph, pdeps, pedges, pn);
+    gw_reply_result(c, r);
+    if (r != CUDA_SUCCESS)
+        return;
+    if (!deps)
+        n = 0; /* a count without the array (or an idle stream) sends no nodes */
+    gw_reply_u32(c, (uint32_t)st);
+    uint64_t v = id;
+    gw_reply_bytes(c, &v, 8);
+    gw_reply_handles(c, GW_HT_CUgraph, (void **)&graph, 1);
+    v = pn ? (uint64_t)*pn : 0;
+    gw_reply_bytes(c, &v, 8);
+    v = n;
+    gw_reply_bytes(c, &v, 8);
+    gw_reply_handles(c, GW_HT_CUgraphNode, (void **)deps, n);
+    if (want & GW_CAPINFO_EDGES) {
+        gw_reply_u32(c, edges != NULL);
+        if (edges)
+            gw_reply_bytes(c, edges, n * sizeof *edges);
+    }
+}
+
+void gw_h_cuStreamGetCaptureInfo(gw_call *c) { info(c, 1); }
+void gw_h_cuStreamGetCaptureInfo_ptsz(gw_call *c) { info(c, 1); }
+void gw_h_cuStreamGetCaptureInfo_v2(gw_call *c) { info(c, 2); }
+void gw_h_cuStreamGetCaptureInfo_v2_ptsz(gw_call *c) { info(c, 2); }
+void gw_h_cuStreamGetCaptureInfo_v3(gw_call *c) { info(c, 3); }
+void gw_h_cuStreamGetCaptureInfo_v3_ptsz(gw_call *c) { info(c, 3); }

@@ -1,0 +1,234 @@
+/* Deliveries: asynchronous device-to-host copies into the client's pinned
+ * memory, without a wait (GW_OP_DELIVER). The worker copies into pinned
+ * staging of its own on the application's stream and queues a host function
+ * behind the copy; when the stream reaches it, the bytes move to an outbox.
+ * Every reply the worker sends is preceded by what the outbox holds
+ * (GW_OP_DELIVERED frames), so the bytes are in the client's buffer before
+ * any synchronize, query or later copy that can see the copy done returns
+ * there. Inside a stream capture both calls are
+ * captured: each replay of the graph delivers the bytes again. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "handlers.h"
+
+#define DELIVERY_MAX ((uint64_t)1 << 32) /* one copy, at most */
+#define POOL_BYTES ((size_t)256 << 20) /* staging kept for reuse */
+#define POOL_SLOTS 32
+
+typedef struct delivery {
+    uint64_t id;
+    void *staging;
+    size_t n;
+    int persistent; /* captured into a graph: delivered at every replay, staging kept */
+} delivery;
+
+typedef struct parcel {
+    struct parcel *next;
+    uint64_t id;
+    size_t n;
+    uint8_t bytes[];
+} parcel;
+
+/* Server memory a session's deliveries may hold (staging in flight plus bytes
+ * waiting in the outbox): a client that posts copies without ever
+ * synchronizing cannot fill the host (gpuwire's client synchronizes first at
+ * half of this, so only a hostile one meets it). */
+#define DELIVERY_BUDGET ((uint64_t)8 << 30)
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static parcel *outbox, **outbox_end = &outbox; /* under lock */
+static uint64_t held;                           /* staging in flight + outbox bytes, under lock */
+static struct { void *p; size_t n; } pool[POOL_SLOTS], doomed[POOL_SLOTS]; /* under lock */
+static size_t pool_bytes;
+
+typedef CUresult (*alloc_fn)(void **, size_t, unsigned);
+typedef CUresult (*free_fn)(void *);
+typedef CUresult (*copy_fn)(void *, CUdeviceptr, size_t, CUstream);
+typedef CUresult (*hostfn_fn)(CUstream, CUhostFn, void *);
+typedef CUresult (*capturing_fn)(CUstream, CUstreamCaptureStatus *);
+typedef CUresult (*mode_fn)(CUstreamCaptureMode *);
+
+/* Staging of at least n bytes: from the pool, else new (the calling thread may be capturing). */
+static void *staging_take(size_t n)
+{
+    pthread_mutex_lock(&lock);
+    int best = -1;
+    for (int i = 0; i < POOL_SLOTS; i++)
+        if (pool[i].p && pool[i].n >= n && (best < 0 || pool[i].n < pool[best].n))
+            best = i;
+    void *p = NULL;
+    if (best >= 0) {
+        p = pool[best].p;
+        pool_bytes -= pool[best].n;
+        pool[best].p = NULL;
+    }
+    /* buffers the pool could not keep are freed here, where CUDA may be called */
+    void *drop[POOL_SLOTS];
+    int ndrop = 0;
+    for (int i = 0; i < POOL_SLOTS; i++)
+        if (doomed[i].p) {
+            drop[ndrop++] = doomed[i].p;
+            doomed[i].p = NULL;
+        }
+    pthread_mutex_unlock(&lock);
+    if (p && !ndrop)
+        return p;
+    /* host allocations are no stream work: this thread may be capturing (in the
+     * global mode they would end the capture), so it asks in the relaxed mode */
+    mode_fn mode = (mode_fn)gw_driver_sym(GW_OP_cuThreadExchangeStreamCaptureMode);
+    CUstreamCaptureMode m = CU_STREAM_CAPTURE_MODE_RELAXED;
+    if (mode)
+        mode(&m);
+    free_fn fr = (free_fn)gw_driver_sym(GW_OP_cuMemFreeHost);
+    for (int i = 0; i < ndrop && fr; i++)
+        fr(drop[i]);
+    alloc_fn al = (alloc_fn)gw_driver_sym(GW_OP_cuMemHostAlloc);
+    if (!p && (!al || al(&p, n, 0) != CUDA_SUCCESS))
+        p = NULL;
+    if (mode)
+        mode(&m);
+    return p;
+}
+
+/* Back to the pool, or to be freed later: called from a host function, where CUDA must not be called. */
+static void staging_give(void *p, size_t n)
+{
+    pthread_mutex_lock(&lock);
+    int done = 0;
+    for (int i = 0; i < POOL_SLOTS && !done && pool_bytes + n <= POOL_BYTES; i++)
+        if (!pool[i].p) {
+            pool[i].p = p;
+            pool[i].n = n;
+            pool_bytes += n;
+            done = 1;
+        }
+    for (int i = 0; i < POOL_SLOTS && !done; i++)
+        if (!doomed[i].p) {
+            doomed[i].p = p;
+            doomed[i].n = n;
+            done = 1;
+        }
+    pthread_mutex_unlock(&lock);
+    (void)done; /* no slot at all: the buffer is kept until the process ends */
+}
+
+/* The host function behind the copy: the stream has reached it, the bytes are in staging. */
+static void CUDA_CB arrived(void *arg)
+{
+    delivery *l = arg;
+    parcel *pc = malloc(sizeof *pc + l->n);
+    if (pc) {
+        pc->next = NULL;
+        pc->id = l->id;
+        pc->n = l->n;
+        memcpy(pc->bytes, l->staging, l->n);
+        pthread_mutex_lock(&lock);
+        *outbox_end = pc;
+        outbox_end = &pc->next;
+        held += l->n;
+        pthread_mutex_unlock(&lock);
+    } else {
+        gw_wlog("out of memory for %zu landed bytes: the client's copy %llu stays unfilled", l->n,
+                (unsigned long long)l->id);
+    }
+    if (!l->persistent) {
+        staging_give(l->staging, l->n);
+        pthread_mutex_lock(&lock);
+        held -= l->n;
+        pthread_mutex_unlock(&lock);
+        free(l);
+    }
+}
+
+/* Whether n more bytes fit the budget (the client keeps well inside it by
+ * synchronizing first; one that does not gets CUDA_ERROR_OUT_OF_MEMORY). */
+static int fits(size_t n)
+{
+    pthread_mutex_lock(&lock);
+    int ok = held + n <= DELIVERY_BUDGET;
+    pthread_mutex_unlock(&lock);
+    return ok;
+}
+
+void gw_op_deliver(gw_call *c)
+{
+    uint64_t id = gw_in_u64(c), src = gw_in_u64(c), n = gw_in_u64(c);
+    CUstream s = (CUstream)gw_in_handle(c, GW_HT_CUstream);
+    uint32_t flags = gw_in_u32(c);
+    if (!c->bad && (n == 0 || n > DELIVERY_MAX || (flags & ~1u)))
+        gw_call_fail(c, "LAND: %llu bytes (1 to %llu allowed), flags %#x", (unsigned long long)n,
+                     (unsigned long long)DELIVERY_MAX, flags);
+    if (!gw_args_ok(c))
+        return;
+    int ptsz = flags & 1;
+    copy_fn copy = (copy_fn)gw_driver_sym(ptsz ? GW_OP_cuMemcpyDtoHAsync_v2_ptsz : GW_OP_cuMemcpyDtoHAsync_v2);
+    hostfn_fn hostfn = (hostfn_fn)gw_driver_sym(ptsz ? GW_OP_cuLaunchHostFunc_ptsz : GW_OP_cuLaunchHostFunc);
+    capturing_fn capturing =
+        (capturing_fn)gw_driver_sym(ptsz ? GW_OP_cuStreamIsCapturing_ptsz : GW_OP_cuStreamIsCapturing);
+    if (!copy || !hostfn) {
+        gw_reply_result(c, CUDA_ERROR_NOT_SUPPORTED);
+        return;
+    }
+    CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_NONE;
+    if (capturing)
+        capturing(s, &st);
+    if (!fits((size_t)n)) {
+        gw_wlog("LAND: copy %llu of %llu bytes would pass the %llu bytes landings may hold", (unsigned long long)id,
+                (unsigned long long)n, (unsigned long long)DELIVERY_BUDGET);
+        gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
+        return;
+    }
+    delivery *l = malloc(sizeof *l);
+    void *staging = l ? staging_take((size_t)n) : NULL;
+    if (!staging) {
+        free(l);
+        gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
+        return;
+    }
+    CUresult r = copy(staging, (CUdeviceptr)src, (size_t)n, s);
+    if (r != CUDA_SUCCESS) {
+        staging_give(staging, (size_t)n);
+        free(l);
+        gw_reply_result(c, r);
+        return;
+    }
+    *l = (delivery){id, staging, (size_t)n, st == CU_STREAM_CAPTURE_STATUS_ACTIVE};
+    if (!l->persistent) {
+        pthread_mutex_lock(&lock);
+        held += n;
+        pthread_mutex_unlock(&lock);
+    }
+    r = hostfn(s, arrived, l);
+    if (r != CUDA_SUCCESS) {
+        /* the copy may still write the staging: it is not reused (kept until the process ends) */
+        gw_wlog("LAND: cannot queue the host function behind copy %llu (%d): it will not land",
+                (unsigned long long)id, r);
+        free(l);
+    }
+    gw_reply_result(c, r);
+}
+
+void gw_deliveries_flush(void)
+{
+    pthread_mutex_lock(&lock);
+    parcel *list = outbox;
+    outbox = NULL;
+    outbox_end = &outbox;
+    pthread_mutex_unlock(&lock);
+    const size_t piece = GW_MAX_PAYLOAD - 16;
+    while (list) {
+        parcel *pc = list;
+        list = pc->next;
+        for (size_t off = 0; off < pc->n; off += piece) {
+            size_t k = pc->n - off < piece ? pc->n - off : piece;
+            uint64_t head[2] = {pc->id, off};
+            gw_push_parts(GW_OP_DELIVERED, head, sizeof head, pc->bytes + off, k);
+        }
+        pthread_mutex_lock(&lock);
+        held -= pc->n;
+        pthread_mutex_unlock(&lock);
+        free(pc);
+    }
+}

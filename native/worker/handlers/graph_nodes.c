@@ -1,0 +1,227 @@
+/* Kernel nodes of graphs: their arguments travel packed, as a launch's do,
+ * and are turned back into kernelParams (launch.c) before the driver sees them.
+ *
+ * P, the node's parameters: u64 function id (a CUfunction or a CUkernel; 0:
+ *   the kernel below), u64 kernel id, u64 context id (both 0 unless the
+ *   function is 0: the driver reads them only then), u32 grid[3], block[3],
+ *   shared bytes, u32 n (<= 32764) + n parameter bytes in the layout the
+ *   driver reports for the function (for the kernel when the function is 0).
+ * cuGraphAddKernelNode(_v2): u64 graph id, u32 m + m x u64 dependency node
+ *   ids, P. Reply: result, u64 node id.
+ * cuGraphKernelNodeSetParams(_v2): u64 node id, P. Reply: result.
+ * cuGraphExecKernelNodeSetParams(_v2): u64 exec id, u64 node id, P. Reply: result.
+ * cuGraphKernelNodeGetParams(_v2): u64 node id. Reply: result, then on
+ *   success u64 function id, u64 kernel id, u64 context id, u32 dims[7],
+ *   u32 n + n x (u32 offset, u32 size), u32 bytes + the parameters packed
+ *   (read through the kernelParams, or the `extra` buffer, the driver gave).
+ * The v1 entry points use the same formats (kernel and context 0) and reach
+ * the driver's v1 functions, whose struct is the v2 one less its last two
+ * fields. */
+#include <string.h>
+
+#include "handlers.h"
+
+#define MAX_PARAMS (GW_MAX_PARAM_BYTES / 4)
+#define EXTRA_MAX 64 /* entries read from an `extra` array the driver returns */
+
+typedef struct node_params {
+    CUDA_KERNEL_NODE_PARAMS p;
+    void *f;        /* whose layout the bytes follow */
+    int is_kernel;
+    const uint8_t *bytes;
+    uint32_t nbytes;
+} node_params;
+
+static void read_params(gw_call *c, node_params *a)
+{
+    memset(a, 0, sizeof *a);
+    int is_kernel;
+    a->p.func = (CUfunction)gw_in_function(c, &is_kernel);
+    a->p.kern = (CUkernel)gw_in_handle(c, GW_HT_CUkernel);
+    a->p.ctx = (CUcontext)gw_in_handle(c, GW_HT_CUcontext);
+    const void *d = gw_in_view(c, 7 * sizeof(uint32_t));
+    if (d) {
+        uint32_t dims[7];
+        memcpy(dims, d, sizeof dims);
+        a->p.gridDimX = dims[0];
+        a->p.gridDimY = dims[1];
+        a->p.gridDimZ = dims[2];
+        a->p.blockDimX = dims[3];
+        a->p.blockDimY = dims[4];
+        a->p.blockDimZ = dims[5];
+        a->p.sharedMemBytes = dims[6];
+    }
+    a->nbytes = gw_in_u32(c);
+    if (!c->bad && a->nbytes > GW_MAX_PARAM_BYTES)
+        gw_call_fail(c, "%s: %u parameter bytes", gw_op_name(c->h.op), a->nbytes);
+    a->bytes = c->bad ? NULL : gw_in_view(c, a->nbytes);
+    a->f = a->p.func ? (void *)a->p.func : (void *)a->p.kern;
+    a->is_kernel = a->p.func ? is_kernel : 1;
+}
+
+/* kernelParams from the packed bytes; 0, or -1 after answering. */
+static int build(gw_call *c, node_params *a)
+{
+    if (!a->f) {
+        gw_reply_result(c, CUDA_ERROR_INVALID_VALUE);
+        return -1;
+    }
+    void **kp;
+    CUresult r = gw_kernel_params(c, a->f, a->is_kernel, a->bytes, a->nbytes, &kp);
+    if (r != CUDA_SUCCESS) {
+        gw_reply_result(c, r);
+        return -1;
+    }
+    a->p.kernelParams = kp;
+    a->p.extra = NULL;
+    return 0;
+}
+
+static void add_node(gw_call *c)
+{
+    CUgraph g = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    uint32_t m = gw_in_u32(c);
+    if (!c->bad && m > gw_in_left(c) / 8)
+        gw_call_fail(c, "%s: %u dependencies in a request of %zu bytes", gw_op_name(c->h.op), m, c->len);
+    CUgraphNode *deps = NULL;
+    if (!c->bad && m) {
+        deps = gw_scratch(c, m * sizeof *deps);
+        if (!deps)
+            gw_call_fail(c, "%s: out of memory for %u dependencies", gw_op_name(c->h.op), m);
+    }
+    for (uint32_t i = 0; deps && !c->bad && i < m; i++)
+        deps[i] = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    node_params a;
+    read_params(c, &a);
+    if (!gw_args_ok(c) || build(c, &a))
+        return;
+    CUresult (*fn)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, const CUDA_KERNEL_NODE_PARAMS *) =
+        (CUresult(*)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, const CUDA_KERNEL_NODE_PARAMS *))
+            gw_driver_fn(c, c->h.op);
+    if (!fn)
+        return;
+    CUgraphNode node = NULL;
+    CUresult r = fn(&node, g, deps, m, &a.p);
+    gw_reply_result(c, r);
+    if (r == CUDA_SUCCESS)
+        gw_reply_handles(c, GW_HT_CUgraphNode, (void **)&node, 1);
+}
+
+static void set_params(gw_call *c, int exec)
+{
+    CUgraphExec e = exec ? (CUgraphExec)gw_in_handle(c, GW_HT_CUgraphExec) : NULL;
+    CUgraphNode node = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    node_params a;
+    read_params(c, &a);
+    if (!gw_args_ok(c) || build(c, &a))
+        return;
+    void *fn = gw_driver_fn(c, c->h.op);
+    if (!fn)
+        return;
+    CUresult r;
+    if (exec)
+        r = ((CUresult(*)(CUgraphExec, CUgraphNode, const CUDA_KERNEL_NODE_PARAMS *))fn)(e, node, &a.p);
+    else
+        r = ((CUresult(*)(CUgraphNode, const CUDA_KERNEL_NODE_PARAMS *))fn)(node, &a.p);
+    gw_reply_result(c, r);
+}
+
+/* The parameter buffer behind an `extra` array: its bytes and size, or NULL. */
+static const void *extra_buffer(void **extra, size_t *size)
+{
+    const void *buf = NULL;
+    const size_t *sz = NULL;
+    for (int i = 0; i < EXTRA_MAX; i += 2) {
+        if (extra[i] == CU_LAUNCH_PARAM_END) {
+            if (!buf || !sz)
+                return NULL;
+            *size = *sz;
+            return buf;
+        }
+        if (extra[i] == CU_LAUNCH_PARAM_BUFFER_POINTER)
+            buf = extra[i + 1];
+        else if (extra[i] == CU_LAUNCH_PARAM_BUFFER_SIZE)
+            sz = extra[i + 1];
+        else
+            return NULL;
+    }
+    return NULL;
+}
+
+static void get_params(gw_call *c)
+{
+    CUgraphNode node = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    if (!gw_args_ok(c))
+        return;
+    CUresult (*fn)(CUgraphNode, CUDA_KERNEL_NODE_PARAMS *) =
+        (CUresult(*)(CUgraphNode, CUDA_KERNEL_NODE_PARAMS *))gw_driver_fn(c, c->h.op);
+    if (!fn)
+        return;
+    CUDA_KERNEL_NODE_PARAMS p;
+    memset(&p, 0, sizeof p); /* the v1 function fills all but kern and ctx */
+    CUresult r = fn(node, &p);
+    if (r != CUDA_SUCCESS) {
+        gw_reply_result(c, r);
+        return;
+    }
+    /* the function the node runs, named as the client knows it: a kernel
+     * handed over as the function keeps its kernel id */
+    int func_is_kernel = p.func && (void *)p.func == (void *)p.kern;
+    void *f = p.func ? (void *)p.func : (void *)p.kern;
+    int is_kernel = p.func ? func_is_kernel : 1;
+    /* per call, not thread-local: a thread's static TLS comes out of its (small) stack */
+    uint32_t *offs = gw_scratch(c, MAX_PARAMS * sizeof *offs), *sizes = gw_scratch(c, MAX_PARAMS * sizeof *sizes);
+    uint8_t *buf = gw_scratch(c, GW_MAX_PARAM_BYTES);
+    if (!offs || !sizes || !buf) {
+        gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
+        return;
+    }
+    uint32_t n = 0, end = 0;
+    if (!f || gw_param_layout(f, is_kernel, offs, sizes, &n, &end) || end > GW_MAX_PARAM_BYTES) {
+        gw_wlog("%s: the node's function has no parameter layout the driver reports", gw_op_name(c->h.op));
+        gw_reply_result(c, CUDA_ERROR_NOT_SUPPORTED);
+        return;
+    }
+    if (p.kernelParams) {
+        for (uint32_t i = 0; i < n; i++) {
+            if (!p.kernelParams[i]) {
+                gw_wlog("%s: the driver returned no pointer for parameter %u", gw_op_name(c->h.op), i);
+                gw_reply_result(c, CUDA_ERROR_NOT_SUPPORTED);
+                return;
+            }
+            memcpy(buf + offs[i], p.kernelParams[i], sizes[i]);
+        }
+    } else if (n) {
+        size_t size = 0;
+        const void *eb = p.extra ? extra_buffer(p.extra, &size) : NULL;
+        if (!eb || size < end) {
+            gw_wlog("%s: the driver returned neither kernelParams nor a parameter buffer", gw_op_name(c->h.op));
+            gw_reply_result(c, CUDA_ERROR_NOT_SUPPORTED);
+            return;
+        }
+        memcpy(buf, eb, end);
+    }
+    uint64_t ids[3] = {func_is_kernel ? gw_handle_id(GW_HT_CUkernel, p.kern) : gw_handle_id(GW_HT_CUfunction, p.func),
+                       gw_handle_id(GW_HT_CUkernel, p.kern), gw_handle_id(GW_HT_CUcontext, p.ctx)};
+    const uint32_t dims[7] = {p.gridDimX, p.gridDimY, p.gridDimZ, p.blockDimX, p.blockDimY, p.blockDimZ,
+                              p.sharedMemBytes};
+    gw_reply_result(c, CUDA_SUCCESS);
+    gw_reply_bytes(c, ids, sizeof ids);
+    gw_reply_bytes(c, dims, sizeof dims);
+    gw_reply_u32(c, n);
+    for (uint32_t i = 0; i < n; i++) {
+        gw_reply_u32(c, offs[i]);
+        gw_reply_u32(c, sizes[i]);
+    }
+    gw_reply_u32(c, end);
+    gw_reply_bytes(c, buf, end);
+}
+
+void gw_h_cuGraphAddKernelNode(gw_call *c) { add_node(c); }
+void gw_h_cuGraphAddKernelNode_v2(gw_call *c) { add_node(c); }
+void gw_h_cuGraphKernelNodeGetParams(gw_call *c) { get_params(c); }
+void gw_h_cuGraphKernelNodeGetParams_v2(gw_call *c) { get_params(c); }
+void gw_h_cuGraphKernelNodeSetParams(gw_call *c) { set_params(c, 0); }
+void gw_h_cuGraphKernelNodeSetParams_v2(gw_call *c) { set_params(c, 0); }
+void gw_h_cuGraphExecKernelNodeSetParams(gw_call *c) { set_params(c, 1); }
+void gw_h_cuGraphExecKernelNodeSetParams_v2(gw_call *c) { set_params(c, 1); }

@@ -1,0 +1,44 @@
+/* gpuwire data-plane worker, handler layer (native/worker/handlers/): one
+ * file per driver concern, plus the generated handlers
+ * (native/generated/worker_dispatch.c). Handlers decode a request, call the
+ * driver and build the reply with the floor (core/core.h); they never call
+ * the engine (native/worker/engine/), which calls them. What one handler file
+ * offers another, and the engine's entry points into them, are declared here. */
+#ifndef GW_WORKER_HANDLERS_H
+#define GW_WORKER_HANDLERS_H
+
+#include "../core/core.h"
+
+extern const gw_handler gw_dispatch[GW_OP_COUNT]; /* generated, by op - 256 */
+
+/* ---- control ops (the engine's dispatch names them by op) ---- */
+void gw_op_stage(gw_call *c);        /* GW_OP_STAGE (modules.c) */
+void gw_op_func_layout(gw_call *c);  /* GW_OP_FUNC_LAYOUT (launch.c) */
+void gw_op_device_attrs(gw_call *c); /* GW_OP_DEVICE_ATTRS (modules.c) */
+void gw_op_cas_refs(gw_call *c);     /* GW_OP_CAS_REFS (cas_ops.c) */
+void gw_op_cas_data(gw_call *c);     /* GW_OP_CAS_DATA (cas_ops.c) */
+void gw_op_deliver(gw_call *c);      /* GW_OP_DELIVER (deliveries.c) */
+
+/* ---- device-to-host copies delivered without a wait (deliveries.c) ---- */
+void gw_deliveries_flush(void); /* delivered bytes to the client: before every reply */
+
+/* ---- staged blobs: module images sent in pieces (modules.c) ---- */
+const void *gw_staged(uint32_t tid, size_t size); /* the complete staged blob of that size, or NULL */
+uint8_t *gw_stage_reset(uint32_t tid, uint64_t total); /* a fresh zeroed blob; NULL if too big or no memory */
+/* n bytes at off (src NULL: already written there) count as filled; -1 if outside the blob */
+int gw_stage_fill(uint32_t tid, uint64_t off, const void *src, size_t n);
+
+/* ---- launches (launch.c) ---- */
+void gw_launch_install(void **syms); /* watch unloads, which invalidate cached layouts */
+#define GW_MAX_PARAM_BYTES 32764u   /* the driver's limit for a kernel parameter buffer */
+/* f's parameter layout as the driver reports it: n offsets into offs, their
+ * sizes into sizes (if not NULL; both hold GW_MAX_PARAM_BYTES / 4), *end the
+ * byte after the last parameter. 0, or -1 if the driver cannot tell. */
+int gw_param_layout(void *f, int is_kernel, uint32_t *offs, uint32_t *sizes, uint32_t *n, uint32_t *end);
+/* u64 id of a CUkernel or a CUfunction: the real handle (is_kernel says which) */
+void *gw_in_function(gw_call *c, int *is_kernel);
+/* A packed parameter buffer of nbytes (<= GW_MAX_PARAM_BYTES) as kernelParams
+ * for f (thread-local until this thread's next call); not CUDA_SUCCESS: answer it. */
+CUresult gw_kernel_params(gw_call *c, void *f, int is_kernel, const uint8_t *params, uint32_t nbytes, void ***kp);
+
+#endif

@@ -1,0 +1,53 @@
+/* Memory pool attributes, hand-written: a value's size depends on the
+ * attribute.
+ *
+ * cuMemPoolGetAttribute: u64 pool id, u32 attribute. Reply: result, u64 value.
+ * cuMemPoolSetAttribute: u64 pool id, u32 attribute, u64 value. Reply: result.
+ *   The value is an int for the reuse flags and a cuuint64_t for the
+ *   threshold and usage figures (cuda.h); any other attribute is refused with
+ *   CUDA_ERROR_INVALID_VALUE before the driver sees it, since its size is
+ *   unknown. */
+#include <string.h>
+
+#include "../../common/mempool_attrs.h"
+#include "handlers.h"
+
+static size_t pool_attr_size(unsigned a) { return gw_pool_attr_size(a); }
+
+static void pool_attr(gw_call *c, int set)
+{
+    CUmemoryPool pool = (CUmemoryPool)gw_in_handle(c, GW_HT_CUmemoryPool);
+    uint32_t attr = gw_in_u32(c);
+    uint64_t v = set ? gw_in_u64(c) : 0;
+    if (!gw_args_ok(c))
+        return;
+    size_t size = pool_attr_size(attr);
+    if (!size) {
+        gw_wlog("%s: memory pool attribute %u is not known here: CUDA_ERROR_INVALID_VALUE", gw_op_name(c->h.op),
+                attr);
+        gw_reply_result(c, CUDA_ERROR_INVALID_VALUE);
+        return;
+    }
+    CUresult (*fn)(CUmemoryPool, CUmemPool_attribute, void *) =
+        (CUresult(*)(CUmemoryPool, CUmemPool_attribute, void *))gw_driver_fn(c, c->h.op);
+    if (!fn)
+        return;
+    union {
+        int i;
+        cuuint64_t u;
+    } val;
+    memset(&val, 0, sizeof val);
+    if (size == sizeof(int))
+        val.i = (int)(int64_t)v;
+    else
+        val.u = v;
+    CUresult r = fn(pool, (CUmemPool_attribute)attr, &val);
+    gw_reply_result(c, r);
+    if (!set && r == CUDA_SUCCESS) {
+        uint64_t out = size == sizeof(int) ? (uint64_t)(int64_t)val.i : val.u;
+        gw_reply_bytes(c, &out, 8);
+    }
+}
+
+void gw_h_cuMemPoolGetAttribute(gw_call *c) { pool_attr(c, 0); }
+void gw_h_cuMemPoolSetAttribute(gw_call *c) { pool_attr(c, 1); }
