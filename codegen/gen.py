@@ -8,6 +8,9 @@ and writes native/generated/:
   client_calls.c             client forwarders and NOT_SUPPORTED stubs
   client_procs.c             the cuGetProcAddress table (name, version, variant)
   worker_dispatch.c          the worker's decoding and driver calls
+and, through codegen/gen_wire.py from codegen/protocol.txt, the wire's own
+definitions (wire_protocol.h, wire_props.h, session_stats_layout.h,
+cas_trailer.h, src/gpuwire/wire_generated.py, docs/protocol.md's tables).
 Run `python3 codegen/gen.py` to regenerate; `--check` fails if the committed
 output differs (CI runs it).
 """
@@ -24,6 +27,7 @@ sys.path.insert(0, HERE)
 
 import annotations as ann_mod  # noqa: E402
 import cuda_headers as hdr  # noqa: E402
+import gen_wire  # noqa: E402
 
 ROOT = os.path.dirname(HERE)
 OUTDIR = os.path.join(ROOT, "native", "generated")
@@ -506,6 +510,7 @@ def generate():
         mh.append(f"CUresult CUDAAPI gwf_{s}({args});")
     mh.append("#endif")
     files["client_generated.h"] = "\n".join(mh) + "\n"
+    files.update(gen_wire.generate(ops, anns, ann_mod.PROPS, ann_mod.ASYNC))
     return files, report
 
 
@@ -523,7 +528,8 @@ def write_generated(files: dict, report: str, check: bool, tool: str) -> int:
     them and fails); the exit status. tool: the generator, for the messages."""
     stale = []
     for name, text in files.items():
-        path = os.path.join(OUTDIR, name)
+        # a bare name is native/generated's; a path is the repository's
+        path = os.path.join(ROOT, name) if "/" in name else os.path.join(OUTDIR, name)
         old = open(path).read() if os.path.exists(path) else None
         if old != text:
             stale.append(name)
@@ -531,7 +537,7 @@ def write_generated(files: dict, report: str, check: bool, tool: str) -> int:
                 with open(path, "w") as f:
                     f.write(text)
     if check and stale:
-        print(f"native/generated is stale: {', '.join(stale)}; run python3 codegen/{tool}.py", file=sys.stderr)
+        print(f"generated files are stale: {', '.join(stale)}; run python3 codegen/{tool}.py", file=sys.stderr)
         return 1
     print(f"{tool}: {report}" + ("" if check else f"; wrote {len(stale)} file(s)"))
     return 0
