@@ -1,7 +1,7 @@
 """Parse codegen/protocol.txt, the one declaration of gpuwire's own wire.
 
 Line forms ('#' starts a comment unless inside a quoted string; '|' starts a
-description; indented lines belong to the block above them):
+description; indented lines belong to the block above them, up to a blank line):
     const NAME TYPE VALUE        TYPE: u32 | u64 | int | str (a quoted C string)
     flag NAME VALUE              a frame flag (header flags)
     error NAME VALUE WORD        an ERROR code and its one-word name
@@ -209,6 +209,8 @@ class _Parser:
             lines = f.read().split("\n")
         for self.lineno, raw in enumerate(lines, 1):
             code, doc = _split_doc(raw)
+            if not raw.strip():
+                block = None  # a blank line ends a block
             if not code.strip():
                 continue
             indented = code[0] in " \t"
