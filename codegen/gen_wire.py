@@ -150,7 +150,7 @@ def wire_protocol_h(w) -> str:
         L.append(f'_Static_assert(sizeof(gw_{s.name}) == {s.size}, "gw_{s.name} is {s.size} bytes on the wire");')
         L.append("")
     L.append("/* Field-list payloads: the fixed fields at their start, and encoders/decoders for them. */")
-    for op in w.ops:
+    for op in w.ops + w.formats:
         for which in ("request", "reply"):
             fields = getattr(op, which)
             if fields and fields[0].type != "struct":
@@ -284,7 +284,7 @@ def py_module(w) -> str:
         fmt = "".join(_py_code(f, consts) for f in s.fields)
         L.append(f"{s.pyname} = struct.Struct(\"<{fmt}\")  # gw_{s.name}: {', '.join(f.name for f in s.fields)}")
         L.append(f"{s.pyname}_SIZE = {s.size}")
-    for op in w.ops:
+    for op in w.ops + w.formats:
         for which in ("request", "reply"):
             pre = fixed_prefix(getattr(op, which))
             if pre:
@@ -330,6 +330,11 @@ def doc_tables(w) -> str:
         rep = op.reply[1:] if op.reply and op.reply[0].name == "result" else op.reply
         L.append(f"| `{op.name}` | {op.id} | {dirs(op)} | {', '.join(sorted(op.props)) or '—'} | "
                  f"{describe(op.request) or '—'} | {describe(rep) or '—'} |")
+    L += ["", "| hand-written payload | of | payload | reply after the result | note |", "| --- | --- | --- | --- | --- |"]
+    for fmt in w.formats:
+        rep = fmt.reply[1:] if fmt.reply and fmt.reply[0].name == "result" else fmt.reply
+        of = ", ".join(f"`{s}`" for s in fmt.dirs) or "—"
+        L.append(f"| `{fmt.name}` | {of} | {describe(fmt.request) or '—'} | {describe(rep) or '—'} | {fmt.doc} |")
     L += ["", "| frame flag | value | meaning |", "| --- | --- | --- |"]
     for e in w.flags:
         L.append(f"| `{e.name}` | {e.value} | {e.doc} |")

@@ -12,6 +12,8 @@ description; indented lines belong to the block above them, up to a blank line):
     struct NAME SIZE PYNAME      a fixed layout; indented lines: TYPE NAME
     op NAME ID DIR [PROP...]     a control op; indented 'request:' / 'reply:' field lists
     alias OLD NEW                an old op name kept for a while
+    format NAME [SYMBOL...]      a hand-written payload (of those driver calls, or a part of
+                                 another payload); indented 'request:' / 'reply:' field lists
     sstats magic HEX TAG | sstats env NAME | sstats field NAME   the session-stats block
     trailer VERSION TAG          a content-store entry trailer; indented lines: TYPE NAME
 VALUE: an integer expression of digits, '*', '+', '<<' and parentheses.
@@ -104,6 +106,7 @@ class Wire:
     values: dict[str, list[Enum]] = field(default_factory=dict)
     structs: dict[str, Struct] = field(default_factory=dict)
     ops: list[Op] = field(default_factory=list)
+    formats: list[Op] = field(default_factory=list)  # hand-written payloads: id 0, dirs = the driver calls
     aliases: list[tuple[str, str]] = field(default_factory=list)
     sstats_magic: int = 0
     sstats_tag: str = ""
@@ -286,6 +289,12 @@ class _Parser:
                 op = Op(name, opid, dirs, set(args[3:]), doc)
                 w.ops.append(op)
                 block = ("op", op)
+            elif kw == "format":
+                if not args or any(f.name == args[0] for f in w.formats) or not re.fullmatch(r"[A-Z0-9_]+", args[0]):
+                    self.fail("format NAME [SYMBOL...]: NAME in capitals, declared once")
+                fmt = Op(args[0], 0, args[1:], set(), doc)
+                w.formats.append(fmt)
+                block = ("op", fmt)
             elif kw == "alias":
                 if len(args) != 2 or not any(o.name == args[1] for o in w.ops):
                     self.fail("alias OLD NEW, NEW a declared op")

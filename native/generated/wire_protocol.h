@@ -39,7 +39,7 @@ enum {
     GW_OP_REPLY = 4, /* i32 CUresult, then the call's outputs */
     GW_OP_BYE = 5, /* orderly end of session */
     GW_OP_FUNC_LAYOUT = 6, /* a function's parameter layout */
-    GW_OP_STAGE = 7, /* append to the thread's staging buffer (module images); offset 0 starts a blob */
+    GW_OP_STAGE = 7, /* append to the thread's staging buffer (module images): total <= 4 GiB, pieces in order, offset 0 starts a blob */
     GW_OP_QUEUED = 8, /* where the client stands in the lease queue, and a line to print */
     GW_OP_CHALLENGE = 9, /* NONCE_SIZE-byte nonce to prove a token with */
     GW_OP_PROOF = 10, /* token id, HMAC-SHA256 of the nonce */
@@ -47,10 +47,10 @@ enum {
     GW_OP_LANE = 12, /* a bulk lane: client -> server lane_hello on a new connection; worker -> client the lane's acceptance (len 0, seq = lane); then client -> worker host-to-device data frames (seq counts from 0 per lane) and worker -> client device-to-host pieces (seq = the client's tag) */
     GW_OP_DEVICE_ATTRS = 16, /* all attributes of a device in one round trip */
     GW_OP_MODULE_INFO = 17, /* after a module load: its functions' names, layouts and attributes */
-    GW_OP_CAS_REFS = 18, /* content addresses of a copy's or an image's chunks -> the ones the cache lacks (docs/cache.md) */
-    GW_OP_CAS_DATA = 19, /* the bytes of one chunk the cache lacked: used, and stored under the worker's own hash */
+    GW_OP_CAS_REFS = 18, /* content addresses of a copy's or an image's chunks (CAS_REFS_LIST: n 1..CAS_MAX_REFS) -> the indices (< n) of the ones the cache lacks (docs/cache.md) */
+    GW_OP_CAS_DATA = 19, /* the bytes of one chunk the cache lacked (CAS_DATA_CHUNK): used, and stored under the worker's own hash */
     GW_OP_STDOUT = 20, /* bytes the driver wrote to stdout (device printf), to print */
-    GW_OP_DELIVER = 21, /* an asynchronous device-to-host copy delivered later into the client's pinned memory */
+    GW_OP_DELIVER = 21, /* an asynchronous device-to-host copy delivered later into the client's pinned memory: n 1 B to 4 GiB, flags 1: per-thread stream; the bytes come back as DELIVERED frames */
     GW_OP_DELIVERED = 22, /* bytes of a DELIVER copy, at an offset into it */
 };
 /* Old names, removed after the rename lands in native/client and native/worker. */
@@ -512,6 +512,262 @@ static inline size_t gw_delivered_req_get(const uint8_t *in, size_t len, gw_deli
     memcpy(&v->delivery, in + 0, 8);
     memcpy(&v->offset, in + 8, 8);
     return 16;
+}
+
+/* HTOD req: u64 dst, u64 stream, bytes data */
+typedef struct gw_htod_req {
+    uint64_t dst;
+    uint64_t stream;
+} gw_htod_req;
+#define GW_HTOD_REQ_SIZE 16u
+static inline size_t gw_htod_req_put(uint8_t *out, const gw_htod_req *v)
+{
+    memcpy(out + 0, &v->dst, 8);
+    memcpy(out + 8, &v->stream, 8);
+    return 16;
+}
+/* 0 if fewer than 16 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_htod_req_get(const uint8_t *in, size_t len, gw_htod_req *v)
+{
+    if (len < 16)
+        return 0;
+    memcpy(&v->dst, in + 0, 8);
+    memcpy(&v->stream, in + 8, 8);
+    return 16;
+}
+
+/* DTOH req: u64 src, u64 n, u64 stream */
+typedef struct gw_dtoh_req {
+    uint64_t src;
+    uint64_t n;
+    uint64_t stream;
+} gw_dtoh_req;
+#define GW_DTOH_REQ_SIZE 24u
+static inline size_t gw_dtoh_req_put(uint8_t *out, const gw_dtoh_req *v)
+{
+    memcpy(out + 0, &v->src, 8);
+    memcpy(out + 8, &v->n, 8);
+    memcpy(out + 16, &v->stream, 8);
+    return 24;
+}
+/* 0 if fewer than 24 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_dtoh_req_get(const uint8_t *in, size_t len, gw_dtoh_req *v)
+{
+    if (len < 24)
+        return 0;
+    memcpy(&v->src, in + 0, 8);
+    memcpy(&v->n, in + 8, 8);
+    memcpy(&v->stream, in + 16, 8);
+    return 24;
+}
+
+/* DTOH rep: i32 result, bytes data */
+typedef struct gw_dtoh_rep {
+    int32_t result;
+} gw_dtoh_rep;
+#define GW_DTOH_REP_SIZE 4u
+static inline size_t gw_dtoh_rep_put(uint8_t *out, const gw_dtoh_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    return 4;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_dtoh_rep_get(const uint8_t *in, size_t len, gw_dtoh_rep *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    return 4;
+}
+
+/* LANE_HTOD req: u64 dst, u64 stream, u32 lane, u32 bytes */
+typedef struct gw_lane_htod_req {
+    uint64_t dst;
+    uint64_t stream;
+    uint32_t lane;
+    uint32_t bytes;
+} gw_lane_htod_req;
+#define GW_LANE_HTOD_REQ_SIZE 24u
+static inline size_t gw_lane_htod_req_put(uint8_t *out, const gw_lane_htod_req *v)
+{
+    memcpy(out + 0, &v->dst, 8);
+    memcpy(out + 8, &v->stream, 8);
+    memcpy(out + 16, &v->lane, 4);
+    memcpy(out + 20, &v->bytes, 4);
+    return 24;
+}
+/* 0 if fewer than 24 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_lane_htod_req_get(const uint8_t *in, size_t len, gw_lane_htod_req *v)
+{
+    if (len < 24)
+        return 0;
+    memcpy(&v->dst, in + 0, 8);
+    memcpy(&v->stream, in + 8, 8);
+    memcpy(&v->lane, in + 16, 4);
+    memcpy(&v->bytes, in + 20, 4);
+    return 24;
+}
+
+/* LANE_DTOH req: u64 src, u64 n, u64 stream, u32 lane, u32 tag */
+typedef struct gw_lane_dtoh_req {
+    uint64_t src;
+    uint64_t n;
+    uint64_t stream;
+    uint32_t lane;
+    uint32_t tag;
+} gw_lane_dtoh_req;
+#define GW_LANE_DTOH_REQ_SIZE 32u
+static inline size_t gw_lane_dtoh_req_put(uint8_t *out, const gw_lane_dtoh_req *v)
+{
+    memcpy(out + 0, &v->src, 8);
+    memcpy(out + 8, &v->n, 8);
+    memcpy(out + 16, &v->stream, 8);
+    memcpy(out + 24, &v->lane, 4);
+    memcpy(out + 28, &v->tag, 4);
+    return 32;
+}
+/* 0 if fewer than 32 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_lane_dtoh_req_get(const uint8_t *in, size_t len, gw_lane_dtoh_req *v)
+{
+    if (len < 32)
+        return 0;
+    memcpy(&v->src, in + 0, 8);
+    memcpy(&v->n, in + 8, 8);
+    memcpy(&v->stream, in + 16, 8);
+    memcpy(&v->lane, in + 24, 4);
+    memcpy(&v->tag, in + 28, 4);
+    return 32;
+}
+
+/* CAS_COPY_TARGET req: u32 copy_op, u64 dst, u64 stream */
+typedef struct gw_cas_copy_target_req {
+    uint32_t copy_op;
+    uint64_t dst;
+    uint64_t stream;
+} gw_cas_copy_target_req;
+#define GW_CAS_COPY_TARGET_REQ_SIZE 20u
+static inline size_t gw_cas_copy_target_req_put(uint8_t *out, const gw_cas_copy_target_req *v)
+{
+    memcpy(out + 0, &v->copy_op, 4);
+    memcpy(out + 4, &v->dst, 8);
+    memcpy(out + 12, &v->stream, 8);
+    return 20;
+}
+/* 0 if fewer than 20 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_cas_copy_target_req_get(const uint8_t *in, size_t len, gw_cas_copy_target_req *v)
+{
+    if (len < 20)
+        return 0;
+    memcpy(&v->copy_op, in + 0, 4);
+    memcpy(&v->dst, in + 4, 8);
+    memcpy(&v->stream, in + 12, 8);
+    return 20;
+}
+
+/* CAS_STAGE_TARGET req: u64 total_or_offset */
+typedef struct gw_cas_stage_target_req {
+    uint64_t total_or_offset;
+} gw_cas_stage_target_req;
+#define GW_CAS_STAGE_TARGET_REQ_SIZE 8u
+static inline size_t gw_cas_stage_target_req_put(uint8_t *out, const gw_cas_stage_target_req *v)
+{
+    memcpy(out + 0, &v->total_or_offset, 8);
+    return 8;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_cas_stage_target_req_get(const uint8_t *in, size_t len, gw_cas_stage_target_req *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->total_or_offset, in + 0, 8);
+    return 8;
+}
+
+/* CAS_REFS_LIST req: u32 n, n x (u32 length, u8[32] sha256) */
+typedef struct gw_cas_refs_list_req {
+    uint32_t n;
+} gw_cas_refs_list_req;
+#define GW_CAS_REFS_LIST_REQ_SIZE 4u
+static inline size_t gw_cas_refs_list_req_put(uint8_t *out, const gw_cas_refs_list_req *v)
+{
+    memcpy(out + 0, &v->n, 4);
+    return 4;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_cas_refs_list_req_get(const uint8_t *in, size_t len, gw_cas_refs_list_req *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->n, in + 0, 4);
+    return 4;
+}
+typedef struct gw_cas_refs_list_req_item {
+    uint32_t length;
+    uint8_t sha256[32];
+} gw_cas_refs_list_req_item;
+#define GW_CAS_REFS_LIST_REQ_ITEM_SIZE 36u
+
+/* CAS_DATA_CHUNK req: u32 codec, u32 raw_length, bytes data */
+typedef struct gw_cas_data_chunk_req {
+    uint32_t codec;
+    uint32_t raw_length;
+} gw_cas_data_chunk_req;
+#define GW_CAS_DATA_CHUNK_REQ_SIZE 8u
+static inline size_t gw_cas_data_chunk_req_put(uint8_t *out, const gw_cas_data_chunk_req *v)
+{
+    memcpy(out + 0, &v->codec, 4);
+    memcpy(out + 4, &v->raw_length, 4);
+    return 8;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_cas_data_chunk_req_get(const uint8_t *in, size_t len, gw_cas_data_chunk_req *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->codec, in + 0, 4);
+    memcpy(&v->raw_length, in + 4, 4);
+    return 8;
+}
+
+/* GET_ERROR_STRING req: u64 code */
+typedef struct gw_get_error_string_req {
+    uint64_t code;
+} gw_get_error_string_req;
+#define GW_GET_ERROR_STRING_REQ_SIZE 8u
+static inline size_t gw_get_error_string_req_put(uint8_t *out, const gw_get_error_string_req *v)
+{
+    memcpy(out + 0, &v->code, 8);
+    return 8;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_get_error_string_req_get(const uint8_t *in, size_t len, gw_get_error_string_req *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->code, in + 0, 8);
+    return 8;
+}
+
+/* GET_ERROR_STRING rep: i32 result, u32 length, text message */
+typedef struct gw_get_error_string_rep {
+    int32_t result;
+    uint32_t length;
+} gw_get_error_string_rep;
+#define GW_GET_ERROR_STRING_REP_SIZE 8u
+static inline size_t gw_get_error_string_rep_put(uint8_t *out, const gw_get_error_string_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    memcpy(out + 4, &v->length, 4);
+    return 8;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_get_error_string_rep_get(const uint8_t *in, size_t len, gw_get_error_string_rep *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    memcpy(&v->length, in + 4, 4);
+    return 8;
 }
 
 #endif

@@ -116,6 +116,17 @@ CAS_REFS_REP = struct.Struct("<iI")  # result, m
 CAS_DATA_REQ = struct.Struct("<I")  # target
 DELIVER_REQ = struct.Struct("<QQQQI")  # delivery, src, n, stream, flags
 DELIVERED_REQ = struct.Struct("<QQ")  # delivery, offset
+HTOD_REQ = struct.Struct("<QQ")  # dst, stream
+DTOH_REQ = struct.Struct("<QQQ")  # src, n, stream
+DTOH_REP = struct.Struct("<i")  # result
+LANE_HTOD_REQ = struct.Struct("<QQII")  # dst, stream, lane, bytes
+LANE_DTOH_REQ = struct.Struct("<QQQII")  # src, n, stream, lane, tag
+CAS_COPY_TARGET_REQ = struct.Struct("<IQQ")  # copy_op, dst, stream
+CAS_STAGE_TARGET_REQ = struct.Struct("<Q")  # total_or_offset
+CAS_REFS_LIST_REQ = struct.Struct("<I")  # n
+CAS_DATA_CHUNK_REQ = struct.Struct("<II")  # codec, raw_length
+GET_ERROR_STRING_REQ = struct.Struct("<Q")  # code
+GET_ERROR_STRING_REP = struct.Struct("<iI")  # result, length
 
 # the worker's session-stats block: u32 magic, u32 size, then these u64 fields (native-endian)
 SSTATS_MAGIC = 0x31535347  # 'GSS1'
