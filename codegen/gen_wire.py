@@ -149,6 +149,10 @@ def wire_protocol_h(w) -> str:
         L.append(f"}} gw_{s.name};")
         L.append(f'_Static_assert(sizeof(gw_{s.name}) == {s.size}, "gw_{s.name} is {s.size} bytes on the wire");')
         L.append("")
+    L += ["/* One HELLO extension record at p: u16 type, u16 len, then the value; returns its size. */",
+          "static inline size_t gw_hello_ext_put(uint8_t *p, uint16_t type, const void *v, uint16_t len)", "{",
+          "    memcpy(p, &type, 2);", "    memcpy(p + 2, &len, 2);", "    memcpy(p + 4, v, len);",
+          "    return 4u + len;", "}", ""]
     L.append("/* Field-list payloads: the fixed fields at their start, and encoders/decoders for them. */")
     for op in w.ops + w.formats:
         for which in ("request", "reply"):

@@ -26,6 +26,7 @@
 #define GW_LANES_MAX 8u
 #define GW_LANE_TOKEN_SIZE 16
 #define GW_ENV_VALUE_MAX 256 /* bytes of one EXT_ENV value at most */
+#define GW_ENV_VALUE_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_,:.-" /* what an EXT_ENV value may hold (device indices, UUIDs, MIG ids, orders) */
 #define GW_OP_FIRST_CALL 256 /* driver calls: 256 + index in codegen/driver_symbols.txt */
 #define GW_F_HELLO_EXT (1u << 8u) /* on a HELLO frame only: extension records (u16 type, u16 len, value) follow the program name */
 #define GW_ENV_FORWARDED_COUNT 2
@@ -152,6 +153,15 @@ typedef struct gw_lane_hello {
     uint8_t token[GW_LANE_TOKEN_SIZE];
 } gw_lane_hello;
 _Static_assert(sizeof(gw_lane_hello) == 32, "gw_lane_hello is 32 bytes on the wire");
+
+/* One HELLO extension record at p: u16 type, u16 len, then the value; returns its size. */
+static inline size_t gw_hello_ext_put(uint8_t *p, uint16_t type, const void *v, uint16_t len)
+{
+    memcpy(p, &type, 2);
+    memcpy(p + 2, &len, 2);
+    memcpy(p + 4, v, len);
+    return 4u + len;
+}
 
 /* Field-list payloads: the fixed fields at their start, and encoders/decoders for them. */
 /* ERROR req: u32 code, text message */

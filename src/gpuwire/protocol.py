@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from gpuwire.wire_generated import (  # noqa: F401  (re-exported: the server and the tests use these names)
     CAS_CODEC_NONE, CAS_CODEC_ZSTD, CAS_MAX_REFS, CAS_TARGET_COPY, CAS_TARGET_STAGE, CLIENT_ID_BIT, COPY_CHUNK,
-    ENV_FORWARDED, ENV_VALUE_MAX, ERR_DRIVER, ERR_MALFORMED, ERR_REFUSED, ERR_VERSION, ERROR_MESSAGE_MAX,
+    ENV_FORWARDED, ENV_VALUE_CHARS, ENV_VALUE_MAX, ERR_DRIVER, ERR_MALFORMED, ERR_REFUSED, ERR_VERSION, ERROR_MESSAGE_MAX,
     ERROR_NAMES, EXT_CODECS, EXT_CRITICAL, EXT_ENV, EXT_GPU, EXT_LEASE_MODE, EXT_MEM_CAP, EXT_NO_WAIT, EXT_NVML,
     EXT_STATUS_PROBE, EXT_TOKEN_PROOF, F_COLLECT, F_HELLO_EXT, F_LANE, F_NOREPLY, HEADER, HEADER_SIZE, HELLO,
     HELLO_EXT_MAX, HELLO_MAGIC, HELLO_OK, HELLO_OK_SIZE, HELLO_SIZE, LANE_GRANT, LANE_HELLO, LANE_TOKEN_SIZE,
@@ -239,7 +239,7 @@ def parse_hello(payload: bytes, flags: int = 0) -> Hello:
 # sized records (all but ENV): their exact size and name, from codegen/protocol.txt
 _EXT_SIZES = {t: size for t, (_n, _c, _f, size) in EXT_CODECS.items() if size is not None}
 _EXT_NAMES = {t: name for t, (name, _c, _f, _s) in EXT_CODECS.items()}
-_ENV_VALUE = re.compile(r"[A-Za-z0-9_,:.\-]*")
+_ENV_VALUE = re.compile(f"[{re.escape(ENV_VALUE_CHARS.decode())}]*")
 
 
 def parse_env_record(value: bytes) -> tuple[tuple[str, str], ...]:

@@ -22,6 +22,7 @@ CAS_MAX_REFS = 4096  # chunk references in one CAS_REFS request
 LANES_MAX = 8
 LANE_TOKEN_SIZE = 16
 ENV_VALUE_MAX = 256  # bytes of one EXT_ENV value at most
+ENV_VALUE_CHARS = b'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_,:.-'
 OP_FIRST_CALL = 256  # driver calls: 256 + index in codegen/driver_symbols.txt
 F_HELLO_EXT = 1 << 8
 
