@@ -129,11 +129,9 @@ elem_size_expr = param_kinds.elem_size_expr
 
 # ---- client side -------------------------------------------------------------
 
-# Calls where the application waits for the GPU: earlier asynchronous
-# failures of the calling thread are reported here, as a GPU reports them.
-SYNC_POINTS = {"cuCtxSynchronize", "cuStreamSynchronize", "cuStreamSynchronize_ptsz", "cuStreamQuery",
-               "cuStreamQuery_ptsz", "cuEventSynchronize", "cuEventQuery",
-               "cuMemFree_v2", "cuCtxSynchronize_v2"}
+# Calls where the application waits for the GPU (@sync in codegen/annotations.txt):
+# earlier asynchronous failures of the calling thread are reported there, as a GPU reports them.
+SYNC_POINTS = ann_mod.PROPS["sync"]
 
 
 def client_put_lines(plans):

@@ -203,7 +203,7 @@ def wire_props_h(w, ops, anns, ann_props, async_set) -> str:
     waits = sorted(ann_props["only_waits"])
     news = sorted(s for s, a in anns.items() if "new" in a.specs.values() and a.mode != "manual")
     posted_calls = sorted(set(async_set) | set(ann_props["posted"]) | set(news))
-    for name in htod + dtoh + waits + posted_calls:
+    for name in htod + dtoh + waits + posted_calls + sorted(ann_props["sync"]):
         if name not in known:
             raise SystemExit(f"codegen/annotations.txt: {name} is not an exported driver symbol")
     both = set(htod) & set(dtoh)
