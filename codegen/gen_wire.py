@@ -329,11 +329,15 @@ def doc_tables(w) -> str:
     def dirs(op):
         names = {"c>s": "client → server", "s>c": "server → client", "c>w": "client → worker", "w>c": "worker → client"}
         return "; ".join(names[d] for d in op.dirs)
-    L = [DOC_BEGIN, "", "| op | id | direction | properties | payload | reply after the result |", "| --- | --- | --- | --- | --- | --- |"]
+    L = [DOC_BEGIN, "", "| op | id | direction | properties | payload | reply after the result | meaning |",
+         "| --- | --- | --- | --- | --- | --- | --- |"]
     for op in w.ops:
         rep = op.reply[1:] if op.reply and op.reply[0].name == "result" else op.reply
         L.append(f"| `{op.name}` | {op.id} | {dirs(op)} | {', '.join(sorted(op.props)) or '—'} | "
-                 f"{describe(op.request) or '—'} | {describe(rep) or '—'} |")
+                 f"{describe(op.request) or '—'} | {describe(rep) or '—'} | {op.doc} |")
+    L += ["", "Properties: control, a request the worker takes; cas, only while it has a content cache "
+          "(`OK_CAS`); posted, never answered (`NOREPLY`); pushed, sent unasked (`tid` and `seq` 0). "
+          "Payloads list fields in order; `bytes`/`text` take the rest of the frame."]
     L += ["", "| hand-written payload | of | payload | reply after the result | note |", "| --- | --- | --- | --- | --- |"]
     for fmt in w.formats:
         rep = fmt.reply[1:] if fmt.reply and fmt.reply[0].name == "result" else fmt.reply
