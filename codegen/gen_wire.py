@@ -258,7 +258,9 @@ def py_module(w) -> str:
     L.append("# old names, removed after the rename lands")
     for old, new in w.aliases:
         L.append(f"OP_{old} = OP_{new}")
-    L.append("OP_NAMES = {" + ", ".join(f"OP_{o.name}: {o.name!r}" for o in w.ops) + "}")
+    L.append("OP_NAMES = {")
+    L += [f"    OP_{o.name}: {o.name!r}," for o in w.ops]
+    L.append("}")
     L.append("")
     for e in w.flags:
         L.append(f"F_{e.name} = {e.expr}")
