@@ -235,6 +235,14 @@ def wire_props_h(w, ops, anns, ann_props, async_set) -> str:
             [o.name for o in w.ops if "posted" in o.props])
     L += fn("gw_op_only_waits", "only waits for the GPU (a device-to-host copy waits, then only reads): the "
             "worker lets the requests after it start at once", sorted(set(waits) | set(dtoh)))
+    per_thread = [s for s in ops if s.endswith(("_ptsz", "_ptds"))]
+    L += fn("gw_op_per_thread", "a per-thread default stream variant (_ptsz, _ptds)", per_thread)
+    L += ["/* How statistics and profiles name a control op; NULL for none. */",
+          "static inline const char *gw_control_op_label(unsigned op)", "{", "    switch (op) {"]
+    for o in w.ops:
+        if o.label:
+            L += [f"    case GW_OP_{o.name}:", f'        return "{o.label}";']
+    L += ["    default:", "        return NULL;", "    }", "}", ""]
     L += ["/* GW_COPY_HTOD, GW_COPY_DTOH or GW_COPY_NONE: the copies with the hand-written copy formats */",
           "static inline int gw_op_copy_dir(unsigned op)", "{", "    switch (op) {"]
     L += cases(htod) + ["        return GW_COPY_HTOD;"] + cases(dtoh) + ["        return GW_COPY_DTOH;"]

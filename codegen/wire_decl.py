@@ -12,6 +12,7 @@ description; indented lines belong to the block above them, up to a blank line):
     struct NAME SIZE PYNAME      a fixed layout; indented lines: TYPE NAME
     op NAME ID DIR [PROP...]     a control op; indented 'request:' / 'reply:' field lists
     alias OLD NEW                an old op name kept for a while
+    label NAME TEXT              how statistics and profiles name a control op
     format NAME [SYMBOL...]      a hand-written payload (of those driver calls, or a part of
                                  another payload); indented 'request:' / 'reply:' field lists
     sstats magic HEX TAG | sstats env NAME | sstats field NAME   the session-stats block
@@ -91,6 +92,7 @@ class Op:
     dirs: list[str]
     props: set[str]
     doc: str = ""
+    label: str = ""
     request: list[Field] = field(default_factory=list)
     reply: list[Field] = field(default_factory=list)
 
@@ -295,6 +297,10 @@ class _Parser:
                 fmt = Op(args[0], 0, args[1:], set(), doc)
                 w.formats.append(fmt)
                 block = ("op", fmt)
+            elif kw == "label":
+                if len(args) < 2 or not any(o.name == args[0] for o in w.ops):
+                    self.fail("label NAME TEXT, NAME a declared op")
+                w.op(args[0]).label = code.split(None, 2)[2].strip()
             elif kw == "alias":
                 if len(args) != 2 or not any(o.name == args[1] for o in w.ops):
                     self.fail("alias OLD NEW, NEW a declared op")

@@ -126,14 +126,15 @@ def test_property_table_agrees_with_the_annotations(tmp_path):
     src = tmp_path / "props.c"
     src.write_text(f'#include <stdio.h>\n#include "{ROOT / "native" / "generated" / "wire_props.h"}"\n'
                    "int main(void) {\n    for (unsigned op = 0; op < 256 + GW_OP_COUNT; op++)\n"
-                   '        printf("%u %d %d %d %d %d\\n", op, gw_op_is_control(op), gw_op_needs_cas(op), '
-                   "gw_op_only_waits(op), gw_op_copy_dir(op), gw_op_may_post(op));\n    return 0;\n}\n")
+                   '        printf("%u %d %d %d %d %d %d %s\\n", op, gw_op_is_control(op), gw_op_needs_cas(op), '
+                   "gw_op_only_waits(op), gw_op_copy_dir(op), gw_op_may_post(op), gw_op_per_thread(op), "
+                   'gw_control_op_label(op) ? gw_control_op_label(op) : "-");\n    return 0;\n}\n')
     exe = tmp_path / "props"
     subprocess.run(["gcc", "-std=gnu11", "-Wall", "-Werror", str(src), "-o", str(exe)], check=True)
     rows = {}
     for line in subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines():
-        op, *vals = map(int, line.split())
-        rows[op] = vals
+        op, *vals, label = line.split(" ", 7)
+        rows[int(op)] = [int(v) for v in vals] + [label]
     ids = {s: 256 + i for i, s in enumerate(symbols)}
     control = {o.id for o in w.ops if "control" in o.props}
     assert {op for op, v in rows.items() if v[0]} == control == {6, 7, 16, 18, 19, 21}
@@ -145,6 +146,8 @@ def test_property_table_agrees_with_the_annotations(tmp_path):
     assert posted <= {op for op, v in rows.items() if v[4]}
     assert {7, 19, 21} <= {op for op, v in rows.items() if v[4]}
     assert props["only_waits"] >= {"cuCtxSynchronize", "cuStreamSynchronize", "cuEventSynchronize"}
+    assert {op for op, v in rows.items() if v[5]} == {i for s, i in ids.items() if s.endswith(("_ptsz", "_ptds"))}
+    assert rows[6][6] == "(parameter layout)" and rows[18][6] == "(cache references)" and rows[ids["cuInit"]][6] == "-"
 
 
 def test_protocol_doc_tables_come_from_the_declaration():

@@ -172,6 +172,136 @@ static inline int gw_op_only_waits(unsigned op)
     }
 }
 
+/* a per-thread default stream variant (_ptsz, _ptds) */
+static inline int gw_op_per_thread(unsigned op)
+{
+    switch (op) {
+    case GW_OP_cuEventRecordWithFlags_ptsz:
+    case GW_OP_cuEventRecord_ptsz:
+    case GW_OP_cuGLMapBufferObjectAsync_v2_ptsz:
+    case GW_OP_cuGLMapBufferObject_v2_ptds:
+    case GW_OP_cuGraphInstantiateWithParams_ptsz:
+    case GW_OP_cuGraphLaunch_ptsz:
+    case GW_OP_cuGraphUpload_ptsz:
+    case GW_OP_cuGraphicsMapResources_ptsz:
+    case GW_OP_cuGraphicsUnmapResources_ptsz:
+    case GW_OP_cuLaunchCooperativeKernel_ptsz:
+    case GW_OP_cuLaunchHostFunc_ptsz:
+    case GW_OP_cuLaunchKernelEx_ptsz:
+    case GW_OP_cuLaunchKernel_ptsz:
+    case GW_OP_cuMemAllocAsync_ptsz:
+    case GW_OP_cuMemAllocFromPoolAsync_ptsz:
+    case GW_OP_cuMemBatchDecompressAsync_ptsz:
+    case GW_OP_cuMemDiscardAndPrefetchBatchAsync_ptsz:
+    case GW_OP_cuMemDiscardBatchAsync_ptsz:
+    case GW_OP_cuMemFreeAsync_ptsz:
+    case GW_OP_cuMemMapArrayAsync_ptsz:
+    case GW_OP_cuMemPrefetchAsync_ptsz:
+    case GW_OP_cuMemPrefetchAsync_v2_ptsz:
+    case GW_OP_cuMemPrefetchBatchAsync_ptsz:
+    case GW_OP_cuMemcpy2DAsync_v2_ptsz:
+    case GW_OP_cuMemcpy2DUnaligned_v2_ptds:
+    case GW_OP_cuMemcpy2D_v2_ptds:
+    case GW_OP_cuMemcpy3DAsync_v2_ptsz:
+    case GW_OP_cuMemcpy3DBatchAsync_ptsz:
+    case GW_OP_cuMemcpy3DBatchAsync_v2_ptsz:
+    case GW_OP_cuMemcpy3DPeerAsync_ptsz:
+    case GW_OP_cuMemcpy3DPeer_ptds:
+    case GW_OP_cuMemcpy3D_v2_ptds:
+    case GW_OP_cuMemcpyAsync_ptsz:
+    case GW_OP_cuMemcpyAtoA_v2_ptds:
+    case GW_OP_cuMemcpyAtoD_v2_ptds:
+    case GW_OP_cuMemcpyAtoHAsync_v2_ptsz:
+    case GW_OP_cuMemcpyAtoH_v2_ptds:
+    case GW_OP_cuMemcpyBatchAsync_ptsz:
+    case GW_OP_cuMemcpyBatchAsync_v2_ptsz:
+    case GW_OP_cuMemcpyDtoA_v2_ptds:
+    case GW_OP_cuMemcpyDtoDAsync_v2_ptsz:
+    case GW_OP_cuMemcpyDtoD_v2_ptds:
+    case GW_OP_cuMemcpyDtoHAsync_v2_ptsz:
+    case GW_OP_cuMemcpyDtoH_v2_ptds:
+    case GW_OP_cuMemcpyHtoAAsync_v2_ptsz:
+    case GW_OP_cuMemcpyHtoA_v2_ptds:
+    case GW_OP_cuMemcpyHtoDAsync_v2_ptsz:
+    case GW_OP_cuMemcpyHtoD_v2_ptds:
+    case GW_OP_cuMemcpyPeerAsync_ptsz:
+    case GW_OP_cuMemcpyPeer_ptds:
+    case GW_OP_cuMemcpy_ptds:
+    case GW_OP_cuMemsetD16Async_ptsz:
+    case GW_OP_cuMemsetD16_v2_ptds:
+    case GW_OP_cuMemsetD2D16Async_ptsz:
+    case GW_OP_cuMemsetD2D16_v2_ptds:
+    case GW_OP_cuMemsetD2D32Async_ptsz:
+    case GW_OP_cuMemsetD2D32_v2_ptds:
+    case GW_OP_cuMemsetD2D8Async_ptsz:
+    case GW_OP_cuMemsetD2D8_v2_ptds:
+    case GW_OP_cuMemsetD32Async_ptsz:
+    case GW_OP_cuMemsetD32_v2_ptds:
+    case GW_OP_cuMemsetD8Async_ptsz:
+    case GW_OP_cuMemsetD8_v2_ptds:
+    case GW_OP_cuSignalExternalSemaphoresAsync_ptsz:
+    case GW_OP_cuStreamAddCallback_ptsz:
+    case GW_OP_cuStreamAttachMemAsync_ptsz:
+    case GW_OP_cuStreamBatchMemOp_ptsz:
+    case GW_OP_cuStreamBatchMemOp_v2_ptsz:
+    case GW_OP_cuStreamBeginCaptureToGraph_ptsz:
+    case GW_OP_cuStreamBeginCapture_ptsz:
+    case GW_OP_cuStreamBeginCapture_v2_ptsz:
+    case GW_OP_cuStreamCopyAttributes_ptsz:
+    case GW_OP_cuStreamEndCapture_ptsz:
+    case GW_OP_cuStreamGetAttribute_ptsz:
+    case GW_OP_cuStreamGetCaptureInfo_ptsz:
+    case GW_OP_cuStreamGetCaptureInfo_v2_ptsz:
+    case GW_OP_cuStreamGetCaptureInfo_v3_ptsz:
+    case GW_OP_cuStreamGetCtx_ptsz:
+    case GW_OP_cuStreamGetCtx_v2_ptsz:
+    case GW_OP_cuStreamGetDevice_ptsz:
+    case GW_OP_cuStreamGetFlags_ptsz:
+    case GW_OP_cuStreamGetId_ptsz:
+    case GW_OP_cuStreamGetPriority_ptsz:
+    case GW_OP_cuStreamIsCapturing_ptsz:
+    case GW_OP_cuStreamQuery_ptsz:
+    case GW_OP_cuStreamSetAttribute_ptsz:
+    case GW_OP_cuStreamSynchronize_ptsz:
+    case GW_OP_cuStreamUpdateCaptureDependencies_ptsz:
+    case GW_OP_cuStreamUpdateCaptureDependencies_v2_ptsz:
+    case GW_OP_cuStreamWaitEvent_ptsz:
+    case GW_OP_cuStreamWaitValue32_ptsz:
+    case GW_OP_cuStreamWaitValue32_v2_ptsz:
+    case GW_OP_cuStreamWaitValue64_ptsz:
+    case GW_OP_cuStreamWaitValue64_v2_ptsz:
+    case GW_OP_cuStreamWriteValue32_ptsz:
+    case GW_OP_cuStreamWriteValue32_v2_ptsz:
+    case GW_OP_cuStreamWriteValue64_ptsz:
+    case GW_OP_cuStreamWriteValue64_v2_ptsz:
+    case GW_OP_cuWaitExternalSemaphoresAsync_ptsz:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* How statistics and profiles name a control op; NULL for none. */
+static inline const char *gw_control_op_label(unsigned op)
+{
+    switch (op) {
+    case GW_OP_FUNC_LAYOUT:
+        return "(parameter layout)";
+    case GW_OP_STAGE:
+        return "(stage)";
+    case GW_OP_DEVICE_ATTRS:
+        return "(device attributes)";
+    case GW_OP_CAS_REFS:
+        return "(cache references)";
+    case GW_OP_CAS_DATA:
+        return "(cache data)";
+    case GW_OP_DELIVER:
+        return "(landing)";
+    default:
+        return NULL;
+    }
+}
+
 /* GW_COPY_HTOD, GW_COPY_DTOH or GW_COPY_NONE: the copies with the hand-written copy formats */
 static inline int gw_op_copy_dir(unsigned op)
 {
