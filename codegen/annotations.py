@@ -9,6 +9,16 @@ Line forms (one function per line, '#' starts a comment):
                             calling thread's next synchronization point
     @cached NAME...         the answer never changes: a successful reply is kept per
                             argument list and answered again in the client
+    @sync NAME...           synchronization points: the request carries COLLECT, so earlier
+                            posted failures of the thread surface here
+    @posted NAME...         hand-written calls that may travel NOREPLY (generated ones
+                            follow from @async and 'new' handles)
+    @only_waits NAME...     the call only waits for the GPU: the worker lets the
+                            requests after it start at once (device-to-host copies
+                            are included without being listed: they wait, then read)
+    @htod NAME... / @dtoh NAME...   host-to-device / device-to-host copies (their
+                            hand-written wire format, lanes, the reader's scheduling)
+@sync and the last four are policy only: they do not change the API digest.
 SPEC: out | out[EXPR] | in | in[EXPR] | inout | inout[EXPR] | str | destroy | addr
 (new: a handle output the client names itself, so creating it need not wait;
  addr: a device address typed as a pointer, sent as a number;
@@ -31,6 +41,8 @@ class Annotation:
 
 ASYNC: set[str] = set()  # filled by parse()
 CACHED: set[str] = set()  # answers that never change: asked once per process and argument list
+# per-call properties for the generated property table (native/generated/wire_props.h)
+PROPS: dict[str, set[str]] = {"posted": set(), "only_waits": set(), "htod": set(), "dtoh": set(), "sync": set()}
 
 _SPEC = re.compile(r"^(out|in|inout)(\[(.+)\])?$|^(str|destroy|addr|new)$|^extent\[(.+)\]$")
 
@@ -44,6 +56,9 @@ def parse(path: str) -> dict[str, Annotation]:
                 continue
             if line[0] in ("@async", "@cached"):
                 (ASYNC if line[0] == "@async" else CACHED).update(line[1:])
+                continue
+            if line[0][1:] in PROPS and line[0].startswith("@"):
+                PROPS[line[0][1:]].update(line[1:])
                 continue
             mode = "generated"
             if line[0] in ("@client", "@manual", "@local"):

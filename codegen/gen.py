@@ -8,6 +8,9 @@ and writes native/generated/:
   client_calls.c             client forwarders and NOT_SUPPORTED stubs
   client_procs.c             the cuGetProcAddress table (name, version, variant)
   worker_dispatch.c          the worker's decoding and driver calls
+and, through codegen/gen_wire.py from codegen/protocol.txt, the wire's own
+definitions (wire_protocol.h, wire_props.h, session_stats_layout.h,
+cas_trailer.h, src/gpuwire/wire_generated.py, docs/protocol.md's tables).
 Run `python3 codegen/gen.py` to regenerate; `--check` fails if the committed
 output differs (CI runs it).
 """
@@ -24,6 +27,8 @@ sys.path.insert(0, HERE)
 
 import annotations as ann_mod  # noqa: E402
 import cuda_headers as hdr  # noqa: E402
+import gen_wire  # noqa: E402
+import param_kinds  # noqa: E402
 
 ROOT = os.path.dirname(HERE)
 OUTDIR = os.path.join(ROOT, "native", "generated")
@@ -57,6 +62,11 @@ class P:
     @property
     def name(self):
         return self.prm.name
+
+    @property
+    def how(self) -> param_kinds.Kind:
+        """The class that writes this parameter's two sides."""
+        return param_kinds.KINDS[self.kind]
 
 
 def plan_params(proto, ann, types):
@@ -114,52 +124,19 @@ def c_decl_type(prm):
     return prm.ctype
 
 
-def elem_size_expr(p):
-    if p.elem_kind == "bytes":
-        return "1"
-    if p.elem_kind == "handle":
-        return "8"
-    return f"sizeof({p.base})"
+elem_size_expr = param_kinds.elem_size_expr
 
 
 # ---- client side -------------------------------------------------------------
 
-# Calls where the application waits for the GPU: earlier asynchronous
-# failures of the calling thread are reported here, as a GPU reports them.
-SYNC_POINTS = {"cuCtxSynchronize", "cuStreamSynchronize", "cuStreamSynchronize_ptsz", "cuStreamQuery",
-               "cuStreamQuery_ptsz", "cuEventSynchronize", "cuEventQuery",
-               "cuMemFree_v2", "cuCtxSynchronize_v2"}
+# Calls where the application waits for the GPU (@sync in codegen/annotations.txt):
+# earlier asynchronous failures of the calling thread are reported there, as a GPU reports them.
+SYNC_POINTS = ann_mod.PROPS["sync"]
 
 
 def client_put_lines(plans):
     """The lines that put each parameter into the request (shared with gen_nvml.py)."""
-    L = []
-    for p in plans:
-        n = p.name
-        if p.kind == "value":
-            if p.elem_kind == "float":
-                L.append(f"    gw_put_f64(q, (double){n});")
-            elif p.elem_kind == "handle":
-                L.append(f"    gw_put_u64(q, (uint64_t)(uintptr_t){n});")
-            else:
-                L.append(f"    gw_put_u64(q, (uint64_t)(int64_t){n});")
-        elif p.kind in ("destroy", "addr"):
-            L.append(f"    gw_put_u64(q, (uint64_t)(uintptr_t){n});")
-        elif p.kind == "new":
-            L.append(f"    if (!{n})")
-            L.append("        return CUDA_ERROR_INVALID_VALUE;")
-            L.append(f"    uint64_t {n}_id = gw_new_handle_id();")
-            L.append(f"    gw_put_u64(q, {n}_id);")
-        elif p.kind == "str":
-            L.append(f"    gw_put_str(q, {n});")
-        elif p.kind in ("in", "inout"):
-            if p.elem_kind == "handle":
-                L.append(f"    gw_put_handles(q, (void *const *){n}, {n} ? (size_t)({p.count}) : 0);")
-            else:
-                L.append(f"    gw_put_in(q, {n}, {n} ? (size_t)({p.count}) * {elem_size_expr(p)} : 0);")
-        elif p.kind == "out":
-            L.append(f"    gw_put_out(q, {n}, {n} ? (size_t)({p.count}) : 0);")
-    return L
+    return [line for p in plans for line in p.how.client_put(p)]
 
 
 def client_fn(sym, proto, plans, exported):
@@ -221,11 +198,7 @@ def client_fn(sym, proto, plans, exported):
     if outs:
         L.append("    if (res == CUDA_SUCCESS) {")
         for p in outs:
-            n = p.name
-            if p.elem_kind == "handle":
-                L.append(f"        if ({n}) gw_get_handles(r, (void **){n}, (size_t)({p.count}));")
-            else:
-                L.append(f"        if ({n}) gw_get_bytes(r, {n}, (size_t)({p.count}) * {elem_size_expr(p)});")
+            L += p.how.client_get(p)
         L.append("        res = gw_rep_status(r, res);")
         L.append("    }")
     L.append("    gw_rep_end(r);")
@@ -255,46 +228,10 @@ def worker_fn(sym, proto, plans, dialect=CUDA_DIALECT):
     call_args = []
     post = []
     for p in plans:
-        v = f"a{p.idx}"
-        if p.kind == "value":
-            if p.elem_kind == "float":
-                L.append(f"    {p.base} {v} = ({p.base})gw_in_f64(c);")
-            elif p.elem_kind == "handle":
-                L.append(f"    {p.base} {v} = ({p.base})gw_in_handle(c, GW_HT_{p.base});")
-            else:
-                L.append(f"    {p.base} {v} = ({p.base})gw_in_u64(c);")
-            call_args.append(v)
-        elif p.kind == "addr":
-            L.append(f"    {p.prm.ctype} {v} = ({p.prm.ctype})(uintptr_t)gw_in_u64(c);")
-            call_args.append(v)
-        elif p.kind == "new":
-            L.append(f"    uint64_t {v}_id = gw_in_u64(c);")
-            L.append(f"    {p.base} {v} = NULL;")
-            call_args.append(f"&{v}")
-            post.append(f"    gw_handle_bind(c, GW_HT_{p.base}, {v}_id, {v});")
-        elif p.kind == "destroy":
-            L.append(f"    uint64_t {v}_id = gw_in_u64(c);")
-            L.append(f"    {p.base} {v} = ({p.base})gw_handle_lookup(c, GW_HT_{p.base}, {v}_id);")
-            call_args.append(v)
-            post.append(f"    if (res == CUDA_SUCCESS) gw_handle_forget(c, GW_HT_{p.base}, {v}_id);")
-        elif p.kind == "str":
-            L.append(f"    const char *{v} = gw_in_str(c);")
-            call_args.append(v)
-        elif p.kind in ("in", "inout"):
-            L.append(f"    size_t {v}_n;")
-            if p.elem_kind == "handle":
-                L.append(f"    {p.base} *{v} = ({p.base} *)gw_in_handles(c, GW_HT_{p.base}, &{v}_n);")
-            else:
-                L.append(f"    {p.base} *{v} = ({p.base} *)gw_in_array(c, {elem_size_expr(p)}, &{v}_n);")
-            call_args.append(v)
-            if p.kind == "inout":
-                post.append(_worker_out(p, v))
-        elif p.kind == "out":
-            L.append(f"    size_t {v}_n;")
-            esz = "sizeof(void *)" if p.elem_kind == "handle" else elem_size_expr(p)
-            L.append(f"    {p.base} *{v} = ({p.base} *)gw_out_array(c, {esz}, &{v}_n);")
-            call_args.append(v)
-            post.append(_worker_out(p, v))
+        decl, arg, after = p.how.worker_read(p, f"a{p.idx}")
+        L += decl
+        call_args.append(arg)
+        post += after
     if dialect.get("check_counts"):
         L += _count_checks(sym, plans)
     L.append("    if (!gw_args_ok(c)) return;")
@@ -329,12 +266,6 @@ def _count_checks(sym, plans):
         L.append(f"    if ({v} && !c->bad && {v}_n < (size_t)({expr}))")
         L.append(f'        gw_call_fail(c, "{sym}: {p.name} holds %zu elements, fewer than its count", {v}_n);')
     return L
-
-
-def _worker_out(p, v):
-    if p.elem_kind == "handle":
-        return f"    gw_reply_handles(c, GW_HT_{p.base}, (void **){v}, {v}_n);"
-    return f"    gw_reply_bytes(c, {v}, {v}_n * {elem_size_expr(p)});"
 
 
 # ---- cuGetProcAddress table ---------------------------------------------------
@@ -506,6 +437,7 @@ def generate():
         mh.append(f"CUresult CUDAAPI gwf_{s}({args});")
     mh.append("#endif")
     files["client_generated.h"] = "\n".join(mh) + "\n"
+    files.update(gen_wire.generate(ops, anns, ann_mod.PROPS, ann_mod.ASYNC))
     return files, report
 
 
@@ -523,7 +455,8 @@ def write_generated(files: dict, report: str, check: bool, tool: str) -> int:
     them and fails); the exit status. tool: the generator, for the messages."""
     stale = []
     for name, text in files.items():
-        path = os.path.join(OUTDIR, name)
+        # a bare name is native/generated's; a path is the repository's
+        path = os.path.join(ROOT, name) if "/" in name else os.path.join(OUTDIR, name)
         old = open(path).read() if os.path.exists(path) else None
         if old != text:
             stale.append(name)
@@ -531,7 +464,7 @@ def write_generated(files: dict, report: str, check: bool, tool: str) -> int:
                 with open(path, "w") as f:
                     f.write(text)
     if check and stale:
-        print(f"native/generated is stale: {', '.join(stale)}; run python3 codegen/{tool}.py", file=sys.stderr)
+        print(f"generated files are stale: {', '.join(stale)}; run python3 codegen/{tool}.py", file=sys.stderr)
         return 1
     print(f"{tool}: {report}" + ("" if check else f"; wrote {len(stale)} file(s)"))
     return 0

@@ -4,10 +4,8 @@ ERROR malformed and a log line; the server and other sessions carry on. And
 the miss list names exactly the chunks the cache lacks."""
 
 import hashlib
-import re
 import struct
 import time
-from pathlib import Path
 
 import pytest
 
@@ -15,11 +13,12 @@ from conftest import ROOT
 from gpuwire import protocol
 from test_server import assert_malformed_ends_session, good_session, unique_pid
 
-OPS = Path(ROOT / "native" / "generated" / "gw_ops.h").read_text()
+SYMBOLS = sorted({s.strip() for s in (ROOT / "codegen" / "driver_symbols.txt").read_text().split() if s.strip()})
 
 
 def op_id(name: str) -> int:
-    return int(re.search(rf"#define GW_OP_{name} (\d+)", OPS).group(1))
+    """A driver call's id: OP_FIRST_CALL + its index in the sorted symbol list (docs/protocol.md)."""
+    return protocol.OP_FIRST_CALL + SYMBOLS.index(name)
 
 
 def frame(op: int, payload: bytes, flags: int = 0, seq: int = 1) -> bytes:

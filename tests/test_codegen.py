@@ -1,8 +1,11 @@
 """The generated sources are committed and must match a fresh generator run,
 and the client's cuGetProcAddress must honour versions, flags and the
-symbol-status out-parameter (it is answered in the client: no server needed)."""
+symbol-status out-parameter (it is answered in the client: no server needed);
+the wire's declaration (codegen/protocol.txt) parses, refuses mistakes, and
+its generated property table and doc tables agree with it."""
 
 import ctypes
+import shutil
 import subprocess
 import sys
 
@@ -71,3 +74,86 @@ def test_every_driver_symbol_is_exported(cuda):
 def test_unforwarded_function_is_not_supported(cuda):
     # cuGraphAddExternalSemaphoresSignalNode is exported but not remoted yet: a clear error, never a silent success
     assert cuda.cuGraphAddExternalSemaphoresSignalNode(None, None, None, 0, None) == 801  # CUDA_ERROR_NOT_SUPPORTED
+
+
+# --- the wire's declaration (codegen/protocol.txt) and its generator ---------------
+
+sys.path.insert(0, str(ROOT / "codegen"))
+import annotations as ann_mod  # noqa: E402
+import wire_decl  # noqa: E402
+
+DECL_PATH = ROOT / "codegen" / "protocol.txt"
+
+
+def test_declaration_parses():
+    w = wire_decl.parse(str(DECL_PATH))
+    assert [o.id for o in w.ops] == sorted(o.id for o in w.ops) and len(w.ops) == 19
+    assert w.op("DELIVER").id == 21 and "posted" in w.op("DELIVER").props
+    assert {s: w.structs[s].size for s in w.structs} == {"hdr": 16, "hello": 24, "hello_ok": 80, "lane_grant": 24,
+                                                          "lane_hello": 32}
+
+
+@pytest.mark.parametrize("line, words", [
+    ("op BOGUS 1 c>w", "name or id declared twice"),
+    ("op BOGUS 300 c>w", "control op ids are 1..255"),
+    ("op BOGUS 99 up", "unknown direction or property 'up'"),
+    ("op BOGUS 99 c>w\n    request: u64 a, bytes b, u32 c", "must come last"),
+    ("op BOGUS 99 c>w\n    request: u48 a", "unknown type 'u48'"),
+    ("struct bogus 12 BOGUS\n    u32 a\n    u32 b", "says 12 bytes, its fields add up to 8"),
+    ("const BOGUS u32 __import__('os')", "bad value"),
+    ("ext BOGUS 99 blob x", "unknown codec 'blob'"),
+    ("frobnicate 1", "unknown keyword 'frobnicate'"),
+    ("    u32 stray", "indented line outside"),
+])
+def test_malformed_declaration_is_refused_with_file_and_line(tmp_path, line, words):
+    bad = tmp_path / "protocol.txt"
+    text = DECL_PATH.read_text() + "\n" + line + "\n"
+    bad.write_text(text)
+    with pytest.raises(SystemExit) as e:
+        wire_decl.parse(str(bad))
+    msg = str(e.value)
+    assert msg.startswith(f"{bad}:") and words in msg, msg
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
+def test_property_table_agrees_with_the_annotations(tmp_path):
+    """native/generated/wire_props.h, compiled, says of every op what
+    codegen/protocol.txt and codegen/annotations.txt say."""
+    ann_mod.parse(str(ROOT / "codegen" / "annotations.txt"))
+    props = ann_mod.PROPS
+    w = wire_decl.parse(str(DECL_PATH))
+    symbols = sorted({s.strip() for s in (ROOT / "codegen" / "driver_symbols.txt").read_text().split() if s.strip()})
+    src = tmp_path / "props.c"
+    src.write_text(f'#include <stdio.h>\n#include "{ROOT / "native" / "generated" / "wire_props.h"}"\n'
+                   "int main(void) {\n    for (unsigned op = 0; op < 256 + GW_OP_COUNT; op++)\n"
+                   '        printf("%u %d %d %d %d %d %d %s\\n", op, gw_op_is_control(op), gw_op_needs_cas(op), '
+                   "gw_op_only_waits(op), gw_op_copy_dir(op), gw_op_may_post(op), gw_op_per_thread(op), "
+                   'gw_control_op_label(op) ? gw_control_op_label(op) : "-");\n    return 0;\n}\n')
+    exe = tmp_path / "props"
+    subprocess.run(["gcc", "-std=gnu11", "-Wall", "-Werror", str(src), "-o", str(exe)], check=True)
+    rows = {}
+    for line in subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines():
+        op, *vals, label = line.split(" ", 7)
+        rows[int(op)] = [int(v) for v in vals] + [label]
+    ids = {s: 256 + i for i, s in enumerate(symbols)}
+    control = {o.id for o in w.ops if "control" in o.props}
+    assert {op for op, v in rows.items() if v[0]} == control == {6, 7, 16, 18, 19, 21}
+    assert {op for op, v in rows.items() if v[1]} == {18, 19}
+    assert {op for op, v in rows.items() if v[2]} == {ids[s] for s in props["only_waits"] | props["dtoh"]}
+    assert {op for op, v in rows.items() if v[3] == 1} == {ids[s] for s in props["htod"]}
+    assert {op for op, v in rows.items() if v[3] == 2} == {ids[s] for s in props["dtoh"]}
+    posted = {ids[s] for s in ann_mod.ASYNC | props["posted"] | props["htod"]}
+    assert posted <= {op for op, v in rows.items() if v[4]}
+    assert {7, 19, 21} <= {op for op, v in rows.items() if v[4]}
+    assert props["only_waits"] >= {"cuCtxSynchronize", "cuStreamSynchronize", "cuEventSynchronize"}
+    assert {op for op, v in rows.items() if v[5]} == {i for s, i in ids.items() if s.endswith(("_ptsz", "_ptds"))}
+    assert rows[6][6] == "(parameter layout)" and rows[18][6] == "(cache references)" and rows[ids["cuInit"]][6] == "-"
+
+
+def test_protocol_doc_tables_come_from_the_declaration():
+    import gen_wire
+    w = wire_decl.parse(str(DECL_PATH))
+    doc = (ROOT / "docs" / "protocol.md").read_text()
+    assert gen_wire.doc_tables(w) in doc  # gen.py --check fails too when they differ
+    for op in w.ops:
+        assert f"| `{op.name}` | {op.id} |" in doc

@@ -1,74 +1,55 @@
-"""src/gpuwire/protocol.py mirrors native/common/wire.h: constants, sizes and
-field offsets are checked against the header itself (and against gcc's layout)."""
+"""The wire's Python side (src/gpuwire/protocol.py over the generated
+wire_generated.py): both it and the C header come from codegen/protocol.txt,
+so gcc compiling the generated header must agree with the Python constants and
+layouts; then the frames the server reads and writes, with their validation."""
 
-import re
 import shutil
 import struct
 import subprocess
+import sys
 
 import pytest
 
 from conftest import ROOT
-from gpuwire import protocol
+from gpuwire import protocol, wire_generated
 
-WIRE_H = ROOT / "native" / "common" / "wire.h"
+sys.path.insert(0, str(ROOT / "codegen"))
+import wire_decl  # noqa: E402
 
-
-def c_int(expr: str) -> int:
-    expr = re.sub(r"\((?:uint64_t|uint32_t)\)", "", expr.strip())  # casts carry no value
-    expr = re.sub(r"(\d+)(?:[uU]|ull|ULL)\b", r"\1", expr.strip().strip("()"))
-    assert re.fullmatch(r"[\d\s*+<()x]+", expr), expr
-    return int(eval(expr, {"__builtins__": {}}))  # only digits and * + << ( ) reach here
+DECL = wire_decl.parse(str(ROOT / "codegen" / "protocol.txt"))
+needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
 
 
-def wire_constants() -> dict[str, int]:
-    text = WIRE_H.read_text()
-    consts = {}
-    for name, value in re.findall(r"#define\s+(GW_\w+)\s+([^\n/]+)", text):
-        if name in ("GW_HELLO_MAGIC", "GPUWIRE_WIRE_H") or not re.search(r"\d", value):
-            continue
-        consts[name] = c_int(value)
-    for name, value in re.findall(r"^\s*(GW_\w+)\s*=\s*([^,\n/]+)", text, re.M):
-        consts[name] = c_int(value)
-    return consts
+def c_values(tmp_path, header: str, exprs: dict[str, str]) -> dict[str, str]:
+    """What gcc makes of C expressions over a generated header: name -> printed value."""
+    body = "\n".join(f'    printf("%s %llu\\n", "{k}", (unsigned long long)({v}));' for k, v in exprs.items())
+    src = tmp_path / "values.c"
+    src.write_text(f'#include <stdio.h>\n#include <stddef.h>\n#include "{header}"\nint main(void) {{\n{body}\n    return 0;\n}}\n')
+    exe = tmp_path / "values"
+    subprocess.run(["gcc", "-std=gnu11", "-Wall", "-Werror", str(src), "-o", str(exe)], check=True)
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
+    return dict(line.split(" ", 1) for line in out.splitlines())
 
 
-def test_constants_match_wire_h():
-    consts = wire_constants()
-    assert len(consts) >= 15, consts
-    for name, value in consts.items():
-        py_name = name[len("GW_"):]
-        assert hasattr(protocol, py_name), f"protocol.py lacks {py_name} (wire.h {name} = {value})"
-        assert getattr(protocol, py_name) == value, f"{py_name} = {getattr(protocol, py_name)}, wire.h says {value}"
-    assert 'GW_HELLO_MAGIC "GPUWIRE\\0"' in WIRE_H.read_text()
-    assert protocol.HELLO_MAGIC == b"GPUWIRE\0"
+@needs_gcc
+def test_c_and_python_constants_agree(tmp_path):
+    names = {c.name: c.name for c in DECL.consts.values() if isinstance(c.value, int)}
+    for prefix, items in (("OP_", DECL.ops), ("F_", DECL.flags), ("ERR_", DECL.errors), ("EXT_", DECL.exts),
+                          ("OK_", DECL.oks)):
+        names.update({prefix + e.name: prefix + e.name for e in items})
+    for group, items in DECL.values.items():
+        names.update({f"{group}_{e.name}": f"{group}_{e.name}" for e in items})
+    got = c_values(tmp_path, ROOT / "native" / "common" / "wire.h", {k: "GW_" + k for k in names})
+    assert len(got) >= 60
+    for name, value in got.items():
+        assert getattr(wire_generated, name) == int(value), name
+    assert protocol.HELLO_MAGIC == b"GPUWIRE\0" == DECL.consts["HELLO_MAGIC"].value
 
 
-def test_struct_sizes_match_static_asserts():
-    sizes = dict(re.findall(r"sizeof\((\w+)\)\s*==\s*(\d+)", WIRE_H.read_text()))
-    assert int(sizes["gw_hdr"]) == protocol.HEADER.size
-    assert int(sizes["gw_hello"]) == protocol.HELLO.size
-    assert int(sizes["gw_hello_ok"]) == protocol.HELLO_OK.size
-    assert int(sizes["gw_lane_grant"]) == protocol.LANE_GRANT.size
-    assert int(sizes["gw_lane_hello"]) == protocol.LANE_HELLO.size
+def test_deliver_keeps_the_landing_ids_until_the_rename_lands():
+    assert (protocol.OP_DELIVER, protocol.OP_DELIVERED) == (21, 22)
+    assert (protocol.OP_LAND, protocol.OP_LANDED) == (protocol.OP_DELIVER, protocol.OP_DELIVERED)
 
-
-LAYOUT_C = r"""
-#include <stdio.h>
-#include <stddef.h>
-#include "wire.h"
-#define F(t, f) printf("%s.%s %zu %zu\n", #t, #f, offsetof(t, f), sizeof(((t *)0)->f))
-int main(void) {
-    F(gw_hdr, len); F(gw_hdr, op); F(gw_hdr, flags); F(gw_hdr, tid); F(gw_hdr, seq);
-    F(gw_hello, magic); F(gw_hello, proto_version); F(gw_hello, api_digest); F(gw_hello, pid);
-    F(gw_hello, host_len); F(gw_hello, prog_len);
-    F(gw_hello_ok, proto_version); F(gw_hello_ok, driver_version); F(gw_hello_ok, device_count);
-    F(gw_hello_ok, flags); F(gw_hello_ok, driver_desc);
-    F(gw_lane_grant, session); F(gw_lane_grant, lanes); F(gw_lane_grant, token);
-    F(gw_lane_hello, magic); F(gw_lane_hello, session); F(gw_lane_hello, lane); F(gw_lane_hello, token);
-    return 0;
-}
-"""
 
 FIELDS = {
     "gw_hdr": (protocol.HEADER, ["len", "op", "flags", "tid", "seq"]),
@@ -80,29 +61,63 @@ FIELDS = {
 
 
 def _py_layout(st: struct.Struct, names: list[str]) -> dict[str, tuple[int, int]]:
-    codes = re.findall(r"(\d*)([a-zA-Z])", st.format.lstrip("<"))
     out, off = {}, 0
-    for name, (count, code) in zip(names, codes):
-        size = struct.calcsize("<" + count + code)
+    for name, code in zip(names, _codes(st.format)):
+        size = struct.calcsize("<" + code)
         out[name] = (off, size)
         off += size
     return out
 
 
-@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
+def _codes(fmt: str) -> list[str]:
+    """'<8sIIIHH' -> ['8s', 'I', 'I', 'I', 'H', 'H']"""
+    codes, num = [], ""
+    for ch in fmt.lstrip("<"):
+        if ch.isdigit():
+            num += ch
+        else:
+            codes.append(num + ch)
+            num = ""
+    return codes
+
+
+@needs_gcc
 def test_field_offsets_match_c_layout(tmp_path):
-    src = tmp_path / "layout.c"
-    src.write_text(LAYOUT_C)
-    exe = tmp_path / "layout"
-    subprocess.run(["gcc", "-std=c11", "-Wall", "-Werror", "-I", str(WIRE_H.parent), str(src), "-o", str(exe)],
-                   check=True)
-    c_layout = {}
-    for line in subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines():
-        field, off, size = line.split()
-        c_layout[field] = (int(off), int(size))
+    exprs = {}
+    for struct_name, (_st, names) in FIELDS.items():
+        for f in names:
+            exprs[f"{struct_name}.{f}.off"] = f"offsetof({struct_name}, {f})"
+            exprs[f"{struct_name}.{f}.size"] = f"sizeof((({struct_name} *)0)->{f})"
+        exprs[f"{struct_name}.size"] = f"sizeof({struct_name})"
+    got = c_values(tmp_path, ROOT / "native" / "common" / "wire.h", exprs)
     for struct_name, (st, names) in FIELDS.items():
+        assert int(got[f"{struct_name}.size"]) == st.size, struct_name
         for name, layout in _py_layout(st, names).items():
-            assert c_layout[f"{struct_name}.{name}"] == layout, f"{struct_name}.{name}"
+            assert (int(got[f"{struct_name}.{name}.off"]), int(got[f"{struct_name}.{name}.size"])) == layout, \
+                f"{struct_name}.{name}"
+
+
+@needs_gcc
+def test_field_list_codecs_round_trip_the_python_layout(tmp_path):
+    """The generated C encoder of DELIVER's request writes what the Python
+    struct of the same declaration reads."""
+    src = tmp_path / "codec.c"
+    src.write_text(f"""#include <stdio.h>
+#include "{ROOT / 'native' / 'common' / 'wire.h'}"
+int main(void) {{
+    gw_deliver_req v = {{.delivery = 7, .src = 0x1000, .n = 4096, .stream = 9, .flags = 1}}, back;
+    uint8_t b[GW_DELIVER_REQ_SIZE];
+    size_t n = gw_deliver_req_put(b, &v);
+    if (n != sizeof b || gw_deliver_req_get(b, n, &back) != n || gw_deliver_req_get(b, n - 1, &back) != 0)
+        return 1;
+    for (size_t i = 0; i < n; i++) printf("%02x", b[i]);
+    return back.flags == 1 && back.n == 4096 ? 0 : 2;
+}}
+""")
+    exe = tmp_path / "codec"
+    subprocess.run(["gcc", "-std=gnu11", "-Wall", "-Werror", str(src), "-o", str(exe)], check=True)
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
+    assert wire_generated.DELIVER_REQ.unpack(bytes.fromhex(out)) == (7, 0x1000, 4096, 9, 1)
 
 
 def test_hello_round_trip():

@@ -1,12 +1,12 @@
-"""The worker's per-session counters (shared memory the server reads,
-native/common/session_stats.h and src/gpuwire/session_stats.py): the layout
-in step on both sides, and live figures in the server's status while a real
+"""The worker's per-session counters (shared memory the server reads; the
+layout is declared in codegen/protocol.txt and generated for both sides): the
+C struct is where session_stats.py reads, and live figures in the server's status while a real
 client session runs against the stand-in."""
 
 from __future__ import annotations
 
 import json
-import re
+import shutil
 import subprocess
 import time
 
@@ -30,14 +30,23 @@ sys.stdin.read()
 """
 
 
-def test_layout_matches_header():
-    text = (ROOT / "native" / "common" / "session_stats.h").read_text()
-    body = re.search(r"typedef struct gw_session_stats \{(.*?)\} gw_session_stats;", text, re.S).group(1)
-    fields = re.findall(r"^\s*(uint\d+_t)\s+(\w+);", body, re.M)
-    assert fields[:2] == [("uint32_t", "magic"), ("uint32_t", "size")]
-    assert all(t == "uint64_t" for t, _ in fields[2:])
-    assert tuple(n for _, n in fields[2:]) == session_stats.FIELDS
-    assert f"0x{session_stats.MAGIC:08x}u" in text and session_stats.ENV in text
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
+def test_reader_finds_each_field_where_the_worker_stores_it(tmp_path):
+    """session_stats.Block.read takes field i at HEADER + 8 * i: gcc's layout
+    of the generated struct must put it there."""
+    lines = [f'    printf("%zu %zu\\n", offsetof(gw_session_stats, {f}), sizeof(((gw_session_stats *)0)->{f}));'
+             for f in session_stats.FIELDS]
+    src = tmp_path / "layout.c"
+    src.write_text('#include <stdio.h>\n#include <stddef.h>\n'
+                   f'#include "{ROOT / "native" / "generated" / "session_stats_layout.h"}"\n'
+                   'int main(void) {\n    printf("%x %s\\n", GW_SSTATS_MAGIC, GW_SSTATS_ENV);\n'
+                   + "\n".join(lines) + "\n    return 0;\n}\n")
+    exe = tmp_path / "layout"
+    subprocess.run(["gcc", "-std=gnu11", "-Wall", "-Werror", str(src), "-o", str(exe)], check=True)
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0] == f"{session_stats.MAGIC:x} {session_stats.ENV}"
+    assert [tuple(map(int, ln.split())) for ln in out[1:]] == [
+        (session_stats.HEADER + 8 * i, 8) for i in range(len(session_stats.FIELDS))]
 
 
 def test_rates():

@@ -4,27 +4,17 @@
  * it whenever it reports (status, /metrics, gpuwire top): no messages, no
  * cost on the call path beyond a few stores per request.
  *
- * Layout: native-endian (the worker and the server share a machine), every
- * field after `size` a u64 at an 8-byte offset, in this order;
- * src/gpuwire/session_stats.py mirrors it (a test keeps the two in step).
- * New fields go at the end, and `size` tells the reader which exist. */
+ * Layout: declared in codegen/protocol.txt ("sstats"), generated into
+ * native/generated/session_stats_layout.h and src/gpuwire/wire_generated.py
+ * (which src/gpuwire/session_stats.py reads). New fields go at the end, and
+ * `size` tells the reader which exist. */
 #ifndef GW_SESSION_STATS_H
 #define GW_SESSION_STATS_H
 
 #include <stdint.h>
 
-#define GW_SSTATS_MAGIC 0x31535347u /* "GSS1" */
-#define GW_SSTATS_ENV "GPUWIRE_SESSION_STATS_FD"
+#include "../generated/session_stats_layout.h"
 
-typedef struct gw_session_stats {
-    uint32_t magic;
-    uint32_t size;             /* sizeof(gw_session_stats) as the worker knows it */
-    uint64_t requests;         /* request frames received (calls, posted or not) */
-    uint64_t replies;          /* replies sent: each a round trip the client waited for */
-    uint64_t bytes_in;         /* frame bytes received, headers included */
-    uint64_t bytes_out;        /* frame bytes sent, headers included */
-    uint64_t busy_since_ns;    /* CLOCK_MONOTONIC ns when the request running now began; 0: none */
-} gw_session_stats;
 /* (The content cache's figures reach the server as the worker's "cache stats:" log
  * lines, src/gpuwire/cache.py; a live copy could be added here the same way.) */
 

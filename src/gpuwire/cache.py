@@ -1,7 +1,8 @@
 """The server's content cache on disk (docs/cache.md): where it is, what is in
 it, `gpuwire cache ls|stats|prune`, and the per-session figures workers report.
 
-Layout (written by the native worker, native/worker/cache.c):
+Layout (written by the native worker's store; the trailer is declared in
+codegen/protocol.txt):
 DIR/objects/ab/<64 hex digits of SHA-256> holds the bytes with that hash and
 a 64-byte trailer (b"gwcas02\0", their length as u64 LE, four CRC-32C values
 and the SHA-256 again, all of which the worker checks on every read); older
@@ -22,6 +23,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from gpuwire import wire_generated as wire
 
 DEFAULT_MAX_BYTES = 64 << 30
 OFF = ("off", "none", "")
@@ -154,10 +157,11 @@ class _Locked:
         os.close(self.fd)
 
 
-TRAILER_MAGIC = b"gwcas02\0"
-TRAILER = 64           # magic, length, 4 CRC-32C, SHA-256 (the entry's name)
-TRAILER_MAGIC_V1 = b"gwcas01\0"
-TRAILER_V1 = 32        # the same without the hash (older entries)
+# the trailer's layout: codegen/protocol.txt ("trailer"), shared with the worker's store
+TRAILER_MAGIC = wire.CAS_TRAILER_V2_MAGIC
+TRAILER = wire.CAS_TRAILER_V2_SIZE        # magic, length, 4 CRC-32C, SHA-256 (the entry's name)
+TRAILER_MAGIC_V1 = wire.CAS_TRAILER_V1_MAGIC
+TRAILER_V1 = wire.CAS_TRAILER_V1_SIZE     # the same without the hash (older entries)
 
 
 def read_trailer(path: Path) -> tuple[str, int, str | None]:

@@ -1,8 +1,10 @@
 """gpuwire wire format, Python side: the frames the server itself reads and writes.
 
-native/common/wire.h is the C form and docs/protocol.md the specification; the
-constants and struct layouts here mirror wire.h (tests/test_protocol.py checks
-them against the header). Everything on the wire is little-endian.
+The constants, struct layouts and HELLO extension table come from
+codegen/protocol.txt through the generated src/gpuwire/wire_generated.py (the C
+side, native/generated/wire_protocol.h, comes from the same declaration);
+this module adds parsing with validation and the socket helpers.
+docs/protocol.md is the specification. Everything on the wire is little-endian.
 """
 
 from __future__ import annotations
@@ -14,105 +16,22 @@ import time
 from dataclasses import dataclass
 from typing import NamedTuple
 
-PROTO_VERSION = 2
-HELLO_MAGIC = b"GPUWIRE\0"
-MAX_PAYLOAD = 16 * 1024 * 1024
-COPY_CHUNK = 4 * 1024 * 1024
+from gpuwire.wire_generated import (  # noqa: F401  (re-exported: the server and the tests use these names)
+    CAS_CODEC_NONE, CAS_CODEC_ZSTD, CAS_MAX_REFS, CAS_TARGET_COPY, CAS_TARGET_STAGE, CLIENT_ID_BIT, COPY_CHUNK,
+    ENV_FORWARDED, ENV_VALUE_CHARS, ENV_VALUE_MAX, ERR_DRIVER, ERR_MALFORMED, ERR_REFUSED, ERR_VERSION, ERROR_MESSAGE_MAX,
+    ERROR_NAMES, EXT_CODECS, EXT_CRITICAL, EXT_ENV, EXT_GPU, EXT_LEASE_MODE, EXT_MEM_CAP, EXT_NO_WAIT, EXT_NVML,
+    EXT_STATUS_PROBE, EXT_TOKEN_PROOF, F_COLLECT, F_HELLO_EXT, F_LANE, F_NOREPLY, HEADER, HEADER_SIZE, HELLO,
+    HELLO_EXT_MAX, HELLO_MAGIC, HELLO_OK, HELLO_OK_SIZE, HELLO_SIZE, LANE_GRANT, LANE_HELLO, LANE_TOKEN_SIZE,
+    LANES_MAX, MAC_SIZE, MAX_PAYLOAD, NAME_MAX, NONCE_SIZE, OK_CAS, OK_LANES, OK_STANDIN, OK_ZSTD, OP_BYE,
+    OP_CAS_DATA, OP_CAS_REFS, OP_CHALLENGE, OP_DELIVER, OP_DELIVERED, OP_DEVICE_ATTRS, OP_ERROR, OP_FIRST_CALL,
+    OP_FUNC_LAYOUT, OP_HELLO, OP_HELLO_OK, OP_LAND, OP_LANDED, OP_LANE, OP_MODULE_INFO, OP_PROOF, OP_QUEUED,
+    OP_REPLY, OP_STAGE, OP_STATUS, OP_STDOUT, PROOF_SIZE, PROTO_VERSION, QUEUED_TEXT_MAX, TOKEN_ID_SIZE,
+)
+from gpuwire.wire_generated import ERROR_REQ as ERROR_CODE  # u32 code, then the message
+from gpuwire.wire_generated import QUEUED_REQ as QUEUED  # u32 position, u32 waiting, u32 waited_ms, then a line
 
-# Control ops (driver calls use generated ids >= OP_FIRST_CALL).
-OP_HELLO = 1
-OP_HELLO_OK = 2
-OP_ERROR = 3
-OP_REPLY = 4
-OP_BYE = 5
-OP_FUNC_LAYOUT = 6
-OP_STAGE = 7
-# Control-plane ops the Python server speaks before a worker exists (docs/server.md):
-OP_QUEUED = 8       # server -> client: u32 position, u32 waiting, u32 waited_ms, UTF-8 line to print
-OP_CHALLENGE = 9    # server -> client: 32-byte nonce
-OP_PROOF = 10       # client -> server: 16-byte token id (ASCII hex) + 32-byte HMAC-SHA256
-OP_STATUS = 11      # status probe: server -> client JSON, then echo frames (see status.py)
-OP_LANE = 12        # a bulk lane: client -> server LANE_HELLO on a new connection (docs/protocol.md "Lanes")
-OP_DEVICE_ATTRS = 16  # worker: all attributes of a device in one round trip (wire.h)
-OP_MODULE_INFO = 17  # worker -> client after a module load: function names and parameter layouts
-OP_STDOUT = 20       # worker -> client, unasked: bytes the driver wrote to stdout (device printf), to print
-OP_LAND = 21         # client -> worker: async device-to-host copy into the client's pinned memory (posted)
-OP_LANDED = 22       # worker -> client, unasked: u64 landing id, u64 offset, the copy's bytes
-# --- content-addressed transfers (docs/cache.md) ---
-OP_CAS_REFS = 18     # client -> worker: chunk hashes of a copy or staged image -> indices the cache lacks
-OP_CAS_DATA = 19     # client -> worker: one missing chunk's bytes (used, then stored under the worker's hash)
-CAS_MAX_REFS = 4096
-CAS_TARGET_COPY = 1
-CAS_TARGET_STAGE = 2
-CAS_CODEC_NONE = 0
-CAS_CODEC_ZSTD = 1
-OK_CAS = 1 << 0      # gw_hello_ok.flags: the worker has a content cache
-OK_ZSTD = 1 << 1     # gw_hello_ok.flags: the worker decompresses zstd
-OK_LANES = 1 << 2    # gw_hello_ok.flags: a LANE_GRANT follows HELLO_OK
-OK_STANDIN = 1 << 3  # gw_hello_ok.flags: the worker serves the CPU stand-in driver (a test double)
-LANES_MAX = 8
-LANE_TOKEN_SIZE = 16
-LANE_GRANT = struct.Struct("<II16s")     # session id, lanes, token
-LANE_HELLO = struct.Struct("<8sII16s")   # magic, session id, lane, token
-# --- end content-addressed transfers ---
-CLIENT_ID_BIT = 1 << 62  # handle ids the client names itself (streams, events, graphs)
-OP_FIRST_CALL = 256
-
-F_NOREPLY = 1 << 0
-F_COLLECT = 1 << 1
-F_LANE = 1 << 2      # a copy frame whose bytes travel on a lane (either way)
-# On a HELLO frame only: TLV extension records follow the program name.
-F_HELLO_EXT = 1 << 8
-
-# HELLO extension record types: u16 type, u16 len, then len bytes of value.
-EXT_LEASE_MODE = 1    # u8: 0 shared, 1 exclusive
-EXT_MEM_CAP = 2       # u64: memory cap in bytes, 0 = none
-EXT_TOKEN_PROOF = 3   # reserved (auth uses OP_CHALLENGE / OP_PROOF)
-EXT_NO_WAIT = 4       # u8: 1 = refuse at once instead of queueing
-EXT_STATUS_PROBE = 5  # u8: 1 = status probe, start no worker
-EXT_GPU = 6           # u32: the GPU index the lease is on (absent: all GPUs)
-# --- NVML remoting and device visibility (native/nvml, gpuwire.visible) ---
-EXT_ENV = 7           # b"NAME=VALUE\0NAME=VALUE" (no final NUL): the client's ENV_FORWARDED variables
-EXT_NVML = 8          # u8: 1 = NVML-only session (libnvidia-ml.so.1): no GPU lease
-ENV_FORWARDED = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")
-ENV_VALUE_MAX = 256
-# --- end NVML remoting ---
-EXT_CRITICAL = 0x8000  # an unknown type with this bit set is refused, others are skipped
-HELLO_EXT_MAX = 1024  # bytes of extension records at most
-
-# OP_ERROR codes.
-ERR_VERSION = 1
-ERR_MALFORMED = 2
-ERR_DRIVER = 3
-ERR_REFUSED = 4
-ERROR_NAMES = {
-    ERR_VERSION: "version",
-    ERR_MALFORMED: "malformed",
-    ERR_DRIVER: "driver",
-    ERR_REFUSED: "refused",
-}
-
-# struct gw_hdr {u32 len; u16 op; u16 flags; u32 tid; u32 seq;}
-HEADER = struct.Struct("<IHHII")
-# struct gw_hello {char magic[8]; u32 proto_version; u32 api_digest; u32 pid; u16 host_len; u16 prog_len;}
-HELLO = struct.Struct("<8sIIIHH")
-# struct gw_hello_ok {u32 proto_version; i32 driver_version; u32 device_count; u32 flags; char driver_desc[64];}
-HELLO_OK = struct.Struct("<IiII64s")
-ERROR_CODE = struct.Struct("<I")
-
-HEADER_SIZE = 16
-HELLO_SIZE = 24
-HELLO_OK_SIZE = 80
-NAME_MAX = 255
 HELLO_MAX_LEN = HELLO_SIZE + NAME_MAX + NAME_MAX  # without extension records
 EXT_RECORD = struct.Struct("<HH")
-NONCE_SIZE = 32
-TOKEN_ID_SIZE = 16
-MAC_SIZE = 32
-PROOF_SIZE = TOKEN_ID_SIZE + MAC_SIZE
-QUEUED = struct.Struct("<III")
-QUEUED_TEXT_MAX = 512
-ERROR_MESSAGE_MAX = 1024  # what this side sends; a longer message is cut
 
 assert HEADER.size == HEADER_SIZE
 assert HELLO.size == HELLO_SIZE
@@ -229,23 +148,23 @@ def pack_ext(exclusive: bool | None = None, mem_cap: int | None = None, no_wait:
              env: dict[str, str] | None = None, nvml_only: bool | None = None,
              extra: list[tuple[int, bytes]] = ()) -> bytes:
     """HELLO extension records for the fields given (None: leave the record out)."""
+    given = {"exclusive": exclusive, "mem_cap": mem_cap, "no_wait": no_wait, "status_probe": status_probe,
+             "gpu": gpu, "env": env, "nvml_only": nvml_only}
     recs: list[tuple[int, bytes]] = []
-    if exclusive is not None:
-        recs.append((EXT_LEASE_MODE, struct.pack("<B", 1 if exclusive else 0)))
-    if mem_cap is not None:
-        recs.append((EXT_MEM_CAP, struct.pack("<Q", mem_cap)))
-    if no_wait is not None:
-        recs.append((EXT_NO_WAIT, struct.pack("<B", 1 if no_wait else 0)))
-    if status_probe is not None:
-        recs.append((EXT_STATUS_PROBE, struct.pack("<B", 1 if status_probe else 0)))
-    if gpu is not None:
-        recs.append((EXT_GPU, struct.pack("<I", gpu)))
-    if env is not None:
-        recs.append((EXT_ENV, b"\0".join(f"{k}={v}".encode() for k, v in env.items())))
-    if nvml_only is not None:
-        recs.append((EXT_NVML, struct.pack("<B", 1 if nvml_only else 0)))
+    for typ, (_name, codec, field, _size) in EXT_CODECS.items():  # type order, as the records always went
+        value = given[field]
+        if value is not None:
+            recs.append((typ, _EXT_PACK[codec](value)))
     recs += list(extra)
     return b"".join(EXT_RECORD.pack(t, len(v)) + v for t, v in recs)
+
+
+_EXT_PACK = {
+    "bool": lambda v: struct.pack("<B", 1 if v else 0),
+    "u32": lambda v: struct.pack("<I", v),
+    "u64": lambda v: struct.pack("<Q", v),
+    "env": lambda v: b"\0".join(f"{k}={x}".encode() for k, x in v.items()),
+}
 
 
 def hello_max_len(flags: int) -> int:
@@ -317,10 +236,10 @@ def parse_hello(payload: bytes, flags: int = 0) -> Hello:
     return Hello(version, digest, pid, host, prog, parse_ext(payload[names_end:]))
 
 
-_EXT_SIZES = {EXT_LEASE_MODE: 1, EXT_MEM_CAP: 8, EXT_NO_WAIT: 1, EXT_STATUS_PROBE: 1, EXT_GPU: 4, EXT_NVML: 1}
-_EXT_NAMES = {EXT_LEASE_MODE: "LEASE_MODE", EXT_MEM_CAP: "MEM_CAP", EXT_NO_WAIT: "NO_WAIT",
-              EXT_STATUS_PROBE: "STATUS_PROBE", EXT_GPU: "GPU", EXT_NVML: "NVML"}
-_ENV_VALUE = re.compile(r"[A-Za-z0-9_,:.\-]*")
+# sized records (all but ENV): their exact size and name, from codegen/protocol.txt
+_EXT_SIZES = {t: size for t, (_n, _c, _f, size) in EXT_CODECS.items() if size is not None}
+_EXT_NAMES = {t: name for t, (name, _c, _f, _s) in EXT_CODECS.items()}
+_ENV_VALUE = re.compile(f"[{re.escape(ENV_VALUE_CHARS.decode())}]*")
 
 
 def parse_env_record(value: bytes) -> tuple[tuple[str, str], ...]:
@@ -377,17 +296,14 @@ def parse_ext(data: bytes) -> HelloExt:
         if n != _EXT_SIZES[typ]:
             raise ProtocolError(ERR_MALFORMED, f"HELLO extension {_EXT_NAMES[typ]} is {n} bytes, "
                                                f"expected {_EXT_SIZES[typ]}")
-        if typ == EXT_MEM_CAP:
-            fields["mem_cap"] = struct.unpack("<Q", value)[0]
-        elif typ == EXT_GPU:
-            fields["gpu"] = struct.unpack("<I", value)[0]
-        else:
+        _name, codec, field, _size = EXT_CODECS[typ]
+        if codec == "bool":
             if value[0] > 1:
                 raise ProtocolError(ERR_MALFORMED, f"HELLO extension {_EXT_NAMES[typ]} is {value[0]}, "
                                                    f"expected 0 or 1")
-            key = {EXT_LEASE_MODE: "exclusive", EXT_NO_WAIT: "no_wait", EXT_STATUS_PROBE: "status_probe",
-                   EXT_NVML: "nvml_only"}[typ]
-            fields[key] = bool(value[0])
+            fields[field] = bool(value[0])
+        else:
+            fields[field] = int.from_bytes(value, "little")
     return HelloExt(unknown=tuple(unknown), **fields) if (fields or unknown) else NO_EXT
 
 

@@ -1,7 +1,7 @@
 """Per-session counters from the worker (calls, round trips, bytes, busy),
 read from a shared memory block the server creates for
-each worker; native/common/session_stats.h is the layout (a test keeps
-FIELDS in step with it). Also the per-second rates status and the dashboard
+each worker; its layout is declared in codegen/protocol.txt and generated
+for both sides (src/gpuwire/wire_generated.py here). Also the per-second rates status and the dashboard
 show, from samples of any counters.
 """
 
@@ -13,11 +13,11 @@ import os
 import struct
 import time
 
-MAGIC = 0x31535347  # "GSS1"
-ENV = "GPUWIRE_SESSION_STATS_FD"
+from gpuwire.wire_generated import SSTATS_ENV as ENV
+from gpuwire.wire_generated import SSTATS_FIELDS as FIELDS  # the u64 fields after (u32 magic, u32 size), in order
+from gpuwire.wire_generated import SSTATS_MAGIC as MAGIC
+
 SIZE = 4096
-# the u64 fields after (u32 magic, u32 size), in order
-FIELDS = ("requests", "replies", "bytes_in", "bytes_out", "busy_since_ns")
 HEADER = 8
 
 
