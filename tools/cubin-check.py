@@ -7,7 +7,7 @@ cuLibraryEnumerateKernels, cuKernelGetParamInfo, cuKernelGetAttribute). Prints
 each difference and a summary line last. Cubins for another SM than the device's
 are skipped (the client does not use its reading for them either).
 
-Usage: scripts/cubin-check.py CUBIN_OR_DIR...   (natively, libcuda.so.1 of the driver)
+Usage: tools/cubin-check.py CUBIN_OR_DIR...   (natively, libcuda.so.1 of the driver)
 Feed it the cubins a run kept (GPUWIRE_CUBIN_KEEP=DIR) to check exactly those."""
 import ctypes
 import subprocess

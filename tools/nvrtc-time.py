@@ -1,6 +1,6 @@
 """Times NVRTC compiling one kernel a few times (a CPU-only job): run natively and
 through gpuwire, it shows whether the client's environment slows compilers down.
-Usage: python3 scripts/nvrtc-time.py [REPEATS]
+Usage: python3 tools/nvrtc-time.py [REPEATS]
 (NVRTC_LIB: the libnvrtc to use; NVRTC_OPTS: extra options, space-separated)"""
 import ctypes
 import glob

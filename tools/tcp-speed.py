@@ -2,7 +2,7 @@
 """Raw TCP loopback throughput on this machine: one sender streaming N MiB to a
 receiver over 127.0.0.1, with 1..K parallel connections, in chunks of 4 MiB.
 The ceiling for gpuwire's host-to-device copies over loopback (bench/ bandwidth).
-Usage: scripts/tcp-speed.py [MIB=1024] [MAX_STREAMS=4]"""
+Usage: tools/tcp-speed.py [MIB=1024] [MAX_STREAMS=4]"""
 import socket
 import sys
 import threading

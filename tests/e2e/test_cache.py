@@ -19,7 +19,7 @@ import pytest
 from conftest import GPUWIRE, ROOT, explain, gpuwire_env, gw_run, start_server
 from gpuwire.cache import TRAILER, entry_digest
 
-UPLOAD = str(Path(__file__).with_name("cache_upload.py"))
+UPLOAD = str(Path(__file__).resolve().parents[1] / "support" / "cache_upload.py")
 MIB = 1 << 20
 CHUNK = 4 * MIB
 

@@ -1,4 +1,4 @@
-"""scripts/cuda-samples-run on synthetic samples (no GPU, no server): plain
+"""tests/gpu/cuda-samples-run on synthetic samples (no GPU, no server): plain
 programs built by its nvcc rules that behave differently when FAKE_GPUWIRE is
 set, the gpuwire command replaced by `env FAKE_GPUWIRE=1`; every verdict and
 cause line checked. Needs nvcc (skipped without it)."""
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NVCC = shutil.which("nvcc") or (os.path.exists("/usr/local/cuda/bin/nvcc") and "/usr/local/cuda/bin/nvcc")
 
 PROGRAMS = {
@@ -53,7 +53,7 @@ def test_verdicts_and_causes(tmp_path):
     env = {**os.environ, "CUDA_STUBS": str(libs), "SAMPLES_GPUWIRE_CMD": "env FAKE_GPUWIRE=1",
            "SAMPLES_GPUWIRE_TIMEOUT": "3", "SAMPLES_WORK": str(tmp_path / "work"), "PATH":
            f"{os.path.dirname(NVCC)}:{os.environ.get('PATH', '')}"}
-    p = subprocess.run([str(ROOT / "scripts/cuda-samples-run"), "--jobs", "2", "--budget", "300", "--out", str(out),
+    p = subprocess.run([str(ROOT / "tests/gpu/cuda-samples-run"), "--jobs", "2", "--budget", "300", "--out", str(out),
                         str(src), "127.0.0.1:1"], env=env, capture_output=True, text=True, timeout=280)
     assert p.returncode == 0, p.stderr
     rows = {r["sample"]: r for r in json.loads((out / "results.json").read_text())["results"]}

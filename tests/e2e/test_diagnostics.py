@@ -39,7 +39,7 @@ def test_sampler_profiles_the_main_thread(server, tmp_path):
     assert set(watch) == {"recv", "main"} and int(watch["main"]) >= 1, text[:800]
     top = text.split("== on top of the stack\n", 1)[1].split("==", 1)[0]
     assert re.search(r"^\s+\d+\s+[\d.]+%\s+\S+!\S+", top, re.M), top
-    named = subprocess.run([sys.executable, str(ROOT / "scripts" / "sample-report"), str(out)],
+    named = subprocess.run([sys.executable, str(ROOT / "tools" / "sample-report"), str(out)],
                            capture_output=True, text=True, timeout=60)
     assert named.returncode == 0 and "== on top of the stack, by library" in named.stdout, named.stderr
 

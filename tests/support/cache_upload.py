@@ -1,4 +1,4 @@
-"""Run under `gpuwire run` by tests/test_cache*.py: upload bytes to the GPU
+"""Run under `gpuwire run` by tests/e2e/test_cache*.py: upload bytes to the GPU
 through the driver API (ctypes) and read them back.
 
     python cache_upload.py SEED MIB [--file PATH] [--image FATBIN] [--async] [--copies N]

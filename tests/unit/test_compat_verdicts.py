@@ -1,5 +1,5 @@
 """The compat suite's verdict rules (compat/verdict.py), its --rejudge and
-scripts/gpu-check's case verdict, on synthetic runs: no GPU, no server."""
+tests/gpu/gpu-check's case verdict, on synthetic runs: no GPU, no server."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("compat_verdict", ROOT / "compat" / "verdict.py")
 verdict = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(verdict)
@@ -166,20 +166,20 @@ def test_rejudge_command(tmp_path):
     assert src.read_text() == before
 
 
-# ---------------------------------------------------------------- scripts/gpu-check
+# ---------------------------------------------------------------- tests/gpu/gpu-check
 
 def gpu_check_verdict(tmp_path, nrc, rrc, nat, rem, want=None):
     (tmp_path / "n").write_text(nat)
     (tmp_path / "r").write_text(rem)
     args = f"{nrc} {rrc} n r d" + (f" {want}" if want is not None else "")
-    p = subprocess.run(["bash", "-c", f"source {ROOT / 'scripts' / 'gpu-check'}; case_verdict {args}"],
+    p = subprocess.run(["bash", "-c", f"source {ROOT / 'tests' / 'gpu' / 'gpu-check'}; case_verdict {args}"],
                        cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stderr
     return p.stdout.rstrip("\n").split("\t")[0]
 
 
 def test_gpu_check_syntax():
-    assert subprocess.run(["bash", "-n", str(ROOT / "scripts" / "gpu-check")]).returncode == 0
+    assert subprocess.run(["bash", "-n", str(ROOT / "tests" / "gpu" / "gpu-check")]).returncode == 0
 
 
 def test_gpu_check_case_verdict(tmp_path):

@@ -21,7 +21,7 @@ import pytest
 
 from conftest import nvrtc_library
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CLIENT = ROOT / "native" / "client"
 KPARAMS = ROOT / "tests" / "standin" / "kparams.py"
 PROGRAMS = ROOT / "tests" / "programs"

@@ -1,4 +1,4 @@
-"""compat/render_suites.py and scripts/smi-compare on synthetic input: the
+"""compat/render_suites.py and tests/gpu/smi-compare on synthetic input: the
 markdown tables for docs/compatibility.md, and nvidia-smi's moving values
 masked while every other difference shows. No GPU, no server."""
 
@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load(name: str, path: Path):
@@ -24,7 +24,7 @@ def _load(name: str, path: Path):
 
 
 render = _load("render_suites", ROOT / "compat" / "render_suites.py")
-smi = _load("smi_compare", ROOT / "scripts" / "smi-compare")
+smi = _load("smi_compare", ROOT / "tests" / "gpu" / "smi-compare")
 
 COLS = ["sample", "category", "build", "native_exit", "gpuwire_exit", "native_result", "gpuwire_result", "verdict",
         "native_s", "gpuwire_s", "cause"]
@@ -205,7 +205,7 @@ def test_smi_compare_cli_with_a_fake_nvidia_smi(tmp_path):
     fake.write_text(f'#!/bin/sh\nk=table; [ "$1" = -q ] && k=q\ncat "{tmp_path}/$k.${{SIDE:-native}}"\n')
     fake.chmod(0o755)
     out = tmp_path / "out"
-    p = subprocess.run([sys.executable, str(ROOT / "scripts/smi-compare"), "--out", str(out)], capture_output=True,
+    p = subprocess.run([sys.executable, str(ROOT / "tests/gpu/smi-compare"), "--out", str(out)], capture_output=True,
                        text=True, timeout=60,
                        env={**os.environ, "SMI_BIN": str(fake), "SMI_GPUWIRE_CMD": "env SIDE=gpuwire"})
     assert p.returncode == 1, p.stdout + p.stderr

@@ -1,5 +1,5 @@
 """Allocates N GiB on the GPU through the driver API, says so, then sleeps until
-killed: the process scripts/gpu-control kills mid-session."""
+killed: the process tests/gpu/gpu-control kills mid-session."""
 import ctypes
 import sys
 import time
