@@ -263,7 +263,7 @@ def main() -> int:
     ap.add_argument("--standin", action="store_true", help="CPU stand-in driver, ctypes loader, no native run")
     ap.add_argument("--loader", choices=["auto", "torch", "ctypes"], default="auto")
     ap.add_argument("--python", default=sys.executable)
-    ap.add_argument("--nogpu", default="", help="wrapper for the gpuwire client (scripts/nogpu)")
+    ap.add_argument("--nogpu", default="", help="wrapper for the gpuwire client (tests/gpu/nogpu)")
     ap.add_argument("--netem", default=str(ROOT / "src" / "gpuwire" / "_native" / "gpuwire-netem"))
     ap.add_argument("--rtt-us", type=int, default=500)
     ap.add_argument("--mbps", type=int, default=1000)

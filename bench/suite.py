@@ -291,7 +291,7 @@ def main() -> int:
     ap.add_argument("--server", required=True, help="gpuwire server, loopback")
     ap.add_argument("--emulated", action="append", default=[],
                     help="LABEL=HOST:PORT:RTT_US:MBPS, a gpuwire-netem in front of the server")
-    ap.add_argument("--nogpu", default="", help="wrapper for the gpuwire client (scripts/nogpu)")
+    ap.add_argument("--nogpu", default="", help="wrapper for the gpuwire client (tests/gpu/nogpu)")
     ap.add_argument("--standin", action="store_true")
     ap.add_argument("--deadline", type=float, default=time.time() + 420, help="epoch seconds")
     ap.add_argument("--only", default="", help="comma-separated benchmark names")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Markdown tables for docs/compatibility.md from the real suites' results
-(issue 14 item 1): NVIDIA's cuda-samples (scripts/cuda-samples-run's
-results.json or results.tsv) and nvidia-smi (scripts/smi-compare's smi.json).
+(issue 14 item 1): NVIDIA's cuda-samples (tests/gpu/cuda-samples-run's
+results.json or results.tsv) and nvidia-smi (tests/gpu/smi-compare's smi.json).
 One table per suite: suite, test, native, gpuwire, verdict and the cause where
 they differ; failures first, then the rest.
 
@@ -81,8 +81,8 @@ def render_samples(data: dict) -> list[str]:
     if data.get("seconds") is not None:
         facts.append(f"{data['seconds']} s in all" + (f" (budget {data['budget_s']} s)" if data.get("budget_s") else ""))
     if facts:
-        md += ["Run: " + "; ".join(facts) + ". Built with `nvcc -arch=sm_90 -rdc=true` by `scripts/cuda-samples-run`, "
-               "each run from its own folder natively and through `gpuwire run` in `scripts/nogpu`.", ""]
+        md += ["Run: " + "; ".join(facts) + ". Built with `nvcc -arch=sm_90 -rdc=true` by `tests/gpu/cuda-samples-run`, "
+               "each run from its own folder natively and through `gpuwire run` in `tests/gpu/nogpu`.", ""]
     line = f"**{len(rows)} samples**: " + ", ".join(f"{k} {n}" for k, n in sorted(counts.items(), key=lambda kv: ORDER.get(kv[0], 5)))
     if native_ok:
         line += (f". Through gpuwire **{counts['pass']} of the {native_ok}** that pass natively pass "
@@ -102,8 +102,8 @@ def render_smi(data: dict) -> list[str]:
     if data.get("gpuwire_commit"):
         facts.append(f"gpuwire at {data['gpuwire_commit']}")
     md += [("Run: " + "; ".join(facts) + ". " if facts else "") +
-           "`nvidia-smi` and `nvidia-smi -q` natively and through `gpuwire run` in `scripts/nogpu`, compared "
-           "line by line by `scripts/smi-compare`, values that move between two runs masked (its MOVING_Q list "
+           "`nvidia-smi` and `nvidia-smi -q` natively and through `gpuwire run` in `tests/gpu/nogpu`, compared "
+           "line by line by `tests/gpu/smi-compare`, values that move between two runs masked (its MOVING_Q list "
            "and table patterns: temperatures, power, clocks, utilization, fan, performance state, memory "
            "used and free, throughput, timestamps, process lists).", "",
            "| suite | test | native | gpuwire | verdict | cause where they differ |", "|---|---|---|---|---|---|"]
@@ -122,7 +122,7 @@ def render_smi(data: dict) -> list[str]:
 def render(samples: dict | None, smi: dict | None) -> str:
     md = ["## Real software, unmodified", "",
           "Software nobody here wrote, run natively and through gpuwire in one device call "
-          "(`GPU_STEPS=samples,smi scripts/gpu-all`); rendered by `compat/render_suites.py`.", ""]
+          "(`GPU_STEPS=samples,smi tests/gpu/gpu-all`); rendered by `compat/render_suites.py`.", ""]
     if samples is not None:
         md += render_samples(samples) + [""]
     if smi is not None:
@@ -145,8 +145,8 @@ def put_in_doc(doc: Path, text: str) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--samples", type=Path, help="scripts/cuda-samples-run's results.json or results.tsv")
-    ap.add_argument("--smi", type=Path, help="scripts/smi-compare's smi.json")
+    ap.add_argument("--samples", type=Path, help="tests/gpu/cuda-samples-run's results.json or results.tsv")
+    ap.add_argument("--smi", type=Path, help="tests/gpu/smi-compare's smi.json")
     ap.add_argument("--out", type=Path, default=ROOT / "compat" / "suites.md")
     ap.add_argument("--doc", type=Path, help="also put the text into this file between its suites markers")
     args = ap.parse_args(argv)

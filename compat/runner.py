@@ -2,7 +2,7 @@
 """The compatibility suite's runner (standard library only): see compat/run.
 
 Every workload runs twice: natively, and through `gpuwire run` inside
-scripts/nogpu (no GPU visible to the client). Each prints one JSON result
+tests/gpu/nogpu (no GPU visible to the client). Each prints one JSON result
 line last: {"name", "digest", "tolerance", "notes"} plus, for workloads
 compared within a tolerance, "values", "rtol", "atol", and optionally "same"
 (a value that must be equal in both runs). The runner compares, explains
@@ -60,7 +60,7 @@ HEADER = """\
 autograd, AMP, CUDA graphs, the caching allocator, `torch.compile`/Triton,
 CuPy, JAX, numba-cuda) and CUDA C programs linked with the shared and the
 static cudart. `compat/run` runs each workload twice on the GPU machine:
-natively, and through `gpuwire run` with the client inside `scripts/nogpu`
+natively, and through `gpuwire run` with the client inside `tests/gpu/nogpu`
 (a mount namespace where `/dev/nvidia*` and the driver's library folder are
 hidden, so the client cannot use the local GPU), against `gpuwire server
 --driver nvidia` on the same machine. It then compares the two results.
@@ -339,12 +339,12 @@ class Context:
         return self.end - END_RESERVE - time.monotonic()
 
     def wrap(self, cmd: list, stats: Path | None) -> list:
-        """The same command as a gpuwire client (inside scripts/nogpu unless this is a dry run)."""
+        """The same command as a gpuwire client (inside tests/gpu/nogpu unless this is a dry run)."""
         g = [sys.executable, "-m", "gpuwire", "run", "--server", self.addr]
         if stats:
             g += ["--stats", str(stats)]
         g += ["--", *cmd]
-        return g if self.args.dry_run else ["sh", str(ROOT / "scripts" / "nogpu"), *g]
+        return g if self.args.dry_run else ["sh", str(ROOT / "tests" / "gpu" / "nogpu"), *g]
 
 
 def cap_file(path: Path, limit: int = LOG_CAP) -> None:
@@ -474,7 +474,7 @@ def gpuwire_smi(ctx: Context) -> dict:
     """`gpuwire smi` as a client with no GPU sees the server's GPUs (if this build has the command)."""
     # `gpuwire smi` reaches the server through the client libraries by itself: no `gpuwire run` around it.
     plain = [sys.executable, "-m", "gpuwire", "smi", "--server", ctx.addr]
-    cmd = plain if ctx.args.dry_run else ["sh", str(ROOT / "scripts" / "nogpu"), *plain]
+    cmd = plain if ctx.args.dry_run else ["sh", str(ROOT / "tests" / "gpu" / "nogpu"), *plain]
     try:
         r = subprocess.run(cmd, cwd=ROOT, env=ctx.env, capture_output=True, text=True, timeout=60,
                            stdin=subprocess.DEVNULL)
@@ -564,7 +564,7 @@ def write_reports(ctx: Context, meta: dict, rows: list, smi: dict | None) -> dic
         md_lines += ["", "### `gpuwire smi` from a client with no GPU", ""]
         md_lines += ["```", f"$ {smi['cmd']}" + (f"   (exit {smi['rc']})" if smi["rc"] else ""),
                      *smi["output"].rstrip().splitlines(), "```"]
-    extra = COMPAT / "nvml_comparison.md"  # scripts/gpu-nvml's comparison, kept by hand beside the runs
+    extra = COMPAT / "nvml_comparison.md"  # tests/gpu/gpu-nvml's comparison, kept by hand beside the runs
     if extra.exists():
         md_lines += ["", extra.read_text().rstrip()]
     md_lines += ["", "### The workloads", "", "| workload | what it does | seconds native / gpuwire |", "|---|---|---|"]

@@ -1,4 +1,4 @@
-"""The compat suite's verdicts: pure functions, no I/O (tests/test_compat_verdicts.py).
+"""The compat suite's verdicts: pure functions, no I/O (tests/unit/test_compat_verdicts.py).
 
 A run is a mapping: rc, timed_out, error, skipped, result (the workload's JSON
 result line, or None), tail. judge(native, gpuwire) gives one of:

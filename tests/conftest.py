@@ -1,5 +1,7 @@
 """Shared test fixtures: a `gpuwire server --driver standin` subprocess on a free
-loopback port, and helpers to run commands through `gpuwire run` against it."""
+loopback port, and helpers to run commands through `gpuwire run` against it.
+Here at tests/ so that both tests/unit/ and tests/e2e/ see them; helper modules
+the tests import (control_plane, ...) live in tests/support/ (tests/README.md)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
 PROGRAMS_DIR = ROOT / "build" / "programs"
 sys.path.insert(0, str(SRC))  # the tests import gpuwire from this checkout, installed or not
+sys.path.insert(0, str(ROOT / "tests" / "support"))  # helper modules: `from control_plane import ...`
 
 from gpuwire import paths  # noqa: E402
 

@@ -7,7 +7,7 @@
  * native driver's: how each reads the other's sets is not documented), and checks
  * what the documentation promises; PASS last. `kernel_attrs cudnn` instead follows
  * cuDNN's pattern per decoded token (cudnn_pattern below), whose only round trip
- * through gpuwire must be its synchronize (tests/test_kernel_attrs.py). */
+ * through gpuwire must be its synchronize (tests/e2e/test_kernel_attrs.py). */
 #include <cuda.h>
 #include <stdio.h>
 #include <stdlib.h>

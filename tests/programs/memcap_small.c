@@ -2,7 +2,7 @@
  * memory (cuMemGetInfo) shows it. On the GPU machine, run natively, it measures
  * the granularity gpuwire's memory cap charges (native/worker/memcap.c:
  * GW_MEMCAP_ALIGN, GW_MEMCAP_PAGE); through gpuwire under a cap it shows the
- * cap's view (tests/test_memcap.py).
+ * cap's view (tests/e2e/test_memcap.py).
  *   memcap_small [COUNT [SIZE [KIND [EVERY]]]]
  *     COUNT blocks (default 4096) of SIZE bytes (default 1), allocated until one
  *     fails; KIND alloc (default), pitch, async, vmm or all; free memory read
