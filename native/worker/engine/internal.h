@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 
+#include "../../generated/wire_props.h" /* per-op properties: copy direction, only-waits, control ops */
 #include "../handlers/handlers.h"
 
 #define MAX_THREADS 256 /* client thread tags a session may use */

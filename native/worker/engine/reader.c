@@ -97,18 +97,6 @@ static void pending_drop(pending *pd)
     *pd = (pending){0};
 }
 
-static int is_dtoh_op(unsigned op)
-{
-    return op == GW_OP_cuMemcpyDtoH_v2 || op == GW_OP_cuMemcpyDtoH_v2_ptds || op == GW_OP_cuMemcpyDtoHAsync_v2 ||
-           op == GW_OP_cuMemcpyDtoHAsync_v2_ptsz;
-}
-
-static int is_htod_op(unsigned op)
-{
-    return op == GW_OP_cuMemcpyHtoD_v2 || op == GW_OP_cuMemcpyHtoD_v2_ptds || op == GW_OP_cuMemcpyHtoDAsync_v2 ||
-           op == GW_OP_cuMemcpyHtoDAsync_v2_ptsz;
-}
-
 /* A GW_F_LANE copy frame (u64 dst, u64 stream, u32 lane, u32 bytes) joined
  * with its lane's next data frame into an ordinary copy job; NULL and why if
  * the frame is malformed, the lane is not this session's or it closed (why
@@ -116,7 +104,7 @@ static int is_htod_op(unsigned op)
 static job *lane_copy_job(const gw_hdr *h, pending *pd, char *why, size_t whycap)
 {
     uint8_t a[24];
-    if (!is_htod_op(h->op) || h->len != sizeof a) {
+    if (gw_op_copy_dir(h->op) != GW_COPY_HTOD || h->len != sizeof a) {
         snprintf(why, whycap, "a lane frame must be a host-to-device copy of %zu bytes (op %u, %u bytes)", sizeof a,
                  h->op, h->len);
         return NULL;
@@ -149,10 +137,8 @@ static job *lane_copy_job(const gw_hdr *h, pending *pd, char *why, size_t whycap
 
 static int valid_op(unsigned op)
 {
-    if (op == GW_OP_STAGE || op == GW_OP_FUNC_LAYOUT || op == GW_OP_DEVICE_ATTRS || op == GW_OP_DELIVER)
-        return 1;
-    if (op == GW_OP_CAS_REFS || op == GW_OP_CAS_DATA)
-        return gw_cas_enabled();
+    if (gw_op_is_control(op))
+        return !gw_op_needs_cas(op) || gw_cas_enabled();
     if (gw_is_nvml_op(op))
         return gw_nvml_valid_op(op);
     return op >= 256 && op < 256 + GW_OP_COUNT && gw_dispatch[op - 256];
@@ -202,7 +188,7 @@ static int serve(void)
         }
         job *j;
         uint32_t wire_len = h.len; /* a lane's bytes are counted as they arrive (core/lanes.c) */
-        if ((h.flags & GW_F_LANE) && !is_dtoh_op(h.op)) { /* device-to-host: handlers/copies.c */
+        if ((h.flags & GW_F_LANE) && gw_op_copy_dir(h.op) != GW_COPY_DTOH) { /* device-to-host: handlers/copies.c */
             char why[200];
             j = lane_copy_job(&h, &pd, why, sizeof why);
             if (!j) {

@@ -163,16 +163,6 @@ static void job_release_locked(job *j)
     job_free_locked(j);
 }
 
-/* Calls that only wait for work already sent: later jobs need not wait for them. */
-static int only_waits(unsigned op)
-{
-    return op == GW_OP_cuCtxSynchronize || op == GW_OP_cuCtxSynchronize_v2 || op == GW_OP_cuStreamSynchronize ||
-           op == GW_OP_cuStreamSynchronize_ptsz || op == GW_OP_cuEventSynchronize ||
-           /* device-to-host copies wait for the work before them, then only read */
-           op == GW_OP_cuMemcpyDtoH_v2 || op == GW_OP_cuMemcpyDtoH_v2_ptds || op == GW_OP_cuMemcpyDtoHAsync_v2 ||
-           op == GW_OP_cuMemcpyDtoHAsync_v2_ptsz;
-}
-
 /* Runs one job on its thread and answers it (or keeps its failure). */
 static void run_job(tthread *t, job *j)
 {
@@ -305,9 +295,9 @@ static void *thread_main(void *arg)
          * thread's job can start between them, so they run on one hand-off */
         job *j = t->head, *last = j;
         size_t bytes = j->h.len;
-        int early = only_waits(j->h.op);
+        int early = gw_op_only_waits(j->h.op);
         for (int n = 1; !early && n < BATCH && last->next && last->next->order == last->order + 1 &&
-                        !only_waits(last->next->h.op);
+                        !gw_op_only_waits(last->next->h.op);
              n++) {
             last = last->next;
             bytes += last->h.len;

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../generated/wire_props.h"
 #include "handlers.h"
 
 typedef CUresult (*htod_fn)(CUdeviceptr, const void *, size_t);
@@ -18,15 +19,10 @@ static int is_async(unsigned op)
            op == GW_OP_cuMemcpy2DAsync_v2 || op == GW_OP_cuMemcpy2DAsync_v2_ptsz;
 }
 
-static int is_ptsz(unsigned op)
-{
-    return op == GW_OP_cuMemcpyDtoHAsync_v2_ptsz || op == GW_OP_cuMemcpy2DAsync_v2_ptsz;
-}
-
 /* Device-to-host into worker memory must finish before the bytes are sent. */
 static CUresult sync_stream(gw_call *c, CUstream s)
 {
-    sync_fn f = (sync_fn)gw_driver_sym(is_ptsz(c->h.op) ? GW_OP_cuStreamSynchronize_ptsz : GW_OP_cuStreamSynchronize);
+    sync_fn f = (sync_fn)gw_driver_sym(gw_op_per_thread(c->h.op) ? GW_OP_cuStreamSynchronize_ptsz : GW_OP_cuStreamSynchronize);
     return f ? f(s) : CUDA_ERROR_NOT_SUPPORTED;
 }
 
