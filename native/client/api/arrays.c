@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client.h"
+#include "api.h"
 
 typedef struct known_array {
     CUarray h;

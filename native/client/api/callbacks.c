@@ -1,7 +1,7 @@
 /* Host callbacks run in the client, where their code and data live. They run
  * once the stream's earlier work is done, and the stream's later work is only
  * issued after they return, which keeps the stream order. */
-#include "client.h"
+#include "api.h"
 
 static CUresult host_func(unsigned op, int ptsz, CUstream s, CUhostFn fn, void *data)
 {

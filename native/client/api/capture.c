@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/capture_info.h"
-#include "client.h"
+#include "../../common/capture_info.h"
+#include "api.h"
 
 static _Thread_local CUgraphNode *tls_nodes;
 static _Thread_local CUgraphEdgeData *tls_edges;

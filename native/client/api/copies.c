@@ -5,9 +5,9 @@
  * wire; the worker unpacks them with the real pitches. */
 #include <string.h>
 
-#include "cache.h"
-#include "client.h"
-#include "progress.h"
+#include "../wire/cas.h"
+#include "api.h"
+#include "../diag/progress.h"
 
 /* ---- 1D ----
  * Host-to-device copies are posted: they return once their bytes are in the
@@ -35,7 +35,7 @@ static CUresult htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, in
 static CUresult htod_bytes(unsigned op, CUdeviceptr dst, const void *src, size_t n, int async, CUstream s)
 {
     const uint8_t *p = src;
-    CUresult settled_rc = gw_landings_settle((uint64_t)(uintptr_t)src, n);
+    CUresult settled_rc = gw_deliveries_settle((uint64_t)(uintptr_t)src, n);
     if (settled_rc != CUDA_SUCCESS)
         return settled_rc;
     int known = gw_mem_is_device_range(dst, n);
@@ -126,11 +126,11 @@ static CUresult dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, int asyn
         return CUDA_SUCCESS;
     if (!dst)
         return CUDA_ERROR_INVALID_VALUE;
-    /* into pinned memory, from known device memory: posted, the bytes land before
-     * anything that can see the copy done returns (landings.c) */
-    if (async && gw_landings_on() && gw_may_post() && gw_mem_is_pinned_range((uint64_t)(uintptr_t)dst, n) &&
+    /* into pinned memory, from known device memory: posted, the bytes are delivered before
+     * anything that can see the copy done returns (state/deliveries.c) */
+    if (async && gw_deliveries_on() && gw_may_post() && gw_mem_is_pinned_range((uint64_t)(uintptr_t)dst, n) &&
         gw_mem_is_device_range(src, n))
-        return gw_land(op == GW_OP_cuMemcpyDtoHAsync_v2_ptsz, dst, src, n, s);
+        return gw_deliver(op == GW_OP_cuMemcpyDtoHAsync_v2_ptsz, dst, src, n, s);
     /* large copies from known device memory: their bytes over the lanes (lanes.c) */
     if (gw_mem_is_device_range(src, n) && gw_lanes_for(n)) {
         CUresult rc = gw_lanes_dtoh(op, dst, src, n, async ? (uint64_t)(uintptr_t)s : 0);
@@ -304,7 +304,7 @@ static void put_side(gw_req *q, const side *s)
 static CUresult band(unsigned op, const side *s, const side *d, size_t width, size_t rows, int async, CUstream st)
 {
     if (s->type == CU_MEMORYTYPE_HOST) { /* before the request: a synchronize would reuse its buffer */
-        CUresult rc = gw_landings_settle(s->base, rows ? (rows - 1) * s->pitch + width : 0);
+        CUresult rc = gw_deliveries_settle(s->base, rows ? (rows - 1) * s->pitch + width : 0);
         if (rc != CUDA_SUCCESS)
             return rc;
     }

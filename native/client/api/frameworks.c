@@ -2,8 +2,8 @@
  * native/worker/frameworks.c. */
 #include <string.h>
 
-#include "../common/mempool_attrs.h"
-#include "client.h"
+#include "../../common/mempool_attrs.h"
+#include "api.h"
 
 #undef cuGraphExecUpdate
 CUresult CUDAAPI cuGraphExecUpdate_v2(CUgraphExec hGraphExec, CUgraph hGraph, CUgraphExecUpdateResultInfo *resultInfo)

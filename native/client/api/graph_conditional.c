@@ -7,7 +7,7 @@
  * kernels set it on the GPU. Wire format: native/worker/graph_conditional.c. */
 #include <stdlib.h>
 
-#include "client.h"
+#include "api.h"
 
 #define MAX_BODIES 65536
 

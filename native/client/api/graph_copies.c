@@ -8,7 +8,7 @@
  * native/worker/graph_copies.c. */
 #include <string.h>
 
-#include "client.h"
+#include "api.h"
 
 #undef cuGraphAddMemcpyNode
 #undef cuGraphMemcpyNodeSetParams

@@ -3,7 +3,7 @@
  * application gave. Wire format: native/worker/graph_dot.c. */
 #include <stdio.h>
 
-#include "client.h"
+#include "api.h"
 
 #undef cuGraphDebugDotPrint
 

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client.h"
+#include "api.h"
 
 #undef cuGraphAddMemAllocNode
 

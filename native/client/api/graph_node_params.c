@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "client.h"
+#include "api.h"
 
 #undef cuGraphAddNode
 #undef cuGraphAddNode_v2

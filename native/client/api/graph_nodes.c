@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/idmap.h"
-#include "client.h"
+#include "../../common/idmap.h"
+#include "api.h"
 
 /* The v1 entry points take CUDA_KERNEL_NODE_PARAMS_v1, which is the v2 struct
  * without its last two fields (kern, ctx); they travel with those as 0. */

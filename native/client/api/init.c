@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client.h"
+#include "api.h"
 
 const char *gw_error_name(int code); /* generated */
 
@@ -98,3 +98,12 @@ CUresult CUDAAPI cuGetErrorString(CUresult error, const char **pStr)
     *pStr = s;
     return CUDA_SUCCESS;
 }
+
+/* The wire layer counts requests, round trips, bytes and waits through
+ * hooks: this library's are the GPUWIRE_STATS counters (diag/stats.c). */
+static const gw_wire_counters stat_counters = {
+    .call = gw_stat_call, .round_trip = gw_stat_round_trip, .send = gw_stat_send,
+    .queue_wait = gw_stat_queue_wait, .bytes = gw_stat_bytes, .lanes = gw_stat_lanes,
+};
+
+__attribute__((constructor)) static void counters_init(void) { gw_wire_count_with(&stat_counters); }

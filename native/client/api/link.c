@@ -15,8 +15,9 @@
 
 #include <pthread.h>
 
-#include "../common/idmap.h"
-#include "jit_outputs.h"
+#include "../../common/idmap.h"
+#include "../state/jit_outputs.h"
+#include "api.h"
 
 #define LINK_MAX_CUBIN (4ull << 30)
 

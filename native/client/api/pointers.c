@@ -3,8 +3,8 @@
  * answered here. */
 #include <string.h>
 
-#include "../common/pointer_attrs.h"
-#include "client.h"
+#include "../../common/pointer_attrs.h"
+#include "api.h"
 
 #define MAX_ATTRS 32
 

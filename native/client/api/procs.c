@@ -1,8 +1,9 @@
 /* cuGetProcAddress and cuGetExportTable, answered in the client. */
 #include <string.h>
 
-#include "client.h"
-#include "procs.h"
+#include "api.h"
+#include "../private/export_tables.h"
+#include "../procs.h"
 
 /* The newest variant of `symbol` no newer than cudaVersion; status tells why not. */
 static CUresult lookup(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags,

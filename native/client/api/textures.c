@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client.h"
+#include "api.h"
 
 typedef struct known_obj {
     unsigned long long v;

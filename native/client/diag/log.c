@@ -1,10 +1,9 @@
 /* Client diagnostics: one line each on stderr, prefixed "gpuwire:". */
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "client.h"
+#include "diag.h"
 #include "env.h"
 #ifndef GW_NVML_CLIENT
 #include "progress.h"
@@ -36,13 +35,16 @@ void gw_log(const char *fmt, ...)
     fprintf(stderr, "gpuwire: %s\n", line);
 }
 
-/* Every driver entry point gpuwire does not forward lands here: a clear error,
- * and its name once per process so nothing fails silently. */
-int gw_unsupported(unsigned op)
+/* GPUWIRE_TRACE_RT=1: one stderr line per round trip (op, first arguments,
+ * time waited), to see which calls still wait and in what order; 2 also
+ * every module, kernel and occupancy call (stats.c). */
+int gw_trace_rt_level(void)
 {
-    static atomic_uchar seen[GW_OP_COUNT];
-    gw_stat_call(op);
-    if (op >= 256 && op < 256 + GW_OP_COUNT && !atomic_exchange(&seen[op - 256], 1))
-        gw_log("%s is not supported by gpuwire yet: returning CUDA_ERROR_NOT_SUPPORTED", gw_op_name(op));
-    return CUDA_ERROR_NOT_SUPPORTED;
+    static int level = -1;
+    if (level < 0) {
+        unsigned long long v = 0;
+        gw_env_int("GPUWIRE_TRACE_RT", 0, 2, "not tracing", &v);
+        level = (int)v;
+    }
+    return level;
 }

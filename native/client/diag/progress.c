@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "client.h"
+#include "diag.h"
 #include "env.h"
 #include "progress.h"
 

@@ -3,7 +3,7 @@
  * that need the GPU go through public driver entry points, which the client
  * library forwards to the server. */
 #define _GNU_SOURCE
-#include "client.h" /* gw_debug_level */
+#include "../state/state.h"
 #include "export_tables.h"
 
 #include <pthread.h>
@@ -359,6 +359,11 @@ void gw_export_tables_context_destroyed(CUcontext ctx)
         if (e.dtor != NULL)
             e.dtor(ctx, e.key, e.value);
     }
+}
+
+__attribute__((constructor)) static void export_tables_init(void)
+{
+    gw_on_context_ending(gw_export_tables_context_destroyed); /* state/contexts.c tells */
 }
 
 /* ------------------------------------------------------ CONTEXT_CHECKS */

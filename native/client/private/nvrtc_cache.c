@@ -36,7 +36,7 @@
  * that is checked on every read: a torn or corrupt entry is deleted and
  * counts as a miss, never handed out. */
 #define _GNU_SOURCE
-#include "client.h" /* gw_debug_level */
+#include "../state/state.h"
 #include "export_tables.h"
 
 #include <dirent.h>
@@ -51,7 +51,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "sha256.h"
+#include "../../common/sha256.h"
 
 #define KIND_CUBIN 1u
 #define KIND_PTX 2u

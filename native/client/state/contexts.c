@@ -4,8 +4,7 @@
  * serves this client thread has the same current context. */
 #include <pthread.h>
 
-#include "client.h"
-#include "export_tables.h"
+#include "state.h"
 
 #define MAX_DEPTH 64
 #define MAX_DEVS 64
@@ -282,6 +281,25 @@ CUresult CUDAAPI cuCtxSetLimit(CUlimit limit, size_t value)
     return gwf_cuCtxSetLimit(limit, value);
 }
 
+/* Code above this layer that keeps something per context (the export
+ * tables' context-local storage) is told before a context goes, while its
+ * handle cannot yet be reused. */
+#define MAX_ENDING_HOOKS 4
+static void (*ending_hooks[MAX_ENDING_HOOKS])(CUcontext);
+static int n_ending_hooks;
+
+void gw_on_context_ending(void (*fn)(CUcontext))
+{
+    if (n_ending_hooks < MAX_ENDING_HOOKS)
+        ending_hooks[n_ending_hooks++] = fn;
+}
+
+static void context_ending(CUcontext ctx)
+{
+    for (int i = 0; i < n_ending_hooks; i++)
+        ending_hooks[i](ctx);
+}
+
 /* Answers kept per context: a destroyed context's must not outlive it. */
 static void ctx_answers_forget(void)
 {
@@ -292,7 +310,7 @@ static void ctx_answers_forget(void)
 static CUresult ctx_destroy(int v2, CUcontext ctx)
 {
     if (ctx)
-        gw_export_tables_context_destroyed(ctx);
+        context_ending(ctx);
     CUresult rc = v2 ? gwf_cuCtxDestroy_v2(ctx) : gwf_cuCtxDestroy(ctx);
     ctx_answers_forget();
     gw_attributes_reset();
@@ -345,7 +363,7 @@ CUresult CUDAAPI cuDevicePrimaryCtxReset_v2(CUdevice dev)
         pthread_mutex_unlock(&primary_lock);
     }
     if (c)
-        gw_export_tables_context_destroyed(c);
+        context_ending(c);
     pstate_forget(dev);
     ctx_answers_forget();
     gw_attributes_reset();

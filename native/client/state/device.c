@@ -3,7 +3,7 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "client.h"
+#include "state.h"
 
 #define MAX_DEVS 64
 

@@ -19,8 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/idmap.h"
-#include "client.h"
+#include "../../common/idmap.h"
+#include "state.h"
 
 #define NATTR CU_FUNC_ATTRIBUTE_MAX
 

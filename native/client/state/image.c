@@ -2,7 +2,7 @@
  * client must find the end itself before the bytes can travel. */
 #include <string.h>
 
-#include "client.h"
+#include "state.h"
 
 #define FATBIN_MAGIC 0xBA55ED50u
 #define FATBIN_WRAPPER_MAGIC 0x466243B1u

@@ -2,7 +2,7 @@
  * the reply (see jit_outputs.h and common/jit_options.h). */
 #include <string.h>
 
-#include "../common/jit_options.h"
+#include "../../common/jit_options.h"
 #include "jit_outputs.h"
 
 int gw_jit_scan(const char *fn, unsigned n, CUjit_option *opts, void **vals, gw_jit_outs *o)

@@ -5,7 +5,7 @@
 #ifndef GW_CLIENT_JIT_OUTPUTS_H
 #define GW_CLIENT_JIT_OUTPUTS_H
 
-#include "client.h"
+#include "state.h"
 
 typedef struct gw_jit_outs {
     void **vals;                     /* the application's option values: sizes and wall time land there */

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client.h"
+#include "state.h"
 
 typedef struct range {
     uint64_t base, size;
@@ -265,7 +265,7 @@ CUresult CUDAAPI cuMemFreeHost(void *p)
     pthread_mutex_unlock(&ranges_lock);
     if (!ours)
         return CUDA_ERROR_INVALID_VALUE;
-    gw_landings_forget((uint64_t)(uintptr_t)p, r_size_of(p));
+    gw_deliveries_forget((uint64_t)(uintptr_t)p, r_size_of(p));
     untrack((uint64_t)(uintptr_t)p, GW_MEM_HOST_PINNED);
     free(p);
     return CUDA_SUCCESS;
@@ -296,7 +296,7 @@ CUresult CUDAAPI cuMemHostUnregister(void *p)
     pthread_mutex_unlock(&ranges_lock);
     if (!registered)
         return CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED;
-    gw_landings_forget((uint64_t)(uintptr_t)p, r_size_of(p));
+    gw_deliveries_forget((uint64_t)(uintptr_t)p, r_size_of(p));
     untrack((uint64_t)(uintptr_t)p, GW_MEM_HOST_PINNED);
     return CUDA_SUCCESS;
 }

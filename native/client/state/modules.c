@@ -8,13 +8,13 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "../common/idmap.h"
-#include "cache.h"
-#include "client.h"
-#include "progress.h"
-#include "env.h"
+#include "../../common/idmap.h"
+#include "../diag/env.h"
+#include "../diag/progress.h"
+#include "../wire/cas.h"
 #include "cubin_info.h"
 #include "jit_outputs.h"
+#include "state.h"
 
 static CUresult stage_upload(const void *data, size_t size);
 
@@ -276,7 +276,7 @@ static int take_attrs(const uint8_t *p, size_t len, size_t *pos, int32_t dev, ui
     return 0;
 }
 
-void gw_module_info_arrived(const uint8_t *p, size_t len)
+static void module_info_arrived(const uint8_t *p, size_t len)
 {
     size_t pos = 0;
 #define TAKE(dst, n)                                                                                        \
@@ -654,4 +654,23 @@ CUresult CUDAAPI cuLibraryUnload(CUlibrary library)
     if (rc == CUDA_SUCCESS)
         forget_module((uint64_t)(uintptr_t)library);
     return rc;
+}
+
+/* A GW_OP_MODULE_INFO frame (pushed.c): a loaded module's functions, sent
+ * unasked after the load; kept. */
+static int module_info_frame(uint32_t len)
+{
+    uint8_t *info = malloc(len ? len : 1);
+    if (!info || gw_pushed_read(info, len)) {
+        free(info);
+        return -1;
+    }
+    module_info_arrived(info, len);
+    free(info);
+    return 0;
+}
+
+__attribute__((constructor)) static void modules_init(void)
+{
+    gw_on_pushed(GW_OP_MODULE_INFO, module_info_frame);
 }

@@ -1,5 +1,6 @@
-/* Content-addressed transfers in the client (cache.c) and its memo of file
- * hashes (cache_memo.c). docs/cache.md describes both. */
+/* Content-addressed transfers in the client (cas_upload.c) and its memo of
+ * the chunk hashes of file-backed memory (cas_hash_memo.c). docs/cache.md
+ * describes both; their figures are diag.h's gw_cas_figures. */
 #ifndef GW_CLIENT_CACHE_H
 #define GW_CLIENT_CACHE_H
 
@@ -7,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GW_HIDDEN __attribute__((visibility("hidden")))
+#include "../diag/diag.h"
 
 /* The server offers a cache and GPUWIRE_CACHE does not say off. */
 GW_HIDDEN int gw_cas_on(void);
@@ -25,14 +26,5 @@ GW_HIDDEN int gw_memo_locate(const void *p, size_t n, gw_memo_src *w); /* 1: [p,
 GW_HIDDEN int gw_memo_get(const gw_memo_src *w, uint64_t rel, uint64_t len, uint8_t out[32]);
 GW_HIDDEN void gw_memo_put(const gw_memo_src *w, const uint64_t *rel, const uint64_t *len, uint8_t (*hash)[32],
                            size_t count);
-
-/* statistics (stats.c) */
-typedef struct gw_cas_figures {
-    unsigned long long hits, misses, hit_bytes, miss_bytes, sent_bytes;  /* device copies */
-    unsigned long long image_hits, image_misses, image_hit_bytes, image_miss_bytes, image_sent_bytes;
-    unsigned long long images, image_bytes, images_inline, image_inline_bytes; /* every staged image */
-    unsigned long long hashed_bytes, hash_ns, memo_hit_bytes;
-} gw_cas_figures;
-GW_HIDDEN gw_cas_figures *gw_cas_stats(void);
 
 #endif

@@ -22,10 +22,10 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "../common/sha256.h"
-#include "cache.h"
-#include "client.h"
-#include "env.h"
+#include "../../common/sha256.h"
+#include "../diag/env.h"
+#include "cas.h"
+#include "wire_api.h"
 
 #define REC_MAGIC 0x314d5747u /* "GWM1" */
 #define MAX_FILE (64u << 20)  /* a memo file beyond this starts over */

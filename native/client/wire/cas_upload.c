@@ -14,11 +14,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../common/sha256.h"
-#include "cache.h"
-#include "client.h"
-#include "env.h"
-#include "progress.h"
+#include "../../common/sha256.h"
+#include "../diag/env.h"
+#include "../diag/progress.h"
+#include "cas.h"
+#include "wire_api.h"
 
 #define ADD(field, v) __atomic_fetch_add(&gw_cas_stats()->field, (unsigned long long)(v), __ATOMIC_RELAXED)
 

@@ -28,12 +28,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../common/sha256.h"
-#include "client.h"
-#include "env.h"
+#include "../../common/sha256.h"
+#include "../../generated/gw_ops.h"
+#include "../diag/env.h"
+#include "stream.h"
 #include "tls.h"
 #ifndef GW_NVML_CLIENT
-#include "progress.h"
+#include "../diag/progress.h"
 #endif
 
 #define FIRST_REPLY_MS 5000
@@ -48,7 +49,7 @@ enum { EXT_LEASE_MODE = GW_EXT_LEASE_MODE, EXT_MEM_CAP = GW_EXT_MEM_CAP, EXT_NO_
  * asks NVML, so it takes no GPU lease (one would queue behind the same
  * process's libcuda session), and its digest covers NVML's op table. */
 #ifdef GW_NVML_CLIENT
-#include "../generated/nvml_ops.h"
+#include "../../generated/nvml_ops.h"
 #define HELLO_DIGEST (GW_API_DIGEST ^ GW_NVML_API_DIGEST)
 #else
 #define HELLO_DIGEST GW_API_DIGEST

@@ -23,9 +23,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "client.h"
-#include "env.h"
-#include "progress.h"
+#include "../diag/env.h"
+#include "../diag/progress.h"
+#include "stream.h"
 
 #define LANE_MIN_BYTES (2 * (size_t)GW_COPY_CHUNK) /* smaller copies gain nothing from the hand-over */
 #define LANE_ACK_MS 5000
@@ -103,7 +103,7 @@ static void *sender(void *arg)
             gw_io_lost("lane send");
         }
         if (!broken)
-            gw_stat_bytes(sizeof h + pc->len, 0);
+            GW_WIRE_COUNT(bytes, sizeof h + pc->len, 0);
         piece_done(pc, broken);
     }
     return NULL;
@@ -155,7 +155,7 @@ static void *receiver(void *arg)
             return NULL;
         }
         if (h.len)
-            gw_stat_bytes(0, sizeof h + h.len);
+            GW_WIRE_COUNT(bytes, 0, sizeof h + h.len);
         pthread_mutex_lock(&in_lock);
         e->state = h.flags ? 2 : 1;
         pthread_cond_broadcast(&in_cv);
@@ -240,7 +240,7 @@ static void open_lanes_locked(void)
     }
     nlanes = n;
     state = n ? 1 : -1;
-    gw_stat_lanes(n, 0);
+    GW_WIRE_COUNT(lanes, n, 0);
     if (gw_debug())
         gw_log("%u copy lanes open", n);
 }
@@ -312,7 +312,7 @@ CUresult gw_lanes_htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, 
     if (w.failed && rc == CUDA_SUCCESS)
         rc = CUDA_ERROR_DEVICE_UNAVAILABLE;
     if (rc == CUDA_SUCCESS)
-        gw_stat_lanes(0, n);
+        GW_WIRE_COUNT(lanes, 0, n);
     return rc;
 }
 
@@ -385,7 +385,7 @@ CUresult gw_lanes_dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, uint64
     pthread_mutex_unlock(&in_lock);
     free(e);
     if (rc == CUDA_SUCCESS)
-        gw_stat_lanes(0, n);
+        GW_WIRE_COUNT(lanes, 0, n);
     return rc;
 }
 

@@ -22,8 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "client.h"
-#include "env.h"
+#include "../diag/env.h"
+#include "stream.h"
 #include "tls.h"
 
 

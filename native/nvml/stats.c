@@ -1,24 +1,23 @@
-/* What the shared transport expects of the library it is part of, NVML's
- * way: statistics, the unsupported-symbol log, and no module information
- * (the worker sends none to an NVML session). */
+/* NVML's own counters (the wire layer counts through them: gw_wire_count_with)
+ * and the unsupported-symbol log; with GPUWIRE_STATS=FILE they are written
+ * to FILE.nvml at exit. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "nvml_client.h"
 
 static atomic_ullong calls, round_trips, to_server, from_server;
 static atomic_ullong by_op[GW_NVML_OP_COUNT], rt_by_op[GW_NVML_OP_COUNT];
 
-void gw_stat_call(unsigned op)
+static void count_call(unsigned op)
 {
     atomic_fetch_add_explicit(&calls, 1, memory_order_relaxed);
     if (gw_is_nvml_op(op))
         atomic_fetch_add_explicit(&by_op[op - GW_NVML_OP_FIRST], 1, memory_order_relaxed);
 }
 
-void gw_stat_round_trip(unsigned op, uint64_t waited_ns)
+static void count_round_trip(unsigned op, uint64_t waited_ns)
 {
     (void)waited_ns; /* NVML sessions report counts only */
     atomic_fetch_add_explicit(&round_trips, 1, memory_order_relaxed);
@@ -26,47 +25,21 @@ void gw_stat_round_trip(unsigned op, uint64_t waited_ns)
         atomic_fetch_add_explicit(&rt_by_op[op - GW_NVML_OP_FIRST], 1, memory_order_relaxed);
 }
 
-uint64_t gw_now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
-void gw_stat_send(uint64_t ns) { (void)ns; }
-void gw_stat_queue_wait(uint64_t ns) { (void)ns; }
-
-void gw_stat_bytes(uint64_t to, uint64_t from)
+static void count_bytes(uint64_t to, uint64_t from)
 {
     atomic_fetch_add_explicit(&to_server, to, memory_order_relaxed);
     atomic_fetch_add_explicit(&from_server, from, memory_order_relaxed);
 }
 
-void gw_module_info_arrived(const uint8_t *payload, size_t len)
-{
-    (void)payload;
-    (void)len;
-}
+/* NVML sessions report counts only: no send or queue times, no lanes. */
+static const gw_wire_counters counters = {.call = count_call, .round_trip = count_round_trip, .bytes = count_bytes};
 
-/* No CUDA copies in an NVML session: nothing lands here. */
-void *gw_landing_target(uint64_t id, uint64_t off, uint64_t len)
-{
-    (void)id;
-    (void)off;
-    (void)len;
-    return NULL;
-}
-
-void gw_landed(uint64_t id, uint64_t len)
-{
-    (void)id;
-    (void)len;
-}
+__attribute__((constructor)) static void nvml_stats_init(void) { gw_wire_count_with(&counters); }
 
 int gw_nvml_unsupported(unsigned op)
 {
     static atomic_uchar seen[GW_NVML_OP_COUNT];
-    gw_stat_call(op);
+    count_call(op);
     if (gw_is_nvml_op(op) && !atomic_exchange(&seen[op - GW_NVML_OP_FIRST], 1))
         gw_log("%s is not supported by gpuwire: returning NVML_ERROR_NOT_SUPPORTED", gw_nvml_op_name(op));
     return NVML_ERROR_NOT_SUPPORTED;
