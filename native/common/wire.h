@@ -50,9 +50,10 @@ enum {
     GW_OP_LAND = 21,     /* u64 landing id, u64 src, u64 n, u64 stream, u32 flags (1: per-thread stream):
                           an asynchronous device-to-host copy into the client's pinned memory (posted) */
     GW_OP_LANDED = 22,   /* worker -> client, unasked: u64 landing id, u64 offset, bytes of that copy */
-    GW_OP_DELIVER = GW_OP_LAND, GW_OP_DELIVERED = GW_OP_LANDED, /* the names decided in issue #17 */
     GW_OP_FIRST_CALL = 256
 };
+#define GW_OP_DELIVER GW_OP_LAND /* the names decided in issue #17 (deliveries) */
+#define GW_OP_DELIVERED GW_OP_LANDED
 
 /* Frame flags. */
 enum {

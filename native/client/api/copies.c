@@ -1,7 +1,7 @@
 /* Memory copies between the application's host memory and the remote GPU.
  * Host-to-device bytes travel in GW_COPY_CHUNK pieces posted without waiting;
  * the last piece collects any failure. Device-to-host pieces each come back
- * in a reply. Large copies take the lanes, extra connections (lanes.c). 2D/3D copies are cut into bands of rows packed tightly on the
+ * in a reply. Large copies take the lanes, extra connections (wire/lanes.c). 2D/3D copies are cut into bands of rows packed tightly on the
  * wire; the worker unpacks them with the real pitches. */
 #include <string.h>
 
@@ -26,7 +26,7 @@ static CUresult htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, in
         return CUDA_SUCCESS;
     if (!src)
         return CUDA_ERROR_INVALID_VALUE;
-    gw_progress_begin(n); /* the status line of a long transfer (progress.c) */
+    gw_progress_begin(n); /* the status line of a long transfer (diag/progress.c) */
     CUresult rc = htod_bytes(op, dst, src, n, async, s);
     gw_progress_end();
     return rc;
@@ -39,10 +39,10 @@ static CUresult htod_bytes(unsigned op, CUdeviceptr dst, const void *src, size_t
     if (settled_rc != CUDA_SUCCESS)
         return settled_rc;
     int known = gw_mem_is_device_range(dst, n);
-    /* large copies to known device memory travel by content address (cache.c) */
+    /* large copies to known device memory travel by content address (wire/cas_upload.c) */
     if (known && n >= gw_cas_min_copy() && gw_cas_on())
         return gw_cas_htod(op, dst, src, n, async ? (uint64_t)(uintptr_t)s : 0);
-    /* large copies to known device memory: their bytes over the lanes (lanes.c) */
+    /* large copies to known device memory: their bytes over the lanes (wire/lanes.c) */
     if (known && gw_lanes_for(n))
         return gw_lanes_htod(op, dst, src, n, async ? (uint64_t)(uintptr_t)s : 0);
     for (size_t off = 0; off < n; off += GW_COPY_CHUNK) {
@@ -131,7 +131,7 @@ static CUresult dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, int asyn
     if (async && gw_deliveries_on() && gw_may_post() && gw_mem_is_pinned_range((uint64_t)(uintptr_t)dst, n) &&
         gw_mem_is_device_range(src, n))
         return gw_deliver(op == GW_OP_cuMemcpyDtoHAsync_v2_ptsz, dst, src, n, s);
-    /* large copies from known device memory: their bytes over the lanes (lanes.c) */
+    /* large copies from known device memory: their bytes over the lanes (wire/lanes.c) */
     if (gw_mem_is_device_range(src, n) && gw_lanes_for(n)) {
         CUresult rc = gw_lanes_dtoh(op, dst, src, n, async ? (uint64_t)(uintptr_t)s : 0);
         if (rc == CUDA_SUCCESS)

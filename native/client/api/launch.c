@@ -152,7 +152,8 @@ CUresult CUDAAPI cuOccupancyMaxPotentialClusterSize(int *clusterSize, CUfunction
 { return cluster_query(GW_OP_cuOccupancyMaxPotentialClusterSize, clusterSize, func, config); }
 
 /* ---- stream capture: while no capture is under way anywhere in the process
- * (they all begin and end through the client), no stream is capturing ---- */
+ * (they all begin and end through the client, counted in state/captures.c),
+ * no stream is capturing ---- */
 
 CUresult CUDAAPI cuStreamBeginCapture_v2(CUstream s, CUstreamCaptureMode mode)
 {

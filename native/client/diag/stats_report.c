@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "../client.h"
 #include "../private/export_tables.h"
+#include "../state/state.h"
 #include "../wire/cas.h"
 #include "stats_counters.h"
 
@@ -25,10 +25,11 @@ __attribute__((destructor)) static void write_stats(void)
                "\"batch_send_seconds\": %.6f, \"queue_waits\": %llu, \"queue_wait_seconds\": %.6f, "
                "\"bytes_to_server\": %llu, "
                "\"bytes_from_server\": %llu, \"lanes\": %llu, \"lane_bytes\": %llu,\n",
-            (unsigned long long)gw_stats_calls, (unsigned long long)gw_stats_round_trips, gw_stats_rt_ns / 1e9, (unsigned long long)gw_stats_sends, gw_stats_send_ns / 1e9,
-            (unsigned long long)gw_stats_queue_waits, gw_stats_queue_wait_ns / 1e9,
-            (unsigned long long)gw_stats_to_server,
-            (unsigned long long)gw_stats_from_server, (unsigned long long)gw_stats_lanes_open, (unsigned long long)gw_stats_lane_bytes);
+            (unsigned long long)gw_stats_calls, (unsigned long long)gw_stats_round_trips, gw_stats_rt_ns / 1e9,
+            (unsigned long long)gw_stats_sends, gw_stats_send_ns / 1e9, (unsigned long long)gw_stats_queue_waits,
+            gw_stats_queue_wait_ns / 1e9, (unsigned long long)gw_stats_to_server,
+            (unsigned long long)gw_stats_from_server, (unsigned long long)gw_stats_lanes_open,
+            (unsigned long long)gw_stats_lane_bytes);
     const gw_hello_ok *s = gw_server_info();
     fprintf(f, " \"server_driver\": \"%s\",\n \"by_function\": {", s ? s->driver_desc : "");
     const char *sep = "";
@@ -62,17 +63,20 @@ __attribute__((destructor)) static void write_stats(void)
         fprintf(f, "%s\n  \"%s\": %.6f", sep, name, gw_stats_rt_ns_by_op[i] / 1e9);
         sep = ",";
     }
-    /* bytes_avoided: chunk bytes the server's cache supplied instead of the wire */
+    /* bytes_avoided: chunk bytes the server's cache supplied instead of the wire;
+     * "landings": deliveries (state/deliveries.c), under their earlier name */
+    const gw_cas_figures *cas = &gw_stats_cas;
     fprintf(f, "\n },\n \"cache\": {\"enabled\": %s, \"hits\": %llu, \"misses\": %llu, \"bytes_avoided\": %llu, "
                "\"miss_bytes\": %llu, \"miss_bytes_sent\": %llu,\n  \"image_hits\": %llu, \"image_misses\": %llu, "
                "\"image_bytes_avoided\": %llu, \"image_miss_bytes\": %llu, \"image_miss_bytes_sent\": %llu,\n  "
                "\"images\": %llu, \"image_bytes\": %llu, \"images_inline\": %llu, \"image_inline_bytes\": %llu,\n  "
                "\"hashed_bytes\": %llu, \"hash_seconds\": %.6f, \"memo_bytes\": %llu},\n"
                " \"landings\": {\"copies\": %llu, \"bytes\": %llu, \"waits\": %llu},\n",
-            gw_cas_on() ? "true" : "false", gw_stats_cas.hits, gw_stats_cas.misses, gw_stats_cas.hit_bytes, gw_stats_cas.miss_bytes, gw_stats_cas.sent_bytes,
-            gw_stats_cas.image_hits, gw_stats_cas.image_misses, gw_stats_cas.image_hit_bytes, gw_stats_cas.image_miss_bytes, gw_stats_cas.image_sent_bytes,
-            gw_stats_cas.images, gw_stats_cas.image_bytes, gw_stats_cas.images_inline, gw_stats_cas.image_inline_bytes, gw_stats_cas.hashed_bytes,
-            gw_stats_cas.hash_ns / 1e9, gw_stats_cas.memo_hit_bytes, gw_stats_delivery_copies, gw_stats_delivery_bytes, gw_stats_delivery_waits);
+            gw_cas_on() ? "true" : "false", cas->hits, cas->misses, cas->hit_bytes, cas->miss_bytes, cas->sent_bytes,
+            cas->image_hits, cas->image_misses, cas->image_hit_bytes, cas->image_miss_bytes, cas->image_sent_bytes,
+            cas->images, cas->image_bytes, cas->images_inline, cas->image_inline_bytes, cas->hashed_bytes,
+            cas->hash_ns / 1e9, cas->memo_hit_bytes, (unsigned long long)gw_stats_delivery_copies,
+            (unsigned long long)gw_stats_delivery_bytes, (unsigned long long)gw_stats_delivery_waits);
     /* NVRTC's compile cache, kept on this machine (private/nvrtc_cache.c) */
     gw_compile_cache_figures *cc = gw_compile_cache_stats();
     /* libraries whose kernels the client read from their cubins (state/modules.c) */

@@ -25,7 +25,7 @@
  * CUDA_ERROR_INVALID_VALUE. Thread-safe; tables are static and never move. */
 CUresult gw_export_table_get(const void **ppExportTable, const CUuuid *pExportTableId);
 
-/* The driver's compile cache (table da9151d3, compile_cache.c): NVRTC's
+/* The driver's compile cache (table da9151d3, nvrtc_cache.c): NVRTC's
  * compiled PTX and cubins kept in a folder on the client. Figures for
  * GPUWIRE_STATS. */
 typedef struct gw_compile_cache_figures {

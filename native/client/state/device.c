@@ -100,7 +100,7 @@ CUresult CUDAAPI cuDeviceGetAttribute(int *pi, CUdevice_attribute attrib, CUdevi
     return rc;
 }
 
-/* What every launch is checked against (launch.c), read once per device: a
+/* What every launch is checked against (api/launch.c), read once per device: a
  * launch would otherwise ask eight attributes, each behind the cache lock.
  * Order: max grid x, y, z, max block x, y, z, max threads per block, max
  * opt-in shared memory per block; -1 where the driver gave no answer. */

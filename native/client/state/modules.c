@@ -20,7 +20,7 @@ static CUresult stage_upload(const void *data, size_t size);
 
 CUresult gw_stage_upload(const void *data, size_t size)
 {
-    gw_progress_begin(size); /* the status line of a long transfer (progress.c) */
+    gw_progress_begin(size); /* the status line of a long transfer (diag/progress.c) */
     CUresult rc = stage_upload(data, size);
     gw_progress_end();
     return rc;
@@ -33,7 +33,7 @@ static CUresult stage_upload(const void *data, size_t size)
     gw_cas_figures *st = gw_cas_stats();
     __atomic_fetch_add(&st->images, 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&st->image_bytes, size, __ATOMIC_RELAXED);
-    /* large images travel by content address: a second start sends almost none (cache.c) */
+    /* large images travel by content address: a second start sends almost none (wire/cas_upload.c) */
     if (size >= gw_cas_min_image() && gw_cas_on())
         return gw_cas_stage(data, size);
     __atomic_fetch_add(&st->images_inline, 1, __ATOMIC_RELAXED);

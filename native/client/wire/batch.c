@@ -248,7 +248,6 @@ __attribute__((destructor)) static void flush_at_exit(void)
     }
 }
 
-
 unsigned long long gw_requests_queued(void)
 {
     pthread_mutex_lock(&gw_conn_lock);

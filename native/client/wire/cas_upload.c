@@ -247,7 +247,7 @@ static CUresult exchange(const dest *d, const uint8_t *src, size_t n)
         if (rc != CUDA_SUCCESS)
             break;
         uint64_t bytes = cnt == count - b ? n - base : (uint64_t)cnt * GW_COPY_CHUNK;
-        if (gw_progress_enabled) { /* what the cache had counts as sent (progress.c) */
+        if (gw_progress_enabled) { /* what the cache had counts as sent (diag/progress.c) */
             uint64_t to_send = 0;
             for (uint32_t j = 0; j < m; j++) {
                 uint64_t off = base + (uint64_t)miss[j] * GW_COPY_CHUNK;

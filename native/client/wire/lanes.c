@@ -75,7 +75,7 @@ static void piece_done(piece *pc, int failed)
 {
     waiter *w = pc->w;
     if (!failed)
-        gw_progress_sent(pc->len); /* this piece's bytes have left (progress.c) */
+        gw_progress_sent(pc->len); /* this piece's bytes have left (diag/progress.c) */
     pthread_mutex_lock(&w->m);
     w->failed |= failed;
     if (--w->left == 0)
@@ -389,7 +389,7 @@ CUresult gw_lanes_dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, uint64
     return rc;
 }
 
-/* A forked child has a session of its own (transport.c): the parent's lanes
+/* A forked child has a session of its own (session.c): the parent's lanes
  * and their threads are not its. */
 static void lanes_after_fork_child(void)
 {

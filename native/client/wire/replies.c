@@ -109,7 +109,8 @@ int gw_stream_read_one(uint32_t mine, gw_rep *own, int *got)
         gw_stream_lose("reply buffer");
         return -1;
     }
-    if (gw_io_read_all(gw_conn_fd, r->buf, keep, -1) || (direct && gw_io_read_all(gw_conn_fd, r->direct, r->direct_len, -1))) {
+    if (gw_io_read_all(gw_conn_fd, r->buf, keep, -1) ||
+        (direct && gw_io_read_all(gw_conn_fd, r->direct, r->direct_len, -1))) {
         gw_stream_lose("receive");
         return -1;
     }

@@ -432,7 +432,7 @@ static int fail(int rc, const char *what)
 }
 
 /* After the handshake the socket stays non-blocking: the thread reading
- * replies and a thread sending requests (transport.c lets both run at once)
+ * replies and a thread sending requests (batch.c and replies.c let both run at once)
  * take turns on the one SSL object under ssl_lock, and neither holds it while
  * it waits for the network. */
 static pthread_mutex_t ssl_lock = PTHREAD_MUTEX_INITIALIZER;
