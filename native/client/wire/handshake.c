@@ -7,13 +7,14 @@
  * GPUWIRE_NO_WAIT=1|0, GPUWIRE_GPU=N, GPUWIRE_TOKEN=ID.SECRET or
  * GPUWIRE_TOKEN_FILE=PATH, GPUWIRE_HANDSHAKE_TIMEOUT=SECONDS.
  *
- * Time limits: the first bytes back (the TLS handshake's, or the first frame
- * of a plaintext server: CHALLENGE, QUEUED, HELLO_OK or ERROR) within
- * FIRST_REPLY_MS of connecting, and the whole handshake within
- * GPUWIRE_HANDSHAKE_TIMEOUT (default 10 s), counted again from each QUEUED
- * frame (a queued lease waits as long as it must). Set, that variable also
- * gives the first answer as long: a server whose worker starts slowly can be
- * waited for. Bytes that cannot begin a gpuwire frame end the attempt at once. */
+ * Time limits (handshake_limits.c): the first bytes back (the TLS
+ * handshake's, or the first frame of a plaintext server: CHALLENGE, QUEUED,
+ * HELLO_OK or ERROR) within FIRST_REPLY_MS of connecting, and the whole
+ * handshake within GPUWIRE_HANDSHAKE_TIMEOUT (default 10 s), counted again
+ * from each QUEUED frame (a queued lease waits as long as it must). Set, that
+ * variable also gives the first answer as long: a server whose worker starts
+ * slowly can be waited for. Bytes that cannot begin a gpuwire frame end the
+ * attempt at once. */
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <errno.h>
@@ -37,8 +38,6 @@
 #include "../diag/progress.h"
 #endif
 
-#define FIRST_REPLY_MS 5000
-#define HANDSHAKE_DEFAULT_S 10
 #define HANDSHAKE_FRAME_MAX 65535u /* no frame before HELLO_OK is longer: more is not gpuwire */
 #define NONCE_SIZE GW_NONCE_SIZE
 #define TOKEN_ID_SIZE GW_TOKEN_ID_SIZE
@@ -89,9 +88,6 @@ static size_t env_record(uint8_t *p)
     return n ? put_ext(p, GW_EXT_ENV, buf, (uint16_t)n) : 0;
 }
 
-static long limit_ms = HANDSHAKE_DEFAULT_S * 1000L; /* GPUWIRE_HANDSHAKE_TIMEOUT */
-static int limit_set;
-
 /* The lease this process asks for, read from the environment before it
  * connects (libnvidia-ml.so.1 sends none of it, but refuses bad values alike). */
 static struct {
@@ -114,82 +110,11 @@ int gw_handshake_settings(void)
     if (r > 0)
         want.gpu = (long long)gpu;
     bad |= r < 0;
-    unsigned long long secs = HANDSHAKE_DEFAULT_S;
-    limit_set = gw_env_int("GPUWIRE_HANDSHAKE_TIMEOUT", 1, 3600, "using the default, 10", &secs) > 0;
-    limit_ms = (long)secs * 1000;
+    gw_handshake_limits_settings();
 #ifndef GW_NVML_CLIENT
     gw_progress_settings();
 #endif
     return bad ? -1 : 0;
-}
-
-/* ---- time limits ---- */
-
-static struct timespec first_due, all_due;
-
-static struct timespec after_ms(long ms)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    t.tv_sec += ms / 1000;
-    t.tv_nsec += ms % 1000 * 1000000L;
-    t.tv_sec += t.tv_nsec / 1000000000L;
-    t.tv_nsec %= 1000000000L;
-    return t;
-}
-
-static long ms_until(const struct timespec *due)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    long ms = (due->tv_sec - now.tv_sec) * 1000 + (due->tv_nsec - now.tv_nsec) / 1000000;
-    return ms > 0 ? ms : 0;
-}
-
-static long first_limit_ms(void) { return limit_set || limit_ms < FIRST_REPLY_MS ? limit_ms : FIRST_REPLY_MS; }
-
-void gw_handshake_clock_start(void)
-{
-    first_due = after_ms(first_limit_ms());
-    all_due = after_ms(limit_ms);
-}
-
-int gw_handshake_ms_left(int first)
-{
-    long a = ms_until(&all_due), f = ms_until(&first_due);
-    return (int)(first && f < a ? f : a);
-}
-
-void gw_handshake_silent(const char *server, int first)
-{
-    if (first)
-        gw_log("no answer from %s within %ld s of connecting: it is not a gpuwire server, or one too slow to "
-               "answer (GPUWIRE_HANDSHAKE_TIMEOUT=SECONDS waits longer)", server, (first_limit_ms() + 999) / 1000);
-    else
-        gw_log("the server at %s did not complete the handshake within %ld s (GPUWIRE_HANDSHAKE_TIMEOUT=SECONDS "
-               "waits longer)", server, (limit_ms + 999) / 1000);
-}
-
-void gw_handshake_not_gpuwire(const char *server, const uint8_t *b, size_t n)
-{
-    char shown[80];
-    size_t printable = 0, k = 0;
-    while (printable < n && (isprint(b[printable]) || b[printable] == '\r' || b[printable] == '\n' ||
-                             b[printable] == '\t'))
-        printable++;
-    if (printable >= 4 || printable == n) { /* text: its first line */
-        for (; k < n && k < 60 && b[k] != '\r' && b[k] != '\n'; k++)
-            shown[k] = b[k] == '"' ? '\'' : isprint(b[k]) ? (char)b[k] : ' ';
-        shown[k] = 0;
-        gw_log("the server at %s is not a gpuwire server: it answered \"%s%s\" (a web or metrics port? a gpuwire "
-               "server listens on port 7750 unless told otherwise)", server, shown,
-               k < n && b[k] != '\r' && b[k] != '\n' ? "..." : "");
-    } else {
-        for (size_t at = 0; k < n && k < 8; k++)
-            at += (size_t)snprintf(shown + at, sizeof shown - at, "%s%02x", k ? " " : "", b[k]);
-        gw_log("the server at %s is not a gpuwire server: it answered bytes %s%s, not a gpuwire frame", server,
-               shown, n > 8 ? " ..." : "");
-    }
 }
 
 /* Whether bytes [0, n) can begin a frame a gpuwire server sends before HELLO_OK
@@ -499,7 +424,7 @@ CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info)
             if (!gw_progress_queued(text, n)) /* on a terminal: one line, redrawn */
 #endif
                 gw_log("%.*s", n, text); /* the server's own wording */
-            all_due = after_ms(limit_ms); /* still waiting in the queue: the limit counts again */
+            gw_handshake_clock_again(); /* still waiting in the queue: the limit counts again */
             done = 0;
         } else if (h.op == GW_OP_CHALLENGE && h.len == NONCE_SIZE) {
             done = answer_challenge(fd, server, p) != 0;

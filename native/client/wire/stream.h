@@ -77,12 +77,14 @@ GW_HIDDEN int gw_dial_split(const char *spec, char *host, size_t hostcap, char *
 GW_HIDDEN int gw_dial(const char *host, const char *port, char *why, size_t whycap);
 GW_HIDDEN void gw_dial_remember(const char *host, const char *port); /* where gw_io_dial_server goes */
 
-/* ---- the handshake (handshake.c, with tls.c) ---- */
+/* ---- the handshake (handshake.c; its time limits in handshake_limits.c, used by tls.c too) ---- */
 GW_HIDDEN int gw_handshake_settings(void); /* reads the lease settings before connecting; -1 if one is bad */
 GW_HIDDEN CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info);
 /* The handshake's time limits, from the connection's start (gw_handshake_clock_start):
  * ms left for the first reply bytes (first) or for the whole handshake. */
+GW_HIDDEN void gw_handshake_limits_settings(void); /* reads GPUWIRE_HANDSHAKE_TIMEOUT */
 GW_HIDDEN void gw_handshake_clock_start(void);
+GW_HIDDEN void gw_handshake_clock_again(void); /* the whole handshake's limit counts again from now */
 GW_HIDDEN int gw_handshake_ms_left(int first);
 GW_HIDDEN void gw_handshake_silent(const char *server, int first); /* the line for a limit passed */
 GW_HIDDEN void gw_handshake_not_gpuwire(const char *server, const uint8_t *b, size_t n); /* its line */
