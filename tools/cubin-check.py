@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The client's cubin reading (native/client/cubin_info.c) against the real driver,
+"""The client's cubin reading (native/client/state/cubin_info.c) against the real driver,
 on the GPU machine: for every cubin given (files or folders of *.cubin), the
 kernels, parameter layouts, static shared size and register count the client
 reads from the image, and what the driver says for each (cuLibraryLoadData,
@@ -54,8 +54,8 @@ def read_all(paths):
         src = Path(d) / "dump.c"
         src.write_text(DUMPER)
         exe = Path(d) / "dump"
-        subprocess.run(["cc", "-O1", "-I", str(ROOT / "native/client"), str(src),
-                        str(ROOT / "native/client/cubin_info.c"), "-o", str(exe)], check=True)
+        subprocess.run(["cc", "-O1", "-I", str(ROOT / "native/client/state"), str(src),
+                        str(ROOT / "native/client/state/cubin_info.c"), "-o", str(exe)], check=True)
         out = subprocess.run([str(exe), *map(str, paths)], capture_output=True, text=True, check=True).stdout
     images, cur = {}, None
     for line in out.splitlines():

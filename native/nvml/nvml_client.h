@@ -1,13 +1,15 @@
-/* Internal API of gpuwire's client libnvidia-ml.so.1. It shares the driver
- * client's transport (native/client/transport.c and handshake.c are compiled
- * into it as well, with their own copies of the statics: its own connection
- * and session), and adds NVML's way of answering. Nothing here is exported. */
+/* Internal API of gpuwire's client libnvidia-ml.so.1. It links the driver
+ * client's wire layer (native/client/wire/, with native/client/diag/log.c and
+ * helpers.c beneath it: its own copies of the statics, so its own connection
+ * and session), counts through the wire's hooks (stats.c), and adds NVML's
+ * way of answering. Nothing here is exported. */
 #ifndef GW_NVML_CLIENT_H
 #define GW_NVML_CLIENT_H
 
 #include <nvml.h>
 
-#include "../client/client.h"
+#include "../client/wire/wire_api.h"
+#include "../generated/gw_ops.h"
 #include "../generated/nvml_ops.h"
 #include "../generated/nvml_client_generated.h"
 

@@ -1,4 +1,4 @@
-"""The driver's compile cache (export table da9151d3, native/client/compile_cache.c):
+"""The driver's compile cache (export table da9151d3, native/client/private/nvrtc_cache.c):
 NVRTC keeps what it compiled there. Driven slot by slot through ctypes, as NVRTC
 calls it, and with NVRTC itself where the nvidia-cuda-nvrtc wheel is installed
 (the test extras install it)."""

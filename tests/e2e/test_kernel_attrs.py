@@ -1,4 +1,4 @@
-"""Issue 3: function attributes answered in the client (native/client/func_attrs.c).
+"""Issue 3: function attributes answered in the client (native/client/state/func_attrs.c).
 
 tests/programs/kernel_attrs loads a bare cubin as a library and reads, sets and
 rereads its kernels' attributes. Through gpuwire it must print exactly what it

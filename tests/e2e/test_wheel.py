@@ -158,7 +158,7 @@ def test_wheel_tag_contents_and_sdist(wheel):
     assert sdists, "no sdist next to the wheel"
     with tarfile.open(sdists[0]) as t:
         members = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
-    for f in ("native/Makefile", "native/client/init.c", "native/worker/main.c", "native/generated/gw_ops.c",
+    for f in ("native/Makefile", "native/client/api/init.c", "native/worker/main.c", "native/generated/gw_ops.c",
               "native/demo/gpuwire_demo.c", "tests/standin/Makefile", "tests/standin/core.c", "LICENSE", "setup.py"):
         assert f in members, f"{f} is not in the sdist"
     assert not any(n.startswith("src/gpuwire/_native/") for n in members)

@@ -1,4 +1,4 @@
-"""The client's cubin reader (native/client/cubin_info.c, gw_cubin_parse): entry kernels,
+"""The client's cubin reader (native/client/state/cubin_info.c, gw_cubin_parse): entry kernels,
 parameter layouts, static shared memory, registers and launch bounds, read from the ELF.
 
 A small dumper that includes cubin_info.c is built here with `cc` (under ASan/UBSan where
@@ -22,7 +22,7 @@ import pytest
 from conftest import nvrtc_library
 
 ROOT = Path(__file__).resolve().parents[2]
-CLIENT = ROOT / "native" / "client"
+CLIENT = ROOT / "native" / "client" / "state"
 KPARAMS = ROOT / "tests" / "standin" / "kparams.py"
 PROGRAMS = ROOT / "tests" / "programs"
 

@@ -1,0 +1,23 @@
+/* The client's driver calls written by hand, one file per driver concern
+ * (contexts and devices answered in state/; here: init, copies, launches,
+ * graphs, arrays and textures, pointers, callbacks, ...), beside the
+ * generated forwarders. What these files share with one another. Nothing
+ * here is exported. */
+#ifndef GW_CLIENT_API_H
+#define GW_CLIENT_API_H
+
+#include "../state/state.h"
+
+/* ---- CUDA arrays the client created (arrays.c) ---- */
+GW_HIDDEN int gw_array_desc(CUarray h, CUDA_ARRAY3D_DESCRIPTOR *out); /* 0: not a live array */
+GW_HIDDEN size_t gw_array_elem_size(CUarray_format f, unsigned channels); /* 0: not remoted */
+GW_HIDDEN int gw_mipmap_desc(CUmipmappedArray h, CUDA_ARRAY3D_DESCRIPTOR *out, unsigned *levels); /* 0: unknown */
+
+/* ---- graphs ---- */
+/* Is addr inside memory a graph alloc node was given (graph_memory.c)? */
+GW_HIDDEN int gw_graph_mem_has(uint64_t addr);
+/* A conditional node (graph_conditional.c): sent as cuGraphAddNode_v2; p->phGraph_out set on success. */
+GW_HIDDEN CUresult gw_graph_add_conditional(CUgraphNode *out, CUgraph g, const CUgraphNode *deps, size_t n,
+                                            CUDA_CONDITIONAL_NODE_PARAMS *p);
+
+#endif

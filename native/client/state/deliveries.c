@@ -1,0 +1,193 @@
+/* Deliveries: asynchronous device-to-host copies into pinned memory, without
+ * a wait. The copy is posted (GW_OP_DELIVER) and its bytes arrive later as
+ * GW_OP_DELIVERED frames, which the worker sends before the reply of any call
+ * that could see the copy done (docs/protocol.md). The reply reader hands
+ * them here (a pushed frame) and they go straight into the application's
+ * buffer. A copy made during a stream capture is delivered again at every
+ * replay of its graph, so its record stays until its memory is freed.
+ * (GPUWIRE_LANDINGS and the "landings" figures of GPUWIRE_STATS keep their
+ * earlier name.) */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../diag/env.h"
+#include "state.h"
+
+typedef struct delivery {
+    struct delivery *next;
+    uint64_t id;
+    uint8_t *dst;
+    uint64_t n, got;
+    int persistent;
+} delivery;
+
+static delivery *deliveries; /* under lock */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_ullong next_id = 1;
+
+int gw_deliveries_on(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        int v = 1;
+        gw_env_bool("GPUWIRE_LANDINGS", "using the default, on", &v);
+        on = v;
+    }
+    return on;
+}
+
+/* Bytes of copies posted and not delivered yet: past this the next copy first
+ * synchronizes (reading what was delivered), so the server never holds more than the
+ * half of its budget a well-behaved client may use (worker/deliveries.c). */
+#define PENDING_MAX ((uint64_t)4 << 30)
+
+static uint64_t pending_bytes; /* under lock: what non-persistent deliveries still await */
+
+CUresult gw_deliver(int ptsz, void *dst, CUdeviceptr src, size_t n, CUstream s)
+{
+    pthread_mutex_lock(&lock);
+    int over = pending_bytes + n > PENDING_MAX;
+    pthread_mutex_unlock(&lock);
+    if (over) {
+        CUresult rc = cuCtxSynchronize();
+        if (rc != CUDA_SUCCESS)
+            return rc;
+    }
+    delivery *l = malloc(sizeof *l);
+    if (!l)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    *l = (delivery){.id = atomic_fetch_add(&next_id, 1), .dst = dst, .n = n, .persistent = gw_captures_active()};
+    pthread_mutex_lock(&lock);
+    l->next = deliveries;
+    deliveries = l;
+    if (!l->persistent)
+        pending_bytes += n;
+    pthread_mutex_unlock(&lock);
+    gw_req *q = gw_req_begin(GW_OP_DELIVER);
+    gw_put_u64(q, l->id);
+    gw_put_u64(q, src);
+    gw_put_u64(q, n);
+    gw_put_u64(q, (uint64_t)(uintptr_t)s);
+    gw_put_u32(q, ptsz ? 1u : 0u);
+    CUresult rc = gw_req_post(q);
+    if (rc == CUDA_SUCCESS)
+        gw_stat_delivery(n, 0);
+    if (rc != CUDA_SUCCESS) {
+        uint64_t id = l->id;
+        pthread_mutex_lock(&lock);
+        for (delivery **pp = &deliveries; *pp; pp = &(*pp)->next)
+            if ((*pp)->id == id) {
+                delivery *dead = *pp;
+                *pp = dead->next;
+                if (!dead->persistent)
+                    pending_bytes -= dead->n - dead->got;
+                free(dead);
+                break;
+            }
+        pthread_mutex_unlock(&lock);
+    }
+    return rc;
+}
+
+static void *delivery_target(uint64_t id, uint64_t off, uint64_t len)
+{
+    void *dst = NULL;
+    pthread_mutex_lock(&lock);
+    for (delivery *l = deliveries; l; l = l->next)
+        if (l->id == id) {
+            if (off <= l->n && len <= l->n - off) /* only inside the copy it asked for */
+                dst = l->dst + off;
+            break;
+        }
+    pthread_mutex_unlock(&lock);
+    return dst;
+}
+
+static void gw_delivered(uint64_t id, uint64_t len)
+{
+    pthread_mutex_lock(&lock);
+    for (delivery **pp = &deliveries; *pp; pp = &(*pp)->next) {
+        delivery *l = *pp;
+        if (l->id != id)
+            continue;
+        l->got += len;
+        if (!l->persistent)
+            pending_bytes -= len;
+        if (l->got >= l->n) {
+            if (l->persistent) {
+                l->got = 0; /* the next replay delivers it again */
+            } else {
+                *pp = l->next;
+                free(l);
+            }
+        }
+        break;
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+void gw_deliveries_forget(uint64_t base, uint64_t size)
+{
+    /* copies still on their way into this memory arrive first, as freeing pinned
+     * memory waits for the GPU natively: the reader then never writes into it */
+    gw_deliveries_settle(base, size);
+    pthread_mutex_lock(&lock);
+    for (delivery **pp = &deliveries; *pp;) {
+        delivery *l = *pp;
+        uint64_t a = (uint64_t)(uintptr_t)l->dst;
+        if (a >= base && a - base < size) {
+            *pp = l->next;
+            if (!l->persistent)
+                pending_bytes -= l->n - l->got;
+            free(l);
+        } else {
+            pp = &l->next;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+static int deliveries_pending_in(uint64_t addr, uint64_t n)
+{
+    int pending = 0;
+    pthread_mutex_lock(&lock);
+    for (delivery *l = pending_bytes ? deliveries : NULL; l && !pending; l = l->next) {
+        uint64_t a = (uint64_t)(uintptr_t)l->dst;
+        pending = !l->persistent && a < addr + n && addr < a + l->n;
+    }
+    pthread_mutex_unlock(&lock);
+    return pending;
+}
+
+CUresult gw_deliveries_settle(uint64_t addr, uint64_t n)
+{
+    /* the application may send these bytes on in stream order, after the copy that
+     * delivers them: natively the GPU reads them after that copy wrote them */
+    if (!deliveries_pending_in(addr, n))
+        return CUDA_SUCCESS;
+    gw_stat_delivery(0, 1);
+    return cuCtxSynchronize(); /* its reply comes after every delivery queued before it */
+}
+
+/* A GW_OP_DELIVERED frame (pushed.c): u64 delivery id, u64 offset, then the
+ * bytes, read straight into place; a piece nobody waits for any more is dropped. */
+static int delivered_frame(uint32_t len)
+{
+    uint64_t head[2];
+    if (gw_pushed_read(head, sizeof head))
+        return -1;
+    size_t n = len - sizeof head;
+    uint8_t *dst = delivery_target(head[0], head[1], n);
+    if (dst ? gw_pushed_read(dst, n) : gw_pushed_discard(n))
+        return -1;
+    if (dst)
+        gw_delivered(head[0], n);
+    return 0;
+}
+
+__attribute__((constructor)) static void deliveries_init(void)
+{
+    gw_on_pushed(GW_OP_DELIVERED, delivered_frame);
+}

@@ -1,0 +1,130 @@
+/* Device attributes (cached: they never change) and the few that must describe
+ * what a remote GPU can do rather than what the card can do locally. */
+#include <pthread.h>
+#include <string.h>
+
+#include "state.h"
+
+#define MAX_DEVS 64
+
+static int cache[MAX_DEVS][CU_DEVICE_ATTRIBUTE_MAX];
+static CUresult status[MAX_DEVS][CU_DEVICE_ATTRIBUTE_MAX];
+static unsigned char cached[MAX_DEVS][CU_DEVICE_ATTRIBUTE_MAX];
+static unsigned char fetched[MAX_DEVS];
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Features that need the GPU to reach client memory or another process. */
+static int remote_override(CUdevice_attribute a, int *v)
+{
+    switch (a) {
+    case CU_DEVICE_ATTRIBUTE_CAN_MAP_HOST_MEMORY:
+    case CU_DEVICE_ATTRIBUTE_MANAGED_MEMORY:
+    case CU_DEVICE_ATTRIBUTE_CONCURRENT_MANAGED_ACCESS:
+    case CU_DEVICE_ATTRIBUTE_PAGEABLE_MEMORY_ACCESS:
+    case CU_DEVICE_ATTRIBUTE_PAGEABLE_MEMORY_ACCESS_USES_HOST_PAGE_TABLES:
+    case CU_DEVICE_ATTRIBUTE_DIRECT_MANAGED_MEM_ACCESS_FROM_HOST:
+    case CU_DEVICE_ATTRIBUTE_CAN_USE_HOST_POINTER_FOR_REGISTERED_MEM:
+    case CU_DEVICE_ATTRIBUTE_HOST_NATIVE_ATOMIC_SUPPORTED:
+    case CU_DEVICE_ATTRIBUTE_IPC_EVENT_SUPPORTED:
+    case CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED:
+    case CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_FABRIC_SUPPORTED:
+    case CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_SUPPORTED:
+    case CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_WITH_CUDA_VMM_SUPPORTED:
+        *v = 0;
+        return 1;
+    case CU_DEVICE_ATTRIBUTE_HOST_REGISTER_SUPPORTED: /* registration is kept in the client */
+        *v = 1;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Every attribute of a device in one round trip, the first time any is asked:
+ * cudart alone asks for about a hundred at start-up. */
+static void fetch_all(CUdevice dev)
+{
+    gw_req *q = gw_req_begin_quiet(GW_OP_DEVICE_ATTRS);
+    gw_put_u32(q, (uint32_t)dev);
+    gw_rep *r;
+    CUresult rc = gw_req_call(q, &r);
+    if (rc == CUDA_SUCCESS) {
+        uint32_t n = gw_get_u32(r);
+        pthread_mutex_lock(&cache_lock);
+        for (uint32_t a = 1; a <= n && a < CU_DEVICE_ATTRIBUTE_MAX; a++) {
+            int32_t st = (int32_t)gw_get_u32(r), v = (int32_t)gw_get_u32(r);
+            if (gw_rep_status(r, CUDA_SUCCESS) != CUDA_SUCCESS)
+                break;
+            remote_override((CUdevice_attribute)a, &v);
+            cache[dev][a] = v;
+            status[dev][a] = (CUresult)st;
+            cached[dev][a] = 1;
+        }
+        fetched[dev] = 1;
+        pthread_mutex_unlock(&cache_lock);
+    }
+    gw_rep_end(r);
+}
+
+CUresult CUDAAPI cuDeviceGetAttribute(int *pi, CUdevice_attribute attrib, CUdevice dev)
+{
+    if (pi && dev >= 0 && dev < MAX_DEVS && attrib > 0 && attrib < CU_DEVICE_ATTRIBUTE_MAX && gw_initialized()) {
+        pthread_mutex_lock(&cache_lock);
+        int need = !fetched[dev];
+        pthread_mutex_unlock(&cache_lock);
+        if (need)
+            fetch_all(dev);
+        pthread_mutex_lock(&cache_lock);
+        int hit = cached[dev][attrib];
+        int v = cache[dev][attrib];
+        CUresult st = status[dev][attrib];
+        pthread_mutex_unlock(&cache_lock);
+        if (hit) {
+            gw_stat_call(GW_OP_cuDeviceGetAttribute);
+            if (st == CUDA_SUCCESS)
+                *pi = v;
+            return st;
+        }
+    }
+    CUresult rc = gwf_cuDeviceGetAttribute(pi, attrib, dev);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    remote_override(attrib, pi);
+    if (dev >= 0 && dev < MAX_DEVS && attrib >= 0 && attrib < CU_DEVICE_ATTRIBUTE_MAX) {
+        pthread_mutex_lock(&cache_lock);
+        cache[dev][attrib] = *pi;
+        status[dev][attrib] = CUDA_SUCCESS;
+        cached[dev][attrib] = 1;
+        pthread_mutex_unlock(&cache_lock);
+    }
+    return rc;
+}
+
+/* What every launch is checked against (api/launch.c), read once per device: a
+ * launch would otherwise ask eight attributes, each behind the cache lock.
+ * Order: max grid x, y, z, max block x, y, z, max threads per block, max
+ * opt-in shared memory per block; -1 where the driver gave no answer. */
+static int limits[MAX_DEVS][GW_LAUNCH_LIMITS];
+static int limits_known[MAX_DEVS];
+
+const int *gw_device_launch_limits(int dev)
+{
+    if (dev < 0 || dev >= MAX_DEVS)
+        return NULL;
+    if (!__atomic_load_n(&limits_known[dev], __ATOMIC_ACQUIRE)) {
+        static const CUdevice_attribute which[GW_LAUNCH_LIMITS] = {
+            CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_X,  CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Y,
+            CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Z,  CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_X,
+            CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_Y, CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_Z,
+            CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN};
+        int got[GW_LAUNCH_LIMITS];
+        for (int i = 0; i < GW_LAUNCH_LIMITS; i++)
+            if (cuDeviceGetAttribute(&got[i], which[i], dev) != CUDA_SUCCESS)
+                got[i] = -1;
+        pthread_mutex_lock(&cache_lock);
+        memcpy(limits[dev], got, sizeof got);
+        __atomic_store_n(&limits_known[dev], 1, __ATOMIC_RELEASE);
+        pthread_mutex_unlock(&cache_lock);
+    }
+    return limits[dev];
+}

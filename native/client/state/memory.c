@@ -1,0 +1,342 @@
+/* Client-side memory: which addresses are device memory (so unified copies can
+ * be routed), pinned host memory (kept in the client: the GPU is elsewhere),
+ * and the allocation entry points that must keep that bookkeeping current. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "state.h"
+
+typedef struct range {
+    uint64_t base, size;
+    gw_mem_kind kind;
+    unsigned flags;
+} range;
+
+/* Sorted by base; allocations are few enough that a sorted array is right. */
+static range *ranges;
+static size_t nranges, capranges;
+static pthread_mutex_t ranges_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static size_t lower_bound(uint64_t addr)
+{
+    size_t lo = 0, hi = nranges;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (ranges[mid].base < addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static void track(uint64_t base, uint64_t size, gw_mem_kind kind, unsigned flags)
+{
+    if (!base)
+        return;
+    pthread_mutex_lock(&ranges_lock);
+    size_t i = lower_bound(base);
+    if (i < nranges && ranges[i].base == base) {
+        ranges[i] = (range){base, size ? size : 1, kind, flags};
+    } else {
+        if (nranges == capranges) {
+            size_t cap = capranges ? capranges * 2 : 256;
+            range *r = realloc(ranges, cap * sizeof *r);
+            if (!r) {
+                pthread_mutex_unlock(&ranges_lock);
+                return;
+            }
+            ranges = r;
+            capranges = cap;
+        }
+        memmove(&ranges[i + 1], &ranges[i], (nranges - i) * sizeof *ranges);
+        ranges[i] = (range){base, size ? size : 1, kind, flags};
+        nranges++;
+    }
+    pthread_mutex_unlock(&ranges_lock);
+}
+
+static int untrack(uint64_t base, gw_mem_kind kind)
+{
+    int found = 0;
+    pthread_mutex_lock(&ranges_lock);
+    size_t i = lower_bound(base);
+    if (i < nranges && ranges[i].base == base && ranges[i].kind == kind) {
+        memmove(&ranges[i], &ranges[i + 1], (nranges - i - 1) * sizeof *ranges);
+        nranges--;
+        found = 1;
+    }
+    pthread_mutex_unlock(&ranges_lock);
+    return found;
+}
+
+static const range *find_locked(uint64_t addr)
+{
+    size_t i = lower_bound(addr + 1);
+    if (i == 0)
+        return NULL;
+    const range *r = &ranges[i - 1];
+    return addr - r->base < r->size ? r : NULL;
+}
+
+/* The size of the tracked range that starts at p (0 if none). */
+static uint64_t r_size_of(const void *p)
+{
+    pthread_mutex_lock(&ranges_lock);
+    const range *r = find_locked((uint64_t)(uintptr_t)p);
+    uint64_t n = r ? r->size : 0;
+    pthread_mutex_unlock(&ranges_lock);
+    return n;
+}
+
+void gw_mem_track_device(CUdeviceptr p, size_t size) { track(p, size, GW_MEM_DEVICE, 0); }
+void gw_mem_untrack_device(CUdeviceptr p) { untrack(p, GW_MEM_DEVICE); }
+
+int gw_mem_is_device_range(uint64_t addr, uint64_t n)
+{
+    pthread_mutex_lock(&ranges_lock);
+    const range *r = find_locked(addr);
+    int ok = r && r->kind == GW_MEM_DEVICE && n <= r->size - (addr - r->base);
+    pthread_mutex_unlock(&ranges_lock);
+    return ok;
+}
+
+int gw_mem_is_pinned_range(uint64_t addr, uint64_t n)
+{
+    pthread_mutex_lock(&ranges_lock);
+    const range *r = find_locked(addr);
+    int ok = r && r->kind == GW_MEM_HOST_PINNED && n <= r->size - (addr - r->base);
+    pthread_mutex_unlock(&ranges_lock);
+    return ok;
+}
+
+gw_mem_kind gw_mem_classify(uint64_t addr)
+{
+    pthread_mutex_lock(&ranges_lock);
+    const range *r = find_locked(addr);
+    gw_mem_kind k = r ? r->kind : GW_MEM_NONE;
+    pthread_mutex_unlock(&ranges_lock);
+    return k;
+}
+
+/* ---- device allocations: forwarded, then recorded ---- */
+
+CUresult CUDAAPI cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
+{
+    CUresult rc = gwf_cuMemAlloc_v2(dptr, bytesize);
+    if (rc == CUDA_SUCCESS)
+        gw_mem_track_device(*dptr, bytesize);
+    return rc;
+}
+
+CUresult CUDAAPI cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch, size_t WidthInBytes, size_t Height,
+                                    unsigned int ElementSizeBytes)
+{
+    CUresult rc = gwf_cuMemAllocPitch_v2(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
+    if (rc == CUDA_SUCCESS)
+        gw_mem_track_device(*dptr, *pPitch * Height);
+    return rc;
+}
+
+CUresult CUDAAPI cuMemFree_v2(CUdeviceptr dptr)
+{
+    CUresult rc = gwf_cuMemFree_v2(dptr);
+    if (rc == CUDA_SUCCESS)
+        gw_mem_untrack_device(dptr);
+    return rc;
+}
+
+CUresult CUDAAPI cuMemAllocAsync(CUdeviceptr *dptr, size_t bytesize, CUstream hStream)
+{
+    CUresult rc = gwf_cuMemAllocAsync(dptr, bytesize, hStream);
+    if (rc == CUDA_SUCCESS)
+        gw_mem_track_device(*dptr, bytesize);
+    return rc;
+}
+
+CUresult CUDAAPI cuMemAllocAsync_ptsz(CUdeviceptr *dptr, size_t bytesize, CUstream hStream)
+{
+    CUresult rc = gwf_cuMemAllocAsync_ptsz(dptr, bytesize, hStream);
+    if (rc == CUDA_SUCCESS)
+        gw_mem_track_device(*dptr, bytesize);
+    return rc;
+}
+
+CUresult CUDAAPI cuMemAllocFromPoolAsync(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool, CUstream hStream)
+{
+    CUresult rc = gwf_cuMemAllocFromPoolAsync(dptr, bytesize, pool, hStream);
+    if (rc == CUDA_SUCCESS)
+        gw_mem_track_device(*dptr, bytesize);
+    return rc;
+}
+
+CUresult CUDAAPI cuMemAllocFromPoolAsync_ptsz(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool,
+                                              CUstream hStream)
+{
+    CUresult rc = gwf_cuMemAllocFromPoolAsync_ptsz(dptr, bytesize, pool, hStream);
+    if (rc == CUDA_SUCCESS)
+        gw_mem_track_device(*dptr, bytesize);
+    return rc;
+}
+
+CUresult CUDAAPI cuMemFreeAsync(CUdeviceptr dptr, CUstream hStream)
+{
+    CUresult rc = gwf_cuMemFreeAsync(dptr, hStream);
+    if (rc == CUDA_SUCCESS)
+        gw_mem_untrack_device(dptr);
+    return rc;
+}
+
+CUresult CUDAAPI cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hStream)
+{
+    CUresult rc = gwf_cuMemFreeAsync_ptsz(dptr, hStream);
+    if (rc == CUDA_SUCCESS)
+        gw_mem_untrack_device(dptr);
+    return rc;
+}
+
+CUresult CUDAAPI cuModuleGetGlobal_v2(CUdeviceptr *dptr, size_t *bytes, CUmodule hmod, const char *name)
+{
+    size_t sz = 0;
+    CUresult rc = gwf_cuModuleGetGlobal_v2(dptr, &sz, hmod, name);
+    if (rc == CUDA_SUCCESS) {
+        if (dptr)
+            gw_mem_track_device(*dptr, sz);
+        if (bytes)
+            *bytes = sz;
+    }
+    return rc;
+}
+
+CUresult CUDAAPI cuLibraryGetGlobal(CUdeviceptr *dptr, size_t *bytes, CUlibrary library, const char *name)
+{
+    size_t sz = 0;
+    CUresult rc = gwf_cuLibraryGetGlobal(dptr, &sz, library, name);
+    if (rc == CUDA_SUCCESS) {
+        if (dptr)
+            gw_mem_track_device(*dptr, sz);
+        if (bytes)
+            *bytes = sz;
+    }
+    return rc;
+}
+
+/* ---- page-locked host memory ----
+ * The GPU is on another machine, so "pinned" memory is ordinary client memory
+ * that copies treat as host memory. A device mapping of it cannot exist:
+ * CU_DEVICE_ATTRIBUTE_CAN_MAP_HOST_MEMORY reads 0 and
+ * cuMemHostGetDevicePointer says CUDA_ERROR_NOT_SUPPORTED. */
+
+static CUresult host_alloc(void **pp, size_t size, unsigned flags)
+{
+    if (!pp)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (!gw_initialized())
+        return CUDA_ERROR_NOT_INITIALIZED;
+    void *p = NULL;
+    if (posix_memalign(&p, 4096, size ? size : 1))
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    track((uint64_t)(uintptr_t)p, size, GW_MEM_HOST_PINNED, flags | 0x80000000u);
+    *pp = p;
+    return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuMemAllocHost_v2(void **pp, size_t bytesize)
+{
+    gw_stat_call(GW_OP_cuMemAllocHost_v2);
+    return host_alloc(pp, bytesize, 0);
+}
+
+CUresult CUDAAPI cuMemHostAlloc(void **pp, size_t bytesize, unsigned int Flags)
+{
+    gw_stat_call(GW_OP_cuMemHostAlloc);
+    if (Flags & ~(unsigned)(CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP | CU_MEMHOSTALLOC_WRITECOMBINED))
+        return CUDA_ERROR_INVALID_VALUE;
+    return host_alloc(pp, bytesize, Flags);
+}
+
+CUresult CUDAAPI cuMemFreeHost(void *p)
+{
+    gw_stat_call(GW_OP_cuMemFreeHost);
+    pthread_mutex_lock(&ranges_lock);
+    const range *r = find_locked((uint64_t)(uintptr_t)p);
+    int ours = r && r->base == (uint64_t)(uintptr_t)p && r->kind == GW_MEM_HOST_PINNED && (r->flags & 0x80000000u);
+    pthread_mutex_unlock(&ranges_lock);
+    if (!ours)
+        return CUDA_ERROR_INVALID_VALUE;
+    gw_deliveries_forget((uint64_t)(uintptr_t)p, r_size_of(p));
+    untrack((uint64_t)(uintptr_t)p, GW_MEM_HOST_PINNED);
+    free(p);
+    return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuMemHostRegister_v2(void *p, size_t bytesize, unsigned int Flags)
+{
+    gw_stat_call(GW_OP_cuMemHostRegister_v2);
+    if (!gw_initialized())
+        return CUDA_ERROR_NOT_INITIALIZED;
+    if (!p || !bytesize)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (gw_mem_classify((uint64_t)(uintptr_t)p) == GW_MEM_HOST_PINNED)
+        return CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
+    if (Flags & CU_MEMHOSTREGISTER_IOMEMORY)
+        return CUDA_ERROR_NOT_SUPPORTED;
+    track((uint64_t)(uintptr_t)p, bytesize, GW_MEM_HOST_PINNED, Flags);
+    return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuMemHostUnregister(void *p)
+{
+    gw_stat_call(GW_OP_cuMemHostUnregister);
+    pthread_mutex_lock(&ranges_lock);
+    const range *r = find_locked((uint64_t)(uintptr_t)p);
+    int registered = r && r->base == (uint64_t)(uintptr_t)p && r->kind == GW_MEM_HOST_PINNED &&
+                     !(r->flags & 0x80000000u);
+    pthread_mutex_unlock(&ranges_lock);
+    if (!registered)
+        return CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED;
+    gw_deliveries_forget((uint64_t)(uintptr_t)p, r_size_of(p));
+    untrack((uint64_t)(uintptr_t)p, GW_MEM_HOST_PINNED);
+    return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuMemHostGetFlags(unsigned int *pFlags, void *p)
+{
+    gw_stat_call(GW_OP_cuMemHostGetFlags);
+    if (!pFlags)
+        return CUDA_ERROR_INVALID_VALUE;
+    pthread_mutex_lock(&ranges_lock);
+    const range *r = find_locked((uint64_t)(uintptr_t)p);
+    int ok = r && r->kind == GW_MEM_HOST_PINNED;
+    if (ok)
+        *pFlags = r->flags & 0x7fffffffu;
+    pthread_mutex_unlock(&ranges_lock);
+    return ok ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
+CUresult CUDAAPI cuMemHostGetDevicePointer_v2(CUdeviceptr *pdptr, void *p, unsigned int Flags)
+{
+    (void)pdptr;
+    (void)p;
+    (void)Flags;
+    return (CUresult)gw_unsupported(GW_OP_cuMemHostGetDevicePointer_v2);
+}
+
+/* Mapped virtual-memory ranges are device memory for unified copies. */
+CUresult CUDAAPI cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle,
+                          unsigned long long flags)
+{
+    CUresult rc = gwf_cuMemMap(ptr, size, offset, handle, flags);
+    if (rc == CUDA_SUCCESS)
+        gw_mem_track_device(ptr, size);
+    return rc;
+}
+
+CUresult CUDAAPI cuMemUnmap(CUdeviceptr ptr, size_t size)
+{
+    CUresult rc = gwf_cuMemUnmap(ptr, size);
+    if (rc == CUDA_SUCCESS)
+        gw_mem_untrack_device(ptr);
+    return rc;
+}

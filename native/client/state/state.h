@@ -1,0 +1,98 @@
+/* The client's state layer: what the client knows and keeps of the
+ * session's objects, above the wire and below the driver calls: contexts,
+ * devices' fixed answers, memory (device ranges, pinned host memory,
+ * delivered copies into it), modules and what their images say (kernel
+ * layouts, function attributes), stream captures under way. Code above
+ * learns of a context's end through gw_on_context_ending, never by being
+ * named here. Nothing here is exported. */
+#ifndef GW_CLIENT_STATE_H
+#define GW_CLIENT_STATE_H
+
+#include <cuda.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../../generated/gw_ops.h"
+#include "../../generated/client_generated.h"
+#include "../wire/wire_api.h"
+
+/* ---- contexts (contexts.c) ---- */
+GW_HIDDEN int gw_current_device(void); /* the calling thread's context's device, -1 if unknown */
+/* fn(ctx) runs before a context is destroyed or reset, its handle not yet reusable */
+GW_HIDDEN void gw_on_context_ending(void (*fn)(CUcontext ctx));
+
+/* ---- devices (device.c) ---- */
+#define GW_LAUNCH_LIMITS 8
+GW_HIDDEN const int *gw_device_launch_limits(int dev); /* grid, block, threads, shared memory limits */
+
+/* ---- memory bookkeeping (memory.c) ---- */
+typedef enum { GW_MEM_NONE, GW_MEM_DEVICE, GW_MEM_HOST_PINNED } gw_mem_kind;
+GW_HIDDEN void gw_mem_track_device(CUdeviceptr p, size_t size);
+GW_HIDDEN void gw_mem_untrack_device(CUdeviceptr p);
+GW_HIDDEN gw_mem_kind gw_mem_classify(uint64_t addr);
+GW_HIDDEN int gw_mem_is_device_range(uint64_t addr, uint64_t n); /* inside one known device allocation */
+GW_HIDDEN int gw_mem_is_pinned_range(uint64_t addr, uint64_t n); /* inside one pinned host allocation */
+
+/* ---- device-to-host copies into pinned memory, delivered without a wait (deliveries.c) ---- */
+GW_HIDDEN int gw_deliveries_on(void);
+GW_HIDDEN CUresult gw_deliver(int ptsz, void *dst, CUdeviceptr src, size_t n, CUstream s);
+GW_HIDDEN void gw_deliveries_forget(uint64_t base, uint64_t size); /* pinned memory freed: waits, then forgets */
+/* Bytes about to be read from host memory (a host-to-device copy): if a copy still
+ * to be delivered writes into them, wait for it first (a synchronize). */
+GW_HIDDEN CUresult gw_deliveries_settle(uint64_t addr, uint64_t n);
+
+/* ---- module images (image.c) ---- */
+GW_HIDDEN size_t gw_image_size(const void *image); /* 0 if not recognised */
+GW_HIDDEN const void *gw_image_unwrap(const void *image); /* a fatbin wrapper -> its fatbin */
+
+/* ---- what the client knows of loaded modules (modules.c) ---- */
+/* One value for a function or kernel and every handle that names the same code
+ * (a kernel and the functions taken from it): its module and name, hashed;
+ * the handle itself when the client knows neither. */
+GW_HIDDEN uint64_t gw_fn_identity(uint64_t handle);
+/* Libraries whose functions the client read from their cubins, those checked
+ * against the worker's information, and those that differed. */
+GW_HIDDEN void gw_image_info_figures(unsigned long long out[3]);
+/* The parameter layout of a function named by the client, if its module's
+ * information has arrived: 1 and the fields set, else 0. */
+GW_HIDDEN int gw_function_layout(uint64_t fid, uint32_t *n, uint32_t **pairs, uint32_t *max_threads); /* *pairs: malloc'd, the caller frees it */
+/* uploads of large blobs through the worker's staging buffer */
+GW_HIDDEN CUresult gw_stage_upload(const void *data, size_t size);
+
+/* ---- function attributes (func_attrs.c) ---- */
+/* Function attributes go back to their defaults with their context. */
+GW_HIDDEN void gw_attributes_reset(void);
+/* Attribute values of a code on a device as loaded (bit a of mask: vals[a]
+ * holds attribute a); once the application set one of its attributes, only
+ * the read-only ones are taken. 1 if the static shared size differs from the
+ * one read from its cubin (gw_attrs_shared_hint). */
+GW_HIDDEN int gw_attrs_loaded(uint64_t code, int dev, uint32_t mask, const int32_t *vals);
+/* A code's static shared memory size as its cubin gives it (checks a set of
+ * the dynamic shared memory size before the worker's values arrive). */
+GW_HIDDEN void gw_attrs_shared_hint(uint64_t code, uint32_t bytes);
+
+/* ---- kernel parameter layouts (kernel_layouts.c) ---- */
+#define GW_MAX_PARAM_BYTES 32764u /* the driver's limit for a kernel parameter buffer */
+typedef struct gw_layout {
+    uint32_t n, total;
+    uint32_t max_threads; /* of this function; 0: unknown */
+    uint32_t off[];
+    /* followed by n sizes */
+} gw_layout;
+/* A function's or kernel's layout, fetched once (may wait for it). */
+GW_HIDDEN CUresult gw_layout_of(CUfunction f, const gw_layout **out);
+/* The arguments (kernelParams or `extra`, as cuLaunchKernel takes them)
+ * packed into l's parameter buffer layout; buf holds GW_MAX_PARAM_BYTES. */
+GW_HIDDEN CUresult gw_layout_pack(const gw_layout *l, void **kernelParams, void **extra, uint8_t *buf,
+                                  uint32_t *nbytes);
+/* Both at once, as a graph kernel node sends them. Call it before beginning a request. */
+GW_HIDDEN CUresult gw_pack_args(CUfunction f, void **kernelParams, void **extra, uint8_t *buf, uint32_t *nbytes);
+/* Drop every kept layout: one may have come from a wrong reading. */
+GW_HIDDEN void gw_layouts_forget(void);
+
+/* ---- stream captures under way (captures.c) ---- */
+GW_HIDDEN int gw_captures_active(void);
+GW_HIDDEN void gw_capture_began(void);
+GW_HIDDEN void gw_capture_ended(void);
+
+#endif

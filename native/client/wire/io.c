@@ -1,0 +1,83 @@
+/* Bytes in and out of one connection (the session's, a lane's), through
+ * TLS where the connection speaks it, and one frame read whole. */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+#include "tls.h"
+#include "wire_api.h"
+
+int gw_io_write_all(int fd, const void *p, size_t n)
+{
+    if (__builtin_expect(fd == gw_tls_fd, 0)) /* never true without TLS (gw_tls_fd is -1) */
+        return gw_tls_write_all(p, n);
+    const uint8_t *b = p;
+    while (n) {
+        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        b += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int gw_io_read_all(int fd, void *p, size_t n, int timeout_ms)
+{
+    if (__builtin_expect(fd == gw_tls_fd, 0))
+        return gw_tls_read_all(p, n, timeout_ms);
+    uint8_t *b = p;
+    while (n) {
+        if (timeout_ms >= 0) {
+            struct pollfd pfd = {.fd = fd, .events = POLLIN};
+            int pr = poll(&pfd, 1, timeout_ms);
+            if (pr == 0) {
+                errno = ETIMEDOUT;
+                return -1;
+            }
+            if (pr < 0) {
+                if (errno == EINTR)
+                    continue;
+                return -1;
+            }
+        }
+        ssize_t r = recv(fd, b, n, 0);
+        if (r == 0) {
+            errno = ECONNRESET;
+            return -1;
+        }
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        b += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+
+/* Read one frame's header and payload (payload malloc'd, NUL-terminated). */
+int gw_io_read_frame(int fd, gw_hdr *h, uint8_t **payload, int timeout_ms)
+{
+    *payload = NULL;
+    if (gw_io_read_all(fd, h, sizeof *h, timeout_ms))
+        return -1;
+    if (h->len > GW_MAX_PAYLOAD) {
+        errno = EPROTO;
+        return -1;
+    }
+    *payload = malloc((size_t)h->len + 1);
+    if (!*payload || gw_io_read_all(fd, *payload, h->len, timeout_ms)) {
+        free(*payload);
+        *payload = NULL;
+        return -1;
+    }
+    (*payload)[h->len] = 0;
+    return 0;
+}

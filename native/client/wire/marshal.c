@@ -1,0 +1,146 @@
+/* Marshalling: a request's arguments written into the calling thread's
+ * request buffer, a reply's read from its reply buffer (formats in
+ * docs/protocol.md). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "stream.h"
+
+#define NULL_MARKER 0xFFFFFFFFu
+
+__thread gw_req gw_tls_req;
+__thread gw_rep gw_tls_rep;
+
+static void req_reserve(gw_req *q, size_t more)
+{
+    if (q->oom || q->len + more <= q->cap)
+        return;
+    size_t cap = q->cap ? q->cap : 4096;
+    while (cap < q->len + more)
+        cap *= 2;
+    uint8_t *b = realloc(q->buf, cap);
+    if (!b) {
+        q->oom = 1;
+        return;
+    }
+    q->buf = b;
+    q->cap = cap;
+}
+
+gw_req *gw_req_begin_quiet(unsigned op)
+{
+    gw_req *q = &gw_tls_req;
+    q->len = sizeof(gw_hdr);
+    q->op = op;
+    q->flags = 0;
+    q->oom = 0;
+    req_reserve(q, 256);
+    return q;
+}
+
+gw_req *gw_req_begin(unsigned op)
+{
+    GW_WIRE_COUNT(call, op);
+    return gw_req_begin_quiet(op);
+}
+
+void gw_req_set_flags(gw_req *q, unsigned flags) { q->flags = flags; }
+
+void gw_put_raw(gw_req *q, const void *p, size_t n)
+{
+    req_reserve(q, n);
+    if (q->oom)
+        return;
+    if (n)
+        memcpy(q->buf + q->len, p, n);
+    q->len += n;
+}
+
+void gw_put_u32(gw_req *q, uint32_t v) { gw_put_raw(q, &v, 4); }
+void gw_put_u64(gw_req *q, uint64_t v) { gw_put_raw(q, &v, 8); }
+void gw_put_f64(gw_req *q, double v) { gw_put_raw(q, &v, 8); }
+
+void gw_put_in(gw_req *q, const void *p, size_t nbytes)
+{
+    if (!p || nbytes >= NULL_MARKER) {
+        gw_put_u32(q, p ? (q->oom = 1, 0) : NULL_MARKER);
+        return;
+    }
+    gw_put_u32(q, (uint32_t)nbytes);
+    gw_put_raw(q, p, nbytes);
+}
+
+void gw_put_out(gw_req *q, const void *p, size_t count)
+{
+    if (p && count >= NULL_MARKER)
+        q->oom = 1;
+    gw_put_u32(q, p ? (uint32_t)count : NULL_MARKER);
+}
+
+void gw_put_str(gw_req *q, const char *s)
+{
+    gw_put_in(q, s, s ? strlen(s) : 0);
+}
+
+void gw_put_handles(gw_req *q, void *const *h, size_t n)
+{
+    if (!h) {
+        gw_put_u32(q, NULL_MARKER);
+        return;
+    }
+    gw_put_u32(q, (uint32_t)(n * 8));
+    for (size_t i = 0; i < n; i++)
+        gw_put_u64(q, (uint64_t)(uintptr_t)h[i]);
+}
+
+const void *gw_get_view(gw_rep *r, size_t n)
+{
+    if (r->short_read || r->len - r->pos < n) {
+        r->short_read = 1;
+        return NULL;
+    }
+    const void *p = r->buf + r->pos;
+    r->pos += n;
+    return p;
+}
+
+int gw_get_bytes(gw_rep *r, void *dst, size_t n)
+{
+    const void *p = gw_get_view(r, n);
+    if (!p)
+        return -1;
+    if (n)
+        memcpy(dst, p, n);
+    return 0;
+}
+
+uint32_t gw_get_u32(gw_rep *r)
+{
+    uint32_t v = 0;
+    gw_get_bytes(r, &v, 4);
+    return v;
+}
+
+uint64_t gw_get_u64(gw_rep *r)
+{
+    uint64_t v = 0;
+    gw_get_bytes(r, &v, 8);
+    return v;
+}
+
+void gw_get_handles(gw_rep *r, void **h, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h[i] = (void *)(uintptr_t)gw_get_u64(r);
+}
+
+CUresult gw_rep_status(gw_rep *r, CUresult res)
+{
+    if (r->short_read) {
+        gw_log("short reply from the server; returning CUDA_ERROR_UNKNOWN");
+        return CUDA_ERROR_UNKNOWN;
+    }
+    return res;
+}
+
+void gw_rep_end(gw_rep *r) { (void)r; }

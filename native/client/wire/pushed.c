@@ -1,0 +1,56 @@
+/* Frames the worker sends unasked, and the registry that hands each to the
+ * code above that wants it: the wire layer knows their ops and sizes, never
+ * what they mean. An op nobody registered is read and dropped (an NVML
+ * session gets none of these). */
+#include <errno.h>
+
+#include "stream.h"
+
+static struct pushed {
+    unsigned op;
+    uint32_t min_len; /* a shorter frame is malformed */
+    gw_pushed_fn fn;
+} pushed[] = {
+    {GW_OP_MODULE_INFO, 0, NULL}, /* a loaded module's functions (state/modules.c) */
+    {GW_OP_DELIVERED, 16, NULL},  /* a piece of a delivered copy (state/deliveries.c) */
+    {GW_OP_STDOUT, 0, NULL},      /* device printf output (api/device_printf.c) */
+};
+
+#define N_PUSHED (sizeof pushed / sizeof pushed[0])
+
+void gw_on_pushed(unsigned op, gw_pushed_fn fn)
+{
+    for (size_t i = 0; i < N_PUSHED; i++)
+        if (pushed[i].op == op)
+            pushed[i].fn = fn;
+}
+
+int gw_pushed_read(void *dst, size_t n) { return gw_io_read_all(gw_conn_fd, dst, n, -1); }
+
+int gw_pushed_discard(size_t len)
+{
+    uint8_t piece[16384];
+    while (len) {
+        size_t k = len < sizeof piece ? len : sizeof piece;
+        if (gw_pushed_read(piece, k))
+            return -1;
+        len -= k;
+    }
+    return 0;
+}
+
+int gw_pushed_dispatch(const gw_hdr *h)
+{
+    for (size_t i = 0; i < N_PUSHED; i++) {
+        const struct pushed *p = &pushed[i];
+        if (h->op != p->op || h->len < p->min_len || h->len > GW_MAX_PAYLOAD)
+            continue;
+        if (p->fn ? p->fn(h->len) : gw_pushed_discard(h->len)) {
+            gw_stream_lose("receive");
+            return -1;
+        }
+        GW_WIRE_COUNT(bytes, 0, sizeof *h + h->len);
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,258 @@
+/* The reply reader. A thread that waits for a reply sends its request, lets
+ * go of gw_conn_lock and waits on its own: other threads keep sending (their
+ * calls run on their own worker threads), and one synchronize never stalls
+ * another thread's work. Whichever waiting thread finds no reader becomes the
+ * reader: it reads frames and hands each reply to the thread registered for
+ * its seq, each pushed frame to its handler (pushed.c). A waiter leaves only
+ * once answered or when no reader is active, so no reader ever writes to a
+ * waiter that has gone. */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../../generated/gw_ops.h"
+#include "stream.h"
+
+typedef struct waiter {
+    struct waiter *next;
+    uint32_t seq;
+    gw_rep *rep;
+    int done, failed;
+} waiter;
+
+pthread_mutex_t gw_recv_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_cond_t gw_recv_cv = PTHREAD_COND_INITIALIZER;
+static waiter *waiters; /* under gw_recv_lock */
+int gw_reader_busy; /* under gw_recv_lock */
+static int drainer_running;
+
+static void waiter_add(waiter *w)
+{
+    pthread_mutex_lock(&gw_recv_lock);
+    w->next = waiters;
+    waiters = w;
+    pthread_mutex_unlock(&gw_recv_lock);
+}
+
+static void waiter_unlink_locked(waiter *w)
+{
+    for (waiter **pp = &waiters; *pp; pp = &(*pp)->next) {
+        if (*pp == w) {
+            *pp = w->next;
+            return;
+        }
+    }
+}
+
+/* The reader is done (gw_recv_lock held): after a failure nobody will be answered. */
+void gw_reader_release_locked(int failed)
+{
+    gw_reader_busy = 0;
+    if (failed) {
+        for (waiter *w = waiters; w; w = w->next)
+            w->done = w->failed = 1;
+        waiters = NULL;
+    }
+    pthread_cond_broadcast(&gw_recv_cv);
+}
+
+static int grow_rep(gw_rep *r, size_t n)
+{
+    if (r->cap >= n)
+        return 0;
+    uint8_t *b = realloc(r->buf, n);
+    if (!b)
+        return -1;
+    r->buf = b;
+    r->cap = n;
+    return 0;
+}
+
+/* Reads one frame as the reader and hands it on: a reply with seq `mine` into
+ * `own` (*got set), another reply to its registered waiter, a pushed frame to
+ * its handler (pushed.c). 0, or -1 with the connection lost. */
+int gw_stream_read_one(uint32_t mine, gw_rep *own, int *got)
+{
+    gw_hdr h;
+    if (gw_io_read_all(gw_conn_fd, &h, sizeof h, -1)) {
+        gw_stream_lose("receive");
+        return -1;
+    }
+    int pushed = gw_pushed_dispatch(&h);
+    if (pushed)
+        return pushed < 0 ? -1 : 0;
+    waiter *w = NULL;
+    if (h.op == GW_OP_REPLY && h.seq != mine) {
+        pthread_mutex_lock(&gw_recv_lock);
+        for (w = waiters; w && w->seq != h.seq; w = w->next)
+            ;
+        pthread_mutex_unlock(&gw_recv_lock);
+    }
+    if (h.op != GW_OP_REPLY || (h.seq != mine && !w) || h.len < 4 || h.len > GW_MAX_PAYLOAD) {
+        uint8_t msg[512] = {0};
+        size_t n = h.len < sizeof msg - 1 ? h.len : sizeof msg - 1;
+        if (h.op == GW_OP_ERROR && n >= 4 && gw_io_read_all(gw_conn_fd, msg, n, 1000) == 0)
+            gw_log("the server ended the session: %s", (const char *)msg + 4);
+        else
+            gw_log("malformed reply from the server (op %u, seq %u, %u bytes, no request waits for it)", h.op,
+                   h.seq, h.len);
+        errno = EPROTO;
+        gw_stream_lose("reply");
+        return -1;
+    }
+    gw_rep *r = w ? w->rep : own;
+    int direct = r->direct && h.len == 4 + r->direct_len;
+    size_t keep = direct ? 4 : h.len;
+    if (grow_rep(r, keep)) {
+        gw_stream_lose("reply buffer");
+        return -1;
+    }
+    if (gw_io_read_all(gw_conn_fd, r->buf, keep, -1) ||
+        (direct && gw_io_read_all(gw_conn_fd, r->direct, r->direct_len, -1))) {
+        gw_stream_lose("receive");
+        return -1;
+    }
+    r->len = keep;
+    r->direct_used = direct;
+    GW_WIRE_COUNT(bytes, 0, sizeof h + h.len);
+    if (w) {
+        pthread_mutex_lock(&gw_recv_lock);
+        waiter_unlink_locked(w);
+        w->done = 1;
+        pthread_cond_broadcast(&gw_recv_cv);
+        pthread_mutex_unlock(&gw_recv_lock);
+    } else {
+        *got = 1;
+    }
+    return 0;
+}
+
+/* Frames the worker sends unasked (module information, delivered copies, device
+ * printf output) are read by whichever thread waits for a reply. An
+ * application that waits for nothing for a long while (CPU work after an
+ * asynchronous copy into pinned memory) would leave them unread, the worker's
+ * writes would stall, and the server ends a session that reads nothing for its
+ * stall timeout. So every DRAIN_MS, while no thread reads, the drainer takes
+ * the reader role and reads what has arrived: one wake-up a second, none per call. */
+#define DRAIN_MS 1000
+
+static void *drainer(void *arg)
+{
+    (void)arg;
+    gw_rep scratch = {0}; /* for a reply with seq 0, which no request has */
+    for (;;) {
+        struct timespec pause = {DRAIN_MS / 1000, (DRAIN_MS % 1000) * 1000000L};
+        nanosleep(&pause, NULL);
+        pthread_mutex_lock(&gw_recv_lock);
+        for (;;) {
+            struct pollfd pfd = {.fd = gw_conn_fd, .events = POLLIN};
+            if (gw_reader_busy || waiters || gw_conn_lost || gw_conn_fd < 0 || poll(&pfd, 1, 0) <= 0)
+                break;
+            gw_reader_busy = 1;
+            pthread_mutex_unlock(&gw_recv_lock);
+            int got = 0;
+            int rc = gw_stream_read_one(0, &scratch, &got);
+            pthread_mutex_lock(&gw_recv_lock);
+            gw_reader_release_locked(rc != 0);
+            if (rc)
+                break;
+        }
+        int lost = gw_conn_lost;
+        pthread_mutex_unlock(&gw_recv_lock);
+        if (lost)
+            break;
+    }
+    free(scratch.buf);
+    return NULL;
+}
+
+void gw_replies_start_drainer(void)
+{
+    if (!drainer_running)
+        drainer_running = gw_start_helper_thread(drainer) == 0;
+}
+
+/* Waits until w is answered, reading for everyone while no one else does. */
+static int wait_reply(waiter *w)
+{
+    pthread_mutex_lock(&gw_recv_lock);
+    while (!w->done) {
+        if (gw_reader_busy) {
+            pthread_cond_wait(&gw_recv_cv, &gw_recv_lock);
+            continue;
+        }
+        if (gw_conn_lost) {
+            waiter_unlink_locked(w);
+            w->done = w->failed = 1;
+            break;
+        }
+        gw_reader_busy = 1;
+        pthread_mutex_unlock(&gw_recv_lock);
+        int got = 0;
+        int rc = gw_stream_read_one(w->seq, w->rep, &got);
+        pthread_mutex_lock(&gw_recv_lock);
+        if (got) {
+            waiter_unlink_locked(w);
+            w->done = 1;
+        }
+        gw_reader_release_locked(rc != 0);
+    }
+    pthread_mutex_unlock(&gw_recv_lock);
+    return w->failed ? -1 : 0;
+}
+
+/* GPUWIRE_TRACE_RT=1: one stderr line per round trip (op, first arguments,
+ * time waited), to see which calls still wait and in what order. */
+static int trace_round_trips(void) { return gw_trace_rt_level() > 0; }
+
+static void trace_round_trip(const gw_req *q, uint64_t t0, int32_t res)
+{
+    uint64_t a[4] = {0};
+    size_t n = q->len > sizeof(gw_hdr) ? q->len - sizeof(gw_hdr) : 0;
+    memcpy(a, q->buf + sizeof(gw_hdr), n < sizeof a ? n : sizeof a);
+    gw_log("rt %s args %llx %llx %llx %llx -> %d after %.1f us", q->op >= 256 ? gw_op_name(q->op) : "control op",
+           (unsigned long long)a[0], (unsigned long long)a[1], (unsigned long long)a[2], (unsigned long long)a[3],
+           res, (gw_now_ns() - t0) / 1e3);
+}
+
+CUresult gw_req_call(gw_req *q, gw_rep **out)
+{
+    gw_rep *r = &gw_tls_rep;
+    r->len = r->pos = 0;
+    r->short_read = 0;
+    *out = r;
+    CUresult rc = gw_stream_usable(q);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    waiter w = {.rep = r};
+    uint64_t t0 = gw_now_ns();
+    gw_stream_lock();
+    w.seq = gw_next_seq++;
+    waiter_add(&w); /* before it leaves: its reply may come at once */
+    (void)(gw_stream_queue_locked(q, w.seq) || gw_stream_flush_locked()); /* a failure shows in wait_reply */
+    pthread_mutex_unlock(&gw_conn_lock);
+    if (wait_reply(&w))
+        return CUDA_ERROR_DEVICE_UNAVAILABLE;
+    GW_WIRE_COUNT(round_trip, q->op, gw_now_ns() - t0);
+    int32_t res;
+    memcpy(&res, r->buf, 4);
+    r->pos = 4;
+    if (trace_round_trips())
+        trace_round_trip(q, t0, res);
+    if (res != CUDA_SUCCESS && gw_debug())
+        gw_log("%s returned %d", q->op >= 256 ? gw_op_name(q->op) : "control op", res);
+    return (CUresult)res;
+}
+
+
+/* A forked child: no reader, nobody waiting, no drainer (session.c). */
+void gw_replies_after_fork(void)
+{
+    drainer_running = 0;
+    pthread_mutex_init(&gw_recv_lock, NULL);
+    pthread_cond_init(&gw_recv_cv, NULL);
+    waiters = NULL;
+    gw_reader_busy = 0;
+}

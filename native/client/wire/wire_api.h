@@ -1,0 +1,120 @@
+/* The client's wire layer, as the layers above it use it: requests and
+ * replies, the session, bursts, the memo of constant replies, lanes,
+ * content-addressed transfers (cas.h), and the two ways the layer reaches
+ * up without naming anything above it: a registry for the frames the worker
+ * sends unasked (pushed frames) and a hook for counting. libnvidia-ml.so.1
+ * links this layer too (its own copy: its own connection). Nothing here is
+ * exported. */
+#ifndef GW_CLIENT_WIRE_API_H
+#define GW_CLIENT_WIRE_API_H
+
+#include <cuda.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../../common/wire.h"
+#include "../diag/diag.h"
+
+/* ---- requests and replies (marshal.c, batch.c, replies.c) ----
+ * A request is built in a per-thread buffer, sent whole, and its reply read
+ * into a per-thread buffer, so decoding happens outside the connection lock. */
+typedef struct gw_req gw_req;
+typedef struct gw_rep gw_rep;
+
+GW_HIDDEN gw_req *gw_req_begin(unsigned op);
+GW_HIDDEN gw_req *gw_req_begin_quiet(unsigned op); /* part of a call already counted */
+GW_HIDDEN void gw_req_set_flags(gw_req *q, unsigned flags);
+GW_HIDDEN void gw_put_u32(gw_req *q, uint32_t v);
+GW_HIDDEN void gw_put_u64(gw_req *q, uint64_t v);
+GW_HIDDEN void gw_put_f64(gw_req *q, double v);
+GW_HIDDEN void gw_put_raw(gw_req *q, const void *p, size_t n);
+GW_HIDDEN void gw_put_in(gw_req *q, const void *p, size_t nbytes);  /* u32 length (NULL marker) + bytes */
+GW_HIDDEN void gw_put_out(gw_req *q, const void *p, size_t count); /* u32 element count (NULL marker) */
+GW_HIDDEN void gw_put_str(gw_req *q, const char *s);
+GW_HIDDEN void gw_put_handles(gw_req *q, void *const *h, size_t n);
+/* Send and wait for the reply; *r is always set and must be ended. */
+GW_HIDDEN CUresult gw_req_call(gw_req *q, gw_rep **r);
+/* A burst (burst.c): one thread queues several waiting requests, then reads
+ * their replies in order, holding the connection meanwhile (large
+ * device-to-host copies: no round trip between pieces). */
+GW_HIDDEN CUresult gw_burst_begin(unsigned op);
+GW_HIDDEN CUresult gw_burst_queue(gw_req *q, uint32_t *seq);
+GW_HIDDEN CUresult gw_burst_reply(uint32_t seq, gw_rep **r);
+/* the same, a reply of exactly n bytes after its result placed at dst (*placed = 1) */
+GW_HIDDEN CUresult gw_burst_reply_into(uint32_t seq, gw_rep **r, void *dst, size_t n, int *placed);
+GW_HIDDEN void gw_burst_end(void);
+/* As gw_req_call, for answers that never change: asked once per argument
+ * list (reply_memo.c). */
+GW_HIDDEN CUresult gw_req_call_cached(gw_req *q, gw_rep **r);
+/* Drop kept answers of these ops (their inputs changed: a Set call). */
+GW_HIDDEN void gw_cache_forget(const unsigned *ops, size_t n);
+/* Send without waiting (GW_F_NOREPLY): a failure comes back on a later collecting call. */
+GW_HIDDEN CUresult gw_req_post(gw_req *q);
+GW_HIDDEN CUresult gw_req_post_tail(gw_req *q, const void *tail, size_t tail_len); /* q, then tail's bytes, posted */
+GW_HIDDEN int gw_get_bytes(gw_rep *r, void *dst, size_t n);
+GW_HIDDEN uint32_t gw_get_u32(gw_rep *r);
+GW_HIDDEN uint64_t gw_get_u64(gw_rep *r);
+GW_HIDDEN const void *gw_get_view(gw_rep *r, size_t n); /* n bytes in place, or NULL */
+GW_HIDDEN void gw_get_handles(gw_rep *r, void **h, size_t n);
+GW_HIDDEN CUresult gw_rep_status(gw_rep *r, CUresult res); /* CUDA_ERROR_UNKNOWN if the reply was short */
+GW_HIDDEN void gw_rep_end(gw_rep *r);
+
+/* ---- session (session.c) ---- */
+GW_HIDDEN CUresult gw_connect(void);    /* connect and handshake once; later calls return the outcome */
+GW_HIDDEN int gw_initialized(void);     /* cuInit succeeded in this process */
+GW_HIDDEN void gw_set_initialized(void);
+GW_HIDDEN const gw_hello_ok *gw_server_info(void);
+/* Requests queued by the whole process so far, and that count right after
+ * this thread's last request: equal means nobody sent anything since. */
+GW_HIDDEN unsigned long long gw_requests_queued(void);
+GW_HIDDEN unsigned long long gw_call_mark(void);
+GW_HIDDEN uint64_t gw_new_handle_id(void); /* a fresh client-named handle id */
+/* Creating a client-named handle is posted unless the calling thread says it
+ * needs the verdict now (gw_set_must_wait(1) ... gw_set_must_wait(0)). */
+GW_HIDDEN int gw_may_post(void);
+GW_HIDDEN void gw_set_must_wait(int on);
+GW_HIDDEN int gw_flush(void);                 /* what is batched leaves now; -1 if the connection is lost (batch.c) */
+GW_HIDDEN void gw_io_lost(const char *what);  /* the session's stream is broken (a lane failed) */
+
+/* ---- raw I/O (io.c), dialing (dial.c) and the handshake (handshake.c) ---- */
+GW_HIDDEN int gw_io_write_all(int fd, const void *p, size_t n);
+GW_HIDDEN int gw_io_read_frame(int fd, gw_hdr *h, uint8_t **payload, int timeout_ms); /* payload malloc'd */
+GW_HIDDEN int gw_io_read_all(int fd, void *p, size_t n, int timeout_ms); /* -1: waits without end */
+GW_HIDDEN int gw_io_dial_server(char *why, size_t whycap); /* a new connection to the session's server, or -1 */
+GW_HIDDEN const gw_lane_grant *gw_handshake_lanes(void); /* what HELLO_OK granted; NULL: no lanes */
+
+/* ---- pushed frames (pushed.c) ----
+ * Frames the worker sends unasked (module information, delivered copies,
+ * device printf output) are read by whichever thread reads the stream and
+ * handed to the handler registered for their op; an op nobody registered is
+ * read and dropped. A handler reads exactly len bytes with gw_pushed_read
+ * and gw_pushed_discard and returns 0, or -1 if a read failed (the
+ * connection is then lost). Register from a constructor. */
+typedef int (*gw_pushed_fn)(uint32_t len);
+GW_HIDDEN void gw_on_pushed(unsigned op, gw_pushed_fn fn);
+GW_HIDDEN int gw_pushed_read(void *dst, size_t n);
+GW_HIDDEN int gw_pushed_discard(size_t n);
+
+/* ---- counting (counters.c) ----
+ * The layer counts through these hooks, set by the library it is part of
+ * (none set: nothing is counted). */
+typedef struct gw_wire_counters {
+    void (*call)(unsigned op);
+    void (*round_trip)(unsigned op, uint64_t waited_ns);
+    void (*send)(uint64_t ns);
+    void (*queue_wait)(uint64_t ns);
+    void (*bytes)(uint64_t to_server, uint64_t from_server);
+    void (*lanes)(unsigned open, uint64_t bytes);
+} gw_wire_counters;
+GW_HIDDEN void gw_wire_count_with(const gw_wire_counters *c);
+
+/* ---- lanes: copy bytes on extra connections (lanes.c) ---- */
+/* 1 if copies of n bytes go on lanes (set up at the first such copy). */
+GW_HIDDEN int gw_lanes_for(size_t n);
+/* A host-to-device copy to known device memory, its bytes over the lanes;
+ * returns once they have left src. */
+GW_HIDDEN CUresult gw_lanes_htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, uint64_t stream);
+/* A device-to-host copy, its bytes over the lanes, straight into dst; waits for them. */
+GW_HIDDEN CUresult gw_lanes_dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, uint64_t stream);
+
+#endif
