@@ -18,7 +18,7 @@ GEN = Path(__file__).resolve().parent.parent / "generated"
 CLIENT_ID = 1 << 62          # GW_CLIENT_ID_BIT: ids the client names itself
 NOREPLY, COLLECT = 1, 2
 OP_BYE, OP_FUNC_LAYOUT, OP_STAGE, OP_DEVICE_ATTRS = 5, 6, 7, 16
-OP_LAND = 21
+OP_DELIVER = 21
 NULL = 0xFFFFFFFF
 
 
@@ -131,8 +131,8 @@ def seed_landings() -> bytes:
     s.context()
     a = s.alloc(8192)
     s.frame("cuMemsetD32_v2", u64(ph(a), 0x0BADF00D, 2048), NOREPLY)
-    s.frame(OP_LAND, u64(1, ph(a), 4096, 0) + u32(0), NOREPLY)
-    s.frame(OP_LAND, u64(2, ph(a, 4096), 4096, 0) + u32(1), NOREPLY)
+    s.frame(OP_DELIVER, u64(1, ph(a), 4096, 0) + u32(0), NOREPLY)
+    s.frame(OP_DELIVER, u64(2, ph(a, 4096), 4096, 0) + u32(1), NOREPLY)
     s.frame("cuCtxSynchronize", b"", COLLECT)
     s.frame("cuMemFree_v2", u64(ph(a)), COLLECT)
     return s.bye()

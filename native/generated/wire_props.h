@@ -296,7 +296,7 @@ static inline const char *gw_control_op_label(unsigned op)
     case GW_OP_CAS_DATA:
         return "(cache data)";
     case GW_OP_DELIVER:
-        return "(landing)";
+        return "(delivery)";
     default:
         return NULL;
     }

@@ -55,8 +55,6 @@ enum {
     GW_OP_DELIVERED = 22, /* bytes of a DELIVER copy, at an offset into it */
 };
 /* Old names, removed after the rename lands in native/client and native/worker. */
-#define GW_OP_LAND GW_OP_DELIVER
-#define GW_OP_LANDED GW_OP_DELIVERED
 
 /* Frame flags. */
 enum {

@@ -47,8 +47,6 @@ OP_STDOUT = 20
 OP_DELIVER = 21
 OP_DELIVERED = 22
 # old names, removed after the rename lands
-OP_LAND = OP_DELIVER
-OP_LANDED = OP_DELIVERED
 OP_NAMES = {
     OP_HELLO: 'HELLO',
     OP_HELLO_OK: 'HELLO_OK',

@@ -59,8 +59,8 @@ BAD = [
      "JIT log of 1048577 bytes"),
     ("too many jit options", frame(op_id("cuModuleLoadDataEx"), load([(CU_JIT_MAX_REGISTERS, 32)] * 65, [])),
      "65 JIT options"),
-    ("land of 0 bytes", frame(protocol.OP_LAND, struct.pack("<QQQQI", 1, 0x1000, 0, 0, 0)), "LAND"),
-    ("land with unknown flags", frame(protocol.OP_LAND, struct.pack("<QQQQI", 1, 0x1000, 16, 0, 6)), "LAND"),
+    ("land of 0 bytes", frame(protocol.OP_DELIVER, struct.pack("<QQQQI", 1, 0x1000, 0, 0, 0)), "LAND"),
+    ("land with unknown flags", frame(protocol.OP_DELIVER, struct.pack("<QQQQI", 1, 0x1000, 16, 0, 6)), "LAND"),
 ]
 
 

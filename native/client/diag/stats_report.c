@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "../../generated/wire_props.h"
 #include "../private/export_tables.h"
 #include "../state/state.h"
 #include "../wire/cas.h"
@@ -42,14 +43,12 @@ __attribute__((destructor)) static void write_stats(void)
     }
     fprintf(f, "\n },\n \"round_trips_by_function\": {");
     sep = "";
-    static const char *const control[] = {[GW_OP_FUNC_LAYOUT] = "(parameter layout)", [GW_OP_DEVICE_ATTRS] = "(device attributes)",
-                                          [GW_OP_CAS_REFS] = "(cache references)"};
     for (unsigned i = 0; i < 256 + GW_OP_COUNT; i++) {
         unsigned long long n = gw_stats_rt_by_op[i];
         if (!n)
             continue;
         const char *name = i >= 256 ? gw_op_names[i - 256]
-                           : i < sizeof control / sizeof control[0] && control[i] ? control[i] : "(control)";
+                           : gw_control_op_label(i) ? gw_control_op_label(i) : "(control)";
         fprintf(f, "%s\n  \"%s\": %llu", sep, name, n);
         sep = ",";
     }
@@ -59,7 +58,7 @@ __attribute__((destructor)) static void write_stats(void)
         if (!gw_stats_rt_by_op[i])
             continue;
         const char *name = i >= 256 ? gw_op_names[i - 256]
-                           : i < sizeof control / sizeof control[0] && control[i] ? control[i] : "(control)";
+                           : gw_control_op_label(i) ? gw_control_op_label(i) : "(control)";
         fprintf(f, "%s\n  \"%s\": %.6f", sep, name, gw_stats_rt_ns_by_op[i] / 1e9);
         sep = ",";
     }

@@ -72,7 +72,6 @@ GW_HIDDEN int gw_attrs_loaded(uint64_t code, int dev, uint32_t mask, const int32
 GW_HIDDEN void gw_attrs_shared_hint(uint64_t code, uint32_t bytes);
 
 /* ---- kernel parameter layouts (kernel_layouts.c) ---- */
-#define GW_MAX_PARAM_BYTES 32764u /* the driver's limit for a kernel parameter buffer */
 typedef struct gw_layout {
     uint32_t n, total;
     uint32_t max_threads; /* of this function; 0: unknown */

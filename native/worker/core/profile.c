@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "../../generated/wire_props.h"
 #include "core.h"
 
 /* Ops by id (control ops below 256, driver calls above), then the reader's
@@ -69,17 +70,13 @@ void gw_prof_report(void)
         if (best < 0)
             break;
         shown[best] = 1;
-        static const char *const control[] = {[GW_OP_FUNC_LAYOUT] = "(parameter layout)", [GW_OP_STAGE] = "(stage)",
-                                              [GW_OP_DEVICE_ATTRS] = "(device attributes)",
-                                              [GW_OP_CAS_REFS] = "(cache references)", [GW_OP_CAS_DATA] = "(cache data)",
-                                              [GW_OP_DELIVER] = "(landing)"};
         static const char *const reader[GW_PROF_READER_IDS] = {[GW_PROF_READ_LARGE] = "(reader: large payloads)",
                                                                [GW_PROF_READ_ROOM] = "(reader: waiting for room)"};
         char name[40];
         if (best >= OP_SLOTS)
             snprintf(name, sizeof name, "%s", reader[best - OP_SLOTS]);
-        else if (best < 256 && best < (int)(sizeof control / sizeof control[0]) && control[best])
-            snprintf(name, sizeof name, "%s", control[best]);
+        else if (best < 256 && gw_control_op_label((unsigned)best))
+            snprintf(name, sizeof name, "%s", gw_control_op_label((unsigned)best));
         else if (best < 256)
             snprintf(name, sizeof name, "(control op %d)", best);
         gw_wlog("profile:   %-40s %9llu jobs %10.3f ms  mean %8.1f us  max %9.1f us",
