@@ -1,7 +1,7 @@
-/* GPUWIRE_STATS=FILE: the counters (stats.c) and every layer's figures,
- * written as JSON at exit. The one file of diag/ that reads the layers above
+/* GPUWIRE_STATS=FILE: the counters (diag/stats.c) and every layer's figures,
+ * written as JSON at exit. The roof of the client: it reads every layer below
  * (the server's answer, content-addressed transfers, NVRTC's cache, module
- * information); nobody calls it. */
+ * information) and nobody calls it. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +10,7 @@
 #include "../private/export_tables.h"
 #include "../state/state.h"
 #include "../wire/cas.h"
-#include "stats_counters.h"
+#include "../diag/stats_counters.h"
 
 __attribute__((destructor)) static void write_stats(void)
 {
