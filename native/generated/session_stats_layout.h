@@ -18,6 +18,16 @@ typedef struct gw_session_stats {
     uint64_t bytes_in; /* frame bytes received, headers included */
     uint64_t bytes_out; /* frame bytes sent, headers included */
     uint64_t busy_since_ns; /* CLOCK_MONOTONIC ns when the request running now began; 0: none */
+    uint64_t cas_hits; /* content store: chunks found (cumulative for the session) */
+    uint64_t cas_misses; /* content store: chunks the client had to send */
+    uint64_t cas_hit_bytes; /* bytes of the chunks found */
+    uint64_t cas_miss_bytes; /* bytes of the chunks sent */
+    uint64_t cas_stored; /* chunks stored */
+    uint64_t cas_stored_bytes; /* bytes stored */
+    uint64_t cas_corrupt; /* entries that failed their check (removed, fetched again) */
+    uint64_t cas_evicted; /* entries evicted by this worker */
+    uint64_t cas_evicted_bytes; /* bytes evicted */
+    uint64_t cas_store_failed; /* stores that failed (disk full, permissions) */
 } gw_session_stats;
 
 #endif

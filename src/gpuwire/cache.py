@@ -29,7 +29,6 @@ from gpuwire import wire_generated as wire
 DEFAULT_MAX_BYTES = 64 << 30
 OFF = ("off", "none", "")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-STATS_LINE = re.compile(r"\bcache stats: ((?:\w+=\d+ ?)+)$")
 STAT_FIELDS = ("hits", "misses", "hit_bytes", "miss_bytes", "stored", "stored_bytes", "corrupt", "evicted",
                "evicted_bytes", "store_failed")
 SCOPES = ("shared", "tenant")   # --cache-scope
@@ -249,17 +248,11 @@ def prune(root: Path, max_bytes: int | None = None, older_than_s: float | None =
     return {"removed": removed, "removed_bytes": removed_bytes, "corrupt": corrupt}
 
 
-def parse_stats_line(line: str) -> dict[str, int] | None:
-    """The counters of a worker's "cache stats: k=v ..." log line, or None."""
-    m = STATS_LINE.search(line.strip())
-    if not m:
-        return None
-    out = {}
-    for item in m.group(1).split():
-        k, _, v = item.partition("=")
-        if k in STAT_FIELDS:
-            out[k] = int(v)
-    return out
+def session_figures(work: dict | None) -> dict[str, int]:
+    """A worker's content-store counters from its session-stats block
+    (session_stats.Block.read(): fields cas_<name>); {} while the worker has used no cache."""
+    figures = {k: work.get(f"cas_{k}", 0) for k in STAT_FIELDS} if work else {}
+    return figures if any(figures.values()) else {}
 
 
 class DiskFigures:

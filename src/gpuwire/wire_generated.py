@@ -150,7 +150,7 @@ GET_ERROR_STRING_REP = struct.Struct("<iI")  # result, length
 # the worker's session-stats block: u32 magic, u32 size, then these u64 fields (native-endian)
 SSTATS_MAGIC = 0x31535347  # 'GSS1'
 SSTATS_ENV = 'GPUWIRE_SESSION_STATS_FD'
-SSTATS_FIELDS = ('requests', 'replies', 'bytes_in', 'bytes_out', 'busy_since_ns')
+SSTATS_FIELDS = ('requests', 'replies', 'bytes_in', 'bytes_out', 'busy_since_ns', 'cas_hits', 'cas_misses', 'cas_hit_bytes', 'cas_miss_bytes', 'cas_stored', 'cas_stored_bytes', 'cas_corrupt', 'cas_evicted', 'cas_evicted_bytes', 'cas_store_failed')
 
 # the content store's entry trailers: magic, and (offset, size) of each field
 CAS_TRAILER_V2_MAGIC = b'gwcas02\x00'

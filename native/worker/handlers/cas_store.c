@@ -33,6 +33,7 @@
 
 #include "../../common/crc32c.h"
 #include "../../common/sha256.h"
+#include "../../common/session_stats.h"
 #include "cas_store.h"
 #include "handlers.h"
 
@@ -510,12 +511,19 @@ static void evict_pass(uint64_t need)
 
 void gw_cas_evict(void) { evict_pass(0); }
 
-/* One line the server parses for its metrics (server.py reads "cache stats:"):
- * at most once a second while the counters move, and at the end. */
+/* The counters into the session-stats block, where the server reads them
+ * for its metrics; and a "cache stats:" line for whoever reads the log, at
+ * most once a second while the counters move, and at the end. */
 void gw_cas_report(int force)
 {
     if (!enabled)
         return;
+    if (gw_sstats) {
+#define PUBLISH(f) __atomic_store_n(&gw_sstats->cas_##f, (uint64_t)gw_cas_stats.f, __ATOMIC_RELAXED)
+        PUBLISH(hits), PUBLISH(misses), PUBLISH(hit_bytes), PUBLISH(miss_bytes), PUBLISH(stored);
+        PUBLISH(stored_bytes), PUBLISH(corrupt), PUBLISH(evicted), PUBLISH(evicted_bytes), PUBLISH(store_failed);
+#undef PUBLISH
+    }
     static unsigned long long last_sum;
     static time_t last_time;
     unsigned long long sum = gw_cas_stats.hits + gw_cas_stats.misses + gw_cas_stats.corrupt + gw_cas_stats.stored +

@@ -29,7 +29,7 @@ void gw_cas_put(const uint8_t h[32], const void *data, size_t len);
 /* Rewrite an older-format entry (SHA-256 checked by the caller) in the current one. */
 void gw_cas_upgrade(const uint8_t h[32], const void *data, size_t len);
 void gw_cas_evict(void); /* down to the cap, least recently used first */
-void gw_cas_report(int force); /* a "cache stats:" log line if anything changed (at most 1/s unless forced) */
+void gw_cas_report(int force); /* counters to the session-stats block; a "cache stats:" log line (at most 1/s unless forced) */
 void gw_cas_prof_report(void); /* with GPUWIRE_WORKER_PROFILE: where cache hits spent their time */
 int gw_cas_zstd(void);    /* libzstd is loaded: GW_CAS_CODEC_ZSTD accepted */
 void gw_cas_zstd_load(void);

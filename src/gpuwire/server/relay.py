@@ -1,34 +1,26 @@
 """A worker's log lines into the server's log: its prefix dropped, its level
-kept, and its "cache stats:" line taken as the session's cache counters
-instead of logged as news (worker_cache_figures, the one place that reads it)."""
+kept. The worker's counters reach the server through the session-stats block
+(session_stats.py), not through its log; its "cache stats:" line, written for
+people, is kept at DEBUG so it is not news in every log."""
 
 from __future__ import annotations
 
 import re
-from typing import Callable
-
-from gpuwire import cache as content_cache  # docs/cache.md
 from gpuwire.log import Logger
 
 _WORKER_PREFIX = re.compile(r"^worker session=\S+: ")
+_CACHE_LINE = re.compile(r"^(?:\w+:? )?cache stats: ")
 _LEVEL_WORDS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARN": "WARN", "WARNING": "WARN", "ERROR": "ERROR",
                 "FATAL": "ERROR"}
 
 
-def worker_cache_figures(line: str) -> dict[str, int] | None:
-    """The worker's cumulative cache counters if `line` is its "cache stats:" line, else None."""
-    return content_cache.parse_stats_line(line)
-
-
-def relay_line(log: Logger, sid: int, raw: bytes, on_cache: Callable[[dict[str, int]], None]) -> None:
-    """Log one line the worker of session `sid` wrote; cache counters go to on_cache."""
+def relay_line(log: Logger, sid: int, raw: bytes) -> None:
+    """Log one line the worker of session `sid` wrote."""
     line = raw.decode("utf-8", "replace").rstrip("\r\n")
     line = _WORKER_PREFIX.sub("", line, count=1)  # the server's own fields already say this
     if not line.strip():
         return
-    figures = worker_cache_figures(line)
-    if figures is not None:  # the worker's cache counters (cumulative for its session): metrics, not log
-        on_cache(figures)
+    if _CACHE_LINE.search(line):
         log.log("DEBUG", line, session=sid, src="worker")
         return
     level = "INFO"

@@ -140,19 +140,13 @@ class Sessions:
                       gpus=",".join(map(str, sorted(lease.gpus))) if lease else None,
                       mem_cap=(lease.mem_cap or None) if lease else None)
 
-        def on_cache(figures: dict[str, int]) -> None:
-            with reg.lock:
-                live = reg.sessions.get(sid)
-                if live is not None:
-                    live.cache = figures
-
         try:
             assert proc.stdout is not None
             while True:
                 raw = proc.stdout.readline(8192)  # bounded: a line without end cannot grow memory
                 if not raw:
                     break
-                relay_line(self.log, sid, raw, on_cache)
+                relay_line(self.log, sid, raw)
         finally:
             code = proc.wait()
             with reg.lock:  # no lane is handed over to a closed channel (Listener.hand_over_lane)
@@ -177,9 +171,8 @@ class Sessions:
                 if final:
                     reg.counters["calls_ended"] += final["requests"]
                     reg.counters["round_trips_ended"] += final["replies"]
-                for k, v in (sess.cache or {}).items():
+                for k, v in content_cache.session_figures(final).items():
                     reg.cache_ended[k] = reg.cache_ended.get(k, 0) + v
-                sess.cache = None  # now in cache_ended: counted once
                 bytes_in, bytes_out = session_traffic(sess, info, final)
                 if bytes_in is not None:
                     reg.counters["bytes_sent_ended"] += bytes_out

@@ -78,8 +78,9 @@ class Snapshot:
                     rate_sum = [a + b for a, b in zip(rate_sum, rates)]
             if s.tls:
                 row["tls"] = dict(s.tls)
-            if s.cache:
-                row["cache"] = dict(s.cache)
+            figures = content_cache.session_figures(work)
+            if figures:
+                row["cache"] = figures
             rows.append(row)
         drv = self.driver
         gpus = metrics.gpu_info(drv)

@@ -56,7 +56,6 @@ class Session:
     lease: Lease | None = None
     worker_pid: int | None = None
     watch: socket.socket | None = None  # duplicate of the worker's socket, for TCP_INFO
-    cache: dict | None = None  # the worker's latest "cache stats" counters (relay.py)
     tls: dict | None = None             # TLS version, cipher, client certificate (tls.TLSConn.info)
     stats: session_stats.Block | None = None  # the worker's counters: calls, round trips, bytes, busy
     rates: session_stats.Rates = field(default_factory=session_stats.Rates)
