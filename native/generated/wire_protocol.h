@@ -29,8 +29,8 @@
 #define GW_ENV_VALUE_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_,:.-" /* what an EXT_ENV value may hold (device indices, UUIDs, MIG ids, orders) */
 #define GW_OP_FIRST_CALL 256 /* driver calls: 256 + index in codegen/driver_symbols.txt */
 #define GW_F_HELLO_EXT (1u << 8u) /* on a HELLO frame only: extension records (u16 type, u16 len, value) follow the program name */
-#define GW_ENV_FORWARDED_COUNT 2
-#define GW_ENV_FORWARDED_NAMES "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER" /* the variables EXT_ENV may carry */
+#define GW_ENV_FORWARDED_COUNT 6
+#define GW_ENV_FORWARDED_NAMES "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "CUDA_CACHE_DISABLE", "CUDA_FORCE_PTX_JIT", "CUDA_DISABLE_PTX_JIT", "CUDA_MODULE_LOADING" /* the variables EXT_ENV may carry */
 
 /* Control ops. Driver calls use ids from native/generated/gw_ops.h (>= GW_OP_FIRST_CALL). */
 enum {

@@ -11,6 +11,8 @@ entry that names no such GPU.
 
 from __future__ import annotations
 
+from gpuwire.wire_generated import ENV_FORWARDED
+
 
 def _split(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
@@ -58,4 +60,7 @@ def worker_env(server_env: dict[str, str], lease_gpus: frozenset[int] | None, gp
         env["CUDA_DEVICE_ORDER"] = order
     if base is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(base)
+    for name in ENV_FORWARDED:  # the rest: how the driver treats the program's code, the program's own choice
+        if name not in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER") and name in client:
+            env[name] = client[name]
     return env if env != server_env else None

@@ -96,7 +96,7 @@ EXT_GPU = 6
 EXT_ENV = 7
 EXT_NVML = 8
 EXT_CRITICAL = 0x8000
-ENV_FORWARDED = ('CUDA_VISIBLE_DEVICES', 'CUDA_DEVICE_ORDER')
+ENV_FORWARDED = ('CUDA_VISIBLE_DEVICES', 'CUDA_DEVICE_ORDER', 'CUDA_CACHE_DISABLE', 'CUDA_FORCE_PTX_JIT', 'CUDA_DISABLE_PTX_JIT', 'CUDA_MODULE_LOADING')
 # type -> (name, codec, HelloExt field, value bytes or None): in type order, as records are packed
 EXT_CODECS = {
     EXT_LEASE_MODE: ('LEASE_MODE', 'bool', 'exclusive', 1),

@@ -58,10 +58,11 @@ static void roundtrip(const char *what, const CUDA_ARRAY3D_DESCRIPTOR *desc, int
     if (got3.Width != desc->Width || got3.Height != desc->Height || got3.Depth != desc->Depth ||
         got3.Format != desc->Format || got3.NumChannels != desc->NumChannels || got3.Flags != desc->Flags)
         FAIL("%s: 3D descriptor differs", what);
-    if (desc->Depth) {
-        CUDA_ARRAY_DESCRIPTOR d2;
-        if (cuArrayGetDescriptor_v2(&d2, a) == CUDA_SUCCESS)
-            FAIL("%s: a 2D descriptor of a 3D array", what);
+    if (desc->Depth) { /* the driver answers, depth left out: printed, compared with native */
+        CUDA_ARRAY_DESCRIPTOR d2 = {0};
+        CUresult r = cuArrayGetDescriptor_v2(&d2, a);
+        printf("%s: 2D descriptor of a 3D array: %d %zux%zu format %d x%u\n", what, (int)r, d2.Width, d2.Height,
+               (int)d2.Format, d2.NumChannels);
     }
 
     /* host source: pitch row + 13, region at (5 bytes, 2 rows), slices rows + 3 rows apart */
@@ -240,10 +241,12 @@ static void textures(void)
     CK(cuSurfObjectGetResourceDesc(&rgot, s1));
     if (rgot.resType != CU_RESOURCE_TYPE_ARRAY || rgot.res.array.hArray != arr)
         FAIL("surface: resource descriptor differs");
-    CUsurfObject s2;
-    ra.res.array.hArray = plain; /* surfaces need a load-store array */
-    if (cuSurfObjectCreate(&s2, &ra) == CUDA_SUCCESS)
-        FAIL("a surface on an array without CUDA_ARRAY3D_SURFACE_LDST");
+    CUsurfObject s2; /* the driver makes it (only its use needs a load-store array): printed, compared */
+    ra.res.array.hArray = plain;
+    CUresult sr = cuSurfObjectCreate(&s2, &ra);
+    printf("surface on an array without CUDA_ARRAY3D_SURFACE_LDST: %d\n", (int)sr);
+    if (sr == CUDA_SUCCESS)
+        CK(cuSurfObjectDestroy(s2));
 
     size_t pitch = 128;
     CUdeviceptr dev;

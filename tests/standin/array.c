@@ -97,8 +97,7 @@ SD_API CUresult cuArrayGetDescriptor_v2(CUDA_ARRAY_DESCRIPTOR *out, CUarray h)
 {
     CUDA_ARRAY3D_DESCRIPTOR d;
     CUresult r = cuArray3DGetDescriptor_v2(out ? &d : NULL, h);
-    if (r == CUDA_SUCCESS && d.Depth)
-        r = CUDA_ERROR_INVALID_VALUE;
+    /* a 3D array's too, depth left out, as the driver (H100, driver 580) */
     if (r == CUDA_SUCCESS) {
         out->Width = d.Width;
         out->Height = d.Height;
@@ -140,8 +139,8 @@ static CUresult check_res(const CUDA_RESOURCE_DESC *r, int surface)
     case CU_RESOURCE_TYPE_ARRAY:
         if (!sd_obj_live(r->res.array.hArray, SD_ARRAY))
             return CUDA_ERROR_INVALID_HANDLE;
-        if (surface && !(((const sd_array *)r->res.array.hArray)->d.Flags & CUDA_ARRAY3D_SURFACE_LDST))
-            return CUDA_ERROR_INVALID_VALUE; /* as the driver: surfaces need a load-store array */
+        /* a surface on an array without CUDA_ARRAY3D_SURFACE_LDST is made: the driver
+         * (H100, driver 580) refuses only its use */
         return CUDA_SUCCESS;
     case CU_RESOURCE_TYPE_LINEAR:
         if (surface || !sd_dev_range(r->res.linear.devPtr, r->res.linear.sizeInBytes ? r->res.linear.sizeInBytes : 1))

@@ -150,8 +150,7 @@ CUresult CUDAAPI cuArrayGetDescriptor_v2(CUDA_ARRAY_DESCRIPTOR *out, CUarray h)
         return CUDA_ERROR_INVALID_VALUE;
     if (!gw_array_desc(h, &d))
         return CUDA_ERROR_INVALID_HANDLE;
-    if (d.Depth) /* a 3D array has no 2D descriptor */
-        return CUDA_ERROR_INVALID_VALUE;
+    /* a 3D array's too, its depth left out: the driver answers so (H100, driver 580) */
     out->Width = d.Width;
     out->Height = d.Height;
     out->Format = d.Format;

@@ -62,22 +62,23 @@ static size_t put_ext(uint8_t *p, uint16_t type, const void *v, uint16_t len)
     return 4u + len;
 }
 
-/* ENV: the driver's device selection, which the worker's driver applies as
- * it would here ("NAME=VALUE\0NAME=VALUE", docs/server.md). A value is cut
- * at the first character the server does not accept (the driver stops
- * reading a device list there too). Returns the record's size, 0 if none. */
+/* ENV: the driver's device selection and code handling, which the worker's
+ * driver applies as it would here ("NAME=VALUE\0NAME=VALUE", docs/server.md;
+ * the names: GW_ENV_FORWARDED_NAMES). A value is cut at the first character
+ * the server does not accept (the driver stops reading a device list there
+ * too). Returns the record's size, 0 if none. */
 static size_t env_record(uint8_t *p)
 {
-    static const char *const names[] = {"CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"};
-    char buf[2 * (32 + 256)];
+    static const char *const names[] = {GW_ENV_FORWARDED_NAMES};
+    char buf[sizeof names / sizeof names[0] * (32 + GW_ENV_VALUE_MAX)];
     size_t n = 0;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *v = getenv(names[i]);
         if (!v)
             continue;
-        size_t len = strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_,:.-");
-        if (len > 256)
-            len = 256;
+        size_t len = strspn(v, GW_ENV_VALUE_CHARS);
+        if (len > GW_ENV_VALUE_MAX)
+            len = GW_ENV_VALUE_MAX;
         if (v[len])
             gw_log("%s=%s: using only its first %zu characters", names[i], v, len);
         n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s=%.*s", n ? "\x01" : "", names[i], (int)len, v);
