@@ -446,14 +446,12 @@ int main(void)
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         roundtrip(names[i], &t[i], t[i].Depth || t[i].Flags);
 
-    /* refused at once: a cubemap that is not square, an unknown array */
+    /* refused at once: a cubemap that is not square (an unknown array handle is not
+     * asked about: the real driver dereferences it and crashes, H100, driver 580) */
     CUarray bad;
     CUDA_ARRAY3D_DESCRIPTOR cube = {8, 4, 6, CU_AD_FORMAT_FLOAT, 1, CUDA_ARRAY3D_CUBEMAP};
     if (cuArray3DCreate_v2(&bad, &cube) == CUDA_SUCCESS)
         FAIL("a non-square cubemap was made");
-    CUDA_ARRAY3D_DESCRIPTOR got;
-    if (cuArray3DGetDescriptor_v2(&got, (CUarray)(uintptr_t)0x5157) == CUDA_SUCCESS)
-        FAIL("a descriptor for an unknown array");
 
     proc_addresses();
     by_offset();

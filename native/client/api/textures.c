@@ -184,18 +184,6 @@ CUresult CUDAAPI cuTexObjectGetResourceDesc(CUDA_RESOURCE_DESC *out, CUtexObject
     return CUDA_SUCCESS;
 }
 
-CUresult CUDAAPI cuTexObjectGetTextureDesc(CUDA_TEXTURE_DESC *out, CUtexObject t)
-{
-    gw_stat_call(GW_OP_cuTexObjectGetTextureDesc);
-    known_obj o;
-    if (!out)
-        return CUDA_ERROR_INVALID_VALUE;
-    if (!find(t, 0, &o))
-        return CUDA_ERROR_INVALID_HANDLE;
-    *out = o.tex;
-    return CUDA_SUCCESS;
-}
-
 CUresult CUDAAPI cuTexObjectGetResourceViewDesc(CUDA_RESOURCE_VIEW_DESC *out, CUtexObject t)
 {
     gw_stat_call(GW_OP_cuTexObjectGetResourceViewDesc);
