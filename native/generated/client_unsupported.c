@@ -385,10 +385,6 @@ int cuMulticastCreate(void);
 int cuMulticastCreate(void) { return gw_unsupported(GW_OP_cuMulticastCreate); }
 int cuMulticastGetGranularity(void);
 int cuMulticastGetGranularity(void) { return gw_unsupported(GW_OP_cuMulticastGetGranularity); }
-int cuOccupancyMaxPotentialBlockSize(void);
-int cuOccupancyMaxPotentialBlockSize(void) { return gw_unsupported(GW_OP_cuOccupancyMaxPotentialBlockSize); }
-int cuOccupancyMaxPotentialBlockSizeWithFlags(void);
-int cuOccupancyMaxPotentialBlockSizeWithFlags(void) { return gw_unsupported(GW_OP_cuOccupancyMaxPotentialBlockSizeWithFlags); }
 int cuParamSetv(void);
 int cuParamSetv(void) { return gw_unsupported(GW_OP_cuParamSetv); }
 int cuPointerSetAttribute(void);

@@ -60,6 +60,8 @@ void gw_h_cuModuleLoadData(gw_call *c);
 void gw_h_cuModuleLoadDataEx(gw_call *c);
 void gw_h_cuModuleLoadFatBinary(gw_call *c);
 void gw_h_cuOccupancyMaxActiveClusters(gw_call *c);
+void gw_h_cuOccupancyMaxPotentialBlockSize(gw_call *c);
+void gw_h_cuOccupancyMaxPotentialBlockSizeWithFlags(gw_call *c);
 void gw_h_cuOccupancyMaxPotentialClusterSize(gw_call *c);
 void gw_h_cuPointerGetAttribute(gw_call *c);
 void gw_h_cuPointerGetAttributes(gw_call *c);
@@ -5307,6 +5309,8 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuOccupancyMaxActiveBlocksPerMultiprocessor - 256] = h_cuOccupancyMaxActiveBlocksPerMultiprocessor,
     [GW_OP_cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags - 256] = h_cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags,
     [GW_OP_cuOccupancyMaxActiveClusters - 256] = gw_h_cuOccupancyMaxActiveClusters,
+    [GW_OP_cuOccupancyMaxPotentialBlockSize - 256] = gw_h_cuOccupancyMaxPotentialBlockSize,
+    [GW_OP_cuOccupancyMaxPotentialBlockSizeWithFlags - 256] = gw_h_cuOccupancyMaxPotentialBlockSizeWithFlags,
     [GW_OP_cuOccupancyMaxPotentialClusterSize - 256] = gw_h_cuOccupancyMaxPotentialClusterSize,
     [GW_OP_cuParamSetSize - 256] = h_cuParamSetSize,
     [GW_OP_cuParamSetTexRef - 256] = h_cuParamSetTexRef,

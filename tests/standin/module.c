@@ -687,27 +687,49 @@ SD_API CUresult cuOccupancyMaxActiveBlocksPerMultiprocessor(int *n, CUfunction f
     return cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(n, f, block, shmem, 0);
 }
 
-/* A size callback would be a pointer into the client process: it cannot be called here. */
+/* The search CUDA describes (cuda_occupancy.h, cudaOccupancyMaxPotentialBlockSize
+ * in cuda_runtime.h) and the driver follows: the limit (0: none) lowered to the
+ * device's and the function's maximum threads per block, tried first, then every
+ * multiple of the warp size below it; each size's dynamic shared memory is the
+ * callback's answer for it if there is a callback (called once per size tried,
+ * on the calling thread), else shmem. The size with the most resident threads
+ * per SM wins (the larger on a tie: it came first); the search ends early once a
+ * size fills the SM. */
 SD_API CUresult cuOccupancyMaxPotentialBlockSizeWithFlags(int *min_grid, int *block, CUfunction f,
                                                           CUoccupancyB2DSize cb, size_t shmem, int limit,
                                                           unsigned int flags)
 {
-    (void)flags;
-    if (!min_grid || !block)
+    if (!min_grid || !block || (flags & ~(unsigned)CU_OCCUPANCY_DISABLE_CACHING_OVERRIDE))
         return CUDA_ERROR_INVALID_VALUE;
-    if (cb)
-        return CUDA_ERROR_NOT_SUPPORTED;
     sd_lock();
     sd_func *fn = sd_func_check(f);
-    if (fn) {
-        int b = (limit > 0 && limit < (int)SD_MAX_THREADS) ? limit : (int)SD_MAX_THREADS;
-        while (b > 32 && sd_blocks_per_sm(fn, b, shmem) == 0)
-            b -= 32;
-        *block = b;
-        *min_grid = sd_blocks_per_sm(fn, b, shmem) * SD_SM_COUNT;
-    }
+    sd_func copy;
+    if (fn)
+        copy = *fn; /* the callback runs without the lock held */
     sd_unlock();
-    return fn ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    if (!fn)
+        return CUDA_ERROR_INVALID_HANDLE;
+    const int warp = 32, sm_threads = 2048, func_max = (int)SD_MAX_THREADS;
+    if (limit == 0 || limit > (int)SD_MAX_THREADS)
+        limit = (int)SD_MAX_THREADS;
+    if (limit > func_max)
+        limit = func_max;
+    int best_block = 0, best_blocks = 0, best_threads = 0;
+    for (int aligned = (limit + warp - 1) / warp * warp; aligned > 0; aligned -= warp) {
+        int b = limit < aligned ? limit : aligned;
+        size_t dyn = cb ? cb(b) : shmem;
+        int per_sm = sd_blocks_per_sm(&copy, b, dyn);
+        if (b * per_sm > best_threads) {
+            best_block = b;
+            best_blocks = per_sm;
+            best_threads = b * per_sm;
+        }
+        if (best_threads == sm_threads)
+            break;
+    }
+    *min_grid = best_blocks * SD_SM_COUNT;
+    *block = best_block;
+    return CUDA_SUCCESS;
 }
 
 SD_API CUresult cuOccupancyMaxPotentialBlockSize(int *min_grid, int *block, CUfunction f, CUoccupancyB2DSize cb,
