@@ -49,8 +49,7 @@ static CUresult htod_bytes(unsigned op, CUdeviceptr dst, const void *src, size_t
         size_t len = n - off < GW_COPY_CHUNK ? n - off : GW_COPY_CHUNK;
         int last = off + len == n;
         gw_req *q = gw_req_begin_quiet(op);
-        gw_put_u64(q, dst + off);
-        gw_put_u64(q, async ? (uint64_t)(uintptr_t)s : 0);
+        gw_put_fields(q, gw_htod_req, {.dst = dst + off, .stream = async ? (uint64_t)(uintptr_t)s : 0});
         if ((!last || known) && len >= DIRECT_BYTES) {
             /* big: straight from the application's buffer into the socket */
             CUresult rc = gw_req_post_tail(q, p + off, len);
@@ -147,9 +146,7 @@ static CUresult dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, int asyn
     for (size_t k = 0; k < pieces && rc == CUDA_SUCCESS; k++) {
         size_t off = k * GW_COPY_CHUNK, len = n - off < GW_COPY_CHUNK ? n - off : GW_COPY_CHUNK;
         gw_req *q = gw_req_begin_quiet(op);
-        gw_put_u64(q, src + off);
-        gw_put_u64(q, len);
-        gw_put_u64(q, async ? (uint64_t)(uintptr_t)s : 0);
+        gw_put_fields(q, gw_dtoh_req, {.src = src + off, .n = len, .stream = async ? (uint64_t)(uintptr_t)s : 0});
         gw_req_set_flags(q, GW_F_COLLECT);
         uint32_t seq;
         rc = gw_burst_queue(q, &seq);

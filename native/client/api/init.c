@@ -75,11 +75,12 @@ CUresult CUDAAPI cuGetErrorString(CUresult error, const char **pStr)
     CUresult rc = CUDA_ERROR_NOT_INITIALIZED;
     if (gw_initialized()) {
         gw_req *q = gw_req_begin(GW_OP_cuGetErrorString);
-        gw_put_u64(q, (uint64_t)error);
+        gw_put_fields(q, gw_get_error_string_req, {.code = (uint64_t)error});
         gw_rep *r;
         rc = gw_req_call(q, &r);
-        if (rc == CUDA_SUCCESS) {
-            uint32_t n = gw_get_u32(r);
+        gw_get_error_string_rep rep = {0};
+        if (rc == CUDA_SUCCESS && !gw_get_fields(r, gw_get_error_string_rep, &rep)) {
+            uint32_t n = rep.length;
             const char *text = n < 4096 ? gw_get_view(r, n) : NULL;
             s = text ? strndup(text, n) : NULL;
         }

@@ -66,11 +66,8 @@ CUresult gw_deliver(int ptsz, void *dst, CUdeviceptr src, size_t n, CUstream s)
         pending_bytes += n;
     pthread_mutex_unlock(&lock);
     gw_req *q = gw_req_begin(GW_OP_DELIVER);
-    gw_put_u64(q, l->id);
-    gw_put_u64(q, src);
-    gw_put_u64(q, n);
-    gw_put_u64(q, (uint64_t)(uintptr_t)s);
-    gw_put_u32(q, ptsz ? 1u : 0u);
+    gw_put_fields(q, gw_deliver_req,
+                  {.delivery = l->id, .src = src, .n = n, .stream = (uint64_t)(uintptr_t)s, .flags = ptsz ? 1u : 0u});
     CUresult rc = gw_req_post(q);
     if (rc == CUDA_SUCCESS)
         gw_stat_delivery(n, 0);
@@ -175,15 +172,16 @@ CUresult gw_deliveries_settle(uint64_t addr, uint64_t n)
  * bytes, read straight into place; a piece nobody waits for any more is dropped. */
 static int delivered_frame(uint32_t len)
 {
-    uint64_t head[2];
-    if (gw_pushed_read(head, sizeof head))
+    uint8_t head[GW_DELIVERED_REQ_SIZE];
+    gw_delivered_req d;
+    if (gw_pushed_read(head, sizeof head) || !gw_delivered_req_get(head, sizeof head, &d))
         return -1;
-    size_t n = len - sizeof head;
-    uint8_t *dst = delivery_target(head[0], head[1], n);
+    size_t n = len - sizeof head; /* the registry passes no frame shorter than its fields */
+    uint8_t *dst = delivery_target(d.delivery, d.offset, n);
     if (dst ? gw_pushed_read(dst, n) : gw_pushed_discard(n))
         return -1;
     if (dst)
-        gw_delivered(head[0], n);
+        gw_delivered(d.delivery, n);
     return 0;
 }
 

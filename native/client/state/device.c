@@ -45,13 +45,16 @@ static int remote_override(CUdevice_attribute a, int *v)
 static void fetch_all(CUdevice dev)
 {
     gw_req *q = gw_req_begin_quiet(GW_OP_DEVICE_ATTRS);
-    gw_put_u32(q, (uint32_t)dev);
+    gw_put_fields(q, gw_device_attrs_req, {.device = (uint32_t)dev});
     gw_rep *r;
     CUresult rc = gw_req_call(q, &r);
     if (rc == CUDA_SUCCESS) {
-        uint32_t n = gw_get_u32(r);
+        gw_device_attrs_rep rep = {0};
+        gw_get_fields(r, gw_device_attrs_rep, &rep); /* short: n stays 0 */
+        uint32_t n = rep.n;
         pthread_mutex_lock(&cache_lock);
         for (uint32_t a = 1; a <= n && a < CU_DEVICE_ATTRIBUTE_MAX; a++) {
+            /* the list's items (i32 status, i32 value): no generated codec for them */
             int32_t st = (int32_t)gw_get_u32(r), v = (int32_t)gw_get_u32(r);
             if (gw_rep_status(r, CUDA_SUCCESS) != CUDA_SUCCESS)
                 break;

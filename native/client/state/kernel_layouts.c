@@ -68,18 +68,20 @@ CUresult gw_layout_of(CUfunction f, const gw_layout **out)
         goto cache;
     }
     gw_req *q = gw_req_begin_quiet(GW_OP_FUNC_LAYOUT);
-    gw_put_u64(q, id);
+    gw_put_fields(q, gw_func_layout_req, {.function = id});
     gw_rep *r;
     CUresult rc = gw_req_call(q, &r);
     if (rc == CUDA_SUCCESS) {
-        uint32_t n = gw_get_u32(r);
+        gw_func_layout_rep rep = {0};
+        gw_get_fields(r, gw_func_layout_rep, &rep); /* short: n stays 0, and the status below says so */
+        uint32_t n = rep.n;
         l = n <= MAX_PARAM_BYTES ? malloc(sizeof *l + 2 * sizeof(uint32_t) * n) : NULL;
         if (!l) {
             rc = CUDA_ERROR_UNKNOWN;
         } else {
             l->n = n;
             l->total = 0;
-            for (uint32_t i = 0; i < n; i++) {
+            for (uint32_t i = 0; i < n; i++) { /* the list's items (u32 offset, u32 size): no generated codec */
                 l->off[i] = gw_get_u32(r);
                 l->off[n + i] = gw_get_u32(r);
                 uint64_t end = (uint64_t)l->off[i] + l->off[n + i];

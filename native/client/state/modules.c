@@ -41,8 +41,7 @@ static CUresult stage_upload(const void *data, size_t size)
     do {
         size_t len = size - off < GW_COPY_CHUNK ? size - off : GW_COPY_CHUNK;
         gw_req *q = gw_req_begin_quiet(GW_OP_STAGE);
-        gw_put_u64(q, off);
-        gw_put_u64(q, size);
+        gw_put_fields(q, gw_stage_req, {.offset = off, .total = size});
         gw_put_raw(q, p + off, len);
         CUresult rc = gw_req_post(q);
         if (rc != CUDA_SUCCESS)
@@ -278,7 +277,12 @@ static int take_attrs(const uint8_t *p, size_t len, size_t *pos, int32_t dev, ui
 
 static void module_info_arrived(const uint8_t *p, size_t len)
 {
-    size_t pos = 0;
+    gw_module_info_req head;
+    size_t pos = gw_module_info_req_get(p, len, &head);
+    if (!pos)
+        goto bad;
+    /* the functions (declared only as bytes; the format in docs/protocol.md): u16 name
+     * length and name, u32 max threads, u32 pair count (~0: unknown), the pairs, attributes */
 #define TAKE(dst, n)                                                                                        \
     do {                                                                                                    \
         if (len - pos < (size_t)(n))                                                                        \
@@ -286,13 +290,10 @@ static void module_info_arrived(const uint8_t *p, size_t len)
         memcpy((dst), p + pos, (n));                                                                        \
         pos += (n);                                                                                         \
     } while (0)
-    uint64_t id;
-    uint32_t cnt;
-    int32_t dev;
+    uint64_t id = head.module;
+    uint32_t cnt = head.count;
+    int32_t dev = head.device;
     int shared_differs = 0;
-    TAKE(&id, 8);
-    TAKE(&cnt, 4);
-    TAKE(&dev, 4);
     if (cnt > len / 10)
         goto bad;
     mod_info *m = calloc(1, sizeof *m);

@@ -122,8 +122,7 @@ static CUresult send_chunk(gw_req *q, const uint8_t *p, size_t len, int image)
         }
         size_t got = zbuf ? z_compress(zbuf, zcap, p, len, 3) : 0;
         if (zbuf && !z_is_error(got) && got < len / 10 * 9) {
-            gw_put_u32(q, GW_CAS_CODEC_ZSTD);
-            gw_put_u32(q, (uint32_t)len);
+            gw_put_fields(q, gw_cas_data_chunk_req, {.codec = GW_CAS_CODEC_ZSTD, .raw_length = (uint32_t)len});
             gw_put_raw(q, zbuf, got);
             if (image)
                 ADD(image_sent_bytes, got);
@@ -132,8 +131,7 @@ static CUresult send_chunk(gw_req *q, const uint8_t *p, size_t len, int image)
             return gw_req_post(q);
         }
     }
-    gw_put_u32(q, GW_CAS_CODEC_NONE);
-    gw_put_u32(q, (uint32_t)len);
+    gw_put_fields(q, gw_cas_data_chunk_req, {.codec = GW_CAS_CODEC_NONE, .raw_length = (uint32_t)len});
     gw_put_raw(q, p, len);
     if (image)
         ADD(image_sent_bytes, len);
@@ -199,18 +197,23 @@ typedef struct dest {
     uint64_t total;    /* images */
 } dest;
 
-static void put_target(gw_req *q, const dest *d, uint64_t at, int refs)
+/* A CAS_REFS or CAS_DATA request's start: the target, then its fields. */
+static gw_req *begin_with_target(const dest *d, uint64_t at, int refs)
 {
-    if (d->image) {
-        gw_put_u32(q, GW_CAS_TARGET_STAGE);
-        gw_put_u64(q, refs ? d->total : at); /* REFS: the image size; DATA: the chunk's offset */
-    } else {
-        gw_put_u32(q, GW_CAS_TARGET_COPY);
-        gw_put_u32(q, d->op);
-        gw_put_u64(q, d->dst + at);
-        gw_put_u64(q, d->stream);
-    }
+    uint32_t target = d->image ? GW_CAS_TARGET_STAGE : GW_CAS_TARGET_COPY;
+    gw_req *q = gw_req_begin_quiet(refs ? GW_OP_CAS_REFS : GW_OP_CAS_DATA);
+    if (refs)
+        gw_put_fields(q, gw_cas_refs_req, {.target = target});
+    else
+        gw_put_fields(q, gw_cas_data_req, {.target = target});
+    if (d->image) /* REFS: the image size; DATA: the chunk's offset */
+        gw_put_fields(q, gw_cas_stage_target_req, {.total_or_offset = refs ? d->total : at});
+    else
+        gw_put_fields(q, gw_cas_copy_target_req, {.copy_op = d->op, .dst = d->dst + at, .stream = d->stream});
+    return q;
 }
+
+_Static_assert(GW_CAS_REFS_REP_ITEM_SIZE == sizeof(uint32_t), "CAS_REFS' reply items are u32 indices");
 
 static CUresult exchange(const dest *d, const uint8_t *src, size_t n)
 {
@@ -227,18 +230,20 @@ static CUresult exchange(const dest *d, const uint8_t *src, size_t n)
     for (size_t b = 0; b < count && rc == CUDA_SUCCESS; b += GW_CAS_MAX_REFS) {
         size_t cnt = count - b < GW_CAS_MAX_REFS ? count - b : GW_CAS_MAX_REFS;
         uint64_t base = (uint64_t)b * GW_COPY_CHUNK;
-        gw_req *q = gw_req_begin_quiet(GW_OP_CAS_REFS);
-        put_target(q, d, base, 1);
-        gw_put_u32(q, (uint32_t)cnt);
-        for (size_t i = 0; i < cnt; i++) {
+        gw_req *q = begin_with_target(d, base, 1);
+        gw_put_fields(q, gw_cas_refs_list_req, {.n = (uint32_t)cnt});
+        for (size_t i = 0; i < cnt; i++) { /* the list's items: no generated codec (struct and size only) */
             size_t off = base + i * GW_COPY_CHUNK;
-            gw_put_u32(q, (uint32_t)(n - off < GW_COPY_CHUNK ? n - off : GW_COPY_CHUNK));
-            gw_put_raw(q, h[b + i], 32);
+            gw_put_u32(q, (uint32_t)(n - off < GW_COPY_CHUNK ? n - off : GW_COPY_CHUNK)); /* length */
+            gw_put_raw(q, h[b + i], 32);                                                   /* sha256 */
         }
         gw_rep *r;
         rc = gw_req_call(q, &r);
-        uint32_t m = rc == CUDA_SUCCESS ? gw_get_u32(r) : 0;
-        if (rc == CUDA_SUCCESS && (m > cnt || gw_get_bytes(r, miss, (size_t)m * 4)))
+        gw_cas_refs_rep rep = {0};
+        if (rc == CUDA_SUCCESS && gw_get_fields(r, gw_cas_refs_rep, &rep))
+            rep.m = UINT32_MAX; /* short: refused below */
+        uint32_t m = rep.m;
+        if (rc == CUDA_SUCCESS && (m > cnt || gw_get_bytes(r, miss, (size_t)m * sizeof *miss)))
             rc = gw_rep_status(r, CUDA_ERROR_UNKNOWN), m = 0;
         gw_rep_end(r);
         for (uint32_t j = 0; j < m && rc == CUDA_SUCCESS; j++)
@@ -259,8 +264,7 @@ static CUresult exchange(const dest *d, const uint8_t *src, size_t n)
         for (uint32_t j = 0; j < m && rc == CUDA_SUCCESS; j++) {
             uint64_t off = base + (uint64_t)miss[j] * GW_COPY_CHUNK;
             size_t len = n - off < GW_COPY_CHUNK ? n - off : GW_COPY_CHUNK;
-            gw_req *dq = gw_req_begin_quiet(GW_OP_CAS_DATA);
-            put_target(dq, d, off, 0);
+            gw_req *dq = begin_with_target(d, off, 0);
             rc = send_chunk(dq, src + off, len, d->image);
             if (rc == CUDA_SUCCESS)
                 gw_progress_sent(len);

@@ -41,8 +41,6 @@
 #define HANDSHAKE_FRAME_MAX 65535u /* no frame before HELLO_OK is longer: more is not gpuwire */
 #define NONCE_SIZE GW_NONCE_SIZE
 #define TOKEN_ID_SIZE GW_TOKEN_ID_SIZE
-enum { EXT_LEASE_MODE = GW_EXT_LEASE_MODE, EXT_MEM_CAP = GW_EXT_MEM_CAP, EXT_NO_WAIT = GW_EXT_NO_WAIT,
-       EXT_GPU = GW_EXT_GPU };
 
 /* Compiled into libnvidia-ml.so.1 too (GW_NVML_CLIENT): that session only
  * asks NVML, so it takes no GPU lease (one would queue behind the same
@@ -53,14 +51,6 @@ enum { EXT_LEASE_MODE = GW_EXT_LEASE_MODE, EXT_MEM_CAP = GW_EXT_MEM_CAP, EXT_NO_
 #else
 #define HELLO_DIGEST GW_API_DIGEST
 #endif
-
-static size_t put_ext(uint8_t *p, uint16_t type, const void *v, uint16_t len)
-{
-    memcpy(p, &type, 2);
-    memcpy(p + 2, &len, 2);
-    memcpy(p + 4, v, len);
-    return 4u + len;
-}
 
 /* ENV: the driver's device selection and code handling, which the worker's
  * driver applies as it would here ("NAME=VALUE\0NAME=VALUE", docs/server.md;
@@ -86,7 +76,7 @@ static size_t env_record(uint8_t *p)
     for (size_t i = 0; i < n; i++) /* separators: written as \x01 so snprintf could not stop at them */
         if (buf[i] == 1)
             buf[i] = 0;
-    return n ? put_ext(p, GW_EXT_ENV, buf, (uint16_t)n) : 0;
+    return n ? gw_hello_ext_put(p, GW_EXT_ENV, buf, (uint16_t)n) : 0;
 }
 
 /* The lease this process asks for, read from the environment before it
@@ -264,22 +254,22 @@ static size_t lease_records(uint8_t *p)
 {
 #ifdef GW_NVML_CLIENT
     uint8_t nvml_only = 1;
-    return put_ext(p, GW_EXT_NVML, &nvml_only, 1);
+    return gw_hello_ext_put(p, GW_EXT_NVML, &nvml_only, 1);
 #endif
     size_t n = 0;
     if (want.mode >= 0) {
         uint8_t mode = (uint8_t)want.mode;
-        n += put_ext(p + n, EXT_LEASE_MODE, &mode, 1);
+        n += gw_hello_ext_put(p + n, GW_EXT_LEASE_MODE, &mode, 1);
     }
     if (want.mem_cap)
-        n += put_ext(p + n, EXT_MEM_CAP, &want.mem_cap, 8);
+        n += gw_hello_ext_put(p + n, GW_EXT_MEM_CAP, &want.mem_cap, 8);
     if (want.no_wait) {
         uint8_t one = 1;
-        n += put_ext(p + n, EXT_NO_WAIT, &one, 1);
+        n += gw_hello_ext_put(p + n, GW_EXT_NO_WAIT, &one, 1);
     }
     if (want.gpu >= 0) {
         uint32_t gpu = (uint32_t)want.gpu;
-        n += put_ext(p + n, EXT_GPU, &gpu, 4);
+        n += gw_hello_ext_put(p + n, GW_EXT_GPU, &gpu, 4);
     }
     return n + env_record(p + n);
 }
@@ -326,14 +316,16 @@ static int answer_challenge(int fd, const char *server, const uint8_t *nonce)
         gw_log("GPUWIRE_TOKEN is malformed: expected 16 hex digits, '.', 64 hex digits");
         return -1;
     }
-    uint8_t key[32], msg[NONCE_SIZE + 15], frame[sizeof(gw_hdr) + TOKEN_ID_SIZE + 32];
+    uint8_t key[32], msg[NONCE_SIZE + 15], frame[sizeof(gw_hdr) + GW_PROOF_REQ_SIZE];
+    gw_proof_req proof;
     gw_sha256_hash(token, strlen(token), key);
     memcpy(msg, nonce, NONCE_SIZE);
     memcpy(msg + NONCE_SIZE, "gpuwire-auth-v1", 15);
-    gw_hdr h = {.len = GW_PROOF_SIZE, .op = GW_OP_PROOF};
+    memcpy(proof.token_id, token, TOKEN_ID_SIZE);
+    gw_hmac_sha256(key, sizeof key, msg, sizeof msg, proof.mac);
+    gw_hdr h = {.len = GW_PROOF_REQ_SIZE, .op = GW_OP_PROOF};
     memcpy(frame, &h, sizeof h);
-    memcpy(frame + sizeof h, token, TOKEN_ID_SIZE);
-    gw_hmac_sha256(key, sizeof key, msg, sizeof msg, frame + sizeof h + TOKEN_ID_SIZE);
+    gw_proof_req_put(frame + sizeof h, &proof);
     memset(token, 0, sizeof token);
     memset(key, 0, sizeof key);
     return gw_io_write_all(fd, frame, sizeof frame);
@@ -397,6 +389,10 @@ CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info)
         }
         CUresult rc = CUDA_ERROR_NO_DEVICE;
         int done = 1;
+        size_t at;
+        gw_error_req error;
+        gw_queued_req queued;
+        gw_challenge_req challenge;
         if (h.op == GW_OP_HELLO_OK && h.len >= sizeof(gw_hello_ok)) {
             memcpy(info, p, sizeof *info);
             info->driver_desc[sizeof info->driver_desc - 1] = 0;
@@ -414,11 +410,11 @@ CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info)
                        info->driver_version, info->device_count);
             if (rc == CUDA_SUCCESS && (info->flags & GW_OK_STANDIN))
                 warn_standin(server);
-        } else if (h.op == GW_OP_ERROR && h.len >= 4) {
-            gw_log("server %s refused the session: %.*s", server, (int)(h.len - 4), (const char *)p + 4);
-        } else if (h.op == GW_OP_QUEUED && h.len >= 12) {
-            const char *text = (const char *)p + 12;
-            int n = (int)(h.len - 12);
+        } else if (h.op == GW_OP_ERROR && (at = gw_error_req_get(p, h.len, &error))) {
+            gw_log("server %s refused the session: %.*s", server, (int)(h.len - at), (const char *)p + at);
+        } else if (h.op == GW_OP_QUEUED && (at = gw_queued_req_get(p, h.len, &queued))) {
+            const char *text = (const char *)p + at; /* where it stands is in the server's line */
+            int n = (int)(h.len - at);
             if (n >= 9 && !strncmp(text, "gpuwire: ", 9)) /* gw_log adds the prefix */
                 text += 9, n -= 9;
 #ifndef GW_NVML_CLIENT
@@ -427,8 +423,9 @@ CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info)
                 gw_log("%.*s", n, text); /* the server's own wording */
             gw_handshake_clock_again(); /* still waiting in the queue: the limit counts again */
             done = 0;
-        } else if (h.op == GW_OP_CHALLENGE && h.len == NONCE_SIZE) {
-            done = answer_challenge(fd, server, p) != 0;
+        } else if (h.op == GW_OP_CHALLENGE && h.len == GW_CHALLENGE_REQ_SIZE &&
+                   gw_challenge_req_get(p, h.len, &challenge)) {
+            done = answer_challenge(fd, server, challenge.nonce) != 0;
         } else {
             gw_log("unexpected handshake answer from %s (op %u)", server, h.op);
         }

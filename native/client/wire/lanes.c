@@ -180,12 +180,14 @@ static int open_lane(const gw_lane_grant *g, unsigned k)
     memcpy(m.hi.token, g->token, sizeof m.hi.token);
     gw_hdr a;
     uint8_t *p = NULL;
+    gw_error_req refusal;
+    size_t at;
     if (gw_io_write_all(fd, &m, sizeof m) || gw_io_read_frame(fd, &a, &p, LANE_ACK_MS)) {
         gw_log("copy lane %u was not accepted (%s): large copies use the session's connection only", k,
                errno == EAGAIN || errno == ETIMEDOUT ? "no answer" : strerror(errno));
-    } else if (a.op == GW_OP_ERROR && a.len >= 4) {
-        gw_log("copy lane %u refused: %.*s; large copies use the session's connection only", k, (int)(a.len - 4),
-               (const char *)p + 4);
+    } else if (a.op == GW_OP_ERROR && (at = gw_error_req_get(p, a.len, &refusal))) {
+        gw_log("copy lane %u refused: %.*s; large copies use the session's connection only", k, (int)(a.len - at),
+               (const char *)p + at);
     } else if (a.op != GW_OP_LANE || a.len || a.seq != k) {
         gw_log("copy lane %u: unexpected answer (op %u); large copies use the session's connection only", k, a.op);
     } else {
@@ -275,10 +277,7 @@ CUresult gw_lanes_htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, 
             break;
         }
         gw_req *q = gw_req_begin_quiet(op);
-        gw_put_u64(q, dst + off);
-        gw_put_u64(q, stream);
-        gw_put_u32(q, k);
-        gw_put_u32(q, len);
+        gw_put_fields(q, gw_lane_htod_req, {.dst = dst + off, .stream = stream, .lane = k, .bytes = len});
         gw_req_set_flags(q, GW_F_LANE);
         rc = gw_req_post(q);
         if (rc != CUDA_SUCCESS) {
@@ -342,11 +341,9 @@ CUresult gw_lanes_dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, uint64
     if (rc == CUDA_SUCCESS) {
         for (; asked < pieces && rc == CUDA_SUCCESS; asked++) {
             gw_req *q = gw_req_begin_quiet(op);
-            gw_put_u64(q, src + asked * GW_COPY_CHUNK);
-            gw_put_u64(q, e[asked].len);
-            gw_put_u64(q, stream);
-            gw_put_u32(q, (k0 + (unsigned)asked) % nlanes);
-            gw_put_u32(q, e[asked].tag);
+            gw_put_fields(q, gw_lane_dtoh_req,
+                          {.src = src + asked * GW_COPY_CHUNK, .n = e[asked].len, .stream = stream,
+                           .lane = (k0 + (unsigned)asked) % nlanes, .tag = e[asked].tag});
             gw_req_set_flags(q, GW_F_COLLECT | GW_F_LANE);
             uint32_t seq;
             rc = gw_burst_queue(q, &seq);

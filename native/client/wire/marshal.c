@@ -144,3 +144,16 @@ CUresult gw_rep_status(gw_rep *r, CUresult res)
 }
 
 void gw_rep_end(gw_rep *r) { (void)r; }
+
+const uint8_t *gw_rep_bytes(const gw_rep *r) { return r->buf; }
+size_t gw_rep_size(const gw_rep *r) { return r->len; }
+
+int gw_rep_resume(gw_rep *r, size_t at)
+{
+    if (!at || at > r->len) { /* a generated decoder returns 0 when the reply is shorter than its fields */
+        r->short_read = 1;
+        return -1;
+    }
+    r->pos = at;
+    return 0;
+}

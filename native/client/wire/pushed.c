@@ -11,9 +11,9 @@ static struct pushed {
     uint32_t min_len; /* a shorter frame is malformed */
     gw_pushed_fn fn;
 } pushed[] = {
-    {GW_OP_MODULE_INFO, 0, NULL}, /* a loaded module's functions (state/modules.c) */
-    {GW_OP_DELIVERED, 16, NULL},  /* a piece of a delivered copy (state/deliveries.c) */
-    {GW_OP_STDOUT, 0, NULL},      /* device printf output (api/device_printf.c) */
+    {GW_OP_MODULE_INFO, 0, NULL},                   /* a loaded module's functions (state/modules.c) */
+    {GW_OP_DELIVERED, GW_DELIVERED_REQ_SIZE, NULL}, /* a piece of a delivered copy (state/deliveries.c) */
+    {GW_OP_STDOUT, 0, NULL},                        /* device printf output (api/device_printf.c) */
 };
 
 #define N_PUSHED (sizeof pushed / sizeof pushed[0])

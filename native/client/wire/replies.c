@@ -90,11 +90,14 @@ int gw_stream_read_one(uint32_t mine, gw_rep *own, int *got)
             ;
         pthread_mutex_unlock(&gw_recv_lock);
     }
-    if (h.op != GW_OP_REPLY || (h.seq != mine && !w) || h.len < 4 || h.len > GW_MAX_PAYLOAD) {
+    if (h.op != GW_OP_REPLY || (h.seq != mine && !w) || h.len < GW_REPLY_REQ_SIZE || h.len > GW_MAX_PAYLOAD) {
         uint8_t msg[512] = {0};
         size_t n = h.len < sizeof msg - 1 ? h.len : sizeof msg - 1;
-        if (h.op == GW_OP_ERROR && n >= 4 && gw_io_read_all(gw_conn_fd, msg, n, 1000) == 0)
-            gw_log("the server ended the session: %s", (const char *)msg + 4);
+        gw_error_req e;
+        size_t at;
+        if (h.op == GW_OP_ERROR && n >= GW_ERROR_REQ_SIZE && gw_io_read_all(gw_conn_fd, msg, n, 1000) == 0 &&
+            (at = gw_error_req_get(msg, n, &e)))
+            gw_log("the server ended the session: %s", (const char *)msg + at);
         else
             gw_log("malformed reply from the server (op %u, seq %u, %u bytes, no request waits for it)", h.op,
                    h.seq, h.len);
@@ -103,8 +106,8 @@ int gw_stream_read_one(uint32_t mine, gw_rep *own, int *got)
         return -1;
     }
     gw_rep *r = w ? w->rep : own;
-    int direct = r->direct && h.len == 4 + r->direct_len;
-    size_t keep = direct ? 4 : h.len;
+    int direct = r->direct && h.len == GW_REPLY_REQ_SIZE + r->direct_len;
+    size_t keep = direct ? GW_REPLY_REQ_SIZE : h.len;
     if (grow_rep(r, keep)) {
         gw_stream_lose("reply buffer");
         return -1;
@@ -236,14 +239,13 @@ CUresult gw_req_call(gw_req *q, gw_rep **out)
     if (wait_reply(&w))
         return CUDA_ERROR_DEVICE_UNAVAILABLE;
     GW_WIRE_COUNT(round_trip, q->op, gw_now_ns() - t0);
-    int32_t res;
-    memcpy(&res, r->buf, 4);
-    r->pos = 4;
+    gw_reply_req rep = {0};
+    r->pos = gw_reply_req_get(r->buf, r->len, &rep); /* every reply read holds its result */
     if (trace_round_trips())
-        trace_round_trip(q, t0, res);
-    if (res != CUDA_SUCCESS && gw_debug())
-        gw_log("%s returned %d", q->op >= 256 ? gw_op_name(q->op) : "control op", res);
-    return (CUresult)res;
+        trace_round_trip(q, t0, rep.result);
+    if (rep.result != CUDA_SUCCESS && gw_debug())
+        gw_log("%s returned %d", q->op >= 256 ? gw_op_name(q->op) : "control op", rep.result);
+    return (CUresult)rep.result;
 }
 
 

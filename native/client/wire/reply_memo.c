@@ -52,7 +52,7 @@ CUresult gw_req_call_cached(gw_req *q, gw_rep **out)
             memcpy(r->buf, c->data + klen, c->rlen);
             pthread_mutex_unlock(&replies_lock);
             r->len = c->rlen;
-            r->pos = 4;
+            r->pos = GW_REPLY_REQ_SIZE;
             r->short_read = 0;
             *out = r;
             return CUDA_SUCCESS;

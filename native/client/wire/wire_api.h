@@ -58,6 +58,23 @@ GW_HIDDEN const void *gw_get_view(gw_rep *r, size_t n); /* n bytes in place, or 
 GW_HIDDEN void gw_get_handles(gw_rep *r, void **h, size_t n);
 GW_HIDDEN CUresult gw_rep_status(gw_rep *r, CUresult res); /* CUDA_ERROR_UNKNOWN if the reply was short */
 GW_HIDDEN void gw_rep_end(gw_rep *r);
+/* A payload's fixed fields through the codecs generated from
+ * codegen/protocol.txt (native/generated/wire_protocol.h):
+ *   gw_put_fields(q, gw_deliver_req, {.delivery = id, .src = src, ...});
+ * appends them to q, and
+ *   if (gw_get_fields(r, gw_func_layout_rep, &v)) ... (short reply)
+ * decodes a reply's from its start (its i32 result first); reading with
+ * gw_get_* then goes on after them. 0, or -1 (the reply is short). */
+#define gw_put_fields(q, codec, ...)                                                                        \
+    do {                                                                                                    \
+        const codec f_ = __VA_ARGS__;                                                                       \
+        uint8_t b_[sizeof(codec)]; /* the struct is never smaller than its packed wire form */              \
+        gw_put_raw((q), b_, codec##_put(b_, &f_));                                                          \
+    } while (0)
+#define gw_get_fields(r, codec, v) gw_rep_resume((r), codec##_get(gw_rep_bytes(r), gw_rep_size(r), (v)))
+GW_HIDDEN const uint8_t *gw_rep_bytes(const gw_rep *r); /* the reply's payload: i32 result, then outputs */
+GW_HIDDEN size_t gw_rep_size(const gw_rep *r);
+GW_HIDDEN int gw_rep_resume(gw_rep *r, size_t at); /* reading goes on at byte at; at 0: short, -1 */
 
 /* ---- session (session.c) ---- */
 GW_HIDDEN CUresult gw_connect(void);    /* connect and handshake once; later calls return the outcome */
