@@ -37,6 +37,24 @@ const void *gw_in_view(gw_call *c, size_t n)
 
 size_t gw_in_left(const gw_call *c) { return c->bad ? 0 : c->len - c->pos; }
 
+const uint8_t *gw_in_next(const gw_call *c) { return c->p + c->pos; }
+
+int gw_in_fields(gw_call *c, size_t size, size_t got)
+{
+    if (c->bad)
+        return 0;
+    size_t left = c->len - c->pos;
+    if (got && got <= left) {
+        c->pos += got;
+        return 1;
+    }
+    if (size > left)
+        gw_in_view(c, size); /* fails: the request is truncated */
+    else
+        gw_call_fail(c, "%s: fields not decoded (%zu of %zu bytes)", gw_op_name(c->h.op), got, left);
+    return 0;
+}
+
 uint32_t gw_in_u32(gw_call *c)
 {
     uint32_t v = 0;
@@ -210,18 +228,9 @@ static void reply_put(gw_call *c, const void *p, size_t n)
 
 void gw_reply_result(gw_call *c, CUresult r)
 {
-    c->rlen = sizeof(gw_hdr);
-    if (c->rcap < c->rlen) {
-        c->rbuf = realloc(c->rbuf, 256);
-        c->rcap = c->rbuf ? 256 : 0;
-        if (!c->rbuf) {
-            gw_call_fail(c, "out of memory building a reply");
-            return;
-        }
-    }
-    int32_t v = (int32_t)r;
-    reply_put(c, &v, 4);
-    c->replied = 1;
+    uint8_t *p = gw_reply_start(c, GW_REPLY_REQ_SIZE);
+    if (p)
+        gw_reply_req_put(p, &(gw_reply_req){.result = (int32_t)r});
 }
 
 void gw_reply_bytes(gw_call *c, const void *p, size_t n)
@@ -246,6 +255,18 @@ void *gw_reply_reserve(gw_call *c, size_t n)
     }
     void *p = c->rbuf + c->rlen;
     c->rlen += n;
+    return p;
+}
+
+uint8_t *gw_reply_start(gw_call *c, size_t n)
+{
+    c->rlen = sizeof(gw_hdr);
+    uint8_t *p = gw_reply_reserve(c, n);
+    if (!p) {
+        gw_call_fail(c, "out of memory building a reply");
+        return NULL;
+    }
+    c->replied = 1;
     return p;
 }
 

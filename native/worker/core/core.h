@@ -41,6 +41,13 @@ uint64_t gw_in_u64(gw_call *c);
 double gw_in_f64(gw_call *c);
 const void *gw_in_view(gw_call *c, size_t n); /* n bytes in place (unaligned) */
 size_t gw_in_left(const gw_call *c);
+const uint8_t *gw_in_next(const gw_call *c); /* where the next field starts (gw_in_left bytes there) */
+/* The fixed fields of a field-list payload, decoded by its generated codec
+ * (native/generated/wire_protocol.h) from the bytes left:
+ *     gw_in_fields(c, GW_STAGE_REQ_SIZE, gw_stage_req_get(gw_in_next(c), gw_in_left(c), &q))
+ * got is what the codec read (0: too few bytes, or the call had already
+ * failed). 1 and past them; 0 with the call failed as truncated. */
+int gw_in_fields(gw_call *c, size_t size, size_t got);
 const char *gw_in_str(gw_call *c);
 void *gw_in_array(gw_call *c, size_t esz, size_t *n);
 void *gw_in_handles(gw_call *c, int type, size_t *n);
@@ -54,6 +61,11 @@ void gw_reply_result(gw_call *c, CUresult r);
 void gw_reply_bytes(gw_call *c, const void *p, size_t n);
 void gw_reply_u32(gw_call *c, uint32_t v);
 void *gw_reply_reserve(gw_call *c, size_t n); /* n bytes at the end of the reply; NULL if out of memory */
+/* A reply (or a reply-shaped push) begun afresh with room for its fixed
+ * fields, n bytes after the header, for a generated gw_<name>_put to fill;
+ * NULL (the call failed) if out of memory. gw_reply_result is one: REPLY's
+ * i32 result. */
+uint8_t *gw_reply_start(gw_call *c, size_t n);
 void gw_reply_handles(gw_call *c, int type, void **h, size_t n);
 
 /* ---- handles (handles.c) ---- */

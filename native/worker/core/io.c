@@ -144,12 +144,12 @@ void gw_push(unsigned op, const void *payload, size_t len)
 void gw_send_error(uint32_t code, const char *msg)
 {
     size_t n = strlen(msg);
-    gw_hdr h = {.len = (uint32_t)(4 + n), .op = GW_OP_ERROR};
-    uint8_t buf[16 + 4 + 512];
     if (n > 500)
-        n = 500, h.len = 504;
-    memcpy(buf, &h, 16);
-    memcpy(buf + 16, &code, 4);
-    memcpy(buf + 20, msg, n);
-    gw_send_frame(buf, 20 + n);
+        n = 500;
+    gw_hdr h = {.len = (uint32_t)(GW_ERROR_REQ_SIZE + n), .op = GW_OP_ERROR};
+    uint8_t buf[sizeof h + GW_ERROR_REQ_SIZE + 512];
+    memcpy(buf, &h, sizeof h);
+    size_t at = sizeof h + gw_error_req_put(buf + sizeof h, &(gw_error_req){.code = code});
+    memcpy(buf + at, msg, n);
+    gw_send_frame(buf, at + n);
 }

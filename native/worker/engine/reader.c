@@ -97,13 +97,15 @@ static void pending_drop(pending *pd)
     *pd = (pending){0};
 }
 
-/* A GW_F_LANE copy frame (u64 dst, u64 stream, u32 lane, u32 bytes) joined
- * with its lane's next data frame into an ordinary copy job; NULL and why if
- * the frame is malformed, the lane is not this session's or it closed (why
- * empty: the session had already broken). */
+/* A GW_F_LANE copy frame (LANE_HTOD: u64 dst, u64 stream, u32 lane, u32
+ * bytes) joined with its lane's next data frame into an ordinary copy job
+ * (HTOD: dst, stream, then the bytes); NULL and why if the frame is
+ * malformed, the lane is not this session's or it closed (why empty: the
+ * session had already broken). */
 static job *lane_copy_job(const gw_hdr *h, pending *pd, char *why, size_t whycap)
 {
-    uint8_t a[24];
+    uint8_t a[GW_LANE_HTOD_REQ_SIZE];
+    gw_lane_htod_req q = {0};
     if (gw_op_copy_dir(h->op) != GW_COPY_HTOD || h->len != sizeof a) {
         snprintf(why, whycap, "a lane frame must be a host-to-device copy of %zu bytes (op %u, %u bytes)", sizeof a,
                  h->op, h->len);
@@ -113,25 +115,29 @@ static job *lane_copy_job(const gw_hdr *h, pending *pd, char *why, size_t whycap
         snprintf(why, whycap, "connection lost inside a lane copy frame");
         return NULL;
     }
-    uint32_t k, n, got;
-    memcpy(&k, a + 16, 4);
-    memcpy(&n, a + 20, 4);
+    if (gw_lane_htod_req_get(a, sizeof a, &q) != sizeof a) { /* cannot be short: its length was checked */
+        snprintf(why, whycap, "a lane frame must be a host-to-device copy of %zu bytes (op %u, %u bytes)", sizeof a,
+                 h->op, h->len);
+        return NULL;
+    }
+    uint32_t got;
     if (pending_flush(pd)) { /* what was read goes to its thread before waiting for the lane */
         why[0] = 0;          /* the session broke meanwhile: the client was told then */
         return NULL;
     }
-    job *j = gw_lane_next(k, &got, why, whycap);
+    job *j = gw_lane_next(q.lane, &got, why, whycap);
     if (!j)
         return NULL;
-    if (got != n) {
+    if (got != q.bytes) {
         free(j);
-        snprintf(why, whycap, "lane %u: a copy of %u bytes, but the lane's next data frame has %u", k, n, got);
+        snprintf(why, whycap, "lane %u: a copy of %u bytes, but the lane's next data frame has %u", q.lane, q.bytes,
+                 got);
         return NULL;
     }
     j->h = *h;
     j->h.flags &= (uint16_t)~GW_F_LANE;
-    j->h.len = 16 + got;
-    memcpy(j->payload, a, 16);
+    /* the lane's bytes were read in after room for the copy's fields (gw_lane_job_alloc) */
+    j->h.len = (uint32_t)gw_htod_req_put(j->payload, &(gw_htod_req){.dst = q.dst, .stream = q.stream}) + got;
     return j;
 }
 

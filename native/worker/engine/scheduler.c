@@ -199,8 +199,10 @@ static void run_job(tthread *t, job *j)
     }
     if (!c->replied)
         gw_reply_result(c, CUDA_ERROR_UNKNOWN);
-    int32_t res;
-    memcpy(&res, c->rbuf + sizeof(gw_hdr), 4);
+    gw_reply_req rr; /* the reply's i32 result: always there once replied (call.c) */
+    if (!gw_reply_req_get(c->rbuf + sizeof(gw_hdr), c->rlen - sizeof(gw_hdr), &rr))
+        rr.result = CUDA_ERROR_UNKNOWN;
+    int32_t res = rr.result;
     if (j->h.flags & GW_F_NOREPLY) {
         if (res != CUDA_SUCCESS && t->deferred == CUDA_SUCCESS) {
             t->deferred = res;
@@ -212,8 +214,8 @@ static void run_job(tthread *t, job *j)
     if ((j->h.flags & GW_F_COLLECT) && t->deferred != CUDA_SUCCESS) {
         res = t->deferred;
         t->deferred = CUDA_SUCCESS;
-        memcpy(c->rbuf + sizeof(gw_hdr), &res, 4);
-        c->rlen = sizeof(gw_hdr) + 4; /* outputs of a call that is reported failed are dropped */
+        /* outputs of a call that is reported failed are dropped */
+        c->rlen = sizeof(gw_hdr) + gw_reply_req_put(c->rbuf + sizeof(gw_hdr), &(gw_reply_req){.result = res});
     }
     gw_stdout_flush(); /* device printf output a synchronization flushed is printed before the call returns */
     gw_deliveries_flush(); /* and copies delivered are in the client's memory before it returns */
@@ -506,11 +508,11 @@ void gw_worker_join_left_threads(void)
 /* ---- copies whose bytes come on a lane (core/lanes.c) ---- */
 
 /* A lane's data frame is read straight into a host-to-device copy job; the
- * job's payload starts with the 16 bytes of destination and stream that the
- * copy frame on the main connection brings (called on a lane's thread). */
+ * job's payload starts with room for the HTOD fields (destination and stream)
+ * that the copy frame on the main connection brings (called on a lane's thread). */
 void *gw_lane_job_alloc(uint32_t len, uint8_t **bytes)
 {
-    uint32_t cap = 16 + len;
+    uint32_t cap = GW_HTOD_REQ_SIZE + len;
     job *j;
     if (cap >= SPARE_MIN) {
         j = gw_job_alloc(cap); /* spares are under sched_lock */
@@ -521,6 +523,6 @@ void *gw_lane_job_alloc(uint32_t len, uint8_t **bytes)
             j->cap = cap;
     }
     if (j)
-        *bytes = j->payload + 16;
+        *bytes = j->payload + GW_HTOD_REQ_SIZE;
     return j;
 }

@@ -24,7 +24,9 @@
 #include "cas_store.h"
 #include "handlers.h"
 
-#define REF_SIZE 36u
+/* A CAS_REFS_LIST item (u32 length, u8[32] sha256) is the generated struct's bytes in memory. */
+_Static_assert(sizeof(gw_cas_refs_list_req_item) == GW_CAS_REFS_LIST_REQ_ITEM_SIZE, "CAS_REFS_LIST item layout");
+_Static_assert(sizeof(gw_cas_refs_rep_item) == GW_CAS_REFS_REP_ITEM_SIZE, "CAS_REFS reply item layout");
 
 static int is_htod(unsigned op)
 {
@@ -50,19 +52,26 @@ typedef struct target {
     uint64_t off; /* STAGE: total (REFS) or offset (DATA) */
 } target;
 
-static int read_target(gw_call *c, target *t)
+/* The target's fields after u32 target (kind, decoded with the op's own
+ * fields): CAS_COPY_TARGET or CAS_STAGE_TARGET. */
+static int read_target(gw_call *c, uint32_t kind, target *t)
 {
-    t->kind = gw_in_u32(c);
     if (c->bad)
         return -1;
+    t->kind = kind;
     if (t->kind == GW_CAS_TARGET_COPY) {
-        t->op = gw_in_u32(c);
-        t->dst = gw_in_u64(c);
-        t->stream = gw_in_handle(c, GW_HT_CUstream);
+        gw_cas_copy_target_req q = {0};
+        if (gw_in_fields(c, GW_CAS_COPY_TARGET_REQ_SIZE, gw_cas_copy_target_req_get(gw_in_next(c), gw_in_left(c), &q))) {
+            t->op = q.copy_op;
+            t->dst = q.dst;
+            t->stream = gw_handle_lookup(c, GW_HT_CUstream, q.stream);
+        }
         if (!c->bad && !is_htod(t->op))
             gw_call_fail(c, "cache: op %u is not a host-to-device copy", t->op);
     } else if (t->kind == GW_CAS_TARGET_STAGE) {
-        t->off = gw_in_u64(c);
+        gw_cas_stage_target_req q = {0};
+        if (gw_in_fields(c, GW_CAS_STAGE_TARGET_REQ_SIZE, gw_cas_stage_target_req_get(gw_in_next(c), gw_in_left(c), &q)))
+            t->off = q.total_or_offset;
     } else {
         gw_call_fail(c, "cache: unknown target %u", t->kind);
     }
@@ -162,7 +171,7 @@ void gw_cas_prof_report(void)
 }
 
 typedef struct pipe {
-    const uint8_t *refs;
+    const uint8_t *refs; /* n CAS_REFS_LIST items, in place */
     const uint64_t *offs;
     uint32_t n;
     uint8_t *stage; /* staging target, or NULL */
@@ -174,12 +183,14 @@ typedef struct pipe {
     pthread_cond_t cv;
 } pipe_t;
 
-static uint32_t len_of(const pipe_t *p, uint32_t i)
+static gw_cas_refs_list_req_item ref_of(const uint8_t *refs, uint32_t i)
 {
-    uint32_t len;
-    memcpy(&len, p->refs + (size_t)i * REF_SIZE, 4);
-    return len;
+    gw_cas_refs_list_req_item it;
+    memcpy(&it, refs + (size_t)i * GW_CAS_REFS_LIST_REQ_ITEM_SIZE, sizeof it);
+    return it;
 }
+
+static uint32_t len_of(const pipe_t *p, uint32_t i) { return ref_of(p->refs, i).length; }
 
 static void *reader(void *arg)
 {
@@ -200,8 +211,9 @@ static void *reader(void *arg)
             break;
         uint32_t i = p->next++;
         pthread_mutex_unlock(&p->m);
-        const uint8_t *h = p->refs + (size_t)i * REF_SIZE + 4;
-        uint32_t len = len_of(p, i);
+        gw_cas_refs_list_req_item ref = ref_of(p->refs, i);
+        const uint8_t *h = ref.sha256;
+        uint32_t len = ref.length;
         uint8_t *buf = p->stage ? p->stage + p->offs[i] : p->ring + (size_t)(i % RING) * GW_COPY_CHUNK;
         uint64_t t1 = prof ? gw_prof_now() : 0;
         int have = gw_cas_load(h, buf, len);
@@ -237,15 +249,20 @@ static void *reader(void *arg)
  * 128 MiB per request would cost more than the copies. */
 static __thread uint8_t *ring_buf;
 
+/* CAS_REFS: u32 target, its fields, CAS_REFS_LIST -> i32 result, u32 m, m x u32 index */
 void gw_op_cas_refs(gw_call *c)
 {
-    target t;
-    if (read_target(c, &t))
+    target t = {0};
+    gw_cas_refs_req head = {0};
+    if (!gw_in_fields(c, GW_CAS_REFS_REQ_SIZE, gw_cas_refs_req_get(gw_in_next(c), gw_in_left(c), &head)) ||
+        read_target(c, head.target, &t))
         return;
-    uint32_t n = gw_in_u32(c);
+    gw_cas_refs_list_req list = {0};
+    gw_in_fields(c, GW_CAS_REFS_LIST_REQ_SIZE, gw_cas_refs_list_req_get(gw_in_next(c), gw_in_left(c), &list));
+    uint32_t n = list.n;
     if (!c->bad && (n == 0 || n > GW_CAS_MAX_REFS))
         gw_call_fail(c, "cache: %u chunk references (1..%u)", n, GW_CAS_MAX_REFS);
-    const uint8_t *refs = c->bad ? NULL : gw_in_view(c, (size_t)n * REF_SIZE);
+    const uint8_t *refs = c->bad ? NULL : gw_in_view(c, (size_t)n * GW_CAS_REFS_LIST_REQ_ITEM_SIZE);
     if (!gw_args_ok(c))
         return;
     if (!gw_cas_enabled()) {
@@ -253,7 +270,7 @@ void gw_op_cas_refs(gw_call *c)
         return;
     }
     uint64_t *offs = gw_scratch(c, (size_t)n * 8);
-    uint32_t *missing = gw_scratch(c, (size_t)n * 4);
+    gw_cas_refs_rep_item *missing = gw_scratch(c, (size_t)n * sizeof *missing);
     uint8_t *state = gw_scratch(c, n), *good = gw_scratch(c, n), *vdone = gw_scratch(c, n);
     if (!offs || !missing || !state || !good || !vdone) {
         gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
@@ -261,8 +278,7 @@ void gw_op_cas_refs(gw_call *c)
     }
     uint64_t sum = 0;
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t len;
-        memcpy(&len, refs + (size_t)i * REF_SIZE, 4);
+        uint32_t len = ref_of(refs, i).length;
         if (len == 0 || len > GW_COPY_CHUNK) {
             gw_call_fail(c, "cache: chunk %u of %u bytes (1..%u)", i, len, GW_COPY_CHUNK);
             return;
@@ -374,17 +390,21 @@ void gw_op_cas_refs(gw_call *c)
             if (p.stage)
                 gw_stage_fill(c->h.tid, offs[i], NULL, len);
         } else {
-            missing[m++] = i;
+            missing[m++].index = i;
             atomic_fetch_add(&gw_cas_stats.misses, 1);
             atomic_fetch_add(&gw_cas_stats.miss_bytes, len);
         }
     }
-    gw_reply_result(c, r);
     gw_cas_report(0);
-    if (r != CUDA_SUCCESS)
+    if (r != CUDA_SUCCESS) {
+        gw_reply_result(c, r);
         return;
-    gw_reply_u32(c, m);
-    gw_reply_bytes(c, missing, (size_t)m * 4);
+    }
+    uint8_t *fields = gw_reply_start(c, GW_CAS_REFS_REP_SIZE);
+    if (!fields)
+        return;
+    gw_cas_refs_rep_put(fields, &(gw_cas_refs_rep){.result = CUDA_SUCCESS, .m = m});
+    gw_reply_bytes(c, missing, (size_t)m * GW_CAS_REFS_REP_ITEM_SIZE);
 }
 
 /* ---- compressed misses ---- */
@@ -408,12 +428,17 @@ void gw_cas_zstd_load(void)
 
 int gw_cas_zstd(void) { return zstd_decompress != NULL; }
 
+/* CAS_DATA: u32 target, its fields, CAS_DATA_CHUNK (u32 codec, u32 raw length, the bytes) */
 void gw_op_cas_data(gw_call *c)
 {
-    target t;
-    if (read_target(c, &t))
+    target t = {0};
+    gw_cas_data_req head = {0};
+    if (!gw_in_fields(c, GW_CAS_DATA_REQ_SIZE, gw_cas_data_req_get(gw_in_next(c), gw_in_left(c), &head)) ||
+        read_target(c, head.target, &t))
         return;
-    uint32_t codec = gw_in_u32(c), raw = gw_in_u32(c);
+    gw_cas_data_chunk_req chunk = {0};
+    gw_in_fields(c, GW_CAS_DATA_CHUNK_REQ_SIZE, gw_cas_data_chunk_req_get(gw_in_next(c), gw_in_left(c), &chunk));
+    uint32_t codec = chunk.codec, raw = chunk.raw_length;
     size_t n = gw_in_left(c);
     const void *src = gw_in_view(c, n);
     if (c->bad)

@@ -34,6 +34,7 @@
 #include "../../common/crc32c.h"
 #include "../../common/sha256.h"
 #include "../../common/session_stats.h"
+#include "../../generated/cas_trailer.h"
 #include "cas_store.h"
 #include "handlers.h"
 
@@ -173,19 +174,31 @@ void gw_cas_reject(const uint8_t h[32], const char *why)
     unlink(path); /* never used; the next store replaces it */
 }
 
-#define TRAILER 64    /* "gwcas02\0", length, 4 CRCs, SHA-256 (the name) */
-#define TRAILER_V1 32 /* "gwcas01\0", length, 4 CRCs: before the name joined it */
-static const char magic[8] = "gwcas02", magic_v1[8] = "gwcas01";
+/* The trailers (codegen/protocol.txt, native/generated/cas_trailer.h): "gwcas02\0",
+ * length, 4 CRCs, SHA-256 (the name); v1: "gwcas01\0", length, 4 CRCs (before
+ * the name joined it). */
+#define TRAILER GW_CAS_TRAILER_V2_SIZE
+#define TRAILER_V1 GW_CAS_TRAILER_V1_SIZE
+#define MAGIC_LEN (GW_CAS_TRAILER_V2_LENGTH_OFF - GW_CAS_TRAILER_V2_MAGIC_OFF)
+#define CRC_LEN (GW_CAS_TRAILER_V2_SHA256_OFF - GW_CAS_TRAILER_V2_CRC_OFF)
+#define HASH_LEN (GW_CAS_TRAILER_V2_SIZE - GW_CAS_TRAILER_V2_SHA256_OFF)
+static const char magic[] = GW_CAS_TRAILER_V2_MAGIC, magic_v1[] = GW_CAS_TRAILER_V1_MAGIC;
+_Static_assert(sizeof magic == MAGIC_LEN && sizeof magic_v1 == GW_CAS_TRAILER_V1_LENGTH_OFF - GW_CAS_TRAILER_V1_MAGIC_OFF,
+               "a trailer's magic is its NUL-terminated string");
+_Static_assert(CRC_LEN == 4 * sizeof(uint32_t) && GW_CAS_TRAILER_V1_SIZE - GW_CAS_TRAILER_V1_CRC_OFF == CRC_LEN &&
+                   GW_CAS_TRAILER_V2_CRC_OFF - GW_CAS_TRAILER_V2_LENGTH_OFF == sizeof(uint64_t) &&
+                   GW_CAS_TRAILER_V1_CRC_OFF - GW_CAS_TRAILER_V1_LENGTH_OFF == sizeof(uint64_t) && HASH_LEN == 32,
+               "the trailers' fields are the ones written here");
 
 static void make_trailer(const uint8_t h[32], const void *data, size_t len, uint8_t t[TRAILER])
 {
     uint64_t n = len;
     uint32_t crc[4];
     gw_crc32c4(data, len, crc);
-    memcpy(t, magic, 8);
-    memcpy(t + 8, &n, 8);
-    memcpy(t + 16, crc, 16);
-    memcpy(t + 32, h, 32);
+    memcpy(t + GW_CAS_TRAILER_V2_MAGIC_OFF, magic, MAGIC_LEN);
+    memcpy(t + GW_CAS_TRAILER_V2_LENGTH_OFF, &n, sizeof n);
+    memcpy(t + GW_CAS_TRAILER_V2_CRC_OFF, crc, CRC_LEN);
+    memcpy(t + GW_CAS_TRAILER_V2_SHA256_OFF, h, HASH_LEN);
 }
 
 /* The file ends in a current trailer for name h and its own size: a whole
@@ -197,8 +210,9 @@ static int whole_entry_of(int fd, uint64_t size, const uint8_t h[32])
     uint64_t n;
     if (size < TRAILER || pread_full(fd, t, TRAILER, size - TRAILER))
         return 0;
-    memcpy(&n, t + 8, 8);
-    return !memcmp(t, magic, 8) && n == size - TRAILER && !memcmp(t + 32, h, 32);
+    memcpy(&n, t + GW_CAS_TRAILER_V2_LENGTH_OFF, sizeof n);
+    return !memcmp(t + GW_CAS_TRAILER_V2_MAGIC_OFF, magic, MAGIC_LEN) && n == size - TRAILER &&
+           !memcmp(t + GW_CAS_TRAILER_V2_SHA256_OFF, h, HASH_LEN);
 }
 
 int gw_cas_load(const uint8_t h[32], void *buf, size_t len)
@@ -223,8 +237,8 @@ int gw_cas_load(const uint8_t h[32], void *buf, size_t len)
         why = "its length or checksums do not match its bytes";
         if (read_full(fd, buf, len) == 0 && read_full(fd, got, TRAILER) == 0) {
             make_trailer(h, buf, len, want);
-            if (!memcmp(got, want, 32)) {
-                res = memcmp(got + 32, h, 32) ? 0 : 2;
+            if (!memcmp(got, want, GW_CAS_TRAILER_V2_SHA256_OFF)) { /* magic, length and CRCs */
+                res = memcmp(got + GW_CAS_TRAILER_V2_SHA256_OFF, h, HASH_LEN) ? 0 : 2;
                 why = "its trailer names another hash: copied or renamed";
             }
         }
@@ -236,7 +250,9 @@ int gw_cas_load(const uint8_t h[32], void *buf, size_t len)
             uint64_t n = len;
             uint32_t crc[4];
             gw_crc32c4(buf, len, crc);
-            res = !memcmp(got, magic_v1, 8) && !memcmp(got + 8, &n, 8) && !memcmp(got + 16, crc, 16);
+            res = !memcmp(got + GW_CAS_TRAILER_V1_MAGIC_OFF, magic_v1, sizeof magic_v1) &&
+                  !memcmp(got + GW_CAS_TRAILER_V1_LENGTH_OFF, &n, sizeof n) &&
+                  !memcmp(got + GW_CAS_TRAILER_V1_CRC_OFF, crc, CRC_LEN);
         }
     } else if (size == len) { /* no trailer: SHA-256 by the caller */
         res = read_full(fd, buf, len) == 0 && read(fd, &extra, 1) == 0;

@@ -26,11 +26,14 @@ static CUresult sync_stream(gw_call *c, CUstream s)
     return f ? f(s) : CUDA_ERROR_NOT_SUPPORTED;
 }
 
-/* u64 dst, u64 stream id, bytes */
+/* HTOD: u64 dst, u64 stream id, bytes */
 static void htod(gw_call *c)
 {
-    CUdeviceptr dst = gw_in_u64(c);
-    CUstream s = gw_in_handle(c, GW_HT_CUstream);
+    gw_htod_req q = {0};
+    CUstream s = NULL;
+    if (gw_in_fields(c, GW_HTOD_REQ_SIZE, gw_htod_req_get(gw_in_next(c), gw_in_left(c), &q)))
+        s = gw_handle_lookup(c, GW_HT_CUstream, q.stream);
+    CUdeviceptr dst = q.dst;
     size_t n = gw_in_left(c);
     const void *src = gw_in_view(c, n);
     if (!gw_args_ok(c))
@@ -53,9 +56,8 @@ static CUresult dtoh_into(gw_call *c, void *f, void *buf, CUdeviceptr src, uint6
 /* A piece whose bytes go on a lane (flag GW_F_LANE; docs/protocol.md "Lanes"):
  * its lane gets exactly one frame, tagged, whatever happens short of a
  * malformed request (which ends the session); the reply carries the result. */
-static void dtoh_on_lane(gw_call *c, CUdeviceptr src, uint64_t n, CUstream s)
+static void dtoh_on_lane(gw_call *c, CUdeviceptr src, uint64_t n, CUstream s, uint32_t k, uint32_t tag)
 {
-    uint32_t k = gw_in_u32(c), tag = gw_in_u32(c);
     if (!c->bad && !gw_lane_open(k))
         gw_call_fail(c, "%s: lane %u is not open", gw_op_name(c->h.op), k);
     if (c->bad)
@@ -85,17 +87,28 @@ static void dtoh_on_lane(gw_call *c, CUdeviceptr src, uint64_t n, CUstream s)
         gw_reply_result(c, CUDA_SUCCESS);
 }
 
-/* u64 src, u64 n, u64 stream id [, u32 lane, u32 tag with GW_F_LANE] -> bytes */
+/* DTOH: u64 src, u64 n, u64 stream id -> DTOH reply: i32 result, bytes. With
+ * GW_F_LANE the fields are LANE_DTOH's: those, then u32 lane, u32 tag. */
 static void dtoh(gw_call *c)
 {
-    CUdeviceptr src = gw_in_u64(c);
-    uint64_t n = gw_in_u64(c);
-    CUstream s = gw_in_handle(c, GW_HT_CUstream);
+    int lane = (c->h.flags & GW_F_LANE) != 0;
+    gw_lane_dtoh_req q = {0};
+    int ok;
+    if (lane) {
+        ok = gw_in_fields(c, GW_LANE_DTOH_REQ_SIZE, gw_lane_dtoh_req_get(gw_in_next(c), gw_in_left(c), &q));
+    } else {
+        gw_dtoh_req d = {0};
+        ok = gw_in_fields(c, GW_DTOH_REQ_SIZE, gw_dtoh_req_get(gw_in_next(c), gw_in_left(c), &d));
+        q.src = d.src, q.n = d.n, q.stream = d.stream;
+    }
+    CUdeviceptr src = q.src;
+    uint64_t n = q.n;
+    CUstream s = ok ? gw_handle_lookup(c, GW_HT_CUstream, q.stream) : NULL;
     if (!c->bad && n > GW_COPY_CHUNK)
         gw_call_fail(c, "%s: %llu bytes in one piece is over the chunk size", gw_op_name(c->h.op),
                      (unsigned long long)n);
-    if (c->h.flags & GW_F_LANE) {
-        dtoh_on_lane(c, src, n, s);
+    if (lane) {
+        dtoh_on_lane(c, src, n, s, q.lane, q.tag);
         return;
     }
     if (!gw_args_ok(c))
@@ -103,8 +116,11 @@ static void dtoh(gw_call *c)
     void *f = gw_driver_fn(c, c->h.op);
     if (!f)
         return;
-    /* the bytes land straight in the reply */
-    gw_reply_result(c, CUDA_SUCCESS);
+    /* the bytes land straight in the reply, after its fields */
+    uint8_t *fields = gw_reply_start(c, GW_DTOH_REP_SIZE);
+    if (!fields)
+        return;
+    gw_dtoh_rep_put(fields, &(gw_dtoh_rep){.result = CUDA_SUCCESS});
     void *buf = gw_reply_reserve(c, n);
     if (!buf) {
         gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);

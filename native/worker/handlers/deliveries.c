@@ -154,9 +154,12 @@ static int fits(size_t n)
 
 void gw_op_deliver(gw_call *c)
 {
-    uint64_t id = gw_in_u64(c), src = gw_in_u64(c), n = gw_in_u64(c);
-    CUstream s = (CUstream)gw_in_handle(c, GW_HT_CUstream);
-    uint32_t flags = gw_in_u32(c);
+    gw_deliver_req q = {0};
+    CUstream s = NULL;
+    if (gw_in_fields(c, GW_DELIVER_REQ_SIZE, gw_deliver_req_get(gw_in_next(c), gw_in_left(c), &q)))
+        s = (CUstream)gw_handle_lookup(c, GW_HT_CUstream, q.stream);
+    uint64_t id = q.delivery, src = q.src, n = q.n;
+    uint32_t flags = q.flags;
     if (!c->bad && (n == 0 || n > DELIVERY_MAX || (flags & ~1u)))
         gw_call_fail(c, "LAND: %llu bytes (1 to %llu allowed), flags %#x", (unsigned long long)n,
                      (unsigned long long)DELIVERY_MAX, flags);
@@ -217,14 +220,15 @@ void gw_deliveries_flush(void)
     outbox = NULL;
     outbox_end = &outbox;
     pthread_mutex_unlock(&lock);
-    const size_t piece = GW_MAX_PAYLOAD - 16;
+    const size_t piece = GW_MAX_PAYLOAD - GW_DELIVERED_REQ_SIZE;
     while (list) {
         parcel *pc = list;
         list = pc->next;
         for (size_t off = 0; off < pc->n; off += piece) {
             size_t k = pc->n - off < piece ? pc->n - off : piece;
-            uint64_t head[2] = {pc->id, off};
-            gw_push_parts(GW_OP_DELIVERED, head, sizeof head, pc->bytes + off, k);
+            uint8_t head[GW_DELIVERED_REQ_SIZE];
+            size_t hl = gw_delivered_req_put(head, &(gw_delivered_req){.delivery = pc->id, .offset = off});
+            gw_push_parts(GW_OP_DELIVERED, head, hl, pc->bytes + off, k);
         }
         pthread_mutex_lock(&lock);
         held -= pc->n;

@@ -13,7 +13,7 @@ extern const gw_handler gw_dispatch[GW_OP_COUNT]; /* generated, by op - 256 */
 
 /* ---- control ops (the engine's dispatch names them by op) ---- */
 void gw_op_stage(gw_call *c);        /* GW_OP_STAGE (modules.c) */
-void gw_op_func_layout(gw_call *c);  /* GW_OP_FUNC_LAYOUT (launch.c) */
+void gw_op_func_layout(gw_call *c);  /* GW_OP_FUNC_LAYOUT (modules.c) */
 void gw_op_device_attrs(gw_call *c); /* GW_OP_DEVICE_ATTRS (modules.c) */
 void gw_op_cas_refs(gw_call *c);     /* GW_OP_CAS_REFS (cas_ops.c) */
 void gw_op_cas_data(gw_call *c);     /* GW_OP_CAS_DATA (cas_ops.c) */

@@ -59,10 +59,12 @@ static stage *stage_of(uint32_t tid, int create)
     return s;
 }
 
-/* u64 offset, u64 total, bytes. Pieces arrive in order; offset 0 starts a blob. */
+/* STAGE: u64 offset, u64 total, bytes. Pieces arrive in order; offset 0 starts a blob. */
 void gw_op_stage(gw_call *c)
 {
-    uint64_t off = gw_in_u64(c), total = gw_in_u64(c);
+    gw_stage_req q = {0};
+    gw_in_fields(c, GW_STAGE_REQ_SIZE, gw_stage_req_get(gw_in_next(c), gw_in_left(c), &q));
+    uint64_t off = q.offset, total = q.total;
     size_t n = gw_in_left(c);
     const void *src = gw_in_view(c, n);
     if (c->bad)
@@ -218,12 +220,10 @@ static void push_info(uint64_t id, void *h, int is_library, int bare_cubin)
         (is_library ? !kattr : !fattr))
         dev = -1;
     gw_call out = {0}; /* a reply-shaped buffer: header space, then the payload */
-    gw_reply_result(&out, CUDA_SUCCESS);
-    out.rlen = sizeof(gw_hdr);
-    gw_reply_bytes(&out, &id, 8);
-    gw_reply_u32(&out, cnt);
-    gw_reply_u32(&out, (uint32_t)dev);
-    if (!name_of || !info) {
+    uint8_t *head = gw_reply_start(&out, GW_MODULE_INFO_REQ_SIZE);
+    if (head)
+        gw_module_info_req_put(head, &(gw_module_info_req){.module = id, .count = cnt, .device = dev});
+    if (!head || !name_of || !info) {
         free(fns);
         free(out.rbuf);
         return;
@@ -361,10 +361,17 @@ void gw_h_cuLibraryLoadData(gw_call *c) { load(c, GW_HT_CUlibrary); }
 
 typedef CUresult (*param_info_fn)(void *, size_t, size_t *, size_t *);
 
-/* u64 function-or-kernel id -> u32 n, n x (u32 offset, u32 size), u32 max threads per block (0: unknown) */
+/* The generated list items are the wire's bytes in memory (no padding, little-endian host). */
+_Static_assert(sizeof(gw_func_layout_rep_item) == GW_FUNC_LAYOUT_REP_ITEM_SIZE, "FUNC_LAYOUT item layout");
+_Static_assert(sizeof(gw_device_attrs_rep_item) == GW_DEVICE_ATTRS_REP_ITEM_SIZE, "DEVICE_ATTRS item layout");
+
+/* FUNC_LAYOUT: u64 function-or-kernel id -> i32 result, u32 n, n x (u32
+ * offset, u32 size), u32 max threads per block (0: unknown) */
 void gw_op_func_layout(gw_call *c)
 {
-    uint64_t id = gw_in_u64(c);
+    gw_func_layout_req q = {0};
+    gw_in_fields(c, GW_FUNC_LAYOUT_REQ_SIZE, gw_func_layout_req_get(gw_in_next(c), gw_in_left(c), &q));
+    uint64_t id = q.function;
     if (!gw_args_ok(c))
         return;
     int is_kernel = 0, found;
@@ -382,13 +389,13 @@ void gw_op_func_layout(gw_call *c)
         gw_reply_result(c, CUDA_ERROR_NOT_SUPPORTED);
         return;
     }
-    uint32_t offs[4096], sizes[4096], n = 0;
+    gw_func_layout_rep_item items[4096];
+    uint32_t n = 0;
     for (; n < 4096; n++) {
         size_t off, size;
         if (info(f, n, &off, &size) != CUDA_SUCCESS)
             break;
-        offs[n] = (uint32_t)off;
-        sizes[n] = (uint32_t)size;
+        items[n] = (gw_func_layout_rep_item){.offset = (uint32_t)off, .size = (uint32_t)size};
     }
     /* the most threads a block of this function may have, so the client can
      * refuse a bad launch at once, as the driver would */
@@ -406,21 +413,23 @@ void gw_op_func_layout(gw_call *c)
         if (fattr)
             fattr(&max_threads, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, f);
     }
-    gw_reply_result(c, CUDA_SUCCESS);
-    gw_reply_u32(c, n);
-    for (uint32_t i = 0; i < n; i++) {
-        gw_reply_u32(c, offs[i]);
-        gw_reply_u32(c, sizes[i]);
-    }
+    uint8_t *fields = gw_reply_start(c, GW_FUNC_LAYOUT_REP_SIZE);
+    if (!fields)
+        return;
+    gw_func_layout_rep_put(fields, &(gw_func_layout_rep){.result = CUDA_SUCCESS, .n = n});
+    gw_reply_bytes(c, items, (size_t)n * GW_FUNC_LAYOUT_REP_ITEM_SIZE);
+    /* after the list: no codec for a field that follows one (hand-written) */
     gw_reply_u32(c, (uint32_t)(max_threads > 0 ? max_threads : 0));
 }
 
 /* ---- device attributes, all at once ---- */
 
-/* u32 device -> i32 result, u32 n, n x (i32 status, i32 value) for attributes 1..n */
+/* DEVICE_ATTRS: u32 device -> i32 result, u32 n, n x (i32 status, i32 value) for attributes 1..n */
 void gw_op_device_attrs(gw_call *c)
 {
-    CUdevice dev = (CUdevice)gw_in_u32(c);
+    gw_device_attrs_req q = {0};
+    gw_in_fields(c, GW_DEVICE_ATTRS_REQ_SIZE, gw_device_attrs_req_get(gw_in_next(c), gw_in_left(c), &q));
+    CUdevice dev = (CUdevice)q.device;
     if (!gw_args_ok(c))
         return;
     CUresult (*get)(int *, CUdevice_attribute, CUdevice) =
@@ -431,15 +440,19 @@ void gw_op_device_attrs(gw_call *c)
     }
     int probe;
     CUresult r = get(&probe, CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK, dev);
-    gw_reply_result(c, r);
-    if (r != CUDA_SUCCESS)
+    if (r != CUDA_SUCCESS) {
+        gw_reply_result(c, r);
         return;
+    }
     uint32_t n = CU_DEVICE_ATTRIBUTE_MAX - 1;
-    gw_reply_u32(c, n);
+    uint8_t *fields = gw_reply_start(c, GW_DEVICE_ATTRS_REP_SIZE);
+    if (!fields)
+        return;
+    gw_device_attrs_rep_put(fields, &(gw_device_attrs_rep){.result = CUDA_SUCCESS, .n = n});
     for (uint32_t a = 1; a <= n; a++) {
         int v = 0;
         CUresult st = get(&v, (CUdevice_attribute)a, dev);
-        gw_reply_u32(c, (uint32_t)st);
-        gw_reply_u32(c, (uint32_t)(st == CUDA_SUCCESS ? v : 0));
+        gw_device_attrs_rep_item it = {.status = (int32_t)st, .value = st == CUDA_SUCCESS ? v : 0};
+        gw_reply_bytes(c, &it, GW_DEVICE_ATTRS_REP_ITEM_SIZE);
     }
 }
