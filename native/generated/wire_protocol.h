@@ -25,6 +25,7 @@
 #define GW_CAS_MAX_REFS 4096u /* chunk references in one CAS_REFS request */
 #define GW_LANES_MAX 8u
 #define GW_LANE_TOKEN_SIZE 16
+#define GW_LANE_PIECE_FAILED 1u /* a device-to-host piece on a lane whose header carries these flags has no bytes: the copy failed */
 #define GW_ENV_VALUE_MAX 256 /* bytes of one EXT_ENV value at most */
 #define GW_ENV_VALUE_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_,:.-" /* what an EXT_ENV value may hold (device indices, UUIDs, MIG ids, orders) */
 #define GW_OP_FIRST_CALL 256 /* driver calls: 256 + index in codegen/driver_symbols.txt */

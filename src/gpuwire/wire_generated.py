@@ -21,6 +21,7 @@ ERROR_MESSAGE_MAX = 1024  # what a sender puts in an ERROR frame; a longer messa
 CAS_MAX_REFS = 4096  # chunk references in one CAS_REFS request
 LANES_MAX = 8
 LANE_TOKEN_SIZE = 16
+LANE_PIECE_FAILED = 1
 ENV_VALUE_MAX = 256  # bytes of one EXT_ENV value at most
 ENV_VALUE_CHARS = b'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_,:.-'
 OP_FIRST_CALL = 256  # driver calls: 256 + index in codegen/driver_symbols.txt

@@ -139,7 +139,7 @@ static void *receiver(void *arg)
         expected *e = expecting;
         while (e && (e->tag != h.seq || e->state))
             e = e->next;
-        int ok = h.op == GW_OP_LANE && e && (h.flags == 0 ? h.len == e->len : h.flags == 1 && h.len == 0);
+        int ok = h.op == GW_OP_LANE && e && (h.flags == 0 ? h.len == e->len : h.flags == GW_LANE_PIECE_FAILED && h.len == 0);
         if (ok)
             e->state = 4; /* its copy waits until the bytes are in */
         pthread_mutex_unlock(&in_lock);

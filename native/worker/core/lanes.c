@@ -13,7 +13,7 @@
  * The other way, a device-to-host piece asked for on a lane is copied by the
  * job's thread into a buffer here and written by the lane's writer thread, so
  * the next piece's copy overlaps this one's sending; every such piece gets one
- * frame on its lane (its bytes, or flags 1 and no bytes if it failed). */
+ * frame on its lane (its bytes, or flags GW_LANE_PIECE_FAILED and no bytes if it failed). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -108,7 +108,7 @@ static void *lane_writer(void *arg)
             l->otail = NULL;
         int broken = l->wbroken;
         pthread_mutex_unlock(&lock);
-        gw_hdr h = {.len = it->buf ? it->len : 0, .op = GW_OP_LANE, .flags = it->buf ? 0 : 1, .seq = it->tag};
+        gw_hdr h = {.len = it->buf ? it->len : 0, .op = GW_OP_LANE, .flags = it->buf ? 0 : GW_LANE_PIECE_FAILED, .seq = it->tag};
         if (!broken && (gw_send_all(l->fd, &h, sizeof h) || (it->buf && gw_send_all(l->fd, it->buf, it->len)))) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 gw_wlog("lane %u: closing it: the client read nothing on it for %g s (stall timeout)",
