@@ -101,6 +101,17 @@ def c_codec(w, op, which, fields) -> list[str]:
             isize = sum(i.size(consts) for i in f.items)
             L += [f"typedef struct {iname} {{"] + [c_field(i) for i in f.items] + [f"}} {iname};",
                   f"#define GW_{op.name}_{which.upper()}_ITEM_SIZE {isize}u"]
+            iput, iget, ioff = [], [], 0
+            for i in f.items:
+                n = i.size(consts)
+                iput.append(f"    memcpy(out + {ioff}, &v->{i.name}, {n});")
+                iget.append(f"    memcpy(&v->{i.name}, in + {ioff}, {n});")
+                ioff += n
+            L += [f"static inline size_t {iname}_put(uint8_t *out, const {iname} *v)", "{"] + iput
+            L += [f"    return {isize};", "}",
+                  f"/* one item; 0 if fewer than {isize} bytes are there */",
+                  f"static inline size_t {iname}_get(const uint8_t *in, size_t len, {iname} *v)", "{",
+                  f"    if (len < {isize})", "        return 0;"] + iget + [f"    return {isize};", "}"]
             break
     return L + [""]
 

@@ -246,6 +246,21 @@ typedef struct gw_func_layout_rep_item {
     uint32_t size;
 } gw_func_layout_rep_item;
 #define GW_FUNC_LAYOUT_REP_ITEM_SIZE 8u
+static inline size_t gw_func_layout_rep_item_put(uint8_t *out, const gw_func_layout_rep_item *v)
+{
+    memcpy(out + 0, &v->offset, 4);
+    memcpy(out + 4, &v->size, 4);
+    return 8;
+}
+/* one item; 0 if fewer than 8 bytes are there */
+static inline size_t gw_func_layout_rep_item_get(const uint8_t *in, size_t len, gw_func_layout_rep_item *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->offset, in + 0, 4);
+    memcpy(&v->size, in + 4, 4);
+    return 8;
+}
 
 /* STAGE req: u64 offset, u64 total, bytes data */
 typedef struct gw_stage_req {
@@ -380,6 +395,21 @@ typedef struct gw_device_attrs_rep_item {
     int32_t value;
 } gw_device_attrs_rep_item;
 #define GW_DEVICE_ATTRS_REP_ITEM_SIZE 8u
+static inline size_t gw_device_attrs_rep_item_put(uint8_t *out, const gw_device_attrs_rep_item *v)
+{
+    memcpy(out + 0, &v->status, 4);
+    memcpy(out + 4, &v->value, 4);
+    return 8;
+}
+/* one item; 0 if fewer than 8 bytes are there */
+static inline size_t gw_device_attrs_rep_item_get(const uint8_t *in, size_t len, gw_device_attrs_rep_item *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->status, in + 0, 4);
+    memcpy(&v->value, in + 4, 4);
+    return 8;
+}
 
 /* MODULE_INFO req: u64 module, u32 count, i32 device, bytes functions */
 typedef struct gw_module_info_req {
@@ -450,6 +480,19 @@ typedef struct gw_cas_refs_rep_item {
     uint32_t index;
 } gw_cas_refs_rep_item;
 #define GW_CAS_REFS_REP_ITEM_SIZE 4u
+static inline size_t gw_cas_refs_rep_item_put(uint8_t *out, const gw_cas_refs_rep_item *v)
+{
+    memcpy(out + 0, &v->index, 4);
+    return 4;
+}
+/* one item; 0 if fewer than 4 bytes are there */
+static inline size_t gw_cas_refs_rep_item_get(const uint8_t *in, size_t len, gw_cas_refs_rep_item *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->index, in + 0, 4);
+    return 4;
+}
 
 /* CAS_DATA req: u32 target, bytes target_fields_codec_and_bytes */
 typedef struct gw_cas_data_req {
@@ -715,6 +758,21 @@ typedef struct gw_cas_refs_list_req_item {
     uint8_t sha256[32];
 } gw_cas_refs_list_req_item;
 #define GW_CAS_REFS_LIST_REQ_ITEM_SIZE 36u
+static inline size_t gw_cas_refs_list_req_item_put(uint8_t *out, const gw_cas_refs_list_req_item *v)
+{
+    memcpy(out + 0, &v->length, 4);
+    memcpy(out + 4, &v->sha256, 32);
+    return 36;
+}
+/* one item; 0 if fewer than 36 bytes are there */
+static inline size_t gw_cas_refs_list_req_item_get(const uint8_t *in, size_t len, gw_cas_refs_list_req_item *v)
+{
+    if (len < 36)
+        return 0;
+    memcpy(&v->length, in + 0, 4);
+    memcpy(&v->sha256, in + 4, 32);
+    return 36;
+}
 
 /* CAS_DATA_CHUNK req: u32 codec, u32 raw_length, bytes data */
 typedef struct gw_cas_data_chunk_req {

@@ -81,9 +81,13 @@ CUresult gw_layout_of(CUfunction f, const gw_layout **out)
         } else {
             l->n = n;
             l->total = 0;
-            for (uint32_t i = 0; i < n; i++) { /* the list's items (u32 offset, u32 size): no generated codec */
-                l->off[i] = gw_get_u32(r);
-                l->off[n + i] = gw_get_u32(r);
+            for (uint32_t i = 0; i < n; i++) { /* the list's items */
+                gw_func_layout_rep_item it = {0};
+                const void *wire = gw_get_view(r, GW_FUNC_LAYOUT_REP_ITEM_SIZE);
+                if (wire) /* short: zeros, and the status below says so */
+                    gw_func_layout_rep_item_get(wire, GW_FUNC_LAYOUT_REP_ITEM_SIZE, &it);
+                l->off[i] = it.offset;
+                l->off[n + i] = it.size;
                 uint64_t end = (uint64_t)l->off[i] + l->off[n + i];
                 if (end > MAX_PARAM_BYTES)
                     rc = CUDA_ERROR_UNKNOWN;

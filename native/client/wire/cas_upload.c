@@ -232,10 +232,12 @@ static CUresult exchange(const dest *d, const uint8_t *src, size_t n)
         uint64_t base = (uint64_t)b * GW_COPY_CHUNK;
         gw_req *q = begin_with_target(d, base, 1);
         gw_put_fields(q, gw_cas_refs_list_req, {.n = (uint32_t)cnt});
-        for (size_t i = 0; i < cnt; i++) { /* the list's items: no generated codec (struct and size only) */
+        for (size_t i = 0; i < cnt; i++) { /* the list's items */
             size_t off = base + i * GW_COPY_CHUNK;
-            gw_put_u32(q, (uint32_t)(n - off < GW_COPY_CHUNK ? n - off : GW_COPY_CHUNK)); /* length */
-            gw_put_raw(q, h[b + i], 32);                                                   /* sha256 */
+            gw_cas_refs_list_req_item it = {.length = (uint32_t)(n - off < GW_COPY_CHUNK ? n - off : GW_COPY_CHUNK)};
+            memcpy(it.sha256, h[b + i], sizeof it.sha256);
+            uint8_t wire[GW_CAS_REFS_LIST_REQ_ITEM_SIZE];
+            gw_put_raw(q, wire, gw_cas_refs_list_req_item_put(wire, &it));
         }
         gw_rep *r;
         rc = gw_req_call(q, &r);

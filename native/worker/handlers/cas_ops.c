@@ -185,8 +185,9 @@ typedef struct pipe {
 
 static gw_cas_refs_list_req_item ref_of(const uint8_t *refs, uint32_t i)
 {
-    gw_cas_refs_list_req_item it;
-    memcpy(&it, refs + (size_t)i * GW_CAS_REFS_LIST_REQ_ITEM_SIZE, sizeof it);
+    gw_cas_refs_list_req_item it; /* n items were checked to be there (gw_in_view) */
+    gw_cas_refs_list_req_item_get(refs + (size_t)i * GW_CAS_REFS_LIST_REQ_ITEM_SIZE, GW_CAS_REFS_LIST_REQ_ITEM_SIZE,
+                                  &it);
     return it;
 }
 
