@@ -35,6 +35,8 @@ GW_HIDDEN void gw_stat_round_trip(unsigned op, uint64_t waited_ns);
 GW_HIDDEN void gw_stat_send(uint64_t ns); /* time a batch took to leave (the server reading slowly shows here) */
 GW_HIDDEN void gw_stat_queue_wait(uint64_t ns); /* time a thread waited to queue a request (another one held the stream) */
 GW_HIDDEN void gw_stat_bytes(uint64_t to_server, uint64_t from_server);
+GW_HIDDEN void gw_stat_reply(void);       /* a REPLY frame read */
+GW_HIDDEN void gw_stat_burst_reply(void); /* a burst's reply after its first */
 GW_HIDDEN void gw_stat_lanes(unsigned open, uint64_t bytes); /* lanes open (0: unchanged), copy bytes on them */
 GW_HIDDEN void gw_stat_delivery(uint64_t bytes, int waited); /* a delivered copy, or a wait for one */
 

@@ -83,6 +83,13 @@ void gw_stat_lanes(unsigned open, uint64_t bytes)
     atomic_fetch_add_explicit(&gw_stats_lane_bytes, bytes, memory_order_relaxed);
 }
 
+/* REPLY frames read, and those of them that followed a burst's first (the
+ * burst waited once): round trips = replies - burst replies, which a test
+ * checks against the worker's own count of the replies it sent */
+atomic_ullong gw_stats_replies, gw_stats_burst_replies;
+void gw_stat_reply(void) { atomic_fetch_add_explicit(&gw_stats_replies, 1, memory_order_relaxed); }
+void gw_stat_burst_reply(void) { atomic_fetch_add_explicit(&gw_stats_burst_replies, 1, memory_order_relaxed); }
+
 void gw_stat_bytes(uint64_t to, uint64_t from)
 {
     atomic_fetch_add_explicit(&gw_stats_to_server, to, memory_order_relaxed);

@@ -15,5 +15,6 @@ GW_HIDDEN extern atomic_ullong gw_stats_send_ns, gw_stats_sends, gw_stats_queue_
 GW_HIDDEN extern gw_cas_figures gw_stats_cas;
 GW_HIDDEN extern atomic_ullong gw_stats_delivery_copies, gw_stats_delivery_bytes, gw_stats_delivery_waits;
 GW_HIDDEN extern atomic_ullong gw_stats_lanes_open, gw_stats_lane_bytes;
+GW_HIDDEN extern atomic_ullong gw_stats_replies, gw_stats_burst_replies;
 
 #endif

@@ -25,12 +25,14 @@ __attribute__((destructor)) static void write_stats(void)
     fprintf(f, "{\"calls\": %llu, \"round_trips\": %llu, \"round_trip_seconds\": %.6f, \"batches_sent\": %llu, "
                "\"batch_send_seconds\": %.6f, \"queue_waits\": %llu, \"queue_wait_seconds\": %.6f, "
                "\"bytes_to_server\": %llu, "
-               "\"bytes_from_server\": %llu, \"lanes\": %llu, \"lane_bytes\": %llu,\n",
+               "\"bytes_from_server\": %llu, \"lanes\": %llu, \"lane_bytes\": %llu, \"replies\": %llu, "
+               "\"burst_replies\": %llu,\n",
             (unsigned long long)gw_stats_calls, (unsigned long long)gw_stats_round_trips, gw_stats_rt_ns / 1e9,
             (unsigned long long)gw_stats_sends, gw_stats_send_ns / 1e9, (unsigned long long)gw_stats_queue_waits,
             gw_stats_queue_wait_ns / 1e9, (unsigned long long)gw_stats_to_server,
             (unsigned long long)gw_stats_from_server, (unsigned long long)gw_stats_lanes_open,
-            (unsigned long long)gw_stats_lane_bytes);
+            (unsigned long long)gw_stats_lane_bytes, (unsigned long long)gw_stats_replies,
+            (unsigned long long)gw_stats_burst_replies);
     const gw_hello_ok *s = gw_server_info();
     fprintf(f, " \"server_driver\": \"%s\",\n \"by_function\": {", s ? s->driver_desc : "");
     const char *sep = "";

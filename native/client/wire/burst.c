@@ -67,6 +67,8 @@ CUresult gw_burst_reply(uint32_t seq, gw_rep **out)
     }
     if (!burst_waited++)
         GW_WIRE_COUNT(round_trip, burst_op, gw_now_ns() - burst_t0);
+    else
+        GW_WIRE_COUNT(burst_reply);
     gw_reply_req rep = {0};
     r->pos = gw_reply_req_get(r->buf, r->len, &rep); /* every reply read holds its result */
     return (CUresult)rep.result;

@@ -120,6 +120,7 @@ int gw_stream_read_one(uint32_t mine, gw_rep *own, int *got)
     r->len = keep;
     r->direct_used = direct;
     GW_WIRE_COUNT(bytes, 0, sizeof h + h.len);
+    GW_WIRE_COUNT(reply); /* beside the round trips: the worker counts the replies it sends, a second witness */
     if (w) {
         pthread_mutex_lock(&gw_recv_lock);
         waiter_unlink_locked(w);

@@ -122,6 +122,8 @@ typedef struct gw_wire_counters {
     void (*queue_wait)(uint64_t ns);
     void (*bytes)(uint64_t to_server, uint64_t from_server);
     void (*lanes)(unsigned open, uint64_t bytes);
+    void (*reply)(void);       /* a REPLY frame read, whoever waited for it */
+    void (*burst_reply)(void); /* a reply of a burst after its first: the burst waited once */
 } gw_wire_counters;
 GW_HIDDEN void gw_wire_count_with(const gw_wire_counters *c);
 
