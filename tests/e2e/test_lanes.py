@@ -96,6 +96,9 @@ def test_large_copies_arrive_intact_and_in_order(program, server, tmp_path, lane
     size = (9 << 20) + 4097
     copied = 2 * size + sum(3 * (size + 777 * (t + 1)) for t in range(3))
     assert s["lane_bytes"] == (2 * copied if want else 0), s
+    # the pieces spread over every lane open (both ways), not all onto one
+    assert len(s["lane_bytes_by_lane"]) == want and sum(s["lane_bytes_by_lane"]) == s["lane_bytes"], s
+    assert all(b >= copied // (2 * want) for b in s["lane_bytes_by_lane"]), s
     assert s["bytes_to_server"] > copied, s
     # the server's account of the session counts the bytes its lanes carried
     starts = [ln for ln in server.log_lines() if "prog=lane_copies" in ln and "session start" in ln]

@@ -105,7 +105,7 @@ CUresult CUDAAPI cuGetErrorString(CUresult error, const char **pStr)
 static const gw_wire_counters stat_counters = {
     .call = gw_stat_call, .round_trip = gw_stat_round_trip, .send = gw_stat_send,
     .queue_wait = gw_stat_queue_wait, .bytes = gw_stat_bytes, .lanes = gw_stat_lanes,
-    .reply = gw_stat_reply, .burst_reply = gw_stat_burst_reply,
+    .reply = gw_stat_reply, .burst_reply = gw_stat_burst_reply, .lane_piece = gw_stat_lane_piece,
 };
 
 __attribute__((constructor)) static void counters_init(void) { gw_wire_count_with(&stat_counters); }

@@ -37,7 +37,8 @@ GW_HIDDEN void gw_stat_queue_wait(uint64_t ns); /* time a thread waited to queue
 GW_HIDDEN void gw_stat_bytes(uint64_t to_server, uint64_t from_server);
 GW_HIDDEN void gw_stat_reply(void);       /* a REPLY frame read */
 GW_HIDDEN void gw_stat_burst_reply(void); /* a burst's reply after its first */
-GW_HIDDEN void gw_stat_lanes(unsigned open, uint64_t bytes); /* lanes open (0: unchanged), copy bytes on them */
+GW_HIDDEN void gw_stat_lanes(unsigned open, uint64_t bytes);
+GW_HIDDEN void gw_stat_lane_piece(unsigned lane, uint64_t bytes); /* a piece's bytes on that lane */ /* lanes open (0: unchanged), copy bytes on them */
 GW_HIDDEN void gw_stat_delivery(uint64_t bytes, int waited); /* a delivered copy, or a wait for one */
 
 /* content-addressed transfers (wire/cas_upload.c, wire/cas_hash_memo.c) */

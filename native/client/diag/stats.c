@@ -90,6 +90,14 @@ atomic_ullong gw_stats_replies, gw_stats_burst_replies;
 void gw_stat_reply(void) { atomic_fetch_add_explicit(&gw_stats_replies, 1, memory_order_relaxed); }
 void gw_stat_burst_reply(void) { atomic_fetch_add_explicit(&gw_stats_burst_replies, 1, memory_order_relaxed); }
 
+/* bytes each lane carried: a test checks that copies spread over all of them */
+atomic_ullong gw_stats_lane_bytes_by_lane[GW_LANES_MAX];
+void gw_stat_lane_piece(unsigned lane, uint64_t bytes)
+{
+    if (lane < GW_LANES_MAX)
+        atomic_fetch_add_explicit(&gw_stats_lane_bytes_by_lane[lane], bytes, memory_order_relaxed);
+}
+
 void gw_stat_bytes(uint64_t to, uint64_t from)
 {
     atomic_fetch_add_explicit(&gw_stats_to_server, to, memory_order_relaxed);

@@ -16,5 +16,6 @@ GW_HIDDEN extern gw_cas_figures gw_stats_cas;
 GW_HIDDEN extern atomic_ullong gw_stats_delivery_copies, gw_stats_delivery_bytes, gw_stats_delivery_waits;
 GW_HIDDEN extern atomic_ullong gw_stats_lanes_open, gw_stats_lane_bytes;
 GW_HIDDEN extern atomic_ullong gw_stats_replies, gw_stats_burst_replies;
+GW_HIDDEN extern atomic_ullong gw_stats_lane_bytes_by_lane[GW_LANES_MAX];
 
 #endif

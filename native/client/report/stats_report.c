@@ -34,6 +34,10 @@ __attribute__((destructor)) static void write_stats(void)
             (unsigned long long)gw_stats_lane_bytes, (unsigned long long)gw_stats_replies,
             (unsigned long long)gw_stats_burst_replies);
     const gw_hello_ok *s = gw_server_info();
+    fprintf(f, " \"lane_bytes_by_lane\": [");
+    for (unsigned k = 0; k < gw_stats_lanes_open && k < GW_LANES_MAX; k++)
+        fprintf(f, "%s%llu", k ? ", " : "", (unsigned long long)gw_stats_lane_bytes_by_lane[k]);
+    fprintf(f, "],\n");
     fprintf(f, " \"server_driver\": \"%s\",\n \"by_function\": {", s ? s->driver_desc : "");
     const char *sep = "";
     for (unsigned i = 0; i < GW_OP_COUNT; i++) {

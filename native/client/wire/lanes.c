@@ -102,8 +102,10 @@ static void *sender(void *arg)
             broken = 1; /* the worker lost this lane: the session cannot go on */
             gw_io_lost("lane send");
         }
-        if (!broken)
+        if (!broken) {
             GW_WIRE_COUNT(bytes, sizeof h + pc->len, 0);
+            GW_WIRE_COUNT(lane_piece, (unsigned)(l - lanes), pc->len); /* which lane: are they all used? */
+        }
         piece_done(pc, broken);
     }
     return NULL;
@@ -154,8 +156,10 @@ static void *receiver(void *arg)
             lose_incoming("the server closed a lane inside a piece");
             return NULL;
         }
-        if (h.len)
+        if (h.len) {
             GW_WIRE_COUNT(bytes, 0, sizeof h + h.len);
+            GW_WIRE_COUNT(lane_piece, (unsigned)(l - lanes), h.len);
+        }
         pthread_mutex_lock(&in_lock);
         e->state = h.flags ? 2 : 1;
         pthread_cond_broadcast(&in_cv);

@@ -124,6 +124,7 @@ typedef struct gw_wire_counters {
     void (*lanes)(unsigned open, uint64_t bytes);
     void (*reply)(void);       /* a REPLY frame read, whoever waited for it */
     void (*burst_reply)(void); /* a reply of a burst after its first: the burst waited once */
+    void (*lane_piece)(unsigned lane, uint64_t bytes); /* a piece's bytes carried by that lane, either way */
 } gw_wire_counters;
 GW_HIDDEN void gw_wire_count_with(const gw_wire_counters *c);
 
