@@ -29,5 +29,11 @@ extern gw_session_stats *gw_sstats;
 
 /* A request starts running (1) or is done (0): lets the server tell a long call from an idle client. */
 void gw_sstats_busy(int on);
+/* The request about to run: the server names it when a session seems stuck. */
+#define GW_SSTATS_RUNNING(op)                                                                                     \
+    do {                                                                                                           \
+        if (gw_sstats)                                                                                             \
+            __atomic_store_n(&gw_sstats->busy_op, (uint64_t)(op), __ATOMIC_RELAXED);                               \
+    } while (0)
 
 #endif

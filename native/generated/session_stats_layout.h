@@ -28,6 +28,7 @@ typedef struct gw_session_stats {
     uint64_t cas_evicted; /* entries evicted by this worker */
     uint64_t cas_evicted_bytes; /* bytes evicted */
     uint64_t cas_store_failed; /* stores that failed (disk full, permissions) */
+    uint64_t busy_op; /* the op of the request that began last while busy_since_ns is set: what a stuck session waits in */
 } gw_session_stats;
 
 #endif

@@ -29,6 +29,7 @@ from gpuwire.wire_generated import (  # noqa: F401  (re-exported: the server and
 )
 from gpuwire.wire_generated import ERROR_REQ as ERROR_CODE  # u32 code, then the message
 from gpuwire.wire_generated import QUEUED_REQ as QUEUED  # u32 position, u32 waiting, u32 waited_ms, then a line
+from gpuwire.wire_generated import DRIVER_OP_NAMES, OP_NAMES  # request names for logs and status
 
 HELLO_MAX_LEN = HELLO_SIZE + NAME_MAX + NAME_MAX  # without extension records
 EXT_RECORD = struct.Struct("<HH")
@@ -37,6 +38,13 @@ assert HEADER.size == HEADER_SIZE
 assert HELLO.size == HELLO_SIZE
 assert HELLO_OK.size == HELLO_OK_SIZE
 assert len(HELLO_MAGIC) == 8
+
+
+def op_name(op: int) -> str:
+    """A request's name: a driver call's (cuEventSynchronize), a control op's, or "op N"."""
+    if OP_FIRST_CALL <= op < OP_FIRST_CALL + len(DRIVER_OP_NAMES):
+        return DRIVER_OP_NAMES[op - OP_FIRST_CALL]
+    return OP_NAMES.get(op, f"op {op}")
 
 
 class ProtocolError(Exception):

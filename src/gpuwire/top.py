@@ -90,7 +90,7 @@ def session_rows(snap: dict) -> list[tuple[str, ...]]:
                      _per_s(s.get("bytes_in_per_s")), _per_s(s.get("bytes_out_per_s")),
                      _count(s.get("calls")), _count(s.get("calls_per_s")),
                      f"{rtt * 1e3:.2f}ms" if rtt is not None else "-",
-                     (f"busy {_age(s['busy_s'])}" if s.get("busy_s") is not None else
+                     (f"busy {_age(s['busy_s'])} in {s.get('busy_call', '?')}" if s.get("busy_s") is not None else
                       _age(s.get("idle_s")) if "idle_s" in s else "-"),
                      (s.get("tls") or {}).get("version") or "-", _age(s.get("age_s"))))
     return rows

@@ -30,6 +30,8 @@ struct tthread {
     int32_t deferred;     /* first failure of its NOREPLY requests, for its next GW_F_COLLECT */
     int keeps_big_reply;  /* one of the few threads whose large reply buffer is kept between calls */
     gw_call c;            /* its call state, buffers reused */
+    _Atomic uint64_t running_order; /* the arrival number of the job running now, 0 if none */
+    _Atomic unsigned running_op;
 };
 
 #define QUEUE_BYTES (64u << 20) /* a thread's backlog beyond this makes the reader wait */
@@ -164,9 +166,31 @@ static void job_release_locked(job *j)
 }
 
 /* Runs one job on its thread and answers it (or keeps its failure). */
+/* The op of the oldest job running on any thread, for the server to name
+ * when a session seems stuck (the newest would be whatever other threads
+ * still do around a hang). A scan of the few threads, no clock. */
+static void publish_oldest_running(void)
+{
+    uint64_t best = 0;
+    unsigned op = 0;
+    for (unsigned i = 0; i < nthreads; i++) {
+        uint64_t o = atomic_load_explicit(&threads[i].running_order, memory_order_relaxed);
+        if (o && (!best || o < best)) {
+            best = o;
+            op = atomic_load_explicit(&threads[i].running_op, memory_order_relaxed);
+        }
+    }
+    if (best)
+        GW_SSTATS_RUNNING(op);
+}
+
 static void run_job(tthread *t, job *j)
 {
     gw_call *c = &t->c;
+    atomic_store_explicit(&t->running_op, j->h.op, memory_order_relaxed);
+    atomic_store_explicit(&t->running_order, j->order ? j->order : 1, memory_order_relaxed);
+    if (gw_sstats)
+        publish_oldest_running();
     c->h = j->h;
     c->p = j->payload;
     c->len = j->h.len;
@@ -323,6 +347,7 @@ static void *thread_main(void *arg)
         for (job *k = j; k; k = k->next)
             if (!session_broken)
                 run_job(t, k);
+        atomic_store_explicit(&t->running_order, 0, memory_order_relaxed); /* nothing runs here now */
         if (atomic_fetch_sub(&inflight, 1) == 1)
             gw_sstats_busy(0);
         trim_reply_buffer(t);

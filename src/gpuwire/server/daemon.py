@@ -66,6 +66,7 @@ class Server:
                       driver_path=str(self.driver.path), auth="tokens" if self.tokens is not None else "off",
                       tls="off" if self.tls is None else "required" if self.tls.required else "optional")
         self.sessions.start_idle_reaper()
+        self.sessions.start_busy_watch()
         self.listener.accept_loop()
         reason = self.registry.stop_reason
         why = f" ({reason})" if reason else ""

@@ -24,6 +24,7 @@ from gpuwire.server.relay import relay_line
 from gpuwire.server.state import ContentCache, Registry, Session, client_text, describe_status, send_error
 
 WORKER_STOP_GRACE = 3.0
+BUSY_REPORT_S = 30.0  # a call running this long is named in the log, again at each doubling
 
 
 class Sessions:
@@ -180,6 +181,35 @@ class Sessions:
             level = "INFO" if code == 0 else "WARN"
             self.log.log(level, "session end", session=sid, status=describe_status(code),
                          seconds=f"{time.monotonic() - started:.3f}", bytes_in=bytes_in, bytes_out=bytes_out)
+
+    def start_busy_watch(self) -> None:
+        """A thread that names, in the log, a call that has run on a session's
+        worker for BUSY_REPORT_S seconds, then 2x, 4x ... as long: a hang (a
+        client waiting in cuEventSynchronize for ever) says where it is."""
+        threading.Thread(target=self._busy_watch, daemon=True, name="gpuwire-busy-watch").start()
+
+    def _busy_watch(self) -> None:
+        reg = self.registry
+        reported: dict[int, tuple[int, float]] = {}  # session -> (busy_since_ns, next report at)
+        while not reg.stopping.wait(1.0):
+            with reg.lock:
+                live = [(s.id, s.stats) for s in reg.sessions.values() if s.state == "active" and s.stats is not None]
+            for sid in set(reported) - {sid for sid, _ in live}:
+                del reported[sid]
+            for sid, block in live:
+                work = block.read()
+                busy = session_stats.busy_seconds(work)
+                if busy is None:
+                    reported.pop(sid, None)
+                    continue
+                since, due = reported.get(sid, (0, BUSY_REPORT_S))
+                if since != work["busy_since_ns"]:
+                    since, due = work["busy_since_ns"], BUSY_REPORT_S
+                if busy >= due:
+                    self.log.warn(f"a call has run for {busy:.0f} s: {protocol.op_name(work.get('busy_op', 0))} "
+                                  "(the client waits for it)", session=sid)
+                    due *= 2
+                reported[sid] = (since, due)
 
     def start_idle_reaper(self) -> None:
         """With a lease idle timeout, a thread that ends idle sessions until the server stops."""

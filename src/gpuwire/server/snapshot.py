@@ -68,6 +68,8 @@ class Snapshot:
             if work is not None:  # the worker's own counters (session_stats.py)
                 row.update(calls=work["requests"], round_trips=work["replies"], call_bytes_in=work["bytes_in"],
                            call_bytes_out=work["bytes_out"], busy_s=session_stats.busy_seconds(work))
+                if row["busy_s"] is not None:  # what it waits in: a hang names its call
+                    row["busy_call"] = protocol.op_name(work.get("busy_op", 0))
                 live_calls += work["requests"]
                 live_round_trips += work["replies"]
             if work is not None or info is not None:
