@@ -1,7 +1,7 @@
 /* How fast can this machine verify and read cache entries? SHA-256 on one
  * thread and on N (gw_sha256_many over 4 MiB items), and read() of 4 MiB
  * pieces of a page-cached file into a reused buffer on N threads: the
- * stages of the worker's cache-hit pipeline (native/worker/cache_ops.c).
+ * stages of the worker's cache-hit pipeline (native/worker/handlers/cas_ops.c).
  * Built and run by tests/gpu/gpu-all cachediag:
  *   cc -O2 -pthread -Inative/common tools/cache-speed.c native/common/sha256*.c -o cache-speed
  *   ./cache-speed FILE THREADS */

@@ -332,7 +332,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     signal(SIGPIPE, SIG_IGN);
-    setenv("GPUWIRE_STANDIN_SLEEP_CAP_MS", "2", 0); /* tests/test_fuzz.py raises it for one regression */
+    setenv("GPUWIRE_STANDIN_SLEEP_CAP_MS", "2", 0); /* tests/unit/test_fuzz.py raises it for one regression */
     const char *drv = getenv("GPUWIRE_FUZZ_DRIVER");
     const char *nvml = getenv("GPUWIRE_FUZZ_NVML");
     gw_nvml_set_path(nvml ? nvml : GW_FUZZ_NVML);

@@ -279,7 +279,7 @@ def regress_a_thread_left_in_the_driver() -> bytes:
     the ended session left behind made the next input's calls wait forever
     (found by this fuzzer as timeouts; fixed by gw_worker_join_left_threads).
     Its sleep reaches the synchronize only with GPUWIRE_STANDIN_SLEEP_CAP_MS
-    over the worker's half-second join wait, as tests/test_fuzz.py sets it."""
+    over the worker's half-second join wait, as tests/unit/test_fuzz.py sets it."""
     s = sleep_then_synchronize(CLIENT_ID | 0x6000, 60_000, NOREPLY)
     # a second client thread's call, answered while the first one's synchronize
     # sleeps (a synchronize only waits, so later jobs may start): the harness

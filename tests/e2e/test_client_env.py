@@ -272,7 +272,7 @@ def test_every_client_connection_has_keepalive(server):
                        s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
                        s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
                        s.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT))
-                assert got == (1, 30, 10, 6, 0), (s.getsockname(), got)  # no user timeout: see transport.c
+                assert got == (1, 30, 10, 6, 0), (s.getsockname(), got)  # no user timeout: see native/client/wire/dial.c
         finally:
             for s in socks:
                 s.close()  # our copies only: the client's stay open

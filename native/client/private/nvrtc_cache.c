@@ -4,14 +4,14 @@
  * compute cache: before turning a program's bitcode into PTX (kind 2), and
  * PTX into a cubin (kind 1), NVRTC opens an entry for it, looks it up, and on
  * a miss compiles and stores the result. On the H100
- * (2026-11-27, scripts/gpu-all nvrtcdiag) a small NVRTC compile took 18 ms
+ * (2026-11-27, tests/gpu/gpu-all nvrtcdiag) a small NVRTC compile took 18 ms
  * natively and 64 ms with CUDA_CACHE_DISABLE=1, and the decode benchmark
  * (cuDNN attention NVRTC-compiling per token) 24 tokens in 1.45 s against
  * 9.50 s without the cache. Without this table a gpuwire client compiled
  * everything every time. NVRTC runs in the client, so its cache belongs here:
  * a folder on the client machine, nothing sent to the server.
  *
- * The slots as seen with scripts/gpu-spy on the real driver and probed with
+ * The slots as seen with tools/gpu-spy on the real driver and probed with
  * NVRTC 13.0 against this table (docs/export-tables.md):
  *   1 open(&handle, kind, key, key_len, options) -> 0, or 1 (refused: the cache is off)
  *   3 lookup(handle, 0, &data, &len32) -> 0 (hit) or 500 (NOT_FOUND)
@@ -25,7 +25,7 @@
  * lookup hands out stays the handle's until close: NVRTC copies it and then
  * calls slot 6 with that pointer (6 release(data, ?, len, len, 0), before
  * close), which is where a driver would free it; here close does
- * (tests/test_compile_cache.py runs NVRTC under glibc's double-free checks).
+ * (tests/e2e/test_compile_cache.py runs NVRTC under glibc's double-free checks).
  * Slot 5 was never seen called and is refused.
  *
  * Folder: GPUWIRE_COMPILE_CACHE (a path, or "off"); else $CUDA_CACHE_PATH/
