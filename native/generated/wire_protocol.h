@@ -28,6 +28,7 @@
 #define GW_LANE_PIECE_FAILED 1u /* a device-to-host piece on a lane whose header carries these flags has no bytes: the copy failed */
 #define GW_ENV_VALUE_MAX 256 /* bytes of one EXT_ENV value at most */
 #define GW_ENV_VALUE_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_,:.-" /* what an EXT_ENV value may hold (device indices, UUIDs, MIG ids, orders) */
+#define GW_OCCUPANCY_TABLE_MAX 64u /* block sizes in an OCCUPANCY_BLOCK_SIZE table at most */
 #define GW_OP_FIRST_CALL 256 /* driver calls: 256 + index in codegen/driver_symbols.txt */
 #define GW_F_HELLO_EXT (1u << 8u) /* on a HELLO frame only: extension records (u16 type, u16 len, value) follow the program name */
 #define GW_ENV_FORWARDED_COUNT 6
@@ -794,6 +795,85 @@ static inline size_t gw_cas_data_chunk_req_get(const uint8_t *in, size_t len, gw
     memcpy(&v->codec, in + 0, 4);
     memcpy(&v->raw_length, in + 4, 4);
     return 8;
+}
+
+/* OCCUPANCY_BLOCK_SIZE req: u64 function, u64 dynamic_smem, u32 block_size_limit, u32 flags, u32 outputs, u32 n, n x (u32 block_size, u64 smem_bytes) */
+typedef struct gw_occupancy_block_size_req {
+    uint64_t function;
+    uint64_t dynamic_smem;
+    uint32_t block_size_limit;
+    uint32_t flags;
+    uint32_t outputs;
+    uint32_t n;
+} gw_occupancy_block_size_req;
+#define GW_OCCUPANCY_BLOCK_SIZE_REQ_SIZE 32u
+static inline size_t gw_occupancy_block_size_req_put(uint8_t *out, const gw_occupancy_block_size_req *v)
+{
+    memcpy(out + 0, &v->function, 8);
+    memcpy(out + 8, &v->dynamic_smem, 8);
+    memcpy(out + 16, &v->block_size_limit, 4);
+    memcpy(out + 20, &v->flags, 4);
+    memcpy(out + 24, &v->outputs, 4);
+    memcpy(out + 28, &v->n, 4);
+    return 32;
+}
+/* 0 if fewer than 32 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_occupancy_block_size_req_get(const uint8_t *in, size_t len, gw_occupancy_block_size_req *v)
+{
+    if (len < 32)
+        return 0;
+    memcpy(&v->function, in + 0, 8);
+    memcpy(&v->dynamic_smem, in + 8, 8);
+    memcpy(&v->block_size_limit, in + 16, 4);
+    memcpy(&v->flags, in + 20, 4);
+    memcpy(&v->outputs, in + 24, 4);
+    memcpy(&v->n, in + 28, 4);
+    return 32;
+}
+typedef struct gw_occupancy_block_size_req_item {
+    uint32_t block_size;
+    uint64_t smem_bytes;
+} gw_occupancy_block_size_req_item;
+#define GW_OCCUPANCY_BLOCK_SIZE_REQ_ITEM_SIZE 12u
+static inline size_t gw_occupancy_block_size_req_item_put(uint8_t *out, const gw_occupancy_block_size_req_item *v)
+{
+    memcpy(out + 0, &v->block_size, 4);
+    memcpy(out + 4, &v->smem_bytes, 8);
+    return 12;
+}
+/* one item; 0 if fewer than 12 bytes are there */
+static inline size_t gw_occupancy_block_size_req_item_get(const uint8_t *in, size_t len, gw_occupancy_block_size_req_item *v)
+{
+    if (len < 12)
+        return 0;
+    memcpy(&v->block_size, in + 0, 4);
+    memcpy(&v->smem_bytes, in + 4, 8);
+    return 12;
+}
+
+/* OCCUPANCY_BLOCK_SIZE rep: i32 result, u32 min_grid_size, u32 block_size */
+typedef struct gw_occupancy_block_size_rep {
+    int32_t result;
+    uint32_t min_grid_size;
+    uint32_t block_size;
+} gw_occupancy_block_size_rep;
+#define GW_OCCUPANCY_BLOCK_SIZE_REP_SIZE 12u
+static inline size_t gw_occupancy_block_size_rep_put(uint8_t *out, const gw_occupancy_block_size_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    memcpy(out + 4, &v->min_grid_size, 4);
+    memcpy(out + 8, &v->block_size, 4);
+    return 12;
+}
+/* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_occupancy_block_size_rep_get(const uint8_t *in, size_t len, gw_occupancy_block_size_rep *v)
+{
+    if (len < 12)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    memcpy(&v->min_grid_size, in + 4, 4);
+    memcpy(&v->block_size, in + 8, 4);
+    return 12;
 }
 
 /* GET_ERROR_STRING req: u64 code */

@@ -24,6 +24,7 @@ LANE_TOKEN_SIZE = 16
 LANE_PIECE_FAILED = 1
 ENV_VALUE_MAX = 256  # bytes of one EXT_ENV value at most
 ENV_VALUE_CHARS = b'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_,:.-'
+OCCUPANCY_TABLE_MAX = 64  # block sizes in an OCCUPANCY_BLOCK_SIZE table at most
 OP_FIRST_CALL = 256  # driver calls: 256 + index in codegen/driver_symbols.txt
 F_HELLO_EXT = 1 << 8
 
@@ -830,6 +831,8 @@ CAS_COPY_TARGET_REQ = struct.Struct("<IQQ")  # copy_op, dst, stream
 CAS_STAGE_TARGET_REQ = struct.Struct("<Q")  # total_or_offset
 CAS_REFS_LIST_REQ = struct.Struct("<I")  # n
 CAS_DATA_CHUNK_REQ = struct.Struct("<II")  # codec, raw_length
+OCCUPANCY_BLOCK_SIZE_REQ = struct.Struct("<QQIIII")  # function, dynamic_smem, block_size_limit, flags, outputs, n
+OCCUPANCY_BLOCK_SIZE_REP = struct.Struct("<iII")  # result, min_grid_size, block_size
 GET_ERROR_STRING_REQ = struct.Struct("<Q")  # code
 GET_ERROR_STRING_REP = struct.Struct("<iI")  # result, length
 

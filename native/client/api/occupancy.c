@@ -29,7 +29,7 @@
 
 #define WARP 32
 #define DEVICE_MAX_THREADS 1024 /* every CUDA device's maximum threads per block */
-#define OCC_TABLE_MAX 64        /* the worker's bound; the client sends at most 34 */
+#define OCC_TABLE_MAX GW_OCCUPANCY_TABLE_MAX /* the worker's bound; the client sends at most 34 */
 
 typedef struct occ_table {
     uint32_t n;
@@ -74,27 +74,27 @@ static CUresult potential_block_size(unsigned op, int *minGridSize, int *blockSi
     occ_table t = {0};
     if (cb)
         build_table(&t, f, cb, limit);
-    gw_req *q = gw_req_begin(op);
-    gw_put_u64(q, (uint64_t)(uintptr_t)f);
-    gw_put_u64(q, (uint64_t)smem);
-    gw_put_u32(q, (uint32_t)limit);
-    gw_put_u32(q, flags);
-    gw_put_u32(q, (minGridSize ? 1u : 0u) | (blockSize ? 2u : 0u));
-    gw_put_u32(q, t.n);
+    gw_req *q = gw_req_begin(op); /* OCCUPANCY_BLOCK_SIZE in codegen/protocol.txt */
+    gw_put_fields(q, gw_occupancy_block_size_req,
+                  {.function = (uint64_t)(uintptr_t)f, .dynamic_smem = (uint64_t)smem,
+                   .block_size_limit = (uint32_t)limit, .flags = flags,
+                   .outputs = (minGridSize ? 1u : 0u) | (blockSize ? 2u : 0u), .n = t.n});
     for (uint32_t i = 0; i < t.n; i++) {
-        gw_put_u32(q, t.block[i]);
-        gw_put_u64(q, t.bytes[i]);
+        uint8_t wire[GW_OCCUPANCY_BLOCK_SIZE_REQ_ITEM_SIZE];
+        gw_occupancy_block_size_req_item it = {.block_size = t.block[i], .smem_bytes = t.bytes[i]};
+        gw_put_raw(q, wire, gw_occupancy_block_size_req_item_put(wire, &it));
     }
     gw_rep *r;
     CUresult rc = gw_req_call(q, &r);
     if (rc == CUDA_SUCCESS) {
-        uint32_t grid = gw_get_u32(r), block = gw_get_u32(r);
-        rc = gw_rep_status(r, rc);
-        if (rc == CUDA_SUCCESS) {
+        gw_occupancy_block_size_rep rep = {0};
+        if (gw_get_fields(r, gw_occupancy_block_size_rep, &rep)) /* 0, or -1 for a short reply */
+            rc = CUDA_ERROR_UNKNOWN;
+        else if ((rc = (CUresult)rep.result) == CUDA_SUCCESS) {
             if (minGridSize)
-                *minGridSize = (int)grid;
+                *minGridSize = (int)rep.min_grid_size;
             if (blockSize)
-                *blockSize = (int)block;
+                *blockSize = (int)rep.block_size;
         }
     }
     gw_rep_end(r);

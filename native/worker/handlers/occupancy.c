@@ -15,7 +15,7 @@
  * Reply: result, then on success u32 minGridSize, u32 blockSize. */
 #include "handlers.h"
 
-#define OCC_TABLE_MAX 64   /* entries at most (the client sends at most 34) */
+#define OCC_TABLE_MAX GW_OCCUPANCY_TABLE_MAX /* entries at most (codegen/protocol.txt; the client sends at most 34) */
 #define OCC_MAX_BLOCK 4096 /* a block size above any device's maximum threads per block */
 
 typedef struct occ_table {
