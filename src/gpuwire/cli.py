@@ -258,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end a session whose client has read nothing for this long while the worker has a reply "
                         "or frame to send it (its queued work would hold server memory and its lease forever; "
                         "default 60; 0: never)")
+    p.add_argument("--busy-report-after", type=float, metavar="SECONDS",
+                   help="log a warning naming the call when one call of a session has run this long on the "
+                        "GPU, and again each time that doubles (a hang says where it is; default 30; 0: never)")
     p.add_argument("--queue-interval", type=float, metavar="SECONDS",
                    help="how often a client waiting for an exclusive lease is told its position (default 2)")
     p.add_argument("--cache-dir", metavar="DIR|off",

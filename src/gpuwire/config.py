@@ -41,6 +41,7 @@ class ServerConfig:
     dead_peer_timeout: float = 90.0      # TCP keepalive: a silent peer's connection ends after this
     lease_idle_timeout: float = 3600.0
     client_stall_timeout: float = 60.0   # a client that reads nothing this long while a reply waits: ended
+    busy_report_after: float = 30.0      # a call running this long is named in the log (again at each doubling)
     queue_interval: float = 2.0
     cache_dir: str | None = None         # the content cache (docs/cache.md); "off": none
     cache_max_bytes: str = "64G"
@@ -80,6 +81,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "dead_peer_timeout": (3.0, 86400.0),
     "lease_idle_timeout": (0.0, 365 * 86400.0),   # 0: off
     "client_stall_timeout": (0.0, 86400.0),       # 0: off
+    "busy_report_after": (0.0, 86400.0),          # 0: off
     "queue_interval": (0.1, 3600.0),
     "lanes": (0, 8),
 }

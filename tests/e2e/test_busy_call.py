@@ -6,20 +6,24 @@ for BUSY_REPORT_S seconds (server/sessions.py)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 
 import pytest
 
-from conftest import GPUWIRE, PROGRAMS_DIR, ROOT, gpuwire_env
+from conftest import GPUWIRE, PROGRAMS_DIR, ROOT, gpuwire_env, gw_run, start_server
+
+
+def pipeline_program():
+    exe = PROGRAMS_DIR / "async_pipeline_shared"
+    if not exe.exists():
+        pytest.skip("build/programs/async_pipeline_shared is not built (make -C tests/programs)")
+    return exe
 
 
 def test_status_names_the_call_a_session_waits_in(server):
-    exe = PROGRAMS_DIR / "async_pipeline_shared"
-    if not exe.exists():
-        exe = PROGRAMS_DIR / "async_pipeline"
-    if not exe.exists():
-        pytest.skip("build/programs/async_pipeline is not built (make -C tests/programs)")
+    exe = pipeline_program()
     # nostall: a 2 s stream synchronize on one thread while others keep calling
     proc = subprocess.Popen(GPUWIRE + ["run", "--server", server.address, "--", str(exe), "nostall"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=gpuwire_env())
@@ -40,6 +44,20 @@ def test_status_names_the_call_a_session_waits_in(server):
     assert proc.returncode == 0, err
     assert seen & {"cuStreamSynchronize", "cuStreamSynchronize_ptsz"}, seen
     assert None not in seen
+
+
+def test_the_log_names_a_long_call(tmp_path):
+    exe = pipeline_program()
+    srv = start_server(tmp_path / "server.log", extra_args=("--busy-report-after", "0.5"))
+    try:
+        r = gw_run([str(exe), "nostall"], srv.address)  # one 2 s stream synchronize
+        assert r.returncode == 0, r.stderr
+        line = srv.wait_for_log(r"a call has run for \d+ s: cuStreamSynchronize(_ptsz)? \(the client waits for it\)")
+        assert "level=WARN" in line.string
+        # reported at 0.5 s and again at 1 s (doubling), not at every check
+        assert len(re.findall(r"a call has run for", srv.log_text())) <= 3
+    finally:
+        srv.stop()
 
 
 def test_op_names():

@@ -24,7 +24,6 @@ from gpuwire.server.relay import relay_line
 from gpuwire.server.state import ContentCache, Registry, Session, client_text, describe_status, send_error
 
 WORKER_STOP_GRACE = 3.0
-BUSY_REPORT_S = 30.0  # a call running this long is named in the log, again at each doubling
 
 
 class Sessions:
@@ -183,15 +182,17 @@ class Sessions:
                          seconds=f"{time.monotonic() - started:.3f}", bytes_in=bytes_in, bytes_out=bytes_out)
 
     def start_busy_watch(self) -> None:
-        """A thread that names, in the log, a call that has run on a session's
-        worker for BUSY_REPORT_S seconds, then 2x, 4x ... as long: a hang (a
-        client waiting in cuEventSynchronize for ever) says where it is."""
+        """With --busy-report-after, a thread that names, in the log, a call
+        that has run on a session's worker that long, then 2x, 4x ... as long:
+        a hang (a client waiting in cuEventSynchronize for ever) says where it is."""
+        if self.config.busy_report_after <= 0:
+            return
         threading.Thread(target=self._busy_watch, daemon=True, name="gpuwire-busy-watch").start()
 
     def _busy_watch(self) -> None:
-        reg = self.registry
+        reg, first = self.registry, self.config.busy_report_after
         reported: dict[int, tuple[int, float]] = {}  # session -> (busy_since_ns, next report at)
-        while not reg.stopping.wait(1.0):
+        while not reg.stopping.wait(min(1.0, first / 4)):
             with reg.lock:
                 live = [(s.id, s.stats) for s in reg.sessions.values() if s.state == "active" and s.stats is not None]
             for sid in set(reported) - {sid for sid, _ in live}:
@@ -202,9 +203,9 @@ class Sessions:
                 if busy is None:
                     reported.pop(sid, None)
                     continue
-                since, due = reported.get(sid, (0, BUSY_REPORT_S))
+                since, due = reported.get(sid, (0, first))
                 if since != work["busy_since_ns"]:
-                    since, due = work["busy_since_ns"], BUSY_REPORT_S
+                    since, due = work["busy_since_ns"], first
                 if busy >= due:
                     self.log.warn(f"a call has run for {busy:.0f} s: {protocol.op_name(work.get('busy_op', 0))} "
                                   "(the client waits for it)", session=sid)
