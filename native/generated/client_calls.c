@@ -3610,7 +3610,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuModuleGetGlobal_v2(
 }
 
 #undef cuModuleGetLoadingMode
-CUresult CUDAAPI cuModuleGetLoadingMode(CUmoduleLoadingMode * mode)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuModuleGetLoadingMode(CUmoduleLoadingMode * mode)
 {
     gw_req *q = gw_req_begin(GW_OP_cuModuleGetLoadingMode);
     gw_put_out(q, mode, mode ? (size_t)(1) : 0);

@@ -164,6 +164,7 @@ CUresult CUDAAPI gwf_cuMipmappedArrayDestroy(CUmipmappedArray hMipmappedArray);
 CUresult CUDAAPI gwf_cuMipmappedArrayGetLevel(CUarray * pLevelArray, CUmipmappedArray hMipmappedArray, unsigned int level);
 CUresult CUDAAPI gwf_cuModuleGetFunction(CUfunction * hfunc, CUmodule hmod, const char * name);
 CUresult CUDAAPI gwf_cuModuleGetGlobal_v2(CUdeviceptr * dptr, size_t * bytes, CUmodule hmod, const char * name);
+CUresult CUDAAPI gwf_cuModuleGetLoadingMode(CUmoduleLoadingMode * mode);
 CUresult CUDAAPI gwf_cuModuleUnload(CUmodule hmod);
 CUresult CUDAAPI gwf_cuStreamBeginCapture_v2(CUstream hStream, CUstreamCaptureMode mode);
 CUresult CUDAAPI gwf_cuStreamBeginCapture_v2_ptsz(CUstream hStream, CUstreamCaptureMode mode);

@@ -145,7 +145,7 @@ typedef struct gw_lane_grant {
 } gw_lane_grant;
 _Static_assert(sizeof(gw_lane_grant) == 24, "gw_lane_grant is 24 bytes on the wire");
 
-/* One device as the worker's driver shows it (after CUDA_VISIBLE_DEVICES), sent once in HELLO_OK with OK_DEVICES: the client answers cuDeviceGetCount, cuDeviceGet, cuDeviceGetName, cuDeviceTotalMem, cuDeviceGetUuid(_v2), cuDeviceGetPCIBusId and cuDeviceGetAttribute from it. */
+/* One device as the worker's driver shows it (after CUDA_VISIBLE_DEVICES), sent once in HELLO_OK with OK_DEVICES: the client answers cuDeviceGetCount, cuDeviceGet, cuDeviceGetName, cuDeviceTotalMem, cuDeviceGetUuid(_v2), cuDeviceGetPCIBusId, cuDeviceGetAttribute and cuModuleGetLoadingMode from it. */
 typedef struct gw_device_info {
     int32_t handle; /* what cuDeviceGet gave for this ordinal */
     int32_t status; /* 0: every field below was read; else the client asks the driver as before */
@@ -155,7 +155,7 @@ typedef struct gw_device_info {
     char name[256]; /* cuDeviceGetName, NUL-terminated */
     char pci_bus_id[32]; /* cuDeviceGetPCIBusId, NUL-terminated */
     uint32_t attr_count; /* attributes 1..attr_count follow all the records, device by device, as (i32 status, i32 value) pairs (DEVICE_ATTRS' list); 0: none, the client asks DEVICE_ATTRS */
-    uint32_t reserved; /* 0 */
+    uint32_t loading_mode; /* cuModuleGetLoadingMode's answer (the same in every record); 0: the client asks */
 } gw_device_info;
 _Static_assert(sizeof(gw_device_info) == 344, "gw_device_info is 344 bytes on the wire");
 

@@ -1,7 +1,8 @@
 /* Device attributes (cached: they never change) and the few that must describe
  * what a remote GPU can do rather than what the card can do locally; and the
  * device queries every program's start-up makes (count, handle, name, total
- * memory, UUIDs, PCI bus id), answered from the table HELLO_OK carried
+ * memory, UUIDs, PCI bus id, attributes, the module loading mode), answered
+ * from the table HELLO_OK carried
  * (OK_DEVICES, wire/handshake.c) without a round trip (issue #20). Only the
  * plain case is answered here (cuInit done, pointers given, a buffer the
  * answer fits, a device in the table): anything else still goes to the
@@ -253,5 +254,15 @@ CUresult CUDAAPI cuDeviceGetUuid_v2(CUuuid *uuid, CUdevice dev)
         return gwf_cuDeviceGetUuid_v2(uuid, dev);
     gw_stat_call(GW_OP_cuDeviceGetUuid_v2);
     memcpy(uuid, d->uuid_v2, sizeof d->uuid_v2);
+    return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuModuleGetLoadingMode(CUmoduleLoadingMode *mode)
+{
+    const gw_device_info *d = gw_initialized() ? gw_handshake_device(0) : NULL;
+    if (!mode || !d || !d->loading_mode)
+        return gwf_cuModuleGetLoadingMode(mode);
+    gw_stat_call(GW_OP_cuModuleGetLoadingMode);
+    *mode = (CUmoduleLoadingMode)d->loading_mode;
     return CUDA_SUCCESS;
 }

@@ -96,6 +96,10 @@ unsigned gw_driver_device_table(gw_device_info *out, unsigned max, int32_t *attr
     CUresult (*uuid2)(CUuuid *, CUdevice) = (CUresult(*)(CUuuid *, CUdevice))syms[GW_OP_cuDeviceGetUuid_v2 - 256];
     CUresult (*bus)(char *, int, CUdevice) =
         (CUresult(*)(char *, int, CUdevice))syms[GW_OP_cuDeviceGetPCIBusId - 256];
+    CUresult (*mode)(CUmoduleLoadingMode *) = (CUresult(*)(CUmoduleLoadingMode *))syms[GW_OP_cuModuleGetLoadingMode - 256];
+    CUmoduleLoadingMode lm = 0;
+    if (!mode || mode(&lm) != CUDA_SUCCESS)
+        lm = 0;
     int n = 0;
     if (!count || count(&n) != CUDA_SUCCESS || n <= 0)
         return 0;
@@ -121,6 +125,7 @@ unsigned gw_driver_device_table(gw_device_info *out, unsigned max, int32_t *attr
         if (r == CUDA_SUCCESS)
             r = bus(d->pci_bus_id, (int)sizeof d->pci_bus_id, dev);
         d->handle = (int32_t)dev;
+        d->loading_mode = (uint32_t)lm;
         d->status = (int32_t)r;
         if (r != CUDA_SUCCESS)
             continue;
