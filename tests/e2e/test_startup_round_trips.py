@@ -41,8 +41,9 @@ CUDART = PROGRAMS / "vector_add_shared"
 TARGET = 3
 # today's counts (see the docstring): a wait added to start-up fails the ceiling tests
 CEILING = {"startup": 4, "vector_add_shared": 5}  # cuInit included
+# answered from HELLO_OK's device table; "control op" is DEVICE_ATTRS (the only one start-up sent)
 ANSWERED_IN_CLIENT = ("cuDeviceGetCount", "cuDeviceGet", "cuDeviceGetName", "cuDeviceTotalMem_v2", "cuDeviceGetUuid",
-                      "cuDeviceGetUuid_v2", "cuDeviceGetPCIBusId", "cuModuleGetLoadingMode", "control op")  # control op: DEVICE_ATTRS
+                      "cuDeviceGetUuid_v2", "cuDeviceGetPCIBusId", "cuModuleGetLoadingMode", "control op")
 RT = re.compile(r"gpuwire: rt (\S+(?: op)?) ")
 
 
