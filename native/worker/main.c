@@ -6,6 +6,10 @@
  *                  [--lane-fd N [--lanes K]] [--stall-timeout SECONDS] [--server-pid PID]
  *   gpuwire-worker --probe --driver PATH
  *
+ * HELLO_OK carries the devices as the driver shows them (OK_DEVICES: name,
+ * memory, UUIDs, bus id, attributes, loading mode; core/driver.c), so the
+ * client's start-up asks none of them (issue #20).
+ *
  * Requests are executed in arrival order. Calls from one client thread run on
  * one worker thread, so the driver's per-thread state (current context,
  * per-thread default stream) matches the client's threads.

@@ -5,6 +5,7 @@ codegen/protocol.txt through the generated src/gpuwire/wire_generated.py (the C
 side, native/generated/wire_protocol.h, comes from the same declaration);
 this module adds parsing with validation and the socket helpers.
 docs/protocol.md is the specification. Everything on the wire is little-endian.
+parse_hello_ok also checks HELLO_OK's device table (OK_DEVICES) to the byte.
 """
 
 from __future__ import annotations
