@@ -580,7 +580,7 @@ CUresult CUDAAPI cuDeviceComputeCapability(int * major, int * minor, CUdevice de
 }
 
 #undef cuDeviceGet
-CUresult CUDAAPI cuDeviceGet(CUdevice * device, int ordinal)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDeviceGet(CUdevice * device, int ordinal)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceGet);
     gw_put_out(q, device, device ? (size_t)(1) : 0);
@@ -629,7 +629,7 @@ CUresult CUDAAPI cuDeviceGetByPCIBusId(CUdevice * dev, const char * pciBusId)
 }
 
 #undef cuDeviceGetCount
-CUresult CUDAAPI cuDeviceGetCount(int * count)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDeviceGetCount(int * count)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceGetCount);
     gw_put_out(q, count, count ? (size_t)(1) : 0);
@@ -745,7 +745,7 @@ CUresult CUDAAPI cuDeviceGetMemPool(CUmemoryPool * pool, CUdevice dev)
 }
 
 #undef cuDeviceGetName
-CUresult CUDAAPI cuDeviceGetName(char * name, int len, CUdevice dev)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDeviceGetName(char * name, int len, CUdevice dev)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceGetName);
     gw_put_out(q, name, name ? (size_t)(len) : 0);
@@ -780,7 +780,7 @@ CUresult CUDAAPI cuDeviceGetP2PAttribute(int * value, CUdevice_P2PAttribute attr
 }
 
 #undef cuDeviceGetPCIBusId
-CUresult CUDAAPI cuDeviceGetPCIBusId(char * pciBusId, int len, CUdevice dev)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDeviceGetPCIBusId(char * pciBusId, int len, CUdevice dev)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceGetPCIBusId);
     gw_put_out(q, pciBusId, pciBusId ? (size_t)(len) : 0);
@@ -831,7 +831,7 @@ CUresult CUDAAPI cuDeviceGetTexture1DLinearMaxWidth(size_t * maxWidthInElements,
 }
 
 #undef cuDeviceGetUuid
-CUresult CUDAAPI cuDeviceGetUuid(CUuuid * uuid, CUdevice dev)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDeviceGetUuid(CUuuid * uuid, CUdevice dev)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceGetUuid);
     gw_put_out(q, uuid, uuid ? (size_t)(1) : 0);
@@ -847,7 +847,7 @@ CUresult CUDAAPI cuDeviceGetUuid(CUuuid * uuid, CUdevice dev)
 }
 
 #undef cuDeviceGetUuid_v2
-CUresult CUDAAPI cuDeviceGetUuid_v2(CUuuid * uuid, CUdevice dev)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDeviceGetUuid_v2(CUuuid * uuid, CUdevice dev)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceGetUuid_v2);
     gw_put_out(q, uuid, uuid ? (size_t)(1) : 0);
@@ -1017,7 +1017,7 @@ CUresult CUDAAPI cuDeviceTotalMem(unsigned int * bytes, CUdevice dev)
 }
 
 #undef cuDeviceTotalMem_v2
-CUresult CUDAAPI cuDeviceTotalMem_v2(size_t * bytes, CUdevice dev)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDeviceTotalMem_v2(size_t * bytes, CUdevice dev)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceTotalMem_v2);
     gw_put_out(q, bytes, bytes ? (size_t)(1) : 0);
@@ -3610,7 +3610,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuModuleGetGlobal_v2(
 }
 
 #undef cuModuleGetLoadingMode
-CUresult CUDAAPI cuModuleGetLoadingMode(CUmoduleLoadingMode * mode)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuModuleGetLoadingMode(CUmoduleLoadingMode * mode)
 {
     gw_req *q = gw_req_begin(GW_OP_cuModuleGetLoadingMode);
     gw_put_out(q, mode, mode ? (size_t)(1) : 0);

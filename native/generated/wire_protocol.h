@@ -16,6 +16,7 @@
 #define GW_MAX_PARAM_BYTES 32764u /* the driver's limit for a kernel parameter buffer */
 #define GW_NAME_MAX 255 /* HELLO's host and program names, bytes at most */
 #define GW_HELLO_EXT_MAX 1024 /* bytes of HELLO extension records at most */
+#define GW_HELLO_DEVICES_MAX 64 /* device_info records in HELLO_OK at most (more devices: the client asks for them as before) */
 #define GW_NONCE_SIZE 32
 #define GW_TOKEN_ID_SIZE 16
 #define GW_MAC_SIZE 32
@@ -84,6 +85,7 @@ enum {
     GW_OK_ZSTD = 1u << 1u, /* the worker decompresses CAS_CODEC_ZSTD */
     GW_OK_LANES = 1u << 2u, /* a lane grant follows hello_ok: bulk bytes may come on extra connections */
     GW_OK_STANDIN = 1u << 3u, /* the worker serves the CPU stand-in driver (a test double), not a GPU */
+    GW_OK_DEVICES = 1u << 4u, /* device_count device_info records follow hello_ok (after the lane grant, if any), then their attributes */
 };
 
 /* CAS_TARGET values */
@@ -144,6 +146,20 @@ typedef struct gw_lane_grant {
     uint8_t token[GW_LANE_TOKEN_SIZE]; /* random, this session's: proves a lane belongs to it */
 } gw_lane_grant;
 _Static_assert(sizeof(gw_lane_grant) == 24, "gw_lane_grant is 24 bytes on the wire");
+
+/* One device as the worker's driver shows it (after CUDA_VISIBLE_DEVICES), sent once in HELLO_OK with OK_DEVICES: the client answers cuDeviceGetCount, cuDeviceGet, cuDeviceGetName, cuDeviceTotalMem, cuDeviceGetUuid(_v2), cuDeviceGetPCIBusId, cuDeviceGetAttribute and cuModuleGetLoadingMode from it. */
+typedef struct gw_device_info {
+    int32_t handle; /* what cuDeviceGet gave for this ordinal */
+    int32_t status; /* 0: every field below was read; else the client asks the driver as before */
+    uint64_t total_mem; /* cuDeviceTotalMem_v2 */
+    uint8_t uuid[16]; /* cuDeviceGetUuid */
+    uint8_t uuid_v2[16]; /* cuDeviceGetUuid_v2 */
+    char name[256]; /* cuDeviceGetName, NUL-terminated */
+    char pci_bus_id[32]; /* cuDeviceGetPCIBusId, NUL-terminated */
+    uint32_t attr_count; /* attributes 1..attr_count follow all the records, device by device, as (i32 status, i32 value) pairs (DEVICE_ATTRS' list); 0: none, the client asks DEVICE_ATTRS */
+    uint32_t loading_mode; /* cuModuleGetLoadingMode's answer (the same in every record); 0: the client asks */
+} gw_device_info;
+_Static_assert(sizeof(gw_device_info) == 344, "gw_device_info is 344 bytes on the wire");
 
 /* A lane connection's first frame (op LANE), client -> server. */
 typedef struct gw_lane_hello {

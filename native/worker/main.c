@@ -6,6 +6,10 @@
  *                  [--lane-fd N [--lanes K]] [--stall-timeout SECONDS] [--server-pid PID]
  *   gpuwire-worker --probe --driver PATH
  *
+ * HELLO_OK carries the devices as the driver shows them (OK_DEVICES: name,
+ * memory, UUIDs, bus id, attributes, loading mode; core/driver.c), so the
+ * client's start-up asks none of them (issue #20).
+ *
  * Requests are executed in arrival order. Calls from one client thread run on
  * one worker thread, so the driver's per-thread state (current context,
  * per-thread default stream) matches the client's threads.
@@ -166,11 +170,29 @@ int main(int argc, char **argv)
         ok.flags |= GW_OK_LANES;
     else if (lane_fd >= 0)
         close(lane_fd);
-    gw_hdr h = {.len = sizeof ok + (ok.flags & GW_OK_LANES ? sizeof grant : 0), .op = GW_OP_HELLO_OK};
-    uint8_t buf[sizeof h + sizeof ok + sizeof grant];
+    /* the devices' names, memory, UUIDs and bus ids come along (OK_DEVICES):
+     * the client's start-up asks none of them (issue #20) */
+    static gw_device_info devs[GW_HELLO_DEVICES_MAX];
+    static int32_t attrs[GW_HELLO_DEVICES_MAX][2 * GW_DEVICE_TABLE_ATTRS];
+    unsigned ndev = gw_driver_device_table(devs, GW_HELLO_DEVICES_MAX, &attrs[0][0]);
+    if (ndev && ndev == ok.device_count)
+        ok.flags |= GW_OK_DEVICES;
+    size_t glen = ok.flags & GW_OK_LANES ? sizeof grant : 0, dlen = 0;
+    static uint8_t buf[sizeof(gw_hdr) + sizeof ok + sizeof grant + sizeof devs + sizeof attrs];
+    memcpy(buf + sizeof(gw_hdr), &ok, sizeof ok);
+    memcpy(buf + sizeof(gw_hdr) + sizeof ok, &grant, glen);
+    uint8_t *at = buf + sizeof(gw_hdr) + sizeof ok + glen;
+    if (ok.flags & GW_OK_DEVICES) {
+        memcpy(at, devs, ndev * sizeof *devs);
+        dlen = ndev * sizeof *devs;
+        for (unsigned i = 0; i < ndev; i++) {
+            size_t alen = (size_t)devs[i].attr_count * 2 * sizeof(int32_t);
+            memcpy(at + dlen, attrs[i], alen);
+            dlen += alen;
+        }
+    }
+    gw_hdr h = {.len = (uint32_t)(sizeof ok + glen + dlen), .op = GW_OP_HELLO_OK};
     memcpy(buf, &h, sizeof h);
-    memcpy(buf + sizeof h, &ok, sizeof ok);
-    memcpy(buf + sizeof h + sizeof ok, &grant, sizeof grant);
     if (gw_send_frame(buf, sizeof h + h.len)) {
         gw_wlog("client went away before the handshake finished");
         return 0;

@@ -5,6 +5,7 @@ codegen/protocol.txt through the generated src/gpuwire/wire_generated.py (the C
 side, native/generated/wire_protocol.h, comes from the same declaration);
 this module adds parsing with validation and the socket helpers.
 docs/protocol.md is the specification. Everything on the wire is little-endian.
+parse_hello_ok also checks HELLO_OK's device table (OK_DEVICES) to the byte.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from gpuwire.wire_generated import (  # noqa: F401  (re-exported: the server and
     ENV_FORWARDED, ENV_VALUE_CHARS, ENV_VALUE_MAX, ERR_DRIVER, ERR_MALFORMED, ERR_REFUSED, ERR_VERSION, ERROR_MESSAGE_MAX,
     ERROR_NAMES, EXT_CODECS, EXT_CRITICAL, EXT_ENV, EXT_GPU, EXT_LEASE_MODE, EXT_MEM_CAP, EXT_NO_WAIT, EXT_NVML,
     EXT_STATUS_PROBE, EXT_TOKEN_PROOF, F_COLLECT, F_HELLO_EXT, F_LANE, F_NOREPLY, HEADER, HEADER_SIZE, HELLO,
-    HELLO_EXT_MAX, HELLO_MAGIC, HELLO_OK, HELLO_OK_SIZE, HELLO_SIZE, LANE_GRANT, LANE_HELLO, LANE_TOKEN_SIZE,
-    LANES_MAX, MAC_SIZE, MAX_PAYLOAD, NAME_MAX, NONCE_SIZE, OK_CAS, OK_LANES, OK_STANDIN, OK_ZSTD, OP_BYE,
+    DEVICE_INFO, DEVICE_INFO_SIZE, HELLO_DEVICES_MAX, HELLO_EXT_MAX, HELLO_MAGIC, HELLO_OK, HELLO_OK_SIZE, HELLO_SIZE, LANE_GRANT, LANE_HELLO, LANE_TOKEN_SIZE,
+    LANES_MAX, MAC_SIZE, MAX_PAYLOAD, NAME_MAX, NONCE_SIZE, OK_CAS, OK_DEVICES, OK_LANES, OK_STANDIN, OK_ZSTD, OP_BYE,
     OP_CAS_DATA, OP_CAS_REFS, OP_CHALLENGE, OP_DELIVER, OP_DELIVERED, OP_DEVICE_ATTRS, OP_ERROR, OP_FIRST_CALL,
     OP_FUNC_LAYOUT, OP_HELLO, OP_HELLO_OK, OP_LANE, OP_MODULE_INFO, OP_PROOF, OP_QUEUED,
     OP_REPLY, OP_STAGE, OP_STATUS, OP_STDOUT, PROOF_SIZE, PROTO_VERSION, QUEUED_TEXT_MAX, TOKEN_ID_SIZE,
@@ -110,6 +111,7 @@ class HelloOk(NamedTuple):
     flags: int
     driver_desc: str
     lanes: LaneGrant | None = None  # with OK_LANES: the lanes this session may open
+    devices: tuple = ()  # with OK_DEVICES: DEVICE_INFO tuples, one per device (their attributes are not kept)
 
 
 def pack_header(op: int, length: int, flags: int = 0, tid: int = 0, seq: int = 0) -> bytes:
@@ -348,10 +350,18 @@ def parse_hello_ok(payload: bytes) -> HelloOk:
         raise ProtocolError(ERR_MALFORMED, f"HELLO_OK payload is {len(payload)} bytes, expected {HELLO_OK_SIZE}")
     version, drv, count, flags, desc = HELLO_OK.unpack_from(payload)
     want = HELLO_OK_SIZE + (LANE_GRANT.size if flags & OK_LANES else 0)
+    devices = []
+    if flags & OK_DEVICES:  # device_count DEVICE_INFO records, then each one's attribute pairs
+        if not 0 < count <= HELLO_DEVICES_MAX or len(payload) < want + count * DEVICE_INFO_SIZE:
+            raise ProtocolError(ERR_MALFORMED, f"HELLO_OK payload is {len(payload)} bytes, too short for "
+                                               f"{count} device record(s)")
+        devices = [DEVICE_INFO.unpack_from(payload, want + i * DEVICE_INFO_SIZE) for i in range(count)]
+        want += count * DEVICE_INFO_SIZE + sum(d[7] * 8 for d in devices)
     if len(payload) != want:
         raise ProtocolError(ERR_MALFORMED, f"HELLO_OK payload is {len(payload)} bytes, expected {want}")
     grant = LaneGrant(*LANE_GRANT.unpack_from(payload, HELLO_OK_SIZE)) if flags & OK_LANES else None
-    return HelloOk(version, drv, count, flags, desc.split(b"\0", 1)[0].decode("utf-8", "replace"), grant)
+    return HelloOk(version, drv, count, flags, desc.split(b"\0", 1)[0].decode("utf-8", "replace"), grant,
+                   tuple(devices))
 
 
 # --- socket helpers -------------------------------------------------------

@@ -187,6 +187,18 @@ def test_hello_ok_parse():
         protocol.parse_hello_ok(granted[:protocol.HELLO_OK_SIZE])
 
 
+def test_hello_ok_device_table():
+    """OK_DEVICES: device_count DEVICE_INFO records, then each one's attribute pairs (issue #20)."""
+    rec = protocol.DEVICE_INFO.pack(0, 0, 8 << 30, b"u" * 16, b"v" * 16, b"gpu", b"0000:01:00.0", 2, 0)
+    payload = (protocol.HELLO_OK.pack(protocol.PROTO_VERSION, 13000, 1, protocol.OK_DEVICES, b"x") + rec
+               + struct.pack("<4i", 0, 1024, 1, 0))
+    ok = protocol.parse_hello_ok(payload)
+    assert len(ok.devices) == 1 and ok.devices[0][2] == 8 << 30 and ok.devices[0][5].rstrip(b"\0") == b"gpu"
+    for bad in (payload[:-1], payload + b"\0" * 8, payload[:protocol.HELLO_OK_SIZE + 10]):
+        with pytest.raises(protocol.ProtocolError):
+            protocol.parse_hello_ok(bad)
+
+
 def test_lane_hello_parse():
     frame = protocol.pack_lane_hello(12, 2, b"k" * 16)
     hdr = protocol.unpack_header(frame[:16])

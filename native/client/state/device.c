@@ -1,5 +1,12 @@
 /* Device attributes (cached: they never change) and the few that must describe
- * what a remote GPU can do rather than what the card can do locally. */
+ * what a remote GPU can do rather than what the card can do locally; and the
+ * device queries every program's start-up makes (count, handle, name, total
+ * memory, UUIDs, PCI bus id, attributes, the module loading mode), answered
+ * from the table HELLO_OK carried
+ * (OK_DEVICES, wire/handshake.c) without a round trip (issue #20). Only the
+ * plain case is answered here (cuInit done, pointers given, a buffer the
+ * answer fits, a device in the table): anything else still goes to the
+ * driver, so its error is the driver's own. */
 #include <pthread.h>
 #include <string.h>
 
@@ -69,13 +76,38 @@ static void fetch_all(CUdevice dev)
     gw_rep_end(r);
 }
 
+/* The attributes HELLO_OK carried for dev (the table's device with that
+ * handle), taken as fetch_all would take DEVICE_ATTRS' answer; 0 if none. */
+static int fill_from_table(CUdevice dev)
+{
+    int n = gw_handshake_device_count();
+    for (int i = 0; i < n; i++) {
+        const gw_device_info *d = gw_handshake_device(i);
+        const int32_t *a = gw_handshake_device_attrs(i);
+        if (!d || !a || d->status != CUDA_SUCCESS || d->handle != (int32_t)dev)
+            continue;
+        pthread_mutex_lock(&cache_lock);
+        for (uint32_t k = 1; k <= d->attr_count && k < CU_DEVICE_ATTRIBUTE_MAX; k++) {
+            int v = a[2 * (k - 1) + 1];
+            remote_override((CUdevice_attribute)k, &v);
+            cache[dev][k] = v;
+            status[dev][k] = (CUresult)a[2 * (k - 1)];
+            cached[dev][k] = 1;
+        }
+        fetched[dev] = 1;
+        pthread_mutex_unlock(&cache_lock);
+        return 1;
+    }
+    return 0;
+}
+
 CUresult CUDAAPI cuDeviceGetAttribute(int *pi, CUdevice_attribute attrib, CUdevice dev)
 {
     if (pi && dev >= 0 && dev < MAX_DEVS && attrib > 0 && attrib < CU_DEVICE_ATTRIBUTE_MAX && gw_initialized()) {
         pthread_mutex_lock(&cache_lock);
         int need = !fetched[dev];
         pthread_mutex_unlock(&cache_lock);
-        if (need)
+        if (need && !fill_from_table(dev))
             fetch_all(dev);
         pthread_mutex_lock(&cache_lock);
         int hit = cached[dev][attrib];
@@ -130,4 +162,107 @@ const int *gw_device_launch_limits(int dev)
         pthread_mutex_unlock(&cache_lock);
     }
     return limits[dev];
+}
+
+/* ---- start-up queries from HELLO_OK's device table ---- */
+
+static const gw_device_info *table_device(CUdevice dev)
+{
+    if (!gw_initialized())
+        return NULL;
+    int n = gw_handshake_device_count();
+    for (int i = 0; i < n; i++) {
+        const gw_device_info *d = gw_handshake_device(i);
+        if (d && d->status == CUDA_SUCCESS && d->handle == (int32_t)dev)
+            return d;
+    }
+    return NULL;
+}
+
+CUresult CUDAAPI cuDeviceGetCount(int *count)
+{
+    int n = gw_initialized() ? gw_handshake_device_count() : -1;
+    if (!count || n < 0)
+        return gwf_cuDeviceGetCount(count);
+    gw_stat_call(GW_OP_cuDeviceGetCount);
+    *count = n;
+    return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuDeviceGet(CUdevice *device, int ordinal)
+{
+    int n = gw_initialized() ? gw_handshake_device_count() : -1;
+    if (device && n >= 0 && (ordinal < 0 || ordinal >= n)) {
+        gw_stat_call(GW_OP_cuDeviceGet);
+        return CUDA_ERROR_INVALID_DEVICE; /* the driver's answer to an ordinal past its devices */
+    }
+    const gw_device_info *d = n >= 0 ? gw_handshake_device(ordinal) : NULL;
+    if (!device || !d || d->status != CUDA_SUCCESS)
+        return gwf_cuDeviceGet(device, ordinal);
+    gw_stat_call(GW_OP_cuDeviceGet);
+    *device = (CUdevice)d->handle;
+    return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuDeviceGetName(char *name, int len, CUdevice dev)
+{
+    const gw_device_info *d = table_device(dev);
+    size_t n = d ? strlen(d->name) : 0;
+    if (!name || !d || len <= 0 || (size_t)len <= n)
+        return gwf_cuDeviceGetName(name, len, dev);
+    gw_stat_call(GW_OP_cuDeviceGetName);
+    memcpy(name, d->name, n + 1);
+    return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuDeviceGetPCIBusId(char *pciBusId, int len, CUdevice dev)
+{
+    const gw_device_info *d = table_device(dev);
+    size_t n = d ? strlen(d->pci_bus_id) : 0;
+    if (!pciBusId || !d || len <= 0 || (size_t)len <= n)
+        return gwf_cuDeviceGetPCIBusId(pciBusId, len, dev);
+    gw_stat_call(GW_OP_cuDeviceGetPCIBusId);
+    memcpy(pciBusId, d->pci_bus_id, n + 1);
+    return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev)
+{
+    const gw_device_info *d = table_device(dev);
+    if (!bytes || !d)
+        return gwf_cuDeviceTotalMem_v2(bytes, dev);
+    gw_stat_call(GW_OP_cuDeviceTotalMem_v2);
+    *bytes = (size_t)d->total_mem;
+    return CUDA_SUCCESS;
+}
+
+#undef cuDeviceGetUuid
+CUresult CUDAAPI cuDeviceGetUuid(CUuuid *uuid, CUdevice dev)
+{
+    const gw_device_info *d = table_device(dev);
+    if (!uuid || !d)
+        return gwf_cuDeviceGetUuid(uuid, dev);
+    gw_stat_call(GW_OP_cuDeviceGetUuid);
+    memcpy(uuid, d->uuid, sizeof d->uuid);
+    return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuDeviceGetUuid_v2(CUuuid *uuid, CUdevice dev)
+{
+    const gw_device_info *d = table_device(dev);
+    if (!uuid || !d)
+        return gwf_cuDeviceGetUuid_v2(uuid, dev);
+    gw_stat_call(GW_OP_cuDeviceGetUuid_v2);
+    memcpy(uuid, d->uuid_v2, sizeof d->uuid_v2);
+    return CUDA_SUCCESS;
+}
+
+CUresult CUDAAPI cuModuleGetLoadingMode(CUmoduleLoadingMode *mode)
+{
+    const gw_device_info *d = gw_initialized() ? gw_handshake_device(0) : NULL;
+    if (!mode || !d || !d->loading_mode)
+        return gwf_cuModuleGetLoadingMode(mode);
+    gw_stat_call(GW_OP_cuModuleGetLoadingMode);
+    *mode = (CUmoduleLoadingMode)d->loading_mode;
+    return CUDA_SUCCESS;
 }

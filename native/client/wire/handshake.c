@@ -2,6 +2,8 @@
  * whatever the server answers before the worker is ready: queue progress
  * while an exclusive lease is held by someone else, an auth challenge, and
  * finally HELLO_OK or ERROR. docs/protocol.md and docs/server.md describe it.
+ * HELLO_OK may carry the devices (OK_DEVICES: name, memory, UUIDs, bus id),
+ * kept here for state/device.c, so start-up asks none of them (issue #20).
  *
  * Environment: GPUWIRE_LEASE=shared|exclusive, GPUWIRE_MEM_CAP=SIZE (8G, 512M),
  * GPUWIRE_NO_WAIT=1|0, GPUWIRE_GPU=N, GPUWIRE_TOKEN=ID.SECRET or
@@ -343,9 +345,61 @@ static int lanes_granted;
 
 const gw_lane_grant *gw_handshake_lanes(void) { return lanes_granted ? &lane_grant : NULL; }
 
+/* The devices HELLO_OK carried (OK_DEVICES): state/device.c answers the
+ * device queries of a program's start-up from them (issue #20). */
+static gw_device_info devices[GW_HELLO_DEVICES_MAX];
+static const int32_t *device_attrs[GW_HELLO_DEVICES_MAX]; /* attr_count (status, value) pairs each */
+static uint8_t *attr_bytes;
+static unsigned devices_n;
+
+const gw_device_info *gw_handshake_device(int ordinal)
+{
+    return ordinal >= 0 && (unsigned)ordinal < devices_n ? &devices[ordinal] : NULL;
+}
+
+const int32_t *gw_handshake_device_attrs(int ordinal)
+{
+    return ordinal >= 0 && (unsigned)ordinal < devices_n && devices[ordinal].attr_count ? device_attrs[ordinal] : NULL;
+}
+
+/* HELLO_OK's device records and their attributes (at: where they start); kept
+ * only if the lengths agree to the byte. */
+static void keep_devices(const uint8_t *p, size_t len, size_t at, unsigned n)
+{
+    if (n == 0 || n > GW_HELLO_DEVICES_MAX || len < at || (len - at) / sizeof(gw_device_info) < n)
+        return;
+    memcpy(devices, p + at, n * sizeof(gw_device_info));
+    size_t need = 0;
+    for (unsigned i = 0; i < n; i++) {
+        devices[i].name[sizeof devices[i].name - 1] = 0;
+        devices[i].pci_bus_id[sizeof devices[i].pci_bus_id - 1] = 0;
+        if (devices[i].attr_count > 4096)
+            return;
+        need += (size_t)devices[i].attr_count * 2 * sizeof(int32_t);
+    }
+    at += n * sizeof(gw_device_info);
+    if (len - at != need)
+        return;
+    free(attr_bytes);
+    attr_bytes = need ? malloc(need) : NULL;
+    if (need && !attr_bytes)
+        return;
+    if (need)
+        memcpy(attr_bytes, p + at, need);
+    size_t off = 0;
+    for (unsigned i = 0; i < n; i++) {
+        device_attrs[i] = (const int32_t *)(attr_bytes + off);
+        off += (size_t)devices[i].attr_count * 2 * sizeof(int32_t);
+    }
+    devices_n = n;
+}
+
+int gw_handshake_device_count(void) { return devices_n ? (int)devices_n : -1; }
+
 CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info)
 {
     lanes_granted = 0;
+    devices_n = 0;
     char host[256] = "", prog[256] = "";
     gethostname(host, sizeof host - 1);
     FILE *comm = fopen("/proc/self/comm", "r");
@@ -401,6 +455,9 @@ CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info)
                 memcpy(&lane_grant, p + sizeof(gw_hello_ok), sizeof lane_grant);
                 lanes_granted = lane_grant.lanes > 0 && lane_grant.lanes <= GW_LANES_MAX;
             }
+            if (info->flags & GW_OK_DEVICES)
+                keep_devices(p, h.len, sizeof(gw_hello_ok) + (info->flags & GW_OK_LANES ? sizeof lane_grant : 0),
+                             info->device_count);
             if (info->proto_version != GW_PROTO_VERSION)
                 gw_log("server %s speaks protocol %u, this client %u", server, info->proto_version, GW_PROTO_VERSION);
             else

@@ -81,6 +81,10 @@ GW_HIDDEN CUresult gw_connect(void);    /* connect and handshake once; later cal
 GW_HIDDEN int gw_initialized(void);     /* cuInit succeeded in this process */
 GW_HIDDEN void gw_set_initialized(void);
 GW_HIDDEN const gw_hello_ok *gw_server_info(void);
+/* The devices HELLO_OK carried (handshake.c): NULL / -1 where it carried none. */
+GW_HIDDEN const gw_device_info *gw_handshake_device(int ordinal);
+GW_HIDDEN int gw_handshake_device_count(void);
+GW_HIDDEN const int32_t *gw_handshake_device_attrs(int ordinal); /* attr_count (status, value) pairs; NULL: none */
 /* Requests queued by the whole process so far, and that count right after
  * this thread's last request: equal means nobody sent anything since. */
 GW_HIDDEN unsigned long long gw_requests_queued(void);

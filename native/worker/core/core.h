@@ -80,6 +80,8 @@ void *gw_handle_real(int type, uint64_t id, int *found);
 const char *gw_driver_load(const char *path); /* dlopen, every entry point, cuInit; NULL or why not */
 void **gw_driver_table(void); /* the entry points by op - 256, for wrappers to take their place */
 void gw_driver_describe(gw_hello_ok *ok, const char *path); /* versions, device count, description */
+#define GW_DEVICE_TABLE_ATTRS (CU_DEVICE_ATTRIBUTE_MAX - 1) /* attributes 1.. sent with each device */
+unsigned gw_driver_device_table(gw_device_info *out, unsigned max, int32_t *attrs); /* HELLO_OK's devices */
 void *gw_driver_fn(gw_call *c, unsigned op); /* NULL after answering CUDA_ERROR_NOT_SUPPORTED */
 void *gw_driver_sym(unsigned op);             /* NULL if the driver lacks it */
 

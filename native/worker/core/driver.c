@@ -76,3 +76,76 @@ void gw_driver_describe(gw_hello_ok *ok, const char *path)
     else
         snprintf(ok->driver_desc, sizeof ok->driver_desc, "NVIDIA driver, CUDA %d.%d", v / 1000, (v % 1000) / 10);
 }
+
+/* The devices as this worker's driver shows them (CUDA_VISIBLE_DEVICES already
+ * applied, the memory cap's total included: the same entries the calls use),
+ * sent once in HELLO_OK so a program's start-up asks none of it (issue #20).
+ * A record whose calls did not all succeed carries that status: the client
+ * then asks the driver for it as before, and gets the exact error. Each
+ * device's attributes go to attrs (2 * GW_DEVICE_TABLE_ATTRS i32 a device),
+ * its attr_count 0 where the driver would not answer DEVICE_ATTRS either. */
+unsigned gw_driver_device_table(gw_device_info *out, unsigned max, int32_t *attrs)
+{
+    CUresult (*attr)(int *, CUdevice_attribute, CUdevice) =
+        (CUresult(*)(int *, CUdevice_attribute, CUdevice))syms[GW_OP_cuDeviceGetAttribute - 256];
+    CUresult (*count)(int *) = (CUresult(*)(int *))syms[GW_OP_cuDeviceGetCount - 256];
+    CUresult (*get)(CUdevice *, int) = (CUresult(*)(CUdevice *, int))syms[GW_OP_cuDeviceGet - 256];
+    CUresult (*name)(char *, int, CUdevice) = (CUresult(*)(char *, int, CUdevice))syms[GW_OP_cuDeviceGetName - 256];
+    CUresult (*mem)(size_t *, CUdevice) = (CUresult(*)(size_t *, CUdevice))syms[GW_OP_cuDeviceTotalMem_v2 - 256];
+    CUresult (*uuid)(CUuuid *, CUdevice) = (CUresult(*)(CUuuid *, CUdevice))syms[GW_OP_cuDeviceGetUuid - 256];
+    CUresult (*uuid2)(CUuuid *, CUdevice) = (CUresult(*)(CUuuid *, CUdevice))syms[GW_OP_cuDeviceGetUuid_v2 - 256];
+    CUresult (*bus)(char *, int, CUdevice) =
+        (CUresult(*)(char *, int, CUdevice))syms[GW_OP_cuDeviceGetPCIBusId - 256];
+    CUresult (*mode)(CUmoduleLoadingMode *) = (CUresult(*)(CUmoduleLoadingMode *))syms[GW_OP_cuModuleGetLoadingMode - 256];
+    CUmoduleLoadingMode lm = 0;
+    if (!mode || mode(&lm) != CUDA_SUCCESS)
+        lm = 0;
+    int n = 0;
+    if (!count || count(&n) != CUDA_SUCCESS || n <= 0)
+        return 0;
+    if ((unsigned)n > max)
+        n = (int)max;
+    for (int i = 0; i < n; i++) {
+        gw_device_info *d = &out[i];
+        memset(d, 0, sizeof *d);
+        CUdevice dev = 0;
+        size_t total = 0;
+        CUuuid u1, u2;
+        CUresult r = get && name && mem && uuid && uuid2 && bus ? CUDA_SUCCESS : CUDA_ERROR_NOT_SUPPORTED;
+        if (r == CUDA_SUCCESS)
+            r = get(&dev, i);
+        if (r == CUDA_SUCCESS)
+            r = name(d->name, (int)sizeof d->name, dev);
+        if (r == CUDA_SUCCESS)
+            r = mem(&total, dev);
+        if (r == CUDA_SUCCESS)
+            r = uuid(&u1, dev);
+        if (r == CUDA_SUCCESS)
+            r = uuid2(&u2, dev);
+        if (r == CUDA_SUCCESS)
+            r = bus(d->pci_bus_id, (int)sizeof d->pci_bus_id, dev);
+        d->handle = (int32_t)dev;
+        d->loading_mode = (uint32_t)lm;
+        d->status = (int32_t)r;
+        if (r != CUDA_SUCCESS)
+            continue;
+        d->total_mem = total;
+        memcpy(d->uuid, &u1, sizeof d->uuid);
+        memcpy(d->uuid_v2, &u2, sizeof d->uuid_v2);
+        d->name[sizeof d->name - 1] = 0;
+        d->pci_bus_id[sizeof d->pci_bus_id - 1] = 0;
+        /* every attribute, as DEVICE_ATTRS answers them (handlers/modules.c) */
+        int probe;
+        if (!attr || attr(&probe, CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK, dev) != CUDA_SUCCESS)
+            continue;
+        int32_t *a = attrs + (size_t)i * 2 * GW_DEVICE_TABLE_ATTRS;
+        for (uint32_t k = 1; k <= GW_DEVICE_TABLE_ATTRS; k++) {
+            int v = 0;
+            CUresult st = attr(&v, (CUdevice_attribute)k, dev);
+            a[2 * (k - 1)] = (int32_t)st;
+            a[2 * (k - 1) + 1] = st == CUDA_SUCCESS ? v : 0;
+        }
+        d->attr_count = GW_DEVICE_TABLE_ATTRS;
+    }
+    return (unsigned)n;
+}
