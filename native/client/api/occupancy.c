@@ -15,7 +15,8 @@
  * itself, and the function's own maximum where the client knows it (module
  * information: no question asked) and it is lower and not a multiple of 32.
  * A block size the driver asks that is not in the table is answered from the
- * nearest smaller entry, and the worker says so in its log.
+ * nearest smaller entry, and the worker warns in its log (the answer may
+ * then differ from native's).
  *
  * Request: u64 function id, u64 dynamicSMemSize, u32 blockSizeLimit (an int),
  * u32 flags (0 for cuOccupancyMaxPotentialBlockSize), u32 outputs (bit 0:

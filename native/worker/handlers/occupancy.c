@@ -35,7 +35,7 @@ static size_t CUDA_CB table_smem(int block)
     const occ_table *t = current;
     if (!t || !t->n) {
         if (!__atomic_exchange_n(&miss_logged, 1, __ATOMIC_RELAXED))
-            gw_wlog("debug: cuOccupancyMaxPotentialBlockSize: the driver called the size callback outside the "
+            gw_wlog("WARN: cuOccupancyMaxPotentialBlockSize: the driver called the size callback outside the "
                     "call's thread: answered 0 bytes");
         return 0;
     }
@@ -44,7 +44,7 @@ static size_t CUDA_CB table_smem(int block)
         i++;
     if (block <= 0 || t->block[i] != (uint32_t)block) {
         if (!__atomic_exchange_n(&miss_logged, 1, __ATOMIC_RELAXED))
-            gw_wlog("debug: cuOccupancyMaxPotentialBlockSize: the driver asked the size callback about block "
+            gw_wlog("WARN: cuOccupancyMaxPotentialBlockSize: the driver asked the size callback about block "
                     "size %d, which the client did not compute: answered with block size %u's %llu bytes "
                     "(logged once)",
                     block, t->block[i], (unsigned long long)t->bytes[i]);
