@@ -195,10 +195,15 @@ static void roundtrip(const char *what, const CUDA_ARRAY3D_DESCRIPTOR *desc, int
     free(model);
 }
 
-static void same(const void *a, const void *b, size_t n, const char *what)
+/* The driver may normalise a descriptor it hands back (seen on an H100: the
+ * texture descriptor differs from the one given), so it is printed and the
+ * check compares the output with the native run's instead of with the input. */
+static void show(const void *a, size_t n, const char *what)
 {
-    if (memcmp(a, b, n))
-        FAIL("%s differs from what was given", what);
+    printf("%s:", what);
+    for (size_t i = 0; i < n; i++)
+        printf("%s%02x", i % 16 ? "" : " ", ((const unsigned char *)a)[i]);
+    printf("\n");
 }
 
 static void textures(void)
@@ -232,9 +237,9 @@ static void textures(void)
     if (rgot.resType != CU_RESOURCE_TYPE_ARRAY || rgot.res.array.hArray != arr)
         FAIL("texture on an array: resource descriptor differs");
     CK(cuTexObjectGetTextureDesc(&tgot, t1));
-    same(&tgot, &td, sizeof td, "texture on an array: texture descriptor");
+    show(&tgot, sizeof tgot, "texture on an array: texture descriptor");
     CK(cuTexObjectGetResourceViewDesc(&vgot, t1));
-    same(&vgot, &vd, sizeof vd, "texture on an array: view descriptor");
+    show(&vgot, sizeof vgot, "texture on an array: view descriptor");
 
     CUsurfObject s1;
     CK(cuSurfObjectCreate(&s1, &ra));
@@ -266,9 +271,12 @@ static void textures(void)
     if (t2 == t1)
         FAIL("two texture objects share a value");
     CK(cuTexObjectGetResourceDesc(&rgot, t2));
-    same(&rgot, &rp, sizeof rp, "texture on pitch2D memory: resource descriptor");
+    if (rgot.res.pitch2D.devPtr != dev)
+        FAIL("texture on pitch2D memory: another address");
+    rgot.res.pitch2D.devPtr = 0; /* addresses may differ between runs */
+    show(&rgot, sizeof rgot, "texture on pitch2D memory: resource descriptor");
     CK(cuTexObjectGetTextureDesc(&tgot, t2));
-    same(&tgot, &td, sizeof td, "texture on pitch2D memory: texture descriptor");
+    show(&tgot, sizeof tgot, "texture on pitch2D memory: texture descriptor");
     if (cuTexObjectGetResourceViewDesc(&vgot, t2) != CUDA_ERROR_INVALID_VALUE)
         FAIL("a view descriptor for a texture made without one");
 
@@ -282,7 +290,10 @@ static void textures(void)
     CUtexObject t3;
     CK(cuTexObjectCreate(&t3, &rl, &td, NULL));
     CK(cuTexObjectGetResourceDesc(&rgot, t3));
-    same(&rgot, &rl, sizeof rl, "texture on linear memory: resource descriptor");
+    if (rgot.res.linear.devPtr != dev)
+        FAIL("texture on linear memory: another address");
+    rgot.res.linear.devPtr = 0;
+    show(&rgot, sizeof rgot, "texture on linear memory: resource descriptor");
 
     CK(cuTexObjectDestroy(t1));
     CK(cuTexObjectDestroy(t2));
