@@ -243,8 +243,6 @@ int cuMemAlloc(void);
 int cuMemAlloc(void) { return gw_unsupported(GW_OP_cuMemAlloc); }
 int cuMemAllocHost(void);
 int cuMemAllocHost(void) { return gw_unsupported(GW_OP_cuMemAllocHost); }
-int cuMemAllocManaged(void);
-int cuMemAllocManaged(void) { return gw_unsupported(GW_OP_cuMemAllocManaged); }
 int cuMemAllocPitch(void);
 int cuMemAllocPitch(void) { return gw_unsupported(GW_OP_cuMemAllocPitch); }
 int cuMemBatchDecompressAsync(void);

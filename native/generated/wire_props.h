@@ -17,6 +17,10 @@ static inline int gw_op_is_control(unsigned op)
     case GW_OP_CAS_REFS:
     case GW_OP_CAS_DATA:
     case GW_OP_DELIVER:
+    case GW_OP_MAPPED_MAP:
+    case GW_OP_MAPPED_UNMAP:
+    case GW_OP_MAPPED_WRITE:
+    case GW_OP_MAPPED_READ:
         return 1;
     default:
         return 0;
@@ -55,6 +59,7 @@ static inline int gw_op_may_post(unsigned op)
     case GW_OP_STAGE:
     case GW_OP_CAS_DATA:
     case GW_OP_DELIVER:
+    case GW_OP_MAPPED_WRITE:
     case GW_OP_cuArray3DCreate_v2:
     case GW_OP_cuArrayCreate_v2:
     case GW_OP_cuCtxRecordEvent:
@@ -297,6 +302,14 @@ static inline const char *gw_control_op_label(unsigned op)
         return "(cache data)";
     case GW_OP_DELIVER:
         return "(delivery)";
+    case GW_OP_MAPPED_MAP:
+        return "(map host memory)";
+    case GW_OP_MAPPED_UNMAP:
+        return "(unmap host memory)";
+    case GW_OP_MAPPED_WRITE:
+        return "(host memory write-back)";
+    case GW_OP_MAPPED_READ:
+        return "(host memory fetch)";
     default:
         return NULL;
     }

@@ -29,6 +29,8 @@
 #define GW_LANE_PIECE_FAILED 1u /* a device-to-host piece on a lane whose header carries these flags has no bytes: the copy failed */
 #define GW_ENV_VALUE_MAX 256 /* bytes of one EXT_ENV value at most */
 #define GW_ENV_VALUE_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_,:.-" /* what an EXT_ENV value may hold (device indices, UUIDs, MIG ids, orders) */
+#define GW_MAPPED_MAX_BYTES ((uint64_t)1 << 40) /* one mapped or managed range at most (the worker's own limit on their total: GPUWIRE_MAPPED_LIMIT) */
+#define GW_MAPPED_RANGES_MAX 4096u /* mapped and managed ranges of one session at most */
 #define GW_OCCUPANCY_TABLE_MAX 64u /* block sizes in an OCCUPANCY_BLOCK_SIZE table at most */
 #define GW_OP_FIRST_CALL 256 /* driver calls: 256 + index in codegen/driver_symbols.txt */
 #define GW_F_HELLO_EXT (1u << 8u) /* on a HELLO frame only: extension records (u16 type, u16 len, value) follow the program name */
@@ -56,6 +58,10 @@ enum {
     GW_OP_STDOUT = 20, /* bytes the driver wrote to stdout (device printf), to print */
     GW_OP_DELIVER = 21, /* an asynchronous device-to-host copy delivered later into the client's pinned memory: n 1 B to 4 GiB, flags 1: per-thread stream; the bytes come back as DELIVERED frames */
     GW_OP_DELIVERED = 22, /* bytes of a DELIVER copy, at an offset into it */
+    GW_OP_MAPPED_MAP = 23, /* host memory the GPU sees (docs/host-memory.md): kind 1 a page-locked allocation (the worker's cuMemHostAlloc with DEVICEMAP and flags), 2 a registration of the client's own range at addr (the worker maps memory there and registers it), 3 a managed allocation (cuMemAllocManaged, flags its attach flags); size 1 B to MAPPED_MAX_BYTES; the reply's addr is the range's address on both sides (kinds 1 and 3: the worker's choice, the client maps its mirror there) */
+    GW_OP_MAPPED_UNMAP = 24, /* a range of MAPPED_MAP, freed (by its address) */
+    GW_OP_MAPPED_WRITE = 25, /* the client's bytes of a mapped range (its dirty pages), written into the worker's copy as the reader reads the frame (host writes are visible to the GPU at once, as with real zero-copy memory); inside one range, else the session ends */
+    GW_OP_MAPPED_READ = 26, /* bytes of a mapped range from the worker's copy (a page the device may have written, on the client's first touch): n 1..COPY_CHUNK, inside one range */
 };
 /* Old names, removed after the rename lands in native/client and native/worker. */
 
@@ -581,6 +587,154 @@ static inline size_t gw_delivered_req_get(const uint8_t *in, size_t len, gw_deli
     memcpy(&v->delivery, in + 0, 8);
     memcpy(&v->offset, in + 8, 8);
     return 16;
+}
+
+/* MAPPED_MAP req: u32 kind, u32 flags, u64 addr, u64 size */
+typedef struct gw_mapped_map_req {
+    uint32_t kind;
+    uint32_t flags;
+    uint64_t addr;
+    uint64_t size;
+} gw_mapped_map_req;
+#define GW_MAPPED_MAP_REQ_SIZE 24u
+static inline size_t gw_mapped_map_req_put(uint8_t *out, const gw_mapped_map_req *v)
+{
+    memcpy(out + 0, &v->kind, 4);
+    memcpy(out + 4, &v->flags, 4);
+    memcpy(out + 8, &v->addr, 8);
+    memcpy(out + 16, &v->size, 8);
+    return 24;
+}
+/* 0 if fewer than 24 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_mapped_map_req_get(const uint8_t *in, size_t len, gw_mapped_map_req *v)
+{
+    if (len < 24)
+        return 0;
+    memcpy(&v->kind, in + 0, 4);
+    memcpy(&v->flags, in + 4, 4);
+    memcpy(&v->addr, in + 8, 8);
+    memcpy(&v->size, in + 16, 8);
+    return 24;
+}
+
+/* MAPPED_MAP rep: i32 result, u64 addr */
+typedef struct gw_mapped_map_rep {
+    int32_t result;
+    uint64_t addr;
+} gw_mapped_map_rep;
+#define GW_MAPPED_MAP_REP_SIZE 12u
+static inline size_t gw_mapped_map_rep_put(uint8_t *out, const gw_mapped_map_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    memcpy(out + 4, &v->addr, 8);
+    return 12;
+}
+/* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_mapped_map_rep_get(const uint8_t *in, size_t len, gw_mapped_map_rep *v)
+{
+    if (len < 12)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    memcpy(&v->addr, in + 4, 8);
+    return 12;
+}
+
+/* MAPPED_UNMAP req: u64 addr */
+typedef struct gw_mapped_unmap_req {
+    uint64_t addr;
+} gw_mapped_unmap_req;
+#define GW_MAPPED_UNMAP_REQ_SIZE 8u
+static inline size_t gw_mapped_unmap_req_put(uint8_t *out, const gw_mapped_unmap_req *v)
+{
+    memcpy(out + 0, &v->addr, 8);
+    return 8;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_mapped_unmap_req_get(const uint8_t *in, size_t len, gw_mapped_unmap_req *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->addr, in + 0, 8);
+    return 8;
+}
+
+/* MAPPED_UNMAP rep: i32 result */
+typedef struct gw_mapped_unmap_rep {
+    int32_t result;
+} gw_mapped_unmap_rep;
+#define GW_MAPPED_UNMAP_REP_SIZE 4u
+static inline size_t gw_mapped_unmap_rep_put(uint8_t *out, const gw_mapped_unmap_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    return 4;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_mapped_unmap_rep_get(const uint8_t *in, size_t len, gw_mapped_unmap_rep *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    return 4;
+}
+
+/* MAPPED_WRITE req: u64 addr, bytes data */
+typedef struct gw_mapped_write_req {
+    uint64_t addr;
+} gw_mapped_write_req;
+#define GW_MAPPED_WRITE_REQ_SIZE 8u
+static inline size_t gw_mapped_write_req_put(uint8_t *out, const gw_mapped_write_req *v)
+{
+    memcpy(out + 0, &v->addr, 8);
+    return 8;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_mapped_write_req_get(const uint8_t *in, size_t len, gw_mapped_write_req *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->addr, in + 0, 8);
+    return 8;
+}
+
+/* MAPPED_READ req: u64 addr, u64 n */
+typedef struct gw_mapped_read_req {
+    uint64_t addr;
+    uint64_t n;
+} gw_mapped_read_req;
+#define GW_MAPPED_READ_REQ_SIZE 16u
+static inline size_t gw_mapped_read_req_put(uint8_t *out, const gw_mapped_read_req *v)
+{
+    memcpy(out + 0, &v->addr, 8);
+    memcpy(out + 8, &v->n, 8);
+    return 16;
+}
+/* 0 if fewer than 16 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_mapped_read_req_get(const uint8_t *in, size_t len, gw_mapped_read_req *v)
+{
+    if (len < 16)
+        return 0;
+    memcpy(&v->addr, in + 0, 8);
+    memcpy(&v->n, in + 8, 8);
+    return 16;
+}
+
+/* MAPPED_READ rep: i32 result, bytes data */
+typedef struct gw_mapped_read_rep {
+    int32_t result;
+} gw_mapped_read_rep;
+#define GW_MAPPED_READ_REP_SIZE 4u
+static inline size_t gw_mapped_read_rep_put(uint8_t *out, const gw_mapped_read_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    return 4;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_mapped_read_rep_get(const uint8_t *in, size_t len, gw_mapped_read_rep *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    return 4;
 }
 
 /* HTOD req: u64 dst, u64 stream, bytes data */

@@ -25,6 +25,8 @@ LANE_TOKEN_SIZE = 16
 LANE_PIECE_FAILED = 1
 ENV_VALUE_MAX = 256  # bytes of one EXT_ENV value at most
 ENV_VALUE_CHARS = b'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_,:.-'
+MAPPED_MAX_BYTES = 1 << 40
+MAPPED_RANGES_MAX = 4096  # mapped and managed ranges of one session at most
 OCCUPANCY_TABLE_MAX = 64  # block sizes in an OCCUPANCY_BLOCK_SIZE table at most
 OP_FIRST_CALL = 256  # driver calls: 256 + index in codegen/driver_symbols.txt
 F_HELLO_EXT = 1 << 8
@@ -49,6 +51,10 @@ OP_CAS_DATA = 19
 OP_STDOUT = 20
 OP_DELIVER = 21
 OP_DELIVERED = 22
+OP_MAPPED_MAP = 23
+OP_MAPPED_UNMAP = 24
+OP_MAPPED_WRITE = 25
+OP_MAPPED_READ = 26
 # old names, removed after the rename lands
 OP_NAMES = {
     OP_HELLO: 'HELLO',
@@ -70,6 +76,10 @@ OP_NAMES = {
     OP_STDOUT: 'STDOUT',
     OP_DELIVER: 'DELIVER',
     OP_DELIVERED: 'DELIVERED',
+    OP_MAPPED_MAP: 'MAPPED_MAP',
+    OP_MAPPED_UNMAP: 'MAPPED_UNMAP',
+    OP_MAPPED_WRITE: 'MAPPED_WRITE',
+    OP_MAPPED_READ: 'MAPPED_READ',
 }
 # driver calls: op OP_FIRST_CALL + i is DRIVER_OP_NAMES[i] (codegen/driver_symbols.txt)
 DRIVER_OP_NAMES = (
@@ -826,6 +836,13 @@ CAS_REFS_REP = struct.Struct("<iI")  # result, m
 CAS_DATA_REQ = struct.Struct("<I")  # target
 DELIVER_REQ = struct.Struct("<QQQQI")  # delivery, src, n, stream, flags
 DELIVERED_REQ = struct.Struct("<QQ")  # delivery, offset
+MAPPED_MAP_REQ = struct.Struct("<IIQQ")  # kind, flags, addr, size
+MAPPED_MAP_REP = struct.Struct("<iQ")  # result, addr
+MAPPED_UNMAP_REQ = struct.Struct("<Q")  # addr
+MAPPED_UNMAP_REP = struct.Struct("<i")  # result
+MAPPED_WRITE_REQ = struct.Struct("<Q")  # addr
+MAPPED_READ_REQ = struct.Struct("<QQ")  # addr, n
+MAPPED_READ_REP = struct.Struct("<i")  # result
 HTOD_REQ = struct.Struct("<QQ")  # dst, stream
 DTOH_REQ = struct.Struct("<QQQ")  # src, n, stream
 DTOH_REP = struct.Struct("<i")  # result

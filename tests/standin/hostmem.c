@@ -1,10 +1,80 @@
 /* TEST DOUBLE: gpuwire CPU stand-in driver. Page-locked host memory (ordinary
- * aligned memory here; registered ranges are only remembered), host functions in stream order (work runs at once, so
- * a host function runs when it is queued), and the per-thread capture mode. */
+ * aligned memory here; registered ranges are only remembered; those mapped for
+ * the device, by DEVICEMAP or as page-locked allocations, are device memory
+ * at their own address for kernels and copies, as with UVA), managed memory
+ * (device memory the host can touch, which here it always can), host
+ * functions in stream order (work runs at once, so a host function runs when
+ * it is queued), and the per-thread capture mode. */
 #define _POSIX_C_SOURCE 200809L
 #include "standin.h"
 
 #include <stdlib.h>
+
+/* Registered ranges and page-locked allocations (allocated 1: cuMemFreeHost's),
+ * for cuMemHostGetFlags and device access; a few are plenty for the tests. */
+#define MAX_REGISTERED 64
+static struct {
+    char *base;
+    size_t size;
+    unsigned flags;
+    int allocated;
+} registered[MAX_REGISTERED];
+
+static void remember_alloc(void *p, size_t size, unsigned flags)
+{
+    sd_lock();
+    for (int i = 0; i < MAX_REGISTERED; i++)
+        if (!registered[i].base) {
+            registered[i].base = p;
+            registered[i].size = size;
+            registered[i].flags = flags | CU_MEMHOSTALLOC_DEVICEMAP; /* UVA: every allocation is mapped */
+            registered[i].allocated = 1;
+            break;
+        }
+    sd_unlock();
+}
+
+static void forget_alloc(void *p)
+{
+    sd_lock();
+    for (int i = 0; i < MAX_REGISTERED; i++)
+        if (registered[i].base == p && registered[i].allocated)
+            registered[i].base = NULL;
+    sd_unlock();
+}
+
+/* [a, a+len) inside page-locked memory the device may use, or NULL. Lock held. */
+void *sd_host_mapped_range(uintptr_t a, size_t len)
+{
+    for (int i = 0; i < MAX_REGISTERED; i++) {
+        uintptr_t b = (uintptr_t)registered[i].base;
+        if (b && (registered[i].flags & CU_MEMHOSTREGISTER_DEVICEMAP) && a >= b && a - b < registered[i].size &&
+            len <= registered[i].size - (a - b))
+            return (void *)a;
+    }
+    return NULL;
+}
+
+SD_API CUresult cuMemHostGetDevicePointer_v2(CUdeviceptr *d, void *p, unsigned int flags)
+{
+    if (!d || flags)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    int ok = sd_host_mapped_range((uintptr_t)p, 1) != NULL;
+    sd_unlock();
+    if (!ok)
+        return CUDA_ERROR_INVALID_VALUE;
+    *d = (CUdeviceptr)(uintptr_t)p;
+    return CUDA_SUCCESS;
+}
+
+/* Managed memory: device memory, which the stand-in's host reaches anyway. */
+SD_API CUresult cuMemAllocManaged(CUdeviceptr *d, size_t size, unsigned int flags)
+{
+    if (flags != CU_MEM_ATTACH_GLOBAL && flags != CU_MEM_ATTACH_HOST)
+        return CUDA_ERROR_INVALID_VALUE;
+    return cuMemAlloc_v2(d, size);
+}
 
 SD_API CUresult cuMemHostAlloc(void **pp, size_t size, unsigned int flags)
 {
@@ -20,6 +90,7 @@ SD_API CUresult cuMemHostAlloc(void **pp, size_t size, unsigned int flags)
     void *p = NULL;
     if (posix_memalign(&p, 4096, size ? size : 1))
         return CUDA_ERROR_OUT_OF_MEMORY;
+    remember_alloc(p, size ? size : 1, flags);
     *pp = p;
     return CUDA_SUCCESS;
 }
@@ -28,17 +99,10 @@ SD_API CUresult cuMemAllocHost_v2(void **pp, size_t size) { return cuMemHostAllo
 
 SD_API CUresult cuMemFreeHost(void *p)
 {
+    forget_alloc(p);
     free(p);
     return CUDA_SUCCESS;
 }
-
-/* Registered ranges, for cuMemHostGetFlags; a few are plenty for the tests. */
-#define MAX_REGISTERED 64
-static struct {
-    char *base;
-    size_t size;
-    unsigned flags;
-} registered[MAX_REGISTERED];
 
 SD_API CUresult cuMemHostRegister_v2(void *p, size_t size, unsigned int flags)
 {
@@ -60,7 +124,8 @@ SD_API CUresult cuMemHostRegister_v2(void *p, size_t size, unsigned int flags)
     if (r == CUDA_SUCCESS) {
         registered[slot].base = p;
         registered[slot].size = size;
-        registered[slot].flags = flags;
+        registered[slot].flags = flags | CU_MEMHOSTREGISTER_DEVICEMAP; /* UVA: every registration is mapped */
+        registered[slot].allocated = 0;
     }
     sd_unlock();
     return r;
@@ -71,7 +136,7 @@ SD_API CUresult cuMemHostUnregister(void *p)
     sd_lock();
     CUresult r = CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED;
     for (int i = 0; i < MAX_REGISTERED; i++)
-        if (registered[i].base == p) {
+        if (registered[i].base == p && !registered[i].allocated) {
             registered[i].base = NULL;
             r = CUDA_SUCCESS;
         }

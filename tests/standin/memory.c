@@ -46,7 +46,9 @@ void *sd_dev_range(CUdeviceptr addr, size_t len)
 {
     if (addr > UINTPTR_MAX)
         return NULL;
-    return sd_find((uintptr_t)addr, len) ? (void *)(uintptr_t)addr : NULL;
+    if (sd_find((uintptr_t)addr, len))
+        return (void *)(uintptr_t)addr;
+    return sd_host_mapped_range((uintptr_t)addr, len); /* page-locked memory mapped for the device (hostmem.c) */
 }
 
 size_t sd_mem_used(void) { return g_used; }

@@ -783,7 +783,7 @@ int main(int argc, char **argv)
     test_sticky();
     test_threads();
     /* Unimplemented entry points are simply absent. */
-    TRUE(dlsym(g_lib, "cuMemAllocManaged") == NULL);
+    TRUE(dlsym(g_lib, "cuMemAdvise_v2") == NULL);
     TRUE(dlsym(g_lib, "cuMemcpyPeer") == NULL);
     printf("standin_selftest: %d checks\n", g_checks);
     printf("PASS standin_selftest\n");

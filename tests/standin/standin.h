@@ -87,6 +87,8 @@ typedef struct sd_alloc {
 const sd_alloc *sd_find(uintptr_t addr, size_t len);
 /* Host address for a checked device range, or NULL. */
 void *sd_dev_range(CUdeviceptr addr, size_t len);
+/* [a, a+len) inside page-locked memory mapped for the device (hostmem.c), or NULL. Lock held. */
+void *sd_host_mapped_range(uintptr_t a, size_t len);
 void sd_free_ctx_allocs(sd_ctx *c);
 size_t sd_mem_used(void);
 

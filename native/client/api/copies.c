@@ -20,15 +20,38 @@
 
 static CUresult htod_bytes(unsigned op, CUdeviceptr dst, const void *src, size_t n, int async, CUstream s);
 
+/* A copy with a side in mapped host memory (state/mapped.c): those bytes are
+ * on the server too, so the copy runs there as device-to-device, and never
+ * crosses the wire; a synchronous one also waits, as the native copy would. */
+static int ptds_op(unsigned op)
+{
+    return op == GW_OP_cuMemcpyHtoD_v2_ptds || op == GW_OP_cuMemcpyHtoDAsync_v2_ptsz ||
+           op == GW_OP_cuMemcpyDtoH_v2_ptds || op == GW_OP_cuMemcpyDtoHAsync_v2_ptsz;
+}
+
+static CUresult on_server(unsigned op, CUdeviceptr dst, CUdeviceptr src, size_t n, int async, CUstream s)
+{
+    int pt = ptds_op(op);
+    if (async)
+        return pt ? cuMemcpyDtoDAsync_v2_ptsz(dst, src, n, s) : cuMemcpyDtoDAsync_v2(dst, src, n, s);
+    CUresult rc = pt ? cuMemcpyDtoD_v2_ptds(dst, src, n) : cuMemcpyDtoD_v2(dst, src, n);
+    return rc == CUDA_SUCCESS ? cuCtxSynchronize() : rc;
+}
+
 static CUresult htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, int async, CUstream s)
 {
     if (!n)
         return CUDA_SUCCESS;
     if (!src)
         return CUDA_ERROR_INVALID_VALUE;
+    gw_mapped_flush();
+    if (gw_mapped_lookup((uint64_t)(uintptr_t)src, n, NULL, NULL, NULL))
+        return on_server(op, dst, (CUdeviceptr)(uintptr_t)src, n, async, s);
+    gw_mapped_prepare((uint64_t)(uintptr_t)src, n, 0); /* gpuwire reads them: no fault inside */
     gw_progress_begin(n); /* the status line of a long transfer (diag/progress.c) */
     CUresult rc = htod_bytes(op, dst, src, n, async, s);
     gw_progress_end();
+    gw_mapped_written_remotely(dst, n); /* mapped memory as the destination: fetched after */
     return rc;
 }
 
@@ -125,6 +148,13 @@ static CUresult dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, int asyn
         return CUDA_SUCCESS;
     if (!dst)
         return CUDA_ERROR_INVALID_VALUE;
+    gw_mapped_flush(); /* the source may be mapped memory the host wrote */
+    if (gw_mapped_lookup((uint64_t)(uintptr_t)dst, n, NULL, NULL, NULL)) {
+        CUresult rc = on_server(op, (CUdeviceptr)(uintptr_t)dst, src, n, async, s);
+        gw_mapped_written_remotely((uint64_t)(uintptr_t)dst, n);
+        return rc;
+    }
+    gw_mapped_prepare((uint64_t)(uintptr_t)dst, n, 1);
     /* into pinned memory, from known device memory: posted, the bytes are delivered before
      * anything that can see the copy done returns (state/deliveries.c) */
     if (async && gw_deliveries_on() && gw_may_post() && gw_mem_is_pinned_range((uint64_t)(uintptr_t)dst, n) &&
@@ -197,7 +227,8 @@ CUresult CUDAAPI cuMemcpyDtoHAsync_v2_ptsz(void *dst, CUdeviceptr src, size_t n,
 /* Unified copies: the client knows which addresses are device memory. */
 static CUresult unified(int ptds, CUdeviceptr dst, CUdeviceptr src, size_t n, int async, CUstream s)
 {
-    int dd = gw_mem_classify(dst) == GW_MEM_DEVICE, sd = gw_mem_classify(src) == GW_MEM_DEVICE;
+    gw_mem_kind dk = gw_mem_classify(dst), sk = gw_mem_classify(src);
+    int dd = dk == GW_MEM_DEVICE || dk == GW_MEM_MAPPED, sd = sk == GW_MEM_DEVICE || sk == GW_MEM_MAPPED;
     if (dd && sd) {
         if (async)
             return ptds ? cuMemcpyDtoDAsync_v2_ptsz(dst, src, n, s) : cuMemcpyDtoDAsync_v2(dst, src, n, s);
@@ -327,10 +358,20 @@ static CUresult band(unsigned op, const side *s, const side *d, size_t width, si
     return rc;
 }
 
+/* A host side in mapped memory made current before gpuwire reads or writes it. */
+static void prepare_host_side(const side *x, size_t width, size_t height, int for_write)
+{
+    if (x->type == CU_MEMORYTYPE_HOST)
+        gw_mapped_prepare(x->base, (height - 1) * x->pitch + width, for_write);
+}
+
 static CUresult copy2d(unsigned op, side s, side d, size_t width, size_t height, int async, CUstream st)
 {
     if (!width || !height)
         return CUDA_SUCCESS;
+    gw_mapped_flush();
+    prepare_host_side(&s, width, height, 0);
+    prepare_host_side(&d, width, height, 1);
     if ((s.type == CU_MEMORYTYPE_HOST && d.type == CU_MEMORYTYPE_HOST)) {
         CUresult rc = async ? cuStreamSynchronize(st) : cuCtxSynchronize();
         for (size_t y = 0; rc == CUDA_SUCCESS && y < height; y++)

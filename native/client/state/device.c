@@ -20,17 +20,17 @@ static unsigned char cached[MAX_DEVS][CU_DEVICE_ATTRIBUTE_MAX];
 static unsigned char fetched[MAX_DEVS];
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Features that need the GPU to reach client memory or another process. */
+/* Features that need the GPU to reach client memory or another process.
+ * Mapped and managed memory are served (state/mapped.c), their attributes
+ * the driver's; but the host and the device never touch one page at the
+ * same time (docs/host-memory.md), which these zeros say. */
 static int remote_override(CUdevice_attribute a, int *v)
 {
     switch (a) {
-    case CU_DEVICE_ATTRIBUTE_CAN_MAP_HOST_MEMORY:
-    case CU_DEVICE_ATTRIBUTE_MANAGED_MEMORY:
     case CU_DEVICE_ATTRIBUTE_CONCURRENT_MANAGED_ACCESS:
     case CU_DEVICE_ATTRIBUTE_PAGEABLE_MEMORY_ACCESS:
     case CU_DEVICE_ATTRIBUTE_PAGEABLE_MEMORY_ACCESS_USES_HOST_PAGE_TABLES:
     case CU_DEVICE_ATTRIBUTE_DIRECT_MANAGED_MEM_ACCESS_FROM_HOST:
-    case CU_DEVICE_ATTRIBUTE_CAN_USE_HOST_POINTER_FOR_REGISTERED_MEM:
     case CU_DEVICE_ATTRIBUTE_HOST_NATIVE_ATOMIC_SUPPORTED:
     case CU_DEVICE_ATTRIBUTE_IPC_EVENT_SUPPORTED:
     case CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED:

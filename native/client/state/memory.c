@@ -113,6 +113,8 @@ int gw_mem_is_pinned_range(uint64_t addr, uint64_t n)
 
 gw_mem_kind gw_mem_classify(uint64_t addr)
 {
+    if (gw_mapped_lookup(addr, 1, NULL, NULL, NULL))
+        return GW_MEM_MAPPED;
     pthread_mutex_lock(&ranges_lock);
     const range *r = find_locked(addr);
     gw_mem_kind k = r ? r->kind : GW_MEM_NONE;
@@ -141,6 +143,10 @@ CUresult CUDAAPI cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch, size_t Wi
 
 CUresult CUDAAPI cuMemFree_v2(CUdeviceptr dptr)
 {
+    unsigned kind = 0;
+    uint64_t base = 0;
+    if (gw_mapped_lookup(dptr, 1, &base, &kind, NULL) && kind == GW_MAPPED_MANAGED && base == dptr)
+        return gw_mapped_release(dptr, GW_MAPPED_MANAGED);
     CUresult rc = gwf_cuMemFree_v2(dptr);
     if (rc == CUDA_SUCCESS)
         gw_mem_untrack_device(dptr);
@@ -224,9 +230,10 @@ CUresult CUDAAPI cuLibraryGetGlobal(CUdeviceptr *dptr, size_t *bytes, CUlibrary 
 
 /* ---- page-locked host memory ----
  * The GPU is on another machine, so "pinned" memory is ordinary client memory
- * that copies treat as host memory. A device mapping of it cannot exist:
- * CU_DEVICE_ATTRIBUTE_CAN_MAP_HOST_MEMORY reads 0 and
- * cuMemHostGetDevicePointer says CUDA_ERROR_NOT_SUPPORTED. */
+ * that copies treat as host memory, unless the device must see it: memory
+ * allocated or registered with DEVICEMAP, or whose device pointer is asked
+ * for, becomes a mapped range (mapped.c), one address on both machines. As
+ * on a UVA system, every page-locked range reports DEVICEMAP. */
 
 static CUresult host_alloc(void **pp, size_t size, unsigned flags)
 {
@@ -253,18 +260,36 @@ CUresult CUDAAPI cuMemHostAlloc(void **pp, size_t bytesize, unsigned int Flags)
     gw_stat_call(GW_OP_cuMemHostAlloc);
     if (Flags & ~(unsigned)(CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP | CU_MEMHOSTALLOC_WRITECOMBINED))
         return CUDA_ERROR_INVALID_VALUE;
+    if (gw_debug())
+        gw_log("cuMemHostAlloc: %zu bytes, flags 0x%x", bytesize, Flags);
+    if (Flags & CU_MEMHOSTALLOC_DEVICEMAP) {
+        if (!pp)
+            return CUDA_ERROR_INVALID_VALUE;
+        uint64_t a = 0;
+        CUresult rc = gw_mapped_alloc(GW_MAPPED_HOST_ALLOC, Flags, bytesize ? bytesize : 1, &a);
+        if (rc == CUDA_SUCCESS)
+            *pp = (void *)(uintptr_t)a;
+        return rc;
+    }
     return host_alloc(pp, bytesize, Flags);
 }
 
 CUresult CUDAAPI cuMemFreeHost(void *p)
 {
     gw_stat_call(GW_OP_cuMemFreeHost);
+    unsigned kind = 0;
+    uint64_t base = 0;
+    if (gw_mapped_lookup((uint64_t)(uintptr_t)p, 1, &base, &kind, NULL) && base == (uint64_t)(uintptr_t)p &&
+        kind == GW_MAPPED_HOST_ALLOC)
+        return gw_mapped_release(base, GW_MAPPED_HOST_ALLOC);
     pthread_mutex_lock(&ranges_lock);
     const range *r = find_locked((uint64_t)(uintptr_t)p);
     int ours = r && r->base == (uint64_t)(uintptr_t)p && r->kind == GW_MEM_HOST_PINNED && (r->flags & 0x80000000u);
     pthread_mutex_unlock(&ranges_lock);
     if (!ours)
         return CUDA_ERROR_INVALID_VALUE;
+    if (gw_mapped_lookup((uint64_t)(uintptr_t)p, 1, &base, &kind, NULL) && kind == GW_MAPPED_REGISTER)
+        gw_mapped_release(base, GW_MAPPED_REGISTER); /* mapped when its device pointer was asked for */
     gw_deliveries_forget((uint64_t)(uintptr_t)p, r_size_of(p));
     untrack((uint64_t)(uintptr_t)p, GW_MEM_HOST_PINNED);
     free(p);
@@ -282,6 +307,14 @@ CUresult CUDAAPI cuMemHostRegister_v2(void *p, size_t bytesize, unsigned int Fla
         return CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
     if (Flags & CU_MEMHOSTREGISTER_IOMEMORY)
         return CUDA_ERROR_NOT_SUPPORTED;
+    if (gw_mapped_overlaps((uint64_t)(uintptr_t)p, bytesize))
+        return CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
+    if (Flags & CU_MEMHOSTREGISTER_DEVICEMAP) {
+        uint64_t base = 0;
+        CUresult rc = gw_mapped_register(p, bytesize, Flags, &base);
+        if (rc != CUDA_SUCCESS)
+            return rc;
+    }
     track((uint64_t)(uintptr_t)p, bytesize, GW_MEM_HOST_PINNED, Flags);
     return CUDA_SUCCESS;
 }
@@ -296,6 +329,10 @@ CUresult CUDAAPI cuMemHostUnregister(void *p)
     pthread_mutex_unlock(&ranges_lock);
     if (!registered)
         return CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED;
+    unsigned kind = 0;
+    uint64_t base = 0;
+    if (gw_mapped_lookup((uint64_t)(uintptr_t)p, 1, &base, &kind, NULL) && kind == GW_MAPPED_REGISTER)
+        gw_mapped_release(base, GW_MAPPED_REGISTER);
     gw_deliveries_forget((uint64_t)(uintptr_t)p, r_size_of(p));
     untrack((uint64_t)(uintptr_t)p, GW_MEM_HOST_PINNED);
     return CUDA_SUCCESS;
@@ -309,18 +346,61 @@ CUresult CUDAAPI cuMemHostGetFlags(unsigned int *pFlags, void *p)
     pthread_mutex_lock(&ranges_lock);
     const range *r = find_locked((uint64_t)(uintptr_t)p);
     int ok = r && r->kind == GW_MEM_HOST_PINNED;
-    if (ok)
-        *pFlags = r->flags & 0x7fffffffu;
+    if (ok) /* as on a UVA system: every page-locked range is device-mapped */
+        *pFlags = (r->flags & 0x7fffffffu) | CU_MEMHOSTALLOC_DEVICEMAP;
     pthread_mutex_unlock(&ranges_lock);
+    unsigned mflags = 0, kind = 0;
+    if (!ok && gw_mapped_lookup((uint64_t)(uintptr_t)p, 1, NULL, &kind, &mflags) && kind == GW_MAPPED_HOST_ALLOC) {
+        *pFlags = mflags | CU_MEMHOSTALLOC_DEVICEMAP;
+        ok = 1;
+    }
     return ok ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
 }
 
+/* The device pointer of page-locked memory is its own address (UVA). Memory
+ * the device cannot see yet (page-locked without DEVICEMAP) becomes a mapped
+ * range now, in place. */
 CUresult CUDAAPI cuMemHostGetDevicePointer_v2(CUdeviceptr *pdptr, void *p, unsigned int Flags)
 {
-    (void)pdptr;
-    (void)p;
-    (void)Flags;
-    return (CUresult)gw_unsupported(GW_OP_cuMemHostGetDevicePointer_v2);
+    gw_stat_call(GW_OP_cuMemHostGetDevicePointer_v2);
+    if (!gw_initialized())
+        return CUDA_ERROR_NOT_INITIALIZED;
+    if (!pdptr || Flags)
+        return CUDA_ERROR_INVALID_VALUE;
+    uint64_t a = (uint64_t)(uintptr_t)p;
+    unsigned kind = 0;
+    if (gw_mapped_lookup(a, 1, NULL, &kind, NULL) && kind != GW_MAPPED_MANAGED) {
+        *pdptr = (CUdeviceptr)a;
+        return CUDA_SUCCESS;
+    }
+    pthread_mutex_lock(&ranges_lock);
+    const range *r = find_locked(a);
+    range whole = r && r->kind == GW_MEM_HOST_PINNED ? *r : (range){0};
+    pthread_mutex_unlock(&ranges_lock);
+    if (!whole.base)
+        return CUDA_ERROR_INVALID_VALUE;
+    uint64_t base = 0;
+    CUresult rc = gw_mapped_register((void *)(uintptr_t)whole.base, whole.size, whole.flags & 0x7fffffffu, &base);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    if (gw_debug())
+        gw_log("page-locked memory at %#llx (%llu bytes) is now mapped: the device asked for it",
+               (unsigned long long)whole.base, (unsigned long long)whole.size);
+    *pdptr = (CUdeviceptr)a;
+    return CUDA_SUCCESS;
+}
+
+/* Managed memory: a mapped range the worker allocates with cuMemAllocManaged. */
+CUresult CUDAAPI cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsigned int flags)
+{
+    gw_stat_call(GW_OP_cuMemAllocManaged);
+    if (!dptr || !bytesize || (flags != CU_MEM_ATTACH_GLOBAL && flags != CU_MEM_ATTACH_HOST))
+        return CUDA_ERROR_INVALID_VALUE;
+    uint64_t a = 0;
+    CUresult rc = gw_mapped_alloc(GW_MAPPED_MANAGED, flags, bytesize, &a);
+    if (rc == CUDA_SUCCESS)
+        *dptr = (CUdeviceptr)a;
+    return rc;
 }
 
 /* Mapped virtual-memory ranges are device memory for unified copies. */

@@ -26,12 +26,28 @@ GW_HIDDEN void gw_on_context_ending(void (*fn)(CUcontext ctx));
 GW_HIDDEN const int *gw_device_launch_limits(int dev); /* grid, block, threads, shared memory limits */
 
 /* ---- memory bookkeeping (memory.c) ---- */
-typedef enum { GW_MEM_NONE, GW_MEM_DEVICE, GW_MEM_HOST_PINNED } gw_mem_kind;
+typedef enum { GW_MEM_NONE, GW_MEM_DEVICE, GW_MEM_HOST_PINNED, GW_MEM_MAPPED } gw_mem_kind; /* MAPPED: mapped.c's */
 GW_HIDDEN void gw_mem_track_device(CUdeviceptr p, size_t size);
 GW_HIDDEN void gw_mem_untrack_device(CUdeviceptr p);
 GW_HIDDEN gw_mem_kind gw_mem_classify(uint64_t addr);
 GW_HIDDEN int gw_mem_is_device_range(uint64_t addr, uint64_t n); /* inside one known device allocation */
 GW_HIDDEN int gw_mem_is_pinned_range(uint64_t addr, uint64_t n); /* inside one pinned host allocation */
+
+/* ---- host memory the GPU sees: mapped and managed ranges (mapped.c) ---- */
+enum { GW_MAPPED_HOST_ALLOC = 1, GW_MAPPED_REGISTER = 2, GW_MAPPED_MANAGED = 3 }; /* MAPPED_MAP's kinds */
+/* a new range of `bytes` at an address the worker chooses (host allocation or managed) */
+GW_HIDDEN CUresult gw_mapped_alloc(unsigned kind, unsigned flags, size_t bytes, uint64_t *out);
+/* the program's own [p, p+bytes) (whole pages: *base the first) made a mapped range in place */
+GW_HIDDEN CUresult gw_mapped_register(void *p, size_t bytes, unsigned flags, uint64_t *base);
+GW_HIDDEN CUresult gw_mapped_release(uint64_t base, unsigned kind); /* CUDA_ERROR_INVALID_VALUE: no such range */
+/* 1 if [addr, addr+n) lies inside one range (its base, kind and flags out; each may be NULL) */
+GW_HIDDEN int gw_mapped_lookup(uint64_t addr, uint64_t n, uint64_t *base, unsigned *kind, unsigned *flags);
+GW_HIDDEN int gw_mapped_overlaps(uint64_t addr, uint64_t n);
+/* gpuwire is about to read (0) or write (1) these bytes of the program's: made current, no fault inside */
+GW_HIDDEN void gw_mapped_prepare(uint64_t addr, uint64_t n, int for_write);
+GW_HIDDEN void gw_mapped_written_remotely(uint64_t addr, uint64_t n); /* a posted copy wrote them on the server */
+GW_HIDDEN void gw_mapped_flush(void);      /* the host's writes to the worker now */
+GW_HIDDEN void gw_mapped_sync_point(void); /* device work may have finished: pages turn stale */
 
 /* ---- device-to-host copies into pinned memory, delivered without a wait (deliveries.c) ---- */
 GW_HIDDEN int gw_deliveries_on(void);

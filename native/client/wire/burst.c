@@ -24,6 +24,7 @@ CUresult gw_burst_begin(unsigned op)
         pthread_cond_wait(&gw_recv_cv, &gw_recv_lock);
     gw_reader_busy = 1;
     pthread_mutex_unlock(&gw_recv_lock);
+    gw_tls_in_burst = 1;
     burst_waited = 0;
     burst_t0 = gw_now_ns();
     burst_failed = 0;
@@ -80,5 +81,7 @@ void gw_burst_end(void)
     gw_reader_release_locked(burst_failed || gw_conn_lost);
     pthread_mutex_unlock(&gw_recv_lock);
     pthread_mutex_unlock(&gw_conn_lock);
+    gw_tls_in_burst = 0;
+    gw_after_reply(burst_op);
 }
 

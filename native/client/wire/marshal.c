@@ -10,6 +10,57 @@
 
 __thread gw_req gw_tls_req;
 __thread gw_rep gw_tls_rep;
+__thread int gw_tls_in_burst; /* this thread holds the connection for a burst (burst.c) */
+
+static const gw_call_hooks *hooks;
+
+void gw_set_call_hooks(const gw_call_hooks *h) { __atomic_store_n(&hooks, h, __ATOMIC_RELEASE); }
+
+/* the registered hook, before the request buffer is touched (it may build requests itself) */
+static void before_request(unsigned op)
+{
+    const gw_call_hooks *h = __atomic_load_n(&hooks, __ATOMIC_ACQUIRE);
+    if (h && !gw_tls_in_burst)
+        h->before_request(op);
+}
+
+static __thread struct {
+    gw_req q;
+    gw_rep r;
+} stash[4];
+static __thread int stashed;
+
+int gw_wire_tls_push(void)
+{
+    if (stashed == 4)
+        return -1;
+    stash[stashed].q = gw_tls_req;
+    stash[stashed].r = gw_tls_rep;
+    stashed++;
+    memset(&gw_tls_req, 0, sizeof gw_tls_req);
+    memset(&gw_tls_rep, 0, sizeof gw_tls_rep);
+    return 0;
+}
+
+void gw_wire_tls_pop(void)
+{
+    free(gw_tls_req.buf);
+    free(gw_tls_rep.buf);
+    stashed--;
+    gw_tls_req = stash[stashed].q;
+    gw_tls_rep = stash[stashed].r;
+}
+
+/* the registered hook, the caller's request and reply kept intact (the
+ * reply memo reads the request after the call) */
+void gw_after_reply(unsigned op)
+{
+    const gw_call_hooks *h = __atomic_load_n(&hooks, __ATOMIC_ACQUIRE);
+    if (h && !gw_wire_tls_push()) {
+        h->after_reply(op);
+        gw_wire_tls_pop();
+    }
+}
 
 static void req_reserve(gw_req *q, size_t more)
 {
@@ -29,6 +80,7 @@ static void req_reserve(gw_req *q, size_t more)
 
 gw_req *gw_req_begin_quiet(unsigned op)
 {
+    before_request(op);
     gw_req *q = &gw_tls_req;
     q->len = sizeof(gw_hdr);
     q->op = op;

@@ -31,6 +31,8 @@ struct gw_rep {
 /* the calling thread's request and reply buffers (marshal.c) */
 GW_HIDDEN extern __thread gw_req gw_tls_req;
 GW_HIDDEN extern __thread gw_rep gw_tls_rep;
+GW_HIDDEN extern __thread int gw_tls_in_burst; /* burst.c sets it: no hook may send meanwhile */
+GW_HIDDEN void gw_after_reply(unsigned op);     /* the registered after_reply hook (marshal.c) */
 
 /* ---- the connection (session.c) ---- */
 GW_HIDDEN extern pthread_mutex_t gw_conn_lock; /* orders what is queued */

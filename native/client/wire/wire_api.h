@@ -104,6 +104,21 @@ GW_HIDDEN int gw_io_read_all(int fd, void *p, size_t n, int timeout_ms); /* -1: 
 GW_HIDDEN int gw_io_dial_server(char *why, size_t whycap); /* a new connection to the session's server, or -1 */
 GW_HIDDEN const gw_lane_grant *gw_handshake_lanes(void); /* what HELLO_OK granted; NULL: no lanes */
 
+/* Hooks a layer above registers (state/mapped.c: host memory the GPU sees):
+ * before_request runs as a request is begun, with no lock of the wire held
+ * (never inside a burst), so it may send requests of its own; after_reply
+ * runs once a round trip's reply has come, no lock held. Both see the op. */
+typedef struct gw_call_hooks {
+    void (*before_request)(unsigned op);
+    void (*after_reply)(unsigned op);
+} gw_call_hooks;
+GW_HIDDEN void gw_set_call_hooks(const gw_call_hooks *h);
+/* The calling thread's request and reply buffers set aside (a signal handler
+ * that must make a call of its own while the thread was between a call and
+ * reading its reply), then put back; nesting up to 4. 0, or -1 if too deep. */
+GW_HIDDEN int gw_wire_tls_push(void);
+GW_HIDDEN void gw_wire_tls_pop(void);
+
 /* ---- pushed frames (pushed.c) ----
  * Frames the worker sends unasked (module information, delivered copies,
  * device printf output) are read by whichever thread reads the stream and

@@ -12,6 +12,9 @@ static const gw_handler control[] = {
     [GW_OP_CAS_REFS] = gw_op_cas_refs,
     [GW_OP_CAS_DATA] = gw_op_cas_data,
     [GW_OP_DELIVER] = gw_op_deliver,
+    [GW_OP_MAPPED_MAP] = gw_op_mapped_map,
+    [GW_OP_MAPPED_UNMAP] = gw_op_mapped_unmap,
+    [GW_OP_MAPPED_READ] = gw_op_mapped_read,
 };
 
 void gw_dispatch_run(gw_call *c)

@@ -229,6 +229,22 @@ static int serve(void)
                 return 3;
             }
         }
+        if (h.op == GW_OP_MAPPED_WRITE) {
+            /* host writes reach the worker's copy now, before any later frame
+             * of any thread runs (handlers/mapped.c) */
+            char why[200];
+            int bad = gw_mapped_write(j->payload, h.len, why, sizeof why);
+            free(j);
+            if (bad) {
+                pending_drop(&pd);
+                gw_wlog("closing session: %s", why);
+                gw_sched_stop(0);
+                gw_send_error(GW_ERR_MALFORMED, why);
+                return 3;
+            }
+            calls++;
+            continue;
+        }
         calls++;
         pd.frames++;
         pd.frame_bytes += sizeof h + wire_len;

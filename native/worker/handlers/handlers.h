@@ -18,6 +18,12 @@ void gw_op_device_attrs(gw_call *c); /* GW_OP_DEVICE_ATTRS (modules.c) */
 void gw_op_cas_refs(gw_call *c);     /* GW_OP_CAS_REFS (cas_ops.c) */
 void gw_op_cas_data(gw_call *c);     /* GW_OP_CAS_DATA (cas_ops.c) */
 void gw_op_deliver(gw_call *c);      /* GW_OP_DELIVER (deliveries.c) */
+void gw_op_mapped_map(gw_call *c);   /* GW_OP_MAPPED_MAP (mapped.c) */
+void gw_op_mapped_unmap(gw_call *c); /* GW_OP_MAPPED_UNMAP (mapped.c) */
+void gw_op_mapped_read(gw_call *c);  /* GW_OP_MAPPED_READ (mapped.c) */
+/* GW_OP_MAPPED_WRITE, applied by the reader as it reads the frame (mapped.c):
+ * 0, or -1 and why (the session ends) */
+int gw_mapped_write(const uint8_t *payload, uint32_t len, char *why, size_t whycap);
 
 /* ---- device-to-host copies delivered without a wait (deliveries.c) ---- */
 void gw_deliveries_flush(void); /* delivered bytes to the client: before every reply */

@@ -1,0 +1,562 @@
+/* Host memory the GPU sees: the client's mirror of mapped (zero-copy) and
+ * managed ranges (docs/host-memory.md has the model and its guarantees).
+ *
+ * A range has one address in both processes. The worker holds the copy the
+ * GPU uses; the client maps a mirror at the same address, backed by a memfd
+ * with a second, private view of it for gpuwire's own reads and writes, so
+ * the application's view can be protected page by page while gpuwire fills
+ * or reads it. Each page of the mirror is
+ *   valid (read-only): equal to the worker's as of the last synchronisation,
+ *   dirty (read-write): the host wrote it since; the worker's is stale,
+ *   stale (no access): the device may have written it since.
+ * Dirty pages go to the worker (MAPPED_WRITE) before the next request of any
+ * call leaves; every page turns stale after a round trip that followed device
+ * work (launches, copies: anything sent), and a stale page is fetched
+ * (MAPPED_READ) on the host's first touch, from the SIGSEGV handler below.
+ * Memory the program never maps costs nothing: no handler, no hooks. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "../diag/diag.h"
+#include "state.h"
+
+enum { VALID = 0, DIRTY = 1, STALE = 2 };
+enum { PAGE = 4096 };
+#define MAX_RANGES 4096
+#define FETCH_FIRST (64u << 10) /* a first fetch's bytes; doubled while touches run on, up to a copy chunk */
+
+typedef struct mrange {
+    uint64_t base, size; /* page-aligned */
+    unsigned kind;       /* GW_MAPPED_HOST_ALLOC, _REGISTER, _MANAGED */
+    unsigned flags;      /* as the application gave them */
+    uint8_t *alias;      /* gpuwire's own view of the same pages */
+    uint8_t *state;      /* one byte a page */
+    size_t ndirty;
+    uint64_t next_fetch; /* where a run of fetches would go on; its window */
+    size_t window;
+} mrange;
+
+/* Readers in the signal handler look ranges up without a lock: slots are
+ * published with release stores and emptied before a range is torn down. */
+static mrange *_Atomic slots[MAX_RANGES];
+static atomic_int nlive;
+static atomic_size_t total_dirty;
+static atomic_flag busy = ATOMIC_FLAG_INIT; /* every page-state change; async-signal-safe */
+static unsigned long long epoch, invalidated_at; /* requests sent; as of the last invalidation */
+static __thread int inside;                      /* this thread is in the code below: no hook */
+static struct sigaction previous;
+static pthread_once_t install_once = PTHREAD_ONCE_INIT;
+
+static void lock(void)
+{
+    while (atomic_flag_test_and_set_explicit(&busy, memory_order_acquire))
+        sched_yield();
+}
+static void unlock(void) { atomic_flag_clear_explicit(&busy, memory_order_release); }
+
+static mrange *find(uint64_t addr)
+{
+    for (int i = 0; i < MAX_RANGES; i++) {
+        mrange *r = atomic_load_explicit(&slots[i], memory_order_acquire);
+        if (r && addr - r->base < r->size)
+            return r;
+    }
+    return NULL;
+}
+
+static void protect(mrange *r, size_t first, size_t n, int prot)
+{
+    mprotect((void *)(uintptr_t)(r->base + first * PAGE), n * PAGE, prot);
+}
+
+/* ---- talking to the worker (never with a wire lock held: see the hooks) ---- */
+
+static CUresult write_back_run(mrange *r, size_t first, size_t n)
+{
+    size_t per = (GW_COPY_CHUNK - 64) / PAGE; /* pages a frame */
+    for (size_t done = 0; done < n;) {
+        size_t k = n - done < per ? n - done : per;
+        gw_req *q = gw_req_begin_quiet(GW_OP_MAPPED_WRITE);
+        gw_put_fields(q, gw_mapped_write_req, {.addr = r->base + (first + done) * PAGE});
+        gw_put_raw(q, r->alias + (first + done) * PAGE, k * PAGE);
+        CUresult rc = gw_req_post(q);
+        if (rc != CUDA_SUCCESS)
+            return rc;
+        done += k;
+    }
+    return CUDA_SUCCESS;
+}
+
+/* Dirty pages of r to the worker; they turn valid (read-only) first, so a
+ * write racing the copy faults and makes its page dirty again. Lock held. */
+static CUresult write_back(mrange *r)
+{
+    CUresult rc = CUDA_SUCCESS;
+    size_t pages = r->size / PAGE;
+    for (size_t i = 0; i < pages && r->ndirty;) {
+        if (r->state[i] != DIRTY) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < pages && r->state[j] == DIRTY)
+            j++;
+        protect(r, i, j - i, PROT_READ);
+        memset(r->state + i, VALID, j - i);
+        r->ndirty -= j - i;
+        atomic_fetch_sub(&total_dirty, j - i);
+        if (rc == CUDA_SUCCESS)
+            rc = write_back_run(r, i, j - i);
+        i = j;
+    }
+    return rc;
+}
+
+/* Stale pages from page `first` on (as many as the window), fetched into
+ * the private view, then readable. Lock held. */
+static CUresult fetch(mrange *r, size_t first)
+{
+    size_t pages = r->size / PAGE;
+    uint64_t at = r->base + first * PAGE;
+    r->window = at == r->next_fetch && r->window ? r->window * 2 : FETCH_FIRST;
+    if (r->window > GW_COPY_CHUNK)
+        r->window = GW_COPY_CHUNK;
+    size_t n = 0;
+    while (first + n < pages && r->state[first + n] == STALE && (n + 1) * PAGE <= r->window)
+        n++;
+    gw_req *q = gw_req_begin_quiet(GW_OP_MAPPED_READ);
+    gw_put_fields(q, gw_mapped_read_req, {.addr = at, .n = n * PAGE});
+    gw_rep *rep;
+    CUresult rc = gw_req_call(q, &rep);
+    if (rc == CUDA_SUCCESS && gw_get_bytes(rep, r->alias + first * PAGE, n * PAGE))
+        rc = CUDA_ERROR_UNKNOWN;
+    gw_rep_end(rep);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    memset(r->state + first, VALID, n);
+    protect(r, first, n, PROT_READ);
+    r->next_fetch = at + n * PAGE;
+    return CUDA_SUCCESS;
+}
+
+/* ---- the fault handler ---- */
+
+static void chain(int sig, siginfo_t *si, void *uc)
+{
+    if (previous.sa_flags & SA_SIGINFO) {
+        previous.sa_sigaction(sig, si, uc);
+        return;
+    }
+    if (previous.sa_handler == SIG_IGN || previous.sa_handler == SIG_DFL) {
+        /* not ours: the fault happens again with the default action */
+        signal(sig, SIG_DFL);
+        return;
+    }
+    previous.sa_handler(sig);
+}
+
+static void on_fault(int sig, siginfo_t *si, void *uc)
+{
+    int saved = errno;
+    uint64_t addr = (uint64_t)(uintptr_t)si->si_addr;
+    mrange *r = find(addr);
+    if (!r) {
+        chain(sig, si, uc);
+        errno = saved;
+        return;
+    }
+    inside++;
+    lock();
+    size_t pg = (addr - r->base) / PAGE;
+    if (r->state[pg] == STALE) {
+        /* the fault can come while this thread was reading a reply: set it aside */
+        int pushed = gw_wire_tls_push() == 0;
+        CUresult rc = fetch(r, pg);
+        if (pushed)
+            gw_wire_tls_pop();
+        if (rc != CUDA_SUCCESS) {
+            static const char m[] = "gpuwire: mapped host memory: its bytes could not be fetched from the server; "
+                                    "the program cannot go on\n";
+            ssize_t w = write(2, m, sizeof m - 1);
+            (void)w;
+            signal(SIGSEGV, SIG_DFL);
+            protect(r, pg, 1, PROT_NONE);
+        }
+    } else if (r->state[pg] == VALID) { /* a write: the page turns dirty */
+        r->state[pg] = DIRTY;
+        r->ndirty++;
+        atomic_fetch_add(&total_dirty, 1);
+        protect(r, pg, 1, PROT_READ | PROT_WRITE);
+    } /* DIRTY: another thread made it writable meanwhile */
+    unlock();
+    inside--;
+    errno = saved;
+}
+
+/* ---- coherence at calls ---- */
+
+static int ours(unsigned op)
+{
+    return op == GW_OP_MAPPED_MAP || op == GW_OP_MAPPED_UNMAP || op == GW_OP_MAPPED_WRITE ||
+           op == GW_OP_MAPPED_READ;
+}
+
+static void write_back_all(void)
+{
+    for (int i = 0; i < MAX_RANGES && atomic_load(&total_dirty); i++) {
+        mrange *r = atomic_load(&slots[i]);
+        if (r && r->ndirty)
+            write_back(r);
+    }
+}
+
+static void before_request(unsigned op)
+{
+    if (inside || ours(op))
+        return;
+    __atomic_add_fetch(&epoch, 1, __ATOMIC_RELAXED);
+    if (!atomic_load(&total_dirty))
+        return;
+    inside++;
+    lock();
+    write_back_all();
+    unlock();
+    inside--;
+}
+
+/* Every page turns stale: the device may have written any of them. */
+static void invalidate_all(void)
+{
+    for (int i = 0; i < MAX_RANGES; i++) {
+        mrange *r = atomic_load(&slots[i]);
+        if (!r)
+            continue;
+        if (r->ndirty)
+            write_back(r);
+        protect(r, 0, r->size / PAGE, PROT_NONE);
+        memset(r->state, STALE, r->size / PAGE);
+        r->next_fetch = 0;
+    }
+}
+
+static void after_reply(unsigned op)
+{
+    unsigned long long now = __atomic_load_n(&epoch, __ATOMIC_RELAXED);
+    if (inside || ours(op) || now == invalidated_at)
+        return;
+    inside++;
+    lock();
+    invalidated_at = now;
+    invalidate_all();
+    unlock();
+    inside--;
+}
+
+static const gw_call_hooks hooks = {before_request, after_reply};
+
+static void install(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &previous);
+    gw_set_call_hooks(&hooks);
+    if (gw_debug())
+        gw_log("mapped host memory: page protection with a SIGSEGV handler tracks the mirror");
+}
+
+void gw_mapped_sync_point(void) { after_reply(0); }
+
+void gw_mapped_flush(void)
+{
+    if (!atomic_load(&nlive) || inside || !atomic_load(&total_dirty))
+        return;
+    inside++;
+    lock();
+    write_back_all();
+    unlock();
+    inside--;
+}
+
+/* ---- ranges ---- */
+
+static void drop_views(mrange *r)
+{
+    if (r->alias)
+        munmap(r->alias, r->size);
+    free(r->state);
+    free(r);
+}
+
+/* A mirror at addr: the memfd's pages shared by the application's view
+ * there (fixed: replace says whether it may cover what is there, i.e. the
+ * program's own registered pages) and gpuwire's view. NULL if addr is taken. */
+static mrange *mirror(uint64_t addr, uint64_t size, int replace, const void *keep)
+{
+    mrange *r = calloc(1, sizeof *r);
+    int fd = memfd_create("gpuwire-mapped", MFD_CLOEXEC);
+    if (!r || fd < 0 || ftruncate(fd, (off_t)size)) {
+        if (fd >= 0)
+            close(fd);
+        free(r);
+        return NULL;
+    }
+    r->base = addr;
+    r->size = size;
+    r->state = calloc(size / PAGE, 1);
+    r->alias = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (!r->state || r->alias == MAP_FAILED) {
+        r->alias = r->alias == MAP_FAILED ? NULL : r->alias;
+        close(fd);
+        drop_views(r);
+        return NULL;
+    }
+    if (keep)
+        memcpy(r->alias, keep, size); /* the program's bytes, before its pages are replaced */
+    void *want = (void *)(uintptr_t)addr;
+    void *p = mmap(want, size, keep ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED | (replace ? MAP_FIXED : MAP_FIXED_NOREPLACE),
+                   fd, 0);
+    close(fd);
+    if (p != want) {
+        if (p != MAP_FAILED)
+            munmap(p, size);
+        drop_views(r);
+        return NULL;
+    }
+    madvise(r->alias, size, MADV_DONTFORK);
+    /* a forked child has none of an allocation, as with the driver's
+     * page-locked memory; registered pages are the program's own (its heap) */
+    if (!keep)
+        madvise(want, size, MADV_DONTFORK);
+    if (keep) {
+        memset(r->state, DIRTY, size / PAGE); /* the worker's copy is fresh: all of it goes */
+        r->ndirty = size / PAGE;
+    }
+    return r;
+}
+
+static int publish(mrange *r)
+{
+    pthread_once(&install_once, install);
+    for (int i = 0; i < MAX_RANGES; i++) {
+        mrange *expect = NULL;
+        if (atomic_compare_exchange_strong(&slots[i], &expect, r)) {
+            atomic_fetch_add(&nlive, 1);
+            atomic_fetch_add(&total_dirty, r->ndirty);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static CUresult worker_map(unsigned kind, unsigned flags, uint64_t addr, uint64_t size, uint64_t *got)
+{
+    gw_req *q = gw_req_begin_quiet(GW_OP_MAPPED_MAP);
+    gw_put_fields(q, gw_mapped_map_req, {.kind = kind, .flags = flags, .addr = addr, .size = size});
+    gw_rep *rep;
+    CUresult rc = gw_req_call(q, &rep);
+    if (rc == CUDA_SUCCESS && gw_get_bytes(rep, got, sizeof *got))
+        rc = CUDA_ERROR_UNKNOWN;
+    gw_rep_end(rep);
+    return rc;
+}
+
+static void worker_unmap(uint64_t addr)
+{
+    gw_req *q = gw_req_begin_quiet(GW_OP_MAPPED_UNMAP);
+    gw_put_fields(q, gw_mapped_unmap_req, {.addr = addr});
+    gw_rep *rep;
+    gw_req_call(q, &rep);
+    gw_rep_end(rep);
+}
+
+static uint64_t round_up(uint64_t n) { return (n + PAGE - 1) / PAGE * PAGE; }
+
+CUresult gw_mapped_alloc(unsigned kind, unsigned flags, size_t bytes, uint64_t *out)
+{
+    if (!gw_initialized())
+        return CUDA_ERROR_NOT_INITIALIZED;
+    if (!bytes)
+        return CUDA_ERROR_INVALID_VALUE;
+    uint64_t size = round_up(bytes), taken[4];
+    int ntaken = 0;
+    CUresult rc = CUDA_ERROR_OUT_OF_MEMORY;
+    /* the worker chooses the address; one this process already uses is kept
+     * aside (so the worker cannot give it again) and freed after */
+    for (int tries = 0; tries < 4; tries++) {
+        uint64_t addr = 0;
+        rc = worker_map(kind, flags, 0, size, &addr);
+        if (rc != CUDA_SUCCESS)
+            break;
+        mrange *r = mirror(addr, size, 0, NULL);
+        if (r) {
+            r->kind = kind;
+            r->flags = flags;
+            if (publish(r) == 0) {
+                *out = addr;
+                break;
+            }
+            munmap((void *)(uintptr_t)addr, size);
+            drop_views(r);
+            worker_unmap(addr);
+            rc = CUDA_ERROR_OUT_OF_MEMORY;
+            break;
+        }
+        taken[ntaken++] = addr;
+        rc = CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    for (int i = 0; i < ntaken; i++)
+        worker_unmap(taken[i]);
+    if (rc == CUDA_ERROR_OUT_OF_MEMORY && ntaken)
+        gw_log("mapped host memory: %zu bytes: the addresses the server offered are taken in this process", bytes);
+    return rc;
+}
+
+CUresult gw_mapped_register(void *p, size_t bytes, unsigned flags, uint64_t *base_out)
+{
+    uint64_t base = (uint64_t)(uintptr_t)p / PAGE * PAGE;
+    uint64_t size = round_up((uint64_t)(uintptr_t)p + bytes - base);
+    for (uint64_t a = base; a < base + size; a += PAGE)
+        if (find(a))
+            return CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
+    uint64_t got = 0;
+    CUresult rc = worker_map(GW_MAPPED_REGISTER, flags, base, size, &got);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    mrange *r = mirror(base, size, 1, (const void *)(uintptr_t)base);
+    if (!r) {
+        worker_unmap(base);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    r->kind = GW_MAPPED_REGISTER;
+    r->flags = flags;
+    if (publish(r)) {
+        worker_unmap(base);
+        drop_views(r); /* the pages stay mapped from the memfd: the program's bytes are there */
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    *base_out = base;
+    return CUDA_SUCCESS;
+}
+
+/* The range that starts at addr taken out of use: the worker frees its copy.
+ * A registration leaves the program its pages, as they are now (made
+ * current first); an allocation's pages go. */
+CUresult gw_mapped_release(uint64_t addr, unsigned kind)
+{
+    mrange *r = NULL;
+    int slot = -1;
+    for (int i = 0; i < MAX_RANGES && slot < 0; i++) {
+        mrange *c = atomic_load(&slots[i]);
+        if (c && c->base == addr && c->kind == kind)
+            r = c, slot = i;
+    }
+    if (!r)
+        return CUDA_ERROR_INVALID_VALUE;
+    inside++;
+    lock();
+    if (kind == GW_MAPPED_REGISTER) { /* the program keeps current bytes */
+        size_t pages = r->size / PAGE;
+        for (size_t i = 0; i < pages; i++)
+            if (r->state[i] == STALE && fetch(r, i) != CUDA_SUCCESS)
+                break;
+        protect(r, 0, pages, PROT_READ | PROT_WRITE);
+    }
+    atomic_fetch_sub(&total_dirty, r->ndirty);
+    atomic_store(&slots[slot], NULL);
+    atomic_fetch_sub(&nlive, 1);
+    unlock();
+    inside--;
+    worker_unmap(addr);
+    if (kind != GW_MAPPED_REGISTER)
+        munmap((void *)(uintptr_t)addr, r->size);
+    drop_views(r);
+    return CUDA_SUCCESS;
+}
+
+int gw_mapped_lookup(uint64_t addr, uint64_t n, uint64_t *base, unsigned *kind, unsigned *flags)
+{
+    if (!atomic_load(&nlive))
+        return 0;
+    mrange *r = find(addr);
+    if (!r || n > r->size - (addr - r->base))
+        return 0;
+    if (base)
+        *base = r->base;
+    if (kind)
+        *kind = r->kind;
+    if (flags)
+        *flags = r->flags;
+    return 1;
+}
+
+int gw_mapped_overlaps(uint64_t addr, uint64_t n)
+{
+    if (!atomic_load(&nlive) || !n)
+        return 0;
+    for (uint64_t a = addr / PAGE * PAGE; a < addr + n; a += PAGE)
+        if (find(a))
+            return 1;
+    return 0;
+}
+
+/* Bytes gpuwire itself is about to read (for_write 0) or write (1) in the
+ * application's view: stale pages fetched now, outside any wire lock, and
+ * pages to be written made dirty, so no fault happens inside gpuwire. */
+void gw_mapped_prepare(uint64_t addr, uint64_t n, int for_write)
+{
+    if (!gw_mapped_overlaps(addr, n))
+        return;
+    inside++;
+    lock();
+    for (uint64_t a = addr / PAGE * PAGE; a < addr + n; a += PAGE) {
+        mrange *r = find(a);
+        if (!r)
+            continue;
+        size_t pg = (a - r->base) / PAGE;
+        if (r->state[pg] == STALE && fetch(r, pg) != CUDA_SUCCESS)
+            continue;
+        if (for_write && r->state[pg] == VALID) {
+            r->state[pg] = DIRTY;
+            r->ndirty++;
+            atomic_fetch_add(&total_dirty, 1);
+            protect(r, pg, 1, PROT_READ | PROT_WRITE);
+        }
+    }
+    unlock();
+    inside--;
+}
+
+/* After a copy the client posted into mapped memory (no round trip follows
+ * it): its pages turn stale, to be fetched after the copy on first touch. */
+void gw_mapped_written_remotely(uint64_t addr, uint64_t n)
+{
+    if (!gw_mapped_overlaps(addr, n))
+        return;
+    inside++;
+    lock();
+    for (uint64_t a = addr / PAGE * PAGE; a < addr + n; a += PAGE) {
+        mrange *r = find(a);
+        if (!r)
+            continue;
+        size_t pg = (a - r->base) / PAGE;
+        if (r->state[pg] == DIRTY) { /* written by the host while the copy was on its way: a race, the copy wins */
+            r->ndirty--;
+            atomic_fetch_sub(&total_dirty, 1);
+        }
+        r->state[pg] = STALE;
+        protect(r, pg, 1, PROT_NONE);
+    }
+    unlock();
+    inside--;
+}

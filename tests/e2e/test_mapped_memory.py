@@ -1,0 +1,48 @@
+"""Host memory the GPU sees (docs/host-memory.md): mapped allocations,
+registrations and managed memory through gpuwire against the stand-in
+(tests/programs/mapped_memory.cu), and the worker's checks on the client's
+writes and fetches of such ranges."""
+
+import struct
+
+import pytest
+
+from conftest import NOT_BUILT, PROGRAMS_DIR, explain, gw_run
+from gpuwire import wire_generated as wire
+from test_cache_wire import frame
+from test_server import assert_malformed_ends_session
+
+
+@pytest.mark.parametrize("flavour", ["shared", "static"])
+def test_mapped_memory_program_passes(server, flavour):
+    program = PROGRAMS_DIR / f"mapped_memory_{flavour}"
+    if not program.is_file():
+        pytest.skip(NOT_BUILT)
+    result = gw_run([str(program)], server=server.address, timeout=120, env={"GPUWIRE_DEBUG": "1"})
+    assert result.returncode == 0, explain(result, server)
+    assert result.stdout.strip().splitlines()[-1] == "PASS mapped_memory", explain(result, server)
+    assert "device pointer is the host pointer: 1" in result.stdout, explain(result, server)
+    assert "not supported by gpuwire" not in result.stderr, explain(result, server)
+    # the mirror was kept by page protection, and page-locked memory was mapped when asked for
+    assert "page protection with a SIGSEGV handler" in result.stderr, explain(result, server)
+    assert "is now mapped: the device asked for it" in result.stderr, explain(result, server)
+
+
+HOSTILE = [
+    ("write outside any range", wire.OP_MAPPED_WRITE, struct.pack("<Q", 0x10000) + b"x" * 16,
+     "not inside a mapped range"),
+    ("write cut short", wire.OP_MAPPED_WRITE, b"\0" * 4, "too short"),
+    ("read outside any range", wire.OP_MAPPED_READ, struct.pack("<QQ", 0x10000, 4096),
+     "not inside a mapped range"),
+    ("read of nothing", wire.OP_MAPPED_READ, struct.pack("<QQ", 0x10000, 0), "not inside a mapped range"),
+    ("map of an unknown kind", wire.OP_MAPPED_MAP, struct.pack("<IIQQ", 9, 0, 0, 4096), "MAPPED_MAP"),
+    ("map of nothing", wire.OP_MAPPED_MAP, struct.pack("<IIQQ", 1, 0, 0, 0), "MAPPED_MAP"),
+    ("allocation at an address", wire.OP_MAPPED_MAP, struct.pack("<IIQQ", 1, 0, 0x7000, 4096), "MAPPED_MAP"),
+]
+
+
+@pytest.mark.parametrize("what,op,payload,reason", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_mapped_requests_end_the_session(server, what, op, payload, reason):
+    """The worker touches no byte outside the session's own ranges: a write or
+    fetch elsewhere, or a malformed map request, ends that session only."""
+    assert_malformed_ends_session(server, frame(op, payload), reason)

@@ -1,0 +1,131 @@
+// mapped_memory: host memory the GPU sees (docs/host-memory.md). Mapped
+// allocations, registrations and managed memory used by kernels, written by
+// the host between launches, copied to and from; every result checked on the
+// host. The flags and pointer attributes are printed for gpu-check to compare
+// with the native run.
+#define PROG "mapped_memory"
+#include "check.h"
+
+#include <stdint.h>
+
+__global__ void vector_add(const float *a, const float *b, float *c, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n)
+        c[i] = a[i] + b[i];
+}
+
+static void expect_sum(const float *a, const float *b, const float *c, int n, const char *what)
+{
+    for (int i = 0; i < n; i++)
+        if (c[i] != a[i] + b[i])
+            FAIL("%s: element %d is %g, want %g", what, i, c[i], a[i] + b[i]);
+}
+
+static void add(const float *a, const float *b, float *c, int n)
+{
+    vector_add<<<(n + 255) / 256, 256>>>(a, b, c, n);
+    CK(cudaGetLastError());
+    CK(cudaDeviceSynchronize());
+}
+
+int main(void)
+{
+    const int n = 300000; /* not a whole number of pages */
+    const size_t bytes = (size_t)n * sizeof(float);
+    int can_map = 0;
+    CK(cudaDeviceGetAttribute(&can_map, cudaDevAttrCanMapHostMemory, 0));
+    printf("can map host memory: %d\n", can_map);
+
+    /* mapped allocations: written by the host, read and written by a kernel */
+    float *a, *b, *c, *da, *db, *dc;
+    CK(cudaHostAlloc((void **)&a, bytes, cudaHostAllocMapped));
+    CK(cudaHostAlloc((void **)&b, bytes, cudaHostAllocMapped));
+    CK(cudaHostAlloc((void **)&c, bytes, cudaHostAllocMapped));
+    CK(cudaHostGetDevicePointer((void **)&da, a, 0));
+    CK(cudaHostGetDevicePointer((void **)&db, b, 0));
+    CK(cudaHostGetDevicePointer((void **)&dc, c, 0));
+    printf("device pointer is the host pointer: %d\n", da == a && db == b && dc == c);
+    for (int i = 0; i < n; i++) {
+        a[i] = (float)(i % 1000) * 0.5f;
+        b[i] = (float)(i % 37) * 2.0f;
+    }
+    add(da, db, dc, n);
+    expect_sum(a, b, c, n, "mapped, first launch");
+
+    /* the host changes some of a (a few pages only), the kernel sees it */
+    for (int i = 0; i < n; i += 4096)
+        a[i] = -1.0f - (float)i;
+    add(da, db, dc, n);
+    expect_sum(a, b, c, n, "mapped, after host writes");
+
+    /* the kernel's output as an input again, with the host reading between */
+    float first = c[0];
+    add(dc, db, da, n);
+    if (a[0] != first + b[0])
+        FAIL("mapped, output fed back: %g, want %g", a[0], first + b[0]);
+
+    /* copies with a mapped side, both ways */
+    float *dev, *back = (float *)malloc(bytes);
+    CK(cudaMalloc((void **)&dev, bytes));
+    CK(cudaMemcpy(dev, c, bytes, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(back, dev, bytes, cudaMemcpyDeviceToHost));
+    if (memcmp(back, c, bytes))
+        FAIL("copy from mapped memory differs");
+    CK(cudaMemset(dev, 0, bytes));
+    CK(cudaMemcpy(a, dev, bytes, cudaMemcpyDeviceToHost));
+    for (int i = 0; i < n; i++)
+        if (a[i] != 0.0f)
+            FAIL("copy into mapped memory: element %d is %g", i, a[i]);
+
+    unsigned flags = 0;
+    CK(cudaHostGetFlags(&flags, c));
+    printf("cudaHostGetFlags of a mapped allocation: %u\n", flags);
+    cudaPointerAttributes at;
+    CK(cudaPointerGetAttributes(&at, c));
+    printf("pointer attributes: type %d, device pointer is it: %d, host pointer is it: %d\n", (int)at.type,
+           at.devicePointer == c, at.hostPointer == c);
+
+    /* the program's own memory registered as mapped: its bytes are kept */
+    float *own = (float *)malloc(bytes + 100), *downed;
+    for (int i = 0; i < n; i++)
+        own[i] = (float)(i % 91);
+    CK(cudaHostRegister(own, bytes, cudaHostRegisterMapped));
+    CK(cudaHostGetDevicePointer((void **)&downed, own, 0));
+    add(downed, db, dc, n);
+    expect_sum(own, b, c, n, "registered");
+    CK(cudaHostUnregister(own));
+    own[5] = 7.0f; /* still the program's memory */
+    if (own[4] != 4.0f || own[5] != 7.0f)
+        FAIL("registered memory after unregistering: %g %g", own[4], own[5]);
+    free(own);
+
+    /* page-locked memory allocated without the mapped flag: its device pointer too */
+    float *plain, *dplain;
+    CK(cudaMallocHost((void **)&plain, bytes));
+    for (int i = 0; i < n; i++)
+        plain[i] = 3.0f;
+    CK(cudaHostGetDevicePointer((void **)&dplain, plain, 0));
+    add(dplain, db, dc, n);
+    expect_sum(plain, b, c, n, "page-locked, device pointer asked for");
+    CK(cudaFreeHost(plain));
+
+    /* managed memory */
+    float *m;
+    CK(cudaMallocManaged((void **)&m, bytes));
+    for (int i = 0; i < n; i++)
+        m[i] = (float)(i % 13);
+    add(m, db, dc, n);
+    expect_sum(m, b, c, n, "managed input");
+    add(db, db, m, n);
+    expect_sum(b, b, m, n, "managed output");
+    CK(cudaFree(m));
+
+    CK(cudaFreeHost(a));
+    CK(cudaFreeHost(b));
+    CK(cudaFreeHost(c));
+    CK(cudaFree(dev));
+    free(back);
+    printf("PASS mapped_memory\n");
+    return 0;
+}
