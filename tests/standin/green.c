@@ -217,7 +217,7 @@ static CUresult green_event(CUgreenCtx h, CUevent ev, int record)
 {
     sd_lock();
     sd_green *g = live_green(h);
-    CUresult r = g ? sd_ctx_event(&g->ctx, ev, record, sd_primary()) : CUDA_ERROR_INVALID_HANDLE;
+    CUresult r = g ? sd_ctx_event(&g->ctx, ev, record, sd_primary_of(g->ctx.dev)) : CUDA_ERROR_INVALID_HANDLE;
     sd_unlock();
     return r;
 }
