@@ -3000,6 +3000,9 @@ CUresult CUDAAPI cuMemcpyPeer(CUdeviceptr dstDevice, CUcontext dstContext, CUdev
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
+    if (gw_mem_is_device_range(dstDevice, ByteCount) && gw_mem_is_device_range(srcDevice, ByteCount))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -3016,7 +3019,7 @@ CUresult CUDAAPI cuMemcpyPeerAsync(CUdeviceptr dstDevice, CUcontext dstContext, 
     gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_is_device_range(dstDevice, 1) && gw_mem_is_device_range(srcDevice, 1))
+    if (gw_mem_is_device_range(dstDevice, ByteCount) && gw_mem_is_device_range(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3035,7 +3038,7 @@ CUresult CUDAAPI cuMemcpyPeerAsync_ptsz(CUdeviceptr dstDevice, CUcontext dstCont
     gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_is_device_range(dstDevice, 1) && gw_mem_is_device_range(srcDevice, 1))
+    if (gw_mem_is_device_range(dstDevice, ByteCount) && gw_mem_is_device_range(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3053,6 +3056,9 @@ CUresult CUDAAPI cuMemcpyPeer_ptds(CUdeviceptr dstDevice, CUcontext dstContext, 
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
+    if (gw_mem_is_device_range(dstDevice, ByteCount) && gw_mem_is_device_range(srcDevice, ByteCount))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
