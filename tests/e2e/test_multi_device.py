@@ -91,9 +91,12 @@ def test_standin_selftest_devices():
     assert r.returncode == 0 and "PASS standin_selftest_devices" in r.stdout, r.stdout + r.stderr
 
 
-def test_every_device_is_listed(server3, native_dir):
-    r = run_remote(server3, "list", {})
+def test_every_device_is_listed(server3, native_dir, tmp_path):
+    stats = tmp_path / "stats.json"
+    r = run_remote(server3, "list", {}, stats=stats)
     assert r.returncode == 0 and "PASS multi_device" in r.stdout, explain(r, server3)
+    # HELLO_OK's device table carried all three: no query waited for the server
+    assert stats_of(stats)["round_trips_by_function"] == {"cuInit": 1}, stats_of(stats)
     got = devices(r)
     # FASTEST_FIRST: p0, p2, p1; each with its own UUID, bus id, memory and name
     assert [(d[1], d[2], d[3]) for d in got] == [
