@@ -2992,7 +2992,7 @@ CUresult CUDAAPI cuMemcpyDtoD_v2_ptds(CUdeviceptr dstDevice, CUdeviceptr srcDevi
 }
 
 #undef cuMemcpyPeer
-CUresult CUDAAPI cuMemcpyPeer(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeer(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyPeer);
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
@@ -3010,7 +3010,7 @@ CUresult CUDAAPI cuMemcpyPeer(CUdeviceptr dstDevice, CUcontext dstContext, CUdev
 }
 
 #undef cuMemcpyPeerAsync
-CUresult CUDAAPI cuMemcpyPeerAsync(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount, CUstream hStream)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeerAsync(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyPeerAsync);
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
@@ -3029,7 +3029,7 @@ CUresult CUDAAPI cuMemcpyPeerAsync(CUdeviceptr dstDevice, CUcontext dstContext, 
 }
 
 #undef cuMemcpyPeerAsync_ptsz
-CUresult CUDAAPI cuMemcpyPeerAsync_ptsz(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount, CUstream hStream)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeerAsync_ptsz(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyPeerAsync_ptsz);
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
@@ -3048,7 +3048,7 @@ CUresult CUDAAPI cuMemcpyPeerAsync_ptsz(CUdeviceptr dstDevice, CUcontext dstCont
 }
 
 #undef cuMemcpyPeer_ptds
-CUresult CUDAAPI cuMemcpyPeer_ptds(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeer_ptds(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyPeer_ptds);
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);

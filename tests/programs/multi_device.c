@@ -196,8 +196,10 @@ static void peers(void)
     CK(cuMemcpyDtoH(back, a0, bytes));
     check_floats(back, N_FLOATS - 16, "cuMemcpy (unified) device 1 to device 0");
 
-    /* a peer copy past the end of an allocation */
+    /* a peer copy past the end of an allocation, and ones naming no context: refused at once */
     EXPECT(cuMemcpyPeer(a1, p1, a0, p0, bytes + 4096), CUDA_ERROR_INVALID_VALUE);
+    EXPECT(cuMemcpyPeer(a1, NULL, a0, p0, bytes), CUDA_ERROR_INVALID_CONTEXT);
+    EXPECT(cuMemcpyPeerAsync(a1, p1, a0, NULL, bytes, NULL), CUDA_ERROR_INVALID_CONTEXT);
     CK(cuCtxSynchronize());
 
     /* a created context on device 1 */
