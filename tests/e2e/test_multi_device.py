@@ -17,7 +17,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
@@ -80,15 +79,6 @@ def run_remote(server, mode: str, env: dict[str, str], stats=None) -> subprocess
 
 def devices(result) -> list[tuple[int, str, str, int, str]]:
     return [(int(m[1]), m[2], m[3], int(m[4]), m[6]) for m in DEV_LINE.finditer(result.stdout)]
-
-
-def test_standin_selftest_devices():
-    """The stand-in's own checks of several devices, masks and peers (tests/standin/selftest_devices.c)."""
-    exe = ROOT / "build" / "standin_selftest_devices"
-    if not exe.is_file():
-        pytest.skip("build/standin_selftest_devices is not built (make -C tests/standin check)")
-    r = subprocess.run([str(exe), str(STANDIN)], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0 and "PASS standin_selftest_devices" in r.stdout, r.stdout + r.stderr
 
 
 def test_every_device_is_listed(server3, native_dir, tmp_path):
