@@ -166,6 +166,9 @@ def test_lease_and_mask_together(server3):
     assert r.returncode == 0 and [d[1] for d in devices(r)] == [uuid(1)], explain(r, server3)
     r = run_remote(server3, "list", {"GPUWIRE_GPU": "2", "CUDA_VISIBLE_DEVICES": "1"})
     assert r.returncode != 0 and "CUDA_ERROR_NO_DEVICE" in r.stdout, explain(r, server3)
+    # a UUID cannot reach a GPU outside the lease (nor, today, the leased one: docs/multi-gpu.md)
+    r = run_remote(server3, "list", {"GPUWIRE_GPU": "2", "CUDA_VISIBLE_DEVICES": uuid(0)})
+    assert r.returncode != 0 and uuid(0) not in r.stdout, explain(r, server3)
 
 
 def test_lease_on_a_gpu_that_does_not_exist(server3):
