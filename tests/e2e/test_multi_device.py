@@ -213,3 +213,18 @@ def test_smi_lists_every_gpu(server3):
                            timeout=60, env=gpuwire_env())
     assert table.returncode == 0 and "gpuwire CPU stand-in 2" in table.stdout, table.stdout + table.stderr
     assert "3 device(s) visible" in table.stdout, table.stdout
+
+
+def test_top_shows_every_gpu_and_per_gpu_leases(server3):
+    """`gpuwire top --once`: a row per GPU, and a session's lease with the GPU it holds."""
+    holder = gw_python_client(server3.address, HOLD, env={"GPUWIRE_GPU": "2", "GPUWIRE_LEASE": "exclusive"})
+    try:
+        r = subprocess.run(GPUWIRE + ["top", "--once", "--server", server3.address], capture_output=True, text=True,
+                           timeout=60, env=gpuwire_env())
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert all(re.search(rf"^  GPU {i} ", r.stdout, re.M) for i in range(DEVICES)), r.stdout
+    assert "Leases: 1 held (1 exclusive, 0 shared)" in r.stdout, r.stdout
+    assert re.search(r"\bexclusive\s+2\s", r.stdout), r.stdout  # the session row: lease, then its GPUs
