@@ -4,8 +4,8 @@
  * memory with the driver's error codes, and peer copies (memory is all host memory here, so
  * a peer copy is a checked memmove; on a GPU it stays on the server too).
  *
- * What is not modelled: a kernel reaching memory of a device whose context it has not
- * enabled faults on a GPU; here it reads the bytes (kernels see all stand-in memory). */
+ * A kernel that reaches memory of another device whose context its own has not enabled
+ * faults (CUDA_ERROR_ILLEGAL_ADDRESS), as on a GPU (sd_at, registry.c). */
 #include "standin.h"
 
 #include <string.h>
@@ -99,6 +99,11 @@ SD_API CUresult cuCtxDisablePeerAccess(CUcontext peer_h)
         drop_peer(c, i);
     sd_unlock();
     return r;
+}
+
+int sd_peer_reaches(const sd_ctx *c, const sd_ctx *owner)
+{
+    return owner->dev == c->dev || peer_index(c, owner) >= 0;
 }
 
 static void forget_in(void *obj, void *arg)

@@ -175,6 +175,30 @@ static void case_peers(void)
     free(src);
     free(back);
 
+    /* a kernel of device 0 reaching device 1's memory faults unless its context enabled access */
+    float ones[4] = {1, 1, 1, 1};
+    OK(F(cuMemcpyHtoD_v2)(a1, ones, sizeof ones));
+    for (int enable = 0; enable < 2; enable++) {
+        CUcontext k;
+        OK(F(cuCtxCreate_v4)(&k, NULL, 0, 0));
+        if (enable)
+            OK(F(cuCtxEnablePeerAccess)(p1, 0));
+        CUmodule m;
+        CUfunction f;
+        OK(F(cuModuleLoadData)(&m, "x"));
+        OK(F(cuModuleGetFunction)(&f, m, "da_scale"));
+        float factor = 2.0f;
+        int count = 4;
+        void *args[] = {&a1, &factor, &count};
+        OK(F(cuLaunchKernel)(f, 1, 1, 1, 4, 1, 1, 0, NULL, args, NULL));
+        EXPECT(F(cuCtxSynchronize)(), enable ? CUDA_SUCCESS : CUDA_ERROR_ILLEGAL_ADDRESS);
+        OK(F(cuCtxDestroy_v2)(k));
+    }
+    OK(F(cuCtxSetCurrent)(p0));
+    float got[4];
+    OK(F(cuMemcpyDtoH_v2)(got, a1, sizeof got));
+    TRUE(got[0] == 2.0f && got[3] == 2.0f); /* scaled once: by the launch with access */
+
     /* a created context on device 1 */
     CUcontext c;
     OK(F(cuCtxCreate_v4)(&c, NULL, 0, 1));

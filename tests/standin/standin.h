@@ -87,6 +87,9 @@ sd_ctx *sd_primary(void); /* device 0's primary context (NULL: out of memory). L
 sd_ctx *sd_primary_of(CUdevice dev); /* a (checked) device's primary context. Lock held. */
 /* Drops every peer mapping to or from c (it is being torn down). Lock held. (peer.c) */
 void sd_peer_forget(sd_ctx *c);
+/* May kernels of context c reach memory of allocation owner: its own device's, or a peer
+ * context's it enabled? Lock held. (peer.c) */
+int sd_peer_reaches(const sd_ctx *c, const sd_ctx *owner);
 /* Waits out the context's booked GPU time, the lock let go meanwhile (lock held on entry and exit). */
 void sd_wait_busy(sd_ctx *c);
 
@@ -168,6 +171,7 @@ typedef struct sd_exec {
     unsigned int grid[3], block[3]; /* gridDim, blockDim */
     unsigned int bid[3], tid[3];    /* blockIdx, threadIdx */
     const unsigned char *params;    /* the packed parameter buffer */
+    const struct sd_ctx *ctx;       /* the context it runs in: what memory it may reach (peer.c) */
     int fault;                      /* set by sd_at on a bad address: the launch stops */
 } sd_exec;
 
@@ -201,7 +205,8 @@ const sd_kernel_desc *sd_registry_at(size_t i);
 size_t sd_params_size(const sd_kernel_desc *d);
 
 /* Kernel-side helpers (kernels_*.c). */
-/* A host pointer for len bytes at device address a, or NULL after marking the fault. */
+/* A host pointer for len bytes at device address a, or NULL after marking the fault (also for
+ * memory of another device whose context the running one has not enabled peer access to). */
 void *sd_at(sd_exec *x, uint64_t a, size_t len);
 /* Parameter i of the running kernel, copied out (sizes come from the descriptor). */
 void sd_arg(const sd_exec *x, unsigned int i, void *out, size_t len);
