@@ -152,6 +152,23 @@ def test_peer_access_and_copies(server3, native_dir, tmp_path):
     assert (calls["cuMemcpyPeerAsync"], waits["cuMemcpyPeerAsync"]) == (2, 1), s
 
 
+@pytest.mark.parametrize("link", ["shared", "static"])
+def test_runtime_program_uses_two_devices(server3, link, tmp_path):
+    """The CUDA runtime's view (cudaSetDevice, cudaDeviceEnablePeerAccess, cudaMemcpyPeer(Async),
+    cudaMemcpyDefault between devices), cudart linked both ways: peer copies stay on the server."""
+    program = PROGRAMS_DIR / f"multi_device_rt_{link}"
+    if not program.is_file():
+        pytest.skip(f"{program.name} is not built (make -C tests/programs)")
+    stats = tmp_path / "stats.json"
+    r = gw_run([str(program)], server=server3.address, stats=stats, timeout=60)
+    assert r.returncode == 0 and r.stdout.rstrip().endswith("PASS multi_device_rt"), explain(r, server3)
+    assert "peer access 0->1 1, 1->0 1" in r.stdout
+    s = stats_of(stats)
+    # up: 2 x 2 inputs of 256 KiB; down: three 256 KiB checks; the three device-to-device copies add nothing
+    assert 4 * 262144 <= s["bytes_to_server"] < 5 * 262144, s
+    assert 3 * 262144 <= s["bytes_from_server"] < 4 * 262144, s
+
+
 @pytest.mark.parametrize("gpu, phys", [(0, 0), (1, 2), (2, 1)])
 def test_lease_on_one_gpu_shows_that_gpu(server3, gpu, phys):
     """--gpu N takes the server's device N (its driver's order) and shows it as device 0."""

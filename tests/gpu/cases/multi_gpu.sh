@@ -3,7 +3,8 @@
 # machine with two GPUs or more, tests/programs/multi_device natively and through
 # gpuwire (enumeration; a mask in index and UUID form ending at a bad entry, in PCI
 # order; devices 0 and 1: memory and pointer attributes, peer access and its errors,
-# peer copies with the bytes checked), and a lease on GPU 1 against the driver's own
+# peer copies with the bytes checked), the same through the CUDA runtime
+# (multi_device_rt), and a lease on GPU 1 against the driver's own
 # CUDA_VISIBLE_DEVICES=1. On one GPU it records that it did not run.
 NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')
 if [ "${NGPU:-0}" -lt 2 ]; then
@@ -16,6 +17,7 @@ else
     check multi_device_mask env CUDA_DEVICE_ORDER=PCI_BUS_ID "CUDA_VISIBLE_DEVICES=$UUID1,0,99,1" \
         build/programs/multi_device list
     check multi_device_peers build/programs/multi_device peers
+    check multi_device_rt build/programs/multi_device_rt_shared
     # --gpu 1 must show what the driver shows with CUDA_VISIBLE_DEVICES=1 (the server's order)
     nat=$OUTDIR/multi_device_lease1.native.txt rem=$OUTDIR/multi_device_lease1.gpuwire.txt
     CUDA_VISIBLE_DEVICES=1 timeout 120 build/programs/multi_device list >"$nat" 2>&1
