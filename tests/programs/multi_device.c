@@ -7,7 +7,8 @@
  *   multi_device peers   devices 0 and 1 (at least two needed): primary contexts,
  *                        memory and pointer attributes per device, peer access and
  *                        its error codes, peer copies (sync, async, unified) with the
- *                        bytes checked, a kernel on device 1; then prints
+ *                        bytes checked, a kernel on device 1 that a stream of device 0
+ *                        waits for through an event; then prints
  *                        MEM dev=<d> total=<bytes> used_by_alloc=<bytes> and
  *                        P2P can01=<0|1> rank=<n> atomics=<n>
  * "PASS multi_device" last and exit 0, or "FAIL multi_device: why" and exit 1. */
@@ -174,9 +175,17 @@ static void peers(void)
     int count = N_FLOATS;
     void *args[] = {&a1, &factor, &count};
     CK(cuLaunchKernel(scale, N_FLOATS / 256, 1, 1, 256, 1, 1, 0, s1, args, NULL));
-    CK(cuMemcpyPeerAsync(a0, p0, a1, p1, bytes, s1));
-    CK(cuStreamSynchronize(s1));
+    CUevent done1;
+    CK(cuEventCreate(&done1, CU_EVENT_DISABLE_TIMING));
+    CK(cuEventRecord(done1, s1));
+    /* device 0's stream waits for device 1's kernel, then pulls its result */
     CK(cuCtxSetCurrent(p0));
+    CUstream s0;
+    CK(cuStreamCreate(&s0, CU_STREAM_NON_BLOCKING));
+    CK(cuStreamWaitEvent(s0, done1, 0));
+    CK(cuMemcpyPeerAsync(a0, p0, a1, p1, bytes, s0));
+    CK(cuStreamSynchronize(s0));
+    CK(cuStreamDestroy(s0));
     memset(back, 0, sizeof back);
     CK(cuMemcpyDtoH(back, a0, bytes));
     check_floats(back, N_FLOATS, "kernel on device 1, cuMemcpyPeerAsync to device 0");
@@ -212,6 +221,7 @@ static void peers(void)
     CK(cuCtxDestroy(c1));
 
     CK(cuCtxSetCurrent(p1));
+    CK(cuEventDestroy(done1));
     CK(cuStreamDestroy(s1));
     CK(cuModuleUnload(mod));
     CK(cuMemFree(a1));
