@@ -231,9 +231,10 @@ SD_API CUresult cuDeviceGetByPCIBusId(CUdevice *dev, const char *busid)
         return CUDA_ERROR_NOT_INITIALIZED;
     unsigned dom = 0, bus = 0, slot = 0, fn = 0;
     char tail;
-    if (sscanf(busid, "%x:%x:%x.%x%c", &dom, &bus, &slot, &fn, &tail) != 4) {
+    /* field widths bound every number (the text came from the network) */
+    if (sscanf(busid, "%8x:%2x:%2x.%1x%c", &dom, &bus, &slot, &fn, &tail) != 4) {
         dom = 0;
-        if (sscanf(busid, "%x:%x.%x%c", &bus, &slot, &fn, &tail) != 3)
+        if (sscanf(busid, "%2x:%2x.%1x%c", &bus, &slot, &fn, &tail) != 3)
             return CUDA_ERROR_INVALID_VALUE;
     }
     for (int d = 0; d < g_vis_count; d++)

@@ -141,6 +141,7 @@ SD_API CUresult cuGreenCtxDestroy(CUgreenCtx h)
     if (r == CUDA_SUCCESS) {
         sd_green *g = (sd_green *)h;
         sd_free_ctx_streams_events(&g->ctx);
+        sd_peer_forget(&g->ctx); /* no context keeps a mapping to it */
         sd_ctx_forget_current(&g->ctx);
         sd_obj_del(&g->ctx);
         sd_obj_del(g);

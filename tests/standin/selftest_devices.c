@@ -209,6 +209,10 @@ static void case_peers(void)
     OK(F(cuDeviceGetByPCIBusId)(&d, "0000:01:00.0"));
     TRUE(d == 1);
     EXPECT(F(cuDeviceGetByPCIBusId)(&d, "0000:05:00.0"), CUDA_ERROR_INVALID_DEVICE);
+    OK(F(cuDeviceGetByPCIBusId)(&d, "00000000:00:00.0")); /* NVML's 8-digit domain */
+    TRUE(d == 0);
+    EXPECT(F(cuDeviceGetByPCIBusId)(&d, "0000:01:00.0x"), CUDA_ERROR_INVALID_VALUE);
+    EXPECT(F(cuDeviceGetByPCIBusId)(&d, "0000:999999999999:00.0"), CUDA_ERROR_INVALID_VALUE);
 }
 
 /* Runs one case in a child with GPUWIRE_STANDIN_DEVICES = devices (0: unset) and the order. */
