@@ -34,11 +34,25 @@ def uuid(p: int) -> str:
     return UUID.format(p + 1)
 
 
+CUDA_ENV = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")
+
+
+@pytest.fixture(autouse=True)
+def _no_cuda_env(monkeypatch):
+    """Only what a test sets applies: not the test runner's own CUDA_VISIBLE_DEVICES."""
+    for k in CUDA_ENV:
+        monkeypatch.delenv(k, raising=False)
+
+
 @pytest.fixture(scope="module")
 def server3(tmp_path_factory):
     if not PROGRAM.is_file():
         pytest.skip("build/programs/multi_device is not built (make -C tests/programs)")
-    srv = start_server(tmp_path_factory.mktemp("multi") / "server.log", env={"GPUWIRE_STANDIN_DEVICES": str(DEVICES)})
+    with pytest.MonkeyPatch.context() as mp:  # the server's own list would narrow what it has
+        for k in CUDA_ENV:
+            mp.delenv(k, raising=False)
+        srv = start_server(tmp_path_factory.mktemp("multi") / "server.log",
+                           env={"GPUWIRE_STANDIN_DEVICES": str(DEVICES)})
     yield srv
     srv.stop()
 
@@ -54,27 +68,18 @@ def native_dir(tmp_path_factory):
     return d
 
 
-def clean_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {"CUDA_VISIBLE_DEVICES": None, "CUDA_DEVICE_ORDER": None, **extra}
-    return {k: v for k, v in env.items() if v is not None}
+def clean_env(extra: dict[str, str | None]) -> dict[str, str]:
+    return {k: v for k, v in extra.items() if v is not None}
 
 
 def run_native(native_dir, mode: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    e = gpuwire_env({"GPUWIRE_STANDIN_DEVICES": str(DEVICES), "LD_LIBRARY_PATH": str(native_dir)})
-    for k in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
-        e.pop(k, None)
-    e.update(env)
+    e = gpuwire_env({"GPUWIRE_STANDIN_DEVICES": str(DEVICES), "LD_LIBRARY_PATH": str(native_dir), **env})
     return subprocess.run([str(PROGRAM), mode], capture_output=True, text=True, timeout=60, env=e)
 
 
 def run_remote(server, mode: str, env: dict[str, str], stats=None) -> subprocess.CompletedProcess:
-    """The program through gpuwire run; `gpuwire run` options as their GPUWIRE_* variables in env.
-    Only env's CUDA_VISIBLE_DEVICES / CUDA_DEVICE_ORDER apply, not the test runner's."""
-    saved = {k: os.environ.pop(k) for k in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER") if k in os.environ}
-    try:
-        return gw_run([str(PROGRAM), mode], server=server.address, env=env, stats=stats, timeout=60)
-    finally:
-        os.environ.update(saved)
+    """The program through gpuwire run; `gpuwire run` options as their GPUWIRE_* variables in env."""
+    return gw_run([str(PROGRAM), mode], server=server.address, env=env, stats=stats, timeout=60)
 
 
 def devices(result) -> list[tuple[int, str, str, int, str]]:
