@@ -2992,7 +2992,7 @@ CUresult CUDAAPI cuMemcpyDtoD_v2_ptds(CUdeviceptr dstDevice, CUdeviceptr srcDevi
 }
 
 #undef cuMemcpyPeer
-CUresult CUDAAPI cuMemcpyPeer(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeer(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyPeer);
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
@@ -3000,6 +3000,9 @@ CUresult CUDAAPI cuMemcpyPeer(CUdeviceptr dstDevice, CUcontext dstContext, CUdev
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
+    if (gw_mem_is_device_range(dstDevice, ByteCount) && gw_mem_is_device_range(srcDevice, ByteCount))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -3007,7 +3010,7 @@ CUresult CUDAAPI cuMemcpyPeer(CUdeviceptr dstDevice, CUcontext dstContext, CUdev
 }
 
 #undef cuMemcpyPeerAsync
-CUresult CUDAAPI cuMemcpyPeerAsync(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount, CUstream hStream)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeerAsync(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyPeerAsync);
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
@@ -3016,7 +3019,7 @@ CUresult CUDAAPI cuMemcpyPeerAsync(CUdeviceptr dstDevice, CUcontext dstContext, 
     gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_is_device_range(dstDevice, 1) && gw_mem_is_device_range(srcDevice, 1))
+    if (gw_mem_is_device_range(dstDevice, ByteCount) && gw_mem_is_device_range(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3026,7 +3029,7 @@ CUresult CUDAAPI cuMemcpyPeerAsync(CUdeviceptr dstDevice, CUcontext dstContext, 
 }
 
 #undef cuMemcpyPeerAsync_ptsz
-CUresult CUDAAPI cuMemcpyPeerAsync_ptsz(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount, CUstream hStream)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeerAsync_ptsz(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyPeerAsync_ptsz);
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
@@ -3035,7 +3038,7 @@ CUresult CUDAAPI cuMemcpyPeerAsync_ptsz(CUdeviceptr dstDevice, CUcontext dstCont
     gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_is_device_range(dstDevice, 1) && gw_mem_is_device_range(srcDevice, 1))
+    if (gw_mem_is_device_range(dstDevice, ByteCount) && gw_mem_is_device_range(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3045,7 +3048,7 @@ CUresult CUDAAPI cuMemcpyPeerAsync_ptsz(CUdeviceptr dstDevice, CUcontext dstCont
 }
 
 #undef cuMemcpyPeer_ptds
-CUresult CUDAAPI cuMemcpyPeer_ptds(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeer_ptds(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyPeer_ptds);
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
@@ -3053,6 +3056,9 @@ CUresult CUDAAPI cuMemcpyPeer_ptds(CUdeviceptr dstDevice, CUcontext dstContext, 
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
+    if (gw_mem_is_device_range(dstDevice, ByteCount) && gw_mem_is_device_range(srcDevice, ByteCount))
+        return gw_req_post(q);
+    gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);

@@ -104,8 +104,10 @@ static inline int gw_op_may_post(unsigned op)
     case GW_OP_cuMemcpyHtoDAsync_v2_ptsz:
     case GW_OP_cuMemcpyHtoD_v2:
     case GW_OP_cuMemcpyHtoD_v2_ptds:
+    case GW_OP_cuMemcpyPeer:
     case GW_OP_cuMemcpyPeerAsync:
     case GW_OP_cuMemcpyPeerAsync_ptsz:
+    case GW_OP_cuMemcpyPeer_ptds:
     case GW_OP_cuMemsetD16Async:
     case GW_OP_cuMemsetD16Async_ptsz:
     case GW_OP_cuMemsetD16_v2:

@@ -36,7 +36,7 @@ static CUresult make(CUarray *ph, const CUDA_ARRAY3D_DESCRIPTOR *d)
     sd_ctx *c;
     CUresult r = sd_cur(&c);
     sd_array *a = NULL;
-    if (r == CUDA_SUCCESS && sd_mem_used() + bytes > SD_TOTAL_MEM)
+    if (r == CUDA_SUCCESS && sd_mem_used(c->dev) + bytes > sd_dev_total_mem(c->dev))
         r = CUDA_ERROR_OUT_OF_MEMORY;
     if (r == CUDA_SUCCESS) {
         a = calloc(1, sizeof *a);

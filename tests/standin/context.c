@@ -14,7 +14,7 @@ _Static_assert(CU_LIMIT_MAX <= 16, "sd_ctx.limits holds every CUlimit");
 static _Thread_local sd_ctx *t_stack[STACK_MAX]; /* the calling thread's context stack */
 static _Thread_local int t_depth;
 
-static sd_ctx g_primary; /* device 0's primary context: its handle never dies */
+static sd_ctx g_primary[SD_MAX_DEVICES]; /* each device's primary context: its handle never dies */
 
 static void default_limits(sd_ctx *c)
 {
@@ -28,20 +28,24 @@ static void default_limits(sd_ctx *c)
     c->limits[CU_LIMIT_PERSISTING_L2_CACHE_SIZE] = 0;
 }
 
-static sd_ctx *primary(void)
+/* dev must be checked (sd_check_dev) first. */
+static sd_ctx *primary(CUdevice dev)
 {
-    if (g_primary.h.kind == 0) {
-        g_primary.h.kind = SD_CTX;
-        g_primary.primary = 1;
-        g_primary.id = sd_next_id();
-        default_limits(&g_primary);
-        if (sd_obj_add(&g_primary) != 0)
-            g_primary.h.kind = 0;
+    sd_ctx *p = &g_primary[dev];
+    if (p->h.kind == 0) {
+        p->h.kind = SD_CTX;
+        p->primary = 1;
+        p->dev = dev;
+        p->id = sd_next_id();
+        default_limits(p);
+        if (sd_obj_add(p) != 0)
+            p->h.kind = 0;
     }
-    return g_primary.h.kind ? &g_primary : NULL;
+    return p->h.kind ? p : NULL;
 }
 
-sd_ctx *sd_primary(void) { return primary(); }
+sd_ctx *sd_primary(void) { return primary(0); }
+sd_ctx *sd_primary_of(CUdevice dev) { return sd_check_dev(dev) == CUDA_SUCCESS ? primary(dev) : NULL; }
 
 /* A context handle that may be used: live, and (primary) retained. */
 static CUresult ctx_usable(sd_ctx *c)
@@ -86,6 +90,7 @@ static void teardown(sd_ctx *c)
     sd_free_ctx_streams_events(c);
     sd_free_ctx_modules(c);
     sd_free_ctx_allocs(c);
+    sd_peer_forget(c);
     c->sticky = CUDA_SUCCESS;
     default_limits(c);
 }
@@ -107,7 +112,7 @@ SD_API CUresult cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
         return CUDA_ERROR_INVALID_VALUE;
     sd_lock();
     CUresult r = sd_check_dev(dev);
-    sd_ctx *c = r == CUDA_SUCCESS ? primary() : NULL;
+    sd_ctx *c = r == CUDA_SUCCESS ? primary(dev) : NULL;
     if (r == CUDA_SUCCESS && !c)
         r = CUDA_ERROR_OUT_OF_MEMORY;
     if (r == CUDA_SUCCESS) {
@@ -122,7 +127,7 @@ SD_API CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
 {
     sd_lock();
     CUresult r = sd_check_dev(dev);
-    sd_ctx *c = r == CUDA_SUCCESS ? primary() : NULL;
+    sd_ctx *c = r == CUDA_SUCCESS ? primary(dev) : NULL;
     if (r == CUDA_SUCCESS && (!c || c->retained <= 0))
         r = CUDA_ERROR_INVALID_CONTEXT;
     if (r == CUDA_SUCCESS && --c->retained == 0)
@@ -135,7 +140,7 @@ SD_API CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev)
 {
     sd_lock();
     CUresult r = sd_check_dev(dev);
-    sd_ctx *c = r == CUDA_SUCCESS ? primary() : NULL;
+    sd_ctx *c = r == CUDA_SUCCESS ? primary(dev) : NULL;
     if (r == CUDA_SUCCESS && c) {
         teardown(c); /* frees everything and clears a sticky fault */
         c->retained = 0;
@@ -151,7 +156,7 @@ SD_API CUresult cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int *flags, in
         return CUDA_ERROR_INVALID_VALUE;
     sd_lock();
     CUresult r = sd_check_dev(dev);
-    sd_ctx *c = r == CUDA_SUCCESS ? primary() : NULL;
+    sd_ctx *c = r == CUDA_SUCCESS ? primary(dev) : NULL;
     if (r == CUDA_SUCCESS) {
         *flags = c ? c->flags : 0;
         *active = c && c->retained > 0;
@@ -166,7 +171,7 @@ SD_API CUresult cuDevicePrimaryCtxSetFlags_v2(CUdevice dev, unsigned int flags)
         return CUDA_ERROR_INVALID_VALUE;
     sd_lock();
     CUresult r = sd_check_dev(dev);
-    sd_ctx *c = r == CUDA_SUCCESS ? primary() : NULL;
+    sd_ctx *c = r == CUDA_SUCCESS ? primary(dev) : NULL;
     if (r == CUDA_SUCCESS && c)
         c->flags = flags;
     sd_unlock();

@@ -112,9 +112,13 @@ SD_API CUresult cuInit(unsigned int flags)
     if (flags != 0)
         return CUDA_ERROR_INVALID_VALUE;
     sd_lock();
-    g_init = 1;
+    if (!g_init)
+        sd_devices_setup(); /* read once, as the driver reads its environment once */
+    CUresult r = sd_dev_count() > 0 ? CUDA_SUCCESS : CUDA_ERROR_NO_DEVICE;
+    if (r == CUDA_SUCCESS)
+        g_init = 1;
     sd_unlock();
-    return CUDA_SUCCESS;
+    return r;
 }
 
 SD_API CUresult cuDriverGetVersion(int *version)

@@ -141,6 +141,7 @@ SD_API CUresult cuGreenCtxDestroy(CUgreenCtx h)
     if (r == CUDA_SUCCESS) {
         sd_green *g = (sd_green *)h;
         sd_free_ctx_streams_events(&g->ctx);
+        sd_peer_forget(&g->ctx); /* no context keeps a mapping to it */
         sd_ctx_forget_current(&g->ctx);
         sd_obj_del(&g->ctx);
         sd_obj_del(g);
@@ -217,7 +218,7 @@ static CUresult green_event(CUgreenCtx h, CUevent ev, int record)
 {
     sd_lock();
     sd_green *g = live_green(h);
-    CUresult r = g ? sd_ctx_event(&g->ctx, ev, record, sd_primary()) : CUDA_ERROR_INVALID_HANDLE;
+    CUresult r = g ? sd_ctx_event(&g->ctx, ev, record, sd_primary_of(g->ctx.dev)) : CUDA_ERROR_INVALID_HANDLE;
     sd_unlock();
     return r;
 }

@@ -67,10 +67,12 @@ static CUresult gather(const sd_kernel_desc *d, void **params, void **extra, uns
 }
 
 /* Runs every thread of the grid; stops at the first fault. Lock held. */
-static int run(const sd_kernel_desc *d, const unsigned int g[3], const unsigned int b[3], const unsigned char *buf)
+static int run(const sd_ctx *c, const sd_kernel_desc *d, const unsigned int g[3], const unsigned int b[3],
+               const unsigned char *buf)
 {
     sd_exec x;
     memset(&x, 0, sizeof x);
+    x.ctx = c;
     x.desc = d;
     x.params = buf;
     memcpy(x.grid, g, sizeof x.grid);
@@ -125,7 +127,7 @@ static CUresult launch(CUfunction f, const unsigned int g[3], const unsigned int
         clock_gettime(CLOCK_MONOTONIC, &now);
         double t = now.tv_sec + now.tv_nsec * 1e-9;
         c->busy_until = (c->busy_until > t ? c->busy_until : t) + (ms > 0 ? ms : 0) / 1000.0;
-    } else if (r == CUDA_SUCCESS && run(fn->desc, g, b, buf)) {
+    } else if (r == CUDA_SUCCESS && run(c, fn->desc, g, b, buf)) {
         sd_ctx_fault(c, CUDA_ERROR_ILLEGAL_ADDRESS); /* the launch itself succeeded */
     }
     sd_unlock();

@@ -10,7 +10,7 @@
 
 static sd_alloc *g_tab; /* sorted by base */
 static size_t g_n, g_cap;
-static size_t g_used;   /* bytes mapped, counted against SD_TOTAL_MEM */
+static size_t g_used[SD_MAX_DEVICES]; /* bytes mapped on each device, counted against its total */
 
 /* Index of the last allocation with base <= addr, or -1. */
 static long floor_index(uintptr_t addr)
@@ -51,7 +51,7 @@ void *sd_dev_range(CUdeviceptr addr, size_t len)
     return sd_host_mapped_range((uintptr_t)addr, len); /* page-locked memory mapped for the device (hostmem.c) */
 }
 
-size_t sd_mem_used(void) { return g_used; }
+size_t sd_mem_used(CUdevice dev) { return dev >= 0 && dev < SD_MAX_DEVICES ? g_used[dev] : 0; }
 
 static CUresult insert(uintptr_t base, size_t size, size_t mapped, sd_ctx *ctx)
 {
@@ -73,20 +73,22 @@ static CUresult insert(uintptr_t base, size_t size, size_t mapped, sd_ctx *ctx)
 static void remove_at(long i)
 {
     munmap((void *)g_tab[i].base, g_tab[i].mapped);
-    g_used -= g_tab[i].mapped;
+    g_used[g_tab[i].ctx->dev] -= g_tab[i].mapped;
     memmove(&g_tab[i], &g_tab[i + 1], (g_n - (size_t)i - 1) * sizeof *g_tab);
     g_n--;
 }
 
-/* Fresh anonymous mappings: page aligned (beyond the 512 bytes promised), zeroed lazily. */
+/* Fresh anonymous mappings: page aligned (beyond the 512 bytes promised), zeroed lazily;
+ * counted against the device of the context they belong to. */
 static CUresult alloc_bytes(sd_ctx *c, size_t size, uintptr_t *out)
 {
+    size_t total = sd_dev_total_mem(c->dev);
     if (size == 0)
         return CUDA_ERROR_INVALID_VALUE;
-    if (size > SD_TOTAL_MEM)
+    if (size > total)
         return CUDA_ERROR_OUT_OF_MEMORY;
     size_t mapped = (size + 4095) & ~(size_t)4095;
-    if (mapped > SD_TOTAL_MEM - g_used)
+    if (mapped > total - g_used[c->dev])
         return CUDA_ERROR_OUT_OF_MEMORY;
     void *p = mmap(NULL, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
@@ -96,7 +98,7 @@ static CUresult alloc_bytes(sd_ctx *c, size_t size, uintptr_t *out)
         munmap(p, mapped);
         return r;
     }
-    g_used += mapped;
+    g_used[c->dev] += mapped;
     *out = (uintptr_t)p;
     return CUDA_SUCCESS;
 }
@@ -171,8 +173,8 @@ SD_API CUresult cuMemGetInfo_v2(size_t *free_b, size_t *total_b)
     sd_ctx *c;
     CUresult r = sd_cur(&c);
     if (r == CUDA_SUCCESS) {
-        *total_b = SD_TOTAL_MEM;
-        *free_b = SD_TOTAL_MEM - g_used;
+        *total_b = sd_dev_total_mem(c->dev); /* the current context's device */
+        *free_b = *total_b - g_used[c->dev];
     }
     sd_unlock();
     return r;
@@ -222,7 +224,7 @@ static CUresult one_attr(CUpointer_attribute attr, void *data, const sd_alloc *a
     case CU_POINTER_ATTRIBUTE_SYNC_MEMOPS: u = a ? 1 : 0; break;
     case CU_POINTER_ATTRIBUTE_BUFFER_ID: q = a ? a->id : 0; is_q = 1; break;
     case CU_POINTER_ATTRIBUTE_IS_MANAGED: u = 0; break;
-    case CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL: u = a ? 0 : (unsigned)-2; break;
+    case CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL: u = a ? (unsigned)a->ctx->dev : (unsigned)-2; break;
     case CU_POINTER_ATTRIBUTE_IS_LEGACY_CUDA_IPC_CAPABLE: u = 0; break;
     case CU_POINTER_ATTRIBUTE_RANGE_START_ADDR: q = a ? a->base : 0; is_q = 1; break;
     case CU_POINTER_ATTRIBUTE_RANGE_SIZE: q = a ? a->size : 0; is_q = 1; break;

@@ -1,7 +1,10 @@
 /* TEST DOUBLE: gpuwire's CPU stand-in NVML, libgpuwire_standin_nvml.so. It
- * reports the CPU stand-in driver's one fake device as NVML would: the same
- * name, the same UUID (cuDeviceGetUuid's bytes as NVML spells them), the same
- * PCI bus id (cuDeviceGetPCIBusId's, in NVML's 8-digit-domain form), 8 GiB.
+ * reports the CPU stand-in driver's fake devices (one, or GPUWIRE_STANDIN_DEVICES
+ * of them, read at nvmlInit) as NVML would: in PCI bus order whatever
+ * CUDA_VISIBLE_DEVICES says, each with the driver's name, UUID (cuDeviceGetUuid's
+ * bytes as NVML spells them), PCI bus id (in NVML's 8-digit-domain form) and
+ * memory size (tests/standin/device.c says how device p differs from device 0).
+ * Every device lists the same running processes (below).
  * The running processes it lists are the calling process (the worker, which
  * holds the stand-in "GPU") and every other process of the same executable
  * (the server's other workers: other sessions, other tenants), as a shared
@@ -21,16 +24,15 @@
 #define SN_API __attribute__((visibility("default")))
 
 #define SN_NAME "gpuwire CPU stand-in"
-#define SN_UUID "GPU-67707577-6972-652d-7374-616e64696e01" /* bytes "gpuwire-standin\x01" */
-#define SN_SERIAL "0000000000000"
-#define SN_BUS_ID "00000000:00:00.0"
-#define SN_BUS_ID_LEGACY "0000:00:00.0"
-#define SN_TOTAL_MEM (8ull << 30)
+#define SN_UUID_STEM "GPU-67707577-6972-652d-7374-616e64696e" /* bytes "gpuwire-standin", then p + 1 */
+#define SN_TOTAL_MEM (8ull << 30)                              /* device 0's: device p has p % 4 GiB less */
+#define SN_MAX_DEVICES 16                                      /* the driver stand-in's SD_MAX_DEVICES */
 #define SN_DRIVER_VERSION "580.0-standin"
 #define SN_NVML_VERSION "13.580.0-standin"
 #define SN_CUDA_VERSION 13000
 
-static struct sn_device { int index; } device0 = {0};
+static struct sn_device { int index; } devices[SN_MAX_DEVICES];
+static unsigned ndevices = 1;
 static int refcount;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -46,8 +48,20 @@ static nvmlReturn_t check(nvmlDevice_t d)
 {
     if (!initialized())
         return NVML_ERROR_UNINITIALIZED;
-    return d == (nvmlDevice_t)&device0 ? NVML_SUCCESS : NVML_ERROR_INVALID_ARGUMENT;
+    for (unsigned i = 0; i < ndevices; i++)
+        if (d == (nvmlDevice_t)&devices[i])
+            return NVML_SUCCESS;
+    return NVML_ERROR_INVALID_ARGUMENT;
 }
+
+/* The index of a checked handle. */
+static int index_of(nvmlDevice_t d) { return ((struct sn_device *)d)->index; }
+
+static void uuid_of(int p, char out[48]) { snprintf(out, 48, "%s%02x", SN_UUID_STEM, p + 1); }
+static void bus_of(int p, char *out, size_t n) { snprintf(out, n, "00000000:%02X:00.0", (unsigned)p & 0xffu); }
+static void bus_legacy_of(int p, char *out, size_t n) { snprintf(out, n, "0000:%02X:00.0", (unsigned)p & 0xffu); }
+static void serial_of(int p, char out[16]) { snprintf(out, 16, "%013d", p); }
+static unsigned long long total_of(int p) { return SN_TOTAL_MEM - (unsigned long long)(p % 4) * (1ull << 30); }
 
 static nvmlReturn_t copy_str(char *dst, unsigned int len, const char *src)
 {
@@ -64,7 +78,13 @@ static nvmlReturn_t copy_str(char *dst, unsigned int len, const char *src)
 static nvmlReturn_t init(void)
 {
     pthread_mutex_lock(&lock);
-    refcount++;
+    if (refcount++ == 0) {
+        const char *n = getenv("GPUWIRE_STANDIN_DEVICES");
+        long v = n && *n ? strtol(n, NULL, 10) : 1;
+        ndevices = v < 1 ? 1 : v > SN_MAX_DEVICES ? SN_MAX_DEVICES : (unsigned)v;
+        for (unsigned i = 0; i < SN_MAX_DEVICES; i++)
+            devices[i].index = (int)i;
+    }
     pthread_mutex_unlock(&lock);
     return NVML_SUCCESS;
 }
@@ -131,7 +151,7 @@ SN_API nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *count)
         return NVML_ERROR_UNINITIALIZED;
     if (!count)
         return NVML_ERROR_INVALID_ARGUMENT;
-    *count = 1;
+    *count = ndevices;
     return NVML_SUCCESS;
 }
 
@@ -142,9 +162,9 @@ SN_API nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice
 {
     if (!initialized())
         return NVML_ERROR_UNINITIALIZED;
-    if (!d || index != 0)
+    if (!d || index >= ndevices)
         return NVML_ERROR_INVALID_ARGUMENT;
-    *d = (nvmlDevice_t)&device0;
+    *d = (nvmlDevice_t)&devices[index];
     return NVML_SUCCESS;
 }
 
@@ -154,37 +174,44 @@ SN_API nvmlReturn_t nvmlDeviceGetHandleByIndex(unsigned int index, nvmlDevice_t 
     return nvmlDeviceGetHandleByIndex_v2(index, d);
 }
 
-static nvmlReturn_t by_match(int match, nvmlDevice_t *d)
+enum { BY_UUID, BY_SERIAL, BY_BUS };
+
+/* The device whose UUID, serial or PCI bus id (either form) is `key`. */
+static nvmlReturn_t by_match(int how, const char *key, nvmlDevice_t *d)
 {
+    if (!key)
+        return NVML_ERROR_INVALID_ARGUMENT;
     if (!initialized())
         return NVML_ERROR_UNINITIALIZED;
     if (!d)
         return NVML_ERROR_INVALID_ARGUMENT;
-    if (!match)
-        return NVML_ERROR_NOT_FOUND;
-    *d = (nvmlDevice_t)&device0;
-    return NVML_SUCCESS;
+    for (unsigned p = 0; p < ndevices; p++) {
+        char a[48], b[32];
+        int hit;
+        if (how == BY_UUID)
+            uuid_of((int)p, a), hit = strcasecmp(key, a) == 0;
+        else if (how == BY_SERIAL)
+            serial_of((int)p, a), hit = strcmp(key, a) == 0;
+        else
+            bus_of((int)p, a, sizeof a), bus_legacy_of((int)p, b, sizeof b), hit = strcasecmp(key, a) == 0 || strcasecmp(key, b) == 0;
+        if (hit) {
+            *d = (nvmlDevice_t)&devices[p];
+            return NVML_SUCCESS;
+        }
+    }
+    return NVML_ERROR_NOT_FOUND;
 }
 
-SN_API nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *d)
-{
-    if (!uuid)
-        return NVML_ERROR_INVALID_ARGUMENT;
-    return by_match(strcasecmp(uuid, SN_UUID) == 0, d);
-}
+SN_API nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *d) { return by_match(BY_UUID, uuid, d); }
 
 SN_API nvmlReturn_t nvmlDeviceGetHandleBySerial(const char *serial, nvmlDevice_t *d)
 {
-    if (!serial)
-        return NVML_ERROR_INVALID_ARGUMENT;
-    return by_match(strcmp(serial, SN_SERIAL) == 0, d);
+    return by_match(BY_SERIAL, serial, d);
 }
 
 SN_API nvmlReturn_t nvmlDeviceGetHandleByPciBusId_v2(const char *bus, nvmlDevice_t *d)
 {
-    if (!bus)
-        return NVML_ERROR_INVALID_ARGUMENT;
-    return by_match(strcasecmp(bus, SN_BUS_ID) == 0 || strcasecmp(bus, SN_BUS_ID_LEGACY) == 0, d);
+    return by_match(BY_BUS, bus, d);
 }
 
 #undef nvmlDeviceGetHandleByPciBusId
@@ -198,19 +225,32 @@ SN_API nvmlReturn_t nvmlDeviceGetHandleByPciBusId(const char *bus, nvmlDevice_t 
 SN_API nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t d, char *name, unsigned int length)
 {
     nvmlReturn_t r = check(d);
-    return r == NVML_SUCCESS ? copy_str(name, length, SN_NAME) : r;
+    if (r != NVML_SUCCESS)
+        return r;
+    char text[64];
+    if (index_of(d) == 0)
+        snprintf(text, sizeof text, "%s", SN_NAME);
+    else
+        snprintf(text, sizeof text, "%s %d", SN_NAME, index_of(d));
+    return copy_str(name, length, text);
 }
 
 SN_API nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t d, char *uuid, unsigned int length)
 {
     nvmlReturn_t r = check(d);
-    return r == NVML_SUCCESS ? copy_str(uuid, length, SN_UUID) : r;
+    char text[48];
+    if (r == NVML_SUCCESS)
+        uuid_of(index_of(d), text);
+    return r == NVML_SUCCESS ? copy_str(uuid, length, text) : r;
 }
 
 SN_API nvmlReturn_t nvmlDeviceGetSerial(nvmlDevice_t d, char *serial, unsigned int length)
 {
     nvmlReturn_t r = check(d);
-    return r == NVML_SUCCESS ? copy_str(serial, length, SN_SERIAL) : r;
+    char text[16];
+    if (r == NVML_SUCCESS)
+        serial_of(index_of(d), text);
+    return r == NVML_SUCCESS ? copy_str(serial, length, text) : r;
 }
 
 #define UINT_GETTER(fn, value)                                    \
@@ -224,8 +264,8 @@ SN_API nvmlReturn_t nvmlDeviceGetSerial(nvmlDevice_t d, char *serial, unsigned i
         return r;                                                 \
     }
 
-UINT_GETTER(nvmlDeviceGetIndex, 0)
-UINT_GETTER(nvmlDeviceGetMinorNumber, 0)
+UINT_GETTER(nvmlDeviceGetIndex, (unsigned)index_of(d))
+UINT_GETTER(nvmlDeviceGetMinorNumber, (unsigned)index_of(d))
 UINT_GETTER(nvmlDeviceGetArchitecture, NVML_DEVICE_ARCH_HOPPER)
 UINT_GETTER(nvmlDeviceGetPowerUsage, 50000)              /* milliwatts */
 UINT_GETTER(nvmlDeviceGetPowerManagementLimit, 700000)
@@ -263,8 +303,9 @@ static nvmlReturn_t pci(nvmlDevice_t d, nvmlPciInfo_t *p)
     if (r != NVML_SUCCESS)
         return r;
     memset(p, 0, sizeof *p);
-    snprintf(p->busIdLegacy, sizeof p->busIdLegacy, "%s", SN_BUS_ID_LEGACY);
-    snprintf(p->busId, sizeof p->busId, "%s", SN_BUS_ID);
+    bus_legacy_of(index_of(d), p->busIdLegacy, sizeof p->busIdLegacy);
+    bus_of(index_of(d), p->busId, sizeof p->busId);
+    p->bus = (unsigned)index_of(d);
     p->pciDeviceId = 0x233010de; /* an H100's device and vendor ids */
     p->pciSubSystemId = 0x16c110de;
     return NVML_SUCCESS;
@@ -283,9 +324,9 @@ SN_API nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t d, nvmlMemory_t *m)
     if (r == NVML_SUCCESS && !m)
         r = NVML_ERROR_INVALID_ARGUMENT;
     if (r == NVML_SUCCESS) {
-        m->total = SN_TOTAL_MEM;
+        m->total = total_of(index_of(d));
         m->used = 0;
-        m->free = SN_TOTAL_MEM;
+        m->free = m->total;
     }
     return r;
 }
@@ -298,10 +339,10 @@ SN_API nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t d, nvmlMemory_v2_t *
     if (r == NVML_SUCCESS && m->version != nvmlMemory_v2)
         r = NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
     if (r == NVML_SUCCESS) {
-        m->total = SN_TOTAL_MEM;
+        m->total = total_of(index_of(d));
         m->reserved = 0;
         m->used = 0;
-        m->free = SN_TOTAL_MEM;
+        m->free = m->total;
     }
     return r;
 }
@@ -340,11 +381,12 @@ SN_API nvmlReturn_t nvmlDeviceGetTemperatureV(nvmlDevice_t d, nvmlTemperature_t 
     return r;
 }
 
-static unsigned int clock_mhz(nvmlClockType_t type, int max)
+/* Odd devices are the slower ones (an H100 PCIe's boost clock), as the driver stand-in says. */
+static unsigned int clock_mhz(nvmlClockType_t type, int max, int p)
 {
     switch (type) {
     case NVML_CLOCK_GRAPHICS:
-    case NVML_CLOCK_SM: return max ? 1980 : 1755;
+    case NVML_CLOCK_SM: return max && p % 2 == 0 ? 1980 : 1755;
     case NVML_CLOCK_MEM: return 2619;
     case NVML_CLOCK_VIDEO: return max ? 1545 : 1305;
     default: return 0;
@@ -354,20 +396,20 @@ static unsigned int clock_mhz(nvmlClockType_t type, int max)
 SN_API nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t d, nvmlClockType_t type, unsigned int *clock)
 {
     nvmlReturn_t r = check(d);
-    if (r == NVML_SUCCESS && (!clock || !clock_mhz(type, 0)))
+    if (r == NVML_SUCCESS && (!clock || !clock_mhz(type, 0, 0)))
         r = NVML_ERROR_INVALID_ARGUMENT;
     if (r == NVML_SUCCESS)
-        *clock = clock_mhz(type, 0);
+        *clock = clock_mhz(type, 0, index_of(d));
     return r;
 }
 
 SN_API nvmlReturn_t nvmlDeviceGetMaxClockInfo(nvmlDevice_t d, nvmlClockType_t type, unsigned int *clock)
 {
     nvmlReturn_t r = check(d);
-    if (r == NVML_SUCCESS && (!clock || !clock_mhz(type, 1)))
+    if (r == NVML_SUCCESS && (!clock || !clock_mhz(type, 1, 0)))
         r = NVML_ERROR_INVALID_ARGUMENT;
     if (r == NVML_SUCCESS)
-        *clock = clock_mhz(type, 1);
+        *clock = clock_mhz(type, 1, index_of(d));
     return r;
 }
 

@@ -59,10 +59,14 @@ size_t sd_params_size(const sd_kernel_desc *d)
 
 void *sd_at(sd_exec *x, uint64_t a, size_t len)
 {
-    void *p = sd_dev_range((CUdeviceptr)a, len);
-    if (!p)
+    const sd_alloc *al = a <= UINTPTR_MAX ? sd_find((uintptr_t)a, len) : NULL;
+    if (!al && a <= UINTPTR_MAX && sd_host_mapped_range((uintptr_t)a, len))
+        return (void *)(uintptr_t)a; /* page-locked memory mapped for every device (hostmem.c) */
+    if (!al || (x->ctx && !sd_peer_reaches(x->ctx, al->ctx))) {
         x->fault = 1;
-    return p;
+        return NULL;
+    }
+    return (void *)(uintptr_t)a;
 }
 
 void sd_arg(const sd_exec *x, unsigned int i, void *out, size_t len)

@@ -3,7 +3,8 @@
  * calls it by the real driver's symbol names; only what is implemented is exported
  * (built with -fvisibility=hidden, SD_API marks the exports).
  *
- * Model: one fake device; device memory is host memory and device pointers are host
+ * Model: one fake device, or GPUWIRE_STANDIN_DEVICES of them (device.c); device memory is
+ * host memory and device pointers are host
  * addresses; streams run their work at once, in order; one global (recursive) lock makes
  * every entry point thread-safe; the current context is kept per thread, as the driver does.
  * Every device address and handle that arrives is checked against live-object tables, because
@@ -18,7 +19,9 @@
 #define SD_API __attribute__((visibility("default")))
 
 #define SD_DEVICE_NAME "gpuwire CPU stand-in"
-#define SD_TOTAL_MEM ((size_t)8 << 30)
+#define SD_TOTAL_MEM ((size_t)8 << 30) /* device 0's; others have less (device.c) */
+#define SD_MAX_DEVICES 16
+#define SD_MAX_PEERS 8      /* peer contexts one context may enable, as on NVLink systems */
 #define SD_DRIVER_VERSION 13000
 #define SD_ALLOC_ALIGN 512u     /* cuMemAlloc alignment the real driver guarantees (and more) */
 #define SD_PITCH_ALIGN 512u     /* CU_DEVICE_ATTRIBUTE_TEXTURE_PITCH_ALIGNMENT-sized pitch steps */
@@ -49,6 +52,13 @@ int sd_obj_live(const void *h, int kind); /* is h a live object of this kind? */
 void sd_obj_each(int kind, void (*fn)(void *obj, void *arg), void *arg);
 unsigned long long sd_next_id(void);
 
+/* ---- devices (device.c) ---- */
+void sd_devices_setup(void);     /* cuInit: the device count, CUDA_VISIBLE_DEVICES, CUDA_DEVICE_ORDER */
+int sd_dev_count(void);          /* visible devices */
+int sd_dev_phys(CUdevice dev);   /* the physical device (PCI order) behind a visible ordinal */
+size_t sd_dev_total_mem(CUdevice dev);
+void sd_phys_uuid(int phys, unsigned char out[16]);
+
 /* ---- contexts (context.c) ---- */
 typedef struct sd_ctx {
     sd_obj h;
@@ -62,6 +72,8 @@ typedef struct sd_ctx {
     double busy_until;      /* monotonic seconds: booked by gw_sleep launches (launch.c) */
     int sm_count;           /* execution affinity: the SMs it may use */
     void *green;            /* the green context this one stands for (green.c), or NULL */
+    struct sd_ctx *peers[SD_MAX_PEERS]; /* contexts whose memory this one's kernels may reach (peer.c) */
+    int npeers;
 } sd_ctx;
 /* The calling thread's current context, checked: live, active, not faulted. Lock held. */
 CUresult sd_cur(sd_ctx **out);
@@ -72,6 +84,12 @@ void sd_ctx_fault(sd_ctx *c, CUresult err);
 /* Takes c off the calling thread's context stack, wherever it is. Lock held. */
 void sd_ctx_forget_current(sd_ctx *c);
 sd_ctx *sd_primary(void); /* device 0's primary context (NULL: out of memory). Lock held. */
+sd_ctx *sd_primary_of(CUdevice dev); /* a (checked) device's primary context. Lock held. */
+/* Drops every peer mapping to or from c (it is being torn down). Lock held. (peer.c) */
+void sd_peer_forget(sd_ctx *c);
+/* May kernels of context c reach memory of allocation owner: its own device's, or a peer
+ * context's it enabled? Lock held. (peer.c) */
+int sd_peer_reaches(const sd_ctx *c, const sd_ctx *owner);
 /* Waits out the context's booked GPU time, the lock let go meanwhile (lock held on entry and exit). */
 void sd_wait_busy(sd_ctx *c);
 
@@ -90,7 +108,7 @@ void *sd_dev_range(CUdeviceptr addr, size_t len);
 /* [a, a+len) inside page-locked memory mapped for the device (hostmem.c), or NULL. Lock held. */
 void *sd_host_mapped_range(uintptr_t a, size_t len);
 void sd_free_ctx_allocs(sd_ctx *c);
-size_t sd_mem_used(void);
+size_t sd_mem_used(CUdevice dev); /* bytes mapped on a device */
 
 /* ---- CUDA arrays, texture and surface objects (array.c) ---- */
 typedef struct sd_array {
@@ -155,6 +173,7 @@ typedef struct sd_exec {
     unsigned int grid[3], block[3]; /* gridDim, blockDim */
     unsigned int bid[3], tid[3];    /* blockIdx, threadIdx */
     const unsigned char *params;    /* the packed parameter buffer */
+    const struct sd_ctx *ctx;       /* the context it runs in: what memory it may reach (peer.c) */
     int fault;                      /* set by sd_at on a bad address: the launch stops */
 } sd_exec;
 
@@ -188,7 +207,8 @@ const sd_kernel_desc *sd_registry_at(size_t i);
 size_t sd_params_size(const sd_kernel_desc *d);
 
 /* Kernel-side helpers (kernels_*.c). */
-/* A host pointer for len bytes at device address a, or NULL after marking the fault. */
+/* A host pointer for len bytes at device address a, or NULL after marking the fault (also for
+ * memory of another device whose context the running one has not enabled peer access to). */
 void *sd_at(sd_exec *x, uint64_t a, size_t len);
 /* Parameter i of the running kernel, copied out (sizes come from the descriptor). */
 void sd_arg(const sd_exec *x, unsigned int i, void *out, size_t len);

@@ -212,7 +212,7 @@ SD_API CUresult cuStreamGetCtx_v2(CUstream h, CUcontext *pctx, CUgreenCtx *pgree
     if (r == CUDA_SUCCESS) {
         *pgreen = (CUgreenCtx)((sd_ctx *)*pctx)->green;
         if (*pgreen)
-            *pctx = (CUcontext)sd_primary(); /* as the driver: the device's primary context */
+            *pctx = (CUcontext)sd_primary_of(((sd_ctx *)*pctx)->dev); /* as the driver: the device's primary context */
     }
     return r;
 }

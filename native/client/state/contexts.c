@@ -60,6 +60,7 @@ static int known_device(CUcontext c)
 }
 
 int gw_current_device(void) { return known_device(depth ? stack[depth - 1] : NULL); }
+int gw_context_device(CUcontext ctx) { return known_device(ctx); }
 
 static void pstate_forget(CUdevice dev);
 

@@ -1,0 +1,67 @@
+/* Peer copies (cuMemcpyPeer, cuMemcpyPeerAsync and their per-thread-stream
+ * variants): device to device between two contexts, run on the server, so
+ * their bytes never cross the wire (docs/multi-gpu.md). CUDA defines both as
+ * asynchronous to the host, and the generated forwarders post them when both
+ * ranges are device memory the client knows. A posted request's failure only
+ * surfaces at the next synchronization, so a context the client has not seen
+ * made or retained (a stale or made-up handle) goes as a waiting request
+ * instead: the driver's CUDA_ERROR_INVALID_CONTEXT comes back at once, as
+ * natively. */
+#include "api.h"
+
+#undef cuMemcpyPeer
+#undef cuMemcpyPeerAsync
+
+static int contexts_known(CUcontext dst, CUcontext src)
+{
+    return gw_context_device(dst) >= 0 && gw_context_device(src) >= 0;
+}
+
+/* The request the generated forwarder would send, waiting for its answer. */
+static CUresult peer_waiting(unsigned op, CUdeviceptr dst, CUcontext dctx, CUdeviceptr src, CUcontext sctx, size_t n,
+                             int has_stream, CUstream s)
+{
+    gw_req *q = gw_req_begin(op);
+    gw_put_u64(q, (uint64_t)dst);
+    gw_put_u64(q, (uint64_t)(uintptr_t)dctx);
+    gw_put_u64(q, (uint64_t)src);
+    gw_put_u64(q, (uint64_t)(uintptr_t)sctx);
+    gw_put_u64(q, (uint64_t)n);
+    if (has_stream)
+        gw_put_u64(q, (uint64_t)(uintptr_t)s);
+    gw_req_set_flags(q, GW_F_COLLECT);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
+CUresult CUDAAPI cuMemcpyPeer(CUdeviceptr dst, CUcontext dctx, CUdeviceptr src, CUcontext sctx, size_t n)
+{
+    if (contexts_known(dctx, sctx))
+        return gwf_cuMemcpyPeer(dst, dctx, src, sctx, n);
+    return peer_waiting(GW_OP_cuMemcpyPeer, dst, dctx, src, sctx, n, 0, NULL);
+}
+
+CUresult CUDAAPI cuMemcpyPeer_ptds(CUdeviceptr dst, CUcontext dctx, CUdeviceptr src, CUcontext sctx, size_t n)
+{
+    if (contexts_known(dctx, sctx))
+        return gwf_cuMemcpyPeer_ptds(dst, dctx, src, sctx, n);
+    return peer_waiting(GW_OP_cuMemcpyPeer_ptds, dst, dctx, src, sctx, n, 0, NULL);
+}
+
+CUresult CUDAAPI cuMemcpyPeerAsync(CUdeviceptr dst, CUcontext dctx, CUdeviceptr src, CUcontext sctx, size_t n,
+                                   CUstream s)
+{
+    if (contexts_known(dctx, sctx))
+        return gwf_cuMemcpyPeerAsync(dst, dctx, src, sctx, n, s);
+    return peer_waiting(GW_OP_cuMemcpyPeerAsync, dst, dctx, src, sctx, n, 1, s);
+}
+
+CUresult CUDAAPI cuMemcpyPeerAsync_ptsz(CUdeviceptr dst, CUcontext dctx, CUdeviceptr src, CUcontext sctx, size_t n,
+                                        CUstream s)
+{
+    if (contexts_known(dctx, sctx))
+        return gwf_cuMemcpyPeerAsync_ptsz(dst, dctx, src, sctx, n, s);
+    return peer_waiting(GW_OP_cuMemcpyPeerAsync_ptsz, dst, dctx, src, sctx, n, 1, s);
+}
