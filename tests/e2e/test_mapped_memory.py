@@ -28,6 +28,17 @@ def test_mapped_memory_program_passes(server, flavour):
     assert "is now mapped: the device asked for it" in result.stderr, explain(result, server)
 
 
+def test_a_fault_outside_mapped_memory_is_the_programs(server):
+    """gpuwire's SIGSEGV handler serves only its own ranges: any other fault
+    kills the program with SIGSEGV, as without gpuwire, instead of looping."""
+    program = PROGRAMS_DIR / "mapped_memory_shared"
+    if not program.is_file():
+        pytest.skip(NOT_BUILT)
+    result = gw_run([str(program), "crash"], server=server.address, timeout=60)
+    assert "faulting on purpose" in result.stdout, explain(result, server)
+    assert result.returncode in (-11, 139), explain(result, server)
+
+
 HOSTILE = [
     ("write outside any range", wire.OP_MAPPED_WRITE, struct.pack("<Q", 0x10000) + b"x" * 16,
      "not inside a mapped range"),

@@ -29,8 +29,24 @@ static void add(const float *a, const float *b, float *c, int n)
     CK(cudaDeviceSynchronize());
 }
 
-int main(void)
+/* "crash": with a mapped range in place, a fault elsewhere is still the
+ * program's own: it dies of SIGSEGV, as natively (gpuwire's handler passes
+ * faults outside its ranges on). */
+static int crash(void)
 {
+    float *a;
+    CK(cudaHostAlloc((void **)&a, 4096, cudaHostAllocMapped));
+    a[0] = 1.0f;
+    printf("faulting on purpose\n");
+    fflush(stdout);
+    volatile int *bad = (volatile int *)(uintptr_t)16;
+    return *bad;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && !strcmp(argv[1], "crash"))
+        return crash();
     const int n = 300000; /* not a whole number of pages */
     const size_t bytes = (size_t)n * sizeof(float);
     int can_map = 0;
