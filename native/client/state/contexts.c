@@ -64,12 +64,60 @@ int gw_context_device(CUcontext ctx) { return known_device(ctx); }
 
 static void pstate_forget(CUdevice dev);
 
+/* A device's primary context, as the last retain answered, while the process
+ * holds a reference to it (retains minus releases, since the last reset):
+ * another retain then names the same context, so it is posted and answered
+ * here (issue 20: cudart retains twice at start-up). */
+static struct { CUcontext ctx; int refs; } held[64];
+static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static CUcontext held_primary(CUdevice dev)
+{
+    if (dev < 0 || dev >= 64)
+        return NULL;
+    pthread_mutex_lock(&held_lock);
+    CUcontext c = held[dev].refs > 0 ? held[dev].ctx : NULL;
+    pthread_mutex_unlock(&held_lock);
+    return c;
+}
+
+static void held_change(CUdevice dev, CUcontext c, int delta, int reset)
+{
+    if (dev < 0 || dev >= 64)
+        return;
+    pthread_mutex_lock(&held_lock);
+    if (reset) {
+        held[dev].ctx = NULL;
+        held[dev].refs = 0;
+    } else {
+        if (c)
+            held[dev].ctx = c;
+        held[dev].refs = held[dev].refs + delta > 0 ? held[dev].refs + delta : 0;
+    }
+    pthread_mutex_unlock(&held_lock);
+}
+
 CUresult CUDAAPI cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
 {
     pstate_forget(dev);
+    CUcontext known = held_primary(dev);
+    if (known && pctx && gw_may_post()) {
+        gw_stat_call(GW_OP_cuDevicePrimaryCtxRetain);
+        gw_req *q = gw_req_begin_quiet(GW_OP_cuDevicePrimaryCtxRetain); /* as the generated call encodes it */
+        gw_put_out(q, pctx, 1);
+        gw_put_u64(q, (uint64_t)(int64_t)dev);
+        CUresult rc = gw_req_post(q);
+        if (rc != CUDA_SUCCESS)
+            return rc;
+        held_change(dev, known, 1, 0);
+        *pctx = known;
+        return CUDA_SUCCESS;
+    }
     CUresult rc = gwf_cuDevicePrimaryCtxRetain(pctx, dev);
-    if (rc == CUDA_SUCCESS)
+    if (rc == CUDA_SUCCESS) {
         remember_device(*pctx, dev);
+        held_change(dev, *pctx, 1, 0);
+    }
     return rc;
 }
 
@@ -84,9 +132,21 @@ CUresult CUDAAPI cuCtxGetCurrent(CUcontext *pctx)
     return CUDA_SUCCESS;
 }
 
+/* A context the client saw made (a device it knows) cannot fail to become
+ * current but through a fault the next synchronisation reports: posted. */
+static CUresult set_current(CUcontext ctx)
+{
+    if (!ctx || known_device(ctx) < 0 || !gw_may_post())
+        return gwf_cuCtxSetCurrent(ctx);
+    gw_stat_call(GW_OP_cuCtxSetCurrent);
+    gw_req *q = gw_req_begin_quiet(GW_OP_cuCtxSetCurrent); /* as the generated call encodes it */
+    gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
+    return gw_req_post(q);
+}
+
 CUresult CUDAAPI cuCtxSetCurrent(CUcontext ctx)
 {
-    CUresult rc = gwf_cuCtxSetCurrent(ctx);
+    CUresult rc = set_current(ctx);
     if (rc == CUDA_SUCCESS) {
         if (!ctx)
             depth = depth ? depth - 1 : 0; /* NULL pops the current context */
@@ -365,6 +425,7 @@ CUresult CUDAAPI cuDevicePrimaryCtxReset_v2(CUdevice dev)
     }
     if (c)
         context_ending(c);
+    held_change(dev, NULL, 0, 1);
     pstate_forget(dev);
     ctx_answers_forget();
     gw_attributes_reset();
@@ -467,11 +528,11 @@ CUresult CUDAAPI cuDevicePrimaryCtxRelease(CUdevice dev);
 CUresult CUDAAPI cuDevicePrimaryCtxReset(CUdevice dev);
 CUresult CUDAAPI cuDevicePrimaryCtxSetFlags(CUdevice dev, unsigned int flags);
 CUresult CUDAAPI cuDevicePrimaryCtxRelease(CUdevice dev)
-{ primary_gone(dev); return gwf_cuDevicePrimaryCtxRelease(dev); }
+{ primary_gone(dev); held_change(dev, NULL, -1, 0); return gwf_cuDevicePrimaryCtxRelease(dev); }
 CUresult CUDAAPI cuDevicePrimaryCtxRelease_v2(CUdevice dev)
-{ primary_gone(dev); return gwf_cuDevicePrimaryCtxRelease_v2(dev); }
+{ primary_gone(dev); held_change(dev, NULL, -1, 0); return gwf_cuDevicePrimaryCtxRelease_v2(dev); }
 CUresult CUDAAPI cuDevicePrimaryCtxReset(CUdevice dev)
-{ primary_gone(dev); return gwf_cuDevicePrimaryCtxReset(dev); }
+{ primary_gone(dev); held_change(dev, NULL, 0, 1); return gwf_cuDevicePrimaryCtxReset(dev); }
 CUresult CUDAAPI cuDevicePrimaryCtxSetFlags(CUdevice dev, unsigned int flags)
 { pstate_forget(dev); return gwf_cuDevicePrimaryCtxSetFlags(dev, flags); }
 CUresult CUDAAPI cuDevicePrimaryCtxSetFlags_v2(CUdevice dev, unsigned int flags)
