@@ -2336,20 +2336,6 @@ CUresult CUDAAPI cuMemAddressReserve(CUdeviceptr * ptr, size_t size, size_t alig
     return res;
 }
 
-#undef cuMemAdvise
-CUresult CUDAAPI cuMemAdvise(CUdeviceptr devPtr, size_t count, CUmem_advise advice, CUdevice device)
-{
-    gw_req *q = gw_req_begin(GW_OP_cuMemAdvise);
-    gw_put_u64(q, (uint64_t)(int64_t)devPtr);
-    gw_put_u64(q, (uint64_t)(int64_t)count);
-    gw_put_u64(q, (uint64_t)(int64_t)advice);
-    gw_put_u64(q, (uint64_t)(int64_t)device);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
-}
-
 #undef cuMemAllocAsync
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemAllocAsync(CUdeviceptr * dptr, size_t bytesize, CUstream hStream)
 {
@@ -2724,34 +2710,6 @@ CUresult CUDAAPI cuMemPoolTrimTo(CUmemoryPool pool, size_t minBytesToKeep)
     gw_req *q = gw_req_begin(GW_OP_cuMemPoolTrimTo);
     gw_put_u64(q, (uint64_t)(uintptr_t)pool);
     gw_put_u64(q, (uint64_t)(int64_t)minBytesToKeep);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
-}
-
-#undef cuMemPrefetchAsync
-CUresult CUDAAPI cuMemPrefetchAsync(CUdeviceptr devPtr, size_t count, CUdevice dstDevice, CUstream hStream)
-{
-    gw_req *q = gw_req_begin(GW_OP_cuMemPrefetchAsync);
-    gw_put_u64(q, (uint64_t)(int64_t)devPtr);
-    gw_put_u64(q, (uint64_t)(int64_t)count);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    gw_rep *r;
-    CUresult res = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return res;
-}
-
-#undef cuMemPrefetchAsync_ptsz
-CUresult CUDAAPI cuMemPrefetchAsync_ptsz(CUdeviceptr devPtr, size_t count, CUdevice dstDevice, CUstream hStream)
-{
-    gw_req *q = gw_req_begin(GW_OP_cuMemPrefetchAsync_ptsz);
-    gw_put_u64(q, (uint64_t)(int64_t)devPtr);
-    gw_put_u64(q, (uint64_t)(int64_t)count);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);

@@ -237,8 +237,6 @@ int cuLogsDumpToMemory(void);
 int cuLogsDumpToMemory(void) { return gw_unsupported(GW_OP_cuLogsDumpToMemory); }
 int cuLogsRegisterCallback(void);
 int cuLogsRegisterCallback(void) { return gw_unsupported(GW_OP_cuLogsRegisterCallback); }
-int cuMemAdvise_v2(void);
-int cuMemAdvise_v2(void) { return gw_unsupported(GW_OP_cuMemAdvise_v2); }
 int cuMemAlloc(void);
 int cuMemAlloc(void) { return gw_unsupported(GW_OP_cuMemAlloc); }
 int cuMemAllocHost(void);
@@ -287,18 +285,10 @@ int cuMemPoolImportFromShareableHandle(void);
 int cuMemPoolImportFromShareableHandle(void) { return gw_unsupported(GW_OP_cuMemPoolImportFromShareableHandle); }
 int cuMemPoolImportPointer(void);
 int cuMemPoolImportPointer(void) { return gw_unsupported(GW_OP_cuMemPoolImportPointer); }
-int cuMemPrefetchAsync_v2(void);
-int cuMemPrefetchAsync_v2(void) { return gw_unsupported(GW_OP_cuMemPrefetchAsync_v2); }
-int cuMemPrefetchAsync_v2_ptsz(void);
-int cuMemPrefetchAsync_v2_ptsz(void) { return gw_unsupported(GW_OP_cuMemPrefetchAsync_v2_ptsz); }
 int cuMemPrefetchBatchAsync(void);
 int cuMemPrefetchBatchAsync(void) { return gw_unsupported(GW_OP_cuMemPrefetchBatchAsync); }
 int cuMemPrefetchBatchAsync_ptsz(void);
 int cuMemPrefetchBatchAsync_ptsz(void) { return gw_unsupported(GW_OP_cuMemPrefetchBatchAsync_ptsz); }
-int cuMemRangeGetAttribute(void);
-int cuMemRangeGetAttribute(void) { return gw_unsupported(GW_OP_cuMemRangeGetAttribute); }
-int cuMemRangeGetAttributes(void);
-int cuMemRangeGetAttributes(void) { return gw_unsupported(GW_OP_cuMemRangeGetAttributes); }
 int cuMemcpy2D(void);
 int cuMemcpy2D(void) { return gw_unsupported(GW_OP_cuMemcpy2D); }
 int cuMemcpy2DAsync(void);

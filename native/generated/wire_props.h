@@ -94,8 +94,6 @@ static inline int gw_op_may_post(unsigned op)
     case GW_OP_cuLibraryGetModule:
     case GW_OP_cuLibraryLoadData:
     case GW_OP_cuLibraryUnload:
-    case GW_OP_cuMemPrefetchAsync_v2:
-    case GW_OP_cuMemPrefetchAsync_v2_ptsz:
     case GW_OP_cuMemcpyDtoDAsync_v2:
     case GW_OP_cuMemcpyDtoDAsync_v2_ptsz:
     case GW_OP_cuMemcpyDtoD_v2:

@@ -2474,19 +2474,6 @@ static void h_cuMemAddressReserve(gw_call *c)
     }
 }
 
-static void h_cuMemAdvise(gw_call *c)
-{
-    CUdeviceptr a0 = (CUdeviceptr)gw_in_u64(c);
-    size_t a1 = (size_t)gw_in_u64(c);
-    CUmem_advise a2 = (CUmem_advise)gw_in_u64(c);
-    CUdevice a3 = (CUdevice)gw_in_u64(c);
-    if (!gw_args_ok(c)) return;
-    CUresult (*fn)(CUdeviceptr, size_t, CUmem_advise, CUdevice) = (CUresult (*)(CUdeviceptr, size_t, CUmem_advise, CUdevice))gw_driver_fn(c, GW_OP_cuMemAdvise);
-    if (!fn) return;
-    CUresult res = fn(a0, a1, a2, a3);
-    gw_reply_result(c, res);
-}
-
 static void h_cuMemAllocAsync(gw_call *c)
 {
     size_t a0_n;
@@ -2913,32 +2900,6 @@ static void h_cuMemPoolTrimTo(gw_call *c)
     CUresult (*fn)(CUmemoryPool, size_t) = (CUresult (*)(CUmemoryPool, size_t))gw_driver_fn(c, GW_OP_cuMemPoolTrimTo);
     if (!fn) return;
     CUresult res = fn(a0, a1);
-    gw_reply_result(c, res);
-}
-
-static void h_cuMemPrefetchAsync(gw_call *c)
-{
-    CUdeviceptr a0 = (CUdeviceptr)gw_in_u64(c);
-    size_t a1 = (size_t)gw_in_u64(c);
-    CUdevice a2 = (CUdevice)gw_in_u64(c);
-    CUstream a3 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
-    if (!gw_args_ok(c)) return;
-    CUresult (*fn)(CUdeviceptr, size_t, CUdevice, CUstream) = (CUresult (*)(CUdeviceptr, size_t, CUdevice, CUstream))gw_driver_fn(c, GW_OP_cuMemPrefetchAsync);
-    if (!fn) return;
-    CUresult res = fn(a0, a1, a2, a3);
-    gw_reply_result(c, res);
-}
-
-static void h_cuMemPrefetchAsync_ptsz(gw_call *c)
-{
-    CUdeviceptr a0 = (CUdeviceptr)gw_in_u64(c);
-    size_t a1 = (size_t)gw_in_u64(c);
-    CUdevice a2 = (CUdevice)gw_in_u64(c);
-    CUstream a3 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
-    if (!gw_args_ok(c)) return;
-    CUresult (*fn)(CUdeviceptr, size_t, CUdevice, CUstream) = (CUresult (*)(CUdeviceptr, size_t, CUdevice, CUstream))gw_driver_fn(c, GW_OP_cuMemPrefetchAsync_ptsz);
-    if (!fn) return;
-    CUresult res = fn(a0, a1, a2, a3);
     gw_reply_result(c, res);
 }
 
@@ -5202,7 +5163,6 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuLogsUnregisterCallback - 256] = h_cuLogsUnregisterCallback,
     [GW_OP_cuMemAddressFree - 256] = h_cuMemAddressFree,
     [GW_OP_cuMemAddressReserve - 256] = h_cuMemAddressReserve,
-    [GW_OP_cuMemAdvise - 256] = h_cuMemAdvise,
     [GW_OP_cuMemAllocAsync - 256] = h_cuMemAllocAsync,
     [GW_OP_cuMemAllocAsync_ptsz - 256] = h_cuMemAllocAsync_ptsz,
     [GW_OP_cuMemAllocFromPoolAsync - 256] = h_cuMemAllocFromPoolAsync,
@@ -5229,8 +5189,6 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuMemPoolSetAccess - 256] = h_cuMemPoolSetAccess,
     [GW_OP_cuMemPoolSetAttribute - 256] = gw_h_cuMemPoolSetAttribute,
     [GW_OP_cuMemPoolTrimTo - 256] = h_cuMemPoolTrimTo,
-    [GW_OP_cuMemPrefetchAsync - 256] = h_cuMemPrefetchAsync,
-    [GW_OP_cuMemPrefetchAsync_ptsz - 256] = h_cuMemPrefetchAsync_ptsz,
     [GW_OP_cuMemRelease - 256] = h_cuMemRelease,
     [GW_OP_cuMemRetainAllocationHandle - 256] = h_cuMemRetainAllocationHandle,
     [GW_OP_cuMemSetAccess - 256] = h_cuMemSetAccess,

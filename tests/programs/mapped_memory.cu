@@ -135,6 +135,19 @@ int main(int argc, char **argv)
     expect_sum(m, b, c, n, "managed input");
     add(db, db, m, n);
     expect_sum(b, b, m, n, "managed output");
+    /* hints: accepted and read back; they change no result */
+    cudaMemLocation dev0 = {cudaMemLocationTypeDevice, 0}, host = {cudaMemLocationTypeHost, 0};
+    CK(cudaMemAdvise(m, bytes, cudaMemAdviseSetReadMostly, dev0));
+    CK(cudaMemPrefetchAsync(m, bytes, dev0, 0, 0));
+    CK(cudaMemPrefetchAsync(m, bytes, host, 0, 0));
+    CK(cudaDeviceSynchronize());
+    int read_mostly = -1, last = -9;
+    CK(cudaMemRangeGetAttribute(&read_mostly, 4, cudaMemRangeAttributeReadMostly, m, bytes));
+    CK(cudaMemRangeGetAttribute(&last, 4, cudaMemRangeAttributeLastPrefetchLocation, m, bytes));
+    printf("managed hints: read mostly %d, last prefetch location %d\n", read_mostly, last);
+    printf("advice on memory that is not managed: %d\n", (int)cudaMemAdvise(dev, bytes, cudaMemAdviseSetReadMostly, dev0));
+    cudaGetLastError();
+    expect_sum(b, b, m, n, "managed output after hints");
     CK(cudaFree(m));
 
     CK(cudaFreeHost(a));
