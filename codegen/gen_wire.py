@@ -117,6 +117,11 @@ def c_part(lname, macro, fields, consts, what) -> list[str]:
         get.append(f"    memcpy(&v->{f.name}, in + {off}, {n});")
         off = str(int(off) + int(n)) if off.isdigit() and n.isdigit() else f"{off} + {n}".removeprefix("0 + ")
     L += [f"static inline size_t {lname}_put(uint8_t *out, const {lname} *v)", "{"] + put + [f"    return {size};", "}"]
+    sizes = ", ".join(f"sizeof({f.struct})" if f.type == "raw" else str(f.size(consts)) for f in fields)
+    L += [f"/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */",
+          f"static inline size_t {lname}_field_size(unsigned i)", "{",
+          f"    static const size_t s[] = {{{sizes}, 0}};",
+          f"    return i < sizeof s / sizeof s[0] ? s[i] : 0;", "}"]
     L += [f"/* 0 if fewer than {size} bytes are there; else the bytes read ({what}) */",
           f"static inline size_t {lname}_get(const uint8_t *in, size_t len, {lname} *v)", "{",
           f"    if (len < {size})", "        return 0;"] + get + [f"    return {size};", "}"]
@@ -164,8 +169,6 @@ def c_codec(w, op, which, fields) -> list[str]:
         elif f.type == "opt":
             L += c_part(f"{lname}_{f.name}", f"{macro}_{f.name.upper()}_SIZE", f.items, consts,
                         f"there only if {describe([f]).split(':')[0]}")
-        else:
-            continue
         run = fixed_prefix(rest[i:])
         if run:
             L += c_part(f"{lname}_after_{f.name}", f"{macro}_AFTER_{f.name.upper()}_SIZE", run, consts,

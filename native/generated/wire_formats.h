@@ -24,6 +24,12 @@ static inline size_t gw_tex_object_create_req_put(uint8_t *out, const gw_tex_obj
     memcpy(out + sizeof(CUDA_RESOURCE_DESC) + sizeof(CUDA_TEXTURE_DESC), &v->has_view, 4);
     return (4 + sizeof(CUDA_RESOURCE_DESC) + sizeof(CUDA_TEXTURE_DESC));
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_tex_object_create_req_field_size(unsigned i)
+{
+    static const size_t s[] = {sizeof(CUDA_RESOURCE_DESC), sizeof(CUDA_TEXTURE_DESC), 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than (4 + sizeof(CUDA_RESOURCE_DESC) + sizeof(CUDA_TEXTURE_DESC)) bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_tex_object_create_req_get(const uint8_t *in, size_t len, gw_tex_object_create_req *v)
 {
@@ -42,6 +48,12 @@ static inline size_t gw_tex_object_create_req_view_put(uint8_t *out, const gw_te
 {
     memcpy(out + 0, &v->desc, sizeof(CUDA_RESOURCE_VIEW_DESC));
     return (sizeof(CUDA_RESOURCE_VIEW_DESC));
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_tex_object_create_req_view_field_size(unsigned i)
+{
+    static const size_t s[] = {sizeof(CUDA_RESOURCE_VIEW_DESC), 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than (sizeof(CUDA_RESOURCE_VIEW_DESC)) bytes are there; else the bytes read (there only if if has_view) */
 static inline size_t gw_tex_object_create_req_view_get(const uint8_t *in, size_t len, gw_tex_object_create_req_view *v)
@@ -64,6 +76,12 @@ static inline size_t gw_tex_object_create_rep_put(uint8_t *out, const gw_tex_obj
     memcpy(out + 4, &v->object, 8);
     return 12;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_tex_object_create_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_tex_object_create_rep_get(const uint8_t *in, size_t len, gw_tex_object_create_rep *v)
 {
@@ -83,6 +101,12 @@ static inline size_t gw_surf_object_create_req_put(uint8_t *out, const gw_surf_o
 {
     memcpy(out + 0, &v->resource, sizeof(CUDA_RESOURCE_DESC));
     return (sizeof(CUDA_RESOURCE_DESC));
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_surf_object_create_req_field_size(unsigned i)
+{
+    static const size_t s[] = {sizeof(CUDA_RESOURCE_DESC), 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than (sizeof(CUDA_RESOURCE_DESC)) bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_surf_object_create_req_get(const uint8_t *in, size_t len, gw_surf_object_create_req *v)
@@ -104,6 +128,12 @@ static inline size_t gw_surf_object_create_rep_put(uint8_t *out, const gw_surf_o
     memcpy(out + 0, &v->result, 4);
     memcpy(out + 4, &v->object, 8);
     return 12;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_surf_object_create_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_surf_object_create_rep_get(const uint8_t *in, size_t len, gw_surf_object_create_rep *v)
@@ -135,6 +165,12 @@ static inline size_t gw_ctx_create_req_put(uint8_t *out, const gw_ctx_create_req
     memcpy(out + 28, &v->n, 4);
     return 32;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_ctx_create_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 4, 8, 4, 4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 32 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_ctx_create_req_get(const uint8_t *in, size_t len, gw_ctx_create_req *v)
 {
@@ -156,6 +192,12 @@ static inline size_t gw_ctx_create_req_affinity_item_put(uint8_t *out, const gw_
 {
     memcpy(out + 0, &v->param, sizeof(CUexecAffinityParam));
     return (sizeof(CUexecAffinityParam));
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_ctx_create_req_affinity_item_field_size(unsigned i)
+{
+    static const size_t s[] = {sizeof(CUexecAffinityParam), 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than (sizeof(CUexecAffinityParam)) bytes are there; else the bytes read (one item) */
 static inline size_t gw_ctx_create_req_affinity_item_get(const uint8_t *in, size_t len, gw_ctx_create_req_affinity_item *v)
@@ -183,12 +225,10 @@ static inline size_t gw_ctx_create_req_affinity_put(uint8_t *out, uint32_t n, co
     return at;
 }
 
-/* LAUNCH_CONFIG req: u64 function, u32[3] grid, u32[3] block, u32 shared_bytes, u64 stream, u32 attr_count, attr_count x (raw CUlaunchAttribute attr) attrs (<= LAUNCH_ATTRS_MAX) */
+/* LAUNCH_CONFIG req: u64 function, u32[7] dims, u64 stream, u32 attr_count, attr_count x (raw CUlaunchAttribute attr) attrs (<= LAUNCH_ATTRS_MAX) */
 typedef struct gw_launch_config_req {
     uint64_t function;
-    uint32_t grid[3];
-    uint32_t block[3];
-    uint32_t shared_bytes;
+    uint32_t dims[7];
     uint64_t stream;
     uint32_t attr_count;
 } gw_launch_config_req;
@@ -196,12 +236,16 @@ typedef struct gw_launch_config_req {
 static inline size_t gw_launch_config_req_put(uint8_t *out, const gw_launch_config_req *v)
 {
     memcpy(out + 0, &v->function, 8);
-    memcpy(out + 8, &v->grid, 12);
-    memcpy(out + 20, &v->block, 12);
-    memcpy(out + 32, &v->shared_bytes, 4);
+    memcpy(out + 8, &v->dims, 28);
     memcpy(out + 36, &v->stream, 8);
     memcpy(out + 44, &v->attr_count, 4);
     return 48;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_launch_config_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 28, 8, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 48 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_launch_config_req_get(const uint8_t *in, size_t len, gw_launch_config_req *v)
@@ -209,9 +253,7 @@ static inline size_t gw_launch_config_req_get(const uint8_t *in, size_t len, gw_
     if (len < 48)
         return 0;
     memcpy(&v->function, in + 0, 8);
-    memcpy(&v->grid, in + 8, 12);
-    memcpy(&v->block, in + 20, 12);
-    memcpy(&v->shared_bytes, in + 32, 4);
+    memcpy(&v->dims, in + 8, 28);
     memcpy(&v->stream, in + 36, 8);
     memcpy(&v->attr_count, in + 44, 4);
     return 48;
@@ -224,6 +266,12 @@ static inline size_t gw_launch_config_req_attrs_item_put(uint8_t *out, const gw_
 {
     memcpy(out + 0, &v->attr, sizeof(CUlaunchAttribute));
     return (sizeof(CUlaunchAttribute));
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_launch_config_req_attrs_item_field_size(unsigned i)
+{
+    static const size_t s[] = {sizeof(CUlaunchAttribute), 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than (sizeof(CUlaunchAttribute)) bytes are there; else the bytes read (one item) */
 static inline size_t gw_launch_config_req_attrs_item_get(const uint8_t *in, size_t len, gw_launch_config_req_attrs_item *v)
@@ -251,42 +299,28 @@ static inline size_t gw_launch_config_req_attrs_put(uint8_t *out, uint32_t n, co
     return at;
 }
 
-/* GRAPH_ADD_MEMCPY_NODE req: u64 graph, u32 m, m x (u64 node) deps, raw CUDA_MEMCPY3D copy, u64 context */
+/* GRAPH_ADD_MEMCPY_NODE req: u64 graph, `DEPENDENCIES` deps, raw CUDA_MEMCPY3D copy, u64 context */
 typedef struct gw_graph_add_memcpy_node_req {
     uint64_t graph;
-    uint32_t m;
 } gw_graph_add_memcpy_node_req;
-#define GW_GRAPH_ADD_MEMCPY_NODE_REQ_SIZE 12u
+#define GW_GRAPH_ADD_MEMCPY_NODE_REQ_SIZE 8u
 static inline size_t gw_graph_add_memcpy_node_req_put(uint8_t *out, const gw_graph_add_memcpy_node_req *v)
 {
     memcpy(out + 0, &v->graph, 8);
-    memcpy(out + 8, &v->m, 4);
-    return 12;
-}
-/* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
-static inline size_t gw_graph_add_memcpy_node_req_get(const uint8_t *in, size_t len, gw_graph_add_memcpy_node_req *v)
-{
-    if (len < 12)
-        return 0;
-    memcpy(&v->graph, in + 0, 8);
-    memcpy(&v->m, in + 8, 4);
-    return 12;
-}
-typedef struct gw_graph_add_memcpy_node_req_deps_item {
-    uint64_t node;
-} gw_graph_add_memcpy_node_req_deps_item;
-#define GW_GRAPH_ADD_MEMCPY_NODE_REQ_DEPS_ITEM_SIZE 8u
-static inline size_t gw_graph_add_memcpy_node_req_deps_item_put(uint8_t *out, const gw_graph_add_memcpy_node_req_deps_item *v)
-{
-    memcpy(out + 0, &v->node, 8);
     return 8;
 }
-/* 0 if fewer than 8 bytes are there; else the bytes read (one item) */
-static inline size_t gw_graph_add_memcpy_node_req_deps_item_get(const uint8_t *in, size_t len, gw_graph_add_memcpy_node_req_deps_item *v)
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_add_memcpy_node_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_graph_add_memcpy_node_req_get(const uint8_t *in, size_t len, gw_graph_add_memcpy_node_req *v)
 {
     if (len < 8)
         return 0;
-    memcpy(&v->node, in + 0, 8);
+    memcpy(&v->graph, in + 0, 8);
     return 8;
 }
 typedef struct gw_graph_add_memcpy_node_req_after_deps {
@@ -299,6 +333,12 @@ static inline size_t gw_graph_add_memcpy_node_req_after_deps_put(uint8_t *out, c
     memcpy(out + 0, &v->copy, sizeof(CUDA_MEMCPY3D));
     memcpy(out + sizeof(CUDA_MEMCPY3D), &v->context, 8);
     return (8 + sizeof(CUDA_MEMCPY3D));
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_add_memcpy_node_req_after_deps_field_size(unsigned i)
+{
+    static const size_t s[] = {sizeof(CUDA_MEMCPY3D), 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than (8 + sizeof(CUDA_MEMCPY3D)) bytes are there; else the bytes read (after deps) */
 static inline size_t gw_graph_add_memcpy_node_req_after_deps_get(const uint8_t *in, size_t len, gw_graph_add_memcpy_node_req_after_deps *v)
@@ -322,6 +362,12 @@ static inline size_t gw_graph_add_memcpy_node_rep_put(uint8_t *out, const gw_gra
     memcpy(out + 4, &v->node, 8);
     return 12;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_add_memcpy_node_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_graph_add_memcpy_node_rep_get(const uint8_t *in, size_t len, gw_graph_add_memcpy_node_rep *v)
 {
@@ -343,6 +389,12 @@ static inline size_t gw_memcpy_node_set_params_req_put(uint8_t *out, const gw_me
     memcpy(out + 0, &v->node, 8);
     memcpy(out + 8, &v->copy, sizeof(CUDA_MEMCPY3D));
     return (8 + sizeof(CUDA_MEMCPY3D));
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_memcpy_node_set_params_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, sizeof(CUDA_MEMCPY3D), 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than (8 + sizeof(CUDA_MEMCPY3D)) bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_memcpy_node_set_params_req_get(const uint8_t *in, size_t len, gw_memcpy_node_set_params_req *v)
@@ -370,6 +422,12 @@ static inline size_t gw_exec_memcpy_node_set_params_req_put(uint8_t *out, const 
     memcpy(out + 16 + sizeof(CUDA_MEMCPY3D), &v->context, 8);
     return (24 + sizeof(CUDA_MEMCPY3D));
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_exec_memcpy_node_set_params_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, sizeof(CUDA_MEMCPY3D), 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than (24 + sizeof(CUDA_MEMCPY3D)) bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_exec_memcpy_node_set_params_req_get(const uint8_t *in, size_t len, gw_exec_memcpy_node_set_params_req *v)
 {
@@ -382,42 +440,28 @@ static inline size_t gw_exec_memcpy_node_set_params_req_get(const uint8_t *in, s
     return (24 + sizeof(CUDA_MEMCPY3D));
 }
 
-/* GRAPH_ADD_MEM_ALLOC_NODE req: u64 graph, u32 m, m x (u64 node) deps, raw CUDA_MEM_ALLOC_NODE_PARAMS params, u32 k, k x (raw CUmemAccessDesc desc) access (<= ACCESS_DESCS_MAX) */
+/* GRAPH_ADD_MEM_ALLOC_NODE req: u64 graph, `DEPENDENCIES` deps, raw CUDA_MEM_ALLOC_NODE_PARAMS params, u32 k, k x (raw CUmemAccessDesc desc) access (<= ACCESS_DESCS_MAX) */
 typedef struct gw_graph_add_mem_alloc_node_req {
     uint64_t graph;
-    uint32_t m;
 } gw_graph_add_mem_alloc_node_req;
-#define GW_GRAPH_ADD_MEM_ALLOC_NODE_REQ_SIZE 12u
+#define GW_GRAPH_ADD_MEM_ALLOC_NODE_REQ_SIZE 8u
 static inline size_t gw_graph_add_mem_alloc_node_req_put(uint8_t *out, const gw_graph_add_mem_alloc_node_req *v)
 {
     memcpy(out + 0, &v->graph, 8);
-    memcpy(out + 8, &v->m, 4);
-    return 12;
-}
-/* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
-static inline size_t gw_graph_add_mem_alloc_node_req_get(const uint8_t *in, size_t len, gw_graph_add_mem_alloc_node_req *v)
-{
-    if (len < 12)
-        return 0;
-    memcpy(&v->graph, in + 0, 8);
-    memcpy(&v->m, in + 8, 4);
-    return 12;
-}
-typedef struct gw_graph_add_mem_alloc_node_req_deps_item {
-    uint64_t node;
-} gw_graph_add_mem_alloc_node_req_deps_item;
-#define GW_GRAPH_ADD_MEM_ALLOC_NODE_REQ_DEPS_ITEM_SIZE 8u
-static inline size_t gw_graph_add_mem_alloc_node_req_deps_item_put(uint8_t *out, const gw_graph_add_mem_alloc_node_req_deps_item *v)
-{
-    memcpy(out + 0, &v->node, 8);
     return 8;
 }
-/* 0 if fewer than 8 bytes are there; else the bytes read (one item) */
-static inline size_t gw_graph_add_mem_alloc_node_req_deps_item_get(const uint8_t *in, size_t len, gw_graph_add_mem_alloc_node_req_deps_item *v)
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_add_mem_alloc_node_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_graph_add_mem_alloc_node_req_get(const uint8_t *in, size_t len, gw_graph_add_mem_alloc_node_req *v)
 {
     if (len < 8)
         return 0;
-    memcpy(&v->node, in + 0, 8);
+    memcpy(&v->graph, in + 0, 8);
     return 8;
 }
 typedef struct gw_graph_add_mem_alloc_node_req_after_deps {
@@ -430,6 +474,12 @@ static inline size_t gw_graph_add_mem_alloc_node_req_after_deps_put(uint8_t *out
     memcpy(out + 0, &v->params, sizeof(CUDA_MEM_ALLOC_NODE_PARAMS));
     memcpy(out + sizeof(CUDA_MEM_ALLOC_NODE_PARAMS), &v->k, 4);
     return (4 + sizeof(CUDA_MEM_ALLOC_NODE_PARAMS));
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_add_mem_alloc_node_req_after_deps_field_size(unsigned i)
+{
+    static const size_t s[] = {sizeof(CUDA_MEM_ALLOC_NODE_PARAMS), 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than (4 + sizeof(CUDA_MEM_ALLOC_NODE_PARAMS)) bytes are there; else the bytes read (after deps) */
 static inline size_t gw_graph_add_mem_alloc_node_req_after_deps_get(const uint8_t *in, size_t len, gw_graph_add_mem_alloc_node_req_after_deps *v)
@@ -448,6 +498,12 @@ static inline size_t gw_graph_add_mem_alloc_node_req_access_item_put(uint8_t *ou
 {
     memcpy(out + 0, &v->desc, sizeof(CUmemAccessDesc));
     return (sizeof(CUmemAccessDesc));
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_add_mem_alloc_node_req_access_item_field_size(unsigned i)
+{
+    static const size_t s[] = {sizeof(CUmemAccessDesc), 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than (sizeof(CUmemAccessDesc)) bytes are there; else the bytes read (one item) */
 static inline size_t gw_graph_add_mem_alloc_node_req_access_item_get(const uint8_t *in, size_t len, gw_graph_add_mem_alloc_node_req_access_item *v)
@@ -489,6 +545,12 @@ static inline size_t gw_graph_add_mem_alloc_node_rep_put(uint8_t *out, const gw_
     memcpy(out + 12, &v->address, 8);
     return 20;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_add_mem_alloc_node_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 20 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_graph_add_mem_alloc_node_rep_get(const uint8_t *in, size_t len, gw_graph_add_mem_alloc_node_rep *v)
 {
@@ -509,6 +571,12 @@ static inline size_t gw_mem_alloc_node_get_params_req_put(uint8_t *out, const gw
 {
     memcpy(out + 0, &v->node, 8);
     return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_mem_alloc_node_get_params_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_mem_alloc_node_get_params_req_get(const uint8_t *in, size_t len, gw_mem_alloc_node_get_params_req *v)
@@ -533,6 +601,12 @@ static inline size_t gw_mem_alloc_node_get_params_rep_put(uint8_t *out, const gw
     memcpy(out + 4 + sizeof(CUDA_MEM_ALLOC_NODE_PARAMS), &v->k, 4);
     return (8 + sizeof(CUDA_MEM_ALLOC_NODE_PARAMS));
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_mem_alloc_node_get_params_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, sizeof(CUDA_MEM_ALLOC_NODE_PARAMS), 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than (8 + sizeof(CUDA_MEM_ALLOC_NODE_PARAMS)) bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_mem_alloc_node_get_params_rep_get(const uint8_t *in, size_t len, gw_mem_alloc_node_get_params_rep *v)
 {
@@ -551,6 +625,12 @@ static inline size_t gw_mem_alloc_node_get_params_rep_access_item_put(uint8_t *o
 {
     memcpy(out + 0, &v->desc, sizeof(CUmemAccessDesc));
     return (sizeof(CUmemAccessDesc));
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_mem_alloc_node_get_params_rep_access_item_field_size(unsigned i)
+{
+    static const size_t s[] = {sizeof(CUmemAccessDesc), 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than (sizeof(CUmemAccessDesc)) bytes are there; else the bytes read (one item) */
 static inline size_t gw_mem_alloc_node_get_params_rep_access_item_get(const uint8_t *in, size_t len, gw_mem_alloc_node_get_params_rep_access_item *v)

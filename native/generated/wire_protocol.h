@@ -203,6 +203,12 @@ static inline size_t gw_error_req_put(uint8_t *out, const gw_error_req *v)
     memcpy(out + 0, &v->code, 4);
     return 4;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_error_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_error_req_get(const uint8_t *in, size_t len, gw_error_req *v)
 {
@@ -222,6 +228,12 @@ static inline size_t gw_reply_req_put(uint8_t *out, const gw_reply_req *v)
     memcpy(out + 0, &v->result, 4);
     return 4;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_reply_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_reply_req_get(const uint8_t *in, size_t len, gw_reply_req *v)
 {
@@ -240,6 +252,12 @@ static inline size_t gw_func_layout_req_put(uint8_t *out, const gw_func_layout_r
 {
     memcpy(out + 0, &v->function, 8);
     return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_func_layout_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_func_layout_req_get(const uint8_t *in, size_t len, gw_func_layout_req *v)
@@ -262,6 +280,12 @@ static inline size_t gw_func_layout_rep_put(uint8_t *out, const gw_func_layout_r
     memcpy(out + 4, &v->n, 4);
     return 8;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_func_layout_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_func_layout_rep_get(const uint8_t *in, size_t len, gw_func_layout_rep *v)
 {
@@ -282,6 +306,12 @@ static inline size_t gw_func_layout_rep_item_put(uint8_t *out, const gw_func_lay
     memcpy(out + 4, &v->size, 4);
     return 8;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_func_layout_rep_item_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 8 bytes are there; else the bytes read (one item) */
 static inline size_t gw_func_layout_rep_item_get(const uint8_t *in, size_t len, gw_func_layout_rep_item *v)
 {
@@ -299,6 +329,12 @@ static inline size_t gw_func_layout_rep_after_items_put(uint8_t *out, const gw_f
 {
     memcpy(out + 0, &v->max_threads, 4);
     return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_func_layout_rep_after_items_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 4 bytes are there; else the bytes read (after items) */
 static inline size_t gw_func_layout_rep_after_items_get(const uint8_t *in, size_t len, gw_func_layout_rep_after_items *v)
@@ -320,6 +356,12 @@ static inline size_t gw_stage_req_put(uint8_t *out, const gw_stage_req *v)
     memcpy(out + 0, &v->offset, 8);
     memcpy(out + 8, &v->total, 8);
     return 16;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_stage_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 16 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_stage_req_get(const uint8_t *in, size_t len, gw_stage_req *v)
@@ -345,6 +387,12 @@ static inline size_t gw_queued_req_put(uint8_t *out, const gw_queued_req *v)
     memcpy(out + 8, &v->waited_ms, 4);
     return 12;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_queued_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_queued_req_get(const uint8_t *in, size_t len, gw_queued_req *v)
 {
@@ -365,6 +413,12 @@ static inline size_t gw_challenge_req_put(uint8_t *out, const gw_challenge_req *
 {
     memcpy(out + 0, &v->nonce, 32);
     return 32;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_challenge_req_field_size(unsigned i)
+{
+    static const size_t s[] = {32, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 32 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_challenge_req_get(const uint8_t *in, size_t len, gw_challenge_req *v)
@@ -387,6 +441,12 @@ static inline size_t gw_proof_req_put(uint8_t *out, const gw_proof_req *v)
     memcpy(out + 16, &v->mac, 32);
     return 48;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_proof_req_field_size(unsigned i)
+{
+    static const size_t s[] = {16, 32, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 48 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_proof_req_get(const uint8_t *in, size_t len, gw_proof_req *v)
 {
@@ -406,6 +466,12 @@ static inline size_t gw_device_attrs_req_put(uint8_t *out, const gw_device_attrs
 {
     memcpy(out + 0, &v->device, 4);
     return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_device_attrs_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_device_attrs_req_get(const uint8_t *in, size_t len, gw_device_attrs_req *v)
@@ -428,6 +494,12 @@ static inline size_t gw_device_attrs_rep_put(uint8_t *out, const gw_device_attrs
     memcpy(out + 4, &v->n, 4);
     return 8;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_device_attrs_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_device_attrs_rep_get(const uint8_t *in, size_t len, gw_device_attrs_rep *v)
 {
@@ -447,6 +519,12 @@ static inline size_t gw_device_attrs_rep_item_put(uint8_t *out, const gw_device_
     memcpy(out + 0, &v->status, 4);
     memcpy(out + 4, &v->value, 4);
     return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_device_attrs_rep_item_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 8 bytes are there; else the bytes read (one item) */
 static inline size_t gw_device_attrs_rep_item_get(const uint8_t *in, size_t len, gw_device_attrs_rep_item *v)
@@ -472,6 +550,12 @@ static inline size_t gw_module_info_req_put(uint8_t *out, const gw_module_info_r
     memcpy(out + 12, &v->device, 4);
     return 16;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_module_info_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 16 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_module_info_req_get(const uint8_t *in, size_t len, gw_module_info_req *v)
 {
@@ -492,6 +576,12 @@ static inline size_t gw_cas_refs_req_put(uint8_t *out, const gw_cas_refs_req *v)
 {
     memcpy(out + 0, &v->target, 4);
     return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_cas_refs_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_cas_refs_req_get(const uint8_t *in, size_t len, gw_cas_refs_req *v)
@@ -514,6 +604,12 @@ static inline size_t gw_cas_refs_rep_put(uint8_t *out, const gw_cas_refs_rep *v)
     memcpy(out + 4, &v->m, 4);
     return 8;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_cas_refs_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_cas_refs_rep_get(const uint8_t *in, size_t len, gw_cas_refs_rep *v)
 {
@@ -531,6 +627,12 @@ static inline size_t gw_cas_refs_rep_item_put(uint8_t *out, const gw_cas_refs_re
 {
     memcpy(out + 0, &v->index, 4);
     return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_cas_refs_rep_item_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 4 bytes are there; else the bytes read (one item) */
 static inline size_t gw_cas_refs_rep_item_get(const uint8_t *in, size_t len, gw_cas_refs_rep_item *v)
@@ -550,6 +652,12 @@ static inline size_t gw_cas_data_req_put(uint8_t *out, const gw_cas_data_req *v)
 {
     memcpy(out + 0, &v->target, 4);
     return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_cas_data_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_cas_data_req_get(const uint8_t *in, size_t len, gw_cas_data_req *v)
@@ -578,6 +686,12 @@ static inline size_t gw_deliver_req_put(uint8_t *out, const gw_deliver_req *v)
     memcpy(out + 32, &v->flags, 4);
     return 36;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_deliver_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 8, 8, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 36 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_deliver_req_get(const uint8_t *in, size_t len, gw_deliver_req *v)
 {
@@ -603,6 +717,12 @@ static inline size_t gw_delivered_req_put(uint8_t *out, const gw_delivered_req *
     memcpy(out + 8, &v->offset, 8);
     return 16;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_delivered_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 16 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_delivered_req_get(const uint8_t *in, size_t len, gw_delivered_req *v)
 {
@@ -624,6 +744,12 @@ static inline size_t gw_htod_req_put(uint8_t *out, const gw_htod_req *v)
     memcpy(out + 0, &v->dst, 8);
     memcpy(out + 8, &v->stream, 8);
     return 16;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_htod_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 16 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_htod_req_get(const uint8_t *in, size_t len, gw_htod_req *v)
@@ -649,6 +775,12 @@ static inline size_t gw_dtoh_req_put(uint8_t *out, const gw_dtoh_req *v)
     memcpy(out + 16, &v->stream, 8);
     return 24;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_dtoh_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 24 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_dtoh_req_get(const uint8_t *in, size_t len, gw_dtoh_req *v)
 {
@@ -669,6 +801,12 @@ static inline size_t gw_dtoh_rep_put(uint8_t *out, const gw_dtoh_rep *v)
 {
     memcpy(out + 0, &v->result, 4);
     return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_dtoh_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_dtoh_rep_get(const uint8_t *in, size_t len, gw_dtoh_rep *v)
@@ -694,6 +832,12 @@ static inline size_t gw_lane_htod_req_put(uint8_t *out, const gw_lane_htod_req *
     memcpy(out + 16, &v->lane, 4);
     memcpy(out + 20, &v->bytes, 4);
     return 24;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_lane_htod_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 24 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_lane_htod_req_get(const uint8_t *in, size_t len, gw_lane_htod_req *v)
@@ -725,6 +869,12 @@ static inline size_t gw_lane_dtoh_req_put(uint8_t *out, const gw_lane_dtoh_req *
     memcpy(out + 28, &v->tag, 4);
     return 32;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_lane_dtoh_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 8, 4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 32 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_lane_dtoh_req_get(const uint8_t *in, size_t len, gw_lane_dtoh_req *v)
 {
@@ -752,6 +902,12 @@ static inline size_t gw_cas_copy_target_req_put(uint8_t *out, const gw_cas_copy_
     memcpy(out + 12, &v->stream, 8);
     return 20;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_cas_copy_target_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 20 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_cas_copy_target_req_get(const uint8_t *in, size_t len, gw_cas_copy_target_req *v)
 {
@@ -773,6 +929,12 @@ static inline size_t gw_cas_stage_target_req_put(uint8_t *out, const gw_cas_stag
     memcpy(out + 0, &v->total_or_offset, 8);
     return 8;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_cas_stage_target_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_cas_stage_target_req_get(const uint8_t *in, size_t len, gw_cas_stage_target_req *v)
 {
@@ -792,6 +954,12 @@ static inline size_t gw_cas_refs_list_req_put(uint8_t *out, const gw_cas_refs_li
     memcpy(out + 0, &v->n, 4);
     return 4;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_cas_refs_list_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_cas_refs_list_req_get(const uint8_t *in, size_t len, gw_cas_refs_list_req *v)
 {
@@ -810,6 +978,12 @@ static inline size_t gw_cas_refs_list_req_item_put(uint8_t *out, const gw_cas_re
     memcpy(out + 0, &v->length, 4);
     memcpy(out + 4, &v->sha256, 32);
     return 36;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_cas_refs_list_req_item_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 32, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 36 bytes are there; else the bytes read (one item) */
 static inline size_t gw_cas_refs_list_req_item_get(const uint8_t *in, size_t len, gw_cas_refs_list_req_item *v)
@@ -832,6 +1006,12 @@ static inline size_t gw_cas_data_chunk_req_put(uint8_t *out, const gw_cas_data_c
     memcpy(out + 0, &v->codec, 4);
     memcpy(out + 4, &v->raw_length, 4);
     return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_cas_data_chunk_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_cas_data_chunk_req_get(const uint8_t *in, size_t len, gw_cas_data_chunk_req *v)
@@ -863,6 +1043,12 @@ static inline size_t gw_occupancy_block_size_req_put(uint8_t *out, const gw_occu
     memcpy(out + 28, &v->n, 4);
     return 32;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_occupancy_block_size_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 4, 4, 4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 32 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_occupancy_block_size_req_get(const uint8_t *in, size_t len, gw_occupancy_block_size_req *v)
 {
@@ -886,6 +1072,12 @@ static inline size_t gw_occupancy_block_size_req_item_put(uint8_t *out, const gw
     memcpy(out + 0, &v->block_size, 4);
     memcpy(out + 4, &v->smem_bytes, 8);
     return 12;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_occupancy_block_size_req_item_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 12 bytes are there; else the bytes read (one item) */
 static inline size_t gw_occupancy_block_size_req_item_get(const uint8_t *in, size_t len, gw_occupancy_block_size_req_item *v)
@@ -911,6 +1103,12 @@ static inline size_t gw_occupancy_block_size_rep_put(uint8_t *out, const gw_occu
     memcpy(out + 8, &v->block_size, 4);
     return 12;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_occupancy_block_size_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_occupancy_block_size_rep_get(const uint8_t *in, size_t len, gw_occupancy_block_size_rep *v)
 {
@@ -931,6 +1129,12 @@ static inline size_t gw_get_error_string_req_put(uint8_t *out, const gw_get_erro
 {
     memcpy(out + 0, &v->code, 8);
     return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_get_error_string_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_get_error_string_req_get(const uint8_t *in, size_t len, gw_get_error_string_req *v)
@@ -953,6 +1157,12 @@ static inline size_t gw_get_error_string_rep_put(uint8_t *out, const gw_get_erro
     memcpy(out + 4, &v->length, 4);
     return 8;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_get_error_string_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_get_error_string_rep_get(const uint8_t *in, size_t len, gw_get_error_string_rep *v)
 {
@@ -972,6 +1182,12 @@ static inline size_t gw_memcpy_band_side_req_put(uint8_t *out, const gw_memcpy_b
 {
     memcpy(out + 0, &v->memory_type, 4);
     return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_memcpy_band_side_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_memcpy_band_side_req_get(const uint8_t *in, size_t len, gw_memcpy_band_side_req *v)
@@ -998,6 +1214,12 @@ static inline size_t gw_memcpy_band_side_req_array_put(uint8_t *out, const gw_me
     memcpy(out + 32, &v->z, 8);
     return 40;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_memcpy_band_side_req_array_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 8, 8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 40 bytes are there; else the bytes read (there only if if memory_type == MEMORYTYPE_ARRAY) */
 static inline size_t gw_memcpy_band_side_req_array_get(const uint8_t *in, size_t len, gw_memcpy_band_side_req_array *v)
 {
@@ -1021,6 +1243,12 @@ static inline size_t gw_memcpy_band_side_req_linear_put(uint8_t *out, const gw_m
     memcpy(out + 8, &v->pitch, 8);
     return 16;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_memcpy_band_side_req_linear_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 16 bytes are there; else the bytes read (there only if if memory_type != MEMORYTYPE_ARRAY) */
 static inline size_t gw_memcpy_band_side_req_linear_get(const uint8_t *in, size_t len, gw_memcpy_band_side_req_linear *v)
 {
@@ -1041,6 +1269,12 @@ static inline size_t gw_memcpy2d_band_req_put(uint8_t *out, const gw_memcpy2d_ba
     memcpy(out + 0, &v->stream, 8);
     return 8;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_memcpy2d_band_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_memcpy2d_band_req_get(const uint8_t *in, size_t len, gw_memcpy2d_band_req *v)
 {
@@ -1048,6 +1282,32 @@ static inline size_t gw_memcpy2d_band_req_get(const uint8_t *in, size_t len, gw_
         return 0;
     memcpy(&v->stream, in + 0, 8);
     return 8;
+}
+typedef struct gw_memcpy2d_band_req_after_dst {
+    uint64_t width;
+    uint64_t rows;
+} gw_memcpy2d_band_req_after_dst;
+#define GW_MEMCPY2D_BAND_REQ_AFTER_DST_SIZE 16u
+static inline size_t gw_memcpy2d_band_req_after_dst_put(uint8_t *out, const gw_memcpy2d_band_req_after_dst *v)
+{
+    memcpy(out + 0, &v->width, 8);
+    memcpy(out + 8, &v->rows, 8);
+    return 16;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_memcpy2d_band_req_after_dst_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 16 bytes are there; else the bytes read (after dst) */
+static inline size_t gw_memcpy2d_band_req_after_dst_get(const uint8_t *in, size_t len, gw_memcpy2d_band_req_after_dst *v)
+{
+    if (len < 16)
+        return 0;
+    memcpy(&v->width, in + 0, 8);
+    memcpy(&v->rows, in + 8, 8);
+    return 16;
 }
 
 /* MEMCPY2D_BAND rep: i32 result, bytes host_rows */
@@ -1059,6 +1319,12 @@ static inline size_t gw_memcpy2d_band_rep_put(uint8_t *out, const gw_memcpy2d_ba
 {
     memcpy(out + 0, &v->result, 4);
     return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_memcpy2d_band_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_memcpy2d_band_rep_get(const uint8_t *in, size_t len, gw_memcpy2d_band_rep *v)
@@ -1079,6 +1345,12 @@ static inline size_t gw_jit_options_req_put(uint8_t *out, const gw_jit_options_r
     memcpy(out + 0, &v->n, 4);
     return 4;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_jit_options_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_jit_options_req_get(const uint8_t *in, size_t len, gw_jit_options_req *v)
 {
@@ -1097,6 +1369,12 @@ static inline size_t gw_jit_options_req_options_item_put(uint8_t *out, const gw_
     memcpy(out + 0, &v->option, 4);
     memcpy(out + 4, &v->value, 8);
     return 12;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_jit_options_req_options_item_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 12 bytes are there; else the bytes read (one item) */
 static inline size_t gw_jit_options_req_options_item_get(const uint8_t *in, size_t len, gw_jit_options_req_options_item *v)
@@ -1135,6 +1413,12 @@ static inline size_t gw_jit_outputs_req_put(uint8_t *out, const gw_jit_outputs_r
     memcpy(out + 0, &v->info_length, 4);
     return 4;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_jit_outputs_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_jit_outputs_req_get(const uint8_t *in, size_t len, gw_jit_outputs_req *v)
 {
@@ -1152,6 +1436,12 @@ static inline size_t gw_jit_outputs_req_after_info_log_put(uint8_t *out, const g
 {
     memcpy(out + 0, &v->error_length, 4);
     return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_jit_outputs_req_after_info_log_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 4 bytes are there; else the bytes read (after info_log) */
 static inline size_t gw_jit_outputs_req_after_info_log_get(const uint8_t *in, size_t len, gw_jit_outputs_req_after_info_log *v)
@@ -1171,6 +1461,12 @@ static inline size_t gw_jit_outputs_req_after_error_log_put(uint8_t *out, const 
     memcpy(out + 0, &v->mask, 4);
     return 4;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_jit_outputs_req_after_error_log_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 4 bytes are there; else the bytes read (after error_log) */
 static inline size_t gw_jit_outputs_req_after_error_log_get(const uint8_t *in, size_t len, gw_jit_outputs_req_after_error_log *v)
 {
@@ -1187,6 +1483,12 @@ static inline size_t gw_jit_outputs_req_info_size_put(uint8_t *out, const gw_jit
 {
     memcpy(out + 0, &v->size, 4);
     return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_jit_outputs_req_info_size_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 4 bytes are there; else the bytes read (there only if if bit 1 of mask) */
 static inline size_t gw_jit_outputs_req_info_size_get(const uint8_t *in, size_t len, gw_jit_outputs_req_info_size *v)
@@ -1205,6 +1507,12 @@ static inline size_t gw_jit_outputs_req_error_size_put(uint8_t *out, const gw_ji
     memcpy(out + 0, &v->size, 4);
     return 4;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_jit_outputs_req_error_size_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 4 bytes are there; else the bytes read (there only if if bit 2 of mask) */
 static inline size_t gw_jit_outputs_req_error_size_get(const uint8_t *in, size_t len, gw_jit_outputs_req_error_size *v)
 {
@@ -1221,6 +1529,12 @@ static inline size_t gw_jit_outputs_req_wall_time_put(uint8_t *out, const gw_jit
 {
     memcpy(out + 0, &v->bits, 4);
     return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_jit_outputs_req_wall_time_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 4 bytes are there; else the bytes read (there only if if bit 4 of mask) */
 static inline size_t gw_jit_outputs_req_wall_time_get(const uint8_t *in, size_t len, gw_jit_outputs_req_wall_time *v)
@@ -1243,6 +1557,12 @@ static inline size_t gw_module_load_req_put(uint8_t *out, const gw_module_load_r
     memcpy(out + 8, &v->image_size, 8);
     return 16;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_module_load_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 16 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_module_load_req_get(const uint8_t *in, size_t len, gw_module_load_req *v)
 {
@@ -1251,6 +1571,29 @@ static inline size_t gw_module_load_req_get(const uint8_t *in, size_t len, gw_mo
     memcpy(&v->id, in + 0, 8);
     memcpy(&v->image_size, in + 8, 8);
     return 16;
+}
+typedef struct gw_module_load_req_after_jit {
+    uint32_t m;
+} gw_module_load_req_after_jit;
+#define GW_MODULE_LOAD_REQ_AFTER_JIT_SIZE 4u
+static inline size_t gw_module_load_req_after_jit_put(uint8_t *out, const gw_module_load_req_after_jit *v)
+{
+    memcpy(out + 0, &v->m, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_module_load_req_after_jit_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (after jit) */
+static inline size_t gw_module_load_req_after_jit_get(const uint8_t *in, size_t len, gw_module_load_req_after_jit *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->m, in + 0, 4);
+    return 4;
 }
 typedef struct gw_module_load_req_library_options_item {
     uint32_t option;
@@ -1262,6 +1605,12 @@ static inline size_t gw_module_load_req_library_options_item_put(uint8_t *out, c
     memcpy(out + 0, &v->option, 4);
     memcpy(out + 4, &v->value, 8);
     return 12;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_module_load_req_library_options_item_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 12 bytes are there; else the bytes read (one item) */
 static inline size_t gw_module_load_req_library_options_item_get(const uint8_t *in, size_t len, gw_module_load_req_library_options_item *v)
@@ -1300,6 +1649,12 @@ static inline size_t gw_module_load_rep_put(uint8_t *out, const gw_module_load_r
     memcpy(out + 0, &v->result, 4);
     return 4;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_module_load_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_module_load_rep_get(const uint8_t *in, size_t len, gw_module_load_rep *v)
 {
@@ -1319,6 +1674,12 @@ static inline size_t gw_link_create_rep_put(uint8_t *out, const gw_link_create_r
     memcpy(out + 0, &v->result, 4);
     return 4;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_link_create_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_link_create_rep_get(const uint8_t *in, size_t len, gw_link_create_rep *v)
 {
@@ -1326,6 +1687,29 @@ static inline size_t gw_link_create_rep_get(const uint8_t *in, size_t len, gw_li
         return 0;
     memcpy(&v->result, in + 0, 4);
     return 4;
+}
+typedef struct gw_link_create_rep_after_jit {
+    uint64_t link;
+} gw_link_create_rep_after_jit;
+#define GW_LINK_CREATE_REP_AFTER_JIT_SIZE 8u
+static inline size_t gw_link_create_rep_after_jit_put(uint8_t *out, const gw_link_create_rep_after_jit *v)
+{
+    memcpy(out + 0, &v->link, 8);
+    return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_link_create_rep_after_jit_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (after jit) */
+static inline size_t gw_link_create_rep_after_jit_get(const uint8_t *in, size_t len, gw_link_create_rep_after_jit *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->link, in + 0, 8);
+    return 8;
 }
 
 /* LINK_ADD req: u64 link, u32 input_type, u64 size, str name, `JIT_OPTIONS` jit */
@@ -1341,6 +1725,12 @@ static inline size_t gw_link_add_req_put(uint8_t *out, const gw_link_add_req *v)
     memcpy(out + 8, &v->input_type, 4);
     memcpy(out + 12, &v->size, 8);
     return 20;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_link_add_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 20 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_link_add_req_get(const uint8_t *in, size_t len, gw_link_add_req *v)
@@ -1363,6 +1753,12 @@ static inline size_t gw_link_add_rep_put(uint8_t *out, const gw_link_add_rep *v)
     memcpy(out + 0, &v->result, 4);
     return 4;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_link_add_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_link_add_rep_get(const uint8_t *in, size_t len, gw_link_add_rep *v)
 {
@@ -1384,6 +1780,12 @@ static inline size_t gw_link_complete_req_put(uint8_t *out, const gw_link_comple
     memcpy(out + 8, &v->offset, 8);
     return 16;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_link_complete_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 16 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_link_complete_req_get(const uint8_t *in, size_t len, gw_link_complete_req *v)
 {
@@ -1404,6 +1806,12 @@ static inline size_t gw_link_complete_rep_put(uint8_t *out, const gw_link_comple
     memcpy(out + 0, &v->result, 4);
     return 4;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_link_complete_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_link_complete_rep_get(const uint8_t *in, size_t len, gw_link_complete_rep *v)
 {
@@ -1411,6 +1819,32 @@ static inline size_t gw_link_complete_rep_get(const uint8_t *in, size_t len, gw_
         return 0;
     memcpy(&v->result, in + 0, 4);
     return 4;
+}
+typedef struct gw_link_complete_rep_after_jit {
+    uint64_t cubin_size;
+    uint64_t n;
+} gw_link_complete_rep_after_jit;
+#define GW_LINK_COMPLETE_REP_AFTER_JIT_SIZE 16u
+static inline size_t gw_link_complete_rep_after_jit_put(uint8_t *out, const gw_link_complete_rep_after_jit *v)
+{
+    memcpy(out + 0, &v->cubin_size, 8);
+    memcpy(out + 8, &v->n, 8);
+    return 16;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_link_complete_rep_after_jit_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 16 bytes are there; else the bytes read (after jit) */
+static inline size_t gw_link_complete_rep_after_jit_get(const uint8_t *in, size_t len, gw_link_complete_rep_after_jit *v)
+{
+    if (len < 16)
+        return 0;
+    memcpy(&v->cubin_size, in + 0, 8);
+    memcpy(&v->n, in + 8, 8);
+    return 16;
 }
 #define GW_LINK_COMPLETE_REP_CUBIN_MAX GW_LINK_PIECE /* cubin: n bytes at most */
 
@@ -1423,6 +1857,12 @@ static inline size_t gw_link_destroy_req_put(uint8_t *out, const gw_link_destroy
 {
     memcpy(out + 0, &v->link, 8);
     return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_link_destroy_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_link_destroy_req_get(const uint8_t *in, size_t len, gw_link_destroy_req *v)
@@ -1443,6 +1883,12 @@ static inline size_t gw_link_destroy_rep_put(uint8_t *out, const gw_link_destroy
     memcpy(out + 0, &v->result, 4);
     return 4;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_link_destroy_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_link_destroy_rep_get(const uint8_t *in, size_t len, gw_link_destroy_rep *v)
 {
@@ -1453,6 +1899,29 @@ static inline size_t gw_link_destroy_rep_get(const uint8_t *in, size_t len, gw_l
 }
 
 /* LAUNCH req: `LAUNCH_CONFIG` config, u32 param_bytes, param_bytes bytes params (<= MAX_PARAM_BYTES) */
+typedef struct gw_launch_req_after_config {
+    uint32_t param_bytes;
+} gw_launch_req_after_config;
+#define GW_LAUNCH_REQ_AFTER_CONFIG_SIZE 4u
+static inline size_t gw_launch_req_after_config_put(uint8_t *out, const gw_launch_req_after_config *v)
+{
+    memcpy(out + 0, &v->param_bytes, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_launch_req_after_config_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (after config) */
+static inline size_t gw_launch_req_after_config_get(const uint8_t *in, size_t len, gw_launch_req_after_config *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->param_bytes, in + 0, 4);
+    return 4;
+}
 #define GW_LAUNCH_REQ_PARAMS_MAX GW_MAX_PARAM_BYTES /* params: param_bytes bytes at most */
 
 /* CLUSTER_OCCUPANCY rep: i32 result, i32 value */
@@ -1466,6 +1935,12 @@ static inline size_t gw_cluster_occupancy_rep_put(uint8_t *out, const gw_cluster
     memcpy(out + 0, &v->result, 4);
     memcpy(out + 4, &v->value, 4);
     return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_cluster_occupancy_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_cluster_occupancy_rep_get(const uint8_t *in, size_t len, gw_cluster_occupancy_rep *v)
@@ -1488,6 +1963,12 @@ static inline size_t gw_capture_info_req_put(uint8_t *out, const gw_capture_info
     memcpy(out + 0, &v->stream, 8);
     memcpy(out + 8, &v->outputs, 4);
     return 12;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_capture_info_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_capture_info_req_get(const uint8_t *in, size_t len, gw_capture_info_req *v)
@@ -1519,6 +2000,12 @@ static inline size_t gw_capture_info_rep_put(uint8_t *out, const gw_capture_info
     memcpy(out + 32, &v->n, 8);
     return 40;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_capture_info_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 8, 8, 8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 40 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_capture_info_rep_get(const uint8_t *in, size_t len, gw_capture_info_rep *v)
 {
@@ -1541,6 +2028,12 @@ static inline size_t gw_capture_info_rep_nodes_item_put(uint8_t *out, const gw_c
     memcpy(out + 0, &v->node, 8);
     return 8;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_capture_info_rep_nodes_item_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 8 bytes are there; else the bytes read (one item) */
 static inline size_t gw_capture_info_rep_nodes_item_get(const uint8_t *in, size_t len, gw_capture_info_rep_nodes_item *v)
 {
@@ -1557,6 +2050,12 @@ static inline size_t gw_capture_info_rep_edges_put(uint8_t *out, const gw_captur
 {
     memcpy(out + 0, &v->given, 4);
     return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_capture_info_rep_edges_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 4 bytes are there; else the bytes read (there only if if bit 8 of request.outputs) */
 static inline size_t gw_capture_info_rep_edges_get(const uint8_t *in, size_t len, gw_capture_info_rep_edges *v)
@@ -1581,6 +2080,12 @@ static inline size_t gw_pointer_attributes_req_put(uint8_t *out, const gw_pointe
     memcpy(out + 12, &v->n, 4);
     return 16;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_pointer_attributes_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 16 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_pointer_attributes_req_get(const uint8_t *in, size_t len, gw_pointer_attributes_req *v)
 {
@@ -1599,6 +2104,12 @@ static inline size_t gw_pointer_attributes_req_attributes_item_put(uint8_t *out,
 {
     memcpy(out + 0, &v->attribute, 4);
     return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_pointer_attributes_req_attributes_item_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 4 bytes are there; else the bytes read (one item) */
 static inline size_t gw_pointer_attributes_req_attributes_item_get(const uint8_t *in, size_t len, gw_pointer_attributes_req_attributes_item *v)
@@ -1636,6 +2147,12 @@ static inline size_t gw_pointer_attributes_rep_put(uint8_t *out, const gw_pointe
     memcpy(out + 0, &v->result, 4);
     return 4;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_pointer_attributes_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_pointer_attributes_rep_get(const uint8_t *in, size_t len, gw_pointer_attributes_rep *v)
 {
@@ -1653,6 +2170,12 @@ static inline size_t gw_pointer_attributes_rep_slots_item_put(uint8_t *out, cons
     memcpy(out + 0, &v->value, 16);
     return 16;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_pointer_attributes_rep_slots_item_field_size(unsigned i)
+{
+    static const size_t s[] = {16, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 16 bytes are there; else the bytes read (one item) */
 static inline size_t gw_pointer_attributes_rep_slots_item_get(const uint8_t *in, size_t len, gw_pointer_attributes_rep_slots_item *v)
 {
@@ -1662,14 +2185,60 @@ static inline size_t gw_pointer_attributes_rep_slots_item_get(const uint8_t *in,
     return 16;
 }
 
-/* KERNEL_NODE_PARAMS req: u64 function, u64 kernel, u64 context, u32[3] grid, u32[3] block, u32 shared_bytes, u32 param_bytes, param_bytes bytes params (<= MAX_PARAM_BYTES) */
+/* DEPENDENCIES req: u32 m, m x (u64 node) nodes */
+typedef struct gw_dependencies_req {
+    uint32_t m;
+} gw_dependencies_req;
+#define GW_DEPENDENCIES_REQ_SIZE 4u
+static inline size_t gw_dependencies_req_put(uint8_t *out, const gw_dependencies_req *v)
+{
+    memcpy(out + 0, &v->m, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_dependencies_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_dependencies_req_get(const uint8_t *in, size_t len, gw_dependencies_req *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->m, in + 0, 4);
+    return 4;
+}
+typedef struct gw_dependencies_req_nodes_item {
+    uint64_t node;
+} gw_dependencies_req_nodes_item;
+#define GW_DEPENDENCIES_REQ_NODES_ITEM_SIZE 8u
+static inline size_t gw_dependencies_req_nodes_item_put(uint8_t *out, const gw_dependencies_req_nodes_item *v)
+{
+    memcpy(out + 0, &v->node, 8);
+    return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_dependencies_req_nodes_item_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (one item) */
+static inline size_t gw_dependencies_req_nodes_item_get(const uint8_t *in, size_t len, gw_dependencies_req_nodes_item *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->node, in + 0, 8);
+    return 8;
+}
+
+/* KERNEL_NODE_PARAMS req: u64 function, u64 kernel, u64 context, u32[7] dims, u32 param_bytes, param_bytes bytes params (<= MAX_PARAM_BYTES) */
 typedef struct gw_kernel_node_params_req {
     uint64_t function;
     uint64_t kernel;
     uint64_t context;
-    uint32_t grid[3];
-    uint32_t block[3];
-    uint32_t shared_bytes;
+    uint32_t dims[7];
     uint32_t param_bytes;
 } gw_kernel_node_params_req;
 #define GW_KERNEL_NODE_PARAMS_REQ_SIZE 56u
@@ -1678,11 +2247,15 @@ static inline size_t gw_kernel_node_params_req_put(uint8_t *out, const gw_kernel
     memcpy(out + 0, &v->function, 8);
     memcpy(out + 8, &v->kernel, 8);
     memcpy(out + 16, &v->context, 8);
-    memcpy(out + 24, &v->grid, 12);
-    memcpy(out + 36, &v->block, 12);
-    memcpy(out + 48, &v->shared_bytes, 4);
+    memcpy(out + 24, &v->dims, 28);
     memcpy(out + 52, &v->param_bytes, 4);
     return 56;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_kernel_node_params_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 8, 28, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 56 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_kernel_node_params_req_get(const uint8_t *in, size_t len, gw_kernel_node_params_req *v)
@@ -1692,50 +2265,34 @@ static inline size_t gw_kernel_node_params_req_get(const uint8_t *in, size_t len
     memcpy(&v->function, in + 0, 8);
     memcpy(&v->kernel, in + 8, 8);
     memcpy(&v->context, in + 16, 8);
-    memcpy(&v->grid, in + 24, 12);
-    memcpy(&v->block, in + 36, 12);
-    memcpy(&v->shared_bytes, in + 48, 4);
+    memcpy(&v->dims, in + 24, 28);
     memcpy(&v->param_bytes, in + 52, 4);
     return 56;
 }
 #define GW_KERNEL_NODE_PARAMS_REQ_PARAMS_MAX GW_MAX_PARAM_BYTES /* params: param_bytes bytes at most */
 
-/* GRAPH_ADD_KERNEL_NODE req: u64 graph, u32 m, m x (u64 node) deps, `KERNEL_NODE_PARAMS` params */
+/* GRAPH_ADD_KERNEL_NODE req: u64 graph, `DEPENDENCIES` deps, `KERNEL_NODE_PARAMS` params */
 typedef struct gw_graph_add_kernel_node_req {
     uint64_t graph;
-    uint32_t m;
 } gw_graph_add_kernel_node_req;
-#define GW_GRAPH_ADD_KERNEL_NODE_REQ_SIZE 12u
+#define GW_GRAPH_ADD_KERNEL_NODE_REQ_SIZE 8u
 static inline size_t gw_graph_add_kernel_node_req_put(uint8_t *out, const gw_graph_add_kernel_node_req *v)
 {
     memcpy(out + 0, &v->graph, 8);
-    memcpy(out + 8, &v->m, 4);
-    return 12;
-}
-/* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
-static inline size_t gw_graph_add_kernel_node_req_get(const uint8_t *in, size_t len, gw_graph_add_kernel_node_req *v)
-{
-    if (len < 12)
-        return 0;
-    memcpy(&v->graph, in + 0, 8);
-    memcpy(&v->m, in + 8, 4);
-    return 12;
-}
-typedef struct gw_graph_add_kernel_node_req_deps_item {
-    uint64_t node;
-} gw_graph_add_kernel_node_req_deps_item;
-#define GW_GRAPH_ADD_KERNEL_NODE_REQ_DEPS_ITEM_SIZE 8u
-static inline size_t gw_graph_add_kernel_node_req_deps_item_put(uint8_t *out, const gw_graph_add_kernel_node_req_deps_item *v)
-{
-    memcpy(out + 0, &v->node, 8);
     return 8;
 }
-/* 0 if fewer than 8 bytes are there; else the bytes read (one item) */
-static inline size_t gw_graph_add_kernel_node_req_deps_item_get(const uint8_t *in, size_t len, gw_graph_add_kernel_node_req_deps_item *v)
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_add_kernel_node_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_graph_add_kernel_node_req_get(const uint8_t *in, size_t len, gw_graph_add_kernel_node_req *v)
 {
     if (len < 8)
         return 0;
-    memcpy(&v->node, in + 0, 8);
+    memcpy(&v->graph, in + 0, 8);
     return 8;
 }
 
@@ -1750,6 +2307,12 @@ static inline size_t gw_graph_add_kernel_node_rep_put(uint8_t *out, const gw_gra
     memcpy(out + 0, &v->result, 4);
     memcpy(out + 4, &v->node, 8);
     return 12;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_add_kernel_node_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_graph_add_kernel_node_rep_get(const uint8_t *in, size_t len, gw_graph_add_kernel_node_rep *v)
@@ -1770,6 +2333,12 @@ static inline size_t gw_kernel_node_set_params_req_put(uint8_t *out, const gw_ke
 {
     memcpy(out + 0, &v->node, 8);
     return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_kernel_node_set_params_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_kernel_node_set_params_req_get(const uint8_t *in, size_t len, gw_kernel_node_set_params_req *v)
@@ -1792,6 +2361,12 @@ static inline size_t gw_exec_kernel_node_set_params_req_put(uint8_t *out, const 
     memcpy(out + 8, &v->node, 8);
     return 16;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_exec_kernel_node_set_params_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 16 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_exec_kernel_node_set_params_req_get(const uint8_t *in, size_t len, gw_exec_kernel_node_set_params_req *v)
 {
@@ -1812,6 +2387,12 @@ static inline size_t gw_kernel_node_get_params_req_put(uint8_t *out, const gw_ke
     memcpy(out + 0, &v->node, 8);
     return 8;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_kernel_node_get_params_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_kernel_node_get_params_req_get(const uint8_t *in, size_t len, gw_kernel_node_get_params_req *v)
 {
@@ -1821,15 +2402,13 @@ static inline size_t gw_kernel_node_get_params_req_get(const uint8_t *in, size_t
     return 8;
 }
 
-/* KERNEL_NODE_GET_PARAMS rep: i32 result, u64 function, u64 kernel, u64 context, u32[3] grid, u32[3] block, u32 shared_bytes, u32 n, n x (u32 offset, u32 size) layout (<= KERNEL_PARAMS_MAX), u32 param_bytes, param_bytes bytes params (<= MAX_PARAM_BYTES) */
+/* KERNEL_NODE_GET_PARAMS rep: i32 result, u64 function, u64 kernel, u64 context, u32[7] dims, u32 n, n x (u32 offset, u32 size) layout (<= KERNEL_PARAMS_MAX), u32 param_bytes, param_bytes bytes params (<= MAX_PARAM_BYTES) */
 typedef struct gw_kernel_node_get_params_rep {
     int32_t result;
     uint64_t function;
     uint64_t kernel;
     uint64_t context;
-    uint32_t grid[3];
-    uint32_t block[3];
-    uint32_t shared_bytes;
+    uint32_t dims[7];
     uint32_t n;
 } gw_kernel_node_get_params_rep;
 #define GW_KERNEL_NODE_GET_PARAMS_REP_SIZE 60u
@@ -1839,11 +2418,15 @@ static inline size_t gw_kernel_node_get_params_rep_put(uint8_t *out, const gw_ke
     memcpy(out + 4, &v->function, 8);
     memcpy(out + 12, &v->kernel, 8);
     memcpy(out + 20, &v->context, 8);
-    memcpy(out + 28, &v->grid, 12);
-    memcpy(out + 40, &v->block, 12);
-    memcpy(out + 52, &v->shared_bytes, 4);
+    memcpy(out + 28, &v->dims, 28);
     memcpy(out + 56, &v->n, 4);
     return 60;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_kernel_node_get_params_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 8, 8, 28, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 60 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_kernel_node_get_params_rep_get(const uint8_t *in, size_t len, gw_kernel_node_get_params_rep *v)
@@ -1854,9 +2437,7 @@ static inline size_t gw_kernel_node_get_params_rep_get(const uint8_t *in, size_t
     memcpy(&v->function, in + 4, 8);
     memcpy(&v->kernel, in + 12, 8);
     memcpy(&v->context, in + 20, 8);
-    memcpy(&v->grid, in + 28, 12);
-    memcpy(&v->block, in + 40, 12);
-    memcpy(&v->shared_bytes, in + 52, 4);
+    memcpy(&v->dims, in + 28, 28);
     memcpy(&v->n, in + 56, 4);
     return 60;
 }
@@ -1870,6 +2451,12 @@ static inline size_t gw_kernel_node_get_params_rep_layout_item_put(uint8_t *out,
     memcpy(out + 0, &v->offset, 4);
     memcpy(out + 4, &v->size, 4);
     return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_kernel_node_get_params_rep_layout_item_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 8 bytes are there; else the bytes read (one item) */
 static inline size_t gw_kernel_node_get_params_rep_layout_item_get(const uint8_t *in, size_t len, gw_kernel_node_get_params_rep_layout_item *v)
@@ -1906,6 +2493,12 @@ static inline size_t gw_kernel_node_get_params_rep_after_layout_put(uint8_t *out
     memcpy(out + 0, &v->param_bytes, 4);
     return 4;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_kernel_node_get_params_rep_after_layout_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 4 bytes are there; else the bytes read (after layout) */
 static inline size_t gw_kernel_node_get_params_rep_after_layout_get(const uint8_t *in, size_t len, gw_kernel_node_get_params_rep_after_layout *v)
 {
@@ -1930,6 +2523,12 @@ static inline size_t gw_graph_exec_update_req_put(uint8_t *out, const gw_graph_e
     memcpy(out + 16, &v->want_info, 4);
     return 20;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_exec_update_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 20 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_graph_exec_update_req_get(const uint8_t *in, size_t len, gw_graph_exec_update_req *v)
 {
@@ -1950,6 +2549,12 @@ static inline size_t gw_graph_exec_update_rep_put(uint8_t *out, const gw_graph_e
 {
     memcpy(out + 0, &v->result, 4);
     return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_exec_update_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_graph_exec_update_rep_get(const uint8_t *in, size_t len, gw_graph_exec_update_rep *v)
@@ -1973,6 +2578,12 @@ static inline size_t gw_graph_exec_update_rep_info_put(uint8_t *out, const gw_gr
     memcpy(out + 8, &v->error_node, 8);
     memcpy(out + 16, &v->error_from_node, 8);
     return 24;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_exec_update_rep_info_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 24 bytes are there; else the bytes read (there only if if request.want_info) */
 static inline size_t gw_graph_exec_update_rep_info_get(const uint8_t *in, size_t len, gw_graph_exec_update_rep_info *v)
@@ -1998,6 +2609,12 @@ static inline size_t gw_graph_debug_dot_print_req_put(uint8_t *out, const gw_gra
     memcpy(out + 8, &v->flags, 4);
     return 12;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_debug_dot_print_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_graph_debug_dot_print_req_get(const uint8_t *in, size_t len, gw_graph_debug_dot_print_req *v)
 {
@@ -2020,6 +2637,12 @@ static inline size_t gw_graph_debug_dot_print_rep_put(uint8_t *out, const gw_gra
     memcpy(out + 4, &v->n, 4);
     return 8;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_debug_dot_print_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_graph_debug_dot_print_rep_get(const uint8_t *in, size_t len, gw_graph_debug_dot_print_rep *v)
 {
@@ -2031,42 +2654,28 @@ static inline size_t gw_graph_debug_dot_print_rep_get(const uint8_t *in, size_t 
 }
 #define GW_GRAPH_DEBUG_DOT_PRINT_REP_DOT_MAX GW_DOT_MAX /* dot: n bytes at most */
 
-/* GRAPH_ADD_CONDITIONAL_NODE req: u64 graph, u32 m, m x (u64 node) deps, u64 condition, u32 conditional_type, u32 bodies, u64 context */
+/* GRAPH_ADD_CONDITIONAL_NODE req: u64 graph, `DEPENDENCIES` deps, u64 condition, u32 conditional_type, u32 bodies, u64 context */
 typedef struct gw_graph_add_conditional_node_req {
     uint64_t graph;
-    uint32_t m;
 } gw_graph_add_conditional_node_req;
-#define GW_GRAPH_ADD_CONDITIONAL_NODE_REQ_SIZE 12u
+#define GW_GRAPH_ADD_CONDITIONAL_NODE_REQ_SIZE 8u
 static inline size_t gw_graph_add_conditional_node_req_put(uint8_t *out, const gw_graph_add_conditional_node_req *v)
 {
     memcpy(out + 0, &v->graph, 8);
-    memcpy(out + 8, &v->m, 4);
-    return 12;
-}
-/* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
-static inline size_t gw_graph_add_conditional_node_req_get(const uint8_t *in, size_t len, gw_graph_add_conditional_node_req *v)
-{
-    if (len < 12)
-        return 0;
-    memcpy(&v->graph, in + 0, 8);
-    memcpy(&v->m, in + 8, 4);
-    return 12;
-}
-typedef struct gw_graph_add_conditional_node_req_deps_item {
-    uint64_t node;
-} gw_graph_add_conditional_node_req_deps_item;
-#define GW_GRAPH_ADD_CONDITIONAL_NODE_REQ_DEPS_ITEM_SIZE 8u
-static inline size_t gw_graph_add_conditional_node_req_deps_item_put(uint8_t *out, const gw_graph_add_conditional_node_req_deps_item *v)
-{
-    memcpy(out + 0, &v->node, 8);
     return 8;
 }
-/* 0 if fewer than 8 bytes are there; else the bytes read (one item) */
-static inline size_t gw_graph_add_conditional_node_req_deps_item_get(const uint8_t *in, size_t len, gw_graph_add_conditional_node_req_deps_item *v)
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_add_conditional_node_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_graph_add_conditional_node_req_get(const uint8_t *in, size_t len, gw_graph_add_conditional_node_req *v)
 {
     if (len < 8)
         return 0;
-    memcpy(&v->node, in + 0, 8);
+    memcpy(&v->graph, in + 0, 8);
     return 8;
 }
 typedef struct gw_graph_add_conditional_node_req_after_deps {
@@ -2083,6 +2692,12 @@ static inline size_t gw_graph_add_conditional_node_req_after_deps_put(uint8_t *o
     memcpy(out + 12, &v->bodies, 4);
     memcpy(out + 16, &v->context, 8);
     return 24;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_add_conditional_node_req_after_deps_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 4, 4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 24 bytes are there; else the bytes read (after deps) */
 static inline size_t gw_graph_add_conditional_node_req_after_deps_get(const uint8_t *in, size_t len, gw_graph_add_conditional_node_req_after_deps *v)
@@ -2108,6 +2723,12 @@ static inline size_t gw_graph_add_conditional_node_rep_put(uint8_t *out, const g
     memcpy(out + 4, &v->node, 8);
     return 12;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_add_conditional_node_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_graph_add_conditional_node_rep_get(const uint8_t *in, size_t len, gw_graph_add_conditional_node_rep *v)
 {
@@ -2125,6 +2746,12 @@ static inline size_t gw_graph_add_conditional_node_rep_body_graphs_item_put(uint
 {
     memcpy(out + 0, &v->graph, 8);
     return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_add_conditional_node_rep_body_graphs_item_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 8 bytes are there; else the bytes read (one item) */
 static inline size_t gw_graph_add_conditional_node_rep_body_graphs_item_get(const uint8_t *in, size_t len, gw_graph_add_conditional_node_rep_body_graphs_item *v)
@@ -2147,6 +2774,12 @@ static inline size_t gw_mempool_get_attribute_req_put(uint8_t *out, const gw_mem
     memcpy(out + 8, &v->attribute, 4);
     return 12;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_mempool_get_attribute_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_mempool_get_attribute_req_get(const uint8_t *in, size_t len, gw_mempool_get_attribute_req *v)
 {
@@ -2168,6 +2801,12 @@ static inline size_t gw_mempool_get_attribute_rep_put(uint8_t *out, const gw_mem
     memcpy(out + 0, &v->result, 4);
     memcpy(out + 4, &v->value, 8);
     return 12;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_mempool_get_attribute_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_mempool_get_attribute_rep_get(const uint8_t *in, size_t len, gw_mempool_get_attribute_rep *v)
@@ -2193,6 +2832,12 @@ static inline size_t gw_mempool_set_attribute_req_put(uint8_t *out, const gw_mem
     memcpy(out + 12, &v->value, 8);
     return 20;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_mempool_set_attribute_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 20 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_mempool_set_attribute_req_get(const uint8_t *in, size_t len, gw_mempool_set_attribute_req *v)
 {
@@ -2214,6 +2859,12 @@ static inline size_t gw_module_info_function_req_put(uint8_t *out, const gw_modu
     memcpy(out + 0, &v->name_length, 2);
     return 2;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_module_info_function_req_field_size(unsigned i)
+{
+    static const size_t s[] = {2, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 2 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_module_info_function_req_get(const uint8_t *in, size_t len, gw_module_info_function_req *v)
 {
@@ -2234,6 +2885,12 @@ static inline size_t gw_module_info_function_req_after_name_put(uint8_t *out, co
     memcpy(out + 4, &v->m, 4);
     return 8;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_module_info_function_req_after_name_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 8 bytes are there; else the bytes read (after name) */
 static inline size_t gw_module_info_function_req_after_name_get(const uint8_t *in, size_t len, gw_module_info_function_req_after_name *v)
 {
@@ -2253,6 +2910,12 @@ static inline size_t gw_module_info_function_req_layout_item_put(uint8_t *out, c
     memcpy(out + 0, &v->offset, 4);
     memcpy(out + 4, &v->size, 4);
     return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_module_info_function_req_layout_item_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 8 bytes are there; else the bytes read (one item) */
 static inline size_t gw_module_info_function_req_layout_item_get(const uint8_t *in, size_t len, gw_module_info_function_req_layout_item *v)
@@ -2290,6 +2953,12 @@ static inline size_t gw_module_info_attributes_req_put(uint8_t *out, const gw_mo
 {
     memcpy(out + 0, &v->mask, 4);
     return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_module_info_attributes_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_module_info_attributes_req_get(const uint8_t *in, size_t len, gw_module_info_attributes_req *v)

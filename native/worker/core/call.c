@@ -55,6 +55,23 @@ int gw_in_fields(gw_call *c, size_t size, size_t got)
     return 0;
 }
 
+int gw_in_part_sized(gw_call *c, size_t (*field_size)(unsigned), size_t got)
+{
+    if (c->bad)
+        return 0;
+    size_t left = c->len - c->pos;
+    if (got && got <= left) {
+        c->pos += got;
+        return 1;
+    }
+    for (unsigned i = 0; field_size(i); i++) { /* consumes the fields that are there, fails at the first cut */
+        if (!gw_in_view(c, field_size(i)))
+            return 0;
+    }
+    gw_call_fail(c, "%s: fields not decoded (%zu of %zu bytes)", gw_op_name(c->h.op), got, left);
+    return 0;
+}
+
 uint32_t gw_in_u32(gw_call *c)
 {
     uint32_t v = 0;

@@ -11,9 +11,14 @@
 
 void gw_h_cuGraphExecUpdate_v2(gw_call *c)
 {
-    CUgraphExec exec = (CUgraphExec)gw_in_handle(c, GW_HT_CUgraphExec);
-    CUgraph graph = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
-    uint32_t want = gw_in_u32(c);
+    gw_graph_exec_update_req q = {0};
+    CUgraphExec exec = NULL;
+    CUgraph graph = NULL;
+    if (gw_in_part(c, gw_graph_exec_update_req, &q)) {
+        exec = (CUgraphExec)gw_handle_lookup(c, GW_HT_CUgraphExec, q.exec);
+        graph = (CUgraph)gw_handle_lookup(c, GW_HT_CUgraph, q.graph);
+    }
+    uint32_t want = q.want_info;
     if (!c->bad && want > 1)
         gw_call_fail(c, "cuGraphExecUpdate_v2: info flag %u", want);
     if (!gw_args_ok(c))
@@ -28,8 +33,8 @@ void gw_h_cuGraphExecUpdate_v2(gw_call *c)
     gw_reply_result(c, r);
     if (!want)
         return;
-    gw_reply_u32(c, 1);
-    gw_reply_u32(c, (uint32_t)info.result);
-    gw_reply_handles(c, GW_HT_CUgraphNode, (void **)&info.errorNode, 1);
-    gw_reply_handles(c, GW_HT_CUgraphNode, (void **)&info.errorFromNode, 1);
+    uint64_t node = gw_handle_id(GW_HT_CUgraphNode, info.errorNode); /* in this order: a new id for each */
+    uint64_t from = gw_handle_id(GW_HT_CUgraphNode, info.errorFromNode);
+    gw_reply_fields(c, gw_graph_exec_update_rep_info,
+                    {.given = 1, .update_result = (uint32_t)info.result, .error_node = node, .error_from_node = from});
 }
