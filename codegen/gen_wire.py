@@ -3,6 +3,8 @@
 Called by codegen/gen.py (so `gen.py` and `gen.py --check` cover it):
   native/generated/wire_protocol.h        constants, flags, ops, codes, structs and
                                           the field-list requests' encoders/decoders
+  native/generated/wire_formats.h         the codecs of the hand-written formats whose fields
+                                          include cuda.h structs (raw:CTYPE): apart, as they need cuda.h
   native/generated/wire_props.h           what each op is: posted, only waits,
                                           copy direction, a control request the worker takes
   native/generated/session_stats_layout.h the session-stats block

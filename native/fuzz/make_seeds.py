@@ -239,6 +239,9 @@ def seed_formats() -> bytes:
     arr = CLIENT_ID | 0x9008
     s.frame("cuArrayCreate_v2", u64(arr) + u32(24) + u64(16, 16) + u32(0x20, 1))  # CUDA_ARRAY_DESCRIPTOR, 24 bytes
     s.frame("cuSurfObjectCreate", u32(0) + bytes(4) + u64(arr) + bytes(RESOURCE_DESC - 16))
+    # 2D bands with an array side: device rows into the array, then the array's rows out to the host
+    s.frame("cuMemcpy2D_v2", u64(0) + u32(2) + u64(ph(a), 64) + u32(3) + u64(arr, 0, 0, 0, 0) + u64(16, 4))
+    s.frame("cuMemcpy2D_v2", u64(0) + u32(3) + u64(arr, 0, 0, 0, 0) + u32(1) + u64(0, 0) + u64(16, 4))
     # a module with JIT options: both logs (16 bytes) and the wall time asked for, one number
     s.stage(IMAGE)
     mod, fn = CLIENT_ID | 0x8000, CLIENT_ID | 0x8008

@@ -1,5 +1,5 @@
 /* cuGraphExecUpdate_v2: its result information comes back in the reply
- * (the worker's handler gives the wire format). */
+ * (GRAPH_EXEC_UPDATE in codegen/protocol.txt). */
 #include <string.h>
 
 #include "api.h"

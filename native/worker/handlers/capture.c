@@ -1,8 +1,6 @@
 /* cuStreamGetCaptureInfo (v1, v2, v3 and their per-thread-stream forms): the
  * dependency and edge arrays live in the driver, so they travel by value.
- * Request: u64 stream, u32 outputs wanted (GW_CAPINFO_*).
- * Reply: result; then u32 status, u64 id, u64 graph, u64 n, n node ids and,
- * when edges were asked for, u32 present and n edge records if present. */
+ * Format: CAPTURE_INFO in codegen/protocol.txt. */
 #include <string.h>
 
 #include "../../common/capture_info.h"

@@ -2,8 +2,7 @@
  * machine, so the driver writes a private temporary file here, whose bytes go
  * back and which is removed at once.
  *
- * Request: u64 graph id, u32 flags. Reply: result, then on success u32 n
- * (below the frame limit) + n bytes of the DOT text. */
+ * Format: GRAPH_DEBUG_DOT_PRINT in codegen/protocol.txt. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,10 +1,7 @@
 /* cuGraphExecUpdate_v2, hand-written: its optional result info names graph
  * nodes, which go back as handle ids.
  *
- * Request: u64 exec id, u64 graph id, u32 info wanted.
- * Reply: result; then, whenever the driver was called and info was wanted
- *   (failures too: the info says why), u32 1, u32 CUgraphExecUpdateResult,
- *   u64 error node id, u64 error-from node id. */
+ * Format: GRAPH_EXEC_UPDATE in codegen/protocol.txt. */
 #include <string.h>
 
 #include "handlers.h"

@@ -1,22 +1,12 @@
 /* Kernel nodes of graphs: their arguments travel packed, as a launch's do,
  * and are turned back into kernelParams (launch.c) before the driver sees them.
  *
- * P, the node's parameters: u64 function id (a CUfunction or a CUkernel; 0:
- *   the kernel below), u64 kernel id, u64 context id (both 0 unless the
- *   function is 0: the driver reads them only then), u32 grid[3], block[3],
- *   shared bytes, u32 n (<= 32764) + n parameter bytes in the layout the
- *   driver reports for the function (for the kernel when the function is 0).
- * cuGraphAddKernelNode(_v2): u64 graph id, u32 m + m x u64 dependency node
- *   ids, P. Reply: result, u64 node id.
- * cuGraphKernelNodeSetParams(_v2): u64 node id, P. Reply: result.
- * cuGraphExecKernelNodeSetParams(_v2): u64 exec id, u64 node id, P. Reply: result.
- * cuGraphKernelNodeGetParams(_v2): u64 node id. Reply: result, then on
- *   success u64 function id, u64 kernel id, u64 context id, u32 dims[7],
- *   u32 n + n x (u32 offset, u32 size), u32 bytes + the parameters packed
- *   (read through the kernelParams, or the `extra` buffer, the driver gave).
- * The v1 entry points use the same formats (kernel and context 0) and reach
- * the driver's v1 functions, whose struct is the v2 one less its last two
- * fields. */
+ * Formats: KERNEL_NODE_PARAMS (the node's parameters), GRAPH_ADD_KERNEL_NODE,
+ * KERNEL_NODE_SET_PARAMS, EXEC_KERNEL_NODE_SET_PARAMS and
+ * KERNEL_NODE_GET_PARAMS in codegen/protocol.txt; GetParams packs what the
+ * driver's kernelParams (or its `extra` buffer) point at. The v1 entry points
+ * use the same formats (kernel and context 0) and reach the driver's v1
+ * functions, whose struct is the v2 one less its last two fields. */
 #include <string.h>
 
 #include "handlers.h"

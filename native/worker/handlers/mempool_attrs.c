@@ -1,8 +1,7 @@
 /* Memory pool attributes, hand-written: a value's size depends on the
  * attribute.
  *
- * cuMemPoolGetAttribute: u64 pool id, u32 attribute. Reply: result, u64 value.
- * cuMemPoolSetAttribute: u64 pool id, u32 attribute, u64 value. Reply: result.
+ * Formats: MEMPOOL_GET_ATTRIBUTE, MEMPOOL_SET_ATTRIBUTE in codegen/protocol.txt.
  *   The value is an int for the reuse flags and a cuuint64_t for the
  *   threshold and usage figures (cuda.h); any other attribute is refused with
  *   CUDA_ERROR_INVALID_VALUE before the driver sees it, since its size is

@@ -146,7 +146,7 @@ static int stage_refused(uint32_t tid, size_t size)
     return s && s->refused && s->total == size;
 }
 
-/* Library options: u32 n, n x (u32 option, u64 value). Only
+/* MODULE_LOAD's library options (codegen/protocol.txt). Only
  * CU_LIBRARY_BINARY_IS_PRESERVED may come: any other value would be a pointer
  * into the client (a function table), which the driver would read here. */
 static unsigned read_library_options(gw_call *c, unsigned *opts, void **vals)
@@ -174,11 +174,9 @@ static unsigned read_library_options(gw_call *c, unsigned *opts, void **vals)
 
 /* After a load, the module's functions (names, parameter layouts, thread
  * limits) go to the client unasked, so its launches need no round trip per
- * function. Payload: u64 module id, u32 n, i32 device (-1: no attributes),
- * then per function: u16 name length, name, u32 max threads per block (0:
- * unknown), u32 m, m x (u32 offset, u32 size) (m = 0xFFFFFFFF: unknown, ask
- * with FUNC_LAYOUT), and if the device is given: u32 mask, then for each bit
- * a set in it the i32 value of attribute a on that device. */
+ * function. Payload: MODULE_INFO's fields, then per function a
+ * MODULE_INFO_FUNCTION record and, if the device is given, its
+ * MODULE_INFO_ATTRIBUTES (codegen/protocol.txt). */
 typedef CUresult (*param_info_fn)(void *, size_t, size_t *, size_t *);
 
 /* Attributes travel for the functions of small bare cubins only: reading
