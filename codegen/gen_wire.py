@@ -89,7 +89,7 @@ def describe(fields) -> str:
             parts.append(f"{f.count} x ({describe(f.items)}){named}{most}")
         elif f.type == "opt":
             flag, rel, val = f.cond
-            when = flag if (rel, val) == ("!=", "0") else f"{flag} {rel} {val}" if rel != "&" else f"bit {val} of {flag}"
+            when = flag if (rel, val) == ("!=", "0") else f"{flag} {rel} {val}" if rel != "&" else f"{flag} & {val}"
             parts.append(f"if {when}: ({describe(f.items)}) {f.name}")
         elif f.type == "struct":
             parts.append(f"gw_{f.struct}")

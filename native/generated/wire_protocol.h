@@ -63,7 +63,7 @@ enum {
     GW_OP_STATUS = 11, /* status probe answer (JSON), then echo frames */
     GW_OP_LANE = 12, /* a bulk lane: client -> server lane_hello on a new connection; worker -> client the lane's acceptance (len 0, seq = lane); then client -> worker host-to-device data frames (seq counts from 0 per lane) and worker -> client device-to-host pieces (seq = the client's tag) */
     GW_OP_DEVICE_ATTRS = 16, /* all attributes of a device in one round trip */
-    GW_OP_MODULE_INFO = 17, /* after a module load: its functions' names, layouts and attributes */
+    GW_OP_MODULE_INFO = 17, /* after a module load: its functions' names, layouts and attributes (functions: count MODULE_INFO_FUNCTION records, each followed by MODULE_INFO_ATTRIBUTES where device is not -1) */
     GW_OP_CAS_REFS = 18, /* content addresses of a copy's or an image's chunks (CAS_REFS_LIST: n 1..CAS_MAX_REFS) -> the indices (< n) of the ones the cache lacks (docs/cache.md) */
     GW_OP_CAS_DATA = 19, /* the bytes of one chunk the cache lacked (CAS_DATA_CHUNK): used, and stored under the worker's own hash */
     GW_OP_STDOUT = 20, /* bytes the driver wrote to stdout (device printf), to print */
@@ -1403,7 +1403,7 @@ static inline size_t gw_jit_options_req_options_put(uint8_t *out, uint32_t n, co
     return at;
 }
 
-/* JIT_OUTPUTS req: u32 info_length, info_length bytes info_log (<= JIT_LOG_MAX), u32 error_length, error_length bytes error_log (<= JIT_LOG_MAX), u32 mask, if bit 1 of mask: (u32 size) info_size, if bit 2 of mask: (u32 size) error_size, if bit 4 of mask: (u32 bits) wall_time */
+/* JIT_OUTPUTS req: u32 info_length, info_length bytes info_log (<= JIT_LOG_MAX), u32 error_length, error_length bytes error_log (<= JIT_LOG_MAX), u32 mask, if mask & 1: (u32 size) info_size, if mask & 2: (u32 size) error_size, if mask & 4: (u32 bits) wall_time */
 typedef struct gw_jit_outputs_req {
     uint32_t info_length;
 } gw_jit_outputs_req;
@@ -1490,7 +1490,7 @@ static inline size_t gw_jit_outputs_req_info_size_field_size(unsigned i)
     static const size_t s[] = {4, 0};
     return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
-/* 0 if fewer than 4 bytes are there; else the bytes read (there only if if bit 1 of mask) */
+/* 0 if fewer than 4 bytes are there; else the bytes read (there only if if mask & 1) */
 static inline size_t gw_jit_outputs_req_info_size_get(const uint8_t *in, size_t len, gw_jit_outputs_req_info_size *v)
 {
     if (len < 4)
@@ -1513,7 +1513,7 @@ static inline size_t gw_jit_outputs_req_error_size_field_size(unsigned i)
     static const size_t s[] = {4, 0};
     return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
-/* 0 if fewer than 4 bytes are there; else the bytes read (there only if if bit 2 of mask) */
+/* 0 if fewer than 4 bytes are there; else the bytes read (there only if if mask & 2) */
 static inline size_t gw_jit_outputs_req_error_size_get(const uint8_t *in, size_t len, gw_jit_outputs_req_error_size *v)
 {
     if (len < 4)
@@ -1536,7 +1536,7 @@ static inline size_t gw_jit_outputs_req_wall_time_field_size(unsigned i)
     static const size_t s[] = {4, 0};
     return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
-/* 0 if fewer than 4 bytes are there; else the bytes read (there only if if bit 4 of mask) */
+/* 0 if fewer than 4 bytes are there; else the bytes read (there only if if mask & 4) */
 static inline size_t gw_jit_outputs_req_wall_time_get(const uint8_t *in, size_t len, gw_jit_outputs_req_wall_time *v)
 {
     if (len < 4)
@@ -1980,7 +1980,7 @@ static inline size_t gw_capture_info_req_get(const uint8_t *in, size_t len, gw_c
     return 12;
 }
 
-/* CAPTURE_INFO rep: i32 result, u32 status, u64 id, u64 graph, u64 count, u64 n, n x (u64 node) nodes, if bit 8 of request.outputs: (u32 given) edges, bytes edge_data */
+/* CAPTURE_INFO rep: i32 result, u32 status, u64 id, u64 graph, u64 count, u64 n, n x (u64 node) nodes, if request.outputs & 8: (u32 given) edges, bytes edge_data */
 typedef struct gw_capture_info_rep {
     int32_t result;
     uint32_t status;
@@ -2057,7 +2057,7 @@ static inline size_t gw_capture_info_rep_edges_field_size(unsigned i)
     static const size_t s[] = {4, 0};
     return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
-/* 0 if fewer than 4 bytes are there; else the bytes read (there only if if bit 8 of request.outputs) */
+/* 0 if fewer than 4 bytes are there; else the bytes read (there only if if request.outputs & 8) */
 static inline size_t gw_capture_info_rep_edges_get(const uint8_t *in, size_t len, gw_capture_info_rep_edges *v)
 {
     if (len < 4)
