@@ -224,6 +224,10 @@ int main(void) {{
     gw_graph_add_mem_alloc_node_req_access_item acc[GW_ACCESS_DESCS_MAX + 1];
     if (gw_graph_add_mem_alloc_node_req_access_get(b, sizeof b, GW_ACCESS_DESCS_MAX + 1, acc))
         return 5;
+    /* field by field, for a decoder's message on a cut request */
+    if (gw_tex_object_create_req_field_size(0) != sizeof(CUDA_RESOURCE_DESC) ||
+        gw_tex_object_create_req_field_size(2) != 4 || gw_tex_object_create_req_field_size(3) != 0)
+        return 6;
     printf("%d %d\\n", GW_LAUNCH_CONFIG_REQ_SIZE, GW_KERNEL_NODE_PARAMS_REQ_SIZE);
     return 0;
 }}

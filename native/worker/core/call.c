@@ -177,24 +177,6 @@ void *gw_in_handles(gw_call *c, int type, size_t *n)
     return out;
 }
 
-/* u32 count, then that many handle ids (a graph node's dependencies): the
- * count is checked against the bytes left before any room is taken. */
-void *gw_in_counted_handles(gw_call *c, int type, uint32_t *n)
-{
-    uint32_t m = gw_in_u32(c);
-    *n = 0;
-    if (!c->bad && m > gw_in_left(c) / 8)
-        gw_call_fail(c, "%s: %u handles in a request of %zu bytes", gw_op_name(c->h.op), m, c->len);
-    void **out = NULL;
-    if (!c->bad && m && !(out = gw_scratch(c, m * sizeof *out)))
-        gw_call_fail(c, "%s: out of memory for %u handles", gw_op_name(c->h.op), m);
-    for (uint32_t i = 0; out && !c->bad && i < m; i++)
-        out[i] = gw_in_handle(c, type);
-    if (!c->bad)
-        *n = m;
-    return c->bad ? NULL : out;
-}
-
 /* An output array: u32 element count (or the NULL marker); zeroed scratch. */
 void *gw_out_array(gw_call *c, size_t esz, size_t *n)
 {

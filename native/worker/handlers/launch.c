@@ -133,12 +133,6 @@ void *gw_function_of(gw_call *c, uint64_t fid, int *is_kernel)
     return gw_handle_lookup(c, GW_HT_CUfunction, fid);
 }
 
-void *gw_in_function(gw_call *c, int *is_kernel)
-{
-    uint64_t fid = gw_in_u64(c);
-    return gw_function_of(c, fid, is_kernel);
-}
-
 /* The packed parameter buffer (nbytes, already bounded by the caller) turned
  * into kernelParams for f, following the layout the driver reports; the
  * pointers and the bytes are the calling thread's until its next call here. */
