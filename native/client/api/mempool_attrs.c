@@ -19,9 +19,9 @@ static CUresult pool_attr(unsigned op, CUmemoryPool pool, CUmemPool_attribute at
     }
     int set = op == GW_OP_cuMemPoolSetAttribute;
     gw_req *q = gw_req_begin(op); /* MEMPOOL_GET_ATTRIBUTE / MEMPOOL_SET_ATTRIBUTE in codegen/protocol.txt */
-    if (!set)
+    if (!set) {
         gw_put_fields(q, gw_mempool_get_attribute_req, {.pool = (uint64_t)(uintptr_t)pool, .attribute = (uint32_t)attr});
-    if (set) {
+    } else {
         uint64_t v;
         if (size == sizeof(int)) {
             int i;
