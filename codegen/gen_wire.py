@@ -3,6 +3,8 @@
 Called by codegen/gen.py (so `gen.py` and `gen.py --check` cover it):
   native/generated/wire_protocol.h        constants, flags, ops, codes, structs and
                                           the field-list requests' encoders/decoders
+  native/generated/wire_formats.h         the codecs of the hand-written formats whose fields
+                                          include cuda.h structs (raw:CTYPE): apart, as they need cuda.h
   native/generated/wire_props.h           what each op is: posted, only waits,
                                           copy direction, a control request the worker takes
   native/generated/session_stats_layout.h the session-stats block
@@ -43,6 +45,8 @@ def comment(doc: str) -> str:
 
 
 def c_field(f: wire_decl.Field) -> str:
+    if f.type == "raw":
+        return f"    {f.struct} {f.name};{comment(f.doc)}"
     ctype = wire_decl.SCALARS[f.type][2]
     arr = f"[{f.count}]" if f.count else ""
     if f.count and not f.count.isdigit():
@@ -50,69 +54,130 @@ def c_field(f: wire_decl.Field) -> str:
     return f"    {ctype} {f.name}{arr};{comment(f.doc)}"
 
 
-def fixed_prefix(fields):
+def fixed_prefix(fields, scalar_only=False):
     out = []
     for f in fields:
-        if not f.fixed:
+        if not (f.scalar if scalar_only else f.fixed):
             break
         out.append(f)
     return out
+
+
+def c_size(fields, consts) -> str:
+    """The wire size of fixed fields as C text: a number, or with sizeof() for raw cuda.h structs."""
+    n = sum(f.size(consts) for f in fields if f.scalar)
+    raws = [f"sizeof({f.struct})" for f in fields if f.type == "raw"]
+    if not raws:
+        return str(n)
+    return "(" + " + ".join(([str(n)] if n else []) + raws) + ")"
+
+
+def uses_cuda_types(op) -> bool:
+    return any(f.type == "raw" or any(i.type == "raw" for i in f.items) for f in op.request + op.reply)
+
+
+def limit(text: str) -> str:
+    return text if text.isdigit() else f"GW_{text}"
 
 
 def describe(fields) -> str:
     parts = []
     for f in fields:
         if f.type == "list":
-            parts.append(f"{f.count} x ({describe(f.items)})")
+            most = f" (<= {f.max})" if f.max else ""
+            named = f" {f.name}" if f.name != "items" else ""
+            parts.append(f"{f.count} x ({describe(f.items)}){named}{most}")
+        elif f.type == "opt":
+            flag, rel, val = f.cond
+            when = flag if (rel, val) == ("!=", "0") else f"{flag} {rel} {val}" if rel != "&" else f"{flag} & {val}"
+            parts.append(f"if {when}: ({describe(f.items)}) {f.name}")
         elif f.type == "struct":
             parts.append(f"gw_{f.struct}")
+        elif f.type == "raw":
+            parts.append(f"raw {f.struct} {f.name}")
+        elif f.type == "fmt":
+            parts.append(f"`{f.struct}` {f.name}")
+        elif f.type == "str":
+            parts.append(f"str {f.name}")
         elif f.type in ("bytes", "text"):
-            parts.append(f"{f.type} {f.name}")
+            parts.append(f"{f.count} bytes {f.name} (<= {f.max})" if f.count else f"{f.type} {f.name}")
         else:
             parts.append(f"{f.type}{'[' + f.count + ']' if f.count else ''} {f.name}")
     return ", ".join(parts)
 
 
-def c_codec(w, op, which, fields) -> list[str]:
-    """A struct of the fixed fields at the start of a field list, its size, and
-    put/get over a byte buffer (little-endian hosts, as the rest of the wire)."""
-    pre = fixed_prefix(fields)
-    consts = w.int_consts()
-    if not pre:
-        return []
-    lname = f"gw_{op.name.lower()}_{which}"
-    size = sum(f.size(consts) for f in pre)
-    L = [f"/* {op.name} {which}: {describe(fields)} */",
-         f"typedef struct {lname} {{"] + [c_field(f) for f in pre] + [f"}} {lname};",
-         f"#define GW_{op.name}_{which.upper()}_SIZE {size}u"]
-    put, get, off = [], [], 0
-    for f in pre:
-        n = f.size(consts)
+def c_part(lname, macro, fields, consts, what) -> list[str]:
+    """A struct of fixed fields, its wire size, and put/get over a byte buffer
+    (little-endian hosts, as the rest of the wire)."""
+    size = c_size(fields, consts)
+    L = [f"typedef struct {lname} {{"] + [c_field(f) for f in fields] + [f"}} {lname};",
+         f"#define {macro} {size + 'u' if size.isdigit() else size}"]
+    put, get, off = [], [], "0"
+    for f in fields:
+        n = f"sizeof({f.struct})" if f.type == "raw" else str(f.size(consts))
         put.append(f"    memcpy(out + {off}, &v->{f.name}, {n});")
         get.append(f"    memcpy(&v->{f.name}, in + {off}, {n});")
-        off += n
+        off = str(int(off) + int(n)) if off.isdigit() and n.isdigit() else f"{off} + {n}".removeprefix("0 + ")
     L += [f"static inline size_t {lname}_put(uint8_t *out, const {lname} *v)", "{"] + put + [f"    return {size};", "}"]
-    L += [f"/* 0 if fewer than {size} bytes are there; else the bytes read (what follows is the caller's) */",
+    sizes = ", ".join(f"sizeof({f.struct})" if f.type == "raw" else str(f.size(consts)) for f in fields)
+    L += [f"/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */",
+          f"static inline size_t {lname}_field_size(unsigned i)", "{",
+          f"    static const size_t s[] = {{{sizes}, 0}};",
+          f"    return i < sizeof s / sizeof s[0] ? s[i] : 0;", "}"]
+    L += [f"/* 0 if fewer than {size} bytes are there; else the bytes read ({what}) */",
           f"static inline size_t {lname}_get(const uint8_t *in, size_t len, {lname} *v)", "{",
           f"    if (len < {size})", "        return 0;"] + get + [f"    return {size};", "}"]
-    for f in fields[len(pre):]:
+    return L
+
+
+def c_codec(w, op, which, fields) -> list[str]:
+    """Codecs of a field list, part by part: the fixed fields at its start
+    (gw_NAME_req), a list's items (_item, or _NAME_item for a named list) with
+    a whole-list decoder that checks its maximum, a counted byte string's
+    maximum, an optional part (_NAME), and the fixed fields after a variable
+    one (_after_NAME). Strings, sub-formats and the rest of the payload have
+    codecs of their own (gw_put_str / gw_in_str; the sub-format's)."""
+    consts = w.int_consts()
+    lname = f"gw_{op.name.lower()}_{which}"
+    macro = f"GW_{op.name}_{which.upper()}"
+    L = [f"/* {op.name} {which}: {describe(fields)} */"]
+    pre = fixed_prefix(fields)
+    if pre:
+        L += c_part(lname, f"{macro}_SIZE", pre, consts, "what follows is the caller's")
+    rest = fields[len(pre):]
+    i = 0
+    while i < len(rest):
+        f = rest[i]
+        i += 1
         if f.type == "list":
-            iname = f"{lname}_item"
-            isize = sum(i.size(consts) for i in f.items)
-            L += [f"typedef struct {iname} {{"] + [c_field(i) for i in f.items] + [f"}} {iname};",
-                  f"#define GW_{op.name}_{which.upper()}_ITEM_SIZE {isize}u"]
-            iput, iget, ioff = [], [], 0
-            for i in f.items:
-                n = i.size(consts)
-                iput.append(f"    memcpy(out + {ioff}, &v->{i.name}, {n});")
-                iget.append(f"    memcpy(&v->{i.name}, in + {ioff}, {n});")
-                ioff += n
-            L += [f"static inline size_t {iname}_put(uint8_t *out, const {iname} *v)", "{"] + iput
-            L += [f"    return {isize};", "}",
-                  f"/* one item; 0 if fewer than {isize} bytes are there */",
-                  f"static inline size_t {iname}_get(const uint8_t *in, size_t len, {iname} *v)", "{",
-                  f"    if (len < {isize})", "        return 0;"] + iget + [f"    return {isize};", "}"]
-            break
+            iname, imacro = (f"{lname}_item", f"{macro}_ITEM") if f.name == "items" else \
+                (f"{lname}_{f.name}_item", f"{macro}_{f.name.upper()}_ITEM")
+            L += c_part(iname, f"{imacro}_SIZE", f.items, consts, "one item")
+            if f.max:
+                lm = f"{macro}_{f.name.upper()}_MAX"
+                L += [f"#define {lm} {limit(f.max)} /* items at most */",
+                      f"/* {f.name}: n items from in into out[n]; 0 if n is over {f.max} or fewer than"
+                      f" n items are there, else 1 */",
+                      f"static inline int {lname}_{f.name}_get(const uint8_t *in, size_t len, uint32_t n, {iname} *out)",
+                      "{", f"    if (n > {lm} || len / {imacro}_SIZE < n)", "        return 0;",
+                      "    for (uint32_t i = 0; i < n; i++)",
+                      f"        {iname}_get(in + (size_t)i * {imacro}_SIZE, {imacro}_SIZE, &out[i]);",
+                      "    return 1;", "}",
+                      f"static inline size_t {lname}_{f.name}_put(uint8_t *out, uint32_t n, const {iname} *v)", "{",
+                      "    size_t at = 0;", "    for (uint32_t i = 0; i < n; i++)",
+                      f"        at += {iname}_put(out + at, &v[i]);", "    return at;", "}"]
+        elif f.type == "bytes" and f.count:
+            L.append(f"#define {macro}_{f.name.upper()}_MAX {limit(f.max)} /* {f.name}: {f.count} bytes at most */")
+        elif f.type == "opt":
+            L += c_part(f"{lname}_{f.name}", f"{macro}_{f.name.upper()}_SIZE", f.items, consts,
+                        f"there only if {describe([f]).split(':')[0]}")
+        run = fixed_prefix(rest[i:])
+        if run:
+            L += c_part(f"{lname}_after_{f.name}", f"{macro}_AFTER_{f.name.upper()}_SIZE", run, consts,
+                        f"after {f.name}")
+            i += len(run)
+    if len(L) == 1:
+        return []
     return L + [""]
 
 
@@ -166,9 +231,28 @@ def wire_protocol_h(w) -> str:
           "    return 4u + len;", "}", ""]
     L.append("/* Field-list payloads: the fixed fields at their start, and encoders/decoders for them. */")
     for op in w.ops + w.formats:
+        if uses_cuda_types(op):
+            continue  # wire_formats.h
         for which in ("request", "reply"):
             fields = getattr(op, which)
             if fields and fields[0].type != "struct":
+                L += c_codec(w, op, "req" if which == "request" else "rep", fields)
+    L.append("#endif")
+    return "\n".join(L) + "\n"
+
+
+def wire_formats_h(w) -> str:
+    """The formats that carry cuda.h structs as cuda.h lays them out."""
+    L = [C_BANNER.format(extra=""), "#ifndef GW_WIRE_FORMATS_H", "#define GW_WIRE_FORMATS_H", "",
+         "/* Hand-written formats of driver calls whose fields include cuda.h structs (raw:CTYPE):",
+         " * their codecs, apart from wire_protocol.h, which needs no cuda.h. */",
+         "#include <cuda.h>", "", '#include "wire_protocol.h"', ""]
+    for op in w.formats:
+        if not uses_cuda_types(op):
+            continue
+        for which in ("request", "reply"):
+            fields = getattr(op, which)
+            if fields:
                 L += c_codec(w, op, "req" if which == "request" else "rep", fields)
     L.append("#endif")
     return "\n".join(L) + "\n"
@@ -315,7 +399,7 @@ def py_module(w, ops) -> str:
         L.append(f"{s.pyname}_SIZE = {s.size}")
     for op in w.ops + w.formats:
         for which in ("request", "reply"):
-            pre = fixed_prefix(getattr(op, which))
+            pre = fixed_prefix(getattr(op, which), scalar_only=True)
             if pre:
                 fmt = "".join(_py_code(f, consts) for f in pre)
                 tag = "REQ" if which == "request" else "REP"
@@ -363,6 +447,13 @@ def doc_tables(w) -> str:
     L += ["", "Properties: control, a request the worker takes; cas, only while it has a content cache "
           "(`OK_CAS`); posted, never answered (`NOREPLY`); pushed, sent unasked (`tid` and `seq` 0). "
           "Payloads list fields in order; `bytes`/`text` take the rest of the frame."]
+    L += ["", "Hand-written payloads: driver calls with formats of their own, and parts of other payloads. "
+          "A reply's fields after its result come only on success unless the note says otherwise. "
+          "`raw T`: the cuda.h struct T as cuda.h lays it out (`sizeof(T)` bytes); `N x (...) name (<= MAX)`: "
+          "N items, at most MAX (checked by the generated decoders); `N bytes name (<= MAX)`: a counted byte "
+          "string; `if F: (...)`: there only if F (an earlier field, or `request.F` in a reply) is not 0, "
+          "or as said; `str`: u32 length (0xFFFFFFFF: NULL) + the bytes, at most 64 KiB, no NUL; a format's "
+          "name (`JIT_OPTIONS jit`): that format's fields in place."]
     L += ["", "| hand-written payload | of | payload | reply after the result | note |", "| --- | --- | --- | --- | --- |"]
     for fmt in w.formats:
         rep = fmt.reply[1:] if fmt.reply and fmt.reply[0].name == "result" else fmt.reply
@@ -400,6 +491,7 @@ def generate(ops, anns, ann_props, async_set, decl=DECL):
         doc = f.read()
     return {
         "native/generated/wire_protocol.h": wire_protocol_h(w),
+        "native/generated/wire_formats.h": wire_formats_h(w),
         "native/generated/wire_props.h": wire_props_h(w, ops, anns, ann_props, async_set),
         "native/generated/session_stats_layout.h": session_stats_layout_h(w),
         "native/generated/cas_trailer.h": cas_trailer_h(w),

@@ -15,6 +15,20 @@ description; indented lines belong to the block above them, up to a blank line):
     label NAME TEXT              how statistics and profiles name a control op
     format NAME [SYMBOL...]      a hand-written payload (of those driver calls, or a part of
                                  another payload); indented 'request:' / 'reply:' field lists
+FIELDS (comma-separated, in wire order):
+    TYPE NAME, TYPE[N] NAME      u8 u16 u32 u64 i32 f64 char: a scalar, or N of them
+    struct:NAME NAME             a declared struct
+    raw:CTYPE NAME               a cuda.h struct as cuda.h lays it out: sizeof(CTYPE) bytes
+    list[COUNT]:(FIELDS) [NAME]  COUNT (an earlier field) items of fixed-size FIELDS;
+    list[COUNT<=MAX]:(...) NAME  ... at most MAX (a const or a number), checked by the decoder;
+                                 in a reply, COUNT (and opt's FLAG) may be request.NAME
+    bytes[COUNT<=MAX] NAME       COUNT bytes (at most MAX)
+    opt[FLAG]:(FIELDS) NAME      fixed-size FIELDS, there only if the earlier field FLAG is not 0
+    opt[FLAG==V]:(...) NAME      ... only if FLAG is V (!= V: is not; &V: has a bit of V);
+                                 V a const or a number
+    str NAME                     u32 length (0xFFFFFFFF: NULL) + that many bytes, <= 64 KiB, no NUL
+    fmt:FORMAT NAME              an earlier format's request fields, in place
+    bytes NAME, text NAME        the rest of the payload (last only)
     sstats magic HEX TAG | sstats env NAME | sstats field NAME   the session-stats block
     trailer VERSION TAG          a content-store entry trailer; indented lines: TYPE NAME
 VALUE: an integer expression of digits, '*', '+', '<<' and parentheses.
@@ -40,15 +54,22 @@ class DeclError(SystemExit):
 
 @dataclass
 class Field:
-    type: str                 # u8.. f64 | char | bytes | text | struct | list
+    type: str                 # u8.. f64 | char | bytes | text | struct | list | raw | opt | str | fmt
     name: str
-    count: str | None = None  # TYPE[N]: N; list[COUNT]: COUNT
-    struct: str | None = None
+    count: str | None = None  # TYPE[N]: N; list[COUNT] / bytes[COUNT]: COUNT
+    struct: str | None = None  # struct: its name; raw: the cuda.h type; fmt: the format
     items: list["Field"] = field(default_factory=list)
     doc: str = ""
+    max: str | None = None    # list / bytes[COUNT<=MAX]: MAX
+    cond: tuple | None = None  # opt: (flag field, "!=", "==" or "&", value text)
 
     @property
     def fixed(self) -> bool:
+        """A fixed-size field: a scalar (or array of them) or a raw cuda.h struct."""
+        return self.type in SCALARS or self.type == "raw"
+
+    @property
+    def scalar(self) -> bool:
         return self.type in SCALARS
 
     def size(self, consts) -> int:
@@ -173,15 +194,48 @@ class _Parser:
         except Exception:
             self.fail(f"bad value {expr!r}")
 
+    def bound(self, text: str) -> str:
+        """A maximum or a compared value: digits or a declared int const."""
+        if not text.isdigit() and text not in self.wire.int_consts():
+            self.fail(f"unknown limit {text!r}: a number or a declared const")
+        return text
+
     def field(self, text: str) -> Field:
-        m = re.fullmatch(r"list\[(\w+)\]:\((.*)\)\s+(\w+)|list\[(\w+)\]:\((.*)\)", text.strip())
+        text = text.strip()
+        m = re.fullmatch(r"(list|opt)\[([^\]]+)\]:\((.*)\)(?:\s+(\w+))?", text)
         if m:
-            count, inner = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(5))
+            kind, head, inner, name = m.groups()
             items = [self.field(x) for x in _split_top(inner)]
-            if not all(i.fixed for i in items):
-                self.fail(f"list items must be fixed-size: {text!r}")
-            return Field("list", m.group(3) or "items", count=count, items=items)
-        m = re.fullmatch(r"(\w+)(?:\[(\w+)\])?(?::(\w+))?\s+(\w+)", text.strip())
+            if not items or not all(i.fixed for i in items):
+                self.fail(f"{kind} items must be fixed-size: {text!r}")
+            if len({i.name for i in items}) != len(items):
+                self.fail(f"a field name appears twice in {text!r}")
+            if kind == "opt":
+                c = re.fullmatch(r"((?:request\.)?\w+)(?:\s*(==|!=|&)\s*(\w+))?", head.strip())
+                if not c or not name:
+                    self.fail(f"opt[FLAG]:(FIELDS) NAME or opt[FLAG==VALUE]:(FIELDS) NAME: {text!r}")
+                flag, rel, val = c.groups()
+                cond = (flag, rel or "!=", self.bound(val) if val else "0")
+                return Field("opt", name, items=items, cond=cond)
+            c = re.fullmatch(r"((?:request\.)?\w+)(?:\s*<=\s*(\w+))?", head.strip())
+            if not c:
+                self.fail(f"list[COUNT] or list[COUNT<=MAX]: {text!r}")
+            mx = self.bound(c.group(2)) if c.group(2) else None
+            if mx and not name:
+                self.fail(f"a list with a maximum is named: {text!r}")
+            return Field("list", name or "items", count=c.group(1), items=items, max=mx)
+        m = re.fullmatch(r"bytes\[(\w+)\s*<=\s*(\w+)\]\s+(\w+)", text)
+        if m:
+            return Field("bytes", m.group(3), count=m.group(1), max=self.bound(m.group(2)))
+        m = re.fullmatch(r"(raw|fmt):(\w+)\s+(\w+)", text)
+        if m:
+            kind, what, name = m.groups()
+            if kind == "fmt" and not any(f.name == what for f in self.wire.formats):
+                self.fail(f"field {name}: unknown format {what!r} (declare it before its use)")
+            if kind == "raw" and not re.fullmatch(r"CU[A-Za-z0-9_]+", what):
+                self.fail(f"field {name}: {what!r} is not a cuda.h type (CU...)")
+            return Field(kind, name, struct=what)
+        m = re.fullmatch(r"(\w+)(?:\[(\w+)\])?(?::(\w+))?\s+(\w+)", text)
         if not m:
             self.fail(f"bad field {text!r}: expected TYPE NAME")
         typ, count, sname, name = m.groups()
@@ -189,7 +243,7 @@ class _Parser:
             if sname not in self.wire.structs:
                 self.fail(f"field {name}: unknown struct {sname!r}")
             return Field("struct", name, struct=sname)
-        if typ in ("bytes", "text"):
+        if typ in ("bytes", "text", "str"):
             return Field(typ, name)
         if typ not in SCALARS:
             self.fail(f"field {name}: unknown type {typ!r}")
@@ -197,14 +251,25 @@ class _Parser:
             self.fail(f"field {name}: unknown count {count!r}")
         return Field(typ, name, count=count)
 
-    def fields(self, text: str) -> list[Field]:
+    def fields(self, text: str, request: list[Field] | None = None) -> list[Field]:
+        """A field list; a reply's (request given) may count or guard by the request's fields: request.NAME."""
         out = [self.field(x) for x in _split_top(text)]
         for f in out[:-1]:
-            if f.type in ("bytes", "text"):
+            if f.type in ("bytes", "text") and f.count is None:
                 self.fail(f"{f.type} {f.name} takes the rest of the payload: it must come last")
         names = [f.name for f in out]
         if len(set(names)) != len(names):
             self.fail(f"a field name appears twice in {text!r}")
+        for i, f in enumerate(out):
+            ref = f.count if f.type in ("list", "bytes") and f.count else f.cond[0] if f.type == "opt" else None
+            if ref is None:
+                continue
+            scope = out[:i]
+            if ref.startswith("request.") and request is not None:
+                ref, scope = ref.split(".", 1)[1], request
+            earlier = next((e for e in scope if e.name == ref), None)
+            if earlier is None or not earlier.scalar or earlier.count or earlier.type in ("char", "f64"):
+                self.fail(f"{f.type} {f.name}: {ref!r} is not an earlier integer field of this list")
         return out
 
     def parse(self) -> Wire:
@@ -336,14 +401,16 @@ class _Parser:
             m = re.fullmatch(r"(request|reply):\s*(.+)", code)
             if not m:
                 self.fail(f"op {obj.name}: expected 'request: FIELDS' or 'reply: FIELDS'")
-            fl = self.fields(m.group(2))
+            fl = self.fields(m.group(2), obj.request if m.group(1) == "reply" else None)
+            if obj.id and any(f.type == "raw" or any(i.type == "raw" for i in f.items) for f in fl):
+                self.fail(f"op {obj.name}: raw cuda.h types only in formats (wire_protocol.h knows no cuda.h)")
             if getattr(obj, m.group(1)):
                 self.fail(f"op {obj.name}: {m.group(1)} declared twice")
             setattr(obj, m.group(1), fl)
             return
         f = self.field(code)
         f.doc = doc
-        if not f.fixed:
+        if not f.scalar:
             self.fail(f"{kind} fields are fixed-size: {code!r}")
         (obj.fields if kind == "struct" else obj[2]).append(f)
 

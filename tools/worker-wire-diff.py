@@ -206,6 +206,7 @@ def bad_sessions():
         "oversize": struct.pack("<IHHII", (16 << 20) + 1, 6, 0, 1, 1),
         "unknown op": frame(200, b""),
     }
+    cases.update({name: frame(op, payload) for name, (op, payload) in ms.bad_format_frames().items()})
     out = {}
     for name, f in cases.items():
         s = Session()
@@ -219,6 +220,7 @@ def run(worker: str) -> list[str]:
         "device": ms.seed_device(), "memory": ms.seed_memory(), "landings": ms.seed_landings(),
         "module_launch": ms.seed_module_launch(), "library_streams": ms.seed_library_streams(),
         "threads": ms.seed_threads(), "malformed": ms.seed_malformed(), "cas": cas_session(),
+        "formats": ms.seed_formats(),
     }
     sessions.update(bad_sessions())
     out = []

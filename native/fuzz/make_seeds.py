@@ -204,6 +204,142 @@ def seed_threads() -> bytes:
     return bytes(one.out[:-16]) + bytes(two.out) + bytes(one.out[-16:])
 
 
+# sizes of cuda.h structs that travel raw (x86-64 and aarch64 layouts alike)
+RESOURCE_DESC, TEXTURE_DESC, VIEW_DESC, LAUNCH_ATTR, MEMCPY3D, ALLOC_PARAMS, ACCESS_DESC = 144, 104, 112, 72, 200, 120, 12
+
+
+def linear_resource(dev, size: int) -> bytes:
+    """CUDA_RESOURCE_DESC of linear device memory: resType 2, devPtr, float (0x20), 1 channel, size."""
+    d = bytearray(RESOURCE_DESC)
+    struct.pack_into("<I", d, 0, 2)
+    struct.pack_into("<QIIQ", d, 8, dev, 0x20, 1, size)
+    return bytes(d)
+
+
+def memcpy3d_device(dst, src, width: int) -> bytes:
+    """CUDA_MEMCPY3D between device memory: both memory types 2, one row of width bytes."""
+    m = bytearray(MEMCPY3D)
+    struct.pack_into("<IxxxxQ", m, 32, 2, src)
+    struct.pack_into("<IxxxxQ", m, 120, 2, dst)
+    struct.pack_into("<QQQ", m, 176, width, 1, 1)
+    return bytes(m)
+
+
+def seed_formats() -> bytes:
+    """The hand-written formats of codegen/protocol.txt, one frame each or more:
+    texture and surface objects, JIT options and outputs, links, launches with
+    attributes, cluster occupancy, capture info, kernel, memcpy and memory
+    allocation nodes, conditional nodes, exec update, DOT text, pool attributes."""
+    s = Session()
+    s.context()
+    a, b = s.alloc(4096), s.alloc(4096)
+    s.frame("cuTexObjectCreate", linear_resource(ph(a), 4096) + bytes(TEXTURE_DESC) + u32(0))
+    s.frame("cuTexObjectCreate", linear_resource(ph(a), 4096) + bytes(TEXTURE_DESC) + u32(1) + bytes(VIEW_DESC))
+    s.frame("cuSurfObjectCreate", u32(0) + bytes(4) + u64(CLIENT_ID | 0x9000) + bytes(RESOURCE_DESC - 16))  # an unknown array
+    arr = CLIENT_ID | 0x9008
+    s.frame("cuArrayCreate_v2", u64(arr) + u32(24) + u64(16, 16) + u32(0x20, 1))  # CUDA_ARRAY_DESCRIPTOR, 24 bytes
+    s.frame("cuSurfObjectCreate", u32(0) + bytes(4) + u64(arr) + bytes(RESOURCE_DESC - 16))
+    # 2D bands with an array side: device rows into the array, then the array's rows out to the host
+    s.frame("cuMemcpy2D_v2", u64(0) + u32(2) + u64(ph(a), 64) + u32(3) + u64(arr, 0, 0, 0, 0) + u64(16, 4))
+    s.frame("cuMemcpy2D_v2", u64(0) + u32(3) + u64(arr, 0, 0, 0, 0) + u32(1) + u64(0, 0) + u64(16, 4))
+    # a module with JIT options: both logs (16 bytes) and the wall time asked for, one number
+    s.stage(IMAGE)
+    mod, fn = CLIENT_ID | 0x8000, CLIENT_ID | 0x8008
+    jit = u32(4) + u32(4) + u64(16) + u32(6) + u64(16) + u32(2) + u64(0) + u32(0) + u64(32)  # INFO/ERROR sizes, WALL_TIME, MAX_REGISTERS
+    s.frame("cuModuleLoadDataEx", u64(mod, len(IMAGE)) + jit + u32(0), COLLECT)
+    s.frame("cuModuleGetFunction", u64(fn, mod) + string("_Z10vector_addPKfS0_Pfi"))
+    params = u64(ph(a), ph(b), ph(b)) + u32(256) + bytes(4)
+    coop = u32(2) + bytes(4) + u32(1) + bytes(LAUNCH_ATTR - 12)  # CU_LAUNCH_ATTRIBUTE_COOPERATIVE, 1
+    s.frame("cuLaunchKernelEx", launch_payload(fn, (1, 1, 1), (256, 1, 1), params, attrs=coop, nattrs=1), NOREPLY)
+    s.frame("cuOccupancyMaxActiveClusters", launch_payload(fn, (1, 1, 1), (256, 1, 1), b"")[:-4])
+    s.frame("cuOccupancyMaxPotentialClusterSize", launch_payload(fn, (1, 1, 1), (128, 1, 1), b"")[:-4])
+    s.frame("cuCtxSynchronize", b"", COLLECT)
+    s.frame("cuStreamGetCaptureInfo_v2", u64(0) + u32(31))
+    s.frame("cuStreamGetCaptureInfo_v3", u64(0) + u32(31))
+    # a link: create with a log, add the staged image, complete, fetch nothing more, destroy
+    link = s.frame("cuLinkCreate_v2", u32(1) + u32(4) + u64(64))
+    s.stage(IMAGE)
+    s.frame("cuLinkAddData_v2", u64(ph(link, 0)) + u32(1) + u64(len(IMAGE)) + string("seed.cubin") + u32(0))
+    s.frame("cuLinkComplete", u64(ph(link, 0), 0))
+    s.frame("cuLinkDestroy", u64(ph(link, 0)))
+    # graphs: a kernel node, its parameters read and set, a memcpy node, an allocation node
+    g = CLIENT_ID | 0xA000
+    s.frame("cuGraphCreate", u64(g, 0), NOREPLY)
+    kp = u64(fn, 0, 0) + u32(1, 1, 1, 64, 1, 1, 0) + u32(len(params)) + params
+    k = s.frame("cuGraphAddKernelNode_v2", u64(g) + u32(0) + kp)
+    s.frame("cuGraphKernelNodeGetParams_v2", u64(ph(k)))
+    s.frame("cuGraphKernelNodeSetParams_v2", u64(ph(k)) + kp)
+    m = s.frame("cuGraphAddMemcpyNode", u64(g) + u32(1) + u64(ph(k)) + memcpy3d_device(ph(b), ph(a), 256) + u64(0))
+    s.frame("cuGraphMemcpyNodeSetParams", u64(ph(m)) + memcpy3d_device(ph(b), ph(a), 128))
+    alloc = bytearray(ALLOC_PARAMS)
+    struct.pack_into("<I", alloc, 0, 1)        # CU_MEM_ALLOCATION_TYPE_PINNED
+    struct.pack_into("<II", alloc, 8, 1, 0)    # location: device 0
+    struct.pack_into("<Q", alloc, 104, 65536)  # bytesize
+    access = u32(1, 0, 3)                      # device 0, read-write
+    n = s.frame("cuGraphAddMemAllocNode", u64(g) + u32(0) + bytes(alloc) + u32(1) + access)
+    s.frame("cuGraphMemAllocNodeGetParams", u64(ph(n)))
+    s.frame("cuGraphAddNode_v2", u64(g) + u32(0) + u64(0) + u32(0, 1) + u64(0))
+    s.frame("cuGraphDebugDotPrint", u64(g) + u32(0))
+    e = s.frame("cuGraphInstantiateWithFlags", u32(1) + u64(g, 0))
+    s.frame("cuGraphExecUpdate_v2", u64(ph(e), g) + u32(1))
+    s.frame("cuGraphExecUpdate_v2", u64(ph(e), g) + u32(0))
+    s.frame("cuGraphExecKernelNodeSetParams_v2", u64(ph(e), ph(k)) + kp)
+    s.frame("cuGraphExecMemcpyNodeSetParams", u64(ph(e), ph(m)) + memcpy3d_device(ph(b), ph(a), 64) + u64(0))
+    pool = s.frame("cuDeviceGetDefaultMemPool", u32(1) + u64(0))
+    s.frame("cuMemPoolSetAttribute", u64(ph(pool)) + u32(4) + u64(1 << 20))  # CU_MEMPOOL_ATTR_RELEASE_THRESHOLD
+    s.frame("cuMemPoolGetAttribute", u64(ph(pool)) + u32(4))
+    s.frame("cuMemPoolGetAttribute", u64(ph(pool)) + u32(1))
+    s.frame("cuMemPoolGetAttribute", u64(ph(pool)) + u32(99))
+    s.frame("cuCtxCreate_v2", u64(CLIENT_ID | 0xB000) + u32(0) + u64(0) + u32(0, 0, 0))
+    s.frame("cuModuleUnload", u64(mod), COLLECT)
+    return s.bye()
+
+
+def bad_format_frames() -> dict[str, tuple[str, bytes]]:
+    """One malformed request per bound the worker checks in a hand-written
+    format (tools/worker-wire-diff.py plays each after a context): name ->
+    (op, payload)."""
+    launch = launch_payload(CLIENT_ID | 8, (1, 1, 1), (1, 1, 1), b"")
+    kp = u64(CLIENT_ID | 8, 0, 0) + u32(1, 1, 1, 1, 1, 1, 0)
+    return {
+        "launch attrs 33": ("cuLaunchKernelEx", launch_payload(CLIENT_ID | 8, (1, 1, 1), (1, 1, 1), b"", nattrs=33)),
+        "launch attrs cut": ("cuLaunchKernelEx", launch_payload(CLIENT_ID | 8, (1, 1, 1), (1, 1, 1), b"", nattrs=1)),
+        "launch params over": ("cuLaunchKernel", launch[:-4] + u32(32765) + bytes(32765)),
+        "launch params cut": ("cuLaunchKernel", launch[:-4] + u32(16) + bytes(8)),
+        "launch cut": ("cuLaunchKernel", launch[:20]),
+        "cluster trailing": ("cuOccupancyMaxActiveClusters", launch),
+        "pointer attrs 33": ("cuPointerGetAttributes", u64(0) + u32(0, 33) + u32(*[1] * 33)),
+        "pointer single 2": ("cuPointerGetAttribute", u64(0) + u32(1, 2, 1, 1)),
+        "pointer attr unknown": ("cuPointerGetAttributes", u64(0) + u32(0, 1, 999)),
+        "capture bits": ("cuStreamGetCaptureInfo_v2", u64(0) + u32(0x40)),
+        "ctx affinity 65": ("cuCtxCreate_v3", u64(CLIENT_ID | 0x100) + u32(0) + u64(0) + u32(0, 1, 65) + bytes(65 * 8)),
+        "ctx affinity cut": ("cuCtxCreate_v3", u64(CLIENT_ID | 0x100) + u32(0) + u64(0) + u32(0, 1, 2) + bytes(8)),
+        "tex cut": ("cuTexObjectCreate", bytes(RESOURCE_DESC + 10)),
+        "tex view cut": ("cuTexObjectCreate", bytes(RESOURCE_DESC + TEXTURE_DESC) + u32(1) + bytes(8)),
+        "surf trailing": ("cuSurfObjectCreate", bytes(RESOURCE_DESC + 1)),
+        "exec update want 2": ("cuGraphExecUpdate_v2", u64(0, 0) + u32(2)),
+        "alloc node access 65": ("cuGraphAddMemAllocNode", u64(0) + u32(0) + bytes(ALLOC_PARAMS) + u32(65) + bytes(65 * ACCESS_DESC)),
+        "alloc node deps over": ("cuGraphAddMemAllocNode", u64(0) + u32(1000) + bytes(64)),
+        "conditional bodies 0": ("cuGraphAddNode_v2", u64(0) + u32(0) + u64(0) + u32(0, 0) + u64(0)),
+        "conditional bodies over": ("cuGraphAddNode_v2", u64(0) + u32(0) + u64(0) + u32(0, 65537) + u64(0)),
+        "kernel node params over": ("cuGraphAddKernelNode_v2", u64(0) + u32(0) + kp + u32(32765) + bytes(32765)),
+        "kernel node deps over": ("cuGraphAddKernelNode_v2", u64(0) + u32(1000) + bytes(16)),
+        "kernel node set cut": ("cuGraphKernelNodeSetParams_v2", u64(0) + kp[:30]),
+        "memcpy node cut": ("cuGraphMemcpyNodeSetParams", u64(0) + bytes(MEMCPY3D - 1)),
+        "dot trailing": ("cuGraphDebugDotPrint", u64(0) + u32(0) + b"x"),
+        "pool attr cut": ("cuMemPoolSetAttribute", u64(0) + u32(4) + bytes(4)),
+        "jit options 65": ("cuModuleLoadDataEx", u64(CLIENT_ID | 0x200, 8) + u32(65) + bytes(65 * 12) + u32(0)),
+        "jit log 0": ("cuModuleLoadDataEx", u64(CLIENT_ID | 0x200, 8) + u32(1) + u32(4) + u64(0) + u32(0)),
+        "jit option pointer": ("cuLinkCreate_v2", u32(1) + u32(3) + u64(0)),
+        "library options 65": ("cuLibraryLoadData", u64(CLIENT_ID | 0x200, 8) + u32(0) + u32(65) + bytes(65 * 12)),
+        "library option pointer": ("cuLibraryLoadData", u64(CLIENT_ID | 0x200, 8) + u32(0) + u32(1) + u32(0) + u64(1)),
+        "link add name cut": ("cuLinkAddData_v2", u64(0) + u32(1) + u64(8) + u32(100) + b"abc"),
+        "band types": ("cuMemcpy2D_v2", u64(0) + u32(1) + u64(0, 0) + u32(1) + u64(0, 0) + u64(16, 4)),
+        "band over chunk": ("cuMemcpy2D_v2", u64(0) + u32(2) + u64(0, 0) + u32(2) + u64(0, 0) + u64(1 << 20, 8)),
+        "band side cut": ("cuMemcpy2D_v2", u64(0) + u32(3) + u64(0, 0)),
+    }
+
+
 def seed_nvml() -> bytes:
     s = Session()
     s.frame("nvmlInit_v2")
@@ -292,7 +428,7 @@ def regress_a_thread_left_in_the_driver() -> bytes:
 SEEDS = {
     "device": seed_device, "memory": seed_memory, "module_launch": seed_module_launch,
     "library_streams": seed_library_streams, "threads": seed_threads, "nvml": seed_nvml,
-    "malformed": seed_malformed, "landings": seed_landings,
+    "malformed": seed_malformed, "landings": seed_landings, "formats": seed_formats,
 }
 REGRESSIONS = {"graph_get_nodes_empty_count": regress_graph_get_nodes_empty_count,
                "layout_after_unload": regress_layout_after_unload, "long_sleep": regress_long_sleep,

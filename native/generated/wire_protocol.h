@@ -32,6 +32,19 @@
 #define GW_MAPPED_MAX_BYTES ((uint64_t)1 << 40) /* one mapped or managed range at most (the worker's own limit on their total: GPUWIRE_MAPPED_LIMIT) */
 #define GW_MAPPED_RANGES_MAX 4096u /* mapped and managed ranges of one session at most */
 #define GW_OCCUPANCY_TABLE_MAX 64u /* block sizes in an OCCUPANCY_BLOCK_SIZE table at most */
+#define GW_LAUNCH_ATTRS_MAX 32u /* launch attributes in one launch configuration at most */
+#define GW_POINTER_ATTRS_MAX 32u /* attributes in one cuPointerGetAttributes at most */
+#define GW_JIT_OPTIONS_MAX 64u /* JIT options in one request at most */
+#define GW_JIT_LOG_MAX (1u << 20u) /* bytes of one JIT log at most (a longer log is cut) */
+#define GW_LIBRARY_OPTIONS_MAX 64u /* library options of one cuLibraryLoadData at most */
+#define GW_AFFINITY_MAX 64u /* execution-affinity parameters of one cuCtxCreate at most */
+#define GW_ACCESS_DESCS_MAX 64u /* access descriptors of one memory allocation node at most */
+#define GW_KERNEL_PARAMS_MAX 8191u /* parameters of one kernel at most (MAX_PARAM_BYTES / 4) */
+#define GW_CONDITIONAL_BODIES_MAX 65536u /* body graphs of one conditional node at most */
+#define GW_LINK_PIECE (8u << 20u) /* bytes of the linked cubin in one cuLinkComplete reply at most */
+#define GW_DOT_MAX 16773120u /* bytes of DOT text in one reply at most (MAX_PAYLOAD less 4096 for the header and result) */
+#define GW_MODULE_NAME_MAX 65535u /* bytes of a function's name in MODULE_INFO at most (u16) */
+#define GW_MEMORYTYPE_ARRAY 3u /* CU_MEMORYTYPE_ARRAY: a band side that is an array */
 #define GW_OP_FIRST_CALL 256 /* driver calls: 256 + index in codegen/driver_symbols.txt */
 #define GW_F_HELLO_EXT (1u << 8u) /* on a HELLO frame only: extension records (u16 type, u16 len, value) follow the program name */
 #define GW_ENV_FORWARDED_COUNT 6
@@ -52,7 +65,7 @@ enum {
     GW_OP_STATUS = 11, /* status probe answer (JSON), then echo frames */
     GW_OP_LANE = 12, /* a bulk lane: client -> server lane_hello on a new connection; worker -> client the lane's acceptance (len 0, seq = lane); then client -> worker host-to-device data frames (seq counts from 0 per lane) and worker -> client device-to-host pieces (seq = the client's tag) */
     GW_OP_DEVICE_ATTRS = 16, /* all attributes of a device in one round trip */
-    GW_OP_MODULE_INFO = 17, /* after a module load: its functions' names, layouts and attributes */
+    GW_OP_MODULE_INFO = 17, /* after a module load: its functions' names, layouts and attributes (functions: count MODULE_INFO_FUNCTION records, each followed by MODULE_INFO_ATTRIBUTES where device is not -1) */
     GW_OP_CAS_REFS = 18, /* content addresses of a copy's or an image's chunks (CAS_REFS_LIST: n 1..CAS_MAX_REFS) -> the indices (< n) of the ones the cache lacks (docs/cache.md) */
     GW_OP_CAS_DATA = 19, /* the bytes of one chunk the cache lacked (CAS_DATA_CHUNK): used, and stored under the worker's own hash */
     GW_OP_STDOUT = 20, /* bytes the driver wrote to stdout (device printf), to print */
@@ -196,6 +209,12 @@ static inline size_t gw_error_req_put(uint8_t *out, const gw_error_req *v)
     memcpy(out + 0, &v->code, 4);
     return 4;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_error_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_error_req_get(const uint8_t *in, size_t len, gw_error_req *v)
 {
@@ -215,6 +234,12 @@ static inline size_t gw_reply_req_put(uint8_t *out, const gw_reply_req *v)
     memcpy(out + 0, &v->result, 4);
     return 4;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_reply_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_reply_req_get(const uint8_t *in, size_t len, gw_reply_req *v)
 {
@@ -233,6 +258,12 @@ static inline size_t gw_func_layout_req_put(uint8_t *out, const gw_func_layout_r
 {
     memcpy(out + 0, &v->function, 8);
     return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_func_layout_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_func_layout_req_get(const uint8_t *in, size_t len, gw_func_layout_req *v)
@@ -255,6 +286,12 @@ static inline size_t gw_func_layout_rep_put(uint8_t *out, const gw_func_layout_r
     memcpy(out + 4, &v->n, 4);
     return 8;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_func_layout_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_func_layout_rep_get(const uint8_t *in, size_t len, gw_func_layout_rep *v)
 {
@@ -275,7 +312,13 @@ static inline size_t gw_func_layout_rep_item_put(uint8_t *out, const gw_func_lay
     memcpy(out + 4, &v->size, 4);
     return 8;
 }
-/* one item; 0 if fewer than 8 bytes are there */
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_func_layout_rep_item_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (one item) */
 static inline size_t gw_func_layout_rep_item_get(const uint8_t *in, size_t len, gw_func_layout_rep_item *v)
 {
     if (len < 8)
@@ -283,6 +326,29 @@ static inline size_t gw_func_layout_rep_item_get(const uint8_t *in, size_t len, 
     memcpy(&v->offset, in + 0, 4);
     memcpy(&v->size, in + 4, 4);
     return 8;
+}
+typedef struct gw_func_layout_rep_after_items {
+    uint32_t max_threads;
+} gw_func_layout_rep_after_items;
+#define GW_FUNC_LAYOUT_REP_AFTER_ITEMS_SIZE 4u
+static inline size_t gw_func_layout_rep_after_items_put(uint8_t *out, const gw_func_layout_rep_after_items *v)
+{
+    memcpy(out + 0, &v->max_threads, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_func_layout_rep_after_items_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (after items) */
+static inline size_t gw_func_layout_rep_after_items_get(const uint8_t *in, size_t len, gw_func_layout_rep_after_items *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->max_threads, in + 0, 4);
+    return 4;
 }
 
 /* STAGE req: u64 offset, u64 total, bytes data */
@@ -296,6 +362,12 @@ static inline size_t gw_stage_req_put(uint8_t *out, const gw_stage_req *v)
     memcpy(out + 0, &v->offset, 8);
     memcpy(out + 8, &v->total, 8);
     return 16;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_stage_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 16 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_stage_req_get(const uint8_t *in, size_t len, gw_stage_req *v)
@@ -321,6 +393,12 @@ static inline size_t gw_queued_req_put(uint8_t *out, const gw_queued_req *v)
     memcpy(out + 8, &v->waited_ms, 4);
     return 12;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_queued_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_queued_req_get(const uint8_t *in, size_t len, gw_queued_req *v)
 {
@@ -341,6 +419,12 @@ static inline size_t gw_challenge_req_put(uint8_t *out, const gw_challenge_req *
 {
     memcpy(out + 0, &v->nonce, 32);
     return 32;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_challenge_req_field_size(unsigned i)
+{
+    static const size_t s[] = {32, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 32 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_challenge_req_get(const uint8_t *in, size_t len, gw_challenge_req *v)
@@ -363,6 +447,12 @@ static inline size_t gw_proof_req_put(uint8_t *out, const gw_proof_req *v)
     memcpy(out + 16, &v->mac, 32);
     return 48;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_proof_req_field_size(unsigned i)
+{
+    static const size_t s[] = {16, 32, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 48 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_proof_req_get(const uint8_t *in, size_t len, gw_proof_req *v)
 {
@@ -382,6 +472,12 @@ static inline size_t gw_device_attrs_req_put(uint8_t *out, const gw_device_attrs
 {
     memcpy(out + 0, &v->device, 4);
     return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_device_attrs_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_device_attrs_req_get(const uint8_t *in, size_t len, gw_device_attrs_req *v)
@@ -404,6 +500,12 @@ static inline size_t gw_device_attrs_rep_put(uint8_t *out, const gw_device_attrs
     memcpy(out + 4, &v->n, 4);
     return 8;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_device_attrs_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_device_attrs_rep_get(const uint8_t *in, size_t len, gw_device_attrs_rep *v)
 {
@@ -424,7 +526,13 @@ static inline size_t gw_device_attrs_rep_item_put(uint8_t *out, const gw_device_
     memcpy(out + 4, &v->value, 4);
     return 8;
 }
-/* one item; 0 if fewer than 8 bytes are there */
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_device_attrs_rep_item_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (one item) */
 static inline size_t gw_device_attrs_rep_item_get(const uint8_t *in, size_t len, gw_device_attrs_rep_item *v)
 {
     if (len < 8)
@@ -448,6 +556,12 @@ static inline size_t gw_module_info_req_put(uint8_t *out, const gw_module_info_r
     memcpy(out + 12, &v->device, 4);
     return 16;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_module_info_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 16 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_module_info_req_get(const uint8_t *in, size_t len, gw_module_info_req *v)
 {
@@ -468,6 +582,12 @@ static inline size_t gw_cas_refs_req_put(uint8_t *out, const gw_cas_refs_req *v)
 {
     memcpy(out + 0, &v->target, 4);
     return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_cas_refs_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_cas_refs_req_get(const uint8_t *in, size_t len, gw_cas_refs_req *v)
@@ -490,6 +610,12 @@ static inline size_t gw_cas_refs_rep_put(uint8_t *out, const gw_cas_refs_rep *v)
     memcpy(out + 4, &v->m, 4);
     return 8;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_cas_refs_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_cas_refs_rep_get(const uint8_t *in, size_t len, gw_cas_refs_rep *v)
 {
@@ -508,7 +634,13 @@ static inline size_t gw_cas_refs_rep_item_put(uint8_t *out, const gw_cas_refs_re
     memcpy(out + 0, &v->index, 4);
     return 4;
 }
-/* one item; 0 if fewer than 4 bytes are there */
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_cas_refs_rep_item_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (one item) */
 static inline size_t gw_cas_refs_rep_item_get(const uint8_t *in, size_t len, gw_cas_refs_rep_item *v)
 {
     if (len < 4)
@@ -526,6 +658,12 @@ static inline size_t gw_cas_data_req_put(uint8_t *out, const gw_cas_data_req *v)
 {
     memcpy(out + 0, &v->target, 4);
     return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_cas_data_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_cas_data_req_get(const uint8_t *in, size_t len, gw_cas_data_req *v)
@@ -554,6 +692,12 @@ static inline size_t gw_deliver_req_put(uint8_t *out, const gw_deliver_req *v)
     memcpy(out + 32, &v->flags, 4);
     return 36;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_deliver_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 8, 8, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 36 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_deliver_req_get(const uint8_t *in, size_t len, gw_deliver_req *v)
 {
@@ -578,6 +722,12 @@ static inline size_t gw_delivered_req_put(uint8_t *out, const gw_delivered_req *
     memcpy(out + 0, &v->delivery, 8);
     memcpy(out + 8, &v->offset, 8);
     return 16;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_delivered_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 16 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_delivered_req_get(const uint8_t *in, size_t len, gw_delivered_req *v)
@@ -749,6 +899,12 @@ static inline size_t gw_htod_req_put(uint8_t *out, const gw_htod_req *v)
     memcpy(out + 8, &v->stream, 8);
     return 16;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_htod_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 16 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_htod_req_get(const uint8_t *in, size_t len, gw_htod_req *v)
 {
@@ -773,6 +929,12 @@ static inline size_t gw_dtoh_req_put(uint8_t *out, const gw_dtoh_req *v)
     memcpy(out + 16, &v->stream, 8);
     return 24;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_dtoh_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 24 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_dtoh_req_get(const uint8_t *in, size_t len, gw_dtoh_req *v)
 {
@@ -793,6 +955,12 @@ static inline size_t gw_dtoh_rep_put(uint8_t *out, const gw_dtoh_rep *v)
 {
     memcpy(out + 0, &v->result, 4);
     return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_dtoh_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_dtoh_rep_get(const uint8_t *in, size_t len, gw_dtoh_rep *v)
@@ -818,6 +986,12 @@ static inline size_t gw_lane_htod_req_put(uint8_t *out, const gw_lane_htod_req *
     memcpy(out + 16, &v->lane, 4);
     memcpy(out + 20, &v->bytes, 4);
     return 24;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_lane_htod_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 24 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_lane_htod_req_get(const uint8_t *in, size_t len, gw_lane_htod_req *v)
@@ -849,6 +1023,12 @@ static inline size_t gw_lane_dtoh_req_put(uint8_t *out, const gw_lane_dtoh_req *
     memcpy(out + 28, &v->tag, 4);
     return 32;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_lane_dtoh_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 8, 4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 32 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_lane_dtoh_req_get(const uint8_t *in, size_t len, gw_lane_dtoh_req *v)
 {
@@ -876,6 +1056,12 @@ static inline size_t gw_cas_copy_target_req_put(uint8_t *out, const gw_cas_copy_
     memcpy(out + 12, &v->stream, 8);
     return 20;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_cas_copy_target_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 20 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_cas_copy_target_req_get(const uint8_t *in, size_t len, gw_cas_copy_target_req *v)
 {
@@ -897,6 +1083,12 @@ static inline size_t gw_cas_stage_target_req_put(uint8_t *out, const gw_cas_stag
     memcpy(out + 0, &v->total_or_offset, 8);
     return 8;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_cas_stage_target_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_cas_stage_target_req_get(const uint8_t *in, size_t len, gw_cas_stage_target_req *v)
 {
@@ -915,6 +1107,12 @@ static inline size_t gw_cas_refs_list_req_put(uint8_t *out, const gw_cas_refs_li
 {
     memcpy(out + 0, &v->n, 4);
     return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_cas_refs_list_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_cas_refs_list_req_get(const uint8_t *in, size_t len, gw_cas_refs_list_req *v)
@@ -935,7 +1133,13 @@ static inline size_t gw_cas_refs_list_req_item_put(uint8_t *out, const gw_cas_re
     memcpy(out + 4, &v->sha256, 32);
     return 36;
 }
-/* one item; 0 if fewer than 36 bytes are there */
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_cas_refs_list_req_item_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 32, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 36 bytes are there; else the bytes read (one item) */
 static inline size_t gw_cas_refs_list_req_item_get(const uint8_t *in, size_t len, gw_cas_refs_list_req_item *v)
 {
     if (len < 36)
@@ -956,6 +1160,12 @@ static inline size_t gw_cas_data_chunk_req_put(uint8_t *out, const gw_cas_data_c
     memcpy(out + 0, &v->codec, 4);
     memcpy(out + 4, &v->raw_length, 4);
     return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_cas_data_chunk_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_cas_data_chunk_req_get(const uint8_t *in, size_t len, gw_cas_data_chunk_req *v)
@@ -987,6 +1197,12 @@ static inline size_t gw_occupancy_block_size_req_put(uint8_t *out, const gw_occu
     memcpy(out + 28, &v->n, 4);
     return 32;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_occupancy_block_size_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 4, 4, 4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 32 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_occupancy_block_size_req_get(const uint8_t *in, size_t len, gw_occupancy_block_size_req *v)
 {
@@ -1011,7 +1227,13 @@ static inline size_t gw_occupancy_block_size_req_item_put(uint8_t *out, const gw
     memcpy(out + 4, &v->smem_bytes, 8);
     return 12;
 }
-/* one item; 0 if fewer than 12 bytes are there */
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_occupancy_block_size_req_item_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 12 bytes are there; else the bytes read (one item) */
 static inline size_t gw_occupancy_block_size_req_item_get(const uint8_t *in, size_t len, gw_occupancy_block_size_req_item *v)
 {
     if (len < 12)
@@ -1035,6 +1257,12 @@ static inline size_t gw_occupancy_block_size_rep_put(uint8_t *out, const gw_occu
     memcpy(out + 8, &v->block_size, 4);
     return 12;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_occupancy_block_size_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_occupancy_block_size_rep_get(const uint8_t *in, size_t len, gw_occupancy_block_size_rep *v)
 {
@@ -1055,6 +1283,12 @@ static inline size_t gw_get_error_string_req_put(uint8_t *out, const gw_get_erro
 {
     memcpy(out + 0, &v->code, 8);
     return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_get_error_string_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_get_error_string_req_get(const uint8_t *in, size_t len, gw_get_error_string_req *v)
@@ -1077,6 +1311,12 @@ static inline size_t gw_get_error_string_rep_put(uint8_t *out, const gw_get_erro
     memcpy(out + 4, &v->length, 4);
     return 8;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_get_error_string_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_get_error_string_rep_get(const uint8_t *in, size_t len, gw_get_error_string_rep *v)
 {
@@ -1085,6 +1325,1802 @@ static inline size_t gw_get_error_string_rep_get(const uint8_t *in, size_t len, 
     memcpy(&v->result, in + 0, 4);
     memcpy(&v->length, in + 4, 4);
     return 8;
+}
+
+/* MEMCPY_BAND_SIDE req: u32 memory_type, if memory_type == MEMORYTYPE_ARRAY: (u64 array, u64 pitch, u64 x, u64 y, u64 z) array, if memory_type != MEMORYTYPE_ARRAY: (u64 address, u64 pitch) linear */
+typedef struct gw_memcpy_band_side_req {
+    uint32_t memory_type;
+} gw_memcpy_band_side_req;
+#define GW_MEMCPY_BAND_SIDE_REQ_SIZE 4u
+static inline size_t gw_memcpy_band_side_req_put(uint8_t *out, const gw_memcpy_band_side_req *v)
+{
+    memcpy(out + 0, &v->memory_type, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_memcpy_band_side_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_memcpy_band_side_req_get(const uint8_t *in, size_t len, gw_memcpy_band_side_req *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->memory_type, in + 0, 4);
+    return 4;
+}
+typedef struct gw_memcpy_band_side_req_array {
+    uint64_t array;
+    uint64_t pitch;
+    uint64_t x;
+    uint64_t y;
+    uint64_t z;
+} gw_memcpy_band_side_req_array;
+#define GW_MEMCPY_BAND_SIDE_REQ_ARRAY_SIZE 40u
+static inline size_t gw_memcpy_band_side_req_array_put(uint8_t *out, const gw_memcpy_band_side_req_array *v)
+{
+    memcpy(out + 0, &v->array, 8);
+    memcpy(out + 8, &v->pitch, 8);
+    memcpy(out + 16, &v->x, 8);
+    memcpy(out + 24, &v->y, 8);
+    memcpy(out + 32, &v->z, 8);
+    return 40;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_memcpy_band_side_req_array_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 8, 8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 40 bytes are there; else the bytes read (there only if if memory_type == MEMORYTYPE_ARRAY) */
+static inline size_t gw_memcpy_band_side_req_array_get(const uint8_t *in, size_t len, gw_memcpy_band_side_req_array *v)
+{
+    if (len < 40)
+        return 0;
+    memcpy(&v->array, in + 0, 8);
+    memcpy(&v->pitch, in + 8, 8);
+    memcpy(&v->x, in + 16, 8);
+    memcpy(&v->y, in + 24, 8);
+    memcpy(&v->z, in + 32, 8);
+    return 40;
+}
+typedef struct gw_memcpy_band_side_req_linear {
+    uint64_t address;
+    uint64_t pitch;
+} gw_memcpy_band_side_req_linear;
+#define GW_MEMCPY_BAND_SIDE_REQ_LINEAR_SIZE 16u
+static inline size_t gw_memcpy_band_side_req_linear_put(uint8_t *out, const gw_memcpy_band_side_req_linear *v)
+{
+    memcpy(out + 0, &v->address, 8);
+    memcpy(out + 8, &v->pitch, 8);
+    return 16;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_memcpy_band_side_req_linear_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 16 bytes are there; else the bytes read (there only if if memory_type != MEMORYTYPE_ARRAY) */
+static inline size_t gw_memcpy_band_side_req_linear_get(const uint8_t *in, size_t len, gw_memcpy_band_side_req_linear *v)
+{
+    if (len < 16)
+        return 0;
+    memcpy(&v->address, in + 0, 8);
+    memcpy(&v->pitch, in + 8, 8);
+    return 16;
+}
+
+/* MEMCPY2D_BAND req: u64 stream, `MEMCPY_BAND_SIDE` src, `MEMCPY_BAND_SIDE` dst, u64 width, u64 rows, bytes host_rows */
+typedef struct gw_memcpy2d_band_req {
+    uint64_t stream;
+} gw_memcpy2d_band_req;
+#define GW_MEMCPY2D_BAND_REQ_SIZE 8u
+static inline size_t gw_memcpy2d_band_req_put(uint8_t *out, const gw_memcpy2d_band_req *v)
+{
+    memcpy(out + 0, &v->stream, 8);
+    return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_memcpy2d_band_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_memcpy2d_band_req_get(const uint8_t *in, size_t len, gw_memcpy2d_band_req *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->stream, in + 0, 8);
+    return 8;
+}
+typedef struct gw_memcpy2d_band_req_after_dst {
+    uint64_t width;
+    uint64_t rows;
+} gw_memcpy2d_band_req_after_dst;
+#define GW_MEMCPY2D_BAND_REQ_AFTER_DST_SIZE 16u
+static inline size_t gw_memcpy2d_band_req_after_dst_put(uint8_t *out, const gw_memcpy2d_band_req_after_dst *v)
+{
+    memcpy(out + 0, &v->width, 8);
+    memcpy(out + 8, &v->rows, 8);
+    return 16;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_memcpy2d_band_req_after_dst_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 16 bytes are there; else the bytes read (after dst) */
+static inline size_t gw_memcpy2d_band_req_after_dst_get(const uint8_t *in, size_t len, gw_memcpy2d_band_req_after_dst *v)
+{
+    if (len < 16)
+        return 0;
+    memcpy(&v->width, in + 0, 8);
+    memcpy(&v->rows, in + 8, 8);
+    return 16;
+}
+
+/* MEMCPY2D_BAND rep: i32 result, bytes host_rows */
+typedef struct gw_memcpy2d_band_rep {
+    int32_t result;
+} gw_memcpy2d_band_rep;
+#define GW_MEMCPY2D_BAND_REP_SIZE 4u
+static inline size_t gw_memcpy2d_band_rep_put(uint8_t *out, const gw_memcpy2d_band_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_memcpy2d_band_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_memcpy2d_band_rep_get(const uint8_t *in, size_t len, gw_memcpy2d_band_rep *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    return 4;
+}
+
+/* JIT_OPTIONS req: u32 n, n x (u32 option, u64 value) options (<= JIT_OPTIONS_MAX) */
+typedef struct gw_jit_options_req {
+    uint32_t n;
+} gw_jit_options_req;
+#define GW_JIT_OPTIONS_REQ_SIZE 4u
+static inline size_t gw_jit_options_req_put(uint8_t *out, const gw_jit_options_req *v)
+{
+    memcpy(out + 0, &v->n, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_jit_options_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_jit_options_req_get(const uint8_t *in, size_t len, gw_jit_options_req *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->n, in + 0, 4);
+    return 4;
+}
+typedef struct gw_jit_options_req_options_item {
+    uint32_t option;
+    uint64_t value;
+} gw_jit_options_req_options_item;
+#define GW_JIT_OPTIONS_REQ_OPTIONS_ITEM_SIZE 12u
+static inline size_t gw_jit_options_req_options_item_put(uint8_t *out, const gw_jit_options_req_options_item *v)
+{
+    memcpy(out + 0, &v->option, 4);
+    memcpy(out + 4, &v->value, 8);
+    return 12;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_jit_options_req_options_item_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 12 bytes are there; else the bytes read (one item) */
+static inline size_t gw_jit_options_req_options_item_get(const uint8_t *in, size_t len, gw_jit_options_req_options_item *v)
+{
+    if (len < 12)
+        return 0;
+    memcpy(&v->option, in + 0, 4);
+    memcpy(&v->value, in + 4, 8);
+    return 12;
+}
+#define GW_JIT_OPTIONS_REQ_OPTIONS_MAX GW_JIT_OPTIONS_MAX /* items at most */
+/* options: n items from in into out[n]; 0 if n is over JIT_OPTIONS_MAX or fewer than n items are there, else 1 */
+static inline int gw_jit_options_req_options_get(const uint8_t *in, size_t len, uint32_t n, gw_jit_options_req_options_item *out)
+{
+    if (n > GW_JIT_OPTIONS_REQ_OPTIONS_MAX || len / GW_JIT_OPTIONS_REQ_OPTIONS_ITEM_SIZE < n)
+        return 0;
+    for (uint32_t i = 0; i < n; i++)
+        gw_jit_options_req_options_item_get(in + (size_t)i * GW_JIT_OPTIONS_REQ_OPTIONS_ITEM_SIZE, GW_JIT_OPTIONS_REQ_OPTIONS_ITEM_SIZE, &out[i]);
+    return 1;
+}
+static inline size_t gw_jit_options_req_options_put(uint8_t *out, uint32_t n, const gw_jit_options_req_options_item *v)
+{
+    size_t at = 0;
+    for (uint32_t i = 0; i < n; i++)
+        at += gw_jit_options_req_options_item_put(out + at, &v[i]);
+    return at;
+}
+
+/* JIT_OUTPUTS req: u32 info_length, info_length bytes info_log (<= JIT_LOG_MAX), u32 error_length, error_length bytes error_log (<= JIT_LOG_MAX), u32 mask, if mask & 1: (u32 size) info_size, if mask & 2: (u32 size) error_size, if mask & 4: (u32 bits) wall_time */
+typedef struct gw_jit_outputs_req {
+    uint32_t info_length;
+} gw_jit_outputs_req;
+#define GW_JIT_OUTPUTS_REQ_SIZE 4u
+static inline size_t gw_jit_outputs_req_put(uint8_t *out, const gw_jit_outputs_req *v)
+{
+    memcpy(out + 0, &v->info_length, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_jit_outputs_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_jit_outputs_req_get(const uint8_t *in, size_t len, gw_jit_outputs_req *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->info_length, in + 0, 4);
+    return 4;
+}
+#define GW_JIT_OUTPUTS_REQ_INFO_LOG_MAX GW_JIT_LOG_MAX /* info_log: info_length bytes at most */
+typedef struct gw_jit_outputs_req_after_info_log {
+    uint32_t error_length;
+} gw_jit_outputs_req_after_info_log;
+#define GW_JIT_OUTPUTS_REQ_AFTER_INFO_LOG_SIZE 4u
+static inline size_t gw_jit_outputs_req_after_info_log_put(uint8_t *out, const gw_jit_outputs_req_after_info_log *v)
+{
+    memcpy(out + 0, &v->error_length, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_jit_outputs_req_after_info_log_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (after info_log) */
+static inline size_t gw_jit_outputs_req_after_info_log_get(const uint8_t *in, size_t len, gw_jit_outputs_req_after_info_log *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->error_length, in + 0, 4);
+    return 4;
+}
+#define GW_JIT_OUTPUTS_REQ_ERROR_LOG_MAX GW_JIT_LOG_MAX /* error_log: error_length bytes at most */
+typedef struct gw_jit_outputs_req_after_error_log {
+    uint32_t mask;
+} gw_jit_outputs_req_after_error_log;
+#define GW_JIT_OUTPUTS_REQ_AFTER_ERROR_LOG_SIZE 4u
+static inline size_t gw_jit_outputs_req_after_error_log_put(uint8_t *out, const gw_jit_outputs_req_after_error_log *v)
+{
+    memcpy(out + 0, &v->mask, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_jit_outputs_req_after_error_log_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (after error_log) */
+static inline size_t gw_jit_outputs_req_after_error_log_get(const uint8_t *in, size_t len, gw_jit_outputs_req_after_error_log *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->mask, in + 0, 4);
+    return 4;
+}
+typedef struct gw_jit_outputs_req_info_size {
+    uint32_t size;
+} gw_jit_outputs_req_info_size;
+#define GW_JIT_OUTPUTS_REQ_INFO_SIZE_SIZE 4u
+static inline size_t gw_jit_outputs_req_info_size_put(uint8_t *out, const gw_jit_outputs_req_info_size *v)
+{
+    memcpy(out + 0, &v->size, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_jit_outputs_req_info_size_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (there only if if mask & 1) */
+static inline size_t gw_jit_outputs_req_info_size_get(const uint8_t *in, size_t len, gw_jit_outputs_req_info_size *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->size, in + 0, 4);
+    return 4;
+}
+typedef struct gw_jit_outputs_req_error_size {
+    uint32_t size;
+} gw_jit_outputs_req_error_size;
+#define GW_JIT_OUTPUTS_REQ_ERROR_SIZE_SIZE 4u
+static inline size_t gw_jit_outputs_req_error_size_put(uint8_t *out, const gw_jit_outputs_req_error_size *v)
+{
+    memcpy(out + 0, &v->size, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_jit_outputs_req_error_size_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (there only if if mask & 2) */
+static inline size_t gw_jit_outputs_req_error_size_get(const uint8_t *in, size_t len, gw_jit_outputs_req_error_size *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->size, in + 0, 4);
+    return 4;
+}
+typedef struct gw_jit_outputs_req_wall_time {
+    uint32_t bits;
+} gw_jit_outputs_req_wall_time;
+#define GW_JIT_OUTPUTS_REQ_WALL_TIME_SIZE 4u
+static inline size_t gw_jit_outputs_req_wall_time_put(uint8_t *out, const gw_jit_outputs_req_wall_time *v)
+{
+    memcpy(out + 0, &v->bits, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_jit_outputs_req_wall_time_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (there only if if mask & 4) */
+static inline size_t gw_jit_outputs_req_wall_time_get(const uint8_t *in, size_t len, gw_jit_outputs_req_wall_time *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->bits, in + 0, 4);
+    return 4;
+}
+
+/* MODULE_LOAD req: u64 id, u64 image_size, `JIT_OPTIONS` jit, u32 m, m x (u32 option, u64 value) library_options (<= LIBRARY_OPTIONS_MAX) */
+typedef struct gw_module_load_req {
+    uint64_t id;
+    uint64_t image_size;
+} gw_module_load_req;
+#define GW_MODULE_LOAD_REQ_SIZE 16u
+static inline size_t gw_module_load_req_put(uint8_t *out, const gw_module_load_req *v)
+{
+    memcpy(out + 0, &v->id, 8);
+    memcpy(out + 8, &v->image_size, 8);
+    return 16;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_module_load_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 16 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_module_load_req_get(const uint8_t *in, size_t len, gw_module_load_req *v)
+{
+    if (len < 16)
+        return 0;
+    memcpy(&v->id, in + 0, 8);
+    memcpy(&v->image_size, in + 8, 8);
+    return 16;
+}
+typedef struct gw_module_load_req_after_jit {
+    uint32_t m;
+} gw_module_load_req_after_jit;
+#define GW_MODULE_LOAD_REQ_AFTER_JIT_SIZE 4u
+static inline size_t gw_module_load_req_after_jit_put(uint8_t *out, const gw_module_load_req_after_jit *v)
+{
+    memcpy(out + 0, &v->m, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_module_load_req_after_jit_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (after jit) */
+static inline size_t gw_module_load_req_after_jit_get(const uint8_t *in, size_t len, gw_module_load_req_after_jit *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->m, in + 0, 4);
+    return 4;
+}
+typedef struct gw_module_load_req_library_options_item {
+    uint32_t option;
+    uint64_t value;
+} gw_module_load_req_library_options_item;
+#define GW_MODULE_LOAD_REQ_LIBRARY_OPTIONS_ITEM_SIZE 12u
+static inline size_t gw_module_load_req_library_options_item_put(uint8_t *out, const gw_module_load_req_library_options_item *v)
+{
+    memcpy(out + 0, &v->option, 4);
+    memcpy(out + 4, &v->value, 8);
+    return 12;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_module_load_req_library_options_item_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 12 bytes are there; else the bytes read (one item) */
+static inline size_t gw_module_load_req_library_options_item_get(const uint8_t *in, size_t len, gw_module_load_req_library_options_item *v)
+{
+    if (len < 12)
+        return 0;
+    memcpy(&v->option, in + 0, 4);
+    memcpy(&v->value, in + 4, 8);
+    return 12;
+}
+#define GW_MODULE_LOAD_REQ_LIBRARY_OPTIONS_MAX GW_LIBRARY_OPTIONS_MAX /* items at most */
+/* library_options: n items from in into out[n]; 0 if n is over LIBRARY_OPTIONS_MAX or fewer than n items are there, else 1 */
+static inline int gw_module_load_req_library_options_get(const uint8_t *in, size_t len, uint32_t n, gw_module_load_req_library_options_item *out)
+{
+    if (n > GW_MODULE_LOAD_REQ_LIBRARY_OPTIONS_MAX || len / GW_MODULE_LOAD_REQ_LIBRARY_OPTIONS_ITEM_SIZE < n)
+        return 0;
+    for (uint32_t i = 0; i < n; i++)
+        gw_module_load_req_library_options_item_get(in + (size_t)i * GW_MODULE_LOAD_REQ_LIBRARY_OPTIONS_ITEM_SIZE, GW_MODULE_LOAD_REQ_LIBRARY_OPTIONS_ITEM_SIZE, &out[i]);
+    return 1;
+}
+static inline size_t gw_module_load_req_library_options_put(uint8_t *out, uint32_t n, const gw_module_load_req_library_options_item *v)
+{
+    size_t at = 0;
+    for (uint32_t i = 0; i < n; i++)
+        at += gw_module_load_req_library_options_item_put(out + at, &v[i]);
+    return at;
+}
+
+/* MODULE_LOAD rep: i32 result, `JIT_OUTPUTS` jit */
+typedef struct gw_module_load_rep {
+    int32_t result;
+} gw_module_load_rep;
+#define GW_MODULE_LOAD_REP_SIZE 4u
+static inline size_t gw_module_load_rep_put(uint8_t *out, const gw_module_load_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_module_load_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_module_load_rep_get(const uint8_t *in, size_t len, gw_module_load_rep *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    return 4;
+}
+
+/* LINK_CREATE rep: i32 result, `JIT_OUTPUTS` jit, u64 link */
+typedef struct gw_link_create_rep {
+    int32_t result;
+} gw_link_create_rep;
+#define GW_LINK_CREATE_REP_SIZE 4u
+static inline size_t gw_link_create_rep_put(uint8_t *out, const gw_link_create_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_link_create_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_link_create_rep_get(const uint8_t *in, size_t len, gw_link_create_rep *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    return 4;
+}
+typedef struct gw_link_create_rep_after_jit {
+    uint64_t link;
+} gw_link_create_rep_after_jit;
+#define GW_LINK_CREATE_REP_AFTER_JIT_SIZE 8u
+static inline size_t gw_link_create_rep_after_jit_put(uint8_t *out, const gw_link_create_rep_after_jit *v)
+{
+    memcpy(out + 0, &v->link, 8);
+    return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_link_create_rep_after_jit_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (after jit) */
+static inline size_t gw_link_create_rep_after_jit_get(const uint8_t *in, size_t len, gw_link_create_rep_after_jit *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->link, in + 0, 8);
+    return 8;
+}
+
+/* LINK_ADD req: u64 link, u32 input_type, u64 size, str name, `JIT_OPTIONS` jit */
+typedef struct gw_link_add_req {
+    uint64_t link;
+    uint32_t input_type;
+    uint64_t size;
+} gw_link_add_req;
+#define GW_LINK_ADD_REQ_SIZE 20u
+static inline size_t gw_link_add_req_put(uint8_t *out, const gw_link_add_req *v)
+{
+    memcpy(out + 0, &v->link, 8);
+    memcpy(out + 8, &v->input_type, 4);
+    memcpy(out + 12, &v->size, 8);
+    return 20;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_link_add_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 20 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_link_add_req_get(const uint8_t *in, size_t len, gw_link_add_req *v)
+{
+    if (len < 20)
+        return 0;
+    memcpy(&v->link, in + 0, 8);
+    memcpy(&v->input_type, in + 8, 4);
+    memcpy(&v->size, in + 12, 8);
+    return 20;
+}
+
+/* LINK_ADD rep: i32 result, `JIT_OUTPUTS` link_jit, `JIT_OUTPUTS` input_jit */
+typedef struct gw_link_add_rep {
+    int32_t result;
+} gw_link_add_rep;
+#define GW_LINK_ADD_REP_SIZE 4u
+static inline size_t gw_link_add_rep_put(uint8_t *out, const gw_link_add_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_link_add_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_link_add_rep_get(const uint8_t *in, size_t len, gw_link_add_rep *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    return 4;
+}
+
+/* LINK_COMPLETE req: u64 link, u64 offset */
+typedef struct gw_link_complete_req {
+    uint64_t link;
+    uint64_t offset;
+} gw_link_complete_req;
+#define GW_LINK_COMPLETE_REQ_SIZE 16u
+static inline size_t gw_link_complete_req_put(uint8_t *out, const gw_link_complete_req *v)
+{
+    memcpy(out + 0, &v->link, 8);
+    memcpy(out + 8, &v->offset, 8);
+    return 16;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_link_complete_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 16 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_link_complete_req_get(const uint8_t *in, size_t len, gw_link_complete_req *v)
+{
+    if (len < 16)
+        return 0;
+    memcpy(&v->link, in + 0, 8);
+    memcpy(&v->offset, in + 8, 8);
+    return 16;
+}
+
+/* LINK_COMPLETE rep: i32 result, `JIT_OUTPUTS` jit, u64 cubin_size, u64 n, n bytes cubin (<= LINK_PIECE) */
+typedef struct gw_link_complete_rep {
+    int32_t result;
+} gw_link_complete_rep;
+#define GW_LINK_COMPLETE_REP_SIZE 4u
+static inline size_t gw_link_complete_rep_put(uint8_t *out, const gw_link_complete_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_link_complete_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_link_complete_rep_get(const uint8_t *in, size_t len, gw_link_complete_rep *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    return 4;
+}
+typedef struct gw_link_complete_rep_after_jit {
+    uint64_t cubin_size;
+    uint64_t n;
+} gw_link_complete_rep_after_jit;
+#define GW_LINK_COMPLETE_REP_AFTER_JIT_SIZE 16u
+static inline size_t gw_link_complete_rep_after_jit_put(uint8_t *out, const gw_link_complete_rep_after_jit *v)
+{
+    memcpy(out + 0, &v->cubin_size, 8);
+    memcpy(out + 8, &v->n, 8);
+    return 16;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_link_complete_rep_after_jit_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 16 bytes are there; else the bytes read (after jit) */
+static inline size_t gw_link_complete_rep_after_jit_get(const uint8_t *in, size_t len, gw_link_complete_rep_after_jit *v)
+{
+    if (len < 16)
+        return 0;
+    memcpy(&v->cubin_size, in + 0, 8);
+    memcpy(&v->n, in + 8, 8);
+    return 16;
+}
+#define GW_LINK_COMPLETE_REP_CUBIN_MAX GW_LINK_PIECE /* cubin: n bytes at most */
+
+/* LINK_DESTROY req: u64 link */
+typedef struct gw_link_destroy_req {
+    uint64_t link;
+} gw_link_destroy_req;
+#define GW_LINK_DESTROY_REQ_SIZE 8u
+static inline size_t gw_link_destroy_req_put(uint8_t *out, const gw_link_destroy_req *v)
+{
+    memcpy(out + 0, &v->link, 8);
+    return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_link_destroy_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_link_destroy_req_get(const uint8_t *in, size_t len, gw_link_destroy_req *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->link, in + 0, 8);
+    return 8;
+}
+
+/* LINK_DESTROY rep: i32 result, `JIT_OUTPUTS` jit */
+typedef struct gw_link_destroy_rep {
+    int32_t result;
+} gw_link_destroy_rep;
+#define GW_LINK_DESTROY_REP_SIZE 4u
+static inline size_t gw_link_destroy_rep_put(uint8_t *out, const gw_link_destroy_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_link_destroy_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_link_destroy_rep_get(const uint8_t *in, size_t len, gw_link_destroy_rep *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    return 4;
+}
+
+/* LAUNCH req: `LAUNCH_CONFIG` config, u32 param_bytes, param_bytes bytes params (<= MAX_PARAM_BYTES) */
+typedef struct gw_launch_req_after_config {
+    uint32_t param_bytes;
+} gw_launch_req_after_config;
+#define GW_LAUNCH_REQ_AFTER_CONFIG_SIZE 4u
+static inline size_t gw_launch_req_after_config_put(uint8_t *out, const gw_launch_req_after_config *v)
+{
+    memcpy(out + 0, &v->param_bytes, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_launch_req_after_config_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (after config) */
+static inline size_t gw_launch_req_after_config_get(const uint8_t *in, size_t len, gw_launch_req_after_config *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->param_bytes, in + 0, 4);
+    return 4;
+}
+#define GW_LAUNCH_REQ_PARAMS_MAX GW_MAX_PARAM_BYTES /* params: param_bytes bytes at most */
+
+/* CLUSTER_OCCUPANCY rep: i32 result, i32 value */
+typedef struct gw_cluster_occupancy_rep {
+    int32_t result;
+    int32_t value;
+} gw_cluster_occupancy_rep;
+#define GW_CLUSTER_OCCUPANCY_REP_SIZE 8u
+static inline size_t gw_cluster_occupancy_rep_put(uint8_t *out, const gw_cluster_occupancy_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    memcpy(out + 4, &v->value, 4);
+    return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_cluster_occupancy_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_cluster_occupancy_rep_get(const uint8_t *in, size_t len, gw_cluster_occupancy_rep *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    memcpy(&v->value, in + 4, 4);
+    return 8;
+}
+
+/* CAPTURE_INFO req: u64 stream, u32 outputs */
+typedef struct gw_capture_info_req {
+    uint64_t stream;
+    uint32_t outputs;
+} gw_capture_info_req;
+#define GW_CAPTURE_INFO_REQ_SIZE 12u
+static inline size_t gw_capture_info_req_put(uint8_t *out, const gw_capture_info_req *v)
+{
+    memcpy(out + 0, &v->stream, 8);
+    memcpy(out + 8, &v->outputs, 4);
+    return 12;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_capture_info_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_capture_info_req_get(const uint8_t *in, size_t len, gw_capture_info_req *v)
+{
+    if (len < 12)
+        return 0;
+    memcpy(&v->stream, in + 0, 8);
+    memcpy(&v->outputs, in + 8, 4);
+    return 12;
+}
+
+/* CAPTURE_INFO rep: i32 result, u32 status, u64 id, u64 graph, u64 count, u64 n, n x (u64 node) nodes, if request.outputs & 8: (u32 given) edges, bytes edge_data */
+typedef struct gw_capture_info_rep {
+    int32_t result;
+    uint32_t status;
+    uint64_t id;
+    uint64_t graph;
+    uint64_t count;
+    uint64_t n;
+} gw_capture_info_rep;
+#define GW_CAPTURE_INFO_REP_SIZE 40u
+static inline size_t gw_capture_info_rep_put(uint8_t *out, const gw_capture_info_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    memcpy(out + 4, &v->status, 4);
+    memcpy(out + 8, &v->id, 8);
+    memcpy(out + 16, &v->graph, 8);
+    memcpy(out + 24, &v->count, 8);
+    memcpy(out + 32, &v->n, 8);
+    return 40;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_capture_info_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 8, 8, 8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 40 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_capture_info_rep_get(const uint8_t *in, size_t len, gw_capture_info_rep *v)
+{
+    if (len < 40)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    memcpy(&v->status, in + 4, 4);
+    memcpy(&v->id, in + 8, 8);
+    memcpy(&v->graph, in + 16, 8);
+    memcpy(&v->count, in + 24, 8);
+    memcpy(&v->n, in + 32, 8);
+    return 40;
+}
+typedef struct gw_capture_info_rep_nodes_item {
+    uint64_t node;
+} gw_capture_info_rep_nodes_item;
+#define GW_CAPTURE_INFO_REP_NODES_ITEM_SIZE 8u
+static inline size_t gw_capture_info_rep_nodes_item_put(uint8_t *out, const gw_capture_info_rep_nodes_item *v)
+{
+    memcpy(out + 0, &v->node, 8);
+    return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_capture_info_rep_nodes_item_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (one item) */
+static inline size_t gw_capture_info_rep_nodes_item_get(const uint8_t *in, size_t len, gw_capture_info_rep_nodes_item *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->node, in + 0, 8);
+    return 8;
+}
+typedef struct gw_capture_info_rep_edges {
+    uint32_t given;
+} gw_capture_info_rep_edges;
+#define GW_CAPTURE_INFO_REP_EDGES_SIZE 4u
+static inline size_t gw_capture_info_rep_edges_put(uint8_t *out, const gw_capture_info_rep_edges *v)
+{
+    memcpy(out + 0, &v->given, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_capture_info_rep_edges_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (there only if if request.outputs & 8) */
+static inline size_t gw_capture_info_rep_edges_get(const uint8_t *in, size_t len, gw_capture_info_rep_edges *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->given, in + 0, 4);
+    return 4;
+}
+
+/* POINTER_ATTRIBUTES req: u64 pointer, u32 single, u32 n, n x (u32 attribute) attributes (<= POINTER_ATTRS_MAX) */
+typedef struct gw_pointer_attributes_req {
+    uint64_t pointer;
+    uint32_t single;
+    uint32_t n;
+} gw_pointer_attributes_req;
+#define GW_POINTER_ATTRIBUTES_REQ_SIZE 16u
+static inline size_t gw_pointer_attributes_req_put(uint8_t *out, const gw_pointer_attributes_req *v)
+{
+    memcpy(out + 0, &v->pointer, 8);
+    memcpy(out + 8, &v->single, 4);
+    memcpy(out + 12, &v->n, 4);
+    return 16;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_pointer_attributes_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 16 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_pointer_attributes_req_get(const uint8_t *in, size_t len, gw_pointer_attributes_req *v)
+{
+    if (len < 16)
+        return 0;
+    memcpy(&v->pointer, in + 0, 8);
+    memcpy(&v->single, in + 8, 4);
+    memcpy(&v->n, in + 12, 4);
+    return 16;
+}
+typedef struct gw_pointer_attributes_req_attributes_item {
+    uint32_t attribute;
+} gw_pointer_attributes_req_attributes_item;
+#define GW_POINTER_ATTRIBUTES_REQ_ATTRIBUTES_ITEM_SIZE 4u
+static inline size_t gw_pointer_attributes_req_attributes_item_put(uint8_t *out, const gw_pointer_attributes_req_attributes_item *v)
+{
+    memcpy(out + 0, &v->attribute, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_pointer_attributes_req_attributes_item_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (one item) */
+static inline size_t gw_pointer_attributes_req_attributes_item_get(const uint8_t *in, size_t len, gw_pointer_attributes_req_attributes_item *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->attribute, in + 0, 4);
+    return 4;
+}
+#define GW_POINTER_ATTRIBUTES_REQ_ATTRIBUTES_MAX GW_POINTER_ATTRS_MAX /* items at most */
+/* attributes: n items from in into out[n]; 0 if n is over POINTER_ATTRS_MAX or fewer than n items are there, else 1 */
+static inline int gw_pointer_attributes_req_attributes_get(const uint8_t *in, size_t len, uint32_t n, gw_pointer_attributes_req_attributes_item *out)
+{
+    if (n > GW_POINTER_ATTRIBUTES_REQ_ATTRIBUTES_MAX || len / GW_POINTER_ATTRIBUTES_REQ_ATTRIBUTES_ITEM_SIZE < n)
+        return 0;
+    for (uint32_t i = 0; i < n; i++)
+        gw_pointer_attributes_req_attributes_item_get(in + (size_t)i * GW_POINTER_ATTRIBUTES_REQ_ATTRIBUTES_ITEM_SIZE, GW_POINTER_ATTRIBUTES_REQ_ATTRIBUTES_ITEM_SIZE, &out[i]);
+    return 1;
+}
+static inline size_t gw_pointer_attributes_req_attributes_put(uint8_t *out, uint32_t n, const gw_pointer_attributes_req_attributes_item *v)
+{
+    size_t at = 0;
+    for (uint32_t i = 0; i < n; i++)
+        at += gw_pointer_attributes_req_attributes_item_put(out + at, &v[i]);
+    return at;
+}
+
+/* POINTER_ATTRIBUTES rep: i32 result, request.n x (u8[16] value) slots */
+typedef struct gw_pointer_attributes_rep {
+    int32_t result;
+} gw_pointer_attributes_rep;
+#define GW_POINTER_ATTRIBUTES_REP_SIZE 4u
+static inline size_t gw_pointer_attributes_rep_put(uint8_t *out, const gw_pointer_attributes_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_pointer_attributes_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_pointer_attributes_rep_get(const uint8_t *in, size_t len, gw_pointer_attributes_rep *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    return 4;
+}
+typedef struct gw_pointer_attributes_rep_slots_item {
+    uint8_t value[16];
+} gw_pointer_attributes_rep_slots_item;
+#define GW_POINTER_ATTRIBUTES_REP_SLOTS_ITEM_SIZE 16u
+static inline size_t gw_pointer_attributes_rep_slots_item_put(uint8_t *out, const gw_pointer_attributes_rep_slots_item *v)
+{
+    memcpy(out + 0, &v->value, 16);
+    return 16;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_pointer_attributes_rep_slots_item_field_size(unsigned i)
+{
+    static const size_t s[] = {16, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 16 bytes are there; else the bytes read (one item) */
+static inline size_t gw_pointer_attributes_rep_slots_item_get(const uint8_t *in, size_t len, gw_pointer_attributes_rep_slots_item *v)
+{
+    if (len < 16)
+        return 0;
+    memcpy(&v->value, in + 0, 16);
+    return 16;
+}
+
+/* DEPENDENCIES req: u32 m, m x (u64 node) nodes */
+typedef struct gw_dependencies_req {
+    uint32_t m;
+} gw_dependencies_req;
+#define GW_DEPENDENCIES_REQ_SIZE 4u
+static inline size_t gw_dependencies_req_put(uint8_t *out, const gw_dependencies_req *v)
+{
+    memcpy(out + 0, &v->m, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_dependencies_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_dependencies_req_get(const uint8_t *in, size_t len, gw_dependencies_req *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->m, in + 0, 4);
+    return 4;
+}
+typedef struct gw_dependencies_req_nodes_item {
+    uint64_t node;
+} gw_dependencies_req_nodes_item;
+#define GW_DEPENDENCIES_REQ_NODES_ITEM_SIZE 8u
+static inline size_t gw_dependencies_req_nodes_item_put(uint8_t *out, const gw_dependencies_req_nodes_item *v)
+{
+    memcpy(out + 0, &v->node, 8);
+    return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_dependencies_req_nodes_item_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (one item) */
+static inline size_t gw_dependencies_req_nodes_item_get(const uint8_t *in, size_t len, gw_dependencies_req_nodes_item *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->node, in + 0, 8);
+    return 8;
+}
+
+/* KERNEL_NODE_PARAMS req: u64 function, u64 kernel, u64 context, u32[7] dims, u32 param_bytes, param_bytes bytes params (<= MAX_PARAM_BYTES) */
+typedef struct gw_kernel_node_params_req {
+    uint64_t function;
+    uint64_t kernel;
+    uint64_t context;
+    uint32_t dims[7];
+    uint32_t param_bytes;
+} gw_kernel_node_params_req;
+#define GW_KERNEL_NODE_PARAMS_REQ_SIZE 56u
+static inline size_t gw_kernel_node_params_req_put(uint8_t *out, const gw_kernel_node_params_req *v)
+{
+    memcpy(out + 0, &v->function, 8);
+    memcpy(out + 8, &v->kernel, 8);
+    memcpy(out + 16, &v->context, 8);
+    memcpy(out + 24, &v->dims, 28);
+    memcpy(out + 52, &v->param_bytes, 4);
+    return 56;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_kernel_node_params_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 8, 28, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 56 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_kernel_node_params_req_get(const uint8_t *in, size_t len, gw_kernel_node_params_req *v)
+{
+    if (len < 56)
+        return 0;
+    memcpy(&v->function, in + 0, 8);
+    memcpy(&v->kernel, in + 8, 8);
+    memcpy(&v->context, in + 16, 8);
+    memcpy(&v->dims, in + 24, 28);
+    memcpy(&v->param_bytes, in + 52, 4);
+    return 56;
+}
+#define GW_KERNEL_NODE_PARAMS_REQ_PARAMS_MAX GW_MAX_PARAM_BYTES /* params: param_bytes bytes at most */
+
+/* GRAPH_ADD_KERNEL_NODE req: u64 graph, `DEPENDENCIES` deps, `KERNEL_NODE_PARAMS` params */
+typedef struct gw_graph_add_kernel_node_req {
+    uint64_t graph;
+} gw_graph_add_kernel_node_req;
+#define GW_GRAPH_ADD_KERNEL_NODE_REQ_SIZE 8u
+static inline size_t gw_graph_add_kernel_node_req_put(uint8_t *out, const gw_graph_add_kernel_node_req *v)
+{
+    memcpy(out + 0, &v->graph, 8);
+    return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_add_kernel_node_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_graph_add_kernel_node_req_get(const uint8_t *in, size_t len, gw_graph_add_kernel_node_req *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->graph, in + 0, 8);
+    return 8;
+}
+
+/* GRAPH_ADD_KERNEL_NODE rep: i32 result, u64 node */
+typedef struct gw_graph_add_kernel_node_rep {
+    int32_t result;
+    uint64_t node;
+} gw_graph_add_kernel_node_rep;
+#define GW_GRAPH_ADD_KERNEL_NODE_REP_SIZE 12u
+static inline size_t gw_graph_add_kernel_node_rep_put(uint8_t *out, const gw_graph_add_kernel_node_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    memcpy(out + 4, &v->node, 8);
+    return 12;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_add_kernel_node_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_graph_add_kernel_node_rep_get(const uint8_t *in, size_t len, gw_graph_add_kernel_node_rep *v)
+{
+    if (len < 12)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    memcpy(&v->node, in + 4, 8);
+    return 12;
+}
+
+/* KERNEL_NODE_SET_PARAMS req: u64 node, `KERNEL_NODE_PARAMS` params */
+typedef struct gw_kernel_node_set_params_req {
+    uint64_t node;
+} gw_kernel_node_set_params_req;
+#define GW_KERNEL_NODE_SET_PARAMS_REQ_SIZE 8u
+static inline size_t gw_kernel_node_set_params_req_put(uint8_t *out, const gw_kernel_node_set_params_req *v)
+{
+    memcpy(out + 0, &v->node, 8);
+    return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_kernel_node_set_params_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_kernel_node_set_params_req_get(const uint8_t *in, size_t len, gw_kernel_node_set_params_req *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->node, in + 0, 8);
+    return 8;
+}
+
+/* EXEC_KERNEL_NODE_SET_PARAMS req: u64 exec, u64 node, `KERNEL_NODE_PARAMS` params */
+typedef struct gw_exec_kernel_node_set_params_req {
+    uint64_t exec;
+    uint64_t node;
+} gw_exec_kernel_node_set_params_req;
+#define GW_EXEC_KERNEL_NODE_SET_PARAMS_REQ_SIZE 16u
+static inline size_t gw_exec_kernel_node_set_params_req_put(uint8_t *out, const gw_exec_kernel_node_set_params_req *v)
+{
+    memcpy(out + 0, &v->exec, 8);
+    memcpy(out + 8, &v->node, 8);
+    return 16;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_exec_kernel_node_set_params_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 16 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_exec_kernel_node_set_params_req_get(const uint8_t *in, size_t len, gw_exec_kernel_node_set_params_req *v)
+{
+    if (len < 16)
+        return 0;
+    memcpy(&v->exec, in + 0, 8);
+    memcpy(&v->node, in + 8, 8);
+    return 16;
+}
+
+/* KERNEL_NODE_GET_PARAMS req: u64 node */
+typedef struct gw_kernel_node_get_params_req {
+    uint64_t node;
+} gw_kernel_node_get_params_req;
+#define GW_KERNEL_NODE_GET_PARAMS_REQ_SIZE 8u
+static inline size_t gw_kernel_node_get_params_req_put(uint8_t *out, const gw_kernel_node_get_params_req *v)
+{
+    memcpy(out + 0, &v->node, 8);
+    return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_kernel_node_get_params_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_kernel_node_get_params_req_get(const uint8_t *in, size_t len, gw_kernel_node_get_params_req *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->node, in + 0, 8);
+    return 8;
+}
+
+/* KERNEL_NODE_GET_PARAMS rep: i32 result, u64 function, u64 kernel, u64 context, u32[7] dims, u32 n, n x (u32 offset, u32 size) layout (<= KERNEL_PARAMS_MAX), u32 param_bytes, param_bytes bytes params (<= MAX_PARAM_BYTES) */
+typedef struct gw_kernel_node_get_params_rep {
+    int32_t result;
+    uint64_t function;
+    uint64_t kernel;
+    uint64_t context;
+    uint32_t dims[7];
+    uint32_t n;
+} gw_kernel_node_get_params_rep;
+#define GW_KERNEL_NODE_GET_PARAMS_REP_SIZE 60u
+static inline size_t gw_kernel_node_get_params_rep_put(uint8_t *out, const gw_kernel_node_get_params_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    memcpy(out + 4, &v->function, 8);
+    memcpy(out + 12, &v->kernel, 8);
+    memcpy(out + 20, &v->context, 8);
+    memcpy(out + 28, &v->dims, 28);
+    memcpy(out + 56, &v->n, 4);
+    return 60;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_kernel_node_get_params_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 8, 8, 28, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 60 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_kernel_node_get_params_rep_get(const uint8_t *in, size_t len, gw_kernel_node_get_params_rep *v)
+{
+    if (len < 60)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    memcpy(&v->function, in + 4, 8);
+    memcpy(&v->kernel, in + 12, 8);
+    memcpy(&v->context, in + 20, 8);
+    memcpy(&v->dims, in + 28, 28);
+    memcpy(&v->n, in + 56, 4);
+    return 60;
+}
+typedef struct gw_kernel_node_get_params_rep_layout_item {
+    uint32_t offset;
+    uint32_t size;
+} gw_kernel_node_get_params_rep_layout_item;
+#define GW_KERNEL_NODE_GET_PARAMS_REP_LAYOUT_ITEM_SIZE 8u
+static inline size_t gw_kernel_node_get_params_rep_layout_item_put(uint8_t *out, const gw_kernel_node_get_params_rep_layout_item *v)
+{
+    memcpy(out + 0, &v->offset, 4);
+    memcpy(out + 4, &v->size, 4);
+    return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_kernel_node_get_params_rep_layout_item_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (one item) */
+static inline size_t gw_kernel_node_get_params_rep_layout_item_get(const uint8_t *in, size_t len, gw_kernel_node_get_params_rep_layout_item *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->offset, in + 0, 4);
+    memcpy(&v->size, in + 4, 4);
+    return 8;
+}
+#define GW_KERNEL_NODE_GET_PARAMS_REP_LAYOUT_MAX GW_KERNEL_PARAMS_MAX /* items at most */
+/* layout: n items from in into out[n]; 0 if n is over KERNEL_PARAMS_MAX or fewer than n items are there, else 1 */
+static inline int gw_kernel_node_get_params_rep_layout_get(const uint8_t *in, size_t len, uint32_t n, gw_kernel_node_get_params_rep_layout_item *out)
+{
+    if (n > GW_KERNEL_NODE_GET_PARAMS_REP_LAYOUT_MAX || len / GW_KERNEL_NODE_GET_PARAMS_REP_LAYOUT_ITEM_SIZE < n)
+        return 0;
+    for (uint32_t i = 0; i < n; i++)
+        gw_kernel_node_get_params_rep_layout_item_get(in + (size_t)i * GW_KERNEL_NODE_GET_PARAMS_REP_LAYOUT_ITEM_SIZE, GW_KERNEL_NODE_GET_PARAMS_REP_LAYOUT_ITEM_SIZE, &out[i]);
+    return 1;
+}
+static inline size_t gw_kernel_node_get_params_rep_layout_put(uint8_t *out, uint32_t n, const gw_kernel_node_get_params_rep_layout_item *v)
+{
+    size_t at = 0;
+    for (uint32_t i = 0; i < n; i++)
+        at += gw_kernel_node_get_params_rep_layout_item_put(out + at, &v[i]);
+    return at;
+}
+typedef struct gw_kernel_node_get_params_rep_after_layout {
+    uint32_t param_bytes;
+} gw_kernel_node_get_params_rep_after_layout;
+#define GW_KERNEL_NODE_GET_PARAMS_REP_AFTER_LAYOUT_SIZE 4u
+static inline size_t gw_kernel_node_get_params_rep_after_layout_put(uint8_t *out, const gw_kernel_node_get_params_rep_after_layout *v)
+{
+    memcpy(out + 0, &v->param_bytes, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_kernel_node_get_params_rep_after_layout_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (after layout) */
+static inline size_t gw_kernel_node_get_params_rep_after_layout_get(const uint8_t *in, size_t len, gw_kernel_node_get_params_rep_after_layout *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->param_bytes, in + 0, 4);
+    return 4;
+}
+#define GW_KERNEL_NODE_GET_PARAMS_REP_PARAMS_MAX GW_MAX_PARAM_BYTES /* params: param_bytes bytes at most */
+
+/* GRAPH_EXEC_UPDATE req: u64 exec, u64 graph, u32 want_info */
+typedef struct gw_graph_exec_update_req {
+    uint64_t exec;
+    uint64_t graph;
+    uint32_t want_info;
+} gw_graph_exec_update_req;
+#define GW_GRAPH_EXEC_UPDATE_REQ_SIZE 20u
+static inline size_t gw_graph_exec_update_req_put(uint8_t *out, const gw_graph_exec_update_req *v)
+{
+    memcpy(out + 0, &v->exec, 8);
+    memcpy(out + 8, &v->graph, 8);
+    memcpy(out + 16, &v->want_info, 4);
+    return 20;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_exec_update_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 20 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_graph_exec_update_req_get(const uint8_t *in, size_t len, gw_graph_exec_update_req *v)
+{
+    if (len < 20)
+        return 0;
+    memcpy(&v->exec, in + 0, 8);
+    memcpy(&v->graph, in + 8, 8);
+    memcpy(&v->want_info, in + 16, 4);
+    return 20;
+}
+
+/* GRAPH_EXEC_UPDATE rep: i32 result, if request.want_info: (u32 given, u32 update_result, u64 error_node, u64 error_from_node) info */
+typedef struct gw_graph_exec_update_rep {
+    int32_t result;
+} gw_graph_exec_update_rep;
+#define GW_GRAPH_EXEC_UPDATE_REP_SIZE 4u
+static inline size_t gw_graph_exec_update_rep_put(uint8_t *out, const gw_graph_exec_update_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_exec_update_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_graph_exec_update_rep_get(const uint8_t *in, size_t len, gw_graph_exec_update_rep *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    return 4;
+}
+typedef struct gw_graph_exec_update_rep_info {
+    uint32_t given;
+    uint32_t update_result;
+    uint64_t error_node;
+    uint64_t error_from_node;
+} gw_graph_exec_update_rep_info;
+#define GW_GRAPH_EXEC_UPDATE_REP_INFO_SIZE 24u
+static inline size_t gw_graph_exec_update_rep_info_put(uint8_t *out, const gw_graph_exec_update_rep_info *v)
+{
+    memcpy(out + 0, &v->given, 4);
+    memcpy(out + 4, &v->update_result, 4);
+    memcpy(out + 8, &v->error_node, 8);
+    memcpy(out + 16, &v->error_from_node, 8);
+    return 24;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_exec_update_rep_info_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 24 bytes are there; else the bytes read (there only if if request.want_info) */
+static inline size_t gw_graph_exec_update_rep_info_get(const uint8_t *in, size_t len, gw_graph_exec_update_rep_info *v)
+{
+    if (len < 24)
+        return 0;
+    memcpy(&v->given, in + 0, 4);
+    memcpy(&v->update_result, in + 4, 4);
+    memcpy(&v->error_node, in + 8, 8);
+    memcpy(&v->error_from_node, in + 16, 8);
+    return 24;
+}
+
+/* GRAPH_DEBUG_DOT_PRINT req: u64 graph, u32 flags */
+typedef struct gw_graph_debug_dot_print_req {
+    uint64_t graph;
+    uint32_t flags;
+} gw_graph_debug_dot_print_req;
+#define GW_GRAPH_DEBUG_DOT_PRINT_REQ_SIZE 12u
+static inline size_t gw_graph_debug_dot_print_req_put(uint8_t *out, const gw_graph_debug_dot_print_req *v)
+{
+    memcpy(out + 0, &v->graph, 8);
+    memcpy(out + 8, &v->flags, 4);
+    return 12;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_debug_dot_print_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_graph_debug_dot_print_req_get(const uint8_t *in, size_t len, gw_graph_debug_dot_print_req *v)
+{
+    if (len < 12)
+        return 0;
+    memcpy(&v->graph, in + 0, 8);
+    memcpy(&v->flags, in + 8, 4);
+    return 12;
+}
+
+/* GRAPH_DEBUG_DOT_PRINT rep: i32 result, u32 n, n bytes dot (<= DOT_MAX) */
+typedef struct gw_graph_debug_dot_print_rep {
+    int32_t result;
+    uint32_t n;
+} gw_graph_debug_dot_print_rep;
+#define GW_GRAPH_DEBUG_DOT_PRINT_REP_SIZE 8u
+static inline size_t gw_graph_debug_dot_print_rep_put(uint8_t *out, const gw_graph_debug_dot_print_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    memcpy(out + 4, &v->n, 4);
+    return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_debug_dot_print_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_graph_debug_dot_print_rep_get(const uint8_t *in, size_t len, gw_graph_debug_dot_print_rep *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    memcpy(&v->n, in + 4, 4);
+    return 8;
+}
+#define GW_GRAPH_DEBUG_DOT_PRINT_REP_DOT_MAX GW_DOT_MAX /* dot: n bytes at most */
+
+/* GRAPH_ADD_CONDITIONAL_NODE req: u64 graph, `DEPENDENCIES` deps, u64 condition, u32 conditional_type, u32 bodies, u64 context */
+typedef struct gw_graph_add_conditional_node_req {
+    uint64_t graph;
+} gw_graph_add_conditional_node_req;
+#define GW_GRAPH_ADD_CONDITIONAL_NODE_REQ_SIZE 8u
+static inline size_t gw_graph_add_conditional_node_req_put(uint8_t *out, const gw_graph_add_conditional_node_req *v)
+{
+    memcpy(out + 0, &v->graph, 8);
+    return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_add_conditional_node_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_graph_add_conditional_node_req_get(const uint8_t *in, size_t len, gw_graph_add_conditional_node_req *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->graph, in + 0, 8);
+    return 8;
+}
+typedef struct gw_graph_add_conditional_node_req_after_deps {
+    uint64_t condition;
+    uint32_t conditional_type;
+    uint32_t bodies;
+    uint64_t context;
+} gw_graph_add_conditional_node_req_after_deps;
+#define GW_GRAPH_ADD_CONDITIONAL_NODE_REQ_AFTER_DEPS_SIZE 24u
+static inline size_t gw_graph_add_conditional_node_req_after_deps_put(uint8_t *out, const gw_graph_add_conditional_node_req_after_deps *v)
+{
+    memcpy(out + 0, &v->condition, 8);
+    memcpy(out + 8, &v->conditional_type, 4);
+    memcpy(out + 12, &v->bodies, 4);
+    memcpy(out + 16, &v->context, 8);
+    return 24;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_add_conditional_node_req_after_deps_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 4, 4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 24 bytes are there; else the bytes read (after deps) */
+static inline size_t gw_graph_add_conditional_node_req_after_deps_get(const uint8_t *in, size_t len, gw_graph_add_conditional_node_req_after_deps *v)
+{
+    if (len < 24)
+        return 0;
+    memcpy(&v->condition, in + 0, 8);
+    memcpy(&v->conditional_type, in + 8, 4);
+    memcpy(&v->bodies, in + 12, 4);
+    memcpy(&v->context, in + 16, 8);
+    return 24;
+}
+
+/* GRAPH_ADD_CONDITIONAL_NODE rep: i32 result, u64 node, request.bodies x (u64 graph) body_graphs */
+typedef struct gw_graph_add_conditional_node_rep {
+    int32_t result;
+    uint64_t node;
+} gw_graph_add_conditional_node_rep;
+#define GW_GRAPH_ADD_CONDITIONAL_NODE_REP_SIZE 12u
+static inline size_t gw_graph_add_conditional_node_rep_put(uint8_t *out, const gw_graph_add_conditional_node_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    memcpy(out + 4, &v->node, 8);
+    return 12;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_add_conditional_node_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_graph_add_conditional_node_rep_get(const uint8_t *in, size_t len, gw_graph_add_conditional_node_rep *v)
+{
+    if (len < 12)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    memcpy(&v->node, in + 4, 8);
+    return 12;
+}
+typedef struct gw_graph_add_conditional_node_rep_body_graphs_item {
+    uint64_t graph;
+} gw_graph_add_conditional_node_rep_body_graphs_item;
+#define GW_GRAPH_ADD_CONDITIONAL_NODE_REP_BODY_GRAPHS_ITEM_SIZE 8u
+static inline size_t gw_graph_add_conditional_node_rep_body_graphs_item_put(uint8_t *out, const gw_graph_add_conditional_node_rep_body_graphs_item *v)
+{
+    memcpy(out + 0, &v->graph, 8);
+    return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_add_conditional_node_rep_body_graphs_item_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (one item) */
+static inline size_t gw_graph_add_conditional_node_rep_body_graphs_item_get(const uint8_t *in, size_t len, gw_graph_add_conditional_node_rep_body_graphs_item *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->graph, in + 0, 8);
+    return 8;
+}
+
+/* MEMPOOL_GET_ATTRIBUTE req: u64 pool, u32 attribute */
+typedef struct gw_mempool_get_attribute_req {
+    uint64_t pool;
+    uint32_t attribute;
+} gw_mempool_get_attribute_req;
+#define GW_MEMPOOL_GET_ATTRIBUTE_REQ_SIZE 12u
+static inline size_t gw_mempool_get_attribute_req_put(uint8_t *out, const gw_mempool_get_attribute_req *v)
+{
+    memcpy(out + 0, &v->pool, 8);
+    memcpy(out + 8, &v->attribute, 4);
+    return 12;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_mempool_get_attribute_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_mempool_get_attribute_req_get(const uint8_t *in, size_t len, gw_mempool_get_attribute_req *v)
+{
+    if (len < 12)
+        return 0;
+    memcpy(&v->pool, in + 0, 8);
+    memcpy(&v->attribute, in + 8, 4);
+    return 12;
+}
+
+/* MEMPOOL_GET_ATTRIBUTE rep: i32 result, u64 value */
+typedef struct gw_mempool_get_attribute_rep {
+    int32_t result;
+    uint64_t value;
+} gw_mempool_get_attribute_rep;
+#define GW_MEMPOOL_GET_ATTRIBUTE_REP_SIZE 12u
+static inline size_t gw_mempool_get_attribute_rep_put(uint8_t *out, const gw_mempool_get_attribute_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    memcpy(out + 4, &v->value, 8);
+    return 12;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_mempool_get_attribute_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_mempool_get_attribute_rep_get(const uint8_t *in, size_t len, gw_mempool_get_attribute_rep *v)
+{
+    if (len < 12)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    memcpy(&v->value, in + 4, 8);
+    return 12;
+}
+
+/* MEMPOOL_SET_ATTRIBUTE req: u64 pool, u32 attribute, u64 value */
+typedef struct gw_mempool_set_attribute_req {
+    uint64_t pool;
+    uint32_t attribute;
+    uint64_t value;
+} gw_mempool_set_attribute_req;
+#define GW_MEMPOOL_SET_ATTRIBUTE_REQ_SIZE 20u
+static inline size_t gw_mempool_set_attribute_req_put(uint8_t *out, const gw_mempool_set_attribute_req *v)
+{
+    memcpy(out + 0, &v->pool, 8);
+    memcpy(out + 8, &v->attribute, 4);
+    memcpy(out + 12, &v->value, 8);
+    return 20;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_mempool_set_attribute_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 20 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_mempool_set_attribute_req_get(const uint8_t *in, size_t len, gw_mempool_set_attribute_req *v)
+{
+    if (len < 20)
+        return 0;
+    memcpy(&v->pool, in + 0, 8);
+    memcpy(&v->attribute, in + 8, 4);
+    memcpy(&v->value, in + 12, 8);
+    return 20;
+}
+
+/* MODULE_INFO_FUNCTION req: u16 name_length, name_length bytes name (<= MODULE_NAME_MAX), u32 max_threads, u32 m, m x (u32 offset, u32 size) layout (<= KERNEL_PARAMS_MAX) */
+typedef struct gw_module_info_function_req {
+    uint16_t name_length;
+} gw_module_info_function_req;
+#define GW_MODULE_INFO_FUNCTION_REQ_SIZE 2u
+static inline size_t gw_module_info_function_req_put(uint8_t *out, const gw_module_info_function_req *v)
+{
+    memcpy(out + 0, &v->name_length, 2);
+    return 2;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_module_info_function_req_field_size(unsigned i)
+{
+    static const size_t s[] = {2, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 2 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_module_info_function_req_get(const uint8_t *in, size_t len, gw_module_info_function_req *v)
+{
+    if (len < 2)
+        return 0;
+    memcpy(&v->name_length, in + 0, 2);
+    return 2;
+}
+#define GW_MODULE_INFO_FUNCTION_REQ_NAME_MAX GW_MODULE_NAME_MAX /* name: name_length bytes at most */
+typedef struct gw_module_info_function_req_after_name {
+    uint32_t max_threads;
+    uint32_t m;
+} gw_module_info_function_req_after_name;
+#define GW_MODULE_INFO_FUNCTION_REQ_AFTER_NAME_SIZE 8u
+static inline size_t gw_module_info_function_req_after_name_put(uint8_t *out, const gw_module_info_function_req_after_name *v)
+{
+    memcpy(out + 0, &v->max_threads, 4);
+    memcpy(out + 4, &v->m, 4);
+    return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_module_info_function_req_after_name_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (after name) */
+static inline size_t gw_module_info_function_req_after_name_get(const uint8_t *in, size_t len, gw_module_info_function_req_after_name *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->max_threads, in + 0, 4);
+    memcpy(&v->m, in + 4, 4);
+    return 8;
+}
+typedef struct gw_module_info_function_req_layout_item {
+    uint32_t offset;
+    uint32_t size;
+} gw_module_info_function_req_layout_item;
+#define GW_MODULE_INFO_FUNCTION_REQ_LAYOUT_ITEM_SIZE 8u
+static inline size_t gw_module_info_function_req_layout_item_put(uint8_t *out, const gw_module_info_function_req_layout_item *v)
+{
+    memcpy(out + 0, &v->offset, 4);
+    memcpy(out + 4, &v->size, 4);
+    return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_module_info_function_req_layout_item_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (one item) */
+static inline size_t gw_module_info_function_req_layout_item_get(const uint8_t *in, size_t len, gw_module_info_function_req_layout_item *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->offset, in + 0, 4);
+    memcpy(&v->size, in + 4, 4);
+    return 8;
+}
+#define GW_MODULE_INFO_FUNCTION_REQ_LAYOUT_MAX GW_KERNEL_PARAMS_MAX /* items at most */
+/* layout: n items from in into out[n]; 0 if n is over KERNEL_PARAMS_MAX or fewer than n items are there, else 1 */
+static inline int gw_module_info_function_req_layout_get(const uint8_t *in, size_t len, uint32_t n, gw_module_info_function_req_layout_item *out)
+{
+    if (n > GW_MODULE_INFO_FUNCTION_REQ_LAYOUT_MAX || len / GW_MODULE_INFO_FUNCTION_REQ_LAYOUT_ITEM_SIZE < n)
+        return 0;
+    for (uint32_t i = 0; i < n; i++)
+        gw_module_info_function_req_layout_item_get(in + (size_t)i * GW_MODULE_INFO_FUNCTION_REQ_LAYOUT_ITEM_SIZE, GW_MODULE_INFO_FUNCTION_REQ_LAYOUT_ITEM_SIZE, &out[i]);
+    return 1;
+}
+static inline size_t gw_module_info_function_req_layout_put(uint8_t *out, uint32_t n, const gw_module_info_function_req_layout_item *v)
+{
+    size_t at = 0;
+    for (uint32_t i = 0; i < n; i++)
+        at += gw_module_info_function_req_layout_item_put(out + at, &v[i]);
+    return at;
+}
+
+/* MODULE_INFO_ATTRIBUTES req: u32 mask */
+typedef struct gw_module_info_attributes_req {
+    uint32_t mask;
+} gw_module_info_attributes_req;
+#define GW_MODULE_INFO_ATTRIBUTES_REQ_SIZE 4u
+static inline size_t gw_module_info_attributes_req_put(uint8_t *out, const gw_module_info_attributes_req *v)
+{
+    memcpy(out + 0, &v->mask, 4);
+    return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_module_info_attributes_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_module_info_attributes_req_get(const uint8_t *in, size_t len, gw_module_info_attributes_req *v)
+{
+    if (len < 4)
+        return 0;
+    memcpy(&v->mask, in + 0, 4);
+    return 4;
 }
 
 #endif

@@ -8,6 +8,7 @@ import ctypes
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -105,6 +106,16 @@ def test_declaration_parses():
     ("ext BOGUS 99 blob x", "unknown codec 'blob'"),
     ("frobnicate 1", "unknown keyword 'frobnicate'"),
     ("    u32 stray", "indented line outside"),
+    ("format BOGUS\n    request: u32 n, list[n<=NOPE]:(u32 a) xs", "unknown limit 'NOPE'"),
+    ("format BOGUS\n    request: list[k]:(u32 a) xs", "'k' is not an earlier integer field"),
+    ("format BOGUS\n    request: u32 f, opt[g]:(u32 a) x", "'g' is not an earlier integer field"),
+    ("format BOGUS\n    request: u32 n, list[n<=8]:(u32 a)", "a list with a maximum is named"),
+    ("format BOGUS\n    request: u32 n, list[n]:(str s) x", "items must be fixed-size"),
+    ("format BOGUS\n    request: fmt:NOPE x", "unknown format 'NOPE'"),
+    ("format BOGUS\n    request: raw:int x", "is not a cuda.h type"),
+    ("format BOGUS\n    request: u32 n, bytes[n<=NOPE] b", "unknown limit 'NOPE'"),
+    ("format BOGUS\n    request: u32 n\n    reply: i32 result, list[request.m]:(u32 a) xs", "'m' is not an earlier"),
+    ("op BOGUS 99 c>w\n    request: raw:CUDA_MEMCPY3D m", "raw cuda.h types only in formats"),
 ])
 def test_malformed_declaration_is_refused_with_file_and_line(tmp_path, line, words):
     bad = tmp_path / "protocol.txt"
@@ -158,3 +169,72 @@ def test_protocol_doc_tables_come_from_the_declaration():
     assert gen_wire.doc_tables(w) in doc  # gen.py --check fails too when they differ
     for op in w.ops:
         assert f"| `{op.name}` | {op.id} |" in doc
+
+
+def test_new_field_kinds_parse_as_declared():
+    w = wire_decl.parse(str(DECL_PATH))
+    fmt = {f.name: f for f in w.formats}
+    cfg = fmt["LAUNCH_CONFIG"].request
+    attrs = cfg[-1]
+    assert (attrs.type, attrs.count, attrs.max, attrs.items[0].type, attrs.items[0].struct) == \
+        ("list", "attr_count", "LAUNCH_ATTRS_MAX", "raw", "CUlaunchAttribute")
+    view = fmt["TEX_OBJECT_CREATE"].request[-1]
+    assert (view.type, view.cond) == ("opt", ("has_view", "!=", "0"))
+    side = fmt["MEMCPY_BAND_SIDE"].request
+    assert [f.cond for f in side[1:]] == [("memory_type", "==", "MEMORYTYPE_ARRAY"),
+                                         ("memory_type", "!=", "MEMORYTYPE_ARRAY")]
+    assert [f.type for f in fmt["LINK_ADD"].request] == ["u64", "u32", "u64", "str", "fmt"]
+    assert fmt["POINTER_ATTRIBUTES"].reply[-1].count == "request.n"
+    params = fmt["KERNEL_NODE_PARAMS"].request[-1]
+    assert (params.type, params.count, params.max) == ("bytes", "param_bytes", "MAX_PARAM_BYTES")
+
+
+CUDA_INCLUDE = next((p for p in ("/usr/local/cuda/include", "/usr/include") if Path(p, "cuda.h").exists()), None)
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None or CUDA_INCLUDE is None, reason="gcc or cuda.h missing")
+def test_generated_format_codecs_check_sizes_and_maxima(tmp_path):
+    """The codecs of native/generated/wire_formats.h: a raw cuda.h struct is
+    sizeof() bytes, a list over its declared maximum or cut short is refused,
+    an optional part and the fixed fields after a list round-trip."""
+    src = tmp_path / "formats.c"
+    src.write_text(f"""#include <stdio.h>
+#include "{ROOT / 'native' / 'generated' / 'wire_formats.h'}"
+int main(void) {{
+    uint8_t b[4096];
+    gw_launch_config_req_attrs_item it[GW_LAUNCH_ATTRS_MAX + 1];
+    memset(it, 0, sizeof it);
+    it[1].attr.id = CU_LAUNCH_ATTRIBUTE_COOPERATIVE;
+    size_t n = gw_launch_config_req_attrs_put(b, 2, it);
+    gw_launch_config_req_attrs_item back[GW_LAUNCH_ATTRS_MAX];
+    if (n != 2 * sizeof(CUlaunchAttribute) || !gw_launch_config_req_attrs_get(b, n, 2, back) ||
+        back[1].attr.id != CU_LAUNCH_ATTRIBUTE_COOPERATIVE)
+        return 1;
+    if (gw_launch_config_req_attrs_get(b, n - 1, 2, back) || gw_launch_config_req_attrs_get(b, sizeof b, 33, back))
+        return 2;
+    if (GW_TEX_OBJECT_CREATE_REQ_SIZE != 4 + sizeof(CUDA_RESOURCE_DESC) + sizeof(CUDA_TEXTURE_DESC) ||
+        GW_TEX_OBJECT_CREATE_REQ_VIEW_SIZE != sizeof(CUDA_RESOURCE_VIEW_DESC))
+        return 3;
+    gw_graph_add_mem_alloc_node_req_after_deps a = {{.k = 3}}, ab;
+    a.params.bytesize = 1 << 20;
+    n = gw_graph_add_mem_alloc_node_req_after_deps_put(b, &a);
+    if (n != 4 + sizeof(CUDA_MEM_ALLOC_NODE_PARAMS) || gw_graph_add_mem_alloc_node_req_after_deps_get(b, n, &ab) != n ||
+        ab.k != 3 || ab.params.bytesize != 1 << 20 || gw_graph_add_mem_alloc_node_req_after_deps_get(b, n - 1, &ab))
+        return 4;
+    gw_graph_add_mem_alloc_node_req_access_item acc[GW_ACCESS_DESCS_MAX + 1];
+    if (gw_graph_add_mem_alloc_node_req_access_get(b, sizeof b, GW_ACCESS_DESCS_MAX + 1, acc))
+        return 5;
+    /* field by field, for a decoder's message on a cut request */
+    if (gw_tex_object_create_req_field_size(0) != sizeof(CUDA_RESOURCE_DESC) ||
+        gw_tex_object_create_req_field_size(2) != 4 || gw_tex_object_create_req_field_size(3) != 0)
+        return 6;
+    printf("%d %d\\n", GW_LAUNCH_CONFIG_REQ_SIZE, GW_KERNEL_NODE_PARAMS_REQ_SIZE);
+    return 0;
+}}
+""")
+    exe = tmp_path / "formats"
+    subprocess.run(["gcc", "-std=gnu11", "-Wall", "-Werror", f"-I{CUDA_INCLUDE}", str(src), "-o", str(exe)], check=True)
+    out = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert out.returncode == 0, out.returncode
+    # u64 function, u32 grid[3] block[3] shared, u64 stream, u32 attr_count; u64 x3, u32 x7, u32 param_bytes
+    assert out.stdout.split() == ["48", "56"]

@@ -16,6 +16,8 @@ GW_HIDDEN int gw_mipmap_desc(CUmipmappedArray h, CUDA_ARRAY3D_DESCRIPTOR *out, u
 /* ---- graphs ---- */
 /* Is addr inside memory a graph alloc node was given (graph_memory.c)? */
 GW_HIDDEN int gw_graph_mem_has(uint64_t addr);
+/* A new node's DEPENDENCIES (codegen/protocol.txt): the ids the client knows them by (graph_nodes.c). */
+GW_HIDDEN void gw_put_dependencies(gw_req *q, const CUgraphNode *deps, size_t n);
 /* A conditional node (graph_conditional.c): sent as cuGraphAddNode_v2; p->phGraph_out set on success. */
 GW_HIDDEN CUresult gw_graph_add_conditional(CUgraphNode *out, CUgraph g, const CUgraphNode *deps, size_t n,
                                             CUDA_CONDITIONAL_NODE_PARAMS *p);

@@ -40,26 +40,34 @@ static CUresult info(unsigned op, CUstream s, CUstreamCaptureStatus *st, cuuint6
     }
     uint32_t want = (id ? GW_CAPINFO_ID : 0) | (graph ? GW_CAPINFO_GRAPH : 0) | (deps ? GW_CAPINFO_DEPS : 0) |
                     (edges ? GW_CAPINFO_EDGES : 0) | (num ? GW_CAPINFO_COUNT : 0);
-    gw_req *q = gw_req_begin(op);
-    gw_put_u64(q, (uint64_t)(uintptr_t)s);
-    gw_put_u32(q, want);
+    gw_req *q = gw_req_begin(op); /* CAPTURE_INFO in codegen/protocol.txt */
+    gw_put_fields(q, gw_capture_info_req, {.stream = (uint64_t)(uintptr_t)s, .outputs = want});
     gw_rep *r;
     CUresult rc = gw_req_call(q, &r);
+    gw_capture_info_rep rep = {0};
+    if (rc == CUDA_SUCCESS && gw_get_fields(r, gw_capture_info_rep, &rep))
+        rc = gw_rep_status(r, rc); /* short */
     if (rc == CUDA_SUCCESS) {
-        CUstreamCaptureStatus status = (CUstreamCaptureStatus)gw_get_u32(r);
-        uint64_t capture_id = gw_get_u64(r);
-        CUgraph g;
-        gw_get_handles(r, (void **)&g, 1);
-        uint64_t count = gw_get_u64(r), n = gw_get_u64(r);
+        CUstreamCaptureStatus status = (CUstreamCaptureStatus)rep.status;
+        uint64_t capture_id = rep.id;
+        CUgraph g = (CUgraph)(uintptr_t)rep.graph;
+        uint64_t count = rep.count, n = rep.n;
         /* n node ids and as many edge records must fit in what arrived */
         if (n > count || n > (1u << 24) || reserve((size_t)n)) {
             gw_log("cuStreamGetCaptureInfo: %llu dependencies in the reply, more than it can hold",
                    (unsigned long long)n);
             rc = CUDA_ERROR_UNKNOWN;
         } else {
-            gw_get_handles(r, (void **)tls_nodes, (size_t)n);
-            int has_edges = (want & GW_CAPINFO_EDGES) ? (int)gw_get_u32(r) : 0;
-            if (has_edges)
+            for (uint64_t i = 0; i < n; i++) {
+                gw_capture_info_rep_nodes_item it = {0};
+                gw_get_part(r, gw_capture_info_rep_nodes_item, &it); /* short: the status below says so */
+                tls_nodes[i] = (CUgraphNode)(uintptr_t)it.node;
+            }
+            gw_capture_info_rep_edges e = {0};
+            if (want & GW_CAPINFO_EDGES)
+                gw_get_part(r, gw_capture_info_rep_edges, &e);
+            int has_edges = (int)e.given;
+            if (has_edges) /* edge_data: n raw CUgraphEdgeData */
                 gw_get_bytes(r, tls_edges, (size_t)n * sizeof *tls_edges);
             rc = gw_rep_status(r, rc);
             if (rc == CUDA_SUCCESS) {

@@ -313,19 +313,16 @@ static void advance(side *s, size_t dx, size_t dy)
     }
 }
 
+/* MEMCPY_BAND_SIDE (codegen/protocol.txt): an array at x bytes (its pitch 0), or linear memory */
 static void put_side(gw_req *q, const side *s)
 {
-    gw_put_u32(q, s->type);
-    if (s->type == CU_MEMORYTYPE_ARRAY) {
-        gw_put_u64(q, (uint64_t)(uintptr_t)s->arr);
-        gw_put_u64(q, 0);
-        gw_put_u64(q, s->base);
-        gw_put_u64(q, s->y);
-        gw_put_u64(q, s->z);
-    } else {
-        gw_put_u64(q, s->type == CU_MEMORYTYPE_DEVICE ? s->base : 0);
-        gw_put_u64(q, s->pitch);
-    }
+    gw_put_fields(q, gw_memcpy_band_side_req, {.memory_type = (uint32_t)s->type});
+    if (s->type == GW_MEMORYTYPE_ARRAY)
+        gw_put_fields(q, gw_memcpy_band_side_req_array,
+                      {.array = (uint64_t)(uintptr_t)s->arr, .pitch = 0, .x = s->base, .y = s->y, .z = s->z});
+    else
+        gw_put_fields(q, gw_memcpy_band_side_req_linear,
+                      {.address = s->type == CU_MEMORYTYPE_DEVICE ? s->base : 0, .pitch = s->pitch});
 }
 
 /* One band of rows: at most GW_COPY_CHUNK bytes of packed data. */
@@ -336,12 +333,11 @@ static CUresult band(unsigned op, const side *s, const side *d, size_t width, si
         if (rc != CUDA_SUCCESS)
             return rc;
     }
-    gw_req *q = gw_req_begin_quiet(op);
-    gw_put_u64(q, async ? (uint64_t)(uintptr_t)st : 0);
+    gw_req *q = gw_req_begin_quiet(op); /* MEMCPY2D_BAND */
+    gw_put_fields(q, gw_memcpy2d_band_req, {.stream = async ? (uint64_t)(uintptr_t)st : 0});
     put_side(q, s);
     put_side(q, d);
-    gw_put_u64(q, width);
-    gw_put_u64(q, rows);
+    gw_put_fields(q, gw_memcpy2d_band_req_after_dst, {.width = width, .rows = rows});
     if (s->type == CU_MEMORYTYPE_HOST)
         for (size_t y = 0; y < rows; y++)
             gw_put_raw(q, (const void *)(uintptr_t)(s->base + y * s->pitch), width);

@@ -9,7 +9,7 @@
 
 #include "api.h"
 
-#define MAX_BODIES 65536
+#define MAX_BODIES GW_CONDITIONAL_BODIES_MAX
 
 CUresult gw_graph_add_conditional(CUgraphNode *out, CUgraph g, const CUgraphNode *deps, size_t n,
                                   CUDA_CONDITIONAL_NODE_PARAMS *p)
@@ -21,20 +21,23 @@ CUresult gw_graph_add_conditional(CUgraphNode *out, CUgraph g, const CUgraphNode
     CUgraph *bodies = calloc(p->size, sizeof *bodies);
     if (!bodies)
         return CUDA_ERROR_OUT_OF_MEMORY;
-    gw_req *q = gw_req_begin_quiet(op);
-    gw_put_u64(q, (uint64_t)(uintptr_t)g);
-    gw_put_u32(q, (uint32_t)n);
-    if (n)
-        gw_put_raw(q, deps, n * sizeof *deps);
-    gw_put_u64(q, p->handle);
-    gw_put_u32(q, (uint32_t)p->type);
-    gw_put_u32(q, p->size);
-    gw_put_u64(q, (uint64_t)(uintptr_t)p->ctx);
+    gw_req *q = gw_req_begin_quiet(op); /* GRAPH_ADD_CONDITIONAL_NODE in codegen/protocol.txt */
+    gw_put_fields(q, gw_graph_add_conditional_node_req, {.graph = (uint64_t)(uintptr_t)g});
+    gw_put_dependencies(q, deps, n);
+    gw_put_fields(q, gw_graph_add_conditional_node_req_after_deps,
+                  {.condition = p->handle, .conditional_type = (uint32_t)p->type, .bodies = p->size,
+                   .context = (uint64_t)(uintptr_t)p->ctx});
     gw_rep *r;
     CUresult rc = gw_req_call(q, &r);
     if (rc == CUDA_SUCCESS) {
-        uint64_t id = gw_get_u64(r);
-        gw_get_handles(r, (void **)bodies, p->size);
+        gw_graph_add_conditional_node_rep rep = {0};
+        gw_get_fields(r, gw_graph_add_conditional_node_rep, &rep); /* short: the status below says so */
+        uint64_t id = rep.node;
+        for (uint32_t i = 0; i < p->size; i++) {
+            gw_graph_add_conditional_node_rep_body_graphs_item it = {0};
+            gw_get_part(r, gw_graph_add_conditional_node_rep_body_graphs_item, &it);
+            bodies[i] = (CUgraph)(uintptr_t)it.graph;
+        }
         rc = gw_rep_status(r, rc);
         if (rc == CUDA_SUCCESS) {
             *out = (CUgraphNode)(uintptr_t)id;

@@ -52,10 +52,12 @@ static CUresult finish(gw_req *q, CUgraphNode *out)
     gw_rep *r;
     CUresult rc = gw_req_call(q, &r);
     if (rc == CUDA_SUCCESS) {
-        uint64_t id = out ? gw_get_u64(r) : 0;
+        gw_graph_add_memcpy_node_rep rep = {0};
+        if (out)
+            gw_get_fields(r, gw_graph_add_memcpy_node_rep, &rep); /* short: the status below says so */
         rc = gw_rep_status(r, rc);
         if (rc == CUDA_SUCCESS && out)
-            *out = (CUgraphNode)(uintptr_t)id;
+            *out = (CUgraphNode)(uintptr_t)rep.node;
     }
     gw_rep_end(r);
     return rc;
@@ -72,13 +74,10 @@ CUresult CUDAAPI cuGraphAddMemcpyNode(CUgraphNode *phGraphNode, CUgraph hGraph, 
     CUresult rc = checked(op, copyParams, &p);
     if (rc != CUDA_SUCCESS)
         return rc;
-    gw_req *q = gw_req_begin_quiet(op);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
-    gw_put_u32(q, (uint32_t)numDependencies);
-    if (numDependencies)
-        gw_put_raw(q, dependencies, numDependencies * sizeof *dependencies);
-    gw_put_raw(q, &p, sizeof p);
-    gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
+    gw_req *q = gw_req_begin_quiet(op); /* GRAPH_ADD_MEMCPY_NODE in codegen/protocol.txt */
+    gw_put_fields(q, gw_graph_add_memcpy_node_req, {.graph = (uint64_t)(uintptr_t)hGraph});
+    gw_put_dependencies(q, dependencies, numDependencies);
+    gw_put_fields(q, gw_graph_add_memcpy_node_req_after_deps, {.copy = p, .context = (uint64_t)(uintptr_t)ctx});
     return finish(q, phGraphNode);
 }
 
@@ -90,9 +89,8 @@ CUresult CUDAAPI cuGraphMemcpyNodeSetParams(CUgraphNode hNode, const CUDA_MEMCPY
     CUresult rc = checked(op, nodeParams, &p);
     if (rc != CUDA_SUCCESS)
         return rc;
-    gw_req *q = gw_req_begin_quiet(op);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
-    gw_put_raw(q, &p, sizeof p);
+    gw_req *q = gw_req_begin_quiet(op); /* MEMCPY_NODE_SET_PARAMS */
+    gw_put_fields(q, gw_memcpy_node_set_params_req, {.node = (uint64_t)(uintptr_t)hNode, .copy = p});
     return finish(q, NULL);
 }
 
@@ -105,10 +103,9 @@ CUresult CUDAAPI cuGraphExecMemcpyNodeSetParams(CUgraphExec hGraphExec, CUgraphN
     CUresult rc = checked(op, copyParams, &p);
     if (rc != CUDA_SUCCESS)
         return rc;
-    gw_req *q = gw_req_begin_quiet(op);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
-    gw_put_raw(q, &p, sizeof p);
-    gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
+    gw_req *q = gw_req_begin_quiet(op); /* EXEC_MEMCPY_NODE_SET_PARAMS */
+    gw_put_fields(q, gw_exec_memcpy_node_set_params_req,
+                  {.exec = (uint64_t)(uintptr_t)hGraphExec, .node = (uint64_t)(uintptr_t)hNode, .copy = p,
+                   .context = (uint64_t)(uintptr_t)ctx});
     return finish(q, NULL);
 }

@@ -1,6 +1,6 @@
 /* cuGraphDebugDotPrint: the server's driver writes the DOT text into a file of
  * its own and sends the bytes back; they are written here, to the path the
- * application gave. Wire format: native/worker/graph_dot.c. */
+ * application gave. Format: GRAPH_DEBUG_DOT_PRINT in codegen/protocol.txt. */
 #include <stdio.h>
 
 #include "api.h"
@@ -14,13 +14,14 @@ CUresult CUDAAPI cuGraphDebugDotPrint(CUgraph hGraph, const char *path, unsigned
     if (!path)
         return CUDA_ERROR_INVALID_VALUE;
     gw_req *q = gw_req_begin_quiet(op);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
-    gw_put_u32(q, flags);
+    gw_put_fields(q, gw_graph_debug_dot_print_req, {.graph = (uint64_t)(uintptr_t)hGraph, .flags = flags});
     gw_rep *r;
     CUresult rc = gw_req_call(q, &r);
     if (rc == CUDA_SUCCESS) {
-        uint32_t n = gw_get_u32(r);
-        const void *text = n <= GW_MAX_PAYLOAD ? gw_get_view(r, n) : NULL;
+        gw_graph_debug_dot_print_rep rep = {0};
+        gw_get_fields(r, gw_graph_debug_dot_print_rep, &rep); /* short: the status below says so */
+        uint32_t n = rep.n;
+        const void *text = n <= GW_GRAPH_DEBUG_DOT_PRINT_REP_DOT_MAX ? gw_get_view(r, n) : NULL;
         rc = gw_rep_status(r, rc);
         if (rc == CUDA_SUCCESS && !text)
             rc = CUDA_ERROR_UNKNOWN;

@@ -14,7 +14,7 @@
 
 #undef cuGraphAddMemAllocNode
 
-#define MAX_ACCESS 64 /* access descriptors: at most one per GPU */
+#define MAX_ACCESS GW_ACCESS_DESCS_MAX /* access descriptors: at most one per GPU */
 
 static struct { uint64_t base, size; } *graph_mem;
 static size_t graph_mem_n, graph_mem_cap;
@@ -64,20 +64,19 @@ CUresult CUDAAPI cuGraphAddMemAllocNode(CUgraphNode *phGraphNode, CUgraph hGraph
     CUDA_MEM_ALLOC_NODE_PARAMS p = *nodeParams;
     p.accessDescs = NULL; /* they follow the struct */
     p.dptr = 0;
-    gw_req *q = gw_req_begin_quiet(op);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
-    gw_put_u32(q, (uint32_t)numDependencies);
-    if (numDependencies)
-        gw_put_raw(q, dependencies, numDependencies * sizeof *dependencies);
-    gw_put_raw(q, &p, sizeof p);
-    gw_put_u32(q, (uint32_t)p.accessDescCount);
-    if (p.accessDescCount)
-        gw_put_raw(q, nodeParams->accessDescs, p.accessDescCount * sizeof *nodeParams->accessDescs);
+    gw_req *q = gw_req_begin_quiet(op); /* GRAPH_ADD_MEM_ALLOC_NODE in codegen/protocol.txt */
+    gw_put_fields(q, gw_graph_add_mem_alloc_node_req, {.graph = (uint64_t)(uintptr_t)hGraph});
+    gw_put_dependencies(q, dependencies, numDependencies);
+    gw_put_fields(q, gw_graph_add_mem_alloc_node_req_after_deps, {.params = p, .k = (uint32_t)p.accessDescCount});
+    for (size_t i = 0; i < p.accessDescCount; i++)
+        gw_put_fields(q, gw_graph_add_mem_alloc_node_req_access_item, {.desc = nodeParams->accessDescs[i]});
     gw_rep *r;
     CUresult rc = gw_req_call(q, &r);
     if (rc == CUDA_SUCCESS) {
-        uint64_t id = gw_get_u64(r);
-        uint64_t dptr = gw_get_u64(r);
+        gw_graph_add_mem_alloc_node_rep rep = {0};
+        gw_get_fields(r, gw_graph_add_mem_alloc_node_rep, &rep); /* short: the status below says so */
+        uint64_t id = rep.node;
+        uint64_t dptr = rep.address;
         rc = gw_rep_status(r, rc);
         if (rc == CUDA_SUCCESS) {
             *phGraphNode = (CUgraphNode)(uintptr_t)id;
@@ -100,25 +99,28 @@ CUresult CUDAAPI cuGraphMemAllocNodeGetParams(CUgraphNode hNode, CUDA_MEM_ALLOC_
     gw_stat_call(op);
     if (!params_out)
         return CUDA_ERROR_INVALID_VALUE;
-    gw_req *q = gw_req_begin_quiet(op);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_req *q = gw_req_begin_quiet(op); /* MEM_ALLOC_NODE_GET_PARAMS */
+    gw_put_fields(q, gw_mem_alloc_node_get_params_req, {.node = (uint64_t)(uintptr_t)hNode});
     gw_rep *r;
     CUresult rc = gw_req_call(q, &r);
     if (rc == CUDA_SUCCESS) {
-        CUDA_MEM_ALLOC_NODE_PARAMS p;
-        memset(&p, 0, sizeof p);
-        gw_get_bytes(r, &p, sizeof p);
-        uint32_t k = gw_get_u32(r);
-        const void *descs = k <= MAX_ACCESS ? gw_get_view(r, (size_t)k * sizeof(CUmemAccessDesc)) : NULL;
+        gw_mem_alloc_node_get_params_rep rep;
+        memset(&rep, 0, sizeof rep);
+        gw_get_fields(r, gw_mem_alloc_node_get_params_rep, &rep); /* short: the status below says so */
+        CUDA_MEM_ALLOC_NODE_PARAMS p = rep.params;
+        uint32_t k = rep.k;
+        size_t bytes = (size_t)k * GW_MEM_ALLOC_NODE_GET_PARAMS_REP_ACCESS_ITEM_SIZE;
+        const void *descs = k <= MAX_ACCESS ? gw_get_view(r, bytes) : NULL;
         rc = gw_rep_status(r, rc);
-        if (rc == CUDA_SUCCESS && !descs)
+        gw_mem_alloc_node_get_params_rep_access_item items[GW_MEM_ALLOC_NODE_GET_PARAMS_REP_ACCESS_MAX];
+        if (rc == CUDA_SUCCESS && (!descs || !gw_mem_alloc_node_get_params_rep_access_get(descs, bytes, k, items)))
             rc = CUDA_ERROR_UNKNOWN;
         CUmemAccessDesc *kept = NULL;
         if (rc == CUDA_SUCCESS && k && !(kept = malloc(k * sizeof *kept)))
             rc = CUDA_ERROR_OUT_OF_MEMORY;
         if (rc == CUDA_SUCCESS) {
-            if (k)
-                memcpy(kept, descs, k * sizeof *kept);
+            for (uint32_t i = 0; i < k; i++)
+                kept[i] = items[i].desc;
             p.accessDescs = kept;
             p.accessDescCount = k;
             p.poolProps.win32SecurityAttributes = NULL;

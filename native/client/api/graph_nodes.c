@@ -33,19 +33,26 @@ static CUresult pack(const CUDA_KERNEL_NODE_PARAMS *p, uint8_t *buf, uint32_t *n
     return gw_pack_args(f, p->kernelParams, p->extra, buf, nbytes);
 }
 
-/* u64 func id, u64 kern id, u64 ctx id, u32 dims[7], u32 n, n packed bytes.
- * The driver reads kern and ctx only when func is NULL: they travel only then. */
+/* KERNEL_NODE_PARAMS (codegen/protocol.txt). The driver reads kern and ctx
+ * only when func is NULL: they travel only then. */
 static void put_params(gw_req *q, const CUDA_KERNEL_NODE_PARAMS *p, int v2, const uint8_t *buf, uint32_t nbytes)
 {
     int by_kernel = v2 && !p->func;
-    gw_put_u64(q, (uint64_t)(uintptr_t)p->func);
-    gw_put_u64(q, by_kernel ? (uint64_t)(uintptr_t)p->kern : 0);
-    gw_put_u64(q, by_kernel ? (uint64_t)(uintptr_t)p->ctx : 0);
-    const uint32_t dims[7] = {p->gridDimX, p->gridDimY, p->gridDimZ, p->blockDimX, p->blockDimY, p->blockDimZ,
-                              p->sharedMemBytes};
-    gw_put_raw(q, dims, sizeof dims);
-    gw_put_u32(q, nbytes);
+    gw_put_fields(q, gw_kernel_node_params_req,
+                  {.function = (uint64_t)(uintptr_t)p->func,
+                   .kernel = by_kernel ? (uint64_t)(uintptr_t)p->kern : 0,
+                   .context = by_kernel ? (uint64_t)(uintptr_t)p->ctx : 0,
+                   .dims = {p->gridDimX, p->gridDimY, p->gridDimZ, p->blockDimX, p->blockDimY, p->blockDimZ,
+                            p->sharedMemBytes},
+                   .param_bytes = nbytes});
     gw_put_raw(q, buf, nbytes);
+}
+
+void gw_put_dependencies(gw_req *q, const CUgraphNode *deps, size_t n)
+{
+    gw_put_fields(q, gw_dependencies_req, {.m = (uint32_t)n});
+    for (size_t i = 0; i < n; i++)
+        gw_put_fields(q, gw_dependencies_req_nodes_item, {.node = (uint64_t)(uintptr_t)deps[i]});
 }
 
 /* A v1 struct seen as a v2 one (kern and ctx NULL). */
@@ -77,19 +84,18 @@ static CUresult add_node(unsigned op, CUgraphNode *out, CUgraph g, const CUgraph
     CUresult rc = pack(p, buf, &nbytes);
     if (rc != CUDA_SUCCESS)
         return rc;
-    gw_req *q = gw_req_begin_quiet(op);
-    gw_put_u64(q, (uint64_t)(uintptr_t)g);
-    gw_put_u32(q, (uint32_t)ndeps);
-    if (ndeps)
-        gw_put_raw(q, deps, ndeps * sizeof *deps); /* the ids the client knows them by */
+    gw_req *q = gw_req_begin_quiet(op); /* GRAPH_ADD_KERNEL_NODE */
+    gw_put_fields(q, gw_graph_add_kernel_node_req, {.graph = (uint64_t)(uintptr_t)g});
+    gw_put_dependencies(q, deps, ndeps);
     put_params(q, p, v2, buf, nbytes);
     gw_rep *r;
     rc = gw_req_call(q, &r);
     if (rc == CUDA_SUCCESS) {
-        uint64_t id = gw_get_u64(r);
+        gw_graph_add_kernel_node_rep rep = {0};
+        gw_get_fields(r, gw_graph_add_kernel_node_rep, &rep); /* short: the status below says so */
         rc = gw_rep_status(r, rc);
         if (rc == CUDA_SUCCESS)
-            *out = (CUgraphNode)(uintptr_t)id;
+            *out = (CUgraphNode)(uintptr_t)rep.node;
     }
     gw_rep_end(r);
     return rc;
@@ -107,8 +113,10 @@ static CUresult set_params(unsigned op, CUgraphExec exec, CUgraphNode node, cons
         return rc;
     gw_req *q = gw_req_begin_quiet(op);
     if (op == GW_OP_cuGraphExecKernelNodeSetParams || op == GW_OP_cuGraphExecKernelNodeSetParams_v2)
-        gw_put_u64(q, (uint64_t)(uintptr_t)exec);
-    gw_put_u64(q, (uint64_t)(uintptr_t)node);
+        gw_put_fields(q, gw_exec_kernel_node_set_params_req,
+                      {.exec = (uint64_t)(uintptr_t)exec, .node = (uint64_t)(uintptr_t)node});
+    else
+        gw_put_fields(q, gw_kernel_node_set_params_req, {.node = (uint64_t)(uintptr_t)node});
     put_params(q, p, v2, buf, nbytes);
     gw_rep *r;
     rc = gw_req_call(q, &r);
@@ -169,15 +177,14 @@ static void **keep(uint64_t node, uint32_t n, const uint32_t *offs, const uint8_
     return nk ? nk->kp : NULL;
 }
 
-/* Reply: u64 func id, u64 kern id, u64 ctx id, u32 dims[7], u32 n,
- * n x (u32 offset, u32 size), u32 nbytes, the packed bytes. */
+/* KERNEL_NODE_GET_PARAMS (codegen/protocol.txt) */
 static CUresult get_params(unsigned op, CUgraphNode node, CUDA_KERNEL_NODE_PARAMS *p)
 {
     gw_stat_call(op);
     if (!p)
         return CUDA_ERROR_INVALID_VALUE;
     gw_req *q = gw_req_begin_quiet(op);
-    gw_put_u64(q, (uint64_t)(uintptr_t)node);
+    gw_put_fields(q, gw_kernel_node_get_params_req, {.node = (uint64_t)(uintptr_t)node});
     gw_rep *r;
     CUresult rc = gw_req_call(q, &r);
     if (rc != CUDA_SUCCESS) {
@@ -186,15 +193,20 @@ static CUresult get_params(unsigned op, CUgraphNode node, CUDA_KERNEL_NODE_PARAM
     }
     CUDA_KERNEL_NODE_PARAMS v;
     memset(&v, 0, sizeof v);
-    v.func = (CUfunction)(uintptr_t)gw_get_u64(r);
-    v.kern = (CUkernel)(uintptr_t)gw_get_u64(r);
-    v.ctx = (CUcontext)(uintptr_t)gw_get_u64(r);
-    uint32_t dims[7] = {0};
-    gw_get_bytes(r, dims, sizeof dims);
-    uint32_t n = gw_get_u32(r);
-    const uint8_t *pairs = n <= GW_MAX_PARAM_BYTES / 4 ? gw_get_view(r, (size_t)n * 8) : NULL;
-    uint32_t nbytes = gw_get_u32(r);
-    const uint8_t *bytes = nbytes <= GW_MAX_PARAM_BYTES ? gw_get_view(r, nbytes) : NULL;
+    gw_kernel_node_get_params_rep rep = {0};
+    gw_get_fields(r, gw_kernel_node_get_params_rep, &rep); /* short: the status below says so */
+    v.func = (CUfunction)(uintptr_t)rep.function;
+    v.kern = (CUkernel)(uintptr_t)rep.kernel;
+    v.ctx = (CUcontext)(uintptr_t)rep.context;
+    const uint32_t *dims = rep.dims;
+    uint32_t n = rep.n;
+    const uint8_t *pairs = n <= GW_KERNEL_NODE_GET_PARAMS_REP_LAYOUT_MAX
+                               ? gw_get_view(r, (size_t)n * GW_KERNEL_NODE_GET_PARAMS_REP_LAYOUT_ITEM_SIZE)
+                               : NULL;
+    gw_kernel_node_get_params_rep_after_layout after = {0};
+    gw_get_part(r, gw_kernel_node_get_params_rep_after_layout, &after);
+    uint32_t nbytes = after.param_bytes;
+    const uint8_t *bytes = nbytes <= GW_KERNEL_NODE_GET_PARAMS_REP_PARAMS_MAX ? gw_get_view(r, nbytes) : NULL;
     rc = gw_rep_status(r, rc);
     if (rc == CUDA_SUCCESS && (!pairs || !bytes))
         rc = CUDA_ERROR_UNKNOWN;
@@ -204,11 +216,12 @@ static CUresult get_params(unsigned op, CUgraphNode node, CUDA_KERNEL_NODE_PARAM
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
     for (uint32_t i = 0; rc == CUDA_SUCCESS && i < n; i++) {
-        uint32_t ps[2];
-        memcpy(ps, pairs + 8 * (size_t)i, sizeof ps);
-        if ((uint64_t)ps[0] + ps[1] > nbytes)
+        gw_kernel_node_get_params_rep_layout_item it;
+        gw_kernel_node_get_params_rep_layout_item_get(pairs + (size_t)i * GW_KERNEL_NODE_GET_PARAMS_REP_LAYOUT_ITEM_SIZE,
+                                                      GW_KERNEL_NODE_GET_PARAMS_REP_LAYOUT_ITEM_SIZE, &it);
+        if ((uint64_t)it.offset + it.size > nbytes)
             rc = CUDA_ERROR_UNKNOWN;
-        offs[i] = ps[0];
+        offs[i] = it.offset;
     }
     if (rc == CUDA_SUCCESS) {
         v.kernelParams = keep((uint64_t)(uintptr_t)node, n, offs, bytes, nbytes);

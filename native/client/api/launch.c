@@ -6,8 +6,9 @@
 #include "api.h"
 
 #define MAX_PARAM_BYTES GW_MAX_PARAM_BYTES
-#define MAX_LAUNCH_ATTRS 32u
+#define MAX_LAUNCH_ATTRS GW_LAUNCH_CONFIG_REQ_ATTRS_MAX
 
+/* LAUNCH's parameters (codegen/protocol.txt) */
 static CUresult put_args(gw_req *q, const gw_layout *l, void **kernelParams, void **extra)
 {
     uint8_t buf[MAX_PARAM_BYTES];
@@ -15,20 +16,22 @@ static CUresult put_args(gw_req *q, const gw_layout *l, void **kernelParams, voi
     CUresult rc = gw_layout_pack(l, kernelParams, extra, buf, &n);
     if (rc != CUDA_SUCCESS)
         return rc;
-    gw_put_u32(q, n);
+    gw_put_fields(q, gw_launch_req_after_config, {.param_bytes = n});
     gw_put_raw(q, buf, n);
     return CUDA_SUCCESS;
 }
 
+/* LAUNCH_CONFIG: nattrs <= GW_LAUNCH_CONFIG_REQ_ATTRS_MAX, checked by the callers */
 static void put_config(gw_req *q, CUfunction f, const uint32_t dims[7], CUstream s, const CUlaunchAttribute *attrs,
                        unsigned nattrs)
 {
-    gw_put_u64(q, (uint64_t)(uintptr_t)f);
-    gw_put_raw(q, dims, 7 * sizeof(uint32_t));
-    gw_put_u64(q, (uint64_t)(uintptr_t)s);
-    gw_put_u32(q, nattrs);
-    if (nattrs)
-        gw_put_raw(q, attrs, nattrs * sizeof *attrs); /* handles inside are gpuwire ids already */
+    gw_launch_config_req c = {.function = (uint64_t)(uintptr_t)f, .stream = (uint64_t)(uintptr_t)s,
+                              .attr_count = nattrs};
+    memcpy(c.dims, dims, sizeof c.dims);
+    uint8_t b[sizeof c];
+    gw_put_raw(q, b, gw_launch_config_req_put(b, &c));
+    for (unsigned i = 0; i < nattrs; i++) /* handles inside are gpuwire ids already */
+        gw_put_fields(q, gw_launch_config_req_attrs_item, {.attr = attrs[i]});
 }
 
 /* What the driver refuses at once, refused here at once: launches are posted
@@ -138,8 +141,10 @@ static CUresult cluster_query(unsigned op, int *out, CUfunction f, const CUlaunc
     put_config(q, f, dims, c->hStream, c->attrs, c->numAttrs);
     gw_rep *r;
     CUresult rc = gw_req_call(q, &r);
-    if (rc == CUDA_SUCCESS) {
-        *out = (int)gw_get_u32(r);
+    if (rc == CUDA_SUCCESS) { /* CLUSTER_OCCUPANCY */
+        gw_cluster_occupancy_rep rep = {0};
+        gw_get_fields(r, gw_cluster_occupancy_rep, &rep); /* short: the status below says so */
+        *out = (int)rep.value;
         rc = gw_rep_status(r, rc);
     }
     gw_rep_end(r);

@@ -42,12 +42,15 @@ static CUresult link_create(unsigned op, unsigned int n, CUjit_option *opts, voi
         free(l);
         return CUDA_ERROR_INVALID_VALUE;
     }
-    gw_req *q = gw_req_begin(op);
+    gw_req *q = gw_req_begin(op); /* LINK_CREATE in codegen/protocol.txt */
     gw_jit_put(q, n, opts, vals, &l->outs);
     gw_rep *r;
     CUresult rc = gw_req_call(q, &r);
     gw_jit_take(r, &l->outs);
-    uint64_t id = rc == CUDA_SUCCESS ? gw_get_u64(r) : 0;
+    gw_link_create_rep_after_jit after = {0};
+    if (rc == CUDA_SUCCESS)
+        gw_get_part(r, gw_link_create_rep_after_jit, &after); /* short: the status below says so */
+    uint64_t id = after.link;
     if (rc == CUDA_SUCCESS) /* a failure's code stands even without its outputs (a driver that lacks the call) */
         rc = gw_rep_status(r, rc);
     gw_rep_end(r);
@@ -90,10 +93,8 @@ static CUresult link_add(unsigned op, CUlinkState state, CUjitInputType type, co
     CUresult rc = gw_stage_upload(data, size);
     if (rc != CUDA_SUCCESS)
         return rc;
-    gw_req *q = gw_req_begin(op);
-    gw_put_u64(q, (uint64_t)(uintptr_t)state);
-    gw_put_u32(q, (uint32_t)type);
-    gw_put_u64(q, size);
+    gw_req *q = gw_req_begin(op); /* LINK_ADD */
+    gw_put_fields(q, gw_link_add_req, {.link = (uint64_t)(uintptr_t)state, .input_type = (uint32_t)type, .size = size});
     gw_put_str(q, name);
     gw_jit_put(q, n, opts, vals, &own);
     gw_rep *r;
@@ -220,16 +221,17 @@ CUresult CUDAAPI cuLinkComplete(CUlinkState state, void **cubinOut, size_t *size
     CUresult rc = CUDA_SUCCESS;
     do {
         gw_req *q = have ? gw_req_begin_quiet(GW_OP_cuLinkComplete) : gw_req_begin(GW_OP_cuLinkComplete);
-        gw_put_u64(q, (uint64_t)(uintptr_t)state);
-        gw_put_u64(q, have);
+        gw_put_fields(q, gw_link_complete_req, {.link = (uint64_t)(uintptr_t)state, .offset = have}); /* LINK_COMPLETE */
         gw_rep *r;
         rc = gw_req_call(q, &r);
         logs_for(r, state);
         if (rc == CUDA_SUCCESS) {
-            uint64_t t = gw_get_u64(r), n = gw_get_u64(r);
-            const void *piece = gw_get_view(r, (size_t)n);
+            gw_link_complete_rep_after_jit after = {0};
+            gw_get_part(r, gw_link_complete_rep_after_jit, &after); /* short: the status below says so */
+            uint64_t t = after.cubin_size, n = after.n;
+            const void *piece = n <= GW_LINK_COMPLETE_REP_CUBIN_MAX ? gw_get_view(r, (size_t)n) : NULL;
             rc = gw_rep_status(r, rc);
-            if (rc == CUDA_SUCCESS && (!t || t > LINK_MAX_CUBIN || (have && t != total) || !n || n > t - have)) {
+            if (rc == CUDA_SUCCESS && (!t || t > LINK_MAX_CUBIN || (have && t != total) || !n || n > t - have || !piece)) {
                 gw_log("cuLinkComplete: a piece of %llu bytes at %llu of %llu does not fit the cubin",
                        (unsigned long long)n, (unsigned long long)have, (unsigned long long)t);
                 rc = CUDA_ERROR_UNKNOWN;
@@ -270,8 +272,8 @@ CUresult CUDAAPI cuLinkComplete(CUlinkState state, void **cubinOut, size_t *size
 
 CUresult CUDAAPI cuLinkDestroy(CUlinkState state)
 {
-    gw_req *q = gw_req_begin(GW_OP_cuLinkDestroy);
-    gw_put_u64(q, (uint64_t)(uintptr_t)state);
+    gw_req *q = gw_req_begin(GW_OP_cuLinkDestroy); /* LINK_DESTROY */
+    gw_put_fields(q, gw_link_destroy_req, {.link = (uint64_t)(uintptr_t)state});
     gw_rep *r;
     CUresult rc = gw_req_call(q, &r);
     logs_for(r, state); /* the driver may write its outputs a last time */

@@ -18,10 +18,10 @@ static CUresult pool_attr(unsigned op, CUmemoryPool pool, CUmemPool_attribute at
         return CUDA_ERROR_INVALID_VALUE;
     }
     int set = op == GW_OP_cuMemPoolSetAttribute;
-    gw_req *q = gw_req_begin(op);
-    gw_put_u64(q, (uint64_t)(uintptr_t)pool);
-    gw_put_u32(q, (uint32_t)attr);
-    if (set) {
+    gw_req *q = gw_req_begin(op); /* MEMPOOL_GET_ATTRIBUTE / MEMPOOL_SET_ATTRIBUTE in codegen/protocol.txt */
+    if (!set) {
+        gw_put_fields(q, gw_mempool_get_attribute_req, {.pool = (uint64_t)(uintptr_t)pool, .attribute = (uint32_t)attr});
+    } else {
         uint64_t v;
         if (size == sizeof(int)) {
             int i;
@@ -32,13 +32,15 @@ static CUresult pool_attr(unsigned op, CUmemoryPool pool, CUmemPool_attribute at
             memcpy(&u, value, sizeof u);
             v = u;
         }
-        gw_put_u64(q, v);
+        gw_put_fields(q, gw_mempool_set_attribute_req,
+                      {.pool = (uint64_t)(uintptr_t)pool, .attribute = (uint32_t)attr, .value = v});
     }
     gw_rep *r;
     CUresult rc = gw_req_call(q, &r);
     if (rc == CUDA_SUCCESS && !set) {
-        uint64_t v = gw_get_u64(r);
-        rc = gw_rep_status(r, rc);
+        gw_mempool_get_attribute_rep rep = {0};
+        rc = gw_get_fields(r, gw_mempool_get_attribute_rep, &rep) ? gw_rep_status(r, rc) : (CUresult)rep.result;
+        uint64_t v = rep.value;
         if (rc == CUDA_SUCCESS) {
             if (size == sizeof(int)) {
                 int i = (int)(int64_t)v;

@@ -18,12 +18,7 @@
  * nearest smaller entry, and the worker warns in its log (the answer may
  * then differ from native's).
  *
- * Request: u64 function id, u64 dynamicSMemSize, u32 blockSizeLimit (an int),
- * u32 flags (0 for cuOccupancyMaxPotentialBlockSize), u32 outputs (bit 0:
- * minGridSize is not NULL, bit 1: blockSize is not NULL), u32 n (0: no
- * callback), then n entries of u32 block size and u64 bytes, block sizes
- * ascending, each 1 to OCC_MAX_BLOCK.
- * Reply: result, then on success u32 minGridSize, u32 blockSize. */
+ * Format: OCCUPANCY_BLOCK_SIZE in codegen/protocol.txt. */
 #include <stdlib.h>
 
 #include "api.h"

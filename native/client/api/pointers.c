@@ -35,26 +35,24 @@ static int local_attr(CUpointer_attribute a, CUdeviceptr ptr, void *out)
     return 1;
 }
 
-/* u64 ptr, u32 single, u32 n, n x u32 attribute -> n x (i32 status, 16-byte slot) */
+/* POINTER_ATTRIBUTES in codegen/protocol.txt */
 static CUresult remote_attrs(unsigned op, int single, unsigned n, const CUpointer_attribute *attrs, void **data,
                              CUdeviceptr ptr)
 {
     gw_req *q = gw_req_begin_quiet(op);
-    gw_put_u64(q, ptr);
-    gw_put_u32(q, (uint32_t)single);
-    gw_put_u32(q, n);
+    gw_put_fields(q, gw_pointer_attributes_req, {.pointer = ptr, .single = (uint32_t)single, .n = n});
     for (unsigned i = 0; i < n; i++)
-        gw_put_u32(q, (uint32_t)attrs[i]);
+        gw_put_fields(q, gw_pointer_attributes_req_attributes_item, {.attribute = (uint32_t)attrs[i]});
     gw_rep *r;
     CUresult rc = gw_req_call(q, &r);
     for (unsigned i = 0; rc == CUDA_SUCCESS && i < n; i++) {
-        const uint8_t *slot = gw_get_view(r, GW_ATTR_SLOT);
-        if (!slot) {
+        gw_pointer_attributes_rep_slots_item slot;
+        if (gw_get_part(r, gw_pointer_attributes_rep_slots_item, &slot)) {
             rc = gw_rep_status(r, CUDA_ERROR_UNKNOWN);
             break;
         }
         if (data[i])
-            memcpy(data[i], slot, gw_pointer_attr_size(attrs[i]));
+            memcpy(data[i], slot.value, gw_pointer_attr_size(attrs[i]));
     }
     gw_rep_end(r);
     return rc;

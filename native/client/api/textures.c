@@ -93,21 +93,23 @@ static CUresult create(unsigned op, known_obj *o)
     CUresult rc = check_resource(&o->res);
     if (rc != CUDA_SUCCESS)
         return rc;
-    gw_req *q = gw_req_begin(op);
-    gw_put_raw(q, &o->res, sizeof o->res);
-    if (!o->surface) {
-        gw_put_raw(q, &o->tex, sizeof o->tex);
-        gw_put_u32(q, (uint32_t)o->has_view);
+    gw_req *q = gw_req_begin(op); /* TEX_OBJECT_CREATE / SURF_OBJECT_CREATE in codegen/protocol.txt */
+    if (o->surface) {
+        gw_put_fields(q, gw_surf_object_create_req, {.resource = o->res});
+    } else {
+        gw_put_fields(q, gw_tex_object_create_req,
+                      {.resource = o->res, .texture = o->tex, .has_view = (uint32_t)o->has_view});
         if (o->has_view)
-            gw_put_raw(q, &o->view, sizeof o->view);
+            gw_put_fields(q, gw_tex_object_create_req_view, {.desc = o->view});
     }
     gw_rep *r;
     rc = gw_req_call(q, &r);
     if (rc == CUDA_SUCCESS) {
-        uint64_t v = 0;
-        if (gw_get_bytes(r, &v, sizeof v))
+        gw_tex_object_create_rep rep = {0}; /* the surface's reply is the same */
+        _Static_assert(sizeof(gw_tex_object_create_rep) == sizeof(gw_surf_object_create_rep), "one reply");
+        if (gw_get_fields(r, gw_tex_object_create_rep, &rep))
             rc = gw_rep_status(r, CUDA_ERROR_UNKNOWN);
-        o->v = v;
+        o->v = rep.object;
     }
     gw_rep_end(r);
     return rc;

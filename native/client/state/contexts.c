@@ -205,10 +205,9 @@ CUresult CUDAAPI cuCtxPopCurrent(CUcontext *pctx)
 /* ---- creation: the client names the context (no handle comes back) but
  * waits for the verdict, as the new context becomes this thread's current one ---- */
 
-#define MAX_AFFINITY 64 /* the worker's bound; the driver knows one affinity type */
+#define MAX_AFFINITY GW_CTX_CREATE_REQ_AFFINITY_MAX /* the worker's bound; the driver knows one affinity type */
 
-/* u64 context id, u32 flags, u64 device, u32 params given (v4), u32 array
- * given, i32 n, then n x CUexecAffinityParam if the array is given */
+/* CTX_CREATE (codegen/protocol.txt): the affinity list only if the array is given */
 static CUresult ctx_create(unsigned op, CUcontext *pctx, int has_params, const CUexecAffinityParam *aff, int n,
                            unsigned flags, CUdevice dev)
 {
@@ -217,20 +216,17 @@ static CUresult ctx_create(unsigned op, CUcontext *pctx, int has_params, const C
         return CUDA_ERROR_INVALID_VALUE;
     }
     int nsent = aff && n > 0 ? n : 0;
-    if (nsent > MAX_AFFINITY) {
+    if ((unsigned)nsent > MAX_AFFINITY) {
         gw_stat_call(op);
         return CUDA_ERROR_INVALID_VALUE;
     }
     uint64_t id = gw_new_handle_id();
     gw_req *q = gw_req_begin(op);
-    gw_put_u64(q, id);
-    gw_put_u32(q, flags);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
-    gw_put_u32(q, has_params != 0);
-    gw_put_u32(q, aff != NULL);
-    gw_put_u32(q, (uint32_t)n);
-    if (nsent)
-        gw_put_raw(q, aff, (size_t)nsent * sizeof *aff);
+    gw_put_fields(q, gw_ctx_create_req,
+                  {.id = id, .flags = flags, .device = (uint64_t)(int64_t)dev, .has_params = has_params != 0,
+                   .has_affinity = aff != NULL, .n = n});
+    for (int i = 0; i < nsent; i++)
+        gw_put_fields(q, gw_ctx_create_req_affinity_item, {.param = aff[i]});
     gw_rep *r;
     CUresult rc = gw_req_call(q, &r);
     gw_rep_end(r);

@@ -55,29 +55,27 @@ int gw_jit_has_outputs(const gw_jit_outs *o) { return o->info || o->err || o->wa
 
 static uint64_t capped(size_t size) { return size < GW_JIT_MAX_LOG ? size : GW_JIT_MAX_LOG; }
 
+/* JIT_OPTIONS (codegen/protocol.txt) */
+static void put_option(gw_req *q, uint32_t option, uint64_t value)
+{
+    gw_put_fields(q, gw_jit_options_req_options_item, {.option = option, .value = value});
+}
+
 void gw_jit_put(gw_req *q, unsigned n, CUjit_option *opts, void **vals, const gw_jit_outs *o)
 {
     uint32_t count = (o->info != NULL) + (o->err != NULL) + (o->wall_idx >= 0);
     for (unsigned i = 0; i < n; i++)
         count += gw_jit_numeric_option(opts[i]);
-    gw_put_u32(q, count);
+    gw_put_fields(q, gw_jit_options_req, {.n = count});
     for (unsigned i = 0; i < n; i++)
-        if (gw_jit_numeric_option(opts[i])) {
-            gw_put_u32(q, (uint32_t)opts[i]);
-            gw_put_u64(q, (uint64_t)(uintptr_t)vals[i]);
-        }
-    if (o->info) {
-        gw_put_u32(q, CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES);
-        gw_put_u64(q, capped(o->info_size));
-    }
-    if (o->err) {
-        gw_put_u32(q, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES);
-        gw_put_u64(q, capped(o->err_size));
-    }
-    if (o->wall_idx >= 0) {
-        gw_put_u32(q, CU_JIT_WALL_TIME);
-        gw_put_u64(q, 0);
-    }
+        if (gw_jit_numeric_option(opts[i]))
+            put_option(q, (uint32_t)opts[i], (uint64_t)(uintptr_t)vals[i]);
+    if (o->info)
+        put_option(q, CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES, capped(o->info_size));
+    if (o->err)
+        put_option(q, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES, capped(o->err_size));
+    if (o->wall_idx >= 0)
+        put_option(q, CU_JIT_WALL_TIME, 0);
 }
 
 static void fill_log(char *dst, size_t size, const char *text, uint32_t n)
@@ -89,16 +87,43 @@ static void fill_log(char *dst, size_t size, const char *text, uint32_t n)
     dst[k] = 0;
 }
 
+/* A log of JIT_OUTPUTS: its text in place, or NULL (short, or over its maximum: the reply is short). */
+static const char *log_text(gw_rep *r, uint32_t n)
+{
+    if (n > GW_JIT_OUTPUTS_REQ_INFO_LOG_MAX) { /* the same maximum for both logs */
+        gw_rep_skip(r, 0);
+        return NULL;
+    }
+    return gw_get_view(r, n);
+}
+
+/* JIT_OUTPUTS (codegen/protocol.txt) */
 void gw_jit_take(gw_rep *r, const gw_jit_outs *o)
 {
-    uint32_t ni = gw_get_u32(r);
-    const char *info = gw_get_view(r, ni);
-    uint32_t ne = gw_get_u32(r);
-    const char *err = gw_get_view(r, ne);
-    uint32_t mask = gw_get_u32(r), v[3] = {0};
-    for (int b = 0; b < 3; b++)
-        if (mask >> b & 1)
-            v[b] = gw_get_u32(r);
+    _Static_assert(GW_JIT_OUTPUTS_REQ_INFO_LOG_MAX == GW_JIT_OUTPUTS_REQ_ERROR_LOG_MAX, "one log maximum");
+    gw_jit_outputs_req head = {0};
+    gw_get_part(r, gw_jit_outputs_req, &head);
+    uint32_t ni = head.info_length;
+    const char *info = log_text(r, ni);
+    gw_jit_outputs_req_after_info_log mid = {0};
+    gw_get_part(r, gw_jit_outputs_req_after_info_log, &mid);
+    uint32_t ne = mid.error_length;
+    const char *err = log_text(r, ne);
+    gw_jit_outputs_req_after_error_log tail = {0};
+    gw_get_part(r, gw_jit_outputs_req_after_error_log, &tail);
+    uint32_t mask = tail.mask, v[3] = {0};
+    gw_jit_outputs_req_info_size is = {0};
+    gw_jit_outputs_req_error_size es = {0};
+    gw_jit_outputs_req_wall_time wt = {0};
+    if (mask & GW_JIT_OUT_INFO_SIZE)
+        gw_get_part(r, gw_jit_outputs_req_info_size, &is);
+    if (mask & GW_JIT_OUT_ERROR_SIZE)
+        gw_get_part(r, gw_jit_outputs_req_error_size, &es);
+    if (mask & GW_JIT_OUT_WALL_TIME)
+        gw_get_part(r, gw_jit_outputs_req_wall_time, &wt);
+    v[0] = is.size;
+    v[1] = es.size;
+    v[2] = wt.bits;
     if (!o || !gw_get_view(r, 0) || mask >> 3) /* short or odd: nothing written (the caller sees a short reply) */
         return;
     fill_log(o->info, o->info_size, info, ni);

@@ -52,17 +52,17 @@ static CUresult stage_upload(const void *data, size_t size)
     return CUDA_SUCCESS;
 }
 
+/* MODULE_LOAD's library options (codegen/protocol.txt) */
 static void put_library_options(gw_req *q, unsigned n, CUlibraryOption *opts, void **vals)
 {
     unsigned keep = 0;
     for (unsigned i = 0; opts && vals && i < n; i++)
         keep += opts[i] == CU_LIBRARY_BINARY_IS_PRESERVED;
-    gw_put_u32(q, keep);
+    gw_put_fields(q, gw_module_load_req_after_jit, {.m = keep});
     for (unsigned i = 0; opts && vals && i < n; i++)
-        if (opts[i] == CU_LIBRARY_BINARY_IS_PRESERVED) {
-            gw_put_u32(q, (uint32_t)opts[i]);
-            gw_put_u64(q, (uint64_t)(uintptr_t)vals[i]);
-        }
+        if (opts[i] == CU_LIBRARY_BINARY_IS_PRESERVED)
+            gw_put_fields(q, gw_module_load_req_library_options_item,
+                          {.option = (uint32_t)opts[i], .value = (uint64_t)(uintptr_t)vals[i]});
 }
 
 static void *info_from_cubin(const void *image, size_t size);
@@ -100,8 +100,7 @@ static CUresult load(unsigned op_counted, unsigned op, void **handle, const void
     void *parsed = op == GW_OP_cuLibraryLoadData ? info_from_cubin(image, size) : NULL;
     gw_req *q = gw_req_begin_quiet(op);
     uint64_t id = gw_new_handle_id();
-    gw_put_u64(q, id);
-    gw_put_u64(q, size);
+    gw_put_fields(q, gw_module_load_req, {.id = id, .image_size = size}); /* MODULE_LOAD */
     gw_jit_put(q, njit, jo, jv, &outs);
     put_library_options(q, nlib, lo, lv);
     if (gw_jit_has_outputs(&outs)) {
@@ -247,18 +246,19 @@ uint64_t gw_fn_identity(uint64_t handle)
     return h;
 }
 
-/* A function's attribute values, when the worker sent them (dev >= 0): u32
- * mask, an i32 per bit set. 0, or -1 if malformed. */
+/* A function's attribute values, when the worker sent them (dev >= 0):
+ * MODULE_INFO_ATTRIBUTES, then an i32 per bit set. 0, or -1 if malformed. */
 static int take_attrs(const uint8_t *p, size_t len, size_t *pos, int32_t dev, uint64_t module, const char *name,
                       int *shared_differs)
 {
     if (dev < 0)
         return 0;
-    uint32_t mask;
-    if (len - *pos < 4)
+    gw_module_info_attributes_req a;
+    size_t got = gw_module_info_attributes_req_get(p + *pos, len - *pos, &a);
+    if (!got)
         return -1;
-    memcpy(&mask, p + *pos, 4);
-    *pos += 4;
+    *pos += got;
+    uint32_t mask = a.mask;
     if (mask >> CU_FUNC_ATTRIBUTE_MAX)
         return -1;
     int32_t vals[CU_FUNC_ATTRIBUTE_MAX] = {0};
@@ -281,15 +281,7 @@ static void module_info_arrived(const uint8_t *p, size_t len)
     size_t pos = gw_module_info_req_get(p, len, &head);
     if (!pos)
         goto bad;
-    /* the functions (declared only as bytes; the format in docs/protocol.md): u16 name
-     * length and name, u32 max threads, u32 pair count (~0: unknown), the pairs, attributes */
-#define TAKE(dst, n)                                                                                        \
-    do {                                                                                                    \
-        if (len - pos < (size_t)(n))                                                                        \
-            goto bad;                                                                                       \
-        memcpy((dst), p + pos, (n));                                                                        \
-        pos += (n);                                                                                         \
-    } while (0)
+    /* then count MODULE_INFO_FUNCTION records (codegen/protocol.txt) */
     uint64_t id = head.module;
     uint32_t cnt = head.count;
     int32_t dev = head.device;
@@ -306,15 +298,22 @@ static void module_info_arrived(const uint8_t *p, size_t len)
     }
     for (; m->n < cnt; m->n++) {
         fn_info *f = &m->fns[m->n];
-        uint16_t nl;
-        TAKE(&nl, 2);
+        gw_module_info_function_req fh;
+        size_t got = gw_module_info_function_req_get(p + pos, len - pos, &fh);
+        if (!got)
+            goto bad_m;
+        pos += got;
+        uint16_t nl = fh.name_length; /* <= GW_MODULE_INFO_FUNCTION_REQ_NAME_MAX: a u16 */
         if (len - pos < nl)
             goto bad_m;
         f->name = strndup((const char *)p + pos, nl);
         pos += nl;
-        TAKE(&f->max_threads, 4);
-        uint32_t np;
-        TAKE(&np, 4);
+        gw_module_info_function_req_after_name an;
+        if (!(got = gw_module_info_function_req_after_name_get(p + pos, len - pos, &an)))
+            goto bad_m;
+        pos += got;
+        f->max_threads = an.max_threads;
+        uint32_t np = an.m;
         if (np == 0xFFFFFFFFu) { /* layout unknown to the worker for now */
             f->n = np;
             f->pairs = NULL;
@@ -322,13 +321,21 @@ static void module_info_arrived(const uint8_t *p, size_t len)
                 goto bad_m;
             continue;
         }
-        if (np > 8192 || len - pos < (size_t)np * 8)
+        size_t isz = GW_MODULE_INFO_FUNCTION_REQ_LAYOUT_ITEM_SIZE;
+        if (np > GW_MODULE_INFO_FUNCTION_REQ_LAYOUT_MAX || len - pos < (size_t)np * isz)
             goto bad_m;
-        f->pairs = malloc(np * 8 + 1);
-        if (!f->name || !f->pairs)
+        gw_module_info_function_req_layout_item *items = malloc((size_t)np * sizeof *items + 1);
+        f->pairs = malloc((size_t)np * 8 + 1);
+        if (!f->name || !f->pairs || !items || !gw_module_info_function_req_layout_get(p + pos, len - pos, np, items)) {
+            free(items);
             goto bad_m;
-        memcpy(f->pairs, p + pos, np * 8);
-        pos += np * 8;
+        }
+        for (uint32_t j = 0; j < np; j++) {
+            f->pairs[2 * j] = items[j].offset;
+            f->pairs[2 * j + 1] = items[j].size;
+        }
+        free(items);
+        pos += np * isz;
         f->n = np;
         if (take_attrs(p, len, &pos, dev, id, f->name, &shared_differs))
             goto bad_m;
@@ -352,7 +359,6 @@ bad_m:
     free(m);
 bad:
     gw_log("ignoring malformed module information from the server");
-#undef TAKE
 }
 
 static const fn_info *find_fn(const mod_info *m, const char *name);

@@ -15,6 +15,7 @@
 #include "../../generated/gw_ops.h"
 #include "../../generated/client_generated.h"
 #include "../wire/wire_api.h"
+#include "../../generated/wire_formats.h" /* the hand-written formats' codecs (codegen/protocol.txt) */
 
 /* ---- contexts (contexts.c) ---- */
 GW_HIDDEN int gw_current_device(void); /* the calling thread's context's device, -1 if unknown */

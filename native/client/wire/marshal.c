@@ -200,6 +200,19 @@ void gw_rep_end(gw_rep *r) { (void)r; }
 const uint8_t *gw_rep_bytes(const gw_rep *r) { return r->buf; }
 size_t gw_rep_size(const gw_rep *r) { return r->len; }
 
+const uint8_t *gw_rep_here(const gw_rep *r) { return r->buf + r->pos; }
+size_t gw_rep_left(const gw_rep *r) { return r->short_read ? 0 : r->len - r->pos; }
+
+int gw_rep_skip(gw_rep *r, size_t got)
+{
+    if (!got || got > gw_rep_left(r)) {
+        r->short_read = 1;
+        return -1;
+    }
+    r->pos += got;
+    return 0;
+}
+
 int gw_rep_resume(gw_rep *r, size_t at)
 {
     if (!at || at > r->len) { /* a generated decoder returns 0 when the reply is shorter than its fields */

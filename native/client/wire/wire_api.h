@@ -75,6 +75,14 @@ GW_HIDDEN void gw_rep_end(gw_rep *r);
 GW_HIDDEN const uint8_t *gw_rep_bytes(const gw_rep *r); /* the reply's payload: i32 result, then outputs */
 GW_HIDDEN size_t gw_rep_size(const gw_rep *r);
 GW_HIDDEN int gw_rep_resume(gw_rep *r, size_t at); /* reading goes on at byte at; at 0: short, -1 */
+/* A later part's fixed fields, where reading stands (after the result, or
+ * after what was read before), through its generated codec:
+ *   if (gw_get_part(r, gw_link_complete_rep_after_jit, &v)) ... (short reply)
+ * 0, or -1 (short: the reply counts as short, as gw_get_* make it). */
+#define gw_get_part(r, codec, v) gw_rep_skip((r), codec##_get(gw_rep_here(r), gw_rep_left(r), (v)))
+GW_HIDDEN const uint8_t *gw_rep_here(const gw_rep *r); /* where reading stands */
+GW_HIDDEN size_t gw_rep_left(const gw_rep *r);         /* bytes from there; 0 once the reply was short */
+GW_HIDDEN int gw_rep_skip(gw_rep *r, size_t got);      /* past got bytes a codec read; got 0: short, -1 */
 
 /* ---- session (session.c) ---- */
 GW_HIDDEN CUresult gw_connect(void);    /* connect and handshake once; later calls return the outcome */

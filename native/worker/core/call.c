@@ -55,6 +55,23 @@ int gw_in_fields(gw_call *c, size_t size, size_t got)
     return 0;
 }
 
+int gw_in_part_sized(gw_call *c, size_t (*field_size)(unsigned), size_t got)
+{
+    if (c->bad)
+        return 0;
+    size_t left = c->len - c->pos;
+    if (got && got <= left) {
+        c->pos += got;
+        return 1;
+    }
+    for (unsigned i = 0; field_size(i); i++) { /* consumes the fields that are there, fails at the first cut */
+        if (!gw_in_view(c, field_size(i)))
+            return 0;
+    }
+    gw_call_fail(c, "%s: fields not decoded (%zu of %zu bytes)", gw_op_name(c->h.op), got, left);
+    return 0;
+}
+
 uint32_t gw_in_u32(gw_call *c)
 {
     uint32_t v = 0;
@@ -158,24 +175,6 @@ void *gw_in_handles(gw_call *c, int type, size_t *n)
     }
     *n = cnt;
     return out;
-}
-
-/* u32 count, then that many handle ids (a graph node's dependencies): the
- * count is checked against the bytes left before any room is taken. */
-void *gw_in_counted_handles(gw_call *c, int type, uint32_t *n)
-{
-    uint32_t m = gw_in_u32(c);
-    *n = 0;
-    if (!c->bad && m > gw_in_left(c) / 8)
-        gw_call_fail(c, "%s: %u handles in a request of %zu bytes", gw_op_name(c->h.op), m, c->len);
-    void **out = NULL;
-    if (!c->bad && m && !(out = gw_scratch(c, m * sizeof *out)))
-        gw_call_fail(c, "%s: out of memory for %u handles", gw_op_name(c->h.op), m);
-    for (uint32_t i = 0; out && !c->bad && i < m; i++)
-        out[i] = gw_in_handle(c, type);
-    if (!c->bad)
-        *n = m;
-    return c->bad ? NULL : out;
 }
 
 /* An output array: u32 element count (or the NULL marker); zeroed scratch. */

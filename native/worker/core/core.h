@@ -48,6 +48,13 @@ const uint8_t *gw_in_next(const gw_call *c); /* where the next field starts (gw_
  * got is what the codec read (0: too few bytes, or the call had already
  * failed). 1 and past them; 0 with the call failed as truncated. */
 int gw_in_fields(gw_call *c, size_t size, size_t got);
+/* The same for one part of a hand-written format, by its codec's name:
+ *     if (gw_in_part(c, gw_capture_info_req, &q)) ...
+ * A cut request fails at the first field that is not all there, as reading
+ * field by field would (its size, and the bytes left there). */
+#define gw_in_part(c, codec, v) \
+    gw_in_part_sized((c), codec##_field_size, codec##_get(gw_in_next(c), gw_in_left(c), (v)))
+int gw_in_part_sized(gw_call *c, size_t (*field_size)(unsigned), size_t got);
 const char *gw_in_str(gw_call *c);
 void *gw_in_array(gw_call *c, size_t esz, size_t *n);
 void *gw_in_handles(gw_call *c, int type, size_t *n);
@@ -67,6 +74,22 @@ void *gw_reply_reserve(gw_call *c, size_t n); /* n bytes at the end of the reply
  * i32 result. */
 uint8_t *gw_reply_start(gw_call *c, size_t n);
 void gw_reply_handles(gw_call *c, int type, void **h, size_t n);
+/* Fixed fields appended to the reply through their generated codec
+ * (native/generated/wire_formats.h, wire_protocol.h):
+ *     gw_reply_fields(c, gw_dot_rep_after_x, {.n = n});
+ * and a reply begun afresh with its first part (its i32 result among them):
+ *     gw_reply_first(c, gw_graph_add_memcpy_node_rep, {.result = r, .node = id}); */
+#define gw_reply_fields(c, codec, ...)                                                                         \
+    do {                                                                                                       \
+        const codec f_ = __VA_ARGS__;                                                                          \
+        uint8_t b_[sizeof(codec)]; /* the struct is never smaller than its packed wire form */                 \
+        gw_reply_bytes((c), b_, codec##_put(b_, &f_));                                                         \
+    } while (0)
+#define gw_reply_first(c, codec, ...)                                                                          \
+    do {                                                                                                       \
+        if (gw_reply_start((c), 0))                                                                            \
+            gw_reply_fields((c), codec, __VA_ARGS__);                                                          \
+    } while (0)
 
 /* ---- handles (handles.c) ---- */
 void *gw_in_handle(gw_call *c, int type);

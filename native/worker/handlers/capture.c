@@ -1,8 +1,6 @@
 /* cuStreamGetCaptureInfo (v1, v2, v3 and their per-thread-stream forms): the
  * dependency and edge arrays live in the driver, so they travel by value.
- * Request: u64 stream, u32 outputs wanted (GW_CAPINFO_*).
- * Reply: result; then u32 status, u64 id, u64 graph, u64 n, n node ids and,
- * when edges were asked for, u32 present and n edge records if present. */
+ * Format: CAPTURE_INFO in codegen/protocol.txt. */
 #include <string.h>
 
 #include "../../common/capture_info.h"
@@ -16,8 +14,11 @@ typedef CUresult (*info_v3)(CUstream, CUstreamCaptureStatus *, cuuint64_t *, CUg
 
 static void info(gw_call *c, int version)
 {
-    CUstream s = (CUstream)gw_in_handle(c, GW_HT_CUstream);
-    uint32_t want = gw_in_u32(c);
+    gw_capture_info_req q = {0};
+    CUstream s = NULL;
+    if (gw_in_part(c, gw_capture_info_req, &q))
+        s = (CUstream)gw_handle_lookup(c, GW_HT_CUstream, q.stream);
+    uint32_t want = q.outputs;
     if (!c->bad && (want & ~GW_CAPINFO_ALL))
         gw_call_fail(c, "%s: unknown output bits %#x", gw_op_name(c->h.op), want);
     if (!gw_args_ok(c))
@@ -45,23 +46,20 @@ static void info(gw_call *c, int version)
         r = ((info_v2)fn)(s, &st, pid, pgraph, pdeps, pn);
     else
         r = ((info_v3)fn)(s, &st, pid, pgraph, pdeps, pedges, pn);
-    gw_reply_result(c, r);
-    if (r != CUDA_SUCCESS)
+    if (r != CUDA_SUCCESS) {
+        gw_reply_result(c, r);
         return;
+    }
     if (!deps)
         n = 0; /* a count without the array (or an idle stream) sends no nodes */
-    gw_reply_u32(c, (uint32_t)st);
-    uint64_t v = id;
-    gw_reply_bytes(c, &v, 8);
-    gw_reply_handles(c, GW_HT_CUgraph, (void **)&graph, 1);
-    v = pn ? (uint64_t)*pn : 0;
-    gw_reply_bytes(c, &v, 8);
-    v = n;
-    gw_reply_bytes(c, &v, 8);
-    gw_reply_handles(c, GW_HT_CUgraphNode, (void **)deps, n);
+    gw_reply_first(c, gw_capture_info_rep,
+                   {.result = r, .status = (uint32_t)st, .id = id, .graph = gw_handle_id(GW_HT_CUgraph, graph),
+                    .count = pn ? (uint64_t)*pn : 0, .n = n});
+    for (size_t i = 0; i < n; i++)
+        gw_reply_fields(c, gw_capture_info_rep_nodes_item, {.node = gw_handle_id(GW_HT_CUgraphNode, deps[i])});
     if (want & GW_CAPINFO_EDGES) {
-        gw_reply_u32(c, edges != NULL);
-        if (edges)
+        gw_reply_fields(c, gw_capture_info_rep_edges, {.given = edges != NULL});
+        if (edges) /* edge_data: n raw CUgraphEdgeData */
             gw_reply_bytes(c, edges, n * sizeof *edges);
     }
 }

@@ -5,28 +5,33 @@
 
 #include "handlers.h"
 
-#define MAX_AFFINITY 64u /* far more than the driver's affinity types */
+#define MAX_AFFINITY GW_CTX_CREATE_REQ_AFFINITY_MAX /* far more than the driver's affinity types */
 
-/* u64 context id, u32 flags, u64 device, u32 params given (v4), u32 array
- * given, i32 n, then n x CUexecAffinityParam if the array is given */
+/* CTX_CREATE (codegen/protocol.txt) */
 static void ctx_create(gw_call *c)
 {
-    uint64_t id = gw_in_u64(c);
-    unsigned flags = gw_in_u32(c);
-    CUdevice dev = (CUdevice)gw_in_u64(c);
-    uint32_t has_params = gw_in_u32(c);
-    uint32_t given = gw_in_u32(c);
-    int32_t n = (int32_t)gw_in_u32(c);
+    gw_ctx_create_req q = {0};
+    gw_in_part(c, gw_ctx_create_req, &q);
+    uint64_t id = q.id;
+    unsigned flags = q.flags;
+    CUdevice dev = (CUdevice)q.device;
+    uint32_t has_params = q.has_params;
+    uint32_t given = q.has_affinity;
+    int32_t n = q.n;
     size_t nsent = given && n > 0 ? (size_t)n : 0;
     if (!c->bad && nsent > MAX_AFFINITY)
         gw_call_fail(c, "%s: %d affinity parameters", gw_op_name(c->h.op), n);
-    const void *p = c->bad || !nsent ? NULL : gw_in_view(c, nsent * sizeof(CUexecAffinityParam));
+    size_t bytes = nsent * GW_CTX_CREATE_REQ_AFFINITY_ITEM_SIZE;
+    const void *p = c->bad || !nsent ? NULL : gw_in_view(c, bytes);
+    gw_ctx_create_req_affinity_item items[MAX_AFFINITY];
+    if (p && !gw_ctx_create_req_affinity_get(p, bytes, (uint32_t)nsent, items))
+        gw_call_fail(c, "%s: affinity parameters not decoded", gw_op_name(c->h.op)); /* cannot: checked above */
     if (!gw_args_ok(c))
         return;
     CUexecAffinityParam aff[MAX_AFFINITY + 1]; /* one more: never a zero-length array */
     memset(aff, 0, sizeof aff);
-    if (p)
-        memcpy(aff, p, nsent * sizeof *aff);
+    for (size_t i = 0; p && i < nsent; i++)
+        aff[i] = items[i].param;
     void *fn = gw_driver_fn(c, c->h.op);
     if (!fn)
         return;

@@ -140,21 +140,31 @@ void gw_h_cuMemcpyDtoH_v2_ptds(gw_call *c) { dtoh(c); }
 void gw_h_cuMemcpyDtoHAsync_v2(gw_call *c) { dtoh(c); }
 void gw_h_cuMemcpyDtoHAsync_v2_ptsz(gw_call *c) { dtoh(c); }
 
-/* One side of a band: u32 type, u64 device address (an array: the array's
- * name), u64 pitch, and for an array u64 x in bytes, y and z. */
+/* One side of a band (MEMCPY_BAND_SIDE in codegen/protocol.txt): an array by
+ * its name at x bytes, y, z, or linear memory. */
 static void band_side(gw_call *c, CUmemorytype *type, CUdeviceptr *dev, size_t *pitch, CUarray *arr, size_t *x,
                       size_t *y, size_t *z)
 {
-    *type = (CUmemorytype)gw_in_u32(c);
-    if (*type == CU_MEMORYTYPE_ARRAY) {
-        *arr = (CUarray)gw_in_handle(c, GW_HT_CUarray);
-        *pitch = gw_in_u64(c);
-        *x = gw_in_u64(c);
-        *y = gw_in_u64(c);
-        *z = gw_in_u64(c);
+    gw_memcpy_band_side_req q = {0};
+    if (!gw_in_part(c, gw_memcpy_band_side_req, &q))
+        return;
+    *type = (CUmemorytype)q.memory_type;
+    _Static_assert(GW_MEMORYTYPE_ARRAY == CU_MEMORYTYPE_ARRAY, "a band side's array type");
+    if (q.memory_type == GW_MEMORYTYPE_ARRAY) {
+        gw_memcpy_band_side_req_array a = {0};
+        if (!gw_in_part(c, gw_memcpy_band_side_req_array, &a))
+            return;
+        *arr = (CUarray)gw_handle_lookup(c, GW_HT_CUarray, a.array);
+        *pitch = a.pitch;
+        *x = a.x;
+        *y = a.y;
+        *z = a.z;
     } else {
-        *dev = gw_in_u64(c);
-        *pitch = gw_in_u64(c);
+        gw_memcpy_band_side_req_linear l = {0};
+        if (!gw_in_part(c, gw_memcpy_band_side_req_linear, &l))
+            return;
+        *dev = l.address;
+        *pitch = l.pitch;
     }
 }
 
@@ -169,17 +179,18 @@ static unsigned op_3d(unsigned op)
     }
 }
 
-/* A band of rows: u64 stream, the source side then the destination side
- * (band_side), u64 width, u64 rows, then the packed host rows if the source
- * is host memory. Host sides are packed (pitch = width) here. */
+/* A band of rows (MEMCPY2D_BAND): host sides are packed (pitch = width) here. */
 static void copy2d(gw_call *c)
 {
-    CUstream s = gw_in_handle(c, GW_HT_CUstream);
+    gw_memcpy2d_band_req q = {0};
+    CUstream s = gw_in_part(c, gw_memcpy2d_band_req, &q) ? gw_handle_lookup(c, GW_HT_CUstream, q.stream) : NULL;
     CUDA_MEMCPY3D m = {0};
     band_side(c, &m.srcMemoryType, &m.srcDevice, &m.srcPitch, &m.srcArray, &m.srcXInBytes, &m.srcY, &m.srcZ);
     band_side(c, &m.dstMemoryType, &m.dstDevice, &m.dstPitch, &m.dstArray, &m.dstXInBytes, &m.dstY, &m.dstZ);
-    m.WidthInBytes = gw_in_u64(c);
-    m.Height = gw_in_u64(c);
+    gw_memcpy2d_band_req_after_dst wr = {0};
+    gw_in_part(c, gw_memcpy2d_band_req_after_dst, &wr);
+    m.WidthInBytes = wr.width;
+    m.Height = wr.rows;
     m.Depth = 1;
     m.srcHeight = m.dstHeight = m.Height;
     if (c->bad)

@@ -1,27 +1,30 @@
 /* Conditional nodes, the one node type that travels as cuGraphAddNode_v2.
- *
- * Request: u64 graph id, u32 m + m x u64 dependency node ids, u64 condition
- *   handle (the driver's value), u32 conditional type, u32 n bodies
- *   (1..65536), u64 context id. Reply: result, u64 node id, n x u64 body
- *   graph ids (graphs the driver made and owns with the node). */
+ * Format: GRAPH_ADD_CONDITIONAL_NODE in codegen/protocol.txt (the body
+ * graphs are the driver's, owned with the node). */
 #include <string.h>
 
 #include "handlers.h"
 
-#define MAX_BODIES 65536
+#define MAX_BODIES GW_CONDITIONAL_BODIES_MAX
 
 void gw_h_cuGraphAddNode_v2(gw_call *c)
 {
-    CUgraph g = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    gw_graph_add_conditional_node_req q = {0};
+    CUgraph g = NULL;
+    if (gw_in_part(c, gw_graph_add_conditional_node_req, &q))
+        g = (CUgraph)gw_handle_lookup(c, GW_HT_CUgraph, q.graph);
     uint32_t m;
-    CUgraphNode *deps = gw_in_counted_handles(c, GW_HT_CUgraphNode, &m);
+    CUgraphNode *deps = gw_in_dependencies(c, &m, "handles");
+    gw_graph_add_conditional_node_req_after_deps a = {0};
     CUgraphNodeParams p;
     memset(&p, 0, sizeof p);
     p.type = CU_GRAPH_NODE_TYPE_CONDITIONAL;
-    p.conditional.handle = gw_in_u64(c);
-    p.conditional.type = (CUgraphConditionalNodeType)gw_in_u32(c);
-    p.conditional.size = gw_in_u32(c);
-    p.conditional.ctx = (CUcontext)gw_in_handle(c, GW_HT_CUcontext);
+    if (gw_in_part(c, gw_graph_add_conditional_node_req_after_deps, &a)) {
+        p.conditional.handle = a.condition;
+        p.conditional.type = (CUgraphConditionalNodeType)a.conditional_type;
+        p.conditional.size = a.bodies;
+        p.conditional.ctx = (CUcontext)gw_handle_lookup(c, GW_HT_CUcontext, a.context);
+    }
     if (!c->bad && (p.conditional.size == 0 || p.conditional.size > MAX_BODIES))
         gw_call_fail(c, "%s: %u conditional bodies", gw_op_name(c->h.op), p.conditional.size);
     if (!gw_args_ok(c))
@@ -38,9 +41,12 @@ void gw_h_cuGraphAddNode_v2(gw_call *c)
         gw_wlog("%s: the driver gave no body graphs", gw_op_name(c->h.op));
         r = CUDA_ERROR_UNKNOWN;
     }
-    gw_reply_result(c, r);
-    if (r == CUDA_SUCCESS) {
-        gw_reply_handles(c, GW_HT_CUgraphNode, (void **)&node, 1);
-        gw_reply_handles(c, GW_HT_CUgraph, (void **)p.conditional.phGraph_out, p.conditional.size);
+    if (r != CUDA_SUCCESS) {
+        gw_reply_result(c, r);
+        return;
     }
+    gw_reply_first(c, gw_graph_add_conditional_node_rep, {.result = r, .node = gw_handle_id(GW_HT_CUgraphNode, node)});
+    for (uint32_t i = 0; i < p.conditional.size; i++)
+        gw_reply_fields(c, gw_graph_add_conditional_node_rep_body_graphs_item,
+                        {.graph = gw_handle_id(GW_HT_CUgraph, p.conditional.phGraph_out[i])});
 }

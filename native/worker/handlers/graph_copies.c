@@ -3,26 +3,13 @@
  * only reach its own memory); the check is made again here because a host
  * address from the network would have the driver read or write the worker.
  *
- * C, the copy: sizeof(CUDA_MEMCPY3D) bytes, the struct as cuda.h lays it out,
- *   both memory types CU_MEMORYTYPE_DEVICE (host and array fields ignored).
- * cuGraphAddMemcpyNode: u64 graph id, u32 m + m x u64 dependency node ids, C,
- *   u64 context id. Reply: result, u64 node id.
- * cuGraphMemcpyNodeSetParams: u64 node id, C. Reply: result.
- * cuGraphExecMemcpyNodeSetParams: u64 exec id, u64 node id, C, u64 context id.
- *   Reply: result.
- * cuGraphMemcpyNodeGetParams is generated (the struct comes back as it is). */
+ * Formats: GRAPH_ADD_MEMCPY_NODE, MEMCPY_NODE_SET_PARAMS and
+ * EXEC_MEMCPY_NODE_SET_PARAMS in codegen/protocol.txt (host and array fields
+ * ignored). cuGraphMemcpyNodeGetParams is generated (the struct comes back as
+ * it is). */
 #include <string.h>
 
 #include "handlers.h"
-
-/* The copy read into *p (zeroed when the request is short). */
-static void read_copy(gw_call *c, CUDA_MEMCPY3D *p)
-{
-    memset(p, 0, sizeof *p);
-    const void *v = gw_in_view(c, sizeof *p);
-    if (v)
-        memcpy(p, v, sizeof *p);
-}
 
 /* Once the whole request is read: 0 if both sides are device memory (the
  * host and array fields cleared), else -1 after answering. */
@@ -39,14 +26,21 @@ static int device_only(gw_call *c, CUDA_MEMCPY3D *p)
     return 0;
 }
 
+/* GRAPH_ADD_MEMCPY_NODE (codegen/protocol.txt) */
 void gw_h_cuGraphAddMemcpyNode(gw_call *c)
 {
-    CUgraph g = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    gw_graph_add_memcpy_node_req q = {0};
+    CUgraph g = NULL;
+    if (gw_in_part(c, gw_graph_add_memcpy_node_req, &q))
+        g = (CUgraph)gw_handle_lookup(c, GW_HT_CUgraph, q.graph);
     uint32_t m;
-    CUgraphNode *deps = gw_in_counted_handles(c, GW_HT_CUgraphNode, &m);
-    CUDA_MEMCPY3D p;
-    read_copy(c, &p);
-    CUcontext ctx = (CUcontext)gw_in_handle(c, GW_HT_CUcontext);
+    CUgraphNode *deps = gw_in_dependencies(c, &m, "handles");
+    gw_graph_add_memcpy_node_req_after_deps a;
+    memset(&a, 0, sizeof a);
+    CUcontext ctx = NULL;
+    if (gw_in_part(c, gw_graph_add_memcpy_node_req_after_deps, &a))
+        ctx = (CUcontext)gw_handle_lookup(c, GW_HT_CUcontext, a.context);
+    CUDA_MEMCPY3D p = a.copy;
     if (!gw_args_ok(c) || device_only(c, &p))
         return;
     CUresult (*fn)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, const CUDA_MEMCPY3D *, CUcontext) =
@@ -56,16 +50,21 @@ void gw_h_cuGraphAddMemcpyNode(gw_call *c)
         return;
     CUgraphNode node = NULL;
     CUresult r = fn(&node, g, deps, m, &p, ctx);
-    gw_reply_result(c, r);
     if (r == CUDA_SUCCESS)
-        gw_reply_handles(c, GW_HT_CUgraphNode, (void **)&node, 1);
+        gw_reply_first(c, gw_graph_add_memcpy_node_rep, {.result = r, .node = gw_handle_id(GW_HT_CUgraphNode, node)});
+    else
+        gw_reply_result(c, r);
 }
 
+/* MEMCPY_NODE_SET_PARAMS */
 void gw_h_cuGraphMemcpyNodeSetParams(gw_call *c)
 {
-    CUgraphNode node = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
-    CUDA_MEMCPY3D p;
-    read_copy(c, &p);
+    gw_memcpy_node_set_params_req q;
+    memset(&q, 0, sizeof q);
+    CUgraphNode node = NULL;
+    if (gw_in_part(c, gw_memcpy_node_set_params_req, &q))
+        node = (CUgraphNode)gw_handle_lookup(c, GW_HT_CUgraphNode, q.node);
+    CUDA_MEMCPY3D p = q.copy;
     if (!gw_args_ok(c) || device_only(c, &p))
         return;
     CUresult (*fn)(CUgraphNode, const CUDA_MEMCPY3D *) =
@@ -74,13 +73,20 @@ void gw_h_cuGraphMemcpyNodeSetParams(gw_call *c)
         gw_reply_result(c, fn(node, &p));
 }
 
+/* EXEC_MEMCPY_NODE_SET_PARAMS */
 void gw_h_cuGraphExecMemcpyNodeSetParams(gw_call *c)
 {
-    CUgraphExec e = (CUgraphExec)gw_in_handle(c, GW_HT_CUgraphExec);
-    CUgraphNode node = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
-    CUDA_MEMCPY3D p;
-    read_copy(c, &p);
-    CUcontext ctx = (CUcontext)gw_in_handle(c, GW_HT_CUcontext);
+    gw_exec_memcpy_node_set_params_req q;
+    memset(&q, 0, sizeof q);
+    CUgraphExec e = NULL;
+    CUgraphNode node = NULL;
+    CUcontext ctx = NULL;
+    if (gw_in_part(c, gw_exec_memcpy_node_set_params_req, &q)) {
+        e = (CUgraphExec)gw_handle_lookup(c, GW_HT_CUgraphExec, q.exec);
+        node = (CUgraphNode)gw_handle_lookup(c, GW_HT_CUgraphNode, q.node);
+        ctx = (CUcontext)gw_handle_lookup(c, GW_HT_CUcontext, q.context);
+    }
+    CUDA_MEMCPY3D p = q.copy;
     if (!gw_args_ok(c) || device_only(c, &p))
         return;
     CUresult (*fn)(CUgraphExec, CUgraphNode, const CUDA_MEMCPY3D *, CUcontext) =

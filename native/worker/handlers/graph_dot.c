@@ -2,8 +2,7 @@
  * machine, so the driver writes a private temporary file here, whose bytes go
  * back and which is removed at once.
  *
- * Request: u64 graph id, u32 flags. Reply: result, then on success u32 n
- * (below the frame limit) + n bytes of the DOT text. */
+ * Format: GRAPH_DEBUG_DOT_PRINT in codegen/protocol.txt. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,12 +12,15 @@
 
 #include "handlers.h"
 
-#define DOT_MAX (GW_MAX_PAYLOAD - 4096) /* room for the reply's header and result */
+#define DOT_MAX GW_GRAPH_DEBUG_DOT_PRINT_REP_DOT_MAX /* room for the reply's header and result */
 
 void gw_h_cuGraphDebugDotPrint(gw_call *c)
 {
-    CUgraph g = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
-    unsigned int flags = gw_in_u32(c);
+    gw_graph_debug_dot_print_req q = {0};
+    CUgraph g = NULL;
+    if (gw_in_part(c, gw_graph_debug_dot_print_req, &q))
+        g = (CUgraph)gw_handle_lookup(c, GW_HT_CUgraph, q.graph);
+    unsigned int flags = q.flags;
     if (!gw_args_ok(c))
         return;
     CUresult (*fn)(CUgraph, const char *, unsigned int) =
@@ -54,10 +56,10 @@ void gw_h_cuGraphDebugDotPrint(gw_call *c)
     }
     close(fd);
     unlink(path);
-    gw_reply_result(c, r);
     if (r == CUDA_SUCCESS) {
-        uint32_t len = (uint32_t)n;
-        gw_reply_bytes(c, &len, sizeof len);
+        gw_reply_first(c, gw_graph_debug_dot_print_rep, {.result = r, .n = (uint32_t)n});
         gw_reply_bytes(c, buf, n);
+    } else {
+        gw_reply_result(c, r);
     }
 }

@@ -1,19 +1,21 @@
 /* cuGraphExecUpdate_v2, hand-written: its optional result info names graph
  * nodes, which go back as handle ids.
  *
- * Request: u64 exec id, u64 graph id, u32 info wanted.
- * Reply: result; then, whenever the driver was called and info was wanted
- *   (failures too: the info says why), u32 1, u32 CUgraphExecUpdateResult,
- *   u64 error node id, u64 error-from node id. */
+ * Format: GRAPH_EXEC_UPDATE in codegen/protocol.txt. */
 #include <string.h>
 
 #include "handlers.h"
 
 void gw_h_cuGraphExecUpdate_v2(gw_call *c)
 {
-    CUgraphExec exec = (CUgraphExec)gw_in_handle(c, GW_HT_CUgraphExec);
-    CUgraph graph = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
-    uint32_t want = gw_in_u32(c);
+    gw_graph_exec_update_req q = {0};
+    CUgraphExec exec = NULL;
+    CUgraph graph = NULL;
+    if (gw_in_part(c, gw_graph_exec_update_req, &q)) {
+        exec = (CUgraphExec)gw_handle_lookup(c, GW_HT_CUgraphExec, q.exec);
+        graph = (CUgraph)gw_handle_lookup(c, GW_HT_CUgraph, q.graph);
+    }
+    uint32_t want = q.want_info;
     if (!c->bad && want > 1)
         gw_call_fail(c, "cuGraphExecUpdate_v2: info flag %u", want);
     if (!gw_args_ok(c))
@@ -28,8 +30,8 @@ void gw_h_cuGraphExecUpdate_v2(gw_call *c)
     gw_reply_result(c, r);
     if (!want)
         return;
-    gw_reply_u32(c, 1);
-    gw_reply_u32(c, (uint32_t)info.result);
-    gw_reply_handles(c, GW_HT_CUgraphNode, (void **)&info.errorNode, 1);
-    gw_reply_handles(c, GW_HT_CUgraphNode, (void **)&info.errorFromNode, 1);
+    uint64_t node = gw_handle_id(GW_HT_CUgraphNode, info.errorNode); /* in this order: a new id for each */
+    uint64_t from = gw_handle_id(GW_HT_CUgraphNode, info.errorFromNode);
+    gw_reply_fields(c, gw_graph_exec_update_rep_info,
+                    {.given = 1, .update_result = (uint32_t)info.result, .error_node = node, .error_from_node = from});
 }

@@ -1,36 +1,40 @@
 /* Memory allocation nodes of graphs.
  *
- * cuGraphAddMemAllocNode: u64 graph id, u32 m + m x u64 dependency node ids,
- *   sizeof(CUDA_MEM_ALLOC_NODE_PARAMS) bytes as cuda.h lays the struct out
- *   (its pointers ignored), u32 k (<= 64) + k x CUmemAccessDesc.
- *   Reply: result, u64 node id, u64 the allocation's device address. */
+ * Formats: GRAPH_ADD_MEM_ALLOC_NODE, MEM_ALLOC_NODE_GET_PARAMS in
+ * codegen/protocol.txt. */
 #include <string.h>
 
 #include "handlers.h"
 
-#define MAX_ACCESS 64
+#define MAX_ACCESS GW_ACCESS_DESCS_MAX
 
 void gw_h_cuGraphAddMemAllocNode(gw_call *c)
 {
-    CUgraph g = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    gw_graph_add_mem_alloc_node_req q = {0};
+    CUgraph g = NULL;
+    if (gw_in_part(c, gw_graph_add_mem_alloc_node_req, &q))
+        g = (CUgraph)gw_handle_lookup(c, GW_HT_CUgraph, q.graph);
     uint32_t m;
-    CUgraphNode *deps = gw_in_counted_handles(c, GW_HT_CUgraphNode, &m);
-    CUDA_MEM_ALLOC_NODE_PARAMS p;
-    memset(&p, 0, sizeof p);
-    const void *v = gw_in_view(c, sizeof p);
-    if (v)
-        memcpy(&p, v, sizeof p);
-    uint32_t k = gw_in_u32(c);
-    if (!c->bad && k > MAX_ACCESS)
+    CUgraphNode *deps = gw_in_dependencies(c, &m, "handles");
+    gw_graph_add_mem_alloc_node_req_after_deps a;
+    memset(&a, 0, sizeof a);
+    gw_in_part(c, gw_graph_add_mem_alloc_node_req_after_deps, &a);
+    CUDA_MEM_ALLOC_NODE_PARAMS p = a.params;
+    uint32_t k = a.k;
+    if (!c->bad && k > GW_GRAPH_ADD_MEM_ALLOC_NODE_REQ_ACCESS_MAX)
         gw_call_fail(c, "%s: %u access descriptors", gw_op_name(c->h.op), k);
-    const void *descs = c->bad ? NULL : gw_in_view(c, (size_t)k * sizeof(CUmemAccessDesc));
+    size_t bytes = (size_t)k * GW_GRAPH_ADD_MEM_ALLOC_NODE_REQ_ACCESS_ITEM_SIZE;
+    const void *descs = c->bad ? NULL : gw_in_view(c, bytes);
     CUmemAccessDesc *copy = NULL;
     if (!c->bad && k && !(copy = gw_scratch(c, k * sizeof *copy)))
         gw_call_fail(c, "%s: out of memory for %u access descriptors", gw_op_name(c->h.op), k);
+    gw_graph_add_mem_alloc_node_req_access_item items[MAX_ACCESS];
+    if (!c->bad && descs && !gw_graph_add_mem_alloc_node_req_access_get(descs, bytes, k, items))
+        gw_call_fail(c, "%s: access descriptors not decoded", gw_op_name(c->h.op)); /* cannot: checked above */
     if (!gw_args_ok(c))
         return;
-    if (k)
-        memcpy(copy, descs, k * sizeof *copy);
+    for (uint32_t i = 0; i < k; i++)
+        copy[i] = items[i].desc;
     p.accessDescs = copy;
     p.accessDescCount = k;
     p.poolProps.win32SecurityAttributes = NULL; /* a pointer from the network: never passed on */
@@ -42,20 +46,20 @@ void gw_h_cuGraphAddMemAllocNode(gw_call *c)
         return;
     CUgraphNode node = NULL;
     CUresult r = fn(&node, g, deps, m, &p);
-    gw_reply_result(c, r);
-    if (r == CUDA_SUCCESS) {
-        gw_reply_handles(c, GW_HT_CUgraphNode, (void **)&node, 1);
-        uint64_t dptr = p.dptr;
-        gw_reply_bytes(c, &dptr, sizeof dptr);
-    }
+    if (r == CUDA_SUCCESS)
+        gw_reply_first(c, gw_graph_add_mem_alloc_node_rep,
+                       {.result = r, .node = gw_handle_id(GW_HT_CUgraphNode, node), .address = p.dptr});
+    else
+        gw_reply_result(c, r);
 }
 
-/* cuGraphMemAllocNodeGetParams: u64 node id. Reply: result, then on success
- * the struct as cuda.h lays it out (pointers meaningless), u32 k (<= 64) +
- * k x CUmemAccessDesc read through the driver's accessDescs. */
+/* MEM_ALLOC_NODE_GET_PARAMS: the descriptors read through the driver's accessDescs */
 void gw_h_cuGraphMemAllocNodeGetParams(gw_call *c)
 {
-    CUgraphNode node = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    gw_mem_alloc_node_get_params_req q = {0};
+    CUgraphNode node = NULL;
+    if (gw_in_part(c, gw_mem_alloc_node_get_params_req, &q))
+        node = (CUgraphNode)gw_handle_lookup(c, GW_HT_CUgraphNode, q.node);
     if (!gw_args_ok(c))
         return;
     CUresult (*fn)(CUgraphNode, CUDA_MEM_ALLOC_NODE_PARAMS *) =
@@ -69,15 +73,15 @@ void gw_h_cuGraphMemAllocNodeGetParams(gw_call *c)
         gw_wlog("%s: the driver returned %zu access descriptors", gw_op_name(c->h.op), p.accessDescCount);
         r = CUDA_ERROR_NOT_SUPPORTED;
     }
-    gw_reply_result(c, r);
-    if (r != CUDA_SUCCESS)
+    if (r != CUDA_SUCCESS) {
+        gw_reply_result(c, r);
         return;
+    }
     const CUmemAccessDesc *descs = p.accessDescs;
-    uint32_t k = (uint32_t)p.accessDescCount;
+    uint32_t k = (uint32_t)p.accessDescCount; /* <= MAX_ACCESS: checked above */
     p.accessDescs = NULL; /* worker addresses do not travel */
     p.poolProps.win32SecurityAttributes = NULL;
-    gw_reply_bytes(c, &p, sizeof p);
-    gw_reply_u32(c, k);
-    if (k)
-        gw_reply_bytes(c, descs, k * sizeof *descs);
+    gw_reply_first(c, gw_mem_alloc_node_get_params_rep, {.result = r, .params = p, .k = k});
+    for (uint32_t i = 0; i < k; i++)
+        gw_reply_fields(c, gw_mem_alloc_node_get_params_rep_access_item, {.desc = descs[i]});
 }

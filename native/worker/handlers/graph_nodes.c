@@ -1,22 +1,12 @@
 /* Kernel nodes of graphs: their arguments travel packed, as a launch's do,
  * and are turned back into kernelParams (launch.c) before the driver sees them.
  *
- * P, the node's parameters: u64 function id (a CUfunction or a CUkernel; 0:
- *   the kernel below), u64 kernel id, u64 context id (both 0 unless the
- *   function is 0: the driver reads them only then), u32 grid[3], block[3],
- *   shared bytes, u32 n (<= 32764) + n parameter bytes in the layout the
- *   driver reports for the function (for the kernel when the function is 0).
- * cuGraphAddKernelNode(_v2): u64 graph id, u32 m + m x u64 dependency node
- *   ids, P. Reply: result, u64 node id.
- * cuGraphKernelNodeSetParams(_v2): u64 node id, P. Reply: result.
- * cuGraphExecKernelNodeSetParams(_v2): u64 exec id, u64 node id, P. Reply: result.
- * cuGraphKernelNodeGetParams(_v2): u64 node id. Reply: result, then on
- *   success u64 function id, u64 kernel id, u64 context id, u32 dims[7],
- *   u32 n + n x (u32 offset, u32 size), u32 bytes + the parameters packed
- *   (read through the kernelParams, or the `extra` buffer, the driver gave).
- * The v1 entry points use the same formats (kernel and context 0) and reach
- * the driver's v1 functions, whose struct is the v2 one less its last two
- * fields. */
+ * Formats: KERNEL_NODE_PARAMS (the node's parameters), GRAPH_ADD_KERNEL_NODE,
+ * KERNEL_NODE_SET_PARAMS, EXEC_KERNEL_NODE_SET_PARAMS and
+ * KERNEL_NODE_GET_PARAMS in codegen/protocol.txt; GetParams packs what the
+ * driver's kernelParams (or its `extra` buffer) point at. The v1 entry points
+ * use the same formats (kernel and context 0) and reach the driver's v1
+ * functions, whose struct is the v2 one less its last two fields. */
 #include <string.h>
 
 #include "handlers.h"
@@ -32,27 +22,26 @@ typedef struct node_params {
     uint32_t nbytes;
 } node_params;
 
+/* KERNEL_NODE_PARAMS (codegen/protocol.txt) */
 static void read_params(gw_call *c, node_params *a)
 {
     memset(a, 0, sizeof *a);
+    gw_kernel_node_params_req q;
+    if (!gw_in_part(c, gw_kernel_node_params_req, &q))
+        return;
     int is_kernel;
-    a->p.func = (CUfunction)gw_in_function(c, &is_kernel);
-    a->p.kern = (CUkernel)gw_in_handle(c, GW_HT_CUkernel);
-    a->p.ctx = (CUcontext)gw_in_handle(c, GW_HT_CUcontext);
-    const void *d = gw_in_view(c, 7 * sizeof(uint32_t));
-    if (d) {
-        uint32_t dims[7];
-        memcpy(dims, d, sizeof dims);
-        a->p.gridDimX = dims[0];
-        a->p.gridDimY = dims[1];
-        a->p.gridDimZ = dims[2];
-        a->p.blockDimX = dims[3];
-        a->p.blockDimY = dims[4];
-        a->p.blockDimZ = dims[5];
-        a->p.sharedMemBytes = dims[6];
-    }
-    a->nbytes = gw_in_u32(c);
-    if (!c->bad && a->nbytes > GW_MAX_PARAM_BYTES)
+    a->p.func = (CUfunction)gw_function_of(c, q.function, &is_kernel);
+    a->p.kern = (CUkernel)gw_handle_lookup(c, GW_HT_CUkernel, q.kernel);
+    a->p.ctx = (CUcontext)gw_handle_lookup(c, GW_HT_CUcontext, q.context);
+    a->p.gridDimX = q.dims[0];
+    a->p.gridDimY = q.dims[1];
+    a->p.gridDimZ = q.dims[2];
+    a->p.blockDimX = q.dims[3];
+    a->p.blockDimY = q.dims[4];
+    a->p.blockDimZ = q.dims[5];
+    a->p.sharedMemBytes = q.dims[6];
+    a->nbytes = q.param_bytes;
+    if (a->nbytes > GW_KERNEL_NODE_PARAMS_REQ_PARAMS_MAX)
         gw_call_fail(c, "%s: %u parameter bytes", gw_op_name(c->h.op), a->nbytes);
     a->bytes = c->bad ? NULL : gw_in_view(c, a->nbytes);
     a->f = a->p.func ? (void *)a->p.func : (void *)a->p.kern;
@@ -77,20 +66,37 @@ static int build(gw_call *c, node_params *a)
     return 0;
 }
 
+CUgraphNode *gw_in_dependencies(gw_call *c, uint32_t *m_out, const char *noun)
+{
+    gw_dependencies_req q = {0};
+    *m_out = 0;
+    if (!gw_in_part(c, gw_dependencies_req, &q))
+        return NULL;
+    uint32_t m = q.m;
+    if (m > gw_in_left(c) / GW_DEPENDENCIES_REQ_NODES_ITEM_SIZE)
+        gw_call_fail(c, "%s: %u %s in a request of %zu bytes", gw_op_name(c->h.op), m, noun, c->len);
+    CUgraphNode *deps = NULL;
+    if (!c->bad && m && !(deps = gw_scratch(c, m * sizeof *deps)))
+        gw_call_fail(c, "%s: out of memory for %u %s", gw_op_name(c->h.op), m, noun);
+    for (uint32_t i = 0; deps && !c->bad && i < m; i++) {
+        gw_dependencies_req_nodes_item d = {0};
+        if (gw_in_part(c, gw_dependencies_req_nodes_item, &d))
+            deps[i] = (CUgraphNode)gw_handle_lookup(c, GW_HT_CUgraphNode, d.node);
+    }
+    if (!c->bad)
+        *m_out = m;
+    return c->bad ? NULL : deps;
+}
+
+/* GRAPH_ADD_KERNEL_NODE */
 static void add_node(gw_call *c)
 {
-    CUgraph g = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
-    uint32_t m = gw_in_u32(c);
-    if (!c->bad && m > gw_in_left(c) / 8)
-        gw_call_fail(c, "%s: %u dependencies in a request of %zu bytes", gw_op_name(c->h.op), m, c->len);
-    CUgraphNode *deps = NULL;
-    if (!c->bad && m) {
-        deps = gw_scratch(c, m * sizeof *deps);
-        if (!deps)
-            gw_call_fail(c, "%s: out of memory for %u dependencies", gw_op_name(c->h.op), m);
-    }
-    for (uint32_t i = 0; deps && !c->bad && i < m; i++)
-        deps[i] = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    gw_graph_add_kernel_node_req q = {0};
+    CUgraph g = NULL;
+    if (gw_in_part(c, gw_graph_add_kernel_node_req, &q))
+        g = (CUgraph)gw_handle_lookup(c, GW_HT_CUgraph, q.graph);
+    uint32_t m;
+    CUgraphNode *deps = gw_in_dependencies(c, &m, "dependencies");
     node_params a;
     read_params(c, &a);
     if (!gw_args_ok(c) || build(c, &a))
@@ -102,15 +108,28 @@ static void add_node(gw_call *c)
         return;
     CUgraphNode node = NULL;
     CUresult r = fn(&node, g, deps, m, &a.p);
-    gw_reply_result(c, r);
     if (r == CUDA_SUCCESS)
-        gw_reply_handles(c, GW_HT_CUgraphNode, (void **)&node, 1);
+        gw_reply_first(c, gw_graph_add_kernel_node_rep, {.result = r, .node = gw_handle_id(GW_HT_CUgraphNode, node)});
+    else
+        gw_reply_result(c, r);
 }
 
+/* KERNEL_NODE_SET_PARAMS, EXEC_KERNEL_NODE_SET_PARAMS */
 static void set_params(gw_call *c, int exec)
 {
-    CUgraphExec e = exec ? (CUgraphExec)gw_in_handle(c, GW_HT_CUgraphExec) : NULL;
-    CUgraphNode node = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    CUgraphExec e = NULL;
+    CUgraphNode node = NULL;
+    if (exec) {
+        gw_exec_kernel_node_set_params_req q = {0};
+        if (gw_in_part(c, gw_exec_kernel_node_set_params_req, &q)) {
+            e = (CUgraphExec)gw_handle_lookup(c, GW_HT_CUgraphExec, q.exec);
+            node = (CUgraphNode)gw_handle_lookup(c, GW_HT_CUgraphNode, q.node);
+        }
+    } else {
+        gw_kernel_node_set_params_req q = {0};
+        if (gw_in_part(c, gw_kernel_node_set_params_req, &q))
+            node = (CUgraphNode)gw_handle_lookup(c, GW_HT_CUgraphNode, q.node);
+    }
     node_params a;
     read_params(c, &a);
     if (!gw_args_ok(c) || build(c, &a))
@@ -148,9 +167,13 @@ static const void *extra_buffer(void **extra, size_t *size)
     return NULL;
 }
 
+/* KERNEL_NODE_GET_PARAMS */
 static void get_params(gw_call *c)
 {
-    CUgraphNode node = (CUgraphNode)gw_in_handle(c, GW_HT_CUgraphNode);
+    gw_kernel_node_get_params_req q = {0};
+    CUgraphNode node = NULL;
+    if (gw_in_part(c, gw_kernel_node_get_params_req, &q))
+        node = (CUgraphNode)gw_handle_lookup(c, GW_HT_CUgraphNode, q.node);
     if (!gw_args_ok(c))
         return;
     CUresult (*fn)(CUgraphNode, CUDA_KERNEL_NODE_PARAMS *) =
@@ -203,17 +226,14 @@ static void get_params(gw_call *c)
     }
     uint64_t ids[3] = {func_is_kernel ? gw_handle_id(GW_HT_CUkernel, p.kern) : gw_handle_id(GW_HT_CUfunction, p.func),
                        gw_handle_id(GW_HT_CUkernel, p.kern), gw_handle_id(GW_HT_CUcontext, p.ctx)};
-    const uint32_t dims[7] = {p.gridDimX, p.gridDimY, p.gridDimZ, p.blockDimX, p.blockDimY, p.blockDimZ,
-                              p.sharedMemBytes};
-    gw_reply_result(c, CUDA_SUCCESS);
-    gw_reply_bytes(c, ids, sizeof ids);
-    gw_reply_bytes(c, dims, sizeof dims);
-    gw_reply_u32(c, n);
-    for (uint32_t i = 0; i < n; i++) {
-        gw_reply_u32(c, offs[i]);
-        gw_reply_u32(c, sizes[i]);
-    }
-    gw_reply_u32(c, end);
+    gw_reply_first(c, gw_kernel_node_get_params_rep,
+                   {.result = CUDA_SUCCESS, .function = ids[0], .kernel = ids[1], .context = ids[2],
+                    .dims = {p.gridDimX, p.gridDimY, p.gridDimZ, p.blockDimX, p.blockDimY, p.blockDimZ,
+                             p.sharedMemBytes},
+                    .n = n});
+    for (uint32_t i = 0; i < n; i++) /* n <= GW_KERNEL_NODE_GET_PARAMS_REP_LAYOUT_MAX: gw_param_layout's bound */
+        gw_reply_fields(c, gw_kernel_node_get_params_rep_layout_item, {.offset = offs[i], .size = sizes[i]});
+    gw_reply_fields(c, gw_kernel_node_get_params_rep_after_layout, {.param_bytes = end});
     gw_reply_bytes(c, buf, end);
 }
 

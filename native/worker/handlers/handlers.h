@@ -8,6 +8,7 @@
 #define GW_WORKER_HANDLERS_H
 
 #include "../core/core.h"
+#include "../../generated/wire_formats.h" /* the hand-written formats' codecs (codegen/protocol.txt) */
 
 extern const gw_handler gw_dispatch[GW_OP_COUNT]; /* generated, by op - 256 */
 
@@ -40,8 +41,11 @@ void gw_launch_install(void **syms); /* watch unloads, which invalidate cached l
  * sizes into sizes (if not NULL; both hold GW_MAX_PARAM_BYTES / 4), *end the
  * byte after the last parameter. 0, or -1 if the driver cannot tell. */
 int gw_param_layout(void *f, int is_kernel, uint32_t *offs, uint32_t *sizes, uint32_t *n, uint32_t *end);
-/* u64 id of a CUkernel or a CUfunction: the real handle (is_kernel says which) */
-void *gw_in_function(gw_call *c, int *is_kernel);
+/* The id of a CUkernel or a CUfunction: the real handle (is_kernel says which) */
+void *gw_function_of(gw_call *c, uint64_t id, int *is_kernel);
+/* A new graph node's DEPENDENCIES (codegen/protocol.txt): the nodes, *m of
+ * them (NULL when none or the request failed); noun names them in errors. */
+CUgraphNode *gw_in_dependencies(gw_call *c, uint32_t *m, const char *noun);
 /* A packed parameter buffer of nbytes (<= GW_MAX_PARAM_BYTES) as kernelParams
  * for f (thread-local until this thread's next call); not CUDA_SUCCESS: answer it. */
 CUresult gw_kernel_params(gw_call *c, void *f, int is_kernel, const uint8_t *params, uint32_t nbytes, void ***kp);

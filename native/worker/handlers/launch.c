@@ -119,9 +119,8 @@ int gw_param_layout(void *f, int is_kernel, uint32_t *offs, uint32_t *sizes, uin
 
 /* A function id that may name a CUkernel or a CUfunction (as cuLaunchKernel
  * takes either): the real handle, *is_kernel set when it is a kernel. */
-void *gw_in_function(gw_call *c, int *is_kernel)
+void *gw_function_of(gw_call *c, uint64_t fid, int *is_kernel)
 {
-    uint64_t fid = gw_in_u64(c);
     int found;
     *is_kernel = 0;
     if (c->bad)
@@ -165,22 +164,27 @@ typedef struct config {
     CUlaunchAttribute attrs[MAX_LAUNCH_ATTRS];
 } config;
 
-/* u64 f, u32 grid[3], block[3], shmem, u64 stream, u32 nattrs, attrs */
+/* LAUNCH_CONFIG (codegen/protocol.txt) */
 static void read_config(gw_call *c, config *k)
 {
-    k->f = gw_in_function(c, &k->is_kernel);
-    const void *dimsp = gw_in_view(c, sizeof k->dims);
-    if (dimsp)
-        memcpy(k->dims, dimsp, sizeof k->dims);
-    k->s = gw_in_handle(c, GW_HT_CUstream);
-    k->nattrs = gw_in_u32(c);
-    if (!c->bad && k->nattrs > MAX_LAUNCH_ATTRS)
+    gw_launch_config_req q;
+    memset(k, 0, sizeof *k);
+    if (!gw_in_part(c, gw_launch_config_req, &q))
+        return;
+    k->f = gw_function_of(c, q.function, &k->is_kernel);
+    memcpy(k->dims, q.dims, sizeof k->dims);
+    k->s = gw_handle_lookup(c, GW_HT_CUstream, q.stream);
+    k->nattrs = q.attr_count;
+    if (k->nattrs > GW_LAUNCH_CONFIG_REQ_ATTRS_MAX)
         gw_call_fail(c, "%s: %u launch attributes", gw_op_name(c->h.op), k->nattrs);
-    const void *ap = c->bad ? NULL : gw_in_view(c, k->nattrs * sizeof(CUlaunchAttribute));
-    if (ap)
-        memcpy(k->attrs, ap, k->nattrs * sizeof(CUlaunchAttribute));
-    for (uint32_t i = 0; ap && i < k->nattrs; i++) { /* event handles inside attributes are ids */
+    size_t bytes = (size_t)k->nattrs * GW_LAUNCH_CONFIG_REQ_ATTRS_ITEM_SIZE;
+    const void *ap = c->bad ? NULL : gw_in_view(c, bytes);
+    gw_launch_config_req_attrs_item items[GW_LAUNCH_CONFIG_REQ_ATTRS_MAX];
+    if (ap && !gw_launch_config_req_attrs_get(ap, bytes, k->nattrs, items))
+        gw_call_fail(c, "%s: launch attributes not decoded", gw_op_name(c->h.op)); /* cannot happen: checked above */
+    for (uint32_t i = 0; ap && !c->bad && i < k->nattrs; i++) { /* event handles inside attributes are ids */
         CUlaunchAttribute *a = &k->attrs[i];
+        *a = items[i].attr;
         if (a->id == CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_EVENT)
             a->value.programmaticEvent.event =
                 gw_handle_lookup(c, GW_HT_CUevent, (uint64_t)(uintptr_t)a->value.programmaticEvent.event);
@@ -197,7 +201,7 @@ static CUlaunchConfig launch_config(config *k)
     return cfg;
 }
 
-/* config, then u32 nbytes, params */
+/* LAUNCH: the configuration, then the packed parameters */
 static void launch(gw_call *c)
 {
     config k;
@@ -206,8 +210,10 @@ static void launch(gw_call *c)
     int is_kernel = k.is_kernel;
     uint32_t *dims = k.dims;
     CUstream s = k.s;
-    uint32_t nbytes = gw_in_u32(c);
-    if (!c->bad && nbytes > MAX_PARAM_BYTES)
+    gw_launch_req_after_config a = {0};
+    gw_in_part(c, gw_launch_req_after_config, &a);
+    uint32_t nbytes = a.param_bytes;
+    if (!c->bad && nbytes > GW_LAUNCH_REQ_PARAMS_MAX)
         gw_call_fail(c, "%s: %u parameter bytes", gw_op_name(c->h.op), nbytes);
     const uint8_t *params = c->bad ? NULL : gw_in_view(c, nbytes);
     if (!gw_args_ok(c))

@@ -8,16 +8,10 @@
  * arrays are kept with the link, as the driver writes its logs, their sizes
  * and the wall time there during the later calls.
  *
- * Requests (after the op's header):
- *   cuLinkCreate*:  options                        reply: result, outputs, [u64 link id]
- *   cuLinkAddData*: u64 link id, u32 input type, u64 size (the staged blob),
- *                   str name, options (this input's) reply: result, outputs, its outputs
- *   cuLinkComplete: u64 link id, u64 offset        reply: result, outputs, [u64 total, u64 n, n bytes]
- *                   offset 0 runs the link; later offsets fetch the rest of
- *                   the cubin in pieces of at most 8 MiB
- *   cuLinkDestroy:  u64 link id                    reply: result, outputs
- * outputs: the outputs section (common/jit_options.h) of cuLinkCreate's
- * options as they stand (empty for an unknown link); on failures too. */
+ * Formats: LINK_CREATE, LINK_ADD, LINK_COMPLETE, LINK_DESTROY in
+ * codegen/protocol.txt. Every reply carries the JIT outputs of cuLinkCreate's
+ * options as they stand (empty for an unknown link), on failures too;
+ * cuLinkAddData's its own input's after them. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +19,7 @@
 #include "../../common/idmap.h"
 #include "jit_outputs.h"
 
-#define LINK_PIECE (8u << 20)
+#define LINK_PIECE GW_LINK_COMPLETE_REP_CUBIN_MAX
 
 typedef struct link_rec {
     CUlinkState state;
@@ -103,7 +97,7 @@ static void link_create(gw_call *c)
     gw_reply_result(c, res);
     reply_logs(c, r);
     if (res == CUDA_SUCCESS)
-        gw_reply_bytes(c, &id, 8);
+        gw_reply_fields(c, gw_link_create_rep_after_jit, {.link = id});
     else
         rec_free(r);
     pthread_mutex_unlock(&links_lock);
@@ -114,9 +108,11 @@ void gw_h_cuLinkCreate_v2(gw_call *c) { link_create(c); }
 
 static void link_add(gw_call *c)
 {
-    uint64_t id = gw_in_u64(c);
-    uint32_t type = gw_in_u32(c);
-    uint64_t size = gw_in_u64(c);
+    gw_link_add_req q = {0};
+    gw_in_part(c, gw_link_add_req, &q);
+    uint64_t id = q.link;
+    uint32_t type = q.input_type;
+    uint64_t size = q.size;
     const char *name = gw_in_str(c);
     gw_jit_bufs own; /* this input's own outputs */
     CUjit_option opts[GW_JIT_DRIVER_OPTIONS];
@@ -168,8 +164,10 @@ void gw_h_cuLinkAddFile_v2(gw_call *c) { link_add(c); }
 
 void gw_h_cuLinkComplete(gw_call *c)
 {
-    uint64_t id = gw_in_u64(c);
-    uint64_t off = gw_in_u64(c);
+    gw_link_complete_req q = {0};
+    gw_in_part(c, gw_link_complete_req, &q);
+    uint64_t id = q.link;
+    uint64_t off = q.offset;
     if (!gw_args_ok(c))
         return;
     void *fn = gw_driver_fn(c, GW_OP_cuLinkComplete);
@@ -197,8 +195,7 @@ void gw_h_cuLinkComplete(gw_call *c)
     reply_logs(c, r);
     if (res == CUDA_SUCCESS) {
         uint64_t total = r->cubin_size, n = total - off < LINK_PIECE ? total - off : LINK_PIECE;
-        gw_reply_bytes(c, &total, 8);
-        gw_reply_bytes(c, &n, 8);
+        gw_reply_fields(c, gw_link_complete_rep_after_jit, {.cubin_size = total, .n = n});
         gw_reply_bytes(c, (const uint8_t *)r->cubin + off, (size_t)n);
     }
     pthread_mutex_unlock(&links_lock);
@@ -206,7 +203,9 @@ void gw_h_cuLinkComplete(gw_call *c)
 
 void gw_h_cuLinkDestroy(gw_call *c)
 {
-    uint64_t id = gw_in_u64(c);
+    gw_link_destroy_req q = {0};
+    gw_in_part(c, gw_link_destroy_req, &q);
+    uint64_t id = q.link;
     if (!gw_args_ok(c))
         return;
     CUresult (*fn)(CUlinkState) = (CUresult(*)(CUlinkState))gw_driver_fn(c, GW_OP_cuLinkDestroy);

@@ -1,8 +1,7 @@
 /* Memory pool attributes, hand-written: a value's size depends on the
  * attribute.
  *
- * cuMemPoolGetAttribute: u64 pool id, u32 attribute. Reply: result, u64 value.
- * cuMemPoolSetAttribute: u64 pool id, u32 attribute, u64 value. Reply: result.
+ * Formats: MEMPOOL_GET_ATTRIBUTE, MEMPOOL_SET_ATTRIBUTE in codegen/protocol.txt.
  *   The value is an int for the reuse flags and a cuuint64_t for the
  *   threshold and usage figures (cuda.h); any other attribute is refused with
  *   CUDA_ERROR_INVALID_VALUE before the driver sees it, since its size is
@@ -16,9 +15,23 @@ static size_t pool_attr_size(unsigned a) { return gw_pool_attr_size(a); }
 
 static void pool_attr(gw_call *c, int set)
 {
-    CUmemoryPool pool = (CUmemoryPool)gw_in_handle(c, GW_HT_CUmemoryPool);
-    uint32_t attr = gw_in_u32(c);
-    uint64_t v = set ? gw_in_u64(c) : 0;
+    CUmemoryPool pool = NULL;
+    uint32_t attr = 0;
+    uint64_t v = 0;
+    if (set) { /* MEMPOOL_SET_ATTRIBUTE */
+        gw_mempool_set_attribute_req q = {0};
+        if (gw_in_part(c, gw_mempool_set_attribute_req, &q)) {
+            pool = (CUmemoryPool)gw_handle_lookup(c, GW_HT_CUmemoryPool, q.pool);
+            attr = q.attribute;
+            v = q.value;
+        }
+    } else { /* MEMPOOL_GET_ATTRIBUTE */
+        gw_mempool_get_attribute_req q = {0};
+        if (gw_in_part(c, gw_mempool_get_attribute_req, &q)) {
+            pool = (CUmemoryPool)gw_handle_lookup(c, GW_HT_CUmemoryPool, q.pool);
+            attr = q.attribute;
+        }
+    }
     if (!gw_args_ok(c))
         return;
     size_t size = pool_attr_size(attr);
@@ -42,11 +55,11 @@ static void pool_attr(gw_call *c, int set)
     else
         val.u = v;
     CUresult r = fn(pool, (CUmemPool_attribute)attr, &val);
-    gw_reply_result(c, r);
-    if (!set && r == CUDA_SUCCESS) {
-        uint64_t out = size == sizeof(int) ? (uint64_t)(int64_t)val.i : val.u;
-        gw_reply_bytes(c, &out, 8);
-    }
+    if (!set && r == CUDA_SUCCESS)
+        gw_reply_first(c, gw_mempool_get_attribute_rep,
+                       {.result = r, .value = size == sizeof(int) ? (uint64_t)(int64_t)val.i : val.u});
+    else
+        gw_reply_result(c, r);
 }
 
 void gw_h_cuMemPoolGetAttribute(gw_call *c) { pool_attr(c, 0); }

@@ -12,7 +12,7 @@
 /* All of a session's blobs at once (one per client thread tag, kept until its
  * load): one blob of the largest size still fits, 256 tags no longer take 1 TiB. */
 #define STAGE_SESSION_BYTES MAX_STAGE
-#define MAX_OPTIONS 64u
+#define MAX_OPTIONS GW_LIBRARY_OPTIONS_MAX
 
 typedef struct stage {
     uint8_t *buf;
@@ -146,20 +146,26 @@ static int stage_refused(uint32_t tid, size_t size)
     return s && s->refused && s->total == size;
 }
 
-/* Library options: u32 n, n x (u32 option, u64 value). Only
+/* MODULE_LOAD's library options (codegen/protocol.txt). Only
  * CU_LIBRARY_BINARY_IS_PRESERVED may come: any other value would be a pointer
  * into the client (a function table), which the driver would read here. */
 static unsigned read_library_options(gw_call *c, unsigned *opts, void **vals)
 {
-    uint32_t n = gw_in_u32(c);
-    if (n > MAX_OPTIONS) {
+    gw_module_load_req_after_jit q = {0};
+    if (!gw_in_part(c, gw_module_load_req_after_jit, &q))
+        return 0;
+    uint32_t n = q.m;
+    if (n > GW_MODULE_LOAD_REQ_LIBRARY_OPTIONS_MAX) {
         gw_call_fail(c, "%s: %u options", gw_op_name(c->h.op), n);
         return 0;
     }
     for (uint32_t i = 0; i < n && !c->bad; i++) {
-        opts[i] = gw_in_u32(c);
-        vals[i] = (void *)(uintptr_t)gw_in_u64(c);
-        if (!c->bad && opts[i] != CU_LIBRARY_BINARY_IS_PRESERVED)
+        gw_module_load_req_library_options_item it = {0};
+        if (!gw_in_part(c, gw_module_load_req_library_options_item, &it))
+            break;
+        opts[i] = it.option;
+        vals[i] = (void *)(uintptr_t)it.value;
+        if (opts[i] != CU_LIBRARY_BINARY_IS_PRESERVED)
             gw_call_fail(c, "%s: library option %u cannot travel (its value is not a number)", gw_op_name(c->h.op),
                          opts[i]);
     }
@@ -168,11 +174,9 @@ static unsigned read_library_options(gw_call *c, unsigned *opts, void **vals)
 
 /* After a load, the module's functions (names, parameter layouts, thread
  * limits) go to the client unasked, so its launches need no round trip per
- * function. Payload: u64 module id, u32 n, i32 device (-1: no attributes),
- * then per function: u16 name length, name, u32 max threads per block (0:
- * unknown), u32 m, m x (u32 offset, u32 size) (m = 0xFFFFFFFF: unknown, ask
- * with FUNC_LAYOUT), and if the device is given: u32 mask, then for each bit
- * a set in it the i32 value of attribute a on that device. */
+ * function. Payload: MODULE_INFO's fields, then per function a
+ * MODULE_INFO_FUNCTION record and, if the device is given, its
+ * MODULE_INFO_ATTRIBUTES (codegen/protocol.txt). */
 typedef CUresult (*param_info_fn)(void *, size_t, size_t *, size_t *);
 
 /* Attributes travel for the functions of small bare cubins only: reading
@@ -232,14 +236,13 @@ static void push_info(uint64_t id, void *h, int is_library, int bare_cubin)
         const char *name = NULL;
         if (name_of(&name, fns[i]) != CUDA_SUCCESS || !name)
             name = "";
-        uint16_t nl = (uint16_t)strnlen(name, 4096);
-        gw_reply_bytes(&out, &nl, 2);
+        uint16_t nl = (uint16_t)strnlen(name, 4096); /* <= MODULE_NAME_MAX */
+        gw_reply_fields(&out, gw_module_info_function_req, {.name_length = nl});
         gw_reply_bytes(&out, name, nl);
         int maxt = 0;
         if (!is_library && fattr)
             fattr(&maxt, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, fns[i]);
-        gw_reply_u32(&out, (uint32_t)(maxt > 0 ? maxt : 0));
-        uint32_t offs[1024][2], m = 0;
+        uint32_t offs[1024][2], m = 0; /* <= GW_MODULE_INFO_FUNCTION_REQ_LAYOUT_MAX */
         for (; m < 1024; m++) {
             size_t off, size;
             if (info(fns[i], m, &off, &size) != CUDA_SUCCESS)
@@ -250,9 +253,11 @@ static void push_info(uint64_t id, void *h, int is_library, int bare_cubin)
         /* No parameter info may mean "none" or "not resolvable yet" (a lazily
          * loaded kernel): the client is told it does not know, and asks at
          * the first launch. */
-        gw_reply_u32(&out, m ? m : 0xFFFFFFFFu);
-        gw_reply_bytes(&out, offs, m * sizeof offs[0]);
-        if (dev >= 0) { /* u32 mask of the attributes read, then their values */
+        gw_reply_fields(&out, gw_module_info_function_req_after_name,
+                        {.max_threads = (uint32_t)(maxt > 0 ? maxt : 0), .m = m ? m : 0xFFFFFFFFu});
+        for (uint32_t j = 0; j < m; j++)
+            gw_reply_fields(&out, gw_module_info_function_req_layout_item, {.offset = offs[j][0], .size = offs[j][1]});
+        if (dev >= 0) { /* MODULE_INFO_ATTRIBUTES: the mask of the attributes read, then their values */
             int32_t v[CU_FUNC_ATTRIBUTE_MAX];
             uint32_t mask = 0;
             for (int a = 0; a < CU_FUNC_ATTRIBUTE_MAX; a++) {
@@ -264,7 +269,7 @@ static void push_info(uint64_t id, void *h, int is_library, int bare_cubin)
                     mask |= 1u << a;
                 }
             }
-            gw_reply_u32(&out, mask);
+            gw_reply_fields(&out, gw_module_info_attributes_req, {.mask = mask});
             for (int a = 0; a < CU_FUNC_ATTRIBUTE_MAX; a++)
                 if (mask >> a & 1)
                     gw_reply_u32(&out, (uint32_t)v[a]);
@@ -276,13 +281,14 @@ static void push_info(uint64_t id, void *h, int is_library, int bare_cubin)
     free(out.rbuf);
 }
 
-/* u64 new handle id (client-named), u64 image size, JIT options (jit_outputs.c),
- * library options. Reply: result, the JIT outputs section (what the driver
- * wrote into the logs, their sizes, the wall time), on failures too. */
+/* MODULE_LOAD (codegen/protocol.txt): the JIT options through jit_outputs.c,
+ * the JIT outputs in the reply on failures too. */
 static void load(gw_call *c, int type)
 {
-    uint64_t id = gw_in_u64(c);
-    uint64_t size = gw_in_u64(c);
+    gw_module_load_req q = {0};
+    gw_in_part(c, gw_module_load_req, &q);
+    uint64_t id = q.id;
+    uint64_t size = q.image_size;
     unsigned lo[MAX_OPTIONS];
     void *lv[MAX_OPTIONS];
     CUjit_option jo[GW_JIT_DRIVER_OPTIONS];

@@ -6,13 +6,10 @@
  * table, found through a thread-local pointer: the driver calls it on the
  * calling thread, during the call.
  *
- * Request: u64 function id (a CUfunction or a CUkernel), u64 dynamicSMemSize,
- * u32 blockSizeLimit (an int), u32 flags (0 for the call without flags), u32
- * outputs (bit 0: minGridSize is not NULL, bit 1: blockSize is not NULL), u32
- * n (0: no callback, dynamicSMemSize applies), then n entries of u32 block
- * size and u64 bytes, block sizes strictly ascending, 1 to OCC_MAX_BLOCK, at
- * most OCC_TABLE_MAX of them. Anything else is malformed.
- * Reply: result, then on success u32 minGridSize, u32 blockSize. */
+ * Format: OCCUPANCY_BLOCK_SIZE in codegen/protocol.txt (function a CUfunction
+ * or a CUkernel; flags 0 for the call without flags; n 0: no callback,
+ * dynamicSMemSize applies). Block sizes strictly ascending, 1 to
+ * OCC_MAX_BLOCK, at most OCC_TABLE_MAX of them; anything else is malformed. */
 #include "handlers.h"
 
 #define OCC_TABLE_MAX GW_OCCUPANCY_TABLE_MAX /* entries at most (codegen/protocol.txt; the client sends at most 34) */
@@ -56,12 +53,13 @@ static void potential_block_size(gw_call *c, int with_flags)
 {
     const char *name = gw_op_name(c->h.op);
     int is_kernel;
-    void *f = gw_in_function(c, &is_kernel);
-    uint64_t smem = gw_in_u64(c);
-    int limit = (int)gw_in_u32(c);
-    uint32_t flags = gw_in_u32(c);
-    uint32_t outs = gw_in_u32(c);
-    uint32_t n = gw_in_u32(c);
+    gw_occupancy_block_size_req q = {0};
+    void *f = gw_in_part(c, gw_occupancy_block_size_req, &q) ? gw_function_of(c, q.function, &is_kernel) : NULL;
+    uint64_t smem = q.dynamic_smem;
+    int limit = (int)q.block_size_limit;
+    uint32_t flags = q.flags;
+    uint32_t outs = q.outputs;
+    uint32_t n = q.n;
     if (!c->bad && !with_flags && flags)
         gw_call_fail(c, "%s: flags 0x%x on the call without flags", name, flags);
     if (!c->bad && outs > 3)
@@ -72,10 +70,11 @@ static void potential_block_size(gw_call *c, int with_flags)
     if (!c->bad && !t)
         gw_call_fail(c, "%s: out of memory for the block size table", name);
     for (uint32_t i = 0; t && !c->bad && i < n; i++) {
-        uint32_t b = gw_in_u32(c);
-        uint64_t bytes = gw_in_u64(c);
-        if (c->bad)
+        gw_occupancy_block_size_req_item it = {0};
+        if (!gw_in_part(c, gw_occupancy_block_size_req_item, &it))
             break;
+        uint32_t b = it.block_size;
+        uint64_t bytes = it.smem_bytes;
         if (b == 0 || b > OCC_MAX_BLOCK || (i && b <= t->block[i - 1])) {
             gw_call_fail(c, "%s: block size %u in the table (1 to %d, ascending)", name, b, OCC_MAX_BLOCK);
             break;
@@ -101,11 +100,11 @@ static void potential_block_size(gw_call *c, int with_flags)
         r = ((CUresult(*)(int *, int *, CUfunction, CUoccupancyB2DSize, size_t, int))fn)(pgrid, pblock, (CUfunction)f,
                                                                                         cb, (size_t)smem, limit);
     current = NULL;
-    gw_reply_result(c, r);
-    if (r == CUDA_SUCCESS) {
-        gw_reply_u32(c, (uint32_t)grid);
-        gw_reply_u32(c, (uint32_t)block);
-    }
+    if (r == CUDA_SUCCESS)
+        gw_reply_first(c, gw_occupancy_block_size_rep,
+                       {.result = r, .min_grid_size = (uint32_t)grid, .block_size = (uint32_t)block});
+    else
+        gw_reply_result(c, r);
 }
 
 void gw_h_cuOccupancyMaxPotentialBlockSize(gw_call *c) { potential_block_size(c, 0); }

@@ -4,18 +4,24 @@
 #include "../../common/pointer_attrs.h"
 #include "handlers.h"
 
-#define MAX_ATTRS 32
+#define MAX_ATTRS GW_POINTER_ATTRS_MAX
+_Static_assert(GW_POINTER_ATTRIBUTES_REP_SLOTS_ITEM_SIZE == GW_ATTR_SLOT, "a pointer attribute's slot");
 
+/* POINTER_ATTRIBUTES (codegen/protocol.txt) */
 static void attrs(gw_call *c)
 {
-    CUdeviceptr ptr = gw_in_u64(c);
-    uint32_t single = gw_in_u32(c), n = gw_in_u32(c);
-    if (!c->bad && (n > MAX_ATTRS || (single && n != 1)))
+    gw_pointer_attributes_req q = {0};
+    gw_in_part(c, gw_pointer_attributes_req, &q);
+    CUdeviceptr ptr = q.pointer;
+    uint32_t single = q.single, n = q.n;
+    if (!c->bad && (n > GW_POINTER_ATTRIBUTES_REQ_ATTRIBUTES_MAX || (single && n != 1)))
         gw_call_fail(c, "%s: %u attributes", gw_op_name(c->h.op), n);
     CUpointer_attribute a[MAX_ATTRS];
     for (uint32_t i = 0; !c->bad && i < n; i++) {
-        a[i] = (CUpointer_attribute)gw_in_u32(c);
-        if (!gw_pointer_attr_size(a[i]))
+        gw_pointer_attributes_req_attributes_item it = {0};
+        gw_in_part(c, gw_pointer_attributes_req_attributes_item, &it);
+        a[i] = (CUpointer_attribute)it.attribute;
+        if (!c->bad && !gw_pointer_attr_size(a[i]))
             gw_call_fail(c, "%s: unknown attribute %d", gw_op_name(c->h.op), (int)a[i]);
     }
     if (!gw_args_ok(c))
@@ -41,7 +47,9 @@ static void attrs(gw_call *c)
             uint64_t id = gw_handle_id(type, h);
             memcpy(slots[i], &id, 8);
         }
-        gw_reply_bytes(c, slots[i], GW_ATTR_SLOT);
+        gw_pointer_attributes_rep_slots_item it;
+        memcpy(it.value, slots[i], sizeof it.value);
+        gw_reply_fields(c, gw_pointer_attributes_rep_slots_item, it);
     }
 }
 

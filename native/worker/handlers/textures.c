@@ -15,21 +15,16 @@ static void translate(gw_call *c, CUDA_RESOURCE_DESC *r)
             gw_handle_lookup(c, GW_HT_CUmipmappedArray, (uint64_t)(uintptr_t)r->res.mipmap.hMipmappedArray);
 }
 
-/* The resource, texture descriptor, u32 has-view, the view if so. */
+/* TEX_OBJECT_CREATE (codegen/protocol.txt) */
 void gw_h_cuTexObjectCreate(gw_call *c)
 {
-    CUDA_RESOURCE_DESC r;
-    CUDA_TEXTURE_DESC t;
-    CUDA_RESOURCE_VIEW_DESC v;
-    const void *rp = gw_in_view(c, sizeof r), *tp = gw_in_view(c, sizeof t);
-    uint32_t has_view = gw_in_u32(c);
-    const void *vp = has_view ? gw_in_view(c, sizeof v) : NULL;
-    if (c->bad)
+    gw_tex_object_create_req q;
+    gw_tex_object_create_req_view view;
+    if (!gw_in_part(c, gw_tex_object_create_req, &q) || (q.has_view && !gw_in_part(c, gw_tex_object_create_req_view, &view)))
         return;
-    memcpy(&r, rp, sizeof r);
-    memcpy(&t, tp, sizeof t);
-    if (vp)
-        memcpy(&v, vp, sizeof v);
+    CUDA_RESOURCE_DESC r = q.resource;
+    CUDA_TEXTURE_DESC t = q.texture;
+    const CUDA_RESOURCE_VIEW_DESC *vp = q.has_view ? &view.desc : NULL;
     translate(c, &r);
     if (!gw_args_ok(c))
         return;
@@ -40,22 +35,20 @@ void gw_h_cuTexObjectCreate(gw_call *c)
     if (!fn)
         return;
     CUtexObject o = 0;
-    CUresult res = fn(&o, &r, &t, vp ? &v : NULL);
-    gw_reply_result(c, res);
-    if (res == CUDA_SUCCESS) {
-        uint64_t val = o;
-        gw_reply_bytes(c, &val, sizeof val);
-    }
+    CUresult res = fn(&o, &r, &t, vp);
+    if (res == CUDA_SUCCESS)
+        gw_reply_first(c, gw_tex_object_create_rep, {.result = res, .object = o});
+    else
+        gw_reply_result(c, res);
 }
 
-/* The resource descriptor. */
+/* SURF_OBJECT_CREATE */
 void gw_h_cuSurfObjectCreate(gw_call *c)
 {
-    CUDA_RESOURCE_DESC r;
-    const void *rp = gw_in_view(c, sizeof r);
-    if (c->bad)
+    gw_surf_object_create_req q;
+    if (!gw_in_part(c, gw_surf_object_create_req, &q))
         return;
-    memcpy(&r, rp, sizeof r);
+    CUDA_RESOURCE_DESC r = q.resource;
     translate(c, &r);
     if (!gw_args_ok(c))
         return;
@@ -65,9 +58,8 @@ void gw_h_cuSurfObjectCreate(gw_call *c)
         return;
     CUsurfObject o = 0;
     CUresult res = fn(&o, &r);
-    gw_reply_result(c, res);
-    if (res == CUDA_SUCCESS) {
-        uint64_t val = o;
-        gw_reply_bytes(c, &val, sizeof val);
-    }
+    if (res == CUDA_SUCCESS)
+        gw_reply_first(c, gw_surf_object_create_rep, {.result = res, .object = o});
+    else
+        gw_reply_result(c, res);
 }
