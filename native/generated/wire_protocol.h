@@ -755,6 +755,12 @@ static inline size_t gw_mapped_map_req_put(uint8_t *out, const gw_mapped_map_req
     memcpy(out + 16, &v->size, 8);
     return 24;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_mapped_map_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 24 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_mapped_map_req_get(const uint8_t *in, size_t len, gw_mapped_map_req *v)
 {
@@ -779,6 +785,12 @@ static inline size_t gw_mapped_map_rep_put(uint8_t *out, const gw_mapped_map_rep
     memcpy(out + 4, &v->addr, 8);
     return 12;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_mapped_map_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_mapped_map_rep_get(const uint8_t *in, size_t len, gw_mapped_map_rep *v)
 {
@@ -799,6 +811,12 @@ static inline size_t gw_mapped_unmap_req_put(uint8_t *out, const gw_mapped_unmap
     memcpy(out + 0, &v->addr, 8);
     return 8;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_mapped_unmap_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_mapped_unmap_req_get(const uint8_t *in, size_t len, gw_mapped_unmap_req *v)
 {
@@ -818,6 +836,12 @@ static inline size_t gw_mapped_unmap_rep_put(uint8_t *out, const gw_mapped_unmap
     memcpy(out + 0, &v->result, 4);
     return 4;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_mapped_unmap_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_mapped_unmap_rep_get(const uint8_t *in, size_t len, gw_mapped_unmap_rep *v)
 {
@@ -836,6 +860,12 @@ static inline size_t gw_mapped_write_req_put(uint8_t *out, const gw_mapped_write
 {
     memcpy(out + 0, &v->addr, 8);
     return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_mapped_write_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_mapped_write_req_get(const uint8_t *in, size_t len, gw_mapped_write_req *v)
@@ -858,6 +888,12 @@ static inline size_t gw_mapped_read_req_put(uint8_t *out, const gw_mapped_read_r
     memcpy(out + 8, &v->n, 8);
     return 16;
 }
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_mapped_read_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
 /* 0 if fewer than 16 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_mapped_read_req_get(const uint8_t *in, size_t len, gw_mapped_read_req *v)
 {
@@ -877,6 +913,12 @@ static inline size_t gw_mapped_read_rep_put(uint8_t *out, const gw_mapped_read_r
 {
     memcpy(out + 0, &v->result, 4);
     return 4;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_mapped_read_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
 }
 /* 0 if fewer than 4 bytes are there; else the bytes read (what follows is the caller's) */
 static inline size_t gw_mapped_read_rep_get(const uint8_t *in, size_t len, gw_mapped_read_rep *v)
