@@ -57,3 +57,17 @@ def test_hostile_mapped_requests_end_the_session(server, what, op, payload, reas
     """The worker touches no byte outside the session's own ranges: a write or
     fetch elsewhere, or a malformed map request, ends that session only."""
     assert_malformed_ends_session(server, frame(op, payload), reason)
+
+
+@pytest.mark.parametrize("flavour", ["shared", "static"])
+def test_graph_memcpy_nodes_with_host_sides(server, flavour):
+    """simpleCudaGraphs' shape: a memcpy node from page-locked memory (made a
+    mapped range), a kernel, and a memcpy node into pageable memory (delivered
+    after each launch), the graph launched three times with new host input."""
+    program = PROGRAMS_DIR / f"graph_host_copies_{flavour}"
+    if not program.is_file():
+        pytest.skip(NOT_BUILT)
+    result = gw_run([str(program)], server=server.address, timeout=120)
+    assert result.returncode == 0, explain(result, server)
+    assert result.stdout.strip().splitlines()[-1] == "PASS graph_host_copies", explain(result, server)
+    assert "not supported by gpuwire" not in result.stderr, explain(result, server)

@@ -46,6 +46,7 @@ typedef struct sd_gnode {
     CUDA_MEMCPY3D copy;             /* memcpy nodes */
     CUDA_MEMSET_NODE_PARAMS set;    /* memset nodes */
     CUevent event;                  /* event record and wait nodes */
+    CUDA_HOST_NODE_PARAMS host;     /* host nodes */
     CUgraph child;                  /* child graph nodes: the node's own clone */
     CUdeviceptr mem;                /* memory alloc nodes (which own it) and free nodes */
     unsigned long long mem_id;      /* the allocation's id: freed only if it is still that one */
@@ -480,7 +481,9 @@ static CUresult check_copy(const CUDA_MEMCPY3D *p)
 {
     if (!p)
         return CUDA_ERROR_INVALID_VALUE;
-    if (p->srcMemoryType != CU_MEMORYTYPE_DEVICE || p->dstMemoryType != CU_MEMORYTYPE_DEVICE)
+    /* device or host memory (the worker's own staging: gpuwire delivers from it) */
+    if ((p->srcMemoryType != CU_MEMORYTYPE_DEVICE && p->srcMemoryType != CU_MEMORYTYPE_HOST) ||
+        (p->dstMemoryType != CU_MEMORYTYPE_DEVICE && p->dstMemoryType != CU_MEMORYTYPE_HOST))
         return CUDA_ERROR_NOT_SUPPORTED;
     return CUDA_SUCCESS;
 }
@@ -537,6 +540,21 @@ SD_API CUresult cuGraphAddMemcpyNode(CUgraphNode *pn, CUgraph g, const CUgraphNo
     (void)ctx;
     CUresult r = check_copy(p);
     return r ? r : add_typed(pn, g, deps, ndeps, CU_GRAPH_NODE_TYPE_MEMCPY, p, NULL, NULL, NULL);
+}
+
+/* A host node: its function runs where the launch reaches it (work runs at once here). */
+SD_API CUresult cuGraphAddHostNode(CUgraphNode *pn, CUgraph g, const CUgraphNode *deps, size_t ndeps,
+                                   const CUDA_HOST_NODE_PARAMS *p)
+{
+    if (!p || !p->fn)
+        return CUDA_ERROR_INVALID_VALUE;
+    CUresult r = add_typed(pn, g, deps, ndeps, CU_GRAPH_NODE_TYPE_HOST, NULL, NULL, NULL, NULL);
+    if (r == CUDA_SUCCESS) {
+        sd_lock();
+        ((sd_gnode *)*pn)->host = *p;
+        sd_unlock();
+    }
+    return r;
 }
 
 SD_API CUresult cuGraphAddEventRecordNode(CUgraphNode *pn, CUgraph g, const CUgraphNode *deps, size_t ndeps,
@@ -782,6 +800,7 @@ SD_API CUresult cuGraphClone(CUgraph *out, CUgraph g)
             m->copy = n->copy;
             m->set = n->set;
             m->event = n->event;
+            m->host = n->host;
         } else {
             free(k);
         }
@@ -856,6 +875,7 @@ static CUresult run_graph(CUgraph g, const sd_gexec *x, CUstream s, int depth)
         case CU_GRAPH_NODE_TYPE_WAIT_EVENT: r = cuStreamWaitEvent(s, ek ? ek->event : n->event, 0); break;
         case CU_GRAPH_NODE_TYPE_GRAPH: r = run_graph(n->child, NULL, s, depth + 1); break;
         case CU_GRAPH_NODE_TYPE_CONDITIONAL: r = run_conditional(n, s, depth); break;
+        case CU_GRAPH_NODE_TYPE_HOST: r = cuLaunchHostFunc(s, n->host.fn, n->host.userData); break;
         default: break; /* empty */
         }
     }

@@ -1,11 +1,17 @@
 /* Memcpy nodes of graphs. A node copies again at every launch, on the server,
- * long after the call that made it: a side in this process's host memory
- * (pageable, pinned or registered alike) is out of the server's reach then, so
- * only device memory is accepted. A unified address is accepted when it lies
- * in a device allocation this process knows (graph memory included), and
- * travels as a device one.
- * Arrays are refused with the rest of the array API. Wire formats:
- * native/worker/graph_copies.c. */
+ * long after the call that made it, so a side in this process's memory must
+ * be reachable from there:
+ * - device memory, or a unified address inside a device allocation this
+ *   process knows (graph memory included): as it is;
+ * - page-locked or mapped host memory: made a mapped range (state/mapped.c),
+ *   the same address on the server, kept coherent at CUDA calls; the node
+ *   sees it as device memory;
+ * - any other host memory as the destination of a new node copying one row
+ *   from the device: delivered. The worker's node copies into staging and a
+ *   host node after it sends the bytes, written here before the reply of any
+ *   call that could see the launch done (state/deliveries.c).
+ * Anything else (pageable sources, arrays) is refused, logged. Wire formats:
+ * codegen/protocol.txt. */
 #include <string.h>
 
 #include "api.h"
@@ -14,7 +20,7 @@
 #undef cuGraphMemcpyNodeSetParams
 #undef cuGraphExecMemcpyNodeSetParams
 
-/* One side of a copy made device-typed; 0, or -1 when it is not device memory. */
+/* One side of a copy made device-typed; 0, or -1 when the server cannot reach it. */
 static int device_side(CUmemorytype *type, CUdeviceptr *dev, const void **host)
 {
     if (*type == CU_MEMORYTYPE_DEVICE)
@@ -24,21 +30,49 @@ static int device_side(CUmemorytype *type, CUdeviceptr *dev, const void **host)
         *host = NULL;
         return 0;
     }
+    uint64_t h = *type == CU_MEMORYTYPE_HOST ? (uint64_t)(uintptr_t)*host
+                 : *type == CU_MEMORYTYPE_UNIFIED ? (uint64_t)*dev : 0;
+    CUdeviceptr mapped = 0;
+    if (h && (gw_mapped_lookup(h, 1, NULL, NULL, NULL) ||
+              (gw_mem_is_pinned_range(h, 1) && cuMemHostGetDevicePointer_v2(&mapped, (void *)(uintptr_t)h, 0) ==
+                                                   CUDA_SUCCESS))) {
+        *type = CU_MEMORYTYPE_DEVICE;
+        *dev = (CUdeviceptr)h;
+        *host = NULL;
+        return 0;
+    }
     return -1;
 }
 
 /* p as it may travel, in *out; CUDA_ERROR_NOT_SUPPORTED (logged) for a side
- * the server cannot reach at launch time. */
-static CUresult checked(unsigned op, const CUDA_MEMCPY3D *p, CUDA_MEMCPY3D *out)
+ * the server cannot reach at launch time. A new node (add) may deliver into
+ * host memory. */
+static CUresult checked(unsigned op, const CUDA_MEMCPY3D *p, CUDA_MEMCPY3D *out, int add)
 {
     if (!p)
         return CUDA_ERROR_INVALID_VALUE;
     *out = *p;
     const void *dst_host = out->dstHost;
-    if (device_side(&out->srcMemoryType, &out->srcDevice, &out->srcHost) ||
-        device_side(&out->dstMemoryType, &out->dstDevice, &dst_host)) {
-        gw_log("%s: a memcpy node with a side in host memory or an array is not supported by gpuwire "
-               "(the node copies at each launch, on the server, which cannot reach this process's memory)",
+    int src_bad = device_side(&out->srcMemoryType, &out->srcDevice, &out->srcHost);
+    int dst_bad = !src_bad && device_side(&out->dstMemoryType, &out->dstDevice, &dst_host);
+    if (dst_bad && add && (out->dstMemoryType == CU_MEMORYTYPE_HOST || out->dstMemoryType == CU_MEMORYTYPE_UNIFIED) &&
+        out->Height == 1 && out->Depth == 1 && out->WidthInBytes) {
+        uint8_t *first = out->dstMemoryType == CU_MEMORYTYPE_HOST ? (uint8_t *)out->dstHost
+                                                                   : (uint8_t *)(uintptr_t)out->dstDevice;
+        first += out->dstXInBytes + out->dstY * out->dstPitch + out->dstZ * out->dstPitch * out->dstHeight;
+        uint64_t id = first ? gw_delivery_for_node(first, out->WidthInBytes) : 0;
+        if (id) {
+            out->dstMemoryType = CU_MEMORYTYPE_HOST;
+            dst_host = (void *)(uintptr_t)id; /* the worker's delivery id, never an address there */
+            out->dstDevice = 0;
+            out->dstXInBytes = out->dstY = out->dstZ = 0;
+            dst_bad = 0;
+        }
+    }
+    if (src_bad || dst_bad) {
+        gw_log("%s: a memcpy node with a side in host memory the server cannot reach at each launch "
+               "(pageable memory other than a new node's one-row destination, or an array) is not supported "
+               "by gpuwire (page-locked memory is served as mapped memory)",
                gw_op_name(op));
         return CUDA_ERROR_NOT_SUPPORTED;
     }
@@ -71,7 +105,7 @@ CUresult CUDAAPI cuGraphAddMemcpyNode(CUgraphNode *phGraphNode, CUgraph hGraph, 
     if (!phGraphNode || (numDependencies && !dependencies) || numDependencies > GW_MAX_PAYLOAD / 16)
         return CUDA_ERROR_INVALID_VALUE;
     CUDA_MEMCPY3D p;
-    CUresult rc = checked(op, copyParams, &p);
+    CUresult rc = checked(op, copyParams, &p, 1);
     if (rc != CUDA_SUCCESS)
         return rc;
     gw_req *q = gw_req_begin_quiet(op); /* GRAPH_ADD_MEMCPY_NODE in codegen/protocol.txt */
@@ -86,7 +120,7 @@ CUresult CUDAAPI cuGraphMemcpyNodeSetParams(CUgraphNode hNode, const CUDA_MEMCPY
     unsigned op = GW_OP_cuGraphMemcpyNodeSetParams;
     gw_stat_call(op);
     CUDA_MEMCPY3D p;
-    CUresult rc = checked(op, nodeParams, &p);
+    CUresult rc = checked(op, nodeParams, &p, 0);
     if (rc != CUDA_SUCCESS)
         return rc;
     gw_req *q = gw_req_begin_quiet(op); /* MEMCPY_NODE_SET_PARAMS */
@@ -100,7 +134,7 @@ CUresult CUDAAPI cuGraphExecMemcpyNodeSetParams(CUgraphExec hGraphExec, CUgraphN
     unsigned op = GW_OP_cuGraphExecMemcpyNodeSetParams;
     gw_stat_call(op);
     CUDA_MEMCPY3D p;
-    CUresult rc = checked(op, copyParams, &p);
+    CUresult rc = checked(op, copyParams, &p, 0);
     if (rc != CUDA_SUCCESS)
         return rc;
     gw_req *q = gw_req_begin_quiet(op); /* EXEC_MEMCPY_NODE_SET_PARAMS */

@@ -88,6 +88,22 @@ CUresult gw_deliver(int ptsz, void *dst, CUdeviceptr src, size_t n, CUstream s)
     return rc;
 }
 
+/* A graph memcpy node into this process's memory: its bytes are delivered
+ * at every launch of the graph (the worker's host node after the copy), so
+ * the record stays, like a captured copy's. The id, or 0 if out of memory. */
+uint64_t gw_delivery_for_node(void *dst, uint64_t n)
+{
+    delivery *l = malloc(sizeof *l);
+    if (!l)
+        return 0;
+    *l = (delivery){.id = atomic_fetch_add(&next_id, 1), .dst = dst, .n = n, .persistent = 1};
+    pthread_mutex_lock(&lock);
+    l->next = deliveries;
+    deliveries = l;
+    pthread_mutex_unlock(&lock);
+    return l->id;
+}
+
 static void *delivery_target(uint64_t id, uint64_t off, uint64_t len)
 {
     void *dst = NULL;

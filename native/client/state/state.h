@@ -55,6 +55,7 @@ GW_HIDDEN void gw_mapped_sync_point(void); /* device work may have finished: pag
 GW_HIDDEN int gw_deliveries_on(void);
 GW_HIDDEN CUresult gw_deliver(int ptsz, void *dst, CUdeviceptr src, size_t n, CUstream s);
 GW_HIDDEN void gw_deliveries_forget(uint64_t base, uint64_t size); /* pinned memory freed: waits, then forgets */
+GW_HIDDEN uint64_t gw_delivery_for_node(void *dst, uint64_t n); /* a graph memcpy node's: delivered at every launch */
 /* Bytes about to be read from host memory (a host-to-device copy): if a copy still
  * to be delivered writes into them, wait for it first (a synchronize). */
 GW_HIDDEN CUresult gw_deliveries_settle(uint64_t addr, uint64_t n);

@@ -213,6 +213,36 @@ void gw_op_deliver(gw_call *c)
     gw_reply_result(c, r);
 }
 
+/* A graph's device-to-host memcpy node into the client's memory
+ * (graph_copies.c): the node copies into staging kept for the graph's life,
+ * and a host node after it delivers the bytes as delivery `id` at every launch,
+ * as a captured delivery does. *staging_out: where the memcpy node must copy
+ * to (NULL if out of memory); then gw_delivery_node adds the host node. */
+void *gw_delivery_staging(size_t n)
+{
+    if (!n || n > DELIVERY_MAX || !fits(n))
+        return NULL;
+    return staging_take(n);
+}
+
+CUresult gw_delivery_node(CUgraph g, CUgraphNode copy_node, uint64_t id, void *staging, size_t n)
+{
+    typedef CUresult (*add_host_fn)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, const CUDA_HOST_NODE_PARAMS *);
+    add_host_fn add = (add_host_fn)gw_driver_sym(GW_OP_cuGraphAddHostNode);
+    delivery *l = malloc(sizeof *l);
+    if (!add || !l) {
+        free(l);
+        return add ? CUDA_ERROR_OUT_OF_MEMORY : CUDA_ERROR_NOT_SUPPORTED;
+    }
+    *l = (delivery){id, staging, n, 1};
+    CUDA_HOST_NODE_PARAMS hp = {arrived, l};
+    CUgraphNode host = NULL;
+    CUresult r = add(&host, g, &copy_node, 1, &hp);
+    if (r != CUDA_SUCCESS)
+        free(l); /* the staging stays: the memcpy node may still copy into it */
+    return r;
+}
+
 void gw_deliveries_flush(void)
 {
     pthread_mutex_lock(&lock);

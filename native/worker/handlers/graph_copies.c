@@ -1,7 +1,10 @@
-/* Memcpy nodes of graphs: device memory on both sides only. The client refuses
- * host sides already (the node copies at each launch, when this process could
- * only reach its own memory); the check is made again here because a host
- * address from the network would have the driver read or write the worker.
+/* Memcpy nodes of graphs: device memory on both sides (the client's mapped
+ * host memory is device memory here: same address), or, for a new node, a
+ * device source and a destination in the client's own memory, named by a
+ * delivery id in dstHost (never dereferenced): the node copies into staging
+ * and a host node after it delivers the bytes (deliveries.c). Any other host
+ * side is refused: a host address from the network would have the driver
+ * read or write the worker.
  *
  * Formats: GRAPH_ADD_MEMCPY_NODE, MEMCPY_NODE_SET_PARAMS and
  * EXEC_MEMCPY_NODE_SET_PARAMS in codegen/protocol.txt (host and array fields
@@ -41,8 +44,36 @@ void gw_h_cuGraphAddMemcpyNode(gw_call *c)
     if (gw_in_part(c, gw_graph_add_memcpy_node_req_after_deps, &a))
         ctx = (CUcontext)gw_handle_lookup(c, GW_HT_CUcontext, a.context);
     CUDA_MEMCPY3D p = a.copy;
-    if (!gw_args_ok(c) || device_only(c, &p))
+    if (!gw_args_ok(c))
         return;
+    /* into the client's memory: a contiguous run from device memory, delivered */
+    uint64_t delivery = 0;
+    void *staging = NULL;
+    if (p.dstMemoryType == CU_MEMORYTYPE_HOST && p.srcMemoryType == CU_MEMORYTYPE_DEVICE) {
+        delivery = (uint64_t)(uintptr_t)p.dstHost;
+        if (!delivery || p.Height != 1 || p.Depth != 1 || !p.WidthInBytes) {
+            gw_wlog("%s: a delivered memcpy node must copy one row (%zu x %zu x %zu)", gw_op_name(c->h.op),
+                    p.WidthInBytes, p.Height, p.Depth);
+            gw_reply_result(c, CUDA_ERROR_NOT_SUPPORTED);
+            return;
+        }
+        staging = gw_delivery_staging(p.WidthInBytes);
+        if (!staging) {
+            gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
+            return;
+        }
+        p.dstMemoryType = CU_MEMORYTYPE_DEVICE; /* cleared below; set to the staging after */
+    }
+    if (device_only(c, &p))
+        return;
+    if (delivery) {
+        p.dstMemoryType = CU_MEMORYTYPE_HOST;
+        p.dstHost = staging;
+        p.dstDevice = 0;
+        p.dstXInBytes = p.dstY = p.dstZ = 0;
+        p.dstPitch = p.WidthInBytes;
+        p.dstHeight = 1;
+    }
     CUresult (*fn)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, const CUDA_MEMCPY3D *, CUcontext) =
         (CUresult(*)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, const CUDA_MEMCPY3D *, CUcontext))
             gw_driver_fn(c, c->h.op);
@@ -50,6 +81,8 @@ void gw_h_cuGraphAddMemcpyNode(gw_call *c)
         return;
     CUgraphNode node = NULL;
     CUresult r = fn(&node, g, deps, m, &p, ctx);
+    if (r == CUDA_SUCCESS && delivery)
+        r = gw_delivery_node(g, node, delivery, staging, p.WidthInBytes);
     if (r == CUDA_SUCCESS)
         gw_reply_first(c, gw_graph_add_memcpy_node_rep, {.result = r, .node = gw_handle_id(GW_HT_CUgraphNode, node)});
     else

@@ -28,6 +28,10 @@ int gw_mapped_write(const uint8_t *payload, uint32_t len, char *why, size_t whyc
 
 /* ---- device-to-host copies delivered without a wait (deliveries.c) ---- */
 void gw_deliveries_flush(void); /* delivered bytes to the client: before every reply */
+/* a graph memcpy node into the client's memory: staging for it, then the host
+ * node after it that delivers the bytes as delivery id at every launch */
+void *gw_delivery_staging(size_t n);
+CUresult gw_delivery_node(CUgraph g, CUgraphNode copy_node, uint64_t id, void *staging, size_t n);
 
 /* ---- staged blobs: module images sent in pieces (modules.c) ---- */
 const void *gw_staged(uint32_t tid, size_t size); /* the complete staged blob of that size, or NULL */
