@@ -4727,6 +4727,22 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuTexObjectDestroy(CU
     return res;
 }
 
+#undef cuTexObjectGetResourceViewDesc
+CUresult CUDAAPI cuTexObjectGetResourceViewDesc(CUDA_RESOURCE_VIEW_DESC * pResViewDesc, CUtexObject texObject)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuTexObjectGetResourceViewDesc);
+    gw_put_out(q, pResViewDesc, pResViewDesc ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)texObject);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (pResViewDesc) gw_get_bytes(r, pResViewDesc, (size_t)(1) * sizeof(CUDA_RESOURCE_VIEW_DESC));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef cuTexObjectGetTextureDesc
 CUresult CUDAAPI cuTexObjectGetTextureDesc(CUDA_TEXTURE_DESC * pTexDesc, CUtexObject texObject)
 {

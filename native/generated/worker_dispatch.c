@@ -4784,6 +4784,23 @@ static void h_cuTexObjectDestroy(gw_call *c)
     gw_reply_result(c, res);
 }
 
+static void h_cuTexObjectGetResourceViewDesc(gw_call *c)
+{
+    size_t a0_n;
+    CUDA_RESOURCE_VIEW_DESC *a0 = (CUDA_RESOURCE_VIEW_DESC *)gw_out_array(c, sizeof(CUDA_RESOURCE_VIEW_DESC), &a0_n);
+    CUtexObject a1 = (CUtexObject)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuTexObjectGetResourceViewDesc: pResViewDesc holds %zu elements, fewer than its count", a0_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUDA_RESOURCE_VIEW_DESC *, CUtexObject) = (CUresult (*)(CUDA_RESOURCE_VIEW_DESC *, CUtexObject))gw_driver_fn(c, GW_OP_cuTexObjectGetResourceViewDesc);
+    if (!fn) return;
+    CUresult res = fn(a0, a1);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_bytes(c, a0, a0_n * sizeof(CUDA_RESOURCE_VIEW_DESC));
+    }
+}
+
 static void h_cuTexObjectGetTextureDesc(gw_call *c)
 {
     size_t a0_n;
@@ -5348,6 +5365,7 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuTensorMapReplaceAddress - 256] = h_cuTensorMapReplaceAddress,
     [GW_OP_cuTexObjectCreate - 256] = gw_h_cuTexObjectCreate,
     [GW_OP_cuTexObjectDestroy - 256] = h_cuTexObjectDestroy,
+    [GW_OP_cuTexObjectGetResourceViewDesc - 256] = h_cuTexObjectGetResourceViewDesc,
     [GW_OP_cuTexObjectGetTextureDesc - 256] = h_cuTexObjectGetTextureDesc,
     [GW_OP_cuTexRefDestroy - 256] = h_cuTexRefDestroy,
     [GW_OP_cuTexRefSetAddressMode - 256] = h_cuTexRefSetAddressMode,

@@ -236,6 +236,8 @@ static void textures(void)
     CK(cuTexObjectGetResourceDesc(&rgot, t1));
     if (rgot.resType != CU_RESOURCE_TYPE_ARRAY || rgot.res.array.hArray != arr)
         FAIL("texture on an array: resource descriptor differs");
+    memset(&tgot, 0, sizeof tgot); /* bytes the driver leaves alone print as zeros both ways */
+    memset(&vgot, 0, sizeof vgot);
     CK(cuTexObjectGetTextureDesc(&tgot, t1));
     show(&tgot, sizeof tgot, "texture on an array: texture descriptor");
     CK(cuTexObjectGetResourceViewDesc(&vgot, t1));
@@ -270,6 +272,8 @@ static void textures(void)
     CK(cuTexObjectCreate(&t2, &rp, &td, NULL));
     if (t2 == t1)
         FAIL("two texture objects share a value");
+    memset(&rgot, 0, sizeof rgot);
+    memset(&tgot, 0, sizeof tgot);
     CK(cuTexObjectGetResourceDesc(&rgot, t2));
     if (rgot.res.pitch2D.devPtr != dev)
         FAIL("texture on pitch2D memory: another address");
@@ -277,8 +281,9 @@ static void textures(void)
     show(&rgot, sizeof rgot, "texture on pitch2D memory: resource descriptor");
     CK(cuTexObjectGetTextureDesc(&tgot, t2));
     show(&tgot, sizeof tgot, "texture on pitch2D memory: texture descriptor");
-    if (cuTexObjectGetResourceViewDesc(&vgot, t2) != CUDA_ERROR_INVALID_VALUE)
-        FAIL("a view descriptor for a texture made without one");
+    memset(&vgot, 0, sizeof vgot); /* what the driver answers is printed: an H100 does not refuse it */
+    printf("view descriptor of a texture made without one: %d\n", (int)cuTexObjectGetResourceViewDesc(&vgot, t2));
+    show(&vgot, sizeof vgot, "view descriptor of a texture made without one");
 
     CUDA_RESOURCE_DESC rl;
     memset(&rl, 0, sizeof rl);
@@ -289,6 +294,7 @@ static void textures(void)
     rl.res.linear.sizeInBytes = pitch * 10;
     CUtexObject t3;
     CK(cuTexObjectCreate(&t3, &rl, &td, NULL));
+    memset(&rgot, 0, sizeof rgot);
     CK(cuTexObjectGetResourceDesc(&rgot, t3));
     if (rgot.res.linear.devPtr != dev)
         FAIL("texture on linear memory: another address");

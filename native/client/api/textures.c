@@ -186,20 +186,6 @@ CUresult CUDAAPI cuTexObjectGetResourceDesc(CUDA_RESOURCE_DESC *out, CUtexObject
     return CUDA_SUCCESS;
 }
 
-CUresult CUDAAPI cuTexObjectGetResourceViewDesc(CUDA_RESOURCE_VIEW_DESC *out, CUtexObject t)
-{
-    gw_stat_call(GW_OP_cuTexObjectGetResourceViewDesc);
-    known_obj o;
-    if (!out)
-        return CUDA_ERROR_INVALID_VALUE;
-    if (!find(t, 0, &o))
-        return CUDA_ERROR_INVALID_HANDLE;
-    if (!o.has_view) /* as the driver documents: no view was set */
-        return CUDA_ERROR_INVALID_VALUE;
-    *out = o.view;
-    return CUDA_SUCCESS;
-}
-
 CUresult CUDAAPI cuSurfObjectGetResourceDesc(CUDA_RESOURCE_DESC *out, CUsurfObject s)
 {
     gw_stat_call(GW_OP_cuSurfObjectGetResourceDesc);
