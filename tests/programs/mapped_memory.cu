@@ -126,6 +126,20 @@ int main(int argc, char **argv)
     expect_sum(plain, b, c, n, "page-locked, device pointer asked for");
     CK(cudaFreeHost(plain));
 
+    /* small page-locked buffers handed to the device directly, as on UVA
+     * (XLA's 8-byte flags, the samples' latches): memset and read by kernels */
+    float *tiny_in, *tiny_out;
+    CK(cudaMallocHost((void **)&tiny_in, 2 * sizeof(float)));
+    CK(cudaMallocHost((void **)&tiny_out, 2 * sizeof(float)));
+    CK(cudaMemsetAsync(tiny_out, 0, 2 * sizeof(float), 0));
+    tiny_in[0] = 1.5f;
+    tiny_in[1] = -2.0f;
+    add(tiny_in, tiny_in, tiny_out, 2);
+    if (tiny_out[0] != 3.0f || tiny_out[1] != -4.0f)
+        FAIL("small page-locked buffers used by a kernel directly: %g %g", tiny_out[0], tiny_out[1]);
+    CK(cudaFreeHost(tiny_in));
+    CK(cudaFreeHost(tiny_out));
+
     /* managed memory */
     float *m;
     CK(cudaMallocManaged((void **)&m, bytes));

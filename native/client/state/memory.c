@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../diag/env.h"
 #include "state.h"
 
 typedef struct range {
@@ -235,12 +236,37 @@ CUresult CUDAAPI cuLibraryGetGlobal(CUdeviceptr *dptr, size_t *bytes, CUlibrary 
  * for, becomes a mapped range (mapped.c), one address on both machines. As
  * on a UVA system, every page-locked range reports DEVICEMAP. */
 
+/* Page-locked allocations up to this size are mapped ranges from the start
+ * (GPUWIRE_MAP_PINNED_MAX, default 64 KiB; 0: none): on a UVA system every
+ * page-locked pointer is a device pointer, and programs hand small ones to the
+ * device directly (XLA memsets 8-byte flags, NVIDIA's samples spin on a
+ * latch). Larger ones, mostly copy staging, stay in the client, where
+ * device-to-host copies are delivered into them without a fetch, until their
+ * device pointer is asked for. */
+static uint64_t map_pinned_max(void)
+{
+    static uint64_t v = UINT64_MAX;
+    if (v == UINT64_MAX) {
+        uint64_t x = 64 << 10;
+        gw_env_size("GPUWIRE_MAP_PINNED_MAX", 0, UINT64_MAX - 1, "using the default, 64 KiB", &x);
+        v = x;
+    }
+    return v;
+}
+
 static CUresult host_alloc(void **pp, size_t size, unsigned flags)
 {
     if (!pp)
         return CUDA_ERROR_INVALID_VALUE;
     if (!gw_initialized())
         return CUDA_ERROR_NOT_INITIALIZED;
+    if (size <= map_pinned_max()) {
+        uint64_t a = 0;
+        if (gw_mapped_alloc(GW_MAPPED_HOST_ALLOC, flags, size ? size : 1, &a) == CUDA_SUCCESS) {
+            *pp = (void *)(uintptr_t)a;
+            return CUDA_SUCCESS;
+        } /* else page-locked in the client, as larger ones (mapped if its device pointer is asked for) */
+    }
     void *p = NULL;
     if (posix_memalign(&p, 4096, size ? size : 1))
         return CUDA_ERROR_OUT_OF_MEMORY;
