@@ -143,6 +143,20 @@ def put_in_doc(doc: Path, text: str) -> None:
     doc.write_text(new)
 
 
+def previous_sections(path: Path, skip: list[str]) -> str:
+    """The suite sections (### headings) of an earlier rendering, those in skip left out."""
+    if not path.exists():
+        return ""
+    parts, cur = [], None
+    for line in path.read_text().splitlines():
+        if line.startswith("### "):
+            cur = [line]
+            parts.append(cur)
+        elif cur is not None:
+            cur.append(line)
+    return "\n\n".join("\n".join(p).strip() for p in parts if p[0] not in skip)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--samples", type=Path, help="tests/gpu/cuda-samples-run's results.json or results.tsv")
@@ -154,6 +168,11 @@ def main(argv=None) -> int:
         ap.error("give --samples, --smi or both")
     text = render(load_samples(args.samples) if args.samples else None,
                   json.loads(args.smi.read_text()) if args.smi else None)
+    # a suite not given this time keeps its section from the last rendering
+    kept = previous_sections(args.out, skip=[s for s, given in (("### NVIDIA's cuda-samples", args.samples),
+                                                                ("### nvidia-smi", args.smi)) if given])
+    if kept:
+        text = text.rstrip() + "\n\n" + kept.rstrip() + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     if args.doc:

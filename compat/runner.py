@@ -573,6 +573,9 @@ def write_reports(ctx: Context, meta: dict, rows: list, smi: dict | None) -> dic
     suites = COMPAT / "suites.md"  # the real suites' tables (compat/render_suites.py), kept between runs
     if suites.exists():
         md_lines += ["", "<!-- suites:begin -->", suites.read_text().rstrip(), "<!-- suites:end -->"]
+    numba = COMPAT / "numba_suite.md"  # numba-cuda's suite (tests/gpu/numba-suite-run), written by hand per run
+    if numba.exists():
+        md_lines += ["", numba.read_text().rstrip()]
     text = "\n".join(md_lines) + "\n"
     (ctx.outdir / "compatibility.md").write_text(text)
     if not ctx.args.dry_run and not ctx.args.no_docs:

@@ -115,6 +115,21 @@ def test_cli_writes_out_and_replaces_doc_section(tmp_path):
     assert second.count(render.BEGIN) == 1 and second.endswith("tail after\n") and "kept" in second
 
 
+def test_a_suite_not_given_keeps_its_last_section(tmp_path):
+    """Rendering the samples alone keeps the nvidia-smi section of the run before."""
+    smi_path = tmp_path / "smi.json"
+    smi_path.write_text(json.dumps(SMI))
+    out = tmp_path / "suites.md"
+    samples = str(_samples_json(tmp_path))
+    assert render.main(["--samples", samples, "--smi", str(smi_path), "--out", str(out)]) == 0
+    both = out.read_text()
+    assert render.main(["--samples", samples, "--out", str(out)]) == 0
+    again = out.read_text()
+    assert again.count("### nvidia-smi") == 1 and again.count("### NVIDIA's cuda-samples") == 1
+    smi_part = both[both.index("### nvidia-smi"):].strip()
+    assert smi_part in again
+
+
 Q_NATIVE = """
 ==============NVSMI LOG==============
 
