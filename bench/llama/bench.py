@@ -89,7 +89,12 @@ def bench_records(stdout: str) -> list[dict]:
     try:
         recs = json.loads(stdout)
     except json.JSONDecodeError:
-        return []
+        # anything else on stdout (a library's notice): take the array llama-bench printed
+        start = 0 if stdout.startswith("[") else stdout.find("\n[") + 1
+        try:
+            recs = json.loads(stdout[start:stdout.rfind("]") + 1]) if start > 0 or stdout.startswith("[") else []
+        except json.JSONDecodeError:
+            return []
     keep = ("n_prompt", "n_gen", "avg_ts", "stddev_ts", "avg_ns", "samples_ts", "flash_attn",
             "n_gpu_layers", "backends", "gpu_info", "model_size", "model_n_params", "build_commit")
     return [{k: r.get(k) for k in keep} for r in recs if isinstance(r, dict)]

@@ -38,6 +38,7 @@ def test_bench_records_keeps_the_tests_and_survives_garbage():
     recs = bench.bench_records(out)
     assert recs[0]["avg_ts"] == 9000.5 and "cpu_info" not in recs[0]
     assert bench.bench_records("gpuwire: warning\n[") == []
+    assert bench.bench_records("a notice\n" + out + "\n")[0]["avg_ts"] == 9000.5
 
 
 def _run(tests, rt=None):
