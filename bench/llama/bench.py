@@ -218,7 +218,7 @@ def table(res: dict) -> str:
     s = res["summary"]
     mi = res.get("model_info") or {}
     head = [f"llama.cpp: {res.get('build') or 'build not said'}; model: "
-            + (f"{mi['params'] / 1e9:.2f} B parameters, {mi['bytes'] / 1e9:.2f} GB f16, {mi['shape']['n_layer']} layers"
+            + (f"{mi['params'] / 1e6:.0f} M parameters, {mi['bytes'] / 1e6:.0f} MB f16, {mi['shape']['n_layer']} layers"
                if mi.get("params") else res["model"])
             + f"; llama-bench -r {res['reps']}"]
     rows = ["| llama-bench (-ngl 99) | native | gpuwire | gpuwire/native |", "|---|---|---|---|"]
