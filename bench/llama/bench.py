@@ -3,16 +3,15 @@ a time budget (issue 20; tests/gpu/llama-run builds llama.cpp and the model,
 then calls this).
 
 Runs, in this order, each only if the budget still has room for it:
-  1. load probes: `llama-bench -p 0 -n 1 -r 1 --no-warmup -v`, natively, then
-     through gpuwire twice (the first is cold for the server's content cache:
-     the model's bytes are fresh random ones; the second is warm). Load time is
-     from llama-bench's "starting" line to the first line of context creation,
-     timed as the lines arrive on stderr: the model's load alone, after CUDA's
-     initialisation and before any benchmark.
-  2. the benchmark, pp512 and tg128 with -ngl 99 and REPS repetitions,
-     natively, then through gpuwire with --stats (round trips of the run).
-  3. round trips per generated token: two gpuwire runs of generation only
+  1. the benchmark, pp512 and tg128 with -ngl 99 and REPS repetitions,
+     natively, then through gpuwire with --stats (round trips of the run);
+  2. round trips per generated token: two gpuwire runs of generation only
      (-p 0) that differ only in -n; the slope of their round-trip counts.
+Every run also times the model's load: from llama-bench's "starting" line to
+its next progress line, timed as the lines arrive on stderr (the load and the
+context's creation, after CUDA's start-up and before any benchmark). The
+first gpuwire run is cold for the server's content cache (the model's bytes
+are fresh random ones), the two generation runs are warm.
 Writes OUTDIR/llama.json (every run: command, exit status, wall time,
 llama-bench's records, gpuwire's statistics) and OUTDIR/llama-table.txt, and
 prints the table. A skipped step says why, in both.
@@ -35,7 +34,7 @@ import threading
 import time
 from pathlib import Path
 
-STARTING = "llama-bench: benchmark 1/1: starting"
+STARTING = "llama-bench: benchmark 1/"  # the first benchmark's "starting" line
 # the first line llama.cpp logs (with -v) once the model is loaded: the context's construction
 CONTEXT_MARK = "llama_context:"
 GEN_SLOPE_TOKENS = (32, 160)
@@ -74,10 +73,10 @@ def run_timed(cmd: list[str], env: dict[str, str], timeout: float) -> dict:
 def load_seconds(stderr: list[tuple[float, str]]) -> float | None:
     """Seconds from llama-bench's 'starting' line to the first line of context
     creation (llama.cpp's log with -v), else to the next progress line."""
-    start = next((t for t, ln in stderr if ln.startswith(STARTING)), None)
+    start = next((t for t, ln in stderr if ln.startswith(STARTING) and ln.endswith(": starting")), None)
     if start is None:
         return None
-    after = [(t, ln) for t, ln in stderr if t >= start and not ln.startswith(STARTING)]
+    after = [(t, ln) for t, ln in stderr if t >= start and not ln.endswith(": starting")]
     end = next((t for t, ln in after if ln.startswith(CONTEXT_MARK)), None)
     if end is None:
         end = next((t for t, ln in after if ln.startswith("llama-bench: benchmark")), None)
@@ -153,17 +152,12 @@ class Bench:
     def go(self) -> dict:
         a = self.a
         gw = bool(a.server)
-        load = ["-p", "0", "-n", "1", "-r", "1", "--no-warmup", "-v", "--progress"]
         main = ["-p", "512", "-n", "128", "-r", str(a.reps), "--progress"]
-        self.step("load-native", load, False, 20)
-        if gw:
-            self.step("load-gpuwire-cold", load, True, 40)
-            self.step("load-gpuwire-warm", load, True, 30)
         self.step("bench-native", main, False, 30)
         if gw:
             self.step("bench-gpuwire", main, True, 60)
             for n in GEN_SLOPE_TOKENS:
-                self.step(f"gen{n}-gpuwire", ["-p", "0", "-n", str(n), "-r", "1"], True, 30)
+                self.step(f"gen{n}-gpuwire", ["-p", "0", "-n", str(n), "-r", "1", "--progress"], True, 30)
         else:
             self.skipped.append("gpuwire runs: no --server given")
         return {"model": a.model, "bin": a.bin, "reps": a.reps, "budget_s": a.budget,
@@ -204,8 +198,11 @@ def summarize(runs: dict[str, dict]) -> dict:
         toks += sum(t["n_prompt"] + (1 if t["n_gen"] else 0) for t in main["tests"])
         s["bench_round_trips"] = rt
         s["bench_rt_per_token"] = round(rt / toks, 3) if toks else None
-    s["load_s"] = {k: (runs.get(f"load-{k}") or {}).get("load_s")
-                   for k in ("native", "gpuwire-cold", "gpuwire-warm")}
+    warm = [r.get("load_s") for n in GEN_SLOPE_TOKENS if (r := runs.get(f"gen{n}-gpuwire"))]
+    warm = [w for w in warm if w is not None]
+    s["load_s"] = {"native": (runs.get("bench-native") or {}).get("load_s"),
+                   "gpuwire-cold": (runs.get("bench-gpuwire") or {}).get("load_s"),
+                   "gpuwire-warm": min(warm) if warm else None}
     s["failed"] = [k for k, r in runs.items() if r["rc"] != 0 or r["timed_out"]]
     return s
 
@@ -227,7 +224,7 @@ def table(res: dict) -> str:
         rows.append(f"| {test} tokens/s | {fmt(t['native_tps'])} | {fmt(t['gpuwire_tps'])} | "
                     f"{fmt(t['ratio'], '.3f')} |")
     ld = s["load_s"]
-    rows.append(f"| model load s (cold / warm) | {fmt(ld['native'], '.2f')} | "
+    rows.append(f"| model load + context s (gpuwire: cold / warm) | {fmt(ld['native'], '.2f')} | "
                 f"{fmt(ld['gpuwire-cold'], '.2f')} / {fmt(ld['gpuwire-warm'], '.2f')} | "
                 f"{fmt(ld['gpuwire-warm'] / ld['native'], '.2f') if ld['gpuwire-warm'] and ld['native'] else '-'} (warm) |")
     rows.append(f"| round trips per generated token (slope of -n {GEN_SLOPE_TOKENS[0]} and "

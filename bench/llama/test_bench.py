@@ -29,6 +29,9 @@ def test_load_seconds_runs_from_starting_to_the_context_line():
 def test_load_seconds_falls_back_to_the_next_progress_line():
     err = [(1.0, "llama-bench: benchmark 1/1: starting"), (4.25, "llama-bench: benchmark 1/1: prompt run 1/3")]
     assert bench.load_seconds(err) == 3.25
+    assert bench.load_seconds([(1.0, "llama-bench: benchmark 1/2: starting"),
+                               (2.0, "llama-bench: benchmark 1/2: warmup prompt run"),
+                               (9.0, "llama-bench: benchmark 2/2: starting")]) == 1.0
     assert bench.load_seconds([(1.0, "llama-bench: benchmark 1/1: starting")]) is None
     assert bench.load_seconds([(2.0, "llama_context: x")]) is None
 
@@ -56,14 +59,17 @@ def test_summary_ratio_slope_and_tokens():
         "bench-gpuwire": _run([{**pp, "avg_ts": 9000.0}, {**tg, "avg_ts": 120.0}], rt=2000),
         "gen32-gpuwire": _run([], rt=500),
         "gen160-gpuwire": _run([], rt=1780),
-        "load-native": {"rc": 0, "timed_out": False, "load_s": 1.5},
     }
+    runs["bench-native"]["load_s"] = 1.5
+    runs["bench-gpuwire"]["load_s"] = 7.5
+    runs["gen32-gpuwire"]["load_s"] = 2.75
+    runs["gen160-gpuwire"]["load_s"] = 2.5
     s = bench.summarize(runs)
     assert s["pp512"]["ratio"] == 0.9 and s["tg128"]["ratio"] == 0.75
     assert s["rt_per_generated_token"] == 10.0
     # 3 x 512 + 512 (warm-up) prompt tokens, 3 x 128 + 1 generated
     assert s["bench_rt_per_token"] == round(2000 / (4 * 512 + 3 * 128 + 1), 3)
-    assert s["load_s"] == {"native": 1.5, "gpuwire-cold": None, "gpuwire-warm": None}
+    assert s["load_s"] == {"native": 1.5, "gpuwire-cold": 7.5, "gpuwire-warm": 2.5}
     assert s["failed"] == []
 
 
