@@ -47,27 +47,34 @@ def run_timed(cmd: list[str], env: dict[str, str], timeout: float) -> dict:
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, errors="replace", start_new_session=True)
     lines: list[tuple[float, str]] = []
+    out: list[str] = []
 
-    def read_err() -> None:
+    def read_err() -> None:  # each line timed as it arrives
         assert p.stderr is not None
         for ln in p.stderr:
             lines.append((time.monotonic() - t0, ln.rstrip("\n")))
 
-    reader = threading.Thread(target=read_err, daemon=True)
-    reader.start()
+    def read_out() -> None:
+        assert p.stdout is not None
+        out.append(p.stdout.read())
+
+    readers = [threading.Thread(target=f, daemon=True) for f in (read_err, read_out)]
+    for r in readers:
+        r.start()
     timed_out = False
     try:
-        out, _ = p.communicate(timeout=timeout)
+        p.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
         try:
             os.killpg(p.pid, 9)
         except ProcessLookupError:
             pass
-        out, _ = p.communicate()
-    reader.join(5)
+        p.wait()
+    for r in readers:
+        r.join(5)
     return {"cmd": cmd, "rc": p.returncode, "timed_out": timed_out,
-            "wall_s": round(time.monotonic() - t0, 3), "stdout": out, "stderr": lines}
+            "wall_s": round(time.monotonic() - t0, 3), "stdout": "".join(out), "stderr": lines}
 
 
 def load_seconds(stderr: list[tuple[float, str]]) -> float | None:
