@@ -132,8 +132,9 @@ class Bench:
     def base(self, *extra: str) -> list[str]:
         return [self.bench, "-m", self.a.model, "-ngl", "99", "-o", "json", *extra]
 
-    def step(self, name: str, args: list[str], via_gpuwire: bool, need_s: float) -> dict | None:
-        """One llama-bench run, native or through gpuwire; None if skipped."""
+    def step(self, name: str, args: list[str], via_gpuwire: bool, need_s: float, cap_s: float) -> dict | None:
+        """One llama-bench run, native or through gpuwire, killed after cap_s
+        (a hang costs that, not the rest of the budget); None if skipped."""
         if self.left() < need_s:
             self.skipped.append(f"{name}: {self.left():.0f} s left, needs about {need_s:.0f}")
             return None
@@ -144,7 +145,7 @@ class Bench:
             stats.unlink(missing_ok=True)
             cmd = [*self.a.nogpu, sys.executable, "-m", "gpuwire", "run", "--server", self.a.server,
                    "--stats", str(stats), "--", *cmd]
-        r = run_timed(cmd, self.env, timeout=max(10.0, self.left() - 5))
+        r = run_timed(cmd, self.env, timeout=max(10.0, min(cap_s, self.left() - 5)))
         (self.out / f"llama-{name}.stderr.txt").write_text(
             "".join(f"{t:9.3f} {ln}\n" for t, ln in r["stderr"]))
         rec = {"cmd": r["cmd"], "rc": r["rc"], "timed_out": r["timed_out"], "wall_s": r["wall_s"],
@@ -160,11 +161,11 @@ class Bench:
         a = self.a
         gw = bool(a.server)
         main = ["-p", "512", "-n", "128", "-r", str(a.reps), "--progress"]
-        self.step("bench-native", main, False, 30)
+        self.step("bench-native", main, False, 30, 150)
         if gw:
-            self.step("bench-gpuwire", main, True, 60)
+            self.step("bench-gpuwire", main, True, 60, 240)
             for n in GEN_SLOPE_TOKENS:
-                self.step(f"gen{n}-gpuwire", ["-p", "0", "-n", str(n), "-r", "1", "--progress"], True, 30)
+                self.step(f"gen{n}-gpuwire", ["-p", "0", "-n", str(n), "-r", "1", "--progress"], True, 30, 120)
         else:
             self.skipped.append("gpuwire runs: no --server given")
         return {"model": a.model, "bin": a.bin, "reps": a.reps, "budget_s": a.budget,
