@@ -227,6 +227,10 @@ def table(res: dict) -> str:
                if mi.get("params") else res["model"])
             + f"; llama-bench -r {res['reps']}"]
     rows = ["| llama-bench (-ngl 99) | native | gpuwire | gpuwire/native |", "|---|---|---|---|"]
+    # which backend each did run on: a CUDA build whose CUDA failed runs on the CPU, quietly
+    be = [next((f"{t.get('backends')} {t.get('gpu_info') or ''}".strip() for t in (res["runs"].get(k) or {}).get("tests", [])), "-")
+          for k in ("bench-native", "bench-gpuwire")]
+    rows.append(f"| backend | {be[0]} | {be[1]} | |")
     for test in ("pp512", "tg128"):
         t = s[test]
         rows.append(f"| {test} tokens/s | {fmt(t['native_tps'])} | {fmt(t['gpuwire_tps'])} | "

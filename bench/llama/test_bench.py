@@ -75,11 +75,14 @@ def test_summary_ratio_slope_and_tokens():
 
 def test_table_shows_gaps_failures_and_skips():
     runs = {"bench-native": {"rc": 1, "timed_out": False, "tests": []}}
-    res = {"summary": bench.summarize(runs), "skipped": ["gpuwire runs: no --server given"],
+    res = {"summary": bench.summarize(runs), "skipped": ["gpuwire runs: no --server given"], "runs": runs,
            "reps": 3, "model": "m.gguf", "build": "given"}
     t = bench.table(res)
     assert "| tg128 tokens/s | - | - | - |" in t
     assert "failed runs: bench-native" in t and "skipped: gpuwire runs" in t
+    assert "| backend | - | - | |" in t
+    runs["bench-native"]["tests"] = [{"backends": "CUDA", "gpu_info": "NVIDIA H100 80GB HBM3"}]
+    assert "| backend | CUDA NVIDIA H100 80GB HBM3 | - | |" in bench.table(res)
 
 
 def test_gguf_shapes_and_values():
