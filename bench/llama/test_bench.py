@@ -1,0 +1,98 @@
+"""Checks of bench/llama's pure parts (no llama.cpp, no GPU): the load time read
+from llama-bench's stderr, the summary's ratios and round-trip slope, the
+table's gaps, and the GGUF writer's shapes and random values.
+
+    python -m pytest -q -p no:cacheprovider bench/llama/test_bench.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402
+
+
+def test_load_seconds_runs_from_starting_to_the_context_line():
+    err = [(0.2, "ggml_cuda_init: found 1 CUDA devices"),
+           (1.0, "llama-bench: benchmark 1/1: starting"),
+           (1.1, "llama_model_loader: loaded meta data"),
+           (3.5, "llama_context: constructing llama_context"),
+           (3.9, "llama-bench: benchmark 1/1: generation run 1/1")]
+    assert bench.load_seconds(err) == 2.5
+
+
+def test_load_seconds_falls_back_to_the_next_progress_line():
+    err = [(1.0, "llama-bench: benchmark 1/1: starting"), (4.25, "llama-bench: benchmark 1/1: prompt run 1/3")]
+    assert bench.load_seconds(err) == 3.25
+    assert bench.load_seconds([(1.0, "llama-bench: benchmark 1/2: starting"),
+                               (2.0, "llama-bench: benchmark 1/2: warmup prompt run"),
+                               (9.0, "llama-bench: benchmark 2/2: starting")]) == 1.0
+    assert bench.load_seconds([(1.0, "llama-bench: benchmark 1/1: starting")]) is None
+    assert bench.load_seconds([(2.0, "llama_context: x")]) is None
+
+
+def test_bench_records_keeps_the_tests_and_survives_garbage():
+    out = json.dumps([{"n_prompt": 512, "n_gen": 0, "avg_ts": 9000.5, "samples_ts": [9000, 9001], "cpu_info": "x"}])
+    recs = bench.bench_records(out)
+    assert recs[0]["avg_ts"] == 9000.5 and "cpu_info" not in recs[0]
+    assert bench.bench_records("gpuwire: warning\n[") == []
+    assert bench.bench_records("a notice\n" + out + "\n")[0]["avg_ts"] == 9000.5
+
+
+def _run(tests, rt=None):
+    r = {"rc": 0, "timed_out": False, "tests": tests}
+    if rt is not None:
+        r["stats"] = {"round_trips": rt}
+    return r
+
+
+def test_summary_ratio_slope_and_tokens():
+    pp = {"n_prompt": 512, "n_gen": 0, "samples_ts": [1, 1, 1]}
+    tg = {"n_prompt": 0, "n_gen": 128, "samples_ts": [1, 1, 1]}
+    runs = {
+        "bench-native": _run([{**pp, "avg_ts": 10000.0}, {**tg, "avg_ts": 160.0}]),
+        "bench-gpuwire": _run([{**pp, "avg_ts": 9000.0}, {**tg, "avg_ts": 120.0}], rt=2000),
+        "gen32-gpuwire": _run([], rt=500),
+        "gen160-gpuwire": _run([], rt=1780),
+    }
+    runs["bench-native"]["load_s"] = 1.5
+    runs["bench-gpuwire"]["load_s"] = 7.5
+    runs["gen32-gpuwire"]["load_s"] = 2.75
+    runs["gen160-gpuwire"]["load_s"] = 2.5
+    s = bench.summarize(runs)
+    assert s["pp512"]["ratio"] == 0.9 and s["tg128"]["ratio"] == 0.75
+    assert s["rt_per_generated_token"] == 10.0
+    # 3 x 512 + 512 (warm-up) prompt tokens, 3 x 128 + 1 generated
+    assert s["bench_rt_per_token"] == round(2000 / (4 * 512 + 3 * 128 + 1), 3)
+    assert s["load_s"] == {"native": 1.5, "gpuwire-cold": 7.5, "gpuwire-warm": 2.5}
+    assert s["failed"] == []
+
+
+def test_table_shows_gaps_failures_and_skips():
+    runs = {"bench-native": {"rc": 1, "timed_out": False, "tests": []}}
+    res = {"summary": bench.summarize(runs), "skipped": ["gpuwire runs: no --server given"], "runs": runs,
+           "reps": 3, "model": "m.gguf", "build": "given"}
+    t = bench.table(res)
+    assert "| tg128 tokens/s | - | - | - |" in t
+    assert "failed runs: bench-native" in t and "skipped: gpuwire runs" in t
+    assert "| backend | - | - | |" in t
+    runs["bench-native"]["tests"] = [{"backends": "CUDA", "gpu_info": "NVIDIA H100 80GB HBM3"}]
+    assert "| backend | CUDA NVIDIA H100 80GB HBM3 | - | |" in bench.table(res)
+
+
+def test_gguf_shapes_and_values():
+    np = pytest.importorskip("numpy")
+    import make_gguf as mg
+
+    n = sum(int(np.prod(shape)) for _, shape, _ in mg.tensor_shapes(mg.GPT2_XL))
+    assert 1.5e9 < n < 1.6e9  # GPT-2-XL's count, with tied embeddings
+    names = [name for name, _, _ in mg.tensor_shapes(mg.SMALL)]
+    assert len(names) == len(set(names)) == 2 + 9 * mg.SMALL.n_layer
+    v = mg.random_f16(np.random.default_rng(1), (1000, 64)).astype(np.float32)
+    assert np.isfinite(v).all() and (np.abs(v) >= 2.0 ** -8).all() and (np.abs(v) < 2.0 ** -4).all()
+    assert 0.4 < (v > 0).mean() < 0.6 and len(np.unique(v)) > 1000
