@@ -174,9 +174,10 @@ def client_fn(sym, proto, plans, exported):
     if sym in ann_mod.ASYNC:
         if outs:
             raise SystemExit(f"{sym}: an @async function cannot have outputs")
-        # post only when every device address lies in memory the client knows;
+        # post only when every device address lies in memory the client knows
+        # (page-locked memory used as device memory becomes mapped: state/memory.c);
         # otherwise wait, so a bad pointer is refused at once as natively
-        checks = [f"gw_mem_is_device_range({p.name}, {p.extent or '1'})" for p in plans
+        checks = [f"gw_mem_device_use({p.name}, {p.extent or '1'})" for p in plans
                   if p.kind == "value" and p.base in ("CUdeviceptr", "CUdeviceptr_v2")]
         if checks:
             L.append(f"    if ({' && '.join(checks)})")

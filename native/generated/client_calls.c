@@ -2891,7 +2891,7 @@ CUresult CUDAAPI cuMemcpyDtoDAsync_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevi
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_is_device_range(dstDevice, ByteCount) && gw_mem_is_device_range(srcDevice, ByteCount))
+    if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -2908,7 +2908,7 @@ CUresult CUDAAPI cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dstDevice, CUdeviceptr sr
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_is_device_range(dstDevice, ByteCount) && gw_mem_is_device_range(srcDevice, ByteCount))
+    if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -2924,7 +2924,7 @@ CUresult CUDAAPI cuMemcpyDtoD_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice, s
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
-    if (gw_mem_is_device_range(dstDevice, ByteCount) && gw_mem_is_device_range(srcDevice, ByteCount))
+    if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -2940,7 +2940,7 @@ CUresult CUDAAPI cuMemcpyDtoD_v2_ptds(CUdeviceptr dstDevice, CUdeviceptr srcDevi
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
-    if (gw_mem_is_device_range(dstDevice, ByteCount) && gw_mem_is_device_range(srcDevice, ByteCount))
+    if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -2958,7 +2958,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeer(CUdevice
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
-    if (gw_mem_is_device_range(dstDevice, ByteCount) && gw_mem_is_device_range(srcDevice, ByteCount))
+    if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -2977,7 +2977,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeerAsync(CUd
     gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_is_device_range(dstDevice, ByteCount) && gw_mem_is_device_range(srcDevice, ByteCount))
+    if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -2996,7 +2996,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeerAsync_pts
     gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_is_device_range(dstDevice, ByteCount) && gw_mem_is_device_range(srcDevice, ByteCount))
+    if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3014,7 +3014,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeer_ptds(CUd
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
-    if (gw_mem_is_device_range(dstDevice, ByteCount) && gw_mem_is_device_range(srcDevice, ByteCount))
+    if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3031,7 +3031,7 @@ CUresult CUDAAPI cuMemsetD16Async(CUdeviceptr dstDevice, unsigned short us, size
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_is_device_range(dstDevice, N*2))
+    if (gw_mem_device_use(dstDevice, N*2))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3048,7 +3048,7 @@ CUresult CUDAAPI cuMemsetD16Async_ptsz(CUdeviceptr dstDevice, unsigned short us,
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_is_device_range(dstDevice, N*2))
+    if (gw_mem_device_use(dstDevice, N*2))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3064,7 +3064,7 @@ CUresult CUDAAPI cuMemsetD16_v2(CUdeviceptr dstDevice, unsigned short us, size_t
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)N);
-    if (gw_mem_is_device_range(dstDevice, N*2))
+    if (gw_mem_device_use(dstDevice, N*2))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3080,7 +3080,7 @@ CUresult CUDAAPI cuMemsetD16_v2_ptds(CUdeviceptr dstDevice, unsigned short us, s
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)N);
-    if (gw_mem_is_device_range(dstDevice, N*2))
+    if (gw_mem_device_use(dstDevice, N*2))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3099,7 +3099,7 @@ CUresult CUDAAPI cuMemsetD2D16Async(CUdeviceptr dstDevice, size_t dstPitch, unsi
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_is_device_range(dstDevice, 1))
+    if (gw_mem_device_use(dstDevice, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3118,7 +3118,7 @@ CUresult CUDAAPI cuMemsetD2D16Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch,
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_is_device_range(dstDevice, 1))
+    if (gw_mem_device_use(dstDevice, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3136,7 +3136,7 @@ CUresult CUDAAPI cuMemsetD2D16_v2(CUdeviceptr dstDevice, size_t dstPitch, unsign
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
-    if (gw_mem_is_device_range(dstDevice, 1))
+    if (gw_mem_device_use(dstDevice, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3154,7 +3154,7 @@ CUresult CUDAAPI cuMemsetD2D16_v2_ptds(CUdeviceptr dstDevice, size_t dstPitch, u
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
-    if (gw_mem_is_device_range(dstDevice, 1))
+    if (gw_mem_device_use(dstDevice, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3173,7 +3173,7 @@ CUresult CUDAAPI cuMemsetD2D32Async(CUdeviceptr dstDevice, size_t dstPitch, unsi
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_is_device_range(dstDevice, 1))
+    if (gw_mem_device_use(dstDevice, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3192,7 +3192,7 @@ CUresult CUDAAPI cuMemsetD2D32Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch,
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_is_device_range(dstDevice, 1))
+    if (gw_mem_device_use(dstDevice, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3210,7 +3210,7 @@ CUresult CUDAAPI cuMemsetD2D32_v2(CUdeviceptr dstDevice, size_t dstPitch, unsign
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
-    if (gw_mem_is_device_range(dstDevice, 1))
+    if (gw_mem_device_use(dstDevice, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3228,7 +3228,7 @@ CUresult CUDAAPI cuMemsetD2D32_v2_ptds(CUdeviceptr dstDevice, size_t dstPitch, u
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
-    if (gw_mem_is_device_range(dstDevice, 1))
+    if (gw_mem_device_use(dstDevice, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3247,7 +3247,7 @@ CUresult CUDAAPI cuMemsetD2D8Async(CUdeviceptr dstDevice, size_t dstPitch, unsig
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_is_device_range(dstDevice, 1))
+    if (gw_mem_device_use(dstDevice, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3266,7 +3266,7 @@ CUresult CUDAAPI cuMemsetD2D8Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch, 
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_is_device_range(dstDevice, 1))
+    if (gw_mem_device_use(dstDevice, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3284,7 +3284,7 @@ CUresult CUDAAPI cuMemsetD2D8_v2(CUdeviceptr dstDevice, size_t dstPitch, unsigne
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
-    if (gw_mem_is_device_range(dstDevice, 1))
+    if (gw_mem_device_use(dstDevice, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3302,7 +3302,7 @@ CUresult CUDAAPI cuMemsetD2D8_v2_ptds(CUdeviceptr dstDevice, size_t dstPitch, un
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
-    if (gw_mem_is_device_range(dstDevice, 1))
+    if (gw_mem_device_use(dstDevice, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3319,7 +3319,7 @@ CUresult CUDAAPI cuMemsetD32Async(CUdeviceptr dstDevice, unsigned int ui, size_t
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_is_device_range(dstDevice, N*4))
+    if (gw_mem_device_use(dstDevice, N*4))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3336,7 +3336,7 @@ CUresult CUDAAPI cuMemsetD32Async_ptsz(CUdeviceptr dstDevice, unsigned int ui, s
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_is_device_range(dstDevice, N*4))
+    if (gw_mem_device_use(dstDevice, N*4))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3352,7 +3352,7 @@ CUresult CUDAAPI cuMemsetD32_v2(CUdeviceptr dstDevice, unsigned int ui, size_t N
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)N);
-    if (gw_mem_is_device_range(dstDevice, N*4))
+    if (gw_mem_device_use(dstDevice, N*4))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3368,7 +3368,7 @@ CUresult CUDAAPI cuMemsetD32_v2_ptds(CUdeviceptr dstDevice, unsigned int ui, siz
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)N);
-    if (gw_mem_is_device_range(dstDevice, N*4))
+    if (gw_mem_device_use(dstDevice, N*4))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3385,7 +3385,7 @@ CUresult CUDAAPI cuMemsetD8Async(CUdeviceptr dstDevice, unsigned char uc, size_t
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_is_device_range(dstDevice, N))
+    if (gw_mem_device_use(dstDevice, N))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3402,7 +3402,7 @@ CUresult CUDAAPI cuMemsetD8Async_ptsz(CUdeviceptr dstDevice, unsigned char uc, s
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_is_device_range(dstDevice, N))
+    if (gw_mem_device_use(dstDevice, N))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3418,7 +3418,7 @@ CUresult CUDAAPI cuMemsetD8_v2(CUdeviceptr dstDevice, unsigned char uc, size_t N
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)N);
-    if (gw_mem_is_device_range(dstDevice, N))
+    if (gw_mem_device_use(dstDevice, N))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -3434,7 +3434,7 @@ CUresult CUDAAPI cuMemsetD8_v2_ptds(CUdeviceptr dstDevice, unsigned char uc, siz
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)N);
-    if (gw_mem_is_device_range(dstDevice, N))
+    if (gw_mem_device_use(dstDevice, N))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -4379,7 +4379,7 @@ CUresult CUDAAPI cuStreamWaitValue32_v2(CUstream stream, CUdeviceptr addr, cuuin
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
-    if (gw_mem_is_device_range(addr, 1))
+    if (gw_mem_device_use(addr, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -4396,7 +4396,7 @@ CUresult CUDAAPI cuStreamWaitValue32_v2_ptsz(CUstream stream, CUdeviceptr addr, 
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
-    if (gw_mem_is_device_range(addr, 1))
+    if (gw_mem_device_use(addr, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -4441,7 +4441,7 @@ CUresult CUDAAPI cuStreamWaitValue64_v2(CUstream stream, CUdeviceptr addr, cuuin
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
-    if (gw_mem_is_device_range(addr, 1))
+    if (gw_mem_device_use(addr, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -4458,7 +4458,7 @@ CUresult CUDAAPI cuStreamWaitValue64_v2_ptsz(CUstream stream, CUdeviceptr addr, 
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
-    if (gw_mem_is_device_range(addr, 1))
+    if (gw_mem_device_use(addr, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -4503,7 +4503,7 @@ CUresult CUDAAPI cuStreamWriteValue32_v2(CUstream stream, CUdeviceptr addr, cuui
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
-    if (gw_mem_is_device_range(addr, 1))
+    if (gw_mem_device_use(addr, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -4520,7 +4520,7 @@ CUresult CUDAAPI cuStreamWriteValue32_v2_ptsz(CUstream stream, CUdeviceptr addr,
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
-    if (gw_mem_is_device_range(addr, 1))
+    if (gw_mem_device_use(addr, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -4565,7 +4565,7 @@ CUresult CUDAAPI cuStreamWriteValue64_v2(CUstream stream, CUdeviceptr addr, cuui
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
-    if (gw_mem_is_device_range(addr, 1))
+    if (gw_mem_device_use(addr, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
@@ -4582,7 +4582,7 @@ CUresult CUDAAPI cuStreamWriteValue64_v2_ptsz(CUstream stream, CUdeviceptr addr,
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
-    if (gw_mem_is_device_range(addr, 1))
+    if (gw_mem_device_use(addr, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;

@@ -126,12 +126,14 @@ int main(int argc, char **argv)
     expect_sum(plain, b, c, n, "page-locked, device pointer asked for");
     CK(cudaFreeHost(plain));
 
-    /* small page-locked buffers handed to the device directly, as on UVA
-     * (XLA's 8-byte flags, the samples' latches): memset and read by kernels */
+    /* small page-locked buffers used as device memory directly, as on UVA
+     * (XLA memsets its 8-byte flags): memset, then read by kernels */
     float *tiny_in, *tiny_out;
     CK(cudaMallocHost((void **)&tiny_in, 2 * sizeof(float)));
     CK(cudaMallocHost((void **)&tiny_out, 2 * sizeof(float)));
+    CK(cudaMemsetAsync(tiny_in, 0, 2 * sizeof(float), 0));
     CK(cudaMemsetAsync(tiny_out, 0, 2 * sizeof(float), 0));
+    CK(cudaDeviceSynchronize());
     tiny_in[0] = 1.5f;
     tiny_in[1] = -2.0f;
     add(tiny_in, tiny_in, tiny_out, 2);

@@ -147,6 +147,15 @@ static CUresult fetch(mrange *r, size_t first)
     return CUDA_SUCCESS;
 }
 
+/* A valid page the host writes (or gpuwire is about to): writable, to be written back. Lock held. */
+static void make_dirty(mrange *r, size_t pg)
+{
+    r->state[pg] = DIRTY;
+    r->ndirty++;
+    atomic_fetch_add(&total_dirty, 1);
+    protect(r, pg, 1, PROT_READ | PROT_WRITE);
+}
+
 /* ---- the fault handler ---- */
 
 static void chain(int sig, siginfo_t *si, void *uc)
@@ -191,10 +200,7 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
             protect(r, pg, 1, PROT_NONE);
         }
     } else if (r->state[pg] == VALID) { /* a write: the page turns dirty */
-        r->state[pg] = DIRTY;
-        r->ndirty++;
-        atomic_fetch_add(&total_dirty, 1);
-        protect(r, pg, 1, PROT_READ | PROT_WRITE);
+        make_dirty(r, pg);
     } /* DIRTY: another thread made it writable meanwhile */
     unlock();
     inside--;
@@ -510,10 +516,8 @@ int gw_mapped_overlaps(uint64_t addr, uint64_t n)
     return 0;
 }
 
-/* Bytes gpuwire itself is about to read (for_write 0) or write (1) in the
- * application's view: stale pages fetched now, outside any wire lock, and
- * pages to be written made dirty, so no fault happens inside gpuwire. */
-void gw_mapped_prepare(uint64_t addr, uint64_t n, int for_write)
+/* fn on every page of [addr, addr+n) that lies in a range, under the lock. */
+static void each_page(uint64_t addr, uint64_t n, void (*fn)(mrange *r, size_t pg, int arg), int arg)
 {
     if (!gw_mapped_overlaps(addr, n))
         return;
@@ -521,42 +525,37 @@ void gw_mapped_prepare(uint64_t addr, uint64_t n, int for_write)
     lock();
     for (uint64_t a = addr / PAGE * PAGE; a < addr + n; a += PAGE) {
         mrange *r = find(a);
-        if (!r)
-            continue;
-        size_t pg = (a - r->base) / PAGE;
-        if (r->state[pg] == STALE && fetch(r, pg) != CUDA_SUCCESS)
-            continue;
-        if (for_write && r->state[pg] == VALID) {
-            r->state[pg] = DIRTY;
-            r->ndirty++;
-            atomic_fetch_add(&total_dirty, 1);
-            protect(r, pg, 1, PROT_READ | PROT_WRITE);
-        }
+        if (r)
+            fn(r, (a - r->base) / PAGE, arg);
     }
     unlock();
     inside--;
 }
 
+static void make_current(mrange *r, size_t pg, int for_write)
+{
+    if (r->state[pg] == STALE && fetch(r, pg) != CUDA_SUCCESS)
+        return;
+    if (for_write && r->state[pg] == VALID)
+        make_dirty(r, pg);
+}
+
+/* Bytes gpuwire itself is about to read (for_write 0) or write (1) in the
+ * application's view: stale pages fetched now, outside any wire lock, and
+ * pages to be written made dirty, so no fault happens inside gpuwire. */
+void gw_mapped_prepare(uint64_t addr, uint64_t n, int for_write) { each_page(addr, n, make_current, for_write); }
+
+static void make_stale(mrange *r, size_t pg, int unused)
+{
+    (void)unused;
+    if (r->state[pg] == DIRTY) { /* written by the host while the copy was on its way: a race, the copy wins */
+        r->ndirty--;
+        atomic_fetch_sub(&total_dirty, 1);
+    }
+    r->state[pg] = STALE;
+    protect(r, pg, 1, PROT_NONE);
+}
+
 /* After a copy the client posted into mapped memory (no round trip follows
  * it): its pages turn stale, to be fetched after the copy on first touch. */
-void gw_mapped_written_remotely(uint64_t addr, uint64_t n)
-{
-    if (!gw_mapped_overlaps(addr, n))
-        return;
-    inside++;
-    lock();
-    for (uint64_t a = addr / PAGE * PAGE; a < addr + n; a += PAGE) {
-        mrange *r = find(a);
-        if (!r)
-            continue;
-        size_t pg = (a - r->base) / PAGE;
-        if (r->state[pg] == DIRTY) { /* written by the host while the copy was on its way: a race, the copy wins */
-            r->ndirty--;
-            atomic_fetch_sub(&total_dirty, 1);
-        }
-        r->state[pg] = STALE;
-        protect(r, pg, 1, PROT_NONE);
-    }
-    unlock();
-    inside--;
-}
+void gw_mapped_written_remotely(uint64_t addr, uint64_t n) { each_page(addr, n, make_stale, 0); }

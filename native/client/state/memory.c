@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "../diag/env.h"
 #include "state.h"
@@ -13,6 +14,17 @@ typedef struct range {
     gw_mem_kind kind;
     unsigned flags;
 } range;
+
+static uint64_t page_round(uint64_t n) { return (n + 4095) / 4096 * 4096; }
+
+/* Memory that may become a mapped range in place: pages that hold nothing
+ * else of the program's (its allocator's bookkeeping above all, which a
+ * stale page would make fault inside the allocator). gpuwire's own
+ * page-locked allocations are; a registration must cover whole pages. */
+static int pages_of_its_own(const range *r)
+{
+    return (r->flags & 0x80000000u) || (r->base % 4096 == 0 && r->size % 4096 == 0);
+}
 
 /* Sorted by base; allocations are few enough that a sorted array is right. */
 static range *ranges;
@@ -110,6 +122,25 @@ int gw_mem_is_pinned_range(uint64_t addr, uint64_t n)
     int ok = r && r->kind == GW_MEM_HOST_PINNED && n <= r->size - (addr - r->base);
     pthread_mutex_unlock(&ranges_lock);
     return ok;
+}
+
+int gw_mem_device_use(uint64_t addr, uint64_t n)
+{
+    if (gw_mem_is_device_range(addr, n) || gw_mapped_lookup(addr, n, NULL, NULL, NULL))
+        return 1;
+    pthread_mutex_lock(&ranges_lock);
+    const range *r = find_locked(addr);
+    range whole = r && r->kind == GW_MEM_HOST_PINNED && n <= r->size - (addr - r->base) ? *r : (range){0};
+    pthread_mutex_unlock(&ranges_lock);
+    if (!whole.base || !pages_of_its_own(&whole) || gw_wire_tls_push()) /* the caller's request is half built */
+        return 0;
+    uint64_t base = 0;
+    CUresult rc = gw_mapped_register((void *)(uintptr_t)whole.base, whole.size, whole.flags & 0x7fffffffu, &base);
+    gw_wire_tls_pop();
+    if (rc == CUDA_SUCCESS && gw_debug())
+        gw_log("page-locked memory at %#llx (%llu bytes) is now mapped: a call uses it as device memory",
+               (unsigned long long)whole.base, (unsigned long long)whole.size);
+    return rc == CUDA_SUCCESS;
 }
 
 gw_mem_kind gw_mem_classify(uint64_t addr)
@@ -237,18 +268,19 @@ CUresult CUDAAPI cuLibraryGetGlobal(CUdeviceptr *dptr, size_t *bytes, CUlibrary 
  * on a UVA system, every page-locked range reports DEVICEMAP. */
 
 /* Page-locked allocations up to this size are mapped ranges from the start
- * (GPUWIRE_MAP_PINNED_MAX, default 64 KiB; 0: none): on a UVA system every
- * page-locked pointer is a device pointer, and programs hand small ones to the
- * device directly (XLA memsets 8-byte flags, NVIDIA's samples spin on a
- * latch). Larger ones, mostly copy staging, stay in the client, where
- * device-to-host copies are delivered into them without a fetch, until their
- * device pointer is asked for. */
+ * (GPUWIRE_MAP_PINNED_MAX, default 0: none). On a UVA system every
+ * page-locked pointer is a device pointer; gpuwire maps one when the program
+ * shows it uses it so (its device pointer asked for, an asynchronous call's
+ * device operand: gw_mem_device_use), but a pointer inside kernel arguments
+ * it cannot see (NVIDIA's UnifiedMemoryPerf spins a kernel on a page-locked
+ * latch): this setting serves such programs, at the cost of a fetch round trip
+ * after copies into such memory instead of their delivery (docs/host-memory.md). */
 static uint64_t map_pinned_max(void)
 {
     static uint64_t v = UINT64_MAX;
     if (v == UINT64_MAX) {
-        uint64_t x = 64 << 10;
-        gw_env_size("GPUWIRE_MAP_PINNED_MAX", 0, UINT64_MAX - 1, "using the default, 64 KiB", &x);
+        uint64_t x = 0;
+        gw_env_size("GPUWIRE_MAP_PINNED_MAX", 0, UINT64_MAX - 1, "using the default, 0 (none)", &x);
         v = x;
     }
     return v;
@@ -267,8 +299,10 @@ static CUresult host_alloc(void **pp, size_t size, unsigned flags)
             return CUDA_SUCCESS;
         } /* else page-locked in the client, as larger ones (mapped if its device pointer is asked for) */
     }
-    void *p = NULL;
-    if (posix_memalign(&p, 4096, size ? size : 1))
+    /* whole pages of their own, shared with nothing else of the program's, so
+     * they can become a mapped range in place later */
+    void *p = mmap(NULL, page_round(size ? size : 1), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
         return CUDA_ERROR_OUT_OF_MEMORY;
     track((uint64_t)(uintptr_t)p, size, GW_MEM_HOST_PINNED, flags | 0x80000000u);
     *pp = p;
@@ -316,9 +350,10 @@ CUresult CUDAAPI cuMemFreeHost(void *p)
         return CUDA_ERROR_INVALID_VALUE;
     if (gw_mapped_lookup((uint64_t)(uintptr_t)p, 1, &base, &kind, NULL) && kind == GW_MAPPED_REGISTER)
         gw_mapped_release(base, GW_MAPPED_REGISTER); /* mapped when its device pointer was asked for */
-    gw_deliveries_forget((uint64_t)(uintptr_t)p, r_size_of(p));
+    uint64_t size = r_size_of(p);
+    gw_deliveries_forget((uint64_t)(uintptr_t)p, size);
     untrack((uint64_t)(uintptr_t)p, GW_MEM_HOST_PINNED);
-    free(p);
+    munmap(p, page_round(size));
     return CUDA_SUCCESS;
 }
 
@@ -405,6 +440,12 @@ CUresult CUDAAPI cuMemHostGetDevicePointer_v2(CUdeviceptr *pdptr, void *p, unsig
     pthread_mutex_unlock(&ranges_lock);
     if (!whole.base)
         return CUDA_ERROR_INVALID_VALUE;
+    if (!pages_of_its_own(&whole)) {
+        gw_log("cuMemHostGetDevicePointer: %#llx (%llu bytes) was registered without DEVICEMAP and does not cover "
+               "whole pages: gpuwire cannot map it for the device in place (register it with DEVICEMAP)",
+               (unsigned long long)whole.base, (unsigned long long)whole.size);
+        return CUDA_ERROR_NOT_SUPPORTED;
+    }
     uint64_t base = 0;
     CUresult rc = gw_mapped_register((void *)(uintptr_t)whole.base, whole.size, whole.flags & 0x7fffffffu, &base);
     if (rc != CUDA_SUCCESS)

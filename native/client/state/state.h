@@ -34,6 +34,10 @@ GW_HIDDEN void gw_mem_untrack_device(CUdeviceptr p);
 GW_HIDDEN gw_mem_kind gw_mem_classify(uint64_t addr);
 GW_HIDDEN int gw_mem_is_device_range(uint64_t addr, uint64_t n); /* inside one known device allocation */
 GW_HIDDEN int gw_mem_is_pinned_range(uint64_t addr, uint64_t n); /* inside one pinned host allocation */
+/* [addr, addr+n) as an asynchronous call's device operand: 1 if it lies in
+ * device memory the client knows, or in page-locked memory, which becomes a
+ * mapped range for it (UVA programs memset page-locked pointers directly). */
+GW_HIDDEN int gw_mem_device_use(uint64_t addr, uint64_t n);
 
 /* ---- host memory the GPU sees: mapped and managed ranges (mapped.c) ---- */
 enum { GW_MAPPED_HOST_ALLOC = 1, GW_MAPPED_REGISTER = 2, GW_MAPPED_MANAGED = 3 }; /* MAPPED_MAP's kinds */

@@ -2,7 +2,7 @@
 from llama-bench's stderr, the summary's ratios and round-trip slope, the
 table's gaps, and the GGUF writer's shapes and random values.
 
-    python -m pytest -q -p no:cacheprovider bench/llama/test_bench.py
+    python -m pytest -q -p no:cacheprovider tests/unit/test_llama_bench.py
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench" / "llama"))
 import bench  # noqa: E402
 
 
