@@ -224,18 +224,23 @@ static void write_back_all(void)
     }
 }
 
-static void before_request(unsigned op)
+void gw_mapped_flush(void)
 {
-    if (inside || ours(op))
-        return;
-    __atomic_add_fetch(&epoch, 1, __ATOMIC_RELAXED);
-    if (!atomic_load(&total_dirty))
+    if (!atomic_load(&nlive) || inside || !atomic_load(&total_dirty))
         return;
     inside++;
     lock();
     write_back_all();
     unlock();
     inside--;
+}
+
+static void before_request(unsigned op)
+{
+    if (inside || ours(op))
+        return;
+    __atomic_add_fetch(&epoch, 1, __ATOMIC_RELAXED);
+    gw_mapped_flush();
 }
 
 /* Every page turns stale: the device may have written any of them. */
@@ -281,18 +286,6 @@ static void install(void)
         gw_log("mapped host memory: page protection with a SIGSEGV handler tracks the mirror");
 }
 
-void gw_mapped_sync_point(void) { after_reply(0); }
-
-void gw_mapped_flush(void)
-{
-    if (!atomic_load(&nlive) || inside || !atomic_load(&total_dirty))
-        return;
-    inside++;
-    lock();
-    write_back_all();
-    unlock();
-    inside--;
-}
 
 /* ---- ranges ---- */
 

@@ -53,7 +53,6 @@ GW_HIDDEN int gw_mapped_overlaps(uint64_t addr, uint64_t n);
 GW_HIDDEN void gw_mapped_prepare(uint64_t addr, uint64_t n, int for_write);
 GW_HIDDEN void gw_mapped_written_remotely(uint64_t addr, uint64_t n); /* a posted copy wrote them on the server */
 GW_HIDDEN void gw_mapped_flush(void);      /* the host's writes to the worker now */
-GW_HIDDEN void gw_mapped_sync_point(void); /* device work may have finished: pages turn stale */
 
 /* ---- device-to-host copies into pinned memory, delivered without a wait (deliveries.c) ---- */
 GW_HIDDEN int gw_deliveries_on(void);
