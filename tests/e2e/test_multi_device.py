@@ -20,10 +20,11 @@ import subprocess
 
 import pytest
 
-from conftest import GPUWIRE, PROGRAMS_DIR, ROOT, explain, gpuwire_env, gw_python_client, gw_run, start_server
+from conftest import GPUWIRE, PROGRAMS_DIR, explain, gpuwire_env, gw_python_client, gw_run, start_server
+from gpuwire import paths
 
 PROGRAM = PROGRAMS_DIR / "multi_device"
-STANDIN = ROOT / "build" / "libgpuwire_standin.so"
+STANDIN = paths.NATIVE_DIR / "libgpuwire_standin.so"  # what ./scripts/setup builds (build/ has it only after make -C tests/standin)
 DEVICES = 3
 UUID = "GPU-67707577-6972-652d-7374-616e64696e{:02x}"  # physical device p: UUID(p + 1)
 GIB = 1 << 30
@@ -62,7 +63,7 @@ def native_dir(tmp_path_factory):
     """A directory whose libcuda.so.1 is the stand-in itself: the program run
     with no gpuwire in between, as a program on the server would run."""
     if not STANDIN.is_file():
-        pytest.skip("build/libgpuwire_standin.so is not built (make -C tests/standin)")
+        pytest.skip(f"{STANDIN} is not built (./scripts/setup)")
     d = tmp_path_factory.mktemp("native")
     os.symlink(STANDIN, d / "libcuda.so.1")
     return d
