@@ -29,7 +29,7 @@
 #define GW_LANE_PIECE_FAILED 1u /* a device-to-host piece on a lane whose header carries these flags has no bytes: the copy failed */
 #define GW_ENV_VALUE_MAX 256 /* bytes of one EXT_ENV value at most */
 #define GW_ENV_VALUE_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_,:.-" /* what an EXT_ENV value may hold (device indices, UUIDs, MIG ids, orders) */
-#define GW_MAPPED_MAX_BYTES ((uint64_t)1 << 40) /* one mapped or managed range at most (the worker's own limit on their total: GPUWIRE_MAPPED_LIMIT) */
+#define GW_MAPPED_MAX_BYTES ((uint64_t)1 << 40) /* one mapped or managed range at most (the worker's limit on their total: GPUWIRE_MAPPED_LIMIT, default 16 GiB) */
 #define GW_MAPPED_RANGES_MAX 4096u /* mapped and managed ranges of one session at most */
 #define GW_OCCUPANCY_TABLE_MAX 64u /* block sizes in an OCCUPANCY_BLOCK_SIZE table at most */
 #define GW_LAUNCH_ATTRS_MAX 32u /* launch attributes in one launch configuration at most */

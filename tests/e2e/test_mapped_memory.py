@@ -71,3 +71,36 @@ def test_graph_memcpy_nodes_with_host_sides(server, flavour):
     assert result.returncode == 0, explain(result, server)
     assert result.stdout.strip().splitlines()[-1] == "PASS graph_host_copies", explain(result, server)
     assert "not supported by gpuwire" not in result.stderr, explain(result, server)
+
+
+LIMIT_SCRIPT = r"""
+import ctypes
+cuda = ctypes.CDLL("libcuda.so.1")
+assert cuda.cuInit(0) == 0
+dev, ctx = ctypes.c_int(), ctypes.c_void_p()
+assert cuda.cuDeviceGet(ctypes.byref(dev), 0) == 0
+assert cuda.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev) == 0
+assert cuda.cuCtxSetCurrent(ctx) == 0
+DEVICEMAP = 2
+p = ctypes.c_void_p()
+small = cuda.cuMemHostAlloc(ctypes.byref(p), ctypes.c_size_t(256 << 10), DEVICEMAP)
+big = cuda.cuMemHostAlloc(ctypes.byref(ctypes.c_void_p()), ctypes.c_size_t(2 << 20), DEVICEMAP)
+print(small, big, cuda.cuMemFreeHost(p))
+"""
+
+
+def test_mapped_memory_is_bounded_per_session(tmp_path):
+    """Page-locked memory on the server is the server's to lose: a session's
+    mapped ranges stop at GPUWIRE_MAPPED_LIMIT with CUDA_ERROR_OUT_OF_MEMORY
+    (2), and the session goes on."""
+    import sys
+
+    from conftest import start_server
+
+    srv = start_server(tmp_path / "server.log", env={"GPUWIRE_MAPPED_LIMIT": str(1 << 20)})
+    try:
+        r = gw_run([sys.executable, "-c", LIMIT_SCRIPT], server=srv.address, timeout=60)
+        assert r.returncode == 0, explain(r, srv)
+        assert r.stdout.split() == ["0", "2", "0"], explain(r, srv)
+    finally:
+        srv.stop()

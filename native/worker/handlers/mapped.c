@@ -31,8 +31,9 @@ static unsigned nranges;
 static uint64_t total_bytes;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* The session's total at most: GPUWIRE_MAPPED_LIMIT bytes (default 64 GiB),
- * as page-locked host memory is the server's to lose. */
+/* The session's total at most: GPUWIRE_MAPPED_LIMIT bytes in the server's
+ * environment (default 16 GiB), as page-locked host memory is the server's to
+ * lose (docs/security.md). */
 static uint64_t limit_bytes(void)
 {
     static uint64_t v;
@@ -40,7 +41,7 @@ static uint64_t limit_bytes(void)
         const char *e = getenv("GPUWIRE_MAPPED_LIMIT");
         char *end = NULL;
         unsigned long long x = e ? strtoull(e, &end, 10) : 0;
-        v = e && *e && end && !*end && x ? (uint64_t)x : (uint64_t)64 << 30;
+        v = e && *e && end && !*end && x ? (uint64_t)x : (uint64_t)16 << 30;
     }
     return v;
 }
