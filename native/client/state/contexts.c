@@ -132,11 +132,13 @@ CUresult CUDAAPI cuCtxGetCurrent(CUcontext *pctx)
     return CUDA_SUCCESS;
 }
 
-/* A context the client saw made (a device it knows) cannot fail to become
- * current but through a fault the next synchronisation reports: posted. */
+/* A primary context the process holds cannot fail to become current but
+ * through a fault the next synchronisation reports: posted. (Other contexts
+ * may have been destroyed since the client saw them: their answer waits.) */
 static CUresult set_current(CUcontext ctx)
 {
-    if (!ctx || known_device(ctx) < 0 || !gw_may_post())
+    int dev = ctx ? known_device(ctx) : -1;
+    if (dev < 0 || held_primary(dev) != ctx || !gw_may_post())
         return gwf_cuCtxSetCurrent(ctx);
     gw_stat_call(GW_OP_cuCtxSetCurrent);
     gw_req *q = gw_req_begin_quiet(GW_OP_cuCtxSetCurrent); /* as the generated call encodes it */
