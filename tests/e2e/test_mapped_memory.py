@@ -39,6 +39,17 @@ def test_a_fault_outside_mapped_memory_is_the_programs(server):
     assert result.returncode in (-11, 139), explain(result, server)
 
 
+def test_a_forked_child_forgets_the_parents_mapped_ranges(server):
+    """A child forked while the parent's mapped pages are stale can touch its
+    registered pages (its own memory now) and exit; the parent goes on."""
+    program = PROGRAMS_DIR / "mapped_memory_shared"
+    if not program.is_file():
+        pytest.skip(NOT_BUILT)
+    result = gw_run([str(program), "fork"], server=server.address, timeout=60)
+    assert result.returncode == 0, explain(result, server)
+    assert result.stdout.strip().splitlines()[-1] == "PASS mapped_memory fork", explain(result, server)
+
+
 HOSTILE = [
     ("write outside any range", wire.OP_MAPPED_WRITE, struct.pack("<Q", 0x10000) + b"x" * 16,
      "not inside a mapped range"),
@@ -104,3 +115,29 @@ def test_mapped_memory_is_bounded_per_session(tmp_path):
         assert r.stdout.split() == ["0", "2", "0"], explain(r, srv)
     finally:
         srv.stop()
+
+
+UNALIGNED_SCRIPT = r"""
+import ctypes
+cuda = ctypes.CDLL("libcuda.so.1")
+assert cuda.cuInit(0) == 0
+dev, ctx = ctypes.c_int(), ctypes.c_void_p()
+assert cuda.cuDeviceGet(ctypes.byref(dev), 0) == 0
+assert cuda.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev) == 0
+assert cuda.cuCtxSetCurrent(ctx) == 0
+buf = ctypes.create_string_buffer(100)  # shares its page with the interpreter's other objects
+print(cuda.cuMemHostRegister_v2(buf, ctypes.c_size_t(100), 2), cuda.cuMemHostRegister_v2(buf, ctypes.c_size_t(100), 0))
+"""
+
+
+def test_a_mapped_registration_must_cover_whole_pages(server):
+    """Memory registered with DEVICEMAP becomes a mapped range page by page; a
+    range that shares a page with other data is refused, named in the log
+    (CUDA_ERROR_NOT_SUPPORTED, 801), where it would fault or fail system calls
+    on that data while stale. Without DEVICEMAP it is registered as before."""
+    import sys
+
+    r = gw_run([sys.executable, "-c", UNALIGNED_SCRIPT], server=server.address, timeout=60)
+    assert r.returncode == 0, explain(r, server)
+    assert r.stdout.split() == ["801", "0"], explain(r, server)
+    assert "with DEVICEMAP does not cover whole pages" in r.stderr, explain(r, server)

@@ -7,6 +7,8 @@
 #include "check.h"
 
 #include <stdint.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 __global__ void vector_add(const float *a, const float *b, float *c, int n)
 {
@@ -43,10 +45,43 @@ static int crash(void)
     return *bad;
 }
 
+/* "fork": a child forked while mapped memory is stale touches its
+ * registered pages and exits: it must not fault (the child has no session of
+ * the parent's ranges), and the parent goes on with its own. */
+static int forked(void)
+{
+    const int n = 4096;
+    float *own = (float *)aligned_alloc(4096, n * sizeof(float)), *d;
+    for (int i = 0; i < n; i++)
+        own[i] = 1.0f;
+    CK(cudaHostRegister(own, n * sizeof(float), cudaHostRegisterMapped));
+    CK(cudaHostGetDevicePointer((void **)&d, own, 0));
+    add(d, d, d, n); /* own[i] = 2: the pages are stale in the mirror now */
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        volatile float x = own[1]; /* the child's own memory now */
+        own[2] = x;
+        _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status))
+        FAIL("the forked child ended with status %#x", status);
+    if (own[0] != 2.0f || own[n - 1] != 2.0f)
+        FAIL("after the fork: %g %g", own[0], own[n - 1]);
+    CK(cudaHostUnregister(own));
+    free(own);
+    printf("PASS mapped_memory fork\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "crash"))
         return crash();
+    if (argc > 1 && !strcmp(argv[1], "fork"))
+        return forked();
     const int n = 300000; /* not a whole number of pages */
     const size_t bytes = (size_t)n * sizeof(float);
     int can_map = 0;
@@ -102,11 +137,12 @@ int main(int argc, char **argv)
     printf("pointer attributes: type %d, device pointer is it: %d, host pointer is it: %d\n", (int)at.type,
            at.devicePointer == c, at.hostPointer == c);
 
-    /* the program's own memory registered as mapped: its bytes are kept */
-    float *own = (float *)malloc(bytes + 100), *downed;
+    /* the program's own memory (whole pages) registered as mapped: its bytes are kept */
+    const size_t own_bytes = (bytes + 4095) / 4096 * 4096;
+    float *own = (float *)aligned_alloc(4096, own_bytes), *downed;
     for (int i = 0; i < n; i++)
         own[i] = (float)(i % 91);
-    CK(cudaHostRegister(own, bytes, cudaHostRegisterMapped));
+    CK(cudaHostRegister(own, own_bytes, cudaHostRegisterMapped));
     CK(cudaHostGetDevicePointer((void **)&downed, own, 0));
     add(downed, db, dc, n);
     expect_sum(own, b, c, n, "registered");

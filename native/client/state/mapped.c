@@ -53,7 +53,8 @@ static atomic_flag busy = ATOMIC_FLAG_INIT; /* every page-state change; async-si
 static unsigned long long epoch, invalidated_at; /* requests sent; as of the last invalidation */
 static __thread int inside;                      /* this thread is in the code below: no hook */
 static struct sigaction previous;
-static pthread_once_t install_once = PTHREAD_ONCE_INIT;
+static int installed, atfork_set; /* under install_lock */
+static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void lock(void)
 {
@@ -273,6 +274,27 @@ static void after_reply(unsigned op)
 
 static const gw_call_hooks hooks = {before_request, after_reply};
 
+/* A forked child starts its own session, where none of these ranges exist:
+ * it forgets them (allocations are not in the child at all; registered pages
+ * stay the program's memory, readable and writable again, with the bytes the
+ * parent's mirror held), and its faults go where they went before gpuwire. */
+static void forget_in_child(void)
+{
+    for (int i = 0; i < MAX_RANGES; i++) {
+        mrange *r = atomic_load(&slots[i]);
+        if (r && r->kind == GW_MAPPED_REGISTER)
+            mprotect((void *)(uintptr_t)r->base, r->size, PROT_READ | PROT_WRITE);
+        atomic_store(&slots[i], NULL); /* the records themselves are left: the child's copy of the heap */
+    }
+    atomic_store(&nlive, 0);
+    atomic_store(&total_dirty, 0);
+    atomic_flag_clear(&busy);
+    gw_set_call_hooks(NULL);
+    sigaction(SIGSEGV, &previous, NULL);
+    pthread_mutex_init(&install_lock, NULL);
+    installed = 0; /* a range the child makes installs all again */
+}
+
 static void install(void)
 {
     struct sigaction sa;
@@ -282,6 +304,8 @@ static void install(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, &previous);
     gw_set_call_hooks(&hooks);
+    if (!atfork_set)
+        atfork_set = pthread_atfork(NULL, NULL, forget_in_child) == 0;
     if (gw_debug())
         gw_log("mapped host memory: page protection with a SIGSEGV handler tracks the mirror");
 }
@@ -346,7 +370,12 @@ static mrange *mirror(uint64_t addr, uint64_t size, int replace, const void *kee
 
 static int publish(mrange *r)
 {
-    pthread_once(&install_once, install);
+    pthread_mutex_lock(&install_lock);
+    if (!installed) {
+        install();
+        installed = 1;
+    }
+    pthread_mutex_unlock(&install_lock);
     for (int i = 0; i < MAX_RANGES; i++) {
         mrange *expect = NULL;
         if (atomic_compare_exchange_strong(&slots[i], &expect, r)) {

@@ -371,6 +371,17 @@ CUresult CUDAAPI cuMemHostRegister_v2(void *p, size_t bytesize, unsigned int Fla
     if (gw_mapped_overlaps((uint64_t)(uintptr_t)p, bytesize))
         return CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
     if (Flags & CU_MEMHOSTREGISTER_DEVICEMAP) {
+        /* made a mapped range in place, page by page: pages it shares with
+         * other data of the program's (or of gpuwire's own, from malloc)
+         * would fault, or fail system calls, while stale */
+        range whole = {(uint64_t)(uintptr_t)p, bytesize, GW_MEM_HOST_PINNED, Flags};
+        if (!pages_of_its_own(&whole)) {
+            gw_log("cuMemHostRegister: %p (%zu bytes) with DEVICEMAP does not cover whole pages: gpuwire maps such "
+                   "memory for the device page by page and cannot share a page with other data (allocate it with "
+                   "cuMemHostAlloc(DEVICEMAP), or register whole pages)",
+                   p, bytesize);
+            return CUDA_ERROR_NOT_SUPPORTED;
+        }
         uint64_t base = 0;
         CUresult rc = gw_mapped_register(p, bytesize, Flags, &base);
         if (rc != CUDA_SUCCESS)
