@@ -100,8 +100,10 @@ with `GPUWIRE_DEBUG=1` while time is left, and writes `OUTDIR/compatibility.md`,
 Without a GPU, `bash compat/run --dry-run` exercises the runner itself (fake
 workloads covering every verdict, against the CPU stand-in driver) and
 `bash compat/run --check` compiles every workload script; `bash compat/run --render RESULTS_JSON` rewrites this file from a
-run's results.json, after `compat/known_causes.json` (why a workload fails) or
-`compat/nvml_comparison.md` changed; `bash compat/run --rejudge RESULTS_JSON [OUTDIR]`
+run's results.json, after `compat/known_causes.json` (why a workload fails),
+`compat/nvml_comparison.md`, `compat/freshness.md` (what changed since the
+run and was not run on a GPU: empty it after a new run) or
+`compat/numba_suite.md` changed; `bash compat/run --rejudge RESULTS_JSON [OUTDIR]`
 judges a run's results again with the current rules, lists the verdicts that
 change, and writes the new results.json and compatibility.md to OUTDIR only.
 """
@@ -539,6 +541,9 @@ def write_reports(ctx: Context, meta: dict, rows: list, smi: dict | None) -> dic
                     f"{counts.get('FAIL', 0)} fail through gpuwire, {counts.get(rules.NATIVE_FAILED, 0)} native failures, "
                     f"{counts.get('skipped', 0)} skipped.")
     md_lines.append("")
+    fresh = COMPAT / "freshness.md"  # what changed since this run and was not run on a GPU, kept by hand
+    if fresh.exists() and fresh.read_text().strip():
+        md_lines += [fresh.read_text().rstrip(), ""]
     md_lines.append("| workload | framework | native result | gpuwire result | result | round trips | compared |")
     md_lines.append("|---|---|---|---|---|---|---|")
     for r in rows:
