@@ -84,7 +84,8 @@ def test_graph_memcpy_nodes_with_host_sides(server, flavour):
     assert "not supported by gpuwire" not in result.stderr, explain(result, server)
 
 
-LIMIT_SCRIPT = r"""
+# a ctypes client with a current context (the scripts below go on from it)
+PRELUDE = r"""
 import ctypes
 cuda = ctypes.CDLL("libcuda.so.1")
 assert cuda.cuInit(0) == 0
@@ -92,6 +93,9 @@ dev, ctx = ctypes.c_int(), ctypes.c_void_p()
 assert cuda.cuDeviceGet(ctypes.byref(dev), 0) == 0
 assert cuda.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev) == 0
 assert cuda.cuCtxSetCurrent(ctx) == 0
+"""
+
+LIMIT_SCRIPT = PRELUDE + r"""
 DEVICEMAP = 2
 p = ctypes.c_void_p()
 small = cuda.cuMemHostAlloc(ctypes.byref(p), ctypes.c_size_t(256 << 10), DEVICEMAP)
@@ -117,14 +121,7 @@ def test_mapped_memory_is_bounded_per_session(tmp_path):
         srv.stop()
 
 
-UNALIGNED_SCRIPT = r"""
-import ctypes
-cuda = ctypes.CDLL("libcuda.so.1")
-assert cuda.cuInit(0) == 0
-dev, ctx = ctypes.c_int(), ctypes.c_void_p()
-assert cuda.cuDeviceGet(ctypes.byref(dev), 0) == 0
-assert cuda.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev) == 0
-assert cuda.cuCtxSetCurrent(ctx) == 0
+UNALIGNED_SCRIPT = PRELUDE + r"""
 buf = ctypes.create_string_buffer(100)  # shares its page with the interpreter's other objects
 print(cuda.cuMemHostRegister_v2(buf, ctypes.c_size_t(100), 2), cuda.cuMemHostRegister_v2(buf, ctypes.c_size_t(100), 0))
 """
@@ -141,3 +138,26 @@ def test_a_mapped_registration_must_cover_whole_pages(server):
     assert r.returncode == 0, explain(r, server)
     assert r.stdout.split() == ["801", "0"], explain(r, server)
     assert "with DEVICEMAP does not cover whole pages" in r.stderr, explain(r, server)
+
+
+FAULTHANDLER_SCRIPT = PRELUDE + r"""
+p = ctypes.c_void_p()
+assert cuda.cuMemHostAlloc(ctypes.byref(p), ctypes.c_size_t(4096), 2) == 0  # DEVICEMAP: gpuwire's handler installed
+ctypes.memmove(p, b"x", 1)  # a mapped page written: gpuwire's handler serves it
+print("mapped page written", flush=True)
+ctypes.string_at(16)  # a fault outside gpuwire's ranges
+"""
+
+
+def test_a_fault_outside_mapped_memory_reaches_pythons_faulthandler(server):
+    """Python's faulthandler, enabled at start (python -X faulthandler, as
+    pytest does) before gpuwire installs its SIGSEGV handler, still reports a
+    crash outside gpuwire's ranges: gpuwire serves its own pages and passes
+    every other fault on. (A handler installed after gpuwire's, without
+    chaining, takes mapped pages' faults too: docs/host-memory.md.)"""
+    import sys
+
+    r = gw_run([sys.executable, "-X", "faulthandler", "-c", FAULTHANDLER_SCRIPT], server=server.address, timeout=60)
+    assert "mapped page written" in r.stdout, explain(r, server)
+    assert "Fatal Python error: Segmentation fault" in r.stderr, explain(r, server)
+    assert r.returncode != 0, explain(r, server)

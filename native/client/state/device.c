@@ -204,25 +204,33 @@ CUresult CUDAAPI cuDeviceGet(CUdevice *device, int ordinal)
     return CUDA_SUCCESS;
 }
 
+/* A text answer from the device table (NUL-terminated at the handshake) into
+ * the caller's buffer: 1 if it fits, else 0 and the driver is asked (it
+ * decides what a short buffer gets). */
+static int table_text(const char *text, char *out, int len)
+{
+    size_t n = strlen(text);
+    if (!out || len <= 0 || (size_t)len <= n)
+        return 0;
+    memcpy(out, text, n + 1);
+    return 1;
+}
+
 CUresult CUDAAPI cuDeviceGetName(char *name, int len, CUdevice dev)
 {
     const gw_device_info *d = table_device(dev);
-    size_t n = d ? strlen(d->name) : 0;
-    if (!name || !d || len <= 0 || (size_t)len <= n)
+    if (!d || !table_text(d->name, name, len))
         return gwf_cuDeviceGetName(name, len, dev);
     gw_stat_call(GW_OP_cuDeviceGetName);
-    memcpy(name, d->name, n + 1);
     return CUDA_SUCCESS;
 }
 
 CUresult CUDAAPI cuDeviceGetPCIBusId(char *pciBusId, int len, CUdevice dev)
 {
     const gw_device_info *d = table_device(dev);
-    size_t n = d ? strlen(d->pci_bus_id) : 0;
-    if (!pciBusId || !d || len <= 0 || (size_t)len <= n)
+    if (!d || !table_text(d->pci_bus_id, pciBusId, len))
         return gwf_cuDeviceGetPCIBusId(pciBusId, len, dev);
     gw_stat_call(GW_OP_cuDeviceGetPCIBusId);
-    memcpy(pciBusId, d->pci_bus_id, n + 1);
     return CUDA_SUCCESS;
 }
 

@@ -225,6 +225,9 @@ void *gw_delivery_staging(size_t n)
     return staging_take(n);
 }
 
+/* Staging of gw_delivery_staging whose memcpy node was never made: back to the pool. */
+void gw_delivery_staging_unused(void *staging, size_t n) { staging_give(staging, n); }
+
 CUresult gw_delivery_node(CUgraph g, CUgraphNode copy_node, uint64_t id, void *staging, size_t n)
 {
     typedef CUresult (*add_host_fn)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, const CUDA_HOST_NODE_PARAMS *);

@@ -64,8 +64,11 @@ void gw_h_cuGraphAddMemcpyNode(gw_call *c)
         }
         p.dstMemoryType = CU_MEMORYTYPE_DEVICE; /* cleared below; set to the staging after */
     }
-    if (device_only(c, &p))
+    if (device_only(c, &p)) {
+        if (staging)
+            gw_delivery_staging_unused(staging, p.WidthInBytes);
         return;
+    }
     if (delivery) {
         p.dstMemoryType = CU_MEMORYTYPE_HOST;
         p.dstHost = staging;
@@ -77,10 +80,15 @@ void gw_h_cuGraphAddMemcpyNode(gw_call *c)
     CUresult (*fn)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, const CUDA_MEMCPY3D *, CUcontext) =
         (CUresult(*)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, const CUDA_MEMCPY3D *, CUcontext))
             gw_driver_fn(c, c->h.op);
-    if (!fn)
+    if (!fn) {
+        if (staging)
+            gw_delivery_staging_unused(staging, p.WidthInBytes);
         return;
+    }
     CUgraphNode node = NULL;
     CUresult r = fn(&node, g, deps, m, &p, ctx);
+    if (r != CUDA_SUCCESS && staging)
+        gw_delivery_staging_unused(staging, p.WidthInBytes);
     if (r == CUDA_SUCCESS && delivery)
         r = gw_delivery_node(g, node, delivery, staging, p.WidthInBytes);
     if (r == CUDA_SUCCESS)

@@ -31,6 +31,7 @@ void gw_deliveries_flush(void); /* delivered bytes to the client: before every r
 /* a graph memcpy node into the client's memory: staging for it, then the host
  * node after it that delivers the bytes as delivery id at every launch */
 void *gw_delivery_staging(size_t n);
+void gw_delivery_staging_unused(void *staging, size_t n); /* its memcpy node was never made */
 CUresult gw_delivery_node(CUgraph g, CUgraphNode copy_node, uint64_t id, void *staging, size_t n);
 
 /* ---- staged blobs: module images sent in pieces (modules.c) ---- */
