@@ -174,6 +174,12 @@ def client_fn(sym, proto, plans, exported):
     if sym in ann_mod.ASYNC:
         if outs:
             raise SystemExit(f"{sym}: an @async function cannot have outputs")
+        if sym not in ann_mod.PROPS["benign"]:
+            # the work is on this stream (none named: the default stream) and may
+            # fail later: its stream is not idle until seen so (state/stream_fences.c)
+            streams = [p.name for p in proto.params if p.ctype.strip() == "CUstream"]
+            where = f"(uint64_t)(uintptr_t){streams[0]}" if streams else "GW_FENCE_DEFAULT_STREAM"
+            L.append(f"    gw_fence_unsafe(GW_OP_{sym}, {where});")
         # post only when every device address lies in memory the client knows
         # (page-locked memory used as device memory becomes mapped: state/memory.c);
         # otherwise wait, so a bad pointer is refused at once as natively

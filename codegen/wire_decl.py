@@ -43,7 +43,7 @@ SCALARS = {"u8": ("B", 1, "uint8_t"), "u16": ("H", 2, "uint16_t"), "u32": ("I", 
            "u64": ("Q", 8, "uint64_t"), "i32": ("i", 4, "int32_t"), "f64": ("d", 8, "double"),
            "char": ("s", 1, "char")}
 DIRECTIONS = {"c>s", "s>c", "c>w", "w>c"}
-OP_PROPS = {"control", "cas", "posted", "pushed"}
+OP_PROPS = {"control", "cas", "posted", "pushed", "benign"}
 EXT_CODECS = {"bool": 1, "u32": 4, "u64": 8, "env": None, "reserved": None, "bit": None}
 _VALUE = re.compile(r"^[0-9a-fA-Fx\s*+<()]+$")
 

@@ -382,6 +382,7 @@ CUresult CUDAAPI cuCtxRecordEvent(CUcontext hCtx, CUevent hEvent)
     gw_req *q = gw_req_begin(GW_OP_cuCtxRecordEvent);
     gw_put_u64(q, (uint64_t)(uintptr_t)hCtx);
     gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
+    gw_fence_unsafe(GW_OP_cuCtxRecordEvent, GW_FENCE_DEFAULT_STREAM);
     return gw_req_post(q);
 }
 
@@ -452,7 +453,7 @@ CUresult CUDAAPI cuCtxSetSharedMemConfig(CUsharedconfig config)
 }
 
 #undef cuCtxSynchronize
-CUresult CUDAAPI cuCtxSynchronize(void)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxSynchronize(void)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxSynchronize);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -463,7 +464,7 @@ CUresult CUDAAPI cuCtxSynchronize(void)
 }
 
 #undef cuCtxSynchronize_v2
-CUresult CUDAAPI cuCtxSynchronize_v2(CUcontext ctx)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxSynchronize_v2(CUcontext ctx)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxSynchronize_v2);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -480,6 +481,7 @@ CUresult CUDAAPI cuCtxWaitEvent(CUcontext hCtx, CUevent hEvent)
     gw_req *q = gw_req_begin(GW_OP_cuCtxWaitEvent);
     gw_put_u64(q, (uint64_t)(uintptr_t)hCtx);
     gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
+    gw_fence_unsafe(GW_OP_cuCtxWaitEvent, GW_FENCE_DEFAULT_STREAM);
     return gw_req_post(q);
 }
 
@@ -1720,6 +1722,7 @@ CUresult CUDAAPI cuGraphLaunch(CUgraphExec hGraph, CUstream hStream)
     gw_req *q = gw_req_begin(GW_OP_cuGraphLaunch);
     gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_fence_unsafe(GW_OP_cuGraphLaunch, (uint64_t)(uintptr_t)hStream);
     return gw_req_post(q);
 }
 
@@ -1729,6 +1732,7 @@ CUresult CUDAAPI cuGraphLaunch_ptsz(CUgraphExec hGraphExec, CUstream hStream)
     gw_req *q = gw_req_begin(GW_OP_cuGraphLaunch_ptsz);
     gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_fence_unsafe(GW_OP_cuGraphLaunch_ptsz, (uint64_t)(uintptr_t)hStream);
     return gw_req_post(q);
 }
 
@@ -1871,6 +1875,7 @@ CUresult CUDAAPI cuGraphUpload(CUgraphExec hGraph, CUstream hStream)
     gw_req *q = gw_req_begin(GW_OP_cuGraphUpload);
     gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_fence_unsafe(GW_OP_cuGraphUpload, (uint64_t)(uintptr_t)hStream);
     return gw_req_post(q);
 }
 
@@ -1880,6 +1885,7 @@ CUresult CUDAAPI cuGraphUpload_ptsz(CUgraphExec hGraphExec, CUstream hStream)
     gw_req *q = gw_req_begin(GW_OP_cuGraphUpload_ptsz);
     gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_fence_unsafe(GW_OP_cuGraphUpload_ptsz, (uint64_t)(uintptr_t)hStream);
     return gw_req_post(q);
 }
 
@@ -1986,6 +1992,7 @@ CUresult CUDAAPI cuGreenCtxRecordEvent(CUgreenCtx hCtx, CUevent hEvent)
     gw_req *q = gw_req_begin(GW_OP_cuGreenCtxRecordEvent);
     gw_put_u64(q, (uint64_t)(uintptr_t)hCtx);
     gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
+    gw_fence_unsafe(GW_OP_cuGreenCtxRecordEvent, GW_FENCE_DEFAULT_STREAM);
     return gw_req_post(q);
 }
 
@@ -2021,6 +2028,7 @@ CUresult CUDAAPI cuGreenCtxWaitEvent(CUgreenCtx hCtx, CUevent hEvent)
     gw_req *q = gw_req_begin(GW_OP_cuGreenCtxWaitEvent);
     gw_put_u64(q, (uint64_t)(uintptr_t)hCtx);
     gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
+    gw_fence_unsafe(GW_OP_cuGreenCtxWaitEvent, GW_FENCE_DEFAULT_STREAM);
     return gw_req_post(q);
 }
 
@@ -2891,6 +2899,7 @@ CUresult CUDAAPI cuMemcpyDtoDAsync_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevi
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_fence_unsafe(GW_OP_cuMemcpyDtoDAsync_v2, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -2908,6 +2917,7 @@ CUresult CUDAAPI cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dstDevice, CUdeviceptr sr
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_fence_unsafe(GW_OP_cuMemcpyDtoDAsync_v2_ptsz, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -2924,6 +2934,7 @@ CUresult CUDAAPI cuMemcpyDtoD_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice, s
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
+    gw_fence_unsafe(GW_OP_cuMemcpyDtoD_v2, GW_FENCE_DEFAULT_STREAM);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -2940,6 +2951,7 @@ CUresult CUDAAPI cuMemcpyDtoD_v2_ptds(CUdeviceptr dstDevice, CUdeviceptr srcDevi
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
+    gw_fence_unsafe(GW_OP_cuMemcpyDtoD_v2_ptds, GW_FENCE_DEFAULT_STREAM);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -2958,6 +2970,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeer(CUdevice
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
+    gw_fence_unsafe(GW_OP_cuMemcpyPeer, GW_FENCE_DEFAULT_STREAM);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -2977,6 +2990,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeerAsync(CUd
     gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_fence_unsafe(GW_OP_cuMemcpyPeerAsync, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -2996,6 +3010,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeerAsync_pts
     gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_fence_unsafe(GW_OP_cuMemcpyPeerAsync_ptsz, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -3014,6 +3029,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeer_ptds(CUd
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
+    gw_fence_unsafe(GW_OP_cuMemcpyPeer_ptds, GW_FENCE_DEFAULT_STREAM);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -3835,6 +3851,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamBeginCapture_
     gw_req *q = gw_req_begin(GW_OP_cuStreamBeginCapture_v2);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
     gw_put_u64(q, (uint64_t)(int64_t)mode);
+    gw_fence_unsafe(GW_OP_cuStreamBeginCapture_v2, (uint64_t)(uintptr_t)hStream);
     return gw_req_post(q);
 }
 
@@ -3844,6 +3861,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamBeginCapture_
     gw_req *q = gw_req_begin(GW_OP_cuStreamBeginCapture_v2_ptsz);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
     gw_put_u64(q, (uint64_t)(int64_t)mode);
+    gw_fence_unsafe(GW_OP_cuStreamBeginCapture_v2_ptsz, (uint64_t)(uintptr_t)hStream);
     return gw_req_post(q);
 }
 
@@ -4330,6 +4348,7 @@ CUresult CUDAAPI cuStreamWaitEvent(CUstream hStream, CUevent hEvent, unsigned in
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
     gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
     gw_put_u64(q, (uint64_t)(int64_t)Flags);
+    gw_fence_unsafe(GW_OP_cuStreamWaitEvent, (uint64_t)(uintptr_t)hStream);
     return gw_req_post(q);
 }
 
@@ -4340,6 +4359,7 @@ CUresult CUDAAPI cuStreamWaitEvent_ptsz(CUstream hStream, CUevent hEvent, unsign
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
     gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
     gw_put_u64(q, (uint64_t)(int64_t)Flags);
+    gw_fence_unsafe(GW_OP_cuStreamWaitEvent_ptsz, (uint64_t)(uintptr_t)hStream);
     return gw_req_post(q);
 }
 
@@ -4379,6 +4399,7 @@ CUresult CUDAAPI cuStreamWaitValue32_v2(CUstream stream, CUdeviceptr addr, cuuin
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
+    gw_fence_unsafe(GW_OP_cuStreamWaitValue32_v2, (uint64_t)(uintptr_t)stream);
     if (gw_mem_device_use(addr, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -4396,6 +4417,7 @@ CUresult CUDAAPI cuStreamWaitValue32_v2_ptsz(CUstream stream, CUdeviceptr addr, 
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
+    gw_fence_unsafe(GW_OP_cuStreamWaitValue32_v2_ptsz, (uint64_t)(uintptr_t)stream);
     if (gw_mem_device_use(addr, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -4441,6 +4463,7 @@ CUresult CUDAAPI cuStreamWaitValue64_v2(CUstream stream, CUdeviceptr addr, cuuin
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
+    gw_fence_unsafe(GW_OP_cuStreamWaitValue64_v2, (uint64_t)(uintptr_t)stream);
     if (gw_mem_device_use(addr, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -4458,6 +4481,7 @@ CUresult CUDAAPI cuStreamWaitValue64_v2_ptsz(CUstream stream, CUdeviceptr addr, 
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
+    gw_fence_unsafe(GW_OP_cuStreamWaitValue64_v2_ptsz, (uint64_t)(uintptr_t)stream);
     if (gw_mem_device_use(addr, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -4503,6 +4527,7 @@ CUresult CUDAAPI cuStreamWriteValue32_v2(CUstream stream, CUdeviceptr addr, cuui
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
+    gw_fence_unsafe(GW_OP_cuStreamWriteValue32_v2, (uint64_t)(uintptr_t)stream);
     if (gw_mem_device_use(addr, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -4520,6 +4545,7 @@ CUresult CUDAAPI cuStreamWriteValue32_v2_ptsz(CUstream stream, CUdeviceptr addr,
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
+    gw_fence_unsafe(GW_OP_cuStreamWriteValue32_v2_ptsz, (uint64_t)(uintptr_t)stream);
     if (gw_mem_device_use(addr, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -4565,6 +4591,7 @@ CUresult CUDAAPI cuStreamWriteValue64_v2(CUstream stream, CUdeviceptr addr, cuui
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
+    gw_fence_unsafe(GW_OP_cuStreamWriteValue64_v2, (uint64_t)(uintptr_t)stream);
     if (gw_mem_device_use(addr, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -4582,6 +4609,7 @@ CUresult CUDAAPI cuStreamWriteValue64_v2_ptsz(CUstream stream, CUdeviceptr addr,
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
+    gw_fence_unsafe(GW_OP_cuStreamWriteValue64_v2_ptsz, (uint64_t)(uintptr_t)stream);
     if (gw_mem_device_use(addr, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);

@@ -120,6 +120,8 @@ CUresult CUDAAPI gwf_cuCtxPushCurrent(CUcontext ctx);
 CUresult CUDAAPI gwf_cuCtxPushCurrent_v2(CUcontext ctx);
 CUresult CUDAAPI gwf_cuCtxSetCurrent(CUcontext ctx);
 CUresult CUDAAPI gwf_cuCtxSetLimit(CUlimit limit, size_t value);
+CUresult CUDAAPI gwf_cuCtxSynchronize(void);
+CUresult CUDAAPI gwf_cuCtxSynchronize_v2(CUcontext ctx);
 CUresult CUDAAPI gwf_cuDeviceGet(CUdevice * device, int ordinal);
 CUresult CUDAAPI gwf_cuDeviceGetAttribute(int * pi, CUdevice_attribute attrib, CUdevice dev);
 CUresult CUDAAPI gwf_cuDeviceGetCount(int * count);

@@ -142,6 +142,8 @@ static inline int gw_op_may_post(unsigned op)
     case GW_OP_cuStreamCreate:
     case GW_OP_cuStreamCreateWithPriority:
     case GW_OP_cuStreamDestroy_v2:
+    case GW_OP_cuStreamSynchronize:
+    case GW_OP_cuStreamSynchronize_ptsz:
     case GW_OP_cuStreamWaitEvent:
     case GW_OP_cuStreamWaitEvent_ptsz:
     case GW_OP_cuStreamWaitValue32_v2:
@@ -169,6 +171,79 @@ static inline int gw_op_only_waits(unsigned op)
     case GW_OP_cuMemcpyDtoHAsync_v2_ptsz:
     case GW_OP_cuMemcpyDtoH_v2:
     case GW_OP_cuMemcpyDtoH_v2_ptds:
+    case GW_OP_cuStreamSynchronize:
+    case GW_OP_cuStreamSynchronize_ptsz:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* no device work that can fail later nor write host memory (@benign; control ops marked benign): a synchronize after only such work may be posted */
+static inline int gw_op_benign(unsigned op)
+{
+    switch (op) {
+    case GW_OP_FUNC_LAYOUT:
+    case GW_OP_STAGE:
+    case GW_OP_CAS_DATA:
+    case GW_OP_MAPPED_WRITE:
+    case GW_OP_cuArray3DCreate_v2:
+    case GW_OP_cuArrayCreate_v2:
+    case GW_OP_cuEventCreate:
+    case GW_OP_cuEventDestroy_v2:
+    case GW_OP_cuEventRecord:
+    case GW_OP_cuEventRecordWithFlags:
+    case GW_OP_cuEventRecordWithFlags_ptsz:
+    case GW_OP_cuEventRecord_ptsz:
+    case GW_OP_cuFuncSetAttribute:
+    case GW_OP_cuFuncSetCacheConfig:
+    case GW_OP_cuGraphClone:
+    case GW_OP_cuGraphCreate:
+    case GW_OP_cuGraphExecDestroy:
+    case GW_OP_cuGreenCtxStreamCreate:
+    case GW_OP_cuKernelGetFunction:
+    case GW_OP_cuKernelSetAttribute:
+    case GW_OP_cuLibraryGetKernel:
+    case GW_OP_cuLibraryGetModule:
+    case GW_OP_cuLibraryLoadData:
+    case GW_OP_cuLibraryUnload:
+    case GW_OP_cuMemcpyHtoDAsync_v2:
+    case GW_OP_cuMemcpyHtoDAsync_v2_ptsz:
+    case GW_OP_cuMemcpyHtoD_v2:
+    case GW_OP_cuMemcpyHtoD_v2_ptds:
+    case GW_OP_cuMemsetD16Async:
+    case GW_OP_cuMemsetD16Async_ptsz:
+    case GW_OP_cuMemsetD16_v2:
+    case GW_OP_cuMemsetD16_v2_ptds:
+    case GW_OP_cuMemsetD2D16Async:
+    case GW_OP_cuMemsetD2D16Async_ptsz:
+    case GW_OP_cuMemsetD2D16_v2:
+    case GW_OP_cuMemsetD2D16_v2_ptds:
+    case GW_OP_cuMemsetD2D32Async:
+    case GW_OP_cuMemsetD2D32Async_ptsz:
+    case GW_OP_cuMemsetD2D32_v2:
+    case GW_OP_cuMemsetD2D32_v2_ptds:
+    case GW_OP_cuMemsetD2D8Async:
+    case GW_OP_cuMemsetD2D8Async_ptsz:
+    case GW_OP_cuMemsetD2D8_v2:
+    case GW_OP_cuMemsetD2D8_v2_ptds:
+    case GW_OP_cuMemsetD32Async:
+    case GW_OP_cuMemsetD32Async_ptsz:
+    case GW_OP_cuMemsetD32_v2:
+    case GW_OP_cuMemsetD32_v2_ptds:
+    case GW_OP_cuMemsetD8Async:
+    case GW_OP_cuMemsetD8Async_ptsz:
+    case GW_OP_cuMemsetD8_v2:
+    case GW_OP_cuMemsetD8_v2_ptds:
+    case GW_OP_cuMipmappedArrayCreate:
+    case GW_OP_cuModuleGetFunction:
+    case GW_OP_cuModuleLoadData:
+    case GW_OP_cuModuleLoadDataEx:
+    case GW_OP_cuModuleLoadFatBinary:
+    case GW_OP_cuModuleUnload:
+    case GW_OP_cuStreamCreate:
+    case GW_OP_cuStreamCreateWithPriority:
+    case GW_OP_cuStreamDestroy_v2:
     case GW_OP_cuStreamSynchronize:
     case GW_OP_cuStreamSynchronize_ptsz:
         return 1;

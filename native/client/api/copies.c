@@ -100,46 +100,39 @@ static CUresult htod_bytes(unsigned op, CUdeviceptr dst, const void *src, size_t
     return CUDA_SUCCESS;
 }
 
-/* After a device-to-host copy that waited, the copy's stream has nothing
- * left to do unless someone has sent work since: a synchronize of that same
- * stream can then answer at once, with no second round trip (the copy's reply
- * already carried any failure). */
-static __thread struct {
-    int valid, ptsz;
-    CUstream s;
-    unsigned long long mark;
-} settled;
-
-static void note_settled(unsigned op, int async, CUstream s)
+/* A synchronize of a stream that holds no work able to fail later is posted,
+ * not waited for (state/stream_fences.c says when); one that waited and
+ * succeeded tells the fences the stream was idle. */
+static CUresult stream_sync(unsigned op, CUstream s)
 {
-    settled.valid = 1;
-    settled.ptsz = op == GW_OP_cuMemcpyDtoH_v2_ptds || op == GW_OP_cuMemcpyDtoHAsync_v2_ptsz;
-    settled.s = async ? s : NULL;
-    settled.mark = gw_call_mark();
-}
-
-static int stream_settled(int ptsz, CUstream s)
-{
-    return settled.valid && settled.ptsz == ptsz && settled.s == s && gw_requests_queued() == settled.mark;
-}
-
-CUresult CUDAAPI cuStreamSynchronize(CUstream s)
-{
-    if (stream_settled(0, s) && gw_initialized()) {
-        gw_stat_call(GW_OP_cuStreamSynchronize);
-        return CUDA_SUCCESS;
+    int ptsz = op == GW_OP_cuStreamSynchronize_ptsz;
+    if (gw_initialized() && gw_fence_sync_may_post(op, (uint64_t)(uintptr_t)s)) {
+        gw_req *q = gw_req_begin(op);
+        gw_put_u64(q, (uint64_t)(uintptr_t)s);
+        return gw_req_post(q);
     }
-    return gwf_cuStreamSynchronize(s);
+    uint64_t mark = gw_fence_mark();
+    CUresult rc = ptsz ? gwf_cuStreamSynchronize_ptsz(s) : gwf_cuStreamSynchronize(s);
+    if (rc == CUDA_SUCCESS)
+        gw_fence_confirmed(op, (uint64_t)(uintptr_t)s, mark);
+    return rc;
 }
 
-CUresult CUDAAPI cuStreamSynchronize_ptsz(CUstream s)
+/* A waited context synchronize that succeeded: every stream was idle. */
+static CUresult ctx_sync(int v2, CUcontext ctx)
 {
-    if (stream_settled(1, s) && gw_initialized()) {
-        gw_stat_call(GW_OP_cuStreamSynchronize_ptsz);
-        return CUDA_SUCCESS;
-    }
-    return gwf_cuStreamSynchronize_ptsz(s);
+    uint64_t mark = gw_fence_mark();
+    CUresult rc = v2 ? gwf_cuCtxSynchronize_v2(ctx) : gwf_cuCtxSynchronize();
+    if (rc == CUDA_SUCCESS && !ctx) /* another context's streams are not told apart here: none confirmed */
+        gw_fence_confirmed_all(mark);
+    return rc;
 }
+
+CUresult CUDAAPI cuCtxSynchronize(void) { return ctx_sync(0, NULL); }
+CUresult CUDAAPI cuCtxSynchronize_v2(CUcontext ctx) { return ctx_sync(1, ctx); }
+
+CUresult CUDAAPI cuStreamSynchronize(CUstream s) { return stream_sync(GW_OP_cuStreamSynchronize, s); }
+CUresult CUDAAPI cuStreamSynchronize_ptsz(CUstream s) { return stream_sync(GW_OP_cuStreamSynchronize_ptsz, s); }
 
 static CUresult dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, int async, CUstream s)
 {
@@ -158,13 +151,18 @@ static CUresult dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, int asyn
     /* into pinned memory, from known device memory: posted, the bytes are delivered before
      * anything that can see the copy done returns (state/deliveries.c) */
     if (async && gw_deliveries_on() && gw_may_post() && gw_mem_is_pinned_range((uint64_t)(uintptr_t)dst, n) &&
-        gw_mem_is_device_range(src, n))
+        gw_mem_is_device_range(src, n)) {
+        uint64_t on = op == GW_OP_cuMemcpyDtoHAsync_v2_ptsz && !s ? (uint64_t)(uintptr_t)CU_STREAM_PER_THREAD
+                                                                    : (uint64_t)(uintptr_t)s;
+        gw_fence_unsafe(GW_OP_DELIVER, on); /* its bytes land later (state/stream_fences.c) */
         return gw_deliver(op == GW_OP_cuMemcpyDtoHAsync_v2_ptsz, dst, src, n, s);
+    }
+    uint64_t mark = gw_fence_mark(); /* a copy that waited: its stream was idle before it */
     /* large copies from known device memory: their bytes over the lanes (wire/lanes.c) */
     if (gw_mem_is_device_range(src, n) && gw_lanes_for(n)) {
         CUresult rc = gw_lanes_dtoh(op, dst, src, n, async ? (uint64_t)(uintptr_t)s : 0);
         if (rc == CUDA_SUCCESS)
-            note_settled(op, async, s);
+            gw_fence_confirmed(op, async ? (uint64_t)(uintptr_t)s : 0, mark);
         return rc;
     }
     /* every piece is asked for at once; the replies stream back in order */
@@ -201,7 +199,7 @@ static CUresult dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, int asyn
     gw_burst_end();
     if (rc != CUDA_SUCCESS)
         return rc;
-    note_settled(op, async, s);
+    gw_fence_confirmed(op, async ? (uint64_t)(uintptr_t)s : 0, mark);
     return CUDA_SUCCESS;
 }
 

@@ -80,6 +80,7 @@ static CUresult launch(unsigned op, CUfunction f, unsigned gx, unsigned gy, unsi
     rc = put_args(q, l, kernelParams, extra);
     if (rc != CUDA_SUCCESS)
         return rc;
+    gw_fence_unsafe(op, (uint64_t)(uintptr_t)s); /* a kernel may fault later (state/stream_fences.c) */
     return gw_req_post(q);
 }
 

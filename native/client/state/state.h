@@ -47,6 +47,7 @@ GW_HIDDEN CUresult gw_mapped_alloc(unsigned kind, unsigned flags, size_t bytes, 
 GW_HIDDEN CUresult gw_mapped_register(void *p, size_t bytes, unsigned flags, uint64_t *base);
 GW_HIDDEN CUresult gw_mapped_release(uint64_t base, unsigned kind); /* CUDA_ERROR_INVALID_VALUE: no such range */
 /* 1 if [addr, addr+n) lies inside one range (its base, kind and flags out; each may be NULL) */
+GW_HIDDEN int gw_mapped_live(void); /* 1 while any range exists */
 GW_HIDDEN int gw_mapped_lookup(uint64_t addr, uint64_t n, uint64_t *base, unsigned *kind, unsigned *flags);
 GW_HIDDEN int gw_mapped_overlaps(uint64_t addr, uint64_t n);
 /* gpuwire is about to read (0) or write (1) these bytes of the program's: made current, no fault inside */
@@ -110,6 +111,17 @@ GW_HIDDEN CUresult gw_layout_pack(const gw_layout *l, void **kernelParams, void 
 GW_HIDDEN CUresult gw_pack_args(CUfunction f, void **kernelParams, void **extra, uint8_t *buf, uint32_t *nbytes);
 /* Drop every kept layout: one may have come from a wrong reading. */
 GW_HIDDEN void gw_layouts_forget(void);
+
+/* ---- stream fences (stream_fences.c): a synchronize posted when its stream
+ * holds no work that can still fail or write host memory ---- */
+#define GW_FENCE_DEFAULT_STREAM (~0ull) /* the call names no stream: its default stream */
+/* the calling thread's next posted request of `op` is work on `stream` that may fail later */
+GW_HIDDEN void gw_fence_unsafe(unsigned op, uint64_t stream);
+GW_HIDDEN uint64_t gw_fence_mark(void); /* taken before a waited synchronize is sent */
+/* a waited synchronize of the stream (op tells per-thread variants) returned success */
+GW_HIDDEN void gw_fence_confirmed(unsigned op, uint64_t stream, uint64_t mark);
+GW_HIDDEN void gw_fence_confirmed_all(uint64_t mark); /* ... of the whole context */
+GW_HIDDEN int gw_fence_sync_may_post(unsigned op, uint64_t stream);
 
 /* ---- stream captures under way (captures.c) ---- */
 GW_HIDDEN int gw_captures_active(void);

@@ -168,11 +168,23 @@ void gw_stream_lock(void)
     GW_WIRE_COUNT(queue_wait, gw_now_ns() - t0);
 }
 
+static void (*post_observer)(unsigned op);
+
+void gw_set_post_observer(void (*fn)(unsigned op)) { __atomic_store_n(&post_observer, fn, __ATOMIC_RELEASE); }
+
+static void observe_post(const gw_req *q)
+{
+    void (*fn)(unsigned) = __atomic_load_n(&post_observer, __ATOMIC_ACQUIRE);
+    if (fn && (q->flags & GW_F_NOREPLY))
+        fn(q->op);
+}
+
 /* Queue one request (called with gw_conn_lock held). */
 int gw_stream_queue_locked(gw_req *q, uint32_t seq)
 {
     if (gw_conn_lost)
         return -1;
+    observe_post(q);
     gw_hdr h = {.len = (uint32_t)(q->len - sizeof(gw_hdr)), .op = (uint16_t)q->op,
                 .flags = (uint16_t)q->flags, .tid = gw_stream_thread_tag(), .seq = seq};
     memcpy(q->buf, &h, sizeof h);
@@ -232,6 +244,7 @@ CUresult gw_req_post_tail(gw_req *q, const void *tail, size_t tail_len)
         memcpy(q->buf, &h, sizeof h);
         GW_WIRE_COUNT(bytes, q->len + tail_len, 0);
         tls_mark = ++requests_queued;
+        observe_post(q);
         bad = send_after_batch(q->buf, q->len, tail, tail_len); /* what was batched goes first: order is kept */
     }
     pthread_mutex_unlock(&gw_conn_lock);

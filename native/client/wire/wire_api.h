@@ -121,6 +121,10 @@ typedef struct gw_call_hooks {
     void (*after_reply)(unsigned op);
 } gw_call_hooks;
 GW_HIDDEN void gw_set_call_hooks(const gw_call_hooks *h);
+/* An observer a layer above registers (state/stream_fences.c): called with
+ * each posted (NOREPLY) request's op as it is queued, in queue order, with
+ * the connection's lock held (so it must not make requests itself). */
+GW_HIDDEN void gw_set_post_observer(void (*fn)(unsigned op));
 /* The calling thread's request and reply buffers set aside (a signal handler
  * that must make a call of its own while the thread was between a call and
  * reading its reply), then put back; nesting up to 4. 0, or -1 if too deep. */

@@ -295,6 +295,15 @@ static inline void relax(void) { __asm__ __volatile__("yield"); }
 static inline void relax(void) {}
 #endif
 
+/* A call that only waits for the GPU lets the jobs after it start at once:
+ * its client thread sends nothing before the reply. One the client posts (a
+ * stream synchronize it did not wait for: gw_op_may_post) is an ordinary
+ * job: what its thread sent after it must start after it. */
+static int waits_alone(const gw_hdr *h)
+{
+    return gw_op_only_waits(h->op) && !((h->flags & GW_F_NOREPLY) && gw_op_may_post(h->op));
+}
+
 static void *thread_main(void *arg)
 {
     tthread *t = arg;
@@ -321,9 +330,9 @@ static void *thread_main(void *arg)
          * thread's job can start between them, so they run on one hand-off */
         job *j = t->head, *last = j;
         size_t bytes = j->h.len;
-        int early = gw_op_only_waits(j->h.op);
+        int early = waits_alone(&j->h);
         for (int n = 1; !early && n < BATCH && last->next && last->next->order == last->order + 1 &&
-                        !gw_op_only_waits(last->next->h.op);
+                        !waits_alone(&last->next->h);
              n++) {
             last = last->next;
             bytes += last->h.len;

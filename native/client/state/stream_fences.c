@@ -1,0 +1,175 @@
+/* Stream fences: which streams may hold work that can still fail on the GPU
+ * or write host memory (kernels, graph launches, copies into host memory,
+ * waits on other streams), so that a synchronize of a stream holding none
+ * is posted instead of waited for.
+ *
+ * Why it is safe: after a waited synchronize of a stream (or of the context)
+ * returned success, everything posted on that stream before it is done. If
+ * since then only benign work (gw_op_benign: host-to-device copies whose
+ * bytes already left the program's buffer, memsets, event records) went to
+ * the stream, nothing on it can fail later nor change host memory, so the
+ * synchronize has nothing to report and nothing to deliver. It is still sent,
+ * posted: the worker runs it in order, so what this thread sends afterwards
+ * starts after the stream's work, as natively after the call returns. What
+ * this does not know about is counted against every stream: a posted
+ * request that is not benign and that no stub named a stream for.
+ *
+ * Streams are keyed by handle; the legacy default stream and each thread's
+ * per-thread default stream have keys of their own. The legacy stream waits
+ * for (and is waited for by) every blocking stream, and the client does not
+ * know which streams are blocking: a blocking stream's synchronize also
+ * needs the legacy stream idle, and the legacy stream's needs every stream
+ * idle.
+ *
+ * Posting is off while mapped host memory exists (a memset into it writes
+ * host memory: the pages are refetched only after a round trip) and while a
+ * stream capture is under way (a synchronize then must fail as natively). */
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "../../generated/wire_props.h"
+#include "../wire/wire_api.h"
+#include "state.h"
+
+#define SLOTS 512 /* streams tracked; more: counted as unknown work */
+#define KEY_LEGACY 1ull
+#define KEY_PER_THREAD (1ull << 63) /* | the thread's id */
+
+typedef struct {
+    uint64_t key;
+    uint64_t unsafe;    /* sequence number of its last unsafe request */
+    uint64_t confirmed; /* everything before this number is known done */
+} fence;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static fence table[SLOTS];
+static uint64_t seq = 1;
+static uint64_t unknown_unsafe; /* unsafe work on a stream nobody named */
+static uint64_t confirmed_all;  /* a waited context synchronize */
+
+static __thread struct {
+    unsigned op;
+    uint64_t stream;
+    int set;
+} named; /* the stream the calling thread's next request of `op` works on */
+
+static uint64_t key_of(unsigned op, uint64_t stream)
+{
+    if (stream == (uint64_t)(uintptr_t)CU_STREAM_PER_THREAD || (stream == 0 && gw_op_per_thread(op)))
+        return KEY_PER_THREAD | (uint64_t)syscall(SYS_gettid);
+    if (stream == 0 || stream == (uint64_t)(uintptr_t)CU_STREAM_LEGACY)
+        return KEY_LEGACY;
+    return stream;
+}
+
+/* the slot of key (made if absent); NULL when the table is full. Lock held. */
+static fence *slot_of(uint64_t key)
+{
+    unsigned h = (unsigned)((key * 0x9E3779B97F4A7C15ull) >> 55) % SLOTS;
+    for (unsigned i = 0; i < SLOTS; i++) {
+        fence *f = &table[(h + i) % SLOTS];
+        if (f->key == key)
+            return f;
+        if (!f->key) {
+            f->key = key;
+            return f;
+        }
+    }
+    return NULL;
+}
+
+static int idle_locked(const fence *f)
+{
+    uint64_t c = f->confirmed > confirmed_all ? f->confirmed : confirmed_all;
+    return f->unsafe < c || !f->unsafe;
+}
+
+/* The wire layer's observer: every posted request, in queue order, with the
+ * connection's lock held (so sequence numbers follow the queue's order). */
+static void on_posted(unsigned op)
+{
+    int mine = named.set && named.op == op;
+    if (!mine && gw_op_benign(op))
+        return;
+    pthread_mutex_lock(&lock);
+    uint64_t n = seq++;
+    fence *f = mine ? slot_of(key_of(op, named.stream)) : NULL;
+    if (f)
+        f->unsafe = n;
+    else
+        unknown_unsafe = n;
+    pthread_mutex_unlock(&lock);
+    named.set = 0;
+}
+
+static void after_fork_child(void);
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static void install(void)
+{
+    gw_set_post_observer(on_posted);
+    pthread_atfork(NULL, NULL, after_fork_child);
+}
+
+void gw_fence_unsafe(unsigned op, uint64_t stream)
+{
+    pthread_once(&once, install);
+    named.op = op;
+    named.stream = stream == GW_FENCE_DEFAULT_STREAM ? 0 : stream;
+    named.set = 1;
+}
+
+uint64_t gw_fence_mark(void)
+{
+    pthread_once(&once, install);
+    pthread_mutex_lock(&lock);
+    uint64_t n = seq++;
+    pthread_mutex_unlock(&lock);
+    return n;
+}
+
+void gw_fence_confirmed(unsigned op, uint64_t stream, uint64_t mark)
+{
+    pthread_mutex_lock(&lock);
+    fence *f = slot_of(key_of(op, stream));
+    if (f && f->confirmed < mark)
+        f->confirmed = mark;
+    pthread_mutex_unlock(&lock);
+}
+
+void gw_fence_confirmed_all(uint64_t mark)
+{
+    pthread_mutex_lock(&lock);
+    if (confirmed_all < mark)
+        confirmed_all = mark;
+    pthread_mutex_unlock(&lock);
+}
+
+int gw_fence_sync_may_post(unsigned op, uint64_t stream)
+{
+    if (gw_captures_active() || gw_mapped_live())
+        return 0;
+    pthread_once(&once, install);
+    uint64_t key = key_of(op, stream);
+    pthread_mutex_lock(&lock);
+    int ok = unknown_unsafe < confirmed_all || !unknown_unsafe;
+    if (ok && key == KEY_LEGACY) {
+        for (unsigned i = 0; ok && i < SLOTS; i++)
+            ok = !table[i].key || idle_locked(&table[i]);
+    } else if (ok) {
+        fence *f = slot_of(key), *legacy = slot_of(KEY_LEGACY);
+        ok = f && legacy && idle_locked(f) && idle_locked(legacy);
+    }
+    pthread_mutex_unlock(&lock);
+    return ok;
+}
+
+/* A forked child starts with no work anywhere (its session is new). */
+static void after_fork_child(void)
+{
+    pthread_mutex_init(&lock, NULL);
+    for (unsigned i = 0; i < SLOTS; i++)
+        table[i] = (fence){0};
+    unknown_unsafe = confirmed_all = 0;
+    named.set = 0;
+}
