@@ -293,3 +293,29 @@ def test_cache_cli(cache_server, tmp_path):
     cfg.write_text(f'[server]\ncache_dir = "{d}"\ncache_max_bytes = 1048576\n')
     r = gw("cache", "stats", "--config", str(cfg), "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["max_bytes"] == 1 << 20, r.stdout + r.stderr
+
+
+def test_a_buffer_refilled_with_new_bytes_skips_the_cache(cache_server, tmp_path):
+    """Twenty 2 MiB uploads of new bytes into one allocation (a buffer refilled
+    each step): the first asks the cache and finds nothing, the next fifteen
+    take the plain path (no hashing, no reference round trip), the seventeenth
+    asks again; every upload reads back right. Into twenty allocations of their
+    own, each is asked about (model weights: a new destination each)."""
+    _, same = upload(cache_server, tmp_path, "same", 40, 2, "--copies", 20, "--same-dst")
+    assert same["cache"]["misses"] == 2 and same["cache"]["hits"] == 0, same["cache"]
+    assert same["round_trips_by_function"].get("(cache references)") == 2, same["round_trips_by_function"]
+    assert same["bytes_to_server"] >= 20 * 2 * MIB
+    _, own = upload(cache_server, tmp_path, "own", 80, 2, "--copies", 20)
+    assert own["cache"]["misses"] == 20, own["cache"]
+
+
+def test_a_refilled_buffer_whose_bytes_the_cache_has_asks_again(cache_server, tmp_path):
+    """The retry (every sixteenth upload into a buffer marked fresh) finds bytes
+    the cache has: the mark goes, and the next upload asks the cache again."""
+    _, prime = upload(cache_server, tmp_path, "prime", 100, 2)
+    assert prime["cache"]["misses"] == 1
+    # seeds 84..103 into one allocation: 84 misses (marked), 85..99 skip the
+    # cache, 100 is the retry and hits (mark gone), 101 misses (marked), 102 and 103 skip
+    _, again = upload(cache_server, tmp_path, "again", 84, 2, "--copies", 20, "--same-dst")
+    assert again["cache"]["hits"] == 1 and again["cache"]["misses"] == 2, again["cache"]
+    assert again["round_trips_by_function"].get("(cache references)") == 3, again["round_trips_by_function"]

@@ -6,7 +6,9 @@ through the driver API (ctypes) and read them back.
 Uploads MIB MiB made from SEED (or the file's bytes, from an mmap of it),
 reads them back and prints one line: RESULT {"ok": ..., "sha256": ...}.
 --copies N: N uploads in one session, of MIB MiB each from seeds SEED..SEED+N-1
-(each to its own allocation, each read back; "sha256" is the last one's)."""
+(each to its own allocation, each read back; "sha256" is the last one's).
+--same-dst: with --copies, every upload goes to the same allocation (a buffer
+refilled each step, as llama.cpp's input embeddings)."""
 
 import ctypes
 import hashlib
@@ -48,8 +50,9 @@ def main() -> int:
             data = random.Random(seed + k).randbytes(int(mib * (1 << 20)))
         n = len(data)
         expect = hashlib.sha256(data).hexdigest()
-        dptr = ctypes.c_uint64()
-        check("cuMemAlloc", lib.cuMemAlloc_v2(ctypes.byref(dptr), ctypes.c_size_t(n)))
+        if k == 0 or "--same-dst" not in args:
+            dptr = ctypes.c_uint64()
+            check("cuMemAlloc", lib.cuMemAlloc_v2(ctypes.byref(dptr), ctypes.c_size_t(n)))
         if path:
             host = ctypes.addressof(ctypes.c_char.from_buffer(keep))
         else:

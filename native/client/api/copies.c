@@ -3,6 +3,7 @@
  * the last piece collects any failure. Device-to-host pieces each come back
  * in a reply. Large copies take the lanes, extra connections (wire/lanes.c). 2D/3D copies are cut into bands of rows packed tightly on the
  * wire; the worker unpacks them with the real pitches. */
+#include <pthread.h>
 #include <string.h>
 
 #include "../wire/cas.h"
@@ -55,6 +56,52 @@ static CUresult htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, in
     return rc;
 }
 
+/* Destinations whose last copy by content address found none of its bytes in
+ * the cache: a buffer refilled with new bytes every step (llama.cpp's input
+ * embeddings, 3 MB a batch) gains nothing from hashing them on both sides and
+ * storing them, so its next copies take the plain path; every RETRY-th tries
+ * the cache again, in case the bytes became ones it has. Model weights go to a
+ * new destination each and are never asked about twice. */
+#define FRESH_SLOTS 64
+#define RETRY 16
+static struct {
+    CUdeviceptr dst;
+    size_t n;
+    unsigned skipped;
+} fresh[FRESH_SLOTS];
+static unsigned fresh_next;
+static pthread_mutex_t fresh_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* 1: this copy skips the cache (and counts towards the next retry) */
+static int skip_cache(CUdeviceptr dst, size_t n)
+{
+    int skip = 0;
+    pthread_mutex_lock(&fresh_lock);
+    for (unsigned i = 0; i < FRESH_SLOTS; i++)
+        if (fresh[i].n && fresh[i].dst == dst && fresh[i].n == n) {
+            skip = ++fresh[i].skipped % RETRY != 0;
+            break;
+        }
+    pthread_mutex_unlock(&fresh_lock);
+    return skip;
+}
+
+static void note_cache_outcome(CUdeviceptr dst, size_t n, int all_missed)
+{
+    pthread_mutex_lock(&fresh_lock);
+    unsigned at = FRESH_SLOTS;
+    for (unsigned i = 0; i < FRESH_SLOTS && at == FRESH_SLOTS; i++)
+        if (fresh[i].n && fresh[i].dst == dst && fresh[i].n == n)
+            at = i;
+    if (!all_missed && at < FRESH_SLOTS)
+        fresh[at].n = 0; /* the cache had some: ask it again next time */
+    else if (all_missed && at == FRESH_SLOTS) {
+        at = fresh_next++ % FRESH_SLOTS;
+        fresh[at].dst = dst, fresh[at].n = n, fresh[at].skipped = 0;
+    }
+    pthread_mutex_unlock(&fresh_lock);
+}
+
 static CUresult htod_bytes(unsigned op, CUdeviceptr dst, const void *src, size_t n, int async, CUstream s)
 {
     const uint8_t *p = src;
@@ -63,8 +110,13 @@ static CUresult htod_bytes(unsigned op, CUdeviceptr dst, const void *src, size_t
         return settled_rc;
     int known = gw_mem_is_device_range(dst, n);
     /* large copies to known device memory travel by content address (wire/cas_upload.c) */
-    if (known && n >= gw_cas_min_copy() && gw_cas_on())
-        return gw_cas_htod(op, dst, src, n, async ? (uint64_t)(uintptr_t)s : 0);
+    if (known && n >= gw_cas_min_copy() && gw_cas_on() && !skip_cache(dst, n)) {
+        int all_missed = 0;
+        CUresult rc = gw_cas_htod(op, dst, src, n, async ? (uint64_t)(uintptr_t)s : 0, &all_missed);
+        if (rc == CUDA_SUCCESS)
+            note_cache_outcome(dst, n, all_missed);
+        return rc;
+    }
     /* large copies to known device memory: their bytes over the lanes (wire/lanes.c) */
     if (known && gw_lanes_for(n))
         return gw_lanes_htod(op, dst, src, n, async ? (uint64_t)(uintptr_t)s : 0);

@@ -15,7 +15,9 @@ GW_HIDDEN int gw_cas_on(void);
 GW_HIDDEN size_t gw_cas_min_copy(void);  /* copies from this size travel by content address */
 GW_HIDDEN size_t gw_cas_min_image(void); /* module images from this size */
 /* A host-to-device copy to known device memory, by content address. */
-GW_HIDDEN CUresult gw_cas_htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, uint64_t stream);
+/* *all_missed: the cache had none of the bytes (new content) */
+GW_HIDDEN CUresult gw_cas_htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, uint64_t stream,
+                               int *all_missed);
 /* Fill the calling thread's staging buffer with an image, by content address. */
 GW_HIDDEN CUresult gw_cas_stage(const void *data, size_t n);
 

@@ -215,8 +215,9 @@ static gw_req *begin_with_target(const dest *d, uint64_t at, int refs)
 
 _Static_assert(GW_CAS_REFS_REP_ITEM_SIZE == sizeof(uint32_t), "CAS_REFS' reply items are u32 indices");
 
-static CUresult exchange(const dest *d, const uint8_t *src, size_t n)
+static CUresult exchange(const dest *d, const uint8_t *src, size_t n, int *all_missed)
 {
+    uint64_t hit_chunks = 0;
     size_t count = (n + GW_COPY_CHUNK - 1) / GW_COPY_CHUNK;
     if (d->image && count > GW_CAS_MAX_REFS)
         return CUDA_ERROR_INVALID_VALUE; /* 16 GiB image: beyond the staging limit anyway */
@@ -263,6 +264,7 @@ static CUresult exchange(const dest *d, const uint8_t *src, size_t n)
             gw_progress_cache(cnt, cnt - m, bytes - to_send);
         }
         uint64_t missed = 0;
+        hit_chunks += cnt - m;
         for (uint32_t j = 0; j < m && rc == CUDA_SUCCESS; j++) {
             uint64_t off = base + (uint64_t)miss[j] * GW_COPY_CHUNK;
             size_t len = n - off < GW_COPY_CHUNK ? n - off : GW_COPY_CHUNK;
@@ -281,17 +283,19 @@ static CUresult exchange(const dest *d, const uint8_t *src, size_t n)
         }
     }
     free(h), free(miss);
+    if (all_missed)
+        *all_missed = rc == CUDA_SUCCESS && !hit_chunks;
     return rc;
 }
 
-CUresult gw_cas_htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, uint64_t stream)
+CUresult gw_cas_htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, uint64_t stream, int *all_missed)
 {
     dest d = {.op = op, .dst = dst, .stream = stream};
-    return exchange(&d, src, n);
+    return exchange(&d, src, n, all_missed);
 }
 
 CUresult gw_cas_stage(const void *data, size_t n)
 {
     dest d = {.image = 1, .total = n};
-    return exchange(&d, data, n);
+    return exchange(&d, data, n, NULL);
 }
