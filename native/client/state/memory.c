@@ -213,11 +213,15 @@ static int map_in_place(uint64_t addr, uint64_t n, const char *why, int *cannot)
     }
     if (gw_wire_tls_push()) /* the caller's request may be half built: set aside while this one goes */
         return 0;
+    /* a copy still to be delivered into it would land in the mirror after
+     * device work the mirror's pages then hold back: it lands first */
+    CUresult settled = gw_deliveries_settle(whole.base, whole.size), rc = settled;
     uint64_t base = 0;
-    CUresult rc = gw_mapped_register((void *)(uintptr_t)whole.base, whole.size, whole.flags & 0x7fffffffu, &base);
+    if (settled == CUDA_SUCCESS)
+        rc = gw_mapped_register((void *)(uintptr_t)whole.base, whole.size, whole.flags & 0x7fffffffu, &base);
     gw_wire_tls_pop();
     if (rc != CUDA_SUCCESS) {
-        *cannot = 1;
+        *cannot = settled == CUDA_SUCCESS; /* refused; a failed settle (a sticky error) says nothing of it */
         return 0;
     }
     mark_device(whole.base, DEVICE_SEES);
