@@ -214,12 +214,18 @@ static int map_in_place(uint64_t addr, uint64_t n, const char *why, int *cannot)
     if (gw_wire_tls_push()) /* the caller's request may be half built: set aside while this one goes */
         return 0;
     /* a copy still to be delivered into it would land in the mirror after
-     * device work the mirror's pages then hold back: it lands first */
-    CUresult settled = gw_deliveries_settle(whole.base, whole.size), rc = settled;
+     * device work the mirror's pages then hold back: it lands first (not
+     * while a stream captures: the synchronize would end the capture) */
+    CUresult settled = gw_captures_active() ? CUDA_SUCCESS : gw_deliveries_settle(whole.base, whole.size);
+    CUresult rc = settled;
     uint64_t base = 0;
     if (settled == CUDA_SUCCESS)
         rc = gw_mapped_register((void *)(uintptr_t)whole.base, whole.size, whole.flags & 0x7fffffffu, &base);
     gw_wire_tls_pop();
+    if (rc != CUDA_SUCCESS && gw_mapped_lookup(whole.base, 1, NULL, NULL, NULL)) {
+        mark_device(whole.base, DEVICE_SEES); /* another thread mapped it meanwhile */
+        return 1;
+    }
     if (rc != CUDA_SUCCESS) {
         *cannot = settled == CUDA_SUCCESS; /* refused; a failed settle (a sticky error) says nothing of it */
         return 0;
@@ -393,9 +399,9 @@ CUresult CUDAAPI cuLibraryGetGlobal(CUdeviceptr *dptr, size_t *bytes, CUlibrary 
  * (GPUWIRE_MAP_PINNED_MAX, default 0: none). On a UVA system every
  * page-locked pointer is a device pointer; gpuwire maps one when the program
  * shows it uses it so (its device pointer asked for, an asynchronous call's
- * device operand: gw_mem_device_use), but a pointer inside kernel arguments
- * it cannot see (NVIDIA's UnifiedMemoryPerf spins a kernel on a page-locked
- * latch): this setting serves such programs, at the cost of a fetch round trip
+ * device operand: gw_mem_device_use; a kernel's own arguments:
+ * gw_mem_kernel_arg_use), but a pointer the kernel finds in memory it cannot
+ * see: this setting serves such programs, at the cost of a fetch round trip
  * after copies into such memory instead of their delivery (docs/host-memory.md). */
 static uint64_t map_pinned_max(void)
 {
