@@ -4,7 +4,9 @@ launch's parameter bytes and makes such memory a mapped range before the
 launch, so the kernel's write reaches the host after a synchronize. Against
 the stand-in, with tests/programs/pinned_kernel_args.cu: a pointer parameter,
 a pointer inside a struct passed by value, cudaLaunchKernelEx and a graph
-kernel node, one allocation each; and integers alone, which map nothing."""
+kernel node, one allocation each; integers alone, which map nothing; and a
+registration sharing its page with other data, which cannot be mapped in
+place: said once, and the kernel faults (the documented limit)."""
 
 import pytest
 
@@ -48,3 +50,19 @@ def test_integer_arguments_map_nothing(server):
         explain(result, server)
     assert "cuMemHostAlloc: 8 bytes, flags 0x0" in result.stderr, explain(result, server)
     assert "is now mapped" not in result.stderr, explain(result, server)
+
+
+def test_a_registration_sharing_its_page_is_said_once_and_faults(server):
+    """malloc'd memory registered without DEVICEMAP shares its page with the
+    allocator's data, so gpuwire cannot make it a mapped range in place:
+    handed to two kernels, it is logged once (without GPUWIRE_DEBUG), and the
+    kernel faults as the docs say, instead of writing somewhere else."""
+    program = PROGRAMS_DIR / "pinned_kernel_args_shared"
+    if not program.is_file():
+        pytest.skip(NOT_BUILT)
+    result = gw_run([str(program), "unmappable"], server=server.address, timeout=60)
+    assert result.returncode == 0, explain(result, server)
+    assert result.stdout.strip().splitlines() == ["unmappable registration: cudaErrorIllegalAddress"], \
+        explain(result, server)
+    assert result.stderr.count("is handed to a kernel in its arguments, but gpuwire cannot map it") == 1, \
+        explain(result, server)

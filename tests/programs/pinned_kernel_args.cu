@@ -8,10 +8,15 @@
 // host reads it after a synchronize; every result is checked here and
 // printed. "integer" passes only integers (one just past a page-locked
 // allocation's end) to a kernel writing device memory: nothing to map.
+// "unmappable" hands a kernel a registration that shares its page with other
+// data (malloc'd, no DEVICEMAP): natively the kernel writes it; gpuwire cannot
+// map such memory in place (docs/host-memory.md), so the kernel faults there;
+// the outcome is printed either way.
 #define PROG "pinned_kernel_args"
 #include "check.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct pk_box {
@@ -64,10 +69,29 @@ static int integers(void)
     PASS();
 }
 
+static int unmappable(void)
+{
+    unsigned long long *m = (unsigned long long *)malloc(64);
+    if (!m)
+        FAIL("malloc");
+    CK(cudaHostRegister(m, 64, cudaHostRegisterDefault));
+    m[0] = 1000;
+    pk_add<<<1, 1>>>(m, 1);
+    pk_add<<<1, 1>>>(m, 2);
+    cudaError_t e = cudaDeviceSynchronize();
+    if (e == cudaSuccess)
+        printf("unmappable registration: %llu\n", m[0]);
+    else
+        printf("unmappable registration: %s\n", cudaGetErrorName(e));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "integer"))
         return integers();
+    if (argc > 1 && !strcmp(argv[1], "unmappable"))
+        return unmappable();
 
     unsigned long long *a = pinned(cudaHostAllocDefault);
     pk_add<<<1, 1>>>(a, 7);
