@@ -38,9 +38,10 @@ def test_kernels_write_page_locked_memory_they_get_in_their_arguments(server, fl
 
 
 def test_integer_arguments_map_nothing(server):
-    """An 8-byte integer just past a page-locked allocation's end, and a small
-    one: no conversion, and the device-to-host copy into that page-locked
-    buffer still lands there."""
+    """An 8-byte integer just past the lower of two page-locked allocations'
+    ends (inside the span around them, in neither), and a small one: no
+    conversion, and the device-to-host copy into a page-locked buffer still
+    lands there."""
     program = PROGRAMS_DIR / "pinned_kernel_args_shared"
     if not program.is_file():
         pytest.skip(NOT_BUILT)

@@ -6,8 +6,9 @@
 // passed by value with the pointer inside it, cudaLaunchKernelEx, and a graph
 // kernel node. The host writes the value first, the kernel adds to it, the
 // host reads it after a synchronize; every result is checked here and
-// printed. "integer" passes only integers (one just past a page-locked
-// allocation's end) to a kernel writing device memory: nothing to map.
+// printed. "integer" passes only integers to a kernel writing device memory
+// (one just past the lower of two page-locked allocations' ends: between
+// them, in neither): nothing to map.
 // "unmappable" hands a kernel a registration that shares its page with other
 // data (malloc'd, no DEVICEMAP): natively the kernel writes it; gpuwire cannot
 // map such memory in place (docs/host-memory.md), so the kernel faults there;
@@ -53,10 +54,10 @@ static void expect(const char *what, const unsigned long long *p, unsigned long 
 
 static int integers(void)
 {
-    unsigned long long *h = pinned(cudaHostAllocDefault), *d;
+    unsigned long long *h = pinned(cudaHostAllocDefault), *other = pinned(cudaHostAllocDefault), *d;
     CK(cudaMalloc((void **)&d, sizeof *d));
     CK(cudaMemset(d, 0, sizeof *d));
-    unsigned long long past_end = (unsigned long long)(uintptr_t)(h + 1);
+    unsigned long long past_end = (unsigned long long)(uintptr_t)((h < other ? h : other) + 1);
     pk_add<<<1, 1>>>(d, past_end);
     pk_add<<<1, 1>>>(d, 42);
     CK(cudaGetLastError());
@@ -66,6 +67,7 @@ static int integers(void)
     printf("integer arguments: summed\n");
     CK(cudaFree(d));
     CK(cudaFreeHost(h));
+    CK(cudaFreeHost(other));
     PASS();
 }
 

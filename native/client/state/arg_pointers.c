@@ -18,7 +18,8 @@
 /* Every 8-byte aligned word inside a parameter of at least 8 bytes: pointers
  * themselves, and pointers inside structs passed by value. The common case
  * (no such memory, or values outside the span around it) is one subtraction
- * and one compare a word. */
+ * and one compare a word; a value inside the span (a device pointer often
+ * is) is looked up in the list of such allocations, still without a lock. */
 void gw_args_map_pinned(const gw_layout *l, const uint8_t *buf, uint32_t n)
 {
     uint64_t lo, hi;
@@ -35,7 +36,7 @@ void gw_args_map_pinned(const gw_layout *l, const uint8_t *buf, uint32_t n)
         for (uint64_t p = ((uint64_t)l->off[i] + 7) & ~(uint64_t)7; p + 8 <= end; p += 8) {
             uint64_t v;
             memcpy(&v, buf + p, sizeof v);
-            if (v - lo >= hi - lo)
+            if (v - lo >= hi - lo || !gw_mem_maybe_pinned(v))
                 continue;
             if (gw_mem_kernel_arg_use(v)) /* the span shrank: read it again */
                 gw_mem_pinned_span(&lo, &hi);

@@ -39,16 +39,26 @@ static range *ranges;
 static size_t nranges, capranges;
 static pthread_mutex_t ranges_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* [lo, hi) around every page-locked range still DEVICE_NOT_YET (lo == hi:
- * none), read at each launch without a lock (arg_pointers.c): a seqlock,
- * written under ranges_lock. */
+/* The page-locked ranges still DEVICE_NOT_YET, for the scan of each
+ * launch's arguments (arg_pointers.c), read without a lock: the [lo, hi)
+ * span around them all (lo == hi: none), and up to PENDING_LISTED of them,
+ * sorted (device pointers often fall inside the span: the server's
+ * addresses are spread like the client's). A seqlock, written under
+ * ranges_lock. */
+#define PENDING_LISTED 128
 static atomic_ulong span_seq;
 static _Atomic uint64_t span_lo, span_hi;
+static _Atomic uint64_t pending_base[PENDING_LISTED], pending_end[PENDING_LISTED];
+static atomic_uint npending; /* > PENDING_LISTED: not all listed, ask under the lock */
 
 static void refresh_pinned_span_locked(void)
 {
+    unsigned long seq = atomic_load_explicit(&span_seq, memory_order_relaxed);
+    atomic_store_explicit(&span_seq, seq + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
     uint64_t lo = UINT64_MAX, hi = 0;
-    for (size_t i = 0; i < nranges; i++) {
+    unsigned n = 0;
+    for (size_t i = 0; i < nranges; i++) { /* sorted by base: so is the list */
         const range *r = &ranges[i];
         if (r->kind != GW_MEM_HOST_PINNED || r->device != DEVICE_NOT_YET)
             continue;
@@ -56,14 +66,17 @@ static void refresh_pinned_span_locked(void)
             lo = r->base;
         if (r->base + r->size > hi)
             hi = r->base + r->size;
+        if (n < PENDING_LISTED) {
+            atomic_store_explicit(&pending_base[n], r->base, memory_order_relaxed);
+            atomic_store_explicit(&pending_end[n], r->base + r->size, memory_order_relaxed);
+        }
+        n++;
     }
     if (lo >= hi)
         lo = hi = 0;
-    unsigned long seq = atomic_load_explicit(&span_seq, memory_order_relaxed);
-    atomic_store_explicit(&span_seq, seq + 1, memory_order_relaxed);
-    atomic_thread_fence(memory_order_release);
     atomic_store_explicit(&span_lo, lo, memory_order_relaxed);
     atomic_store_explicit(&span_hi, hi, memory_order_relaxed);
+    atomic_store_explicit(&npending, n, memory_order_relaxed);
     atomic_store_explicit(&span_seq, seq + 2, memory_order_release);
 }
 
@@ -79,6 +92,30 @@ void gw_mem_pinned_span(uint64_t *lo, uint64_t *hi)
             *hi = h;
             return;
         }
+        sched_yield();
+    }
+}
+
+int gw_mem_maybe_pinned(uint64_t addr)
+{
+    for (;;) {
+        unsigned long s1 = atomic_load_explicit(&span_seq, memory_order_acquire);
+        unsigned n = atomic_load_explicit(&npending, memory_order_relaxed);
+        int hit = 1; /* more than the list holds: the caller asks under the lock */
+        if (n <= PENDING_LISTED) {
+            unsigned a = 0, b = n; /* the first listed range with base > addr */
+            while (a < b) {
+                unsigned mid = (a + b) / 2;
+                if (atomic_load_explicit(&pending_base[mid], memory_order_relaxed) <= addr)
+                    a = mid + 1;
+                else
+                    b = mid;
+            }
+            hit = a > 0 && addr < atomic_load_explicit(&pending_end[a - 1], memory_order_relaxed);
+        }
+        atomic_thread_fence(memory_order_acquire);
+        if (!(s1 & 1) && atomic_load_explicit(&span_seq, memory_order_relaxed) == s1)
+            return hit;
         sched_yield();
     }
 }

@@ -41,6 +41,8 @@ GW_HIDDEN int gw_mem_device_use(uint64_t addr, uint64_t n);
 /* The [*lo, *hi) span around every page-locked allocation the device does
  * not see yet (*lo == *hi: none); lock-free, for a scan of each launch. */
 GW_HIDDEN void gw_mem_pinned_span(uint64_t *lo, uint64_t *hi);
+/* 0 if addr (inside that span) lies in no such allocation; lock-free too */
+GW_HIDDEN int gw_mem_maybe_pinned(uint64_t addr);
 /* addr, a word of a kernel's arguments, points into page-locked memory the
  * device does not see yet: that allocation becomes a mapped range now (1).
  * Call it before beginning a request. */
