@@ -3,8 +3,8 @@ arguments (issues 15 and 14; docs/host-memory.md): gpuwire reads each
 launch's parameter bytes and makes such memory a mapped range before the
 launch, so the kernel's write reaches the host after a synchronize. Against
 the stand-in, with tests/programs/pinned_kernel_args.cu: a pointer parameter,
-a pointer inside a struct passed by value, cudaLaunchKernelEx and a graph
-kernel node, one allocation each; integers alone, which map nothing; and a
+a pointer inside a struct passed by value, cudaLaunchKernelEx, a cooperative
+launch, a graph kernel node and its parameters set anew, one allocation each; integers alone, which map nothing; and a
 registration sharing its page with other data, which cannot be mapped in
 place: said once, and the kernel faults (the documented limit)."""
 
@@ -27,13 +27,15 @@ def test_kernels_write_page_locked_memory_they_get_in_their_arguments(server, fl
         "launch again: 1018",
         "struct argument: 1020",
         "cudaLaunchKernelEx: 1030",
+        "cooperative launch: 1035",
         "graph kernel node: 1080",
+        "graph kernel node set anew: 1050",
         "PASS pinned_kernel_args",
     ], explain(result, server)
-    # one conversion per allocation (four), none for a pointer already mapped
+    # one conversion per allocation (six), none for a pointer already mapped
     converted = [line for line in result.stderr.splitlines() if CONVERTED in line]
-    assert len(converted) == 4, explain(result, server)
-    assert len({line.split(" at ")[1].split()[0] for line in converted}) == 4, explain(result, server)
+    assert len(converted) == 6, explain(result, server)
+    assert len({line.split(" at ")[1].split()[0] for line in converted}) == 6, explain(result, server)
     assert "cannot map it for the device" not in result.stderr, explain(result, server)
 
 

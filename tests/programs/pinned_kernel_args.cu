@@ -3,8 +3,9 @@
 // UnifiedMemoryPerf do (UVA lets a kernel dereference any page-locked host
 // pointer). Each way a kernel gets its arguments is used once, each with an
 // allocation of its own: a launch (a pointer parameter, twice), a struct
-// passed by value with the pointer inside it, cudaLaunchKernelEx, and a graph
-// kernel node. The host writes the value first, the kernel adds to it, the
+// passed by value with the pointer inside it, cudaLaunchKernelEx, a
+// cooperative launch, a graph kernel node, and that node's parameters set
+// anew in the instantiated graph. The host writes the value first, the kernel adds to it, the
 // host reads it after a synchronize; every result is checked here and
 // printed. "integer" passes only integers to a kernel writing device memory
 // (one just past the lower of two page-locked allocations' ends: between
@@ -122,6 +123,12 @@ int main(int argc, char **argv)
     CK(cudaDeviceSynchronize());
     expect("cudaLaunchKernelEx", c, 1030);
 
+    unsigned long long *co = pinned(cudaHostAllocDefault), co_add = 35;
+    void *co_args[] = {&co, &co_add};
+    CK(cudaLaunchCooperativeKernel((void *)pk_add, dim3(1), dim3(1), co_args, 0, 0));
+    CK(cudaDeviceSynchronize());
+    expect("cooperative launch", co, 1035);
+
     unsigned long long *g = pinned(cudaHostAllocDefault), add = 40;
     void *args[] = {&g, &add};
     cudaKernelNodeParams kp = {};
@@ -139,12 +146,23 @@ int main(int argc, char **argv)
     CK(cudaGraphLaunch(exec, 0));
     CK(cudaDeviceSynchronize());
     expect("graph kernel node", g, 1080);
+    unsigned long long *g2 = pinned(cudaHostAllocDefault), add2 = 50;
+    void *args2[] = {&g2, &add2};
+    kp.kernelParams = args2;
+    CK(cudaGraphExecKernelNodeSetParams(exec, node, &kp));
+    CK(cudaGraphLaunch(exec, 0));
+    CK(cudaDeviceSynchronize());
+    expect("graph kernel node set anew", g2, 1050);
+    if (*g != 1080)
+        FAIL("the node's first pointer was written after its parameters changed: %llu", *g);
     CK(cudaGraphExecDestroy(exec));
     CK(cudaGraphDestroy(graph));
 
     CK(cudaFreeHost(a));
     CK(cudaFreeHost(b));
     CK(cudaFreeHost(c));
+    CK(cudaFreeHost(co));
     CK(cudaFreeHost(g));
+    CK(cudaFreeHost(g2));
     PASS();
 }
