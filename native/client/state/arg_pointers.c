@@ -32,7 +32,7 @@ void gw_args_map_pinned(const gw_layout *l, const uint8_t *buf, uint32_t n)
             continue;
         uint64_t end = (uint64_t)l->off[i] + sizes[i];
         if (end > n)
-            end = n; /* the layout is checked against n by its packing: never past the buffer */
+            end = n; /* n is the layout's total as packed: kept inside it all the same */
         for (uint64_t p = ((uint64_t)l->off[i] + 7) & ~(uint64_t)7; p + 8 <= end; p += 8) {
             uint64_t v;
             memcpy(&v, buf + p, sizeof v);
