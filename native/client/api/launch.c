@@ -1,6 +1,8 @@
 /* Kernel launches: the arguments the application points at are packed into
  * the kernel's parameter buffer layout (offsets and sizes the worker reports
- * once per function) and travel by value; the worker rebuilds kernelParams. */
+ * once per function) and travel by value; the worker rebuilds kernelParams.
+ * Page-locked memory the arguments point into is made a mapped range first
+ * (state/arg_pointers.c), as the kernel may dereference it (UVA). */
 #include <string.h>
 
 #include "api.h"
@@ -8,17 +10,11 @@
 #define MAX_PARAM_BYTES GW_MAX_PARAM_BYTES
 #define MAX_LAUNCH_ATTRS GW_LAUNCH_CONFIG_REQ_ATTRS_MAX
 
-/* LAUNCH's parameters (codegen/protocol.txt) */
-static CUresult put_args(gw_req *q, const gw_layout *l, void **kernelParams, void **extra)
+/* LAUNCH's parameters (codegen/protocol.txt), packed already */
+static void put_args(gw_req *q, const uint8_t *buf, uint32_t n)
 {
-    uint8_t buf[MAX_PARAM_BYTES];
-    uint32_t n;
-    CUresult rc = gw_layout_pack(l, kernelParams, extra, buf, &n);
-    if (rc != CUDA_SUCCESS)
-        return rc;
     gw_put_fields(q, gw_launch_req_after_config, {.param_bytes = n});
     gw_put_raw(q, buf, n);
-    return CUDA_SUCCESS;
 }
 
 /* LAUNCH_CONFIG: nattrs <= GW_LAUNCH_CONFIG_REQ_ATTRS_MAX, checked by the callers */
@@ -75,11 +71,15 @@ static CUresult launch(unsigned op, CUfunction f, unsigned gx, unsigned gy, unsi
     rc = check_config(l, dims);
     if (rc != CUDA_SUCCESS)
         return rc;
-    gw_req *q = gw_req_begin_quiet(op);
-    put_config(q, f, dims, s, attrs, nattrs);
-    rc = put_args(q, l, kernelParams, extra);
+    uint8_t buf[MAX_PARAM_BYTES];
+    uint32_t n;
+    rc = gw_layout_pack(l, kernelParams, extra, buf, &n);
     if (rc != CUDA_SUCCESS)
         return rc;
+    gw_args_map_pinned(l, buf, n); /* may make a round trip: before the request is begun */
+    gw_req *q = gw_req_begin_quiet(op);
+    put_config(q, f, dims, s, attrs, nattrs);
+    put_args(q, buf, n);
     gw_fence_unsafe(op, (uint64_t)(uintptr_t)s); /* a kernel may fault later (state/stream_fences.c) */
     return gw_req_post(q);
 }

@@ -172,5 +172,8 @@ CUresult gw_pack_args(CUfunction f, void **kernelParams, void **extra, uint8_t *
     CUresult rc = gw_layout_of(f, &l);
     if (rc != CUDA_SUCCESS)
         return rc;
-    return gw_layout_pack(l, kernelParams, extra, buf, nbytes);
+    rc = gw_layout_pack(l, kernelParams, extra, buf, nbytes);
+    if (rc == CUDA_SUCCESS) /* a graph's kernel dereferences them at each launch (arg_pointers.c) */
+        gw_args_map_pinned(l, buf, *nbytes);
+    return rc;
 }

@@ -2,6 +2,8 @@
  * be routed), pinned host memory (kept in the client: the GPU is elsewhere),
  * and the allocation entry points that must keep that bookkeeping current. */
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -9,10 +11,16 @@
 #include "../diag/env.h"
 #include "state.h"
 
+/* A page-locked range the device does not see yet may become a mapped range
+ * in place; once it is (or proved it cannot be), a kernel's arguments
+ * pointing into it need nothing more: it leaves the span below. */
+enum { DEVICE_NOT_YET = 0, DEVICE_SEES = 1, DEVICE_CANNOT = 2 };
+
 typedef struct range {
     uint64_t base, size;
     gw_mem_kind kind;
     unsigned flags;
+    unsigned device; /* page-locked ranges: DEVICE_* */
 } range;
 
 static uint64_t page_round(uint64_t n) { return (n + 4095) / 4096 * 4096; }
@@ -30,6 +38,87 @@ static int pages_of_its_own(const range *r)
 static range *ranges;
 static size_t nranges, capranges;
 static pthread_mutex_t ranges_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The page-locked ranges still DEVICE_NOT_YET, for the scan of each
+ * launch's arguments (arg_pointers.c), read without a lock: the [lo, hi)
+ * span around them all (lo == hi: none), and up to PENDING_LISTED of them,
+ * sorted (device pointers often fall inside the span: the server's
+ * addresses are spread like the client's). A seqlock, written under
+ * ranges_lock. */
+#define PENDING_LISTED 128
+static atomic_ulong span_seq;
+static _Atomic uint64_t span_lo, span_hi;
+static _Atomic uint64_t pending_base[PENDING_LISTED], pending_end[PENDING_LISTED];
+static atomic_uint npending; /* > PENDING_LISTED: not all listed, ask under the lock */
+
+static void refresh_pinned_span_locked(void)
+{
+    unsigned long seq = atomic_load_explicit(&span_seq, memory_order_relaxed);
+    atomic_store_explicit(&span_seq, seq + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    uint64_t lo = UINT64_MAX, hi = 0;
+    unsigned n = 0;
+    for (size_t i = 0; i < nranges; i++) { /* sorted by base: so is the list */
+        const range *r = &ranges[i];
+        if (r->kind != GW_MEM_HOST_PINNED || r->device != DEVICE_NOT_YET)
+            continue;
+        if (r->base < lo)
+            lo = r->base;
+        if (r->base + r->size > hi)
+            hi = r->base + r->size;
+        if (n < PENDING_LISTED) {
+            atomic_store_explicit(&pending_base[n], r->base, memory_order_relaxed);
+            atomic_store_explicit(&pending_end[n], r->base + r->size, memory_order_relaxed);
+        }
+        n++;
+    }
+    if (lo >= hi)
+        lo = hi = 0;
+    atomic_store_explicit(&span_lo, lo, memory_order_relaxed);
+    atomic_store_explicit(&span_hi, hi, memory_order_relaxed);
+    atomic_store_explicit(&npending, n, memory_order_relaxed);
+    atomic_store_explicit(&span_seq, seq + 2, memory_order_release);
+}
+
+void gw_mem_pinned_span(uint64_t *lo, uint64_t *hi)
+{
+    for (;;) {
+        unsigned long s1 = atomic_load_explicit(&span_seq, memory_order_acquire);
+        uint64_t l = atomic_load_explicit(&span_lo, memory_order_relaxed);
+        uint64_t h = atomic_load_explicit(&span_hi, memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);
+        if (!(s1 & 1) && atomic_load_explicit(&span_seq, memory_order_relaxed) == s1) {
+            *lo = l;
+            *hi = h;
+            return;
+        }
+        sched_yield();
+    }
+}
+
+int gw_mem_maybe_pinned(uint64_t addr)
+{
+    for (;;) {
+        unsigned long s1 = atomic_load_explicit(&span_seq, memory_order_acquire);
+        unsigned n = atomic_load_explicit(&npending, memory_order_relaxed);
+        int hit = 1; /* more than the list holds: the caller asks under the lock */
+        if (n <= PENDING_LISTED) {
+            unsigned a = 0, b = n; /* the first listed range with base > addr */
+            while (a < b) {
+                unsigned mid = (a + b) / 2;
+                if (atomic_load_explicit(&pending_base[mid], memory_order_relaxed) <= addr)
+                    a = mid + 1;
+                else
+                    b = mid;
+            }
+            hit = a > 0 && addr < atomic_load_explicit(&pending_end[a - 1], memory_order_relaxed);
+        }
+        atomic_thread_fence(memory_order_acquire);
+        if (!(s1 & 1) && atomic_load_explicit(&span_seq, memory_order_relaxed) == s1)
+            return hit;
+        sched_yield();
+    }
+}
 
 static size_t lower_bound(uint64_t addr)
 {
@@ -51,7 +140,10 @@ static void track(uint64_t base, uint64_t size, gw_mem_kind kind, unsigned flags
     pthread_mutex_lock(&ranges_lock);
     size_t i = lower_bound(base);
     if (i < nranges && ranges[i].base == base) {
-        ranges[i] = (range){base, size ? size : 1, kind, flags};
+        int was_pinned = ranges[i].kind == GW_MEM_HOST_PINNED;
+        ranges[i] = (range){base, size ? size : 1, kind, flags, DEVICE_NOT_YET};
+        if (was_pinned || kind == GW_MEM_HOST_PINNED)
+            refresh_pinned_span_locked();
     } else {
         if (nranges == capranges) {
             size_t cap = capranges ? capranges * 2 : 256;
@@ -64,8 +156,10 @@ static void track(uint64_t base, uint64_t size, gw_mem_kind kind, unsigned flags
             capranges = cap;
         }
         memmove(&ranges[i + 1], &ranges[i], (nranges - i) * sizeof *ranges);
-        ranges[i] = (range){base, size ? size : 1, kind, flags};
+        ranges[i] = (range){base, size ? size : 1, kind, flags, DEVICE_NOT_YET};
         nranges++;
+        if (kind == GW_MEM_HOST_PINNED)
+            refresh_pinned_span_locked();
     }
     pthread_mutex_unlock(&ranges_lock);
 }
@@ -79,6 +173,8 @@ static int untrack(uint64_t base, gw_mem_kind kind)
         memmove(&ranges[i], &ranges[i + 1], (nranges - i - 1) * sizeof *ranges);
         nranges--;
         found = 1;
+        if (kind == GW_MEM_HOST_PINNED)
+            refresh_pinned_span_locked();
     }
     pthread_mutex_unlock(&ranges_lock);
     return found;
@@ -124,23 +220,92 @@ int gw_mem_is_pinned_range(uint64_t addr, uint64_t n)
     return ok;
 }
 
-int gw_mem_device_use(uint64_t addr, uint64_t n)
+/* The page-locked range starting at base: the device sees it now, or never can. */
+static void mark_device(uint64_t base, unsigned how)
 {
-    if (gw_mem_is_device_range(addr, n) || gw_mapped_lookup(addr, n, NULL, NULL, NULL))
-        return 1;
+    pthread_mutex_lock(&ranges_lock);
+    size_t i = lower_bound(base);
+    if (i < nranges && ranges[i].base == base && ranges[i].kind == GW_MEM_HOST_PINNED) {
+        ranges[i].device = how;
+        refresh_pinned_span_locked();
+    }
+    pthread_mutex_unlock(&ranges_lock);
+}
+
+/* The page-locked allocation holding [addr, addr+n) made a mapped range in
+ * place; `why` ends the debug line. *cannot: the allocation shares its pages
+ * with other data, or the worker refused it. */
+static int map_in_place(uint64_t addr, uint64_t n, const char *why, int *cannot)
+{
+    *cannot = 0;
     pthread_mutex_lock(&ranges_lock);
     const range *r = find_locked(addr);
     range whole = r && r->kind == GW_MEM_HOST_PINNED && n <= r->size - (addr - r->base) ? *r : (range){0};
     pthread_mutex_unlock(&ranges_lock);
-    if (!whole.base || !pages_of_its_own(&whole) || gw_wire_tls_push()) /* the caller's request is half built */
+    if (!whole.base)
         return 0;
+    if (!pages_of_its_own(&whole)) {
+        *cannot = 1;
+        return 0;
+    }
+    if (gw_wire_tls_push()) /* the caller's request may be half built: set aside while this one goes */
+        return 0;
+    /* a copy still to be delivered into it would land in the mirror after
+     * device work the mirror's pages then hold back: it lands first (not
+     * while a stream captures: the synchronize would end the capture) */
+    CUresult settled = gw_captures_active() ? CUDA_SUCCESS : gw_deliveries_settle(whole.base, whole.size);
+    CUresult rc = settled;
     uint64_t base = 0;
-    CUresult rc = gw_mapped_register((void *)(uintptr_t)whole.base, whole.size, whole.flags & 0x7fffffffu, &base);
+    if (settled == CUDA_SUCCESS)
+        rc = gw_mapped_register((void *)(uintptr_t)whole.base, whole.size, whole.flags & 0x7fffffffu, &base);
     gw_wire_tls_pop();
-    if (rc == CUDA_SUCCESS && gw_debug())
-        gw_log("page-locked memory at %#llx (%llu bytes) is now mapped: a call uses it as device memory",
-               (unsigned long long)whole.base, (unsigned long long)whole.size);
-    return rc == CUDA_SUCCESS;
+    if (rc != CUDA_SUCCESS && gw_mapped_lookup(whole.base, 1, NULL, NULL, NULL)) {
+        mark_device(whole.base, DEVICE_SEES); /* another thread mapped it meanwhile */
+        return 1;
+    }
+    if (rc != CUDA_SUCCESS) {
+        *cannot = settled == CUDA_SUCCESS; /* refused; a failed settle (a sticky error) says nothing of it */
+        return 0;
+    }
+    mark_device(whole.base, DEVICE_SEES);
+    if (gw_debug())
+        gw_log("page-locked memory at %#llx (%llu bytes) is now mapped: %s", (unsigned long long)whole.base,
+               (unsigned long long)whole.size, why);
+    return 1;
+}
+
+int gw_mem_device_use(uint64_t addr, uint64_t n)
+{
+    if (gw_mem_is_device_range(addr, n) || gw_mapped_lookup(addr, n, NULL, NULL, NULL))
+        return 1;
+    int cannot;
+    return map_in_place(addr, n, "a call uses it as device memory", &cannot);
+}
+
+int gw_mem_kernel_arg_use(uint64_t addr)
+{
+    pthread_mutex_lock(&ranges_lock);
+    const range *r = find_locked(addr);
+    int candidate = r && r->kind == GW_MEM_HOST_PINNED && r->device == DEVICE_NOT_YET;
+    uint64_t base = candidate ? r->base : 0, size = candidate ? r->size : 0;
+    pthread_mutex_unlock(&ranges_lock);
+    if (!candidate)
+        return 0;
+    if (gw_mapped_lookup(addr, 1, NULL, NULL, NULL)) { /* mapped by a path that did not say so here */
+        mark_device(base, DEVICE_SEES);
+        return 1;
+    }
+    int cannot;
+    if (map_in_place(addr, 1, "a kernel's arguments point into it", &cannot))
+        return 1;
+    if (cannot) { /* said once: the kernel will likely fault on it (CUDA_ERROR_ILLEGAL_ADDRESS) */
+        mark_device(base, DEVICE_CANNOT);
+        gw_log("page-locked memory at %#llx (%llu bytes) is handed to a kernel in its arguments, but gpuwire cannot "
+               "map it for the device in place (a registration that does not cover whole pages, or the server "
+               "refused it): allocate it with cuMemHostAlloc, or register whole pages",
+               (unsigned long long)base, (unsigned long long)size);
+    }
+    return 0;
 }
 
 gw_mem_kind gw_mem_classify(uint64_t addr)
@@ -271,9 +436,9 @@ CUresult CUDAAPI cuLibraryGetGlobal(CUdeviceptr *dptr, size_t *bytes, CUlibrary 
  * (GPUWIRE_MAP_PINNED_MAX, default 0: none). On a UVA system every
  * page-locked pointer is a device pointer; gpuwire maps one when the program
  * shows it uses it so (its device pointer asked for, an asynchronous call's
- * device operand: gw_mem_device_use), but a pointer inside kernel arguments
- * it cannot see (NVIDIA's UnifiedMemoryPerf spins a kernel on a page-locked
- * latch): this setting serves such programs, at the cost of a fetch round trip
+ * device operand: gw_mem_device_use; a kernel's own arguments:
+ * gw_mem_kernel_arg_use), but a pointer the kernel finds in memory it cannot
+ * see: this setting serves such programs, at the cost of a fetch round trip
  * after copies into such memory instead of their delivery (docs/host-memory.md). */
 static uint64_t map_pinned_max(void)
 {
@@ -374,7 +539,7 @@ CUresult CUDAAPI cuMemHostRegister_v2(void *p, size_t bytesize, unsigned int Fla
         /* made a mapped range in place, page by page: pages it shares with
          * other data of the program's (or of gpuwire's own, from malloc)
          * would fault, or fail system calls, while stale */
-        range whole = {(uint64_t)(uintptr_t)p, bytesize, GW_MEM_HOST_PINNED, Flags};
+        range whole = {(uint64_t)(uintptr_t)p, bytesize, GW_MEM_HOST_PINNED, Flags, DEVICE_NOT_YET};
         if (!pages_of_its_own(&whole)) {
             gw_log("cuMemHostRegister: %p (%zu bytes) with DEVICEMAP does not cover whole pages: gpuwire maps such "
                    "memory for the device page by page and cannot share a page with other data (allocate it with "
@@ -388,6 +553,8 @@ CUresult CUDAAPI cuMemHostRegister_v2(void *p, size_t bytesize, unsigned int Fla
             return rc;
     }
     track((uint64_t)(uintptr_t)p, bytesize, GW_MEM_HOST_PINNED, Flags);
+    if (Flags & CU_MEMHOSTREGISTER_DEVICEMAP)
+        mark_device((uint64_t)(uintptr_t)p, DEVICE_SEES); /* a mapped range already */
     return CUDA_SUCCESS;
 }
 
@@ -461,6 +628,7 @@ CUresult CUDAAPI cuMemHostGetDevicePointer_v2(CUdeviceptr *pdptr, void *p, unsig
     CUresult rc = gw_mapped_register((void *)(uintptr_t)whole.base, whole.size, whole.flags & 0x7fffffffu, &base);
     if (rc != CUDA_SUCCESS)
         return rc;
+    mark_device(whole.base, DEVICE_SEES);
     if (gw_debug())
         gw_log("page-locked memory at %#llx (%llu bytes) is now mapped: the device asked for it",
                (unsigned long long)whole.base, (unsigned long long)whole.size);

@@ -38,6 +38,15 @@ GW_HIDDEN int gw_mem_is_pinned_range(uint64_t addr, uint64_t n); /* inside one p
  * device memory the client knows, or in page-locked memory, which becomes a
  * mapped range for it (UVA programs memset page-locked pointers directly). */
 GW_HIDDEN int gw_mem_device_use(uint64_t addr, uint64_t n);
+/* The [*lo, *hi) span around every page-locked allocation the device does
+ * not see yet (*lo == *hi: none); lock-free, for a scan of each launch. */
+GW_HIDDEN void gw_mem_pinned_span(uint64_t *lo, uint64_t *hi);
+/* 0 if addr (inside that span) lies in no such allocation; lock-free too */
+GW_HIDDEN int gw_mem_maybe_pinned(uint64_t addr);
+/* addr, a word of a kernel's arguments, points into page-locked memory the
+ * device does not see yet: that allocation becomes a mapped range now (1).
+ * Call it before beginning a request. */
+GW_HIDDEN int gw_mem_kernel_arg_use(uint64_t addr);
 
 /* ---- host memory the GPU sees: mapped and managed ranges (mapped.c) ---- */
 enum { GW_MAPPED_HOST_ALLOC = 1, GW_MAPPED_REGISTER = 2, GW_MAPPED_MANAGED = 3 }; /* MAPPED_MAP's kinds */
@@ -122,6 +131,13 @@ GW_HIDDEN uint64_t gw_fence_mark(void); /* taken before a waited synchronize is 
 GW_HIDDEN void gw_fence_confirmed(unsigned op, uint64_t stream, uint64_t mark);
 GW_HIDDEN void gw_fence_confirmed_all(uint64_t mark); /* ... of the whole context */
 GW_HIDDEN int gw_fence_sync_may_post(unsigned op, uint64_t stream);
+
+/* ---- pointers to page-locked memory inside kernel arguments (arg_pointers.c) ---- */
+/* buf (n bytes) packed in l's layout, about to be launched or put in a graph:
+ * every 8-byte word of it that points into page-locked memory the device does
+ * not see yet makes that memory a mapped range (gw_mem_kernel_arg_use). Call
+ * it before beginning the request. */
+GW_HIDDEN void gw_args_map_pinned(const gw_layout *l, const uint8_t *buf, uint32_t n);
 
 /* ---- stream captures under way (captures.c) ---- */
 GW_HIDDEN int gw_captures_active(void);
