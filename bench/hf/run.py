@@ -32,7 +32,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import report  # noqa: E402
 
-SCRIPT = HERE.parent / "hf_generate.py"
+# HF_GENERATE_SCRIPT: another script in its place (the unit tests' stand-in)
+SCRIPT = Path(os.environ.get("HF_GENERATE_SCRIPT") or HERE.parent / "hf_generate.py")
 
 
 def run_capped(cmd: list[str], timeout: float, log: Path) -> dict:
