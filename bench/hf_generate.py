@@ -16,7 +16,12 @@ set-up only), for round trips per token from two such runs (bench/suite.py's pro
 
 --attention picks PyTorch's SDPA kernels as bench/torch_decode.py does (auto: PyTorch's own
 choice, on the H100 cuDNN, which NVRTC-compiles a plan per new key length);
---attn-implementation picks transformers' attention code (sdpa, its default, or eager)."""
+--attn-implementation picks transformers' attention code (sdpa, its default, or eager).
+
+How often generate() itself waits on the GPU per token depends on transformers' version
+(4.57: twice, the SDPA mask check's padding_mask.all() and the loop's finished-sequences
+check; 5.17 defers the stop check by a step on CUDA where it can), so no app_syncs figure
+is reported."""
 
 from __future__ import annotations
 
@@ -124,9 +129,7 @@ def main(argv=None):
     except ImportError as e:
         fail("hf_generate", f"transformers is not importable: {e}")
     dev, dt = a.device, getattr(torch, a.dtype)
-    torch.manual_seed(0)
-    if dev.startswith("cuda"):
-        torch.cuda.manual_seed_all(0)
+    torch.manual_seed(0)  # the CPU's and every GPU's generator
     t_build = now()
     with torch.device(dev), default_dtype(torch, dt):
         model = transformers.LlamaForCausalLM(config(a, transformers))
@@ -165,17 +168,19 @@ def main(argv=None):
     n = len(ids)
     if n < 2:
         fail("hf_generate", f"generate returned {n} new tokens")
-    decode = max(total - prefill, 1e-9)
+    # noise can make a short run no longer than the prefill alone: then no decode rate
+    decode = total - prefill if total > prefill else None
     if a.ids:
         with open(a.ids, "w") as f:
             f.write("".join(f"{i}\n" for i in ids))
-    emit("hf_generate", tokens=n, tokens_per_s=(n - 1) / decode, token_ms=decode * 1e3 / (n - 1),
+    emit("hf_generate", tokens=n, tokens_per_s=(n - 1) / decode if decode else None,
+         token_ms=decode * 1e3 / (n - 1) if decode else None,
          prefill_ms=prefill * 1e3, generate_s=total, end_to_end_tokens_per_s=n / total,
          sha256=id_digest(ids), sha256_16=id_digest(ids[:16]) if n >= 16 else None,
          gpu=gpu_name(torch, dev), transformers=transformers.__version__, torch=torch.__version__,
          params=sum(p.numel() for p in model.parameters()), build_s=build_s, prompt=a.prompt,
          attention=a.attention, attn_implementation=a.attn_implementation, dtype=a.dtype,
-         app_syncs_per_token=1, **usage_fields(u0, u1, n, "token"))
+         **usage_fields(u0, u1, n, "token"))
 
 
 if __name__ == "__main__":
