@@ -189,3 +189,39 @@ def test_runner_native_only_check_writes_json_and_table(tmp_path):
     assert r["tokens_per_s"] == 42.0 and "--attention" in r["args"] and "math" in r["args"]
     assert res["skipped"] == ["gpuwire runs: no --server given"]
     assert (out / "hf-table.txt").read_text() == p.stdout and "| math | 42.0 |" in p.stdout
+
+
+FAKE_GENERATE = """
+import ctypes, json, sys
+a = sys.argv[1:]
+n = int(a[a.index("--exact") + 1]) if "--exact" in a else 4
+cu = ctypes.CDLL("libcuda.so.1")  # gpuwire's client, put first by `gpuwire run`
+ctx = ctypes.c_void_p()
+assert cu.cuInit(0) == 0 and cu.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), 0) == 0
+assert cu.cuCtxSetCurrent(ctx) == 0
+for _ in range(n):  # one synchronize a "token": one round trip each
+    assert cu.cuCtxSynchronize() == 0
+print(json.dumps({"bench": "hf_generate", "exact": n, "seconds": 0.0} if "--exact" in a else
+                 {"bench": "hf_generate", "tokens": 128, "tokens_per_s": 10.0, "prefill_ms": 1.0,
+                  "sha256": "0" * 64}))
+"""
+
+
+def test_runner_through_gpuwire_counts_round_trips_per_token(tmp_path, server):
+    """run.py's gpuwire half against the stand-in server, with a stand-in benchmark that
+    synchronizes once per 'token': the slope of two --exact runs' round trips is 1."""
+    from conftest import gpuwire_env, native_client_lib
+    if not native_client_lib().exists():
+        pytest.skip("the native client is not built (make -C native)")
+    fake = tmp_path / "fake.py"
+    fake.write_text(FAKE_GENERATE)
+    out = tmp_path / "out"
+    p = subprocess.run([sys.executable, str(BENCH / "hf" / "run.py"), "--out", str(out), "--budget", "100",
+                        "--attention", "auto", "--slope", "3,11", "--server", server.address],
+                       capture_output=True, text=True, timeout=150, env=gpuwire_env({"HF_GENERATE_SCRIPT": str(fake)}))
+    res = json.loads((out / "hf.json").read_text())
+    runs = res["runs"]
+    assert all(runs[k]["rc"] == 0 for k in ("gpuwire-auto-loopback", "exact3-auto", "exact11-auto")), p.stdout
+    assert runs["exact11-auto"]["stats"]["round_trips"] - runs["exact3-auto"]["stats"]["round_trips"] == 8
+    assert res["summary"]["rt_per_token"] == 1.0
+    assert "slope of --exact 3 and 11): 1.00" in p.stdout
