@@ -115,10 +115,13 @@ def table(res: dict) -> str:
     """The markdown summary hf-run prints last."""
     s = res["summary"]
     paths = res.get("paths") or ["loopback"]
-    nat_any = next((r["result"] for k, r in res["runs"].items() if k.startswith("native-") and ok(r)), {})
+    # versions and card from a native run, else any full run that finished
+    full = sorted((not k.startswith("native-"), k) for k, r in res["runs"].items()
+                  if ok(r) and "transformers" in r["result"])
+    nat_any = res["runs"][full[0][1]]["result"] if full else {}
     head = (f"HF generate: {res.get('model', 'TinyLlama-1.1B-shaped Llama, random weights, bf16')}; "
             f"{res.get('tokens')} new tokens, greedy; transformers {nat_any.get('transformers', '?')} "
-            f"({res.get('transformers_from', 'not said')}), torch {nat_any.get('torch', '?')}, "
+            f"({res.get('transformers_from') or 'source not said'}), torch {nat_any.get('torch', '?')}, "
             f"{nat_any.get('gpu', 'GPU not known')}")
     rows = ["| attention | native tokens/s | " + " | ".join(f"gpuwire {p} tokens/s (ratio)" for p in paths)
             + " | ids vs native | prefill ms native / gpuwire |",

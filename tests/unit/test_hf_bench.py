@@ -225,3 +225,11 @@ def test_runner_through_gpuwire_counts_round_trips_per_token(tmp_path, server):
     assert runs["exact11-auto"]["stats"]["round_trips"] - runs["exact3-auto"]["stats"]["round_trips"] == 8
     assert res["summary"]["rt_per_token"] == 1.0
     assert "slope of --exact 3 and 11): 1.00" in p.stdout
+
+
+def test_table_header_falls_back_to_a_gpuwire_run_for_versions():
+    runs = {"native-auto": _rec(None, rc=1), "gpuwire-auto-loopback": _rec(_full(40.0), rt=5)}
+    s = report.summarize(runs, ["auto"], ["loopback"], (32, 128))
+    t = report.table({"summary": s, "runs": runs, "paths": ["loopback"], "tokens": 128})
+    assert "transformers 4.57.6 (source not said), torch 2.11.0, NVIDIA H100" in t
+    assert "| auto | - | 40.0 (-) |" in t
