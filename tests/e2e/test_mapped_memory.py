@@ -28,6 +28,23 @@ def test_mapped_memory_program_passes(server, flavour):
     assert "is now mapped: the device asked for it" in result.stderr, explain(result, server)
 
 
+def test_mapped_allocations_at_addresses_the_client_chooses(server):
+    """When every address the worker offers for a page-locked allocation is
+    taken in the client (a PyTorch process asking cuDNN for 4 mapped bytes on
+    the H100), the client picks fresh pages of its own and the worker maps and
+    registers them there; GPUWIRE_MAPPED_OWN_ADDRESS=1 takes that path for every
+    allocation. The whole program (allocations, host writes between launches,
+    frees) passes as with the worker's addresses."""
+    program = PROGRAMS_DIR / "mapped_memory_shared"
+    if not program.is_file():
+        pytest.skip(NOT_BUILT)
+    result = gw_run([str(program)], server=server.address, timeout=120,
+                    env={"GPUWIRE_DEBUG": "1", "GPUWIRE_MAPPED_OWN_ADDRESS": "1"})
+    assert result.returncode == 0, explain(result, server)
+    assert result.stdout.strip().splitlines()[-1] == "PASS mapped_memory", explain(result, server)
+    assert "at an address of this process's choosing" in result.stderr, explain(result, server)
+
+
 def test_a_fault_outside_mapped_memory_is_the_programs(server):
     """gpuwire's SIGSEGV handler serves only its own ranges: any other fault
     kills the program with SIGSEGV, as without gpuwire, instead of looping."""

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "../diag/diag.h"
+#include "../diag/env.h"
 #include "state.h"
 
 enum { VALID = 0, DIRTY = 1, STALE = 2 };
@@ -410,6 +411,54 @@ static void worker_unmap(uint64_t addr)
 
 static uint64_t round_up(uint64_t n) { return (n + PAGE - 1) / PAGE * PAGE; }
 
+/* A page-locked allocation whose address the client chooses: the worker's
+ * own choices (small allocations come from one pool of the driver's) can all
+ * fall where this process already has memory, as in a PyTorch process that
+ * asks cuDNN for 4 mapped bytes. Fresh pages of this process, which the
+ * worker maps at the same address and registers (as a registration: kind 2);
+ * an address the worker has taken is kept aside while another is tried. */
+static CUresult alloc_at_own_address(unsigned flags, uint64_t size, uint64_t *out)
+{
+    void *aside[4];
+    int naside = 0;
+    CUresult rc = CUDA_ERROR_OUT_OF_MEMORY;
+    for (int tries = 0; tries < 4; tries++) {
+        void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            break;
+        uint64_t addr = (uint64_t)(uintptr_t)p, got = 0;
+        /* cuMemHostRegister's flags: PORTABLE and DEVICEMAP mean the same (WRITECOMBINED does not exist there) */
+        rc = worker_map(GW_MAPPED_REGISTER, flags & (CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP), addr,
+                        size, &got);
+        if (rc == CUDA_ERROR_NOT_SUPPORTED) { /* taken in the worker */
+            aside[naside++] = p;
+            rc = CUDA_ERROR_OUT_OF_MEMORY;
+            continue;
+        }
+        mrange *r = rc == CUDA_SUCCESS ? mirror(addr, size, 1, NULL) : NULL;
+        if (rc == CUDA_SUCCESS && r) {
+            r->kind = GW_MAPPED_HOST_ALLOC; /* freed by cuMemFreeHost, its pages go */
+            r->flags = flags;
+            if (publish(r) == 0) {
+                *out = addr;
+                break;
+            }
+            drop_views(r);
+        }
+        if (rc == CUDA_SUCCESS)
+            worker_unmap(addr);
+        munmap(p, size);
+        rc = rc == CUDA_SUCCESS ? CUDA_ERROR_OUT_OF_MEMORY : rc;
+        break;
+    }
+    for (int i = 0; i < naside; i++)
+        munmap(aside[i], size);
+    if (rc == CUDA_SUCCESS && gw_debug())
+        gw_log("mapped host memory: %llu bytes at an address of this process's choosing",
+               (unsigned long long)size);
+    return rc;
+}
+
 CUresult gw_mapped_alloc(unsigned kind, unsigned flags, size_t bytes, uint64_t *out)
 {
     if (!gw_initialized())
@@ -419,6 +468,13 @@ CUresult gw_mapped_alloc(unsigned kind, unsigned flags, size_t bytes, uint64_t *
     uint64_t size = round_up(bytes), taken[4];
     int ntaken = 0;
     CUresult rc = CUDA_ERROR_OUT_OF_MEMORY;
+    static int own = -1; /* GPUWIRE_MAPPED_OWN_ADDRESS=1: always the client's choice (tests) */
+    if (own < 0) {
+        unsigned long long v = 0;
+        own = gw_env_int("GPUWIRE_MAPPED_OWN_ADDRESS", 0, 1, "the worker chooses", &v) == 1 && v;
+    }
+    if (own && kind == GW_MAPPED_HOST_ALLOC)
+        return alloc_at_own_address(flags, size, out);
     /* the worker chooses the address; one this process already uses is kept
      * aside (so the worker cannot give it again) and freed after */
     for (int tries = 0; tries < 4; tries++) {
@@ -445,6 +501,8 @@ CUresult gw_mapped_alloc(unsigned kind, unsigned flags, size_t bytes, uint64_t *
     }
     for (int i = 0; i < ntaken; i++)
         worker_unmap(taken[i]);
+    if (rc == CUDA_ERROR_OUT_OF_MEMORY && ntaken == 4 && kind == GW_MAPPED_HOST_ALLOC)
+        rc = alloc_at_own_address(flags, size, out);
     if (rc == CUDA_ERROR_OUT_OF_MEMORY && ntaken)
         gw_log("mapped host memory: %zu bytes: the addresses the server offered are taken in this process", bytes);
     return rc;
