@@ -69,3 +69,32 @@ def test_session_dying_with_host_functions_pending(server, tmp_path):
         ok = gw_run([str(OTHER)], server=server.address, timeout=60)
         assert ok.returncode == 0, explain(ok, server)
     server.wait_for_log("not answered: the session is over", timeout=15)
+
+
+def _hostile():
+    import struct
+
+    from gpuwire import wire_generated as wg
+    from test_cache_wire import frame, op_id
+
+    return [
+        ("an answer for a call nobody waits for", frame(wg.OP_HOST_RETURNED, struct.pack("<Q", 99)),
+         "which no host function waits for"),
+        ("an answer of the wrong size", frame(wg.OP_HOST_RETURNED, struct.pack("<QB", 1, 0)),
+         "HOST_RETURNED of 9 bytes"),
+        ("a host function with callback id 0", frame(op_id("cuLaunchHostFunc"), struct.pack("<QQI", 0, 0, 0)),
+         "callback id 0"),
+        ("a host node with callback id 0", frame(op_id("cuGraphAddHostNode"), struct.pack("<QIQ", 0, 0, 0)),
+         "callback id 0"),
+        ("a host node truncated", frame(op_id("cuGraphAddHostNode"), struct.pack("<QI", 0, 0)), "truncated"),
+    ]
+
+
+HOSTILE = _hostile()
+
+
+@pytest.mark.parametrize("what,data,reason", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_host_function_frames_end_only_their_session(server, what, data, reason):
+    from test_server import assert_malformed_ends_session
+
+    assert_malformed_ends_session(server, data, reason)
