@@ -55,6 +55,15 @@ def test_host_function_runs_while_the_program_waits_on_its_own_condition(server,
     passes(server, tmp_path, "wait")
 
 
+def test_host_function_reads_mapped_memory_a_kernel_wrote(server, tmp_path):
+    """While mapped memory exists, a stream's host function takes the
+    synchronous way (a page the device wrote is fetched by a request that
+    would wait behind the stream): it still sees the kernel's write."""
+    stats = passes(server, tmp_path, "mapped")
+    # the program's two synchronizes and the host function's own
+    assert stats["round_trips_by_function"].get("cuStreamSynchronize", 0) == 3, stats["round_trips_by_function"]
+
+
 def test_session_dying_with_host_functions_pending(server, tmp_path):
     """The process ends inside a host function with more queued behind it: the
     worker's waiting trampoline is let go when the session closes, the server

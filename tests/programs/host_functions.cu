@@ -9,6 +9,8 @@
  *               copy before it landed
  *   wait        a host function wakes the main thread, which waits on a
  *               condition (not on CUDA): no synchronize reads the stream
+ *   mapped      with mapped memory in the process, a host function reads what
+ *               a kernel wrote there (the synchronous way: docs/host-functions.md)
  *   die         a host function that never returns while more are queued;
  *               the process ends from inside it (the session dies with
  *               host functions pending)
@@ -220,6 +222,33 @@ static int wait_mode(void)
     return 0;
 }
 
+/* ---- mapped ---- */
+static int *mapped_h, mapped_seen = -1;
+
+static void CUDART_CB read_mapped(void *arg)
+{
+    (void)arg;
+    mapped_seen = mapped_h[3];
+}
+
+static int mapped(void)
+{
+    int *d;
+    cudaStream_t s;
+    CK(cudaStreamCreate(&s));
+    CK(cudaHostAlloc((void **)&mapped_h, 4096, cudaHostAllocMapped));
+    mapped_h[3] = 0;
+    CK(cudaHostGetDevicePointer((void **)&d, mapped_h, 0));
+    CK(cudaStreamSynchronize(s));
+    ep_touch<<<1, N, 0, s>>>(d, N);
+    CK(cudaLaunchHostFunc(s, read_mapped, NULL));
+    CK(cudaStreamSynchronize(s));
+    if (mapped_seen != 4)
+        FAIL("the host function read %d from mapped memory the kernel wrote 4 into", mapped_seen);
+    printf("host_functions: a host function read mapped memory the kernel wrote\n");
+    return 0;
+}
+
 /* ---- die ---- */
 static void CUDART_CB never_returns(void *arg)
 {
@@ -253,6 +282,8 @@ int main(int argc, char **argv)
         rc = stream(argc > 2 ? atoi(argv[2]) : 10);
     else if (!strcmp(mode, "wait"))
         rc = wait_mode();
+    else if (!strcmp(mode, "mapped"))
+        rc = mapped();
     else if (!strcmp(mode, "die"))
         rc = die();
     else

@@ -17,12 +17,36 @@
             return CUDA_ERROR_NOT_PERMITTED; \
     } while (0)
 
+/* The synchronous way, kept for one case: while mapped or managed memory
+ * exists, the function may read pages the device wrote, and fetching one is
+ * a request the worker starts only after every earlier one; a request
+ * blocked behind the waiting stream (the stand-in runs stream work on the
+ * issuing thread; a GPU's synchronous copy waits there too) would never let
+ * it run. So the stream is synchronized here and the function runs on the
+ * calling thread, after the round trip made the device's writes visible. */
+static CUresult run_here(int ptsz, int kind, CUstream s, CUhostFn fn, CUstreamCallback cb, void *data)
+{
+    CUresult status = ptsz ? cuStreamSynchronize_ptsz(s) : cuStreamSynchronize(s);
+    if (kind == GW_HOST_FN) {
+        if (status != CUDA_SUCCESS)
+            return status;
+        fn(data);
+        return CUDA_SUCCESS;
+    }
+    cb(s, status, data); /* the callback learns of an earlier failure, as on a GPU */
+    return status == CUDA_ERROR_INVALID_HANDLE ? status : CUDA_SUCCESS;
+}
+
 static CUresult post(unsigned op, int kind, CUstream s, CUhostFn fn, CUstreamCallback cb, void *data, unsigned flags)
 {
     gw_stat_call(op);
     REFUSED_IN_CALLBACK();
     if ((kind == GW_HOST_FN && !fn) || (kind == GW_HOST_STREAM_CALLBACK && (!cb || flags != 0)))
         return CUDA_ERROR_INVALID_VALUE;
+    /* under capture the function is recorded, not run: posted whatever memory exists */
+    if (gw_mapped_live() && !gw_captures_active())
+        return run_here(op == GW_OP_cuLaunchHostFunc_ptsz || op == GW_OP_cuStreamAddCallback_ptsz, kind, s, fn, cb,
+                        data);
     /* while a capture is under way the stream may be capturing: its graph runs the function again */
     uint64_t id = gw_host_callback_id(kind, fn, cb, data, s, !gw_captures_active());
     if (!id)

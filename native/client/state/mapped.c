@@ -528,6 +528,8 @@ int gw_mapped_lookup(uint64_t addr, uint64_t n, uint64_t *base, unsigned *kind, 
     return 1;
 }
 
+int gw_mapped_live(void) { return atomic_load(&nlive) > 0; }
+
 int gw_mapped_overlaps(uint64_t addr, uint64_t n)
 {
     if (!atomic_load(&nlive) || !n)
