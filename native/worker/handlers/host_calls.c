@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "handlers.h"
@@ -148,6 +149,57 @@ static void host_func(gw_call *c, int stream_callback)
     gw_reply_result(c, r);
 }
 
+#define DEPENDENTS_MAX 4096    /* dependents looked at per dependency */
+#define DEPENDENTS_TOTAL 65536 /* and in all: a hostile graph cannot make the list huge */
+
+/* A delivered memcpy node (graph_copies.c) has a host node of the worker's
+ * own after it, which sends the copied bytes to the client; a host node of
+ * the program's that depends on the copy must also come after that one, or
+ * the driver may run it first and the function read the client's memory
+ * before the bytes land. So the dependencies gain every host node of a
+ * dependency that is not a trampoline (only the worker makes those). The
+ * list, in call scratch; deps as they are where the driver cannot tell. */
+static CUgraphNode *after_deliveries(gw_call *c, CUgraphNode *deps, uint32_t *m)
+{
+    typedef CUresult (*dependents_fn)(CUgraphNode, CUgraphNode *, size_t *);
+    typedef CUresult (*type_fn)(CUgraphNode, CUgraphNodeType *);
+    typedef CUresult (*params_fn)(CUgraphNode, CUDA_HOST_NODE_PARAMS *);
+    dependents_fn dependents = (dependents_fn)gw_driver_sym(GW_OP_cuGraphNodeGetDependentNodes);
+    type_fn type_of = (type_fn)gw_driver_sym(GW_OP_cuGraphNodeGetType);
+    params_fn params_of = (params_fn)gw_driver_sym(GW_OP_cuGraphHostNodeGetParams);
+    if (!dependents || !type_of || !params_of || !*m)
+        return deps;
+    size_t total = 0;
+    for (uint32_t i = 0; i < *m; i++) {
+        size_t n = 0;
+        if (dependents(deps[i], NULL, &n) == CUDA_SUCCESS && n <= DEPENDENTS_MAX)
+            total += n;
+    }
+    if (!total || total > DEPENDENTS_TOTAL)
+        return deps;
+    CUgraphNode *all = gw_scratch(c, (*m + total) * sizeof *all);
+    CUgraphNode *each = gw_scratch(c, DEPENDENTS_MAX * sizeof *each);
+    if (!all || !each)
+        return deps;
+    memcpy(all, deps, *m * sizeof *all);
+    size_t k = *m;
+    for (uint32_t i = 0; i < *m; i++) {
+        size_t n = 0;
+        if (dependents(deps[i], NULL, &n) != CUDA_SUCCESS || n > DEPENDENTS_MAX || k + n > *m + total ||
+            dependents(deps[i], each, &n) != CUDA_SUCCESS)
+            continue;
+        for (size_t j = 0; j < n; j++) {
+            CUgraphNodeType t;
+            CUDA_HOST_NODE_PARAMS p = {0};
+            if (type_of(each[j], &t) == CUDA_SUCCESS && t == CU_GRAPH_NODE_TYPE_HOST &&
+                params_of(each[j], &p) == CUDA_SUCCESS && p.fn != host_fn_trampoline)
+                all[k++] = each[j];
+        }
+    }
+    *m = (uint32_t)k;
+    return all;
+}
+
 /* GRAPH_ADD_HOST_NODE */
 void gw_h_cuGraphAddHostNode(gw_call *c)
 {
@@ -165,6 +217,7 @@ void gw_h_cuGraphAddHostNode(gw_call *c)
     void *fn = gw_driver_fn(c, c->h.op);
     if (!fn)
         return;
+    deps = after_deliveries(c, deps, &m);
     CUgraphNode node = NULL;
     CUresult r = ((CUresult(*)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, const CUDA_HOST_NODE_PARAMS *))fn)(
         &node, g, deps, m, &p);
