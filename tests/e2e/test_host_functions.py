@@ -78,6 +78,8 @@ def test_session_dying_with_host_functions_pending(server, tmp_path):
         ok = gw_run([str(OTHER)], server=server.address, timeout=60)
         assert ok.returncode == 0, explain(ok, server)
     server.wait_for_log("not answered: the session is over", timeout=15)
+    assert "still inside the driver" not in server.log_text(), server.log_text()[-3000:]
+    assert server.alive()
 
 
 def _hostile():
