@@ -237,9 +237,12 @@ static void *runner(void *arg)
             if (expected && wake_fd >= 0) {
                 int fd = wake_fd;
                 pthread_mutex_unlock(&lock);
+                int lost = gw_pushed_pump(fd, PUMP_MS);
+                /* emptied after the wait, before the queue is looked at again: a
+                 * wake from now on ends the next wait at once, and one before
+                 * came with a call already queued */
                 uint64_t drained;
                 (void)!read(fd, &drained, sizeof drained);
-                int lost = gw_pushed_pump(fd, PUMP_MS);
                 pthread_mutex_lock(&lock);
                 if (lost && !queue)
                     pthread_cond_wait(&queued_cv, &lock); /* no more frames: only a fork's reset wakes it */
