@@ -142,9 +142,14 @@ static int graph(void)
 /* ---- stream ---- */
 static int *pinned, ran, order_ok = 1;
 
+static cudaError_t nested = cudaSuccess;
+static void CUDART_CB nothing(void *arg) { (void)arg; }
+
 static void CUDART_CB in_order(void *arg)
 {
     int k = (int)(intptr_t)arg;
+    if (k == 0) /* CUDA forbids CUDA calls here: refused (no wait for this very stream), and the stream goes on */
+        nested = cudaLaunchHostFunc(0, nothing, NULL);
     if (k != ran)
         order_ok = 0;
     /* the copy queued just before this function must have landed: the kernel wrote k into every element */
@@ -181,6 +186,9 @@ static int stream(int count)
         FAIL("%d of %d host functions ran, in order: %d", ran, count, order_ok);
     if (callback_status != cudaSuccess)
         FAIL("the stream callback was told %d", (int)callback_status);
+    /* cudart's own set-up for the callback thread fails first (cudaErrorDevicesUnavailable), or the call itself */
+    if (count && nested == cudaSuccess)
+        FAIL("a host function launched inside a host function was accepted");
     printf("host_functions: %d host functions in stream order\n", count);
     return 0;
 }

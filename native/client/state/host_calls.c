@@ -42,15 +42,14 @@ static gw_idmap by_id;       /* id -> callback, under lock */
 static gw_idmap by_key;      /* hash of kind, function, data, stream -> callback (one per hash), under lock */
 static uint64_t last_id;     /* under lock */
 static unsigned long expected; /* once-runs to come, plus 1 while any id is kept: the pump runs while > 0 */
-static int any_kept;
+static unsigned long kept_ids; /* ids a graph holds (under lock) */
 static host_call *queue, **queue_end = &queue; /* under lock */
 static int runner_started;   /* under lock */
 static int wake_fd = -1;     /* an eventfd: a call was queued (the runner may be in poll) */
-static __thread int in_callback;
 
 #define PUMP_MS 1000 /* the pump's longest sleep; a wake or a frame ends it at once */
 
-int gw_in_host_callback(void) { return in_callback; }
+int gw_in_host_callback(void) { return gw_pushed_in_host_code(); }
 
 static uint64_t key_of(int kind, CUhostFn fn, CUstreamCallback cb, void *data, CUstream stream)
 {
@@ -116,7 +115,7 @@ uint64_t gw_host_callback_id(int kind, CUhostFn fn, CUstreamCallback cb, void *d
             expected++;
         } else if (!e->kept) {
             e->kept = 1;
-            if (!any_kept++)
+            if (!kept_ids++)
                 expected++;
         }
         start_runner_locked();
@@ -212,13 +211,12 @@ static void run_one(host_call *c)
         gw_log("host function call %llu names unknown callback %llu: nothing run",
                (unsigned long long)c->call, (unsigned long long)c->id);
     } else {
-        gw_pushed_host_code_runs(); /* the device's writes before this point become visible */
-        in_callback = 1;
+        gw_pushed_host_code(1); /* the device's writes before this point become visible */
         if (copy.kind == GW_HOST_STREAM_CALLBACK)
             copy.cb(copy.stream, (CUresult)c->status, copy.data);
         else
             copy.fn(copy.data);
-        in_callback = 0;
+        gw_pushed_host_code(0);
     }
     answer(c->call);
     pthread_mutex_lock(&lock);
@@ -276,7 +274,7 @@ static void forget_in_child(void)
     }
     queue_end = &queue;
     expected = 0;
-    any_kept = 0;
+    kept_ids = 0;
     runner_started = 0;
     if (wake_fd >= 0)
         close(wake_fd); /* the parent's counter: shared, so the child makes its own */

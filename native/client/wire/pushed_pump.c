@@ -44,4 +44,13 @@ int gw_pushed_pump(int wake_fd, int timeout_ms)
     return rc;
 }
 
-void gw_pushed_host_code_runs(void) { gw_after_reply(GW_OP_HOST_CALL); }
+static __thread int in_host_code;
+
+void gw_pushed_host_code(int running)
+{
+    if (running)
+        gw_after_reply(GW_OP_HOST_CALL);
+    in_host_code = running;
+}
+
+int gw_pushed_in_host_code(void) { return in_host_code; }

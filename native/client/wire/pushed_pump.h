@@ -10,9 +10,13 @@
  * reader (a pushed frame goes to its handler, a reply to its waiter).
  * 0, or -1 when the stream is lost (nothing more will come). */
 GW_HIDDEN int gw_pushed_pump(int wake_fd, int timeout_ms);
-/* Host code is about to run where the device's work just reached it: what
- * a layer above keeps of device-visible memory is made current, as after a
- * round trip (the registered after_reply hook). */
-GW_HIDDEN void gw_pushed_host_code_runs(void);
+/* The calling thread runs host code where the device's work just reached it
+ * (running 1), or has finished (0). At the start what a layer above keeps of
+ * device-visible memory is made current, as after a round trip (the
+ * registered after_reply hook); meanwhile the thread's driver calls are
+ * refused with CUDA_ERROR_NOT_PERMITTED (the stream waits for this code: a
+ * call could wait behind it forever), gpuwire's own control ops still go. */
+GW_HIDDEN void gw_pushed_host_code(int running);
+GW_HIDDEN int gw_pushed_in_host_code(void);
 
 #endif
