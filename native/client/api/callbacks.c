@@ -9,8 +9,8 @@
 #include "../state/host_calls.h"
 #include "api.h"
 
-/* CUDA forbids CUDA calls inside a host function; these would wait for the
- * stream that waits for the function, so they are refused there. */
+/* CUDA forbids CUDA calls inside a host function: the wire refuses the
+ * callback thread's driver calls meanwhile; these refuse before taking an id. */
 #define REFUSED_IN_CALLBACK() \
     do {                      \
         if (gw_in_host_callback()) \
