@@ -34,6 +34,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t returned_cv = PTHREAD_COND_INITIALIZER;
 static waiting *waiting_list; /* under lock: calls pushed and not yet answered */
 static _Atomic uint64_t last_call;
+static atomic_int told_over; /* the log says once that calls went unanswered */
 
 #define CHECK_MS 200 /* how often a waiting trampoline looks whether the session is over */
 
@@ -74,12 +75,14 @@ static void run_in_client(uint64_t callback, CUresult status)
     gw_push(GW_OP_HOST_CALL, frame, n);
     pthread_mutex_lock(&lock);
     while (!w.returned) {
-        struct timespec until = in_ms(CHECK_MS);
-        if (pthread_cond_timedwait(&returned_cv, &lock, &until) == ETIMEDOUT && !w.returned && session_over()) {
-            gw_wlog("host function call %llu (callback %llu) not answered: the session is over",
-                    (unsigned long long)w.call, (unsigned long long)callback);
+        if (session_over()) { /* checked first: the host functions queued behind go at once */
+            if (!atomic_exchange(&told_over, 1))
+                gw_wlog("host function call %llu (callback %llu) not answered: the session is over",
+                        (unsigned long long)w.call, (unsigned long long)callback);
             break;
         }
+        struct timespec until = in_ms(CHECK_MS);
+        pthread_cond_timedwait(&returned_cv, &lock, &until);
     }
     for (waiting **pp = &waiting_list; *pp; pp = &(*pp)->next)
         if (*pp == &w) {
