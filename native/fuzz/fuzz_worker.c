@@ -79,6 +79,8 @@ static int recv_all(int fd, void *p, size_t n)
     return 0;
 }
 
+static int send_all(int fd, const void *p, size_t n);
+
 static void *reader(void *arg)
 {
     replies *rp = arg;
@@ -99,6 +101,13 @@ static void *reader(void *arg)
         }
         if (lost)
             break;
+        if (h.op == GW_OP_HOST_CALL && keep >= 8) { /* the stream waits until a client answers its host call */
+            uint8_t f[sizeof(gw_hdr) + 8];
+            gw_hdr a = {.len = 8, .op = GW_OP_HOST_RETURNED};
+            memcpy(f, &a, sizeof a);
+            memcpy(f + sizeof a, head, 8);
+            send_all(rp->fd, f, sizeof f);
+        }
         if (h.op != GW_OP_REPLY)
             continue; /* MODULE_INFO pushed after a load; ERROR before the close */
         pthread_mutex_lock(&rp->m);
@@ -134,17 +143,21 @@ static int wait_reply(replies *rp, unsigned want, unsigned op, int *ok, uint64_t
     return came ? 0 : -1;
 }
 
+static pthread_mutex_t send_lock = PTHREAD_MUTEX_INITIALIZER; /* the reader answers host calls too */
+
 static int send_all(int fd, const void *p, size_t n)
 {
     const uint8_t *b = p;
+    pthread_mutex_lock(&send_lock);
     while (n) {
         ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
         if (w <= 0)
-            return -1;
+            break;
         b += w;
         n -= (size_t)w;
     }
-    return 0;
+    pthread_mutex_unlock(&send_lock);
+    return n ? -1 : 0;
 }
 
 /* ---- per-input state ---- */

@@ -181,6 +181,8 @@ def seed_library_streams() -> bytes:
     s.frame("cuEventSynchronize", u64(ev1), COLLECT)
     s.frame("cuEventElapsedTime_v2", u32(1) + u64(ev0, ev1))
     s.frame("cuMemcpyDtoHAsync_v2", u64(ph(a), 512, stream), COLLECT)
+    s.frame("cuLaunchHostFunc", u64(stream, 7) + u32(0), NOREPLY)  # the harness answers its HOST_CALL
+    s.frame("cuStreamAddCallback", u64(stream, 9) + u32(0), NOREPLY)
     s.frame("cuStreamSynchronize", u64(stream), COLLECT)
     s.frame("cuStreamDestroy_v2", u64(stream), NOREPLY)
     s.frame("cuLibraryUnload", u64(lib), COLLECT)

@@ -117,8 +117,6 @@ int cuGraphAddExternalSemaphoresSignalNode(void);
 int cuGraphAddExternalSemaphoresSignalNode(void) { return gw_unsupported(GW_OP_cuGraphAddExternalSemaphoresSignalNode); }
 int cuGraphAddExternalSemaphoresWaitNode(void);
 int cuGraphAddExternalSemaphoresWaitNode(void) { return gw_unsupported(GW_OP_cuGraphAddExternalSemaphoresWaitNode); }
-int cuGraphAddHostNode(void);
-int cuGraphAddHostNode(void) { return gw_unsupported(GW_OP_cuGraphAddHostNode); }
 int cuGraphBatchMemOpNodeGetParams(void);
 int cuGraphBatchMemOpNodeGetParams(void) { return gw_unsupported(GW_OP_cuGraphBatchMemOpNodeGetParams); }
 int cuGraphBatchMemOpNodeSetParams(void);
@@ -131,8 +129,6 @@ int cuGraphExecExternalSemaphoresWaitNodeSetParams(void);
 int cuGraphExecExternalSemaphoresWaitNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphExecExternalSemaphoresWaitNodeSetParams); }
 int cuGraphExecGetFlags(void);
 int cuGraphExecGetFlags(void) { return gw_unsupported(GW_OP_cuGraphExecGetFlags); }
-int cuGraphExecHostNodeSetParams(void);
-int cuGraphExecHostNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphExecHostNodeSetParams); }
 int cuGraphExecUpdate(void);
 int cuGraphExecUpdate(void) { return gw_unsupported(GW_OP_cuGraphExecUpdate); }
 int cuGraphExternalSemaphoresSignalNodeGetParams(void);
@@ -149,10 +145,6 @@ int cuGraphGetEdges_v2(void);
 int cuGraphGetEdges_v2(void) { return gw_unsupported(GW_OP_cuGraphGetEdges_v2); }
 int cuGraphGetRootNodes(void);
 int cuGraphGetRootNodes(void) { return gw_unsupported(GW_OP_cuGraphGetRootNodes); }
-int cuGraphHostNodeGetParams(void);
-int cuGraphHostNodeGetParams(void) { return gw_unsupported(GW_OP_cuGraphHostNodeGetParams); }
-int cuGraphHostNodeSetParams(void);
-int cuGraphHostNodeSetParams(void) { return gw_unsupported(GW_OP_cuGraphHostNodeSetParams); }
 int cuGraphInstantiate(void);
 int cuGraphInstantiate(void) { return gw_unsupported(GW_OP_cuGraphInstantiate); }
 int cuGraphInstantiateWithParams(void);

@@ -21,6 +21,7 @@ static inline int gw_op_is_control(unsigned op)
     case GW_OP_MAPPED_UNMAP:
     case GW_OP_MAPPED_WRITE:
     case GW_OP_MAPPED_READ:
+    case GW_OP_HOST_RETURNED:
         return 1;
     default:
         return 0;
@@ -46,6 +47,7 @@ static inline int gw_op_is_pushed(unsigned op)
     case GW_OP_MODULE_INFO:
     case GW_OP_STDOUT:
     case GW_OP_DELIVERED:
+    case GW_OP_HOST_CALL:
         return 1;
     default:
         return 0;
@@ -60,6 +62,7 @@ static inline int gw_op_may_post(unsigned op)
     case GW_OP_CAS_DATA:
     case GW_OP_DELIVER:
     case GW_OP_MAPPED_WRITE:
+    case GW_OP_HOST_RETURNED:
     case GW_OP_cuArray3DCreate_v2:
     case GW_OP_cuArrayCreate_v2:
     case GW_OP_cuCtxRecordEvent:
@@ -86,6 +89,8 @@ static inline int gw_op_may_post(unsigned op)
     case GW_OP_cuKernelSetAttribute:
     case GW_OP_cuLaunchCooperativeKernel:
     case GW_OP_cuLaunchCooperativeKernel_ptsz:
+    case GW_OP_cuLaunchHostFunc:
+    case GW_OP_cuLaunchHostFunc_ptsz:
     case GW_OP_cuLaunchKernel:
     case GW_OP_cuLaunchKernelEx:
     case GW_OP_cuLaunchKernelEx_ptsz:
@@ -137,6 +142,8 @@ static inline int gw_op_may_post(unsigned op)
     case GW_OP_cuModuleLoadDataEx:
     case GW_OP_cuModuleLoadFatBinary:
     case GW_OP_cuModuleUnload:
+    case GW_OP_cuStreamAddCallback:
+    case GW_OP_cuStreamAddCallback_ptsz:
     case GW_OP_cuStreamBeginCapture_v2:
     case GW_OP_cuStreamBeginCapture_v2_ptsz:
     case GW_OP_cuStreamCreate:
@@ -187,6 +194,7 @@ static inline int gw_op_benign(unsigned op)
     case GW_OP_STAGE:
     case GW_OP_CAS_DATA:
     case GW_OP_MAPPED_WRITE:
+    case GW_OP_HOST_RETURNED:
     case GW_OP_cuArray3DCreate_v2:
     case GW_OP_cuArrayCreate_v2:
     case GW_OP_cuEventCreate:
@@ -385,6 +393,8 @@ static inline const char *gw_control_op_label(unsigned op)
         return "(host memory write-back)";
     case GW_OP_MAPPED_READ:
         return "(host memory fetch)";
+    case GW_OP_HOST_RETURNED:
+        return "(host function returned)";
     default:
         return NULL;
     }

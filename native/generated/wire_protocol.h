@@ -75,6 +75,8 @@ enum {
     GW_OP_MAPPED_UNMAP = 24, /* a range of MAPPED_MAP, freed (by its address) */
     GW_OP_MAPPED_WRITE = 25, /* the client's bytes of a mapped range (its dirty pages), written into the worker's copy as the reader reads the frame (host writes are visible to the GPU at once, as with real zero-copy memory); inside one range, else the session ends */
     GW_OP_MAPPED_READ = 26, /* bytes of a mapped range from the worker's copy (a page the device may have written, on the client's first touch): n 1..COPY_CHUNK, inside one range */
+    GW_OP_HOST_CALL = 27, /* a host function the stream reached on the server (cuLaunchHostFunc, cuStreamAddCallback, a graph's host node; docs/host-functions.md): the client runs its callback (callback: the id the client gave it, status: the stream's status for a stream callback, else 0) on its callback thread, then answers HOST_RETURNED with the same call; the stream waits until then (or until the session ends) */
+    GW_OP_HOST_RETURNED = 28, /* the host function of HOST_CALL `call` has returned: its stream goes on. Taken by the worker's reader as it reads the frame (the thread that waits may hold up every later job); an unknown call ends the session */
 };
 /* Old names, removed after the rename lands in native/client and native/worker. */
 
@@ -927,6 +929,62 @@ static inline size_t gw_mapped_read_rep_get(const uint8_t *in, size_t len, gw_ma
         return 0;
     memcpy(&v->result, in + 0, 4);
     return 4;
+}
+
+/* HOST_CALL req: u64 call, u64 callback, i32 status */
+typedef struct gw_host_call_req {
+    uint64_t call;
+    uint64_t callback;
+    int32_t status;
+} gw_host_call_req;
+#define GW_HOST_CALL_REQ_SIZE 20u
+static inline size_t gw_host_call_req_put(uint8_t *out, const gw_host_call_req *v)
+{
+    memcpy(out + 0, &v->call, 8);
+    memcpy(out + 8, &v->callback, 8);
+    memcpy(out + 16, &v->status, 4);
+    return 20;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_host_call_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 20 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_host_call_req_get(const uint8_t *in, size_t len, gw_host_call_req *v)
+{
+    if (len < 20)
+        return 0;
+    memcpy(&v->call, in + 0, 8);
+    memcpy(&v->callback, in + 8, 8);
+    memcpy(&v->status, in + 16, 4);
+    return 20;
+}
+
+/* HOST_RETURNED req: u64 call */
+typedef struct gw_host_returned_req {
+    uint64_t call;
+} gw_host_returned_req;
+#define GW_HOST_RETURNED_REQ_SIZE 8u
+static inline size_t gw_host_returned_req_put(uint8_t *out, const gw_host_returned_req *v)
+{
+    memcpy(out + 0, &v->call, 8);
+    return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_host_returned_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_host_returned_req_get(const uint8_t *in, size_t len, gw_host_returned_req *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->call, in + 0, 8);
+    return 8;
 }
 
 /* HTOD req: u64 dst, u64 stream, bytes data */
@@ -2956,6 +3014,225 @@ static inline size_t gw_graph_add_conditional_node_rep_body_graphs_item_get(cons
         return 0;
     memcpy(&v->graph, in + 0, 8);
     return 8;
+}
+
+/* HOST_FUNC req: u64 stream, u64 callback, u32 flags */
+typedef struct gw_host_func_req {
+    uint64_t stream;
+    uint64_t callback;
+    uint32_t flags;
+} gw_host_func_req;
+#define GW_HOST_FUNC_REQ_SIZE 20u
+static inline size_t gw_host_func_req_put(uint8_t *out, const gw_host_func_req *v)
+{
+    memcpy(out + 0, &v->stream, 8);
+    memcpy(out + 8, &v->callback, 8);
+    memcpy(out + 16, &v->flags, 4);
+    return 20;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_host_func_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 20 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_host_func_req_get(const uint8_t *in, size_t len, gw_host_func_req *v)
+{
+    if (len < 20)
+        return 0;
+    memcpy(&v->stream, in + 0, 8);
+    memcpy(&v->callback, in + 8, 8);
+    memcpy(&v->flags, in + 16, 4);
+    return 20;
+}
+
+/* GRAPH_ADD_HOST_NODE req: u64 graph, `DEPENDENCIES` deps, u64 callback */
+typedef struct gw_graph_add_host_node_req {
+    uint64_t graph;
+} gw_graph_add_host_node_req;
+#define GW_GRAPH_ADD_HOST_NODE_REQ_SIZE 8u
+static inline size_t gw_graph_add_host_node_req_put(uint8_t *out, const gw_graph_add_host_node_req *v)
+{
+    memcpy(out + 0, &v->graph, 8);
+    return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_add_host_node_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_graph_add_host_node_req_get(const uint8_t *in, size_t len, gw_graph_add_host_node_req *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->graph, in + 0, 8);
+    return 8;
+}
+typedef struct gw_graph_add_host_node_req_after_deps {
+    uint64_t callback;
+} gw_graph_add_host_node_req_after_deps;
+#define GW_GRAPH_ADD_HOST_NODE_REQ_AFTER_DEPS_SIZE 8u
+static inline size_t gw_graph_add_host_node_req_after_deps_put(uint8_t *out, const gw_graph_add_host_node_req_after_deps *v)
+{
+    memcpy(out + 0, &v->callback, 8);
+    return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_add_host_node_req_after_deps_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (after deps) */
+static inline size_t gw_graph_add_host_node_req_after_deps_get(const uint8_t *in, size_t len, gw_graph_add_host_node_req_after_deps *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->callback, in + 0, 8);
+    return 8;
+}
+
+/* GRAPH_ADD_HOST_NODE rep: i32 result, u64 node */
+typedef struct gw_graph_add_host_node_rep {
+    int32_t result;
+    uint64_t node;
+} gw_graph_add_host_node_rep;
+#define GW_GRAPH_ADD_HOST_NODE_REP_SIZE 12u
+static inline size_t gw_graph_add_host_node_rep_put(uint8_t *out, const gw_graph_add_host_node_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    memcpy(out + 4, &v->node, 8);
+    return 12;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_graph_add_host_node_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_graph_add_host_node_rep_get(const uint8_t *in, size_t len, gw_graph_add_host_node_rep *v)
+{
+    if (len < 12)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    memcpy(&v->node, in + 4, 8);
+    return 12;
+}
+
+/* HOST_NODE_SET_PARAMS req: u64 node, u64 callback */
+typedef struct gw_host_node_set_params_req {
+    uint64_t node;
+    uint64_t callback;
+} gw_host_node_set_params_req;
+#define GW_HOST_NODE_SET_PARAMS_REQ_SIZE 16u
+static inline size_t gw_host_node_set_params_req_put(uint8_t *out, const gw_host_node_set_params_req *v)
+{
+    memcpy(out + 0, &v->node, 8);
+    memcpy(out + 8, &v->callback, 8);
+    return 16;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_host_node_set_params_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 16 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_host_node_set_params_req_get(const uint8_t *in, size_t len, gw_host_node_set_params_req *v)
+{
+    if (len < 16)
+        return 0;
+    memcpy(&v->node, in + 0, 8);
+    memcpy(&v->callback, in + 8, 8);
+    return 16;
+}
+
+/* EXEC_HOST_NODE_SET_PARAMS req: u64 exec, u64 node, u64 callback */
+typedef struct gw_exec_host_node_set_params_req {
+    uint64_t exec;
+    uint64_t node;
+    uint64_t callback;
+} gw_exec_host_node_set_params_req;
+#define GW_EXEC_HOST_NODE_SET_PARAMS_REQ_SIZE 24u
+static inline size_t gw_exec_host_node_set_params_req_put(uint8_t *out, const gw_exec_host_node_set_params_req *v)
+{
+    memcpy(out + 0, &v->exec, 8);
+    memcpy(out + 8, &v->node, 8);
+    memcpy(out + 16, &v->callback, 8);
+    return 24;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_exec_host_node_set_params_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 24 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_exec_host_node_set_params_req_get(const uint8_t *in, size_t len, gw_exec_host_node_set_params_req *v)
+{
+    if (len < 24)
+        return 0;
+    memcpy(&v->exec, in + 0, 8);
+    memcpy(&v->node, in + 8, 8);
+    memcpy(&v->callback, in + 16, 8);
+    return 24;
+}
+
+/* HOST_NODE_GET_PARAMS req: u64 node */
+typedef struct gw_host_node_get_params_req {
+    uint64_t node;
+} gw_host_node_get_params_req;
+#define GW_HOST_NODE_GET_PARAMS_REQ_SIZE 8u
+static inline size_t gw_host_node_get_params_req_put(uint8_t *out, const gw_host_node_get_params_req *v)
+{
+    memcpy(out + 0, &v->node, 8);
+    return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_host_node_get_params_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_host_node_get_params_req_get(const uint8_t *in, size_t len, gw_host_node_get_params_req *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->node, in + 0, 8);
+    return 8;
+}
+
+/* HOST_NODE_GET_PARAMS rep: i32 result, u64 callback */
+typedef struct gw_host_node_get_params_rep {
+    int32_t result;
+    uint64_t callback;
+} gw_host_node_get_params_rep;
+#define GW_HOST_NODE_GET_PARAMS_REP_SIZE 12u
+static inline size_t gw_host_node_get_params_rep_put(uint8_t *out, const gw_host_node_get_params_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    memcpy(out + 4, &v->callback, 8);
+    return 12;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_host_node_get_params_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_host_node_get_params_rep_get(const uint8_t *in, size_t len, gw_host_node_get_params_rep *v)
+{
+    if (len < 12)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    memcpy(&v->callback, in + 4, 8);
+    return 12;
 }
 
 /* MEMPOOL_GET_ATTRIBUTE req: u64 pool, u32 attribute */

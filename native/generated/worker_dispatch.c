@@ -9,16 +9,20 @@ void gw_h_cuCtxCreate_v3(gw_call *c);
 void gw_h_cuCtxCreate_v4(gw_call *c);
 void gw_h_cuGetErrorName(gw_call *c);
 void gw_h_cuGetErrorString(gw_call *c);
+void gw_h_cuGraphAddHostNode(gw_call *c);
 void gw_h_cuGraphAddKernelNode(gw_call *c);
 void gw_h_cuGraphAddKernelNode_v2(gw_call *c);
 void gw_h_cuGraphAddMemAllocNode(gw_call *c);
 void gw_h_cuGraphAddMemcpyNode(gw_call *c);
 void gw_h_cuGraphAddNode_v2(gw_call *c);
 void gw_h_cuGraphDebugDotPrint(gw_call *c);
+void gw_h_cuGraphExecHostNodeSetParams(gw_call *c);
 void gw_h_cuGraphExecKernelNodeSetParams(gw_call *c);
 void gw_h_cuGraphExecKernelNodeSetParams_v2(gw_call *c);
 void gw_h_cuGraphExecMemcpyNodeSetParams(gw_call *c);
 void gw_h_cuGraphExecUpdate_v2(gw_call *c);
+void gw_h_cuGraphHostNodeGetParams(gw_call *c);
+void gw_h_cuGraphHostNodeSetParams(gw_call *c);
 void gw_h_cuGraphKernelNodeGetParams(gw_call *c);
 void gw_h_cuGraphKernelNodeGetParams_v2(gw_call *c);
 void gw_h_cuGraphKernelNodeSetParams(gw_call *c);
@@ -27,6 +31,8 @@ void gw_h_cuGraphMemAllocNodeGetParams(gw_call *c);
 void gw_h_cuGraphMemcpyNodeSetParams(gw_call *c);
 void gw_h_cuLaunchCooperativeKernel(gw_call *c);
 void gw_h_cuLaunchCooperativeKernel_ptsz(gw_call *c);
+void gw_h_cuLaunchHostFunc(gw_call *c);
+void gw_h_cuLaunchHostFunc_ptsz(gw_call *c);
 void gw_h_cuLaunchKernel(gw_call *c);
 void gw_h_cuLaunchKernelEx(gw_call *c);
 void gw_h_cuLaunchKernelEx_ptsz(gw_call *c);
@@ -65,6 +71,8 @@ void gw_h_cuOccupancyMaxPotentialBlockSizeWithFlags(gw_call *c);
 void gw_h_cuOccupancyMaxPotentialClusterSize(gw_call *c);
 void gw_h_cuPointerGetAttribute(gw_call *c);
 void gw_h_cuPointerGetAttributes(gw_call *c);
+void gw_h_cuStreamAddCallback(gw_call *c);
+void gw_h_cuStreamAddCallback_ptsz(gw_call *c);
 void gw_h_cuStreamGetCaptureInfo(gw_call *c);
 void gw_h_cuStreamGetCaptureInfo_ptsz(gw_call *c);
 void gw_h_cuStreamGetCaptureInfo_v2(gw_call *c);
@@ -5086,6 +5094,7 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuGraphAddEmptyNode - 256] = h_cuGraphAddEmptyNode,
     [GW_OP_cuGraphAddEventRecordNode - 256] = h_cuGraphAddEventRecordNode,
     [GW_OP_cuGraphAddEventWaitNode - 256] = h_cuGraphAddEventWaitNode,
+    [GW_OP_cuGraphAddHostNode - 256] = gw_h_cuGraphAddHostNode,
     [GW_OP_cuGraphAddKernelNode - 256] = gw_h_cuGraphAddKernelNode,
     [GW_OP_cuGraphAddKernelNode_v2 - 256] = gw_h_cuGraphAddKernelNode_v2,
     [GW_OP_cuGraphAddMemAllocNode - 256] = gw_h_cuGraphAddMemAllocNode,
@@ -5108,12 +5117,15 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuGraphExecDestroy - 256] = h_cuGraphExecDestroy,
     [GW_OP_cuGraphExecEventRecordNodeSetEvent - 256] = h_cuGraphExecEventRecordNodeSetEvent,
     [GW_OP_cuGraphExecEventWaitNodeSetEvent - 256] = h_cuGraphExecEventWaitNodeSetEvent,
+    [GW_OP_cuGraphExecHostNodeSetParams - 256] = gw_h_cuGraphExecHostNodeSetParams,
     [GW_OP_cuGraphExecKernelNodeSetParams - 256] = gw_h_cuGraphExecKernelNodeSetParams,
     [GW_OP_cuGraphExecKernelNodeSetParams_v2 - 256] = gw_h_cuGraphExecKernelNodeSetParams_v2,
     [GW_OP_cuGraphExecMemcpyNodeSetParams - 256] = gw_h_cuGraphExecMemcpyNodeSetParams,
     [GW_OP_cuGraphExecMemsetNodeSetParams - 256] = h_cuGraphExecMemsetNodeSetParams,
     [GW_OP_cuGraphExecUpdate_v2 - 256] = gw_h_cuGraphExecUpdate_v2,
     [GW_OP_cuGraphGetNodes - 256] = h_cuGraphGetNodes,
+    [GW_OP_cuGraphHostNodeGetParams - 256] = gw_h_cuGraphHostNodeGetParams,
+    [GW_OP_cuGraphHostNodeSetParams - 256] = gw_h_cuGraphHostNodeSetParams,
     [GW_OP_cuGraphInstantiateWithFlags - 256] = h_cuGraphInstantiateWithFlags,
     [GW_OP_cuGraphKernelNodeCopyAttributes - 256] = h_cuGraphKernelNodeCopyAttributes,
     [GW_OP_cuGraphKernelNodeGetParams - 256] = gw_h_cuGraphKernelNodeGetParams,
@@ -5158,6 +5170,8 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuLaunchCooperativeKernel_ptsz - 256] = gw_h_cuLaunchCooperativeKernel_ptsz,
     [GW_OP_cuLaunchGrid - 256] = h_cuLaunchGrid,
     [GW_OP_cuLaunchGridAsync - 256] = h_cuLaunchGridAsync,
+    [GW_OP_cuLaunchHostFunc - 256] = gw_h_cuLaunchHostFunc,
+    [GW_OP_cuLaunchHostFunc_ptsz - 256] = gw_h_cuLaunchHostFunc_ptsz,
     [GW_OP_cuLaunchKernel - 256] = gw_h_cuLaunchKernel,
     [GW_OP_cuLaunchKernelEx - 256] = gw_h_cuLaunchKernelEx,
     [GW_OP_cuLaunchKernelEx_ptsz - 256] = gw_h_cuLaunchKernelEx_ptsz,
@@ -5295,6 +5309,8 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuPointerGetAttributes - 256] = gw_h_cuPointerGetAttributes,
     [GW_OP_cuProfilerStart - 256] = h_cuProfilerStart,
     [GW_OP_cuProfilerStop - 256] = h_cuProfilerStop,
+    [GW_OP_cuStreamAddCallback - 256] = gw_h_cuStreamAddCallback,
+    [GW_OP_cuStreamAddCallback_ptsz - 256] = gw_h_cuStreamAddCallback_ptsz,
     [GW_OP_cuStreamAttachMemAsync - 256] = h_cuStreamAttachMemAsync,
     [GW_OP_cuStreamAttachMemAsync_ptsz - 256] = h_cuStreamAttachMemAsync_ptsz,
     [GW_OP_cuStreamBeginCapture - 256] = h_cuStreamBeginCapture,

@@ -68,6 +68,8 @@ OP_MAPPED_MAP = 23
 OP_MAPPED_UNMAP = 24
 OP_MAPPED_WRITE = 25
 OP_MAPPED_READ = 26
+OP_HOST_CALL = 27
+OP_HOST_RETURNED = 28
 # old names, removed after the rename lands
 OP_NAMES = {
     OP_HELLO: 'HELLO',
@@ -93,6 +95,8 @@ OP_NAMES = {
     OP_MAPPED_UNMAP: 'MAPPED_UNMAP',
     OP_MAPPED_WRITE: 'MAPPED_WRITE',
     OP_MAPPED_READ: 'MAPPED_READ',
+    OP_HOST_CALL: 'HOST_CALL',
+    OP_HOST_RETURNED: 'HOST_RETURNED',
 }
 # driver calls: op OP_FIRST_CALL + i is DRIVER_OP_NAMES[i] (codegen/driver_symbols.txt)
 DRIVER_OP_NAMES = (
@@ -856,6 +860,8 @@ MAPPED_UNMAP_REP = struct.Struct("<i")  # result
 MAPPED_WRITE_REQ = struct.Struct("<Q")  # addr
 MAPPED_READ_REQ = struct.Struct("<QQ")  # addr, n
 MAPPED_READ_REP = struct.Struct("<i")  # result
+HOST_CALL_REQ = struct.Struct("<QQi")  # call, callback, status
+HOST_RETURNED_REQ = struct.Struct("<Q")  # call
 HTOD_REQ = struct.Struct("<QQ")  # dst, stream
 DTOH_REQ = struct.Struct("<QQQ")  # src, n, stream
 DTOH_REP = struct.Struct("<i")  # result
@@ -914,6 +920,13 @@ GRAPH_DEBUG_DOT_PRINT_REQ = struct.Struct("<QI")  # graph, flags
 GRAPH_DEBUG_DOT_PRINT_REP = struct.Struct("<iI")  # result, n
 GRAPH_ADD_CONDITIONAL_NODE_REQ = struct.Struct("<Q")  # graph
 GRAPH_ADD_CONDITIONAL_NODE_REP = struct.Struct("<iQ")  # result, node
+HOST_FUNC_REQ = struct.Struct("<QQI")  # stream, callback, flags
+GRAPH_ADD_HOST_NODE_REQ = struct.Struct("<Q")  # graph
+GRAPH_ADD_HOST_NODE_REP = struct.Struct("<iQ")  # result, node
+HOST_NODE_SET_PARAMS_REQ = struct.Struct("<QQ")  # node, callback
+EXEC_HOST_NODE_SET_PARAMS_REQ = struct.Struct("<QQQ")  # exec, node, callback
+HOST_NODE_GET_PARAMS_REQ = struct.Struct("<Q")  # node
+HOST_NODE_GET_PARAMS_REP = struct.Struct("<iQ")  # result, callback
 MEMPOOL_GET_ATTRIBUTE_REQ = struct.Struct("<QI")  # pool, attribute
 MEMPOOL_GET_ATTRIBUTE_REP = struct.Struct("<iQ")  # result, value
 MEMPOOL_SET_ATTRIBUTE_REQ = struct.Struct("<QIQ")  # pool, attribute, value

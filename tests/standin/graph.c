@@ -73,6 +73,7 @@ typedef struct sd_exec_kparams {
     CUDA_MEMCPY3D copy;
     CUDA_MEMSET_NODE_PARAMS set;
     CUevent event;
+    CUDA_HOST_NODE_PARAMS host;
 } sd_exec_kparams;
 
 typedef struct sd_gexec {
@@ -557,6 +558,46 @@ SD_API CUresult cuGraphAddHostNode(CUgraphNode *pn, CUgraph g, const CUgraphNode
     return r;
 }
 
+SD_API CUresult cuGraphHostNodeGetParams(CUgraphNode h, CUDA_HOST_NODE_PARAMS *p)
+{
+    sd_lock();
+    sd_gnode *n = typed_node(h, CU_GRAPH_NODE_TYPE_HOST);
+    if (n && p)
+        *p = n->host;
+    sd_unlock();
+    return n && p ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
+SD_API CUresult cuGraphHostNodeSetParams(CUgraphNode h, const CUDA_HOST_NODE_PARAMS *p)
+{
+    sd_lock();
+    sd_gnode *n = typed_node(h, CU_GRAPH_NODE_TYPE_HOST);
+    CUresult r = n && p && p->fn ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+    if (r == CUDA_SUCCESS)
+        n->host = *p;
+    sd_unlock();
+    return r;
+}
+
+static sd_exec_kparams *exec_params(sd_gexec *x, const sd_gnode *n);
+static CUresult exec_node(CUgraphExec e, CUgraphNode h, CUgraphNodeType type, sd_gexec **x, sd_gnode **n);
+
+/* The exec's own function for a host node: later launches of that exec call it. */
+SD_API CUresult cuGraphExecHostNodeSetParams(CUgraphExec e, CUgraphNode h, const CUDA_HOST_NODE_PARAMS *p)
+{
+    sd_lock();
+    sd_gexec *x;
+    sd_gnode *n;
+    CUresult r = p && p->fn ? exec_node(e, h, CU_GRAPH_NODE_TYPE_HOST, &x, &n) : CUDA_ERROR_INVALID_VALUE;
+    sd_exec_kparams *ek = r == CUDA_SUCCESS ? exec_params(x, n) : NULL;
+    if (ek)
+        ek->host = *p;
+    else if (r == CUDA_SUCCESS)
+        r = CUDA_ERROR_OUT_OF_MEMORY;
+    sd_unlock();
+    return r;
+}
+
 SD_API CUresult cuGraphAddEventRecordNode(CUgraphNode *pn, CUgraph g, const CUgraphNode *deps, size_t ndeps,
                                           CUevent ev)
 {
@@ -705,6 +746,7 @@ static sd_exec_kparams *exec_params(sd_gexec *x, const sd_gnode *n)
         ek->copy = n->copy;
         ek->set = n->set;
         ek->event = n->event;
+        ek->host = n->host;
         if (n->kernel) {
             ek->k = *n->kernel;
             point(&ek->k);
@@ -875,7 +917,11 @@ static CUresult run_graph(CUgraph g, const sd_gexec *x, CUstream s, int depth)
         case CU_GRAPH_NODE_TYPE_WAIT_EVENT: r = cuStreamWaitEvent(s, ek ? ek->event : n->event, 0); break;
         case CU_GRAPH_NODE_TYPE_GRAPH: r = run_graph(n->child, NULL, s, depth + 1); break;
         case CU_GRAPH_NODE_TYPE_CONDITIONAL: r = run_conditional(n, s, depth); break;
-        case CU_GRAPH_NODE_TYPE_HOST: r = cuLaunchHostFunc(s, n->host.fn, n->host.userData); break;
+        case CU_GRAPH_NODE_TYPE_HOST: {
+            const CUDA_HOST_NODE_PARAMS *h = ek ? &ek->host : &n->host;
+            r = cuLaunchHostFunc(s, h->fn, h->userData);
+            break;
+        }
         default: break; /* empty */
         }
     }

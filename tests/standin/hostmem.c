@@ -176,6 +176,27 @@ SD_API CUresult cuLaunchHostFunc(CUstream s, CUhostFn fn, void *data)
 
 SD_API CUresult cuLaunchHostFunc_ptsz(CUstream s, CUhostFn fn, void *data) { return cuLaunchHostFunc(s, fn, data); }
 
+/* A stream callback: as a host function, told the stream's status (work here never fails later). */
+SD_API CUresult cuStreamAddCallback(CUstream s, CUstreamCallback cb, void *data, unsigned int flags)
+{
+    if (!cb || flags)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    sd_ctx *c;
+    CUresult r = sd_stream_check(s, &c);
+    if (r == CUDA_SUCCESS)
+        sd_wait_busy(c);
+    sd_unlock();
+    if (r == CUDA_SUCCESS)
+        cb(s, CUDA_SUCCESS, data);
+    return r;
+}
+
+SD_API CUresult cuStreamAddCallback_ptsz(CUstream s, CUstreamCallback cb, void *data, unsigned int flags)
+{
+    return cuStreamAddCallback(s, cb, data, flags);
+}
+
 static _Thread_local CUstreamCaptureMode capture_mode = CU_STREAM_CAPTURE_MODE_GLOBAL;
 
 SD_API CUresult cuThreadExchangeStreamCaptureMode(CUstreamCaptureMode *mode)

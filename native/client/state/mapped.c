@@ -586,6 +586,8 @@ int gw_mapped_lookup(uint64_t addr, uint64_t n, uint64_t *base, unsigned *kind, 
     return 1;
 }
 
+int gw_mapped_live(void) { return atomic_load(&nlive) > 0; }
+
 int gw_mapped_overlaps(uint64_t addr, uint64_t n)
 {
     if (!atomic_load(&nlive) || !n)
@@ -639,5 +641,3 @@ static void make_stale(mrange *r, size_t pg, int unused)
 /* After a copy the client posted into mapped memory (no round trip follows
  * it): its pages turn stale, to be fetched after the copy on first touch. */
 void gw_mapped_written_remotely(uint64_t addr, uint64_t n) { each_page(addr, n, make_stale, 0); }
-
-int gw_mapped_live(void) { return atomic_load(&nlive) > 0; }

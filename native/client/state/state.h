@@ -56,9 +56,9 @@ GW_HIDDEN CUresult gw_mapped_alloc(unsigned kind, unsigned flags, size_t bytes, 
 GW_HIDDEN CUresult gw_mapped_register(void *p, size_t bytes, unsigned flags, uint64_t *base);
 GW_HIDDEN CUresult gw_mapped_release(uint64_t base, unsigned kind); /* CUDA_ERROR_INVALID_VALUE: no such range */
 /* 1 if [addr, addr+n) lies inside one range (its base, kind and flags out; each may be NULL) */
-GW_HIDDEN int gw_mapped_live(void); /* 1 while any range exists */
 GW_HIDDEN int gw_mapped_lookup(uint64_t addr, uint64_t n, uint64_t *base, unsigned *kind, unsigned *flags);
 GW_HIDDEN int gw_mapped_overlaps(uint64_t addr, uint64_t n);
+GW_HIDDEN int gw_mapped_live(void); /* 1 while any mapped or managed range exists */
 /* gpuwire is about to read (0) or write (1) these bytes of the program's: made current, no fault inside */
 GW_HIDDEN void gw_mapped_prepare(uint64_t addr, uint64_t n, int for_write);
 GW_HIDDEN void gw_mapped_written_remotely(uint64_t addr, uint64_t n); /* a posted copy wrote them on the server */

@@ -14,6 +14,7 @@ static struct pushed {
     {GW_OP_MODULE_INFO, 0, NULL},                   /* a loaded module's functions (state/modules.c) */
     {GW_OP_DELIVERED, GW_DELIVERED_REQ_SIZE, NULL}, /* a piece of a delivered copy (state/deliveries.c) */
     {GW_OP_STDOUT, 0, NULL},                        /* device printf output (api/device_printf.c) */
+    {GW_OP_HOST_CALL, GW_HOST_CALL_REQ_SIZE, NULL}, /* a host function to run (state/host_calls.c) */
 };
 
 #define N_PUSHED (sizeof pushed / sizeof pushed[0])

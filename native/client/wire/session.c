@@ -10,6 +10,7 @@
 
 #include "../../generated/gw_ops.h"
 #include "../diag/env.h"
+#include "pushed_pump.h"
 #include "stream.h"
 #include "tls.h"
 
@@ -133,6 +134,8 @@ CUresult gw_stream_usable(const gw_req *q)
         return CUDA_ERROR_INVALID_VALUE;
     if (q->op != GW_OP_cuInit && !gw_initialized())
         return CUDA_ERROR_NOT_INITIALIZED;
+    if (q->op >= GW_OP_FIRST_CALL && gw_pushed_in_host_code()) /* CUDA forbids it: docs/host-functions.md */
+        return CUDA_ERROR_NOT_PERMITTED;
     CUresult rc = gw_connect();
     if (rc != CUDA_SUCCESS)
         return rc;

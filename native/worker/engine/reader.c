@@ -229,11 +229,13 @@ static int serve(void)
                 return 3;
             }
         }
-        if (h.op == GW_OP_MAPPED_WRITE) {
+        if (h.op == GW_OP_MAPPED_WRITE || h.op == GW_OP_HOST_RETURNED) {
             /* host writes reach the worker's copy now, before any later frame
-             * of any thread runs (handlers/mapped.c) */
+             * of any thread runs (handlers/mapped.c); a host function's end
+             * lets its stream go on, however its job's thread waits (host_calls.c) */
             char why[200];
-            int bad = gw_mapped_write(j->payload, h.len, why, sizeof why);
+            int bad = h.op == GW_OP_MAPPED_WRITE ? gw_mapped_write(j->payload, h.len, why, sizeof why)
+                                                 : gw_host_returned(j->payload, h.len, why, sizeof why);
             free(j);
             if (bad) {
                 pending_drop(&pd);

@@ -25,6 +25,9 @@ void gw_op_mapped_read(gw_call *c);  /* GW_OP_MAPPED_READ (mapped.c) */
 /* GW_OP_MAPPED_WRITE, applied by the reader as it reads the frame (mapped.c):
  * 0, or -1 and why (the session ends) */
 int gw_mapped_write(const uint8_t *payload, uint32_t len, char *why, size_t whycap);
+/* GW_OP_HOST_RETURNED, taken by the reader as it reads the frame (host_calls.c):
+ * the waiting host function's stream goes on; 0, or -1 and why (the session ends) */
+int gw_host_returned(const uint8_t *payload, uint32_t len, char *why, size_t whycap);
 
 /* ---- device-to-host copies delivered without a wait (deliveries.c) ---- */
 void gw_deliveries_flush(void); /* delivered bytes to the client: before every reply */
