@@ -1352,6 +1352,35 @@ CUresult CUDAAPI cuGraphAddChildGraphNode(CUgraphNode * phGraphNode, CUgraph hGr
     return res;
 }
 
+#undef cuGraphAddDependencies
+CUresult CUDAAPI cuGraphAddDependencies(CUgraph hGraph, const CUgraphNode * from, const CUgraphNode * to, size_t numDependencies)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphAddDependencies);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handles(q, (void *const *)from, from ? (size_t)(numDependencies) : 0);
+    gw_put_handles(q, (void *const *)to, to ? (size_t)(numDependencies) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuGraphAddDependencies_v2
+CUresult CUDAAPI cuGraphAddDependencies_v2(CUgraph hGraph, const CUgraphNode * from, const CUgraphNode * to, const CUgraphEdgeData * edgeData, size_t numDependencies)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphAddDependencies_v2);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handles(q, (void *const *)from, from ? (size_t)(numDependencies) : 0);
+    gw_put_handles(q, (void *const *)to, to ? (size_t)(numDependencies) : 0);
+    gw_put_in(q, edgeData, edgeData ? (size_t)(numDependencies) * sizeof(CUgraphEdgeData) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
 #undef cuGraphAddEmptyNode
 CUresult CUDAAPI cuGraphAddEmptyNode(CUgraphNode * phGraphNode, CUgraph hGraph, const CUgraphNode * dependencies, size_t numDependencies)
 {
@@ -1849,6 +1878,35 @@ CUresult CUDAAPI cuGraphReleaseUserObject(CUgraph graph, CUuserObject object, un
     gw_put_u64(q, (uint64_t)(uintptr_t)graph);
     gw_put_u64(q, (uint64_t)(uintptr_t)object);
     gw_put_u64(q, (uint64_t)(int64_t)count);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuGraphRemoveDependencies
+CUresult CUDAAPI cuGraphRemoveDependencies(CUgraph hGraph, const CUgraphNode * from, const CUgraphNode * to, size_t numDependencies)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphRemoveDependencies);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handles(q, (void *const *)from, from ? (size_t)(numDependencies) : 0);
+    gw_put_handles(q, (void *const *)to, to ? (size_t)(numDependencies) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuGraphRemoveDependencies_v2
+CUresult CUDAAPI cuGraphRemoveDependencies_v2(CUgraph hGraph, const CUgraphNode * from, const CUgraphNode * to, const CUgraphEdgeData * edgeData, size_t numDependencies)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphRemoveDependencies_v2);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handles(q, (void *const *)from, from ? (size_t)(numDependencies) : 0);
+    gw_put_handles(q, (void *const *)to, to ? (size_t)(numDependencies) : 0);
+    gw_put_in(q, edgeData, edgeData ? (size_t)(numDependencies) * sizeof(CUgraphEdgeData) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);

@@ -109,10 +109,6 @@ int cuGLUnregisterBufferObject(void);
 int cuGLUnregisterBufferObject(void) { return gw_unsupported(GW_OP_cuGLUnregisterBufferObject); }
 int cuGraphAddBatchMemOpNode(void);
 int cuGraphAddBatchMemOpNode(void) { return gw_unsupported(GW_OP_cuGraphAddBatchMemOpNode); }
-int cuGraphAddDependencies(void);
-int cuGraphAddDependencies(void) { return gw_unsupported(GW_OP_cuGraphAddDependencies); }
-int cuGraphAddDependencies_v2(void);
-int cuGraphAddDependencies_v2(void) { return gw_unsupported(GW_OP_cuGraphAddDependencies_v2); }
 int cuGraphAddExternalSemaphoresSignalNode(void);
 int cuGraphAddExternalSemaphoresSignalNode(void) { return gw_unsupported(GW_OP_cuGraphAddExternalSemaphoresSignalNode); }
 int cuGraphAddExternalSemaphoresWaitNode(void);
@@ -167,10 +163,6 @@ int cuGraphNodeGetDependentNodes_v2(void);
 int cuGraphNodeGetDependentNodes_v2(void) { return gw_unsupported(GW_OP_cuGraphNodeGetDependentNodes_v2); }
 int cuGraphNodeGetEnabled(void);
 int cuGraphNodeGetEnabled(void) { return gw_unsupported(GW_OP_cuGraphNodeGetEnabled); }
-int cuGraphRemoveDependencies(void);
-int cuGraphRemoveDependencies(void) { return gw_unsupported(GW_OP_cuGraphRemoveDependencies); }
-int cuGraphRemoveDependencies_v2(void);
-int cuGraphRemoveDependencies_v2(void) { return gw_unsupported(GW_OP_cuGraphRemoveDependencies_v2); }
 int cuGraphicsEGLRegisterImage(void);
 int cuGraphicsEGLRegisterImage(void) { return gw_unsupported(GW_OP_cuGraphicsEGLRegisterImage); }
 int cuGraphicsGLRegisterBuffer(void);

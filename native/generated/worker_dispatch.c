@@ -1482,6 +1482,48 @@ static void h_cuGraphAddChildGraphNode(gw_call *c)
     }
 }
 
+static void h_cuGraphAddDependencies(gw_call *c)
+{
+    CUgraph a0 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    size_t a1_n;
+    CUgraphNode *a1 = (CUgraphNode *)gw_in_handles(c, GW_HT_CUgraphNode, &a1_n);
+    size_t a2_n;
+    CUgraphNode *a2 = (CUgraphNode *)gw_in_handles(c, GW_HT_CUgraphNode, &a2_n);
+    size_t a3 = (size_t)gw_in_u64(c);
+    if (a1 && !c->bad && a1_n < (size_t)(a3))
+        gw_call_fail(c, "cuGraphAddDependencies: from holds %zu elements, fewer than its count", a1_n);
+    if (a2 && !c->bad && a2_n < (size_t)(a3))
+        gw_call_fail(c, "cuGraphAddDependencies: to holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraph, const CUgraphNode *, const CUgraphNode *, size_t) = (CUresult (*)(CUgraph, const CUgraphNode *, const CUgraphNode *, size_t))gw_driver_fn(c, GW_OP_cuGraphAddDependencies);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3);
+    gw_reply_result(c, res);
+}
+
+static void h_cuGraphAddDependencies_v2(gw_call *c)
+{
+    CUgraph a0 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    size_t a1_n;
+    CUgraphNode *a1 = (CUgraphNode *)gw_in_handles(c, GW_HT_CUgraphNode, &a1_n);
+    size_t a2_n;
+    CUgraphNode *a2 = (CUgraphNode *)gw_in_handles(c, GW_HT_CUgraphNode, &a2_n);
+    size_t a3_n;
+    CUgraphEdgeData *a3 = (CUgraphEdgeData *)gw_in_array(c, sizeof(CUgraphEdgeData), &a3_n);
+    size_t a4 = (size_t)gw_in_u64(c);
+    if (a1 && !c->bad && a1_n < (size_t)(a4))
+        gw_call_fail(c, "cuGraphAddDependencies_v2: from holds %zu elements, fewer than its count", a1_n);
+    if (a2 && !c->bad && a2_n < (size_t)(a4))
+        gw_call_fail(c, "cuGraphAddDependencies_v2: to holds %zu elements, fewer than its count", a2_n);
+    if (a3 && !c->bad && a3_n < (size_t)(a4))
+        gw_call_fail(c, "cuGraphAddDependencies_v2: edgeData holds %zu elements, fewer than its count", a3_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraph, const CUgraphNode *, const CUgraphNode *, const CUgraphEdgeData *, size_t) = (CUresult (*)(CUgraph, const CUgraphNode *, const CUgraphNode *, const CUgraphEdgeData *, size_t))gw_driver_fn(c, GW_OP_cuGraphAddDependencies_v2);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3, a4);
+    gw_reply_result(c, res);
+}
+
 static void h_cuGraphAddEmptyNode(gw_call *c)
 {
     size_t a0_n;
@@ -2007,6 +2049,48 @@ static void h_cuGraphReleaseUserObject(gw_call *c)
     CUresult (*fn)(CUgraph, CUuserObject, unsigned int) = (CUresult (*)(CUgraph, CUuserObject, unsigned int))gw_driver_fn(c, GW_OP_cuGraphReleaseUserObject);
     if (!fn) return;
     CUresult res = fn(a0, a1, a2);
+    gw_reply_result(c, res);
+}
+
+static void h_cuGraphRemoveDependencies(gw_call *c)
+{
+    CUgraph a0 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    size_t a1_n;
+    CUgraphNode *a1 = (CUgraphNode *)gw_in_handles(c, GW_HT_CUgraphNode, &a1_n);
+    size_t a2_n;
+    CUgraphNode *a2 = (CUgraphNode *)gw_in_handles(c, GW_HT_CUgraphNode, &a2_n);
+    size_t a3 = (size_t)gw_in_u64(c);
+    if (a1 && !c->bad && a1_n < (size_t)(a3))
+        gw_call_fail(c, "cuGraphRemoveDependencies: from holds %zu elements, fewer than its count", a1_n);
+    if (a2 && !c->bad && a2_n < (size_t)(a3))
+        gw_call_fail(c, "cuGraphRemoveDependencies: to holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraph, const CUgraphNode *, const CUgraphNode *, size_t) = (CUresult (*)(CUgraph, const CUgraphNode *, const CUgraphNode *, size_t))gw_driver_fn(c, GW_OP_cuGraphRemoveDependencies);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3);
+    gw_reply_result(c, res);
+}
+
+static void h_cuGraphRemoveDependencies_v2(gw_call *c)
+{
+    CUgraph a0 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    size_t a1_n;
+    CUgraphNode *a1 = (CUgraphNode *)gw_in_handles(c, GW_HT_CUgraphNode, &a1_n);
+    size_t a2_n;
+    CUgraphNode *a2 = (CUgraphNode *)gw_in_handles(c, GW_HT_CUgraphNode, &a2_n);
+    size_t a3_n;
+    CUgraphEdgeData *a3 = (CUgraphEdgeData *)gw_in_array(c, sizeof(CUgraphEdgeData), &a3_n);
+    size_t a4 = (size_t)gw_in_u64(c);
+    if (a1 && !c->bad && a1_n < (size_t)(a4))
+        gw_call_fail(c, "cuGraphRemoveDependencies_v2: from holds %zu elements, fewer than its count", a1_n);
+    if (a2 && !c->bad && a2_n < (size_t)(a4))
+        gw_call_fail(c, "cuGraphRemoveDependencies_v2: to holds %zu elements, fewer than its count", a2_n);
+    if (a3 && !c->bad && a3_n < (size_t)(a4))
+        gw_call_fail(c, "cuGraphRemoveDependencies_v2: edgeData holds %zu elements, fewer than its count", a3_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraph, const CUgraphNode *, const CUgraphNode *, const CUgraphEdgeData *, size_t) = (CUresult (*)(CUgraph, const CUgraphNode *, const CUgraphNode *, const CUgraphEdgeData *, size_t))gw_driver_fn(c, GW_OP_cuGraphRemoveDependencies_v2);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3, a4);
     gw_reply_result(c, res);
 }
 
@@ -5091,6 +5175,8 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuGetErrorName - 256] = gw_h_cuGetErrorName,
     [GW_OP_cuGetErrorString - 256] = gw_h_cuGetErrorString,
     [GW_OP_cuGraphAddChildGraphNode - 256] = h_cuGraphAddChildGraphNode,
+    [GW_OP_cuGraphAddDependencies - 256] = h_cuGraphAddDependencies,
+    [GW_OP_cuGraphAddDependencies_v2 - 256] = h_cuGraphAddDependencies_v2,
     [GW_OP_cuGraphAddEmptyNode - 256] = h_cuGraphAddEmptyNode,
     [GW_OP_cuGraphAddEventRecordNode - 256] = h_cuGraphAddEventRecordNode,
     [GW_OP_cuGraphAddEventWaitNode - 256] = h_cuGraphAddEventWaitNode,
@@ -5144,6 +5230,8 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuGraphNodeGetType - 256] = h_cuGraphNodeGetType,
     [GW_OP_cuGraphNodeSetEnabled - 256] = h_cuGraphNodeSetEnabled,
     [GW_OP_cuGraphReleaseUserObject - 256] = h_cuGraphReleaseUserObject,
+    [GW_OP_cuGraphRemoveDependencies - 256] = h_cuGraphRemoveDependencies,
+    [GW_OP_cuGraphRemoveDependencies_v2 - 256] = h_cuGraphRemoveDependencies_v2,
     [GW_OP_cuGraphRetainUserObject - 256] = h_cuGraphRetainUserObject,
     [GW_OP_cuGraphUpload - 256] = h_cuGraphUpload,
     [GW_OP_cuGraphUpload_ptsz - 256] = h_cuGraphUpload_ptsz,

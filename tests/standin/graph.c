@@ -56,6 +56,7 @@ typedef struct sd_gnode {
     CUgraphConditionalNodeType cond_type;
     unsigned int nbodies;
     CUgraph *bodies;
+    unsigned edges_in, programmatic_in; /* edges added by cuGraphAddDependencies(_v2) */
 } sd_gnode;
 
 /* A condition handle: a value conditional nodes read (kernels set it on a GPU; nothing here does). */
@@ -1152,6 +1153,52 @@ SD_API CUresult cuGraphConditionalHandleCreate(CUgraphConditionalHandle *out, CU
     sd_unlock();
     return r;
 }
+
+/* Edges between nodes of one graph: checked as the driver checks them (live
+ * nodes of g, known dependency types, ports 0 for a default edge); the
+ * stand-in runs a graph's nodes in creation order, so an edge changes nothing
+ * else. Each node counts the edges added to it (programmatic ones apart). */
+static CUresult edges(CUgraph g, const CUgraphNode *from, const CUgraphNode *to, const CUgraphEdgeData *e, size_t n,
+                      int add)
+{
+    if (n && (!from || !to))
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    CUresult r = sd_obj_live(g, SD_GRAPH) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+    for (size_t i = 0; r == CUDA_SUCCESS && i < n; i++) {
+        sd_gnode *a = (sd_gnode *)from[i], *b = (sd_gnode *)to[i];
+        if (!sd_obj_live(a, SD_GRAPH_NODE) || !sd_obj_live(b, SD_GRAPH_NODE) || a->graph != (void *)g ||
+            b->graph != (void *)g || a == b)
+            r = CUDA_ERROR_INVALID_VALUE;
+        else if (e && (e[i].type > CU_GRAPH_DEPENDENCY_TYPE_PROGRAMMATIC ||
+                       (e[i].type == CU_GRAPH_DEPENDENCY_TYPE_DEFAULT && (e[i].from_port || e[i].to_port))))
+            r = CUDA_ERROR_INVALID_VALUE;
+    }
+    for (size_t i = 0; r == CUDA_SUCCESS && i < n; i++) {
+        sd_gnode *b = (sd_gnode *)to[i];
+        int prog = e && e[i].type == CU_GRAPH_DEPENDENCY_TYPE_PROGRAMMATIC;
+        unsigned *count = prog ? &b->programmatic_in : &b->edges_in;
+        if (add)
+            (*count)++;
+        else if (*count)
+            (*count)--;
+    }
+    sd_unlock();
+    return r;
+}
+
+#undef cuGraphAddDependencies /* cuda.h names the _v2 forms so; the library exports both */
+#undef cuGraphRemoveDependencies
+SD_API CUresult cuGraphAddDependencies(CUgraph g, const CUgraphNode *from, const CUgraphNode *to, size_t n)
+{ return edges(g, from, to, NULL, n, 1); }
+SD_API CUresult cuGraphAddDependencies_v2(CUgraph g, const CUgraphNode *from, const CUgraphNode *to,
+                                          const CUgraphEdgeData *e, size_t n)
+{ return edges(g, from, to, e, n, 1); }
+SD_API CUresult cuGraphRemoveDependencies(CUgraph g, const CUgraphNode *from, const CUgraphNode *to, size_t n)
+{ return edges(g, from, to, NULL, n, 0); }
+SD_API CUresult cuGraphRemoveDependencies_v2(CUgraph g, const CUgraphNode *from, const CUgraphNode *to,
+                                             const CUgraphEdgeData *e, size_t n)
+{ return edges(g, from, to, e, n, 0); }
 
 /* Only conditional nodes come this way from gpuwire's worker (every other type has its own call). */
 SD_API CUresult cuGraphAddNode_v2(CUgraphNode *pn, CUgraph g, const CUgraphNode *deps, const CUgraphEdgeData *edges,

@@ -8,6 +8,7 @@
  * a child graph moved into its node are refused with CUDA_ERROR_NOT_SUPPORTED
  * and a log line. */
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
@@ -58,13 +59,39 @@ static int default_edges(const CUgraphEdgeData *e, size_t n)
     return 1;
 }
 
+static CUresult add_typed(const char *call, CUgraphNode *out, CUgraph g, const CUgraphNode *deps, size_t n,
+                          CUgraphNodeParams *p);
+
+/* A node with edges of their own kind (ports, programmatic dependencies: XLA
+ * adds kernel nodes so): made without dependencies through the per-type
+ * call, then joined to them with the edges as given. */
 static CUresult add(const char *call, CUgraphNode *out, CUgraph g, const CUgraphNode *deps, const CUgraphEdgeData *edges,
                     size_t n, CUgraphNodeParams *p)
 {
-    if (!p)
+    if (!p || !out || (n && !deps))
         return CUDA_ERROR_INVALID_VALUE;
-    if (!default_edges(edges, n))
-        return refuse(call, "an edge other than the default one");
+    if (default_edges(edges, n))
+        return add_typed(call, out, g, deps, n, p);
+    CUgraphNode *to = malloc(n * sizeof *to), node;
+    if (!to)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    CUresult rc = add_typed(call, &node, g, NULL, 0, p);
+    if (rc == CUDA_SUCCESS) {
+        for (size_t i = 0; i < n; i++)
+            to[i] = node;
+        rc = cuGraphAddDependencies_v2(g, deps, to, edges, n);
+        if (rc == CUDA_SUCCESS)
+            *out = node;
+        else
+            cuGraphDestroyNode(node);
+    }
+    free(to);
+    return rc;
+}
+
+static CUresult add_typed(const char *call, CUgraphNode *out, CUgraph g, const CUgraphNode *deps, size_t n,
+                          CUgraphNodeParams *p)
+{
     switch (p->type) {
     case CU_GRAPH_NODE_TYPE_KERNEL:
         /* v3 is v2 field for field */
@@ -83,6 +110,10 @@ static CUresult add(const char *call, CUgraphNode *out, CUgraph g, const CUgraph
         return cuGraphAddChildGraphNode(out, g, deps, n, p->graph.graph);
     case CU_GRAPH_NODE_TYPE_EMPTY:
         return cuGraphAddEmptyNode(out, g, deps, n);
+    case CU_GRAPH_NODE_TYPE_HOST: {
+        CUDA_HOST_NODE_PARAMS v = {p->host.fn, p->host.userData};
+        return cuGraphAddHostNode(out, g, deps, n, &v);
+    }
     case CU_GRAPH_NODE_TYPE_WAIT_EVENT:
         return cuGraphAddEventWaitNode(out, g, deps, n, p->eventWait.event);
     case CU_GRAPH_NODE_TYPE_EVENT_RECORD:
