@@ -38,6 +38,7 @@ STARTING = "llama-bench: benchmark 1/"  # the first benchmark's "starting" line
 # the first line llama.cpp logs (with -v) once the model is loaded: the context's construction
 CONTEXT_MARK = "llama_context:"
 GEN_SLOPE_TOKENS = (32, 160)
+NETEM_TOKENS = 64  # generated behind each emulated path
 
 
 def run_timed(cmd: list[str], env: dict[str, str], timeout: float) -> dict:
@@ -132,7 +133,8 @@ class Bench:
     def base(self, *extra: str) -> list[str]:
         return [self.bench, "-m", self.a.model, "-ngl", "99", "-o", "json", *extra]
 
-    def step(self, name: str, args: list[str], via_gpuwire: bool, need_s: float, cap_s: float) -> dict | None:
+    def step(self, name: str, args: list[str], via_gpuwire: bool, need_s: float, cap_s: float,
+             server: str | None = None) -> dict | None:
         """One llama-bench run, native or through gpuwire, killed after cap_s
         (a hang costs that, not the rest of the budget); None if skipped."""
         if self.left() < need_s:
@@ -143,7 +145,7 @@ class Bench:
         if via_gpuwire:
             stats = self.out / f"llama-{name}.stats.json"
             stats.unlink(missing_ok=True)
-            cmd = [*self.a.nogpu, sys.executable, "-m", "gpuwire", "run", "--server", self.a.server,
+            cmd = [*self.a.nogpu, sys.executable, "-m", "gpuwire", "run", "--server", server or self.a.server,
                    "--stats", str(stats), "--", *cmd]
         r = run_timed(cmd, self.env, timeout=max(10.0, min(cap_s, self.left() - 5)))
         (self.out / f"llama-{name}.stderr.txt").write_text(
@@ -166,11 +168,16 @@ class Bench:
             self.step("bench-gpuwire", main, True, 60, 240)
             for n in GEN_SLOPE_TOKENS:
                 self.step(f"gen{n}-gpuwire", ["-p", "0", "-n", str(n), "-r", "1", "--progress"], True, 30, 120)
+            # generation behind emulated network paths (gpuwire-netem in front of the same server)
+            for label, addr in a.netem:
+                self.step(f"tg-{label}", ["-p", "0", "-n", str(NETEM_TOKENS), "-r", "1", "--progress"], True, 40, 150,
+                          server=addr)
         else:
             self.skipped.append("gpuwire runs: no --server given")
-        return {"model": a.model, "bin": a.bin, "reps": a.reps, "budget_s": a.budget,
+        return {"model": a.model, "bin": a.bin, "reps": a.reps, "budget_s": a.budget, "netem": a.netem,
                 "build": a.build, "model_info": read_stats(Path(a.model_info)) if a.model_info else None,
-                "runs": self.runs, "skipped": self.skipped, "summary": summarize(self.runs),
+                "runs": self.runs, "skipped": self.skipped,
+                "summary": summarize(self.runs, [(lbl, rtt_ms_of(lbl)) for lbl, _ in a.netem]),
                 "elapsed_s": round(time.monotonic() - self.t0, 1)}
 
 
@@ -186,7 +193,7 @@ def round_trips(run: dict | None) -> int | None:
     return s.get("round_trips")
 
 
-def summarize(runs: dict[str, dict]) -> dict:
+def summarize(runs: dict[str, dict], netem_paths: list[tuple[str, float]] = ()) -> dict:
     s: dict = {}
     for test, (p, n) in (("pp512", (512, 0)), ("tg128", (0, 128))):
         nat = tokens_per_s(runs.get("bench-native"), p, n)
@@ -211,8 +218,26 @@ def summarize(runs: dict[str, dict]) -> dict:
     s["load_s"] = {"native": (runs.get("bench-native") or {}).get("load_s"),
                    "gpuwire-cold": (runs.get("bench-gpuwire") or {}).get("load_s"),
                    "gpuwire-warm": min(warm) if warm else None}
+    # behind an emulated RTT R: time per generated token against native + 1.1 R (issue 20's target)
+    nat = s["tg128"]["native_tps"]
+    s["netem"] = []
+    for label, rtt_ms in netem_paths:
+        tps = tokens_per_s(runs.get(f"tg-{label}"), 0, NETEM_TOKENS)
+        ms = 1000.0 / tps if tps else None
+        bound = 1000.0 / nat + 1.1 * rtt_ms if nat else None
+        s["netem"].append({"path": label, "rtt_ms": rtt_ms, "tps": tps, "ms_per_token": ms,
+                           "native_ms_per_token": 1000.0 / nat if nat else None, "target_ms": bound,
+                           "met": (ms <= bound) if ms and bound else None})
     s["failed"] = [k for k, r in runs.items() if r["rc"] != 0 or r["timed_out"]]
     return s
+
+
+def rtt_ms_of(label: str) -> float:
+    """'500us' -> 0.5, '2ms' -> 2.0 (ValueError otherwise)."""
+    for unit, scale in (("us", 1e-3), ("ms", 1.0)):
+        if label.endswith(unit):
+            return float(label[:-len(unit)]) * scale
+    raise ValueError(label)
 
 
 def fmt(v, spec: str = ".1f") -> str:
@@ -244,6 +269,10 @@ def table(res: dict) -> str:
     if "bench_round_trips" in s:
         rows.append(f"| round trips of the whole benchmark run, per token processed | | "
                     f"{s['bench_round_trips']} ({fmt(s['bench_rt_per_token'], '.3f')}) | |")
+    for e in s.get("netem", []):
+        rows.append(f"| tg{NETEM_TOKENS} behind {e['path']} RTT: ms per token (target native + 1.1 RTT) | "
+                    f"{fmt(e['native_ms_per_token'], '.2f')} | {fmt(e['ms_per_token'], '.2f')} | "
+                    f"target {fmt(e['target_ms'], '.2f')}: {'met' if e['met'] else 'missed' if e['met'] is False else '-'} |")
     lines = head + rows
     if s["failed"]:
         lines.append(f"failed runs: {', '.join(s['failed'])} (llama.json: stderr_tail)")
@@ -264,8 +293,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=3, help="llama-bench -r for pp512 and tg128")
     p.add_argument("--build", default="", help="how llama-bench was got, for the record (e.g. 'built in 300 s')")
     p.add_argument("--model-info", help="make_gguf.py's JSON line, saved to a file")
+    p.add_argument("--netem", action="append", default=[], metavar="LABEL=HOST:PORT",
+                   help="a gpuwire-netem path in front of the server, e.g. 2ms=127.0.0.1:7792 (the label's "
+                        "number and unit, us or ms, is its RTT); generation runs behind each")
     a = p.parse_args(argv)
     a.nogpu = a.nogpu.split()
+    try:
+        a.netem = [(lbl, addr) for lbl, _, addr in (x.partition("=") for x in a.netem)]
+        for lbl, addr in a.netem:
+            rtt_ms_of(lbl)
+            if not addr:
+                raise ValueError(lbl)
+    except ValueError as e:
+        p.error(f"--netem LABEL=HOST:PORT with a label such as 500us or 2ms: {e}")
     res = Bench(a).go()
     Path(a.out, "llama.json").write_text(json.dumps(res, indent=1))
     t = table(res)

@@ -96,3 +96,27 @@ def test_gguf_shapes_and_values():
     v = mg.random_f16(np.random.default_rng(1), (1000, 64)).astype(np.float32)
     assert np.isfinite(v).all() and (np.abs(v) >= 2.0 ** -8).all() and (np.abs(v) < 2.0 ** -4).all()
     assert 0.4 < (v > 0).mean() < 0.6 and len(np.unique(v)) > 1000
+
+
+def test_emulated_paths_are_judged_against_native_plus_rtt():
+    """Behind an emulated RTT R a generated token may take native + 1.1 R: 500 us
+    and 2 ms paths, one inside the bound and one outside, and one that did not run."""
+    assert bench.rtt_ms_of("500us") == 0.5 and bench.rtt_ms_of("2ms") == 2.0
+    with pytest.raises(ValueError):
+        bench.rtt_ms_of("2s")
+
+    def gen(n, tps):
+        return {"rc": 0, "timed_out": False, "tests": [{"n_prompt": 0, "n_gen": n, "avg_ts": tps}]}
+
+    runs = {"bench-native": {"rc": 0, "timed_out": False,
+                             "tests": [{"n_prompt": 0, "n_gen": 128, "avg_ts": 250.0}]},  # 4 ms a token
+            "tg-500us": gen(bench.NETEM_TOKENS, 1000 / 4.5),   # 4.5 ms <= 4 + 0.55
+            "tg-2ms": gen(bench.NETEM_TOKENS, 1000 / 6.5)}     # 6.5 ms > 4 + 2.2
+    s = bench.summarize(runs, [("500us", 0.5), ("2ms", 2.0), ("20000us", 20.0)])
+    by = {e["path"]: e for e in s["netem"]}
+    assert by["500us"]["met"] is True and round(by["500us"]["target_ms"], 2) == 4.55
+    assert by["2ms"]["met"] is False and round(by["2ms"]["ms_per_token"], 2) == 6.5
+    assert by["20000us"]["met"] is None and by["20000us"]["tps"] is None
+    res = {"summary": s, "model": "m", "reps": 1, "runs": runs, "skipped": [], "build": "b"}
+    text = bench.table(res)
+    assert "behind 500us RTT" in text and "met" in text and "missed" in text
