@@ -4,9 +4,11 @@ synchronize (or the event query that reports it done) returns. Many such copies
 and one synchronize make no more round trips than one copy does."""
 
 import json
+
+import pytest
 import sys
 
-from conftest import explain, gw_run
+from conftest import explain, gw_run, start_server
 
 SCRIPT = r"""
 import ctypes, sys
@@ -110,3 +112,37 @@ def test_bytes_sent_on_from_pinned_memory_are_the_landed_ones(server, tmp_path):
     copy that fills it, reads the filled bytes, as natively."""
     r = gw_run([sys.executable, "-c", ROUND], server=server.address)
     assert r.returncode == 0 and r.stdout.strip() == "ok", explain(r, server)
+
+
+@pytest.fixture(scope="module")
+def events_server(tmp_path_factory):
+    """A server whose workers complete deliveries by events (GPUWIRE_DELIVERIES=events)."""
+    srv = start_server(tmp_path_factory.mktemp("deliveries-events") / "server.log",
+                       env={"GPUWIRE_DELIVERIES": "events"})
+    yield srv
+    srv.stop()
+
+
+@pytest.mark.parametrize("args", [("200", "4096"), ("8", "65536", "--query"), ("2", str(20 << 20))])
+def test_deliveries_completed_by_events_land_the_same(events_server, tmp_path, args):
+    """The same programs against a server whose deliveries wait on events, not
+    host functions: every byte lands by the synchronize or the query that says
+    done, with no more round trips than with host functions."""
+    st = run_stats(events_server, tmp_path, *args)
+    n = int(args[0])
+    assert st["landings"]["copies"] == n and st["landings"]["waits"] == 0, st["landings"]
+
+
+def test_a_host_function_after_an_event_delivery_sees_its_bytes(events_server):
+    """A host function queued after a copy delivered by event: the worker's
+    first host call waits for pending copies and sends them first, so the
+    function reads the copied bytes (host_functions' graph and stream modes)."""
+    import os
+    from conftest import PROGRAMS_DIR, NOT_BUILT
+    exe = PROGRAMS_DIR / "host_functions_shared"
+    if not exe.is_file():
+        pytest.skip(NOT_BUILT)
+    for mode in (["stream", "10"], ["graph"]):
+        r = gw_run([str(exe), *mode], server=events_server.address)
+        assert r.returncode == 0, explain(r, events_server)
+        assert r.stdout.strip().splitlines()[-1].startswith("PASS host_functions"), explain(r, events_server)

@@ -6,7 +6,17 @@
  * (GW_OP_DELIVERED frames), so the bytes are in the client's buffer before
  * any synchronize, query or later copy that can see the copy done returns
  * there. Inside a stream capture both calls are
- * captured: each replay of the graph delivers the bytes again. */
+ * captured: each replay of the graph delivers the bytes again.
+ *
+ * With GPUWIRE_DELIVERIES=events in the server's environment (an experiment
+ * of issue 20: a host function's latency is paid by every delivered copy, and
+ * llama.cpp's logits are one a token), an uncaptured copy records an event
+ * instead, and the bytes leave staging when a reply is about to be sent and
+ * the event says the copy is done: no reply that can see the copy done goes
+ * before them. A host function the client runs in stream order may read them,
+ * and it runs where CUDA cannot be called (no event can be asked there): the
+ * first host call of a session waits for the copies pending so and goes back
+ * to host functions for good. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +34,15 @@ typedef struct delivery {
     int persistent; /* captured into a graph: delivered at every replay, staging kept */
 } delivery;
 
+/* a copy completed by an event (GPUWIRE_DELIVERIES=events), sent from staging */
+typedef struct pending {
+    struct pending *next;
+    uint64_t id;
+    void *staging;
+    size_t n;
+    CUevent ev;
+} pending;
+
 typedef struct parcel {
     struct parcel *next;
     uint64_t id;
@@ -38,6 +57,21 @@ typedef struct parcel {
 #define DELIVERY_BUDGET ((uint64_t)8 << 30)
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pending *pendings; /* under lock */
+static int events_mode = -1; /* GPUWIRE_DELIVERIES=events, until the session's first host call */
+
+typedef CUresult (*event_create_fn)(CUevent *, unsigned);
+typedef CUresult (*event_fn)(CUevent);
+typedef CUresult (*event_record_fn)(CUevent, CUstream);
+
+static int use_events(void)
+{
+    if (events_mode < 0) {
+        const char *v = getenv("GPUWIRE_DELIVERIES");
+        events_mode = v && !strcmp(v, "events");
+    }
+    return events_mode;
+}
 static parcel *outbox, **outbox_end = &outbox; /* under lock */
 static uint64_t held;                           /* staging in flight + outbox bytes, under lock */
 static struct { void *p; size_t n; } pool[POOL_SLOTS], doomed[POOL_SLOTS]; /* under lock */
@@ -203,6 +237,27 @@ void gw_op_deliver(gw_call *c)
         held += n;
         pthread_mutex_unlock(&lock);
     }
+    if (!l->persistent && use_events()) {
+        event_create_fn create = (event_create_fn)gw_driver_sym(GW_OP_cuEventCreate);
+        event_record_fn record = (event_record_fn)gw_driver_sym(ptsz ? GW_OP_cuEventRecord_ptsz : GW_OP_cuEventRecord);
+        event_fn destroy = (event_fn)gw_driver_sym(GW_OP_cuEventDestroy_v2);
+        pending *pd = malloc(sizeof *pd);
+        CUevent ev = NULL;
+        if (pd && create && record && destroy && create(&ev, CU_EVENT_DISABLE_TIMING) == CUDA_SUCCESS) {
+            if (record(ev, s) == CUDA_SUCCESS) {
+                *pd = (pending){NULL, id, staging, (size_t)n, ev};
+                pthread_mutex_lock(&lock);
+                pd->next = pendings;
+                pendings = pd;
+                pthread_mutex_unlock(&lock);
+                free(l);
+                gw_reply_result(c, CUDA_SUCCESS);
+                return;
+            }
+            destroy(ev);
+        }
+        free(pd); /* no event: a host function, as without the setting */
+    }
     r = hostfn(s, arrived, l);
     if (r != CUDA_SUCCESS) {
         /* the copy may still write the staging: it is not reused (kept until the process ends) */
@@ -246,7 +301,73 @@ CUresult gw_delivery_node(CUgraph g, CUgraphNode copy_node, uint64_t id, void *s
     return r;
 }
 
+/* Copies completed by their events, sent now from staging; wait: block until
+ * every one is done (the first host call), else only those done already. */
+static void send_pending(int wait)
+{
+    pthread_mutex_lock(&lock);
+    pending *list = pendings;
+    pendings = NULL;
+    pthread_mutex_unlock(&lock);
+    if (!list)
+        return;
+    event_fn query = (event_fn)gw_driver_sym(GW_OP_cuEventQuery);
+    event_fn sync = (event_fn)gw_driver_sym(GW_OP_cuEventSynchronize);
+    event_fn destroy = (event_fn)gw_driver_sym(GW_OP_cuEventDestroy_v2);
+    pending *keep = NULL;
+    const size_t piece = GW_MAX_PAYLOAD - GW_DELIVERED_REQ_SIZE;
+    while (list) {
+        pending *pd = list;
+        list = pd->next;
+        CUresult r = wait ? sync(pd->ev) : query(pd->ev);
+        if (r == CUDA_ERROR_NOT_READY) {
+            pd->next = keep;
+            keep = pd;
+            continue;
+        }
+        if (r == CUDA_SUCCESS)
+            for (size_t off = 0; off < pd->n; off += piece) {
+                size_t k = pd->n - off < piece ? pd->n - off : piece;
+                uint8_t head[GW_DELIVERED_REQ_SIZE];
+                size_t hl = gw_delivered_req_put(head, &(gw_delivered_req){.delivery = pd->id, .offset = off});
+                gw_push_parts(GW_OP_DELIVERED, head, hl, (const uint8_t *)pd->staging + off, k);
+            }
+        else /* the context failed: the client's synchronize reports it; the bytes never come */
+            gw_wlog("delivery %llu: its copy's event says %d: not delivered", (unsigned long long)pd->id, r);
+        destroy(pd->ev);
+        if (r == CUDA_SUCCESS)
+            staging_give(pd->staging, pd->n); /* else the copy may still write it: kept */
+        pthread_mutex_lock(&lock);
+        held -= pd->n;
+        pthread_mutex_unlock(&lock);
+        free(pd);
+    }
+    if (keep) {
+        pthread_mutex_lock(&lock);
+        pending **end = &keep;
+        while (*end)
+            end = &(*end)->next;
+        *end = pendings;
+        pendings = keep;
+        pthread_mutex_unlock(&lock);
+    }
+}
+
+void gw_deliveries_before_host_call(void)
+{
+    if (events_mode > 0) {
+        events_mode = 0; /* host functions from now on: they may read what was delivered */
+        send_pending(1);
+    }
+}
+
 void gw_deliveries_flush(void)
+{
+    send_pending(0);
+    gw_deliveries_flush_outbox();
+}
+
+void gw_deliveries_flush_outbox(void)
 {
     pthread_mutex_lock(&lock);
     parcel *list = outbox;

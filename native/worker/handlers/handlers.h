@@ -31,6 +31,8 @@ int gw_host_returned(const uint8_t *payload, uint32_t len, char *why, size_t why
 
 /* ---- device-to-host copies delivered without a wait (deliveries.c) ---- */
 void gw_deliveries_flush(void); /* delivered bytes to the client: before every reply */
+void gw_deliveries_flush_outbox(void); /* the same where CUDA cannot be called (a host function) */
+void gw_deliveries_before_host_call(void); /* a host call is queued: pending copies go first */
 /* a graph memcpy node into the client's memory: staging for it, then the host
  * node after it that delivers the bytes as delivery id at every launch */
 void *gw_delivery_staging(size_t n);

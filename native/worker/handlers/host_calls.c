@@ -68,7 +68,7 @@ static void run_in_client(uint64_t callback, CUresult status)
     waiting_list = &w;
     pthread_mutex_unlock(&lock);
     /* bytes of earlier device-to-host copies reach the client before the function may read them */
-    gw_deliveries_flush();
+    gw_deliveries_flush_outbox();
     uint8_t frame[GW_HOST_CALL_REQ_SIZE];
     size_t n = gw_host_call_req_put(frame, &(gw_host_call_req){.call = w.call, .callback = callback,
                                                                  .status = (int32_t)status});
@@ -142,6 +142,7 @@ static void host_func(gw_call *c, int stream_callback)
     void *fn = gw_driver_fn(c, c->h.op);
     if (!fn)
         return;
+    gw_deliveries_before_host_call();
     CUresult r;
     if (stream_callback)
         r = ((CUresult(*)(CUstream, CUstreamCallback, void *, unsigned))fn)(s, stream_cb_trampoline, data, q.flags);
@@ -220,6 +221,7 @@ void gw_h_cuGraphAddHostNode(gw_call *c)
     void *fn = gw_driver_fn(c, c->h.op);
     if (!fn)
         return;
+    gw_deliveries_before_host_call(); /* a graph's host node may run in stream order after an uncaptured delivery */
     deps = after_deliveries(c, deps, &m);
     CUgraphNode node = NULL;
     CUresult r = ((CUresult(*)(CUgraphNode *, CUgraph, const CUgraphNode *, size_t, const CUDA_HOST_NODE_PARAMS *))fn)(
