@@ -42,7 +42,7 @@ class Annotation:
 ASYNC: set[str] = set()  # filled by parse()
 CACHED: set[str] = set()  # answers that never change: asked once per process and argument list
 # per-call properties for the generated property table (native/generated/wire_props.h)
-PROPS: dict[str, set[str]] = {"posted": set(), "only_waits": set(), "htod": set(), "dtoh": set(), "sync": set(), "benign": set()}
+PROPS: dict[str, set[str]] = {"posted": set(), "only_waits": set(), "htod": set(), "dtoh": set(), "sync": set(), "benign": set(), "fails_later": set()}
 
 _SPEC = re.compile(r"^(out|in|inout)(\[(.+)\])?$|^(str|destroy|addr|new)$|^extent\[(.+)\]$")
 

@@ -174,7 +174,7 @@ def client_fn(sym, proto, plans, exported):
     if sym in ann_mod.ASYNC:
         if outs:
             raise SystemExit(f"{sym}: an @async function cannot have outputs")
-        if sym not in ann_mod.PROPS["benign"]:
+        if sym in ann_mod.PROPS["fails_later"]:
             # the work is on this stream (none named: the default stream) and may
             # fail later: its stream is not idle until seen so (state/stream_fences.c)
             streams = [p.name for p in proto.params if p.ctype.strip() == "CUstream"]

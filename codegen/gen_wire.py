@@ -330,12 +330,12 @@ def wire_props_h(w, ops, anns, ann_props, async_set) -> str:
             [o.name for o in w.ops if "posted" in o.props])
     L += fn("gw_op_only_waits", "only waits for the GPU (a device-to-host copy waits, then only reads): the "
             "worker lets the requests after it start at once", sorted(set(waits) | set(dtoh)))
-    benign = sorted(set(ann_props["benign"]) | set(news))
-    for name in benign:
+    benign = sorted(ann_props["benign"])
+    for name in benign + sorted(ann_props["fails_later"]):
         if name not in known:
             raise SystemExit(f"codegen/annotations.txt: {name} is not an exported driver symbol")
-    L += fn("gw_op_benign", "no device work that can fail later nor write host memory (@benign; control ops "
-            "marked benign): a synchronize after only such work may be posted", benign,
+    L += fn("gw_op_benign", "cannot fail once posted and leaves no work that fails later (@benign; control ops "
+            "marked benign): a synchronize after only such calls may be posted", benign,
             [o.name for o in w.ops if "benign" in o.props])
     per_thread = [s for s in ops if s.endswith(("_ptsz", "_ptds"))]
     L += fn("gw_op_per_thread", "a per-thread default stream variant (_ptsz, _ptds)", per_thread)

@@ -382,7 +382,6 @@ CUresult CUDAAPI cuCtxRecordEvent(CUcontext hCtx, CUevent hEvent)
     gw_req *q = gw_req_begin(GW_OP_cuCtxRecordEvent);
     gw_put_u64(q, (uint64_t)(uintptr_t)hCtx);
     gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
-    gw_fence_unsafe(GW_OP_cuCtxRecordEvent, GW_FENCE_DEFAULT_STREAM);
     return gw_req_post(q);
 }
 
@@ -1933,7 +1932,6 @@ CUresult CUDAAPI cuGraphUpload(CUgraphExec hGraph, CUstream hStream)
     gw_req *q = gw_req_begin(GW_OP_cuGraphUpload);
     gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    gw_fence_unsafe(GW_OP_cuGraphUpload, (uint64_t)(uintptr_t)hStream);
     return gw_req_post(q);
 }
 
@@ -1943,7 +1941,6 @@ CUresult CUDAAPI cuGraphUpload_ptsz(CUgraphExec hGraphExec, CUstream hStream)
     gw_req *q = gw_req_begin(GW_OP_cuGraphUpload_ptsz);
     gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    gw_fence_unsafe(GW_OP_cuGraphUpload_ptsz, (uint64_t)(uintptr_t)hStream);
     return gw_req_post(q);
 }
 
@@ -2050,7 +2047,6 @@ CUresult CUDAAPI cuGreenCtxRecordEvent(CUgreenCtx hCtx, CUevent hEvent)
     gw_req *q = gw_req_begin(GW_OP_cuGreenCtxRecordEvent);
     gw_put_u64(q, (uint64_t)(uintptr_t)hCtx);
     gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
-    gw_fence_unsafe(GW_OP_cuGreenCtxRecordEvent, GW_FENCE_DEFAULT_STREAM);
     return gw_req_post(q);
 }
 
@@ -2957,7 +2953,6 @@ CUresult CUDAAPI cuMemcpyDtoDAsync_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevi
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    gw_fence_unsafe(GW_OP_cuMemcpyDtoDAsync_v2, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -2975,7 +2970,6 @@ CUresult CUDAAPI cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dstDevice, CUdeviceptr sr
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    gw_fence_unsafe(GW_OP_cuMemcpyDtoDAsync_v2_ptsz, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -2992,7 +2986,6 @@ CUresult CUDAAPI cuMemcpyDtoD_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice, s
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
-    gw_fence_unsafe(GW_OP_cuMemcpyDtoD_v2, GW_FENCE_DEFAULT_STREAM);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -3009,7 +3002,6 @@ CUresult CUDAAPI cuMemcpyDtoD_v2_ptds(CUdeviceptr dstDevice, CUdeviceptr srcDevi
     gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
-    gw_fence_unsafe(GW_OP_cuMemcpyDtoD_v2_ptds, GW_FENCE_DEFAULT_STREAM);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -3028,7 +3020,6 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeer(CUdevice
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
-    gw_fence_unsafe(GW_OP_cuMemcpyPeer, GW_FENCE_DEFAULT_STREAM);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -3048,7 +3039,6 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeerAsync(CUd
     gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    gw_fence_unsafe(GW_OP_cuMemcpyPeerAsync, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -3068,7 +3058,6 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeerAsync_pts
     gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    gw_fence_unsafe(GW_OP_cuMemcpyPeerAsync_ptsz, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -3087,7 +3076,6 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeer_ptds(CUd
     gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
-    gw_fence_unsafe(GW_OP_cuMemcpyPeer_ptds, GW_FENCE_DEFAULT_STREAM);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -3909,7 +3897,6 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamBeginCapture_
     gw_req *q = gw_req_begin(GW_OP_cuStreamBeginCapture_v2);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
     gw_put_u64(q, (uint64_t)(int64_t)mode);
-    gw_fence_unsafe(GW_OP_cuStreamBeginCapture_v2, (uint64_t)(uintptr_t)hStream);
     return gw_req_post(q);
 }
 
@@ -3919,7 +3906,6 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamBeginCapture_
     gw_req *q = gw_req_begin(GW_OP_cuStreamBeginCapture_v2_ptsz);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
     gw_put_u64(q, (uint64_t)(int64_t)mode);
-    gw_fence_unsafe(GW_OP_cuStreamBeginCapture_v2_ptsz, (uint64_t)(uintptr_t)hStream);
     return gw_req_post(q);
 }
 
@@ -4585,7 +4571,6 @@ CUresult CUDAAPI cuStreamWriteValue32_v2(CUstream stream, CUdeviceptr addr, cuui
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
-    gw_fence_unsafe(GW_OP_cuStreamWriteValue32_v2, (uint64_t)(uintptr_t)stream);
     if (gw_mem_device_use(addr, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -4603,7 +4588,6 @@ CUresult CUDAAPI cuStreamWriteValue32_v2_ptsz(CUstream stream, CUdeviceptr addr,
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
-    gw_fence_unsafe(GW_OP_cuStreamWriteValue32_v2_ptsz, (uint64_t)(uintptr_t)stream);
     if (gw_mem_device_use(addr, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -4649,7 +4633,6 @@ CUresult CUDAAPI cuStreamWriteValue64_v2(CUstream stream, CUdeviceptr addr, cuui
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
-    gw_fence_unsafe(GW_OP_cuStreamWriteValue64_v2, (uint64_t)(uintptr_t)stream);
     if (gw_mem_device_use(addr, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -4667,7 +4650,6 @@ CUresult CUDAAPI cuStreamWriteValue64_v2_ptsz(CUstream stream, CUdeviceptr addr,
     gw_put_u64(q, (uint64_t)(int64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
-    gw_fence_unsafe(GW_OP_cuStreamWriteValue64_v2_ptsz, (uint64_t)(uintptr_t)stream);
     if (gw_mem_device_use(addr, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);

@@ -186,7 +186,7 @@ static inline int gw_op_only_waits(unsigned op)
     }
 }
 
-/* no device work that can fail later nor write host memory (@benign; control ops marked benign): a synchronize after only such work may be posted */
+/* cannot fail once posted and leaves no work that fails later (@benign; control ops marked benign): a synchronize after only such calls may be posted */
 static inline int gw_op_benign(unsigned op)
 {
     switch (op) {
@@ -195,26 +195,6 @@ static inline int gw_op_benign(unsigned op)
     case GW_OP_CAS_DATA:
     case GW_OP_MAPPED_WRITE:
     case GW_OP_HOST_RETURNED:
-    case GW_OP_cuArray3DCreate_v2:
-    case GW_OP_cuArrayCreate_v2:
-    case GW_OP_cuEventCreate:
-    case GW_OP_cuEventDestroy_v2:
-    case GW_OP_cuEventRecord:
-    case GW_OP_cuEventRecordWithFlags:
-    case GW_OP_cuEventRecordWithFlags_ptsz:
-    case GW_OP_cuEventRecord_ptsz:
-    case GW_OP_cuFuncSetAttribute:
-    case GW_OP_cuFuncSetCacheConfig:
-    case GW_OP_cuGraphClone:
-    case GW_OP_cuGraphCreate:
-    case GW_OP_cuGraphExecDestroy:
-    case GW_OP_cuGreenCtxStreamCreate:
-    case GW_OP_cuKernelGetFunction:
-    case GW_OP_cuKernelSetAttribute:
-    case GW_OP_cuLibraryGetKernel:
-    case GW_OP_cuLibraryGetModule:
-    case GW_OP_cuLibraryLoadData:
-    case GW_OP_cuLibraryUnload:
     case GW_OP_cuMemcpyHtoDAsync_v2:
     case GW_OP_cuMemcpyHtoDAsync_v2_ptsz:
     case GW_OP_cuMemcpyHtoD_v2:
@@ -243,15 +223,6 @@ static inline int gw_op_benign(unsigned op)
     case GW_OP_cuMemsetD8Async_ptsz:
     case GW_OP_cuMemsetD8_v2:
     case GW_OP_cuMemsetD8_v2_ptds:
-    case GW_OP_cuMipmappedArrayCreate:
-    case GW_OP_cuModuleGetFunction:
-    case GW_OP_cuModuleLoadData:
-    case GW_OP_cuModuleLoadDataEx:
-    case GW_OP_cuModuleLoadFatBinary:
-    case GW_OP_cuModuleUnload:
-    case GW_OP_cuStreamCreate:
-    case GW_OP_cuStreamCreateWithPriority:
-    case GW_OP_cuStreamDestroy_v2:
     case GW_OP_cuStreamSynchronize:
     case GW_OP_cuStreamSynchronize_ptsz:
         return 1;

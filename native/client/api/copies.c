@@ -165,6 +165,7 @@ static CUresult stream_sync(unsigned op, CUstream s)
     }
     uint64_t mark = gw_fence_mark();
     CUresult rc = ptsz ? gwf_cuStreamSynchronize_ptsz(s) : gwf_cuStreamSynchronize(s);
+    gw_fence_collected(); /* its reply carried any posted failure */
     if (rc == CUDA_SUCCESS)
         gw_fence_confirmed(op, (uint64_t)(uintptr_t)s, mark);
     return rc;
@@ -175,6 +176,7 @@ static CUresult ctx_sync(int v2, CUcontext ctx)
 {
     uint64_t mark = gw_fence_mark();
     CUresult rc = v2 ? gwf_cuCtxSynchronize_v2(ctx) : gwf_cuCtxSynchronize();
+    gw_fence_collected();
     if (rc == CUDA_SUCCESS && !ctx) /* another context's streams are not told apart here: none confirmed */
         gw_fence_confirmed_all(mark);
     return rc;
@@ -249,6 +251,7 @@ static CUresult dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, int asyn
         }
     }
     gw_burst_end();
+    gw_fence_collected(); /* the pieces' replies carried any posted failure */
     if (rc != CUDA_SUCCESS)
         return rc;
     gw_fence_confirmed(op, async ? (uint64_t)(uintptr_t)s : 0, mark);

@@ -1,25 +1,28 @@
-/* Stream fences: which streams may hold work that can still fail on the GPU
- * or write host memory (kernels, graph launches, copies into host memory,
- * waits on other streams), so that a synchronize of a stream holding none
- * is posted instead of waited for.
+/* Stream fences: a stream synchronize that has nothing to report and nothing
+ * to deliver is posted instead of waited for.
  *
- * Why it is safe: after a waited synchronize of a stream (or of the context)
- * returned success, everything posted on that stream before it is done. If
- * since then only benign work (gw_op_benign: host-to-device copies whose
- * bytes already left the program's buffer, memsets, event records) went to
- * the stream, nothing on it can fail later nor change host memory, so the
- * synchronize has nothing to report and nothing to deliver. It is still sent,
- * posted: the worker runs it in order, so what this thread sends afterwards
- * starts after the stream's work, as natively after the call returns. What
- * this does not know about is counted against every stream: a posted
- * request that is not benign and that no stub named a stream for.
+ * It has nothing to report when (1) its stream holds no work that can fail
+ * later on the GPU or write host memory: kernels, graph launches, copies
+ * delivered into host memory, host functions, waits on other streams (the
+ * generated stubs of @fails_later calls and the hand-written launch, delivery
+ * and host-function paths name their stream here: gw_fence_unsafe), or all
+ * such work was seen done by a waited synchronize of that stream or of the
+ * context; and (2) the calling thread posted nothing since its last waited
+ * call that could have failed on the server (a posted call's failure is kept
+ * for the thread's next waited call, which a posted synchronize is not): only
+ * calls the property table calls benign (gw_op_benign: host-to-device copies
+ * and memsets the client checked against device memory it knows, the content
+ * cache's and mapped memory's data).
+ *
+ * It is still sent, posted: the worker runs it in order, so what this thread
+ * sends afterwards starts after the stream's work, as natively after the call
+ * returned.
  *
  * Streams are keyed by handle; the legacy default stream and each thread's
  * per-thread default stream have keys of their own. The legacy stream waits
  * for (and is waited for by) every blocking stream, and the client does not
- * know which streams are blocking: a blocking stream's synchronize also
- * needs the legacy stream idle, and the legacy stream's needs every stream
- * idle.
+ * know which streams are blocking: a blocking stream's synchronize also needs
+ * the legacy stream idle, and the legacy stream's needs every stream idle.
  *
  * Posting is off while mapped host memory exists (a memset into it writes
  * host memory: the pages are refetched only after a round trip) and while a
@@ -32,7 +35,7 @@
 #include "../wire/wire_api.h"
 #include "state.h"
 
-#define SLOTS 512 /* streams tracked; more: counted as unknown work */
+#define SLOTS 512 /* streams tracked; with more, synchronizes wait */
 #define KEY_LEGACY 1ull
 #define KEY_PER_THREAD (1ull << 63) /* | the thread's id */
 
@@ -45,14 +48,15 @@ typedef struct {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static fence table[SLOTS];
 static uint64_t seq = 1;
-static uint64_t unknown_unsafe; /* unsafe work on a stream nobody named */
-static uint64_t confirmed_all;  /* a waited context synchronize */
+static uint64_t confirmed_all; /* a waited context synchronize */
+static int overflow;           /* a stream the table had no room for: every synchronize waits */
 
 static __thread struct {
     unsigned op;
     uint64_t stream;
     int set;
 } named; /* the stream the calling thread's next request of `op` works on */
+static __thread int may_fail; /* a posted call since the thread's last waited one may have failed */
 
 static uint64_t key_of(unsigned op, uint64_t stream)
 {
@@ -86,21 +90,23 @@ static int idle_locked(const fence *f)
 }
 
 /* The wire layer's observer: every posted request, in queue order, with the
- * connection's lock held (so sequence numbers follow the queue's order). */
+ * connection's lock held (so sequence numbers follow the queue's order), on
+ * the posting thread. */
 static void on_posted(unsigned op)
 {
-    int mine = named.set && named.op == op;
-    if (!mine && gw_op_benign(op))
+    if (!gw_op_benign(op))
+        may_fail = 1;
+    if (!named.set || named.op != op)
         return;
+    named.set = 0;
     pthread_mutex_lock(&lock);
     uint64_t n = seq++;
-    fence *f = mine ? slot_of(key_of(op, named.stream)) : NULL;
+    fence *f = slot_of(key_of(op, named.stream));
     if (f)
         f->unsafe = n;
     else
-        unknown_unsafe = n;
+        overflow = 1;
     pthread_mutex_unlock(&lock);
-    named.set = 0;
 }
 
 static void after_fork_child(void);
@@ -128,6 +134,8 @@ uint64_t gw_fence_mark(void)
     return n;
 }
 
+void gw_fence_collected(void) { may_fail = 0; }
+
 void gw_fence_confirmed(unsigned op, uint64_t stream, uint64_t mark)
 {
     pthread_mutex_lock(&lock);
@@ -147,12 +155,12 @@ void gw_fence_confirmed_all(uint64_t mark)
 
 int gw_fence_sync_may_post(unsigned op, uint64_t stream)
 {
-    if (gw_captures_active() || gw_mapped_live())
+    if (may_fail || gw_captures_active() || gw_mapped_live())
         return 0;
     pthread_once(&once, install);
     uint64_t key = key_of(op, stream);
     pthread_mutex_lock(&lock);
-    int ok = unknown_unsafe < confirmed_all || !unknown_unsafe;
+    int ok = !overflow;
     if (ok && key == KEY_LEGACY) {
         for (unsigned i = 0; ok && i < SLOTS; i++)
             ok = !table[i].key || idle_locked(&table[i]);
@@ -170,6 +178,8 @@ static void after_fork_child(void)
     pthread_mutex_init(&lock, NULL);
     for (unsigned i = 0; i < SLOTS; i++)
         table[i] = (fence){0};
-    unknown_unsafe = confirmed_all = 0;
+    confirmed_all = 0;
+    overflow = 0;
     named.set = 0;
+    may_fail = 0;
 }
