@@ -16,7 +16,8 @@
  * least recently used entries runs under an flock on DIR/lock, so the many
  * worker processes sharing a folder cooperate. With the server's tenant scope
  * a session's entries live in DIR/tenants/<token id>/ (same layout); the lock
- * and the cap cover the whole folder. */
+ * and the cap cover the whole folder. Bytes from clients are stored by
+ * background writer threads (gw_cas_put_later), off the session's jobs. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
