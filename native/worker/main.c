@@ -201,6 +201,7 @@ int main(int argc, char **argv)
             ok.device_count);
     gw_stdout_start(); /* device printf output goes to the client, not the server's log */
     int rc = gw_worker_serve(fd);
+    gw_cas_drain(60000); /* chunks the background writer still holds are stored before exit (docs/cache.md) */
     gw_cas_report(1);
     gw_prof_report();
     gw_cas_prof_report(); /* with the profile: where cache hits spent their time */

@@ -10,8 +10,9 @@
  * the client last saw it is simply one of the m.
  *
  * CAS_DATA: u32 target, target fields, u32 codec, u32 raw length, bytes. The
- * worker hashes the (decompressed) bytes itself and stores them under that
- * hash, so a client cannot put wrong bytes under another chunk's name. */
+ * bytes go to their destination at once; a background writer then hashes the
+ * (decompressed) bytes itself and stores them under that hash, so a client
+ * cannot put wrong bytes under another chunk's name. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <pthread.h>
@@ -466,20 +467,22 @@ void gw_op_cas_data(gw_call *c)
         }
         data = out;
     }
-    if (gw_cas_enabled()) {
-        uint8_t h[32];
-        gw_sha256_hash(data, raw, h); /* the worker's own hash: what the bytes are, not what they are called */
-        gw_cas_put(h, data, raw);
-    }
+    /* The bytes go where the client sent them first: they are its own, for
+     * this copy, so they need no check to be used here. Only what is stored
+     * for others must be named by what it is: the background writer hashes
+     * its own copy of them and stores them under that hash, off this
+     * session's ordered jobs (cas_store.c). */
     if (t.kind == GW_CAS_TARGET_STAGE) {
         if (gw_stage_fill(c->h.tid, t.off, data, raw)) {
             gw_call_fail(c, "cache: %u bytes at %llu are outside the staged image", raw, (unsigned long long)t.off);
             return;
         }
         gw_reply_result(c, CUDA_SUCCESS);
-        return;
+    } else {
+        if (!gw_driver_fn(c, t.op))
+            return;
+        gw_reply_result(c, h2d(t.op, t.dst, data, raw, t.stream));
     }
-    if (!gw_driver_fn(c, t.op))
-        return;
-    gw_reply_result(c, h2d(t.op, t.dst, data, raw, t.stream));
+    if (gw_cas_enabled())
+        gw_cas_put_later(data, raw);
 }

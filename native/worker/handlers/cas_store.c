@@ -16,11 +16,13 @@
  * least recently used entries runs under an flock on DIR/lock, so the many
  * worker processes sharing a folder cooperate. With the server's tenant scope
  * a session's entries live in DIR/tenants/<token id>/ (same layout); the lock
- * and the cap cover the whole folder. */
+ * and the cap cover the whole folder. Bytes from clients are stored by
+ * background writer threads (gw_cas_put_later), off the session's jobs. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -360,7 +362,169 @@ static void put(const uint8_t h[32], const void *data, size_t len, int replace)
 
 void gw_cas_put(const uint8_t h[32], const void *data, size_t len) { put(h, data, len, 0); }
 
-void gw_cas_upgrade(const uint8_t h[32], const void *data, size_t len) { put(h, data, len, 1); }
+/* ---- the background writer ----
+ * Storing a chunk (SHA-256 of fresh bytes, CRCs, the write, the rename) cost
+ * more than the copy it rides on: on the H100 host 6 ms a 4 MiB chunk, all of
+ * it in the session's ordered jobs. So the ops hand a copy of the bytes to
+ * writer threads and go on; a writer hashes them itself (the name is still
+ * the worker's own hash of what it stores) and stores them as before, tmp
+ * file and rename. The queue is bounded in chunks; when it is full the chunk
+ * is not stored (counted store_skipped): the session never waits for the
+ * disk. Buffers are kept for reuse, so a busy queue does not fault in fresh
+ * pages for every chunk. */
+typedef struct wjob {
+    uint8_t *buf;
+    size_t len;
+    uint8_t h[32];
+    int replace; /* an upgrade: h is known (checked by the caller) */
+} wjob;
+
+static pthread_mutex_t wq_m = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wq_work = PTHREAD_COND_INITIALIZER, wq_idle = PTHREAD_COND_INITIALIZER;
+static wjob *wq;                   /* ring of wq_cap jobs */
+static uint8_t **wq_spare;         /* buffers not in use */
+static unsigned wq_cap, wq_head, wq_count, wq_busy, wq_nspare, wq_bufs, wq_writers;
+static int wq_said_skip;
+
+static unsigned env_count(const char *name, unsigned dflt, unsigned max)
+{
+    const char *v = getenv(name);
+    long n = v && *v ? strtol(v, NULL, 10) : 0;
+    return n > 0 && (unsigned long)n <= max ? (unsigned)n : dflt;
+}
+
+static void *writer(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&wq_m);
+    for (;;) {
+        while (!wq_count)
+            pthread_cond_wait(&wq_work, &wq_m);
+        wjob j = wq[wq_head];
+        wq_head = (wq_head + 1) % wq_cap;
+        wq_count--;
+        wq_busy++;
+        pthread_mutex_unlock(&wq_m);
+        if (!j.replace)
+            gw_sha256_hash(j.buf, j.len, j.h); /* what the bytes are, not what they were called */
+        put(j.h, j.buf, j.len, j.replace);
+        pthread_mutex_lock(&wq_m);
+        wq_spare[wq_nspare++] = j.buf;
+        wq_busy--;
+        if (!wq_count && !wq_busy)
+            pthread_cond_broadcast(&wq_idle);
+    }
+    return NULL;
+}
+
+/* Under wq_m: the queue and its threads, on first use. 0: none to be had. */
+static int writers_ready(void)
+{
+    if (wq_writers)
+        return 1;
+    if (!wq) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        unsigned dflt = cpus >= 16 ? 8u : cpus >= 4 ? (unsigned)cpus / 2 : 1u;
+        unsigned n = env_count("GPUWIRE_CACHE_WRITERS", dflt, 64);
+        unsigned want = n * 8 < 16 ? 16 : n * 8 > 64 ? 64 : n * 8;
+        wq_cap = env_count("GPUWIRE_CACHE_WRITE_QUEUE", want, 1024);
+        wq = calloc(wq_cap, sizeof *wq);
+        wq_spare = calloc(wq_cap, sizeof *wq_spare);
+        if (!wq || !wq_spare) {
+            free(wq), free(wq_spare);
+            wq = NULL, wq_spare = NULL;
+            return 0;
+        }
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        for (unsigned i = 0; i < n; i++) {
+            pthread_t t;
+            if (pthread_create(&t, &a, writer, NULL))
+                break;
+            wq_writers++;
+        }
+        pthread_attr_destroy(&a);
+    }
+    return wq_writers > 0;
+}
+
+/* Queue a copy of the bytes; 0 queued, 1 the queue is full (not stored), -1 no writer (store here). */
+static int enqueue(const uint8_t *h, const void *data, size_t len)
+{
+    if (len > GW_COPY_CHUNK)
+        return -1;
+    pthread_mutex_lock(&wq_m);
+    if (!writers_ready()) {
+        pthread_mutex_unlock(&wq_m);
+        return -1;
+    }
+    uint8_t *buf = NULL;
+    if (wq_count + wq_busy < wq_cap) {
+        if (wq_nspare)
+            buf = wq_spare[--wq_nspare];
+        else if (wq_bufs < wq_cap && (buf = malloc(GW_COPY_CHUNK)) != NULL)
+            wq_bufs++;
+    }
+    if (!buf) {
+        int say = !wq_said_skip;
+        wq_said_skip = 1;
+        pthread_mutex_unlock(&wq_m);
+        atomic_fetch_add(&gw_cas_stats.store_skipped, 1);
+        if (say)
+            gw_wlog("cache: the background writer is %u chunks behind: chunks are not stored while it catches up "
+                    "(counted store_skipped; logged once)",
+                    wq_cap);
+        return 1;
+    }
+    wq_busy++; /* the buffer is ours while we fill it; counted so the slot stays taken */
+    pthread_mutex_unlock(&wq_m);
+    memcpy(buf, data, len);
+    pthread_mutex_lock(&wq_m);
+    wq_busy--;
+    wjob *j = &wq[(wq_head + wq_count) % wq_cap];
+    *j = (wjob){.buf = buf, .len = len, .replace = h != NULL};
+    if (h)
+        memcpy(j->h, h, 32);
+    wq_count++;
+    pthread_cond_signal(&wq_work);
+    pthread_mutex_unlock(&wq_m);
+    return 0;
+}
+
+void gw_cas_put_later(const void *data, size_t len)
+{
+    if (!enabled || enqueue(NULL, data, len) >= 0)
+        return;
+    uint8_t h[32];
+    gw_sha256_hash(data, len, h);
+    put(h, data, len, 0);
+}
+
+int gw_cas_drain(unsigned max_ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += max_ms / 1000;
+    until.tv_nsec += (long)(max_ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&wq_m);
+    int r = 0;
+    while ((wq_count || wq_busy) && r == 0)
+        r = pthread_cond_timedwait(&wq_idle, &wq_m, &until);
+    int done = !wq_count && !wq_busy;
+    pthread_mutex_unlock(&wq_m);
+    return done ? 0 : -1;
+}
+
+void gw_cas_upgrade(const uint8_t h[32], const void *data, size_t len)
+{
+    if (enabled && enqueue(h, data, len) < 0)
+        put(h, data, len, 1);
+}
 
 /* ---- eviction ---- */
 
@@ -543,17 +707,18 @@ void gw_cas_report(int force)
     static unsigned long long last_sum;
     static time_t last_time;
     unsigned long long sum = gw_cas_stats.hits + gw_cas_stats.misses + gw_cas_stats.corrupt + gw_cas_stats.stored +
-                             gw_cas_stats.store_failed;
+                             gw_cas_stats.store_failed + gw_cas_stats.store_skipped;
     time_t now = time(NULL);
     if (sum == last_sum || (!force && now == last_time))
         return;
     last_sum = sum;
     last_time = now;
     gw_wlog("cache stats: hits=%llu misses=%llu hit_bytes=%llu miss_bytes=%llu stored=%llu stored_bytes=%llu "
-            "corrupt=%llu evicted=%llu evicted_bytes=%llu store_failed=%llu",
+            "corrupt=%llu evicted=%llu evicted_bytes=%llu store_failed=%llu store_skipped=%llu",
             (unsigned long long)gw_cas_stats.hits, (unsigned long long)gw_cas_stats.misses,
             (unsigned long long)gw_cas_stats.hit_bytes, (unsigned long long)gw_cas_stats.miss_bytes,
             (unsigned long long)gw_cas_stats.stored, (unsigned long long)gw_cas_stats.stored_bytes,
             (unsigned long long)gw_cas_stats.corrupt, (unsigned long long)gw_cas_stats.evicted,
-            (unsigned long long)gw_cas_stats.evicted_bytes, (unsigned long long)gw_cas_stats.store_failed);
+            (unsigned long long)gw_cas_stats.evicted_bytes, (unsigned long long)gw_cas_stats.store_failed,
+            (unsigned long long)gw_cas_stats.store_skipped);
 }
