@@ -104,40 +104,47 @@ CUresult CUDAAPI cuGraphAddHostNode(CUgraphNode *phGraphNode, CUgraph hGraph, co
     return rc;
 }
 
-CUresult CUDAAPI cuGraphHostNodeSetParams(CUgraphNode hNode, const CUDA_HOST_NODE_PARAMS *nodeParams)
+/* What both setters begin with: the checks, and the new function's callback id in *id. */
+static CUresult setter_begin(unsigned op, const CUDA_HOST_NODE_PARAMS *p, uint64_t *id)
 {
-    gw_stat_call(GW_OP_cuGraphHostNodeSetParams);
+    gw_stat_call(op);
     REFUSED_IN_CALLBACK();
-    if (!nodeParams || !nodeParams->fn)
+    if (!p || !p->fn)
         return CUDA_ERROR_INVALID_VALUE;
-    uint64_t id = node_callback(nodeParams);
-    if (!id)
-        return CUDA_ERROR_OUT_OF_MEMORY;
-    gw_req *q = gw_req_begin_quiet(GW_OP_cuGraphHostNodeSetParams); /* HOST_NODE_SET_PARAMS */
-    gw_put_fields(q, gw_host_node_set_params_req, {.node = (uint64_t)(uintptr_t)hNode, .callback = id});
+    *id = node_callback(p);
+    return *id ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+}
+
+static CUresult answered(gw_req *q)
+{
     gw_rep *r;
     CUresult rc = gw_req_call(q, &r);
     gw_rep_end(r);
     return rc;
 }
 
+CUresult CUDAAPI cuGraphHostNodeSetParams(CUgraphNode hNode, const CUDA_HOST_NODE_PARAMS *nodeParams)
+{
+    uint64_t id;
+    CUresult rc = setter_begin(GW_OP_cuGraphHostNodeSetParams, nodeParams, &id);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    gw_req *q = gw_req_begin_quiet(GW_OP_cuGraphHostNodeSetParams); /* HOST_NODE_SET_PARAMS */
+    gw_put_fields(q, gw_host_node_set_params_req, {.node = (uint64_t)(uintptr_t)hNode, .callback = id});
+    return answered(q);
+}
+
 CUresult CUDAAPI cuGraphExecHostNodeSetParams(CUgraphExec hGraphExec, CUgraphNode hNode,
                                               const CUDA_HOST_NODE_PARAMS *nodeParams)
 {
-    gw_stat_call(GW_OP_cuGraphExecHostNodeSetParams);
-    REFUSED_IN_CALLBACK();
-    if (!nodeParams || !nodeParams->fn)
-        return CUDA_ERROR_INVALID_VALUE;
-    uint64_t id = node_callback(nodeParams);
-    if (!id)
-        return CUDA_ERROR_OUT_OF_MEMORY;
+    uint64_t id;
+    CUresult rc = setter_begin(GW_OP_cuGraphExecHostNodeSetParams, nodeParams, &id);
+    if (rc != CUDA_SUCCESS)
+        return rc;
     gw_req *q = gw_req_begin_quiet(GW_OP_cuGraphExecHostNodeSetParams); /* EXEC_HOST_NODE_SET_PARAMS */
     gw_put_fields(q, gw_exec_host_node_set_params_req,
                   {.exec = (uint64_t)(uintptr_t)hGraphExec, .node = (uint64_t)(uintptr_t)hNode, .callback = id});
-    gw_rep *r;
-    CUresult rc = gw_req_call(q, &r);
-    gw_rep_end(r);
-    return rc;
+    return answered(q);
 }
 
 /* The worker names the node's callback id (a captured host function's too); the function is this process's. */
