@@ -1715,6 +1715,24 @@ CUresult CUDAAPI cuGraphGetNodes(CUgraph hGraph, CUgraphNode * nodes, size_t * n
     return res;
 }
 
+#undef cuGraphGetRootNodes
+CUresult CUDAAPI cuGraphGetRootNodes(CUgraph hGraph, CUgraphNode * rootNodes, size_t * numRootNodes)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuGraphGetRootNodes);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_out(q, rootNodes, rootNodes ? (size_t)(*numRootNodes) : 0);
+    gw_put_in(q, numRootNodes, numRootNodes ? (size_t)(1) * sizeof(size_t) : 0);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (rootNodes) gw_get_handles(r, (void **)rootNodes, (size_t)(*numRootNodes));
+        if (numRootNodes) gw_get_bytes(r, numRootNodes, (size_t)(1) * sizeof(size_t));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef cuGraphInstantiateWithFlags
 CUresult CUDAAPI cuGraphInstantiateWithFlags(CUgraphExec * phGraphExec, CUgraph hGraph, unsigned long long flags)
 {

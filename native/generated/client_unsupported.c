@@ -139,8 +139,6 @@ int cuGraphGetEdges(void);
 int cuGraphGetEdges(void) { return gw_unsupported(GW_OP_cuGraphGetEdges); }
 int cuGraphGetEdges_v2(void);
 int cuGraphGetEdges_v2(void) { return gw_unsupported(GW_OP_cuGraphGetEdges_v2); }
-int cuGraphGetRootNodes(void);
-int cuGraphGetRootNodes(void) { return gw_unsupported(GW_OP_cuGraphGetRootNodes); }
 int cuGraphInstantiate(void);
 int cuGraphInstantiate(void) { return gw_unsupported(GW_OP_cuGraphInstantiate); }
 int cuGraphInstantiateWithParams(void);

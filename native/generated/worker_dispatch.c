@@ -1877,6 +1877,28 @@ static void h_cuGraphGetNodes(gw_call *c)
     }
 }
 
+static void h_cuGraphGetRootNodes(gw_call *c)
+{
+    CUgraph a0 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    size_t a1_n;
+    CUgraphNode *a1 = (CUgraphNode *)gw_out_array(c, sizeof(void *), &a1_n);
+    size_t a2_n;
+    size_t *a2 = (size_t *)gw_in_array(c, sizeof(size_t), &a2_n);
+    if (a1 && !c->bad && a1_n < (size_t)((a2 && a2_n ? *a2 : 0)))
+        gw_call_fail(c, "cuGraphGetRootNodes: rootNodes holds %zu elements, fewer than its count", a1_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "cuGraphGetRootNodes: numRootNodes holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUgraph, CUgraphNode *, size_t *) = (CUresult (*)(CUgraph, CUgraphNode *, size_t *))gw_driver_fn(c, GW_OP_cuGraphGetRootNodes);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_handles(c, GW_HT_CUgraphNode, (void **)a1, a1_n);
+        gw_reply_bytes(c, a2, a2_n * sizeof(size_t));
+    }
+}
+
 static void h_cuGraphInstantiateWithFlags(gw_call *c)
 {
     size_t a0_n;
@@ -5210,6 +5232,7 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuGraphExecMemsetNodeSetParams - 256] = h_cuGraphExecMemsetNodeSetParams,
     [GW_OP_cuGraphExecUpdate_v2 - 256] = gw_h_cuGraphExecUpdate_v2,
     [GW_OP_cuGraphGetNodes - 256] = h_cuGraphGetNodes,
+    [GW_OP_cuGraphGetRootNodes - 256] = h_cuGraphGetRootNodes,
     [GW_OP_cuGraphHostNodeGetParams - 256] = gw_h_cuGraphHostNodeGetParams,
     [GW_OP_cuGraphHostNodeSetParams - 256] = gw_h_cuGraphHostNodeSetParams,
     [GW_OP_cuGraphInstantiateWithFlags - 256] = h_cuGraphInstantiateWithFlags,

@@ -99,6 +99,8 @@ def test_graph_memcpy_nodes_with_host_sides(server, flavour):
     assert result.returncode == 0, explain(result, server)
     assert result.stdout.strip().splitlines()[-1] == "PASS graph_host_copies", explain(result, server)
     assert "not supported by gpuwire" not in result.stderr, explain(result, server)
+    # the host node that delivers the copy is gpuwire's: the graph shows its three nodes, as natively
+    assert "nodes in the graph: 3" in result.stdout, explain(result, server)
 
 
 # a ctypes client with a current context (the scripts below go on from it)

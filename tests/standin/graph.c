@@ -57,6 +57,7 @@ typedef struct sd_gnode {
     unsigned int nbodies;
     CUgraph *bodies;
     unsigned edges_in, programmatic_in; /* edges added by cuGraphAddDependencies(_v2) */
+    size_t deps_at_add;                 /* dependencies given when it was made */
 } sd_gnode;
 
 /* A condition handle: a value conditional nodes read (kernels set it on a GPU; nothing here does). */
@@ -255,6 +256,7 @@ static CUresult add_node(CUgraphNode *pn, CUgraph g, const CUgraphNode *deps, si
     if (n) {
         n->graph = g;
         n->seq = sd_next_id();
+        n->deps_at_add = ndeps;
         n->kernel = k;
         n->type = k ? CU_GRAPH_NODE_TYPE_KERNEL : CU_GRAPH_NODE_TYPE_EMPTY;
         *pn = (CUgraphNode)n;
@@ -800,6 +802,40 @@ SD_API CUresult cuGraphExecMemcpyNodeSetParams(CUgraphExec e, CUgraphNode h, con
     sd_unlock();
     return r;
 }
+
+/* A graph's nodes in creation order, with the driver's contract: nodes NULL
+ * asks the count; else up to *num written, the rest NULL, *num how many.
+ * Roots: nodes made with no dependency and given no edge since (the stand-in
+ * keeps counts of edges, not the edges). */
+static CUresult list_nodes(CUgraph g, CUgraphNode *nodes, size_t *num, int roots)
+{
+    if (!num)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    sd_gnode **v = NULL;
+    size_t nv = 0;
+    CUresult r = sd_obj_live(g, SD_GRAPH) ? nodes_of(g, &v, &nv) : CUDA_ERROR_INVALID_VALUE;
+    size_t seen = 0;
+    for (size_t i = 0; r == CUDA_SUCCESS && i < nv; i++)
+        if (!roots || (!v[i]->deps_at_add && !v[i]->edges_in && !v[i]->programmatic_in))
+            v[seen++] = v[i];
+    if (r == CUDA_SUCCESS) {
+        if (!nodes) {
+            *num = seen;
+        } else {
+            size_t n = *num < seen ? *num : seen;
+            for (size_t i = 0; i < *num; i++)
+                nodes[i] = i < n ? (CUgraphNode)v[i] : NULL;
+            *num = n;
+        }
+    }
+    free(v);
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuGraphGetNodes(CUgraph g, CUgraphNode *nodes, size_t *num) { return list_nodes(g, nodes, num, 0); }
+SD_API CUresult cuGraphGetRootNodes(CUgraph g, CUgraphNode *nodes, size_t *num) { return list_nodes(g, nodes, num, 1); }
 
 SD_API CUresult cuGraphNodeGetType(CUgraphNode h, CUgraphNodeType *type)
 {

@@ -361,6 +361,18 @@ void gw_deliveries_before_host_call(void)
     }
 }
 
+int gw_delivery_is_node(CUgraphNode n)
+{
+    typedef CUresult (*type_fn)(CUgraphNode, CUgraphNodeType *);
+    typedef CUresult (*params_fn)(CUgraphNode, CUDA_HOST_NODE_PARAMS *);
+    type_fn type = (type_fn)gw_driver_sym(GW_OP_cuGraphNodeGetType);
+    params_fn params = (params_fn)gw_driver_sym(GW_OP_cuGraphHostNodeGetParams);
+    CUgraphNodeType t;
+    CUDA_HOST_NODE_PARAMS p;
+    return type && params && type(n, &t) == CUDA_SUCCESS && t == CU_GRAPH_NODE_TYPE_HOST &&
+           params(n, &p) == CUDA_SUCCESS && p.fn == arrived;
+}
+
 void gw_deliveries_flush(void)
 {
     send_pending(0);

@@ -47,6 +47,8 @@ int gw_stage_fill(uint32_t tid, uint64_t off, const void *src, size_t n);
 
 /* ---- launches (launch.c) ---- */
 void gw_launch_install(void **syms); /* watch unloads, which invalidate cached layouts */
+void gw_graph_view_install(void **syms); /* graphs' node lists without gpuwire's own nodes (graph_view.c) */
+int gw_delivery_is_node(CUgraphNode n); /* one of deliveries.c's host nodes */
 /* f's parameter layout as the driver reports it: n offsets into offs, their
  * sizes into sizes (if not NULL; both hold GW_MAX_PARAM_BYTES / 4), *end the
  * byte after the last parameter. 0, or -1 if the driver cannot tell. */
