@@ -172,6 +172,14 @@ def benches(build: Path, python: str, standin: bool) -> list[Bench]:
     # (cuDNN) NVRTC-compiles a plan per token, so the row above measures mostly
     # that compiler; this one measures decoding
     b.append(decode("torch_decode_flash", ["--attention", "flash"]))
+    # Hugging Face transformers' own generate() (issue 20's second benchmark;
+    # needs transformers on the machine, as the GPU machine has)
+    b.append(Bench("hf_generate", py + [str(HERE / "hf_generate.py")],
+                   lambda k, s: (["--tokens", "128", "--max-seconds", "40"] if k != "emulated"
+                                 else ["--tokens", "64", "--warmup", "2", "--max-seconds", "15"]),
+                   {"token": (["--exact", "32", "--warmup", "2"], ["--exact", "0", "--warmup", "2"], 32)},
+                   [Row("tokens/s", "token", _get("tokens_per_s", invert=True), lambda t: f"{1 / t:.1f}", True)],
+                   python=True, limit_s=180, native_only_output_check="sha256"))
     return b
 
 
