@@ -35,7 +35,7 @@
 #include "../wire/wire_api.h"
 #include "state.h"
 
-#define SLOTS 512 /* streams tracked; with more, synchronizes wait */
+#define SLOTS 512 /* streams tracked at once (idle ones give way) */
 #define KEY_LEGACY 1ull
 #define KEY_PER_THREAD (1ull << 63) /* | the thread's id */
 
@@ -67,10 +67,20 @@ static uint64_t key_of(unsigned op, uint64_t stream)
     return stream;
 }
 
-/* the slot of key (made if absent); NULL when the table is full. Lock held. */
+static int idle_locked(const fence *f)
+{
+    uint64_t c = f->confirmed > confirmed_all ? f->confirmed : confirmed_all;
+    return f->unsafe < c || !f->unsafe;
+}
+
+/* The slot of key (made if absent). A full table gives up the first idle
+ * stream's slot on key's path: an idle stream's record says no more than no
+ * record does (a destroyed stream's stays until then). NULL when every slot
+ * holds work not yet seen done. Lock held. */
 static fence *slot_of(uint64_t key)
 {
     unsigned h = (unsigned)((key * 0x9E3779B97F4A7C15ull) >> 55) % SLOTS;
+    fence *idle = NULL;
     for (unsigned i = 0; i < SLOTS; i++) {
         fence *f = &table[(h + i) % SLOTS];
         if (f->key == key)
@@ -79,14 +89,12 @@ static fence *slot_of(uint64_t key)
             f->key = key;
             return f;
         }
+        if (!idle && f->key != KEY_LEGACY && idle_locked(f))
+            idle = f;
     }
-    return NULL;
-}
-
-static int idle_locked(const fence *f)
-{
-    uint64_t c = f->confirmed > confirmed_all ? f->confirmed : confirmed_all;
-    return f->unsafe < c || !f->unsafe;
+    if (idle)
+        *idle = (fence){.key = key};
+    return idle;
 }
 
 /* The wire layer's observer: every posted request, in queue order, with the
