@@ -125,6 +125,10 @@ static void install(void)
     pthread_atfork(NULL, NULL, after_fork_child);
 }
 
+/* From the first request on: a call posted before any synchronize must still
+ * make the next one wait if it may have failed. */
+__attribute__((constructor)) static void install_at_load(void) { pthread_once(&once, install); }
+
 void gw_fence_unsafe(unsigned op, uint64_t stream)
 {
     pthread_once(&once, install);
