@@ -34,8 +34,20 @@ def _connect_from(source: str, port: int) -> socket.socket:
     return s
 
 
-def _closed_at_once(s: socket.socket, within: float = 2.0) -> bool:
+def _connect_or_reset(source: str, port: int) -> socket.socket | None:
+    """A connection beyond the server's bounds may be reset before connect()
+    even returns (the server closes it at once, and on a busy machine its RST
+    can arrive first): None then, as closed at once as can be."""
+    try:
+        return _connect_from(source, port)
+    except ConnectionResetError:
+        return None
+
+
+def _closed_at_once(s: socket.socket | None, within: float = 2.0) -> bool:
     """Whether the server closes s within `within` seconds (after any refusal it sends)."""
+    if s is None:
+        return True
     deadline = time.monotonic() + within
     try:
         while time.monotonic() < deadline:
@@ -60,7 +72,8 @@ def test_flood_without_token_leaves_sessions_to_token_holders(control, tmp_path)
     token, _ = store.create("ci")
     srv, log = control(tokens=store, max_sessions=4, max_preauth=64, max_preauth_per_peer=8)
     port = srv.address[1]
-    flood = [_connect_from("127.0.0.2", port) for _ in range(30)]
+    flood = [_connect_from("127.0.0.2", port) for _ in range(8)]  # within the per-peer bound
+    flood += [_connect_or_reset("127.0.0.2", port) for _ in range(22)]
     try:
         time.sleep(0.3)
         # the ninth and later connections from that peer were closed at once
@@ -69,10 +82,12 @@ def test_flood_without_token_leaves_sessions_to_token_holders(control, tmp_path)
         # 30 idle connections and 4 session slots: the token holder still gets in
         assert _probe(port, token).op == protocol.OP_STATUS
         log.wait_for(r"closing connections at once: 8 from 127\.0\.0\.2 not yet authenticated")
-        assert srv.snapshot()["totals"]["refused"].get("preauth", 0) >= 22
+        # every one that reached the server was refused by it (a reset before connect() returned may not have)
+        assert srv.snapshot()["totals"]["refused"].get("preauth", 0) >= sum(s is not None for s in flood[8:])
     finally:
         for s in flood:
-            s.close()
+            if s is not None:
+                s.close()
 
 
 def test_total_bound_over_many_peers(control, tmp_path):
