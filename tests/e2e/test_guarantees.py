@@ -33,7 +33,8 @@ ok(cu.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), 0), "retain")
 ok(cu.cuCtxSetCurrent(ctx), "set current")
 ok(cu.cuStreamCreate(ctypes.byref(st), 0), "stream")
 ok(cu.cuEventCreate(ctypes.byref(ev), 0), "event")
-ok(cu.cuStreamSynchronize(st), "first sync")
+if sys.argv[1] == "synced":
+    ok(cu.cuStreamSynchronize(st), "first sync")
 ok(cu.cuEventDestroy_v2(ev), "destroy")
 rec = cu.cuEventRecord(ev, st)           # posted through gpuwire: fails on the server
 sync = cu.cuStreamSynchronize(st)        # where that failure must surface
@@ -42,40 +43,13 @@ print(f"record={rec} sync={sync} after={after}")
 """
 
 
-ASYNC_FAILURE_FIRST = r"""
-import ctypes, sys
-cu = ctypes.CDLL("libcuda.so.1")
-def ok(r, what):
-    if r != 0:
-        print(f"{what} -> {r}"); sys.exit(3)
-ctx, ev, st = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_void_p()
-ok(cu.cuInit(0), "cuInit")
-ok(cu.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), 0), "retain")
-ok(cu.cuCtxSetCurrent(ctx), "set current")
-ok(cu.cuStreamCreate(ctypes.byref(st), 0), "stream")
-ok(cu.cuEventCreate(ctypes.byref(ev), 0), "event")
-ok(cu.cuEventDestroy_v2(ev), "destroy")
-rec = cu.cuEventRecord(ev, st)           # the program's first synchronize comes after it
-sync = cu.cuStreamSynchronize(st)
-print(f"record={rec} sync={sync}")
-"""
-
-
-def test_async_failure_before_any_synchronize_still_surfaces(server):
-    """The same with no synchronize before the failing call: the client notes
-    what may fail from its first request on, so the first synchronize waits."""
+@pytest.mark.parametrize("before", ["synced", "first"])
+def test_async_failure_surfaces_at_next_synchronize(server, before):
+    """synced: a synchronize before the failing call; first: none (the client
+    notes what may fail from its first request on, so the first synchronize waits)."""
     if not native_client_lib().exists():
         pytest.skip("native parts not built")
-    r = gw_run([sys.executable, "-c", ASYNC_FAILURE_FIRST], server.address, timeout=60)
-    assert r.returncode == 0, r.stdout + r.stderr
-    got = dict(kv.split("=") for kv in r.stdout.strip().splitlines()[-1].split())
-    assert "400" in (got["record"], got["sync"]), got
-
-
-def test_async_failure_surfaces_at_next_synchronize(server):
-    if not native_client_lib().exists():
-        pytest.skip("native parts not built")
-    r = gw_run([sys.executable, "-c", ASYNC_FAILURE], server.address, timeout=60)
+    r = gw_run([sys.executable, "-c", ASYNC_FAILURE, before], server.address, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     line = r.stdout.strip().splitlines()[-1]
     got = dict(kv.split("=") for kv in line.split())
