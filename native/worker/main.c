@@ -204,6 +204,7 @@ int main(int argc, char **argv)
     gw_cas_drain(60000); /* chunks the background writer still holds are stored before exit (docs/cache.md) */
     gw_cas_report(1);
     gw_prof_report();
+    gw_tl_write();
     gw_cas_prof_report(); /* with the profile: where cache hits spent their time */
     fflush(stderr);
     _exit(rc); /* process exit releases every context, allocation and module the client held */

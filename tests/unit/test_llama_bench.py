@@ -120,3 +120,32 @@ def test_emulated_paths_are_judged_against_native_plus_rtt():
     res = {"summary": s, "model": "m", "reps": 1, "runs": runs, "skipped": [], "build": "b"}
     text = bench.table(res)
     assert "behind 500us RTT" in text and "met" in text and "missed" in text
+
+
+def test_q4km_model_types_and_blocks():
+    """The Llama-3-8B Q4_K_M-shaped model: Q6_K where llama-quantize's Q4_K_M
+    keeps more bits, Q4_K elsewhere, 8.0 B weights in about 4.9 GB; written
+    blocks decode to finite weights in the f16 model's range."""
+    np = pytest.importorskip("numpy")
+    import make_gguf as mg
+
+    shapes = mg.tensor_shapes(mg.LLAMA3_8B_Q4KM)
+    kinds = {name: kind for name, _, kind in shapes}
+    assert kinds["output.weight"] == "q6_k" and kinds["token_embd.weight"] == "q4_k"
+    wide = [i for i in range(32) if kinds[f"blk.{i}.ffn_down.weight"] == "q6_k"]
+    assert wide == [0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31]
+    assert all(kinds[f"blk.{i}.attn_v.weight"] == kinds[f"blk.{i}.ffn_down.weight"] for i in range(32))
+    assert kinds["blk.4.attn_q.weight"] == "q4_k" and kinds["blk.4.attn_norm.weight"] == "f32"
+    n = sum(int(np.prod(s)) for _, s, _ in shapes)
+    size = sum(mg.nbytes(s, k) for _, s, k in shapes)
+    assert 8.0e9 < n < 8.1e9 and 4.8e9 < size < 5.0e9
+    rng = np.random.default_rng(3)
+    q4 = mg.random_blocks(rng, (4, 512), "q4_k")
+    assert q4.shape == (4, 2 * mg.Q4_K_BYTES)
+    d = q4.reshape(-1, mg.Q4_K_BYTES)[:, 0:4].copy().view(np.float16).astype(np.float32)
+    assert (d >= 2.0 ** -14).all() and (d < 2.0 ** -12).all()
+    q6 = mg.random_blocks(rng, (2, 256), "q6_k").reshape(-1, mg.Q6_K_BYTES)
+    scales = q6[:, 192:208].view(np.int8)
+    assert (scales >= -16).all() and (scales < 16).all()
+    d6 = q6[:, 208:210].copy().view(np.float16).astype(np.float32)
+    assert (d6 >= 2.0 ** -14).all() and (d6 < 2.0 ** -13).all()

@@ -150,6 +150,17 @@ typedef enum gw_prof_reader {
 void gw_prof_add_reader(gw_prof_reader id, uint64_t ns);
 void gw_prof_report(void);
 
+/* ---- timeline.c: every frame, job, reply and delivery stamped, with
+ * GPUWIRE_WORKER_TIMELINE=DIR (tools/timeline-report) ---- */
+int gw_tl_on(void);
+void gw_tl_stamp(char kind, unsigned op, uint32_t seq, unsigned flags);
+void gw_tl_write(void);
+#define GW_TL(kind, op, seq, flags)                                                                                    \
+    do {                                                                                                               \
+        if (gw_tl_on())                                                                                                \
+            gw_tl_stamp(kind, op, seq, flags);                                                                         \
+    } while (0)
+
 /* ---- lanes: copy bytes on extra connections (lanes.c) ---- */
 /* The allocator gives an item with room for len bytes at *bytes (called from a lane's thread). */
 typedef void *(*gw_lane_alloc_fn)(uint32_t len, uint8_t **bytes);

@@ -248,6 +248,7 @@ static int serve(void)
             continue;
         }
         calls++;
+        GW_TL('R', h.op, h.seq, h.flags);
         pd.frames++;
         pd.frame_bytes += sizeof h + wire_len;
         tthread *t = gw_sched_thread(h.tid);

@@ -198,6 +198,7 @@ static void run_job(tthread *t, job *j)
     c->bad = 0;
     c->err = CUDA_SUCCESS;
     c->replied = 0;
+    GW_TL('S', j->h.op, j->h.seq, j->h.flags);
     if (gw_prof_on()) {
         uint64_t t0 = gw_prof_now();
         gw_dispatch_run(c);
@@ -205,6 +206,7 @@ static void run_job(tthread *t, job *j)
     } else {
         gw_dispatch_run(c);
     }
+    GW_TL('E', j->h.op, j->h.seq, j->h.flags);
     for (size_t i = 0; i < c->nallocs; i++)
         free(c->allocs[i]);
     c->nallocs = 0;
@@ -246,6 +248,7 @@ static void run_job(tthread *t, job *j)
     gw_hdr rh = {.len = (uint32_t)(c->rlen - sizeof(gw_hdr)), .op = GW_OP_REPLY, .tid = j->h.tid, .seq = j->h.seq};
     memcpy(c->rbuf, &rh, sizeof rh);
     int lost = gw_send_frame(c->rbuf, c->rlen);
+    GW_TL('W', j->h.op, j->h.seq, j->h.flags);
     if (!lost) {
         GW_SSTATS_ADD(replies, 1);
         GW_SSTATS_ADD(bytes_out, c->rlen);

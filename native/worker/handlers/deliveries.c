@@ -152,6 +152,7 @@ static void staging_give(void *p, size_t n)
 static void CUDA_CB arrived(void *arg)
 {
     delivery *l = arg;
+    GW_TL('H', 0, (uint32_t)l->id, 0);
     parcel *pc = malloc(sizeof *pc + l->n);
     if (pc) {
         pc->next = NULL;
@@ -325,14 +326,15 @@ static void send_pending(int wait)
             keep = pd;
             continue;
         }
-        if (r == CUDA_SUCCESS)
+        if (r == CUDA_SUCCESS) {
             for (size_t off = 0; off < pd->n; off += piece) {
                 size_t k = pd->n - off < piece ? pd->n - off : piece;
                 uint8_t head[GW_DELIVERED_REQ_SIZE];
                 size_t hl = gw_delivered_req_put(head, &(gw_delivered_req){.delivery = pd->id, .offset = off});
                 gw_push_parts(GW_OP_DELIVERED, head, hl, (const uint8_t *)pd->staging + off, k);
             }
-        else /* the context failed: the client's synchronize reports it; the bytes never come */
+            GW_TL('P', 0, (uint32_t)pd->id, 0);
+        } else /* the context failed: the client's synchronize reports it; the bytes never come */
             gw_wlog("delivery %llu: its copy's event says %d: not delivered", (unsigned long long)pd->id, r);
         destroy(pd->ev);
         if (r == CUDA_SUCCESS)
@@ -396,6 +398,7 @@ void gw_deliveries_flush_outbox(void)
             size_t hl = gw_delivered_req_put(head, &(gw_delivered_req){.delivery = pc->id, .offset = off});
             gw_push_parts(GW_OP_DELIVERED, head, hl, pc->bytes + off, k);
         }
+        GW_TL('D', 0, (uint32_t)pc->id, 0);
         pthread_mutex_lock(&lock);
         held -= pc->n;
         pthread_mutex_unlock(&lock);

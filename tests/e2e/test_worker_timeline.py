@@ -1,0 +1,50 @@
+"""The worker's timeline (GPUWIRE_WORKER_TIMELINE, native/worker/core/timeline.c)
+and tools/timeline-report: a decode-shaped program's waited synchronize shows
+as one reply pattern per token, with the frames read, the jobs run, the
+delivery's host function and its bytes sent before the reply."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, explain, gw_run, start_server
+
+PROGRAM = ROOT / "build" / "programs" / "sync_fences_shared"
+TOKENS = 12
+
+
+def test_timeline_shows_each_tokens_server_side(tmp_path):
+    if not PROGRAM.exists():
+        pytest.skip("build/programs/sync_fences_shared is not built (run scripts/setup)")
+    tl = tmp_path / "tl"
+    tl.mkdir()
+    srv = start_server(tmp_path / "server.log", env={"GPUWIRE_WORKER_TIMELINE": str(tl)})
+    try:
+        r = gw_run([str(PROGRAM), "decode", str(TOKENS)], server=srv.address, timeout=120)
+        assert r.returncode == 0, explain(r, srv)
+    finally:
+        srv.stop()
+    files = list(tl.glob("timeline-*.txt"))
+    assert len(files) == 1, (files, (tmp_path / "server.log").read_text())
+    lines = [ln.split() for ln in files[0].read_text().splitlines() if not ln.startswith("#")]
+    kinds = {ln[1] for ln in lines}
+    assert {"R", "S", "E", "W", "H", "D"} <= kinds, kinds
+    # every job that started ended, and each reply follows its job's end
+    assert sum(ln[1] == "S" for ln in lines) == sum(ln[1] == "E" for ln in lines)
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "timeline-report"), str(files[0]), "--skip", "3"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    head = out.stdout.split("\n\n")[1] if "\n\n" in out.stdout else ""
+    # the commonest pattern is the token's one waited synchronize, once per token after start-up
+    assert head.startswith("== reply to cuStreamSynchronize:"), out.stdout
+    windows = int(head.split(":")[1].split()[0])
+    assert TOKENS - 4 <= windows <= TOKENS, out.stdout
+    body = head.splitlines()
+    events = [ln.split(None, 3)[3] for ln in body[2:]]
+    # the kernel launch ran, then the delivery's host function, its bytes, the reply
+    assert "S cuLaunchKernel" in events and "H -" in events and "D -" in events, out.stdout
+    assert events.index("S cuLaunchKernel") < events.index("H -") < events.index("D -"), out.stdout
+    assert events[-1] == "W cuStreamSynchronize", out.stdout
+    offsets = [float(ln.split()[0]) for ln in body[2:]]
+    assert offsets == sorted(offsets), out.stdout
