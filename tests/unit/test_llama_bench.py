@@ -149,3 +149,24 @@ def test_q4km_model_types_and_blocks():
     assert (scales >= -16).all() and (scales < 16).all()
     d6 = q6[:, 208:210].copy().view(np.float16).astype(np.float32)
     assert (d6 >= 2.0 ** -14).all() and (d6 < 2.0 ** -13).all()
+
+
+def test_serve_table_and_token_comparison():
+    """serve_bench's table: totals, per-stream rates both ways with ratios, and
+    whether each stream's token ids matched native's."""
+    import serve_bench as sb
+
+    def way(tps, toks, first=0.02):
+        return {"total_tps": tps, "ready_s": 1.0, "streams": [
+            {"stream": i, "tokens": toks[i], "first_s": first, "last_s": 1.0, "client_tps": tps / 2,
+             "server_tps": tps / 2 + 1, "error": None} for i in range(2)]}
+    res = {"model": "m.gguf", "streams": 2, "tokens": 4,
+           "ways": {"native": way(400.0, [[1, 2], [3, 4]]), "gpuwire": way(380.0, [[1, 2], [3, 5]], 0.05)}}
+    res["same_tokens"], res["differs"] = False, "streams 1"
+    t = sb.table(res)
+    assert "| total tokens/s | 400.0 | 380.0 | 0.95 |" in t
+    assert "| stream 1 tokens/s (server) | 201.0 | 191.0 | 0.95 |" in t
+    assert "| slowest first token, ms | 20.0 | 50.0 | 2.50 |" in t
+    assert "NO (streams 1)" in t
+    assert sb.prompt_of(0) != sb.prompt_of(1) and len(sb.prompt_of(3)) == sb.PROMPT_TOKENS
+    assert all(300 <= t < 4000 for t in sb.prompt_of(3))
