@@ -44,7 +44,7 @@ CACHED: set[str] = set()  # answers that never change: asked once per process an
 # per-call properties for the generated property table (native/generated/wire_props.h)
 PROPS: dict[str, set[str]] = {"posted": set(), "only_waits": set(), "htod": set(), "dtoh": set(), "sync": set(), "benign": set(), "fails_later": set()}
 
-_SPEC = re.compile(r"^(out|in|inout)(\[(.+)\])?$|^(str|destroy|addr|new)$|^extent\[(.+)\]$")
+_SPEC = re.compile(r"^(out|in|inout)(\[(.+)\])?$|^(str|destroy|addr|new|struct)$|^extent\[(.+)\]$")
 
 
 def parse(path: str) -> dict[str, Annotation]:

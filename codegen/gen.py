@@ -86,6 +86,8 @@ def plan_params(proto, ann, types):
                 plans.append(P(i, prm, "destroy", base, elem_kind="handle"))
             elif ti.kind in ("scalar", "enum", "handle", "float"):
                 plans.append(P(i, prm, "value", base, elem_kind=ti.kind))
+            elif spec == "struct" and ti.kind == "struct":  # plain bytes, no pointers inside
+                plans.append(P(i, prm, "struct", base, elem_kind="bytes"))
             else:
                 raise Unforwardable(f"{prm.name}: {ti.kind} by value")
             continue

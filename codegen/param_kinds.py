@@ -101,6 +101,25 @@ class Str(Kind):
         return [f"    const char *{v} = gw_in_str(c);"], v, []
 
 
+class Struct(Kind):
+    """A plain struct by value (an opaque IPC handle): its bytes, as an input
+    array of exactly one element."""
+    name = "struct"
+
+    def client_put(self, p):
+        return [f"    gw_put_in(q, &{p.name}, sizeof({p.base}));"]
+
+    def worker_read(self, p, v):
+        return ([f"    size_t {v}_n;",
+                 f"    {p.base} *{v}_p = ({p.base} *)gw_in_array(c, sizeof({p.base}), &{v}_n);",
+                 f"    if (!c->bad && {v}_n != 1)",
+                 f"        gw_call_fail(c, \"%s: {p.name} is not one {p.base}\", gw_op_name(c->h.op));",
+                 f"    {p.base} {v};",
+                 f"    memset(&{v}, 0, sizeof {v});",
+                 f"    if ({v}_p && {v}_n == 1)",
+                 f"        {v} = *{v}_p;"], v, [])
+
+
 def _reply_out(p, v) -> str:
     if p.elem_kind == "handle":
         return f"    gw_reply_handles(c, GW_HT_{p.base}, (void **){v}, {v}_n);"
@@ -161,4 +180,5 @@ class Out(Kind):
         return _client_get(p)
 
 
-KINDS: dict[str, Kind] = {k.name: k for k in (Value(), Addr(), Destroy(), New(), Str(), In(), InOut(), Out())}
+KINDS: dict[str, Kind] = {k.name: k for k in (Value(), Addr(), Destroy(), New(), Str(), In(), InOut(), Out(),
+                                                   Struct())}

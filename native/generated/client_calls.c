@@ -2126,6 +2126,79 @@ CUresult CUDAAPI cuIpcCloseMemHandle(CUdeviceptr dptr)
     return res;
 }
 
+#undef cuIpcGetEventHandle
+CUresult CUDAAPI cuIpcGetEventHandle(CUipcEventHandle * pHandle, CUevent event)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuIpcGetEventHandle);
+    gw_put_out(q, pHandle, pHandle ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(uintptr_t)event);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (pHandle) gw_get_bytes(r, pHandle, (size_t)(1) * sizeof(CUipcEventHandle));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuIpcGetMemHandle
+CUresult CUDAAPI cuIpcGetMemHandle(CUipcMemHandle * pHandle, CUdeviceptr dptr)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuIpcGetMemHandle);
+    gw_put_out(q, pHandle, pHandle ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)dptr);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (pHandle) gw_get_bytes(r, pHandle, (size_t)(1) * sizeof(CUipcMemHandle));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuIpcOpenEventHandle
+CUresult CUDAAPI cuIpcOpenEventHandle(CUevent * phEvent, CUipcEventHandle handle)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuIpcOpenEventHandle);
+    if (!phEvent)
+        return CUDA_ERROR_INVALID_VALUE;
+    uint64_t phEvent_id = gw_new_handle_id();
+    gw_put_u64(q, phEvent_id);
+    gw_put_in(q, &handle, sizeof(CUipcEventHandle));
+    CUresult res;
+    if (gw_may_post()) {
+        res = gw_req_post(q);
+    } else { /* the caller needs the verdict now */
+        gw_req_set_flags(q, GW_F_COLLECT);
+        gw_rep *r;
+        res = gw_req_call(q, &r);
+        gw_rep_end(r);
+    }
+    if (res == CUDA_SUCCESS) {
+        *phEvent = (CUevent)(uintptr_t)phEvent_id;
+    }
+    return res;
+}
+
+#undef cuIpcOpenMemHandle_v2
+CUresult CUDAAPI cuIpcOpenMemHandle_v2(CUdeviceptr * pdptr, CUipcMemHandle handle, unsigned int Flags)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuIpcOpenMemHandle_v2);
+    gw_put_out(q, pdptr, pdptr ? (size_t)(1) : 0);
+    gw_put_in(q, &handle, sizeof(CUipcMemHandle));
+    gw_put_u64(q, (uint64_t)(int64_t)Flags);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (pdptr) gw_get_bytes(r, pdptr, (size_t)(1) * sizeof(CUdeviceptr));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef cuKernelGetAttribute
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuKernelGetAttribute(int * pi, CUfunction_attribute attrib, CUkernel kernel, CUdevice dev)
 {

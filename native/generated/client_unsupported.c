@@ -193,16 +193,8 @@ int cuImportExternalMemory(void);
 int cuImportExternalMemory(void) { return gw_unsupported(GW_OP_cuImportExternalMemory); }
 int cuImportExternalSemaphore(void);
 int cuImportExternalSemaphore(void) { return gw_unsupported(GW_OP_cuImportExternalSemaphore); }
-int cuIpcGetEventHandle(void);
-int cuIpcGetEventHandle(void) { return gw_unsupported(GW_OP_cuIpcGetEventHandle); }
-int cuIpcGetMemHandle(void);
-int cuIpcGetMemHandle(void) { return gw_unsupported(GW_OP_cuIpcGetMemHandle); }
-int cuIpcOpenEventHandle(void);
-int cuIpcOpenEventHandle(void) { return gw_unsupported(GW_OP_cuIpcOpenEventHandle); }
 int cuIpcOpenMemHandle(void);
 int cuIpcOpenMemHandle(void) { return gw_unsupported(GW_OP_cuIpcOpenMemHandle); }
-int cuIpcOpenMemHandle_v2(void);
-int cuIpcOpenMemHandle_v2(void) { return gw_unsupported(GW_OP_cuIpcOpenMemHandle_v2); }
 int cuKernelGetName(void);
 int cuKernelGetName(void) { return gw_unsupported(GW_OP_cuKernelGetName); }
 int cuLaunchCooperativeKernelMultiDevice(void);

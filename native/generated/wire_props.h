@@ -85,6 +85,7 @@ static inline int gw_op_may_post(unsigned op)
     case GW_OP_cuGreenCtxRecordEvent:
     case GW_OP_cuGreenCtxStreamCreate:
     case GW_OP_cuGreenCtxWaitEvent:
+    case GW_OP_cuIpcOpenEventHandle:
     case GW_OP_cuKernelGetFunction:
     case GW_OP_cuKernelSetAttribute:
     case GW_OP_cuLaunchCooperativeKernel:

@@ -4,9 +4,13 @@
 #define _GNU_SOURCE
 #include "standin.h"
 
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static sd_alloc *g_tab; /* sorted by base */
 static size_t g_n, g_cap;
@@ -70,8 +74,18 @@ static CUresult insert(uintptr_t base, size_t size, size_t mapped, sd_ctx *ctx)
     return CUDA_SUCCESS;
 }
 
+static void ipc_name(char *out, size_t cap, int pid, unsigned long long id)
+{
+    snprintf(out, cap, "/gpuwire-standin-%d-%llu", pid, id);
+}
+
 static void remove_at(long i)
 {
+    if (g_tab[i].ipc == 1) { /* processes that opened it keep their mapping, as natively */
+        char name[64];
+        ipc_name(name, sizeof name, (int)getpid(), g_tab[i].id);
+        shm_unlink(name);
+    }
     munmap((void *)g_tab[i].base, g_tab[i].mapped);
     g_used[g_tab[i].ctx->dev] -= g_tab[i].mapped;
     memmove(&g_tab[i], &g_tab[i + 1], (g_n - (size_t)i - 1) * sizeof *g_tab);
@@ -156,8 +170,8 @@ SD_API CUresult cuMemFree_v2(CUdeviceptr dptr)
     CUresult r = sd_cur(&c);
     if (r == CUDA_SUCCESS && dptr != 0) {
         long i = dptr <= UINTPTR_MAX ? floor_index((uintptr_t)dptr) : -1;
-        if (i < 0 || g_tab[i].base != dptr)
-            r = CUDA_ERROR_INVALID_VALUE; /* unknown, or not the start of an allocation */
+        if (i < 0 || g_tab[i].base != dptr || g_tab[i].ipc == 2)
+            r = CUDA_ERROR_INVALID_VALUE; /* unknown, not the start of an allocation, or another process's */
         else
             remove_at(i);
     }
@@ -284,6 +298,122 @@ SD_API CUresult cuPointerGetAttributes(unsigned int n, CUpointer_attribute *attr
             r = CUDA_SUCCESS;
         }
     }
+    sd_unlock();
+    return r;
+}
+
+/* ---- CUDA IPC between processes: an allocation is moved onto POSIX shared
+ * memory of its own when first exported (same address, same bytes); the
+ * handle names it (creator's pid and the allocation's id) and another process
+ * maps it. Event handles are not offered. */
+#define SD_IPC_MAGIC 0x69736467u /* "gdsi" */
+
+typedef struct sd_ipc_handle {
+    uint32_t magic;
+    int32_t pid;
+    unsigned long long id;
+    uint64_t size, mapped;
+} sd_ipc_handle;
+_Static_assert(sizeof(sd_ipc_handle) <= sizeof(CUipcMemHandle), "the handle fits CUDA's 64 bytes");
+
+static CUresult ipc_export(sd_alloc *a)
+{
+    char name[64];
+    ipc_name(name, sizeof name, (int)getpid(), a->id);
+    int fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
+    if (fd < 0)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    void *tmp = MAP_FAILED;
+    if (ftruncate(fd, (off_t)a->mapped) == 0)
+        tmp = mmap(NULL, a->mapped, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (tmp == MAP_FAILED) {
+        close(fd);
+        shm_unlink(name);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    memcpy(tmp, (void *)a->base, a->mapped);
+    munmap(tmp, a->mapped);
+    void *p = mmap((void *)a->base, a->mapped, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) { /* the old mapping is still there only if MAP_FIXED failed before replacing it */
+        shm_unlink(name);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    a->ipc = 1;
+    return CUDA_SUCCESS;
+}
+
+SD_API CUresult cuIpcGetMemHandle(CUipcMemHandle *handle, CUdeviceptr dptr)
+{
+    if (!handle)
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    sd_ctx *c;
+    CUresult r = sd_cur(&c);
+    long i = r == CUDA_SUCCESS && dptr <= UINTPTR_MAX ? floor_index((uintptr_t)dptr) : -1;
+    if (r == CUDA_SUCCESS && (i < 0 || g_tab[i].base != dptr || g_tab[i].ipc == 2))
+        r = CUDA_ERROR_INVALID_VALUE;
+    if (r == CUDA_SUCCESS && !g_tab[i].ipc)
+        r = ipc_export(&g_tab[i]);
+    if (r == CUDA_SUCCESS) {
+        sd_ipc_handle h = {SD_IPC_MAGIC, (int32_t)getpid(), g_tab[i].id, g_tab[i].size, g_tab[i].mapped};
+        memset(handle, 0, sizeof *handle);
+        memcpy(handle, &h, sizeof h);
+    }
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuIpcOpenMemHandle_v2(CUdeviceptr *pdptr, CUipcMemHandle handle, unsigned int flags)
+{
+    sd_ipc_handle h;
+    memcpy(&h, &handle, sizeof h);
+    if (!pdptr || (flags & ~1u) || h.magic != SD_IPC_MAGIC || !h.size || h.size > h.mapped)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (h.pid == (int32_t)getpid())
+        return CUDA_ERROR_INVALID_CONTEXT; /* a process cannot open its own handle */
+    sd_lock();
+    sd_ctx *c;
+    CUresult r = sd_cur(&c);
+    if (r == CUDA_SUCCESS && h.mapped > sd_dev_total_mem(c->dev) - g_used[c->dev])
+        r = CUDA_ERROR_OUT_OF_MEMORY;
+    void *p = MAP_FAILED;
+    if (r == CUDA_SUCCESS) {
+        char name[64];
+        ipc_name(name, sizeof name, h.pid, h.id);
+        int fd = shm_open(name, O_RDWR, 0);
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size == h.mapped)
+            p = mmap(NULL, h.mapped, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (fd >= 0)
+            close(fd);
+        if (p == MAP_FAILED)
+            r = CUDA_ERROR_INVALID_VALUE; /* freed by its owner, or not a handle of ours */
+    }
+    if (r == CUDA_SUCCESS) {
+        r = insert((uintptr_t)p, h.size, h.mapped, c);
+        if (r != CUDA_SUCCESS) {
+            munmap(p, h.mapped);
+        } else {
+            g_tab[floor_index((uintptr_t)p)].ipc = 2;
+            g_used[c->dev] += h.mapped;
+            *pdptr = (CUdeviceptr)(uintptr_t)p;
+        }
+    }
+    sd_unlock();
+    return r;
+}
+
+SD_API CUresult cuIpcCloseMemHandle(CUdeviceptr dptr)
+{
+    sd_lock();
+    sd_ctx *c;
+    CUresult r = sd_cur(&c);
+    long i = r == CUDA_SUCCESS && dptr <= UINTPTR_MAX ? floor_index((uintptr_t)dptr) : -1;
+    if (r == CUDA_SUCCESS && (i < 0 || g_tab[i].base != dptr || g_tab[i].ipc != 2))
+        r = CUDA_ERROR_INVALID_VALUE;
+    if (r == CUDA_SUCCESS)
+        remove_at(i);
     sd_unlock();
     return r;
 }

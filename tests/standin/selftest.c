@@ -748,7 +748,7 @@ int main(int argc, char **argv)
     test_threads();
     /* Unimplemented entry points are simply absent. */
     TRUE(dlsym(g_lib, "cuMemAdvise_v2") == NULL);
-    TRUE(dlsym(g_lib, "cuIpcOpenMemHandle_v2") == NULL);
+    TRUE(dlsym(g_lib, "cuIpcOpenEventHandle") == NULL);
     printf("standin_selftest: %d checks\n", g_checks);
     printf("PASS standin_selftest\n");
     return 0;

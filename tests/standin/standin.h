@@ -100,6 +100,7 @@ typedef struct sd_alloc {
     size_t mapped;    /* bytes mapped (rounded up) */
     sd_ctx *ctx;
     unsigned long long id;
+    unsigned char ipc;  /* 1: exported (shared memory of its own, memory.c), 2: opened from another process */
 } sd_alloc;
 /* The allocation holding [addr, addr+len), or NULL. len 0 asks for addr itself. Lock held. */
 const sd_alloc *sd_find(uintptr_t addr, size_t len);
