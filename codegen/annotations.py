@@ -4,6 +4,8 @@ Line forms (one function per line, '#' starts a comment):
     NAME [PARAM=SPEC ...]   generated on both sides; unlisted pointer params inferred
     @client NAME [...]      generated forwarder gwf_NAME; the exported NAME is hand-written
     @manual NAME            both sides hand-written (its own wire format)
+    @worker NAME [...]      generated client; the worker's gw_h_NAME is hand-written and
+                            reads the wire the generated client writes (checks of its own)
     @local NAME             answered in the client alone; never sent
     @async NAME...          posted without waiting (no outputs): failures surface at the
                             calling thread's next synchronization point
@@ -35,7 +37,7 @@ from dataclasses import dataclass, field
 @dataclass
 class Annotation:
     name: str
-    mode: str = "generated"  # generated | client | manual | local
+    mode: str = "generated"  # generated | client | manual | local | worker
     specs: dict[str, str] = field(default_factory=dict)
 
 
@@ -61,7 +63,7 @@ def parse(path: str) -> dict[str, Annotation]:
                 PROPS[line[0][1:]].update(line[1:])
                 continue
             mode = "generated"
-            if line[0] in ("@client", "@manual", "@local"):
+            if line[0] in ("@client", "@manual", "@local", "@worker"):
                 mode = line.pop(0)[1:]
             ann = Annotation(line[0], mode)
             for item in line[1:]:

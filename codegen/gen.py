@@ -369,6 +369,16 @@ def generate():
             dispatch.append((s, f"gw_h_{s}"))
             report["manual"] += 1
             continue
+        if a and a.mode == "worker":  # the generated client, a hand-written worker on the same wire
+            try:
+                plans = plan_params(proto, a, types)
+            except Unforwardable as e:
+                raise SystemExit(f"{s}: annotated but cannot be generated: {e}")
+            client.append(client_fn(s, proto, plans, True))
+            manual_worker.append(s)
+            dispatch.append((s, f"gw_h_{s}"))
+            report["generated"] += 1
+            continue
         plans = None
         if proto is not None and (a is not None or _value_only(proto, types)):
             try:

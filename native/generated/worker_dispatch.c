@@ -29,6 +29,10 @@ void gw_h_cuGraphKernelNodeSetParams(gw_call *c);
 void gw_h_cuGraphKernelNodeSetParams_v2(gw_call *c);
 void gw_h_cuGraphMemAllocNodeGetParams(gw_call *c);
 void gw_h_cuGraphMemcpyNodeSetParams(gw_call *c);
+void gw_h_cuIpcGetEventHandle(gw_call *c);
+void gw_h_cuIpcGetMemHandle(gw_call *c);
+void gw_h_cuIpcOpenEventHandle(gw_call *c);
+void gw_h_cuIpcOpenMemHandle_v2(gw_call *c);
 void gw_h_cuLaunchCooperativeKernel(gw_call *c);
 void gw_h_cuLaunchCooperativeKernel_ptsz(gw_call *c);
 void gw_h_cuLaunchHostFunc(gw_call *c);
@@ -2308,87 +2312,6 @@ static void h_cuIpcCloseMemHandle(gw_call *c)
     if (!fn) return;
     CUresult res = fn(a0);
     gw_reply_result(c, res);
-}
-
-static void h_cuIpcGetEventHandle(gw_call *c)
-{
-    size_t a0_n;
-    CUipcEventHandle *a0 = (CUipcEventHandle *)gw_out_array(c, sizeof(CUipcEventHandle), &a0_n);
-    CUevent a1 = (CUevent)gw_in_handle(c, GW_HT_CUevent);
-    if (a0 && !c->bad && a0_n < (size_t)(1))
-        gw_call_fail(c, "cuIpcGetEventHandle: pHandle holds %zu elements, fewer than its count", a0_n);
-    if (!gw_args_ok(c)) return;
-    CUresult (*fn)(CUipcEventHandle *, CUevent) = (CUresult (*)(CUipcEventHandle *, CUevent))gw_driver_fn(c, GW_OP_cuIpcGetEventHandle);
-    if (!fn) return;
-    CUresult res = fn(a0, a1);
-    gw_reply_result(c, res);
-    if (res == CUDA_SUCCESS) {
-        gw_reply_bytes(c, a0, a0_n * sizeof(CUipcEventHandle));
-    }
-}
-
-static void h_cuIpcGetMemHandle(gw_call *c)
-{
-    size_t a0_n;
-    CUipcMemHandle *a0 = (CUipcMemHandle *)gw_out_array(c, sizeof(CUipcMemHandle), &a0_n);
-    CUdeviceptr a1 = (CUdeviceptr)gw_in_u64(c);
-    if (a0 && !c->bad && a0_n < (size_t)(1))
-        gw_call_fail(c, "cuIpcGetMemHandle: pHandle holds %zu elements, fewer than its count", a0_n);
-    if (!gw_args_ok(c)) return;
-    CUresult (*fn)(CUipcMemHandle *, CUdeviceptr) = (CUresult (*)(CUipcMemHandle *, CUdeviceptr))gw_driver_fn(c, GW_OP_cuIpcGetMemHandle);
-    if (!fn) return;
-    CUresult res = fn(a0, a1);
-    gw_reply_result(c, res);
-    if (res == CUDA_SUCCESS) {
-        gw_reply_bytes(c, a0, a0_n * sizeof(CUipcMemHandle));
-    }
-}
-
-static void h_cuIpcOpenEventHandle(gw_call *c)
-{
-    uint64_t a0_id = gw_in_u64(c);
-    CUevent a0 = NULL;
-    size_t a1_n;
-    CUipcEventHandle *a1_p = (CUipcEventHandle *)gw_in_array(c, sizeof(CUipcEventHandle), &a1_n);
-    if (!c->bad && a1_n != 1)
-        gw_call_fail(c, "%s: handle is not one CUipcEventHandle", gw_op_name(c->h.op));
-    CUipcEventHandle a1;
-    memset(&a1, 0, sizeof a1);
-    if (a1_p && a1_n == 1)
-        a1 = *a1_p;
-    if (!gw_args_ok(c)) return;
-    CUresult (*fn)(CUevent *, CUipcEventHandle) = (CUresult (*)(CUevent *, CUipcEventHandle))gw_driver_fn(c, GW_OP_cuIpcOpenEventHandle);
-    if (!fn) return;
-    CUresult res = fn(&a0, a1);
-    gw_reply_result(c, res);
-    if (res == CUDA_SUCCESS) {
-        gw_handle_bind(c, GW_HT_CUevent, a0_id, a0);
-    }
-}
-
-static void h_cuIpcOpenMemHandle_v2(gw_call *c)
-{
-    size_t a0_n;
-    CUdeviceptr *a0 = (CUdeviceptr *)gw_out_array(c, sizeof(CUdeviceptr), &a0_n);
-    size_t a1_n;
-    CUipcMemHandle *a1_p = (CUipcMemHandle *)gw_in_array(c, sizeof(CUipcMemHandle), &a1_n);
-    if (!c->bad && a1_n != 1)
-        gw_call_fail(c, "%s: handle is not one CUipcMemHandle", gw_op_name(c->h.op));
-    CUipcMemHandle a1;
-    memset(&a1, 0, sizeof a1);
-    if (a1_p && a1_n == 1)
-        a1 = *a1_p;
-    unsigned int a2 = (unsigned int)gw_in_u64(c);
-    if (a0 && !c->bad && a0_n < (size_t)(1))
-        gw_call_fail(c, "cuIpcOpenMemHandle_v2: pdptr holds %zu elements, fewer than its count", a0_n);
-    if (!gw_args_ok(c)) return;
-    CUresult (*fn)(CUdeviceptr *, CUipcMemHandle, unsigned int) = (CUresult (*)(CUdeviceptr *, CUipcMemHandle, unsigned int))gw_driver_fn(c, GW_OP_cuIpcOpenMemHandle_v2);
-    if (!fn) return;
-    CUresult res = fn(a0, a1, a2);
-    gw_reply_result(c, res);
-    if (res == CUDA_SUCCESS) {
-        gw_reply_bytes(c, a0, a0_n * sizeof(CUdeviceptr));
-    }
 }
 
 static void h_cuKernelGetAttribute(gw_call *c)
@@ -5351,10 +5274,10 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuGreenCtxWaitEvent - 256] = h_cuGreenCtxWaitEvent,
     [GW_OP_cuInit - 256] = h_cuInit,
     [GW_OP_cuIpcCloseMemHandle - 256] = h_cuIpcCloseMemHandle,
-    [GW_OP_cuIpcGetEventHandle - 256] = h_cuIpcGetEventHandle,
-    [GW_OP_cuIpcGetMemHandle - 256] = h_cuIpcGetMemHandle,
-    [GW_OP_cuIpcOpenEventHandle - 256] = h_cuIpcOpenEventHandle,
-    [GW_OP_cuIpcOpenMemHandle_v2 - 256] = h_cuIpcOpenMemHandle_v2,
+    [GW_OP_cuIpcGetEventHandle - 256] = gw_h_cuIpcGetEventHandle,
+    [GW_OP_cuIpcGetMemHandle - 256] = gw_h_cuIpcGetMemHandle,
+    [GW_OP_cuIpcOpenEventHandle - 256] = gw_h_cuIpcOpenEventHandle,
+    [GW_OP_cuIpcOpenMemHandle_v2 - 256] = gw_h_cuIpcOpenMemHandle_v2,
     [GW_OP_cuKernelGetAttribute - 256] = h_cuKernelGetAttribute,
     [GW_OP_cuKernelGetFunction - 256] = h_cuKernelGetFunction,
     [GW_OP_cuKernelGetLibrary - 256] = h_cuKernelGetLibrary,

@@ -7,6 +7,9 @@
 // travels between two workers as it would between two processes natively.
 //   ipc            the parent (runs the child itself)
 //   ipc child HEX  the child
+//   ipc export     the parent's half alone: prints "HANDLE <hex>", waits for a
+//                  line on stdin (a child run meanwhile by whoever tests), then
+//                  checks the child's bytes (tests/e2e/test_ipc.py: tenants)
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +68,7 @@ int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "child"))
         return child(argv[2]);
+    int export_only = argc == 2 && !strcmp(argv[1], "export");
     int *d = NULL;
     CK(cudaMalloc((void **)&d, N * sizeof(int)));
     int *host = (int *)malloc(N * sizeof(int));
@@ -81,14 +85,22 @@ int main(int argc, char **argv)
     char hex[2 * sizeof h + 1];
     to_hex(&h, hex);
     fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) { // a fresh process, as simpleIPC starts its children
-        execl("/proc/self/exe", argv[0], "child", hex, (char *)NULL);
-        _exit(127);
+    if (export_only) {
+        printf("HANDLE %s\n", hex);
+        fflush(stdout);
+        char line[16];
+        if (!fgets(line, sizeof line, stdin))
+            FAIL("export: no line on stdin");
+    } else {
+        pid_t pid = fork();
+        if (pid == 0) { // a fresh process, as simpleIPC starts its children
+            execl("/proc/self/exe", argv[0], "child", hex, (char *)NULL);
+            _exit(127);
+        }
+        int st = 0;
+        if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            FAIL("the child failed (status %d)", st);
     }
-    int st = 0;
-    if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        FAIL("the child failed (status %d)", st);
     CK(cudaMemcpy(host, d, N * sizeof(int), cudaMemcpyDeviceToHost));
     for (size_t i = 0; i < N; i++)
         if (host[i] != (int)(N - i))

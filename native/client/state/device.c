@@ -23,7 +23,10 @@ static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Features that need the GPU to reach client memory or another process.
  * Mapped and managed memory are served (state/mapped.c), their attributes
  * the driver's; but the host and the device never touch one page at the
- * same time (docs/host-memory.md), which these zeros say. */
+ * same time (docs/host-memory.md), which these zeros say. Legacy IPC handles
+ * (memory and events) are served between a client's processes
+ * (worker/handlers/ipc.c): the driver's answer; shareable file-descriptor
+ * and fabric handles are not yet. */
 static int remote_override(CUdevice_attribute a, int *v)
 {
     switch (a) {
@@ -32,7 +35,6 @@ static int remote_override(CUdevice_attribute a, int *v)
     case CU_DEVICE_ATTRIBUTE_PAGEABLE_MEMORY_ACCESS_USES_HOST_PAGE_TABLES:
     case CU_DEVICE_ATTRIBUTE_DIRECT_MANAGED_MEM_ACCESS_FROM_HOST:
     case CU_DEVICE_ATTRIBUTE_HOST_NATIVE_ATOMIC_SUPPORTED:
-    case CU_DEVICE_ATTRIBUTE_IPC_EVENT_SUPPORTED:
     case CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED:
     case CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_FABRIC_SUPPORTED:
     case CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_SUPPORTED:

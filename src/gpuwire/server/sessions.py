@@ -7,9 +7,11 @@ and, at start, the workers a dead server left behind (the orphan sweep)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -24,6 +26,8 @@ from gpuwire.server.relay import relay_line
 from gpuwire.server.state import ContentCache, Registry, Session, client_text, describe_status, send_error
 
 WORKER_STOP_GRACE = 3.0
+IPC_DIR_ENV = "GPUWIRE_IPC_DIR"        # where workers register the CUDA IPC handles they made
+IPC_TENANT_ENV = "GPUWIRE_IPC_TENANT"  # whose they are: a handle opens only in a session of the same
 
 
 class Sessions:
@@ -39,6 +43,9 @@ class Sessions:
         self.cache = cache
         self.worker_cmd = worker_cmd
         self.nvml_path = nvml_path(driver)   # what workers dlopen for NVML requests
+        # CUDA IPC handles made by this server's workers (native/worker/handlers/ipc.c):
+        # a folder only this server's user can read, removed at stop
+        self.ipc_dir = tempfile.mkdtemp(prefix="gpuwire-ipc-")
 
     def worker_env(self, lease: Lease | None, hello: protocol.Hello) -> dict[str, str] | None:
         """The worker's environment: a lease on one GPU of several shows the
@@ -83,6 +90,11 @@ class Sessions:
             env = dict(os.environ if env is None else env)
             env[content_cache.SCOPE_ENV] = content_cache.scope_dir(sess.token if cfg.cache_scope == "tenant"
                                                                    else None)
+        # the tenant is the session's token (every unauthenticated session is one tenant):
+        # a handle another tenant made does not open here even if its bytes are guessed
+        env = dict(os.environ if env is None else env)
+        env[IPC_DIR_ENV] = self.ipc_dir
+        env[IPC_TENANT_ENV] = content_cache.scope_dir(sess.token) or "-"
         block = session_stats.create(sid)  # the worker's counters, for status, metrics and top
         fds: tuple[int, ...] = (fd,) + ((lane_end.fileno(),) if lane_end is not None else ())
         if block is not None:
@@ -271,6 +283,7 @@ class Sessions:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        shutil.rmtree(self.ipc_dir, ignore_errors=True)
 
 
 def _kill_later(proc: subprocess.Popen) -> None:
