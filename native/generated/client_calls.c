@@ -3971,6 +3971,38 @@ CUresult CUDAAPI cuStreamBeginCapture(CUstream hStream)
     return res;
 }
 
+#undef cuStreamBeginCaptureToGraph
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamBeginCaptureToGraph(CUstream hStream, CUgraph hGraph, const CUgraphNode * dependencies, const CUgraphEdgeData * dependencyData, size_t numDependencies, CUstreamCaptureMode mode)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuStreamBeginCaptureToGraph);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
+    gw_put_in(q, dependencyData, dependencyData ? (size_t)(numDependencies) * sizeof(CUgraphEdgeData) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
+    gw_put_u64(q, (uint64_t)(int64_t)mode);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuStreamBeginCaptureToGraph_ptsz
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamBeginCaptureToGraph_ptsz(CUstream hStream, CUgraph hGraph, const CUgraphNode * dependencies, const CUgraphEdgeData * dependencyData, size_t numDependencies, CUstreamCaptureMode mode)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuStreamBeginCaptureToGraph_ptsz);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
+    gw_put_in(q, dependencyData, dependencyData ? (size_t)(numDependencies) * sizeof(CUgraphEdgeData) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
+    gw_put_u64(q, (uint64_t)(int64_t)mode);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
 #undef cuStreamBeginCapture_ptsz
 CUresult CUDAAPI cuStreamBeginCapture_ptsz(CUstream hStream)
 {

@@ -365,10 +365,6 @@ int cuStreamBatchMemOp_v2(void);
 int cuStreamBatchMemOp_v2(void) { return gw_unsupported(GW_OP_cuStreamBatchMemOp_v2); }
 int cuStreamBatchMemOp_v2_ptsz(void);
 int cuStreamBatchMemOp_v2_ptsz(void) { return gw_unsupported(GW_OP_cuStreamBatchMemOp_v2_ptsz); }
-int cuStreamBeginCaptureToGraph(void);
-int cuStreamBeginCaptureToGraph(void) { return gw_unsupported(GW_OP_cuStreamBeginCaptureToGraph); }
-int cuStreamBeginCaptureToGraph_ptsz(void);
-int cuStreamBeginCaptureToGraph_ptsz(void) { return gw_unsupported(GW_OP_cuStreamBeginCaptureToGraph_ptsz); }
 int cuStreamUpdateCaptureDependencies(void);
 int cuStreamUpdateCaptureDependencies(void) { return gw_unsupported(GW_OP_cuStreamUpdateCaptureDependencies); }
 int cuStreamUpdateCaptureDependencies_ptsz(void);

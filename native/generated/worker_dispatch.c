@@ -3983,6 +3983,48 @@ static void h_cuStreamBeginCapture(gw_call *c)
     gw_reply_result(c, res);
 }
 
+static void h_cuStreamBeginCaptureToGraph(gw_call *c)
+{
+    CUstream a0 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
+    CUgraph a1 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    size_t a2_n;
+    CUgraphNode *a2 = (CUgraphNode *)gw_in_handles(c, GW_HT_CUgraphNode, &a2_n);
+    size_t a3_n;
+    CUgraphEdgeData *a3 = (CUgraphEdgeData *)gw_in_array(c, sizeof(CUgraphEdgeData), &a3_n);
+    size_t a4 = (size_t)gw_in_u64(c);
+    CUstreamCaptureMode a5 = (CUstreamCaptureMode)gw_in_u64(c);
+    if (a2 && !c->bad && a2_n < (size_t)(a4))
+        gw_call_fail(c, "cuStreamBeginCaptureToGraph: dependencies holds %zu elements, fewer than its count", a2_n);
+    if (a3 && !c->bad && a3_n < (size_t)(a4))
+        gw_call_fail(c, "cuStreamBeginCaptureToGraph: dependencyData holds %zu elements, fewer than its count", a3_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUstream, CUgraph, const CUgraphNode *, const CUgraphEdgeData *, size_t, CUstreamCaptureMode) = (CUresult (*)(CUstream, CUgraph, const CUgraphNode *, const CUgraphEdgeData *, size_t, CUstreamCaptureMode))gw_driver_fn(c, GW_OP_cuStreamBeginCaptureToGraph);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3, a4, a5);
+    gw_reply_result(c, res);
+}
+
+static void h_cuStreamBeginCaptureToGraph_ptsz(gw_call *c)
+{
+    CUstream a0 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
+    CUgraph a1 = (CUgraph)gw_in_handle(c, GW_HT_CUgraph);
+    size_t a2_n;
+    CUgraphNode *a2 = (CUgraphNode *)gw_in_handles(c, GW_HT_CUgraphNode, &a2_n);
+    size_t a3_n;
+    CUgraphEdgeData *a3 = (CUgraphEdgeData *)gw_in_array(c, sizeof(CUgraphEdgeData), &a3_n);
+    size_t a4 = (size_t)gw_in_u64(c);
+    CUstreamCaptureMode a5 = (CUstreamCaptureMode)gw_in_u64(c);
+    if (a2 && !c->bad && a2_n < (size_t)(a4))
+        gw_call_fail(c, "cuStreamBeginCaptureToGraph_ptsz: dependencies holds %zu elements, fewer than its count", a2_n);
+    if (a3 && !c->bad && a3_n < (size_t)(a4))
+        gw_call_fail(c, "cuStreamBeginCaptureToGraph_ptsz: dependencyData holds %zu elements, fewer than its count", a3_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUstream, CUgraph, const CUgraphNode *, const CUgraphEdgeData *, size_t, CUstreamCaptureMode) = (CUresult (*)(CUstream, CUgraph, const CUgraphNode *, const CUgraphEdgeData *, size_t, CUstreamCaptureMode))gw_driver_fn(c, GW_OP_cuStreamBeginCaptureToGraph_ptsz);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3, a4, a5);
+    gw_reply_result(c, res);
+}
+
 static void h_cuStreamBeginCapture_ptsz(gw_call *c)
 {
     CUstream a0 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
@@ -5433,6 +5475,8 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuStreamAttachMemAsync - 256] = h_cuStreamAttachMemAsync,
     [GW_OP_cuStreamAttachMemAsync_ptsz - 256] = h_cuStreamAttachMemAsync_ptsz,
     [GW_OP_cuStreamBeginCapture - 256] = h_cuStreamBeginCapture,
+    [GW_OP_cuStreamBeginCaptureToGraph - 256] = h_cuStreamBeginCaptureToGraph,
+    [GW_OP_cuStreamBeginCaptureToGraph_ptsz - 256] = h_cuStreamBeginCaptureToGraph_ptsz,
     [GW_OP_cuStreamBeginCapture_ptsz - 256] = h_cuStreamBeginCapture_ptsz,
     [GW_OP_cuStreamBeginCapture_v2 - 256] = h_cuStreamBeginCapture_v2,
     [GW_OP_cuStreamBeginCapture_v2_ptsz - 256] = h_cuStreamBeginCapture_v2_ptsz,

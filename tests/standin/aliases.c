@@ -38,6 +38,11 @@ SD_API CUresult cuMemcpy2D_v2_ptds(const CUDA_MEMCPY2D *p) { return cuMemcpy2D_v
 SD_API CUresult cuMemcpy2DUnaligned_v2_ptds(const CUDA_MEMCPY2D *p) { return cuMemcpy2DUnaligned_v2(p); }
 SD_API CUresult cuMemcpy3D_v2_ptds(const CUDA_MEMCPY3D *p) { return cuMemcpy3D_v2(p); }
 SD_API CUresult cuMemcpyAsync_ptsz(Dp d, Dp s, size_t n, CUstream st) { return cuMemcpyAsync(d, s, n, st); }
+SD_API CUresult cuStreamBeginCaptureToGraph_ptsz(CUstream s, CUgraph g, const CUgraphNode *d, const CUgraphEdgeData *e,
+                                                 size_t n, CUstreamCaptureMode m)
+{
+    return cuStreamBeginCaptureToGraph(s, g, d, e, n, m);
+}
 SD_API CUresult cuMemcpyHtoDAsync_v2_ptsz(Dp d, const void *s, size_t n, CUstream st) { return cuMemcpyHtoDAsync_v2(d, s, n, st); }
 SD_API CUresult cuMemcpyDtoHAsync_v2_ptsz(void *d, Dp s, size_t n, CUstream st) { return cuMemcpyDtoHAsync_v2(d, s, n, st); }
 SD_API CUresult cuMemcpyDtoDAsync_v2_ptsz(Dp d, Dp s, size_t n, CUstream st) { return cuMemcpyDtoDAsync_v2(d, s, n, st); }

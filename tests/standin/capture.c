@@ -47,6 +47,28 @@ SD_API CUresult cuStreamBeginCapture_v2(CUstream s, CUstreamCaptureMode mode)
     return r;
 }
 
+/* Capture into a graph the caller made: the capture ends by handing back that graph. */
+SD_API CUresult cuStreamBeginCaptureToGraph(CUstream s, CUgraph g, const CUgraphNode *deps,
+                                            const CUgraphEdgeData *edges, size_t n, CUstreamCaptureMode mode)
+{
+    (void)edges;
+    if ((unsigned)mode > (unsigned)CU_STREAM_CAPTURE_MODE_RELAXED || (n && !deps))
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    sd_stream *st;
+    CUresult r = capturing_stream(s, &st);
+    if (r == CUDA_SUCCESS && !sd_obj_live(g, SD_GRAPH))
+        r = CUDA_ERROR_INVALID_VALUE;
+    if (r == CUDA_SUCCESS && st->capture)
+        r = CUDA_ERROR_ILLEGAL_STATE;
+    if (r == CUDA_SUCCESS) {
+        st->capture = (sd_graph *)g;
+        st->capture_id = sd_next_id();
+    }
+    sd_unlock();
+    return r;
+}
+
 SD_API CUresult cuStreamEndCapture(CUstream s, CUgraph *pg)
 {
     if (!pg)

@@ -177,6 +177,24 @@ CUresult CUDAAPI cuStreamBeginCapture_v2_ptsz(CUstream s, CUstreamCaptureMode mo
     return rc;
 }
 
+CUresult CUDAAPI cuStreamBeginCaptureToGraph(CUstream s, CUgraph g, const CUgraphNode *deps,
+                                             const CUgraphEdgeData *edges, size_t n, CUstreamCaptureMode mode)
+{
+    CUresult rc = gwf_cuStreamBeginCaptureToGraph(s, g, deps, edges, n, mode);
+    if (rc == CUDA_SUCCESS)
+        gw_capture_began();
+    return rc;
+}
+
+CUresult CUDAAPI cuStreamBeginCaptureToGraph_ptsz(CUstream s, CUgraph g, const CUgraphNode *deps,
+                                                  const CUgraphEdgeData *edges, size_t n, CUstreamCaptureMode mode)
+{
+    CUresult rc = gwf_cuStreamBeginCaptureToGraph_ptsz(s, g, deps, edges, n, mode);
+    if (rc == CUDA_SUCCESS)
+        gw_capture_began();
+    return rc;
+}
+
 CUresult CUDAAPI cuStreamEndCapture(CUstream s, CUgraph *g)
 {
     CUresult rc = gwf_cuStreamEndCapture(s, g);
