@@ -2,9 +2,11 @@
  * host memory is device memory here: same address), or, for a new node, a
  * device source and a destination in the client's own memory, named by a
  * delivery id in dstHost (never dereferenced): the node copies into staging
- * and a host node after it delivers the bytes (deliveries.c). Any other host
- * side is refused: a host address from the network would have the driver
- * read or write the worker.
+ * and a host node after it delivers the bytes (deliveries.c); or a one-row
+ * source in the client's memory, named by a staging id in srcHost (never
+ * dereferenced): the node copies from device staging the client fills before
+ * each launch (graph_sources.c). Any other host side is refused: a host
+ * address from the network would have the driver read or write the worker.
  *
  * Formats: GRAPH_ADD_MEMCPY_NODE, MEMCPY_NODE_SET_PARAMS and
  * EXEC_MEMCPY_NODE_SET_PARAMS in codegen/protocol.txt (host and array fields
@@ -46,6 +48,31 @@ void gw_h_cuGraphAddMemcpyNode(gw_call *c)
     CUDA_MEMCPY3D p = a.copy;
     if (!gw_args_ok(c))
         return;
+    /* from the client's memory: one row, copied from staging filled before each launch */
+    uint64_t source = 0;
+    if (p.srcMemoryType == CU_MEMORYTYPE_HOST && p.dstMemoryType == CU_MEMORYTYPE_DEVICE) {
+        source = (uint64_t)(uintptr_t)p.srcHost;
+        if (p.Height != 1 || p.Depth != 1 || !p.WidthInBytes) {
+            gw_wlog("%s: a memcpy node from the client's memory must copy one row (%zu x %zu x %zu)",
+                    gw_op_name(c->h.op), p.WidthInBytes, p.Height, p.Depth);
+            gw_reply_result(c, CUDA_ERROR_NOT_SUPPORTED);
+            return;
+        }
+        CUdeviceptr from = 0;
+        CUresult sr = gw_graph_source_staging(c, source, p.WidthInBytes, &from);
+        if (c->bad)
+            return; /* malformed: the session ends */
+        if (sr != CUDA_SUCCESS) {
+            gw_reply_result(c, sr);
+            return;
+        }
+        p.srcMemoryType = CU_MEMORYTYPE_DEVICE;
+        p.srcDevice = from;
+        p.srcHost = NULL;
+        p.srcXInBytes = p.srcY = p.srcZ = 0;
+        p.srcPitch = p.WidthInBytes;
+        p.srcHeight = 1;
+    }
     /* into the client's memory: a contiguous run from device memory, delivered */
     uint64_t delivery = 0;
     void *staging = NULL;
@@ -83,12 +110,16 @@ void gw_h_cuGraphAddMemcpyNode(gw_call *c)
     if (!fn) {
         if (staging)
             gw_delivery_staging_unused(staging, p.WidthInBytes);
+        if (source)
+            gw_graph_source_unused(source);
         return;
     }
     CUgraphNode node = NULL;
     CUresult r = fn(&node, g, deps, m, &p, ctx);
     if (r != CUDA_SUCCESS && staging)
         gw_delivery_staging_unused(staging, p.WidthInBytes);
+    if (r != CUDA_SUCCESS && source)
+        gw_graph_source_unused(source);
     if (r == CUDA_SUCCESS && delivery)
         r = gw_delivery_node(g, node, delivery, staging, p.WidthInBytes);
     if (r == CUDA_SUCCESS)

@@ -1,0 +1,93 @@
+/* The graph calls that carry graphs' host sources along (memcpy nodes that
+ * read this process's memory at each launch: graph_copies.c adds them,
+ * state/graph_sources.c keeps them): an executable graph, a clone or a
+ * parent graph takes over its graph's list, a launch first sends each
+ * source's bytes, and destroying a graph or an executable graph lets go of
+ * its staging. Each wraps its generated forwarder (gwf_). */
+#include "api.h"
+
+#undef cuGraphInstantiate
+#undef cuGraphLaunch
+#undef cuGraphExecDestroy
+#undef cuGraphDestroy
+#undef cuGraphClone
+#undef cuGraphAddChildGraphNode
+#undef cuGraphExecChildGraphNodeSetParams
+
+#define ID(h) ((uint64_t)(uintptr_t)(h))
+
+CUresult CUDAAPI cuGraphInstantiateWithFlags(CUgraphExec *phGraphExec, CUgraph hGraph, unsigned long long flags)
+{
+    CUresult rc = gwf_cuGraphInstantiateWithFlags(phGraphExec, hGraph, flags);
+    if (rc == CUDA_SUCCESS && gw_graph_sources_copy(ID(hGraph), 0, ID(*phGraphExec), 1, 1) != CUDA_SUCCESS) {
+        gw_graph_sources_release(ID(*phGraphExec), 1);
+        gwf_cuGraphExecDestroy(*phGraphExec);
+        rc = CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    return rc;
+}
+
+CUresult CUDAAPI cuGraphLaunch(CUgraphExec hGraphExec, CUstream hStream)
+{
+    CUresult rc = gw_graph_sources_fill(ID(hGraphExec), hStream, 0);
+    return rc == CUDA_SUCCESS ? gwf_cuGraphLaunch(hGraphExec, hStream) : rc;
+}
+
+CUresult CUDAAPI cuGraphLaunch_ptsz(CUgraphExec hGraphExec, CUstream hStream)
+{
+    CUresult rc = gw_graph_sources_fill(ID(hGraphExec), hStream, 1);
+    return rc == CUDA_SUCCESS ? gwf_cuGraphLaunch_ptsz(hGraphExec, hStream) : rc;
+}
+
+/* Destroyed first, then the staging freed: the worker's free waits for the GPU. */
+CUresult CUDAAPI cuGraphExecDestroy(CUgraphExec hGraphExec)
+{
+    CUresult rc = gwf_cuGraphExecDestroy(hGraphExec);
+    if (rc == CUDA_SUCCESS)
+        gw_graph_sources_release(ID(hGraphExec), 1);
+    return rc;
+}
+
+CUresult CUDAAPI cuGraphDestroy(CUgraph hGraph)
+{
+    CUresult rc = gwf_cuGraphDestroy(hGraph);
+    if (rc == CUDA_SUCCESS)
+        gw_graph_sources_release(ID(hGraph), 0);
+    return rc;
+}
+
+/* The clone's nodes read the same staging (their ids differ: the list keeps no node). */
+CUresult CUDAAPI cuGraphClone(CUgraph *phGraphClone, CUgraph originalGraph)
+{
+    CUresult rc = gwf_cuGraphClone(phGraphClone, originalGraph);
+    if (rc == CUDA_SUCCESS && gw_graph_sources_copy(ID(originalGraph), 0, ID(*phGraphClone), 0, 0) != CUDA_SUCCESS) {
+        gwf_cuGraphDestroy(*phGraphClone);
+        gw_graph_sources_release(ID(*phGraphClone), 0);
+        rc = CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    return rc;
+}
+
+/* The node holds a clone of the child: its sources become the parent's too. */
+CUresult CUDAAPI cuGraphAddChildGraphNode(CUgraphNode *phGraphNode, CUgraph hGraph, const CUgraphNode *dependencies,
+                                          size_t numDependencies, CUgraph childGraph)
+{
+    CUresult rc = gwf_cuGraphAddChildGraphNode(phGraphNode, hGraph, dependencies, numDependencies, childGraph);
+    if (rc == CUDA_SUCCESS && gw_graph_sources_copy(ID(childGraph), 0, ID(hGraph), 0, 0) != CUDA_SUCCESS) {
+        cuGraphDestroyNode(*phGraphNode);
+        rc = CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    return rc;
+}
+
+/* A new child in an executable graph: its host sources would not be followed. */
+CUresult CUDAAPI cuGraphExecChildGraphNodeSetParams(CUgraphExec hGraphExec, CUgraphNode hNode, CUgraph childGraph)
+{
+    if (gw_graph_sources_any(ID(childGraph), 0)) {
+        gw_stat_call(GW_OP_cuGraphExecChildGraphNodeSetParams);
+        gw_log("cuGraphExecChildGraphNodeSetParams: a child graph with memcpy nodes reading host memory is not "
+               "supported by gpuwire (instantiate the parent graph again, or use cuGraphExecUpdate)");
+        return CUDA_ERROR_NOT_SUPPORTED;
+    }
+    return gwf_cuGraphExecChildGraphNodeSetParams(hGraphExec, hNode, childGraph);
+}
