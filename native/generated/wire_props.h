@@ -200,7 +200,6 @@ static inline int gw_op_benign(unsigned op)
     case GW_OP_CAS_DATA:
     case GW_OP_MAPPED_WRITE:
     case GW_OP_HOST_RETURNED:
-    case GW_OP_STAGING_FREE:
     case GW_OP_cuMemcpyHtoDAsync_v2:
     case GW_OP_cuMemcpyHtoDAsync_v2_ptsz:
     case GW_OP_cuMemcpyHtoD_v2:

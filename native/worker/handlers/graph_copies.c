@@ -59,7 +59,7 @@ void gw_h_cuGraphAddMemcpyNode(gw_call *c)
             return;
         }
         CUdeviceptr from = 0;
-        CUresult sr = gw_graph_source_staging(c, source, p.WidthInBytes, &from);
+        CUresult sr = gw_graph_source_staging(c, source, p.WidthInBytes, ctx, &from);
         if (c->bad)
             return; /* malformed: the session ends */
         if (sr != CUDA_SUCCESS) {

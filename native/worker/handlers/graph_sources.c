@@ -31,6 +31,8 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 typedef CUresult (*alloc_fn)(CUdeviceptr *, size_t);
 typedef CUresult (*free_fn)(CUdeviceptr);
 typedef CUresult (*fill_fn)(CUdeviceptr, const void *, size_t, CUstream);
+typedef CUresult (*ctx_push_fn)(CUcontext);
+typedef CUresult (*ctx_pop_fn)(CUcontext *);
 
 static staging *find(uint64_t id) /* under lock */
 {
@@ -40,7 +42,7 @@ static staging *find(uint64_t id) /* under lock */
     return NULL;
 }
 
-CUresult gw_graph_source_staging(gw_call *c, uint64_t id, uint64_t n, CUdeviceptr *dptr)
+CUresult gw_graph_source_staging(gw_call *c, uint64_t id, uint64_t n, CUcontext ctx, CUdeviceptr *dptr)
 {
     if (!id || !n || n > STAGING_MAX) {
         gw_call_fail(c, "%s: a host source's staging id %llu of %llu bytes (1 to %llu allowed)", gw_op_name(c->h.op),
@@ -65,8 +67,15 @@ CUresult gw_graph_source_staging(gw_call *c, uint64_t id, uint64_t n, CUdevicept
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
     alloc_fn alloc = (alloc_fn)gw_driver_sym(GW_OP_cuMemAlloc_v2); /* the session's memory cap counts it */
+    ctx_push_fn push = (ctx_push_fn)gw_driver_sym(GW_OP_cuCtxPushCurrent_v2);
+    ctx_pop_fn pop = (ctx_pop_fn)gw_driver_sym(GW_OP_cuCtxPopCurrent_v2);
+    int pushed = ctx && push && pop && push(ctx) == CUDA_SUCCESS; /* in the node's context */
     CUdeviceptr d = 0;
     CUresult r = alloc ? alloc(&d, (size_t)n) : CUDA_ERROR_NOT_SUPPORTED;
+    if (pushed) {
+        CUcontext was;
+        pop(&was);
+    }
     pthread_mutex_lock(&lock);
     if (r == CUDA_SUCCESS) {
         slot->dptr = d;

@@ -41,8 +41,8 @@ void *gw_delivery_staging(size_t n);
 void gw_delivery_staging_unused(void *staging, size_t n); /* its memcpy node was never made */
 CUresult gw_delivery_node(CUgraph g, CUgraphNode copy_node, uint64_t id, void *staging, size_t n);
 /* a graph memcpy node from the client's memory: device staging of n bytes
- * under the client's id (graph_sources.c); a bad id or size fails the call */
-CUresult gw_graph_source_staging(gw_call *c, uint64_t id, uint64_t n, CUdeviceptr *dptr);
+ * under the client's id, in ctx if given (graph_sources.c); a bad id or size fails the call */
+CUresult gw_graph_source_staging(gw_call *c, uint64_t id, uint64_t n, CUcontext ctx, CUdeviceptr *dptr);
 void gw_graph_source_unused(uint64_t id); /* its memcpy node was never made */
 
 /* ---- staged blobs: module images sent in pieces (modules.c) ---- */
