@@ -9,6 +9,7 @@ costs none) and the worker's checks of the new ops' ids and lengths."""
 
 import json
 import struct
+import sys
 
 import pytest
 
@@ -56,6 +57,47 @@ def test_adding_and_launching_do_not_wait(server, tmp_path):
     assert host_one["round_trips"] == device_one["round_trips"], (host_one["round_trips"], device_one["round_trips"])
     # every launch sent the source's 64 KiB
     assert host_many["bytes_to_server"] - host_one["bytes_to_server"] >= 19 * 16384 * 4, (host_one, host_many)
+
+
+UNREADABLE = r"""
+import ctypes, struct
+cuda = ctypes.CDLL("libcuda.so.1")
+libc = ctypes.CDLL(None)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+assert cuda.cuInit(0) == 0
+dev, ctx, g, node, d = ctypes.c_int(), ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_uint64()
+assert cuda.cuDeviceGet(ctypes.byref(dev), 0) == 0
+assert cuda.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev) == 0
+assert cuda.cuCtxSetCurrent(ctx) == 0
+assert cuda.cuGraphCreate(ctypes.byref(g), 0) == 0
+assert cuda.cuMemAlloc_v2(ctypes.byref(d), 8192) == 0
+gone = libc.mmap(None, 8192, 3, 0x22, -1, 0)  # PROT_READ|WRITE, MAP_PRIVATE|ANONYMOUS
+assert libc.munmap(ctypes.c_void_p(gone), ctypes.c_size_t(8192)) == 0
+
+def copy3d(src_type, src):
+    c = bytearray(200)
+    struct.pack_into("<I4xQQ", c, 32, src_type, src if src_type == 1 else 0, src if src_type != 1 else 0)
+    struct.pack_into("<I4xQQ", c, 120, 2, 0, d.value)
+    struct.pack_into("<QQQ", c, 176, 8192, 1, 1)
+    return ctypes.create_string_buffer(bytes(c), 200)
+
+# a unified address nothing here maps (device memory the client does not know, say): never read here
+assert cuda.cuGraphAddMemcpyNode(ctypes.byref(node), g, None, ctypes.c_size_t(0), copy3d(4, gone), ctx) == 801
+# the same as host memory: refused too, rather than read at each launch
+assert cuda.cuGraphAddMemcpyNode(ctypes.byref(node), g, None, ctypes.c_size_t(0), copy3d(1, gone), ctx) == 801
+# readable pageable memory is a host source
+buf = ctypes.create_string_buffer(8192)
+assert cuda.cuGraphAddMemcpyNode(ctypes.byref(node), g, None, ctypes.c_size_t(0), copy3d(4, ctypes.addressof(buf)), ctx) == 0
+assert cuda.cuGraphDestroy(g) == 0
+print("ok")
+"""
+
+
+def test_a_source_not_mapped_here_is_refused(server):
+    r = gw_run([sys.executable, "-c", UNREADABLE], server=server.address)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", explain(r, server)
+    assert r.stderr.count("cuGraphAddMemcpyNode: a memcpy node with a side in host memory") == 2, explain(r, server)
 
 
 # --- the worker's checks, from a client that skips the library's -------------------------

@@ -16,7 +16,10 @@
  *   source holds then (state/graph_sources.c, api/graph_sources.c).
  * Anything else (several rows, arrays, host memory in new parameters of an
  * existing node) is refused, logged. Wire formats: codegen/protocol.txt. */
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "api.h"
 
@@ -55,6 +58,27 @@ typedef struct host_source {
     uint64_t n;
 } host_source;
 
+/* The largest host source: the worker's staging limit (worker/handlers/graph_sources.c). */
+#define SOURCE_MAX ((uint64_t)1 << 32)
+
+/* Whether n bytes at p are all mapped in this process: a unified address no
+ * allocation here accounts for may be device memory (the GPU's address),
+ * which a launch must never read here. */
+static int readable_here(const uint8_t *p, uint64_t n)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0)
+        return 0;
+    uintptr_t lo = (uintptr_t)p & ~(uintptr_t)(page - 1), hi = (uintptr_t)p + n;
+    if (hi < (uintptr_t)p)
+        return 0;
+    size_t pages = (hi - lo + (uintptr_t)page - 1) / (uintptr_t)page;
+    unsigned char *vec = malloc(pages);
+    int ok = vec && mincore((void *)lo, hi - lo, vec) == 0; /* ENOMEM: a page is not mapped */
+    free(vec);
+    return ok;
+}
+
 /* The first byte a one-row copy reads or writes on a host side. */
 static uint8_t *row_start(uint8_t *base, size_t x, size_t y, size_t z, size_t pitch, size_t height)
 {
@@ -78,7 +102,7 @@ static CUresult checked(unsigned op, const CUDA_MEMCPY3D *p, CUDA_MEMCPY3D *out,
         uint8_t *base = out->srcMemoryType == CU_MEMORYTYPE_HOST ? (uint8_t *)out->srcHost
                                                                   : (uint8_t *)(uintptr_t)out->srcDevice;
         uint8_t *first = row_start(base, out->srcXInBytes, out->srcY, out->srcZ, out->srcPitch, out->srcHeight);
-        if (first) {
+        if (first && out->WidthInBytes <= SOURCE_MAX && readable_here(first, out->WidthInBytes)) {
             *hs = (host_source){gw_graph_source_id(), first, out->WidthInBytes};
             out->srcMemoryType = CU_MEMORYTYPE_HOST;
             out->srcHost = (void *)(uintptr_t)hs->staging; /* the worker's staging id, never an address there */
@@ -104,7 +128,8 @@ static CUresult checked(unsigned op, const CUDA_MEMCPY3D *p, CUDA_MEMCPY3D *out,
     }
     if (src_bad || dst_bad) {
         gw_log("%s: a memcpy node with a side in host memory the server cannot reach at each launch "
-               "(pageable memory other than a new node's one-row source or destination, or an array) is not "
+               "(pageable memory other than a new node's one-row source or destination, a source over 4 GiB, "
+               "or an array) is not "
                "supported by gpuwire (page-locked memory is served as mapped memory)",
                gw_op_name(op));
         return CUDA_ERROR_NOT_SUPPORTED;

@@ -33,6 +33,21 @@ typedef CUresult (*free_fn)(CUdeviceptr);
 typedef CUresult (*fill_fn)(CUdeviceptr, const void *, size_t, CUstream);
 typedef CUresult (*ctx_push_fn)(CUcontext);
 typedef CUresult (*ctx_pop_fn)(CUcontext *);
+typedef CUresult (*mode_fn)(CUstreamCaptureMode *);
+
+/* Device memory freed; in the relaxed capture mode: this thread may be capturing. */
+static CUresult staging_free(CUdeviceptr d)
+{
+    free_fn fr = (free_fn)gw_driver_sym(GW_OP_cuMemFree_v2);
+    mode_fn mode = (mode_fn)gw_driver_sym(GW_OP_cuThreadExchangeStreamCaptureMode);
+    CUstreamCaptureMode m = CU_STREAM_CAPTURE_MODE_RELAXED;
+    if (mode)
+        mode(&m);
+    CUresult r = fr ? fr(d) : CUDA_ERROR_NOT_SUPPORTED;
+    if (mode)
+        mode(&m);
+    return r;
+}
 
 static staging *find(uint64_t id) /* under lock */
 {
@@ -69,9 +84,17 @@ CUresult gw_graph_source_staging(gw_call *c, uint64_t id, uint64_t n, CUcontext 
     alloc_fn alloc = (alloc_fn)gw_driver_sym(GW_OP_cuMemAlloc_v2); /* the session's memory cap counts it */
     ctx_push_fn push = (ctx_push_fn)gw_driver_sym(GW_OP_cuCtxPushCurrent_v2);
     ctx_pop_fn pop = (ctx_pop_fn)gw_driver_sym(GW_OP_cuCtxPopCurrent_v2);
+    mode_fn mode = (mode_fn)gw_driver_sym(GW_OP_cuThreadExchangeStreamCaptureMode);
     int pushed = ctx && push && pop && push(ctx) == CUDA_SUCCESS; /* in the node's context */
+    /* the node may go into a graph being captured on this thread (cuStreamGetCaptureInfo's):
+     * an allocation is allowed there only in the relaxed mode */
+    CUstreamCaptureMode m = CU_STREAM_CAPTURE_MODE_RELAXED;
+    if (mode)
+        mode(&m);
     CUdeviceptr d = 0;
     CUresult r = alloc ? alloc(&d, (size_t)n) : CUDA_ERROR_NOT_SUPPORTED;
+    if (mode)
+        mode(&m);
     if (pushed) {
         CUcontext was;
         pop(&was);
@@ -97,9 +120,8 @@ void gw_graph_source_unused(uint64_t id)
     if (s)
         *s = (staging){0};
     pthread_mutex_unlock(&lock);
-    free_fn fr = (free_fn)gw_driver_sym(GW_OP_cuMemFree_v2);
-    if (d && fr)
-        fr(d);
+    if (d)
+        staging_free(d);
 }
 
 /* STAGING_FILL (codegen/protocol.txt) */
@@ -157,6 +179,5 @@ void gw_op_staging_free(gw_call *c)
         gw_call_fail(c, "STAGING_FREE: unknown staging %llu", (unsigned long long)q.staging);
         return;
     }
-    free_fn fr = (free_fn)gw_driver_sym(GW_OP_cuMemFree_v2);
-    gw_reply_result(c, fr ? fr(d) : CUDA_ERROR_NOT_SUPPORTED);
+    gw_reply_result(c, staging_free(d));
 }
