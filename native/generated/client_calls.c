@@ -4476,6 +4476,36 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamSynchronize_p
     return res;
 }
 
+#undef cuStreamUpdateCaptureDependencies_v2
+CUresult CUDAAPI cuStreamUpdateCaptureDependencies_v2(CUstream hStream, CUgraphNode * dependencies, const CUgraphEdgeData * dependencyData, size_t numDependencies, unsigned int flags)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuStreamUpdateCaptureDependencies_v2);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
+    gw_put_in(q, dependencyData, dependencyData ? (size_t)(numDependencies) * sizeof(CUgraphEdgeData) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
+    gw_put_u64(q, (uint64_t)(int64_t)flags);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuStreamUpdateCaptureDependencies_v2_ptsz
+CUresult CUDAAPI cuStreamUpdateCaptureDependencies_v2_ptsz(CUstream hStream, CUgraphNode * dependencies, const CUgraphEdgeData * dependencyData, size_t numDependencies, unsigned int flags)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuStreamUpdateCaptureDependencies_v2_ptsz);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
+    gw_put_in(q, dependencyData, dependencyData ? (size_t)(numDependencies) * sizeof(CUgraphEdgeData) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
+    gw_put_u64(q, (uint64_t)(int64_t)flags);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
 #undef cuStreamWaitEvent
 CUresult CUDAAPI cuStreamWaitEvent(CUstream hStream, CUevent hEvent, unsigned int Flags)
 {

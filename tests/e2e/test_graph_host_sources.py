@@ -34,6 +34,7 @@ def test_host_sources_are_read_at_every_launch(server):
         "a clone and a parent graph read the source at their launches",
         "set to a device source: the host buffers no longer count",
         "the graph instantiated again reads its own source",
+        "a captured copy from pageable memory reads it at each launch",
         "PASS graph_host_sources",
     ], explain(r, server)
     assert "not supported by gpuwire" not in r.stderr, explain(r, server)

@@ -8,7 +8,8 @@
 // - the graph destroyed before its executable graph's next launch (*);
 // - a clone of the graph, and the graph as a child of another graph;
 // - cudaGraphExecUpdate onto a graph reading another buffer (*);
-// - the executable graph's node set to a device source (the host bytes no longer count).
+// - the executable graph's node set to a device source (the host bytes no longer count);
+// - a cudaMemcpyAsync from pageable memory captured from a stream, launched twice.
 // (*) left out with --standin: the CPU stand-in runs an executable graph from
 // its graph as it is at launch, so neither means anything there.
 // `graph_host_sources launches K host|device` builds one small graph (its
@@ -189,6 +190,26 @@ int main(int argc, char **argv)
     CK(cudaGraphExecDestroy(e));
     CK(cudaGraphDestroy(ga));
     printf("the graph instantiated again reads its own source\n");
+
+    /* a copy from pageable memory captured from a stream (graphMemoryNodes' way) */
+    cudaStream_t cs;
+    cudaGraph_t cg;
+    CK(cudaStreamCreateWithFlags(&cs, cudaStreamNonBlocking));
+    CK(cudaStreamBeginCapture(cs, cudaStreamCaptureModeGlobal));
+    CK(cudaMemsetAsync(da, 0, n * sizeof(float), cs));
+    CK(cudaMemcpyAsync(da, ha, n * sizeof(float), cudaMemcpyHostToDevice, cs));
+    CK(cudaStreamEndCapture(cs, &cg));
+    CK(cudaGraphInstantiate(&e, cg, 0));
+    for (int round = 0; round < 2; round++) {
+        fill(ha, n, 41.0f + round);
+        CK(cudaGraphLaunch(e, cs));
+        CK(cudaStreamSynchronize(cs));
+        expect(da, n, 41.0f + round, round ? "captured copy, second launch" : "captured copy, first launch");
+    }
+    CK(cudaGraphExecDestroy(e));
+    CK(cudaGraphDestroy(cg));
+    CK(cudaStreamDestroy(cs));
+    printf("a captured copy from pageable memory reads it at each launch\n");
 
     CK(cudaFree(dbig));
     CK(cudaFree(da));

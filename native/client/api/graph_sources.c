@@ -3,7 +3,10 @@
  * state/graph_sources.c keeps them): an executable graph, a clone or a
  * parent graph takes over its graph's list, a launch first sends each
  * source's bytes, and destroying a graph or an executable graph lets go of
- * its staging. Each wraps its generated forwarder (gwf_). */
+ * its staging. Each wraps its generated forwarder (gwf_). A captured
+ * host-to-device copy from host memory becomes such a node too. */
+#include <string.h>
+
 #include "api.h"
 
 #undef cuGraphInstantiate
@@ -90,4 +93,54 @@ CUresult CUDAAPI cuGraphExecChildGraphNodeSetParams(CUgraphExec hGraphExec, CUgr
         return CUDA_ERROR_NOT_SUPPORTED;
     }
     return gwf_cuGraphExecChildGraphNodeSetParams(hGraphExec, hNode, childGraph);
+}
+
+/* An asynchronous host-to-device copy (copies.c) from host memory the server
+ * cannot read, on a stream being captured: natively the captured node reads
+ * that memory at each launch, so it becomes a host source node of the
+ * capture's graph, after the capture's current dependencies, and then the
+ * capture's only dependency. 0: the stream is not capturing (the copy goes
+ * as before); 1: taken, *rc says how. */
+int gw_graph_source_captured(int ptsz, CUdeviceptr dst, const void *src, size_t n, CUstream s, CUresult *rc)
+{
+    if (!gw_captures_active())
+        return 0;
+    if (ptsz && !s)
+        s = CU_STREAM_PER_THREAD; /* what the per-thread variants mean by the default stream */
+    CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_NONE;
+    cuuint64_t id = 0;
+    CUgraph g = NULL;
+    const CUgraphNode *deps = NULL;
+    const CUgraphEdgeData *edges = NULL;
+    size_t nd = 0;
+    if (cuStreamGetCaptureInfo(s, &st, &id, &g, &deps, &edges, &nd) != CUDA_SUCCESS ||
+        st == CU_STREAM_CAPTURE_STATUS_NONE)
+        return 0; /* a bad stream: the copy reports it as before */
+    if (st != CU_STREAM_CAPTURE_STATUS_ACTIVE) {
+        *rc = CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
+        return 1;
+    }
+    for (size_t i = 0; edges && i < nd; i++)
+        if (edges[i].type != CU_GRAPH_DEPENDENCY_TYPE_DEFAULT || edges[i].from_port || edges[i].to_port) {
+            gw_log("cuMemcpyHtoDAsync: a captured copy from host memory after a dependency edge of its own kind is "
+                   "not supported by gpuwire");
+            *rc = CUDA_ERROR_NOT_SUPPORTED;
+            return 1;
+        }
+    CUDA_MEMCPY3D p;
+    memset(&p, 0, sizeof p);
+    p.srcMemoryType = CU_MEMORYTYPE_HOST;
+    p.srcHost = src;
+    p.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+    p.dstDevice = dst;
+    p.WidthInBytes = n;
+    p.Height = p.Depth = 1;
+    CUcontext ctx = NULL;
+    cuCtxGetCurrent(&ctx);
+    CUgraphNode node = NULL;
+    CUresult r = cuGraphAddMemcpyNode(&node, g, deps, nd, &p, ctx); /* a host source of g (graph_copies.c) */
+    if (r == CUDA_SUCCESS)
+        r = cuStreamUpdateCaptureDependencies(s, &node, NULL, 1, CU_STREAM_SET_CAPTURE_DEPENDENCIES);
+    *rc = r;
+    return 1;
 }
