@@ -128,9 +128,9 @@ static CUresult checked(unsigned op, const CUDA_MEMCPY3D *p, CUDA_MEMCPY3D *out,
     }
     if (src_bad || dst_bad) {
         gw_log("%s: a memcpy node with a side in host memory the server cannot reach at each launch "
-               "(pageable memory other than a new node's one-row source or destination, a source over 4 GiB, "
-               "or an array) is not "
-               "supported by gpuwire (page-locked memory is served as mapped memory)",
+               "(pageable memory other than a new node's one-row source or destination, a source over 4 GiB "
+               "or not mapped here, or an array) is not supported by gpuwire (page-locked memory is served as "
+               "mapped memory)",
                gw_op_name(op));
         return CUDA_ERROR_NOT_SUPPORTED;
     }
