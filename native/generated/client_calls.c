@@ -1799,7 +1799,7 @@ CUresult CUDAAPI cuGraphMemFreeNodeGetParams(CUgraphNode hNode, CUdeviceptr * dp
 }
 
 #undef cuGraphMemcpyNodeGetParams
-CUresult CUDAAPI cuGraphMemcpyNodeGetParams(CUgraphNode hNode, CUDA_MEMCPY3D * nodeParams)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphMemcpyNodeGetParams(CUgraphNode hNode, CUDA_MEMCPY3D * nodeParams)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphMemcpyNodeGetParams);
     gw_put_u64(q, (uint64_t)(uintptr_t)hNode);

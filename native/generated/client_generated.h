@@ -149,6 +149,7 @@ CUresult CUDAAPI gwf_cuGraphExecDestroy(CUgraphExec hGraphExec);
 CUresult CUDAAPI gwf_cuGraphInstantiateWithFlags(CUgraphExec * phGraphExec, CUgraph hGraph, unsigned long long flags);
 CUresult CUDAAPI gwf_cuGraphLaunch(CUgraphExec hGraph, CUstream hStream);
 CUresult CUDAAPI gwf_cuGraphLaunch_ptsz(CUgraphExec hGraphExec, CUstream hStream);
+CUresult CUDAAPI gwf_cuGraphMemcpyNodeGetParams(CUgraphNode hNode, CUDA_MEMCPY3D * nodeParams);
 CUresult CUDAAPI gwf_cuInit(unsigned int Flags);
 CUresult CUDAAPI gwf_cuKernelGetAttribute(int * pi, CUfunction_attribute attrib, CUkernel kernel, CUdevice dev);
 CUresult CUDAAPI gwf_cuKernelGetFunction(CUfunction * pFunc, CUkernel kernel);

@@ -199,6 +199,11 @@ int main(void)
     CK(cuGraphCreate(&hg, 0));
     CK(cuGraphAddMemcpyNode(&hn, hg, NULL, 0, &hp, ctx));
     CK(cuGraphAddMemcpyNode(&un, hg, &hn, 1, &up, ctx));
+    CUDA_MEMCPY3D hget;
+    CK(cuGraphMemcpyNodeGetParams(hn, &hget));
+    if (hget.srcMemoryType != CU_MEMORYTYPE_HOST || (char *)hget.srcHost + hget.srcXInBytes != (char *)(host + 16) ||
+        hget.dstDevice != d || hget.WidthInBytes != N * 4)
+        FAIL("the host-side memcpy node's parameters read back differ");
     CK(cuGraphInstantiateWithFlags(&hx, hg, 0));
     for (int round = 0; round < 2; round++) {
         for (int i = 0; i < N + 16; i++)

@@ -16,6 +16,7 @@
 #undef cuGraphClone
 #undef cuGraphAddChildGraphNode
 #undef cuGraphExecChildGraphNodeSetParams
+#undef cuGraphMemcpyNodeGetParams
 
 #define ID(h) ((uint64_t)(uintptr_t)(h))
 
@@ -79,6 +80,26 @@ CUresult CUDAAPI cuGraphAddChildGraphNode(CUgraphNode *phGraphNode, CUgraph hGra
     if (rc == CUDA_SUCCESS && gw_graph_sources_copy(ID(childGraph), 0, ID(hGraph), 0, 0) != CUDA_SUCCESS) {
         cuGraphDestroyNode(*phGraphNode);
         rc = CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    return rc;
+}
+
+/* A host source's node reads back as it was given (the worker's node reads
+ * device staging): new parameters made from it are then refused, not sent
+ * with the staging's address, which no launch would fill any more. */
+CUresult CUDAAPI cuGraphMemcpyNodeGetParams(CUgraphNode hNode, CUDA_MEMCPY3D *nodeParams)
+{
+    CUresult rc = gwf_cuGraphMemcpyNodeGetParams(hNode, nodeParams);
+    const void *src;
+    uint64_t n;
+    if (rc == CUDA_SUCCESS && nodeParams && gw_graph_source_of(hNode, &src, &n)) {
+        nodeParams->srcMemoryType = CU_MEMORYTYPE_HOST;
+        nodeParams->srcHost = src;
+        nodeParams->srcDevice = 0;
+        nodeParams->srcArray = NULL;
+        nodeParams->srcXInBytes = nodeParams->srcY = nodeParams->srcZ = 0;
+        nodeParams->srcPitch = (size_t)n;
+        nodeParams->srcHeight = 1;
     }
     return rc;
 }

@@ -134,6 +134,20 @@ void gw_graph_sources_exec_updated(CUgraphExec e, CUgraph g)
         gw_log("cuGraphExecUpdate: out of memory for the graph's host sources: they are not refreshed at launch");
 }
 
+int gw_graph_source_of(CUgraphNode node, const void **src, uint64_t *n)
+{
+    int found = 0;
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < count && !found; i++)
+        if (!sources[i].exec && node && sources[i].node == (uint64_t)(uintptr_t)node) {
+            *src = sources[i].src;
+            *n = sources[i].n;
+            found = 1;
+        }
+    pthread_mutex_unlock(&lock);
+    return found;
+}
+
 int gw_graph_sources_any(uint64_t owner, int exec)
 {
     int any = 0;

@@ -82,6 +82,7 @@ GW_HIDDEN void gw_graph_source_node_changed(uint64_t owner, int exec, CUgraphNod
 GW_HIDDEN CUresult gw_graph_sources_copy(uint64_t from, int from_exec, uint64_t to, int to_exec, int keep_nodes);
 GW_HIDDEN void gw_graph_sources_release(uint64_t owner, int exec); /* destroyed: unused stagings freed */
 GW_HIDDEN int gw_graph_sources_any(uint64_t owner, int exec);
+GW_HIDDEN int gw_graph_source_of(CUgraphNode node, const void **src, uint64_t *n); /* a graph's node: 1 and its source */
 GW_HIDDEN void gw_graph_sources_exec_updated(CUgraphExec e, CUgraph g); /* cuGraphExecUpdate succeeded */
 GW_HIDDEN CUresult gw_graph_sources_fill(uint64_t exec, CUstream s, int ptsz); /* posted, before a launch */
 
