@@ -131,7 +131,7 @@ def test_worker_refuses_a_host_side_memcpy_node_from_the_wire(server):
 
     copy = bytearray(200)  # CUDA_MEMCPY3D
     struct.pack_into("<IxxxxQ", copy, 32, 1, 0x10000)  # srcMemoryType HOST, srcHost: an address in the worker
-    struct.pack_into("<I", copy, 120, 2)  # dstMemoryType DEVICE
+    struct.pack_into("<I", copy, 120, 4)  # dstMemoryType UNIFIED: not a host source's one row to the device
     struct.pack_into("<QQQ", copy, 176, 64, 1, 1)  # WidthInBytes, Height, Depth
     sock, sid = good_session(server, unique_pid())
     with sock:

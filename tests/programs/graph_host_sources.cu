@@ -8,7 +8,8 @@
 // - the graph destroyed before its executable graph's next launch (*);
 // - a clone of the graph, and the graph as a child of another graph;
 // - cudaGraphExecUpdate onto a graph reading another buffer (*);
-// - the executable graph's node set to a device source (the host bytes no longer count);
+// - the executable graph's node set to a device source (the host bytes no longer
+//   count), then to another host buffer; the graph's node set to another host buffer;
 // - a cudaMemcpyAsync from pageable memory captured from a stream, launched twice.
 // (*) left out with --standin: the CPU stand-in runs an executable graph from
 // its graph as it is at launch, so neither means anything there.
@@ -181,6 +182,16 @@ int main(int argc, char **argv)
     expect(da, n, 31.0f, "after the node was set to a device source");
     printf("set to a device source: the host buffers no longer count\n");
 
+    /* and then to another host buffer: that one is read at each launch */
+    CK(cudaGraphExecMemcpyNodeSetParams1D(e, na, da, hb, n * sizeof(float), cudaMemcpyHostToDevice));
+    for (int round = 0; round < 2; round++) {
+        fill(hb, n, 51.0f + round);
+        CK(cudaGraphLaunch(e, s));
+        CK(cudaStreamSynchronize(s));
+        expect(da, n, 51.0f + round, "after the exec's node was set to another host buffer");
+    }
+    printf("set to another host buffer: it is read at each launch\n");
+
     /* the graph itself still reads ha */
     CK(cudaGraphExecDestroy(e));
     CK(cudaGraphInstantiate(&e, ga, 0));
@@ -188,8 +199,19 @@ int main(int argc, char **argv)
     CK(cudaStreamSynchronize(s));
     expect(da, n, 32.0f, "the graph instantiated again");
     CK(cudaGraphExecDestroy(e));
-    CK(cudaGraphDestroy(ga));
     printf("the graph instantiated again reads its own source\n");
+
+    /* the graph's node set to another host buffer, then instantiated */
+    CK(cudaGraphMemcpyNodeSetParams1D(na, da, hb, n * sizeof(float), cudaMemcpyHostToDevice));
+    CK(cudaGraphInstantiate(&e, ga, 0));
+    fill(ha, n, 61.0f);
+    fill(hb, n, 62.0f);
+    CK(cudaGraphLaunch(e, s));
+    CK(cudaStreamSynchronize(s));
+    expect(da, n, 62.0f, "the graph's node set to another host buffer");
+    CK(cudaGraphExecDestroy(e));
+    CK(cudaGraphDestroy(ga));
+    printf("the graph's node set to another host buffer reads that one\n");
 
     /* a copy from pageable memory captured from a stream (graphMemoryNodes' way) */
     cudaStream_t cs;

@@ -14,8 +14,10 @@
  *   the device: a host source. The worker's node copies from device staging
  *   named by an id chosen here, and every launch first sends the bytes the
  *   source holds then (state/graph_sources.c, api/graph_sources.c).
- * Anything else (several rows, arrays, host memory in new parameters of an
- * existing node) is refused, logged. Wire formats: codegen/protocol.txt. */
+ * New parameters may read a host source too: an executable graph's node, or
+ * a graph's node that reads one already (the client knows its graph then).
+ * Anything else (several rows, arrays) is refused, logged. Wire formats:
+ * codegen/protocol.txt. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -87,7 +89,7 @@ static uint8_t *row_start(uint8_t *base, size_t x, size_t y, size_t z, size_t pi
 
 /* p as it may travel, in *out; CUDA_ERROR_NOT_SUPPORTED (logged) for a side
  * the server cannot reach at launch time. A new node (add) may deliver into
- * host memory, or read a host source (*hs). */
+ * host memory; where hs is given, the parameters may read a host source (*hs). */
 static CUresult checked(unsigned op, const CUDA_MEMCPY3D *p, CUDA_MEMCPY3D *out, int add, host_source *hs)
 {
     if (!p)
@@ -97,7 +99,7 @@ static CUresult checked(unsigned op, const CUDA_MEMCPY3D *p, CUDA_MEMCPY3D *out,
     int src_bad = device_side(&out->srcMemoryType, &out->srcDevice, &out->srcHost);
     int dst_bad = device_side(&out->dstMemoryType, &out->dstDevice, &dst_host);
     int one_row = out->Height == 1 && out->Depth == 1 && out->WidthInBytes;
-    if (src_bad && !dst_bad && add && hs && one_row &&
+    if (src_bad && !dst_bad && hs && one_row &&
         (out->srcMemoryType == CU_MEMORYTYPE_HOST || out->srcMemoryType == CU_MEMORYTYPE_UNIFIED)) {
         uint8_t *base = out->srcMemoryType == CU_MEMORYTYPE_HOST ? (uint8_t *)out->srcHost
                                                                   : (uint8_t *)(uintptr_t)out->srcDevice;
@@ -127,10 +129,11 @@ static CUresult checked(unsigned op, const CUDA_MEMCPY3D *p, CUDA_MEMCPY3D *out,
         }
     }
     if (src_bad || dst_bad) {
-        gw_log("%s: a memcpy node with a side in host memory the server cannot reach at each launch "
-               "(pageable memory other than a new node's one-row source or destination, a source over 4 GiB "
-               "or not mapped here, or an array) is not supported by gpuwire (page-locked memory is served as "
-               "mapped memory)",
+        gw_log("%s: a memcpy node with a side in host memory the server cannot reach at each launch is not "
+               "supported by gpuwire (served: page-locked memory, as mapped memory; one row of other host memory "
+               "copied to the device, up to 4 GiB and mapped in this process, by a new node, an executable "
+               "graph's node or a node that reads host memory already; one row copied from the device into it "
+               "by a new node; not arrays or several rows)",
                gw_op_name(op));
         return CUDA_ERROR_NOT_SUPPORTED;
     }
@@ -173,7 +176,7 @@ CUresult CUDAAPI cuGraphAddMemcpyNode(CUgraphNode *phGraphNode, CUgraph hGraph, 
     gw_put_fields(q, gw_graph_add_memcpy_node_req_after_deps, {.copy = p, .context = (uint64_t)(uintptr_t)ctx});
     rc = finish(q, phGraphNode);
     if (rc == CUDA_SUCCESS && hs.staging &&
-        gw_graph_source_add(hGraph, *phGraphNode, hs.staging, hs.src, hs.n) != CUDA_SUCCESS) {
+        gw_graph_source_set((uint64_t)(uintptr_t)hGraph, 0, *phGraphNode, hs.staging, hs.src, hs.n) != CUDA_SUCCESS) {
         cuGraphDestroyNode(*phGraphNode); /* its staging stays on the server until the session ends */
         rc = CUDA_ERROR_OUT_OF_MEMORY;
     }
@@ -185,14 +188,17 @@ CUresult CUDAAPI cuGraphMemcpyNodeSetParams(CUgraphNode hNode, const CUDA_MEMCPY
     unsigned op = GW_OP_cuGraphMemcpyNodeSetParams;
     gw_stat_call(op);
     CUDA_MEMCPY3D p;
-    CUresult rc = checked(op, nodeParams, &p, 0, NULL);
+    host_source hs = {0};
+    uint64_t graph = 0; /* a host source needs its graph: known for a node that has one already */
+    int known = gw_graph_source_owner(hNode, &graph);
+    CUresult rc = checked(op, nodeParams, &p, 0, known ? &hs : NULL);
     if (rc != CUDA_SUCCESS)
         return rc;
     gw_req *q = gw_req_begin_quiet(op); /* MEMCPY_NODE_SET_PARAMS */
     gw_put_fields(q, gw_memcpy_node_set_params_req, {.node = (uint64_t)(uintptr_t)hNode, .copy = p});
     rc = finish(q, NULL);
-    if (rc == CUDA_SUCCESS)
-        gw_graph_source_node_changed(0, 0, hNode); /* a host source it had is read no more */
+    if (rc == CUDA_SUCCESS && known && gw_graph_source_set(graph, 0, hNode, hs.staging, hs.src, hs.n) != CUDA_SUCCESS)
+        gw_log("%s: out of memory for a host source: it is not refreshed at launch", gw_op_name(op));
     return rc;
 }
 
@@ -202,7 +208,8 @@ CUresult CUDAAPI cuGraphExecMemcpyNodeSetParams(CUgraphExec hGraphExec, CUgraphN
     unsigned op = GW_OP_cuGraphExecMemcpyNodeSetParams;
     gw_stat_call(op);
     CUDA_MEMCPY3D p;
-    CUresult rc = checked(op, copyParams, &p, 0, NULL);
+    host_source hs = {0};
+    CUresult rc = checked(op, copyParams, &p, 0, &hs);
     if (rc != CUDA_SUCCESS)
         return rc;
     gw_req *q = gw_req_begin_quiet(op); /* EXEC_MEMCPY_NODE_SET_PARAMS */
@@ -210,7 +217,8 @@ CUresult CUDAAPI cuGraphExecMemcpyNodeSetParams(CUgraphExec hGraphExec, CUgraphN
                   {.exec = (uint64_t)(uintptr_t)hGraphExec, .node = (uint64_t)(uintptr_t)hNode, .copy = p,
                    .context = (uint64_t)(uintptr_t)ctx});
     rc = finish(q, NULL);
-    if (rc == CUDA_SUCCESS)
-        gw_graph_source_node_changed((uint64_t)(uintptr_t)hGraphExec, 1, hNode);
+    if (rc == CUDA_SUCCESS &&
+        gw_graph_source_set((uint64_t)(uintptr_t)hGraphExec, 1, hNode, hs.staging, hs.src, hs.n) != CUDA_SUCCESS)
+        gw_log("%s: out of memory for a host source: it is not refreshed at launch", gw_op_name(op));
     return rc;
 }

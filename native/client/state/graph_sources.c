@@ -89,18 +89,30 @@ static void drop(uint64_t owner, int exec, uint64_t node)
     free(gone);
 }
 
-CUresult gw_graph_source_add(CUgraph g, CUgraphNode node, uint64_t staging, const void *src, uint64_t n)
+CUresult gw_graph_source_set(uint64_t owner, int exec, CUgraphNode node, uint64_t staging, const void *src,
+                             uint64_t n)
 {
+    if (node)
+        drop(owner, exec, (uint64_t)(uintptr_t)node); /* what it read before */
+    if (!staging)
+        return CUDA_SUCCESS;
     pthread_mutex_lock(&lock);
-    int r = push((source){(uint64_t)(uintptr_t)g, 0, (uint64_t)(uintptr_t)node, staging, src, n});
+    int r = push((source){owner, exec, (uint64_t)(uintptr_t)node, staging, src, n});
     pthread_mutex_unlock(&lock);
     return r ? CUDA_ERROR_OUT_OF_MEMORY : CUDA_SUCCESS;
 }
 
-void gw_graph_source_node_changed(uint64_t owner, int exec, CUgraphNode node)
+int gw_graph_source_owner(CUgraphNode node, uint64_t *graph)
 {
-    if (node)
-        drop(owner, exec, (uint64_t)(uintptr_t)node);
+    int found = 0;
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < count && !found; i++)
+        if (!sources[i].exec && node && sources[i].node == (uint64_t)(uintptr_t)node) {
+            *graph = sources[i].owner;
+            found = 1;
+        }
+    pthread_mutex_unlock(&lock);
+    return found;
 }
 
 CUresult gw_graph_sources_copy(uint64_t from, int from_exec, uint64_t to, int to_exec, int keep_nodes)
