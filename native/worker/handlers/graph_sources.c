@@ -23,6 +23,8 @@ typedef struct staging {
     uint64_t id; /* 0: a free slot */
     CUdeviceptr dptr;
     uint64_t n;
+    int busy;   /* fills queuing a copy into it now */
+    int doomed; /* freed while busy: the last fill frees it */
 } staging;
 
 static staging table[STAGINGS_MAX]; /* under lock */
@@ -49,12 +51,20 @@ static CUresult staging_free(CUdeviceptr d)
     return r;
 }
 
-static staging *find(uint64_t id) /* under lock */
+static staging *find(uint64_t id) /* under lock; a doomed one is gone already */
 {
     for (int i = 0; id && i < STAGINGS_MAX; i++)
         if (table[i].id == id)
-            return &table[i];
+            return table[i].doomed ? NULL : &table[i];
     return NULL;
+}
+
+static int id_taken(uint64_t id) /* under lock */
+{
+    for (int i = 0; i < STAGINGS_MAX; i++)
+        if (table[i].id == id)
+            return 1;
+    return 0;
 }
 
 CUresult gw_graph_source_staging(gw_call *c, uint64_t id, uint64_t n, CUcontext ctx, CUdeviceptr *dptr)
@@ -65,7 +75,7 @@ CUresult gw_graph_source_staging(gw_call *c, uint64_t id, uint64_t n, CUcontext 
         return CUDA_ERROR_INVALID_VALUE;
     }
     pthread_mutex_lock(&lock);
-    int reused = find(id) != NULL;
+    int reused = id_taken(id);
     staging *slot = NULL;
     for (int i = 0; !reused && !slot && i < STAGINGS_MAX; i++)
         if (!table[i].id)
@@ -140,15 +150,13 @@ void gw_op_staging_fill(gw_call *c)
     if (!gw_args_ok(c))
         return;
     fill_fn fill = (fill_fn)gw_driver_sym(q.flags & 1 ? GW_OP_cuMemcpyHtoDAsync_v2_ptsz : GW_OP_cuMemcpyHtoDAsync_v2);
-    /* held while the copy is queued: a free on another thread waits, and the
-     * driver's free then waits for the copy */
     pthread_mutex_lock(&lock);
     staging *st = find(q.staging);
-    int inside = st && st->dptr && q.offset <= st->n && n <= st->n - q.offset;
-    CUresult r = CUDA_ERROR_NOT_SUPPORTED;
-    if (inside && fill)
-        r = fill(st->dptr + q.offset, bytes, n, s);
     uint64_t have = st ? st->n : 0;
+    int inside = st && st->dptr && q.offset <= st->n && n <= st->n - q.offset;
+    CUdeviceptr to = inside ? st->dptr + q.offset : 0;
+    if (inside)
+        st->busy++; /* a free meanwhile waits for this copy to be queued */
     pthread_mutex_unlock(&lock);
     if (!st || !have) {
         gw_call_fail(c, "STAGING_FILL: unknown staging %llu", (unsigned long long)q.staging);
@@ -159,6 +167,16 @@ void gw_op_staging_fill(gw_call *c)
                      (unsigned long long)q.offset, (unsigned long long)q.staging, (unsigned long long)have);
         return;
     }
+    /* from pageable memory the driver may wait here for the stream: no lock held */
+    CUresult r = fill ? fill(to, bytes, n, s) : CUDA_ERROR_NOT_SUPPORTED;
+    pthread_mutex_lock(&lock);
+    st->busy--;
+    CUdeviceptr gone = st->doomed && !st->busy ? st->dptr : 0;
+    if (gone)
+        *st = (staging){0};
+    pthread_mutex_unlock(&lock);
+    if (gone)
+        staging_free(gone); /* the driver's free waits for the copy */
     gw_reply_result(c, r);
 }
 
@@ -172,12 +190,15 @@ void gw_op_staging_free(gw_call *c)
     pthread_mutex_lock(&lock);
     staging *st = find(q.staging);
     CUdeviceptr d = st ? st->dptr : 0;
-    if (st && d)
+    int later = st && d && st->busy; /* a fill is queuing its copy: it frees the staging after */
+    if (later)
+        st->doomed = 1;
+    else if (st && d)
         *st = (staging){0};
     pthread_mutex_unlock(&lock);
     if (!d) {
         gw_call_fail(c, "STAGING_FREE: unknown staging %llu", (unsigned long long)q.staging);
         return;
     }
-    gw_reply_result(c, staging_free(d));
+    gw_reply_result(c, later ? CUDA_SUCCESS : staging_free(d));
 }
