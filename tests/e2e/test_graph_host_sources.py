@@ -103,6 +103,41 @@ def test_a_source_not_mapped_here_is_refused(server):
     assert r.stderr.count("cuGraphAddMemcpyNode: a memcpy node with a side in host memory") == 2, explain(r, server)
 
 
+CHURN = r"""
+import ctypes, struct
+cuda = ctypes.CDLL("libcuda.so.1")
+assert cuda.cuInit(0) == 0
+dev, ctx, g, x, node, d = ctypes.c_int(), ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_uint64()
+assert cuda.cuDeviceGet(ctypes.byref(dev), 0) == 0
+assert cuda.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev) == 0
+assert cuda.cuCtxSetCurrent(ctx) == 0
+assert cuda.cuMemAlloc_v2(ctypes.byref(d), 64) == 0
+buf = ctypes.create_string_buffer(64)
+c = bytearray(200)
+struct.pack_into("<I4xQ", c, 32, 1, ctypes.addressof(buf))  # HOST source
+struct.pack_into("<I4xQQ", c, 120, 2, 0, d.value)
+struct.pack_into("<QQQ", c, 176, 64, 1, 1)
+copy = ctypes.create_string_buffer(bytes(c), 200)
+# more graphs than the worker keeps stagings for at once: each one's is freed with it
+for i in range(4200):
+    assert cuda.cuGraphCreate(ctypes.byref(g), 0) == 0
+    assert cuda.cuGraphAddMemcpyNode(ctypes.byref(node), g, None, ctypes.c_size_t(0), copy, ctx) == 0, i
+    if i % 1000 == 0:  # now and then an executable graph that outlives its graph
+        assert cuda.cuGraphInstantiateWithFlags(ctypes.byref(x), g, ctypes.c_ulonglong(0)) == 0
+        assert cuda.cuGraphDestroy(g) == 0
+        assert cuda.cuGraphExecDestroy(x) == 0
+    else:
+        assert cuda.cuGraphDestroy(g) == 0
+assert cuda.cuCtxSynchronize() == 0
+print("ok")
+"""
+
+
+def test_staging_goes_with_the_last_graph_that_reads_it(server):
+    r = gw_run([sys.executable, "-c", CHURN], server=server.address, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", explain(r, server)
+
+
 # --- the worker's checks, from a client that skips the library's -------------------------
 
 
@@ -179,6 +214,26 @@ def test_worker_bounds_a_staging_fill(server):
         raw.send(wg.OP_STAGING_FILL, struct.pack("<QQQI", 5, 60, 0, 0) + b"z" * 8, flags=wg.F_NOREPLY)
         code, msg = expect_error_frame(raw.sock)
         assert code == wg.ERR_MALFORMED and "8 bytes at 60 pass the end of staging 5 (64 bytes)" in msg, msg
+    finally:
+        raw.close()
+    server.wait_for_log(r"session end", session=raw.sid)
+    assert server.alive()
+
+
+def test_a_freed_staging_takes_no_more_bytes(server):
+    from gpuwire import wire_generated as wg
+    from test_cache_wire import op_id
+    from test_server import expect_error_frame
+    from test_session_backlog import Raw
+
+    raw = Raw(server)
+    try:
+        assert _graph_with_a_source(raw, 6, 64) == 0
+        raw.send(wg.OP_STAGING_FREE, struct.pack("<Q", 6), flags=wg.F_NOREPLY)
+        assert raw.call(op_id("cuCtxSynchronize"), b"", flags=wg.F_COLLECT)[0] == 0  # freed
+        raw.send(wg.OP_STAGING_FILL, struct.pack("<QQQI", 6, 0, 0, 0) + b"y" * 64, flags=wg.F_NOREPLY)
+        code, msg = expect_error_frame(raw.sock)
+        assert code == wg.ERR_MALFORMED and "unknown staging 6" in msg, msg
     finally:
         raw.close()
     server.wait_for_log(r"session end", session=raw.sid)
