@@ -3,9 +3,12 @@ pageable memory (simpleCudaGraphs, jacobiCudaGraphs, graphMemoryNodes). The
 worker's node copies from device staging of its own; every launch first
 sends the bytes the source holds then (STAGING_FILL, posted, in stream order
 before the launch). tests/programs/graph_host_sources.cu checks the bytes
-through clones, child graphs, updates and set-params; here also the round
-trips (adding such a node costs what a device-to-device one does, launching
-costs none) and the worker's checks of the new ops' ids and lengths."""
+through several executable graphs, clones, child graphs, set-params and a
+stream capture (updates and an exec outliving its graph on the GPU only);
+here also the round trips (adding such a node costs what a device-to-device
+one does, launching costs none), stagings freed with the last graph that
+reads them, sources this process cannot read refused, and the worker's
+checks of the new ops' ids and lengths."""
 
 import json
 import struct
