@@ -35,10 +35,10 @@ def test_host_sources_are_read_at_every_launch(server):
         "a 9 MiB source: 2 launches, every byte",
         "another executable graph destroyed: this one still reads the source",
         "a clone and a parent graph read the source at their launches",
-        "set to a device source: the host buffers no longer count",
         "set to another host buffer: it is read at each launch",
         "the graph instantiated again reads its own source",
         "the graph's node set to another host buffer reads that one",
+        "set to a device source: the host buffers no longer count",
         "a captured copy from pageable memory reads it at each launch",
         "PASS graph_host_sources",
     ], explain(r, server)

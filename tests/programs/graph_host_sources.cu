@@ -8,8 +8,8 @@
 // - the graph destroyed before its executable graph's next launch (*);
 // - a clone of the graph, and the graph as a child of another graph;
 // - cudaGraphExecUpdate onto a graph reading another buffer (*);
-// - the executable graph's node set to a device source (the host bytes no longer
-//   count), then to another host buffer; the graph's node set to another host buffer;
+// - the executable graph's node set to another host buffer; the graph's node set to
+//   another host buffer, then to a device source (the host bytes no longer count);
 // - a cudaMemcpyAsync from pageable memory captured from a stream, launched twice.
 // (*) left out with --standin: the CPU stand-in runs an executable graph from
 // its graph as it is at launch, so neither means anything there.
@@ -170,21 +170,12 @@ int main(int argc, char **argv)
         printf("after an update the other buffer is read\n");
     }
 
-    /* the executable graph's node now copies from device memory */
+    /* the executable graph's node set to another host buffer: that one is read at each
+     * launch (an executable graph's node keeps its memory types, as the driver requires) */
     CK(cudaGraphInstantiate(&e, ga, 0));
-    fill(hb, n, 31.0f);
-    CK(cudaMemcpy(dsrc, hb, n * sizeof(float), cudaMemcpyHostToDevice));
-    CK(cudaGraphExecMemcpyNodeSetParams1D(e, na, da, dsrc, n * sizeof(float), cudaMemcpyDeviceToDevice));
-    fill(ha, n, 32.0f);
-    fill(hb, n, 33.0f);
-    CK(cudaGraphLaunch(e, s));
-    CK(cudaStreamSynchronize(s));
-    expect(da, n, 31.0f, "after the node was set to a device source");
-    printf("set to a device source: the host buffers no longer count\n");
-
-    /* and then to another host buffer: that one is read at each launch */
     CK(cudaGraphExecMemcpyNodeSetParams1D(e, na, da, hb, n * sizeof(float), cudaMemcpyHostToDevice));
     for (int round = 0; round < 2; round++) {
+        fill(ha, n, 50.0f);
         fill(hb, n, 51.0f + round);
         CK(cudaGraphLaunch(e, s));
         CK(cudaStreamSynchronize(s));
@@ -195,6 +186,7 @@ int main(int argc, char **argv)
     /* the graph itself still reads ha */
     CK(cudaGraphExecDestroy(e));
     CK(cudaGraphInstantiate(&e, ga, 0));
+    fill(ha, n, 32.0f);
     CK(cudaGraphLaunch(e, s));
     CK(cudaStreamSynchronize(s));
     expect(da, n, 32.0f, "the graph instantiated again");
@@ -210,8 +202,21 @@ int main(int argc, char **argv)
     CK(cudaStreamSynchronize(s));
     expect(da, n, 62.0f, "the graph's node set to another host buffer");
     CK(cudaGraphExecDestroy(e));
-    CK(cudaGraphDestroy(ga));
     printf("the graph's node set to another host buffer reads that one\n");
+
+    /* the graph's node set to a device source: the host buffers no longer count */
+    fill(hb, n, 31.0f);
+    CK(cudaMemcpy(dsrc, hb, n * sizeof(float), cudaMemcpyHostToDevice));
+    CK(cudaGraphMemcpyNodeSetParams1D(na, da, dsrc, n * sizeof(float), cudaMemcpyDeviceToDevice));
+    CK(cudaGraphInstantiate(&e, ga, 0));
+    fill(ha, n, 32.0f);
+    fill(hb, n, 33.0f);
+    CK(cudaGraphLaunch(e, s));
+    CK(cudaStreamSynchronize(s));
+    expect(da, n, 31.0f, "after the node was set to a device source");
+    CK(cudaGraphExecDestroy(e));
+    CK(cudaGraphDestroy(ga));
+    printf("set to a device source: the host buffers no longer count\n");
 
     /* a copy from pageable memory captured from a stream (graphMemoryNodes' way) */
     cudaStream_t cs;
