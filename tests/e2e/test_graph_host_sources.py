@@ -18,17 +18,16 @@ import pytest
 
 from conftest import NOT_BUILT, PROGRAMS_DIR, explain, gw_run
 
-PROGRAM = PROGRAMS_DIR / "graph_host_sources_shared"
-
-
-def _program():
-    if not PROGRAM.is_file():
+def _program(flavour="shared"):
+    program = PROGRAMS_DIR / f"graph_host_sources_{flavour}"
+    if not program.is_file():
         pytest.skip(NOT_BUILT)
-    return str(PROGRAM)
+    return str(program)
 
 
-def test_host_sources_are_read_at_every_launch(server):
-    r = gw_run([_program(), "--standin"], server=server.address, timeout=120)
+@pytest.mark.parametrize("flavour", ["shared", "static"])
+def test_host_sources_are_read_at_every_launch(server, flavour):
+    r = gw_run([_program(flavour), "--standin"], server=server.address, timeout=120)
     assert r.returncode == 0, explain(r, server)
     lines = r.stdout.strip().splitlines()
     assert lines == [
