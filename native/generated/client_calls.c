@@ -1333,7 +1333,7 @@ CUresult CUDAAPI cuFuncSetSharedSize(CUfunction hfunc, unsigned int bytes)
 }
 
 #undef cuGraphAddChildGraphNode
-CUresult CUDAAPI cuGraphAddChildGraphNode(CUgraphNode * phGraphNode, CUgraph hGraph, const CUgraphNode * dependencies, size_t numDependencies, CUgraph childGraph)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphAddChildGraphNode(CUgraphNode * phGraphNode, CUgraph hGraph, const CUgraphNode * dependencies, size_t numDependencies, CUgraph childGraph)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphAddChildGraphNode);
     gw_put_out(q, phGraphNode, phGraphNode ? (size_t)(1) : 0);
@@ -1492,7 +1492,7 @@ CUresult CUDAAPI cuGraphChildGraphNodeGetGraph(CUgraphNode hNode, CUgraph * phGr
 }
 
 #undef cuGraphClone
-CUresult CUDAAPI cuGraphClone(CUgraph * phGraphClone, CUgraph originalGraph)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphClone(CUgraph * phGraphClone, CUgraph originalGraph)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphClone);
     if (!phGraphClone)
@@ -1559,7 +1559,7 @@ CUresult CUDAAPI cuGraphCreate(CUgraph * phGraph, unsigned int flags)
 }
 
 #undef cuGraphDestroy
-CUresult CUDAAPI cuGraphDestroy(CUgraph hGraph)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphDestroy(CUgraph hGraph)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphDestroy);
     gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
@@ -1637,7 +1637,7 @@ CUresult CUDAAPI cuGraphEventWaitNodeSetEvent(CUgraphNode hNode, CUevent event)
 }
 
 #undef cuGraphExecChildGraphNodeSetParams
-CUresult CUDAAPI cuGraphExecChildGraphNodeSetParams(CUgraphExec hGraphExec, CUgraphNode hNode, CUgraph childGraph)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphExecChildGraphNodeSetParams(CUgraphExec hGraphExec, CUgraphNode hNode, CUgraph childGraph)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphExecChildGraphNodeSetParams);
     gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
@@ -1650,7 +1650,7 @@ CUresult CUDAAPI cuGraphExecChildGraphNodeSetParams(CUgraphExec hGraphExec, CUgr
 }
 
 #undef cuGraphExecDestroy
-CUresult CUDAAPI cuGraphExecDestroy(CUgraphExec hGraphExec)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphExecDestroy(CUgraphExec hGraphExec)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphExecDestroy);
     gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
@@ -1734,7 +1734,7 @@ CUresult CUDAAPI cuGraphGetRootNodes(CUgraph hGraph, CUgraphNode * rootNodes, si
 }
 
 #undef cuGraphInstantiateWithFlags
-CUresult CUDAAPI cuGraphInstantiateWithFlags(CUgraphExec * phGraphExec, CUgraph hGraph, unsigned long long flags)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphInstantiateWithFlags(CUgraphExec * phGraphExec, CUgraph hGraph, unsigned long long flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphInstantiateWithFlags);
     gw_put_out(q, phGraphExec, phGraphExec ? (size_t)(1) : 0);
@@ -1763,7 +1763,7 @@ CUresult CUDAAPI cuGraphKernelNodeCopyAttributes(CUgraphNode dst, CUgraphNode sr
 }
 
 #undef cuGraphLaunch
-CUresult CUDAAPI cuGraphLaunch(CUgraphExec hGraph, CUstream hStream)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphLaunch(CUgraphExec hGraph, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphLaunch);
     gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
@@ -1773,7 +1773,7 @@ CUresult CUDAAPI cuGraphLaunch(CUgraphExec hGraph, CUstream hStream)
 }
 
 #undef cuGraphLaunch_ptsz
-CUresult CUDAAPI cuGraphLaunch_ptsz(CUgraphExec hGraphExec, CUstream hStream)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphLaunch_ptsz(CUgraphExec hGraphExec, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphLaunch_ptsz);
     gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
@@ -1799,7 +1799,7 @@ CUresult CUDAAPI cuGraphMemFreeNodeGetParams(CUgraphNode hNode, CUdeviceptr * dp
 }
 
 #undef cuGraphMemcpyNodeGetParams
-CUresult CUDAAPI cuGraphMemcpyNodeGetParams(CUgraphNode hNode, CUDA_MEMCPY3D * nodeParams)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphMemcpyNodeGetParams(CUgraphNode hNode, CUDA_MEMCPY3D * nodeParams)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphMemcpyNodeGetParams);
     gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
@@ -4502,6 +4502,36 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamSynchronize_p
     gw_req *q = gw_req_begin(GW_OP_cuStreamSynchronize_ptsz);
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuStreamUpdateCaptureDependencies_v2
+CUresult CUDAAPI cuStreamUpdateCaptureDependencies_v2(CUstream hStream, CUgraphNode * dependencies, const CUgraphEdgeData * dependencyData, size_t numDependencies, unsigned int flags)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuStreamUpdateCaptureDependencies_v2);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
+    gw_put_in(q, dependencyData, dependencyData ? (size_t)(numDependencies) * sizeof(CUgraphEdgeData) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
+    gw_put_u64(q, (uint64_t)(int64_t)flags);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuStreamUpdateCaptureDependencies_v2_ptsz
+CUresult CUDAAPI cuStreamUpdateCaptureDependencies_v2_ptsz(CUstream hStream, CUgraphNode * dependencies, const CUgraphEdgeData * dependencyData, size_t numDependencies, unsigned int flags)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuStreamUpdateCaptureDependencies_v2_ptsz);
+    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
+    gw_put_in(q, dependencyData, dependencyData ? (size_t)(numDependencies) * sizeof(CUgraphEdgeData) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
+    gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);

@@ -369,10 +369,6 @@ int cuStreamUpdateCaptureDependencies(void);
 int cuStreamUpdateCaptureDependencies(void) { return gw_unsupported(GW_OP_cuStreamUpdateCaptureDependencies); }
 int cuStreamUpdateCaptureDependencies_ptsz(void);
 int cuStreamUpdateCaptureDependencies_ptsz(void) { return gw_unsupported(GW_OP_cuStreamUpdateCaptureDependencies_ptsz); }
-int cuStreamUpdateCaptureDependencies_v2(void);
-int cuStreamUpdateCaptureDependencies_v2(void) { return gw_unsupported(GW_OP_cuStreamUpdateCaptureDependencies_v2); }
-int cuStreamUpdateCaptureDependencies_v2_ptsz(void);
-int cuStreamUpdateCaptureDependencies_v2_ptsz(void) { return gw_unsupported(GW_OP_cuStreamUpdateCaptureDependencies_v2_ptsz); }
 int cuSurfRefGetArray(void);
 int cuSurfRefGetArray(void) { return gw_unsupported(GW_OP_cuSurfRefGetArray); }
 int cuTexRefCreate(void);

@@ -22,6 +22,8 @@ static inline int gw_op_is_control(unsigned op)
     case GW_OP_MAPPED_WRITE:
     case GW_OP_MAPPED_READ:
     case GW_OP_HOST_RETURNED:
+    case GW_OP_STAGING_FILL:
+    case GW_OP_STAGING_FREE:
         return 1;
     default:
         return 0;
@@ -63,6 +65,8 @@ static inline int gw_op_may_post(unsigned op)
     case GW_OP_DELIVER:
     case GW_OP_MAPPED_WRITE:
     case GW_OP_HOST_RETURNED:
+    case GW_OP_STAGING_FILL:
+    case GW_OP_STAGING_FREE:
     case GW_OP_cuArray3DCreate_v2:
     case GW_OP_cuArrayCreate_v2:
     case GW_OP_cuCtxRecordEvent:
@@ -367,6 +371,10 @@ static inline const char *gw_control_op_label(unsigned op)
         return "(host memory fetch)";
     case GW_OP_HOST_RETURNED:
         return "(host function returned)";
+    case GW_OP_STAGING_FILL:
+        return "(graph host source fill)";
+    case GW_OP_STAGING_FREE:
+        return "(graph host source free)";
     default:
         return NULL;
     }

@@ -77,6 +77,8 @@ enum {
     GW_OP_MAPPED_READ = 26, /* bytes of a mapped range from the worker's copy (a page the device may have written, on the client's first touch): n 1..COPY_CHUNK, inside one range */
     GW_OP_HOST_CALL = 27, /* a host function the stream reached on the server (cuLaunchHostFunc, cuStreamAddCallback, a graph's host node; docs/host-functions.md): the client runs its callback (callback: the id the client gave it, status: the stream's status for a stream callback, else 0) on its callback thread, then answers HOST_RETURNED with the same call; the stream waits until then (or until the session ends) */
     GW_OP_HOST_RETURNED = 28, /* the host function of HOST_CALL `call` has returned: its stream goes on. Taken by the worker's reader as it reads the frame (the thread that waits may hold up every later job); an unknown call ends the session */
+    GW_OP_STAGING_FILL = 29, /* the bytes a graph memcpy node's host source holds now (docs/protocol.md "Graph host sources"), written into that node's staging (made by GRAPH_ADD_MEMCPY_NODE under the client's id) at offset, in stream order on stream (flags 1: per-thread stream), before the launch that follows; an unknown staging, unknown flags or bytes past the staging's end end the session */
+    GW_OP_STAGING_FREE = 30, /* a staging no graph or executable graph uses any more: freed; an unknown staging ends the session */
 };
 /* Old names, removed after the rename lands in native/client and native/worker. */
 
@@ -984,6 +986,65 @@ static inline size_t gw_host_returned_req_get(const uint8_t *in, size_t len, gw_
     if (len < 8)
         return 0;
     memcpy(&v->call, in + 0, 8);
+    return 8;
+}
+
+/* STAGING_FILL req: u64 staging, u64 offset, u64 stream, u32 flags, bytes data */
+typedef struct gw_staging_fill_req {
+    uint64_t staging;
+    uint64_t offset;
+    uint64_t stream;
+    uint32_t flags;
+} gw_staging_fill_req;
+#define GW_STAGING_FILL_REQ_SIZE 28u
+static inline size_t gw_staging_fill_req_put(uint8_t *out, const gw_staging_fill_req *v)
+{
+    memcpy(out + 0, &v->staging, 8);
+    memcpy(out + 8, &v->offset, 8);
+    memcpy(out + 16, &v->stream, 8);
+    memcpy(out + 24, &v->flags, 4);
+    return 28;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_staging_fill_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 8, 8, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 28 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_staging_fill_req_get(const uint8_t *in, size_t len, gw_staging_fill_req *v)
+{
+    if (len < 28)
+        return 0;
+    memcpy(&v->staging, in + 0, 8);
+    memcpy(&v->offset, in + 8, 8);
+    memcpy(&v->stream, in + 16, 8);
+    memcpy(&v->flags, in + 24, 4);
+    return 28;
+}
+
+/* STAGING_FREE req: u64 staging */
+typedef struct gw_staging_free_req {
+    uint64_t staging;
+} gw_staging_free_req;
+#define GW_STAGING_FREE_REQ_SIZE 8u
+static inline size_t gw_staging_free_req_put(uint8_t *out, const gw_staging_free_req *v)
+{
+    memcpy(out + 0, &v->staging, 8);
+    return 8;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_staging_free_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 8 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_staging_free_req_get(const uint8_t *in, size_t len, gw_staging_free_req *v)
+{
+    if (len < 8)
+        return 0;
+    memcpy(&v->staging, in + 0, 8);
     return 8;
 }
 

@@ -4539,6 +4539,46 @@ static void h_cuStreamSynchronize_ptsz(gw_call *c)
     gw_reply_result(c, res);
 }
 
+static void h_cuStreamUpdateCaptureDependencies_v2(gw_call *c)
+{
+    CUstream a0 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
+    size_t a1_n;
+    CUgraphNode *a1 = (CUgraphNode *)gw_in_handles(c, GW_HT_CUgraphNode, &a1_n);
+    size_t a2_n;
+    CUgraphEdgeData *a2 = (CUgraphEdgeData *)gw_in_array(c, sizeof(CUgraphEdgeData), &a2_n);
+    size_t a3 = (size_t)gw_in_u64(c);
+    unsigned int a4 = (unsigned int)gw_in_u64(c);
+    if (a1 && !c->bad && a1_n < (size_t)(a3))
+        gw_call_fail(c, "cuStreamUpdateCaptureDependencies_v2: dependencies holds %zu elements, fewer than its count", a1_n);
+    if (a2 && !c->bad && a2_n < (size_t)(a3))
+        gw_call_fail(c, "cuStreamUpdateCaptureDependencies_v2: dependencyData holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUstream, CUgraphNode *, const CUgraphEdgeData *, size_t, unsigned int) = (CUresult (*)(CUstream, CUgraphNode *, const CUgraphEdgeData *, size_t, unsigned int))gw_driver_fn(c, GW_OP_cuStreamUpdateCaptureDependencies_v2);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3, a4);
+    gw_reply_result(c, res);
+}
+
+static void h_cuStreamUpdateCaptureDependencies_v2_ptsz(gw_call *c)
+{
+    CUstream a0 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
+    size_t a1_n;
+    CUgraphNode *a1 = (CUgraphNode *)gw_in_handles(c, GW_HT_CUgraphNode, &a1_n);
+    size_t a2_n;
+    CUgraphEdgeData *a2 = (CUgraphEdgeData *)gw_in_array(c, sizeof(CUgraphEdgeData), &a2_n);
+    size_t a3 = (size_t)gw_in_u64(c);
+    unsigned int a4 = (unsigned int)gw_in_u64(c);
+    if (a1 && !c->bad && a1_n < (size_t)(a3))
+        gw_call_fail(c, "cuStreamUpdateCaptureDependencies_v2_ptsz: dependencies holds %zu elements, fewer than its count", a1_n);
+    if (a2 && !c->bad && a2_n < (size_t)(a3))
+        gw_call_fail(c, "cuStreamUpdateCaptureDependencies_v2_ptsz: dependencyData holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUstream, CUgraphNode *, const CUgraphEdgeData *, size_t, unsigned int) = (CUresult (*)(CUstream, CUgraphNode *, const CUgraphEdgeData *, size_t, unsigned int))gw_driver_fn(c, GW_OP_cuStreamUpdateCaptureDependencies_v2_ptsz);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2, a3, a4);
+    gw_reply_result(c, res);
+}
+
 static void h_cuStreamWaitEvent(gw_call *c)
 {
     CUstream a0 = (CUstream)gw_in_handle(c, GW_HT_CUstream);
@@ -5517,6 +5557,8 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuStreamSetAttribute_ptsz - 256] = h_cuStreamSetAttribute_ptsz,
     [GW_OP_cuStreamSynchronize - 256] = h_cuStreamSynchronize,
     [GW_OP_cuStreamSynchronize_ptsz - 256] = h_cuStreamSynchronize_ptsz,
+    [GW_OP_cuStreamUpdateCaptureDependencies_v2 - 256] = h_cuStreamUpdateCaptureDependencies_v2,
+    [GW_OP_cuStreamUpdateCaptureDependencies_v2_ptsz - 256] = h_cuStreamUpdateCaptureDependencies_v2_ptsz,
     [GW_OP_cuStreamWaitEvent - 256] = h_cuStreamWaitEvent,
     [GW_OP_cuStreamWaitEvent_ptsz - 256] = h_cuStreamWaitEvent_ptsz,
     [GW_OP_cuStreamWaitValue32 - 256] = h_cuStreamWaitValue32,

@@ -70,6 +70,8 @@ OP_MAPPED_WRITE = 25
 OP_MAPPED_READ = 26
 OP_HOST_CALL = 27
 OP_HOST_RETURNED = 28
+OP_STAGING_FILL = 29
+OP_STAGING_FREE = 30
 # old names, removed after the rename lands
 OP_NAMES = {
     OP_HELLO: 'HELLO',
@@ -97,6 +99,8 @@ OP_NAMES = {
     OP_MAPPED_READ: 'MAPPED_READ',
     OP_HOST_CALL: 'HOST_CALL',
     OP_HOST_RETURNED: 'HOST_RETURNED',
+    OP_STAGING_FILL: 'STAGING_FILL',
+    OP_STAGING_FREE: 'STAGING_FREE',
 }
 # driver calls: op OP_FIRST_CALL + i is DRIVER_OP_NAMES[i] (codegen/driver_symbols.txt)
 DRIVER_OP_NAMES = (
@@ -862,6 +866,8 @@ MAPPED_READ_REQ = struct.Struct("<QQ")  # addr, n
 MAPPED_READ_REP = struct.Struct("<i")  # result
 HOST_CALL_REQ = struct.Struct("<QQi")  # call, callback, status
 HOST_RETURNED_REQ = struct.Struct("<Q")  # call
+STAGING_FILL_REQ = struct.Struct("<QQQI")  # staging, offset, stream, flags
+STAGING_FREE_REQ = struct.Struct("<Q")  # staging
 HTOD_REQ = struct.Struct("<QQ")  # dst, stream
 DTOH_REQ = struct.Struct("<QQQ")  # src, n, stream
 DTOH_REP = struct.Struct("<i")  # result

@@ -6,11 +6,14 @@
  * checked, then changed through
  * the exec's set-params calls and launched again. A clone of a small graph
  * finds its node, prints itself as DOT text and runs; conditional nodes (an
- * if taken, an if/else not) run the right bodies. A memcpy node reading host
- * memory is accepted natively and refused by gpuwire (CUDA_ERROR_NOT_SUPPORTED):
- * either passes here. */
+ * if taken, an if/else not) run the right bodies. Memcpy nodes reading
+ * pageable host memory (as host and as unified memory) copy the bytes the
+ * buffers hold at each launch: two launches with the buffers changed between
+ * them, every byte checked. */
 #define PROG "graph_build"
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -177,19 +180,55 @@ int main(void)
     if (freed != m)
         FAIL("the free node frees 0x%llx, not 0x%llx", (unsigned long long)freed, (unsigned long long)m);
 
-    /* a memcpy node reading this process's memory at each launch */
-    static float host[N];
+    /* memcpy nodes reading this process's memory at each launch: pageable
+     * memory as host memory (one row, from an offset) and as unified memory;
+     * each launch sees the bytes the buffers hold then */
+    static float host[N + 16];
+    float *uni = malloc(64 * sizeof(float));
+    CUdeviceptr u;
+    CK(cuMemAlloc(&u, 64 * sizeof(float)));
     CUDA_MEMCPY3D hp = d2d(d, 0, N * 4);
     hp.srcMemoryType = CU_MEMORYTYPE_HOST;
     hp.srcHost = host;
+    hp.srcXInBytes = 16 * sizeof(float);
+    CUDA_MEMCPY3D up = d2d(u, (CUdeviceptr)(uintptr_t)uni, 64 * sizeof(float));
+    up.srcMemoryType = CU_MEMORYTYPE_UNIFIED;
     CUgraph hg;
-    CUgraphNode hn;
+    CUgraphNode hn, un;
+    CUgraphExec hx;
     CK(cuGraphCreate(&hg, 0));
-    CUresult hr = cuGraphAddMemcpyNode(&hn, hg, NULL, 0, &hp, ctx);
-    if (hr != CUDA_SUCCESS && hr != CUDA_ERROR_NOT_SUPPORTED)
-        FAIL("a host-side memcpy node -> %d", (int)hr);
-    printf("host-side memcpy node: %s\n", hr == CUDA_SUCCESS ? "accepted" : "not supported");
+    CK(cuGraphAddMemcpyNode(&hn, hg, NULL, 0, &hp, ctx));
+    CK(cuGraphAddMemcpyNode(&un, hg, &hn, 1, &up, ctx));
+    CUDA_MEMCPY3D hget;
+    CK(cuGraphMemcpyNodeGetParams(hn, &hget));
+    if (hget.srcMemoryType != CU_MEMORYTYPE_HOST || (char *)hget.srcHost + hget.srcXInBytes != (char *)(host + 16) ||
+        hget.dstDevice != d || hget.WidthInBytes != N * 4)
+        FAIL("the host-side memcpy node's parameters read back differ");
+    CK(cuGraphInstantiateWithFlags(&hx, hg, 0));
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < N + 16; i++)
+            host[i] = i < 16 ? -1.0f : (float)(round * 10000 + i);
+        for (int i = 0; i < 64; i++)
+            uni[i] = (float)(round * 100 + i) + 0.5f;
+        CK(cuGraphLaunch(hx, s));
+        CK(cuStreamSynchronize(s));
+        static float got[N];
+        CK(cuMemcpyDtoH(got, d, N * 4));
+        for (int i = 0; i < N; i++)
+            if (got[i] != (float)(round * 10000 + 16 + i))
+                FAIL("launch %d: d[%d] = %g, want %g (host source)", round + 1, i, got[i],
+                     (float)(round * 10000 + 16 + i));
+        CK(cuMemcpyDtoH(got, u, 64 * sizeof(float)));
+        for (int i = 0; i < 64; i++)
+            if (got[i] != (float)(round * 100 + i) + 0.5f)
+                FAIL("launch %d: u[%d] = %g, want %g (unified source)", round + 1, i, got[i],
+                     (float)(round * 100 + i) + 0.5f);
+    }
+    printf("host-side memcpy nodes: 2 launches read the host buffers as they were then\n");
+    CK(cuGraphExecDestroy(hx));
     CK(cuGraphDestroy(hg));
+    CK(cuMemFree(u));
+    free(uni);
 
     /* read back */
     expect_type(nset, CU_GRAPH_NODE_TYPE_MEMSET, "memset");

@@ -44,6 +44,7 @@ SD_API CUresult cuStreamBeginCaptureToGraph_ptsz(CUstream s, CUgraph g, const CU
     return cuStreamBeginCaptureToGraph(s, g, d, e, n, m);
 }
 SD_API CUresult cuMemcpyHtoDAsync_v2_ptsz(Dp d, const void *s, size_t n, CUstream st) { return cuMemcpyHtoDAsync_v2(d, s, n, st); }
+SD_API CUresult cuStreamUpdateCaptureDependencies_v2_ptsz(CUstream st, CUgraphNode *d, const CUgraphEdgeData *e, size_t n, unsigned f) { return cuStreamUpdateCaptureDependencies_v2(st, d, e, n, f); }
 SD_API CUresult cuMemcpyDtoHAsync_v2_ptsz(void *d, Dp s, size_t n, CUstream st) { return cuMemcpyDtoHAsync_v2(d, s, n, st); }
 SD_API CUresult cuMemcpyDtoDAsync_v2_ptsz(Dp d, Dp s, size_t n, CUstream st) { return cuMemcpyDtoDAsync_v2(d, s, n, st); }
 SD_API CUresult cuMemcpy2DAsync_v2_ptsz(const CUDA_MEMCPY2D *p, CUstream st) { return cuMemcpy2DAsync_v2(p, st); }

@@ -120,6 +120,27 @@ static CUresult info(CUstream s, CUstreamCaptureStatus *status, cuuint64_t *id, 
     return r;
 }
 
+/* The capture's dependencies replaced or added to (gpuwire's captured copies
+ * from host memory, as nodes of the capture's graph): the stand-in keeps none,
+ * so only the arguments are checked. */
+SD_API CUresult cuStreamUpdateCaptureDependencies_v2(CUstream s, CUgraphNode *deps, const CUgraphEdgeData *data,
+                                                     size_t n, unsigned int flags)
+{
+    (void)data;
+    if (flags > CU_STREAM_SET_CAPTURE_DEPENDENCIES || (n && !deps))
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    sd_stream *st;
+    CUresult r = capturing_stream(s, &st);
+    if (r == CUDA_SUCCESS && !st->capture)
+        r = CUDA_ERROR_ILLEGAL_STATE;
+    for (size_t i = 0; r == CUDA_SUCCESS && i < n; i++)
+        if (!sd_obj_live(deps[i], SD_GRAPH_NODE))
+            r = CUDA_ERROR_INVALID_VALUE;
+    sd_unlock();
+    return r;
+}
+
 SD_API CUresult cuStreamIsCapturing(CUstream s, CUstreamCaptureStatus *status)
 {
     return info(s, status, NULL, NULL, NULL, NULL, NULL);

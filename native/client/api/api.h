@@ -14,6 +14,8 @@ GW_HIDDEN size_t gw_array_elem_size(CUarray_format f, unsigned channels); /* 0: 
 GW_HIDDEN int gw_mipmap_desc(CUmipmappedArray h, CUDA_ARRAY3D_DESCRIPTOR *out, unsigned *levels); /* 0: unknown */
 
 /* ---- graphs ---- */
+/* A host-to-device copy on a capturing stream as a graph host source node: 1 if taken (*rc), 0 if not capturing (graph_sources.c). */
+GW_HIDDEN int gw_graph_source_captured(int ptsz, CUdeviceptr dst, const void *src, size_t n, CUstream s, CUresult *rc);
 /* Is addr inside memory a graph alloc node was given (graph_memory.c)? */
 GW_HIDDEN int gw_graph_mem_has(uint64_t addr);
 /* A new node's DEPENDENCIES (codegen/protocol.txt): the ids the client knows them by (graph_nodes.c). */

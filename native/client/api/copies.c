@@ -48,6 +48,9 @@ static CUresult htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, in
     gw_mapped_flush();
     if (gw_mapped_lookup((uint64_t)(uintptr_t)src, n, NULL, NULL, NULL))
         return on_server(op, dst, (CUdeviceptr)(uintptr_t)src, n, async, s);
+    CUresult captured; /* a stream capture: a node that reads src at each launch (graph_sources.c) */
+    if (async && gw_graph_source_captured(ptds_op(op), dst, src, n, s, &captured))
+        return captured;
     gw_mapped_prepare((uint64_t)(uintptr_t)src, n, 0); /* gpuwire reads them: no fault inside */
     gw_progress_begin(n); /* the status line of a long transfer (diag/progress.c) */
     CUresult rc = htod_bytes(op, dst, src, n, async, s);

@@ -9,10 +9,19 @@
  * - any other host memory as the destination of a new node copying one row
  *   from the device: delivered. The worker's node copies into staging and a
  *   host node after it sends the bytes, written here before the reply of any
- *   call that could see the launch done (state/deliveries.c).
- * Anything else (pageable sources, arrays) is refused, logged. Wire formats:
+ *   call that could see the launch done (state/deliveries.c);
+ * - any other host memory as the source of a new node copying one row to
+ *   the device: a host source. The worker's node copies from device staging
+ *   named by an id chosen here, and every launch first sends the bytes the
+ *   source holds then (state/graph_sources.c, api/graph_sources.c).
+ * New parameters may read a host source too: an executable graph's node, or
+ * a graph's node that reads one already (the client knows its graph then).
+ * Anything else (several rows, arrays) is refused, logged. Wire formats:
  * codegen/protocol.txt. */
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "api.h"
 
@@ -44,22 +53,72 @@ static int device_side(CUmemorytype *type, CUdeviceptr *dev, const void **host)
     return -1;
 }
 
+/* A new node's host source: what a launch sends into its staging. */
+typedef struct host_source {
+    uint64_t staging; /* 0: none */
+    const void *src;
+    uint64_t n;
+} host_source;
+
+/* The largest host source: the worker's staging limit (worker/handlers/graph_sources.c). */
+#define SOURCE_MAX ((uint64_t)1 << 32)
+
+/* Whether n bytes at p are all mapped in this process: a unified address no
+ * allocation here accounts for may be device memory (the GPU's address),
+ * which a launch must never read here. */
+static int readable_here(const uint8_t *p, uint64_t n)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0)
+        return 0;
+    uintptr_t lo = (uintptr_t)p & ~(uintptr_t)(page - 1), hi = (uintptr_t)p + n;
+    if (hi < (uintptr_t)p)
+        return 0;
+    size_t pages = (hi - lo + (uintptr_t)page - 1) / (uintptr_t)page;
+    unsigned char *vec = malloc(pages);
+    int ok = vec && mincore((void *)lo, hi - lo, vec) == 0; /* ENOMEM: a page is not mapped */
+    free(vec);
+    return ok;
+}
+
+/* The first byte a one-row copy reads or writes on a host side. */
+static uint8_t *row_start(uint8_t *base, size_t x, size_t y, size_t z, size_t pitch, size_t height)
+{
+    return base ? base + x + y * pitch + z * pitch * height : NULL;
+}
+
 /* p as it may travel, in *out; CUDA_ERROR_NOT_SUPPORTED (logged) for a side
  * the server cannot reach at launch time. A new node (add) may deliver into
- * host memory. */
-static CUresult checked(unsigned op, const CUDA_MEMCPY3D *p, CUDA_MEMCPY3D *out, int add)
+ * host memory; where hs is given, the parameters may read a host source (*hs). */
+static CUresult checked(unsigned op, const CUDA_MEMCPY3D *p, CUDA_MEMCPY3D *out, int add, host_source *hs)
 {
     if (!p)
         return CUDA_ERROR_INVALID_VALUE;
     *out = *p;
     const void *dst_host = out->dstHost;
     int src_bad = device_side(&out->srcMemoryType, &out->srcDevice, &out->srcHost);
-    int dst_bad = !src_bad && device_side(&out->dstMemoryType, &out->dstDevice, &dst_host);
-    if (dst_bad && add && (out->dstMemoryType == CU_MEMORYTYPE_HOST || out->dstMemoryType == CU_MEMORYTYPE_UNIFIED) &&
-        out->Height == 1 && out->Depth == 1 && out->WidthInBytes) {
-        uint8_t *first = out->dstMemoryType == CU_MEMORYTYPE_HOST ? (uint8_t *)out->dstHost
-                                                                   : (uint8_t *)(uintptr_t)out->dstDevice;
-        first += out->dstXInBytes + out->dstY * out->dstPitch + out->dstZ * out->dstPitch * out->dstHeight;
+    int dst_bad = device_side(&out->dstMemoryType, &out->dstDevice, &dst_host);
+    int one_row = out->Height == 1 && out->Depth == 1 && out->WidthInBytes;
+    if (src_bad && !dst_bad && hs && one_row &&
+        (out->srcMemoryType == CU_MEMORYTYPE_HOST || out->srcMemoryType == CU_MEMORYTYPE_UNIFIED)) {
+        uint8_t *base = out->srcMemoryType == CU_MEMORYTYPE_HOST ? (uint8_t *)out->srcHost
+                                                                  : (uint8_t *)(uintptr_t)out->srcDevice;
+        uint8_t *first = row_start(base, out->srcXInBytes, out->srcY, out->srcZ, out->srcPitch, out->srcHeight);
+        if (first && out->WidthInBytes <= SOURCE_MAX && readable_here(first, out->WidthInBytes)) {
+            *hs = (host_source){gw_graph_source_id(), first, out->WidthInBytes};
+            out->srcMemoryType = CU_MEMORYTYPE_HOST;
+            out->srcHost = (void *)(uintptr_t)hs->staging; /* the worker's staging id, never an address there */
+            out->srcDevice = 0;
+            out->srcXInBytes = out->srcY = out->srcZ = 0;
+            src_bad = 0;
+        }
+    }
+    if (dst_bad && !src_bad && add && one_row &&
+        (out->dstMemoryType == CU_MEMORYTYPE_HOST || out->dstMemoryType == CU_MEMORYTYPE_UNIFIED) &&
+        out->srcMemoryType == CU_MEMORYTYPE_DEVICE) {
+        uint8_t *base = out->dstMemoryType == CU_MEMORYTYPE_HOST ? (uint8_t *)out->dstHost
+                                                                  : (uint8_t *)(uintptr_t)out->dstDevice;
+        uint8_t *first = row_start(base, out->dstXInBytes, out->dstY, out->dstZ, out->dstPitch, out->dstHeight);
         uint64_t id = first ? gw_delivery_for_node(first, out->WidthInBytes) : 0;
         if (id) {
             out->dstMemoryType = CU_MEMORYTYPE_HOST;
@@ -70,9 +129,11 @@ static CUresult checked(unsigned op, const CUDA_MEMCPY3D *p, CUDA_MEMCPY3D *out,
         }
     }
     if (src_bad || dst_bad) {
-        gw_log("%s: a memcpy node with a side in host memory the server cannot reach at each launch "
-               "(pageable memory other than a new node's one-row destination, or an array) is not supported "
-               "by gpuwire (page-locked memory is served as mapped memory)",
+        gw_log("%s: a memcpy node with a side in host memory the server cannot reach at each launch is not "
+               "supported by gpuwire (served: page-locked memory, as mapped memory; one row of other host memory "
+               "copied to the device, up to 4 GiB and mapped in this process, by a new node, an executable "
+               "graph's node or a node that reads host memory already; one row copied from the device into it "
+               "by a new node; not arrays or several rows)",
                gw_op_name(op));
         return CUDA_ERROR_NOT_SUPPORTED;
     }
@@ -105,14 +166,21 @@ CUresult CUDAAPI cuGraphAddMemcpyNode(CUgraphNode *phGraphNode, CUgraph hGraph, 
     if (!phGraphNode || (numDependencies && !dependencies) || numDependencies > GW_MAX_PAYLOAD / 16)
         return CUDA_ERROR_INVALID_VALUE;
     CUDA_MEMCPY3D p;
-    CUresult rc = checked(op, copyParams, &p, 1);
+    host_source hs = {0};
+    CUresult rc = checked(op, copyParams, &p, 1, &hs);
     if (rc != CUDA_SUCCESS)
         return rc;
     gw_req *q = gw_req_begin_quiet(op); /* GRAPH_ADD_MEMCPY_NODE in codegen/protocol.txt */
     gw_put_fields(q, gw_graph_add_memcpy_node_req, {.graph = (uint64_t)(uintptr_t)hGraph});
     gw_put_dependencies(q, dependencies, numDependencies);
     gw_put_fields(q, gw_graph_add_memcpy_node_req_after_deps, {.copy = p, .context = (uint64_t)(uintptr_t)ctx});
-    return finish(q, phGraphNode);
+    rc = finish(q, phGraphNode);
+    if (rc == CUDA_SUCCESS && hs.staging &&
+        gw_graph_source_set((uint64_t)(uintptr_t)hGraph, 0, *phGraphNode, hs.staging, hs.src, hs.n) != CUDA_SUCCESS) {
+        cuGraphDestroyNode(*phGraphNode); /* its staging stays on the server until the session ends */
+        rc = CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    return rc;
 }
 
 CUresult CUDAAPI cuGraphMemcpyNodeSetParams(CUgraphNode hNode, const CUDA_MEMCPY3D *nodeParams)
@@ -120,12 +188,18 @@ CUresult CUDAAPI cuGraphMemcpyNodeSetParams(CUgraphNode hNode, const CUDA_MEMCPY
     unsigned op = GW_OP_cuGraphMemcpyNodeSetParams;
     gw_stat_call(op);
     CUDA_MEMCPY3D p;
-    CUresult rc = checked(op, nodeParams, &p, 0);
+    host_source hs = {0};
+    uint64_t graph = 0; /* a host source needs its graph: known for a node that has one already */
+    int known = gw_graph_source_owner(hNode, &graph);
+    CUresult rc = checked(op, nodeParams, &p, 0, known ? &hs : NULL);
     if (rc != CUDA_SUCCESS)
         return rc;
     gw_req *q = gw_req_begin_quiet(op); /* MEMCPY_NODE_SET_PARAMS */
     gw_put_fields(q, gw_memcpy_node_set_params_req, {.node = (uint64_t)(uintptr_t)hNode, .copy = p});
-    return finish(q, NULL);
+    rc = finish(q, NULL);
+    if (rc == CUDA_SUCCESS && known && gw_graph_source_set(graph, 0, hNode, hs.staging, hs.src, hs.n) != CUDA_SUCCESS)
+        gw_log("%s: out of memory for a host source: it is not refreshed at launch", gw_op_name(op));
+    return rc;
 }
 
 CUresult CUDAAPI cuGraphExecMemcpyNodeSetParams(CUgraphExec hGraphExec, CUgraphNode hNode,
@@ -134,12 +208,17 @@ CUresult CUDAAPI cuGraphExecMemcpyNodeSetParams(CUgraphExec hGraphExec, CUgraphN
     unsigned op = GW_OP_cuGraphExecMemcpyNodeSetParams;
     gw_stat_call(op);
     CUDA_MEMCPY3D p;
-    CUresult rc = checked(op, copyParams, &p, 0);
+    host_source hs = {0};
+    CUresult rc = checked(op, copyParams, &p, 0, &hs);
     if (rc != CUDA_SUCCESS)
         return rc;
     gw_req *q = gw_req_begin_quiet(op); /* EXEC_MEMCPY_NODE_SET_PARAMS */
     gw_put_fields(q, gw_exec_memcpy_node_set_params_req,
                   {.exec = (uint64_t)(uintptr_t)hGraphExec, .node = (uint64_t)(uintptr_t)hNode, .copy = p,
                    .context = (uint64_t)(uintptr_t)ctx});
-    return finish(q, NULL);
+    rc = finish(q, NULL);
+    if (rc == CUDA_SUCCESS &&
+        gw_graph_source_set((uint64_t)(uintptr_t)hGraphExec, 1, hNode, hs.staging, hs.src, hs.n) != CUDA_SUCCESS)
+        gw_log("%s: out of memory for a host source: it is not refreshed at launch", gw_op_name(op));
+    return rc;
 }

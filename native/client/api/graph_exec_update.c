@@ -37,5 +37,7 @@ CUresult CUDAAPI cuGraphExecUpdate_v2(CUgraphExec hGraphExec, CUgraph hGraph, CU
         }
     }
     gw_rep_end(r);
+    if (rc == CUDA_SUCCESS)
+        gw_graph_sources_exec_updated(hGraphExec, hGraph); /* host sources: state/graph_sources.c */
     return rc;
 }

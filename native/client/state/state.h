@@ -73,6 +73,20 @@ GW_HIDDEN uint64_t gw_delivery_for_node(void *dst, uint64_t n); /* a graph memcp
  * to be delivered writes into them, wait for it first (a synchronize). */
 GW_HIDDEN CUresult gw_deliveries_settle(uint64_t addr, uint64_t n);
 
+/* ---- graphs' host sources: memcpy nodes reading host memory at each launch (graph_sources.c);
+ * owners are graph ids (exec 0) or executable graph ids (exec 1) ---- */
+GW_HIDDEN uint64_t gw_graph_source_id(void); /* a fresh staging id */
+/* the node of owner now reads this source (staging 0: none); what it read before is let go */
+GW_HIDDEN CUresult gw_graph_source_set(uint64_t owner, int exec, CUgraphNode node, uint64_t staging, const void *src,
+                                       uint64_t n);
+GW_HIDDEN int gw_graph_source_owner(CUgraphNode node, uint64_t *graph); /* 1: a graph's node with a host source */
+GW_HIDDEN CUresult gw_graph_sources_copy(uint64_t from, int from_exec, uint64_t to, int to_exec, int keep_nodes);
+GW_HIDDEN void gw_graph_sources_release(uint64_t owner, int exec); /* destroyed: unused stagings freed */
+GW_HIDDEN int gw_graph_sources_any(uint64_t owner, int exec);
+GW_HIDDEN int gw_graph_source_of(CUgraphNode node, const void **src, uint64_t *n); /* a graph's node: 1 and its source */
+GW_HIDDEN void gw_graph_sources_exec_updated(CUgraphExec e, CUgraph g); /* cuGraphExecUpdate succeeded */
+GW_HIDDEN CUresult gw_graph_sources_fill(uint64_t exec, CUstream s, int ptsz); /* posted, before a launch */
+
 /* ---- module images (image.c) ---- */
 GW_HIDDEN size_t gw_image_size(const void *image); /* 0 if not recognised */
 GW_HIDDEN const void *gw_image_unwrap(const void *image); /* a fatbin wrapper -> its fatbin */

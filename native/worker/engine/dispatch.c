@@ -15,6 +15,7 @@ static const gw_handler control[] = {
     [GW_OP_MAPPED_MAP] = gw_op_mapped_map,
     [GW_OP_MAPPED_UNMAP] = gw_op_mapped_unmap,
     [GW_OP_MAPPED_READ] = gw_op_mapped_read,
+    [GW_OP_STAGING_FILL] = gw_op_staging_fill, [GW_OP_STAGING_FREE] = gw_op_staging_free,
 };
 
 void gw_dispatch_run(gw_call *c)

@@ -22,6 +22,8 @@ void gw_op_deliver(gw_call *c);      /* GW_OP_DELIVER (deliveries.c) */
 void gw_op_mapped_map(gw_call *c);   /* GW_OP_MAPPED_MAP (mapped.c) */
 void gw_op_mapped_unmap(gw_call *c); /* GW_OP_MAPPED_UNMAP (mapped.c) */
 void gw_op_mapped_read(gw_call *c);  /* GW_OP_MAPPED_READ (mapped.c) */
+void gw_op_staging_fill(gw_call *c); /* GW_OP_STAGING_FILL (graph_sources.c) */
+void gw_op_staging_free(gw_call *c); /* GW_OP_STAGING_FREE (graph_sources.c) */
 /* GW_OP_MAPPED_WRITE, applied by the reader as it reads the frame (mapped.c):
  * 0, or -1 and why (the session ends) */
 int gw_mapped_write(const uint8_t *payload, uint32_t len, char *why, size_t whycap);
@@ -38,6 +40,10 @@ void gw_deliveries_before_host_call(void); /* a host call is queued: pending cop
 void *gw_delivery_staging(size_t n);
 void gw_delivery_staging_unused(void *staging, size_t n); /* its memcpy node was never made */
 CUresult gw_delivery_node(CUgraph g, CUgraphNode copy_node, uint64_t id, void *staging, size_t n);
+/* a graph memcpy node from the client's memory: device staging of n bytes
+ * under the client's id, in ctx if given (graph_sources.c); a bad id or size fails the call */
+CUresult gw_graph_source_staging(gw_call *c, uint64_t id, uint64_t n, CUcontext ctx, CUdeviceptr *dptr);
+void gw_graph_source_unused(uint64_t id); /* its memcpy node was never made */
 
 /* ---- staged blobs: module images sent in pieces (modules.c) ---- */
 const void *gw_staged(uint32_t tid, size_t size); /* the complete staged blob of that size, or NULL */
