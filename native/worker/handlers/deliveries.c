@@ -1,7 +1,9 @@
 /* Deliveries: asynchronous device-to-host copies into the client's pinned
  * memory, without a wait (GW_OP_DELIVER). The worker copies into pinned
  * staging of its own on the application's stream and queues a host function
- * behind the copy; when the stream reaches it, the bytes move to an outbox.
+ * behind the copy; when the stream reaches it, the staging joins an outbox
+ * (no copy: it returns to the pool once sent; a graph's delivery is copied,
+ * since the next launch writes its staging again).
  * Every reply the worker sends is preceded by what the outbox holds
  * (GW_OP_DELIVERED frames), so the bytes are in the client's buffer before
  * any synchronize, query or later copy that can see the copy done returns
@@ -43,11 +45,17 @@ typedef struct pending {
     CUevent ev;
 } pending;
 
+/* Bytes waiting to be sent: a copy of their own (a graph's delivery: its
+ * staging is written again at the next launch), or the staging itself, which
+ * goes back to the pool once sent (no copy on the stream's host function:
+ * llama-server's logits are 2 MB a step). */
 typedef struct parcel {
     struct parcel *next;
     uint64_t id;
     size_t n;
-    uint8_t bytes[];
+    const uint8_t *bytes;
+    void *staging; /* to give back after sending, or NULL */
+    uint8_t own[];
 } parcel;
 
 /* Server memory a session's deliveries may hold (staging in flight plus bytes
@@ -153,28 +161,37 @@ static void CUDA_CB arrived(void *arg)
 {
     delivery *l = arg;
     GW_TL('H', 0, (uint32_t)l->id, 0);
-    parcel *pc = malloc(sizeof *pc + l->n);
+    parcel *pc = malloc(sizeof *pc + (l->persistent ? l->n : 0));
     if (pc) {
         pc->next = NULL;
         pc->id = l->id;
         pc->n = l->n;
-        memcpy(pc->bytes, l->staging, l->n);
+        if (l->persistent) {
+            memcpy(pc->own, l->staging, l->n);
+            pc->bytes = pc->own;
+            pc->staging = NULL;
+        } else { /* the staging is the parcel's now: held until sent */
+            pc->bytes = l->staging;
+            pc->staging = l->staging;
+        }
         pthread_mutex_lock(&lock);
         *outbox_end = pc;
         outbox_end = &pc->next;
-        held += l->n;
+        if (l->persistent)
+            held += l->n;
         pthread_mutex_unlock(&lock);
     } else {
         gw_wlog("out of memory for %zu landed bytes: the client's copy %llu stays unfilled", l->n,
                 (unsigned long long)l->id);
+        if (!l->persistent) {
+            staging_give(l->staging, l->n);
+            pthread_mutex_lock(&lock);
+            held -= l->n;
+            pthread_mutex_unlock(&lock);
+        }
     }
-    if (!l->persistent) {
-        staging_give(l->staging, l->n);
-        pthread_mutex_lock(&lock);
-        held -= l->n;
-        pthread_mutex_unlock(&lock);
+    if (!l->persistent)
         free(l);
-    }
 }
 
 /* Whether n more bytes fit the budget (the client keeps well inside it by
@@ -399,6 +416,8 @@ void gw_deliveries_flush_outbox(void)
             gw_push_parts(GW_OP_DELIVERED, head, hl, pc->bytes + off, k);
         }
         GW_TL('D', 0, (uint32_t)pc->id, 0);
+        if (pc->staging)
+            staging_give(pc->staging, pc->n);
         pthread_mutex_lock(&lock);
         held -= pc->n;
         pthread_mutex_unlock(&lock);
