@@ -12,7 +12,11 @@ tokens over the wall time from the first request to the last token. Token ids
 are compared stream by stream between the two ways.
 
     python3 bench/llama/serve_bench.py --bin DIR --model M.gguf --out OUTDIR \
-        [--server HOST:PORT --nogpu PREFIX] [--streams 4] [--tokens 128] [--budget S]
+        [--server HOST:PORT --nogpu PREFIX] [--ab HOST:PORT --ab-label TEXT]
+        [--streams 4] [--tokens 128] [--budget S]
+
+--ab: a second gpuwire server (the same but for one setting, e.g.
+GPUWIRE_DELIVERIES=events): a third way, "gpuwire-ab", run after the others.
 
 Writes OUTDIR/serve.json and OUTDIR/serve-table.txt (printed), and each
 server's log as OUTDIR/serve-<way>.log. Standard library only.
@@ -117,10 +121,10 @@ def run_way(way: str, a: argparse.Namespace, deadline: float) -> dict:
     cmd = [str(Path(a.bin) / "llama-server"), "-m", a.model, "-ngl", "99", "-np", str(a.streams),
            "-c", str(a.streams * (PROMPT_TOKENS + a.tokens + 64)), "--host", "127.0.0.1", "--port", str(port),
            "--no-webui", "-fa", "on"]
-    if way == "gpuwire":
-        stats = Path(a.out) / "serve-gpuwire.stats.json"
-        cmd = shlex.split(a.nogpu) + [sys.executable, "-m", "gpuwire", "run", "--server", a.server,
-                                      "--stats", str(stats), "--"] + cmd
+    if way in ("gpuwire", "gpuwire-ab"):
+        stats = Path(a.out) / f"serve-{way}.stats.json"
+        cmd = shlex.split(a.nogpu) + [sys.executable, "-m", "gpuwire", "run", "--server",
+                                      a.server if way == "gpuwire" else a.ab, "--stats", str(stats), "--"] + cmd
     log = open(Path(a.out) / f"serve-{way}.log", "wb")
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -171,9 +175,9 @@ def run_way(way: str, a: argparse.Namespace, deadline: float) -> dict:
                 pass
             proc.wait()
         log.close()
-        if way == "gpuwire":
+        if way != "native":
             try:
-                res["gpuwire_stats"] = json.loads((Path(a.out) / "serve-gpuwire.stats.json").read_text())
+                res["gpuwire_stats"] = json.loads((Path(a.out) / f"serve-{way}.stats.json").read_text())
             except (OSError, ValueError):
                 pass
 
@@ -184,17 +188,15 @@ def fmt(v, spec: str = ".1f") -> str:
 
 def table(res: dict) -> str:
     ways = res["ways"]
-    names = [w for w in ("native", "gpuwire") if w in ways]
+    names = [w for w in ("native", "gpuwire", "gpuwire-ab") if w in ways]
     lines = [f"llama-server, {res['streams']} concurrent streaming requests of {res['tokens']} tokens "
              f"({res['model']})", "",
-             "| | " + " | ".join(names) + (" | gpuwire/native |" if len(names) == 2 else " |"),
-             "|---|" + "---|" * (len(names) + (1 if len(names) == 2 else 0))]
+             "| | " + " | ".join(names) + "".join(f" | {w}/native" for w in names[1:]) + " |",
+             "|---|" + "---|" * (2 * len(names) - 1)]
 
     def row(label: str, vals: list, ratio: bool = True, spec: str = ".1f") -> None:
         cells = [fmt(v, spec) for v in vals]
-        extra = ""
-        if len(vals) == 2:
-            extra = " " + (fmt(vals[1] / vals[0], ".2f") if ratio and vals[0] and vals[1] else "") + " |"
+        extra = "".join(" " + (fmt(v / vals[0], ".2f") if ratio and vals[0] and v else "") + " |" for v in vals[1:])
         lines.append(f"| {label} | " + " | ".join(cells) + " |" + extra)
 
     row("total tokens/s", [ways[w].get("total_tps") for w in names])
@@ -217,6 +219,9 @@ def table(res: dict) -> str:
         vals.append(max(firsts) if firsts else None)
     row("slowest first token, ms", vals)
     row("server ready, s", [ways[w].get("ready_s") for w in names])
+    if res.get("ab_label"):
+        lines.append("")
+        lines.append(f"gpuwire-ab: a second server with {res['ab_label']}")
     if "same_tokens" in res:
         lines.append("")
         lines.append("same token ids as native in every stream: " + ("yes" if res["same_tokens"] else
@@ -237,12 +242,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--streams", type=int, default=4)
     p.add_argument("--tokens", type=int, default=128)
     p.add_argument("--budget", type=float, default=240.0, help="seconds for both ways")
-    p.add_argument("--ways", default="native,gpuwire")
+    p.add_argument("--ab", help="a second gpuwire server HOST:PORT, run as the way gpuwire-ab")
+    p.add_argument("--ab-label", default="", help="what differs on the --ab server, for the table")
+    p.add_argument("--ways", default="native,gpuwire,gpuwire-ab")
     a = p.parse_args(argv)
     Path(a.out).mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    ways = [w for w in a.ways.split(",") if w == "native" or (w == "gpuwire" and a.server)]
-    res: dict = {"model": Path(a.model).name, "streams": a.streams, "tokens": a.tokens, "ways": {}}
+    ways = [w for w in a.ways.split(",")
+            if w == "native" or (w == "gpuwire" and a.server) or (w == "gpuwire-ab" and a.server and a.ab)]
+    res: dict = {"model": Path(a.model).name, "streams": a.streams, "tokens": a.tokens, "ways": {},
+                 "ab_label": a.ab_label if a.ab else ""}
     for i, way in enumerate(ways):
         left = a.budget - (time.monotonic() - t0)
         # the first way may take at most its share, so the second gets its turn
@@ -253,11 +262,14 @@ def main(argv: list[str] | None = None) -> int:
         res["ways"][way] = run_way(way, a, time.monotonic() + share)
         print(f"serve_bench: {way}: total {res['ways'][way].get('total_tps')} tokens/s"
               + (f" ({res['ways'][way]['error']})" if res["ways"][way].get("error") else ""), flush=True)
-    n, g = res["ways"].get("native", {}), res["ways"].get("gpuwire", {})
-    if n.get("streams") and g.get("streams"):
-        diff = [str(i) for i, (x, y) in enumerate(zip(n["streams"], g["streams"])) if x["tokens"] != y["tokens"]]
-        res["same_tokens"] = not diff
-        res["differs"] = "streams " + ", ".join(diff) if diff else ""
+    n = res["ways"].get("native", {})
+    diff = []
+    for w in ("gpuwire", "gpuwire-ab"):
+        g = res["ways"].get(w, {})
+        if n.get("streams") and g.get("streams"):
+            diff += [f"{w} {i}" for i, (x, y) in enumerate(zip(n["streams"], g["streams"])) if x["tokens"] != y["tokens"]]
+            res["same_tokens"] = not diff
+    res["differs"] = "streams " + ", ".join(diff) if diff else ""
     (Path(a.out) / "serve.json").write_text(json.dumps(res, indent=1))
     text = table(res)
     (Path(a.out) / "serve-table.txt").write_text(text)

@@ -170,3 +170,20 @@ def test_serve_table_and_token_comparison():
     assert "NO (streams 1)" in t
     assert sb.prompt_of(0) != sb.prompt_of(1) and len(sb.prompt_of(3)) == sb.PROMPT_TOKENS
     assert all(300 <= t < 4000 for t in sb.prompt_of(3))
+
+
+def test_serve_table_with_a_second_server():
+    """The A/B way (a second server with one setting changed) gets its own
+    column and ratio, and its token ids are compared with native's too."""
+    import serve_bench as sb
+
+    def way(tps, toks):
+        return {"total_tps": tps, "ready_s": 1.0, "streams": [
+            {"stream": 0, "tokens": toks, "first_s": 0.01, "last_s": 1.0, "client_tps": tps, "server_tps": tps,
+             "error": None}]}
+    res = {"model": "m.gguf", "streams": 1, "tokens": 2, "ab_label": "GPUWIRE_DELIVERIES=events",
+           "ways": {"native": way(400.0, [1, 2]), "gpuwire": way(200.0, [1, 2]), "gpuwire-ab": way(300.0, [1, 2])}}
+    t = sb.table(res)
+    assert "| | native | gpuwire | gpuwire-ab | gpuwire/native | gpuwire-ab/native |" in t
+    assert "| total tokens/s | 400.0 | 200.0 | 300.0 | 0.50 | 0.75 |" in t
+    assert "a second server with GPUWIRE_DELIVERIES=events" in t
