@@ -7,6 +7,7 @@ gpuwire exactly what it prints linked straight to the stand-in driver (the GPU
 run compares it with the real driver the same way), and the worker refuses a
 malformed table."""
 
+import json
 import os
 import struct
 import subprocess
@@ -38,9 +39,16 @@ def test_occupancy_matches_the_driver(server, tmp_path):
     native = direct(tmp_path)
     assert native.returncode == 0, native.stdout + native.stderr
     assert native.stdout.strip().splitlines()[-1] == "PASS occupancy", native.stdout
-    result = gw_run([str(PROGRAM)], server=server.address, timeout=120)
+    stats_path = tmp_path / "stats.json"
+    result = gw_run([str(PROGRAM)], server=server.address, stats=stats_path, timeout=120)
     assert result.returncode == 0, explain(result, server)
     assert result.stdout.splitlines() == native.stdout.splitlines(), explain(result, server)
+    # cuKernelGetFunction answers the same handle every time, so the occupancy
+    # query of the 20-times loop is asked of the server once (HF generate: one
+    # round trip a token before)
+    rts = json.loads(stats_path.read_text())["round_trips_by_function"]
+    assert rts.get("cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags", 0) == 1, rts
+    assert rts.get("cuKernelGetFunction", 0) <= 1, rts
     assert "not supported by gpuwire" not in result.stderr, explain(result, server)
     # every block size the stand-in's search asked about was in the client's table
     assert "which the client did not compute" not in server.log_text()

@@ -100,6 +100,22 @@ int main(void)
     CK(ask("kernel, no callback", (CUfunction)k, NULL, 0, 0, 0, 0, NULL));
     CK(ask("kernel, 100 bytes a thread", (CUfunction)k, per_thread_100, 0, 0, 1, 0, NULL));
 
+    /* cudart's way before each occupancy query: the kernel's function in the
+     * current context (one handle, the same every time), then the query
+     * (tests/e2e/test_occupancy.py counts the round trips of this loop) */
+    CUfunction f1 = NULL, f2 = NULL;
+    CK(cuKernelGetFunction(&f1, k));
+    CK(cuKernelGetFunction(&f2, k));
+    if (f1 != f2)
+        FAIL("cuKernelGetFunction gave two handles for one kernel in one context");
+    int per_sm = -1;
+    for (int i = 0; i < 20; i++) {
+        CUfunction fi = NULL;
+        CK(cuKernelGetFunction(&fi, k));
+        CK(cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(&per_sm, fi, 128, 0, 0));
+    }
+    printf("kernel's function, 20 times: %d blocks of 128 threads per SM\n", per_sm);
+
     CK(cuLibraryUnload(lib));
     CK(cuModuleUnload(mod));
     CK(cuCtxDestroy(ctx));

@@ -121,6 +121,8 @@ CUresult CUDAAPI cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
     return rc;
 }
 
+CUcontext gw_current_context(void) { return depth ? stack[depth - 1] : NULL; }
+
 CUresult CUDAAPI cuCtxGetCurrent(CUcontext *pctx)
 {
     gw_stat_call(GW_OP_cuCtxGetCurrent);
@@ -373,6 +375,7 @@ static CUresult ctx_destroy(int v2, CUcontext ctx)
     CUresult rc = v2 ? gwf_cuCtxDestroy_v2(ctx) : gwf_cuCtxDestroy(ctx);
     ctx_answers_forget();
     gw_attributes_reset();
+    gw_kernel_functions_forget();
     limits_forget();
     if (rc == CUDA_SUCCESS && depth && stack[depth - 1] == ctx)
         depth--;
@@ -427,6 +430,7 @@ CUresult CUDAAPI cuDevicePrimaryCtxReset_v2(CUdevice dev)
     pstate_forget(dev);
     ctx_answers_forget();
     gw_attributes_reset();
+    gw_kernel_functions_forget();
     limits_forget();
     return gwf_cuDevicePrimaryCtxReset_v2(dev);
 }
@@ -489,6 +493,7 @@ static void primary_gone(CUdevice dev)
     pstate_forget(dev);
     ctx_answers_forget();
     gw_attributes_reset();
+    gw_kernel_functions_forget();
     limits_forget();
 }
 

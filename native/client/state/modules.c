@@ -612,9 +612,60 @@ CUresult CUDAAPI cuModuleGetFunction(CUfunction *hfunc, CUmodule hmod, const cha
     return rc;
 }
 
+/* cuKernelGetFunction's answers: natively a kernel has one function per
+ * context, the same handle every time; cudart asks before each occupancy
+ * query, and a fresh handle each time would make every such query new to the
+ * memo of unchanging answers (one round trip a token in HF generate). Kept
+ * per kernel as a list of (context, function); forgotten whenever a context
+ * ends or a library is unloaded. */
+typedef struct kernel_fn {
+    struct kernel_fn *next;
+    uint64_t ctx, fn;
+} kernel_fn;
+static gw_idmap kernel_fns; /* kernel id -> kernel_fn list, under info_lock */
+
+static void free_kernel_fns(void *v)
+{
+    for (kernel_fn *k = v, *n; k; k = n) {
+        n = k->next;
+        free(k);
+    }
+}
+
+void gw_kernel_functions_forget(void)
+{
+    pthread_mutex_lock(&info_lock);
+    gw_idmap_clear(&kernel_fns, free_kernel_fns);
+    pthread_mutex_unlock(&info_lock);
+}
+
 CUresult CUDAAPI cuKernelGetFunction(CUfunction *pFunc, CUkernel kernel)
 {
+    uint64_t ctx = (uint64_t)(uintptr_t)gw_current_context(), kid = (uint64_t)(uintptr_t)kernel;
+    if (pFunc && ctx && kid) {
+        uint64_t fn = 0;
+        pthread_mutex_lock(&info_lock);
+        for (kernel_fn *k = gw_idmap_get(&kernel_fns, kid); k && !fn; k = k->next)
+            if (k->ctx == ctx)
+                fn = k->fn;
+        pthread_mutex_unlock(&info_lock);
+        if (fn) {
+            gw_stat_call(GW_OP_cuKernelGetFunction);
+            *pFunc = (CUfunction)(uintptr_t)fn;
+            return CUDA_SUCCESS;
+        }
+    }
     CUresult rc = gwf_cuKernelGetFunction(pFunc, kernel);
+    if (rc == CUDA_SUCCESS && ctx && kid) {
+        kernel_fn *k = malloc(sizeof *k);
+        if (k) {
+            pthread_mutex_lock(&info_lock);
+            *k = (kernel_fn){gw_idmap_get(&kernel_fns, kid), ctx, (uint64_t)(uintptr_t)*pFunc};
+            if (gw_idmap_put(&kernel_fns, kid, k))
+                free(k);
+            pthread_mutex_unlock(&info_lock);
+        }
+    }
     if (rc == CUDA_SUCCESS) {
         pthread_mutex_lock(&info_lock);
         fn_meta *k = gw_idmap_get(&metas, (uint64_t)(uintptr_t)kernel);
@@ -658,8 +709,10 @@ CUresult CUDAAPI cuModuleUnload(CUmodule hmod)
 CUresult CUDAAPI cuLibraryUnload(CUlibrary library)
 {
     CUresult rc = gwf_cuLibraryUnload(library);
-    if (rc == CUDA_SUCCESS)
+    if (rc == CUDA_SUCCESS) {
         forget_module((uint64_t)(uintptr_t)library);
+        gw_kernel_functions_forget(); /* its kernels' functions are gone */
+    }
     return rc;
 }
 
