@@ -108,6 +108,13 @@ int main(void)
     CK(cuKernelGetFunction(&f2, k));
     if (f1 != f2)
         FAIL("cuKernelGetFunction gave two handles for one kernel in one context");
+    /* lookups by name answer the same handle again too */
+    CUfunction f3 = NULL;
+    CUkernel k2 = NULL;
+    CK(cuModuleGetFunction(&f3, mod, "da_scale"));
+    CK(cuLibraryGetKernel(&k2, lib, "da_scale"));
+    if (f3 != f || k2 != k)
+        FAIL("a second lookup by name gave another handle");
     int per_sm = -1;
     for (int i = 0; i < 20; i++) {
         CUfunction fi = NULL;

@@ -566,6 +566,77 @@ static void remember(uint64_t fid, uint64_t module, const char *name)
     (void)old; /* ids are never reused */
 }
 
+/* Lookups the driver answers with the same handle every time: a kernel's
+ * function in a context (cudart asks before each occupancy query), a
+ * module's function and a library's kernel by name, a library's module in a
+ * context. Answered here after the first time, so a program that looks up
+ * per launch neither grows the worker's handle table nor defeats the memo of
+ * unchanging answers with a fresh handle each time (HF generate: one round
+ * trip a token on the H100 before). Forgotten whenever a context ends or a
+ * module or library is unloaded. */
+typedef struct lookup {
+    struct lookup *next;
+    unsigned kind;
+    uint64_t parent, ctx, handle;
+    char name[];
+} lookup;
+enum { LK_KERNEL_FN = 1, LK_MODULE_FN, LK_LIBRARY_KERNEL, LK_LIBRARY_MODULE };
+static gw_idmap lookups; /* hash -> lookup list, under info_lock */
+
+static uint64_t lookup_hash(unsigned kind, uint64_t parent, uint64_t ctx, const char *name)
+{
+    uint64_t h = 1469598103934665603ull ^ kind; /* FNV-1a */
+    const uint64_t words[2] = {parent, ctx};
+    for (int w = 0; w < 2; w++)
+        for (int i = 0; i < 8; i++)
+            h = (h ^ ((words[w] >> (8 * i)) & 0xff)) * 1099511628211ull;
+    for (const char *c = name; c && *c; c++)
+        h = (h ^ (uint8_t)*c) * 1099511628211ull;
+    return h ? h : 1;
+}
+
+static uint64_t lookup_get(unsigned kind, uint64_t parent, uint64_t ctx, const char *name)
+{
+    uint64_t found = 0;
+    pthread_mutex_lock(&info_lock);
+    for (lookup *l = gw_idmap_get(&lookups, lookup_hash(kind, parent, ctx, name)); l && !found; l = l->next)
+        if (l->kind == kind && l->parent == parent && l->ctx == ctx && !strcmp(l->name, name ? name : ""))
+            found = l->handle;
+    pthread_mutex_unlock(&info_lock);
+    return found;
+}
+
+static void lookup_put(unsigned kind, uint64_t parent, uint64_t ctx, const char *name, uint64_t handle)
+{
+    size_t n = name ? strlen(name) : 0;
+    lookup *l = n < 4096 ? malloc(sizeof *l + n + 1) : NULL;
+    if (!l)
+        return;
+    uint64_t h = lookup_hash(kind, parent, ctx, name);
+    l->kind = kind, l->parent = parent, l->ctx = ctx, l->handle = handle;
+    memcpy(l->name, name ? name : "", n + 1);
+    pthread_mutex_lock(&info_lock);
+    l->next = gw_idmap_get(&lookups, h);
+    if (gw_idmap_put(&lookups, h, l))
+        free(l);
+    pthread_mutex_unlock(&info_lock);
+}
+
+static void free_lookups(void *v)
+{
+    for (lookup *l = v, *n; l; l = n) {
+        n = l->next;
+        free(l);
+    }
+}
+
+void gw_kernel_functions_forget(void)
+{
+    pthread_mutex_lock(&info_lock);
+    gw_idmap_clear(&lookups, free_lookups);
+    pthread_mutex_unlock(&info_lock);
+}
+
 /* 1: the module's information is here and lacks the name; 0: it has it;
  * -1: nothing has arrived yet. */
 static int lookup_state(uint64_t module, const char *name)
@@ -584,6 +655,12 @@ static int lookup_state(uint64_t module, const char *name)
  * is then refused at once, as natively, and later lookups cost nothing. */
 CUresult CUDAAPI cuLibraryGetKernel(CUkernel *pKernel, CUlibrary library, const char *name)
 {
+    uint64_t known = pKernel && name ? lookup_get(LK_LIBRARY_KERNEL, (uint64_t)(uintptr_t)library, 0, name) : 0;
+    if (known) {
+        gw_stat_call(GW_OP_cuLibraryGetKernel);
+        *pKernel = (CUkernel)(uintptr_t)known;
+        return CUDA_SUCCESS;
+    }
     int state = name ? lookup_state((uint64_t)(uintptr_t)library, name) : 0;
     if (state == 1) {
         gw_stat_call(GW_OP_cuLibraryGetKernel);
@@ -592,13 +669,21 @@ CUresult CUDAAPI cuLibraryGetKernel(CUkernel *pKernel, CUlibrary library, const 
     gw_set_must_wait(state == -1);
     CUresult rc = gwf_cuLibraryGetKernel(pKernel, library, name);
     gw_set_must_wait(0);
-    if (rc == CUDA_SUCCESS && name)
+    if (rc == CUDA_SUCCESS && name) {
         remember((uint64_t)(uintptr_t)*pKernel, (uint64_t)(uintptr_t)library, name);
+        lookup_put(LK_LIBRARY_KERNEL, (uint64_t)(uintptr_t)library, 0, name, (uint64_t)(uintptr_t)*pKernel);
+    }
     return rc;
 }
 
 CUresult CUDAAPI cuModuleGetFunction(CUfunction *hfunc, CUmodule hmod, const char *name)
 {
+    uint64_t known = hfunc && name ? lookup_get(LK_MODULE_FN, (uint64_t)(uintptr_t)hmod, 0, name) : 0;
+    if (known) {
+        gw_stat_call(GW_OP_cuModuleGetFunction);
+        *hfunc = (CUfunction)(uintptr_t)known;
+        return CUDA_SUCCESS;
+    }
     int state = name ? lookup_state((uint64_t)(uintptr_t)hmod, name) : 0;
     if (state == 1) {
         gw_stat_call(GW_OP_cuModuleGetFunction);
@@ -607,65 +692,25 @@ CUresult CUDAAPI cuModuleGetFunction(CUfunction *hfunc, CUmodule hmod, const cha
     gw_set_must_wait(state == -1);
     CUresult rc = gwf_cuModuleGetFunction(hfunc, hmod, name);
     gw_set_must_wait(0);
-    if (rc == CUDA_SUCCESS && name)
+    if (rc == CUDA_SUCCESS && name) {
         remember((uint64_t)(uintptr_t)*hfunc, (uint64_t)(uintptr_t)hmod, name);
-    return rc;
-}
-
-/* cuKernelGetFunction's answers: natively a kernel has one function per
- * context, the same handle every time; cudart asks before each occupancy
- * query, and a fresh handle each time would make every such query new to the
- * memo of unchanging answers (one round trip a token in HF generate). Kept
- * per kernel as a list of (context, function); forgotten whenever a context
- * ends or a library is unloaded. */
-typedef struct kernel_fn {
-    struct kernel_fn *next;
-    uint64_t ctx, fn;
-} kernel_fn;
-static gw_idmap kernel_fns; /* kernel id -> kernel_fn list, under info_lock */
-
-static void free_kernel_fns(void *v)
-{
-    for (kernel_fn *k = v, *n; k; k = n) {
-        n = k->next;
-        free(k);
+        lookup_put(LK_MODULE_FN, (uint64_t)(uintptr_t)hmod, 0, name, (uint64_t)(uintptr_t)*hfunc);
     }
-}
-
-void gw_kernel_functions_forget(void)
-{
-    pthread_mutex_lock(&info_lock);
-    gw_idmap_clear(&kernel_fns, free_kernel_fns);
-    pthread_mutex_unlock(&info_lock);
+    return rc;
 }
 
 CUresult CUDAAPI cuKernelGetFunction(CUfunction *pFunc, CUkernel kernel)
 {
     uint64_t ctx = (uint64_t)(uintptr_t)gw_current_context(), kid = (uint64_t)(uintptr_t)kernel;
-    if (pFunc && ctx && kid) {
-        uint64_t fn = 0;
-        pthread_mutex_lock(&info_lock);
-        for (kernel_fn *k = gw_idmap_get(&kernel_fns, kid); k && !fn; k = k->next)
-            if (k->ctx == ctx)
-                fn = k->fn;
-        pthread_mutex_unlock(&info_lock);
-        if (fn) {
-            gw_stat_call(GW_OP_cuKernelGetFunction);
-            *pFunc = (CUfunction)(uintptr_t)fn;
-            return CUDA_SUCCESS;
-        }
+    uint64_t known = pFunc && ctx && kid ? lookup_get(LK_KERNEL_FN, kid, ctx, NULL) : 0;
+    if (known) {
+        gw_stat_call(GW_OP_cuKernelGetFunction);
+        *pFunc = (CUfunction)(uintptr_t)known;
+        return CUDA_SUCCESS;
     }
     CUresult rc = gwf_cuKernelGetFunction(pFunc, kernel);
-    if (rc == CUDA_SUCCESS && ctx && kid) {
-        kernel_fn *k = malloc(sizeof *k);
-        if (k) {
-            pthread_mutex_lock(&info_lock);
-            *k = (kernel_fn){gw_idmap_get(&kernel_fns, kid), ctx, (uint64_t)(uintptr_t)*pFunc};
-            if (gw_idmap_put(&kernel_fns, kid, k))
-                free(k);
-            pthread_mutex_unlock(&info_lock);
-        }
-    }
+    if (rc == CUDA_SUCCESS && ctx && kid)
+        lookup_put(LK_KERNEL_FN, kid, ctx, NULL, (uint64_t)(uintptr_t)*pFunc);
     if (rc == CUDA_SUCCESS) {
         pthread_mutex_lock(&info_lock);
         fn_meta *k = gw_idmap_get(&metas, (uint64_t)(uintptr_t)kernel);
@@ -681,7 +726,16 @@ CUresult CUDAAPI cuKernelGetFunction(CUfunction *pFunc, CUkernel kernel)
 
 CUresult CUDAAPI cuLibraryGetModule(CUmodule *pMod, CUlibrary library)
 {
+    uint64_t ctx = (uint64_t)(uintptr_t)gw_current_context(), lib = (uint64_t)(uintptr_t)library;
+    uint64_t known = pMod && ctx && lib ? lookup_get(LK_LIBRARY_MODULE, lib, ctx, NULL) : 0;
+    if (known) {
+        gw_stat_call(GW_OP_cuLibraryGetModule);
+        *pMod = (CUmodule)(uintptr_t)known;
+        return CUDA_SUCCESS;
+    }
     CUresult rc = gwf_cuLibraryGetModule(pMod, library);
+    if (rc == CUDA_SUCCESS && ctx && lib)
+        lookup_put(LK_LIBRARY_MODULE, lib, ctx, NULL, (uint64_t)(uintptr_t)*pMod);
     if (rc == CUDA_SUCCESS) {
         pthread_mutex_lock(&info_lock);
         gw_idmap_put(&aliases, (uint64_t)(uintptr_t)*pMod, (void *)(uintptr_t)library);
@@ -701,8 +755,10 @@ static void forget_module(uint64_t id)
 CUresult CUDAAPI cuModuleUnload(CUmodule hmod)
 {
     CUresult rc = gwf_cuModuleUnload(hmod);
-    if (rc == CUDA_SUCCESS)
+    if (rc == CUDA_SUCCESS) {
         forget_module((uint64_t)(uintptr_t)hmod);
+        gw_kernel_functions_forget(); /* its functions are gone */
+    }
     return rc;
 }
 

@@ -20,7 +20,7 @@
 /* ---- contexts (contexts.c) ---- */
 GW_HIDDEN int gw_current_device(void); /* the calling thread's context's device, -1 if unknown */
 GW_HIDDEN CUcontext gw_current_context(void); /* the calling thread's current context, NULL if none */
-GW_HIDDEN void gw_kernel_functions_forget(void); /* cuKernelGetFunction's answers (modules.c): a context ended */
+GW_HIDDEN void gw_kernel_functions_forget(void); /* the answers of lookups kept in modules.c: a context ended */
 GW_HIDDEN int gw_context_device(CUcontext ctx); /* the device of a context this client made or retained, -1 if unknown */
 /* fn(ctx) runs before a context is destroyed or reset, its handle not yet reusable */
 GW_HIDDEN void gw_on_context_ending(void (*fn)(CUcontext ctx));
