@@ -200,18 +200,13 @@ def table(res: dict) -> str:
         lines.append(f"| {label} | " + " | ".join(cells) + " |" + extra)
 
     row("total tokens/s", [ways[w].get("total_tps") for w in names])
-    for i in range(res["streams"]):
-        vals = []
-        for w in names:
-            s = ways[w].get("streams") or []
-            vals.append(s[i].get("client_tps") if i < len(s) else None)
-        row(f"stream {i} tokens/s (client)", vals)
-    for i in range(res["streams"]):
-        vals = []
-        for w in names:
-            s = ways[w].get("streams") or []
-            vals.append(s[i].get("server_tps") if i < len(s) else None)
-        row(f"stream {i} tokens/s (server)", vals)
+    for key, who in (("client_tps", "client"), ("server_tps", "server")):
+        for i in range(res["streams"]):
+            vals = []
+            for w in names:
+                s = ways[w].get("streams") or []
+                vals.append(s[i].get(key) if i < len(s) else None)
+            row(f"stream {i} tokens/s ({who})", vals)
     vals = []
     for w in names:
         s = ways[w].get("streams") or []

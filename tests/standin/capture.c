@@ -25,48 +25,41 @@ static CUresult capturing_stream(CUstream s, sd_stream **out)
     return CUDA_SUCCESS;
 }
 
-SD_API CUresult cuStreamBeginCapture_v2(CUstream s, CUstreamCaptureMode mode)
+/* A capture begins on s into g, or into a graph of its own when g is NULL. */
+static CUresult begin(CUstream s, CUgraph g, CUstreamCaptureMode mode)
 {
     if ((unsigned)mode > (unsigned)CU_STREAM_CAPTURE_MODE_RELAXED)
         return CUDA_ERROR_INVALID_VALUE;
     sd_lock();
     sd_stream *st;
     CUresult r = capturing_stream(s, &st);
+    if (r == CUDA_SUCCESS && g && !sd_obj_live(g, SD_GRAPH))
+        r = CUDA_ERROR_INVALID_VALUE;
     if (r == CUDA_SUCCESS && st->capture)
         r = CUDA_ERROR_ILLEGAL_STATE;
-    sd_graph *g = NULL;
-    if (r == CUDA_SUCCESS && (!(g = calloc(1, sizeof *g)) || (g->h.kind = SD_GRAPH, sd_obj_add(g)))) {
-        free(g);
+    sd_graph *own = NULL;
+    if (r == CUDA_SUCCESS && !g && (!(own = calloc(1, sizeof *own)) || (own->h.kind = SD_GRAPH, sd_obj_add(own)))) {
+        free(own);
         r = CUDA_ERROR_OUT_OF_MEMORY;
     }
     if (r == CUDA_SUCCESS) {
-        st->capture = g;
+        st->capture = g ? (sd_graph *)g : own;
         st->capture_id = sd_next_id();
     }
     sd_unlock();
     return r;
 }
 
+SD_API CUresult cuStreamBeginCapture_v2(CUstream s, CUstreamCaptureMode mode) { return begin(s, NULL, mode); }
+
 /* Capture into a graph the caller made: the capture ends by handing back that graph. */
 SD_API CUresult cuStreamBeginCaptureToGraph(CUstream s, CUgraph g, const CUgraphNode *deps,
                                             const CUgraphEdgeData *edges, size_t n, CUstreamCaptureMode mode)
 {
     (void)edges;
-    if ((unsigned)mode > (unsigned)CU_STREAM_CAPTURE_MODE_RELAXED || (n && !deps))
+    if (!g || (n && !deps))
         return CUDA_ERROR_INVALID_VALUE;
-    sd_lock();
-    sd_stream *st;
-    CUresult r = capturing_stream(s, &st);
-    if (r == CUDA_SUCCESS && !sd_obj_live(g, SD_GRAPH))
-        r = CUDA_ERROR_INVALID_VALUE;
-    if (r == CUDA_SUCCESS && st->capture)
-        r = CUDA_ERROR_ILLEGAL_STATE;
-    if (r == CUDA_SUCCESS) {
-        st->capture = (sd_graph *)g;
-        st->capture_id = sd_next_id();
-    }
-    sd_unlock();
-    return r;
+    return begin(s, g, mode);
 }
 
 SD_API CUresult cuStreamEndCapture(CUstream s, CUgraph *pg)

@@ -161,39 +161,24 @@ CUresult CUDAAPI cuOccupancyMaxPotentialClusterSize(int *clusterSize, CUfunction
  * (they all begin and end through the client, counted in state/captures.c),
  * no stream is capturing ---- */
 
+static CUresult began(CUresult rc)
+{
+    if (rc == CUDA_SUCCESS)
+        gw_capture_began();
+    return rc;
+}
+
 CUresult CUDAAPI cuStreamBeginCapture_v2(CUstream s, CUstreamCaptureMode mode)
-{
-    CUresult rc = gwf_cuStreamBeginCapture_v2(s, mode);
-    if (rc == CUDA_SUCCESS)
-        gw_capture_began();
-    return rc;
-}
-
+{ return began(gwf_cuStreamBeginCapture_v2(s, mode)); }
 CUresult CUDAAPI cuStreamBeginCapture_v2_ptsz(CUstream s, CUstreamCaptureMode mode)
-{
-    CUresult rc = gwf_cuStreamBeginCapture_v2_ptsz(s, mode);
-    if (rc == CUDA_SUCCESS)
-        gw_capture_began();
-    return rc;
-}
-
+{ return began(gwf_cuStreamBeginCapture_v2_ptsz(s, mode)); }
+/* capture into a graph the application made (graphConditionalNodes) */
 CUresult CUDAAPI cuStreamBeginCaptureToGraph(CUstream s, CUgraph g, const CUgraphNode *deps,
                                              const CUgraphEdgeData *edges, size_t n, CUstreamCaptureMode mode)
-{
-    CUresult rc = gwf_cuStreamBeginCaptureToGraph(s, g, deps, edges, n, mode);
-    if (rc == CUDA_SUCCESS)
-        gw_capture_began();
-    return rc;
-}
-
+{ return began(gwf_cuStreamBeginCaptureToGraph(s, g, deps, edges, n, mode)); }
 CUresult CUDAAPI cuStreamBeginCaptureToGraph_ptsz(CUstream s, CUgraph g, const CUgraphNode *deps,
                                                   const CUgraphEdgeData *edges, size_t n, CUstreamCaptureMode mode)
-{
-    CUresult rc = gwf_cuStreamBeginCaptureToGraph_ptsz(s, g, deps, edges, n, mode);
-    if (rc == CUDA_SUCCESS)
-        gw_capture_began();
-    return rc;
-}
+{ return began(gwf_cuStreamBeginCaptureToGraph_ptsz(s, g, deps, edges, n, mode)); }
 
 CUresult CUDAAPI cuStreamEndCapture(CUstream s, CUgraph *g)
 {

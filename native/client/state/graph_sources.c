@@ -102,17 +102,28 @@ CUresult gw_graph_source_set(uint64_t owner, int exec, CUgraphNode node, uint64_
     return r ? CUDA_ERROR_OUT_OF_MEMORY : CUDA_SUCCESS;
 }
 
-int gw_graph_source_owner(CUgraphNode node, uint64_t *graph)
+/* A graph's (not an exec's) node that reads host memory: a copy of its
+ * record, 1; else 0. */
+static int node_source(CUgraphNode node, source *out)
 {
     int found = 0;
     pthread_mutex_lock(&lock);
     for (size_t i = 0; i < count && !found; i++)
         if (!sources[i].exec && node && sources[i].node == (uint64_t)(uintptr_t)node) {
-            *graph = sources[i].owner;
+            *out = sources[i];
             found = 1;
         }
     pthread_mutex_unlock(&lock);
     return found;
+}
+
+int gw_graph_source_owner(CUgraphNode node, uint64_t *graph)
+{
+    source s;
+    if (!node_source(node, &s))
+        return 0;
+    *graph = s.owner;
+    return 1;
 }
 
 CUresult gw_graph_sources_copy(uint64_t from, int from_exec, uint64_t to, int to_exec, int keep_nodes)
@@ -148,16 +159,12 @@ void gw_graph_sources_exec_updated(CUgraphExec e, CUgraph g)
 
 int gw_graph_source_of(CUgraphNode node, const void **src, uint64_t *n)
 {
-    int found = 0;
-    pthread_mutex_lock(&lock);
-    for (size_t i = 0; i < count && !found; i++)
-        if (!sources[i].exec && node && sources[i].node == (uint64_t)(uintptr_t)node) {
-            *src = sources[i].src;
-            *n = sources[i].n;
-            found = 1;
-        }
-    pthread_mutex_unlock(&lock);
-    return found;
+    source s;
+    if (!node_source(node, &s))
+        return 0;
+    *src = s.src;
+    *n = s.n;
+    return 1;
 }
 
 int gw_graph_sources_any(uint64_t owner, int exec)
