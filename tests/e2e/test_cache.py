@@ -306,7 +306,38 @@ def test_a_buffer_refilled_with_new_bytes_skips_the_cache(cache_server, tmp_path
     assert same["round_trips_by_function"].get("(cache references)") == 2, same["round_trips_by_function"]
     assert same["bytes_to_server"] >= 20 * 2 * MIB
     _, own = upload(cache_server, tmp_path, "own", 80, 2, "--copies", 20)
-    assert own["cache"]["misses"] == 20, own["cache"]
+    # a new destination each: asked about until a run of eight missed, then plain and stored
+    assert own["cache"]["misses"] == 8 and own["cache"]["cold_plain_bytes"] == 12 * 2 * MIB, own["cache"]
+
+
+@pytest.fixture
+def deep_queue_server(tmp_path):
+    """A cache server whose background writer may hold 64 chunks: on a 2-core
+    machine one writer would otherwise skip some of a fast run (as designed)."""
+    srv = start_server(tmp_path / "server.log", env={"GPUWIRE_CACHE_WRITE_QUEUE": "64"})
+    srv.cache = tmp_path / "cache"
+    yield srv
+    srv.stop()
+
+
+def test_a_cold_run_goes_plain_and_is_stored_for_next_time(deep_queue_server, tmp_path):
+    """Forty 1 MiB uploads of new bytes, each to its own allocation (a model's
+    first load): the first eight ask the cache and miss; the rest go plain
+    without a reference round trip (every 32nd of them asks again), and the
+    worker stores their chunks anyway, so a second process uploading the same
+    bytes finds them in the cache."""
+    cache_server = deep_queue_server
+    _, cold = upload(cache_server, tmp_path, "cold", 500, 1, "--copies", 40)
+    rts = cold["round_trips_by_function"].get("(cache references)")
+    assert rts == 9 and cold["cache"]["misses"] == 9, (rts, cold["cache"])  # 8, then the 32nd plain one's probe
+    assert cold["cache"]["cold_plain_bytes"] == 31 * MIB, cold["cache"]
+    deadline = time.monotonic() + 30  # the background writers store them (a 2-core machine: give them time)
+    while len(entries(cache_server.cache)) < 40 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(entries(cache_server.cache)) >= 40, len(entries(cache_server.cache))
+    _, warm = upload(cache_server, tmp_path, "warm", 500, 1, "--copies", 40)
+    assert warm["cache"]["hits"] == 40 and warm["cache"]["misses"] == 0, warm["cache"]
+    assert warm["cache"]["cold_plain_bytes"] == 0, warm["cache"]
 
 
 def test_a_refilled_buffer_whose_bytes_the_cache_has_asks_again(cache_server, tmp_path):

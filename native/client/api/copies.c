@@ -105,6 +105,36 @@ static void note_cache_outcome(CUdeviceptr dst, size_t n, int all_missed)
     pthread_mutex_unlock(&fresh_lock);
 }
 
+/* A run of copies none of whose bytes the cache had (a model loaded for the
+ * first time: every tensor to a new destination) pays, per copy, a hash and
+ * a round trip before its bytes go, one copy at a time (llama.cpp: 1 MiB
+ * each, ~1 GB/s on the H100). After COLD_RUN such copies in a row the next
+ * ones of at most COLD_MAX bytes go plain, posted without a wait, with STORE
+ * so the worker stores their chunks for next time; every COLD_PROBE-th asks
+ * the cache again, and one that finds anything ends the run. */
+#define COLD_RUN 8
+#define COLD_PROBE 32
+#define COLD_MAX ((size_t)16 << 20)
+static unsigned cold_run, cold_plain_since_probe; /* under fresh_lock */
+
+/* 1: this copy goes plain and stored */
+static int cold_plain(size_t n)
+{
+    pthread_mutex_lock(&fresh_lock);
+    int plain = n <= COLD_MAX && cold_run >= COLD_RUN && ++cold_plain_since_probe % COLD_PROBE != 0;
+    pthread_mutex_unlock(&fresh_lock);
+    return plain;
+}
+
+static void note_cold(int all_missed)
+{
+    pthread_mutex_lock(&fresh_lock);
+    cold_run = all_missed ? cold_run + 1 : 0;
+    if (!all_missed)
+        cold_plain_since_probe = 0;
+    pthread_mutex_unlock(&fresh_lock);
+}
+
 static CUresult htod_bytes(unsigned op, CUdeviceptr dst, const void *src, size_t n, int async, CUstream s)
 {
     const uint8_t *p = src;
@@ -113,20 +143,30 @@ static CUresult htod_bytes(unsigned op, CUdeviceptr dst, const void *src, size_t
         return settled_rc;
     int known = gw_mem_is_device_range(dst, n);
     /* large copies to known device memory travel by content address (wire/cas_upload.c) */
+    int store = 0; /* plain, and the worker stores the chunks */
     if (known && n >= gw_cas_min_copy() && gw_cas_on() && !skip_cache(dst, n)) {
-        int all_missed = 0;
-        CUresult rc = gw_cas_htod(op, dst, src, n, async ? (uint64_t)(uintptr_t)s : 0, &all_missed);
-        if (rc == CUDA_SUCCESS)
-            note_cache_outcome(dst, n, all_missed);
-        return rc;
+        store = cold_plain(n);
+        if (!store) {
+            int all_missed = 0;
+            CUresult rc = gw_cas_htod(op, dst, src, n, async ? (uint64_t)(uintptr_t)s : 0, &all_missed);
+            if (rc == CUDA_SUCCESS) {
+                note_cache_outcome(dst, n, all_missed);
+                note_cold(all_missed);
+            }
+            return rc;
+        }
+        __atomic_fetch_add(&gw_cas_stats()->cold_plain_bytes, (unsigned long long)n, __ATOMIC_RELAXED);
     }
-    /* large copies to known device memory: their bytes over the lanes (wire/lanes.c) */
-    if (known && gw_lanes_for(n))
+    /* large copies to known device memory: their bytes over the lanes (wire/lanes.c);
+     * a stored copy goes in frames of one cache chunk each, as the cache names them */
+    if (known && !store && gw_lanes_for(n))
         return gw_lanes_htod(op, dst, src, n, async ? (uint64_t)(uintptr_t)s : 0);
     for (size_t off = 0; off < n; off += GW_COPY_CHUNK) {
         size_t len = n - off < GW_COPY_CHUNK ? n - off : GW_COPY_CHUNK;
         int last = off + len == n;
         gw_req *q = gw_req_begin_quiet(op);
+        if (store)
+            gw_req_set_flags(q, GW_F_STORE);
         gw_put_fields(q, gw_htod_req, {.dst = dst + off, .stream = async ? (uint64_t)(uintptr_t)s : 0});
         if ((!last || known) && len >= DIRECT_BYTES) {
             /* big: straight from the application's buffer into the socket */

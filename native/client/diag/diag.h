@@ -47,6 +47,7 @@ typedef struct gw_cas_figures {
     unsigned long long image_hits, image_misses, image_hit_bytes, image_miss_bytes, image_sent_bytes;
     unsigned long long images, image_bytes, images_inline, image_inline_bytes; /* every staged image */
     unsigned long long hashed_bytes, hash_ns, memo_hit_bytes;
+    unsigned long long cold_plain_bytes; /* copies sent plain for the worker to store (a run of misses) */
 } gw_cas_figures;
 GW_HIDDEN gw_cas_figures *gw_cas_stats(void);
 

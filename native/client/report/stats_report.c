@@ -75,12 +75,12 @@ __attribute__((destructor)) static void write_stats(void)
                "\"miss_bytes\": %llu, \"miss_bytes_sent\": %llu,\n  \"image_hits\": %llu, \"image_misses\": %llu, "
                "\"image_bytes_avoided\": %llu, \"image_miss_bytes\": %llu, \"image_miss_bytes_sent\": %llu,\n  "
                "\"images\": %llu, \"image_bytes\": %llu, \"images_inline\": %llu, \"image_inline_bytes\": %llu,\n  "
-               "\"hashed_bytes\": %llu, \"hash_seconds\": %.6f, \"memo_bytes\": %llu},\n"
+               "\"hashed_bytes\": %llu, \"hash_seconds\": %.6f, \"memo_bytes\": %llu, \"cold_plain_bytes\": %llu},\n"
                " \"landings\": {\"copies\": %llu, \"bytes\": %llu, \"waits\": %llu},\n",
             gw_cas_on() ? "true" : "false", cas->hits, cas->misses, cas->hit_bytes, cas->miss_bytes, cas->sent_bytes,
             cas->image_hits, cas->image_misses, cas->image_hit_bytes, cas->image_miss_bytes, cas->image_sent_bytes,
             cas->images, cas->image_bytes, cas->images_inline, cas->image_inline_bytes, cas->hashed_bytes,
-            cas->hash_ns / 1e9, cas->memo_hit_bytes, (unsigned long long)gw_stats_delivery_copies,
+            cas->hash_ns / 1e9, cas->memo_hit_bytes, cas->cold_plain_bytes, (unsigned long long)gw_stats_delivery_copies,
             (unsigned long long)gw_stats_delivery_bytes, (unsigned long long)gw_stats_delivery_waits);
     /* NVRTC's compile cache, kept on this machine (private/nvrtc_cache.c) */
     gw_compile_cache_figures *cc = gw_compile_cache_stats();

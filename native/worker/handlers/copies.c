@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../../generated/wire_props.h"
+#include "cas_store.h"
 #include "handlers.h"
 
 typedef CUresult (*htod_fn)(CUdeviceptr, const void *, size_t);
@@ -43,6 +44,10 @@ static void htod(gw_call *c)
         return;
     CUresult r = is_async(c->h.op) ? ((htod_async_fn)f)(dst, src, n, s) : ((htod_fn)f)(dst, src, n);
     gw_reply_result(c, r);
+    /* a cold upload sent plain: its chunk stored for next time, off this job
+     * (the background writer hashes its own copy; skipped while it is behind) */
+    if ((c->h.flags & GW_F_STORE) && r == CUDA_SUCCESS && n && n <= GW_COPY_CHUNK && gw_cas_enabled())
+        gw_cas_put_later(src, n);
 }
 
 static CUresult dtoh_into(gw_call *c, void *f, void *buf, CUdeviceptr src, uint64_t n, CUstream s)
