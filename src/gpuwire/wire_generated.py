@@ -791,6 +791,7 @@ DRIVER_OP_NAMES = (
 F_NOREPLY = 1 << 0
 F_COLLECT = 1 << 1
 F_LANE = 1 << 2
+F_STORE = 1 << 3
 OK_CAS = 1 << 0
 OK_ZSTD = 1 << 1
 OK_LANES = 1 << 2
