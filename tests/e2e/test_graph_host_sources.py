@@ -39,6 +39,7 @@ def test_host_sources_are_read_at_every_launch(server, flavour):
         "the graph's node set to another host buffer reads that one",
         "set to a device source: the host buffers no longer count",
         "a captured copy from pageable memory reads it at each launch",
+        "captured copies into pageable memory write it at each launch",
         "PASS graph_host_sources",
     ], explain(r, server)
     assert "not supported by gpuwire" not in r.stderr, explain(r, server)

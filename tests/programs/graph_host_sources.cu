@@ -11,6 +11,7 @@
 // - the executable graph's node set to another host buffer; the graph's node set to
 //   another host buffer, then to a device source (the host bytes no longer count);
 // - a cudaMemcpyAsync from pageable memory captured from a stream, launched twice.
+// - cudaMemcpyAsync into pageable memory and a stack variable, captured, launched twice.
 // (*) left out with --standin: the CPU stand-in runs an executable graph from
 // its graph as it is at launch, so neither means anything there.
 // `graph_host_sources launches K host|device` builds one small graph (its
@@ -235,8 +236,41 @@ int main(int argc, char **argv)
     }
     CK(cudaGraphExecDestroy(e));
     CK(cudaGraphDestroy(cg));
-    CK(cudaStreamDestroy(cs));
     printf("a captured copy from pageable memory reads it at each launch\n");
+
+    /* copies into pageable memory captured from a stream (simpleCudaGraphs'
+     * result, graphMemoryNodes' output): written at each launch */
+    double one, *done;
+    CK(cudaMalloc(&done, sizeof(double)));
+    CK(cudaStreamBeginCapture(cs, cudaStreamCaptureModeGlobal));
+    CK(cudaMemcpyAsync(da, ha, n * sizeof(float), cudaMemcpyHostToDevice, cs));
+    CK(cudaMemcpyAsync(hb, da, n * sizeof(float), cudaMemcpyDeviceToHost, cs));
+    CK(cudaMemcpyAsync(&one, done, sizeof(double), cudaMemcpyDefault, cs));
+    CK(cudaStreamEndCapture(cs, &cg));
+    CK(cudaGraphInstantiate(&e, cg, 0));
+    for (int round = 0; round < 2; round++) {
+        double want = 0.5 + round;
+        CK(cudaMemcpy(done, &want, sizeof(double), cudaMemcpyHostToDevice));
+        fill(ha, n, 51.0f + round);
+        fill(hb, n, -1.0f);
+        one = -1.0;
+        CK(cudaGraphLaunch(e, cs));
+        CK(cudaStreamSynchronize(cs));
+        for (size_t i = 0; i < n; i++)
+            if (hb[i] != ha[i]) {
+                fprintf(stderr, "captured copy into pageable memory, launch %d: hb[%zu] = %g\n", round, i, hb[i]);
+                return 1;
+            }
+        if (one != want) {
+            fprintf(stderr, "captured copy into a stack variable, launch %d: %g, not %g\n", round, one, want);
+            return 1;
+        }
+    }
+    CK(cudaGraphExecDestroy(e));
+    CK(cudaGraphDestroy(cg));
+    CK(cudaFree(done));
+    CK(cudaStreamDestroy(cs));
+    printf("captured copies into pageable memory write it at each launch\n");
 
     CK(cudaFree(dbig));
     CK(cudaFree(da));

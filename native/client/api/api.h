@@ -16,6 +16,7 @@ GW_HIDDEN int gw_mipmap_desc(CUmipmappedArray h, CUDA_ARRAY3D_DESCRIPTOR *out, u
 /* ---- graphs ---- */
 /* A host-to-device copy on a capturing stream as a graph host source node: 1 if taken (*rc), 0 if not capturing (graph_sources.c). */
 GW_HIDDEN int gw_graph_source_captured(int ptsz, CUdeviceptr dst, const void *src, size_t n, CUstream s, CUresult *rc);
+GW_HIDDEN int gw_graph_dest_captured(int ptsz, void *dst, CUdeviceptr src, size_t n, CUstream s, CUresult *rc);
 /* Is addr inside memory a graph alloc node was given (graph_memory.c)? */
 GW_HIDDEN int gw_graph_mem_has(uint64_t addr);
 /* A new node's DEPENDENCIES (codegen/protocol.txt): the ids the client knows them by (graph_nodes.c). */

@@ -255,6 +255,9 @@ static CUresult dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, int asyn
         gw_fence_unsafe(GW_OP_DELIVER, on); /* its bytes land later (state/stream_fences.c) */
         return gw_deliver(op == GW_OP_cuMemcpyDtoHAsync_v2_ptsz, dst, src, n, s);
     }
+    CUresult captured; /* a stream capture: a node that writes dst at each launch (graph_sources.c) */
+    if (async && gw_graph_dest_captured(ptds_op(op), dst, src, n, s, &captured))
+        return captured;
     uint64_t mark = gw_fence_mark(); /* a copy that waited: its stream was idle before it */
     /* large copies from known device memory: their bytes over the lanes (wire/lanes.c) */
     if (gw_mem_is_device_range(src, n) && gw_lanes_for(n)) {

@@ -116,13 +116,12 @@ CUresult CUDAAPI cuGraphExecChildGraphNodeSetParams(CUgraphExec hGraphExec, CUgr
     return gwf_cuGraphExecChildGraphNodeSetParams(hGraphExec, hNode, childGraph);
 }
 
-/* An asynchronous host-to-device copy (copies.c) from host memory the server
- * cannot read, on a stream being captured: natively the captured node reads
- * that memory at each launch, so it becomes a host source node of the
- * capture's graph, after the capture's current dependencies, and then the
- * capture's only dependency. 0: the stream is not capturing (the copy goes
- * as before); 1: taken, *rc says how. */
-int gw_graph_source_captured(int ptsz, CUdeviceptr dst, const void *src, size_t n, CUstream s, CUresult *rc)
+/* A copy on a stream being captured, made a memcpy node of the capture's
+ * graph (graph_copies.c gives host sides their staging or delivery), after
+ * the capture's current dependencies, and then the capture's only
+ * dependency. 0: the stream is not capturing (the copy goes as before); 1:
+ * taken, *rc says how. */
+static int captured_copy_node(int ptsz, CUstream s, const CUDA_MEMCPY3D *p, const char *what, CUresult *rc)
 {
     if (!gw_captures_active())
         return 0;
@@ -143,11 +142,28 @@ int gw_graph_source_captured(int ptsz, CUdeviceptr dst, const void *src, size_t 
     }
     for (size_t i = 0; edges && i < nd; i++)
         if (edges[i].type != CU_GRAPH_DEPENDENCY_TYPE_DEFAULT || edges[i].from_port || edges[i].to_port) {
-            gw_log("cuMemcpyHtoDAsync: a captured copy from host memory after a dependency edge of its own kind is "
-                   "not supported by gpuwire");
+            gw_log("%s: a captured copy %s host memory after a dependency edge of its own kind is not supported by "
+                   "gpuwire", p->srcMemoryType == CU_MEMORYTYPE_HOST ? "cuMemcpyHtoDAsync" : "cuMemcpyDtoHAsync",
+                   what);
             *rc = CUDA_ERROR_NOT_SUPPORTED;
             return 1;
         }
+    CUcontext ctx = NULL;
+    cuCtxGetCurrent(&ctx);
+    CUgraphNode node = NULL;
+    CUresult r = cuGraphAddMemcpyNode(&node, g, deps, nd, p, ctx);
+    if (r == CUDA_SUCCESS)
+        r = cuStreamUpdateCaptureDependencies(s, &node, NULL, 1, CU_STREAM_SET_CAPTURE_DEPENDENCIES);
+    *rc = r;
+    return 1;
+}
+
+/* An asynchronous host-to-device copy (copies.c) from host memory the server
+ * cannot read, on a stream being captured: natively the captured node reads
+ * that memory at each launch, so it becomes a host source node of the
+ * capture's graph. */
+int gw_graph_source_captured(int ptsz, CUdeviceptr dst, const void *src, size_t n, CUstream s, CUresult *rc)
+{
     CUDA_MEMCPY3D p;
     memset(&p, 0, sizeof p);
     p.srcMemoryType = CU_MEMORYTYPE_HOST;
@@ -156,12 +172,23 @@ int gw_graph_source_captured(int ptsz, CUdeviceptr dst, const void *src, size_t 
     p.dstDevice = dst;
     p.WidthInBytes = n;
     p.Height = p.Depth = 1;
-    CUcontext ctx = NULL;
-    cuCtxGetCurrent(&ctx);
-    CUgraphNode node = NULL;
-    CUresult r = cuGraphAddMemcpyNode(&node, g, deps, nd, &p, ctx); /* a host source of g (graph_copies.c) */
-    if (r == CUDA_SUCCESS)
-        r = cuStreamUpdateCaptureDependencies(s, &node, NULL, 1, CU_STREAM_SET_CAPTURE_DEPENDENCIES);
-    *rc = r;
-    return 1;
+    return captured_copy_node(ptsz, s, &p, "from", rc);
+}
+
+/* An asynchronous device-to-host copy (copies.c) into host memory that is not
+ * a delivery's (pageable: simpleCudaGraphs' result, graphMemoryNodes' output
+ * array), on a stream being captured: natively the node writes that memory at
+ * each launch, so it becomes a node whose bytes are delivered to it at every
+ * launch (graph_copies.c). */
+int gw_graph_dest_captured(int ptsz, void *dst, CUdeviceptr src, size_t n, CUstream s, CUresult *rc)
+{
+    CUDA_MEMCPY3D p;
+    memset(&p, 0, sizeof p);
+    p.srcMemoryType = CU_MEMORYTYPE_DEVICE;
+    p.srcDevice = src;
+    p.dstMemoryType = CU_MEMORYTYPE_HOST;
+    p.dstHost = dst;
+    p.WidthInBytes = n;
+    p.Height = p.Depth = 1;
+    return captured_copy_node(ptsz, s, &p, "into", rc);
 }
