@@ -350,3 +350,20 @@ def test_a_refilled_buffer_whose_bytes_the_cache_has_asks_again(cache_server, tm
     _, again = upload(cache_server, tmp_path, "again", 84, 2, "--copies", 20, "--same-dst")
     assert again["cache"]["hits"] == 1 and again["cache"]["misses"] == 2, again["cache"]
     assert again["round_trips_by_function"].get("(cache references)") == 3, again["round_trips_by_function"]
+
+
+def test_pinned_async_sources_skip_the_cache(cache_server, tmp_path):
+    """Asynchronous copies from page-locked memory go plain (a refilled staging
+    buffer's bytes are new each time; hashing them costs more than sending them
+    on a fast link: simpleMultiCopy's first timed copy), unless
+    GPUWIRE_CACHE_PINNED_SOURCES=1; pageable and synchronous ones still ask."""
+    n = 4 << 20
+    _, plain = upload(cache_server, tmp_path, "pinned", 31, 4, "--async", "--pinned")
+    assert plain["cache"]["hits"] == 0 and plain["cache"]["misses"] == 0, plain["cache"]
+    assert "(cache references)" not in plain["round_trips_by_function"], plain["round_trips_by_function"]
+    assert plain["bytes_to_server"] >= n
+    _, asked = upload(cache_server, tmp_path, "pinned-cached", 31, 4, "--async", "--pinned",
+                      env={"GPUWIRE_CACHE_PINNED_SOURCES": "1"})
+    assert asked["cache"]["misses"] >= 1, asked["cache"]
+    _, pageable = upload(cache_server, tmp_path, "pageable", 32, 4, "--async")
+    assert pageable["cache"]["misses"] >= 1, pageable["cache"]

@@ -8,7 +8,8 @@ reads them back and prints one line: RESULT {"ok": ..., "sha256": ...}.
 --copies N: N uploads in one session, of MIB MiB each from seeds SEED..SEED+N-1
 (each to its own allocation, each read back; "sha256" is the last one's).
 --same-dst: with --copies, every upload goes to the same allocation (a buffer
-refilled each step, as llama.cpp's input embeddings)."""
+refilled each step, as llama.cpp's input embeddings).
+--pinned: the source is page-locked (cuMemHostAlloc), as a data loader's staging."""
 
 import ctypes
 import hashlib
@@ -55,6 +56,11 @@ def main() -> int:
             check("cuMemAlloc", lib.cuMemAlloc_v2(ctypes.byref(dptr), ctypes.c_size_t(n)))
         if path:
             host = ctypes.addressof(ctypes.c_char.from_buffer(keep))
+        elif "--pinned" in args:
+            pinned = ctypes.c_void_p()
+            check("cuMemHostAlloc", lib.cuMemHostAlloc(ctypes.byref(pinned), ctypes.c_size_t(n), 0))
+            ctypes.memmove(pinned, data, n)
+            host = pinned.value
         else:
             hostbuf = ctypes.create_string_buffer(data, n)
             host = ctypes.addressof(hostbuf)

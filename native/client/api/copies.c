@@ -143,9 +143,13 @@ static CUresult htod_bytes(unsigned op, CUdeviceptr dst, const void *src, size_t
     if (settled_rc != CUDA_SUCCESS)
         return settled_rc;
     int known = gw_mem_is_device_range(dst, n);
-    /* large copies to known device memory travel by content address (wire/cas_upload.c) */
+    /* large copies to known device memory travel by content address (wire/cas_upload.c),
+     * except asynchronous ones from page-locked memory: staging an application refills
+     * (a data loader's batches, simpleMultiCopy's buffers) holds bytes the cache never
+     * had, and hashing them costs more than sending them on a fast link */
     int store = 0; /* plain, and the worker stores the chunks */
-    if (known && n >= gw_cas_min_copy() && gw_cas_on() && !skip_cache(dst, n)) {
+    if (known && n >= gw_cas_min_copy() && gw_cas_on() && !skip_cache(dst, n) &&
+        !(async && gw_mem_is_pinned_range((uint64_t)(uintptr_t)src, n) && !gw_cas_pinned_sources())) {
         store = cold_plain(n);
         if (!store) {
             int all_missed = 0;

@@ -13,6 +13,7 @@
 /* The server offers a cache and GPUWIRE_CACHE does not say off. */
 GW_HIDDEN int gw_cas_on(void);
 GW_HIDDEN size_t gw_cas_min_copy(void);  /* copies from this size travel by content address */
+GW_HIDDEN int gw_cas_pinned_sources(void);
 GW_HIDDEN size_t gw_cas_min_image(void); /* module images from this size */
 /* A host-to-device copy to known device memory, by content address. */
 /* *all_missed: the cache had none of the bytes (new content) */

@@ -50,6 +50,19 @@ size_t gw_cas_min_copy(void)
     return v;
 }
 
+/* GPUWIRE_CACHE_PINNED_SOURCES=1: asynchronous copies from page-locked memory
+ * also travel by content address (off by default: api/copies.c says why) */
+int gw_cas_pinned_sources(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        int on = 0;
+        gw_env_bool("GPUWIRE_CACHE_PINNED_SOURCES", "using the default, off", &on);
+        v = on;
+    }
+    return v;
+}
+
 size_t gw_cas_min_image(void)
 {
     static size_t v;
