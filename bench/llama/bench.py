@@ -165,7 +165,10 @@ class Bench:
         main = ["-p", "512", "-n", "128", "-r", str(a.reps), "--progress"]
         self.step("bench-native", main, False, 30, 150)
         if gw:
-            self.step("bench-gpuwire", main, True, 60, 240)
+            if self.step("bench-gpuwire", main, True, 60, 240) is None:
+                # the slope compares two warm loads: a cold first one (the server's cache
+                # filling) would add its reference round trips to one side only
+                self.step("gen-warmup-gpuwire", ["-p", "0", "-n", "1", "-r", "1"], True, 20, 120)
             for n in GEN_SLOPE_TOKENS:
                 self.step(f"gen{n}-gpuwire", ["-p", "0", "-n", str(n), "-r", "1", "--progress"], True, 30, 120)
             # generation behind emulated network paths (gpuwire-netem in front of the same server)

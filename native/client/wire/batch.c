@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../../generated/gw_ops.h"
 #include "../diag/env.h"
 #include "stream.h"
 
@@ -23,6 +24,14 @@ static size_t slen, scap;
 static uint8_t *spare; /* the other batch buffer: the one the flusher writes */
 static size_t spare_cap;
 static struct timespec sfirst; /* when the oldest unsent request was queued */
+static struct timespec sdue;   /* when the flusher sends the batch */
+/* Eager flushes: after a synchronize returned, the GPU has nothing of this
+ * client's to run, so a batch that starts then leaves eager_us after its first
+ * request (not flush_us), until a launch has gone: llama.cpp's next token
+ * (input copies, then its graph) reaches the GPU while the application still
+ * prepares the rest, as it would natively. 0 (GPUWIRE_EAGER_FLUSH_US=0): off. */
+static long eager_us = 20;
+static int gpu_idle; /* under gw_conn_lock: a synchronize returned and no launch was queued since */
 static pthread_cond_t flush_cv = PTHREAD_COND_INITIALIZER;
 static int flusher_running;
 static int flusher_asleep; /* under gw_conn_lock: waiting with no deadline, so a new batch must wake it */
@@ -133,7 +142,7 @@ static void *flusher(void *arg)
             continue;
         }
         idle = 0;
-        struct timespec due = plus_us(sfirst, flush_us);
+        struct timespec due = sdue;
         if (before(now, due))
             pthread_cond_timedwait(&flush_cv, &gw_conn_lock, &due); /* then look again: someone may have sent it */
         else
@@ -149,6 +158,9 @@ static void start_flusher_locked(void)
     unsigned long long us = 200;
     gw_env_int("GPUWIRE_FLUSH_US", 0, 1000000, "using the default, 200", &us);
     flush_us = us ? (long)us : 1;
+    unsigned long long e = 20;
+    gw_env_int("GPUWIRE_EAGER_FLUSH_US", 0, 1000000, "using the default, 20", &e);
+    eager_us = (long)e;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -167,6 +179,24 @@ void gw_stream_lock(void)
     pthread_mutex_lock(&gw_conn_lock);
     GW_WIRE_COUNT(queue_wait, gw_now_ns() - t0);
 }
+
+/* What an op does to the GPU's work, for eager flushes: 1 other, 2 a launch
+ * (cuLaunch*, cuGraphLaunch*), 3 a synchronize (cu*Synchronize*). */
+static unsigned char op_kind(unsigned op)
+{
+    static unsigned char kind[GW_OP_COUNT]; /* filled on first use; a race writes the same byte */
+    if (op < 256 || op >= 256 + GW_OP_COUNT)
+        return 1;
+    unsigned char *k = &kind[op - 256];
+    if (!*k) {
+        const char *n = gw_op_name(op);
+        *k = !strncmp(n, "cuLaunch", 8) || !strncmp(n, "cuGraphLaunch", 13) ? 2 : strstr(n, "Synchronize") ? 3 : 1;
+    }
+    return *k;
+}
+
+int gw_op_is_launch(unsigned op) { return op_kind(op) == 2; }
+int gw_op_is_sync(unsigned op) { return op_kind(op) == 3; }
 
 static void (*post_observer)(unsigned op);
 
@@ -205,9 +235,13 @@ int gw_stream_queue_locked(gw_req *q, uint32_t seq)
     if (!slen) {
         clock_gettime(CLOCK_MONOTONIC, &sfirst);
         start_flusher_locked();
-        if (flusher_asleep)
+        int eager = gpu_idle && eager_us > 0 && eager_us < flush_us;
+        sdue = plus_us(sfirst, eager ? eager_us : flush_us);
+        if (flusher_asleep || eager) /* an eager batch: the flusher may be waiting for a later tick */
             pthread_cond_signal(&flush_cv);
     }
+    if (gpu_idle && gw_op_is_launch(q->op))
+        gpu_idle = 0; /* the GPU has work again: batch as usual */
     memcpy(sbuf + slen, q->buf, q->len);
     slen += q->len;
     return slen >= BATCH_BYTES ? gw_stream_flush_locked() : 0;
@@ -278,4 +312,14 @@ void gw_batch_after_fork(void)
     flusher_running = 0;
     flusher_asleep = 0;
     pthread_mutex_init(&send_lock, NULL);
+}
+
+/* A synchronizing call's reply arrived: the GPU may be idle now (replies.c). */
+void gw_batch_note_synchronized(unsigned op)
+{
+    if (!gw_op_is_sync(op))
+        return;
+    pthread_mutex_lock(&gw_conn_lock);
+    gpu_idle = 1;
+    pthread_mutex_unlock(&gw_conn_lock);
 }

@@ -247,6 +247,7 @@ CUresult gw_req_call(gw_req *q, gw_rep **out)
     if (rep.result != CUDA_SUCCESS && gw_debug())
         gw_log("%s returned %d", q->op >= 256 ? gw_op_name(q->op) : "control op", rep.result);
     gw_after_reply(q->op); /* a round trip may have seen device work finish */
+    gw_batch_note_synchronized(q->op);
     return (CUresult)rep.result;
 }
 
