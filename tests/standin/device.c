@@ -246,7 +246,8 @@ SD_API CUresult cuDeviceGetByPCIBusId(CUdevice *dev, const char *busid)
 }
 
 /* Values of an H100 SXM where a number is needed; features the stand-in cannot offer
- * (managed/mapped memory, IPC, memory pools, interop) read 0 so applications steer around. */
+ * (managed/mapped memory, memory pools, interop) read 0 so applications steer around; the
+ * virtual memory API and its file-descriptor handles are there (vmm.c). */
 static int attr_value(int a, int phys)
 {
     switch (a) {
@@ -350,6 +351,8 @@ static int attr_value(int a, int phys)
     case CU_DEVICE_ATTRIBUTE_MAX_ACCESS_POLICY_WINDOW_SIZE: return 134213632;
     case CU_DEVICE_ATTRIBUTE_RESERVED_SHARED_MEMORY_PER_BLOCK: return 1024;
     case CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED: return 0;
+    case CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED: return 1; /* vmm.c */
+    case CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED: return 1;
     case CU_DEVICE_ATTRIBUTE_CLUSTER_LAUNCH: return 1;
     case CU_DEVICE_ATTRIBUTE_MEM_SYNC_DOMAIN_COUNT: return 4;
     case CU_DEVICE_ATTRIBUTE_NUMA_CONFIG: return CU_DEVICE_NUMA_CONFIG_NONE;

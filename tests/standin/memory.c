@@ -52,10 +52,26 @@ void *sd_dev_range(CUdeviceptr addr, size_t len)
         return NULL;
     if (sd_find((uintptr_t)addr, len))
         return (void *)(uintptr_t)addr;
+    if (sd_vmm_range((uintptr_t)addr, len, NULL)) /* mapped with cuMemMap, access set (vmm.c) */
+        return (void *)(uintptr_t)addr;
     return sd_host_mapped_range((uintptr_t)addr, len); /* page-locked memory mapped for the device (hostmem.c) */
 }
 
 size_t sd_mem_used(CUdevice dev) { return dev >= 0 && dev < SD_MAX_DEVICES ? g_used[dev] : 0; }
+
+int sd_mem_charge(CUdevice dev, size_t n)
+{
+    if (dev < 0 || dev >= SD_MAX_DEVICES || n > sd_dev_total_mem(dev) - g_used[dev])
+        return 0;
+    g_used[dev] += n;
+    return 1;
+}
+
+void sd_mem_uncharge(CUdevice dev, size_t n)
+{
+    if (dev >= 0 && dev < SD_MAX_DEVICES)
+        g_used[dev] -= n < g_used[dev] ? n : g_used[dev];
+}
 
 static CUresult insert(uintptr_t base, size_t size, size_t mapped, sd_ctx *ctx)
 {

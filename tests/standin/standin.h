@@ -40,7 +40,7 @@ int sd_initialized(void);
 /* ---- live-object tables (core.c) ---- */
 enum sd_kind { SD_CTX = 1, SD_STREAM, SD_EVENT, SD_MODULE, SD_LIBRARY, SD_FUNC, SD_KERNEL, SD_GRAPH,
                SD_GRAPH_NODE, SD_GRAPH_EXEC, SD_POOL, SD_LINK, SD_GREEN, SD_RESDESC, SD_ARRAY, SD_TEXOBJ,
-               SD_SURFOBJ, SD_MIPMAP, SD_COND };
+               SD_SURFOBJ, SD_MIPMAP, SD_COND, SD_VMEM };
 /* Every object starts with this header; handles are pointers to such objects. */
 typedef struct sd_obj {
     int kind;
@@ -110,6 +110,14 @@ void *sd_dev_range(CUdeviceptr addr, size_t len);
 void *sd_host_mapped_range(uintptr_t a, size_t len);
 void sd_free_ctx_allocs(sd_ctx *c);
 size_t sd_mem_used(CUdevice dev); /* bytes mapped on a device */
+/* n more bytes counted against a device's memory (0: they do not fit), or given back. Lock held. */
+int sd_mem_charge(CUdevice dev, size_t n);
+void sd_mem_uncharge(CUdevice dev, size_t n);
+
+/* ---- the virtual memory management API (vmm.c) ---- */
+/* [a, a+len) inside one cuMemMap mapping that ctx's device may access (ctx NULL: any
+ * device, as for a copy), or NULL. Lock held. */
+void *sd_vmm_range(uintptr_t a, size_t len, const sd_ctx *ctx);
 
 /* ---- CUDA arrays, texture and surface objects (array.c) ---- */
 typedef struct sd_array {
