@@ -229,8 +229,6 @@ int cuMemDiscardBatchAsync(void);
 int cuMemDiscardBatchAsync(void) { return gw_unsupported(GW_OP_cuMemDiscardBatchAsync); }
 int cuMemDiscardBatchAsync_ptsz(void);
 int cuMemDiscardBatchAsync_ptsz(void) { return gw_unsupported(GW_OP_cuMemDiscardBatchAsync_ptsz); }
-int cuMemExportToShareableHandle(void);
-int cuMemExportToShareableHandle(void) { return gw_unsupported(GW_OP_cuMemExportToShareableHandle); }
 int cuMemFree(void);
 int cuMemFree(void) { return gw_unsupported(GW_OP_cuMemFree); }
 int cuMemGetAddressRange(void);
@@ -245,8 +243,6 @@ int cuMemHostGetDevicePointer(void);
 int cuMemHostGetDevicePointer(void) { return gw_unsupported(GW_OP_cuMemHostGetDevicePointer); }
 int cuMemHostRegister(void);
 int cuMemHostRegister(void) { return gw_unsupported(GW_OP_cuMemHostRegister); }
-int cuMemImportFromShareableHandle(void);
-int cuMemImportFromShareableHandle(void) { return gw_unsupported(GW_OP_cuMemImportFromShareableHandle); }
 int cuMemMapArrayAsync(void);
 int cuMemMapArrayAsync(void) { return gw_unsupported(GW_OP_cuMemMapArrayAsync); }
 int cuMemMapArrayAsync_ptsz(void);

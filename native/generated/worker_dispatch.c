@@ -50,6 +50,8 @@ void gw_h_cuLinkComplete(gw_call *c);
 void gw_h_cuLinkCreate(gw_call *c);
 void gw_h_cuLinkCreate_v2(gw_call *c);
 void gw_h_cuLinkDestroy(gw_call *c);
+void gw_h_cuMemExportToShareableHandle(gw_call *c);
+void gw_h_cuMemImportFromShareableHandle(gw_call *c);
 void gw_h_cuMemPoolGetAttribute(gw_call *c);
 void gw_h_cuMemPoolSetAttribute(gw_call *c);
 void gw_h_cuMemcpy2DAsync_v2(gw_call *c);
@@ -5402,6 +5404,7 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuMemAllocPitch_v2 - 256] = h_cuMemAllocPitch_v2,
     [GW_OP_cuMemAlloc_v2 - 256] = h_cuMemAlloc_v2,
     [GW_OP_cuMemCreate - 256] = h_cuMemCreate,
+    [GW_OP_cuMemExportToShareableHandle - 256] = gw_h_cuMemExportToShareableHandle,
     [GW_OP_cuMemFreeAsync - 256] = h_cuMemFreeAsync,
     [GW_OP_cuMemFreeAsync_ptsz - 256] = h_cuMemFreeAsync_ptsz,
     [GW_OP_cuMemFree_v2 - 256] = h_cuMemFree_v2,
@@ -5413,6 +5416,7 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuMemGetInfo - 256] = h_cuMemGetInfo,
     [GW_OP_cuMemGetInfo_v2 - 256] = h_cuMemGetInfo_v2,
     [GW_OP_cuMemGetMemPool - 256] = h_cuMemGetMemPool,
+    [GW_OP_cuMemImportFromShareableHandle - 256] = gw_h_cuMemImportFromShareableHandle,
     [GW_OP_cuMemMap - 256] = h_cuMemMap,
     [GW_OP_cuMemPoolCreate - 256] = h_cuMemPoolCreate,
     [GW_OP_cuMemPoolDestroy - 256] = h_cuMemPoolDestroy,
