@@ -307,18 +307,23 @@ static int importer(const char *path)
     return 0;
 }
 
-static void expect_refused(int fd, const char *what)
+/* An import of fd must fail; the error code is printed (say: 1) so that a
+ * run through gpuwire is compared with the driver's own. */
+static void expect_refused(int fd, const char *what, int say)
 {
     CUmemGenericAllocationHandle h = 0;
     CUresult r = cuMemImportFromShareableHandle(&h, (void *)(uintptr_t)fd, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR);
-    if (r != CUDA_ERROR_INVALID_VALUE)
-        FAIL("importing %s gave %d, not CUDA_ERROR_INVALID_VALUE", what, (int)r);
-    printf("forged: %s refused\n", what);
+    if (r == CUDA_SUCCESS)
+        FAIL("%s was imported", what);
+    if (say)
+        printf("forged: %s refused (%d)\n", what, (int)r);
 }
 
 /* Fds that are not an exported allocation. Through gpuwire the exported fd
  * holds gpuwire's record (magic "GWSHFD1", then server, session and id as
- * u64s): the same record with another id is refused by the worker. */
+ * u64s): the same record with another id must be refused by the worker too
+ * (silently here: a native run has no such record, and gpu-check compares
+ * the two outputs; the server logs the refusal). */
 static int forged(void)
 {
     CUmemGenericAllocationHandle h;
@@ -327,12 +332,12 @@ static int forged(void)
     int plain = memfd_create("not-an-allocation", 0);
     if (plain < 0 || ftruncate(plain, (off_t)bytes()) != 0)
         FAIL("memfd");
-    expect_refused(plain, "a memfd of the right size");
+    expect_refused(plain, "a memfd of the right size", 1);
     close(plain);
     int pipefd[2];
     if (pipe(pipefd) != 0)
         FAIL("pipe");
-    expect_refused(pipefd[0], "a pipe");
+    expect_refused(pipefd[0], "a pipe", 1);
     close(pipefd[0]);
     close(pipefd[1]);
     unsigned char rec[32];
@@ -341,7 +346,7 @@ static int forged(void)
         int f = memfd_create("forged-record", 0);
         if (f < 0 || pwrite(f, rec, sizeof rec, 0) != (ssize_t)sizeof rec)
             FAIL("memfd");
-        expect_refused(f, "a gpuwire record with a forged id");
+        expect_refused(f, "a gpuwire record with a forged id", 0);
         close(f);
     }
     close(fd);
