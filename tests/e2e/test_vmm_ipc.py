@@ -106,6 +106,10 @@ def test_an_fd_imports_only_for_its_tenant(tmp_path):
             other = gw_run([str(PROGRAM), "import", sock], server=srv.address, env={"GPUWIRE_TOKEN": tb})
             assert other.returncode == 1, explain(other, srv)
             assert "cuMemImportFromShareableHandle" in other.stdout and "-> 1 " in other.stdout, explain(other, srv)
+            # the same tenant, another session, an id that session never exported
+            forged = gw_run([str(PROGRAM), "import", sock, "forge"], server=srv.address, env={"GPUWIRE_TOKEN": ta})
+            assert forged.returncode == 0, explain(forged, srv)
+            assert "forged: another session's record with a forged id refused (1)" in forged.stdout, explain(forged, srv)
             same = gw_run([str(PROGRAM), "import", sock], server=srv.address, env={"GPUWIRE_TOKEN": ta})
             assert same.returncode == 0, explain(same, srv)
             out, err = p.communicate("go\n", timeout=60)
@@ -116,5 +120,7 @@ def test_an_fd_imports_only_for_its_tenant(tmp_path):
         assert p.returncode == 0 and out.strip().splitlines()[-1] == "PASS vmm_ipc", out + err
         text = log.read_text()
         assert "no live session" in text and "of this tenant exported handles" in text, text[-3000:]
+        assert "which this session never exported: refused" in text, text[-3000:]  # the exporter's broker
+        assert "of this tenant has no handle id" in text, text[-3000:]  # the importer's worker
     finally:
         srv.stop()

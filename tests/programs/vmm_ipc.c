@@ -16,6 +16,8 @@
  *                            prints "READY", and on a line on stdin checks
  *                            that an importer scaled the floats
  *   vmm_ipc import PATH      an importer of `export`'s fd (the child's work)
+ *   vmm_ipc import PATH forge  through gpuwire: the record of `export`'s fd
+ *                            with another id is refused
  *   vmm_ipc forged           fds that are no exported allocation are refused
  *                            (CUDA_ERROR_INVALID_VALUE)
  * Prints "PASS vmm_ipc" last, or "FAIL vmm_ipc: why" and exits 1. */
@@ -291,7 +293,12 @@ static int exporter(const char *path)
     return 0;
 }
 
-static int importer(const char *path)
+static void expect_refused(int fd, const char *what, int say);
+
+/* An importer of `export`'s fd; with forge, of the same record with another
+ * id (through gpuwire only: a native fd holds no record), which the
+ * exporting session's worker must refuse. */
+static int importer(const char *path, int forge)
 {
     struct sockaddr_un a;
     memset(&a, 0, sizeof a);
@@ -303,6 +310,19 @@ static int importer(const char *path)
     int fd = recv_fd(s);
     close(s);
     start();
+    if (forge) {
+        unsigned char rec[32];
+        if (pread(fd, rec, sizeof rec, 0) != (ssize_t)sizeof rec || memcmp(rec, "GWSHFD1", 8) != 0)
+            FAIL("forge: the fd holds no gpuwire record (not run through gpuwire?)");
+        rec[24] ^= 1; /* the id's lowest bit */
+        int f = memfd_create("forged-record", 0);
+        if (f < 0 || pwrite(f, rec, sizeof rec, 0) != (ssize_t)sizeof rec)
+            FAIL("memfd");
+        expect_refused(f, "another session's record with a forged id", 1);
+        close(f);
+        close(fd);
+        return 0;
+    }
     import_and_scale(fd);
     return 0;
 }
@@ -370,8 +390,8 @@ int main(int argc, char **argv)
     int rc;
     if (argc == 3 && !strcmp(argv[1], "child"))
         rc = child(argv[2]);
-    else if (argc == 3 && !strcmp(argv[1], "import"))
-        rc = importer(argv[2]);
+    else if ((argc == 3 || (argc == 4 && !strcmp(argv[3], "forge"))) && !strcmp(argv[1], "import"))
+        rc = importer(argv[2], argc == 4);
     else if (argc == 3 && !strcmp(argv[1], "export")) {
         start();
         rc = exporter(argv[2]);
@@ -382,7 +402,7 @@ int main(int argc, char **argv)
         start();
         rc = parent("/proc/self/exe");
     } else {
-        FAIL("usage: vmm_ipc [child FD | export PATH | import PATH | forged]");
+        FAIL("usage: vmm_ipc [child FD | export PATH | import PATH [forge] | forged]");
     }
     CK(cuCtxDestroy(g_ctx));
     printf("PASS vmm_ipc\n");

@@ -434,7 +434,7 @@ SD_API CUresult cuMemExportToShareableHandle(void *shareableHandle, CUmemGeneric
     if (!m || !(m->handle_types & CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR))
         r = CUDA_ERROR_INVALID_VALUE; /* unknown, or not created exportable as an fd */
     if (r == CUDA_SUCCESS) {
-        int fd = fcntl(m->fd, F_DUPFD_CLOEXEC, 0);
+        int fd = dup(m->fd); /* the application's to pass on, or to inherit across exec */
         if (fd < 0)
             r = CUDA_ERROR_OUT_OF_MEMORY;
         else

@@ -45,10 +45,11 @@ static CUresult refuse_type(const char *call, CUmemAllocationHandleType t)
     return CUDA_ERROR_INVALID_VALUE; /* not a handle type at all */
 }
 
-/* A sealed memfd holding the record, or -1. */
+/* A sealed memfd holding the record, or -1. Not close-on-exec: an application
+ * may hand it to a child it executes by inheritance rather than SCM_RIGHTS. */
 static int record_fd(const fd_record *rec)
 {
-    int fd = memfd_create("gpuwire-shareable-handle", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    int fd = memfd_create("gpuwire-shareable-handle", MFD_ALLOW_SEALING);
     if (fd < 0)
         return -1;
     if (pwrite(fd, rec, sizeof *rec, 0) != (ssize_t)sizeof *rec ||
