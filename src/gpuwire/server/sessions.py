@@ -199,10 +199,10 @@ class Sessions:
             if sess.stats is not None:
                 sess.stats, block = None, sess.stats
                 block.close()
-            fd_socket = (env or {}).get(FD_DIR_ENV)
-            if fd_socket:  # an ended session's fd-broker socket: nobody answers there any more
+            fd_folder = (env or {}).get(FD_DIR_ENV)
+            if fd_folder:  # an ended session's fd-broker socket: nobody answers there any more
                 try:
-                    os.unlink(os.path.join(fd_socket, f"{sid}.sock"))
+                    os.unlink(os.path.join(fd_folder, f"{sid}.sock"))
                 except OSError:
                     pass
             with reg.lock:
