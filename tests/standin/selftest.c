@@ -744,6 +744,7 @@ int main(int argc, char **argv)
     test_context();
     test_memory();
     test_vmm();
+    test_pool_ipc();
     test_streams_events();
     test_modules();
     test_sticky();

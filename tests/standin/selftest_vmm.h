@@ -1,7 +1,9 @@
 /* TEST DOUBLE self-test of the stand-in's virtual memory API (vmm.c), included by
  * selftest.c: reserve, create, map, access, copies through the mapping, the
  * driver's errors, and a POSIX file-descriptor handle exported and imported again
- * (the import maps the same bytes). Needs a current context (test_context). */
+ * (the import maps the same bytes); and stream-ordered allocation from a pool
+ * with POSIX fd handles, its pool and pointer exported and imported again
+ * (mempool.c). Needs a current context (test_context). */
 #ifndef GW_STANDIN_SELFTEST_VMM_H
 #define GW_STANDIN_SELFTEST_VMM_H
 
@@ -130,6 +132,77 @@ static void test_vmm(void)
     EXPECT(F(cuMemAddressFree)(va, g), CUDA_ERROR_INVALID_VALUE); /* not the reservation's size */
     OK(F(cuMemAddressFree)(va, 2 * g));
     OK(F(cuMemAddressFree)(vb, 2 * g));
+}
+
+static void test_pool_ipc(void)
+{
+    int v = 0;
+    OK(F(cuDeviceGetAttribute)(&v, CU_DEVICE_ATTRIBUTE_MEMPOOL_SUPPORTED_HANDLE_TYPES, 0));
+    TRUE(v == CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR);
+    CUdeviceptr d = 0;
+    OK(F(cuMemAllocAsync)(&d, 1000, 0)); /* the device's current pool */
+    cuuint64_t used = 0;
+    CUmemoryPool def;
+    OK(F(cuDeviceGetMemPool)(&def, 0));
+    OK(F(cuMemPoolGetAttribute)(def, CU_MEMPOOL_ATTR_USED_MEM_CURRENT, &used));
+    TRUE(used == 4096);
+    OK(F(cuMemFreeAsync)(d, 0));
+    EXPECT(F(cuMemFreeAsync)(d, 0), CUDA_ERROR_INVALID_VALUE);
+    OK(F(cuMemPoolGetAttribute)(def, CU_MEMPOOL_ATTR_USED_MEM_CURRENT, &used));
+    TRUE(used == 0);
+
+    CUmemPoolProps pp;
+    memset(&pp, 0, sizeof pp);
+    pp.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+    pp.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    pp.handleTypes = CU_MEM_HANDLE_TYPE_FABRIC;
+    CUmemoryPool pool, plain, imp;
+    EXPECT(F(cuMemPoolCreate)(&pool, &pp), CUDA_ERROR_NOT_SUPPORTED);
+    pp.handleTypes = CU_MEM_HANDLE_TYPE_NONE;
+    OK(F(cuMemPoolCreate)(&plain, &pp));
+    pp.handleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
+    OK(F(cuMemPoolCreate)(&pool, &pp));
+    CUdeviceptr a = 0, b = 0;
+    OK(F(cuMemAllocFromPoolAsync)(&a, 10000, pool, 0));
+    unsigned char buf[10000], back[10000];
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = (unsigned char)(i * 7 + 1);
+    OK(F(cuMemcpyHtoD_v2)(a, buf, sizeof buf));
+
+    int fd = -1;
+    EXPECT(F(cuMemPoolExportToShareableHandle)(&fd, plain, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0),
+           CUDA_ERROR_INVALID_VALUE); /* not created exportable */
+    OK(F(cuMemPoolExportToShareableHandle)(&fd, pool, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0));
+    CUmemPoolPtrExportData data;
+    EXPECT(F(cuMemPoolExportPointer)(&data, a + 16), CUDA_ERROR_INVALID_VALUE); /* not an allocation's start */
+    OK(F(cuMemPoolExportPointer)(&data, a));
+    int forged = memfd_create("not-a-pool", 0);
+    TRUE(forged >= 0);
+    EXPECT(F(cuMemPoolImportFromShareableHandle)(&imp, (void *)(intptr_t)forged, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0),
+           CUDA_ERROR_INVALID_VALUE);
+    close(forged);
+    OK(F(cuMemPoolImportFromShareableHandle)(&imp, (void *)(intptr_t)fd, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0));
+    close(fd);
+    EXPECT(F(cuMemAllocFromPoolAsync)(&b, 100, imp, 0), CUDA_ERROR_INVALID_VALUE); /* imported pools only map */
+    CUmemPoolPtrExportData bad = data;
+    bad.reserved[0] ^= 1; /* the magic */
+    EXPECT(F(cuMemPoolImportPointer)(&b, imp, &bad), CUDA_ERROR_INVALID_VALUE);
+    EXPECT(F(cuMemPoolImportPointer)(&b, pool, &data), CUDA_ERROR_INVALID_VALUE); /* not an imported pool */
+    OK(F(cuMemPoolImportPointer)(&b, imp, &data));
+    TRUE(b != a);
+    memset(back, 0, sizeof back);
+    OK(F(cuMemcpyDtoH_v2)(back, b, sizeof back));
+    TRUE(memcmp(buf, back, sizeof buf) == 0);
+    OK(F(cuMemsetD8_v2)(b, 0x33, 8)); /* written through the import, seen through the allocation */
+    OK(F(cuMemcpyDtoH_v2)(back, a, 8));
+    TRUE(back[0] == 0x33 && back[7] == 0x33);
+    OK(F(cuMemPoolGetAttribute)(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT, &used));
+    TRUE(used == 12288);
+    OK(F(cuMemFree_v2)(b)); /* an imported pointer is freed as the importer's own */
+    OK(F(cuMemPoolDestroy)(imp));
+    OK(F(cuMemPoolDestroy)(pool)); /* with an allocation left: it goes with the allocation */
+    OK(F(cuMemFreeAsync)(a, 0));
+    OK(F(cuMemPoolDestroy)(plain));
 }
 
 #endif
