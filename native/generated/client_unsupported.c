@@ -247,14 +247,6 @@ int cuMemMapArrayAsync(void);
 int cuMemMapArrayAsync(void) { return gw_unsupported(GW_OP_cuMemMapArrayAsync); }
 int cuMemMapArrayAsync_ptsz(void);
 int cuMemMapArrayAsync_ptsz(void) { return gw_unsupported(GW_OP_cuMemMapArrayAsync_ptsz); }
-int cuMemPoolExportPointer(void);
-int cuMemPoolExportPointer(void) { return gw_unsupported(GW_OP_cuMemPoolExportPointer); }
-int cuMemPoolExportToShareableHandle(void);
-int cuMemPoolExportToShareableHandle(void) { return gw_unsupported(GW_OP_cuMemPoolExportToShareableHandle); }
-int cuMemPoolImportFromShareableHandle(void);
-int cuMemPoolImportFromShareableHandle(void) { return gw_unsupported(GW_OP_cuMemPoolImportFromShareableHandle); }
-int cuMemPoolImportPointer(void);
-int cuMemPoolImportPointer(void) { return gw_unsupported(GW_OP_cuMemPoolImportPointer); }
 int cuMemPrefetchBatchAsync(void);
 int cuMemPrefetchBatchAsync(void) { return gw_unsupported(GW_OP_cuMemPrefetchBatchAsync); }
 int cuMemPrefetchBatchAsync_ptsz(void);

@@ -4,8 +4,9 @@ cuMemImportFromShareableHandle; docs/multi-gpu.md): tests/programs/vmm_ipc
 passes an exported allocation's fd to a child with SCM_RIGHTS, natively on
 the stand-in and through gpuwire, where the fd is the client's memfd record
 and the workers pass the driver's fd between them
-(native/worker/handlers/shareable.c). Another tenant's session cannot import
-it, nor can anyone import a forged fd."""
+(native/worker/handlers/shareable.c); the same for a memory pool's fd and an
+allocation's export data (streamOrderedAllocationIPC's pattern). Another
+tenant's session cannot import an fd, nor can anyone import a forged one."""
 
 from __future__ import annotations
 
@@ -75,6 +76,21 @@ def test_forged_fds_are_refused_through_gpuwire(server):
     assert "not a handle a gpuwire client exported" in r.stderr, explain(r, server)
     # the program's record with a flipped id reached the worker, which refused it
     assert any("never exported handle id" in line for line in server.log_lines()), explain(r, server)
+
+
+def test_native_pool_shared_with_a_child(native_dir):
+    r = run_native(native_dir, "pool")
+    assert r.returncode == 0, explain(r)
+    assert "pool importer: read the exporter's floats and scaled them" in r.stdout, explain(r)
+    assert r.stdout.strip().splitlines()[-1] == "PASS vmm_ipc", explain(r)
+
+
+def test_pool_shared_with_a_child_through_gpuwire(server):
+    r = gw_run([str(PROGRAM), "pool"], server=server.address, timeout=120)
+    assert r.returncode == 0, explain(r, server)
+    assert "pool importer: read the exporter's floats and scaled them" in r.stdout, explain(r, server)
+    assert "pool parent: saw the child's kernel write its pool allocation" in r.stdout, explain(r, server)
+    assert r.stdout.strip().splitlines()[-1] == "PASS vmm_ipc", explain(r, server)
 
 
 def exporter(srv, token: str, path: str) -> subprocess.Popen:

@@ -20,6 +20,12 @@
  *                            with another id is refused
  *   vmm_ipc forged           fds that are no exported allocation are refused
  *                            (CUDA_ERROR_INVALID_VALUE)
+ *   vmm_ipc pool             the same between a parent and a child for a
+ *                            memory pool, as streamOrderedAllocationIPC does:
+ *                            the pool's fd and an allocation's export data go
+ *                            to the child, which imports both, checks and
+ *                            scales the floats, frees its import
+ *   vmm_ipc pool-child FD    that child
  * Prints "PASS vmm_ipc" last, or "FAIL vmm_ipc: why" and exits 1. */
 #define _GNU_SOURCE
 #include <poll.h>
@@ -247,6 +253,107 @@ static int child(const char *sockarg)
     return 0;
 }
 
+/* ---- memory pools: the pool's fd with SCM_RIGHTS, an allocation's 64 bytes of export data beside it ---- */
+
+static void pool_child_work(int fd, const CUmemPoolPtrExportData *data)
+{
+    CUmemoryPool pool;
+    CK(cuMemPoolImportFromShareableHandle(&pool, (void *)(uintptr_t)fd, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0));
+    close(fd);
+    CUdeviceptr d = 0;
+    CUmemPoolPtrExportData copy = *data;
+    CK(cuMemPoolImportPointer(&d, pool, &copy));
+    check(d, 1.0f, "pool importer, before the kernel");
+    CUmodule mod;
+    CUfunction f;
+    CK(cuModuleLoadData(&mod, da_fatbin));
+    CK(cuModuleGetFunction(&f, mod, "da_scale"));
+    float factor = FACTOR;
+    int n = count();
+    void *params[] = {&d, &factor, &n};
+    CK(cuLaunchKernel(f, (unsigned)(n + 255) / 256, 1, 1, 256, 1, 1, 0, NULL, params, NULL));
+    CK(cuCtxSynchronize());
+    CK(cuMemFree(d)); /* an imported pointer is freed where it was imported */
+    CK(cuMemPoolDestroy(pool));
+    CK(cuModuleUnload(mod));
+    printf("pool importer: read the exporter's floats and scaled them\n");
+}
+
+static int pool_child(const char *sockarg)
+{
+    int sock = atoi(sockarg);
+    int fd = recv_fd(sock);
+    CUmemPoolPtrExportData data;
+    if (recv(sock, &data, sizeof data, MSG_WAITALL) != (ssize_t)sizeof data)
+        FAIL("the export data did not arrive");
+    start();
+    pool_child_work(fd, &data);
+    return 0;
+}
+
+static int pool_parent(const char *self)
+{
+    int handle_types = 0;
+    CK(cuDeviceGetAttribute(&handle_types, CU_DEVICE_ATTRIBUTE_MEMPOOL_SUPPORTED_HANDLE_TYPES, g_dev));
+    if (!(handle_types & CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR))
+        FAIL("the device's pools offer handle types %#x, no POSIX fd", (unsigned)handle_types);
+    CUmemPoolProps pp;
+    memset(&pp, 0, sizeof pp);
+    pp.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+    pp.handleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
+    pp.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    pp.location.id = g_dev;
+    CUmemoryPool pool;
+    CK(cuMemPoolCreate(&pool, &pp));
+    CUstream s;
+    CK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+    CUdeviceptr d = 0;
+    CK(cuMemAllocFromPoolAsync(&d, bytes(), pool, s));
+    int n = count();
+    float *host = malloc(bytes());
+    if (!host)
+        FAIL("out of memory");
+    for (int i = 0; i < n; i++)
+        host[i] = (float)i;
+    CK(cuMemcpyHtoDAsync(d, host, bytes(), s));
+    CK(cuStreamSynchronize(s));
+    free(host);
+    int fd = -1;
+    CK(cuMemPoolExportToShareableHandle(&fd, pool, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0));
+    CUmemPoolPtrExportData data;
+    CK(cuMemPoolExportPointer(&data, d));
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+        FAIL("socketpair");
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0)
+        FAIL("fork");
+    if (pid == 0) {
+        close(sv[0]);
+        char arg[16];
+        snprintf(arg, sizeof arg, "%d", sv[1]);
+        execl(self, self, "pool-child", arg, (char *)NULL);
+        _exit(127);
+    }
+    close(sv[1]);
+    send_fd(sv[0], fd);
+    if (send(sv[0], &data, sizeof data, MSG_NOSIGNAL) != (ssize_t)sizeof data)
+        FAIL("send of the export data failed");
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        FAIL("the pool child failed (status %#x)", status);
+    close(sv[0]);
+    close(fd);
+    check(d, FACTOR, "pool parent, after the child's kernel");
+    CK(cuMemFreeAsync(d, s));
+    CK(cuStreamSynchronize(s));
+    CK(cuStreamDestroy(s));
+    CK(cuMemPoolDestroy(pool));
+    printf("pool parent: saw the child's kernel write its pool allocation\n");
+    return 0;
+}
+
 static int listen_on(const char *path)
 {
     struct sockaddr_un a;
@@ -395,6 +502,11 @@ int main(int argc, char **argv)
     else if (argc == 3 && !strcmp(argv[1], "export")) {
         start();
         rc = exporter(argv[2]);
+    } else if (argc == 3 && !strcmp(argv[1], "pool-child")) {
+        rc = pool_child(argv[2]);
+    } else if (argc == 2 && !strcmp(argv[1], "pool")) {
+        start();
+        rc = pool_parent("/proc/self/exe");
     } else if (argc == 2 && !strcmp(argv[1], "forged")) {
         start();
         rc = forged();
@@ -402,7 +514,7 @@ int main(int argc, char **argv)
         start();
         rc = parent("/proc/self/exe");
     } else {
-        FAIL("usage: vmm_ipc [child FD | export PATH | import PATH [forge] | forged]");
+        FAIL("usage: vmm_ipc [child FD | export PATH | import PATH [forge] | forged | pool | pool-child FD]");
     }
     CK(cuCtxDestroy(g_ctx));
     printf("PASS vmm_ipc\n");

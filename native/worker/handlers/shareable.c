@@ -1,7 +1,9 @@
-/* POSIX file-descriptor handles of the virtual memory API between a client's
- * processes (cuMemExportToShareableHandle / cuMemImportFromShareableHandle
- * with CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR: NVIDIA's memMapIPCDrv, NCCL
- * between processes, JAX's allocator).
+/* POSIX file-descriptor handles of the virtual memory API and of memory
+ * pools between a client's processes (cuMemExportToShareableHandle /
+ * cuMemImportFromShareableHandle, cuMemPoolExportToShareableHandle /
+ * cuMemPoolImportFromShareableHandle, with
+ * CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR: NVIDIA's memMapIPCDrv and
+ * streamOrderedAllocationIPC, NCCL between processes, JAX's allocator).
  *
  * The driver's fd exists only in the exporting worker; the application holds
  * a stand-in memfd its client made (client/api/shareable.c) naming this
@@ -21,7 +23,8 @@
  * importer may come at any time; the application's close of its memfd is
  * invisible here), at most EXPORTS_MAX of them.
  *
- * Formats: SHAREABLE_EXPORT, SHAREABLE_IMPORT in codegen/protocol.txt. */
+ * Formats: SHAREABLE_EXPORT, SHAREABLE_IMPORT, SHAREABLE_POOL_EXPORT,
+ * SHAREABLE_POOL_IMPORT in codegen/protocol.txt. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -201,6 +204,41 @@ static int start_broker(void)
     return 0;
 }
 
+/* The broker is ready to hand out this session's fds: 0, or -1 after answering. */
+static int broker_ready(gw_call *c)
+{
+    pthread_mutex_lock(&g_lock);
+    int ready = server_tag() && start_broker() == 0;
+    pthread_mutex_unlock(&g_lock);
+    if (!ready)
+        gw_reply_result(c, CUDA_ERROR_NOT_SUPPORTED);
+    return ready ? 0 : -1;
+}
+
+/* The driver's fd kept under a fresh random id, answered as SHAREABLE_EXPORT's
+ * reply (the pool's is the same); the fd is closed if it cannot be kept. */
+static void keep_and_reply(gw_call *c, int fd)
+{
+    uint64_t id = 0;
+    while (!id)
+        if (getrandom(&id, sizeof id, 0) != (ssize_t)sizeof id)
+            id = 0;
+    pthread_mutex_lock(&g_lock);
+    int kept = g_nexports < EXPORTS_MAX;
+    if (kept)
+        g_exports[g_nexports++] = (exported){id, fd};
+    pthread_mutex_unlock(&g_lock);
+    if (!kept) {
+        gw_wlog("%s: %d exported handles are kept already: CUDA_ERROR_OUT_OF_MEMORY", gw_op_name(c->h.op),
+                EXPORTS_MAX);
+        close(fd);
+        gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
+        return;
+    }
+    gw_reply_first(c, gw_shareable_export_rep,
+                   {.result = CUDA_SUCCESS, .server = server_tag(), .session = own_session(), .id = id});
+}
+
 void gw_h_cuMemExportToShareableHandle(gw_call *c)
 {
     gw_shareable_export_req q = {0};
@@ -213,39 +251,37 @@ void gw_h_cuMemExportToShareableHandle(gw_call *c)
     }
     CUresult (*fn)(void *, CUmemGenericAllocationHandle, CUmemAllocationHandleType, unsigned long long) =
         gw_driver_fn(c, c->h.op);
-    if (!fn)
+    if (!fn || broker_ready(c))
         return;
-    uint64_t tag = server_tag(), sess = own_session();
-    pthread_mutex_lock(&g_lock);
-    int ready = tag && start_broker() == 0;
-    pthread_mutex_unlock(&g_lock);
-    if (!ready) {
+    int fd = -1;
+    CUresult r = fn(&fd, (CUmemGenericAllocationHandle)q.handle, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, q.flags);
+    if (r != CUDA_SUCCESS)
+        gw_reply_result(c, r);
+    else
+        keep_and_reply(c, fd);
+}
+
+void gw_h_cuMemPoolExportToShareableHandle(gw_call *c)
+{
+    gw_shareable_pool_export_req q = {0};
+    CUmemoryPool pool = NULL;
+    if (gw_in_part(c, gw_shareable_pool_export_req, &q))
+        pool = (CUmemoryPool)gw_handle_lookup(c, GW_HT_CUmemoryPool, q.pool);
+    if (!gw_args_ok(c))
+        return;
+    if (q.handle_type != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR) {
         gw_reply_result(c, CUDA_ERROR_NOT_SUPPORTED);
         return;
     }
+    CUresult (*fn)(void *, CUmemoryPool, CUmemAllocationHandleType, unsigned long long) = gw_driver_fn(c, c->h.op);
+    if (!fn || broker_ready(c))
+        return;
     int fd = -1;
-    CUresult r = fn(&fd, (CUmemGenericAllocationHandle)q.handle, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, q.flags);
-    if (r != CUDA_SUCCESS) {
+    CUresult r = fn(&fd, pool, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, q.flags);
+    if (r != CUDA_SUCCESS)
         gw_reply_result(c, r);
-        return;
-    }
-    uint64_t id = 0;
-    while (!id)
-        if (getrandom(&id, sizeof id, 0) != (ssize_t)sizeof id)
-            id = 0;
-    pthread_mutex_lock(&g_lock);
-    int kept = g_nexports < EXPORTS_MAX;
-    if (kept)
-        g_exports[g_nexports++] = (exported){id, fd};
-    pthread_mutex_unlock(&g_lock);
-    if (!kept) {
-        gw_wlog("cuMemExportToShareableHandle: %d exported handles are kept already: CUDA_ERROR_OUT_OF_MEMORY",
-                EXPORTS_MAX);
-        close(fd);
-        gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
-        return;
-    }
-    gw_reply_first(c, gw_shareable_export_rep, {.result = CUDA_SUCCESS, .server = tag, .session = sess, .id = id});
+    else
+        keep_and_reply(c, fd);
 }
 
 /* The real fd behind (session, id), from this worker or the exporting one; -1
@@ -255,13 +291,13 @@ static int fetch_fd(uint64_t session, uint64_t id)
     if (session == own_session()) {
         int fd = dup_exported(id);
         if (fd < 0)
-            gw_wlog("cuMemImportFromShareableHandle refused: this session never exported handle id %016llx",
+            gw_wlog("import of a shareable handle refused: this session never exported handle id %016llx",
                     (unsigned long long)id);
         return fd;
     }
     struct sockaddr_un a;
     if (!session || socket_path(&a, session) != 0) {
-        gw_wlog("cuMemImportFromShareableHandle refused: no tenant folder (run under gpuwire server)");
+        gw_wlog("import of a shareable handle refused: no tenant folder (run under gpuwire server)");
         return -1;
     }
     int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -269,7 +305,7 @@ static int fetch_fd(uint64_t session, uint64_t id)
         return -1;
     set_timeouts(s);
     if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) {
-        gw_wlog("cuMemImportFromShareableHandle refused: no live session %llu of this tenant exported handles "
+        gw_wlog("import of a shareable handle refused: no live session %llu of this tenant exported handles "
                 "(another tenant's, ended, or forged)", (unsigned long long)session);
         close(s);
         return -1;
@@ -295,10 +331,26 @@ static int fetch_fd(uint64_t session, uint64_t id)
     if (status != 0 || fd < 0) {
         if (fd >= 0)
             close(fd);
-        gw_wlog("cuMemImportFromShareableHandle refused: session %llu of this tenant has no handle id %016llx",
+        gw_wlog("import of a shareable handle refused: session %llu of this tenant has no handle id %016llx",
                 (unsigned long long)session, (unsigned long long)id);
         return -1;
     }
+    return fd;
+}
+
+/* The real fd a record names, for an import: -1 after answering
+ * CUDA_ERROR_INVALID_VALUE (another server's, another tenant's, forged). */
+static int record_fd(gw_call *c, uint64_t server, uint64_t session, uint64_t id)
+{
+    uint64_t tag = server_tag();
+    int fd = -1;
+    if (!tag || server != tag)
+        gw_wlog("%s refused: the handle was made on another server (or this one before it restarted)",
+                gw_op_name(c->h.op));
+    else
+        fd = fetch_fd(session, id);
+    if (fd < 0)
+        gw_reply_result(c, CUDA_ERROR_INVALID_VALUE);
     return fd;
 }
 
@@ -315,23 +367,39 @@ void gw_h_cuMemImportFromShareableHandle(gw_call *c)
     CUresult (*fn)(CUmemGenericAllocationHandle *, void *, CUmemAllocationHandleType) = gw_driver_fn(c, c->h.op);
     if (!fn)
         return;
-    uint64_t tag = server_tag();
-    if (!tag || q.server != tag) {
-        gw_wlog("cuMemImportFromShareableHandle refused: the handle was made on another server (or this one "
-                "before it restarted)");
-        gw_reply_result(c, CUDA_ERROR_INVALID_VALUE);
+    int fd = record_fd(c, q.server, q.session, q.id);
+    if (fd < 0)
         return;
-    }
-    int fd = fetch_fd(q.session, q.id);
-    if (fd < 0) {
-        gw_reply_result(c, CUDA_ERROR_INVALID_VALUE);
-        return;
-    }
     CUmemGenericAllocationHandle h = 0;
     CUresult r = fn(&h, (void *)(intptr_t)fd, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR);
     close(fd); /* the driver keeps what it needs, as an application may close its fd after importing */
     if (r == CUDA_SUCCESS)
         gw_reply_first(c, gw_shareable_import_rep, {.result = r, .handle = (uint64_t)h});
+    else
+        gw_reply_result(c, r);
+}
+
+void gw_h_cuMemPoolImportFromShareableHandle(gw_call *c)
+{
+    gw_shareable_pool_import_req q = {0};
+    gw_in_part(c, gw_shareable_pool_import_req, &q);
+    if (!gw_args_ok(c))
+        return;
+    if (q.handle_type != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR) {
+        gw_reply_result(c, CUDA_ERROR_NOT_SUPPORTED);
+        return;
+    }
+    CUresult (*fn)(CUmemoryPool *, void *, CUmemAllocationHandleType, unsigned long long) = gw_driver_fn(c, c->h.op);
+    if (!fn)
+        return;
+    int fd = record_fd(c, q.server, q.session, q.id);
+    if (fd < 0)
+        return;
+    CUmemoryPool pool = NULL;
+    CUresult r = fn(&pool, (void *)(intptr_t)fd, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, q.flags);
+    close(fd);
+    if (r == CUDA_SUCCESS) /* named by the worker, as cuMemPoolCreate's pools are */
+        gw_reply_first(c, gw_shareable_pool_import_rep, {.result = r, .pool = gw_handle_id(GW_HT_CUmemoryPool, pool)});
     else
         gw_reply_result(c, r);
 }

@@ -5,6 +5,8 @@
 # fd, a forked-and-exec'd child imports it over SCM_RIGHTS, maps it and scales
 # it with a kernel, the parent reads the result and imports its own fd again),
 # natively and through gpuwire; then fds that are no exported allocation,
-# whose error codes must be the driver's own.
+# whose error codes must be the driver's own; then a memory pool's fd and an
+# allocation's export data, as streamOrderedAllocationIPC passes them.
 check vmm_ipc build/programs/vmm_ipc
 check vmm_ipc_forged build/programs/vmm_ipc forged
+check vmm_ipc_pool build/programs/vmm_ipc pool
