@@ -2827,6 +2827,22 @@ CUresult CUDAAPI cuMemPoolDestroy(CUmemoryPool pool)
     return res;
 }
 
+#undef cuMemPoolExportPointer
+CUresult CUDAAPI cuMemPoolExportPointer(CUmemPoolPtrExportData * shareData_out, CUdeviceptr ptr)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuMemPoolExportPointer);
+    gw_put_out(q, shareData_out, shareData_out ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)ptr);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (shareData_out) gw_get_bytes(r, shareData_out, (size_t)(1) * sizeof(CUmemPoolPtrExportData));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef cuMemPoolGetAccess
 CUresult CUDAAPI cuMemPoolGetAccess(CUmemAccess_flags * flags, CUmemoryPool memPool, CUmemLocation * location)
 {
@@ -2838,6 +2854,23 @@ CUresult CUDAAPI cuMemPoolGetAccess(CUmemAccess_flags * flags, CUmemoryPool memP
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
         if (flags) gw_get_bytes(r, flags, (size_t)(1) * sizeof(CUmemAccess_flags));
+        res = gw_rep_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef cuMemPoolImportPointer
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemPoolImportPointer(CUdeviceptr * ptr_out, CUmemoryPool pool, CUmemPoolPtrExportData * shareData)
+{
+    gw_req *q = gw_req_begin(GW_OP_cuMemPoolImportPointer);
+    gw_put_out(q, ptr_out, ptr_out ? (size_t)(1) : 0);
+    gw_put_u64(q, (uint64_t)(uintptr_t)pool);
+    gw_put_in(q, shareData, shareData ? (size_t)(1) * sizeof(CUmemPoolPtrExportData) : 0);
+    gw_rep *r;
+    CUresult res = gw_req_call(q, &r);
+    if (res == CUDA_SUCCESS) {
+        if (ptr_out) gw_get_bytes(r, ptr_out, (size_t)(1) * sizeof(CUdeviceptr));
         res = gw_rep_status(r, res);
     }
     gw_rep_end(r);

@@ -169,6 +169,7 @@ CUresult CUDAAPI gwf_cuMemFreeAsync(CUdeviceptr dptr, CUstream hStream);
 CUresult CUDAAPI gwf_cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hStream);
 CUresult CUDAAPI gwf_cuMemFree_v2(CUdeviceptr dptr);
 CUresult CUDAAPI gwf_cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle, unsigned long long flags);
+CUresult CUDAAPI gwf_cuMemPoolImportPointer(CUdeviceptr * ptr_out, CUmemoryPool pool, CUmemPoolPtrExportData * shareData);
 CUresult CUDAAPI gwf_cuMemUnmap(CUdeviceptr ptr, size_t size);
 CUresult CUDAAPI gwf_cuMemcpyPeer(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount);
 CUresult CUDAAPI gwf_cuMemcpyPeerAsync(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount, CUstream hStream);

@@ -229,8 +229,6 @@ int cuMemDiscardBatchAsync(void);
 int cuMemDiscardBatchAsync(void) { return gw_unsupported(GW_OP_cuMemDiscardBatchAsync); }
 int cuMemDiscardBatchAsync_ptsz(void);
 int cuMemDiscardBatchAsync_ptsz(void) { return gw_unsupported(GW_OP_cuMemDiscardBatchAsync_ptsz); }
-int cuMemExportToShareableHandle(void);
-int cuMemExportToShareableHandle(void) { return gw_unsupported(GW_OP_cuMemExportToShareableHandle); }
 int cuMemFree(void);
 int cuMemFree(void) { return gw_unsupported(GW_OP_cuMemFree); }
 int cuMemGetAddressRange(void);
@@ -245,20 +243,10 @@ int cuMemHostGetDevicePointer(void);
 int cuMemHostGetDevicePointer(void) { return gw_unsupported(GW_OP_cuMemHostGetDevicePointer); }
 int cuMemHostRegister(void);
 int cuMemHostRegister(void) { return gw_unsupported(GW_OP_cuMemHostRegister); }
-int cuMemImportFromShareableHandle(void);
-int cuMemImportFromShareableHandle(void) { return gw_unsupported(GW_OP_cuMemImportFromShareableHandle); }
 int cuMemMapArrayAsync(void);
 int cuMemMapArrayAsync(void) { return gw_unsupported(GW_OP_cuMemMapArrayAsync); }
 int cuMemMapArrayAsync_ptsz(void);
 int cuMemMapArrayAsync_ptsz(void) { return gw_unsupported(GW_OP_cuMemMapArrayAsync_ptsz); }
-int cuMemPoolExportPointer(void);
-int cuMemPoolExportPointer(void) { return gw_unsupported(GW_OP_cuMemPoolExportPointer); }
-int cuMemPoolExportToShareableHandle(void);
-int cuMemPoolExportToShareableHandle(void) { return gw_unsupported(GW_OP_cuMemPoolExportToShareableHandle); }
-int cuMemPoolImportFromShareableHandle(void);
-int cuMemPoolImportFromShareableHandle(void) { return gw_unsupported(GW_OP_cuMemPoolImportFromShareableHandle); }
-int cuMemPoolImportPointer(void);
-int cuMemPoolImportPointer(void) { return gw_unsupported(GW_OP_cuMemPoolImportPointer); }
 int cuMemPrefetchBatchAsync(void);
 int cuMemPrefetchBatchAsync(void) { return gw_unsupported(GW_OP_cuMemPrefetchBatchAsync); }
 int cuMemPrefetchBatchAsync_ptsz(void);

@@ -3384,6 +3384,263 @@ static inline size_t gw_mempool_set_attribute_req_get(const uint8_t *in, size_t 
     return 20;
 }
 
+/* SHAREABLE_EXPORT req: u64 handle, u32 handle_type, u64 flags */
+typedef struct gw_shareable_export_req {
+    uint64_t handle;
+    uint32_t handle_type;
+    uint64_t flags;
+} gw_shareable_export_req;
+#define GW_SHAREABLE_EXPORT_REQ_SIZE 20u
+static inline size_t gw_shareable_export_req_put(uint8_t *out, const gw_shareable_export_req *v)
+{
+    memcpy(out + 0, &v->handle, 8);
+    memcpy(out + 8, &v->handle_type, 4);
+    memcpy(out + 12, &v->flags, 8);
+    return 20;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_shareable_export_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 20 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_shareable_export_req_get(const uint8_t *in, size_t len, gw_shareable_export_req *v)
+{
+    if (len < 20)
+        return 0;
+    memcpy(&v->handle, in + 0, 8);
+    memcpy(&v->handle_type, in + 8, 4);
+    memcpy(&v->flags, in + 12, 8);
+    return 20;
+}
+
+/* SHAREABLE_EXPORT rep: i32 result, u64 server, u64 session, u64 id */
+typedef struct gw_shareable_export_rep {
+    int32_t result;
+    uint64_t server;
+    uint64_t session;
+    uint64_t id;
+} gw_shareable_export_rep;
+#define GW_SHAREABLE_EXPORT_REP_SIZE 28u
+static inline size_t gw_shareable_export_rep_put(uint8_t *out, const gw_shareable_export_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    memcpy(out + 4, &v->server, 8);
+    memcpy(out + 12, &v->session, 8);
+    memcpy(out + 20, &v->id, 8);
+    return 28;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_shareable_export_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 28 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_shareable_export_rep_get(const uint8_t *in, size_t len, gw_shareable_export_rep *v)
+{
+    if (len < 28)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    memcpy(&v->server, in + 4, 8);
+    memcpy(&v->session, in + 12, 8);
+    memcpy(&v->id, in + 20, 8);
+    return 28;
+}
+
+/* SHAREABLE_IMPORT req: u32 handle_type, u64 server, u64 session, u64 id */
+typedef struct gw_shareable_import_req {
+    uint32_t handle_type;
+    uint64_t server;
+    uint64_t session;
+    uint64_t id;
+} gw_shareable_import_req;
+#define GW_SHAREABLE_IMPORT_REQ_SIZE 28u
+static inline size_t gw_shareable_import_req_put(uint8_t *out, const gw_shareable_import_req *v)
+{
+    memcpy(out + 0, &v->handle_type, 4);
+    memcpy(out + 4, &v->server, 8);
+    memcpy(out + 12, &v->session, 8);
+    memcpy(out + 20, &v->id, 8);
+    return 28;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_shareable_import_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 28 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_shareable_import_req_get(const uint8_t *in, size_t len, gw_shareable_import_req *v)
+{
+    if (len < 28)
+        return 0;
+    memcpy(&v->handle_type, in + 0, 4);
+    memcpy(&v->server, in + 4, 8);
+    memcpy(&v->session, in + 12, 8);
+    memcpy(&v->id, in + 20, 8);
+    return 28;
+}
+
+/* SHAREABLE_IMPORT rep: i32 result, u64 handle */
+typedef struct gw_shareable_import_rep {
+    int32_t result;
+    uint64_t handle;
+} gw_shareable_import_rep;
+#define GW_SHAREABLE_IMPORT_REP_SIZE 12u
+static inline size_t gw_shareable_import_rep_put(uint8_t *out, const gw_shareable_import_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    memcpy(out + 4, &v->handle, 8);
+    return 12;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_shareable_import_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_shareable_import_rep_get(const uint8_t *in, size_t len, gw_shareable_import_rep *v)
+{
+    if (len < 12)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    memcpy(&v->handle, in + 4, 8);
+    return 12;
+}
+
+/* SHAREABLE_POOL_EXPORT req: u64 pool, u32 handle_type, u64 flags */
+typedef struct gw_shareable_pool_export_req {
+    uint64_t pool;
+    uint32_t handle_type;
+    uint64_t flags;
+} gw_shareable_pool_export_req;
+#define GW_SHAREABLE_POOL_EXPORT_REQ_SIZE 20u
+static inline size_t gw_shareable_pool_export_req_put(uint8_t *out, const gw_shareable_pool_export_req *v)
+{
+    memcpy(out + 0, &v->pool, 8);
+    memcpy(out + 8, &v->handle_type, 4);
+    memcpy(out + 12, &v->flags, 8);
+    return 20;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_shareable_pool_export_req_field_size(unsigned i)
+{
+    static const size_t s[] = {8, 4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 20 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_shareable_pool_export_req_get(const uint8_t *in, size_t len, gw_shareable_pool_export_req *v)
+{
+    if (len < 20)
+        return 0;
+    memcpy(&v->pool, in + 0, 8);
+    memcpy(&v->handle_type, in + 8, 4);
+    memcpy(&v->flags, in + 12, 8);
+    return 20;
+}
+
+/* SHAREABLE_POOL_EXPORT rep: i32 result, u64 server, u64 session, u64 id */
+typedef struct gw_shareable_pool_export_rep {
+    int32_t result;
+    uint64_t server;
+    uint64_t session;
+    uint64_t id;
+} gw_shareable_pool_export_rep;
+#define GW_SHAREABLE_POOL_EXPORT_REP_SIZE 28u
+static inline size_t gw_shareable_pool_export_rep_put(uint8_t *out, const gw_shareable_pool_export_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    memcpy(out + 4, &v->server, 8);
+    memcpy(out + 12, &v->session, 8);
+    memcpy(out + 20, &v->id, 8);
+    return 28;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_shareable_pool_export_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 28 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_shareable_pool_export_rep_get(const uint8_t *in, size_t len, gw_shareable_pool_export_rep *v)
+{
+    if (len < 28)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    memcpy(&v->server, in + 4, 8);
+    memcpy(&v->session, in + 12, 8);
+    memcpy(&v->id, in + 20, 8);
+    return 28;
+}
+
+/* SHAREABLE_POOL_IMPORT req: u32 handle_type, u64 flags, u64 server, u64 session, u64 id */
+typedef struct gw_shareable_pool_import_req {
+    uint32_t handle_type;
+    uint64_t flags;
+    uint64_t server;
+    uint64_t session;
+    uint64_t id;
+} gw_shareable_pool_import_req;
+#define GW_SHAREABLE_POOL_IMPORT_REQ_SIZE 36u
+static inline size_t gw_shareable_pool_import_req_put(uint8_t *out, const gw_shareable_pool_import_req *v)
+{
+    memcpy(out + 0, &v->handle_type, 4);
+    memcpy(out + 4, &v->flags, 8);
+    memcpy(out + 12, &v->server, 8);
+    memcpy(out + 20, &v->session, 8);
+    memcpy(out + 28, &v->id, 8);
+    return 36;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_shareable_pool_import_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 8, 8, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 36 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_shareable_pool_import_req_get(const uint8_t *in, size_t len, gw_shareable_pool_import_req *v)
+{
+    if (len < 36)
+        return 0;
+    memcpy(&v->handle_type, in + 0, 4);
+    memcpy(&v->flags, in + 4, 8);
+    memcpy(&v->server, in + 12, 8);
+    memcpy(&v->session, in + 20, 8);
+    memcpy(&v->id, in + 28, 8);
+    return 36;
+}
+
+/* SHAREABLE_POOL_IMPORT rep: i32 result, u64 pool */
+typedef struct gw_shareable_pool_import_rep {
+    int32_t result;
+    uint64_t pool;
+} gw_shareable_pool_import_rep;
+#define GW_SHAREABLE_POOL_IMPORT_REP_SIZE 12u
+static inline size_t gw_shareable_pool_import_rep_put(uint8_t *out, const gw_shareable_pool_import_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    memcpy(out + 4, &v->pool, 8);
+    return 12;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_shareable_pool_import_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_shareable_pool_import_rep_get(const uint8_t *in, size_t len, gw_shareable_pool_import_rep *v)
+{
+    if (len < 12)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    memcpy(&v->pool, in + 4, 8);
+    return 12;
+}
+
 /* MODULE_INFO_FUNCTION req: u16 name_length, name_length bytes name (<= MODULE_NAME_MAX), u32 max_threads, u32 m, m x (u32 offset, u32 size) layout (<= KERNEL_PARAMS_MAX) */
 typedef struct gw_module_info_function_req {
     uint16_t name_length;

@@ -50,7 +50,11 @@ void gw_h_cuLinkComplete(gw_call *c);
 void gw_h_cuLinkCreate(gw_call *c);
 void gw_h_cuLinkCreate_v2(gw_call *c);
 void gw_h_cuLinkDestroy(gw_call *c);
+void gw_h_cuMemExportToShareableHandle(gw_call *c);
+void gw_h_cuMemImportFromShareableHandle(gw_call *c);
+void gw_h_cuMemPoolExportToShareableHandle(gw_call *c);
 void gw_h_cuMemPoolGetAttribute(gw_call *c);
+void gw_h_cuMemPoolImportFromShareableHandle(gw_call *c);
 void gw_h_cuMemPoolSetAttribute(gw_call *c);
 void gw_h_cuMemcpy2DAsync_v2(gw_call *c);
 void gw_h_cuMemcpy2DAsync_v2_ptsz(gw_call *c);
@@ -2974,6 +2978,23 @@ static void h_cuMemPoolDestroy(gw_call *c)
     }
 }
 
+static void h_cuMemPoolExportPointer(gw_call *c)
+{
+    size_t a0_n;
+    CUmemPoolPtrExportData *a0 = (CUmemPoolPtrExportData *)gw_out_array(c, sizeof(CUmemPoolPtrExportData), &a0_n);
+    CUdeviceptr a1 = (CUdeviceptr)gw_in_u64(c);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuMemPoolExportPointer: shareData_out holds %zu elements, fewer than its count", a0_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUmemPoolPtrExportData *, CUdeviceptr) = (CUresult (*)(CUmemPoolPtrExportData *, CUdeviceptr))gw_driver_fn(c, GW_OP_cuMemPoolExportPointer);
+    if (!fn) return;
+    CUresult res = fn(a0, a1);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_bytes(c, a0, a0_n * sizeof(CUmemPoolPtrExportData));
+    }
+}
+
 static void h_cuMemPoolGetAccess(gw_call *c)
 {
     size_t a0_n;
@@ -2992,6 +3013,27 @@ static void h_cuMemPoolGetAccess(gw_call *c)
     gw_reply_result(c, res);
     if (res == CUDA_SUCCESS) {
         gw_reply_bytes(c, a0, a0_n * sizeof(CUmemAccess_flags));
+    }
+}
+
+static void h_cuMemPoolImportPointer(gw_call *c)
+{
+    size_t a0_n;
+    CUdeviceptr *a0 = (CUdeviceptr *)gw_out_array(c, sizeof(CUdeviceptr), &a0_n);
+    CUmemoryPool a1 = (CUmemoryPool)gw_in_handle(c, GW_HT_CUmemoryPool);
+    size_t a2_n;
+    CUmemPoolPtrExportData *a2 = (CUmemPoolPtrExportData *)gw_in_array(c, sizeof(CUmemPoolPtrExportData), &a2_n);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "cuMemPoolImportPointer: ptr_out holds %zu elements, fewer than its count", a0_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "cuMemPoolImportPointer: shareData holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    CUresult (*fn)(CUdeviceptr *, CUmemoryPool, CUmemPoolPtrExportData *) = (CUresult (*)(CUdeviceptr *, CUmemoryPool, CUmemPoolPtrExportData *))gw_driver_fn(c, GW_OP_cuMemPoolImportPointer);
+    if (!fn) return;
+    CUresult res = fn(a0, a1, a2);
+    gw_reply_result(c, res);
+    if (res == CUDA_SUCCESS) {
+        gw_reply_bytes(c, a0, a0_n * sizeof(CUdeviceptr));
     }
 }
 
@@ -5402,6 +5444,7 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuMemAllocPitch_v2 - 256] = h_cuMemAllocPitch_v2,
     [GW_OP_cuMemAlloc_v2 - 256] = h_cuMemAlloc_v2,
     [GW_OP_cuMemCreate - 256] = h_cuMemCreate,
+    [GW_OP_cuMemExportToShareableHandle - 256] = gw_h_cuMemExportToShareableHandle,
     [GW_OP_cuMemFreeAsync - 256] = h_cuMemFreeAsync,
     [GW_OP_cuMemFreeAsync_ptsz - 256] = h_cuMemFreeAsync_ptsz,
     [GW_OP_cuMemFree_v2 - 256] = h_cuMemFree_v2,
@@ -5413,11 +5456,16 @@ const gw_handler gw_dispatch[GW_OP_COUNT] = {
     [GW_OP_cuMemGetInfo - 256] = h_cuMemGetInfo,
     [GW_OP_cuMemGetInfo_v2 - 256] = h_cuMemGetInfo_v2,
     [GW_OP_cuMemGetMemPool - 256] = h_cuMemGetMemPool,
+    [GW_OP_cuMemImportFromShareableHandle - 256] = gw_h_cuMemImportFromShareableHandle,
     [GW_OP_cuMemMap - 256] = h_cuMemMap,
     [GW_OP_cuMemPoolCreate - 256] = h_cuMemPoolCreate,
     [GW_OP_cuMemPoolDestroy - 256] = h_cuMemPoolDestroy,
+    [GW_OP_cuMemPoolExportPointer - 256] = h_cuMemPoolExportPointer,
+    [GW_OP_cuMemPoolExportToShareableHandle - 256] = gw_h_cuMemPoolExportToShareableHandle,
     [GW_OP_cuMemPoolGetAccess - 256] = h_cuMemPoolGetAccess,
     [GW_OP_cuMemPoolGetAttribute - 256] = gw_h_cuMemPoolGetAttribute,
+    [GW_OP_cuMemPoolImportFromShareableHandle - 256] = gw_h_cuMemPoolImportFromShareableHandle,
+    [GW_OP_cuMemPoolImportPointer - 256] = h_cuMemPoolImportPointer,
     [GW_OP_cuMemPoolSetAccess - 256] = h_cuMemPoolSetAccess,
     [GW_OP_cuMemPoolSetAttribute - 256] = gw_h_cuMemPoolSetAttribute,
     [GW_OP_cuMemPoolTrimTo - 256] = h_cuMemPoolTrimTo,

@@ -937,6 +937,14 @@ HOST_NODE_GET_PARAMS_REP = struct.Struct("<iQ")  # result, callback
 MEMPOOL_GET_ATTRIBUTE_REQ = struct.Struct("<QI")  # pool, attribute
 MEMPOOL_GET_ATTRIBUTE_REP = struct.Struct("<iQ")  # result, value
 MEMPOOL_SET_ATTRIBUTE_REQ = struct.Struct("<QIQ")  # pool, attribute, value
+SHAREABLE_EXPORT_REQ = struct.Struct("<QIQ")  # handle, handle_type, flags
+SHAREABLE_EXPORT_REP = struct.Struct("<iQQQ")  # result, server, session, id
+SHAREABLE_IMPORT_REQ = struct.Struct("<IQQQ")  # handle_type, server, session, id
+SHAREABLE_IMPORT_REP = struct.Struct("<iQ")  # result, handle
+SHAREABLE_POOL_EXPORT_REQ = struct.Struct("<QIQ")  # pool, handle_type, flags
+SHAREABLE_POOL_EXPORT_REP = struct.Struct("<iQQQ")  # result, server, session, id
+SHAREABLE_POOL_IMPORT_REQ = struct.Struct("<IQQQQ")  # handle_type, flags, server, session, id
+SHAREABLE_POOL_IMPORT_REP = struct.Struct("<iQ")  # result, pool
 MODULE_INFO_FUNCTION_REQ = struct.Struct("<H")  # name_length
 MODULE_INFO_ATTRIBUTES_REQ = struct.Struct("<I")  # mask
 

@@ -246,7 +246,8 @@ SD_API CUresult cuDeviceGetByPCIBusId(CUdevice *dev, const char *busid)
 }
 
 /* Values of an H100 SXM where a number is needed; features the stand-in cannot offer
- * (managed/mapped memory, IPC, memory pools, interop) read 0 so applications steer around. */
+ * (managed/mapped memory, interop) read 0 so applications steer around; the virtual memory
+ * API and memory pools, with their file-descriptor handles, are there (vmm.c, mempool.c). */
 static int attr_value(int a, int phys)
 {
     switch (a) {
@@ -349,7 +350,10 @@ static int attr_value(int a, int phys)
     case CU_DEVICE_ATTRIBUTE_MAX_PERSISTING_L2_CACHE_SIZE: return 32768000;
     case CU_DEVICE_ATTRIBUTE_MAX_ACCESS_POLICY_WINDOW_SIZE: return 134213632;
     case CU_DEVICE_ATTRIBUTE_RESERVED_SHARED_MEMORY_PER_BLOCK: return 1024;
-    case CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED: return 0;
+    case CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED: return 1; /* mempool.c */
+    case CU_DEVICE_ATTRIBUTE_MEMPOOL_SUPPORTED_HANDLE_TYPES: return CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
+    case CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED: return 1; /* vmm.c */
+    case CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED: return 1;
     case CU_DEVICE_ATTRIBUTE_CLUSTER_LAUNCH: return 1;
     case CU_DEVICE_ATTRIBUTE_MEM_SYNC_DOMAIN_COUNT: return 4;
     case CU_DEVICE_ATTRIBUTE_NUMA_CONFIG: return CU_DEVICE_NUMA_CONFIG_NONE;

@@ -52,10 +52,26 @@ void *sd_dev_range(CUdeviceptr addr, size_t len)
         return NULL;
     if (sd_find((uintptr_t)addr, len))
         return (void *)(uintptr_t)addr;
+    if (sd_vmm_range((uintptr_t)addr, len, NULL)) /* mapped with cuMemMap, access set (vmm.c) */
+        return (void *)(uintptr_t)addr;
     return sd_host_mapped_range((uintptr_t)addr, len); /* page-locked memory mapped for the device (hostmem.c) */
 }
 
 size_t sd_mem_used(CUdevice dev) { return dev >= 0 && dev < SD_MAX_DEVICES ? g_used[dev] : 0; }
+
+int sd_mem_charge(CUdevice dev, size_t n)
+{
+    if (dev < 0 || dev >= SD_MAX_DEVICES || n > sd_dev_total_mem(dev) - g_used[dev])
+        return 0;
+    g_used[dev] += n;
+    return 1;
+}
+
+void sd_mem_uncharge(CUdevice dev, size_t n)
+{
+    if (dev >= 0 && dev < SD_MAX_DEVICES)
+        g_used[dev] -= n < g_used[dev] ? n : g_used[dev];
+}
 
 static CUresult insert(uintptr_t base, size_t size, size_t mapped, sd_ctx *ctx)
 {
@@ -86,6 +102,8 @@ static void remove_at(long i)
         ipc_name(name, sizeof name, (int)getpid(), g_tab[i].id);
         shm_unlink(name);
     }
+    if (g_tab[i].pool)
+        sd_pool_freed(g_tab[i].pool, g_tab[i].mapped, g_tab[i].pool_off, g_tab[i].ipc == 3);
     munmap((void *)g_tab[i].base, g_tab[i].mapped);
     g_used[g_tab[i].ctx->dev] -= g_tab[i].mapped;
     memmove(&g_tab[i], &g_tab[i + 1], (g_n - (size_t)i - 1) * sizeof *g_tab);
@@ -114,6 +132,38 @@ static CUresult alloc_bytes(sd_ctx *c, size_t size, uintptr_t *out)
     }
     g_used[c->dev] += mapped;
     *out = (uintptr_t)p;
+    return CUDA_SUCCESS;
+}
+
+CUresult sd_mem_alloc(sd_ctx *c, size_t size, void *pool, uintptr_t *out)
+{
+    CUresult r = alloc_bytes(c, size, out);
+    if (r == CUDA_SUCCESS)
+        g_tab[floor_index(*out)].pool = pool;
+    return r;
+}
+
+CUresult sd_mem_adopt(sd_ctx *c, uintptr_t p, size_t size, size_t mapped, void *pool, uint64_t off, int ipc)
+{
+    if (mapped > sd_dev_total_mem(c->dev) - g_used[c->dev])
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    CUresult r = insert(p, size, mapped, c);
+    if (r != CUDA_SUCCESS)
+        return r;
+    sd_alloc *a = &g_tab[floor_index(p)];
+    a->pool = pool;
+    a->pool_off = off;
+    a->ipc = (unsigned char)ipc;
+    g_used[c->dev] += mapped;
+    return CUDA_SUCCESS;
+}
+
+CUresult sd_mem_free(CUdeviceptr dptr)
+{
+    long i = dptr <= UINTPTR_MAX ? floor_index((uintptr_t)dptr) : -1;
+    if (i < 0 || g_tab[i].base != dptr || g_tab[i].ipc == 2)
+        return CUDA_ERROR_INVALID_VALUE; /* unknown, not the start of an allocation, or another process's */
+    remove_at(i);
     return CUDA_SUCCESS;
 }
 
@@ -168,13 +218,8 @@ SD_API CUresult cuMemFree_v2(CUdeviceptr dptr)
     sd_lock();
     sd_ctx *c;
     CUresult r = sd_cur(&c);
-    if (r == CUDA_SUCCESS && dptr != 0) {
-        long i = dptr <= UINTPTR_MAX ? floor_index((uintptr_t)dptr) : -1;
-        if (i < 0 || g_tab[i].base != dptr || g_tab[i].ipc == 2)
-            r = CUDA_ERROR_INVALID_VALUE; /* unknown, not the start of an allocation, or another process's */
-        else
-            remove_at(i);
-    }
+    if (r == CUDA_SUCCESS && dptr != 0)
+        r = sd_mem_free(dptr);
     sd_unlock();
     return r;
 }
@@ -246,7 +291,7 @@ static CUresult one_attr(CUpointer_attribute attr, void *data, const sd_alloc *a
     case CU_POINTER_ATTRIBUTE_ALLOWED_HANDLE_TYPES: is_q = 1; break;
     case CU_POINTER_ATTRIBUTE_IS_GPU_DIRECT_RDMA_CAPABLE: u = 0; break;
     case CU_POINTER_ATTRIBUTE_ACCESS_FLAGS: u = a ? CU_POINTER_ATTRIBUTE_ACCESS_FLAG_READWRITE : 0; break;
-    case CU_POINTER_ATTRIBUTE_MEMPOOL_HANDLE: is_q = 1; break;
+    case CU_POINTER_ATTRIBUTE_MEMPOOL_HANDLE: q = a ? (uintptr_t)a->pool : 0; is_q = 1; break;
     case CU_POINTER_ATTRIBUTE_MAPPING_SIZE: q = a ? a->mapped : 0; is_q = 1; break;
     case CU_POINTER_ATTRIBUTE_MAPPING_BASE_ADDR: q = a ? a->base : 0; is_q = 1; break;
     case CU_POINTER_ATTRIBUTE_MEMORY_BLOCK_ID: q = a ? a->id : 0; is_q = 1; break;
@@ -351,8 +396,8 @@ SD_API CUresult cuIpcGetMemHandle(CUipcMemHandle *handle, CUdeviceptr dptr)
     sd_ctx *c;
     CUresult r = sd_cur(&c);
     long i = r == CUDA_SUCCESS && dptr <= UINTPTR_MAX ? floor_index((uintptr_t)dptr) : -1;
-    if (r == CUDA_SUCCESS && (i < 0 || g_tab[i].base != dptr || g_tab[i].ipc == 2))
-        r = CUDA_ERROR_INVALID_VALUE;
+    if (r == CUDA_SUCCESS && (i < 0 || g_tab[i].base != dptr || g_tab[i].ipc == 2 || g_tab[i].pool))
+        r = CUDA_ERROR_INVALID_VALUE; /* pools' memory is shared through the pool's own handles */
     if (r == CUDA_SUCCESS && !g_tab[i].ipc)
         r = ipc_export(&g_tab[i]);
     if (r == CUDA_SUCCESS) {

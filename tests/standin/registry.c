@@ -62,6 +62,8 @@ void *sd_at(sd_exec *x, uint64_t a, size_t len)
     const sd_alloc *al = a <= UINTPTR_MAX ? sd_find((uintptr_t)a, len) : NULL;
     if (!al && a <= UINTPTR_MAX && sd_host_mapped_range((uintptr_t)a, len))
         return (void *)(uintptr_t)a; /* page-locked memory mapped for every device (hostmem.c) */
+    if (!al && a <= UINTPTR_MAX && sd_vmm_range((uintptr_t)a, len, x->ctx))
+        return (void *)(uintptr_t)a; /* cuMemMap'd memory its device was given access to (vmm.c) */
     if (!al || (x->ctx && !sd_peer_reaches(x->ctx, al->ctx))) {
         x->fault = 1;
         return NULL;

@@ -2,7 +2,7 @@
  * Loads the library with dlopen, as the worker does, and exercises device queries,
  * contexts, allocation, every copy and memset, streams and events, module and library
  * loading, a launch of every registered kernel, bad pointers, bad handles, launch limits,
- * sticky faults, per-thread contexts and concurrent use.
+ * sticky faults, per-thread contexts and concurrent use; the virtual memory API (selftest_vmm.h).
  *   standin_selftest path/to/libgpuwire_standin.so [--dump-registry] */
 #define _GNU_SOURCE
 #include <cuda.h>
@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "selftest.h"
+#include "selftest_vmm.h"
 
 static const CUdeviceptr BOGUS = 0x10;
 
@@ -742,6 +743,8 @@ int main(int argc, char **argv)
     test_device();
     test_context();
     test_memory();
+    test_vmm();
+    test_pool_ipc();
     test_streams_events();
     test_modules();
     test_sticky();

@@ -40,7 +40,7 @@ int sd_initialized(void);
 /* ---- live-object tables (core.c) ---- */
 enum sd_kind { SD_CTX = 1, SD_STREAM, SD_EVENT, SD_MODULE, SD_LIBRARY, SD_FUNC, SD_KERNEL, SD_GRAPH,
                SD_GRAPH_NODE, SD_GRAPH_EXEC, SD_POOL, SD_LINK, SD_GREEN, SD_RESDESC, SD_ARRAY, SD_TEXOBJ,
-               SD_SURFOBJ, SD_MIPMAP, SD_COND };
+               SD_SURFOBJ, SD_MIPMAP, SD_COND, SD_VMEM };
 /* Every object starts with this header; handles are pointers to such objects. */
 typedef struct sd_obj {
     int kind;
@@ -100,7 +100,10 @@ typedef struct sd_alloc {
     size_t mapped;    /* bytes mapped (rounded up) */
     sd_ctx *ctx;
     unsigned long long id;
-    unsigned char ipc;  /* 1: exported (shared memory of its own, memory.c), 2: opened from another process */
+    unsigned char ipc;  /* 1: exported (shared memory of its own, memory.c), 2: opened from another process,
+                           3: imported from another process's pool (mempool.c: freed like its own) */
+    void *pool;         /* the memory pool of a stream-ordered allocation (mempool.c), or NULL */
+    uint64_t pool_off;  /* where its bytes lie in an exportable pool's memfd */
 } sd_alloc;
 /* The allocation holding [addr, addr+len), or NULL. len 0 asks for addr itself. Lock held. */
 const sd_alloc *sd_find(uintptr_t addr, size_t len);
@@ -110,6 +113,24 @@ void *sd_dev_range(CUdeviceptr addr, size_t len);
 void *sd_host_mapped_range(uintptr_t a, size_t len);
 void sd_free_ctx_allocs(sd_ctx *c);
 size_t sd_mem_used(CUdevice dev); /* bytes mapped on a device */
+/* A fresh allocation of size bytes in context c, as cuMemAlloc's, belonging to pool. Lock held. */
+CUresult sd_mem_alloc(sd_ctx *c, size_t size, void *pool, uintptr_t *out);
+/* A shared mapping [p, p + mapped) already made (an exportable pool's memfd at off) taken as
+ * an allocation of c, of pool (ipc 0: its own pool's, 3: imported); counted against the device,
+ * CUDA_ERROR_OUT_OF_MEMORY (nothing changed) if it does not fit. Lock held. */
+CUresult sd_mem_adopt(sd_ctx *c, uintptr_t p, size_t size, size_t mapped, void *pool, uint64_t off, int ipc);
+/* What cuMemFree does to an allocation's start; CUDA_ERROR_INVALID_VALUE if it is none. Lock held. */
+CUresult sd_mem_free(CUdeviceptr dptr);
+/* A pool's allocation is gone (mempool.c): its bytes leave the pool's figures. Lock held. */
+void sd_pool_freed(void *pool, size_t mapped, uint64_t off, int imported);
+/* n more bytes counted against a device's memory (0: they do not fit), or given back. Lock held. */
+int sd_mem_charge(CUdevice dev, size_t n);
+void sd_mem_uncharge(CUdevice dev, size_t n);
+
+/* ---- the virtual memory management API (vmm.c) ---- */
+/* [a, a+len) inside one cuMemMap mapping that ctx's device may access (ctx NULL: any
+ * device, as for a copy), or NULL. Lock held. */
+void *sd_vmm_range(uintptr_t a, size_t len, const sd_ctx *ctx);
 
 /* ---- CUDA arrays, texture and surface objects (array.c) ---- */
 typedef struct sd_array {

@@ -25,8 +25,9 @@ static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
  * the driver's; but the host and the device never touch one page at the
  * same time (docs/host-memory.md), which these zeros say. Legacy IPC handles
  * (memory and events) are served between a client's processes
- * (worker/handlers/ipc.c): the driver's answer; shareable file-descriptor
- * and fabric handles are not yet. */
+ * (worker/handlers/ipc.c), and so are POSIX file-descriptor handles of
+ * allocations and pools (api/shareable.c): the driver's answer; fabric
+ * handles are not. */
 static int remote_override(CUdevice_attribute a, int *v)
 {
     switch (a) {
@@ -35,11 +36,13 @@ static int remote_override(CUdevice_attribute a, int *v)
     case CU_DEVICE_ATTRIBUTE_PAGEABLE_MEMORY_ACCESS_USES_HOST_PAGE_TABLES:
     case CU_DEVICE_ATTRIBUTE_DIRECT_MANAGED_MEM_ACCESS_FROM_HOST:
     case CU_DEVICE_ATTRIBUTE_HOST_NATIVE_ATOMIC_SUPPORTED:
-    case CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED:
     case CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_FABRIC_SUPPORTED:
     case CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_SUPPORTED:
     case CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_WITH_CUDA_VMM_SUPPORTED:
         *v = 0;
+        return 1;
+    case CU_DEVICE_ATTRIBUTE_MEMPOOL_SUPPORTED_HANDLE_TYPES: /* of the driver's, only POSIX fds are brokered */
+        *v &= CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
         return 1;
     case CU_DEVICE_ATTRIBUTE_HOST_REGISTER_SUPPORTED: /* registration is kept in the client */
         *v = 1;

@@ -6,6 +6,7 @@ and, at start, the workers a dead server left behind (the orphan sweep)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -28,6 +29,8 @@ from gpuwire.server.state import ContentCache, Registry, Session, client_text, d
 WORKER_STOP_GRACE = 3.0
 IPC_DIR_ENV = "GPUWIRE_IPC_DIR"        # where workers register the CUDA IPC handles they made
 IPC_TENANT_ENV = "GPUWIRE_IPC_TENANT"  # whose they are: a handle opens only in a session of the same
+FD_DIR_ENV = "GPUWIRE_FD_DIR"          # the tenant's folder of workers' fd-broker sockets (handlers/shareable.c)
+FD_SESSION_ENV = "GPUWIRE_FD_SESSION"  # the session id a worker's socket is named by
 
 
 class Sessions:
@@ -46,6 +49,18 @@ class Sessions:
         # CUDA IPC handles made by this server's workers (native/worker/handlers/ipc.c):
         # a folder only this server's user can read, removed at stop
         self.ipc_dir = tempfile.mkdtemp(prefix="gpuwire-ipc-")
+
+    def fd_dir(self, tenant: str) -> Path | None:
+        """The tenant's folder for fd-broker sockets (made once, this user's alone);
+        None if it cannot be made (the workers then offer no fd handles)."""
+        name = "fd-" + hashlib.sha256(tenant.encode("utf-8", "replace")).hexdigest()[:16]
+        path = Path(self.ipc_dir) / name
+        try:
+            path.mkdir(mode=0o700, exist_ok=True)
+        except OSError as e:
+            self.log.error(f"cannot make the fd-handle folder {path}: {e}")
+            return None
+        return path
 
     def worker_env(self, lease: Lease | None, hello: protocol.Hello) -> dict[str, str] | None:
         """The worker's environment: a lease on one GPU of several shows the
@@ -95,6 +110,12 @@ class Sessions:
         env = dict(os.environ if env is None else env)
         env[IPC_DIR_ENV] = self.ipc_dir
         env[IPC_TENANT_ENV] = content_cache.scope_dir(sess.token) or "-"
+        # POSIX file-descriptor handles (cuMemExportToShareableHandle): an exporting worker listens
+        # on <folder>/<session>.sock and an importing one connects only inside its own tenant's
+        # folder, so no worker reaches another tenant's (docs/multi-gpu.md)
+        fd_dir = self.fd_dir(env[IPC_TENANT_ENV])
+        env[FD_DIR_ENV] = str(fd_dir) if fd_dir is not None else ""
+        env[FD_SESSION_ENV] = str(sid)
         block = session_stats.create(sid)  # the worker's counters, for status, metrics and top
         fds: tuple[int, ...] = (fd,) + ((lane_end.fileno(),) if lane_end is not None else ())
         if block is not None:
@@ -178,6 +199,12 @@ class Sessions:
             if sess.stats is not None:
                 sess.stats, block = None, sess.stats
                 block.close()
+            fd_folder = (env or {}).get(FD_DIR_ENV)
+            if fd_folder:  # an ended session's fd-broker socket: nobody answers there any more
+                try:
+                    os.unlink(os.path.join(fd_folder, f"{sid}.sock"))
+                except OSError:
+                    pass
             with reg.lock:
                 reg.workers.pop(sid, None)
                 if final:
