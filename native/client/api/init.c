@@ -16,8 +16,10 @@ CUresult CUDAAPI cuInit(unsigned int Flags)
         return rc;
     }
     rc = gwf_cuInit(Flags);
-    if (rc == CUDA_SUCCESS)
+    if (rc == CUDA_SUCCESS && !gw_initialized()) {
         gw_set_initialized();
+        gw_preload_start(); /* the program's own kernels, while it starts (state/preload.c) */
+    }
     return rc;
 }
 

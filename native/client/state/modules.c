@@ -66,6 +66,16 @@ static void put_library_options(gw_req *q, unsigned n, CUlibraryOption *opts, vo
 }
 
 static void *info_from_cubin(const void *image, size_t size);
+
+/* 1: the library options ask nothing a preloaded library lacks ("binary is
+ * preserved" only lets the driver keep pointing at the caller's image) */
+static int only_preserved(unsigned n, const CUlibraryOption *opts)
+{
+    for (unsigned i = 0; opts && i < n; i++)
+        if (opts[i] != CU_LIBRARY_BINARY_IS_PRESERVED)
+            return 0;
+    return 1;
+}
 static void install_from_cubin(uint64_t id, void *parsed);
 typedef struct mod_info mod_info;
 static void free_info(mod_info *m);
@@ -94,6 +104,11 @@ static CUresult load(unsigned op_counted, unsigned op, void **handle, const void
     size_t size = gw_image_size(image);
     if (!size)
         return CUDA_ERROR_INVALID_IMAGE;
+    uint64_t pre_id;
+    if (op == GW_OP_cuLibraryLoadData && !njit && only_preserved(nlib, lo) && gw_preload_take(image, &pre_id)) {
+        *handle = (void *)(uintptr_t)pre_id; /* loaded at cuInit (preload.c) */
+        return CUDA_SUCCESS;
+    }
     CUresult rc = gw_stage_upload(image, size);
     if (rc != CUDA_SUCCESS)
         return rc;
@@ -116,6 +131,31 @@ static CUresult load(unsigned op_counted, unsigned op, void **handle, const void
     if (rc == CUDA_SUCCESS)
         *handle = (void *)(uintptr_t)id;
     install_from_cubin(rc == CUDA_SUCCESS ? id : 0, parsed);
+    return rc;
+}
+
+/* A library the client loads of its own accord (preload.c): the same upload
+ * and load, but waited for, so a failure is the client's to keep and never a
+ * later call's error. */
+CUresult gw_library_preload(const void *image, size_t size, uint64_t *id)
+{
+    CUresult rc = gw_stage_upload(image, size);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    void *parsed = info_from_cubin(image, size);
+    gw_req *q = gw_req_begin_quiet(GW_OP_cuLibraryLoadData);
+    *id = gw_new_handle_id();
+    gw_put_fields(q, gw_module_load_req, {.id = *id, .image_size = size}); /* MODULE_LOAD */
+    gw_jit_outs outs;
+    gw_jit_scan("cuLibraryLoadData", 0, NULL, NULL, &outs);
+    gw_jit_put(q, 0, NULL, NULL, &outs);
+    put_library_options(q, 0, NULL, NULL);
+    gw_rep *r;
+    rc = gw_req_call(q, &r);
+    if (rc == CUDA_SUCCESS)
+        rc = gw_rep_status(r, rc);
+    gw_rep_end(r);
+    install_from_cubin(rc == CUDA_SUCCESS ? *id : 0, parsed);
     return rc;
 }
 

@@ -92,6 +92,10 @@ GW_HIDDEN CUresult gw_graph_sources_fill(uint64_t exec, CUstream s, int ptsz); /
 /* ---- module images (image.c) ---- */
 GW_HIDDEN size_t gw_image_size(const void *image); /* 0 if not recognised */
 GW_HIDDEN const void *gw_image_unwrap(const void *image); /* a fatbin wrapper -> its fatbin */
+/* the program's own fatbins, loaded at cuInit (preload.c) */
+GW_HIDDEN void gw_preload_start(void);
+GW_HIDDEN int gw_preload_take(const void *image, uint64_t *id);
+GW_HIDDEN CUresult gw_library_preload(const void *image, size_t size, uint64_t *id);
 
 /* ---- what the client knows of loaded modules (modules.c) ---- */
 /* One value for a function or kernel and every handle that names the same code

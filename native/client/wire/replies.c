@@ -211,12 +211,18 @@ static int wait_reply(waiter *w)
  * time waited), to see which calls still wait and in what order. */
 static int trace_round_trips(void) { return gw_trace_rt_level() > 0; }
 
+/* set on a thread of gpuwire's own (state/preload.c): its round trips are
+ * traced as such, since the application never waits for them */
+static __thread int background;
+void gw_mark_background_thread(void) { background = 1; }
+
 static void trace_round_trip(const gw_req *q, uint64_t t0, int32_t res)
 {
     uint64_t a[4] = {0};
     size_t n = q->len > sizeof(gw_hdr) ? q->len - sizeof(gw_hdr) : 0;
     memcpy(a, q->buf + sizeof(gw_hdr), n < sizeof a ? n : sizeof a);
-    gw_log("rt %s args %llx %llx %llx %llx -> %d after %.1f us", q->op >= 256 ? gw_op_name(q->op) : "control op",
+    gw_log("%s %s args %llx %llx %llx %llx -> %d after %.1f us", background ? "rt-background" : "rt",
+           q->op >= 256 ? gw_op_name(q->op) : "control op",
            (unsigned long long)a[0], (unsigned long long)a[1], (unsigned long long)a[2], (unsigned long long)a[3],
            res, (gw_now_ns() - t0) / 1e3);
 }

@@ -34,6 +34,7 @@ GW_HIDDEN void gw_put_str(gw_req *q, const char *s);
 GW_HIDDEN void gw_put_handles(gw_req *q, void *const *h, size_t n);
 /* Send and wait for the reply; *r is always set and must be ended. */
 GW_HIDDEN CUresult gw_req_call(gw_req *q, gw_rep **r);
+GW_HIDDEN void gw_mark_background_thread(void); /* its round trips are traced as rt-background */
 /* A burst (burst.c): one thread queues several waiting requests, then reads
  * their replies in order, holding the connection meanwhile (large
  * device-to-host copies: no round trip between pieces). */
