@@ -310,6 +310,17 @@ def test_a_buffer_refilled_with_new_bytes_skips_the_cache(cache_server, tmp_path
     assert own["cache"]["misses"] == 8 and own["cache"]["cold_plain_bytes"] == 12 * 2 * MIB, own["cache"]
 
 
+def test_a_buffer_refilled_after_a_cold_run_is_not_stored_again(cache_server, tmp_path):
+    """After a model's first load (a cold run: plain and stored), a buffer the
+    application fills again (llama.cpp's batch input, 3 MB every prompt step)
+    is a refill: plain, not stored by the worker each time (and, from two
+    cache chunks up, on the copy lanes like any plain copy)."""
+    _, st = upload(cache_server, tmp_path, "refill", 90, 2, "--copies", 10, "--refill", 6)
+    # eight asked about and missed, two in the cold run; the six refills neither ask nor store
+    assert st["cache"]["misses"] == 8 and st["cache"]["cold_plain_bytes"] == 2 * 2 * MIB, st["cache"]
+    assert st["bytes_to_server"] >= 16 * 2 * MIB
+
+
 @pytest.fixture
 def deep_queue_server(tmp_path):
     """A cache server whose background writer may hold 64 chunks: on a 2-core

@@ -9,6 +9,8 @@ reads them back and prints one line: RESULT {"ok": ..., "sha256": ...}.
 (each to its own allocation, each read back; "sha256" is the last one's).
 --same-dst: with --copies, every upload goes to the same allocation (a buffer
 refilled each step, as llama.cpp's input embeddings).
+--refill K: then K more uploads of new bytes into the last allocation (a
+buffer refilled each step after a model's load, llama.cpp's batch input).
 --pinned: the source is page-locked (cuMemHostAlloc), as a data loader's staging."""
 
 import ctypes
@@ -40,7 +42,8 @@ def main() -> int:
     check("cuCtxSetCurrent", lib.cuCtxSetCurrent(ctx))
     keep = None
     copies = int(args[args.index("--copies") + 1]) if "--copies" in args else 1
-    for k in range(copies):
+    refills = int(args[args.index("--refill") + 1]) if "--refill" in args else 0
+    for k in range(copies + refills):
         if path:
             # a private writable mapping, as torch.UntypedStorage.from_file(shared=False) makes:
             # the pages stay the file's until written
@@ -51,7 +54,7 @@ def main() -> int:
             data = random.Random(seed + k).randbytes(int(mib * (1 << 20)))
         n = len(data)
         expect = hashlib.sha256(data).hexdigest()
-        if k == 0 or "--same-dst" not in args:
+        if (k == 0 or "--same-dst" not in args) and k < copies:
             dptr = ctypes.c_uint64()
             check("cuMemAlloc", lib.cuMemAlloc_v2(ctypes.byref(dptr), ctypes.c_size_t(n)))
         if path:

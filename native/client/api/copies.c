@@ -151,6 +151,8 @@ static CUresult htod_bytes(unsigned op, CUdeviceptr dst, const void *src, size_t
     if (known && n >= gw_cas_min_copy() && gw_cas_on() && !skip_cache(dst, n) &&
         !(async && gw_mem_is_pinned_range((uint64_t)(uintptr_t)src, n) && !gw_cas_pinned_sources())) {
         store = cold_plain(n);
+        if (store)
+            note_cache_outcome(dst, n, 1); /* copied to again, it is a refill: plain, not stored, on the lanes */
         if (!store) {
             int all_missed = 0;
             CUresult rc = gw_cas_htod(op, dst, src, n, async ? (uint64_t)(uintptr_t)s : 0, &all_missed);
