@@ -4,12 +4,16 @@
 #include <dlfcn.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 typedef int (*get_table_fn)(const void **, const uint8_t *);
 
 int main(void)
 {
-    void *h = dlopen("libnvidia-ml.so.1", RTLD_NOW);
+    /* SMI_LIKE_NVML: an absolute path to dlopen instead, as a program that
+     * does not go through the loader's search might */
+    const char *lib = getenv("SMI_LIKE_NVML");
+    void *h = dlopen(lib ? lib : "libnvidia-ml.so.1", RTLD_NOW);
     if (!h) {
         printf("dlopen: %s\n", dlerror());
         return 1;
@@ -29,11 +33,16 @@ int main(void)
 
     static const uint8_t other[16] = {0xee};
     const void *t = (const void *)1;
-    printf("other table %d %p\n", get(&t, other), t);
+    rc = get(&t, other);
+    printf("other table %d %p\n", rc, t);
 
     static const uint8_t id[16] = {0xa1, 0xb2, 0xc3, 0xd4, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
     const void **tab = NULL;
     rc = get((const void **)&tab, id);
+    if (rc != 0 || !tab) {
+        printf("table %d\nshutdown %d\n", rc, shutdown());
+        return 0;
+    }
     printf("table %d size 0x%lx\n", rc, (unsigned long)(uintptr_t)tab[0]);
     uint32_t word = 0;
     rc = ((int (*)(uint32_t *))tab[1])(&word);
