@@ -136,6 +136,9 @@ def test_run_smi_by_library_path(built, tmp_path):
     assert re.search(r"\s2 export table uuid ee0{30} -> 3\n", summary)
     assert re.search(r"\s2 table a1b2c3d4 slot 4 args", summary)
     assert "public calls: 6 (3 names)" in summary
+    assert "LD_LIBRARY_PATH works; spy placed by path" in summary
+    assert "exit: nvidia-smi 0, nvidia-smi -q 0; real library: 3 nvml* names" in summary
+    assert not (tmp_path / "o" / "spy").exists()  # no libraries in what comes back
     assert (tmp_path / "o" / "smi-q.log").exists() and (tmp_path / "o" / "smi.out").read_text().startswith("init 0")
 
 
@@ -149,6 +152,7 @@ def test_run_smi_by_bind_mount_when_the_program_dlopens_a_path(built, tmp_path):
     real = built / "drv" / "libnvidia-ml.so.1"
     text = _run_smi(built, tmp_path / "o", SMI_LIKE_NVML=str(real))
     assert "placing it by bind mount" in text and "placement: bind" in text
+    assert "spy placed by bind" in text.split("== summary")[1]
     assert f"real library {tmp_path / 'o' / 'real' / 'libnvidia-ml.so.1'} loaded" in text
     assert text.count("slot 2 args 0x1 0x2 0x3 0x4 0x5 0x6 -> 0x15") == 2
     assert "slot1 0 0x1234abcd" in (tmp_path / "o" / "smi-q.out").read_text()
