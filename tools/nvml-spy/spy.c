@@ -258,6 +258,11 @@ static const void *wrap_table(const uint8_t *uuid, const uint64_t *real)
     /* the table's length: a leading size word in bytes (8 x words, as most of
      * the CUDA driver's tables), else up to the last code pointer before a run
      * of 8 words that are not */
+    if (words[0] % 8 == 0 && words[0] / 8 > SPY_SLOTS && words[0] / 8 < 65536) {
+        spy_log("table %s: word 0 0x%llx looks like a size of more than %d words: handed back unwrapped", u8,
+                (unsigned long long)words[0], SPY_SLOTS);
+        return real;
+    }
     int len = 0, size_word = 0;
     if (!real_code(words[0]) && words[0] >= 16 && words[0] % 8 == 0 && words[0] / 8 <= (uint64_t)n)
         len = (int)(words[0] / 8), size_word = 1;
