@@ -186,8 +186,7 @@ __attribute__((constructor)) static void spy_init(void)
     spy_log("loaded into pid %d (%s)", (int)getpid(), exe);
 }
 
-uint64_t spy_public(int idx, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
-                    uint64_t a5, uint64_t a6, uint64_t a7, uint64_t a8, uint64_t a9)
+uint64_t spy_public(int idx, SPY_PARAMS)
 {
     pthread_once(&load_once, load_real);
     const char *name = spy_public_names[idx];
@@ -204,7 +203,7 @@ uint64_t spy_public(int idx, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
         }
         __atomic_store_n(&real_public[idx], fn, __ATOMIC_RELEASE);
     }
-    uint64_t r = fn(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9);
+    uint64_t r = fn(SPY_ARGS);
     /* most return nvmlReturn_t (an int); a few a pointer (nvmlErrorString) */
     spy_log("call %s(0x%llx, 0x%llx, 0x%llx, 0x%llx) -> %d (0x%llx)", name, (unsigned long long)a0,
             (unsigned long long)a1, (unsigned long long)a2, (unsigned long long)a3, (int)r,
@@ -358,8 +357,7 @@ static int peek(uint64_t a, uint8_t *buf, size_t *len)
     return 0;
 }
 
-uint64_t spy_slot(int k, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4,
-                  uint64_t a5, uint64_t a6, uint64_t a7, uint64_t a8, uint64_t a9)
+uint64_t spy_slot(int k, SPY_PARAMS)
 {
     int t = k / SPY_SLOTS, s = k % SPY_SLOTS;
     struct table *tb = &tables[t];
@@ -370,7 +368,7 @@ uint64_t spy_slot(int k, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3, uin
     int readable[6];
     for (int i = 0; i < 6; i++)
         readable[i] = peek(args[i], before[i], &len[i]);
-    uint64_t r = fn(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9);
+    uint64_t r = fn(SPY_ARGS);
     spy_log("table %s slot %d args 0x%llx 0x%llx 0x%llx 0x%llx 0x%llx 0x%llx -> 0x%llx (%d)", tb->uuid8, s,
             (unsigned long long)a0, (unsigned long long)a1, (unsigned long long)a2, (unsigned long long)a3,
             (unsigned long long)a4, (unsigned long long)a5, (unsigned long long)r, (int)r);

@@ -18,8 +18,9 @@ int nvmlSystemGetDriverVersion(char *buf, unsigned len)
 }
 
 /* slot 1: writes a version word; slot 2: a sum of its six arguments; slot 3:
- * copies a string upper-cased; slot 4: takes eight arguments (two on the
- * stack) and returns the last one minus the first */
+ * copies a string upper-cased; slot 4: takes eight integer arguments (two on
+ * the stack) and a double, and returns the last integer minus the first,
+ * scaled */
 static int slot_version(uint32_t *out) { *out = 0x1234abcd; return 0; }
 static uint64_t slot_sum(uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e, uint64_t f)
 {
@@ -33,10 +34,10 @@ static int slot_upper(const char *in, char *out, unsigned cap)
     out[i] = 0;
     return 0;
 }
-static long slot_eight(long a, long b, long c, long d, long e, long f, long g, long h)
+static long slot_eight(long a, long b, long c, long d, long e, long f, long g, long h, double scale)
 {
     (void)b; (void)c; (void)d; (void)e; (void)f; (void)g;
-    return h - a;
+    return (long)((double)(h - a) * scale);
 }
 
 static const void *table[5] = {

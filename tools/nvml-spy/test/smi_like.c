@@ -51,8 +51,8 @@ int main(void)
                                                                 uint64_t))tab[2])(1, 2, 3, 4, 5, 6));
     char up[16];
     printf("slot3 %d %s\n", ((int (*)(const char *, char *, unsigned))tab[3])("nvml spy", up, sizeof up), up);
-    printf("slot4 %ld\n",
-           ((long (*)(long, long, long, long, long, long, long, long))tab[4])(100, 0, 0, 0, 0, 0, 0, 1100));
+    printf("slot4 %ld\n", ((long (*)(long, long, long, long, long, long, long, long, double))tab[4])(
+                               100, 0, 0, 0, 0, 0, 0, 1100, 2.5));
     const void **again = NULL;
     get((const void **)&again, id);
     printf("same copy %d\n", again == tab);
