@@ -95,6 +95,7 @@ def test_log_lines(built):
     assert re.search(r"table a1b2c3d4 first bytes 2800000000000000[0-9a-f]{16}; word 0 looks like a size in bytes;"
                      r" \d+ words readable, length 5 words, 4 code slots into the real library: 1,2,3,4", text)
     assert "table a1b2c3d4 word 0 0x28 value" in text
+    assert "table a1b2c3d4 word 15 " in text and "table a1b2c3d4 word 16 " not in text  # 16 words shown
     assert len(re.findall(r"table a1b2c3d4 word [1-4] 0x[0-9a-f]+ code real\+0x[0-9a-f]+", text)) == 4
     assert re.search(r"table a1b2c3d4 slot 2 args 0x1 0x2 0x3 0x4 0x5 0x6 -> 0x15 \(21\)", text)
     assert re.search(r"table a1b2c3d4 slot 4 args 0x64 0x0 0x0 0x0 0x0 0x0 -> 0x9c4 \(2500\)", text)

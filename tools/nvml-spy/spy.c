@@ -284,7 +284,9 @@ static const void *wrap_table(const uint8_t *uuid, const uint64_t *real)
     hex(headhex, sizeof headhex, (const uint8_t *)words, n >= 2 ? 16 : 8);
     spy_log("table %s first bytes %s; %s; %d words readable, length %d words, %d code slots into the real library: %s",
             u8, headhex, size_word ? "word 0 looks like a size in bytes" : "no size word", n, len, code, slots);
-    for (int i = 0; i < len; i++) {
+    /* at least 16 words, for a table whose shape the guess above missed */
+    int dump = len > 16 ? len : (n < 16 ? n : 16);
+    for (int i = 0; i < dump; i++) {
         char d[512];
         describe_word(words[i], d, sizeof d);
         spy_log("table %s word %d 0x%llx %s", u8, i, (unsigned long long)words[i], d);
