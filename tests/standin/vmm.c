@@ -15,7 +15,7 @@
  * not multiples of the granularity, unknown flags, handle types and locations
  * are CUDA_ERROR_INVALID_VALUE, a device ordinal out of range
  * CUDA_ERROR_INVALID_DEVICE, an fd that is not an exported allocation
- * CUDA_ERROR_INVALID_VALUE. Fabric handles are not offered
+ * CUDA_ERROR_UNKNOWN (the real driver's answer, 2026-12-07). Fabric handles are not offered
  * (CUDA_ERROR_NOT_SUPPORTED), nor Win32 ones (not a Windows driver). */
 #define _GNU_SOURCE
 #include "standin.h"
@@ -480,7 +480,7 @@ SD_API CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *han
     int fd = (int)v, phys = exported_device(fd);
     struct stat st;
     if (phys < 0 || fstat(fd, &st) != 0 || st.st_size <= 0 || !aligned((uint64_t)st.st_size))
-        return CUDA_ERROR_INVALID_VALUE;
+        return CUDA_ERROR_UNKNOWN; /* an fd no export made: what the H100's driver answers (a memfd, a pipe) */
     sd_lock();
     CUresult r = CUDA_ERROR_INVALID_DEVICE; /* that device is not visible to this process */
     CUdevice dev = 0;

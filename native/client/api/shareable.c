@@ -95,12 +95,15 @@ static CUresult hand_out(const char *call, void *out, uint64_t server, uint64_t 
 }
 
 /* The record the application's fd holds: 0, or -1 (logged) if it is none. */
+/* An fd that holds no record: the real driver answers CUDA_ERROR_UNKNOWN for
+ * an fd no export made (a memfd, a pipe: gpu-check's vmm_ipc_forged on the
+ * H100, 2026-12-07), so that is what the application gets here too. */
 static int take_record(const char *call, void *osHandle, fd_record *rec)
 {
     intptr_t v = (intptr_t)osHandle; /* the fd travels as the pointer's value */
     if (v >= 0 && v <= INT32_MAX && read_record((int)v, rec) == 0)
         return 0;
-    gw_log("%s: fd %ld is not a handle a gpuwire client exported: CUDA_ERROR_INVALID_VALUE", call, (long)v);
+    gw_log("%s: fd %ld is not a handle a gpuwire client exported: CUDA_ERROR_UNKNOWN", call, (long)v);
     return -1;
 }
 
@@ -131,8 +134,10 @@ CUresult CUDAAPI cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *ha
     if (shHandleType != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR)
         return refuse_type("cuMemImportFromShareableHandle", shHandleType);
     fd_record rec;
-    if (!handle || take_record("cuMemImportFromShareableHandle", osHandle, &rec) != 0)
+    if (!handle)
         return CUDA_ERROR_INVALID_VALUE;
+    if (take_record("cuMemImportFromShareableHandle", osHandle, &rec) != 0)
+        return CUDA_ERROR_UNKNOWN;
     gw_req *q = gw_req_begin(GW_OP_cuMemImportFromShareableHandle);
     gw_put_fields(q, gw_shareable_import_req,
                   {.handle_type = (uint32_t)shHandleType, .server = rec.server, .session = rec.session, .id = rec.id});
@@ -174,8 +179,10 @@ CUresult CUDAAPI cuMemPoolImportFromShareableHandle(CUmemoryPool *pool_out, void
     if (handleType != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR)
         return refuse_type("cuMemPoolImportFromShareableHandle", handleType);
     fd_record rec;
-    if (!pool_out || take_record("cuMemPoolImportFromShareableHandle", handle, &rec) != 0)
+    if (!pool_out)
         return CUDA_ERROR_INVALID_VALUE;
+    if (take_record("cuMemPoolImportFromShareableHandle", handle, &rec) != 0)
+        return CUDA_ERROR_UNKNOWN; /* as an allocation's import (not checked against the driver for pools) */
     gw_req *q = gw_req_begin(GW_OP_cuMemPoolImportFromShareableHandle);
     gw_put_fields(q, gw_shareable_pool_import_req,
                   {.handle_type = (uint32_t)handleType, .flags = (uint64_t)flags, .server = rec.server,
