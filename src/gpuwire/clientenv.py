@@ -96,6 +96,7 @@ RULES: dict[str, tuple[Callable[[str], bool], str]] = {
     "GPUWIRE_MEM_CAP": _size(1, U64_MAX),
     "GPUWIRE_NO_WAIT": _words(BOOL_WORDS, BOOL_TEXT),
     "GPUWIRE_GPU": _integer(0, 65535),
+    "GPUWIRE_GPUS": _integer(1, 65535),
     "GPUWIRE_TLS": _words(("auto",) + BOOL_WORDS, "auto, " + BOOL_TEXT),
     "GPUWIRE_TLS_CA": _readable("a readable file or folder"),
     "GPUWIRE_TLS_CERT": _readable("a readable file"),

@@ -6,7 +6,8 @@
  * kept here for state/device.c, so start-up asks none of them (issue #20).
  *
  * Environment: GPUWIRE_LEASE=shared|exclusive, GPUWIRE_MEM_CAP=SIZE (8G, 512M),
- * GPUWIRE_NO_WAIT=1|0, GPUWIRE_GPU=N, GPUWIRE_TOKEN=ID.SECRET or
+ * GPUWIRE_NO_WAIT=1|0, GPUWIRE_GPU=N (that GPU) or GPUWIRE_GPUS=N (any N GPUs),
+ * GPUWIRE_TOKEN=ID.SECRET or
  * GPUWIRE_TOKEN_FILE=PATH, GPUWIRE_HANDSHAKE_TIMEOUT=SECONDS.
  *
  * Time limits (handshake_limits.c): the first bytes back (the TLS
@@ -88,6 +89,7 @@ static struct {
     uint64_t mem_cap;   /* 0: none asked */
     int no_wait;
     long long gpu;      /* -1: every GPU */
+    long long gpus;     /* -1: not asked; else any that many GPUs */
 } want;
 
 int gw_handshake_settings(void)
@@ -95,7 +97,7 @@ int gw_handshake_settings(void)
     static const char *const modes[] = {"shared", "exclusive", NULL};
     unsigned long long gpu;
     int bad = 0;
-    want.mode = -1, want.mem_cap = 0, want.no_wait = 0, want.gpu = -1;
+    want.mode = -1, want.mem_cap = 0, want.no_wait = 0, want.gpu = -1, want.gpus = -1;
     bad |= gw_env_word("GPUWIRE_LEASE", modes, "shared or exclusive", GW_ENV_NO_SESSION, &want.mode) < 0;
     bad |= gw_env_size("GPUWIRE_MEM_CAP", 1, UINT64_MAX, GW_ENV_NO_SESSION, &want.mem_cap) < 0;
     bad |= gw_env_bool("GPUWIRE_NO_WAIT", GW_ENV_NO_SESSION, &want.no_wait) < 0;
@@ -103,6 +105,15 @@ int gw_handshake_settings(void)
     if (r > 0)
         want.gpu = (long long)gpu;
     bad |= r < 0;
+    r = gw_env_int("GPUWIRE_GPUS", 1, 65535, GW_ENV_NO_SESSION, &gpu);
+    if (r > 0)
+        want.gpus = (long long)gpu;
+    bad |= r < 0;
+    if (want.gpu >= 0 && want.gpus >= 0) { /* one GPU or a number of them: both would be a guess */
+        gw_log("GPUWIRE_GPU=%lld and GPUWIRE_GPUS=%lld are both set: a lease is on one GPU or on any N GPUs, "
+               "not both; CUDA calls will fail with CUDA_ERROR_NO_DEVICE", want.gpu, want.gpus);
+        bad = 1;
+    }
     gw_handshake_limits_settings();
 #ifndef GW_NVML_CLIENT
     gw_progress_settings();
@@ -272,6 +283,10 @@ static size_t lease_records(uint8_t *p)
     if (want.gpu >= 0) {
         uint32_t gpu = (uint32_t)want.gpu;
         n += gw_hello_ext_put(p + n, GW_EXT_GPU, &gpu, 4);
+    }
+    if (want.gpus >= 0) {
+        uint32_t count = (uint32_t)want.gpus;
+        n += gw_hello_ext_put(p + n, GW_EXT_GPU_COUNT, &count, 4);
     }
     return n + env_record(p + n);
 }
