@@ -291,8 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
                        usage="gpuwire run [-h] [--server HOST:PORT] [--stats FILE] [--exclusive] [--no-wait] "
                              "[--quiet] [--mem-cap SIZE] [--gpu N] [--token-file FILE] [--tls | --no-tls] [--tls-ca FILE] "
                              "[--tls-cert FILE --tls-key FILE] [--compile-cache DIR|off] -- CMD [ARGS...]")
-    p.add_argument("--server", metavar="HOST:PORT",
-                   help="the gpuwire server (default: $GPUWIRE_SERVER, else 127.0.0.1:7750)")
+    p.add_argument("--server", metavar="HOST:PORT[,HOST:PORT...]",
+                   help="the gpuwire server, or several: their GPUs make one device list, the first's first "
+                        "(default: $GPUWIRE_SERVER, else 127.0.0.1:7750)")
     p.add_argument("--stats", metavar="FILE",
                    help="have the client library write call/round-trip/byte counts to FILE as JSON at exit")
     p.add_argument("--exclusive", action="store_true",

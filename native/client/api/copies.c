@@ -39,7 +39,18 @@ static CUresult on_server(unsigned op, CUdeviceptr dst, CUdeviceptr src, size_t 
     return rc == CUDA_SUCCESS ? cuCtxSynchronize() : rc;
 }
 
+static CUresult htod_here(unsigned op, CUdeviceptr dst, const void *src, size_t n, int async, CUstream s);
+
+/* Several servers: a copy goes to the server its device memory is on. */
 static CUresult htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, int async, CUstream s)
+{
+    int route = gw_route_enter(gw_server_of_address(dst));
+    CUresult rc = htod_here(op, dst, src, n, async, s);
+    gw_route_leave(route);
+    return rc;
+}
+
+static CUresult htod_here(unsigned op, CUdeviceptr dst, const void *src, size_t n, int async, CUstream s)
 {
     if (!n)
         return CUDA_SUCCESS;
@@ -232,7 +243,17 @@ CUresult CUDAAPI cuCtxSynchronize_v2(CUcontext ctx) { return ctx_sync(1, ctx); }
 CUresult CUDAAPI cuStreamSynchronize(CUstream s) { return stream_sync(GW_OP_cuStreamSynchronize, s); }
 CUresult CUDAAPI cuStreamSynchronize_ptsz(CUstream s) { return stream_sync(GW_OP_cuStreamSynchronize_ptsz, s); }
 
+static CUresult dtoh_here(unsigned op, void *dst, CUdeviceptr src, size_t n, int async, CUstream s);
+
 static CUresult dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, int async, CUstream s)
+{
+    int route = gw_route_enter(gw_server_of_address(src)); /* several servers: where the memory is */
+    CUresult rc = dtoh_here(op, dst, src, n, async, s);
+    gw_route_leave(route);
+    return rc;
+}
+
+static CUresult dtoh_here(unsigned op, void *dst, CUdeviceptr src, size_t n, int async, CUstream s)
 {
     uint8_t *p = dst;
     if (!n)
@@ -326,6 +347,16 @@ static CUresult unified(int ptds, CUdeviceptr dst, CUdeviceptr src, size_t n, in
 {
     gw_mem_kind dk = gw_mem_classify(dst), sk = gw_mem_classify(src);
     int dd = dk == GW_MEM_DEVICE || dk == GW_MEM_MAPPED, sd = sk == GW_MEM_DEVICE || sk == GW_MEM_MAPPED;
+    if (dd && sd && gw_servers_n > 1) { /* several servers: the two ends' */
+        int ks = gw_server_of_address(src), kd = gw_server_of_address(dst);
+        if (ks >= 0 && kd >= 0 && ks != kd)
+            return gw_cross_server_copy(dst, NULL, src, NULL, n, async, s);
+        int route = gw_route_enter(kd);
+        CUresult rc = async ? (ptds ? cuMemcpyDtoDAsync_v2_ptsz(dst, src, n, s) : cuMemcpyDtoDAsync_v2(dst, src, n, s))
+                            : (ptds ? cuMemcpyDtoD_v2_ptds(dst, src, n) : cuMemcpyDtoD_v2(dst, src, n));
+        gw_route_leave(route);
+        return rc;
+    }
     if (dd && sd) {
         if (async)
             return ptds ? cuMemcpyDtoDAsync_v2_ptsz(dst, src, n, s) : cuMemcpyDtoDAsync_v2(dst, src, n, s);

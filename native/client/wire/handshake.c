@@ -67,8 +67,8 @@ static size_t env_record(uint8_t *p)
     size_t n = 0;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *v = getenv(names[i]);
-        if (!v)
-            continue;
+        if (!v || (gw_servers_n > 1 && !strcmp(names[i], "CUDA_VISIBLE_DEVICES")))
+            continue; /* several servers: the client applies it to their joined list (servers.c) */
         size_t len = strspn(v, GW_ENV_VALUE_CHARS);
         if (len > GW_ENV_VALUE_MAX)
             len = GW_ENV_VALUE_MAX;
@@ -361,26 +361,53 @@ static int lanes_granted;
 const gw_lane_grant *gw_handshake_lanes(void) { return lanes_granted ? &lane_grant : NULL; }
 
 /* The devices HELLO_OK carried (OK_DEVICES): state/device.c answers the
- * device queries of a program's start-up from them (issue #20). */
-static gw_device_info devices[GW_HELLO_DEVICES_MAX];
-static const int32_t *device_attrs[GW_HELLO_DEVICES_MAX]; /* attr_count (status, value) pairs each */
-static uint8_t *attr_bytes;
-static unsigned devices_n;
+ * device queries of a program's start-up from them (issue #20). One table
+ * per server (several servers: servers.c joins them into one list). */
+typedef struct hello_devices {
+    gw_device_info devices[GW_HELLO_DEVICES_MAX];
+    const int32_t *attrs[GW_HELLO_DEVICES_MAX]; /* attr_count (status, value) pairs each */
+    uint8_t *attr_bytes;
+    unsigned n;
+} hello_devices;
+static hello_devices tables[GW_SERVERS_MAX];
 
+const gw_device_info *gw_hello_device(int k, int i)
+{
+    const hello_devices *t = &tables[k];
+    return i >= 0 && (unsigned)i < t->n ? &t->devices[i] : NULL;
+}
+
+const int32_t *gw_hello_device_attrs(int k, int i)
+{
+    const hello_devices *t = &tables[k];
+    return i >= 0 && (unsigned)i < t->n && t->devices[i].attr_count ? t->attrs[i] : NULL;
+}
+
+int gw_hello_device_count(int k) { return tables[k].n ? (int)tables[k].n : -1; }
+
+#ifndef GW_NVML_CLIENT
 const gw_device_info *gw_handshake_device(int ordinal)
 {
-    return ordinal >= 0 && (unsigned)ordinal < devices_n ? &devices[ordinal] : NULL;
+    return gw_servers_n > 1 ? gw_servers_device(ordinal) : gw_hello_device(0, ordinal);
 }
 
 const int32_t *gw_handshake_device_attrs(int ordinal)
 {
-    return ordinal >= 0 && (unsigned)ordinal < devices_n && devices[ordinal].attr_count ? device_attrs[ordinal] : NULL;
+    return gw_servers_n > 1 ? gw_servers_device_attrs(ordinal) : gw_hello_device_attrs(0, ordinal);
 }
 
-/* HELLO_OK's device records and their attributes (at: where they start); kept
- * only if the lengths agree to the byte. */
-static void keep_devices(const uint8_t *p, size_t len, size_t at, unsigned n)
+int gw_handshake_device_count(void) { return gw_servers_n > 1 ? gw_servers_device_count() : gw_hello_device_count(0); }
+#else
+const gw_device_info *gw_handshake_device(int ordinal) { return gw_hello_device(0, ordinal); }
+const int32_t *gw_handshake_device_attrs(int ordinal) { return gw_hello_device_attrs(0, ordinal); }
+int gw_handshake_device_count(void) { return gw_hello_device_count(0); }
+#endif
+
+/* HELLO_OK's device records and their attributes (at: where they start) into
+ * t; kept only if the lengths agree to the byte. */
+static void keep_devices(hello_devices *t, const uint8_t *p, size_t len, size_t at, unsigned n)
 {
+    gw_device_info *devices = t->devices;
     if (n == 0 || n > GW_HELLO_DEVICES_MAX || len < at || (len - at) / sizeof(gw_device_info) < n)
         return;
     memcpy(devices, p + at, n * sizeof(gw_device_info));
@@ -395,26 +422,27 @@ static void keep_devices(const uint8_t *p, size_t len, size_t at, unsigned n)
     at += n * sizeof(gw_device_info);
     if (len - at != need)
         return;
-    free(attr_bytes);
-    attr_bytes = need ? malloc(need) : NULL;
-    if (need && !attr_bytes)
+    free(t->attr_bytes);
+    t->attr_bytes = need ? malloc(need) : NULL;
+    if (need && !t->attr_bytes)
         return;
     if (need)
-        memcpy(attr_bytes, p + at, need);
+        memcpy(t->attr_bytes, p + at, need);
     size_t off = 0;
     for (unsigned i = 0; i < n; i++) {
-        device_attrs[i] = (const int32_t *)(attr_bytes + off);
+        t->attrs[i] = (const int32_t *)(t->attr_bytes + off);
         off += (size_t)devices[i].attr_count * 2 * sizeof(int32_t);
     }
-    devices_n = n;
+    t->n = n;
 }
 
-int gw_handshake_device_count(void) { return devices_n ? (int)devices_n : -1; }
+CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info) { return gw_handshake_with(fd, server, info, 0); }
 
-CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info)
+CUresult gw_handshake_with(int fd, const char *server, gw_hello_ok *info, int k)
 {
-    lanes_granted = 0;
-    devices_n = 0;
+    if (k == 0)
+        lanes_granted = 0;
+    tables[k].n = 0;
     char host[256] = "", prog[256] = "";
     gethostname(host, sizeof host - 1);
     FILE *comm = fopen("/proc/self/comm", "r");
@@ -466,12 +494,12 @@ CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info)
             memcpy(info, p, sizeof *info);
             info->driver_desc[sizeof info->driver_desc - 1] = 0;
             sanitize(info->driver_desc);
-            if ((info->flags & GW_OK_LANES) && h.len >= sizeof(gw_hello_ok) + sizeof lane_grant) {
+            if (k == 0 && (info->flags & GW_OK_LANES) && h.len >= sizeof(gw_hello_ok) + sizeof lane_grant) {
                 memcpy(&lane_grant, p + sizeof(gw_hello_ok), sizeof lane_grant);
                 lanes_granted = lane_grant.lanes > 0 && lane_grant.lanes <= GW_LANES_MAX;
             }
             if (info->flags & GW_OK_DEVICES)
-                keep_devices(p, h.len, sizeof(gw_hello_ok) + (info->flags & GW_OK_LANES ? sizeof lane_grant : 0),
+                keep_devices(&tables[k], p, h.len, sizeof(gw_hello_ok) + (info->flags & GW_OK_LANES ? sizeof lane_grant : 0),
                              info->device_count);
             if (info->proto_version != GW_PROTO_VERSION)
                 gw_log("server %s speaks protocol %u, this client %u", server, info->proto_version, GW_PROTO_VERSION);
