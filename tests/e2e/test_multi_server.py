@@ -1,0 +1,157 @@
+"""Several servers in one client (GPUWIRE_SERVER=a,b; docs/multi-gpu.md "GPUs
+of several servers"): two stand-in servers on loopback, a with two devices
+and b with one (GPUWIRE_STANDIN_MACHINE=1: its UUIDs differ from a's, as two
+machines' GPUs do), serve one program through `gpuwire run --server a,b`.
+tests/programs/multi_server does the CUDA side: the joined device list (a's
+first), CUDA_VISIBLE_DEVICES over it, a kernel on every device, peer copies
+inside a, copies between a and b (sync, async, unified; sizes around the
+8 MiB pieces; every byte checked), a call mixing both servers' handles
+refused, and a server that dies mid-run failing only its own devices' calls.
+
+a's devices in its order (FASTEST_FIRST): p0, p1 (UUIDs ...6e01, ...6e02);
+b's: p0 of machine 1 (...6f01)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from conftest import GPUWIRE, PROGRAMS_DIR, explain, gpuwire_env, gw_python_client, gw_run, start_server
+
+PROGRAM = PROGRAMS_DIR / "multi_server"
+A0, A1 = "GPU-67707577-6972-652d-7374-616e64696e01", "GPU-67707577-6972-652d-7374-616e64696e02"
+B0 = "GPU-67707577-6972-652d-7374-616e64696f01"
+DEV = re.compile(r"^DEV (\d+) uuid=(\S+) bus=(\S+) mem=(\d+) name=(.*)$", re.M)
+HOLD = "import ctypes, sys\nctypes.CDLL('libcuda.so.1').cuInit(0)\nprint('ready', flush=True)\nsys.stdin.readline()\n"
+INVALID_HANDLE, DEVICE_UNAVAILABLE = 400, 46
+
+
+@pytest.fixture(autouse=True)
+def _no_cuda_env(monkeypatch):
+    for k in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
+        monkeypatch.delenv(k, raising=False)
+
+
+def two_servers(tmp_path_factory, name: str):
+    if not PROGRAM.is_file():
+        pytest.skip("build/programs/multi_server is not built (make -C tests/programs)")
+    d = tmp_path_factory.mktemp(name)
+    with pytest.MonkeyPatch.context() as mp:
+        for k in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
+            mp.delenv(k, raising=False)
+        a = start_server(d / "a.log", env={"GPUWIRE_STANDIN_DEVICES": "2"})
+        b = start_server(d / "b.log", env={"GPUWIRE_STANDIN_DEVICES": "1", "GPUWIRE_STANDIN_MACHINE": "1"})
+    return a, b
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    a, b = two_servers(tmp_path_factory, "multi_server")
+    yield a, b
+    b.stop()
+    a.stop()
+
+
+def both(servers) -> str:
+    return ",".join(s.address for s in servers)
+
+
+def run(servers, mode: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return gw_run([str(PROGRAM), mode], server=both(servers), env=env or {}, timeout=timeout)
+
+
+def uuids(r) -> list[str]:
+    return [m[2] for m in DEV.finditer(r.stdout)]
+
+
+def why(r, servers) -> str:
+    return explain(r, servers[0]) + "\n--- server b ---\n" + "\n".join(servers[1].log_lines()[-20:])
+
+
+def test_one_device_list_first_servers_first(servers):
+    r = run(servers, "list")
+    assert r.returncode == 0 and "PASS multi_server" in r.stdout, why(r, servers)
+    got = [(int(m[1]), m[2], m[3], int(m[4]), m[5]) for m in DEV.finditer(r.stdout)]
+    assert got == [(0, A0, "0000:00:00.0", 8 << 30, "gpuwire CPU stand-in"),
+                   (1, A1, "0000:01:00.0", 7 << 30, "gpuwire CPU stand-in 1"),
+                   (2, B0, "0000:00:00.0", 8 << 30, "gpuwire CPU stand-in")], r.stdout
+    # the order the servers are named in is the order of their devices
+    r = gw_run([str(PROGRAM), "list"], server=f"{servers[1].address},{servers[0].address}", timeout=60)
+    assert r.returncode == 0 and uuids(r) == [B0, A0, A1], why(r, servers)
+
+
+@pytest.mark.parametrize("mask, want", [
+    ("2,0", [B0, A0]),            # indices count in the joined list
+    ("1", [A1]),
+    (f"{B0},1", [B0, A1]),        # a UUID names a device of any server
+    ("GPU-67707577-6972-652d-7374-616e64696f", [B0]),  # a prefix naming one device
+    ("0,5,2", [A0]),              # 5 names no device: the list ends there
+    ("2,2", [B0]),                # a device listed twice ends the list
+])
+def test_visible_devices_mask_the_joined_list(servers, mask, want):
+    r = run(servers, "list", {"CUDA_VISIBLE_DEVICES": mask})
+    assert r.returncode == 0 and uuids(r) == want, why(r, servers)
+
+
+def test_a_mask_leaving_nothing_is_no_device(servers):
+    r = run(servers, "list", {"CUDA_VISIBLE_DEVICES": "GPU-6770"})  # every UUID shares it: names none
+    assert r.returncode != 0 and "CUDA_ERROR_NO_DEVICE" in r.stdout, why(r, servers)
+    assert "leaves no device of the 2 gpuwire servers" in r.stderr, why(r, servers)
+
+
+def test_leases_apply_on_each_server(servers):
+    """GPUWIRE_GPUS=1 leases one GPU on each server: with a's GPU 0 held
+    exclusively by another client, a gives its GPU 1."""
+    holder = gw_python_client(servers[0].address, HOLD, env={"GPUWIRE_GPU": "0", "GPUWIRE_LEASE": "exclusive"})
+    try:
+        r = run(servers, "list", {"GPUWIRE_GPUS": "1", "GPUWIRE_LEASE": "exclusive", "GPUWIRE_NO_WAIT": "1"})
+        assert r.returncode == 0 and uuids(r) == [A1, B0], why(r, servers)
+        busy = run(servers, "list", {"GPUWIRE_GPU": "0", "GPUWIRE_NO_WAIT": "1"})
+        assert busy.returncode != 0 and not uuids(busy), why(busy, servers)
+        assert "a shared lease on GPU 0 is not available now" in busy.stderr, why(busy, servers)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+def test_work_on_every_server_and_copies_between_them(servers):
+    r = run(servers, "work")
+    assert r.returncode == 0 and r.stdout.rstrip().endswith("PASS multi_server"), why(r, servers)
+    assert all(f"KERNEL dev={d} ok" in r.stdout for d in range(3)), r.stdout
+    for size in (1, 4097, (8 << 20) - 1, 8 << 20, (8 << 20) + 1, (20 << 20) + 12345):
+        assert f"CROSS sync size={size} ok" in r.stdout, r.stdout
+    assert f"CROSS async size={(17 << 20) + 3} ok" in r.stdout and "CROSS unified ok" in r.stdout, r.stdout
+    # a's stream waiting for b's event: refused, not sent to either
+    assert f"MIXED {INVALID_HANDLE}" in r.stdout and "belong to two different gpuwire servers" in r.stderr, r.stderr
+
+
+def test_bad_server_lists_are_refused_before_starting(servers):
+    for spec, words in ((f"{servers[0].address},,{servers[1].address}", "is not valid"),
+                        (",".join([servers[0].address] * 9), "at most 8 servers")):
+        r = subprocess.run(GPUWIRE + ["run", "--server", spec, "--", str(PROGRAM), "list"], capture_output=True,
+                           text=True, timeout=60, env=gpuwire_env())
+        assert r.returncode == 2 and words in r.stderr, (spec, r.stderr)
+
+
+def test_a_server_that_dies_fails_its_own_devices_only(tmp_path_factory):
+    """Server b's worker killed while the program holds memory there: its
+    calls fail with CUDA_ERROR_DEVICE_UNAVAILABLE (no hang), server a's go on."""
+    a, b = two_servers(tmp_path_factory, "dies")
+    try:
+        proc = subprocess.Popen(GPUWIRE + ["run", "--server", f"{a.address},{b.address}", "--", str(PROGRAM), "hold"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=gpuwire_env())
+        assert proc.stdout.readline().strip() == "ready"
+        workers = subprocess.run(["pgrep", "-P", str(b.proc.pid)], capture_output=True, text=True).stdout.split()
+        assert workers, "server b has no worker"
+        for pid in workers:
+            subprocess.run(["kill", "-9", pid])
+        out, err = proc.communicate("go\n", timeout=60)
+        assert proc.returncode == 0, out + err
+        assert f"LOST {DEVICE_UNAVAILABLE} {DEVICE_UNAVAILABLE}" in out and "STILL 0" in out, out + err
+        assert "lost the connection to the gpuwire server" in err, err
+    finally:
+        b.stop()
+        a.stop()
