@@ -112,7 +112,7 @@ CUresult CUDAAPI cuCtxDetach(CUcontext ctx)
 }
 
 #undef cuCtxDisablePeerAccess
-CUresult CUDAAPI cuCtxDisablePeerAccess(CUcontext peerContext)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxDisablePeerAccess(CUcontext peerContext)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxDisablePeerAccess);
     gw_put_handle(q, (uint64_t)(uintptr_t)peerContext);
@@ -123,7 +123,7 @@ CUresult CUDAAPI cuCtxDisablePeerAccess(CUcontext peerContext)
 }
 
 #undef cuCtxEnablePeerAccess
-CUresult CUDAAPI cuCtxEnablePeerAccess(CUcontext peerContext, unsigned int Flags)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxEnablePeerAccess(CUcontext peerContext, unsigned int Flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxEnablePeerAccess);
     gw_put_handle(q, (uint64_t)(uintptr_t)peerContext);
@@ -546,7 +546,7 @@ CUresult CUDAAPI cuDevSmResourceSplitByCount(CUdevResource * result, unsigned in
 }
 
 #undef cuDeviceCanAccessPeer
-CUresult CUDAAPI cuDeviceCanAccessPeer(int * canAccessPeer, CUdevice dev, CUdevice peerDev)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDeviceCanAccessPeer(int * canAccessPeer, CUdevice dev, CUdevice peerDev)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceCanAccessPeer);
     gw_put_out(q, canAccessPeer, canAccessPeer ? (size_t)(1) : 0);
@@ -763,7 +763,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDeviceGetName(char 
 }
 
 #undef cuDeviceGetP2PAttribute
-CUresult CUDAAPI cuDeviceGetP2PAttribute(int * value, CUdevice_P2PAttribute attrib, CUdevice srcDevice, CUdevice dstDevice)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDeviceGetP2PAttribute(int * value, CUdevice_P2PAttribute attrib, CUdevice srcDevice, CUdevice dstDevice)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceGetP2PAttribute);
     gw_put_out(q, value, value ? (size_t)(1) : 0);
@@ -4539,7 +4539,7 @@ CUresult CUDAAPI cuStreamUpdateCaptureDependencies_v2_ptsz(CUstream hStream, CUg
 }
 
 #undef cuStreamWaitEvent
-CUresult CUDAAPI cuStreamWaitEvent(CUstream hStream, CUevent hEvent, unsigned int Flags)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamWaitEvent(CUstream hStream, CUevent hEvent, unsigned int Flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWaitEvent);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
@@ -4550,7 +4550,7 @@ CUresult CUDAAPI cuStreamWaitEvent(CUstream hStream, CUevent hEvent, unsigned in
 }
 
 #undef cuStreamWaitEvent_ptsz
-CUresult CUDAAPI cuStreamWaitEvent_ptsz(CUstream hStream, CUevent hEvent, unsigned int Flags)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamWaitEvent_ptsz(CUstream hStream, CUevent hEvent, unsigned int Flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWaitEvent_ptsz);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);

@@ -110,6 +110,8 @@ CUresult CUDAAPI gwf_cuArrayCreate_v2(CUarray * pHandle, const CUDA_ARRAY_DESCRI
 CUresult CUDAAPI gwf_cuArrayDestroy(CUarray hArray);
 CUresult CUDAAPI gwf_cuCtxDestroy(CUcontext ctx);
 CUresult CUDAAPI gwf_cuCtxDestroy_v2(CUcontext ctx);
+CUresult CUDAAPI gwf_cuCtxDisablePeerAccess(CUcontext peerContext);
+CUresult CUDAAPI gwf_cuCtxEnablePeerAccess(CUcontext peerContext, unsigned int Flags);
 CUresult CUDAAPI gwf_cuCtxGetDevice(CUdevice * device);
 CUresult CUDAAPI gwf_cuCtxGetDevice_v2(CUdevice * device, CUcontext ctx);
 CUresult CUDAAPI gwf_cuCtxGetId(CUcontext ctx, unsigned long long * ctxId);
@@ -122,10 +124,12 @@ CUresult CUDAAPI gwf_cuCtxSetCurrent(CUcontext ctx);
 CUresult CUDAAPI gwf_cuCtxSetLimit(CUlimit limit, size_t value);
 CUresult CUDAAPI gwf_cuCtxSynchronize(void);
 CUresult CUDAAPI gwf_cuCtxSynchronize_v2(CUcontext ctx);
+CUresult CUDAAPI gwf_cuDeviceCanAccessPeer(int * canAccessPeer, CUdevice dev, CUdevice peerDev);
 CUresult CUDAAPI gwf_cuDeviceGet(CUdevice * device, int ordinal);
 CUresult CUDAAPI gwf_cuDeviceGetAttribute(int * pi, CUdevice_attribute attrib, CUdevice dev);
 CUresult CUDAAPI gwf_cuDeviceGetCount(int * count);
 CUresult CUDAAPI gwf_cuDeviceGetName(char * name, int len, CUdevice dev);
+CUresult CUDAAPI gwf_cuDeviceGetP2PAttribute(int * value, CUdevice_P2PAttribute attrib, CUdevice srcDevice, CUdevice dstDevice);
 CUresult CUDAAPI gwf_cuDeviceGetPCIBusId(char * pciBusId, int len, CUdevice dev);
 CUresult CUDAAPI gwf_cuDeviceGetUuid(CUuuid * uuid, CUdevice dev);
 CUresult CUDAAPI gwf_cuDeviceGetUuid_v2(CUuuid * uuid, CUdevice dev);
@@ -191,6 +195,8 @@ CUresult CUDAAPI gwf_cuStreamIsCapturing(CUstream hStream, CUstreamCaptureStatus
 CUresult CUDAAPI gwf_cuStreamIsCapturing_ptsz(CUstream hStream, CUstreamCaptureStatus * captureStatus);
 CUresult CUDAAPI gwf_cuStreamSynchronize(CUstream hStream);
 CUresult CUDAAPI gwf_cuStreamSynchronize_ptsz(CUstream hStream);
+CUresult CUDAAPI gwf_cuStreamWaitEvent(CUstream hStream, CUevent hEvent, unsigned int Flags);
+CUresult CUDAAPI gwf_cuStreamWaitEvent_ptsz(CUstream hStream, CUevent hEvent, unsigned int Flags);
 CUresult CUDAAPI gwf_cuSurfObjectDestroy(CUsurfObject surfObject);
 CUresult CUDAAPI gwf_cuTexObjectDestroy(CUtexObject texObject);
 #endif

@@ -25,7 +25,7 @@ A0, A1 = "GPU-67707577-6972-652d-7374-616e64696e01", "GPU-67707577-6972-652d-737
 B0 = "GPU-67707577-6972-652d-7374-616e64696f01"
 DEV = re.compile(r"^DEV (\d+) uuid=(\S+) bus=(\S+) mem=(\d+) name=(.*)$", re.M)
 HOLD = "import ctypes, sys\nctypes.CDLL('libcuda.so.1').cuInit(0)\nprint('ready', flush=True)\nsys.stdin.readline()\n"
-INVALID_HANDLE, DEVICE_UNAVAILABLE = 400, 46
+INVALID_HANDLE, DEVICE_UNAVAILABLE, PEER_ACCESS_UNSUPPORTED = 400, 46, 217
 
 
 @pytest.fixture(autouse=True)
@@ -123,7 +123,9 @@ def test_work_on_every_server_and_copies_between_them(servers):
     for size in (1, 4097, (8 << 20) - 1, 8 << 20, (8 << 20) + 1, (20 << 20) + 12345):
         assert f"CROSS sync size={size} ok" in r.stdout, r.stdout
     assert f"CROSS async size={(17 << 20) + 3} ok" in r.stdout and "CROSS unified ok" in r.stdout, r.stdout
-    # a's stream waiting for b's event: refused, not sent to either
+    assert "WAIT across query=0" in r.stdout, r.stdout  # a's stream waited for b's event: it is done
+    assert f"PEER a-b can=0 enable={PEER_ACCESS_UNSUPPORTED}" in r.stdout, r.stdout
+    # b's memory copied on a's stream: refused, sent to neither
     assert f"MIXED {INVALID_HANDLE}" in r.stdout and "belong to two different gpuwire servers" in r.stderr, r.stderr
 
 

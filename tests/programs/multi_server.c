@@ -164,12 +164,33 @@ static void work(void)
     check_bytes(back, 9 * MIB, 91, "cuMemcpy (unified) b to a", 9 * MIB);
     printf("CROSS unified ok\n");
 
-    /* a stream of server a waited on by an event of server b: two servers in one call */
+    /* a stream of server a waits for an event of server b, recorded after a kernel there */
     CK(cuCtxSetCurrent(ctx[2]));
+    kernel_on(2, buf[2]);
+    CUstream s2;
+    CK(cuStreamCreate(&s2, CU_STREAM_NON_BLOCKING));
     CUevent e2;
     CK(cuEventCreate(&e2, CU_EVENT_DISABLE_TIMING));
-    CK(cuEventRecord(e2, NULL));
-    printf("MIXED %d\n", (int)cuStreamWaitEvent(s0, e2, 0));
+    CK(cuMemsetD8Async(buf[2], 5, 16 * MIB, s2));
+    CK(cuEventRecord(e2, s2));
+    CK(cuCtxSetCurrent(ctx[0]));
+    CK(cuStreamWaitEvent(s0, e2, 0));
+    CUresult q = cuEventQuery(e2);
+    printf("WAIT across query=%d\n", (int)q);
+    if (q != CUDA_SUCCESS)
+        FAIL("a stream of server a waits for server b's event, yet the event is not done (%d)", (int)q);
+
+    /* no peer access between servers; a call naming both servers' objects is refused */
+    int can = -1;
+    CUdevice dev0, dev2;
+    CK(cuDeviceGet(&dev0, 0));
+    CK(cuDeviceGet(&dev2, 2));
+    CK(cuDeviceCanAccessPeer(&can, dev0, dev2));
+    printf("PEER a-b can=%d enable=%d\n", can, (int)cuCtxEnablePeerAccess(ctx[2], 0));
+    printf("MIXED %d\n", (int)cuMemcpyHtoDAsync(buf[2], host, 4096, s0)); /* b's memory, a's stream */
+    CK(cuCtxSetCurrent(ctx[2]));
+    CK(cuStreamDestroy(s2));
+    CK(cuEventDestroy(e2));
 
     CK(cuCtxSetCurrent(ctx[0]));
     CK(cuStreamDestroy(s0));

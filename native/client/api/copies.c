@@ -44,7 +44,10 @@ static CUresult htod_here(unsigned op, CUdeviceptr dst, const void *src, size_t 
 /* Several servers: a copy goes to the server its device memory is on. */
 static CUresult htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, int async, CUstream s)
 {
-    int route = gw_route_enter(gw_server_of_address(dst));
+    int k = gw_server_of_address(dst);
+    if (async && !gw_handle_fits((uint64_t)(uintptr_t)s, k)) /* several servers: memory of one, stream of another */
+        return gw_route_mixed(op);
+    int route = gw_route_enter(k);
     CUresult rc = htod_here(op, dst, src, n, async, s);
     gw_route_leave(route);
     return rc;
@@ -247,7 +250,10 @@ static CUresult dtoh_here(unsigned op, void *dst, CUdeviceptr src, size_t n, int
 
 static CUresult dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, int async, CUstream s)
 {
-    int route = gw_route_enter(gw_server_of_address(src)); /* several servers: where the memory is */
+    int k = gw_server_of_address(src); /* several servers: where the memory is */
+    if (async && !gw_handle_fits((uint64_t)(uintptr_t)s, k))
+        return gw_route_mixed(op);
+    int route = gw_route_enter(k);
     CUresult rc = dtoh_here(op, dst, src, n, async, s);
     gw_route_leave(route);
     return rc;
@@ -351,6 +357,8 @@ static CUresult unified(int ptds, CUdeviceptr dst, CUdeviceptr src, size_t n, in
         int ks = gw_server_of_address(src), kd = gw_server_of_address(dst);
         if (ks >= 0 && kd >= 0 && ks != kd)
             return gw_cross_server_copy(dst, NULL, src, NULL, n, async, s);
+        if (async && !gw_handle_fits((uint64_t)(uintptr_t)s, kd))
+            return gw_route_mixed(ptds ? GW_OP_cuMemcpyAsync_ptsz : GW_OP_cuMemcpyAsync);
         int route = gw_route_enter(kd);
         CUresult rc = async ? (ptds ? cuMemcpyDtoDAsync_v2_ptsz(dst, src, n, s) : cuMemcpyDtoDAsync_v2(dst, src, n, s))
                             : (ptds ? cuMemcpyDtoD_v2_ptds(dst, src, n) : cuMemcpyDtoD_v2(dst, src, n));

@@ -147,3 +147,116 @@ CUresult gw_cross_server_copy(CUdeviceptr dst, CUcontext dctx, CUdeviceptr src, 
         return rc;
     return staged(dst, dctx, src, sctx, n);
 }
+
+/* ---- calls that name two devices or contexts, each maybe of another server ---- */
+
+/* The servers of a stream (NULL and the special streams: the current
+ * context's) and of an event; -1 if unknown. */
+static int stream_server(CUstream s)
+{
+    int k = gw_handle_server((uint64_t)(uintptr_t)s);
+    return k >= 0 ? k : gw_route_now();
+}
+
+/* A stream of one server waiting for an event of another: the client waits
+ * for the event (on its server) before it returns, so everything queued on
+ * the stream after this call is ordered after the event's work, as CUDA
+ * asks; the calling thread is held meanwhile (docs/multi-gpu.md). */
+static CUresult wait_across(CUstream s, CUevent e, unsigned flags)
+{
+    if (flags & ~(unsigned)CU_EVENT_WAIT_EXTERNAL)
+        return CUDA_ERROR_INVALID_VALUE;
+    CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_NONE;
+    if (cuStreamIsCapturing(s, &st) == CUDA_SUCCESS && st != CU_STREAM_CAPTURE_STATUS_NONE) {
+        gw_log("cuStreamWaitEvent: a capturing stream cannot wait for an event of another gpuwire server (a graph "
+               "runs on one server); returning CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED");
+        return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+    }
+    return cuEventSynchronize(e);
+}
+
+static int across(CUstream s, CUevent e)
+{
+    if (gw_servers_n <= 1)
+        return 0;
+    int ke = gw_handle_server((uint64_t)(uintptr_t)e);
+    return ke >= 0 && ke != stream_server(s);
+}
+
+CUresult CUDAAPI cuStreamWaitEvent(CUstream s, CUevent e, unsigned int flags)
+{
+    if (across(s, e))
+        return gw_stat_call(GW_OP_cuStreamWaitEvent), wait_across(s, e, flags);
+    return gwf_cuStreamWaitEvent(s, e, flags);
+}
+
+CUresult CUDAAPI cuStreamWaitEvent_ptsz(CUstream s, CUevent e, unsigned int flags)
+{
+    if (across(s, e))
+        return gw_stat_call(GW_OP_cuStreamWaitEvent_ptsz), wait_across(s, e, flags);
+    return gwf_cuStreamWaitEvent_ptsz(s, e, flags);
+}
+
+/* Two devices of different servers: valid devices, never peers (no GPU of
+ * one machine reaches another's memory). 1 if so (*rc the answer's status). */
+static int devices_apart(CUdevice a, CUdevice b, CUresult *rc)
+{
+    if (gw_servers_n <= 1)
+        return 0;
+    int ka = gw_device_server((int)a, NULL), kb = gw_device_server((int)b, NULL);
+    if (ka < 0 || kb < 0) {
+        *rc = CUDA_ERROR_INVALID_DEVICE;
+        return 1;
+    }
+    *rc = CUDA_SUCCESS;
+    return ka != kb;
+}
+
+CUresult CUDAAPI cuDeviceCanAccessPeer(int *can, CUdevice dev, CUdevice peer)
+{
+    CUresult rc;
+    if (!devices_apart(dev, peer, &rc))
+        return gwf_cuDeviceCanAccessPeer(can, dev, peer);
+    gw_stat_call(GW_OP_cuDeviceCanAccessPeer);
+    if (rc == CUDA_SUCCESS && !can)
+        rc = CUDA_ERROR_INVALID_VALUE;
+    if (rc == CUDA_SUCCESS)
+        *can = 0;
+    return rc;
+}
+
+CUresult CUDAAPI cuDeviceGetP2PAttribute(int *value, CUdevice_P2PAttribute attrib, CUdevice src, CUdevice dst)
+{
+    CUresult rc;
+    if (!devices_apart(src, dst, &rc))
+        return gwf_cuDeviceGetP2PAttribute(value, attrib, src, dst);
+    gw_stat_call(GW_OP_cuDeviceGetP2PAttribute);
+    if (rc == CUDA_SUCCESS && !value)
+        rc = CUDA_ERROR_INVALID_VALUE;
+    if (rc == CUDA_SUCCESS)
+        *value = 0; /* no access, no atomics, no rank: as between two GPUs without a link */
+    return rc;
+}
+
+/* Peer access between contexts of two servers: never possible. */
+static int context_apart(CUcontext peer)
+{
+    int k = gw_handle_server((uint64_t)(uintptr_t)peer);
+    return gw_servers_n > 1 && k >= 0 && k != gw_route_now();
+}
+
+CUresult CUDAAPI cuCtxEnablePeerAccess(CUcontext peer, unsigned int flags)
+{
+    if (!context_apart(peer))
+        return gwf_cuCtxEnablePeerAccess(peer, flags);
+    gw_stat_call(GW_OP_cuCtxEnablePeerAccess);
+    return flags ? CUDA_ERROR_INVALID_VALUE : CUDA_ERROR_PEER_ACCESS_UNSUPPORTED;
+}
+
+CUresult CUDAAPI cuCtxDisablePeerAccess(CUcontext peer)
+{
+    if (!context_apart(peer))
+        return gwf_cuCtxDisablePeerAccess(peer);
+    gw_stat_call(GW_OP_cuCtxDisablePeerAccess);
+    return CUDA_ERROR_PEER_ACCESS_NOT_ENABLED;
+}

@@ -384,14 +384,20 @@ static int link_refuses(unsigned op)
            op == GW_OP_cuStreamAddCallback_ptsz || op == GW_OP_DELIVER;
 }
 
+CUresult gw_route_mixed(unsigned op)
+{
+    gw_log("%s: its arguments belong to two different gpuwire servers, which cannot be mixed in one call yet "
+           "(docs/multi-gpu.md); returning CUDA_ERROR_INVALID_HANDLE",
+           op >= GW_OP_FIRST_CALL ? gw_op_name(op) : "a control request");
+    return CUDA_ERROR_INVALID_HANDLE;
+}
+
+int gw_handle_fits(uint64_t h, int k) { return gw_servers_n <= 1 || k < 0 || h <= 2 || gw_handle_server(h) == k; }
+
 static CUresult link_usable(int k, const gw_req *q, size_t extra)
 {
-    if (k < 0) {
-        gw_log("%s: its arguments belong to two different gpuwire servers, which cannot be mixed in one call yet "
-               "(docs/multi-gpu.md); returning CUDA_ERROR_INVALID_HANDLE",
-               q->op >= GW_OP_FIRST_CALL ? gw_op_name(q->op) : "a control request");
-        return CUDA_ERROR_INVALID_HANDLE;
-    }
+    if (k < 0)
+        return gw_route_mixed(q->op);
     if (q->oom)
         return CUDA_ERROR_OUT_OF_MEMORY;
     if (q->len - sizeof(gw_hdr) + extra > GW_MAX_PAYLOAD)

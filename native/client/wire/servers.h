@@ -78,6 +78,8 @@ GW_HIDDEN int gw_handle_server(uint64_t h);         /* the server a handle belon
 /* The route of a finished request (several servers only): its arguments'
  * server, else the thread's; -1 if its arguments name two servers. */
 GW_HIDDEN int gw_route_of(const gw_req *q);
+GW_HIDDEN int gw_handle_fits(uint64_t h, int k);  /* h names no server, or server k (k < 0: any) */
+GW_HIDDEN CUresult gw_route_mixed(unsigned op);   /* the line for a call naming two servers; INVALID_HANDLE */
 
 /* ---- the transport of servers 1.. (servers.c) ---- */
 GW_HIDDEN CUresult gw_link_call(int k, gw_req *q, gw_rep *r);
