@@ -51,6 +51,8 @@ class Value(Kind):
             return [f"    gw_put_u64(q, (uint64_t)(uintptr_t){p.name});"]
         if p.base == "CUdevice":  # the client's ordinal: its server's, on that server
             return [f"    gw_put_device(q, (int64_t){p.name});"]
+        if p.base == "CUdeviceptr":  # several servers: the memory's server
+            return [f"    gw_put_address(q, (uint64_t){p.name});"]
         return [f"    gw_put_u64(q, (uint64_t)(int64_t){p.name});"]
 
     def worker_read(self, p, v):

@@ -1444,7 +1444,7 @@ CUresult CUDAAPI cuGraphAddMemFreeNode(CUgraphNode * phGraphNode, CUgraph hGraph
     gw_put_handle(q, (uint64_t)(uintptr_t)hGraph);
     gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
-    gw_put_u64(q, (uint64_t)(int64_t)dptr);
+    gw_put_address(q, (uint64_t)dptr);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -2119,7 +2119,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuInit(unsigned int F
 CUresult CUDAAPI cuIpcCloseMemHandle(CUdeviceptr dptr)
 {
     gw_req *q = gw_req_begin(GW_OP_cuIpcCloseMemHandle);
-    gw_put_u64(q, (uint64_t)(int64_t)dptr);
+    gw_put_address(q, (uint64_t)dptr);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2147,7 +2147,7 @@ CUresult CUDAAPI cuIpcGetMemHandle(CUipcMemHandle * pHandle, CUdeviceptr dptr)
 {
     gw_req *q = gw_req_begin(GW_OP_cuIpcGetMemHandle);
     gw_put_out(q, pHandle, pHandle ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(int64_t)dptr);
+    gw_put_address(q, (uint64_t)dptr);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -2462,7 +2462,7 @@ CUresult CUDAAPI cuLogsUnregisterCallback(CUlogsCallbackHandle callback)
 CUresult CUDAAPI cuMemAddressFree(CUdeviceptr ptr, size_t size)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemAddressFree);
-    gw_put_u64(q, (uint64_t)(int64_t)ptr);
+    gw_put_address(q, (uint64_t)ptr);
     gw_put_u64(q, (uint64_t)(int64_t)size);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -2477,7 +2477,7 @@ CUresult CUDAAPI cuMemAddressReserve(CUdeviceptr * ptr, size_t size, size_t alig
     gw_put_out(q, ptr, ptr ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)size);
     gw_put_u64(q, (uint64_t)(int64_t)alignment);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -2617,7 +2617,7 @@ CUresult CUDAAPI cuMemCreate(CUmemGenericAllocationHandle * handle, size_t size,
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemFreeAsync(CUdeviceptr dptr, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemFreeAsync);
-    gw_put_u64(q, (uint64_t)(int64_t)dptr);
+    gw_put_address(q, (uint64_t)dptr);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -2629,7 +2629,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemFreeAsync(CUdevi
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemFreeAsync_ptsz);
-    gw_put_u64(q, (uint64_t)(int64_t)dptr);
+    gw_put_address(q, (uint64_t)dptr);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -2642,7 +2642,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemFree_v2(CUdevice
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemFree_v2);
     gw_req_set_flags(q, GW_F_COLLECT);
-    gw_put_u64(q, (uint64_t)(int64_t)dptr);
+    gw_put_address(q, (uint64_t)dptr);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2655,7 +2655,7 @@ CUresult CUDAAPI cuMemGetAccess(unsigned long long * flags, const CUmemLocation 
     gw_req *q = gw_req_begin(GW_OP_cuMemGetAccess);
     gw_put_out(q, flags, flags ? (size_t)(1) : 0);
     gw_put_in(q, location, location ? (size_t)(1) * sizeof(CUmemLocation) : 0);
-    gw_put_u64(q, (uint64_t)(int64_t)ptr);
+    gw_put_address(q, (uint64_t)ptr);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -2672,7 +2672,7 @@ CUresult CUDAAPI cuMemGetAddressRange_v2(CUdeviceptr * pbase, size_t * psize, CU
     gw_req *q = gw_req_begin(GW_OP_cuMemGetAddressRange_v2);
     gw_put_out(q, pbase, pbase ? (size_t)(1) : 0);
     gw_put_out(q, psize, psize ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(int64_t)dptr);
+    gw_put_address(q, (uint64_t)dptr);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -2789,7 +2789,7 @@ CUresult CUDAAPI cuMemGetMemPool(CUmemoryPool * pool, CUmemLocation * location, 
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle, unsigned long long flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemMap);
-    gw_put_u64(q, (uint64_t)(int64_t)ptr);
+    gw_put_address(q, (uint64_t)ptr);
     gw_put_u64(q, (uint64_t)(int64_t)size);
     gw_put_u64(q, (uint64_t)(int64_t)offset);
     gw_put_u64(q, (uint64_t)(int64_t)handle);
@@ -2900,7 +2900,7 @@ CUresult CUDAAPI cuMemRetainAllocationHandle(CUmemGenericAllocationHandle * hand
 CUresult CUDAAPI cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc * desc, size_t count)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemSetAccess);
-    gw_put_u64(q, (uint64_t)(int64_t)ptr);
+    gw_put_address(q, (uint64_t)ptr);
     gw_put_u64(q, (uint64_t)(int64_t)size);
     gw_put_in(q, desc, desc ? (size_t)(count) * sizeof(CUmemAccessDesc) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)count);
@@ -2927,7 +2927,7 @@ CUresult CUDAAPI cuMemSetMemPool(CUmemLocation * location, CUmemAllocationType t
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemUnmap(CUdeviceptr ptr, size_t size)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemUnmap);
-    gw_put_u64(q, (uint64_t)(int64_t)ptr);
+    gw_put_address(q, (uint64_t)ptr);
     gw_put_u64(q, (uint64_t)(int64_t)size);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -2984,7 +2984,7 @@ CUresult CUDAAPI cuMemcpyAtoA_v2_ptds(CUarray dstArray, size_t dstOffset, CUarra
 CUresult CUDAAPI cuMemcpyAtoD_v2(CUdeviceptr dstDevice, CUarray srcArray, size_t srcOffset, size_t ByteCount)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyAtoD_v2);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_handle(q, (uint64_t)(uintptr_t)srcArray);
     gw_put_u64(q, (uint64_t)(int64_t)srcOffset);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
@@ -2998,7 +2998,7 @@ CUresult CUDAAPI cuMemcpyAtoD_v2(CUdeviceptr dstDevice, CUarray srcArray, size_t
 CUresult CUDAAPI cuMemcpyAtoD_v2_ptds(CUdeviceptr dstDevice, CUarray srcArray, size_t srcOffset, size_t ByteCount)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyAtoD_v2_ptds);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_handle(q, (uint64_t)(uintptr_t)srcArray);
     gw_put_u64(q, (uint64_t)(int64_t)srcOffset);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
@@ -3014,7 +3014,7 @@ CUresult CUDAAPI cuMemcpyDtoA_v2(CUarray dstArray, size_t dstOffset, CUdeviceptr
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyDtoA_v2);
     gw_put_handle(q, (uint64_t)(uintptr_t)dstArray);
     gw_put_u64(q, (uint64_t)(int64_t)dstOffset);
-    gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
+    gw_put_address(q, (uint64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3028,7 +3028,7 @@ CUresult CUDAAPI cuMemcpyDtoA_v2_ptds(CUarray dstArray, size_t dstOffset, CUdevi
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyDtoA_v2_ptds);
     gw_put_handle(q, (uint64_t)(uintptr_t)dstArray);
     gw_put_u64(q, (uint64_t)(int64_t)dstOffset);
-    gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
+    gw_put_address(q, (uint64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3040,8 +3040,8 @@ CUresult CUDAAPI cuMemcpyDtoA_v2_ptds(CUarray dstArray, size_t dstOffset, CUdevi
 CUresult CUDAAPI cuMemcpyDtoDAsync_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyDtoDAsync_v2);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
-    gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
+    gw_put_address(q, (uint64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
@@ -3057,8 +3057,8 @@ CUresult CUDAAPI cuMemcpyDtoDAsync_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevi
 CUresult CUDAAPI cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyDtoDAsync_v2_ptsz);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
-    gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
+    gw_put_address(q, (uint64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
@@ -3074,8 +3074,8 @@ CUresult CUDAAPI cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dstDevice, CUdeviceptr sr
 CUresult CUDAAPI cuMemcpyDtoD_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyDtoD_v2);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
-    gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
+    gw_put_address(q, (uint64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
@@ -3090,8 +3090,8 @@ CUresult CUDAAPI cuMemcpyDtoD_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice, s
 CUresult CUDAAPI cuMemcpyDtoD_v2_ptds(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyDtoD_v2_ptds);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
-    gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
+    gw_put_address(q, (uint64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
@@ -3106,9 +3106,9 @@ CUresult CUDAAPI cuMemcpyDtoD_v2_ptds(CUdeviceptr dstDevice, CUdeviceptr srcDevi
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeer(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyPeer);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_handle(q, (uint64_t)(uintptr_t)dstContext);
-    gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
+    gw_put_address(q, (uint64_t)srcDevice);
     gw_put_handle(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
@@ -3124,9 +3124,9 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeer(CUdevice
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeerAsync(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyPeerAsync);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_handle(q, (uint64_t)(uintptr_t)dstContext);
-    gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
+    gw_put_address(q, (uint64_t)srcDevice);
     gw_put_handle(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
@@ -3143,9 +3143,9 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeerAsync(CUd
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeerAsync_ptsz(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyPeerAsync_ptsz);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_handle(q, (uint64_t)(uintptr_t)dstContext);
-    gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
+    gw_put_address(q, (uint64_t)srcDevice);
     gw_put_handle(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
@@ -3162,9 +3162,9 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeerAsync_pts
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeer_ptds(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyPeer_ptds);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_handle(q, (uint64_t)(uintptr_t)dstContext);
-    gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
+    gw_put_address(q, (uint64_t)srcDevice);
     gw_put_handle(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
@@ -3180,7 +3180,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeer_ptds(CUd
 CUresult CUDAAPI cuMemsetD16Async(CUdeviceptr dstDevice, unsigned short us, size_t N, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD16Async);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
@@ -3197,7 +3197,7 @@ CUresult CUDAAPI cuMemsetD16Async(CUdeviceptr dstDevice, unsigned short us, size
 CUresult CUDAAPI cuMemsetD16Async_ptsz(CUdeviceptr dstDevice, unsigned short us, size_t N, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD16Async_ptsz);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
@@ -3214,7 +3214,7 @@ CUresult CUDAAPI cuMemsetD16Async_ptsz(CUdeviceptr dstDevice, unsigned short us,
 CUresult CUDAAPI cuMemsetD16_v2(CUdeviceptr dstDevice, unsigned short us, size_t N)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD16_v2);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     if (gw_mem_device_use(dstDevice, N*2))
@@ -3230,7 +3230,7 @@ CUresult CUDAAPI cuMemsetD16_v2(CUdeviceptr dstDevice, unsigned short us, size_t
 CUresult CUDAAPI cuMemsetD16_v2_ptds(CUdeviceptr dstDevice, unsigned short us, size_t N)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD16_v2_ptds);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     if (gw_mem_device_use(dstDevice, N*2))
@@ -3246,7 +3246,7 @@ CUresult CUDAAPI cuMemsetD16_v2_ptds(CUdeviceptr dstDevice, unsigned short us, s
 CUresult CUDAAPI cuMemsetD2D16Async(CUdeviceptr dstDevice, size_t dstPitch, unsigned short us, size_t Width, size_t Height, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD2D16Async);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)dstPitch);
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
@@ -3265,7 +3265,7 @@ CUresult CUDAAPI cuMemsetD2D16Async(CUdeviceptr dstDevice, size_t dstPitch, unsi
 CUresult CUDAAPI cuMemsetD2D16Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch, unsigned short us, size_t Width, size_t Height, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD2D16Async_ptsz);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)dstPitch);
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
@@ -3284,7 +3284,7 @@ CUresult CUDAAPI cuMemsetD2D16Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch,
 CUresult CUDAAPI cuMemsetD2D16_v2(CUdeviceptr dstDevice, size_t dstPitch, unsigned short us, size_t Width, size_t Height)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD2D16_v2);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)dstPitch);
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
@@ -3302,7 +3302,7 @@ CUresult CUDAAPI cuMemsetD2D16_v2(CUdeviceptr dstDevice, size_t dstPitch, unsign
 CUresult CUDAAPI cuMemsetD2D16_v2_ptds(CUdeviceptr dstDevice, size_t dstPitch, unsigned short us, size_t Width, size_t Height)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD2D16_v2_ptds);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)dstPitch);
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
@@ -3320,7 +3320,7 @@ CUresult CUDAAPI cuMemsetD2D16_v2_ptds(CUdeviceptr dstDevice, size_t dstPitch, u
 CUresult CUDAAPI cuMemsetD2D32Async(CUdeviceptr dstDevice, size_t dstPitch, unsigned int ui, size_t Width, size_t Height, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD2D32Async);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)dstPitch);
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
@@ -3339,7 +3339,7 @@ CUresult CUDAAPI cuMemsetD2D32Async(CUdeviceptr dstDevice, size_t dstPitch, unsi
 CUresult CUDAAPI cuMemsetD2D32Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch, unsigned int ui, size_t Width, size_t Height, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD2D32Async_ptsz);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)dstPitch);
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
@@ -3358,7 +3358,7 @@ CUresult CUDAAPI cuMemsetD2D32Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch,
 CUresult CUDAAPI cuMemsetD2D32_v2(CUdeviceptr dstDevice, size_t dstPitch, unsigned int ui, size_t Width, size_t Height)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD2D32_v2);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)dstPitch);
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
@@ -3376,7 +3376,7 @@ CUresult CUDAAPI cuMemsetD2D32_v2(CUdeviceptr dstDevice, size_t dstPitch, unsign
 CUresult CUDAAPI cuMemsetD2D32_v2_ptds(CUdeviceptr dstDevice, size_t dstPitch, unsigned int ui, size_t Width, size_t Height)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD2D32_v2_ptds);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)dstPitch);
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
@@ -3394,7 +3394,7 @@ CUresult CUDAAPI cuMemsetD2D32_v2_ptds(CUdeviceptr dstDevice, size_t dstPitch, u
 CUresult CUDAAPI cuMemsetD2D8Async(CUdeviceptr dstDevice, size_t dstPitch, unsigned char uc, size_t Width, size_t Height, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD2D8Async);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)dstPitch);
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
@@ -3413,7 +3413,7 @@ CUresult CUDAAPI cuMemsetD2D8Async(CUdeviceptr dstDevice, size_t dstPitch, unsig
 CUresult CUDAAPI cuMemsetD2D8Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch, unsigned char uc, size_t Width, size_t Height, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD2D8Async_ptsz);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)dstPitch);
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
@@ -3432,7 +3432,7 @@ CUresult CUDAAPI cuMemsetD2D8Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch, 
 CUresult CUDAAPI cuMemsetD2D8_v2(CUdeviceptr dstDevice, size_t dstPitch, unsigned char uc, size_t Width, size_t Height)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD2D8_v2);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)dstPitch);
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
@@ -3450,7 +3450,7 @@ CUresult CUDAAPI cuMemsetD2D8_v2(CUdeviceptr dstDevice, size_t dstPitch, unsigne
 CUresult CUDAAPI cuMemsetD2D8_v2_ptds(CUdeviceptr dstDevice, size_t dstPitch, unsigned char uc, size_t Width, size_t Height)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD2D8_v2_ptds);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)dstPitch);
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
@@ -3468,7 +3468,7 @@ CUresult CUDAAPI cuMemsetD2D8_v2_ptds(CUdeviceptr dstDevice, size_t dstPitch, un
 CUresult CUDAAPI cuMemsetD32Async(CUdeviceptr dstDevice, unsigned int ui, size_t N, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD32Async);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
@@ -3485,7 +3485,7 @@ CUresult CUDAAPI cuMemsetD32Async(CUdeviceptr dstDevice, unsigned int ui, size_t
 CUresult CUDAAPI cuMemsetD32Async_ptsz(CUdeviceptr dstDevice, unsigned int ui, size_t N, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD32Async_ptsz);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
@@ -3502,7 +3502,7 @@ CUresult CUDAAPI cuMemsetD32Async_ptsz(CUdeviceptr dstDevice, unsigned int ui, s
 CUresult CUDAAPI cuMemsetD32_v2(CUdeviceptr dstDevice, unsigned int ui, size_t N)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD32_v2);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     if (gw_mem_device_use(dstDevice, N*4))
@@ -3518,7 +3518,7 @@ CUresult CUDAAPI cuMemsetD32_v2(CUdeviceptr dstDevice, unsigned int ui, size_t N
 CUresult CUDAAPI cuMemsetD32_v2_ptds(CUdeviceptr dstDevice, unsigned int ui, size_t N)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD32_v2_ptds);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     if (gw_mem_device_use(dstDevice, N*4))
@@ -3534,7 +3534,7 @@ CUresult CUDAAPI cuMemsetD32_v2_ptds(CUdeviceptr dstDevice, unsigned int ui, siz
 CUresult CUDAAPI cuMemsetD8Async(CUdeviceptr dstDevice, unsigned char uc, size_t N, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD8Async);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
@@ -3551,7 +3551,7 @@ CUresult CUDAAPI cuMemsetD8Async(CUdeviceptr dstDevice, unsigned char uc, size_t
 CUresult CUDAAPI cuMemsetD8Async_ptsz(CUdeviceptr dstDevice, unsigned char uc, size_t N, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD8Async_ptsz);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
@@ -3568,7 +3568,7 @@ CUresult CUDAAPI cuMemsetD8Async_ptsz(CUdeviceptr dstDevice, unsigned char uc, s
 CUresult CUDAAPI cuMemsetD8_v2(CUdeviceptr dstDevice, unsigned char uc, size_t N)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD8_v2);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     if (gw_mem_device_use(dstDevice, N))
@@ -3584,7 +3584,7 @@ CUresult CUDAAPI cuMemsetD8_v2(CUdeviceptr dstDevice, unsigned char uc, size_t N
 CUresult CUDAAPI cuMemsetD8_v2_ptds(CUdeviceptr dstDevice, unsigned char uc, size_t N)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD8_v2_ptds);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     if (gw_mem_device_use(dstDevice, N))
@@ -3767,7 +3767,7 @@ CUresult CUDAAPI cuMulticastBindAddr(CUmemGenericAllocationHandle mcHandle, size
     gw_req *q = gw_req_begin(GW_OP_cuMulticastBindAddr);
     gw_put_u64(q, (uint64_t)(int64_t)mcHandle);
     gw_put_u64(q, (uint64_t)(int64_t)mcOffset);
-    gw_put_u64(q, (uint64_t)(int64_t)memptr);
+    gw_put_address(q, (uint64_t)memptr);
     gw_put_u64(q, (uint64_t)(int64_t)size);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
@@ -3937,7 +3937,7 @@ CUresult CUDAAPI cuStreamAttachMemAsync(CUstream hStream, CUdeviceptr dptr, size
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamAttachMemAsync);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
-    gw_put_u64(q, (uint64_t)(int64_t)dptr);
+    gw_put_address(q, (uint64_t)dptr);
     gw_put_u64(q, (uint64_t)(int64_t)length);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
@@ -3951,7 +3951,7 @@ CUresult CUDAAPI cuStreamAttachMemAsync_ptsz(CUstream hStream, CUdeviceptr dptr,
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamAttachMemAsync_ptsz);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
-    gw_put_u64(q, (uint64_t)(int64_t)dptr);
+    gw_put_address(q, (uint64_t)dptr);
     gw_put_u64(q, (uint64_t)(int64_t)length);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
@@ -4259,7 +4259,7 @@ CUresult CUDAAPI cuStreamGetCtx_v2_ptsz(CUstream hStream, CUcontext * pCtx, CUgr
 }
 
 #undef cuStreamGetDevice
-CUresult CUDAAPI cuStreamGetDevice(CUstream hStream, CUdevice * device)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamGetDevice(CUstream hStream, CUdevice * device)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamGetDevice);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
@@ -4275,7 +4275,7 @@ CUresult CUDAAPI cuStreamGetDevice(CUstream hStream, CUdevice * device)
 }
 
 #undef cuStreamGetDevice_ptsz
-CUresult CUDAAPI cuStreamGetDevice_ptsz(CUstream hStream, CUdevice * device)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamGetDevice_ptsz(CUstream hStream, CUdevice * device)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamGetDevice_ptsz);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
@@ -4565,7 +4565,7 @@ CUresult CUDAAPI cuStreamWaitValue32(CUstream stream, CUdeviceptr addr, cuuint32
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWaitValue32);
     gw_put_handle(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
@@ -4579,7 +4579,7 @@ CUresult CUDAAPI cuStreamWaitValue32_ptsz(CUstream stream, CUdeviceptr addr, cuu
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWaitValue32_ptsz);
     gw_put_handle(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
@@ -4593,7 +4593,7 @@ CUresult CUDAAPI cuStreamWaitValue32_v2(CUstream stream, CUdeviceptr addr, cuuin
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWaitValue32_v2);
     gw_put_handle(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_fence_unsafe(GW_OP_cuStreamWaitValue32_v2, (uint64_t)(uintptr_t)stream);
@@ -4611,7 +4611,7 @@ CUresult CUDAAPI cuStreamWaitValue32_v2_ptsz(CUstream stream, CUdeviceptr addr, 
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWaitValue32_v2_ptsz);
     gw_put_handle(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_fence_unsafe(GW_OP_cuStreamWaitValue32_v2_ptsz, (uint64_t)(uintptr_t)stream);
@@ -4629,7 +4629,7 @@ CUresult CUDAAPI cuStreamWaitValue64(CUstream stream, CUdeviceptr addr, cuuint64
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWaitValue64);
     gw_put_handle(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
@@ -4643,7 +4643,7 @@ CUresult CUDAAPI cuStreamWaitValue64_ptsz(CUstream stream, CUdeviceptr addr, cuu
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWaitValue64_ptsz);
     gw_put_handle(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
@@ -4657,7 +4657,7 @@ CUresult CUDAAPI cuStreamWaitValue64_v2(CUstream stream, CUdeviceptr addr, cuuin
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWaitValue64_v2);
     gw_put_handle(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_fence_unsafe(GW_OP_cuStreamWaitValue64_v2, (uint64_t)(uintptr_t)stream);
@@ -4675,7 +4675,7 @@ CUresult CUDAAPI cuStreamWaitValue64_v2_ptsz(CUstream stream, CUdeviceptr addr, 
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWaitValue64_v2_ptsz);
     gw_put_handle(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_fence_unsafe(GW_OP_cuStreamWaitValue64_v2_ptsz, (uint64_t)(uintptr_t)stream);
@@ -4693,7 +4693,7 @@ CUresult CUDAAPI cuStreamWriteValue32(CUstream stream, CUdeviceptr addr, cuuint3
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWriteValue32);
     gw_put_handle(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
@@ -4707,7 +4707,7 @@ CUresult CUDAAPI cuStreamWriteValue32_ptsz(CUstream stream, CUdeviceptr addr, cu
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWriteValue32_ptsz);
     gw_put_handle(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
@@ -4721,7 +4721,7 @@ CUresult CUDAAPI cuStreamWriteValue32_v2(CUstream stream, CUdeviceptr addr, cuui
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWriteValue32_v2);
     gw_put_handle(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     if (gw_mem_device_use(addr, 1))
@@ -4738,7 +4738,7 @@ CUresult CUDAAPI cuStreamWriteValue32_v2_ptsz(CUstream stream, CUdeviceptr addr,
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWriteValue32_v2_ptsz);
     gw_put_handle(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     if (gw_mem_device_use(addr, 1))
@@ -4755,7 +4755,7 @@ CUresult CUDAAPI cuStreamWriteValue64(CUstream stream, CUdeviceptr addr, cuuint6
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWriteValue64);
     gw_put_handle(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
@@ -4769,7 +4769,7 @@ CUresult CUDAAPI cuStreamWriteValue64_ptsz(CUstream stream, CUdeviceptr addr, cu
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWriteValue64_ptsz);
     gw_put_handle(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
@@ -4783,7 +4783,7 @@ CUresult CUDAAPI cuStreamWriteValue64_v2(CUstream stream, CUdeviceptr addr, cuui
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWriteValue64_v2);
     gw_put_handle(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     if (gw_mem_device_use(addr, 1))
@@ -4800,7 +4800,7 @@ CUresult CUDAAPI cuStreamWriteValue64_v2_ptsz(CUstream stream, CUdeviceptr addr,
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWriteValue64_v2_ptsz);
     gw_put_handle(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     if (gw_mem_device_use(addr, 1))

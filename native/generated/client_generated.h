@@ -191,6 +191,8 @@ CUresult CUDAAPI gwf_cuStreamBeginCapture_v2(CUstream hStream, CUstreamCaptureMo
 CUresult CUDAAPI gwf_cuStreamBeginCapture_v2_ptsz(CUstream hStream, CUstreamCaptureMode mode);
 CUresult CUDAAPI gwf_cuStreamEndCapture(CUstream hStream, CUgraph * phGraph);
 CUresult CUDAAPI gwf_cuStreamEndCapture_ptsz(CUstream hStream, CUgraph * phGraph);
+CUresult CUDAAPI gwf_cuStreamGetDevice(CUstream hStream, CUdevice * device);
+CUresult CUDAAPI gwf_cuStreamGetDevice_ptsz(CUstream hStream, CUdevice * device);
 CUresult CUDAAPI gwf_cuStreamIsCapturing(CUstream hStream, CUstreamCaptureStatus * captureStatus);
 CUresult CUDAAPI gwf_cuStreamIsCapturing_ptsz(CUstream hStream, CUstreamCaptureStatus * captureStatus);
 CUresult CUDAAPI gwf_cuStreamSynchronize(CUstream hStream);

@@ -129,6 +129,24 @@ def test_work_on_every_server_and_copies_between_them(servers):
     assert f"MIXED {INVALID_HANDLE}" in r.stdout and "belong to two different gpuwire servers" in r.stderr, r.stderr
 
 
+@pytest.mark.parametrize("mask", ["2,0", "1,2"])
+@pytest.mark.parametrize("program", ["multi_device", "multi_device_rt_shared"])
+def test_one_server_programs_across_two_servers(servers, mask, program):
+    """The programs written for two GPUs of one server (test_multi_device.py),
+    with their devices 0 and 1 on two servers: contexts, memory, kernels,
+    pointer attributes, events across devices and peer copies (staged through
+    the client here), peer access reported unsupported, as between two GPUs
+    without a link. The runtime's kernels come from a library loaded on every
+    server."""
+    path = PROGRAMS_DIR / program
+    if not path.is_file():
+        pytest.skip(f"{path} is not built (make -C tests/programs)")
+    args = [str(path), "peers"] if program == "multi_device" else [str(path)]
+    r = gw_run(args, server=both(servers), env={"CUDA_VISIBLE_DEVICES": mask}, timeout=120)
+    assert r.returncode == 0 and "PASS multi_device" in r.stdout, why(r, servers)
+    assert re.search(r"can01=0|peer access 0->1 0", r.stdout), r.stdout
+
+
 def test_bad_server_lists_are_refused_before_starting(servers):
     for spec, words in ((f"{servers[0].address},,{servers[1].address}", "is not valid"),
                         (",".join([servers[0].address] * 9), "at most 8 servers")):

@@ -260,3 +260,18 @@ CUresult CUDAAPI cuCtxDisablePeerAccess(CUcontext peer)
     gw_stat_call(GW_OP_cuCtxDisablePeerAccess);
     return CUDA_ERROR_PEER_ACCESS_NOT_ENABLED;
 }
+
+/* A stream's device, as its server numbers it: the client's ordinal. */
+static CUresult stream_device(CUresult rc, CUstream s, CUdevice *dev)
+{
+    if (rc == CUDA_SUCCESS && dev && gw_servers_n > 1)
+        *dev = gw_device_of_server(stream_server(s), (int)*dev);
+    return rc;
+}
+
+CUresult CUDAAPI cuStreamGetDevice(CUstream s, CUdevice *dev) { return stream_device(gwf_cuStreamGetDevice(s, dev), s, dev); }
+
+CUresult CUDAAPI cuStreamGetDevice_ptsz(CUstream s, CUdevice *dev)
+{
+    return stream_device(gwf_cuStreamGetDevice_ptsz(s, dev), s, dev);
+}

@@ -116,3 +116,5 @@ CUcontext gw_server_memory_context(uint64_t addr)
     pthread_mutex_unlock(&lock);
     return c;
 }
+
+__attribute__((constructor)) static void server_memory_init(void) { gw_set_address_fn(gw_server_of_address); }

@@ -71,6 +71,14 @@ int gw_device_server(int dev, int *local)
     return list_[dev].server;
 }
 
+int gw_device_of_server(int k, int local)
+{
+    for (int i = 0; i < list_n; i++)
+        if (list_[i].server == k && list_[i].local == local)
+            return i;
+    return -1;
+}
+
 const gw_hello_ok *gw_servers_info(int k) { return k > 0 && k < gw_servers_n ? &links[k].info : NULL; }
 
 static void uuid_text(const uint8_t *u, char *out, size_t cap)
@@ -191,12 +199,17 @@ int gw_route_now(void)
 
 uint64_t gw_handle_on(uint64_t h, int k)
 {
-    if (k <= 0 || h <= 2) /* NULL and the two special streams belong to nobody */
+    if (k < 0 || h <= 2 || gw_handle_everywhere(h)) /* NULL and the two special streams belong to nobody */
         return h;
     return (h & ~GW_ROUTE_MASK) | ((uint64_t)k << GW_ROUTE_SHIFT);
 }
 
-int gw_handle_server(uint64_t h) { return h <= 2 ? -1 : (int)((h & GW_ROUTE_MASK) >> GW_ROUTE_SHIFT); }
+int gw_handle_everywhere(uint64_t h) { return h > 2 && ((h & GW_ROUTE_MASK) >> GW_ROUTE_SHIFT) == GW_ROUTE_ALL; }
+
+int gw_handle_server(uint64_t h)
+{
+    return h <= 2 || gw_handle_everywhere(h) ? -1 : (int)((h & GW_ROUTE_MASK) >> GW_ROUTE_SHIFT);
+}
 
 static void route_join(gw_req *q, int k)
 {
@@ -235,6 +248,20 @@ void gw_put_device_on(gw_req *q, int64_t dev, int *server)
 }
 
 void gw_put_device(gw_req *q, int64_t dev) { gw_put_device_on(q, dev, NULL); }
+
+static int (*address_fn)(uint64_t addr);
+
+void gw_set_address_fn(int (*fn)(uint64_t addr)) { __atomic_store_n(&address_fn, fn, __ATOMIC_RELEASE); }
+
+void gw_put_address(gw_req *q, uint64_t addr)
+{
+    if (gw_servers_n > 1) {
+        int (*fn)(uint64_t) = __atomic_load_n(&address_fn, __ATOMIC_ACQUIRE);
+        if (fn)
+            route_join(q, fn(addr)); /* memory the client saw made: its server; else no opinion */
+    }
+    gw_put_u64(q, addr);
+}
 
 void gw_req_route(gw_req *q, int k)
 {
@@ -280,6 +307,10 @@ static int link_write(srv_link *l, const void *p, size_t n)
     return 0;
 }
 
+static __thread int pushed_from; /* the server of the pushed frame being handed on */
+
+int gw_pushed_server(void) { return pushed_from; }
+
 /* What a pushed frame from this server means here: module information names
  * the server's own device ordinal, made the client's; frames that would need
  * the client to act for this server (host functions, delivered copies) are
@@ -292,22 +323,9 @@ static int link_pushed(srv_link *l, int k, const gw_hdr *h, uint8_t *p)
         errno = ENOTSUP;
         return -1;
     }
-    if (h->op == GW_OP_MODULE_INFO && h->len >= 16) {
-        int32_t dev;
-        memcpy(&dev, p + 12, 4); /* u64 module, u32 count, i32 device */
-        if (dev >= 0) {
-            int32_t mine = -1;
-            for (int i = 0; i < list_n; i++)
-                if (list_[i].server == k && list_[i].local == dev)
-                    mine = i;
-            if (mine < 0) { /* a device the client does not show: its attributes are not kept */
-                errno = EPROTO;
-                return -1;
-            }
-            memcpy(p + 12, &mine, 4);
-        }
-    }
+    pushed_from = k; /* its handler makes the server's device ordinals the client's (gw_pushed_server) */
     int rc = gw_pushed_dispatch_bytes(h, p);
+    pushed_from = 0;
     if (rc == 0)
         errno = EPROTO;
     return rc == 1 ? 0 : -1;

@@ -24,6 +24,7 @@
 #define GW_SERVERS_MAX 8
 #define GW_ROUTE_SHIFT 52
 #define GW_ROUTE_MASK (0xfull << GW_ROUTE_SHIFT)
+#define GW_ROUTE_ALL 15 /* a handle that exists on every server under one id (libraries, their kernels) */
 
 typedef struct gw_req gw_req;
 typedef struct gw_rep gw_rep;
@@ -58,6 +59,8 @@ GW_HIDDEN int gw_servers_device_count(void);
 /* The server of the client's device ordinal dev and its ordinal there
  * (*local), or -1 if dev names no device. */
 GW_HIDDEN int gw_device_server(int dev, int *local);
+GW_HIDDEN int gw_device_of_server(int k, int local); /* the client's ordinal of server k's device, -1 if hidden */
+GW_HIDDEN int gw_pushed_server(void); /* in a pushed frame's handler: the server that sent it */
 
 /* ---- routing ---- */
 /* What the layer above says the calling thread's route is (the server of
@@ -72,9 +75,14 @@ GW_HIDDEN void gw_req_route(gw_req *q, int k);      /* q goes to server k (joine
 GW_HIDDEN int gw_req_on_device(gw_req *q, int dev); /* q goes to dev's server: dev's ordinal there */
 GW_HIDDEN void gw_put_handle(gw_req *q, uint64_t h);
 GW_HIDDEN void gw_put_device(gw_req *q, int64_t dev);
+GW_HIDDEN void gw_put_address(gw_req *q, uint64_t addr); /* a device address: its memory's server */
+/* Which server an address's memory is on, -1 if unknown; registered once (state/server_memory.c). */
+GW_HIDDEN void gw_set_address_fn(int (*fn)(uint64_t addr));
 GW_HIDDEN void gw_put_device_on(gw_req *q, int64_t dev, int *server); /* and which server it is on */
 GW_HIDDEN uint64_t gw_handle_on(uint64_t h, int k); /* a handle server k named, as the client shows it */
-GW_HIDDEN int gw_handle_server(uint64_t h);         /* the server a handle belongs to */
+GW_HIDDEN int gw_handle_server(uint64_t h);         /* the server a handle belongs to; -1: none or every one */
+GW_HIDDEN int gw_handle_everywhere(uint64_t h);     /* made on every server (GW_ROUTE_ALL) */
+GW_HIDDEN void gw_pin_next_handle_id(uint64_t id);  /* the calling thread's next gw_new_handle_id returns id */
 /* The route of a finished request (several servers only): its arguments'
  * server, else the thread's; -1 if its arguments name two servers. */
 GW_HIDDEN int gw_route_of(const gw_req *q);

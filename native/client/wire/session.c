@@ -134,8 +134,21 @@ static __thread int tls_must_wait;
 int gw_may_post(void) { return !tls_must_wait; }
 void gw_set_must_wait(int on) { tls_must_wait = on; }
 
+#ifndef GW_NVML_CLIENT
+static __thread uint64_t pinned_id; /* several servers: one id for an object made on each (servers.h) */
+
+void gw_pin_next_handle_id(uint64_t id) { pinned_id = id; }
+#endif
+
 uint64_t gw_new_handle_id(void)
 {
+#ifndef GW_NVML_CLIENT
+    if (pinned_id) {
+        uint64_t id = pinned_id;
+        pinned_id = 0;
+        return id;
+    }
+#endif
     static atomic_ullong next = 1;
     uint64_t id = GW_CLIENT_ID_BIT | (atomic_fetch_add(&next, 1) << 3);
 #ifndef GW_NVML_CLIENT
