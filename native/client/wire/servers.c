@@ -395,11 +395,13 @@ static int link_read_one(srv_link *l, int k, uint32_t seq, gw_rep *r, int *got)
 }
 
 /* Requests a link does not carry yet: host functions run on the client
- * for a stream of that server (docs/multi-gpu.md). */
+ * for a stream of that server, delivered copies, and mapped or managed host
+ * memory, which is server 0's only (docs/multi-gpu.md). */
 static int link_refuses(unsigned op)
 {
     return op == GW_OP_cuLaunchHostFunc || op == GW_OP_cuLaunchHostFunc_ptsz || op == GW_OP_cuStreamAddCallback ||
-           op == GW_OP_cuStreamAddCallback_ptsz || op == GW_OP_DELIVER;
+           op == GW_OP_cuStreamAddCallback_ptsz || op == GW_OP_DELIVER || op == GW_OP_MAPPED_MAP ||
+           op == GW_OP_MAPPED_UNMAP || op == GW_OP_MAPPED_WRITE || op == GW_OP_MAPPED_READ;
 }
 
 CUresult gw_route_mixed(unsigned op)
@@ -426,7 +428,8 @@ static CUresult link_usable(int k, const gw_req *q, size_t extra)
         return CUDA_ERROR_NOT_PERMITTED;
     if (link_refuses(q->op)) {
         gw_log("%s on a device of the second or later gpuwire server is not supported yet (docs/multi-gpu.md); "
-               "returning CUDA_ERROR_NOT_SUPPORTED", q->op >= GW_OP_FIRST_CALL ? gw_op_name(q->op) : "DELIVER");
+               "returning CUDA_ERROR_NOT_SUPPORTED",
+               q->op >= GW_OP_FIRST_CALL ? gw_op_name(q->op) : "mapped host memory or a delivered copy");
         return CUDA_ERROR_NOT_SUPPORTED;
     }
     if (atomic_load(&links[k].lost))
