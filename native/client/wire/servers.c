@@ -39,7 +39,8 @@ typedef struct srv_link {
 } srv_link;
 
 static srv_link links[GW_SERVERS_MAX]; /* [0] unused: server 0 is session.c's */
-static int drainer; /* the links' drainer thread runs */
+static int drainer;   /* the links' drainer thread runs */
+static int links_set; /* links[].fd are descriptors or -1 (gw_servers_connect_rest ran) */
 
 /* ---- the joined device list ---- */
 typedef struct joined {
@@ -221,7 +222,10 @@ static void route_join(gw_req *q, int k)
 void gw_put_handle(gw_req *q, uint64_t h)
 {
     if (gw_servers_n > 1 && h > 2) {
-        route_join(q, gw_handle_server(h));
+        int k = gw_handle_server(h);
+        if (k >= gw_servers_n)
+            q->route = -2; /* names no server this client has: refused, as two servers are */
+        route_join(q, k);
         /* ids the client named travel as named (the worker bound them so);
          * the worker's own ids go back without the index the client added */
         if (!(h & GW_CLIENT_ID_BIT))
@@ -283,6 +287,8 @@ int gw_req_on_device(gw_req *q, int dev)
 
 int gw_route_of(const gw_req *q)
 {
+    if (q->op >= GW_OP_MAPPED_MAP && q->op <= GW_OP_MAPPED_READ)
+        return 0; /* mapped and managed host memory is server 0's, whoever's context the thread has */
     if (q->route == -2)
         return -1;
     return q->route >= 0 ? q->route : gw_route_now();
@@ -406,17 +412,21 @@ static int link_refuses(unsigned op)
 
 CUresult gw_route_mixed(unsigned op)
 {
-    gw_log("%s: its arguments belong to two different gpuwire servers, which cannot be mixed in one call yet "
-           "(docs/multi-gpu.md); returning CUDA_ERROR_INVALID_HANDLE",
+    gw_log("%s: its arguments belong to two different gpuwire servers (or to none), which cannot be mixed in one "
+           "call yet (docs/multi-gpu.md); returning CUDA_ERROR_INVALID_HANDLE",
            op >= GW_OP_FIRST_CALL ? gw_op_name(op) : "a control request");
     return CUDA_ERROR_INVALID_HANDLE;
 }
 
-int gw_handle_fits(uint64_t h, int k) { return gw_servers_n <= 1 || k < 0 || h <= 2 || gw_handle_server(h) == k; }
+int gw_handle_fits(uint64_t h, int k)
+{
+    return gw_servers_n <= 1 || h <= 2 || gw_handle_everywhere(h) ||
+           (gw_handle_server(h) < gw_servers_n && (k < 0 || gw_handle_server(h) == k));
+}
 
 static CUresult link_usable(int k, const gw_req *q, size_t extra)
 {
-    if (k < 0)
+    if (k < 0 || k >= gw_servers_n)
         return gw_route_mixed(q->op);
     if (q->oom)
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -633,7 +643,7 @@ static CUresult open_link(int k, const char *spec)
 static void close_links(void)
 {
     for (int k = 1; k < GW_SERVERS_MAX; k++)
-        if (links[k].fd > 0) {
+        if (links[k].fd >= 0) {
             close(links[k].fd);
             links[k].fd = -1;
         }
@@ -642,6 +652,9 @@ static void close_links(void)
 CUresult gw_servers_connect_rest(const char *list)
 {
     char spec[300];
+    for (int k = 1; k < GW_SERVERS_MAX; k++) /* none open yet (statics start at 0, a real descriptor) */
+        links[k].fd = -1;
+    links_set = 1;
     for (int k = 1; k < gw_servers_n; k++) {
         gw_servers_entry(list, k, spec, sizeof spec);
         CUresult rc = open_link(k, spec);
@@ -676,7 +689,8 @@ CUresult gw_servers_connect_rest(const char *list)
 
 void gw_servers_after_fork(void)
 {
-    close_links();
+    if (links_set) /* the parent's links: the child opens its own */
+        close_links();
     list_n = 0;
     drainer = 0; /* threads do not survive fork */
 }
