@@ -3037,7 +3037,7 @@ CUresult CUDAAPI cuMemcpyDtoA_v2_ptds(CUarray dstArray, size_t dstOffset, CUdevi
 }
 
 #undef cuMemcpyDtoDAsync_v2
-CUresult CUDAAPI cuMemcpyDtoDAsync_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount, CUstream hStream)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyDtoDAsync_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyDtoDAsync_v2);
     gw_put_address(q, (uint64_t)dstDevice);
@@ -3054,7 +3054,7 @@ CUresult CUDAAPI cuMemcpyDtoDAsync_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevi
 }
 
 #undef cuMemcpyDtoDAsync_v2_ptsz
-CUresult CUDAAPI cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount, CUstream hStream)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyDtoDAsync_v2_ptsz);
     gw_put_address(q, (uint64_t)dstDevice);
@@ -3071,7 +3071,7 @@ CUresult CUDAAPI cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dstDevice, CUdeviceptr sr
 }
 
 #undef cuMemcpyDtoD_v2
-CUresult CUDAAPI cuMemcpyDtoD_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyDtoD_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyDtoD_v2);
     gw_put_address(q, (uint64_t)dstDevice);
@@ -3087,7 +3087,7 @@ CUresult CUDAAPI cuMemcpyDtoD_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice, s
 }
 
 #undef cuMemcpyDtoD_v2_ptds
-CUresult CUDAAPI cuMemcpyDtoD_v2_ptds(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyDtoD_v2_ptds(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyDtoD_v2_ptds);
     gw_put_address(q, (uint64_t)dstDevice);

@@ -123,6 +123,7 @@ def test_work_on_every_server_and_copies_between_them(servers):
     for size in (1, 4097, (8 << 20) - 1, 8 << 20, (8 << 20) + 1, (20 << 20) + 12345):
         assert f"CROSS sync size={size} ok" in r.stdout, r.stdout
     assert f"CROSS async size={(17 << 20) + 3} ok" in r.stdout and "CROSS unified ok" in r.stdout, r.stdout
+    assert "CROSS dtod ok" in r.stdout, r.stdout
     assert "WAIT across query=0" in r.stdout, r.stdout  # a's stream waited for b's event: it is done
     assert f"PEER a-b can=0 enable={PEER_ACCESS_UNSUPPORTED}" in r.stdout, r.stdout
     # b's memory copied on a's stream: refused, sent to neither

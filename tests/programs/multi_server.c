@@ -5,7 +5,7 @@
  *   multi_server work   on every device: its primary context, memory, a kernel
  *                       with its result checked; a peer copy inside server a;
  *                       copies between a and b (cuMemcpyPeer, cuMemcpyPeerAsync,
- *                       unified cuMemcpy) of sizes around the 8 MiB pieces,
+ *                       unified cuMemcpy, cuMemcpyDtoD) of sizes around the 8 MiB pieces,
  *                       every byte checked; a call mixing handles of both
  *                       servers refused (prints MIXED <result>)
  *   multi_server hold   memory on devices 0 and 2, "ready", then waits for a
@@ -163,6 +163,13 @@ static void work(void)
     CK(cuMemcpyDtoH(back, buf[1], 9 * MIB));
     check_bytes(back, 9 * MIB, 91, "cuMemcpy (unified) b to a", 9 * MIB);
     printf("CROSS unified ok\n");
+    fill(host, 3 * MIB + 5, 123);
+    CK(cuMemcpyHtoD(buf[0], host, 3 * MIB + 5));
+    CK(cuMemcpyDtoD(buf[2], buf[0], 3 * MIB + 5)); /* a to b, the current context b's */
+    memset(back, 0, 3 * MIB + 5);
+    CK(cuMemcpyDtoH(back, buf[2], 3 * MIB + 5));
+    check_bytes(back, 3 * MIB + 5, 123, "cuMemcpyDtoD a to b", 3 * MIB + 5);
+    printf("CROSS dtod ok\n");
 
     /* a stream of server a waits for an event of server b, recorded after a kernel there */
     CK(cuCtxSetCurrent(ctx[2]));

@@ -275,3 +275,40 @@ CUresult CUDAAPI cuStreamGetDevice_ptsz(CUstream s, CUdevice *dev)
 {
     return stream_device(gwf_cuStreamGetDevice_ptsz(s, dev), s, dev);
 }
+
+/* Device to device between two servers' memory: staged, as a peer copy. */
+static int apart(CUdeviceptr dst, CUdeviceptr src)
+{
+    if (gw_servers_n <= 1)
+        return 0;
+    int kd = gw_server_of_address(dst), ks = gw_server_of_address(src);
+    return kd >= 0 && ks >= 0 && kd != ks;
+}
+
+CUresult CUDAAPI cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n)
+{
+    if (apart(dst, src))
+        return gw_stat_call(GW_OP_cuMemcpyDtoD_v2), gw_cross_server_copy(dst, NULL, src, NULL, n, 0, NULL);
+    return gwf_cuMemcpyDtoD_v2(dst, src, n);
+}
+
+CUresult CUDAAPI cuMemcpyDtoD_v2_ptds(CUdeviceptr dst, CUdeviceptr src, size_t n)
+{
+    if (apart(dst, src))
+        return gw_stat_call(GW_OP_cuMemcpyDtoD_v2_ptds), gw_cross_server_copy(dst, NULL, src, NULL, n, 0, NULL);
+    return gwf_cuMemcpyDtoD_v2_ptds(dst, src, n);
+}
+
+CUresult CUDAAPI cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s)
+{
+    if (apart(dst, src))
+        return gw_stat_call(GW_OP_cuMemcpyDtoDAsync_v2), gw_cross_server_copy(dst, NULL, src, NULL, n, 1, s);
+    return gwf_cuMemcpyDtoDAsync_v2(dst, src, n, s);
+}
+
+CUresult CUDAAPI cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s)
+{
+    if (apart(dst, src))
+        return gw_stat_call(GW_OP_cuMemcpyDtoDAsync_v2_ptsz), gw_cross_server_copy(dst, NULL, src, NULL, n, 1, s);
+    return gwf_cuMemcpyDtoDAsync_v2_ptsz(dst, src, n, s);
+}
