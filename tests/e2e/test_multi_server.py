@@ -148,6 +148,14 @@ def test_one_server_programs_across_two_servers(servers, mask, program):
     assert re.search(r"can01=0|peer access 0->1 0", r.stdout), r.stdout
 
 
+def test_two_threads_on_two_servers_at_once(servers):
+    """A thread per server, each running kernels and copying its results to
+    the other server, at the same time: the links and the first server's
+    stream serve them side by side."""
+    r = run(servers, "threads")
+    assert r.returncode == 0 and "THREADS ok" in r.stdout, why(r, servers)
+
+
 def test_bad_server_lists_are_refused_before_starting(servers):
     for spec, words in ((f"{servers[0].address},,{servers[1].address}", "is not valid"),
                         (",".join([servers[0].address] * 9), "at most 8 servers")):

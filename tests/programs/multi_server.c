@@ -8,12 +8,15 @@
  *                       unified cuMemcpy, cuMemcpyDtoD) of sizes around the 8 MiB pieces,
  *                       every byte checked; a call mixing handles of both
  *                       servers refused (prints MIXED <result>)
+ *   multi_server threads  two threads at once, on devices 0 (a) and 2 (b): kernels,
+ *                       and their results copied to the other server, checked
  *   multi_server hold   memory on devices 0 and 2, "ready", then waits for a
  *                       line on stdin (the test stops server b meanwhile) and
  *                       prints LOST <result of a copy on device 2> and
  *                       STILL <result of one on device 0>
  * "PASS multi_server" last and exit 0, or "FAIL multi_server: why" and exit 1. */
 #define PROG "multi_server"
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -209,6 +212,79 @@ static void work(void)
     free(back);
 }
 
+/* Two threads at once, one on a device of each server, each running
+ * kernels and copying its results to the other server. */
+typedef struct worker_arg {
+    int dev, other;
+    CUcontext ctx, other_ctx;
+    CUdeviceptr mine, theirs; /* theirs: on the other server, this thread's only */
+    const char *failed;
+    CUresult rc;
+} worker_arg;
+
+static void *thread_work(void *p)
+{
+    worker_arg *w = p;
+    static __thread float host[N_FLOATS], back[N_FLOATS];
+    if (cuCtxSetCurrent(w->ctx) != CUDA_SUCCESS)
+        return w->failed = "cuCtxSetCurrent", NULL;
+    CUmodule mod;
+    CUfunction scale;
+    if (cuModuleLoadData(&mod, da_fatbin) || cuModuleGetFunction(&scale, mod, "da_scale"))
+        return w->failed = "module", NULL;
+    for (int round = 0; round < 8; round++) {
+        for (int i = 0; i < N_FLOATS; i++)
+            host[i] = (float)(i + round);
+        float factor = 3.0f;
+        int count = N_FLOATS;
+        void *args[] = {&w->mine, &factor, &count};
+        if ((w->rc = cuMemcpyHtoD(w->mine, host, sizeof host)))
+            return w->failed = "cuMemcpyHtoD", NULL;
+        if ((w->rc = cuLaunchKernel(scale, N_FLOATS / 256, 1, 1, 256, 1, 1, 0, NULL, args, NULL)))
+            return w->failed = "cuLaunchKernel", NULL;
+        if ((w->rc = cuMemcpyPeer(w->theirs, w->other_ctx, w->mine, w->ctx, sizeof host)))
+            return w->failed = "cuMemcpyPeer", NULL;
+        if ((w->rc = cuMemcpyDtoH(back, w->theirs, sizeof back)))
+            return w->failed = "cuMemcpyDtoH", NULL;
+        for (int i = 0; i < N_FLOATS; i++)
+            if (back[i] != (float)(i + round) * 3.0f)
+                return w->failed = "a result", NULL;
+    }
+    cuModuleUnload(mod);
+    return NULL;
+}
+
+static void threads(void)
+{
+    worker_arg w[2] = {{.dev = 0, .other = 2}, {.dev = 2, .other = 0}};
+    CUcontext ctx[3];
+    for (int d = 0; d < 3; d += 2) {
+        CUdevice dev;
+        CK(cuDeviceGet(&dev, d));
+        CK(cuDevicePrimaryCtxRetain(&ctx[d], dev));
+    }
+    for (int t = 0; t < 2; t++) {
+        w[t].ctx = ctx[w[t].dev];
+        w[t].other_ctx = ctx[w[t].other];
+        CK(cuCtxSetCurrent(w[t].ctx));
+        CK(cuMemAlloc(&w[t].mine, N_FLOATS * sizeof(float)));
+    }
+    for (int t = 0; t < 2; t++) {
+        CK(cuCtxSetCurrent(w[1 - t].ctx));
+        CK(cuMemAlloc(&w[t].theirs, N_FLOATS * sizeof(float)));
+    }
+    pthread_t th[2];
+    for (int t = 0; t < 2; t++)
+        if (pthread_create(&th[t], NULL, thread_work, &w[t]))
+            FAIL("pthread_create");
+    for (int t = 0; t < 2; t++) {
+        pthread_join(th[t], NULL);
+        if (w[t].failed)
+            FAIL("thread on device %d: %s failed (%d)", w[t].dev, w[t].failed, (int)w[t].rc);
+    }
+    printf("THREADS ok\n");
+}
+
 static void hold(void)
 {
     CUcontext c0, c2;
@@ -246,6 +322,8 @@ int main(int argc, char **argv)
         work();
     else if (strcmp(what, "hold") == 0)
         hold();
+    else if (strcmp(what, "threads") == 0)
+        threads();
     else
         FAIL("unknown mode %s (list, work, hold)", what);
     printf("PASS %s\n", PROG);

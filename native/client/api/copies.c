@@ -47,9 +47,10 @@ static CUresult htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, in
     int k = gw_server_of_address(dst);
     if (async && !gw_handle_fits((uint64_t)(uintptr_t)s, k)) /* several servers: memory of one, stream of another */
         return gw_route_mixed(op);
-    int route = gw_route_enter(k);
+    CUcontext pushed;
+    int route = gw_memory_server_enter(dst, &pushed);
     CUresult rc = htod_here(op, dst, src, n, async, s);
-    gw_route_leave(route);
+    gw_memory_server_leave(route, pushed);
     return rc;
 }
 
@@ -253,9 +254,10 @@ static CUresult dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, int asyn
     int k = gw_server_of_address(src); /* several servers: where the memory is */
     if (async && !gw_handle_fits((uint64_t)(uintptr_t)s, k))
         return gw_route_mixed(op);
-    int route = gw_route_enter(k);
+    CUcontext pushed;
+    int route = gw_memory_server_enter(src, &pushed);
     CUresult rc = dtoh_here(op, dst, src, n, async, s);
-    gw_route_leave(route);
+    gw_memory_server_leave(route, pushed);
     return rc;
 }
 
@@ -359,10 +361,11 @@ static CUresult unified(int ptds, CUdeviceptr dst, CUdeviceptr src, size_t n, in
             return gw_cross_server_copy(dst, NULL, src, NULL, n, async, s);
         if (async && !gw_handle_fits((uint64_t)(uintptr_t)s, kd))
             return gw_route_mixed(ptds ? GW_OP_cuMemcpyAsync_ptsz : GW_OP_cuMemcpyAsync);
-        int route = gw_route_enter(kd);
+        CUcontext pushed;
+        int route = gw_memory_server_enter(dst, &pushed);
         CUresult rc = async ? (ptds ? cuMemcpyDtoDAsync_v2_ptsz(dst, src, n, s) : cuMemcpyDtoDAsync_v2(dst, src, n, s))
                             : (ptds ? cuMemcpyDtoD_v2_ptds(dst, src, n) : cuMemcpyDtoD_v2(dst, src, n));
-        gw_route_leave(route);
+        gw_memory_server_leave(route, pushed);
         return rc;
     }
     if (dd && sd) {

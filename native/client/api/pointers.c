@@ -40,7 +40,8 @@ static CUresult remote_attrs(unsigned op, int single, unsigned n, const CUpointe
                              CUdeviceptr ptr)
 {
     int k = gw_server_of_address(ptr); /* several servers: asked where the memory is */
-    int route = gw_route_enter(k);
+    CUcontext pushed;
+    int route = gw_memory_server_enter(ptr, &pushed);
     gw_req *q = gw_req_begin_quiet(op);
     gw_put_fields(q, gw_pointer_attributes_req, {.pointer = ptr, .single = (uint32_t)single, .n = n});
     for (unsigned i = 0; i < n; i++)
@@ -68,7 +69,7 @@ static CUresult remote_attrs(unsigned op, int single, unsigned n, const CUpointe
             memcpy(data[i], slot.value, gw_pointer_attr_size(attrs[i]));
     }
     gw_rep_end(r);
-    gw_route_leave(route);
+    gw_memory_server_leave(route, pushed);
     return rc;
 }
 

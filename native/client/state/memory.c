@@ -361,9 +361,10 @@ CUresult CUDAAPI cuMemFree_v2(CUdeviceptr dptr)
     uint64_t base = 0;
     if (gw_mapped_lookup(dptr, 1, &base, &kind, NULL) && kind == GW_MAPPED_MANAGED && base == dptr)
         return gw_mapped_release(dptr, GW_MAPPED_MANAGED);
-    int route = gw_route_enter(gw_server_of_address(dptr)); /* several servers: where it is */
+    CUcontext pushed;
+    int route = gw_memory_server_enter(dptr, &pushed); /* several servers: where it is */
     CUresult rc = gwf_cuMemFree_v2(dptr);
-    gw_route_leave(route);
+    gw_memory_server_leave(route, pushed);
     if (rc == CUDA_SUCCESS)
         gw_mem_untrack_device(dptr);
     return rc;

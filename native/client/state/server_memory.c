@@ -118,3 +118,31 @@ CUcontext gw_server_memory_context(uint64_t addr)
 }
 
 __attribute__((constructor)) static void server_memory_init(void) { gw_set_address_fn(gw_server_of_address); }
+
+/* A call on memory of server k from a thread whose current context is
+ * another server's: it goes to k (gw_route_enter), with the memory's own
+ * context made current there for its time, as a driver with unified
+ * addressing needs none of the caller's. Returns what gw_memory_server_leave
+ * takes back. With one server: nothing. */
+int gw_memory_server_enter(uint64_t addr, CUcontext *pushed)
+{
+    *pushed = NULL;
+    if (gw_servers_n <= 1)
+        return -1;
+    int k = gw_server_of_address(addr);
+    if (k >= 0 && k != gw_route_now()) {
+        CUcontext c = gw_server_memory_context(addr);
+        if (c && cuCtxPushCurrent_v2(c) == CUDA_SUCCESS)
+            *pushed = c;
+    }
+    return gw_route_enter(k);
+}
+
+void gw_memory_server_leave(int prev, CUcontext pushed)
+{
+    if (pushed) {
+        CUcontext popped;
+        cuCtxPopCurrent_v2(&popped);
+    }
+    gw_route_leave(prev);
+}

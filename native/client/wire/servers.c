@@ -200,8 +200,8 @@ int gw_route_now(void)
 
 uint64_t gw_handle_on(uint64_t h, int k)
 {
-    if (k < 0 || h <= 2 || gw_handle_everywhere(h)) /* NULL and the two special streams belong to nobody */
-        return h;
+    if (gw_servers_n <= 1 || k < 0 || h <= 2 || gw_handle_everywhere(h)) /* one server: as it came */
+        return h; /* (NULL and the two special streams belong to nobody) */
     return (h & ~GW_ROUTE_MASK) | ((uint64_t)k << GW_ROUTE_SHIFT);
 }
 
