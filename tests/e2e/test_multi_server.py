@@ -156,6 +156,23 @@ def test_two_threads_on_two_servers_at_once(servers):
     assert r.returncode == 0 and "THREADS ok" in r.stdout, why(r, servers)
 
 
+LATER_SERVER_PROGRAMS = [["driver_api"], ["arrays"], ["graph_build"], ["kernel_attrs"], ["memcpy_kinds_shared"],
+                         ["streams_events_shared"], ["multi_module_shared"], ["graph_host_sources_shared", "--standin"],
+                         ["device_printf_shared"], ["vector_add_shared"]]
+
+
+@pytest.mark.parametrize("args", LATER_SERVER_PROGRAMS, ids=lambda a: a[0])
+def test_programs_on_the_second_server_alone(servers, args):
+    """CUDA_VISIBLE_DEVICES=2: the program sees server b's device only, and
+    everything it does goes to b (arrays, graphs, textures, modules, the
+    runtime's libraries, device printf), through b's link."""
+    path = PROGRAMS_DIR / args[0]
+    if not path.is_file():
+        pytest.skip(f"{path} is not built (make -C tests/programs)")
+    r = gw_run([str(path), *args[1:]], server=both(servers), env={"CUDA_VISIBLE_DEVICES": "2"}, timeout=120)
+    assert r.returncode == 0 and re.search(r"^PASS ", r.stdout, re.M), why(r, servers)
+
+
 def test_bad_server_lists_are_refused_before_starting(servers):
     for spec, words in ((f"{servers[0].address},,{servers[1].address}", "is not valid"),
                         (",".join([servers[0].address] * 9), "at most 8 servers")):

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../common/idmap.h"
 #include "../../generated/gw_ops.h"
 #include "pushed_pump.h"
 #include "stream.h"
@@ -198,18 +199,38 @@ int gw_route_now(void)
     return k > 0 && k < gw_servers_n ? k : 0;
 }
 
+/* Ids a worker named travel as it named them (each worker counts from a
+ * random start, so two servers' never meet): the client only notes whose
+ * each is. Ids the client names carry their server in bits 52..55. */
+static gw_idmap worker_ids; /* worker-named id -> server + 1 */
+static pthread_mutex_t worker_ids_lock = PTHREAD_MUTEX_INITIALIZER;
+
 uint64_t gw_handle_on(uint64_t h, int k)
 {
     if (gw_servers_n <= 1 || k < 0 || h <= 2 || gw_handle_everywhere(h)) /* one server: as it came */
         return h; /* (NULL and the two special streams belong to nobody) */
-    return (h & ~GW_ROUTE_MASK) | ((uint64_t)k << GW_ROUTE_SHIFT);
+    if (h & GW_CLIENT_ID_BIT)
+        return (h & ~GW_ROUTE_MASK) | ((uint64_t)k << GW_ROUTE_SHIFT);
+    pthread_mutex_lock(&worker_ids_lock);
+    gw_idmap_put(&worker_ids, h, (void *)(uintptr_t)(k + 1)); /* out of memory: unknown, routed by the rest */
+    pthread_mutex_unlock(&worker_ids_lock);
+    return h;
 }
 
 int gw_handle_everywhere(uint64_t h) { return h > 2 && ((h & GW_ROUTE_MASK) >> GW_ROUTE_SHIFT) == GW_ROUTE_ALL; }
 
 int gw_handle_server(uint64_t h)
 {
-    return h <= 2 || gw_handle_everywhere(h) ? -1 : (int)((h & GW_ROUTE_MASK) >> GW_ROUTE_SHIFT);
+    if (h <= 2 || gw_handle_everywhere(h))
+        return -1;
+    if (h & GW_CLIENT_ID_BIT)
+        return (int)((h & GW_ROUTE_MASK) >> GW_ROUTE_SHIFT);
+    if (gw_servers_n <= 1)
+        return 0;
+    pthread_mutex_lock(&worker_ids_lock);
+    int k = (int)(uintptr_t)gw_idmap_get(&worker_ids, h) - 1;
+    pthread_mutex_unlock(&worker_ids_lock);
+    return k; /* -1: not one a server gave this client (the worker that gets it refuses it) */
 }
 
 static void route_join(gw_req *q, int k)
@@ -226,10 +247,6 @@ void gw_put_handle(gw_req *q, uint64_t h)
         if (k >= gw_servers_n)
             q->route = -2; /* names no server this client has: refused, as two servers are */
         route_join(q, k);
-        /* ids the client named travel as named (the worker bound them so);
-         * the worker's own ids go back without the index the client added */
-        if (!(h & GW_CLIENT_ID_BIT))
-            h &= ~GW_ROUTE_MASK;
     }
     gw_put_u64(q, h);
 }

@@ -3,6 +3,8 @@
  * of reaching the driver. */
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include "../../common/idmap.h"
 #include "core.h"
@@ -16,7 +18,7 @@ typedef struct entry {
 
 static gw_idmap by_id;                /* id -> entry */
 static gw_idmap by_real[GW_HT_COUNT]; /* real pointer -> id, per type */
-static uint64_t next_id = FIRST_ID;
+static uint64_t next_id; /* from a random start: several servers' workers never share an id (docs/multi-gpu.md) */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int compatible(int want, int have)
@@ -63,6 +65,12 @@ uint64_t gw_handle_id(int type, void *real)
     if (!real)
         return 0;
     pthread_mutex_lock(&lock);
+    if (!next_id) {
+        uint32_t r = 0;
+        if (getrandom(&r, sizeof r, 0) != sizeof r)
+            r = (uint32_t)getpid() * 2654435761u;
+        next_id = FIRST_ID + ((uint64_t)(r & 0x0fffffffu) << 20); /* below 2^49: never CLIENT_ID_BIT */
+    }
     uint64_t id = (uint64_t)(uintptr_t)gw_idmap_get(&by_real[type], (uint64_t)(uintptr_t)real);
     if (!id) {
         entry *e = malloc(sizeof *e);
