@@ -7,10 +7,11 @@
  *
  * A request goes to one server, its route: the server of the device
  * ordinal or handles among its arguments (gw_put_device, gw_put_handle),
- * else of the calling thread's current context. Handles carry their
- * server's index in bits 52..55 (server 0: none), so a handle of one server
- * is never sent to another: a request whose arguments name two servers is
- * refused. With one server (gw_servers_n == 1) every function here is a
+ * else of the calling thread's current context. Ids the client names carry
+ * their server's index in bits 52..55 (server 0: none); ids a worker names
+ * are unique across workers (each counts from a random start) and the
+ * client notes whose each is. A handle of one server is never sent to
+ * another: a request whose arguments name two servers is refused. With one server (gw_servers_n == 1) every function here is a
  * single comparison away from what the wire layer did before. */
 #ifndef GW_CLIENT_WIRE_SERVERS_H
 #define GW_CLIENT_WIRE_SERVERS_H
@@ -79,7 +80,7 @@ GW_HIDDEN void gw_put_address(gw_req *q, uint64_t addr); /* a device address: it
 /* Which server an address's memory is on, -1 if unknown; registered once (state/server_memory.c). */
 GW_HIDDEN void gw_set_address_fn(int (*fn)(uint64_t addr));
 GW_HIDDEN void gw_put_device_on(gw_req *q, int64_t dev, int *server); /* and which server it is on */
-GW_HIDDEN uint64_t gw_handle_on(uint64_t h, int k); /* a handle server k named, as the client shows it */
+GW_HIDDEN uint64_t gw_handle_on(uint64_t h, int k); /* a handle from server k, as the client keeps it (noted) */
 GW_HIDDEN int gw_handle_server(uint64_t h);         /* the server a handle belongs to; -1: none or every one */
 GW_HIDDEN int gw_handle_everywhere(uint64_t h);     /* made on every server (GW_ROUTE_ALL) */
 GW_HIDDEN void gw_pin_next_handle_id(uint64_t id);  /* the calling thread's next gw_new_handle_id returns id */
