@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -171,6 +172,42 @@ def test_programs_on_the_second_server_alone(servers, args):
         pytest.skip(f"{path} is not built (make -C tests/programs)")
     r = gw_run([str(path), *args[1:]], server=both(servers), env={"CUDA_VISIBLE_DEVICES": "2"}, timeout=120)
     assert r.returncode == 0 and re.search(r"^PASS ", r.stdout, re.M), why(r, servers)
+
+
+FORK = """
+import ctypes, os, sys
+cu = ctypes.CDLL("libcuda.so.1")
+def use(dev):
+    ctx, d, p = ctypes.c_void_p(), ctypes.c_int(), ctypes.c_uint64()
+    back, data = ctypes.create_string_buffer(4096), ctypes.create_string_buffer(bytes(range(256)) * 16)
+    for r in (cu.cuDeviceGet(ctypes.byref(d), dev), cu.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), d),
+              cu.cuCtxSetCurrent(ctx), cu.cuMemAlloc_v2(ctypes.byref(p), ctypes.c_size_t(4096)),
+              cu.cuMemcpyHtoD_v2(p, data, ctypes.c_size_t(4096)), cu.cuMemcpyDtoH_v2(back, p, ctypes.c_size_t(4096))):
+        if r:
+            sys.exit(f"device {dev}: {r}")
+    assert back.raw == data.raw[:4096]
+last = int(sys.argv[1])
+assert cu.cuInit(0) == 0
+use(last)
+pid = os.fork()
+if pid == 0:
+    assert cu.cuInit(0) == 0
+    use(last); use(0)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+use(last); use(1)
+print("fork ok", status)
+"""
+
+
+@pytest.mark.parametrize("several", [True, False], ids=["two servers", "one server"])
+def test_a_forked_child_opens_its_own_sessions(servers, several):
+    """After fork the child starts sessions of its own with every server and
+    keeps its parent's primary contexts (one server's workers name them alike:
+    worker/core/handles.c), with two servers as with one."""
+    server = both(servers) if several else servers[0].address
+    r = gw_run([sys.executable, "-c", FORK, "2" if several else "1"], server=server, timeout=120)
+    assert r.returncode == 0 and "fork ok 0" in r.stdout, why(r, servers)
 
 
 def test_bad_server_lists_are_refused_before_starting(servers):
