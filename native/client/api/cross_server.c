@@ -1,11 +1,15 @@
-/* Copies between two servers' device memory (several servers,
- * docs/multi-gpu.md): cuMemcpyPeer(Async) between contexts of two servers,
- * and a unified cuMemcpy(Async) whose ends are on two servers. The bytes
- * pass through the client, pipelined: a reader thread copies chunks from the
- * source server into a ring of host buffers while this thread writes the
- * chunks before them to the destination server, so the two legs overlap
- * (each server has its own connection) and the time is about the slower
- * leg's, not their sum.
+/* Calls that can span two servers (several servers, docs/multi-gpu.md):
+ * copies between two servers' device memory (cuMemcpyPeer(Async) between
+ * contexts of two servers, cuMemcpyDtoD(Async) and unified cuMemcpy(Async)
+ * whose ends are on two servers), a stream waiting for another server's
+ * event, peer queries and peer access between two servers' devices, and a
+ * stream's device as the client numbers it. With one server each is the
+ * generated forwarder after one comparison.
+ *
+ * Copies between servers pass through the client, pipelined: a reader
+ * thread copies chunks from the source server into a ring of host buffers
+ * while this thread writes the chunks before them to the destination
+ * server, so the two legs overlap (each server has its own connection).
  *
  * Order: the copy starts once the source context (and the stream named, if
  * any) has finished its earlier work, and returns once every byte is on the
