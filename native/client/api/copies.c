@@ -217,7 +217,8 @@ static CUresult htod_bytes(unsigned op, CUdeviceptr dst, const void *src, size_t
 static CUresult stream_sync(unsigned op, CUstream s)
 {
     int ptsz = op == GW_OP_cuStreamSynchronize_ptsz;
-    if (gw_initialized() && gw_fence_sync_may_post(op, (uint64_t)(uintptr_t)s)) {
+    /* several servers: the fences see one server's collections only, so every synchronize waits */
+    if (gw_initialized() && gw_servers_n <= 1 && gw_fence_sync_may_post(op, (uint64_t)(uintptr_t)s)) {
         gw_req *q = gw_req_begin(op);
         gw_put_u64(q, (uint64_t)(uintptr_t)s);
         return gw_req_post(q);
@@ -236,7 +237,9 @@ static CUresult ctx_sync(int v2, CUcontext ctx)
     uint64_t mark = gw_fence_mark();
     CUresult rc = v2 ? gwf_cuCtxSynchronize_v2(ctx) : gwf_cuCtxSynchronize();
     gw_fence_collected();
-    if (rc == CUDA_SUCCESS && !ctx) /* another context's streams are not told apart here: none confirmed */
+    /* another context's streams are not told apart here: none confirmed; nor,
+     * with several servers, the other servers' streams */
+    if (rc == CUDA_SUCCESS && !ctx && gw_servers_n <= 1)
         gw_fence_confirmed_all(mark);
     return rc;
 }
