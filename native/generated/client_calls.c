@@ -614,7 +614,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDeviceGetAttribute(
 }
 
 #undef cuDeviceGetByPCIBusId
-CUresult CUDAAPI cuDeviceGetByPCIBusId(CUdevice * dev, const char * pciBusId)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDeviceGetByPCIBusId(CUdevice * dev, const char * pciBusId)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceGetByPCIBusId);
     gw_put_out(q, dev, dev ? (size_t)(1) : 0);

@@ -127,6 +127,7 @@ CUresult CUDAAPI gwf_cuCtxSynchronize_v2(CUcontext ctx);
 CUresult CUDAAPI gwf_cuDeviceCanAccessPeer(int * canAccessPeer, CUdevice dev, CUdevice peerDev);
 CUresult CUDAAPI gwf_cuDeviceGet(CUdevice * device, int ordinal);
 CUresult CUDAAPI gwf_cuDeviceGetAttribute(int * pi, CUdevice_attribute attrib, CUdevice dev);
+CUresult CUDAAPI gwf_cuDeviceGetByPCIBusId(CUdevice * dev, const char * pciBusId);
 CUresult CUDAAPI gwf_cuDeviceGetCount(int * count);
 CUresult CUDAAPI gwf_cuDeviceGetName(char * name, int len, CUdevice dev);
 CUresult CUDAAPI gwf_cuDeviceGetP2PAttribute(int * value, CUdevice_P2PAttribute attrib, CUdevice srcDevice, CUdevice dstDevice);

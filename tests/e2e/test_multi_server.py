@@ -96,6 +96,17 @@ def test_visible_devices_mask_the_joined_list(servers, mask, want):
     assert r.returncode == 0 and uuids(r) == want, why(r, servers)
 
 
+def test_device_by_bus_id_across_servers(servers):
+    """Both stand-ins have a device at bus 0: the earlier server's answers,
+    unless the mask hides it; ordinals are the program's."""
+    r = run(servers, "list")
+    assert r.returncode == 0 and re.findall(r"^BYBUS (\d+) (\d+)$", r.stdout, re.M) == [
+        ("0", "0"), ("1", "1"), ("2", "0")], why(r, servers)
+    r = run(servers, "list", {"CUDA_VISIBLE_DEVICES": "2,1"})
+    assert r.returncode == 0 and re.findall(r"^BYBUS (\d+) (\d+)$", r.stdout, re.M) == [
+        ("0", "0"), ("1", "1")], why(r, servers)
+
+
 def test_a_mask_leaving_nothing_is_no_device(servers):
     r = run(servers, "list", {"CUDA_VISIBLE_DEVICES": "GPU-6770"})  # every UUID shares it: names none
     assert r.returncode != 0 and "CUDA_ERROR_NO_DEVICE" in r.stdout, why(r, servers)

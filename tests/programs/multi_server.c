@@ -1,7 +1,8 @@
 /* multi_server: a driver-API program that uses the GPUs of two gpuwire
  * servers at once (GPUWIRE_SERVER=a,b; tests/e2e/test_multi_server.py runs it
  * with server a's devices as ordinals 0 and 1 and server b's as 2).
- *   multi_server list   one line a device, as multi_device list prints them
+ *   multi_server list   one line a device, as multi_device list prints them, and
+ *                       BYBUS <ordinal> <what cuDeviceGetByPCIBusId gives for its bus id>
  *   multi_server work   on every device: its primary context, memory, a kernel
  *                       with its result checked; a peer copy inside server a;
  *                       copies between a and b (cuMemcpyPeer, cuMemcpyPeerAsync,
@@ -48,6 +49,9 @@ static void list(void)
                "name=%s\n",
                i, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15],
                bus, mem, name);
+        CUdevice by = -1;
+        CK(cuDeviceGetByPCIBusId(&by, bus));
+        printf("BYBUS %d %d\n", i, (int)by);
     }
     printf("COUNT %d\n", n);
 }

@@ -316,3 +316,27 @@ CUresult CUDAAPI cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dst, CUdeviceptr src, siz
         return gw_stat_call(GW_OP_cuMemcpyDtoDAsync_v2_ptsz), gw_cross_server_copy(dst, NULL, src, NULL, n, 1, s);
     return gwf_cuMemcpyDtoDAsync_v2_ptsz(dst, src, n, s);
 }
+
+/* Several servers: each server's driver reads the bus id (in list order);
+ * the first that has such a device, shown to the program, answers. Two
+ * machines' GPUs can sit at the same bus id: the earlier server's wins. */
+CUresult CUDAAPI cuDeviceGetByPCIBusId(CUdevice *dev, const char *busid)
+{
+    if (gw_servers_n <= 1 || !dev || !busid)
+        return gwf_cuDeviceGetByPCIBusId(dev, busid);
+    CUresult first = CUDA_ERROR_INVALID_DEVICE;
+    for (int k = 0; k < gw_servers_n; k++) {
+        int route = gw_route_enter(k);
+        CUdevice local = -1;
+        CUresult rc = gwf_cuDeviceGetByPCIBusId(&local, busid);
+        gw_route_leave(route);
+        int mine = rc == CUDA_SUCCESS ? gw_device_of_server(k, (int)local) : -1;
+        if (mine >= 0) {
+            *dev = mine;
+            return CUDA_SUCCESS;
+        }
+        if (k == 0 && rc != CUDA_SUCCESS)
+            first = rc; /* a malformed id: the first server's verdict */
+    }
+    return first;
+}
