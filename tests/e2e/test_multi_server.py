@@ -13,6 +13,7 @@ b's: p0 of machine 1 (...6f01)."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -59,8 +60,9 @@ def both(servers) -> str:
     return ",".join(s.address for s in servers)
 
 
-def run(servers, mode: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return gw_run([str(PROGRAM), mode], server=both(servers), env=env or {}, timeout=timeout)
+def run(servers, mode: str, env: dict[str, str] | None = None, timeout: float = 120,
+        stats=None) -> subprocess.CompletedProcess:
+    return gw_run([str(PROGRAM), mode], server=both(servers), env=env or {}, timeout=timeout, stats=stats)
 
 
 def uuids(r) -> list[str]:
@@ -128,14 +130,25 @@ def test_leases_apply_on_each_server(servers):
         holder.wait(timeout=30)
 
 
-def test_work_on_every_server_and_copies_between_them(servers):
-    r = run(servers, "work")
+def test_work_on_every_server_and_copies_between_them(servers, tmp_path):
+    stats = tmp_path / "stats.json"
+    # no lanes, no content cache: every byte on the sessions' own connections, counted
+    r = run(servers, "work", {"GPUWIRE_LANES": "0", "GPUWIRE_CACHE": "0"}, stats=stats)
     assert r.returncode == 0 and r.stdout.rstrip().endswith("PASS multi_server"), why(r, servers)
     assert all(f"KERNEL dev={d} ok" in r.stdout for d in range(3)), r.stdout
     for size in (1, 4097, (8 << 20) - 1, 8 << 20, (8 << 20) + 1, (20 << 20) + 12345):
         assert f"CROSS sync size={size} ok" in r.stdout, r.stdout
     assert f"CROSS async size={(17 << 20) + 3} ok" in r.stdout and "CROSS unified ok" in r.stdout, r.stdout
     assert "CROSS dtod ok" in r.stdout, r.stdout
+    # every copy between the servers passed through the client: its bytes came
+    # from one server and went to the other, besides the program's own checks,
+    # which read each copy's bytes back once more
+    mib = 1 << 20
+    sizes = (1, 4097, 8 * mib - 1, 8 * mib, 8 * mib + 1, 20 * mib + 12345)
+    across = 2 * sum(sizes) + (17 * mib + 3) + 9 * mib + (3 * mib + 5)
+    s = json.loads(stats.read_text())
+    assert s["bytes_from_server"] >= 2 * across, (s["bytes_from_server"], across)
+    assert s["bytes_to_server"] >= 2 * across, (s["bytes_to_server"], across)
     assert "WAIT across query=0" in r.stdout, r.stdout  # a's stream waited for b's event: it is done
     assert f"PEER a-b can=0 enable={PEER_ACCESS_UNSUPPORTED}" in r.stdout, r.stdout
     # b's memory copied on a's stream: refused, sent to neither
