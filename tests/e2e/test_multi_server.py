@@ -234,6 +234,14 @@ def test_a_forked_child_opens_its_own_sessions(servers, several):
     assert r.returncode == 0 and "fork ok 0" in r.stdout, why(r, servers)
 
 
+def test_one_gpu_through_two_servers_is_refused(servers):
+    """The same server twice: every GPU would show twice, and its two
+    sessions' workers would name their objects alike."""
+    r = gw_run([str(PROGRAM), "list"], server=f"{servers[1].address},{servers[1].address}", timeout=60)
+    assert r.returncode != 0 and "CUDA_ERROR_NO_DEVICE" in r.stdout, why(r, servers)
+    assert f"servers 1 and 2 both show the GPU {B0}" in r.stderr, r.stderr
+
+
 def test_bad_server_lists_are_refused_before_starting(servers):
     for spec, words in ((f"{servers[0].address},,{servers[1].address}", "is not valid"),
                         (",".join([servers[0].address] * 9), "at most 8 servers")):

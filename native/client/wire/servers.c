@@ -119,7 +119,7 @@ static int visible_entry(const char *tok, size_t len, const joined *all, int n)
 /* Every server's devices in list order, then the client's CUDA_VISIBLE_DEVICES
  * applied: the list ends at the first entry that names no device (or one
  * named before), as the driver reads it. 0, or -1 if a server sent no table. */
-static int join_devices(void)
+static int join_devices(void) /* (the servers' tables: HELLO_OK's, bounded and checked by handshake.c) */
 {
     static joined all[GW_HELLO_DEVICES_MAX];
     int n = 0;
@@ -142,6 +142,19 @@ static int join_devices(void)
             n++;
         }
     }
+    /* One GPU seen through two servers (a server listed twice, or two servers
+     * of one machine sharing a GPU) would be two devices to the program, and
+     * the two sessions' workers would name their objects alike: refused. */
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (all[i].server != all[j].server && !memcmp(all[i].info.uuid, all[j].info.uuid, 16)) {
+                char u[48];
+                uuid_text(all[i].info.uuid, u, sizeof u);
+                gw_log("GPUWIRE_SERVER: servers %d and %d both show the GPU %s (the same server twice, or two "
+                       "servers sharing a GPU): each GPU must come from one server; CUDA calls will fail with "
+                       "CUDA_ERROR_NO_DEVICE", all[i].server + 1, all[j].server + 1, u);
+                return -1;
+            }
     const char *mask = getenv("CUDA_VISIBLE_DEVICES");
     list_n = 0;
     if (!mask) {
