@@ -9,6 +9,11 @@ The wire encodings are docs/protocol.md's "Calls" table.
 from __future__ import annotations
 
 
+def routed(p) -> bool:
+    """A driver handle: it names its server (several servers: native/client/wire/servers.h)."""
+    return p.elem_kind == "handle" and p.base.startswith("CU")
+
+
 def elem_size_expr(p) -> str:
     if p.elem_kind == "bytes":
         return "1"
@@ -40,8 +45,14 @@ class Value(Kind):
     def client_put(self, p):
         if p.elem_kind == "float":
             return [f"    gw_put_f64(q, (double){p.name});"]
+        if routed(p):
+            return [f"    gw_put_handle(q, (uint64_t)(uintptr_t){p.name});"]
         if p.elem_kind == "handle":
             return [f"    gw_put_u64(q, (uint64_t)(uintptr_t){p.name});"]
+        if p.base == "CUdevice":  # the client's ordinal: its server's, on that server
+            return [f"    gw_put_device(q, (int64_t){p.name});"]
+        if p.base == "CUdeviceptr":  # several servers: the memory's server
+            return [f"    gw_put_address(q, (uint64_t){p.name});"]
         return [f"    gw_put_u64(q, (uint64_t)(int64_t){p.name});"]
 
     def worker_read(self, p, v):
@@ -68,6 +79,8 @@ class Destroy(Kind):
     name = "destroy"
 
     def client_put(self, p):
+        if routed(p):
+            return [f"    gw_put_handle(q, (uint64_t)(uintptr_t){p.name});"]
         return [f"    gw_put_u64(q, (uint64_t)(uintptr_t){p.name});"]
 
     def worker_read(self, p, v):
@@ -83,7 +96,7 @@ class New(Kind):
     def client_put(self, p):
         n = p.name
         return [f"    if (!{n})", "        return CUDA_ERROR_INVALID_VALUE;",
-                f"    uint64_t {n}_id = gw_new_handle_id();", f"    gw_put_u64(q, {n}_id);"]
+                f"    uint64_t {n}_id = gw_new_handle_id();", f"    gw_put_handle(q, {n}_id);"]
 
     def worker_read(self, p, v):
         return ([f"    uint64_t {v}_id = gw_in_u64(c);", f"    {p.base} {v} = NULL;"], f"&{v}",

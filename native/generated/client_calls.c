@@ -10,7 +10,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuArray3DCreate_v2(CU
     if (!pHandle)
         return CUDA_ERROR_INVALID_VALUE;
     uint64_t pHandle_id = gw_new_handle_id();
-    gw_put_u64(q, pHandle_id);
+    gw_put_handle(q, pHandle_id);
     gw_put_in(q, pAllocateArray, pAllocateArray ? (size_t)(1) * sizeof(CUDA_ARRAY3D_DESCRIPTOR) : 0);
     CUresult res;
     if (gw_may_post()) {
@@ -34,7 +34,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuArrayCreate_v2(CUar
     if (!pHandle)
         return CUDA_ERROR_INVALID_VALUE;
     uint64_t pHandle_id = gw_new_handle_id();
-    gw_put_u64(q, pHandle_id);
+    gw_put_handle(q, pHandle_id);
     gw_put_in(q, pAllocateArray, pAllocateArray ? (size_t)(1) * sizeof(CUDA_ARRAY_DESCRIPTOR) : 0);
     CUresult res;
     if (gw_may_post()) {
@@ -55,7 +55,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuArrayCreate_v2(CUar
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuArrayDestroy(CUarray hArray)
 {
     gw_req *q = gw_req_begin(GW_OP_cuArrayDestroy);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hArray);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hArray);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -82,7 +82,7 @@ CUresult CUDAAPI cuCtxAttach(CUcontext * pctx, unsigned int flags)
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxDestroy(CUcontext ctx)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxDestroy);
-    gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
+    gw_put_handle(q, (uint64_t)(uintptr_t)ctx);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -93,7 +93,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxDestroy(CUcontex
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxDestroy_v2(CUcontext ctx)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxDestroy_v2);
-    gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
+    gw_put_handle(q, (uint64_t)(uintptr_t)ctx);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -104,7 +104,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxDestroy_v2(CUcon
 CUresult CUDAAPI cuCtxDetach(CUcontext ctx)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxDetach);
-    gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
+    gw_put_handle(q, (uint64_t)(uintptr_t)ctx);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -112,10 +112,10 @@ CUresult CUDAAPI cuCtxDetach(CUcontext ctx)
 }
 
 #undef cuCtxDisablePeerAccess
-CUresult CUDAAPI cuCtxDisablePeerAccess(CUcontext peerContext)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxDisablePeerAccess(CUcontext peerContext)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxDisablePeerAccess);
-    gw_put_u64(q, (uint64_t)(uintptr_t)peerContext);
+    gw_put_handle(q, (uint64_t)(uintptr_t)peerContext);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -123,10 +123,10 @@ CUresult CUDAAPI cuCtxDisablePeerAccess(CUcontext peerContext)
 }
 
 #undef cuCtxEnablePeerAccess
-CUresult CUDAAPI cuCtxEnablePeerAccess(CUcontext peerContext, unsigned int Flags)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxEnablePeerAccess(CUcontext peerContext, unsigned int Flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxEnablePeerAccess);
-    gw_put_u64(q, (uint64_t)(uintptr_t)peerContext);
+    gw_put_handle(q, (uint64_t)(uintptr_t)peerContext);
     gw_put_u64(q, (uint64_t)(int64_t)Flags);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -139,7 +139,7 @@ CUresult CUDAAPI cuCtxFromGreenCtx(CUcontext * pContext, CUgreenCtx hCtx)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxFromGreenCtx);
     gw_put_out(q, pContext, pContext ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hCtx);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hCtx);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -154,7 +154,7 @@ CUresult CUDAAPI cuCtxFromGreenCtx(CUcontext * pContext, CUgreenCtx hCtx)
 CUresult CUDAAPI cuCtxGetApiVersion(CUcontext ctx, unsigned int * version)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxGetApiVersion);
-    gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
+    gw_put_handle(q, (uint64_t)(uintptr_t)ctx);
     gw_put_out(q, version, version ? (size_t)(1) : 0);
     gw_rep *r;
     CUresult res = gw_req_call_cached(q, &r);
@@ -185,7 +185,7 @@ CUresult CUDAAPI cuCtxGetCacheConfig(CUfunc_cache * pconfig)
 CUresult CUDAAPI cuCtxGetDevResource(CUcontext hCtx, CUdevResource * resource, CUdevResourceType type)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxGetDevResource);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hCtx);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hCtx);
     gw_put_out(q, resource, resource ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)type);
     gw_rep *r;
@@ -218,7 +218,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxGetDevice_v2(CUd
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxGetDevice_v2);
     gw_put_out(q, device, device ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
+    gw_put_handle(q, (uint64_t)(uintptr_t)ctx);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -264,7 +264,7 @@ CUresult CUDAAPI cuCtxGetFlags(unsigned int * flags)
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxGetId(CUcontext ctx, unsigned long long * ctxId)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxGetId);
-    gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
+    gw_put_handle(q, (uint64_t)(uintptr_t)ctx);
     gw_put_out(q, ctxId, ctxId ? (size_t)(1) : 0);
     gw_rep *r;
     CUresult res = gw_req_call_cached(q, &r);
@@ -358,7 +358,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxPopCurrent_v2(CU
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxPushCurrent(CUcontext ctx)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxPushCurrent);
-    gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
+    gw_put_handle(q, (uint64_t)(uintptr_t)ctx);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -369,7 +369,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxPushCurrent(CUco
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxPushCurrent_v2(CUcontext ctx)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxPushCurrent_v2);
-    gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
+    gw_put_handle(q, (uint64_t)(uintptr_t)ctx);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -380,8 +380,8 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxPushCurrent_v2(C
 CUresult CUDAAPI cuCtxRecordEvent(CUcontext hCtx, CUevent hEvent)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxRecordEvent);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hCtx);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hCtx);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hEvent);
     return gw_req_post(q);
 }
 
@@ -410,7 +410,7 @@ CUresult CUDAAPI cuCtxSetCacheConfig(CUfunc_cache config)
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxSetCurrent(CUcontext ctx)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxSetCurrent);
-    gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
+    gw_put_handle(q, (uint64_t)(uintptr_t)ctx);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -467,7 +467,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxSynchronize_v2(C
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxSynchronize_v2);
     gw_req_set_flags(q, GW_F_COLLECT);
-    gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
+    gw_put_handle(q, (uint64_t)(uintptr_t)ctx);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -478,8 +478,8 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuCtxSynchronize_v2(C
 CUresult CUDAAPI cuCtxWaitEvent(CUcontext hCtx, CUevent hEvent)
 {
     gw_req *q = gw_req_begin(GW_OP_cuCtxWaitEvent);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hCtx);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hCtx);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hEvent);
     gw_fence_unsafe(GW_OP_cuCtxWaitEvent, GW_FENCE_DEFAULT_STREAM);
     return gw_req_post(q);
 }
@@ -488,7 +488,7 @@ CUresult CUDAAPI cuCtxWaitEvent(CUcontext hCtx, CUevent hEvent)
 CUresult CUDAAPI cuDestroyExternalMemory(CUexternalMemory extMem)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDestroyExternalMemory);
-    gw_put_u64(q, (uint64_t)(uintptr_t)extMem);
+    gw_put_handle(q, (uint64_t)(uintptr_t)extMem);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -499,7 +499,7 @@ CUresult CUDAAPI cuDestroyExternalMemory(CUexternalMemory extMem)
 CUresult CUDAAPI cuDestroyExternalSemaphore(CUexternalSemaphore extSem)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDestroyExternalSemaphore);
-    gw_put_u64(q, (uint64_t)(uintptr_t)extSem);
+    gw_put_handle(q, (uint64_t)(uintptr_t)extSem);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -546,12 +546,12 @@ CUresult CUDAAPI cuDevSmResourceSplitByCount(CUdevResource * result, unsigned in
 }
 
 #undef cuDeviceCanAccessPeer
-CUresult CUDAAPI cuDeviceCanAccessPeer(int * canAccessPeer, CUdevice dev, CUdevice peerDev)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDeviceCanAccessPeer(int * canAccessPeer, CUdevice dev, CUdevice peerDev)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceCanAccessPeer);
     gw_put_out(q, canAccessPeer, canAccessPeer ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
-    gw_put_u64(q, (uint64_t)(int64_t)peerDev);
+    gw_put_device(q, (int64_t)dev);
+    gw_put_device(q, (int64_t)peerDev);
     gw_rep *r;
     CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -568,7 +568,7 @@ CUresult CUDAAPI cuDeviceComputeCapability(int * major, int * minor, CUdevice de
     gw_req *q = gw_req_begin(GW_OP_cuDeviceComputeCapability);
     gw_put_out(q, major, major ? (size_t)(1) : 0);
     gw_put_out(q, minor, minor ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_device(q, (int64_t)dev);
     gw_rep *r;
     CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -602,7 +602,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDeviceGetAttribute(
     gw_req *q = gw_req_begin(GW_OP_cuDeviceGetAttribute);
     gw_put_out(q, pi, pi ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)attrib);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_device(q, (int64_t)dev);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -614,7 +614,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDeviceGetAttribute(
 }
 
 #undef cuDeviceGetByPCIBusId
-CUresult CUDAAPI cuDeviceGetByPCIBusId(CUdevice * dev, const char * pciBusId)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDeviceGetByPCIBusId(CUdevice * dev, const char * pciBusId)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceGetByPCIBusId);
     gw_put_out(q, dev, dev ? (size_t)(1) : 0);
@@ -649,7 +649,7 @@ CUresult CUDAAPI cuDeviceGetDefaultMemPool(CUmemoryPool * pool_out, CUdevice dev
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceGetDefaultMemPool);
     gw_put_out(q, pool_out, pool_out ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_device(q, (int64_t)dev);
     gw_rep *r;
     CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -664,7 +664,7 @@ CUresult CUDAAPI cuDeviceGetDefaultMemPool(CUmemoryPool * pool_out, CUdevice dev
 CUresult CUDAAPI cuDeviceGetDevResource(CUdevice device, CUdevResource * resource, CUdevResourceType type)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceGetDevResource);
-    gw_put_u64(q, (uint64_t)(int64_t)device);
+    gw_put_device(q, (int64_t)device);
     gw_put_out(q, resource, resource ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)type);
     gw_rep *r;
@@ -683,7 +683,7 @@ CUresult CUDAAPI cuDeviceGetExecAffinitySupport(int * pi, CUexecAffinityType typ
     gw_req *q = gw_req_begin(GW_OP_cuDeviceGetExecAffinitySupport);
     gw_put_out(q, pi, pi ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)type);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_device(q, (int64_t)dev);
     gw_rep *r;
     CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -698,7 +698,7 @@ CUresult CUDAAPI cuDeviceGetExecAffinitySupport(int * pi, CUexecAffinityType typ
 CUresult CUDAAPI cuDeviceGetGraphMemAttribute(CUdevice device, CUgraphMem_attribute attr, void * value)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceGetGraphMemAttribute);
-    gw_put_u64(q, (uint64_t)(int64_t)device);
+    gw_put_device(q, (int64_t)device);
     gw_put_u64(q, (uint64_t)(int64_t)attr);
     gw_put_out(q, value, value ? (size_t)(8) : 0);
     gw_rep *r;
@@ -717,7 +717,7 @@ CUresult CUDAAPI cuDeviceGetLuid(char * luid, unsigned int * deviceNodeMask, CUd
     gw_req *q = gw_req_begin(GW_OP_cuDeviceGetLuid);
     gw_put_out(q, luid, luid ? (size_t)(8) : 0);
     gw_put_out(q, deviceNodeMask, deviceNodeMask ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_device(q, (int64_t)dev);
     gw_rep *r;
     CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -734,7 +734,7 @@ CUresult CUDAAPI cuDeviceGetMemPool(CUmemoryPool * pool, CUdevice dev)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceGetMemPool);
     gw_put_out(q, pool, pool ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_device(q, (int64_t)dev);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -751,7 +751,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDeviceGetName(char 
     gw_req *q = gw_req_begin(GW_OP_cuDeviceGetName);
     gw_put_out(q, name, name ? (size_t)(len) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)len);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_device(q, (int64_t)dev);
     gw_rep *r;
     CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -763,13 +763,13 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDeviceGetName(char 
 }
 
 #undef cuDeviceGetP2PAttribute
-CUresult CUDAAPI cuDeviceGetP2PAttribute(int * value, CUdevice_P2PAttribute attrib, CUdevice srcDevice, CUdevice dstDevice)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDeviceGetP2PAttribute(int * value, CUdevice_P2PAttribute attrib, CUdevice srcDevice, CUdevice dstDevice)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceGetP2PAttribute);
     gw_put_out(q, value, value ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)attrib);
-    gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_device(q, (int64_t)srcDevice);
+    gw_put_device(q, (int64_t)dstDevice);
     gw_rep *r;
     CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -786,7 +786,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDeviceGetPCIBusId(c
     gw_req *q = gw_req_begin(GW_OP_cuDeviceGetPCIBusId);
     gw_put_out(q, pciBusId, pciBusId ? (size_t)(len) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)len);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_device(q, (int64_t)dev);
     gw_rep *r;
     CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -802,7 +802,7 @@ CUresult CUDAAPI cuDeviceGetProperties(CUdevprop * prop, CUdevice dev)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceGetProperties);
     gw_put_out(q, prop, prop ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_device(q, (int64_t)dev);
     gw_rep *r;
     CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -820,7 +820,7 @@ CUresult CUDAAPI cuDeviceGetTexture1DLinearMaxWidth(size_t * maxWidthInElements,
     gw_put_out(q, maxWidthInElements, maxWidthInElements ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)format);
     gw_put_u64(q, (uint64_t)(int64_t)numChannels);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_device(q, (int64_t)dev);
     gw_rep *r;
     CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -836,7 +836,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDeviceGetUuid(CUuui
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceGetUuid);
     gw_put_out(q, uuid, uuid ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_device(q, (int64_t)dev);
     gw_rep *r;
     CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -852,7 +852,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDeviceGetUuid_v2(CU
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceGetUuid_v2);
     gw_put_out(q, uuid, uuid ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_device(q, (int64_t)dev);
     gw_rep *r;
     CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -867,7 +867,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDeviceGetUuid_v2(CU
 CUresult CUDAAPI cuDeviceGraphMemTrim(CUdevice device)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceGraphMemTrim);
-    gw_put_u64(q, (uint64_t)(int64_t)device);
+    gw_put_device(q, (int64_t)device);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -878,7 +878,7 @@ CUresult CUDAAPI cuDeviceGraphMemTrim(CUdevice device)
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int * flags, int * active)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDevicePrimaryCtxGetState);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_device(q, (int64_t)dev);
     gw_put_out(q, flags, flags ? (size_t)(1) : 0);
     gw_put_out(q, active, active ? (size_t)(1) : 0);
     gw_rep *r;
@@ -896,7 +896,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxGet
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxRelease(CUdevice dev)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDevicePrimaryCtxRelease);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_device(q, (int64_t)dev);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -907,7 +907,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxRel
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxRelease_v2(CUdevice dev)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDevicePrimaryCtxRelease_v2);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_device(q, (int64_t)dev);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -918,7 +918,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxRel
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxReset(CUdevice dev)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDevicePrimaryCtxReset);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_device(q, (int64_t)dev);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -929,7 +929,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxRes
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxReset_v2(CUdevice dev)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDevicePrimaryCtxReset_v2);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_device(q, (int64_t)dev);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -941,7 +941,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxRet
 {
     gw_req *q = gw_req_begin(GW_OP_cuDevicePrimaryCtxRetain);
     gw_put_out(q, pctx, pctx ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_device(q, (int64_t)dev);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -956,7 +956,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxRet
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxSetFlags(CUdevice dev, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDevicePrimaryCtxSetFlags);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_device(q, (int64_t)dev);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -968,7 +968,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxSet
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxSetFlags_v2(CUdevice dev, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDevicePrimaryCtxSetFlags_v2);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_device(q, (int64_t)dev);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -980,7 +980,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDevicePrimaryCtxSet
 CUresult CUDAAPI cuDeviceSetGraphMemAttribute(CUdevice device, CUgraphMem_attribute attr, void * value)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceSetGraphMemAttribute);
-    gw_put_u64(q, (uint64_t)(int64_t)device);
+    gw_put_device(q, (int64_t)device);
     gw_put_u64(q, (uint64_t)(int64_t)attr);
     gw_put_in(q, value, value ? (size_t)(8) * 1 : 0);
     gw_rep *r;
@@ -993,8 +993,8 @@ CUresult CUDAAPI cuDeviceSetGraphMemAttribute(CUdevice device, CUgraphMem_attrib
 CUresult CUDAAPI cuDeviceSetMemPool(CUdevice dev, CUmemoryPool pool)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceSetMemPool);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
-    gw_put_u64(q, (uint64_t)(uintptr_t)pool);
+    gw_put_device(q, (int64_t)dev);
+    gw_put_handle(q, (uint64_t)(uintptr_t)pool);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -1006,7 +1006,7 @@ CUresult CUDAAPI cuDeviceTotalMem(unsigned int * bytes, CUdevice dev)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceTotalMem);
     gw_put_out(q, bytes, bytes ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_device(q, (int64_t)dev);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -1022,7 +1022,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDeviceTotalMem_v2(s
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceTotalMem_v2);
     gw_put_out(q, bytes, bytes ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_device(q, (int64_t)dev);
     gw_rep *r;
     CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -1037,8 +1037,8 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuDeviceTotalMem_v2(s
 CUresult CUDAAPI cuDeviceUnregisterAsyncNotification(CUdevice device, CUasyncCallbackHandle callback)
 {
     gw_req *q = gw_req_begin(GW_OP_cuDeviceUnregisterAsyncNotification);
-    gw_put_u64(q, (uint64_t)(int64_t)device);
-    gw_put_u64(q, (uint64_t)(uintptr_t)callback);
+    gw_put_device(q, (int64_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)callback);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -1052,7 +1052,7 @@ CUresult CUDAAPI cuEventCreate(CUevent * phEvent, unsigned int Flags)
     if (!phEvent)
         return CUDA_ERROR_INVALID_VALUE;
     uint64_t phEvent_id = gw_new_handle_id();
-    gw_put_u64(q, phEvent_id);
+    gw_put_handle(q, phEvent_id);
     gw_put_u64(q, (uint64_t)(int64_t)Flags);
     CUresult res;
     if (gw_may_post()) {
@@ -1073,7 +1073,7 @@ CUresult CUDAAPI cuEventCreate(CUevent * phEvent, unsigned int Flags)
 CUresult CUDAAPI cuEventDestroy(CUevent hEvent)
 {
     gw_req *q = gw_req_begin(GW_OP_cuEventDestroy);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hEvent);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -1084,7 +1084,7 @@ CUresult CUDAAPI cuEventDestroy(CUevent hEvent)
 CUresult CUDAAPI cuEventDestroy_v2(CUevent hEvent)
 {
     gw_req *q = gw_req_begin(GW_OP_cuEventDestroy_v2);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hEvent);
     return gw_req_post(q);
 }
 
@@ -1093,8 +1093,8 @@ CUresult CUDAAPI cuEventElapsedTime(float * pMilliseconds, CUevent hStart, CUeve
 {
     gw_req *q = gw_req_begin(GW_OP_cuEventElapsedTime);
     gw_put_out(q, pMilliseconds, pMilliseconds ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStart);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hEnd);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStart);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hEnd);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -1110,8 +1110,8 @@ CUresult CUDAAPI cuEventElapsedTime_v2(float * pMilliseconds, CUevent hStart, CU
 {
     gw_req *q = gw_req_begin(GW_OP_cuEventElapsedTime_v2);
     gw_put_out(q, pMilliseconds, pMilliseconds ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStart);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hEnd);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStart);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hEnd);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -1127,7 +1127,7 @@ CUresult CUDAAPI cuEventQuery(CUevent hEvent)
 {
     gw_req *q = gw_req_begin(GW_OP_cuEventQuery);
     gw_req_set_flags(q, GW_F_COLLECT);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hEvent);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -1138,8 +1138,8 @@ CUresult CUDAAPI cuEventQuery(CUevent hEvent)
 CUresult CUDAAPI cuEventRecord(CUevent hEvent, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuEventRecord);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hEvent);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     return gw_req_post(q);
 }
 
@@ -1147,8 +1147,8 @@ CUresult CUDAAPI cuEventRecord(CUevent hEvent, CUstream hStream)
 CUresult CUDAAPI cuEventRecordWithFlags(CUevent hEvent, CUstream hStream, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuEventRecordWithFlags);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hEvent);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     return gw_req_post(q);
 }
@@ -1157,8 +1157,8 @@ CUresult CUDAAPI cuEventRecordWithFlags(CUevent hEvent, CUstream hStream, unsign
 CUresult CUDAAPI cuEventRecordWithFlags_ptsz(CUevent hEvent, CUstream hStream, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuEventRecordWithFlags_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hEvent);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     return gw_req_post(q);
 }
@@ -1167,8 +1167,8 @@ CUresult CUDAAPI cuEventRecordWithFlags_ptsz(CUevent hEvent, CUstream hStream, u
 CUresult CUDAAPI cuEventRecord_ptsz(CUevent hEvent, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuEventRecord_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hEvent);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     return gw_req_post(q);
 }
 
@@ -1177,7 +1177,7 @@ CUresult CUDAAPI cuEventSynchronize(CUevent hEvent)
 {
     gw_req *q = gw_req_begin(GW_OP_cuEventSynchronize);
     gw_req_set_flags(q, GW_F_COLLECT);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hEvent);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -1202,7 +1202,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuFuncGetAttribute(in
     gw_req *q = gw_req_begin(GW_OP_cuFuncGetAttribute);
     gw_put_out(q, pi, pi ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)attrib);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hfunc);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hfunc);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -1218,7 +1218,7 @@ CUresult CUDAAPI cuFuncGetModule(CUmodule * hmod, CUfunction hfunc)
 {
     gw_req *q = gw_req_begin(GW_OP_cuFuncGetModule);
     gw_put_out(q, hmod, hmod ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hfunc);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hfunc);
     gw_rep *r;
     CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -1233,7 +1233,7 @@ CUresult CUDAAPI cuFuncGetModule(CUmodule * hmod, CUfunction hfunc)
 CUresult CUDAAPI cuFuncGetParamInfo(CUfunction func, size_t paramIndex, size_t * paramOffset, size_t * paramSize)
 {
     gw_req *q = gw_req_begin(GW_OP_cuFuncGetParamInfo);
-    gw_put_u64(q, (uint64_t)(uintptr_t)func);
+    gw_put_handle(q, (uint64_t)(uintptr_t)func);
     gw_put_u64(q, (uint64_t)(int64_t)paramIndex);
     gw_put_out(q, paramOffset, paramOffset ? (size_t)(1) : 0);
     gw_put_out(q, paramSize, paramSize ? (size_t)(1) : 0);
@@ -1253,7 +1253,7 @@ CUresult CUDAAPI cuFuncIsLoaded(CUfunctionLoadingState * state, CUfunction funct
 {
     gw_req *q = gw_req_begin(GW_OP_cuFuncIsLoaded);
     gw_put_out(q, state, state ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)function);
+    gw_put_handle(q, (uint64_t)(uintptr_t)function);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -1268,7 +1268,7 @@ CUresult CUDAAPI cuFuncIsLoaded(CUfunctionLoadingState * state, CUfunction funct
 CUresult CUDAAPI cuFuncLoad(CUfunction function)
 {
     gw_req *q = gw_req_begin(GW_OP_cuFuncLoad);
-    gw_put_u64(q, (uint64_t)(uintptr_t)function);
+    gw_put_handle(q, (uint64_t)(uintptr_t)function);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -1279,7 +1279,7 @@ CUresult CUDAAPI cuFuncLoad(CUfunction function)
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuFuncSetAttribute(CUfunction hfunc, CUfunction_attribute attrib, int value)
 {
     gw_req *q = gw_req_begin(GW_OP_cuFuncSetAttribute);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hfunc);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hfunc);
     gw_put_u64(q, (uint64_t)(int64_t)attrib);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     return gw_req_post(q);
@@ -1289,7 +1289,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuFuncSetAttribute(CU
 CUresult CUDAAPI cuFuncSetBlockShape(CUfunction hfunc, int x, int y, int z)
 {
     gw_req *q = gw_req_begin(GW_OP_cuFuncSetBlockShape);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hfunc);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hfunc);
     gw_put_u64(q, (uint64_t)(int64_t)x);
     gw_put_u64(q, (uint64_t)(int64_t)y);
     gw_put_u64(q, (uint64_t)(int64_t)z);
@@ -1303,7 +1303,7 @@ CUresult CUDAAPI cuFuncSetBlockShape(CUfunction hfunc, int x, int y, int z)
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuFuncSetCacheConfig(CUfunction hfunc, CUfunc_cache config)
 {
     gw_req *q = gw_req_begin(GW_OP_cuFuncSetCacheConfig);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hfunc);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hfunc);
     gw_put_u64(q, (uint64_t)(int64_t)config);
     return gw_req_post(q);
 }
@@ -1312,7 +1312,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuFuncSetCacheConfig(
 CUresult CUDAAPI cuFuncSetSharedMemConfig(CUfunction hfunc, CUsharedconfig config)
 {
     gw_req *q = gw_req_begin(GW_OP_cuFuncSetSharedMemConfig);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hfunc);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hfunc);
     gw_put_u64(q, (uint64_t)(int64_t)config);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -1324,7 +1324,7 @@ CUresult CUDAAPI cuFuncSetSharedMemConfig(CUfunction hfunc, CUsharedconfig confi
 CUresult CUDAAPI cuFuncSetSharedSize(CUfunction hfunc, unsigned int bytes)
 {
     gw_req *q = gw_req_begin(GW_OP_cuFuncSetSharedSize);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hfunc);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hfunc);
     gw_put_u64(q, (uint64_t)(int64_t)bytes);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -1337,10 +1337,10 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphAddChildGraphN
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphAddChildGraphNode);
     gw_put_out(q, phGraphNode, phGraphNode ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraph);
     gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
-    gw_put_u64(q, (uint64_t)(uintptr_t)childGraph);
+    gw_put_handle(q, (uint64_t)(uintptr_t)childGraph);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -1355,7 +1355,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphAddChildGraphN
 CUresult CUDAAPI cuGraphAddDependencies(CUgraph hGraph, const CUgraphNode * from, const CUgraphNode * to, size_t numDependencies)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphAddDependencies);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraph);
     gw_put_handles(q, (void *const *)from, from ? (size_t)(numDependencies) : 0);
     gw_put_handles(q, (void *const *)to, to ? (size_t)(numDependencies) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
@@ -1369,7 +1369,7 @@ CUresult CUDAAPI cuGraphAddDependencies(CUgraph hGraph, const CUgraphNode * from
 CUresult CUDAAPI cuGraphAddDependencies_v2(CUgraph hGraph, const CUgraphNode * from, const CUgraphNode * to, const CUgraphEdgeData * edgeData, size_t numDependencies)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphAddDependencies_v2);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraph);
     gw_put_handles(q, (void *const *)from, from ? (size_t)(numDependencies) : 0);
     gw_put_handles(q, (void *const *)to, to ? (size_t)(numDependencies) : 0);
     gw_put_in(q, edgeData, edgeData ? (size_t)(numDependencies) * sizeof(CUgraphEdgeData) : 0);
@@ -1385,7 +1385,7 @@ CUresult CUDAAPI cuGraphAddEmptyNode(CUgraphNode * phGraphNode, CUgraph hGraph, 
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphAddEmptyNode);
     gw_put_out(q, phGraphNode, phGraphNode ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraph);
     gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
     gw_rep *r;
@@ -1403,10 +1403,10 @@ CUresult CUDAAPI cuGraphAddEventRecordNode(CUgraphNode * phGraphNode, CUgraph hG
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphAddEventRecordNode);
     gw_put_out(q, phGraphNode, phGraphNode ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraph);
     gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
-    gw_put_u64(q, (uint64_t)(uintptr_t)event);
+    gw_put_handle(q, (uint64_t)(uintptr_t)event);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -1422,10 +1422,10 @@ CUresult CUDAAPI cuGraphAddEventWaitNode(CUgraphNode * phGraphNode, CUgraph hGra
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphAddEventWaitNode);
     gw_put_out(q, phGraphNode, phGraphNode ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraph);
     gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
-    gw_put_u64(q, (uint64_t)(uintptr_t)event);
+    gw_put_handle(q, (uint64_t)(uintptr_t)event);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -1441,10 +1441,10 @@ CUresult CUDAAPI cuGraphAddMemFreeNode(CUgraphNode * phGraphNode, CUgraph hGraph
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphAddMemFreeNode);
     gw_put_out(q, phGraphNode, phGraphNode ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraph);
     gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
-    gw_put_u64(q, (uint64_t)(int64_t)dptr);
+    gw_put_address(q, (uint64_t)dptr);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -1460,11 +1460,11 @@ CUresult CUDAAPI cuGraphAddMemsetNode(CUgraphNode * phGraphNode, CUgraph hGraph,
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphAddMemsetNode);
     gw_put_out(q, phGraphNode, phGraphNode ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraph);
     gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
     gw_put_in(q, memsetParams, memsetParams ? (size_t)(1) * sizeof(CUDA_MEMSET_NODE_PARAMS) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
+    gw_put_handle(q, (uint64_t)(uintptr_t)ctx);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -1479,7 +1479,7 @@ CUresult CUDAAPI cuGraphAddMemsetNode(CUgraphNode * phGraphNode, CUgraph hGraph,
 CUresult CUDAAPI cuGraphChildGraphNodeGetGraph(CUgraphNode hNode, CUgraph * phGraph)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphChildGraphNodeGetGraph);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hNode);
     gw_put_out(q, phGraph, phGraph ? (size_t)(1) : 0);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -1498,8 +1498,8 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphClone(CUgraph 
     if (!phGraphClone)
         return CUDA_ERROR_INVALID_VALUE;
     uint64_t phGraphClone_id = gw_new_handle_id();
-    gw_put_u64(q, phGraphClone_id);
-    gw_put_u64(q, (uint64_t)(uintptr_t)originalGraph);
+    gw_put_handle(q, phGraphClone_id);
+    gw_put_handle(q, (uint64_t)(uintptr_t)originalGraph);
     CUresult res;
     if (gw_may_post()) {
         res = gw_req_post(q);
@@ -1520,8 +1520,8 @@ CUresult CUDAAPI cuGraphConditionalHandleCreate(CUgraphConditionalHandle * pHand
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphConditionalHandleCreate);
     gw_put_out(q, pHandle_out, pHandle_out ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
-    gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handle(q, (uint64_t)(uintptr_t)ctx);
     gw_put_u64(q, (uint64_t)(int64_t)defaultLaunchValue);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
@@ -1541,7 +1541,7 @@ CUresult CUDAAPI cuGraphCreate(CUgraph * phGraph, unsigned int flags)
     if (!phGraph)
         return CUDA_ERROR_INVALID_VALUE;
     uint64_t phGraph_id = gw_new_handle_id();
-    gw_put_u64(q, phGraph_id);
+    gw_put_handle(q, phGraph_id);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     CUresult res;
     if (gw_may_post()) {
@@ -1562,7 +1562,7 @@ CUresult CUDAAPI cuGraphCreate(CUgraph * phGraph, unsigned int flags)
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphDestroy(CUgraph hGraph)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphDestroy);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraph);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -1573,7 +1573,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphDestroy(CUgrap
 CUresult CUDAAPI cuGraphDestroyNode(CUgraphNode hNode)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphDestroyNode);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hNode);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -1584,7 +1584,7 @@ CUresult CUDAAPI cuGraphDestroyNode(CUgraphNode hNode)
 CUresult CUDAAPI cuGraphEventRecordNodeGetEvent(CUgraphNode hNode, CUevent * event_out)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphEventRecordNodeGetEvent);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hNode);
     gw_put_out(q, event_out, event_out ? (size_t)(1) : 0);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -1600,8 +1600,8 @@ CUresult CUDAAPI cuGraphEventRecordNodeGetEvent(CUgraphNode hNode, CUevent * eve
 CUresult CUDAAPI cuGraphEventRecordNodeSetEvent(CUgraphNode hNode, CUevent event)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphEventRecordNodeSetEvent);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
-    gw_put_u64(q, (uint64_t)(uintptr_t)event);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_handle(q, (uint64_t)(uintptr_t)event);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -1612,7 +1612,7 @@ CUresult CUDAAPI cuGraphEventRecordNodeSetEvent(CUgraphNode hNode, CUevent event
 CUresult CUDAAPI cuGraphEventWaitNodeGetEvent(CUgraphNode hNode, CUevent * event_out)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphEventWaitNodeGetEvent);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hNode);
     gw_put_out(q, event_out, event_out ? (size_t)(1) : 0);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -1628,8 +1628,8 @@ CUresult CUDAAPI cuGraphEventWaitNodeGetEvent(CUgraphNode hNode, CUevent * event
 CUresult CUDAAPI cuGraphEventWaitNodeSetEvent(CUgraphNode hNode, CUevent event)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphEventWaitNodeSetEvent);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
-    gw_put_u64(q, (uint64_t)(uintptr_t)event);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_handle(q, (uint64_t)(uintptr_t)event);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -1640,9 +1640,9 @@ CUresult CUDAAPI cuGraphEventWaitNodeSetEvent(CUgraphNode hNode, CUevent event)
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphExecChildGraphNodeSetParams(CUgraphExec hGraphExec, CUgraphNode hNode, CUgraph childGraph)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphExecChildGraphNodeSetParams);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
-    gw_put_u64(q, (uint64_t)(uintptr_t)childGraph);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraphExec);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_handle(q, (uint64_t)(uintptr_t)childGraph);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -1653,7 +1653,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphExecChildGraph
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphExecDestroy(CUgraphExec hGraphExec)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphExecDestroy);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraphExec);
     return gw_req_post(q);
 }
 
@@ -1661,9 +1661,9 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphExecDestroy(CU
 CUresult CUDAAPI cuGraphExecEventRecordNodeSetEvent(CUgraphExec hGraphExec, CUgraphNode hNode, CUevent event)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphExecEventRecordNodeSetEvent);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
-    gw_put_u64(q, (uint64_t)(uintptr_t)event);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraphExec);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_handle(q, (uint64_t)(uintptr_t)event);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -1674,9 +1674,9 @@ CUresult CUDAAPI cuGraphExecEventRecordNodeSetEvent(CUgraphExec hGraphExec, CUgr
 CUresult CUDAAPI cuGraphExecEventWaitNodeSetEvent(CUgraphExec hGraphExec, CUgraphNode hNode, CUevent event)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphExecEventWaitNodeSetEvent);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
-    gw_put_u64(q, (uint64_t)(uintptr_t)event);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraphExec);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_handle(q, (uint64_t)(uintptr_t)event);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -1687,10 +1687,10 @@ CUresult CUDAAPI cuGraphExecEventWaitNodeSetEvent(CUgraphExec hGraphExec, CUgrap
 CUresult CUDAAPI cuGraphExecMemsetNodeSetParams(CUgraphExec hGraphExec, CUgraphNode hNode, const CUDA_MEMSET_NODE_PARAMS * memsetParams, CUcontext ctx)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphExecMemsetNodeSetParams);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraphExec);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hNode);
     gw_put_in(q, memsetParams, memsetParams ? (size_t)(1) * sizeof(CUDA_MEMSET_NODE_PARAMS) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
+    gw_put_handle(q, (uint64_t)(uintptr_t)ctx);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -1701,7 +1701,7 @@ CUresult CUDAAPI cuGraphExecMemsetNodeSetParams(CUgraphExec hGraphExec, CUgraphN
 CUresult CUDAAPI cuGraphGetNodes(CUgraph hGraph, CUgraphNode * nodes, size_t * numNodes)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphGetNodes);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraph);
     gw_put_out(q, nodes, nodes ? (size_t)(*numNodes) : 0);
     gw_put_in(q, numNodes, numNodes ? (size_t)(1) * sizeof(size_t) : 0);
     gw_rep *r;
@@ -1719,7 +1719,7 @@ CUresult CUDAAPI cuGraphGetNodes(CUgraph hGraph, CUgraphNode * nodes, size_t * n
 CUresult CUDAAPI cuGraphGetRootNodes(CUgraph hGraph, CUgraphNode * rootNodes, size_t * numRootNodes)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphGetRootNodes);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraph);
     gw_put_out(q, rootNodes, rootNodes ? (size_t)(*numRootNodes) : 0);
     gw_put_in(q, numRootNodes, numRootNodes ? (size_t)(1) * sizeof(size_t) : 0);
     gw_rep *r;
@@ -1738,7 +1738,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphInstantiateWit
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphInstantiateWithFlags);
     gw_put_out(q, phGraphExec, phGraphExec ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraph);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -1754,8 +1754,8 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphInstantiateWit
 CUresult CUDAAPI cuGraphKernelNodeCopyAttributes(CUgraphNode dst, CUgraphNode src)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphKernelNodeCopyAttributes);
-    gw_put_u64(q, (uint64_t)(uintptr_t)dst);
-    gw_put_u64(q, (uint64_t)(uintptr_t)src);
+    gw_put_handle(q, (uint64_t)(uintptr_t)dst);
+    gw_put_handle(q, (uint64_t)(uintptr_t)src);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -1766,8 +1766,8 @@ CUresult CUDAAPI cuGraphKernelNodeCopyAttributes(CUgraphNode dst, CUgraphNode sr
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphLaunch(CUgraphExec hGraph, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphLaunch);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_fence_unsafe(GW_OP_cuGraphLaunch, (uint64_t)(uintptr_t)hStream);
     return gw_req_post(q);
 }
@@ -1776,8 +1776,8 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphLaunch(CUgraph
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphLaunch_ptsz(CUgraphExec hGraphExec, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphLaunch_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraphExec);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_fence_unsafe(GW_OP_cuGraphLaunch_ptsz, (uint64_t)(uintptr_t)hStream);
     return gw_req_post(q);
 }
@@ -1786,7 +1786,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphLaunch_ptsz(CU
 CUresult CUDAAPI cuGraphMemFreeNodeGetParams(CUgraphNode hNode, CUdeviceptr * dptr_out)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphMemFreeNodeGetParams);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hNode);
     gw_put_out(q, dptr_out, dptr_out ? (size_t)(1) : 0);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -1802,7 +1802,7 @@ CUresult CUDAAPI cuGraphMemFreeNodeGetParams(CUgraphNode hNode, CUdeviceptr * dp
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphMemcpyNodeGetParams(CUgraphNode hNode, CUDA_MEMCPY3D * nodeParams)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphMemcpyNodeGetParams);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hNode);
     gw_put_out(q, nodeParams, nodeParams ? (size_t)(1) : 0);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -1818,7 +1818,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuGraphMemcpyNodeGetP
 CUresult CUDAAPI cuGraphMemsetNodeGetParams(CUgraphNode hNode, CUDA_MEMSET_NODE_PARAMS * nodeParams)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphMemsetNodeGetParams);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hNode);
     gw_put_out(q, nodeParams, nodeParams ? (size_t)(1) : 0);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -1834,7 +1834,7 @@ CUresult CUDAAPI cuGraphMemsetNodeGetParams(CUgraphNode hNode, CUDA_MEMSET_NODE_
 CUresult CUDAAPI cuGraphMemsetNodeSetParams(CUgraphNode hNode, const CUDA_MEMSET_NODE_PARAMS * nodeParams)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphMemsetNodeSetParams);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hNode);
     gw_put_in(q, nodeParams, nodeParams ? (size_t)(1) * sizeof(CUDA_MEMSET_NODE_PARAMS) : 0);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -1847,8 +1847,8 @@ CUresult CUDAAPI cuGraphNodeFindInClone(CUgraphNode * phNode, CUgraphNode hOrigi
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphNodeFindInClone);
     gw_put_out(q, phNode, phNode ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hOriginalNode);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hClonedGraph);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hOriginalNode);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hClonedGraph);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -1863,7 +1863,7 @@ CUresult CUDAAPI cuGraphNodeFindInClone(CUgraphNode * phNode, CUgraphNode hOrigi
 CUresult CUDAAPI cuGraphNodeGetType(CUgraphNode hNode, CUgraphNodeType * type)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphNodeGetType);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hNode);
     gw_put_out(q, type, type ? (size_t)(1) : 0);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -1879,8 +1879,8 @@ CUresult CUDAAPI cuGraphNodeGetType(CUgraphNode hNode, CUgraphNodeType * type)
 CUresult CUDAAPI cuGraphNodeSetEnabled(CUgraphExec hGraphExec, CUgraphNode hNode, unsigned int isEnabled)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphNodeSetEnabled);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hNode);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraphExec);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hNode);
     gw_put_u64(q, (uint64_t)(int64_t)isEnabled);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -1892,8 +1892,8 @@ CUresult CUDAAPI cuGraphNodeSetEnabled(CUgraphExec hGraphExec, CUgraphNode hNode
 CUresult CUDAAPI cuGraphReleaseUserObject(CUgraph graph, CUuserObject object, unsigned int count)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphReleaseUserObject);
-    gw_put_u64(q, (uint64_t)(uintptr_t)graph);
-    gw_put_u64(q, (uint64_t)(uintptr_t)object);
+    gw_put_handle(q, (uint64_t)(uintptr_t)graph);
+    gw_put_handle(q, (uint64_t)(uintptr_t)object);
     gw_put_u64(q, (uint64_t)(int64_t)count);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -1905,7 +1905,7 @@ CUresult CUDAAPI cuGraphReleaseUserObject(CUgraph graph, CUuserObject object, un
 CUresult CUDAAPI cuGraphRemoveDependencies(CUgraph hGraph, const CUgraphNode * from, const CUgraphNode * to, size_t numDependencies)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphRemoveDependencies);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraph);
     gw_put_handles(q, (void *const *)from, from ? (size_t)(numDependencies) : 0);
     gw_put_handles(q, (void *const *)to, to ? (size_t)(numDependencies) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
@@ -1919,7 +1919,7 @@ CUresult CUDAAPI cuGraphRemoveDependencies(CUgraph hGraph, const CUgraphNode * f
 CUresult CUDAAPI cuGraphRemoveDependencies_v2(CUgraph hGraph, const CUgraphNode * from, const CUgraphNode * to, const CUgraphEdgeData * edgeData, size_t numDependencies)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphRemoveDependencies_v2);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraph);
     gw_put_handles(q, (void *const *)from, from ? (size_t)(numDependencies) : 0);
     gw_put_handles(q, (void *const *)to, to ? (size_t)(numDependencies) : 0);
     gw_put_in(q, edgeData, edgeData ? (size_t)(numDependencies) * sizeof(CUgraphEdgeData) : 0);
@@ -1934,8 +1934,8 @@ CUresult CUDAAPI cuGraphRemoveDependencies_v2(CUgraph hGraph, const CUgraphNode 
 CUresult CUDAAPI cuGraphRetainUserObject(CUgraph graph, CUuserObject object, unsigned int count, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphRetainUserObject);
-    gw_put_u64(q, (uint64_t)(uintptr_t)graph);
-    gw_put_u64(q, (uint64_t)(uintptr_t)object);
+    gw_put_handle(q, (uint64_t)(uintptr_t)graph);
+    gw_put_handle(q, (uint64_t)(uintptr_t)object);
     gw_put_u64(q, (uint64_t)(int64_t)count);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
@@ -1948,8 +1948,8 @@ CUresult CUDAAPI cuGraphRetainUserObject(CUgraph graph, CUuserObject object, uns
 CUresult CUDAAPI cuGraphUpload(CUgraphExec hGraph, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphUpload);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     return gw_req_post(q);
 }
 
@@ -1957,8 +1957,8 @@ CUresult CUDAAPI cuGraphUpload(CUgraphExec hGraph, CUstream hStream)
 CUresult CUDAAPI cuGraphUpload_ptsz(CUgraphExec hGraphExec, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphUpload_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraphExec);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraphExec);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     return gw_req_post(q);
 }
 
@@ -1966,7 +1966,7 @@ CUresult CUDAAPI cuGraphUpload_ptsz(CUgraphExec hGraphExec, CUstream hStream)
 CUresult CUDAAPI cuGraphicsResourceSetMapFlags(CUgraphicsResource resource, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphicsResourceSetMapFlags);
-    gw_put_u64(q, (uint64_t)(uintptr_t)resource);
+    gw_put_handle(q, (uint64_t)(uintptr_t)resource);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -1978,7 +1978,7 @@ CUresult CUDAAPI cuGraphicsResourceSetMapFlags(CUgraphicsResource resource, unsi
 CUresult CUDAAPI cuGraphicsResourceSetMapFlags_v2(CUgraphicsResource resource, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphicsResourceSetMapFlags_v2);
-    gw_put_u64(q, (uint64_t)(uintptr_t)resource);
+    gw_put_handle(q, (uint64_t)(uintptr_t)resource);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -1990,7 +1990,7 @@ CUresult CUDAAPI cuGraphicsResourceSetMapFlags_v2(CUgraphicsResource resource, u
 CUresult CUDAAPI cuGraphicsUnregisterResource(CUgraphicsResource resource)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGraphicsUnregisterResource);
-    gw_put_u64(q, (uint64_t)(uintptr_t)resource);
+    gw_put_handle(q, (uint64_t)(uintptr_t)resource);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2002,8 +2002,8 @@ CUresult CUDAAPI cuGreenCtxCreate(CUgreenCtx * phCtx, CUdevResourceDesc desc, CU
 {
     gw_req *q = gw_req_begin(GW_OP_cuGreenCtxCreate);
     gw_put_out(q, phCtx, phCtx ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)desc);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_handle(q, (uint64_t)(uintptr_t)desc);
+    gw_put_device(q, (int64_t)dev);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -2019,7 +2019,7 @@ CUresult CUDAAPI cuGreenCtxCreate(CUgreenCtx * phCtx, CUdevResourceDesc desc, CU
 CUresult CUDAAPI cuGreenCtxDestroy(CUgreenCtx hCtx)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGreenCtxDestroy);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hCtx);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hCtx);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2030,7 +2030,7 @@ CUresult CUDAAPI cuGreenCtxDestroy(CUgreenCtx hCtx)
 CUresult CUDAAPI cuGreenCtxGetDevResource(CUgreenCtx hCtx, CUdevResource * resource, CUdevResourceType type)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGreenCtxGetDevResource);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hCtx);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hCtx);
     gw_put_out(q, resource, resource ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)type);
     gw_rep *r;
@@ -2047,7 +2047,7 @@ CUresult CUDAAPI cuGreenCtxGetDevResource(CUgreenCtx hCtx, CUdevResource * resou
 CUresult CUDAAPI cuGreenCtxGetId(CUgreenCtx greenCtx, unsigned long long * greenCtxId)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGreenCtxGetId);
-    gw_put_u64(q, (uint64_t)(uintptr_t)greenCtx);
+    gw_put_handle(q, (uint64_t)(uintptr_t)greenCtx);
     gw_put_out(q, greenCtxId, greenCtxId ? (size_t)(1) : 0);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -2063,8 +2063,8 @@ CUresult CUDAAPI cuGreenCtxGetId(CUgreenCtx greenCtx, unsigned long long * green
 CUresult CUDAAPI cuGreenCtxRecordEvent(CUgreenCtx hCtx, CUevent hEvent)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGreenCtxRecordEvent);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hCtx);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hCtx);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hEvent);
     return gw_req_post(q);
 }
 
@@ -2075,8 +2075,8 @@ CUresult CUDAAPI cuGreenCtxStreamCreate(CUstream * phStream, CUgreenCtx greenCtx
     if (!phStream)
         return CUDA_ERROR_INVALID_VALUE;
     uint64_t phStream_id = gw_new_handle_id();
-    gw_put_u64(q, phStream_id);
-    gw_put_u64(q, (uint64_t)(uintptr_t)greenCtx);
+    gw_put_handle(q, phStream_id);
+    gw_put_handle(q, (uint64_t)(uintptr_t)greenCtx);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_put_u64(q, (uint64_t)(int64_t)priority);
     CUresult res;
@@ -2098,8 +2098,8 @@ CUresult CUDAAPI cuGreenCtxStreamCreate(CUstream * phStream, CUgreenCtx greenCtx
 CUresult CUDAAPI cuGreenCtxWaitEvent(CUgreenCtx hCtx, CUevent hEvent)
 {
     gw_req *q = gw_req_begin(GW_OP_cuGreenCtxWaitEvent);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hCtx);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hCtx);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hEvent);
     gw_fence_unsafe(GW_OP_cuGreenCtxWaitEvent, GW_FENCE_DEFAULT_STREAM);
     return gw_req_post(q);
 }
@@ -2119,7 +2119,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuInit(unsigned int F
 CUresult CUDAAPI cuIpcCloseMemHandle(CUdeviceptr dptr)
 {
     gw_req *q = gw_req_begin(GW_OP_cuIpcCloseMemHandle);
-    gw_put_u64(q, (uint64_t)(int64_t)dptr);
+    gw_put_address(q, (uint64_t)dptr);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2131,7 +2131,7 @@ CUresult CUDAAPI cuIpcGetEventHandle(CUipcEventHandle * pHandle, CUevent event)
 {
     gw_req *q = gw_req_begin(GW_OP_cuIpcGetEventHandle);
     gw_put_out(q, pHandle, pHandle ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)event);
+    gw_put_handle(q, (uint64_t)(uintptr_t)event);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -2147,7 +2147,7 @@ CUresult CUDAAPI cuIpcGetMemHandle(CUipcMemHandle * pHandle, CUdeviceptr dptr)
 {
     gw_req *q = gw_req_begin(GW_OP_cuIpcGetMemHandle);
     gw_put_out(q, pHandle, pHandle ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(int64_t)dptr);
+    gw_put_address(q, (uint64_t)dptr);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -2165,7 +2165,7 @@ CUresult CUDAAPI cuIpcOpenEventHandle(CUevent * phEvent, CUipcEventHandle handle
     if (!phEvent)
         return CUDA_ERROR_INVALID_VALUE;
     uint64_t phEvent_id = gw_new_handle_id();
-    gw_put_u64(q, phEvent_id);
+    gw_put_handle(q, phEvent_id);
     gw_put_in(q, &handle, sizeof(CUipcEventHandle));
     CUresult res;
     if (gw_may_post()) {
@@ -2205,8 +2205,8 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuKernelGetAttribute(
     gw_req *q = gw_req_begin(GW_OP_cuKernelGetAttribute);
     gw_put_out(q, pi, pi ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)attrib);
-    gw_put_u64(q, (uint64_t)(uintptr_t)kernel);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_handle(q, (uint64_t)(uintptr_t)kernel);
+    gw_put_device(q, (int64_t)dev);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -2224,8 +2224,8 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuKernelGetFunction(C
     if (!pFunc)
         return CUDA_ERROR_INVALID_VALUE;
     uint64_t pFunc_id = gw_new_handle_id();
-    gw_put_u64(q, pFunc_id);
-    gw_put_u64(q, (uint64_t)(uintptr_t)kernel);
+    gw_put_handle(q, pFunc_id);
+    gw_put_handle(q, (uint64_t)(uintptr_t)kernel);
     CUresult res;
     if (gw_may_post()) {
         res = gw_req_post(q);
@@ -2246,7 +2246,7 @@ CUresult CUDAAPI cuKernelGetLibrary(CUlibrary * pLib, CUkernel kernel)
 {
     gw_req *q = gw_req_begin(GW_OP_cuKernelGetLibrary);
     gw_put_out(q, pLib, pLib ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)kernel);
+    gw_put_handle(q, (uint64_t)(uintptr_t)kernel);
     gw_rep *r;
     CUresult res = gw_req_call_cached(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -2261,7 +2261,7 @@ CUresult CUDAAPI cuKernelGetLibrary(CUlibrary * pLib, CUkernel kernel)
 CUresult CUDAAPI cuKernelGetParamInfo(CUkernel kernel, size_t paramIndex, size_t * paramOffset, size_t * paramSize)
 {
     gw_req *q = gw_req_begin(GW_OP_cuKernelGetParamInfo);
-    gw_put_u64(q, (uint64_t)(uintptr_t)kernel);
+    gw_put_handle(q, (uint64_t)(uintptr_t)kernel);
     gw_put_u64(q, (uint64_t)(int64_t)paramIndex);
     gw_put_out(q, paramOffset, paramOffset ? (size_t)(1) : 0);
     gw_put_out(q, paramSize, paramSize ? (size_t)(1) : 0);
@@ -2282,8 +2282,8 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuKernelSetAttribute(
     gw_req *q = gw_req_begin(GW_OP_cuKernelSetAttribute);
     gw_put_u64(q, (uint64_t)(int64_t)attrib);
     gw_put_u64(q, (uint64_t)(int64_t)val);
-    gw_put_u64(q, (uint64_t)(uintptr_t)kernel);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_handle(q, (uint64_t)(uintptr_t)kernel);
+    gw_put_device(q, (int64_t)dev);
     return gw_req_post(q);
 }
 
@@ -2291,9 +2291,9 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuKernelSetAttribute(
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuKernelSetCacheConfig(CUkernel kernel, CUfunc_cache config, CUdevice dev)
 {
     gw_req *q = gw_req_begin(GW_OP_cuKernelSetCacheConfig);
-    gw_put_u64(q, (uint64_t)(uintptr_t)kernel);
+    gw_put_handle(q, (uint64_t)(uintptr_t)kernel);
     gw_put_u64(q, (uint64_t)(int64_t)config);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_device(q, (int64_t)dev);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2304,7 +2304,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuKernelSetCacheConfi
 CUresult CUDAAPI cuLaunch(CUfunction f)
 {
     gw_req *q = gw_req_begin(GW_OP_cuLaunch);
-    gw_put_u64(q, (uint64_t)(uintptr_t)f);
+    gw_put_handle(q, (uint64_t)(uintptr_t)f);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2315,7 +2315,7 @@ CUresult CUDAAPI cuLaunch(CUfunction f)
 CUresult CUDAAPI cuLaunchGrid(CUfunction f, int grid_width, int grid_height)
 {
     gw_req *q = gw_req_begin(GW_OP_cuLaunchGrid);
-    gw_put_u64(q, (uint64_t)(uintptr_t)f);
+    gw_put_handle(q, (uint64_t)(uintptr_t)f);
     gw_put_u64(q, (uint64_t)(int64_t)grid_width);
     gw_put_u64(q, (uint64_t)(int64_t)grid_height);
     gw_rep *r;
@@ -2328,10 +2328,10 @@ CUresult CUDAAPI cuLaunchGrid(CUfunction f, int grid_width, int grid_height)
 CUresult CUDAAPI cuLaunchGridAsync(CUfunction f, int grid_width, int grid_height, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuLaunchGridAsync);
-    gw_put_u64(q, (uint64_t)(uintptr_t)f);
+    gw_put_handle(q, (uint64_t)(uintptr_t)f);
     gw_put_u64(q, (uint64_t)(int64_t)grid_width);
     gw_put_u64(q, (uint64_t)(int64_t)grid_height);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2344,7 +2344,7 @@ CUresult CUDAAPI cuLibraryEnumerateKernels(CUkernel * kernels, unsigned int numK
     gw_req *q = gw_req_begin(GW_OP_cuLibraryEnumerateKernels);
     gw_put_out(q, kernels, kernels ? (size_t)(numKernels) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)numKernels);
-    gw_put_u64(q, (uint64_t)(uintptr_t)lib);
+    gw_put_handle(q, (uint64_t)(uintptr_t)lib);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -2361,7 +2361,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuLibraryGetGlobal(CU
     gw_req *q = gw_req_begin(GW_OP_cuLibraryGetGlobal);
     gw_put_out(q, dptr, dptr ? (size_t)(1) : 0);
     gw_put_out(q, bytes, bytes ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)library);
+    gw_put_handle(q, (uint64_t)(uintptr_t)library);
     gw_put_str(q, name);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -2381,8 +2381,8 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuLibraryGetKernel(CU
     if (!pKernel)
         return CUDA_ERROR_INVALID_VALUE;
     uint64_t pKernel_id = gw_new_handle_id();
-    gw_put_u64(q, pKernel_id);
-    gw_put_u64(q, (uint64_t)(uintptr_t)library);
+    gw_put_handle(q, pKernel_id);
+    gw_put_handle(q, (uint64_t)(uintptr_t)library);
     gw_put_str(q, name);
     CUresult res;
     if (gw_may_post()) {
@@ -2404,7 +2404,7 @@ CUresult CUDAAPI cuLibraryGetKernelCount(unsigned int * count, CUlibrary lib)
 {
     gw_req *q = gw_req_begin(GW_OP_cuLibraryGetKernelCount);
     gw_put_out(q, count, count ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)lib);
+    gw_put_handle(q, (uint64_t)(uintptr_t)lib);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -2422,8 +2422,8 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuLibraryGetModule(CU
     if (!pMod)
         return CUDA_ERROR_INVALID_VALUE;
     uint64_t pMod_id = gw_new_handle_id();
-    gw_put_u64(q, pMod_id);
-    gw_put_u64(q, (uint64_t)(uintptr_t)library);
+    gw_put_handle(q, pMod_id);
+    gw_put_handle(q, (uint64_t)(uintptr_t)library);
     CUresult res;
     if (gw_may_post()) {
         res = gw_req_post(q);
@@ -2443,7 +2443,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuLibraryGetModule(CU
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuLibraryUnload(CUlibrary library)
 {
     gw_req *q = gw_req_begin(GW_OP_cuLibraryUnload);
-    gw_put_u64(q, (uint64_t)(uintptr_t)library);
+    gw_put_handle(q, (uint64_t)(uintptr_t)library);
     return gw_req_post(q);
 }
 
@@ -2451,7 +2451,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuLibraryUnload(CUlib
 CUresult CUDAAPI cuLogsUnregisterCallback(CUlogsCallbackHandle callback)
 {
     gw_req *q = gw_req_begin(GW_OP_cuLogsUnregisterCallback);
-    gw_put_u64(q, (uint64_t)(uintptr_t)callback);
+    gw_put_handle(q, (uint64_t)(uintptr_t)callback);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2462,7 +2462,7 @@ CUresult CUDAAPI cuLogsUnregisterCallback(CUlogsCallbackHandle callback)
 CUresult CUDAAPI cuMemAddressFree(CUdeviceptr ptr, size_t size)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemAddressFree);
-    gw_put_u64(q, (uint64_t)(int64_t)ptr);
+    gw_put_address(q, (uint64_t)ptr);
     gw_put_u64(q, (uint64_t)(int64_t)size);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -2477,7 +2477,7 @@ CUresult CUDAAPI cuMemAddressReserve(CUdeviceptr * ptr, size_t size, size_t alig
     gw_put_out(q, ptr, ptr ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)size);
     gw_put_u64(q, (uint64_t)(int64_t)alignment);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -2495,7 +2495,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemAllocAsync(CUdev
     gw_req *q = gw_req_begin(GW_OP_cuMemAllocAsync);
     gw_put_out(q, dptr, dptr ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)bytesize);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -2512,7 +2512,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemAllocAsync_ptsz(
     gw_req *q = gw_req_begin(GW_OP_cuMemAllocAsync_ptsz);
     gw_put_out(q, dptr, dptr ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)bytesize);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -2529,8 +2529,8 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemAllocFromPoolAsy
     gw_req *q = gw_req_begin(GW_OP_cuMemAllocFromPoolAsync);
     gw_put_out(q, dptr, dptr ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)bytesize);
-    gw_put_u64(q, (uint64_t)(uintptr_t)pool);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)pool);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -2547,8 +2547,8 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemAllocFromPoolAsy
     gw_req *q = gw_req_begin(GW_OP_cuMemAllocFromPoolAsync_ptsz);
     gw_put_out(q, dptr, dptr ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)bytesize);
-    gw_put_u64(q, (uint64_t)(uintptr_t)pool);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)pool);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -2617,8 +2617,8 @@ CUresult CUDAAPI cuMemCreate(CUmemGenericAllocationHandle * handle, size_t size,
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemFreeAsync(CUdeviceptr dptr, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemFreeAsync);
-    gw_put_u64(q, (uint64_t)(int64_t)dptr);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_address(q, (uint64_t)dptr);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2629,8 +2629,8 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemFreeAsync(CUdevi
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemFreeAsync_ptsz);
-    gw_put_u64(q, (uint64_t)(int64_t)dptr);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_address(q, (uint64_t)dptr);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2642,7 +2642,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemFree_v2(CUdevice
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemFree_v2);
     gw_req_set_flags(q, GW_F_COLLECT);
-    gw_put_u64(q, (uint64_t)(int64_t)dptr);
+    gw_put_address(q, (uint64_t)dptr);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2655,7 +2655,7 @@ CUresult CUDAAPI cuMemGetAccess(unsigned long long * flags, const CUmemLocation 
     gw_req *q = gw_req_begin(GW_OP_cuMemGetAccess);
     gw_put_out(q, flags, flags ? (size_t)(1) : 0);
     gw_put_in(q, location, location ? (size_t)(1) * sizeof(CUmemLocation) : 0);
-    gw_put_u64(q, (uint64_t)(int64_t)ptr);
+    gw_put_address(q, (uint64_t)ptr);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -2672,7 +2672,7 @@ CUresult CUDAAPI cuMemGetAddressRange_v2(CUdeviceptr * pbase, size_t * psize, CU
     gw_req *q = gw_req_begin(GW_OP_cuMemGetAddressRange_v2);
     gw_put_out(q, pbase, pbase ? (size_t)(1) : 0);
     gw_put_out(q, psize, psize ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(int64_t)dptr);
+    gw_put_address(q, (uint64_t)dptr);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -2789,7 +2789,7 @@ CUresult CUDAAPI cuMemGetMemPool(CUmemoryPool * pool, CUmemLocation * location, 
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle, unsigned long long flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemMap);
-    gw_put_u64(q, (uint64_t)(int64_t)ptr);
+    gw_put_address(q, (uint64_t)ptr);
     gw_put_u64(q, (uint64_t)(int64_t)size);
     gw_put_u64(q, (uint64_t)(int64_t)offset);
     gw_put_u64(q, (uint64_t)(int64_t)handle);
@@ -2820,7 +2820,7 @@ CUresult CUDAAPI cuMemPoolCreate(CUmemoryPool * pool, const CUmemPoolProps * poo
 CUresult CUDAAPI cuMemPoolDestroy(CUmemoryPool pool)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemPoolDestroy);
-    gw_put_u64(q, (uint64_t)(uintptr_t)pool);
+    gw_put_handle(q, (uint64_t)(uintptr_t)pool);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2832,7 +2832,7 @@ CUresult CUDAAPI cuMemPoolExportPointer(CUmemPoolPtrExportData * shareData_out, 
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemPoolExportPointer);
     gw_put_out(q, shareData_out, shareData_out ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(int64_t)ptr);
+    gw_put_address(q, (uint64_t)ptr);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -2848,7 +2848,7 @@ CUresult CUDAAPI cuMemPoolGetAccess(CUmemAccess_flags * flags, CUmemoryPool memP
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemPoolGetAccess);
     gw_put_out(q, flags, flags ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)memPool);
+    gw_put_handle(q, (uint64_t)(uintptr_t)memPool);
     gw_put_in(q, location, location ? (size_t)(1) * sizeof(CUmemLocation) : 0);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -2865,7 +2865,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemPoolImportPointe
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemPoolImportPointer);
     gw_put_out(q, ptr_out, ptr_out ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)pool);
+    gw_put_handle(q, (uint64_t)(uintptr_t)pool);
     gw_put_in(q, shareData, shareData ? (size_t)(1) * sizeof(CUmemPoolPtrExportData) : 0);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -2881,7 +2881,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemPoolImportPointe
 CUresult CUDAAPI cuMemPoolSetAccess(CUmemoryPool pool, const CUmemAccessDesc * map, size_t count)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemPoolSetAccess);
-    gw_put_u64(q, (uint64_t)(uintptr_t)pool);
+    gw_put_handle(q, (uint64_t)(uintptr_t)pool);
     gw_put_in(q, map, map ? (size_t)(count) * sizeof(CUmemAccessDesc) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)count);
     gw_rep *r;
@@ -2894,7 +2894,7 @@ CUresult CUDAAPI cuMemPoolSetAccess(CUmemoryPool pool, const CUmemAccessDesc * m
 CUresult CUDAAPI cuMemPoolTrimTo(CUmemoryPool pool, size_t minBytesToKeep)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemPoolTrimTo);
-    gw_put_u64(q, (uint64_t)(uintptr_t)pool);
+    gw_put_handle(q, (uint64_t)(uintptr_t)pool);
     gw_put_u64(q, (uint64_t)(int64_t)minBytesToKeep);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -2933,7 +2933,7 @@ CUresult CUDAAPI cuMemRetainAllocationHandle(CUmemGenericAllocationHandle * hand
 CUresult CUDAAPI cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc * desc, size_t count)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemSetAccess);
-    gw_put_u64(q, (uint64_t)(int64_t)ptr);
+    gw_put_address(q, (uint64_t)ptr);
     gw_put_u64(q, (uint64_t)(int64_t)size);
     gw_put_in(q, desc, desc ? (size_t)(count) * sizeof(CUmemAccessDesc) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)count);
@@ -2949,7 +2949,7 @@ CUresult CUDAAPI cuMemSetMemPool(CUmemLocation * location, CUmemAllocationType t
     gw_req *q = gw_req_begin(GW_OP_cuMemSetMemPool);
     gw_put_in(q, location, location ? (size_t)(1) * sizeof(CUmemLocation) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)type);
-    gw_put_u64(q, (uint64_t)(uintptr_t)pool);
+    gw_put_handle(q, (uint64_t)(uintptr_t)pool);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2960,7 +2960,7 @@ CUresult CUDAAPI cuMemSetMemPool(CUmemLocation * location, CUmemAllocationType t
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemUnmap(CUdeviceptr ptr, size_t size)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemUnmap);
-    gw_put_u64(q, (uint64_t)(int64_t)ptr);
+    gw_put_address(q, (uint64_t)ptr);
     gw_put_u64(q, (uint64_t)(int64_t)size);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -2972,9 +2972,9 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemUnmap(CUdevicept
 CUresult CUDAAPI cuMemcpyAtoA(CUarray dstArray, unsigned int dstOffset, CUarray srcArray, unsigned int srcOffset, unsigned int ByteCount)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyAtoA);
-    gw_put_u64(q, (uint64_t)(uintptr_t)dstArray);
+    gw_put_handle(q, (uint64_t)(uintptr_t)dstArray);
     gw_put_u64(q, (uint64_t)(int64_t)dstOffset);
-    gw_put_u64(q, (uint64_t)(uintptr_t)srcArray);
+    gw_put_handle(q, (uint64_t)(uintptr_t)srcArray);
     gw_put_u64(q, (uint64_t)(int64_t)srcOffset);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_rep *r;
@@ -2987,9 +2987,9 @@ CUresult CUDAAPI cuMemcpyAtoA(CUarray dstArray, unsigned int dstOffset, CUarray 
 CUresult CUDAAPI cuMemcpyAtoA_v2(CUarray dstArray, size_t dstOffset, CUarray srcArray, size_t srcOffset, size_t ByteCount)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyAtoA_v2);
-    gw_put_u64(q, (uint64_t)(uintptr_t)dstArray);
+    gw_put_handle(q, (uint64_t)(uintptr_t)dstArray);
     gw_put_u64(q, (uint64_t)(int64_t)dstOffset);
-    gw_put_u64(q, (uint64_t)(uintptr_t)srcArray);
+    gw_put_handle(q, (uint64_t)(uintptr_t)srcArray);
     gw_put_u64(q, (uint64_t)(int64_t)srcOffset);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_rep *r;
@@ -3002,9 +3002,9 @@ CUresult CUDAAPI cuMemcpyAtoA_v2(CUarray dstArray, size_t dstOffset, CUarray src
 CUresult CUDAAPI cuMemcpyAtoA_v2_ptds(CUarray dstArray, size_t dstOffset, CUarray srcArray, size_t srcOffset, size_t ByteCount)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyAtoA_v2_ptds);
-    gw_put_u64(q, (uint64_t)(uintptr_t)dstArray);
+    gw_put_handle(q, (uint64_t)(uintptr_t)dstArray);
     gw_put_u64(q, (uint64_t)(int64_t)dstOffset);
-    gw_put_u64(q, (uint64_t)(uintptr_t)srcArray);
+    gw_put_handle(q, (uint64_t)(uintptr_t)srcArray);
     gw_put_u64(q, (uint64_t)(int64_t)srcOffset);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_rep *r;
@@ -3017,8 +3017,8 @@ CUresult CUDAAPI cuMemcpyAtoA_v2_ptds(CUarray dstArray, size_t dstOffset, CUarra
 CUresult CUDAAPI cuMemcpyAtoD_v2(CUdeviceptr dstDevice, CUarray srcArray, size_t srcOffset, size_t ByteCount)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyAtoD_v2);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
-    gw_put_u64(q, (uint64_t)(uintptr_t)srcArray);
+    gw_put_address(q, (uint64_t)dstDevice);
+    gw_put_handle(q, (uint64_t)(uintptr_t)srcArray);
     gw_put_u64(q, (uint64_t)(int64_t)srcOffset);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_rep *r;
@@ -3031,8 +3031,8 @@ CUresult CUDAAPI cuMemcpyAtoD_v2(CUdeviceptr dstDevice, CUarray srcArray, size_t
 CUresult CUDAAPI cuMemcpyAtoD_v2_ptds(CUdeviceptr dstDevice, CUarray srcArray, size_t srcOffset, size_t ByteCount)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyAtoD_v2_ptds);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
-    gw_put_u64(q, (uint64_t)(uintptr_t)srcArray);
+    gw_put_address(q, (uint64_t)dstDevice);
+    gw_put_handle(q, (uint64_t)(uintptr_t)srcArray);
     gw_put_u64(q, (uint64_t)(int64_t)srcOffset);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_rep *r;
@@ -3045,9 +3045,9 @@ CUresult CUDAAPI cuMemcpyAtoD_v2_ptds(CUdeviceptr dstDevice, CUarray srcArray, s
 CUresult CUDAAPI cuMemcpyDtoA_v2(CUarray dstArray, size_t dstOffset, CUdeviceptr srcDevice, size_t ByteCount)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyDtoA_v2);
-    gw_put_u64(q, (uint64_t)(uintptr_t)dstArray);
+    gw_put_handle(q, (uint64_t)(uintptr_t)dstArray);
     gw_put_u64(q, (uint64_t)(int64_t)dstOffset);
-    gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
+    gw_put_address(q, (uint64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3059,9 +3059,9 @@ CUresult CUDAAPI cuMemcpyDtoA_v2(CUarray dstArray, size_t dstOffset, CUdeviceptr
 CUresult CUDAAPI cuMemcpyDtoA_v2_ptds(CUarray dstArray, size_t dstOffset, CUdeviceptr srcDevice, size_t ByteCount)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyDtoA_v2_ptds);
-    gw_put_u64(q, (uint64_t)(uintptr_t)dstArray);
+    gw_put_handle(q, (uint64_t)(uintptr_t)dstArray);
     gw_put_u64(q, (uint64_t)(int64_t)dstOffset);
-    gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
+    gw_put_address(q, (uint64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3070,13 +3070,13 @@ CUresult CUDAAPI cuMemcpyDtoA_v2_ptds(CUarray dstArray, size_t dstOffset, CUdevi
 }
 
 #undef cuMemcpyDtoDAsync_v2
-CUresult CUDAAPI cuMemcpyDtoDAsync_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount, CUstream hStream)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyDtoDAsync_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyDtoDAsync_v2);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
-    gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
+    gw_put_address(q, (uint64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -3087,13 +3087,13 @@ CUresult CUDAAPI cuMemcpyDtoDAsync_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevi
 }
 
 #undef cuMemcpyDtoDAsync_v2_ptsz
-CUresult CUDAAPI cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount, CUstream hStream)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyDtoDAsync_v2_ptsz);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
-    gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
+    gw_put_address(q, (uint64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -3104,11 +3104,11 @@ CUresult CUDAAPI cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dstDevice, CUdeviceptr sr
 }
 
 #undef cuMemcpyDtoD_v2
-CUresult CUDAAPI cuMemcpyDtoD_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyDtoD_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyDtoD_v2);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
-    gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
+    gw_put_address(q, (uint64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
@@ -3120,11 +3120,11 @@ CUresult CUDAAPI cuMemcpyDtoD_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice, s
 }
 
 #undef cuMemcpyDtoD_v2_ptds
-CUresult CUDAAPI cuMemcpyDtoD_v2_ptds(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyDtoD_v2_ptds(CUdeviceptr dstDevice, CUdeviceptr srcDevice, size_t ByteCount)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyDtoD_v2_ptds);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
-    gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
+    gw_put_address(q, (uint64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
@@ -3139,10 +3139,10 @@ CUresult CUDAAPI cuMemcpyDtoD_v2_ptds(CUdeviceptr dstDevice, CUdeviceptr srcDevi
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeer(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyPeer);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
-    gw_put_u64(q, (uint64_t)(uintptr_t)dstContext);
-    gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
-    gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
+    gw_put_address(q, (uint64_t)dstDevice);
+    gw_put_handle(q, (uint64_t)(uintptr_t)dstContext);
+    gw_put_address(q, (uint64_t)srcDevice);
+    gw_put_handle(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
@@ -3157,12 +3157,12 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeer(CUdevice
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeerAsync(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyPeerAsync);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
-    gw_put_u64(q, (uint64_t)(uintptr_t)dstContext);
-    gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
-    gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
+    gw_put_address(q, (uint64_t)dstDevice);
+    gw_put_handle(q, (uint64_t)(uintptr_t)dstContext);
+    gw_put_address(q, (uint64_t)srcDevice);
+    gw_put_handle(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -3176,12 +3176,12 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeerAsync(CUd
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeerAsync_ptsz(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyPeerAsync_ptsz);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
-    gw_put_u64(q, (uint64_t)(uintptr_t)dstContext);
-    gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
-    gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
+    gw_put_address(q, (uint64_t)dstDevice);
+    gw_put_handle(q, (uint64_t)(uintptr_t)dstContext);
+    gw_put_address(q, (uint64_t)srcDevice);
+    gw_put_handle(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -3195,10 +3195,10 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeerAsync_pts
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeer_ptds(CUdeviceptr dstDevice, CUcontext dstContext, CUdeviceptr srcDevice, CUcontext srcContext, size_t ByteCount)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemcpyPeer_ptds);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
-    gw_put_u64(q, (uint64_t)(uintptr_t)dstContext);
-    gw_put_u64(q, (uint64_t)(int64_t)srcDevice);
-    gw_put_u64(q, (uint64_t)(uintptr_t)srcContext);
+    gw_put_address(q, (uint64_t)dstDevice);
+    gw_put_handle(q, (uint64_t)(uintptr_t)dstContext);
+    gw_put_address(q, (uint64_t)srcDevice);
+    gw_put_handle(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
         return gw_req_post(q);
@@ -3213,10 +3213,10 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeer_ptds(CUd
 CUresult CUDAAPI cuMemsetD16Async(CUdeviceptr dstDevice, unsigned short us, size_t N, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD16Async);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)N);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, N*2))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -3230,10 +3230,10 @@ CUresult CUDAAPI cuMemsetD16Async(CUdeviceptr dstDevice, unsigned short us, size
 CUresult CUDAAPI cuMemsetD16Async_ptsz(CUdeviceptr dstDevice, unsigned short us, size_t N, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD16Async_ptsz);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)N);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, N*2))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -3247,7 +3247,7 @@ CUresult CUDAAPI cuMemsetD16Async_ptsz(CUdeviceptr dstDevice, unsigned short us,
 CUresult CUDAAPI cuMemsetD16_v2(CUdeviceptr dstDevice, unsigned short us, size_t N)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD16_v2);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     if (gw_mem_device_use(dstDevice, N*2))
@@ -3263,7 +3263,7 @@ CUresult CUDAAPI cuMemsetD16_v2(CUdeviceptr dstDevice, unsigned short us, size_t
 CUresult CUDAAPI cuMemsetD16_v2_ptds(CUdeviceptr dstDevice, unsigned short us, size_t N)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD16_v2_ptds);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     if (gw_mem_device_use(dstDevice, N*2))
@@ -3279,12 +3279,12 @@ CUresult CUDAAPI cuMemsetD16_v2_ptds(CUdeviceptr dstDevice, unsigned short us, s
 CUresult CUDAAPI cuMemsetD2D16Async(CUdeviceptr dstDevice, size_t dstPitch, unsigned short us, size_t Width, size_t Height, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD2D16Async);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)dstPitch);
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -3298,12 +3298,12 @@ CUresult CUDAAPI cuMemsetD2D16Async(CUdeviceptr dstDevice, size_t dstPitch, unsi
 CUresult CUDAAPI cuMemsetD2D16Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch, unsigned short us, size_t Width, size_t Height, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD2D16Async_ptsz);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)dstPitch);
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -3317,7 +3317,7 @@ CUresult CUDAAPI cuMemsetD2D16Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch,
 CUresult CUDAAPI cuMemsetD2D16_v2(CUdeviceptr dstDevice, size_t dstPitch, unsigned short us, size_t Width, size_t Height)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD2D16_v2);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)dstPitch);
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
@@ -3335,7 +3335,7 @@ CUresult CUDAAPI cuMemsetD2D16_v2(CUdeviceptr dstDevice, size_t dstPitch, unsign
 CUresult CUDAAPI cuMemsetD2D16_v2_ptds(CUdeviceptr dstDevice, size_t dstPitch, unsigned short us, size_t Width, size_t Height)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD2D16_v2_ptds);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)dstPitch);
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
@@ -3353,12 +3353,12 @@ CUresult CUDAAPI cuMemsetD2D16_v2_ptds(CUdeviceptr dstDevice, size_t dstPitch, u
 CUresult CUDAAPI cuMemsetD2D32Async(CUdeviceptr dstDevice, size_t dstPitch, unsigned int ui, size_t Width, size_t Height, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD2D32Async);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)dstPitch);
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -3372,12 +3372,12 @@ CUresult CUDAAPI cuMemsetD2D32Async(CUdeviceptr dstDevice, size_t dstPitch, unsi
 CUresult CUDAAPI cuMemsetD2D32Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch, unsigned int ui, size_t Width, size_t Height, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD2D32Async_ptsz);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)dstPitch);
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -3391,7 +3391,7 @@ CUresult CUDAAPI cuMemsetD2D32Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch,
 CUresult CUDAAPI cuMemsetD2D32_v2(CUdeviceptr dstDevice, size_t dstPitch, unsigned int ui, size_t Width, size_t Height)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD2D32_v2);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)dstPitch);
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
@@ -3409,7 +3409,7 @@ CUresult CUDAAPI cuMemsetD2D32_v2(CUdeviceptr dstDevice, size_t dstPitch, unsign
 CUresult CUDAAPI cuMemsetD2D32_v2_ptds(CUdeviceptr dstDevice, size_t dstPitch, unsigned int ui, size_t Width, size_t Height)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD2D32_v2_ptds);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)dstPitch);
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
@@ -3427,12 +3427,12 @@ CUresult CUDAAPI cuMemsetD2D32_v2_ptds(CUdeviceptr dstDevice, size_t dstPitch, u
 CUresult CUDAAPI cuMemsetD2D8Async(CUdeviceptr dstDevice, size_t dstPitch, unsigned char uc, size_t Width, size_t Height, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD2D8Async);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)dstPitch);
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -3446,12 +3446,12 @@ CUresult CUDAAPI cuMemsetD2D8Async(CUdeviceptr dstDevice, size_t dstPitch, unsig
 CUresult CUDAAPI cuMemsetD2D8Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch, unsigned char uc, size_t Width, size_t Height, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD2D8Async_ptsz);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)dstPitch);
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, 1))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -3465,7 +3465,7 @@ CUresult CUDAAPI cuMemsetD2D8Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch, 
 CUresult CUDAAPI cuMemsetD2D8_v2(CUdeviceptr dstDevice, size_t dstPitch, unsigned char uc, size_t Width, size_t Height)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD2D8_v2);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)dstPitch);
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
@@ -3483,7 +3483,7 @@ CUresult CUDAAPI cuMemsetD2D8_v2(CUdeviceptr dstDevice, size_t dstPitch, unsigne
 CUresult CUDAAPI cuMemsetD2D8_v2_ptds(CUdeviceptr dstDevice, size_t dstPitch, unsigned char uc, size_t Width, size_t Height)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD2D8_v2_ptds);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)dstPitch);
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
@@ -3501,10 +3501,10 @@ CUresult CUDAAPI cuMemsetD2D8_v2_ptds(CUdeviceptr dstDevice, size_t dstPitch, un
 CUresult CUDAAPI cuMemsetD32Async(CUdeviceptr dstDevice, unsigned int ui, size_t N, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD32Async);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)N);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, N*4))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -3518,10 +3518,10 @@ CUresult CUDAAPI cuMemsetD32Async(CUdeviceptr dstDevice, unsigned int ui, size_t
 CUresult CUDAAPI cuMemsetD32Async_ptsz(CUdeviceptr dstDevice, unsigned int ui, size_t N, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD32Async_ptsz);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)N);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, N*4))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -3535,7 +3535,7 @@ CUresult CUDAAPI cuMemsetD32Async_ptsz(CUdeviceptr dstDevice, unsigned int ui, s
 CUresult CUDAAPI cuMemsetD32_v2(CUdeviceptr dstDevice, unsigned int ui, size_t N)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD32_v2);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     if (gw_mem_device_use(dstDevice, N*4))
@@ -3551,7 +3551,7 @@ CUresult CUDAAPI cuMemsetD32_v2(CUdeviceptr dstDevice, unsigned int ui, size_t N
 CUresult CUDAAPI cuMemsetD32_v2_ptds(CUdeviceptr dstDevice, unsigned int ui, size_t N)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD32_v2_ptds);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     if (gw_mem_device_use(dstDevice, N*4))
@@ -3567,10 +3567,10 @@ CUresult CUDAAPI cuMemsetD32_v2_ptds(CUdeviceptr dstDevice, unsigned int ui, siz
 CUresult CUDAAPI cuMemsetD8Async(CUdeviceptr dstDevice, unsigned char uc, size_t N, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD8Async);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)N);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, N))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -3584,10 +3584,10 @@ CUresult CUDAAPI cuMemsetD8Async(CUdeviceptr dstDevice, unsigned char uc, size_t
 CUresult CUDAAPI cuMemsetD8Async_ptsz(CUdeviceptr dstDevice, unsigned char uc, size_t N, CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD8Async_ptsz);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)N);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     if (gw_mem_device_use(dstDevice, N))
         return gw_req_post(q);
     gw_req_set_flags(q, GW_F_COLLECT);
@@ -3601,7 +3601,7 @@ CUresult CUDAAPI cuMemsetD8Async_ptsz(CUdeviceptr dstDevice, unsigned char uc, s
 CUresult CUDAAPI cuMemsetD8_v2(CUdeviceptr dstDevice, unsigned char uc, size_t N)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD8_v2);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     if (gw_mem_device_use(dstDevice, N))
@@ -3617,7 +3617,7 @@ CUresult CUDAAPI cuMemsetD8_v2(CUdeviceptr dstDevice, unsigned char uc, size_t N
 CUresult CUDAAPI cuMemsetD8_v2_ptds(CUdeviceptr dstDevice, unsigned char uc, size_t N)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemsetD8_v2_ptds);
-    gw_put_u64(q, (uint64_t)(int64_t)dstDevice);
+    gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     if (gw_mem_device_use(dstDevice, N))
@@ -3636,7 +3636,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMipmappedArrayCreat
     if (!pHandle)
         return CUDA_ERROR_INVALID_VALUE;
     uint64_t pHandle_id = gw_new_handle_id();
-    gw_put_u64(q, pHandle_id);
+    gw_put_handle(q, pHandle_id);
     gw_put_in(q, pMipmappedArrayDesc, pMipmappedArrayDesc ? (size_t)(1) * sizeof(CUDA_ARRAY3D_DESCRIPTOR) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)numMipmapLevels);
     CUresult res;
@@ -3658,7 +3658,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMipmappedArrayCreat
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMipmappedArrayDestroy(CUmipmappedArray hMipmappedArray)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMipmappedArrayDestroy);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hMipmappedArray);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hMipmappedArray);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -3670,7 +3670,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMipmappedArrayGetLe
 {
     gw_req *q = gw_req_begin(GW_OP_cuMipmappedArrayGetLevel);
     gw_put_out(q, pLevelArray, pLevelArray ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hMipmappedArray);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hMipmappedArray);
     gw_put_u64(q, (uint64_t)(int64_t)level);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3688,7 +3688,7 @@ CUresult CUDAAPI cuModuleEnumerateFunctions(CUfunction * functions, unsigned int
     gw_req *q = gw_req_begin(GW_OP_cuModuleEnumerateFunctions);
     gw_put_out(q, functions, functions ? (size_t)(numFunctions) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)numFunctions);
-    gw_put_u64(q, (uint64_t)(uintptr_t)mod);
+    gw_put_handle(q, (uint64_t)(uintptr_t)mod);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -3706,8 +3706,8 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuModuleGetFunction(C
     if (!hfunc)
         return CUDA_ERROR_INVALID_VALUE;
     uint64_t hfunc_id = gw_new_handle_id();
-    gw_put_u64(q, hfunc_id);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hmod);
+    gw_put_handle(q, hfunc_id);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hmod);
     gw_put_str(q, name);
     CUresult res;
     if (gw_may_post()) {
@@ -3729,7 +3729,7 @@ CUresult CUDAAPI cuModuleGetFunctionCount(unsigned int * count, CUmodule mod)
 {
     gw_req *q = gw_req_begin(GW_OP_cuModuleGetFunctionCount);
     gw_put_out(q, count, count ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)mod);
+    gw_put_handle(q, (uint64_t)(uintptr_t)mod);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -3746,7 +3746,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuModuleGetGlobal_v2(
     gw_req *q = gw_req_begin(GW_OP_cuModuleGetGlobal_v2);
     gw_put_out(q, dptr, dptr ? (size_t)(1) : 0);
     gw_put_out(q, bytes, bytes ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hmod);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hmod);
     gw_put_str(q, name);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3778,7 +3778,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuModuleGetLoadingMod
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuModuleUnload(CUmodule hmod)
 {
     gw_req *q = gw_req_begin(GW_OP_cuModuleUnload);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hmod);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hmod);
     return gw_req_post(q);
 }
 
@@ -3787,7 +3787,7 @@ CUresult CUDAAPI cuMulticastAddDevice(CUmemGenericAllocationHandle mcHandle, CUd
 {
     gw_req *q = gw_req_begin(GW_OP_cuMulticastAddDevice);
     gw_put_u64(q, (uint64_t)(int64_t)mcHandle);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_device(q, (int64_t)dev);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -3800,7 +3800,7 @@ CUresult CUDAAPI cuMulticastBindAddr(CUmemGenericAllocationHandle mcHandle, size
     gw_req *q = gw_req_begin(GW_OP_cuMulticastBindAddr);
     gw_put_u64(q, (uint64_t)(int64_t)mcHandle);
     gw_put_u64(q, (uint64_t)(int64_t)mcOffset);
-    gw_put_u64(q, (uint64_t)(int64_t)memptr);
+    gw_put_address(q, (uint64_t)memptr);
     gw_put_u64(q, (uint64_t)(int64_t)size);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
@@ -3830,7 +3830,7 @@ CUresult CUDAAPI cuMulticastUnbind(CUmemGenericAllocationHandle mcHandle, CUdevi
 {
     gw_req *q = gw_req_begin(GW_OP_cuMulticastUnbind);
     gw_put_u64(q, (uint64_t)(int64_t)mcHandle);
-    gw_put_u64(q, (uint64_t)(int64_t)dev);
+    gw_put_device(q, (int64_t)dev);
     gw_put_u64(q, (uint64_t)(int64_t)mcOffset);
     gw_put_u64(q, (uint64_t)(int64_t)size);
     gw_rep *r;
@@ -3844,7 +3844,7 @@ CUresult CUDAAPI cuOccupancyAvailableDynamicSMemPerBlock(size_t * dynamicSmemSiz
 {
     gw_req *q = gw_req_begin(GW_OP_cuOccupancyAvailableDynamicSMemPerBlock);
     gw_put_out(q, dynamicSmemSize, dynamicSmemSize ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)func);
+    gw_put_handle(q, (uint64_t)(uintptr_t)func);
     gw_put_u64(q, (uint64_t)(int64_t)numBlocks);
     gw_put_u64(q, (uint64_t)(int64_t)blockSize);
     gw_rep *r;
@@ -3862,7 +3862,7 @@ CUresult CUDAAPI cuOccupancyMaxActiveBlocksPerMultiprocessor(int * numBlocks, CU
 {
     gw_req *q = gw_req_begin(GW_OP_cuOccupancyMaxActiveBlocksPerMultiprocessor);
     gw_put_out(q, numBlocks, numBlocks ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)func);
+    gw_put_handle(q, (uint64_t)(uintptr_t)func);
     gw_put_u64(q, (uint64_t)(int64_t)blockSize);
     gw_put_u64(q, (uint64_t)(int64_t)dynamicSMemSize);
     gw_rep *r;
@@ -3880,7 +3880,7 @@ CUresult CUDAAPI cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int * numB
 {
     gw_req *q = gw_req_begin(GW_OP_cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags);
     gw_put_out(q, numBlocks, numBlocks ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)func);
+    gw_put_handle(q, (uint64_t)(uintptr_t)func);
     gw_put_u64(q, (uint64_t)(int64_t)blockSize);
     gw_put_u64(q, (uint64_t)(int64_t)dynamicSMemSize);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
@@ -3898,7 +3898,7 @@ CUresult CUDAAPI cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int * numB
 CUresult CUDAAPI cuParamSetSize(CUfunction hfunc, unsigned int numbytes)
 {
     gw_req *q = gw_req_begin(GW_OP_cuParamSetSize);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hfunc);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hfunc);
     gw_put_u64(q, (uint64_t)(int64_t)numbytes);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3910,9 +3910,9 @@ CUresult CUDAAPI cuParamSetSize(CUfunction hfunc, unsigned int numbytes)
 CUresult CUDAAPI cuParamSetTexRef(CUfunction hfunc, int texunit, CUtexref hTexRef)
 {
     gw_req *q = gw_req_begin(GW_OP_cuParamSetTexRef);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hfunc);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hfunc);
     gw_put_u64(q, (uint64_t)(int64_t)texunit);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hTexRef);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hTexRef);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -3923,7 +3923,7 @@ CUresult CUDAAPI cuParamSetTexRef(CUfunction hfunc, int texunit, CUtexref hTexRe
 CUresult CUDAAPI cuParamSetf(CUfunction hfunc, int offset, float value)
 {
     gw_req *q = gw_req_begin(GW_OP_cuParamSetf);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hfunc);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hfunc);
     gw_put_u64(q, (uint64_t)(int64_t)offset);
     gw_put_f64(q, (double)value);
     gw_rep *r;
@@ -3936,7 +3936,7 @@ CUresult CUDAAPI cuParamSetf(CUfunction hfunc, int offset, float value)
 CUresult CUDAAPI cuParamSeti(CUfunction hfunc, int offset, unsigned int value)
 {
     gw_req *q = gw_req_begin(GW_OP_cuParamSeti);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hfunc);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hfunc);
     gw_put_u64(q, (uint64_t)(int64_t)offset);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_rep *r;
@@ -3969,8 +3969,8 @@ CUresult CUDAAPI cuProfilerStop(void)
 CUresult CUDAAPI cuStreamAttachMemAsync(CUstream hStream, CUdeviceptr dptr, size_t length, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamAttachMemAsync);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    gw_put_u64(q, (uint64_t)(int64_t)dptr);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_address(q, (uint64_t)dptr);
     gw_put_u64(q, (uint64_t)(int64_t)length);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
@@ -3983,8 +3983,8 @@ CUresult CUDAAPI cuStreamAttachMemAsync(CUstream hStream, CUdeviceptr dptr, size
 CUresult CUDAAPI cuStreamAttachMemAsync_ptsz(CUstream hStream, CUdeviceptr dptr, size_t length, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamAttachMemAsync_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    gw_put_u64(q, (uint64_t)(int64_t)dptr);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_address(q, (uint64_t)dptr);
     gw_put_u64(q, (uint64_t)(int64_t)length);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
@@ -3997,7 +3997,7 @@ CUresult CUDAAPI cuStreamAttachMemAsync_ptsz(CUstream hStream, CUdeviceptr dptr,
 CUresult CUDAAPI cuStreamBeginCapture(CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamBeginCapture);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -4008,8 +4008,8 @@ CUresult CUDAAPI cuStreamBeginCapture(CUstream hStream)
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamBeginCaptureToGraph(CUstream hStream, CUgraph hGraph, const CUgraphNode * dependencies, const CUgraphEdgeData * dependencyData, size_t numDependencies, CUstreamCaptureMode mode)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamBeginCaptureToGraph);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraph);
     gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
     gw_put_in(q, dependencyData, dependencyData ? (size_t)(numDependencies) * sizeof(CUgraphEdgeData) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
@@ -4024,8 +4024,8 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamBeginCaptureT
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamBeginCaptureToGraph_ptsz(CUstream hStream, CUgraph hGraph, const CUgraphNode * dependencies, const CUgraphEdgeData * dependencyData, size_t numDependencies, CUstreamCaptureMode mode)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamBeginCaptureToGraph_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hGraph);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hGraph);
     gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
     gw_put_in(q, dependencyData, dependencyData ? (size_t)(numDependencies) * sizeof(CUgraphEdgeData) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
@@ -4040,7 +4040,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamBeginCaptureT
 CUresult CUDAAPI cuStreamBeginCapture_ptsz(CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamBeginCapture_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -4051,7 +4051,7 @@ CUresult CUDAAPI cuStreamBeginCapture_ptsz(CUstream hStream)
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamBeginCapture_v2(CUstream hStream, CUstreamCaptureMode mode)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamBeginCapture_v2);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_u64(q, (uint64_t)(int64_t)mode);
     return gw_req_post(q);
 }
@@ -4060,7 +4060,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamBeginCapture_
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamBeginCapture_v2_ptsz(CUstream hStream, CUstreamCaptureMode mode)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamBeginCapture_v2_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_u64(q, (uint64_t)(int64_t)mode);
     return gw_req_post(q);
 }
@@ -4069,8 +4069,8 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamBeginCapture_
 CUresult CUDAAPI cuStreamCopyAttributes(CUstream dstStream, CUstream srcStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamCopyAttributes);
-    gw_put_u64(q, (uint64_t)(uintptr_t)dstStream);
-    gw_put_u64(q, (uint64_t)(uintptr_t)srcStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)dstStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)srcStream);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -4081,8 +4081,8 @@ CUresult CUDAAPI cuStreamCopyAttributes(CUstream dstStream, CUstream srcStream)
 CUresult CUDAAPI cuStreamCopyAttributes_ptsz(CUstream dst, CUstream src)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamCopyAttributes_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)dst);
-    gw_put_u64(q, (uint64_t)(uintptr_t)src);
+    gw_put_handle(q, (uint64_t)(uintptr_t)dst);
+    gw_put_handle(q, (uint64_t)(uintptr_t)src);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -4096,7 +4096,7 @@ CUresult CUDAAPI cuStreamCreate(CUstream * phStream, unsigned int Flags)
     if (!phStream)
         return CUDA_ERROR_INVALID_VALUE;
     uint64_t phStream_id = gw_new_handle_id();
-    gw_put_u64(q, phStream_id);
+    gw_put_handle(q, phStream_id);
     gw_put_u64(q, (uint64_t)(int64_t)Flags);
     CUresult res;
     if (gw_may_post()) {
@@ -4120,7 +4120,7 @@ CUresult CUDAAPI cuStreamCreateWithPriority(CUstream * phStream, unsigned int fl
     if (!phStream)
         return CUDA_ERROR_INVALID_VALUE;
     uint64_t phStream_id = gw_new_handle_id();
-    gw_put_u64(q, phStream_id);
+    gw_put_handle(q, phStream_id);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_put_u64(q, (uint64_t)(int64_t)priority);
     CUresult res;
@@ -4142,7 +4142,7 @@ CUresult CUDAAPI cuStreamCreateWithPriority(CUstream * phStream, unsigned int fl
 CUresult CUDAAPI cuStreamDestroy(CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamDestroy);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -4153,7 +4153,7 @@ CUresult CUDAAPI cuStreamDestroy(CUstream hStream)
 CUresult CUDAAPI cuStreamDestroy_v2(CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamDestroy_v2);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     return gw_req_post(q);
 }
 
@@ -4161,7 +4161,7 @@ CUresult CUDAAPI cuStreamDestroy_v2(CUstream hStream)
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamEndCapture(CUstream hStream, CUgraph * phGraph)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamEndCapture);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_out(q, phGraph, phGraph ? (size_t)(1) : 0);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -4177,7 +4177,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamEndCapture(CU
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamEndCapture_ptsz(CUstream hStream, CUgraph * phGraph)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamEndCapture_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_out(q, phGraph, phGraph ? (size_t)(1) : 0);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -4193,7 +4193,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamEndCapture_pt
 CUresult CUDAAPI cuStreamGetAttribute(CUstream hStream, CUstreamAttrID attr, CUstreamAttrValue * value)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamGetAttribute);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_u64(q, (uint64_t)(int64_t)attr);
     gw_put_out(q, value, value ? (size_t)(1) : 0);
     gw_rep *r;
@@ -4210,7 +4210,7 @@ CUresult CUDAAPI cuStreamGetAttribute(CUstream hStream, CUstreamAttrID attr, CUs
 CUresult CUDAAPI cuStreamGetAttribute_ptsz(CUstream hStream, CUstreamAttrID attr, CUstreamAttrValue * value_out)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamGetAttribute_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_u64(q, (uint64_t)(int64_t)attr);
     gw_put_out(q, value_out, value_out ? (size_t)(1) : 0);
     gw_rep *r;
@@ -4227,7 +4227,7 @@ CUresult CUDAAPI cuStreamGetAttribute_ptsz(CUstream hStream, CUstreamAttrID attr
 CUresult CUDAAPI cuStreamGetCtx(CUstream hStream, CUcontext * pctx)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamGetCtx);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_out(q, pctx, pctx ? (size_t)(1) : 0);
     gw_rep *r;
     CUresult res = gw_req_call_cached(q, &r);
@@ -4243,7 +4243,7 @@ CUresult CUDAAPI cuStreamGetCtx(CUstream hStream, CUcontext * pctx)
 CUresult CUDAAPI cuStreamGetCtx_ptsz(CUstream hStream, CUcontext * pctx)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamGetCtx_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_out(q, pctx, pctx ? (size_t)(1) : 0);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -4259,7 +4259,7 @@ CUresult CUDAAPI cuStreamGetCtx_ptsz(CUstream hStream, CUcontext * pctx)
 CUresult CUDAAPI cuStreamGetCtx_v2(CUstream hStream, CUcontext * pCtx, CUgreenCtx * pGreenCtx)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamGetCtx_v2);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_out(q, pCtx, pCtx ? (size_t)(1) : 0);
     gw_put_out(q, pGreenCtx, pGreenCtx ? (size_t)(1) : 0);
     gw_rep *r;
@@ -4277,7 +4277,7 @@ CUresult CUDAAPI cuStreamGetCtx_v2(CUstream hStream, CUcontext * pCtx, CUgreenCt
 CUresult CUDAAPI cuStreamGetCtx_v2_ptsz(CUstream hStream, CUcontext * pCtx, CUgreenCtx * pGreenCtx)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamGetCtx_v2_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_out(q, pCtx, pCtx ? (size_t)(1) : 0);
     gw_put_out(q, pGreenCtx, pGreenCtx ? (size_t)(1) : 0);
     gw_rep *r;
@@ -4292,10 +4292,10 @@ CUresult CUDAAPI cuStreamGetCtx_v2_ptsz(CUstream hStream, CUcontext * pCtx, CUgr
 }
 
 #undef cuStreamGetDevice
-CUresult CUDAAPI cuStreamGetDevice(CUstream hStream, CUdevice * device)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamGetDevice(CUstream hStream, CUdevice * device)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamGetDevice);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_out(q, device, device ? (size_t)(1) : 0);
     gw_rep *r;
     CUresult res = gw_req_call_cached(q, &r);
@@ -4308,10 +4308,10 @@ CUresult CUDAAPI cuStreamGetDevice(CUstream hStream, CUdevice * device)
 }
 
 #undef cuStreamGetDevice_ptsz
-CUresult CUDAAPI cuStreamGetDevice_ptsz(CUstream hStream, CUdevice * device)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamGetDevice_ptsz(CUstream hStream, CUdevice * device)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamGetDevice_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_out(q, device, device ? (size_t)(1) : 0);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -4327,7 +4327,7 @@ CUresult CUDAAPI cuStreamGetDevice_ptsz(CUstream hStream, CUdevice * device)
 CUresult CUDAAPI cuStreamGetFlags(CUstream hStream, unsigned int * flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamGetFlags);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_out(q, flags, flags ? (size_t)(1) : 0);
     gw_rep *r;
     CUresult res = gw_req_call_cached(q, &r);
@@ -4343,7 +4343,7 @@ CUresult CUDAAPI cuStreamGetFlags(CUstream hStream, unsigned int * flags)
 CUresult CUDAAPI cuStreamGetFlags_ptsz(CUstream hStream, unsigned int * flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamGetFlags_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_out(q, flags, flags ? (size_t)(1) : 0);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -4359,7 +4359,7 @@ CUresult CUDAAPI cuStreamGetFlags_ptsz(CUstream hStream, unsigned int * flags)
 CUresult CUDAAPI cuStreamGetGreenCtx(CUstream hStream, CUgreenCtx * phCtx)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamGetGreenCtx);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_out(q, phCtx, phCtx ? (size_t)(1) : 0);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -4375,7 +4375,7 @@ CUresult CUDAAPI cuStreamGetGreenCtx(CUstream hStream, CUgreenCtx * phCtx)
 CUresult CUDAAPI cuStreamGetId(CUstream hStream, unsigned long long * streamId)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamGetId);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_out(q, streamId, streamId ? (size_t)(1) : 0);
     gw_rep *r;
     CUresult res = gw_req_call_cached(q, &r);
@@ -4391,7 +4391,7 @@ CUresult CUDAAPI cuStreamGetId(CUstream hStream, unsigned long long * streamId)
 CUresult CUDAAPI cuStreamGetId_ptsz(CUstream hStream, unsigned long long * streamId)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamGetId_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_out(q, streamId, streamId ? (size_t)(1) : 0);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -4407,7 +4407,7 @@ CUresult CUDAAPI cuStreamGetId_ptsz(CUstream hStream, unsigned long long * strea
 CUresult CUDAAPI cuStreamGetPriority(CUstream hStream, int * priority)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamGetPriority);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_out(q, priority, priority ? (size_t)(1) : 0);
     gw_rep *r;
     CUresult res = gw_req_call_cached(q, &r);
@@ -4423,7 +4423,7 @@ CUresult CUDAAPI cuStreamGetPriority(CUstream hStream, int * priority)
 CUresult CUDAAPI cuStreamGetPriority_ptsz(CUstream hStream, int * priority)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamGetPriority_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_out(q, priority, priority ? (size_t)(1) : 0);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -4439,7 +4439,7 @@ CUresult CUDAAPI cuStreamGetPriority_ptsz(CUstream hStream, int * priority)
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamIsCapturing(CUstream hStream, CUstreamCaptureStatus * captureStatus)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamIsCapturing);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_out(q, captureStatus, captureStatus ? (size_t)(1) : 0);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -4455,7 +4455,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamIsCapturing(C
 __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamIsCapturing_ptsz(CUstream hStream, CUstreamCaptureStatus * captureStatus)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamIsCapturing_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_out(q, captureStatus, captureStatus ? (size_t)(1) : 0);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -4472,7 +4472,7 @@ CUresult CUDAAPI cuStreamQuery(CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamQuery);
     gw_req_set_flags(q, GW_F_COLLECT);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -4484,7 +4484,7 @@ CUresult CUDAAPI cuStreamQuery_ptsz(CUstream hStream)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamQuery_ptsz);
     gw_req_set_flags(q, GW_F_COLLECT);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -4495,7 +4495,7 @@ CUresult CUDAAPI cuStreamQuery_ptsz(CUstream hStream)
 CUresult CUDAAPI cuStreamSetAttribute(CUstream hStream, CUstreamAttrID attr, const CUstreamAttrValue * param)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamSetAttribute);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_u64(q, (uint64_t)(int64_t)attr);
     gw_put_in(q, param, param ? (size_t)(1) * sizeof(CUstreamAttrValue) : 0);
     gw_rep *r;
@@ -4508,7 +4508,7 @@ CUresult CUDAAPI cuStreamSetAttribute(CUstream hStream, CUstreamAttrID attr, con
 CUresult CUDAAPI cuStreamSetAttribute_ptsz(CUstream hStream, CUstreamAttrID attr, const CUstreamAttrValue * value)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamSetAttribute_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_u64(q, (uint64_t)(int64_t)attr);
     gw_put_in(q, value, value ? (size_t)(1) * sizeof(CUstreamAttrValue) : 0);
     gw_rep *r;
@@ -4522,7 +4522,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamSynchronize(C
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamSynchronize);
     gw_req_set_flags(q, GW_F_COLLECT);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -4534,7 +4534,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamSynchronize_p
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamSynchronize_ptsz);
     gw_req_set_flags(q, GW_F_COLLECT);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -4545,7 +4545,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamSynchronize_p
 CUresult CUDAAPI cuStreamUpdateCaptureDependencies_v2(CUstream hStream, CUgraphNode * dependencies, const CUgraphEdgeData * dependencyData, size_t numDependencies, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamUpdateCaptureDependencies_v2);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
     gw_put_in(q, dependencyData, dependencyData ? (size_t)(numDependencies) * sizeof(CUgraphEdgeData) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
@@ -4560,7 +4560,7 @@ CUresult CUDAAPI cuStreamUpdateCaptureDependencies_v2(CUstream hStream, CUgraphN
 CUresult CUDAAPI cuStreamUpdateCaptureDependencies_v2_ptsz(CUstream hStream, CUgraphNode * dependencies, const CUgraphEdgeData * dependencyData, size_t numDependencies, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamUpdateCaptureDependencies_v2_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
     gw_put_handles(q, (void *const *)dependencies, dependencies ? (size_t)(numDependencies) : 0);
     gw_put_in(q, dependencyData, dependencyData ? (size_t)(numDependencies) * sizeof(CUgraphEdgeData) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)numDependencies);
@@ -4572,22 +4572,22 @@ CUresult CUDAAPI cuStreamUpdateCaptureDependencies_v2_ptsz(CUstream hStream, CUg
 }
 
 #undef cuStreamWaitEvent
-CUresult CUDAAPI cuStreamWaitEvent(CUstream hStream, CUevent hEvent, unsigned int Flags)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamWaitEvent(CUstream hStream, CUevent hEvent, unsigned int Flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWaitEvent);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hEvent);
     gw_put_u64(q, (uint64_t)(int64_t)Flags);
     gw_fence_unsafe(GW_OP_cuStreamWaitEvent, (uint64_t)(uintptr_t)hStream);
     return gw_req_post(q);
 }
 
 #undef cuStreamWaitEvent_ptsz
-CUresult CUDAAPI cuStreamWaitEvent_ptsz(CUstream hStream, CUevent hEvent, unsigned int Flags)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamWaitEvent_ptsz(CUstream hStream, CUevent hEvent, unsigned int Flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWaitEvent_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hStream);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hEvent);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hEvent);
     gw_put_u64(q, (uint64_t)(int64_t)Flags);
     gw_fence_unsafe(GW_OP_cuStreamWaitEvent_ptsz, (uint64_t)(uintptr_t)hStream);
     return gw_req_post(q);
@@ -4597,8 +4597,8 @@ CUresult CUDAAPI cuStreamWaitEvent_ptsz(CUstream hStream, CUevent hEvent, unsign
 CUresult CUDAAPI cuStreamWaitValue32(CUstream stream, CUdeviceptr addr, cuuint32_t value, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWaitValue32);
-    gw_put_u64(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_handle(q, (uint64_t)(uintptr_t)stream);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
@@ -4611,8 +4611,8 @@ CUresult CUDAAPI cuStreamWaitValue32(CUstream stream, CUdeviceptr addr, cuuint32
 CUresult CUDAAPI cuStreamWaitValue32_ptsz(CUstream stream, CUdeviceptr addr, cuuint32_t value, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWaitValue32_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_handle(q, (uint64_t)(uintptr_t)stream);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
@@ -4625,8 +4625,8 @@ CUresult CUDAAPI cuStreamWaitValue32_ptsz(CUstream stream, CUdeviceptr addr, cuu
 CUresult CUDAAPI cuStreamWaitValue32_v2(CUstream stream, CUdeviceptr addr, cuuint32_t value, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWaitValue32_v2);
-    gw_put_u64(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_handle(q, (uint64_t)(uintptr_t)stream);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_fence_unsafe(GW_OP_cuStreamWaitValue32_v2, (uint64_t)(uintptr_t)stream);
@@ -4643,8 +4643,8 @@ CUresult CUDAAPI cuStreamWaitValue32_v2(CUstream stream, CUdeviceptr addr, cuuin
 CUresult CUDAAPI cuStreamWaitValue32_v2_ptsz(CUstream stream, CUdeviceptr addr, cuuint32_t value, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWaitValue32_v2_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_handle(q, (uint64_t)(uintptr_t)stream);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_fence_unsafe(GW_OP_cuStreamWaitValue32_v2_ptsz, (uint64_t)(uintptr_t)stream);
@@ -4661,8 +4661,8 @@ CUresult CUDAAPI cuStreamWaitValue32_v2_ptsz(CUstream stream, CUdeviceptr addr, 
 CUresult CUDAAPI cuStreamWaitValue64(CUstream stream, CUdeviceptr addr, cuuint64_t value, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWaitValue64);
-    gw_put_u64(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_handle(q, (uint64_t)(uintptr_t)stream);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
@@ -4675,8 +4675,8 @@ CUresult CUDAAPI cuStreamWaitValue64(CUstream stream, CUdeviceptr addr, cuuint64
 CUresult CUDAAPI cuStreamWaitValue64_ptsz(CUstream stream, CUdeviceptr addr, cuuint64_t value, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWaitValue64_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_handle(q, (uint64_t)(uintptr_t)stream);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
@@ -4689,8 +4689,8 @@ CUresult CUDAAPI cuStreamWaitValue64_ptsz(CUstream stream, CUdeviceptr addr, cuu
 CUresult CUDAAPI cuStreamWaitValue64_v2(CUstream stream, CUdeviceptr addr, cuuint64_t value, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWaitValue64_v2);
-    gw_put_u64(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_handle(q, (uint64_t)(uintptr_t)stream);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_fence_unsafe(GW_OP_cuStreamWaitValue64_v2, (uint64_t)(uintptr_t)stream);
@@ -4707,8 +4707,8 @@ CUresult CUDAAPI cuStreamWaitValue64_v2(CUstream stream, CUdeviceptr addr, cuuin
 CUresult CUDAAPI cuStreamWaitValue64_v2_ptsz(CUstream stream, CUdeviceptr addr, cuuint64_t value, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWaitValue64_v2_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_handle(q, (uint64_t)(uintptr_t)stream);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_fence_unsafe(GW_OP_cuStreamWaitValue64_v2_ptsz, (uint64_t)(uintptr_t)stream);
@@ -4725,8 +4725,8 @@ CUresult CUDAAPI cuStreamWaitValue64_v2_ptsz(CUstream stream, CUdeviceptr addr, 
 CUresult CUDAAPI cuStreamWriteValue32(CUstream stream, CUdeviceptr addr, cuuint32_t value, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWriteValue32);
-    gw_put_u64(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_handle(q, (uint64_t)(uintptr_t)stream);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
@@ -4739,8 +4739,8 @@ CUresult CUDAAPI cuStreamWriteValue32(CUstream stream, CUdeviceptr addr, cuuint3
 CUresult CUDAAPI cuStreamWriteValue32_ptsz(CUstream stream, CUdeviceptr addr, cuuint32_t value, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWriteValue32_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_handle(q, (uint64_t)(uintptr_t)stream);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
@@ -4753,8 +4753,8 @@ CUresult CUDAAPI cuStreamWriteValue32_ptsz(CUstream stream, CUdeviceptr addr, cu
 CUresult CUDAAPI cuStreamWriteValue32_v2(CUstream stream, CUdeviceptr addr, cuuint32_t value, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWriteValue32_v2);
-    gw_put_u64(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_handle(q, (uint64_t)(uintptr_t)stream);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     if (gw_mem_device_use(addr, 1))
@@ -4770,8 +4770,8 @@ CUresult CUDAAPI cuStreamWriteValue32_v2(CUstream stream, CUdeviceptr addr, cuui
 CUresult CUDAAPI cuStreamWriteValue32_v2_ptsz(CUstream stream, CUdeviceptr addr, cuuint32_t value, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWriteValue32_v2_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_handle(q, (uint64_t)(uintptr_t)stream);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     if (gw_mem_device_use(addr, 1))
@@ -4787,8 +4787,8 @@ CUresult CUDAAPI cuStreamWriteValue32_v2_ptsz(CUstream stream, CUdeviceptr addr,
 CUresult CUDAAPI cuStreamWriteValue64(CUstream stream, CUdeviceptr addr, cuuint64_t value, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWriteValue64);
-    gw_put_u64(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_handle(q, (uint64_t)(uintptr_t)stream);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
@@ -4801,8 +4801,8 @@ CUresult CUDAAPI cuStreamWriteValue64(CUstream stream, CUdeviceptr addr, cuuint6
 CUresult CUDAAPI cuStreamWriteValue64_ptsz(CUstream stream, CUdeviceptr addr, cuuint64_t value, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWriteValue64_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_handle(q, (uint64_t)(uintptr_t)stream);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
@@ -4815,8 +4815,8 @@ CUresult CUDAAPI cuStreamWriteValue64_ptsz(CUstream stream, CUdeviceptr addr, cu
 CUresult CUDAAPI cuStreamWriteValue64_v2(CUstream stream, CUdeviceptr addr, cuuint64_t value, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWriteValue64_v2);
-    gw_put_u64(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_handle(q, (uint64_t)(uintptr_t)stream);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     if (gw_mem_device_use(addr, 1))
@@ -4832,8 +4832,8 @@ CUresult CUDAAPI cuStreamWriteValue64_v2(CUstream stream, CUdeviceptr addr, cuui
 CUresult CUDAAPI cuStreamWriteValue64_v2_ptsz(CUstream stream, CUdeviceptr addr, cuuint64_t value, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamWriteValue64_v2_ptsz);
-    gw_put_u64(q, (uint64_t)(uintptr_t)stream);
-    gw_put_u64(q, (uint64_t)(int64_t)addr);
+    gw_put_handle(q, (uint64_t)(uintptr_t)stream);
+    gw_put_address(q, (uint64_t)addr);
     gw_put_u64(q, (uint64_t)(int64_t)value);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     if (gw_mem_device_use(addr, 1))
@@ -4860,8 +4860,8 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuSurfObjectDestroy(C
 CUresult CUDAAPI cuSurfRefSetArray(CUsurfref hSurfRef, CUarray hArray, unsigned int Flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuSurfRefSetArray);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hSurfRef);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hArray);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hSurfRef);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hArray);
     gw_put_u64(q, (uint64_t)(int64_t)Flags);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -5017,7 +5017,7 @@ CUresult CUDAAPI cuTexObjectGetTextureDesc(CUDA_TEXTURE_DESC * pTexDesc, CUtexOb
 CUresult CUDAAPI cuTexRefDestroy(CUtexref hTexRef)
 {
     gw_req *q = gw_req_begin(GW_OP_cuTexRefDestroy);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hTexRef);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hTexRef);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -5028,7 +5028,7 @@ CUresult CUDAAPI cuTexRefDestroy(CUtexref hTexRef)
 CUresult CUDAAPI cuTexRefSetAddressMode(CUtexref hTexRef, int dim, CUaddress_mode am)
 {
     gw_req *q = gw_req_begin(GW_OP_cuTexRefSetAddressMode);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hTexRef);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hTexRef);
     gw_put_u64(q, (uint64_t)(int64_t)dim);
     gw_put_u64(q, (uint64_t)(int64_t)am);
     gw_rep *r;
@@ -5041,8 +5041,8 @@ CUresult CUDAAPI cuTexRefSetAddressMode(CUtexref hTexRef, int dim, CUaddress_mod
 CUresult CUDAAPI cuTexRefSetArray(CUtexref hTexRef, CUarray hArray, unsigned int Flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuTexRefSetArray);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hTexRef);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hArray);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hTexRef);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hArray);
     gw_put_u64(q, (uint64_t)(int64_t)Flags);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -5054,7 +5054,7 @@ CUresult CUDAAPI cuTexRefSetArray(CUtexref hTexRef, CUarray hArray, unsigned int
 CUresult CUDAAPI cuTexRefSetFilterMode(CUtexref hTexRef, CUfilter_mode fm)
 {
     gw_req *q = gw_req_begin(GW_OP_cuTexRefSetFilterMode);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hTexRef);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hTexRef);
     gw_put_u64(q, (uint64_t)(int64_t)fm);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -5066,7 +5066,7 @@ CUresult CUDAAPI cuTexRefSetFilterMode(CUtexref hTexRef, CUfilter_mode fm)
 CUresult CUDAAPI cuTexRefSetFlags(CUtexref hTexRef, unsigned int Flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuTexRefSetFlags);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hTexRef);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hTexRef);
     gw_put_u64(q, (uint64_t)(int64_t)Flags);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -5078,7 +5078,7 @@ CUresult CUDAAPI cuTexRefSetFlags(CUtexref hTexRef, unsigned int Flags)
 CUresult CUDAAPI cuTexRefSetFormat(CUtexref hTexRef, CUarray_format fmt, int NumPackedComponents)
 {
     gw_req *q = gw_req_begin(GW_OP_cuTexRefSetFormat);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hTexRef);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hTexRef);
     gw_put_u64(q, (uint64_t)(int64_t)fmt);
     gw_put_u64(q, (uint64_t)(int64_t)NumPackedComponents);
     gw_rep *r;
@@ -5091,7 +5091,7 @@ CUresult CUDAAPI cuTexRefSetFormat(CUtexref hTexRef, CUarray_format fmt, int Num
 CUresult CUDAAPI cuTexRefSetMaxAnisotropy(CUtexref hTexRef, unsigned int maxAniso)
 {
     gw_req *q = gw_req_begin(GW_OP_cuTexRefSetMaxAnisotropy);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hTexRef);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hTexRef);
     gw_put_u64(q, (uint64_t)(int64_t)maxAniso);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -5103,7 +5103,7 @@ CUresult CUDAAPI cuTexRefSetMaxAnisotropy(CUtexref hTexRef, unsigned int maxAnis
 CUresult CUDAAPI cuTexRefSetMipmapFilterMode(CUtexref hTexRef, CUfilter_mode fm)
 {
     gw_req *q = gw_req_begin(GW_OP_cuTexRefSetMipmapFilterMode);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hTexRef);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hTexRef);
     gw_put_u64(q, (uint64_t)(int64_t)fm);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -5115,7 +5115,7 @@ CUresult CUDAAPI cuTexRefSetMipmapFilterMode(CUtexref hTexRef, CUfilter_mode fm)
 CUresult CUDAAPI cuTexRefSetMipmapLevelBias(CUtexref hTexRef, float bias)
 {
     gw_req *q = gw_req_begin(GW_OP_cuTexRefSetMipmapLevelBias);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hTexRef);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hTexRef);
     gw_put_f64(q, (double)bias);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -5127,7 +5127,7 @@ CUresult CUDAAPI cuTexRefSetMipmapLevelBias(CUtexref hTexRef, float bias)
 CUresult CUDAAPI cuTexRefSetMipmapLevelClamp(CUtexref hTexRef, float minMipmapLevelClamp, float maxMipmapLevelClamp)
 {
     gw_req *q = gw_req_begin(GW_OP_cuTexRefSetMipmapLevelClamp);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hTexRef);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hTexRef);
     gw_put_f64(q, (double)minMipmapLevelClamp);
     gw_put_f64(q, (double)maxMipmapLevelClamp);
     gw_rep *r;
@@ -5140,8 +5140,8 @@ CUresult CUDAAPI cuTexRefSetMipmapLevelClamp(CUtexref hTexRef, float minMipmapLe
 CUresult CUDAAPI cuTexRefSetMipmappedArray(CUtexref hTexRef, CUmipmappedArray hMipmappedArray, unsigned int Flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuTexRefSetMipmappedArray);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hTexRef);
-    gw_put_u64(q, (uint64_t)(uintptr_t)hMipmappedArray);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hTexRef);
+    gw_put_handle(q, (uint64_t)(uintptr_t)hMipmappedArray);
     gw_put_u64(q, (uint64_t)(int64_t)Flags);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -5168,7 +5168,7 @@ CUresult CUDAAPI cuThreadExchangeStreamCaptureMode(CUstreamCaptureMode * mode)
 CUresult CUDAAPI cuUserObjectRelease(CUuserObject object, unsigned int count)
 {
     gw_req *q = gw_req_begin(GW_OP_cuUserObjectRelease);
-    gw_put_u64(q, (uint64_t)(uintptr_t)object);
+    gw_put_handle(q, (uint64_t)(uintptr_t)object);
     gw_put_u64(q, (uint64_t)(int64_t)count);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -5180,7 +5180,7 @@ CUresult CUDAAPI cuUserObjectRelease(CUuserObject object, unsigned int count)
 CUresult CUDAAPI cuUserObjectRetain(CUuserObject object, unsigned int count)
 {
     gw_req *q = gw_req_begin(GW_OP_cuUserObjectRetain);
-    gw_put_u64(q, (uint64_t)(uintptr_t)object);
+    gw_put_handle(q, (uint64_t)(uintptr_t)object);
     gw_put_u64(q, (uint64_t)(int64_t)count);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);

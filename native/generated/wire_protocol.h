@@ -100,6 +100,7 @@ enum {
     GW_EXT_GPU = 6, /* u32: the GPU the lease is on */
     GW_EXT_ENV = 7, /* "NAME=VALUE\0NAME=VALUE" (no final NUL): the client's forwarded variables, applied to the worker's driver */
     GW_EXT_NVML = 8, /* u8 1: an NVML-only session (libnvidia-ml.so.1): no GPU lease */
+    GW_EXT_GPU_COUNT = 0x8009, /* u32 1 to 65535: the lease is on any that many GPUs (the first free ones in server order); not with GPU. Critical: a server that does not know it refuses the session rather than lease every GPU */
     GW_EXT_CRITICAL = 0x8000, /* unknown types with this bit are refused, others skipped */
 };
 

@@ -97,6 +97,7 @@ environment set for CMD:
   GPUWIRE_NO_WAIT  with --no-wait: 1 (fail at once instead of queueing)
   GPUWIRE_MEM_CAP  with --mem-cap: the cap in bytes
   GPUWIRE_GPU      with --gpu: the GPU index to lease (default: all GPUs)
+  GPUWIRE_GPUS     with --gpus: lease any that many GPUs instead
   GPUWIRE_TOKEN_FILE  with --token-file: the file holding the client's token
   GPUWIRE_TLS      with --tls / --no-tls: 1 / 0 (default auto: TLS unless the server is on loopback)
   GPUWIRE_TLS_CA   with --tls-ca: the CA file (or folder) the server's certificate must chain to
@@ -131,7 +132,7 @@ class Parser(argparse.ArgumentParser):
 # config.py checks): attribute, flag, lowest, highest. NaN, infinities and values outside
 # are refused with one line, never taken as something else later.
 NUMBER_FLAGS: dict[str, tuple[tuple[str, str, float, float], ...]] = {
-    "run": (("gpu", "--gpu", 0, 65535),),
+    "run": (("gpu", "--gpu", 0, 65535), ("gpus", "--gpus", 1, 65535)),
     "status": (("rounds", "--rounds", 1, 100_000),),
     "top": (("interval", "--interval", 0.1, 3600.0), ("logs", "--logs", 0, 2000)),
     "cache": (("older_than_days", "--older-than-days", 0.0, 100_000.0),),
@@ -290,8 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
                        usage="gpuwire run [-h] [--server HOST:PORT] [--stats FILE] [--exclusive] [--no-wait] "
                              "[--quiet] [--mem-cap SIZE] [--gpu N] [--token-file FILE] [--tls | --no-tls] [--tls-ca FILE] "
                              "[--tls-cert FILE --tls-key FILE] [--compile-cache DIR|off] -- CMD [ARGS...]")
-    p.add_argument("--server", metavar="HOST:PORT",
-                   help="the gpuwire server (default: $GPUWIRE_SERVER, else 127.0.0.1:7750)")
+    p.add_argument("--server", metavar="HOST:PORT[,HOST:PORT...]",
+                   help="the gpuwire server, or several: their GPUs make one device list, the first's first "
+                        "(default: $GPUWIRE_SERVER, else 127.0.0.1:7750)")
     p.add_argument("--stats", metavar="FILE",
                    help="have the client library write call/round-trip/byte counts to FILE as JSON at exit")
     p.add_argument("--exclusive", action="store_true",
@@ -300,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no status line for long transfers or a queued lease")
     p.add_argument("--mem-cap", metavar="SIZE", help="cap this client's GPU memory (bytes, or 512M, 8G, ...)")
     p.add_argument("--gpu", type=int, metavar="N", help="lease GPU N only (seen by the program as device 0)")
+    p.add_argument("--gpus", type=int, metavar="N",
+                   help="lease any N GPUs of the server (the first free ones; seen as devices 0..N-1)")
     p.add_argument("--token-file", metavar="FILE", help="file holding the token (default: $GPUWIRE_TOKEN)")
     p.add_argument("--compile-cache", metavar="DIR|off",
                    help="folder on this machine for NVRTC's compiled code, which a native driver would cache "
@@ -412,6 +416,10 @@ def _lease_env(args: argparse.Namespace, env) -> str | None:
         if args.gpu < 0:
             return f"--gpu {args.gpu}: a GPU index is 0 or more"
         env["GPUWIRE_GPU"] = str(args.gpu)
+    if args.gpus is not None:
+        if args.gpu is not None:
+            return f"--gpu {args.gpu} and --gpus {args.gpus}: a lease is on one GPU or on any N GPUs, not both"
+        env["GPUWIRE_GPUS"] = str(args.gpus)
     if args.token_file:
         env["GPUWIRE_TOKEN_FILE"] = os.path.abspath(os.path.expanduser(args.token_file))
     if args.compile_cache:

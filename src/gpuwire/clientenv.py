@@ -19,7 +19,9 @@ SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 <<
 SIZE_TEXT = "digits with an optional K, M, G, T (binary) or KB, MB, GB, TB"
 BOOL_WORDS = ("0", "1", "off", "on", "no", "yes", "false", "true")
 BOOL_TEXT = "1 or 0 (on/off, yes/no, true/false)"
-SERVER_TEXT = "HOST, HOST:PORT or [IPV6]:PORT, port 1 to 65535, default 7750"
+SERVER_TEXT = ("HOST, HOST:PORT or [IPV6]:PORT, port 1 to 65535, default 7750, "
+               "or a comma-separated list of them (up to 8 servers)")
+SERVERS_MAX = 8  # native/client/wire/servers.h GW_SERVERS_MAX
 DEFAULT_PORT = 7750
 
 
@@ -86,16 +88,27 @@ def parse_server(text: str) -> tuple[str, int] | None:
     return host or "0.0.0.0", port
 
 
+def parse_servers(text: str) -> list[tuple[str, int]] | None:
+    """GPUWIRE_SERVER as the library reads it: one server or a comma-separated
+    list of up to SERVERS_MAX (docs/multi-gpu.md); None if malformed."""
+    entries = text.split(",")
+    if len(entries) > SERVERS_MAX:
+        return None
+    parsed = [parse_server(e) if e.strip() else None for e in entries]
+    return None if any(p is None for p in parsed) else parsed  # type: ignore[return-value]
+
+
 # Every variable with a rule, in the order they are checked. Paths and free
 # text (GPUWIRE_STATS, GPUWIRE_SAMPLE, GPUWIRE_MEMO_FILE, GPUWIRE_CUBIN_KEEP,
 # GPUWIRE_COMPILE_CACHE, GPUWIRE_TLS_SERVER_NAME, GPUWIRE_TOKEN) have none.
 RULES: dict[str, tuple[Callable[[str], bool], str]] = {
     # settings of the session: the library does not connect
-    "GPUWIRE_SERVER": (lambda v: parse_server(v) is not None, SERVER_TEXT),
+    "GPUWIRE_SERVER": (lambda v: parse_servers(v) is not None, SERVER_TEXT),
     "GPUWIRE_LEASE": _words(("shared", "exclusive"), "shared or exclusive"),
     "GPUWIRE_MEM_CAP": _size(1, U64_MAX),
     "GPUWIRE_NO_WAIT": _words(BOOL_WORDS, BOOL_TEXT),
     "GPUWIRE_GPU": _integer(0, 65535),
+    "GPUWIRE_GPUS": _integer(1, 65535),
     "GPUWIRE_TLS": _words(("auto",) + BOOL_WORDS, "auto, " + BOOL_TEXT),
     "GPUWIRE_TLS_CA": _readable("a readable file or folder"),
     "GPUWIRE_TLS_CERT": _readable("a readable file"),

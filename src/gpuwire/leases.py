@@ -1,12 +1,15 @@
 """GPU leases: who may use which GPU, decided before a client's worker starts.
 
-A lease covers one GPU or all of them, shared or exclusive, with an optional
-memory cap (enforced by the worker). Two leases conflict when their GPUs
-overlap and either is exclusive. Requests are served strictly in arrival
-order: a request is granted only when it conflicts with no lease held and with
-no earlier request still waiting, so a queued exclusive lease is not starved by
-a stream of shared ones. Thread-safe; the server's connection threads block in
-`wait`.
+A lease covers one GPU, all of them, or any N of them (`count`: which ones is
+decided at the grant: the first N in server order that no held lease stands
+in the way of), shared or exclusive, with an optional memory cap (enforced by
+the worker). Two leases conflict when their GPUs overlap and either is
+exclusive. Requests are served strictly in arrival order: a request is granted
+only when it conflicts with no lease held and with no earlier request still
+waiting, so a queued exclusive lease is not starved by a stream of shared ones.
+A waiting "any N" request has no GPUs yet, so it counts as wanting all of them
+for those behind it (it cannot be overtaken by one that would take the GPUs it
+waits for). Thread-safe; the server's connection threads block in `wait`.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ class Lease:
     """A request; `granted` is set once it holds its GPUs."""
     id: int
     exclusive: bool
-    gpus: frozenset[int]
+    gpus: frozenset[int]         # for a count request: empty until granted
     mem_cap: int
     owner: str                   # for humans: "host pid prog (session N)"
     session: int | None = None
+    count: int | None = None     # "any N GPUs": N; None: gpus says which
     requested: float = field(default_factory=time.monotonic)
     granted: float | None = None
 
@@ -41,6 +45,8 @@ class Lease:
         return bool(self.gpus & other.gpus) and (self.exclusive or other.exclusive)
 
     def describe_gpus(self, gpu_count: int) -> str:
+        if self.count is not None and self.granted is None:
+            return f"any {self.count} GPU{'s' if self.count != 1 else ''}"
         if len(self.gpus) == gpu_count and gpu_count != 1:
             return "all GPUs"
         return "GPU " + ",".join(str(g) for g in sorted(self.gpus))
@@ -66,25 +72,52 @@ class LeaseManager:
         self.wait_seconds_total = 0.0
 
     def request(self, exclusive: bool, gpu: int | None, mem_cap: int, owner: str,
-                session: int | None = None) -> Lease:
-        """Queue a request (granted at once if nothing stands in its way)."""
+                session: int | None = None, count: int | None = None) -> Lease:
+        """Queue a request (granted at once if nothing stands in its way): GPU
+        `gpu`, any `count` GPUs, or (neither given) all of them."""
+        if gpu is not None and count is not None:
+            raise LeaseRefused(f"a lease names either one GPU ({gpu}) or a number of GPUs ({count}), not both")
         if gpu is not None and not 0 <= gpu < self.gpu_count:
             raise LeaseRefused(f"GPU {gpu} does not exist on this server (it has {self.gpu_count}: "
                                f"0..{self.gpu_count - 1})")
-        gpus = frozenset(range(self.gpu_count)) if gpu is None else frozenset([gpu])
-        lease = Lease(next(self._ids), exclusive, gpus, mem_cap, owner, session)
+        if count is not None and not 1 <= count <= self.gpu_count:
+            raise LeaseRefused(f"{count} GPUs asked for, but this server has {self.gpu_count}"
+                               if count > 0 else f"a lease on {count} GPUs: ask for 1 or more")
+        if count is not None:
+            gpus: frozenset[int] = frozenset()
+        else:
+            gpus = frozenset(range(self.gpu_count)) if gpu is None else frozenset([gpu])
+        lease = Lease(next(self._ids), exclusive, gpus, mem_cap, owner, session, count=count)
         with self._cond:
             self._queue.append(lease)
             self._grant_locked()
         return lease
 
+    def _pick_locked(self, lease: Lease, ahead: list[Lease]) -> frozenset[int] | None:
+        """The GPUs a waiting request would get now, or None if it must wait."""
+        if lease.count is None:
+            if any(lease.conflicts(h) for h in self._held.values()) or any(lease.conflicts(a) for a in ahead):
+                return None
+            return lease.gpus
+        # neither a GPU held in a conflicting way nor one an earlier waiting
+        # request wants (a waiting count request wants all: _grant_locked)
+        free = [g for g in range(self.gpu_count)
+                if not any(g in o.gpus and (o.exclusive or lease.exclusive)
+                           for o in itertools.chain(self._held.values(), ahead))]
+        return frozenset(free[:lease.count]) if len(free) >= lease.count else None
+
     def _grant_locked(self) -> None:
         ahead: list[Lease] = []
         granted = False
         for lease in list(self._queue):
-            if any(lease.conflicts(h) for h in self._held.values()) or any(lease.conflicts(a) for a in ahead):
+            gpus = self._pick_locked(lease, ahead)
+            if gpus is None:
+                if lease.count is not None:  # for those behind: it may want any GPU
+                    lease.gpus = frozenset(range(self.gpu_count))
                 ahead.append(lease)
                 continue
+            if lease.count is not None:
+                lease.gpus = gpus
             self._queue.remove(lease)
             lease.granted = time.monotonic()
             self._held[lease.id] = lease
@@ -139,7 +172,9 @@ class LeaseManager:
         now = time.monotonic()
 
         def one(lease: Lease) -> dict:
-            return {"id": lease.id, "mode": lease.mode, "gpus": sorted(lease.gpus), "mem_cap": lease.mem_cap,
+            return {"id": lease.id, "mode": lease.mode, "count": lease.count,
+                    "gpus": sorted(lease.gpus) if lease.count is None or lease.granted is not None else [],
+                    "mem_cap": lease.mem_cap,
                     "owner": lease.owner, "session": lease.session,
                     "held_s": round(now - lease.granted, 3) if lease.granted is not None else None,
                     "waited_s": round((lease.granted or now) - lease.requested, 3)}

@@ -75,6 +75,7 @@ class HelloExt:
     gpu: int | None = None      # None: every GPU of the server
     env: tuple[tuple[str, str], ...] = ()  # EXT_ENV: (name, value) of ENV_FORWARDED variables
     nvml_only: bool = False     # EXT_NVML
+    gpu_count: int | None = None  # EXT_GPU_COUNT: any that many GPUs
     unknown: tuple[int, ...] = ()  # non-critical types this server skipped
 
 
@@ -155,11 +156,11 @@ def pack_hello(pid: int, host: str | bytes, prog: str | bytes, api_digest: int, 
 
 def pack_ext(exclusive: bool | None = None, mem_cap: int | None = None, no_wait: bool | None = None,
              status_probe: bool | None = None, gpu: int | None = None,
-             env: dict[str, str] | None = None, nvml_only: bool | None = None,
+             env: dict[str, str] | None = None, nvml_only: bool | None = None, gpu_count: int | None = None,
              extra: list[tuple[int, bytes]] = ()) -> bytes:
     """HELLO extension records for the fields given (None: leave the record out)."""
     given = {"exclusive": exclusive, "mem_cap": mem_cap, "no_wait": no_wait, "status_probe": status_probe,
-             "gpu": gpu, "env": env, "nvml_only": nvml_only}
+             "gpu": gpu, "env": env, "nvml_only": nvml_only, "gpu_count": gpu_count}
     recs: list[tuple[int, bytes]] = []
     for typ, (_name, codec, field, _size) in EXT_CODECS.items():  # type order, as the records always went
         value = given[field]

@@ -16,13 +16,15 @@ from gpuwire import address, clientenv, paths
 
 def server_address(flag: str | None, env: dict[str, str]) -> str:
     """--server, else $GPUWIRE_SERVER, else 127.0.0.1:7750, written in full (HOST:PORT,
-    [IPV6]:PORT) so the client library gets the port spelled out. Raises ValueError
-    (address.AddressError) with one line if malformed."""
-    if flag:
-        return address.normalize(flag, what="--server")
+    [IPV6]:PORT; several servers comma-separated, each so) so the client library gets
+    the port spelled out. Raises ValueError (address.AddressError) with one line if malformed."""
+    if flag:  # one server, or several: a,b (docs/multi-gpu.md)
+        if len(flag.split(",")) > clientenv.SERVERS_MAX:
+            raise ValueError(f"--server {flag}: at most {clientenv.SERVERS_MAX} servers")
+        return ",".join(address.normalize(s.strip(), what="--server") for s in flag.split(","))
     text = env.get("GPUWIRE_SERVER") or address.DEFAULT_SERVER
     clientenv.check({"GPUWIRE_SERVER": text})  # the client library's own words for a bad value
-    return address.normalize(text, what="GPUWIRE_SERVER")
+    return ",".join(address.normalize(s.strip(), what="GPUWIRE_SERVER") for s in text.split(","))
 
 
 def build_env(base: dict[str, str], server: str | None = None, stats: str | None = None,

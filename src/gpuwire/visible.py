@@ -31,9 +31,9 @@ def worker_env(server_env: dict[str, str], lease_gpus: frozenset[int] | None, gp
     env = dict(server_env)
     server_list = _split(server_env["CUDA_VISIBLE_DEVICES"]) if "CUDA_VISIBLE_DEVICES" in server_env else None
     base: list[str] | None = server_list  # what the client may see, in server terms; None: everything
-    if lease_gpus is not None and len(lease_gpus) == 1 and gpu_count > 1:
-        (index,) = lease_gpus
-        base = [server_list[index] if server_list and index < len(server_list) else str(index)]
+    if lease_gpus is not None and 0 < len(lease_gpus) < gpu_count:
+        # a lease on some GPUs (one, or "any N"): those alone, in server order, as devices 0..
+        base = [server_list[i] if server_list and i < len(server_list) else str(i) for i in sorted(lease_gpus)]
     restricted = base is not None
     wanted = client.get("CUDA_VISIBLE_DEVICES")
     if wanted is not None:

@@ -816,6 +816,7 @@ EXT_STATUS_PROBE = 5
 EXT_GPU = 6
 EXT_ENV = 7
 EXT_NVML = 8
+EXT_GPU_COUNT = 0x8009
 EXT_CRITICAL = 0x8000
 ENV_FORWARDED = ('CUDA_VISIBLE_DEVICES', 'CUDA_DEVICE_ORDER', 'CUDA_CACHE_DISABLE', 'CUDA_FORCE_PTX_JIT', 'CUDA_DISABLE_PTX_JIT', 'CUDA_MODULE_LOADING')
 # type -> (name, codec, HelloExt field, value bytes or None): in type order, as records are packed
@@ -827,6 +828,7 @@ EXT_CODECS = {
     EXT_GPU: ('GPU', 'u32', 'gpu', 4),
     EXT_ENV: ('ENV', 'env', 'env', None),
     EXT_NVML: ('NVML', 'bool', 'nvml_only', 1),
+    EXT_GPU_COUNT: ('GPU_COUNT', 'u32', 'gpu_count', 4),
 }
 
 # fixed layouts (little-endian)

@@ -81,7 +81,10 @@ int main(int argc, char **argv)
         return launches(atoi(argv[2]), !strcmp(argv[3], "host"));
     /* the CPU stand-in runs an executable graph from its graph as it is at
      * launch: an exec that outlives its graph, and updates, are the GPU's only */
-    int standin = argc == 2 && !strcmp(argv[1], "--standin");
+    int standin = argc >= 2 && !strcmp(argv[1], "--standin");
+    /* --no-host-destinations: leave out captured copies into host memory (a
+     * client's later servers do not deliver: docs/multi-gpu.md) */
+    int host_destinations = !(argc >= 3 && !strcmp(argv[2], "--no-host-destinations"));
     cudaStream_t s;
     CK(cudaStreamCreate(&s));
 
@@ -240,6 +243,10 @@ int main(int argc, char **argv)
 
     /* copies into pageable memory captured from a stream (simpleCudaGraphs'
      * result, graphMemoryNodes' output): written at each launch */
+    if (!host_destinations) {
+        CK(cudaStreamDestroy(cs));
+        goto done_captures;
+    }
     double one, *done;
     CK(cudaMalloc(&done, sizeof(double)));
     CK(cudaStreamBeginCapture(cs, cudaStreamCaptureModeGlobal));
@@ -271,6 +278,7 @@ int main(int argc, char **argv)
     CK(cudaFree(done));
     CK(cudaStreamDestroy(cs));
     printf("captured copies into pageable memory write it at each launch\n");
+done_captures:
 
     CK(cudaFree(dbig));
     CK(cudaFree(da));

@@ -35,6 +35,9 @@ void sd_phys_uuid(int p, unsigned char out[16])
     static const char fixed[15] = {'g', 'p', 'u', 'w', 'i', 'r', 'e', '-', 's', 't', 'a', 'n', 'd', 'i', 'n'};
     memcpy(out, fixed, sizeof fixed);
     out[15] = (unsigned char)(p + 1);
+    const char *m = getenv("GPUWIRE_STANDIN_MACHINE"); /* 1..9: another machine's GPUs (tests of several servers) */
+    if (m && *m >= '1' && *m <= '9' && !m[1])
+        out[14] = (unsigned char)('n' + (*m - '0'));
 }
 
 /* "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", as nvidia-smi -L spells a UUID. */

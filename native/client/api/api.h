@@ -25,4 +25,9 @@ GW_HIDDEN void gw_put_dependencies(gw_req *q, const CUgraphNode *deps, size_t n)
 GW_HIDDEN CUresult gw_graph_add_conditional(CUgraphNode *out, CUgraph g, const CUgraphNode *deps, size_t n,
                                             CUDA_CONDITIONAL_NODE_PARAMS *p);
 
+/* ---- several servers: a copy between two servers' device memory, staged
+ * through the client (cross_server.c); a NULL context: the allocation's ---- */
+GW_HIDDEN CUresult gw_cross_server_copy(CUdeviceptr dst, CUcontext dctx, CUdeviceptr src, CUcontext sctx, size_t n,
+                                        int has_stream, CUstream s);
+
 #endif

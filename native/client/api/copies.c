@@ -39,7 +39,22 @@ static CUresult on_server(unsigned op, CUdeviceptr dst, CUdeviceptr src, size_t 
     return rc == CUDA_SUCCESS ? cuCtxSynchronize() : rc;
 }
 
+static CUresult htod_here(unsigned op, CUdeviceptr dst, const void *src, size_t n, int async, CUstream s);
+
+/* Several servers: a copy goes to the server its device memory is on. */
 static CUresult htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, int async, CUstream s)
+{
+    int k = gw_server_of_address(dst);
+    if (async && !gw_handle_fits((uint64_t)(uintptr_t)s, k)) /* several servers: memory of one, stream of another */
+        return gw_route_mixed(op);
+    CUcontext pushed;
+    int route = gw_memory_server_enter(dst, &pushed);
+    CUresult rc = htod_here(op, dst, src, n, async, s);
+    gw_memory_server_leave(route, pushed);
+    return rc;
+}
+
+static CUresult htod_here(unsigned op, CUdeviceptr dst, const void *src, size_t n, int async, CUstream s)
 {
     if (!n)
         return CUDA_SUCCESS;
@@ -208,7 +223,8 @@ static CUresult htod_bytes(unsigned op, CUdeviceptr dst, const void *src, size_t
 static CUresult stream_sync(unsigned op, CUstream s)
 {
     int ptsz = op == GW_OP_cuStreamSynchronize_ptsz;
-    if (gw_initialized() && gw_fence_sync_may_post(op, (uint64_t)(uintptr_t)s)) {
+    /* several servers: the fences see one server's collections only, so every synchronize waits */
+    if (gw_initialized() && gw_servers_n <= 1 && gw_fence_sync_may_post(op, (uint64_t)(uintptr_t)s)) {
         gw_req *q = gw_req_begin(op);
         gw_put_u64(q, (uint64_t)(uintptr_t)s);
         return gw_req_post(q);
@@ -227,7 +243,9 @@ static CUresult ctx_sync(int v2, CUcontext ctx)
     uint64_t mark = gw_fence_mark();
     CUresult rc = v2 ? gwf_cuCtxSynchronize_v2(ctx) : gwf_cuCtxSynchronize();
     gw_fence_collected();
-    if (rc == CUDA_SUCCESS && !ctx) /* another context's streams are not told apart here: none confirmed */
+    /* another context's streams are not told apart here: none confirmed; nor,
+     * with several servers, the other servers' streams */
+    if (rc == CUDA_SUCCESS && !ctx && gw_servers_n <= 1)
         gw_fence_confirmed_all(mark);
     return rc;
 }
@@ -238,7 +256,21 @@ CUresult CUDAAPI cuCtxSynchronize_v2(CUcontext ctx) { return ctx_sync(1, ctx); }
 CUresult CUDAAPI cuStreamSynchronize(CUstream s) { return stream_sync(GW_OP_cuStreamSynchronize, s); }
 CUresult CUDAAPI cuStreamSynchronize_ptsz(CUstream s) { return stream_sync(GW_OP_cuStreamSynchronize_ptsz, s); }
 
+static CUresult dtoh_here(unsigned op, void *dst, CUdeviceptr src, size_t n, int async, CUstream s);
+
 static CUresult dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, int async, CUstream s)
+{
+    int k = gw_server_of_address(src); /* several servers: where the memory is */
+    if (async && !gw_handle_fits((uint64_t)(uintptr_t)s, k))
+        return gw_route_mixed(op);
+    CUcontext pushed;
+    int route = gw_memory_server_enter(src, &pushed);
+    CUresult rc = dtoh_here(op, dst, src, n, async, s);
+    gw_memory_server_leave(route, pushed);
+    return rc;
+}
+
+static CUresult dtoh_here(unsigned op, void *dst, CUdeviceptr src, size_t n, int async, CUstream s)
 {
     uint8_t *p = dst;
     if (!n)
@@ -335,6 +367,19 @@ static CUresult unified(int ptds, CUdeviceptr dst, CUdeviceptr src, size_t n, in
 {
     gw_mem_kind dk = gw_mem_classify(dst), sk = gw_mem_classify(src);
     int dd = dk == GW_MEM_DEVICE || dk == GW_MEM_MAPPED, sd = sk == GW_MEM_DEVICE || sk == GW_MEM_MAPPED;
+    if (dd && sd && gw_servers_n > 1) { /* several servers: the two ends' */
+        int ks = gw_server_of_address(src), kd = gw_server_of_address(dst);
+        if (ks >= 0 && kd >= 0 && ks != kd)
+            return gw_cross_server_copy(dst, NULL, src, NULL, n, async, s);
+        if (async && !gw_handle_fits((uint64_t)(uintptr_t)s, kd))
+            return gw_route_mixed(ptds ? GW_OP_cuMemcpyAsync_ptsz : GW_OP_cuMemcpyAsync);
+        CUcontext pushed;
+        int route = gw_memory_server_enter(dst, &pushed);
+        CUresult rc = async ? (ptds ? cuMemcpyDtoDAsync_v2_ptsz(dst, src, n, s) : cuMemcpyDtoDAsync_v2(dst, src, n, s))
+                            : (ptds ? cuMemcpyDtoD_v2_ptds(dst, src, n) : cuMemcpyDtoD_v2(dst, src, n));
+        gw_memory_server_leave(route, pushed);
+        return rc;
+    }
     if (dd && sd) {
         if (async)
             return ptds ? cuMemcpyDtoDAsync_v2_ptsz(dst, src, n, s) : cuMemcpyDtoDAsync_v2(dst, src, n, s);

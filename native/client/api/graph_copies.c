@@ -119,7 +119,7 @@ static CUresult checked(unsigned op, const CUDA_MEMCPY3D *p, CUDA_MEMCPY3D *out,
         uint8_t *base = out->dstMemoryType == CU_MEMORYTYPE_HOST ? (uint8_t *)out->dstHost
                                                                   : (uint8_t *)(uintptr_t)out->dstDevice;
         uint8_t *first = row_start(base, out->dstXInBytes, out->dstY, out->dstZ, out->dstPitch, out->dstHeight);
-        uint64_t id = first ? gw_delivery_for_node(first, out->WidthInBytes) : 0;
+        uint64_t id = first && gw_route_now() == 0 ? gw_delivery_for_node(first, out->WidthInBytes) : 0; /* a later server: none */
         if (id) {
             out->dstMemoryType = CU_MEMORYTYPE_HOST;
             dst_host = (void *)(uintptr_t)id; /* the worker's delivery id, never an address there */

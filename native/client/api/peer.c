@@ -17,15 +17,22 @@ static int contexts_known(CUcontext dst, CUcontext src)
     return gw_context_device(dst) >= 0 && gw_context_device(src) >= 0;
 }
 
+/* Several servers: contexts of two servers (their handles say which): the
+ * bytes are staged through the client (cross_server.c). */
+#define ACROSS(dctx, sctx)                                                                                 \
+    (gw_servers_n > 1 && gw_handle_server((uint64_t)(uintptr_t)(dctx)) >= 0 &&                             \
+     gw_handle_server((uint64_t)(uintptr_t)(sctx)) >= 0 &&                                                 \
+     gw_handle_server((uint64_t)(uintptr_t)(dctx)) != gw_handle_server((uint64_t)(uintptr_t)(sctx)))
+
 /* The request the generated forwarder would send, waiting for its answer. */
 static CUresult peer_waiting(unsigned op, CUdeviceptr dst, CUcontext dctx, CUdeviceptr src, CUcontext sctx, size_t n,
                              int has_stream, CUstream s)
 {
     gw_req *q = gw_req_begin(op);
     gw_put_u64(q, (uint64_t)dst);
-    gw_put_u64(q, (uint64_t)(uintptr_t)dctx);
+    gw_put_handle(q, (uint64_t)(uintptr_t)dctx);
     gw_put_u64(q, (uint64_t)src);
-    gw_put_u64(q, (uint64_t)(uintptr_t)sctx);
+    gw_put_handle(q, (uint64_t)(uintptr_t)sctx);
     gw_put_u64(q, (uint64_t)n);
     if (has_stream)
         gw_put_u64(q, (uint64_t)(uintptr_t)s);
@@ -38,6 +45,8 @@ static CUresult peer_waiting(unsigned op, CUdeviceptr dst, CUcontext dctx, CUdev
 
 CUresult CUDAAPI cuMemcpyPeer(CUdeviceptr dst, CUcontext dctx, CUdeviceptr src, CUcontext sctx, size_t n)
 {
+    if (ACROSS(dctx, sctx))
+        return gw_stat_call(GW_OP_cuMemcpyPeer), gw_cross_server_copy(dst, dctx, src, sctx, n, 0, NULL);
     if (contexts_known(dctx, sctx))
         return gwf_cuMemcpyPeer(dst, dctx, src, sctx, n);
     return peer_waiting(GW_OP_cuMemcpyPeer, dst, dctx, src, sctx, n, 0, NULL);
@@ -45,6 +54,8 @@ CUresult CUDAAPI cuMemcpyPeer(CUdeviceptr dst, CUcontext dctx, CUdeviceptr src, 
 
 CUresult CUDAAPI cuMemcpyPeer_ptds(CUdeviceptr dst, CUcontext dctx, CUdeviceptr src, CUcontext sctx, size_t n)
 {
+    if (ACROSS(dctx, sctx))
+        return gw_stat_call(GW_OP_cuMemcpyPeer_ptds), gw_cross_server_copy(dst, dctx, src, sctx, n, 0, NULL);
     if (contexts_known(dctx, sctx))
         return gwf_cuMemcpyPeer_ptds(dst, dctx, src, sctx, n);
     return peer_waiting(GW_OP_cuMemcpyPeer_ptds, dst, dctx, src, sctx, n, 0, NULL);
@@ -53,6 +64,8 @@ CUresult CUDAAPI cuMemcpyPeer_ptds(CUdeviceptr dst, CUcontext dctx, CUdeviceptr 
 CUresult CUDAAPI cuMemcpyPeerAsync(CUdeviceptr dst, CUcontext dctx, CUdeviceptr src, CUcontext sctx, size_t n,
                                    CUstream s)
 {
+    if (ACROSS(dctx, sctx))
+        return gw_stat_call(GW_OP_cuMemcpyPeerAsync), gw_cross_server_copy(dst, dctx, src, sctx, n, 1, s);
     if (contexts_known(dctx, sctx))
         return gwf_cuMemcpyPeerAsync(dst, dctx, src, sctx, n, s);
     return peer_waiting(GW_OP_cuMemcpyPeerAsync, dst, dctx, src, sctx, n, 1, s);
@@ -61,6 +74,8 @@ CUresult CUDAAPI cuMemcpyPeerAsync(CUdeviceptr dst, CUcontext dctx, CUdeviceptr 
 CUresult CUDAAPI cuMemcpyPeerAsync_ptsz(CUdeviceptr dst, CUcontext dctx, CUdeviceptr src, CUcontext sctx, size_t n,
                                         CUstream s)
 {
+    if (ACROSS(dctx, sctx))
+        return gw_stat_call(GW_OP_cuMemcpyPeerAsync_ptsz), gw_cross_server_copy(dst, dctx, src, sctx, n, 1, s);
     if (contexts_known(dctx, sctx))
         return gwf_cuMemcpyPeerAsync_ptsz(dst, dctx, src, sctx, n, s);
     return peer_waiting(GW_OP_cuMemcpyPeerAsync_ptsz, dst, dctx, src, sctx, n, 1, s);

@@ -39,6 +39,9 @@ static int local_attr(CUpointer_attribute a, CUdeviceptr ptr, void *out)
 static CUresult remote_attrs(unsigned op, int single, unsigned n, const CUpointer_attribute *attrs, void **data,
                              CUdeviceptr ptr)
 {
+    int k = gw_server_of_address(ptr); /* several servers: asked where the memory is */
+    CUcontext pushed;
+    int route = gw_memory_server_enter(ptr, &pushed);
     gw_req *q = gw_req_begin_quiet(op);
     gw_put_fields(q, gw_pointer_attributes_req, {.pointer = ptr, .single = (uint32_t)single, .n = n});
     for (unsigned i = 0; i < n; i++)
@@ -51,10 +54,22 @@ static CUresult remote_attrs(unsigned op, int single, unsigned n, const CUpointe
             rc = gw_rep_status(r, CUDA_ERROR_UNKNOWN);
             break;
         }
+        if (gw_servers_n > 1 && k >= 0 && attrs[i] == CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL) {
+            uint32_t dev; /* that server's ordinal: the client's */
+            memcpy(&dev, slot.value, sizeof dev);
+            dev = (uint32_t)gw_device_of_server(k, (int)dev);
+            memcpy(slot.value, &dev, sizeof dev);
+        } else if (gw_servers_n > 1 && k > 0 && attrs[i] == CU_POINTER_ATTRIBUTE_CONTEXT) {
+            uint64_t c;
+            memcpy(&c, slot.value, sizeof c);
+            c = gw_handle_on(c, k);
+            memcpy(slot.value, &c, sizeof c);
+        }
         if (data[i])
             memcpy(data[i], slot.value, gw_pointer_attr_size(attrs[i]));
     }
     gw_rep_end(r);
+    gw_memory_server_leave(route, pushed);
     return rc;
 }
 

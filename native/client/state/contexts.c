@@ -62,6 +62,16 @@ static int known_device(CUcontext c)
 int gw_current_device(void) { return known_device(depth ? stack[depth - 1] : NULL); }
 int gw_context_device(CUcontext ctx) { return known_device(ctx); }
 
+/* Several servers (wire/servers.h): a thread's requests go to its current
+ * context's server (its handle says which), unless their arguments say. */
+static int route_of_current(void)
+{
+    int k = depth ? gw_handle_server((uint64_t)(uintptr_t)stack[depth - 1]) : 0;
+    return k > 0 ? k : 0;
+}
+
+__attribute__((constructor)) static void contexts_route_init(void) { gw_set_route_fn(route_of_current); }
+
 static void pstate_forget(CUdevice dev);
 
 /* A device's primary context, as the last retain answered, while the process
@@ -105,7 +115,7 @@ CUresult CUDAAPI cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
         gw_stat_call(GW_OP_cuDevicePrimaryCtxRetain);
         gw_req *q = gw_req_begin_quiet(GW_OP_cuDevicePrimaryCtxRetain); /* as the generated call encodes it */
         gw_put_out(q, pctx, 1);
-        gw_put_u64(q, (uint64_t)(int64_t)dev);
+        gw_put_device(q, (int64_t)dev);
         CUresult rc = gw_req_post(q);
         if (rc != CUDA_SUCCESS)
             return rc;
@@ -144,7 +154,7 @@ static CUresult set_current(CUcontext ctx)
         return gwf_cuCtxSetCurrent(ctx);
     gw_stat_call(GW_OP_cuCtxSetCurrent);
     gw_req *q = gw_req_begin_quiet(GW_OP_cuCtxSetCurrent); /* as the generated call encodes it */
-    gw_put_u64(q, (uint64_t)(uintptr_t)ctx);
+    gw_put_handle(q, (uint64_t)(uintptr_t)ctx);
     return gw_req_post(q);
 }
 
@@ -226,8 +236,11 @@ static CUresult ctx_create(unsigned op, CUcontext *pctx, int has_params, const C
     }
     uint64_t id = gw_new_handle_id();
     gw_req *q = gw_req_begin(op);
+    int64_t on = gw_req_on_device(q, dev); /* several servers: dev's server, dev's ordinal there */
+    id = gw_handle_on(id, gw_device_server(dev, NULL)); /* named on that server */
     gw_put_fields(q, gw_ctx_create_req,
-                  {.id = id, .flags = flags, .device = (uint64_t)(int64_t)dev, .has_params = has_params != 0,
+                  {.id = id, .flags = flags, .device = (uint64_t)(gw_servers_n > 1 ? on : (int64_t)dev),
+                   .has_params = has_params != 0,
                    .has_affinity = aff != NULL, .n = n});
     for (int i = 0; i < nsent; i++)
         gw_put_fields(q, gw_ctx_create_req_affinity_item, {.param = aff[i]});

@@ -35,7 +35,7 @@ int gw_deliveries_on(void)
         gw_env_bool("GPUWIRE_LANDINGS", "using the default, on", &v);
         on = v;
     }
-    return on;
+    return on && gw_route_now() == 0; /* several servers: a later server's link carries none (wire/servers.c) */
 }
 
 /* Bytes of copies posted and not delivered yet: past this the next copy first

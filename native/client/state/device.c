@@ -57,7 +57,7 @@ static int remote_override(CUdevice_attribute a, int *v)
 static void fetch_all(CUdevice dev)
 {
     gw_req *q = gw_req_begin_quiet(GW_OP_DEVICE_ATTRS);
-    gw_put_fields(q, gw_device_attrs_req, {.device = (uint32_t)dev});
+    gw_put_fields(q, gw_device_attrs_req, {.device = (uint32_t)gw_req_on_device(q, dev)}); /* several servers: there */
     gw_rep *r;
     CUresult rc = gw_req_call(q, &r);
     if (rc == CUDA_SUCCESS) {

@@ -199,8 +199,17 @@ static uint64_t r_size_of(const void *p)
     return n;
 }
 
-void gw_mem_track_device(CUdeviceptr p, size_t size) { track(p, size, GW_MEM_DEVICE, 0); }
-void gw_mem_untrack_device(CUdeviceptr p) { untrack(p, GW_MEM_DEVICE); }
+void gw_mem_track_device(CUdeviceptr p, size_t size)
+{
+    track(p, size, GW_MEM_DEVICE, 0);
+    gw_server_memory_add(p, size, gw_route_now()); /* several servers: whose it is (server_memory.c) */
+}
+
+void gw_mem_untrack_device(CUdeviceptr p)
+{
+    untrack(p, GW_MEM_DEVICE);
+    gw_server_memory_remove(p);
+}
 
 int gw_mem_is_device_range(uint64_t addr, uint64_t n)
 {
@@ -324,6 +333,14 @@ gw_mem_kind gw_mem_classify(uint64_t addr)
 CUresult CUDAAPI cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
 {
     CUresult rc = gwf_cuMemAlloc_v2(dptr, bytesize);
+    if (rc == CUDA_SUCCESS && gw_server_memory_clashes(*dptr, bytesize, gw_route_now())) {
+        /* several servers: this address is another server's too; one address must name one buffer */
+        gw_log("cuMemAlloc: server %d gave an address that overlaps memory of another gpuwire server; "
+               "refused with CUDA_ERROR_OUT_OF_MEMORY (docs/multi-gpu.md)", gw_route_now() + 1);
+        gwf_cuMemFree_v2(*dptr);
+        *dptr = 0;
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
     if (rc == CUDA_SUCCESS)
         gw_mem_track_device(*dptr, bytesize);
     return rc;
@@ -344,7 +361,10 @@ CUresult CUDAAPI cuMemFree_v2(CUdeviceptr dptr)
     uint64_t base = 0;
     if (gw_mapped_lookup(dptr, 1, &base, &kind, NULL) && kind == GW_MAPPED_MANAGED && base == dptr)
         return gw_mapped_release(dptr, GW_MAPPED_MANAGED);
+    CUcontext pushed;
+    int route = gw_memory_server_enter(dptr, &pushed); /* several servers: where it is */
     CUresult rc = gwf_cuMemFree_v2(dptr);
+    gw_memory_server_leave(route, pushed);
     if (rc == CUDA_SUCCESS)
         gw_mem_untrack_device(dptr);
     return rc;

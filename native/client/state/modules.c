@@ -82,6 +82,41 @@ static void free_info(mod_info *m);
 static const char *differences(const mod_info *mine, const mod_info *theirs, int shared_differs);
 static void read_wrong(const char *why, uint64_t id);
 
+/* Several servers (wire/servers.h): a library belongs to no context, so it is
+ * loaded on every server under one id (GW_ROUTE_ALL), and so are its kernels;
+ * whichever server a context of the program is on then has them. Waits for
+ * each server's verdict. */
+static CUresult load_everywhere(unsigned op, void **handle, const void *image, size_t size, unsigned njit,
+                                CUjit_option *jo, void **jv, gw_jit_outs *outs, unsigned nlib, CUlibraryOption *lo,
+                                void **lv)
+{
+    uint64_t id = gw_handle_on(gw_new_handle_id() & ~GW_ROUTE_MASK, GW_ROUTE_ALL);
+    CUresult rc = CUDA_SUCCESS;
+    for (int k = 0; k < gw_servers_n && rc == CUDA_SUCCESS; k++) {
+        int route = gw_route_enter(k);
+        rc = gw_stage_upload(image, size);
+        if (rc == CUDA_SUCCESS) {
+            gw_req *q = gw_req_begin_quiet(op);
+            gw_put_fields(q, gw_module_load_req, {.id = id, .image_size = size}); /* MODULE_LOAD */
+            gw_jit_put(q, njit, jo, jv, outs);
+            put_library_options(q, nlib, lo, lv);
+            gw_req_set_flags(q, GW_F_COLLECT);
+            gw_rep *r;
+            rc = gw_req_call(q, &r);
+            if (gw_jit_has_outputs(outs))
+                gw_jit_take(r, outs);
+            if (rc == CUDA_SUCCESS)
+                rc = gw_rep_status(r, rc);
+            gw_rep_end(r);
+        }
+        gw_route_leave(route);
+    }
+    if (rc == CUDA_SUCCESS)
+        *handle = (void *)(uintptr_t)id;
+    install_from_cubin(rc == CUDA_SUCCESS ? id : 0, info_from_cubin(image, size));
+    return rc;
+}
+
 /* Stage the image, then post the load under a handle the client names: a
  * load does not wait (a failure surfaces at the next synchronization). The
  * worker then sends the module's functions and their layouts unasked; a
@@ -104,6 +139,8 @@ static CUresult load(unsigned op_counted, unsigned op, void **handle, const void
     size_t size = gw_image_size(image);
     if (!size)
         return CUDA_ERROR_INVALID_IMAGE;
+    if (op == GW_OP_cuLibraryLoadData && gw_servers_n > 1) /* several servers: a library is on each */
+        return load_everywhere(op, handle, image, size, njit, jo, jv, &outs, nlib, lo, lv);
     uint64_t pre_id;
     if (op == GW_OP_cuLibraryLoadData && !njit && only_preserved(nlib, lo) && gw_preload_take(image, &pre_id)) {
         *handle = (void *)(uintptr_t)pre_id; /* loaded at cuInit (preload.c) */
@@ -707,7 +744,19 @@ CUresult CUDAAPI cuLibraryGetKernel(CUkernel *pKernel, CUlibrary library, const 
         return CUDA_ERROR_NOT_FOUND;
     }
     gw_set_must_wait(state == -1);
-    CUresult rc = gwf_cuLibraryGetKernel(pKernel, library, name);
+    CUresult rc;
+    if (gw_handle_everywhere((uint64_t)(uintptr_t)library)) { /* several servers: the kernel on each too */
+        uint64_t id = gw_handle_on(gw_new_handle_id() & ~GW_ROUTE_MASK, GW_ROUTE_ALL);
+        rc = CUDA_SUCCESS;
+        for (int k = 0; k < gw_servers_n && rc == CUDA_SUCCESS; k++) {
+            int route = gw_route_enter(k);
+            gw_pin_next_handle_id(id);
+            rc = gwf_cuLibraryGetKernel(pKernel, library, name);
+            gw_route_leave(route);
+        }
+    } else {
+        rc = gwf_cuLibraryGetKernel(pKernel, library, name);
+    }
     gw_set_must_wait(0);
     if (rc == CUDA_SUCCESS && name) {
         remember((uint64_t)(uintptr_t)*pKernel, (uint64_t)(uintptr_t)library, name);
@@ -804,7 +853,16 @@ CUresult CUDAAPI cuModuleUnload(CUmodule hmod)
 
 CUresult CUDAAPI cuLibraryUnload(CUlibrary library)
 {
-    CUresult rc = gwf_cuLibraryUnload(library);
+    CUresult rc = CUDA_SUCCESS;
+    if (gw_handle_everywhere((uint64_t)(uintptr_t)library)) { /* several servers: loaded on each */
+        for (int k = 0; k < gw_servers_n && rc == CUDA_SUCCESS; k++) {
+            int route = gw_route_enter(k);
+            rc = gwf_cuLibraryUnload(library);
+            gw_route_leave(route);
+        }
+    } else {
+        rc = gwf_cuLibraryUnload(library);
+    }
     if (rc == CUDA_SUCCESS) {
         forget_module((uint64_t)(uintptr_t)library);
         gw_kernel_functions_forget(); /* its kernels' functions are gone */
@@ -820,6 +878,14 @@ static int module_info_frame(uint32_t len)
     if (!info || gw_pushed_read(info, len)) {
         free(info);
         return -1;
+    }
+    if (gw_servers_n > 1 && len >= 16) { /* several servers: the sender's device ordinal made the client's */
+        int32_t dev;
+        memcpy(&dev, info + 12, 4); /* u64 module, u32 count, i32 device */
+        if (dev >= 0) {
+            dev = gw_device_of_server(gw_pushed_server(), dev); /* a hidden device: -1, its attributes not kept */
+            memcpy(info + 12, &dev, 4);
+        }
     }
     module_info_arrived(info, len);
     free(info);

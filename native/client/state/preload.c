@@ -116,7 +116,7 @@ void gw_preload_start(void)
     gw_env_bool("GPUWIRE_PRELOAD", "using the default, on", &on);
     uintptr_t seg;
     size_t seg_size;
-    if (!on || !fatbin_segment(&seg, &seg_size))
+    if (!on || gw_servers_n > 1 || !fatbin_segment(&seg, &seg_size)) /* several servers: libraries load on each */
         return;
     size_t total = 0;
     pthread_mutex_lock(&lock);

@@ -17,6 +17,16 @@
 #include "../wire/wire_api.h"
 #include "../../generated/wire_formats.h" /* the hand-written formats' codecs (codegen/protocol.txt) */
 
+/* ---- several servers: which server device memory is on (server_memory.c) ---- */
+GW_HIDDEN int gw_server_memory_add(uint64_t base, uint64_t size, int server); /* -1: overlaps another server's */
+GW_HIDDEN int gw_server_memory_clashes(uint64_t base, uint64_t size, int server);
+GW_HIDDEN void gw_server_memory_remove(uint64_t base);
+GW_HIDDEN int gw_server_of_address(uint64_t addr); /* -1 if unknown; 0 with one server */
+GW_HIDDEN CUcontext gw_server_memory_context(uint64_t addr); /* the context it was made in, NULL if unknown */
+/* A call on addr's memory goes to its server, its context current there meanwhile. */
+GW_HIDDEN int gw_memory_server_enter(uint64_t addr, CUcontext *pushed);
+GW_HIDDEN void gw_memory_server_leave(int prev, CUcontext pushed);
+
 /* ---- contexts (contexts.c) ---- */
 GW_HIDDEN int gw_current_device(void); /* the calling thread's context's device, -1 if unknown */
 GW_HIDDEN CUcontext gw_current_context(void); /* the calling thread's current context, NULL if none */

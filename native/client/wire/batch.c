@@ -209,6 +209,8 @@ static void observe_post(const gw_req *q)
         fn(q->op);
 }
 
+void gw_stream_observe_post(const gw_req *q) { observe_post(q); } /* servers.c's links post too */
+
 /* Queue one request (called with gw_conn_lock held). */
 int gw_stream_queue_locked(gw_req *q, uint32_t seq)
 {
@@ -249,6 +251,10 @@ int gw_stream_queue_locked(gw_req *q, uint32_t seq)
 
 CUresult gw_req_post(gw_req *q)
 {
+#ifndef GW_NVML_CLIENT
+    if (gw_servers_n > 1 && gw_route_of(q) != 0) /* several servers: another's (servers.c) */
+        return gw_link_post(gw_route_of(q), q, NULL, 0);
+#endif
     CUresult rc = gw_stream_usable(q);
     if (rc != CUDA_SUCCESS)
         return rc;
@@ -265,6 +271,10 @@ CUresult gw_req_post(gw_req *q)
 CUresult gw_req_post_tail(gw_req *q, const void *tail, size_t tail_len)
 {
     q->flags |= GW_F_NOREPLY;
+#ifndef GW_NVML_CLIENT
+    if (gw_servers_n > 1 && gw_route_of(q) != 0) /* several servers: another's (servers.c) */
+        return gw_link_post(gw_route_of(q), q, tail, tail_len);
+#endif
     CUresult rc = gw_stream_usable(q);
     if (rc == CUDA_SUCCESS && q->len - sizeof(gw_hdr) + tail_len > GW_MAX_PAYLOAD)
         rc = CUDA_ERROR_INVALID_VALUE;

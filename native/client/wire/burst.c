@@ -12,6 +12,8 @@ static int burst_failed;
 
 CUresult gw_burst_begin(unsigned op)
 {
+    if (gw_servers_n > 1 && gw_route_now() != 0) /* several servers: another's (servers.c) */
+        return gw_link_burst_begin(gw_route_now(), op);
     gw_req probe = {.op = op, .len = sizeof(gw_hdr)};
     CUresult rc = gw_stream_usable(&probe);
     if (rc != CUDA_SUCCESS)
@@ -34,6 +36,8 @@ CUresult gw_burst_begin(unsigned op)
 
 CUresult gw_burst_queue(gw_req *q, uint32_t *seq)
 {
+    if (gw_link_bursting())
+        return gw_link_burst_queue(q, seq);
     *seq = gw_next_seq++;
     return gw_stream_queue_locked(q, *seq) ? CUDA_ERROR_DEVICE_UNAVAILABLE : CUDA_SUCCESS;
 }
@@ -57,6 +61,8 @@ CUresult gw_burst_reply(uint32_t seq, gw_rep **out)
     r->len = r->pos = 0;
     r->short_read = 0;
     *out = r;
+    if (gw_link_bursting())
+        return gw_link_burst_reply(seq, r);
     int got = 0;
     if (burst_failed || gw_stream_flush_locked())
         return CUDA_ERROR_DEVICE_UNAVAILABLE;
@@ -77,6 +83,10 @@ CUresult gw_burst_reply(uint32_t seq, gw_rep **out)
 
 void gw_burst_end(void)
 {
+    if (gw_link_bursting()) {
+        gw_link_burst_end();
+        return;
+    }
     pthread_mutex_lock(&gw_recv_lock);
     gw_reader_release_locked(burst_failed || gw_conn_lost);
     pthread_mutex_unlock(&gw_recv_lock);

@@ -144,3 +144,27 @@ int gw_io_dial_server(char *why, size_t whycap)
     }
     return gw_dial(server_host, server_port, why, whycap);
 }
+
+/* GPUWIRE_SERVER may list several servers, comma-separated (servers.h):
+ * entry i into out; the number of entries, or -1 if one is empty, too long,
+ * or there are more than GW_SERVERS_MAX. */
+int gw_servers_entry(const char *list, int i, char *out, size_t cap)
+{
+    int n = 0;
+    for (const char *p = list;; n++) {
+        size_t len = strcspn(p, ",");
+        const char *s = p;
+        size_t sl = len;
+        while (sl && isspace((unsigned char)*s))
+            s++, sl--;
+        while (sl && isspace((unsigned char)s[sl - 1]))
+            sl--;
+        if (!sl || sl >= cap || n >= GW_SERVERS_MAX)
+            return -1;
+        if (n == i)
+            snprintf(out, cap, "%.*s", (int)sl, s);
+        if (!p[len])
+            return n + 1;
+        p += len + 1;
+    }
+}

@@ -6,7 +6,8 @@
  * kept here for state/device.c, so start-up asks none of them (issue #20).
  *
  * Environment: GPUWIRE_LEASE=shared|exclusive, GPUWIRE_MEM_CAP=SIZE (8G, 512M),
- * GPUWIRE_NO_WAIT=1|0, GPUWIRE_GPU=N, GPUWIRE_TOKEN=ID.SECRET or
+ * GPUWIRE_NO_WAIT=1|0, GPUWIRE_GPU=N (that GPU) or GPUWIRE_GPUS=N (any N GPUs),
+ * GPUWIRE_TOKEN=ID.SECRET or
  * GPUWIRE_TOKEN_FILE=PATH, GPUWIRE_HANDSHAKE_TIMEOUT=SECONDS.
  *
  * Time limits (handshake_limits.c): the first bytes back (the TLS
@@ -66,8 +67,8 @@ static size_t env_record(uint8_t *p)
     size_t n = 0;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *v = getenv(names[i]);
-        if (!v)
-            continue;
+        if (!v || (gw_servers_n > 1 && !strcmp(names[i], "CUDA_VISIBLE_DEVICES")))
+            continue; /* several servers: the client applies it to their joined list (servers.c) */
         size_t len = strspn(v, GW_ENV_VALUE_CHARS);
         if (len > GW_ENV_VALUE_MAX)
             len = GW_ENV_VALUE_MAX;
@@ -88,6 +89,7 @@ static struct {
     uint64_t mem_cap;   /* 0: none asked */
     int no_wait;
     long long gpu;      /* -1: every GPU */
+    long long gpus;     /* -1: not asked; else any that many GPUs */
 } want;
 
 int gw_handshake_settings(void)
@@ -95,7 +97,7 @@ int gw_handshake_settings(void)
     static const char *const modes[] = {"shared", "exclusive", NULL};
     unsigned long long gpu;
     int bad = 0;
-    want.mode = -1, want.mem_cap = 0, want.no_wait = 0, want.gpu = -1;
+    want.mode = -1, want.mem_cap = 0, want.no_wait = 0, want.gpu = -1, want.gpus = -1;
     bad |= gw_env_word("GPUWIRE_LEASE", modes, "shared or exclusive", GW_ENV_NO_SESSION, &want.mode) < 0;
     bad |= gw_env_size("GPUWIRE_MEM_CAP", 1, UINT64_MAX, GW_ENV_NO_SESSION, &want.mem_cap) < 0;
     bad |= gw_env_bool("GPUWIRE_NO_WAIT", GW_ENV_NO_SESSION, &want.no_wait) < 0;
@@ -103,6 +105,15 @@ int gw_handshake_settings(void)
     if (r > 0)
         want.gpu = (long long)gpu;
     bad |= r < 0;
+    r = gw_env_int("GPUWIRE_GPUS", 1, 65535, GW_ENV_NO_SESSION, &gpu);
+    if (r > 0)
+        want.gpus = (long long)gpu;
+    bad |= r < 0;
+    if (want.gpu >= 0 && want.gpus >= 0) { /* one GPU or a number of them: both would be a guess */
+        gw_log("GPUWIRE_GPU=%lld and GPUWIRE_GPUS=%lld are both set: a lease is on one GPU or on any N GPUs, "
+               "not both; CUDA calls will fail with CUDA_ERROR_NO_DEVICE", want.gpu, want.gpus);
+        bad = 1;
+    }
     gw_handshake_limits_settings();
 #ifndef GW_NVML_CLIENT
     gw_progress_settings();
@@ -273,6 +284,10 @@ static size_t lease_records(uint8_t *p)
         uint32_t gpu = (uint32_t)want.gpu;
         n += gw_hello_ext_put(p + n, GW_EXT_GPU, &gpu, 4);
     }
+    if (want.gpus >= 0) {
+        uint32_t count = (uint32_t)want.gpus;
+        n += gw_hello_ext_put(p + n, GW_EXT_GPU_COUNT, &count, 4);
+    }
     return n + env_record(p + n);
 }
 
@@ -346,26 +361,53 @@ static int lanes_granted;
 const gw_lane_grant *gw_handshake_lanes(void) { return lanes_granted ? &lane_grant : NULL; }
 
 /* The devices HELLO_OK carried (OK_DEVICES): state/device.c answers the
- * device queries of a program's start-up from them (issue #20). */
-static gw_device_info devices[GW_HELLO_DEVICES_MAX];
-static const int32_t *device_attrs[GW_HELLO_DEVICES_MAX]; /* attr_count (status, value) pairs each */
-static uint8_t *attr_bytes;
-static unsigned devices_n;
+ * device queries of a program's start-up from them (issue #20). One table
+ * per server (several servers: servers.c joins them into one list). */
+typedef struct hello_devices {
+    gw_device_info devices[GW_HELLO_DEVICES_MAX];
+    const int32_t *attrs[GW_HELLO_DEVICES_MAX]; /* attr_count (status, value) pairs each */
+    uint8_t *attr_bytes;
+    unsigned n;
+} hello_devices;
+static hello_devices tables[GW_SERVERS_MAX];
 
+const gw_device_info *gw_hello_device(int k, int i)
+{
+    const hello_devices *t = &tables[k];
+    return i >= 0 && (unsigned)i < t->n ? &t->devices[i] : NULL;
+}
+
+const int32_t *gw_hello_device_attrs(int k, int i)
+{
+    const hello_devices *t = &tables[k];
+    return i >= 0 && (unsigned)i < t->n && t->devices[i].attr_count ? t->attrs[i] : NULL;
+}
+
+int gw_hello_device_count(int k) { return tables[k].n ? (int)tables[k].n : -1; }
+
+#ifndef GW_NVML_CLIENT
 const gw_device_info *gw_handshake_device(int ordinal)
 {
-    return ordinal >= 0 && (unsigned)ordinal < devices_n ? &devices[ordinal] : NULL;
+    return gw_servers_n > 1 ? gw_servers_device(ordinal) : gw_hello_device(0, ordinal);
 }
 
 const int32_t *gw_handshake_device_attrs(int ordinal)
 {
-    return ordinal >= 0 && (unsigned)ordinal < devices_n && devices[ordinal].attr_count ? device_attrs[ordinal] : NULL;
+    return gw_servers_n > 1 ? gw_servers_device_attrs(ordinal) : gw_hello_device_attrs(0, ordinal);
 }
 
-/* HELLO_OK's device records and their attributes (at: where they start); kept
- * only if the lengths agree to the byte. */
-static void keep_devices(const uint8_t *p, size_t len, size_t at, unsigned n)
+int gw_handshake_device_count(void) { return gw_servers_n > 1 ? gw_servers_device_count() : gw_hello_device_count(0); }
+#else
+const gw_device_info *gw_handshake_device(int ordinal) { return gw_hello_device(0, ordinal); }
+const int32_t *gw_handshake_device_attrs(int ordinal) { return gw_hello_device_attrs(0, ordinal); }
+int gw_handshake_device_count(void) { return gw_hello_device_count(0); }
+#endif
+
+/* HELLO_OK's device records and their attributes (at: where they start) into
+ * t; kept only if the lengths agree to the byte. */
+static void keep_devices(hello_devices *t, const uint8_t *p, size_t len, size_t at, unsigned n)
 {
+    gw_device_info *devices = t->devices;
     if (n == 0 || n > GW_HELLO_DEVICES_MAX || len < at || (len - at) / sizeof(gw_device_info) < n)
         return;
     memcpy(devices, p + at, n * sizeof(gw_device_info));
@@ -380,26 +422,27 @@ static void keep_devices(const uint8_t *p, size_t len, size_t at, unsigned n)
     at += n * sizeof(gw_device_info);
     if (len - at != need)
         return;
-    free(attr_bytes);
-    attr_bytes = need ? malloc(need) : NULL;
-    if (need && !attr_bytes)
+    free(t->attr_bytes);
+    t->attr_bytes = need ? malloc(need) : NULL;
+    if (need && !t->attr_bytes)
         return;
     if (need)
-        memcpy(attr_bytes, p + at, need);
+        memcpy(t->attr_bytes, p + at, need);
     size_t off = 0;
     for (unsigned i = 0; i < n; i++) {
-        device_attrs[i] = (const int32_t *)(attr_bytes + off);
+        t->attrs[i] = (const int32_t *)(t->attr_bytes + off);
         off += (size_t)devices[i].attr_count * 2 * sizeof(int32_t);
     }
-    devices_n = n;
+    t->n = n;
 }
 
-int gw_handshake_device_count(void) { return devices_n ? (int)devices_n : -1; }
+CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info) { return gw_handshake_with(fd, server, info, 0); }
 
-CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info)
+CUresult gw_handshake_with(int fd, const char *server, gw_hello_ok *info, int k)
 {
-    lanes_granted = 0;
-    devices_n = 0;
+    if (k == 0)
+        lanes_granted = 0;
+    tables[k].n = 0;
     char host[256] = "", prog[256] = "";
     gethostname(host, sizeof host - 1);
     FILE *comm = fopen("/proc/self/comm", "r");
@@ -451,12 +494,12 @@ CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info)
             memcpy(info, p, sizeof *info);
             info->driver_desc[sizeof info->driver_desc - 1] = 0;
             sanitize(info->driver_desc);
-            if ((info->flags & GW_OK_LANES) && h.len >= sizeof(gw_hello_ok) + sizeof lane_grant) {
+            if (k == 0 && (info->flags & GW_OK_LANES) && h.len >= sizeof(gw_hello_ok) + sizeof lane_grant) {
                 memcpy(&lane_grant, p + sizeof(gw_hello_ok), sizeof lane_grant);
                 lanes_granted = lane_grant.lanes > 0 && lane_grant.lanes <= GW_LANES_MAX;
             }
             if (info->flags & GW_OK_DEVICES)
-                keep_devices(p, h.len, sizeof(gw_hello_ok) + (info->flags & GW_OK_LANES ? sizeof lane_grant : 0),
+                keep_devices(&tables[k], p, h.len, sizeof(gw_hello_ok) + (info->flags & GW_OK_LANES ? sizeof lane_grant : 0),
                              info->device_count);
             if (info->proto_version != GW_PROTO_VERSION)
                 gw_log("server %s speaks protocol %u, this client %u", server, info->proto_version, GW_PROTO_VERSION);

@@ -253,7 +253,7 @@ static void open_lanes_locked(void)
 
 int gw_lanes_for(size_t n)
 {
-    if (n < LANE_MIN_BYTES)
+    if (n < LANE_MIN_BYTES || (gw_servers_n > 1 && gw_route_now() != 0)) /* lanes are server 0's only */
         return 0;
     pthread_mutex_lock(&order_lock);
     if (!state)

@@ -86,6 +86,7 @@ gw_req *gw_req_begin_quiet(unsigned op)
     q->op = op;
     q->flags = 0;
     q->oom = 0;
+    q->route = -1;
     req_reserve(q, 256);
     return q;
 }
@@ -182,8 +183,13 @@ uint64_t gw_get_u64(gw_rep *r)
 
 void gw_get_handles(gw_rep *r, void **h, size_t n)
 {
+#ifdef GW_NVML_CLIENT
     for (size_t i = 0; i < n; i++)
         h[i] = (void *)(uintptr_t)gw_get_u64(r);
+#else
+    for (size_t i = 0; i < n; i++)
+        h[i] = (void *)(uintptr_t)gw_handle_on(gw_get_u64(r), r->route); /* several servers: whose it is */
+#endif
 }
 
 CUresult gw_rep_status(gw_rep *r, CUresult res)

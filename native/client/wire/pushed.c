@@ -3,6 +3,7 @@
  * what they mean. An op nobody registered is read and dropped (an NVML
  * session gets none of these). */
 #include <errno.h>
+#include <string.h>
 
 #include "stream.h"
 
@@ -26,7 +27,28 @@ void gw_on_pushed(unsigned op, gw_pushed_fn fn)
             pushed[i].fn = fn;
 }
 
-int gw_pushed_read(void *dst, size_t n) { return gw_io_read_all(gw_conn_fd, dst, n, -1); }
+/* a frame another server's link read whole (servers.c): its handler reads from here */
+static __thread const uint8_t *from_buf;
+static __thread size_t from_left;
+
+int gw_pushed_read(void *dst, size_t n)
+{
+    if (!from_buf)
+        return gw_io_read_all(gw_conn_fd, dst, n, -1);
+    if (n > from_left)
+        return -1;
+    memcpy(dst, from_buf, n);
+    from_buf += n, from_left -= n;
+    return 0;
+}
+
+int gw_pushed_dispatch_bytes(const gw_hdr *h, const uint8_t *payload)
+{
+    from_buf = payload, from_left = h->len;
+    int rc = gw_pushed_dispatch(h);
+    from_buf = NULL, from_left = 0;
+    return rc;
+}
 
 int gw_pushed_discard(size_t len)
 {
@@ -47,7 +69,8 @@ int gw_pushed_dispatch(const gw_hdr *h)
         if (h->op != p->op || h->len < p->min_len || h->len > GW_MAX_PAYLOAD)
             continue;
         if (p->fn ? p->fn(h->len) : gw_pushed_discard(h->len)) {
-            gw_stream_lose("receive");
+            if (!from_buf) /* a link's frame: the link decides (servers.c) */
+                gw_stream_lose("receive");
             return -1;
         }
         GW_WIRE_COUNT(bytes, 0, sizeof *h + h->len);

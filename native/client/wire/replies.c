@@ -233,6 +233,14 @@ CUresult gw_req_call(gw_req *q, gw_rep **out)
     r->len = r->pos = 0;
     r->short_read = 0;
     *out = r;
+#ifndef GW_NVML_CLIENT
+    if (gw_servers_n > 1) { /* several servers: maybe another's (servers.c) */
+        int k = gw_route_of(q);
+        r->route = k;
+        if (k != 0)
+            return gw_link_call(k, q, r);
+    }
+#endif
     CUresult rc = gw_stream_usable(q);
     if (rc != CUDA_SUCCESS)
         return rc;

@@ -37,6 +37,11 @@ CUresult gw_req_call_cached(gw_req *q, gw_rep **out)
     size_t klen = q->len - sizeof(gw_hdr);
     uint64_t hash = reply_key_hash(q->op, key, klen);
     gw_rep *r = &gw_tls_rep;
+    if (gw_servers_n > 1) { /* several servers: only server 0's answers are kept (the key has no server) */
+        if (gw_route_of(q) != 0)
+            return gw_req_call(q, out);
+        r->route = 0;
+    }
     if (!q->oom && gw_initialized()) {
         pthread_mutex_lock(&replies_lock);
         for (cached_reply *c = reply_buckets[hash & (REPLY_BUCKETS - 1)]; c; c = c->next) {

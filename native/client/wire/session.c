@@ -1,6 +1,8 @@
 /* The session: one connection per process to the server (dialed, secured,
  * opened by the handshake once), the outcome every call checks, and a fresh
- * session for a forked child. */
+ * session for a forked child. With several servers in GPUWIRE_SERVER this is
+ * the first one's; servers.c opens the others' once it is open
+ * (libnvidia-ml.so.1 uses the first alone). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -24,6 +26,7 @@ static atomic_int initialized;
 static atomic_uint next_tid = 1;
 uint32_t gw_next_seq = 1;
 static __thread uint32_t tls_tid;
+int gw_servers_n = 1;
 
 uint32_t gw_stream_thread_tag(void)
 {
@@ -34,16 +37,22 @@ uint32_t gw_stream_thread_tag(void)
 
 static void do_connect(void)
 {
-    const char *spec = getenv("GPUWIRE_SERVER");
-    if (!spec || !*spec)
-        spec = "127.0.0.1:7750";
+    const char *list = getenv("GPUWIRE_SERVER");
+    if (!list || !*list)
+        list = "127.0.0.1:7750";
+    char first[300];
+    int servers = gw_servers_entry(list, 0, first, sizeof first);
+    const char *spec = servers > 0 ? first : list;
     char host[256], port[64], why[128];
-    if (gw_dial_split(spec, host, sizeof host, port, sizeof port)) {
-        gw_env_complain("GPUWIRE_SERVER", spec, "HOST, HOST:PORT or [IPV6]:PORT, port 1 to 65535, default 7750",
-                        GW_ENV_NO_SESSION);
+    if (servers < 0 || gw_dial_split(spec, host, sizeof host, port, sizeof port)) {
+        gw_env_complain("GPUWIRE_SERVER", list, "HOST, HOST:PORT or [IPV6]:PORT, port 1 to 65535, default 7750, "
+                        "or a comma-separated list of them (up to 8 servers)", GW_ENV_NO_SESSION);
         conn_status = CUDA_ERROR_NO_DEVICE;
         return;
     }
+#ifndef GW_NVML_CLIENT
+    gw_servers_n = servers; /* before the handshake: it shapes what HELLO asks (handshake.c) */
+#endif
     /* settings that shape the session are checked before any connection:
      * a bad one fails it, never falls back to something broader */
     int bad = gw_handshake_settings();
@@ -76,6 +85,10 @@ static void do_connect(void)
         gw_conn_fd = fd;
         gw_replies_start_drainer();
         gw_dial_remember(host, port);
+#ifndef GW_NVML_CLIENT
+        if (gw_servers_n > 1) /* the other servers' sessions (servers.c): all of them, or none */
+            conn_status = gw_servers_connect_rest(list);
+#endif
     } else {
         gw_tls_forget(fd);
         close(fd);
@@ -95,6 +108,9 @@ static void after_fork_child(void)
     atomic_store(&initialized, 0);
     pthread_mutex_init(&gw_conn_lock, NULL);
     gw_replies_after_fork(); /* the parent's waiting threads are not in the child */
+#ifndef GW_NVML_CLIENT
+    gw_servers_after_fork(); /* the other servers' links too: the child opens its own */
+#endif
     pthread_once_t fresh = PTHREAD_ONCE_INIT;
     connect_once = fresh;
 }
@@ -118,13 +134,40 @@ static __thread int tls_must_wait;
 int gw_may_post(void) { return !tls_must_wait; }
 void gw_set_must_wait(int on) { tls_must_wait = on; }
 
+#ifndef GW_NVML_CLIENT
+static __thread uint64_t pinned_id; /* several servers: one id for an object made on each (servers.h) */
+
+void gw_pin_next_handle_id(uint64_t id) { pinned_id = id; }
+#endif
+
 uint64_t gw_new_handle_id(void)
 {
+#ifndef GW_NVML_CLIENT
+    if (pinned_id) {
+        uint64_t id = pinned_id;
+        pinned_id = 0;
+        return id;
+    }
+#endif
     static atomic_ullong next = 1;
-    return GW_CLIENT_ID_BIT | (atomic_fetch_add(&next, 1) << 3);
+    uint64_t id = GW_CLIENT_ID_BIT | (atomic_fetch_add(&next, 1) << 3);
+#ifndef GW_NVML_CLIENT
+    if (gw_servers_n > 1) /* named on the thread's route's server: it carries that server's index */
+        id = gw_handle_on(id, gw_route_now());
+#endif
+    return id;
 }
 
-const gw_hello_ok *gw_server_info(void) { return conn_status == CUDA_SUCCESS ? &server_info : NULL; }
+const gw_hello_ok *gw_server_info(void)
+{
+    if (conn_status != CUDA_SUCCESS)
+        return NULL;
+#ifndef GW_NVML_CLIENT
+    if (gw_servers_n > 1 && gw_route_now() != 0)
+        return gw_servers_info(gw_route_now());
+#endif
+    return &server_info;
+}
 
 CUresult gw_stream_usable(const gw_req *q)
 {

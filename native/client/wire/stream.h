@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "servers.h"
 #include "wire_api.h"
 
 struct gw_req {
@@ -15,6 +16,7 @@ struct gw_req {
     size_t len, cap;
     unsigned op, flags;
     int oom;
+    int route; /* several servers (servers.h): the arguments' server, -1 none yet, -2 two of them */
 };
 
 struct gw_rep {
@@ -26,6 +28,7 @@ struct gw_rep {
     void *direct;
     size_t direct_len;
     int direct_used;
+    int route; /* several servers: the server that answered (its handles get its index) */
 };
 
 /* the calling thread's request and reply buffers (marshal.c) */
@@ -52,6 +55,7 @@ GW_HIDDEN int gw_op_is_launch(unsigned op);
 GW_HIDDEN int gw_op_is_sync(unsigned op);
 GW_HIDDEN void gw_batch_note_synchronized(unsigned op); /* a synchronizing reply arrived: eager flushes (batch.c) */
 GW_HIDDEN void gw_batch_after_fork(void);
+GW_HIDDEN void gw_stream_observe_post(const gw_req *q); /* the post observer, for a link's post (servers.c) */
 
 /* ---- reading (replies.c) ---- */
 GW_HIDDEN extern pthread_mutex_t gw_recv_lock;
@@ -66,6 +70,7 @@ GW_HIDDEN void gw_replies_start_drainer(void);
 GW_HIDDEN void gw_replies_after_fork(void);
 /* a pushed frame (pushed.c): 1 handled, 0 not a pushed frame, -1 a read failed */
 GW_HIDDEN int gw_pushed_dispatch(const gw_hdr *h);
+GW_HIDDEN int gw_pushed_dispatch_bytes(const gw_hdr *h, const uint8_t *payload); /* a frame read whole: h->len bytes */
 
 /* ---- counting through the library's hooks (counters.c) ---- */
 GW_HIDDEN extern const gw_wire_counters *gw_wire_hooks;

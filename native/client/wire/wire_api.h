@@ -14,6 +14,7 @@
 
 #include "../../common/wire.h"
 #include "../diag/diag.h"
+#include "servers.h" /* several servers: routing, the joined device list */
 
 /* ---- requests and replies (marshal.c, batch.c, replies.c) ----
  * A request is built in a per-thread buffer, sent whole, and its reply read

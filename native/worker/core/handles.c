@@ -3,6 +3,8 @@
  * of reaching the driver. */
 #include <pthread.h>
 #include <stdlib.h>
+#include <stdio.h>
+#include <unistd.h>
 
 #include "../../common/idmap.h"
 #include "core.h"
@@ -16,7 +18,27 @@ typedef struct entry {
 
 static gw_idmap by_id;                /* id -> entry */
 static gw_idmap by_real[GW_HT_COUNT]; /* real pointer -> id, per type */
-static uint64_t next_id = FIRST_ID;
+/* Ids start at a point fixed per server (its machine's boot id and its
+ * pid): a client using several servers never gets the same id from two of
+ * them (docs/multi-gpu.md), while every worker of one server counts alike,
+ * as a forked client expects (it keeps its parent's primary contexts). */
+static uint64_t next_id;
+
+static uint64_t first_id(void)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)getppid(); /* FNV-1a over the boot id */
+    char boot[64] = "";
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+    if (f) {
+        if (!fgets(boot, sizeof boot, f))
+            boot[0] = 0;
+        fclose(f);
+    }
+    for (const char *c = boot; *c; c++)
+        h = (h ^ (uint8_t)*c) * 1099511628211ull;
+    h ^= h >> 29;
+    return FIRST_ID + ((h & 0x0fffffffu) << 20); /* below 2^49: never CLIENT_ID_BIT */
+}
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int compatible(int want, int have)
@@ -63,6 +85,8 @@ uint64_t gw_handle_id(int type, void *real)
     if (!real)
         return 0;
     pthread_mutex_lock(&lock);
+    if (!next_id)
+        next_id = first_id();
     uint64_t id = (uint64_t)(uintptr_t)gw_idmap_get(&by_real[type], (uint64_t)(uintptr_t)real);
     if (!id) {
         entry *e = malloc(sizeof *e);

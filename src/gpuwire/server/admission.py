@@ -215,7 +215,8 @@ class Admission:
         ext, sid, peer = sess.hello.ext, sess.id, sess.peer
         mode = "exclusive" if ext.exclusive else "shared"
         try:
-            lease = self.leases.request(ext.exclusive, ext.gpu, ext.mem_cap, sess.describe(), sid)
+            lease = self.leases.request(ext.exclusive, ext.gpu, ext.mem_cap, sess.describe(), sid,
+                                        count=ext.gpu_count)
         except LeaseRefused as e:
             self.registry.count_refused("lease")
             self.log.warn(f"lease refused: {e}", session=sid, peer=peer)

@@ -1,0 +1,726 @@
+/* Several servers in one client (servers.h; docs/multi-gpu.md): the
+ * sessions of servers 1.. (server 0's is session.c's), their devices joined
+ * into one list with the client's CUDA_VISIBLE_DEVICES applied to it, the
+ * route of each request, and the transport of servers 1..: one connection
+ * each, requests written in order under the link's lock and the reply read
+ * by the thread that waits for it. No batching, lanes or deliveries there:
+ * the plain path, correct first (what it does not carry yet is refused with
+ * a line naming it).
+ *
+ * A link that fails (the server went away) fails every later request routed
+ * to it with CUDA_ERROR_DEVICE_UNAVAILABLE, as server 0's connection does;
+ * the other servers go on. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../../common/idmap.h"
+#include "../../generated/gw_ops.h"
+#include "pushed_pump.h"
+#include "stream.h"
+
+typedef struct srv_link {
+    char spec[300];
+    int fd;
+    pthread_mutex_t lock; /* one request or burst at a time, frames in order */
+    uint32_t seq;         /* under lock */
+    atomic_int lost;
+    gw_hello_ok info;
+    uint8_t *frame; /* a pushed frame being read (under lock) */
+    size_t frame_cap;
+} srv_link;
+
+static srv_link links[GW_SERVERS_MAX]; /* [0] unused: server 0 is session.c's */
+static int drainer;   /* the links' drainer thread runs */
+static int links_set; /* links[].fd are descriptors or -1 (gw_servers_connect_rest ran) */
+
+/* ---- the joined device list ---- */
+typedef struct joined {
+    int server, local; /* the server's table index; local: the server's CUdevice for it */
+    gw_device_info info; /* handle: the client's ordinal */
+    const int32_t *attrs;
+} joined;
+static joined list_[GW_HELLO_DEVICES_MAX];
+static int list_n;
+
+const gw_device_info *gw_servers_device(int ordinal)
+{
+    return ordinal >= 0 && ordinal < list_n ? &list_[ordinal].info : NULL;
+}
+
+const int32_t *gw_servers_device_attrs(int ordinal)
+{
+    return ordinal >= 0 && ordinal < list_n ? list_[ordinal].attrs : NULL;
+}
+
+int gw_servers_device_count(void) { return list_n; }
+
+int gw_device_server(int dev, int *local)
+{
+    if (dev < 0 || dev >= list_n)
+        return -1;
+    if (local)
+        *local = list_[dev].local;
+    return list_[dev].server;
+}
+
+int gw_device_of_server(int k, int local)
+{
+    for (int i = 0; i < list_n; i++)
+        if (list_[i].server == k && list_[i].local == local)
+            return i;
+    return -1;
+}
+
+const gw_hello_ok *gw_servers_info(int k) { return k > 0 && k < gw_servers_n ? &links[k].info : NULL; }
+
+static void uuid_text(const uint8_t *u, char *out, size_t cap)
+{
+    snprintf(out, cap, "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1], u[2],
+             u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+}
+
+/* One entry of CUDA_VISIBLE_DEVICES as the driver reads it, over all the
+ * servers' devices: an index, or a UUID ("GPU-..."; a prefix naming one
+ * device); -1 if it names none. */
+static int visible_entry(const char *tok, size_t len, const joined *all, int n)
+{
+    char t[128];
+    if (len == 0 || len >= sizeof t)
+        return -1;
+    memcpy(t, tok, len);
+    t[len] = 0;
+    char *end;
+    long i = strtol(t, &end, 10);
+    if (*end == 0)
+        return i >= 0 && i < n ? (int)i : -1;
+    int found = -1;
+    for (int d = 0; d < n; d++) {
+        char u[48];
+        uuid_text(all[d].info.uuid_v2, u, sizeof u);
+        if (!strncasecmp(u, t, len)) {
+            if (found >= 0)
+                return -1; /* a prefix of two devices' UUIDs names none */
+            found = d;
+        }
+    }
+    return found;
+}
+
+/* Every server's devices in list order, then the client's CUDA_VISIBLE_DEVICES
+ * applied: the list ends at the first entry that names no device (or one
+ * named before), as the driver reads it. 0, or -1 if a server sent no table. */
+static int join_devices(void) /* (the servers' tables: HELLO_OK's, bounded and checked by handshake.c) */
+{
+    static joined all[GW_HELLO_DEVICES_MAX];
+    int n = 0;
+    for (int k = 0; k < gw_servers_n; k++) {
+        int c = gw_hello_device_count(k);
+        if (c < 0) {
+            gw_log("the gpuwire server %d of GPUWIRE_SERVER did not list its devices in its handshake (an older "
+                   "server?): several servers need every server's list; CUDA calls will fail with "
+                   "CUDA_ERROR_NO_DEVICE", k + 1);
+            return -1;
+        }
+        for (int i = 0; i < c && n < GW_HELLO_DEVICES_MAX; i++) {
+            const gw_device_info *d = gw_hello_device(k, i);
+            if (d->status != CUDA_SUCCESS) {
+                gw_log("the gpuwire server %d of GPUWIRE_SERVER could not describe its device %d: several "
+                       "servers need every device's table; CUDA calls will fail with CUDA_ERROR_NO_DEVICE", k + 1, i);
+                return -1;
+            }
+            all[n] = (joined){.server = k, .local = d->handle, .info = *d, .attrs = gw_hello_device_attrs(k, i)};
+            n++;
+        }
+    }
+    /* One GPU seen through two servers (a server listed twice, or two servers
+     * of one machine sharing a GPU) would be two devices to the program, and
+     * the two sessions' workers would name their objects alike: refused. */
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (all[i].server != all[j].server && !memcmp(all[i].info.uuid, all[j].info.uuid, 16)) {
+                char u[48];
+                uuid_text(all[i].info.uuid, u, sizeof u);
+                gw_log("GPUWIRE_SERVER: servers %d and %d both show the GPU %s (the same server twice, or two "
+                       "servers sharing a GPU): each GPU must come from one server; CUDA calls will fail with "
+                       "CUDA_ERROR_NO_DEVICE", all[i].server + 1, all[j].server + 1, u);
+                return -1;
+            }
+    const char *mask = getenv("CUDA_VISIBLE_DEVICES");
+    list_n = 0;
+    if (!mask) {
+        memcpy(list_, all, (size_t)n * sizeof all[0]);
+        list_n = n;
+    } else {
+        unsigned char taken[GW_HELLO_DEVICES_MAX] = {0};
+        for (const char *p = mask; *p && list_n < n;) {
+            size_t len = strcspn(p, ",");
+            const char *tok = p;
+            size_t tl = len;
+            while (tl && (*tok == ' ' || *tok == '\t'))
+                tok++, tl--;
+            while (tl && (tok[tl - 1] == ' ' || tok[tl - 1] == '\t'))
+                tl--;
+            int d = visible_entry(tok, tl, all, n);
+            if (d < 0 || taken[d])
+                break;
+            taken[d] = 1;
+            list_[list_n++] = all[d];
+            p += len + (p[len] == ',');
+        }
+    }
+    for (int i = 0; i < list_n; i++)
+        list_[i].info.handle = i;
+    return 0;
+}
+
+/* ---- routing ---- */
+
+static int (*route_fn)(void);
+
+void gw_set_route_fn(int (*fn)(void)) { __atomic_store_n(&route_fn, fn, __ATOMIC_RELEASE); }
+
+static __thread int route_override = -1; /* gw_route_enter: a copy's memory decides, not the context */
+
+int gw_route_enter(int k)
+{
+    int prev = route_override;
+    if (gw_servers_n > 1 && k >= 0 && k < gw_servers_n)
+        route_override = k;
+    return prev;
+}
+
+void gw_route_leave(int prev) { route_override = prev; }
+
+int gw_route_now(void)
+{
+    if (gw_servers_n <= 1)
+        return 0;
+    if (route_override >= 0)
+        return route_override;
+    int (*fn)(void) = __atomic_load_n(&route_fn, __ATOMIC_ACQUIRE);
+    int k = fn ? fn() : 0;
+    return k > 0 && k < gw_servers_n ? k : 0;
+}
+
+/* Ids a worker named travel as it named them (each worker counts from a
+ * random start, so two servers' never meet): the client only notes whose
+ * each is. Ids the client names carry their server in bits 52..55. */
+static gw_idmap worker_ids; /* worker-named id -> server + 1 */
+static pthread_mutex_t worker_ids_lock = PTHREAD_MUTEX_INITIALIZER;
+
+uint64_t gw_handle_on(uint64_t h, int k)
+{
+    if (gw_servers_n <= 1 || k < 0 || h <= 2 || gw_handle_everywhere(h)) /* one server: as it came */
+        return h; /* (NULL and the two special streams belong to nobody) */
+    if (h & GW_CLIENT_ID_BIT)
+        return (h & ~GW_ROUTE_MASK) | ((uint64_t)k << GW_ROUTE_SHIFT);
+    pthread_mutex_lock(&worker_ids_lock);
+    gw_idmap_put(&worker_ids, h, (void *)(uintptr_t)(k + 1)); /* out of memory: unknown, routed by the rest */
+    pthread_mutex_unlock(&worker_ids_lock);
+    return h;
+}
+
+int gw_handle_everywhere(uint64_t h) { return h > 2 && ((h & GW_ROUTE_MASK) >> GW_ROUTE_SHIFT) == GW_ROUTE_ALL; }
+
+int gw_handle_server(uint64_t h)
+{
+    if (h <= 2 || gw_handle_everywhere(h))
+        return -1;
+    if (h & GW_CLIENT_ID_BIT)
+        return (int)((h & GW_ROUTE_MASK) >> GW_ROUTE_SHIFT);
+    if (gw_servers_n <= 1)
+        return 0;
+    pthread_mutex_lock(&worker_ids_lock);
+    int k = (int)(uintptr_t)gw_idmap_get(&worker_ids, h) - 1;
+    pthread_mutex_unlock(&worker_ids_lock);
+    return k; /* -1: not one a server gave this client (the worker that gets it refuses it) */
+}
+
+static void route_join(gw_req *q, int k)
+{
+    if (k < 0 || q->route == -2)
+        return;
+    q->route = q->route == -1 || q->route == k ? k : -2;
+}
+
+void gw_put_handle(gw_req *q, uint64_t h)
+{
+    if (gw_servers_n > 1 && h > 2) {
+        int k = gw_handle_server(h);
+        if (k >= gw_servers_n)
+            q->route = -2; /* names no server this client has: refused, as two servers are */
+        route_join(q, k);
+    }
+    gw_put_u64(q, h);
+}
+
+void gw_put_device_on(gw_req *q, int64_t dev, int *server)
+{
+    int k = -1, local = 0;
+    if (gw_servers_n > 1) {
+        k = gw_device_server((int)dev, &local);
+        if (k >= 0) {
+            route_join(q, k);
+            dev = local;
+        } else if (dev >= 0) {
+            dev = 0x7fffffff; /* names no device of any server: the driver says so */
+        }
+    }
+    if (server)
+        *server = k;
+    gw_put_u64(q, (uint64_t)dev);
+}
+
+void gw_put_device(gw_req *q, int64_t dev) { gw_put_device_on(q, dev, NULL); }
+
+static int (*address_fn)(uint64_t addr);
+
+void gw_set_address_fn(int (*fn)(uint64_t addr)) { __atomic_store_n(&address_fn, fn, __ATOMIC_RELEASE); }
+
+void gw_put_address(gw_req *q, uint64_t addr)
+{
+    if (gw_servers_n > 1) {
+        int (*fn)(uint64_t) = __atomic_load_n(&address_fn, __ATOMIC_ACQUIRE);
+        if (fn)
+            route_join(q, fn(addr)); /* memory the client saw made: its server; else no opinion */
+    }
+    gw_put_u64(q, addr);
+}
+
+void gw_req_route(gw_req *q, int k)
+{
+    if (gw_servers_n > 1)
+        route_join(q, k);
+}
+
+int gw_req_on_device(gw_req *q, int dev)
+{
+    int local = dev;
+    if (gw_servers_n > 1) {
+        int k = gw_device_server(dev, &local);
+        if (k < 0)
+            return 0x7fffffff;
+        route_join(q, k);
+    }
+    return local;
+}
+
+int gw_route_of(const gw_req *q)
+{
+    if (q->op >= GW_OP_MAPPED_MAP && q->op <= GW_OP_MAPPED_READ)
+        return 0; /* mapped and managed host memory is server 0's, whoever's context the thread has */
+    if (q->route == -2)
+        return -1;
+    return q->route >= 0 ? q->route : gw_route_now();
+}
+
+/* ---- the links' transport ---- */
+
+static void link_lose(srv_link *l, const char *what, int err)
+{
+    if (!atomic_exchange(&l->lost, 1))
+        gw_log("lost the connection to the gpuwire server %s (%s: %s); CUDA calls on its devices now fail with "
+               "CUDA_ERROR_DEVICE_UNAVAILABLE (the other servers' go on)", l->spec, what, strerror(err));
+}
+
+static int link_write(srv_link *l, const void *p, size_t n)
+{
+    if (gw_io_write_all(l->fd, p, n)) {
+        link_lose(l, "send", errno);
+        return -1;
+    }
+    GW_WIRE_COUNT(bytes, n, 0);
+    return 0;
+}
+
+static __thread int pushed_from; /* the server of the pushed frame being handed on */
+
+int gw_pushed_server(void) { return pushed_from; }
+
+/* What a pushed frame from this server means here: module information names
+ * the server's own device ordinal, made the client's; frames that would need
+ * the client to act for this server (host functions, delivered copies) are
+ * not carried on a link yet. 0, or -1 (the link is then lost). */
+static int link_pushed(srv_link *l, int k, const gw_hdr *h, uint8_t *p)
+{
+    if (h->op == GW_OP_HOST_CALL || h->op == GW_OP_DELIVER || h->op == GW_OP_DELIVERED) {
+        gw_log("the gpuwire server %s asked this client to run a host function or took a delivered copy: "
+               "neither is carried for a second server yet (docs/multi-gpu.md)", l->spec);
+        errno = ENOTSUP;
+        return -1;
+    }
+    pushed_from = k; /* its handler makes the server's device ordinals the client's (gw_pushed_server) */
+    int rc = gw_pushed_dispatch_bytes(h, p);
+    pushed_from = 0;
+    if (rc == 0)
+        errno = EPROTO;
+    return rc == 1 ? 0 : -1;
+}
+
+/* One frame from link k (its lock held): the reply to `seq` into r (*got
+ * set), or a pushed frame handed on. 0, or -1 with the link lost. */
+static int link_read_one(srv_link *l, int k, uint32_t seq, gw_rep *r, int *got)
+{
+    gw_hdr h;
+    if (gw_io_read_all(l->fd, &h, sizeof h, -1)) {
+        link_lose(l, "receive", errno ? errno : ECONNRESET);
+        return -1;
+    }
+    if (h.len > GW_MAX_PAYLOAD) {
+        link_lose(l, "a frame longer than any", EPROTO);
+        return -1;
+    }
+    if (h.op == GW_OP_REPLY && r && h.seq == seq && h.len >= GW_REPLY_REQ_SIZE) {
+        if (r->cap < h.len) {
+            uint8_t *b = realloc(r->buf, h.len);
+            if (!b) {
+                link_lose(l, "reply buffer", ENOMEM);
+                return -1;
+            }
+            r->buf = b, r->cap = h.len;
+        }
+        if (gw_io_read_all(l->fd, r->buf, h.len, -1)) {
+            link_lose(l, "receive", errno ? errno : ECONNRESET);
+            return -1;
+        }
+        r->len = h.len;
+        r->direct_used = 0;
+        GW_WIRE_COUNT(bytes, 0, sizeof h + h.len);
+        GW_WIRE_COUNT(reply);
+        *got = 1;
+        return 0;
+    }
+    if (l->frame_cap < (size_t)h.len + 1) {
+        uint8_t *b = realloc(l->frame, (size_t)h.len + 1);
+        if (!b) {
+            link_lose(l, "frame buffer", ENOMEM);
+            return -1;
+        }
+        l->frame = b, l->frame_cap = (size_t)h.len + 1;
+    }
+    if (gw_io_read_all(l->fd, l->frame, h.len, -1)) {
+        link_lose(l, "receive", errno ? errno : ECONNRESET);
+        return -1;
+    }
+    l->frame[h.len] = 0;
+    GW_WIRE_COUNT(bytes, 0, sizeof h + h.len);
+    if (h.op == GW_OP_ERROR && h.len > GW_ERROR_REQ_SIZE) {
+        gw_log("the gpuwire server %s ended the session: %s", l->spec, (const char *)l->frame + GW_ERROR_REQ_SIZE);
+        link_lose(l, "ended by the server", ECONNRESET);
+        return -1;
+    }
+    if (h.op == GW_OP_REPLY) {
+        link_lose(l, "a reply no request waits for", EPROTO);
+        return -1;
+    }
+    if (link_pushed(l, k, &h, l->frame)) {
+        link_lose(l, "a frame sent unasked", errno);
+        return -1;
+    }
+    return 0;
+}
+
+/* Requests a link does not carry yet: host functions run on the client
+ * for a stream of that server, delivered copies, and mapped or managed host
+ * memory, which is server 0's only (docs/multi-gpu.md). */
+static int link_refuses(unsigned op)
+{
+    return op == GW_OP_cuLaunchHostFunc || op == GW_OP_cuLaunchHostFunc_ptsz || op == GW_OP_cuStreamAddCallback ||
+           op == GW_OP_cuStreamAddCallback_ptsz || op == GW_OP_DELIVER || op == GW_OP_MAPPED_MAP ||
+           op == GW_OP_MAPPED_UNMAP || op == GW_OP_MAPPED_WRITE || op == GW_OP_MAPPED_READ;
+}
+
+CUresult gw_route_mixed(unsigned op)
+{
+    gw_log("%s: its arguments belong to two different gpuwire servers (or to none), which cannot be mixed in one "
+           "call yet (docs/multi-gpu.md); returning CUDA_ERROR_INVALID_HANDLE",
+           op >= GW_OP_FIRST_CALL ? gw_op_name(op) : "a control request");
+    return CUDA_ERROR_INVALID_HANDLE;
+}
+
+int gw_handle_fits(uint64_t h, int k)
+{
+    return gw_servers_n <= 1 || h <= 2 || gw_handle_everywhere(h) ||
+           (gw_handle_server(h) < gw_servers_n && (k < 0 || gw_handle_server(h) == k));
+}
+
+static CUresult link_usable(int k, const gw_req *q, size_t extra)
+{
+    if (k < 0 || k >= gw_servers_n)
+        return gw_route_mixed(q->op);
+    if (q->oom)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    if (q->len - sizeof(gw_hdr) + extra > GW_MAX_PAYLOAD)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (q->op != GW_OP_cuInit && !gw_initialized())
+        return CUDA_ERROR_NOT_INITIALIZED;
+    if (q->op >= GW_OP_FIRST_CALL && gw_pushed_in_host_code())
+        return CUDA_ERROR_NOT_PERMITTED;
+    if (link_refuses(q->op)) {
+        gw_log("%s on a device of the second or later gpuwire server is not supported yet (docs/multi-gpu.md); "
+               "returning CUDA_ERROR_NOT_SUPPORTED",
+               q->op >= GW_OP_FIRST_CALL ? gw_op_name(q->op) : "mapped host memory or a delivered copy");
+        return CUDA_ERROR_NOT_SUPPORTED;
+    }
+    if (atomic_load(&links[k].lost))
+        return CUDA_ERROR_DEVICE_UNAVAILABLE;
+    return CUDA_SUCCESS;
+}
+
+static void frame_header(gw_req *q, uint32_t payload, uint32_t seq)
+{
+    gw_hdr h = {.len = payload, .op = (uint16_t)q->op, .flags = (uint16_t)q->flags,
+                .tid = gw_stream_thread_tag(), .seq = seq};
+    memcpy(q->buf, &h, sizeof h);
+}
+
+CUresult gw_link_call(int k, gw_req *q, gw_rep *r)
+{
+    r->len = r->pos = 0;
+    r->short_read = 0;
+    r->route = k;
+    CUresult rc = link_usable(k, q, 0);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    srv_link *l = &links[k];
+    uint64_t t0 = gw_now_ns();
+    pthread_mutex_lock(&l->lock);
+    uint32_t seq = l->seq++;
+    frame_header(q, (uint32_t)(q->len - sizeof(gw_hdr)), seq);
+    int got = 0, bad = link_write(l, q->buf, q->len);
+    while (!bad && !got)
+        bad = link_read_one(l, k, seq, r, &got);
+    pthread_mutex_unlock(&l->lock);
+    if (bad)
+        return CUDA_ERROR_DEVICE_UNAVAILABLE;
+    GW_WIRE_COUNT(round_trip, q->op, gw_now_ns() - t0);
+    gw_reply_req rep = {0};
+    r->pos = gw_reply_req_get(r->buf, r->len, &rep);
+    gw_after_reply(q->op);
+    return (CUresult)rep.result;
+}
+
+CUresult gw_link_post(int k, gw_req *q, const void *tail, size_t tail_len)
+{
+    CUresult rc = link_usable(k, q, tail_len);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    srv_link *l = &links[k];
+    q->flags |= GW_F_NOREPLY;
+    pthread_mutex_lock(&l->lock);
+    frame_header(q, (uint32_t)(q->len - sizeof(gw_hdr) + tail_len), l->seq++);
+    gw_stream_observe_post(q); /* as server 0's posts are seen (state/stream_fences.c) */
+    int bad = link_write(l, q->buf, q->len) || (tail_len && link_write(l, tail, tail_len));
+    pthread_mutex_unlock(&l->lock);
+    return bad ? CUDA_ERROR_DEVICE_UNAVAILABLE : CUDA_SUCCESS;
+}
+
+/* ---- bursts on a link: its lock held from begin to end ---- */
+static __thread int burst_link; /* 0: none */
+static __thread CUresult burst_rc;
+
+int gw_link_bursting(void) { return burst_link != 0; }
+
+CUresult gw_link_burst_begin(int k, unsigned op)
+{
+    gw_req probe = {.op = op, .len = sizeof(gw_hdr)};
+    CUresult rc = link_usable(k, &probe, 0);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    pthread_mutex_lock(&links[k].lock);
+    burst_link = k;
+    burst_rc = CUDA_SUCCESS;
+    return CUDA_SUCCESS;
+}
+
+CUresult gw_link_burst_queue(gw_req *q, uint32_t *seq)
+{
+    srv_link *l = &links[burst_link];
+    *seq = l->seq++;
+    frame_header(q, (uint32_t)(q->len - sizeof(gw_hdr)), *seq);
+    if (burst_rc == CUDA_SUCCESS && link_write(l, q->buf, q->len))
+        burst_rc = CUDA_ERROR_DEVICE_UNAVAILABLE;
+    return burst_rc;
+}
+
+CUresult gw_link_burst_reply(uint32_t seq, gw_rep *r)
+{
+    srv_link *l = &links[burst_link];
+    r->len = r->pos = 0;
+    r->short_read = 0;
+    r->route = burst_link;
+    int got = 0;
+    while (burst_rc == CUDA_SUCCESS && !got)
+        if (link_read_one(l, burst_link, seq, r, &got))
+            burst_rc = CUDA_ERROR_DEVICE_UNAVAILABLE;
+    if (burst_rc != CUDA_SUCCESS)
+        return burst_rc;
+    gw_reply_req rep = {0};
+    r->pos = gw_reply_req_get(r->buf, r->len, &rep);
+    return (CUresult)rep.result;
+}
+
+void gw_link_burst_end(void)
+{
+    pthread_mutex_unlock(&links[burst_link].lock);
+    burst_link = 0;
+}
+
+/* Frames a server sends unasked while nobody waits on its link (device
+ * printf, module information): read every second, so its worker never stalls
+ * on a client that reads nothing (server 0's drainer does the same, replies.c). */
+static void *link_drainer(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        struct timespec pause = {1, 0};
+        nanosleep(&pause, NULL);
+        for (int k = 1; k < gw_servers_n; k++) {
+            srv_link *l = &links[k];
+            if (atomic_load(&l->lost) || pthread_mutex_trylock(&l->lock))
+                continue;
+            for (;;) {
+                struct pollfd pfd = {.fd = l->fd, .events = POLLIN};
+                int got = 0;
+                if (atomic_load(&l->lost) || poll(&pfd, 1, 0) <= 0 || link_read_one(l, k, 0, NULL, &got))
+                    break;
+            }
+            pthread_mutex_unlock(&l->lock);
+        }
+    }
+    return NULL;
+}
+
+/* ---- opening the sessions ---- */
+
+static int is_loopback(int fd)
+{
+    struct sockaddr_storage a;
+    socklen_t n = sizeof a;
+    if (getpeername(fd, (struct sockaddr *)&a, &n))
+        return 0;
+    if (a.ss_family == AF_INET)
+        return (ntohl(((struct sockaddr_in *)&a)->sin_addr.s_addr) >> 24) == 127;
+    if (a.ss_family == AF_INET6) {
+        const struct in6_addr *v6 = &((struct sockaddr_in6 *)&a)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(v6) ||
+               (IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127);
+    }
+    return 0;
+}
+
+/* cuInit on server k's worker, as cuInit does on server 0's (the request the
+ * generated call writes: u64 flags). */
+static CUresult link_init(int k)
+{
+    gw_req *q = gw_req_begin_quiet(GW_OP_cuInit);
+    gw_put_u64(q, 0);
+    gw_rep *r = &gw_tls_rep;
+    CUresult rc = gw_link_call(k, q, r);
+    gw_rep_end(r);
+    return rc;
+}
+
+static CUresult open_link(int k, const char *spec)
+{
+    srv_link *l = &links[k];
+    snprintf(l->spec, sizeof l->spec, "%s", spec);
+    pthread_mutex_init(&l->lock, NULL);
+    l->seq = 1;
+    atomic_store(&l->lost, 0);
+    l->fd = -1;
+    char host[256], port[64], why[128];
+    if (gw_dial_split(spec, host, sizeof host, port, sizeof port))
+        return CUDA_ERROR_NO_DEVICE; /* checked before any connection (gw_servers_entry's caller) */
+    int fd = gw_dial(host, port, why, sizeof why);
+    if (fd < 0) {
+        gw_log("cannot reach the gpuwire server at %s (%s); is `gpuwire server` running there? CUDA calls will "
+               "fail with CUDA_ERROR_NO_DEVICE", spec, why);
+        return CUDA_ERROR_NO_DEVICE;
+    }
+    const char *tls = getenv("GPUWIRE_TLS");
+    int want_tls = tls && (!strcmp(tls, "1") || !strcasecmp(tls, "true") || !strcasecmp(tls, "yes") ||
+                           !strcasecmp(tls, "on"));
+    int no_tls = tls && (!strcmp(tls, "0") || !strcasecmp(tls, "false") || !strcasecmp(tls, "no") ||
+                         !strcasecmp(tls, "off"));
+    if (want_tls || (!no_tls && !is_loopback(fd))) {
+        gw_log("the gpuwire server %s would need TLS, which only the first server of GPUWIRE_SERVER gets yet "
+               "(docs/multi-gpu.md): reach the others on loopback (e.g. an SSH tunnel) or with GPUWIRE_TLS=0 "
+               "on a trusted network; CUDA calls will fail with CUDA_ERROR_NO_DEVICE", spec);
+        close(fd);
+        return CUDA_ERROR_NO_DEVICE;
+    }
+    gw_handshake_clock_start();
+    CUresult rc = gw_handshake_with(fd, spec, &l->info, k);
+    if (rc != CUDA_SUCCESS) {
+        close(fd);
+        return rc;
+    }
+    l->fd = fd;
+    return CUDA_SUCCESS;
+}
+
+static void close_links(void)
+{
+    for (int k = 1; k < GW_SERVERS_MAX; k++)
+        if (links[k].fd >= 0) {
+            close(links[k].fd);
+            links[k].fd = -1;
+        }
+}
+
+CUresult gw_servers_connect_rest(const char *list)
+{
+    char spec[300];
+    for (int k = 1; k < GW_SERVERS_MAX; k++) /* none open yet (statics start at 0, a real descriptor) */
+        links[k].fd = -1;
+    links_set = 1;
+    for (int k = 1; k < gw_servers_n; k++) {
+        gw_servers_entry(list, k, spec, sizeof spec);
+        CUresult rc = open_link(k, spec);
+        if (rc != CUDA_SUCCESS) {
+            close_links();
+            return rc;
+        }
+    }
+    if (join_devices()) {
+        close_links();
+        return CUDA_ERROR_NO_DEVICE;
+    }
+    for (int k = 1; k < gw_servers_n; k++) {
+        /* before gw_set_initialized: the link's cuInit alone is let through */
+        CUresult rc = link_init(k);
+        if (rc != CUDA_SUCCESS) {
+            gw_log("cuInit on the gpuwire server %s failed (%d); CUDA calls will fail with it", links[k].spec, rc);
+            close_links();
+            return rc;
+        }
+    }
+    if (list_n == 0) {
+        gw_log("CUDA_VISIBLE_DEVICES=%s leaves no device of the %d gpuwire servers: cuInit returns "
+               "CUDA_ERROR_NO_DEVICE", getenv("CUDA_VISIBLE_DEVICES"), gw_servers_n);
+        close_links();
+        return CUDA_ERROR_NO_DEVICE;
+    }
+    if (!drainer)
+        drainer = gw_start_helper_thread(link_drainer) == 0;
+    return CUDA_SUCCESS;
+}
+
+void gw_servers_after_fork(void)
+{
+    if (links_set) /* the parent's links: the child opens its own */
+        close_links();
+    list_n = 0;
+    drainer = 0; /* threads do not survive fork */
+}

@@ -1,0 +1,272 @@
+"""Several servers in one client (GPUWIRE_SERVER=a,b; docs/multi-gpu.md "GPUs
+of several servers"): two stand-in servers on loopback, a with two devices
+and b with one (GPUWIRE_STANDIN_MACHINE=1: its UUIDs differ from a's, as two
+machines' GPUs do), serve one program through `gpuwire run --server a,b`.
+tests/programs/multi_server does the CUDA side: the joined device list (a's
+first), CUDA_VISIBLE_DEVICES over it, a kernel on every device, peer copies
+inside a, copies between a and b (sync, async, unified; sizes around the
+8 MiB pieces; every byte checked), a call mixing both servers' handles
+refused, and a server that dies mid-run failing only its own devices' calls.
+
+a's devices in its order (FASTEST_FIRST): p0, p1 (UUIDs ...6e01, ...6e02);
+b's: p0 of machine 1 (...6f01)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import GPUWIRE, PROGRAMS_DIR, explain, gpuwire_env, gw_python_client, gw_run, start_server
+
+PROGRAM = PROGRAMS_DIR / "multi_server"
+A0, A1 = "GPU-67707577-6972-652d-7374-616e64696e01", "GPU-67707577-6972-652d-7374-616e64696e02"
+B0 = "GPU-67707577-6972-652d-7374-616e64696f01"
+DEV = re.compile(r"^DEV (\d+) uuid=(\S+) bus=(\S+) mem=(\d+) name=(.*)$", re.M)
+HOLD = "import ctypes, sys\nctypes.CDLL('libcuda.so.1').cuInit(0)\nprint('ready', flush=True)\nsys.stdin.readline()\n"
+INVALID_HANDLE, DEVICE_UNAVAILABLE, PEER_ACCESS_UNSUPPORTED = 400, 46, 217
+
+
+@pytest.fixture(autouse=True)
+def _no_cuda_env(monkeypatch):
+    for k in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
+        monkeypatch.delenv(k, raising=False)
+
+
+def two_servers(tmp_path_factory, name: str):
+    if not PROGRAM.is_file():
+        pytest.skip("build/programs/multi_server is not built (make -C tests/programs)")
+    d = tmp_path_factory.mktemp(name)
+    with pytest.MonkeyPatch.context() as mp:
+        for k in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
+            mp.delenv(k, raising=False)
+        a = start_server(d / "a.log", env={"GPUWIRE_STANDIN_DEVICES": "2"})
+        b = start_server(d / "b.log", env={"GPUWIRE_STANDIN_DEVICES": "1", "GPUWIRE_STANDIN_MACHINE": "1"})
+    return a, b
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    a, b = two_servers(tmp_path_factory, "multi_server")
+    yield a, b
+    b.stop()
+    a.stop()
+
+
+def both(servers) -> str:
+    return ",".join(s.address for s in servers)
+
+
+def run(servers, mode: str, env: dict[str, str] | None = None, timeout: float = 120,
+        stats=None) -> subprocess.CompletedProcess:
+    return gw_run([str(PROGRAM), mode], server=both(servers), env=env or {}, timeout=timeout, stats=stats)
+
+
+def uuids(r) -> list[str]:
+    return [m[2] for m in DEV.finditer(r.stdout)]
+
+
+def why(r, servers) -> str:
+    return explain(r, servers[0]) + "\n--- server b ---\n" + "\n".join(servers[1].log_lines()[-20:])
+
+
+def test_one_device_list_first_servers_first(servers):
+    r = run(servers, "list")
+    assert r.returncode == 0 and "PASS multi_server" in r.stdout, why(r, servers)
+    got = [(int(m[1]), m[2], m[3], int(m[4]), m[5]) for m in DEV.finditer(r.stdout)]
+    assert got == [(0, A0, "0000:00:00.0", 8 << 30, "gpuwire CPU stand-in"),
+                   (1, A1, "0000:01:00.0", 7 << 30, "gpuwire CPU stand-in 1"),
+                   (2, B0, "0000:00:00.0", 8 << 30, "gpuwire CPU stand-in")], r.stdout
+    # the order the servers are named in is the order of their devices
+    r = gw_run([str(PROGRAM), "list"], server=f"{servers[1].address},{servers[0].address}", timeout=60)
+    assert r.returncode == 0 and uuids(r) == [B0, A0, A1], why(r, servers)
+
+
+@pytest.mark.parametrize("mask, want", [
+    ("2,0", [B0, A0]),            # indices count in the joined list
+    ("1", [A1]),
+    (f"{B0},1", [B0, A1]),        # a UUID names a device of any server
+    ("GPU-67707577-6972-652d-7374-616e64696f", [B0]),  # a prefix naming one device
+    ("0,5,2", [A0]),              # 5 names no device: the list ends there
+    ("2,2", [B0]),                # a device listed twice ends the list
+])
+def test_visible_devices_mask_the_joined_list(servers, mask, want):
+    r = run(servers, "list", {"CUDA_VISIBLE_DEVICES": mask})
+    assert r.returncode == 0 and uuids(r) == want, why(r, servers)
+
+
+def test_device_by_bus_id_across_servers(servers):
+    """Both stand-ins have a device at bus 0: the earlier server's answers,
+    unless the mask hides it; ordinals are the program's."""
+    r = run(servers, "list")
+    assert r.returncode == 0 and re.findall(r"^BYBUS (\d+) (\d+)$", r.stdout, re.M) == [
+        ("0", "0"), ("1", "1"), ("2", "0")], why(r, servers)
+    r = run(servers, "list", {"CUDA_VISIBLE_DEVICES": "2,1"})
+    assert r.returncode == 0 and re.findall(r"^BYBUS (\d+) (\d+)$", r.stdout, re.M) == [
+        ("0", "0"), ("1", "1")], why(r, servers)
+
+
+def test_a_mask_leaving_nothing_is_no_device(servers):
+    r = run(servers, "list", {"CUDA_VISIBLE_DEVICES": "GPU-6770"})  # every UUID shares it: names none
+    assert r.returncode != 0 and "CUDA_ERROR_NO_DEVICE" in r.stdout, why(r, servers)
+    assert "leaves no device of the 2 gpuwire servers" in r.stderr, why(r, servers)
+
+
+def test_leases_apply_on_each_server(servers):
+    """GPUWIRE_GPUS=1 leases one GPU on each server: with a's GPU 0 held
+    exclusively by another client, a gives its GPU 1."""
+    holder = gw_python_client(servers[0].address, HOLD, env={"GPUWIRE_GPU": "0", "GPUWIRE_LEASE": "exclusive"})
+    try:
+        r = run(servers, "list", {"GPUWIRE_GPUS": "1", "GPUWIRE_LEASE": "exclusive", "GPUWIRE_NO_WAIT": "1"})
+        assert r.returncode == 0 and uuids(r) == [A1, B0], why(r, servers)
+        busy = run(servers, "list", {"GPUWIRE_GPU": "0", "GPUWIRE_NO_WAIT": "1"})
+        assert busy.returncode != 0 and not uuids(busy), why(busy, servers)
+        assert "a shared lease on GPU 0 is not available now" in busy.stderr, why(busy, servers)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+def test_work_on_every_server_and_copies_between_them(servers, tmp_path):
+    stats = tmp_path / "stats.json"
+    # no lanes, no content cache: every byte on the sessions' own connections, counted
+    r = run(servers, "work", {"GPUWIRE_LANES": "0", "GPUWIRE_CACHE": "0"}, stats=stats)
+    assert r.returncode == 0 and r.stdout.rstrip().endswith("PASS multi_server"), why(r, servers)
+    assert all(f"KERNEL dev={d} ok" in r.stdout for d in range(3)), r.stdout
+    for size in (1, 4097, (8 << 20) - 1, 8 << 20, (8 << 20) + 1, (20 << 20) + 12345):
+        assert f"CROSS sync size={size} ok" in r.stdout, r.stdout
+    assert f"CROSS async size={(17 << 20) + 3} ok" in r.stdout and "CROSS unified ok" in r.stdout, r.stdout
+    assert "CROSS dtod ok" in r.stdout, r.stdout
+    # every copy between the servers passed through the client: its bytes came
+    # from one server and went to the other, besides the program's own checks,
+    # which read each copy's bytes back once more
+    mib = 1 << 20
+    sizes = (1, 4097, 8 * mib - 1, 8 * mib, 8 * mib + 1, 20 * mib + 12345)
+    across = 2 * sum(sizes) + (17 * mib + 3) + 9 * mib + (3 * mib + 5)
+    s = json.loads(stats.read_text())
+    assert s["bytes_from_server"] >= 2 * across, (s["bytes_from_server"], across)
+    assert s["bytes_to_server"] >= 2 * across, (s["bytes_to_server"], across)
+    assert "WAIT across query=0" in r.stdout, r.stdout  # a's stream waited for b's event: it is done
+    assert f"PEER a-b can=0 enable={PEER_ACCESS_UNSUPPORTED}" in r.stdout, r.stdout
+    # b's memory copied on a's stream: refused, sent to neither
+    assert f"MIXED {INVALID_HANDLE}" in r.stdout and "belong to two different gpuwire servers" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("mask", ["2,0", "1,2"])
+@pytest.mark.parametrize("program", ["multi_device", "multi_device_rt_shared"])
+def test_one_server_programs_across_two_servers(servers, mask, program):
+    """The programs written for two GPUs of one server (test_multi_device.py),
+    with their devices 0 and 1 on two servers: contexts, memory, kernels,
+    pointer attributes, events across devices and peer copies (staged through
+    the client here), peer access reported unsupported, as between two GPUs
+    without a link. The runtime's kernels come from a library loaded on every
+    server."""
+    path = PROGRAMS_DIR / program
+    if not path.is_file():
+        pytest.skip(f"{path} is not built (make -C tests/programs)")
+    args = [str(path), "peers"] if program == "multi_device" else [str(path)]
+    r = gw_run(args, server=both(servers), env={"CUDA_VISIBLE_DEVICES": mask}, timeout=120)
+    assert r.returncode == 0 and "PASS multi_device" in r.stdout, why(r, servers)
+    assert re.search(r"can01=0|peer access 0->1 0", r.stdout), r.stdout
+
+
+def test_two_threads_on_two_servers_at_once(servers):
+    """A thread per server, each running kernels and copying its results to
+    the other server, at the same time: the links and the first server's
+    stream serve them side by side."""
+    r = run(servers, "threads")
+    assert r.returncode == 0 and "THREADS ok" in r.stdout, why(r, servers)
+
+
+LATER_SERVER_PROGRAMS = [["driver_api"], ["arrays"], ["graph_build"], ["kernel_attrs"], ["memcpy_kinds_shared"],
+                         ["streams_events_shared"], ["multi_module_shared"], ["graph_host_sources_shared", "--standin", "--no-host-destinations"],
+                         ["device_printf_shared"], ["vector_add_shared"]]
+
+
+@pytest.mark.parametrize("args", LATER_SERVER_PROGRAMS, ids=lambda a: a[0])
+def test_programs_on_the_second_server_alone(servers, args):
+    """CUDA_VISIBLE_DEVICES=2: the program sees server b's device only, and
+    everything it does goes to b (arrays, graphs, textures, modules, the
+    runtime's libraries, device printf), through b's link."""
+    path = PROGRAMS_DIR / args[0]
+    if not path.is_file():
+        pytest.skip(f"{path} is not built (make -C tests/programs)")
+    r = gw_run([str(path), *args[1:]], server=both(servers), env={"CUDA_VISIBLE_DEVICES": "2"}, timeout=120)
+    assert r.returncode == 0 and re.search(r"^PASS ", r.stdout, re.M), why(r, servers)
+
+
+FORK = """
+import ctypes, os, sys
+cu = ctypes.CDLL("libcuda.so.1")
+def use(dev):
+    ctx, d, p = ctypes.c_void_p(), ctypes.c_int(), ctypes.c_uint64()
+    back, data = ctypes.create_string_buffer(4096), ctypes.create_string_buffer(bytes(range(256)) * 16)
+    for r in (cu.cuDeviceGet(ctypes.byref(d), dev), cu.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), d),
+              cu.cuCtxSetCurrent(ctx), cu.cuMemAlloc_v2(ctypes.byref(p), ctypes.c_size_t(4096)),
+              cu.cuMemcpyHtoD_v2(p, data, ctypes.c_size_t(4096)), cu.cuMemcpyDtoH_v2(back, p, ctypes.c_size_t(4096))):
+        if r:
+            sys.exit(f"device {dev}: {r}")
+    assert back.raw == data.raw[:4096]
+last = int(sys.argv[1])
+assert cu.cuInit(0) == 0
+use(last)
+pid = os.fork()
+if pid == 0:
+    assert cu.cuInit(0) == 0
+    use(last); use(0)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+use(last); use(1)
+print("fork ok", status)
+"""
+
+
+@pytest.mark.parametrize("several", [True, False], ids=["two servers", "one server"])
+def test_a_forked_child_opens_its_own_sessions(servers, several):
+    """After fork the child starts sessions of its own with every server and
+    keeps its parent's primary contexts (one server's workers name them alike:
+    worker/core/handles.c), with two servers as with one."""
+    server = both(servers) if several else servers[0].address
+    r = gw_run([sys.executable, "-c", FORK, "2" if several else "1"], server=server, timeout=120)
+    assert r.returncode == 0 and "fork ok 0" in r.stdout, why(r, servers)
+
+
+def test_one_gpu_through_two_servers_is_refused(servers):
+    """The same server twice: every GPU would show twice, and its two
+    sessions' workers would name their objects alike."""
+    r = gw_run([str(PROGRAM), "list"], server=f"{servers[1].address},{servers[1].address}", timeout=60)
+    assert r.returncode != 0 and "CUDA_ERROR_NO_DEVICE" in r.stdout, why(r, servers)
+    assert f"servers 1 and 2 both show the GPU {B0}" in r.stderr, r.stderr
+
+
+def test_bad_server_lists_are_refused_before_starting(servers):
+    for spec, words in ((f"{servers[0].address},,{servers[1].address}", "is not valid"),
+                        (",".join([servers[0].address] * 9), "at most 8 servers")):
+        r = subprocess.run(GPUWIRE + ["run", "--server", spec, "--", str(PROGRAM), "list"], capture_output=True,
+                           text=True, timeout=60, env=gpuwire_env())
+        assert r.returncode == 2 and words in r.stderr, (spec, r.stderr)
+
+
+def test_a_server_that_dies_fails_its_own_devices_only(tmp_path_factory):
+    """Server b's worker killed while the program holds memory there: its
+    calls fail with CUDA_ERROR_DEVICE_UNAVAILABLE (no hang), server a's go on."""
+    a, b = two_servers(tmp_path_factory, "dies")
+    try:
+        proc = subprocess.Popen(GPUWIRE + ["run", "--server", f"{a.address},{b.address}", "--", str(PROGRAM), "hold"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=gpuwire_env())
+        assert proc.stdout.readline().strip() == "ready"
+        workers = subprocess.run(["pgrep", "-P", str(b.proc.pid)], capture_output=True, text=True).stdout.split()
+        assert workers, "server b has no worker"
+        for pid in workers:
+            subprocess.run(["kill", "-9", pid])
+        out, err = proc.communicate("go\n", timeout=60)
+        assert proc.returncode == 0, out + err
+        assert f"LOST {DEVICE_UNAVAILABLE} {DEVICE_UNAVAILABLE}" in out and "STILL 0" in out, out + err
+        assert "lost the connection to the gpuwire server" in err, err
+    finally:
+        b.stop()
+        a.stop()
