@@ -317,7 +317,7 @@ __attribute__((visibility("default"))) uint64_t nvmlInternalGetExportTable(const
 {
     pthread_once(&load_once, load_real);
     uint8_t u[32];
-    char uhex[33] = "(unreadable)", next[40] = "";
+    char uhex[33] = "(unreadable)", next[48] = ""; /* " (then " + 32 hex digits + ")" + NUL: 41 */
     int have_uuid = uuid && safe_read(uuid, u, 16) == 0;
     if (have_uuid)
         hex(uhex, sizeof uhex, u, 16);
