@@ -32,14 +32,18 @@ def test_timeline_shows_each_tokens_server_side(tmp_path):
     assert {"R", "S", "E", "W", "H", "D"} <= kinds, kinds
     # every job that started ended, and each reply follows its job's end
     assert sum(ln[1] == "S" for ln in lines) == sum(ln[1] == "E" for ln in lines)
-    out = subprocess.run([sys.executable, str(ROOT / "tools" / "timeline-report"), str(files[0]), "--skip", "3"],
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "timeline-report"), str(files[0]), "--skip", "3",
+                          "--patterns", "50"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    head = out.stdout.split("\n\n")[1] if "\n\n" in out.stdout else ""
-    # the commonest pattern is the token's one waited synchronize, once per token after start-up
-    assert head.startswith("== reply to cuStreamSynchronize:"), out.stdout
-    windows = int(head.split(":")[1].split()[0])
-    assert TOKENS - 4 <= windows <= TOKENS, out.stdout
+    # each token is one waited synchronize after start-up: its windows, in one
+    # pattern or several (eager flushes may split a token's frames into two
+    # reads, so the interleaving of reads and jobs varies from token to token)
+    sections = [b for b in out.stdout.split("\n\n") if b.startswith("== reply to cuStreamSynchronize:")]
+    assert sections, out.stdout
+    windows = [int(b.split(":")[1].split()[0]) for b in sections]
+    assert TOKENS - 4 <= sum(windows) <= TOKENS + 1, out.stdout  # + the program's set-up synchronize
+    head = sections[windows.index(max(windows))]
     body = head.splitlines()
     events = [ln.split(None, 3)[3] for ln in body[2:]]
     # the kernel launch ran, then the delivery's host function, its bytes, the reply

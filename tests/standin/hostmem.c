@@ -11,8 +11,9 @@
 #include <stdlib.h>
 
 /* Registered ranges and page-locked allocations (allocated 1: cuMemFreeHost's),
- * for cuMemHostGetFlags and device access; a few are plenty for the tests. */
-#define MAX_REGISTERED 64
+ * for cuMemHostGetFlags and device access; as many as a gpuwire session may
+ * map (MAPPED_RANGES_MAX), so bench/hostmem_cost's 1024 ranges fit. */
+#define MAX_REGISTERED 4096
 static struct {
     char *base;
     size_t size;
