@@ -158,7 +158,7 @@ static int read_answer(int fd, const char *server, int first, gw_hdr *h, uint8_t
     *said = 0;
     uint8_t b[256];
     size_t n = 0;
-    if (fd == gw_tls_fd) { /* through TLS: the TLS handshake had the first reply's limit */
+    if (gw_tls_find(fd)) { /* through TLS: the TLS handshake had the first reply's limit */
         first = 0;
         if (gw_io_read_all(fd, b, sizeof *h, gw_handshake_ms_left(0)))
             goto failed;

@@ -10,8 +10,9 @@
 
 int gw_io_write_all(int fd, const void *p, size_t n)
 {
-    if (__builtin_expect(fd == gw_tls_fd, 0)) /* never true without TLS (gw_tls_fd is -1) */
-        return gw_tls_write_all(p, n);
+    gw_tls_conn *tls = gw_tls_of(fd); /* NULL at once without TLS */
+    if (__builtin_expect(tls != NULL, 0))
+        return gw_tls_write_all(tls, p, n);
     const uint8_t *b = p;
     while (n) {
         ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
@@ -28,8 +29,9 @@ int gw_io_write_all(int fd, const void *p, size_t n)
 
 int gw_io_read_all(int fd, void *p, size_t n, int timeout_ms)
 {
-    if (__builtin_expect(fd == gw_tls_fd, 0))
-        return gw_tls_read_all(p, n, timeout_ms);
+    gw_tls_conn *tls = gw_tls_of(fd);
+    if (__builtin_expect(tls != NULL, 0))
+        return gw_tls_read_all(tls, p, n, timeout_ms);
     uint8_t *b = p;
     while (n) {
         if (timeout_ms >= 0) {

@@ -27,6 +27,7 @@
 #include "../../generated/gw_ops.h"
 #include "pushed_pump.h"
 #include "stream.h"
+#include "tls.h"
 
 typedef struct srv_link {
     char spec[300];
@@ -603,22 +604,6 @@ static void *link_drainer(void *arg)
 
 /* ---- opening the sessions ---- */
 
-static int is_loopback(int fd)
-{
-    struct sockaddr_storage a;
-    socklen_t n = sizeof a;
-    if (getpeername(fd, (struct sockaddr *)&a, &n))
-        return 0;
-    if (a.ss_family == AF_INET)
-        return (ntohl(((struct sockaddr_in *)&a)->sin_addr.s_addr) >> 24) == 127;
-    if (a.ss_family == AF_INET6) {
-        const struct in6_addr *v6 = &((struct sockaddr_in6 *)&a)->sin6_addr;
-        return IN6_IS_ADDR_LOOPBACK(v6) ||
-               (IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127);
-    }
-    return 0;
-}
-
 /* cuInit on server k's worker, as cuInit does on server 0's (the request the
  * generated call writes: u64 flags). */
 static CUresult link_init(int k)
@@ -648,21 +633,16 @@ static CUresult open_link(int k, const char *spec)
                "fail with CUDA_ERROR_NO_DEVICE", spec, why);
         return CUDA_ERROR_NO_DEVICE;
     }
-    const char *tls = getenv("GPUWIRE_TLS");
-    int want_tls = tls && (!strcmp(tls, "1") || !strcasecmp(tls, "true") || !strcasecmp(tls, "yes") ||
-                           !strcasecmp(tls, "on"));
-    int no_tls = tls && (!strcmp(tls, "0") || !strcasecmp(tls, "false") || !strcasecmp(tls, "no") ||
-                         !strcasecmp(tls, "off"));
-    if (want_tls || (!no_tls && !is_loopback(fd))) {
-        gw_log("the gpuwire server %s would need TLS, which only the first server of GPUWIRE_SERVER gets yet "
-               "(docs/multi-gpu.md): reach the others on loopback (e.g. an SSH tunnel) or with GPUWIRE_TLS=0 "
-               "on a trusted network; CUDA calls will fail with CUDA_ERROR_NO_DEVICE", spec);
+    gw_handshake_clock_start(); /* the TLS handshake's time limits count from here too */
+    /* TLS under the first server's rules and settings (tls.c): GPUWIRE_TLS, its
+     * certificates, the name check against this entry's host */
+    if (gw_tls_client_start(fd, host, spec)) {
         close(fd);
         return CUDA_ERROR_NO_DEVICE;
     }
-    gw_handshake_clock_start();
     CUresult rc = gw_handshake_with(fd, spec, &l->info, k);
     if (rc != CUDA_SUCCESS) {
+        gw_tls_forget(fd);
         close(fd);
         return rc;
     }
@@ -674,6 +654,7 @@ static void close_links(void)
 {
     for (int k = 1; k < GW_SERVERS_MAX; k++)
         if (links[k].fd >= 0) {
+            gw_tls_forget(links[k].fd);
             close(links[k].fd);
             links[k].fd = -1;
         }

@@ -1,9 +1,11 @@
-/* TLS for the client's one connection, through OpenSSL loaded at run time
- * (see tls.h). The handshake runs on the non-blocking socket with a deadline;
- * afterwards the socket stays non-blocking and reads and writes take turns on
- * the SSL object under a lock of their own (a reply reader and a sender may
- * run at once). Nothing after the handshake is special: the call stream is the same
- * bytes as without TLS. */
+/* TLS for the client's connections to its servers (one per server of
+ * GPUWIRE_SERVER), through OpenSSL loaded at run time (see tls.h). Each
+ * connection that speaks TLS has an entry of its own in a small table: its
+ * socket, its SSL object and its lock. The handshake runs on the non-blocking
+ * socket with a deadline; afterwards the socket stays non-blocking and reads
+ * and writes take turns on the connection's SSL object under its lock (a reply
+ * reader and a sender may run at once). Nothing after the handshake is
+ * special: the call stream is the same bytes as without TLS. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <dlfcn.h>
@@ -13,6 +15,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,12 +78,45 @@ static struct {
     void (*err_string)(unsigned long, char *, size_t);
     const char *(*err_reason)(unsigned long);
     void (*err_clear)(void);
+    void (*ssl_free)(SSL *);
+    void (*ctx_free)(SSL_CTX *);
 } ossl;
 
-int gw_tls_fd = -1;
-static SSL *ssl;
+/* One connection that speaks TLS. An entry is filled while fd is -1 and
+ * published by storing fd last (release); a reader finds it by fd (acquire).
+ * Lanes are plaintext only (the server grants a TLS session none), so one
+ * entry per server is enough. */
+struct gw_tls_conn {
+    _Atomic int fd;
+    SSL *ssl;
+    SSL_CTX *ctx;
+    pthread_mutex_t lock; /* the reply reader and a sender take turns on ssl */
+    int told;             /* an OpenSSL error was logged for this connection */
+    char server[300];     /* for messages */
+};
+#define TLS_CONNS GW_SERVERS_MAX
+static gw_tls_conn conns[TLS_CONNS];
+_Atomic int gw_tls_open; /* entries in use */
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER; /* adding and forgetting entries */
 static volatile int tls_closed; /* OpenSSL was cleaned up (exit() in a process that initialised it first) */
-static char server_text[300];
+
+__attribute__((constructor)) static void conns_init(void)
+{
+    for (int i = 0; i < TLS_CONNS; i++) {
+        atomic_store(&conns[i].fd, -1);
+        pthread_mutex_init(&conns[i].lock, NULL);
+    }
+}
+
+gw_tls_conn *gw_tls_find(int fd)
+{
+    if (fd < 0)
+        return NULL;
+    for (int i = 0; i < TLS_CONNS; i++) /* the session's connection, the first filled, is entry 0 */
+        if (atomic_load_explicit(&conns[i].fd, memory_order_acquire) == fd)
+            return &conns[i];
+    return NULL;
+}
 
 static const char *load_openssl(void)
 {
@@ -137,6 +173,8 @@ static const char *load_openssl(void)
         {(void **)&ossl.err_string, "ERR_error_string_n"},
         {(void **)&ossl.err_reason, "ERR_reason_error_string"},
         {(void **)&ossl.err_clear, "ERR_clear_error"},
+        {(void **)&ossl.ssl_free, "SSL_free"},
+        {(void **)&ossl.ctx_free, "SSL_CTX_free"},
     };
     for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
         *syms[i].slot = dlsym(h, syms[i].name); /* libcrypto's come through libssl's dependencies */
@@ -207,9 +245,15 @@ static void at_exit(void) { tls_closed = 1; }
 
 static void after_fork_child(void)
 {
-    /* the child opens its own session; the parent's SSL state is not ours to touch */
-    ssl = NULL;
-    gw_tls_fd = -1;
+    /* the child opens its own sessions; the parent's SSL state is not ours to touch */
+    for (int i = 0; i < TLS_CONNS; i++) {
+        atomic_store(&conns[i].fd, -1);
+        conns[i].ssl = NULL;
+        conns[i].ctx = NULL;
+        pthread_mutex_init(&conns[i].lock, NULL);
+    }
+    atomic_store(&gw_tls_open, 0);
+    pthread_mutex_init(&table_lock, NULL);
 }
 
 __attribute__((constructor)) static void tls_init(void) { pthread_atfork(NULL, NULL, after_fork_child); }
@@ -306,7 +350,6 @@ int gw_tls_client_start(int fd, const char *host, const char *server)
     int want = tls_mode < 0 ? !peer_is_loopback(fd) : tls_mode;
     if (!want)
         return 0;
-    snprintf(server_text, sizeof server_text, "%s", server);
     const char *why = load_openssl();
     if (why) {
         gw_log("cannot connect to %s with TLS: %s", server, why);
@@ -318,7 +361,11 @@ int gw_tls_client_start(int fd, const char *host, const char *server)
     why = ctx ? configure(ctx, &s, fd, host) : "cannot create a TLS context";
     if (why) {
         gw_log("cannot connect to %s with TLS: %s", server, why);
-        return -1; /* the context and connection are left to the process's end: this is fatal for the session */
+        if (s)
+            ossl.ssl_free(s);
+        if (ctx)
+            ossl.ctx_free(ctx);
+        return -1;
     }
     /* handshake on the non-blocking socket, so it cannot outlast its deadline */
     int fl = fcntl(fd, F_GETFL);
@@ -354,6 +401,7 @@ int gw_tls_client_start(int fd, const char *host, const char *server)
             if (held[0] >= 0)
                 close(held[0]), close(held[1]);
             fcntl(fd, F_SETFL, fl);
+            ossl.ssl_free(s), ossl.ctx_free(ctx);
             return -1;
         }
         int left = gw_handshake_ms_left(!answered);
@@ -364,6 +412,7 @@ int gw_tls_client_start(int fd, const char *host, const char *server)
             if (held[0] >= 0)
                 close(held[0]), close(held[1]);
             fcntl(fd, F_SETFL, fl);
+            ossl.ssl_free(s), ossl.ctx_free(ctx);
             return -1;
         }
         if (pr > 0 && !answered && (pfd.revents & (POLLIN | POLLHUP | POLLERR))) {
@@ -381,6 +430,7 @@ int gw_tls_client_start(int fd, const char *host, const char *server)
                 if (held[0] >= 0)
                     close(held[0]), close(held[1]);
                 fcntl(fd, F_SETFL, fl);
+                ossl.ssl_free(s), ossl.ctx_free(ctx);
                 return -1;
             }
             answered = 1; /* bytes, an end or an error: OpenSSL reads them now */
@@ -395,11 +445,30 @@ int gw_tls_client_start(int fd, const char *host, const char *server)
             if (held[0] >= 0)
                 close(held[0]), close(held[1]);
             fcntl(fd, F_SETFL, fl);
+            ossl.ssl_free(s), ossl.ctx_free(ctx);
             return -1;
         }
     }
-    ssl = s; /* the socket stays non-blocking: see gw_tls_read_all */
-    gw_tls_fd = fd;
+    /* the socket stays non-blocking: see gw_tls_read_all */
+    pthread_mutex_lock(&table_lock);
+    gw_tls_conn *c = NULL;
+    for (int i = 0; i < TLS_CONNS && !c; i++)
+        if (atomic_load(&conns[i].fd) < 0)
+            c = &conns[i];
+    if (!c) { /* cannot happen: one entry per server, and a forgotten one is free again */
+        pthread_mutex_unlock(&table_lock);
+        gw_log("cannot connect to %s with TLS: more TLS connections than servers", server);
+        fcntl(fd, F_SETFL, fl);
+        ossl.ssl_free(s), ossl.ctx_free(ctx);
+        return -1;
+    }
+    c->ssl = s;
+    c->ctx = ctx;
+    c->told = 0;
+    snprintf(c->server, sizeof c->server, "%s", server);
+    atomic_store_explicit(&c->fd, fd, memory_order_release);
+    atomic_fetch_add(&gw_tls_open, 1);
+    pthread_mutex_unlock(&table_lock);
     static int registered;
     if (!registered++)
         ossl.openssl_atexit(at_exit); /* called from OPENSSL_cleanup, if it ever runs */
@@ -409,10 +478,10 @@ int gw_tls_client_start(int fd, const char *host, const char *server)
 }
 
 /* An SSL_read/SSL_write failure as errno, with OpenSSL's reason logged once. */
-static int fail(int rc, const char *what)
+static int fail(gw_tls_conn *c, int rc, const char *what)
 {
     int saved = errno;
-    int e = ossl.get_error(ssl, rc);
+    int e = ossl.get_error(c->ssl, rc);
     char reason[256];
     ssl_reason(reason, sizeof reason);
     if (e == X_SSL_ERROR_ZERO_RETURN || (e == X_SSL_ERROR_SYSCALL && !saved) ||
@@ -424,22 +493,19 @@ static int fail(int rc, const char *what)
         errno = saved;
         return -1;
     }
-    static int told;
-    if (!told++)
-        gw_log("TLS error %s %s: %s%s", what, server_text, reason[0] ? reason : "unknown", hint_for(reason));
+    if (!c->told++)
+        gw_log("TLS error %s %s: %s%s", what, c->server, reason[0] ? reason : "unknown", hint_for(reason));
     errno = EPROTO;
     return -1;
 }
 
 /* After the handshake the socket stays non-blocking: the thread reading
  * replies and a thread sending requests (batch.c and replies.c let both run at once)
- * take turns on the one SSL object under ssl_lock, and neither holds it while
- * it waits for the network. */
-static pthread_mutex_t ssl_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static int wait_fd(int want, int timeout_ms)
+ * take turns on the connection's SSL object under its lock, and neither holds it
+ * while it waits for the network. */
+static int wait_fd(int fd, int want, int timeout_ms)
 {
-    struct pollfd pfd = {.fd = gw_tls_fd, .events = want == X_SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN};
+    struct pollfd pfd = {.fd = fd, .events = want == X_SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN};
     for (;;) {
         int pr = poll(&pfd, 1, timeout_ms);
         if (pr > 0)
@@ -453,25 +519,25 @@ static int wait_fd(int want, int timeout_ms)
     }
 }
 
-int gw_tls_write_all(const void *p, size_t n)
+int gw_tls_write_all(gw_tls_conn *c, const void *p, size_t n)
 {
     const uint8_t *b = p;
     if (tls_closed)
         return 0; /* exit() is past OpenSSL's cleanup: nothing waits on these bytes any more */
     while (n) {
         int chunk = n > (size_t)INT_MAX ? INT_MAX : (int)n;
-        pthread_mutex_lock(&ssl_lock);
+        pthread_mutex_lock(&c->lock);
         ossl.err_clear();
-        int w = ossl.write(ssl, b, chunk); /* a retry passes the same bytes, as OpenSSL requires */
-        int e = w > 0 ? 0 : ossl.get_error(ssl, w);
+        int w = ossl.write(c->ssl, b, chunk); /* a retry passes the same bytes, as OpenSSL requires */
+        int e = w > 0 ? 0 : ossl.get_error(c->ssl, w);
         if (w <= 0 && e != X_SSL_ERROR_WANT_WRITE && e != X_SSL_ERROR_WANT_READ) {
-            int rc = fail(w, "sending to");
-            pthread_mutex_unlock(&ssl_lock);
+            int rc = fail(c, w, "sending to");
+            pthread_mutex_unlock(&c->lock);
             return rc;
         }
-        pthread_mutex_unlock(&ssl_lock);
+        pthread_mutex_unlock(&c->lock);
         if (w <= 0) {
-            if (wait_fd(e, -1))
+            if (wait_fd(atomic_load(&c->fd), e, -1))
                 return -1;
             continue;
         }
@@ -481,7 +547,7 @@ int gw_tls_write_all(const void *p, size_t n)
     return 0;
 }
 
-int gw_tls_read_all(void *p, size_t n, int timeout_ms)
+int gw_tls_read_all(gw_tls_conn *c, void *p, size_t n, int timeout_ms)
 {
     uint8_t *b = p;
     if (tls_closed) {
@@ -490,18 +556,18 @@ int gw_tls_read_all(void *p, size_t n, int timeout_ms)
     }
     while (n) {
         int chunk = n > (size_t)INT_MAX ? INT_MAX : (int)n;
-        pthread_mutex_lock(&ssl_lock);
+        pthread_mutex_lock(&c->lock);
         ossl.err_clear();
-        int r = ossl.read(ssl, b, chunk);
-        int e = r > 0 ? 0 : ossl.get_error(ssl, r);
+        int r = ossl.read(c->ssl, b, chunk);
+        int e = r > 0 ? 0 : ossl.get_error(c->ssl, r);
         if (r <= 0 && e != X_SSL_ERROR_WANT_READ && e != X_SSL_ERROR_WANT_WRITE) {
-            int rc = fail(r, "receiving from");
-            pthread_mutex_unlock(&ssl_lock);
+            int rc = fail(c, r, "receiving from");
+            pthread_mutex_unlock(&c->lock);
             return rc;
         }
-        pthread_mutex_unlock(&ssl_lock);
+        pthread_mutex_unlock(&c->lock);
         if (r <= 0) {
-            if (wait_fd(e, timeout_ms))
+            if (wait_fd(atomic_load(&c->fd), e, timeout_ms))
                 return -1;
             continue;
         }
@@ -513,8 +579,20 @@ int gw_tls_read_all(void *p, size_t n, int timeout_ms)
 
 void gw_tls_forget(int fd)
 {
-    if (fd >= 0 && fd == gw_tls_fd) {
-        gw_tls_fd = -1;
-        ssl = NULL; /* freed with the process: OpenSSL's state is small, and this happens at most once */
+    if (fd < 0 || !atomic_load(&gw_tls_open))
+        return;
+    pthread_mutex_lock(&table_lock);
+    gw_tls_conn *c = gw_tls_find(fd);
+    if (c) {
+        /* called before the socket is closed, when nobody reads or writes it any more */
+        atomic_store_explicit(&c->fd, -1, memory_order_release);
+        atomic_fetch_sub(&gw_tls_open, 1);
+        if (!tls_closed) { /* past OpenSSL's cleanup its objects are gone already */
+            ossl.ssl_free(c->ssl);
+            ossl.ctx_free(c->ctx);
+        }
+        c->ssl = NULL;
+        c->ctx = NULL;
     }
+    pthread_mutex_unlock(&table_lock);
 }
