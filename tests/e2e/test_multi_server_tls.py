@@ -14,11 +14,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
 
 from conftest import PROGRAMS_DIR, explain, gw_run, start_server
+from test_multi_server import FORK
 
 OPENSSL = shutil.which("openssl")
 PROGRAM = PROGRAMS_DIR / "multi_server"
@@ -117,3 +119,12 @@ def test_later_server_with_untrusted_certificate_refused(tls_servers):
         time.sleep(0.05)
     assert count(b, r"TLS handshake (refused|failed)") > refused_b, "\n".join(b.log_lines()[-20:])
     assert count(b, r"session start") == sessions_b, "\n".join(b.log_lines()[-20:])
+
+
+def test_a_forked_child_opens_its_own_tls_sessions(tls_servers):
+    """After fork the child handshakes TLS with both servers afresh (the
+    parent's TLS state is dropped, not shared), and the parent's sessions go on."""
+    a, b, cas = tls_servers
+    r = gw_run([sys.executable, "-c", FORK, "2"], server=f"{a.address},{b.address}",
+               env={"GPUWIRE_TLS": "1", "GPUWIRE_TLS_CA": cas["both"]}, timeout=120)
+    assert r.returncode == 0 and "fork ok 0" in r.stdout, why(r, a, b)

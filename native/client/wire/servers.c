@@ -650,11 +650,13 @@ static CUresult open_link(int k, const char *spec)
     return CUDA_SUCCESS;
 }
 
-static void close_links(void)
+/* in_child: after fork, where the parent's TLS state is not this process's to free (tls.c drops it) */
+static void close_links(int in_child)
 {
     for (int k = 1; k < GW_SERVERS_MAX; k++)
         if (links[k].fd >= 0) {
-            gw_tls_forget(links[k].fd);
+            if (!in_child)
+                gw_tls_forget(links[k].fd);
             close(links[k].fd);
             links[k].fd = -1;
         }
@@ -670,12 +672,12 @@ CUresult gw_servers_connect_rest(const char *list)
         gw_servers_entry(list, k, spec, sizeof spec);
         CUresult rc = open_link(k, spec);
         if (rc != CUDA_SUCCESS) {
-            close_links();
+            close_links(0);
             return rc;
         }
     }
     if (join_devices()) {
-        close_links();
+        close_links(0);
         return CUDA_ERROR_NO_DEVICE;
     }
     for (int k = 1; k < gw_servers_n; k++) {
@@ -683,14 +685,14 @@ CUresult gw_servers_connect_rest(const char *list)
         CUresult rc = link_init(k);
         if (rc != CUDA_SUCCESS) {
             gw_log("cuInit on the gpuwire server %s failed (%d); CUDA calls will fail with it", links[k].spec, rc);
-            close_links();
+            close_links(0);
             return rc;
         }
     }
     if (list_n == 0) {
         gw_log("CUDA_VISIBLE_DEVICES=%s leaves no device of the %d gpuwire servers: cuInit returns "
                "CUDA_ERROR_NO_DEVICE", getenv("CUDA_VISIBLE_DEVICES"), gw_servers_n);
-        close_links();
+        close_links(0);
         return CUDA_ERROR_NO_DEVICE;
     }
     if (!drainer)
@@ -701,7 +703,7 @@ CUresult gw_servers_connect_rest(const char *list)
 void gw_servers_after_fork(void)
 {
     if (links_set) /* the parent's links: the child opens its own */
-        close_links();
+        close_links(1);
     list_n = 0;
     drainer = 0; /* threads do not survive fork */
 }
