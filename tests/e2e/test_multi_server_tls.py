@@ -7,7 +7,8 @@ server's own address, as it does for a single server (tests/e2e/test_tls.py).
 tests/programs/multi_server does the CUDA side (see test_multi_server.py): the
 joined device list, a kernel on every device, copies between the servers with
 every byte checked. A later server whose certificate does not verify fails
-cuInit with a clear line, before any call reaches it."""
+cuInit with a clear line, before any call reaches it. A forked child opens
+TLS sessions of its own; one token authenticates to both servers inside TLS."""
 
 from __future__ import annotations
 
@@ -128,3 +129,34 @@ def test_a_forked_child_opens_its_own_tls_sessions(tls_servers):
     r = gw_run([sys.executable, "-c", FORK, "2"], server=f"{a.address},{b.address}",
                env={"GPUWIRE_TLS": "1", "GPUWIRE_TLS_CA": cas["both"]}, timeout=120)
     assert r.returncode == 0 and "fork ok 0" in r.stdout, why(r, a, b)
+
+
+def test_token_over_tls_to_every_server(tmp_path):
+    """Two servers that require TLS and a token (as beyond loopback): the
+    client's one GPUWIRE_TOKEN authenticates it to both inside TLS; without
+    it cuInit fails."""
+    if OPENSSL is None or not PROGRAM.is_file():
+        pytest.skip("needs the openssl command and build/programs/multi_server")
+    from gpuwire import auth
+
+    tf = tmp_path / "tokens.json"
+    token, _ = auth.TokenStore(tf).create("ci")
+    a_cert, a_key = self_signed(tmp_path, "a")
+    b_cert, b_key = self_signed(tmp_path, "b")
+    ca = tmp_path / "both.pem"
+    ca.write_text(open(a_cert).read() + open(b_cert).read())
+    common = ("--tokens-file", str(tf), "--require-auth", "--require-tls")
+    a = start_server(tmp_path / "a.log", extra_args=("--tls-cert", a_cert, "--tls-key", a_key, *common),
+                     env={"GPUWIRE_STANDIN_DEVICES": "2"})
+    b = start_server(tmp_path / "b.log", extra_args=("--tls-cert", b_cert, "--tls-key", b_key, *common),
+                     env={"GPUWIRE_STANDIN_DEVICES": "1", "GPUWIRE_STANDIN_MACHINE": "1"})
+    try:
+        r = run(a, b, "list", str(ca), {"GPUWIRE_TOKEN": token})
+        assert r.returncode == 0 and [m[2] for m in DEV.finditer(r.stdout)] == [A0, A1, B0], why(r, a, b)
+        for srv in (a, b):
+            srv.wait_for_log(r"session start")
+        r = run(a, b, "list", str(ca))
+        assert r.returncode != 0 and "PASS" not in r.stdout and "requires a token" in r.stderr, why(r, a, b)
+    finally:
+        b.stop()
+        a.stop()
