@@ -11,9 +11,7 @@
  * to it with CUDA_ERROR_DEVICE_UNAVAILABLE, as server 0's connection does;
  * the other servers go on. */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
