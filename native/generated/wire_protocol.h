@@ -87,7 +87,7 @@ enum {
     GW_F_NOREPLY = 1u << 0u, /* the worker sends no reply; a failure is kept for the next COLLECT */
     GW_F_COLLECT = 1u << 1u, /* the reply carries the first failure of earlier NOREPLY requests, if any */
     GW_F_LANE = 1u << 2u, /* a copy whose bytes travel on a lane: host-to-device, u64 dst, u64 stream id, u32 lane, u32 bytes (the lane's next data frame); device-to-host, the usual fields then u32 lane, u32 tag (the piece comes back on the lane) */
-    GW_F_STORE = 1u << 3u, /* on a host-to-device copy frame (HTOD): the worker also stores its bytes in the content cache, named by their own SHA-256 (a cold upload the client sends plain, each frame one cache chunk of its copy; docs/cache.md) */
+    GW_F_STORE = 1u << 3u, /* on a host-to-device copy frame (HTOD, or LANE_HTOD with its bytes on a lane): the worker also stores its bytes in the content cache, named by their own SHA-256 (a cold upload the client sends plain, each frame one cache chunk of its copy; docs/cache.md) */
 };
 
 /* HELLO extension record types: u16 type, u16 len, value. */

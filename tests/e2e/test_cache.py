@@ -351,6 +351,23 @@ def test_a_cold_run_goes_plain_and_is_stored_for_next_time(deep_queue_server, tm
     assert warm["cache"]["cold_plain_bytes"] == 0, warm["cache"]
 
 
+def test_a_cold_run_of_large_copies_takes_the_lanes_and_is_stored(deep_queue_server, tmp_path):
+    """A cold run's copies of two cache chunks or more go plain on the copy
+    lanes (parallel connections), each piece still one cache chunk stored by
+    the worker, so a second process finds every chunk."""
+    srv = deep_queue_server
+    _, cold = upload(srv, tmp_path, "cold-big", 700, 8, "--copies", 10)
+    assert cold["cache"]["misses"] == 16 and cold["cache"]["cold_plain_bytes"] == 2 * 8 * MIB, cold["cache"]
+    # on the lanes: the ten read-backs (8 MiB each) and the two plain uploads (without them: 80 MiB)
+    assert cold["lane_bytes"] == 12 * 8 * MIB, (cold["lanes"], cold["lane_bytes"])
+    deadline = time.monotonic() + 30
+    while len(entries(srv.cache)) < 20 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(entries(srv.cache)) >= 20, len(entries(srv.cache))
+    _, warm = upload(srv, tmp_path, "warm-big", 700, 8, "--copies", 10)
+    assert warm["cache"]["hits"] == 20 and warm["cache"]["misses"] == 0, warm["cache"]
+
+
 def test_a_refilled_buffer_whose_bytes_the_cache_has_asks_again(cache_server, tmp_path):
     """The retry (every sixteenth upload into a buffer marked fresh) finds bytes
     the cache has: the mark goes, and the next upload asks the cache again."""

@@ -179,10 +179,11 @@ static CUresult htod_bytes(unsigned op, CUdeviceptr dst, const void *src, size_t
         }
         __atomic_fetch_add(&gw_cas_stats()->cold_plain_bytes, (unsigned long long)n, __ATOMIC_RELAXED);
     }
-    /* large copies to known device memory: their bytes over the lanes (wire/lanes.c);
-     * a stored copy goes in frames of one cache chunk each, as the cache names them */
-    if (known && !store && gw_lanes_for(n))
-        return gw_lanes_htod(op, dst, src, n, async ? (uint64_t)(uintptr_t)s : 0);
+    /* large copies to known device memory: their bytes over the lanes (wire/lanes.c),
+     * in pieces of one cache chunk each, as the cache names them, so a stored copy
+     * (a cold run's) takes them too */
+    if (known && gw_lanes_for(n))
+        return gw_lanes_htod(op, dst, src, n, async ? (uint64_t)(uintptr_t)s : 0, store);
     for (size_t off = 0; off < n; off += GW_COPY_CHUNK) {
         size_t len = n - off < GW_COPY_CHUNK ? n - off : GW_COPY_CHUNK;
         int last = off + len == n;

@@ -263,7 +263,7 @@ int gw_lanes_for(size_t n)
     return on;
 }
 
-CUresult gw_lanes_htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, uint64_t stream)
+CUresult gw_lanes_htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, uint64_t stream, int store)
 {
     size_t pieces = (n + GW_COPY_CHUNK - 1) / GW_COPY_CHUNK;
     waiter w = {.left = pieces};
@@ -282,7 +282,8 @@ CUresult gw_lanes_htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, 
         }
         gw_req *q = gw_req_begin_quiet(op);
         gw_put_fields(q, gw_lane_htod_req, {.dst = dst + off, .stream = stream, .lane = k, .bytes = len});
-        gw_req_set_flags(q, GW_F_LANE);
+        /* STORE: a cold upload's piece, one cache chunk, stored by the worker as a plain frame's */
+        gw_req_set_flags(q, GW_F_LANE | (store ? GW_F_STORE : 0));
         rc = gw_req_post(q);
         if (rc != CUDA_SUCCESS) {
             free(pc);

@@ -166,7 +166,7 @@ GW_HIDDEN void gw_wire_count_with(const gw_wire_counters *c);
 GW_HIDDEN int gw_lanes_for(size_t n);
 /* A host-to-device copy to known device memory, its bytes over the lanes;
  * returns once they have left src. */
-GW_HIDDEN CUresult gw_lanes_htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, uint64_t stream);
+GW_HIDDEN CUresult gw_lanes_htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, uint64_t stream, int store);
 /* A device-to-host copy, its bytes over the lanes, straight into dst; waits for them. */
 GW_HIDDEN CUresult gw_lanes_dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, uint64_t stream);
 
