@@ -27,9 +27,10 @@ static struct timespec sfirst; /* when the oldest unsent request was queued */
 static struct timespec sdue;   /* when the flusher sends the batch */
 /* Eager flushes: after a synchronize returned, the GPU has nothing of this
  * client's to run, so a batch that starts then leaves eager_us after its first
- * request (not flush_us), until a launch has gone: llama.cpp's next token
- * (input copies, then its graph) reaches the GPU while the application still
- * prepares the rest, as it would natively. 0 (GPUWIRE_EAGER_FLUSH_US=0): off. */
+ * request (not flush_us), until a launch has gone, so work posted before a
+ * stretch of the application's own CPU time reaches the GPU meanwhile, as it
+ * would natively (llama.cpp posts a token's work within 20 us: no difference
+ * measured there, bench/results.md). 0 (GPUWIRE_EAGER_FLUSH_US=0): off. */
 static long eager_us = 20;
 static int gpu_idle; /* under gw_conn_lock: a synchronize returned and no launch was queued since */
 static pthread_cond_t flush_cv = PTHREAD_COND_INITIALIZER;
