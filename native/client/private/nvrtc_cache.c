@@ -26,10 +26,11 @@
  * (6 release(data, ...)), which may come after close: NVRTC copies the data
  * and releases it before close, but nvJitLink 13.0 keeps the pointer as its
  * link's result past close and releases it when the link is destroyed. Freed
- * at close, that was a use after free, and nvJitLink answered ERROR_INTERNAL
- * to every link whose cubin came from the cache (numba-cuda's suite on the
- * H100, issue 14). So handed-out data is listed and freed only by slot 6
- * (tests/e2e/test_compile_cache.py: both orders, glibc's heap checks).
+ * at close, that was a use after free: nvJitLink answered ERROR_INTERNAL to
+ * every link whose cubin came from the cache (the error of numba-cuda's suite
+ * on the H100, issue 14; reproduced on the stand-in). So handed-out data is
+ * listed and freed only by slot 6 (tests/e2e/test_compile_cache_release.py:
+ * both orders, freed memory overwritten by glibc's MALLOC_PERTURB_).
  * Slot 5 was never seen called and is refused.
  *
  * Folder: GPUWIRE_COMPILE_CACHE (a path, or "off"); else $CUDA_CACHE_PATH/
