@@ -22,10 +22,15 @@
  * -ftz=0 ..." for PTX, " -arch=sm_90" for cubins), so both go into the entry's
  * name: without the options an sm_80 compile was handed sm_90 code. A cubin's
  * name also has the PTX it is made from (see last_ptx below). Data a
- * lookup hands out stays the handle's until close: NVRTC copies it and then
- * calls slot 6 with that pointer (6 release(data, ?, len, len, 0), before
- * close), which is where a driver would free it; here close does
- * (tests/e2e/test_compile_cache.py runs NVRTC under glibc's double-free checks).
+ * lookup hands out is the caller's until it gives it back through slot 6
+ * (6 release(data, ...)), which may come after close: NVRTC copies the data
+ * and releases it before close, but nvJitLink 13.0 keeps the pointer as its
+ * link's result past close and releases it when the link is destroyed. Freed
+ * at close, that was a use after free: nvJitLink answered ERROR_INTERNAL to
+ * every link whose cubin came from the cache (the error of numba-cuda's suite
+ * on the H100, issue 14; reproduced on the stand-in). So handed-out data is
+ * listed and freed only by slot 6 (tests/e2e/test_compile_cache_release.py:
+ * both orders, freed memory overwritten by glibc's MALLOC_PERTURB_).
  * Slot 5 was never seen called and is refused.
  *
  * Folder: GPUWIRE_COMPILE_CACHE (a path, or "off"); else $CUDA_CACHE_PATH/
@@ -67,7 +72,6 @@ typedef struct cc_handle {
     int blind;            /* a cubin entry whose PTX is unknown: never found, never stored */
     uint8_t key[32];      /* the entry's name: SHA-256 of kind, options, key (and PTX, for cubins) */
     uint8_t program[32];  /* SHA-256 of the caller's key alone */
-    void *data;           /* the last hit's bytes, ours until close */
 } cc_handle;
 
 /* A cubin is made from PTX, and NVRTC names both entries by the same key (the
@@ -90,6 +94,49 @@ static void saw_ptx(const cc_handle *h, const void *data, size_t len)
     memcpy(last_ptx.program, h->program, 32);
     gw_sha256_hash(data, len, last_ptx.ptx);
     last_ptx.valid = 1;
+}
+
+/* Data lookups handed out and slot 6 has not yet given back: the caller owns
+ * it (nvJitLink keeps it past close). Slot 6 frees only pointers found here,
+ * so a release of anything else frees nothing. */
+typedef struct lent {
+    void *data;
+    struct lent *next;
+} lent;
+static lent *lent_list;
+static pthread_mutex_t lent_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int lend(void *data)
+{
+    lent *l = malloc(sizeof *l);
+    if (!l)
+        return -1;
+    l->data = data;
+    pthread_mutex_lock(&lent_lock);
+    l->next = lent_list;
+    lent_list = l;
+    pthread_mutex_unlock(&lent_lock);
+    return 0;
+}
+
+/* 1 if data was lent (and is now freed), 0 if it was not ours */
+static int take_back(void *data)
+{
+    lent *found = NULL;
+    pthread_mutex_lock(&lent_lock);
+    for (lent **p = &lent_list; *p; p = &(*p)->next) {
+        if ((*p)->data == data) {
+            found = *p;
+            *p = found->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&lent_lock);
+    if (!found)
+        return 0;
+    free(found->data);
+    free(found);
+    return 1;
 }
 
 static gw_compile_cache_figures figures;
@@ -355,8 +402,7 @@ static CUresult cc_close(cc_handle *h)
 {
     if (!h)
         return CUDA_ERROR_INVALID_VALUE;
-    free(h->data);
-    free(h);
+    free(h); /* what lookups handed out stays the caller's until slot 6 */
     return CUDA_SUCCESS;
 }
 
@@ -373,8 +419,10 @@ static CUresult cc_lookup(cc_handle *h, void **data, uint32_t *len)
     void *got = load(path, &n);
     if (!got)
         return CUDA_ERROR_NOT_FOUND;
-    free(h->data);
-    h->data = got;
+    if (lend(got)) {
+        free(got);
+        return CUDA_ERROR_NOT_FOUND;
+    }
     *data = got;
     *len = n;
     if (h->kind == KIND_PTX)
@@ -443,13 +491,15 @@ static CUresult slot5(void)
     return CUDA_ERROR_NOT_SUPPORTED;
 }
 
-/* release(data, ?, len, len, 0): called after a hit with the data the lookup
- * handed out, before close; the data stays the handle's and goes at close. */
-static CUresult slot6(void *data, uintptr_t a1, uintptr_t len)
+/* release(data, ...): the caller gives back what a lookup handed out. NVRTC
+ * calls it before close as (data, ?, len, len, 0); nvJitLink 13.0 after close,
+ * when its link is destroyed, as (data, 0, pointer, pointer, 7): only the
+ * first argument means the same to both. */
+static CUresult slot6(void *data)
 {
-    (void)a1;
+    int ours = data && take_back(data);
     if (debug())
-        fprintf(stderr, "gpuwire: export COMPILE_CACHE[6](%p, %lu bytes)\n", data, (unsigned long)len);
+        fprintf(stderr, "gpuwire: export COMPILE_CACHE[6](%p)%s\n", data, ours ? "" : " (not lent by a lookup)");
     return CUDA_SUCCESS;
 }
 
