@@ -51,6 +51,7 @@ class LicenseServer:
     name: str
     server: str
     pool: list[int] | None = None       # None: all of the server's GPUs
+    admin_token_file: Path | None = None  # None: the site's
 
 
 @dataclass
@@ -61,13 +62,21 @@ class SiteConfig:
     local_server: str | None = None     # this node's own server, as the prolog reaches it
     client_address: str | None = None   # ... and as clients reach it (default: local_server)
     gpu_map: list[int] | None = None    # Slurm's GPU index i is the server's GPU gpu_map[i]
+    local_admin_token_file: Path | None = None  # None: the site's
     licenses: dict[str, LicenseServer] = field(default_factory=dict)
 
-    def admin_token(self) -> str:
+    def admin_token(self, server: str) -> str:
+        """The admin token for `server`: its own table's admin_token_file, else the site's."""
+        path = self.admin_token_file
+        if server == self.local_server and self.local_admin_token_file:
+            path = self.local_admin_token_file
+        for lic in self.licenses.values():
+            if lic.server == server and lic.admin_token_file:
+                path = lic.admin_token_file
         try:
-            return self.admin_token_file.read_text().strip()
+            return path.read_text().strip()
         except OSError as e:
-            raise SiteConfigError(f"cannot read the admin token {self.admin_token_file}: {e.strerror or e}") from e
+            raise SiteConfigError(f"cannot read the admin token {path}: {e.strerror or e}") from e
 
 
 def _text(table: dict, key: str, where: str, default=None):
@@ -112,6 +121,8 @@ def load_config(path: str | None = None) -> SiteConfig:
     cfg.local_server = _text(local, "server", f"{path} [local]")
     cfg.client_address = _text(local, "client_address", f"{path} [local]")
     cfg.gpu_map = _index_list(local, "gpu_map", f"{path} [local]")
+    if local.get("admin_token_file") is not None:
+        cfg.local_admin_token_file = Path(_text(local, "admin_token_file", f"{path} [local]"))
     licenses = data.get("licenses", {})
     if not isinstance(licenses, dict):
         raise SiteConfigError(f"{path}: [licenses.NAME] tables expected")
@@ -122,7 +133,9 @@ def load_config(path: str | None = None) -> SiteConfig:
         server = _text(table, "server", where)
         if not server:
             raise SiteConfigError(f"{where}: server (HOST:PORT of its gpuwire server) is required")
-        cfg.licenses[name] = LicenseServer(name, server, _index_list(table, "pool", where))
+        token_file = _text(table, "admin_token_file", where)
+        cfg.licenses[name] = LicenseServer(name, server, _index_list(table, "pool", where),
+                                           Path(token_file) if token_file else None)
     return cfg
 
 
@@ -270,7 +283,7 @@ def prolog(cfg: SiteConfig, env) -> int:
         if lic.pool is not None:
             req["pool"] = lic.pool
     try:
-        reply = admin_client.request(server, cfg.admin_token(), req)
+        reply = admin_client.request(server, cfg.admin_token(server), req)
     except (admin_client.AdminRequestFailed, SiteConfigError) as e:
         _say(f"job {job}: no token minted: {e}")
         return 0
@@ -289,18 +302,13 @@ def epilog(cfg: SiteConfig, env) -> int:
     servers = [found[0].get("admin_server") or found[0]["server"]] if found else []
     if cfg.local_server and cfg.local_server not in servers:
         servers.append(cfg.local_server)  # a prolog that left no file may still have minted here
-    try:
-        token = cfg.admin_token()
-    except SiteConfigError as e:
-        _say(f"job {job}: cannot revoke: {e}")
-        return 0
     for server in servers:
         try:
-            reply = admin_client.request(server, token, {"op": "revoke", "job": job})
+            reply = admin_client.request(server, cfg.admin_token(server), {"op": "revoke", "job": job})
             if reply.get("revoked"):
                 _say(f"job {job}: revoked {reply['revoked']} token(s) on {server}, "
                      f"ended {reply.get('sessions_ended', 0)} session(s)")
-        except admin_client.AdminRequestFailed as e:
+        except (admin_client.AdminRequestFailed, SiteConfigError) as e:
             _say(f"job {job}: revoke failed: {e} (the token expires with the job's time limit plus "
                  f"{EXPIRY_GRACE_S:.0f} s)")
     for path in job_files(cfg, job):
