@@ -91,3 +91,10 @@ def test_salloc_command_and_progress_line():
     assert alloc.describe_pending("12|PENDING|Resources\n") == ("12", "pending (Resources)")
     assert alloc.describe_pending("12|RUNNING|None") == ("12", "running")
     assert alloc.describe_pending("garbage") is None
+
+
+def test_sweep_picks_only_jobs_slurm_says_have_ended():
+    states = {"1": "RUNNING", "2": "COMPLETED", "3": "GONE", "4": None, "5": "CANCELLED+", "6": "COMPLETING",
+              "7": "TIMEOUT"}
+    listed = [{"job": j} for j in states] + [{"job": "../x"}, "junk", {"job": "2"}]
+    assert hooks.stale_jobs(listed, states.get) == ["2", "3", "5", "7"]

@@ -15,7 +15,8 @@ wrapper scripts (Slurm passes no arguments to a prolog):
   TaskProlog=  gpuwire slurm task-prolog  a licence job's tasks get remote GPUs
 Their settings: --config, else $GPUWIRE_SLURM_CONFIG, else /etc/gpuwire/slurm.toml.
 `admin-token` makes, on a GPU server, the token the prologs authenticate with;
-`credentials` and `attach` are what `gpuwire run --slurm` runs."""
+`credentials` and `attach` are what `gpuwire run --slurm` runs; `sweep` (cron,
+any node) revokes the tokens of jobs that ended while an epilog could not."""
 
 
 def add_parser(sub) -> None:
@@ -25,7 +26,8 @@ def add_parser(sub) -> None:
     for name, what in (("prolog", "Slurm Prolog: mint the job's token (as root, on each node of the job)"),
                        ("epilog", "Slurm Epilog: revoke the job's tokens (as root, after the job)"),
                        ("task-prolog", "Slurm TaskProlog: print export lines for a licence job's task"),
-                       ("credentials", "in a step of the job: its gpuwire server and token, as JSON")):
+                       ("credentials", "in a step of the job: its gpuwire server and token, as JSON"),
+                       ("sweep", "revoke the tokens of jobs that have ended (an epilog could not): for cron")):
         sp = ssub.add_parser(name, help=what, description=what + ".")
         sp.add_argument("--config", metavar="FILE", help="the site's slurm.toml")
     sp = ssub.add_parser("admin-token", help="create the admin token the prologs use (on a GPU server)",
@@ -44,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
 
     action = args.slurm_command
     if action is None:
-        print("gpuwire slurm: name an action: prolog, epilog, task-prolog, credentials, admin-token "
+        print("gpuwire slurm: name an action: prolog, epilog, task-prolog, credentials, sweep, admin-token "
               "(see gpuwire slurm --help)", file=sys.stderr)
         return 2
     if action == "attach":
@@ -56,7 +58,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         cfg = hooks.load_config(args.config)
         run = {"prolog": hooks.prolog, "epilog": hooks.epilog, "task-prolog": hooks.task_prolog,
-               "credentials": hooks.credentials}[action]
+               "credentials": hooks.credentials, "sweep": hooks.sweep}[action]
         return run(cfg, os.environ)
     except hooks.SiteConfigError as e:
         print(f"gpuwire slurm {action}: {e}", file=sys.stderr)

@@ -300,7 +300,7 @@ def epilog(cfg: SiteConfig, env) -> int:
     job = job_id(env)
     found = read_job(cfg, job)
     servers = [found[0].get("admin_server") or found[0]["server"]] if found else []
-    if cfg.local_server and cfg.local_server not in servers:
+    if cfg.local_server and cfg.local_server not in servers and env.get("SLURM_JOB_GPUS"):
         servers.append(cfg.local_server)  # a prolog that left no file may still have minted here
     for server in servers:
         try:
@@ -317,6 +317,50 @@ def epilog(cfg: SiteConfig, env) -> int:
         except OSError:
             pass
     return 0
+
+
+LIVE_STATES = ("RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "STAGE_OUT", "RESIZING", "SIGNALING")
+
+
+def job_state(cfg: SiteConfig, job: str) -> str | None:
+    """The job's JobState, "GONE" if slurmctld no longer knows it, None if it cannot be asked."""
+    try:
+        r = subprocess.run([cfg.scontrol, "show", "job", "-o", job], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if r.returncode != 0:
+        return "GONE" if "invalid job id" in r.stderr.lower() else None
+    return parse_job_record(r.stdout).get("JobState") or None
+
+
+def stale_jobs(jobs: list[dict], state_of) -> list[str]:
+    """The job ids among an admin `list` answer whose job is no longer live in
+    Slurm (state_of(job) -> JobState, "GONE", or None when Slurm cannot say)."""
+    stale = []
+    for job in sorted({str(j.get("job")) for j in jobs if isinstance(j, dict)}):
+        state = state_of(job) if JOB_RE.match(job) else None
+        if state is not None and state.split("+")[0] not in LIVE_STATES:
+            stale.append(job)
+    return stale
+
+
+def sweep(cfg: SiteConfig, env) -> int:
+    """Revoke, on every server in the site config, the tokens of jobs Slurm says
+    have ended (their epilog could not revoke: server or slurmd down). For cron."""
+    servers = ([cfg.local_server] if cfg.local_server else []) + [lic.server for lic in cfg.licenses.values()]
+    failed = 0
+    for server in dict.fromkeys(servers):
+        try:
+            token = cfg.admin_token(server)
+            listed = admin_client.request(server, token, {"op": "list"}).get("jobs") or []
+            for job in stale_jobs(listed, lambda j: job_state(cfg, j)):
+                reply = admin_client.request(server, token, {"op": "revoke", "job": job})
+                _say(f"{server}: job {job} has ended: revoked {reply.get('revoked', 0)} token(s), "
+                     f"ended {reply.get('sessions_ended', 0)} session(s)")
+        except (admin_client.AdminRequestFailed, SiteConfigError) as e:
+            _say(f"sweep: {e}")
+            failed += 1
+    return 1 if failed else 0
 
 
 def task_env(cfg: SiteConfig, env) -> dict[str, str]:
