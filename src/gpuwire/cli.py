@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slurm", action="store_true",
                    help="get the GPU from Slurm: salloc a job, use the gpuwire server of the node it runs on, with "
                         "a token bound to the job; the job ends when CMD does (docs/scale-out.md)")
-    p.add_argument("--gres", metavar="gpu:N", help="with --slurm: the job's GRES (e.g. gpu:1)")
+    p.add_argument("--gres", metavar="gpu:N", help="with --slurm: the job's GRES (default gpu:1)")
     p.add_argument("--partition", metavar="P", help="with --slurm: the Slurm partition")
     p.add_argument("--time", metavar="T", help="with --slurm: the job's time limit (Slurm's format, e.g. 30, 1:00:00)")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD ARGS...", help="the command to run, after --")

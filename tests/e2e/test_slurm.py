@@ -51,6 +51,8 @@ HOLD = ("import ctypes, time\nlib = ctypes.CDLL('libcuda.so.1')\nassert lib.cuIn
         "d = ctypes.c_int(); assert lib.cuDeviceGet(ctypes.byref(d), 0) == 0\n"
         "c = ctypes.c_void_p(); assert lib.cuCtxCreate_v2(ctypes.byref(c), 0, d) == 0\n"
         "print('ready', flush=True)\ntime.sleep(600)\n")
+# ... and one that ignores the SIGTERM salloc sends it when the job ends: the server must end its session itself
+STUBBORN = "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n" + HOLD
 
 
 def sbin(name: str) -> str:
@@ -221,11 +223,41 @@ def run_slurm(c: Cluster, *cmd: str, gres: str = "gpu:1") -> subprocess.Popen:
                             env=c.env)
 
 
-def hold_a_gpu(c: Cluster) -> subprocess.Popen:
-    proc = run_slurm(c, sys.executable, "-c", HOLD)
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def end_group(proc: subprocess.Popen) -> None:
+    """Kill what a test left running: gpuwire run, its salloc and CMD (which
+    salloc puts in a process group of its own)."""
+    if proc.poll() is not None:
+        return  # it ended, and salloc with it (or end_group ran already)
+    for pid in [proc.pid] + descendants(proc.pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    proc.wait()
+
+
+def hold_a_gpu(c: Cluster, source: str = HOLD) -> subprocess.Popen:
+    proc = run_slurm(c, sys.executable, "-c", source)
     line = proc.stdout.readline()
     if line.strip() != "ready":
-        proc.kill()
+        end_group(proc)
         pytest.fail(f"the holding client did not start: {line!r}\n{proc.communicate(timeout=30)[1]}\n{c.logs()}")
     return proc
 
@@ -278,7 +310,8 @@ def test_two_jobs_for_one_gpu_queue_in_slurm(cluster):
         line = second.stderr.readline()
         assert re.match(r"gpuwire run: waiting for Slurm: job \d+ pending\b", line), line
         assert [j["job"] for j in cluster.state("a")["jobs"]] == [job1]
-        first.send_signal(signal.SIGTERM)  # its CMD ends, salloc ends job 1
+        first.send_signal(signal.SIGTERM)  # passed on to salloc: it ends job 1, whose CMD gets SIGTERM
+        assert first.wait(timeout=30) != 0
         out, err = second.communicate(timeout=60)
         assert second.returncode == 0, f"{out}\n{err}\n{cluster.logs()}"
         job2 = re.search(r"Slurm job (\d+):", err)
@@ -286,15 +319,14 @@ def test_two_jobs_for_one_gpu_queue_in_slurm(cluster):
         assert cluster.job_state(job1) in ("COMPLETED", "CANCELLED", "FAILED"), cluster.job_state(job1)
     finally:
         for p in (first, second):
-            if p is not None and p.poll() is None:
-                p.kill()
-                p.wait()
+            if p is not None:
+                end_group(p)
     cluster.wait("GPU 0 free again", lambda: not cluster.state("a")["held"] and not cluster.state("a")["jobs"],
                  20, cluster.servers["a"])
 
 
 def test_a_cancelled_job_frees_its_lease_and_worker(cluster):
-    holder = hold_a_gpu(cluster)
+    holder = hold_a_gpu(cluster, STUBBORN)
     try:
         job = job_of(cluster, "a")
         st = cluster.state("a")
@@ -309,9 +341,9 @@ def test_a_cancelled_job_frees_its_lease_and_worker(cluster):
         assert cluster.job_state(job) == "CANCELLED"
         assert re.search(rf'msg="job tokens revoked" job={job} tokens=1 sessions_ended=1',
                          cluster.servers["a"].log_text())
+        assert holder.poll() is None  # the client lives on, without its GPU session
     finally:
-        holder.kill()
-        holder.wait()
+        end_group(holder)
 
 
 def test_a_licence_job_over_its_time_limit_frees_its_lease(cluster):

@@ -39,7 +39,8 @@ def _say(text: str) -> None:
 
 def salloc_command(job_name: str, gres: str | None, partition: str | None, time_limit: str | None,
                    attach: list[str]) -> list[str]:
-    cmd = ["salloc", "--quiet", f"--job-name={job_name}"]
+    # --kill-command: a job cancelled or past its time limit ends CMD too (SIGTERM), as it would a task
+    cmd = ["salloc", "--quiet", "--kill-command=TERM", f"--job-name={job_name}"]
     if gres:
         cmd.append(f"--gres={gres}")
     if partition:
@@ -100,7 +101,7 @@ def run_with_slurm(cmd: list[str], gres: str | None, partition: str | None, time
     if quiet:
         attach.append("--quiet")
     job_name = f"gpuwire-{secrets.token_hex(4)}"
-    salloc = salloc_command(job_name, gres, partition, time_limit, attach + ["--"] + cmd)
+    salloc = salloc_command(job_name, gres or "gpu:1", partition, time_limit, attach + ["--"] + cmd)
     done = threading.Event()
     if not quiet:
         Progress(job_name, done).start()
