@@ -223,6 +223,8 @@ class TokenStore:
     def revoke(self, which: str, job: str | None = None) -> list[TokenEntry]:
         """Remove the tokens whose id or name is `which` (a full token text works too),
         or with job=J the tokens bound to Slurm job J, and expired job tokens."""
+        if job is not None and not job:
+            raise ValueError("revoke(job=...) needs a job id")
         m = TOKEN_RE.match(which.strip())
         if m:
             which = m.group(1)

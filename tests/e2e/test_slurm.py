@@ -19,7 +19,6 @@ Skipped when slurmctld, slurmd or munged is not installed (.ci/run installs them
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -40,10 +39,10 @@ from gpuwire.status import probe
 
 DAEMONS = ("munged", "slurmctld", "slurmd", "salloc", "sbatch", "squeue", "scontrol", "scancel", "srun")
 MISSING = [d for d in DAEMONS if shutil.which(d) is None and not os.path.exists(f"/usr/sbin/{d}")]
-pytestmark = pytest.mark.skipif(bool(MISSING) or os.geteuid() != 0,
-                                reason=f"needs Slurm and munge installed ({', '.join(MISSING)} missing: apt-get "
-                                       f"install slurmctld slurmd slurm-client munge) and root (slurmd runs jobs "
-                                       f"as their users)" if MISSING else "needs root (slurmd runs jobs as their users)")
+SKIP_WHY = (f"slurmctld, slurmd and munged are not installed ({', '.join(MISSING)} missing; apt-get install "
+            f"slurmctld slurmd slurm-client munge, as .ci/run does)" if MISSING
+            else "needs root: slurmd runs jobs as their users, munged and slurmctld run as root here")
+pytestmark = pytest.mark.skipif(bool(MISSING) or os.geteuid() != 0, reason=SKIP_WHY)
 
 VECTOR_ADD = PROGRAMS_DIR / "vector_add_shared"
 # a CUDA client that holds its session (and its lease) until killed

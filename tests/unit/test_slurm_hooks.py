@@ -86,7 +86,8 @@ def test_job_files_are_the_users_alone_and_the_task_prolog_exports(tmp_path, mon
 
 def test_salloc_command_and_progress_line():
     cmd = alloc.salloc_command("gpuwire-ab", "gpu:2", "gpu", "10", ["attach", "--", "./app"])
-    assert cmd == ["salloc", "--quiet", "--kill-command=TERM", "--job-name=gpuwire-ab", "--gres=gpu:2", "--partition=gpu", "--time=10",
+    assert cmd == ["salloc", "--quiet", "--kill-command=TERM", "--job-name=gpuwire-ab", "--gres=gpu:2",
+                   "--partition=gpu", "--time=10",
                    "--", "attach", "--", "./app"]
     assert alloc.describe_pending("12|PENDING|Resources\n") == ("12", "pending (Resources)")
     assert alloc.describe_pending("12|RUNNING|None") == ("12", "running")

@@ -20,8 +20,8 @@ from gpuwire.config import ServerConfig
 from gpuwire.leases import Lease, LeaseManager, LeaseRefused
 from gpuwire.log import Logger
 from gpuwire.server.sessions import Sessions
-from gpuwire.slurm import jobs as slurm_jobs  # job tokens and admin requests (docs/scale-out.md)
 from gpuwire.server.state import Registry, Session, client_text, send_error
+from gpuwire.slurm import jobs as slurm_jobs  # job tokens and admin requests (docs/scale-out.md)
 
 PROBE_SECONDS = 30.0          # a status probe's echo frames end after this ...
 PROBE_BYTES = 256 << 20       # ... or this many bytes either way
