@@ -123,6 +123,7 @@ class Admission:
             return
         if self._revoked(sess):  # its Slurm job ended while it waited: no worker
             self.leases.release(lease)
+            self.log.info("token revoked while queued (its Slurm job ended)", session=sess.id)
             send_error(conn, protocol.ERR_REFUSED, "gpuwire: this token was revoked (its Slurm job ended)")
             return
         try:
