@@ -25,6 +25,7 @@ from gpuwire.slurm import jobs as slurm_jobs  # job tokens and admin requests (d
 
 PROBE_SECONDS = 30.0          # a status probe's echo frames end after this ...
 PROBE_BYTES = 256 << 20       # ... or this many bytes either way
+REVOKED_TEXT = "gpuwire: this token was revoked while its lease was queued (a Slurm job token: its job ended)"
 
 
 class Admission:
@@ -123,8 +124,8 @@ class Admission:
             return
         if self._revoked(sess):  # its Slurm job ended while it waited: no worker
             self.leases.release(lease)
-            self.log.info("token revoked while queued (its Slurm job ended)", session=sess.id)
-            send_error(conn, protocol.ERR_REFUSED, "gpuwire: this token was revoked (its Slurm job ended)")
+            self.log.info("token revoked while queued", session=sess.id)
+            send_error(conn, protocol.ERR_REFUSED, REVOKED_TEXT)
             return
         try:
             self.sessions.run(conn, sess)
@@ -281,8 +282,8 @@ class Admission:
                 return False
             if self._revoked(sess):
                 self.leases.release(lease)
-                self.log.info("token revoked while queued (its Slurm job ended)", session=sid)
-                send_error(conn, protocol.ERR_REFUSED, "gpuwire: this token was revoked (its Slurm job ended)")
+                self.log.info("token revoked while queued", session=sid)
+                send_error(conn, protocol.ERR_REFUSED, REVOKED_TEXT)
                 return False
             if self._client_gone(conn):
                 self.leases.release(lease)
