@@ -283,14 +283,17 @@ def freed(c: Cluster, server: str, pid: int):
 def test_run_slurm_from_a_plain_shell(cluster):
     if not VECTOR_ADD.is_file():
         pytest.skip("build/programs/vector_add_shared is not built (make -C tests/programs)")
-    r = subprocess.run(GPUWIRE + ["run", "--slurm", "--gres", "gpu:1", "--", str(VECTOR_ADD)], capture_output=True,
-                       text=True, timeout=60, env=cluster.env, stdin=subprocess.DEVNULL)
+    r = subprocess.run(GPUWIRE + ["run", "--slurm", "--gres", "gpu:1", "--partition", "gpu", "--time", "1", "--",
+                                  str(VECTOR_ADD)], capture_output=True, text=True, timeout=60, env=cluster.env,
+                       stdin=subprocess.DEVNULL)
     assert r.returncode == 0 and "vector_add: n=" in r.stdout and " ok" in r.stdout, \
         f"{r.stdout}\n{r.stderr}\n{cluster.logs()}"
     job = re.search(r"Slurm job (\d+): gpunode, gpuwire server " + re.escape(cluster.servers["a"].address), r.stderr)
     assert job, r.stderr
     # the session ran with the job's token: the server logged it under that token's name
     assert re.search(rf"authenticated .*token_name=slurm-job-{job.group(1)}\b", cluster.servers["a"].log_text())
+    record = cluster.slurm("scontrol", "show", "job", "-o", job.group(1))
+    assert "Partition=gpu" in record and "TimeLimit=00:01:00" in record and "gpu:1" in record, record
     # CMD ended, so did the job, and the epilog revoked its token
     cluster.wait("the job's end and its token revoked", lambda: cluster.job_state(job.group(1)) == "COMPLETED"
                  and not cluster.state("a")["jobs"], 20, cluster.servers["a"])
