@@ -1,7 +1,10 @@
 """The Slurm side (gpuwire/slurm/hooks.py, alloc.py) without Slurm: the site
 config checked, what Slurm tells a prolog parsed (SLURM_JOB_GPUS, scontrol's
 record, licences, time limits), the job files private to the job's user,
-the TaskProlog's export lines, and squeue's line as a progress message."""
+the TaskProlog's export lines, squeue's line as a progress message, the
+sweep's choice, and the prolog and epilog against a fake server (which
+server, which admin token, what request; a server that does not answer
+fails no prolog, since Slurm would drain the node)."""
 
 from __future__ import annotations
 
@@ -99,3 +102,73 @@ def test_sweep_picks_only_jobs_slurm_says_have_ended():
               "7": "TIMEOUT"}
     listed = [{"job": j} for j in states] + [{"job": "../x"}, "junk", {"job": "2"}]
     assert hooks.stale_jobs(listed, states.get) == ["2", "3", "5", "7"]
+
+
+class FakeAdmin:
+    """admin_client.request as a prolog sees it: records requests, answers like a server."""
+
+    def __init__(self, fail: str | None = None):
+        self.calls = []
+        self.fail = fail
+
+    def __call__(self, server, token, req, **_):
+        self.calls.append((server, token, req))
+        if self.fail:
+            raise hooks.admin_client.AdminRequestFailed(self.fail)
+        if req["op"] == "mint":
+            gpus = req.get("gpus") or req.get("pool", [0, 1])[:req.get("count", 1)]
+            return {"ok": True, "token": "tid.secret", "token_id": "tid", "gpus": list(gpus)}
+        return {"ok": True, "revoked": 1, "sessions_ended": 0}
+
+
+def site(tmp_path) -> hooks.SiteConfig:
+    (tmp_path / "admin.token").write_text("admin-a\n")
+    (tmp_path / "admin_b.token").write_text("admin-b\n")
+    return hooks.SiteConfig(jobs_dir=tmp_path / "jobs", admin_token_file=tmp_path / "admin.token",
+                            local_server="127.0.0.1:7750", client_address="gpu-a:7750",
+                            licenses={"rgpu_b": hooks.LicenseServer("rgpu_b", "gpu-b:7750", [2, 3],
+                                                                    tmp_path / "admin_b.token")})
+
+
+def test_prolog_and_epilog_of_a_gres_job(tmp_path, monkeypatch):
+    cfg, fake = site(tmp_path), FakeAdmin()
+    monkeypatch.setattr(hooks.admin_client, "request", fake)
+    monkeypatch.setattr(hooks, "job_record", lambda c, j: {"TimeLimit": "00:10:00", "Licenses": "(null)"})
+    env = {"SLURM_JOB_ID": "7", "SLURM_JOB_GPUS": "1", "SLURM_JOB_UID": str(os.getuid()),
+           "SLURM_JOB_GID": str(os.getgid())}
+    assert hooks.prolog(cfg, env) == 0
+    assert fake.calls == [("127.0.0.1:7750", "admin-a", {"op": "mint", "job": "7", "expires_s": 600 + 3600,
+                                                          "gpus": [1]})]
+    record, token = hooks.read_job(cfg, "7")
+    assert token == "tid.secret" and record["server"] == "gpu-a:7750" and record["export"] is False
+    assert hooks.task_env(cfg, {"SLURM_JOB_ID": "7"}) == {}  # a GRES job's tasks have the real GPU
+    assert hooks.epilog(cfg, env) == 0
+    assert fake.calls[-1] == ("127.0.0.1:7750", "admin-a", {"op": "revoke", "job": "7"})
+    assert hooks.read_job(cfg, "7") is None and not list(cfg.jobs_dir.iterdir())
+
+
+def test_prolog_of_a_licence_job_and_of_a_job_without_gpus(tmp_path, monkeypatch):
+    cfg, fake = site(tmp_path), FakeAdmin()
+    monkeypatch.setattr(hooks.admin_client, "request", fake)
+    monkeypatch.setattr(hooks, "job_record", lambda c, j: {"TimeLimit": "UNLIMITED", "Licenses": "rgpu_b:2"})
+    assert hooks.prolog(cfg, {"SLURM_JOB_ID": "8"}) == 0
+    assert fake.calls == [("gpu-b:7750", "admin-b", {"op": "mint", "job": "8", "expires_s": 0, "count": 2,
+                                                     "pool": [2, 3]})]
+    assert hooks.read_job(cfg, "8")[0] == {"job": "8", "server": "gpu-b:7750", "admin_server": "gpu-b:7750",
+                                           "kind": "license", "gpus": [2, 3], "export": True}
+    assert hooks.epilog(cfg, {"SLURM_JOB_ID": "8"}) == 0
+    assert fake.calls[-1][:2] == ("gpu-b:7750", "admin-b")  # the licence's server, not the local one
+    monkeypatch.setattr(hooks, "job_record", lambda c, j: {"Licenses": "other:1"})
+    fake.calls.clear()
+    assert hooks.prolog(cfg, {"SLURM_JOB_ID": "9"}) == 0 and hooks.epilog(cfg, {"SLURM_JOB_ID": "9"}) == 0
+    assert fake.calls == []  # nothing of gpuwire's: no request at all
+
+
+def test_a_server_that_does_not_answer_fails_no_prolog(tmp_path, monkeypatch, capsys):
+    cfg = site(tmp_path)
+    monkeypatch.setattr(hooks.admin_client, "request", FakeAdmin(fail="cannot reach gpu-a"))
+    monkeypatch.setattr(hooks, "job_record", lambda c, j: {})
+    assert hooks.prolog(cfg, {"SLURM_JOB_ID": "10", "SLURM_JOB_GPUS": "0"}) == 0  # non-zero would drain the node
+    assert "job 10: no token minted: cannot reach gpu-a" in capsys.readouterr().err
+    assert hooks.read_job(cfg, "10") is None
+    assert hooks.credentials(cfg, {"SLURM_JOB_ID": "10"}) == 1
