@@ -91,6 +91,15 @@ class TokenEntry:
     name: str
     created: float
     key: bytes
+    # Slurm (gpuwire/slurm, docs/scale-out.md): "admin" may only mint and revoke job
+    # tokens; "job" is bound to one job's GPUs (server indexes) until `expires` (0: never)
+    role: str = ""
+    job: str = ""
+    gpus: tuple[int, ...] = ()
+    expires: float = 0.0
+
+    def expired(self, now: float | None = None) -> bool:
+        return bool(self.expires) and (time.time() if now is None else now) >= self.expires
 
 
 class TokenStore:
@@ -119,7 +128,10 @@ class TokenStore:
             entries = {}
             for t in data.get("tokens", []):
                 entries[str(t["id"])] = TokenEntry(str(t["id"]), str(t.get("name", "")),
-                                                   float(t.get("created", 0)), bytes.fromhex(t["key"]))
+                                                   float(t.get("created", 0)), bytes.fromhex(t["key"]),
+                                                   str(t.get("role", "")), str(t.get("job", "")),
+                                                   tuple(int(g) for g in t.get("gpus", ())),
+                                                   float(t.get("expires", 0)))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise AuthError(f"cannot read tokens file {self.path}: {e}") from e
         self._entries, self._stamp = entries, stamp
@@ -128,6 +140,13 @@ class TokenStore:
         with self._lock:
             self._load_locked()
             return sorted(self._entries.values(), key=lambda e: e.created)
+
+    def entry(self, token_id: str) -> TokenEntry | None:
+        """The live entry of a token id (None: unknown, revoked or expired)."""
+        with self._lock:
+            self._load_locked()
+            e = self._entries.get(token_id)
+        return None if e is None or e.expired() else e
 
     def insecure_mode(self) -> str | None:
         """A warning if the file (or its folder) can be read by others, else None."""
@@ -148,6 +167,8 @@ class TokenStore:
         with self._lock:
             self._load_locked()
             entry = self._entries.get(tid)
+        if entry is not None and entry.expired():
+            entry = None
         if entry is None:
             # still compute a MAC so an unknown id costs the same time as a wrong secret
             hmac.compare_digest(mac(b"\0" * 32, nonce), proof[protocol.TOKEN_ID_SIZE:])
@@ -161,7 +182,9 @@ class TokenStore:
     def _write_locked(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         data = {"version": 1, "tokens": [
-            {"id": e.id, "name": e.name, "created": e.created, "key": e.key.hex()}
+            {"id": e.id, "name": e.name, "created": e.created, "key": e.key.hex(),
+             **({"role": e.role} if e.role else {}), **({"job": e.job} if e.job else {}),
+             **({"gpus": list(e.gpus)} if e.gpus else {}), **({"expires": e.expires} if e.expires else {})}
             for e in sorted(self._entries.values(), key=lambda e: e.created)]}
         fd, tmp = tempfile.mkstemp(prefix=".tokens.", dir=self.path.parent)
         try:
@@ -178,28 +201,37 @@ class TokenStore:
             raise
         self._stamp = None
 
-    def create(self, name: str = "") -> tuple[str, TokenEntry]:
-        """A new token: returns its text (shown once, never stored) and its entry."""
+    def create(self, name: str = "", role: str = "", job: str = "", gpus: tuple[int, ...] = (),
+               expires: float = 0.0, check=None) -> tuple[str, TokenEntry]:
+        """A new token: returns its text (shown once, never stored) and its entry.
+        check(entries), if given, runs under the lock first and may raise (or return
+        the GPUs to bind: how a job token's GPUs are picked atomically)."""
         with self._lock:
             self._load_locked()
+            if check is not None:
+                gpus = check([e for e in self._entries.values() if not e.expired()]) or gpus
             while True:
                 tid = secrets.token_hex(8)
                 if tid not in self._entries:
                     break
             token = f"{tid}.{secrets.token_hex(32)}"
-            entry = TokenEntry(tid, name, time.time(), key_of(token))
+            entry = TokenEntry(tid, name, time.time(), key_of(token), role, job, tuple(gpus), expires)
             self._entries[tid] = entry
             self._write_locked()
         return token, entry
 
-    def revoke(self, which: str) -> list[TokenEntry]:
-        """Remove the tokens whose id or name is `which` (a full token text works too)."""
+    def revoke(self, which: str, job: str | None = None) -> list[TokenEntry]:
+        """Remove the tokens whose id or name is `which` (a full token text works too),
+        or with job=J the tokens bound to Slurm job J, and expired job tokens."""
+        if job is not None and not job:
+            raise ValueError("revoke(job=...) needs a job id")
         m = TOKEN_RE.match(which.strip())
         if m:
             which = m.group(1)
         with self._lock:
             self._load_locked()
-            gone = [e for e in self._entries.values() if which in (e.id, e.name)]
+            gone = [e for e in self._entries.values()
+                    if (e.job == job if job is not None else which in (e.id, e.name)) or e.expired()]
             for e in gone:
                 del self._entries[e.id]
             if gone:

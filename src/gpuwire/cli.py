@@ -290,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description=RUN_HELP, formatter_class=fmt,
                        usage="gpuwire run [-h] [--server HOST:PORT] [--stats FILE] [--exclusive] [--no-wait] "
                              "[--quiet] [--mem-cap SIZE] [--gpu N] [--token-file FILE] [--tls | --no-tls] [--tls-ca FILE] "
-                             "[--tls-cert FILE --tls-key FILE] [--compile-cache DIR|off] -- CMD [ARGS...]")
+                             "[--tls-cert FILE --tls-key FILE] [--compile-cache DIR|off] "
+                             "[--slurm [--gres gpu:N] [--partition P] [--time T]] -- CMD [ARGS...]")
     p.add_argument("--server", metavar="HOST:PORT[,HOST:PORT...]",
                    help="the gpuwire server, or several: their GPUs make one device list, the first's first "
                         "(default: $GPUWIRE_SERVER, else 127.0.0.1:7750)")
@@ -309,6 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder on this machine for NVRTC's compiled code, which a native driver would cache "
                         "(default: ~/.cache/gpuwire/compile), or off")
     _add_client_tls(p)
+    p.add_argument("--slurm", action="store_true",
+                   help="get the GPU from Slurm: salloc a job, use the gpuwire server of the node it runs on, with "
+                        "a token bound to the job; the job ends when CMD does (docs/scale-out.md)")
+    p.add_argument("--gres", metavar="gpu:N", help="with --slurm: the job's GRES (default gpu:1)")
+    p.add_argument("--partition", metavar="P", help="with --slurm: the Slurm partition")
+    p.add_argument("--time", metavar="T", help="with --slurm: the job's time limit (Slurm's format, e.g. 30, 1:00:00)")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD ARGS...", help="the command to run, after --")
 
     p = sub.add_parser("demo", help="run a CUDA test program through a local server, end to end",
@@ -377,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
             cp.add_argument("--older-than-days", type=float, metavar="N", help="remove entries unused for N days")
             cp.add_argument("--verify", action="store_true", help="re-hash every entry; remove those that differ")
 
+    from gpuwire.slurm.cli import add_parser as add_slurm_parser
+
+    add_slurm_parser(sub)
     sub.add_parser("version", help="print gpuwire's version",
                    description="Print gpuwire's version and exit.", formatter_class=fmt)
     return parser
@@ -534,9 +544,17 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from gpuwire.runner import run
 
         err = _lease_env(args, os.environ)
+        if not err and not args.slurm and (args.gres or args.partition or args.time):
+            err = "--gres, --partition and --time go with --slurm"
+        if not err and args.slurm and args.server:
+            err = "--slurm finds the server itself (the job's node's): no --server"
         if err:
             print(f"gpuwire run: {err}", file=sys.stderr)
             return 2
+        if args.slurm:
+            from gpuwire.slurm.alloc import run_with_slurm
+
+            return run_with_slurm(args.cmd, args.gres, args.partition, args.time, args.stats, args.quiet)
         return run(args.cmd, server=args.server, stats=args.stats, quiet=args.quiet)
     if cmd == "token":
         return _token(args, parser)
@@ -566,6 +584,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from gpuwire.cache import cli as cache_cli
 
         return cache_cli(args)
+    if cmd == "slurm":
+        from gpuwire.slurm.cli import main as slurm_main
+
+        return slurm_main(args)
     if cmd == "version":
         print(f"gpuwire {__version__}")
         return 0

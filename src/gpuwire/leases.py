@@ -36,6 +36,7 @@ class Lease:
     count: int | None = None     # "any N GPUs": N; None: gpus says which
     requested: float = field(default_factory=time.monotonic)
     granted: float | None = None
+    within: frozenset[int] | None = None  # a Slurm job's GPUs: the only ones it may get (None: any)
 
     @property
     def mode(self) -> str:
@@ -72,9 +73,11 @@ class LeaseManager:
         self.wait_seconds_total = 0.0
 
     def request(self, exclusive: bool, gpu: int | None, mem_cap: int, owner: str,
-                session: int | None = None, count: int | None = None) -> Lease:
+                session: int | None = None, count: int | None = None,
+                within: frozenset[int] | None = None) -> Lease:
         """Queue a request (granted at once if nothing stands in its way): GPU
-        `gpu`, any `count` GPUs, or (neither given) all of them."""
+        `gpu`, any `count` GPUs, or (neither given) all of them; with `within`
+        (a Slurm job's GPUs) "all" and "any N" mean of those only."""
         if gpu is not None and count is not None:
             raise LeaseRefused(f"a lease names either one GPU ({gpu}) or a number of GPUs ({count}), not both")
         if gpu is not None and not 0 <= gpu < self.gpu_count:
@@ -83,11 +86,15 @@ class LeaseManager:
         if count is not None and not 1 <= count <= self.gpu_count:
             raise LeaseRefused(f"{count} GPUs asked for, but this server has {self.gpu_count}"
                                if count > 0 else f"a lease on {count} GPUs: ask for 1 or more")
+        if within is not None and (not within or not within <= frozenset(range(self.gpu_count))
+                                   or (gpu is not None and gpu not in within)
+                                   or (count is not None and count > len(within))):
+            raise LeaseRefused(f"outside this job's GPUs ({','.join(map(str, sorted(within))) or 'none'})")
         if count is not None:
             gpus: frozenset[int] = frozenset()
         else:
-            gpus = frozenset(range(self.gpu_count)) if gpu is None else frozenset([gpu])
-        lease = Lease(next(self._ids), exclusive, gpus, mem_cap, owner, session, count=count)
+            gpus = (within or frozenset(range(self.gpu_count))) if gpu is None else frozenset([gpu])
+        lease = Lease(next(self._ids), exclusive, gpus, mem_cap, owner, session, count=count, within=within)
         with self._cond:
             self._queue.append(lease)
             self._grant_locked()
@@ -101,8 +108,8 @@ class LeaseManager:
             return lease.gpus
         # neither a GPU held in a conflicting way nor one an earlier waiting
         # request wants (a waiting count request wants all: _grant_locked)
-        free = [g for g in range(self.gpu_count)
-                if not any(g in o.gpus and (o.exclusive or lease.exclusive)
+        free = [g for g in range(self.gpu_count) if (lease.within is None or g in lease.within)
+                and not any(g in o.gpus and (o.exclusive or lease.exclusive)
                            for o in itertools.chain(self._held.values(), ahead))]
         return frozenset(free[:lease.count]) if len(free) >= lease.count else None
 
@@ -112,8 +119,8 @@ class LeaseManager:
         for lease in list(self._queue):
             gpus = self._pick_locked(lease, ahead)
             if gpus is None:
-                if lease.count is not None:  # for those behind: it may want any GPU
-                    lease.gpus = frozenset(range(self.gpu_count))
+                if lease.count is not None:  # for those behind: it may want any GPU (of its job's)
+                    lease.gpus = lease.within or frozenset(range(self.gpu_count))
                 ahead.append(lease)
                 continue
             if lease.count is not None:

@@ -21,9 +21,11 @@ from gpuwire.leases import Lease, LeaseManager, LeaseRefused
 from gpuwire.log import Logger
 from gpuwire.server.sessions import Sessions
 from gpuwire.server.state import Registry, Session, client_text, send_error
+from gpuwire.slurm import jobs as slurm_jobs  # job tokens and admin requests (docs/scale-out.md)
 
 PROBE_SECONDS = 30.0          # a status probe's echo frames end after this ...
 PROBE_BYTES = 256 << 20       # ... or this many bytes either way
+REVOKED_TEXT = "gpuwire: this token was revoked while its lease was queued (a Slurm job token: its job ended)"
 
 
 class Admission:
@@ -40,6 +42,7 @@ class Admission:
         self._preauth = 0                     # connections before authentication (TLS, HELLO, PROOF)
         self._preauth_by_peer: dict[str, int] = {}
         self._preauth_note = 0.0              # when the last "too many unauthenticated" line was logged
+        self.jobs = slurm_jobs.JobAdmin(tokens, registry, leases.gpu_count, log)
 
     # --- connections not yet authenticated -----------------------------------
 
@@ -108,16 +111,39 @@ class Admission:
         if hello.ext.status_probe:
             self._status_probe(conn, sess)
             return
+        entry = self._token_entry(sess)
+        if entry is not None and entry.role == slurm_jobs.ROLE_ADMIN:
+            self.registry.count_refused("admin_token")
+            send_error(conn, protocol.ERR_REFUSED, "an admin token mints and revokes job tokens; it runs no session")
+            return
         if hello.ext.nvml_only:  # NVML queries (libnvidia-ml.so.1) use no GPU: no lease
             self.sessions.run(conn, sess)
             return
         lease = self._acquire_lease(conn, sess)
         if lease is None:
             return
+        if self._revoked(sess):  # its Slurm job ended while it waited: no worker
+            self.leases.release(lease)
+            self.log.info("token revoked while queued", session=sess.id)
+            send_error(conn, protocol.ERR_REFUSED, REVOKED_TEXT)
+            return
         try:
             self.sessions.run(conn, sess)
         finally:
             self.leases.release(lease)
+
+    def _token_entry(self, sess: Session):
+        """The session's token entry (role, Slurm job, GPUs), or None without tokens."""
+        if self.tokens is None or not sess.token:
+            return None
+        try:
+            return self.tokens.entry(sess.token)
+        except AuthError:
+            return None
+
+    def _revoked(self, sess: Session) -> bool:
+        """Whether the token the session authenticated with is gone (revoked or expired)."""
+        return self.tokens is not None and bool(sess.token) and self._token_entry(sess) is None
 
     def _enter_session(self, conn, sess: Session) -> bool:
         """An authenticated connection takes a session slot; refused (in the
@@ -215,8 +241,9 @@ class Admission:
         ext, sid, peer = sess.hello.ext, sess.id, sess.peer
         mode = "exclusive" if ext.exclusive else "shared"
         try:
-            lease = self.leases.request(ext.exclusive, ext.gpu, ext.mem_cap, sess.describe(), sid,
-                                        count=ext.gpu_count)
+            gpu, count, within = slurm_jobs.lease_scope(self._token_entry(sess), ext.gpu, ext.gpu_count)
+            lease = self.leases.request(ext.exclusive, gpu, ext.mem_cap, sess.describe(), sid,
+                                        count=count, within=within)
         except LeaseRefused as e:
             self.registry.count_refused("lease")
             self.log.warn(f"lease refused: {e}", session=sid, peer=peer)
@@ -252,6 +279,11 @@ class Admission:
             if self.registry.stopping.is_set():
                 self.leases.release(lease)
                 send_error(conn, protocol.ERR_REFUSED, "gpuwire server is shutting down")
+                return False
+            if self._revoked(sess):
+                self.leases.release(lease)
+                self.log.info("token revoked while queued", session=sid)
+                send_error(conn, protocol.ERR_REFUSED, REVOKED_TEXT)
                 return False
             if self._client_gone(conn):
                 self.leases.release(lease)
@@ -295,6 +327,10 @@ class Admission:
                     raise protocol.ProtocolError(protocol.ERR_MALFORMED,
                                                  f"a status probe sends STATUS frames, got op {hdr.op}")
                 (want,) = struct.unpack_from("<I", payload)
+                if want == slurm_jobs.ADMIN_MARK:  # an admin request (gpuwire/slurm/jobs.py), answered in JSON
+                    reply = self.jobs.answer(sess.token, payload[4:])
+                    conn.sendall(protocol.pack_frame(protocol.OP_STATUS, reply, seq=hdr.seq))
+                    continue
                 if want > protocol.MAX_PAYLOAD:
                     raise protocol.ProtocolError(protocol.ERR_MALFORMED, f"echo of {want} bytes asked; at most "
                                                                          f"{protocol.MAX_PAYLOAD}")
