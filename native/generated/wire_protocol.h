@@ -79,6 +79,7 @@ enum {
     GW_OP_HOST_RETURNED = 28, /* the host function of HOST_CALL `call` has returned: its stream goes on. Taken by the worker's reader as it reads the frame (the thread that waits may hold up every later job); an unknown call ends the session */
     GW_OP_STAGING_FILL = 29, /* the bytes a graph memcpy node's host source holds now (docs/protocol.md "Graph host sources"), written into that node's staging (made by GRAPH_ADD_MEMCPY_NODE under the client's id) at offset, in stream order on stream (flags 1: per-thread stream), before the launch that follows; an unknown staging, unknown flags or bytes past the staging's end end the session */
     GW_OP_STAGING_FREE = 30, /* a staging no graph or executable graph uses any more: freed; an unknown staging ends the session */
+    GW_OP_ADMIN = 31, /* an admin request on a status probe's connection (an admin token's; src/gpuwire/slurm/jobs.py, docs/scale-out.md): JSON mint, revoke or list; answered with one ADMIN frame of JSON */
 };
 /* Old names, removed after the rename lands in native/client and native/worker. */
 

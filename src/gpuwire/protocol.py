@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from gpuwire.wire_generated import (  # noqa: F401  (re-exported: the server and the tests use these names)
+    OP_ADMIN,
     CAS_CODEC_NONE, CAS_CODEC_ZSTD, CAS_MAX_REFS, CAS_TARGET_COPY, CAS_TARGET_STAGE, CLIENT_ID_BIT, COPY_CHUNK,
     ENV_FORWARDED, ENV_VALUE_CHARS, ENV_VALUE_MAX, ERR_DRIVER, ERR_MALFORMED, ERR_REFUSED, ERR_VERSION, ERROR_MESSAGE_MAX,
     ERROR_NAMES, EXT_CODECS, EXT_CRITICAL, EXT_ENV, EXT_GPU, EXT_LEASE_MODE, EXT_MEM_CAP, EXT_NO_WAIT, EXT_NVML,

@@ -72,6 +72,7 @@ OP_HOST_CALL = 27
 OP_HOST_RETURNED = 28
 OP_STAGING_FILL = 29
 OP_STAGING_FREE = 30
+OP_ADMIN = 31
 # old names, removed after the rename lands
 OP_NAMES = {
     OP_HELLO: 'HELLO',
@@ -101,6 +102,7 @@ OP_NAMES = {
     OP_HOST_RETURNED: 'HOST_RETURNED',
     OP_STAGING_FILL: 'STAGING_FILL',
     OP_STAGING_FREE: 'STAGING_FREE',
+    OP_ADMIN: 'ADMIN',
 }
 # driver calls: op OP_FIRST_CALL + i is DRIVER_OP_NAMES[i] (codegen/driver_symbols.txt)
 DRIVER_OP_NAMES = (

@@ -65,7 +65,7 @@ def test_echo_frames_checked(control):
         next_frame(s)
         s.sendall(protocol.pack_frame(protocol.OP_FIRST_CALL, b"1234"))
         hdr, payload = next_frame(s)
-        assert hdr.op == protocol.OP_ERROR and "STATUS frames" in protocol.parse_error(payload)[1]
+        assert hdr.op == protocol.OP_ERROR and "STATUS or ADMIN frames" in protocol.parse_error(payload)[1]
     with dial(srv) as s:   # BYE ends it quietly
         hello(s, 1, protocol.pack_ext(status_probe=True))
         next_frame(s)

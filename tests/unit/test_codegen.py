@@ -88,7 +88,7 @@ DECL_PATH = ROOT / "codegen" / "protocol.txt"
 
 def test_declaration_parses():
     w = wire_decl.parse(str(DECL_PATH))
-    assert [o.id for o in w.ops] == sorted(o.id for o in w.ops) and len(w.ops) == 27
+    assert [o.id for o in w.ops] == sorted(o.id for o in w.ops) and len(w.ops) == 28
     assert w.op("DELIVER").id == 21 and "posted" in w.op("DELIVER").props
     assert {s: w.structs[s].size for s in w.structs} == {"hdr": 16, "hello": 24, "hello_ok": 80, "lane_grant": 24,
                                                           "device_info": 344,

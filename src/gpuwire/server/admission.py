@@ -323,14 +323,14 @@ class Admission:
                 hdr, payload = protocol.recv_frame(conn, deadline)
                 if hdr.op == protocol.OP_BYE:
                     return
+                if hdr.op == protocol.OP_ADMIN:  # an admin request (gpuwire/slurm/jobs.py), answered in JSON
+                    reply = self.jobs.answer(sess.token, payload)
+                    conn.sendall(protocol.pack_frame(protocol.OP_ADMIN, reply, seq=hdr.seq))
+                    continue
                 if hdr.op != protocol.OP_STATUS or len(payload) < 4:
                     raise protocol.ProtocolError(protocol.ERR_MALFORMED,
-                                                 f"a status probe sends STATUS frames, got op {hdr.op}")
+                                                 f"a status probe sends STATUS or ADMIN frames, got op {hdr.op}")
                 (want,) = struct.unpack_from("<I", payload)
-                if want == slurm_jobs.ADMIN_MARK:  # an admin request (gpuwire/slurm/jobs.py), answered in JSON
-                    reply = self.jobs.answer(sess.token, payload[4:])
-                    conn.sendall(protocol.pack_frame(protocol.OP_STATUS, reply, seq=hdr.seq))
-                    continue
                 if want > protocol.MAX_PAYLOAD:
                     raise protocol.ProtocolError(protocol.ERR_MALFORMED, f"echo of {want} bytes asked; at most "
                                                                          f"{protocol.MAX_PAYLOAD}")

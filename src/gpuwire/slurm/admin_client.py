@@ -1,19 +1,18 @@
 """The client side of admin requests (jobs.py has the server's): connect as
 `gpuwire status` does (TLS by the usual rules, the admin token answering the
-challenge), send one JSON request in a STATUS frame marked ADMIN_MARK, return
+challenge), send one JSON request in an ADMIN frame, return
 the JSON answer. Used by the prolog and epilog (hooks.py)."""
 
 from __future__ import annotations
 
 import json
 import socket
-import struct
 import time
 
 from gpuwire import address as addresses
 from gpuwire import protocol, tls
 from gpuwire.auth import AuthError
-from gpuwire.slurm.jobs import ADMIN_MARK, REQUEST_MAX
+from gpuwire.slurm.jobs import REQUEST_MAX
 from gpuwire.status import StatusError, handshake
 
 REPLY_MAX = 4 << 20
@@ -44,7 +43,7 @@ def request(server: str, admin_token: str, req: dict, timeout: float = 15.0,
                 raise AdminRequestFailed(f"{server} refused: {protocol.parse_error(payload)[1]}")
             if hdr.op != protocol.OP_STATUS:
                 raise AdminRequestFailed(f"{server}: unexpected answer op {hdr.op} to the status probe")
-            sock.sendall(protocol.pack_frame(protocol.OP_STATUS, struct.pack("<I", ADMIN_MARK) + body, seq=1))
+            sock.sendall(protocol.pack_frame(protocol.OP_ADMIN, body, seq=1))
             hdr, payload = protocol.recv_frame(sock, time.monotonic() + timeout, max_len=REPLY_MAX)
             if hdr.op == protocol.OP_ERROR:
                 raise AdminRequestFailed(f"{server} refused: {protocol.parse_error(payload)[1]} (a server without "

@@ -2,8 +2,8 @@
 and revoke a job's token, and the GPUs a job token's leases are held to.
 
 A Slurm prolog authenticates with an *admin* token (role "admin" in the tokens
-file) and sends, inside a status probe, one JSON request per STATUS frame
-(marked by ADMIN_MARK where an echo frame has its length):
+file) and sends, on a status probe's connection, one JSON request per ADMIN frame
+(codegen/protocol.txt), answered with one ADMIN frame:
 
   {"op": "mint", "job": "42", "gpus": [0, 1]}        bind these GPUs (a GRES job)
   {"op": "mint", "job": "42", "count": 2, "pool": [2, 3]}  any 2 of the pool (a licence job)
@@ -26,7 +26,6 @@ import time
 from gpuwire.auth import AuthError, TokenEntry, TokenStore
 from gpuwire.leases import LeaseRefused
 
-ADMIN_MARK = 0xFFFFFFFF          # u32 where an echo frame says how many bytes it wants back
 REQUEST_MAX = 64 << 10           # an admin request's JSON, at most
 JOB_RE = re.compile(r"^[0-9]{1,20}$")
 GPUS_MAX = 1024
