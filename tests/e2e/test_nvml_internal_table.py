@@ -38,8 +38,8 @@ def program(tmp_path_factory):
     if not CC:
         pytest.skip("needs a C compiler")
     out = tmp_path_factory.mktemp("nvmltable") / "nvml_table"
-    subprocess.run([CC, "-Wall", "-Wextra", "-Werror", "-o", str(out), str(ROOT / "tests" / "programs" / "nvml_table.c"),
-                    "-ldl"], check=True)
+    src = ROOT / "tests" / "programs" / "nvml_table.c"
+    subprocess.run([CC, "-Wall", "-Wextra", "-Werror", "-o", str(out), str(src), "-ldl"], check=True)
     return out
 
 
