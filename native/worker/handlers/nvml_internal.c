@@ -13,6 +13,7 @@
  * without the table, or a table too short for the slot,
  * NVML_ERROR_NOT_SUPPORTED. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "nvml.h"
@@ -43,10 +44,13 @@ static void *real_slot(unsigned slot, int *no_library)
     if (!table) {
         const void *t = NULL;
         nvmlReturn_t r = get(&t, table_id);
-        if (r == NVML_SUCCESS && t)
+        static int told; /* under lock */
+        if (r == NVML_SUCCESS && t) {
             table = t;
-        else
+        } else if (!told) {
+            told = 1;
             gw_wlog("NVML has no export table 6c3efec4-...: nvmlInternalGetExportTable returned %d", (int)r);
+        }
     }
     const uintptr_t *t = table;
     pthread_mutex_unlock(&lock);
@@ -54,7 +58,9 @@ static void *real_slot(unsigned slot, int *no_library)
         return NULL;
     uintptr_t size = t[0];
     if (size > TABLE_SIZE_MAX || size < (uintptr_t)(slot + 1) * sizeof(uintptr_t)) {
-        gw_wlog("NVML's export table (size word %#lx) has no slot %u", (unsigned long)size, slot);
+        static _Atomic unsigned char told[SLOT_SPARSE_MODE + 1]; /* the largest slot taken */
+        if (!atomic_exchange(&told[slot], 1))
+            gw_wlog("NVML's export table (size word %#lx) has no slot %u", (unsigned long)size, slot);
         return NULL;
     }
     return (void *)t[slot];
