@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, client_api_digest, explain, gw_run
+from conftest import ROOT, client_api_digest, explain, gw_run, start_server
 
 from gpuwire import protocol, wire_generated as wire
 
@@ -109,21 +109,27 @@ class _Session:
         return result, status, value, payload[wire.NVML_TABLE_CALL_REP.size:]
 
 
-def test_hostile_table_calls(server):
+def _open(server) -> tuple[socket.socket, _Session, int]:
+    """An NVML-only session, NVML initialised: the socket, the session and device 0's id."""
     host, port = server.address.rsplit(":", 1)
     digest = client_api_digest() ^ _define("nvml_ops.h", "GW_NVML_API_DIGEST")
-    with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(protocol.pack_hello(os.getpid(), "testhost", "hostile", digest, protocol.pack_ext(nvml_only=True)))
-        hdr, _ = protocol.recv_frame(s, time.monotonic() + 10)
-        assert hdr.op == protocol.OP_HELLO_OK
-        gw = _Session(s)
-        hdr, payload = gw.call(_define("nvml_ops.h", "GW_NVML_OP_nvmlInit_v2"), b"")
-        assert payload == struct.pack("<iI", 0, NVML_SUCCESS), payload
-        # nvmlDeviceGetHandleByIndex_v2(0, one handle out): i32 0, u32 status, u64 id
-        hdr, payload = gw.call(_define("nvml_ops.h", "GW_NVML_OP_nvmlDeviceGetHandleByIndex_v2"),
-                               struct.pack("<QI", 0, 1))
-        result, status, dev = struct.unpack("<iIQ", payload)
-        assert (result, status) == (0, NVML_SUCCESS) and dev, payload
+    s = socket.create_connection((host, int(port)), timeout=10)
+    s.sendall(protocol.pack_hello(os.getpid(), "testhost", "hostile", digest, protocol.pack_ext(nvml_only=True)))
+    hdr, _ = protocol.recv_frame(s, time.monotonic() + 10)
+    assert hdr.op == protocol.OP_HELLO_OK
+    gw = _Session(s)
+    hdr, payload = gw.call(_define("nvml_ops.h", "GW_NVML_OP_nvmlInit_v2"), b"")
+    assert payload == struct.pack("<iI", 0, NVML_SUCCESS), payload
+    # nvmlDeviceGetHandleByIndex_v2(0, one handle out): i32 0, u32 status, u64 id
+    hdr, payload = gw.call(_define("nvml_ops.h", "GW_NVML_OP_nvmlDeviceGetHandleByIndex_v2"), struct.pack("<QI", 0, 1))
+    result, status, dev = struct.unpack("<iIQ", payload)
+    assert (result, status) == (0, NVML_SUCCESS) and dev, payload
+    return s, gw, dev
+
+
+def test_hostile_table_calls(server):
+    s, gw, dev = _open(server)
+    with s:
 
         assert gw.table(230, dev, 0) == (0, NVML_SUCCESS, 5, b"")
         for slot, device, capacity in [(100, dev, 0), (81, dev, 0), (20, dev, 0), (0xFFFFFFFF, dev, 0),
@@ -144,3 +150,26 @@ def test_hostile_table_calls(server):
         assert hdr.op == protocol.OP_ERROR, hdr
         code, msg = protocol.parse_error(payload)
         assert code == protocol.ERR_MALFORMED, msg
+
+
+@pytest.mark.parametrize("how, lists", [("absent", NVML_ERROR_NOT_SUPPORTED), ("short", NVML_SUCCESS)])
+def test_server_nvml_without_the_table(tmp_path, how, lists):
+    """A server NVML without the table ("absent"), or whose size word ends
+    before slot 230 ("short"): those slots are NVML_ERROR_NOT_SUPPORTED with
+    nothing after the status, the others still answer, and the worker says so
+    once in its log however often it is asked."""
+    srv = start_server(tmp_path / "server.log", env={"GPUWIRE_STANDIN_NVML_TABLE": how})
+    try:
+        s, gw, dev = _open(srv)
+        with s:
+            for _ in range(2):
+                assert gw.table(230, dev, 0) == (0, NVML_ERROR_NOT_SUPPORTED, 0, b"")
+            assert gw.table(249, dev, 0) == (0, NVML_ERROR_NOT_SUPPORTED, 0, b"")
+            result, status, count, entries = gw.table(213, dev, 8)
+            assert (result, status, count, len(entries)) == (0, lists, 1 if lists == NVML_SUCCESS else 0,
+                                                             ENTRY_SIZE if lists == NVML_SUCCESS else 0)
+        log = (tmp_path / "server.log").read_text(errors="replace")
+        want = "NVML has no export table" if how == "absent" else "has no slot 230"
+        assert log.count(want) == 1, log
+    finally:
+        srv.stop()

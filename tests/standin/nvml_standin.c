@@ -521,7 +521,9 @@ SN_API nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t d, unsi
  * as above, the caller with SN_TABLE_PROC_MEM used, then pid 1, a process no
  * client owns, which the worker must filter out), the host's max PCIe
  * generation (SN_HOST_MAX_PCIE_GEN) and the sparse operation mode (not
- * supported). Every other word of the table is NULL. */
+ * supported). Every other word of the table is NULL. GPUWIRE_STANDIN_NVML_TABLE
+ * plays an NVML without it: "absent" (no such table) or "short" (a size word
+ * that ends before slot 230), for the worker's refusals. */
 
 #define SN_TABLE_WORDS 256
 #define SN_TABLE_ENTRY_SIZE 4128 /* u32 pid, u64 used @8, u32 GI @16, u32 CI @20, u64 CC @24, char name[4096] @32 */
@@ -592,13 +594,23 @@ static const void *sn_table[SN_TABLE_WORDS] = {
 static const unsigned char sn_table_id[16] = {0xc4, 0xfe, 0x3e, 0x6c, 0xc9, 0x8f, 0x6c, 0x4e,
                                               0xa3, 0x27, 0xee, 0x69, 0x6e, 0x12, 0xf7, 0xc4};
 
+/* The same words with a size that ends at slot 223, for GPUWIRE_STANDIN_NVML_TABLE=short. */
+static const void *sn_short_table[SN_TABLE_WORDS];
+
 SN_API nvmlReturn_t nvmlInternalGetExportTable(const void **out, const unsigned char *id)
 {
     if (!out || !id)
         return NVML_ERROR_INVALID_ARGUMENT;
-    if (memcmp(id, sn_table_id, sizeof sn_table_id)) {
+    const char *how = getenv("GPUWIRE_STANDIN_NVML_TABLE");
+    if (memcmp(id, sn_table_id, sizeof sn_table_id) || (how && !strcmp(how, "absent"))) {
         *out = NULL;
         return NVML_ERROR_NOT_SUPPORTED;
+    }
+    if (how && !strcmp(how, "short")) {
+        memcpy(sn_short_table, sn_table, sizeof sn_table);
+        sn_short_table[0] = (const void *)(uintptr_t)(224 * sizeof(void *));
+        *out = sn_short_table;
+        return NVML_SUCCESS;
     }
     *out = sn_table;
     return NVML_SUCCESS;
