@@ -19,6 +19,7 @@ CLIENT_ID = 1 << 62          # GW_CLIENT_ID_BIT: ids the client names itself
 NOREPLY, COLLECT = 1, 2
 OP_BYE, OP_FUNC_LAYOUT, OP_STAGE, OP_DEVICE_ATTRS = 5, 6, 7, 16
 OP_DELIVER = 21
+OP_NVML_TABLE_CALL = 32
 NULL = 0xFFFFFFFF
 
 
@@ -349,6 +350,8 @@ def seed_nvml() -> bytes:
     k = s.frame("nvmlDeviceGetHandleByIndex_v2", u64(0) + u32(1))
     s.frame("nvmlDeviceGetMemoryInfo", u64(ph(k)) + u32(1))
     s.frame("nvmlDeviceGetName", u64(ph(k)) + u32(96) + u64(96))
+    s.frame(OP_NVML_TABLE_CALL, u32(230) + u64(ph(k)) + u32(0))  # NVML's private table: a device value
+    s.frame(OP_NVML_TABLE_CALL, u32(213) + u64(ph(k)) + u32(4))  # and a process list
     return s.bye()
 
 

@@ -521,8 +521,6 @@ int nvmlGpuInstanceSetVgpuHeterogeneousMode(void);
 int nvmlGpuInstanceSetVgpuHeterogeneousMode(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlGpuInstanceSetVgpuHeterogeneousMode); }
 int nvmlGpuInstanceSetVgpuSchedulerState(void);
 int nvmlGpuInstanceSetVgpuSchedulerState(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlGpuInstanceSetVgpuSchedulerState); }
-int nvmlInternalGetExportTable(void);
-int nvmlInternalGetExportTable(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlInternalGetExportTable); }
 int nvmlSetVgpuVersion(void);
 int nvmlSetVgpuVersion(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlSetVgpuVersion); }
 int nvmlSystemEventSetCreate(void);

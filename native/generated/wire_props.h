@@ -24,6 +24,7 @@ static inline int gw_op_is_control(unsigned op)
     case GW_OP_HOST_RETURNED:
     case GW_OP_STAGING_FILL:
     case GW_OP_STAGING_FREE:
+    case GW_OP_NVML_TABLE_CALL:
         return 1;
     default:
         return 0;
@@ -375,6 +376,8 @@ static inline const char *gw_control_op_label(unsigned op)
         return "(graph host source fill)";
     case GW_OP_STAGING_FREE:
         return "(graph host source free)";
+    case GW_OP_NVML_TABLE_CALL:
+        return "(NVML private table slot)";
     default:
         return NULL;
     }

@@ -46,6 +46,8 @@
 #define GW_MODULE_NAME_MAX 65535u /* bytes of a function's name in MODULE_INFO at most (u16) */
 #define GW_MEMORYTYPE_ARRAY 3u /* CU_MEMORYTYPE_ARRAY: a band side that is an array */
 #define GW_OP_FIRST_CALL 256 /* driver calls: 256 + index in codegen/driver_symbols.txt */
+#define GW_NVML_TABLE_LIST_MAX 1024u /* entries of one NVML_TABLE_CALL process list at most */
+#define GW_NVML_PROCESS_ENTRY_SIZE 4128u /* bytes of one entry of NVML's private process lists: u32 pid, u32 pad, u64 used memory, u32 GPU instance, u32 compute instance, u64 CC-protected memory, char[4096] name */
 #define GW_F_HELLO_EXT (1u << 8u) /* on a HELLO frame only: extension records (u16 type, u16 len, value) follow the program name */
 #define GW_ENV_FORWARDED_COUNT 6
 #define GW_ENV_FORWARDED_NAMES "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "CUDA_CACHE_DISABLE", "CUDA_FORCE_PTX_JIT", "CUDA_DISABLE_PTX_JIT", "CUDA_MODULE_LOADING" /* the variables EXT_ENV may carry */
@@ -80,6 +82,7 @@ enum {
     GW_OP_STAGING_FILL = 29, /* the bytes a graph memcpy node's host source holds now (docs/protocol.md "Graph host sources"), written into that node's staging (made by GRAPH_ADD_MEMCPY_NODE under the client's id) at offset, in stream order on stream (flags 1: per-thread stream), before the launch that follows; an unknown staging, unknown flags or bytes past the staging's end end the session */
     GW_OP_STAGING_FREE = 30, /* a staging no graph or executable graph uses any more: freed; an unknown staging ends the session */
     GW_OP_ADMIN = 31, /* an admin request on a status probe's connection (an admin token's; src/gpuwire/slurm/jobs.py, docs/scale-out.md): JSON mint, revoke or list; answered with one ADMIN frame of JSON */
+    GW_OP_NVML_TABLE_CALL = 32, /* a slot of NVML's private export table 6c3efec4-8fc9-4e6c-a327-ee696e12f7c4 (docs/export-tables.md, "NVML's table"), on the worker's real NVML with the real device: slot 213..215 a device's running processes (this client's only; capacity 0..NVML_TABLE_LIST_MAX entries), 230 the host's max PCIe link generation, 249 the sparse operation mode (capacity 0). status is the slot's nvmlReturn_t; value the count it wrote (lists: on SUCCESS the entries that follow, on INSUFFICIENT_SIZE the count needed) or the value it wrote (on SUCCESS); entries: value x NVML_PROCESS_ENTRY_SIZE bytes, a list's on SUCCESS only. Another slot, a capacity out of range or device 0: status NVML_ERROR_INVALID_ARGUMENT; an unknown device: CUDA_ERROR_INVALID_HANDLE; a real NVML without that table or slot: NVML_ERROR_NOT_SUPPORTED */
 };
 /* Old names, removed after the rename lands in native/client and native/worker. */
 
@@ -1049,6 +1052,68 @@ static inline size_t gw_staging_free_req_get(const uint8_t *in, size_t len, gw_s
         return 0;
     memcpy(&v->staging, in + 0, 8);
     return 8;
+}
+
+/* NVML_TABLE_CALL req: u32 slot, u64 device, u32 capacity */
+typedef struct gw_nvml_table_call_req {
+    uint32_t slot;
+    uint64_t device;
+    uint32_t capacity;
+} gw_nvml_table_call_req;
+#define GW_NVML_TABLE_CALL_REQ_SIZE 16u
+static inline size_t gw_nvml_table_call_req_put(uint8_t *out, const gw_nvml_table_call_req *v)
+{
+    memcpy(out + 0, &v->slot, 4);
+    memcpy(out + 4, &v->device, 8);
+    memcpy(out + 12, &v->capacity, 4);
+    return 16;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_nvml_table_call_req_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 8, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 16 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_nvml_table_call_req_get(const uint8_t *in, size_t len, gw_nvml_table_call_req *v)
+{
+    if (len < 16)
+        return 0;
+    memcpy(&v->slot, in + 0, 4);
+    memcpy(&v->device, in + 4, 8);
+    memcpy(&v->capacity, in + 12, 4);
+    return 16;
+}
+
+/* NVML_TABLE_CALL rep: i32 result, u32 status, u32 value, bytes entries */
+typedef struct gw_nvml_table_call_rep {
+    int32_t result;
+    uint32_t status;
+    uint32_t value;
+} gw_nvml_table_call_rep;
+#define GW_NVML_TABLE_CALL_REP_SIZE 12u
+static inline size_t gw_nvml_table_call_rep_put(uint8_t *out, const gw_nvml_table_call_rep *v)
+{
+    memcpy(out + 0, &v->result, 4);
+    memcpy(out + 4, &v->status, 4);
+    memcpy(out + 8, &v->value, 4);
+    return 12;
+}
+/* the wire size of field i, in order; 0 past the last (a decoder's message on a cut request) */
+static inline size_t gw_nvml_table_call_rep_field_size(unsigned i)
+{
+    static const size_t s[] = {4, 4, 4, 0};
+    return i < sizeof s / sizeof s[0] ? s[i] : 0;
+}
+/* 0 if fewer than 12 bytes are there; else the bytes read (what follows is the caller's) */
+static inline size_t gw_nvml_table_call_rep_get(const uint8_t *in, size_t len, gw_nvml_table_call_rep *v)
+{
+    if (len < 12)
+        return 0;
+    memcpy(&v->result, in + 0, 4);
+    memcpy(&v->status, in + 4, 4);
+    memcpy(&v->value, in + 8, 4);
+    return 12;
 }
 
 /* HTOD req: u64 dst, u64 stream, bytes data */

@@ -42,6 +42,8 @@ DOT_MAX = 16773120
 MODULE_NAME_MAX = 65535  # bytes of a function's name in MODULE_INFO at most (u16)
 MEMORYTYPE_ARRAY = 3  # CU_MEMORYTYPE_ARRAY: a band side that is an array
 OP_FIRST_CALL = 256  # driver calls: 256 + index in codegen/driver_symbols.txt
+NVML_TABLE_LIST_MAX = 1024  # entries of one NVML_TABLE_CALL process list at most
+NVML_PROCESS_ENTRY_SIZE = 4128
 F_HELLO_EXT = 1 << 8
 
 # control ops
@@ -73,6 +75,7 @@ OP_HOST_RETURNED = 28
 OP_STAGING_FILL = 29
 OP_STAGING_FREE = 30
 OP_ADMIN = 31
+OP_NVML_TABLE_CALL = 32
 # old names, removed after the rename lands
 OP_NAMES = {
     OP_HELLO: 'HELLO',
@@ -103,6 +106,7 @@ OP_NAMES = {
     OP_STAGING_FILL: 'STAGING_FILL',
     OP_STAGING_FREE: 'STAGING_FREE',
     OP_ADMIN: 'ADMIN',
+    OP_NVML_TABLE_CALL: 'NVML_TABLE_CALL',
 }
 # driver calls: op OP_FIRST_CALL + i is DRIVER_OP_NAMES[i] (codegen/driver_symbols.txt)
 DRIVER_OP_NAMES = (
@@ -873,6 +877,8 @@ HOST_CALL_REQ = struct.Struct("<QQi")  # call, callback, status
 HOST_RETURNED_REQ = struct.Struct("<Q")  # call
 STAGING_FILL_REQ = struct.Struct("<QQQI")  # staging, offset, stream, flags
 STAGING_FREE_REQ = struct.Struct("<Q")  # staging
+NVML_TABLE_CALL_REQ = struct.Struct("<IQI")  # slot, device, capacity
+NVML_TABLE_CALL_REP = struct.Struct("<iII")  # result, status, value
 HTOD_REQ = struct.Struct("<QQ")  # dst, stream
 DTOH_REQ = struct.Struct("<QQQ")  # src, n, stream
 DTOH_REP = struct.Struct("<i")  # result

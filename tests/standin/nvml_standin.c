@@ -8,13 +8,15 @@
  * The running processes it lists are the calling process (the worker, which
  * holds the stand-in "GPU") and every other process of the same executable
  * (the server's other workers: other sessions, other tenants), as a shared
- * GPU lists them all. Functions it does not export are answered
+ * GPU lists them all. It also serves the slots of NVML's private export table
+ * that gpuwire forwards (at the end). Functions it does not export are answered
  * NVML_ERROR_FUNCTION_NOT_FOUND by the worker. */
 #define _GNU_SOURCE
 #include <nvml.h>
 #include <dirent.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -511,4 +513,105 @@ SN_API nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t d, unsi
 SN_API nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t d, unsigned int *n, nvmlProcessInfo_t *i)
 {
     return processes(d, n, i, sizeof *i);
+}
+
+/* ---- NVML's private export table (docs/export-tables.md, "NVML's table") ----
+ * The slots gpuwire's worker forwards, so the path is tested end to end: the
+ * process lists (NVML_PROCESS_ENTRY_SIZE-byte entries: the device's holders
+ * as above, the caller with SN_TABLE_PROC_MEM used, then pid 1, a process no
+ * client owns, which the worker must filter out), the host's max PCIe
+ * generation (SN_HOST_MAX_PCIE_GEN) and the sparse operation mode (not
+ * supported). Every other word of the table is NULL. GPUWIRE_STANDIN_NVML_TABLE
+ * plays an NVML without it: "absent" (no such table) or "short" (a size word
+ * that ends before slot 230), for the worker's refusals. */
+
+#define SN_TABLE_WORDS 256
+#define SN_TABLE_ENTRY_SIZE 4128 /* u32 pid, u64 used @8, u32 GI @16, u32 CI @20, u64 CC @24, char name[4096] @32 */
+#define SN_TABLE_PROC_MEM (64ull << 20)
+#define SN_HOST_MAX_PCIE_GEN 5
+
+static void table_entry(unsigned char *e, unsigned pid, unsigned long long used)
+{
+    memset(e, 0, SN_TABLE_ENTRY_SIZE);
+    unsigned none = 0xFFFFFFFFu;
+    memcpy(e, &pid, 4);
+    memcpy(e + 8, &used, 8);
+    memcpy(e + 16, &none, 4);
+    memcpy(e + 20, &none, 4);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%u/exe", pid);
+    ssize_t k = readlink(path, (char *)e + 32, 4095); /* empty for a process of another user */
+    if (k < 0)
+        e[32] = 0;
+}
+
+static nvmlReturn_t table_processes(nvmlDevice_t d, unsigned *count, unsigned char *entries)
+{
+    nvmlReturn_t r = check(d);
+    if (r == NVML_SUCCESS && (!count || (*count && !entries)))
+        r = NVML_ERROR_INVALID_ARGUMENT;
+    if (r != NVML_SUCCESS)
+        return r;
+    unsigned pids[1024];
+    unsigned n = holders(pids, 1023);
+    if (n > 1023)
+        n = 1023;
+    pids[n++] = 1;
+    unsigned have = *count;
+    *count = n;
+    if (have < n)
+        return NVML_ERROR_INSUFFICIENT_SIZE;
+    for (unsigned i = 0; i < n; i++)
+        table_entry(entries + (size_t)i * SN_TABLE_ENTRY_SIZE, pids[i], i == 0 ? SN_TABLE_PROC_MEM : 0);
+    return NVML_SUCCESS;
+}
+
+static nvmlReturn_t table_host_max_pcie_gen(nvmlDevice_t d, unsigned *gen)
+{
+    nvmlReturn_t r = check(d);
+    if (r == NVML_SUCCESS && !gen)
+        r = NVML_ERROR_INVALID_ARGUMENT;
+    if (r == NVML_SUCCESS)
+        *gen = SN_HOST_MAX_PCIE_GEN;
+    return r;
+}
+
+static nvmlReturn_t table_sparse_mode(nvmlDevice_t d, unsigned *mode)
+{
+    (void)mode; /* never written, as by an NVML without the mode */
+    nvmlReturn_t r = check(d);
+    return r == NVML_SUCCESS ? NVML_ERROR_NOT_SUPPORTED : r;
+}
+
+static const void *sn_table[SN_TABLE_WORDS] = {
+    [0] = (const void *)(uintptr_t)(SN_TABLE_WORDS * sizeof(void *)),
+    [213] = (const void *)table_processes, [214] = (const void *)table_processes,
+    [215] = (const void *)table_processes, [230] = (const void *)table_host_max_pcie_gen,
+    [249] = (const void *)table_sparse_mode,
+};
+
+/* 6c3efec4-8fc9-4e6c-a327-ee696e12f7c4 as it lies in memory */
+static const unsigned char sn_table_id[16] = {0xc4, 0xfe, 0x3e, 0x6c, 0xc9, 0x8f, 0x6c, 0x4e,
+                                              0xa3, 0x27, 0xee, 0x69, 0x6e, 0x12, 0xf7, 0xc4};
+
+/* The same words with a size that ends at slot 223, for GPUWIRE_STANDIN_NVML_TABLE=short. */
+static const void *sn_short_table[SN_TABLE_WORDS];
+
+SN_API nvmlReturn_t nvmlInternalGetExportTable(const void **out, const unsigned char *id)
+{
+    if (!out || !id)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    const char *how = getenv("GPUWIRE_STANDIN_NVML_TABLE");
+    if (memcmp(id, sn_table_id, sizeof sn_table_id) || (how && !strcmp(how, "absent"))) {
+        *out = NULL;
+        return NVML_ERROR_NOT_SUPPORTED;
+    }
+    if (how && !strcmp(how, "short")) {
+        memcpy(sn_short_table, sn_table, sizeof sn_table);
+        sn_short_table[0] = (const void *)(uintptr_t)(224 * sizeof(void *));
+        *out = sn_short_table;
+        return NVML_SUCCESS;
+    }
+    *out = sn_table;
+    return NVML_SUCCESS;
 }

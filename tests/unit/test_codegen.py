@@ -88,7 +88,7 @@ DECL_PATH = ROOT / "codegen" / "protocol.txt"
 
 def test_declaration_parses():
     w = wire_decl.parse(str(DECL_PATH))
-    assert [o.id for o in w.ops] == sorted(o.id for o in w.ops) and len(w.ops) == 28
+    assert [o.id for o in w.ops] == sorted(o.id for o in w.ops) and len(w.ops) == 29
     assert w.op("DELIVER").id == 21 and "posted" in w.op("DELIVER").props
     assert {s: w.structs[s].size for s in w.structs} == {"hdr": 16, "hello": 24, "hello_ok": 80, "lane_grant": 24,
                                                           "device_info": 344,
@@ -149,7 +149,7 @@ def test_property_table_agrees_with_the_annotations(tmp_path):
         rows[int(op)] = [int(v) for v in vals] + [label]
     ids = {s: 256 + i for i, s in enumerate(symbols)}
     control = {o.id for o in w.ops if "control" in o.props}
-    assert {op for op, v in rows.items() if v[0]} == control == {6, 7, 16, 18, 19, 21, 23, 24, 25, 26, 28, 29, 30}
+    assert {op for op, v in rows.items() if v[0]} == control == {6, 7, 16, 18, 19, 21, 23, 24, 25, 26, 28, 29, 30, 32}
     assert {op for op, v in rows.items() if v[1]} == {18, 19}
     assert {op for op, v in rows.items() if v[2]} == {ids[s] for s in props["only_waits"] | props["dtoh"]}
     assert {op for op, v in rows.items() if v[3] == 1} == {ids[s] for s in props["htod"]}

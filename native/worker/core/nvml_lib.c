@@ -88,7 +88,7 @@ static int own_process(unsigned pid)
 }
 
 typedef nvmlReturn_t (*name_fn)(unsigned, char *, unsigned);
-typedef nvmlReturn_t (*list_fn)(nvmlDevice_t, unsigned *, void *);
+typedef gw_nvml_list_fn list_fn;
 static name_fn real_name;
 static list_fn real_list[GW_NVML_OP_COUNT];
 
@@ -101,7 +101,7 @@ static nvmlReturn_t process_name(unsigned pid, char *name, unsigned length)
 
 /* The device's list, filtered to this client's processes; NVML's count
  * conventions kept (INSUFFICIENT_SIZE with the count needed, SUCCESS with 0). */
-static nvmlReturn_t own_list(list_fn real, size_t elem, nvmlDevice_t dev, unsigned *count, void *infos)
+nvmlReturn_t gw_nvml_own_list(gw_nvml_list_fn real, size_t elem, nvmlDevice_t dev, unsigned *count, void *infos)
 {
     if (!count)
         return real(dev, count, infos);
@@ -145,7 +145,7 @@ static nvmlReturn_t own_list(list_fn real, size_t elem, nvmlDevice_t dev, unsign
 #define OWN_LIST(op, type)                                                                              \
     static nvmlReturn_t own_##op(nvmlDevice_t d, unsigned *n, void *i)                                  \
     {                                                                                                   \
-        return own_list(real_list[GW_NVML_OP_##op - GW_NVML_OP_FIRST], sizeof(type), d, n, i);           \
+        return gw_nvml_own_list(real_list[GW_NVML_OP_##op - GW_NVML_OP_FIRST], sizeof(type), d, n, i);   \
     }
 OWN_LIST(nvmlDeviceGetComputeRunningProcesses, nvmlProcessInfo_v1_t)
 OWN_LIST(nvmlDeviceGetComputeRunningProcesses_v2, nvmlProcessInfo_v2_t)
@@ -176,9 +176,11 @@ static void install_process_filters(void)
         syms[i] = (void *)process_name;
 }
 
+static void *lib;
+
 static void load(void)
 {
-    void *lib = dlopen(nvml_path, RTLD_NOW | RTLD_LOCAL);
+    lib = dlopen(nvml_path, RTLD_NOW | RTLD_LOCAL);
     if (!lib) {
         gw_wlog("cannot load NVML %s: %s; NVML requests are answered NVML_ERROR_LIBRARY_NOT_FOUND", nvml_path,
                 dlerror());
@@ -190,6 +192,13 @@ static void load(void)
     install_process_filters();
     loaded = 1;
     gw_wlog("loaded NVML %s", nvml_path);
+}
+
+void *gw_nvml_lib_sym(const char *name, int *no_library)
+{
+    pthread_once(&once, load);
+    *no_library = loaded < 0;
+    return loaded > 0 ? dlsym(lib, name) : NULL;
 }
 
 void gw_nvml_reply(gw_call *c, nvmlReturn_t res)

@@ -13,5 +13,10 @@
 void gw_nvml_set_path(const char *path);            /* --nvml PATH */
 void *gw_nvml_fn(gw_call *c, unsigned op);          /* NULL after answering why not */
 void gw_nvml_reply(gw_call *c, nvmlReturn_t res);   /* i32 0, then u32 res; outputs follow */
+/* A symbol of the NVML library by name (loading it first); *no_library 1 if it could not be loaded. */
+void *gw_nvml_lib_sym(const char *name, int *no_library);
+/* A process list (elem-byte entries, pid first) with only this client's processes, NVML's count rules kept. */
+typedef nvmlReturn_t (*gw_nvml_list_fn)(nvmlDevice_t, unsigned *, void *);
+nvmlReturn_t gw_nvml_own_list(gw_nvml_list_fn real, size_t elem, nvmlDevice_t dev, unsigned *count, void *infos);
 
 #endif

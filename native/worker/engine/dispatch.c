@@ -16,6 +16,7 @@ static const gw_handler control[] = {
     [GW_OP_MAPPED_UNMAP] = gw_op_mapped_unmap,
     [GW_OP_MAPPED_READ] = gw_op_mapped_read,
     [GW_OP_STAGING_FILL] = gw_op_staging_fill, [GW_OP_STAGING_FREE] = gw_op_staging_free,
+    [GW_OP_NVML_TABLE_CALL] = gw_op_nvml_table_call,
 };
 
 void gw_dispatch_run(gw_call *c)

@@ -24,6 +24,7 @@ void gw_op_mapped_unmap(gw_call *c); /* GW_OP_MAPPED_UNMAP (mapped.c) */
 void gw_op_mapped_read(gw_call *c);  /* GW_OP_MAPPED_READ (mapped.c) */
 void gw_op_staging_fill(gw_call *c); /* GW_OP_STAGING_FILL (graph_sources.c) */
 void gw_op_staging_free(gw_call *c); /* GW_OP_STAGING_FREE (graph_sources.c) */
+void gw_op_nvml_table_call(gw_call *c); /* GW_OP_NVML_TABLE_CALL (nvml_internal.c) */
 /* GW_OP_MAPPED_WRITE, applied by the reader as it reads the frame (mapped.c):
  * 0, or -1 and why (the session ends) */
 int gw_mapped_write(const uint8_t *payload, uint32_t len, char *why, size_t whycap);
