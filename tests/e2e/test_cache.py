@@ -368,6 +368,23 @@ def test_a_cold_run_of_large_copies_takes_the_lanes_and_is_stored(deep_queue_ser
     assert warm["cache"]["hits"] == 20 and warm["cache"]["misses"] == 0, warm["cache"]
 
 
+def test_an_upload_whose_first_chunks_alone_are_cached_completes(deep_queue_server, tmp_path):
+    """A cache hit's copies go through a ring of slots handed back to the reader
+    threads a quarter ring at a time; a stretch of absent chunks after a few hits
+    issued no copy and so handed nothing back, and the worker waited forever for
+    a chunk no reader could load (most likely StreamPriorities' hang on the H100:
+    256 MiB of counting integers, whose first chunks other samples had cached,
+    and a CAS_REFS that ran 31 s). 5 hits, then 29 absent chunks."""
+    srv = deep_queue_server
+    upload(srv, tmp_path, "prefix", 0, 20, "--counting")
+    deadline = time.monotonic() + 30
+    while len(entries(srv.cache)) < 5 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(entries(srv.cache)) == 5, len(entries(srv.cache))
+    _, whole = upload(srv, tmp_path, "whole", 0, 136, "--counting")
+    assert whole["cache"]["hits"] == 5 and whole["cache"]["misses"] == 29, whole["cache"]
+
+
 def test_a_refilled_buffer_whose_bytes_the_cache_has_asks_again(cache_server, tmp_path):
     """The retry (every sixteenth upload into a buffer marked fresh) finds bytes
     the cache has: the mark goes, and the next upload asks the cache again."""

@@ -11,12 +11,15 @@ reads them back and prints one line: RESULT {"ok": ..., "sha256": ...}.
 refilled each step, as llama.cpp's input embeddings).
 --refill K: then K more uploads of new bytes into the last allocation (a
 buffer refilled each step after a model's load, llama.cpp's batch input).
---pinned: the source is page-locked (cuMemHostAlloc), as a data loader's staging."""
+--pinned: the source is page-locked (cuMemHostAlloc), as a data loader's staging.
+--counting: the bytes count up as 32-bit integers (SEED ignored), as many CUDA samples
+fill their inputs: a smaller upload is a prefix of a larger one."""
 
 import ctypes
 import hashlib
 import json
 import mmap
+import array
 import random
 import sys
 
@@ -50,6 +53,8 @@ def main() -> int:
             f = open(path, "rb")
             keep = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
             data = keep
+        elif "--counting" in args:
+            data = array.array("i", range(int(mib * (1 << 20)) // 4)).tobytes()
         else:
             data = random.Random(seed + k).randbytes(int(mib * (1 << 20)))
         n = len(data)

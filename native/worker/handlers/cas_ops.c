@@ -331,7 +331,9 @@ void gw_op_cas_refs(gw_call *c)
     int prof = gw_prof_on() > 0;
     uint64_t tj = prof ? gw_prof_now() : 0;
     pthread_mutex_lock(&p.m);
-    for (uint32_t i = 0; i < n && !p.stage; i++) {
+    /* Only this thread sets stop, and it leaves the loop when it does: a reader
+     * that stopped would never load the chunk waited for below. */
+    for (uint32_t i = 0; i < n && !p.stage && !p.stop; i++) {
         uint64_t t0 = prof ? gw_prof_now() : 0;
         while (p.state[i] == LOADING)
             pthread_cond_wait(&p.cv, &p.m);
@@ -361,8 +363,28 @@ void gw_op_cas_refs(gw_call *c)
             }
             pthread_mutex_lock(&p.m);
         }
-        if (r != CUDA_SUCCESS)
+        if (r != CUDA_SUCCESS) {
             p.stop = 1; /* the readers end; the reply is the failure */
+            pthread_cond_broadcast(&p.cv);
+            break;
+        }
+        if (issued && p.state[i] != LOADED) {
+            /* An absent chunk issues no copy, so the quarter-ring sync below would
+             * not come while a stretch of absent chunks follows hits: the slots stay
+             * unreturned, the readers stop RING chunks on, and this loop waits for a
+             * chunk none will load (reproduced on the stand-in; most likely
+             * StreamPriorities' hang on the H100, whose CAS_REFS ran 31 s there).
+             * Hand the slots back now. */
+            pthread_mutex_unlock(&p.m);
+            r = pp.sync(pp.s);
+            issued = 0;
+            pthread_mutex_lock(&p.m);
+            if (r != CUDA_SUCCESS) {
+                p.stop = 1;
+                pthread_cond_broadcast(&p.cv);
+                break;
+            }
+        }
         if (!issued) { /* every slot up to i is free again */
             p.copied = i + 1;
             pthread_cond_broadcast(&p.cv);
