@@ -3966,7 +3966,7 @@ CUresult CUDAAPI cuProfilerStop(void)
 }
 
 #undef cuStreamAttachMemAsync
-CUresult CUDAAPI cuStreamAttachMemAsync(CUstream hStream, CUdeviceptr dptr, size_t length, unsigned int flags)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamAttachMemAsync(CUstream hStream, CUdeviceptr dptr, size_t length, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamAttachMemAsync);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
@@ -3980,7 +3980,7 @@ CUresult CUDAAPI cuStreamAttachMemAsync(CUstream hStream, CUdeviceptr dptr, size
 }
 
 #undef cuStreamAttachMemAsync_ptsz
-CUresult CUDAAPI cuStreamAttachMemAsync_ptsz(CUstream hStream, CUdeviceptr dptr, size_t length, unsigned int flags)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuStreamAttachMemAsync_ptsz(CUstream hStream, CUdeviceptr dptr, size_t length, unsigned int flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuStreamAttachMemAsync_ptsz);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);

@@ -191,6 +191,8 @@ CUresult CUDAAPI gwf_cuModuleGetFunction(CUfunction * hfunc, CUmodule hmod, cons
 CUresult CUDAAPI gwf_cuModuleGetGlobal_v2(CUdeviceptr * dptr, size_t * bytes, CUmodule hmod, const char * name);
 CUresult CUDAAPI gwf_cuModuleGetLoadingMode(CUmoduleLoadingMode * mode);
 CUresult CUDAAPI gwf_cuModuleUnload(CUmodule hmod);
+CUresult CUDAAPI gwf_cuStreamAttachMemAsync(CUstream hStream, CUdeviceptr dptr, size_t length, unsigned int flags);
+CUresult CUDAAPI gwf_cuStreamAttachMemAsync_ptsz(CUstream hStream, CUdeviceptr dptr, size_t length, unsigned int flags);
 CUresult CUDAAPI gwf_cuStreamBeginCaptureToGraph(CUstream hStream, CUgraph hGraph, const CUgraphNode * dependencies, const CUgraphEdgeData * dependencyData, size_t numDependencies, CUstreamCaptureMode mode);
 CUresult CUDAAPI gwf_cuStreamBeginCaptureToGraph_ptsz(CUstream hStream, CUgraph hGraph, const CUgraphNode * dependencies, const CUgraphEdgeData * dependencyData, size_t numDependencies, CUstreamCaptureMode mode);
 CUresult CUDAAPI gwf_cuStreamBeginCapture_v2(CUstream hStream, CUstreamCaptureMode mode);

@@ -56,6 +56,35 @@ def test_a_fault_outside_mapped_memory_is_the_programs(server):
     assert result.returncode in (-11, 139), explain(result, server)
 
 
+def test_host_touch_of_managed_memory_during_a_kernel_faults(server):
+    """The device reports CONCURRENT_MANAGED_ACCESS 0: the host writing globally
+    attached managed memory while a kernel may run faults with a message, as on
+    such a device, instead of racing the device on two copies (the
+    systemWideAtomics sample got a wrong sum so)."""
+    program = PROGRAMS_DIR / "mapped_memory_shared"
+    if not program.is_file():
+        pytest.skip(NOT_BUILT)
+    result = gw_run([str(program), "managed-race"], server=server.address, timeout=60)
+    assert "touching managed memory (race)" in result.stdout, explain(result, server)
+    assert result.returncode in (-11, 139), explain(result, server)
+    assert "CONCURRENT_MANAGED_ACCESS 0" in result.stderr, explain(result, server)
+    raced = gw_run([str(program), "managed-race"], server=server.address, timeout=60,
+                   env={"GPUWIRE_MANAGED_CONCURRENT": "1"})
+    assert raced.returncode == 0 and "PASS mapped_memory managed-race" in raced.stdout, explain(raced, server)
+
+
+@pytest.mark.parametrize("how", ["synced", "attached"])
+def test_host_touch_of_managed_memory_allowed(server, how):
+    """After a synchronize, or attached to the host (cuStreamAttachMemAsync),
+    the host may touch managed memory while other kernels run."""
+    program = PROGRAMS_DIR / "mapped_memory_shared"
+    if not program.is_file():
+        pytest.skip(NOT_BUILT)
+    result = gw_run([str(program), f"managed-{how}"], server=server.address, timeout=60)
+    assert result.returncode == 0, explain(result, server)
+    assert f"PASS mapped_memory managed-{how}" in result.stdout, explain(result, server)
+
+
 def test_a_forked_child_forgets_the_parents_mapped_ranges(server):
     """A child forked while the parent's mapped pages are stale can touch its
     registered pages (its own memory now) and exit; the parent goes on."""

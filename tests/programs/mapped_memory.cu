@@ -76,12 +76,44 @@ static int forked(void)
     return 0;
 }
 
+/* "managed-race", "managed-synced", "managed-attached": the device reports
+ * no concurrent managed access, so the host touching globally attached managed
+ * memory while a kernel may run faults, as on such a device ("race"); after a
+ * synchronize ("synced"), or with the memory attached to the host, it does not. */
+static int managed_touch(const char *how)
+{
+    const int n = 4096;
+    float *m, *a;
+    CK(cudaMallocManaged((void **)&m, n * sizeof(float), cudaMemAttachGlobal));
+    CK(cudaMallocManaged((void **)&a, n * sizeof(float), cudaMemAttachGlobal));
+    for (int i = 0; i < n; i++)
+        m[i] = a[i] = 1.0f;
+    if (!strcmp(how, "attached")) {
+        CK(cudaStreamAttachMemAsync(0, m, 0, cudaMemAttachHost));
+        CK(cudaStreamSynchronize(0));
+    }
+    vector_add<<<(n + 255) / 256, 256>>>(a, a, a, n); /* a kernel on the other allocation */
+    CK(cudaGetLastError());
+    if (!strcmp(how, "synced"))
+        CK(cudaDeviceSynchronize());
+    printf("touching managed memory (%s)\n", how);
+    fflush(stdout);
+    m[0] = 5.0f;
+    CK(cudaDeviceSynchronize());
+    if (m[0] != 5.0f || a[0] != 2.0f)
+        FAIL("after the kernel: %g %g", m[0], a[0]);
+    printf("PASS mapped_memory managed-%s\n", how);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "crash"))
         return crash();
     if (argc > 1 && !strcmp(argv[1], "fork"))
         return forked();
+    if (argc > 1 && !strncmp(argv[1], "managed-", 8))
+        return managed_touch(argv[1] + 8);
     const int n = 300000; /* not a whole number of pages */
     const size_t bytes = (size_t)n * sizeof(float);
     int can_map = 0;

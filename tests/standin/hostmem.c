@@ -77,6 +77,21 @@ SD_API CUresult cuMemAllocManaged(CUdeviceptr *d, size_t size, unsigned int flag
     return cuMemAlloc_v2(d, size);
 }
 
+/* Attaching managed memory changes nothing the stand-in's host could see: the
+ * arguments are checked as the driver checks them (a stream, one flag of
+ * GLOBAL, HOST, SINGLE) and the call succeeds. */
+SD_API CUresult cuStreamAttachMemAsync(CUstream s, CUdeviceptr d, size_t length, unsigned int flags)
+{
+    (void)length;
+    if (!d || (flags != CU_MEM_ATTACH_GLOBAL && flags != CU_MEM_ATTACH_HOST && flags != CU_MEM_ATTACH_SINGLE))
+        return CUDA_ERROR_INVALID_VALUE;
+    sd_lock();
+    sd_ctx *c;
+    CUresult r = sd_stream_check(s, &c);
+    sd_unlock();
+    return r;
+}
+
 SD_API CUresult cuMemHostAlloc(void **pp, size_t size, unsigned int flags)
 {
     if (!pp || (flags & ~(unsigned)(CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP |

@@ -204,3 +204,22 @@ CUresult CUDAAPI cuMemRangeGetAttributes(void **data, size_t *sizes, CUmem_range
         rc = range_attr(data[i], sizes[i], attrs[i], &h);
     return rc;
 }
+
+/* Forwarded; the client notes where the memory is attached now: attached to
+ * the host or one stream, the host may touch it while other kernels run
+ * (state/mapped.c faults such a touch of globally attached memory). */
+CUresult CUDAAPI cuStreamAttachMemAsync(CUstream hStream, CUdeviceptr dptr, size_t length, unsigned int flags)
+{
+    CUresult rc = gwf_cuStreamAttachMemAsync(hStream, dptr, length, flags);
+    if (rc == CUDA_SUCCESS)
+        gw_mapped_set_attach(dptr, flags);
+    return rc;
+}
+
+CUresult CUDAAPI cuStreamAttachMemAsync_ptsz(CUstream hStream, CUdeviceptr dptr, size_t length, unsigned int flags)
+{
+    CUresult rc = gwf_cuStreamAttachMemAsync_ptsz(hStream, dptr, length, flags);
+    if (rc == CUDA_SUCCESS)
+        gw_mapped_set_attach(dptr, flags);
+    return rc;
+}

@@ -13,7 +13,13 @@
  * call leaves; every page turns stale after a round trip that followed device
  * work (launches, copies: anything sent), and a stale page is fetched
  * (MAPPED_READ) on the host's first touch, from the SIGSEGV handler below.
- * Memory the program never maps costs nothing: no handler, no hooks. */
+ * Memory the program never maps costs nothing: no handler, no hooks.
+ *
+ * The device reports CONCURRENT_MANAGED_ACCESS 0, so, as on such a device,
+ * the host may not touch managed memory attached globally while a kernel may
+ * run (from a launch until a synchronize's reply): such a touch is reported
+ * and faults, where a mirror would let host and device race on their own
+ * copies and lose writes (GPUWIRE_MANAGED_CONCURRENT=1: let it race). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -41,6 +47,7 @@ typedef struct mrange {
     uint8_t *alias;      /* gpuwire's own view of the same pages */
     uint8_t *state;      /* one byte a page */
     size_t ndirty;
+    int host_attached;   /* managed: attached to the host or a stream (cuStreamAttachMemAsync), not global */
     uint64_t next_fetch; /* where a run of fetches would go on; its window */
     size_t window;
 } mrange;
@@ -54,6 +61,8 @@ static atomic_flag busy = ATOMIC_FLAG_INIT; /* every page-state change; async-si
 static unsigned long long epoch, invalidated_at; /* requests sent; as of the last invalidation */
 static __thread int inside;                      /* this thread is in the code below: no hook */
 static struct sigaction previous;
+static atomic_int kernels_may_run; /* a launch left since the last synchronize's reply */
+static int managed_races;          /* GPUWIRE_MANAGED_CONCURRENT=1, read at install */
 static int installed, atfork_set; /* under install_lock */
 static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -187,6 +196,19 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
     inside++;
     lock();
     size_t pg = (addr - r->base) / PAGE;
+    if (r->kind == GW_MAPPED_MANAGED && !r->host_attached && !managed_races &&
+        atomic_load(&kernels_may_run) && r->state[pg] != DIRTY) {
+        static const char m[] = "gpuwire: the host touched managed memory while a kernel may be running; this "
+                                "device reports CONCURRENT_MANAGED_ACCESS 0, where that is a fault: synchronize "
+                                "first, or attach the memory to the host or a stream (docs/host-memory.md)\n";
+        ssize_t w = write(2, m, sizeof m - 1);
+        (void)w;
+        signal(SIGSEGV, SIG_DFL); /* the access faults again, now for good */
+        unlock();
+        inside--;
+        errno = saved;
+        return;
+    }
     if (r->state[pg] == STALE) {
         /* the fault can come while this thread was reading a reply: set it aside */
         int pushed = gw_wire_tls_push() == 0;
@@ -241,6 +263,8 @@ static void before_request(unsigned op)
 {
     if (inside || ours(op))
         return;
+    if (gw_op_is_launch(op))
+        atomic_store(&kernels_may_run, 1);
     __atomic_add_fetch(&epoch, 1, __ATOMIC_RELAXED);
     gw_mapped_flush();
 }
@@ -262,6 +286,8 @@ static void invalidate_all(void)
 
 static void after_reply(unsigned op)
 {
+    if (gw_op_is_sync(op)) /* a stream's or an event's too: other streams' kernels go unseen (no false alarm) */
+        atomic_store(&kernels_may_run, 0);
     unsigned long long now = __atomic_load_n(&epoch, __ATOMIC_RELAXED);
     if (inside || ours(op) || now == invalidated_at)
         return;
@@ -304,6 +330,9 @@ static void install(void)
     sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, &previous);
+    unsigned long long v = 0;
+    managed_races = gw_env_int("GPUWIRE_MANAGED_CONCURRENT", 0, 1, "host touches of managed memory during kernels fault",
+                               &v) == 1 && v;
     gw_set_call_hooks(&hooks);
     if (!atfork_set)
         atfork_set = pthread_atfork(NULL, NULL, forget_in_child) == 0;
@@ -486,6 +515,7 @@ CUresult gw_mapped_alloc(unsigned kind, unsigned flags, size_t bytes, uint64_t *
         if (r) {
             r->kind = kind;
             r->flags = flags;
+            r->host_attached = kind == GW_MAPPED_MANAGED && (flags & CU_MEM_ATTACH_HOST);
             if (publish(r) == 0) {
                 *out = addr;
                 break;
@@ -641,3 +671,12 @@ static void make_stale(mrange *r, size_t pg, int unused)
 /* After a copy the client posted into mapped memory (no round trip follows
  * it): its pages turn stale, to be fetched after the copy on first touch. */
 void gw_mapped_written_remotely(uint64_t addr, uint64_t n) { each_page(addr, n, make_stale, 0); }
+
+/* cuStreamAttachMemAsync: memory attached to the host or one stream may be
+ * touched by the host while other work runs; attached globally, not. */
+void gw_mapped_set_attach(uint64_t addr, unsigned flags)
+{
+    mrange *r = find(addr);
+    if (r && r->kind == GW_MAPPED_MANAGED)
+        r->host_attached = !(flags & CU_MEM_ATTACH_GLOBAL);
+}

@@ -74,6 +74,7 @@ GW_HIDDEN int gw_mapped_live(void); /* 1 while any mapped or managed range exist
 /* gpuwire is about to read (0) or write (1) these bytes of the program's: made current, no fault inside */
 GW_HIDDEN void gw_mapped_prepare(uint64_t addr, uint64_t n, int for_write);
 GW_HIDDEN void gw_mapped_written_remotely(uint64_t addr, uint64_t n); /* a posted copy wrote them on the server */
+GW_HIDDEN void gw_mapped_set_attach(uint64_t addr, unsigned flags); /* cuStreamAttachMemAsync's flags */
 GW_HIDDEN void gw_mapped_flush(void);      /* the host's writes to the worker now */
 
 /* ---- device-to-host copies into pinned memory, delivered without a wait (deliveries.c) ---- */

@@ -51,8 +51,6 @@ GW_HIDDEN uint32_t gw_stream_thread_tag(void);
 GW_HIDDEN void gw_stream_lock(void);              /* gw_conn_lock, its wait counted */
 GW_HIDDEN int gw_stream_queue_locked(gw_req *q, uint32_t seq);
 GW_HIDDEN int gw_stream_flush_locked(void);
-GW_HIDDEN int gw_op_is_launch(unsigned op);
-GW_HIDDEN int gw_op_is_sync(unsigned op);
 GW_HIDDEN void gw_batch_note_synchronized(unsigned op); /* a synchronizing reply arrived: eager flushes (batch.c) */
 GW_HIDDEN void gw_batch_after_fork(void);
 GW_HIDDEN void gw_stream_observe_post(const gw_req *q); /* the post observer, for a link's post (servers.c) */

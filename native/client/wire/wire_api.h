@@ -123,6 +123,9 @@ typedef struct gw_call_hooks {
     void (*after_reply)(unsigned op);
 } gw_call_hooks;
 GW_HIDDEN void gw_set_call_hooks(const gw_call_hooks *h);
+/* what an op does to the GPU's work (batch.c): a launch (cuLaunch*, cuGraphLaunch*), a synchronize */
+GW_HIDDEN int gw_op_is_launch(unsigned op);
+GW_HIDDEN int gw_op_is_sync(unsigned op);
 /* An observer a layer above registers (state/stream_fences.c): called with
  * each posted (NOREPLY) request's op as it is queued, in queue order, with
  * the connection's lock held (so it must not make requests itself). */
