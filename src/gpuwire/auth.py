@@ -24,13 +24,12 @@ import os
 import re
 import secrets
 import socket
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpuwire import protocol
+from gpuwire import paths, protocol
 
 LABEL = b"gpuwire-auth-v1"
 TOKEN_RE = re.compile(r"^([0-9a-f]{16})\.([0-9a-f]{64})$")
@@ -186,19 +185,7 @@ class TokenStore:
              **({"role": e.role} if e.role else {}), **({"job": e.job} if e.job else {}),
              **({"gpus": list(e.gpus)} if e.gpus else {}), **({"expires": e.expires} if e.expires else {})}
             for e in sorted(self._entries.values(), key=lambda e: e.created)]}
-        fd, tmp = tempfile.mkstemp(prefix=".tokens.", dir=self.path.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=1)
-                f.write("\n")
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        paths.write_private(self.path, json.dumps(data, indent=1) + "\n")
         self._stamp = None
 
     def create(self, name: str = "", role: str = "", job: str = "", gpus: tuple[int, ...] = (),

@@ -8,6 +8,7 @@ place inside the package.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -73,3 +74,22 @@ def programs_dir() -> Path | None:
     """build/programs of the checkout (built by `make -C tests/programs`), else None."""
     root = source_root()
     return root / "build" / "programs" if root else None
+
+
+def write_private(path: Path, text: str, uid: int | None = None, gid: int | None = None) -> None:
+    """Replace path with text, mode 600 (owned by uid/gid when running as root):
+    written to a temporary file beside it first, so a reader never sees half."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        if uid is not None and os.geteuid() == 0:
+            os.fchown(fd, uid, gid if gid is not None else -1)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -318,7 +318,7 @@ def test_two_jobs_for_one_gpu_queue_in_slurm(cluster):
         assert second.returncode == 0, f"{out}\n{err}\n{cluster.logs()}"
         job2 = re.search(r"Slurm job (\d+):", err)
         assert job2 and job2.group(1) != job1, err
-        assert cluster.job_state(job1) in ("COMPLETED", "CANCELLED", "FAILED"), cluster.job_state(job1)
+        cluster.wait(f"job {job1} ended", lambda: cluster.job_state(job1) in ("COMPLETED", "CANCELLED", "FAILED"), 20)
     finally:
         for p in (first, second):
             if p is not None:
@@ -340,7 +340,8 @@ def test_a_cancelled_job_frees_its_lease_and_worker(cluster):
         cluster.slurm("scancel", job)
         cluster.wait("the cancelled job's lease, token and worker freed", lambda: freed(cluster, "a", pid), 20,
                      cluster.servers["a"])
-        assert cluster.job_state(job) == "CANCELLED"
+        # COMPLETING until slurmd has finished the epilog, which freed the lease above
+        cluster.wait("the job's state CANCELLED", lambda: cluster.job_state(job) == "CANCELLED", 20)
         assert re.search(rf'msg="job tokens revoked" job={job} tokens=1 sessions_ended=1',
                          cluster.servers["a"].log_text())
         assert holder.poll() is None  # the client lives on, without its GPU session

@@ -31,6 +31,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gpuwire import paths
 from gpuwire.auth import TokenStore
 from gpuwire.slurm import admin_client
 from gpuwire.slurm.jobs import JOB_RE, ROLE_ADMIN
@@ -218,20 +219,7 @@ def job_files(cfg: SiteConfig, job: str) -> tuple[Path, Path]:
 
 
 def _write_private(path: Path, text: str, uid: int | None, gid: int | None) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            if uid is not None and os.geteuid() == 0:
-                os.fchown(f.fileno(), uid, gid if gid is not None else -1)
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    paths.write_private(path, text, uid, gid)
 
 
 def read_job(cfg: SiteConfig, job: str) -> tuple[dict, str] | None:
