@@ -243,6 +243,27 @@ def test_bad_lane_data_ends_the_session(server, data, what):
     assert server.alive()
 
 
+def test_a_copy_whose_lane_data_never_comes_ends_the_session(tmp_path):
+    """The worker's reader waits for a lane copy's data; a client that never
+    sends it gets an ERROR frame naming the lane after GPUWIRE_WORKER_STUCK_S
+    seconds, instead of both sides waiting for ever (issue 14: no hang)."""
+    srv = start_server(tmp_path / "server.log", env={"GPUWIRE_WORKER_STUCK_S": "2"})
+    try:
+        sock, sid, grant = granted_session(srv)
+        with sock:
+            with open_lane(srv, grant, 0) as lane:
+                accepted(lane, 0)
+                t0 = time.monotonic()
+                sock.sendall(lane_copy_frame(0, 4096))
+                code, msg = expect_error_frame(sock)
+        assert code == protocol.ERR_MALFORMED and "lane 0: no data frame arrived within 2 s" in msg, msg
+        assert 1.5 < time.monotonic() - t0 < 30
+        srv.wait_for_log(r"session end", session=sid)
+        assert srv.alive()
+    finally:
+        srv.stop()
+
+
 def test_lane_traffic_keeps_a_session_from_idling(tmp_path):
     # the server ends sessions whose connection is idle; bytes on a lane do not
     # show on the session's own socket, but a session moving them is not idle

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core.h"
 
@@ -19,6 +20,41 @@ void gw_call_fail(gw_call *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->why, sizeof c->why, fmt, ap);
     va_end(ap);
+}
+
+void gw_call_stuck(gw_call *c, const char *fmt, ...)
+{
+    if (c->bad)
+        return;
+    c->bad = 2;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->why, sizeof c->why, fmt, ap);
+    va_end(ap);
+}
+
+int gw_stuck_seconds(void)
+{
+    static int s = -1;
+    if (s < 0) {
+        const char *v = getenv("GPUWIRE_WORKER_STUCK_S");
+        char *end = NULL;
+        long n = v && *v ? strtol(v, &end, 10) : 300;
+        s = v && *v && (*end || n < 0 || n > 86400) ? 300 : (int)n;
+    }
+    return s;
+}
+
+int gw_cond_wait_bounded(pthread_cond_t *cv, pthread_mutex_t *m, struct timespec *deadline)
+{
+    int limit = gw_stuck_seconds();
+    if (!limit)
+        return pthread_cond_wait(cv, m);
+    if (!deadline->tv_sec && !deadline->tv_nsec) {
+        clock_gettime(CLOCK_REALTIME, deadline); /* the clock of a default condition variable */
+        deadline->tv_sec += limit;
+    }
+    return pthread_cond_timedwait(cv, m, deadline);
 }
 
 const void *gw_in_view(gw_call *c, size_t n)

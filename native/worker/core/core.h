@@ -12,8 +12,10 @@
 #define GW_WORKER_CORE_H
 
 #include <cuda.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "../../common/wire.h"
 #include "../../generated/gw_ops.h"
@@ -22,7 +24,7 @@ typedef struct gw_call {
     gw_hdr h;
     const uint8_t *p; /* payload */
     size_t len, pos;
-    int bad;          /* malformed: the session ends */
+    int bad;          /* malformed (1) or stuck inside the worker (2): the session ends */
     char why[160];
     CUresult err;     /* a handle failed to resolve: answer this without calling */
     void **allocs;    /* per-call scratch, freed after the reply */
@@ -170,6 +172,16 @@ int gw_lanes_start(int chan_fd, uint32_t session, unsigned n, gw_lane_alloc_fn a
 unsigned gw_lanes_granted(void);
 /* The lane's next data frame (waits for it); NULL and why when the lane is closed or never opened. */
 void *gw_lane_next(unsigned lane, uint32_t *len, char *why, size_t whycap);
+
+/* Waits inside the worker that only the worker's own threads or the client's
+ * lanes can end (not the GPU's): bounded by GPUWIRE_WORKER_STUCK_S seconds
+ * (default 300; 0: unbounded), after which the call fails naming what it
+ * waited for and the session ends, rather than the client waiting for ever. */
+int gw_stuck_seconds(void);
+/* pthread_cond_wait with that bound from *deadline (0: set it now); ETIMEDOUT once past it */
+int gw_cond_wait_bounded(pthread_cond_t *cv, pthread_mutex_t *m, struct timespec *deadline);
+/* the call fails as stuck (bad = 2): the session ends with an ERROR frame naming it */
+void gw_call_stuck(gw_call *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int gw_lane_open(unsigned lane);  /* 1 if this session's lane is open */
 void gw_lanes_shutdown(void);     /* the session ends: every lane's reader and writer stop */
 uint8_t *gw_lane_buffer(void);    /* GW_COPY_CHUNK bytes for a device-to-host piece, or NULL */

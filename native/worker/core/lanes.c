@@ -348,8 +348,16 @@ void *gw_lane_next(unsigned k, uint32_t *len, char *why, size_t whycap)
         snprintf(why, whycap, "lane %u is not open", k);
         return NULL;
     }
-    while (!l->head && !l->closed)
-        pthread_cond_wait(&cv, &lock);
+    struct timespec deadline = {0, 0};
+    while (!l->head && !l->closed) {
+        if (gw_cond_wait_bounded(&cv, &lock, &deadline) == ETIMEDOUT) {
+            /* the reader waits for this lane alone: a client that never sends the data would hold the session */
+            snprintf(why, whycap, "lane %u: no data frame arrived within %d s for a copy frame (GPUWIRE_WORKER_STUCK_S)",
+                     k, gw_stuck_seconds());
+            pthread_mutex_unlock(&lock);
+            return NULL;
+        }
+    }
     lane_item *it = l->head;
     if (!it) {
         snprintf(why, whycap, "%s", l->why);

@@ -217,8 +217,8 @@ static void run_job(tthread *t, job *j)
         pthread_cond_broadcast(&sched_cv);
         pthread_mutex_unlock(&sched_lock);
         if (first) {
-            gw_wlog("closing session: malformed request: %s", c->why);
-            gw_send_error(GW_ERR_MALFORMED, c->why);
+            gw_wlog("closing session: %s: %s", c->bad == 2 ? "stuck" : "malformed request", c->why);
+            gw_send_error(c->bad == 2 ? GW_ERR_DRIVER : GW_ERR_MALFORMED, c->why);
             gw_io_shutdown(); /* the reader stops at once */
         }
         return;

@@ -15,6 +15,7 @@
  * cannot put wrong bytes under another chunk's name. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -335,8 +336,18 @@ void gw_op_cas_refs(gw_call *c)
      * that stopped would never load the chunk waited for below. */
     for (uint32_t i = 0; i < n && !p.stage && !p.stop; i++) {
         uint64_t t0 = prof ? gw_prof_now() : 0;
+        struct timespec deadline = {0, 0};
         while (p.state[i] == LOADING)
-            pthread_cond_wait(&p.cv, &p.m);
+            if (gw_cond_wait_bounded(&p.cv, &p.m, &deadline) == ETIMEDOUT)
+                break;
+        if (p.state[i] == LOADING) { /* no reader brought it: a bug of this pipeline, not the client's */
+            gw_call_stuck(c, "CAS_REFS (cache references): chunk %u of %u was not read within %d s "
+                             "(GPUWIRE_WORKER_STUCK_S): the session ends", i, n, gw_stuck_seconds());
+            r = CUDA_ERROR_UNKNOWN;
+            p.stop = 1;
+            pthread_cond_broadcast(&p.cv);
+            break;
+        }
         if (prof)
             atomic_fetch_add(&t_loaded_wait, since(t0));
         uint8_t *slot = p.ring + (size_t)(i % RING) * GW_COPY_CHUNK;
