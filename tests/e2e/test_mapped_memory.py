@@ -73,10 +73,10 @@ def test_host_touch_of_managed_memory_during_a_kernel_faults(server):
     assert raced.returncode == 0 and "PASS mapped_memory managed-race" in raced.stdout, explain(raced, server)
 
 
-@pytest.mark.parametrize("how", ["synced", "attached"])
+@pytest.mark.parametrize("how", ["synced", "copied", "attached"])
 def test_host_touch_of_managed_memory_allowed(server, how):
-    """After a synchronize, or attached to the host (cuStreamAttachMemAsync),
-    the host may touch managed memory while other kernels run."""
+    """After a synchronize or a synchronous copy, or attached to the host
+    (cuStreamAttachMemAsync), the host may touch managed memory."""
     program = PROGRAMS_DIR / "mapped_memory_shared"
     if not program.is_file():
         pytest.skip(NOT_BUILT)

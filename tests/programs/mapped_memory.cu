@@ -76,10 +76,11 @@ static int forked(void)
     return 0;
 }
 
-/* "managed-race", "managed-synced", "managed-attached": the device reports
- * no concurrent managed access, so the host touching globally attached managed
- * memory while a kernel may run faults, as on such a device ("race"); after a
- * synchronize ("synced"), or with the memory attached to the host, it does not. */
+/* "managed-race", "managed-synced", "managed-copied", "managed-attached": the
+ * device reports no concurrent managed access, so the host touching globally
+ * attached managed memory while a kernel may run faults, as on such a device
+ * ("race"); after a synchronize or a synchronous copy, or with the memory
+ * attached to the host, it does not. */
 static int managed_touch(const char *how)
 {
     const int n = 4096;
@@ -96,6 +97,12 @@ static int managed_touch(const char *how)
     CK(cudaGetLastError());
     if (!strcmp(how, "synced"))
         CK(cudaDeviceSynchronize());
+    if (!strcmp(how, "copied")) { /* a synchronous copy follows the legacy stream's kernels */
+        float *d, back;
+        CK(cudaMalloc((void **)&d, sizeof(float)));
+        CK(cudaMemcpy(&back, d, sizeof(float), cudaMemcpyDeviceToHost));
+        CK(cudaFree(d));
+    }
     printf("touching managed memory (%s)\n", how);
     fflush(stdout);
     m[0] = 5.0f;

@@ -17,7 +17,7 @@
  *
  * The device reports CONCURRENT_MANAGED_ACCESS 0, so, as on such a device,
  * the host may not touch managed memory attached globally while a kernel may
- * run (from a launch until a synchronize's reply): such a touch is reported
+ * run (from a launch until a synchronize's or a synchronous copy's reply): such a touch is reported
  * and faults, where a mirror would let host and device race on their own
  * copies and lose writes (GPUWIRE_MANAGED_CONCURRENT=1: let it race). */
 #define _GNU_SOURCE
@@ -284,9 +284,21 @@ static void invalidate_all(void)
     }
 }
 
+/* A reply after which the kernels launched so far may have ended: any
+ * synchronize (a stream's or an event's too) and any synchronous copy, which
+ * natively follows the legacy stream's work. Other streams' kernels go
+ * unseen: the check errs towards letting a program go on. */
+static int ends_kernels(unsigned op)
+{
+    if (gw_op_is_sync(op))
+        return 1;
+    const char *n = gw_op_name(op);
+    return !strncmp(n, "cuMemcpy", 8) && !strstr(n, "Async");
+}
+
 static void after_reply(unsigned op)
 {
-    if (gw_op_is_sync(op)) /* a stream's or an event's too: other streams' kernels go unseen (no false alarm) */
+    if (ends_kernels(op))
         atomic_store(&kernels_may_run, 0);
     unsigned long long now = __atomic_load_n(&epoch, __ATOMIC_RELAXED);
     if (inside || ours(op) || now == invalidated_at)
