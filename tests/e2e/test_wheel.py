@@ -121,6 +121,21 @@ def test_header_pins_agree():
             assert f"={req}\n" in setup_text, f"scripts/setup does not pin {req}"
 
 
+def test_every_python_package_is_in_the_wheel():
+    """pyproject.toml lists the packages the wheel carries; a new subpackage
+    left out installs a gpuwire that cannot start (gpuwire.slurm once did)."""
+    try:
+        import tomllib
+    except ImportError:
+        pytest.skip("tomllib is Python 3.11+")
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        listed = set(tomllib.load(f)["tool"]["setuptools"]["packages"])
+    src = ROOT / "src"
+    found = {str(p.parent.relative_to(src)).replace("/", ".") for p in (src / "gpuwire").rglob("__init__.py")}
+    assert found == listed, f"packages in src/ but not in pyproject.toml: {sorted(found - listed)}; " \
+                            f"listed but absent: {sorted(listed - found)}"
+
+
 def with_build(fn):
     for mark in needs_build:
         fn = mark(fn)
