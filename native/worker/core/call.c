@@ -11,25 +11,28 @@
 #define NULL_MARKER 0xFFFFFFFFu
 #define MAX_STR 65536u
 
-void gw_call_fail(gw_call *c, const char *fmt, ...)
+/* The first failure of a call is kept: bad 1 malformed, 2 stuck (scheduler.c) */
+static void fail_as(gw_call *c, int bad, const char *fmt, va_list ap)
 {
     if (c->bad)
         return;
-    c->bad = 1;
+    c->bad = bad;
+    vsnprintf(c->why, sizeof c->why, fmt, ap);
+}
+
+void gw_call_fail(gw_call *c, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(c->why, sizeof c->why, fmt, ap);
+    fail_as(c, 1, fmt, ap);
     va_end(ap);
 }
 
 void gw_call_stuck(gw_call *c, const char *fmt, ...)
 {
-    if (c->bad)
-        return;
-    c->bad = 2;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(c->why, sizeof c->why, fmt, ap);
+    fail_as(c, 2, fmt, ap);
     va_end(ap);
 }
 
