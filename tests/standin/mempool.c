@@ -321,24 +321,6 @@ SD_API CUresult cuMemPoolExportToShareableHandle(void *handle_out, CUmemoryPool 
     return r;
 }
 
-/* The physical device of an fd a stand-in pool exported (its memfd's name), or -1. */
-static int exported_pool_device(int fd)
-{
-    char link[64], target[256];
-    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(link, target, sizeof target - 1);
-    if (n <= 0)
-        return -1;
-    target[n] = '\0';
-    const char *want = "/memfd:" POOL_MEMFD_PREFIX;
-    size_t w = strlen(want);
-    if (strncmp(target, want, w) != 0)
-        return -1;
-    char *end;
-    long phys = strtol(target + w, &end, 10);
-    return end != target + w && (*end == ' ' || *end == '\0') && phys >= 0 && phys < SD_MAX_DEVICES ? (int)phys : -1;
-}
-
 SD_API CUresult cuMemPoolImportFromShareableHandle(CUmemoryPool *pool_out, void *handle, CUmemAllocationHandleType type,
                                                    unsigned long long flags)
 {
@@ -351,7 +333,7 @@ SD_API CUresult cuMemPoolImportFromShareableHandle(CUmemoryPool *pool_out, void 
     if (type != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR)
         return CUDA_ERROR_INVALID_VALUE;
     intptr_t v = (intptr_t)handle; /* the fd travels as the pointer's value */
-    int phys = v >= 0 && v <= INT32_MAX ? exported_pool_device((int)v) : -1;
+    int phys = v >= 0 && v <= INT32_MAX ? sd_memfd_device((int)v, POOL_MEMFD_PREFIX) : -1;
     if (phys < 0)
         return CUDA_ERROR_INVALID_VALUE;
     sd_lock();

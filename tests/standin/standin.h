@@ -157,6 +157,8 @@ typedef struct sd_stream {
 /* Checks a stream handle (0, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD or a live stream) and the
  * current context; returns the context work on that stream belongs to. Lock held. */
 CUresult sd_stream_check(CUstream s, sd_ctx **ctx);
+/* The device of an fd a stand-in exported, its memfd named PREFIX<device> (vmm.c), or -1. */
+int sd_memfd_device(int fd, const char *prefix);
 void sd_free_ctx_streams_events(sd_ctx *c);
 /* A new stream of context c (flags and priority already checked). Lock held. */
 CUresult sd_stream_new(sd_ctx *c, unsigned int flags, int priority, CUstream *ph);

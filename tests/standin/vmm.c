@@ -444,22 +444,22 @@ SD_API CUresult cuMemExportToShareableHandle(void *shareableHandle, CUmemGeneric
     return r;
 }
 
-/* The physical device of an fd one of the stand-ins exported (from its memfd's
- * name), or -1 if it is not one. */
-static int exported_device(int fd)
+/* The physical device of an fd a stand-in exported, named by its memfd as
+ * PREFIX then the device (vmm.c, mempool.c), or -1 if it is not one. */
+int sd_memfd_device(int fd, const char *prefix)
 {
-    char link[64], target[256];
+    char link[64], target[256], want[128];
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
     ssize_t n = readlink(link, target, sizeof target - 1);
     if (n <= 0)
         return -1;
     target[n] = '\0';
-    const char *want = "/memfd:" MEMFD_PREFIX;
-    if (strncmp(target, want, strlen(want)) != 0)
+    int w = snprintf(want, sizeof want, "/memfd:%s", prefix);
+    if (w <= 0 || (size_t)w >= sizeof want || strncmp(target, want, (size_t)w) != 0)
         return -1;
     char *end;
-    long p = strtol(target + strlen(want), &end, 10);
-    return end != target + strlen(want) && (*end == ' ' || *end == '\0') && p >= 0 && p < SD_MAX_DEVICES ? (int)p : -1;
+    long p = strtol(target + w, &end, 10);
+    return end != target + w && (*end == ' ' || *end == '\0') && p >= 0 && p < SD_MAX_DEVICES ? (int)p : -1;
 }
 
 SD_API CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *handle, void *osHandle,
@@ -477,7 +477,7 @@ SD_API CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *han
     intptr_t v = (intptr_t)osHandle; /* the fd travels as the pointer's value */
     if (v < 0 || v > INT32_MAX)
         return CUDA_ERROR_INVALID_VALUE;
-    int fd = (int)v, phys = exported_device(fd);
+    int fd = (int)v, phys = sd_memfd_device(fd, MEMFD_PREFIX);
     struct stat st;
     if (phys < 0 || fstat(fd, &st) != 0 || st.st_size <= 0 || !aligned((uint64_t)st.st_size))
         return CUDA_ERROR_UNKNOWN; /* an fd no export made: what the H100's driver answers (a memfd, a pipe) */
