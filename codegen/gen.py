@@ -187,9 +187,20 @@ def client_fn(sym, proto, plans, exported):
         # otherwise wait, so a bad pointer is refused at once as natively
         checks = [f"gw_mem_device_use({p.name}, {p.extent or '1'})" for p in plans
                   if p.kind == "value" and p.base in ("CUdeviceptr", "CUdeviceptr_v2")]
-        if checks:
+        # a destination in mapped host memory: its pages turn stale, fetched
+        # after the call on first touch (natively a memset there is synchronous)
+        written = [p for p in plans if p.kind == "value" and p.extent and p.name.startswith("dst")]
+        if checks and written:
+            L.append(f"    if ({' && '.join(checks)}) {{")
+            L.append("        CUresult posted = gw_req_post(q);")
+            for p in written:
+                L.append(f"        gw_mapped_written_remotely({p.name}, {p.extent});")
+            L.append("        return posted;")
+            L.append("    }")
+        elif checks:
             L.append(f"    if ({' && '.join(checks)})")
             L.append("        return gw_req_post(q);")
+        if checks:
             L.append("    gw_req_set_flags(q, GW_F_COLLECT);")
             L.append("    gw_rep *r;")
             L.append("    CUresult res = gw_req_call(q, &r);")

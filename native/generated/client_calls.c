@@ -3077,8 +3077,11 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyDtoDAsync_v2(
     gw_put_address(q, (uint64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, ByteCount);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3094,8 +3097,11 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyDtoDAsync_v2_
     gw_put_address(q, (uint64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, ByteCount);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3110,8 +3116,11 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyDtoD_v2(CUdev
     gw_put_address(q, (uint64_t)dstDevice);
     gw_put_address(q, (uint64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
-    if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, ByteCount);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3126,8 +3135,11 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyDtoD_v2_ptds(
     gw_put_address(q, (uint64_t)dstDevice);
     gw_put_address(q, (uint64_t)srcDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
-    if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, ByteCount);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3144,8 +3156,11 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeer(CUdevice
     gw_put_address(q, (uint64_t)srcDevice);
     gw_put_handle(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
-    if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, ByteCount);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3163,8 +3178,11 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeerAsync(CUd
     gw_put_handle(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, ByteCount);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3182,8 +3200,11 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeerAsync_pts
     gw_put_handle(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, ByteCount);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3200,8 +3221,11 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemcpyPeer_ptds(CUd
     gw_put_address(q, (uint64_t)srcDevice);
     gw_put_handle(q, (uint64_t)(uintptr_t)srcContext);
     gw_put_u64(q, (uint64_t)(int64_t)ByteCount);
-    if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, ByteCount) && gw_mem_device_use(srcDevice, ByteCount)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, ByteCount);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3217,8 +3241,11 @@ CUresult CUDAAPI cuMemsetD16Async(CUdeviceptr dstDevice, unsigned short us, size
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_device_use(dstDevice, N*2))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, N*2)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, N*2);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3234,8 +3261,11 @@ CUresult CUDAAPI cuMemsetD16Async_ptsz(CUdeviceptr dstDevice, unsigned short us,
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_device_use(dstDevice, N*2))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, N*2)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, N*2);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3250,8 +3280,11 @@ CUresult CUDAAPI cuMemsetD16_v2(CUdeviceptr dstDevice, unsigned short us, size_t
     gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)N);
-    if (gw_mem_device_use(dstDevice, N*2))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, N*2)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, N*2);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3266,8 +3299,11 @@ CUresult CUDAAPI cuMemsetD16_v2_ptds(CUdeviceptr dstDevice, unsigned short us, s
     gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)N);
-    if (gw_mem_device_use(dstDevice, N*2))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, N*2)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, N*2);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3285,8 +3321,11 @@ CUresult CUDAAPI cuMemsetD2D16Async(CUdeviceptr dstDevice, size_t dstPitch, unsi
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_device_use(dstDevice, 1))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, Height?(Height-1)*dstPitch+Width*2:0)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, Height?(Height-1)*dstPitch+Width*2:0);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3304,8 +3343,11 @@ CUresult CUDAAPI cuMemsetD2D16Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch,
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_device_use(dstDevice, 1))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, Height?(Height-1)*dstPitch+Width*2:0)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, Height?(Height-1)*dstPitch+Width*2:0);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3322,8 +3364,11 @@ CUresult CUDAAPI cuMemsetD2D16_v2(CUdeviceptr dstDevice, size_t dstPitch, unsign
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
-    if (gw_mem_device_use(dstDevice, 1))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, Height?(Height-1)*dstPitch+Width*2:0)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, Height?(Height-1)*dstPitch+Width*2:0);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3340,8 +3385,11 @@ CUresult CUDAAPI cuMemsetD2D16_v2_ptds(CUdeviceptr dstDevice, size_t dstPitch, u
     gw_put_u64(q, (uint64_t)(int64_t)us);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
-    if (gw_mem_device_use(dstDevice, 1))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, Height?(Height-1)*dstPitch+Width*2:0)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, Height?(Height-1)*dstPitch+Width*2:0);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3359,8 +3407,11 @@ CUresult CUDAAPI cuMemsetD2D32Async(CUdeviceptr dstDevice, size_t dstPitch, unsi
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_device_use(dstDevice, 1))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, Height?(Height-1)*dstPitch+Width*4:0)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, Height?(Height-1)*dstPitch+Width*4:0);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3378,8 +3429,11 @@ CUresult CUDAAPI cuMemsetD2D32Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch,
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_device_use(dstDevice, 1))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, Height?(Height-1)*dstPitch+Width*4:0)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, Height?(Height-1)*dstPitch+Width*4:0);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3396,8 +3450,11 @@ CUresult CUDAAPI cuMemsetD2D32_v2(CUdeviceptr dstDevice, size_t dstPitch, unsign
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
-    if (gw_mem_device_use(dstDevice, 1))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, Height?(Height-1)*dstPitch+Width*4:0)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, Height?(Height-1)*dstPitch+Width*4:0);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3414,8 +3471,11 @@ CUresult CUDAAPI cuMemsetD2D32_v2_ptds(CUdeviceptr dstDevice, size_t dstPitch, u
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
-    if (gw_mem_device_use(dstDevice, 1))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, Height?(Height-1)*dstPitch+Width*4:0)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, Height?(Height-1)*dstPitch+Width*4:0);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3433,8 +3493,11 @@ CUresult CUDAAPI cuMemsetD2D8Async(CUdeviceptr dstDevice, size_t dstPitch, unsig
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_device_use(dstDevice, 1))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, Height?(Height-1)*dstPitch+Width:0)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, Height?(Height-1)*dstPitch+Width:0);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3452,8 +3515,11 @@ CUresult CUDAAPI cuMemsetD2D8Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch, 
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_device_use(dstDevice, 1))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, Height?(Height-1)*dstPitch+Width:0)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, Height?(Height-1)*dstPitch+Width:0);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3470,8 +3536,11 @@ CUresult CUDAAPI cuMemsetD2D8_v2(CUdeviceptr dstDevice, size_t dstPitch, unsigne
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
-    if (gw_mem_device_use(dstDevice, 1))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, Height?(Height-1)*dstPitch+Width:0)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, Height?(Height-1)*dstPitch+Width:0);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3488,8 +3557,11 @@ CUresult CUDAAPI cuMemsetD2D8_v2_ptds(CUdeviceptr dstDevice, size_t dstPitch, un
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)Width);
     gw_put_u64(q, (uint64_t)(int64_t)Height);
-    if (gw_mem_device_use(dstDevice, 1))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, Height?(Height-1)*dstPitch+Width:0)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, Height?(Height-1)*dstPitch+Width:0);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3505,8 +3577,11 @@ CUresult CUDAAPI cuMemsetD32Async(CUdeviceptr dstDevice, unsigned int ui, size_t
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_device_use(dstDevice, N*4))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, N*4)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, N*4);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3522,8 +3597,11 @@ CUresult CUDAAPI cuMemsetD32Async_ptsz(CUdeviceptr dstDevice, unsigned int ui, s
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_device_use(dstDevice, N*4))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, N*4)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, N*4);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3538,8 +3616,11 @@ CUresult CUDAAPI cuMemsetD32_v2(CUdeviceptr dstDevice, unsigned int ui, size_t N
     gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)N);
-    if (gw_mem_device_use(dstDevice, N*4))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, N*4)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, N*4);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3554,8 +3635,11 @@ CUresult CUDAAPI cuMemsetD32_v2_ptds(CUdeviceptr dstDevice, unsigned int ui, siz
     gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)ui);
     gw_put_u64(q, (uint64_t)(int64_t)N);
-    if (gw_mem_device_use(dstDevice, N*4))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, N*4)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, N*4);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3571,8 +3655,11 @@ CUresult CUDAAPI cuMemsetD8Async(CUdeviceptr dstDevice, unsigned char uc, size_t
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_device_use(dstDevice, N))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, N)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, N);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3588,8 +3675,11 @@ CUresult CUDAAPI cuMemsetD8Async_ptsz(CUdeviceptr dstDevice, unsigned char uc, s
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)N);
     gw_put_handle(q, (uint64_t)(uintptr_t)hStream);
-    if (gw_mem_device_use(dstDevice, N))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, N)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, N);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3604,8 +3694,11 @@ CUresult CUDAAPI cuMemsetD8_v2(CUdeviceptr dstDevice, unsigned char uc, size_t N
     gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)N);
-    if (gw_mem_device_use(dstDevice, N))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, N)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, N);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3620,8 +3713,11 @@ CUresult CUDAAPI cuMemsetD8_v2_ptds(CUdeviceptr dstDevice, unsigned char uc, siz
     gw_put_address(q, (uint64_t)dstDevice);
     gw_put_u64(q, (uint64_t)(int64_t)uc);
     gw_put_u64(q, (uint64_t)(int64_t)N);
-    if (gw_mem_device_use(dstDevice, N))
-        return gw_req_post(q);
+    if (gw_mem_device_use(dstDevice, N)) {
+        CUresult posted = gw_req_post(q);
+        gw_mapped_written_remotely(dstDevice, N);
+        return posted;
+    }
     gw_req_set_flags(q, GW_F_COLLECT);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);

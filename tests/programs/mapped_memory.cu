@@ -168,6 +168,22 @@ int main(int argc, char **argv)
         if (a[i] != 0.0f)
             FAIL("copy into mapped memory: element %d is %g", i, a[i]);
 
+    /* a memset of mapped memory through the driver API (as numba does; cudart's
+     * cudaMemset synchronizes after it): natively synchronous there, so the
+     * host reads its bytes at once, pages it had read before included */
+    typedef int (*memset_d8_fn)(unsigned long long, unsigned char, size_t);
+    memset_d8_fn memset_d8 = NULL;
+    cudaDriverEntryPointQueryResult found;
+    CK(cudaGetDriverEntryPointByVersion("cuMemsetD8", (void **)&memset_d8, 3020, cudaEnableDefault, &found));
+    volatile unsigned char sum = 0;
+    for (size_t i = 0; i < bytes; i += 4096) /* every page read (fetched) before the memset */
+        sum += ((volatile unsigned char *)c)[i];
+    if (!memset_d8 || memset_d8((unsigned long long)(uintptr_t)dc, 0xab, bytes) != 0)
+        FAIL("cuMemsetD8 of mapped memory failed");
+    for (size_t i = 0; i < bytes; i++)
+        if (((unsigned char *)c)[i] != 0xab)
+            FAIL("memset of mapped memory: byte %zu is %#x", i, ((unsigned char *)c)[i]);
+
     unsigned flags = 0;
     CK(cudaHostGetFlags(&flags, c));
     printf("cudaHostGetFlags of a mapped allocation: %u\n", flags);
