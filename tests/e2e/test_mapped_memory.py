@@ -4,6 +4,7 @@ registrations and managed memory through gpuwire against the stand-in
 writes and fetches of such ranges."""
 
 import struct
+import time
 
 import pytest
 
@@ -56,21 +57,42 @@ def test_a_fault_outside_mapped_memory_is_the_programs(server):
     assert result.returncode in (-11, 139), explain(result, server)
 
 
-def test_host_touch_of_managed_memory_during_a_kernel_faults(server):
+def test_host_touch_of_managed_memory_during_a_kernel_waits_for_it(server):
     """The device reports CONCURRENT_MANAGED_ACCESS 0: the host writing globally
-    attached managed memory while a kernel may run faults with a message, as on
-    such a device, instead of racing the device on two copies (the
-    systemWideAtomics sample got a wrong sum so)."""
+    attached managed memory while a kernel may run first waits for the
+    context's work (the touch then comes after the kernel, and sees what it
+    wrote), instead of racing the device on two copies (the systemWideAtomics
+    sample got a wrong sum so). With no wait allowed it faults with a message,
+    as on such a device; GPUWIRE_MANAGED_CONCURRENT=1 lets them race."""
     program = PROGRAMS_DIR / "mapped_memory_shared"
     if not program.is_file():
         pytest.skip(NOT_BUILT)
-    result = gw_run([str(program), "managed-race"], server=server.address, timeout=60)
+    waited = gw_run([str(program), "managed-race"], server=server.address, timeout=60)
+    assert waited.returncode == 0 and "PASS mapped_memory managed-race" in waited.stdout, explain(waited, server)
+    result = gw_run([str(program), "managed-race"], server=server.address, timeout=60,
+                    env={"GPUWIRE_MANAGED_WAIT_S": "0"})
     assert "touching managed memory (race)" in result.stdout, explain(result, server)
     assert result.returncode in (-11, 139), explain(result, server)
     assert "CONCURRENT_MANAGED_ACCESS 0" in result.stderr, explain(result, server)
     raced = gw_run([str(program), "managed-race"], server=server.address, timeout=60,
                    env={"GPUWIRE_MANAGED_CONCURRENT": "1"})
     assert raced.returncode == 0 and "PASS mapped_memory managed-race" in raced.stdout, explain(raced, server)
+
+
+def test_host_touch_of_managed_memory_during_a_long_kernel_faults_after_the_wait(server):
+    """A kernel still running GPUWIRE_MANAGED_WAIT_S after the touch (a 5 s
+    kernel, 1 s allowed): the touch faults, with a message naming the wait."""
+    program = PROGRAMS_DIR / "mapped_memory_shared"
+    if not program.is_file():
+        pytest.skip(NOT_BUILT)
+    t0 = time.monotonic()
+    result = gw_run([str(program), "managed-hung"], server=server.address, timeout=60,
+                    env={"GPUWIRE_MANAGED_WAIT_S": "1"})
+    took = time.monotonic() - t0
+    assert "touching managed memory (hung)" in result.stdout, explain(result, server)
+    assert result.returncode in (-11, 139), explain(result, server)
+    assert "did not end within GPUWIRE_MANAGED_WAIT_S" in result.stderr, explain(result, server)
+    assert took < 4.5, f"the fault came after {took:.1f} s, not after the 1 s wait"
 
 
 @pytest.mark.parametrize("how", ["synced", "copied", "attached"])

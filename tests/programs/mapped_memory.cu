@@ -17,6 +17,14 @@ __global__ void vector_add(const float *a, const float *b, float *c, int n)
         c[i] = a[i] + b[i];
 }
 
+/* long GPU work: about ms milliseconds (the stand-in books the time) */
+__global__ void gw_sleep(int ms)
+{
+    long long start = clock64();
+    while (clock64() - start < (long long)ms * 1500000LL)
+        ;
+}
+
 static void expect_sum(const float *a, const float *b, const float *c, int n, const char *what)
 {
     for (int i = 0; i < n; i++)
@@ -76,11 +84,12 @@ static int forked(void)
     return 0;
 }
 
-/* "managed-race", "managed-synced", "managed-copied", "managed-attached": the
- * device reports no concurrent managed access, so the host touching globally
- * attached managed memory while a kernel may run faults, as on such a device
- * ("race"); after a synchronize or a synchronous copy, or with the memory
- * attached to the host, it does not. */
+/* "managed-race", "managed-hung", "managed-synced", "managed-copied",
+ * "managed-attached": the device reports no concurrent managed access, so the
+ * host touching globally attached managed memory while a kernel may run first
+ * waits for the kernels ("race"), and faults if they run on past
+ * GPUWIRE_MANAGED_WAIT_S ("hung": a 5 s kernel); after a synchronize or a
+ * synchronous copy, or with the memory attached to the host, nothing waits. */
 static int managed_touch(const char *how)
 {
     const int n = 4096;
@@ -95,6 +104,8 @@ static int managed_touch(const char *how)
     }
     vector_add<<<(n + 255) / 256, 256>>>(a, a, a, n); /* a kernel on the other allocation */
     CK(cudaGetLastError());
+    if (!strcmp(how, "hung"))
+        gw_sleep<<<1, 1>>>(5000);
     if (!strcmp(how, "synced"))
         CK(cudaDeviceSynchronize());
     if (!strcmp(how, "copied")) { /* a synchronous copy follows the legacy stream's kernels */

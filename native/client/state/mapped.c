@@ -15,11 +15,16 @@
  * (MAPPED_READ) on the host's first touch, from the SIGSEGV handler below.
  * Memory the program never maps costs nothing: no handler, no hooks.
  *
- * The device reports CONCURRENT_MANAGED_ACCESS 0, so, as on such a device,
- * the host may not touch managed memory attached globally while a kernel may
- * run (from a launch until a synchronize's or a synchronous copy's reply): such a touch is reported
- * and faults, where a mirror would let host and device race on their own
- * copies and lose writes (GPUWIRE_MANAGED_CONCURRENT=1: let it race). */
+ * The device reports CONCURRENT_MANAGED_ACCESS 0: host and device never use
+ * one managed page at once, where a mirror would let them race on their own
+ * copies and lose writes. A host touch of globally attached managed memory
+ * while a kernel may run (from a launch until a synchronize's or a
+ * synchronous copy's reply) first waits for the context's work to end (a
+ * context synchronize), so the touch comes after the kernels, one order a
+ * device with concurrent access allows too; work still running after
+ * GPUWIRE_MANAGED_WAIT_S seconds (default 30; 0: no wait) makes the touch a
+ * fault with a message, as on a device without concurrent access (a kernel
+ * waiting for the host, say). GPUWIRE_MANAGED_CONCURRENT=1: let them race. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -29,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../diag/diag.h"
@@ -63,6 +69,9 @@ static __thread int inside;                      /* this thread is in the code b
 static struct sigaction previous;
 static atomic_int kernels_may_run; /* a launch left since the last synchronize's reply */
 static int managed_races;          /* GPUWIRE_MANAGED_CONCURRENT=1, read at install */
+static unsigned managed_wait_s = 30; /* GPUWIRE_MANAGED_WAIT_S, read at install */
+static timer_t wait_timer;           /* ends a managed touch's wait that ran too long */
+static int wait_timer_ok;
 static int installed, atfork_set; /* under install_lock */
 static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -183,6 +192,53 @@ static void chain(int sig, siginfo_t *si, void *uc)
     previous.sa_handler(sig);
 }
 
+static void invalidate_all(void);
+
+static void managed_fault_message(int waited)
+{
+    static const char m[] = "gpuwire: the host touched managed memory while a kernel may be running; this device "
+                            "reports CONCURRENT_MANAGED_ACCESS 0, where that is a fault: synchronize first, or "
+                            "attach the memory to the host or a stream (docs/host-memory.md)\n";
+    static const char w[] = "gpuwire: the host touched managed memory while a kernel was running, and the device's "
+                            "work did not end within GPUWIRE_MANAGED_WAIT_S seconds; this device reports "
+                            "CONCURRENT_MANAGED_ACCESS 0, where that is a fault: synchronize first, or attach the "
+                            "memory to the host or a stream (docs/host-memory.md)\n";
+    ssize_t n = waited ? write(2, w, sizeof w - 1) : write(2, m, sizeof m - 1);
+    (void)n;
+}
+
+/* The wait ran past its time: the process ends as the touch would have ended it. */
+static void wait_expired(union sigval v)
+{
+    (void)v;
+    managed_fault_message(1);
+    signal(SIGSEGV, SIG_DFL);
+    kill(getpid(), SIGSEGV);
+}
+
+/* Waits (a context synchronize) for the kernels a managed touch came during;
+ * then every page turns stale, as after any synchronize's reply (the hooks
+ * stand aside inside the handler). 0: the touch is a fault (no waiting
+ * allowed), reported. Lock held. */
+static int wait_for_kernels(void)
+{
+    if (!managed_wait_s || !wait_timer_ok) {
+        managed_fault_message(0);
+        return 0;
+    }
+    struct itimerspec arm = {.it_value = {.tv_sec = managed_wait_s}}, off = {0};
+    timer_settime(wait_timer, 0, &arm, NULL);
+    int pushed = gw_wire_tls_push() == 0; /* the fault can come while this thread built a request */
+    (void)gwf_cuCtxSynchronize(); /* a failure (a sticky error) ends the kernels too */
+    if (pushed)
+        gw_wire_tls_pop();
+    timer_settime(wait_timer, 0, &off, NULL);
+    atomic_store(&kernels_may_run, 0);
+    invalidated_at = __atomic_load_n(&epoch, __ATOMIC_RELAXED);
+    invalidate_all();
+    return 1;
+}
+
 static void on_fault(int sig, siginfo_t *si, void *uc)
 {
     int saved = errno;
@@ -197,12 +253,7 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
     lock();
     size_t pg = (addr - r->base) / PAGE;
     if (r->kind == GW_MAPPED_MANAGED && !r->host_attached && !managed_races &&
-        atomic_load(&kernels_may_run) && r->state[pg] != DIRTY) {
-        static const char m[] = "gpuwire: the host touched managed memory while a kernel may be running; this "
-                                "device reports CONCURRENT_MANAGED_ACCESS 0, where that is a fault: synchronize "
-                                "first, or attach the memory to the host or a stream (docs/host-memory.md)\n";
-        ssize_t w = write(2, m, sizeof m - 1);
-        (void)w;
+        atomic_load(&kernels_may_run) && r->state[pg] != DIRTY && !wait_for_kernels()) {
         signal(SIGSEGV, SIG_DFL); /* the access faults again, now for good */
         unlock();
         inside--;
@@ -327,6 +378,7 @@ static void forget_in_child(void)
     }
     atomic_store(&nlive, 0);
     atomic_store(&total_dirty, 0);
+    wait_timer_ok = 0; /* timers are not inherited */
     atomic_flag_clear(&busy);
     gw_set_call_hooks(NULL);
     sigaction(SIGSEGV, &previous, NULL);
@@ -345,6 +397,12 @@ static void install(void)
     unsigned long long v = 0;
     managed_races = gw_env_int("GPUWIRE_MANAGED_CONCURRENT", 0, 1, "host touches of managed memory during kernels fault",
                                &v) == 1 && v;
+    if (gw_env_int("GPUWIRE_MANAGED_WAIT_S", 0, 86400, "a managed touch during kernels waits 30 s", &v) == 1)
+        managed_wait_s = (unsigned)v;
+    if (!wait_timer_ok) {
+        struct sigevent ev = {.sigev_notify = SIGEV_THREAD, .sigev_notify_function = wait_expired};
+        wait_timer_ok = timer_create(CLOCK_MONOTONIC, &ev, &wait_timer) == 0;
+    }
     gw_set_call_hooks(&hooks);
     if (!atfork_set)
         atfork_set = pthread_atfork(NULL, NULL, forget_in_child) == 0;
