@@ -555,25 +555,25 @@ CUresult CUDAAPI cuMemHostRegister_v2(void *p, size_t bytesize, unsigned int Fla
         return CUDA_ERROR_NOT_SUPPORTED;
     if (gw_mapped_overlaps((uint64_t)(uintptr_t)p, bytesize))
         return CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
-    if (Flags & CU_MEMHOSTREGISTER_DEVICEMAP) {
-        /* made a mapped range in place, page by page: pages it shares with
-         * other data of the program's (or of gpuwire's own, from malloc)
-         * would fault, or fail system calls, while stale */
-        range whole = {(uint64_t)(uintptr_t)p, bytesize, GW_MEM_HOST_PINNED, Flags, DEVICE_NOT_YET};
-        if (!pages_of_its_own(&whole)) {
-            gw_log("cuMemHostRegister: %p (%zu bytes) with DEVICEMAP does not cover whole pages: gpuwire maps such "
-                   "memory for the device page by page and cannot share a page with other data (allocate it with "
-                   "cuMemHostAlloc(DEVICEMAP), or register whole pages)",
-                   p, bytesize);
-            return CUDA_ERROR_NOT_SUPPORTED;
-        }
+    /* made a mapped range in place, page by page: pages it shares with
+     * other data of the program's (or of gpuwire's own, from malloc) would
+     * fault, or fail system calls, while stale; such a range is registered
+     * for copies only, as without DEVICEMAP (numba pins NumPy arrays so) */
+    range whole = {(uint64_t)(uintptr_t)p, bytesize, GW_MEM_HOST_PINNED, Flags, DEVICE_NOT_YET};
+    int in_place = (Flags & CU_MEMHOSTREGISTER_DEVICEMAP) && pages_of_its_own(&whole);
+    if ((Flags & CU_MEMHOSTREGISTER_DEVICEMAP) && !in_place)
+        gw_log("cuMemHostRegister: %p (%zu bytes) with DEVICEMAP does not cover whole pages: registered for copies, "
+               "but gpuwire maps memory for the device page by page and cannot share a page with other data, so a "
+               "kernel that reaches it faults (allocate it with cuMemHostAlloc(DEVICEMAP), or register whole pages)",
+               p, bytesize);
+    if (in_place) {
         uint64_t base = 0;
         CUresult rc = gw_mapped_register(p, bytesize, Flags, &base);
         if (rc != CUDA_SUCCESS)
             return rc;
     }
     track((uint64_t)(uintptr_t)p, bytesize, GW_MEM_HOST_PINNED, Flags);
-    if (Flags & CU_MEMHOSTREGISTER_DEVICEMAP)
+    if (in_place)
         mark_device((uint64_t)(uintptr_t)p, DEVICE_SEES); /* a mapped range already */
     return CUDA_SUCCESS;
 }
@@ -639,10 +639,14 @@ CUresult CUDAAPI cuMemHostGetDevicePointer_v2(CUdeviceptr *pdptr, void *p, unsig
     if (!whole.base)
         return CUDA_ERROR_INVALID_VALUE;
     if (!pages_of_its_own(&whole)) {
-        gw_log("cuMemHostGetDevicePointer: %#llx (%llu bytes) was registered without DEVICEMAP and does not cover "
-               "whole pages: gpuwire cannot map it for the device in place (register it with DEVICEMAP)",
-               (unsigned long long)whole.base, (unsigned long long)whole.size);
-        return CUDA_ERROR_NOT_SUPPORTED;
+        /* its address, as on a UVA system; a kernel reaching it faults, logged
+         * at that launch (memory.c's gw_mem_kernel_arg_use) */
+        if (gw_debug())
+            gw_log("cuMemHostGetDevicePointer: %#llx (%llu bytes) does not cover whole pages: gpuwire cannot map it "
+                   "for the device in place; copies through it work, a kernel reaching it faults",
+                   (unsigned long long)whole.base, (unsigned long long)whole.size);
+        *pdptr = (CUdeviceptr)a;
+        return CUDA_SUCCESS;
     }
     uint64_t base = 0;
     CUresult rc = gw_mapped_register((void *)(uintptr_t)whole.base, whole.size, whole.flags & 0x7fffffffu, &base);
