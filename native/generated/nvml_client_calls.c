@@ -1688,6 +1688,24 @@ nvmlReturn_t DECLDIR nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int *
     return res;
 }
 
+#undef nvmlDeviceGetRemappedRows_v2
+nvmlReturn_t DECLDIR nvmlDeviceGetRemappedRows_v2(nvmlDevice_t device, nvmlRemappedRowsInfo_v2_t * info)
+{
+    const size_t info_cnt = info ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetRemappedRows_v2);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, info, info ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (info) { if (all) gw_get_bytes(r, info, info_cnt * sizeof(nvmlRemappedRowsInfo_v2_t)); else gw_get_view(r, info_cnt * sizeof(nvmlRemappedRowsInfo_v2_t)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef nvmlDeviceGetRepairStatus
 nvmlReturn_t DECLDIR nvmlDeviceGetRepairStatus(nvmlDevice_t device, nvmlRepairStatus_t * repairStatus)
 {
@@ -1960,6 +1978,24 @@ nvmlReturn_t DECLDIR nvmlDeviceGetUUID(nvmlDevice_t device, char * uuid, unsigne
     if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
         int all = res == NVML_SUCCESS;
         if (uuid) { if (all) gw_get_bytes(r, uuid, uuid_cnt * sizeof(char)); else gw_get_view(r, uuid_cnt * sizeof(char)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetUnrepairableMemoryFlag_v1
+nvmlReturn_t DECLDIR nvmlDeviceGetUnrepairableMemoryFlag_v1(nvmlDevice_t device, nvmlUnrepairableMemoryStatus_v1_t * unrepairableMemoryStatus)
+{
+    const size_t unrepairableMemoryStatus_cnt = unrepairableMemoryStatus ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetUnrepairableMemoryFlag_v1);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, unrepairableMemoryStatus, unrepairableMemoryStatus ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (unrepairableMemoryStatus) { if (all) gw_get_bytes(r, unrepairableMemoryStatus, unrepairableMemoryStatus_cnt * sizeof(nvmlUnrepairableMemoryStatus_v1_t)); else gw_get_view(r, unrepairableMemoryStatus_cnt * sizeof(nvmlUnrepairableMemoryStatus_v1_t)); }
         res = gw_nvml_status(r, res);
     }
     gw_rep_end(r);

@@ -201,8 +201,6 @@ int nvmlDeviceGetProcessesUtilizationInfo(void);
 int nvmlDeviceGetProcessesUtilizationInfo(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetProcessesUtilizationInfo); }
 int nvmlDeviceGetRemappedRows(void);
 int nvmlDeviceGetRemappedRows(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetRemappedRows); }
-int nvmlDeviceGetRemappedRows_v2(void);
-int nvmlDeviceGetRemappedRows_v2(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetRemappedRows_v2); }
 int nvmlDeviceGetRetiredPages_v2(void);
 int nvmlDeviceGetRetiredPages_v2(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetRetiredPages_v2); }
 int nvmlDeviceGetRunningProcessDetailList(void);
@@ -225,8 +223,6 @@ int nvmlDeviceGetThermalSettings(void);
 int nvmlDeviceGetThermalSettings(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetThermalSettings); }
 int nvmlDeviceGetTopologyNearestGpus(void);
 int nvmlDeviceGetTopologyNearestGpus(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetTopologyNearestGpus); }
-int nvmlDeviceGetUnrepairableMemoryFlag_v1(void);
-int nvmlDeviceGetUnrepairableMemoryFlag_v1(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetUnrepairableMemoryFlag_v1); }
 int nvmlDeviceGetVgpuCapabilities(void);
 int nvmlDeviceGetVgpuCapabilities(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetVgpuCapabilities); }
 int nvmlDeviceGetVgpuInstancesUtilizationInfo(void);

@@ -1649,6 +1649,23 @@ static void h_nvmlDeviceGetPowerUsage(gw_call *c)
     }
 }
 
+static void h_nvmlDeviceGetRemappedRows_v2(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlRemappedRowsInfo_v2_t *a1 = (nvmlRemappedRowsInfo_v2_t *)gw_out_array(c, sizeof(nvmlRemappedRowsInfo_v2_t), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetRemappedRows_v2: info holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlRemappedRowsInfo_v2_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlRemappedRowsInfo_v2_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetRemappedRows_v2);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlRemappedRowsInfo_v2_t));
+    }
+}
+
 static void h_nvmlDeviceGetRepairStatus(gw_call *c)
 {
     nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
@@ -1914,6 +1931,23 @@ static void h_nvmlDeviceGetUUID(gw_call *c)
     gw_nvml_reply(c, res);
     if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
         gw_reply_bytes(c, a1, a1_n * sizeof(char));
+    }
+}
+
+static void h_nvmlDeviceGetUnrepairableMemoryFlag_v1(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlUnrepairableMemoryStatus_v1_t *a1 = (nvmlUnrepairableMemoryStatus_v1_t *)gw_out_array(c, sizeof(nvmlUnrepairableMemoryStatus_v1_t), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetUnrepairableMemoryFlag_v1: unrepairableMemoryStatus holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlUnrepairableMemoryStatus_v1_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlUnrepairableMemoryStatus_v1_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetUnrepairableMemoryFlag_v1);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlUnrepairableMemoryStatus_v1_t));
     }
 }
 
@@ -2242,6 +2276,7 @@ const gw_handler gw_nvml_dispatch[GW_NVML_OP_COUNT] = {
     [GW_NVML_OP_nvmlDeviceGetPowerManagementLimitConstraints - GW_NVML_OP_FIRST] = h_nvmlDeviceGetPowerManagementLimitConstraints,
     [GW_NVML_OP_nvmlDeviceGetPowerState - GW_NVML_OP_FIRST] = h_nvmlDeviceGetPowerState,
     [GW_NVML_OP_nvmlDeviceGetPowerUsage - GW_NVML_OP_FIRST] = h_nvmlDeviceGetPowerUsage,
+    [GW_NVML_OP_nvmlDeviceGetRemappedRows_v2 - GW_NVML_OP_FIRST] = h_nvmlDeviceGetRemappedRows_v2,
     [GW_NVML_OP_nvmlDeviceGetRepairStatus - GW_NVML_OP_FIRST] = h_nvmlDeviceGetRepairStatus,
     [GW_NVML_OP_nvmlDeviceGetRetiredPages - GW_NVML_OP_FIRST] = h_nvmlDeviceGetRetiredPages,
     [GW_NVML_OP_nvmlDeviceGetRetiredPagesPendingStatus - GW_NVML_OP_FIRST] = h_nvmlDeviceGetRetiredPagesPendingStatus,
@@ -2257,6 +2292,7 @@ const gw_handler gw_nvml_dispatch[GW_NVML_OP_COUNT] = {
     [GW_NVML_OP_nvmlDeviceGetTotalEccErrors - GW_NVML_OP_FIRST] = h_nvmlDeviceGetTotalEccErrors,
     [GW_NVML_OP_nvmlDeviceGetTotalEnergyConsumption - GW_NVML_OP_FIRST] = h_nvmlDeviceGetTotalEnergyConsumption,
     [GW_NVML_OP_nvmlDeviceGetUUID - GW_NVML_OP_FIRST] = h_nvmlDeviceGetUUID,
+    [GW_NVML_OP_nvmlDeviceGetUnrepairableMemoryFlag_v1 - GW_NVML_OP_FIRST] = h_nvmlDeviceGetUnrepairableMemoryFlag_v1,
     [GW_NVML_OP_nvmlDeviceGetUtilizationRates - GW_NVML_OP_FIRST] = h_nvmlDeviceGetUtilizationRates,
     [GW_NVML_OP_nvmlDeviceGetVbiosVersion - GW_NVML_OP_FIRST] = h_nvmlDeviceGetVbiosVersion,
     [GW_NVML_OP_nvmlDeviceGetVgpuHeterogeneousMode - GW_NVML_OP_FIRST] = h_nvmlDeviceGetVgpuHeterogeneousMode,

@@ -84,7 +84,8 @@ def test_nvidia_smi_calls_through_gpuwire(server, program):
         "grid": [ok, "1", "1", "4", "standin", "compute"], "dram_encryption": [ok, "0", "1"],
         "power_profiles": [ok, "5", "4", "4"], "margin_temp": [ok, "47"], "fbc": [ok, "1", "24", "250"],
         "cc_memory": [ok, str(1 << 30), str(1 << 20), str((1 << 30) - (1 << 20))],
-        "remap_histogram": [ok, "2560", "1", "2", "3", "4"], "repair": [ok, "0", "1"], "sram": [ok, "5", "2", "1"],
+        "remap_histogram": [ok, "2560", "1", "2", "3", "4"],
+        "remapped_rows": [ok, "1", "2", "3", "4", "0", "1"], "unrepairable": [ok, "1"], "repair": [ok, "0", "1"], "sram": [ok, "5", "2", "1"],
     }
     for key, want in expect.items():
         assert a[key] == want, (key, a[key])

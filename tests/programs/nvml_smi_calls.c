@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "../../native/nvml/nvml_extra.h" /* what the pinned nvml.h lacks */
+
 static void *lib;
 
 /* A typed pointer to the library's own symbol (nvml.h's declaration gives the type). */
@@ -153,6 +155,14 @@ static void structs(nvmlDevice_t h)
     nvmlRowRemapperHistogramValues_t hist = {0};
     rc = SYM(nvmlDeviceGetRowRemapperHistogram)(h, &hist);
     printf("remap_histogram %d %u %u %u %u %u\n", rc, hist.max, hist.high, hist.partial, hist.low, hist.none);
+    nvmlRemappedRowsInfo_v2_t rows;
+    memset(&rows, 0xee, sizeof rows);
+    rc = SYM(nvmlDeviceGetRemappedRows_v2)(h, &rows);
+    printf("remapped_rows %d %u %u %u %u %u %u\n", rc, rows.corrActiveRemaps, rows.corrInactiveRemaps,
+           rows.uncActiveRemaps, rows.uncInactiveRemaps, rows.bPending, rows.bFailureOccurred);
+    nvmlUnrepairableMemoryStatus_v1_t unrep = {0};
+    rc = SYM(nvmlDeviceGetUnrepairableMemoryFlag_v1)(h, &unrep);
+    printf("unrepairable %d %u\n", rc, unrep.bUnrepairableMemory);
     nvmlRepairStatus_t rep = {.version = nvmlRepairStatus_v1};
     rc = SYM(nvmlDeviceGetRepairStatus)(h, &rep);
     printf("repair %d %u %u\n", rc, rep.bChannelRepairPending, rep.bTpcRepairPending);

@@ -23,6 +23,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "../../native/nvml/nvml_extra.h" /* what the pinned nvml.h lacks */
+
 #define SN_API __attribute__((visibility("default")))
 
 #define SN_NAME "gpuwire CPU stand-in"
@@ -844,6 +846,25 @@ SN_API nvmlReturn_t nvmlDeviceGetRowRemapperHistogram(nvmlDevice_t d, nvmlRowRem
     v->partial = 2;
     v->low = 3;
     v->none = 4;
+    return NVML_SUCCESS;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetRemappedRows_v2(nvmlDevice_t d, nvmlRemappedRowsInfo_v2_t *info)
+{
+    SN_CHECK_OUT(d, info);
+    info->corrActiveRemaps = 1;
+    info->corrInactiveRemaps = 2;
+    info->uncActiveRemaps = 3;
+    info->uncInactiveRemaps = 4;
+    info->bPending = 0;
+    info->bFailureOccurred = 1;
+    return NVML_SUCCESS;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetUnrepairableMemoryFlag_v1(nvmlDevice_t d, nvmlUnrepairableMemoryStatus_v1_t *st)
+{
+    SN_CHECK_OUT(d, st);
+    st->bUnrepairableMemory = 1;
     return NVML_SUCCESS;
 }
 
