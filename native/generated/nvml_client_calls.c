@@ -778,7 +778,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetFieldValues(nvmlDevice_t device, int valuesCou
 }
 
 #undef nvmlDeviceGetGpuFabricInfoV
-nvmlReturn_t DECLDIR nvmlDeviceGetGpuFabricInfoV(nvmlDevice_t device, nvmlGpuFabricInfoV_t * gpuFabricInfo)
+__attribute__((visibility("hidden"))) nvmlReturn_t DECLDIR gwf_nvmlDeviceGetGpuFabricInfoV(nvmlDevice_t device, nvmlGpuFabricInfoV_t * gpuFabricInfo)
 {
     const size_t gpuFabricInfo_cnt = gpuFabricInfo ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetGpuFabricInfoV);

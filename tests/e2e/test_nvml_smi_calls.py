@@ -80,7 +80,7 @@ def test_nvidia_smi_calls_through_gpuwire(server, program):
     expect = {
         "bridge": [ok, "1", "1", str(0x01020304)], "pdi": [ok, "5354414e44494e31"],
         "pdi_bad_version": [str(NVML_ERROR_ARGUMENT_VERSION_MISMATCH)], "caps": [ok, "1"], "addressing": [ok, "1"],
-        "c2c": [ok, "0"], "fabric": [ok, "7", "3", "ab"], "vgpu_heterogeneous": [ok, "1"],
+        "c2c": [ok, "0"], "fabric": [ok, "7", "3", "ab", "1"], "fabric_v2": [ok, "7", "3"], "vgpu_heterogeneous": [ok, "1"],
         "grid": [ok, "1", "1", "4", "standin", "compute"], "dram_encryption": [ok, "0", "1"],
         "power_profiles": [ok, "5", "4", "4"], "margin_temp": [ok, "47"], "fbc": [ok, "1", "24", "250"],
         "cc_memory": [ok, str(1 << 30), str(1 << 20), str((1 << 30) - (1 << 20))],

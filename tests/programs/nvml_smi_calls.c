@@ -9,7 +9,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../../native/nvml/nvml_extra.h" /* what the pinned nvml.h lacks */
 
@@ -128,7 +130,22 @@ static void structs(nvmlDevice_t h)
     printf("c2c %d %u\n", rc, c2c.isC2cEnabled);
     nvmlGpuFabricInfoV_t fab = {.version = nvmlGpuFabricInfo_v3};
     rc = SYM(nvmlDeviceGetGpuFabricInfoV)(h, &fab);
-    printf("fabric %d %u %u %02x\n", rc, fab.cliqueId, (unsigned)fab.state, fab.clusterUuid[15]);
+    printf("fabric %d %u %u %02x %u\n", rc, fab.cliqueId, (unsigned)fab.state, fab.clusterUuid[15],
+           (unsigned)fab.healthSummary);
+    /* an older caller's v2 struct ending where its memory ends (an inaccessible
+     * page after it): read or written past, the program dies */
+    long page = sysconf(_SC_PAGESIZE);
+    unsigned char *two = mmap(NULL, 2 * (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (two == MAP_FAILED || mprotect(two + page, (size_t)page, PROT_NONE)) {
+        printf("fabric_v2 mmap failed\n");
+    } else {
+        nvmlGpuFabricInfo_v2_t *old = (nvmlGpuFabricInfo_v2_t *)(two + page - sizeof *old);
+        memset(old, 0, sizeof *old);
+        old->version = nvmlGpuFabricInfo_v2;
+        rc = SYM(nvmlDeviceGetGpuFabricInfoV)(h, (nvmlGpuFabricInfoV_t *)old);
+        printf("fabric_v2 %d %u %u\n", rc, old->cliqueId, (unsigned)old->state);
+        munmap(two, 2 * (size_t)page);
+    }
     nvmlVgpuHeterogeneousMode_t het = {.version = nvmlVgpuHeterogeneousMode_v1};
     rc = SYM(nvmlDeviceGetVgpuHeterogeneousMode)(h, &het);
     printf("vgpu_heterogeneous %d %u\n", rc, het.mode);

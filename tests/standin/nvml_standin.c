@@ -638,14 +638,19 @@ SN_API nvmlReturn_t nvmlDeviceGetC2cModeInfoV(nvmlDevice_t d, nvmlC2cModeInfo_v1
     return NVML_SUCCESS;
 }
 
+/* v2 and v3 (v3 adds healthSummary at the end): as NVML, an older caller gets the older layout. */
 SN_API nvmlReturn_t nvmlDeviceGetGpuFabricInfoV(nvmlDevice_t d, nvmlGpuFabricInfoV_t *info)
 {
-    SN_CHECK_VERSIONED(d, info, nvmlGpuFabricInfo_v3);
+    SN_CHECK_OUT(d, info);
+    if (info->version != nvmlGpuFabricInfo_v3 && info->version != nvmlGpuFabricInfo_v2)
+        return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
     memset(info->clusterUuid, 0xab, sizeof info->clusterUuid);
     info->status = NVML_SUCCESS;
     info->cliqueId = 7;
     info->state = NVML_GPU_FABRIC_STATE_COMPLETED;
     info->healthMask = 0;
+    if (info->version == nvmlGpuFabricInfo_v3)
+        info->healthSummary = NVML_GPU_FABRIC_HEALTH_SUMMARY_HEALTHY;
     return NVML_SUCCESS;
 }
 
