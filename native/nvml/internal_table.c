@@ -146,7 +146,7 @@ static nvmlReturn_t device_value(unsigned slot, nvmlDevice_t dev, unsigned *out)
 
 /* A string slot on the worker into the caller's buf of len bytes: always
  * NUL-terminated when len allows; nothing else of buf is written. */
-static nvmlReturn_t device_string(unsigned slot, nvmlDevice_t dev, char *buf, uintptr_t len)
+static nvmlReturn_t device_string(unsigned slot, nvmlDevice_t dev, char *buf, unsigned len)
 {
     if (!buf || !len)
         return NVML_ERROR_INVALID_ARGUMENT;
@@ -162,7 +162,7 @@ static nvmlReturn_t device_string(unsigned slot, nvmlDevice_t dev, char *buf, ui
 }
 
 /* Slot 81: the short bus id ("0000:00:06.0") of the device at index. */
-static nvmlReturn_t legacy_bus_id(unsigned index, char *buf, uintptr_t len)
+static nvmlReturn_t legacy_bus_id(unsigned index, char *buf, unsigned len)
 {
     if (!buf || !len)
         return NVML_ERROR_INVALID_ARGUMENT;
@@ -197,9 +197,10 @@ static nvmlReturn_t answer_slot(unsigned slot, uintptr_t a0, uintptr_t a1, uintp
     const char *how = "forwarded";
     if (slot == SLOT_LEGACY_BUS_ID) {
         how = "answered from the device's PCI info";
-        res = legacy_bus_id((unsigned)a0, (char *)a1, a2);
+        /* the lengths are unsigned ints: a register's upper half is not part of them */
+        res = legacy_bus_id((unsigned)a0, (char *)a1, (unsigned)a2);
     } else if (slot == SLOT_PART_NUMBER) {
-        res = device_string(slot, (nvmlDevice_t)a0, (char *)a1, a2);
+        res = device_string(slot, (nvmlDevice_t)a0, (char *)a1, (unsigned)a2);
     } else if (slot == SLOT_LOG_HOOK) {
         how = "nvidia-smi's log hook: nothing done";
         res = NVML_SUCCESS;

@@ -61,6 +61,7 @@ def test_table_through_gpuwire(server, program):
     # slot 81: device 0's busIdLegacy (the stand-in's), cut and terminated when it does not fit
     assert a["slot81"] == ["0", STANDIN_BUS_ID_LEGACY], a
     assert a["slot81_short"] == [str(NVML_ERROR_INSUFFICIENT_SIZE), STANDIN_BUS_ID_LEGACY[:4], "1"], a
+    assert a["slot81_upper_half"] == a["slot81_short"], a
     assert a["slot81_past_last"] == [str(NVML_ERROR_INVALID_ARGUMENT)], a
     # slot 231: the stand-in table's part number; a short buffer is refused by it and left alone
     assert a["slot231"] == ["0", STANDIN_PART_NUMBER], a

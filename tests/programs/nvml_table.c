@@ -14,6 +14,7 @@
 typedef int (*get_table_fn)(const void **, const unsigned char *);
 typedef int (*bus_id_fn)(unsigned, char *, unsigned);
 typedef int (*string_fn)(void *, char *, unsigned);
+typedef int (*bus_id_wide_fn)(unsigned, char *, uint64_t);
 typedef int (*log_hook_fn)(const char *, const char *, int, const char *, const char *);
 typedef int (*list_fn)(void *, unsigned *, void *);
 typedef int (*value_fn)(void *, unsigned *);
@@ -60,6 +61,10 @@ int main(void)
     memset(bus, 'x', sizeof bus);
     rc = ((bus_id_fn)t[81])(0, bus, 5);
     printf("slot81_short %d %s %d\n", rc, bus, bus[5] == 'x');
+    /* a length is an unsigned int: garbage in the register's upper half must not widen it */
+    memset(bus, 'x', sizeof bus);
+    rc = ((bus_id_wide_fn)t[81])(0, bus, ((uint64_t)1 << 40) | 5);
+    printf("slot81_upper_half %d %s %d\n", rc, bus, bus[5] == 'x');
     printf("slot81_past_last %d\n", ((bus_id_fn)t[81])(7, bus, 0x22));
 
     /* slot 231: (device, buf, 0x50) -> the board part number */
