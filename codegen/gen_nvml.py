@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """gpuwire NVML code generator.
 
-Reads nvml.h (codegen/nvml_header.py says where from), NVML's exported symbol
+Reads nvml.h (codegen/nvml_header.py says where from) and native/nvml/nvml_extra.h
+(what that nvml.h lacks), NVML's exported symbol
 list (codegen/nvml_symbols.txt, read off the 580 driver) and
 codegen/nvml_annotations.txt, and writes native/generated/:
   nvml_ops.h / nvml_ops.c        NVML message ids (4096 + index), names, digest
@@ -88,6 +89,13 @@ def generate():
     symbols = load_symbols()
     protos = nh.read_prototypes(text)
     types = nh.read_types(text)
+    # what the pinned nvml.h lacks (native/nvml/nvml_extra.h): nvml.h's own declarations win
+    with open(os.path.join(HERE, "..", "native", "nvml", "nvml_extra.h"), encoding="utf-8") as f:
+        extra = f.read()
+    for k, v in nh.read_prototypes(extra).items():
+        protos.setdefault(k, v)
+    for k, v in nh.read_types(extra).items():
+        types.setdefault(k, v)
     anns = ann_mod.parse(os.path.join(HERE, "nvml_annotations.txt"))
     if ann_mod.ASYNC or ann_mod.CACHED:
         raise SystemExit("nvml_annotations.txt: @async and @cached are not used for NVML")

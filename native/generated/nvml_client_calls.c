@@ -3,6 +3,59 @@
 
 #include "../nvml/nvml_client.h"
 
+#undef nvmlDeviceGetAccountingBufferSize
+nvmlReturn_t DECLDIR nvmlDeviceGetAccountingBufferSize(nvmlDevice_t device, unsigned int * bufferSize)
+{
+    const size_t bufferSize_cnt = bufferSize ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetAccountingBufferSize);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, bufferSize, bufferSize ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (bufferSize) { if (all) gw_get_bytes(r, bufferSize, bufferSize_cnt * sizeof(unsigned int)); else gw_get_view(r, bufferSize_cnt * sizeof(unsigned int)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetAccountingMode
+nvmlReturn_t DECLDIR nvmlDeviceGetAccountingMode(nvmlDevice_t device, nvmlEnableState_t * mode)
+{
+    const size_t mode_cnt = mode ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetAccountingMode);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, mode, mode ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (mode) { if (all) gw_get_bytes(r, mode, mode_cnt * sizeof(nvmlEnableState_t)); else gw_get_view(r, mode_cnt * sizeof(nvmlEnableState_t)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetAddressingMode
+nvmlReturn_t DECLDIR nvmlDeviceGetAddressingMode(nvmlDevice_t device, nvmlDeviceAddressingMode_t * mode)
+{
+    const size_t mode_cnt = mode ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetAddressingMode);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_in(q, mode, mode ? (size_t)(1) * sizeof(nvmlDeviceAddressingMode_t) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        if (mode) gw_get_bytes(r, mode, mode_cnt * sizeof(nvmlDeviceAddressingMode_t));
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef nvmlDeviceGetApplicationsClock
 nvmlReturn_t DECLDIR nvmlDeviceGetApplicationsClock(nvmlDevice_t device, nvmlClockType_t clockType, unsigned int * clockMHz)
 {
@@ -58,6 +111,27 @@ nvmlReturn_t DECLDIR nvmlDeviceGetAttributes_v2(nvmlDevice_t device, nvmlDeviceA
     return res;
 }
 
+#undef nvmlDeviceGetAutoBoostedClocksEnabled
+nvmlReturn_t DECLDIR nvmlDeviceGetAutoBoostedClocksEnabled(nvmlDevice_t device, nvmlEnableState_t * isEnabled, nvmlEnableState_t * defaultIsEnabled)
+{
+    const size_t isEnabled_cnt = isEnabled ? (size_t)(1) : 0;
+    const size_t defaultIsEnabled_cnt = defaultIsEnabled ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetAutoBoostedClocksEnabled);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, isEnabled, isEnabled ? (size_t)(1) : 0);
+    gw_put_out(q, defaultIsEnabled, defaultIsEnabled ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (isEnabled) { if (all) gw_get_bytes(r, isEnabled, isEnabled_cnt * sizeof(nvmlEnableState_t)); else gw_get_view(r, isEnabled_cnt * sizeof(nvmlEnableState_t)); }
+        if (defaultIsEnabled) { if (all) gw_get_bytes(r, defaultIsEnabled, defaultIsEnabled_cnt * sizeof(nvmlEnableState_t)); else gw_get_view(r, defaultIsEnabled_cnt * sizeof(nvmlEnableState_t)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef nvmlDeviceGetBAR1MemoryInfo
 nvmlReturn_t DECLDIR nvmlDeviceGetBAR1MemoryInfo(nvmlDevice_t device, nvmlBAR1Memory_t * bar1Memory)
 {
@@ -70,6 +144,24 @@ nvmlReturn_t DECLDIR nvmlDeviceGetBAR1MemoryInfo(nvmlDevice_t device, nvmlBAR1Me
     if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
         int all = res == NVML_SUCCESS;
         if (bar1Memory) { if (all) gw_get_bytes(r, bar1Memory, bar1Memory_cnt * sizeof(nvmlBAR1Memory_t)); else gw_get_view(r, bar1Memory_cnt * sizeof(nvmlBAR1Memory_t)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetBoardId
+nvmlReturn_t DECLDIR nvmlDeviceGetBoardId(nvmlDevice_t device, unsigned int * boardId)
+{
+    const size_t boardId_cnt = boardId ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetBoardId);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, boardId, boardId ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (boardId) { if (all) gw_get_bytes(r, boardId, boardId_cnt * sizeof(unsigned int)); else gw_get_view(r, boardId_cnt * sizeof(unsigned int)); }
         res = gw_nvml_status(r, res);
     }
     gw_rep_end(r);
@@ -107,6 +199,58 @@ nvmlReturn_t DECLDIR nvmlDeviceGetBrand(nvmlDevice_t device, nvmlBrandType_t * t
     if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
         int all = res == NVML_SUCCESS;
         if (type) { if (all) gw_get_bytes(r, type, type_cnt * sizeof(nvmlBrandType_t)); else gw_get_view(r, type_cnt * sizeof(nvmlBrandType_t)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetBridgeChipInfo
+nvmlReturn_t DECLDIR nvmlDeviceGetBridgeChipInfo(nvmlDevice_t device, nvmlBridgeChipHierarchy_t * bridgeHierarchy)
+{
+    const size_t bridgeHierarchy_cnt = bridgeHierarchy ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetBridgeChipInfo);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, bridgeHierarchy, bridgeHierarchy ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (bridgeHierarchy) { if (all) gw_get_bytes(r, bridgeHierarchy, bridgeHierarchy_cnt * sizeof(nvmlBridgeChipHierarchy_t)); else gw_get_view(r, bridgeHierarchy_cnt * sizeof(nvmlBridgeChipHierarchy_t)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetC2cModeInfoV
+nvmlReturn_t DECLDIR nvmlDeviceGetC2cModeInfoV(nvmlDevice_t device, nvmlC2cModeInfo_v1_t * c2cModeInfo)
+{
+    const size_t c2cModeInfo_cnt = c2cModeInfo ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetC2cModeInfoV);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_in(q, c2cModeInfo, c2cModeInfo ? (size_t)(1) * sizeof(nvmlC2cModeInfo_v1_t) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        if (c2cModeInfo) gw_get_bytes(r, c2cModeInfo, c2cModeInfo_cnt * sizeof(nvmlC2cModeInfo_v1_t));
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetCapabilities
+nvmlReturn_t DECLDIR nvmlDeviceGetCapabilities(nvmlDevice_t device, nvmlDeviceCapabilities_t * caps)
+{
+    const size_t caps_cnt = caps ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetCapabilities);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_in(q, caps, caps ? (size_t)(1) * sizeof(nvmlDeviceCapabilities_t) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        if (caps) gw_get_bytes(r, caps, caps_cnt * sizeof(nvmlDeviceCapabilities_t));
         res = gw_nvml_status(r, res);
     }
     gw_rep_end(r);
@@ -233,6 +377,24 @@ nvmlReturn_t DECLDIR nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device
     return res;
 }
 
+#undef nvmlDeviceGetConfComputeProtectedMemoryUsage
+nvmlReturn_t DECLDIR nvmlDeviceGetConfComputeProtectedMemoryUsage(nvmlDevice_t device, nvmlMemory_t * memory)
+{
+    const size_t memory_cnt = memory ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetConfComputeProtectedMemoryUsage);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, memory, memory ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (memory) { if (all) gw_get_bytes(r, memory, memory_cnt * sizeof(nvmlMemory_t)); else gw_get_view(r, memory_cnt * sizeof(nvmlMemory_t)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef nvmlDeviceGetCount
 nvmlReturn_t DECLDIR nvmlDeviceGetCount(unsigned int * deviceCount)
 {
@@ -342,6 +504,45 @@ nvmlReturn_t DECLDIR nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t device,
     return res;
 }
 
+#undef nvmlDeviceGetCurrentClocksThrottleReasons
+nvmlReturn_t DECLDIR nvmlDeviceGetCurrentClocksThrottleReasons(nvmlDevice_t device, unsigned long long * clocksThrottleReasons)
+{
+    const size_t clocksThrottleReasons_cnt = clocksThrottleReasons ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetCurrentClocksThrottleReasons);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, clocksThrottleReasons, clocksThrottleReasons ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (clocksThrottleReasons) { if (all) gw_get_bytes(r, clocksThrottleReasons, clocksThrottleReasons_cnt * sizeof(unsigned long long)); else gw_get_view(r, clocksThrottleReasons_cnt * sizeof(unsigned long long)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetDecoderUtilization
+nvmlReturn_t DECLDIR nvmlDeviceGetDecoderUtilization(nvmlDevice_t device, unsigned int * utilization, unsigned int * samplingPeriodUs)
+{
+    const size_t utilization_cnt = utilization ? (size_t)(1) : 0;
+    const size_t samplingPeriodUs_cnt = samplingPeriodUs ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetDecoderUtilization);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, utilization, utilization ? (size_t)(1) : 0);
+    gw_put_out(q, samplingPeriodUs, samplingPeriodUs ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (utilization) { if (all) gw_get_bytes(r, utilization, utilization_cnt * sizeof(unsigned int)); else gw_get_view(r, utilization_cnt * sizeof(unsigned int)); }
+        if (samplingPeriodUs) { if (all) gw_get_bytes(r, samplingPeriodUs, samplingPeriodUs_cnt * sizeof(unsigned int)); else gw_get_view(r, samplingPeriodUs_cnt * sizeof(unsigned int)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef nvmlDeviceGetDefaultApplicationsClock
 nvmlReturn_t DECLDIR nvmlDeviceGetDefaultApplicationsClock(nvmlDevice_t device, nvmlClockType_t clockType, unsigned int * clockMHz)
 {
@@ -397,6 +598,47 @@ nvmlReturn_t DECLDIR nvmlDeviceGetDisplayMode(nvmlDevice_t device, nvmlEnableSta
     return res;
 }
 
+#undef nvmlDeviceGetDramEncryptionMode
+nvmlReturn_t DECLDIR nvmlDeviceGetDramEncryptionMode(nvmlDevice_t device, nvmlDramEncryptionInfo_t * current, nvmlDramEncryptionInfo_t * pending)
+{
+    const size_t current_cnt = current ? (size_t)(1) : 0;
+    const size_t pending_cnt = pending ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetDramEncryptionMode);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_in(q, current, current ? (size_t)(1) * sizeof(nvmlDramEncryptionInfo_t) : 0);
+    gw_put_in(q, pending, pending ? (size_t)(1) * sizeof(nvmlDramEncryptionInfo_t) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        if (current) gw_get_bytes(r, current, current_cnt * sizeof(nvmlDramEncryptionInfo_t));
+        if (pending) gw_get_bytes(r, pending, pending_cnt * sizeof(nvmlDramEncryptionInfo_t));
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetDriverModel_v2
+nvmlReturn_t DECLDIR nvmlDeviceGetDriverModel_v2(nvmlDevice_t device, nvmlDriverModel_t * current, nvmlDriverModel_t * pending)
+{
+    const size_t current_cnt = current ? (size_t)(1) : 0;
+    const size_t pending_cnt = pending ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetDriverModel_v2);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, current, current ? (size_t)(1) : 0);
+    gw_put_out(q, pending, pending ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (current) { if (all) gw_get_bytes(r, current, current_cnt * sizeof(nvmlDriverModel_t)); else gw_get_view(r, current_cnt * sizeof(nvmlDriverModel_t)); }
+        if (pending) { if (all) gw_get_bytes(r, pending, pending_cnt * sizeof(nvmlDriverModel_t)); else gw_get_view(r, pending_cnt * sizeof(nvmlDriverModel_t)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef nvmlDeviceGetEccMode
 nvmlReturn_t DECLDIR nvmlDeviceGetEccMode(nvmlDevice_t device, nvmlEnableState_t * current, nvmlEnableState_t * pending)
 {
@@ -412,6 +654,51 @@ nvmlReturn_t DECLDIR nvmlDeviceGetEccMode(nvmlDevice_t device, nvmlEnableState_t
         int all = res == NVML_SUCCESS;
         if (current) { if (all) gw_get_bytes(r, current, current_cnt * sizeof(nvmlEnableState_t)); else gw_get_view(r, current_cnt * sizeof(nvmlEnableState_t)); }
         if (pending) { if (all) gw_get_bytes(r, pending, pending_cnt * sizeof(nvmlEnableState_t)); else gw_get_view(r, pending_cnt * sizeof(nvmlEnableState_t)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetEncoderStats
+nvmlReturn_t DECLDIR nvmlDeviceGetEncoderStats(nvmlDevice_t device, unsigned int * sessionCount, unsigned int * averageFps, unsigned int * averageLatency)
+{
+    const size_t sessionCount_cnt = sessionCount ? (size_t)(1) : 0;
+    const size_t averageFps_cnt = averageFps ? (size_t)(1) : 0;
+    const size_t averageLatency_cnt = averageLatency ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetEncoderStats);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, sessionCount, sessionCount ? (size_t)(1) : 0);
+    gw_put_out(q, averageFps, averageFps ? (size_t)(1) : 0);
+    gw_put_out(q, averageLatency, averageLatency ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (sessionCount) { if (all) gw_get_bytes(r, sessionCount, sessionCount_cnt * sizeof(unsigned int)); else gw_get_view(r, sessionCount_cnt * sizeof(unsigned int)); }
+        if (averageFps) { if (all) gw_get_bytes(r, averageFps, averageFps_cnt * sizeof(unsigned int)); else gw_get_view(r, averageFps_cnt * sizeof(unsigned int)); }
+        if (averageLatency) { if (all) gw_get_bytes(r, averageLatency, averageLatency_cnt * sizeof(unsigned int)); else gw_get_view(r, averageLatency_cnt * sizeof(unsigned int)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetEncoderUtilization
+nvmlReturn_t DECLDIR nvmlDeviceGetEncoderUtilization(nvmlDevice_t device, unsigned int * utilization, unsigned int * samplingPeriodUs)
+{
+    const size_t utilization_cnt = utilization ? (size_t)(1) : 0;
+    const size_t samplingPeriodUs_cnt = samplingPeriodUs ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetEncoderUtilization);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, utilization, utilization ? (size_t)(1) : 0);
+    gw_put_out(q, samplingPeriodUs, samplingPeriodUs ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (utilization) { if (all) gw_get_bytes(r, utilization, utilization_cnt * sizeof(unsigned int)); else gw_get_view(r, utilization_cnt * sizeof(unsigned int)); }
+        if (samplingPeriodUs) { if (all) gw_get_bytes(r, samplingPeriodUs, samplingPeriodUs_cnt * sizeof(unsigned int)); else gw_get_view(r, samplingPeriodUs_cnt * sizeof(unsigned int)); }
         res = gw_nvml_status(r, res);
     }
     gw_rep_end(r);
@@ -436,6 +723,24 @@ nvmlReturn_t DECLDIR nvmlDeviceGetEnforcedPowerLimit(nvmlDevice_t device, unsign
     return res;
 }
 
+#undef nvmlDeviceGetFBCStats
+nvmlReturn_t DECLDIR nvmlDeviceGetFBCStats(nvmlDevice_t device, nvmlFBCStats_t * fbcStats)
+{
+    const size_t fbcStats_cnt = fbcStats ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetFBCStats);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, fbcStats, fbcStats ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (fbcStats) { if (all) gw_get_bytes(r, fbcStats, fbcStats_cnt * sizeof(nvmlFBCStats_t)); else gw_get_view(r, fbcStats_cnt * sizeof(nvmlFBCStats_t)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef nvmlDeviceGetFanSpeed
 nvmlReturn_t DECLDIR nvmlDeviceGetFanSpeed(nvmlDevice_t device, unsigned int * speed)
 {
@@ -448,6 +753,80 @@ nvmlReturn_t DECLDIR nvmlDeviceGetFanSpeed(nvmlDevice_t device, unsigned int * s
     if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
         int all = res == NVML_SUCCESS;
         if (speed) { if (all) gw_get_bytes(r, speed, speed_cnt * sizeof(unsigned int)); else gw_get_view(r, speed_cnt * sizeof(unsigned int)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetFieldValues
+nvmlReturn_t DECLDIR nvmlDeviceGetFieldValues(nvmlDevice_t device, int valuesCount, nvmlFieldValue_t * values)
+{
+    const size_t values_cnt = values ? (size_t)(valuesCount>0?valuesCount:0) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetFieldValues);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_u64(q, (uint64_t)(int64_t)valuesCount);
+    gw_put_in(q, values, values ? (size_t)(valuesCount>0?valuesCount:0) * sizeof(nvmlFieldValue_t) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        if (values) gw_get_bytes(r, values, values_cnt * sizeof(nvmlFieldValue_t));
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetGpuFabricInfoV
+__attribute__((visibility("hidden"))) nvmlReturn_t DECLDIR gwf_nvmlDeviceGetGpuFabricInfoV(nvmlDevice_t device, nvmlGpuFabricInfoV_t * gpuFabricInfo)
+{
+    const size_t gpuFabricInfo_cnt = gpuFabricInfo ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetGpuFabricInfoV);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_in(q, gpuFabricInfo, gpuFabricInfo ? (size_t)(1) * sizeof(nvmlGpuFabricInfoV_t) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        if (gpuFabricInfo) gw_get_bytes(r, gpuFabricInfo, gpuFabricInfo_cnt * sizeof(nvmlGpuFabricInfoV_t));
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetGpuMaxPcieLinkGeneration
+nvmlReturn_t DECLDIR nvmlDeviceGetGpuMaxPcieLinkGeneration(nvmlDevice_t device, unsigned int * maxLinkGenDevice)
+{
+    const size_t maxLinkGenDevice_cnt = maxLinkGenDevice ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetGpuMaxPcieLinkGeneration);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, maxLinkGenDevice, maxLinkGenDevice ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (maxLinkGenDevice) { if (all) gw_get_bytes(r, maxLinkGenDevice, maxLinkGenDevice_cnt * sizeof(unsigned int)); else gw_get_view(r, maxLinkGenDevice_cnt * sizeof(unsigned int)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetGpuOperationMode
+nvmlReturn_t DECLDIR nvmlDeviceGetGpuOperationMode(nvmlDevice_t device, nvmlGpuOperationMode_t * current, nvmlGpuOperationMode_t * pending)
+{
+    const size_t current_cnt = current ? (size_t)(1) : 0;
+    const size_t pending_cnt = pending ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetGpuOperationMode);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, current, current ? (size_t)(1) : 0);
+    gw_put_out(q, pending, pending ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (current) { if (all) gw_get_bytes(r, current, current_cnt * sizeof(nvmlGpuOperationMode_t)); else gw_get_view(r, current_cnt * sizeof(nvmlGpuOperationMode_t)); }
+        if (pending) { if (all) gw_get_bytes(r, pending, pending_cnt * sizeof(nvmlGpuOperationMode_t)); else gw_get_view(r, pending_cnt * sizeof(nvmlGpuOperationMode_t)); }
         res = gw_nvml_status(r, res);
     }
     gw_rep_end(r);
@@ -469,6 +848,41 @@ nvmlReturn_t DECLDIR nvmlDeviceGetGraphicsRunningProcesses_v3(nvmlDevice_t devic
         int all = res == NVML_SUCCESS;
         if (infoCount) gw_get_bytes(r, infoCount, infoCount_cnt * sizeof(unsigned int));
         if (infos) { if (all) gw_get_bytes(r, infos, infos_cnt * sizeof(nvmlProcessInfo_t)); else gw_get_view(r, infos_cnt * sizeof(nvmlProcessInfo_t)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetGridLicensableFeatures_v4
+nvmlReturn_t DECLDIR nvmlDeviceGetGridLicensableFeatures_v4(nvmlDevice_t device, nvmlGridLicensableFeatures_t * pGridLicensableFeatures)
+{
+    const size_t pGridLicensableFeatures_cnt = pGridLicensableFeatures ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetGridLicensableFeatures_v4);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_in(q, pGridLicensableFeatures, pGridLicensableFeatures ? (size_t)(1) * sizeof(nvmlGridLicensableFeatures_t) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        if (pGridLicensableFeatures) gw_get_bytes(r, pGridLicensableFeatures, pGridLicensableFeatures_cnt * sizeof(nvmlGridLicensableFeatures_t));
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetGspFirmwareVersion
+nvmlReturn_t DECLDIR nvmlDeviceGetGspFirmwareVersion(nvmlDevice_t device, char * version)
+{
+    const size_t version_cnt = version ? (size_t)(NVML_GSP_FIRMWARE_VERSION_BUF_SIZE) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetGspFirmwareVersion);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, version, version ? (size_t)(NVML_GSP_FIRMWARE_VERSION_BUF_SIZE) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (version) { if (all) gw_get_bytes(r, version, version_cnt * sizeof(char)); else gw_get_view(r, version_cnt * sizeof(char)); }
         res = gw_nvml_status(r, res);
     }
     gw_rep_end(r);
@@ -583,6 +997,24 @@ nvmlReturn_t DECLDIR nvmlDeviceGetHandleByUUID(const char * uuid, nvmlDevice_t *
     return res;
 }
 
+#undef nvmlDeviceGetHostVgpuMode
+nvmlReturn_t DECLDIR nvmlDeviceGetHostVgpuMode(nvmlDevice_t device, nvmlHostVgpuMode_t * pHostVgpuMode)
+{
+    const size_t pHostVgpuMode_cnt = pHostVgpuMode ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetHostVgpuMode);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, pHostVgpuMode, pHostVgpuMode ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (pHostVgpuMode) { if (all) gw_get_bytes(r, pHostVgpuMode, pHostVgpuMode_cnt * sizeof(nvmlHostVgpuMode_t)); else gw_get_view(r, pHostVgpuMode_cnt * sizeof(nvmlHostVgpuMode_t)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef nvmlDeviceGetIndex
 nvmlReturn_t DECLDIR nvmlDeviceGetIndex(nvmlDevice_t device, unsigned int * index)
 {
@@ -595,6 +1027,87 @@ nvmlReturn_t DECLDIR nvmlDeviceGetIndex(nvmlDevice_t device, unsigned int * inde
     if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
         int all = res == NVML_SUCCESS;
         if (index) { if (all) gw_get_bytes(r, index, index_cnt * sizeof(unsigned int)); else gw_get_view(r, index_cnt * sizeof(unsigned int)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetInforomImageVersion
+nvmlReturn_t DECLDIR nvmlDeviceGetInforomImageVersion(nvmlDevice_t device, char * version, unsigned int length)
+{
+    const size_t version_cnt = version ? (size_t)(length) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetInforomImageVersion);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, version, version ? (size_t)(length) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)length);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (version) { if (all) gw_get_bytes(r, version, version_cnt * sizeof(char)); else gw_get_view(r, version_cnt * sizeof(char)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetInforomVersion
+nvmlReturn_t DECLDIR nvmlDeviceGetInforomVersion(nvmlDevice_t device, nvmlInforomObject_t object, char * version, unsigned int length)
+{
+    const size_t version_cnt = version ? (size_t)(length) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetInforomVersion);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_u64(q, (uint64_t)(int64_t)object);
+    gw_put_out(q, version, version ? (size_t)(length) : 0);
+    gw_put_u64(q, (uint64_t)(int64_t)length);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (version) { if (all) gw_get_bytes(r, version, version_cnt * sizeof(char)); else gw_get_view(r, version_cnt * sizeof(char)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetJpgUtilization
+nvmlReturn_t DECLDIR nvmlDeviceGetJpgUtilization(nvmlDevice_t device, unsigned int * utilization, unsigned int * samplingPeriodUs)
+{
+    const size_t utilization_cnt = utilization ? (size_t)(1) : 0;
+    const size_t samplingPeriodUs_cnt = samplingPeriodUs ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetJpgUtilization);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, utilization, utilization ? (size_t)(1) : 0);
+    gw_put_out(q, samplingPeriodUs, samplingPeriodUs ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (utilization) { if (all) gw_get_bytes(r, utilization, utilization_cnt * sizeof(unsigned int)); else gw_get_view(r, utilization_cnt * sizeof(unsigned int)); }
+        if (samplingPeriodUs) { if (all) gw_get_bytes(r, samplingPeriodUs, samplingPeriodUs_cnt * sizeof(unsigned int)); else gw_get_view(r, samplingPeriodUs_cnt * sizeof(unsigned int)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetLastBBXFlushTime
+nvmlReturn_t DECLDIR nvmlDeviceGetLastBBXFlushTime(nvmlDevice_t device, unsigned long long * timestamp, unsigned long * durationUs)
+{
+    const size_t timestamp_cnt = timestamp ? (size_t)(1) : 0;
+    const size_t durationUs_cnt = durationUs ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetLastBBXFlushTime);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, timestamp, timestamp ? (size_t)(1) : 0);
+    gw_put_out(q, durationUs, durationUs ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (timestamp) { if (all) gw_get_bytes(r, timestamp, timestamp_cnt * sizeof(unsigned long long)); else gw_get_view(r, timestamp_cnt * sizeof(unsigned long long)); }
+        if (durationUs) { if (all) gw_get_bytes(r, durationUs, durationUs_cnt * sizeof(unsigned long)); else gw_get_view(r, durationUs_cnt * sizeof(unsigned long)); }
         res = gw_nvml_status(r, res);
     }
     gw_rep_end(r);
@@ -616,6 +1129,23 @@ nvmlReturn_t DECLDIR nvmlDeviceGetMPSComputeRunningProcesses_v3(nvmlDevice_t dev
         int all = res == NVML_SUCCESS;
         if (infoCount) gw_get_bytes(r, infoCount, infoCount_cnt * sizeof(unsigned int));
         if (infos) { if (all) gw_get_bytes(r, infos, infos_cnt * sizeof(nvmlProcessInfo_t)); else gw_get_view(r, infos_cnt * sizeof(nvmlProcessInfo_t)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetMarginTemperature
+nvmlReturn_t DECLDIR nvmlDeviceGetMarginTemperature(nvmlDevice_t device, nvmlMarginTemperature_t * marginTempInfo)
+{
+    const size_t marginTempInfo_cnt = marginTempInfo ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetMarginTemperature);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_in(q, marginTempInfo, marginTempInfo ? (size_t)(1) * sizeof(nvmlMarginTemperature_t) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        if (marginTempInfo) gw_get_bytes(r, marginTempInfo, marginTempInfo_cnt * sizeof(nvmlMarginTemperature_t));
         res = gw_nvml_status(r, res);
     }
     gw_rep_end(r);
@@ -713,6 +1243,27 @@ nvmlReturn_t DECLDIR nvmlDeviceGetMemoryBusWidth(nvmlDevice_t device, unsigned i
     return res;
 }
 
+#undef nvmlDeviceGetMemoryErrorCounter
+nvmlReturn_t DECLDIR nvmlDeviceGetMemoryErrorCounter(nvmlDevice_t device, nvmlMemoryErrorType_t errorType, nvmlEccCounterType_t counterType, nvmlMemoryLocation_t locationType, unsigned long long * count)
+{
+    const size_t count_cnt = count ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetMemoryErrorCounter);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_u64(q, (uint64_t)(int64_t)errorType);
+    gw_put_u64(q, (uint64_t)(int64_t)counterType);
+    gw_put_u64(q, (uint64_t)(int64_t)locationType);
+    gw_put_out(q, count, count ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (count) { if (all) gw_get_bytes(r, count, count_cnt * sizeof(unsigned long long)); else gw_get_view(r, count_cnt * sizeof(unsigned long long)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef nvmlDeviceGetMemoryInfo
 nvmlReturn_t DECLDIR nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t * memory)
 {
@@ -787,6 +1338,24 @@ nvmlReturn_t DECLDIR nvmlDeviceGetMinorNumber(nvmlDevice_t device, unsigned int 
     return res;
 }
 
+#undef nvmlDeviceGetModuleId
+nvmlReturn_t DECLDIR nvmlDeviceGetModuleId(nvmlDevice_t device, unsigned int * moduleId)
+{
+    const size_t moduleId_cnt = moduleId ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetModuleId);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, moduleId, moduleId ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (moduleId) { if (all) gw_get_bytes(r, moduleId, moduleId_cnt * sizeof(unsigned int)); else gw_get_view(r, moduleId_cnt * sizeof(unsigned int)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef nvmlDeviceGetMultiGpuBoard
 nvmlReturn_t DECLDIR nvmlDeviceGetMultiGpuBoard(nvmlDevice_t device, unsigned int * multiGpuBool)
 {
@@ -836,6 +1405,27 @@ nvmlReturn_t DECLDIR nvmlDeviceGetNumGpuCores(nvmlDevice_t device, unsigned int 
     if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
         int all = res == NVML_SUCCESS;
         if (numCores) { if (all) gw_get_bytes(r, numCores, numCores_cnt * sizeof(unsigned int)); else gw_get_view(r, numCores_cnt * sizeof(unsigned int)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetOfaUtilization
+nvmlReturn_t DECLDIR nvmlDeviceGetOfaUtilization(nvmlDevice_t device, unsigned int * utilization, unsigned int * samplingPeriodUs)
+{
+    const size_t utilization_cnt = utilization ? (size_t)(1) : 0;
+    const size_t samplingPeriodUs_cnt = samplingPeriodUs ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetOfaUtilization);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, utilization, utilization ? (size_t)(1) : 0);
+    gw_put_out(q, samplingPeriodUs, samplingPeriodUs ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (utilization) { if (all) gw_get_bytes(r, utilization, utilization_cnt * sizeof(unsigned int)); else gw_get_view(r, utilization_cnt * sizeof(unsigned int)); }
+        if (samplingPeriodUs) { if (all) gw_get_bytes(r, samplingPeriodUs, samplingPeriodUs_cnt * sizeof(unsigned int)); else gw_get_view(r, samplingPeriodUs_cnt * sizeof(unsigned int)); }
         res = gw_nvml_status(r, res);
     }
     gw_rep_end(r);
@@ -933,6 +1523,24 @@ nvmlReturn_t DECLDIR nvmlDeviceGetPciInfo_v3(nvmlDevice_t device, nvmlPciInfo_t 
     return res;
 }
 
+#undef nvmlDeviceGetPcieReplayCounter
+nvmlReturn_t DECLDIR nvmlDeviceGetPcieReplayCounter(nvmlDevice_t device, unsigned int * value)
+{
+    const size_t value_cnt = value ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetPcieReplayCounter);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, value, value ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (value) { if (all) gw_get_bytes(r, value, value_cnt * sizeof(unsigned int)); else gw_get_view(r, value_cnt * sizeof(unsigned int)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef nvmlDeviceGetPcieThroughput
 nvmlReturn_t DECLDIR nvmlDeviceGetPcieThroughput(nvmlDevice_t device, nvmlPcieUtilCounter_t counter, unsigned int * value)
 {
@@ -946,6 +1554,23 @@ nvmlReturn_t DECLDIR nvmlDeviceGetPcieThroughput(nvmlDevice_t device, nvmlPcieUt
     if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
         int all = res == NVML_SUCCESS;
         if (value) { if (all) gw_get_bytes(r, value, value_cnt * sizeof(unsigned int)); else gw_get_view(r, value_cnt * sizeof(unsigned int)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetPdi
+nvmlReturn_t DECLDIR nvmlDeviceGetPdi(nvmlDevice_t device, nvmlPdi_t * pdi)
+{
+    const size_t pdi_cnt = pdi ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetPdi);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_in(q, pdi, pdi ? (size_t)(1) * sizeof(nvmlPdi_t) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        if (pdi) gw_get_bytes(r, pdi, pdi_cnt * sizeof(nvmlPdi_t));
         res = gw_nvml_status(r, res);
     }
     gw_rep_end(r);
@@ -1063,6 +1688,99 @@ nvmlReturn_t DECLDIR nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int *
     return res;
 }
 
+#undef nvmlDeviceGetRemappedRows_v2
+nvmlReturn_t DECLDIR nvmlDeviceGetRemappedRows_v2(nvmlDevice_t device, nvmlRemappedRowsInfo_v2_t * info)
+{
+    const size_t info_cnt = info ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetRemappedRows_v2);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, info, info ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (info) { if (all) gw_get_bytes(r, info, info_cnt * sizeof(nvmlRemappedRowsInfo_v2_t)); else gw_get_view(r, info_cnt * sizeof(nvmlRemappedRowsInfo_v2_t)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetRepairStatus
+nvmlReturn_t DECLDIR nvmlDeviceGetRepairStatus(nvmlDevice_t device, nvmlRepairStatus_t * repairStatus)
+{
+    const size_t repairStatus_cnt = repairStatus ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetRepairStatus);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_in(q, repairStatus, repairStatus ? (size_t)(1) * sizeof(nvmlRepairStatus_t) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        if (repairStatus) gw_get_bytes(r, repairStatus, repairStatus_cnt * sizeof(nvmlRepairStatus_t));
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetRetiredPages
+nvmlReturn_t DECLDIR nvmlDeviceGetRetiredPages(nvmlDevice_t device, nvmlPageRetirementCause_t cause, unsigned int * pageCount, unsigned long long * addresses)
+{
+    const size_t pageCount_cnt = pageCount ? (size_t)(1) : 0;
+    const size_t addresses_cnt = addresses ? (size_t)(pageCount?*pageCount:0) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetRetiredPages);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_u64(q, (uint64_t)(int64_t)cause);
+    gw_put_in(q, pageCount, pageCount ? (size_t)(1) * sizeof(unsigned int) : 0);
+    gw_put_out(q, addresses, addresses ? (size_t)(pageCount?*pageCount:0) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (pageCount) gw_get_bytes(r, pageCount, pageCount_cnt * sizeof(unsigned int));
+        if (addresses) { if (all) gw_get_bytes(r, addresses, addresses_cnt * sizeof(unsigned long long)); else gw_get_view(r, addresses_cnt * sizeof(unsigned long long)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetRetiredPagesPendingStatus
+nvmlReturn_t DECLDIR nvmlDeviceGetRetiredPagesPendingStatus(nvmlDevice_t device, nvmlEnableState_t * isPending)
+{
+    const size_t isPending_cnt = isPending ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetRetiredPagesPendingStatus);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, isPending, isPending ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (isPending) { if (all) gw_get_bytes(r, isPending, isPending_cnt * sizeof(nvmlEnableState_t)); else gw_get_view(r, isPending_cnt * sizeof(nvmlEnableState_t)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetRowRemapperHistogram
+nvmlReturn_t DECLDIR nvmlDeviceGetRowRemapperHistogram(nvmlDevice_t device, nvmlRowRemapperHistogramValues_t * values)
+{
+    const size_t values_cnt = values ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetRowRemapperHistogram);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, values, values ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (values) { if (all) gw_get_bytes(r, values, values_cnt * sizeof(nvmlRowRemapperHistogramValues_t)); else gw_get_view(r, values_cnt * sizeof(nvmlRowRemapperHistogramValues_t)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef nvmlDeviceGetSerial
 nvmlReturn_t DECLDIR nvmlDeviceGetSerial(nvmlDevice_t device, char * serial, unsigned int length)
 {
@@ -1082,6 +1800,23 @@ nvmlReturn_t DECLDIR nvmlDeviceGetSerial(nvmlDevice_t device, char * serial, uns
     return res;
 }
 
+#undef nvmlDeviceGetSramEccErrorStatus
+nvmlReturn_t DECLDIR nvmlDeviceGetSramEccErrorStatus(nvmlDevice_t device, nvmlEccSramErrorStatus_t * status)
+{
+    const size_t status_cnt = status ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetSramEccErrorStatus);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_in(q, status, status ? (size_t)(1) * sizeof(nvmlEccSramErrorStatus_t) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        if (status) gw_get_bytes(r, status, status_cnt * sizeof(nvmlEccSramErrorStatus_t));
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef nvmlDeviceGetSupportedClocksEventReasons
 nvmlReturn_t DECLDIR nvmlDeviceGetSupportedClocksEventReasons(nvmlDevice_t device, unsigned long long * supportedClocksEventReasons)
 {
@@ -1094,6 +1829,24 @@ nvmlReturn_t DECLDIR nvmlDeviceGetSupportedClocksEventReasons(nvmlDevice_t devic
     if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
         int all = res == NVML_SUCCESS;
         if (supportedClocksEventReasons) { if (all) gw_get_bytes(r, supportedClocksEventReasons, supportedClocksEventReasons_cnt * sizeof(unsigned long long)); else gw_get_view(r, supportedClocksEventReasons_cnt * sizeof(unsigned long long)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetSupportedClocksThrottleReasons
+nvmlReturn_t DECLDIR nvmlDeviceGetSupportedClocksThrottleReasons(nvmlDevice_t device, unsigned long long * supportedClocksThrottleReasons)
+{
+    const size_t supportedClocksThrottleReasons_cnt = supportedClocksThrottleReasons ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetSupportedClocksThrottleReasons);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, supportedClocksThrottleReasons, supportedClocksThrottleReasons ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (supportedClocksThrottleReasons) { if (all) gw_get_bytes(r, supportedClocksThrottleReasons, supportedClocksThrottleReasons_cnt * sizeof(unsigned long long)); else gw_get_view(r, supportedClocksThrottleReasons_cnt * sizeof(unsigned long long)); }
         res = gw_nvml_status(r, res);
     }
     gw_rep_end(r);
@@ -1174,6 +1927,26 @@ nvmlReturn_t DECLDIR nvmlDeviceGetTopologyCommonAncestor(nvmlDevice_t device1, n
     return res;
 }
 
+#undef nvmlDeviceGetTotalEccErrors
+nvmlReturn_t DECLDIR nvmlDeviceGetTotalEccErrors(nvmlDevice_t device, nvmlMemoryErrorType_t errorType, nvmlEccCounterType_t counterType, unsigned long long * eccCounts)
+{
+    const size_t eccCounts_cnt = eccCounts ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetTotalEccErrors);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_u64(q, (uint64_t)(int64_t)errorType);
+    gw_put_u64(q, (uint64_t)(int64_t)counterType);
+    gw_put_out(q, eccCounts, eccCounts ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (eccCounts) { if (all) gw_get_bytes(r, eccCounts, eccCounts_cnt * sizeof(unsigned long long)); else gw_get_view(r, eccCounts_cnt * sizeof(unsigned long long)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef nvmlDeviceGetTotalEnergyConsumption
 nvmlReturn_t DECLDIR nvmlDeviceGetTotalEnergyConsumption(nvmlDevice_t device, unsigned long long * energy)
 {
@@ -1205,6 +1978,24 @@ nvmlReturn_t DECLDIR nvmlDeviceGetUUID(nvmlDevice_t device, char * uuid, unsigne
     if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
         int all = res == NVML_SUCCESS;
         if (uuid) { if (all) gw_get_bytes(r, uuid, uuid_cnt * sizeof(char)); else gw_get_view(r, uuid_cnt * sizeof(char)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetUnrepairableMemoryFlag_v1
+nvmlReturn_t DECLDIR nvmlDeviceGetUnrepairableMemoryFlag_v1(nvmlDevice_t device, nvmlUnrepairableMemoryStatus_v1_t * unrepairableMemoryStatus)
+{
+    const size_t unrepairableMemoryStatus_cnt = unrepairableMemoryStatus ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetUnrepairableMemoryFlag_v1);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, unrepairableMemoryStatus, unrepairableMemoryStatus ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (unrepairableMemoryStatus) { if (all) gw_get_bytes(r, unrepairableMemoryStatus, unrepairableMemoryStatus_cnt * sizeof(nvmlUnrepairableMemoryStatus_v1_t)); else gw_get_view(r, unrepairableMemoryStatus_cnt * sizeof(nvmlUnrepairableMemoryStatus_v1_t)); }
         res = gw_nvml_status(r, res);
     }
     gw_rep_end(r);
@@ -1248,6 +2039,41 @@ nvmlReturn_t DECLDIR nvmlDeviceGetVbiosVersion(nvmlDevice_t device, char * versi
     return res;
 }
 
+#undef nvmlDeviceGetVgpuHeterogeneousMode
+nvmlReturn_t DECLDIR nvmlDeviceGetVgpuHeterogeneousMode(nvmlDevice_t device, nvmlVgpuHeterogeneousMode_t * pHeterogeneousMode)
+{
+    const size_t pHeterogeneousMode_cnt = pHeterogeneousMode ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetVgpuHeterogeneousMode);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_in(q, pHeterogeneousMode, pHeterogeneousMode ? (size_t)(1) * sizeof(nvmlVgpuHeterogeneousMode_t) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        if (pHeterogeneousMode) gw_get_bytes(r, pHeterogeneousMode, pHeterogeneousMode_cnt * sizeof(nvmlVgpuHeterogeneousMode_t));
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetVirtualizationMode
+nvmlReturn_t DECLDIR nvmlDeviceGetVirtualizationMode(nvmlDevice_t device, nvmlGpuVirtualizationMode_t * pVirtualMode)
+{
+    const size_t pVirtualMode_cnt = pVirtualMode ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetVirtualizationMode);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_out(q, pVirtualMode, pVirtualMode ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (pVirtualMode) { if (all) gw_get_bytes(r, pVirtualMode, pVirtualMode_cnt * sizeof(nvmlGpuVirtualizationMode_t)); else gw_get_view(r, pVirtualMode_cnt * sizeof(nvmlGpuVirtualizationMode_t)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef nvmlDeviceIsMigDeviceHandle
 nvmlReturn_t DECLDIR nvmlDeviceIsMigDeviceHandle(nvmlDevice_t device, unsigned int * isMigDevice)
 {
@@ -1260,6 +2086,34 @@ nvmlReturn_t DECLDIR nvmlDeviceIsMigDeviceHandle(nvmlDevice_t device, unsigned i
     if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
         int all = res == NVML_SUCCESS;
         if (isMigDevice) { if (all) gw_get_bytes(r, isMigDevice, isMigDevice_cnt * sizeof(unsigned int)); else gw_get_view(r, isMigDevice_cnt * sizeof(unsigned int)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceValidateInforom
+nvmlReturn_t DECLDIR nvmlDeviceValidateInforom(nvmlDevice_t device)
+{
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceValidateInforom);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceWorkloadPowerProfileGetCurrentProfiles
+nvmlReturn_t DECLDIR nvmlDeviceWorkloadPowerProfileGetCurrentProfiles(nvmlDevice_t device, nvmlWorkloadPowerProfileCurrentProfiles_t * currentProfiles)
+{
+    const size_t currentProfiles_cnt = currentProfiles ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceWorkloadPowerProfileGetCurrentProfiles);
+    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_in(q, currentProfiles, currentProfiles ? (size_t)(1) * sizeof(nvmlWorkloadPowerProfileCurrentProfiles_t) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        if (currentProfiles) gw_get_bytes(r, currentProfiles, currentProfiles_cnt * sizeof(nvmlWorkloadPowerProfileCurrentProfiles_t));
         res = gw_nvml_status(r, res);
     }
     gw_rep_end(r);

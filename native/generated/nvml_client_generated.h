@@ -6,6 +6,7 @@
 #include <nvml.h>
 
 /* Generated forwarders behind hand-written client wrappers. */
+nvmlReturn_t gwf_nvmlDeviceGetGpuFabricInfoV(nvmlDevice_t device, nvmlGpuFabricInfoV_t * gpuFabricInfo);
 nvmlReturn_t gwf_nvmlInit(void);
 nvmlReturn_t gwf_nvmlInitWithFlags(unsigned int flags);
 nvmlReturn_t gwf_nvmlInit_v2(void);

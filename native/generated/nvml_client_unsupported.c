@@ -31,10 +31,6 @@ int nvmlDeviceFreezeNvLinkUtilizationCounter(void);
 int nvmlDeviceFreezeNvLinkUtilizationCounter(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceFreezeNvLinkUtilizationCounter); }
 int nvmlDeviceGetAPIRestriction(void);
 int nvmlDeviceGetAPIRestriction(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetAPIRestriction); }
-int nvmlDeviceGetAccountingBufferSize(void);
-int nvmlDeviceGetAccountingBufferSize(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetAccountingBufferSize); }
-int nvmlDeviceGetAccountingMode(void);
-int nvmlDeviceGetAccountingMode(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetAccountingMode); }
 int nvmlDeviceGetAccountingPids(void);
 int nvmlDeviceGetAccountingPids(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetAccountingPids); }
 int nvmlDeviceGetAccountingStats(void);
@@ -43,22 +39,10 @@ int nvmlDeviceGetActiveVgpus(void);
 int nvmlDeviceGetActiveVgpus(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetActiveVgpus); }
 int nvmlDeviceGetAdaptiveClockInfoStatus(void);
 int nvmlDeviceGetAdaptiveClockInfoStatus(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetAdaptiveClockInfoStatus); }
-int nvmlDeviceGetAddressingMode(void);
-int nvmlDeviceGetAddressingMode(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetAddressingMode); }
 int nvmlDeviceGetAttributes(void);
 int nvmlDeviceGetAttributes(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetAttributes); }
-int nvmlDeviceGetAutoBoostedClocksEnabled(void);
-int nvmlDeviceGetAutoBoostedClocksEnabled(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetAutoBoostedClocksEnabled); }
-int nvmlDeviceGetBoardId(void);
-int nvmlDeviceGetBoardId(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetBoardId); }
-int nvmlDeviceGetBridgeChipInfo(void);
-int nvmlDeviceGetBridgeChipInfo(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetBridgeChipInfo); }
 int nvmlDeviceGetBusType(void);
 int nvmlDeviceGetBusType(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetBusType); }
-int nvmlDeviceGetC2cModeInfoV(void);
-int nvmlDeviceGetC2cModeInfoV(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetC2cModeInfoV); }
-int nvmlDeviceGetCapabilities(void);
-int nvmlDeviceGetCapabilities(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetCapabilities); }
 int nvmlDeviceGetClkMonStatus(void);
 int nvmlDeviceGetClkMonStatus(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetClkMonStatus); }
 int nvmlDeviceGetClockOffsets(void);
@@ -71,8 +55,6 @@ int nvmlDeviceGetConfComputeGpuCertificate(void);
 int nvmlDeviceGetConfComputeGpuCertificate(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetConfComputeGpuCertificate); }
 int nvmlDeviceGetConfComputeMemSizeInfo(void);
 int nvmlDeviceGetConfComputeMemSizeInfo(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetConfComputeMemSizeInfo); }
-int nvmlDeviceGetConfComputeProtectedMemoryUsage(void);
-int nvmlDeviceGetConfComputeProtectedMemoryUsage(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetConfComputeProtectedMemoryUsage); }
 int nvmlDeviceGetCoolerInfo(void);
 int nvmlDeviceGetCoolerInfo(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetCoolerInfo); }
 int nvmlDeviceGetCpuAffinity(void);
@@ -83,52 +65,34 @@ int nvmlDeviceGetCreatableVgpus(void);
 int nvmlDeviceGetCreatableVgpus(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetCreatableVgpus); }
 int nvmlDeviceGetCurrentClockFreqs(void);
 int nvmlDeviceGetCurrentClockFreqs(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetCurrentClockFreqs); }
-int nvmlDeviceGetCurrentClocksThrottleReasons(void);
-int nvmlDeviceGetCurrentClocksThrottleReasons(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetCurrentClocksThrottleReasons); }
-int nvmlDeviceGetDecoderUtilization(void);
-int nvmlDeviceGetDecoderUtilization(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetDecoderUtilization); }
 int nvmlDeviceGetDefaultEccMode(void);
 int nvmlDeviceGetDefaultEccMode(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetDefaultEccMode); }
 int nvmlDeviceGetDetailedEccErrors(void);
 int nvmlDeviceGetDetailedEccErrors(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetDetailedEccErrors); }
 int nvmlDeviceGetDeviceHandleFromMigDeviceHandle(void);
 int nvmlDeviceGetDeviceHandleFromMigDeviceHandle(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetDeviceHandleFromMigDeviceHandle); }
-int nvmlDeviceGetDramEncryptionMode(void);
-int nvmlDeviceGetDramEncryptionMode(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetDramEncryptionMode); }
 int nvmlDeviceGetDriverModel(void);
 int nvmlDeviceGetDriverModel(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetDriverModel); }
-int nvmlDeviceGetDriverModel_v2(void);
-int nvmlDeviceGetDriverModel_v2(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetDriverModel_v2); }
 int nvmlDeviceGetDynamicPstatesInfo(void);
 int nvmlDeviceGetDynamicPstatesInfo(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetDynamicPstatesInfo); }
 int nvmlDeviceGetEncoderCapacity(void);
 int nvmlDeviceGetEncoderCapacity(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetEncoderCapacity); }
 int nvmlDeviceGetEncoderSessions(void);
 int nvmlDeviceGetEncoderSessions(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetEncoderSessions); }
-int nvmlDeviceGetEncoderStats(void);
-int nvmlDeviceGetEncoderStats(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetEncoderStats); }
-int nvmlDeviceGetEncoderUtilization(void);
-int nvmlDeviceGetEncoderUtilization(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetEncoderUtilization); }
 int nvmlDeviceGetFBCSessions(void);
 int nvmlDeviceGetFBCSessions(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetFBCSessions); }
-int nvmlDeviceGetFBCStats(void);
-int nvmlDeviceGetFBCStats(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetFBCStats); }
 int nvmlDeviceGetFanControlPolicy_v2(void);
 int nvmlDeviceGetFanControlPolicy_v2(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetFanControlPolicy_v2); }
 int nvmlDeviceGetFanSpeedRPM(void);
 int nvmlDeviceGetFanSpeedRPM(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetFanSpeedRPM); }
 int nvmlDeviceGetFanSpeed_v2(void);
 int nvmlDeviceGetFanSpeed_v2(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetFanSpeed_v2); }
-int nvmlDeviceGetFieldValues(void);
-int nvmlDeviceGetFieldValues(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetFieldValues); }
 int nvmlDeviceGetGpcClkMinMaxVfOffset(void);
 int nvmlDeviceGetGpcClkMinMaxVfOffset(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetGpcClkMinMaxVfOffset); }
 int nvmlDeviceGetGpcClkVfOffset(void);
 int nvmlDeviceGetGpcClkVfOffset(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetGpcClkVfOffset); }
 int nvmlDeviceGetGpuFabricInfo(void);
 int nvmlDeviceGetGpuFabricInfo(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetGpuFabricInfo); }
-int nvmlDeviceGetGpuFabricInfoV(void);
-int nvmlDeviceGetGpuFabricInfoV(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetGpuFabricInfoV); }
 int nvmlDeviceGetGpuInstanceById(void);
 int nvmlDeviceGetGpuInstanceById(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetGpuInstanceById); }
 int nvmlDeviceGetGpuInstanceId(void);
@@ -147,10 +111,6 @@ int nvmlDeviceGetGpuInstanceRemainingCapacity(void);
 int nvmlDeviceGetGpuInstanceRemainingCapacity(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetGpuInstanceRemainingCapacity); }
 int nvmlDeviceGetGpuInstances(void);
 int nvmlDeviceGetGpuInstances(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetGpuInstances); }
-int nvmlDeviceGetGpuMaxPcieLinkGeneration(void);
-int nvmlDeviceGetGpuMaxPcieLinkGeneration(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetGpuMaxPcieLinkGeneration); }
-int nvmlDeviceGetGpuOperationMode(void);
-int nvmlDeviceGetGpuOperationMode(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetGpuOperationMode); }
 int nvmlDeviceGetGraphicsRunningProcesses(void);
 int nvmlDeviceGetGraphicsRunningProcesses(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetGraphicsRunningProcesses); }
 int nvmlDeviceGetGraphicsRunningProcesses_v2(void);
@@ -161,36 +121,20 @@ int nvmlDeviceGetGridLicensableFeatures_v2(void);
 int nvmlDeviceGetGridLicensableFeatures_v2(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetGridLicensableFeatures_v2); }
 int nvmlDeviceGetGridLicensableFeatures_v3(void);
 int nvmlDeviceGetGridLicensableFeatures_v3(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetGridLicensableFeatures_v3); }
-int nvmlDeviceGetGridLicensableFeatures_v4(void);
-int nvmlDeviceGetGridLicensableFeatures_v4(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetGridLicensableFeatures_v4); }
 int nvmlDeviceGetGspFirmwareMode(void);
 int nvmlDeviceGetGspFirmwareMode(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetGspFirmwareMode); }
-int nvmlDeviceGetGspFirmwareVersion(void);
-int nvmlDeviceGetGspFirmwareVersion(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetGspFirmwareVersion); }
 int nvmlDeviceGetHandleByUUIDV(void);
 int nvmlDeviceGetHandleByUUIDV(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetHandleByUUIDV); }
-int nvmlDeviceGetHostVgpuMode(void);
-int nvmlDeviceGetHostVgpuMode(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetHostVgpuMode); }
 int nvmlDeviceGetHostname_v1(void);
 int nvmlDeviceGetHostname_v1(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetHostname_v1); }
 int nvmlDeviceGetInforomConfigurationChecksum(void);
 int nvmlDeviceGetInforomConfigurationChecksum(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetInforomConfigurationChecksum); }
-int nvmlDeviceGetInforomImageVersion(void);
-int nvmlDeviceGetInforomImageVersion(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetInforomImageVersion); }
-int nvmlDeviceGetInforomVersion(void);
-int nvmlDeviceGetInforomVersion(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetInforomVersion); }
 int nvmlDeviceGetIrqNum(void);
 int nvmlDeviceGetIrqNum(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetIrqNum); }
-int nvmlDeviceGetJpgUtilization(void);
-int nvmlDeviceGetJpgUtilization(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetJpgUtilization); }
-int nvmlDeviceGetLastBBXFlushTime(void);
-int nvmlDeviceGetLastBBXFlushTime(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetLastBBXFlushTime); }
 int nvmlDeviceGetMPSComputeRunningProcesses(void);
 int nvmlDeviceGetMPSComputeRunningProcesses(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetMPSComputeRunningProcesses); }
 int nvmlDeviceGetMPSComputeRunningProcesses_v2(void);
 int nvmlDeviceGetMPSComputeRunningProcesses_v2(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetMPSComputeRunningProcesses_v2); }
-int nvmlDeviceGetMarginTemperature(void);
-int nvmlDeviceGetMarginTemperature(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetMarginTemperature); }
 int nvmlDeviceGetMaxCustomerBoostClock(void);
 int nvmlDeviceGetMaxCustomerBoostClock(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetMaxCustomerBoostClock); }
 int nvmlDeviceGetMemClkMinMaxVfOffset(void);
@@ -199,16 +143,12 @@ int nvmlDeviceGetMemClkVfOffset(void);
 int nvmlDeviceGetMemClkVfOffset(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetMemClkVfOffset); }
 int nvmlDeviceGetMemoryAffinity(void);
 int nvmlDeviceGetMemoryAffinity(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetMemoryAffinity); }
-int nvmlDeviceGetMemoryErrorCounter(void);
-int nvmlDeviceGetMemoryErrorCounter(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetMemoryErrorCounter); }
 int nvmlDeviceGetMigDeviceHandleByIndex(void);
 int nvmlDeviceGetMigDeviceHandleByIndex(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetMigDeviceHandleByIndex); }
 int nvmlDeviceGetMinMaxClockOfPState(void);
 int nvmlDeviceGetMinMaxClockOfPState(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetMinMaxClockOfPState); }
 int nvmlDeviceGetMinMaxFanSpeed(void);
 int nvmlDeviceGetMinMaxFanSpeed(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetMinMaxFanSpeed); }
-int nvmlDeviceGetModuleId(void);
-int nvmlDeviceGetModuleId(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetModuleId); }
 int nvmlDeviceGetNumFans(void);
 int nvmlDeviceGetNumFans(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetNumFans); }
 int nvmlDeviceGetNumaNodeId(void);
@@ -237,16 +177,10 @@ int nvmlDeviceGetNvlinkBwMode(void);
 int nvmlDeviceGetNvlinkBwMode(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetNvlinkBwMode); }
 int nvmlDeviceGetNvlinkSupportedBwModes(void);
 int nvmlDeviceGetNvlinkSupportedBwModes(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetNvlinkSupportedBwModes); }
-int nvmlDeviceGetOfaUtilization(void);
-int nvmlDeviceGetOfaUtilization(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetOfaUtilization); }
 int nvmlDeviceGetPcieLinkMaxSpeed(void);
 int nvmlDeviceGetPcieLinkMaxSpeed(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetPcieLinkMaxSpeed); }
-int nvmlDeviceGetPcieReplayCounter(void);
-int nvmlDeviceGetPcieReplayCounter(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetPcieReplayCounter); }
 int nvmlDeviceGetPcieSpeed(void);
 int nvmlDeviceGetPcieSpeed(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetPcieSpeed); }
-int nvmlDeviceGetPdi(void);
-int nvmlDeviceGetPdi(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetPdi); }
 int nvmlDeviceGetPerformanceModes(void);
 int nvmlDeviceGetPerformanceModes(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetPerformanceModes); }
 int nvmlDeviceGetPgpuMetadataString(void);
@@ -267,30 +201,14 @@ int nvmlDeviceGetProcessesUtilizationInfo(void);
 int nvmlDeviceGetProcessesUtilizationInfo(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetProcessesUtilizationInfo); }
 int nvmlDeviceGetRemappedRows(void);
 int nvmlDeviceGetRemappedRows(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetRemappedRows); }
-int nvmlDeviceGetRemappedRows_v2(void);
-int nvmlDeviceGetRemappedRows_v2(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetRemappedRows_v2); }
-int nvmlDeviceGetRepairStatus(void);
-int nvmlDeviceGetRepairStatus(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetRepairStatus); }
-int nvmlDeviceGetRetiredPages(void);
-int nvmlDeviceGetRetiredPages(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetRetiredPages); }
-int nvmlDeviceGetRetiredPagesPendingStatus(void);
-int nvmlDeviceGetRetiredPagesPendingStatus(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetRetiredPagesPendingStatus); }
 int nvmlDeviceGetRetiredPages_v2(void);
 int nvmlDeviceGetRetiredPages_v2(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetRetiredPages_v2); }
-int nvmlDeviceGetRowRemapperHistogram(void);
-int nvmlDeviceGetRowRemapperHistogram(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetRowRemapperHistogram); }
 int nvmlDeviceGetRunningProcessDetailList(void);
 int nvmlDeviceGetRunningProcessDetailList(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetRunningProcessDetailList); }
 int nvmlDeviceGetSamples(void);
 int nvmlDeviceGetSamples(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetSamples); }
-int nvmlDeviceGetSramEccErrorStatus(void);
-int nvmlDeviceGetSramEccErrorStatus(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetSramEccErrorStatus); }
 int nvmlDeviceGetSramUniqueUncorrectedEccErrorCounts(void);
 int nvmlDeviceGetSramUniqueUncorrectedEccErrorCounts(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetSramUniqueUncorrectedEccErrorCounts); }
-int nvmlDeviceGetSupportedClocksThrottleReasons(void);
-int nvmlDeviceGetSupportedClocksThrottleReasons(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetSupportedClocksThrottleReasons); }
-int nvmlDeviceGetSupportedEventTypes(void);
-int nvmlDeviceGetSupportedEventTypes(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetSupportedEventTypes); }
 int nvmlDeviceGetSupportedGraphicsClocks(void);
 int nvmlDeviceGetSupportedGraphicsClocks(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetSupportedGraphicsClocks); }
 int nvmlDeviceGetSupportedMemoryClocks(void);
@@ -305,14 +223,8 @@ int nvmlDeviceGetThermalSettings(void);
 int nvmlDeviceGetThermalSettings(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetThermalSettings); }
 int nvmlDeviceGetTopologyNearestGpus(void);
 int nvmlDeviceGetTopologyNearestGpus(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetTopologyNearestGpus); }
-int nvmlDeviceGetTotalEccErrors(void);
-int nvmlDeviceGetTotalEccErrors(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetTotalEccErrors); }
-int nvmlDeviceGetUnrepairableMemoryFlag_v1(void);
-int nvmlDeviceGetUnrepairableMemoryFlag_v1(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetUnrepairableMemoryFlag_v1); }
 int nvmlDeviceGetVgpuCapabilities(void);
 int nvmlDeviceGetVgpuCapabilities(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetVgpuCapabilities); }
-int nvmlDeviceGetVgpuHeterogeneousMode(void);
-int nvmlDeviceGetVgpuHeterogeneousMode(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetVgpuHeterogeneousMode); }
 int nvmlDeviceGetVgpuInstancesUtilizationInfo(void);
 int nvmlDeviceGetVgpuInstancesUtilizationInfo(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetVgpuInstancesUtilizationInfo); }
 int nvmlDeviceGetVgpuMetadata(void);
@@ -335,8 +247,6 @@ int nvmlDeviceGetVgpuUtilization(void);
 int nvmlDeviceGetVgpuUtilization(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetVgpuUtilization); }
 int nvmlDeviceGetViolationStatus(void);
 int nvmlDeviceGetViolationStatus(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetViolationStatus); }
-int nvmlDeviceGetVirtualizationMode(void);
-int nvmlDeviceGetVirtualizationMode(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetVirtualizationMode); }
 int nvmlDeviceModifyDrainState(void);
 int nvmlDeviceModifyDrainState(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceModifyDrainState); }
 int nvmlDeviceOnSameBoard(void);
@@ -353,8 +263,6 @@ int nvmlDeviceReadPRMCounters_v1(void);
 int nvmlDeviceReadPRMCounters_v1(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceReadPRMCounters_v1); }
 int nvmlDeviceReadWritePRM_v1(void);
 int nvmlDeviceReadWritePRM_v1(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceReadWritePRM_v1); }
-int nvmlDeviceRegisterEvents(void);
-int nvmlDeviceRegisterEvents(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceRegisterEvents); }
 int nvmlDeviceRemoveGpu(void);
 int nvmlDeviceRemoveGpu(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceRemoveGpu); }
 int nvmlDeviceRemoveGpu_v2(void);
@@ -437,24 +345,12 @@ int nvmlDeviceSetVgpuSchedulerState(void);
 int nvmlDeviceSetVgpuSchedulerState(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceSetVgpuSchedulerState); }
 int nvmlDeviceSetVirtualizationMode(void);
 int nvmlDeviceSetVirtualizationMode(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceSetVirtualizationMode); }
-int nvmlDeviceValidateInforom(void);
-int nvmlDeviceValidateInforom(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceValidateInforom); }
 int nvmlDeviceWorkloadPowerProfileClearRequestedProfiles(void);
 int nvmlDeviceWorkloadPowerProfileClearRequestedProfiles(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceWorkloadPowerProfileClearRequestedProfiles); }
-int nvmlDeviceWorkloadPowerProfileGetCurrentProfiles(void);
-int nvmlDeviceWorkloadPowerProfileGetCurrentProfiles(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceWorkloadPowerProfileGetCurrentProfiles); }
 int nvmlDeviceWorkloadPowerProfileGetProfilesInfo(void);
 int nvmlDeviceWorkloadPowerProfileGetProfilesInfo(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceWorkloadPowerProfileGetProfilesInfo); }
 int nvmlDeviceWorkloadPowerProfileSetRequestedProfiles(void);
 int nvmlDeviceWorkloadPowerProfileSetRequestedProfiles(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceWorkloadPowerProfileSetRequestedProfiles); }
-int nvmlEventSetCreate(void);
-int nvmlEventSetCreate(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlEventSetCreate); }
-int nvmlEventSetFree(void);
-int nvmlEventSetFree(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlEventSetFree); }
-int nvmlEventSetWait(void);
-int nvmlEventSetWait(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlEventSetWait); }
-int nvmlEventSetWait_v2(void);
-int nvmlEventSetWait_v2(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlEventSetWait_v2); }
 int nvmlGetBlacklistDeviceCount(void);
 int nvmlGetBlacklistDeviceCount(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlGetBlacklistDeviceCount); }
 int nvmlGetBlacklistDeviceInfoByIndex(void);

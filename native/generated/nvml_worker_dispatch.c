@@ -3,6 +3,57 @@
 
 #include "../worker/handlers/nvml.h"
 
+static void h_nvmlDeviceGetAccountingBufferSize(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    unsigned int *a1 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetAccountingBufferSize: bufferSize holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, unsigned int *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned int *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetAccountingBufferSize);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(unsigned int));
+    }
+}
+
+static void h_nvmlDeviceGetAccountingMode(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlEnableState_t *a1 = (nvmlEnableState_t *)gw_out_array(c, sizeof(nvmlEnableState_t), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetAccountingMode: mode holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlEnableState_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlEnableState_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetAccountingMode);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlEnableState_t));
+    }
+}
+
+static void h_nvmlDeviceGetAddressingMode(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlDeviceAddressingMode_t *a1 = (nvmlDeviceAddressingMode_t *)gw_in_array(c, sizeof(nvmlDeviceAddressingMode_t), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetAddressingMode: mode holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlDeviceAddressingMode_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlDeviceAddressingMode_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetAddressingMode);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlDeviceAddressingMode_t));
+    }
+}
+
 static void h_nvmlDeviceGetApplicationsClock(gw_call *c)
 {
     nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
@@ -55,6 +106,28 @@ static void h_nvmlDeviceGetAttributes_v2(gw_call *c)
     }
 }
 
+static void h_nvmlDeviceGetAutoBoostedClocksEnabled(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlEnableState_t *a1 = (nvmlEnableState_t *)gw_out_array(c, sizeof(nvmlEnableState_t), &a1_n);
+    size_t a2_n;
+    nvmlEnableState_t *a2 = (nvmlEnableState_t *)gw_out_array(c, sizeof(nvmlEnableState_t), &a2_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetAutoBoostedClocksEnabled: isEnabled holds %zu elements, fewer than its count", a1_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetAutoBoostedClocksEnabled: defaultIsEnabled holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlEnableState_t *, nvmlEnableState_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlEnableState_t *, nvmlEnableState_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetAutoBoostedClocksEnabled);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1, a2);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlEnableState_t));
+        gw_reply_bytes(c, a2, a2_n * sizeof(nvmlEnableState_t));
+    }
+}
+
 static void h_nvmlDeviceGetBAR1MemoryInfo(gw_call *c)
 {
     nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
@@ -69,6 +142,23 @@ static void h_nvmlDeviceGetBAR1MemoryInfo(gw_call *c)
     gw_nvml_reply(c, res);
     if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
         gw_reply_bytes(c, a1, a1_n * sizeof(nvmlBAR1Memory_t));
+    }
+}
+
+static void h_nvmlDeviceGetBoardId(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    unsigned int *a1 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetBoardId: boardId holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, unsigned int *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned int *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetBoardId);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(unsigned int));
     }
 }
 
@@ -104,6 +194,57 @@ static void h_nvmlDeviceGetBrand(gw_call *c)
     gw_nvml_reply(c, res);
     if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
         gw_reply_bytes(c, a1, a1_n * sizeof(nvmlBrandType_t));
+    }
+}
+
+static void h_nvmlDeviceGetBridgeChipInfo(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlBridgeChipHierarchy_t *a1 = (nvmlBridgeChipHierarchy_t *)gw_out_array(c, sizeof(nvmlBridgeChipHierarchy_t), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetBridgeChipInfo: bridgeHierarchy holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlBridgeChipHierarchy_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlBridgeChipHierarchy_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetBridgeChipInfo);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlBridgeChipHierarchy_t));
+    }
+}
+
+static void h_nvmlDeviceGetC2cModeInfoV(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlC2cModeInfo_v1_t *a1 = (nvmlC2cModeInfo_v1_t *)gw_in_array(c, sizeof(nvmlC2cModeInfo_v1_t), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetC2cModeInfoV: c2cModeInfo holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlC2cModeInfo_v1_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlC2cModeInfo_v1_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetC2cModeInfoV);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlC2cModeInfo_v1_t));
+    }
+}
+
+static void h_nvmlDeviceGetCapabilities(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlDeviceCapabilities_t *a1 = (nvmlDeviceCapabilities_t *)gw_in_array(c, sizeof(nvmlDeviceCapabilities_t), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetCapabilities: caps holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlDeviceCapabilities_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlDeviceCapabilities_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetCapabilities);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlDeviceCapabilities_t));
     }
 }
 
@@ -227,6 +368,23 @@ static void h_nvmlDeviceGetComputeRunningProcesses_v3(gw_call *c)
     }
 }
 
+static void h_nvmlDeviceGetConfComputeProtectedMemoryUsage(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlMemory_t *a1 = (nvmlMemory_t *)gw_out_array(c, sizeof(nvmlMemory_t), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetConfComputeProtectedMemoryUsage: memory holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlMemory_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlMemory_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetConfComputeProtectedMemoryUsage);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlMemory_t));
+    }
+}
+
 static void h_nvmlDeviceGetCount(gw_call *c)
 {
     size_t a0_n;
@@ -332,6 +490,45 @@ static void h_nvmlDeviceGetCurrentClocksEventReasons(gw_call *c)
     }
 }
 
+static void h_nvmlDeviceGetCurrentClocksThrottleReasons(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    unsigned long long *a1 = (unsigned long long *)gw_out_array(c, sizeof(unsigned long long), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetCurrentClocksThrottleReasons: clocksThrottleReasons holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, unsigned long long *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned long long *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetCurrentClocksThrottleReasons);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(unsigned long long));
+    }
+}
+
+static void h_nvmlDeviceGetDecoderUtilization(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    unsigned int *a1 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a1_n);
+    size_t a2_n;
+    unsigned int *a2 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a2_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetDecoderUtilization: utilization holds %zu elements, fewer than its count", a1_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetDecoderUtilization: samplingPeriodUs holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, unsigned int *, unsigned int *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned int *, unsigned int *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetDecoderUtilization);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1, a2);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(unsigned int));
+        gw_reply_bytes(c, a2, a2_n * sizeof(unsigned int));
+    }
+}
+
 static void h_nvmlDeviceGetDefaultApplicationsClock(gw_call *c)
 {
     nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
@@ -384,6 +581,50 @@ static void h_nvmlDeviceGetDisplayMode(gw_call *c)
     }
 }
 
+static void h_nvmlDeviceGetDramEncryptionMode(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlDramEncryptionInfo_t *a1 = (nvmlDramEncryptionInfo_t *)gw_in_array(c, sizeof(nvmlDramEncryptionInfo_t), &a1_n);
+    size_t a2_n;
+    nvmlDramEncryptionInfo_t *a2 = (nvmlDramEncryptionInfo_t *)gw_in_array(c, sizeof(nvmlDramEncryptionInfo_t), &a2_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetDramEncryptionMode: current holds %zu elements, fewer than its count", a1_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetDramEncryptionMode: pending holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlDramEncryptionInfo_t *, nvmlDramEncryptionInfo_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlDramEncryptionInfo_t *, nvmlDramEncryptionInfo_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetDramEncryptionMode);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1, a2);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlDramEncryptionInfo_t));
+        gw_reply_bytes(c, a2, a2_n * sizeof(nvmlDramEncryptionInfo_t));
+    }
+}
+
+static void h_nvmlDeviceGetDriverModel_v2(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlDriverModel_t *a1 = (nvmlDriverModel_t *)gw_out_array(c, sizeof(nvmlDriverModel_t), &a1_n);
+    size_t a2_n;
+    nvmlDriverModel_t *a2 = (nvmlDriverModel_t *)gw_out_array(c, sizeof(nvmlDriverModel_t), &a2_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetDriverModel_v2: current holds %zu elements, fewer than its count", a1_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetDriverModel_v2: pending holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlDriverModel_t *, nvmlDriverModel_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlDriverModel_t *, nvmlDriverModel_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetDriverModel_v2);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1, a2);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlDriverModel_t));
+        gw_reply_bytes(c, a2, a2_n * sizeof(nvmlDriverModel_t));
+    }
+}
+
 static void h_nvmlDeviceGetEccMode(gw_call *c)
 {
     nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
@@ -406,6 +647,55 @@ static void h_nvmlDeviceGetEccMode(gw_call *c)
     }
 }
 
+static void h_nvmlDeviceGetEncoderStats(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    unsigned int *a1 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a1_n);
+    size_t a2_n;
+    unsigned int *a2 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a2_n);
+    size_t a3_n;
+    unsigned int *a3 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a3_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetEncoderStats: sessionCount holds %zu elements, fewer than its count", a1_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetEncoderStats: averageFps holds %zu elements, fewer than its count", a2_n);
+    if (a3 && !c->bad && a3_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetEncoderStats: averageLatency holds %zu elements, fewer than its count", a3_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, unsigned int *, unsigned int *, unsigned int *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned int *, unsigned int *, unsigned int *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetEncoderStats);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1, a2, a3);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(unsigned int));
+        gw_reply_bytes(c, a2, a2_n * sizeof(unsigned int));
+        gw_reply_bytes(c, a3, a3_n * sizeof(unsigned int));
+    }
+}
+
+static void h_nvmlDeviceGetEncoderUtilization(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    unsigned int *a1 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a1_n);
+    size_t a2_n;
+    unsigned int *a2 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a2_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetEncoderUtilization: utilization holds %zu elements, fewer than its count", a1_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetEncoderUtilization: samplingPeriodUs holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, unsigned int *, unsigned int *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned int *, unsigned int *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetEncoderUtilization);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1, a2);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(unsigned int));
+        gw_reply_bytes(c, a2, a2_n * sizeof(unsigned int));
+    }
+}
+
 static void h_nvmlDeviceGetEnforcedPowerLimit(gw_call *c)
 {
     nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
@@ -423,6 +713,23 @@ static void h_nvmlDeviceGetEnforcedPowerLimit(gw_call *c)
     }
 }
 
+static void h_nvmlDeviceGetFBCStats(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlFBCStats_t *a1 = (nvmlFBCStats_t *)gw_out_array(c, sizeof(nvmlFBCStats_t), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetFBCStats: fbcStats holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlFBCStats_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlFBCStats_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetFBCStats);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlFBCStats_t));
+    }
+}
+
 static void h_nvmlDeviceGetFanSpeed(gw_call *c)
 {
     nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
@@ -437,6 +744,80 @@ static void h_nvmlDeviceGetFanSpeed(gw_call *c)
     gw_nvml_reply(c, res);
     if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
         gw_reply_bytes(c, a1, a1_n * sizeof(unsigned int));
+    }
+}
+
+static void h_nvmlDeviceGetFieldValues(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    int a1 = (int)gw_in_u64(c);
+    size_t a2_n;
+    nvmlFieldValue_t *a2 = (nvmlFieldValue_t *)gw_in_array(c, sizeof(nvmlFieldValue_t), &a2_n);
+    if (a2 && !c->bad && a2_n < (size_t)(a1>0?a1:0))
+        gw_call_fail(c, "nvmlDeviceGetFieldValues: values holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, int, nvmlFieldValue_t *) = (nvmlReturn_t (*)(nvmlDevice_t, int, nvmlFieldValue_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetFieldValues);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1, a2);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a2, a2_n * sizeof(nvmlFieldValue_t));
+    }
+}
+
+static void h_nvmlDeviceGetGpuFabricInfoV(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlGpuFabricInfoV_t *a1 = (nvmlGpuFabricInfoV_t *)gw_in_array(c, sizeof(nvmlGpuFabricInfoV_t), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetGpuFabricInfoV: gpuFabricInfo holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlGpuFabricInfoV_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlGpuFabricInfoV_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetGpuFabricInfoV);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlGpuFabricInfoV_t));
+    }
+}
+
+static void h_nvmlDeviceGetGpuMaxPcieLinkGeneration(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    unsigned int *a1 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetGpuMaxPcieLinkGeneration: maxLinkGenDevice holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, unsigned int *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned int *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetGpuMaxPcieLinkGeneration);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(unsigned int));
+    }
+}
+
+static void h_nvmlDeviceGetGpuOperationMode(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlGpuOperationMode_t *a1 = (nvmlGpuOperationMode_t *)gw_out_array(c, sizeof(nvmlGpuOperationMode_t), &a1_n);
+    size_t a2_n;
+    nvmlGpuOperationMode_t *a2 = (nvmlGpuOperationMode_t *)gw_out_array(c, sizeof(nvmlGpuOperationMode_t), &a2_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetGpuOperationMode: current holds %zu elements, fewer than its count", a1_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetGpuOperationMode: pending holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlGpuOperationMode_t *, nvmlGpuOperationMode_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlGpuOperationMode_t *, nvmlGpuOperationMode_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetGpuOperationMode);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1, a2);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlGpuOperationMode_t));
+        gw_reply_bytes(c, a2, a2_n * sizeof(nvmlGpuOperationMode_t));
     }
 }
 
@@ -459,6 +840,40 @@ static void h_nvmlDeviceGetGraphicsRunningProcesses_v3(gw_call *c)
     if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
         gw_reply_bytes(c, a1, a1_n * sizeof(unsigned int));
         gw_reply_bytes(c, a2, a2_n * sizeof(nvmlProcessInfo_t));
+    }
+}
+
+static void h_nvmlDeviceGetGridLicensableFeatures_v4(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlGridLicensableFeatures_t *a1 = (nvmlGridLicensableFeatures_t *)gw_in_array(c, sizeof(nvmlGridLicensableFeatures_t), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetGridLicensableFeatures_v4: pGridLicensableFeatures holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlGridLicensableFeatures_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlGridLicensableFeatures_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetGridLicensableFeatures_v4);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlGridLicensableFeatures_t));
+    }
+}
+
+static void h_nvmlDeviceGetGspFirmwareVersion(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    char *a1 = (char *)gw_out_array(c, sizeof(char), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(NVML_GSP_FIRMWARE_VERSION_BUF_SIZE))
+        gw_call_fail(c, "nvmlDeviceGetGspFirmwareVersion: version holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, char *) = (nvmlReturn_t (*)(nvmlDevice_t, char *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetGspFirmwareVersion);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(char));
     }
 }
 
@@ -564,6 +979,23 @@ static void h_nvmlDeviceGetHandleByUUID(gw_call *c)
     }
 }
 
+static void h_nvmlDeviceGetHostVgpuMode(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlHostVgpuMode_t *a1 = (nvmlHostVgpuMode_t *)gw_out_array(c, sizeof(nvmlHostVgpuMode_t), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetHostVgpuMode: pHostVgpuMode holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlHostVgpuMode_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlHostVgpuMode_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetHostVgpuMode);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlHostVgpuMode_t));
+    }
+}
+
 static void h_nvmlDeviceGetIndex(gw_call *c)
 {
     nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
@@ -578,6 +1010,87 @@ static void h_nvmlDeviceGetIndex(gw_call *c)
     gw_nvml_reply(c, res);
     if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
         gw_reply_bytes(c, a1, a1_n * sizeof(unsigned int));
+    }
+}
+
+static void h_nvmlDeviceGetInforomImageVersion(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    char *a1 = (char *)gw_out_array(c, sizeof(char), &a1_n);
+    unsigned int a2 = (unsigned int)gw_in_u64(c);
+    if (a1 && !c->bad && a1_n < (size_t)(a2))
+        gw_call_fail(c, "nvmlDeviceGetInforomImageVersion: version holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, char *, unsigned int) = (nvmlReturn_t (*)(nvmlDevice_t, char *, unsigned int))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetInforomImageVersion);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1, a2);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(char));
+    }
+}
+
+static void h_nvmlDeviceGetInforomVersion(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    nvmlInforomObject_t a1 = (nvmlInforomObject_t)gw_in_u64(c);
+    size_t a2_n;
+    char *a2 = (char *)gw_out_array(c, sizeof(char), &a2_n);
+    unsigned int a3 = (unsigned int)gw_in_u64(c);
+    if (a2 && !c->bad && a2_n < (size_t)(a3))
+        gw_call_fail(c, "nvmlDeviceGetInforomVersion: version holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlInforomObject_t, char *, unsigned int) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlInforomObject_t, char *, unsigned int))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetInforomVersion);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1, a2, a3);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a2, a2_n * sizeof(char));
+    }
+}
+
+static void h_nvmlDeviceGetJpgUtilization(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    unsigned int *a1 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a1_n);
+    size_t a2_n;
+    unsigned int *a2 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a2_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetJpgUtilization: utilization holds %zu elements, fewer than its count", a1_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetJpgUtilization: samplingPeriodUs holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, unsigned int *, unsigned int *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned int *, unsigned int *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetJpgUtilization);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1, a2);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(unsigned int));
+        gw_reply_bytes(c, a2, a2_n * sizeof(unsigned int));
+    }
+}
+
+static void h_nvmlDeviceGetLastBBXFlushTime(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    unsigned long long *a1 = (unsigned long long *)gw_out_array(c, sizeof(unsigned long long), &a1_n);
+    size_t a2_n;
+    unsigned long *a2 = (unsigned long *)gw_out_array(c, sizeof(unsigned long), &a2_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetLastBBXFlushTime: timestamp holds %zu elements, fewer than its count", a1_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetLastBBXFlushTime: durationUs holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, unsigned long long *, unsigned long *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned long long *, unsigned long *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetLastBBXFlushTime);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1, a2);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(unsigned long long));
+        gw_reply_bytes(c, a2, a2_n * sizeof(unsigned long));
     }
 }
 
@@ -600,6 +1113,23 @@ static void h_nvmlDeviceGetMPSComputeRunningProcesses_v3(gw_call *c)
     if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
         gw_reply_bytes(c, a1, a1_n * sizeof(unsigned int));
         gw_reply_bytes(c, a2, a2_n * sizeof(nvmlProcessInfo_t));
+    }
+}
+
+static void h_nvmlDeviceGetMarginTemperature(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlMarginTemperature_t *a1 = (nvmlMarginTemperature_t *)gw_in_array(c, sizeof(nvmlMarginTemperature_t), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetMarginTemperature: marginTempInfo holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlMarginTemperature_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlMarginTemperature_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetMarginTemperature);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlMarginTemperature_t));
     }
 }
 
@@ -689,6 +1219,26 @@ static void h_nvmlDeviceGetMemoryBusWidth(gw_call *c)
     }
 }
 
+static void h_nvmlDeviceGetMemoryErrorCounter(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    nvmlMemoryErrorType_t a1 = (nvmlMemoryErrorType_t)gw_in_u64(c);
+    nvmlEccCounterType_t a2 = (nvmlEccCounterType_t)gw_in_u64(c);
+    nvmlMemoryLocation_t a3 = (nvmlMemoryLocation_t)gw_in_u64(c);
+    size_t a4_n;
+    unsigned long long *a4 = (unsigned long long *)gw_out_array(c, sizeof(unsigned long long), &a4_n);
+    if (a4 && !c->bad && a4_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetMemoryErrorCounter: count holds %zu elements, fewer than its count", a4_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlMemoryErrorType_t, nvmlEccCounterType_t, nvmlMemoryLocation_t, unsigned long long *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlMemoryErrorType_t, nvmlEccCounterType_t, nvmlMemoryLocation_t, unsigned long long *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetMemoryErrorCounter);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1, a2, a3, a4);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a4, a4_n * sizeof(unsigned long long));
+    }
+}
+
 static void h_nvmlDeviceGetMemoryInfo(gw_call *c)
 {
     nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
@@ -762,6 +1312,23 @@ static void h_nvmlDeviceGetMinorNumber(gw_call *c)
     }
 }
 
+static void h_nvmlDeviceGetModuleId(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    unsigned int *a1 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetModuleId: moduleId holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, unsigned int *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned int *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetModuleId);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(unsigned int));
+    }
+}
+
 static void h_nvmlDeviceGetMultiGpuBoard(gw_call *c)
 {
     nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
@@ -811,6 +1378,28 @@ static void h_nvmlDeviceGetNumGpuCores(gw_call *c)
     gw_nvml_reply(c, res);
     if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
         gw_reply_bytes(c, a1, a1_n * sizeof(unsigned int));
+    }
+}
+
+static void h_nvmlDeviceGetOfaUtilization(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    unsigned int *a1 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a1_n);
+    size_t a2_n;
+    unsigned int *a2 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a2_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetOfaUtilization: utilization holds %zu elements, fewer than its count", a1_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetOfaUtilization: samplingPeriodUs holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, unsigned int *, unsigned int *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned int *, unsigned int *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetOfaUtilization);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1, a2);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(unsigned int));
+        gw_reply_bytes(c, a2, a2_n * sizeof(unsigned int));
     }
 }
 
@@ -901,6 +1490,23 @@ static void h_nvmlDeviceGetPciInfo_v3(gw_call *c)
     }
 }
 
+static void h_nvmlDeviceGetPcieReplayCounter(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    unsigned int *a1 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetPcieReplayCounter: value holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, unsigned int *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned int *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetPcieReplayCounter);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(unsigned int));
+    }
+}
+
 static void h_nvmlDeviceGetPcieThroughput(gw_call *c)
 {
     nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
@@ -916,6 +1522,23 @@ static void h_nvmlDeviceGetPcieThroughput(gw_call *c)
     gw_nvml_reply(c, res);
     if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
         gw_reply_bytes(c, a2, a2_n * sizeof(unsigned int));
+    }
+}
+
+static void h_nvmlDeviceGetPdi(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlPdi_t *a1 = (nvmlPdi_t *)gw_in_array(c, sizeof(nvmlPdi_t), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetPdi: pdi holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlPdi_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlPdi_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetPdi);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlPdi_t));
     }
 }
 
@@ -1026,6 +1649,97 @@ static void h_nvmlDeviceGetPowerUsage(gw_call *c)
     }
 }
 
+static void h_nvmlDeviceGetRemappedRows_v2(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlRemappedRowsInfo_v2_t *a1 = (nvmlRemappedRowsInfo_v2_t *)gw_out_array(c, sizeof(nvmlRemappedRowsInfo_v2_t), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetRemappedRows_v2: info holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlRemappedRowsInfo_v2_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlRemappedRowsInfo_v2_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetRemappedRows_v2);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlRemappedRowsInfo_v2_t));
+    }
+}
+
+static void h_nvmlDeviceGetRepairStatus(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlRepairStatus_t *a1 = (nvmlRepairStatus_t *)gw_in_array(c, sizeof(nvmlRepairStatus_t), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetRepairStatus: repairStatus holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlRepairStatus_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlRepairStatus_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetRepairStatus);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlRepairStatus_t));
+    }
+}
+
+static void h_nvmlDeviceGetRetiredPages(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    nvmlPageRetirementCause_t a1 = (nvmlPageRetirementCause_t)gw_in_u64(c);
+    size_t a2_n;
+    unsigned int *a2 = (unsigned int *)gw_in_array(c, sizeof(unsigned int), &a2_n);
+    size_t a3_n;
+    unsigned long long *a3 = (unsigned long long *)gw_out_array(c, sizeof(unsigned long long), &a3_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetRetiredPages: pageCount holds %zu elements, fewer than its count", a2_n);
+    if (a3 && !c->bad && a3_n < (size_t)(a2?(a2 && a2_n ? *a2 : 0):0))
+        gw_call_fail(c, "nvmlDeviceGetRetiredPages: addresses holds %zu elements, fewer than its count", a3_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlPageRetirementCause_t, unsigned int *, unsigned long long *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlPageRetirementCause_t, unsigned int *, unsigned long long *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetRetiredPages);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1, a2, a3);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a2, a2_n * sizeof(unsigned int));
+        gw_reply_bytes(c, a3, a3_n * sizeof(unsigned long long));
+    }
+}
+
+static void h_nvmlDeviceGetRetiredPagesPendingStatus(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlEnableState_t *a1 = (nvmlEnableState_t *)gw_out_array(c, sizeof(nvmlEnableState_t), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetRetiredPagesPendingStatus: isPending holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlEnableState_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlEnableState_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetRetiredPagesPendingStatus);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlEnableState_t));
+    }
+}
+
+static void h_nvmlDeviceGetRowRemapperHistogram(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlRowRemapperHistogramValues_t *a1 = (nvmlRowRemapperHistogramValues_t *)gw_out_array(c, sizeof(nvmlRowRemapperHistogramValues_t), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetRowRemapperHistogram: values holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlRowRemapperHistogramValues_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlRowRemapperHistogramValues_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetRowRemapperHistogram);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlRowRemapperHistogramValues_t));
+    }
+}
+
 static void h_nvmlDeviceGetSerial(gw_call *c)
 {
     nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
@@ -1044,6 +1758,23 @@ static void h_nvmlDeviceGetSerial(gw_call *c)
     }
 }
 
+static void h_nvmlDeviceGetSramEccErrorStatus(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlEccSramErrorStatus_t *a1 = (nvmlEccSramErrorStatus_t *)gw_in_array(c, sizeof(nvmlEccSramErrorStatus_t), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetSramEccErrorStatus: status holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlEccSramErrorStatus_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlEccSramErrorStatus_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetSramEccErrorStatus);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlEccSramErrorStatus_t));
+    }
+}
+
 static void h_nvmlDeviceGetSupportedClocksEventReasons(gw_call *c)
 {
     nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
@@ -1053,6 +1784,23 @@ static void h_nvmlDeviceGetSupportedClocksEventReasons(gw_call *c)
         gw_call_fail(c, "nvmlDeviceGetSupportedClocksEventReasons: supportedClocksEventReasons holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
     nvmlReturn_t (*fn)(nvmlDevice_t, unsigned long long *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned long long *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetSupportedClocksEventReasons);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(unsigned long long));
+    }
+}
+
+static void h_nvmlDeviceGetSupportedClocksThrottleReasons(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    unsigned long long *a1 = (unsigned long long *)gw_out_array(c, sizeof(unsigned long long), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetSupportedClocksThrottleReasons: supportedClocksThrottleReasons holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, unsigned long long *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned long long *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetSupportedClocksThrottleReasons);
     if (!fn) return;
     nvmlReturn_t res = fn(a0, a1);
     gw_nvml_reply(c, res);
@@ -1132,6 +1880,25 @@ static void h_nvmlDeviceGetTopologyCommonAncestor(gw_call *c)
     }
 }
 
+static void h_nvmlDeviceGetTotalEccErrors(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    nvmlMemoryErrorType_t a1 = (nvmlMemoryErrorType_t)gw_in_u64(c);
+    nvmlEccCounterType_t a2 = (nvmlEccCounterType_t)gw_in_u64(c);
+    size_t a3_n;
+    unsigned long long *a3 = (unsigned long long *)gw_out_array(c, sizeof(unsigned long long), &a3_n);
+    if (a3 && !c->bad && a3_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetTotalEccErrors: eccCounts holds %zu elements, fewer than its count", a3_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlMemoryErrorType_t, nvmlEccCounterType_t, unsigned long long *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlMemoryErrorType_t, nvmlEccCounterType_t, unsigned long long *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetTotalEccErrors);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1, a2, a3);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a3, a3_n * sizeof(unsigned long long));
+    }
+}
+
 static void h_nvmlDeviceGetTotalEnergyConsumption(gw_call *c)
 {
     nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
@@ -1164,6 +1931,23 @@ static void h_nvmlDeviceGetUUID(gw_call *c)
     gw_nvml_reply(c, res);
     if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
         gw_reply_bytes(c, a1, a1_n * sizeof(char));
+    }
+}
+
+static void h_nvmlDeviceGetUnrepairableMemoryFlag_v1(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlUnrepairableMemoryStatus_v1_t *a1 = (nvmlUnrepairableMemoryStatus_v1_t *)gw_out_array(c, sizeof(nvmlUnrepairableMemoryStatus_v1_t), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetUnrepairableMemoryFlag_v1: unrepairableMemoryStatus holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlUnrepairableMemoryStatus_v1_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlUnrepairableMemoryStatus_v1_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetUnrepairableMemoryFlag_v1);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlUnrepairableMemoryStatus_v1_t));
     }
 }
 
@@ -1202,6 +1986,40 @@ static void h_nvmlDeviceGetVbiosVersion(gw_call *c)
     }
 }
 
+static void h_nvmlDeviceGetVgpuHeterogeneousMode(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlVgpuHeterogeneousMode_t *a1 = (nvmlVgpuHeterogeneousMode_t *)gw_in_array(c, sizeof(nvmlVgpuHeterogeneousMode_t), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetVgpuHeterogeneousMode: pHeterogeneousMode holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlVgpuHeterogeneousMode_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlVgpuHeterogeneousMode_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetVgpuHeterogeneousMode);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlVgpuHeterogeneousMode_t));
+    }
+}
+
+static void h_nvmlDeviceGetVirtualizationMode(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlGpuVirtualizationMode_t *a1 = (nvmlGpuVirtualizationMode_t *)gw_out_array(c, sizeof(nvmlGpuVirtualizationMode_t), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetVirtualizationMode: pVirtualMode holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlGpuVirtualizationMode_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlGpuVirtualizationMode_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetVirtualizationMode);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlGpuVirtualizationMode_t));
+    }
+}
+
 static void h_nvmlDeviceIsMigDeviceHandle(gw_call *c)
 {
     nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
@@ -1216,6 +2034,33 @@ static void h_nvmlDeviceIsMigDeviceHandle(gw_call *c)
     gw_nvml_reply(c, res);
     if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
         gw_reply_bytes(c, a1, a1_n * sizeof(unsigned int));
+    }
+}
+
+static void h_nvmlDeviceValidateInforom(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t) = (nvmlReturn_t (*)(nvmlDevice_t))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceValidateInforom);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0);
+    gw_nvml_reply(c, res);
+}
+
+static void h_nvmlDeviceWorkloadPowerProfileGetCurrentProfiles(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    size_t a1_n;
+    nvmlWorkloadPowerProfileCurrentProfiles_t *a1 = (nvmlWorkloadPowerProfileCurrentProfiles_t *)gw_in_array(c, sizeof(nvmlWorkloadPowerProfileCurrentProfiles_t), &a1_n);
+    if (a1 && !c->bad && a1_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceWorkloadPowerProfileGetCurrentProfiles: currentProfiles holds %zu elements, fewer than its count", a1_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, nvmlWorkloadPowerProfileCurrentProfiles_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlWorkloadPowerProfileCurrentProfiles_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceWorkloadPowerProfileGetCurrentProfiles);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a1, a1_n * sizeof(nvmlWorkloadPowerProfileCurrentProfiles_t));
     }
 }
 
@@ -1341,74 +2186,120 @@ static void h_nvmlSystemGetProcessName(gw_call *c)
 }
 
 const gw_handler gw_nvml_dispatch[GW_NVML_OP_COUNT] = {
+    [GW_NVML_OP_nvmlDeviceGetAccountingBufferSize - GW_NVML_OP_FIRST] = h_nvmlDeviceGetAccountingBufferSize,
+    [GW_NVML_OP_nvmlDeviceGetAccountingMode - GW_NVML_OP_FIRST] = h_nvmlDeviceGetAccountingMode,
+    [GW_NVML_OP_nvmlDeviceGetAddressingMode - GW_NVML_OP_FIRST] = h_nvmlDeviceGetAddressingMode,
     [GW_NVML_OP_nvmlDeviceGetApplicationsClock - GW_NVML_OP_FIRST] = h_nvmlDeviceGetApplicationsClock,
     [GW_NVML_OP_nvmlDeviceGetArchitecture - GW_NVML_OP_FIRST] = h_nvmlDeviceGetArchitecture,
     [GW_NVML_OP_nvmlDeviceGetAttributes_v2 - GW_NVML_OP_FIRST] = h_nvmlDeviceGetAttributes_v2,
+    [GW_NVML_OP_nvmlDeviceGetAutoBoostedClocksEnabled - GW_NVML_OP_FIRST] = h_nvmlDeviceGetAutoBoostedClocksEnabled,
     [GW_NVML_OP_nvmlDeviceGetBAR1MemoryInfo - GW_NVML_OP_FIRST] = h_nvmlDeviceGetBAR1MemoryInfo,
+    [GW_NVML_OP_nvmlDeviceGetBoardId - GW_NVML_OP_FIRST] = h_nvmlDeviceGetBoardId,
     [GW_NVML_OP_nvmlDeviceGetBoardPartNumber - GW_NVML_OP_FIRST] = h_nvmlDeviceGetBoardPartNumber,
     [GW_NVML_OP_nvmlDeviceGetBrand - GW_NVML_OP_FIRST] = h_nvmlDeviceGetBrand,
+    [GW_NVML_OP_nvmlDeviceGetBridgeChipInfo - GW_NVML_OP_FIRST] = h_nvmlDeviceGetBridgeChipInfo,
+    [GW_NVML_OP_nvmlDeviceGetC2cModeInfoV - GW_NVML_OP_FIRST] = h_nvmlDeviceGetC2cModeInfoV,
+    [GW_NVML_OP_nvmlDeviceGetCapabilities - GW_NVML_OP_FIRST] = h_nvmlDeviceGetCapabilities,
     [GW_NVML_OP_nvmlDeviceGetClock - GW_NVML_OP_FIRST] = h_nvmlDeviceGetClock,
     [GW_NVML_OP_nvmlDeviceGetClockInfo - GW_NVML_OP_FIRST] = h_nvmlDeviceGetClockInfo,
     [GW_NVML_OP_nvmlDeviceGetComputeMode - GW_NVML_OP_FIRST] = h_nvmlDeviceGetComputeMode,
     [GW_NVML_OP_nvmlDeviceGetComputeRunningProcesses - GW_NVML_OP_FIRST] = h_nvmlDeviceGetComputeRunningProcesses,
     [GW_NVML_OP_nvmlDeviceGetComputeRunningProcesses_v2 - GW_NVML_OP_FIRST] = h_nvmlDeviceGetComputeRunningProcesses_v2,
     [GW_NVML_OP_nvmlDeviceGetComputeRunningProcesses_v3 - GW_NVML_OP_FIRST] = h_nvmlDeviceGetComputeRunningProcesses_v3,
+    [GW_NVML_OP_nvmlDeviceGetConfComputeProtectedMemoryUsage - GW_NVML_OP_FIRST] = h_nvmlDeviceGetConfComputeProtectedMemoryUsage,
     [GW_NVML_OP_nvmlDeviceGetCount - GW_NVML_OP_FIRST] = h_nvmlDeviceGetCount,
     [GW_NVML_OP_nvmlDeviceGetCount_v2 - GW_NVML_OP_FIRST] = h_nvmlDeviceGetCount_v2,
     [GW_NVML_OP_nvmlDeviceGetCudaComputeCapability - GW_NVML_OP_FIRST] = h_nvmlDeviceGetCudaComputeCapability,
     [GW_NVML_OP_nvmlDeviceGetCurrPcieLinkGeneration - GW_NVML_OP_FIRST] = h_nvmlDeviceGetCurrPcieLinkGeneration,
     [GW_NVML_OP_nvmlDeviceGetCurrPcieLinkWidth - GW_NVML_OP_FIRST] = h_nvmlDeviceGetCurrPcieLinkWidth,
     [GW_NVML_OP_nvmlDeviceGetCurrentClocksEventReasons - GW_NVML_OP_FIRST] = h_nvmlDeviceGetCurrentClocksEventReasons,
+    [GW_NVML_OP_nvmlDeviceGetCurrentClocksThrottleReasons - GW_NVML_OP_FIRST] = h_nvmlDeviceGetCurrentClocksThrottleReasons,
+    [GW_NVML_OP_nvmlDeviceGetDecoderUtilization - GW_NVML_OP_FIRST] = h_nvmlDeviceGetDecoderUtilization,
     [GW_NVML_OP_nvmlDeviceGetDefaultApplicationsClock - GW_NVML_OP_FIRST] = h_nvmlDeviceGetDefaultApplicationsClock,
     [GW_NVML_OP_nvmlDeviceGetDisplayActive - GW_NVML_OP_FIRST] = h_nvmlDeviceGetDisplayActive,
     [GW_NVML_OP_nvmlDeviceGetDisplayMode - GW_NVML_OP_FIRST] = h_nvmlDeviceGetDisplayMode,
+    [GW_NVML_OP_nvmlDeviceGetDramEncryptionMode - GW_NVML_OP_FIRST] = h_nvmlDeviceGetDramEncryptionMode,
+    [GW_NVML_OP_nvmlDeviceGetDriverModel_v2 - GW_NVML_OP_FIRST] = h_nvmlDeviceGetDriverModel_v2,
     [GW_NVML_OP_nvmlDeviceGetEccMode - GW_NVML_OP_FIRST] = h_nvmlDeviceGetEccMode,
+    [GW_NVML_OP_nvmlDeviceGetEncoderStats - GW_NVML_OP_FIRST] = h_nvmlDeviceGetEncoderStats,
+    [GW_NVML_OP_nvmlDeviceGetEncoderUtilization - GW_NVML_OP_FIRST] = h_nvmlDeviceGetEncoderUtilization,
     [GW_NVML_OP_nvmlDeviceGetEnforcedPowerLimit - GW_NVML_OP_FIRST] = h_nvmlDeviceGetEnforcedPowerLimit,
+    [GW_NVML_OP_nvmlDeviceGetFBCStats - GW_NVML_OP_FIRST] = h_nvmlDeviceGetFBCStats,
     [GW_NVML_OP_nvmlDeviceGetFanSpeed - GW_NVML_OP_FIRST] = h_nvmlDeviceGetFanSpeed,
+    [GW_NVML_OP_nvmlDeviceGetFieldValues - GW_NVML_OP_FIRST] = h_nvmlDeviceGetFieldValues,
+    [GW_NVML_OP_nvmlDeviceGetGpuFabricInfoV - GW_NVML_OP_FIRST] = h_nvmlDeviceGetGpuFabricInfoV,
+    [GW_NVML_OP_nvmlDeviceGetGpuMaxPcieLinkGeneration - GW_NVML_OP_FIRST] = h_nvmlDeviceGetGpuMaxPcieLinkGeneration,
+    [GW_NVML_OP_nvmlDeviceGetGpuOperationMode - GW_NVML_OP_FIRST] = h_nvmlDeviceGetGpuOperationMode,
     [GW_NVML_OP_nvmlDeviceGetGraphicsRunningProcesses_v3 - GW_NVML_OP_FIRST] = h_nvmlDeviceGetGraphicsRunningProcesses_v3,
+    [GW_NVML_OP_nvmlDeviceGetGridLicensableFeatures_v4 - GW_NVML_OP_FIRST] = h_nvmlDeviceGetGridLicensableFeatures_v4,
+    [GW_NVML_OP_nvmlDeviceGetGspFirmwareVersion - GW_NVML_OP_FIRST] = h_nvmlDeviceGetGspFirmwareVersion,
     [GW_NVML_OP_nvmlDeviceGetHandleByIndex - GW_NVML_OP_FIRST] = h_nvmlDeviceGetHandleByIndex,
     [GW_NVML_OP_nvmlDeviceGetHandleByIndex_v2 - GW_NVML_OP_FIRST] = h_nvmlDeviceGetHandleByIndex_v2,
     [GW_NVML_OP_nvmlDeviceGetHandleByPciBusId - GW_NVML_OP_FIRST] = h_nvmlDeviceGetHandleByPciBusId,
     [GW_NVML_OP_nvmlDeviceGetHandleByPciBusId_v2 - GW_NVML_OP_FIRST] = h_nvmlDeviceGetHandleByPciBusId_v2,
     [GW_NVML_OP_nvmlDeviceGetHandleBySerial - GW_NVML_OP_FIRST] = h_nvmlDeviceGetHandleBySerial,
     [GW_NVML_OP_nvmlDeviceGetHandleByUUID - GW_NVML_OP_FIRST] = h_nvmlDeviceGetHandleByUUID,
+    [GW_NVML_OP_nvmlDeviceGetHostVgpuMode - GW_NVML_OP_FIRST] = h_nvmlDeviceGetHostVgpuMode,
     [GW_NVML_OP_nvmlDeviceGetIndex - GW_NVML_OP_FIRST] = h_nvmlDeviceGetIndex,
+    [GW_NVML_OP_nvmlDeviceGetInforomImageVersion - GW_NVML_OP_FIRST] = h_nvmlDeviceGetInforomImageVersion,
+    [GW_NVML_OP_nvmlDeviceGetInforomVersion - GW_NVML_OP_FIRST] = h_nvmlDeviceGetInforomVersion,
+    [GW_NVML_OP_nvmlDeviceGetJpgUtilization - GW_NVML_OP_FIRST] = h_nvmlDeviceGetJpgUtilization,
+    [GW_NVML_OP_nvmlDeviceGetLastBBXFlushTime - GW_NVML_OP_FIRST] = h_nvmlDeviceGetLastBBXFlushTime,
     [GW_NVML_OP_nvmlDeviceGetMPSComputeRunningProcesses_v3 - GW_NVML_OP_FIRST] = h_nvmlDeviceGetMPSComputeRunningProcesses_v3,
+    [GW_NVML_OP_nvmlDeviceGetMarginTemperature - GW_NVML_OP_FIRST] = h_nvmlDeviceGetMarginTemperature,
     [GW_NVML_OP_nvmlDeviceGetMaxClockInfo - GW_NVML_OP_FIRST] = h_nvmlDeviceGetMaxClockInfo,
     [GW_NVML_OP_nvmlDeviceGetMaxMigDeviceCount - GW_NVML_OP_FIRST] = h_nvmlDeviceGetMaxMigDeviceCount,
     [GW_NVML_OP_nvmlDeviceGetMaxPcieLinkGeneration - GW_NVML_OP_FIRST] = h_nvmlDeviceGetMaxPcieLinkGeneration,
     [GW_NVML_OP_nvmlDeviceGetMaxPcieLinkWidth - GW_NVML_OP_FIRST] = h_nvmlDeviceGetMaxPcieLinkWidth,
     [GW_NVML_OP_nvmlDeviceGetMemoryBusWidth - GW_NVML_OP_FIRST] = h_nvmlDeviceGetMemoryBusWidth,
+    [GW_NVML_OP_nvmlDeviceGetMemoryErrorCounter - GW_NVML_OP_FIRST] = h_nvmlDeviceGetMemoryErrorCounter,
     [GW_NVML_OP_nvmlDeviceGetMemoryInfo - GW_NVML_OP_FIRST] = h_nvmlDeviceGetMemoryInfo,
     [GW_NVML_OP_nvmlDeviceGetMemoryInfo_v2 - GW_NVML_OP_FIRST] = h_nvmlDeviceGetMemoryInfo_v2,
     [GW_NVML_OP_nvmlDeviceGetMigMode - GW_NVML_OP_FIRST] = h_nvmlDeviceGetMigMode,
     [GW_NVML_OP_nvmlDeviceGetMinorNumber - GW_NVML_OP_FIRST] = h_nvmlDeviceGetMinorNumber,
+    [GW_NVML_OP_nvmlDeviceGetModuleId - GW_NVML_OP_FIRST] = h_nvmlDeviceGetModuleId,
     [GW_NVML_OP_nvmlDeviceGetMultiGpuBoard - GW_NVML_OP_FIRST] = h_nvmlDeviceGetMultiGpuBoard,
     [GW_NVML_OP_nvmlDeviceGetName - GW_NVML_OP_FIRST] = h_nvmlDeviceGetName,
     [GW_NVML_OP_nvmlDeviceGetNumGpuCores - GW_NVML_OP_FIRST] = h_nvmlDeviceGetNumGpuCores,
+    [GW_NVML_OP_nvmlDeviceGetOfaUtilization - GW_NVML_OP_FIRST] = h_nvmlDeviceGetOfaUtilization,
     [GW_NVML_OP_nvmlDeviceGetP2PStatus - GW_NVML_OP_FIRST] = h_nvmlDeviceGetP2PStatus,
     [GW_NVML_OP_nvmlDeviceGetPciInfo - GW_NVML_OP_FIRST] = h_nvmlDeviceGetPciInfo,
     [GW_NVML_OP_nvmlDeviceGetPciInfoExt - GW_NVML_OP_FIRST] = h_nvmlDeviceGetPciInfoExt,
     [GW_NVML_OP_nvmlDeviceGetPciInfo_v2 - GW_NVML_OP_FIRST] = h_nvmlDeviceGetPciInfo_v2,
     [GW_NVML_OP_nvmlDeviceGetPciInfo_v3 - GW_NVML_OP_FIRST] = h_nvmlDeviceGetPciInfo_v3,
+    [GW_NVML_OP_nvmlDeviceGetPcieReplayCounter - GW_NVML_OP_FIRST] = h_nvmlDeviceGetPcieReplayCounter,
     [GW_NVML_OP_nvmlDeviceGetPcieThroughput - GW_NVML_OP_FIRST] = h_nvmlDeviceGetPcieThroughput,
+    [GW_NVML_OP_nvmlDeviceGetPdi - GW_NVML_OP_FIRST] = h_nvmlDeviceGetPdi,
     [GW_NVML_OP_nvmlDeviceGetPerformanceState - GW_NVML_OP_FIRST] = h_nvmlDeviceGetPerformanceState,
     [GW_NVML_OP_nvmlDeviceGetPersistenceMode - GW_NVML_OP_FIRST] = h_nvmlDeviceGetPersistenceMode,
     [GW_NVML_OP_nvmlDeviceGetPowerManagementLimit - GW_NVML_OP_FIRST] = h_nvmlDeviceGetPowerManagementLimit,
     [GW_NVML_OP_nvmlDeviceGetPowerManagementLimitConstraints - GW_NVML_OP_FIRST] = h_nvmlDeviceGetPowerManagementLimitConstraints,
     [GW_NVML_OP_nvmlDeviceGetPowerState - GW_NVML_OP_FIRST] = h_nvmlDeviceGetPowerState,
     [GW_NVML_OP_nvmlDeviceGetPowerUsage - GW_NVML_OP_FIRST] = h_nvmlDeviceGetPowerUsage,
+    [GW_NVML_OP_nvmlDeviceGetRemappedRows_v2 - GW_NVML_OP_FIRST] = h_nvmlDeviceGetRemappedRows_v2,
+    [GW_NVML_OP_nvmlDeviceGetRepairStatus - GW_NVML_OP_FIRST] = h_nvmlDeviceGetRepairStatus,
+    [GW_NVML_OP_nvmlDeviceGetRetiredPages - GW_NVML_OP_FIRST] = h_nvmlDeviceGetRetiredPages,
+    [GW_NVML_OP_nvmlDeviceGetRetiredPagesPendingStatus - GW_NVML_OP_FIRST] = h_nvmlDeviceGetRetiredPagesPendingStatus,
+    [GW_NVML_OP_nvmlDeviceGetRowRemapperHistogram - GW_NVML_OP_FIRST] = h_nvmlDeviceGetRowRemapperHistogram,
     [GW_NVML_OP_nvmlDeviceGetSerial - GW_NVML_OP_FIRST] = h_nvmlDeviceGetSerial,
+    [GW_NVML_OP_nvmlDeviceGetSramEccErrorStatus - GW_NVML_OP_FIRST] = h_nvmlDeviceGetSramEccErrorStatus,
     [GW_NVML_OP_nvmlDeviceGetSupportedClocksEventReasons - GW_NVML_OP_FIRST] = h_nvmlDeviceGetSupportedClocksEventReasons,
+    [GW_NVML_OP_nvmlDeviceGetSupportedClocksThrottleReasons - GW_NVML_OP_FIRST] = h_nvmlDeviceGetSupportedClocksThrottleReasons,
     [GW_NVML_OP_nvmlDeviceGetTemperature - GW_NVML_OP_FIRST] = h_nvmlDeviceGetTemperature,
     [GW_NVML_OP_nvmlDeviceGetTemperatureThreshold - GW_NVML_OP_FIRST] = h_nvmlDeviceGetTemperatureThreshold,
     [GW_NVML_OP_nvmlDeviceGetTemperatureV - GW_NVML_OP_FIRST] = h_nvmlDeviceGetTemperatureV,
     [GW_NVML_OP_nvmlDeviceGetTopologyCommonAncestor - GW_NVML_OP_FIRST] = h_nvmlDeviceGetTopologyCommonAncestor,
+    [GW_NVML_OP_nvmlDeviceGetTotalEccErrors - GW_NVML_OP_FIRST] = h_nvmlDeviceGetTotalEccErrors,
     [GW_NVML_OP_nvmlDeviceGetTotalEnergyConsumption - GW_NVML_OP_FIRST] = h_nvmlDeviceGetTotalEnergyConsumption,
     [GW_NVML_OP_nvmlDeviceGetUUID - GW_NVML_OP_FIRST] = h_nvmlDeviceGetUUID,
+    [GW_NVML_OP_nvmlDeviceGetUnrepairableMemoryFlag_v1 - GW_NVML_OP_FIRST] = h_nvmlDeviceGetUnrepairableMemoryFlag_v1,
     [GW_NVML_OP_nvmlDeviceGetUtilizationRates - GW_NVML_OP_FIRST] = h_nvmlDeviceGetUtilizationRates,
     [GW_NVML_OP_nvmlDeviceGetVbiosVersion - GW_NVML_OP_FIRST] = h_nvmlDeviceGetVbiosVersion,
+    [GW_NVML_OP_nvmlDeviceGetVgpuHeterogeneousMode - GW_NVML_OP_FIRST] = h_nvmlDeviceGetVgpuHeterogeneousMode,
+    [GW_NVML_OP_nvmlDeviceGetVirtualizationMode - GW_NVML_OP_FIRST] = h_nvmlDeviceGetVirtualizationMode,
     [GW_NVML_OP_nvmlDeviceIsMigDeviceHandle - GW_NVML_OP_FIRST] = h_nvmlDeviceIsMigDeviceHandle,
+    [GW_NVML_OP_nvmlDeviceValidateInforom - GW_NVML_OP_FIRST] = h_nvmlDeviceValidateInforom,
+    [GW_NVML_OP_nvmlDeviceWorkloadPowerProfileGetCurrentProfiles - GW_NVML_OP_FIRST] = h_nvmlDeviceWorkloadPowerProfileGetCurrentProfiles,
     [GW_NVML_OP_nvmlInit - GW_NVML_OP_FIRST] = h_nvmlInit,
     [GW_NVML_OP_nvmlInitWithFlags - GW_NVML_OP_FIRST] = h_nvmlInitWithFlags,
     [GW_NVML_OP_nvmlInit_v2 - GW_NVML_OP_FIRST] = h_nvmlInit_v2,

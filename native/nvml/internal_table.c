@@ -2,10 +2,13 @@
  * nvmlInternalGetExportTable (issue 14; docs/export-tables.md, "NVML's
  * table"). One table is served, 6c3efec4-8fc9-4e6c-a327-ee696e12f7c4: word 0
  * its size in bytes, then one trampoline per slot, so each call knows its
- * slot. Slot 81 (a device's handle by index) is answered here from the
- * client's own handle lookup; 213..215 (running processes), 230 (host max
- * PCIe generation) and 249 (sparse operation mode) go to the worker, which
- * calls the real NVML's slot (NVML_TABLE_CALL, handlers/nvml_internal.c);
+ * slot. Slot 81 (index, char *buf, len: the short PCI bus id of device
+ * `index`, as nvmlPciInfo_t.busIdLegacy) is answered here from the public
+ * calls; 213..215 (running processes), 230 (host max PCIe generation), 231
+ * (device, char *buf, len: the board part number) and 249 (sparse operation
+ * mode) go to the worker, which calls the real NVML's slot (NVML_TABLE_CALL,
+ * handlers/nvml_internal.c); 26 is nvidia-smi's log hook (fmt, "stdout",
+ * line, function, ...) and answers SUCCESS touching nothing;
  * the GPU resets (20, 197) are refused; every other slot gives the answer
  * NVIDIA's own mock NVML gives (SUCCESS, a 0 count for a device), logged under
  * GPUWIRE_DEBUG with its number so a GPU run shows which slots nvidia-smi uses. */
@@ -17,7 +20,9 @@
 #include "nvml_client.h"
 
 #define TABLE_WORDS 512 /* the size the mock NVML gives (0x1000 bytes): every word backed */
-#define SLOT_HANDLE_BY_INDEX 81
+#define SLOT_LEGACY_BUS_ID 81
+#define SLOT_PART_NUMBER 231
+#define SLOT_LOG_HOOK 26
 #define SLOT_PROCESSES_FIRST 213
 #define SLOT_PROCESSES_LAST 215
 #define SLOT_HOST_MAX_PCIE_GEN 230
@@ -69,9 +74,12 @@ static int is_device_handle(uintptr_t v)
 
 /* ---- forwarded slots ---- */
 
-/* A slot on the worker: a list slot's entries land in entries (room for capacity). */
-static nvmlReturn_t forward(unsigned slot, nvmlDevice_t dev, int list, uint32_t capacity, uint32_t *value,
-                           void *entries)
+enum slot_shape { SHAPE_VALUE, SHAPE_LIST, SHAPE_STRING };
+
+/* A slot on the worker: a list slot's entries land in entries (room for
+ * capacity entries), a string slot's bytes too (room for capacity bytes). */
+static nvmlReturn_t forward(unsigned slot, nvmlDevice_t dev, enum slot_shape shape, uint32_t capacity,
+                           uint32_t *value, void *entries)
 {
     gw_req *q = gw_req_begin(GW_OP_NVML_TABLE_CALL);
     gw_put_fields(q, gw_nvml_table_call_req, {.slot = slot, .device = (uint64_t)(uintptr_t)dev, .capacity = capacity});
@@ -88,10 +96,14 @@ static nvmlReturn_t forward(unsigned slot, nvmlDevice_t dev, int list, uint32_t 
         size_t left = gw_rep_left(r);
         /* the server's answer is checked like any input: a count within what
          * was asked, exactly that many entries, nothing for a value slot */
-        if (res == NVML_SUCCESS && list) {
+        if (res == NVML_SUCCESS && shape == SHAPE_LIST) {
             if (v.value > capacity || left != (size_t)v.value * GW_NVML_PROCESS_ENTRY_SIZE)
                 res = NVML_ERROR_UNKNOWN;
             else if (v.value && gw_get_bytes(r, entries, left))
+                res = NVML_ERROR_UNKNOWN;
+        } else if (res == NVML_SUCCESS && shape == SHAPE_STRING) {
+            /* a string with its NUL, within the buffer */
+            if (!v.value || v.value > capacity || left != v.value || gw_get_bytes(r, entries, left))
                 res = NVML_ERROR_UNKNOWN;
         } else if (left) {
             res = NVML_ERROR_UNKNOWN;
@@ -109,7 +121,7 @@ static nvmlReturn_t process_list(unsigned slot, nvmlDevice_t dev, unsigned *coun
     /* a larger array holds the first NVML_TABLE_LIST_MAX (the server's own limit) */
     uint32_t cap = *count > GW_NVML_TABLE_LIST_MAX ? GW_NVML_TABLE_LIST_MAX : *count;
     uint32_t n = 0;
-    nvmlReturn_t res = forward(slot, dev, 1, cap, &n, entries);
+    nvmlReturn_t res = forward(slot, dev, SHAPE_LIST, cap, &n, entries);
     if (res == NVML_SUCCESS) {
         for (uint32_t i = 0; i < n; i++) /* names end inside their entry, whatever came */
             entries[(size_t)i * GW_NVML_PROCESS_ENTRY_SIZE + GW_NVML_PROCESS_ENTRY_SIZE - 1] = 0;
@@ -126,9 +138,48 @@ static nvmlReturn_t device_value(unsigned slot, nvmlDevice_t dev, unsigned *out)
     if (!out)
         return NVML_ERROR_INVALID_ARGUMENT;
     uint32_t v = 0;
-    nvmlReturn_t res = forward(slot, dev, 0, 0, &v, NULL);
+    nvmlReturn_t res = forward(slot, dev, SHAPE_VALUE, 0, &v, NULL);
     if (res == NVML_SUCCESS)
         *out = v;
+    return res;
+}
+
+/* A string slot on the worker into the caller's buf of len bytes: always
+ * NUL-terminated when len allows; nothing else of buf is written. */
+static nvmlReturn_t device_string(unsigned slot, nvmlDevice_t dev, char *buf, unsigned len)
+{
+    if (!buf || !len)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    char text[GW_NVML_TABLE_STRING_MAX];
+    uint32_t cap = len > GW_NVML_TABLE_STRING_MAX ? GW_NVML_TABLE_STRING_MAX : (uint32_t)len;
+    uint32_t n = 0;
+    nvmlReturn_t res = forward(slot, dev, SHAPE_STRING, cap, &n, text);
+    if (res == NVML_SUCCESS) {
+        text[n - 1] = 0; /* forward checked 1 <= n <= cap */
+        memcpy(buf, text, strlen(text) + 1);
+    }
+    return res;
+}
+
+/* Slot 81: the short bus id ("0000:00:06.0") of the device at index. */
+static nvmlReturn_t legacy_bus_id(unsigned index, char *buf, unsigned len)
+{
+    if (!buf || !len)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    nvmlDevice_t dev;
+    nvmlReturn_t res = nvmlDeviceGetHandleByIndex_v2(index, &dev);
+    nvmlPciInfo_t pci;
+    if (res == NVML_SUCCESS)
+        res = nvmlDeviceGetPciInfo_v3(dev, &pci);
+    if (res != NVML_SUCCESS)
+        return res;
+    size_t n = strnlen(pci.busIdLegacy, sizeof pci.busIdLegacy);
+    if (n >= len) { /* cut to fit, still terminated */
+        n = len - 1;
+        res = NVML_ERROR_INSUFFICIENT_SIZE;
+    }
+    memcpy(buf, pci.busIdLegacy, n);
+    buf[n] = 0;
     return res;
 }
 
@@ -144,9 +195,15 @@ static nvmlReturn_t answer_slot(unsigned slot, uintptr_t a0, uintptr_t a1, uintp
 {
     nvmlReturn_t res;
     const char *how = "forwarded";
-    if (slot == SLOT_HANDLE_BY_INDEX) {
-        how = "answered from the client's handles";
-        res = a1 ? nvmlDeviceGetHandleByIndex_v2((unsigned)a0, (nvmlDevice_t *)a1) : NVML_ERROR_INVALID_ARGUMENT;
+    if (slot == SLOT_LEGACY_BUS_ID) {
+        how = "answered from the device's PCI info";
+        /* the lengths are unsigned ints: a register's upper half is not part of them */
+        res = legacy_bus_id((unsigned)a0, (char *)a1, (unsigned)a2);
+    } else if (slot == SLOT_PART_NUMBER) {
+        res = device_string(slot, (nvmlDevice_t)a0, (char *)a1, (unsigned)a2);
+    } else if (slot == SLOT_LOG_HOOK) {
+        how = "nvidia-smi's log hook: nothing done";
+        res = NVML_SUCCESS;
     } else if (slot >= SLOT_PROCESSES_FIRST && slot <= SLOT_PROCESSES_LAST) {
         res = process_list(slot, (nvmlDevice_t)a0, (unsigned *)a1, (unsigned char *)a2);
     } else if (slot == SLOT_HOST_MAX_PCIE_GEN || slot == SLOT_SPARSE_MODE) {

@@ -8,6 +8,8 @@
 
 #include <nvml.h>
 
+#include "nvml_extra.h"
+
 #include "../client/wire/wire_api.h"
 #include "../generated/gw_ops.h"
 #include "../generated/nvml_ops.h"

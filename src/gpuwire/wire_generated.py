@@ -43,6 +43,7 @@ MODULE_NAME_MAX = 65535  # bytes of a function's name in MODULE_INFO at most (u1
 MEMORYTYPE_ARRAY = 3  # CU_MEMORYTYPE_ARRAY: a band side that is an array
 OP_FIRST_CALL = 256  # driver calls: 256 + index in codegen/driver_symbols.txt
 NVML_TABLE_LIST_MAX = 1024  # entries of one NVML_TABLE_CALL process list at most
+NVML_TABLE_STRING_MAX = 256
 NVML_PROCESS_ENTRY_SIZE = 4128
 F_HELLO_EXT = 1 << 8
 

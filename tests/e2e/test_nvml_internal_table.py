@@ -1,10 +1,12 @@
 """NVML's private export table (issue 14: stock nvidia-smi needs it) through
 gpuwire against the stand-in NVML: tests/programs/nvml_table.c fetches table
 6c3efec4-8fc9-4e6c-a327-ee696e12f7c4 from gpuwire's libnvidia-ml.so.1 and calls
-its slots. Slot 81 answers from the client's handles; the process lists, the
-host's max PCIe generation and the sparse mode come from the stand-in's own
-table through the worker (NVML_TABLE_CALL), the process lists filtered to this
-client's processes; unknown slots give the mock NVML's answer. Then raw
+its slots. Slot 81 writes the device's short bus id from the public calls;
+the process lists, the host's max PCIe generation, the part number (231) and
+the sparse mode come from the stand-in's own table through the worker
+(NVML_TABLE_CALL), the process lists filtered to this client's processes;
+slot 26 (nvidia-smi's log hook) touches nothing; unknown slots give the mock
+NVML's answer. Then raw
 NVML_TABLE_CALL frames a hostile client could send: a refused slot, a huge
 capacity, an unknown or null device each get a clean error and the session
 goes on; a cut frame ends it."""
@@ -30,6 +32,8 @@ NVML_ERROR_NO_PERMISSION, NVML_ERROR_INSUFFICIENT_SIZE = 4, 7
 CUDA_ERROR_INVALID_HANDLE = 400
 ENTRY_SIZE = wire.NVML_PROCESS_ENTRY_SIZE
 STANDIN_TABLE_PROC_MEM = 64 << 20  # tests/standin/nvml_standin.c SN_TABLE_PROC_MEM
+STANDIN_PART_NUMBER = "2330-885-A1"  # SN_TABLE_PART_NUMBER
+STANDIN_BUS_ID_LEGACY = "0000:00:00.0"  # bus_legacy_of(0)
 CC = shutil.which("gcc") or shutil.which("cc")
 
 
@@ -54,9 +58,17 @@ def test_table_through_gpuwire(server, program):
     assert a["init"] == ["0"], explain(r, server)
     assert a["other_table"] == [str(NVML_ERROR_NOT_SUPPORTED), "1"], a
     assert a["table"] == ["0"] and a["size"] == ["4096"], a
-    # slot 81: the same handle nvmlDeviceGetHandleByIndex_v2 gives; the stand-in has one device
-    assert a["slot81"] == ["0", "1"], a
+    # slot 81: device 0's busIdLegacy (the stand-in's), cut and terminated when it does not fit
+    assert a["slot81"] == ["0", STANDIN_BUS_ID_LEGACY], a
+    assert a["slot81_short"] == [str(NVML_ERROR_INSUFFICIENT_SIZE), STANDIN_BUS_ID_LEGACY[:4], "1"], a
+    assert a["slot81_upper_half"] == a["slot81_short"], a
     assert a["slot81_past_last"] == [str(NVML_ERROR_INVALID_ARGUMENT)], a
+    # slot 231: the stand-in table's part number; a short buffer is refused by it and left alone
+    assert a["slot231"] == ["0", STANDIN_PART_NUMBER], a
+    assert a["slot231_short"] == [str(NVML_ERROR_INSUFFICIENT_SIZE), "1"], a
+    assert a["slot231_no_buffer"] == [str(NVML_ERROR_INVALID_ARGUMENT)], a
+    # slot 26: nvidia-smi's log hook, SUCCESS with its arguments untouched
+    assert a["slot26"] == ["0", "hello"], a
     # process lists: the stand-in lists the worker and pid 1; only the worker, this client's, comes back
     assert a["slot213_probe"] == [str(NVML_ERROR_INSUFFICIENT_SIZE), "1"], a
     for slot in (213, 214, 215):
@@ -139,6 +151,13 @@ def test_hostile_table_calls(server):
             assert got == (0, NVML_ERROR_INVALID_ARGUMENT, 0, b""), (slot, device, capacity, got)
         result, *_ = gw.table(230, 0x7777000, 0)  # an id the worker never gave
         assert result == CUDA_ERROR_INVALID_HANDLE, result
+        # the part number: a string with its NUL, within the capacity; capacity 0 or past
+        # NVML_TABLE_STRING_MAX refused; a capacity the stand-in finds too small is its own answer
+        assert gw.table(231, dev, 0x50) == (0, NVML_SUCCESS, len(STANDIN_PART_NUMBER) + 1,
+                                            STANDIN_PART_NUMBER.encode() + b"\0")
+        for capacity in (0, wire.NVML_TABLE_STRING_MAX + 1, 0xFFFFFFFF):
+            assert gw.table(231, dev, capacity) == (0, NVML_ERROR_INVALID_ARGUMENT, 0, b""), capacity
+        assert gw.table(231, dev, 4) == (0, NVML_ERROR_INSUFFICIENT_SIZE, 0, b"")
         # the session carries on: a list at the largest capacity holds this session's worker alone
         result, status, count, entries = gw.table(213, dev, wire.NVML_TABLE_LIST_MAX)
         assert (result, status, count, len(entries)) == (0, NVML_SUCCESS, 1, ENTRY_SIZE), (result, status, count)

@@ -12,7 +12,10 @@
 #define ENTRY_SIZE 4128
 
 typedef int (*get_table_fn)(const void **, const unsigned char *);
-typedef int (*handle_by_index_fn)(unsigned, void **, unsigned);
+typedef int (*bus_id_fn)(unsigned, char *, unsigned);
+typedef int (*string_fn)(void *, char *, unsigned);
+typedef int (*bus_id_wide_fn)(unsigned, char *, uint64_t);
+typedef int (*log_hook_fn)(const char *, const char *, int, const char *, const char *);
 typedef int (*list_fn)(void *, unsigned *, void *);
 typedef int (*value_fn)(void *, unsigned *);
 
@@ -49,10 +52,35 @@ int main(void)
 
     void *pub = NULL, *h = NULL;
     printf("public_handle %d\n", by_index(0, &pub));
-    rc = ((handle_by_index_fn)t[81])(0, &h, 0x22);
-    printf("slot81 %d %d\n", rc, h == pub && h != NULL);
-    void *none = NULL;
-    printf("slot81_past_last %d\n", ((handle_by_index_fn)t[81])(7, &none, 0x22));
+    h = pub;
+    /* slot 81 as nvidia-smi calls it: (index, buf, 0x22) -> the short bus id */
+    char bus[0x22];
+    memset(bus, 'x', sizeof bus);
+    rc = ((bus_id_fn)t[81])(0, bus, 0x22);
+    printf("slot81 %d %s\n", rc, bus);
+    memset(bus, 'x', sizeof bus);
+    rc = ((bus_id_fn)t[81])(0, bus, 5);
+    printf("slot81_short %d %s %d\n", rc, bus, bus[5] == 'x');
+    /* a length is an unsigned int: garbage in the register's upper half must not widen it */
+    memset(bus, 'x', sizeof bus);
+    rc = ((bus_id_wide_fn)t[81])(0, bus, ((uint64_t)1 << 40) | 5);
+    printf("slot81_upper_half %d %s %d\n", rc, bus, bus[5] == 'x');
+    printf("slot81_past_last %d\n", ((bus_id_fn)t[81])(7, bus, 0x22));
+
+    /* slot 231: (device, buf, 0x50) -> the board part number */
+    char part[0x50];
+    memset(part, 'x', sizeof part);
+    rc = ((string_fn)t[231])(h, part, sizeof part);
+    printf("slot231 %d %s\n", rc, part);
+    memset(part, 'x', sizeof part);
+    rc = ((string_fn)t[231])(h, part, 4);
+    printf("slot231_short %d %d\n", rc, part[0] == 'x');
+    printf("slot231_no_buffer %d\n", ((string_fn)t[231])(h, NULL, 0x50));
+
+    /* slot 26: nvidia-smi's log hook; its arguments are only looked at, never written */
+    char line[] = "hello";
+    rc = ((log_hook_fn)t[26])("nvidia-smi %s: %s\n", "stdout", 42, "main", line);
+    printf("slot26 %d %s\n", rc, line);
 
     unsigned count = 0;
     rc = ((list_fn)t[213])(h, &count, NULL);

@@ -23,6 +23,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "../../native/nvml/nvml_extra.h" /* what the pinned nvml.h lacks */
+
 #define SN_API __attribute__((visibility("default")))
 
 #define SN_NAME "gpuwire CPU stand-in"
@@ -515,13 +517,377 @@ SN_API nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t d, unsi
     return processes(d, n, i, sizeof *i);
 }
 
+/* ---- what stock nvidia-smi -q reads (issue 14) ----
+ * Fixed values, each distinct so a test sees it arrive; versioned structs
+ * check their version as NVML does. Some answer as an H100 does natively:
+ * NOT_SUPPORTED (auto boost, driver model) or a refusal (InforomVersion of
+ * the power object). */
+
+#define SN_INFOROM_IMAGE "G520.0200.00.05"
+#define SN_GSP_FIRMWARE "580.0-standin-gsp"
+#define SN_RETIRED_PAGES 3 /* double-bit retired pages; none for single-bit */
+#define SN_PDI 0x5354414e44494e31ull /* "STANDIN1" */
+
+/* The usual checks of a getter with one output pointer. */
+#define SN_CHECK_OUT(d, out)                                      \
+    nvmlReturn_t r = check(d);                                    \
+    if (r == NVML_SUCCESS && !(out))                              \
+        r = NVML_ERROR_INVALID_ARGUMENT;                          \
+    if (r != NVML_SUCCESS)                                        \
+        return r
+
+/* ... and of a versioned struct. */
+#define SN_CHECK_VERSIONED(d, out, ver)                           \
+    SN_CHECK_OUT(d, out);                                         \
+    if ((out)->version != (ver))                                  \
+        return NVML_ERROR_ARGUMENT_VERSION_MISMATCH
+
+#define SN_VALUE_GETTER(fn, type, value)                          \
+    SN_API nvmlReturn_t fn(nvmlDevice_t d, type *out)             \
+    {                                                             \
+        SN_CHECK_OUT(d, out);                                     \
+        *out = (value);                                           \
+        return NVML_SUCCESS;                                      \
+    }
+
+UINT_GETTER(nvmlDeviceGetBoardId, 0x600u + (unsigned)index_of(d))
+UINT_GETTER(nvmlDeviceGetModuleId, 1u + (unsigned)index_of(d))
+UINT_GETTER(nvmlDeviceGetAccountingBufferSize, 4000)
+UINT_GETTER(nvmlDeviceGetGpuMaxPcieLinkGeneration, 5)
+UINT_GETTER(nvmlDeviceGetPcieReplayCounter, 3)
+SN_VALUE_GETTER(nvmlDeviceGetAccountingMode, nvmlEnableState_t, NVML_FEATURE_DISABLED)
+SN_VALUE_GETTER(nvmlDeviceGetRetiredPagesPendingStatus, nvmlEnableState_t, NVML_FEATURE_ENABLED)
+SN_VALUE_GETTER(nvmlDeviceGetVirtualizationMode, nvmlGpuVirtualizationMode_t, NVML_GPU_VIRTUALIZATION_MODE_NONE)
+SN_VALUE_GETTER(nvmlDeviceGetHostVgpuMode, nvmlHostVgpuMode_t, NVML_HOST_VGPU_MODE_SRIOV)
+SN_VALUE_GETTER(nvmlDeviceGetCurrentClocksThrottleReasons, unsigned long long, nvmlClocksThrottleReasonGpuIdle)
+SN_VALUE_GETTER(nvmlDeviceGetSupportedClocksThrottleReasons, unsigned long long, nvmlClocksThrottleReasonAll)
+
+SN_API nvmlReturn_t nvmlDeviceValidateInforom(nvmlDevice_t d) { return check(d); }
+
+SN_API nvmlReturn_t nvmlDeviceGetInforomImageVersion(nvmlDevice_t d, char *version, unsigned int length)
+{
+    nvmlReturn_t r = check(d);
+    return r == NVML_SUCCESS ? copy_str(version, length, SN_INFOROM_IMAGE) : r;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetInforomVersion(nvmlDevice_t d, nvmlInforomObject_t object, char *version,
+                                                unsigned int length)
+{
+    nvmlReturn_t r = check(d);
+    if (r != NVML_SUCCESS)
+        return r;
+    switch (object) {
+    case NVML_INFOROM_OEM: return copy_str(version, length, "2.1");
+    case NVML_INFOROM_ECC: return copy_str(version, length, "7.16");
+    case NVML_INFOROM_POWER: return NVML_ERROR_NOT_SUPPORTED;
+    default: return NVML_ERROR_INVALID_ARGUMENT;
+    }
+}
+
+/* No length: the caller's buffer holds NVML_GSP_FIRMWARE_VERSION_BUF_SIZE bytes. */
+SN_API nvmlReturn_t nvmlDeviceGetGspFirmwareVersion(nvmlDevice_t d, char *version)
+{
+    nvmlReturn_t r = check(d);
+    return r == NVML_SUCCESS ? copy_str(version, NVML_GSP_FIRMWARE_VERSION_BUF_SIZE, SN_GSP_FIRMWARE) : r;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetLastBBXFlushTime(nvmlDevice_t d, unsigned long long *timestamp,
+                                                  unsigned long *durationUs)
+{
+    SN_CHECK_OUT(d, timestamp && durationUs);
+    *timestamp = 1765000000000000ull;
+    *durationUs = 1234;
+    return NVML_SUCCESS;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetBridgeChipInfo(nvmlDevice_t d, nvmlBridgeChipHierarchy_t *h)
+{
+    SN_CHECK_OUT(d, h);
+    memset(h, 0, sizeof *h);
+    h->bridgeCount = 1;
+    h->bridgeChipInfo[0].type = NVML_BRIDGE_CHIP_BRO4;
+    h->bridgeChipInfo[0].fwVersion = 0x01020304;
+    return NVML_SUCCESS;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetPdi(nvmlDevice_t d, nvmlPdi_t *pdi)
+{
+    SN_CHECK_VERSIONED(d, pdi, nvmlPdi_v1);
+    pdi->value = SN_PDI + (unsigned)index_of(d);
+    return NVML_SUCCESS;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetCapabilities(nvmlDevice_t d, nvmlDeviceCapabilities_t *caps)
+{
+    SN_CHECK_VERSIONED(d, caps, nvmlDeviceCapabilities_v1);
+    caps->capMask = NVML_DEV_CAP_EGM;
+    return NVML_SUCCESS;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetAddressingMode(nvmlDevice_t d, nvmlDeviceAddressingMode_t *mode)
+{
+    SN_CHECK_VERSIONED(d, mode, nvmlDeviceAddressingMode_v1);
+    mode->value = NVML_DEVICE_ADDRESSING_MODE_HMM;
+    return NVML_SUCCESS;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetC2cModeInfoV(nvmlDevice_t d, nvmlC2cModeInfo_v1_t *info)
+{
+    SN_CHECK_OUT(d, info);
+    info->isC2cEnabled = 0;
+    return NVML_SUCCESS;
+}
+
+/* v2 and v3 (v3 adds healthSummary at the end): as NVML, an older caller gets the older layout. */
+SN_API nvmlReturn_t nvmlDeviceGetGpuFabricInfoV(nvmlDevice_t d, nvmlGpuFabricInfoV_t *info)
+{
+    SN_CHECK_OUT(d, info);
+    if (info->version != nvmlGpuFabricInfo_v3 && info->version != nvmlGpuFabricInfo_v2)
+        return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+    memset(info->clusterUuid, 0xab, sizeof info->clusterUuid);
+    info->status = NVML_SUCCESS;
+    info->cliqueId = 7;
+    info->state = NVML_GPU_FABRIC_STATE_COMPLETED;
+    info->healthMask = 0;
+    if (info->version == nvmlGpuFabricInfo_v3)
+        info->healthSummary = NVML_GPU_FABRIC_HEALTH_SUMMARY_HEALTHY;
+    return NVML_SUCCESS;
+}
+
+/* Windows only: as on Linux natively. */
+SN_API nvmlReturn_t nvmlDeviceGetDriverModel_v2(nvmlDevice_t d, nvmlDriverModel_t *current, nvmlDriverModel_t *pending)
+{
+    (void)current, (void)pending;
+    nvmlReturn_t r = check(d);
+    return r == NVML_SUCCESS ? NVML_ERROR_NOT_SUPPORTED : r;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetAutoBoostedClocksEnabled(nvmlDevice_t d, nvmlEnableState_t *isEnabled,
+                                                          nvmlEnableState_t *defaultIsEnabled)
+{
+    (void)isEnabled, (void)defaultIsEnabled;
+    nvmlReturn_t r = check(d);
+    return r == NVML_SUCCESS ? NVML_ERROR_NOT_SUPPORTED : r;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetGpuOperationMode(nvmlDevice_t d, nvmlGpuOperationMode_t *current,
+                                                  nvmlGpuOperationMode_t *pending)
+{
+    SN_CHECK_OUT(d, current && pending);
+    *current = NVML_GOM_ALL_ON;
+    *pending = NVML_GOM_COMPUTE;
+    return NVML_SUCCESS;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetVgpuHeterogeneousMode(nvmlDevice_t d, nvmlVgpuHeterogeneousMode_t *mode)
+{
+    SN_CHECK_VERSIONED(d, mode, nvmlVgpuHeterogeneousMode_v1);
+    mode->mode = 1;
+    return NVML_SUCCESS;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetGridLicensableFeatures_v4(nvmlDevice_t d, nvmlGridLicensableFeatures_t *f)
+{
+    SN_CHECK_OUT(d, f);
+    memset(f, 0, sizeof *f);
+    f->isGridLicenseSupported = 1;
+    f->licensableFeaturesCount = 1;
+    f->gridLicensableFeatures[0].featureCode = NVML_GRID_LICENSE_FEATURE_CODE_COMPUTE;
+    snprintf(f->gridLicensableFeatures[0].productName, sizeof f->gridLicensableFeatures[0].productName,
+             "standin compute");
+    return NVML_SUCCESS;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetDramEncryptionMode(nvmlDevice_t d, nvmlDramEncryptionInfo_t *current,
+                                                    nvmlDramEncryptionInfo_t *pending)
+{
+    SN_CHECK_OUT(d, current && pending);
+    if (current->version != nvmlDramEncryptionInfo_v1 || pending->version != nvmlDramEncryptionInfo_v1)
+        return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+    current->encryptionState = NVML_FEATURE_DISABLED;
+    pending->encryptionState = NVML_FEATURE_ENABLED;
+    return NVML_SUCCESS;
+}
+
+SN_API nvmlReturn_t nvmlDeviceWorkloadPowerProfileGetCurrentProfiles(nvmlDevice_t d,
+                                                                     nvmlWorkloadPowerProfileCurrentProfiles_t *p)
+{
+    SN_CHECK_VERSIONED(d, p, nvmlWorkloadPowerProfileCurrentProfiles_v1);
+    memset(&p->perfProfilesMask, 0, sizeof p->perfProfilesMask);
+    memset(&p->requestedProfilesMask, 0, sizeof p->requestedProfilesMask);
+    memset(&p->enforcedProfilesMask, 0, sizeof p->enforcedProfilesMask);
+    p->perfProfilesMask.mask[0] = 0x5;
+    p->requestedProfilesMask.mask[0] = 0x4;
+    p->enforcedProfilesMask.mask[0] = 0x4;
+    return NVML_SUCCESS;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetMarginTemperature(nvmlDevice_t d, nvmlMarginTemperature_t *m)
+{
+    SN_CHECK_VERSIONED(d, m, nvmlMarginTemperature_v1);
+    m->marginTemperature = 47;
+    return NVML_SUCCESS;
+}
+
+/* Engine utilization: percent and sampling period (microseconds). */
+#define SN_UTIL_GETTER(fn, percent)                                                       \
+    SN_API nvmlReturn_t fn(nvmlDevice_t d, unsigned int *utilization, unsigned int *period) \
+    {                                                                                     \
+        SN_CHECK_OUT(d, utilization && period);                                           \
+        *utilization = (percent);                                                         \
+        *period = 167000;                                                                 \
+        return NVML_SUCCESS;                                                              \
+    }
+SN_UTIL_GETTER(nvmlDeviceGetEncoderUtilization, 3)
+SN_UTIL_GETTER(nvmlDeviceGetDecoderUtilization, 4)
+SN_UTIL_GETTER(nvmlDeviceGetJpgUtilization, 5)
+SN_UTIL_GETTER(nvmlDeviceGetOfaUtilization, 6)
+
+SN_API nvmlReturn_t nvmlDeviceGetEncoderStats(nvmlDevice_t d, unsigned int *sessionCount, unsigned int *averageFps,
+                                              unsigned int *averageLatency)
+{
+    SN_CHECK_OUT(d, sessionCount && averageFps && averageLatency);
+    *sessionCount = 2;
+    *averageFps = 60;
+    *averageLatency = 500;
+    return NVML_SUCCESS;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetFBCStats(nvmlDevice_t d, nvmlFBCStats_t *stats)
+{
+    SN_CHECK_OUT(d, stats);
+    stats->sessionsCount = 1;
+    stats->averageFPS = 24;
+    stats->averageLatency = 250;
+    return NVML_SUCCESS;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetConfComputeProtectedMemoryUsage(nvmlDevice_t d, nvmlMemory_t *m)
+{
+    SN_CHECK_OUT(d, m);
+    m->total = 1ull << 30;
+    m->used = 1ull << 20;
+    m->free = m->total - m->used;
+    return NVML_SUCCESS;
+}
+
+/* Each field answers fieldId * 1000 + scopeId (field 0 is refused, in its entry). */
+SN_API nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t d, int valuesCount, nvmlFieldValue_t *values)
+{
+    SN_CHECK_OUT(d, values || valuesCount == 0);
+    if (valuesCount < 0)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    for (int i = 0; i < valuesCount; i++) {
+        nvmlFieldValue_t *v = &values[i];
+        v->timestamp = 1765000000000000ll;
+        v->latencyUsec = 0;
+        v->valueType = NVML_VALUE_TYPE_UNSIGNED_LONG_LONG;
+        v->nvmlReturn = v->fieldId ? NVML_SUCCESS : NVML_ERROR_INVALID_ARGUMENT;
+        v->value.ullVal = v->fieldId ? (unsigned long long)v->fieldId * 1000u + v->scopeId : 0;
+    }
+    return NVML_SUCCESS;
+}
+
+/* ---- ECC, retired pages, row remapping, repair ---- */
+
+SN_API nvmlReturn_t nvmlDeviceGetTotalEccErrors(nvmlDevice_t d, nvmlMemoryErrorType_t errorType,
+                                                nvmlEccCounterType_t counterType, unsigned long long *counts)
+{
+    SN_CHECK_OUT(d, counts);
+    if ((unsigned)errorType >= NVML_MEMORY_ERROR_TYPE_COUNT || (unsigned)counterType >= NVML_ECC_COUNTER_TYPE_COUNT)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    *counts = 10u * (unsigned)errorType + (unsigned)counterType + 1u;
+    return NVML_SUCCESS;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetMemoryErrorCounter(nvmlDevice_t d, nvmlMemoryErrorType_t errorType,
+                                                    nvmlEccCounterType_t counterType,
+                                                    nvmlMemoryLocation_t locationType, unsigned long long *count)
+{
+    SN_CHECK_OUT(d, count);
+    if ((unsigned)errorType >= NVML_MEMORY_ERROR_TYPE_COUNT || (unsigned)counterType >= NVML_ECC_COUNTER_TYPE_COUNT ||
+        (unsigned)locationType >= NVML_MEMORY_LOCATION_COUNT)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    *count = 100u * (unsigned)errorType + 10u * (unsigned)counterType + (unsigned)locationType;
+    return NVML_SUCCESS;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetSramEccErrorStatus(nvmlDevice_t d, nvmlEccSramErrorStatus_t *st)
+{
+    SN_CHECK_VERSIONED(d, st, nvmlEccSramErrorStatus_v1);
+    unsigned version = st->version;
+    memset(st, 0, sizeof *st);
+    st->version = version;
+    st->aggregateCor = 5;
+    st->volatileCor = 2;
+    st->bThresholdExceeded = 0;
+    return NVML_SUCCESS;
+}
+
+/* Double-bit retirements only, at SN_RETIRED_PAGES addresses 0x1000 apart. */
+SN_API nvmlReturn_t nvmlDeviceGetRetiredPages(nvmlDevice_t d, nvmlPageRetirementCause_t cause, unsigned int *pageCount,
+                                              unsigned long long *addresses)
+{
+    SN_CHECK_OUT(d, pageCount);
+    if ((unsigned)cause >= NVML_PAGE_RETIREMENT_CAUSE_COUNT)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    unsigned n = cause == NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR ? SN_RETIRED_PAGES : 0;
+    unsigned room = *pageCount;
+    *pageCount = n;
+    if (room < n)
+        return NVML_ERROR_INSUFFICIENT_SIZE;
+    if (n && !addresses)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    for (unsigned i = 0; i < n; i++)
+        addresses[i] = 0x1000ull * (i + 1);
+    return NVML_SUCCESS;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetRowRemapperHistogram(nvmlDevice_t d, nvmlRowRemapperHistogramValues_t *v)
+{
+    SN_CHECK_OUT(d, v);
+    v->max = 2560;
+    v->high = 1;
+    v->partial = 2;
+    v->low = 3;
+    v->none = 4;
+    return NVML_SUCCESS;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetRemappedRows_v2(nvmlDevice_t d, nvmlRemappedRowsInfo_v2_t *info)
+{
+    SN_CHECK_OUT(d, info);
+    info->corrActiveRemaps = 1;
+    info->corrInactiveRemaps = 2;
+    info->uncActiveRemaps = 3;
+    info->uncInactiveRemaps = 4;
+    info->bPending = 0;
+    info->bFailureOccurred = 1;
+    return NVML_SUCCESS;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetUnrepairableMemoryFlag_v1(nvmlDevice_t d, nvmlUnrepairableMemoryStatus_v1_t *st)
+{
+    SN_CHECK_OUT(d, st);
+    st->bUnrepairableMemory = 1;
+    return NVML_SUCCESS;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetRepairStatus(nvmlDevice_t d, nvmlRepairStatus_t *st)
+{
+    SN_CHECK_VERSIONED(d, st, nvmlRepairStatus_v1);
+    st->bChannelRepairPending = 0;
+    st->bTpcRepairPending = 1;
+    return NVML_SUCCESS;
+}
+
 /* ---- NVML's private export table (docs/export-tables.md, "NVML's table") ----
  * The slots gpuwire's worker forwards, so the path is tested end to end: the
  * process lists (NVML_PROCESS_ENTRY_SIZE-byte entries: the device's holders
  * as above, the caller with SN_TABLE_PROC_MEM used, then pid 1, a process no
  * client owns, which the worker must filter out), the host's max PCIe
- * generation (SN_HOST_MAX_PCIE_GEN) and the sparse operation mode (not
- * supported). Every other word of the table is NULL. GPUWIRE_STANDIN_NVML_TABLE
+ * generation (SN_HOST_MAX_PCIE_GEN), the board part number
+ * (SN_TABLE_PART_NUMBER) and the sparse operation mode (not supported). Every other word of the table is NULL. GPUWIRE_STANDIN_NVML_TABLE
  * plays an NVML without it: "absent" (no such table) or "short" (a size word
  * that ends before slot 230), for the worker's refusals. */
 
@@ -529,6 +895,7 @@ SN_API nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t d, unsi
 #define SN_TABLE_ENTRY_SIZE 4128 /* u32 pid, u64 used @8, u32 GI @16, u32 CI @20, u64 CC @24, char name[4096] @32 */
 #define SN_TABLE_PROC_MEM (64ull << 20)
 #define SN_HOST_MAX_PCIE_GEN 5
+#define SN_TABLE_PART_NUMBER "2330-885-A1"
 
 static void table_entry(unsigned char *e, unsigned pid, unsigned long long used)
 {
@@ -583,11 +950,18 @@ static nvmlReturn_t table_sparse_mode(nvmlDevice_t d, unsigned *mode)
     return r == NVML_SUCCESS ? NVML_ERROR_NOT_SUPPORTED : r;
 }
 
+/* Slot 231: the board part number, as the real table's (device, buf, len). */
+static nvmlReturn_t table_part_number(nvmlDevice_t d, char *buf, unsigned len)
+{
+    nvmlReturn_t r = check(d);
+    return r == NVML_SUCCESS ? copy_str(buf, len, SN_TABLE_PART_NUMBER) : r;
+}
+
 static const void *sn_table[SN_TABLE_WORDS] = {
     [0] = (const void *)(uintptr_t)(SN_TABLE_WORDS * sizeof(void *)),
     [213] = (const void *)table_processes, [214] = (const void *)table_processes,
     [215] = (const void *)table_processes, [230] = (const void *)table_host_max_pcie_gen,
-    [249] = (const void *)table_sparse_mode,
+    [231] = (const void *)table_part_number, [249] = (const void *)table_sparse_mode,
 };
 
 /* 6c3efec4-8fc9-4e6c-a327-ee696e12f7c4 as it lies in memory */

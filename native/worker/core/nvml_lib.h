@@ -7,6 +7,8 @@
 
 #include <nvml.h>
 
+#include "../../nvml/nvml_extra.h"
+
 #include "../../generated/nvml_ops.h"
 #include "core.h"
 

@@ -7,7 +7,10 @@
  *             processes, filtered to this client's own as NVML's public
  *             process lists are (core/nvml_lib.c);
  *   230, 249  (device, unsigned *out): host max PCIe generation, sparse
- *             operation mode.
+ *             operation mode;
+ *   231       (device, char *buf, unsigned len): the board part number, in
+ *             a buffer of the client's capacity (1..NVML_TABLE_STRING_MAX)
+ *             with room past it, terminated here whatever the slot wrote.
  * A request outside that (another slot, too large a capacity, device 0) is
  * answered NVML_ERROR_INVALID_ARGUMENT and the session goes on; a real NVML
  * without the table, or a table too short for the slot,
@@ -22,6 +25,8 @@
 #define SLOT_PROCESSES_LAST 215
 #define SLOT_HOST_MAX_PCIE_GEN 230
 #define SLOT_SPARSE_MODE 249
+#define SLOT_PART_NUMBER 231
+#define STRING_SLACK 64 /* room past the length, in case this driver writes past it */
 #define TABLE_SIZE_MAX (1u << 16) /* a size word past this is not believed */
 
 static const unsigned char table_id[16] = {0xc4, 0xfe, 0x3e, 0x6c, 0xc9, 0x8f, 0x6c, 0x4e,
@@ -29,6 +34,7 @@ static const unsigned char table_id[16] = {0xc4, 0xfe, 0x3e, 0x6c, 0xc9, 0x8f, 0
 
 typedef nvmlReturn_t (*get_table_fn)(const void **, const unsigned char *);
 typedef nvmlReturn_t (*value_fn)(nvmlDevice_t, unsigned *);
+typedef nvmlReturn_t (*string_fn)(nvmlDevice_t, char *, unsigned);
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static const uintptr_t *table; /* the real one, once fetched */
@@ -85,7 +91,9 @@ void gw_op_nvml_table_call(gw_call *c)
         return; /* malformed: the session ends; an unknown device: CUDA_ERROR_INVALID_HANDLE */
     int list = q.slot >= SLOT_PROCESSES_FIRST && q.slot <= SLOT_PROCESSES_LAST;
     int value = q.slot == SLOT_HOST_MAX_PCIE_GEN || q.slot == SLOT_SPARSE_MODE;
-    if ((!list && !value) || !dev || (list && q.capacity > GW_NVML_TABLE_LIST_MAX) || (value && q.capacity)) {
+    int string = q.slot == SLOT_PART_NUMBER;
+    if ((!list && !value && !string) || !dev || (list && q.capacity > GW_NVML_TABLE_LIST_MAX) ||
+        (value && q.capacity) || (string && (!q.capacity || q.capacity > GW_NVML_TABLE_STRING_MAX))) {
         gw_wlog("NVML_TABLE_CALL: slot %u, device %#llx, capacity %u refused", q.slot, (unsigned long long)q.device,
                 q.capacity);
         reply(c, NVML_ERROR_INVALID_ARGUMENT, 0, NULL, 0);
@@ -104,6 +112,21 @@ void gw_op_nvml_table_call(gw_call *c)
         uint32_t v;
         memcpy(&v, out, sizeof v);
         reply(c, r, r == NVML_SUCCESS ? v : 0, NULL, 0);
+        return;
+    }
+    if (string) {
+        char *buf = gw_scratch(c, (size_t)q.capacity + STRING_SLACK); /* zeroed */
+        if (!buf) {
+            reply(c, NVML_ERROR_MEMORY, 0, NULL, 0);
+            return;
+        }
+        nvmlReturn_t r = ((string_fn)fn)(dev, buf, q.capacity);
+        buf[q.capacity - 1] = 0;
+        size_t n = strlen(buf) + 1;
+        if (r == NVML_SUCCESS)
+            reply(c, r, (uint32_t)n, buf, n);
+        else
+            reply(c, r, 0, NULL, 0);
         return;
     }
     unsigned count = q.capacity;
