@@ -159,20 +159,24 @@ static const void *const cudart_interface[13] = {
 
 /* ---------------------------------------------------------- TOOLS_TLS table */
 
-/* Per-thread bookkeeping for profiling tools. cuBLAS/cuBLASLt call slot 2
- * around their runtime calls with (record*, id, ...); the real driver returns
- * 0 and the caller needs nothing back. With no tool attached there is nothing
- * to record, so both slots succeed and do nothing. */
+/* The tools' view of the calling thread's context (NVIDIA's tools headers
+ * name the slots: 1 CtxSetCurrent(ctx), 2 CtxGetCurrent(&ctx)). cuBLAS and
+ * cuBLASLt ask slot 2 for the context they then hand to the CUBLAS_CUFFT
+ * table; an answer that left it unwritten gave them NULL, and cuBLAS failed
+ * (CUBLAS_STATUS_INTERNAL_ERROR) on the H100. Slot 1 was never seen called:
+ * it succeeds and does nothing. */
 static CUresult tools_tls_slot1(void *a0, uintptr_t a1)
 {
     trace("TOOLS_TLS[1](%p, %#lx)", a0, (unsigned long)a1);
     return CUDA_SUCCESS;
 }
 
-static CUresult tools_tls_slot2(void *rec, uintptr_t id)
+static CUresult tools_tls_slot2(CUcontext *pctx)
 {
-    trace("TOOLS_TLS[2](%p, %#lx)", rec, (unsigned long)id);
-    return CUDA_SUCCESS;
+    trace("TOOLS_TLS[2](%p)", (void *)pctx);
+    if (!pctx)
+        return CUDA_ERROR_INVALID_VALUE;
+    return cuCtxGetCurrent(pctx);
 }
 
 /* 3 words, as the real driver's (size word 0x18). */
@@ -628,14 +632,132 @@ static const void *const integrity_check[3] = {
 /* ------------------------------------------------------ CUBLAS_CUFFT (21318c60) */
 
 /* A 93-word table (size word 0x2e8 on the real driver) that cuBLAS 13 asks
- * for; refused, cublasSgemm fails with CUBLAS_STATUS_NOT_SUPPORTED. Of its
- * slots only 4 was seen called: slot4(0, &word) -> 0, the driver writing 0
- * into the 8-byte word. Meaning unknown; we answer the same. */
-static CUresult cublas_slot4(uintptr_t a0, uint64_t *out)
+ * for: the tools' context table (NVIDIA's tools headers call it
+ * ToolsContext and name its first 60 slots; docs/export-tables.md). cuBLAS
+ * calls 4 CtxGetId(ctx, &id), 51 StreamGetToolsHandleEx(ctx, stream,
+ * &handle, per_thread) and 39 StreamGetIdEx(ctx, handle, &id) on the
+ * context TOOLS_TLS gives it. Served with the public calls that mean the
+ * same (answered from the client's memo after the first time); a tools
+ * stream handle is a record of the client's. Other slots answer
+ * NOT_SUPPORTED and name themselves once. */
+static CUresult cublas_slot4(CUcontext ctx, uint64_t *out)
 {
-    trace("CUBLAS_CUFFT[4](%#lx, %p)", (unsigned long)a0, (void *)out);
-    if (out != NULL)
+    trace("CUBLAS_CUFFT[4](%p, %p)", (void *)ctx, (void *)out);
+    if (!out)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (!ctx) { /* the driver's answer to a NULL context, seen on the H100 */
         *out = 0;
+        return CUDA_SUCCESS;
+    }
+    unsigned long long id = 0;
+    CUresult rc = cuCtxGetId(ctx, &id);
+    if (rc == CUDA_SUCCESS)
+        *out = id;
+    return rc;
+}
+
+/* slot 3: CtxGetDevice(ctx, &device) */
+static CUresult cublas_slot3(CUcontext ctx, uint32_t *out)
+{
+    trace("CUBLAS_CUFFT[3](%p, %p)", (void *)ctx, (void *)out);
+    if (!out)
+        return CUDA_ERROR_INVALID_VALUE;
+    CUdevice dev = 0;
+    CUresult rc = cuCtxPushCurrent(ctx);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    rc = cuCtxGetDevice(&dev);
+    CUcontext popped;
+    cuCtxPopCurrent(&popped);
+    if (rc == CUDA_SUCCESS)
+        *out = (uint32_t)dev;
+    return rc;
+}
+
+/* A tools stream handle: one record per (context, stream, per-thread),
+ * kept for the process (few streams are asked about; they are small). */
+typedef struct tools_stream {
+    CUcontext ctx;
+    CUstream stream;
+    unsigned per_thread;
+    struct tools_stream *next;
+} tools_stream;
+static tools_stream *_Atomic tools_streams;
+static pthread_mutex_t tools_streams_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int is_tools_stream(const void *h)
+{
+    for (tools_stream *t = atomic_load(&tools_streams); t; t = t->next)
+        if (t == h)
+            return 1;
+    return 0;
+}
+
+/* slot 51: StreamGetToolsHandleEx(ctx, stream, &handle, per_thread) */
+static CUresult cublas_slot51(CUcontext ctx, CUstream stream, tools_stream **out, uintptr_t per_thread)
+{
+    trace("CUBLAS_CUFFT[51](%p, %p, %p, %lu)", (void *)ctx, (void *)stream, (void *)out,
+          (unsigned long)(per_thread & 0xff));
+    if (!out)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (!ctx) /* the driver's answer, seen on the H100 (cuBLAS carried on) */
+        return CUDA_ERROR_INVALID_HANDLE;
+    unsigned pt = (unsigned)(per_thread & 0xff) != 0; /* a uint8_t: the register's rest is not ours */
+    pthread_mutex_lock(&tools_streams_lock);
+    tools_stream *t = atomic_load(&tools_streams);
+    while (t && !(t->ctx == ctx && t->stream == stream && t->per_thread == pt))
+        t = t->next;
+    if (!t && (t = calloc(1, sizeof *t)) != NULL) {
+        t->ctx = ctx;
+        t->stream = stream;
+        t->per_thread = pt;
+        t->next = atomic_load(&tools_streams);
+        atomic_store(&tools_streams, t);
+    }
+    pthread_mutex_unlock(&tools_streams_lock);
+    if (!t)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    *out = t;
+    return CUDA_SUCCESS;
+}
+
+/* The public stream a tools handle stands for. */
+static CUstream public_stream(const tools_stream *t)
+{
+    if (t->stream)
+        return t->stream;
+    return t->per_thread ? CU_STREAM_PER_THREAD : CU_STREAM_LEGACY;
+}
+
+/* slot 39: StreamGetIdEx(ctx, handle, &id) */
+static CUresult cublas_slot39(CUcontext ctx, const tools_stream *t, uint64_t *out)
+{
+    trace("CUBLAS_CUFFT[39](%p, %p, %p)", (void *)ctx, (const void *)t, (void *)out);
+    if (!out || !t || !is_tools_stream(t))
+        return CUDA_ERROR_INVALID_HANDLE;
+    unsigned long long id = 0;
+    CUresult rc = cuStreamGetId(public_stream(t), &id);
+    if (rc == CUDA_SUCCESS)
+        *out = id;
+    return rc;
+}
+
+/* slot 16: StreamGetPublicHandle(handle, &stream); slot 20: StreamGetCtx(handle, &ctx) */
+static CUresult cublas_slot16(const tools_stream *t, CUstream *out)
+{
+    trace("CUBLAS_CUFFT[16](%p, %p)", (const void *)t, (void *)out);
+    if (!out || !t || !is_tools_stream(t))
+        return CUDA_ERROR_INVALID_HANDLE;
+    *out = public_stream(t);
+    return CUDA_SUCCESS;
+}
+
+static CUresult cublas_slot20(const tools_stream *t, CUcontext *out)
+{
+    trace("CUBLAS_CUFFT[20](%p, %p)", (const void *)t, (void *)out);
+    if (!out || !t || !is_tools_stream(t))
+        return CUDA_ERROR_INVALID_HANDLE;
+    *out = t->ctx;
     return CUDA_SUCCESS;
 }
 
@@ -663,23 +785,16 @@ static const void *cublas_cufft[93] = {
 #undef CB1
 #undef CB10
 
-/* slot 51: seen on the H100 (2026-11-27) under CuPy's cublasGemmEx, called
- * as slot51(obj, 0, &desc, 0, 0) and answered CUDA_ERROR_INVALID_HANDLE by
- * the real driver, after which cuBLAS carried on; refusing it otherwise
- * (NOT_SUPPORTED) made cuBLAS fail with CUBLAS_STATUS_INTERNAL_ERROR. What
- * it asks is unknown: we give the driver's answer to that call. */
-static CUresult cublas_slot51(uintptr_t a0, uintptr_t a1, uintptr_t a2)
-{
-    trace("CUBLAS_CUFFT[51](%#lx, %#lx, %#lx)", (unsigned long)a0, (unsigned long)a1, (unsigned long)a2);
-    return CUDA_ERROR_INVALID_HANDLE;
-}
-
 static pthread_once_t cublas_once = PTHREAD_ONCE_INIT;
 
 static void cublas_table_init(void)
 {
     cublas_cufft[0] = (const void *)(93 * sizeof(void *));
+    cublas_cufft[3] = (const void *)cublas_slot3;
     cublas_cufft[4] = (const void *)cublas_slot4;
+    cublas_cufft[16] = (const void *)cublas_slot16;
+    cublas_cufft[20] = (const void *)cublas_slot20;
+    cublas_cufft[39] = (const void *)cublas_slot39;
     cublas_cufft[51] = (const void *)cublas_slot51;
 }
 
