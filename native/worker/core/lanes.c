@@ -143,9 +143,16 @@ int gw_lane_put(unsigned k, uint32_t tag, uint8_t *buf, uint32_t len)
     out_item *it = malloc(sizeof *it);
     pthread_mutex_lock(&lock);
     lane *l = &lanes[k];
+    struct timespec deadline = {0};
+    /* the writer is behind only while the client does not read the lane:
+     * bounded (GPUWIRE_WORKER_STUCK_S), the lane then ends as when broken */
     while (it && l->oqueued >= LANE_DEPTH && !l->wbroken)
-        pthread_cond_wait(&cv, &lock);
-    if (!it || l->wbroken) {
+        if (gw_cond_wait_bounded(&cv, &lock, &deadline) == ETIMEDOUT) {
+            gw_wlog("lane %u: the client read no data frame for %d s (GPUWIRE_WORKER_STUCK_S): the lane ends", k,
+                   gw_stuck_seconds());
+            break;
+        }
+    if (!it || l->wbroken || l->oqueued >= LANE_DEPTH) {
         /* the client waits for this piece's frame: the lane ends instead, which it sees */
         l->wbroken = 1;
         shutdown(l->fd, SHUT_RDWR);
