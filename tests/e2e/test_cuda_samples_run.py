@@ -70,3 +70,28 @@ def test_verdicts_and_causes(tmp_path):
     summary = (out / "summary.txt").read_text()
     assert "pass 2" in summary and "through gpuwire: 2 of the 5 that pass natively" in summary
     assert (out / "results.tsv").read_text().count("\n") == 8
+
+
+@pytest.mark.skipif(not NVCC, reason="needs nvcc")
+def test_a_run_the_budget_cuts_short_is_not_judged(tmp_path):
+    """A gpuwire run killed because the budget ran out (its timeout cut below
+    SAMPLES_GPUWIRE_TIMEOUT) is SKIPPED, not a HANG: binomialOptions, 30 s
+    natively, was called a hang so on the H100 (2026-12-07)."""
+    src = tmp_path / "src"
+    (src / "Common").mkdir(parents=True)
+    _sample(src, "slowgw", 'if (g) sleep(100); puts("Test passed"); return 0;')
+    libs = tmp_path / "libs"
+    libs.mkdir()
+    (libs / "empty.c").write_text("int gw_empty;\n")
+    for lib in ("cuda", "cublas", "cublasLt", "cufft", "cusolver", "cusparse", "curand", "nvrtc", "nvJitLink"):
+        subprocess.run(["cc", "-shared", "-fPIC", "-o", str(libs / f"lib{lib}.so"), str(libs / "empty.c")], check=True)
+    out = tmp_path / "out"
+    env = {**os.environ, "CUDA_STUBS": str(libs), "SAMPLES_GPUWIRE_CMD": "env FAKE_GPUWIRE=1",
+           "SAMPLES_WORK": str(tmp_path / "work"), "PATH": f"{os.path.dirname(NVCC)}:{os.environ.get('PATH', '')}"}
+    p = subprocess.run([str(ROOT / "tests/gpu/cuda-samples-run"), "--jobs", "1", "--budget", "50", "--out", str(out),
+                        str(src), "127.0.0.1:1"], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    (row,) = json.loads((out / "results.json").read_text())["results"]
+    assert row["verdict"] == "SKIPPED", row
+    assert row["cause"].startswith("not judged: the budget's end cut the gpuwire run at"), row
+    assert "SKIPPED 1" in (out / "summary.txt").read_text() and "HANG" not in (out / "summary.txt").read_text()
