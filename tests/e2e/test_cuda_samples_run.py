@@ -37,18 +37,23 @@ def _sample(root: Path, name: str, body: str) -> None:
                                 'int main() { int g = getenv("FAKE_GPUWIRE") != 0; ' + body + " }\n")
 
 
+def _stub_libraries(tmp_path: Path) -> Path:
+    """Empty libraries standing for the driver stub and the toolkit's libraries."""
+    libs = tmp_path / "libs"
+    libs.mkdir()
+    (libs / "empty.c").write_text("int gw_empty;\n")
+    for lib in ("cuda", "cublas", "cublasLt", "cufft", "cusolver", "cusparse", "curand", "nvrtc", "nvJitLink"):
+        subprocess.run(["cc", "-shared", "-fPIC", "-o", str(libs / f"lib{lib}.so"), str(libs / "empty.c")], check=True)
+    return libs
+
+
 @pytest.mark.skipif(not NVCC, reason="needs nvcc")
 def test_verdicts_and_causes(tmp_path):
     src = tmp_path / "src"
     (src / "Common").mkdir(parents=True)
     for name, body in PROGRAMS.items():
         _sample(src, name, body)
-    # empty libraries stand for the driver stub and the toolkit's libraries
-    libs = tmp_path / "libs"
-    libs.mkdir()
-    (libs / "empty.c").write_text("int gw_empty;\n")
-    for lib in ("cuda", "cublas", "cublasLt", "cufft", "cusolver", "cusparse", "curand", "nvrtc", "nvJitLink"):
-        subprocess.run(["cc", "-shared", "-fPIC", "-o", str(libs / f"lib{lib}.so"), str(libs / "empty.c")], check=True)
+    libs = _stub_libraries(tmp_path)
     out = tmp_path / "out"
     env = {**os.environ, "CUDA_STUBS": str(libs), "SAMPLES_GPUWIRE_CMD": "env FAKE_GPUWIRE=1",
            "SAMPLES_GPUWIRE_TIMEOUT": "3", "SAMPLES_WORK": str(tmp_path / "work"), "PATH":
@@ -80,11 +85,7 @@ def test_a_run_the_budget_cuts_short_is_not_judged(tmp_path):
     src = tmp_path / "src"
     (src / "Common").mkdir(parents=True)
     _sample(src, "slowgw", 'if (g) sleep(100); puts("Test passed"); return 0;')
-    libs = tmp_path / "libs"
-    libs.mkdir()
-    (libs / "empty.c").write_text("int gw_empty;\n")
-    for lib in ("cuda", "cublas", "cublasLt", "cufft", "cusolver", "cusparse", "curand", "nvrtc", "nvJitLink"):
-        subprocess.run(["cc", "-shared", "-fPIC", "-o", str(libs / f"lib{lib}.so"), str(libs / "empty.c")], check=True)
+    libs = _stub_libraries(tmp_path)
     out = tmp_path / "out"
     env = {**os.environ, "CUDA_STUBS": str(libs), "SAMPLES_GPUWIRE_CMD": "env FAKE_GPUWIRE=1",
            "SAMPLES_WORK": str(tmp_path / "work"), "PATH": f"{os.path.dirname(NVCC)}:{os.environ.get('PATH', '')}"}

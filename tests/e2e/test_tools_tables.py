@@ -8,15 +8,9 @@ unwritten (NULL)."""
 import sys
 
 from conftest import explain, gw_run
+from test_mapped_memory import PRELUDE
 
-SCRIPT = r"""
-import ctypes
-cuda = ctypes.CDLL("libcuda.so.1")
-assert cuda.cuInit(0) == 0
-dev, ctx = ctypes.c_int(), ctypes.c_void_p()
-assert cuda.cuDeviceGet(ctypes.byref(dev), 0) == 0
-assert cuda.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev) == 0
-assert cuda.cuCtxSetCurrent(ctx) == 0
+SCRIPT = PRELUDE + r"""
 
 def table(hexid):
     uuid = (ctypes.c_ubyte * 16)(*bytes.fromhex(hexid))
