@@ -4,7 +4,9 @@ lists a module's functions through a callback and returns how many, as the
 public cuModuleGetFunctionCount / cuModuleEnumerateFunctions do; the other
 slots answer CUDA_ERROR_NOT_SUPPORTED and name themselves. Then cuFFT itself
 (tests/programs/cufft_plan.c) where libcufft is found: GPUWIRE_TEST_CUFFT,
-the nvidia-cufft wheel's libcufft.so.12, else the toolkit's."""
+the nvidia-cufft wheel's libcufft.so.12, else the toolkit's: its plan is made
+through gpuwire against the stand-in, which lists the kernel and globals of
+each module cuFFT loads but cannot run them."""
 
 import glob
 import os
@@ -86,9 +88,15 @@ def test_cufft_through_the_table(server):
     assert r.returncode == 0, explain(r, server)
     lines = r.stdout.split("\n")
     assert "cufftCreate 0" in lines, explain(r, server)
-    # cuFFT asked for the table, and called slot 7 once per module it loaded, from its own code
+    # the plan: cuFFT loads one kernel per module and takes it through slot 7, which must
+    # answer 1 (the stand-in lists a cuFFT module's real kernels, tests/standin/foreign.c)
+    assert "cufftPlan1d 0" in lines, explain(r, server)
     assert "gpuwire: export table TOOLS_MODULE -> " in r.stderr, explain(r, server)
-    calls = [ln for ln in r.stderr.splitlines() if "export TOOLS_MODULE[7](" in ln]
-    assert calls, explain(r, server)
-    # slot 7 is all cuFFT uses of it
+    answers = [ln for ln in r.stderr.splitlines() if "export TOOLS_MODULE[7] -> " in ln]
+    assert answers and all(ln.endswith("-> 1 function(s)") for ln in answers), explain(r, server)
+    # slot 7 is all cuFFT uses of the table
     assert "TOOLS_MODULE slot" not in r.stderr, explain(r, server)
+    # the transform itself is launched, but the stand-in cannot run cuFFT's kernels: the
+    # launch's error (CUDA_ERROR_NOT_SUPPORTED) surfaces at the synchronization
+    assert "cufftExecC2C 0" in lines and "cuCtxSynchronize 801" in lines, explain(r, server)
+    assert "cufftDestroy 0" in lines, explain(r, server)
