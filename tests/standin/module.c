@@ -1,8 +1,9 @@
 /* TEST DOUBLE: gpuwire CPU stand-in driver. Modules and libraries accept any image (fatbin,
  * cubin or PTX) and resolve kernels by name from the registry of host implementations of
  * this project's test kernels; a bare cubin (ELF) holds only the registered kernels whose
- * names its string tables carry, as a real one would (other images: every kernel). Also function/kernel attributes, parameter
- * layout and occupancy. */
+ * names its string tables carry, as a real one would (other images: every kernel); a fat binary of
+ * none of them (a library's own code, cuFFT's) has the kernels and globals it declares (foreign.c),
+ * which cannot run here. Also function/kernel attributes, parameter layout and occupancy. */
 #define _GNU_SOURCE /* memmem */
 #include "standin.h"
 #include "foreign.h"

@@ -11,7 +11,7 @@
  * (context, module, callback, user), where the callback stores its second
  * argument (the CUfunction) through user, and it accepts only a return
  * value of 1: slot 7 enumerates the module's functions and returns how many
- * (a count, not a CUresult). It served here with cuModuleGetFunctionCount
+ * (a count, not a CUresult). It is served here with cuModuleGetFunctionCount
  * and cuModuleEnumerateFunctions, in the given context. cuFFT did not read
  * inside the function handle it got (a handle on a PROT_NONE page went
  * through the plan's remaining calls untouched).
