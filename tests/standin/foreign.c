@@ -13,11 +13,10 @@
 #include <string.h>
 
 #define FATBIN_MAGIC 0xBA55ED50u
-#define FATBIN_WRAPPER_MAGIC 0x466243B1u
 #define ENTRY_PTX 1
 #define ENTRY_ELF 2
 #define ENTRY_COMPRESSED 0x2000u
-#define MAX_UNPACKED ((uint64_t)256 << 20)
+#define MAX_UNPACKED ((uint64_t)64 << 20) /* per entry, and per global */
 #define MAX_NAMES 4096
 
 static uint16_t rd16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
@@ -243,9 +242,7 @@ sd_foreign *sd_foreign_parse(const void *image)
     const uint8_t *p = image;
     if (!p)
         return NULL;
-    if (rd32(p) == FATBIN_WRAPPER_MAGIC)
-        memcpy(&p, p + 8, sizeof p);
-    if (!p || rd32(p) != FATBIN_MAGIC)
+    if (rd32(p) != FATBIN_MAGIC) /* a wrapper's pointer is the client's: never followed here */
         return NULL;
     uint16_t hs = rd16(p + 6);
     uint64_t total = rd64(p + 8);
