@@ -12,9 +12,10 @@
  * argument (the CUfunction) through user, and it accepts only a return
  * value of 1: slot 7 enumerates the module's functions and returns how many
  * (a count, not a CUresult). It is served here with cuModuleGetFunctionCount
- * and cuModuleEnumerateFunctions, in the given context. cuFFT did not read
- * inside the function handle it got (a handle on a PROT_NONE page went
- * through the plan's remaining calls untouched).
+ * and cuModuleEnumerateFunctions, in the given context. cuFFT does not read
+ * inside the function handle: gpuwire's handles are ids that are not even
+ * canonical addresses (0x4000...), and plan, exec and destroy went through
+ * with them on the stand-in.
  *
  * Every other slot logs its number and first six arguments (once per slot
  * on stderr; every call under GPUWIRE_DEBUG=2) and answers
