@@ -93,7 +93,7 @@ def test_cufft_through_the_table(server):
     assert "cufftPlan1d 0" in lines, explain(r, server)
     assert "gpuwire: export table TOOLS_MODULE -> " in r.stderr, explain(r, server)
     answers = [ln for ln in r.stderr.splitlines() if "export TOOLS_MODULE[7] -> " in ln]
-    assert answers and all(ln.endswith("-> 1 function(s)") for ln in answers), explain(r, server)
+    assert answers and all("-> 1 function(s)," in ln for ln in answers), explain(r, server)
     # slot 7 is all cuFFT uses of the table
     assert "TOOLS_MODULE slot" not in r.stderr, explain(r, server)
     # the transform itself is launched, but the stand-in cannot run cuFFT's kernels: the

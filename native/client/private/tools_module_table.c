@@ -13,8 +13,8 @@
  * value of 1: slot 7 enumerates the module's functions and returns how many
  * (a count, not a CUresult). It is served here with cuModuleGetFunctionCount
  * and cuModuleEnumerateFunctions, in the given context. cuFFT does not read
- * inside the function handle: gpuwire's handles are ids that are not even
- * canonical addresses (0x4000...), and plan, exec and destroy went through
+ * inside the function handle: the handles slot 7 gives are the worker's
+ * ids, no memory of the client's, and plan, exec and destroy went through
  * with them on the stand-in.
  *
  * Every other slot logs its number and first six arguments (once per slot
@@ -72,11 +72,12 @@ static unsigned tools_module_functions(CUcontext ctx, CUmodule mod, tools_module
                     (void *)mod, (int)r);
         return 0;
     }
+    if (gw_debug_level() >= 2)
+        fprintf(stderr, "gpuwire: export TOOLS_MODULE[7] -> %u function(s), the first %p\n", n,
+                n ? (void *)fns[0] : NULL);
     for (unsigned i = 0; i < n; i++) /* no lock held: the callback is the caller's code */
         cb(user, fns[i], (uintptr_t)mod);
     free(fns);
-    if (gw_debug_level() >= 2)
-        fprintf(stderr, "gpuwire: export TOOLS_MODULE[7] -> %u function(s)\n", n);
     return n;
 }
 
