@@ -2,20 +2,25 @@
  * for (a library's own kernels, cuFFT's): what a fat binary of it declares, so a module of
  * it lists its real kernels and globals as a driver would (cuFFT takes the one function of
  * each module it loads through the tools module table, then writes its twiddle table's
- * address into the module's global "lut_sp"). Entries may be LZ4-compressed (flag 0x2000,
- * the fat binary's default); PTX is scanned for .entry and .global declarations, a cubin's
- * symbol table for entry functions (STO_CUDA_ENTRY) and objects. Such kernels cannot run
- * here: launching one fails. Every length in the image is checked before use. */
+ * address into the module's global "lut_sp"). PTX is scanned for .entry and .global
+ * declarations, a cubin's symbol table for entry functions (STO_CUDA_ENTRY) and objects; the
+ * names of all entries (targets) are pooled. Such kernels cannot run here: launching one fails. Every length in the image is checked before use. Entries may be
+ * compressed with LZ4 (flag 0x2000) or Zstandard (flag 0x8000, cuFFT's larger modules);
+ * Zstandard through the system's libzstd.so.1, opened when first needed (without it such
+ * entries are skipped). */
 #define _GNU_SOURCE /* strndup, strnlen */
 #include "foreign.h"
 
+#include <dlfcn.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define FATBIN_MAGIC 0xBA55ED50u
 #define ENTRY_PTX 1
 #define ENTRY_ELF 2
-#define ENTRY_COMPRESSED 0x2000u
+#define ENTRY_LZ4 0x2000u
+#define ENTRY_ZSTD 0x8000u
 #define MAX_UNPACKED ((uint64_t)64 << 20) /* per entry, and per global */
 #define MAX_NAMES 4096
 
@@ -65,6 +70,31 @@ static size_t lz4_unpack(const uint8_t *s, size_t n, uint8_t *d, size_t cap)
             d[o] = d[o - off];
     }
     return o;
+}
+
+/* Zstandard frames, by the system's library: 0 on any damage or without it. */
+typedef size_t (*zstd_decompress_fn)(void *dst, size_t cap, const void *src, size_t n);
+typedef unsigned (*zstd_is_error_fn)(size_t code);
+static zstd_decompress_fn zstd_decompress;
+static zstd_is_error_fn zstd_is_error;
+
+static void zstd_open(void)
+{
+    void *h = dlopen("libzstd.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        return;
+    zstd_is_error = (zstd_is_error_fn)dlsym(h, "ZSTD_isError");
+    zstd_decompress = zstd_is_error ? (zstd_decompress_fn)dlsym(h, "ZSTD_decompress") : NULL;
+}
+
+static size_t zstd_unpack(const uint8_t *s, size_t n, uint8_t *d, size_t cap)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, zstd_open);
+    if (!zstd_decompress)
+        return 0;
+    size_t got = zstd_decompress(d, cap, s, n);
+    return zstd_is_error(got) || got > cap ? 0 : got;
 }
 
 static int add_func(sd_foreign *f, const char *name, size_t len)
@@ -261,12 +291,15 @@ sd_foreign *sd_foreign_parse(const void *image)
         const uint8_t *body = e + ehs;
         uint8_t *unpacked = NULL;
         size_t len = (size_t)size;
-        if (ehs >= 0x40 && (rd32(e + 0x28) & ENTRY_COMPRESSED)) {
+        uint32_t flags = ehs >= 0x40 ? rd32(e + 0x28) : 0;
+        if (flags & (ENTRY_LZ4 | ENTRY_ZSTD)) {
             uint64_t want = rd64(e + 0x38), packed = rd32(e + 0x10);
             if (want == 0 || want > MAX_UNPACKED || packed > size || !(unpacked = malloc(want)))
                 len = 0;
-            else
+            else if (flags & ENTRY_LZ4)
                 len = lz4_unpack(body, packed, unpacked, want);
+            else
+                len = zstd_unpack(body, packed, unpacked, want);
             body = unpacked;
         }
         int r = 0;
