@@ -4,9 +4,10 @@ lists a module's functions through a callback and returns how many, as the
 public cuModuleGetFunctionCount / cuModuleEnumerateFunctions do; the other
 slots answer CUDA_ERROR_NOT_SUPPORTED and name themselves. Then cuFFT itself
 (tests/programs/cufft_plan.c) where libcufft is found: GPUWIRE_TEST_CUFFT,
-the nvidia-cufft wheel's libcufft.so.12, else the toolkit's: its plan is made
-through gpuwire against the stand-in, which lists the kernel and globals of
-each module cuFFT loads but cannot run them."""
+the nvidia-cufft wheel's libcufft.so.12 (or CUDA 12's .so.11), else the
+toolkit's: its plan is made through gpuwire against the stand-in, which
+lists the kernel and globals of each module cuFFT loads but cannot run
+them."""
 
 import glob
 import os
@@ -184,8 +185,8 @@ def test_standin_lists_a_libraries_own_kernels(server, tmp_path):
 def cufft_library() -> str | None:
     found = [os.environ.get("GPUWIRE_TEST_CUFFT", "")]
     for d in site.getsitepackages() + [site.getusersitepackages()]:
-        found += glob.glob(d + "/nvidia/cu13/lib/libcufft.so.12") + glob.glob(d + "/nvidia/cufft/lib/libcufft.so.12")
-    found += glob.glob("/usr/local/cuda/lib64/libcufft.so.12")
+        found += glob.glob(d + "/nvidia/cu13/lib/libcufft.so.12") + glob.glob(d + "/nvidia/cufft/lib/libcufft.so.1[12]")
+    found += glob.glob("/usr/local/cuda/lib64/libcufft.so.1[12]")
     return next((f for f in found if f and os.path.exists(f)), None)
 
 
@@ -193,7 +194,7 @@ def test_cufft_through_the_table(server):
     lib = cufft_library()
     program = ROOT / "build" / "programs-libs" / "cufft_plan"
     if lib is None:
-        pytest.skip("no libcufft.so.12 (GPUWIRE_TEST_CUFFT, the nvidia-cufft wheel or the toolkit)")
+        pytest.skip("no libcufft.so.12 or .so.11 (GPUWIRE_TEST_CUFFT, the nvidia-cufft wheel or the toolkit)")
     if not program.exists():
         pytest.skip("build/programs-libs/cufft_plan is not built (make -C tests/programs)")
     r = gw_run([str(program), lib], server=server.address, env={"GPUWIRE_DEBUG": "2"}, timeout=120)
