@@ -127,6 +127,8 @@ static CUresult launch(CUfunction f, const unsigned int g[3], const unsigned int
         clock_gettime(CLOCK_MONOTONIC, &now);
         double t = now.tv_sec + now.tv_nsec * 1e-9;
         c->busy_until = (c->busy_until > t ? c->busy_until : t) + (ms > 0 ? ms : 0) / 1000.0;
+    } else if (r == CUDA_SUCCESS && !fn->desc->thread) {
+        r = CUDA_ERROR_NOT_SUPPORTED; /* a library's own kernel (foreign.c): no host implementation */
     } else if (r == CUDA_SUCCESS && run(c, fn->desc, g, b, buf)) {
         sd_ctx_fault(c, CUDA_ERROR_ILLEGAL_ADDRESS); /* the launch itself succeeded */
     }

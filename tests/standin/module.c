@@ -1,10 +1,12 @@
 /* TEST DOUBLE: gpuwire CPU stand-in driver. Modules and libraries accept any image (fatbin,
  * cubin or PTX) and resolve kernels by name from the registry of host implementations of
  * this project's test kernels; a bare cubin (ELF) holds only the registered kernels whose
- * names its string tables carry, as a real one would (other images: every kernel). Also function/kernel attributes, parameter
- * layout and occupancy. */
+ * names its string tables carry, as a real one would (other images: every kernel); a fat binary of
+ * none of them (a library's own code, cuFFT's) has the kernels and globals it declares (foreign.c),
+ * which cannot run here. Also function/kernel attributes, parameter layout and occupancy. */
 #define _GNU_SOURCE /* memmem */
 #include "standin.h"
+#include "foreign.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,8 @@ typedef struct sd_image {
     struct sd_image *mod; /* library: its module (for cuLibraryGetModule / cuKernelGetFunction) */
     sd_func **funcs;      /* indexed like the registry */
     unsigned char *holds; /* indexed like the registry: the image has that kernel; NULL: all */
+    sd_foreign *foreign;  /* a fat binary of none of the registered kernels: its own (foreign.c) */
+    sd_func **ffuncs;     /* indexed like foreign->funcs */
 } sd_image;
 
 /* The extent of a 64-bit ELF from its header (its section headers come last), 0 if none. */
@@ -53,7 +57,7 @@ static unsigned char *kernels_held(const void *image)
     return holds;
 }
 
-static int image_holds(const sd_image *m, size_t i) { return !m->holds || m->holds[i]; }
+static int image_holds(const sd_image *m, size_t i) { return !m->foreign && (!m->holds || m->holds[i]); }
 
 static sd_image *image_new(int kind, sd_ctx *ctx, const void *image)
 {
@@ -62,8 +66,22 @@ static sd_image *image_new(int kind, sd_ctx *ctx, const void *image)
         return NULL;
     m->holds = kernels_held(image);
     m->funcs = calloc(sd_registry_count() ? sd_registry_count() : 1, sizeof *m->funcs);
-    if (!m->funcs || sd_obj_add(m) != 0) {
+    if (!m->holds && (m->foreign = sd_foreign_parse(image)) != NULL) {
+        int known = 0;
+        for (size_t i = 0; i < m->foreign->nfuncs; i++)
+            known |= sd_registry_find(m->foreign->funcs[i].name) != NULL;
+        if (known) { /* the project's own kernels: served as before */
+            sd_foreign_free(m->foreign);
+            m->foreign = NULL;
+        } else {
+            m->ffuncs = calloc(m->foreign->nfuncs, sizeof *m->ffuncs);
+        }
+    }
+    if (!m->funcs || (m->foreign && !m->ffuncs) || sd_obj_add(m) != 0) {
         free(m->funcs);
+        free(m->ffuncs);
+        sd_foreign_free(m->foreign);
+        free(m->holds);
         free(m);
         return NULL;
     }
@@ -80,10 +98,49 @@ static void image_free(sd_image *m)
             free(m->funcs[i]);
         }
     }
+    for (size_t i = 0; m->foreign && i < m->foreign->nfuncs; i++) {
+        if (m->ffuncs[i]) {
+            sd_obj_del(m->ffuncs[i]);
+            free(m->ffuncs[i]);
+        }
+    }
+    /* a library's globals live in the context that asked first and go with it */
+    for (size_t i = 0; m->foreign && m->ctx && i < m->foreign->nglobals; i++)
+        if (m->foreign->globals[i].addr)
+            sd_mem_free(m->foreign->globals[i].addr);
     sd_obj_del(m);
     free(m->funcs);
+    free(m->ffuncs);
+    sd_foreign_free(m->foreign);
     free(m->holds);
     free(m);
+}
+
+/* The handle for foreign kernel i of image m. */
+static sd_func *foreign_func(sd_image *m, size_t i, int kind)
+{
+    if (!m->ffuncs[i]) {
+        sd_func *f = calloc(1, sizeof *f);
+        if (!f || sd_obj_add(f) != 0) {
+            free(f);
+            return NULL;
+        }
+        f->h.kind = kind;
+        f->desc = &m->foreign->funcs[i];
+        f->owner = m;
+        f->max_dyn_shmem = SD_SHMEM_DEFAULT;
+        f->carveout = -1;
+        m->ffuncs[i] = f;
+    }
+    return m->ffuncs[i];
+}
+
+static long foreign_index(const sd_image *m, const char *name)
+{
+    for (size_t i = 0; m->foreign && i < m->foreign->nfuncs; i++)
+        if (!strcmp(m->foreign->funcs[i].name, name))
+            return (long)i;
+    return -1;
 }
 
 /* The handle for registry entry i in image m (kind SD_FUNC or SD_KERNEL). */
@@ -107,6 +164,8 @@ static sd_func *image_func(sd_image *m, size_t i, int kind)
 
 static size_t held_count(const sd_image *m)
 {
+    if (m->foreign)
+        return m->foreign->nfuncs;
     size_t n = 0;
     for (size_t i = 0; i < sd_registry_count(); i++)
         n += image_holds(m, i);
@@ -217,11 +276,13 @@ SD_API CUresult cuModuleGetFunction(CUfunction *pf, CUmodule hm, const char *nam
     CUresult r = sd_cur(&c);
     if (r == CUDA_SUCCESS && !sd_obj_live(hm, SD_MODULE))
         r = CUDA_ERROR_INVALID_HANDLE;
+    long fi = r == CUDA_SUCCESS ? foreign_index((sd_image *)hm, name) : -1;
     long i = r == CUDA_SUCCESS ? registry_index(name) : -1;
-    if (r == CUDA_SUCCESS && (i < 0 || !image_holds((sd_image *)hm, (size_t)i)))
+    if (r == CUDA_SUCCESS && fi < 0 && (i < 0 || !image_holds((sd_image *)hm, (size_t)i)))
         r = CUDA_ERROR_NOT_FOUND;
     if (r == CUDA_SUCCESS) {
-        sd_func *f = image_func((sd_image *)hm, (size_t)i, SD_FUNC);
+        sd_func *f = fi >= 0 ? foreign_func((sd_image *)hm, (size_t)fi, SD_FUNC)
+                             : image_func((sd_image *)hm, (size_t)i, SD_FUNC);
         if (!f)
             r = CUDA_ERROR_OUT_OF_MEMORY;
         else
@@ -255,6 +316,14 @@ SD_API CUresult cuModuleEnumerateFunctions(CUfunction *fns, unsigned int n, CUmo
     CUresult r = sd_cur(&c);
     if (r == CUDA_SUCCESS && !sd_obj_live(hm, SD_MODULE))
         r = CUDA_ERROR_INVALID_HANDLE;
+    sd_image *fm = r == CUDA_SUCCESS ? (sd_image *)hm : NULL;
+    for (size_t i = 0; fm && fm->foreign && r == CUDA_SUCCESS && i < n && i < fm->foreign->nfuncs; i++) {
+        sd_func *f = foreign_func(fm, i, SD_FUNC);
+        if (!f)
+            r = CUDA_ERROR_OUT_OF_MEMORY;
+        else
+            fns[i] = (CUfunction)f;
+    }
     for (size_t i = 0, o = 0; r == CUDA_SUCCESS && o < n && i < sd_registry_count(); i++) {
         if (!image_holds((sd_image *)hm, i))
             continue;
@@ -266,6 +335,29 @@ SD_API CUresult cuModuleEnumerateFunctions(CUfunction *fns, unsigned int n, CUmo
     }
     sd_unlock();
     return r;
+}
+
+/* A foreign image's global, in device memory of c given at the first lookup (zeroed, as a
+ * loaded module's uninitialised globals); the test programs have no __device__ variables. */
+static CUresult foreign_global(sd_image *m, sd_ctx *c, const char *name, CUdeviceptr *dptr, size_t *bytes)
+{
+    for (size_t i = 0; m->foreign && i < m->foreign->nglobals; i++) {
+        sd_foreign_global *g = &m->foreign->globals[i];
+        if (strcmp(g->name, name))
+            continue;
+        if (!g->addr) {
+            CUresult r = sd_mem_alloc(c, g->size, NULL, &g->addr);
+            if (r != CUDA_SUCCESS)
+                return r;
+            memset((void *)g->addr, 0, g->size);
+        }
+        if (dptr)
+            *dptr = (CUdeviceptr)g->addr;
+        if (bytes)
+            *bytes = g->size;
+        return CUDA_SUCCESS;
+    }
+    return CUDA_ERROR_NOT_FOUND;
 }
 
 SD_API CUresult cuModuleGetGlobal_v2(CUdeviceptr *dptr, size_t *bytes, CUmodule hm, const char *name)
@@ -280,7 +372,7 @@ SD_API CUresult cuModuleGetGlobal_v2(CUdeviceptr *dptr, size_t *bytes, CUmodule 
     if (r == CUDA_SUCCESS && !sd_obj_live(hm, SD_MODULE))
         r = CUDA_ERROR_INVALID_HANDLE;
     if (r == CUDA_SUCCESS)
-        r = CUDA_ERROR_NOT_FOUND; /* the test programs have no __device__ variables */
+        r = foreign_global((sd_image *)hm, c, name, dptr, bytes);
     sd_unlock();
     return r;
 }
@@ -345,11 +437,13 @@ SD_API CUresult cuLibraryGetKernel(CUkernel *pk, CUlibrary hl, const char *name)
         return CUDA_ERROR_INVALID_VALUE;
     sd_lock();
     CUresult r = sd_obj_live(hl, SD_LIBRARY) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    long fi = r == CUDA_SUCCESS ? foreign_index((sd_image *)hl, name) : -1;
     long i = r == CUDA_SUCCESS ? registry_index(name) : -1;
-    if (r == CUDA_SUCCESS && (i < 0 || !image_holds((sd_image *)hl, (size_t)i)))
+    if (r == CUDA_SUCCESS && fi < 0 && (i < 0 || !image_holds((sd_image *)hl, (size_t)i)))
         r = CUDA_ERROR_NOT_FOUND;
     if (r == CUDA_SUCCESS) {
-        sd_func *k = image_func((sd_image *)hl, (size_t)i, SD_KERNEL);
+        sd_func *k = fi >= 0 ? foreign_func((sd_image *)hl, (size_t)fi, SD_KERNEL)
+                             : image_func((sd_image *)hl, (size_t)i, SD_KERNEL);
         if (!k)
             r = CUDA_ERROR_OUT_OF_MEMORY;
         else
@@ -377,6 +471,14 @@ SD_API CUresult cuLibraryEnumerateKernels(CUkernel *ks, unsigned int n, CUlibrar
         return CUDA_ERROR_INVALID_VALUE;
     sd_lock();
     CUresult r = sd_obj_live(hl, SD_LIBRARY) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    sd_image *fl = r == CUDA_SUCCESS ? (sd_image *)hl : NULL;
+    for (size_t i = 0; fl && fl->foreign && r == CUDA_SUCCESS && i < n && i < fl->foreign->nfuncs; i++) {
+        sd_func *k = foreign_func(fl, i, SD_KERNEL);
+        if (!k)
+            r = CUDA_ERROR_OUT_OF_MEMORY;
+        else
+            ks[i] = (CUkernel)k;
+    }
     for (size_t i = 0, o = 0; r == CUDA_SUCCESS && o < n && i < sd_registry_count(); i++) {
         if (!image_holds((sd_image *)hl, i))
             continue;
@@ -429,8 +531,9 @@ SD_API CUresult cuKernelGetFunction(CUfunction *pf, CUkernel k)
     if (r == CUDA_SUCCESS) {
         sd_func *kk = (sd_func *)k;
         sd_image *mod = ((sd_image *)kk->owner)->mod;
-        long i = registry_index(kk->desc->name);
-        sd_func *f = i >= 0 ? image_func(mod, (size_t)i, SD_FUNC) : NULL;
+        long fi = foreign_index(mod, kk->desc->name);
+        long i = fi < 0 ? registry_index(kk->desc->name) : -1;
+        sd_func *f = fi >= 0 ? foreign_func(mod, (size_t)fi, SD_FUNC) : i >= 0 ? image_func(mod, (size_t)i, SD_FUNC) : NULL;
         if (!f)
             r = CUDA_ERROR_OUT_OF_MEMORY;
         else

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "../../native/client/export_tables.h"
+#include "../../native/client/private/export_tables.h"
 
 /* ------------------------------------------------------------------ log */
 

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
-#include "../../native/client/export_tables.h"
+#include "../../native/client/private/export_tables.h"
 #include "real_forward.h"
 
 /* PASSTHRU_SPY=<32 hex digits>: serve the REAL driver's table of that UUID

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include "../../native/client/export_tables.h"
+#include "../../native/client/private/export_tables.h"
 #include "real_forward.h"
 
 typedef CUresult (*get_t)(const void **, const CUuuid *);

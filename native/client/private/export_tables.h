@@ -34,6 +34,9 @@ typedef struct gw_compile_cache_figures {
 gw_compile_cache_figures *gw_compile_cache_stats(void);
 extern const void *const gw_compile_cache_table[7];
 
+/* The tools' module table (6e163fbe, tools_module_table.c), which cuFFT 13 asks for. */
+extern const void *const gw_tools_module_table[];
+
 /* Call when a context is about to be destroyed (cuCtxDestroy, the primary
  * context's last cuDevicePrimaryCtxRelease, cuDevicePrimaryCtxReset), BEFORE
  * its handle can be reused: runs the destructors cudart registered for that
