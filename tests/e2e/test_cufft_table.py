@@ -17,15 +17,10 @@ import sys
 import pytest
 
 from conftest import ROOT, explain, gw_run
+from test_mapped_memory import PRELUDE
 
-SCRIPT = r"""
-import ctypes
-cuda = ctypes.CDLL("libcuda.so.1")
-assert cuda.cuInit(0) == 0
-dev, ctx, mod = ctypes.c_int(), ctypes.c_void_p(), ctypes.c_void_p()
-assert cuda.cuDeviceGet(ctypes.byref(dev), 0) == 0
-assert cuda.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev) == 0
-assert cuda.cuCtxSetCurrent(ctx) == 0
+SCRIPT = PRELUDE + r"""
+mod = ctypes.c_void_p()
 # any image loads on the stand-in; one it cannot read holds all its kernels
 assert cuda.cuModuleLoadData(ctypes.byref(mod), b".version 8.0\n.target sm_90\n.address_size 64\n\0") == 0
 
@@ -132,14 +127,9 @@ PTX_B = (b"//\n.version 8.8\n.target sm_90\n.address_size 64\n.extern .shared .a
          + b"// padding that repeats, so the block has matches: " + b"abcdefgh" * 40 + b"\n"
          + b".visible .entry packed_kernel(\n.param .u64 p0\n)\n{\nret;\n}\n\0")
 
-FOREIGN = r"""
-import ctypes, sys
-cuda = ctypes.CDLL("libcuda.so.1")
-assert cuda.cuInit(0) == 0
-dev, ctx, mod = ctypes.c_int(), ctypes.c_void_p(), ctypes.c_void_p()
-assert cuda.cuDeviceGet(ctypes.byref(dev), 0) == 0
-assert cuda.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev) == 0
-assert cuda.cuCtxSetCurrent(ctx) == 0
+FOREIGN = PRELUDE + r"""
+import sys
+mod = ctypes.c_void_p()
 image = open(sys.argv[1], "rb").read()
 assert cuda.cuModuleLoadData(ctypes.byref(mod), image) == 0
 n = ctypes.c_uint()
