@@ -83,6 +83,22 @@ def client_fn(sym, proto, plans, exported):
     return "\n".join(L)
 
 
+def version_guard(fn: str, plans, versioned: set[str]) -> str:
+    """A struct the caller fills whose `version` names a layout larger than
+    the bytes that came (a newer NVML's, or a lie): answered
+    NVML_ERROR_ARGUMENT_VERSION_MISMATCH before the real NVML, which would
+    write that layout past the worker's buffer."""
+    checks = [f"    if (a{p.idx} && (a{p.idx}->version & 0xFFFFFFu) > a{p.idx}_n * sizeof(*a{p.idx})) {{\n"
+              f"        gw_nvml_reply(c, NVML_ERROR_ARGUMENT_VERSION_MISMATCH);\n        return;\n    }}\n"
+              for p in plans if p.kind == "inout" and p.base in versioned]
+    anchor = "    if (!gw_args_ok(c)) return;\n"
+    if not checks:
+        return fn
+    if anchor not in fn:
+        raise SystemExit("gen_nvml: the worker handler's argument check moved: version_guard needs it")
+    return fn.replace(anchor, anchor + "".join(checks), 1)
+
+
 def generate():
     text = nh.read_text()
     banner = BANNER.format(ver=nh.api_version(text))
@@ -123,6 +139,7 @@ def generate():
     c += [f'    "{s}",' for s in ops] + ["};"]
     files["nvml_ops.c"] = "\n".join(c) + "\n"
 
+    versioned = nh.versioned_structs(text) | nh.versioned_structs(extra)
     handles = set(gen.EXTRA_HANDLE_TYPES)
     client, worker, stubs, dispatch, manual_client = [], [], [], [], []
     report = {"forwarded": 0, "client": 0, "local": 0, "unsupported": 0}
@@ -154,7 +171,7 @@ def generate():
         client.append(client_fn(s, proto, plans, exported))
         if not exported:
             manual_client.append((s, proto))
-        worker.append(gen.worker_fn(s, proto, plans, NVML_DIALECT))
+        worker.append(version_guard(gen.worker_fn(s, proto, plans, NVML_DIALECT), plans, versioned))
         dispatch.append(s)
 
     cc = [banner, '#include "../nvml/nvml_client.h"', ""]

@@ -105,6 +105,27 @@ def read_types(text: str) -> dict[str, hdr.TypeInfo]:
     return types
 
 
+def versioned_structs(text: str) -> set[str]:
+    """Names (typedefs and their aliases) of the structs whose first member is
+    `unsigned int version`: the caller names the layout it passes, and a newer
+    one than this header's is larger than the struct the worker holds."""
+    body = hdr._strip_comments(text)
+    names: set[str] = set()
+    for m in re.finditer(r"typedef\s+struct\s*\w*\s*\{", body):
+        if not re.match(r"\s*unsigned\s+int\s+version\s*;", body[m.end():]):
+            continue
+        depth, i = 1, m.end()
+        while depth:
+            depth += {"{": 1, "}": -1}.get(body[i], 0)
+            i += 1
+        tail = re.match(r"\s*([\w\s,*]*?)\s*;", body[i:])
+        names.update(n.strip() for n in (tail.group(1).split(",") if tail else []) if re.fullmatch(r"\s*\w+\s*", n))
+    aliases = re.findall(r"typedef\s+(\w+)\s+(\w+)\s*;", body)
+    for _ in range(4):
+        names.update(dst for src, dst in aliases if src in names)
+    return names
+
+
 def error_codes(text: str) -> list[tuple[str, int]]:
     """(NVML_SUCCESS / NVML_ERROR_*, value) in value order."""
     body = hdr._strip_comments(text)

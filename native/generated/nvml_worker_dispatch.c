@@ -45,6 +45,10 @@ static void h_nvmlDeviceGetAddressingMode(gw_call *c)
     if (a1 && !c->bad && a1_n < (size_t)(1))
         gw_call_fail(c, "nvmlDeviceGetAddressingMode: mode holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
+    if (a1 && (a1->version & 0xFFFFFFu) > a1_n * sizeof(*a1)) {
+        gw_nvml_reply(c, NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+        return;
+    }
     nvmlReturn_t (*fn)(nvmlDevice_t, nvmlDeviceAddressingMode_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlDeviceAddressingMode_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetAddressingMode);
     if (!fn) return;
     nvmlReturn_t res = fn(a0, a1);
@@ -239,6 +243,10 @@ static void h_nvmlDeviceGetCapabilities(gw_call *c)
     if (a1 && !c->bad && a1_n < (size_t)(1))
         gw_call_fail(c, "nvmlDeviceGetCapabilities: caps holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
+    if (a1 && (a1->version & 0xFFFFFFu) > a1_n * sizeof(*a1)) {
+        gw_nvml_reply(c, NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+        return;
+    }
     nvmlReturn_t (*fn)(nvmlDevice_t, nvmlDeviceCapabilities_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlDeviceCapabilities_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetCapabilities);
     if (!fn) return;
     nvmlReturn_t res = fn(a0, a1);
@@ -593,6 +601,14 @@ static void h_nvmlDeviceGetDramEncryptionMode(gw_call *c)
     if (a2 && !c->bad && a2_n < (size_t)(1))
         gw_call_fail(c, "nvmlDeviceGetDramEncryptionMode: pending holds %zu elements, fewer than its count", a2_n);
     if (!gw_args_ok(c)) return;
+    if (a1 && (a1->version & 0xFFFFFFu) > a1_n * sizeof(*a1)) {
+        gw_nvml_reply(c, NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+        return;
+    }
+    if (a2 && (a2->version & 0xFFFFFFu) > a2_n * sizeof(*a2)) {
+        gw_nvml_reply(c, NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+        return;
+    }
     nvmlReturn_t (*fn)(nvmlDevice_t, nvmlDramEncryptionInfo_t *, nvmlDramEncryptionInfo_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlDramEncryptionInfo_t *, nvmlDramEncryptionInfo_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetDramEncryptionMode);
     if (!fn) return;
     nvmlReturn_t res = fn(a0, a1, a2);
@@ -773,6 +789,10 @@ static void h_nvmlDeviceGetGpuFabricInfoV(gw_call *c)
     if (a1 && !c->bad && a1_n < (size_t)(1))
         gw_call_fail(c, "nvmlDeviceGetGpuFabricInfoV: gpuFabricInfo holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
+    if (a1 && (a1->version & 0xFFFFFFu) > a1_n * sizeof(*a1)) {
+        gw_nvml_reply(c, NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+        return;
+    }
     nvmlReturn_t (*fn)(nvmlDevice_t, nvmlGpuFabricInfoV_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlGpuFabricInfoV_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetGpuFabricInfoV);
     if (!fn) return;
     nvmlReturn_t res = fn(a0, a1);
@@ -1124,6 +1144,10 @@ static void h_nvmlDeviceGetMarginTemperature(gw_call *c)
     if (a1 && !c->bad && a1_n < (size_t)(1))
         gw_call_fail(c, "nvmlDeviceGetMarginTemperature: marginTempInfo holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
+    if (a1 && (a1->version & 0xFFFFFFu) > a1_n * sizeof(*a1)) {
+        gw_nvml_reply(c, NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+        return;
+    }
     nvmlReturn_t (*fn)(nvmlDevice_t, nvmlMarginTemperature_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlMarginTemperature_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetMarginTemperature);
     if (!fn) return;
     nvmlReturn_t res = fn(a0, a1);
@@ -1264,6 +1288,10 @@ static void h_nvmlDeviceGetMemoryInfo_v2(gw_call *c)
     if (a1 && !c->bad && a1_n < (size_t)(1))
         gw_call_fail(c, "nvmlDeviceGetMemoryInfo_v2: memory holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
+    if (a1 && (a1->version & 0xFFFFFFu) > a1_n * sizeof(*a1)) {
+        gw_nvml_reply(c, NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+        return;
+    }
     nvmlReturn_t (*fn)(nvmlDevice_t, nvmlMemory_v2_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlMemory_v2_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetMemoryInfo_v2);
     if (!fn) return;
     nvmlReturn_t res = fn(a0, a1);
@@ -1447,6 +1475,10 @@ static void h_nvmlDeviceGetPciInfoExt(gw_call *c)
     if (a1 && !c->bad && a1_n < (size_t)(1))
         gw_call_fail(c, "nvmlDeviceGetPciInfoExt: pci holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
+    if (a1 && (a1->version & 0xFFFFFFu) > a1_n * sizeof(*a1)) {
+        gw_nvml_reply(c, NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+        return;
+    }
     nvmlReturn_t (*fn)(nvmlDevice_t, nvmlPciInfoExt_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlPciInfoExt_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetPciInfoExt);
     if (!fn) return;
     nvmlReturn_t res = fn(a0, a1);
@@ -1533,6 +1565,10 @@ static void h_nvmlDeviceGetPdi(gw_call *c)
     if (a1 && !c->bad && a1_n < (size_t)(1))
         gw_call_fail(c, "nvmlDeviceGetPdi: pdi holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
+    if (a1 && (a1->version & 0xFFFFFFu) > a1_n * sizeof(*a1)) {
+        gw_nvml_reply(c, NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+        return;
+    }
     nvmlReturn_t (*fn)(nvmlDevice_t, nvmlPdi_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlPdi_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetPdi);
     if (!fn) return;
     nvmlReturn_t res = fn(a0, a1);
@@ -1674,6 +1710,10 @@ static void h_nvmlDeviceGetRepairStatus(gw_call *c)
     if (a1 && !c->bad && a1_n < (size_t)(1))
         gw_call_fail(c, "nvmlDeviceGetRepairStatus: repairStatus holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
+    if (a1 && (a1->version & 0xFFFFFFu) > a1_n * sizeof(*a1)) {
+        gw_nvml_reply(c, NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+        return;
+    }
     nvmlReturn_t (*fn)(nvmlDevice_t, nvmlRepairStatus_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlRepairStatus_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetRepairStatus);
     if (!fn) return;
     nvmlReturn_t res = fn(a0, a1);
@@ -1766,6 +1806,10 @@ static void h_nvmlDeviceGetSramEccErrorStatus(gw_call *c)
     if (a1 && !c->bad && a1_n < (size_t)(1))
         gw_call_fail(c, "nvmlDeviceGetSramEccErrorStatus: status holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
+    if (a1 && (a1->version & 0xFFFFFFu) > a1_n * sizeof(*a1)) {
+        gw_nvml_reply(c, NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+        return;
+    }
     nvmlReturn_t (*fn)(nvmlDevice_t, nvmlEccSramErrorStatus_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlEccSramErrorStatus_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetSramEccErrorStatus);
     if (!fn) return;
     nvmlReturn_t res = fn(a0, a1);
@@ -1853,6 +1897,10 @@ static void h_nvmlDeviceGetTemperatureV(gw_call *c)
     if (a1 && !c->bad && a1_n < (size_t)(1))
         gw_call_fail(c, "nvmlDeviceGetTemperatureV: temperature holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
+    if (a1 && (a1->version & 0xFFFFFFu) > a1_n * sizeof(*a1)) {
+        gw_nvml_reply(c, NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+        return;
+    }
     nvmlReturn_t (*fn)(nvmlDevice_t, nvmlTemperature_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlTemperature_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetTemperatureV);
     if (!fn) return;
     nvmlReturn_t res = fn(a0, a1);
@@ -1994,6 +2042,10 @@ static void h_nvmlDeviceGetVgpuHeterogeneousMode(gw_call *c)
     if (a1 && !c->bad && a1_n < (size_t)(1))
         gw_call_fail(c, "nvmlDeviceGetVgpuHeterogeneousMode: pHeterogeneousMode holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
+    if (a1 && (a1->version & 0xFFFFFFu) > a1_n * sizeof(*a1)) {
+        gw_nvml_reply(c, NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+        return;
+    }
     nvmlReturn_t (*fn)(nvmlDevice_t, nvmlVgpuHeterogeneousMode_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlVgpuHeterogeneousMode_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetVgpuHeterogeneousMode);
     if (!fn) return;
     nvmlReturn_t res = fn(a0, a1);
@@ -2055,6 +2107,10 @@ static void h_nvmlDeviceWorkloadPowerProfileGetCurrentProfiles(gw_call *c)
     if (a1 && !c->bad && a1_n < (size_t)(1))
         gw_call_fail(c, "nvmlDeviceWorkloadPowerProfileGetCurrentProfiles: currentProfiles holds %zu elements, fewer than its count", a1_n);
     if (!gw_args_ok(c)) return;
+    if (a1 && (a1->version & 0xFFFFFFu) > a1_n * sizeof(*a1)) {
+        gw_nvml_reply(c, NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+        return;
+    }
     nvmlReturn_t (*fn)(nvmlDevice_t, nvmlWorkloadPowerProfileCurrentProfiles_t *) = (nvmlReturn_t (*)(nvmlDevice_t, nvmlWorkloadPowerProfileCurrentProfiles_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceWorkloadPowerProfileGetCurrentProfiles);
     if (!fn) return;
     nvmlReturn_t res = fn(a0, a1);

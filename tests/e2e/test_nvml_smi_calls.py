@@ -132,3 +132,21 @@ def test_worker_refuses_page_count_larger_than_buffer(server):
         assert hdr.op == protocol.OP_ERROR, hdr
         code, msg = protocol.parse_error(payload)
         assert code == protocol.ERR_MALFORMED and "fewer than its count" in msg, msg
+
+
+def test_worker_refuses_a_struct_version_larger_than_the_bytes_sent(server):
+    """nvmlDeviceGetPdi with a `version` naming a 4 KiB layout in a 16-byte
+    struct: the real NVML would write that layout past the worker's buffer, so
+    the worker answers NVML_ERROR_ARGUMENT_VERSION_MISMATCH without calling it."""
+    host, port = server.address.rsplit(":", 1)
+    digest = client_api_digest() ^ _nvml_define("GW_NVML_API_DIGEST")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(protocol.pack_hello(os.getpid(), "testhost", "hostile", digest, protocol.pack_ext(nvml_only=True)))
+        hdr, _ = protocol.recv_frame(s, time.monotonic() + 10)
+        assert hdr.op == protocol.OP_HELLO_OK
+        pdi = struct.pack("<IIQ", (1 << 24) | 0x1000, 0, 0)  # nvmlPdi_v1_t: version, (padding), value
+        payload = struct.pack("<QI", 0, len(pdi)) + pdi
+        s.sendall(protocol.pack_frame(_nvml_define("GW_NVML_OP_nvmlDeviceGetPdi"), payload, seq=1))
+        hdr, payload = protocol.recv_frame(s, time.monotonic() + 10)
+        assert hdr.op == protocol.OP_REPLY and hdr.seq == 1, (hdr, payload)
+        assert struct.unpack_from("<ii", payload) == (0, 25), payload  # the NVML result: ARGUMENT_VERSION_MISMATCH
