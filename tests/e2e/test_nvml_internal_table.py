@@ -187,8 +187,10 @@ def test_server_nvml_without_the_table(tmp_path, how, lists):
             result, status, count, entries = gw.table(213, dev, 8)
             assert (result, status, count, len(entries)) == (0, lists, 1 if lists == NVML_SUCCESS else 0,
                                                              ENTRY_SIZE if lists == NVML_SUCCESS else 0)
-        log = (tmp_path / "server.log").read_text(errors="replace")
         want = "NVML has no export table" if how == "absent" else "has no slot 230"
+        srv.wait_for_log(re.escape(want))  # the worker's lines reach the server's log a moment later
+        srv.stop()  # every line written: a second one would be there now
+        log = (tmp_path / "server.log").read_text(errors="replace")
         assert log.count(want) == 1, log
     finally:
         srv.stop()
