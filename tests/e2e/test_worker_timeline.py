@@ -43,12 +43,20 @@ def test_timeline_shows_each_tokens_server_side(tmp_path):
     assert sections, out.stdout
     windows = [int(b.split(":")[1].split()[0]) for b in sections]
     assert TOKENS - 4 <= sum(windows) <= TOKENS + 1, out.stdout  # + the program's set-up synchronize
-    head = sections[windows.index(max(windows))]
-    body = head.splitlines()
-    events = [ln.split(None, 3)[3] for ln in body[2:]]
-    # the kernel launch ran, then the delivery's host function, its bytes, the reply
-    assert "S cuLaunchKernel" in events and "H -" in events and "D -" in events, out.stdout
-    assert events.index("S cuLaunchKernel") < events.index("H -") < events.index("D -"), out.stdout
-    assert events[-1] == "W cuStreamSynchronize", out.stdout
-    offsets = [float(ln.split()[0]) for ln in body[2:]]
-    assert offsets == sorted(offsets), out.stdout
+    # the kernel launch ran, then the delivery's host function, its bytes, the
+    # reply. Under load every token may get a pattern of its own, so the set-up
+    # synchronizes can tie with them on window count: judge every pattern that
+    # launched, and require that such patterns hold most of the tokens.
+    token_windows = 0
+    for block, count in zip(sections, windows):
+        body = block.splitlines()
+        events = [ln.split(None, 3)[3] for ln in body[2:]]
+        offsets = [float(ln.split()[0]) for ln in body[2:]]
+        assert offsets == sorted(offsets), block
+        assert events[-1] == "W cuStreamSynchronize", block
+        if "S cuLaunchKernel" not in events:
+            continue
+        assert "H -" in events and "D -" in events, block
+        assert events.index("S cuLaunchKernel") < events.index("H -") < events.index("D -"), block
+        token_windows += count
+    assert token_windows >= TOKENS - 4, out.stdout
