@@ -10,8 +10,9 @@ from __future__ import annotations
 
 
 def routed(p) -> bool:
-    """A driver handle: it names its server (several servers: native/client/wire/servers.h)."""
-    return p.elem_kind == "handle" and p.base.startswith("CU")
+    """A driver or NVML handle: it names its server (several servers:
+    native/client/wire/servers.h, native/nvml/servers.c)."""
+    return p.elem_kind == "handle" and (p.base.startswith("CU") or p.base.startswith("nvml"))
 
 
 def elem_size_expr(p) -> str:

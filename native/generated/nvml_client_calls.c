@@ -8,7 +8,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetAccountingBufferSize(nvmlDevice_t device, unsi
 {
     const size_t bufferSize_cnt = bufferSize ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetAccountingBufferSize);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, bufferSize, bufferSize ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -26,7 +26,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetAccountingMode(nvmlDevice_t device, nvmlEnable
 {
     const size_t mode_cnt = mode ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetAccountingMode);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, mode, mode ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -44,7 +44,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetAddressingMode(nvmlDevice_t device, nvmlDevice
 {
     const size_t mode_cnt = mode ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetAddressingMode);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_in(q, mode, mode ? (size_t)(1) * sizeof(nvmlDeviceAddressingMode_t) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -61,7 +61,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetApplicationsClock(nvmlDevice_t device, nvmlClo
 {
     const size_t clockMHz_cnt = clockMHz ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetApplicationsClock);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_u64(q, (uint64_t)(int64_t)clockType);
     gw_put_out(q, clockMHz, clockMHz ? (size_t)(1) : 0);
     gw_rep *r;
@@ -80,7 +80,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetArchitecture(nvmlDevice_t device, nvmlDeviceAr
 {
     const size_t arch_cnt = arch ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetArchitecture);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, arch, arch ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -98,7 +98,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetAttributes_v2(nvmlDevice_t device, nvmlDeviceA
 {
     const size_t attributes_cnt = attributes ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetAttributes_v2);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, attributes, attributes ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -117,7 +117,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetAutoBoostedClocksEnabled(nvmlDevice_t device, 
     const size_t isEnabled_cnt = isEnabled ? (size_t)(1) : 0;
     const size_t defaultIsEnabled_cnt = defaultIsEnabled ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetAutoBoostedClocksEnabled);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, isEnabled, isEnabled ? (size_t)(1) : 0);
     gw_put_out(q, defaultIsEnabled, defaultIsEnabled ? (size_t)(1) : 0);
     gw_rep *r;
@@ -137,7 +137,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetBAR1MemoryInfo(nvmlDevice_t device, nvmlBAR1Me
 {
     const size_t bar1Memory_cnt = bar1Memory ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetBAR1MemoryInfo);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, bar1Memory, bar1Memory ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -155,7 +155,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetBoardId(nvmlDevice_t device, unsigned int * bo
 {
     const size_t boardId_cnt = boardId ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetBoardId);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, boardId, boardId ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -173,7 +173,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetBoardPartNumber(nvmlDevice_t device, char * pa
 {
     const size_t partNumber_cnt = partNumber ? (size_t)(length) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetBoardPartNumber);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, partNumber, partNumber ? (size_t)(length) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)length);
     gw_rep *r;
@@ -192,7 +192,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetBrand(nvmlDevice_t device, nvmlBrandType_t * t
 {
     const size_t type_cnt = type ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetBrand);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, type, type ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -210,7 +210,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetBridgeChipInfo(nvmlDevice_t device, nvmlBridge
 {
     const size_t bridgeHierarchy_cnt = bridgeHierarchy ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetBridgeChipInfo);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, bridgeHierarchy, bridgeHierarchy ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -228,7 +228,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetC2cModeInfoV(nvmlDevice_t device, nvmlC2cModeI
 {
     const size_t c2cModeInfo_cnt = c2cModeInfo ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetC2cModeInfoV);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_in(q, c2cModeInfo, c2cModeInfo ? (size_t)(1) * sizeof(nvmlC2cModeInfo_v1_t) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -245,7 +245,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetCapabilities(nvmlDevice_t device, nvmlDeviceCa
 {
     const size_t caps_cnt = caps ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetCapabilities);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_in(q, caps, caps ? (size_t)(1) * sizeof(nvmlDeviceCapabilities_t) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -262,7 +262,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetClock(nvmlDevice_t device, nvmlClockType_t clo
 {
     const size_t clockMHz_cnt = clockMHz ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetClock);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_u64(q, (uint64_t)(int64_t)clockType);
     gw_put_u64(q, (uint64_t)(int64_t)clockId);
     gw_put_out(q, clockMHz, clockMHz ? (size_t)(1) : 0);
@@ -282,7 +282,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetClockInfo(nvmlDevice_t device, nvmlClockType_t
 {
     const size_t clock_cnt = clock ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetClockInfo);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_u64(q, (uint64_t)(int64_t)type);
     gw_put_out(q, clock, clock ? (size_t)(1) : 0);
     gw_rep *r;
@@ -301,7 +301,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetComputeMode(nvmlDevice_t device, nvmlComputeMo
 {
     const size_t mode_cnt = mode ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetComputeMode);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, mode, mode ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -320,7 +320,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetComputeRunningProcesses(nvmlDevice_t device, u
     const size_t infoCount_cnt = infoCount ? (size_t)(1) : 0;
     const size_t infos_cnt = infos ? (size_t)(infoCount?*infoCount:0) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetComputeRunningProcesses);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_in(q, infoCount, infoCount ? (size_t)(1) * sizeof(unsigned int) : 0);
     gw_put_out(q, infos, infos ? (size_t)(infoCount?*infoCount:0) : 0);
     gw_rep *r;
@@ -341,7 +341,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t device
     const size_t infoCount_cnt = infoCount ? (size_t)(1) : 0;
     const size_t infos_cnt = infos ? (size_t)(infoCount?*infoCount:0) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetComputeRunningProcesses_v2);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_in(q, infoCount, infoCount ? (size_t)(1) * sizeof(unsigned int) : 0);
     gw_put_out(q, infos, infos ? (size_t)(infoCount?*infoCount:0) : 0);
     gw_rep *r;
@@ -362,7 +362,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device
     const size_t infoCount_cnt = infoCount ? (size_t)(1) : 0;
     const size_t infos_cnt = infos ? (size_t)(infoCount?*infoCount:0) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetComputeRunningProcesses_v3);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_in(q, infoCount, infoCount ? (size_t)(1) * sizeof(unsigned int) : 0);
     gw_put_out(q, infos, infos ? (size_t)(infoCount?*infoCount:0) : 0);
     gw_rep *r;
@@ -382,7 +382,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetConfComputeProtectedMemoryUsage(nvmlDevice_t d
 {
     const size_t memory_cnt = memory ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetConfComputeProtectedMemoryUsage);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, memory, memory ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -396,7 +396,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetConfComputeProtectedMemoryUsage(nvmlDevice_t d
 }
 
 #undef nvmlDeviceGetCount
-nvmlReturn_t DECLDIR nvmlDeviceGetCount(unsigned int * deviceCount)
+__attribute__((visibility("hidden"))) nvmlReturn_t DECLDIR gwf_nvmlDeviceGetCount(unsigned int * deviceCount)
 {
     const size_t deviceCount_cnt = deviceCount ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetCount);
@@ -413,7 +413,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetCount(unsigned int * deviceCount)
 }
 
 #undef nvmlDeviceGetCount_v2
-nvmlReturn_t DECLDIR nvmlDeviceGetCount_v2(unsigned int * deviceCount)
+__attribute__((visibility("hidden"))) nvmlReturn_t DECLDIR gwf_nvmlDeviceGetCount_v2(unsigned int * deviceCount)
 {
     const size_t deviceCount_cnt = deviceCount ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetCount_v2);
@@ -435,7 +435,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetCudaComputeCapability(nvmlDevice_t device, int
     const size_t major_cnt = major ? (size_t)(1) : 0;
     const size_t minor_cnt = minor ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetCudaComputeCapability);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, major, major ? (size_t)(1) : 0);
     gw_put_out(q, minor, minor ? (size_t)(1) : 0);
     gw_rep *r;
@@ -455,7 +455,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetCurrPcieLinkGeneration(nvmlDevice_t device, un
 {
     const size_t currLinkGen_cnt = currLinkGen ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetCurrPcieLinkGeneration);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, currLinkGen, currLinkGen ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -473,7 +473,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetCurrPcieLinkWidth(nvmlDevice_t device, unsigne
 {
     const size_t currLinkWidth_cnt = currLinkWidth ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetCurrPcieLinkWidth);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, currLinkWidth, currLinkWidth ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -491,7 +491,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t device,
 {
     const size_t clocksEventReasons_cnt = clocksEventReasons ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetCurrentClocksEventReasons);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, clocksEventReasons, clocksEventReasons ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -509,7 +509,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetCurrentClocksThrottleReasons(nvmlDevice_t devi
 {
     const size_t clocksThrottleReasons_cnt = clocksThrottleReasons ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetCurrentClocksThrottleReasons);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, clocksThrottleReasons, clocksThrottleReasons ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -528,7 +528,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetDecoderUtilization(nvmlDevice_t device, unsign
     const size_t utilization_cnt = utilization ? (size_t)(1) : 0;
     const size_t samplingPeriodUs_cnt = samplingPeriodUs ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetDecoderUtilization);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, utilization, utilization ? (size_t)(1) : 0);
     gw_put_out(q, samplingPeriodUs, samplingPeriodUs ? (size_t)(1) : 0);
     gw_rep *r;
@@ -548,7 +548,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetDefaultApplicationsClock(nvmlDevice_t device, 
 {
     const size_t clockMHz_cnt = clockMHz ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetDefaultApplicationsClock);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_u64(q, (uint64_t)(int64_t)clockType);
     gw_put_out(q, clockMHz, clockMHz ? (size_t)(1) : 0);
     gw_rep *r;
@@ -567,7 +567,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetDisplayActive(nvmlDevice_t device, nvmlEnableS
 {
     const size_t isActive_cnt = isActive ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetDisplayActive);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, isActive, isActive ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -585,7 +585,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetDisplayMode(nvmlDevice_t device, nvmlEnableSta
 {
     const size_t display_cnt = display ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetDisplayMode);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, display, display ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -604,7 +604,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetDramEncryptionMode(nvmlDevice_t device, nvmlDr
     const size_t current_cnt = current ? (size_t)(1) : 0;
     const size_t pending_cnt = pending ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetDramEncryptionMode);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_in(q, current, current ? (size_t)(1) * sizeof(nvmlDramEncryptionInfo_t) : 0);
     gw_put_in(q, pending, pending ? (size_t)(1) * sizeof(nvmlDramEncryptionInfo_t) : 0);
     gw_rep *r;
@@ -624,7 +624,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetDriverModel_v2(nvmlDevice_t device, nvmlDriver
     const size_t current_cnt = current ? (size_t)(1) : 0;
     const size_t pending_cnt = pending ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetDriverModel_v2);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, current, current ? (size_t)(1) : 0);
     gw_put_out(q, pending, pending ? (size_t)(1) : 0);
     gw_rep *r;
@@ -645,7 +645,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetEccMode(nvmlDevice_t device, nvmlEnableState_t
     const size_t current_cnt = current ? (size_t)(1) : 0;
     const size_t pending_cnt = pending ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetEccMode);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, current, current ? (size_t)(1) : 0);
     gw_put_out(q, pending, pending ? (size_t)(1) : 0);
     gw_rep *r;
@@ -667,7 +667,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetEncoderStats(nvmlDevice_t device, unsigned int
     const size_t averageFps_cnt = averageFps ? (size_t)(1) : 0;
     const size_t averageLatency_cnt = averageLatency ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetEncoderStats);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, sessionCount, sessionCount ? (size_t)(1) : 0);
     gw_put_out(q, averageFps, averageFps ? (size_t)(1) : 0);
     gw_put_out(q, averageLatency, averageLatency ? (size_t)(1) : 0);
@@ -690,7 +690,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetEncoderUtilization(nvmlDevice_t device, unsign
     const size_t utilization_cnt = utilization ? (size_t)(1) : 0;
     const size_t samplingPeriodUs_cnt = samplingPeriodUs ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetEncoderUtilization);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, utilization, utilization ? (size_t)(1) : 0);
     gw_put_out(q, samplingPeriodUs, samplingPeriodUs ? (size_t)(1) : 0);
     gw_rep *r;
@@ -710,7 +710,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetEnforcedPowerLimit(nvmlDevice_t device, unsign
 {
     const size_t limit_cnt = limit ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetEnforcedPowerLimit);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, limit, limit ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -728,7 +728,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetFBCStats(nvmlDevice_t device, nvmlFBCStats_t *
 {
     const size_t fbcStats_cnt = fbcStats ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetFBCStats);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, fbcStats, fbcStats ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -746,7 +746,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetFanSpeed(nvmlDevice_t device, unsigned int * s
 {
     const size_t speed_cnt = speed ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetFanSpeed);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, speed, speed ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -764,7 +764,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetFieldValues(nvmlDevice_t device, int valuesCou
 {
     const size_t values_cnt = values ? (size_t)(valuesCount>0?valuesCount:0) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetFieldValues);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_u64(q, (uint64_t)(int64_t)valuesCount);
     gw_put_in(q, values, values ? (size_t)(valuesCount>0?valuesCount:0) * sizeof(nvmlFieldValue_t) : 0);
     gw_rep *r;
@@ -782,7 +782,7 @@ __attribute__((visibility("hidden"))) nvmlReturn_t DECLDIR gwf_nvmlDeviceGetGpuF
 {
     const size_t gpuFabricInfo_cnt = gpuFabricInfo ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetGpuFabricInfoV);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_in(q, gpuFabricInfo, gpuFabricInfo ? (size_t)(1) * sizeof(nvmlGpuFabricInfoV_t) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -799,7 +799,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetGpuMaxPcieLinkGeneration(nvmlDevice_t device, 
 {
     const size_t maxLinkGenDevice_cnt = maxLinkGenDevice ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetGpuMaxPcieLinkGeneration);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, maxLinkGenDevice, maxLinkGenDevice ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -818,7 +818,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetGpuOperationMode(nvmlDevice_t device, nvmlGpuO
     const size_t current_cnt = current ? (size_t)(1) : 0;
     const size_t pending_cnt = pending ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetGpuOperationMode);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, current, current ? (size_t)(1) : 0);
     gw_put_out(q, pending, pending ? (size_t)(1) : 0);
     gw_rep *r;
@@ -839,7 +839,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetGraphicsRunningProcesses_v3(nvmlDevice_t devic
     const size_t infoCount_cnt = infoCount ? (size_t)(1) : 0;
     const size_t infos_cnt = infos ? (size_t)(infoCount?*infoCount:0) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetGraphicsRunningProcesses_v3);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_in(q, infoCount, infoCount ? (size_t)(1) * sizeof(unsigned int) : 0);
     gw_put_out(q, infos, infos ? (size_t)(infoCount?*infoCount:0) : 0);
     gw_rep *r;
@@ -859,7 +859,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetGridLicensableFeatures_v4(nvmlDevice_t device,
 {
     const size_t pGridLicensableFeatures_cnt = pGridLicensableFeatures ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetGridLicensableFeatures_v4);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_in(q, pGridLicensableFeatures, pGridLicensableFeatures ? (size_t)(1) * sizeof(nvmlGridLicensableFeatures_t) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -876,7 +876,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetGspFirmwareVersion(nvmlDevice_t device, char *
 {
     const size_t version_cnt = version ? (size_t)(NVML_GSP_FIRMWARE_VERSION_BUF_SIZE) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetGspFirmwareVersion);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, version, version ? (size_t)(NVML_GSP_FIRMWARE_VERSION_BUF_SIZE) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -890,7 +890,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetGspFirmwareVersion(nvmlDevice_t device, char *
 }
 
 #undef nvmlDeviceGetHandleByIndex
-nvmlReturn_t DECLDIR nvmlDeviceGetHandleByIndex(unsigned int index, nvmlDevice_t * device)
+__attribute__((visibility("hidden"))) nvmlReturn_t DECLDIR gwf_nvmlDeviceGetHandleByIndex(unsigned int index, nvmlDevice_t * device)
 {
     const size_t device_cnt = device ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetHandleByIndex);
@@ -908,7 +908,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetHandleByIndex(unsigned int index, nvmlDevice_t
 }
 
 #undef nvmlDeviceGetHandleByIndex_v2
-nvmlReturn_t DECLDIR nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t * device)
+__attribute__((visibility("hidden"))) nvmlReturn_t DECLDIR gwf_nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t * device)
 {
     const size_t device_cnt = device ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetHandleByIndex_v2);
@@ -926,7 +926,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevic
 }
 
 #undef nvmlDeviceGetHandleByPciBusId
-nvmlReturn_t DECLDIR nvmlDeviceGetHandleByPciBusId(const char * pciBusId, nvmlDevice_t * device)
+__attribute__((visibility("hidden"))) nvmlReturn_t DECLDIR gwf_nvmlDeviceGetHandleByPciBusId(const char * pciBusId, nvmlDevice_t * device)
 {
     const size_t device_cnt = device ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetHandleByPciBusId);
@@ -944,7 +944,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetHandleByPciBusId(const char * pciBusId, nvmlDe
 }
 
 #undef nvmlDeviceGetHandleByPciBusId_v2
-nvmlReturn_t DECLDIR nvmlDeviceGetHandleByPciBusId_v2(const char * pciBusId, nvmlDevice_t * device)
+__attribute__((visibility("hidden"))) nvmlReturn_t DECLDIR gwf_nvmlDeviceGetHandleByPciBusId_v2(const char * pciBusId, nvmlDevice_t * device)
 {
     const size_t device_cnt = device ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetHandleByPciBusId_v2);
@@ -962,7 +962,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetHandleByPciBusId_v2(const char * pciBusId, nvm
 }
 
 #undef nvmlDeviceGetHandleBySerial
-nvmlReturn_t DECLDIR nvmlDeviceGetHandleBySerial(const char * serial, nvmlDevice_t * device)
+__attribute__((visibility("hidden"))) nvmlReturn_t DECLDIR gwf_nvmlDeviceGetHandleBySerial(const char * serial, nvmlDevice_t * device)
 {
     const size_t device_cnt = device ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetHandleBySerial);
@@ -980,7 +980,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetHandleBySerial(const char * serial, nvmlDevice
 }
 
 #undef nvmlDeviceGetHandleByUUID
-nvmlReturn_t DECLDIR nvmlDeviceGetHandleByUUID(const char * uuid, nvmlDevice_t * device)
+__attribute__((visibility("hidden"))) nvmlReturn_t DECLDIR gwf_nvmlDeviceGetHandleByUUID(const char * uuid, nvmlDevice_t * device)
 {
     const size_t device_cnt = device ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetHandleByUUID);
@@ -1002,7 +1002,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetHostVgpuMode(nvmlDevice_t device, nvmlHostVgpu
 {
     const size_t pHostVgpuMode_cnt = pHostVgpuMode ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetHostVgpuMode);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, pHostVgpuMode, pHostVgpuMode ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1016,11 +1016,11 @@ nvmlReturn_t DECLDIR nvmlDeviceGetHostVgpuMode(nvmlDevice_t device, nvmlHostVgpu
 }
 
 #undef nvmlDeviceGetIndex
-nvmlReturn_t DECLDIR nvmlDeviceGetIndex(nvmlDevice_t device, unsigned int * index)
+__attribute__((visibility("hidden"))) nvmlReturn_t DECLDIR gwf_nvmlDeviceGetIndex(nvmlDevice_t device, unsigned int * index)
 {
     const size_t index_cnt = index ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetIndex);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, index, index ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1038,7 +1038,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetInforomImageVersion(nvmlDevice_t device, char 
 {
     const size_t version_cnt = version ? (size_t)(length) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetInforomImageVersion);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, version, version ? (size_t)(length) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)length);
     gw_rep *r;
@@ -1057,7 +1057,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetInforomVersion(nvmlDevice_t device, nvmlInforo
 {
     const size_t version_cnt = version ? (size_t)(length) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetInforomVersion);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_u64(q, (uint64_t)(int64_t)object);
     gw_put_out(q, version, version ? (size_t)(length) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)length);
@@ -1078,7 +1078,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetJpgUtilization(nvmlDevice_t device, unsigned i
     const size_t utilization_cnt = utilization ? (size_t)(1) : 0;
     const size_t samplingPeriodUs_cnt = samplingPeriodUs ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetJpgUtilization);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, utilization, utilization ? (size_t)(1) : 0);
     gw_put_out(q, samplingPeriodUs, samplingPeriodUs ? (size_t)(1) : 0);
     gw_rep *r;
@@ -1099,7 +1099,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetLastBBXFlushTime(nvmlDevice_t device, unsigned
     const size_t timestamp_cnt = timestamp ? (size_t)(1) : 0;
     const size_t durationUs_cnt = durationUs ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetLastBBXFlushTime);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, timestamp, timestamp ? (size_t)(1) : 0);
     gw_put_out(q, durationUs, durationUs ? (size_t)(1) : 0);
     gw_rep *r;
@@ -1120,7 +1120,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetMPSComputeRunningProcesses_v3(nvmlDevice_t dev
     const size_t infoCount_cnt = infoCount ? (size_t)(1) : 0;
     const size_t infos_cnt = infos ? (size_t)(infoCount?*infoCount:0) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetMPSComputeRunningProcesses_v3);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_in(q, infoCount, infoCount ? (size_t)(1) * sizeof(unsigned int) : 0);
     gw_put_out(q, infos, infos ? (size_t)(infoCount?*infoCount:0) : 0);
     gw_rep *r;
@@ -1140,7 +1140,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetMarginTemperature(nvmlDevice_t device, nvmlMar
 {
     const size_t marginTempInfo_cnt = marginTempInfo ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetMarginTemperature);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_in(q, marginTempInfo, marginTempInfo ? (size_t)(1) * sizeof(nvmlMarginTemperature_t) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1157,7 +1157,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetMaxClockInfo(nvmlDevice_t device, nvmlClockTyp
 {
     const size_t clock_cnt = clock ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetMaxClockInfo);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_u64(q, (uint64_t)(int64_t)type);
     gw_put_out(q, clock, clock ? (size_t)(1) : 0);
     gw_rep *r;
@@ -1176,7 +1176,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetMaxMigDeviceCount(nvmlDevice_t device, unsigne
 {
     const size_t count_cnt = count ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetMaxMigDeviceCount);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, count, count ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1194,7 +1194,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetMaxPcieLinkGeneration(nvmlDevice_t device, uns
 {
     const size_t maxLinkGen_cnt = maxLinkGen ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetMaxPcieLinkGeneration);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, maxLinkGen, maxLinkGen ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1212,7 +1212,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetMaxPcieLinkWidth(nvmlDevice_t device, unsigned
 {
     const size_t maxLinkWidth_cnt = maxLinkWidth ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetMaxPcieLinkWidth);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, maxLinkWidth, maxLinkWidth ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1230,7 +1230,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetMemoryBusWidth(nvmlDevice_t device, unsigned i
 {
     const size_t busWidth_cnt = busWidth ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetMemoryBusWidth);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, busWidth, busWidth ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1248,7 +1248,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetMemoryErrorCounter(nvmlDevice_t device, nvmlMe
 {
     const size_t count_cnt = count ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetMemoryErrorCounter);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_u64(q, (uint64_t)(int64_t)errorType);
     gw_put_u64(q, (uint64_t)(int64_t)counterType);
     gw_put_u64(q, (uint64_t)(int64_t)locationType);
@@ -1269,7 +1269,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *
 {
     const size_t memory_cnt = memory ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetMemoryInfo);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, memory, memory ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1287,7 +1287,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_
 {
     const size_t memory_cnt = memory ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetMemoryInfo_v2);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_in(q, memory, memory ? (size_t)(1) * sizeof(nvmlMemory_v2_t) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1305,7 +1305,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetMigMode(nvmlDevice_t device, unsigned int * cu
     const size_t currentMode_cnt = currentMode ? (size_t)(1) : 0;
     const size_t pendingMode_cnt = pendingMode ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetMigMode);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, currentMode, currentMode ? (size_t)(1) : 0);
     gw_put_out(q, pendingMode, pendingMode ? (size_t)(1) : 0);
     gw_rep *r;
@@ -1325,7 +1325,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetMinorNumber(nvmlDevice_t device, unsigned int 
 {
     const size_t minorNumber_cnt = minorNumber ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetMinorNumber);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, minorNumber, minorNumber ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1343,7 +1343,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetModuleId(nvmlDevice_t device, unsigned int * m
 {
     const size_t moduleId_cnt = moduleId ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetModuleId);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, moduleId, moduleId ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1361,7 +1361,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetMultiGpuBoard(nvmlDevice_t device, unsigned in
 {
     const size_t multiGpuBool_cnt = multiGpuBool ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetMultiGpuBoard);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, multiGpuBool, multiGpuBool ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1379,7 +1379,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetName(nvmlDevice_t device, char * name, unsigne
 {
     const size_t name_cnt = name ? (size_t)(length) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetName);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, name, name ? (size_t)(length) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)length);
     gw_rep *r;
@@ -1398,7 +1398,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetNumGpuCores(nvmlDevice_t device, unsigned int 
 {
     const size_t numCores_cnt = numCores ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetNumGpuCores);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, numCores, numCores ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1417,7 +1417,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetOfaUtilization(nvmlDevice_t device, unsigned i
     const size_t utilization_cnt = utilization ? (size_t)(1) : 0;
     const size_t samplingPeriodUs_cnt = samplingPeriodUs ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetOfaUtilization);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, utilization, utilization ? (size_t)(1) : 0);
     gw_put_out(q, samplingPeriodUs, samplingPeriodUs ? (size_t)(1) : 0);
     gw_rep *r;
@@ -1437,8 +1437,8 @@ nvmlReturn_t DECLDIR nvmlDeviceGetP2PStatus(nvmlDevice_t device1, nvmlDevice_t d
 {
     const size_t p2pStatus_cnt = p2pStatus ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetP2PStatus);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device1);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device2);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device1);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device2);
     gw_put_u64(q, (uint64_t)(int64_t)p2pIndex);
     gw_put_out(q, p2pStatus, p2pStatus ? (size_t)(1) : 0);
     gw_rep *r;
@@ -1457,7 +1457,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetPciInfo(nvmlDevice_t device, nvmlPciInfo_t * p
 {
     const size_t pci_cnt = pci ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetPciInfo);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, pci, pci ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1475,7 +1475,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetPciInfoExt(nvmlDevice_t device, nvmlPciInfoExt
 {
     const size_t pci_cnt = pci ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetPciInfoExt);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_in(q, pci, pci ? (size_t)(1) * sizeof(nvmlPciInfoExt_t) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1492,7 +1492,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetPciInfo_v2(nvmlDevice_t device, nvmlPciInfo_t 
 {
     const size_t pci_cnt = pci ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetPciInfo_v2);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, pci, pci ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1510,7 +1510,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetPciInfo_v3(nvmlDevice_t device, nvmlPciInfo_t 
 {
     const size_t pci_cnt = pci ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetPciInfo_v3);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, pci, pci ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1528,7 +1528,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetPcieReplayCounter(nvmlDevice_t device, unsigne
 {
     const size_t value_cnt = value ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetPcieReplayCounter);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, value, value ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1546,7 +1546,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetPcieThroughput(nvmlDevice_t device, nvmlPcieUt
 {
     const size_t value_cnt = value ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetPcieThroughput);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_u64(q, (uint64_t)(int64_t)counter);
     gw_put_out(q, value, value ? (size_t)(1) : 0);
     gw_rep *r;
@@ -1565,7 +1565,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetPdi(nvmlDevice_t device, nvmlPdi_t * pdi)
 {
     const size_t pdi_cnt = pdi ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetPdi);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_in(q, pdi, pdi ? (size_t)(1) * sizeof(nvmlPdi_t) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1582,7 +1582,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetPerformanceState(nvmlDevice_t device, nvmlPsta
 {
     const size_t pState_cnt = pState ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetPerformanceState);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, pState, pState ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1600,7 +1600,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetPersistenceMode(nvmlDevice_t device, nvmlEnabl
 {
     const size_t mode_cnt = mode ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetPersistenceMode);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, mode, mode ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1618,7 +1618,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetPowerManagementLimit(nvmlDevice_t device, unsi
 {
     const size_t limit_cnt = limit ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetPowerManagementLimit);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, limit, limit ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1637,7 +1637,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetPowerManagementLimitConstraints(nvmlDevice_t d
     const size_t minLimit_cnt = minLimit ? (size_t)(1) : 0;
     const size_t maxLimit_cnt = maxLimit ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetPowerManagementLimitConstraints);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, minLimit, minLimit ? (size_t)(1) : 0);
     gw_put_out(q, maxLimit, maxLimit ? (size_t)(1) : 0);
     gw_rep *r;
@@ -1657,7 +1657,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetPowerState(nvmlDevice_t device, nvmlPstates_t 
 {
     const size_t pState_cnt = pState ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetPowerState);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, pState, pState ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1675,7 +1675,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int *
 {
     const size_t power_cnt = power ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetPowerUsage);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, power, power ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1693,7 +1693,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetRemappedRows_v2(nvmlDevice_t device, nvmlRemap
 {
     const size_t info_cnt = info ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetRemappedRows_v2);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, info, info ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1711,7 +1711,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetRepairStatus(nvmlDevice_t device, nvmlRepairSt
 {
     const size_t repairStatus_cnt = repairStatus ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetRepairStatus);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_in(q, repairStatus, repairStatus ? (size_t)(1) * sizeof(nvmlRepairStatus_t) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1729,7 +1729,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetRetiredPages(nvmlDevice_t device, nvmlPageReti
     const size_t pageCount_cnt = pageCount ? (size_t)(1) : 0;
     const size_t addresses_cnt = addresses ? (size_t)(pageCount?*pageCount:0) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetRetiredPages);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_u64(q, (uint64_t)(int64_t)cause);
     gw_put_in(q, pageCount, pageCount ? (size_t)(1) * sizeof(unsigned int) : 0);
     gw_put_out(q, addresses, addresses ? (size_t)(pageCount?*pageCount:0) : 0);
@@ -1750,7 +1750,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetRetiredPagesPendingStatus(nvmlDevice_t device,
 {
     const size_t isPending_cnt = isPending ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetRetiredPagesPendingStatus);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, isPending, isPending ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1768,7 +1768,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetRowRemapperHistogram(nvmlDevice_t device, nvml
 {
     const size_t values_cnt = values ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetRowRemapperHistogram);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, values, values ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1786,7 +1786,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetSerial(nvmlDevice_t device, char * serial, uns
 {
     const size_t serial_cnt = serial ? (size_t)(length) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetSerial);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, serial, serial ? (size_t)(length) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)length);
     gw_rep *r;
@@ -1805,7 +1805,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetSramEccErrorStatus(nvmlDevice_t device, nvmlEc
 {
     const size_t status_cnt = status ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetSramEccErrorStatus);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_in(q, status, status ? (size_t)(1) * sizeof(nvmlEccSramErrorStatus_t) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1822,7 +1822,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetSupportedClocksEventReasons(nvmlDevice_t devic
 {
     const size_t supportedClocksEventReasons_cnt = supportedClocksEventReasons ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetSupportedClocksEventReasons);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, supportedClocksEventReasons, supportedClocksEventReasons ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1840,7 +1840,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetSupportedClocksThrottleReasons(nvmlDevice_t de
 {
     const size_t supportedClocksThrottleReasons_cnt = supportedClocksThrottleReasons ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetSupportedClocksThrottleReasons);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, supportedClocksThrottleReasons, supportedClocksThrottleReasons ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1858,7 +1858,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetTemperature(nvmlDevice_t device, nvmlTemperatu
 {
     const size_t temp_cnt = temp ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetTemperature);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_u64(q, (uint64_t)(int64_t)sensorType);
     gw_put_out(q, temp, temp ? (size_t)(1) : 0);
     gw_rep *r;
@@ -1877,7 +1877,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetTemperatureThreshold(nvmlDevice_t device, nvml
 {
     const size_t temp_cnt = temp ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetTemperatureThreshold);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_u64(q, (uint64_t)(int64_t)thresholdType);
     gw_put_out(q, temp, temp ? (size_t)(1) : 0);
     gw_rep *r;
@@ -1896,7 +1896,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetTemperatureV(nvmlDevice_t device, nvmlTemperat
 {
     const size_t temperature_cnt = temperature ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetTemperatureV);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_in(q, temperature, temperature ? (size_t)(1) * sizeof(nvmlTemperature_t) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1913,8 +1913,8 @@ nvmlReturn_t DECLDIR nvmlDeviceGetTopologyCommonAncestor(nvmlDevice_t device1, n
 {
     const size_t pathInfo_cnt = pathInfo ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetTopologyCommonAncestor);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device1);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device2);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device1);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device2);
     gw_put_out(q, pathInfo, pathInfo ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1932,7 +1932,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetTotalEccErrors(nvmlDevice_t device, nvmlMemory
 {
     const size_t eccCounts_cnt = eccCounts ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetTotalEccErrors);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_u64(q, (uint64_t)(int64_t)errorType);
     gw_put_u64(q, (uint64_t)(int64_t)counterType);
     gw_put_out(q, eccCounts, eccCounts ? (size_t)(1) : 0);
@@ -1952,7 +1952,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetTotalEnergyConsumption(nvmlDevice_t device, un
 {
     const size_t energy_cnt = energy ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetTotalEnergyConsumption);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, energy, energy ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -1970,7 +1970,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetUUID(nvmlDevice_t device, char * uuid, unsigne
 {
     const size_t uuid_cnt = uuid ? (size_t)(length) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetUUID);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, uuid, uuid ? (size_t)(length) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)length);
     gw_rep *r;
@@ -1989,7 +1989,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetUnrepairableMemoryFlag_v1(nvmlDevice_t device,
 {
     const size_t unrepairableMemoryStatus_cnt = unrepairableMemoryStatus ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetUnrepairableMemoryFlag_v1);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, unrepairableMemoryStatus, unrepairableMemoryStatus ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -2007,7 +2007,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtil
 {
     const size_t utilization_cnt = utilization ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetUtilizationRates);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, utilization, utilization ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -2025,7 +2025,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetVbiosVersion(nvmlDevice_t device, char * versi
 {
     const size_t version_cnt = version ? (size_t)(length) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetVbiosVersion);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, version, version ? (size_t)(length) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)length);
     gw_rep *r;
@@ -2044,7 +2044,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetVgpuHeterogeneousMode(nvmlDevice_t device, nvm
 {
     const size_t pHeterogeneousMode_cnt = pHeterogeneousMode ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetVgpuHeterogeneousMode);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_in(q, pHeterogeneousMode, pHeterogeneousMode ? (size_t)(1) * sizeof(nvmlVgpuHeterogeneousMode_t) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -2061,7 +2061,7 @@ nvmlReturn_t DECLDIR nvmlDeviceGetVirtualizationMode(nvmlDevice_t device, nvmlGp
 {
     const size_t pVirtualMode_cnt = pVirtualMode ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetVirtualizationMode);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, pVirtualMode, pVirtualMode ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -2079,7 +2079,7 @@ nvmlReturn_t DECLDIR nvmlDeviceIsMigDeviceHandle(nvmlDevice_t device, unsigned i
 {
     const size_t isMigDevice_cnt = isMigDevice ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceIsMigDeviceHandle);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_out(q, isMigDevice, isMigDevice ? (size_t)(1) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -2096,7 +2096,7 @@ nvmlReturn_t DECLDIR nvmlDeviceIsMigDeviceHandle(nvmlDevice_t device, unsigned i
 nvmlReturn_t DECLDIR nvmlDeviceValidateInforom(nvmlDevice_t device)
 {
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceValidateInforom);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
     gw_rep_end(r);
@@ -2108,7 +2108,7 @@ nvmlReturn_t DECLDIR nvmlDeviceWorkloadPowerProfileGetCurrentProfiles(nvmlDevice
 {
     const size_t currentProfiles_cnt = currentProfiles ? (size_t)(1) : 0;
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceWorkloadPowerProfileGetCurrentProfiles);
-    gw_put_u64(q, (uint64_t)(uintptr_t)device);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
     gw_put_in(q, currentProfiles, currentProfiles ? (size_t)(1) * sizeof(nvmlWorkloadPowerProfileCurrentProfiles_t) : 0);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
@@ -2152,7 +2152,7 @@ __attribute__((visibility("hidden"))) nvmlReturn_t DECLDIR gwf_nvmlInit_v2(void)
 }
 
 #undef nvmlShutdown
-nvmlReturn_t DECLDIR nvmlShutdown(void)
+__attribute__((visibility("hidden"))) nvmlReturn_t DECLDIR gwf_nvmlShutdown(void)
 {
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlShutdown);
     gw_rep *r;

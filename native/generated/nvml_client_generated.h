@@ -6,8 +6,18 @@
 #include <nvml.h>
 
 /* Generated forwarders behind hand-written client wrappers. */
+nvmlReturn_t gwf_nvmlDeviceGetCount(unsigned int * deviceCount);
+nvmlReturn_t gwf_nvmlDeviceGetCount_v2(unsigned int * deviceCount);
 nvmlReturn_t gwf_nvmlDeviceGetGpuFabricInfoV(nvmlDevice_t device, nvmlGpuFabricInfoV_t * gpuFabricInfo);
+nvmlReturn_t gwf_nvmlDeviceGetHandleByIndex(unsigned int index, nvmlDevice_t * device);
+nvmlReturn_t gwf_nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t * device);
+nvmlReturn_t gwf_nvmlDeviceGetHandleByPciBusId(const char * pciBusId, nvmlDevice_t * device);
+nvmlReturn_t gwf_nvmlDeviceGetHandleByPciBusId_v2(const char * pciBusId, nvmlDevice_t * device);
+nvmlReturn_t gwf_nvmlDeviceGetHandleBySerial(const char * serial, nvmlDevice_t * device);
+nvmlReturn_t gwf_nvmlDeviceGetHandleByUUID(const char * uuid, nvmlDevice_t * device);
+nvmlReturn_t gwf_nvmlDeviceGetIndex(nvmlDevice_t device, unsigned int * index);
 nvmlReturn_t gwf_nvmlInit(void);
 nvmlReturn_t gwf_nvmlInitWithFlags(unsigned int flags);
 nvmlReturn_t gwf_nvmlInit_v2(void);
+nvmlReturn_t gwf_nvmlShutdown(void);
 #endif

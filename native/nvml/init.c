@@ -22,7 +22,7 @@ nvmlReturn_t gw_nvml_from_cu(CUresult rc)
 
 nvmlReturn_t gw_nvml_call(gw_req *q, gw_rep **r)
 {
-    CUresult rc = gw_req_call(q, r);
+    CUresult rc = gw_nvml_send(q, r);
     if (rc != CUDA_SUCCESS)
         return gw_nvml_from_cu(rc);
     uint32_t code;
@@ -44,7 +44,7 @@ static nvmlReturn_t open_session(void)
     if (rc != CUDA_SUCCESS)
         return gw_nvml_from_cu(rc);
     gw_set_initialized(); /* the transport may carry NVML requests from now on */
-    return NVML_SUCCESS;
+    return gw_nvml_servers_open(); /* GPUWIRE_SERVER's further servers (servers.c) */
 }
 
 #undef nvmlInit
@@ -52,19 +52,19 @@ static nvmlReturn_t open_session(void)
 nvmlReturn_t DECLDIR nvmlInit(void)
 {
     nvmlReturn_t r = open_session();
-    return r == NVML_SUCCESS ? gwf_nvmlInit() : r;
+    return r == NVML_SUCCESS ? gw_nvml_init_all(0, 0) : r;
 }
 
 nvmlReturn_t DECLDIR nvmlInit_v2(void)
 {
     nvmlReturn_t r = open_session();
-    return r == NVML_SUCCESS ? gwf_nvmlInit_v2() : r;
+    return r == NVML_SUCCESS ? gw_nvml_init_all(1, 0) : r;
 }
 
 nvmlReturn_t DECLDIR nvmlInitWithFlags(unsigned int flags)
 {
     nvmlReturn_t r = open_session();
-    return r == NVML_SUCCESS ? gwf_nvmlInitWithFlags(flags) : r;
+    return r == NVML_SUCCESS ? gw_nvml_init_all(2, flags) : r;
 }
 
 const DECLDIR char *nvmlErrorString(nvmlReturn_t result)

@@ -82,9 +82,14 @@ static nvmlReturn_t forward(unsigned slot, nvmlDevice_t dev, enum slot_shape sha
                            uint32_t *value, void *entries)
 {
     gw_req *q = gw_req_begin(GW_OP_NVML_TABLE_CALL);
-    gw_put_fields(q, gw_nvml_table_call_req, {.slot = slot, .device = (uint64_t)(uintptr_t)dev, .capacity = capacity});
+    /* the device's server gets the worker's own id (several servers: servers.c) */
+    int k = gw_nvml_handle_server((uint64_t)(uintptr_t)dev);
+    uint64_t id = (uint64_t)(uintptr_t)dev & ~((uint64_t)0xf << 52);
+    gw_put_fields(q, gw_nvml_table_call_req, {.slot = slot, .device = id, .capacity = capacity});
+    int prev = gw_nvml_route_enter(dev ? k : -1);
     gw_rep *r;
-    CUresult rc = gw_req_call(q, &r);
+    CUresult rc = gw_nvml_send(q, &r);
+    gw_nvml_route_leave(prev);
     gw_nvml_table_call_rep v = {0};
     nvmlReturn_t res;
     if (rc != CUDA_SUCCESS) {

@@ -28,7 +28,7 @@
 #define SN_API __attribute__((visibility("default")))
 
 #define SN_NAME "gpuwire CPU stand-in"
-#define SN_UUID_STEM "GPU-67707577-6972-652d-7374-616e64696e" /* bytes "gpuwire-standin", then p + 1 */
+#define SN_UUID_STEM "GPU-67707577-6972-652d-7374-616e6469" /* bytes "gpuwire-standi", 'n', then p + 1 */
 #define SN_TOTAL_MEM (8ull << 30)                              /* device 0's: device p has p % 4 GiB less */
 #define SN_MAX_DEVICES 16                                      /* the driver stand-in's SD_MAX_DEVICES */
 #define SN_DRIVER_VERSION "580.0-standin"
@@ -61,7 +61,14 @@ static nvmlReturn_t check(nvmlDevice_t d)
 /* The index of a checked handle. */
 static int index_of(nvmlDevice_t d) { return ((struct sn_device *)d)->index; }
 
-static void uuid_of(int p, char out[48]) { snprintf(out, 48, "%s%02x", SN_UUID_STEM, p + 1); }
+/* GPUWIRE_STANDIN_MACHINE=1..9 (tests of several servers): byte 14 is 'n' + the
+ * digit, as the driver stand-in's UUIDs (device.c), so two servers' GPUs differ */
+static unsigned machine_of(void)
+{
+    const char *m = getenv("GPUWIRE_STANDIN_MACHINE");
+    return m && m[0] >= '1' && m[0] <= '9' && !m[1] ? (unsigned)(m[0] - '0') : 0;
+}
+static void uuid_of(int p, char out[48]) { snprintf(out, 48, "%s%02x%02x", SN_UUID_STEM, 0x6eu + machine_of(), p + 1); }
 static void bus_of(int p, char *out, size_t n) { snprintf(out, n, "00000000:%02X:00.0", (unsigned)p & 0xffu); }
 static void bus_legacy_of(int p, char *out, size_t n) { snprintf(out, n, "0000:%02X:00.0", (unsigned)p & 0xffu); }
 static void serial_of(int p, char out[16]) { snprintf(out, 16, "%013d", p); }

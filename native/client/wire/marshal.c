@@ -5,6 +5,9 @@
 #include <string.h>
 
 #include "stream.h"
+#ifdef GW_NVML_CLIENT
+GW_HIDDEN uint64_t gw_nvml_handle_on(uint64_t id, int k); /* native/nvml/servers.c */
+#endif
 
 #define NULL_MARKER 0xFFFFFFFFu
 
@@ -184,8 +187,8 @@ uint64_t gw_get_u64(gw_rep *r)
 void gw_get_handles(gw_rep *r, void **h, size_t n)
 {
 #ifdef GW_NVML_CLIENT
-    for (size_t i = 0; i < n; i++)
-        h[i] = (void *)(uintptr_t)gw_get_u64(r);
+    for (size_t i = 0; i < n; i++) /* several servers: whose it is (native/nvml/servers.c) */
+        h[i] = (void *)(uintptr_t)gw_nvml_handle_on(gw_get_u64(r), r->route);
 #else
     for (size_t i = 0; i < n; i++)
         h[i] = (void *)(uintptr_t)gw_handle_on(gw_get_u64(r), r->route); /* several servers: whose it is */
