@@ -63,7 +63,9 @@ Connect to a gpuwire server as a client would, without starting a session, and
 print: reachable or not, server version, driver, GPUs, leases, round-trip time
 (small echo frames answered by the server) and bandwidth each way (large echo
 frames through the server's control plane: a lower bound for the data plane).
-Exit status 0 if the server answered, 1 if not."""
+With a comma-separated list (as `gpuwire run --server a,b` takes it), each
+server in turn, in the order a program's device list joins their GPUs.
+Exit status 0 if every server answered, 1 if not."""
 
 TOP_HELP = """\
 Live view of a gpuwire server: GPUs (NVML utilization and memory), leases and
@@ -342,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="check a server: reachable, version, GPUs, leases, RTT, bandwidth",
                        description=STATUS_HELP, formatter_class=fmt)
-    p.add_argument("--server", metavar="HOST:PORT", help="default: $GPUWIRE_SERVER, else 127.0.0.1:7750")
+    p.add_argument("--server", metavar="HOST:PORT[,HOST:PORT...]",
+                   help="default: $GPUWIRE_SERVER, else 127.0.0.1:7750; a list checks each server")
     p.add_argument("--token-file", metavar="FILE", help="file holding the token (default: $GPUWIRE_TOKEN)")
     p.add_argument("--json", action="store_true", help="print the whole answer as JSON")
     _add_client_tls(p)
@@ -361,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("top", help="live dashboard of a server (terminal UI)", description=TOP_HELP,
                        formatter_class=fmt)
     p.add_argument("--admin", metavar="HOST:PORT", help="the server's --metrics address (default 127.0.0.1:7751)")
-    p.add_argument("--server", metavar="HOST:PORT", help="read the gpuwire port instead (status probe, no log)")
+    p.add_argument("--server", metavar="HOST:PORT", help="read the gpuwire port instead (status probe, no log); "
+                   "with --once, a comma-separated list shows each server")
     p.add_argument("--token-file", metavar="FILE", help="with --server: the token file (default $GPUWIRE_TOKEN)")
     p.add_argument("--once", action="store_true", help="print one text snapshot and exit")
     p.add_argument("--interval", type=float, default=2.0, metavar="SECONDS", help="refresh (default %(default)s)")

@@ -184,22 +184,36 @@ def format_report(r: dict) -> str:
     return "\n".join(lines)
 
 
-def main(server: str | None, token_file: str | None, as_json: bool, rounds: int, bw_bytes: int) -> int:
-    address = server or os.environ.get("GPUWIRE_SERVER") or addresses.DEFAULT_SERVER
+def _one(address: str, what: str, token_file: str | None, rounds: int,
+         bw_bytes: int) -> tuple[str, dict | None, str]:
+    """(address as normalized, report, error text) for one server of the list."""
     try:
-        address = addresses.normalize(address, what="--server" if server else
-                                      "GPUWIRE_SERVER" if os.environ.get("GPUWIRE_SERVER") else "address")
-        token = client_token(token_file=token_file)
-        r = probe(address, token, rounds=rounds, bw_bytes=bw_bytes)
+        address = addresses.normalize(address, what=what)
+        return address, probe(address, client_token(token_file=token_file), rounds=rounds, bw_bytes=bw_bytes), ""
     except (ValueError, AuthError, StatusError) as e:
-        if as_json:
-            print(json.dumps({"address": address, "reachable": False, "error": str(e)}))
-        else:
-            print(f"gpuwire status: {e}", file=sys.stderr)
-        return 1
+        return address, None, str(e)
+
+
+def main(server: str | None, token_file: str | None, as_json: bool, rounds: int, bw_bytes: int) -> int:
+    """One server, or each of a comma-separated list (GPUWIRE_SERVER=a,b, as
+    `gpuwire run` takes it: docs/multi-gpu.md); 1 if any did not answer."""
+    text = server or os.environ.get("GPUWIRE_SERVER") or addresses.DEFAULT_SERVER
+    what = "--server" if server else "GPUWIRE_SERVER" if os.environ.get("GPUWIRE_SERVER") else "address"
+    entries = [e.strip() for e in text.split(",")]
+    results = [_one(e, what, token_file, rounds, bw_bytes) for e in entries]
     if as_json:
-        r["reachable"] = True
-        print(json.dumps(r, indent=1))
+        objs = [dict(r, reachable=True) if r is not None else {"address": e, "reachable": False, "error": err}
+                for e, r, err in results]
+        print(json.dumps(objs[0] if len(objs) == 1 else {"servers": objs}, indent=1))
     else:
-        print(format_report(r))
-    return 0
+        for i, (e, r, err) in enumerate(results):
+            if len(results) > 1:
+                print(("\n" if i else "") + f"== server {i} of the list ({e}): GPUs "
+                      f"{'after those of the servers before it' if i else 'first'} in a program's device list")
+            if r is None:
+                print(f"gpuwire status: {err}", file=sys.stderr)
+                if len(results) > 1:
+                    print(f"  not reachable: {err}")
+            else:
+                print(format_report(r))
+    return 0 if all(r is not None for _, r, _ in results) else 1

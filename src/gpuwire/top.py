@@ -236,9 +236,15 @@ def main(admin: str | None, server: str | None, token_file: str | None, once: bo
          logs: int) -> int:
     from gpuwire.auth import AuthError, client_token
 
+    servers = [x.strip() for x in server.split(",")] if server else []
+    if len(servers) > 1 and not once:
+        print("gpuwire top: the live view follows one server; with a list (a,b, as `gpuwire run` takes it) "
+              "use --once, or run one `gpuwire top --server HOST:PORT` per server", file=sys.stderr)
+        return 2
     try:
         admin = admin_address(admin or DEFAULT_ADMIN)
-        server = address.normalize(server, what="--server") if server else None
+        servers = [address.normalize(x, what="--server") for x in servers]
+        server = servers[0] if servers else None
     except address.AddressError as e:
         print(f"gpuwire top: {e}", file=sys.stderr)
         return 2
@@ -247,6 +253,16 @@ def main(admin: str | None, server: str | None, token_file: str | None, once: bo
     except AuthError as e:
         print(f"gpuwire top: {e}", file=sys.stderr)
         return 1
+    if len(servers) > 1:  # --once over a list: each server in list order
+        failed = 0
+        for i, one in enumerate(servers):
+            sys.stdout.write(("\n" if i else "") + f"== server {i} of the list ({one})\n")
+            try:
+                sys.stdout.write(render_text(Source(admin, one, token, logs=logs).fetch(), logs))
+            except StatusError as e:
+                print(f"gpuwire top: {one}: {e}", file=sys.stderr)
+                failed = 1
+        return failed
     source = Source(admin, server, token, logs=max(logs, 500) if not once else logs)
     if once:
         try:

@@ -132,3 +132,33 @@ def test_smi_shows_the_gpus_of_both_servers(servers):
     info = json.loads(r.stdout)
     assert [g["uuid"] for g in info["nvml"]["gpus"]] == [A0, A1, B0], info
     assert [d["uuid"] for d in info["cuda"]["devices"]] == [A0, A1, B0], info
+
+
+def test_status_checks_every_server_of_a_list(servers):
+    r = subprocess.run(GPUWIRE + ["status", "--json", "--rounds", "2", "--bytes", "0", "--server", both(servers)],
+                       capture_output=True, text=True, timeout=120, env=gpuwire_env())
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout)["servers"]
+    assert [o["reachable"] for o in out] == [True, True], out
+    assert [o["status"]["driver"]["device_count"] for o in out] == [2, 1], out
+    text = subprocess.run(GPUWIRE + ["status", "--rounds", "2", "--bytes", "0", "--server", both(servers)],
+                          capture_output=True, text=True, timeout=120, env=gpuwire_env())
+    assert text.returncode == 0 and text.stdout.count("== server ") == 2, text.stdout + text.stderr
+    # a list with a server that does not answer: the others are still shown, exit status 1
+    dead = subprocess.run(GPUWIRE + ["status", "--rounds", "2", "--bytes", "0", "--server",
+                                     f"{servers[0].address},127.0.0.1:1"],
+                          capture_output=True, text=True, timeout=120, env=gpuwire_env())
+    assert dead.returncode == 1 and "not reachable" in dead.stdout and "== server 0" in dead.stdout, \
+        dead.stdout + dead.stderr
+
+
+def test_top_once_shows_every_server_of_a_list(servers):
+    r = subprocess.run(GPUWIRE + ["top", "--once", "--server", both(servers)], capture_output=True, text=True,
+                       timeout=120, env=gpuwire_env())
+    assert r.returncode == 0 and r.stdout.count("== server ") == 2, r.stdout + r.stderr
+    # a's two GPUs, then b's one, each under its server's heading
+    first, second = r.stdout.split("== server 1")
+    assert "  GPU 1 " in first and "  GPU 0 " in second and "  GPU 1 " not in second, r.stdout
+    live = subprocess.run(GPUWIRE + ["top", "--server", both(servers)], capture_output=True, text=True,
+                          timeout=60, env=gpuwire_env())
+    assert live.returncode == 2 and "use --once" in live.stderr, live.stderr
