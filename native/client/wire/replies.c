@@ -20,6 +20,9 @@ typedef struct waiter {
     uint32_t seq;
     gw_rep *rep;
     int done, failed;
+    unsigned op;  /* what it waits for, since when (long_waits.c) */
+    uint64_t t0;
+    int noticed;  /* a long-wait line named it: its answer gets one too */
 } waiter;
 
 pthread_mutex_t gw_recv_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -44,6 +47,32 @@ static void waiter_unlink_locked(waiter *w)
             return;
         }
     }
+}
+
+/* The oldest waiter (the list is newest first): 1 and its call, or 0 if none. */
+int gw_replies_oldest(uint64_t *t0, unsigned *op, uint32_t *seq)
+{
+    pthread_mutex_lock(&gw_recv_lock);
+    waiter *old = NULL;
+    for (waiter *w = waiters; w; w = w->next)
+        old = w;
+    if (old)
+        *t0 = old->t0, *op = old->op, *seq = old->seq;
+    pthread_mutex_unlock(&gw_recv_lock);
+    return old != NULL;
+}
+
+/* Waiter seq was named by a long-wait line; 0 if it has been answered meanwhile. */
+int gw_replies_mark_noticed(uint32_t seq)
+{
+    pthread_mutex_lock(&gw_recv_lock);
+    waiter *w = waiters;
+    while (w && w->seq != seq)
+        w = w->next;
+    if (w)
+        w->noticed = 1;
+    pthread_mutex_unlock(&gw_recv_lock);
+    return w != NULL;
 }
 
 /* The reader is done (gw_recv_lock held): after a failure nobody will be answered. */
@@ -244,14 +273,22 @@ CUresult gw_req_call(gw_req *q, gw_rep **out)
     CUresult rc = gw_stream_usable(q);
     if (rc != CUDA_SUCCESS)
         return rc;
-    waiter w = {.rep = r};
     uint64_t t0 = gw_now_ns();
+    waiter w = {.rep = r, .op = q->op, .t0 = t0};
+#ifndef GW_NVML_CLIENT
+    gw_long_waits_start();
+#endif
     gw_stream_lock();
     w.seq = gw_next_seq++;
     waiter_add(&w); /* before it leaves: its reply may come at once */
     (void)(gw_stream_queue_locked(q, w.seq) || gw_stream_flush_locked()); /* a failure shows in wait_reply */
     pthread_mutex_unlock(&gw_conn_lock);
-    if (wait_reply(&w))
+    int lost = wait_reply(&w);
+#ifndef GW_NVML_CLIENT
+    if (w.noticed) /* set under gw_recv_lock before the reader unlinked it */
+        gw_long_wait_ended(q->op, t0);
+#endif
+    if (lost)
         return CUDA_ERROR_DEVICE_UNAVAILABLE;
     GW_WIRE_COUNT(round_trip, q->op, gw_now_ns() - t0);
     gw_reply_req rep = {0};
@@ -274,4 +311,7 @@ void gw_replies_after_fork(void)
     pthread_cond_init(&gw_recv_cv, NULL);
     waiters = NULL;
     gw_reader_busy = 0;
+#ifndef GW_NVML_CLIENT
+    gw_long_waits_after_fork();
+#endif
 }

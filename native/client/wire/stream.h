@@ -65,6 +65,13 @@ GW_HIDDEN extern int gw_reader_busy; /* under gw_recv_lock */
 GW_HIDDEN int gw_stream_read_one(uint32_t mine, gw_rep *own, int *got);
 GW_HIDDEN void gw_reader_release_locked(int failed);
 GW_HIDDEN void gw_replies_start_drainer(void);
+/* Long waits (long_waits.c): the oldest waiter's call and start, and the
+ * watcher's marks; the watcher starts with the first waited call. */
+GW_HIDDEN int gw_replies_oldest(uint64_t *t0, unsigned *op, uint32_t *seq);
+GW_HIDDEN int gw_replies_mark_noticed(uint32_t seq);
+GW_HIDDEN void gw_long_waits_start(void);
+GW_HIDDEN void gw_long_waits_after_fork(void);
+GW_HIDDEN void gw_long_wait_ended(unsigned op, uint64_t t0);
 GW_HIDDEN void gw_replies_after_fork(void);
 /* a pushed frame (pushed.c): 1 handled, 0 not a pushed frame, -1 a read failed */
 GW_HIDDEN int gw_pushed_dispatch(const gw_hdr *h);
