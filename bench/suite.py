@@ -405,67 +405,10 @@ def run_model_load(args) -> tuple[dict, str]:
 # ---- emulator check ----
 
 def calibrate(netem: str, paths: list[Path_]) -> dict:
-    """Median 1-byte ping-pong time: plain loopback TCP, and through a gpuwire-netem with each
-    emulated path's settings in front of an echo server. The excess over the set RTT is the
-    emulator's own cost (timer wake-ups, one more hop), included in every emulated number."""
-    import socket
-    import threading
+    """The emulator's own cost on each emulated path (bench/netem_check.py)."""
+    from netem_check import check
 
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(8)
-    up = ls.getsockname()[1]
-
-    def echo():
-        while True:
-            try:
-                c, _ = ls.accept()
-            except OSError:
-                return
-            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            threading.Thread(target=lambda c=c: [c.sendall(d) for d in iter(lambda: c.recv(64), b"")],
-                             daemon=True).start()
-    threading.Thread(target=echo, daemon=True).start()
-
-    def pingpong(port: int, n: int) -> float:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            ts = []
-            for _ in range(n):
-                t = time.perf_counter()
-                s.sendall(b"x")
-                s.recv(1)
-                ts.append(time.perf_counter() - t)
-        ts.sort()
-        return ts[len(ts) // 2]
-
-    out = {"loopback_tcp_ms": None}
-    try:
-        out["loopback_tcp_ms"] = round(pingpong(up, 500) * 1e3, 4)
-        for p in paths:
-            if p.kind != "emulated":
-                continue
-            with socket.socket() as tmp:
-                tmp.bind(("127.0.0.1", 0))
-                port = tmp.getsockname()[1]
-            proc = subprocess.Popen([netem, "--listen", f"127.0.0.1:{port}", "--to", f"127.0.0.1:{up}",
-                                     "--rtt-us", str(p.rtt_s * 1e6), "--bandwidth-mbps", str(p.bw_bytes_s * 8 / 1e6)],
-                                    stderr=subprocess.DEVNULL)
-            try:
-                for _ in range(100):
-                    try:
-                        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                        break
-                    except OSError:
-                        time.sleep(0.02)
-                out[f"{p.name}_ms"] = round(pingpong(port, 300 if p.rtt_s < 1e-3 else 60) * 1e3, 4)
-            finally:
-                proc.terminate()
-                proc.wait(5)
-    except (OSError, ValueError) as e:
-        out["error"] = str(e)
-    finally:
-        ls.close()
+    out = check(netem, [(p.name, p.rtt_s, p.bw_bytes_s * 8 / 1e6) for p in paths if p.kind == "emulated"])
     print(f"bench: emulator check (median ping-pong): {out}", flush=True)
     return out
 
