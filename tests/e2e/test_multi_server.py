@@ -227,6 +227,15 @@ def test_host_function_on_the_second_server_wakes_a_polling_program_at_once(serv
     assert len(ms) == 1 and ms[0] < PROMPT_MS and "GRAPH dev=2 runs=6" in r.stdout, r.stdout
 
 
+def test_host_function_on_the_first_server_wakes_a_polling_program_every_round(servers):
+    """The same on a's stream, five rounds: the callback thread reads a's
+    stream itself while a call may come, also once it had run the previous
+    round's (it used to wait for the drainer's next look from round 2 on)."""
+    r = host_calls(servers, "poll", "0")
+    ms = [float(m) for m in re.findall(r"^POLL dev=0 round=\d ms=([\d.]+)$", r.stdout, re.M)]
+    assert len(ms) == 5 and max(ms) < PROMPT_MS, r.stdout
+
+
 def test_host_functions_on_both_servers_from_two_threads(servers):
     """A thread on a's device 0 and one on b's device 2, each with 40 host
     functions between kernels and some synchronizes: one callback thread runs
@@ -235,6 +244,20 @@ def test_host_functions_on_both_servers_from_two_threads(servers):
     a host function's answer)."""
     r = host_calls(servers, "two", "0", "2")
     assert "TWO ok ran=40,40" in r.stdout, r.stdout
+
+
+def test_process_ending_inside_a_host_function_of_the_second_server(servers):
+    """The process ends inside a host function on b with more queued behind it:
+    b's worker lets its waiting trampoline go, and b serves the next client."""
+    prog = PROGRAMS_DIR / "host_functions_shared"
+    if not prog.is_file():
+        pytest.skip(f"{prog} is not built (make -C tests/programs)")
+    only_b = {"CUDA_VISIBLE_DEVICES": "2"}
+    r = gw_run([str(prog), "die"], server=both(servers), env=only_b, timeout=60)
+    assert "inside a host function, ending the process" in r.stdout and "PASS" not in r.stdout, why(r, servers)
+    servers[1].wait_for_log("not answered: the session is over", timeout=15)
+    r = gw_run([str(prog), "stream", "5"], server=both(servers), env=only_b, timeout=60)
+    assert r.returncode == 0 and "PASS host_functions" in r.stdout, why(r, servers)
 
 
 FORK = """
