@@ -7,6 +7,8 @@ first), CUDA_VISIBLE_DEVICES over it, a kernel on every device, peer copies
 inside a, copies between a and b (sync, async, unified; sizes around the
 8 MiB pieces; every byte checked), a call mixing both servers' handles
 refused, and a server that dies mid-run failing only its own devices' calls.
+tests/programs/link_host_calls runs host functions on either server's streams
+(a polled flag, a graph host node, two threads at once).
 
 a's devices in its order (FASTEST_FIRST): p0, p1 (UUIDs ...6e01, ...6e02);
 b's: p0 of machine 1 (...6f01)."""
@@ -194,7 +196,7 @@ LATER_SERVER_PROGRAMS = [["driver_api"], ["arrays"], ["graph_build"], ["kernel_a
 def test_programs_on_the_second_server_alone(servers, args):
     """CUDA_VISIBLE_DEVICES=2: the program sees server b's device only, and
     everything it does goes to b (arrays, graphs, textures, modules, the
-    runtime's libraries, device printf), through b's link."""
+    runtime's libraries, device printf, host functions), through b's link."""
     path = PROGRAMS_DIR / args[0]
     if not path.is_file():
         pytest.skip(f"{path} is not built (make -C tests/programs)")
