@@ -7,6 +7,8 @@ first), CUDA_VISIBLE_DEVICES over it, a kernel on every device, peer copies
 inside a, copies between a and b (sync, async, unified; sizes around the
 8 MiB pieces; every byte checked), a call mixing both servers' handles
 refused, and a server that dies mid-run failing only its own devices' calls.
+tests/programs/link_host_calls runs host functions on either server's streams
+(a polled flag, a graph host node, two threads at once).
 
 a's devices in its order (FASTEST_FIRST): p0, p1 (UUIDs ...6e01, ...6e02);
 b's: p0 of machine 1 (...6f01)."""
@@ -183,19 +185,81 @@ def test_two_threads_on_two_servers_at_once(servers):
 
 LATER_SERVER_PROGRAMS = [["driver_api"], ["arrays"], ["graph_build"], ["kernel_attrs"], ["memcpy_kinds_shared"],
                          ["streams_events_shared"], ["multi_module_shared"], ["graph_host_sources_shared", "--standin", "--no-host-destinations"],
-                         ["device_printf_shared"], ["vector_add_shared"]]
+                         ["device_printf_shared"], ["vector_add_shared"],
+                         # host functions and stream callbacks (in order, between kernels and copies),
+                         # one waited for on the program's own condition, a graph's host node
+                         ["host_functions_shared", "stream", "10"], ["host_functions_shared", "wait"],
+                         ["link_host_calls", "graph", "0"], ["link_host_calls", "poll", "0"]]
 
 
 @pytest.mark.parametrize("args", LATER_SERVER_PROGRAMS, ids=lambda a: a[0])
 def test_programs_on_the_second_server_alone(servers, args):
     """CUDA_VISIBLE_DEVICES=2: the program sees server b's device only, and
     everything it does goes to b (arrays, graphs, textures, modules, the
-    runtime's libraries, device printf), through b's link."""
+    runtime's libraries, device printf, host functions), through b's link."""
     path = PROGRAMS_DIR / args[0]
     if not path.is_file():
         pytest.skip(f"{path} is not built (make -C tests/programs)")
     r = gw_run([str(path), *args[1:]], server=both(servers), env={"CUDA_VISIBLE_DEVICES": "2"}, timeout=120)
     assert r.returncode == 0 and re.search(r"^PASS ", r.stdout, re.M), why(r, servers)
+
+
+HOST_CALLS = PROGRAMS_DIR / "link_host_calls"
+PROMPT_MS = 300  # a host function's answer on a link: the drainer used to look once a second
+
+
+def host_calls(servers, *args) -> subprocess.CompletedProcess:
+    if not HOST_CALLS.is_file():
+        pytest.skip(f"{HOST_CALLS} is not built (make -C tests/programs)")
+    r = gw_run([str(HOST_CALLS), *args], server=both(servers), timeout=120)
+    assert r.returncode == 0 and r.stdout.rstrip().endswith("PASS link_host_calls"), why(r, servers)
+    return r
+
+
+def test_host_function_on_the_second_server_wakes_a_polling_program_at_once(servers):
+    """A host function (or stream callback, or graph host node) on b's stream
+    sets a flag the program polls, with no CUDA call meanwhile: nobody waits
+    on b's link, so the links' drainer must read the worker's HOST_CALL as it
+    comes (it used to look once a second)."""
+    r = host_calls(servers, "poll", "2")
+    ms = [float(m) for m in re.findall(r"^POLL dev=2 round=\d ms=([\d.]+)$", r.stdout, re.M)]
+    assert len(ms) == 5 and max(ms) < PROMPT_MS, r.stdout
+    r = host_calls(servers, "graph", "2")
+    ms = [float(m) for m in re.findall(r"^GRAPHPOLL dev=2 ms=([\d.]+)$", r.stdout, re.M)]
+    assert len(ms) == 1 and ms[0] < PROMPT_MS and "GRAPH dev=2 runs=6" in r.stdout, r.stdout
+
+
+def test_host_function_on_the_first_server_wakes_a_polling_program_every_round(servers):
+    """The same on a's stream, five rounds: the callback thread reads a's
+    stream itself while a call may come, also once it had run the previous
+    round's (it used to wait for the drainer's next look from round 2 on)."""
+    r = host_calls(servers, "poll", "0")
+    ms = [float(m) for m in re.findall(r"^POLL dev=0 round=\d ms=([\d.]+)$", r.stdout, re.M)]
+    assert len(ms) == 5 and max(ms) < PROMPT_MS, r.stdout
+
+
+def test_host_functions_on_both_servers_from_two_threads(servers):
+    """A thread on a's device 0 and one on b's device 2, each with 40 host
+    functions between kernels and some synchronizes: one callback thread runs
+    both servers' calls and answers each on the server that asked (a
+    synchronize on b holds b's link for its reply while b's stream waits for
+    a host function's answer)."""
+    r = host_calls(servers, "two", "0", "2")
+    assert "TWO ok ran=40,40" in r.stdout, r.stdout
+
+
+def test_process_ending_inside_a_host_function_of_the_second_server(servers):
+    """The process ends inside a host function on b with more queued behind it:
+    b's worker lets its waiting trampoline go, and b serves the next client."""
+    prog = PROGRAMS_DIR / "host_functions_shared"
+    if not prog.is_file():
+        pytest.skip(f"{prog} is not built (make -C tests/programs)")
+    only_b = {"CUDA_VISIBLE_DEVICES": "2"}
+    r = gw_run([str(prog), "die"], server=both(servers), env=only_b, timeout=60)
+    assert "inside a host function, ending the process" in r.stdout and "PASS" not in r.stdout, why(r, servers)
+    servers[1].wait_for_log("not answered: the session is over", timeout=15)
+    r = gw_run([str(prog), "stream", "5"], server=both(servers), env=only_b, timeout=60)
+    assert r.returncode == 0 and "PASS host_functions" in r.stdout, why(r, servers)
 
 
 FORK = """

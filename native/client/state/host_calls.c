@@ -7,7 +7,12 @@
  *
  * The callback thread also reads pushed frames itself while calls may come
  * and no other thread reads (wire/pushed_pump.c), so a program that waits on
- * a condition its own callback sets does not wait for the drainer. */
+ * a condition its own callback sets does not wait for the drainer.
+ *
+ * With several servers (docs/multi-gpu.md) each call remembers the server
+ * whose worker sent it, and its answer goes back there; the other servers'
+ * links are read at once by their own drainer (wire/servers.c). One callback
+ * thread serves them all, in the order the calls came. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
@@ -34,6 +39,7 @@ typedef struct host_call {
     struct host_call *next;
     uint64_t call, id;
     int32_t status;
+    int server; /* whose worker waits for the answer (0 with one server) */
 } host_call;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -110,6 +116,7 @@ uint64_t gw_host_callback_id(int kind, CUhostFn fn, CUstreamCallback cb, void *d
     uint64_t id = 0;
     if (e) {
         id = e->id;
+        unsigned long before = expected;
         if (once) {
             e->once_pending++;
             expected++;
@@ -119,6 +126,8 @@ uint64_t gw_host_callback_id(int kind, CUhostFn fn, CUstreamCallback cb, void *d
                 expected++;
         }
         start_runner_locked();
+        if (!before && expected)
+            pthread_cond_signal(&queued_cv); /* a runner idle since the last call pumps again */
     }
     pthread_mutex_unlock(&lock);
     return id;
@@ -175,7 +184,7 @@ static int on_host_call(uint32_t len)
         gw_log("out of memory for a host function call: the session ends");
         return -1;
     }
-    *c = (host_call){.call = q.call, .id = q.callback, .status = q.status};
+    *c = (host_call){.call = q.call, .id = q.callback, .status = q.status, .server = gw_pushed_server()};
     pthread_mutex_lock(&lock);
     *queue_end = c;
     queue_end = &c->next;
@@ -190,11 +199,14 @@ static int on_host_call(uint32_t len)
     return 0;
 }
 
-/* The stream on the server goes on: sent now, not batched. */
-static void answer(uint64_t call)
+/* The stream on the asking server goes on: sent now, not batched (a later
+ * server's posts are written at once; server 0's batch is flushed, with
+ * mapped memory's writes, which leave first: its hook). */
+static void answer(uint64_t call, int server)
 {
-    gw_req *q = gw_req_begin_quiet(GW_OP_HOST_RETURNED); /* mapped memory's writes leave first (its hook) */
+    gw_req *q = gw_req_begin_quiet(GW_OP_HOST_RETURNED);
     gw_put_fields(q, gw_host_returned_req, {.call = call});
+    gw_req_route(q, server); /* not the callback thread's context's server */
     if (gw_req_post(q) == CUDA_SUCCESS)
         gw_flush();
 }
@@ -218,7 +230,7 @@ static void run_one(host_call *c)
             copy.fn(copy.data);
         gw_pushed_host_code(0);
     }
-    answer(c->call);
+    answer(c->call, c->server);
     pthread_mutex_lock(&lock);
     e = gw_idmap_get(&by_id, c->id);
     if (e && e->once_pending)

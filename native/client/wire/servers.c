@@ -2,10 +2,14 @@
  * sessions of servers 1.. (server 0's is session.c's), their devices joined
  * into one list with the client's CUDA_VISIBLE_DEVICES applied to it, the
  * route of each request, and the transport of servers 1..: one connection
- * each, requests written in order under the link's lock and the reply read
- * by the thread that waits for it. No batching, lanes or deliveries there:
- * the plain path, correct first (what it does not carry yet is refused with
- * a line naming it).
+ * each, frames written in seq order under the link's send lock, and one
+ * exchange at a time reading it (a call's reply read by the thread that waits
+ * for it, else the drainer). No batching, lanes or deliveries there: the
+ * plain path, correct first (what it does not carry yet is refused with a
+ * line naming it). Host functions on a link's streams run as server 0's do
+ * (state/host_calls.c): whoever reads the link queues the HOST_CALL, and the
+ * answer takes the send lock only, so it passes a caller that holds the
+ * exchange for a synchronize waiting on that very function.
  *
  * A link that fails (the server went away) fails every later request routed
  * to it with CUDA_ERROR_DEVICE_UNAVAILABLE, as server 0's connection does;
@@ -18,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../../common/idmap.h"
@@ -27,14 +30,18 @@
 #include "stream.h"
 #include "tls.h"
 
+/* Lock order: exchange, then send. Posts (HOST_RETURNED among them) take
+ * send alone; a call or burst holds exchange from its first write to its
+ * last reply, so no other thread reads a reply it waits for. */
 typedef struct srv_link {
     char spec[300];
     int fd;
-    pthread_mutex_t lock; /* one request or burst at a time, frames in order */
-    uint32_t seq;         /* under lock */
+    pthread_mutex_t exchange; /* the one reader: a call, a burst, or the drainer */
+    pthread_mutex_t send;     /* each frame whole and in seq order */
+    uint32_t seq;             /* under send */
     atomic_int lost;
     gw_hello_ok info;
-    uint8_t *frame; /* a pushed frame being read (under lock) */
+    uint8_t *frame; /* a pushed frame being read (under exchange) */
     size_t frame_cap;
 } srv_link;
 
@@ -327,9 +334,13 @@ int gw_route_of(const gw_req *q)
 
 static void link_lose(srv_link *l, const char *what, int err)
 {
-    if (!atomic_exchange(&l->lost, 1))
-        gw_log("lost the connection to the gpuwire server %s (%s: %s); CUDA calls on its devices now fail with "
-               "CUDA_ERROR_DEVICE_UNAVAILABLE (the other servers' go on)", l->spec, what, strerror(err));
+    if (atomic_exchange(&l->lost, 1))
+        return;
+    gw_log("lost the connection to the gpuwire server %s (%s: %s); CUDA calls on its devices now fail with "
+           "CUDA_ERROR_DEVICE_UNAVAILABLE (the other servers' go on)", l->spec, what, strerror(err));
+    /* the worker sees the hang-up: a host function it waits for will never be answered (its trampoline
+     * lets go), nor any reply read; the descriptor stays open, so no other thread's use of it can meet a reuse */
+    shutdown(l->fd, SHUT_RDWR);
 }
 
 static int link_write(srv_link *l, const void *p, size_t n)
@@ -347,18 +358,19 @@ static __thread int pushed_from; /* the server of the pushed frame being handed 
 int gw_pushed_server(void) { return pushed_from; }
 
 /* What a pushed frame from this server means here: module information names
- * the server's own device ordinal, made the client's; frames that would need
- * the client to act for this server (host functions, delivered copies) are
- * not carried on a link yet. 0, or -1 (the link is then lost). */
+ * the server's own device ordinal, made the client's; a host function call
+ * is queued with k, and its answer goes back to k (state/host_calls.c);
+ * delivered copies are not carried on a link yet. 0, or -1 (the link is
+ * then lost). */
 static int link_pushed(srv_link *l, int k, const gw_hdr *h, uint8_t *p)
 {
-    if (h->op == GW_OP_HOST_CALL || h->op == GW_OP_DELIVER || h->op == GW_OP_DELIVERED) {
-        gw_log("the gpuwire server %s asked this client to run a host function or took a delivered copy: "
-               "neither is carried for a second server yet (docs/multi-gpu.md)", l->spec);
+    if (h->op == GW_OP_DELIVER || h->op == GW_OP_DELIVERED) {
+        gw_log("the gpuwire server %s took a delivered copy: not carried for a second server yet "
+               "(docs/multi-gpu.md)", l->spec);
         errno = ENOTSUP;
         return -1;
     }
-    pushed_from = k; /* its handler makes the server's device ordinals the client's (gw_pushed_server) */
+    pushed_from = k; /* its handler learns which server sent it (gw_pushed_server) */
     int rc = gw_pushed_dispatch_bytes(h, p);
     pushed_from = 0;
     if (rc == 0)
@@ -366,7 +378,7 @@ static int link_pushed(srv_link *l, int k, const gw_hdr *h, uint8_t *p)
     return rc == 1 ? 0 : -1;
 }
 
-/* One frame from link k (its lock held): the reply to `seq` into r (*got
+/* One frame from link k (its exchange held): the reply to `seq` into r (*got
  * set), or a pushed frame handed on. 0, or -1 with the link lost. */
 static int link_read_one(srv_link *l, int k, uint32_t seq, gw_rep *r, int *got)
 {
@@ -429,14 +441,12 @@ static int link_read_one(srv_link *l, int k, uint32_t seq, gw_rep *r, int *got)
     return 0;
 }
 
-/* Requests a link does not carry yet: host functions run on the client
- * for a stream of that server, delivered copies, and mapped or managed host
- * memory, which is server 0's only (docs/multi-gpu.md). */
+/* Requests a link does not carry yet: delivered copies, and mapped or
+ * managed host memory, which is server 0's only (docs/multi-gpu.md). */
 static int link_refuses(unsigned op)
 {
-    return op == GW_OP_cuLaunchHostFunc || op == GW_OP_cuLaunchHostFunc_ptsz || op == GW_OP_cuStreamAddCallback ||
-           op == GW_OP_cuStreamAddCallback_ptsz || op == GW_OP_DELIVER || op == GW_OP_MAPPED_MAP ||
-           op == GW_OP_MAPPED_UNMAP || op == GW_OP_MAPPED_WRITE || op == GW_OP_MAPPED_READ;
+    return op == GW_OP_DELIVER || op == GW_OP_MAPPED_MAP || op == GW_OP_MAPPED_UNMAP || op == GW_OP_MAPPED_WRITE ||
+           op == GW_OP_MAPPED_READ;
 }
 
 CUresult gw_route_mixed(unsigned op)
@@ -493,13 +503,15 @@ CUresult gw_link_call(int k, gw_req *q, gw_rep *r)
         return rc;
     srv_link *l = &links[k];
     uint64_t t0 = gw_now_ns();
-    pthread_mutex_lock(&l->lock);
+    pthread_mutex_lock(&l->exchange);
+    pthread_mutex_lock(&l->send);
     uint32_t seq = l->seq++;
     frame_header(q, (uint32_t)(q->len - sizeof(gw_hdr)), seq);
     int got = 0, bad = link_write(l, q->buf, q->len);
+    pthread_mutex_unlock(&l->send);
     while (!bad && !got)
         bad = link_read_one(l, k, seq, r, &got);
-    pthread_mutex_unlock(&l->lock);
+    pthread_mutex_unlock(&l->exchange);
     if (bad)
         return CUDA_ERROR_DEVICE_UNAVAILABLE;
     GW_WIRE_COUNT(round_trip, q->op, gw_now_ns() - t0);
@@ -516,15 +528,15 @@ CUresult gw_link_post(int k, gw_req *q, const void *tail, size_t tail_len)
         return rc;
     srv_link *l = &links[k];
     q->flags |= GW_F_NOREPLY;
-    pthread_mutex_lock(&l->lock);
+    pthread_mutex_lock(&l->send); /* not the exchange: a caller may hold it waiting for what this answers */
     frame_header(q, (uint32_t)(q->len - sizeof(gw_hdr) + tail_len), l->seq++);
     gw_stream_observe_post(q); /* as server 0's posts are seen (state/stream_fences.c) */
     int bad = link_write(l, q->buf, q->len) || (tail_len && link_write(l, tail, tail_len));
-    pthread_mutex_unlock(&l->lock);
+    pthread_mutex_unlock(&l->send);
     return bad ? CUDA_ERROR_DEVICE_UNAVAILABLE : CUDA_SUCCESS;
 }
 
-/* ---- bursts on a link: its lock held from begin to end ---- */
+/* ---- bursts on a link: its exchange held from begin to end ---- */
 static __thread int burst_link; /* 0: none */
 static __thread CUresult burst_rc;
 
@@ -536,7 +548,7 @@ CUresult gw_link_burst_begin(int k, unsigned op)
     CUresult rc = link_usable(k, &probe, 0);
     if (rc != CUDA_SUCCESS)
         return rc;
-    pthread_mutex_lock(&links[k].lock);
+    pthread_mutex_lock(&links[k].exchange);
     burst_link = k;
     burst_rc = CUDA_SUCCESS;
     return CUDA_SUCCESS;
@@ -545,10 +557,12 @@ CUresult gw_link_burst_begin(int k, unsigned op)
 CUresult gw_link_burst_queue(gw_req *q, uint32_t *seq)
 {
     srv_link *l = &links[burst_link];
+    pthread_mutex_lock(&l->send);
     *seq = l->seq++;
     frame_header(q, (uint32_t)(q->len - sizeof(gw_hdr)), *seq);
     if (burst_rc == CUDA_SUCCESS && link_write(l, q->buf, q->len))
         burst_rc = CUDA_ERROR_DEVICE_UNAVAILABLE;
+    pthread_mutex_unlock(&l->send);
     return burst_rc;
 }
 
@@ -571,30 +585,64 @@ CUresult gw_link_burst_reply(uint32_t seq, gw_rep *r)
 
 void gw_link_burst_end(void)
 {
-    pthread_mutex_unlock(&links[burst_link].lock);
+    pthread_mutex_unlock(&links[burst_link].exchange);
     burst_link = 0;
 }
 
-/* Frames a server sends unasked while nobody waits on its link (device
- * printf, module information): read every second, so its worker never stalls
- * on a client that reads nothing (server 0's drainer does the same, replies.c). */
+/* Frames a server sends unasked while nobody waits on its link (a host
+ * function to run, device printf, module information): the drainer poll()s
+ * every live link and reads what comes as soon as it comes, so a host
+ * function runs at once also for a program that waits on its own condition,
+ * and a worker never stalls on a client that reads nothing. A link whose
+ * exchange another thread holds is that thread's to read (it hands pushed
+ * frames on as it waits): left out of the poll for DRAIN_BUSY_MS, then looked
+ * at again (the holder may have let go with a frame still unread). Idle, the
+ * thread sleeps in poll. */
+#define DRAIN_BUSY_MS 10
+#define DRAIN_IDLE_MS 1000 /* poll's longest wait (a lost link leaves the set without a wake) */
+
+static void drain_link(srv_link *l, int k) /* its exchange held: every frame already here */
+{
+    for (;;) {
+        struct pollfd pfd = {.fd = l->fd, .events = POLLIN};
+        int got = 0;
+        if (atomic_load(&l->lost) || poll(&pfd, 1, 0) <= 0 || link_read_one(l, k, 0, NULL, &got))
+            return;
+    }
+}
+
 static void *link_drainer(void *arg)
 {
     (void)arg;
+    uint64_t busy_until[GW_SERVERS_MAX] = {0}; /* gw_now_ns() before which a held link is left alone */
     for (;;) {
-        struct timespec pause = {1, 0};
-        nanosleep(&pause, NULL);
+        struct pollfd pfd[GW_SERVERS_MAX];
+        int which[GW_SERVERS_MAX], n = 0, wait_ms = DRAIN_IDLE_MS;
+        uint64_t now = gw_now_ns();
         for (int k = 1; k < gw_servers_n; k++) {
-            srv_link *l = &links[k];
-            if (atomic_load(&l->lost) || pthread_mutex_trylock(&l->lock))
+            if (atomic_load(&links[k].lost) || links[k].fd < 0)
                 continue;
-            for (;;) {
-                struct pollfd pfd = {.fd = l->fd, .events = POLLIN};
-                int got = 0;
-                if (atomic_load(&l->lost) || poll(&pfd, 1, 0) <= 0 || link_read_one(l, k, 0, NULL, &got))
-                    break;
+            if (busy_until[k] > now) {
+                int left = (int)((busy_until[k] - now) / 1000000) + 1;
+                wait_ms = left < wait_ms ? left : wait_ms;
+                continue;
             }
-            pthread_mutex_unlock(&l->lock);
+            pfd[n] = (struct pollfd){.fd = links[k].fd, .events = POLLIN};
+            which[n++] = k;
+        }
+        if (poll(pfd, (nfds_t)n, wait_ms) <= 0)
+            continue;
+        for (int i = 0; i < n; i++) {
+            int k = which[i];
+            srv_link *l = &links[k];
+            if (!pfd[i].revents)
+                continue;
+            if (pthread_mutex_trylock(&l->exchange)) {
+                busy_until[k] = gw_now_ns() + (uint64_t)DRAIN_BUSY_MS * 1000000;
+                continue;
+            }
+            drain_link(l, k);
+            pthread_mutex_unlock(&l->exchange);
         }
     }
     return NULL;
@@ -618,7 +666,8 @@ static CUresult open_link(int k, const char *spec)
 {
     srv_link *l = &links[k];
     snprintf(l->spec, sizeof l->spec, "%s", spec);
-    pthread_mutex_init(&l->lock, NULL);
+    pthread_mutex_init(&l->exchange, NULL);
+    pthread_mutex_init(&l->send, NULL);
     l->seq = 1;
     atomic_store(&l->lost, 0);
     l->fd = -1;
