@@ -64,6 +64,23 @@ int gw_io_read_all(int fd, void *p, size_t n, int timeout_ms)
 }
 
 
+/* poll() for readers of connections: a connection whose TLS layer holds
+ * bytes already decrypted (a frame that came in one record with the one
+ * read before it) is readable now, though its socket may never wake poll(). */
+int gw_io_poll_in(struct pollfd *p, unsigned long n, int timeout_ms)
+{
+    int ready = 0;
+    if (__builtin_expect(atomic_load_explicit(&gw_tls_open, memory_order_relaxed) != 0, 0))
+        for (nfds_t i = 0; i < n; i++) {
+            gw_tls_conn *c = p[i].fd >= 0 ? gw_tls_find(p[i].fd) : NULL;
+            p[i].revents = c && (p[i].events & POLLIN) && gw_tls_buffered(c) ? POLLIN : 0;
+            ready += p[i].revents != 0;
+        }
+    if (ready)
+        return ready;
+    return poll(p, n, timeout_ms);
+}
+
 /* Read one frame's header and payload (payload malloc'd, NUL-terminated). */
 int gw_io_read_frame(int fd, gw_hdr *h, uint8_t **payload, int timeout_ms)
 {

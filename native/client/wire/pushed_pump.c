@@ -22,7 +22,7 @@ int gw_pushed_pump(int wake_fd, int timeout_ms)
         return -1;
     }
     struct pollfd p[2] = {{.fd = wake_fd, .events = POLLIN}, {.fd = fd, .events = POLLIN}};
-    if (poll(p, 2, timeout_ms) <= 0 || !(p[1].revents & (POLLIN | POLLHUP | POLLERR)))
+    if (gw_io_poll_in(p, 2, timeout_ms) <= 0 || !(p[1].revents & (POLLIN | POLLHUP | POLLERR)))
         return 0;
     pthread_mutex_lock(&gw_recv_lock);
     if (gw_reader_busy) { /* its reader hands our frames on */
@@ -32,7 +32,7 @@ int gw_pushed_pump(int wake_fd, int timeout_ms)
     }
     struct pollfd again = {.fd = fd, .events = POLLIN};
     int rc = 0;
-    if (!gw_conn_lost && poll(&again, 1, 0) > 0) { /* a waiter may have read it meanwhile */
+    if (!gw_conn_lost && gw_io_poll_in(&again, 1, 0) > 0) { /* a waiter may have read it meanwhile */
         gw_reader_busy = 1;
         pthread_mutex_unlock(&gw_recv_lock);
         int got = 0;

@@ -181,7 +181,7 @@ static void *drainer(void *arg)
         pthread_mutex_lock(&gw_recv_lock);
         for (;;) {
             struct pollfd pfd = {.fd = gw_conn_fd, .events = POLLIN};
-            if (gw_reader_busy || waiters || gw_conn_lost || gw_conn_fd < 0 || poll(&pfd, 1, 0) <= 0)
+            if (gw_reader_busy || waiters || gw_conn_lost || gw_conn_fd < 0 || gw_io_poll_in(&pfd, 1, 0) <= 0)
                 break;
             gw_reader_busy = 1;
             pthread_mutex_unlock(&gw_recv_lock);

@@ -606,7 +606,7 @@ static void drain_link(srv_link *l, int k) /* its exchange held: every frame alr
     for (;;) {
         struct pollfd pfd = {.fd = l->fd, .events = POLLIN};
         int got = 0;
-        if (atomic_load(&l->lost) || poll(&pfd, 1, 0) <= 0 || link_read_one(l, k, 0, NULL, &got))
+        if (atomic_load(&l->lost) || gw_io_poll_in(&pfd, 1, 0) <= 0 || link_read_one(l, k, 0, NULL, &got))
             return;
     }
 }
@@ -630,7 +630,7 @@ static void *link_drainer(void *arg)
             pfd[n] = (struct pollfd){.fd = links[k].fd, .events = POLLIN};
             which[n++] = k;
         }
-        if (poll(pfd, (nfds_t)n, wait_ms) <= 0)
+        if (gw_io_poll_in(pfd, (nfds_t)n, wait_ms) <= 0)
             continue;
         for (int i = 0; i < n; i++) {
             int k = which[i];

@@ -577,6 +577,14 @@ int gw_tls_read_all(gw_tls_conn *c, void *p, size_t n, int timeout_ms)
     return 0;
 }
 
+int gw_tls_buffered(gw_tls_conn *c)
+{
+    pthread_mutex_lock(&c->lock);
+    int n = tls_closed ? 0 : ossl.pending(c->ssl);
+    pthread_mutex_unlock(&c->lock);
+    return n > 0;
+}
+
 void gw_tls_forget(int fd)
 {
     if (fd < 0 || !atomic_load(&gw_tls_open))

@@ -48,6 +48,10 @@ GW_TLS_HIDDEN int gw_tls_client_start(int fd, const char *host, const char *serv
 GW_TLS_HIDDEN int gw_tls_write_all(gw_tls_conn *c, const void *p, size_t n);
 GW_TLS_HIDDEN int gw_tls_read_all(gw_tls_conn *c, void *p, size_t n, int timeout_ms);
 
+/* Whether bytes already decrypted wait in OpenSSL's buffer: a frame there
+ * makes no poll() on the socket wake (gw_io_poll_in). */
+GW_TLS_HIDDEN int gw_tls_buffered(gw_tls_conn *c);
+
 /* Forget the TLS state of fd and free it (before closing fd; nothing else may
  * use fd meanwhile). No-op for a connection without TLS. */
 GW_TLS_HIDDEN void gw_tls_forget(int fd);
