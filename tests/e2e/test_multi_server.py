@@ -184,8 +184,11 @@ def test_two_threads_on_two_servers_at_once(servers):
 
 
 LATER_SERVER_PROGRAMS = [["driver_api"], ["arrays"], ["graph_build"], ["kernel_attrs"], ["memcpy_kinds_shared"],
-                         ["streams_events_shared"], ["multi_module_shared"], ["graph_host_sources_shared", "--standin", "--no-host-destinations"],
-                         ["device_printf_shared"], ["vector_add_shared"],
+                         ["streams_events_shared"], ["multi_module_shared"],
+                         # graph memcpy nodes reading and writing host memory, copies delivered into it
+                         ["graph_host_sources_shared", "--standin"], ["graph_host_copies_shared"],
+                         ["async_pipeline_shared"], ["sync_fences_shared", "decode", "20"],
+                         ["device_printf_shared"], ["vector_add_shared"], ["host_functions_shared"],
                          # host functions and stream callbacks (in order, between kernels and copies),
                          # one waited for on the program's own condition, a graph's host node
                          ["host_functions_shared", "stream", "10"], ["host_functions_shared", "wait"],
@@ -334,3 +337,34 @@ def test_a_server_that_dies_fails_its_own_devices_only(tmp_path_factory):
     finally:
         b.stop()
         a.stop()
+
+
+def test_mapped_memory_on_a_later_servers_context_is_refused_with_a_line(servers):
+    """Mapped and managed host memory is the first server's only: with the
+    current context on b, cudaHostAlloc(Mapped) answers NOT_SUPPORTED and says
+    why (it used to reach a's worker, which found no context: a bare
+    INVALID_CONTEXT)."""
+    path = PROGRAMS_DIR / "mapped_memory_shared"
+    if not path.is_file():
+        pytest.skip(f"{path} is not built (make -C tests/programs)")
+    r = gw_run([str(path)], server=both(servers), env={"CUDA_VISIBLE_DEVICES": "2"}, timeout=120)
+    assert r.returncode != 0 and "cudaErrorNotSupported" in r.stdout + r.stderr, why(r, servers)
+    assert "it is served on the first server only" in r.stderr, why(r, servers)
+
+
+def test_async_copies_into_pinned_memory_on_b_are_delivered(servers, tmp_path):
+    """sync_fences decode on b: each token's result, copied asynchronously into
+    pinned memory, is posted and its bytes delivered on b's link before the
+    synchronize's reply: no round trip of its own (every synchronize still
+    waits with several servers, docs/multi-gpu.md), every value checked by
+    the program."""
+    path = PROGRAMS_DIR / "sync_fences_shared"
+    if not path.is_file():
+        pytest.skip(f"{path} is not built (make -C tests/programs)")
+    stats = tmp_path / "stats.json"
+    r = gw_run([str(path), "decode", "30"], server=both(servers), stats=stats, env={"CUDA_VISIBLE_DEVICES": "2"},
+               timeout=120)
+    assert r.returncode == 0 and "30 tokens decoded, every value as expected" in r.stdout, why(r, servers)
+    st = json.loads(stats.read_text())
+    assert st["landings"]["copies"] == 30 and st["landings"]["bytes"] == 30 * 1024, st["landings"]
+    assert not any(k.startswith("cuMemcpyDtoH") for k in st["round_trips_by_function"]), st["round_trips_by_function"]

@@ -119,7 +119,7 @@ static CUresult checked(unsigned op, const CUDA_MEMCPY3D *p, CUDA_MEMCPY3D *out,
         uint8_t *base = out->dstMemoryType == CU_MEMORYTYPE_HOST ? (uint8_t *)out->dstHost
                                                                   : (uint8_t *)(uintptr_t)out->dstDevice;
         uint8_t *first = row_start(base, out->dstXInBytes, out->dstY, out->dstZ, out->dstPitch, out->dstHeight);
-        uint64_t id = first && gw_route_now() == 0 ? gw_delivery_for_node(first, out->WidthInBytes) : 0; /* a later server: none */
+        uint64_t id = first ? gw_delivery_for_node(first, out->WidthInBytes) : 0; /* from the graph's server */
         if (id) {
             out->dstMemoryType = CU_MEMORYTYPE_HOST;
             dst_host = (void *)(uintptr_t)id; /* the worker's delivery id, never an address there */
@@ -167,7 +167,10 @@ CUresult CUDAAPI cuGraphAddMemcpyNode(CUgraphNode *phGraphNode, CUgraph hGraph, 
         return CUDA_ERROR_INVALID_VALUE;
     CUDA_MEMCPY3D p;
     host_source hs = {0};
+    /* several servers: a delivery into host memory is the graph's server's to make */
+    int route = gw_route_enter(gw_handle_server((uint64_t)(uintptr_t)hGraph));
     CUresult rc = checked(op, copyParams, &p, 1, &hs);
+    gw_route_leave(route);
     if (rc != CUDA_SUCCESS)
         return rc;
     gw_req *q = gw_req_begin_quiet(op); /* GRAPH_ADD_MEMCPY_NODE in codegen/protocol.txt */

@@ -21,6 +21,8 @@ typedef struct delivery {
     uint8_t *dst;
     uint64_t n, got;
     int persistent;
+    int server;      /* several servers: whose worker delivers it (only that one may) */
+    uint64_t stream; /* the copy's stream, synchronized to settle it on a later server */
 } delivery;
 
 static delivery *deliveries; /* under lock */
@@ -35,7 +37,7 @@ int gw_deliveries_on(void)
         gw_env_bool("GPUWIRE_LANDINGS", "using the default, on", &v);
         on = v;
     }
-    return on && gw_route_now() == 0; /* several servers: a later server's link carries none (wire/servers.c) */
+    return on; /* several servers: each server's own, over its session or link (wire/servers.c) */
 }
 
 /* Bytes of copies posted and not delivered yet: past this the next copy first
@@ -58,7 +60,8 @@ CUresult gw_deliver(int ptsz, void *dst, CUdeviceptr src, size_t n, CUstream s)
     delivery *l = malloc(sizeof *l);
     if (!l)
         return CUDA_ERROR_OUT_OF_MEMORY;
-    *l = (delivery){.id = atomic_fetch_add(&next_id, 1), .dst = dst, .n = n, .persistent = gw_captures_active()};
+    *l = (delivery){.id = atomic_fetch_add(&next_id, 1), .dst = dst, .n = n, .persistent = gw_captures_active(),
+                    .server = gw_route_now(), .stream = (uint64_t)(uintptr_t)s};
     pthread_mutex_lock(&lock);
     l->next = deliveries;
     deliveries = l;
@@ -96,7 +99,8 @@ uint64_t gw_delivery_for_node(void *dst, uint64_t n)
     delivery *l = malloc(sizeof *l);
     if (!l)
         return 0;
-    *l = (delivery){.id = atomic_fetch_add(&next_id, 1), .dst = dst, .n = n, .persistent = 1};
+    *l = (delivery){.id = atomic_fetch_add(&next_id, 1), .dst = dst, .n = n, .persistent = 1,
+                    .server = gw_route_now()};
     pthread_mutex_lock(&lock);
     l->next = deliveries;
     deliveries = l;
@@ -107,10 +111,12 @@ uint64_t gw_delivery_for_node(void *dst, uint64_t n)
 static void *delivery_target(uint64_t id, uint64_t off, uint64_t len)
 {
     void *dst = NULL;
+    int from = gw_pushed_server(); /* 0 with one server */
     pthread_mutex_lock(&lock);
     for (delivery *l = deliveries; l; l = l->next)
         if (l->id == id) {
-            if (off <= l->n && len <= l->n - off) /* only inside the copy it asked for */
+            /* only inside the copy it asked for, and only from the server asked */
+            if (off <= l->n && len <= l->n - off && l->server == from)
                 dst = l->dst + off;
             break;
         }
@@ -162,13 +168,16 @@ void gw_deliveries_forget(uint64_t base, uint64_t size)
     pthread_mutex_unlock(&lock);
 }
 
-static int deliveries_pending_in(uint64_t addr, uint64_t n)
+/* A copy still on its way into [addr, addr + n): 1 and its server and stream, else 0. */
+static int deliveries_pending_in(uint64_t addr, uint64_t n, int *server, uint64_t *stream)
 {
     int pending = 0;
     pthread_mutex_lock(&lock);
     for (delivery *l = pending_bytes ? deliveries : NULL; l && !pending; l = l->next) {
         uint64_t a = (uint64_t)(uintptr_t)l->dst;
         pending = !l->persistent && a < addr + n && addr < a + l->n;
+        if (pending)
+            *server = l->server, *stream = l->stream;
     }
     pthread_mutex_unlock(&lock);
     return pending;
@@ -178,10 +187,24 @@ CUresult gw_deliveries_settle(uint64_t addr, uint64_t n)
 {
     /* the application may send these bytes on in stream order, after the copy that
      * delivers them: natively the GPU reads them after that copy wrote them */
-    if (!deliveries_pending_in(addr, n))
-        return CUDA_SUCCESS;
-    gw_stat_delivery(0, 1);
-    return cuCtxSynchronize(); /* its reply comes after every delivery queued before it */
+    int server;
+    uint64_t stream;
+    unsigned synced = 0; /* servers synchronized: each at most once */
+    CUresult rc = CUDA_SUCCESS;
+    while (rc == CUDA_SUCCESS && deliveries_pending_in(addr, n, &server, &stream) && !(synced >> server & 1u)) {
+        synced |= 1u << server;
+        gw_stat_delivery(0, 1);
+        if (server == 0) {
+            rc = cuCtxSynchronize(); /* its reply comes after every delivery queued before it */
+        } else {
+            /* a later server: the copy's own stream there (the calling thread's
+             * context may be another server's); its reply follows the bytes */
+            int prev = gw_route_enter(server);
+            rc = cuStreamSynchronize((CUstream)(uintptr_t)stream);
+            gw_route_leave(prev);
+        }
+    }
+    return rc;
 }
 
 /* A GW_OP_DELIVERED frame (pushed.c): u64 delivery id, u64 offset, then the

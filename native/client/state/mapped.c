@@ -489,6 +489,12 @@ static int publish(mrange *r)
 
 static CUresult worker_map(unsigned kind, unsigned flags, uint64_t addr, uint64_t size, uint64_t *got)
 {
+    if (gw_route_now() != 0) { /* several servers: the first one's only (its worker would find no context) */
+        gw_log("mapped or managed host memory while the current context is on the gpuwire server %d of "
+               "GPUWIRE_SERVER's list: it is served on the first server only (docs/multi-gpu.md); returning "
+               "CUDA_ERROR_NOT_SUPPORTED", gw_route_now() + 1);
+        return CUDA_ERROR_NOT_SUPPORTED;
+    }
     gw_req *q = gw_req_begin_quiet(GW_OP_MAPPED_MAP);
     gw_put_fields(q, gw_mapped_map_req, {.kind = kind, .flags = flags, .addr = addr, .size = size});
     gw_rep *rep;

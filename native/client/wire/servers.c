@@ -360,16 +360,11 @@ int gw_pushed_server(void) { return pushed_from; }
 /* What a pushed frame from this server means here: module information names
  * the server's own device ordinal, made the client's; a host function call
  * is queued with k, and its answer goes back to k (state/host_calls.c);
- * delivered copies are not carried on a link yet. 0, or -1 (the link is
- * then lost). */
+ * a delivered copy's bytes land only in a copy asked of k
+ * (state/deliveries.c). 0, or -1 (the link is then lost). */
 static int link_pushed(srv_link *l, int k, const gw_hdr *h, uint8_t *p)
 {
-    if (h->op == GW_OP_DELIVER || h->op == GW_OP_DELIVERED) {
-        gw_log("the gpuwire server %s took a delivered copy: not carried for a second server yet "
-               "(docs/multi-gpu.md)", l->spec);
-        errno = ENOTSUP;
-        return -1;
-    }
+    (void)l;
     pushed_from = k; /* its handler learns which server sent it (gw_pushed_server) */
     int rc = gw_pushed_dispatch_bytes(h, p);
     pushed_from = 0;
@@ -441,12 +436,11 @@ static int link_read_one(srv_link *l, int k, uint32_t seq, gw_rep *r, int *got)
     return 0;
 }
 
-/* Requests a link does not carry yet: delivered copies, and mapped or
- * managed host memory, which is server 0's only (docs/multi-gpu.md). */
+/* Requests a link does not carry yet: mapped or managed host memory, which
+ * is server 0's only (docs/multi-gpu.md). */
 static int link_refuses(unsigned op)
 {
-    return op == GW_OP_DELIVER || op == GW_OP_MAPPED_MAP || op == GW_OP_MAPPED_UNMAP || op == GW_OP_MAPPED_WRITE ||
-           op == GW_OP_MAPPED_READ;
+    return op == GW_OP_MAPPED_MAP || op == GW_OP_MAPPED_UNMAP || op == GW_OP_MAPPED_WRITE || op == GW_OP_MAPPED_READ;
 }
 
 CUresult gw_route_mixed(unsigned op)
@@ -478,7 +472,7 @@ static CUresult link_usable(int k, const gw_req *q, size_t extra)
     if (link_refuses(q->op)) {
         gw_log("%s on a device of the second or later gpuwire server is not supported yet (docs/multi-gpu.md); "
                "returning CUDA_ERROR_NOT_SUPPORTED",
-               q->op >= GW_OP_FIRST_CALL ? gw_op_name(q->op) : "mapped host memory or a delivered copy");
+               q->op >= GW_OP_FIRST_CALL ? gw_op_name(q->op) : "mapped or managed host memory");
         return CUDA_ERROR_NOT_SUPPORTED;
     }
     if (atomic_load(&links[k].lost))
