@@ -308,10 +308,12 @@ static void hold(void)
     if (!fgets(line, sizeof line, stdin))
         FAIL("stdin closed");
     static uint8_t back[4096];
-    CK(cuCtxSetCurrent(c2));
+    /* the link's loss may be seen already (its drainer reads the reset): then
+     * this fails too, with the same code, as every call routed there does */
+    CUresult set = cuCtxSetCurrent(c2);
     CUresult lost = cuMemcpyDtoH(back, b2, sizeof back);
-    CUresult again = cuCtxSynchronize();
-    printf("LOST %d %d\n", (int)lost, (int)again);
+    CUresult again = cuCtxSynchronize(); /* the current context's: still a's if the switch failed */
+    printf("SET %d LOST %d %d\n", (int)set, (int)lost, (int)again);
     CK(cuCtxSetCurrent(c0));
     printf("STILL %d\n", (int)cuMemcpyDtoH(back, b0, sizeof back));
 }

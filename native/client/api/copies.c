@@ -224,15 +224,14 @@ static CUresult htod_bytes(unsigned op, CUdeviceptr dst, const void *src, size_t
 static CUresult stream_sync(unsigned op, CUstream s)
 {
     int ptsz = op == GW_OP_cuStreamSynchronize_ptsz;
-    /* several servers: the fences see one server's collections only, so every synchronize waits */
-    if (gw_initialized() && gw_servers_n <= 1 && gw_fence_sync_may_post(op, (uint64_t)(uintptr_t)s)) {
+    if (gw_initialized() && gw_fence_sync_may_post(op, (uint64_t)(uintptr_t)s)) {
         gw_req *q = gw_req_begin(op);
-        gw_put_u64(q, (uint64_t)(uintptr_t)s);
+        gw_put_handle(q, (uint64_t)(uintptr_t)s); /* several servers: the stream's */
         return gw_req_post(q);
     }
     uint64_t mark = gw_fence_mark();
     CUresult rc = ptsz ? gwf_cuStreamSynchronize_ptsz(s) : gwf_cuStreamSynchronize(s);
-    gw_fence_collected(); /* its reply carried any posted failure */
+    gw_fence_collected_on(gw_fence_server_of((uint64_t)(uintptr_t)s)); /* its reply carried any posted failure */
     if (rc == CUDA_SUCCESS)
         gw_fence_confirmed(op, (uint64_t)(uintptr_t)s, mark);
     return rc;
@@ -244,9 +243,9 @@ static CUresult ctx_sync(int v2, CUcontext ctx)
     uint64_t mark = gw_fence_mark();
     CUresult rc = v2 ? gwf_cuCtxSynchronize_v2(ctx) : gwf_cuCtxSynchronize();
     gw_fence_collected();
-    /* another context's streams are not told apart here: none confirmed; nor,
-     * with several servers, the other servers' streams */
-    if (rc == CUDA_SUCCESS && !ctx && gw_servers_n <= 1)
+    /* another context's streams are not told apart here: none confirmed; with
+     * several servers, the current context's server's streams only */
+    if (rc == CUDA_SUCCESS && !ctx)
         gw_fence_confirmed_all(mark);
     return rc;
 }

@@ -159,6 +159,8 @@ GW_HIDDEN void gw_layouts_forget(void);
 GW_HIDDEN void gw_fence_unsafe(unsigned op, uint64_t stream);
 GW_HIDDEN uint64_t gw_fence_mark(void); /* taken before a waited synchronize is sent */
 GW_HIDDEN void gw_fence_collected(void); /* a waited call collected the thread's posted failures */
+GW_HIDDEN void gw_fence_collected_on(int server); /* ... the waited call went to that server */
+GW_HIDDEN int gw_fence_server_of(uint64_t stream); /* the server a synchronize of stream goes to */
 /* a waited synchronize of the stream (op tells per-thread variants) returned success */
 GW_HIDDEN void gw_fence_confirmed(unsigned op, uint64_t stream, uint64_t mark);
 GW_HIDDEN void gw_fence_confirmed_all(uint64_t mark); /* ... of the whole context */

@@ -26,29 +26,38 @@
  *
  * Posting is off while mapped host memory exists (a memset into it writes
  * host memory: the pages are refetched only after a round trip) and while a
- * stream capture is under way (a synchronize then must fail as natively). */
+ * stream capture is under way (a synchronize then must fail as natively).
+ *
+ * Several servers (wire/servers.h): each server's connection keeps its own
+ * posted failures for the thread's next waited call there, so the thread's
+ * "may have failed" is one bit per server; each stream record belongs to one
+ * server (client-named stream ids carry it; the legacy and per-thread
+ * streams of each server have keys of their own), and a waited context
+ * synchronize confirms its own server's streams only. */
 #include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "../../generated/wire_props.h"
+#include "../wire/servers.h"
 #include "../wire/wire_api.h"
 #include "state.h"
 
 #define SLOTS 512 /* streams tracked at once (idle ones give way) */
-#define KEY_LEGACY 1ull
-#define KEY_PER_THREAD (1ull << 63) /* | the thread's id */
+#define KEY_LEGACY 1ull                /* | the server's index << GW_ROUTE_SHIFT */
+#define KEY_PER_THREAD (1ull << 63) /* | the server's index << GW_ROUTE_SHIFT | the thread's id */
 
 typedef struct {
     uint64_t key;
     uint64_t unsafe;    /* sequence number of its last unsafe request */
     uint64_t confirmed; /* everything before this number is known done */
+    int server;         /* whose stream it is */
 } fence;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static fence table[SLOTS];
 static uint64_t seq = 1;
-static uint64_t confirmed_all; /* a waited context synchronize */
+static uint64_t confirmed_all[GW_SERVERS_MAX]; /* a waited context synchronize, per server */
 static int overflow;           /* a stream the table had no room for: every synchronize waits */
 
 static __thread struct {
@@ -56,20 +65,35 @@ static __thread struct {
     uint64_t stream;
     int set;
 } named; /* the stream the calling thread's next request of `op` works on */
-static __thread int may_fail; /* a posted call since the thread's last waited one may have failed */
+/* bit k: a call posted to server k since the thread's last waited call there may have failed */
+static __thread unsigned may_fail;
 
-static uint64_t key_of(unsigned op, uint64_t stream)
+static int is_legacy(uint64_t key) { return (key & ~GW_ROUTE_MASK) == KEY_LEGACY; }
+
+static uint64_t key_of(unsigned op, uint64_t stream, int server)
 {
+    uint64_t on = (uint64_t)server << GW_ROUTE_SHIFT;
     if (stream == (uint64_t)(uintptr_t)CU_STREAM_PER_THREAD || (stream == 0 && gw_op_per_thread(op)))
-        return KEY_PER_THREAD | (uint64_t)syscall(SYS_gettid);
+        return KEY_PER_THREAD | on | (uint64_t)syscall(SYS_gettid);
     if (stream == 0 || stream == (uint64_t)(uintptr_t)CU_STREAM_LEGACY)
-        return KEY_LEGACY;
+        return KEY_LEGACY | on;
     return stream;
+}
+
+/* The server a synchronize or a copy of stream goes to: a later server's
+ * stream names it; a default stream is the calling thread's route's. */
+static int server_of(uint64_t stream)
+{
+    if (gw_servers_n <= 1)
+        return 0;
+    int k = gw_handle_server(stream);
+    return k >= 0 && k < GW_SERVERS_MAX ? k : gw_route_now();
 }
 
 static int idle_locked(const fence *f)
 {
-    uint64_t c = f->confirmed > confirmed_all ? f->confirmed : confirmed_all;
+    uint64_t all = confirmed_all[f->server];
+    uint64_t c = f->confirmed > all ? f->confirmed : all;
     return f->unsafe < c || !f->unsafe;
 }
 
@@ -77,7 +101,7 @@ static int idle_locked(const fence *f)
  * stream's slot on key's path: an idle stream's record says no more than no
  * record does (a destroyed stream's stays until then). NULL when every slot
  * holds work not yet seen done. Lock held. */
-static fence *slot_of(uint64_t key)
+static fence *slot_of(uint64_t key, int server)
 {
     unsigned h = (unsigned)((key * 0x9E3779B97F4A7C15ull) >> 55) % SLOTS;
     fence *idle = NULL;
@@ -86,30 +110,32 @@ static fence *slot_of(uint64_t key)
         if (f->key == key)
             return f;
         if (!f->key) {
-            f->key = key;
+            *f = (fence){.key = key, .server = server};
             return f;
         }
-        if (!idle && f->key != KEY_LEGACY && idle_locked(f))
+        if (!idle && !is_legacy(f->key) && idle_locked(f))
             idle = f;
     }
     if (idle)
-        *idle = (fence){.key = key};
+        *idle = (fence){.key = key, .server = server};
     return idle;
 }
 
 /* The wire layer's observer: every posted request, in queue order, with the
  * connection's lock held (so sequence numbers follow the queue's order), on
  * the posting thread. */
-static void on_posted(unsigned op)
+static void on_posted(unsigned op, int server)
 {
+    if (server < 0 || server >= GW_SERVERS_MAX)
+        server = 0;
     if (!gw_op_benign(op))
-        may_fail = 1;
+        may_fail |= 1u << server;
     if (!named.set || named.op != op)
         return;
     named.set = 0;
     pthread_mutex_lock(&lock);
     uint64_t n = seq++;
-    fence *f = slot_of(key_of(op, named.stream));
+    fence *f = slot_of(key_of(op, named.stream, server), server);
     if (f)
         f->unsafe = n;
     else
@@ -146,12 +172,21 @@ uint64_t gw_fence_mark(void)
     return n;
 }
 
-void gw_fence_collected(void) { may_fail = 0; }
+void gw_fence_collected(void) { gw_fence_collected_on(gw_route_now()); }
+
+void gw_fence_collected_on(int server)
+{
+    if (server >= 0 && server < GW_SERVERS_MAX)
+        may_fail &= ~(1u << server);
+}
+
+int gw_fence_server_of(uint64_t stream) { return server_of(stream); }
 
 void gw_fence_confirmed(unsigned op, uint64_t stream, uint64_t mark)
 {
+    int server = server_of(stream);
     pthread_mutex_lock(&lock);
-    fence *f = slot_of(key_of(op, stream));
+    fence *f = slot_of(key_of(op, stream, server), server);
     if (f && f->confirmed < mark)
         f->confirmed = mark;
     pthread_mutex_unlock(&lock);
@@ -159,25 +194,27 @@ void gw_fence_confirmed(unsigned op, uint64_t stream, uint64_t mark)
 
 void gw_fence_confirmed_all(uint64_t mark)
 {
+    int server = gw_route_now();
     pthread_mutex_lock(&lock);
-    if (confirmed_all < mark)
-        confirmed_all = mark;
+    if (confirmed_all[server] < mark)
+        confirmed_all[server] = mark;
     pthread_mutex_unlock(&lock);
 }
 
 int gw_fence_sync_may_post(unsigned op, uint64_t stream)
 {
-    if (may_fail || gw_captures_active() || gw_mapped_live())
+    int server = server_of(stream);
+    if ((may_fail >> server & 1u) || gw_captures_active() || gw_mapped_live())
         return 0;
     pthread_once(&once, install);
-    uint64_t key = key_of(op, stream);
+    uint64_t key = key_of(op, stream, server);
     pthread_mutex_lock(&lock);
     int ok = !overflow;
-    if (ok && key == KEY_LEGACY) {
+    if (ok && is_legacy(key)) { /* every stream of its server idle */
         for (unsigned i = 0; ok && i < SLOTS; i++)
-            ok = !table[i].key || idle_locked(&table[i]);
+            ok = !table[i].key || table[i].server != server || idle_locked(&table[i]);
     } else if (ok) {
-        fence *f = slot_of(key), *legacy = slot_of(KEY_LEGACY);
+        fence *f = slot_of(key, server), *legacy = slot_of(KEY_LEGACY | (uint64_t)server << GW_ROUTE_SHIFT, server);
         ok = f && legacy && idle_locked(f) && idle_locked(legacy);
     }
     pthread_mutex_unlock(&lock);
@@ -190,7 +227,8 @@ static void after_fork_child(void)
     pthread_mutex_init(&lock, NULL);
     for (unsigned i = 0; i < SLOTS; i++)
         table[i] = (fence){0};
-    confirmed_all = 0;
+    for (int k = 0; k < GW_SERVERS_MAX; k++)
+        confirmed_all[k] = 0;
     overflow = 0;
     named.set = 0;
     may_fail = 0;

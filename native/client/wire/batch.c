@@ -199,25 +199,28 @@ static unsigned char op_kind(unsigned op)
 int gw_op_is_launch(unsigned op) { return op_kind(op) == 2; }
 int gw_op_is_sync(unsigned op) { return op_kind(op) == 3; }
 
-static void (*post_observer)(unsigned op);
+static void (*post_observer)(unsigned op, int server);
 
-void gw_set_post_observer(void (*fn)(unsigned op)) { __atomic_store_n(&post_observer, fn, __ATOMIC_RELEASE); }
-
-static void observe_post(const gw_req *q)
+void gw_set_post_observer(void (*fn)(unsigned op, int server))
 {
-    void (*fn)(unsigned) = __atomic_load_n(&post_observer, __ATOMIC_ACQUIRE);
-    if (fn && (q->flags & GW_F_NOREPLY))
-        fn(q->op);
+    __atomic_store_n(&post_observer, fn, __ATOMIC_RELEASE);
 }
 
-void gw_stream_observe_post(const gw_req *q) { observe_post(q); } /* servers.c's links post too */
+static void observe_post(const gw_req *q, int server)
+{
+    void (*fn)(unsigned, int) = __atomic_load_n(&post_observer, __ATOMIC_ACQUIRE);
+    if (fn && (q->flags & GW_F_NOREPLY))
+        fn(q->op, server);
+}
+
+void gw_stream_observe_post(const gw_req *q, int server) { observe_post(q, server); } /* servers.c's links post too */
 
 /* Queue one request (called with gw_conn_lock held). */
 int gw_stream_queue_locked(gw_req *q, uint32_t seq)
 {
     if (gw_conn_lost)
         return -1;
-    observe_post(q);
+    observe_post(q, 0); /* server 0's session */
     gw_hdr h = {.len = (uint32_t)(q->len - sizeof(gw_hdr)), .op = (uint16_t)q->op,
                 .flags = (uint16_t)q->flags, .tid = gw_stream_thread_tag(), .seq = seq};
     memcpy(q->buf, &h, sizeof h);
@@ -289,7 +292,7 @@ CUresult gw_req_post_tail(gw_req *q, const void *tail, size_t tail_len)
         memcpy(q->buf, &h, sizeof h);
         GW_WIRE_COUNT(bytes, q->len + tail_len, 0);
         tls_mark = ++requests_queued;
-        observe_post(q);
+        observe_post(q, 0);
         bad = send_after_batch(q->buf, q->len, tail, tail_len); /* what was batched goes first: order is kept */
     }
     pthread_mutex_unlock(&gw_conn_lock);

@@ -524,7 +524,7 @@ CUresult gw_link_post(int k, gw_req *q, const void *tail, size_t tail_len)
     q->flags |= GW_F_NOREPLY;
     pthread_mutex_lock(&l->send); /* not the exchange: a caller may hold it waiting for what this answers */
     frame_header(q, (uint32_t)(q->len - sizeof(gw_hdr) + tail_len), l->seq++);
-    gw_stream_observe_post(q); /* as server 0's posts are seen (state/stream_fences.c) */
+    gw_stream_observe_post(q, k); /* as server 0's posts are seen (state/stream_fences.c) */
     int bad = link_write(l, q->buf, q->len) || (tail_len && link_write(l, tail, tail_len));
     pthread_mutex_unlock(&l->send);
     return bad ? CUDA_ERROR_DEVICE_UNAVAILABLE : CUDA_SUCCESS;

@@ -53,7 +53,7 @@ GW_HIDDEN int gw_stream_queue_locked(gw_req *q, uint32_t seq);
 GW_HIDDEN int gw_stream_flush_locked(void);
 GW_HIDDEN void gw_batch_note_synchronized(unsigned op); /* a synchronizing reply arrived: eager flushes (batch.c) */
 GW_HIDDEN void gw_batch_after_fork(void);
-GW_HIDDEN void gw_stream_observe_post(const gw_req *q); /* the post observer, for a link's post (servers.c) */
+GW_HIDDEN void gw_stream_observe_post(const gw_req *q, int server); /* the post observer, for a link's post (servers.c) */
 
 /* ---- reading (replies.c) ---- */
 GW_HIDDEN extern pthread_mutex_t gw_recv_lock;

@@ -131,7 +131,7 @@ GW_HIDDEN int gw_op_is_sync(unsigned op);
 /* An observer a layer above registers (state/stream_fences.c): called with
  * each posted (NOREPLY) request's op as it is queued, in queue order, with
  * the connection's lock held (so it must not make requests itself). */
-GW_HIDDEN void gw_set_post_observer(void (*fn)(unsigned op));
+GW_HIDDEN void gw_set_post_observer(void (*fn)(unsigned op, int server)); /* server: whose connection */
 /* The calling thread's request and reply buffers set aside (a signal handler
  * that must make a call of its own while the thread was between a call and
  * reading its reply), then put back; nesting up to 4. 0, or -1 if too deep. */
