@@ -1,6 +1,7 @@
 /* link_host_calls: host functions on the streams of any gpuwire server of
  * several (GPUWIRE_SERVER=a,b; tests/e2e/test_multi_server.py runs it with
  * server a's devices as ordinals 0 and 1 and server b's as 2). Driver API.
+ *   link_host_calls              poll and graph on device 0 (every program's run)
  *   link_host_calls poll DEV     five rounds, each a kernel and a host function
  *                                (odd rounds a stream callback) on DEV's
  *                                stream; the program polls a flag the function
@@ -258,11 +259,14 @@ static void two_mode(int dev_a, int dev_b)
 
 int main(int argc, char **argv)
 {
-    if (argc < 3)
-        FAIL("usage: link_host_calls poll|graph DEV | two DEV DEV");
+    if (argc == 2)
+        FAIL("usage: link_host_calls [poll|graph DEV | two DEV DEV] (none: poll and graph on device 0)");
     setvbuf(stdout, NULL, _IOLBF, 0);
     CK(cuInit(0));
-    if (!strcmp(argv[1], "poll"))
+    if (argc == 1) { /* one server's device 0: what every program run checks */
+        poll_mode(0);
+        graph_mode(0);
+    } else if (!strcmp(argv[1], "poll"))
         poll_mode(atoi(argv[2]));
     else if (!strcmp(argv[1], "graph"))
         graph_mode(atoi(argv[2]));
