@@ -14,7 +14,8 @@ import sys
 
 import pytest
 
-from conftest import GPUWIRE, explain, gpuwire_env, gw_run, start_server
+from conftest import GPUWIRE, gpuwire_env, gw_run
+from test_multi_server import both, two_servers, why
 
 GIB = 1 << 30
 A0, A1 = "GPU-67707577-6972-652d-7374-616e64696e01", "GPU-67707577-6972-652d-7374-616e64696e02"
@@ -69,23 +70,10 @@ print("JSON " + json.dumps(res))
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
-    d = tmp_path_factory.mktemp("multi_server_nvml")
-    with pytest.MonkeyPatch.context() as mp:
-        for k in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
-            mp.delenv(k, raising=False)
-        a = start_server(d / "a.log", env={"GPUWIRE_STANDIN_DEVICES": "2"})
-        b = start_server(d / "b.log", env={"GPUWIRE_STANDIN_DEVICES": "1", "GPUWIRE_STANDIN_MACHINE": "1"})
+    a, b = two_servers(tmp_path_factory, "multi_server_nvml")  # the same pair as test_multi_server.py's
     yield a, b
     b.stop()
     a.stop()
-
-
-def both(servers) -> str:
-    return ",".join(s.address for s in servers)
-
-
-def why(r, servers) -> str:
-    return explain(r) + "".join(f"\n--- server {s.address} log:\n{s.log_path.read_text()[-3000:]}" for s in servers)
 
 
 def nvml_answers(servers) -> tuple[dict, str]:

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "tls.h"
 #include "wire_api.h"
@@ -63,6 +64,18 @@ int gw_io_read_all(int fd, void *p, size_t n, int timeout_ms)
     return 0;
 }
 
+
+/* Close a connection and forget its TLS state; in a forked child the
+ * parent's TLS state is not this process's to free (tls.c drops it). */
+void gw_io_close(int *fd, int in_child)
+{
+    if (*fd < 0)
+        return;
+    if (!in_child)
+        gw_tls_forget(*fd);
+    close(*fd);
+    *fd = -1;
+}
 
 /* poll() for readers of connections: a connection whose TLS layer holds
  * bytes already decrypted (a frame that came in one record with the one

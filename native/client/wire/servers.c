@@ -695,12 +695,7 @@ static CUresult open_link(int k, const char *spec)
 static void close_links(int in_child)
 {
     for (int k = 1; k < GW_SERVERS_MAX; k++)
-        if (links[k].fd >= 0) {
-            if (!in_child)
-                gw_tls_forget(links[k].fd);
-            close(links[k].fd);
-            links[k].fd = -1;
-        }
+        gw_io_close(&links[k].fd, in_child);
 }
 
 CUresult gw_servers_connect_rest(const char *list)

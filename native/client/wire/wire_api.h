@@ -111,6 +111,7 @@ GW_HIDDEN void gw_io_lost(const char *what);  /* the session's stream is broken 
 GW_HIDDEN int gw_io_write_all(int fd, const void *p, size_t n);
 GW_HIDDEN int gw_io_read_frame(int fd, gw_hdr *h, uint8_t **payload, int timeout_ms); /* payload malloc'd */
 GW_HIDDEN int gw_io_read_all(int fd, void *p, size_t n, int timeout_ms); /* -1: waits without end */
+GW_HIDDEN void gw_io_close(int *fd, int in_child); /* a connection and its TLS state; *fd = -1 */
 struct pollfd;
 GW_HIDDEN int gw_io_poll_in(struct pollfd *p, unsigned long n, int timeout_ms); /* poll(), TLS-buffered bytes count */
 GW_HIDDEN int gw_io_dial_server(char *why, size_t whycap); /* a new connection to the session's server, or -1 */
