@@ -242,7 +242,7 @@ static CUresult ctx_sync(int v2, CUcontext ctx)
 {
     uint64_t mark = gw_fence_mark();
     CUresult rc = v2 ? gwf_cuCtxSynchronize_v2(ctx) : gwf_cuCtxSynchronize();
-    gw_fence_collected();
+    gw_fence_collected_on(gw_fence_server_of((uint64_t)(uintptr_t)ctx)); /* the named context's server, else the thread's */
     /* another context's streams are not told apart here: none confirmed; with
      * several servers, the current context's server's streams only */
     if (rc == CUDA_SUCCESS && !ctx)
