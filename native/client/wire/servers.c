@@ -4,9 +4,10 @@
  * route of each request, and the transport of servers 1..: one connection
  * each, frames written in seq order under the link's send lock, and one
  * exchange at a time reading it (a call's reply read by the thread that waits
- * for it, else the drainer). No batching, lanes or deliveries there: the
- * plain path, correct first (what it does not carry yet is refused with a
- * line naming it). Host functions on a link's streams run as server 0's do
+ * for it, else the drainer). No batching or lanes there: the plain path,
+ * correct first (what it does not carry yet, mapped memory, is refused with
+ * a line naming it). Delivered copies' bytes come as pushed frames before
+ * the reply that could see them done (state/deliveries.c), as on server 0. Host functions on a link's streams run as server 0's do
  * (state/host_calls.c): whoever reads the link queues the HOST_CALL, and the
  * answer takes the send lock only, so it passes a caller that holds the
  * exchange for a synchronize waiting on that very function.
