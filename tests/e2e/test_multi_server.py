@@ -189,6 +189,9 @@ LATER_SERVER_PROGRAMS = [["driver_api"], ["arrays"], ["graph_build"], ["kernel_a
                          ["graph_host_sources_shared", "--standin"], ["graph_host_copies_shared"],
                          ["async_pipeline_shared"], ["sync_fences_shared", "decode", "20"],
                          ["device_printf_shared"], ["vector_add_shared"], ["host_functions_shared"],
+                         # mapped and managed host memory: the range's pages to and from b's worker;
+                         # page-locked memory a kernel finds in its arguments, mapped there
+                         ["mapped_memory_shared"], ["pinned_kernel_args_shared"],
                          # host functions and stream callbacks (in order, between kernels and copies),
                          # one waited for on the program's own condition, a graph's host node
                          ["host_functions_shared", "stream", "10"], ["host_functions_shared", "wait"],
@@ -343,19 +346,6 @@ def test_a_server_that_dies_fails_its_own_devices_only(tmp_path_factory):
         a.stop()
 
 
-def test_mapped_memory_on_a_later_servers_context_is_refused_with_a_line(servers):
-    """Mapped and managed host memory is the first server's only: with the
-    current context on b, cudaHostAlloc(Mapped) answers NOT_SUPPORTED and says
-    why (it used to reach a's worker, which found no context: a bare
-    INVALID_CONTEXT)."""
-    path = PROGRAMS_DIR / "mapped_memory_shared"
-    if not path.is_file():
-        pytest.skip(f"{path} is not built (make -C tests/programs)")
-    r = gw_run([str(path)], server=both(servers), env={"CUDA_VISIBLE_DEVICES": "2"}, timeout=120)
-    assert r.returncode != 0 and "cudaErrorNotSupported" in r.stdout + r.stderr, why(r, servers)
-    assert "it is served on the first server only" in r.stderr, why(r, servers)
-
-
 def test_async_copies_into_pinned_memory_on_b_are_delivered(servers, tmp_path):
     """sync_fences decode on b: each token's result, copied asynchronously into
     pinned memory, is posted and its bytes delivered on b's link before the
@@ -399,3 +389,15 @@ def test_stream_fences_hold_per_server(servers, tmp_path, visible):
     few, many = (fence_run(servers, tmp_path, "blocking", n, visible) for n in (4, 12))
     rt = lambda s: s["round_trips_by_function"].get("cuStreamSynchronize", 0)  # noqa: E731
     assert (rt(many) - rt(few)) / 8 == 2.0, (few["round_trips_by_function"], many["round_trips_by_function"])
+
+
+def test_mapped_ranges_of_two_servers_in_one_process(servers):
+    """Mapped allocations made with a's device current and with b's, used by
+    kernels of each in turn and rewritten by the host between rounds: each
+    range's pages go to and come from its own server's worker (state/mapped.c)."""
+    path = PROGRAMS_DIR / "mapped_memory_shared"
+    if not path.is_file():
+        pytest.skip(f"{path} is not built (make -C tests/programs)")
+    r = gw_run([str(path), "two", "2"], server=both(servers), timeout=120)
+    assert r.returncode == 0 and "3 rounds each, every element checked" in r.stdout, why(r, servers)
+    assert r.stdout.rstrip().endswith("PASS mapped_memory"), why(r, servers)

@@ -124,8 +124,49 @@ static int managed_touch(const char *how)
     return 0;
 }
 
+/* "two DEV": mapped ranges made with device 0 and with device DEV current
+ * (two gpuwire servers: each range on its own server's worker), used by
+ * kernels of each in turn, written by the host between launches. */
+static int two(int dev)
+{
+    const int n = 70000;
+    const size_t bytes = (size_t)n * sizeof(float);
+    float *a[2], *b[2], *c[2];
+    int devs[2] = {0, dev};
+    for (int k = 0; k < 2; k++) {
+        CK(cudaSetDevice(devs[k]));
+        CK(cudaHostAlloc((void **)&a[k], bytes, cudaHostAllocMapped));
+        CK(cudaHostAlloc((void **)&b[k], bytes, cudaHostAllocMapped));
+        CK(cudaHostAlloc((void **)&c[k], bytes, cudaHostAllocMapped));
+    }
+    for (int round = 0; round < 3; round++) {
+        for (int k = 0; k < 2; k++)
+            for (int i = 0; i < n; i++) {
+                a[k][i] = (float)((i + round * 7 + k) % 1000);
+                b[k][i] = (float)((i * 3 + round) % 41) * (k + 1);
+            }
+        for (int k = 0; k < 2; k++) {
+            CK(cudaSetDevice(devs[k]));
+            add(a[k], b[k], c[k], n);
+        }
+        for (int k = 0; k < 2; k++)
+            expect_sum(a[k], b[k], c[k], n, k ? "device DEV's range" : "device 0's range");
+    }
+    for (int k = 0; k < 2; k++) {
+        CK(cudaSetDevice(devs[k]));
+        CK(cudaFreeHost(a[k]));
+        CK(cudaFreeHost(b[k]));
+        CK(cudaFreeHost(c[k]));
+    }
+    printf("two devices' mapped ranges: 3 rounds each, every element checked\n");
+    printf("PASS %s\n", PROG);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 2 && !strcmp(argv[1], "two"))
+        return two(atoi(argv[2]));
     if (argc > 1 && !strcmp(argv[1], "crash"))
         return crash();
     if (argc > 1 && !strcmp(argv[1], "fork"))

@@ -56,6 +56,7 @@ typedef struct mrange {
     int host_attached;   /* managed: attached to the host or a stream (cuStreamAttachMemAsync), not global */
     uint64_t next_fetch; /* where a run of fetches would go on; its window */
     size_t window;
+    int server;          /* several servers: the one whose worker holds the copy (the context's at mapping) */
 } mrange;
 
 /* Readers in the signal handler look ranges up without a lock: slots are
@@ -105,6 +106,7 @@ static CUresult write_back_run(mrange *r, size_t first, size_t n)
     for (size_t done = 0; done < n;) {
         size_t k = n - done < per ? n - done : per;
         gw_req *q = gw_req_begin_quiet(GW_OP_MAPPED_WRITE);
+        gw_req_route(q, r->server);
         gw_put_fields(q, gw_mapped_write_req, {.addr = r->base + (first + done) * PAGE});
         gw_put_raw(q, r->alias + (first + done) * PAGE, k * PAGE);
         CUresult rc = gw_req_post(q);
@@ -153,6 +155,7 @@ static CUresult fetch(mrange *r, size_t first)
     while (first + n < pages && r->state[first + n] == STALE && (n + 1) * PAGE <= r->window)
         n++;
     gw_req *q = gw_req_begin_quiet(GW_OP_MAPPED_READ);
+    gw_req_route(q, r->server);
     gw_put_fields(q, gw_mapped_read_req, {.addr = at, .n = n * PAGE});
     gw_rep *rep;
     CUresult rc = gw_req_call(q, &rep);
@@ -487,15 +490,11 @@ static int publish(mrange *r)
     return -1;
 }
 
-static CUresult worker_map(unsigned kind, unsigned flags, uint64_t addr, uint64_t size, uint64_t *got)
+/* server: several servers, the current context's (its worker maps the range for that context) */
+static CUresult worker_map(int server, unsigned kind, unsigned flags, uint64_t addr, uint64_t size, uint64_t *got)
 {
-    if (gw_route_now() != 0) { /* several servers: the first one's only (its worker would find no context) */
-        gw_log("mapped or managed host memory while the current context is on the gpuwire server %d of "
-               "GPUWIRE_SERVER's list: it is served on the first server only (docs/multi-gpu.md); returning "
-               "CUDA_ERROR_NOT_SUPPORTED", gw_route_now() + 1);
-        return CUDA_ERROR_NOT_SUPPORTED;
-    }
     gw_req *q = gw_req_begin_quiet(GW_OP_MAPPED_MAP);
+    gw_req_route(q, server);
     gw_put_fields(q, gw_mapped_map_req, {.kind = kind, .flags = flags, .addr = addr, .size = size});
     gw_rep *rep;
     CUresult rc = gw_req_call(q, &rep);
@@ -505,9 +504,10 @@ static CUresult worker_map(unsigned kind, unsigned flags, uint64_t addr, uint64_
     return rc;
 }
 
-static void worker_unmap(uint64_t addr)
+static void worker_unmap(int server, uint64_t addr)
 {
     gw_req *q = gw_req_begin_quiet(GW_OP_MAPPED_UNMAP);
+    gw_req_route(q, server);
     gw_put_fields(q, gw_mapped_unmap_req, {.addr = addr});
     gw_rep *rep;
     gw_req_call(q, &rep);
@@ -522,7 +522,7 @@ static uint64_t round_up(uint64_t n) { return (n + PAGE - 1) / PAGE * PAGE; }
  * asks cuDNN for 4 mapped bytes. Fresh pages of this process, which the
  * worker maps at the same address and registers (as a registration: kind 2);
  * an address the worker has taken is kept aside while another is tried. */
-static CUresult alloc_at_own_address(unsigned flags, uint64_t size, uint64_t *out)
+static CUresult alloc_at_own_address(int server, unsigned flags, uint64_t size, uint64_t *out)
 {
     void *aside[4];
     int naside = 0;
@@ -533,8 +533,8 @@ static CUresult alloc_at_own_address(unsigned flags, uint64_t size, uint64_t *ou
             break;
         uint64_t addr = (uint64_t)(uintptr_t)p, got = 0;
         /* cuMemHostRegister's flags: PORTABLE and DEVICEMAP mean the same (WRITECOMBINED does not exist there) */
-        rc = worker_map(GW_MAPPED_REGISTER, flags & (CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP), addr,
-                        size, &got);
+        rc = worker_map(server, GW_MAPPED_REGISTER, flags & (CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP),
+                        addr, size, &got);
         if (rc == CUDA_ERROR_NOT_SUPPORTED) { /* taken in the worker */
             aside[naside++] = p;
             rc = CUDA_ERROR_OUT_OF_MEMORY;
@@ -544,6 +544,7 @@ static CUresult alloc_at_own_address(unsigned flags, uint64_t size, uint64_t *ou
         if (rc == CUDA_SUCCESS && r) {
             r->kind = GW_MAPPED_HOST_ALLOC; /* freed by cuMemFreeHost, its pages go */
             r->flags = flags;
+            r->server = server;
             if (publish(r) == 0) {
                 *out = addr;
                 break;
@@ -551,7 +552,7 @@ static CUresult alloc_at_own_address(unsigned flags, uint64_t size, uint64_t *ou
             drop_views(r);
         }
         if (rc == CUDA_SUCCESS)
-            worker_unmap(addr);
+            worker_unmap(server, addr);
         munmap(p, size);
         rc = rc == CUDA_SUCCESS ? CUDA_ERROR_OUT_OF_MEMORY : rc;
         break;
@@ -571,7 +572,7 @@ CUresult gw_mapped_alloc(unsigned kind, unsigned flags, size_t bytes, uint64_t *
     if (!bytes)
         return CUDA_ERROR_INVALID_VALUE;
     uint64_t size = round_up(bytes), taken[4];
-    int ntaken = 0;
+    int ntaken = 0, server = gw_route_now();
     CUresult rc = CUDA_ERROR_OUT_OF_MEMORY;
     static int own = -1; /* GPUWIRE_MAPPED_OWN_ADDRESS=1: always the client's choice (tests) */
     if (own < 0) {
@@ -579,12 +580,12 @@ CUresult gw_mapped_alloc(unsigned kind, unsigned flags, size_t bytes, uint64_t *
         own = gw_env_int("GPUWIRE_MAPPED_OWN_ADDRESS", 0, 1, "the worker chooses", &v) == 1 && v;
     }
     if (own && kind == GW_MAPPED_HOST_ALLOC)
-        return alloc_at_own_address(flags, size, out);
+        return alloc_at_own_address(server, flags, size, out);
     /* the worker chooses the address; one this process already uses is kept
      * aside (so the worker cannot give it again) and freed after */
     for (int tries = 0; tries < 4; tries++) {
         uint64_t addr = 0;
-        rc = worker_map(kind, flags, 0, size, &addr);
+        rc = worker_map(server, kind, flags, 0, size, &addr);
         if (rc != CUDA_SUCCESS)
             break;
         mrange *r = mirror(addr, size, 0, NULL);
@@ -592,13 +593,14 @@ CUresult gw_mapped_alloc(unsigned kind, unsigned flags, size_t bytes, uint64_t *
             r->kind = kind;
             r->flags = flags;
             r->host_attached = kind == GW_MAPPED_MANAGED && (flags & CU_MEM_ATTACH_HOST);
+            r->server = server;
             if (publish(r) == 0) {
                 *out = addr;
                 break;
             }
             munmap((void *)(uintptr_t)addr, size);
             drop_views(r);
-            worker_unmap(addr);
+            worker_unmap(server, addr);
             rc = CUDA_ERROR_OUT_OF_MEMORY;
             break;
         }
@@ -606,9 +608,9 @@ CUresult gw_mapped_alloc(unsigned kind, unsigned flags, size_t bytes, uint64_t *
         rc = CUDA_ERROR_OUT_OF_MEMORY;
     }
     for (int i = 0; i < ntaken; i++)
-        worker_unmap(taken[i]);
+        worker_unmap(server, taken[i]);
     if (rc == CUDA_ERROR_OUT_OF_MEMORY && ntaken == 4 && kind == GW_MAPPED_HOST_ALLOC)
-        rc = alloc_at_own_address(flags, size, out);
+        rc = alloc_at_own_address(server, flags, size, out);
     if (rc == CUDA_ERROR_OUT_OF_MEMORY && ntaken)
         gw_log("mapped host memory: %zu bytes: the addresses the server offered are taken in this process", bytes);
     return rc;
@@ -622,18 +624,20 @@ CUresult gw_mapped_register(void *p, size_t bytes, unsigned flags, uint64_t *bas
         if (find(a))
             return CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
     uint64_t got = 0;
-    CUresult rc = worker_map(GW_MAPPED_REGISTER, flags, base, size, &got);
+    int server = gw_route_now();
+    CUresult rc = worker_map(server, GW_MAPPED_REGISTER, flags, base, size, &got);
     if (rc != CUDA_SUCCESS)
         return rc;
     mrange *r = mirror(base, size, 1, (const void *)(uintptr_t)base);
     if (!r) {
-        worker_unmap(base);
+        worker_unmap(server, base);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
     r->kind = GW_MAPPED_REGISTER;
     r->flags = flags;
+    r->server = server;
     if (publish(r)) {
-        worker_unmap(base);
+        worker_unmap(server, base);
         drop_views(r); /* the pages stay mapped from the memfd: the program's bytes are there */
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
@@ -669,7 +673,7 @@ CUresult gw_mapped_release(uint64_t addr, unsigned kind)
     atomic_fetch_sub(&nlive, 1);
     unlock();
     inside--;
-    worker_unmap(addr);
+    worker_unmap(r->server, addr);
     if (kind != GW_MAPPED_REGISTER)
         munmap((void *)(uintptr_t)addr, r->size);
     drop_views(r);

@@ -5,9 +5,10 @@
  * each, frames written in seq order under the link's send lock, and one
  * exchange at a time reading it (a call's reply read by the thread that waits
  * for it, else the drainer). No batching or lanes there: the plain path,
- * correct first (what it does not carry yet, mapped memory, is refused with
- * a line naming it). Delivered copies' bytes come as pushed frames before
- * the reply that could see them done (state/deliveries.c), as on server 0. Host functions on a link's streams run as server 0's do
+ * correct first. Delivered copies' bytes come as pushed frames before the
+ * reply that could see them done (state/deliveries.c), and mapped memory's
+ * pages go to and come from their range's server (state/mapped.c), as on
+ * server 0. Host functions on a link's streams run as server 0's do
  * (state/host_calls.c): whoever reads the link queues the HOST_CALL, and the
  * answer takes the send lock only, so it passes a caller that holds the
  * exchange for a synchronize waiting on that very function.
@@ -325,7 +326,7 @@ int gw_req_on_device(gw_req *q, int dev)
 int gw_route_of(const gw_req *q)
 {
     if (q->op >= GW_OP_MAPPED_MAP && q->op <= GW_OP_MAPPED_READ)
-        return 0; /* mapped and managed host memory is server 0's, whoever's context the thread has */
+        return q->route >= 0 ? q->route : 0; /* a mapped range's server (state/mapped.c), not the thread's context's */
     if (q->route == -2)
         return -1;
     return q->route >= 0 ? q->route : gw_route_now();
@@ -437,13 +438,6 @@ static int link_read_one(srv_link *l, int k, uint32_t seq, gw_rep *r, int *got)
     return 0;
 }
 
-/* Requests a link does not carry yet: mapped or managed host memory, which
- * is server 0's only (docs/multi-gpu.md). */
-static int link_refuses(unsigned op)
-{
-    return op == GW_OP_MAPPED_MAP || op == GW_OP_MAPPED_UNMAP || op == GW_OP_MAPPED_WRITE || op == GW_OP_MAPPED_READ;
-}
-
 CUresult gw_route_mixed(unsigned op)
 {
     gw_log("%s: its arguments belong to two different gpuwire servers (or to none), which cannot be mixed in one "
@@ -470,12 +464,6 @@ static CUresult link_usable(int k, const gw_req *q, size_t extra)
         return CUDA_ERROR_NOT_INITIALIZED;
     if (q->op >= GW_OP_FIRST_CALL && gw_pushed_in_host_code())
         return CUDA_ERROR_NOT_PERMITTED;
-    if (link_refuses(q->op)) {
-        gw_log("%s on a device of the second or later gpuwire server is not supported yet (docs/multi-gpu.md); "
-               "returning CUDA_ERROR_NOT_SUPPORTED",
-               q->op >= GW_OP_FIRST_CALL ? gw_op_name(q->op) : "mapped or managed host memory");
-        return CUDA_ERROR_NOT_SUPPORTED;
-    }
     if (atomic_load(&links[k].lost))
         return CUDA_ERROR_DEVICE_UNAVAILABLE;
     return CUDA_SUCCESS;
