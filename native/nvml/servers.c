@@ -61,7 +61,13 @@ void gw_nvml_route_leave(int prev) { thread_route = prev; }
 
 int gw_nvml_handle_server(uint64_t h) { return (int)((h & ROUTE_MASK) >> ROUTE_SHIFT); }
 
-uint64_t gw_nvml_handle_on(uint64_t id, int k) { return id && k > 0 ? id | ((uint64_t)k << ROUTE_SHIFT) : id; }
+/* A worker's ids stay below 2^49; one that does not (a hostile or broken
+ * server) still routes back to the server that gave it, whose worker then
+ * refuses the id it never made. */
+uint64_t gw_nvml_handle_on(uint64_t id, int k)
+{
+    return id && k > 0 ? (id & ~ROUTE_MASK) | ((uint64_t)k << ROUTE_SHIFT) : id;
+}
 
 static void route_join(gw_req *q, int k)
 {
