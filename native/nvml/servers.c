@@ -66,7 +66,7 @@ int gw_nvml_handle_server(uint64_t h) { return (int)((h & ROUTE_MASK) >> ROUTE_S
  * refuses the id it never made. */
 uint64_t gw_nvml_handle_on(uint64_t id, int k)
 {
-    return id && k > 0 ? (id & ~ROUTE_MASK) | ((uint64_t)k << ROUTE_SHIFT) : id;
+    return id && servers_n > 1 ? (id & ~ROUTE_MASK) | ((uint64_t)k << ROUTE_SHIFT) : id;
 }
 
 static void route_join(gw_req *q, int k)
