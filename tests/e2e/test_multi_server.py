@@ -401,3 +401,27 @@ def test_mapped_ranges_of_two_servers_in_one_process(servers):
     r = gw_run([str(path), "two", "2"], server=both(servers), timeout=120)
     assert r.returncode == 0 and "3 rounds each, every element checked" in r.stdout, why(r, servers)
     assert r.stdout.rstrip().endswith("PASS mapped_memory"), why(r, servers)
+
+
+def test_posted_calls_on_b_leave_in_batches(servers, tmp_path):
+    """A decode-shaped token on b posts about fifteen calls (input copies,
+    synchronizes with nothing to report, the launch, the result's delivery):
+    they collect in b's link batch and leave with the token's waited
+    synchronize, as on server a, not in a write each (GPUWIRE_FLUSH_US=0
+    shows the write-each count)."""
+    def writes(tokens: int, env: dict[str, str]) -> int:
+        return fence_run_env(servers, tmp_path, tokens, env)["batches_sent"]
+    batched = (writes(30, {}) - writes(10, {})) / 20
+    one_each = (writes(30, {"GPUWIRE_FLUSH_US": "0"}) - writes(10, {"GPUWIRE_FLUSH_US": "0"})) / 20
+    assert one_each >= 10 and batched <= 4, (batched, one_each)
+
+
+def fence_run_env(servers, tmp_path, tokens: int, env: dict[str, str]) -> dict:
+    path = PROGRAMS_DIR / "sync_fences_shared"
+    if not path.is_file():
+        pytest.skip(f"{path} is not built (make -C tests/programs)")
+    stats = tmp_path / f"decode-{tokens}-{len(env)}.json"
+    r = gw_run([str(path), "decode", str(tokens)], server=both(servers), stats=stats,
+               env={"CUDA_VISIBLE_DEVICES": "2", **env}, timeout=120)
+    assert r.returncode == 0 and "PASS sync_fences decode" in r.stdout, why(r, servers)
+    return json.loads(stats.read_text())

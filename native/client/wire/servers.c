@@ -4,8 +4,8 @@
  * route of each request, and the transport of servers 1..: one connection
  * each, frames written in seq order under the link's send lock, and one
  * exchange at a time reading it (a call's reply read by the thread that waits
- * for it, else the drainer). No batching or lanes there: the plain path,
- * correct first. Delivered copies' bytes come as pushed frames before the
+ * for it, else the drainer). Posted frames are batched per link (below);
+ * no copy lanes. Delivered copies' bytes come as pushed frames before the
  * reply that could see them done (state/deliveries.c), and mapped memory's
  * pages go to and come from their range's server (state/mapped.c), as on
  * server 0. Host functions on a link's streams run as server 0's do
@@ -23,10 +23,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../common/idmap.h"
+#include "../diag/env.h"
 #include "../../generated/gw_ops.h"
 #include "pushed_pump.h"
 #include "stream.h"
@@ -45,6 +48,9 @@ typedef struct srv_link {
     gw_hello_ok info;
     uint8_t *frame; /* a pushed frame being read (under exchange) */
     size_t frame_cap;
+    uint8_t *batch; /* posted frames not written yet (under send): they leave together */
+    size_t blen, bcap;
+    uint64_t bdue; /* gw_now_ns() by which the batch leaves (the drainer sees to it) */
 } srv_link;
 
 static srv_link links[GW_SERVERS_MAX]; /* [0] unused: server 0 is session.c's */
@@ -345,14 +351,69 @@ static void link_lose(srv_link *l, const char *what, int err)
     shutdown(l->fd, SHUT_RDWR);
 }
 
-static int link_write(srv_link *l, const void *p, size_t n)
+static int write_now(srv_link *l, const void *p, size_t n)
 {
+    uint64_t t0 = gw_now_ns();
     if (gw_io_write_all(l->fd, p, n)) {
         link_lose(l, "send", errno);
         return -1;
     }
     GW_WIRE_COUNT(bytes, n, 0);
+    GW_WIRE_COUNT(send, gw_now_ns() - t0); /* one write: GPUWIRE_STATS' batches_sent */
     return 0;
+}
+
+/* ---- a link's batch of posted frames (its send lock held throughout) ----
+ * Posted requests collect and leave in one write, as server 0's do
+ * (batch.c): before anything else is written on the link, at BATCH_MAX
+ * bytes, at once for an answer a worker waits for (HOST_RETURNED), and at
+ * the latest GPUWIRE_FLUSH_US after the first (the drainer's timer). */
+#define BATCH_MAX (256u << 10)
+static uint64_t flush_ns = 200000;
+static int drain_wake = -1; /* an eventfd: a batch began, the drainer's timer must see it */
+
+static int batch_flush(srv_link *l)
+{
+    if (!l->blen)
+        return 0;
+    size_t n = l->blen;
+    l->blen = 0;
+    return atomic_load(&l->lost) ? -1 : write_now(l, l->batch, n);
+}
+
+static int batch_add(srv_link *l, const void *p, size_t n);
+
+/* Write p after what is batched (in the same write when it is small): the
+ * link's frames stay in seq order. */
+static int link_write(srv_link *l, const void *p, size_t n)
+{
+    if (l->blen && n < BATCH_MAX / 4 && flush_ns)
+        return batch_add(l, p, n) || batch_flush(l);
+    return batch_flush(l) || write_now(l, p, n);
+}
+
+static int batch_add(srv_link *l, const void *p, size_t n)
+{
+    if (n >= BATCH_MAX / 4 || !flush_ns) /* large: no point copying it; GPUWIRE_FLUSH_US=0: no batching */
+        return batch_flush(l) || write_now(l, p, n);
+    if (l->blen + n > l->bcap) {
+        size_t cap = l->bcap ? l->bcap * 2 : 2 * BATCH_MAX;
+        while (cap < l->blen + n)
+            cap *= 2;
+        uint8_t *b = realloc(l->batch, cap);
+        if (!b)
+            return batch_flush(l) || write_now(l, p, n);
+        l->batch = b, l->bcap = cap;
+    }
+    if (!l->blen) {
+        l->bdue = gw_now_ns() + flush_ns;
+        uint64_t one = 1;
+        if (drain_wake >= 0)
+            (void)!write(drain_wake, &one, sizeof one);
+    }
+    memcpy(l->batch + l->blen, p, n);
+    l->blen += n;
+    return l->blen >= BATCH_MAX ? batch_flush(l) : 0;
 }
 
 static __thread int pushed_from; /* the server of the pushed frame being handed on */
@@ -514,7 +575,9 @@ CUresult gw_link_post(int k, gw_req *q, const void *tail, size_t tail_len)
     pthread_mutex_lock(&l->send); /* not the exchange: a caller may hold it waiting for what this answers */
     frame_header(q, (uint32_t)(q->len - sizeof(gw_hdr) + tail_len), l->seq++);
     gw_stream_observe_post(q, k); /* as server 0's posts are seen (state/stream_fences.c) */
-    int bad = link_write(l, q->buf, q->len) || (tail_len && link_write(l, tail, tail_len));
+    int bad = batch_add(l, q->buf, q->len) || (tail_len && batch_add(l, tail, tail_len));
+    if (!bad && q->op == GW_OP_HOST_RETURNED) /* its worker's stream waits for it */
+        bad = batch_flush(l);
     pthread_mutex_unlock(&l->send);
     return bad ? CUDA_ERROR_DEVICE_UNAVAILABLE : CUDA_SUCCESS;
 }
@@ -594,26 +657,57 @@ static void drain_link(srv_link *l, int k) /* its exchange held: every frame alr
     }
 }
 
+/* Batches due by now leave; the time until the next one is due (ns), or UINT64_MAX. */
+static uint64_t flush_due_batches(void)
+{
+    uint64_t next = UINT64_MAX;
+    for (int k = 1; k < gw_servers_n; k++) {
+        srv_link *l = &links[k];
+        if (atomic_load(&l->lost) || l->fd < 0)
+            continue;
+        pthread_mutex_lock(&l->send);
+        uint64_t now = gw_now_ns();
+        if (l->blen && l->bdue <= now)
+            batch_flush(l);
+        else if (l->blen && l->bdue - now < next)
+            next = l->bdue - now;
+        pthread_mutex_unlock(&l->send);
+    }
+    return next;
+}
+
 static void *link_drainer(void *arg)
 {
     (void)arg;
     uint64_t busy_until[GW_SERVERS_MAX] = {0}; /* gw_now_ns() before which a held link is left alone */
     for (;;) {
-        struct pollfd pfd[GW_SERVERS_MAX];
-        int which[GW_SERVERS_MAX], n = 0, wait_ms = DRAIN_IDLE_MS;
+        struct pollfd pfd[GW_SERVERS_MAX + 1];
+        int which[GW_SERVERS_MAX], n = 0;
+        uint64_t wait_ns = (uint64_t)DRAIN_IDLE_MS * 1000000, due = flush_due_batches();
+        wait_ns = due < wait_ns ? due : wait_ns;
         uint64_t now = gw_now_ns();
         for (int k = 1; k < gw_servers_n; k++) {
             if (atomic_load(&links[k].lost) || links[k].fd < 0)
                 continue;
             if (busy_until[k] > now) {
-                int left = (int)((busy_until[k] - now) / 1000000) + 1;
-                wait_ms = left < wait_ms ? left : wait_ms;
+                wait_ns = busy_until[k] - now < wait_ns ? busy_until[k] - now : wait_ns;
                 continue;
             }
             pfd[n] = (struct pollfd){.fd = links[k].fd, .events = POLLIN};
             which[n++] = k;
         }
-        if (gw_io_poll_in(pfd, (nfds_t)n, wait_ms) <= 0)
+        pfd[n] = (struct pollfd){.fd = drain_wake, .events = POLLIN}; /* a batch began: its deadline counts */
+        /* frames TLS has decrypted already first, then the sockets (and the wake) for up to wait_ns */
+        int ready = gw_io_poll_in(pfd, (nfds_t)n, 0);
+        if (ready == 0) {
+            struct timespec ts = {(time_t)(wait_ns / 1000000000u), (long)(wait_ns % 1000000000u)};
+            ready = ppoll(pfd, (nfds_t)n + (drain_wake >= 0), &ts, NULL);
+            if (drain_wake >= 0 && (pfd[n].revents & POLLIN)) {
+                uint64_t drained;
+                (void)!read(drain_wake, &drained, sizeof drained);
+            }
+        }
+        if (ready <= 0)
             continue;
         for (int i = 0; i < n; i++) {
             int k = which[i];
@@ -651,6 +745,7 @@ static CUresult open_link(int k, const char *spec)
     snprintf(l->spec, sizeof l->spec, "%s", spec);
     pthread_mutex_init(&l->exchange, NULL);
     pthread_mutex_init(&l->send, NULL);
+    l->blen = 0; /* a forked child's copy of the parent's batch is not its own */
     l->seq = 1;
     atomic_store(&l->lost, 0);
     l->fd = -1;
@@ -720,6 +815,11 @@ CUresult gw_servers_connect_rest(const char *list)
         close_links(0);
         return CUDA_ERROR_NO_DEVICE;
     }
+    unsigned long long us = 200;
+    if (gw_env_int("GPUWIRE_FLUSH_US", 0, 1000000, "using the default, 200", &us) >= 0)
+        flush_ns = us * 1000ull;
+    if (drain_wake < 0)
+        drain_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (!drainer)
         drainer = gw_start_helper_thread(link_drainer) == 0;
     return CUDA_SUCCESS;
@@ -731,4 +831,7 @@ void gw_servers_after_fork(void)
         close_links(1);
     list_n = 0;
     drainer = 0; /* threads do not survive fork */
+    if (drain_wake >= 0)
+        close(drain_wake); /* the parent's counter: the child makes its own */
+    drain_wake = -1;
 }
