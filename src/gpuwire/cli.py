@@ -355,7 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("smi", help="nvidia-smi-like table of a server's GPUs, through gpuwire's libraries",
                        description=SMI_HELP, formatter_class=fmt)
-    p.add_argument("--server", metavar="HOST:PORT", help="default: $GPUWIRE_SERVER, else 127.0.0.1:7750")
+    p.add_argument("--server", metavar="HOST:PORT[,HOST:PORT...]",
+                   help="default: $GPUWIRE_SERVER, else 127.0.0.1:7750; a list shows every server's GPUs, the "
+                        "first's first, as a program sees them")
     p.add_argument("--token-file", metavar="FILE", help="file holding the token (default: $GPUWIRE_TOKEN)")
     p.add_argument("--json", action="store_true", help="print the answers as JSON")
     p.add_argument("--no-cuda", action="store_true", help="ask NVML only (no CUDA session, no lease)")
