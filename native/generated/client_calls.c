@@ -2596,7 +2596,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemAlloc_v2(CUdevic
 }
 
 #undef cuMemCreate
-CUresult CUDAAPI cuMemCreate(CUmemGenericAllocationHandle * handle, size_t size, const CUmemAllocationProp * prop, unsigned long long flags)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemCreate(CUmemGenericAllocationHandle * handle, size_t size, const CUmemAllocationProp * prop, unsigned long long flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemCreate);
     gw_put_out(q, handle, handle ? (size_t)(1) : 0);
@@ -2650,7 +2650,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemFree_v2(CUdevice
 }
 
 #undef cuMemGetAccess
-CUresult CUDAAPI cuMemGetAccess(unsigned long long * flags, const CUmemLocation * location, CUdeviceptr ptr)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemGetAccess(unsigned long long * flags, const CUmemLocation * location, CUdeviceptr ptr)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemGetAccess);
     gw_put_out(q, flags, flags ? (size_t)(1) : 0);
@@ -2685,7 +2685,7 @@ CUresult CUDAAPI cuMemGetAddressRange_v2(CUdeviceptr * pbase, size_t * psize, CU
 }
 
 #undef cuMemGetAllocationGranularity
-CUresult CUDAAPI cuMemGetAllocationGranularity(size_t * granularity, const CUmemAllocationProp * prop, CUmemAllocationGranularity_flags option)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemGetAllocationGranularity(size_t * granularity, const CUmemAllocationProp * prop, CUmemAllocationGranularity_flags option)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemGetAllocationGranularity);
     gw_put_out(q, granularity, granularity ? (size_t)(1) : 0);
@@ -2702,7 +2702,7 @@ CUresult CUDAAPI cuMemGetAllocationGranularity(size_t * granularity, const CUmem
 }
 
 #undef cuMemGetAllocationPropertiesFromHandle
-CUresult CUDAAPI cuMemGetAllocationPropertiesFromHandle(CUmemAllocationProp * prop, CUmemGenericAllocationHandle handle)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemGetAllocationPropertiesFromHandle(CUmemAllocationProp * prop, CUmemGenericAllocationHandle handle)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemGetAllocationPropertiesFromHandle);
     gw_put_out(q, prop, prop ? (size_t)(1) : 0);
@@ -2718,7 +2718,7 @@ CUresult CUDAAPI cuMemGetAllocationPropertiesFromHandle(CUmemAllocationProp * pr
 }
 
 #undef cuMemGetDefaultMemPool
-CUresult CUDAAPI cuMemGetDefaultMemPool(CUmemoryPool * pool_out, CUmemLocation * location, CUmemAllocationType type)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemGetDefaultMemPool(CUmemoryPool * pool_out, CUmemLocation * location, CUmemAllocationType type)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemGetDefaultMemPool);
     gw_put_out(q, pool_out, pool_out ? (size_t)(1) : 0);
@@ -2769,7 +2769,7 @@ CUresult CUDAAPI cuMemGetInfo_v2(size_t * free, size_t * total)
 }
 
 #undef cuMemGetMemPool
-CUresult CUDAAPI cuMemGetMemPool(CUmemoryPool * pool, CUmemLocation * location, CUmemAllocationType type)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemGetMemPool(CUmemoryPool * pool, CUmemLocation * location, CUmemAllocationType type)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemGetMemPool);
     gw_put_out(q, pool, pool ? (size_t)(1) : 0);
@@ -2801,7 +2801,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemMap(CUdeviceptr 
 }
 
 #undef cuMemPoolCreate
-CUresult CUDAAPI cuMemPoolCreate(CUmemoryPool * pool, const CUmemPoolProps * poolProps)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemPoolCreate(CUmemoryPool * pool, const CUmemPoolProps * poolProps)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemPoolCreate);
     gw_put_out(q, pool, pool ? (size_t)(1) : 0);
@@ -2844,7 +2844,7 @@ CUresult CUDAAPI cuMemPoolExportPointer(CUmemPoolPtrExportData * shareData_out, 
 }
 
 #undef cuMemPoolGetAccess
-CUresult CUDAAPI cuMemPoolGetAccess(CUmemAccess_flags * flags, CUmemoryPool memPool, CUmemLocation * location)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemPoolGetAccess(CUmemAccess_flags * flags, CUmemoryPool memPool, CUmemLocation * location)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemPoolGetAccess);
     gw_put_out(q, flags, flags ? (size_t)(1) : 0);
@@ -2878,7 +2878,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemPoolImportPointe
 }
 
 #undef cuMemPoolSetAccess
-CUresult CUDAAPI cuMemPoolSetAccess(CUmemoryPool pool, const CUmemAccessDesc * map, size_t count)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemPoolSetAccess(CUmemoryPool pool, const CUmemAccessDesc * map, size_t count)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemPoolSetAccess);
     gw_put_handle(q, (uint64_t)(uintptr_t)pool);
@@ -2930,7 +2930,7 @@ CUresult CUDAAPI cuMemRetainAllocationHandle(CUmemGenericAllocationHandle * hand
 }
 
 #undef cuMemSetAccess
-CUresult CUDAAPI cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc * desc, size_t count)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc * desc, size_t count)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemSetAccess);
     gw_put_address(q, (uint64_t)ptr);
@@ -2944,7 +2944,7 @@ CUresult CUDAAPI cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessD
 }
 
 #undef cuMemSetMemPool
-CUresult CUDAAPI cuMemSetMemPool(CUmemLocation * location, CUmemAllocationType type, CUmemoryPool pool)
+__attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemSetMemPool(CUmemLocation * location, CUmemAllocationType type, CUmemoryPool pool)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemSetMemPool);
     gw_put_in(q, location, location ? (size_t)(1) * sizeof(CUmemLocation) : 0);

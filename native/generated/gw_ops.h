@@ -688,7 +688,7 @@
 #define GW_OP_cudbgReportDriverApiError 936
 #define GW_OP_cudbgReportDriverInternalError 937
 #define GW_OP_COUNT 682
-#define GW_API_DIGEST 0x7d4a5439u
+#define GW_API_DIGEST 0x7061e246u
 
 /* Handle types: each id the worker hands out belongs to one. */
 enum gw_handle_type {

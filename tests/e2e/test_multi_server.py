@@ -425,3 +425,59 @@ def fence_run_env(servers, tmp_path, tokens: int, env: dict[str, str]) -> dict:
                env={"CUDA_VISIBLE_DEVICES": "2", **env}, timeout=120)
     assert r.returncode == 0 and "PASS sync_fences decode" in r.stdout, why(r, servers)
     return json.loads(stats.read_text())
+
+
+VMM_LOCATIONS = r"""
+import ctypes, sys
+cu = ctypes.CDLL("libcuda.so.1")
+class Loc(ctypes.Structure): _fields_ = [("type", ctypes.c_int), ("id", ctypes.c_int)]
+class Flags(ctypes.Structure): _fields_ = [("compressionType", ctypes.c_ubyte), ("gpuDirectRDMACapable", ctypes.c_ubyte), ("usage", ctypes.c_ushort), ("reserved", ctypes.c_ubyte * 4)]
+class Prop(ctypes.Structure): _fields_ = [("type", ctypes.c_int), ("requestedHandleTypes", ctypes.c_int), ("location", Loc), ("win32HandleMetaData", ctypes.c_void_p), ("allocFlags", Flags)]
+class Access(ctypes.Structure): _fields_ = [("location", Loc), ("flags", ctypes.c_int)]
+assert cu.cuInit(0) == 0
+dev = int(sys.argv[1])
+ctx, d = ctypes.c_void_p(), ctypes.c_int()
+cu.cuDeviceGet(ctypes.byref(d), dev); print("retain", cu.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), d)); cu.cuCtxSetCurrent(ctx)
+p = Prop(); p.type = 1; p.location.type = 1; p.location.id = dev
+g = ctypes.c_size_t()
+print("gran", cu.cuMemGetAllocationGranularity(ctypes.byref(g), ctypes.byref(p), 0), g.value)
+h = ctypes.c_uint64()
+print("create", cu.cuMemCreate(ctypes.byref(h), ctypes.c_size_t(2 << 20), ctypes.byref(p), ctypes.c_ulonglong(0)))
+va = ctypes.c_uint64()
+print("reserve", cu.cuMemAddressReserve(ctypes.byref(va), ctypes.c_size_t(2 << 20), ctypes.c_size_t(0), ctypes.c_uint64(0), ctypes.c_ulonglong(0)))
+print("map", cu.cuMemMap(va, ctypes.c_size_t(2 << 20), ctypes.c_size_t(0), h, ctypes.c_ulonglong(0)))
+a = Access(); a.location.type = 1; a.location.id = dev; a.flags = 3
+print("access", cu.cuMemSetAccess(va, ctypes.c_size_t(2 << 20), ctypes.byref(a), ctypes.c_size_t(1)))
+buf = ctypes.create_string_buffer(b"x" * 4096)
+print("copy", cu.cuMemcpyHtoD_v2(va, buf, ctypes.c_size_t(4096)))
+pr = Prop()
+print("props", cu.cuMemGetAllocationPropertiesFromHandle(ctypes.byref(pr), h), pr.location.id)
+pool = ctypes.c_void_p()
+class PoolProps(ctypes.Structure): _fields_ = [("allocType", ctypes.c_int), ("handleTypes", ctypes.c_int), ("location", Loc), ("win32SecurityAttributes", ctypes.c_void_p), ("maxSize", ctypes.c_size_t), ("usage", ctypes.c_ushort), ("reserved", ctypes.c_ubyte * 54)]
+pp = PoolProps(); pp.allocType = 1; pp.location.type = 1; pp.location.id = dev
+print("poolcreate", cu.cuMemPoolCreate(ctypes.byref(pool), ctypes.byref(pp)))
+both = (Access * 2)(); both[0].location.type = both[1].location.type = 1; both[0].location.id = 0; both[1].location.id = dev
+both[0].flags = both[1].flags = 3
+print("access_two_servers", cu.cuMemSetAccess(va, ctypes.c_size_t(2 << 20), both, ctypes.c_size_t(2)))
+"""
+
+
+@pytest.mark.parametrize("dev", [1, 2])
+def test_memory_locations_name_the_clients_devices(servers, dev):
+    """The virtual memory and pool calls' CUmemLocation (granularity,
+    cuMemCreate, cuMemSetAccess, cuMemPoolCreate, the properties of a handle)
+    name the client's ordinal: for b's device 2 the call goes to b with b's
+    own ordinal, and the answer names 2 again (b answered INVALID_DEVICE for
+    an ordinal it does not have); an access list naming devices of a and b
+    is refused with its line."""
+    r = gw_run([sys.executable, "-c", VMM_LOCATIONS, str(dev)], server=both(servers), timeout=120)
+    assert r.returncode == 0, why(r, servers)
+    got = dict(ln.split(" ", 1) for ln in r.stdout.splitlines())
+    for step in ("retain", "create", "reserve", "map", "access", "copy", "poolcreate"):
+        assert got[step] == "0", (step, r.stdout)
+    assert got["gran"].split() == ["0", str(2 << 20)] and got["props"].split() == ["0", str(dev)], r.stdout
+    if dev == 2:
+        assert got["access_two_servers"] == str(INVALID_HANDLE), r.stdout
+        assert "cuMemSetAccess: its arguments belong to two different gpuwire servers" in r.stderr, r.stderr
+    else:
+        assert got["access_two_servers"] == "0", r.stdout
