@@ -459,14 +459,21 @@ print("poolcreate", cu.cuMemPoolCreate(ctypes.byref(pool), ctypes.byref(pp)))
 both = (Access * 2)(); both[0].location.type = both[1].location.type = 1; both[0].location.id = 0; both[1].location.id = dev
 both[0].flags = both[1].flags = 3
 print("access_two_servers", cu.cuMemSetAccess(va, ctypes.c_size_t(2 << 20), both, ctypes.c_size_t(2)))
+g, node = ctypes.c_void_p(), ctypes.c_void_p()
+print("graphcreate", cu.cuGraphCreate(ctypes.byref(g), 0))
+class AllocNode(ctypes.Structure): _fields_ = [("poolProps", PoolProps), ("accessDescs", ctypes.c_void_p), ("accessDescCount", ctypes.c_size_t), ("bytesize", ctypes.c_size_t), ("dptr", ctypes.c_uint64)]
+an = AllocNode(); an.poolProps.allocType = 1; an.poolProps.location.type = 1; an.poolProps.location.id = dev; an.bytesize = 1 << 20
+print("allocnode", cu.cuGraphAddMemAllocNode(ctypes.byref(node), g, None, ctypes.c_size_t(0), ctypes.byref(an)))
+back = AllocNode()
+print("allocnodeparams", cu.cuGraphMemAllocNodeGetParams(node, ctypes.byref(back)), back.poolProps.location.id)
 """
 
 
 @pytest.mark.parametrize("dev", [1, 2])
 def test_memory_locations_name_the_clients_devices(servers, dev):
     """The virtual memory and pool calls' CUmemLocation (granularity,
-    cuMemCreate, cuMemSetAccess, cuMemPoolCreate, the properties of a handle)
-    name the client's ordinal: for b's device 2 the call goes to b with b's
+    cuMemCreate, cuMemSetAccess, cuMemPoolCreate, the properties of a handle,
+    a graph's memory allocation node) name the client's ordinal: for b's device 2 the call goes to b with b's
     own ordinal, and the answer names 2 again (b answered INVALID_DEVICE for
     an ordinal it does not have); an access list naming devices of a and b
     is refused with its line."""
@@ -476,6 +483,11 @@ def test_memory_locations_name_the_clients_devices(servers, dev):
     for step in ("retain", "create", "reserve", "map", "access", "copy", "poolcreate"):
         assert got[step] == "0", (step, r.stdout)
     assert got["gran"].split() == ["0", str(2 << 20)] and got["props"].split() == ["0", str(dev)], r.stdout
+    # a graph's memory allocation node: its pool's device, and the device its parameters name (the
+    # stand-in's memory nodes take a server's device 0 only: b's, the client's 2)
+    if dev == 2:
+        assert got["graphcreate"] == "0" and got["allocnode"] == "0", r.stdout
+        assert got["allocnodeparams"].split() == ["0", str(dev)], r.stdout
     if dev == 2:
         assert got["access_two_servers"] == str(INVALID_HANDLE), r.stdout
         assert "cuMemSetAccess: its arguments belong to two different gpuwire servers" in r.stderr, r.stderr

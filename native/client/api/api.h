@@ -30,4 +30,11 @@ GW_HIDDEN CUresult gw_graph_add_conditional(CUgraphNode *out, CUgraph g, const C
 GW_HIDDEN CUresult gw_cross_server_copy(CUdeviceptr dst, CUcontext dctx, CUdeviceptr src, CUcontext sctx, size_t n,
                                         int has_stream, CUstream s);
 
+/* Device locations inside structures (mem_locations.c; several servers): a
+ * DEVICE location's client ordinal made its server's (*server joins it;
+ * INVALID_DEVICE for no such device, INVALID_HANDLE with a line for a second
+ * server), and an answer's location of server k made the client's. */
+GW_HIDDEN CUresult gw_mem_location_to_server(unsigned op, CUmemLocation *loc, int *server);
+GW_HIDDEN void gw_mem_location_to_client(CUmemLocation *loc, int k);
+
 #endif

@@ -64,12 +64,26 @@ CUresult CUDAAPI cuGraphAddMemAllocNode(CUgraphNode *phGraphNode, CUgraph hGraph
     CUDA_MEM_ALLOC_NODE_PARAMS p = *nodeParams;
     p.accessDescs = NULL; /* they follow the struct */
     p.dptr = 0;
+    /* several servers: the pool's and the access list's devices are the client's ordinals, made
+     * the graph's server's (api/mem_locations.c) */
+    CUmemAccessDesc descs[MAX_ACCESS];
+    for (size_t i = 0; i < p.accessDescCount; i++)
+        descs[i] = nodeParams->accessDescs[i];
+    int k = gw_servers_n > 1 ? gw_handle_server((uint64_t)(uintptr_t)hGraph) : -1;
+    if (gw_servers_n > 1) {
+        CUresult bad = gw_mem_location_to_server(op, &p.poolProps.location, &k);
+        for (size_t i = 0; bad == CUDA_SUCCESS && i < p.accessDescCount; i++)
+            bad = gw_mem_location_to_server(op, &descs[i].location, &k);
+        if (bad != CUDA_SUCCESS)
+            return bad;
+    }
     gw_req *q = gw_req_begin_quiet(op); /* GRAPH_ADD_MEM_ALLOC_NODE in codegen/protocol.txt */
     gw_put_fields(q, gw_graph_add_mem_alloc_node_req, {.graph = (uint64_t)(uintptr_t)hGraph});
     gw_put_dependencies(q, dependencies, numDependencies);
     gw_put_fields(q, gw_graph_add_mem_alloc_node_req_after_deps, {.params = p, .k = (uint32_t)p.accessDescCount});
     for (size_t i = 0; i < p.accessDescCount; i++)
-        gw_put_fields(q, gw_graph_add_mem_alloc_node_req_access_item, {.desc = nodeParams->accessDescs[i]});
+        gw_put_fields(q, gw_graph_add_mem_alloc_node_req_access_item, {.desc = descs[i]});
+    gw_req_route(q, k);
     gw_rep *r;
     CUresult rc = gw_req_call(q, &r);
     if (rc == CUDA_SUCCESS) {
@@ -119,8 +133,14 @@ CUresult CUDAAPI cuGraphMemAllocNodeGetParams(CUgraphNode hNode, CUDA_MEM_ALLOC_
         if (rc == CUDA_SUCCESS && k && !(kept = malloc(k * sizeof *kept)))
             rc = CUDA_ERROR_OUT_OF_MEMORY;
         if (rc == CUDA_SUCCESS) {
-            for (uint32_t i = 0; i < k; i++)
+            int from = gw_route_now(); /* several servers: where the request went (the thread's context's) */
+            for (uint32_t i = 0; i < k; i++) {
                 kept[i] = items[i].desc;
+                if (gw_servers_n > 1)
+                    gw_mem_location_to_client(&kept[i].location, from);
+            }
+            if (gw_servers_n > 1)
+                gw_mem_location_to_client(&p.poolProps.location, from);
             p.accessDescs = kept;
             p.accessDescCount = k;
             p.poolProps.win32SecurityAttributes = NULL;

@@ -15,7 +15,7 @@
 /* loc made the server's (a DEVICE location); *server joins its server.
  * CUDA_ERROR_INVALID_DEVICE for an ordinal the client does not have,
  * CUDA_ERROR_INVALID_HANDLE (with its line) for a second server. */
-static CUresult to_server(unsigned op, CUmemLocation *loc, int *server)
+CUresult gw_mem_location_to_server(unsigned op, CUmemLocation *loc, int *server)
 {
     if (loc->type != CU_MEM_LOCATION_TYPE_DEVICE)
         return CUDA_SUCCESS; /* the host, a NUMA node: no device ordinal */
@@ -31,7 +31,7 @@ static CUresult to_server(unsigned op, CUmemLocation *loc, int *server)
 }
 
 /* An answer's location of server k made the client's. */
-static void to_client(CUmemLocation *loc, int k)
+void gw_mem_location_to_client(CUmemLocation *loc, int k)
 {
     if (loc->type != CU_MEM_LOCATION_TYPE_DEVICE || k < 0)
         return;
@@ -47,7 +47,7 @@ CUresult CUDAAPI cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size, 
         return gwf_cuMemCreate(handle, size, prop, flags);
     CUmemAllocationProp p = *prop;
     int k = -1;
-    CUresult rc = to_server(GW_OP_cuMemCreate, &p.location, &k);
+    CUresult rc = gw_mem_location_to_server(GW_OP_cuMemCreate, &p.location, &k);
     if (rc != CUDA_SUCCESS)
         return rc;
     int prev = gw_route_enter(k);
@@ -63,7 +63,7 @@ CUresult CUDAAPI cuMemGetAllocationGranularity(size_t *granularity, const CUmemA
         return gwf_cuMemGetAllocationGranularity(granularity, prop, option);
     CUmemAllocationProp p = *prop;
     int k = -1;
-    CUresult rc = to_server(GW_OP_cuMemGetAllocationGranularity, &p.location, &k);
+    CUresult rc = gw_mem_location_to_server(GW_OP_cuMemGetAllocationGranularity, &p.location, &k);
     if (rc != CUDA_SUCCESS)
         return rc;
     int prev = gw_route_enter(k);
@@ -78,7 +78,7 @@ CUresult CUDAAPI cuMemGetAllocationPropertiesFromHandle(CUmemAllocationProp *pro
      * client can route by: the request went to the current context's server */
     CUresult rc = gwf_cuMemGetAllocationPropertiesFromHandle(prop, handle);
     if (rc == CUDA_SUCCESS && prop && gw_servers_n > 1)
-        to_client(&prop->location, gw_route_now());
+        gw_mem_location_to_client(&prop->location, gw_route_now());
     return rc;
 }
 
@@ -93,7 +93,7 @@ static CUresult access_list(unsigned op, const CUmemAccessDesc *desc, size_t cou
         return CUDA_ERROR_OUT_OF_MEMORY;
     memcpy(d, desc, count * sizeof *d);
     for (size_t i = 0; i < count; i++) {
-        CUresult rc = to_server(op, &d[i].location, k);
+        CUresult rc = gw_mem_location_to_server(op, &d[i].location, k);
         if (rc != CUDA_SUCCESS) {
             free(d);
             return rc;
@@ -140,7 +140,7 @@ CUresult CUDAAPI cuMemGetAccess(unsigned long long *flags, const CUmemLocation *
         return gwf_cuMemGetAccess(flags, location, ptr);
     CUmemLocation loc = *location;
     int k = -1;
-    CUresult rc = to_server(GW_OP_cuMemGetAccess, &loc, &k);
+    CUresult rc = gw_mem_location_to_server(GW_OP_cuMemGetAccess, &loc, &k);
     if (rc != CUDA_SUCCESS)
         return rc;
     int prev = gw_route_enter(k);
@@ -155,7 +155,7 @@ CUresult CUDAAPI cuMemPoolGetAccess(CUmemAccess_flags *flags, CUmemoryPool memPo
         return gwf_cuMemPoolGetAccess(flags, memPool, location);
     CUmemLocation loc = *location;
     int k = -1;
-    CUresult rc = to_server(GW_OP_cuMemPoolGetAccess, &loc, &k);
+    CUresult rc = gw_mem_location_to_server(GW_OP_cuMemPoolGetAccess, &loc, &k);
     if (rc == CUDA_SUCCESS && k >= 0 && !gw_handle_fits((uint64_t)(uintptr_t)memPool, k))
         rc = gw_route_mixed(GW_OP_cuMemPoolGetAccess);
     return rc == CUDA_SUCCESS ? gwf_cuMemPoolGetAccess(flags, memPool, &loc) : rc;
@@ -167,7 +167,7 @@ CUresult CUDAAPI cuMemPoolCreate(CUmemoryPool *pool, const CUmemPoolProps *poolP
         return gwf_cuMemPoolCreate(pool, poolProps);
     CUmemPoolProps p = *poolProps;
     int k = -1;
-    CUresult rc = to_server(GW_OP_cuMemPoolCreate, &p.location, &k);
+    CUresult rc = gw_mem_location_to_server(GW_OP_cuMemPoolCreate, &p.location, &k);
     if (rc != CUDA_SUCCESS)
         return rc;
     int prev = gw_route_enter(k);
@@ -183,7 +183,7 @@ CUresult CUDAAPI cuMemGetDefaultMemPool(CUmemoryPool *pool_out, CUmemLocation *l
         return gwf_cuMemGetDefaultMemPool(pool_out, location, type);
     CUmemLocation loc = *location;
     int k = -1;
-    CUresult rc = to_server(GW_OP_cuMemGetDefaultMemPool, &loc, &k);
+    CUresult rc = gw_mem_location_to_server(GW_OP_cuMemGetDefaultMemPool, &loc, &k);
     if (rc != CUDA_SUCCESS)
         return rc;
     int prev = gw_route_enter(k);
@@ -198,7 +198,7 @@ CUresult CUDAAPI cuMemGetMemPool(CUmemoryPool *pool, CUmemLocation *location, CU
         return gwf_cuMemGetMemPool(pool, location, type);
     CUmemLocation loc = *location;
     int k = -1;
-    CUresult rc = to_server(GW_OP_cuMemGetMemPool, &loc, &k);
+    CUresult rc = gw_mem_location_to_server(GW_OP_cuMemGetMemPool, &loc, &k);
     if (rc != CUDA_SUCCESS)
         return rc;
     int prev = gw_route_enter(k);
@@ -213,7 +213,7 @@ CUresult CUDAAPI cuMemSetMemPool(CUmemLocation *location, CUmemAllocationType ty
         return gwf_cuMemSetMemPool(location, type, pool);
     CUmemLocation loc = *location;
     int k = -1;
-    CUresult rc = to_server(GW_OP_cuMemSetMemPool, &loc, &k);
+    CUresult rc = gw_mem_location_to_server(GW_OP_cuMemSetMemPool, &loc, &k);
     if (rc == CUDA_SUCCESS && k >= 0 && !gw_handle_fits((uint64_t)(uintptr_t)pool, k))
         rc = gw_route_mixed(GW_OP_cuMemSetMemPool);
     return rc == CUDA_SUCCESS ? gwf_cuMemSetMemPool(&loc, type, pool) : rc;
