@@ -40,17 +40,28 @@ void gw_mem_location_to_client(CUmemLocation *loc, int k)
         loc->id = dev;
 }
 
+/* *out: *in made its server's, and the calling thread's requests routed
+ * there until gw_route_leave(*prev). */
+static CUresult enter_location(unsigned op, const CUmemLocation *in, CUmemLocation *out, int *prev)
+{
+    *out = *in;
+    int k = -1;
+    CUresult rc = gw_mem_location_to_server(op, out, &k);
+    if (rc == CUDA_SUCCESS)
+        *prev = gw_route_enter(k);
+    return rc;
+}
+
 CUresult CUDAAPI cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size, const CUmemAllocationProp *prop,
                              unsigned long long flags)
 {
     if (gw_servers_n <= 1 || !prop)
         return gwf_cuMemCreate(handle, size, prop, flags);
     CUmemAllocationProp p = *prop;
-    int k = -1;
-    CUresult rc = gw_mem_location_to_server(GW_OP_cuMemCreate, &p.location, &k);
+    int prev;
+    CUresult rc = enter_location(GW_OP_cuMemCreate, &prop->location, &p.location, &prev);
     if (rc != CUDA_SUCCESS)
         return rc;
-    int prev = gw_route_enter(k);
     rc = gwf_cuMemCreate(handle, size, &p, flags);
     gw_route_leave(prev);
     return rc;
@@ -62,11 +73,10 @@ CUresult CUDAAPI cuMemGetAllocationGranularity(size_t *granularity, const CUmemA
     if (gw_servers_n <= 1 || !prop)
         return gwf_cuMemGetAllocationGranularity(granularity, prop, option);
     CUmemAllocationProp p = *prop;
-    int k = -1;
-    CUresult rc = gw_mem_location_to_server(GW_OP_cuMemGetAllocationGranularity, &p.location, &k);
+    int prev;
+    CUresult rc = enter_location(GW_OP_cuMemGetAllocationGranularity, &prop->location, &p.location, &prev);
     if (rc != CUDA_SUCCESS)
         return rc;
-    int prev = gw_route_enter(k);
     rc = gwf_cuMemGetAllocationGranularity(granularity, &p, option);
     gw_route_leave(prev);
     return rc;
@@ -138,12 +148,11 @@ CUresult CUDAAPI cuMemGetAccess(unsigned long long *flags, const CUmemLocation *
 {
     if (gw_servers_n <= 1 || !location)
         return gwf_cuMemGetAccess(flags, location, ptr);
-    CUmemLocation loc = *location;
-    int k = -1;
-    CUresult rc = gw_mem_location_to_server(GW_OP_cuMemGetAccess, &loc, &k);
+    CUmemLocation loc;
+    int prev;
+    CUresult rc = enter_location(GW_OP_cuMemGetAccess, location, &loc, &prev);
     if (rc != CUDA_SUCCESS)
         return rc;
-    int prev = gw_route_enter(k);
     rc = gwf_cuMemGetAccess(flags, &loc, ptr);
     gw_route_leave(prev);
     return rc;
@@ -166,11 +175,10 @@ CUresult CUDAAPI cuMemPoolCreate(CUmemoryPool *pool, const CUmemPoolProps *poolP
     if (gw_servers_n <= 1 || !poolProps)
         return gwf_cuMemPoolCreate(pool, poolProps);
     CUmemPoolProps p = *poolProps;
-    int k = -1;
-    CUresult rc = gw_mem_location_to_server(GW_OP_cuMemPoolCreate, &p.location, &k);
+    int prev;
+    CUresult rc = enter_location(GW_OP_cuMemPoolCreate, &poolProps->location, &p.location, &prev);
     if (rc != CUDA_SUCCESS)
         return rc;
-    int prev = gw_route_enter(k);
     rc = gwf_cuMemPoolCreate(pool, &p);
     gw_route_leave(prev);
     return rc;
@@ -181,12 +189,11 @@ CUresult CUDAAPI cuMemGetDefaultMemPool(CUmemoryPool *pool_out, CUmemLocation *l
 {
     if (gw_servers_n <= 1 || !location)
         return gwf_cuMemGetDefaultMemPool(pool_out, location, type);
-    CUmemLocation loc = *location;
-    int k = -1;
-    CUresult rc = gw_mem_location_to_server(GW_OP_cuMemGetDefaultMemPool, &loc, &k);
+    CUmemLocation loc;
+    int prev;
+    CUresult rc = enter_location(GW_OP_cuMemGetDefaultMemPool, location, &loc, &prev);
     if (rc != CUDA_SUCCESS)
         return rc;
-    int prev = gw_route_enter(k);
     rc = gwf_cuMemGetDefaultMemPool(pool_out, &loc, type);
     gw_route_leave(prev);
     return rc;
@@ -196,12 +203,11 @@ CUresult CUDAAPI cuMemGetMemPool(CUmemoryPool *pool, CUmemLocation *location, CU
 {
     if (gw_servers_n <= 1 || !location)
         return gwf_cuMemGetMemPool(pool, location, type);
-    CUmemLocation loc = *location;
-    int k = -1;
-    CUresult rc = gw_mem_location_to_server(GW_OP_cuMemGetMemPool, &loc, &k);
+    CUmemLocation loc;
+    int prev;
+    CUresult rc = enter_location(GW_OP_cuMemGetMemPool, location, &loc, &prev);
     if (rc != CUDA_SUCCESS)
         return rc;
-    int prev = gw_route_enter(k);
     rc = gwf_cuMemGetMemPool(pool, &loc, type);
     gw_route_leave(prev);
     return rc;
