@@ -394,7 +394,9 @@ static int link_write(srv_link *l, const void *p, size_t n)
 
 static int batch_add(srv_link *l, const void *p, size_t n)
 {
-    if (n >= BATCH_MAX / 4 || !flush_ns) /* large: no point copying it; GPUWIRE_FLUSH_US=0: no batching */
+    /* large: no point copying it; GPUWIRE_FLUSH_US=0: no batching; and none without the drainer
+     * and its wake, whose timer is all that sends a batch nothing else follows */
+    if (n >= BATCH_MAX / 4 || !flush_ns || !drainer || drain_wake < 0)
         return batch_flush(l) || write_now(l, p, n);
     if (l->blen + n > l->bcap) {
         size_t cap = l->bcap ? l->bcap * 2 : 2 * BATCH_MAX;
