@@ -24,6 +24,11 @@ static int contexts_known(CUcontext dst, CUcontext src)
      gw_handle_server((uint64_t)(uintptr_t)(sctx)) >= 0 &&                                                 \
      gw_handle_server((uint64_t)(uintptr_t)(dctx)) != gw_handle_server((uint64_t)(uintptr_t)(sctx)))
 
+/* Several servers and a NULL context: no server holds both ends, so none can
+ * judge the call; a NULL context is never valid for a peer copy, answered as
+ * the driver documents it (one server: the driver's own answer, forwarded). */
+#define NO_CONTEXT(dctx, sctx) (gw_servers_n > 1 && (!(dctx) || !(sctx)))
+
 /* The request the generated forwarder would send, waiting for its answer. */
 static CUresult peer_waiting(unsigned op, CUdeviceptr dst, CUcontext dctx, CUdeviceptr src, CUcontext sctx, size_t n,
                              int has_stream, CUstream s)
@@ -45,6 +50,8 @@ static CUresult peer_waiting(unsigned op, CUdeviceptr dst, CUcontext dctx, CUdev
 
 CUresult CUDAAPI cuMemcpyPeer(CUdeviceptr dst, CUcontext dctx, CUdeviceptr src, CUcontext sctx, size_t n)
 {
+    if (NO_CONTEXT(dctx, sctx))
+        return gw_stat_call(GW_OP_cuMemcpyPeer), CUDA_ERROR_INVALID_CONTEXT;
     if (ACROSS(dctx, sctx))
         return gw_stat_call(GW_OP_cuMemcpyPeer), gw_cross_server_copy(dst, dctx, src, sctx, n, 0, NULL);
     if (contexts_known(dctx, sctx))
@@ -54,6 +61,8 @@ CUresult CUDAAPI cuMemcpyPeer(CUdeviceptr dst, CUcontext dctx, CUdeviceptr src, 
 
 CUresult CUDAAPI cuMemcpyPeer_ptds(CUdeviceptr dst, CUcontext dctx, CUdeviceptr src, CUcontext sctx, size_t n)
 {
+    if (NO_CONTEXT(dctx, sctx))
+        return gw_stat_call(GW_OP_cuMemcpyPeer_ptds), CUDA_ERROR_INVALID_CONTEXT;
     if (ACROSS(dctx, sctx))
         return gw_stat_call(GW_OP_cuMemcpyPeer_ptds), gw_cross_server_copy(dst, dctx, src, sctx, n, 0, NULL);
     if (contexts_known(dctx, sctx))
@@ -64,6 +73,8 @@ CUresult CUDAAPI cuMemcpyPeer_ptds(CUdeviceptr dst, CUcontext dctx, CUdeviceptr 
 CUresult CUDAAPI cuMemcpyPeerAsync(CUdeviceptr dst, CUcontext dctx, CUdeviceptr src, CUcontext sctx, size_t n,
                                    CUstream s)
 {
+    if (NO_CONTEXT(dctx, sctx))
+        return gw_stat_call(GW_OP_cuMemcpyPeerAsync), CUDA_ERROR_INVALID_CONTEXT;
     if (ACROSS(dctx, sctx))
         return gw_stat_call(GW_OP_cuMemcpyPeerAsync), gw_cross_server_copy(dst, dctx, src, sctx, n, 1, s);
     if (contexts_known(dctx, sctx))
@@ -74,6 +85,8 @@ CUresult CUDAAPI cuMemcpyPeerAsync(CUdeviceptr dst, CUcontext dctx, CUdeviceptr 
 CUresult CUDAAPI cuMemcpyPeerAsync_ptsz(CUdeviceptr dst, CUcontext dctx, CUdeviceptr src, CUcontext sctx, size_t n,
                                         CUstream s)
 {
+    if (NO_CONTEXT(dctx, sctx))
+        return gw_stat_call(GW_OP_cuMemcpyPeerAsync_ptsz), CUDA_ERROR_INVALID_CONTEXT;
     if (ACROSS(dctx, sctx))
         return gw_stat_call(GW_OP_cuMemcpyPeerAsync_ptsz), gw_cross_server_copy(dst, dctx, src, sctx, n, 1, s);
     if (contexts_known(dctx, sctx))
