@@ -16,7 +16,7 @@ are compared stream by stream between the two ways.
         [--streams 4] [--tokens 128] [--budget S]
 
 --ab: a second gpuwire server (the same but for one setting, e.g.
-GPUWIRE_DELIVERIES=events): a third way, "gpuwire-ab", run after the others.
+GPUWIRE_DELIVERIES=hostfn): a third way, "gpuwire-ab", run after the others.
 
 Writes OUTDIR/serve.json and OUTDIR/serve-table.txt (printed), and each
 server's log as OUTDIR/serve-<way>.log. Standard library only.

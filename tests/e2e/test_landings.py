@@ -115,34 +115,37 @@ def test_bytes_sent_on_from_pinned_memory_are_the_landed_ones(server, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def events_server(tmp_path_factory):
-    """A server whose workers complete deliveries by events (GPUWIRE_DELIVERIES=events)."""
-    srv = start_server(tmp_path_factory.mktemp("deliveries-events") / "server.log",
-                       env={"GPUWIRE_DELIVERIES": "events"})
+def hostfn_server(tmp_path_factory):
+    """A server whose workers complete deliveries by host functions queued
+    behind each copy (GPUWIRE_DELIVERIES=hostfn; events are the default)."""
+    srv = start_server(tmp_path_factory.mktemp("deliveries-hostfn") / "server.log",
+                       env={"GPUWIRE_DELIVERIES": "hostfn"})
     yield srv
     srv.stop()
 
 
 @pytest.mark.parametrize("args", [("200", "4096"), ("8", "65536", "--query"), ("2", str(20 << 20))])
-def test_deliveries_completed_by_events_land_the_same(events_server, tmp_path, args):
-    """The same programs against a server whose deliveries wait on events, not
-    host functions: every byte lands by the synchronize or the query that says
-    done, with no more round trips than with host functions."""
-    st = run_stats(events_server, tmp_path, *args)
+def test_deliveries_completed_by_host_functions_land_the_same(hostfn_server, tmp_path, args):
+    """The same programs against a server whose deliveries wait on host
+    functions, not events: every byte lands by the synchronize or the query
+    that says done, with no more round trips than with events."""
+    st = run_stats(hostfn_server, tmp_path, *args)
     n = int(args[0])
     assert st["landings"]["copies"] == n and st["landings"]["waits"] == 0, st["landings"]
 
 
-def test_a_host_function_after_an_event_delivery_sees_its_bytes(events_server):
-    """A host function queued after a copy delivered by event: the worker's
-    first host call waits for pending copies and sends them first, so the
-    function reads the copied bytes (host_functions' graph and stream modes)."""
-    import os
+@pytest.mark.parametrize("which", ["default", "hostfn"])
+def test_a_host_function_after_a_delivery_sees_its_bytes(server, hostfn_server, which):
+    """A host function queued after a delivered copy: with events (the
+    default) the worker's first host call waits for pending copies and sends
+    them first, so the function reads the copied bytes (host_functions' graph
+    and stream modes); with host functions they run in stream order."""
     from conftest import PROGRAMS_DIR, NOT_BUILT
+    srv = server if which == "default" else hostfn_server
     exe = PROGRAMS_DIR / "host_functions_shared"
     if not exe.is_file():
         pytest.skip(NOT_BUILT)
     for mode in (["stream", "10"], ["graph"]):
-        r = gw_run([str(exe), *mode], server=events_server.address)
-        assert r.returncode == 0, explain(r, events_server)
-        assert r.stdout.strip().splitlines()[-1].startswith("PASS host_functions"), explain(r, events_server)
+        r = gw_run([str(exe), *mode], server=srv.address)
+        assert r.returncode == 0, explain(r, srv)
+        assert r.stdout.strip().splitlines()[-1].startswith("PASS host_functions"), explain(r, srv)
