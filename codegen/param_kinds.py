@@ -50,6 +50,8 @@ class Value(Kind):
             return [f"    gw_put_handle(q, (uint64_t)(uintptr_t){p.name});"]
         if p.elem_kind == "handle":
             return [f"    gw_put_u64(q, (uint64_t)(uintptr_t){p.name});"]
+        if p.base == "CUmemGenericAllocationHandle":  # the driver's value: several servers, noted whose
+            return [f"    gw_put_allocation_handle(q, (uint64_t){p.name});"]
         if p.base == "CUdevice":  # the client's ordinal: its server's, on that server
             return [f"    gw_put_device(q, (int64_t){p.name});"]
         if p.base == "CUdeviceptr":  # several servers: the memory's server
@@ -65,11 +67,12 @@ class Value(Kind):
 
 
 class Addr(Kind):
-    """A device address typed as a pointer: travels as a number."""
+    """A device address typed as a pointer: travels as a number (several
+    servers: to its memory's server, as a CUdeviceptr does)."""
     name = "addr"
 
     def client_put(self, p):
-        return [f"    gw_put_u64(q, (uint64_t)(uintptr_t){p.name});"]
+        return [f"    gw_put_address(q, (uint64_t)(uintptr_t){p.name});"]
 
     def worker_read(self, p, v):
         return [f"    {p.prm.ctype} {v} = ({p.prm.ctype})(uintptr_t)gw_in_u64(c);"], v, []
@@ -144,6 +147,8 @@ def _client_get(p) -> list[str]:
     n = p.name
     if p.elem_kind == "handle":
         return [f"        if ({n}) gw_get_handles(r, (void **){n}, (size_t)({p.count}));"]
+    if p.base == "CUmemGenericAllocationHandle":
+        return [f"        if ({n}) gw_get_allocation_handles(r, (uint64_t *){n}, (size_t)({p.count}));"]
     return [f"        if ({n}) gw_get_bytes(r, {n}, (size_t)({p.count}) * {elem_size_expr(p)});"]
 
 

@@ -71,8 +71,29 @@ def field(run: dict | None, key: str):
     return run["result"].get(key) if ok(run) else None
 
 
+def rounds_of(runs: dict[str, dict], v: str, n: int) -> list[dict]:
+    """Native and loopback tokens/s of each round of variant v that ran both ways
+    (round 1: the main runs; round r: native-v-rR, gpuwire-v-loopback-rR)."""
+    out = []
+    for r in range(1, n + 1):
+        suffix = "" if r == 1 else f"-r{r}"
+        nat, rem = field(runs.get(f"native-{v}{suffix}"), "tokens_per_s"), \
+            field(runs.get(f"gpuwire-{v}-loopback{suffix}"), "tokens_per_s")
+        if nat and rem:
+            out.append({"round": r, "native_tps": nat, "gpuwire_tps": rem, "ratio": round(rem / nat, 4)})
+    return out
+
+
+def median(xs: list[float]) -> float | None:
+    xs = sorted(xs)
+    if not xs:
+        return None
+    m = len(xs) // 2
+    return xs[m] if len(xs) % 2 else round((xs[m - 1] + xs[m]) / 2, 4)
+
+
 def summarize(runs: dict[str, dict], variants: list[str], paths: list[str],
-              slope_tokens: tuple[int, int]) -> dict:
+              slope_tokens: tuple[int, int], rounds: int = 1) -> dict:
     """Per attention variant: native and gpuwire (loopback, then each emulated path) tokens/s,
     their ratio, prefill, whether the ids match native; round trips per token from the first
     variant's --exact runs; the runs that failed; the issue's two targets."""
@@ -95,8 +116,11 @@ def summarize(runs: dict[str, dict], variants: list[str], paths: list[str],
     s["rt_per_token"] = (slope(runs, tuple(f"exact{n}-{first}" for n in slope_tokens), slope_tokens)
                          if first else None)
     lo = s["variants"].get(first, {}).get("paths", {}).get("loopback", {}) if first else {}
+    s["rounds"] = rounds_of(runs, first, rounds) if first and rounds > 1 else []
+    s["median_ratio"] = median([r["ratio"] for r in s["rounds"]]) if s["rounds"] else None
+    judged = s["median_ratio"] if s["median_ratio"] is not None else lo.get("ratio")
     s["targets"] = {
-        "ratio_at_least_0.95": None if lo.get("ratio") is None else lo["ratio"] >= TARGET_RATIO,
+        "ratio_at_least_0.95": None if judged is None else judged >= TARGET_RATIO,
         "rt_per_token_at_most_2": None if s["rt_per_token"] is None else s["rt_per_token"] <= TARGET_RT_PER_TOKEN,
     }
     s["failed"] = sorted(k for k, r in runs.items() if not ok(r))
@@ -137,6 +161,11 @@ def table(res: dict) -> str:
     lines = [head, ""] + rows + [""]
     lines.append(f"round trips per generated token (gpuwire loopback, attention {s['slope_variant']}, "
                  f"slope of --exact {n0} and {n1}): {fmt(s['rt_per_token'], '.2f')}")
+    if s.get("rounds"):
+        each = "; ".join(f"{r['round']}: {fmt(r['native_tps'])} / {fmt(r['gpuwire_tps'])} ({fmt(r['ratio'], '.3f')})"
+                         for r in s["rounds"])
+        lines.append(f"rounds (attention {s['slope_variant']}, native / gpuwire loopback tokens/s, in turn): {each}; "
+                     f"median ratio {fmt(s['median_ratio'], '.3f')} (judged against the target)")
     t = s["targets"]
     word = {True: "met", False: "NOT met", None: "not measured"}
     lines.append(f"targets (issue 20): >= 95% of native tokens/s: {word[t['ratio_at_least_0.95']]}; "

@@ -6,13 +6,14 @@ if the budget still has room for it:
      through each --emulated path;
   2. for the first attention choice: two --exact runs through gpuwire on loopback
      (--slope A,B new tokens, the same warm-up), whose round-trip counts' difference over
-     B - A is the round trips per generated token.
+     B - A is the round trips per generated token; then, with --rounds N, N - 1 more
+     native and loopback runs in turn (the ratio judged is the rounds' median).
 Writes OUTDIR/hf.json (every run: command, exit status, wall time, result line,
 statistics), OUTDIR/hf-table.txt (bench/hf/report.py's table, printed last), each run's
 output in OUTDIR/hf-logs/, and the generated ids of each full run (NAME.ids).
 
     python3 bench/hf/run.py --out OUTDIR [--server ADDR --nogpu tests/gpu/nogpu]
-        [--budget S] [--attention auto,flash] [--tokens 128] [--slope 32,128]
+        [--budget S] [--attention auto,flash] [--tokens 128] [--slope 32,128] [--rounds N]
         [--emulated NAME=HOST:PORT ...] [-- EXTRA hf_generate ARGUMENTS]
 
 Without --server only the native runs are made (a check of this script off the GPU
@@ -108,6 +109,11 @@ class Runner:
             if i == 0 and a.server:
                 for n in a.slope:
                     self.step(f"exact{n}-{v}", [*full, "--exact", str(n)], a.server, 45, 240)
+                # more rounds, native and loopback in turn: the loop is bound by
+                # Python's CPU time, which moves by 15% between minutes-apart runs
+                for r in range(2, a.rounds + 1):
+                    self.step(f"native-{v}-r{r}", full, None, 40, 180)
+                    self.step(f"gpuwire-{v}-loopback-r{r}", full, a.server, 60, 300)
         if not a.server:
             self.skipped.append("gpuwire runs: no --server given")
         return {"bench": "hf_generate", "tokens": a.tokens, "attention": a.attention, "paths": paths,
@@ -116,7 +122,8 @@ class Runner:
                 "model": "TinyLlama-1.1B-shaped Llama, random weights, bf16" if not a.extra
                 else f"hf_generate {' '.join(a.extra)}",
                 "runs": self.runs, "skipped": self.skipped,
-                "summary": report.summarize(self.runs, a.attention, paths, tuple(a.slope)),
+                "rounds": a.rounds,
+                "summary": report.summarize(self.runs, a.attention, paths, tuple(a.slope), a.rounds),
                 "elapsed_s": round(time.monotonic() - self.t0, 1)}
 
 
@@ -134,6 +141,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--attention", default="auto,flash", help="hf_generate --attention values, comma-separated")
     p.add_argument("--tokens", type=int, default=128)
     p.add_argument("--slope", default="32,128", help="the two --exact token counts for round trips per token")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="native and loopback runs of the first attention choice, in turn (the target is "
+                        "judged on the median ratio of the rounds that ran)")
     p.add_argument("--emulated", action="append", default=[], metavar="NAME=HOST:PORT",
                    help="a gpuwire-netem path in front of the same server (repeatable)")
     p.add_argument("--python", default=sys.executable)
@@ -146,6 +156,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         a.slope = [int(n) for n in a.slope.split(",")]
     except ValueError:
         p.error("--slope: two whole numbers, A,B")
+    if a.rounds < 1:
+        p.error("--rounds: at least 1")
     if len(a.slope) != 2 or a.slope[0] == a.slope[1] or min(a.slope) < 0:
         p.error("--slope: two different counts, A,B")
     em = {}

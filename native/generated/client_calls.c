@@ -2606,7 +2606,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemCreate(CUmemGene
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
-        if (handle) gw_get_bytes(r, handle, (size_t)(1) * sizeof(CUmemGenericAllocationHandle));
+        if (handle) gw_get_allocation_handles(r, (uint64_t *)handle, (size_t)(1));
         res = gw_rep_status(r, res);
     }
     gw_rep_end(r);
@@ -2706,7 +2706,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemGetAllocationPro
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemGetAllocationPropertiesFromHandle);
     gw_put_out(q, prop, prop ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(int64_t)handle);
+    gw_put_allocation_handle(q, (uint64_t)handle);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
@@ -2792,7 +2792,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuMemMap(CUdeviceptr 
     gw_put_address(q, (uint64_t)ptr);
     gw_put_u64(q, (uint64_t)(int64_t)size);
     gw_put_u64(q, (uint64_t)(int64_t)offset);
-    gw_put_u64(q, (uint64_t)(int64_t)handle);
+    gw_put_allocation_handle(q, (uint64_t)handle);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -2906,7 +2906,7 @@ CUresult CUDAAPI cuMemPoolTrimTo(CUmemoryPool pool, size_t minBytesToKeep)
 CUresult CUDAAPI cuMemRelease(CUmemGenericAllocationHandle handle)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemRelease);
-    gw_put_u64(q, (uint64_t)(int64_t)handle);
+    gw_put_allocation_handle(q, (uint64_t)handle);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     gw_rep_end(r);
@@ -2918,11 +2918,11 @@ CUresult CUDAAPI cuMemRetainAllocationHandle(CUmemGenericAllocationHandle * hand
 {
     gw_req *q = gw_req_begin(GW_OP_cuMemRetainAllocationHandle);
     gw_put_out(q, handle, handle ? (size_t)(1) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)addr);
+    gw_put_address(q, (uint64_t)(uintptr_t)addr);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {
-        if (handle) gw_get_bytes(r, handle, (size_t)(1) * sizeof(CUmemGenericAllocationHandle));
+        if (handle) gw_get_allocation_handles(r, (uint64_t *)handle, (size_t)(1));
         res = gw_rep_status(r, res);
     }
     gw_rep_end(r);
@@ -3882,7 +3882,7 @@ __attribute__((visibility("hidden"))) CUresult CUDAAPI gwf_cuModuleUnload(CUmodu
 CUresult CUDAAPI cuMulticastAddDevice(CUmemGenericAllocationHandle mcHandle, CUdevice dev)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMulticastAddDevice);
-    gw_put_u64(q, (uint64_t)(int64_t)mcHandle);
+    gw_put_allocation_handle(q, (uint64_t)mcHandle);
     gw_put_device(q, (int64_t)dev);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
@@ -3894,7 +3894,7 @@ CUresult CUDAAPI cuMulticastAddDevice(CUmemGenericAllocationHandle mcHandle, CUd
 CUresult CUDAAPI cuMulticastBindAddr(CUmemGenericAllocationHandle mcHandle, size_t mcOffset, CUdeviceptr memptr, size_t size, unsigned long long flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMulticastBindAddr);
-    gw_put_u64(q, (uint64_t)(int64_t)mcHandle);
+    gw_put_allocation_handle(q, (uint64_t)mcHandle);
     gw_put_u64(q, (uint64_t)(int64_t)mcOffset);
     gw_put_address(q, (uint64_t)memptr);
     gw_put_u64(q, (uint64_t)(int64_t)size);
@@ -3909,9 +3909,9 @@ CUresult CUDAAPI cuMulticastBindAddr(CUmemGenericAllocationHandle mcHandle, size
 CUresult CUDAAPI cuMulticastBindMem(CUmemGenericAllocationHandle mcHandle, size_t mcOffset, CUmemGenericAllocationHandle memHandle, size_t memOffset, size_t size, unsigned long long flags)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMulticastBindMem);
-    gw_put_u64(q, (uint64_t)(int64_t)mcHandle);
+    gw_put_allocation_handle(q, (uint64_t)mcHandle);
     gw_put_u64(q, (uint64_t)(int64_t)mcOffset);
-    gw_put_u64(q, (uint64_t)(int64_t)memHandle);
+    gw_put_allocation_handle(q, (uint64_t)memHandle);
     gw_put_u64(q, (uint64_t)(int64_t)memOffset);
     gw_put_u64(q, (uint64_t)(int64_t)size);
     gw_put_u64(q, (uint64_t)(int64_t)flags);
@@ -3925,7 +3925,7 @@ CUresult CUDAAPI cuMulticastBindMem(CUmemGenericAllocationHandle mcHandle, size_
 CUresult CUDAAPI cuMulticastUnbind(CUmemGenericAllocationHandle mcHandle, CUdevice dev, size_t mcOffset, size_t size)
 {
     gw_req *q = gw_req_begin(GW_OP_cuMulticastUnbind);
-    gw_put_u64(q, (uint64_t)(int64_t)mcHandle);
+    gw_put_allocation_handle(q, (uint64_t)mcHandle);
     gw_put_device(q, (int64_t)dev);
     gw_put_u64(q, (uint64_t)(int64_t)mcOffset);
     gw_put_u64(q, (uint64_t)(int64_t)size);
@@ -4972,7 +4972,7 @@ CUresult CUDAAPI cuTensorMapEncodeIm2col(CUtensorMap * tensorMap, CUtensorMapDat
     gw_put_out(q, tensorMap, tensorMap ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)tensorDataType);
     gw_put_u64(q, (uint64_t)(int64_t)tensorRank);
-    gw_put_u64(q, (uint64_t)(uintptr_t)globalAddress);
+    gw_put_address(q, (uint64_t)(uintptr_t)globalAddress);
     gw_put_in(q, globalDim, globalDim ? (size_t)(tensorRank) * sizeof(cuuint64_t) : 0);
     gw_put_in(q, globalStrides, globalStrides ? (size_t)(tensorRank>0?tensorRank-1:0) * sizeof(cuuint64_t) : 0);
     gw_put_in(q, pixelBoxLowerCorner, pixelBoxLowerCorner ? (size_t)(tensorRank>2?tensorRank-2:0) * sizeof(int) : 0);
@@ -5001,7 +5001,7 @@ CUresult CUDAAPI cuTensorMapEncodeIm2colWide(CUtensorMap * tensorMap, CUtensorMa
     gw_put_out(q, tensorMap, tensorMap ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)tensorDataType);
     gw_put_u64(q, (uint64_t)(int64_t)tensorRank);
-    gw_put_u64(q, (uint64_t)(uintptr_t)globalAddress);
+    gw_put_address(q, (uint64_t)(uintptr_t)globalAddress);
     gw_put_in(q, globalDim, globalDim ? (size_t)(tensorRank) * sizeof(cuuint64_t) : 0);
     gw_put_in(q, globalStrides, globalStrides ? (size_t)(tensorRank>0?tensorRank-1:0) * sizeof(cuuint64_t) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)pixelBoxLowerCornerWidth);
@@ -5031,7 +5031,7 @@ CUresult CUDAAPI cuTensorMapEncodeTiled(CUtensorMap * tensorMap, CUtensorMapData
     gw_put_out(q, tensorMap, tensorMap ? (size_t)(1) : 0);
     gw_put_u64(q, (uint64_t)(int64_t)tensorDataType);
     gw_put_u64(q, (uint64_t)(int64_t)tensorRank);
-    gw_put_u64(q, (uint64_t)(uintptr_t)globalAddress);
+    gw_put_address(q, (uint64_t)(uintptr_t)globalAddress);
     gw_put_in(q, globalDim, globalDim ? (size_t)(tensorRank) * sizeof(cuuint64_t) : 0);
     gw_put_in(q, globalStrides, globalStrides ? (size_t)(tensorRank-1) * sizeof(cuuint64_t) : 0);
     gw_put_in(q, boxDim, boxDim ? (size_t)(tensorRank) * sizeof(cuuint32_t) : 0);
@@ -5055,7 +5055,7 @@ CUresult CUDAAPI cuTensorMapReplaceAddress(CUtensorMap * tensorMap, void * globa
 {
     gw_req *q = gw_req_begin(GW_OP_cuTensorMapReplaceAddress);
     gw_put_in(q, tensorMap, tensorMap ? (size_t)(1) * sizeof(CUtensorMap) : 0);
-    gw_put_u64(q, (uint64_t)(uintptr_t)globalAddress);
+    gw_put_address(q, (uint64_t)(uintptr_t)globalAddress);
     gw_rep *r;
     CUresult res = gw_req_call(q, &r);
     if (res == CUDA_SUCCESS) {

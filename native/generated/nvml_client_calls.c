@@ -1411,6 +1411,141 @@ nvmlReturn_t DECLDIR nvmlDeviceGetNumGpuCores(nvmlDevice_t device, unsigned int 
     return res;
 }
 
+#undef nvmlDeviceGetNvLinkCapability
+nvmlReturn_t DECLDIR nvmlDeviceGetNvLinkCapability(nvmlDevice_t device, unsigned int link, nvmlNvLinkCapability_t capability, unsigned int * capResult)
+{
+    const size_t capResult_cnt = capResult ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetNvLinkCapability);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
+    gw_put_u64(q, (uint64_t)(int64_t)link);
+    gw_put_u64(q, (uint64_t)(int64_t)capability);
+    gw_put_out(q, capResult, capResult ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (capResult) { if (all) gw_get_bytes(r, capResult, capResult_cnt * sizeof(unsigned int)); else gw_get_view(r, capResult_cnt * sizeof(unsigned int)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetNvLinkErrorCounter
+nvmlReturn_t DECLDIR nvmlDeviceGetNvLinkErrorCounter(nvmlDevice_t device, unsigned int link, nvmlNvLinkErrorCounter_t counter, unsigned long long * counterValue)
+{
+    const size_t counterValue_cnt = counterValue ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetNvLinkErrorCounter);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
+    gw_put_u64(q, (uint64_t)(int64_t)link);
+    gw_put_u64(q, (uint64_t)(int64_t)counter);
+    gw_put_out(q, counterValue, counterValue ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (counterValue) { if (all) gw_get_bytes(r, counterValue, counterValue_cnt * sizeof(unsigned long long)); else gw_get_view(r, counterValue_cnt * sizeof(unsigned long long)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetNvLinkRemoteDeviceType
+nvmlReturn_t DECLDIR nvmlDeviceGetNvLinkRemoteDeviceType(nvmlDevice_t device, unsigned int link, nvmlIntNvLinkDeviceType_t * pNvLinkDeviceType)
+{
+    const size_t pNvLinkDeviceType_cnt = pNvLinkDeviceType ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetNvLinkRemoteDeviceType);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
+    gw_put_u64(q, (uint64_t)(int64_t)link);
+    gw_put_out(q, pNvLinkDeviceType, pNvLinkDeviceType ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (pNvLinkDeviceType) { if (all) gw_get_bytes(r, pNvLinkDeviceType, pNvLinkDeviceType_cnt * sizeof(nvmlIntNvLinkDeviceType_t)); else gw_get_view(r, pNvLinkDeviceType_cnt * sizeof(nvmlIntNvLinkDeviceType_t)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetNvLinkRemotePciInfo
+nvmlReturn_t DECLDIR nvmlDeviceGetNvLinkRemotePciInfo(nvmlDevice_t device, unsigned int link, nvmlPciInfo_t * pci)
+{
+    const size_t pci_cnt = pci ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetNvLinkRemotePciInfo);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
+    gw_put_u64(q, (uint64_t)(int64_t)link);
+    gw_put_out(q, pci, pci ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (pci) { if (all) gw_get_bytes(r, pci, pci_cnt * sizeof(nvmlPciInfo_t)); else gw_get_view(r, pci_cnt * sizeof(nvmlPciInfo_t)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetNvLinkRemotePciInfo_v2
+nvmlReturn_t DECLDIR nvmlDeviceGetNvLinkRemotePciInfo_v2(nvmlDevice_t device, unsigned int link, nvmlPciInfo_t * pci)
+{
+    const size_t pci_cnt = pci ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetNvLinkRemotePciInfo_v2);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
+    gw_put_u64(q, (uint64_t)(int64_t)link);
+    gw_put_out(q, pci, pci ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (pci) { if (all) gw_get_bytes(r, pci, pci_cnt * sizeof(nvmlPciInfo_t)); else gw_get_view(r, pci_cnt * sizeof(nvmlPciInfo_t)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetNvLinkState
+nvmlReturn_t DECLDIR nvmlDeviceGetNvLinkState(nvmlDevice_t device, unsigned int link, nvmlEnableState_t * isActive)
+{
+    const size_t isActive_cnt = isActive ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetNvLinkState);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
+    gw_put_u64(q, (uint64_t)(int64_t)link);
+    gw_put_out(q, isActive, isActive ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (isActive) { if (all) gw_get_bytes(r, isActive, isActive_cnt * sizeof(nvmlEnableState_t)); else gw_get_view(r, isActive_cnt * sizeof(nvmlEnableState_t)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlDeviceGetNvLinkVersion
+nvmlReturn_t DECLDIR nvmlDeviceGetNvLinkVersion(nvmlDevice_t device, unsigned int link, unsigned int * version)
+{
+    const size_t version_cnt = version ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlDeviceGetNvLinkVersion);
+    gw_put_handle(q, (uint64_t)(uintptr_t)device);
+    gw_put_u64(q, (uint64_t)(int64_t)link);
+    gw_put_out(q, version, version ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (version) { if (all) gw_get_bytes(r, version, version_cnt * sizeof(unsigned int)); else gw_get_view(r, version_cnt * sizeof(unsigned int)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
 #undef nvmlDeviceGetOfaUtilization
 nvmlReturn_t DECLDIR nvmlDeviceGetOfaUtilization(nvmlDevice_t device, unsigned int * utilization, unsigned int * samplingPeriodUs)
 {
@@ -2157,6 +2292,73 @@ __attribute__((visibility("hidden"))) nvmlReturn_t DECLDIR gwf_nvmlShutdown(void
     gw_req *q = gw_req_begin(GW_NVML_OP_nvmlShutdown);
     gw_rep *r;
     nvmlReturn_t res = gw_nvml_call(q, &r);
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlSystemGetConfComputeCapabilities
+nvmlReturn_t DECLDIR nvmlSystemGetConfComputeCapabilities(nvmlConfComputeSystemCaps_t * capabilities)
+{
+    const size_t capabilities_cnt = capabilities ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlSystemGetConfComputeCapabilities);
+    gw_put_out(q, capabilities, capabilities ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (capabilities) { if (all) gw_get_bytes(r, capabilities, capabilities_cnt * sizeof(nvmlConfComputeSystemCaps_t)); else gw_get_view(r, capabilities_cnt * sizeof(nvmlConfComputeSystemCaps_t)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlSystemGetConfComputeGpusReadyState
+nvmlReturn_t DECLDIR nvmlSystemGetConfComputeGpusReadyState(unsigned int * isAcceptingWork)
+{
+    const size_t isAcceptingWork_cnt = isAcceptingWork ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlSystemGetConfComputeGpusReadyState);
+    gw_put_out(q, isAcceptingWork, isAcceptingWork ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (isAcceptingWork) { if (all) gw_get_bytes(r, isAcceptingWork, isAcceptingWork_cnt * sizeof(unsigned int)); else gw_get_view(r, isAcceptingWork_cnt * sizeof(unsigned int)); }
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlSystemGetConfComputeSettings
+nvmlReturn_t DECLDIR nvmlSystemGetConfComputeSettings(nvmlSystemConfComputeSettings_t * settings)
+{
+    const size_t settings_cnt = settings ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlSystemGetConfComputeSettings);
+    gw_put_in(q, settings, settings ? (size_t)(1) * sizeof(nvmlSystemConfComputeSettings_t) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        if (settings) gw_get_bytes(r, settings, settings_cnt * sizeof(nvmlSystemConfComputeSettings_t));
+        res = gw_nvml_status(r, res);
+    }
+    gw_rep_end(r);
+    return res;
+}
+
+#undef nvmlSystemGetConfComputeState
+nvmlReturn_t DECLDIR nvmlSystemGetConfComputeState(nvmlConfComputeSystemState_t * state)
+{
+    const size_t state_cnt = state ? (size_t)(1) : 0;
+    gw_req *q = gw_req_begin(GW_NVML_OP_nvmlSystemGetConfComputeState);
+    gw_put_out(q, state, state ? (size_t)(1) : 0);
+    gw_rep *r;
+    nvmlReturn_t res = gw_nvml_call(q, &r);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        int all = res == NVML_SUCCESS;
+        if (state) { if (all) gw_get_bytes(r, state, state_cnt * sizeof(nvmlConfComputeSystemState_t)); else gw_get_view(r, state_cnt * sizeof(nvmlConfComputeSystemState_t)); }
+        res = gw_nvml_status(r, res);
+    }
     gw_rep_end(r);
     return res;
 }

@@ -153,26 +153,12 @@ int nvmlDeviceGetNumFans(void);
 int nvmlDeviceGetNumFans(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetNumFans); }
 int nvmlDeviceGetNumaNodeId(void);
 int nvmlDeviceGetNumaNodeId(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetNumaNodeId); }
-int nvmlDeviceGetNvLinkCapability(void);
-int nvmlDeviceGetNvLinkCapability(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetNvLinkCapability); }
-int nvmlDeviceGetNvLinkErrorCounter(void);
-int nvmlDeviceGetNvLinkErrorCounter(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetNvLinkErrorCounter); }
 int nvmlDeviceGetNvLinkInfo(void);
 int nvmlDeviceGetNvLinkInfo(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetNvLinkInfo); }
-int nvmlDeviceGetNvLinkRemoteDeviceType(void);
-int nvmlDeviceGetNvLinkRemoteDeviceType(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetNvLinkRemoteDeviceType); }
-int nvmlDeviceGetNvLinkRemotePciInfo(void);
-int nvmlDeviceGetNvLinkRemotePciInfo(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetNvLinkRemotePciInfo); }
-int nvmlDeviceGetNvLinkRemotePciInfo_v2(void);
-int nvmlDeviceGetNvLinkRemotePciInfo_v2(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetNvLinkRemotePciInfo_v2); }
-int nvmlDeviceGetNvLinkState(void);
-int nvmlDeviceGetNvLinkState(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetNvLinkState); }
 int nvmlDeviceGetNvLinkUtilizationControl(void);
 int nvmlDeviceGetNvLinkUtilizationControl(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetNvLinkUtilizationControl); }
 int nvmlDeviceGetNvLinkUtilizationCounter(void);
 int nvmlDeviceGetNvLinkUtilizationCounter(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetNvLinkUtilizationCounter); }
-int nvmlDeviceGetNvLinkVersion(void);
-int nvmlDeviceGetNvLinkVersion(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetNvLinkVersion); }
 int nvmlDeviceGetNvlinkBwMode(void);
 int nvmlDeviceGetNvlinkBwMode(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlDeviceGetNvlinkBwMode); }
 int nvmlDeviceGetNvlinkSupportedBwModes(void);
@@ -425,16 +411,8 @@ int nvmlSystemEventSetFree(void);
 int nvmlSystemEventSetFree(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlSystemEventSetFree); }
 int nvmlSystemEventSetWait(void);
 int nvmlSystemEventSetWait(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlSystemEventSetWait); }
-int nvmlSystemGetConfComputeCapabilities(void);
-int nvmlSystemGetConfComputeCapabilities(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlSystemGetConfComputeCapabilities); }
-int nvmlSystemGetConfComputeGpusReadyState(void);
-int nvmlSystemGetConfComputeGpusReadyState(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlSystemGetConfComputeGpusReadyState); }
 int nvmlSystemGetConfComputeKeyRotationThresholdInfo(void);
 int nvmlSystemGetConfComputeKeyRotationThresholdInfo(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlSystemGetConfComputeKeyRotationThresholdInfo); }
-int nvmlSystemGetConfComputeSettings(void);
-int nvmlSystemGetConfComputeSettings(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlSystemGetConfComputeSettings); }
-int nvmlSystemGetConfComputeState(void);
-int nvmlSystemGetConfComputeState(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlSystemGetConfComputeState); }
 int nvmlSystemGetDriverBranch(void);
 int nvmlSystemGetDriverBranch(void) { return gw_nvml_unsupported(GW_NVML_OP_nvmlSystemGetDriverBranch); }
 int nvmlSystemGetHicVersion(void);

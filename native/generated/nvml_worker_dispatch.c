@@ -1409,6 +1409,134 @@ static void h_nvmlDeviceGetNumGpuCores(gw_call *c)
     }
 }
 
+static void h_nvmlDeviceGetNvLinkCapability(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    unsigned int a1 = (unsigned int)gw_in_u64(c);
+    nvmlNvLinkCapability_t a2 = (nvmlNvLinkCapability_t)gw_in_u64(c);
+    size_t a3_n;
+    unsigned int *a3 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a3_n);
+    if (a3 && !c->bad && a3_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetNvLinkCapability: capResult holds %zu elements, fewer than its count", a3_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, unsigned int, nvmlNvLinkCapability_t, unsigned int *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned int, nvmlNvLinkCapability_t, unsigned int *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetNvLinkCapability);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1, a2, a3);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a3, a3_n * sizeof(unsigned int));
+    }
+}
+
+static void h_nvmlDeviceGetNvLinkErrorCounter(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    unsigned int a1 = (unsigned int)gw_in_u64(c);
+    nvmlNvLinkErrorCounter_t a2 = (nvmlNvLinkErrorCounter_t)gw_in_u64(c);
+    size_t a3_n;
+    unsigned long long *a3 = (unsigned long long *)gw_out_array(c, sizeof(unsigned long long), &a3_n);
+    if (a3 && !c->bad && a3_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetNvLinkErrorCounter: counterValue holds %zu elements, fewer than its count", a3_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, unsigned int, nvmlNvLinkErrorCounter_t, unsigned long long *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned int, nvmlNvLinkErrorCounter_t, unsigned long long *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetNvLinkErrorCounter);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1, a2, a3);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a3, a3_n * sizeof(unsigned long long));
+    }
+}
+
+static void h_nvmlDeviceGetNvLinkRemoteDeviceType(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    unsigned int a1 = (unsigned int)gw_in_u64(c);
+    size_t a2_n;
+    nvmlIntNvLinkDeviceType_t *a2 = (nvmlIntNvLinkDeviceType_t *)gw_out_array(c, sizeof(nvmlIntNvLinkDeviceType_t), &a2_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetNvLinkRemoteDeviceType: pNvLinkDeviceType holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, unsigned int, nvmlIntNvLinkDeviceType_t *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned int, nvmlIntNvLinkDeviceType_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetNvLinkRemoteDeviceType);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1, a2);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a2, a2_n * sizeof(nvmlIntNvLinkDeviceType_t));
+    }
+}
+
+static void h_nvmlDeviceGetNvLinkRemotePciInfo(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    unsigned int a1 = (unsigned int)gw_in_u64(c);
+    size_t a2_n;
+    nvmlPciInfo_t *a2 = (nvmlPciInfo_t *)gw_out_array(c, sizeof(nvmlPciInfo_t), &a2_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetNvLinkRemotePciInfo: pci holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, unsigned int, nvmlPciInfo_t *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned int, nvmlPciInfo_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetNvLinkRemotePciInfo);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1, a2);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a2, a2_n * sizeof(nvmlPciInfo_t));
+    }
+}
+
+static void h_nvmlDeviceGetNvLinkRemotePciInfo_v2(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    unsigned int a1 = (unsigned int)gw_in_u64(c);
+    size_t a2_n;
+    nvmlPciInfo_t *a2 = (nvmlPciInfo_t *)gw_out_array(c, sizeof(nvmlPciInfo_t), &a2_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetNvLinkRemotePciInfo_v2: pci holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, unsigned int, nvmlPciInfo_t *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned int, nvmlPciInfo_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetNvLinkRemotePciInfo_v2);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1, a2);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a2, a2_n * sizeof(nvmlPciInfo_t));
+    }
+}
+
+static void h_nvmlDeviceGetNvLinkState(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    unsigned int a1 = (unsigned int)gw_in_u64(c);
+    size_t a2_n;
+    nvmlEnableState_t *a2 = (nvmlEnableState_t *)gw_out_array(c, sizeof(nvmlEnableState_t), &a2_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetNvLinkState: isActive holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, unsigned int, nvmlEnableState_t *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned int, nvmlEnableState_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetNvLinkState);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1, a2);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a2, a2_n * sizeof(nvmlEnableState_t));
+    }
+}
+
+static void h_nvmlDeviceGetNvLinkVersion(gw_call *c)
+{
+    nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
+    unsigned int a1 = (unsigned int)gw_in_u64(c);
+    size_t a2_n;
+    unsigned int *a2 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a2_n);
+    if (a2 && !c->bad && a2_n < (size_t)(1))
+        gw_call_fail(c, "nvmlDeviceGetNvLinkVersion: version holds %zu elements, fewer than its count", a2_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlDevice_t, unsigned int, unsigned int *) = (nvmlReturn_t (*)(nvmlDevice_t, unsigned int, unsigned int *))gw_nvml_fn(c, GW_NVML_OP_nvmlDeviceGetNvLinkVersion);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0, a1, a2);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a2, a2_n * sizeof(unsigned int));
+    }
+}
+
 static void h_nvmlDeviceGetOfaUtilization(gw_call *c)
 {
     nvmlDevice_t a0 = (nvmlDevice_t)gw_in_handle(c, GW_HT_nvmlDevice_t);
@@ -2157,6 +2285,74 @@ static void h_nvmlShutdown(gw_call *c)
     gw_nvml_reply(c, res);
 }
 
+static void h_nvmlSystemGetConfComputeCapabilities(gw_call *c)
+{
+    size_t a0_n;
+    nvmlConfComputeSystemCaps_t *a0 = (nvmlConfComputeSystemCaps_t *)gw_out_array(c, sizeof(nvmlConfComputeSystemCaps_t), &a0_n);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "nvmlSystemGetConfComputeCapabilities: capabilities holds %zu elements, fewer than its count", a0_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlConfComputeSystemCaps_t *) = (nvmlReturn_t (*)(nvmlConfComputeSystemCaps_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlSystemGetConfComputeCapabilities);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a0, a0_n * sizeof(nvmlConfComputeSystemCaps_t));
+    }
+}
+
+static void h_nvmlSystemGetConfComputeGpusReadyState(gw_call *c)
+{
+    size_t a0_n;
+    unsigned int *a0 = (unsigned int *)gw_out_array(c, sizeof(unsigned int), &a0_n);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "nvmlSystemGetConfComputeGpusReadyState: isAcceptingWork holds %zu elements, fewer than its count", a0_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(unsigned int *) = (nvmlReturn_t (*)(unsigned int *))gw_nvml_fn(c, GW_NVML_OP_nvmlSystemGetConfComputeGpusReadyState);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a0, a0_n * sizeof(unsigned int));
+    }
+}
+
+static void h_nvmlSystemGetConfComputeSettings(gw_call *c)
+{
+    size_t a0_n;
+    nvmlSystemConfComputeSettings_t *a0 = (nvmlSystemConfComputeSettings_t *)gw_in_array(c, sizeof(nvmlSystemConfComputeSettings_t), &a0_n);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "nvmlSystemGetConfComputeSettings: settings holds %zu elements, fewer than its count", a0_n);
+    if (!gw_args_ok(c)) return;
+    if (a0 && (a0->version & 0xFFFFFFu) > a0_n * sizeof(*a0)) {
+        gw_nvml_reply(c, NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+        return;
+    }
+    nvmlReturn_t (*fn)(nvmlSystemConfComputeSettings_t *) = (nvmlReturn_t (*)(nvmlSystemConfComputeSettings_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlSystemGetConfComputeSettings);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a0, a0_n * sizeof(nvmlSystemConfComputeSettings_t));
+    }
+}
+
+static void h_nvmlSystemGetConfComputeState(gw_call *c)
+{
+    size_t a0_n;
+    nvmlConfComputeSystemState_t *a0 = (nvmlConfComputeSystemState_t *)gw_out_array(c, sizeof(nvmlConfComputeSystemState_t), &a0_n);
+    if (a0 && !c->bad && a0_n < (size_t)(1))
+        gw_call_fail(c, "nvmlSystemGetConfComputeState: state holds %zu elements, fewer than its count", a0_n);
+    if (!gw_args_ok(c)) return;
+    nvmlReturn_t (*fn)(nvmlConfComputeSystemState_t *) = (nvmlReturn_t (*)(nvmlConfComputeSystemState_t *))gw_nvml_fn(c, GW_NVML_OP_nvmlSystemGetConfComputeState);
+    if (!fn) return;
+    nvmlReturn_t res = fn(a0);
+    gw_nvml_reply(c, res);
+    if (res == NVML_SUCCESS || res == NVML_ERROR_INSUFFICIENT_SIZE) {
+        gw_reply_bytes(c, a0, a0_n * sizeof(nvmlConfComputeSystemState_t));
+    }
+}
+
 static void h_nvmlSystemGetCudaDriverVersion(gw_call *c)
 {
     size_t a0_n;
@@ -2317,6 +2513,13 @@ const gw_handler gw_nvml_dispatch[GW_NVML_OP_COUNT] = {
     [GW_NVML_OP_nvmlDeviceGetMultiGpuBoard - GW_NVML_OP_FIRST] = h_nvmlDeviceGetMultiGpuBoard,
     [GW_NVML_OP_nvmlDeviceGetName - GW_NVML_OP_FIRST] = h_nvmlDeviceGetName,
     [GW_NVML_OP_nvmlDeviceGetNumGpuCores - GW_NVML_OP_FIRST] = h_nvmlDeviceGetNumGpuCores,
+    [GW_NVML_OP_nvmlDeviceGetNvLinkCapability - GW_NVML_OP_FIRST] = h_nvmlDeviceGetNvLinkCapability,
+    [GW_NVML_OP_nvmlDeviceGetNvLinkErrorCounter - GW_NVML_OP_FIRST] = h_nvmlDeviceGetNvLinkErrorCounter,
+    [GW_NVML_OP_nvmlDeviceGetNvLinkRemoteDeviceType - GW_NVML_OP_FIRST] = h_nvmlDeviceGetNvLinkRemoteDeviceType,
+    [GW_NVML_OP_nvmlDeviceGetNvLinkRemotePciInfo - GW_NVML_OP_FIRST] = h_nvmlDeviceGetNvLinkRemotePciInfo,
+    [GW_NVML_OP_nvmlDeviceGetNvLinkRemotePciInfo_v2 - GW_NVML_OP_FIRST] = h_nvmlDeviceGetNvLinkRemotePciInfo_v2,
+    [GW_NVML_OP_nvmlDeviceGetNvLinkState - GW_NVML_OP_FIRST] = h_nvmlDeviceGetNvLinkState,
+    [GW_NVML_OP_nvmlDeviceGetNvLinkVersion - GW_NVML_OP_FIRST] = h_nvmlDeviceGetNvLinkVersion,
     [GW_NVML_OP_nvmlDeviceGetOfaUtilization - GW_NVML_OP_FIRST] = h_nvmlDeviceGetOfaUtilization,
     [GW_NVML_OP_nvmlDeviceGetP2PStatus - GW_NVML_OP_FIRST] = h_nvmlDeviceGetP2PStatus,
     [GW_NVML_OP_nvmlDeviceGetPciInfo - GW_NVML_OP_FIRST] = h_nvmlDeviceGetPciInfo,
@@ -2360,6 +2563,10 @@ const gw_handler gw_nvml_dispatch[GW_NVML_OP_COUNT] = {
     [GW_NVML_OP_nvmlInitWithFlags - GW_NVML_OP_FIRST] = h_nvmlInitWithFlags,
     [GW_NVML_OP_nvmlInit_v2 - GW_NVML_OP_FIRST] = h_nvmlInit_v2,
     [GW_NVML_OP_nvmlShutdown - GW_NVML_OP_FIRST] = h_nvmlShutdown,
+    [GW_NVML_OP_nvmlSystemGetConfComputeCapabilities - GW_NVML_OP_FIRST] = h_nvmlSystemGetConfComputeCapabilities,
+    [GW_NVML_OP_nvmlSystemGetConfComputeGpusReadyState - GW_NVML_OP_FIRST] = h_nvmlSystemGetConfComputeGpusReadyState,
+    [GW_NVML_OP_nvmlSystemGetConfComputeSettings - GW_NVML_OP_FIRST] = h_nvmlSystemGetConfComputeSettings,
+    [GW_NVML_OP_nvmlSystemGetConfComputeState - GW_NVML_OP_FIRST] = h_nvmlSystemGetConfComputeState,
     [GW_NVML_OP_nvmlSystemGetCudaDriverVersion - GW_NVML_OP_FIRST] = h_nvmlSystemGetCudaDriverVersion,
     [GW_NVML_OP_nvmlSystemGetCudaDriverVersion_v2 - GW_NVML_OP_FIRST] = h_nvmlSystemGetCudaDriverVersion_v2,
     [GW_NVML_OP_nvmlSystemGetDriverVersion - GW_NVML_OP_FIRST] = h_nvmlSystemGetDriverVersion,

@@ -466,6 +466,16 @@ an = AllocNode(); an.poolProps.allocType = 1; an.poolProps.location.type = 1; an
 print("allocnode", cu.cuGraphAddMemAllocNode(ctypes.byref(node), g, None, ctypes.c_size_t(0), ctypes.byref(an)))
 back = AllocNode()
 print("allocnodeparams", cu.cuGraphMemAllocNodeGetParams(node, ctypes.byref(back)), back.poolProps.location.id)
+ctx0, d0 = ctypes.c_void_p(), ctypes.c_int()
+cu.cuDeviceGet(ctypes.byref(d0), 0); cu.cuDevicePrimaryCtxRetain(ctypes.byref(ctx0), d0); cu.cuCtxSetCurrent(ctx0)
+pr = Prop()
+print("props_from_a", cu.cuMemGetAllocationPropertiesFromHandle(ctypes.byref(pr), h), pr.location.id)
+h2 = ctypes.c_uint64()
+rc = cu.cuMemRetainAllocationHandle(ctypes.byref(h2), ctypes.c_void_p(va.value))
+print("retain_from_a", rc, "same" if h2.value == h.value else "other")
+print("release_retained", cu.cuMemRelease(h2))
+print("unmap", cu.cuMemUnmap(va, ctypes.c_size_t(2 << 20)))
+print("release_from_a", cu.cuMemRelease(h))
 """
 
 
@@ -476,7 +486,9 @@ def test_memory_locations_name_the_clients_devices(servers, dev):
     a graph's memory allocation node) name the client's ordinal: for b's device 2 the call goes to b with b's
     own ordinal, and the answer names 2 again (b answered INVALID_DEVICE for
     an ordinal it does not have); an access list naming devices of a and b
-    is refused with its line."""
+    is refused with its line. Then, with device 0's context current, the
+    allocation's handle still reaches the server that made it (its
+    properties, a retain by address, unmap, release)."""
     r = gw_run([sys.executable, "-c", VMM_LOCATIONS, str(dev)], server=both(servers), timeout=120)
     assert r.returncode == 0, why(r, servers)
     got = dict(ln.split(" ", 1) for ln in r.stdout.splitlines())
@@ -488,6 +500,10 @@ def test_memory_locations_name_the_clients_devices(servers, dev):
     if dev == 2:
         assert got["graphcreate"] == "0" and got["allocnode"] == "0", r.stdout
         assert got["allocnodeparams"].split() == ["0", str(dev)], r.stdout
+    # the handle, with device 0's context (server a) current: its calls go to the server that made it
+    assert got["props_from_a"].split() == ["0", str(dev)], r.stdout
+    assert got["retain_from_a"] == "0 same" and got["release_retained"] == "0", r.stdout
+    assert got["unmap"] == "0" and got["release_from_a"] == "0", r.stdout
     if dev == 2:
         assert got["access_two_servers"] == str(INVALID_HANDLE), r.stdout
         assert "cuMemSetAccess: its arguments belong to two different gpuwire servers" in r.stderr, r.stderr

@@ -996,3 +996,137 @@ SN_API nvmlReturn_t nvmlInternalGetExportTable(const void **out, const unsigned 
     *out = sn_table;
     return NVML_SUCCESS;
 }
+
+/* ---- NVLink and confidential computing (what NCCL reads for its topology) ----
+ * One device: no NVLink (NOT_SUPPORTED, as a PCIe card answers). Several: a
+ * ring, link 0 to the next device and link 1 to the previous one, both
+ * active; links 2 to NVML_NVLINK_MAX_LINKS - 1 exist and are down. */
+static nvmlReturn_t nvlink_check(nvmlDevice_t d, unsigned int link, const void *out)
+{
+    nvmlReturn_t r = check(d);
+    if (r == NVML_SUCCESS && (!out || link >= NVML_NVLINK_MAX_LINKS))
+        r = NVML_ERROR_INVALID_ARGUMENT;
+    if (r == NVML_SUCCESS && ndevices < 2)
+        r = NVML_ERROR_NOT_SUPPORTED;
+    return r;
+}
+
+/* the device at the other end of an active link, else -1 */
+static int nvlink_peer(nvmlDevice_t d, unsigned int link)
+{
+    int p = index_of(d), n = (int)ndevices;
+    return link == 0 ? (p + 1) % n : link == 1 ? (p + n - 1) % n : -1;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetNvLinkState(nvmlDevice_t d, unsigned int link, nvmlEnableState_t *on)
+{
+    nvmlReturn_t r = nvlink_check(d, link, on);
+    if (r == NVML_SUCCESS)
+        *on = nvlink_peer(d, link) >= 0 ? NVML_FEATURE_ENABLED : NVML_FEATURE_DISABLED;
+    return r;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetNvLinkVersion(nvmlDevice_t d, unsigned int link, unsigned int *version)
+{
+    nvmlReturn_t r = nvlink_check(d, link, version);
+    if (r == NVML_SUCCESS)
+        *version = 4;
+    return r;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetNvLinkCapability(nvmlDevice_t d, unsigned int link, nvmlNvLinkCapability_t cap,
+                                                  unsigned int *result)
+{
+    nvmlReturn_t r = nvlink_check(d, link, result);
+    if (r == NVML_SUCCESS && (unsigned)cap >= NVML_NVLINK_CAP_COUNT)
+        r = NVML_ERROR_INVALID_ARGUMENT;
+    if (r == NVML_SUCCESS) /* P2P and its atomics over active links; no SLI bridge */
+        *result = nvlink_peer(d, link) >= 0 && cap != NVML_NVLINK_CAP_SLI_BRIDGE;
+    return r;
+}
+
+static nvmlReturn_t nvlink_remote_pci(nvmlDevice_t d, unsigned int link, nvmlPciInfo_t *pci_out)
+{
+    nvmlReturn_t r = nvlink_check(d, link, pci_out);
+    if (r != NVML_SUCCESS)
+        return r;
+    int p = nvlink_peer(d, link);
+    return p < 0 ? NVML_ERROR_NOT_SUPPORTED : pci((nvmlDevice_t)&devices[p], pci_out);
+}
+
+#undef nvmlDeviceGetNvLinkRemotePciInfo
+SN_API nvmlReturn_t nvmlDeviceGetNvLinkRemotePciInfo(nvmlDevice_t d, unsigned int link, nvmlPciInfo_t *p)
+{
+    return nvlink_remote_pci(d, link, p);
+}
+SN_API nvmlReturn_t nvmlDeviceGetNvLinkRemotePciInfo_v2(nvmlDevice_t d, unsigned int link, nvmlPciInfo_t *p)
+{
+    return nvlink_remote_pci(d, link, p);
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetNvLinkRemoteDeviceType(nvmlDevice_t d, unsigned int link,
+                                                        nvmlIntNvLinkDeviceType_t *type)
+{
+    nvmlReturn_t r = nvlink_check(d, link, type);
+    if (r == NVML_SUCCESS)
+        *type = nvlink_peer(d, link) >= 0 ? NVML_NVLINK_DEVICE_TYPE_GPU : NVML_NVLINK_DEVICE_TYPE_UNKNOWN;
+    return r;
+}
+
+SN_API nvmlReturn_t nvmlDeviceGetNvLinkErrorCounter(nvmlDevice_t d, unsigned int link,
+                                                    nvmlNvLinkErrorCounter_t counter, unsigned long long *value)
+{
+    nvmlReturn_t r = nvlink_check(d, link, value);
+    if (r == NVML_SUCCESS)
+        *value = 100u * link + (unsigned)counter;
+    return r;
+}
+
+/* no confidential computing here, as on a machine without it */
+SN_API nvmlReturn_t nvmlSystemGetConfComputeSettings(nvmlSystemConfComputeSettings_t *s)
+{
+    if (!initialized())
+        return NVML_ERROR_UNINITIALIZED;
+    if (!s)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    if (s->version != nvmlSystemConfComputeSettings_v1)
+        return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+    s->environment = NVML_CC_SYSTEM_ENVIRONMENT_UNAVAILABLE;
+    s->ccFeature = NVML_CC_SYSTEM_FEATURE_DISABLED;
+    s->devToolsMode = NVML_CC_SYSTEM_DEVTOOLS_MODE_OFF;
+    s->multiGpuMode = NVML_CC_SYSTEM_MULTIGPU_NONE;
+    return NVML_SUCCESS;
+}
+
+SN_API nvmlReturn_t nvmlSystemGetConfComputeState(nvmlConfComputeSystemState_t *s)
+{
+    if (!initialized())
+        return NVML_ERROR_UNINITIALIZED;
+    if (!s)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    s->environment = NVML_CC_SYSTEM_ENVIRONMENT_UNAVAILABLE;
+    s->ccFeature = NVML_CC_SYSTEM_FEATURE_DISABLED;
+    s->devToolsMode = NVML_CC_SYSTEM_DEVTOOLS_MODE_OFF;
+    return NVML_SUCCESS;
+}
+
+SN_API nvmlReturn_t nvmlSystemGetConfComputeCapabilities(nvmlConfComputeSystemCaps_t *c)
+{
+    if (!initialized())
+        return NVML_ERROR_UNINITIALIZED;
+    if (!c)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    c->cpuCaps = NVML_CC_SYSTEM_CPU_CAPS_NONE;
+    c->gpusCaps = NVML_CC_SYSTEM_GPUS_CC_NOT_CAPABLE;
+    return NVML_SUCCESS;
+}
+
+SN_API nvmlReturn_t nvmlSystemGetConfComputeGpusReadyState(unsigned int *ready)
+{
+    if (!initialized())
+        return NVML_ERROR_UNINITIALIZED;
+    if (!ready)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    *ready = NVML_CC_ACCEPTING_CLIENT_REQUESTS_FALSE;
+    return NVML_SUCCESS;
+}

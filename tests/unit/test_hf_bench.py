@@ -160,12 +160,28 @@ def test_targets_missed_and_unmeasured():
     assert s["rt_per_token"] is None and s["failed"] == []
 
 
+def test_rounds_are_judged_on_their_median_ratio():
+    """Round 1's ratio (0.80) alone would miss the target; the median of three
+    rounds that ran both ways (0.80, 0.96, 0.98) meets it; a round whose
+    gpuwire run failed is left out."""
+    runs = {"native-auto": _rec(_full(50.0)), "gpuwire-auto-loopback": _rec(_full(40.0)),
+            "native-auto-r2": _rec(_full(50.0)), "gpuwire-auto-loopback-r2": _rec(_full(48.0)),
+            "native-auto-r3": _rec(_full(50.0)), "gpuwire-auto-loopback-r3": _rec(_full(49.0)),
+            "native-auto-r4": _rec(_full(50.0)), "gpuwire-auto-loopback-r4": _rec(None, rc=1)}
+    s = report.summarize(runs, ["auto"], ["loopback"], (32, 128), rounds=4)
+    assert [r["ratio"] for r in s["rounds"]] == [0.8, 0.96, 0.98] and s["median_ratio"] == 0.96
+    assert s["targets"]["ratio_at_least_0.95"] is True
+    t = report.table({"summary": s, "runs": runs, "paths": ["loopback"], "tokens": 128})
+    assert "1: 50.0 / 40.0 (0.800); 2: 50.0 / 48.0 (0.960); 3: 50.0 / 49.0 (0.980); median ratio 0.960" in t
+    assert report.summarize(runs, ["auto"], ["loopback"], (32, 128))["targets"]["ratio_at_least_0.95"] is False
+
+
 def test_runner_arguments():
     a = hf_run.parse(["--out", "o", "--server", "h:1", "--emulated", "rtt200us=127.0.0.1:9",
                       "--attention", "auto,flash", "--", "--device", "cpu"])
     assert a.emulated == {"rtt200us": "127.0.0.1:9"} and a.attention == ["auto", "flash"]
-    assert a.extra == ["--device", "cpu"] and a.slope == [32, 128]
-    for bad in (["--slope", "32"], ["--slope", "5,5"], ["--slope", "a,b"], ["--emulated", "noequals"],
+    assert a.extra == ["--device", "cpu"] and a.slope == [32, 128] and a.rounds == 1
+    for bad in (["--rounds", "0"], ["--slope", "32"], ["--slope", "5,5"], ["--slope", "a,b"], ["--emulated", "noequals"],
                 ["--emulated", "loopback=h:2"]):
         with pytest.raises(SystemExit):
             hf_run.parse(["--out", "o", *bad])

@@ -84,11 +84,13 @@ CUresult CUDAAPI cuMemGetAllocationGranularity(size_t *granularity, const CUmemA
 
 CUresult CUDAAPI cuMemGetAllocationPropertiesFromHandle(CUmemAllocationProp *prop, CUmemGenericAllocationHandle handle)
 {
-    /* a generic allocation handle is the driver's own value, not an id the
-     * client can route by: the request went to the current context's server */
+    /* the request went to the handle's server (noted when the handle came),
+     * else to the current context's */
     CUresult rc = gwf_cuMemGetAllocationPropertiesFromHandle(prop, handle);
-    if (rc == CUDA_SUCCESS && prop && gw_servers_n > 1)
-        gw_mem_location_to_client(&prop->location, gw_route_now());
+    if (rc == CUDA_SUCCESS && prop && gw_servers_n > 1) {
+        int k = gw_allocation_handle_server((uint64_t)handle);
+        gw_mem_location_to_client(&prop->location, k >= 0 ? k : gw_route_now());
+    }
     return rc;
 }
 

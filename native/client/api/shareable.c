@@ -114,11 +114,13 @@ CUresult CUDAAPI cuMemExportToShareableHandle(void *shareableHandle, CUmemGeneri
         return refuse_type("cuMemExportToShareableHandle", handleType);
     if (!shareableHandle)
         return CUDA_ERROR_INVALID_VALUE;
+    int prev = gw_route_enter(gw_allocation_handle_server((uint64_t)handle)); /* several servers: the handle's */
     gw_req *q = gw_req_begin(GW_OP_cuMemExportToShareableHandle);
     gw_put_fields(q, gw_shareable_export_req,
                   {.handle = (uint64_t)handle, .handle_type = (uint32_t)handleType, .flags = (uint64_t)flags});
     gw_rep *r;
     CUresult rc = gw_req_call(q, &r);
+    gw_route_leave(prev);
     gw_shareable_export_rep rep = {0};
     if (rc == CUDA_SUCCESS)
         rc = gw_get_fields(r, gw_shareable_export_rep, &rep) ? gw_rep_status(r, rc) : (CUresult)rep.result;
@@ -138,6 +140,7 @@ CUresult CUDAAPI cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *ha
         return CUDA_ERROR_INVALID_VALUE;
     if (take_record("cuMemImportFromShareableHandle", osHandle, &rec) != 0)
         return CUDA_ERROR_UNKNOWN;
+    int from = gw_route_now(); /* the server that imports it: the calling thread's */
     gw_req *q = gw_req_begin(GW_OP_cuMemImportFromShareableHandle);
     gw_put_fields(q, gw_shareable_import_req,
                   {.handle_type = (uint32_t)shHandleType, .server = rec.server, .session = rec.session, .id = rec.id});
@@ -148,7 +151,7 @@ CUresult CUDAAPI cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *ha
         rc = gw_get_fields(r, gw_shareable_import_rep, &rep) ? gw_rep_status(r, rc) : (CUresult)rep.result;
     gw_rep_end(r);
     if (rc == CUDA_SUCCESS)
-        *handle = (CUmemGenericAllocationHandle)rep.handle;
+        *handle = (CUmemGenericAllocationHandle)gw_allocation_handle_on(rep.handle, from);
     return rc;
 }
 

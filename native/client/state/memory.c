@@ -673,13 +673,16 @@ CUresult CUDAAPI cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsigned 
     return rc;
 }
 
-/* Mapped virtual-memory ranges are device memory for unified copies. */
+/* Mapped virtual-memory ranges are device memory for unified copies (several
+ * servers: the memory of the handle's server, where the request went). */
 CUresult CUDAAPI cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle,
                           unsigned long long flags)
 {
+    int prev = gw_route_enter(gw_allocation_handle_server((uint64_t)handle));
     CUresult rc = gwf_cuMemMap(ptr, size, offset, handle, flags);
     if (rc == CUDA_SUCCESS)
         gw_mem_track_device(ptr, size);
+    gw_route_leave(prev);
     return rc;
 }
 

@@ -195,6 +195,14 @@ void gw_get_handles(gw_rep *r, void **h, size_t n)
 #endif
 }
 
+#ifndef GW_NVML_CLIENT
+void gw_get_allocation_handles(gw_rep *r, uint64_t *h, size_t n)
+{
+    for (size_t i = 0; i < n; i++) /* several servers: whose it is */
+        h[i] = gw_allocation_handle_on(gw_get_u64(r), r->route);
+}
+#endif
+
 CUresult gw_rep_status(gw_rep *r, CUresult res)
 {
     if (r->short_read) {

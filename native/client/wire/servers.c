@@ -244,6 +244,35 @@ uint64_t gw_handle_on(uint64_t h, int k)
     return h;
 }
 
+/* Generic allocation handles (cuMemCreate's) are the driver's own values, not
+ * ids a worker names: the client notes whose each is as a reply brings it (in
+ * the same map: two servers' values meeting is as unlikely as two workers'
+ * ids), and a call naming one goes to its server. A value with the id bits
+ * set is left to the current context's route (no driver's seen so far). */
+static int plain_value(uint64_t h) { return h && !(h & (GW_CLIENT_ID_BIT | GW_ROUTE_MASK)); }
+
+uint64_t gw_allocation_handle_on(uint64_t h, int k)
+{
+    if (gw_servers_n > 1 && k >= 0 && plain_value(h)) {
+        pthread_mutex_lock(&worker_ids_lock);
+        gw_idmap_put(&worker_ids, h, (void *)(uintptr_t)(k + 1));
+        pthread_mutex_unlock(&worker_ids_lock);
+    }
+    return h;
+}
+
+int gw_allocation_handle_server(uint64_t h)
+{
+    if (gw_servers_n <= 1)
+        return 0;
+    if (!plain_value(h))
+        return -1;
+    pthread_mutex_lock(&worker_ids_lock);
+    int k = (int)(uintptr_t)gw_idmap_get(&worker_ids, h) - 1;
+    pthread_mutex_unlock(&worker_ids_lock);
+    return k;
+}
+
 int gw_handle_everywhere(uint64_t h) { return h > 2 && ((h & GW_ROUTE_MASK) >> GW_ROUTE_SHIFT) == GW_ROUTE_ALL; }
 
 int gw_handle_server(uint64_t h)
@@ -275,6 +304,13 @@ void gw_put_handle(gw_req *q, uint64_t h)
             q->route = -2; /* names no server this client has: refused, as two servers are */
         route_join(q, k);
     }
+    gw_put_u64(q, h);
+}
+
+void gw_put_allocation_handle(gw_req *q, uint64_t h)
+{
+    if (gw_servers_n > 1)
+        route_join(q, gw_allocation_handle_server(h)); /* unknown: the thread's route */
     gw_put_u64(q, h);
 }
 

@@ -83,6 +83,11 @@ GW_HIDDEN void gw_put_device_on(gw_req *q, int64_t dev, int *server); /* and whi
 GW_HIDDEN uint64_t gw_handle_on(uint64_t h, int k); /* a handle from server k, as the client keeps it (noted) */
 GW_HIDDEN int gw_handle_server(uint64_t h);         /* the server a handle belongs to; -1: none or every one */
 GW_HIDDEN int gw_handle_everywhere(uint64_t h);     /* made on every server (GW_ROUTE_ALL) */
+/* CUmemGenericAllocationHandle values: noted as server k's when a reply brings
+ * one; a request naming one goes there (-1: not known, the thread's route) */
+GW_HIDDEN uint64_t gw_allocation_handle_on(uint64_t h, int k);
+GW_HIDDEN int gw_allocation_handle_server(uint64_t h);
+GW_HIDDEN void gw_put_allocation_handle(gw_req *q, uint64_t h);
 GW_HIDDEN void gw_pin_next_handle_id(uint64_t id);  /* the calling thread's next gw_new_handle_id returns id */
 /* The route of a finished request (several servers only): its arguments'
  * server, else the thread's; -1 if its arguments name two servers. */

@@ -58,6 +58,7 @@ GW_HIDDEN uint32_t gw_get_u32(gw_rep *r);
 GW_HIDDEN uint64_t gw_get_u64(gw_rep *r);
 GW_HIDDEN const void *gw_get_view(gw_rep *r, size_t n); /* n bytes in place, or NULL */
 GW_HIDDEN void gw_get_handles(gw_rep *r, void **h, size_t n);
+GW_HIDDEN void gw_get_allocation_handles(gw_rep *r, uint64_t *h, size_t n); /* CUmemGenericAllocationHandle outputs, noted as the reply's server's */
 GW_HIDDEN CUresult gw_rep_status(gw_rep *r, CUresult res); /* CUDA_ERROR_UNKNOWN if the reply was short */
 GW_HIDDEN void gw_rep_end(gw_rep *r);
 /* A payload's fixed fields through the codecs generated from
