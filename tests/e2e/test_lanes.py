@@ -108,6 +108,21 @@ def test_large_copies_arrive_intact_and_in_order(program, server, tmp_path, lane
     assert got_in > copied and got_out > copied, end
 
 
+@pytest.mark.parametrize("kind", ["pinned", "none"])
+def test_page_locked_memory_is_ready_before_the_first_copy(program, server, tmp_path, kind):
+    """The driver's pinning leaves page-locked memory resident and a copy from
+    it starts at once: gpuwire's populates its pages at allocation and
+    registration, and a page-locked allocation big enough for a lane opens the
+    lanes in the background, not inside the first copy (simpleMultiCopy times
+    its first 16 MiB copy with events). Device memory alone opens none."""
+    stats = tmp_path / "stats.json"
+    result = gw_run([str(program), "ready", kind], server.address, stats=stats)
+    assert result.returncode == 0 and result.stdout.strip().endswith("PASS lane_copies"), explain(result, server)
+    s = stats_of(stats)
+    assert s["lanes"] == (3 if kind == "pinned" else 0), s
+    assert s["lane_bytes"] == 0, s
+
+
 def test_server_without_lanes_grants_none(tmp_path, program):
     srv = start_server(tmp_path / "server.log", extra_args=("--lanes", "0"))
     try:

@@ -4,11 +4,19 @@
  * sees its bytes), sizes that are not a whole number of chunks, pageable and
  * pinned sources, and several threads copying at once.
  *   lane_copies [MiB per copy, default 37]
+ *   lane_copies ready [pinned|none]   page-locked memory ready before any copy, as
+ *       the driver's pinning leaves it: every page of a 16 MiB cuMemAllocHost and
+ *       of a 16 MiB cuMemHostRegister resident (mincore); then a second's pause
+ *       with no copy (the test reads the lanes opened meanwhile from the stats);
+ *       "none": only device memory, no page-locked memory
  * "PASS lane_copies" last and exit 0, or "FAIL lane_copies: why" and exit 1. */
 #define PROG "lane_copies"
+#define _DEFAULT_SOURCE
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "driver_check.h"
 
@@ -61,8 +69,51 @@ static void *copier(void *arg)
     return NULL;
 }
 
+static size_t resident_pages(void *p, size_t n)
+{
+    size_t pages = (n + 4095) / 4096, in = 0;
+    unsigned char *v = malloc(pages);
+    if (!v || mincore(p, n, v))
+        FAIL("mincore failed");
+    for (size_t i = 0; i < pages; i++)
+        in += v[i] & 1;
+    free(v);
+    return in;
+}
+
+static int ready(int pinned)
+{
+    size_t n = 16u << 20, pages = n / 4096;
+    CUdevice dev;
+    CK(cuInit(0));
+    CK(cuDeviceGet(&dev, 0));
+    CK(cuCtxCreate(&ctx, NULL, 0, dev));
+    CUdeviceptr d;
+    CK(cuMemAlloc(&d, n));
+    if (pinned) {
+        void *h;
+        CK(cuMemAllocHost(&h, n));
+        size_t in = resident_pages(h, n);
+        if (in != pages)
+            FAIL("cuMemAllocHost: %zu of %zu pages resident before any use", in, pages);
+        void *r = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (r == MAP_FAILED)
+            FAIL("mmap failed");
+        CK(cuMemHostRegister(r, n, 0));
+        in = resident_pages(r, n);
+        if (in != pages)
+            FAIL("cuMemHostRegister: %zu of %zu pages resident before any use", in, pages);
+        printf("page-locked memory resident: %zu + %zu pages\n", pages, pages);
+    }
+    sleep(1);
+    printf("PASS %s\n", PROG);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "ready"))
+        return ready(argc < 3 || strcmp(argv[2], "none"));
     size = (argc > 1 ? strtoul(argv[1], NULL, 10) : 37) << 20;
     size += 4097; /* not a whole number of chunks */
     CUdevice dev;

@@ -7,7 +7,8 @@
  * Order stays the session's: each piece of a copy is an ordinary copy frame
  * on the session's connection (flag GW_F_LANE: "your bytes are lane k's next
  * data frame"), so the worker runs it exactly where the application issued
- * it. The lanes are opened at the first large copy; if that fails the copies
+ * it. The lanes are opened at the first large copy, or before it in the
+ * background when page-locked memory big enough is made; if that fails the copies
  * go on the session's connection as before. GPUWIRE_LANES=N uses at most N
  * (0: none).
  *
@@ -19,6 +20,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -263,6 +265,40 @@ int gw_lanes_for(size_t n)
     return on;
 }
 
+/* Opening the lanes costs, for each, a connection, the server's hand-over and
+ * the worker's acceptance, one after the other: done at the first large copy,
+ * all of it falls inside that copy (an event-timed first 16 MiB copy from
+ * page-locked memory, simpleMultiCopy's, measured well below the transport's
+ * rate). Page-locked memory big enough for a lane is made for such copies, so
+ * its allocation opens them in the background; a copy that comes meanwhile
+ * waits for the opening under order_lock as it would have opened them. */
+static atomic_int prepare_started;
+
+static void *prepare_lanes(void *arg)
+{
+    (void)arg;
+    gw_lanes_for(LANE_MIN_BYTES);
+    return NULL;
+}
+
+void gw_lanes_prepare(size_t n)
+{
+    if (n < LANE_MIN_BYTES || !gw_handshake_lanes() || gw_route_now() != 0 ||
+        atomic_exchange(&prepare_started, 1))
+        return;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    pthread_t t;
+    if (pthread_create(&t, &a, prepare_lanes, NULL)) /* the first large copy opens them */
+        atomic_store(&prepare_started, 0);
+    pthread_attr_destroy(&a);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 CUresult gw_lanes_htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, uint64_t stream, int store)
 {
     size_t pieces = (n + GW_COPY_CHUNK - 1) / GW_COPY_CHUNK;
@@ -400,6 +436,7 @@ static void lanes_after_fork_child(void)
     memset(lanes, 0, sizeof lanes);
     nlanes = next_lane = 0;
     state = 0;
+    atomic_store(&prepare_started, 0);
     pthread_mutex_init(&order_lock, NULL);
     expecting = NULL; /* the parent's waiting copies are not the child's */
     in_lost = 0;

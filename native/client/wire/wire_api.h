@@ -171,6 +171,7 @@ GW_HIDDEN void gw_wire_count_with(const gw_wire_counters *c);
 /* ---- lanes: copy bytes on extra connections (lanes.c) ---- */
 /* 1 if copies of n bytes go on lanes (set up at the first such copy). */
 GW_HIDDEN int gw_lanes_for(size_t n);
+GW_HIDDEN void gw_lanes_prepare(size_t n); /* page-locked memory of n bytes made: lanes opened in the background */
 /* A host-to-device copy to known device memory, its bytes over the lanes;
  * returns once they have left src. */
 GW_HIDDEN CUresult gw_lanes_htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, uint64_t stream, int store);
