@@ -43,7 +43,21 @@ def upload(srv, tmp_path, name, *args, env=None):
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")][-1]
     res = json.loads(line[len("RESULT "):])
     assert res["ok"], res
+    sessions_ended(srv)
     return res, json.loads(stats.read_text())
+
+
+def sessions_ended(srv, timeout: float = 30.0) -> None:
+    """Waits until every session the server started has ended: a worker's
+    background writer finishes storing its chunks as the session ends, which
+    may be just after the client exited (docs/cache.md), and the tests count
+    and read the entries."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = srv.log_text()
+        if text.count('msg="session start"') == text.count('msg="session end"') or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
 
 
 def entries(cache: Path) -> list[Path]:
