@@ -112,7 +112,11 @@ environment set for CMD:
 other variables read by the client library:
   GPUWIRE_DEBUG    set to 1 for a trace of the client's activity on stderr
   GPUWIRE_LANES    at most this many copy lanes: extra connections for the bytes of copies of
-                   8 MiB or more, either way (default: what the server grants, 3; 0: none)"""
+                   8 MiB or more, either way (default: what the server grants, 3; 0: none)
+  GPUWIRE_SPIN_US  a thread waiting for a reply polls for up to this many microseconds before
+                   sleeping, as the driver's synchronize spins (default 0; costs a core; an
+                   experiment's setting, not yet measured on a GPU)
+  GPUWIRE_WAIT_NOTICE_S  a line on stderr when a call has waited this long (default 60; 0: never)"""
 
 DEMO_HELP = """\
 Show gpuwire working on this machine: start a server in this process on a free

@@ -39,6 +39,7 @@ TUNING_LANE_COPIES = [
     ("GPUWIRE_LANES", "1000"), ("GPUWIRE_FLUSH_US", "1e20"), ("GPUWIRE_CACHE_MIN", "abc"),
     ("GPUWIRE_HASH_THREADS", "-3"), ("GPUWIRE_CACHE", "maybe"), ("GPUWIRE_CACHE_COMPRESS", "zip"),
     ("GPUWIRE_MEMO", "2"), ("GPUWIRE_DEBUG", "yes"), ("GPUWIRE_TRACE_RT", "9"), ("GPUWIRE_SAMPLE_US", "5"),
+    ("GPUWIRE_SPIN_US", "fast"), ("GPUWIRE_EAGER_FLUSH_US", "-2"),
 ]
 TUNING_MEMCPY_KINDS = [
     ("GPUWIRE_CACHE_MIN_IMAGE", "-1"), ("GPUWIRE_LANDINGS", "x"), ("GPUWIRE_CUBIN_INFO", "x"),
@@ -188,7 +189,8 @@ def test_good_tuning_knobs_take_effect(server, tmp_path):
     need(LANE_COPIES)
     stats = tmp_path / "stats.json"
     good = {"GPUWIRE_LANES": "2", "GPUWIRE_FLUSH_US": "1000000", "GPUWIRE_CACHE": "off", "GPUWIRE_MEMO": "off",
-            "GPUWIRE_HASH_THREADS": "2", "GPUWIRE_CACHE_MIN": "2M", "GPUWIRE_CACHE_COMPRESS": "off"}
+            "GPUWIRE_HASH_THREADS": "2", "GPUWIRE_CACHE_MIN": "2M", "GPUWIRE_CACHE_COMPRESS": "off",
+            "GPUWIRE_SPIN_US": "200"}
     r = gw_run([str(LANE_COPIES), "9"], server=server.address, stats=stats, env=good)
     assert r.returncode == 0 and "PASS lane_copies" in r.stdout, explain(r, server)
     assert "is not valid" not in r.stderr, r.stderr

@@ -13,7 +13,9 @@
 #include <time.h>
 
 #include "../../generated/gw_ops.h"
+#include "../diag/env.h"
 #include "stream.h"
+#include "tls.h"
 
 typedef struct waiter {
     struct waiter *next;
@@ -207,6 +209,34 @@ void gw_replies_start_drainer(void)
         drainer_running = gw_start_helper_thread(drainer) == 0;
 }
 
+/* GPUWIRE_SPIN_US=N: a thread about to read its reply first polls the
+ * connection for up to N us, as the driver's synchronize spins by default,
+ * before sleeping in the read (a sleeping thread's wake-up is paid after the
+ * reply arrives: tens of us on an idle core). Default 0: sleep at once. The
+ * client's spin costs a core while it waits; an experiment's knob (A/B:
+ * tests/gpu/llama-run's LLAMA_AB_CLIENT), not measured on a GPU yet. */
+static uint64_t spin_ns(void)
+{
+    static int64_t v = -1;
+    if (v < 0) {
+        unsigned long long us = 0;
+        gw_env_int("GPUWIRE_SPIN_US", 0, 1000000, "using the default, 0 (no spin)", &us);
+        v = (int64_t)us * 1000;
+    }
+    return (uint64_t)v;
+}
+
+static void spin_until_readable(void)
+{
+    uint64_t ns = spin_ns();
+    if (!ns || gw_tls_of(gw_conn_fd)) /* TLS may hold decrypted bytes poll cannot see */
+        return;
+    uint64_t until = gw_now_ns() + ns;
+    struct pollfd pfd = {.fd = gw_conn_fd, .events = POLLIN};
+    while (poll(&pfd, 1, 0) == 0 && gw_now_ns() < until)
+        ;
+}
+
 /* Waits until w is answered, reading for everyone while no one else does. */
 static int wait_reply(waiter *w)
 {
@@ -223,6 +253,7 @@ static int wait_reply(waiter *w)
         }
         gw_reader_busy = 1;
         pthread_mutex_unlock(&gw_recv_lock);
+        spin_until_readable();
         int got = 0;
         int rc = gw_stream_read_one(w->seq, w->rep, &got);
         pthread_mutex_lock(&gw_recv_lock);
