@@ -286,17 +286,8 @@ void gw_lanes_prepare(size_t n)
     if (n < LANE_MIN_BYTES || !gw_handshake_lanes() || gw_route_now() != 0 ||
         atomic_exchange(&prepare_started, 1))
         return;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    pthread_attr_t a;
-    pthread_attr_init(&a);
-    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    pthread_t t;
-    if (pthread_create(&t, &a, prepare_lanes, NULL)) /* the first large copy opens them */
+    if (gw_start_helper_thread(prepare_lanes)) /* the first large copy opens them */
         atomic_store(&prepare_started, 0);
-    pthread_attr_destroy(&a);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 CUresult gw_lanes_htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, uint64_t stream, int store)
