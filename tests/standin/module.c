@@ -36,23 +36,69 @@ static size_t elf_extent(const unsigned char *p)
     return shoff + (size_t)shentsize * shnum;
 }
 
-/* Which registered kernels a bare cubin holds: their names stand NUL-terminated
- * after a NUL in it (a string table). NULL for any other image. */
-static unsigned char *kernels_held(const void *image)
+/* Marks in holds the registered kernels a cubin of size bytes holds: their
+ * names stand NUL-terminated after a NUL in it (a string table). */
+static void mark_held(const unsigned char *image, size_t size, unsigned char *holds)
 {
-    size_t size = image ? elf_extent(image) : 0;
-    if (!size)
-        return NULL;
-    size_t n = sd_registry_count();
-    unsigned char *holds = calloc(n ? n : 1, 1);
-    for (size_t i = 0; holds && i < n; i++) {
+    for (size_t i = 0; i < sd_registry_count(); i++) {
         const char *name = sd_registry_at(i)->name;
         size_t len = strlen(name) + 1;
         const unsigned char *p = image, *end = p + size;
         while (!holds[i] && (p = memmem(p, (size_t)(end - p), name, len)) != NULL) {
-            holds[i] = p > (const unsigned char *)image && p[-1] == 0;
+            holds[i] = p > image && p[-1] == 0;
             p++;
         }
+    }
+}
+
+/* The plain cubins of a fatbin (the real driver loads one of them, whose
+ * kernels the library then holds): each entry's header gives its kind (2:
+ * ELF), its header size, payload size and flags (0xA000: compressed). Marks
+ * what they hold; 0 if there was none. */
+static int fatbin_held(const unsigned char *p, unsigned char *holds)
+{
+    uint32_t magic;
+    uint16_t hs;
+    uint64_t body;
+    memcpy(&magic, p, 4);
+    memcpy(&hs, p + 6, 2);
+    memcpy(&body, p + 8, 8);
+    if (magic != 0xBA55ED50u || hs < 16 || body > (1ull << 32))
+        return 0;
+    int found = 0;
+    for (uint64_t at = hs, end = hs + body; at + 64 <= end;) {
+        const unsigned char *e = p + at;
+        uint16_t kind;
+        uint32_t ehs;
+        uint64_t len, flags, unpacked;
+        memcpy(&kind, e, 2);
+        memcpy(&ehs, e + 4, 4);
+        memcpy(&len, e + 8, 8);
+        memcpy(&flags, e + 40, 8);
+        memcpy(&unpacked, e + 56, 8);
+        if (ehs < 64 || ehs > end - at || len > end - at - ehs)
+            break;
+        if (kind == 2 && !(flags & 0xA000u) && !unpacked && len >= 64 && elf_extent(e + ehs)) {
+            mark_held(e + ehs, (size_t)len, holds);
+            found = 1;
+        }
+        at += ehs + len;
+    }
+    return found;
+}
+
+/* Which registered kernels a bare cubin, or a fatbin's plain cubins, hold.
+ * NULL for any other image (it is taken to hold them all). */
+static unsigned char *kernels_held(const void *image)
+{
+    size_t size = image ? elf_extent(image) : 0;
+    size_t n = sd_registry_count();
+    unsigned char *holds = image ? calloc(n ? n : 1, 1) : NULL;
+    if (holds && size)
+        mark_held(image, size, holds);
+    else if (holds && !fatbin_held(image, holds)) {
+        free(holds);
+        holds = NULL;
     }
     return holds;
 }
@@ -377,11 +423,20 @@ SD_API CUresult cuModuleGetGlobal_v2(CUdeviceptr *dptr, size_t *bytes, CUmodule 
     return r;
 }
 
+/* GPUWIRE_STANDIN_LAZY=1: a library's kernels as the real driver loads them
+ * lazily: enumerated, they tell no parameter information until looked up by
+ * name (tests of what the client reads from images itself). */
+static int lazy(void)
+{
+    const char *v = getenv("GPUWIRE_STANDIN_LAZY");
+    return v && !strcmp(v, "1");
+}
+
 SD_API CUresult cuModuleGetLoadingMode(CUmoduleLoadingMode *mode)
 {
     if (!mode)
         return CUDA_ERROR_INVALID_VALUE;
-    *mode = CU_MODULE_EAGER_LOADING;
+    *mode = lazy() ? CU_MODULE_LAZY_LOADING : CU_MODULE_EAGER_LOADING;
     return CUDA_SUCCESS;
 }
 
@@ -444,10 +499,12 @@ SD_API CUresult cuLibraryGetKernel(CUkernel *pk, CUlibrary hl, const char *name)
     if (r == CUDA_SUCCESS) {
         sd_func *k = fi >= 0 ? foreign_func((sd_image *)hl, (size_t)fi, SD_KERNEL)
                              : image_func((sd_image *)hl, (size_t)i, SD_KERNEL);
-        if (!k)
+        if (!k) {
             r = CUDA_ERROR_OUT_OF_MEMORY;
-        else
+        } else {
+            k->resolved = 1;
             *pk = (CUkernel)k;
+        }
     }
     sd_unlock();
     return r;
@@ -592,7 +649,9 @@ static CUresult param_info(const void *h, int kind, size_t i, size_t *off, size_
     CUresult r = sd_obj_live(h, kind) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
     if (r == CUDA_SUCCESS) {
         const sd_kernel_desc *d = ((const sd_func *)h)->desc;
-        if (i >= d->nparams) {
+        if (kind == SD_KERNEL && lazy() && !((const sd_func *)h)->resolved) {
+            r = CUDA_ERROR_NOT_FOUND;
+        } else if (i >= d->nparams) {
             r = CUDA_ERROR_INVALID_VALUE;
         } else {
             if (off)

@@ -216,6 +216,7 @@ typedef struct sd_func {
     int carveout;
     int non_portable; /* CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED as set */
     int cache_config;
+    int resolved; /* a kernel looked up by name (GPUWIRE_STANDIN_LAZY: its parameter info is known only then) */
 } sd_func;
 
 /* Checks a CUfunction (or a CUkernel passed as one, as cudart does). Lock held. */

@@ -81,6 +81,7 @@ typedef struct mod_info mod_info;
 static void free_info(mod_info *m);
 static const char *differences(const mod_info *mine, const mod_info *theirs, int shared_differs);
 static void read_wrong(const char *why, uint64_t id);
+static void keep_read_layouts(mod_info *theirs, const mod_info *mine);
 
 /* Several servers (wire/servers.h): a library belongs to no context, so it is
  * loaded on every server under one id (GW_ROUTE_ALL), and so are its kernels;
@@ -422,6 +423,8 @@ static void module_info_arrived(const uint8_t *p, size_t len)
     if (gw_idmap_put(&modules, id, m))
         old = m; /* out of memory: keep what was there, drop this */
     const char *why = old && old != m && old->from_image ? differences(old, m, shared_differs) : NULL;
+    if (old && old != m && old->from_image && !why)
+        keep_read_layouts(m, old);
     pthread_mutex_unlock(&info_lock);
     if (why)
         read_wrong(why, id);
@@ -439,6 +442,27 @@ bad:
 }
 
 static const fn_info *find_fn(const mod_info *m, const char *name);
+
+/* The worker's information replaces what the client read from the image; a
+ * layout the worker could not tell (a lazily loaded kernel) stays the one read,
+ * which agreed with everything the worker did tell. Call with info_lock held. */
+static void keep_read_layouts(mod_info *theirs, const mod_info *mine)
+{
+    for (uint32_t i = 0; i < theirs->n; i++) {
+        fn_info *f = &theirs->fns[i];
+        const fn_info *a = f->n == 0xFFFFFFFFu ? find_fn(mine, f->name) : NULL;
+        if (!a || a->n == 0xFFFFFFFFu)
+            continue;
+        uint32_t *pairs = malloc((size_t)a->n * 8 + 1);
+        if (!pairs)
+            continue;
+        if (a->n)
+            memcpy(pairs, a->pairs, (size_t)a->n * 8);
+        free(f->pairs);
+        f->pairs = pairs;
+        f->n = a->n;
+    }
+}
 
 static void free_info(mod_info *m)
 {
@@ -464,12 +488,14 @@ void gw_image_info_figures(unsigned long long out[3])
 
 /* Whether a cubin for sm_<sm> runs on the current device as it is: the same
  * major version, a minor one no higher (else the driver refuses the load, or
- * would pick other code than this one). */
+ * would pick other code than this one). Without a current context (the
+ * program's fatbins preloaded at cuInit, preload.c) device 0, whose
+ * attributes came with the handshake. */
 static int runs_here(uint32_t sm)
 {
     int dev = gw_current_device(), major = 0, minor = 0;
-    if (dev < 0) /* no context the client knows: the lookups wait, as before (no question asked here) */
-        return 0;
+    if (dev < 0)
+        dev = 0;
     if (cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev) != CUDA_SUCCESS ||
         cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev) != CUDA_SUCCESS)
         return 0;
@@ -493,8 +519,14 @@ static void keep_cubin(const void *image, size_t size)
     }
 }
 
-/* The functions of a bare cubin for this device, or NULL (anything else: the
- * worker's information is awaited as before). GPUWIRE_CUBIN_INFO=0 turns it off. */
+static void *info_from_elf(const void *image, size_t size);
+
+/* The functions of a bare cubin for this device, or of a fatbin's one plain
+ * cubin that runs here, or NULL (anything else: the worker's information is
+ * awaited as before). A fatbin's kernels are loaded lazily on the server, so
+ * the worker cannot tell their layouts until each first runs: read here, the
+ * first launch of each needs no round trip (that one fell between the events
+ * a program times its first launch with). GPUWIRE_CUBIN_INFO=0 turns it off. */
 static void *info_from_cubin(const void *image, size_t size)
 {
     static int off = -1;
@@ -503,8 +535,23 @@ static void *info_from_cubin(const void *image, size_t size)
         gw_env_bool("GPUWIRE_CUBIN_INFO", "using the default, on", &on);
         off = !on;
     }
-    if (off || size < 4 || memcmp(image, "\x7f" "ELF", 4))
+    if (off || size < 4)
         return NULL;
+    if (!memcmp(image, "\x7f" "ELF", 4))
+        return info_from_elf(image, size);
+    gw_fatbin_cubin cubins[16];
+    int n = gw_fatbin_cubins(image, size, cubins, 16), here = -1;
+    for (int i = 0; i < n; i++)
+        if (runs_here(cubins[i].arch)) {
+            if (here >= 0)
+                return NULL; /* two that could run: which the driver takes is its choice */
+            here = i;
+        }
+    return here < 0 ? NULL : info_from_elf(cubins[here].elf, cubins[here].size);
+}
+
+static void *info_from_elf(const void *image, size_t size)
+{
     gw_cubin_info ci;
     if (gw_cubin_parse(image, size, &ci) != 0)
         return NULL;
@@ -547,8 +594,16 @@ static void install_from_cubin(uint64_t id, void *parsed)
         if (m->fns[i].shared_hint != UINT32_MAX)
             gw_attrs_shared_hint(code_of(id, m->fns[i].name), m->fns[i].shared_hint);
     pthread_mutex_lock(&info_lock);
-    int put = !gw_idmap_get(&modules, id) && !gw_idmap_put(&modules, id, m);
+    mod_info *theirs = gw_idmap_get(&modules, id);
+    int put = !theirs && !gw_idmap_put(&modules, id, m);
+    /* the worker's came first (a load the client waited for, as the preload's):
+     * the layouts it could not tell are filled from this reading if the rest agrees */
+    const char *why = theirs ? differences(m, theirs, 0) : NULL;
+    if (theirs && !why)
+        keep_read_layouts(theirs, m);
     pthread_mutex_unlock(&info_lock);
+    if (why)
+        read_wrong(why, id);
     if (!put)
         free_info(m);
     else

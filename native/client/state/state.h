@@ -103,6 +103,13 @@ GW_HIDDEN CUresult gw_graph_sources_fill(uint64_t exec, CUstream s, int ptsz); /
 /* ---- module images (image.c) ---- */
 GW_HIDDEN size_t gw_image_size(const void *image); /* 0 if not recognised */
 GW_HIDDEN const void *gw_image_unwrap(const void *image); /* a fatbin wrapper -> its fatbin */
+/* The plain (uncompressed) cubins of a fatbin, at most max: how many were found. */
+typedef struct gw_fatbin_cubin {
+    const void *elf;
+    size_t size;
+    uint32_t arch; /* the entry's sm, e.g. 90 */
+} gw_fatbin_cubin;
+GW_HIDDEN int gw_fatbin_cubins(const void *image, size_t size, gw_fatbin_cubin *out, int max);
 /* the program's own fatbins, loaded at cuInit (preload.c) */
 GW_HIDDEN void gw_preload_start(void);
 GW_HIDDEN int gw_preload_take(const void *image, uint64_t *id);
