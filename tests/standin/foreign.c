@@ -265,22 +265,17 @@ void sd_foreign_free(sd_foreign *f)
     free(f);
 }
 
-/* Each entry of a fat binary, unpacked: first-come names win (the same kernel for several
- * targets is one function). */
-sd_foreign *sd_foreign_parse(const void *image)
+/* Calls fn for each entry of a fat binary, unpacked (LZ4 or Zstandard), in order;
+ * stops at the first that returns non-zero and returns that. -1: not a fat binary. */
+int sd_fatbin_each(const void *image, int (*fn)(int kind, const uint8_t *body, size_t len, void *arg), void *arg)
 {
     const uint8_t *p = image;
-    if (!p)
-        return NULL;
-    if (rd32(p) != FATBIN_MAGIC) /* a wrapper's pointer is the client's: never followed here */
-        return NULL;
+    if (!p || rd32(p) != FATBIN_MAGIC) /* a wrapper's pointer is the client's: never followed here */
+        return -1;
     uint16_t hs = rd16(p + 6);
     uint64_t total = rd64(p + 8);
     if (hs < 16 || total > MAX_UNPACKED)
-        return NULL;
-    sd_foreign *f = calloc(1, sizeof *f);
-    if (!f)
-        return NULL;
+        return -1;
     const uint8_t *e = p + hs, *end = p + hs + total;
     while (end - e >= 16) {
         uint16_t kind = rd16(e);
@@ -302,19 +297,33 @@ sd_foreign *sd_foreign_parse(const void *image)
                 len = zstd_unpack(body, packed, unpacked, want);
             body = unpacked;
         }
-        int r = 0;
-        if (len && kind == ENTRY_PTX)
-            r = scan_ptx(f, (const char *)body, len);
-        else if (len && kind == ENTRY_ELF)
-            r = scan_elf(f, body, len);
+        int r = len ? fn(kind, body, len, arg) : 0;
         free(unpacked);
-        if (r) {
-            sd_foreign_free(f);
-            return NULL;
-        }
+        if (r)
+            return r;
         e += ehs + size;
     }
-    if (!f->nfuncs) {
+    return 0;
+}
+
+static int scan_entry(int kind, const uint8_t *body, size_t len, void *arg)
+{
+    sd_foreign *f = arg;
+    if (kind == ENTRY_PTX)
+        return scan_ptx(f, (const char *)body, len);
+    return kind == ENTRY_ELF ? scan_elf(f, body, len) : 0;
+}
+
+/* Each entry of a fat binary, unpacked: first-come names win (the same kernel for several
+ * targets is one function). */
+sd_foreign *sd_foreign_parse(const void *image)
+{
+    if (!image || rd32(image) != FATBIN_MAGIC)
+        return NULL;
+    sd_foreign *f = calloc(1, sizeof *f);
+    if (!f)
+        return NULL;
+    if (sd_fatbin_each(image, scan_entry, f) > 0 || !f->nfuncs) {
         sd_foreign_free(f);
         return NULL;
     }

@@ -21,5 +21,8 @@ typedef struct sd_foreign {
 /* NULL: not a fat binary, or one that declares no kernel. */
 sd_foreign *sd_foreign_parse(const void *image);
 void sd_foreign_free(sd_foreign *f);
+/* fn for each entry of a fat binary (kind 1 PTX, 2 ELF), unpacked; stops at fn's first
+ * non-zero and returns it; -1 if image is not a fat binary. */
+int sd_fatbin_each(const void *image, int (*fn)(int kind, const uint8_t *body, size_t len, void *arg), void *arg);
 
 #endif

@@ -51,43 +51,30 @@ static void mark_held(const unsigned char *image, size_t size, unsigned char *ho
     }
 }
 
-/* The plain cubins of a fatbin (the real driver loads one of them, whose
- * kernels the library then holds): each entry's header gives its kind (2:
- * ELF), its header size, payload size and flags (0xA000: compressed). Marks
- * what they hold; 0 if there was none. */
-static int fatbin_held(const unsigned char *p, unsigned char *holds)
+/* A fatbin's cubins (the real driver loads one of them, whose kernels the
+ * library then holds): marks what they hold. */
+typedef struct held_scan {
+    unsigned char *holds;
+    int cubins;
+} held_scan;
+
+static int mark_elf(int kind, const uint8_t *body, size_t len, void *arg)
 {
-    uint32_t magic;
-    uint16_t hs;
-    uint64_t body;
-    memcpy(&magic, p, 4);
-    memcpy(&hs, p + 6, 2);
-    memcpy(&body, p + 8, 8);
-    if (magic != 0xBA55ED50u || hs < 16 || body > (1ull << 32))
-        return 0;
-    int found = 0;
-    for (uint64_t at = hs, end = hs + body; at + 64 <= end;) {
-        const unsigned char *e = p + at;
-        uint16_t kind;
-        uint32_t ehs;
-        uint64_t len, flags, unpacked;
-        memcpy(&kind, e, 2);
-        memcpy(&ehs, e + 4, 4);
-        memcpy(&len, e + 8, 8);
-        memcpy(&flags, e + 40, 8);
-        memcpy(&unpacked, e + 56, 8);
-        if (ehs < 64 || ehs > end - at || len > end - at - ehs)
-            break;
-        if (kind == 2 && !(flags & 0xA000u) && !unpacked && len >= 64 && elf_extent(e + ehs)) {
-            mark_held(e + ehs, (size_t)len, holds);
-            found = 1;
-        }
-        at += ehs + len;
+    held_scan *h = arg;
+    if (kind == 2 && elf_extent(body) && elf_extent(body) <= len) {
+        mark_held(body, len, h->holds);
+        h->cubins++;
     }
-    return found;
+    return 0;
 }
 
-/* Which registered kernels a bare cubin, or a fatbin's plain cubins, hold.
+static int fatbin_held(const void *image, unsigned char *holds)
+{
+    held_scan h = {holds, 0};
+    return sd_fatbin_each(image, mark_elf, &h) == 0 && h.cubins;
+}
+
+/* Which registered kernels a bare cubin, or a fatbin's cubins, hold.
  * NULL for any other image (it is taken to hold them all). */
 static unsigned char *kernels_held(const void *image)
 {

@@ -56,39 +56,3 @@ size_t gw_image_size(const void *image)
     return strlen((const char *)p) + 1;
 }
 
-/* A fatbin's entries (after its 16-byte header, as many bytes as it says):
- * u16 kind (1 PTX, 2 ELF), u16, u32 entry header size, u64 payload size,
- * u32 compressed size, u32, u32 version, u32 arch (sm, e.g. 90), u32 name
- * offset, u32 name size, u64 flags, u64, u64 uncompressed size. Compressed
- * payloads (flags 0x2000 or 0x8000, or an uncompressed size given) are
- * skipped: only plain cubins are read. */
-#define ENTRY_MIN 64
-#define ENTRY_COMPRESSED 0xA000u
-
-int gw_fatbin_cubins(const void *image, size_t size, gw_fatbin_cubin *out, int max)
-{
-    const uint8_t *p = image;
-    if (!p || size < 16 || rd32(p) != FATBIN_MAGIC)
-        return 0;
-    uint64_t hs = rd16(p + 6), body = rd64(p + 8);
-    if (hs < 16 || hs > size || body > size - hs)
-        return 0;
-    int n = 0;
-    for (uint64_t at = hs, end = hs + body; at + ENTRY_MIN <= end && n < max;) {
-        const uint8_t *e = p + at;
-        uint32_t ehs = rd32(e + 4);
-        uint64_t len = rd64(e + 8);
-        if (ehs < ENTRY_MIN || ehs > end - at || len > end - at - ehs)
-            break; /* malformed: what was found so far stands */
-        const uint8_t *payload = e + ehs;
-        int plain = !(rd64(e + 40) & ENTRY_COMPRESSED) && rd64(e + 56) == 0 && rd32(e + 16) == 0;
-        if (rd16(e) == 2 && plain && len >= 64 && !memcmp(payload, "\x7f" "ELF", 4)) {
-            out[n].elf = payload;
-            out[n].size = (size_t)len;
-            out[n].arch = rd32(e + 28);
-            n++;
-        }
-        at += ehs + len;
-    }
-    return n;
-}

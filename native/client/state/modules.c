@@ -540,14 +540,15 @@ static void *info_from_cubin(const void *image, size_t size)
     if (!memcmp(image, "\x7f" "ELF", 4))
         return info_from_elf(image, size);
     gw_fatbin_cubin cubins[16];
-    int n = gw_fatbin_cubins(image, size, cubins, 16), here = -1;
+    int n = gw_fatbin_cubins(image, size, cubins, 16), here = -1, two = 0;
     for (int i = 0; i < n; i++)
         if (runs_here(cubins[i].arch)) {
-            if (here >= 0)
-                return NULL; /* two that could run: which the driver takes is its choice */
+            two |= here >= 0; /* two that could run: which the driver takes is its choice */
             here = i;
         }
-    return here < 0 ? NULL : info_from_elf(cubins[here].elf, cubins[here].size);
+    void *m = here < 0 || two ? NULL : info_from_elf(cubins[here].elf, cubins[here].size);
+    gw_fatbin_cubins_free(cubins, n);
+    return m;
 }
 
 static void *info_from_elf(const void *image, size_t size)
