@@ -70,7 +70,7 @@ static uint8_t *unpack(uint64_t flags, const uint8_t *src, uint64_t packed, uint
     return out;
 }
 
-int gw_fatbin_cubins(const void *image, size_t size, gw_fatbin_cubin *out, int max)
+int gw_fatbin_cubins(const void *image, size_t size, int (*want)(uint32_t arch), gw_fatbin_cubin *out, int max)
 {
     const uint8_t *p = image;
     if (!p || size < 16 || rd32(p) != FATBIN_MAGIC)
@@ -85,7 +85,7 @@ int gw_fatbin_cubins(const void *image, size_t size, gw_fatbin_cubin *out, int m
         uint64_t len = rd64(e + 8);
         if (ehs < ENTRY_MIN || ehs > end - at || len > end - at - ehs)
             break; /* malformed: what was found so far stands */
-        if (rd16(e) == 2) {
+        if (rd16(e) == 2 && want(rd32(e + 28))) { /* only those unpacked: a library's fatbin holds many targets */
             const uint8_t *payload = e + ehs;
             uint64_t flags = rd64(e + 40), packed = rd32(e + 16), unpacked = rd64(e + 56);
             uint8_t *owned = NULL;

@@ -539,14 +539,10 @@ static void *info_from_cubin(const void *image, size_t size)
         return NULL;
     if (!memcmp(image, "\x7f" "ELF", 4))
         return info_from_elf(image, size);
-    gw_fatbin_cubin cubins[16];
-    int n = gw_fatbin_cubins(image, size, cubins, 16), here = -1, two = 0;
-    for (int i = 0; i < n; i++)
-        if (runs_here(cubins[i].arch)) {
-            two |= here >= 0; /* two that could run: which the driver takes is its choice */
-            here = i;
-        }
-    void *m = here < 0 || two ? NULL : info_from_elf(cubins[here].elf, cubins[here].size);
+    gw_fatbin_cubin cubins[2];
+    int n = gw_fatbin_cubins(image, size, runs_here, cubins, 2);
+    /* two that could run: which the driver takes is its choice */
+    void *m = n == 1 ? info_from_elf(cubins[0].elf, cubins[0].size) : NULL;
     gw_fatbin_cubins_free(cubins, n);
     return m;
 }

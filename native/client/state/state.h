@@ -103,16 +103,17 @@ GW_HIDDEN CUresult gw_graph_sources_fill(uint64_t exec, CUstream s, int ptsz); /
 /* ---- module images (image.c) ---- */
 GW_HIDDEN size_t gw_image_size(const void *image); /* 0 if not recognised */
 GW_HIDDEN const void *gw_image_unwrap(const void *image); /* a fatbin wrapper -> its fatbin */
-/* The cubins of a fatbin, at most max, compressed ones unpacked where the
- * system has the library (fatbin.c): how many were found; free them with
- * gw_fatbin_cubins_free. */
+/* The cubins of a fatbin for the targets want() accepts, at most max,
+ * compressed ones unpacked where the system has the library (fatbin.c): how
+ * many were found; free them with gw_fatbin_cubins_free. */
 typedef struct gw_fatbin_cubin {
     const void *elf;
     size_t size;
     uint32_t arch; /* the entry's sm, e.g. 90 */
     void *owned;   /* the unpacked copy, if it was compressed */
 } gw_fatbin_cubin;
-GW_HIDDEN int gw_fatbin_cubins(const void *image, size_t size, gw_fatbin_cubin *out, int max);
+GW_HIDDEN int gw_fatbin_cubins(const void *image, size_t size, int (*want)(uint32_t arch), gw_fatbin_cubin *out,
+                               int max);
 GW_HIDDEN void gw_fatbin_cubins_free(gw_fatbin_cubin *c, int n);
 /* the program's own fatbins, loaded at cuInit (preload.c) */
 GW_HIDDEN void gw_preload_start(void);
