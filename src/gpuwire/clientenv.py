@@ -118,7 +118,6 @@ RULES: dict[str, tuple[Callable[[str], bool], str]] = {
     "GPUWIRE_FLUSH_US": _integer(0, 1_000_000),
     "GPUWIRE_EAGER_FLUSH_US": _integer(0, 1_000_000),
     "GPUWIRE_SPIN_US": _integer(0, 1_000_000),
-    "GPUWIRE_WAIT_NOTICE_S": _integer(0, 86400),
     "GPUWIRE_CACHE": _words(BOOL_WORDS, BOOL_TEXT),
     "GPUWIRE_CACHE_MIN": _size(0, 1 << 40),
     "GPUWIRE_CACHE_MIN_IMAGE": _size(0, 1 << 40),
