@@ -488,8 +488,8 @@ static CUresult host_alloc(void **pp, size_t size, unsigned flags)
     /* whole pages of their own, shared with nothing else of the program's, so
      * they can become a mapped range in place later; populated now, as the
      * driver's pinning does: otherwise the first copy from or into them takes
-     * a page fault per page inside the program's timed region (simpleMultiCopy's
-     * event-timed 16 MiB copies ran at a third of the transport's rate) */
+     * a page fault per page inside the program's timed region (simpleMultiCopy
+     * times its first 16 MiB copies with events) */
     void *p = mmap(NULL, page_round(size ? size : 1), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
                    -1, 0);
     if (p == MAP_FAILED)

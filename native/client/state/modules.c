@@ -521,8 +521,8 @@ static void keep_cubin(const void *image, size_t size)
 
 static void *info_from_elf(const void *image, size_t size);
 
-/* The functions of a bare cubin for this device, or of a fatbin's one plain
- * cubin that runs here, or NULL (anything else: the worker's information is
+/* The functions of a bare cubin for this device, or of a fatbin's one cubin
+ * that runs here (unpacked if compressed: fatbin.c), or NULL (anything else: the worker's information is
  * awaited as before). A fatbin's kernels are loaded lazily on the server, so
  * the worker cannot tell their layouts until each first runs: read here, the
  * first launch of each needs no round trip (that one fell between the events
