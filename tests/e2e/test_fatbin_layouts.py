@@ -11,6 +11,7 @@ or compressed (Zstandard, LZ4). The stand-in plays the lazy driver with
 GPUWIRE_STANDIN_LAZY=1."""
 
 import ctypes.util
+import sys
 import json
 
 import pytest
@@ -60,3 +61,45 @@ def test_an_eager_driver_still_agrees(server, tmp_path):
     from the fatbin is checked against it, kernel by kernel."""
     s = run(server, tmp_path, "plain", "eager", {})
     assert s["image_info"]["checked"] >= 1 and s["image_info"]["differing"] == 0, s["image_info"]
+
+
+DAMAGED = r"""
+import ctypes, struct, sys
+cu = ctypes.CDLL("libcuda.so.1")
+assert cu.cuInit(0) == 0
+
+def entry(kind, flags, payload, packed=0, unpacked=0, arch=90, claimed=None):
+    size = len(payload) if claimed is None else claimed
+    head = struct.pack("<HHIQIIIIIIQQQ", kind, 0x0101, 64, size, packed, 0, 0x10008, arch, 0, 0, flags, 0, unpacked)
+    return head + payload
+
+def fatbin(entries):
+    body = b"".join(entries)
+    return struct.pack("<IHHQ", 0xBA55ED50, 1, 16, len(body)) + body
+
+elf = b"\x7fELF\x02\x01\x01" + b"\0" * 57  # a header and nothing it points to
+cases = [
+    fatbin([entry(2, 0x8011, b"\x28\xb5\x2f\xfd" + b"\xff" * 60, packed=64, unpacked=1 << 20)]),  # zstd garbage
+    fatbin([entry(2, 0x2011, b"\xff" * 64, packed=64, unpacked=1 << 20)]),  # LZ4 garbage
+    fatbin([entry(2, 0x8011, b"\0" * 64, packed=64, unpacked=1 << 40)]),  # absurd size
+    fatbin([entry(2, 0x11, elf)]),  # an ELF header whose tables are not there
+    fatbin([entry(2, 0x11, elf, claimed=1 << 30)]),  # an entry longer than the fatbin
+    fatbin([entry(2, 0x11, elf), entry(2, 0x11, elf)]),  # two cubins for the device
+]
+for i, img in enumerate(cases):
+    buf = ctypes.create_string_buffer(img, len(img))
+    lib = ctypes.c_void_p()
+    rc = cu.cuLibraryLoadData(ctypes.byref(lib), buf, None, None, 0, None, None, 0)
+    print("CASE", i, rc, flush=True)
+print("DONE")
+"""
+
+
+def test_damaged_fatbins_are_not_read(server, tmp_path):
+    """A fatbin whose cubin entry is damaged (compressed bytes that do not
+    unpack, sizes past its end, an ELF without its tables, two candidates) is
+    not read by the client: the load goes to the server as before and the
+    program carries on."""
+    r = gw_run([sys.executable, "-c", DAMAGED], server.address)
+    assert r.returncode == 0 and r.stdout.strip().endswith("DONE"), explain(r, server)
+    assert r.stdout.count("CASE ") == 6, r.stdout
