@@ -149,3 +149,20 @@ def test_a_host_function_after_a_delivery_sees_its_bytes(server, hostfn_server, 
         r = gw_run([str(exe), *mode], server=srv.address)
         assert r.returncode == 0, explain(r, srv)
         assert r.stdout.strip().splitlines()[-1].startswith("PASS host_functions"), explain(r, srv)
+
+
+@pytest.mark.parametrize("spin", ["300", "lots"])
+def test_a_spinning_reader_serves_the_same(tmp_path, spin):
+    """GPUWIRE_READER_SPIN_US on the server: its reader polls the connection
+    before sleeping. Deliveries and replies are the same, with the same round
+    trips; a value that is not a number of microseconds is named in the
+    worker's log and the reader sleeps at once."""
+    srv = start_server(tmp_path / "server.log", env={"GPUWIRE_READER_SPIN_US": spin})
+    try:
+        st = run_stats(srv, tmp_path, "200", "4096")
+        assert st["landings"] == {"copies": 200, "bytes": 200 * 4096, "waits": 0}, st["landings"]
+        run(srv, tmp_path, "8", "65536", "--query")
+    finally:
+        srv.stop()
+    log = (tmp_path / "server.log").read_text(errors="replace")
+    assert ("GPUWIRE_READER_SPIN_US=lots is not a number" in log) == (spin == "lots"), log[-2000:]

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "../../common/session_stats.h"
 #include "../../generated/nvml_ops.h"
@@ -25,6 +26,50 @@ static int read_all(void *p, size_t n) { return gw_recv_all(fd, p, n, 0); }
 static uint8_t inbuf[1u << 20];
 static size_t in_pos, in_end;
 
+/* GPUWIRE_READER_SPIN_US=N (the server's environment): with the input
+ * buffer empty, the reader polls the connection for up to N us before it
+ * sleeps in recv. A sleeping reader's wake-up is paid by the frame that ends
+ * its sleep, the first of each of the client's bursts (a decoded token's
+ * inputs and launch, after the application's own work on the previous
+ * logits), and on a virtual machine such a wake-up is costly. The spin costs
+ * a core while the client is quiet. Default 0: sleep at once. */
+static uint64_t spin_ns(void)
+{
+    static int64_t v = -1;
+    if (v < 0) {
+        const char *e = getenv("GPUWIRE_READER_SPIN_US");
+        char *end = NULL;
+        long us = e && *e ? strtol(e, &end, 10) : 0;
+        if (e && *e && (*end || us < 0 || us > 1000000)) {
+            gw_wlog("GPUWIRE_READER_SPIN_US=%s is not a number of microseconds from 0 to 1000000: not spinning", e);
+            us = 0;
+        }
+        v = us * 1000;
+    }
+    return (uint64_t)v;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static ssize_t spin_recv(void)
+{
+    uint64_t ns = spin_ns();
+    if (ns) {
+        uint64_t until = mono_ns() + ns;
+        do {
+            ssize_t r = recv(fd, inbuf, sizeof inbuf, MSG_DONTWAIT);
+            if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+                return r;
+        } while (mono_ns() < until);
+    }
+    return recv(fd, inbuf, sizeof inbuf, 0);
+}
+
 static int read_frame_bytes(void *p, size_t n)
 {
     uint8_t *dst = p;
@@ -38,7 +83,7 @@ static int read_frame_bytes(void *p, size_t n)
                 gw_prof_add_reader(GW_PROF_READ_LARGE, gw_prof_now() - t0);
                 return r;
             }
-            ssize_t r = recv(fd, inbuf, sizeof inbuf, 0);
+            ssize_t r = spin_recv();
             if (r < 0 && errno == EINTR)
                 continue;
             if (r <= 0)
