@@ -165,7 +165,7 @@ int main(int argc, char **argv)
         gw_wlog("cannot use cache folder %s: serving without the content cache", cache_dir);
     }
     gw_lane_grant grant = {0};
-    if (lane_fd >= 0 && gw_lanes_start(lane_fd, (uint32_t)strtoul(session, NULL, 10), nlanes, gw_lane_job_alloc, free,
+    if (lane_fd >= 0 && gw_lanes_start(lane_fd, (uint32_t)strtoul(session, NULL, 10), nlanes, gw_lane_job_alloc, gw_job_free,
                                        &grant) == 0)
         ok.flags |= GW_OK_LANES;
     else if (lane_fd >= 0)

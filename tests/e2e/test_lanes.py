@@ -123,6 +123,29 @@ def test_page_locked_memory_is_ready_before_the_first_copy(program, server, tmp_
     assert s["lane_bytes"] == 0, s
 
 
+@pytest.mark.parametrize("pin", ["default", "0"])
+def test_lane_pieces_land_from_page_locked_buffers(program, tmp_path, pin):
+    """The worker reads the lanes' host-to-device pieces into page-locked
+    buffers once it has made some (the first pieces find none: ordinary
+    memory, as before), fencing each behind its copy; every byte still
+    arrives. GPUWIRE_PIN_CHUNKS=0 on the server: no such buffers."""
+    env = {} if pin == "default" else {"GPUWIRE_PIN_CHUNKS": "0"}
+    srv = start_server(tmp_path / "server.log", env=env)
+    try:
+        result = gw_run([str(program), "9"], srv.address, env={"GPUWIRE_CACHE": "0"})
+        assert result.returncode == 0 and result.stdout.strip().endswith("PASS lane_copies"), explain(result, srv)
+        m = srv.wait_for_log(r"host-to-device pieces on lanes: (\d+) into page-locked buffers, (\d+) into ordinary")
+        pinned, plain = int(m.group(1)), int(m.group(2))
+    finally:
+        srv.stop()
+    # 2 + 9 copies of 9 MiB and a bit: three pieces each
+    assert pinned + plain == 33, (pinned, plain)
+    if pin == "default":
+        assert pinned >= 20 and plain >= 1, (pinned, plain)
+    else:
+        assert pinned == 0, (pinned, plain)
+
+
 def test_server_without_lanes_grants_none(tmp_path, program):
     srv = start_server(tmp_path / "server.log", extra_args=("--lanes", "0"))
     try:

@@ -16,6 +16,7 @@ const char *gw_worker_init(const char *drv, unsigned long long mem_cap);
 int gw_worker_serve(int sock);
 /* Lanes' host-to-device data frames are read straight into jobs (gw_lanes_start's allocator; scheduler.c). */
 void *gw_lane_job_alloc(uint32_t len, uint8_t **bytes);
+void gw_job_free(void *j); /* gw_lanes_start's release: a data frame nobody took */
 /* After a session that left a thread inside the driver, waits for it: for a
  * process that serves again (the fuzz harness); the worker program exits. */
 void gw_worker_join_left_threads(void);

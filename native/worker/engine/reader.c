@@ -126,7 +126,7 @@ static int pending_flush(pending *pd)
     if (rc)
         for (job *j = pd->head, *next; j; j = next) {
             next = j->next;
-            free(j);
+            gw_job_free(j);
         }
     *pd = (pending){0};
     return rc;
@@ -137,7 +137,7 @@ static void pending_drop(pending *pd)
     pending_count(pd);
     for (job *j = pd->head, *next; j; j = next) {
         next = j->next;
-        free(j);
+        gw_job_free(j);
     }
     *pd = (pending){0};
 }
@@ -174,7 +174,7 @@ static job *lane_copy_job(const gw_hdr *h, pending *pd, char *why, size_t whycap
     if (!j)
         return NULL;
     if (got != q.bytes) {
-        free(j);
+        gw_job_free(j);
         snprintf(why, whycap, "lane %u: a copy of %u bytes, but the lane's next data frame has %u", q.lane, q.bytes,
                  got);
         return NULL;
@@ -184,6 +184,17 @@ static job *lane_copy_job(const gw_hdr *h, pending *pd, char *why, size_t whycap
     /* the lane's bytes were read in after room for the copy's fields (gw_lane_job_alloc) */
     j->h.len = (uint32_t)gw_htod_req_put(j->payload, &(gw_htod_req){.dst = q.dst, .stream = q.stream}) + got;
     return j;
+}
+
+/* Where the lanes' host-to-device pieces were read to (core/pinned.c), once
+ * a session that had any ends. */
+static void log_pieces(void)
+{
+    unsigned long long pinned, plain;
+    gw_pinned_counts(&pinned, &plain);
+    if (pinned || plain)
+        gw_wlog("host-to-device pieces on lanes: %llu into page-locked buffers, %llu into ordinary memory", pinned,
+                plain);
 }
 
 static int valid_op(unsigned op)
@@ -214,6 +225,7 @@ static int serve(void)
             }
             gw_wlog("client disconnected after %llu requests", (unsigned long long)calls);
             gw_sched_stop(0);
+            log_pieces();
             return 0;
         }
         if (h.op == GW_OP_BYE) {
@@ -221,6 +233,7 @@ static int serve(void)
             gw_sched_stop(1);
             if (!gw_sched_broken())
                 gw_wlog("client said goodbye after %llu requests", (unsigned long long)calls);
+            log_pieces();
             return 0;
         }
         if (h.len > GW_MAX_PAYLOAD) {
@@ -262,12 +275,12 @@ static int serve(void)
             }
             j->h = h;
             if (in_end - in_pos < h.len && pending_flush(&pd)) {
-                free(j);
+                gw_job_free(j);
                 gw_sched_stop(0);
                 return 3;
             }
             if (read_frame_bytes(j->payload, h.len)) {
-                free(j);
+                gw_job_free(j);
                 pending_drop(&pd);
                 gw_wlog("closing session: connection lost inside a %u-byte frame (truncated frame)", h.len);
                 gw_sched_stop(0);
@@ -281,7 +294,7 @@ static int serve(void)
             char why[200];
             int bad = h.op == GW_OP_MAPPED_WRITE ? gw_mapped_write(j->payload, h.len, why, sizeof why)
                                                  : gw_host_returned(j->payload, h.len, why, sizeof why);
-            free(j);
+            gw_job_free(j);
             if (bad) {
                 pending_drop(&pd);
                 gw_wlog("closing session: %s", why);
@@ -298,7 +311,7 @@ static int serve(void)
         pd.frame_bytes += sizeof h + wire_len;
         tthread *t = gw_sched_thread(h.tid);
         if (!t) {
-            free(j);
+            gw_job_free(j);
             pending_drop(&pd);
             gw_wlog("closing session: more than %d client threads, or no thread for one", MAX_THREADS);
             gw_sched_stop(0);
@@ -306,7 +319,7 @@ static int serve(void)
             return 3;
         }
         if ((pd.head && (pd.t != t || pd.n >= BATCH)) && pending_flush(&pd)) {
-            free(j);
+            gw_job_free(j);
             gw_sched_stop(0);
             return 3;
         }

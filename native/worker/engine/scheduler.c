@@ -143,6 +143,8 @@ static void job_free_locked(job *j)
         small_nfree++;
         return;
     }
+    if (gw_pinned_give(j))
+        return;
     if (j->cap >= SPARE_MIN) {
         for (int i = 0; i < SPARES; i++) {
             if (!spares[i]) {
@@ -152,6 +154,13 @@ static void job_free_locked(job *j)
         }
     }
     free(j);
+}
+
+/* A job dropped before it ran (its memory may be a page-locked buffer's). */
+void gw_job_free(void *j)
+{
+    if (!gw_pinned_give(j))
+        free(j);
 }
 
 /* What a queued job costs in memory, counted against SESSION_QUEUE_BYTES: its
@@ -363,6 +372,7 @@ static void *thread_main(void *arg)
         if (atomic_fetch_sub(&inflight, 1) == 1)
             gw_sstats_busy(0);
         trim_reply_buffer(t);
+        gw_pinned_tend();
         pthread_mutex_lock(&sched_lock);
         for (job *k = j, *next; k; k = next) {
             next = k->next;
@@ -378,7 +388,7 @@ static void *thread_main(void *arg)
     for (job *j = t->head, *n; j; j = n) { /* the session ended: what is left will not run */
         n = j->next;
         session_held -= gw_job_cost(j);
-        free(j);
+        gw_job_free(j);
     }
     t->head = t->tail = NULL;
     atomic_store(&t->next_order, 0);
@@ -551,7 +561,9 @@ void *gw_lane_job_alloc(uint32_t len, uint8_t **bytes)
 {
     uint32_t cap = GW_HTOD_REQ_SIZE + len;
     job *j;
-    if (cap >= SPARE_MIN) {
+    if (cap >= SPARE_MIN && (j = gw_pinned_take(sizeof *j + cap))) {
+        j->cap = cap;
+    } else if (cap >= SPARE_MIN) {
         j = gw_job_alloc(cap); /* spares are under sched_lock */
     } else {
         cap = cap <= SMALL_CAP ? SMALL_CAP + 1 : cap; /* never on the reader's own small list */
