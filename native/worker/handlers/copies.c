@@ -43,8 +43,9 @@ static void htod(gw_call *c)
     if (!f)
         return;
     CUresult r = is_async(c->h.op) ? ((htod_async_fn)f)(dst, src, n, s) : ((htod_fn)f)(dst, src, n);
+    /* a lane's page-locked buffer is not reused before the GPU has read it */
     if (r == CUDA_SUCCESS && is_async(c->h.op))
-        gw_pinned_fence(src, s); /* a lane's page-locked buffer: not reused before the GPU has read it */
+        gw_pinned_fence(src, !s && gw_op_per_thread(c->h.op) ? CU_STREAM_PER_THREAD : s);
     gw_reply_result(c, r);
     /* a cold upload sent plain: its chunk stored for next time, off this job
      * (the background writer hashes its own copy; skipped while it is behind) */
