@@ -156,7 +156,7 @@ def test_a_spinning_reader_serves_the_same(tmp_path, spin):
     """GPUWIRE_READER_SPIN_US on the server: its reader polls the connection
     before sleeping. Deliveries and replies are the same, with the same round
     trips; a value that is not a number of microseconds is named in the
-    worker's log and the reader sleeps at once."""
+    worker's log and the default is used."""
     srv = start_server(tmp_path / "server.log", env={"GPUWIRE_READER_SPIN_US": spin})
     try:
         st = run_stats(srv, tmp_path, "200", "4096")

@@ -125,10 +125,11 @@ def test_page_locked_memory_is_ready_before_the_first_copy(program, server, tmp_
 
 @pytest.mark.parametrize("pin", ["default", "0"])
 def test_lane_pieces_land_from_page_locked_buffers(program, tmp_path, pin):
-    """The worker reads the lanes' host-to-device pieces into page-locked
-    buffers once it has made some (the first pieces find none: ordinary
-    memory, as before), fencing each behind its copy; every byte still
-    arrives. GPUWIRE_PIN_CHUNKS=0 on the server: no such buffers."""
+    """The worker reads the lanes' host-to-device pieces into buffers of its
+    own, faulted in when the first lane opens and page-locked between jobs
+    (the first pieces land before that: ordinary memory, as before), each
+    fenced behind its copy; every byte still arrives. GPUWIRE_PIN_CHUNKS=0
+    on the server: no such buffers."""
     env = {} if pin == "default" else {"GPUWIRE_PIN_CHUNKS": "0"}
     srv = start_server(tmp_path / "server.log", env=env)
     try:

@@ -174,10 +174,11 @@ unsigned gw_lanes_granted(void);
 void *gw_lane_next(unsigned lane, uint32_t *len, char *why, size_t whycap);
 
 /* ---- pinned.c: page-locked buffers for copy pieces ---- */
+void gw_pinned_prepare(void);                   /* a lane opened: the buffers are made in the background */
 void *gw_pinned_take(size_t n);                 /* a free one of at least n bytes, or NULL (any thread, no CUDA call) */
-int gw_pinned_give(void *p);                    /* 1 if p was the pool's: back to it (reused once its fence is done) */
+int gw_pinned_give(void *p);                    /* 1 if p was one of them: back (reused once its fence is done) */
 void gw_pinned_fence(const void *p, CUstream s); /* a queued copy on s reads p: fenced by an event (job's thread) */
-void gw_pinned_tend(void);                      /* job's thread between runs: fences looked at, the pool grown */
+void gw_pinned_tend(void);                      /* job's thread between runs: fences looked at, buffers page-locked */
 void gw_pinned_counts(unsigned long long *pinned, unsigned long long *plain); /* pieces taken into each kind so far */
 
 /* Waits inside the worker that only the worker's own threads or the client's

@@ -1,50 +1,61 @@
-/* Page-locked buffers for the bytes of host-to-device copy pieces (issue 20
- * item 4). A piece read into ordinary memory is copied by the driver through
- * its own staging, on the job's thread, before the next piece's copy can
- * start: about 0.35 ms per 4 MiB piece on the H100 host. The pieces of one
- * copy arrive together on the lanes, so those copies add up after the last
- * byte came in; from page-locked memory the copy is queued at once and the
- * GPU reads the bytes directly.
+/* Buffers for the bytes of the lanes' host-to-device copy pieces (issue 20
+ * item 4). A piece read into fresh memory pays a page fault per page (costly
+ * on a virtual machine), and one read into ordinary memory is copied by the
+ * driver through its own staging, on the job's thread, before the next
+ * piece's copy can start: about 0.35 ms per 4 MiB piece on the H100 host.
+ * The pieces of one copy arrive together on the lanes, so those copies add
+ * up after the last byte came in. Here a session keeps SLOTS buffers of its
+ * own, faulted in by a thread of their own once the first lane opens (no
+ * CUDA call: ready before the first copy, not in its way) and page-locked
+ * with cuMemHostRegister on a job's thread, where a context is current,
+ * between its runs of jobs (gw_pinned_tend): from then on a piece's copy is
+ * queued at once and the GPU reads the bytes directly.
  *
- * A buffer read by a queued copy is fenced: an event recorded behind the
- * copy on its stream, and the buffer is not handed out again before the
- * event is done. Fences are looked at, and the pool grows, on a job's
- * thread between its runs of jobs (gw_pinned_tend), where a context is
- * current; the threads that take buffers (a lane's reader) never call CUDA.
- * When none is free the caller uses ordinary memory, as without the pool.
- * GPUWIRE_PIN_CHUNKS=0 in the server's environment: no pool. */
+ * The memory is the worker's (mmap), registered, not the driver's: a context
+ * reset (cudaDeviceReset) drops the registration, and the buffers go on as
+ * ordinary memory instead of vanishing under the lanes' readers.
+ * A registered buffer read by a queued copy is fenced: an event recorded
+ * behind the copy on its stream, and the buffer is not handed out again
+ * before the event is done. The threads that take buffers (a lane's reader)
+ * never call CUDA; when none is free they use ordinary memory, as before.
+ * GPUWIRE_PIN_CHUNKS=0 in the server's environment: no such buffers. */
+#define _GNU_SOURCE
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "core.h"
 
-#define SLOTS 12 /* a session's page-locked pieces: about 48 MiB */
-#define GROW_PER_TEND 2
+#define SLOTS 12 /* a session's piece buffers: about 48 MiB */
+#define REGISTER_PER_TEND 2
 
-enum { EMPTY, GROWING, FREE, TAKEN, FENCED };
+enum { EMPTY, BUSY, FREE, TAKEN, FENCED }; /* BUSY: being registered, nobody else's */
 
 typedef struct slot {
     uint8_t *p;
     size_t n;
     int state;
+    int registered;
     int fence_pending; /* while TAKEN: a copy reading it was queued */
     CUevent ev;        /* created on first use, in the context current then */
 } slot;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static slot slots[SLOTS];
-static atomic_int wanted; /* takers that found no free buffer since the last tend */
-static atomic_ullong pieces_pinned, pieces_plain; /* what gw_pinned_take answered, for the session's last log line */
+static atomic_int prepared;
+static int register_failures; /* under lock: after a few, no more tries */
+static atomic_ullong pieces_pinned, pieces_plain; /* for the session's last log line */
 static int enabled = -1;
 
-typedef CUresult (*host_alloc_fn)(void **, size_t, unsigned);
+typedef CUresult (*host_register_fn)(void *, size_t, unsigned);
 typedef CUresult (*event_create_fn)(CUevent *, unsigned);
 typedef CUresult (*event_record_fn)(CUevent, CUstream);
 typedef CUresult (*event_fn)(CUevent);
 typedef CUresult (*sync_fn)(CUstream);
+typedef CUresult (*ctx_get_fn)(CUcontext *);
 
 static int on(void)
 {
@@ -57,23 +68,47 @@ static int on(void)
 
 static size_t buffer_bytes(void) { return GW_COPY_CHUNK + 4096; /* a piece, its job's header and fields */ }
 
+static void *fault_in(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < SLOTS; i++) {
+        void *p = mmap(NULL, buffer_bytes(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+        if (p == MAP_FAILED)
+            return NULL; /* no room: the pieces use ordinary memory */
+        pthread_mutex_lock(&lock);
+        slots[i] = (slot){.p = p, .n = buffer_bytes(), .state = FREE};
+        pthread_mutex_unlock(&lock);
+    }
+    return NULL;
+}
+
+void gw_pinned_prepare(void)
+{
+    if (!on() || atomic_exchange(&prepared, 1))
+        return;
+    pthread_t t;
+    if (pthread_create(&t, NULL, fault_in, NULL) == 0)
+        pthread_detach(t);
+}
+
 void *gw_pinned_take(size_t n)
 {
-    if (!on() || n > buffer_bytes()) {
-        atomic_fetch_add(&pieces_plain, 1);
-        return NULL;
-    }
-    pthread_mutex_lock(&lock);
-    for (int i = 0; i < SLOTS; i++)
-        if (slots[i].state == FREE) {
-            slots[i].state = TAKEN;
-            slots[i].fence_pending = 0;
+    if (enabled == 1 && n <= buffer_bytes()) {
+        pthread_mutex_lock(&lock);
+        int best = -1; /* a registered one first */
+        for (int i = 0; i < SLOTS; i++)
+            if (slots[i].state == FREE && (best < 0 || (slots[i].registered && !slots[best].registered)))
+                best = i;
+        if (best >= 0) {
+            slots[best].state = TAKEN;
+            slots[best].fence_pending = 0;
+            int reg = slots[best].registered;
             pthread_mutex_unlock(&lock);
-            atomic_fetch_add(&pieces_pinned, 1);
-            return slots[i].p;
+            atomic_fetch_add(reg ? &pieces_pinned : &pieces_plain, 1);
+            return slots[best].p;
         }
-    pthread_mutex_unlock(&lock);
-    atomic_fetch_add(&wanted, 1);
+        pthread_mutex_unlock(&lock);
+    }
     atomic_fetch_add(&pieces_plain, 1);
     return NULL;
 }
@@ -99,24 +134,20 @@ int gw_pinned_give(void *p)
     return 0;
 }
 
-static slot *slot_of(const void *p)
-{
-    const uint8_t *b = p;
-    for (int i = 0; i < SLOTS; i++)
-        if (slots[i].state == TAKEN && b >= slots[i].p && b < slots[i].p + slots[i].n)
-            return &slots[i];
-    return NULL;
-}
-
 /* Only the job's thread that holds the buffer calls this, so the slot stays
  * TAKEN meanwhile; its event is touched by that thread and by gw_pinned_tend,
- * which sees it only once the slot is FENCED. */
+ * which sees it only once the slot is FENCED. Ordinary memory needs no fence:
+ * the driver has staged its bytes when the copy call returns. */
 void gw_pinned_fence(const void *p, CUstream s)
 {
     if (enabled != 1)
         return;
+    const uint8_t *b = p;
+    slot *sl = NULL;
     pthread_mutex_lock(&lock);
-    slot *sl = slot_of(p);
+    for (int i = 0; i < SLOTS && !sl; i++)
+        if (slots[i].state == TAKEN && slots[i].registered && b >= slots[i].p && b < slots[i].p + slots[i].n)
+            sl = &slots[i];
     pthread_mutex_unlock(&lock);
     if (!sl)
         return;
@@ -146,40 +177,37 @@ void gw_pinned_fence(const void *p, CUstream s)
 
 void gw_pinned_tend(void)
 {
-    if (enabled != 1)
+    if (enabled != 1 || !atomic_load(&prepared))
         return;
     event_fn query = (event_fn)gw_driver_sym(GW_OP_cuEventQuery);
+    host_register_fn reg = (host_register_fn)gw_driver_sym(GW_OP_cuMemHostRegister_v2);
+    ctx_get_fn current = (ctx_get_fn)gw_driver_sym(GW_OP_cuCtxGetCurrent);
+    CUcontext ctx = NULL;
+    if (!current || current(&ctx) != CUDA_SUCCESS || !ctx)
+        reg = NULL; /* no context on this thread yet: registering waits for a later tend */
+    int todo[REGISTER_PER_TEND], ntodo = 0;
     pthread_mutex_lock(&lock);
-    for (int i = 0; i < SLOTS; i++)
+    for (int i = 0; i < SLOTS; i++) {
         if (slots[i].state == FENCED) {
             CUresult r = query ? query(slots[i].ev) : CUDA_SUCCESS;
             if (r != CUDA_ERROR_NOT_READY) /* done, or the event's context is gone (its copies with it) */
                 slots[i].state = FREE;
         }
-    int grow = atomic_exchange(&wanted, 0);
+        if (slots[i].state == FREE && !slots[i].registered && ntodo < REGISTER_PER_TEND && register_failures < 3 && reg) {
+            slots[i].state = BUSY;
+            todo[ntodo++] = i;
+        }
+    }
     pthread_mutex_unlock(&lock);
-    if (grow > GROW_PER_TEND)
-        grow = GROW_PER_TEND;
-    host_alloc_fn alloc = (host_alloc_fn)gw_driver_sym(GW_OP_cuMemHostAlloc);
-    for (int k = 0; k < grow && alloc; k++) {
+    for (int k = 0; k < ntodo; k++) { /* outside the lock: page-locking 4 MiB takes a while */
+        slot *sl = &slots[todo[k]];
+        CUresult r = reg(sl->p, sl->n, CU_MEMHOSTREGISTER_PORTABLE);
         pthread_mutex_lock(&lock);
-        int i = 0;
-        while (i < SLOTS && slots[i].state != EMPTY)
-            i++;
-        if (i < SLOTS)
-            slots[i].state = GROWING; /* another thread's tend leaves it alone */
-        pthread_mutex_unlock(&lock);
-        if (i == SLOTS)
-            return;
-        void *p = NULL; /* outside the lock: page-locking 4 MiB takes a while */
-        int made = alloc(&p, buffer_bytes(), CU_MEMHOSTALLOC_PORTABLE) == CUDA_SUCCESS && p;
-        pthread_mutex_lock(&lock);
-        if (made)
-            slots[i] = (slot){.p = p, .n = buffer_bytes(), .state = FREE};
+        if (r == CUDA_SUCCESS || r == CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED)
+            sl->registered = 1;
         else
-            slots[i].state = EMPTY; /* no context here, or no room: ordinary memory, as before */
+            register_failures++; /* no context here, or no room: ordinary memory, as before */
+        sl->state = FREE;
         pthread_mutex_unlock(&lock);
-        if (!made)
-            return;
     }
 }
