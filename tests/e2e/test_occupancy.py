@@ -49,6 +49,10 @@ def test_occupancy_matches_the_driver(server, tmp_path):
     rts = json.loads(stats_path.read_text())["round_trips_by_function"]
     assert rts.get("cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags", 0) == 1, rts
     assert rts.get("cuKernelGetFunction", 0) <= 1, rts
+    # the same cluster occupancy question 20 times: asked of the server once
+    # (cuBLASLt's around its GEMMs: llama.cpp's prompt processing, issue 20)
+    assert "result 0, 1056 clusters" in result.stdout, result.stdout
+    assert rts.get("cuOccupancyMaxActiveClusters", 0) == 1, rts
     assert "not supported by gpuwire" not in result.stderr, explain(result, server)
     # every block size the stand-in's search asked about was in the client's table
     assert "which the client did not compute" not in server.log_text()

@@ -122,6 +122,19 @@ int main(void)
         CK(cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(&per_sm, fi, 128, 0, 0));
     }
     printf("kernel's function, 20 times: %d blocks of 128 threads per SM\n", per_sm);
+    /* cuBLASLt's way around its GEMMs: the same cluster occupancy question
+     * again and again (tests/e2e/test_occupancy.py counts its round trips) */
+    CUlaunchAttribute cluster = {.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION};
+    cluster.value.clusterDim.x = 2;
+    cluster.value.clusterDim.y = cluster.value.clusterDim.z = 1;
+    CUlaunchConfig cfg = {.gridDimX = 64, .gridDimY = 1, .gridDimZ = 1, .blockDimX = 128, .blockDimY = 1,
+                          .blockDimZ = 1, .attrs = &cluster, .numAttrs = 1};
+    int clusters = -1;
+    CUresult cr = CUDA_SUCCESS;
+    for (int i = 0; i < 20 && cr == CUDA_SUCCESS; i++)
+        cr = cuOccupancyMaxActiveClusters(&clusters, f, &cfg);
+    printf("cluster occupancy of 2-block clusters, 20 times: result %d, %d clusters\n", (int)cr,
+           cr == CUDA_SUCCESS ? clusters : -1);
 
     CK(cuLibraryUnload(lib));
     CK(cuModuleUnload(mod));

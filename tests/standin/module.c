@@ -887,6 +887,52 @@ SD_API CUresult cuOccupancyMaxPotentialBlockSize(int *min_grid, int *block, CUfu
     return cuOccupancyMaxPotentialBlockSizeWithFlags(min_grid, block, f, cb, shmem, limit, 0);
 }
 
+/* Clusters of the launch configuration's cluster dimension (1 when it names
+ * none; at most 8 blocks, the portable size): as many as the SMs' resident
+ * blocks hold. */
+static CUresult cluster_blocks(const CUlaunchConfig *c, unsigned *size)
+{
+    *size = 1;
+    if (!c || (c->numAttrs && !c->attrs))
+        return CUDA_ERROR_INVALID_VALUE;
+    for (unsigned i = 0; i < c->numAttrs; i++)
+        if (c->attrs[i].id == CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION) {
+            const CUlaunchAttributeValue *v = &c->attrs[i].value;
+            *size = v->clusterDim.x * v->clusterDim.y * v->clusterDim.z;
+        }
+    return *size == 0 || *size > 8 ? CUDA_ERROR_INVALID_CLUSTER_SIZE : CUDA_SUCCESS;
+}
+
+SD_API CUresult cuOccupancyMaxActiveClusters(int *n, CUfunction f, const CUlaunchConfig *c)
+{
+    unsigned size;
+    CUresult r = n ? cluster_blocks(c, &size) : CUDA_ERROR_INVALID_VALUE;
+    if (r != CUDA_SUCCESS)
+        return r;
+    sd_lock();
+    sd_func *fn = sd_func_check(f);
+    if (fn) {
+        int per_sm = sd_blocks_per_sm(fn, (int)(c->blockDimX * c->blockDimY * c->blockDimZ), c->sharedMemBytes);
+        *n = (int)((unsigned)per_sm * SD_SM_COUNT / size);
+    }
+    sd_unlock();
+    return fn ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+}
+
+SD_API CUresult cuOccupancyMaxPotentialClusterSize(int *n, CUfunction f, const CUlaunchConfig *c)
+{
+    unsigned size;
+    CUresult r = n ? cluster_blocks(c, &size) : CUDA_ERROR_INVALID_VALUE;
+    if (r != CUDA_SUCCESS)
+        return r;
+    sd_lock();
+    sd_func *fn = sd_func_check(f);
+    if (fn)
+        *n = 8;
+    sd_unlock();
+    return fn ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+}
+
 SD_API CUresult cuOccupancyAvailableDynamicSMemPerBlock(size_t *smem, CUfunction f, int nblocks, int block)
 {
     if (!smem || nblocks <= 0 || block <= 0 || block > (int)SD_MAX_THREADS)

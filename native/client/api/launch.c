@@ -130,7 +130,10 @@ CUresult CUDAAPI cuLaunchKernelEx_ptsz(const CUlaunchConfig *c, CUfunction f, vo
                   c->numAttrs);
 }
 
-/* Cluster occupancy queries take a launch configuration too. */
+/* Cluster occupancy queries take a launch configuration too. Their answers
+ * hold until a function's attributes change (state/func_attrs.c forgets
+ * them then): cuBLASLt asks the same ones around its GEMMs, a round trip
+ * each before (llama.cpp's prompt processing, issue 20). */
 static CUresult cluster_query(unsigned op, int *out, CUfunction f, const CUlaunchConfig *c)
 {
     gw_stat_call(op);
@@ -141,7 +144,7 @@ static CUresult cluster_query(unsigned op, int *out, CUfunction f, const CUlaunc
                         c->sharedMemBytes};
     put_config(q, f, dims, c->hStream, c->attrs, c->numAttrs);
     gw_rep *r;
-    CUresult rc = gw_req_call(q, &r);
+    CUresult rc = gw_req_call_cached(q, &r);
     if (rc == CUDA_SUCCESS) { /* CLUSTER_OCCUPANCY */
         gw_cluster_occupancy_rep rep = {0};
         gw_get_fields(r, gw_cluster_occupancy_rep, &rep); /* short: the status below says so */

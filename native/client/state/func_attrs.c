@@ -142,7 +142,8 @@ static void occupancy_changed(void)
 {
     static const unsigned ops[] = {GW_OP_cuOccupancyMaxActiveBlocksPerMultiprocessor,
                                    GW_OP_cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags,
-                                   GW_OP_cuOccupancyAvailableDynamicSMemPerBlock};
+                                   GW_OP_cuOccupancyAvailableDynamicSMemPerBlock, GW_OP_cuOccupancyMaxActiveClusters,
+                                   GW_OP_cuOccupancyMaxPotentialClusterSize};
     gw_cache_forget(ops, sizeof ops / sizeof ops[0]);
 }
 
