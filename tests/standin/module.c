@@ -903,7 +903,9 @@ static CUresult cluster_blocks(const CUlaunchConfig *c, unsigned *size)
     return *size == 0 || *size > 8 ? CUDA_ERROR_INVALID_CLUSTER_SIZE : CUDA_SUCCESS;
 }
 
-SD_API CUresult cuOccupancyMaxActiveClusters(int *n, CUfunction f, const CUlaunchConfig *c)
+/* potential: the largest cluster size (8, the portable limit); else how many
+ * clusters of the configuration's size are resident at once. */
+static CUresult cluster_query(int *n, CUfunction f, const CUlaunchConfig *c, int potential)
 {
     unsigned size;
     CUresult r = n ? cluster_blocks(c, &size) : CUDA_ERROR_INVALID_VALUE;
@@ -911,26 +913,23 @@ SD_API CUresult cuOccupancyMaxActiveClusters(int *n, CUfunction f, const CUlaunc
         return r;
     sd_lock();
     sd_func *fn = sd_func_check(f);
-    if (fn) {
-        int per_sm = sd_blocks_per_sm(fn, (int)(c->blockDimX * c->blockDimY * c->blockDimZ), c->sharedMemBytes);
-        *n = (int)((unsigned)per_sm * SD_SM_COUNT / size);
-    }
+    if (fn && potential)
+        *n = 8;
+    else if (fn)
+        *n = (int)((unsigned)sd_blocks_per_sm(fn, (int)(c->blockDimX * c->blockDimY * c->blockDimZ),
+                                              c->sharedMemBytes) * SD_SM_COUNT / size);
     sd_unlock();
     return fn ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
 }
 
+SD_API CUresult cuOccupancyMaxActiveClusters(int *n, CUfunction f, const CUlaunchConfig *c)
+{
+    return cluster_query(n, f, c, 0);
+}
+
 SD_API CUresult cuOccupancyMaxPotentialClusterSize(int *n, CUfunction f, const CUlaunchConfig *c)
 {
-    unsigned size;
-    CUresult r = n ? cluster_blocks(c, &size) : CUDA_ERROR_INVALID_VALUE;
-    if (r != CUDA_SUCCESS)
-        return r;
-    sd_lock();
-    sd_func *fn = sd_func_check(f);
-    if (fn)
-        *n = 8;
-    sd_unlock();
-    return fn ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    return cluster_query(n, f, c, 1);
 }
 
 SD_API CUresult cuOccupancyAvailableDynamicSMemPerBlock(size_t *smem, CUfunction f, int nblocks, int block)
