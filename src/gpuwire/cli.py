@@ -114,8 +114,8 @@ other variables read by the client library:
   GPUWIRE_LANES    at most this many copy lanes: extra connections for the bytes of copies of
                    8 MiB or more, either way (default: what the server grants, 3; 0: none)
   GPUWIRE_SPIN_US  a thread waiting for a reply polls for up to this many microseconds before
-                   sleeping, as the driver's synchronize spins (default 0; costs a core; an
-                   experiment's setting, not yet measured on a GPU)
+                   sleeping, as the driver's synchronize spins (default 10000 on a machine of 8
+                   or more cores, else 0; costs a core while it waits)
   GPUWIRE_WAIT_NOTICE_S  a line on stderr when a call has waited this long (default 60; 0: never)"""
 
 DEMO_HELP = """\

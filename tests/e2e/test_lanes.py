@@ -126,7 +126,7 @@ def test_page_locked_memory_is_ready_before_the_first_copy(program, server, tmp_
 @pytest.mark.parametrize("pin", ["default", "0"])
 def test_lane_pieces_land_from_page_locked_buffers(program, tmp_path, pin):
     """The worker reads the lanes' host-to-device pieces into buffers of its
-    own, faulted in when the first lane opens and page-locked between jobs
+    own, faulted in from the first piece on and page-locked between jobs
     (the first pieces land before that: ordinary memory, as before), each
     fenced behind its copy; every byte still arrives. GPUWIRE_PIN_CHUNKS=0
     on the server: no such buffers."""

@@ -174,7 +174,7 @@ unsigned gw_lanes_granted(void);
 void *gw_lane_next(unsigned lane, uint32_t *len, char *why, size_t whycap);
 
 /* ---- pinned.c: page-locked buffers for copy pieces ---- */
-void gw_pinned_prepare(void);                   /* a lane opened: the buffers are made in the background */
+void gw_pinned_prepare(void);                   /* the first piece came: the buffers are made in the background */
 void *gw_pinned_take(size_t n);                 /* a free one of at least n bytes, or NULL (any thread, no CUDA call) */
 int gw_pinned_give(void *p);                    /* 1 if p was one of them: back (reused once its fence is done) */
 void gw_pinned_fence(const void *p, CUstream s); /* a queued copy on s reads p: fenced by an event (job's thread) */

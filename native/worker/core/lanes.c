@@ -277,7 +277,6 @@ static void attach(int fd, const gw_lane_hello *hi)
     gw_hdr ack = {.len = 0, .op = GW_OP_LANE, .seq = k};
     if (send(fd, &ack, sizeof ack, MSG_NOSIGNAL) != (ssize_t)sizeof ack)
         gw_wlog("lane %u: could not acknowledge it", k);
-    gw_pinned_prepare(); /* after the acknowledgement: the pieces' buffers are faulted in meanwhile */
 }
 
 static void *acceptor(void *arg)

@@ -5,8 +5,9 @@
  * piece's copy can start: about 0.35 ms per 4 MiB piece on the H100 host.
  * The pieces of one copy arrive together on the lanes, so those copies add
  * up after the last byte came in. Here a session keeps SLOTS buffers of its
- * own, faulted in by a thread of their own once the first lane opens (no
- * CUDA call: ready before the first copy, not in its way) and page-locked
+ * own, faulted in by a thread of their own once its first host-to-device
+ * piece arrives (no CUDA call, not in the way of that copy: ready for the
+ * next ones; a session that only copies to the host makes none) and page-locked
  * with cuMemHostRegister on a job's thread, where a context is current,
  * between its runs of jobs (gw_pinned_tend): from then on a piece's copy is
  * queued at once and the GPU reads the bytes directly.
@@ -26,6 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "core.h"
 
@@ -71,6 +75,9 @@ static size_t buffer_bytes(void) { return GW_COPY_CHUNK + 4096; /* a piece, its 
 static void *fault_in(void *arg)
 {
     (void)arg;
+    /* at the lowest priority: on a small machine the session's own threads
+     * (and the client's) go first; the buffers are for later copies */
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
     for (int i = 0; i < SLOTS; i++) {
         void *p = mmap(NULL, buffer_bytes(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
         if (p == MAP_FAILED)
@@ -93,6 +100,7 @@ void gw_pinned_prepare(void)
 
 void *gw_pinned_take(size_t n)
 {
+    gw_pinned_prepare(); /* the session's first host-to-device piece: the buffers are made for the next ones */
     if (enabled == 1 && n <= buffer_bytes()) {
         pthread_mutex_lock(&lock);
         int best = -1; /* a registered one first */
