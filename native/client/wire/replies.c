@@ -215,8 +215,8 @@ void gw_replies_start_drainer(void)
  * connection for up to N us before sleeping in the read, as the driver's
  * synchronize spins by default (CU_CTX_SCHED_AUTO: when the machine has more
  * cores than contexts). A sleeping thread's wake-up is paid after the reply
- * arrives, and the worker's send of delivered bytes waits for the reader
- * too: tens of us a reply on the H100 machine. Default: 10000 on a machine
+ * arrives, and the worker's send of delivered bytes likely waits for the
+ * reader too (a worker timeline on the H100 machine: 80 us to send 200 KB). Default: 10000 on a machine
  * of 8 or more cores (llama.cpp tg128 on an H100, client and server spinning:
  * 0.96 of native against 0.89-0.93, bench/results.md), else 0 (on a small
  * machine the spin takes the core the server or the application needs). */

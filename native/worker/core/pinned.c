@@ -13,7 +13,8 @@
  * queued at once and the GPU reads the bytes directly.
  *
  * The memory is the worker's (mmap), registered, not the driver's: a context
- * reset (cudaDeviceReset) drops the registration, and the buffers go on as
+ * reset (cudaDeviceReset) should drop only the registration (not tried on a
+ * GPU), and the buffers go on as
  * ordinary memory instead of vanishing under the lanes' readers.
  * A registered buffer read by a queued copy is fenced: an event recorded
  * behind the copy on its stream, and the buffer is not handed out again
@@ -91,8 +92,8 @@ static void *fault_in(void *arg)
 
 void gw_pinned_prepare(void)
 {
-    if (!on() || atomic_exchange(&prepared, 1))
-        return;
+    if (atomic_load(&prepared) || !on() || atomic_exchange(&prepared, 1))
+        return; /* a load first: every piece passes here */
     pthread_t t;
     if (pthread_create(&t, NULL, fault_in, NULL) == 0)
         pthread_detach(t);

@@ -143,7 +143,7 @@ static void job_free_locked(job *j)
         small_nfree++;
         return;
     }
-    if (gw_pinned_give(j))
+    if (j->cap >= SPARE_MIN && gw_pinned_give(j)) /* only a lane's piece can be one of them */
         return;
     if (j->cap >= SPARE_MIN) {
         for (int i = 0; i < SPARES; i++) {
