@@ -175,6 +175,7 @@ void *gw_lane_next(unsigned lane, uint32_t *len, char *why, size_t whycap);
 
 /* ---- pinned.c: page-locked buffers for copy pieces ---- */
 void gw_pinned_prepare(void);                   /* the first piece came: the buffers are made in the background */
+void gw_pinned_lane_opened(void);               /* a lane opened: on a machine of 8+ cores, the buffers are made now */
 void *gw_pinned_take(size_t n);                 /* a free one of at least n bytes, or NULL (any thread, no CUDA call) */
 int gw_pinned_give(void *p);                    /* 1 if p was one of them: back (reused once its fence is done) */
 void gw_pinned_fence(const void *p, CUstream s); /* a queued copy on s reads p: fenced by an event (job's thread) */

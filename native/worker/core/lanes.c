@@ -273,6 +273,7 @@ static void attach(int fd, const gw_lane_hello *hi)
     pthread_detach(lanes[k].th);
     if (gw_stall_timeout() > 0) /* a lane the client stops reading must not hold its copies forever */
         gw_set_stall_timeout(fd);
+    gw_pinned_lane_opened();
     /* the client sends nothing on a lane before this */
     gw_hdr ack = {.len = 0, .op = GW_OP_LANE, .seq = k};
     if (send(fd, &ack, sizeof ack, MSG_NOSIGNAL) != (ssize_t)sizeof ack)

@@ -7,7 +7,8 @@
  * up after the last byte came in. Here a session keeps SLOTS buffers of its
  * own, faulted in by a thread of their own once its first host-to-device
  * piece arrives (no CUDA call, not in the way of that copy: ready for the
- * next ones; a session that only copies to the host makes none) and page-locked
+ * next ones; a session that only copies to the host makes none), or on a
+ * machine of 8 or more cores once its first lane opens, and page-locked
  * with cuMemHostRegister on a job's thread, where a context is current,
  * between its runs of jobs (gw_pinned_tend): from then on a piece's copy is
  * queued at once and the GPU reads the bytes directly.
@@ -97,6 +98,18 @@ void gw_pinned_prepare(void)
     pthread_t t;
     if (pthread_create(&t, NULL, fault_in, NULL) == 0)
         pthread_detach(t);
+}
+
+/* A lane opened: the client is about to copy in bulk. A machine with cores to
+ * spare makes the buffers now, so the program's first copy lands in them too
+ * (asyncAPI's and simpleMultiCopy's first copies are the ones they time); a
+ * small one (CI's 2 cores) waits for the first piece, where the fault-in runs
+ * beside the copies instead of beside everything else the session starts. */
+#define EARLY_MIN_CPUS 8
+void gw_pinned_lane_opened(void)
+{
+    if (sysconf(_SC_NPROCESSORS_ONLN) >= EARLY_MIN_CPUS)
+        gw_pinned_prepare();
 }
 
 void *gw_pinned_take(size_t n)
