@@ -108,6 +108,19 @@ def test_large_copies_arrive_intact_and_in_order(program, server, tmp_path, lane
     assert got_in > copied and got_out > copied, end
 
 
+def test_a_copy_of_a_few_chunks_loads_every_lane_alike(program, server, tmp_path):
+    """A copy ends when its busiest lane does: 15 MiB (four chunks) over three
+    lanes went as 8, 4 and 4 MiB; it now goes in six equal pieces, two a lane,
+    so each lane carries the same share of every copy, both ways."""
+    stats = tmp_path / "stats.json"
+    result = gw_run([str(program), "15"], server.address, stats=stats, env={"GPUWIRE_CACHE": "0"})
+    assert result.returncode == 0 and result.stdout.strip().endswith("PASS lane_copies"), explain(result, server)
+    s = stats_of(stats)
+    by = s["lane_bytes_by_lane"]
+    assert s["lanes"] == 3 and len(by) == 3, s
+    assert max(by) - min(by) <= 0.01 * max(by), by
+
+
 @pytest.mark.parametrize("kind", ["pinned", "none"])
 def test_page_locked_memory_is_ready_before_the_first_copy(program, server, tmp_path, kind):
     """The driver's pinning leaves page-locked memory resident and a copy from

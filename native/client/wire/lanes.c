@@ -290,17 +290,35 @@ void gw_lanes_prepare(size_t n)
         atomic_store(&prepare_started, 0);
 }
 
+/* The size of a copy's pieces (at most a cache chunk). A copy of a few chunks
+ * left one lane with more of them than another (16 MiB over 3 lanes: 8, 4 and
+ * 4 MiB), and a copy ends when its busiest lane does: such a copy goes in
+ * equal pieces, the same number on every lane. A stored copy's pieces stay the
+ * cache's chunks (the worker names them so); a long copy's imbalance is at
+ * most one chunk of many. */
+#define BALANCE_CHUNKS_PER_LANE 4
+static size_t piece_bytes(size_t n, int store)
+{
+    size_t chunks = (n + GW_COPY_CHUNK - 1) / GW_COPY_CHUNK;
+    if (store || nlanes < 2 || chunks % nlanes == 0 || chunks > BALANCE_CHUNKS_PER_LANE * nlanes)
+        return GW_COPY_CHUNK;
+    size_t k = (chunks + nlanes - 1) / nlanes * nlanes;
+    size_t len = ((n + k - 1) / k + 4095) & ~(size_t)4095; /* whole pages: never more than a chunk */
+    return len;
+}
+
 CUresult gw_lanes_htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, uint64_t stream, int store)
 {
-    size_t pieces = (n + GW_COPY_CHUNK - 1) / GW_COPY_CHUNK;
+    size_t chunk = piece_bytes(n, store);
+    size_t pieces = (n + chunk - 1) / chunk;
     waiter w = {.left = pieces};
     pthread_mutex_init(&w.m, NULL);
     pthread_cond_init(&w.cv, NULL);
     CUresult rc = CUDA_SUCCESS;
     size_t queued = 0;
     pthread_mutex_lock(&order_lock);
-    for (size_t off = 0; off < n && rc == CUDA_SUCCESS; off += GW_COPY_CHUNK) {
-        uint32_t len = (uint32_t)(n - off < GW_COPY_CHUNK ? n - off : GW_COPY_CHUNK);
+    for (size_t off = 0; off < n && rc == CUDA_SUCCESS; off += chunk) {
+        uint32_t len = (uint32_t)(n - off < chunk ? n - off : chunk);
         unsigned k = next_lane++ % nlanes;
         piece *pc = malloc(sizeof *pc);
         if (!pc) {
@@ -349,7 +367,8 @@ CUresult gw_lanes_htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, 
 
 CUresult gw_lanes_dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, uint64_t stream)
 {
-    size_t pieces = (n + GW_COPY_CHUNK - 1) / GW_COPY_CHUNK;
+    size_t chunk = piece_bytes(n, 0);
+    size_t pieces = (n + chunk - 1) / chunk;
     expected *e = calloc(pieces, sizeof *e);
     if (!e)
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -357,9 +376,9 @@ CUresult gw_lanes_dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, uint64
     pthread_mutex_lock(&in_lock);
     int lost = in_lost;
     for (size_t k = 0; k < pieces; k++) {
-        size_t off = k * GW_COPY_CHUNK;
+        size_t off = k * chunk;
         e[k] = (expected){.tag = next_tag++, .dst = (uint8_t *)dst + off,
-                          .len = (uint32_t)(n - off < GW_COPY_CHUNK ? n - off : GW_COPY_CHUNK), .next = expecting};
+                          .len = (uint32_t)(n - off < chunk ? n - off : chunk), .next = expecting};
         expecting = &e[k];
     }
     pthread_mutex_unlock(&in_lock);
@@ -374,7 +393,7 @@ CUresult gw_lanes_dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, uint64
         for (; asked < pieces && rc == CUDA_SUCCESS; asked++) {
             gw_req *q = gw_req_begin_quiet(op);
             gw_put_fields(q, gw_lane_dtoh_req,
-                          {.src = src + asked * GW_COPY_CHUNK, .n = e[asked].len, .stream = stream,
+                          {.src = src + asked * chunk, .n = e[asked].len, .stream = stream,
                            .lane = (k0 + (unsigned)asked) % nlanes, .tag = e[asked].tag});
             gw_req_set_flags(q, GW_F_COLLECT | GW_F_LANE);
             uint32_t seq;
