@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """How faithful a gpuwire-netem path is: the median 1-byte ping-pong time over
 plain loopback TCP and through a gpuwire-netem with given settings in front of
-an echo server. The excess over the set RTT is the emulator's own cost (one
-more hop each way, timer wake-ups, waiting for a CPU), included in every
-number measured behind it; benchmarks record it beside their emulated rows.
+an echo server, and the median time of a 1-byte request answered with
+200 KB (a decoded token's logits: a 50257-word vocabulary in float32). The
+excess over the set RTT (and, for the 200 KB answer, its time at the set
+bandwidth) is the emulator's own cost (one more hop each way, timer
+wake-ups, waiting for a CPU), included in every number measured behind it;
+benchmarks record it beside their emulated rows.
 
     bench/netem_check.py --netem BIN --rtt-us 500,2000 [--mbps 10000] [--json FILE]
 """
@@ -15,6 +18,16 @@ import socket
 import subprocess
 import threading
 import time
+
+
+REPLY_BYTES = 200 * 1024
+_REPLY = b"r" * REPLY_BYTES
+
+
+def _answer(c: socket.socket) -> None:
+    """Echoes each byte, except "L", answered with REPLY_BYTES."""
+    for d in iter(lambda: c.recv(64), b""):
+        c.sendall(_REPLY if d == b"L" else d)
 
 
 def _echo_server() -> tuple[socket.socket, int]:
@@ -29,20 +42,21 @@ def _echo_server() -> tuple[socket.socket, int]:
             except OSError:
                 return
             c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            threading.Thread(target=lambda c=c: [c.sendall(d) for d in iter(lambda: c.recv(64), b"")],
-                             daemon=True).start()
+            threading.Thread(target=_answer, args=(c,), daemon=True).start()
     threading.Thread(target=serve, daemon=True).start()
     return ls, ls.getsockname()[1]
 
 
-def _pingpong(port: int, n: int) -> float:
+def _pingpong(port: int, n: int, ask: bytes = b"x", want: int = 1) -> float:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         ts = []
         for _ in range(n):
             t = time.perf_counter()
-            s.sendall(b"x")
-            s.recv(1)
+            s.sendall(ask)
+            got = 0
+            while got < want:
+                got += len(s.recv(want - got))
             ts.append(time.perf_counter() - t)
     ts.sort()
     return ts[len(ts) // 2]
@@ -55,6 +69,7 @@ def check(netem: str, paths: list[tuple[str, float, float]]) -> dict:
     out: dict = {"loopback_tcp_ms": None}
     try:
         out["loopback_tcp_ms"] = round(_pingpong(up, 500) * 1e3, 4)
+        out["loopback_tcp_reply200k_ms"] = round(_pingpong(up, 200, b"L", REPLY_BYTES) * 1e3, 4)
         for name, rtt_s, mbps in paths:
             with socket.socket() as tmp:
                 tmp.bind(("127.0.0.1", 0))
@@ -70,6 +85,8 @@ def check(netem: str, paths: list[tuple[str, float, float]]) -> dict:
                     except OSError:
                         time.sleep(0.02)
                 out[f"{name}_ms"] = round(_pingpong(port, 300 if rtt_s < 1e-3 else 60) * 1e3, 4)
+                out[f"{name}_reply200k_ms"] = round(
+                    _pingpong(port, 100 if rtt_s < 1e-3 else 40, b"L", REPLY_BYTES) * 1e3, 4)
             finally:
                 proc.terminate()
                 banner = (proc.communicate(timeout=5)[1] or "").strip().splitlines()
@@ -90,7 +107,7 @@ def main() -> int:
     a = ap.parse_args()
     paths = [(f"{int(float(us))}us", float(us) / 1e6, a.mbps) for us in a.rtt_us.split(",") if us]
     out = check(a.netem, paths)
-    print(f"netem check (median 1-byte ping-pong): {json.dumps(out)}", flush=True)
+    print(f"netem check (median 1-byte ping-pong; reply200k: a 200 KB answer): {json.dumps(out)}", flush=True)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)
