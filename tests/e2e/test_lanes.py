@@ -121,6 +121,21 @@ def test_a_copy_of_a_few_chunks_loads_every_lane_alike(program, server, tmp_path
     assert max(by) - min(by) <= 0.01 * max(by), by
 
 
+def test_medium_copies_take_the_lanes_once_open(program, server, tmp_path):
+    """Copies of 1 to 8 MiB (llama.cpp's 3.2 MB prompt mask) go on the lanes
+    once they are open; the first such copy only starts their opening in the
+    background and goes on the session's connection, so no copy of that size
+    waits for the opening."""
+    stats = tmp_path / "stats.json"
+    result = gw_run([str(program), "2"], server.address, stats=stats, env={"GPUWIRE_CACHE": "0"})
+    assert result.returncode == 0 and result.stdout.strip().endswith("PASS lane_copies"), explain(result, server)
+    s = stats_of(stats)
+    size = (2 << 20) + 4097
+    copied = 2 * size + sum(3 * (size + 777 * (t + 1)) for t in range(3))
+    assert s["lanes"] == 3, s
+    assert 0 < s["lane_bytes"] < 2 * copied, s  # the first copy went on the session's connection
+
+
 @pytest.mark.parametrize("kind", ["pinned", "none"])
 def test_page_locked_memory_is_ready_before_the_first_copy(program, server, tmp_path, kind):
     """The driver's pinning leaves page-locked memory resident and a copy from

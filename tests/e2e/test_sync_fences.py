@@ -5,6 +5,7 @@ or a copy into host memory still waits, and errors still surface there.
 Round trips per token are the slope between two runs, so start-up cancels out."""
 
 import json
+import re
 
 import pytest
 
@@ -40,6 +41,21 @@ def test_decode_shaped_token_waits_once(server, tmp_path):
     # first one (start-up posted calls that may have failed: stream creation, module load)
     assert stats["by_function"]["cuStreamSynchronize"] == 4 * 8, stats["by_function"]
     assert stats["round_trips_by_function"]["cuStreamSynchronize"] == 4 + 1, stats["round_trips_by_function"]
+
+
+def test_worker_folds_needless_posted_synchronizes(server, tmp_path):
+    """Of a token's seven posted synchronizes of the per-thread stream, with
+    only input copies on that stream between them, the worker runs the last
+    (the kernel on the other stream reads the inputs: that one must hold) and
+    skips the six the last one covers (engine/sync_fold.c); every value the
+    program checks is still right."""
+    run(server, tmp_path, "decode", 4)
+    starts = [ln for ln in server.log_lines() if "prog=sync_fences" in ln and "session start" in ln]
+    sid = re.search(r" session=(\d+)( |$)", starts[-1]).group(1)
+    m = server.wait_for_log(r"posted stream synchronizes folded into a later one: (\d+)", session=sid)
+    # a token's frames reach the worker in one write, so one run of jobs holds
+    # them; a run cut short (its thread started before the rest was read) folds fewer
+    assert 6 <= int(m.group(1)) <= 4 * 6, m.string
 
 
 def test_synchronize_behind_legacy_stream_work_still_waits(server, tmp_path):

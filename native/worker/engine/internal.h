@@ -41,6 +41,12 @@ int gw_sched_stop(int drain);
 int gw_sched_broken(void); /* a job was malformed or a write stalled: the session ends */
 void gw_sched_stalled(void); /* a write to the client stalled: the session ends (gw_io_on_stall) */
 
+/* ---- sync_fold.c ---- */
+/* 1: k, a posted stream synchronize, is made needless by a later one in its
+ * run (k->next onward) with only work on its stream between: not run. */
+int gw_sync_folded(const job *k);
+unsigned long long gw_syncs_folded(void); /* how many so far */
+
 /* ---- dispatch.c ---- */
 void gw_dispatch_run(gw_call *c); /* the handler of c's op (a valid one: the reader checked) */
 int gw_nvml_valid_op(unsigned op); /* an NVML op with a handler */

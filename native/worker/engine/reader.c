@@ -196,15 +196,18 @@ static job *lane_copy_job(const gw_hdr *h, pending *pd, char *why, size_t whycap
     return j;
 }
 
-/* Where the lanes' host-to-device pieces were read to (core/pinned.c), once
- * a session that had any ends. */
-static void log_pieces(void)
+/* At a session's end: where the lanes' host-to-device pieces were read to
+ * (core/pinned.c), and how many posted synchronizes were folded (sync_fold.c). */
+static void log_session_counts(void)
 {
     unsigned long long pinned, plain;
     gw_pinned_counts(&pinned, &plain);
     if (pinned || plain)
         gw_wlog("host-to-device pieces on lanes: %llu into page-locked buffers, %llu into ordinary memory", pinned,
                 plain);
+    unsigned long long folded = gw_syncs_folded();
+    if (folded)
+        gw_wlog("posted stream synchronizes folded into a later one: %llu", folded);
 }
 
 static int valid_op(unsigned op)
@@ -235,7 +238,7 @@ static int serve(void)
             }
             gw_wlog("client disconnected after %llu requests", (unsigned long long)calls);
             gw_sched_stop(0);
-            log_pieces();
+            log_session_counts();
             return 0;
         }
         if (h.op == GW_OP_BYE) {
@@ -243,7 +246,7 @@ static int serve(void)
             gw_sched_stop(1);
             if (!gw_sched_broken())
                 gw_wlog("client said goodbye after %llu requests", (unsigned long long)calls);
-            log_pieces();
+            log_session_counts();
             return 0;
         }
         if (h.len > GW_MAX_PAYLOAD) {
