@@ -127,10 +127,10 @@ def test_medium_copies_take_the_lanes_once_open(program, server, tmp_path):
     background and goes on the session's connection, so no copy of that size
     waits for the opening."""
     stats = tmp_path / "stats.json"
-    result = gw_run([str(program), "2"], server.address, stats=stats, env={"GPUWIRE_CACHE": "0"})
+    result = gw_run([str(program), "7"], server.address, stats=stats, env={"GPUWIRE_CACHE": "0"})
     assert result.returncode == 0 and result.stdout.strip().endswith("PASS lane_copies"), explain(result, server)
     s = stats_of(stats)
-    size = (2 << 20) + 4097
+    size = (7 << 20) + 4097
     copied = 2 * size + sum(3 * (size + 777 * (t + 1)) for t in range(3))
     assert s["lanes"] == 3, s
     assert 0 < s["lane_bytes"] < 2 * copied, s  # the first copy went on the session's connection
