@@ -1,8 +1,10 @@
 /* Stream synchronizes that need not wait (issue 20), one mode per run:
  *   decode T    T "tokens" shaped like llama.cpp's decode: six small inputs
  *               copied on the per-thread stream, each followed by a
- *               synchronize of it (and one more with nothing new), a kernel on
- *               a non-blocking stream reading them (ordered only by those
+ *               synchronize of it and one of the compute stream (idle then,
+ *               as ggml's is), one more of the per-thread stream with nothing
+ *               new, a kernel on a non-blocking stream reading them (ordered
+ *               only by those
  *               host-side synchronizes), its result copied back into pinned
  *               memory and that stream synchronized. Only the last of these
  *               needs a round trip through gpuwire.
@@ -52,13 +54,15 @@ static void setup(void)
 }
 
 /* the six inputs of token t, each copied and its stream synchronized */
-static void inputs(int t)
+static void inputs(int t, cudaStream_t compute)
 {
     for (int i = 0; i < INPUTS; i++) {
         for (int j = 0; j < N; j++)
             hin[i][j] = t * 1000 + i * 100 + j;
         CK(cudaMemcpyAsync(din[i], hin[i], N * sizeof(int), cudaMemcpyHostToDevice, cudaStreamPerThread));
         CK(cudaStreamSynchronize(cudaStreamPerThread));
+        if (compute)
+            CK(cudaStreamSynchronize(compute)); /* ggml's backend synchronize: idle here */
     }
     CK(cudaStreamSynchronize(cudaStreamPerThread)); /* nothing new since the last */
 }
@@ -77,7 +81,7 @@ static int decode(int tokens)
     CK(cudaStreamCreateWithFlags(&c, cudaStreamNonBlocking));
     setup();
     for (int t = 0; t < tokens; t++) {
-        inputs(t);
+        inputs(t, c);
         se_consume<<<1, N, 0, c>>>(din[t % INPUTS], dout, N, 7);
         CK(cudaMemcpyAsync(hout, dout, N * sizeof(int), cudaMemcpyDeviceToHost, c));
         CK(cudaStreamSynchronize(c));

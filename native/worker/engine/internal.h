@@ -42,10 +42,16 @@ int gw_sched_broken(void); /* a job was malformed or a write stalled: the sessio
 void gw_sched_stalled(void); /* a write to the client stalled: the session ends (gw_io_on_stall) */
 
 /* ---- sync_fold.c ---- */
-/* 1: k, a posted stream synchronize, is made needless by a later one in its
- * run (k->next onward) with only work on its stream between: not run. */
-int gw_sync_folded(const job *k);
-unsigned long long gw_syncs_folded(void); /* how many so far */
+/* Which posted stream synchronizes of a run of jobs need not run. A run's
+ * state starts empty ({0}); gw_fold_skip is asked for each job in order,
+ * returns 1 for one to skip and otherwise notes what the job does (it runs). */
+#define GW_FOLD_STREAMS 8
+typedef struct gw_fold {
+    int n;
+    uint64_t idle[GW_FOLD_STREAMS]; /* streams known idle */
+} gw_fold;
+int gw_fold_skip(gw_fold *f, const job *k);
+unsigned long long gw_syncs_skipped(void); /* how many so far */
 
 /* ---- dispatch.c ---- */
 void gw_dispatch_run(gw_call *c); /* the handler of c's op (a valid one: the reader checked) */

@@ -197,7 +197,7 @@ static job *lane_copy_job(const gw_hdr *h, pending *pd, char *why, size_t whycap
 }
 
 /* At a session's end: where the lanes' host-to-device pieces were read to
- * (core/pinned.c), and how many posted synchronizes were folded (sync_fold.c). */
+ * (core/pinned.c), and how many posted synchronizes were skipped (sync_fold.c). */
 static void log_session_counts(void)
 {
     unsigned long long pinned, plain;
@@ -205,9 +205,9 @@ static void log_session_counts(void)
     if (pinned || plain)
         gw_wlog("host-to-device pieces on lanes: %llu into page-locked buffers, %llu into ordinary memory", pinned,
                 plain);
-    unsigned long long folded = gw_syncs_folded();
-    if (folded)
-        gw_wlog("posted stream synchronizes folded into a later one: %llu", folded);
+    unsigned long long skipped = gw_syncs_skipped();
+    if (skipped)
+        gw_wlog("posted stream synchronizes skipped (stream idle, or a later one covers them): %llu", skipped);
 }
 
 static int valid_op(unsigned op)

@@ -365,8 +365,9 @@ static void *thread_main(void *arg)
         uint64_t order = last->order;
         if (atomic_fetch_add(&inflight, 1) == 0) /* the busy flag changes per run of jobs, not per job */
             gw_sstats_busy(1);
+        gw_fold fold = {0};
         for (job *k = j; k; k = k->next)
-            if (!session_broken && !gw_sync_folded(k))
+            if (!session_broken && !gw_fold_skip(&fold, k))
                 run_job(t, k);
         atomic_store_explicit(&t->running_order, 0, memory_order_relaxed); /* nothing runs here now */
         if (atomic_fetch_sub(&inflight, 1) == 1)
