@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from conftest import ROOT, explain, gw_run
+from conftest import ROOT, explain, gw_run, start_server
 
 PROGRAM = ROOT / "build" / "programs" / "sync_fences_shared"
 
@@ -61,6 +61,18 @@ def test_worker_skips_needless_posted_synchronizes(server, tmp_path):
     # a token's frames reach the worker in one write, so one run of jobs holds
     # them; a run cut short (its thread started before the rest was read) skips fewer
     assert 10 <= int(m.group(1)) <= 4 * 10, m.string
+
+
+def test_sync_skip_off_runs_every_posted_synchronize(tmp_path):
+    """GPUWIRE_SYNC_SKIP=0 in the server's environment (an A/B switch): the
+    worker skips none; the session ends without the skip count."""
+    srv = start_server(tmp_path / "server.log", env={"GPUWIRE_SYNC_SKIP": "0"})
+    try:
+        run(srv, tmp_path, "decode", 4)
+        srv.wait_for_log(r"session end")
+        assert not [ln for ln in srv.log_lines() if "posted stream synchronizes skipped" in ln], srv.log_lines()
+    finally:
+        srv.stop()
 
 
 def test_synchronize_behind_legacy_stream_work_still_waits(server, tmp_path):
