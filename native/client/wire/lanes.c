@@ -30,8 +30,9 @@
 #include "stream.h"
 
 /* A copy this big goes on the lanes once they are open: one TCP stream moves
- * llama.cpp's 3.2 MB prompt mask in about 1 ms on the H100 machine, three
- * about a third of that, while the GPU waits for it. */
+ * 3 to 4.5 GB/s on the H100 machine (tools/tcp-speed.py), so a copy of a
+ * few MB (llama.cpp's prompt inputs) is held to that on one stream while
+ * the GPU waits for it. */
 #define LANE_MIN_BYTES ((size_t)1 << 20)
 /* One this big opens them itself, inside the copy; a smaller one only starts
  * their opening in the background and goes on the session's connection. */

@@ -2,8 +2,9 @@
  * copies each of a token's inputs on the per-thread stream and synchronizes
  * it, then synchronizes its compute stream, which has nothing queued: twelve
  * to fourteen synchronizes a token that the client posts (the application
- * does not wait for them), each run by the worker, about 35 us of a 3 ms
- * token on the H100 machine before the graph could start.
+ * does not wait for them), each run by the worker: with the six input
+ * copies between them, about 60 us of a 3 ms token on the H100 machine
+ * before the graph could start (a worker timeline, bench/results.md).
  *
  * A posted synchronize of stream S only holds this worker thread until S is
  * idle. Within one run of jobs (one client thread's, in arrival order: no
