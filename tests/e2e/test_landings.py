@@ -4,6 +4,7 @@ synchronize (or the event query that reports it done) returns. Many such copies
 and one synchronize make no more round trips than one copy does."""
 
 import json
+import re
 
 import pytest
 import sys
@@ -166,3 +167,76 @@ def test_a_spinning_reader_serves_the_same(tmp_path, spin):
         srv.stop()
     log = (tmp_path / "server.log").read_text(errors="replace")
     assert ("GPUWIRE_READER_SPIN_US=lots is not a number" in log) == (spin == "lots"), log[-2000:]
+
+
+STAGED = r"""
+import ctypes, os, sys, time
+cuda = ctypes.CDLL("libcuda.so.1")
+assert cuda.cuInit(0) == 0
+dev, ctx, s = ctypes.c_int(), ctypes.c_void_p(), ctypes.c_void_p()
+assert cuda.cuDeviceGet(ctypes.byref(dev), 0) == 0
+assert cuda.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev) == 0
+assert cuda.cuCtxSetCurrent(ctx) == 0
+assert cuda.cuStreamCreate(ctypes.byref(s), 0) == 0
+total = 96 << 20
+data = os.urandom(total)  # every byte its own: a part landed at the wrong offset shows
+d = ctypes.c_uint64()
+assert cuda.cuMemAlloc_v2(ctypes.byref(d), ctypes.c_size_t(total)) == 0
+assert cuda.cuMemcpyHtoD_v2(d, data, ctypes.c_size_t(total)) == 0
+host = ctypes.c_void_p()
+assert cuda.cuMemAllocHost_v2(ctypes.byref(host), ctypes.c_size_t(total)) == 0
+# (offset, bytes): under one piece buffer, across several with odd ends, and
+# more than the worker's piece buffers hold (the rest staged apart)
+copies = [(0, 1 << 20), (1 << 20, (4 << 20) + 123), ((8 << 20) + 5, (10 << 20) + 7), (20 << 20, (70 << 20) - 3)]
+# a copy to the device from page-locked memory goes first on the same stream:
+# its pieces' buffers on the server may be the ones the copies back then use
+up_n = 64 << 20
+up_data = os.urandom(up_n)
+up, d2 = ctypes.c_void_p(), ctypes.c_uint64()
+assert cuda.cuMemAllocHost_v2(ctypes.byref(up), ctypes.c_size_t(up_n)) == 0
+ctypes.memmove(up, up_data, up_n)
+assert cuda.cuMemAlloc_v2(ctypes.byref(d2), ctypes.c_size_t(up_n)) == 0
+back = ctypes.create_string_buffer(up_n)
+for round in range(int(sys.argv[1])):
+    ctypes.memset(host, round + 1, total)
+    assert cuda.cuMemsetD8_v2(d2, round, ctypes.c_size_t(up_n)) == 0
+    assert cuda.cuMemcpyHtoDAsync_v2(d2, up, ctypes.c_size_t(up_n), s) == 0
+    for off, n in copies:
+        assert cuda.cuMemcpyDtoHAsync_v2(ctypes.c_void_p(host.value + off), ctypes.c_uint64(d.value + off),
+                                         ctypes.c_size_t(n), s) == 0
+    assert cuda.cuStreamSynchronize(s) == 0
+    for off, n in copies:
+        assert ctypes.string_at(host.value + off, n) == data[off:off + n], (round, off, n)
+    assert cuda.cuMemcpyDtoH_v2(back, d2, ctypes.c_size_t(up_n)) == 0
+    assert back.raw == up_data, round
+    for _ in range(20):  # between the rounds the worker page-locks its piece buffers
+        assert cuda.cuCtxSynchronize() == 0
+    time.sleep(0.2)
+assert cuda.cuMemFreeHost(host) == 0
+assert cuda.cuMemFreeHost(up) == 0
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("pin", ["default", "0"])
+def test_large_deliveries_are_staged_in_page_locked_piece_buffers(tmp_path, pin):
+    """A delivery of 1 MiB or more is copied on the server into the lanes'
+    page-locked piece buffers, made before the program's copies, one part per
+    buffer, and the rest into staging of its own; every byte lands at its
+    offset, and a copy to the device queued before them on the stream, from
+    page-locked memory through those buffers, still carries its own bytes. The first rounds may find no buffer ready (staged whole, as
+    before). GPUWIRE_PIN_CHUNKS=0 on the server: no piece buffers, staged
+    whole."""
+    env = {} if pin == "default" else {"GPUWIRE_PIN_CHUNKS": "0"}
+    srv = start_server(tmp_path / "server.log", env=env)
+    try:
+        r = gw_run([sys.executable, "-c", STAGED, "6"], server=srv.address, env={"GPUWIRE_CACHE": "0"})
+        assert r.returncode == 0 and r.stdout.strip() == "ok", explain(r, srv)
+        srv.wait_for_log(r"session end", timeout=20)
+        staged = re.findall(r"device-to-host copies delivered from page-locked piece buffers: (\d+)", srv.log_text())
+    finally:
+        srv.stop()
+    if pin == "default":
+        assert staged and 1 <= int(staged[-1]) <= 24, staged  # 6 rounds of 4 copies
+    else:
+        assert not staged, staged

@@ -178,6 +178,7 @@ void gw_pinned_prepare(void);                   /* the first piece came: the buf
 void gw_pinned_lane_opened(void);               /* a lane opened: on a machine of 8+ cores, the buffers are made now */
 void *gw_pinned_take(size_t n);                 /* a free one of at least n bytes, or NULL (any thread, no CUDA call) */
 int gw_pinned_give(void *p);                    /* 1 if p was one of them: back (reused once its fence is done) */
+void *gw_pinned_take_locked_chunk(CUstream s); /* a page-locked one a delivery's copy on s may write, or NULL (job's thread) */
 void gw_pinned_fence(const void *p, CUstream s); /* a queued copy on s reads p: fenced by an event (job's thread) */
 void gw_pinned_tend(void);                      /* job's thread between runs: fences looked at, buffers page-locked */
 void gw_pinned_counts(unsigned long long *pinned, unsigned long long *plain); /* pieces taken into each kind so far */

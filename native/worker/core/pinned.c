@@ -35,7 +35,7 @@
 
 #include "core.h"
 
-#define SLOTS 12 /* a session's piece buffers: about 48 MiB */
+#define SLOTS 16 /* a session's piece buffers: about 64 MiB (a delivery of 64 MiB fits) */
 #define REGISTER_PER_TEND 2
 
 enum { EMPTY, BUSY, FREE, TAKEN, FENCED }; /* BUSY: being registered, nobody else's */
@@ -47,6 +47,7 @@ typedef struct slot {
     int registered;
     int fence_pending; /* while TAKEN: a copy reading it was queued */
     CUevent ev;        /* created on first use, in the context current then */
+    CUstream fence_stream; /* while FENCED: the stream of the copy that reads it */
 } slot;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -135,6 +136,39 @@ void *gw_pinned_take(size_t n)
     return NULL;
 }
 
+/* A page-locked one for a delivery's piece (deliveries.c), on a job's thread:
+ * fences found done are let go first (CUDA may be called here). NULL when
+ * none is free: the delivery stages in memory of its own, as before. The
+ * bytes leave it once its copy's event is done; gw_pinned_give returns it.
+ * One still fenced by a copy on the delivery's own stream s will do as well:
+ * the stream runs that copy (which reads it) before the delivery's (which
+ * writes it). asyncAPI copies 64 MiB each way on one stream, back to back:
+ * the copy back found every buffer fenced by the copy there. */
+void *gw_pinned_take_locked_chunk(CUstream s)
+{
+    if (enabled != 1 || !atomic_load(&prepared))
+        return NULL;
+    event_fn query = (event_fn)gw_driver_sym(GW_OP_cuEventQuery);
+    pthread_mutex_lock(&lock);
+    int best = -1;
+    for (int i = 0; i < SLOTS && best < 0; i++) {
+        if (slots[i].state == FENCED && slots[i].registered && query && query(slots[i].ev) != CUDA_ERROR_NOT_READY)
+            slots[i].state = FREE;
+        if (slots[i].state == FREE && slots[i].registered)
+            best = i;
+    }
+    /* (not the per-thread stream: two job threads' are two streams) */
+    for (int i = 0; i < SLOTS && best < 0 && s != CU_STREAM_PER_THREAD; i++)
+        if (slots[i].state == FENCED && slots[i].registered && slots[i].fence_stream == s)
+            best = i;
+    if (best >= 0) {
+        slots[best].state = TAKEN;
+        slots[best].fence_pending = 0;
+    }
+    pthread_mutex_unlock(&lock);
+    return best >= 0 ? slots[best].p : NULL;
+}
+
 void gw_pinned_counts(unsigned long long *pinned, unsigned long long *plain)
 {
     *pinned = atomic_load(&pieces_pinned);
@@ -194,6 +228,7 @@ void gw_pinned_fence(const void *p, CUstream s)
     }
     pthread_mutex_lock(&lock);
     sl->fence_pending = fenced;
+    sl->fence_stream = s;
     pthread_mutex_unlock(&lock);
 }
 

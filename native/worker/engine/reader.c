@@ -197,7 +197,8 @@ static job *lane_copy_job(const gw_hdr *h, pending *pd, char *why, size_t whycap
 }
 
 /* At a session's end: where the lanes' host-to-device pieces were read to
- * (core/pinned.c), and how many posted synchronizes were skipped (sync_fold.c). */
+ * (core/pinned.c), how many deliveries were staged in them (deliveries.c), and
+ * how many posted synchronizes were skipped (sync_fold.c). */
 static void log_session_counts(void)
 {
     unsigned long long pinned, plain;
@@ -205,6 +206,9 @@ static void log_session_counts(void)
     if (pinned || plain)
         gw_wlog("host-to-device pieces on lanes: %llu into page-locked buffers, %llu into ordinary memory", pinned,
                 plain);
+    unsigned long long chunked = gw_deliveries_chunked();
+    if (chunked)
+        gw_wlog("device-to-host copies delivered from page-locked piece buffers: %llu", chunked);
     unsigned long long skipped = gw_syncs_skipped();
     if (skipped)
         gw_wlog("posted stream synchronizes skipped (stream idle, or a later one covers them): %llu", skipped);

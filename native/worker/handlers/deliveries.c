@@ -38,13 +38,23 @@ typedef struct delivery {
     int persistent; /* captured into a graph: delivered at every replay, staging kept */
 } delivery;
 
+/* A copy of this size or more is staged in the lanes' page-locked piece
+ * buffers (core/pinned.c), one copy per buffer, as far as free ones go: they
+ * are made before the session's first large copies, where a staging buffer
+ * of the copy's size was allocated inside the application's copy, between
+ * the events it times (simpleMultiCopy's 16 MiB read back at 2 GB/s). */
+#define CHUNKED_MIN ((size_t)1 << 20)
+#define CHUNKS_MAX 16
+
 /* a copy completed by an event (the default), sent from staging */
 typedef struct pending {
     struct pending *next;
     uint64_t id;
-    void *staging;
+    void *staging; /* the bytes past the chunks, or NULL */
     size_t n;
     CUevent ev;
+    unsigned nchunks;
+    void *chunk[CHUNKS_MAX]; /* piece buffers holding the copy's first GW_COPY_CHUNK-sized parts */
 } pending;
 
 /* Bytes waiting to be sent: a copy of their own (a graph's delivery: its
@@ -68,6 +78,7 @@ typedef struct parcel {
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pending *pendings; /* under lock */
+static unsigned long long chunked_count; /* copies staged in piece buffers, under lock */
 static int events_mode = -1; /* on unless GPUWIRE_DELIVERIES=hostfn, until the session's first host call */
 
 typedef CUresult (*event_create_fn)(CUevent *, unsigned);
@@ -206,6 +217,81 @@ static int fits(size_t n)
     return ok;
 }
 
+static void pending_add(pending *pd)
+{
+    pthread_mutex_lock(&lock);
+    pd->next = pendings;
+    pendings = pd;
+    pthread_mutex_unlock(&lock);
+}
+
+/* An uncaptured copy of CHUNKED_MIN or more, completed by an event: its first
+ * parts go into free piece buffers, the rest into staging. 0 if no piece
+ * buffer is free (or no event can be made): the caller stages it whole;
+ * else the call is answered. */
+static int deliver_chunked(gw_call *c, uint64_t id, uint64_t src, uint64_t n, CUstream s, int ptsz)
+{
+    gw_pinned_prepare(); /* a session's first: the buffers are made for the next ones */
+    copy_fn copy = (copy_fn)gw_driver_sym(ptsz ? GW_OP_cuMemcpyDtoHAsync_v2_ptsz : GW_OP_cuMemcpyDtoHAsync_v2);
+    event_create_fn create = (event_create_fn)gw_driver_sym(GW_OP_cuEventCreate);
+    event_record_fn record = (event_record_fn)gw_driver_sym(ptsz ? GW_OP_cuEventRecord_ptsz : GW_OP_cuEventRecord);
+    event_fn destroy = (event_fn)gw_driver_sym(GW_OP_cuEventDestroy_v2);
+    typedef CUresult (*sync_fn)(CUstream);
+    sync_fn sync = (sync_fn)gw_driver_sym(ptsz ? GW_OP_cuStreamSynchronize_ptsz : GW_OP_cuStreamSynchronize);
+    pending *pd = calloc(1, sizeof *pd);
+    if (!pd || !copy || !create || !record || !destroy || !sync) {
+        free(pd);
+        return 0;
+    }
+    while (pd->nchunks < CHUNKS_MAX && (uint64_t)pd->nchunks * GW_COPY_CHUNK < n &&
+           (pd->chunk[pd->nchunks] = gw_pinned_take_locked_chunk(ptsz && !s ? CU_STREAM_PER_THREAD : s)))
+        pd->nchunks++;
+    uint64_t head = (uint64_t)pd->nchunks * GW_COPY_CHUNK < n ? (uint64_t)pd->nchunks * GW_COPY_CHUNK : n;
+    if (n > head && pd->nchunks)
+        pd->staging = staging_take((size_t)(n - head));
+    if (!pd->nchunks || (n > head && !pd->staging) || create(&pd->ev, CU_EVENT_DISABLE_TIMING) != CUDA_SUCCESS) {
+        for (unsigned i = 0; i < pd->nchunks; i++)
+            gw_pinned_give(pd->chunk[i]);
+        if (pd->staging)
+            staging_give(pd->staging, (size_t)(n - head));
+        free(pd);
+        return 0; /* staged whole, as without piece buffers */
+    }
+    CUresult r = CUDA_SUCCESS;
+    {
+        for (unsigned i = 0; r == CUDA_SUCCESS && i < pd->nchunks; i++) {
+            uint64_t off = (uint64_t)i * GW_COPY_CHUNK;
+            r = copy(pd->chunk[i], (CUdeviceptr)(src + off), (size_t)(n - off < GW_COPY_CHUNK ? n - off : GW_COPY_CHUNK), s);
+        }
+        if (r == CUDA_SUCCESS && pd->staging)
+            r = copy(pd->staging, (CUdeviceptr)(src + head), (size_t)(n - head), s);
+        if (r == CUDA_SUCCESS)
+            r = record(pd->ev, s);
+        if (r != CUDA_SUCCESS) {
+            sync(s); /* parts queued before the failure write their buffers: they finish first */
+            destroy(pd->ev);
+        }
+    }
+    if (r != CUDA_SUCCESS) {
+        for (unsigned i = 0; i < pd->nchunks; i++)
+            gw_pinned_give(pd->chunk[i]);
+        if (pd->staging)
+            staging_give(pd->staging, (size_t)(n - head));
+        free(pd);
+        gw_reply_result(c, r);
+        return 1;
+    }
+    pd->id = id;
+    pd->n = (size_t)n;
+    pthread_mutex_lock(&lock);
+    held += n;
+    chunked_count++;
+    pthread_mutex_unlock(&lock);
+    pending_add(pd);
+    gw_reply_result(c, CUDA_SUCCESS);
+    return 1;
+}
+
 void gw_op_deliver(gw_call *c)
 {
     gw_deliver_req q = {0};
@@ -237,6 +323,8 @@ void gw_op_deliver(gw_call *c)
         gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
         return;
     }
+    if (st != CU_STREAM_CAPTURE_STATUS_ACTIVE && n >= CHUNKED_MIN && use_events() && deliver_chunked(c, id, src, n, s, ptsz))
+        return;
     delivery *l = malloc(sizeof *l);
     void *staging = l ? staging_take((size_t)n) : NULL;
     if (!staging) {
@@ -265,11 +353,8 @@ void gw_op_deliver(gw_call *c)
         CUevent ev = NULL;
         if (pd && create && record && destroy && create(&ev, CU_EVENT_DISABLE_TIMING) == CUDA_SUCCESS) {
             if (record(ev, s) == CUDA_SUCCESS) {
-                *pd = (pending){NULL, id, staging, (size_t)n, ev};
-                pthread_mutex_lock(&lock);
-                pd->next = pendings;
-                pendings = pd;
-                pthread_mutex_unlock(&lock);
+                *pd = (pending){NULL, id, staging, (size_t)n, ev, 0, {0}};
+                pending_add(pd);
                 free(l);
                 gw_reply_result(c, CUDA_SUCCESS);
                 return;
@@ -345,19 +430,30 @@ static void send_pending(int wait)
             keep = pd;
             continue;
         }
+        size_t head = pd->nchunks * (size_t)GW_COPY_CHUNK < pd->n ? pd->nchunks * (size_t)GW_COPY_CHUNK : pd->n;
         if (r == CUDA_SUCCESS) {
-            for (size_t off = 0; off < pd->n; off += piece) {
-                size_t k = pd->n - off < piece ? pd->n - off : piece;
-                uint8_t head[GW_DELIVERED_REQ_SIZE];
-                size_t hl = gw_delivered_req_put(head, &(gw_delivered_req){.delivery = pd->id, .offset = off});
-                gw_push_parts(GW_OP_DELIVERED, head, hl, (const uint8_t *)pd->staging + off, k);
+            for (size_t off = 0; off < pd->n;) {
+                /* a piece lies within one chunk, or within the staging */
+                const uint8_t *at = off < head ? (const uint8_t *)pd->chunk[off / GW_COPY_CHUNK] + off % GW_COPY_CHUNK
+                                               : (const uint8_t *)pd->staging + (off - head);
+                size_t end = off < head ? (off / GW_COPY_CHUNK + 1) * (size_t)GW_COPY_CHUNK : pd->n;
+                size_t k = (end < pd->n ? end : pd->n) - off;
+                k = k < piece ? k : piece;
+                uint8_t hd[GW_DELIVERED_REQ_SIZE];
+                size_t hl = gw_delivered_req_put(hd, &(gw_delivered_req){.delivery = pd->id, .offset = off});
+                gw_push_parts(GW_OP_DELIVERED, hd, hl, at, k);
+                off += k;
             }
             GW_TL('P', 0, (uint32_t)pd->id, 0);
         } else /* the context failed: the client's synchronize reports it; the bytes never come */
             gw_wlog("delivery %llu: its copy's event says %d: not delivered", (unsigned long long)pd->id, r);
         destroy(pd->ev);
-        if (r == CUDA_SUCCESS)
-            staging_give(pd->staging, pd->n); /* else the copy may still write it: kept */
+        if (r == CUDA_SUCCESS) { /* else the copies may still write them: kept */
+            for (unsigned i = 0; i < pd->nchunks; i++)
+                gw_pinned_give(pd->chunk[i]);
+            if (pd->staging)
+                staging_give(pd->staging, pd->n - head);
+        }
         pthread_mutex_lock(&lock);
         held -= pd->n;
         pthread_mutex_unlock(&lock);
@@ -427,4 +523,12 @@ void gw_deliveries_flush_outbox(void)
         pthread_mutex_unlock(&lock);
         free(pc);
     }
+}
+
+unsigned long long gw_deliveries_chunked(void)
+{
+    pthread_mutex_lock(&lock);
+    unsigned long long k = chunked_count;
+    pthread_mutex_unlock(&lock);
+    return k;
 }
