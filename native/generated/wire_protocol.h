@@ -72,8 +72,8 @@ enum {
     GW_OP_CAS_REFS = 18, /* content addresses of a copy's or an image's chunks (CAS_REFS_LIST: n 1..CAS_MAX_REFS) -> the indices (< n) of the ones the cache lacks (docs/cache.md) */
     GW_OP_CAS_DATA = 19, /* the bytes of one chunk the cache lacked (CAS_DATA_CHUNK): used, and stored under the worker's own hash */
     GW_OP_STDOUT = 20, /* bytes the driver wrote to stdout (device printf), to print */
-    GW_OP_DELIVER = 21, /* an asynchronous device-to-host copy delivered later into the client's pinned memory: n 1 B to 4 GiB, flags 1: per-thread stream; the bytes come back as DELIVERED frames */
-    GW_OP_DELIVERED = 22, /* bytes of a DELIVER copy, at an offset into it */
+    GW_OP_DELIVER = 21, /* an asynchronous device-to-host copy delivered later into the client's pinned memory: n 1 B to 4 GiB, flags 1: per-thread stream, 2: the client's lanes are open and read deliveries; the bytes come back as DELIVERED frames */
+    GW_OP_DELIVERED = 22, /* bytes of a DELIVER copy, at an offset into it; on a lane too (DELIVER flags 2), where offset 2^64-1 with no bytes on the session's connection says the copy's pieces travel on the lanes: the client reads on once all have landed */
     GW_OP_MAPPED_MAP = 23, /* host memory the GPU sees (docs/host-memory.md): kind 1 a page-locked allocation (the worker's cuMemHostAlloc with DEVICEMAP and flags), 2 a registration of the client's own range at addr (the worker maps memory there and registers it), 3 a managed allocation (cuMemAllocManaged, flags its attach flags); size 1 B to MAPPED_MAX_BYTES; the reply's addr is the range's address on both sides (kinds 1 and 3: the worker's choice, the client maps its mirror there) */
     GW_OP_MAPPED_UNMAP = 24, /* a range of MAPPED_MAP, freed (by its address) */
     GW_OP_MAPPED_WRITE = 25, /* the client's bytes of a mapped range (its dirty pages), written into the worker's copy as the reader reads the frame (host writes are visible to the GPU at once, as with real zero-copy memory); inside one range, else the session ends */

@@ -218,25 +218,31 @@ print("ok")
 """
 
 
-@pytest.mark.parametrize("pin", ["default", "0"])
-def test_large_deliveries_are_staged_in_page_locked_piece_buffers(tmp_path, pin):
+@pytest.mark.parametrize("how", ["default", "no-piece-buffers", "no-lanes"])
+def test_large_deliveries_are_staged_in_piece_buffers_and_sent_on_lanes(tmp_path, how):
     """A delivery of 1 MiB or more is copied on the server into the lanes'
     page-locked piece buffers, made before the program's copies, one part per
-    buffer, and the rest into staging of its own; every byte lands at its
-    offset, and a copy to the device queued before them on the stream, from
-    page-locked memory through those buffers, still carries its own bytes. The first rounds may find no buffer ready (staged whole, as
-    before). GPUWIRE_PIN_CHUNKS=0 on the server: no piece buffers, staged
-    whole."""
-    env = {} if pin == "default" else {"GPUWIRE_PIN_CHUNKS": "0"}
+    buffer, and the rest into staging of its own; one of more than 4 MiB, for
+    a client whose lanes are open, comes back on the lanes, a piece per lane
+    in turn, and the client reads on past its marker only once every piece
+    landed. Every byte lands at its offset, and a copy to the device queued
+    before them on the stream, from page-locked memory through those
+    buffers, still carries its own bytes. The first rounds may find no buffer
+    ready (staged whole, as before). GPUWIRE_PIN_CHUNKS=0 on the server: no
+    piece buffers; GPUWIRE_LANES=0 on the client: every byte on the session's
+    connection."""
+    env = {"GPUWIRE_PIN_CHUNKS": "0"} if how == "no-piece-buffers" else {}
     srv = start_server(tmp_path / "server.log", env=env)
+    client_env = {"GPUWIRE_CACHE": "0", **({"GPUWIRE_LANES": "0"} if how == "no-lanes" else {})}
     try:
-        r = gw_run([sys.executable, "-c", STAGED, "6"], server=srv.address, env={"GPUWIRE_CACHE": "0"})
+        r = gw_run([sys.executable, "-c", STAGED, "6"], server=srv.address, env=client_env)
         assert r.returncode == 0 and r.stdout.strip() == "ok", explain(r, srv)
         srv.wait_for_log(r"session end", timeout=20)
-        staged = re.findall(r"device-to-host copies delivered from page-locked piece buffers: (\d+)", srv.log_text())
+        counts = re.findall(r"device-to-host copies delivered from page-locked piece buffers: (\d+); on the lanes: (\d+)",
+                            srv.log_text())
     finally:
         srv.stop()
-    if pin == "default":
-        assert staged and 1 <= int(staged[-1]) <= 24, staged  # 6 rounds of 4 copies
-    else:
-        assert not staged, staged
+    staged, on_lanes = (int(v) for v in counts[-1]) if counts else (0, 0)
+    # 6 rounds of 4 copies, 3 of them over 4 MiB
+    assert (1 <= staged <= 24) if how != "no-piece-buffers" else staged == 0, counts
+    assert on_lanes == (0 if how == "no-lanes" else 18), counts

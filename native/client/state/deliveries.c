@@ -4,7 +4,10 @@
  * that could see the copy done (docs/protocol.md). The reply reader hands
  * them here (a pushed frame) and they go straight into the application's
  * buffer. A copy made during a stream capture is delivered again at every
- * replay of its graph, so its record stays until its memory is freed.
+ * replay of its graph, so its record stays until its memory is freed. A
+ * large copy's pieces may come on the lanes instead (wire/lanes.c hands them
+ * here); a marker on the session's connection then holds its reader until
+ * they have all landed.
  * (GPUWIRE_LANDINGS and the "landings" figures of GPUWIRE_STATS keep their
  * earlier name.) */
 #include <pthread.h>
@@ -23,6 +26,7 @@ typedef struct delivery {
     int persistent;
     int server;      /* several servers: whose worker delivers it (only that one may) */
     uint64_t stream; /* the copy's stream, synchronized to settle it on a later server */
+    int lanes;       /* its bytes may come on the lanes (DELIVER flags 2) */
 } delivery;
 
 static delivery *deliveries; /* under lock */
@@ -62,6 +66,7 @@ CUresult gw_deliver(int ptsz, void *dst, CUdeviceptr src, size_t n, CUstream s)
         return CUDA_ERROR_OUT_OF_MEMORY;
     *l = (delivery){.id = atomic_fetch_add(&next_id, 1), .dst = dst, .n = n, .persistent = gw_captures_active(),
                     .server = gw_route_now(), .stream = (uint64_t)(uintptr_t)s};
+    l->lanes = n > GW_COPY_CHUNK && !l->persistent && gw_lanes_receiving();
     pthread_mutex_lock(&lock);
     l->next = deliveries;
     deliveries = l;
@@ -70,7 +75,8 @@ CUresult gw_deliver(int ptsz, void *dst, CUdeviceptr src, size_t n, CUstream s)
     pthread_mutex_unlock(&lock);
     gw_req *q = gw_req_begin(GW_OP_DELIVER);
     gw_put_fields(q, gw_deliver_req,
-                  {.delivery = l->id, .src = src, .n = n, .stream = (uint64_t)(uintptr_t)s, .flags = ptsz ? 1u : 0u});
+                  {.delivery = l->id, .src = src, .n = n, .stream = (uint64_t)(uintptr_t)s,
+                   .flags = (ptsz ? 1u : 0u) | (l->lanes ? 2u : 0u)});
     CUresult rc = gw_req_post(q);
     if (rc == CUDA_SUCCESS)
         gw_stat_delivery(n, 0);
@@ -108,10 +114,9 @@ uint64_t gw_delivery_for_node(void *dst, uint64_t n)
     return l->id;
 }
 
-static void *delivery_target(uint64_t id, uint64_t off, uint64_t len)
+static void *delivery_target_from(int from, uint64_t id, uint64_t off, uint64_t len)
 {
     void *dst = NULL;
-    int from = gw_pushed_server(); /* 0 with one server */
     pthread_mutex_lock(&lock);
     for (delivery *l = deliveries; l; l = l->next)
         if (l->id == id) {
@@ -124,9 +129,18 @@ static void *delivery_target(uint64_t id, uint64_t off, uint64_t len)
     return dst;
 }
 
+static void *delivery_target(uint64_t id, uint64_t off, uint64_t len)
+{
+    return delivery_target_from(gw_pushed_server() /* 0 with one server */, id, off, len);
+}
+
+static pthread_cond_t landed_cv = PTHREAD_COND_INITIALIZER; /* a delivery's bytes came, or the lanes broke */
+static int lanes_broken;                                     /* under lock */
+
 static void gw_delivered(uint64_t id, uint64_t len)
 {
     pthread_mutex_lock(&lock);
+    pthread_cond_broadcast(&landed_cv);
     for (delivery **pp = &deliveries; *pp; pp = &(*pp)->next) {
         delivery *l = *pp;
         if (l->id != id)
@@ -207,8 +221,65 @@ CUresult gw_deliveries_settle(uint64_t addr, uint64_t n)
     return rc;
 }
 
+/* A DELIVERED frame read off a lane (wire/lanes.c), its fields and bytes still on fd: landed like one on
+ * the session's connection (only server 0 has lanes); -1 if fd broke or the frame is malformed. */
+static int lane_piece(int fd, uint32_t len)
+{
+    uint8_t head[GW_DELIVERED_REQ_SIZE];
+    gw_delivered_req d;
+    if (gw_io_read_all(fd, head, sizeof head, -1) || !gw_delivered_req_get(head, sizeof head, &d))
+        return -1;
+    size_t n = len - sizeof head; /* the lane's reader passes no frame shorter than its fields */
+    if (!n)
+        return -1;
+    uint8_t *dst = delivery_target_from(0, d.delivery, d.offset, n);
+    if (dst) {
+        if (gw_io_read_all(fd, dst, n, -1))
+            return -1;
+        gw_delivered(d.delivery, n);
+        return 0;
+    }
+    uint8_t scrap[16384]; /* a piece nobody waits for any more is dropped */
+    for (size_t k; n; n -= k) {
+        k = n < sizeof scrap ? n : sizeof scrap;
+        if (gw_io_read_all(fd, scrap, k, -1))
+            return -1;
+    }
+    return 0;
+}
+
+static void lanes_lost(void)
+{
+    pthread_mutex_lock(&lock);
+    lanes_broken = 1;
+    pthread_cond_broadcast(&landed_cv);
+    pthread_mutex_unlock(&lock);
+}
+
+/* The marker of a delivery whose pieces travel on the lanes: this reader goes
+ * on (to the reply behind it) once every byte landed; -1 if the lanes broke,
+ * or if that copy did not ask for the lanes (it would wait for nothing). */
+static int wait_for_lane_pieces(uint64_t id)
+{
+    int asked = 1;
+    pthread_mutex_lock(&lock);
+    for (;;) {
+        delivery *l = deliveries;
+        while (l && l->id != id)
+            l = l->next;
+        asked = !l || l->lanes;
+        if (!l || !asked || l->got >= l->n || lanes_broken)
+            break;
+        pthread_cond_wait(&landed_cv, &lock);
+    }
+    int rc = lanes_broken || !asked ? -1 : 0;
+    pthread_mutex_unlock(&lock);
+    return rc;
+}
+
 /* A GW_OP_DELIVERED frame (pushed.c): u64 delivery id, u64 offset, then the
- * bytes, read straight into place; a piece nobody waits for any more is dropped. */
+ * bytes, read straight into place; a piece nobody waits for any more is dropped.
+ * Offset 2^64-1 and no bytes: the copy's pieces come on the lanes (worker's choice). */
 static int delivered_frame(uint32_t len)
 {
     uint8_t head[GW_DELIVERED_REQ_SIZE];
@@ -216,6 +287,8 @@ static int delivered_frame(uint32_t len)
     if (gw_pushed_read(head, sizeof head) || !gw_delivered_req_get(head, sizeof head, &d))
         return -1;
     size_t n = len - sizeof head; /* the registry passes no frame shorter than its fields */
+    if (d.offset == UINT64_MAX)
+        return n == 0 && gw_pushed_server() == 0 ? wait_for_lane_pieces(d.delivery) : -1;
     uint8_t *dst = delivery_target(d.delivery, d.offset, n);
     if (dst ? gw_pushed_read(dst, n) : gw_pushed_discard(n))
         return -1;
@@ -227,4 +300,5 @@ static int delivered_frame(uint32_t len)
 __attribute__((constructor)) static void deliveries_init(void)
 {
     gw_on_pushed(GW_OP_DELIVERED, delivered_frame);
+    gw_lanes_on_delivered(lane_piece, lanes_lost);
 }

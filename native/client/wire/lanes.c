@@ -120,6 +120,29 @@ static void *sender(void *arg)
     return NULL;
 }
 
+static int (*land_delivered)(int fd, uint32_t len);
+static void (*delivered_lost)(void);
+
+void gw_lanes_on_delivered(int (*land)(int fd, uint32_t len), void (*lost)(void))
+{
+    land_delivered = land;
+    delivered_lost = lost;
+}
+
+int gw_lanes_lost(void)
+{
+    pthread_mutex_lock(&in_lock);
+    int lost = in_lost;
+    pthread_mutex_unlock(&in_lock);
+    return lost;
+}
+
+int gw_lanes_receiving(void)
+{
+    return __atomic_load_n(&state, __ATOMIC_ACQUIRE) > 0 && land_delivered && !gw_lanes_lost() &&
+           (gw_servers_n < 2 || gw_route_now() == 0);
+}
+
 static void lose_incoming(const char *why)
 {
     pthread_mutex_lock(&in_lock);
@@ -131,6 +154,8 @@ static void lose_incoming(const char *why)
             e->state = 3;
     pthread_cond_broadcast(&in_cv);
     pthread_mutex_unlock(&in_lock);
+    if (delivered_lost)
+        delivered_lost(); /* a delivery waiting for its pieces waits no more */
     gw_io_lost("lane receive");
 }
 
@@ -145,6 +170,16 @@ static void *receiver(void *arg)
         if (gw_io_read_all(l->fd, &h, sizeof h, -1)) {
             lose_incoming("the server closed a lane");
             return NULL;
+        }
+        if (h.op == GW_OP_DELIVERED) { /* a delivery's piece (docs/protocol.md "Lanes") */
+            if (h.flags || h.len < GW_DELIVERED_REQ_SIZE || !land_delivered || land_delivered(l->fd, h.len)) {
+                lose_incoming("a malformed delivery piece, or the lane closed inside one");
+                return NULL;
+            }
+            GW_WIRE_COUNT(bytes, 0, sizeof h + h.len);
+            GW_WIRE_COUNT(lane_piece, (unsigned)(l - lanes), h.len - GW_DELIVERED_REQ_SIZE);
+            GW_WIRE_COUNT(lanes, 0, h.len - GW_DELIVERED_REQ_SIZE);
+            continue;
         }
         pthread_mutex_lock(&in_lock);
         expected *e = expecting;

@@ -177,5 +177,11 @@ GW_HIDDEN void gw_lanes_prepare(size_t n); /* page-locked memory of n bytes made
 GW_HIDDEN CUresult gw_lanes_htod(unsigned op, CUdeviceptr dst, const void *src, size_t n, uint64_t stream, int store);
 /* A device-to-host copy, its bytes over the lanes, straight into dst; waits for them. */
 GW_HIDDEN CUresult gw_lanes_dtoh(unsigned op, void *dst, CUdeviceptr src, size_t n, uint64_t stream);
+/* 1 if the lanes are open and receiving: a delivery's bytes may come on them (DELIVER flags 2) */
+GW_HIDDEN int gw_lanes_receiving(void);
+/* Who lands a DELIVERED frame read off a lane (its fields and bytes still on fd; 0 or -1),
+ * and who hears that the lanes' receiving side broke (state/deliveries.c). */
+GW_HIDDEN void gw_lanes_on_delivered(int (*land)(int fd, uint32_t len), void (*lost)(void));
+GW_HIDDEN int gw_lanes_lost(void); /* 1 once a lane's receiving side broke */
 
 #endif

@@ -198,6 +198,11 @@ uint8_t *gw_lane_buffer(void);    /* GW_COPY_CHUNK bytes for a device-to-host pi
 /* A device-to-host piece's frame to the client on that lane (buf NULL: it failed); buf is
  * taken either way. Waits while the lane's writer is behind; -1 if the lane broke. */
 int gw_lane_put(unsigned lane, uint32_t tag, uint8_t *buf, uint32_t len);
+/* A delivery's piece as a DELIVERED frame on the next usable lane, from p (not
+ * taken: done(arg) is called once it is written, or at once if it cannot be);
+ * waits while that lane's writer is behind; -1 if it was not sent. */
+int gw_lane_put_delivery(uint64_t id, uint64_t off, const uint8_t *p, uint32_t len, void (*done)(void *), void *arg);
+unsigned gw_lanes_usable(void); /* lanes open and unbroken */
 
 /* ---- device printf output (stdout_fwd.c) ---- */
 int gw_stdout_start(void);  /* fd 1 becomes a pipe whose bytes go to the client; 0 or -1 */

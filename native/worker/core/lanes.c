@@ -40,6 +40,11 @@ typedef struct out_item {
     struct out_item *next;
     uint8_t *buf; /* NULL: the piece failed */
     uint32_t len, tag;
+    /* a delivery's piece (deliveries.c): a DELIVERED frame from memory not ours, done(arg) once written */
+    const uint8_t *ext;
+    uint64_t delivery, offset;
+    void (*done)(void *);
+    void *arg;
 } out_item;
 
 typedef struct lane {
@@ -109,7 +114,15 @@ static void *lane_writer(void *arg)
         int broken = l->wbroken;
         pthread_mutex_unlock(&lock);
         gw_hdr h = {.len = it->buf ? it->len : 0, .op = GW_OP_LANE, .flags = it->buf ? 0 : GW_LANE_PIECE_FAILED, .seq = it->tag};
-        if (!broken && (gw_send_all(l->fd, &h, sizeof h) || (it->buf && gw_send_all(l->fd, it->buf, it->len)))) {
+        uint8_t fields[GW_DELIVERED_REQ_SIZE];
+        size_t fl = 0;
+        if (it->ext) {
+            fl = gw_delivered_req_put(fields, &(gw_delivered_req){.delivery = it->delivery, .offset = it->offset});
+            h = (gw_hdr){.len = (uint32_t)(fl + it->len), .op = GW_OP_DELIVERED};
+        }
+        const uint8_t *body = it->ext ? it->ext : it->buf;
+        if (!broken && (gw_send_all(l->fd, &h, sizeof h) || (fl && gw_send_all(l->fd, fields, fl)) ||
+                        (body && gw_send_all(l->fd, body, it->len)))) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 gw_wlog("lane %u: closing it: the client read nothing on it for %g s (stall timeout)",
                         (unsigned)(l - lanes), gw_stall_timeout());
@@ -119,6 +132,8 @@ static void *lane_writer(void *arg)
         } else if (!broken) {
             GW_SSTATS_ADD(bytes_out, sizeof h + h.len); /* what the server shows: lanes do not show on the session's socket */
         }
+        if (it->done)
+            it->done(it->arg);
         pthread_mutex_lock(&lock);
         l->wbroken |= broken;
         l->oqueued--;
@@ -138,9 +153,10 @@ int gw_lane_open(unsigned k)
     return open;
 }
 
-int gw_lane_put(unsigned k, uint32_t tag, uint8_t *buf, uint32_t len)
+/* Queues it on lane k, waiting while the lane's writer is LANE_DEPTH behind;
+ * -1 if the lane is broken or the client reads nothing (then the lane ends). */
+static int put_item(unsigned k, out_item *it)
 {
-    out_item *it = malloc(sizeof *it);
     pthread_mutex_lock(&lock);
     lane *l = &lanes[k];
     struct timespec deadline = {0};
@@ -156,12 +172,14 @@ int gw_lane_put(unsigned k, uint32_t tag, uint8_t *buf, uint32_t len)
         /* the client waits for this piece's frame: the lane ends instead, which it sees */
         l->wbroken = 1;
         shutdown(l->fd, SHUT_RDWR);
-        buffer_back_locked(buf);
+        if (it)
+            buffer_back_locked(it->buf);
         pthread_mutex_unlock(&lock);
+        if (it && it->done)
+            it->done(it->arg);
         free(it);
         return -1;
     }
-    *it = (out_item){.buf = buf, .len = len, .tag = tag};
     if (l->otail)
         l->otail->next = it;
     else
@@ -171,6 +189,50 @@ int gw_lane_put(unsigned k, uint32_t tag, uint8_t *buf, uint32_t len)
     pthread_cond_broadcast(&cv);
     pthread_mutex_unlock(&lock);
     return 0;
+}
+
+int gw_lane_put(unsigned k, uint32_t tag, uint8_t *buf, uint32_t len)
+{
+    out_item *it = malloc(sizeof *it);
+    if (it)
+        *it = (out_item){.buf = buf, .len = len, .tag = tag};
+    else {
+        pthread_mutex_lock(&lock);
+        buffer_back_locked(buf);
+        pthread_mutex_unlock(&lock);
+    }
+    return put_item(k, it);
+}
+
+int gw_lane_put_delivery(uint64_t id, uint64_t off, const uint8_t *p, uint32_t len, void (*done)(void *), void *arg)
+{
+    static unsigned next; /* the lanes in turn (one sending thread at a time: the replies') */
+    pthread_mutex_lock(&lock);
+    unsigned n = granted, k = n;
+    for (unsigned i = 0; i < n && k == n; i++) {
+        unsigned c = (next + i) % n;
+        if (lanes[c].fd >= 0 && !lanes[c].wbroken)
+            k = c;
+    }
+    next = k + 1;
+    pthread_mutex_unlock(&lock);
+    out_item *it = k < n ? malloc(sizeof *it) : NULL;
+    if (!it) {
+        done(arg);
+        return -1;
+    }
+    *it = (out_item){.ext = p, .len = len, .delivery = id, .offset = off, .done = done, .arg = arg};
+    return put_item(k, it);
+}
+
+unsigned gw_lanes_usable(void)
+{
+    pthread_mutex_lock(&lock);
+    unsigned n = 0;
+    for (unsigned k = 0; k < granted; k++)
+        n += lanes[k].fd >= 0 && !lanes[k].wbroken;
+    pthread_mutex_unlock(&lock);
+    return n;
 }
 
 static void close_lane(lane *l, const char *fmt, unsigned v, unsigned w)

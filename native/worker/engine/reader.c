@@ -206,9 +206,11 @@ static void log_session_counts(void)
     if (pinned || plain)
         gw_wlog("host-to-device pieces on lanes: %llu into page-locked buffers, %llu into ordinary memory", pinned,
                 plain);
-    unsigned long long chunked = gw_deliveries_chunked();
-    if (chunked)
-        gw_wlog("device-to-host copies delivered from page-locked piece buffers: %llu", chunked);
+    unsigned long long chunked, on_lanes;
+    gw_deliveries_counts(&chunked, &on_lanes);
+    if (chunked || on_lanes)
+        gw_wlog("device-to-host copies delivered from page-locked piece buffers: %llu; on the lanes: %llu", chunked,
+                on_lanes);
     unsigned long long skipped = gw_syncs_skipped();
     if (skipped)
         gw_wlog("posted stream synchronizes skipped (stream idle, or a later one covers them): %llu", skipped);

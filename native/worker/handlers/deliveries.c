@@ -17,11 +17,15 @@
  * leave staging when a reply is about to be sent and the event says the copy
  * is done: no reply that can see the copy done goes before them.
  * GPUWIRE_DELIVERIES=hostfn in the server's environment keeps host functions.
+ * A copy of 1 MiB or more is staged in the lanes' page-locked piece buffers
+ * where free; one of more than a piece, for a client whose lanes read
+ * deliveries, goes back on the lanes (send_on_lanes).
  * A host function the client runs in stream order may read them, and it runs
  * where CUDA cannot be called (no event can be asked there): the first host
  * call of a session waits for the copies pending so and goes back to host
  * functions for good. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,7 +59,17 @@ typedef struct pending {
     CUevent ev;
     unsigned nchunks;
     void *chunk[CHUNKS_MAX]; /* piece buffers holding the copy's first GW_COPY_CHUNK-sized parts */
+    int lanes_ok;            /* the client reads deliveries on its lanes (DELIVER flags 2) */
 } pending;
+
+/* A delivery's pieces on the lanes: its buffers go back once the last is written. */
+typedef struct sendout {
+    atomic_int left;
+    void *staging;
+    size_t staging_n;
+    unsigned nchunks;
+    void *chunk[CHUNKS_MAX];
+} sendout;
 
 /* Bytes waiting to be sent: a copy of their own (a graph's delivery: its
  * staging is written again at the next launch), or the staging itself, which
@@ -79,6 +93,7 @@ typedef struct parcel {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pending *pendings; /* under lock */
 static unsigned long long chunked_count; /* copies staged in piece buffers, under lock */
+static unsigned long long lanes_sent;    /* copies whose bytes went on the lanes, under lock */
 static int events_mode = -1; /* on unless GPUWIRE_DELIVERIES=hostfn, until the session's first host call */
 
 typedef CUresult (*event_create_fn)(CUevent *, unsigned);
@@ -229,7 +244,7 @@ static void pending_add(pending *pd)
  * parts go into free piece buffers, the rest into staging. 0 if no piece
  * buffer is free (or no event can be made): the caller stages it whole;
  * else the call is answered. */
-static int deliver_chunked(gw_call *c, uint64_t id, uint64_t src, uint64_t n, CUstream s, int ptsz)
+static int deliver_chunked(gw_call *c, uint64_t id, uint64_t src, uint64_t n, CUstream s, int ptsz, int lanes_ok)
 {
     gw_pinned_prepare(); /* a session's first: the buffers are made for the next ones */
     copy_fn copy = (copy_fn)gw_driver_sym(ptsz ? GW_OP_cuMemcpyDtoHAsync_v2_ptsz : GW_OP_cuMemcpyDtoHAsync_v2);
@@ -283,6 +298,7 @@ static int deliver_chunked(gw_call *c, uint64_t id, uint64_t src, uint64_t n, CU
     }
     pd->id = id;
     pd->n = (size_t)n;
+    pd->lanes_ok = lanes_ok;
     pthread_mutex_lock(&lock);
     held += n;
     chunked_count++;
@@ -300,12 +316,12 @@ void gw_op_deliver(gw_call *c)
         s = (CUstream)gw_handle_lookup(c, GW_HT_CUstream, q.stream);
     uint64_t id = q.delivery, src = q.src, n = q.n;
     uint32_t flags = q.flags;
-    if (!c->bad && (n == 0 || n > DELIVERY_MAX || (flags & ~1u)))
+    if (!c->bad && (n == 0 || n > DELIVERY_MAX || (flags & ~3u)))
         gw_call_fail(c, "LAND: %llu bytes (1 to %llu allowed), flags %#x", (unsigned long long)n,
                      (unsigned long long)DELIVERY_MAX, flags);
     if (!gw_args_ok(c))
         return;
-    int ptsz = flags & 1;
+    int ptsz = flags & 1, lanes_ok = (flags & 2) != 0;
     copy_fn copy = (copy_fn)gw_driver_sym(ptsz ? GW_OP_cuMemcpyDtoHAsync_v2_ptsz : GW_OP_cuMemcpyDtoHAsync_v2);
     hostfn_fn hostfn = (hostfn_fn)gw_driver_sym(ptsz ? GW_OP_cuLaunchHostFunc_ptsz : GW_OP_cuLaunchHostFunc);
     capturing_fn capturing =
@@ -323,7 +339,7 @@ void gw_op_deliver(gw_call *c)
         gw_reply_result(c, CUDA_ERROR_OUT_OF_MEMORY);
         return;
     }
-    if (st != CU_STREAM_CAPTURE_STATUS_ACTIVE && n >= CHUNKED_MIN && use_events() && deliver_chunked(c, id, src, n, s, ptsz))
+    if (st != CU_STREAM_CAPTURE_STATUS_ACTIVE && n >= CHUNKED_MIN && use_events() && deliver_chunked(c, id, src, n, s, ptsz, lanes_ok))
         return;
     delivery *l = malloc(sizeof *l);
     void *staging = l ? staging_take((size_t)n) : NULL;
@@ -353,7 +369,7 @@ void gw_op_deliver(gw_call *c)
         CUevent ev = NULL;
         if (pd && create && record && destroy && create(&ev, CU_EVENT_DISABLE_TIMING) == CUDA_SUCCESS) {
             if (record(ev, s) == CUDA_SUCCESS) {
-                *pd = (pending){NULL, id, staging, (size_t)n, ev, 0, {0}};
+                *pd = (pending){NULL, id, staging, (size_t)n, ev, 0, {0}, lanes_ok};
                 pending_add(pd);
                 free(l);
                 gw_reply_result(c, CUDA_SUCCESS);
@@ -406,6 +422,55 @@ CUresult gw_delivery_node(CUgraph g, CUgraphNode copy_node, uint64_t id, void *s
     return r;
 }
 
+static void sendout_piece_written(void *arg)
+{
+    sendout *so = arg;
+    if (atomic_fetch_sub(&so->left, 1) != 1)
+        return;
+    for (unsigned i = 0; i < so->nchunks; i++)
+        gw_pinned_give(so->chunk[i]);
+    if (so->staging)
+        staging_give(so->staging, so->staging_n);
+    free(so);
+}
+
+/* A done copy of more than one piece, for a client that reads deliveries on
+ * its lanes, with two lanes or more usable: its pieces go on the lanes (each
+ * a DELIVERED frame, one lane after another), written by the lanes' threads
+ * while this one goes on; then a DELIVERED frame with no bytes at offset
+ * 2^64-1 on the session's connection tells the client to wait for them all
+ * before it reads on (so before the reply that follows). The buffers go back
+ * once the last piece is written. 0: not sent so (the caller sends it here). */
+static int send_on_lanes(pending *pd, size_t head)
+{
+    if (!pd->lanes_ok || pd->n <= GW_COPY_CHUNK || gw_lanes_usable() < 2)
+        return 0;
+    sendout *so = malloc(sizeof *so);
+    if (!so)
+        return 0;
+    size_t pieces = (pd->n + GW_COPY_CHUNK - 1) / GW_COPY_CHUNK;
+    *so = (sendout){.staging = pd->staging, .staging_n = pd->n - head, .nchunks = pd->nchunks};
+    memcpy(so->chunk, pd->chunk, sizeof so->chunk);
+    atomic_init(&so->left, (int)pieces + 1); /* + this thread's hold while it queues them */
+    for (size_t off = 0; off < pd->n; off += GW_COPY_CHUNK) {
+        const uint8_t *at = off < head ? (const uint8_t *)pd->chunk[off / GW_COPY_CHUNK]
+                                       : (const uint8_t *)pd->staging + (off - head);
+        size_t k = pd->n - off < GW_COPY_CHUNK ? pd->n - off : GW_COPY_CHUNK;
+        /* a piece that cannot go means a broken lane: the client loses the session on it */
+        gw_lane_put_delivery(pd->id, off, at, (uint32_t)k, sendout_piece_written, so);
+    }
+    uint8_t hd[GW_DELIVERED_REQ_SIZE];
+    size_t hl = gw_delivered_req_put(hd, &(gw_delivered_req){.delivery = pd->id, .offset = UINT64_MAX});
+    gw_push_parts(GW_OP_DELIVERED, hd, hl, NULL, 0);
+    GW_TL('P', 0, (uint32_t)pd->id, 1);
+    pthread_mutex_lock(&lock);
+    held -= pd->n;
+    lanes_sent++;
+    pthread_mutex_unlock(&lock);
+    sendout_piece_written(so);
+    return 1;
+}
+
 /* Copies completed by their events, sent now from staging; wait: block until
  * every one is done (the first host call), else only those done already. */
 static void send_pending(int wait)
@@ -431,6 +496,11 @@ static void send_pending(int wait)
             continue;
         }
         size_t head = pd->nchunks * (size_t)GW_COPY_CHUNK < pd->n ? pd->nchunks * (size_t)GW_COPY_CHUNK : pd->n;
+        if (r == CUDA_SUCCESS && send_on_lanes(pd, head)) {
+            destroy(pd->ev);
+            free(pd);
+            continue;
+        }
         if (r == CUDA_SUCCESS) {
             for (size_t off = 0; off < pd->n;) {
                 /* a piece lies within one chunk, or within the staging */
@@ -525,10 +595,10 @@ void gw_deliveries_flush_outbox(void)
     }
 }
 
-unsigned long long gw_deliveries_chunked(void)
+void gw_deliveries_counts(unsigned long long *chunked, unsigned long long *on_lanes)
 {
     pthread_mutex_lock(&lock);
-    unsigned long long k = chunked_count;
+    *chunked = chunked_count;
+    *on_lanes = lanes_sent;
     pthread_mutex_unlock(&lock);
-    return k;
 }

@@ -36,7 +36,8 @@ int gw_host_returned(const uint8_t *payload, uint32_t len, char *why, size_t why
 void gw_deliveries_flush(void); /* delivered bytes to the client: before every reply */
 void gw_deliveries_flush_outbox(void); /* the same where CUDA cannot be called (a host function) */
 void gw_deliveries_before_host_call(void); /* a host call is queued: pending copies go first */
-unsigned long long gw_deliveries_chunked(void); /* copies staged in the lanes' piece buffers so far */
+/* copies staged in the lanes' piece buffers so far, and those whose bytes went on the lanes */
+void gw_deliveries_counts(unsigned long long *chunked, unsigned long long *on_lanes);
 /* a graph memcpy node into the client's memory: staging for it, then the host
  * node after it that delivers the bytes as delivery id at every launch */
 void *gw_delivery_staging(size_t n);
