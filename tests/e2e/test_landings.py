@@ -173,7 +173,7 @@ def test_a_spinning_reader_serves_the_same(tmp_path, spin):
 STAGED = Path(__file__).resolve().parents[1] / "gpu" / "cases" / "deliveries_large.py"
 
 
-@pytest.mark.parametrize("how", ["default", "no-piece-buffers", "no-lanes"])
+@pytest.mark.parametrize("how", ["default", "no-piece-buffers", "no-lanes", "small-on-lanes"])
 def test_large_deliveries_are_staged_in_piece_buffers_and_sent_on_lanes(tmp_path, how):
     """A delivery of 1 MiB or more is copied on the server into the lanes'
     page-locked piece buffers, made before the program's copies, one part per
@@ -185,10 +185,12 @@ def test_large_deliveries_are_staged_in_piece_buffers_and_sent_on_lanes(tmp_path
     buffers, still carries its own bytes. The first rounds may find no buffer
     ready (staged whole, as before). GPUWIRE_PIN_CHUNKS=0 on the server: no
     piece buffers; GPUWIRE_LANES=0 on the client: every byte on the session's
-    connection."""
+    connection; GPUWIRE_LANE_DELIVERY_MIN=65536: the 1 MiB copy too, split
+    among the lanes."""
     env = {"GPUWIRE_PIN_CHUNKS": "0"} if how == "no-piece-buffers" else {}
     srv = start_server(tmp_path / "server.log", env=env)
-    client_env = {"GPUWIRE_CACHE": "0", **({"GPUWIRE_LANES": "0"} if how == "no-lanes" else {})}
+    client_env = {"GPUWIRE_CACHE": "0", **({"GPUWIRE_LANES": "0"} if how == "no-lanes" else {}),
+                  **({"GPUWIRE_LANE_DELIVERY_MIN": "65536"} if how == "small-on-lanes" else {})}
     try:
         r = gw_run([sys.executable, str(STAGED), "6"], server=srv.address, env=client_env)
         assert r.returncode == 0 and r.stdout.strip() == "ok", explain(r, srv)
@@ -200,4 +202,4 @@ def test_large_deliveries_are_staged_in_piece_buffers_and_sent_on_lanes(tmp_path
     staged, on_lanes = (int(v) for v in counts[-1]) if counts else (0, 0)
     # 6 rounds of 4 copies, 3 of them over 4 MiB
     assert (1 <= staged <= 24) if how != "no-piece-buffers" else staged == 0, counts
-    assert on_lanes == (0 if how == "no-lanes" else 18), counts
+    assert on_lanes == {"no-lanes": 0, "small-on-lanes": 24}.get(how, 18), counts

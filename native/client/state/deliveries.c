@@ -51,6 +51,20 @@ int gw_deliveries_on(void)
 
 static uint64_t pending_bytes; /* under lock: what non-persistent deliveries still await */
 
+/* The smallest copy whose bytes may come on the lanes: more than one piece
+ * by default; GPUWIRE_LANE_DELIVERY_MIN (bytes) lower for an A/B (a copy of
+ * one piece or less is then split among the lanes by the worker). */
+static uint64_t lane_delivery_min(void)
+{
+    static unsigned long long min;
+    if (!min) {
+        unsigned long long v = (unsigned long long)GW_COPY_CHUNK + 1;
+        gw_env_int("GPUWIRE_LANE_DELIVERY_MIN", 4096, (unsigned long long)1 << 32, "using the default, 4 MiB + 1", &v);
+        min = v;
+    }
+    return min;
+}
+
 CUresult gw_deliver(int ptsz, void *dst, CUdeviceptr src, size_t n, CUstream s)
 {
     pthread_mutex_lock(&lock);
@@ -66,7 +80,7 @@ CUresult gw_deliver(int ptsz, void *dst, CUdeviceptr src, size_t n, CUstream s)
         return CUDA_ERROR_OUT_OF_MEMORY;
     *l = (delivery){.id = atomic_fetch_add(&next_id, 1), .dst = dst, .n = n, .persistent = gw_captures_active(),
                     .server = gw_route_now(), .stream = (uint64_t)(uintptr_t)s};
-    l->lanes = n > GW_COPY_CHUNK && !l->persistent && gw_lanes_receiving();
+    l->lanes = n >= lane_delivery_min() && !l->persistent && gw_lanes_receiving();
     pthread_mutex_lock(&lock);
     l->next = deliveries;
     deliveries = l;

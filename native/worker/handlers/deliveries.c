@@ -434,8 +434,8 @@ static void sendout_piece_written(void *arg)
     free(so);
 }
 
-/* A done copy of more than one piece, for a client that reads deliveries on
- * its lanes, with two lanes or more usable: its pieces go on the lanes (each
+/* A done copy, for a client that reads deliveries on its lanes (it asks for
+ * copies of more than a piece), with two lanes or more usable: its pieces go on the lanes (each
  * a DELIVERED frame, one lane after another), written by the lanes' threads
  * while this one goes on; then a DELIVERED frame with no bytes at offset
  * 2^64-1 on the session's connection tells the client to wait for them all
@@ -443,19 +443,25 @@ static void sendout_piece_written(void *arg)
  * once the last piece is written. 0: not sent so (the caller sends it here). */
 static int send_on_lanes(pending *pd, size_t head)
 {
-    if (!pd->lanes_ok || pd->n <= GW_COPY_CHUNK || gw_lanes_usable() < 2)
+    unsigned usable = pd->lanes_ok ? gw_lanes_usable() : 0;
+    if (usable < 2)
         return 0;
+    /* a copy in one buffer (one piece or less: a client's GPUWIRE_LANE_DELIVERY_MIN)
+     * is split evenly among the lanes; a longer one goes a piece buffer at a time */
+    size_t step = GW_COPY_CHUNK;
+    if (pd->n <= GW_COPY_CHUNK)
+        step = ((pd->n + usable - 1) / usable + 4095) & ~(size_t)4095;
     sendout *so = malloc(sizeof *so);
     if (!so)
         return 0;
-    size_t pieces = (pd->n + GW_COPY_CHUNK - 1) / GW_COPY_CHUNK;
+    size_t pieces = (pd->n + step - 1) / step;
     *so = (sendout){.staging = pd->staging, .staging_n = pd->n - head, .nchunks = pd->nchunks};
     memcpy(so->chunk, pd->chunk, sizeof so->chunk);
     atomic_init(&so->left, (int)pieces + 1); /* + this thread's hold while it queues them */
-    for (size_t off = 0; off < pd->n; off += GW_COPY_CHUNK) {
-        const uint8_t *at = off < head ? (const uint8_t *)pd->chunk[off / GW_COPY_CHUNK]
+    for (size_t off = 0; off < pd->n; off += step) {
+        const uint8_t *at = off < head ? (const uint8_t *)pd->chunk[off / GW_COPY_CHUNK] + off % GW_COPY_CHUNK
                                        : (const uint8_t *)pd->staging + (off - head);
-        size_t k = pd->n - off < GW_COPY_CHUNK ? pd->n - off : GW_COPY_CHUNK;
+        size_t k = pd->n - off < step ? pd->n - off : step;
         /* a piece that cannot go means a broken lane: the client loses the session on it */
         gw_lane_put_delivery(pd->id, off, at, (uint32_t)k, sendout_piece_written, so);
     }
