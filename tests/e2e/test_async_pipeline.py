@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import GPUWIRE, ROOT, explain, gpuwire_env, gw_python_client, gw_run
+from conftest import GPUWIRE, ROOT, explain, gpuwire_env, gw_python_client, gw_run, start_server
 
 PROGRAM = ROOT / "build" / "programs" / "async_pipeline_shared"
 
@@ -109,3 +109,21 @@ def test_posted_calls_leave_without_a_synchronize(server):
         proc.stdin.close()
         proc.wait(30)
     assert proc.returncode == 0, proc.stderr.read()
+
+
+@pytest.mark.parametrize("spin", ["300", "lots"])
+def test_job_threads_spinning_by_the_clock_run_the_same(tmp_path, spin):
+    """GPUWIRE_JOB_SPIN_US on the server: a job thread with nothing to run
+    spins that long by the clock before it sleeps (the default on 8 or more
+    cores; CI's machine has fewer). Threads with their own streams and a
+    thread's synchronize beside another's calls behave the same; a value
+    that is not a number of microseconds is named in the worker's log and the
+    default is used."""
+    srv = start_server(tmp_path / "server.log", env={"GPUWIRE_JOB_SPIN_US": spin})
+    try:
+        run_mode(srv, tmp_path, "threads")
+        run_mode(srv, tmp_path, "many")
+    finally:
+        srv.stop()
+    log = (tmp_path / "server.log").read_text(errors="replace")
+    assert ("GPUWIRE_JOB_SPIN_US=lots is not a number" in log) == (spin == "lots"), log[-2000:]
