@@ -186,7 +186,8 @@ def test_large_deliveries_are_staged_in_piece_buffers_and_sent_on_lanes(tmp_path
     ready (staged whole, as before). GPUWIRE_PIN_CHUNKS=0 on the server: no
     piece buffers; GPUWIRE_LANES=0 on the client: every byte on the session's
     connection; GPUWIRE_LANE_DELIVERY_MIN=65536: the 1 MiB copy too, split
-    among the lanes."""
+    among the lanes. Copies of 0.5 MiB to the device, on the session's
+    connection, are read into those buffers on the server too."""
     env = {"GPUWIRE_PIN_CHUNKS": "0"} if how == "no-piece-buffers" else {}
     srv = start_server(tmp_path / "server.log", env=env)
     client_env = {"GPUWIRE_CACHE": "0", **({"GPUWIRE_LANES": "0"} if how == "no-lanes" else {}),
@@ -199,7 +200,13 @@ def test_large_deliveries_are_staged_in_piece_buffers_and_sent_on_lanes(tmp_path
                             srv.log_text())
     finally:
         srv.stop()
+    frames = re.findall(r"host-to-device copies on the session's connection read into page-locked buffers: (\d+)",
+                        srv.log_text())
     staged, on_lanes = (int(v) for v in counts[-1]) if counts else (0, 0)
+    # 6 rounds of 8 copies of 0.5 MiB from ordinary memory (under the lanes' 1 MiB; without
+    # lanes the large copies' 4 MiB frames as well)
+    assert (int(frames[-1]) >= 1 if frames else False) if how != "no-piece-buffers" else not frames, frames
+    assert int(frames[-1]) <= 48 if how in ("default", "small-on-lanes") else True, frames
     # 6 rounds of 4 copies, 3 of them over 4 MiB
     assert (1 <= staged <= 24) if how != "no-piece-buffers" else staged == 0, counts
     assert on_lanes == {"no-lanes": 0, "small-on-lanes": 24}.get(how, 18), counts

@@ -176,12 +176,15 @@ void *gw_lane_next(unsigned lane, uint32_t *len, char *why, size_t whycap);
 /* ---- pinned.c: page-locked buffers for copy pieces ---- */
 void gw_pinned_prepare(void);                   /* the first piece came: the buffers are made in the background */
 void gw_pinned_lane_opened(void);               /* a lane opened: on a machine of 8+ cores, the buffers are made now */
-void *gw_pinned_take(size_t n);                 /* a free one of at least n bytes, or NULL (any thread, no CUDA call) */
+/* a free one of at least n bytes, or NULL (any thread, no CUDA call); lane: a lane's piece (counted; the
+ * first makes the buffers), else a frame of the session's connection (a page-locked one only, if made) */
+void *gw_pinned_take(size_t n, int lane);
 int gw_pinned_give(void *p);                    /* 1 if p was one of them: back (reused once its fence is done) */
 void *gw_pinned_take_locked_chunk(CUstream s); /* a page-locked one a delivery's copy on s may write, or NULL (job's thread) */
 void gw_pinned_fence(const void *p, CUstream s); /* a queued copy on s reads p: fenced by an event (job's thread) */
 void gw_pinned_tend(void);                      /* job's thread between runs: fences looked at, buffers page-locked */
-void gw_pinned_counts(unsigned long long *pinned, unsigned long long *plain); /* pieces taken into each kind so far */
+/* lane pieces taken into each kind so far, and copy frames of the session's connection read into them */
+void gw_pinned_counts(unsigned long long *pinned, unsigned long long *plain, unsigned long long *frames);
 
 /* Waits inside the worker that only the worker's own threads or the client's
  * lanes can end (not the GPU's): bounded by GPUWIRE_WORKER_STUCK_S seconds

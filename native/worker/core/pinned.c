@@ -55,6 +55,7 @@ static slot slots[SLOTS];
 static atomic_int prepared;
 static int register_failures; /* under lock: after a few, no more tries */
 static atomic_ullong pieces_pinned, pieces_plain; /* for the session's last log line */
+static atomic_ullong frames_pinned;               /* copy frames of the session's connection read into them */
 static int enabled = -1;
 
 typedef CUresult (*host_register_fn)(void *, size_t, unsigned);
@@ -113,26 +114,29 @@ void gw_pinned_lane_opened(void)
         gw_pinned_prepare();
 }
 
-void *gw_pinned_take(size_t n)
+void *gw_pinned_take(size_t n, int lane)
 {
-    gw_pinned_prepare(); /* the session's first host-to-device piece: the buffers are made for the next ones */
+    if (lane)
+        gw_pinned_prepare(); /* the session's first host-to-device piece: the buffers are made for the next ones */
     if (enabled == 1 && n <= buffer_bytes()) {
         pthread_mutex_lock(&lock);
-        int best = -1; /* a registered one first */
+        int best = -1; /* a registered one first; a frame of the session's connection takes only those */
         for (int i = 0; i < SLOTS; i++)
-            if (slots[i].state == FREE && (best < 0 || (slots[i].registered && !slots[best].registered)))
+            if (slots[i].state == FREE && (lane || slots[i].registered) &&
+                (best < 0 || (slots[i].registered && !slots[best].registered)))
                 best = i;
         if (best >= 0) {
             slots[best].state = TAKEN;
             slots[best].fence_pending = 0;
             int reg = slots[best].registered;
             pthread_mutex_unlock(&lock);
-            atomic_fetch_add(reg ? &pieces_pinned : &pieces_plain, 1);
+            atomic_fetch_add(lane ? (reg ? &pieces_pinned : &pieces_plain) : &frames_pinned, 1);
             return slots[best].p;
         }
         pthread_mutex_unlock(&lock);
     }
-    atomic_fetch_add(&pieces_plain, 1);
+    if (lane)
+        atomic_fetch_add(&pieces_plain, 1);
     return NULL;
 }
 
@@ -169,10 +173,11 @@ void *gw_pinned_take_locked_chunk(CUstream s)
     return best >= 0 ? slots[best].p : NULL;
 }
 
-void gw_pinned_counts(unsigned long long *pinned, unsigned long long *plain)
+void gw_pinned_counts(unsigned long long *pinned, unsigned long long *plain, unsigned long long *frames)
 {
     *pinned = atomic_load(&pieces_pinned);
     *plain = atomic_load(&pieces_plain);
+    *frames = atomic_load(&frames_pinned);
 }
 
 int gw_pinned_give(void *p)

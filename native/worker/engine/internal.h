@@ -25,6 +25,7 @@ typedef struct job {
 typedef struct tthread tthread; /* the worker thread of one client thread tag */
 
 /* ---- scheduler.c ---- */
+job *gw_htod_job_alloc(uint32_t len); /* a copy frame's: a page-locked buffer if large and one is free (reader only) */
 job *gw_job_alloc(uint32_t len);  /* room for len payload bytes; NULL if out of memory (reader only) */
 size_t gw_job_cost(const job *j); /* what a queued job counts against the session's backlog */
 /* The worker thread of a client thread, started at its first request; NULL past MAX_THREADS. */

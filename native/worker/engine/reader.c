@@ -201,11 +201,13 @@ static job *lane_copy_job(const gw_hdr *h, pending *pd, char *why, size_t whycap
  * how many posted synchronizes were skipped (sync_fold.c). */
 static void log_session_counts(void)
 {
-    unsigned long long pinned, plain;
-    gw_pinned_counts(&pinned, &plain);
+    unsigned long long pinned, plain, frames;
+    gw_pinned_counts(&pinned, &plain, &frames);
     if (pinned || plain)
         gw_wlog("host-to-device pieces on lanes: %llu into page-locked buffers, %llu into ordinary memory", pinned,
                 plain);
+    if (frames)
+        gw_wlog("host-to-device copies on the session's connection read into page-locked buffers: %llu", frames);
     unsigned long long chunked, on_lanes;
     gw_deliveries_counts(&chunked, &on_lanes);
     if (chunked || on_lanes)
@@ -285,7 +287,7 @@ static int serve(void)
             }
             h = j->h;
         } else {
-            j = gw_job_alloc(h.len);
+            j = gw_op_copy_dir(h.op) == GW_COPY_HTOD ? gw_htod_job_alloc(h.len) : gw_job_alloc(h.len);
             if (!j) {
                 pending_drop(&pd);
                 gw_wlog("closing session: out of memory for a %u-byte frame", h.len);

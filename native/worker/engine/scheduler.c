@@ -136,6 +136,22 @@ job *gw_job_alloc(uint32_t len)
     return j;
 }
 
+/* A host-to-device copy frame read on the session's connection: a large one
+ * goes into a free page-locked piece buffer (core/pinned.c), so its copy is
+ * queued at once; from ordinary memory the driver copies through its own
+ * staging on the job's thread first (44 and 62 us for two of llama.cpp's
+ * prompt inputs in the nineteenth session's worker timeline). Only buffers
+ * already page-locked, made for the session's lanes; else as any frame.
+ * Reader only. */
+job *gw_htod_job_alloc(uint32_t len)
+{
+    job *j = len >= SPARE_MIN ? gw_pinned_take(sizeof *j + len, 0) : NULL;
+    if (!j)
+        return gw_job_alloc(len);
+    j->cap = len;
+    return j;
+}
+
 static void job_free_locked(job *j)
 {
     if (j->cap == SMALL_CAP && small_nfree < SMALL_KEEP) {
@@ -599,7 +615,7 @@ void *gw_lane_job_alloc(uint32_t len, uint8_t **bytes)
 {
     uint32_t cap = GW_HTOD_REQ_SIZE + len;
     job *j;
-    if (cap >= SPARE_MIN && (j = gw_pinned_take(sizeof *j + cap))) {
+    if (cap >= SPARE_MIN && (j = gw_pinned_take(sizeof *j + cap, 1))) {
         j->cap = cap;
     } else if (cap >= SPARE_MIN) {
         j = gw_job_alloc(cap); /* spares are under sched_lock */

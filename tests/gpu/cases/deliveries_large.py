@@ -1,7 +1,8 @@
 """Large asynchronous device-to-host copies into page-locked memory (deliveries,
 issue 20 item 4), checked byte by byte: under one 4 MiB piece, across
 several with odd ends, and more than the server's piece buffers hold, after
-a copy to the device from page-locked memory on the same stream. Prints "ok".
+a copy to the device from page-locked memory on the same stream; then
+copies of 0.5 MiB from ordinary memory, checked likewise. Prints "ok".
 Usage: python3 deliveries_large.py ROUNDS (tests/e2e/test_landings.py, gpu-check)."""
 import ctypes, os, sys, time
 cuda = ctypes.CDLL("libcuda.so.1")
@@ -42,6 +43,15 @@ for round in range(int(sys.argv[1])):
         assert ctypes.string_at(host.value + off, n) == data[off:off + n], (round, off, n)
     assert cuda.cuMemcpyDtoH_v2(back, d2, ctypes.c_size_t(up_n)) == 0
     assert back.raw == up_data, round
+    # copies of 256 KiB to 1 MiB from ordinary memory go on the session's
+    # connection, into the server's page-locked buffers once those exist
+    mid = [os.urandom((512 << 10) + 1000 * k) for k in range(8)]
+    for k, b in enumerate(mid):
+        assert cuda.cuMemcpyHtoDAsync_v2(ctypes.c_uint64(d2.value + k * (1 << 20)), b, ctypes.c_size_t(len(b)), s) == 0
+    assert cuda.cuStreamSynchronize(s) == 0
+    assert cuda.cuMemcpyDtoH_v2(back, d2, ctypes.c_size_t(up_n)) == 0
+    for k, b in enumerate(mid):
+        assert back.raw[k * (1 << 20):k * (1 << 20) + len(b)] == b, (round, k)
     for _ in range(20):  # between the rounds the worker page-locks its piece buffers
         assert cuda.cuCtxSynchronize() == 0
     time.sleep(0.2)
