@@ -173,6 +173,11 @@ unsigned gw_lanes_granted(void);
 /* The lane's next data frame (waits for it); NULL and why when the lane is closed or never opened. */
 void *gw_lane_next(unsigned lane, uint32_t *len, char *why, size_t whycap);
 
+/* ---- spin.c: how long threads poll before they sleep ---- */
+/* name's microseconds (0..max_us) as ns; default_us on a machine of 8+ cores, else 0; a bad value is logged */
+uint64_t gw_spin_setting_ns(const char *name, long default_us, long max_us);
+uint64_t gw_mono_ns(void); /* CLOCK_MONOTONIC */
+
 /* ---- pinned.c: page-locked buffers for copy pieces ---- */
 void gw_pinned_prepare(void);                   /* the first piece came: the buffers are made in the background */
 void gw_pinned_lane_opened(void);               /* a lane opened: on a machine of 8+ cores, the buffers are made now */

@@ -38,44 +38,24 @@ static size_t in_pos, in_end;
  * GPUWIRE_SPIN_US, llama.cpp tg128 0.96 of native on an H100 against
  * 0.89-0.93, bench/results.md), else 0. */
 #define SPIN_DEFAULT_US 10000
-#define SPIN_MIN_CPUS 8
 static uint64_t spin_ns(void)
 {
     static int64_t v = -1;
-    if (v < 0) {
-        const char *e = getenv("GPUWIRE_READER_SPIN_US");
-        long us = sysconf(_SC_NPROCESSORS_ONLN) >= SPIN_MIN_CPUS ? SPIN_DEFAULT_US : 0;
-        if (e && *e) {
-            char *end = NULL;
-            long x = strtol(e, &end, 10);
-            if (*end || x < 0 || x > 1000000)
-                gw_wlog("GPUWIRE_READER_SPIN_US=%s is not a number of microseconds from 0 to 1000000: using the "
-                        "default, %ld", e, us);
-            else
-                us = x;
-        }
-        v = us * 1000;
-    }
+    if (v < 0)
+        v = (int64_t)gw_spin_setting_ns("GPUWIRE_READER_SPIN_US", SPIN_DEFAULT_US, 1000000);
     return (uint64_t)v;
-}
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static ssize_t spin_recv(void)
 {
     uint64_t ns = spin_ns();
     if (ns) {
-        uint64_t until = mono_ns() + ns;
+        uint64_t until = gw_mono_ns() + ns;
         do {
             ssize_t r = recv(fd, inbuf, sizeof inbuf, MSG_DONTWAIT);
             if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
                 return r;
-        } while (mono_ns() < until);
+        } while (gw_mono_ns() < until);
     }
     return recv(fd, inbuf, sizeof inbuf, 0);
 }

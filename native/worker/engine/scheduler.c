@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "../../common/session_stats.h"
 #include "engine.h"
@@ -322,33 +321,14 @@ static void trim_reply_buffer(tthread *t)
  * 70 us to wake on the H100 machine (worker timeline, nineteenth session). */
 #define SPIN 20000
 #define JOB_SPIN_DEFAULT_US 1000
-#define JOB_SPIN_MIN_CPUS 8
 static uint64_t job_spin_ns(void)
 {
     static int64_t v = -1;
-    if (v < 0) {
-        const char *e = getenv("GPUWIRE_JOB_SPIN_US");
-        long us = sysconf(_SC_NPROCESSORS_ONLN) >= JOB_SPIN_MIN_CPUS ? JOB_SPIN_DEFAULT_US : 0;
-        if (e && *e) {
-            char *end = NULL;
-            long x = strtol(e, &end, 10);
-            if (*end || x < 0 || x > 100000)
-                gw_wlog("GPUWIRE_JOB_SPIN_US=%s is not a number of microseconds from 0 to 100000: using the "
-                        "default, %ld", e, us);
-            else
-                us = x;
-        }
-        v = us * 1000;
-    }
+    if (v < 0)
+        v = (int64_t)gw_spin_setting_ns("GPUWIRE_JOB_SPIN_US", JOB_SPIN_DEFAULT_US, 100000);
     return (uint64_t)v;
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 #if defined(__x86_64__) || defined(__i386__)
 static inline void relax(void) { __builtin_ia32_pause(); }
 #elif defined(__aarch64__)
@@ -373,13 +353,13 @@ static void *thread_main(void *arg)
     for (;;) {
         if (!stopping && !runnable_locked(t)) {
             pthread_mutex_unlock(&sched_lock);
-            uint64_t spin = job_spin_ns(), until = spin ? now_ns() + spin : 0;
+            uint64_t spin = job_spin_ns(), until = spin ? gw_mono_ns() + spin : 0;
             for (int i = 0; (spin || i < SPIN) && !atomic_load(&stopping); i++) {
                 uint64_t n = atomic_load(&t->next_order);
                 if (n && n == atomic_load(&released) + 1)
                     break;
                 relax();
-                if (spin && (i & 63) == 63 && now_ns() >= until)
+                if (spin && (i & 63) == 63 && gw_mono_ns() >= until)
                     break;
             }
             pthread_mutex_lock(&sched_lock);
