@@ -10,10 +10,12 @@
  * they have all landed.
  * (GPUWIRE_LANDINGS and the "landings" figures of GPUWIRE_STATS keep their
  * earlier name.) */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../diag/env.h"
 #include "state.h"
@@ -272,22 +274,40 @@ static void lanes_lost(void)
 
 /* The marker of a delivery whose pieces travel on the lanes: this reader goes
  * on (to the reply behind it) once every byte landed; -1 if the lanes broke,
- * or if that copy did not ask for the lanes (it would wait for nothing). */
+ * if that copy did not ask for the lanes (it would wait for nothing), or if
+ * none of its bytes landed for LANE_PIECES_STALL_S (the pieces are on their
+ * way already: a minute without one is a broken server, not a slow GPU). */
+#define LANE_PIECES_STALL_S 60
 static int wait_for_lane_pieces(uint64_t id)
 {
-    int asked = 1;
+    int asked = 1, stalled = 0, done = 0;
+    uint64_t last_got = UINT64_MAX;
+    struct timespec until = {0};
     pthread_mutex_lock(&lock);
     for (;;) {
         delivery *l = deliveries;
         while (l && l->id != id)
             l = l->next;
         asked = !l || l->lanes;
-        if (!l || !asked || l->got >= l->n || lanes_broken)
+        done = !l || (asked && l->got >= l->n); /* landed, or its memory freed meanwhile */
+        if (done || !asked || lanes_broken || stalled)
             break;
-        pthread_cond_wait(&landed_cv, &lock);
+        if (l->got != last_got) { /* progress: the bound starts again */
+            last_got = l->got;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += LANE_PIECES_STALL_S;
+        }
+        stalled = pthread_cond_timedwait(&landed_cv, &lock, &until) == ETIMEDOUT;
     }
-    int rc = lanes_broken || !asked ? -1 : 0;
+    int rc = done ? 0 : -1;
+    stalled = stalled && !done && asked && !lanes_broken;
     pthread_mutex_unlock(&lock);
+    if (stalled)
+        gw_log("delivery %llu: its pieces on the lanes stopped arriving (%d s without one): the session is lost",
+               (unsigned long long)id, LANE_PIECES_STALL_S);
+    else if (!asked)
+        gw_log("delivery %llu: the server sent its bytes on the lanes unasked: the session is lost",
+               (unsigned long long)id);
     return rc;
 }
 
