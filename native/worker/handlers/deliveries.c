@@ -462,8 +462,13 @@ static int send_on_lanes(pending *pd, size_t head)
         const uint8_t *at = off < head ? (const uint8_t *)pd->chunk[off / GW_COPY_CHUNK] + off % GW_COPY_CHUNK
                                        : (const uint8_t *)pd->staging + (off - head);
         size_t k = pd->n - off < step ? pd->n - off : step;
-        /* a piece that cannot go means a broken lane: the client loses the session on it */
-        gw_lane_put_delivery(pd->id, off, at, (uint32_t)k, sendout_piece_written, so);
+        if (gw_lane_put_delivery(pd->id, off, at, (uint32_t)k, sendout_piece_written, so)) {
+            /* no lane took it (a broken one ends the session on the client's side anyway):
+             * on the session's connection, ahead of the marker, where it lands as well */
+            uint8_t ph[GW_DELIVERED_REQ_SIZE];
+            size_t pl = gw_delivered_req_put(ph, &(gw_delivered_req){.delivery = pd->id, .offset = off});
+            gw_push_parts(GW_OP_DELIVERED, ph, pl, at, k);
+        }
     }
     uint8_t hd[GW_DELIVERED_REQ_SIZE];
     size_t hl = gw_delivered_req_put(hd, &(gw_delivered_req){.delivery = pd->id, .offset = UINT64_MAX});
