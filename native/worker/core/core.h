@@ -130,6 +130,8 @@ void gw_send_error(uint32_t code, const char *msg); /* GW_OP_ERROR; the caller t
 /* Exactly n bytes from a socket, or -1; count: add them to the session's bytes_in as they come. */
 int gw_recv_all(int from, void *p, size_t n, int count);
 int gw_send_all(int to, const void *p, size_t n); /* all n bytes to a socket, or -1 */
+struct iovec;
+int gw_sendv_all(int to, const struct iovec *parts, int cnt); /* the same for up to 4 parts, in one call where it can */
 /* A client that reads nothing ends its session after this many seconds (--stall-timeout; 0: never). */
 void gw_set_stall_seconds(double s);
 double gw_stall_timeout(void);

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -73,6 +74,43 @@ int gw_send_all(int to, const void *p, size_t n)
     return 0;
 }
 
+/* gw_send_all of several parts in one system call where the socket takes them
+ * (a frame's header, fields and bytes: one segment, not three, and one
+ * wake-up of the reader); cnt at most 4; the same errors. */
+int gw_sendv_all(int to, const struct iovec *parts, int cnt)
+{
+    struct iovec v[4];
+    int k = 0;
+    for (int i = 0; i < cnt && k < 4; i++)
+        if (parts[i].iov_len)
+            v[k++] = parts[i];
+    struct iovec *at = v;
+    double progress = mono_s();
+    while (k) {
+        struct msghdr m = {.msg_iov = at, .msg_iovlen = (size_t)k};
+        ssize_t w = sendmsg(to, &m, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (mono_s() - progress < stall_s)
+                continue;
+            errno = EAGAIN;
+        }
+        if (w <= 0)
+            return -1;
+        progress = mono_s();
+        while (k && (size_t)w >= at->iov_len) { /* parts sent whole */
+            w -= (ssize_t)at->iov_len;
+            at++, k--;
+        }
+        if (k) {
+            at->iov_base = (uint8_t *)at->iov_base + w;
+            at->iov_len -= (size_t)w;
+        }
+    }
+    return 0;
+}
+
 int gw_recv_all(int from, void *p, size_t n, int count)
 {
     uint8_t *b = p;
@@ -113,6 +151,17 @@ static int write_all(const void *p, size_t n)
     return -1;
 }
 
+static int write_parts(const struct iovec *v, int cnt)
+{
+    if (atomic_load(&write_stalled))
+        return -1;
+    if (gw_sendv_all(fd, v, cnt) == 0)
+        return 0;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        end_stalled_session();
+    return -1;
+}
+
 int gw_send_frame(const void *p, size_t n)
 {
     pthread_mutex_lock(&write_lock);
@@ -126,8 +175,9 @@ int gw_send_frame(const void *p, size_t n)
 void gw_push_parts(unsigned op, const void *a, size_t alen, const void *b, size_t blen)
 {
     gw_hdr h = {.len = (uint32_t)(alen + blen), .op = (uint16_t)op};
+    struct iovec v[3] = {{&h, sizeof h}, {(void *)a, alen}, {(void *)b, blen}};
     pthread_mutex_lock(&write_lock);
-    if (write_all(&h, sizeof h) == 0 && write_all(a, alen) == 0 && write_all(b, blen) == 0)
+    if (write_parts(v, 3) == 0)
         GW_SSTATS_ADD(bytes_out, sizeof h + alen + blen);
     pthread_mutex_unlock(&write_lock);
 }
@@ -135,8 +185,9 @@ void gw_push_parts(unsigned op, const void *a, size_t alen, const void *b, size_
 void gw_push(unsigned op, const void *payload, size_t len)
 {
     gw_hdr h = {.len = (uint32_t)len, .op = (uint16_t)op};
+    struct iovec v[2] = {{&h, sizeof h}, {(void *)payload, len}};
     pthread_mutex_lock(&write_lock);
-    if (write_all(&h, sizeof h) == 0 && write_all(payload, len) == 0)
+    if (write_parts(v, 2) == 0)
         GW_SSTATS_ADD(bytes_out, sizeof h + len);
     pthread_mutex_unlock(&write_lock);
 }

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -121,8 +122,8 @@ static void *lane_writer(void *arg)
             h = (gw_hdr){.len = (uint32_t)(fl + it->len), .op = GW_OP_DELIVERED};
         }
         const uint8_t *body = it->ext ? it->ext : it->buf;
-        if (!broken && (gw_send_all(l->fd, &h, sizeof h) || (fl && gw_send_all(l->fd, fields, fl)) ||
-                        (body && gw_send_all(l->fd, body, it->len)))) {
+        struct iovec v[3] = {{&h, sizeof h}, {fields, fl}, {(void *)body, body ? it->len : 0}};
+        if (!broken && gw_sendv_all(l->fd, v, 3)) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 gw_wlog("lane %u: closing it: the client read nothing on it for %g s (stall timeout)",
                         (unsigned)(l - lanes), gw_stall_timeout());
