@@ -51,32 +51,10 @@ static double mono_s(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* -1 with errno EAGAIN: a socket with a stall timeout took nothing for stall_s. */
-int gw_send_all(int to, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    double progress = mono_s(); /* when bytes last went */
-    while (n) {
-        ssize_t w = send(to, b, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (mono_s() - progress < stall_s)
-                continue;
-            errno = EAGAIN;
-        }
-        if (w <= 0)
-            return -1;
-        progress = mono_s();
-        b += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* gw_send_all of several parts in one system call where the socket takes them
- * (a frame's header, fields and bytes: one segment, not three, and one
- * wake-up of the reader); cnt at most 4; the same errors. */
+/* All the bytes of up to 4 parts to a socket, in one system call where the
+ * socket takes them (a frame's header, fields and bytes: one segment, not
+ * three, and one wake-up of the reader); 0, or -1 with errno EAGAIN when a
+ * socket with a stall timeout took nothing for stall_s. */
 int gw_sendv_all(int to, const struct iovec *parts, int cnt)
 {
     struct iovec v[4];
@@ -109,6 +87,12 @@ int gw_sendv_all(int to, const struct iovec *parts, int cnt)
         }
     }
     return 0;
+}
+
+int gw_send_all(int to, const void *p, size_t n)
+{
+    struct iovec v = {(void *)p, n};
+    return gw_sendv_all(to, &v, 1);
 }
 
 int gw_recv_all(int from, void *p, size_t n, int count)
