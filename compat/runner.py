@@ -38,6 +38,7 @@ import verdict as rules  # noqa: E402  (compat/verdict.py: the pure verdict rule
 ROOT = Path(__file__).resolve().parent.parent
 COMPAT = ROOT / "compat"
 BUILD = ROOT / "build" / "compat"
+SEGV_REPORT = BUILD / "segv-report.so"
 DOC = ROOT / "docs" / "compatibility.md"
 # Why a workload failed, once someone found out (compat/known_causes.json): shown
 # beside its failure, so a rerun's document keeps the explanation.
@@ -94,7 +95,9 @@ of requests that waited for a reply (`gpuwire run --stats`).
 (nvcc, both cudart flavours, into `build/compat/`), starts the server, runs
 several workloads at a time within a time budget (`--budget`, default 500 s;
 a run that would overrun it is marked *skipped*), reruns failed gpuwire runs
-with `GPUWIRE_DEBUG=1` while time is left, and writes `OUTDIR/compatibility.md`,
+with `GPUWIRE_DEBUG=1` while time is left (a crash there also leaves its
+Python stack and its native one, each frame's source line named, in the
+run's debug log: `tools/segv-report.c`), and writes `OUTDIR/compatibility.md`,
 `OUTDIR/results.json`, every run's output in `OUTDIR/logs/`, this file and
 `compat/results.json` (the same results, machine-readable).
 Without a GPU, `bash compat/run --dry-run` exercises the runner itself (fake
@@ -262,6 +265,12 @@ def build(log: Path, programs: bool) -> str:
                 exe.unlink(missing_ok=True)
                 jobs.append(["nvcc", "-O2", *GENCODE, "-Xcompiler", "-Wall", "-cudart", variant, "-o", str(exe),
                              str(src)])
+
+    # the crash reporter the debug reruns preload (tools/segv-report.c)
+    BUILD.mkdir(parents=True, exist_ok=True)
+    SEGV_REPORT.unlink(missing_ok=True)
+    jobs.append(["cc", "-shared", "-fPIC", "-O1", "-g", "-o", str(SEGV_REPORT), str(ROOT / "tools" / "segv-report.c"),
+                 "-ldl"])
 
     def one(cmd):
         r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=base_env())
@@ -441,15 +450,40 @@ def execute(ctx: Context, w: Workload, mode: str) -> Run:
     return run
 
 
+def native_frames(text: bytes) -> bytes:
+    """The source lines of the frames tools/segv-report.so printed ("segv-report: #N MODULE +0xOFF SYM"),
+    named by addr2line on this machine, where the modules are."""
+    out = []
+    for line in text.decode(errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) < 4 or parts[0] != "segv-report:" or not parts[1].startswith("#"):
+            continue
+        where = ""
+        if Path(parts[2]).is_file() and parts[3].startswith("+0x"):
+            try:
+                r = subprocess.run(["addr2line", "-f", "-C", "-e", parts[2], parts[3][1:]], capture_output=True,
+                                   text=True, timeout=20)
+                where = " ".join(r.stdout.split())
+            except (OSError, subprocess.SubprocessError):
+                pass
+        out.append(f"{parts[1]} {Path(parts[2]).name} {parts[3]} {where}")
+    return ("\n[compat: native frames at the crash]\n" + "\n".join(out) + "\n").encode() if out else b""
+
+
 def debug_rerun(ctx: Context, w: Workload) -> str:
-    """Run a failed gpuwire case again with GPUWIRE_DEBUG=1, keeping the last 200 KB of its output."""
+    """Run a failed gpuwire case again with GPUWIRE_DEBUG=1, keeping the last 200 KB of its output; a
+    crash there also prints the Python stack (faulthandler) and the native one (tools/segv-report.c,
+    its frames named at the end of the log)."""
     left = ctx.remaining()
     if left < 20:
         return ""
     path = ctx.logs / f"{w.name}.debug.txt"
     tmp = ctx.tmp / f"{w.name}.debug"
     tmp.mkdir(parents=True, exist_ok=True)
-    p = subprocess.Popen(ctx.wrap(w.cmd, None), cwd=ROOT, env=dict(ctx.env, TMPDIR=str(tmp), GPUWIRE_DEBUG="1"),
+    env = dict(ctx.env, TMPDIR=str(tmp), GPUWIRE_DEBUG="1", PYTHONFAULTHANDLER="1")
+    if SEGV_REPORT.is_file():
+        env["LD_PRELOAD"] = " ".join(x for x in (str(SEGV_REPORT), env.get("LD_PRELOAD", "")) if x)
+    p = subprocess.Popen(ctx.wrap(w.cmd, None), cwd=ROOT, env=env,
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          start_new_session=True)
     keep = bytearray()
@@ -468,7 +502,7 @@ def debug_rerun(ctx: Context, w: Workload) -> str:
         keep.extend(b"\n[compat: debug rerun timed out]\n")
     stop(p)
     t.join(5)
-    path.write_bytes(bytes(keep[-200_000:]))
+    path.write_bytes(bytes(keep[-200_000:]) + native_frames(bytes(keep)))
     return str(path.relative_to(ctx.outdir))
 
 

@@ -29,8 +29,10 @@ static void on_fatal(int sig, siginfo_t *si, void *uc)
     for (int i = 0; i < n; i++) {
         Dl_info d;
         if (dladdr(pcs[i], &d) && d.dli_fname) {
-            /* the address inside the call instruction (a return address points past it) */
-            uintptr_t off = (uintptr_t)pcs[i] - (uintptr_t)d.dli_fbase - (i > 1 ? 1 : 0);
+            /* #0 is this handler, #1 the signal's return trampoline, #2 the
+             * faulting instruction itself; from #3 on a return address, which
+             * points past its call: one byte back names the call's line */
+            uintptr_t off = (uintptr_t)pcs[i] - (uintptr_t)d.dli_fbase - (i > 2 ? 1 : 0);
             snprintf(line, sizeof line, "segv-report: #%d %s +0x%lx %s\n", i, d.dli_fname, (unsigned long)off,
                      d.dli_sname ? d.dli_sname : "?");
         } else {
