@@ -59,7 +59,11 @@ int gw_sendv_all(int to, const struct iovec *parts, int cnt)
 {
     struct iovec v[4];
     int k = 0;
-    for (int i = 0; i < cnt && k < 4; i++)
+    if (cnt < 0 || cnt > 4) { /* a caller's mistake: never a frame cut short */
+        errno = EINVAL;
+        return -1;
+    }
+    for (int i = 0; i < cnt; i++)
         if (parts[i].iov_len)
             v[k++] = parts[i];
     struct iovec *at = v;
