@@ -177,7 +177,7 @@ void *gw_lane_next(unsigned lane, uint32_t *len, char *why, size_t whycap);
 
 /* ---- spin.c: how long threads poll before they sleep ---- */
 /* name's microseconds (0..max_us) as ns; default_us on a machine of 8+ cores, else 0; a bad value is logged */
-uint64_t gw_spin_setting_ns(const char *name, long default_us, long max_us);
+uint64_t gw_spin_setting_ns(int64_t *cache, const char *name, long default_us, long max_us);
 uint64_t gw_mono_ns(void); /* CLOCK_MONOTONIC */
 
 /* ---- pinned.c: page-locked buffers for copy pieces ---- */

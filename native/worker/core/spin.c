@@ -1,7 +1,8 @@
 /* How long the worker's threads poll before they sleep: the reader on the
  * client's connection (engine/reader.c) and a job thread with nothing to run
  * (engine/scheduler.c). Each is a setting in microseconds, on by default only
- * on a machine with cores to spare, read once. */
+ * on a machine with cores to spare, read once into the caller's cache
+ * (-1 until then). */
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -10,8 +11,10 @@
 
 #define SPIN_MIN_CPUS 8
 
-uint64_t gw_spin_setting_ns(const char *name, long default_us, long max_us)
+uint64_t gw_spin_setting_ns(int64_t *cache, const char *name, long default_us, long max_us)
 {
+    if (*cache >= 0) /* read before (threads racing here read the same value) */
+        return (uint64_t)*cache;
     long us = sysconf(_SC_NPROCESSORS_ONLN) >= SPIN_MIN_CPUS ? default_us : 0;
     const char *e = getenv(name);
     if (e && *e) {
@@ -22,7 +25,8 @@ uint64_t gw_spin_setting_ns(const char *name, long default_us, long max_us)
         else
             us = x;
     }
-    return (uint64_t)us * 1000u;
+    *cache = (int64_t)us * 1000;
+    return (uint64_t)*cache;
 }
 
 uint64_t gw_mono_ns(void)

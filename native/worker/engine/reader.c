@@ -38,13 +38,8 @@ static size_t in_pos, in_end;
  * GPUWIRE_SPIN_US, llama.cpp tg128 0.96 of native on an H100 against
  * 0.89-0.93, bench/results.md), else 0. */
 #define SPIN_DEFAULT_US 10000
-static uint64_t spin_ns(void)
-{
-    static int64_t v = -1;
-    if (v < 0)
-        v = (int64_t)gw_spin_setting_ns("GPUWIRE_READER_SPIN_US", SPIN_DEFAULT_US, 1000000);
-    return (uint64_t)v;
-}
+static int64_t spin_ns_cache = -1;
+#define spin_ns() gw_spin_setting_ns(&spin_ns_cache, "GPUWIRE_READER_SPIN_US", SPIN_DEFAULT_US, 1000000)
 
 static ssize_t spin_recv(void)
 {

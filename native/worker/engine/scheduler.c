@@ -321,13 +321,8 @@ static void trim_reply_buffer(tthread *t)
  * 70 us to wake on the H100 machine (worker timeline, nineteenth session). */
 #define SPIN 20000
 #define JOB_SPIN_DEFAULT_US 1000
-static uint64_t job_spin_ns(void)
-{
-    static int64_t v = -1;
-    if (v < 0)
-        v = (int64_t)gw_spin_setting_ns("GPUWIRE_JOB_SPIN_US", JOB_SPIN_DEFAULT_US, 100000);
-    return (uint64_t)v;
-}
+static int64_t job_spin_ns_cache = -1;
+#define job_spin_ns() gw_spin_setting_ns(&job_spin_ns_cache, "GPUWIRE_JOB_SPIN_US", JOB_SPIN_DEFAULT_US, 100000)
 
 #if defined(__x86_64__) || defined(__i386__)
 static inline void relax(void) { __builtin_ia32_pause(); }
