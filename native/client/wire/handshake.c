@@ -436,6 +436,16 @@ static void keep_devices(hello_devices *t, const uint8_t *p, size_t len, size_t 
     t->n = n;
 }
 
+/* The server closed the connection before answering the HELLO (the client
+ * sees a reset where the HELLO was still unread there): the likely causes. */
+static void closed_at_once(const char *server)
+{
+    gw_log("no handshake answer from %s: the server closed the connection (it may have too many "
+           "connections not yet authenticated, --max-preauth: try again; or it is not a gpuwire "
+           "server)", server);
+}
+
+
 CUresult gw_handshake(int fd, const char *server, gw_hello_ok *info) { return gw_handshake_with(fd, server, info, 0); }
 
 CUresult gw_handshake_with(int fd, const char *server, gw_hello_ok *info, int k)
@@ -464,7 +474,10 @@ CUresult gw_handshake_with(int fd, const char *server, gw_hello_ok *info, int k)
     memcpy(msg + sizeof h + sizeof hello, host, hl);
     memcpy(msg + sizeof h + sizeof hello + hl, prog, pl);
     if (gw_io_write_all(fd, msg, sizeof h + h.len)) {
-        gw_log("lost the connection to %s during the handshake: %s", server, strerror(errno));
+        if (errno == ECONNRESET || errno == EPIPE) /* closed at once, before the HELLO was read */
+            closed_at_once(server);
+        else
+            gw_log("lost the connection to %s during the handshake: %s", server, strerror(errno));
         return CUDA_ERROR_NO_DEVICE;
     }
     for (int first = 1;; first = 0) {
@@ -477,9 +490,7 @@ CUresult gw_handshake_with(int fd, const char *server, gw_hello_ok *info, int k)
             if (said)
                 ;
             else if (errno == ECONNRESET)
-                gw_log("no handshake answer from %s: the server closed the connection (it may have too many "
-                       "connections not yet authenticated, --max-preauth: try again; or it is not a gpuwire "
-                       "server)", server);
+                closed_at_once(server);
             else
                 gw_log("no handshake answer from %s: %s", server, strerror(errno));
             return CUDA_ERROR_NO_DEVICE;
