@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, explain, gw_run
+from conftest import ROOT, explain, gw_run, start_server
 from test_mapped_memory import PRELUDE
 
 SCRIPT = PRELUDE + r"""
@@ -63,6 +63,50 @@ def test_slot7_lists_a_modules_functions(server):
     assert "bad 0 0 0 0" in lines, explain(r, server)  # NULL module, NULL callback, unknown module
     assert "slot33 801" in lines, explain(r, server)  # CUDA_ERROR_NOT_SUPPORTED
     assert "TOOLS_MODULE slot 33 is not implemented" in r.stderr, explain(r, server)
+
+
+LAZY_SCRIPT = PRELUDE + r"""
+ptx = b".version 8.0\n.target sm_90\n.address_size 64\n\0"
+uuid = (ctypes.c_ubyte * 16)(*bytes.fromhex("6e163fbeb958444d835ce182aff1991e"))
+t = ctypes.c_void_p()
+assert cuda.cuGetExportTable(ctypes.byref(t), ctypes.byref(uuid)) == 0
+words = (ctypes.c_void_p * 64).from_address(t.value)
+CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+slot7 = ctypes.CFUNCTYPE(ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p, CB, ctypes.c_void_p)(words[7])
+
+def attrs(fn):  # thread limit (needs a loaded function), registers (does not), loading state
+    v, regs, state = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+    return (cuda.cuFuncGetAttribute(ctypes.byref(v), 0, ctypes.c_void_p(fn)),
+            cuda.cuFuncGetAttribute(ctypes.byref(regs), 4, ctypes.c_void_p(fn)),
+            cuda.cuFuncIsLoaded(ctypes.byref(state), ctypes.c_void_p(fn)), state.value)
+
+listed, given = ctypes.c_void_p(), ctypes.c_void_p()
+assert cuda.cuModuleLoadData(ctypes.byref(listed), ptx) == 0
+assert cuda.cuModuleLoadData(ctypes.byref(given), ptx) == 0
+fns = (ctypes.c_void_p * 1)()
+assert cuda.cuModuleEnumerateFunctions(fns, 1, listed) == 0
+print("listed", *attrs(fns[0]))
+seen = []
+cb = CB(lambda user, fn, owner: seen.append(fn))
+print("slot7", slot7(ctx, given, cb, 0) == len(seen) > 0, *attrs(seen[0]))
+"""
+
+
+def test_slot7_gives_loaded_functions(tmp_path):
+    """Under lazy loading a function listed by cuModuleEnumerateFunctions is
+    not loaded, and its thread limit is refused with FUNCTION_NOT_LOADED
+    (cuda.h); the driver's slot 7 gives cuFFT functions whose limits it can
+    ask (through gpuwire on the H100 cuFFT's questions got 913). The
+    stand-in plays the lazy driver."""
+    srv = start_server(tmp_path / "server.log", env={"GPUWIRE_STANDIN_LAZY": "1"})
+    try:
+        r = gw_run([sys.executable, "-c", LAZY_SCRIPT], server=srv.address, timeout=60)
+    finally:
+        srv.stop()
+    assert r.returncode == 0, explain(r, srv)
+    lines = r.stdout.split("\n")
+    assert "listed 913 0 0 0" in lines, explain(r, srv)  # the public call: not loaded (state 0)
+    assert "slot7 True 0 0 0 1" in lines, explain(r, srv)  # slot 7's function: loaded (state 1)
 
 
 def lz4_block(data: bytes) -> bytes:

@@ -111,6 +111,8 @@ static CUresult launch(CUfunction f, const unsigned int g[3], const unsigned int
     if (r == CUDA_SUCCESS && !(fn = sd_func_check(f)))
         r = CUDA_ERROR_INVALID_HANDLE;
     if (r == CUDA_SUCCESS)
+        fn->unloaded = 0; /* a launch loads a lazily loaded function */
+    if (r == CUDA_SUCCESS)
         r = check_config(g, b, shmem, fn);
     if (r == CUDA_SUCCESS && cooperative)
         r = check_cooperative(g, b, shmem, fn);

@@ -150,6 +150,9 @@ static void image_free(sd_image *m)
 }
 
 /* The handle for foreign kernel i of image m. */
+/* GPUWIRE_STANDIN_LAZY=1: the lazy driver (below) */
+static int lazy(void);
+
 static sd_func *foreign_func(sd_image *m, size_t i, int kind)
 {
     if (!m->ffuncs[i]) {
@@ -163,6 +166,7 @@ static sd_func *foreign_func(sd_image *m, size_t i, int kind)
         f->owner = m;
         f->max_dyn_shmem = SD_SHMEM_DEFAULT;
         f->carveout = -1;
+        f->unloaded = kind == SD_FUNC && lazy(); /* until looked up by name, loaded or launched */
         m->ffuncs[i] = f;
     }
     return m->ffuncs[i];
@@ -190,6 +194,7 @@ static sd_func *image_func(sd_image *m, size_t i, int kind)
         f->owner = m;
         f->max_dyn_shmem = SD_SHMEM_DEFAULT;
         f->carveout = -1;
+        f->unloaded = kind == SD_FUNC && lazy(); /* until looked up by name, loaded or launched */
         m->funcs[i] = f;
     }
     return m->funcs[i];
@@ -318,8 +323,10 @@ SD_API CUresult cuModuleGetFunction(CUfunction *pf, CUmodule hm, const char *nam
                              : image_func((sd_image *)hm, (size_t)i, SD_FUNC);
         if (!f)
             r = CUDA_ERROR_OUT_OF_MEMORY;
-        else
+        else {
+            f->unloaded = 0; /* a lookup by name loads it */
             *pf = (CUfunction)f;
+        }
     }
     sd_unlock();
     return r;
@@ -666,9 +673,10 @@ SD_API CUresult cuFuncIsLoaded(CUfunctionLoadingState *state, CUfunction f)
     if (!state)
         return CUDA_ERROR_INVALID_VALUE;
     sd_lock();
-    CUresult r = sd_func_check(f) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    sd_func *fn = sd_func_check(f);
+    CUresult r = fn ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
     if (r == CUDA_SUCCESS)
-        *state = CU_FUNCTION_LOADING_STATE_LOADED;
+        *state = fn->unloaded ? CU_FUNCTION_LOADING_STATE_UNLOADED : CU_FUNCTION_LOADING_STATE_LOADED;
     sd_unlock();
     return r;
 }
@@ -676,7 +684,10 @@ SD_API CUresult cuFuncIsLoaded(CUfunctionLoadingState *state, CUfunction f)
 SD_API CUresult cuFuncLoad(CUfunction f)
 {
     sd_lock();
-    CUresult r = sd_func_check(f) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    sd_func *fn = sd_func_check(f);
+    CUresult r = fn ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    if (fn)
+        fn->unloaded = 0;
     sd_unlock();
     return r;
 }
@@ -742,6 +753,11 @@ SD_API CUresult cuFuncGetAttribute(int *pi, CUfunction_attribute a, CUfunction f
     sd_lock();
     sd_func *fn = sd_func_check(f);
     CUresult r = fn ? func_attr(fn, a, pi) : CUDA_ERROR_INVALID_HANDLE;
+    /* the attributes cuda.h says need a loaded function (cuFuncGetAttribute) */
+    if (r == CUDA_SUCCESS && fn->unloaded &&
+        (a == CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK || a == CU_FUNC_ATTRIBUTE_CONST_SIZE_BYTES ||
+         a == CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES))
+        r = CUDA_ERROR_FUNCTION_NOT_LOADED;
     sd_unlock();
     return r;
 }

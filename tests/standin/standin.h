@@ -217,6 +217,7 @@ typedef struct sd_func {
     int non_portable; /* CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED as set */
     int cache_config;
     int resolved; /* a kernel looked up by name (GPUWIRE_STANDIN_LAZY: its parameter info is known only then) */
+    int unloaded; /* GPUWIRE_STANDIN_LAZY: first handed out by cuModuleEnumerateFunctions, not yet loaded */
 } sd_func;
 
 /* Checks a CUfunction (or a CUkernel passed as one, as cudart does). Lock held. */

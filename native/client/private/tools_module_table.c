@@ -61,6 +61,10 @@ static unsigned tools_module_functions(CUcontext ctx, CUmodule mod, tools_module
         fns = calloc(n, sizeof *fns);
         r = fns ? cuModuleEnumerateFunctions(fns, n, mod) : CUDA_ERROR_OUT_OF_MEMORY;
     }
+    CUmoduleLoadingMode mode = CU_MODULE_EAGER_LOADING;
+    if (r == CUDA_SUCCESS && cuModuleGetLoadingMode(&mode) == CUDA_SUCCESS && mode == CU_MODULE_LAZY_LOADING)
+        for (unsigned i = 0; i < n && r == CUDA_SUCCESS; i++)
+            r = cuFuncLoad(fns[i]);
     if (ctx) {
         CUcontext popped;
         cuCtxPopCurrent(&popped);
