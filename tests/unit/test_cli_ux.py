@@ -162,8 +162,12 @@ def test_ctrl_c_is_one_line_and_130():
     with socket.socket() as lst:
         lst.bind(("127.0.0.1", 0))
         lst.listen(1)
+        # as a terminal's foreground program gets it: SIGINT not ignored (a
+        # test run started in the background, nohup or `cmd &`, ignores it,
+        # and Python keeps an ignored SIGINT ignored)
         proc = subprocess.Popen(GPUWIRE + ["status", "--server", f"127.0.0.1:{lst.getsockname()[1]}"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=gpuwire_env())
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=gpuwire_env(),
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         conn, _ = lst.accept()  # connected: it now waits for an answer
         with conn:
             time.sleep(0.5)
