@@ -61,6 +61,11 @@ static unsigned tools_module_functions(CUcontext ctx, CUmodule mod, tools_module
         fns = calloc(n, sizeof *fns);
         r = fns ? cuModuleEnumerateFunctions(fns, n, mod) : CUDA_ERROR_OUT_OF_MEMORY;
     }
+    /* Under lazy loading the functions listed are not loaded yet, and
+     * cuFuncGetAttribute refuses their thread limit with
+     * CUDA_ERROR_FUNCTION_NOT_LOADED (cuda.h): cuFFT asks it of the function
+     * it takes here (913 on the H100 in torch_fft), so each is loaded first,
+     * one round trip per function (cuFFT: one per module, at plan creation). */
     CUmoduleLoadingMode mode = CU_MODULE_EAGER_LOADING;
     if (r == CUDA_SUCCESS && cuModuleGetLoadingMode(&mode) == CUDA_SUCCESS && mode == CU_MODULE_LAZY_LOADING)
         for (unsigned i = 0; i < n && r == CUDA_SUCCESS; i++)
