@@ -12,6 +12,17 @@
 static __thread CUcontext stack[MAX_DEPTH];
 static __thread int depth;
 
+/* A forked child's new session knows no thread's current context, though
+ * the forking thread's mirror still names one: a set of the context the
+ * mirror calls current is skipped only when it reached this process's
+ * session (fork_gen unchanged since). */
+static _Atomic unsigned fork_gen;
+static __thread unsigned synced_gen;
+
+static void after_fork_child(void) { fork_gen++; }
+
+__attribute__((constructor)) static void contexts_init(void) { pthread_atfork(NULL, NULL, after_fork_child); }
+
 /* Which device each context belongs to, learnt when it is made. */
 #define MAX_CTXS 256
 static struct { CUcontext ctx; CUdevice dev; } ctx_devs[MAX_CTXS];
@@ -152,10 +163,16 @@ static CUresult set_current(CUcontext ctx)
     int dev = ctx ? known_device(ctx) : -1;
     if (dev < 0 || held_primary(dev) != ctx || !gw_may_post())
         return gwf_cuCtxSetCurrent(ctx);
+    unsigned gen = fork_gen;
     gw_stat_call(GW_OP_cuCtxSetCurrent);
+    if (depth && stack[depth - 1] == ctx && synced_gen == gen)
+        return CUDA_SUCCESS; /* already current: natively nothing happens, so nothing is sent */
     gw_req *q = gw_req_begin_quiet(GW_OP_cuCtxSetCurrent); /* as the generated call encodes it */
     gw_put_handle(q, (uint64_t)(uintptr_t)ctx);
-    return gw_req_post(q);
+    CUresult rc = gw_req_post(q);
+    if (rc == CUDA_SUCCESS)
+        synced_gen = gen;
+    return rc;
 }
 
 CUresult CUDAAPI cuCtxSetCurrent(CUcontext ctx)
