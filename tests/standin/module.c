@@ -149,10 +149,10 @@ static void image_free(sd_image *m)
     free(m);
 }
 
-/* The handle for foreign kernel i of image m. */
 /* GPUWIRE_STANDIN_LAZY=1: the lazy driver (below) */
 static int lazy(void);
 
+/* The handle for foreign kernel i of image m. */
 static sd_func *foreign_func(sd_image *m, size_t i, int kind)
 {
     if (!m->ffuncs[i]) {
