@@ -752,12 +752,12 @@ SD_API CUresult cuFuncGetAttribute(int *pi, CUfunction_attribute a, CUfunction f
         return CUDA_ERROR_INVALID_VALUE;
     sd_lock();
     sd_func *fn = sd_func_check(f);
-    CUresult r = fn ? func_attr(fn, a, pi) : CUDA_ERROR_INVALID_HANDLE;
-    /* the attributes cuda.h says need a loaded function (cuFuncGetAttribute) */
-    if (r == CUDA_SUCCESS && fn->unloaded &&
-        (a == CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK || a == CU_FUNC_ATTRIBUTE_CONST_SIZE_BYTES ||
-         a == CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES))
-        r = CUDA_ERROR_FUNCTION_NOT_LOADED;
+    /* the attributes cuda.h says need a loaded function: refused, nothing written */
+    int needs_load = a == CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK || a == CU_FUNC_ATTRIBUTE_CONST_SIZE_BYTES ||
+                     a == CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
+    CUresult r = !fn ? CUDA_ERROR_INVALID_HANDLE
+               : fn->unloaded && needs_load ? CUDA_ERROR_FUNCTION_NOT_LOADED
+               : func_attr(fn, a, pi);
     sd_unlock();
     return r;
 }
